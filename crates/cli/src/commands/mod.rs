@@ -1,0 +1,16 @@
+pub mod backup;
+pub mod check_repo;
+pub mod demo;
+pub mod drill;
+pub mod recover;
+pub mod restore;
+pub mod schedule;
+pub mod serve;
+pub mod server;
+pub mod server_check;
+pub mod slim;
+pub mod snapshots;
+pub mod templates;
+pub mod unpack;
+pub mod upload;
+pub mod verify;

@@ -1,0 +1,50 @@
+#![allow(dead_code)] // some helpers are used only by commands still being built
+//! Exit codes scripts can rely on, and the one-line error report.
+
+use std::process::ExitCode;
+
+pub const OK: u8 = 0;
+pub const FAILURE: u8 = 1;
+pub const INCOMPLETE: u8 = 3;
+pub const LOCKED: u8 = 4;
+pub const INTERRUPTED: u8 = 130;
+
+/// An error that carries its own exit code (incomplete restore, lock held).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct CodedError {
+    pub code: u8,
+    pub message: String,
+}
+
+pub fn code(c: u8) -> ExitCode {
+    ExitCode::from(c)
+}
+
+/// Prints `holdfast: <error>` on one line (the cause chain with -v) and picks the exit code.
+pub fn report(e: &anyhow::Error, verbose: u8) -> ExitCode {
+    let mut line = e.to_string();
+    if verbose > 0 {
+        for cause in e.chain().skip(1) {
+            line.push_str(&format!("\n  caused by: {cause}"));
+        }
+    } else if let Some(root) = e.chain().skip(1).last() {
+        // The root cause usually names the file or server; keep it on the same line.
+        let root = root.to_string();
+        if !line.contains(&root) {
+            line.push_str(&format!(": {root}"));
+        }
+    }
+    eprintln!("holdfast: {line}");
+    let code = if let Some(c) = e.downcast_ref::<CodedError>() {
+        c.code
+    } else if e
+        .chain()
+        .any(|c| c.is::<holdfast_site::interrupt::Interrupted>())
+    {
+        INTERRUPTED
+    } else {
+        FAILURE
+    };
+    ExitCode::from(code)
+}

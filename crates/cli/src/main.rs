@@ -1,0 +1,112 @@
+//! `holdfast`: backup, restore and disaster recovery for FOSSology servers, and the backup
+//! server that watches every account. This crate only parses the command line and calls the
+//! domain crates; each subcommand lives in its own file under `commands/`.
+
+mod commands;
+mod config;
+mod exit;
+mod logging;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "holdfast",
+    version,
+    about = "Backup, restore and disaster recovery for FOSSology servers",
+    long_about = "holdfast backs up a FOSSology server (database and repository) to a backup \
+server, restores it, rebuilds unpacked files from gold, and runs the backup server side that \
+snapshots client accounts and warns customers and resellers.\n\n\
+Start with `holdfast demo` to see a site backed up, destroyed and restored on local folders.",
+    after_help = "Exit codes: 0 success, 1 error, 2 usage, 3 finished but incomplete (files missing, \
+warnings sent with failures), 4 another run holds the lock, 130 interrupted."
+)]
+pub struct Cli {
+    /// holdfast configuration file (TOML).
+    #[arg(long, global = true, env = "HOLDFAST_CONFIG", default_value = config::DEFAULT_PATH)]
+    config: PathBuf,
+    /// More detail: -v shows progress steps, -vv debug output, and error chains.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Only errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Also send log lines to syslog/journald (identifier `holdfast`).
+    #[arg(long, global = true)]
+    syslog: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the demo: build a FOSSology-shaped site, back it up, destroy it, restore it.
+    Demo(commands::demo::Args),
+    /// Back up the site: stop the scheduler, dump the database, copy the repository.
+    Backup(commands::backup::Args),
+    /// Restore a snapshot (the latest by default) and verify the site is whole.
+    Restore(commands::restore::Args),
+    /// List the snapshots on the backup target.
+    Snapshots(commands::snapshots::Args),
+    /// Check that every file the database references is in the repository.
+    Verify(commands::verify::Args),
+    /// Install or show the cron entry for the nightly backup.
+    #[command(subcommand)]
+    Schedule(commands::schedule::Cmd),
+    /// Import files as FOSSology uploads and unpack them.
+    Upload(commands::upload::Args),
+    /// Unpack an existing upload again from its gold file.
+    Unpack(commands::unpack::Args),
+    /// List uploads with files missing from the repository.
+    CheckRepo(commands::check_repo::Args),
+    /// Rebuild an upload's missing files from its gold file now.
+    Recover(commands::recover::Args),
+    /// Report or remove repository files that can be rebuilt from gold.
+    #[command(subcommand)]
+    Slim(commands::slim::Cmd),
+    /// Web pages and JSON API: browse uploads, queue recoveries, metrics.
+    Serve(commands::serve::Args),
+    /// Backup server side: accounts, snapshots, sizes, warnings.
+    #[command(subcommand)]
+    Server(commands::server::Cmd),
+    /// Per-reseller mail templates: sync from the self-care server.
+    #[command(subcommand)]
+    Templates(commands::templates::Cmd),
+    /// Disaster-recovery drills against a scratch copy of a site.
+    Drill(commands::drill::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.verbose, cli.quiet, cli.syslog);
+    holdfast_site::interrupt::install();
+    let verbose = cli.verbose;
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => exit::report(&e, verbose),
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let ctx = config::Context::load(&cli.config)?;
+    use Command::*;
+    match cli.command {
+        Demo(a) => commands::demo::run(a, &ctx),
+        Backup(a) => commands::backup::run(a, &ctx),
+        Restore(a) => commands::restore::run(a, &ctx),
+        Snapshots(a) => commands::snapshots::run(a, &ctx),
+        Verify(a) => commands::verify::run(a, &ctx),
+        Schedule(c) => commands::schedule::run(c, &ctx),
+        Upload(a) => commands::upload::run(a, &ctx),
+        Unpack(a) => commands::unpack::run(a, &ctx),
+        CheckRepo(a) => commands::check_repo::run(a, &ctx),
+        Recover(a) => commands::recover::run(a, &ctx),
+        Slim(c) => commands::slim::run(c, &ctx),
+        Serve(a) => commands::serve::run(a, &ctx),
+        Server(c) => commands::server::run(c, &ctx),
+        Templates(c) => commands::templates::run(c, &ctx),
+        Drill(a) => commands::drill::run(a, &ctx),
+    }
+}

@@ -1,0 +1,1 @@
+//! Repository checks and recovery of missing files from gold.

@@ -1,0 +1,155 @@
+//! Queries on FOSSology's database that several commands share.
+
+use crate::pfile::PfileName;
+use crate::repo::Repository;
+use serde::{Deserialize, Serialize};
+
+/// One `jobqueue` row with the job it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueRow {
+    pub jq_pk: i32,
+    pub job_pk: i32,
+    pub job_name: Option<String>,
+    /// The agent: `ununpack`, `adj2nest`, `nomos`, ...
+    pub jq_type: String,
+    pub jq_args: Option<String>,
+    pub jq_cmd_args: Option<String>,
+    pub upload_fk: Option<i32>,
+    /// True when the row had started (it was cut off), false when it was only queued.
+    pub started: bool,
+}
+
+const QUEUE_SELECT: &str = "SELECT jq.jq_pk, j.job_pk, j.job_name, jq.jq_type, jq.jq_args, \
+     jq.jq_cmd_args, j.job_upload_fk, jq.jq_starttime IS NOT NULL \
+     FROM jobqueue jq JOIN job j ON j.job_pk = jq.jq_job_fk";
+
+fn queue_rows(c: &mut postgres::Client, filter: &str) -> Result<Vec<QueueRow>, postgres::Error> {
+    let sql = format!("{QUEUE_SELECT} WHERE {filter} ORDER BY jq.jq_pk");
+    Ok(c.query(sql.as_str(), &[])?
+        .iter()
+        .map(|r| QueueRow {
+            jq_pk: r.get(0),
+            job_pk: r.get(1),
+            job_name: r.get(2),
+            jq_type: r.get(3),
+            jq_args: r.get(4),
+            jq_cmd_args: r.get(5),
+            upload_fk: r.get(6),
+            started: r.get(7),
+        })
+        .collect())
+}
+
+/// Rows an agent is working on: started, not ended.
+pub fn running_jobs(c: &mut postgres::Client) -> Result<Vec<QueueRow>, postgres::Error> {
+    queue_rows(c, "jq.jq_starttime IS NOT NULL AND jq.jq_endtime IS NULL")
+}
+
+/// Every row not ended: queued or cut off.
+pub fn unfinished_jobs(c: &mut postgres::Client) -> Result<Vec<QueueRow>, postgres::Error> {
+    queue_rows(c, "jq.jq_endtime IS NULL")
+}
+
+/// A repository file the database refers to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Reference {
+    pub upload_fk: i32,
+    /// `gold` for an upload's own file, `files` for everything in its tree.
+    pub kind: String,
+    pub pfile_pk: i32,
+    pub name: String,
+    pub size: u64,
+}
+
+/// The distinct uploadtree tables the uploads use (`uploadtree_a` and per-upload ones).
+pub fn uploadtree_tables(c: &mut postgres::Client) -> Result<Vec<String>, postgres::Error> {
+    let rows = c.query(
+        "SELECT DISTINCT COALESCE(uploadtree_tablename, 'uploadtree_a') FROM upload ORDER BY 1",
+        &[],
+    )?;
+    Ok(rows
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        // Only plain identifiers: the name is spliced into SQL.
+        .filter(|t| t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+        .collect())
+}
+
+/// Every (upload, kind, pfile) the database names: each upload's gold file, in `gold` and in
+/// `files`, and every pfile of its tree in `files`. Uploads whose unpack has not run yet
+/// only need their gold.
+pub fn references(
+    c: &mut postgres::Client,
+    upload: Option<i32>,
+) -> Result<Vec<Reference>, postgres::Error> {
+    let mut out = Vec::new();
+    let pf = "pfile_pk, pfile_sha1, pfile_md5, pfile_size";
+    let push = |out: &mut Vec<Reference>, rows: Vec<postgres::Row>, kind: &str| {
+        for r in rows {
+            let sha1: String = r.get(2);
+            let md5: String = r.get(3);
+            let size: i64 = r.get(4);
+            out.push(Reference {
+                upload_fk: r.get(0),
+                kind: kind.to_string(),
+                pfile_pk: r.get(1),
+                name: PfileName::new(&sha1, &md5, size as u64).to_string(),
+                size: size as u64,
+            });
+        }
+    };
+    let golds = c.query(
+        format!(
+            "SELECT u.upload_pk, {pf} FROM upload u JOIN pfile p ON p.pfile_pk = u.pfile_fk \
+             WHERE $1::int4 IS NULL OR u.upload_pk = $1 ORDER BY u.upload_pk"
+        )
+        .as_str(),
+        &[&upload],
+    )?;
+    push(&mut out, golds, "gold");
+    for table in uploadtree_tables(c)? {
+        let rows = c.query(
+            format!(
+                "SELECT DISTINCT t.upload_fk, {pf} FROM {table} t JOIN pfile p ON p.pfile_pk = t.pfile_fk \
+                 WHERE t.pfile_fk <> 0 AND ($1::int4 IS NULL OR t.upload_fk = $1) ORDER BY 1, 2"
+            )
+            .as_str(),
+            &[&upload],
+        )?;
+        push(&mut out, rows, "files");
+    }
+    Ok(out)
+}
+
+/// Result of checking the repository against the database.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct VerifyReport {
+    pub checked: usize,
+    pub missing: Vec<Reference>,
+}
+
+impl VerifyReport {
+    pub fn is_whole(&self) -> bool {
+        self.missing.is_empty()
+    }
+}
+
+/// Checks that every referenced file exists under its name with its size.
+pub fn verify(
+    c: &mut postgres::Client,
+    repo: &Repository,
+    upload: Option<i32>,
+) -> Result<VerifyReport, postgres::Error> {
+    let refs = references(c, upload)?;
+    let mut report = VerifyReport {
+        checked: refs.len(),
+        ..Default::default()
+    };
+    for r in refs {
+        let name = PfileName::parse(&r.name).expect("names built from hashes parse");
+        if !repo.has(&r.kind, &name) {
+            report.missing.push(r);
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,26 @@
+//! The FOSSology site that holdfast backs up, restores and repairs.
+//!
+//! A [`Site`] is read from FOSSology's own configuration folder: `fossology.conf` gives the
+//! repository root, hash depth and the `[REPOSITORY]` host ranges ([`foconf`]), `Db.conf` the
+//! libpq connection ([`dbconf`]). [`repo::Repository`] maps a pfile name to its path on disk,
+//! [`db`] holds the queries every command shares, [`scheduler`] stops FOSSology's scheduler and
+//! proves every agent is gone, and [`cluster`] starts a scratch PostgreSQL cluster for the
+//! demo, the drills and the tests. [`standin`] is a process tree that behaves like the
+//! scheduler and its agents, for machines where FOSSology itself cannot run.
+
+pub mod cluster;
+pub mod db;
+pub mod dbconf;
+pub mod foconf;
+pub mod interrupt;
+pub mod pfile;
+pub mod repo;
+pub mod scheduler;
+pub mod scratch;
+pub mod standin;
+
+mod site;
+pub use site::{Site, SiteError};
+
+/// FOSSology's schema, reduced to the tables and columns holdfast reads and writes.
+pub const SCHEMA_SQL: &str = include_str!("../sql/fossology.sql");

@@ -1,0 +1,1 @@
+//! Repository slimming: classify files, remove rebuildable containers.

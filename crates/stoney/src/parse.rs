@@ -1,0 +1,313 @@
+//! Reading the client files defensively.
+
+use crate::{BackupEnded, BackupStarted, Client, CustomSchedule, Schedule, SchedulerFile};
+use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ParseError {
+    #[error("not well-formed XML: {0}")]
+    Xml(String),
+    #[error("root element is <{found}>, expected <{expected}>")]
+    Root {
+        found: String,
+        expected: &'static str,
+    },
+    #[error("<{0}> is missing")]
+    Missing(&'static str),
+    #[error("<{tag}> has an unreadable value {value:?}")]
+    Value { tag: &'static str, value: String },
+}
+
+type Result<T> = std::result::Result<T, ParseError>;
+
+fn doc(text: &str) -> Result<roxmltree::Document<'_>> {
+    roxmltree::Document::parse(text.trim_start_matches('\u{feff}'))
+        .map_err(|e| ParseError::Xml(e.to_string()))
+}
+
+fn root<'a>(d: &'a roxmltree::Document, expected: &'static str) -> Result<roxmltree::Node<'a, 'a>> {
+    let r = d.root_element();
+    if r.tag_name().name() != expected {
+        return Err(ParseError::Root {
+            found: r.tag_name().name().to_string(),
+            expected,
+        });
+    }
+    Ok(r)
+}
+
+fn child<'a>(n: roxmltree::Node<'a, 'a>, tag: &str) -> Option<roxmltree::Node<'a, 'a>> {
+    n.children()
+        .find(|c| c.is_element() && c.tag_name().name() == tag)
+}
+
+fn text(n: roxmltree::Node, tag: &'static str) -> Result<String> {
+    child(n, tag)
+        .map(|c| c.text().unwrap_or("").trim().to_string())
+        .ok_or(ParseError::Missing(tag))
+}
+
+fn client(n: roxmltree::Node) -> Client {
+    match child(n, "client") {
+        None => Client::default(),
+        Some(c) => Client {
+            identifier: text(c, "identifier").unwrap_or_default(),
+            version: text(c, "version").unwrap_or_default(),
+            operating_system: text(c, "operatingsystem").unwrap_or_default(),
+        },
+    }
+}
+
+/// Parses a timezone offset the way the clients write it, normalising their mistakes:
+/// `-00:00` is UTC, and an offset outside +-14 h (e.g. `-23:00` near midnight) is folded
+/// back into range by whole days.
+pub fn offset(s: &str) -> Option<FixedOffset> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("z") {
+        return FixedOffset::east_opt(0);
+    }
+    let (sign, rest) = match s.as_bytes().first()? {
+        b'+' => (1, &s[1..]),
+        b'-' => (-1, &s[1..]),
+        _ => (1, s),
+    };
+    let (h, m) = match rest.split_once(':') {
+        Some((h, m)) => (h, m),
+        None if rest.len() == 4 => (&rest[..2], &rest[2..]),
+        None => (rest, "0"),
+    };
+    let h: i32 = h.trim().parse().ok()?;
+    let m: i32 = m.trim().parse().ok()?;
+    if !(0..60).contains(&m) {
+        return None;
+    }
+    let mut secs = sign * (h * 3600 + m * 60);
+    while secs > 14 * 3600 {
+        secs -= 24 * 3600;
+    }
+    while secs < -14 * 3600 {
+        secs += 24 * 3600;
+    }
+    FixedOffset::east_opt(secs)
+}
+
+/// Parses an ISO 8601 date with an offset, tolerating the clients' wrong offsets.
+pub fn date(s: &str) -> Option<DateTime<FixedOffset>> {
+    let s = s.trim();
+    if let Ok(d) = DateTime::parse_from_rfc3339(s) {
+        return Some(d);
+    }
+    // Split off the offset by hand: the last '+' or '-' after the time part, or 'Z'.
+    let t = s.find('T').or_else(|| s.find(' '))?;
+    let (local, off) = match s[t..].rfind(['+', '-']) {
+        Some(i) => (&s[..t + i], &s[t + i..]),
+        None => match s.strip_suffix(['Z', 'z']) {
+            Some(l) => (l, "Z"),
+            None => (s, "Z"),
+        },
+    };
+    let local = local.replace(' ', "T");
+    let naive = NaiveDateTime::parse_from_str(&local, "%Y-%m-%dT%H:%M:%S%.f")
+        .or_else(|_| NaiveDateTime::parse_from_str(&local, "%Y-%m-%dT%H:%M"))
+        .ok()?;
+    let off = offset(off)?;
+    off.from_local_datetime(&naive).single()
+}
+
+fn number(s: &str) -> Option<u32> {
+    let t = s.trim();
+    let t = t.trim_start_matches('0');
+    if t.is_empty() {
+        return s
+            .trim()
+            .chars()
+            .all(|c| c == '0')
+            .then_some(0)
+            .filter(|_| !s.trim().is_empty());
+    }
+    t.parse().ok()
+}
+
+pub fn backup_started(xml: &str) -> Result<BackupStarted> {
+    let d = doc(xml)?;
+    let r = root(&d, "backup_started")?;
+    let raw = text(r, "startdate")?;
+    Ok(BackupStarted {
+        start: date(&raw).ok_or(ParseError::Value {
+            tag: "startdate",
+            value: raw,
+        })?,
+        id: text(r, "id")?,
+        client: client(r),
+    })
+}
+
+pub fn backup_ended(xml: &str) -> Result<BackupEnded> {
+    let d = doc(xml)?;
+    let r = root(&d, "backup_ended")?;
+    let raw = text(r, "enddate")?;
+    let success = text(r, "success")?;
+    Ok(BackupEnded {
+        end: date(&raw).ok_or(ParseError::Value {
+            tag: "enddate",
+            value: raw,
+        })?,
+        id: text(r, "id")?,
+        success: match number(&success) {
+            Some(0) => false,
+            Some(_) => true,
+            None => match success.to_ascii_lowercase().as_str() {
+                "true" | "yes" => true,
+                "false" | "no" => false,
+                _ => {
+                    return Err(ParseError::Value {
+                        tag: "success",
+                        value: success,
+                    })
+                }
+            },
+        },
+        client: client(r),
+    })
+}
+
+/// Numbers of every element child (whatever its tag, e.g. `minute_selected`), or `None`
+/// when the list says "every" (`*`).
+fn values(n: roxmltree::Node, tag: &'static str) -> Result<Option<Vec<u32>>> {
+    let mut out = Vec::new();
+    for c in n.children().filter(|c| c.is_element()) {
+        let t = c.text().unwrap_or("").trim();
+        if t == "*" {
+            return Ok(None);
+        }
+        out.push(number(t).ok_or(ParseError::Value {
+            tag,
+            value: t.to_string(),
+        })?);
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(Some(out))
+}
+
+pub fn scheduler(xml: &str) -> Result<SchedulerFile> {
+    let d = doc(xml)?;
+    let r = root(&d, "online_backup_schedule")?;
+    let schedule = if child(r, "no_schedule").is_some() {
+        Schedule::None
+    } else if let Some(s) = child(r, "backup_after_startup") {
+        let raw = text(s, "minutes_after_startup")?;
+        Schedule::AfterStartup {
+            minutes: number(&raw).ok_or(ParseError::Value {
+                tag: "minutes_after_startup",
+                value: raw,
+            })?,
+        }
+    } else if let Some(c) = child(r, "custom_online_backup") {
+        let get = |tag: &'static str| -> Result<Option<Vec<u32>>> {
+            match child(c, tag) {
+                Some(n) => values(n, tag),
+                None => Ok(None),
+            }
+        };
+        let tz_raw = text(c, "timezone").unwrap_or_default();
+        Schedule::Custom(CustomSchedule {
+            minutes: get("minutes")?.unwrap_or_else(|| vec![0]),
+            hours: get("hours")?.ok_or(ParseError::Missing("hours"))?,
+            days_of_month: get("days_of_month")?,
+            months: get("months")?,
+            days_of_week: get("days_of_week")?,
+            timezone: if tz_raw.is_empty() {
+                FixedOffset::east_opt(0).unwrap()
+            } else {
+                offset(&tz_raw).ok_or(ParseError::Value {
+                    tag: "timezone",
+                    value: tz_raw,
+                })?
+            },
+        })
+    } else {
+        return Err(ParseError::Missing(
+            "no_schedule|backup_after_startup|custom_online_backup",
+        ));
+    };
+    Ok(SchedulerFile {
+        schedule,
+        client: client(r),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::CustomSchedule;
+
+    fn c() -> Client {
+        Client {
+            identifier: "holdfast".into(),
+            version: "0.1.0".into(),
+            operating_system: "Linux".into(),
+        }
+    }
+
+    #[test]
+    fn round_trip_all_three_files() {
+        let start = date("2026-11-22T02:00:05+01:00").unwrap();
+        let s = BackupStarted {
+            start,
+            id: "42".into(),
+            client: c(),
+        };
+        assert_eq!(backup_started(&s.to_xml()).unwrap(), s);
+        let e = BackupEnded {
+            end: start,
+            id: "42".into(),
+            success: false,
+            client: c(),
+        };
+        assert_eq!(backup_ended(&e.to_xml()).unwrap(), e);
+        let sch = SchedulerFile {
+            schedule: Schedule::Custom(CustomSchedule {
+                minutes: vec![30],
+                hours: vec![2],
+                days_of_month: None,
+                months: None,
+                days_of_week: Some(vec![1, 5]),
+                timezone: offset("+02:00").unwrap(),
+            }),
+            client: c(),
+        };
+        assert_eq!(scheduler(&sch.to_xml()).unwrap(), sch);
+    }
+
+    #[test]
+    fn survives_client_quirks() {
+        assert_eq!(offset("-23:00"), FixedOffset::east_opt(3600));
+        assert_eq!(offset("-00:00"), FixedOffset::east_opt(0));
+        assert_eq!(
+            date("2013-02-05T23:30:00-23:00")
+                .unwrap()
+                .offset()
+                .local_minus_utc(),
+            3600
+        );
+        assert!(date("garbage").is_none());
+        let x = "<online_backup_schedule><custom_online_backup><minutes><minute_selected>05</minute_selected></minutes><hours><hour_selected>09</hour_selected></hours><days_of_week><week_day>07</week_day></days_of_week><timezone>+01:00</timezone></custom_online_backup></online_backup_schedule>";
+        let s = scheduler(x).unwrap();
+        let Schedule::Custom(cs) = s.schedule else {
+            panic!()
+        };
+        assert_eq!(
+            (cs.minutes, cs.hours, cs.days_of_week),
+            (vec![5], vec![9], Some(vec![7]))
+        );
+        assert!(matches!(
+            backup_ended("<backup_ended><enddate>2013-02-0"),
+            Err(ParseError::Xml(_))
+        ));
+        assert!(matches!(
+            backup_started("<backup_ended/>"),
+            Err(ParseError::Root { .. })
+        ));
+    }
+}

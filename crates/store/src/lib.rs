@@ -1,0 +1,1 @@
+//! Backup targets, snapshot layouts and manifests.

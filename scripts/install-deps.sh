@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the system packages holdfast, its demo, tests and benchmarks use (Debian).
+set -euo pipefail
+pkgs=(postgresql postgresql-contrib rsync openssh-server openssh-client slapd ldap-utils
+      libarchive-tools p7zip-full rpm xorriso dpkg-dev cpio binutils zstd xz-utils bzip2 lz4
+      zip unzip python3-aiosmtpd chromium restic borgbackup hyperfine libssl-dev pkg-config)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+# slapd's package starts a system instance; the tests run their own.
+systemctl disable --now slapd >/dev/null 2>&1 || service slapd stop >/dev/null 2>&1 || true
+mkdir -p /run/sshd
