@@ -7,6 +7,7 @@
 //! mid-upload; [`parse`] returns an error for the caller to log, never a panic.
 
 pub mod parse;
+pub mod plan;
 pub mod render;
 
 use chrono::{DateTime, FixedOffset};

@@ -95,7 +95,13 @@ pub fn offset(s: &str) -> Option<FixedOffset> {
 pub fn date(s: &str) -> Option<DateTime<FixedOffset>> {
     let s = s.trim();
     if let Ok(d) = DateTime::parse_from_rfc3339(s) {
-        return Some(d);
+        let secs = d.offset().local_minus_utc();
+        if secs.abs() <= 14 * 3600 {
+            return Some(d);
+        }
+        // chrono accepts up to +-24 h; keep the local time and fold the offset back.
+        let fixed = offset(&d.offset().to_string())?;
+        return fixed.from_local_datetime(&d.naive_local()).single();
     }
     // Split off the offset by hand: the last '+' or '-' after the time part, or 'Z'.
     let t = s.find('T').or_else(|| s.find(' '))?;
