@@ -1,0 +1,133 @@
+//! The shared foundation against real processes: a scratch PostgreSQL site, the scheduler
+//! stand-in, and quiescing it (slow stop, refused stop, restart on every path).
+
+use holdfast_site::scheduler::{quiesce, SchedulerError};
+use holdfast_site::scratch::ScratchSite;
+use holdfast_site::standin::{Behaviour, StandIn};
+use holdfast_site::Site;
+use std::time::Instant;
+
+fn tag(n: u32) -> String {
+    format!("{:x}{n}", std::process::id() % 0xfff)
+}
+
+#[test]
+fn scratch_site_has_schema_and_reopens_from_its_conf() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = ScratchSite::create(dir.path(), "SQL_ASCII").unwrap();
+    let site = Site::open(Some(s.conf_dir())).unwrap();
+    let mut c = site.connect().unwrap();
+    let enc: String = c
+        .query_one(
+            "SELECT pg_encoding_to_char(encoding) FROM pg_database WHERE datname = 'fossology'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(enc, "SQL_ASCII");
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM uploadtree_a", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+    assert_eq!(
+        site.repo.host_dirs(),
+        vec![s.root.join("repository/localhost")]
+    );
+    // A wrong password is refused by the real server.
+    let bad = site.db.with_dbname("fossology");
+    let mut cfg = bad.pg_config();
+    cfg.password("wrong");
+    let err = cfg
+        .connect(postgres::NoTls)
+        .err()
+        .expect("wrong password refused");
+    let err = err
+        .as_db_error()
+        .expect("a server error")
+        .message()
+        .to_string();
+    assert!(err.contains("password authentication failed"), "{err}");
+}
+
+#[test]
+fn quiesce_waits_for_a_slow_stop_and_restarts_on_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    let si = StandIn::create(
+        dir.path(),
+        &tag(1),
+        Behaviour {
+            stop_delay_secs: 2,
+            refuse_stop: false,
+            agents: 2,
+        },
+    )
+    .unwrap();
+    si.start().unwrap();
+    assert_eq!(si.processes().len(), 3, "scheduler and two agents");
+    let began = Instant::now();
+    let q = quiesce(&si.config(30), None).unwrap();
+    assert!(
+        began.elapsed().as_secs_f64() >= 1.9,
+        "returned before the agents were gone"
+    );
+    assert!(!si.is_running());
+    drop(q);
+    assert!(
+        si.is_running(),
+        "dropping the guard starts the scheduler again"
+    );
+    assert_eq!(si.starts(), 2);
+}
+
+#[test]
+fn quiesce_gives_up_on_a_scheduler_that_refuses_and_restarts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let si = StandIn::create(
+        dir.path(),
+        &tag(2),
+        Behaviour {
+            stop_delay_secs: 0,
+            refuse_stop: true,
+            agents: 1,
+        },
+    )
+    .unwrap();
+    si.start().unwrap();
+    let err = quiesce(&si.config(2), None).err().expect("must time out");
+    let msg = err.to_string();
+    assert!(matches!(err, SchedulerError::Timeout { .. }), "{msg}");
+    assert!(
+        msg.contains(&si.scheduler_name),
+        "names what still runs: {msg}"
+    );
+    assert_eq!(
+        si.starts(),
+        2,
+        "the start command ran again after the failure"
+    );
+}
+
+#[test]
+fn running_queue_rows_hold_the_backup_until_they_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = ScratchSite::create(&dir.path().join("site"), "UTF8").unwrap();
+    let mut c = s.site.connect().unwrap();
+    c.batch_execute(
+        "INSERT INTO job (job_name, job_upload_fk) VALUES ('scan', 1);
+         INSERT INTO jobqueue (jq_job_fk, jq_type, jq_args, jq_starttime) VALUES (1, 'nomos', '1', now());
+         INSERT INTO jobqueue (jq_job_fk, jq_type, jq_args) VALUES (1, 'ojo', '1');",
+    )
+    .unwrap();
+    let si = StandIn::create(&dir.path().join("sched"), &tag(3), Behaviour::default()).unwrap();
+    si.start().unwrap();
+    // No process remains, but the row says running: it is waited for (grace 1 s), then
+    // reported as cut off rather than blocking every backup forever.
+    let q = quiesce(&si.config(20), Some(&mut c)).unwrap();
+    assert_eq!(q.report.stale_running.len(), 1);
+    assert_eq!(q.report.stale_running[0].jq_type, "nomos");
+    let unfinished = holdfast_site::db::unfinished_jobs(&mut c).unwrap();
+    assert_eq!(unfinished.len(), 2);
+    assert!(unfinished.iter().any(|r| r.jq_type == "ojo" && !r.started));
+    q.restart().unwrap();
+}
