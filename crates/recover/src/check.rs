@@ -1,0 +1,94 @@
+//! Which uploads have files missing from the repository.
+//!
+//! A file counts as present when it exists under its content name with the size the name
+//! says (a truncated copy is missing), exactly as `holdfast verify` checks it.
+
+use crate::Result;
+use holdfast_site::db::{self, Reference};
+use holdfast_site::pfile::PfileName;
+use holdfast_site::repo::Repository;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One upload's repository state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadCheck {
+    pub upload_pk: i32,
+    pub filename: String,
+    /// The gold file's repository name (`sha1.md5.size`), when the upload has one.
+    pub gold_name: Option<String>,
+    pub gold_present: bool,
+    pub gold_bytes: u64,
+    /// Distinct `files` entries the upload's tree names.
+    pub files_total: u64,
+    pub files_bytes: u64,
+    pub missing_files: u64,
+    pub missing_bytes: u64,
+    /// The missing `files` entries (name and size), for the checker's detail output.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub missing: Vec<Reference>,
+}
+
+impl UploadCheck {
+    pub fn is_whole(&self) -> bool {
+        self.missing_files == 0 && self.gold_present
+    }
+    /// Missing files can come back from gold.
+    pub fn recoverable(&self) -> bool {
+        self.missing_files > 0 && self.gold_present
+    }
+}
+
+/// Checks every upload (or one) against the repository; uploads in `upload_pk` order.
+pub fn check_repo(
+    c: &mut postgres::Client,
+    repo: &Repository,
+    upload: Option<i32>,
+) -> Result<Vec<UploadCheck>> {
+    let mut out: BTreeMap<i32, UploadCheck> = BTreeMap::new();
+    for r in c.query(
+        "SELECT upload_pk, upload_filename FROM upload \
+         WHERE $1::int4 IS NULL OR upload_pk = $1 ORDER BY upload_pk",
+        &[&upload],
+    )? {
+        let pk: i32 = r.get(0);
+        out.insert(
+            pk,
+            UploadCheck {
+                upload_pk: pk,
+                filename: r.get(1),
+                ..Default::default()
+            },
+        );
+    }
+    if let Some(u) = upload {
+        if !out.contains_key(&u) {
+            return Err(crate::RecoverError::NoUpload(u));
+        }
+    }
+    for r in db::references(c, upload)? {
+        let Some(entry) = out.get_mut(&r.upload_fk) else {
+            continue;
+        };
+        let present = PfileName::parse(&r.name).is_some_and(|n| repo.has(&r.kind, &n));
+        if r.kind == "gold" {
+            entry.gold_name = Some(r.name.clone());
+            entry.gold_present = present;
+            entry.gold_bytes = r.size;
+        } else {
+            entry.files_total += 1;
+            entry.files_bytes += r.size;
+            if !present {
+                entry.missing_files += 1;
+                entry.missing_bytes += r.size;
+                entry.missing.push(r);
+            }
+        }
+    }
+    Ok(out.into_values().collect())
+}
+
+/// Only the uploads with something missing (files, or the gold itself).
+pub fn incomplete(checks: &[UploadCheck]) -> Vec<&UploadCheck> {
+    checks.iter().filter(|c| !c.is_whole()).collect()
+}

@@ -1,0 +1,193 @@
+//! Why a file is still missing after a reunpack.
+//!
+//! Three causes are expected and each says what to do: the gold itself is gone (maintenance
+//! deleted it; that upload cannot be rebuilt), a member of an archive failed to unpack (the
+//! unpacker's error names the archive and member), or the file is an artifact the unpacker
+//! writes itself, such as `artifact.meta`, whose bytes depend on the tool and cannot be
+//! reproduced under the old name; those are reported but are not data lost. Anything else is
+//! `Unexplained` and counts as lost.
+
+use crate::{mode, Result};
+use holdfast_site::db::{self, Reference};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum MissingReason {
+    /// The upload's gold file is not in the repository: nothing to unpack from.
+    GoldMissing { gold: String },
+    /// The unpacker reported an error for a member (its message).
+    UnpackFailed { error: String },
+    /// An artifact whose content depends on the unpacker; not data lost.
+    NotReproducible { artifact: String },
+    /// Rebuilding was left to recovery on demand (`--lazy`).
+    Deferred,
+    /// No known cause: counts as data lost.
+    Unexplained,
+}
+
+impl MissingReason {
+    /// True when the file's content is gone for good (or unknown), not merely deferred or
+    /// regenerated differently.
+    pub fn is_loss(&self) -> bool {
+        matches!(
+            self,
+            MissingReason::GoldMissing { .. }
+                | MissingReason::UnpackFailed { .. }
+                | MissingReason::Unexplained
+        )
+    }
+}
+
+/// A repository file the database references that is not there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MissingFile {
+    pub upload_fk: i32,
+    pub kind: String,
+    pub pfile_pk: i32,
+    pub name: String,
+    pub size: u64,
+    /// Where the file sits in the upload's tree (first path when it occurs several times).
+    pub path: Option<String>,
+    #[serde(flatten)]
+    pub reason: MissingReason,
+}
+
+impl std::fmt::Display for MissingFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let at = self.path.as_deref().unwrap_or(&self.name);
+        write!(f, "upload {}: {} {at}: ", self.upload_fk, self.kind)?;
+        match &self.reason {
+            MissingReason::GoldMissing { gold } => write!(
+                f,
+                "gold file {gold} is missing, the upload cannot be rebuilt (restore its gold)"
+            ),
+            MissingReason::UnpackFailed { error } => write!(f, "failed to unpack: {error}"),
+            MissingReason::NotReproducible { artifact } => write!(
+                f,
+                "{artifact} is an unpacker artifact that cannot be reproduced byte for byte (not data lost)"
+            ),
+            MissingReason::Deferred => {
+                write!(f, "not rebuilt yet (lazy restore: recover on demand)")
+            }
+            MissingReason::Unexplained => write!(f, "missing, no known cause"),
+        }
+    }
+}
+
+/// Path (names from the root) and mode of every tree row holding `pfile` in `upload`.
+pub fn tree_paths(c: &mut postgres::Client, upload: i32, pfile: i32) -> Result<Vec<(String, i32)>> {
+    let table = upload_table(c, upload)?;
+    let sql = format!(
+        "WITH RECURSIVE up AS ( \
+           SELECT uploadtree_pk AS leaf, parent, ufile_name::text AS path, ufile_mode AS mode \
+             FROM {table} WHERE upload_fk = $1 AND pfile_fk = $2 \
+           UNION ALL \
+           SELECT up.leaf, t.parent, t.ufile_name || '/' || up.path, up.mode \
+             FROM up JOIN {table} t ON t.uploadtree_pk = up.parent) \
+         SELECT path, mode FROM up WHERE parent IS NULL ORDER BY leaf"
+    );
+    Ok(c.query(sql.as_str(), &[&upload, &pfile])?
+        .iter()
+        .map(|r| {
+            (
+                r.get::<_, String>(0),
+                r.get::<_, Option<i32>>(1).unwrap_or(0),
+            )
+        })
+        .collect())
+}
+
+/// The uploadtree table an upload's rows live in (a plain identifier).
+pub fn upload_table(c: &mut postgres::Client, upload: i32) -> Result<String> {
+    let row = c
+        .query_opt(
+            "SELECT COALESCE(uploadtree_tablename, 'uploadtree_a') FROM upload WHERE upload_pk = $1",
+            &[&upload],
+        )?
+        .ok_or(crate::RecoverError::NoUpload(upload))?;
+    let t: String = row.get(0);
+    if t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        Ok(t)
+    } else {
+        Ok("uploadtree_a".into())
+    }
+}
+
+/// Explains each missing reference; `unpack_errors` are the unpacker's messages for that
+/// upload (empty when it ran cleanly or did not run), `gold_missing` whether its gold is gone.
+pub fn explain(
+    c: &mut postgres::Client,
+    missing: &[Reference],
+    gold_missing: Option<&str>,
+    unpack_errors: &[String],
+    deferred: bool,
+) -> Result<Vec<MissingFile>> {
+    let mut out = Vec::new();
+    for r in missing {
+        let paths = if r.kind == "files" {
+            tree_paths(c, r.upload_fk, r.pfile_pk)?
+        } else {
+            Vec::new()
+        };
+        let path = paths.first().map(|(p, _)| p.clone());
+        let artifact = paths
+            .iter()
+            .find(|(p, m)| m & mode::ARTIFACT != 0 && !is_dir_artifact(p))
+            .map(|(p, _)| p.clone());
+        let reason = if let Some(gold) = gold_missing {
+            MissingReason::GoldMissing { gold: gold.into() }
+        } else if deferred {
+            MissingReason::Deferred
+        } else if let Some(artifact) = artifact {
+            MissingReason::NotReproducible { artifact }
+        } else if let Some(e) = best_error(unpack_errors, path.as_deref()) {
+            MissingReason::UnpackFailed { error: e }
+        } else {
+            MissingReason::Unexplained
+        };
+        out.push(MissingFile {
+            upload_fk: r.upload_fk,
+            kind: r.kind.clone(),
+            pfile_pk: r.pfile_pk,
+            name: r.name.clone(),
+            size: r.size,
+            path,
+            reason,
+        });
+    }
+    Ok(out)
+}
+
+fn is_dir_artifact(p: &str) -> bool {
+    let last = p.rsplit('/').next().unwrap_or(p);
+    last == "artifact.dir" || last == "artifact.unpacked"
+}
+
+/// The unpack error that names the file's container (the nearest ancestor), else the first.
+fn best_error(errors: &[String], path: Option<&str>) -> Option<String> {
+    if errors.is_empty() {
+        return None;
+    }
+    if let Some(path) = path {
+        let parts: Vec<&str> = path
+            .split('/')
+            .filter(|p| !p.starts_with("artifact."))
+            .collect();
+        for name in parts.iter().rev() {
+            if let Some(e) = errors.iter().find(|e| e.contains(name)) {
+                return Some(e.clone());
+            }
+        }
+    }
+    Some(errors[0].clone())
+}
+
+/// Every missing reference of one upload (files and gold).
+pub fn missing_of(
+    c: &mut postgres::Client,
+    repo: &holdfast_site::repo::Repository,
+    upload: i32,
+) -> Result<Vec<Reference>> {
+    Ok(db::verify(c, repo, Some(upload))?.missing)
+}

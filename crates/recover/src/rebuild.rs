@@ -1,0 +1,484 @@
+//! Rebuilding `files` from gold after a gold-only restore, and for one upload on demand.
+//!
+//! Order matters: the uploads of jobs the backup cut off (the manifest's rows plus every
+//! unfinished `jobqueue` row of the restored database) come first, because FOSSology's
+//! scheduler can only run those jobs again once their files exist; they are handed back to
+//! the scheduler the moment their uploads are rebuilt, the way its own `--reset` start does.
+//! Then every other upload follows, in parallel.
+//!
+//! Resuming needs no bookkeeping that could disagree with the disk: an upload whose every
+//! referenced file is present is skipped, so a run that was killed halfway simply continues
+//! with the uploads still incomplete (the unpacker only writes files that are missing).
+//! A state table would also be copied by the next backup and wrongly mark a later restore
+//! as done.
+
+use crate::explain::{explain, missing_of, MissingFile, MissingReason};
+use crate::{RecoverError, Result};
+use holdfast_site::db::{self, QueueRow};
+use holdfast_site::Site;
+use holdfast_unpack::{unpack_upload, UnpackConfig, UnpackError, UnpackOptions, UnpackSummary};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// How `rebuild_after_restore` works.
+#[derive(Debug, Clone, Default)]
+pub struct RebuildOptions {
+    /// Rebuild only what the cut-off jobs need now; leave the rest to recovery on demand.
+    pub lazy: bool,
+    /// Uploads unpacked at the same time (0 = one per CPU).
+    pub jobs: usize,
+}
+
+/// What a rebuild did, and every file still missing with its reason.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RebuildReport {
+    pub lazy: bool,
+    /// Uploads in the database.
+    pub uploads: usize,
+    /// Uploads of cut-off jobs, rebuilt first.
+    pub cut_off_uploads: Vec<i32>,
+    /// Uploads reunpacked by this run.
+    pub rebuilt: Vec<i32>,
+    /// Uploads that were already whole (a previous run or a full restore did them).
+    pub already_whole: usize,
+    /// Uploads left to recovery on demand (`lazy`).
+    pub deferred: Vec<i32>,
+    /// `jobqueue` rows handed back to the scheduler.
+    pub requeued: Vec<i32>,
+    /// Cut-off rows not handed back: their upload cannot be rebuilt.
+    pub not_requeued: Vec<i32>,
+    pub files_written: u64,
+    pub files_bytes: u64,
+    pub gold_bytes: u64,
+    pub seconds: f64,
+    /// References checked by the final verification.
+    pub checked: usize,
+    pub missing: Vec<MissingFile>,
+}
+
+impl RebuildReport {
+    /// Files whose content is lost (gold missing, failed member, unexplained).
+    pub fn lost(&self) -> Vec<&MissingFile> {
+        self.missing.iter().filter(|m| m.reason.is_loss()).collect()
+    }
+    /// Artifacts that cannot be reproduced byte for byte (not data lost).
+    pub fn not_reproducible(&self) -> Vec<&MissingFile> {
+        self.missing
+            .iter()
+            .filter(|m| matches!(m.reason, MissingReason::NotReproducible { .. }))
+            .collect()
+    }
+    /// Nothing lost and nothing deferred.
+    pub fn is_whole(&self) -> bool {
+        self.missing
+            .iter()
+            .all(|m| matches!(m.reason, MissingReason::NotReproducible { .. }))
+    }
+}
+
+/// One upload rebuilt on demand.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct UploadOutcome {
+    pub upload_pk: i32,
+    /// Missing before the reunpack.
+    pub missing_before: usize,
+    pub summary: Option<UnpackSummary>,
+    /// Still missing afterwards, explained.
+    pub missing: Vec<MissingFile>,
+}
+
+/// Agents that do not read unpacked files: their jobs do not make an upload urgent.
+const NO_FILES_AGENTS: [&str; 2] = ["wget_agent", "delagent"];
+
+/// After a gold-only restore: reunpack what is missing, requeue cut-off jobs, explain the rest.
+pub fn rebuild_after_restore(
+    site: &Site,
+    unpack: &UnpackConfig,
+    cut_off: &[QueueRow],
+    opts: &RebuildOptions,
+) -> Result<RebuildReport> {
+    let start = Instant::now();
+    let mut c = site.connect()?;
+    let mut report = RebuildReport {
+        lazy: opts.lazy,
+        ..Default::default()
+    };
+
+    // Cut-off rows: the manifest's, plus whatever the restored queue still has unfinished.
+    let mut rows: Vec<QueueRow> = cut_off.to_vec();
+    for r in db::unfinished_jobs(&mut c)? {
+        if !rows.iter().any(|x| x.jq_pk == r.jq_pk) {
+            rows.push(r);
+        }
+    }
+    let urgent: BTreeSet<i32> = rows
+        .iter()
+        .filter(|r| !NO_FILES_AGENTS.contains(&r.jq_type.as_str()))
+        .filter_map(|r| {
+            r.upload_fk
+                .or_else(|| r.jq_args.as_deref()?.trim().parse().ok())
+        })
+        .collect();
+
+    let uploads: Vec<(i32, i64)> = c
+        .query(
+            "SELECT u.upload_pk, COALESCE(p.pfile_size, 0) FROM upload u \
+             LEFT JOIN pfile p ON p.pfile_pk = u.pfile_fk ORDER BY u.upload_pk",
+            &[],
+        )?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    report.uploads = uploads.len();
+    report.cut_off_uploads = urgent
+        .iter()
+        .copied()
+        .filter(|u| uploads.iter().any(|(p, _)| p == u))
+        .collect();
+    let first: Vec<(i32, i64)> = uploads
+        .iter()
+        .copied()
+        .filter(|(u, _)| urgent.contains(u))
+        .collect();
+    let rest: Vec<(i32, i64)> = uploads
+        .iter()
+        .copied()
+        .filter(|(u, _)| !urgent.contains(u))
+        .collect();
+    tracing::info!(
+        uploads = uploads.len(),
+        cut_off = first.len(),
+        lazy = opts.lazy,
+        "rebuilding files from gold"
+    );
+
+    let jobs = if opts.jobs == 0 {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    } else {
+        opts.jobs
+    };
+    let total_gold: u64 = if opts.lazy {
+        first.iter().map(|(_, s)| *s as u64).sum()
+    } else {
+        uploads.iter().map(|(_, s)| *s as u64).sum()
+    };
+    let progress = Progress::new(
+        if opts.lazy {
+            first.len()
+        } else {
+            uploads.len()
+        },
+        total_gold,
+    );
+
+    let mut failures: Vec<(i32, Vec<String>)> = Vec::new();
+    let mut gold_gone: BTreeSet<i32> = BTreeSet::new();
+    let phase1 = run_parallel(site, unpack, &first, jobs, &progress)?;
+    absorb(
+        &mut report,
+        &mut failures,
+        &mut gold_gone,
+        phase1.into_iter(),
+    );
+
+    // Hand the cut-off jobs back as soon as their uploads are whole again.
+    let (requeue, skip): (Vec<&QueueRow>, Vec<&QueueRow>) = rows.iter().partition(|r| {
+        r.upload_fk.is_none_or(|u| {
+            !gold_gone.contains(&u) || NO_FILES_AGENTS.contains(&r.jq_type.as_str())
+        })
+    });
+    report.requeued = requeue_jobs(&mut c, &requeue)?;
+    report.not_requeued = skip.iter().map(|r| r.jq_pk).collect();
+
+    if opts.lazy {
+        report.deferred = rest.iter().map(|(u, _)| *u).collect();
+    } else {
+        let phase2 = run_parallel(site, unpack, &rest, jobs, &progress)?;
+        absorb(
+            &mut report,
+            &mut failures,
+            &mut gold_gone,
+            phase2.into_iter(),
+        );
+    }
+    holdfast_site::interrupt::check()?;
+
+    // The same verification as a full restore, with a reason for every missing file.
+    let verify = db::verify(&mut c, &site.repo, None)?;
+    report.checked = verify.checked;
+    let mut by_upload: std::collections::BTreeMap<i32, Vec<db::Reference>> = Default::default();
+    for r in verify.missing {
+        by_upload.entry(r.upload_fk).or_default().push(r);
+    }
+    for (u, refs) in by_upload {
+        let gold = refs
+            .iter()
+            .find(|r| r.kind == "gold")
+            .map(|r| r.name.clone());
+        let errors = failures
+            .iter()
+            .find(|(x, _)| *x == u)
+            .map(|(_, e)| e.clone())
+            .unwrap_or_default();
+        let deferred = report.deferred.contains(&u);
+        report
+            .missing
+            .extend(explain(&mut c, &refs, gold.as_deref(), &errors, deferred)?);
+    }
+    report.seconds = start.elapsed().as_secs_f64();
+    tracing::info!(
+        rebuilt = report.rebuilt.len(),
+        already_whole = report.already_whole,
+        requeued = report.requeued.len(),
+        missing = report.missing.len(),
+        lost = report.lost().len(),
+        seconds = report.seconds,
+        "rebuild finished"
+    );
+    Ok(report)
+}
+
+fn absorb(
+    report: &mut RebuildReport,
+    failures: &mut Vec<(i32, Vec<String>)>,
+    gold_gone: &mut BTreeSet<i32>,
+    results: impl Iterator<Item = (i32, u64, Step)>,
+) {
+    for (u, gold, step) in results {
+        match step {
+            Step::Whole => report.already_whole += 1,
+            Step::Unpacked(s) => {
+                report.files_written += s.written;
+                report.files_bytes += s.bytes;
+                report.gold_bytes += gold;
+                if !s.errors.is_empty() {
+                    failures.push((u, s.errors.clone()));
+                }
+                report.rebuilt.push(u);
+            }
+            Step::GoldMissing => {
+                gold_gone.insert(u);
+            }
+            Step::Failed(e) => failures.push((u, vec![e])),
+        }
+    }
+    report.rebuilt.sort_unstable();
+}
+
+enum Step {
+    Whole,
+    Unpacked(UnpackSummary),
+    GoldMissing,
+    Failed(String),
+}
+
+/// Progress with an ETA from the gold bytes done so far.
+struct Progress {
+    start: Instant,
+    state: Mutex<(usize, u64)>,
+    total: usize,
+    total_gold: u64,
+}
+
+impl Progress {
+    fn new(total: usize, total_gold: u64) -> Self {
+        Progress {
+            start: Instant::now(),
+            state: Mutex::new((0, 0)),
+            total,
+            total_gold,
+        }
+    }
+    fn step(&self, upload: i32, gold: u64, what: &str) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.0 += 1;
+        s.1 += gold;
+        let secs = self.start.elapsed().as_secs_f64();
+        let eta = if s.1 > 0 && self.total_gold > s.1 {
+            let left = (self.total_gold - s.1) as f64 * secs / s.1 as f64;
+            format!("{}s", left.round() as u64)
+        } else {
+            "-".into()
+        };
+        tracing::info!(
+            upload,
+            "rebuild {}/{} uploads, {:.1}/{:.1} MB gold, ETA {eta}: upload {upload} {what}",
+            s.0,
+            self.total,
+            s.1 as f64 / 1e6,
+            self.total_gold as f64 / 1e6
+        );
+    }
+}
+
+fn run_parallel(
+    site: &Site,
+    cfg: &UnpackConfig,
+    uploads: &[(i32, i64)],
+    jobs: usize,
+    progress: &Progress,
+) -> Result<Vec<(i32, u64, Step)>> {
+    let queue = Mutex::new(uploads.iter().copied().collect::<VecDeque<_>>());
+    let results = Mutex::new(Vec::new());
+    let first_error: Mutex<Option<RecoverError>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..jobs.max(1).min(uploads.len().max(1)) {
+            s.spawn(|| {
+                let mut c = match site.connect() {
+                    Ok(c) => c,
+                    Err(e) => {
+                        first_error.lock().unwrap().get_or_insert(e.into());
+                        return;
+                    }
+                };
+                loop {
+                    if holdfast_site::interrupt::requested()
+                        || first_error.lock().unwrap().is_some()
+                    {
+                        return;
+                    }
+                    let Some((u, gold)) = queue.lock().unwrap().pop_front() else {
+                        return;
+                    };
+                    match rebuild_one(site, cfg, &mut c, u) {
+                        Ok(step) => {
+                            let what = match &step {
+                                Step::Whole => "already whole".to_string(),
+                                Step::Unpacked(s) => {
+                                    format!(
+                                        "{} files written, {} errors",
+                                        s.written,
+                                        s.errors.len()
+                                    )
+                                }
+                                Step::GoldMissing => "gold missing: cannot rebuild".into(),
+                                Step::Failed(e) => format!("failed: {e}"),
+                            };
+                            progress.step(u, gold as u64, &what);
+                            results.lock().unwrap().push((u, gold as u64, step));
+                        }
+                        Err(e) => {
+                            first_error.lock().unwrap().get_or_insert(e);
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = first_error.into_inner().unwrap() {
+        return Err(e);
+    }
+    Ok(results.into_inner().unwrap())
+}
+
+fn rebuild_one(
+    site: &Site,
+    cfg: &UnpackConfig,
+    c: &mut postgres::Client,
+    upload: i32,
+) -> Result<Step> {
+    let missing = missing_of(c, &site.repo, upload)?;
+    if missing.is_empty() {
+        return Ok(Step::Whole);
+    }
+    if missing.iter().any(|r| r.kind == "gold") {
+        return Ok(Step::GoldMissing);
+    }
+    let opts = UnpackOptions {
+        repo_only: true,
+        ..Default::default()
+    };
+    match unpack_upload(site, upload, cfg, &opts) {
+        Ok(s) => Ok(Step::Unpacked(s)),
+        Err(UnpackError::GoldMissing { .. }) => Ok(Step::GoldMissing),
+        Err(UnpackError::NoUpload(u)) => Err(RecoverError::NoUpload(u)),
+        Err(e) => Ok(Step::Failed(e.to_string())),
+    }
+}
+
+/// Resets cut-off rows as FOSSology's scheduler `--reset` does, and clears the unpack
+/// agent's success flag of their uploads as its reunpack page does, so the scheduler runs
+/// them again. Returns the rows reset.
+pub fn requeue_jobs(c: &mut postgres::Client, rows: &[&QueueRow]) -> Result<Vec<i32>> {
+    let pks: Vec<i32> = rows.iter().map(|r| r.jq_pk).collect();
+    if pks.is_empty() {
+        return Ok(pks);
+    }
+    let mut tx = c.transaction()?;
+    let reset: Vec<i32> = tx
+        .query(
+            "UPDATE jobqueue SET jq_starttime = NULL, jq_endtext = 'Restart', jq_schedinfo = NULL \
+             WHERE jq_pk = ANY($1) AND jq_endtime IS NULL RETURNING jq_pk",
+            &[&pks],
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let unpack_uploads: Vec<i32> = rows
+        .iter()
+        .filter(|r| r.jq_type == "ununpack")
+        .filter_map(|r| r.upload_fk)
+        .collect();
+    if !unpack_uploads.is_empty() {
+        tx.execute(
+            "UPDATE ununpack_ars SET ars_success = false WHERE upload_fk = ANY($1)",
+            &[&unpack_uploads],
+        )?;
+    }
+    tx.commit()?;
+    let mut reset = reset;
+    reset.sort_unstable();
+    tracing::info!(rows = ?reset, "cut-off jobs handed back to the scheduler");
+    Ok(reset)
+}
+
+/// Reunpacks one upload now (repository only) and explains whatever is still missing.
+pub fn recover_upload(site: &Site, cfg: &UnpackConfig, upload: i32) -> Result<UploadOutcome> {
+    let mut c = site.connect()?;
+    let before = missing_of(&mut c, &site.repo, upload)?;
+    let exists: bool = c
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM upload WHERE upload_pk = $1)",
+            &[&upload],
+        )?
+        .get(0);
+    if !exists {
+        return Err(RecoverError::NoUpload(upload));
+    }
+    let mut out = UploadOutcome {
+        upload_pk: upload,
+        missing_before: before.len(),
+        ..Default::default()
+    };
+    if before.is_empty() {
+        return Ok(out);
+    }
+    if let Some(g) = before.iter().find(|r| r.kind == "gold") {
+        return Err(RecoverError::GoldMissing {
+            upload,
+            path: site
+                .repo
+                .path("gold", &g.name)
+                .map_or(g.name.clone(), |p| p.display().to_string()),
+        });
+    }
+    let opts = UnpackOptions {
+        repo_only: true,
+        ..Default::default()
+    };
+    let summary = unpack_upload(site, upload, cfg, &opts).map_err(|e| match e {
+        UnpackError::NoUpload(u) => RecoverError::NoUpload(u),
+        UnpackError::GoldMissing { upload, path } => RecoverError::GoldMissing { upload, path },
+        e => RecoverError::Unpack {
+            upload,
+            message: e.to_string(),
+        },
+    })?;
+    let after = missing_of(&mut c, &site.repo, upload)?;
+    out.missing = explain(&mut c, &after, None, &summary.errors, false)?;
+    out.summary = Some(summary);
+    Ok(out)
+}
