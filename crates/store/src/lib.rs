@@ -1,1 +1,55 @@
-//! Backup targets, snapshot layouts and manifests.
+//! Backup targets, snapshot layouts and manifests: everything on the backup server's side of
+//! a FOSSology backup.
+//!
+//! A [`target::Target`] is a local folder or `ssh://user@host[:port]/path`; all copying goes
+//! through the system `rsync` ([`rsync`]), over the system `ssh` for remote targets. Under the
+//! target, each snapshot is a folder holding `db/` (the compressed `pg_dumpall`),
+//! `repository/` (the repository's host folders, hard links kept) and `manifest.json`
+//! ([`manifest`]). [`layout`] decides how snapshots are named, linked to each other, made
+//! visible (write aside in `.partial`, then rename) and pruned. [`monitor`] writes the stoney
+//! client files (`.sepiola_backup/backup{Started,Ended}.xml`, `scheduler.xml`).
+
+pub mod layout;
+pub mod manifest;
+pub mod monitor;
+pub mod rsync;
+pub mod target;
+
+pub use layout::{Layout, LayoutKind, Snapshot};
+pub use manifest::Manifest;
+pub use target::{SshOptions, Target};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("backup target {spec:?} is not usable: {why}")]
+    BadTarget { spec: String, why: String },
+    #[error("backup target {target} is unreachable: {why}")]
+    Unreachable { target: String, why: String },
+    #[error("on backup target {target}, `{what}` failed: {why}")]
+    Remote {
+        target: String,
+        what: String,
+        why: String,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{what} failed (rsync exit {code}): {why}")]
+    Rsync {
+        what: String,
+        code: i32,
+        why: String,
+    },
+    #[error("{}", match name {
+        Some(n) => format!("no snapshot named {n:?} on {target} (see `holdfast snapshots`)"),
+        None => format!("no complete snapshot on {target} yet (run `holdfast backup` first)"),
+    })]
+    NoSnapshot {
+        target: String,
+        name: Option<String>,
+    },
+    #[error("interrupted by a signal")]
+    Interrupted,
+}

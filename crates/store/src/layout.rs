@@ -1,0 +1,280 @@
+//! The two snapshot layouts on the backup server, and how a snapshot becomes visible.
+//!
+//! Every run copies into `.partial/` first: the database dump, the repository, and last the
+//! manifest. Only then is `.partial` renamed to its snapshot name, so a listing never shows a
+//! half-made snapshot. A run killed while copying leaves `.partial` without a manifest; the
+//! next run copies into it again (rsync skips what is already there). A run killed between
+//! writing the manifest and the renames leaves a complete `.partial`, which the next run
+//! finishes committing before it starts its own copy.
+//!
+//! * **rolling** (the plan's Solution 1): `current/` is the latest backup; when a new one is
+//!   committed, the old `current` becomes `day.<time>`. Each snapshot is a whole tree whose
+//!   unchanged files are hard links into the previous one (`rsync --link-dest`), so a day costs
+//!   only its new files. `keep` snapshots are kept, `current` included.
+//! * **rotating** (Solution 2): `base.<time>/` is a full, independent copy; the following runs
+//!   make `incr.<time>/` holding only the files the base and earlier incrementals lack
+//!   (`rsync --compare-dest`). After `full_every` runs a new base is copied, and once it is
+//!   complete it replaces the old base and its incrementals.
+
+use crate::manifest::{Manifest, MANIFEST_FILE, REPO_DIR};
+use crate::target::Target;
+use crate::StoreError;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub const PARTIAL: &str = ".partial";
+pub const CURRENT: &str = "current";
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LayoutKind {
+    #[default]
+    Rolling,
+    Rotating,
+}
+
+impl std::fmt::Display for LayoutKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LayoutKind::Rolling => "rolling",
+            LayoutKind::Rotating => "rotating",
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub kind: LayoutKind,
+    /// Rolling: snapshots kept, `current` included.
+    pub keep: usize,
+    /// Rotating: runs per cycle, the base included (at most 20, rsync's limit).
+    pub full_every: usize,
+}
+
+/// A complete snapshot on the target.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub name: String,
+    pub manifest: Manifest,
+}
+
+impl Snapshot {
+    pub fn is_incremental(&self) -> bool {
+        self.manifest.kind == "incremental"
+    }
+}
+
+/// What the next copy should do.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    /// `full` or `incremental`.
+    pub kind: String,
+    /// Absolute paths on the target of earlier repository copies to hard-link unchanged files to.
+    pub link_dest: Vec<String>,
+    /// Absolute paths on the target of copies whose files need not be copied again.
+    pub compare_dest: Vec<String>,
+    /// Snapshot names an incremental builds on.
+    pub builds_on: Vec<String>,
+}
+
+pub fn stamp(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H%M%SZ").to_string()
+}
+
+fn is_snapshot_name(n: &str) -> bool {
+    n == CURRENT || n.starts_with("day.") || n.starts_with("base.") || n.starts_with("incr.")
+}
+
+/// Complete snapshots (those with a readable manifest), oldest first.
+pub fn snapshots(target: &Target) -> Result<Vec<Snapshot>, StoreError> {
+    let mut out = Vec::new();
+    for name in target.list("")? {
+        if !is_snapshot_name(&name) {
+            continue;
+        }
+        let Some(data) = target.read(&format!("{name}/{MANIFEST_FILE}"))? else {
+            tracing::warn!(snapshot = %name, "no manifest: not a complete snapshot, ignored");
+            continue;
+        };
+        match Manifest::from_json(&data) {
+            Ok(manifest) => out.push(Snapshot { name, manifest }),
+            Err(e) => {
+                tracing::warn!(snapshot = %name, "unreadable manifest ignored: {e}")
+            }
+        }
+    }
+    out.sort_by(|a, b| {
+        (a.manifest.started, a.name == CURRENT).cmp(&(b.manifest.started, b.name == CURRENT))
+    });
+    Ok(out)
+}
+
+/// Finds a snapshot by name, or the latest when `name` is `None`.
+pub fn find(target: &Target, name: Option<&str>) -> Result<Snapshot, StoreError> {
+    let all = snapshots(target)?;
+    match name {
+        None => all
+            .into_iter()
+            .last()
+            .ok_or_else(|| StoreError::NoSnapshot {
+                target: target.display(),
+                name: None,
+            }),
+        Some(n) => all
+            .into_iter()
+            .find(|s| s.name == n)
+            .ok_or_else(|| StoreError::NoSnapshot {
+                target: target.display(),
+                name: Some(n.to_string()),
+            }),
+    }
+}
+
+/// The snapshots a restore of `snap` needs, in the order to copy them (base first).
+pub fn chain(target: &Target, snap: &Snapshot) -> Result<Vec<Snapshot>, StoreError> {
+    let mut out = Vec::new();
+    for n in &snap.manifest.builds_on {
+        out.push(find(target, Some(n))?);
+    }
+    out.push(snap.clone());
+    Ok(out)
+}
+
+impl Layout {
+    /// Finishes an interrupted commit, then decides what the next copy is and makes sure
+    /// `.partial/` exists.
+    pub fn prepare(&self, target: &Target) -> Result<Pending, StoreError> {
+        if let Some(data) = target.read(&format!("{PARTIAL}/{MANIFEST_FILE}"))? {
+            match Manifest::from_json(&data) {
+                Ok(m) => {
+                    tracing::info!("finishing the commit of a snapshot an earlier run completed");
+                    self.rename_in(target, &m)?;
+                }
+                Err(_) => target.remove_all(&format!("{PARTIAL}/{MANIFEST_FILE}"))?,
+            }
+        }
+        if target.exists(PARTIAL)? {
+            tracing::info!("resuming the copy an earlier run left in .partial");
+        }
+        target.mkdir_p(PARTIAL)?;
+        let snaps = snapshots(target)?;
+        let repo = |n: &str| target.path(&format!("{n}/{REPO_DIR}"));
+        Ok(match self.kind {
+            LayoutKind::Rolling => Pending {
+                kind: "full".into(),
+                link_dest: snaps.iter().rev().take(1).map(|s| repo(&s.name)).collect(),
+                compare_dest: Vec::new(),
+                builds_on: Vec::new(),
+            },
+            LayoutKind::Rotating => {
+                let base = snaps.iter().rposition(|s| s.name.starts_with("base."));
+                let full_every = self.full_every.clamp(1, 20);
+                match base {
+                    Some(b) if snaps.len() - b < full_every => {
+                        let chain: Vec<&Snapshot> = snaps[b..].iter().collect();
+                        Pending {
+                            kind: "incremental".into(),
+                            link_dest: Vec::new(),
+                            compare_dest: chain.iter().map(|s| repo(&s.name)).collect(),
+                            builds_on: chain.iter().map(|s| s.name.clone()).collect(),
+                        }
+                    }
+                    _ => Pending {
+                        kind: "full".into(),
+                        link_dest: Vec::new(),
+                        compare_dest: Vec::new(),
+                        builds_on: Vec::new(),
+                    },
+                }
+            }
+        })
+    }
+
+    /// Writes the manifest into `.partial`, syncs, makes the snapshot visible and prunes.
+    /// Returns the snapshot's name.
+    pub fn commit(&self, target: &Target, manifest: &Manifest) -> Result<String, StoreError> {
+        target.sync()?;
+        target.write_atomic(
+            &format!("{PARTIAL}/{MANIFEST_FILE}"),
+            manifest.to_json().as_bytes(),
+        )?;
+        target.sync()?;
+        self.rename_in(target, manifest)
+    }
+
+    fn rename_in(&self, target: &Target, m: &Manifest) -> Result<String, StoreError> {
+        let name = match self.kind {
+            LayoutKind::Rolling => {
+                if let Some(data) = target.read(&format!("{CURRENT}/{MANIFEST_FILE}"))? {
+                    let old = Manifest::from_json(&data).ok();
+                    let when = old.map(|o| o.started).unwrap_or_else(Utc::now);
+                    let mut day = format!("day.{}", stamp(when));
+                    let mut n = 1;
+                    while target.exists(&day)? {
+                        day = format!("day.{}-{n}", stamp(when));
+                        n += 1;
+                    }
+                    target.rename(CURRENT, &day)?;
+                } else if target.exists(CURRENT)? {
+                    // A `current` without manifest is no snapshot: keep it aside, never delete.
+                    target.rename(CURRENT, &format!(".broken-current.{}", stamp(Utc::now())))?;
+                }
+                target.rename(PARTIAL, CURRENT)?;
+                CURRENT.to_string()
+            }
+            LayoutKind::Rotating => {
+                let prefix = if m.kind == "incremental" {
+                    "incr"
+                } else {
+                    "base"
+                };
+                let mut name = format!("{prefix}.{}", stamp(m.started));
+                let mut n = 1;
+                while target.exists(&name)? {
+                    name = format!("{prefix}.{}-{n}", stamp(m.started));
+                    n += 1;
+                }
+                target.rename(PARTIAL, &name)?;
+                name
+            }
+        };
+        self.prune(target, &name)?;
+        Ok(name)
+    }
+
+    /// Removes what the layout no longer keeps. `newest` was just committed.
+    pub fn prune(&self, target: &Target, newest: &str) -> Result<Vec<String>, StoreError> {
+        let snaps = snapshots(target)?;
+        let mut gone = Vec::new();
+        match self.kind {
+            LayoutKind::Rolling => {
+                let days: Vec<&Snapshot> = snaps
+                    .iter()
+                    .filter(|s| s.name.starts_with("day."))
+                    .collect();
+                let keep_days = self.keep.max(1) - 1;
+                if days.len() > keep_days {
+                    for s in &days[..days.len() - keep_days] {
+                        gone.push(s.name.clone());
+                    }
+                }
+            }
+            LayoutKind::Rotating => {
+                if newest.starts_with("base.") {
+                    for s in &snaps {
+                        if s.name != newest
+                            && (s.name.starts_with("base.") || s.name.starts_with("incr."))
+                        {
+                            gone.push(s.name.clone());
+                        }
+                    }
+                }
+            }
+        }
+        for g in &gone {
+            tracing::info!(snapshot = %g, "removing snapshot the layout no longer keeps");
+            target.remove_all(g)?;
+        }
+        Ok(gone)
+    }
+}

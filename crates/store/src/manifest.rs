@@ -1,0 +1,95 @@
+//! `manifest.json`, written into a snapshot last, just before it becomes visible: what the
+//! snapshot holds and the state of the site when it was taken.
+
+use chrono::{DateTime, Utc};
+use holdfast_site::db::QueueRow;
+use serde::{Deserialize, Serialize};
+
+pub const MANIFEST_FILE: &str = "manifest.json";
+/// Folder of the database dump inside a snapshot.
+pub const DB_DIR: &str = "db";
+/// Folder of the repository copy inside a snapshot.
+pub const REPO_DIR: &str = "repository";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    pub format: u32,
+    pub site: String,
+    /// `full` (gold, files, logs, license) or `gold` (gold, license, logs).
+    pub mode: String,
+    /// `rolling` or `rotating`.
+    pub layout: String,
+    /// `full` or `incremental` (rotating layout: only files its base lacks).
+    pub kind: String,
+    /// For an incremental: the base and earlier incrementals it builds on, oldest first.
+    #[serde(default)]
+    pub builds_on: Vec<String>,
+    pub holdfast_version: String,
+    pub started: DateTime<Utc>,
+    pub finished: DateTime<Utc>,
+    pub database: DumpInfo,
+    pub repository: RepoInfo,
+    pub jobs: JobsInfo,
+    #[serde(default)]
+    pub timings: Timings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DumpInfo {
+    /// Path inside the snapshot, e.g. `db/fossology.sql.gz`.
+    pub file: String,
+    /// `gzip` or `zstd`.
+    pub compression: String,
+    /// sha256 of the compressed file, lower-case hex.
+    pub sha256: String,
+    /// Size of the compressed file.
+    pub bytes: u64,
+    /// Size of the SQL text before compression.
+    pub raw_bytes: u64,
+    pub dbname: String,
+    pub owner: String,
+    /// Server encoding of the site database (`UTF8`, or `SQL_ASCII` on container installs).
+    pub encoding: String,
+    pub collate: String,
+    pub ctype: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct RepoInfo {
+    /// The repository root on the FOSSology server.
+    pub root: String,
+    pub hosts: Vec<String>,
+    pub types: Vec<String>,
+    /// Regular files and their bytes in the source (hard links counted per name).
+    pub files: u64,
+    pub bytes: u64,
+    /// Files and bytes this run copied (the rest were linked or already there).
+    pub new_files: u64,
+    pub new_bytes: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct JobsInfo {
+    /// Queue rows not ended when the scheduler had stopped: queued, or cut off.
+    pub unfinished: Vec<QueueRow>,
+    /// Rows marked running although no agent process was left (crash leftovers).
+    pub stale_running: Vec<QueueRow>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Timings {
+    pub quiesce_secs: f64,
+    pub dump_secs: f64,
+    pub copy_secs: f64,
+    pub total_secs: f64,
+}
+
+impl Manifest {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("manifest serialises")
+    }
+
+    pub fn from_json(data: &[u8]) -> Result<Manifest, serde_json::Error> {
+        serde_json::from_slice(data)
+    }
+}

@@ -1,0 +1,192 @@
+//! Running the system `rsync`, watching for Ctrl-C, and reading its `--stats`.
+//!
+//! Change is judged by name and size only (`--size-only`, no `-t`): FOSSology resets a
+//! repository file's mtime on every read, and its files never change under the same name.
+//! Without `-t`, `--link-dest` hard-links every unchanged file to the previous snapshot
+//! instead of copying the ones a scan touched, so a scan day costs the new files only.
+
+use crate::StoreError;
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Numbers from `rsync --stats`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RsyncStats {
+    /// Regular files in the source (each name counted, hard links included).
+    pub files: u64,
+    /// Bytes of those files.
+    pub bytes: u64,
+    /// Regular files actually transferred (new ones).
+    pub transferred_files: u64,
+    pub transferred_bytes: u64,
+}
+
+/// One rsync run.
+#[derive(Debug, Clone, Default)]
+pub struct Rsync {
+    pub args: Vec<String>,
+    /// `-e` for SSH.
+    pub rsh: Option<String>,
+    pub src: String,
+    pub dest: String,
+    /// What to call the run in errors ("copy of the repository to ...").
+    pub what: String,
+}
+
+/// The options every repository copy uses: recursive, links, perms, owner, group, devices,
+/// hard links, numeric ids, name+size judging; no times.
+pub fn base_args() -> Vec<String> {
+    [
+        "-rlpgoD",
+        "-H",
+        "--numeric-ids",
+        "--size-only",
+        "--stats",
+        "--no-inc-recursive",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+impl Rsync {
+    pub fn command(&self) -> Command {
+        let mut c = Command::new("rsync");
+        c.args(&self.args);
+        if let Some(rsh) = &self.rsh {
+            c.arg("-e").arg(rsh);
+        }
+        c.arg(&self.src).arg(&self.dest);
+        c
+    }
+
+    /// Runs rsync to the end; a stop signal kills it and returns `Interrupted`.
+    pub fn run(&self) -> Result<RsyncStats, StoreError> {
+        let mut cmd = self.command();
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        tracing::debug!(src = %self.src, dest = %self.dest, args = ?self.args, "rsync");
+        let mut child = cmd.spawn().map_err(|e| StoreError::Rsync {
+            what: self.what.clone(),
+            code: -1,
+            why: format!("cannot run rsync: {e} (install the rsync package)"),
+        })?;
+        let mut out = child.stdout.take().expect("piped");
+        let mut err = child.stderr.take().expect("piped");
+        let t_out = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = out.read_to_string(&mut s);
+            s
+        });
+        let t_err = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            s
+        });
+        let began = Instant::now();
+        let status = loop {
+            if let Some(st) = child.try_wait().map_err(|e| StoreError::Io {
+                path: "rsync".into(),
+                source: e,
+            })? {
+                break st;
+            }
+            if holdfast_site::interrupt::requested() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(child.id() as i32),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+                let _ = child.wait();
+                return Err(StoreError::Interrupted);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let stdout = t_out.join().unwrap_or_default();
+        let stderr = t_err.join().unwrap_or_default();
+        let code = status.code().unwrap_or(-1);
+        tracing::debug!(secs = began.elapsed().as_secs_f64(), code, "rsync done");
+        // 24: files vanished while copying (a cleanup ran); the copy is still consistent.
+        if code != 0 && code != 24 {
+            let last = stderr
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .take(3)
+                .collect::<Vec<_>>()
+                .join("; ");
+            let hint = match code {
+                23 if stderr.contains("quota") || stderr.contains("No space") => {
+                    " (the backup server is out of space or quota)"
+                }
+                255 | 12 | 10 | 5 => {
+                    " (check the target address, the SSH key and that rsync is installed there)"
+                }
+                _ => "",
+            };
+            return Err(StoreError::Rsync {
+                what: self.what.clone(),
+                code,
+                why: format!("{last}{hint}"),
+            });
+        }
+        Ok(parse_stats(&stdout))
+    }
+}
+
+fn number_after(text: &str, label: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix(label))
+        .map(|rest| {
+            rest.trim_start_matches(':')
+                .trim()
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == ',' || *c == '.')
+                .filter(|c| c.is_ascii_digit())
+                .collect::<String>()
+        })
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Reads the lines of `--stats` that matter.
+pub fn parse_stats(out: &str) -> RsyncStats {
+    // "Number of files: 1,234 (reg: 1,000, dir: 234)"
+    let files = out
+        .lines()
+        .find(|l| l.starts_with("Number of files:"))
+        .and_then(|l| l.split("reg: ").nth(1))
+        .map(|r| {
+            r.chars()
+                .take_while(|c| c.is_ascii_digit() || *c == ',')
+                .filter(|c| c.is_ascii_digit())
+                .collect::<String>()
+        })
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    RsyncStats {
+        files,
+        bytes: number_after(out, "Total file size"),
+        transferred_files: number_after(out, "Number of regular files transferred"),
+        transferred_bytes: number_after(out, "Total transferred file size"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_stats() {
+        let s = "\nNumber of files: 1,234 (reg: 1,000, dir: 234)\nNumber of created files: 3\nNumber of regular files transferred: 12\nTotal file size: 5,678,901 bytes\nTotal transferred file size: 4,321 bytes\n";
+        assert_eq!(
+            parse_stats(s),
+            RsyncStats {
+                files: 1000,
+                bytes: 5_678_901,
+                transferred_files: 12,
+                transferred_bytes: 4321
+            }
+        );
+    }
+}

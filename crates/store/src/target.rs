@@ -1,0 +1,625 @@
+//! Where backups go: a local folder or `ssh://user@host[:port]/path` on a backup server.
+//!
+//! Every operation the layouts need (list, rename, remove, write a small file atomically,
+//! stream a big one, sync) exists for both kinds. Remote operations run plain POSIX tools
+//! through the system `ssh` (BatchMode, so a missing key fails at once instead of prompting),
+//! with every argument shell-quoted.
+
+use crate::StoreError;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// SSH settings for remote targets (`[backup] ssh_identity`, `ssh_options`).
+#[derive(Debug, Clone, Default)]
+pub struct SshOptions {
+    /// Private key file (`ssh -i`).
+    pub identity: Option<PathBuf>,
+    /// Extra arguments for `ssh`, e.g. `["-o", "StrictHostKeyChecking=accept-new"]`.
+    pub options: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Target {
+    Local {
+        root: PathBuf,
+    },
+    Ssh {
+        user: Option<String>,
+        host: String,
+        port: Option<u16>,
+        root: String,
+        ssh: SshOptions,
+    },
+}
+
+/// Quotes a string for a POSIX shell.
+pub fn sh_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+:=@,".contains(&b))
+    {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+impl Target {
+    /// Parses `/path`, `file:///path` or `ssh://[user@]host[:port]/path`.
+    pub fn parse(spec: &str, ssh: SshOptions) -> Result<Target, StoreError> {
+        let bad = |why: &str| StoreError::BadTarget {
+            spec: spec.to_string(),
+            why: why.to_string(),
+        };
+        if let Some(rest) = spec.strip_prefix("ssh://") {
+            let (authority, path) = rest
+                .split_once('/')
+                .ok_or_else(|| bad("no path after the host"))?;
+            let (user, hostport) = match authority.rsplit_once('@') {
+                Some((u, h)) => (Some(u.to_string()), h),
+                None => (None, authority),
+            };
+            let (host, port) = match hostport.rsplit_once(':') {
+                Some((h, p)) => (
+                    h.to_string(),
+                    Some(
+                        p.parse::<u16>()
+                            .map_err(|_| bad("the port is not a number"))?,
+                    ),
+                ),
+                None => (hostport.to_string(), None),
+            };
+            if host.is_empty() {
+                return Err(bad("no host"));
+            }
+            if path.is_empty() {
+                return Err(bad("no path after the host"));
+            }
+            return Ok(Target::Ssh {
+                user,
+                host,
+                port,
+                root: format!("/{}", path.trim_end_matches('/')),
+                ssh,
+            });
+        }
+        let path = spec.strip_prefix("file://").unwrap_or(spec);
+        if path.is_empty() {
+            return Err(bad("empty path (set backup.target in holdfast.toml)"));
+        }
+        if !path.starts_with('/') {
+            return Err(bad("a local target must be an absolute path"));
+        }
+        if spec.contains("://") && !spec.starts_with("file://") {
+            return Err(bad("only ssh:// and local paths are supported"));
+        }
+        Ok(Target::Local {
+            root: PathBuf::from(path),
+        })
+    }
+
+    pub fn is_remote(&self) -> bool {
+        matches!(self, Target::Ssh { .. })
+    }
+
+    /// The target as the operator wrote it (no secrets exist in it).
+    pub fn display(&self) -> String {
+        match self {
+            Target::Local { root } => root.display().to_string(),
+            Target::Ssh {
+                user,
+                host,
+                port,
+                root,
+                ..
+            } => format!(
+                "ssh://{}{host}{}{root}",
+                user.as_ref().map(|u| format!("{u}@")).unwrap_or_default(),
+                port.map(|p| format!(":{p}")).unwrap_or_default()
+            ),
+        }
+    }
+
+    /// Absolute path of `rel` on the machine that holds the target.
+    pub fn path(&self, rel: &str) -> String {
+        let root = match self {
+            Target::Local { root } => root.display().to_string(),
+            Target::Ssh { root, .. } => root.clone(),
+        };
+        if rel.is_empty() {
+            root
+        } else {
+            format!("{}/{}", root.trim_end_matches('/'), rel)
+        }
+    }
+
+    pub fn local_path(&self, rel: &str) -> Option<PathBuf> {
+        match self {
+            Target::Local { .. } => Some(PathBuf::from(self.path(rel))),
+            Target::Ssh { .. } => None,
+        }
+    }
+
+    /// `rsync` destination or source for `rel`: a path, or `[user@]host:path`.
+    pub fn rsync_location(&self, rel: &str) -> String {
+        match self {
+            Target::Local { .. } => self.path(rel),
+            Target::Ssh { user, host, .. } => format!(
+                "{}{host}:{}",
+                user.as_ref().map(|u| format!("{u}@")).unwrap_or_default(),
+                self.path(rel)
+            ),
+        }
+    }
+
+    /// The `ssh` argv (without the remote command) for this target.
+    pub fn ssh_argv(&self) -> Vec<String> {
+        let Target::Ssh {
+            user,
+            host,
+            port,
+            ssh,
+            ..
+        } = self
+        else {
+            return Vec::new();
+        };
+        let mut v = vec!["ssh".to_string()];
+        v.extend(self.ssh_opts());
+        let _ = (port, ssh);
+        v.push(format!(
+            "{}{host}",
+            user.as_ref().map(|u| format!("{u}@")).unwrap_or_default()
+        ));
+        v
+    }
+
+    fn ssh_opts(&self) -> Vec<String> {
+        let Target::Ssh { port, ssh, .. } = self else {
+            return Vec::new();
+        };
+        let mut v = vec![
+            "-o".to_string(),
+            "BatchMode=yes".to_string(),
+            "-o".to_string(),
+            "ConnectTimeout=15".to_string(),
+        ];
+        if let Some(p) = port {
+            v.push("-p".into());
+            v.push(p.to_string());
+        }
+        if let Some(id) = &ssh.identity {
+            v.push("-i".into());
+            v.push(id.display().to_string());
+        }
+        v.extend(ssh.options.iter().cloned());
+        v
+    }
+
+    /// `rsync -e` value for a remote target.
+    pub fn rsync_rsh(&self) -> Option<String> {
+        if !self.is_remote() {
+            return None;
+        }
+        let mut v = vec!["ssh".to_string()];
+        v.extend(self.ssh_opts().iter().map(|s| sh_quote(s)));
+        Some(v.join(" "))
+    }
+
+    fn remote(&self, script: &str) -> Command {
+        let argv = self.ssh_argv();
+        let mut c = Command::new(&argv[0]);
+        c.args(&argv[1..]).arg("--").arg(script);
+        c.stdin(Stdio::null());
+        c
+    }
+
+    /// Runs a shell script on the backup server; returns its stdout.
+    fn run_remote(&self, script: &str) -> Result<Vec<u8>, StoreError> {
+        let out = self
+            .remote(script)
+            .output()
+            .map_err(|e| self.unreachable(format!("cannot run ssh: {e}")))?;
+        if out.status.code() == Some(255) {
+            return Err(self.unreachable(String::from_utf8_lossy(&out.stderr).trim().to_string()));
+        }
+        if !out.status.success() {
+            return Err(StoreError::Remote {
+                target: self.display(),
+                what: script.to_string(),
+                why: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        Ok(out.stdout)
+    }
+
+    fn unreachable(&self, why: String) -> StoreError {
+        StoreError::Unreachable {
+            target: self.display(),
+            why,
+        }
+    }
+
+    fn io(&self, what: &str, e: std::io::Error) -> StoreError {
+        StoreError::Io {
+            path: format!("{} ({what})", self.display()),
+            source: e,
+        }
+    }
+
+    /// Makes sure the target's root exists and can be written.
+    pub fn check(&self) -> Result<(), StoreError> {
+        match self {
+            Target::Local { root } => {
+                std::fs::create_dir_all(root).map_err(|e| self.unreachable(e.to_string()))?;
+                let probe = root.join(".holdfast-probe");
+                std::fs::write(&probe, b"")
+                    .and_then(|_| std::fs::remove_file(&probe))
+                    .map_err(|e| self.unreachable(format!("cannot write there: {e}")))
+            }
+            Target::Ssh { .. } => {
+                let root = sh_quote(&self.path(""));
+                self.run_remote(&format!(
+                    "mkdir -p {root} && touch {root}/.holdfast-probe && rm -f {root}/.holdfast-probe && command -v rsync >/dev/null"
+                ))
+                .map_err(|e| match e {
+                    StoreError::Remote { why, .. } => self.unreachable(format!(
+                        "cannot write the target folder or no rsync there: {why}"
+                    )),
+                    e => e,
+                })?;
+                Ok(())
+            }
+        }
+    }
+
+    pub fn mkdir_p(&self, rel: &str) -> Result<(), StoreError> {
+        match self {
+            Target::Local { .. } => {
+                std::fs::create_dir_all(self.path(rel)).map_err(|e| self.io(rel, e))
+            }
+            Target::Ssh { .. } => self
+                .run_remote(&format!("mkdir -p {}", sh_quote(&self.path(rel))))
+                .map(|_| ()),
+        }
+    }
+
+    /// Names in folder `rel` (none when it does not exist).
+    pub fn list(&self, rel: &str) -> Result<Vec<String>, StoreError> {
+        let mut names = match self {
+            Target::Local { .. } => match std::fs::read_dir(self.path(rel)) {
+                Ok(d) => d
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                Err(e) => return Err(self.io(rel, e)),
+            },
+            Target::Ssh { .. } => {
+                let p = sh_quote(&self.path(rel));
+                let out = self.run_remote(&format!("if [ -d {p} ]; then ls -1A {p}; fi"))?;
+                String::from_utf8_lossy(&out)
+                    .lines()
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            }
+        };
+        names.sort();
+        Ok(names)
+    }
+
+    pub fn exists(&self, rel: &str) -> Result<bool, StoreError> {
+        match self {
+            Target::Local { .. } => Ok(Path::new(&self.path(rel)).symlink_metadata().is_ok()),
+            Target::Ssh { .. } => {
+                let p = sh_quote(&self.path(rel));
+                let out = self.run_remote(&format!("if [ -e {p} ]; then echo y; fi"))?;
+                Ok(out.starts_with(b"y"))
+            }
+        }
+    }
+
+    /// Renames `from` to `to` (both relative); `to` must not exist.
+    pub fn rename(&self, from: &str, to: &str) -> Result<(), StoreError> {
+        match self {
+            Target::Local { .. } => {
+                let to_p = self.path(to);
+                if Path::new(&to_p).exists() {
+                    return Err(self.io(
+                        to,
+                        std::io::Error::new(std::io::ErrorKind::AlreadyExists, "exists"),
+                    ));
+                }
+                std::fs::rename(self.path(from), &to_p).map_err(|e| self.io(from, e))?;
+                sync_dir(Path::new(&to_p).parent().unwrap_or(Path::new("/")));
+                Ok(())
+            }
+            Target::Ssh { .. } => self
+                .run_remote(&format!(
+                    "mv -T -n {} {} && [ ! -e {} ] && sync -f {}",
+                    sh_quote(&self.path(from)),
+                    sh_quote(&self.path(to)),
+                    sh_quote(&self.path(from)),
+                    sh_quote(&self.path(""))
+                ))
+                .map(|_| ()),
+        }
+    }
+
+    /// Removes `rel` and everything under it.
+    pub fn remove_all(&self, rel: &str) -> Result<(), StoreError> {
+        if rel.is_empty() || rel.contains("..") {
+            return Err(self.io(
+                rel,
+                std::io::Error::other("refusing to remove the target root"),
+            ));
+        }
+        match self {
+            Target::Local { .. } => {
+                let p = PathBuf::from(self.path(rel));
+                match p.symlink_metadata() {
+                    Ok(m) if m.is_dir() => std::fs::remove_dir_all(&p),
+                    Ok(_) => std::fs::remove_file(&p),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(e),
+                }
+                .map_err(|e| self.io(rel, e))
+            }
+            Target::Ssh { .. } => self
+                .run_remote(&format!("rm -rf -- {}", sh_quote(&self.path(rel))))
+                .map(|_| ()),
+        }
+    }
+
+    /// Writes a small file: into a temporary name, synced, then renamed over `rel`.
+    pub fn write_atomic(&self, rel: &str, data: &[u8]) -> Result<(), StoreError> {
+        let tmp = format!("{rel}.tmp");
+        match self {
+            Target::Local { .. } => {
+                let p = PathBuf::from(self.path(rel));
+                if let Some(parent) = p.parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| self.io(rel, e))?;
+                }
+                let t = PathBuf::from(self.path(&tmp));
+                let mut f = std::fs::File::create(&t).map_err(|e| self.io(&tmp, e))?;
+                f.write_all(data)
+                    .and_then(|_| f.sync_all())
+                    .map_err(|e| self.io(&tmp, e))?;
+                std::fs::rename(&t, &p).map_err(|e| self.io(rel, e))?;
+                if let Some(parent) = p.parent() {
+                    sync_dir(parent);
+                }
+                Ok(())
+            }
+            Target::Ssh { .. } => {
+                let p = sh_quote(&self.path(rel));
+                let t = sh_quote(&self.path(&tmp));
+                let script = format!(
+                    "mkdir -p \"$(dirname {p})\" && cat > {t} && sync {t} && mv -f {t} {p}"
+                );
+                let mut c = self.remote(&script);
+                c.stdin(Stdio::piped())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped());
+                let mut child = c
+                    .spawn()
+                    .map_err(|e| self.unreachable(format!("cannot run ssh: {e}")))?;
+                let mut stdin = child.stdin.take().expect("piped");
+                let wrote = stdin.write_all(data);
+                drop(stdin);
+                let out = child.wait_with_output().map_err(|e| self.io(rel, e))?;
+                if !out.status.success() || wrote.is_err() {
+                    return Err(StoreError::Remote {
+                        target: self.display(),
+                        what: format!("write {rel}"),
+                        why: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                    });
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Reads a small file; `None` when it does not exist.
+    pub fn read(&self, rel: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match self {
+            Target::Local { .. } => match std::fs::read(self.path(rel)) {
+                Ok(d) => Ok(Some(d)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(self.io(rel, e)),
+            },
+            Target::Ssh { .. } => {
+                let p = sh_quote(&self.path(rel));
+                let out = self.run_remote(&format!("if [ -f {p} ]; then echo y; cat {p}; fi"))?;
+                match out.strip_prefix(b"y\n") {
+                    Some(d) => Ok(Some(d.to_vec())),
+                    None => Ok(None),
+                }
+            }
+        }
+    }
+
+    /// Opens a stream that writes `rel` (the database dump); call [`Sink::finish`] to complete.
+    pub fn create(&self, rel: &str) -> Result<Sink, StoreError> {
+        match self {
+            Target::Local { .. } => {
+                let p = PathBuf::from(self.path(rel));
+                if let Some(parent) = p.parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| self.io(rel, e))?;
+                }
+                let f = std::fs::File::create(&p).map_err(|e| self.io(rel, e))?;
+                Ok(Sink::File(f, rel.to_string()))
+            }
+            Target::Ssh { .. } => {
+                let p = sh_quote(&self.path(rel));
+                let script = format!("mkdir -p \"$(dirname {p})\" && cat > {p} && sync {p}");
+                let mut c = self.remote(&script);
+                c.stdin(Stdio::piped())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped());
+                let child = c
+                    .spawn()
+                    .map_err(|e| self.unreachable(format!("cannot run ssh: {e}")))?;
+                Ok(Sink::Ssh(child, self.display(), rel.to_string()))
+            }
+        }
+    }
+
+    /// Opens `rel` for reading (the database dump on restore).
+    pub fn open(&self, rel: &str) -> Result<Box<dyn Read + Send>, StoreError> {
+        match self {
+            Target::Local { .. } => Ok(Box::new(
+                std::fs::File::open(self.path(rel)).map_err(|e| self.io(rel, e))?,
+            )),
+            Target::Ssh { .. } => {
+                let mut c = self.remote(&format!("cat {}", sh_quote(&self.path(rel))));
+                c.stdout(Stdio::piped()).stderr(Stdio::null());
+                let mut child = c
+                    .spawn()
+                    .map_err(|e| self.unreachable(format!("cannot run ssh: {e}")))?;
+                let out = child.stdout.take().expect("piped");
+                Ok(Box::new(ChildReader { child, out }))
+            }
+        }
+    }
+
+    /// Flushes everything written under the target to disk.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        match self {
+            Target::Local { root } => {
+                if let Ok(f) = std::fs::File::open(root) {
+                    // SAFETY: plain syscall on a valid descriptor.
+                    unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&f)) };
+                }
+                Ok(())
+            }
+            Target::Ssh { .. } => self
+                .run_remote(&format!("sync -f {}", sh_quote(&self.path(""))))
+                .map(|_| ()),
+        }
+    }
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(f) = std::fs::File::open(dir) {
+        let _ = f.sync_all();
+    }
+}
+
+struct ChildReader {
+    child: Child,
+    out: std::process::ChildStdout,
+}
+
+impl Read for ChildReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.out.read(buf)?;
+        if n == 0 {
+            let st = self.child.wait()?;
+            if !st.success() {
+                return Err(std::io::Error::other(format!(
+                    "reading from the backup server failed: ssh {st}"
+                )));
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl Drop for ChildReader {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A file being streamed to the target.
+pub enum Sink {
+    File(std::fs::File, String),
+    Ssh(Child, String, String),
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Sink::File(f, _) => f.write(buf),
+            Sink::Ssh(c, _, _) => c.stdin.as_mut().expect("piped").write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Sink::File(f, _) => f.flush(),
+            Sink::Ssh(c, _, _) => c.stdin.as_mut().expect("piped").flush(),
+        }
+    }
+}
+
+impl Sink {
+    /// Flushes, syncs and closes; for SSH waits for the remote side to confirm.
+    pub fn finish(self) -> Result<(), StoreError> {
+        match self {
+            Sink::File(f, rel) => f.sync_all().map_err(|e| StoreError::Io {
+                path: rel,
+                source: e,
+            }),
+            Sink::Ssh(mut child, target, rel) => {
+                drop(child.stdin.take());
+                let out = child.wait_with_output().map_err(|e| StoreError::Io {
+                    path: rel.clone(),
+                    source: e,
+                })?;
+                if !out.status.success() {
+                    return Err(StoreError::Remote {
+                        target,
+                        what: format!("write {rel}"),
+                        why: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                    });
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_targets() {
+        let t =
+            Target::parse("ssh://bk@backup.example:2222/srv/b/", SshOptions::default()).unwrap();
+        assert_eq!(t.display(), "ssh://bk@backup.example:2222/srv/b");
+        assert_eq!(t.rsync_location("x"), "bk@backup.example:/srv/b/x");
+        assert!(t.rsync_rsh().unwrap().contains("-p 2222"));
+        let l = Target::parse("/var/backups/h", SshOptions::default()).unwrap();
+        assert_eq!(l.path("a/b"), "/var/backups/h/a/b");
+        assert!(Target::parse("relative/x", SshOptions::default()).is_err());
+        assert!(Target::parse("s3://bucket/x", SshOptions::default()).is_err());
+        assert!(Target::parse("ssh://host", SshOptions::default()).is_err());
+        assert!(Target::parse("ssh://h:port/x", SshOptions::default()).is_err());
+    }
+
+    #[test]
+    fn quotes_for_the_shell() {
+        assert_eq!(sh_quote("/a/b.c"), "/a/b.c");
+        assert_eq!(sh_quote("it's"), "'it'\\''s'");
+        assert_eq!(sh_quote("a b"), "'a b'");
+    }
+
+    #[test]
+    fn local_operations() {
+        let d = tempfile::tempdir().unwrap();
+        let t = Target::parse(d.path().to_str().unwrap(), SshOptions::default()).unwrap();
+        t.check().unwrap();
+        t.write_atomic("a/m.json", b"{}").unwrap();
+        assert_eq!(t.read("a/m.json").unwrap().unwrap(), b"{}");
+        assert_eq!(t.read("nope").unwrap(), None);
+        t.rename("a", "b").unwrap();
+        assert_eq!(t.list("").unwrap(), vec!["b".to_string()]);
+        assert!(t.remove_all("").is_err());
+        t.remove_all("b").unwrap();
+        assert!(!t.exists("b").unwrap());
+    }
+}
