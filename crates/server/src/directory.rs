@@ -1,0 +1,818 @@
+//! The stoney directory: backup accounts, people and reseller settings, read from LDAP and
+//! written back (sizes, last successful backup).
+//!
+//! The tree (see `crates/server/ldap/example.ldif` and `/work/shared/spec/stoney.md`):
+//! accounts are `uid=<UID>,ou=accounts,ou=backup,ou=services,<base>`, people
+//! `uid=<UID>,ou=people,<base>`, and each reseller has `ou=notifications` and `ou=settings`
+//! below `uid=<R>,ou=reseller,ou=configuration,ou=backup,ou=services,<base>`. A backup server
+//! handles the accounts whose `host` names it.
+//!
+//! [`Directory::open`] picks the source from `[server]`: an LDAP server (`ldap_url`), else an
+//! LDIF file (`ldif`), else the example tree embedded in the binary (for trying things out;
+//! writes then stay in memory). Filters are built with [`ldap3::ldap_escape`] and DNs with
+//! [`ldap3::dn_escape`], so a uid like `*)(uid=*` matches nothing instead of everything.
+//! An unreachable server is one clear error before anything is changed.
+//!
+//! The LDAP client is `ldap3`'s sync `LdapConn`, which runs its own tokio runtime: never call
+//! a [`Directory`] from inside a tokio task (use `spawn_blocking` or a plain thread).
+
+use crate::ldif::{normalize_dn, Entry, Ldif};
+use crate::ServerConfig;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use ldap3::{dn_escape, ldap_escape, LdapConn, LdapConnSettings, Mod, Scope, SearchEntry};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// The example tree shipped in `crates/server/ldap/example.ldif`.
+pub const EXAMPLE_LDIF: &str = include_str!("../ldap/example.ldif");
+/// Default base DN of a stoney tree.
+pub const DEFAULT_BASE: &str = "dc=stoney-cloud,dc=org";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot reach LDAP server {url}: {source} (is it running? check [server] ldap_url)")]
+    Down {
+        url: String,
+        source: Box<ldap3::LdapError>,
+    },
+    #[error("LDAP server {url} refused the bind as {dn}: {source} (check [server] bind_dn and password_file)")]
+    Bind {
+        url: String,
+        dn: String,
+        source: Box<ldap3::LdapError>,
+    },
+    #[error("LDAP server {url} failed to {what}: {source}")]
+    Ldap {
+        url: String,
+        what: String,
+        source: Box<ldap3::LdapError>,
+    },
+    #[error("cannot read the LDAP password file {path}: {source} (create it with mode 0600, or fix [server] password_file)")]
+    Password {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("[server] bind_dn is set but password_file is not: add password_file (a file holding the password)")]
+    NoPassword,
+    #[error("cannot read LDIF directory {path}: {source} (fix [server] ldif)")]
+    LdifRead {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("LDIF directory {path}, {source}")]
+    LdifParse {
+        path: PathBuf,
+        source: crate::ldif::ParseError,
+    },
+    #[error("cannot write LDIF directory {path}: {source}")]
+    LdifWrite {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("no backup account {uid} in the directory (under {base})")]
+    NoAccount { uid: String, base: String },
+    #[error("bad {attr} value {value:?} for account {uid}: {why}")]
+    BadValue {
+        uid: String,
+        attr: String,
+        value: String,
+        why: String,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Snapshots to keep per interval (`sstBackupInterval*`); absent counts as 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Intervals {
+    pub hourly: u32,
+    pub daily: u32,
+    pub weekly: u32,
+    pub monthly: u32,
+    pub yearly: u32,
+}
+
+/// The snapshot intervals in rotation order (shortest first).
+pub const INTERVALS: [&str; 5] = ["hourly", "daily", "weekly", "monthly", "yearly"];
+
+impl Intervals {
+    /// How many snapshots of `interval` (`hourly` ... `yearly`) to keep; None if unknown name.
+    pub fn keep(&self, interval: &str) -> Option<u32> {
+        Some(match interval {
+            "hourly" => self.hourly,
+            "daily" => self.daily,
+            "weekly" => self.weekly,
+            "monthly" => self.monthly,
+            "yearly" => self.yearly,
+            _ => return None,
+        })
+    }
+}
+
+/// A backup account (`sstBackup`). Optional fields are None when the entry lacks them;
+/// [`Account::apply_defaults`] fills the warning settings from the reseller's settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Account {
+    pub dn: String,
+    pub uid: String,
+    /// `sstQuota`, bytes.
+    pub quota: Option<u64>,
+    /// `sstNotificationWarningLevel`, percent.
+    pub warning_level: Option<u32>,
+    /// `sstBackupSize`, bytes (written by the size job).
+    pub backup_size: Option<u64>,
+    /// `sstIncrementSize`, bytes (written by the size job).
+    pub increment_size: Option<u64>,
+    pub warning_on: Option<bool>,
+    /// `sstBackupWarningDays`: warn after N days without success; 0 = off.
+    pub warning_days: Option<u32>,
+    /// `sstBackupWarningNumbers`: warn after N missed or failed backups; 0 = off.
+    pub warning_numbers: Option<u32>,
+    /// `sstNotificationWarningMedium` (`mail`; `sms` reserved).
+    pub medium: Option<String>,
+    pub mail: Vec<String>,
+    pub preferred_language: Option<String>,
+    pub intervals: Intervals,
+    /// `sstBackupLastSuccessfulBackup`, by prefix.
+    pub last_successful: BTreeMap<String, DateTime<Utc>>,
+    /// `sstIsActive`; absent counts as active.
+    pub active: bool,
+    pub home_directory: Option<PathBuf>,
+    pub host: Option<String>,
+    pub reseller_uid: Option<String>,
+    pub customer_uid: Option<String>,
+    pub person_uid: Option<String>,
+    pub service_uid: Option<String>,
+    /// Values that could not be read (the field is then None); reported, never fatal.
+    pub problems: Vec<String>,
+}
+
+/// A person (`uid=<UID>,ou=people,<base>`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Person {
+    pub dn: String,
+    pub uid: String,
+    pub cn: Option<String>,
+    pub mail: Vec<String>,
+    pub preferred_language: Option<String>,
+}
+
+/// `ou=notifications,uid=<reseller>,...`: who at the reseller hears about which tasks.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ResellerNotifications {
+    pub reseller_uid: String,
+    /// `sstMailTo`, `Name <address>`.
+    pub mail_to: Vec<String>,
+    /// `sstNotificationWarning`: task keywords (quota, schedule, unsuccessful, upgrade, nobackup).
+    pub warnings: Vec<String>,
+}
+
+impl ResellerNotifications {
+    /// True when the reseller wants to hear about `task` (case-insensitive keyword).
+    pub fn wants(&self, task: &str) -> bool {
+        self.warnings.iter().any(|w| w.eq_ignore_ascii_case(task))
+    }
+}
+
+/// `ou=settings,uid=<reseller>,...`: sender, language and account defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ResellerSettings {
+    pub reseller_uid: String,
+    /// `sstMailFrom`.
+    pub mail_from: Option<String>,
+    pub preferred_language: Option<String>,
+    pub warning_level: Option<u32>,
+    pub warning_on: Option<bool>,
+    pub warning_days: Option<u32>,
+    pub warning_numbers: Option<u32>,
+    pub medium: Option<String>,
+}
+
+impl Account {
+    /// Fills warning settings the account entry lacks from its reseller's defaults.
+    pub fn apply_defaults(&mut self, s: &ResellerSettings) {
+        self.warning_level = self.warning_level.or(s.warning_level);
+        self.warning_on = self.warning_on.or(s.warning_on);
+        self.warning_days = self.warning_days.or(s.warning_days);
+        self.warning_numbers = self.warning_numbers.or(s.warning_numbers);
+        if self.medium.is_none() {
+            self.medium = s.medium.clone();
+        }
+        if self.preferred_language.is_none() {
+            self.preferred_language = s.preferred_language.clone();
+        }
+    }
+
+    fn from_entry(e: &Entry) -> Account {
+        let uid = e.get("uid").unwrap_or_default().to_string();
+        let mut problems = Vec::new();
+        let mut num = |attr: &str| -> Option<u64> {
+            let v = e.get(attr)?;
+            match v.trim().parse::<u64>() {
+                Ok(n) => Some(n),
+                Err(_) => {
+                    problems.push(format!("{attr}: {v:?} is not a whole number"));
+                    None
+                }
+            }
+        };
+        let quota = num("sstQuota");
+        let warning_level = num("sstNotificationWarningLevel").map(clamp32);
+        let backup_size = num("sstBackupSize");
+        let increment_size = num("sstIncrementSize");
+        let warning_days = num("sstBackupWarningDays").map(clamp32);
+        let warning_numbers = num("sstBackupWarningNumbers").map(clamp32);
+        let intervals = Intervals {
+            hourly: num("sstBackupIntervalHourly").map(clamp32).unwrap_or(0),
+            daily: num("sstBackupIntervalDaily").map(clamp32).unwrap_or(0),
+            weekly: num("sstBackupIntervalWeekly").map(clamp32).unwrap_or(0),
+            monthly: num("sstBackupIntervalMonthly").map(clamp32).unwrap_or(0),
+            yearly: num("sstBackupIntervalYearly").map(clamp32).unwrap_or(0),
+        };
+        let mut boolean = |attr: &str| -> Option<bool> {
+            let v = e.get(attr)?;
+            match v.trim().to_ascii_uppercase().as_str() {
+                "TRUE" => Some(true),
+                "FALSE" => Some(false),
+                _ => {
+                    problems.push(format!("{attr}: {v:?} is neither TRUE nor FALSE"));
+                    None
+                }
+            }
+        };
+        let warning_on = boolean("sstBackupWarningOn");
+        let active = boolean("sstIsActive").unwrap_or(true);
+        let mut last_successful = BTreeMap::new();
+        for v in e.all("sstBackupLastSuccessfulBackup") {
+            match parse_last_successful(v) {
+                Some((prefix, t)) => {
+                    last_successful.insert(prefix, t);
+                }
+                None => problems.push(format!(
+                    "sstBackupLastSuccessfulBackup: {v:?} is not <prefix>:<YYYYMMDDTHHMMSSZ>"
+                )),
+            }
+        }
+        let s = |attr: &str| e.get(attr).map(|v| v.to_string());
+        Account {
+            dn: e.dn.clone(),
+            quota,
+            warning_level,
+            backup_size,
+            increment_size,
+            warning_on,
+            warning_days,
+            warning_numbers,
+            medium: s("sstNotificationWarningMedium"),
+            mail: e.all("mail").to_vec(),
+            preferred_language: s("preferredLanguage"),
+            intervals,
+            last_successful,
+            active,
+            home_directory: s("homeDirectory").map(PathBuf::from),
+            host: s("host"),
+            reseller_uid: s("sstBelongsToResellerUID"),
+            customer_uid: s("sstBelongsToCustomerUID"),
+            person_uid: s("sstBelongsToPersonUID"),
+            service_uid: s("sstBelongsToServiceUID"),
+            problems,
+            uid,
+        }
+    }
+}
+
+fn clamp32(n: u64) -> u32 {
+    n.min(u32::MAX as u64) as u32
+}
+
+/// Parses `<prefix>:<YYYYMMDDTHHMMSSZ>` (the prefix may itself contain `:`).
+pub fn parse_last_successful(v: &str) -> Option<(String, DateTime<Utc>)> {
+    let (prefix, ts) = v.rsplit_once(':')?;
+    let t = NaiveDateTime::parse_from_str(ts.trim(), "%Y%m%dT%H%M%SZ").ok()?;
+    Some((prefix.to_string(), t.and_utc()))
+}
+
+/// Formats one `sstBackupLastSuccessfulBackup` value.
+pub fn format_last_successful(prefix: &str, t: DateTime<Utc>) -> String {
+    format!("{prefix}:{}", t.format("%Y%m%dT%H%M%SZ"))
+}
+
+enum Backend {
+    Ldap {
+        url: String,
+        conn: Mutex<LdapConn>,
+    },
+    Ldif {
+        path: Option<PathBuf>,
+        ldif: Mutex<Ldif>,
+    },
+}
+
+/// Handle on the directory. Methods take `&self`; LDAP requests are serialised internally.
+pub struct Directory {
+    base: String,
+    timeout: Duration,
+    backend: Backend,
+}
+
+impl Directory {
+    /// Opens the directory `[server]` names (LDAP, else LDIF file, else embedded example).
+    /// For LDAP this connects and binds, so an unreachable server fails here.
+    pub fn open(cfg: &ServerConfig) -> Result<Directory> {
+        let base = cfg.base_dn.clone().unwrap_or_else(|| DEFAULT_BASE.into());
+        let timeout = Duration::from_secs(cfg.ldap_timeout_secs.max(1));
+        if let Some(url) = &cfg.ldap_url {
+            let password = match (&cfg.bind_dn, &cfg.password_file) {
+                (Some(_), Some(p)) => Some(read_password(p)?),
+                (Some(_), None) => return Err(Error::NoPassword),
+                (None, _) => None,
+            };
+            return Self::connect(
+                url,
+                cfg.bind_dn.as_deref(),
+                password.as_deref(),
+                &base,
+                timeout,
+            );
+        }
+        match &cfg.ldif {
+            Some(path) => Self::from_ldif_file(path, &base),
+            None => Ok(Self::embedded(&base)),
+        }
+    }
+
+    /// Connects to `url` and binds (anonymously when `bind_dn` is None).
+    pub fn connect(
+        url: &str,
+        bind_dn: Option<&str>,
+        password: Option<&str>,
+        base: &str,
+        timeout: Duration,
+    ) -> Result<Directory> {
+        let settings = LdapConnSettings::new().set_conn_timeout(timeout);
+        let mut conn = LdapConn::with_settings(settings, url).map_err(|source| Error::Down {
+            url: url.into(),
+            source: Box::new(source),
+        })?;
+        if let Some(dn) = bind_dn {
+            conn.with_timeout(timeout)
+                .simple_bind(dn, password.unwrap_or_default())
+                .and_then(|r| r.success())
+                .map_err(|source| Error::Bind {
+                    url: url.into(),
+                    dn: dn.into(),
+                    source: Box::new(source),
+                })?;
+        }
+        tracing::debug!(url, bind_dn, "connected to LDAP");
+        Ok(Directory {
+            base: base.into(),
+            timeout,
+            backend: Backend::Ldap {
+                url: url.into(),
+                conn: Mutex::new(conn),
+            },
+        })
+    }
+
+    /// Reads the directory from an LDIF file; writes rewrite that file (atomically).
+    pub fn from_ldif_file(path: &Path, base: &str) -> Result<Directory> {
+        let ldif = Ldif::read(path)?;
+        Ok(Directory {
+            base: base.into(),
+            timeout: Duration::from_secs(10),
+            backend: Backend::Ldif {
+                path: Some(path.into()),
+                ldif: Mutex::new(ldif),
+            },
+        })
+    }
+
+    /// The example tree embedded in the binary; writes stay in memory.
+    pub fn embedded(base: &str) -> Directory {
+        let ldif = Ldif::parse(EXAMPLE_LDIF).expect("embedded example.ldif parses");
+        Directory {
+            base: base.into(),
+            timeout: Duration::from_secs(10),
+            backend: Backend::Ldif {
+                path: None,
+                ldif: Mutex::new(ldif),
+            },
+        }
+    }
+
+    /// Where the entries come from, for messages: the LDAP URL or the LDIF file.
+    pub fn source(&self) -> String {
+        match &self.backend {
+            Backend::Ldap { url, .. } => url.clone(),
+            Backend::Ldif { path: Some(p), .. } => p.display().to_string(),
+            Backend::Ldif { path: None, .. } => "embedded example directory".into(),
+        }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub fn accounts_base(&self) -> String {
+        format!("ou=accounts,ou=backup,ou=services,{}", self.base)
+    }
+
+    pub fn people_base(&self) -> String {
+        format!("ou=people,{}", self.base)
+    }
+
+    /// DN of a backup account.
+    pub fn account_dn(&self, uid: &str) -> String {
+        format!("uid={},{}", dn_escape(uid), self.accounts_base())
+    }
+
+    fn reseller_dn(&self, reseller: &str) -> String {
+        format!(
+            "uid={},ou=reseller,ou=configuration,ou=backup,ou=services,{}",
+            dn_escape(reseller),
+            self.base
+        )
+    }
+
+    /// Backup accounts whose `host` is `host`, sorted by uid.
+    pub fn accounts_for_host(&self, host: &str) -> Result<Vec<Account>> {
+        let base = self.accounts_base();
+        let mut v: Vec<Account> = self
+            .search(
+                &base,
+                Scope::OneLevel,
+                &[("objectClass", "sstBackup"), ("host", host)],
+            )?
+            .iter()
+            .map(Account::from_entry)
+            .collect();
+        v.sort_by(|a, b| a.uid.cmp(&b.uid));
+        Ok(v)
+    }
+
+    /// All backup accounts, sorted by uid.
+    pub fn accounts(&self) -> Result<Vec<Account>> {
+        let base = self.accounts_base();
+        let mut v: Vec<Account> = self
+            .search(&base, Scope::OneLevel, &[("objectClass", "sstBackup")])?
+            .iter()
+            .map(Account::from_entry)
+            .collect();
+        v.sort_by(|a, b| a.uid.cmp(&b.uid));
+        Ok(v)
+    }
+
+    /// One backup account by uid.
+    pub fn account(&self, uid: &str) -> Result<Option<Account>> {
+        let base = self.accounts_base();
+        Ok(self
+            .search(
+                &base,
+                Scope::OneLevel,
+                &[("objectClass", "sstBackup"), ("uid", uid)],
+            )?
+            .first()
+            .map(Account::from_entry))
+    }
+
+    /// A person by uid.
+    pub fn person(&self, uid: &str) -> Result<Option<Person>> {
+        let base = self.people_base();
+        Ok(self
+            .search(&base, Scope::OneLevel, &[("uid", uid)])?
+            .first()
+            .map(|e| Person {
+                dn: e.dn.clone(),
+                uid: e.get("uid").unwrap_or_default().into(),
+                cn: e.get("cn").map(Into::into),
+                mail: e.all("mail").to_vec(),
+                preferred_language: e.get("preferredLanguage").map(Into::into),
+            }))
+    }
+
+    /// The reseller's notification entry, if it has one.
+    pub fn reseller_notifications(&self, reseller: &str) -> Result<Option<ResellerNotifications>> {
+        let dn = format!("ou=notifications,{}", self.reseller_dn(reseller));
+        Ok(self
+            .search(&dn, Scope::Base, &[])?
+            .first()
+            .map(|e| ResellerNotifications {
+                reseller_uid: reseller.into(),
+                mail_to: e.all("sstMailTo").to_vec(),
+                warnings: e.all("sstNotificationWarning").to_vec(),
+            }))
+    }
+
+    /// The reseller's settings entry, if it has one.
+    pub fn reseller_settings(&self, reseller: &str) -> Result<Option<ResellerSettings>> {
+        let dn = format!("ou=settings,{}", self.reseller_dn(reseller));
+        Ok(self.search(&dn, Scope::Base, &[])?.first().map(|e| {
+            // reuse the account parser for the shared default attributes
+            let a = Account::from_entry(e);
+            ResellerSettings {
+                reseller_uid: reseller.into(),
+                mail_from: e.get("sstMailFrom").map(Into::into),
+                preferred_language: a.preferred_language,
+                warning_level: a.warning_level,
+                warning_on: a.warning_on,
+                warning_days: a.warning_days,
+                warning_numbers: a.warning_numbers,
+                medium: a.medium,
+            }
+        }))
+    }
+
+    /// Writes `sstBackupSize` and `sstIncrementSize` (bytes) of an account.
+    pub fn set_sizes(&self, uid: &str, backup: u64, increment: u64) -> Result<()> {
+        self.replace(
+            uid,
+            &[
+                ("sstBackupSize", vec![backup.to_string()]),
+                ("sstIncrementSize", vec![increment.to_string()]),
+            ],
+        )
+    }
+
+    /// Sets the `sstBackupLastSuccessfulBackup` value of one prefix, keeping the others.
+    pub fn set_last_successful_backup(
+        &self,
+        uid: &str,
+        prefix: &str,
+        when: DateTime<Utc>,
+    ) -> Result<()> {
+        if prefix.is_empty() || prefix.contains(['\n', '\r']) {
+            return Err(Error::BadValue {
+                uid: uid.into(),
+                attr: "sstBackupLastSuccessfulBackup".into(),
+                value: prefix.into(),
+                why: "the prefix must be a non-empty single line".into(),
+            });
+        }
+        let raw = self.search(
+            &self.accounts_base(),
+            Scope::OneLevel,
+            &[("objectClass", "sstBackup"), ("uid", uid)],
+        )?;
+        let Some(entry) = raw.first() else {
+            return Err(Error::NoAccount {
+                uid: uid.into(),
+                base: self.accounts_base(),
+            });
+        };
+        // keep values we cannot parse untouched; replace this prefix's value
+        let mut values: Vec<String> = entry
+            .all("sstBackupLastSuccessfulBackup")
+            .iter()
+            .filter(|v| {
+                parse_last_successful(v)
+                    .map(|(p, _)| p != prefix)
+                    .unwrap_or(true)
+            })
+            .cloned()
+            .collect();
+        values.push(format_last_successful(prefix, when));
+        self.replace(uid, &[("sstBackupLastSuccessfulBackup", values)])
+    }
+
+    fn search(&self, base: &str, scope: Scope, conds: &[(&str, &str)]) -> Result<Vec<Entry>> {
+        match &self.backend {
+            Backend::Ldap { url, conn } => {
+                let filter = filter(conds);
+                let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
+                let res = conn
+                    .with_timeout(self.timeout)
+                    .search(base, scope, &filter, vec!["*"]);
+                let res = match res.and_then(|r| r.success()) {
+                    Ok((entries, _)) => entries,
+                    // noSuchObject: the base (e.g. a reseller's settings) does not exist
+                    Err(ldap3::LdapError::LdapResult { result }) if result.rc == 32 => vec![],
+                    Err(source) => {
+                        return Err(Error::Ldap {
+                            url: url.clone(),
+                            what: format!("search {base} for {filter}"),
+                            source: Box::new(source),
+                        })
+                    }
+                };
+                Ok(res
+                    .into_iter()
+                    .map(|re| {
+                        let se = SearchEntry::construct(re);
+                        let mut e = Entry::new(&se.dn);
+                        for (k, vs) in se.attrs {
+                            for v in vs {
+                                e.push(&k, v);
+                            }
+                        }
+                        e
+                    })
+                    .collect())
+            }
+            Backend::Ldif { ldif, .. } => {
+                let ldif = ldif.lock().unwrap_or_else(|e| e.into_inner());
+                let nbase = normalize_dn(base);
+                Ok(ldif
+                    .entries()
+                    .filter(|e| {
+                        let dn = normalize_dn(&e.dn);
+                        let in_scope = match scope {
+                            Scope::Base => dn == nbase,
+                            Scope::OneLevel => dn
+                                .split_once(',')
+                                .is_some_and(|(_, parent)| parent == nbase),
+                            Scope::Subtree => dn == nbase || dn.ends_with(&format!(",{nbase}")),
+                        };
+                        in_scope && conds.iter().all(|(a, v)| e.has(a, v))
+                    })
+                    .cloned()
+                    .collect())
+            }
+        }
+    }
+
+    fn replace(&self, uid: &str, mods: &[(&str, Vec<String>)]) -> Result<()> {
+        let dn = self.account_dn(uid);
+        match &self.backend {
+            Backend::Ldap { url, conn } => {
+                let m: Vec<Mod<String>> = mods
+                    .iter()
+                    .map(|(a, vs)| {
+                        Mod::Replace(a.to_string(), vs.iter().cloned().collect::<HashSet<_>>())
+                    })
+                    .collect();
+                let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
+                match conn
+                    .with_timeout(self.timeout)
+                    .modify(&dn, m)
+                    .and_then(|r| r.success())
+                {
+                    Ok(_) => Ok(()),
+                    Err(ldap3::LdapError::LdapResult { result }) if result.rc == 32 => {
+                        Err(Error::NoAccount {
+                            uid: uid.into(),
+                            base: self.accounts_base(),
+                        })
+                    }
+                    Err(source) => Err(Error::Ldap {
+                        url: url.clone(),
+                        what: format!("modify {dn}"),
+                        source: Box::new(source),
+                    }),
+                }
+            }
+            Backend::Ldif { path, ldif } => {
+                let mut ldif = ldif.lock().unwrap_or_else(|e| e.into_inner());
+                let mut next = ldif.clone();
+                let Some(e) = next.entry_mut(&dn) else {
+                    return Err(Error::NoAccount {
+                        uid: uid.into(),
+                        base: self.accounts_base(),
+                    });
+                };
+                for (a, vs) in mods {
+                    e.replace(a, vs.clone());
+                }
+                if let Some(p) = path {
+                    write_atomic(p, next.to_text().as_bytes()).map_err(|source| {
+                        Error::LdifWrite {
+                            path: p.clone(),
+                            source,
+                        }
+                    })?;
+                }
+                *ldif = next;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// `(&(a=v)(b=w))` with every value escaped; `(objectClass=*)` when there are no conditions.
+pub fn filter(conds: &[(&str, &str)]) -> String {
+    match conds {
+        [] => "(objectClass=*)".into(),
+        [(a, v)] => format!("({a}={})", ldap_escape(*v)),
+        _ => {
+            let parts: String = conds
+                .iter()
+                .map(|(a, v)| format!("({a}={})", ldap_escape(*v)))
+                .collect();
+            format!("(&{parts})")
+        }
+    }
+}
+
+fn read_password(path: &Path) -> Result<String> {
+    let s = std::fs::read_to_string(path).map_err(|source| Error::Password {
+        path: path.into(),
+        source,
+    })?;
+    Ok(s.trim_end_matches(['\n', '\r']).to_string())
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let _ = std::fs::set_permissions(&tmp, meta.permissions());
+    }
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_escape_values() {
+        assert_eq!(filter(&[("uid", "4000001")]), "(uid=4000001)");
+        assert_eq!(
+            filter(&[("objectClass", "sstBackup"), ("uid", "*)(uid=*")]),
+            "(&(objectClass=sstBackup)(uid=\\2a\\29\\28uid=\\2a))"
+        );
+        assert_eq!(filter(&[]), "(objectClass=*)");
+    }
+
+    #[test]
+    fn embedded_example_has_accounts_people_and_reseller() {
+        let d = Directory::embedded(DEFAULT_BASE);
+        let accs = d.accounts_for_host("backup-01.stoney-cloud.org").unwrap();
+        assert_eq!(
+            accs.iter().map(|a| a.uid.as_str()).collect::<Vec<_>>(),
+            ["4000001", "4000002"]
+        );
+        let a = &accs[0];
+        assert_eq!(a.quota, Some(1 << 30));
+        assert_eq!(a.intervals.daily, 7);
+        assert_eq!(a.mail, ["it@muster-treuhand.example.com"]);
+        assert_eq!(
+            a.last_successful["pc-anna"],
+            "2026-11-20T02:15:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+        assert!(a.problems.is_empty(), "{:?}", a.problems);
+        assert!(d.account("*").unwrap().is_none());
+        let p = d.person("3000001").unwrap().unwrap();
+        assert_eq!(p.mail.len(), 2);
+        let n = d.reseller_notifications("1000001").unwrap().unwrap();
+        assert!(n.wants("QUOTA") && !n.wants("schedule"));
+        let s = d.reseller_settings("1000001").unwrap().unwrap();
+        assert_eq!(
+            s.mail_from.as_deref(),
+            Some("Reseller Backup <backup@reseller.example.org>")
+        );
+        assert!(d.reseller_settings("nobody").unwrap().is_none());
+        let mut b = d.account("4000003").unwrap().unwrap();
+        assert_eq!(b.warning_days, None);
+        b.apply_defaults(&s);
+        assert_eq!((b.warning_days, b.warning_on), (Some(3), Some(false)));
+    }
+
+    #[test]
+    fn ldif_file_writes_are_persisted_and_other_text_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("dir.ldif");
+        std::fs::write(&p, EXAMPLE_LDIF).unwrap();
+        let d = Directory::from_ldif_file(&p, DEFAULT_BASE).unwrap();
+        d.set_sizes("4000002", 123, 45).unwrap();
+        let t = "2026-11-21T03:04:05Z".parse().unwrap();
+        d.set_last_successful_backup("4000001", "pc-anna", t)
+            .unwrap();
+        d.set_last_successful_backup("4000001", "srv:1", t).unwrap();
+        assert!(matches!(
+            d.set_sizes("9999999", 1, 1),
+            Err(Error::NoAccount { .. })
+        ));
+        let again = Directory::from_ldif_file(&p, DEFAULT_BASE).unwrap();
+        let a = again.account("4000002").unwrap().unwrap();
+        assert_eq!((a.backup_size, a.increment_size), (Some(123), Some(45)));
+        let b = again.account("4000001").unwrap().unwrap();
+        assert_eq!(b.last_successful.len(), 2);
+        assert_eq!(b.last_successful["pc-anna"], t);
+        assert_eq!(b.last_successful["srv:1"], t);
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(text.starts_with("# Example stoney backup tree"));
+    }
+
+    #[test]
+    fn bad_values_are_problems_not_failures() {
+        let text = EXAMPLE_LDIF.replace("sstQuota: 536870912", "sstQuota: lots");
+        let l = Ldif::parse(&text).unwrap();
+        let e = l
+            .entries()
+            .find(|e| e.get("uid") == Some("4000002"))
+            .unwrap();
+        let a = Account::from_entry(e);
+        assert_eq!(a.quota, None);
+        assert!(a.problems[0].contains("sstQuota"), "{:?}", a.problems);
+    }
+}
