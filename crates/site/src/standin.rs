@@ -49,7 +49,7 @@ impl StandIn {
         let scheduler_name = format!("fo_sched_{tag}");
         let agent_name = format!("nomos_{tag}");
         let d = dir.display();
-        let agent = format!("#!/bin/bash\ntrap 'exit 0' TERM\nwhile true; do sleep 0.2; done\n");
+        let agent = "#!/bin/bash\ntrap 'exit 0' TERM\nwhile true; do sleep 0.2; done\n".to_string();
         write_exec(&dir.join(&agent_name), &agent)?;
         let on_term = if b.refuse_stop {
             "trap '' TERM".to_string()
