@@ -3,6 +3,7 @@
 use crate::pfile::PfileName;
 use crate::repo::Repository;
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
 
 /// One `jobqueue` row with the job it belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,6 +127,10 @@ pub fn references(
 pub struct VerifyReport {
     pub checked: usize,
     pub missing: Vec<Reference>,
+    /// Absent containers that repository slimming removed on purpose: rebuildable from
+    /// gold, not damage (see [`slimmed_pfiles`]).
+    #[serde(default)]
+    pub slimmed: Vec<Reference>,
 }
 
 impl VerifyReport {
@@ -145,11 +150,83 @@ pub fn verify(
         checked: refs.len(),
         ..Default::default()
     };
+    let mut slimmed: Option<HashSet<i32>> = None;
     for r in refs {
         let name = PfileName::parse(&r.name).expect("names built from hashes parse");
         if !repo.has(&r.kind, &name) {
-            report.missing.push(r);
+            // Read the slimming record only when something is absent.
+            if slimmed.is_none() {
+                slimmed = Some(slimmed_pfiles(c)?);
+            }
+            let s = slimmed.as_ref().expect("just read");
+            if r.kind == "files" && s.contains(&r.pfile_pk) {
+                report.slimmed.push(r);
+            } else {
+                report.missing.push(r);
+            }
         }
     }
     Ok(report)
 }
+
+/// The table where repository slimming records every container it removed from `files`
+/// (and every container a slim unpack never stored). Holdfast owns it; FOSSology ignores it.
+pub const SLIMMED_TABLE_SQL: &str = "CREATE TABLE IF NOT EXISTS holdfast_slimmed ( \
+     pfile_pk int4 PRIMARY KEY, \
+     name text NOT NULL, \
+     bytes int8 NOT NULL, \
+     removed_at timestamptz NOT NULL DEFAULT now())";
+
+/// Creates `holdfast_slimmed` when it does not exist yet.
+pub fn ensure_slimmed_table(c: &mut postgres::Client) -> Result<(), postgres::Error> {
+    c.batch_execute(SLIMMED_TABLE_SQL)
+}
+
+/// Records containers as removed on purpose (idempotent: a pfile already recorded stays as
+/// it is). Record *before* deleting the file, so an interruption never leaves an absent
+/// container without its record.
+pub fn record_slimmed(
+    c: &mut postgres::Client,
+    pfiles: &[(i32, String, u64)],
+) -> Result<(), postgres::Error> {
+    ensure_slimmed_table(c)?;
+    let stmt = c.prepare(
+        "INSERT INTO holdfast_slimmed (pfile_pk, name, bytes) VALUES ($1, $2, $3) \
+         ON CONFLICT (pfile_pk) DO NOTHING",
+    )?;
+    let mut tx = c.transaction()?;
+    for (pk, name, bytes) in pfiles {
+        tx.execute(&stmt, &[pk, name, &(*bytes as i64)])?;
+    }
+    tx.commit()
+}
+
+/// The pfiles whose absence from `files` is intended: recorded in `holdfast_slimmed` and,
+/// right now, neither an upload's gold nor used as anything but a container in any tree
+/// (a record never excuses a missing leaf). Empty when the table does not exist.
+pub fn slimmed_pfiles(c: &mut postgres::Client) -> Result<HashSet<i32>, postgres::Error> {
+    let exists: bool = c
+        .query_one("SELECT to_regclass('holdfast_slimmed') IS NOT NULL", &[])?
+        .get(0);
+    if !exists {
+        return Ok(HashSet::new());
+    }
+    let mut sql = String::from(
+        "SELECT s.pfile_pk FROM holdfast_slimmed s \
+         WHERE NOT EXISTS (SELECT 1 FROM upload u WHERE u.pfile_fk = s.pfile_pk)",
+    );
+    for table in uploadtree_tables(c)? {
+        sql.push_str(&format!(
+            " AND NOT EXISTS (SELECT 1 FROM {table} t WHERE t.pfile_fk = s.pfile_pk \
+               AND (COALESCE(t.ufile_mode, 0) & {CONTAINER_BIT}) = 0)"
+        ));
+    }
+    Ok(c.query(sql.as_str(), &[])?
+        .iter()
+        .map(|r| r.get::<_, i32>(0))
+        .collect())
+}
+
+/// `ufile_mode` bit of a container row (archives, compressed files, packages; FOSSology also
+/// sets it on directories, which have no pfile).
+pub const CONTAINER_BIT: i32 = 1 << 29;
