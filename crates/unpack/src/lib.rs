@@ -1,12 +1,65 @@
 //! FOSSology-compatible recursive unpacker.
+//!
+//! [`upload_files`] imports files the way FOSSology's upload page and its `ununpack` and
+//! `adj2nest` agents would: the file goes to `gold` (hard-linked into `files`), rows go to
+//! `pfile`, `upload`, `job`/`jobqueue`, and the unpacked tree goes to `uploadtree_a` with
+//! FOSSology's container/artifact/directory bits, `artifact.dir`/`artifact.unpacked`/
+//! `artifact.meta` nodes and nested-set numbers; `upload_mode` gets bits 1<<5 (unpacked) and
+//! 1<<6 (nested set done) and `ununpack_ars` a success row. [`unpack_upload`] unpacks an
+//! existing upload again from its gold file; with [`UnpackOptions::repo_only`] it only
+//! refills the repository and leaves every table alone (the gold-only restore).
+//!
+//! Unpacking is deterministic: the same gold gives the same row names and the same
+//! repository file names, so a database restored beside a repository rebuilt from gold
+//! finds every file. Files already in the repository are never rewritten. Formats are
+//! detected by content ([`detect`]); the walk itself is in [`engine`], each format's reader
+//! in [`formats`], the database side in [`db`], and the row model in [`tree`].
+
+pub mod db;
+pub mod detect;
+pub mod engine;
+mod formats;
+pub mod hash;
+pub mod tree;
+
+pub use tree::{classify, Class};
 
 use holdfast_site::Site;
 use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 /// `[unpack]` in holdfast.toml: limits against hostile archives and parallelism.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub struct UnpackConfig {}
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UnpackConfig {
+    /// Most bytes one upload may expand to, all files together.
+    pub max_expanded_bytes: u64,
+    /// Most a member may expand relative to its container (FOSSology uses 1000); members
+    /// under 16 MiB are never held to it.
+    pub max_ratio: u64,
+    /// Deepest nesting of containers that is unpacked; deeper ones stay plain files.
+    pub max_depth: u32,
+    /// Most members (files, folders, links) one upload may have.
+    pub max_members: u64,
+    /// Worker threads; 0 = one per core.
+    pub threads: usize,
+    /// Temporary folder; default `<repository>/<hostname>/ununpack` like FOSSology's own.
+    pub temp_dir: Option<PathBuf>,
+}
+
+impl Default for UnpackConfig {
+    fn default() -> Self {
+        UnpackConfig {
+            max_expanded_bytes: 200 << 30,
+            max_ratio: 1000,
+            max_depth: 32,
+            max_members: 5_000_000,
+            threads: 0,
+            temp_dir: None,
+        }
+    }
+}
 
 /// How to unpack an existing upload.
 #[derive(Debug, Clone, Default)]
@@ -15,6 +68,8 @@ pub struct UnpackOptions {
     pub repo_only: bool,
     /// Do not keep containers in `files` (see repository slimming).
     pub slim: bool,
+    /// Show a progress bar on a terminal.
+    pub progress: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -28,6 +83,42 @@ pub struct UnpackSummary {
     /// Members that could not be unpacked: which archive, which member, why.
     pub errors: Vec<String>,
     pub seconds: f64,
+    /// uploadtree rows inserted (0 with `repo_only` or when the upload already had rows).
+    pub rows: u64,
+    /// Files the upload's rows name that this unpack did not produce and the repository
+    /// lacks (artifacts that are not reproducible byte for byte, or members past a limit).
+    pub unreproduced: Vec<String>,
+}
+
+impl UnpackSummary {
+    pub fn mb_per_s(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.bytes as f64 / 1e6 / self.seconds
+        } else {
+            0.0
+        }
+    }
+}
+
+impl std::fmt::Display for UnpackSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "upload {}: {} files, {:.1} MB in {:.2} s ({:.1} MB/s), {} written, {} rows, {} errors",
+            self.upload_pk,
+            self.files,
+            self.bytes as f64 / 1e6,
+            self.seconds,
+            self.mb_per_s(),
+            self.written,
+            self.rows,
+            self.errors.len()
+        )?;
+        if !self.unreproduced.is_empty() {
+            write!(f, ", {} files not reproducible", self.unreproduced.len())?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -36,16 +127,211 @@ pub enum UnpackError {
     NoUpload(i32),
     #[error("upload {upload}: its gold file {path} is missing, so it cannot be rebuilt")]
     GoldMissing { upload: i32, path: String },
+    #[error("upload {upload}: gold file {path} does not match its name (hashes {found}); restore it from a backup")]
+    GoldCorrupt {
+        upload: i32,
+        path: String,
+        found: String,
+    },
+    #[error("{path}: {why}")]
+    Input { path: String, why: String },
+    #[error("repository: {0}")]
+    Repo(String),
+    #[error("database: {0}")]
+    Db(#[from] postgres::Error),
     #[error("not built yet")]
     NotBuilt,
 }
 
+/// Unpacks one file (already stored as gold) into a tree, filling `files`.
+pub(crate) fn unpack_gold(
+    site: &Site,
+    gold: &Path,
+    name: &str,
+    label: &str,
+    cfg: &UnpackConfig,
+    opts: &UnpackOptions,
+) -> Result<(tree::Node, UnpackSummary), UnpackError> {
+    let start = Instant::now();
+    let root = engine::temp_root(&site.repo, cfg);
+    std::fs::create_dir_all(&root)
+        .map_err(|e| UnpackError::Repo(format!("cannot create {}: {e}", root.display())))?;
+    let tmp = tempfile::Builder::new()
+        .prefix("holdfast-")
+        .tempdir_in(&root)
+        .map_err(|e| {
+            UnpackError::Repo(format!("cannot create a folder in {}: {e}", root.display()))
+        })?;
+    let progress = if opts.progress {
+        let pb =
+            indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+        pb.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {prefix} {msg} [{elapsed}]")
+                .expect("valid template"),
+        );
+        pb.set_prefix(label.to_string());
+        pb.enable_steady_tick(std::time::Duration::from_millis(200));
+        pb
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let ctx = engine::Ctx::new(
+        site.repo.clone(),
+        cfg.clone(),
+        opts.clone(),
+        tmp.path().to_path_buf(),
+        label.to_string(),
+        progress,
+    );
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(cfg.threads)
+        .build()
+        .map_err(|e| UnpackError::Repo(e.to_string()))?;
+    let mut node = pool.install(|| {
+        engine::process(
+            &ctx,
+            engine::Item {
+                src: engine::Src::Fixed(gold.to_path_buf()),
+                hashes: None,
+                name: tree::clean_name(name.as_bytes()),
+                mode: tree::S_IFREG,
+                artifact: false,
+                trail: name.to_string(),
+            },
+            0,
+            true,
+        )
+    });
+    ctx.progress.finish_and_clear();
+    node.sort();
+    use std::sync::atomic::Ordering::Relaxed;
+    let summary = UnpackSummary {
+        upload_pk: 0,
+        files: ctx.files.load(Relaxed),
+        bytes: ctx.bytes.load(Relaxed),
+        written: ctx.written.load(Relaxed),
+        errors: std::mem::take(&mut *ctx.errors.lock().unwrap()),
+        seconds: start.elapsed().as_secs_f64(),
+        rows: 0,
+        unreproduced: vec![],
+    };
+    drop(tmp);
+    Ok((node, summary))
+}
+
 /// Unpacks upload `upload_pk` again from its gold file.
 pub fn unpack_upload(
-    _site: &Site,
-    _upload_pk: i32,
-    _cfg: &UnpackConfig,
-    _opts: &UnpackOptions,
+    site: &Site,
+    upload_pk: i32,
+    cfg: &UnpackConfig,
+    opts: &UnpackOptions,
 ) -> Result<UnpackSummary, UnpackError> {
-    Err(UnpackError::NotBuilt)
+    let mut client = site.connect()?;
+    let up = db::load_upload(&mut client, upload_pk)?;
+    let name = up.gold.to_string();
+    let gold = site
+        .repo
+        .path("gold", &name)
+        .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.len() == up.gold.size))
+        .or_else(|| {
+            // FOSSology falls back to the copy in `files` when gold is gone.
+            site.repo
+                .path("files", &name)
+                .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.len() == up.gold.size))
+        })
+        .ok_or_else(|| UnpackError::GoldMissing {
+            upload: upload_pk,
+            path: site
+                .repo
+                .path("gold", &name)
+                .map(|p| p.display().to_string())
+                .unwrap_or(name.clone()),
+        })?;
+    let label = format!("upload {upload_pk}");
+    let (node, mut summary) = unpack_gold(site, &gold, &up.filename, &label, cfg, opts)?;
+    summary.upload_pk = upload_pk;
+    if let Some(h) = &node.pfile {
+        if h.pfile_name() != name {
+            return Err(UnpackError::GoldCorrupt {
+                upload: upload_pk,
+                path: gold.display().to_string(),
+                found: h.pfile_name(),
+            });
+        }
+    }
+    if !opts.repo_only {
+        let start = std::time::SystemTime::now();
+        summary.rows = db::store_tree(&mut client, upload_pk, &up.table, &node, start)?;
+    }
+    summary.unreproduced =
+        db::unreproduced(&mut client, upload_pk, &up.table, &site.repo, opts.slim)?;
+    for u in &summary.unreproduced {
+        tracing::warn!(
+            "upload {upload_pk}: {u} is named by the database but this unpack did not produce it"
+        );
+    }
+    tracing::info!("{summary}");
+    Ok(summary)
+}
+
+/// Imports files as FOSSology uploads (gold, pfile, upload, job rows) and unpacks each.
+pub fn upload_files(
+    site: &Site,
+    paths: &[PathBuf],
+    cfg: &UnpackConfig,
+    opts: &UnpackOptions,
+) -> Result<Vec<(i32, UnpackSummary)>, UnpackError> {
+    let mut client = site.connect()?;
+    let mut out = Vec::new();
+    for path in paths {
+        let input = |why: String| UnpackError::Input {
+            path: path.display().to_string(),
+            why,
+        };
+        let meta = std::fs::metadata(path).map_err(|e| input(format!("cannot read: {e}")))?;
+        if !meta.is_file() {
+            return Err(input(
+                "not a regular file; upload files, not folders".into(),
+            ));
+        }
+        let filename = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_else(|| "upload".into());
+        let h = hash::hash_file(path).map_err(|e| input(format!("cannot read: {e}")))?;
+        let gold = site.repo.path("gold", &h.pfile_name()).ok_or_else(|| {
+            UnpackError::Repo(format!(
+                "no [REPOSITORY] line in {} covers gold file {}",
+                site.conf_dir.join("fossology.conf").display(),
+                h.pfile_name()
+            ))
+        })?;
+        if !std::fs::metadata(&gold).is_ok_and(|m| m.len() == h.size) {
+            let repo_err =
+                |e: std::io::Error| UnpackError::Repo(format!("{}: {e}", gold.display()));
+            site.repo.ensure_parent(&gold).map_err(repo_err)?;
+            let part = gold.with_extension(format!("part{}", std::process::id()));
+            std::fs::copy(path, &part).map_err(repo_err)?;
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&part, std::fs::Permissions::from_mode(0o660));
+            std::fs::rename(&part, &gold).map_err(repo_err)?;
+        }
+        let start = std::time::SystemTime::now();
+        let ids = db::create_upload(&mut client, &filename, &h)?;
+        let label = format!("upload {} ({filename})", ids.upload_pk);
+        let res = unpack_gold(site, &gold, &filename, &label, cfg, opts);
+        let (node, mut summary) = match res {
+            Ok(x) => x,
+            Err(e) => {
+                db::finish_jobs(&mut client, &ids, false, 0, &e.to_string())?;
+                return Err(e);
+            }
+        };
+        summary.upload_pk = ids.upload_pk;
+        summary.rows = db::store_tree(&mut client, ids.upload_pk, "uploadtree_a", &node, start)?;
+        db::finish_jobs(&mut client, &ids, true, summary.files, "Completed")?;
+        tracing::info!("{summary}");
+        out.push((ids.upload_pk, summary));
+    }
+    Ok(out)
 }

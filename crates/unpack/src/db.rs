@@ -1,0 +1,321 @@
+//! The database side: FOSSology's upload, job and queue rows, and the tree as
+//! `uploadtree` rows (inserted in bulk through arrays, one transaction per upload).
+
+use crate::hash::Hashes;
+use crate::tree::Node;
+use holdfast_site::pfile::PfileName;
+use holdfast_site::repo::Repository;
+use postgres::Client;
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+/// `upload.upload_mode` bits set when the unpack and the nested-set numbering are done.
+pub const MODE_UNPACKED: i32 = 1 << 5;
+pub const MODE_NESTED: i32 = 1 << 6;
+/// Initial `upload_mode` of a file upload.
+pub const MODE_FILE_UPLOAD: i32 = 1 << 3;
+
+pub struct UploadInfo {
+    pub filename: String,
+    pub table: String,
+    pub gold: PfileName,
+}
+
+fn table_ok(t: &str) -> bool {
+    t == "uploadtree_a"
+        || t == "uploadtree"
+        || t.strip_prefix("uploadtree_")
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+pub fn load_upload(c: &mut Client, upload_pk: i32) -> Result<UploadInfo, crate::UnpackError> {
+    let row = c
+        .query_opt(
+            "SELECT u.upload_filename, coalesce(u.uploadtree_tablename, 'uploadtree_a'),
+                    p.pfile_sha1, p.pfile_md5, p.pfile_size
+             FROM upload u JOIN pfile p ON p.pfile_pk = u.pfile_fk WHERE u.upload_pk = $1",
+            &[&upload_pk],
+        )?
+        .ok_or(crate::UnpackError::NoUpload(upload_pk))?;
+    let filename: String = row.get(0);
+    let table: String = row.get(1);
+    if !table_ok(&table) {
+        return Err(crate::UnpackError::Repo(format!(
+            "upload {upload_pk}: unexpected uploadtree_tablename {table:?}"
+        )));
+    }
+    let size: i64 = row.get(4);
+    Ok(UploadInfo {
+        filename: filename.rsplit('/').next().unwrap_or(&filename).to_string(),
+        table,
+        gold: PfileName::new(row.get(2), row.get(3), size as u64),
+    })
+}
+
+pub struct UploadIds {
+    pub upload_pk: i32,
+    pub job_pk: i32,
+    pub jq_unpack: i32,
+    pub jq_nest: i32,
+}
+
+fn upsert_pfiles(
+    tx: &mut postgres::Transaction,
+    hs: &[&Hashes],
+) -> Result<HashMap<(String, String, i64), i32>, postgres::Error> {
+    let mut seen = std::collections::HashSet::new();
+    let (mut s1, mut m5, mut s256, mut sz) = (vec![], vec![], vec![], vec![]);
+    for h in hs {
+        if seen.insert((&h.sha1, &h.md5, h.size)) {
+            s1.push(h.sha1.to_ascii_uppercase());
+            m5.push(h.md5.to_ascii_uppercase());
+            s256.push(h.sha256.to_ascii_uppercase());
+            sz.push(h.size as i64);
+        }
+    }
+    tx.execute(
+        "INSERT INTO pfile (pfile_sha1, pfile_md5, pfile_sha256, pfile_size)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[])
+         ON CONFLICT (pfile_md5, pfile_sha1, pfile_size)
+         DO UPDATE SET pfile_sha256 = EXCLUDED.pfile_sha256 WHERE pfile.pfile_sha256 IS NULL",
+        &[&s1, &m5, &s256, &sz],
+    )?;
+    let rows = tx.query(
+        "SELECT p.pfile_pk, p.pfile_sha1, p.pfile_md5, p.pfile_size
+         FROM pfile p JOIN unnest($1::text[], $2::text[], $3::int8[]) AS u(s, m, z)
+           ON p.pfile_sha1 = u.s AND p.pfile_md5 = u.m AND p.pfile_size = u.z",
+        &[&s1, &m5, &sz],
+    )?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let s: String = r.get(1);
+            let m: String = r.get(2);
+            (
+                (
+                    s.trim().to_ascii_lowercase(),
+                    m.trim().to_ascii_lowercase(),
+                    r.get(3),
+                ),
+                r.get(0),
+            )
+        })
+        .collect())
+}
+
+/// The pfile, upload, job and queue rows of a new file upload (queue rows started).
+pub fn create_upload(
+    c: &mut Client,
+    filename: &str,
+    h: &Hashes,
+) -> Result<UploadIds, postgres::Error> {
+    let mut tx = c.transaction()?;
+    let pf = upsert_pfiles(&mut tx, &[h])?;
+    let pfile_pk = pf[&(h.sha1.clone(), h.md5.clone(), h.size as i64)];
+    let user: i32 = tx
+        .query_opt(
+            "SELECT user_pk FROM users ORDER BY user_name <> 'fossy', user_pk LIMIT 1",
+            &[],
+        )?
+        .map(|r| r.get(0))
+        .unwrap_or(1);
+    let upload_pk: i32 = tx
+        .query_one(
+            "INSERT INTO upload (upload_desc, upload_filename, user_fk, upload_mode, pfile_fk,
+                                 upload_origin, uploadtree_tablename, public_perm)
+             VALUES (NULL, $1, $2, $3, $4, $1, 'uploadtree_a', 0) RETURNING upload_pk",
+            &[&filename, &user, &MODE_FILE_UPLOAD, &pfile_pk],
+        )?
+        .get(0);
+    let job_pk: i32 = tx
+        .query_one(
+            "INSERT INTO job (job_name, job_upload_fk, job_user_fk, job_priority)
+             VALUES ($1, $2, $3, 0) RETURNING job_pk",
+            &[&filename, &upload_pk, &user],
+        )?
+        .get(0);
+    let args = upload_pk.to_string();
+    let jq_unpack: i32 = tx
+        .query_one(
+            "INSERT INTO jobqueue (jq_job_fk, jq_type, jq_args, jq_starttime, jq_host, jq_runonpfile)
+             VALUES ($1, 'ununpack', $2, now(), 'localhost', 'pfile_fk') RETURNING jq_pk",
+            &[&job_pk, &args],
+        )?
+        .get(0);
+    let jq_nest: i32 = tx
+        .query_one(
+            "INSERT INTO jobqueue (jq_job_fk, jq_type, jq_args, jq_starttime, jq_host)
+             VALUES ($1, 'adj2nest', $2, now(), 'localhost') RETURNING jq_pk",
+            &[&job_pk, &args],
+        )?
+        .get(0);
+    tx.execute(
+        "INSERT INTO jobdepends (jdep_jq_fk, jdep_jq_depends_fk) VALUES ($1, $2)",
+        &[&jq_nest, &jq_unpack],
+    )?;
+    tx.commit()?;
+    Ok(UploadIds {
+        upload_pk,
+        job_pk,
+        jq_unpack,
+        jq_nest,
+    })
+}
+
+/// Marks the upload's queue rows finished (end bits 0x1 ok, 0x2 failed).
+pub fn finish_jobs(
+    c: &mut Client,
+    ids: &UploadIds,
+    ok: bool,
+    items: u64,
+    text: &str,
+) -> Result<(), postgres::Error> {
+    let bits: i16 = if ok { 1 } else { 2 };
+    let items = items.min(i32::MAX as u64) as i32;
+    c.execute(
+        "UPDATE jobqueue SET jq_endtime = now(), jq_end_bits = $2, jq_endtext = $3,
+                jq_itemsprocessed = $4
+         WHERE jq_pk = ANY($1)",
+        &[&vec![ids.jq_unpack, ids.jq_nest], &bits, &text, &items],
+    )?;
+    let _ = ids.job_pk;
+    Ok(())
+}
+
+fn agent_pk(tx: &mut postgres::Transaction) -> Result<i32, postgres::Error> {
+    if let Some(r) = tx.query_opt(
+        "SELECT agent_pk FROM agent WHERE agent_name = 'ununpack' ORDER BY agent_enabled DESC, agent_pk DESC LIMIT 1",
+        &[],
+    )? {
+        return Ok(r.get(0));
+    }
+    Ok(tx
+        .query_one(
+            "INSERT INTO agent (agent_name, agent_rev, agent_desc) VALUES ('ununpack', $1,
+             'Unpacks archives (holdfast, FOSSology compatible)') RETURNING agent_pk",
+            &[&format!("holdfast-{}", env!("CARGO_PKG_VERSION"))],
+        )?
+        .get(0))
+}
+
+/// Inserts the tree unless the upload already has rows (then, like FOSSology, none), sets
+/// the `upload_mode` bits and writes an `ununpack_ars` success row. Returns rows inserted.
+pub fn store_tree(
+    c: &mut Client,
+    upload_pk: i32,
+    table: &str,
+    root: &Node,
+    started: SystemTime,
+) -> Result<u64, postgres::Error> {
+    assert!(table_ok(table), "checked table name");
+    let mut tx = c.transaction()?;
+    let existing: i64 = tx
+        .query_one(
+            &format!("SELECT count(*) FROM {table} WHERE upload_fk = $1"),
+            &[&upload_pk],
+        )?
+        .get(0);
+    let mut inserted = 0u64;
+    if existing == 0 {
+        let mut hs = Vec::new();
+        root.pfiles(&mut hs);
+        let pf = upsert_pfiles(&mut tx, &hs)?;
+        let flat = root.flatten();
+        let n = flat.len() as i64;
+        let pks: Vec<i32> = tx
+            .query(
+                "SELECT nextval('uploadtree_uploadtree_pk_seq')::int4 FROM generate_series(1, $1::int8)",
+                &[&n],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut parent = Vec::with_capacity(flat.len());
+        let mut realparent = Vec::with_capacity(flat.len());
+        let mut pfile = Vec::with_capacity(flat.len());
+        let mut mode = Vec::with_capacity(flat.len());
+        let mut lft = Vec::with_capacity(flat.len());
+        let mut rgt = Vec::with_capacity(flat.len());
+        let mut name = Vec::with_capacity(flat.len());
+        for f in &flat {
+            parent.push(f.parent.map(|p| pks[p]));
+            realparent.push(f.realparent.map(|p| pks[p]));
+            pfile.push(
+                f.node
+                    .pfile
+                    .as_ref()
+                    .map(|h| pf[&(h.sha1.clone(), h.md5.clone(), h.size as i64)])
+                    .unwrap_or(0),
+            );
+            mode.push(f.node.mode as i32);
+            lft.push(f.lft as i32);
+            rgt.push(f.rgt as i32);
+            name.push(f.node.name.as_str());
+        }
+        inserted = tx.execute(
+            &format!(
+                "INSERT INTO {table} (uploadtree_pk, parent, realparent, upload_fk, pfile_fk,
+                                      ufile_mode, lft, rgt, ufile_name)
+                 SELECT u.pk, u.parent, u.rp, $8, u.pf, u.mode, u.lft, u.rgt, u.name
+                 FROM unnest($1::int4[], $2::int4[], $3::int4[], $4::int4[], $5::int4[],
+                             $6::int4[], $7::int4[], $9::text[])
+                      AS u(pk, parent, rp, pf, mode, lft, rgt, name)"
+            ),
+            &[
+                &pks,
+                &parent,
+                &realparent,
+                &pfile,
+                &mode,
+                &lft,
+                &rgt,
+                &upload_pk,
+                &name,
+            ],
+        )?;
+    }
+    tx.execute(
+        "UPDATE upload SET upload_mode = upload_mode | $2 | $3 WHERE upload_pk = $1",
+        &[&upload_pk, &MODE_UNPACKED, &MODE_NESTED],
+    )?;
+    let agent = agent_pk(&mut tx)?;
+    tx.execute(
+        "INSERT INTO ununpack_ars (agent_fk, upload_fk, ars_success, ars_status, ars_starttime, ars_endtime)
+         VALUES ($1, $2, true, 'Completed', $3, now())",
+        &[&agent, &upload_pk, &started],
+    )?;
+    tx.commit()?;
+    Ok(inserted)
+}
+
+/// Repository names the upload's rows reference that are still missing after an unpack.
+/// With `slim`, containers are expected to be missing and are not reported.
+pub fn unreproduced(
+    c: &mut Client,
+    upload_pk: i32,
+    table: &str,
+    repo: &Repository,
+    slim: bool,
+) -> Result<Vec<String>, postgres::Error> {
+    assert!(table_ok(table), "checked table name");
+    let rows = c.query(
+        &format!(
+            "SELECT DISTINCT p.pfile_sha1, p.pfile_md5, p.pfile_size, t.ufile_name
+             FROM {table} t JOIN pfile p ON p.pfile_pk = t.pfile_fk
+             WHERE t.upload_fk = $1 AND ($2 = false OR t.ufile_mode & (1<<29) = 0)"
+        ),
+        &[&upload_pk, &slim],
+    )?;
+    let mut out = Vec::new();
+    for r in rows {
+        let size: i64 = r.get(2);
+        let n = PfileName::new(r.get(0), r.get(1), size as u64);
+        if !repo.has("files", &n) {
+            let uname: String = r.get(3);
+            out.push(format!("{n} ({uname})"));
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}

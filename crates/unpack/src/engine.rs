@@ -1,0 +1,953 @@
+//! The recursive unpacker: turns one gold file into a [`Node`] tree and fills `files`.
+//!
+//! Members are never extracted under their archive names: every extracted file goes to a
+//! numbered file in a private temporary folder (or stays in memory when small), so `../`,
+//! absolute paths and symbolic links cannot make us write anywhere else. Archive paths only
+//! become row names. Each file is hashed while it is written, its type is detected from its
+//! first bytes, containers are unpacked in turn (in parallel, on rayon's pool), and finally
+//! the file is moved into the repository under its content name unless that name is already
+//! there. Limits (expanded bytes, ratio, depth, member count) stop a member, never the upload.
+
+use crate::detect::{detect, Kind, HEAD};
+use crate::hash::{hash_bytes, read_full, Hashes, Sink, CHUNK};
+use crate::tree::*;
+use crate::{UnpackConfig, UnpackOptions};
+use holdfast_site::repo::Repository;
+use indicatif::ProgressBar;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Cursor, Read, Seek};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+/// Members up to this size are kept in memory instead of a temporary file.
+const SMALL: usize = 1 << 20;
+/// Output below this size never counts as a bomb, whatever the ratio.
+const RATIO_FLOOR: u64 = 16 << 20;
+/// In-memory members in flight before extraction processes them itself.
+const INFLIGHT_CAP: u64 = 256 << 20;
+
+pub trait ReadSeek: Read + Seek + Send {}
+impl<T: Read + Seek + Send> ReadSeek for T {}
+
+/// Where a file's bytes are.
+#[derive(Clone)]
+pub enum Src {
+    Mem(Arc<Vec<u8>>),
+    /// A temporary file we own (moved into the repository when stored).
+    Temp(PathBuf),
+    /// A file we do not own (the gold file).
+    Fixed(PathBuf),
+}
+
+impl Src {
+    pub fn open(&self) -> io::Result<Box<dyn ReadSeek>> {
+        Ok(match self {
+            Src::Mem(v) => Box::new(Cursor::new(ArcBytes(v.clone()))),
+            Src::Temp(p) | Src::Fixed(p) => Box::new(File::open(p)?),
+        })
+    }
+
+    fn head(&self) -> io::Result<Vec<u8>> {
+        match self {
+            Src::Mem(v) => Ok(v[..v.len().min(HEAD)].to_vec()),
+            _ => {
+                let mut buf = vec![0u8; HEAD];
+                let n = read_full(&mut self.open()?, &mut buf)?;
+                buf.truncate(n);
+                Ok(buf)
+            }
+        }
+    }
+
+    pub(crate) fn len(&self) -> u64 {
+        match self {
+            Src::Mem(v) => v.len() as u64,
+            Src::Temp(p) | Src::Fixed(p) => std::fs::metadata(p).map(|m| m.len()).unwrap_or(0),
+        }
+    }
+
+    /// A path on disk, writing memory contents to a temporary file when needed.
+    fn on_disk(&self, ctx: &Ctx) -> io::Result<PathBuf> {
+        match self {
+            Src::Mem(v) => {
+                let p = ctx.temp_path();
+                std::fs::write(&p, &v[..])?;
+                Ok(p)
+            }
+            Src::Temp(p) | Src::Fixed(p) => Ok(p.clone()),
+        }
+    }
+}
+
+struct ArcBytes(Arc<Vec<u8>>);
+impl AsRef<[u8]> for ArcBytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// One file waiting to be classified, unpacked and stored.
+pub struct Item {
+    pub src: Src,
+    pub hashes: Option<Hashes>,
+    pub name: String,
+    /// Low `st_mode` bits, already masked.
+    pub mode: u32,
+    pub artifact: bool,
+    /// The path inside the upload, for messages.
+    pub trail: String,
+}
+
+/// Shared state of one upload's unpack.
+pub struct Ctx {
+    pub repo: Repository,
+    pub cfg: UnpackConfig,
+    pub opts: UnpackOptions,
+    pub tmp: PathBuf,
+    pub label: String,
+    counter: AtomicU64,
+    pub files: AtomicU64,
+    pub bytes: AtomicU64,
+    pub written: AtomicU64,
+    members: AtomicU64,
+    expanded: AtomicU64,
+    inflight: AtomicU64,
+    pub errors: Mutex<Vec<String>>,
+    pub progress: ProgressBar,
+}
+
+impl Ctx {
+    pub fn new(
+        repo: Repository,
+        cfg: UnpackConfig,
+        opts: UnpackOptions,
+        tmp: PathBuf,
+        label: String,
+        progress: ProgressBar,
+    ) -> Self {
+        Ctx {
+            repo,
+            cfg,
+            opts,
+            tmp,
+            label,
+            counter: AtomicU64::new(0),
+            files: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            members: AtomicU64::new(0),
+            expanded: AtomicU64::new(0),
+            inflight: AtomicU64::new(0),
+            errors: Mutex::new(Vec::new()),
+            progress,
+        }
+    }
+
+    fn temp_path(&self) -> PathBuf {
+        self.tmp
+            .join(format!("{}", self.counter.fetch_add(1, Relaxed)))
+    }
+
+    pub fn record(&self, trail: &str, member: Option<&str>, why: impl std::fmt::Display) {
+        let msg = match member {
+            Some(m) => format!("{}: {trail}: member {m}: {why}", self.label),
+            None => format!("{}: {trail}: {why}", self.label),
+        };
+        tracing::warn!("{msg}");
+        self.errors.lock().unwrap().push(msg);
+    }
+
+    /// The most bytes a member of a container of `container_size` bytes may expand to.
+    fn member_limit(&self, container_size: u64) -> u64 {
+        let ratio = self
+            .cfg
+            .max_ratio
+            .saturating_mul(container_size)
+            .max(RATIO_FLOOR);
+        let left = self
+            .cfg
+            .max_expanded_bytes
+            .saturating_sub(self.expanded.load(Relaxed));
+        ratio.min(left)
+    }
+
+    fn count_member(&self) -> bool {
+        self.members.fetch_add(1, Relaxed) < self.cfg.max_members
+    }
+}
+
+#[derive(Debug)]
+enum CaptureError {
+    Io(io::Error),
+    TooBig(u64),
+}
+
+impl std::fmt::Display for CaptureError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CaptureError::Io(e) => write!(f, "{e}"),
+            CaptureError::TooBig(n) => write!(
+                f,
+                "expands beyond {n} bytes (decompression bomb? raise [unpack] max_ratio or max_expanded_bytes to allow it); skipped"
+            ),
+        }
+    }
+}
+
+/// Reads a member completely: into memory when small, else into a temporary file while a
+/// second thread hashes. Stops at `limit` bytes.
+fn capture(ctx: &Ctx, r: &mut dyn Read, limit: u64) -> Result<(Src, Option<Hashes>), CaptureError> {
+    let mut first = vec![0u8; SMALL.min(limit as usize + 1)];
+    let n = read_full(r, &mut first).map_err(CaptureError::Io)?;
+    first.truncate(n);
+    if (n as u64) > limit {
+        return Err(CaptureError::TooBig(limit));
+    }
+    if n < SMALL {
+        ctx.expanded.fetch_add(n as u64, Relaxed);
+        return Ok((Src::Mem(Arc::new(first)), None));
+    }
+    let path = ctx.temp_path();
+    let file = File::create(&path).map_err(CaptureError::Io)?;
+    let sink = Sink::spawn(Some(file));
+    let mut total = n as u64;
+    let cleanup = |e: CaptureError| {
+        let _ = std::fs::remove_file(&path);
+        e
+    };
+    sink.send(first).map_err(CaptureError::Io)?;
+    loop {
+        let mut buf = vec![0u8; CHUNK];
+        let k = match read_full(r, &mut buf) {
+            Ok(k) => k,
+            Err(e) => {
+                drop(sink);
+                return Err(cleanup(CaptureError::Io(e)));
+            }
+        };
+        if k == 0 {
+            break;
+        }
+        total += k as u64;
+        ctx.expanded.fetch_add(k as u64, Relaxed);
+        if total > limit {
+            drop(sink);
+            return Err(cleanup(CaptureError::TooBig(limit)));
+        }
+        buf.truncate(k);
+        sink.send(buf).map_err(CaptureError::Io)?;
+    }
+    let h = sink.finish().map_err(|e| cleanup(CaptureError::Io(e)))?;
+    Ok((Src::Temp(path), Some(h)))
+}
+
+/// Processes one file: detect, unpack if a container, store; returns its row.
+pub fn process(ctx: &Ctx, item: Item, depth: u32, top: bool) -> Node {
+    let hashes = match item.hashes.clone() {
+        Some(h) => h,
+        None => match &item.src {
+            Src::Mem(v) => hash_bytes(v),
+            Src::Temp(p) | Src::Fixed(p) => match crate::hash::hash_file(p) {
+                Ok(h) => h,
+                Err(e) => {
+                    ctx.record(&item.trail, None, format!("cannot read: {e}"));
+                    return Node {
+                        name: item.name,
+                        mode: item.mode,
+                        pfile: None,
+                        children: vec![],
+                    };
+                }
+            },
+        },
+    };
+    let kind = match item.src.head() {
+        Ok(h) => detect(&h),
+        Err(_) => Kind::Leaf,
+    };
+    let kind = if kind == Kind::Bsdtar && !have_bsdtar() {
+        Kind::Leaf
+    } else {
+        kind
+    };
+    let kind = if kind != Kind::Leaf && depth >= ctx.cfg.max_depth {
+        ctx.record(
+            &item.trail,
+            None,
+            format!(
+                "nested deeper than {} containers; kept as a file, not unpacked",
+                ctx.cfg.max_depth
+            ),
+        );
+        Kind::Leaf
+    } else {
+        kind
+    };
+    let mut mode = item.mode;
+    if item.artifact && !top {
+        mode |= BIT_ARTIFACT;
+    }
+    let mut children = Vec::new();
+    let mut container = false;
+    if kind != Kind::Leaf {
+        let (kids, err) = unpack(ctx, kind, &item, &hashes, depth);
+        if err.is_some() && kids.is_empty() && kind.weak() {
+            // A chance match of a weak magic number: an ordinary file.
+        } else {
+            if let Some(e) = err {
+                ctx.record(
+                    &item.trail,
+                    None,
+                    format!("{kind:?} unpacked only in part: {e}"),
+                );
+            }
+            container = true;
+            children = kids;
+        }
+    }
+    if container {
+        mode |= BIT_CONTAINER;
+    }
+    store(ctx, &item.src, &hashes, container && !top);
+    ctx.progress.set_message(format!(
+        "{} files, {} MB",
+        ctx.files.load(Relaxed),
+        ctx.bytes.load(Relaxed) >> 20
+    ));
+    Node {
+        name: item.name,
+        mode,
+        pfile: Some(hashes),
+        children,
+    }
+}
+
+/// Moves a file into `files` under its content name, unless that name is already there.
+fn store(ctx: &Ctx, src: &Src, h: &Hashes, container: bool) {
+    ctx.files.fetch_add(1, Relaxed);
+    ctx.bytes.fetch_add(h.size, Relaxed);
+    let cleanup = || {
+        if let Src::Temp(p) = src {
+            let _ = std::fs::remove_file(p);
+        }
+    };
+    if ctx.opts.slim && container {
+        cleanup();
+        return;
+    }
+    let name = h.pfile_name();
+    let Some(target) = ctx.repo.path("files", &name) else {
+        ctx.record(
+            &name,
+            None,
+            "no [REPOSITORY] line in fossology.conf covers this file; not stored",
+        );
+        cleanup();
+        return;
+    };
+    if std::fs::metadata(&target).is_ok_and(|m| m.is_file() && m.len() == h.size) {
+        cleanup();
+        return;
+    }
+    let res = (|| -> io::Result<()> {
+        ctx.repo.ensure_parent(&target)?;
+        let part = target.with_extension(format!("part{}", std::process::id()));
+        match src {
+            Src::Temp(p) => {
+                if std::fs::rename(p, &target).is_err() {
+                    std::fs::copy(p, &part)?;
+                    std::fs::rename(&part, &target)?;
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+            Src::Mem(v) => {
+                std::fs::write(&part, &v[..])?;
+                std::fs::rename(&part, &target)?;
+            }
+            Src::Fixed(p) => {
+                if std::fs::hard_link(p, &target).is_err() {
+                    std::fs::copy(p, &part)?;
+                    std::fs::rename(&part, &target)?;
+                }
+            }
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o660));
+        Ok(())
+    })();
+    match res {
+        Ok(()) => {
+            ctx.written.fetch_add(1, Relaxed);
+        }
+        Err(e) => {
+            ctx.record(
+                &name,
+                None,
+                format!("cannot store {}: {e}", target.display()),
+            );
+            cleanup();
+        }
+    }
+}
+
+/// Archive members in reading order: (sequence, path components, member).
+type Members = Vec<(usize, Vec<String>, Member)>;
+
+/// One entry of an archive, before the tree is built.
+enum Member {
+    File(Node),
+    Dir(u32),
+    Symlink(u32),
+    /// A hard link to an earlier member (its path components).
+    Link(Vec<String>, u32),
+}
+
+/// Collects archive members: spawns file processing on the pool while reading goes on.
+pub(crate) struct Collector<'a, 's> {
+    pub(crate) ctx: &'s Ctx,
+    scope: &'a rayon::Scope<'s>,
+    depth: u32,
+    pub(crate) trail: String,
+    dmask: u32,
+    fmask: u32,
+    limit: u64,
+    seq: usize,
+    out: Arc<Mutex<Members>>,
+    pub(crate) stopped: bool,
+}
+
+impl<'a, 's> Collector<'a, 's> {
+    /// Splits and checks a member path; `None` (recorded) when it must be skipped.
+    fn path(&self, raw: &[u8]) -> Option<Vec<String>> {
+        let mut comps = Vec::new();
+        for c in raw.split(|&b| b == b'/') {
+            match c {
+                b"" | b"." => {}
+                b".." => {
+                    self.ctx.record(
+                        &self.trail,
+                        Some(&String::from_utf8_lossy(raw)),
+                        "path leads out of the archive (..); skipped",
+                    );
+                    return None;
+                }
+                _ => comps.push(clean_name(c)),
+            }
+        }
+        if comps.is_empty() {
+            return None;
+        }
+        Some(comps)
+    }
+
+    fn admit(&mut self, raw: &[u8]) -> Option<Vec<String>> {
+        if self.stopped {
+            return None;
+        }
+        if !self.ctx.count_member() {
+            self.ctx.record(
+                &self.trail,
+                Some(&String::from_utf8_lossy(raw)),
+                format!(
+                    "more than {} members in this upload; the rest is skipped (raise [unpack] max_members)",
+                    self.ctx.cfg.max_members
+                ),
+            );
+            self.stopped = true;
+            return None;
+        }
+        self.path(raw)
+    }
+
+    fn push(&mut self, comps: Vec<String>, m: Member) {
+        let seq = self.seq;
+        self.seq += 1;
+        self.out.lock().unwrap().push((seq, comps, m));
+    }
+
+    pub(crate) fn dir(&mut self, raw: &[u8], mode: u32) {
+        if let Some(c) = self.admit(raw) {
+            self.push(c, Member::Dir(S_IFDIR | (mode & self.dmask & !S_IFMT)));
+        }
+    }
+
+    pub(crate) fn symlink(&mut self, raw: &[u8], mode: u32) {
+        if let Some(c) = self.admit(raw) {
+            self.push(c, Member::Symlink(S_IFLNK | (mode & self.fmask & !S_IFMT)));
+        }
+    }
+
+    pub(crate) fn link(&mut self, raw: &[u8], target: &[u8], mode: u32) {
+        if let Some(c) = self.admit(raw) {
+            match self.path(target) {
+                Some(t) => self.push(c, Member::Link(t, S_IFREG | (mode & self.fmask & !S_IFMT))),
+                None => self.ctx.record(
+                    &self.trail,
+                    Some(&String::from_utf8_lossy(raw)),
+                    "hard link points outside the archive; skipped",
+                ),
+            }
+        }
+    }
+
+    pub(crate) fn special(&mut self, raw: &[u8], what: &str) {
+        if self.admit(raw).is_some() {
+            self.ctx.record(
+                &self.trail,
+                Some(&String::from_utf8_lossy(raw)),
+                format!("{what} not extracted"),
+            );
+        }
+    }
+
+    /// Reads a regular member's data and queues it. `expect` is the size the header says.
+    pub(crate) fn file(&mut self, raw: &[u8], mode: u32, r: &mut dyn Read, expect: Option<u64>) {
+        let Some(comps) = self.admit(raw) else {
+            let _ = io::copy(r, &mut io::sink());
+            return;
+        };
+        let member = String::from_utf8_lossy(raw).to_string();
+        let (src, hashes) = match capture(self.ctx, r, self.limit) {
+            Ok(x) => x,
+            Err(e) => {
+                self.ctx.record(&self.trail, Some(&member), e);
+                return;
+            }
+        };
+        if let Some(want) = expect {
+            if src.len() < want {
+                self.ctx.record(
+                    &self.trail,
+                    Some(&member),
+                    format!("truncated: {} of {want} bytes present; skipped", src.len()),
+                );
+                if let Src::Temp(p) = &src {
+                    let _ = std::fs::remove_file(p);
+                }
+                return;
+            }
+        }
+        let item = Item {
+            src,
+            hashes,
+            name: comps.last().cloned().unwrap_or_default(),
+            mode: S_IFREG | (mode & self.fmask & !S_IFMT),
+            artifact: false,
+            trail: format!("{}/{}", self.trail, comps.join("/")),
+        };
+        let seq = self.seq;
+        self.seq += 1;
+        let out = self.out.clone();
+        let ctx = self.ctx;
+        let depth = self.depth;
+        let small = match &item.src {
+            Src::Mem(v) => v.len() as u64,
+            _ => 0,
+        };
+        if ctx.inflight.load(Relaxed) > INFLIGHT_CAP {
+            let node = process(ctx, item, depth + 1, false);
+            out.lock().unwrap().push((seq, comps, Member::File(node)));
+            return;
+        }
+        ctx.inflight.fetch_add(small, Relaxed);
+        self.scope.spawn(move |_| {
+            let node = process(ctx, item, depth + 1, false);
+            ctx.inflight.fetch_sub(small, Relaxed);
+            out.lock().unwrap().push((seq, comps, Member::File(node)));
+        });
+    }
+}
+
+/// Runs `read` with a collector, waits for every queued member, and builds the folder tree.
+fn collect<F>(
+    ctx: &Ctx,
+    kind: Kind,
+    trail: &str,
+    depth: u32,
+    container_size: u64,
+    read: F,
+) -> (Vec<Node>, Option<String>)
+where
+    F: FnOnce(&mut Collector) -> Result<(), String> + Send,
+{
+    let (dmask, fmask) = kind.masks();
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let limit = ctx.member_limit(container_size);
+    let mut err = None;
+    rayon::scope(|s| {
+        let mut c = Collector {
+            ctx,
+            scope: s,
+            depth,
+            trail: trail.to_string(),
+            dmask,
+            fmask,
+            limit,
+            seq: 0,
+            out: out.clone(),
+            stopped: false,
+        };
+        if let Err(e) = read(&mut c) {
+            err = Some(e);
+        }
+    });
+    let mut members = std::mem::take(&mut *out.lock().unwrap());
+    members.sort_by_key(|m| m.0);
+    (build_tree(ctx, trail, members), err)
+}
+
+#[derive(Default)]
+struct TDir {
+    mode: Option<u32>,
+    dirs: BTreeMap<String, TDir>,
+    leaves: BTreeMap<String, Node>,
+}
+
+fn build_tree(ctx: &Ctx, trail: &str, members: Members) -> Vec<Node> {
+    let mut root = TDir::default();
+    let mut links = Vec::new();
+    for (_, comps, m) in members {
+        match m {
+            Member::Link(t, mode) => links.push((comps, t, mode)),
+            other => insert(&mut root, &comps, other),
+        }
+    }
+    for (comps, target, mode) in links {
+        match find(&root, &target) {
+            Some(n) => {
+                let mut n = n.clone();
+                n.name = comps.last().cloned().unwrap_or_default();
+                n.mode = (n.mode & !0o7777) | (mode & 0o7777);
+                insert(&mut root, &comps, Member::File(n));
+            }
+            None => ctx.record(
+                trail,
+                Some(&comps.join("/")),
+                format!(
+                    "hard link to {} which is not in the archive; skipped",
+                    target.join("/")
+                ),
+            ),
+        }
+    }
+    into_nodes(root)
+}
+
+fn insert(d: &mut TDir, comps: &[String], m: Member) {
+    let (name, parents) = comps.split_last().expect("non-empty path");
+    let mut d = d;
+    for p in parents {
+        d.leaves.remove(p);
+        d = d.dirs.entry(p.clone()).or_default();
+    }
+    match m {
+        Member::Dir(mode) => {
+            d.leaves.remove(name);
+            d.dirs.entry(name.clone()).or_default().mode = Some(mode);
+        }
+        Member::File(mut n) => {
+            n.name = name.clone();
+            d.dirs.remove(name);
+            d.leaves.insert(name.clone(), n);
+        }
+        Member::Symlink(mode) => {
+            d.dirs.remove(name);
+            d.leaves.insert(
+                name.clone(),
+                Node {
+                    name: name.clone(),
+                    mode,
+                    pfile: None,
+                    children: vec![],
+                },
+            );
+        }
+        Member::Link(..) => {}
+    }
+}
+
+fn find<'t>(d: &'t TDir, comps: &[String]) -> Option<&'t Node> {
+    let (name, parents) = comps.split_last()?;
+    let mut d = d;
+    for p in parents {
+        d = d.dirs.get(p)?;
+    }
+    d.leaves.get(name)
+}
+
+fn into_nodes(d: TDir) -> Vec<Node> {
+    let mut out: Vec<Node> = d.leaves.into_values().collect();
+    for (name, sub) in d.dirs {
+        let mode = sub.mode.unwrap_or(S_IFDIR);
+        out.push(Node::dir(&name, mode, into_nodes(sub)));
+    }
+    out
+}
+
+fn have_bsdtar() -> bool {
+    static HAVE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAVE.get_or_init(|| {
+        std::process::Command::new("bsdtar")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
+/// Removes the last extension, as FOSSology names the output of a decompressor.
+fn strip_ext(name: &str) -> String {
+    match name.rfind('.') {
+        Some(i) if i > 0 => name[..i].to_string(),
+        _ => name.to_string(),
+    }
+}
+
+pub(crate) fn decoder_pub<'r>(
+    kind: Kind,
+    r: Box<dyn ReadSeek + 'r>,
+) -> io::Result<Box<dyn Read + Send + 'r>> {
+    decoder(kind, r)
+}
+
+/// Captures a whole stream under the limits for a container of `container_size` bytes.
+pub(crate) fn capture_pub(
+    ctx: &Ctx,
+    r: &mut dyn Read,
+    container_size: u64,
+) -> Result<(Src, Option<Hashes>), String> {
+    capture(ctx, r, ctx.member_limit(container_size)).map_err(|e| e.to_string())
+}
+
+fn decoder<'r>(kind: Kind, r: Box<dyn ReadSeek + 'r>) -> io::Result<Box<dyn Read + Send + 'r>> {
+    let r = io::BufReader::with_capacity(CHUNK, r);
+    Ok(match kind {
+        Kind::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(r)),
+        Kind::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(r)),
+        Kind::Xz => Box::new(lzma_rust2::XzReader::new(r, true)),
+        Kind::Lzma => Box::new(
+            lzma_rust2::LzmaReader::new_mem_limit(r, 1 << 20, None).map_err(io::Error::other)?,
+        ),
+        Kind::Lzip => Box::new(lzma_rust2::LzipReader::new(r)),
+        Kind::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(r)?),
+        Kind::Lz4 => Box::new(lz4_flex::frame::FrameDecoder::new(r)),
+        _ => return Err(io::Error::other("not a compressed stream")),
+    })
+}
+
+/// Unpacks a container; returns the container's children and an error if it broke off.
+fn unpack(
+    ctx: &Ctx,
+    kind: Kind,
+    item: &Item,
+    h: &Hashes,
+    depth: u32,
+) -> (Vec<Node>, Option<String>) {
+    let trail = item.trail.as_str();
+    let open = || item.src.open().map_err(|e| e.to_string());
+    match kind {
+        Kind::Xz => {
+            // FOSSology unpacks .tar.xz straight as tar (tar -J): no .tar in between.
+            let mut head = vec![0u8; 512];
+            let is_tar = open()
+                .and_then(|r| decoder(kind, r).map_err(|e| e.to_string()))
+                .and_then(|mut d| read_full(&mut d, &mut head).map_err(|e| e.to_string()))
+                .is_ok_and(|n| n == 512 && detect(&head) == Kind::Tar);
+            if is_tar {
+                let (kids, err) = collect(ctx, Kind::Xz, trail, depth, h.size, |c| {
+                    let r = decoder(kind, open()?).map_err(|e| e.to_string())?;
+                    read_tar(c, r)
+                });
+                return (vec![Node::artifact_dir("artifact.dir", kids)], err);
+            }
+            unpack_pack(ctx, kind, item, h, depth)
+        }
+        k if k.is_pack() => unpack_pack(ctx, kind, item, h, depth),
+        Kind::Tar => wrap(collect(ctx, kind, trail, depth, h.size, |c| {
+            read_tar(c, open()?)
+        })),
+        Kind::Zip => {
+            let meta = crate::formats::zip_meta(&item.src);
+            let (kids, err) = collect(ctx, kind, trail, depth, h.size, |c| {
+                crate::formats::read_zip(c, open()?)
+            });
+            with_meta(ctx, item, meta, kids, err, depth)
+        }
+        Kind::Ar | Kind::Deb => {
+            let (kids, err) = collect(ctx, kind, trail, depth, h.size, |c| {
+                crate::formats::read_ar(c, open()?)
+            });
+            if kind == Kind::Deb {
+                let meta = crate::formats::deb_meta(&item.src);
+                with_meta(ctx, item, meta, kids, err, depth)
+            } else {
+                (vec![Node::artifact_dir("artifact.dir", kids)], err)
+            }
+        }
+        Kind::Cpio => wrap(collect(ctx, kind, trail, depth, h.size, |c| {
+            crate::formats::read_cpio(c, open()?)
+        })),
+        Kind::SevenZ => wrap(collect(ctx, kind, trail, depth, h.size, |c| {
+            crate::formats::read_7z(c, open()?)
+        })),
+        Kind::Iso | Kind::Bsdtar => {
+            let path = match item.src.on_disk(ctx) {
+                Ok(p) => p,
+                Err(e) => return (vec![], Some(e.to_string())),
+            };
+            let meta = (kind == Kind::Iso).then(|| crate::formats::iso_meta(&item.src));
+            let (kids, err) = collect(ctx, kind, trail, depth, h.size, |c| {
+                crate::formats::read_bsdtar(c, &path)
+            });
+            if matches!(item.src, Src::Mem(_)) {
+                let _ = std::fs::remove_file(&path);
+            }
+            match meta {
+                Some(m) => with_meta(ctx, item, Some(m), kids, err, depth),
+                None => (vec![Node::artifact_dir("artifact.dir", kids)], err),
+            }
+        }
+        Kind::Rpm => crate::formats::unpack_rpm(ctx, item, depth),
+        Kind::Dsc => (
+            vec![],
+            Some("Debian source packages are unpacked with their tarballs".into()),
+        ),
+        _ => (vec![], None),
+    }
+}
+
+fn wrap((kids, err): (Vec<Node>, Option<String>)) -> (Vec<Node>, Option<String>) {
+    (vec![Node::artifact_dir("artifact.dir", kids)], err)
+}
+
+/// Children of a container that also has an `artifact.meta` file.
+fn with_meta(
+    ctx: &Ctx,
+    item: &Item,
+    meta: Option<Vec<u8>>,
+    kids: Vec<Node>,
+    err: Option<String>,
+    depth: u32,
+) -> (Vec<Node>, Option<String>) {
+    let mut out = Vec::new();
+    if let Some(m) = meta {
+        out.push(meta_node(ctx, item, m, depth));
+    }
+    out.push(Node::artifact_dir("artifact.dir", kids));
+    (out, err)
+}
+
+pub(crate) fn meta_node(ctx: &Ctx, item: &Item, text: Vec<u8>, depth: u32) -> Node {
+    let mut n = process(
+        ctx,
+        Item {
+            src: Src::Mem(Arc::new(text)),
+            hashes: None,
+            name: "artifact.meta".into(),
+            mode: S_IFREG,
+            artifact: true,
+            trail: format!("{}/artifact.meta", item.trail),
+        },
+        // Metadata is text: never unpack it.
+        u32::MAX - 1,
+        false,
+    );
+    n.mode &= !BIT_CONTAINER;
+    let _ = depth;
+    n
+}
+
+/// A single compressed stream: `artifact.dir` with the decompressed file.
+fn unpack_pack(
+    ctx: &Ctx,
+    kind: Kind,
+    item: &Item,
+    h: &Hashes,
+    depth: u32,
+) -> (Vec<Node>, Option<String>) {
+    let limit = ctx.member_limit(h.size);
+    let res = item
+        .src
+        .open()
+        .and_then(|r| decoder(kind, r))
+        .map_err(CaptureError::Io)
+        .and_then(|mut d| capture(ctx, &mut d, limit));
+    let (src, hashes) = match res {
+        Ok(x) => x,
+        Err(CaptureError::TooBig(n)) => {
+            ctx.record(&item.trail, None, CaptureError::TooBig(n));
+            return (vec![Node::artifact_dir("artifact.dir", vec![])], None);
+        }
+        Err(e) => return (vec![], Some(e.to_string())),
+    };
+    if !ctx.count_member() {
+        return (vec![], Some("member limit reached".into()));
+    }
+    let name = strip_ext(&item.name);
+    let child = process(
+        ctx,
+        Item {
+            src,
+            hashes,
+            trail: format!("{}/{}", item.trail, name),
+            name,
+            mode: S_IFREG,
+            artifact: false,
+        },
+        depth + 1,
+        false,
+    );
+    (vec![Node::artifact_dir("artifact.dir", vec![child])], None)
+}
+
+/// Reads a tar stream (every common variant: v7, ustar, GNU, pax, sparse).
+pub(crate) fn read_tar(c: &mut Collector, r: Box<dyn Read + Send + '_>) -> Result<(), String> {
+    let mut ar = tar::Archive::new(r);
+    let entries = ar.entries().map_err(|e| e.to_string())?;
+    for e in entries {
+        let mut e = e.map_err(|e| format!("corrupt or truncated: {e}"))?;
+        let raw = e.path_bytes().into_owned();
+        let mode = e.header().mode().unwrap_or(0o644);
+        use tar::EntryType::*;
+        match e.header().entry_type() {
+            Regular | Continuous | GNUSparse => {
+                let size = e.size();
+                c.file(&raw, mode, &mut e, Some(size));
+            }
+            Directory => c.dir(&raw, mode),
+            Symlink => c.symlink(&raw, mode),
+            Link => {
+                let target = e
+                    .link_name_bytes()
+                    .map(|t| t.into_owned())
+                    .unwrap_or_default();
+                c.link(&raw, &target, mode);
+            }
+            Char | Block => c.special(&raw, "device file"),
+            Fifo => c.special(&raw, "named pipe"),
+            XHeader | XGlobalHeader | GNULongName | GNULongLink => {}
+            other => c.special(&raw, &format!("tar entry of type {other:?}")),
+        }
+        if c.stopped {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// The upload's temporary folder: `<repo>/<hostname>/ununpack/holdfast-*` like FOSSology's
+/// own (backups exclude it), or `[unpack] temp_dir`.
+pub fn temp_root(repo: &Repository, cfg: &UnpackConfig) -> PathBuf {
+    if let Some(d) = &cfg.temp_dir {
+        return d.clone();
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    repo.root.join(host).join("ununpack")
+}
+
+pub fn is_dir(p: &Path) -> bool {
+    p.is_dir()
+}

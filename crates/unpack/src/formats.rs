@@ -1,0 +1,423 @@
+//! Readers for each archive format, feeding the [`Collector`], and the `artifact.meta`
+//! texts. Metadata is our own deterministic listing (FOSSology runs `unzip -Z`, `dpkg -I`,
+//! `rpm -qip`, `isoinfo -d`, whose output depends on tool versions): the same gold always
+//! gives the same `artifact.meta` file name.
+
+use crate::detect::detect;
+use crate::engine::{meta_node, process, Collector, Ctx, Item, ReadSeek, Src};
+use crate::hash::read_full;
+use crate::tree::*;
+use std::fmt::Write as _;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::Path;
+use std::sync::Arc;
+
+pub(crate) fn read_zip(c: &mut Collector, r: Box<dyn ReadSeek>) -> Result<(), String> {
+    let mut za = zip::ZipArchive::new(r).map_err(|e| format!("not a readable zip: {e}"))?;
+    for i in 0..za.len() {
+        if c.stopped {
+            break;
+        }
+        let name = za
+            .name_for_index(i)
+            .and_then(|r| r.ok())
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| format!("#{i}"));
+        let mut f = match za.by_index(i) {
+            Ok(f) => f,
+            Err(e) => {
+                c.ctx
+                    .record(&c.trail, Some(&name), format!("cannot read: {e}; skipped"));
+                continue;
+            }
+        };
+        let raw = f.name_raw().to_vec();
+        let mode = f.unix_mode().unwrap_or(0o644);
+        if f.is_dir() {
+            c.dir(&raw, mode);
+        } else if f.is_symlink() {
+            c.symlink(&raw, mode);
+        } else {
+            let size = f.size();
+            c.file(&raw, mode, &mut f, Some(size));
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn zip_meta(src: &Src) -> Option<Vec<u8>> {
+    let mut za = zip::ZipArchive::new(src.open().ok()?).ok()?;
+    let mut t = format!("Zip archive, {} members\n", za.len());
+    let comment = String::from_utf8_lossy(za.comment()).to_string();
+    if !comment.is_empty() {
+        let _ = writeln!(t, "Comment: {comment}");
+    }
+    for i in 0..za.len() {
+        if let Ok(f) = za.by_index_raw(i) {
+            let _ = writeln!(
+                t,
+                "{:>12} {:>12} {:08x} {:?} {}",
+                f.size(),
+                f.compressed_size(),
+                f.crc32(),
+                f.compression(),
+                String::from_utf8_lossy(f.name_raw())
+            );
+        }
+    }
+    Some(t.into_bytes())
+}
+
+pub(crate) fn read_ar(c: &mut Collector, r: Box<dyn ReadSeek>) -> Result<(), String> {
+    let mut a = ar::Archive::new(r);
+    while let Some(e) = a.next_entry() {
+        let mut e = e.map_err(|e| format!("corrupt or truncated: {e}"))?;
+        let raw = e.header().identifier().to_vec();
+        let mode = e.header().mode();
+        let size = e.header().size();
+        c.file(&raw, mode, &mut e, Some(size));
+        if c.stopped {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// `dpkg -I`-like text: the members, then the control file.
+pub(crate) fn deb_meta(src: &Src) -> Option<Vec<u8>> {
+    let mut a = ar::Archive::new(src.open().ok()?);
+    let mut t = String::from("Debian binary package\n");
+    let mut control = None;
+    while let Some(Ok(mut e)) = a.next_entry() {
+        let name = String::from_utf8_lossy(e.header().identifier()).to_string();
+        let _ = writeln!(t, " {:>10} bytes, {name}", e.header().size());
+        if name.starts_with("control.tar") {
+            let mut data = Vec::new();
+            e.read_to_end(&mut data).ok()?;
+            control = control_from_tar(data);
+        }
+    }
+    if let Some(c) = control {
+        t.push_str(&c);
+    }
+    Some(t.into_bytes())
+}
+
+fn control_from_tar(data: Vec<u8>) -> Option<String> {
+    let kind = detect(&data[..data.len().min(crate::detect::HEAD)]);
+    let cur: Box<dyn ReadSeek> = Box::new(io::Cursor::new(data));
+    let r: Box<dyn Read + Send> = if kind.is_pack() {
+        crate::engine::decoder_pub(kind, cur).ok()?
+    } else {
+        cur
+    };
+    let mut ar = tar::Archive::new(r);
+    for e in ar.entries().ok()? {
+        let e = e.ok()?;
+        let p = e.path_bytes().into_owned();
+        if p == b"./control" || p == b"control" {
+            let mut s = String::new();
+            e.take(1 << 20).read_to_string(&mut s).ok()?;
+            return Some(s);
+        }
+    }
+    None
+}
+
+/// cpio: the portable ASCII (odc, 070707) and new ASCII (newc/crc, 070701/2) formats.
+pub(crate) fn read_cpio(c: &mut Collector, r: Box<dyn ReadSeek>) -> Result<(), String> {
+    let mut r = io::BufReader::new(r);
+    let mut pos: u64 = 0;
+    fn take(r: &mut dyn Read, n: usize, pos: &mut u64) -> Result<Vec<u8>, String> {
+        let mut b = vec![0u8; n];
+        let k = read_full(r, &mut b).map_err(|e| e.to_string())?;
+        *pos += k as u64;
+        if k < n {
+            return Err("truncated".into());
+        }
+        Ok(b)
+    }
+    fn num(b: &[u8], radix: u32) -> Result<u64, String> {
+        let s = std::str::from_utf8(b).map_err(|_| "bad header".to_string())?;
+        u64::from_str_radix(s.trim_end_matches('\0'), radix).map_err(|_| "bad header".into())
+    }
+    loop {
+        if c.stopped {
+            break;
+        }
+        let magic = take(&mut r, 6, &mut pos)?;
+        let (mode, size, namesize, newc) = match &magic[..] {
+            b"070701" | b"070702" => {
+                let h = take(&mut r, 104, &mut pos)?;
+                let f = |i: usize| num(&h[i * 8..i * 8 + 8], 16);
+                (f(1)?, f(6)?, f(11)?, true)
+            }
+            b"070707" => {
+                let h = take(&mut r, 70, &mut pos)?;
+                (
+                    num(&h[12..18], 8)?,
+                    num(&h[59..70], 8)?,
+                    num(&h[53..59], 8)?,
+                    false,
+                )
+            }
+            _ => return Err(format!("corrupt header at byte {}", pos - 6)),
+        };
+        if namesize > 65536 {
+            return Err("corrupt header (name too long)".into());
+        }
+        let mut name = take(&mut r, namesize as usize, &mut pos)?;
+        while name.last() == Some(&0) {
+            name.pop();
+        }
+        if newc {
+            let pad = (4 - pos % 4) % 4;
+            take(&mut r, pad as usize, &mut pos)?;
+        }
+        if name == b"TRAILER!!!" {
+            break;
+        }
+        let mode = mode as u32;
+        match mode & S_IFMT {
+            S_IFREG => {
+                let mut lim = (&mut r).take(size);
+                c.file(&name, mode, &mut lim, Some(size));
+                let rest = io::copy(&mut lim, &mut io::sink()).map_err(|e| e.to_string())?;
+                let _ = rest;
+                pos += size;
+            }
+            S_IFDIR => {
+                c.dir(&name, mode);
+                take(&mut r, size as usize, &mut pos)?;
+            }
+            S_IFLNK => {
+                c.symlink(&name, mode);
+                take(&mut r, size.min(1 << 20) as usize, &mut pos)?;
+            }
+            _ => {
+                c.special(&name, "device file or pipe");
+                take(&mut r, size.min(1 << 20) as usize, &mut pos)?;
+            }
+        }
+        if newc {
+            let pad = (4 - pos % 4) % 4;
+            take(&mut r, pad as usize, &mut pos)?;
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn read_7z(c: &mut Collector, r: Box<dyn ReadSeek>) -> Result<(), String> {
+    let mut a = sevenz_rust2::ArchiveReader::new(r, sevenz_rust2::Password::empty())
+        .map_err(|e| format!("not a readable 7z archive: {e}"))?;
+    a.for_each_entries(|e, rd| {
+        let raw = e.name.replace('\\', "/").into_bytes();
+        let unix = if e.has_windows_attributes && e.windows_attributes & 0x8000 != 0 {
+            e.windows_attributes >> 16
+        } else {
+            0o644
+        };
+        if e.is_directory {
+            c.dir(&raw, unix);
+        } else if unix & S_IFMT == S_IFLNK {
+            c.symlink(&raw, unix);
+            io::copy(rd, &mut io::sink())?;
+        } else {
+            c.file(&raw, unix, rd, Some(e.size));
+        }
+        Ok(!c.stopped)
+    })
+    .map_err(|e| format!("corrupt or truncated: {e}"))
+}
+
+/// ISO 9660, RAR, CAB: `bsdtar` turns the image into a tar stream on a pipe (nothing is
+/// written to disk under the archive's names), which the tar reader then takes apart.
+pub(crate) fn read_bsdtar(c: &mut Collector, path: &Path) -> Result<(), String> {
+    let mut child = std::process::Command::new("bsdtar")
+        .args(["-cf", "-", "--format=pax"])
+        .arg(format!("@{}", path.display()))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run bsdtar: {e}"))?;
+    let mut stderr = child.stderr.take().expect("piped");
+    let errs = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let stdout = child.stdout.take().expect("piped");
+    let res = crate::engine::read_tar(c, Box::new(stdout));
+    let status = child.wait().map_err(|e| e.to_string())?;
+    let errs = errs.join().unwrap_or_default();
+    res?;
+    if !status.success() {
+        return Err(format!(
+            "bsdtar failed: {}",
+            errs.lines().next().unwrap_or("no message")
+        ));
+    }
+    Ok(())
+}
+
+/// The primary volume descriptor's text fields.
+pub(crate) fn iso_meta(src: &Src) -> Vec<u8> {
+    let mut pvd = vec![0u8; 2048];
+    let ok = src
+        .open()
+        .and_then(|mut r| {
+            r.seek(SeekFrom::Start(32768))?;
+            read_full(&mut r, &mut pvd)
+        })
+        .is_ok_and(|n| n == 2048);
+    let mut t = String::from("ISO 9660 image\n");
+    if ok {
+        let f = |a: usize, b: usize| String::from_utf8_lossy(&pvd[a..b]).trim().to_string();
+        let blocks = u32::from_le_bytes(pvd[80..84].try_into().unwrap());
+        for (k, v) in [
+            ("System id", f(8, 40)),
+            ("Volume id", f(40, 72)),
+            ("Volume set id", f(190, 318)),
+            ("Publisher id", f(318, 446)),
+            ("Data preparer id", f(446, 574)),
+            ("Application id", f(574, 702)),
+            ("Creation date", f(813, 829)),
+        ] {
+            let _ = writeln!(t, "{k}: {v}");
+        }
+        let _ = writeln!(t, "Volume size: {blocks} blocks");
+    }
+    t.into_bytes()
+}
+
+struct RpmHeader {
+    tags: Vec<(u32, u32, u32, u32)>,
+    store: Vec<u8>,
+}
+
+fn read_header(r: &mut dyn Read, pad: bool) -> Result<(RpmHeader, u64), String> {
+    let mut h = [0u8; 16];
+    if read_full(r, &mut h).map_err(|e| e.to_string())? < 16 || h[..3] != [0x8e, 0xad, 0xe8] {
+        return Err("bad RPM header".into());
+    }
+    let n = u32::from_be_bytes(h[8..12].try_into().unwrap());
+    let size = u32::from_be_bytes(h[12..16].try_into().unwrap());
+    if n > 100_000 || size > 256 << 20 {
+        return Err("RPM header too large".into());
+    }
+    let mut idx = vec![0u8; n as usize * 16];
+    let mut store = vec![0u8; size as usize];
+    if read_full(r, &mut idx).map_err(|e| e.to_string())? < idx.len()
+        || read_full(r, &mut store).map_err(|e| e.to_string())? < store.len()
+    {
+        return Err("truncated RPM header".into());
+    }
+    let mut used = 16 + idx.len() as u64 + store.len() as u64;
+    if pad && !used.is_multiple_of(8) {
+        let mut p = vec![0u8; (8 - used % 8) as usize];
+        read_full(r, &mut p).map_err(|e| e.to_string())?;
+        used += p.len() as u64;
+    }
+    let tags = idx
+        .chunks(16)
+        .map(|c| {
+            let w = |i: usize| u32::from_be_bytes(c[i..i + 4].try_into().unwrap());
+            (w(0), w(4), w(8), w(12))
+        })
+        .collect();
+    Ok((RpmHeader { tags, store }, used))
+}
+
+impl RpmHeader {
+    fn string(&self, tag: u32) -> Option<String> {
+        let &(_, ty, off, _) = self.tags.iter().find(|t| t.0 == tag)?;
+        if !matches!(ty, 6 | 8 | 9) {
+            return None;
+        }
+        let s = self.store.get(off as usize..)?;
+        let end = s.iter().position(|&b| b == 0).unwrap_or(s.len());
+        Some(String::from_utf8_lossy(&s[..end]).to_string())
+    }
+}
+
+/// RPM: `artifact.meta` (header fields) and `artifact.unpacked` (the cpio payload, which
+/// is unpacked in turn).
+pub(crate) fn unpack_rpm(ctx: &Ctx, item: &Item, depth: u32) -> (Vec<Node>, Option<String>) {
+    let res = (|| -> Result<(Vec<u8>, u64), String> {
+        let mut r = item.src.open().map_err(|e| e.to_string())?;
+        let mut lead = [0u8; 96];
+        if read_full(&mut r, &mut lead).map_err(|e| e.to_string())? < 96 {
+            return Err("truncated RPM lead".into());
+        }
+        let (_, sig) = read_header(&mut r, true)?;
+        let (hdr, main) = read_header(&mut r, false)?;
+        let mut t = String::from("RPM package\n");
+        for (tag, label) in [
+            (1000, "Name"),
+            (1001, "Version"),
+            (1002, "Release"),
+            (1022, "Architecture"),
+            (1014, "License"),
+            (1004, "Summary"),
+            (1015, "Packager"),
+            (1011, "Vendor"),
+            (1020, "URL"),
+            (1044, "Source RPM"),
+            (1124, "Payload format"),
+            (1125, "Payload compressor"),
+            (1005, "Description"),
+        ] {
+            if let Some(v) = hdr.string(tag) {
+                let _ = writeln!(t, "{label}: {v}");
+            }
+        }
+        Ok((t.into_bytes(), 96 + sig + main))
+    })();
+    let (meta, offset) = match res {
+        Ok(x) => x,
+        Err(e) => return (vec![], Some(e)),
+    };
+    let mut out = vec![meta_node(ctx, item, meta, depth)];
+    let payload = (|| -> Result<Box<dyn Read + Send>, String> {
+        let mut r = item.src.open().map_err(|e| e.to_string())?;
+        r.seek(SeekFrom::Start(offset)).map_err(|e| e.to_string())?;
+        let mut head = [0u8; 16];
+        let n = read_full(&mut r, &mut head).map_err(|e| e.to_string())?;
+        r.seek(SeekFrom::Start(offset)).map_err(|e| e.to_string())?;
+        let kind = detect(&head[..n]);
+        if kind.is_pack() {
+            crate::engine::decoder_pub(kind, r).map_err(|e| e.to_string())
+        } else {
+            Ok(Box::new(r))
+        }
+    })();
+    let mut payload = match payload {
+        Ok(p) => p,
+        Err(e) => return (out, Some(e)),
+    };
+    match crate::engine::capture_pub(ctx, &mut payload, item.src.len()) {
+        Ok((src, hashes)) => {
+            out.push(process(
+                ctx,
+                Item {
+                    src,
+                    hashes,
+                    name: "artifact.unpacked".into(),
+                    mode: S_IFREG,
+                    artifact: true,
+                    trail: format!("{}/artifact.unpacked", item.trail),
+                },
+                depth + 1,
+                false,
+            ));
+            (out, None)
+        }
+        Err(e) => (out, Some(e)),
+    }
+}
+
+#[allow(dead_code)]
+fn _arc(v: Vec<u8>) -> Src {
+    Src::Mem(Arc::new(v))
+}
