@@ -1,0 +1,222 @@
+//! What a drill measured: pass or fail, each step with its time, the recovery time, and the
+//! data lost. Printed as text for an operator and as JSON for scripts and monitoring.
+
+use holdfast_site::db::Reference;
+use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+
+/// One timed step of a drill (build the site, back up, destroy, restore, verify...).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Step {
+    pub name: String,
+    pub secs: f64,
+    /// Part of the recovery (counted in `recovery_secs`) rather than of the set-up.
+    pub recovery: bool,
+    pub detail: String,
+}
+
+/// One assertion of a drill; a drill passes when every check passes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Check {
+    pub what: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// The data a recovery did not bring back.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DataLost {
+    /// Seconds between the snapshot the site was restored from and the moment of loss:
+    /// everything done on the site in that window is gone.
+    pub restored_state_age_secs: Option<f64>,
+    /// The snapshot restored from.
+    pub snapshot: Option<String>,
+    /// Files the restored database names that the repository does not have.
+    pub missing: Vec<Reference>,
+    /// Repository files the restored database does not know (newer than the backup).
+    pub unknown: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DrillReport {
+    pub scenario: String,
+    pub passed: bool,
+    /// Seconds from the start of the recovery to a verified site.
+    pub recovery_secs: f64,
+    pub data_lost: DataLost,
+    pub steps: Vec<Step>,
+    pub checks: Vec<Check>,
+    /// The scratch folder the drill ran in (kept with `--keep`, removed otherwise).
+    pub scratch: String,
+    /// Seed of the random choices (kill points), to repeat a drill exactly.
+    pub seed: u64,
+}
+
+impl DrillReport {
+    pub fn new(scenario: &str, scratch: &str, seed: u64) -> Self {
+        DrillReport {
+            scenario: scenario.to_string(),
+            passed: false,
+            recovery_secs: 0.0,
+            data_lost: DataLost::default(),
+            steps: Vec::new(),
+            checks: Vec::new(),
+            scratch: scratch.to_string(),
+            seed,
+        }
+    }
+
+    pub fn check(&mut self, what: &str, ok: bool, detail: impl Into<String>) -> bool {
+        let detail = detail.into();
+        if ok {
+            tracing::info!("check passed: {what}");
+        } else {
+            tracing::warn!("check FAILED: {what}: {detail}");
+        }
+        self.checks.push(Check {
+            what: what.to_string(),
+            ok,
+            detail,
+        });
+        ok
+    }
+
+    pub fn failed_checks(&self) -> Vec<&Check> {
+        self.checks.iter().filter(|c| !c.ok).collect()
+    }
+
+    /// Sets `passed` and `recovery_secs` from the checks and steps.
+    pub fn finish(&mut self) {
+        self.passed = !self.checks.is_empty() && self.checks.iter().all(|c| c.ok);
+        self.recovery_secs = self
+            .steps
+            .iter()
+            .filter(|s| s.recovery)
+            .map(|s| s.secs)
+            .sum();
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a report serializes")
+    }
+
+    pub fn to_text(&self) -> String {
+        let mut s = String::new();
+        let verdict = if self.passed { "PASSED" } else { "FAILED" };
+        let _ = writeln!(s, "drill {}: {verdict}", self.scenario);
+        let _ = writeln!(s, "  recovery time: {:.1} s", self.recovery_secs);
+        let d = &self.data_lost;
+        match (d.restored_state_age_secs, &d.snapshot) {
+            (Some(age), Some(snap)) => {
+                let _ = writeln!(
+                    s,
+                    "  data lost: work of the last {} (restored snapshot {snap}), {} file(s) missing, {} file(s) the database does not know",
+                    human_secs(age),
+                    d.missing.len(),
+                    d.unknown.len()
+                );
+            }
+            _ => {
+                let _ = writeln!(
+                    s,
+                    "  data lost: {} file(s) missing, {} file(s) the database does not know",
+                    d.missing.len(),
+                    d.unknown.len()
+                );
+            }
+        }
+        for m in d.missing.iter().take(20) {
+            let _ = writeln!(
+                s,
+                "    missing: upload {} {} {}",
+                m.upload_fk, m.kind, m.name
+            );
+        }
+        for u in d.unknown.iter().take(20) {
+            let _ = writeln!(s, "    unknown: {u}");
+        }
+        let _ = writeln!(s, "  steps:");
+        for st in &self.steps {
+            let mark = if st.recovery { "*" } else { " " };
+            let _ = writeln!(
+                s,
+                "   {mark}{:>7.2} s  {}{}",
+                st.secs,
+                st.name,
+                if st.detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", st.detail)
+                }
+            );
+        }
+        let _ = writeln!(s, "  checks:");
+        for c in &self.checks {
+            let _ = writeln!(
+                s,
+                "    [{}] {}{}",
+                if c.ok { "ok" } else { "FAIL" },
+                c.what,
+                if c.ok || c.detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", c.detail)
+                }
+            );
+        }
+        let _ = writeln!(
+            s,
+            "  (* = recovery step; seed {}; scratch {})",
+            self.seed, self.scratch
+        );
+        s
+    }
+}
+
+pub fn human_secs(secs: f64) -> String {
+    if secs < 120.0 {
+        format!("{secs:.1} s")
+    } else if secs < 7200.0 {
+        format!("{:.1} min", secs / 60.0)
+    } else if secs < 172_800.0 {
+        format!("{:.1} h", secs / 3600.0)
+    } else {
+        format!("{:.1} days", secs / 86400.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passes_only_when_every_check_passes() {
+        let mut r = DrillReport::new("database-loss", "/tmp/x", 7);
+        r.finish();
+        assert!(!r.passed, "a drill that checked nothing did not pass");
+        r.check("a", true, "");
+        r.steps.push(Step {
+            name: "restore".into(),
+            secs: 2.0,
+            recovery: true,
+            detail: String::new(),
+        });
+        r.steps.push(Step {
+            name: "build".into(),
+            secs: 5.0,
+            recovery: false,
+            detail: String::new(),
+        });
+        r.finish();
+        assert!(r.passed);
+        assert_eq!(r.recovery_secs, 2.0);
+        r.check("b", false, "two files missing");
+        r.finish();
+        assert!(!r.passed);
+        let text = r.to_text();
+        assert!(text.contains("FAILED"), "{text}");
+        assert!(text.contains("[FAIL] b: two files missing"), "{text}");
+        let back: DrillReport = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(back.checks.len(), 2);
+    }
+}

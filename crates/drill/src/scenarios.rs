@@ -1,0 +1,720 @@
+//! The five scenarios. Each one builds its site, takes the backups it needs, breaks the site,
+//! then recovers by running the commands of its guide page, and checks the result against
+//! what it knew before the disaster. Checks go into the report; only a drill that cannot be
+//! set up at all returns an error.
+
+use crate::guard::ScratchGuard;
+use crate::report::{DrillReport, Step};
+use crate::site::{DrillSite, SiteSpec};
+use crate::{archives, guide, loss, plug, DrillOptions, Scenario};
+use anyhow::{anyhow, bail, Result};
+use chrono::Utc;
+use holdfast_site::db;
+use holdfast_store::{SshOptions, Target};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+struct Drill<'a> {
+    opts: &'a DrillOptions,
+    root: &'a Path,
+    guard: &'a ScratchGuard,
+    report: &'a mut DrillReport,
+    rng: StdRng,
+    scenario: Scenario,
+}
+
+pub(crate) fn run(
+    scenario: Scenario,
+    opts: &DrillOptions,
+    root: &Path,
+    guard: &ScratchGuard,
+    report: &mut DrillReport,
+    seed: u64,
+) -> Result<()> {
+    let mut d = Drill {
+        opts,
+        root,
+        guard,
+        report,
+        rng: StdRng::seed_from_u64(seed),
+        scenario,
+    };
+    match scenario {
+        Scenario::PlugPullBackup => plug_pull_backup(&mut d),
+        Scenario::PlugPullJob => plug_pull_job(&mut d),
+        Scenario::TotalLoss => total_loss(&mut d),
+        Scenario::DatabaseLoss => database_loss(&mut d),
+        Scenario::AgentStorageLoss => agent_storage_loss(&mut d),
+    }
+}
+
+impl Drill<'_> {
+    /// Runs `f` as a timed step; the step is recorded even when it fails.
+    fn step<T>(
+        &mut self,
+        name: &str,
+        recovery: bool,
+        f: impl FnOnce(&mut Self) -> Result<(T, String)>,
+    ) -> Result<T> {
+        let t = Instant::now();
+        let r = f(self);
+        let secs = t.elapsed().as_secs_f64();
+        let detail = match &r {
+            Ok((_, d)) => d.clone(),
+            Err(e) => format!("failed: {e:#}"),
+        };
+        self.report.steps.push(Step {
+            name: name.to_string(),
+            secs,
+            recovery,
+            detail,
+        });
+        r.map(|(v, _)| v)
+    }
+
+    fn spec(&self, mode: &str, hosts: Vec<(String, u8, u8)>) -> SiteSpec {
+        SiteSpec {
+            hosts,
+            mode: mode.to_string(),
+            tag: format!("{:x}", self.rng.clone().random::<u32>() % 0xfffff),
+        }
+    }
+
+    /// Creates the site on "machine" `machine`, admits it through the guard and fills it with
+    /// `n` uploads made from real archives.
+    fn build(&mut self, machine: &str, spec: SiteSpec, n: usize) -> Result<(DrillSite, Vec<i32>)> {
+        let (opts, root) = (self.opts, self.root);
+        self.step("build the site from real archives", false, |d| {
+            let site = DrillSite::create(root, machine, &opts.holdfast, opts.ssh.clone(), spec)?;
+            d.guard.admit_site(site.site(), site.scratch.cluster.port)?;
+            d.guard
+                .admit_path("holdfast configuration", &site.holdfast.config)?;
+            d.guard.admit_path("backup target", &site.target_dir)?;
+            let arch = archives::build(&root.join("archives"), n, "a")?;
+            let ups = site.upload(&arch)?;
+            let refs = db::references(&mut site.connect()?, None)?.len();
+            let detail = format!("{} uploads, {refs} repository references", ups.len());
+            Ok(((site, ups), detail))
+        })
+    }
+
+    fn more_uploads(&mut self, site: &DrillSite, n: usize, salt: &str) -> Result<Vec<i32>> {
+        let root = self.root;
+        self.step("add uploads after the backup", false, |_| {
+            let arch = archives::build(&root.join(format!("archives-{salt}")), n, salt)?;
+            let ups = site.upload(&arch)?;
+            Ok((ups.clone(), format!("uploads {ups:?}")))
+        })
+    }
+
+    fn backup(&mut self, site: &DrillSite, name: &str) -> Result<f64> {
+        self.step(name, false, |_| {
+            let t = Instant::now();
+            site.holdfast.ok(&["backup"])?;
+            let snap = latest(site)?;
+            Ok((
+                t.elapsed().as_secs_f64(),
+                format!(
+                    "snapshot {} ({} files)",
+                    snap.name, snap.manifest.repository.files
+                ),
+            ))
+        })
+    }
+
+    /// Runs the scenario's guide page against `site` as the recovery.
+    fn follow_guide(&mut self, site: &DrillSite, extra_env: &[(&str, String)]) -> Result<()> {
+        let page = self.scenario.guide_page();
+        let text = guide::page(&page).ok_or_else(|| anyhow!("no guide page {page}"))?;
+        let mut env: BTreeMap<String, String> = site.guide_env();
+        for (k, v) in extra_env {
+            env.insert(k.to_string(), v.clone());
+        }
+        let work = self.root.join("work");
+        std::fs::create_dir_all(&work)?;
+        let bin_dir = site
+            .holdfast
+            .bin
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let link_dir = self.root.join("bin");
+        // The guides say `holdfast`: put the binary under test first on PATH by that name.
+        std::fs::create_dir_all(&link_dir)?;
+        let link = link_dir.join("holdfast");
+        if !link.exists() {
+            std::os::unix::fs::symlink(&site.holdfast.bin, &link)?;
+        }
+        let run = self.step(&format!("follow the guide {page}"), true, |_| {
+            let r = guide::run_page(&page, text, &work, &env, &[link_dir.clone(), bin_dir])?;
+            let detail = format!("{} command blocks", r.blocks);
+            Ok((r, detail))
+        })?;
+        std::fs::write(
+            work.join(format!("{}.log", self.scenario.name())),
+            &run.output,
+        )?;
+        self.report.check(
+            &format!("every command of {page} succeeded"),
+            run.ok,
+            format!(
+                "stopped at {}: {}",
+                run.failed_at.as_deref().unwrap_or("?"),
+                tail(&run.output, 12)
+            ),
+        );
+        if !run.ok {
+            bail!("the guide {page} failed at {:?}", run.failed_at);
+        }
+        Ok(())
+    }
+
+    /// Data lost: age of the restored snapshot at `loss_at`, missing and unknown files.
+    fn measure_loss(
+        &mut self,
+        site: &DrillSite,
+        loss_at: chrono::DateTime<Utc>,
+        snapshot: Option<&str>,
+    ) -> Result<()> {
+        let target = target_of(site)?;
+        if let Some((name, age)) = loss::restored_age(&target, snapshot, loss_at) {
+            self.report.data_lost.snapshot = Some(name);
+            self.report.data_lost.restored_state_age_secs = Some(age);
+        }
+        let mut c = site.connect()?;
+        self.report.data_lost.missing = loss::missing_files(site.site(), &mut c)?;
+        self.report.data_lost.unknown = loss::unknown_files(site.site(), &mut c)?;
+        Ok(())
+    }
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join(" | ")
+}
+
+fn target_of(site: &DrillSite) -> Result<Target> {
+    let ssh = match &site.ssh {
+        Some(s) => SshOptions {
+            identity: Some(s.identity.clone()),
+            options: s.options.clone(),
+        },
+        None => SshOptions::default(),
+    };
+    Ok(Target::parse(&site.target, ssh)?)
+}
+
+fn latest(site: &DrillSite) -> Result<holdfast_store::Snapshot> {
+    Ok(holdfast_store::layout::find(&target_of(site)?, None)?)
+}
+
+/// Row counts of the tables a restore must bring back.
+fn counts(c: &mut postgres::Client) -> Result<BTreeMap<String, i64>> {
+    let mut m = BTreeMap::new();
+    for t in ["upload", "pfile", "uploadtree_a", "job", "jobqueue"] {
+        let n: i64 = c
+            .query_one(format!("SELECT count(*) FROM {t}").as_str(), &[])?
+            .get(0);
+        m.insert(t.to_string(), n);
+    }
+    Ok(m)
+}
+
+/// Queues an agent's job on `upload` and marks it running, as the scheduler does when it hands
+/// the row to an agent process.
+fn start_job(c: &mut postgres::Client, upload: i32, agent: &str) -> Result<i32> {
+    let job: i32 = c
+        .query_one(
+            "INSERT INTO job (job_name, job_upload_fk, job_user_fk) VALUES ($1, $2, 1) RETURNING job_pk",
+            &[&agent, &upload],
+        )?
+        .get(0);
+    let jq: i32 = c
+        .query_one(
+            "INSERT INTO jobqueue (jq_job_fk, jq_type, jq_args, jq_starttime, jq_host) \
+             VALUES ($1, $2, $3, now(), 'localhost') RETURNING jq_pk",
+            &[&job, &agent, &upload.to_string()],
+        )?
+        .get(0);
+    Ok(jq)
+}
+
+/// (started, ended) of a queue row.
+fn job_state(c: &mut postgres::Client, jq: i32) -> Result<(bool, bool)> {
+    let r = c
+        .query_opt(
+            "SELECT jq_starttime IS NOT NULL, jq_endtime IS NOT NULL FROM jobqueue WHERE jq_pk = $1",
+            &[&jq],
+        )?
+        .ok_or_else(|| anyhow!("jobqueue row {jq} is gone"))?;
+    Ok((r.get(0), r.get(1)))
+}
+
+/// Repository paths of one upload's `files`, from its references.
+fn files_of(site: &DrillSite, c: &mut postgres::Client, upload: i32) -> Result<Vec<PathBuf>> {
+    Ok(db::references(c, Some(upload))?
+        .into_iter()
+        .filter(|r| r.kind == "files")
+        .filter_map(|r| site.site().repo.path("files", &r.name))
+        .collect())
+}
+
+/// Every regular file under `dir` with its inode.
+fn inodes(dir: &Path) -> BTreeMap<PathBuf, u64> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&p) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            if m.is_dir() {
+                stack.push(e.path());
+            } else {
+                out.insert(e.path(), m.ino());
+            }
+        }
+    }
+    out
+}
+
+/// Whether each upload's gold and its copy in `files` share one inode (hard links kept).
+fn gold_linked(site: &DrillSite, c: &mut postgres::Client) -> Result<bool> {
+    let refs = db::references(c, None)?;
+    let mut any = false;
+    for r in refs.iter().filter(|r| r.kind == "gold") {
+        let g = site.site().repo.path("gold", &r.name);
+        let f = site.site().repo.path("files", &r.name);
+        if let (Some(g), Some(f)) = (g, f) {
+            let (Ok(gm), Ok(fm)) = (std::fs::metadata(g), std::fs::metadata(f)) else {
+                return Ok(false);
+            };
+            if gm.ino() != fm.ino() {
+                return Ok(false);
+            }
+            any = true;
+        }
+    }
+    Ok(any)
+}
+
+// ---------------------------------------------------------------------------------------
+
+/// The backup is killed at random points; the last good snapshot survives and restores, the
+/// next backup succeeds.
+fn plug_pull_backup(d: &mut Drill) -> Result<()> {
+    let spec = d.spec("full", vec![("localhost".into(), 0, 0xff)]);
+    let (site, first) = d.build("server", spec, 3)?;
+    let t_backup = d.backup(&site, "first backup (the last good snapshot)")?;
+    let good = latest(&site)?;
+    let good_started = good.manifest.started;
+    let before = counts(&mut site.connect()?)?;
+    let later = d.more_uploads(&site, 2, "b")?;
+
+    // Pull the plug on the next backups at random moments of their run.
+    let kills = d.opts.kills.max(1);
+    let mut killed_runs = 0;
+    for i in 0..kills {
+        let frac: f64 = d.rng.random_range(0.05..0.95);
+        let after = Duration::from_secs_f64((t_backup * frac).max(0.05));
+        let target = target_of(&site)?;
+        let p = d.step(
+            &format!("plug pull {} during a backup", i + 1),
+            false,
+            |_| {
+                let mut cmd = site.holdfast.command(&["backup"]);
+                cmd.stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null());
+                let p = plug::run_and_pull(&mut cmd, after)?;
+                let detail = match p.finished {
+                    Some(st) => format!("the backup finished ({st}) before the pull"),
+                    None => format!(
+                        "SIGKILL after {:.2} s to {}",
+                        p.after_secs,
+                        p.killed
+                            .iter()
+                            .map(|(_, n)| n.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                };
+                Ok((p, detail))
+            },
+        )?;
+        if p.finished.is_none() {
+            killed_runs += 1;
+        }
+        // Power comes back: the scheduler starts at boot (holdfast never got to restart it).
+        if !site.standin.is_running() {
+            site.standin.start()?;
+        }
+        // Nothing half-made is visible, and the last good snapshot is still there.
+        let snaps = holdfast_store::layout::snapshots(&target)?;
+        let still_good = snaps.iter().any(|s| s.manifest.started == good_started);
+        d.report.check(
+            &format!(
+                "after plug pull {}: the last good snapshot is intact",
+                i + 1
+            ),
+            still_good,
+            format!(
+                "snapshots now: {:?}",
+                snaps.iter().map(|s| &s.name).collect::<Vec<_>>()
+            ),
+        );
+    }
+    d.report.check(
+        "at least one backup was killed mid-way",
+        killed_runs > 0,
+        "every backup finished before its kill point",
+    );
+
+    // Recovery: the guide's steps (look, back up again, verify).
+    let loss_at = Utc::now();
+    d.follow_guide(&site, &[])?;
+    let newest = latest(&site)?;
+    d.report.check(
+        "the next backup succeeded and made a newer snapshot",
+        newest.manifest.started > good_started,
+        format!(
+            "newest snapshot {} from {}",
+            newest.name, newest.manifest.started
+        ),
+    );
+    let all = holdfast_store::layout::snapshots(&target_of(&site)?)?;
+    let good_name = all
+        .iter()
+        .find(|s| s.manifest.started == good_started)
+        .map(|s| s.name.clone());
+
+    // The last good snapshot restores cleanly: the site as it was then, whole.
+    if let Some(name) = &good_name {
+        let name = name.clone();
+        let restored = d.step("restore the last good snapshot", true, |_| {
+            site.holdfast.ok(&["restore", &name])?;
+            Ok(((), format!("snapshot {name}")))
+        });
+        if restored.is_ok() {
+            let mut c = site.connect()?;
+            let now = counts(&mut c)?;
+            d.report.check(
+                "the last good snapshot restores the database as it was",
+                now == before,
+                format!("before {before:?}, restored {now:?}"),
+            );
+            let v = db::verify(&mut c, &site.site().repo, None)?;
+            d.report.check(
+                "the last good snapshot's repository is whole",
+                v.is_whole() && v.checked > 0,
+                format!("{} of {} files missing", v.missing.len(), v.checked),
+            );
+            let ups: BTreeSet<i32> = c
+                .query("SELECT upload_pk FROM upload", &[])?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            d.report.check(
+                "it holds the first uploads and not the later ones",
+                first.iter().all(|u| ups.contains(u)) && later.iter().all(|u| !ups.contains(u)),
+                format!("uploads {ups:?}"),
+            );
+        }
+    } else {
+        d.report.check(
+            "the last good snapshot is still listed",
+            false,
+            "it is gone",
+        );
+    }
+    // And the newest one brings every upload back.
+    let newest_name = newest.name.clone();
+    d.step("restore the newest snapshot", true, |_| {
+        site.holdfast.ok(&["restore", &newest_name])?;
+        Ok(((), format!("snapshot {newest_name}")))
+    })?;
+    let mut c = site.connect()?;
+    let n: i64 = c.query_one("SELECT count(*) FROM upload", &[])?.get(0);
+    d.report.check(
+        "the newest snapshot holds every upload",
+        n as usize == first.len() + later.len(),
+        format!("{n} uploads"),
+    );
+    d.measure_loss(&site, loss_at, Some(&newest.name))?;
+    d.report.check(
+        "nothing is missing after the restore",
+        d.report.data_lost.missing.is_empty(),
+        format!("{} missing", d.report.data_lost.missing.len()),
+    );
+    Ok(())
+}
+
+/// The server dies while an analysis job and an unpack job run; the backup that cut them off
+/// is restored, their uploads are reunpacked first and the jobs are ready to run again.
+fn plug_pull_job(d: &mut Drill) -> Result<()> {
+    let spec = d.spec("gold", vec![("localhost".into(), 0, 0xff)]);
+    let (site, ups) = d.build("server", spec, 3)?;
+    let (analysed, unpacking) = (ups[0], ups[2]);
+    let (jq_nomos, jq_unpack) = d.step("start an analysis job and an unpack job", false, |_| {
+        let mut c = site.connect()?;
+        let a = start_job(&mut c, analysed, "nomos")?;
+        let b = start_job(&mut c, unpacking, "ununpack")?;
+        // The unpack is half way: half of its files are not written yet.
+        c.execute(
+            "UPDATE ununpack_ars SET ars_success = false WHERE upload_fk = $1",
+            &[&unpacking],
+        )?;
+        let files = files_of(&site, &mut c, unpacking)?;
+        let mut removed = 0;
+        for f in files.iter().step_by(2) {
+            if std::fs::remove_file(f).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok((
+            (a, b),
+            format!("nomos on upload {analysed}, ununpack on upload {unpacking} ({removed} files not yet written)"),
+        ))
+    })?;
+    d.backup(&site, "gold-only backup while the jobs run")?;
+    let snap = latest(&site)?;
+    let cut: BTreeSet<i32> = snap
+        .manifest
+        .jobs
+        .unfinished
+        .iter()
+        .chain(&snap.manifest.jobs.stale_running)
+        .map(|r| r.jq_pk)
+        .collect();
+    d.report.check(
+        "the snapshot's manifest records both cut-off jobs",
+        cut.contains(&jq_nomos) && cut.contains(&jq_unpack),
+        format!("recorded rows {cut:?}"),
+    );
+    // The plug: agents and scheduler die, the disks cannot be trusted.
+    let loss_at = d.step("pull the plug during the jobs", false, |_| {
+        site.standin.kill_all();
+        let mut su = site.scratch.cluster.superuser_client()?;
+        su.batch_execute("DROP DATABASE fossology WITH (FORCE)")?;
+        for h in site.site().repo.host_dirs() {
+            std::fs::remove_dir_all(&h)?;
+            std::fs::create_dir_all(&h)?;
+        }
+        Ok((
+            Utc::now(),
+            "scheduler and agents killed, database and repository lost".into(),
+        ))
+    })?;
+    d.follow_guide(&site, &[])?;
+    let mut c = site.connect()?;
+    for (jq, what) in [
+        (jq_nomos, "the analysis job"),
+        (jq_unpack, "the unpack job"),
+    ] {
+        let st = job_state(&mut c, jq)?;
+        d.report.check(
+            &format!("{what} is ready to run again"),
+            st == (false, false),
+            format!("started {}, ended {}", st.0, st.1),
+        );
+    }
+    for u in [analysed, unpacking] {
+        let v = db::verify(&mut c, &site.site().repo, Some(u))?;
+        d.report.check(
+            &format!("upload {u} of a cut-off job was reunpacked"),
+            v.is_whole() && v.checked > 0,
+            format!("{} of {} files missing", v.missing.len(), v.checked),
+        );
+    }
+    d.report.check(
+        "the scheduler runs again",
+        site.standin.is_running(),
+        "no scheduler process",
+    );
+    d.measure_loss(&site, loss_at, Some(&snap.name))?;
+    d.report.check(
+        "nothing is missing after the restore",
+        d.report.data_lost.missing.is_empty(),
+        format!("{} missing", d.report.data_lost.missing.len()),
+    );
+    Ok(())
+}
+
+/// The whole site is gone; a new machine is rebuilt from the backup server alone by following
+/// the guide.
+fn total_loss(d: &mut Drill) -> Result<()> {
+    let spec = d.spec("full", vec![("localhost".into(), 0, 0xff)]);
+    let tag = spec.tag.clone();
+    let (site, _ups) = d.build("server", spec, 3)?;
+    d.backup(&site, "nightly backup to the backup server")?;
+    let before = counts(&mut site.connect()?)?;
+    let loss_at = d.step("lose the whole site", false, |_| {
+        let root = site.root.clone();
+        drop(site);
+        // Cluster, repository, FOSSology and holdfast configuration: all of the machine.
+        std::fs::remove_dir_all(&root)?;
+        Ok((Utc::now(), format!("{} removed", root.display())))
+    })?;
+    // The new machine: PostgreSQL and FOSSology freshly installed (an empty database), holdfast
+    // installed, no holdfast.toml yet.
+    let spec2 = SiteSpec {
+        tag: format!("{tag}n"),
+        ..d.spec("full", vec![("localhost".into(), 0, 0xff)])
+    };
+    let (opts, root) = (d.opts, d.root);
+    let new = d.step("install a new machine (empty FOSSology)", false, |dd| {
+        let new = DrillSite::create(root, "new-server", &opts.holdfast, opts.ssh.clone(), spec2)?;
+        dd.guard.admit_site(new.site(), new.scratch.cluster.port)?;
+        new.standin.kill_all();
+        std::fs::remove_file(&new.holdfast.config)?;
+        Ok((
+            new,
+            "empty database, empty repository, no holdfast.toml".into(),
+        ))
+    })?;
+    d.follow_guide(&new, &[])?;
+    let mut c = new.connect()?;
+    let after = counts(&mut c)?;
+    d.report.check(
+        "the database is back as it was",
+        after == before,
+        format!("before {before:?}, after {after:?}"),
+    );
+    let v = db::verify(&mut c, &new.site().repo, None)?;
+    d.report.check(
+        "every file the database names is in the repository",
+        v.is_whole() && v.checked > 0,
+        format!("{} of {} missing", v.missing.len(), v.checked),
+    );
+    d.report.check(
+        "gold and files still share inodes",
+        gold_linked(&new, &mut c)?,
+        "a gold file and its files copy are separate copies",
+    );
+    d.report.check(
+        "the scheduler runs again",
+        new.standin.is_running(),
+        "no scheduler process",
+    );
+    d.measure_loss(&new, loss_at, None)?;
+    Ok(())
+}
+
+/// The database is dropped, the repository survives; the database comes back from the latest
+/// snapshot and the drill reports exactly what the restored database does not know and what
+/// it names that is gone.
+fn database_loss(d: &mut Drill) -> Result<()> {
+    let spec = d.spec("full", vec![("localhost".into(), 0, 0xff)]);
+    let (site, ups) = d.build("server", spec, 3)?;
+    d.backup(&site, "nightly backup")?;
+    let newer = d.more_uploads(&site, 1, "n")?;
+    let mut c = site.connect()?;
+    // What the restored database cannot know: the newer upload's files that no older upload has.
+    let old_refs: BTreeSet<(String, String)> = db::references(&mut c, None)?
+        .into_iter()
+        .filter(|r| !newer.contains(&r.upload_fk))
+        .map(|r| (r.kind, r.name))
+        .collect();
+    let expect_unknown: BTreeSet<String> = db::references(&mut c, None)?
+        .into_iter()
+        .filter(|r| newer.contains(&r.upload_fk))
+        .filter(|r| !old_refs.contains(&(r.kind.clone(), r.name.clone())))
+        .map(|r| format!("{}/{}", r.kind, r.name))
+        .collect();
+    // And one older file the disk lost since the backup.
+    let victim = db::references(&mut c, Some(ups[1]))?
+        .into_iter()
+        .find(|r| r.kind == "files" && !old_refs.iter().any(|(k, n)| k == "gold" && *n == r.name))
+        .ok_or_else(|| anyhow!("upload {} has no files", ups[1]))?;
+    drop(c);
+    let loss_at = d.step("drop the database", false, |_| {
+        std::fs::remove_file(site.site().repo.path("files", &victim.name).unwrap())?;
+        site.standin.kill_all();
+        let mut su = site.scratch.cluster.superuser_client()?;
+        su.batch_execute("DROP DATABASE fossology WITH (FORCE)")?;
+        Ok((
+            Utc::now(),
+            format!("one file of upload {} lost too", ups[1]),
+        ))
+    })?;
+    d.follow_guide(&site, &[])?;
+    d.measure_loss(&site, loss_at, None)?;
+    let unknown: BTreeSet<String> = d.report.data_lost.unknown.iter().cloned().collect();
+    d.report.check(
+        "the files newer than the backup are reported as unknown to the database",
+        unknown == expect_unknown && !unknown.is_empty(),
+        format!(
+            "expected {} unknown, reported {}",
+            expect_unknown.len(),
+            unknown.len()
+        ),
+    );
+    let missing: Vec<String> = d
+        .report
+        .data_lost
+        .missing
+        .iter()
+        .map(|m| m.name.clone())
+        .collect();
+    d.report.check(
+        "the file lost from the disk is reported as missing, and nothing else",
+        missing == vec![victim.name.clone()],
+        format!("missing {missing:?}"),
+    );
+    let mut c = site.connect()?;
+    let n: i64 = c.query_one("SELECT count(*) FROM upload", &[])?.get(0);
+    d.report.check(
+        "the database holds the uploads of the backup",
+        n as usize == ups.len(),
+        format!("{n} uploads"),
+    );
+    Ok(())
+}
+
+/// One repository disk (one `[REPOSITORY]` host range) is lost with an agent's running job;
+/// only that part is restored, the other disk is left alone, the job is ready to run again.
+fn agent_storage_loss(d: &mut Drill) -> Result<()> {
+    let hosts = vec![("localhost".into(), 0, 0x7f), ("disk2".into(), 0x80, 0xff)];
+    let spec = d.spec("full", hosts);
+    let (site, ups) = d.build("server", spec, 3)?;
+    d.backup(&site, "nightly backup")?;
+    let repo_root = site.site().repo.root.clone();
+    let lost = repo_root.join("disk2");
+    let kept = repo_root.join("localhost");
+    let kept_before = inodes(&kept);
+    let jq = {
+        let mut c = site.connect()?;
+        start_job(&mut c, ups[0], "nomos")?
+    };
+    let loss_at = d.step("lose the disk disk2 with a running agent", false, |_| {
+        let n = inodes(&lost).len();
+        site.standin.kill_all();
+        std::fs::remove_dir_all(&lost)?;
+        Ok((Utc::now(), format!("{n} files on disk2 lost")))
+    })?;
+    d.follow_guide(&site, &[("LOST_HOST", "disk2".to_string())])?;
+    let mut c = site.connect()?;
+    let v = db::verify(&mut c, &site.site().repo, None)?;
+    d.report.check(
+        "every file the database names is back",
+        v.is_whole() && v.checked > 0,
+        format!("{} of {} missing", v.missing.len(), v.checked),
+    );
+    d.report.check(
+        "the surviving disk was left alone (same files, same inodes)",
+        inodes(&kept) == kept_before,
+        "files on localhost were rewritten or changed",
+    );
+    let st = job_state(&mut c, jq)?;
+    d.report.check(
+        "the agent's job is ready to run again",
+        st == (false, false),
+        format!("started {}, ended {}", st.0, st.1),
+    );
+    d.measure_loss(&site, loss_at, None)?;
+    Ok(())
+}
