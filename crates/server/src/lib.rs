@@ -2,10 +2,19 @@
 //! directory ([`directory`]); each account has a home ([`homes`]) that clients push into
 //! with rsync over SSH (`incoming/<prefix>/`); [`snapshot`] rotates `incoming/` into
 //! hard-linked `.snapshots/<interval>.<n>` trees; [`size`] counts each inode once and writes
-//! `sstBackupSize`/`sstIncrementSize` back; [`metrics`] renders the state for Prometheus.
+//! `sstBackupSize`/`sstIncrementSize` back; [`jobs`] runs both over all accounts of this
+//! host and records them in [`status`]; [`metrics`] renders that for Prometheus. The
+//! descriptor-relative parallel walks that never follow a client's symlink are in [`tree`].
 
 pub mod directory;
+pub mod homes;
+pub mod jobs;
 pub mod ldif;
+pub mod metrics;
+pub mod size;
+pub mod snapshot;
+pub mod status;
+pub mod tree;
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -31,6 +40,8 @@ pub struct ServerConfig {
     pub host: Option<String>,
     /// Root of the traditional sharded homes `<root>/<u[-1]>/<u[-3:]>/<u[-6:-3]>/<uid>`.
     pub homes_root: PathBuf,
+    /// Where the jobs keep `server-status.json` (read by `holdfast serve` for /metrics).
+    pub state_dir: PathBuf,
 }
 
 impl Default for ServerConfig {
@@ -44,6 +55,7 @@ impl Default for ServerConfig {
             ldap_timeout_secs: 10,
             host: None,
             homes_root: PathBuf::from("/var/backup"),
+            state_dir: PathBuf::from("/var/lib/holdfast/server"),
         }
     }
 }

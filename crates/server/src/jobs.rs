@@ -1,0 +1,301 @@
+//! The server jobs over all accounts of this host: snapshot rotation and size accounting.
+//! One account's failure (missing home, I/O error, LDAP write refused) is reported in its
+//! outcome and the others are still processed; an unreachable directory fails before
+//! anything is touched. Both jobs record what they saw in the status file.
+
+use crate::directory::{Account, Directory};
+use crate::homes::home_of;
+use crate::status::{RunStatus, Status};
+use crate::ServerConfig;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// What a job did for one account.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub uid: String,
+    pub home: Option<PathBuf>,
+    /// None when it went fine.
+    pub error: Option<String>,
+    /// Job-specific details (rotation report, sizes).
+    pub detail: serde_json::Value,
+}
+
+/// A job's outcomes, in uid order.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobReport {
+    pub job: String,
+    pub host: String,
+    pub outcomes: Vec<Outcome>,
+    /// Entries removed from the trash after rotation.
+    pub purged: u64,
+}
+
+impl JobReport {
+    pub fn errors(&self) -> usize {
+        self.outcomes.iter().filter(|o| o.error.is_some()).count()
+    }
+}
+
+fn to_utc(t: std::time::SystemTime) -> DateTime<Utc> {
+    t.into()
+}
+
+fn missing_home_hint(acc: &Account, home: &std::path::Path) -> String {
+    format!(
+        "account {}: home {} is missing (create it with `holdfast server account add {}`)",
+        acc.uid,
+        home.display(),
+        acc.uid
+    )
+}
+
+/// Rotates `interval` for every account of this host (optionally only `only`), then empties
+/// the trash unless `keep_trash`.
+pub fn snapshot_all(
+    cfg: &ServerConfig,
+    dir: &Directory,
+    interval: &str,
+    only: Option<&str>,
+    keep_trash: bool,
+) -> Result<JobReport, crate::directory::Error> {
+    let started = Instant::now();
+    let host = cfg.host_name();
+    let accounts = select(dir, &host, only)?;
+    let mut status = Status::load(&cfg.state_dir);
+    status.host = host.clone();
+    let mut outcomes = vec![];
+    let mut homes = vec![];
+    for acc in &accounts {
+        let mut o = Outcome {
+            uid: acc.uid.clone(),
+            home: None,
+            error: None,
+            detail: serde_json::Value::Null,
+        };
+        let st = status.accounts.entry(acc.uid.clone()).or_default();
+        st.quota = acc.quota;
+        match home_of(acc, &cfg.homes_root) {
+            Err(e) => o.error = Some(e.to_string()),
+            Ok(home) => {
+                o.home = Some(home.clone());
+                st.home = home.clone();
+                if !home.is_dir() {
+                    o.error = Some(missing_home_hint(acc, &home));
+                } else if !acc.active {
+                    o.detail = serde_json::json!({"skipped": "sstIsActive is FALSE"});
+                } else {
+                    match crate::snapshot::rotate(&home, &acc.intervals, interval) {
+                        Ok(r) => {
+                            o.detail = serde_json::to_value(&r).unwrap_or_default();
+                            homes.push(home.clone());
+                        }
+                        Err(e) => o.error = Some(format!("account {}: {e}", acc.uid)),
+                    }
+                    st.last_snapshot = crate::snapshot::last_snapshot(&home).map(to_utc);
+                    st.layout = Some(
+                        serde_json::to_value(crate::homes::layout(&home))
+                            .ok()
+                            .and_then(|v| v.as_str().map(String::from))
+                            .unwrap_or_default(),
+                    );
+                }
+            }
+        }
+        if let Some(e) = &o.error {
+            tracing::error!("{e}");
+        }
+        st.error = o.error.clone();
+        outcomes.push(o);
+    }
+    let mut purged = 0;
+    if !keep_trash {
+        for h in &homes {
+            match crate::snapshot::purge_trash(h) {
+                Ok(n) => purged += n,
+                Err(e) => tracing::warn!(
+                    "emptying the trash of {}: {e} (retried next run)",
+                    h.display()
+                ),
+            }
+        }
+    }
+    let report = JobReport {
+        job: format!("snapshot {interval}"),
+        host,
+        outcomes,
+        purged,
+    };
+    status.runs.insert(
+        "snapshot".into(),
+        RunStatus {
+            at: Some(Utc::now()),
+            accounts: accounts.len() as u32,
+            errors: report.errors() as u32,
+            seconds: started.elapsed().as_secs_f64(),
+        },
+    );
+    if let Err(e) = status.save(&cfg.state_dir) {
+        tracing::warn!(
+            "cannot write the status file in {}: {e}",
+            cfg.state_dir.display()
+        );
+    }
+    Ok(report)
+}
+
+/// Measures every account of this host (optionally only `only`) and, if `write`, stores
+/// `sstBackupSize`/`sstIncrementSize` in the directory.
+pub fn size_all(
+    cfg: &ServerConfig,
+    dir: &Directory,
+    only: Option<&str>,
+    write: bool,
+) -> Result<JobReport, crate::directory::Error> {
+    let started = Instant::now();
+    let host = cfg.host_name();
+    let accounts = select(dir, &host, only)?;
+    let mut status = Status::load(&cfg.state_dir);
+    status.host = host.clone();
+    let mut outcomes = vec![];
+    for acc in &accounts {
+        let mut o = Outcome {
+            uid: acc.uid.clone(),
+            home: None,
+            error: None,
+            detail: serde_json::Value::Null,
+        };
+        let st = status.accounts.entry(acc.uid.clone()).or_default();
+        st.quota = acc.quota;
+        match home_of(acc, &cfg.homes_root) {
+            Err(e) => o.error = Some(e.to_string()),
+            Ok(home) => {
+                o.home = Some(home.clone());
+                st.home = home.clone();
+                match crate::size::measure(&home) {
+                    Err(crate::size::SizeError::MissingHome(_)) => {
+                        o.error = Some(missing_home_hint(acc, &home))
+                    }
+                    Err(e) => o.error = Some(format!("account {}: {e}", acc.uid)),
+                    Ok(s) => {
+                        o.detail = serde_json::to_value(s).unwrap_or_default();
+                        st.backup_bytes = Some(s.backup.apparent);
+                        st.snapshot_bytes = Some(s.snapshots.apparent);
+                        st.backup_allocated = Some(s.backup.allocated);
+                        st.snapshot_allocated = Some(s.snapshots.allocated);
+                        st.measured_at = Some(Utc::now());
+                        st.last_snapshot = crate::snapshot::last_snapshot(&home).map(to_utc);
+                        if write {
+                            if let Err(e) =
+                                dir.set_sizes(&acc.uid, s.backup.apparent, s.snapshots.apparent)
+                            {
+                                o.error = Some(format!("account {}: {e}", acc.uid));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(e) = &o.error {
+            tracing::error!("{e}");
+        }
+        st.error = o.error.clone();
+        outcomes.push(o);
+    }
+    let report = JobReport {
+        job: "size".into(),
+        host,
+        outcomes,
+        purged: 0,
+    };
+    status.runs.insert(
+        "size".into(),
+        RunStatus {
+            at: Some(Utc::now()),
+            accounts: accounts.len() as u32,
+            errors: report.errors() as u32,
+            seconds: started.elapsed().as_secs_f64(),
+        },
+    );
+    if let Err(e) = status.save(&cfg.state_dir) {
+        tracing::warn!(
+            "cannot write the status file in {}: {e}",
+            cfg.state_dir.display()
+        );
+    }
+    Ok(report)
+}
+
+fn select(
+    dir: &Directory,
+    host: &str,
+    only: Option<&str>,
+) -> Result<Vec<Account>, crate::directory::Error> {
+    match only {
+        Some(uid) => match dir.account(uid)? {
+            Some(a) => Ok(vec![a]),
+            None => Err(crate::directory::Error::NoAccount {
+                uid: uid.into(),
+                base: dir.accounts_base(),
+            }),
+        },
+        None => dir.accounts_for_host(host),
+    }
+}
+
+/// The `/etc/cron.d` file for the server jobs. Like rsnapshot, the longer intervals run a
+/// little before the shorter ones (they take over the oldest snapshot of the interval below
+/// before that one rotates it away); sizes are counted after the snapshots, and the warning
+/// checks run after the sizes.
+pub fn cron_file(holdfast: &str, config: &str, user: &str) -> String {
+    let cmd = |args: &str| format!("{holdfast} --config {config} server {args}");
+    let mut s = String::from(
+        "# holdfast backup server jobs; written by `holdfast server schedule install`.\n\
+         SHELL=/bin/sh\nPATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n",
+    );
+    for (when, args) in [
+        ("0 1-23 * * *", "snapshot --interval hourly"),
+        ("0 2 1 1 *", "snapshot --interval yearly"),
+        ("10 2 1 * *", "snapshot --interval monthly"),
+        ("20 2 * * 1", "snapshot --interval weekly"),
+        ("30 2 * * *", "snapshot --interval daily"),
+        ("30 4 * * *", "size"),
+        ("0 6 * * *", "check"),
+    ] {
+        s.push_str(&format!("{when} {user} {}\n", cmd(args)));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cron_orders_long_intervals_first() {
+        let c = super::cron_file("/usr/bin/holdfast", "/etc/holdfast/holdfast.toml", "root");
+        let pos = |s: &str| c.find(s).unwrap();
+        assert!(pos("--interval yearly") < pos("--interval monthly"));
+        assert!(pos("--interval monthly") < pos("--interval weekly"));
+        assert!(pos("--interval weekly") < pos("--interval daily"));
+        for l in c
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.contains('='))
+        {
+            let f: Vec<_> = l.split_whitespace().collect();
+            assert!(
+                f.len() > 7 && f[5] == "root" && f[6] == "/usr/bin/holdfast",
+                "{l}"
+            );
+            croner_like(&f[..5]);
+        }
+    }
+
+    fn croner_like(f: &[&str]) {
+        for x in f {
+            assert!(x
+                .chars()
+                .all(|c| c.is_ascii_digit() || matches!(c, '*' | '-' | ',' | '/')));
+        }
+    }
+}

@@ -1,0 +1,406 @@
+//! rsnapshot-style rotation of an account's `incoming/` into `.snapshots/<interval>.<n>`.
+//!
+//! The lowest interval the account keeps (first of hourly, daily, weekly, monthly, yearly with
+//! a non-zero `sstBackupInterval*`) is made from `incoming/` as a hard-link tree
+//! ([`crate::tree::link_tree`], no `cp -al`, symlinks linked as themselves); a higher interval
+//! takes over the oldest snapshot of the interval below it (`daily.6` becomes `weekly.0`),
+//! exactly like rsnapshot, so cron runs the higher intervals shortly before the lower ones.
+//! An interval with 0 (or no attribute) is left untouched: a missing attribute never deletes
+//! snapshots.
+//!
+//! Crash safety, with every step a rename inside `.snapshots/` (one filesystem):
+//! 1. the new tree is built as `.incomplete.<interval>`, then renamed to `.ready.<interval>`;
+//! 2. `<interval>.<n>` are shifted up, starting at the top of the run that begins at 0;
+//! 3. `.ready.<interval>` becomes `<interval>.0`;
+//! 4. numbers >= keep are renamed into `.snapshots/.trash/`.
+//!
+//! A run that stops anywhere leaves complete snapshots (possibly with one number missing);
+//! the next run throws away `.incomplete.*`, finishes any `.ready.*` first (the shift of
+//! step 2 only moves the contiguous run from 0, so a half-done shift is completed, not
+//! repeated) and then does its own work.
+//!
+//! Expiry is a rename into `.trash/`: constant time, whatever the snapshot holds. Removing
+//! the trash ([`purge_trash`]) still has to unlink every name (a hard-linked tree shares
+//! inodes, not directory entries), but it runs after all accounts are rotated, in parallel,
+//! and an interrupted purge simply continues next time.
+
+use crate::directory::{Intervals, INTERVALS};
+use crate::homes::{layout, Layout};
+use crate::tree::{link_tree, remove_tree, TreeError};
+use nix::fcntl::{Flock, FlockArg};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapError {
+    #[error("unknown interval {0:?}: use hourly, daily, weekly, monthly or yearly")]
+    Interval(String),
+    #[error("{path} is missing")]
+    Missing { path: PathBuf },
+    #[error("{path} is a symlink or not a directory; refusing to touch it")]
+    NotADir { path: PathBuf },
+    #[error("{path} is locked by another snapshot run")]
+    Locked { path: PathBuf },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("copying {from} failed: {source}")]
+    Tree { from: PathBuf, source: TreeError },
+}
+
+type Result<T> = std::result::Result<T, SnapError>;
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SnapError + '_ {
+    move |source| SnapError::Io {
+        path: path.into(),
+        source,
+    }
+}
+
+/// What one rotation did for one account.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RotateReport {
+    pub interval: String,
+    /// The new `<interval>.0`, if one was placed.
+    pub created: Option<String>,
+    /// Where it came from: `incoming` or the lower snapshot.
+    pub source: Option<String>,
+    /// Hard links made (for a tree made from `incoming/`).
+    pub links: u64,
+    /// Snapshots moved to the trash.
+    pub expired: Vec<String>,
+    /// Leftovers of an interrupted run that were cleaned up or finished.
+    pub repaired: Vec<String>,
+    /// Why nothing was done, when nothing was.
+    pub skipped: Option<String>,
+}
+
+fn check_dir(path: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(SnapError::NotADir { path: path.into() }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(SnapError::Missing { path: path.into() })
+        }
+        Err(e) => Err(io(path)(e)),
+    }
+}
+
+/// Numbers n of existing `<interval>.<n>` folders, ascending.
+fn numbers(snaps: &Path, interval: &str) -> Result<Vec<u32>> {
+    let mut v = vec![];
+    for e in std::fs::read_dir(snaps).map_err(io(snaps))? {
+        let e = e.map_err(io(snaps))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some((i, n)) = name.split_once('.') {
+            if i == interval {
+                if let Ok(n) = n.parse::<u32>() {
+                    v.push(n);
+                }
+            }
+        }
+    }
+    v.sort_unstable();
+    Ok(v)
+}
+
+fn rename(from: &Path, to: &Path) -> Result<()> {
+    std::fs::rename(from, to).map_err(io(from))
+}
+
+/// Moves `name` into `.trash/` under a unique name.
+fn to_trash(snaps: &Path, name: &str) -> Result<()> {
+    let trash = snaps.join(".trash");
+    if !trash.exists() {
+        std::fs::create_dir(&trash).map_err(io(&trash))?;
+    }
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.6f");
+    rename(
+        &snaps.join(name),
+        &trash.join(format!("{name}.{stamp}.{}", std::process::id())),
+    )
+}
+
+/// Steps 2-4: shift, place `.ready.<interval>` as `<interval>.0`, expire beyond `keep`.
+fn place(snaps: &Path, interval: &str, keep: u32, report: &mut RotateReport) -> Result<()> {
+    let ready = snaps.join(format!(".ready.{interval}"));
+    let have = numbers(snaps, interval)?;
+    // the run of consecutive numbers starting at 0, shifted top-down
+    let mut run = 0;
+    while have.binary_search(&run).is_ok() {
+        run += 1;
+    }
+    for n in (0..run).rev() {
+        rename(
+            &snaps.join(format!("{interval}.{n}")),
+            &snaps.join(format!("{interval}.{}", n + 1)),
+        )?;
+    }
+    let zero = snaps.join(format!("{interval}.0"));
+    rename(&ready, &zero)?;
+    report.created = Some(format!("{interval}.0"));
+    for n in numbers(snaps, interval)? {
+        if n >= keep {
+            let name = format!("{interval}.{n}");
+            to_trash(snaps, &name)?;
+            report.expired.push(name);
+        }
+    }
+    Ok(())
+}
+
+/// Rotates one account's snapshots for `interval`. `home` holds `incoming/` and `.snapshots/`.
+pub fn rotate(home: &Path, intervals: &Intervals, interval: &str) -> Result<RotateReport> {
+    let keep = intervals
+        .keep(interval)
+        .ok_or_else(|| SnapError::Interval(interval.into()))?;
+    let mut report = RotateReport {
+        interval: interval.into(),
+        ..RotateReport::default()
+    };
+    check_dir(home)?;
+    let snaps = home.join(".snapshots");
+    let incoming = home.join("incoming");
+    check_dir(&snaps)?;
+    check_dir(&incoming)?;
+    if layout(home) == Layout::Dated {
+        report.skipped = Some("dated layout (client-made .snapshots/YYYYMMDD): left alone".into());
+        return Ok(report);
+    }
+    let lock_path = snaps.join(".lock");
+    let lock_file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io(&lock_path))?;
+    let _lock =
+        Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|_| SnapError::Locked {
+            path: snaps.clone(),
+        })?;
+
+    // repair what an interrupted run left
+    for e in std::fs::read_dir(&snaps).map_err(io(&snaps))? {
+        let name = e
+            .map_err(io(&snaps))?
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        if name.starts_with(".incomplete.") {
+            to_trash(&snaps, &name)?;
+            report.repaired.push(format!("discarded {name}"));
+        }
+    }
+    for i in INTERVALS {
+        if snaps.join(format!(".ready.{i}")).exists() {
+            let k = intervals.keep(i).unwrap_or(0).max(1);
+            let mut r = RotateReport::default();
+            place(&snaps, i, k, &mut r)?;
+            report.repaired.push(format!("finished placing {i}.0"));
+            report.expired.extend(r.expired);
+        }
+    }
+
+    if keep == 0 {
+        report.skipped = Some(format!(
+            "sstBackupInterval{} is 0 or unset: {interval} snapshots untouched",
+            capitalize(interval)
+        ));
+        return Ok(report);
+    }
+    let pos = INTERVALS.iter().position(|i| *i == interval).unwrap_or(0);
+    let lower = INTERVALS[..pos]
+        .iter()
+        .rev()
+        .find(|i| intervals.keep(i).unwrap_or(0) > 0);
+    let ready = snaps.join(format!(".ready.{interval}"));
+    match lower {
+        None => {
+            let tmp = snaps.join(format!(".incomplete.{interval}"));
+            let stats = link_tree(&incoming, &tmp).map_err(|source| SnapError::Tree {
+                from: incoming.clone(),
+                source,
+            })?;
+            // the snapshot's own time is when it was taken (rsnapshot touches it too)
+            if let Ok(f) = std::fs::File::open(&tmp) {
+                let _ = f.set_modified(std::time::SystemTime::now());
+            }
+            rename(&tmp, &ready)?;
+            report.links = stats.links;
+            report.source = Some("incoming".into());
+        }
+        Some(lower) => {
+            let k = intervals.keep(lower).unwrap_or(0);
+            let oldest = format!("{lower}.{}", k - 1);
+            if !snaps.join(&oldest).exists() {
+                report.skipped = Some(format!("no {oldest} yet to become {interval}.0"));
+                return Ok(report);
+            }
+            rename(&snaps.join(&oldest), &ready)?;
+            report.source = Some(oldest);
+        }
+    }
+    place(&snaps, interval, keep, &mut report)?;
+    Ok(report)
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+/// Deletes everything in `.snapshots/.trash/` of a home (in parallel). Returns entries removed.
+pub fn purge_trash(home: &Path) -> std::result::Result<u64, TreeError> {
+    let trash = home.join(".snapshots/.trash");
+    if std::fs::symlink_metadata(&trash)
+        .map(|m| !m.is_dir())
+        .unwrap_or(true)
+    {
+        return Ok(0);
+    }
+    let mut n = 0;
+    for e in std::fs::read_dir(&trash).map_err(|source| TreeError {
+        path: trash.clone(),
+        source,
+    })? {
+        let e = e.map_err(|source| TreeError {
+            path: trash.clone(),
+            source,
+        })?;
+        let p = e.path();
+        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            n += remove_tree(&p)?;
+        } else {
+            std::fs::remove_file(&p).map_err(|source| TreeError { path: p, source })?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// The time the newest snapshot of a home was taken (its folder's mtime), if any.
+pub fn last_snapshot(home: &Path) -> Option<std::time::SystemTime> {
+    std::fs::read_dir(home.join(".snapshots"))
+        .ok()?
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            crate::homes::is_rotating(&n) || crate::homes::is_dated(&n)
+        })
+        .filter_map(|e| e.metadata().ok()?.modified().ok())
+        .max()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn home(t: &Path) -> PathBuf {
+        let h = t.join("home");
+        std::fs::create_dir_all(h.join("incoming/pc")).unwrap();
+        std::fs::create_dir_all(h.join(".snapshots")).unwrap();
+        h
+    }
+
+    fn names(h: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(h.join(".snapshots"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn daily_and_weekly_rotate_like_rsnapshot() {
+        let t = tempfile::tempdir().unwrap();
+        let h = home(t.path());
+        let iv = Intervals {
+            daily: 3,
+            weekly: 2,
+            ..Intervals::default()
+        };
+        for day in 0..8 {
+            std::fs::write(h.join(format!("incoming/pc/day{day}")), format!("{day}")).unwrap();
+            if day % 3 == 0 && day > 0 {
+                rotate(&h, &iv, "weekly").unwrap();
+            }
+            let r = rotate(&h, &iv, "daily").unwrap();
+            assert_eq!(r.created.as_deref(), Some("daily.0"));
+            purge_trash(&h).unwrap();
+        }
+        assert_eq!(
+            names(&h),
+            ["daily.0", "daily.1", "daily.2", "weekly.0", "weekly.1"]
+        );
+        // daily.0 holds day 7; daily.2 holds day 5 but not day 6
+        assert!(h.join(".snapshots/daily.0/pc/day7").exists());
+        assert!(h.join(".snapshots/daily.2/pc/day5").exists());
+        assert!(!h.join(".snapshots/daily.2/pc/day6").exists());
+        // weekly.0 was daily.2 on day 6: holds days up to 3
+        assert!(h.join(".snapshots/weekly.0/pc/day3").exists());
+        assert!(!h.join(".snapshots/weekly.0/pc/day4").exists());
+        let a = std::fs::metadata(h.join("incoming/pc/day0")).unwrap();
+        let b = std::fs::metadata(h.join(".snapshots/weekly.1/pc/day0")).unwrap();
+        assert_eq!(a.ino(), b.ino());
+        assert!(!h
+            .join(".snapshots/.trash")
+            .read_dir()
+            .unwrap()
+            .any(|_| true));
+    }
+
+    #[test]
+    fn interrupted_rotation_is_repaired() {
+        let t = tempfile::tempdir().unwrap();
+        let h = home(t.path());
+        let iv = Intervals {
+            daily: 4,
+            ..Intervals::default()
+        };
+        for _ in 0..4 {
+            rotate(&h, &iv, "daily").unwrap();
+        }
+        // a crash during the shift: daily.3 was moved to daily.4, daily.2 not yet; the new
+        // tree was ready; and another build had died half-way
+        let s = h.join(".snapshots");
+        std::fs::rename(s.join("daily.3"), s.join("daily.4")).unwrap();
+        std::fs::create_dir(s.join(".ready.daily")).unwrap();
+        std::fs::write(s.join(".ready.daily/marker"), "new").unwrap();
+        std::fs::create_dir_all(s.join(".incomplete.daily/pc")).unwrap();
+        let r = rotate(&h, &iv, "daily").unwrap();
+        assert_eq!(r.repaired.len(), 2, "{r:?}");
+        assert_eq!(names(&h), ["daily.0", "daily.1", "daily.2", "daily.3"]);
+        // the ready tree became daily.1 once today's run placed its own daily.0
+        assert!(s.join("daily.1/marker").exists());
+        assert!(!s.join(".incomplete.daily").exists());
+    }
+
+    #[test]
+    fn dated_layout_and_zero_intervals_are_left_alone() {
+        let t = tempfile::tempdir().unwrap();
+        let h = home(t.path());
+        std::fs::create_dir(h.join(".snapshots/20261120")).unwrap();
+        let iv = Intervals {
+            daily: 7,
+            ..Intervals::default()
+        };
+        let r = rotate(&h, &iv, "daily").unwrap();
+        assert!(r.skipped.unwrap().contains("dated"));
+        assert_eq!(names(&h), ["20261120"]);
+        let h2 = home(&t.path().join("b"));
+        std::fs::create_dir(h2.join(".snapshots/weekly.0")).unwrap();
+        let r = rotate(&h2, &iv, "weekly").unwrap();
+        assert!(r.skipped.unwrap().contains("0 or unset"));
+        assert_eq!(names(&h2), ["weekly.0"]);
+        assert!(rotate(&h2, &iv, "often").is_err());
+    }
+}

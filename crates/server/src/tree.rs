@@ -1,0 +1,430 @@
+//! Parallel, descriptor-relative walks over client trees: hard-link copies (snapshots),
+//! inode-once size sums, and removal.
+//!
+//! Clients control everything below `incoming/`, so every step works relative to an open
+//! directory descriptor: directories are opened with `openat(O_NOFOLLOW|O_DIRECTORY)`, entries
+//! are examined with `fstatat(AT_SYMLINK_NOFOLLOW)` and linked with `linkat(.., 0)`. A symlink
+//! a client planted (even one swapped in for a directory while we walk) is therefore copied or
+//! counted as the link itself and never followed. Subdirectories are processed in parallel
+//! with rayon; the type from `readdir` (`d_type`) spares a `stat` per file when only linking
+//! or removing.
+
+use nix::dir::{Dir, Type};
+use nix::fcntl::{AtFlags, OFlag};
+use nix::sys::stat::{FileStat, Mode, SFlag};
+use nix::unistd::UnlinkatFlags;
+use rayon::prelude::*;
+use std::collections::HashSet;
+use std::ffi::{CStr, CString, OsStr};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// An I/O failure at a path.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {source}")]
+pub struct TreeError {
+    pub path: PathBuf,
+    pub source: std::io::Error,
+}
+
+type Result<T> = std::result::Result<T, TreeError>;
+
+fn err(path: &Path, e: nix::errno::Errno) -> TreeError {
+    TreeError {
+        path: path.into(),
+        source: std::io::Error::from_raw_os_error(e as i32),
+    }
+}
+
+const DIR_FLAGS: OFlag = OFlag::O_RDONLY
+    .union(OFlag::O_DIRECTORY)
+    .union(OFlag::O_NOFOLLOW)
+    .union(OFlag::O_CLOEXEC);
+
+/// Opens `path` as a directory; fails (ELOOP/ENOTDIR) if its last component is a symlink.
+pub fn open_dir(path: &Path) -> Result<OwnedFd> {
+    nix::fcntl::open(path, DIR_FLAGS, Mode::empty()).map_err(|e| err(path, e))
+}
+
+fn open_dir_at(parent: impl AsFd, name: &CStr, path: &Path) -> Result<OwnedFd> {
+    nix::fcntl::openat(parent, name, DIR_FLAGS, Mode::empty()).map_err(|e| err(path, e))
+}
+
+/// Entries of an open directory (without `.` and `..`), with `d_type` when the fs gives it.
+fn list(fd: &OwnedFd, path: &Path) -> Result<Vec<(CString, Option<Type>)>> {
+    let dup = fd.try_clone().map_err(|source| TreeError {
+        path: path.into(),
+        source,
+    })?;
+    let mut dir = Dir::from_fd(dup).map_err(|e| err(path, e))?;
+    let mut out = Vec::new();
+    for ent in dir.iter() {
+        let ent = ent.map_err(|e| err(path, e))?;
+        let name = ent.file_name();
+        if name.to_bytes() == b"." || name.to_bytes() == b".." {
+            continue;
+        }
+        out.push((name.to_owned(), ent.file_type()));
+    }
+    Ok(out)
+}
+
+fn child(path: &Path, name: &CStr) -> PathBuf {
+    path.join(OsStr::from_bytes(name.to_bytes()))
+}
+
+fn stat_at(fd: impl AsFd, name: &CStr, path: &Path) -> Result<FileStat> {
+    nix::sys::stat::fstatat(fd, name, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(|e| err(path, e))
+}
+
+fn is_dir(st: &FileStat) -> bool {
+    SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR
+}
+
+/// What [`link_tree`] made.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LinkStats {
+    pub dirs: u64,
+    pub links: u64,
+}
+
+/// Makes `dst` (which must not exist) a copy of the directory `src` in which every
+/// non-directory (file, symlink, fifo, ...) is a hard link to the original and every
+/// directory is new, with the original's mode, owner and times.
+pub fn link_tree(src: &Path, dst: &Path) -> Result<LinkStats> {
+    let sfd = open_dir(src)?;
+    let parent = dst.parent().unwrap_or(Path::new("."));
+    let name =
+        CString::new(dst.file_name().unwrap_or_default().as_bytes()).map_err(|_| TreeError {
+            path: dst.into(),
+            source: std::io::ErrorKind::InvalidInput.into(),
+        })?;
+    let pfd = open_dir(parent)?;
+    let st = nix::sys::stat::fstat(&sfd).map_err(|e| err(src, e))?;
+    nix::sys::stat::mkdirat(&pfd, name.as_c_str(), Mode::from_bits_truncate(0o700))
+        .map_err(|e| err(dst, e))?;
+    let dfd = open_dir_at(&pfd, &name, dst)?;
+    let dirs = AtomicU64::new(1);
+    let links = AtomicU64::new(0);
+    link_dir(&sfd, &dfd, src, &dirs, &links)?;
+    finish_dir(&dfd, &st, dst)?;
+    Ok(LinkStats {
+        dirs: dirs.into_inner(),
+        links: links.into_inner(),
+    })
+}
+
+fn link_dir(
+    sfd: &OwnedFd,
+    dfd: &OwnedFd,
+    path: &Path,
+    dirs: &AtomicU64,
+    links: &AtomicU64,
+) -> Result<()> {
+    let entries = list(sfd, path)?;
+    let mut subdirs = Vec::new();
+    for (name, t) in entries {
+        let t = match t {
+            Some(t) => t,
+            None => {
+                let st = stat_at(sfd, &name, &child(path, &name))?;
+                if is_dir(&st) {
+                    Type::Directory
+                } else {
+                    Type::File
+                }
+            }
+        };
+        if t == Type::Directory {
+            subdirs.push(name);
+        } else {
+            // flags 0: a symlink is linked as itself, never followed
+            nix::unistd::linkat(sfd, name.as_c_str(), dfd, name.as_c_str(), AtFlags::empty())
+                .map_err(|e| err(&child(path, &name), e))?;
+            links.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    subdirs.par_iter().try_for_each(|name| -> Result<()> {
+        let p = child(path, name);
+        let csub = open_dir_at(sfd, name, &p)?;
+        let st = nix::sys::stat::fstat(&csub).map_err(|e| err(&p, e))?;
+        nix::sys::stat::mkdirat(dfd, name.as_c_str(), Mode::from_bits_truncate(0o700))
+            .map_err(|e| err(&p, e))?;
+        let dsub = open_dir_at(dfd, name, &p)?;
+        dirs.fetch_add(1, Ordering::Relaxed);
+        link_dir(&csub, &dsub, &p, dirs, links)?;
+        finish_dir(&dsub, &st, &p)
+    })
+}
+
+/// Gives a new directory the original's owner, mode and times (after its children exist,
+/// so the times stay).
+fn finish_dir(fd: &OwnedFd, st: &FileStat, path: &Path) -> Result<()> {
+    use nix::unistd::{Gid, Uid};
+    let me = nix::unistd::geteuid();
+    if me.is_root() || me.as_raw() == st.st_uid {
+        nix::unistd::fchown(
+            fd,
+            Some(Uid::from_raw(st.st_uid)),
+            Some(Gid::from_raw(st.st_gid)),
+        )
+        .map_err(|e| err(path, e))?;
+    }
+    nix::sys::stat::fchmod(fd, Mode::from_bits_truncate(st.st_mode & 0o7777))
+        .map_err(|e| err(path, e))?;
+    let at = nix::sys::time::TimeSpec::new(st.st_atime, st.st_atime_nsec);
+    let mt = nix::sys::time::TimeSpec::new(st.st_mtime, st.st_mtime_nsec);
+    nix::sys::stat::futimens(fd, &at, &mt).map_err(|e| err(path, e))
+}
+
+/// Inodes already counted, shared by parallel walkers (sharded to keep locks short).
+pub struct InodeSet {
+    shards: Vec<Mutex<HashSet<(u64, u64)>>>,
+}
+
+impl Default for InodeSet {
+    fn default() -> Self {
+        InodeSet {
+            shards: (0..64).map(|_| Mutex::new(HashSet::new())).collect(),
+        }
+    }
+}
+
+impl InodeSet {
+    /// True when (dev, ino) was not in the set yet.
+    pub fn insert(&self, dev: u64, ino: u64) -> bool {
+        let shard = &self.shards[(ino as usize ^ dev as usize) % self.shards.len()];
+        shard
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((dev, ino))
+    }
+
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).len())
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Bytes under a tree, each inode once.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Usage {
+    /// Sum of `st_size` (what `du -sb`, i.e. `--apparent-size --block-size=1`, prints).
+    pub apparent: u64,
+    /// Sum of `st_blocks * 512` (what `du -s -B1` prints: disk space, as quotas count it).
+    pub allocated: u64,
+    /// Inodes counted.
+    pub inodes: u64,
+}
+
+impl std::ops::AddAssign for Usage {
+    fn add_assign(&mut self, o: Usage) {
+        self.apparent += o.apparent;
+        self.allocated += o.allocated;
+        self.inodes += o.inodes;
+    }
+}
+
+#[derive(Default)]
+struct AtomicUsage {
+    apparent: AtomicU64,
+    allocated: AtomicU64,
+    inodes: AtomicU64,
+}
+
+impl AtomicUsage {
+    fn add(&self, st: &FileStat) {
+        self.apparent
+            .fetch_add(st.st_size.max(0) as u64, Ordering::Relaxed);
+        self.allocated
+            .fetch_add(st.st_blocks.max(0) as u64 * 512, Ordering::Relaxed);
+        self.inodes.fetch_add(1, Ordering::Relaxed);
+    }
+    fn get(&self) -> Usage {
+        Usage {
+            apparent: self.apparent.load(Ordering::Relaxed),
+            allocated: self.allocated.load(Ordering::Relaxed),
+            inodes: self.inodes.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Sums the tree at `root` (the root directory included, like `du`), counting an inode
+/// only if `seen` did not hold it yet. Inodes with one link cannot be met twice and skip
+/// the set. `skip` picks entries directly under `root` to leave out (e.g. `.trash`).
+pub fn usage(root: &Path, seen: &InodeSet, skip: &(dyn Fn(&[u8]) -> bool + Sync)) -> Result<Usage> {
+    let fd = open_dir(root)?;
+    let st = nix::sys::stat::fstat(&fd).map_err(|e| err(root, e))?;
+    let acc = AtomicUsage::default();
+    acc.add(&st);
+    usage_dir(&fd, root, seen, &acc, skip)?;
+    Ok(acc.get())
+}
+
+fn usage_dir(
+    fd: &OwnedFd,
+    path: &Path,
+    seen: &InodeSet,
+    acc: &AtomicUsage,
+    skip: &(dyn Fn(&[u8]) -> bool + Sync),
+) -> Result<()> {
+    let entries = list(fd, path)?;
+    let mut subdirs = Vec::new();
+    for (name, t) in entries {
+        if skip(name.to_bytes()) {
+            continue;
+        }
+        if t == Some(Type::Directory) {
+            subdirs.push(name);
+            continue;
+        }
+        let st = match stat_at(fd, &name, &child(path, &name)) {
+            Ok(st) => st,
+            // vanished while we walk (a client is uploading): nothing to count
+            Err(e) if e.source.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        if is_dir(&st) {
+            subdirs.push(name);
+            continue;
+        }
+        if st.st_nlink > 1 && !seen.insert(st.st_dev, st.st_ino) {
+            continue;
+        }
+        acc.add(&st);
+    }
+    subdirs.par_iter().try_for_each(|name| -> Result<()> {
+        let p = child(path, name);
+        let sub = match open_dir_at(fd, name, &p) {
+            Ok(f) => f,
+            Err(e) if e.source.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            // replaced by a symlink or file since readdir: count it as what it is now
+            Err(e) if matches!(e.source.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
+                let st = stat_at(fd, name, &p)?;
+                if st.st_nlink <= 1 || seen.insert(st.st_dev, st.st_ino) {
+                    acc.add(&st);
+                }
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let st = nix::sys::stat::fstat(&sub).map_err(|e| err(&p, e))?;
+        acc.add(&st);
+        usage_dir(&sub, &p, seen, acc, &|_| false)
+    })
+}
+
+/// Removes the tree at `path` (which must be a directory, not a symlink), in parallel.
+/// Returns the number of entries removed.
+pub fn remove_tree(path: &Path) -> Result<u64> {
+    let fd = open_dir(path)?;
+    let n = AtomicU64::new(0);
+    remove_dir_contents(&fd, path, &n)?;
+    drop(fd);
+    std::fs::remove_dir(path).map_err(|source| TreeError {
+        path: path.into(),
+        source,
+    })?;
+    Ok(n.into_inner() + 1)
+}
+
+fn remove_dir_contents(fd: &OwnedFd, path: &Path, n: &AtomicU64) -> Result<()> {
+    let entries = list(fd, path)?;
+    let mut subdirs = Vec::new();
+    for (name, t) in entries {
+        if t == Some(Type::Directory) {
+            subdirs.push(name);
+            continue;
+        }
+        match nix::unistd::unlinkat(fd, name.as_c_str(), UnlinkatFlags::NoRemoveDir) {
+            Ok(()) => {
+                n.fetch_add(1, Ordering::Relaxed);
+            }
+            // d_type unknown and it is a directory
+            Err(nix::errno::Errno::EISDIR) => subdirs.push(name),
+            Err(nix::errno::Errno::ENOENT) => {}
+            Err(e) => return Err(err(&child(path, &name), e)),
+        }
+    }
+    subdirs.par_iter().try_for_each(|name| -> Result<()> {
+        let p = child(path, name);
+        let sub = open_dir_at(fd, name, &p)?;
+        remove_dir_contents(&sub, &p, n)?;
+        drop(sub);
+        nix::unistd::unlinkat(fd, name.as_c_str(), UnlinkatFlags::RemoveDir)
+            .map_err(|e| err(&p, e))?;
+        n.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn sample(root: &Path) {
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        std::fs::write(root.join("a/f1"), vec![1u8; 5000]).unwrap();
+        std::fs::write(root.join("a/b/f2"), b"hello").unwrap();
+        std::fs::hard_link(root.join("a/f1"), root.join("a/b/f1-again")).unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("a/etc")).unwrap();
+    }
+
+    #[test]
+    fn link_tree_shares_inodes_and_keeps_symlinks_as_links() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("src");
+        sample(&src);
+        let dst = t.path().join("dst");
+        let s = link_tree(&src, &dst).unwrap();
+        assert_eq!(s, LinkStats { dirs: 3, links: 4 });
+        let a = std::fs::metadata(src.join("a/f1")).unwrap();
+        let b = std::fs::metadata(dst.join("a/f1")).unwrap();
+        assert_eq!(a.ino(), b.ino());
+        let l = std::fs::symlink_metadata(dst.join("a/etc")).unwrap();
+        assert!(l.file_type().is_symlink());
+        assert_eq!(
+            std::fs::read_link(dst.join("a/etc")).unwrap(),
+            Path::new("/etc")
+        );
+        assert_eq!(
+            std::fs::metadata(src.join("a")).unwrap().mtime(),
+            std::fs::metadata(dst.join("a")).unwrap().mtime()
+        );
+        // a symlink as the source root is refused, not followed
+        assert!(link_tree(&src.join("a/etc"), &t.path().join("x")).is_err());
+    }
+
+    #[test]
+    fn usage_counts_each_inode_once_and_remove_tree_removes() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("src");
+        sample(&src);
+        link_tree(&src, &t.path().join("snap")).unwrap();
+        let seen = InodeSet::default();
+        let u = usage(&src, &seen, &|_| false).unwrap();
+        // 3 dirs + f1 once + f2 + symlink
+        assert_eq!(u.inodes, 6);
+        let dir = std::fs::metadata(&src).unwrap().size();
+        let dirs = dir
+            + std::fs::metadata(src.join("a")).unwrap().size()
+            + std::fs::metadata(src.join("a/b")).unwrap().size();
+        assert_eq!(u.apparent, dirs + 5000 + 5 + 4);
+        let again = usage(&t.path().join("snap"), &seen, &|_| false).unwrap();
+        assert_eq!(again.inodes, 3, "only the new directories");
+        let n = remove_tree(&t.path().join("snap")).unwrap();
+        assert_eq!(n, 7);
+        assert!(!t.path().join("snap").exists());
+        assert!(src.join("a/f1").exists());
+    }
+}
