@@ -1,9 +1,48 @@
+//! `holdfast upload FILE...`: import files as FOSSology uploads and unpack them.
+
 use crate::config::Context;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Files to import. Each becomes one upload: stored in `gold` (hard-linked into
+    /// `files`), with pfile, upload, job and jobqueue rows, then unpacked recursively with
+    /// uploadtree rows as FOSSology's ununpack and adj2nest agents make them.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Do not keep containers (archives, compressed files) in `files`; their rows are still
+    /// recorded and `holdfast recover` can rebuild them from gold.
+    #[arg(long)]
+    slim: bool,
+    /// Print the summaries as JSON (one object per upload) instead of text.
+    #[arg(long)]
+    json: bool,
+}
 
-pub fn run(_args: Args, _ctx: &Context) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("this command is not built yet")
+pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
+    let site = ctx.site()?;
+    let opts = holdfast_unpack::UnpackOptions {
+        repo_only: false,
+        slim: args.slim,
+        progress: !args.json,
+    };
+    let res = holdfast_unpack::upload_files(&site, &args.files, &ctx.config.unpack, &opts)?;
+    let mut incomplete = false;
+    for (_, s) in &res {
+        incomplete |= !s.errors.is_empty();
+        if args.json {
+            println!("{}", serde_json::to_string(s)?);
+        } else {
+            for e in &s.errors {
+                eprintln!("warning: {e}");
+            }
+            println!("{s}");
+        }
+    }
+    Ok(if incomplete {
+        crate::exit::code(crate::exit::INCOMPLETE)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
