@@ -1,8 +1,82 @@
-//! Site backup, restore and verification.
+//! Site backup, restore and verification: the plan's "backup and restore entire repository".
+//!
+//! [`backup::backup`] stops FOSSology's scheduler (proving every agent is gone), streams
+//! `pg_dumpall` through gzip or zstd to the target, copies every `[REPOSITORY]` host folder
+//! with rsync (hard links kept, change judged by name and size, `ununpack` leftovers left
+//! out), writes the manifest, makes the snapshot visible and starts the scheduler again.
+//! [`restore::restore`] reverses it and verifies the result. Where snapshots live and how they
+//! are laid out is `holdfast_store`'s business; this crate only orchestrates. [`config`] is the
+//! `[backup]` section, [`schedule`] the cron entry.
 
-use serde::{Deserialize, Serialize};
+pub mod backup;
+pub mod config;
+pub mod dump;
+pub mod lock;
+pub mod restore;
+pub mod sample;
+pub mod schedule;
 
-/// `[backup]` in holdfast.toml.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub struct BackupConfig {}
+pub use backup::{backup, BackupOutcome};
+pub use config::{BackupConfig, Compression, Mode};
+pub use restore::{restore, RestoreOptions, RestoreOutcome};
+
+use holdfast_site::Site;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("{0}")]
+    Config(String),
+    #[error("another backup or restore is running (lock {0} is held); wait for it or check `ps`")]
+    Locked(String),
+    #[error(transparent)]
+    Store(#[from] holdfast_store::StoreError),
+    #[error(transparent)]
+    Scheduler(#[from] holdfast_site::scheduler::SchedulerError),
+    #[error("cannot {what}: {source}")]
+    Db {
+        what: String,
+        source: postgres::Error,
+    },
+    #[error("database dump failed: {0}")]
+    Dump(String),
+    #[error("database restore failed: {0}")]
+    Load(String),
+    #[error("rebuilding files from gold failed: {0}")]
+    Rebuild(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "interrupted by a signal; the scheduler was started again and nothing half-made is visible"
+    )]
+    Interrupted,
+}
+
+impl BackupError {
+    /// True when a stop signal ended the run.
+    pub fn is_interrupted(&self) -> bool {
+        matches!(
+            self,
+            BackupError::Interrupted
+                | BackupError::Store(holdfast_store::StoreError::Interrupted)
+                | BackupError::Scheduler(holdfast_site::scheduler::SchedulerError::Interrupted(_))
+        )
+    }
+}
+
+/// Connects to the site's database, naming the server, user and `Db.conf` on failure.
+pub fn connect(site: &Site) -> Result<postgres::Client, BackupError> {
+    site.connect().map_err(|e| BackupError::Db {
+        what: format!(
+            "connect to database {} on {}:{} as {} (settings from {})",
+            site.db.dbname(),
+            site.db.host(),
+            site.db.port(),
+            site.db.user(),
+            site.conf_dir.join("Db.conf").display()
+        ),
+        source: e,
+    })
+}

@@ -1,0 +1,209 @@
+//! One backup run, in the plan's order: stop the scheduler and prove every agent is gone,
+//! dump the database, copy the repository, write the manifest, make the snapshot visible,
+//! start the scheduler.
+//!
+//! The target and the database are checked before the scheduler is touched, so a wrong
+//! address or password costs FOSSology nothing. From the stop on, the [`Quiesced`] guard
+//! starts the scheduler again on every way out (success, error, Ctrl-C, SIGTERM).
+//!
+//! [`Quiesced`]: holdfast_site::scheduler::Quiesced
+
+use crate::config::BackupConfig;
+use crate::BackupError;
+use chrono::Utc;
+use holdfast_site::scheduler::{self, SchedulerConfig};
+use holdfast_site::Site;
+use holdfast_store::manifest::{JobsInfo, Manifest, RepoInfo, Timings, DB_DIR, REPO_DIR};
+use holdfast_store::rsync::{base_args, Rsync};
+use holdfast_store::{layout, monitor, Target};
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// Folders under the repository root (beside the host folders) that are copied when present.
+pub const EXTRA_DIRS: [&str; 3] = ["report", "ReportImport", "DecisionImport"];
+
+/// What a finished backup reports.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BackupOutcome {
+    pub target: String,
+    pub snapshot: String,
+    pub manifest: Manifest,
+    /// Snapshots the layout removed afterwards.
+    pub scheduler_restarted: bool,
+}
+
+/// rsync filter rules that pick the host folders' types (by mode) and the extra folders,
+/// and leave out the temporary `ununpack` folders.
+pub fn repo_filters(site: &Site, types: &[&str]) -> Vec<String> {
+    let mut f = vec!["--filter=- /*/ununpack/".to_string()];
+    let root = &site.repo.root;
+    for host in site.fo.host_names() {
+        f.push(format!("--filter=+ /{host}/"));
+        for t in types {
+            f.push(format!("--filter=+ /{host}/{t}/"));
+        }
+        f.push(format!("--filter=- /{host}/*"));
+    }
+    for extra in EXTRA_DIRS {
+        if root.join(extra).is_dir() {
+            f.push(format!("--filter=+ /{extra}/"));
+        }
+    }
+    f.push("--filter=- /*".to_string());
+    f
+}
+
+/// Runs one backup of `site` to the configured target.
+pub fn backup(
+    site: &Site,
+    site_name: &str,
+    sched: &SchedulerConfig,
+    cfg: &BackupConfig,
+) -> Result<BackupOutcome, BackupError> {
+    let began = Instant::now();
+    let started = Utc::now();
+    let _lock = crate::lock::acquire(&cfg.lock_file)?;
+    let target = cfg.target()?;
+    let at = cfg.schedule_time()?;
+    target.check()?;
+    if !site.repo.root.is_dir() {
+        return Err(BackupError::Config(format!(
+            "the repository {} (path in {}/fossology.conf) does not exist",
+            site.repo.root.display(),
+            site.conf_dir.display()
+        )));
+    }
+    let mut client = crate::connect(site)?;
+    let id = monitor::started(&target, monitor::now())?;
+    monitor::schedule(&target, Some(at))?;
+    let result = run(
+        site,
+        site_name,
+        sched,
+        cfg,
+        &target,
+        &mut client,
+        started,
+        began,
+    );
+    if let Err(e) = monitor::ended(&target, &id, result.is_ok()) {
+        tracing::warn!("could not write backupEnded.xml: {e}");
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run(
+    site: &Site,
+    site_name: &str,
+    sched: &SchedulerConfig,
+    cfg: &BackupConfig,
+    target: &Target,
+    client: &mut postgres::Client,
+    started: chrono::DateTime<Utc>,
+    began: Instant,
+) -> Result<BackupOutcome, BackupError> {
+    let guard = scheduler::quiesce(sched, Some(client))?;
+    let quiesce_secs = began.elapsed().as_secs_f64();
+    tracing::info!(secs = quiesce_secs, "scheduler and agents stopped");
+    let unfinished = holdfast_site::db::unfinished_jobs(client).map_err(|e| BackupError::Db {
+        what: "read the job queue".into(),
+        source: e,
+    })?;
+    let layout = cfg.layout();
+    let pending = layout.prepare(target)?;
+
+    let t = Instant::now();
+    let dump_rel = format!(
+        "{DB_DIR}/{}.sql.{}",
+        site.db.dbname(),
+        cfg.compression.extension()
+    );
+    let mut database = crate::dump::dump(
+        &site.db,
+        client,
+        cfg,
+        target,
+        &format!("{}/{dump_rel}", layout::PARTIAL),
+    )?;
+    database.file = dump_rel;
+    let dump_secs = t.elapsed().as_secs_f64();
+    tracing::info!(secs = dump_secs, bytes = database.bytes, "database dumped");
+
+    let t = Instant::now();
+    let types = cfg.mode.types();
+    let mut args = base_args();
+    args.push("--delete".into());
+    args.extend(repo_filters(site, types));
+    for d in &pending.link_dest {
+        args.push(format!("--link-dest={d}"));
+    }
+    for d in &pending.compare_dest {
+        args.push(format!("--compare-dest={d}"));
+    }
+    let rsync = Rsync {
+        args,
+        rsh: target.rsync_rsh(),
+        src: format!("{}/", site.repo.root.display()),
+        dest: format!(
+            "{}/",
+            target.rsync_location(&format!("{}/{REPO_DIR}", layout::PARTIAL))
+        ),
+        what: format!("copy of the repository to {}", target.display()),
+    };
+    let stats = rsync.run()?;
+    let copy_secs = t.elapsed().as_secs_f64();
+    tracing::info!(
+        secs = copy_secs,
+        files = stats.files,
+        new_files = stats.transferred_files,
+        "repository copied"
+    );
+
+    let manifest = Manifest {
+        format: 1,
+        site: site_name.to_string(),
+        mode: cfg.mode.as_str().into(),
+        layout: cfg.layout.to_string(),
+        kind: pending.kind.clone(),
+        builds_on: pending.builds_on.clone(),
+        holdfast_version: env!("CARGO_PKG_VERSION").into(),
+        started,
+        finished: Utc::now(),
+        database,
+        repository: RepoInfo {
+            root: site.repo.root.display().to_string(),
+            hosts: site.fo.host_names(),
+            types: types.iter().map(|s| s.to_string()).collect(),
+            files: stats.files,
+            bytes: stats.bytes,
+            new_files: stats.transferred_files,
+            new_bytes: stats.transferred_bytes,
+        },
+        jobs: JobsInfo {
+            unfinished,
+            stale_running: guard.report.stale_running.clone(),
+        },
+        timings: Timings {
+            quiesce_secs,
+            dump_secs,
+            copy_secs,
+            total_secs: began.elapsed().as_secs_f64(),
+        },
+    };
+    let snapshot = layout.commit(target, &manifest)?;
+    tracing::info!(snapshot = %snapshot, "snapshot committed");
+    let scheduler_restarted = match guard.restart() {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!("backup done, but the scheduler did not start again: {e}");
+            false
+        }
+    };
+    Ok(BackupOutcome {
+        target: target.display(),
+        snapshot,
+        manifest,
+        scheduler_restarted,
+    })
+}

@@ -1,0 +1,527 @@
+//! The database: `pg_dumpall` streamed through gzip or zstd straight to the target, and back.
+//!
+//! The dump never touches the FOSSology server's disk: pg_dumpall's output is compressed in
+//! memory and written to the target as it comes (over `ssh` for a remote target), while its
+//! sha256 and sizes are counted. The password reaches the PostgreSQL tools only through a
+//! private pgpass file ([`holdfast_site::dbconf::DbConf::pg_env`]).
+//!
+//! A restore loads only the site's database out of the cluster dump: it recreates the
+//! database with the encoding and locale recorded in the manifest, creates roles the dump
+//! has and the server lacks (existing roles are left as they are), and feeds the site
+//! database's part of the dump to `psql` (renamed when restoring into a scratch database).
+
+use crate::config::{BackupConfig, Compression};
+use crate::BackupError;
+use holdfast_site::cluster::{quote_ident, quote_literal};
+use holdfast_site::dbconf::DbConf;
+use holdfast_store::manifest::DumpInfo;
+use holdfast_store::Target;
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Command, Stdio};
+
+/// Counts bytes and hashes them on the way to the inner writer.
+struct Tee<W: Write> {
+    inner: W,
+    hash: Sha256,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Tee<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Encoding, locale and owner of the site database.
+pub fn database_facts(
+    c: &mut postgres::Client,
+) -> Result<(String, String, String, String), postgres::Error> {
+    let r = c.query_one(
+        "SELECT pg_encoding_to_char(encoding), datcollate::text, datctype::text, pg_get_userbyid(datdba)::text \
+         FROM pg_database WHERE datname = current_database()",
+        &[],
+    )?;
+    Ok((r.get(0), r.get(1), r.get(2), r.get(3)))
+}
+
+fn io_err(path: &str) -> impl Fn(std::io::Error) -> BackupError + '_ {
+    move |source| BackupError::Io {
+        path: path.to_string(),
+        source,
+    }
+}
+
+/// Streams `pg_dumpall` into `rel` on the target.
+pub fn dump(
+    db: &DbConf,
+    client: &mut postgres::Client,
+    cfg: &BackupConfig,
+    target: &Target,
+    rel: &str,
+) -> Result<DumpInfo, BackupError> {
+    let (encoding, collate, ctype, owner) =
+        database_facts(client).map_err(|e| BackupError::Db {
+            what: format!("read the encoding of database {}", db.dbname()),
+            source: e,
+        })?;
+    let env = db.pg_env().map_err(io_err("pgpass"))?;
+    let mut cmd = Command::new(&cfg.pg_dumpall);
+    env.apply(&mut cmd);
+    cmd.arg("-l").arg(db.dbname());
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| {
+        BackupError::Dump(format!(
+            "cannot run {}: {e} (install postgresql-client, or set backup.pg_dumpall)",
+            cfg.pg_dumpall
+        ))
+    })?;
+    let mut out = child.stdout.take().expect("piped");
+    let mut err = child.stderr.take().expect("piped");
+    let errs = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let sink = target.create(rel)?;
+    let tee = Tee {
+        inner: sink,
+        hash: Sha256::new(),
+        bytes: 0,
+    };
+    let mut raw = 0u64;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut copy = |w: &mut dyn Write, raw: &mut u64| -> Result<(), BackupError> {
+        loop {
+            if holdfast_site::interrupt::requested() {
+                return Err(BackupError::Interrupted);
+            }
+            let n = out.read(&mut buf).map_err(io_err("pg_dumpall output"))?;
+            if n == 0 {
+                return Ok(());
+            }
+            w.write_all(&buf[..n]).map_err(io_err(rel))?;
+            *raw += n as u64;
+        }
+    };
+    let result = match cfg.compression {
+        Compression::Gzip => {
+            let level = cfg.compression_level.unwrap_or(6).clamp(0, 9) as u32;
+            let mut enc = flate2::write::GzEncoder::new(tee, flate2::Compression::new(level));
+            copy(&mut enc, &mut raw).and_then(|_| enc.finish().map_err(io_err(rel)))
+        }
+        Compression::Zstd => {
+            let level = cfg.compression_level.unwrap_or(3);
+            let mut enc = zstd::Encoder::new(tee, level).map_err(io_err(rel))?;
+            copy(&mut enc, &mut raw).and_then(|_| enc.finish().map_err(io_err(rel)))
+        }
+    };
+    let tee = match result {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
+    };
+    let status = child.wait().map_err(io_err("pg_dumpall"))?;
+    let stderr = errs.join().unwrap_or_default();
+    if !status.success() {
+        return Err(BackupError::Dump(format!(
+            "pg_dumpall failed ({status}): {}",
+            stderr.lines().next().unwrap_or("").trim()
+        )));
+    }
+    let Tee { inner, hash, bytes } = tee;
+    inner.finish()?;
+    Ok(DumpInfo {
+        file: rel.to_string(),
+        compression: cfg.compression.as_str().into(),
+        sha256: hex::encode(hash.finalize()),
+        bytes,
+        raw_bytes: raw,
+        dbname: db.dbname().to_string(),
+        owner,
+        encoding,
+        collate,
+        ctype,
+    })
+}
+
+fn decoder<'a>(
+    r: Box<dyn Read + Send + 'a>,
+    compression: &str,
+) -> Result<Box<dyn Read + 'a>, BackupError> {
+    Ok(match compression {
+        "gzip" => Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(r))),
+        "zstd" => Box::new(zstd::Decoder::new(r).map_err(io_err("dump"))?),
+        other => {
+            return Err(BackupError::Load(format!(
+                "unknown dump compression {other:?} in the manifest"
+            )))
+        }
+    })
+}
+
+/// Checks the dump's sha256 against the manifest before anything is dropped.
+pub fn check_dump(target: &Target, rel: &str, info: &DumpInfo) -> Result<(), BackupError> {
+    let mut r = target.open(rel)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n_total = 0u64;
+    loop {
+        let n = r.read(&mut buf).map_err(io_err(rel))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        n_total += n as u64;
+    }
+    let got = hex::encode(h.finalize());
+    if got != info.sha256 || n_total != info.bytes {
+        return Err(BackupError::Load(format!(
+            "the dump {} on {} is damaged: sha256 {got} ({n_total} bytes), manifest says {} ({} bytes); restore an older snapshot",
+            rel,
+            target.display(),
+            info.sha256,
+            info.bytes
+        )));
+    }
+    Ok(())
+}
+
+/// Name of a role or database as it appears after `CREATE ROLE ` etc.: quoted or bare.
+fn leading_ident(s: &str) -> Option<(String, &str)> {
+    if let Some(rest) = s.strip_prefix('"') {
+        let mut name = String::new();
+        let mut chars = rest.char_indices().peekable();
+        while let Some((i, c)) = chars.next() {
+            if c == '"' {
+                if matches!(chars.peek(), Some((_, '"'))) {
+                    name.push('"');
+                    chars.next();
+                } else {
+                    return Some((name, &rest[i + 1..]));
+                }
+            } else {
+                name.push(c);
+            }
+        }
+        None
+    } else {
+        let end = s
+            .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'))
+            .unwrap_or(s.len());
+        (end > 0).then(|| (s[..end].to_string(), &s[end..]))
+    }
+}
+
+/// Picks the site database's part out of a `pg_dumpall` stream and adapts it.
+pub struct Filter {
+    pub source_db: String,
+    pub dest_db: String,
+    /// Roles the server lacks: their CREATE/ALTER ROLE lines are kept.
+    pub new_roles: HashSet<String>,
+    section: Option<String>,
+    in_copy: bool,
+}
+
+impl Filter {
+    pub fn new(source_db: &str, dest_db: &str, new_roles: HashSet<String>) -> Self {
+        Filter {
+            source_db: source_db.into(),
+            dest_db: dest_db.into(),
+            new_roles,
+            section: None,
+            in_copy: false,
+        }
+    }
+
+    /// The line(s) to send to psql for one dump line (with its newline), if any.
+    pub fn line(&mut self, line: &[u8]) -> Option<Vec<u8>> {
+        let ours = self.section.as_deref() == Some(self.source_db.as_str());
+        if self.in_copy {
+            if line == b"\\.\n" || line == b"\\." {
+                self.in_copy = false;
+            }
+            return ours.then(|| line.to_vec());
+        }
+        let text = String::from_utf8_lossy(line);
+        let t = text.trim_end();
+        if let Some(rest) = t.strip_prefix("-- Database \"") {
+            if let Some(name) = rest.strip_suffix("\" dump") {
+                self.section = Some(name.replace("\"\"", "\""));
+                return None;
+            }
+        }
+        if t.starts_with("COPY ") && t.ends_with("FROM stdin;") {
+            self.in_copy = true;
+            return ours.then(|| line.to_vec());
+        }
+        match &self.section {
+            None => {
+                for kw in ["CREATE ROLE ", "ALTER ROLE "] {
+                    if let Some(rest) = t.strip_prefix(kw) {
+                        let keep = leading_ident(rest)
+                            .is_some_and(|(name, _)| self.new_roles.contains(&name));
+                        return keep.then(|| line.to_vec());
+                    }
+                }
+                t.starts_with("SET ").then(|| line.to_vec())
+            }
+            Some(_) if !ours => None,
+            Some(_) => {
+                if t.starts_with("CREATE DATABASE ") {
+                    return None;
+                }
+                if t.starts_with("\\connect ") {
+                    let lit = self.dest_db.replace('\\', "\\\\").replace('\'', "\\'");
+                    return Some(
+                        format!("\\connect -reuse-previous=on \"dbname='{lit}'\"\n").into_bytes(),
+                    );
+                }
+                for kw in [
+                    "ALTER DATABASE ",
+                    "COMMENT ON DATABASE ",
+                    "GRANT ",
+                    "REVOKE ",
+                ] {
+                    if t.starts_with(kw) {
+                        if let Some(i) = t.find("DATABASE ") {
+                            let after = &t[i + 9..];
+                            if let Some((name, rest)) = leading_ident(after) {
+                                if name == self.source_db {
+                                    return Some(
+                                        format!(
+                                            "{}{}{}\n",
+                                            &t[..i + 9],
+                                            quote_ident(&self.dest_db),
+                                            rest
+                                        )
+                                        .into_bytes(),
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+                Some(line.to_vec())
+            }
+        }
+    }
+}
+
+/// Drops and recreates `dest` (a DbConf naming the database to restore into) and loads the
+/// site database's part of the dump into it.
+pub fn load(
+    target: &Target,
+    rel: &str,
+    info: &DumpInfo,
+    dest: &DbConf,
+    cfg: &BackupConfig,
+) -> Result<(), BackupError> {
+    check_dump(target, rel, info)?;
+    let dbname = dest.dbname().to_string();
+    let db_err = |what: String| move |source| BackupError::Db { what, source };
+    let mut admin = {
+        let mut last = None;
+        let mut got = None;
+        for maint in ["postgres", "template1"] {
+            match dest.with_dbname(maint).pg_config().connect(postgres::NoTls) {
+                Ok(c) => {
+                    got = Some(c);
+                    break;
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        match got {
+            Some(c) => c,
+            None => {
+                return Err(BackupError::Db {
+                    what: format!(
+                        "connect to the database server {}:{} as {}",
+                        dest.host(),
+                        dest.port(),
+                        dest.user()
+                    ),
+                    source: last.expect("one attempt failed"),
+                })
+            }
+        }
+    };
+    let ident = quote_ident(&dbname);
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[&dbname],
+        )
+        .map_err(db_err(format!("disconnect sessions from {dbname}")))?;
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {ident} WITH (FORCE)"))
+        .map_err(db_err(format!("drop database {dbname}")))?;
+    let create = |lc: Option<(&str, &str)>| {
+        let mut sql = format!(
+            "CREATE DATABASE {ident} ENCODING {} TEMPLATE template0",
+            quote_literal(&info.encoding)
+        );
+        if let Some((coll, ctype)) = lc {
+            sql.push_str(&format!(
+                " LC_COLLATE {} LC_CTYPE {}",
+                quote_literal(coll),
+                quote_literal(ctype)
+            ));
+        }
+        sql
+    };
+    if let Err(e) = admin.batch_execute(&create(Some((&info.collate, &info.ctype)))) {
+        // The original locale may not exist on this machine; C works with every encoding.
+        tracing::warn!(
+            "cannot create {dbname} with locale {}/{}: {e}; using locale C",
+            info.collate,
+            info.ctype
+        );
+        admin
+            .batch_execute(&create(Some(("C", "C"))))
+            .map_err(db_err(format!(
+                "create database {dbname} with encoding {}",
+                info.encoding
+            )))?;
+    }
+    let existing: HashSet<String> = admin
+        .query("SELECT rolname::text FROM pg_roles", &[])
+        .map_err(db_err("list roles".into()))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    drop(admin);
+
+    // Which roles does the dump create? Read the global part once (it is at the head).
+    let mut roles = HashSet::new();
+    {
+        let r = decoder(target.open(rel)?, &info.compression)?;
+        for line in BufReader::new(r).split(b'\n') {
+            let line = line.map_err(io_err(rel))?;
+            let t = String::from_utf8_lossy(&line);
+            if t.starts_with("-- Database \"") || t.starts_with("\\connect ") {
+                break;
+            }
+            if let Some(rest) = t.strip_prefix("CREATE ROLE ") {
+                if let Some((name, _)) = leading_ident(rest) {
+                    if !existing.contains(&name) {
+                        roles.insert(name);
+                    }
+                }
+            }
+        }
+    }
+    if !roles.is_empty() {
+        tracing::info!(roles = ?roles, "creating roles the server lacks");
+    }
+    let mut filter = Filter::new(&info.dbname, &dbname, roles);
+
+    let env = dest.pg_env().map_err(io_err("pgpass"))?;
+    let mut cmd = Command::new(&cfg.psql);
+    env.apply(&mut cmd);
+    cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d"])
+        .arg(&dbname)
+        .env("PGDATABASE", &dbname)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| {
+        BackupError::Load(format!(
+            "cannot run {}: {e} (install postgresql-client, or set backup.psql)",
+            cfg.psql
+        ))
+    })?;
+    let mut err = child.stderr.take().expect("piped");
+    let errs = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let mut stdin = std::io::BufWriter::with_capacity(1 << 20, child.stdin.take().expect("piped"));
+    let r = decoder(target.open(rel)?, &info.compression)?;
+    let mut reader = BufReader::with_capacity(1 << 20, r);
+    let mut line = Vec::new();
+    let mut fed = Ok(());
+    loop {
+        if holdfast_site::interrupt::requested() {
+            fed = Err(BackupError::Interrupted);
+            break;
+        }
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                fed = Err(BackupError::Io {
+                    path: rel.into(),
+                    source: e,
+                });
+                break;
+            }
+        }
+        if let Some(out) = filter.line(&line) {
+            if stdin.write_all(&out).is_err() {
+                break; // psql stopped: its stderr says why
+            }
+        }
+    }
+    let _ = stdin.flush();
+    drop(stdin);
+    let status = child.wait().map_err(io_err("psql"))?;
+    let stderr = errs.join().unwrap_or_default();
+    fed?;
+    if !status.success() {
+        return Err(BackupError::Load(format!(
+            "psql failed loading the dump into {dbname} ({status}): {}",
+            stderr
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .take(2)
+                .collect::<Vec<_>>()
+                .join("; ")
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_keeps_the_site_database_and_renames_it() {
+        let dump = "SET client_encoding = 'UTF8';\nCREATE ROLE fossy;\nALTER ROLE fossy WITH LOGIN;\nCREATE ROLE newbie;\nALTER ROLE newbie WITH LOGIN;\n\
+-- Database \"template1\" dump\n\\connect template1\nCREATE TABLE junk (a int);\n\
+-- Database \"fossology\" dump\nCREATE DATABASE fossology WITH TEMPLATE = template0 ENCODING = 'UTF8';\nALTER DATABASE fossology OWNER TO fossy;\n\\connect fossology\n\
+COPY public.t (a) FROM stdin;\n-- Database \"x\" dump\n\\.\nSELECT 1;\n-- Database \"postgres\" dump\nCREATE TABLE other (a int);\n";
+        let mut f = Filter::new("fossology", "scratch", ["newbie".to_string()].into());
+        let out: String = dump
+            .split_inclusive('\n')
+            .filter_map(|l| f.line(l.as_bytes()))
+            .map(|v| String::from_utf8(v).unwrap())
+            .collect();
+        assert_eq!(
+            out,
+            "SET client_encoding = 'UTF8';\nCREATE ROLE newbie;\nALTER ROLE newbie WITH LOGIN;\nALTER DATABASE \"scratch\" OWNER TO fossy;\n\\connect -reuse-previous=on \"dbname='scratch'\"\nCOPY public.t (a) FROM stdin;\n-- Database \"x\" dump\n\\.\nSELECT 1;\n"
+        );
+    }
+
+    #[test]
+    fn idents() {
+        assert_eq!(leading_ident("fossy;"), Some(("fossy".into(), ";")));
+        assert_eq!(leading_ident("\"a\"\"b\" x"), Some(("a\"b".into(), " x")));
+    }
+}

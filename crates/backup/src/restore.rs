@@ -1,0 +1,236 @@
+//! Restore, in the plan's order: stop the scheduler, check FOSSology's configuration is in
+//! place, restore the database (recreated with its original encoding, then the dump loaded),
+//! restore the repository (hard links, owner and modes kept), start the scheduler, and verify
+//! that every file the database references is back under its name and size.
+//!
+//! With [`RestoreOptions::scratch`] the same restore goes into a scratch folder (repository
+//! and a configuration folder describing it) and a scratch database on the same server,
+//! leaving the live site and its scheduler alone: that is how drills restore.
+
+use crate::config::BackupConfig;
+use crate::BackupError;
+use holdfast_site::db::VerifyReport;
+use holdfast_site::scheduler::{self, SchedulerConfig};
+use holdfast_site::Site;
+use holdfast_store::manifest::REPO_DIR;
+use holdfast_store::rsync::{base_args, Rsync};
+use holdfast_store::{layout, Manifest, Target};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    /// Snapshot name; the latest when `None`.
+    pub snapshot: Option<String>,
+    /// Restore into this folder (`repository/`, `etc/fossology/`) instead of the live site.
+    pub scratch: Option<PathBuf>,
+    /// Database to restore into (default: the site's; `<dbname>_restore` with `scratch`).
+    pub dbname: Option<String>,
+    /// Skip the database (repository only).
+    pub skip_db: bool,
+    /// Skip the repository (database only).
+    pub skip_repo: bool,
+    /// For gold-mode snapshots: rebuild only what cut-off jobs need now, the rest on demand.
+    pub lazy_rebuild: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RestoreOutcome {
+    pub snapshot: String,
+    pub manifest: Manifest,
+    /// The site that was restored (the scratch one when restoring into a folder).
+    pub conf_dir: PathBuf,
+    pub repo_root: PathBuf,
+    pub dbname: String,
+    pub db_secs: f64,
+    pub repo_secs: f64,
+    pub rebuild_secs: f64,
+    pub verify: VerifyReport,
+    /// Gold-mode snapshots: what the rebuild from gold did.
+    pub rebuild: Option<holdfast_recover::RebuildReport>,
+    pub scheduler_restarted: Option<bool>,
+}
+
+impl RestoreOutcome {
+    pub fn is_whole(&self) -> bool {
+        self.verify.is_whole()
+    }
+}
+
+/// Restores a snapshot of the configured target into `site` (or a scratch copy of it).
+pub fn restore(
+    site: &Site,
+    sched: &SchedulerConfig,
+    cfg: &BackupConfig,
+    unpack: &holdfast_unpack::UnpackConfig,
+    opts: &RestoreOptions,
+) -> Result<RestoreOutcome, BackupError> {
+    let _lock = crate::lock::acquire(&cfg.lock_file)?;
+    let target = cfg.target()?;
+    target.check()?;
+    let snap = layout::find(&target, opts.snapshot.as_deref())?;
+    let chain = layout::chain(&target, &snap)?;
+    tracing::info!(snapshot = %snap.name, pieces = chain.len(), "restoring");
+
+    // The site restored into: the live one, or a scratch description of it.
+    let dest = match &opts.scratch {
+        None => {
+            for f in ["fossology.conf", "Db.conf"] {
+                let p = site.conf_dir.join(f);
+                if !p.is_file() {
+                    return Err(BackupError::Config(format!(
+                        "{} is missing: restore FOSSology's configuration files (from the system backup) first",
+                        p.display()
+                    )));
+                }
+            }
+            let mut s = site.clone();
+            if let Some(n) = &opts.dbname {
+                s.db = s.db.with_dbname(n);
+            }
+            s
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|source| BackupError::Io {
+                path: dir.display().to_string(),
+                source,
+            })?;
+            let dir = dir.canonicalize().map_err(|source| BackupError::Io {
+                path: dir.display().to_string(),
+                source,
+            })?;
+            let dbname = opts
+                .dbname
+                .clone()
+                .unwrap_or_else(|| format!("{}_restore", site.db.dbname()));
+            let mut fo = site.fo.clone();
+            fo.path = dir.join("repository");
+            let s = Site {
+                conf_dir: dir.join("etc/fossology"),
+                repo: holdfast_site::repo::Repository::from_conf(&fo),
+                fo,
+                db: site.db.with_dbname(&dbname),
+            };
+            s.write_conf().map_err(|source| BackupError::Io {
+                path: s.conf_dir.display().to_string(),
+                source,
+            })?;
+            s
+        }
+    };
+
+    // Live restore: the scheduler stays stopped until the site is whole again. The database
+    // may be gone (that is why we restore), so the queue check is skipped if it is.
+    let guard = if opts.scratch.is_none() {
+        let mut c = crate::connect(&dest).ok();
+        Some(scheduler::quiesce(sched, c.as_mut())?)
+    } else {
+        None
+    };
+
+    let t = Instant::now();
+    if !opts.skip_db {
+        let info = &snap.manifest.database;
+        crate::dump::load(
+            &target,
+            &format!("{}/{}", snap.name, info.file),
+            info,
+            &dest.db,
+            cfg,
+        )?;
+        tracing::info!(secs = t.elapsed().as_secs_f64(), db = %dest.db.dbname(), "database restored");
+    }
+    let db_secs = t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    if !opts.skip_repo {
+        restore_repo(&target, &chain, &dest)?;
+        tracing::info!(secs = t.elapsed().as_secs_f64(), "repository restored");
+    }
+    let repo_secs = t.elapsed().as_secs_f64();
+
+    // Gold-mode snapshots hold no `files`: rebuild them from gold before the site runs again,
+    // cut-off jobs first.
+    let t = Instant::now();
+    let rebuild = if snap.manifest.mode == "gold" && !opts.skip_repo {
+        let mut cut_off = snap.manifest.jobs.unfinished.clone();
+        for r in &snap.manifest.jobs.stale_running {
+            if !cut_off.iter().any(|x| x.jq_pk == r.jq_pk) {
+                cut_off.push(r.clone());
+            }
+        }
+        let report = holdfast_recover::rebuild_after_restore(
+            &dest,
+            unpack,
+            &cut_off,
+            &holdfast_recover::RebuildOptions {
+                lazy: opts.lazy_rebuild,
+                jobs: 0,
+            },
+        )
+        .map_err(|e| BackupError::Rebuild(e.to_string()))?;
+        Some(report)
+    } else {
+        None
+    };
+    let rebuild_secs = t.elapsed().as_secs_f64();
+
+    let scheduler_restarted = guard.map(|g| match g.restart() {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!("restore done, but the scheduler did not start: {e}");
+            false
+        }
+    });
+
+    let mut c = crate::connect(&dest)?;
+    let verify =
+        holdfast_site::db::verify(&mut c, &dest.repo, None).map_err(|e| BackupError::Db {
+            what: "verify the repository against the database".into(),
+            source: e,
+        })?;
+    Ok(RestoreOutcome {
+        snapshot: snap.name.clone(),
+        manifest: snap.manifest.clone(),
+        conf_dir: dest.conf_dir.clone(),
+        repo_root: dest.repo.root.clone(),
+        dbname: dest.db.dbname().to_string(),
+        db_secs,
+        repo_secs,
+        rebuild_secs,
+        verify,
+        rebuild,
+        scheduler_restarted,
+    })
+}
+
+/// Copies the repository of each snapshot in `chain` (base first) back into the site.
+fn restore_repo(
+    target: &Target,
+    chain: &[holdfast_store::Snapshot],
+    dest: &Site,
+) -> Result<(), BackupError> {
+    std::fs::create_dir_all(&dest.repo.root).map_err(|source| BackupError::Io {
+        path: dest.repo.root.display().to_string(),
+        source,
+    })?;
+    for s in chain {
+        let rsync = Rsync {
+            args: base_args(),
+            rsh: target.rsync_rsh(),
+            src: format!(
+                "{}/",
+                target.rsync_location(&format!("{}/{REPO_DIR}", s.name))
+            ),
+            dest: format!("{}/", dest.repo.root.display()),
+            what: format!(
+                "restore of the repository from {} {}",
+                target.display(),
+                s.name
+            ),
+        };
+        rsync.run()?;
+    }
+    Ok(())
+}

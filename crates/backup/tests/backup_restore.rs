@@ -1,0 +1,149 @@
+//! Full backup then restore on real parts: a scratch PostgreSQL cluster, real rsync, a
+//! scheduler stand-in; the restored site must equal the original.
+
+mod common;
+
+use common::*;
+use holdfast_backup::{backup, restore, RestoreOptions};
+use holdfast_site::standin::Behaviour;
+use holdfast_store::layout;
+
+#[test]
+fn full_backup_then_restore_reproduces_database_and_repository() {
+    let mut f = fixture(6, Behaviour::default(), 30);
+    // A leftover unpack folder that must not be backed up.
+    let junk = f.site().repo.root.join("localhost/ununpack/3l/x");
+    std::fs::create_dir_all(&junk).unwrap();
+    std::fs::write(junk.join("tmp"), b"temporary").unwrap();
+    let site = f.site().clone();
+
+    let out = backup(&site, "demo-site", &f.sched, &f.cfg).unwrap();
+    assert_eq!(out.snapshot, "current");
+    assert!(out.scheduler_restarted);
+    assert!(
+        f.standin.is_running(),
+        "scheduler must run again after the backup"
+    );
+    let m = &out.manifest;
+    assert_eq!(m.site, "demo-site");
+    assert_eq!(m.mode, "full");
+    assert_eq!(m.database.encoding, "UTF8");
+    assert_eq!(m.database.sha256.len(), 64);
+    assert!(m.database.bytes > 0 && m.database.raw_bytes > m.database.bytes);
+    assert_eq!(
+        m.repository.files, 18,
+        "6 uploads x (gold, files copy, leaf)"
+    );
+    // The sample queues one nomos job per upload: recorded as unfinished.
+    assert_eq!(m.jobs.unfinished.len(), 6);
+    assert!(m
+        .jobs
+        .unfinished
+        .iter()
+        .all(|r| r.jq_type == "nomos" && !r.started));
+    let snap = f.target_dir().join("current/repository");
+    assert!(!snap.join("localhost/ununpack").exists());
+    // Stoney monitoring files.
+    let meta = f.target_dir().join(".sepiola_backup");
+    let started = holdfast_stoney::parse::backup_started(
+        &std::fs::read_to_string(meta.join("backupStarted.xml")).unwrap(),
+    )
+    .unwrap();
+    let ended = holdfast_stoney::parse::backup_ended(
+        &std::fs::read_to_string(meta.join("backupEnded.xml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(started.id, ended.id);
+    assert!(ended.success);
+    holdfast_stoney::parse::scheduler(
+        &std::fs::read_to_string(meta.join("scheduler.xml")).unwrap(),
+    )
+    .unwrap();
+
+    let counts = row_counts(&site);
+    let dump = pg_dump(&site.db);
+    std::fs::remove_dir_all(junk).unwrap();
+    let (files, links) = tree(&site.repo.root);
+    assert!(!links.is_empty(), "gold and files share inodes");
+
+    // Destroy: the database and the whole repository.
+    {
+        let mut su = f.scratch.cluster.superuser_client().unwrap();
+        su.batch_execute("DROP DATABASE fossology WITH (FORCE)")
+            .unwrap();
+    }
+    std::fs::remove_dir_all(&site.repo.root).unwrap();
+
+    let starts_before = f.standin.starts();
+    let r = restore(
+        &site,
+        &f.sched,
+        &f.cfg,
+        &Default::default(),
+        &RestoreOptions::default(),
+    )
+    .unwrap();
+    assert!(r.is_whole(), "missing: {:?}", r.verify.missing);
+    assert_eq!(r.verify.checked, 18);
+    assert_eq!(r.scheduler_restarted, Some(true));
+    assert_eq!(f.standin.starts(), starts_before + 1);
+    assert_eq!(row_counts(&site), counts);
+    assert_eq!(
+        pg_dump(&site.db),
+        dump,
+        "restored database differs from the original"
+    );
+    let (files2, links2) = tree(&site.repo.root);
+    assert_eq!(files2, files, "same names and sizes");
+    assert_eq!(links2, links, "same inode sharing");
+
+    // A second backup links everything unchanged to the first and copies only the new upload.
+    f.add_uploads(1);
+    let out2 = backup(&site, "demo-site", &f.sched, &f.cfg).unwrap();
+    // gold + leaf copied; the `files` twin of the gold is a hard link, not a transfer.
+    assert_eq!(out2.manifest.repository.new_files, 2);
+    assert_eq!(out2.manifest.repository.files, 21);
+    let snaps = layout::snapshots(&f.cfg.target().unwrap()).unwrap();
+    assert_eq!(snaps.len(), 2);
+    assert!(snaps[0].name.starts_with("day."));
+    let (_, cross) = tree(&f.target_dir());
+    assert!(
+        cross.iter().any(|g| g.iter().any(|p| p.starts_with("day."))
+            && g.iter().any(|p| p.starts_with("current/"))),
+        "unchanged files are hard links between snapshots"
+    );
+}
+
+#[test]
+fn restore_into_a_scratch_folder_and_database_leaves_the_site_alone() {
+    let f = fixture(3, Behaviour::default(), 30);
+    let site = f.site().clone();
+    let mut cfg = f.cfg.clone();
+    cfg.compression = holdfast_backup::Compression::Zstd;
+    backup(&site, "s", &f.sched, &cfg).unwrap();
+    let starts = f.standin.starts();
+    let into = f.dir.path().join("drill");
+    let r = restore(
+        &site,
+        &f.sched,
+        &cfg,
+        &Default::default(),
+        &RestoreOptions {
+            scratch: Some(into.clone()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(r.is_whole(), "{:?}", r.verify.missing);
+    assert_eq!(r.dbname, "fossology_restore");
+    assert_eq!(
+        f.standin.starts(),
+        starts,
+        "scheduler untouched by a scratch restore"
+    );
+    let scratch = holdfast_site::Site::open(Some(&into.join("etc/fossology"))).unwrap();
+    assert_eq!(scratch.db.dbname(), "fossology_restore");
+    assert_eq!(row_counts(&scratch), row_counts(&site));
+    assert_eq!(pg_dump(&scratch.db), pg_dump(&site.db));
+    assert_eq!(tree(&into.join("repository")), tree(&site.repo.root));
+}

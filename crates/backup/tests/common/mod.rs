@@ -1,0 +1,138 @@
+//! Shared set-up for the backup tests: a scratch site (real PostgreSQL cluster) filled with
+//! uploads made from real gzip files, and a scheduler stand-in.
+#![allow(dead_code)]
+
+use holdfast_backup::BackupConfig;
+use holdfast_site::scheduler::SchedulerConfig;
+use holdfast_site::scratch::ScratchSite;
+use holdfast_site::standin::{Behaviour, StandIn};
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct Fixture {
+    pub standin: StandIn,
+    pub scratch: ScratchSite,
+    pub cfg: BackupConfig,
+    pub sched: SchedulerConfig,
+    pub dir: tempfile::TempDir,
+    pub used: usize,
+}
+
+pub fn fixture(uploads: usize, behaviour: Behaviour, stop_timeout: u64) -> Fixture {
+    holdfast_testkit::require("rsync");
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = ScratchSite::create(&dir.path().join("site"), "UTF8").unwrap();
+    let standin = StandIn::create(
+        &dir.path().join("standin"),
+        &holdfast_testkit::tag(),
+        behaviour,
+    )
+    .unwrap();
+    standin.start().unwrap();
+    let sched = standin.config(stop_timeout);
+    let cfg = BackupConfig {
+        target: dir.path().join("target").display().to_string(),
+        lock_file: dir.path().join("backup.lock"),
+        keep: 3,
+        ..Default::default()
+    };
+    let mut f = Fixture {
+        standin,
+        scratch,
+        cfg,
+        sched,
+        dir,
+        used: 0,
+    };
+    f.add_uploads(uploads);
+    f
+}
+
+impl Fixture {
+    pub fn site(&self) -> &holdfast_site::Site {
+        &self.scratch.site
+    }
+
+    /// Adds `n` more uploads from real .gz files not used yet.
+    pub fn add_uploads(&mut self, n: usize) {
+        let all = holdfast_backup::sample::find_gz(self.used + n + 20);
+        let pick: Vec<PathBuf> = all.into_iter().skip(self.used).take(n).collect();
+        assert_eq!(pick.len(), n, "not enough .gz files under /usr/share/doc");
+        self.used += n;
+        holdfast_backup::sample::populate(self.site(), &pick).unwrap();
+    }
+
+    pub fn target_dir(&self) -> PathBuf {
+        self.dir.path().join("target")
+    }
+}
+
+/// Row counts of the tables the sample fills.
+pub fn row_counts(site: &holdfast_site::Site) -> BTreeMap<String, i64> {
+    let mut c = site.connect().unwrap();
+    [
+        "pfile",
+        "upload",
+        "uploadtree_a",
+        "job",
+        "jobqueue",
+        "users",
+    ]
+    .iter()
+    .map(|t| {
+        let n: i64 = c
+            .query_one(format!("SELECT count(*) FROM {t}").as_str(), &[])
+            .unwrap()
+            .get(0);
+        (t.to_string(), n)
+    })
+    .collect()
+}
+
+/// `pg_dump` of the site database without comments (they name versions and times).
+pub fn pg_dump(db: &holdfast_site::dbconf::DbConf) -> String {
+    let env = db.pg_env().unwrap();
+    let mut cmd = Command::new("pg_dump");
+    env.apply(&mut cmd);
+    cmd.arg("--no-owner").arg(db.dbname());
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            !l.starts_with("--") && !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Every regular file under `root` (relative path, size) and the groups of names that share
+/// an inode.
+pub fn tree(root: &Path) -> (BTreeMap<String, u64>, BTreeSet<Vec<String>>) {
+    let mut files = BTreeMap::new();
+    let mut by_inode: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    for e in walkdir::WalkDir::new(root).into_iter().flatten() {
+        if e.file_type().is_file() {
+            let rel = e.path().strip_prefix(root).unwrap().display().to_string();
+            let m = e.metadata().unwrap();
+            files.insert(rel.clone(), m.len());
+            by_inode.entry(m.ino()).or_default().push(rel);
+        }
+    }
+    let groups = by_inode
+        .into_values()
+        .filter(|g| g.len() > 1)
+        .map(|mut g| {
+            g.sort();
+            g
+        })
+        .collect();
+    (files, groups)
+}
