@@ -135,11 +135,21 @@ fn number(s: &str) -> Option<u32> {
 }
 
 pub fn backup_started(xml: &str) -> Result<BackupStarted> {
+    started(xml, None)
+}
+
+/// Like [`backup_started`], but an unreadable `<startdate>` becomes `fallback` (the caller
+/// passes the file's modification time, as the spec asks).
+pub fn backup_started_or(xml: &str, fallback: DateTime<FixedOffset>) -> Result<BackupStarted> {
+    started(xml, Some(fallback))
+}
+
+fn started(xml: &str, fallback: Option<DateTime<FixedOffset>>) -> Result<BackupStarted> {
     let d = doc(xml)?;
     let r = root(&d, "backup_started")?;
     let raw = text(r, "startdate")?;
     Ok(BackupStarted {
-        start: date(&raw).ok_or(ParseError::Value {
+        start: date(&raw).or(fallback).ok_or(ParseError::Value {
             tag: "startdate",
             value: raw,
         })?,
@@ -149,12 +159,21 @@ pub fn backup_started(xml: &str) -> Result<BackupStarted> {
 }
 
 pub fn backup_ended(xml: &str) -> Result<BackupEnded> {
+    ended(xml, None)
+}
+
+/// Like [`backup_ended`], but an unreadable `<enddate>` becomes `fallback` (the file's mtime).
+pub fn backup_ended_or(xml: &str, fallback: DateTime<FixedOffset>) -> Result<BackupEnded> {
+    ended(xml, Some(fallback))
+}
+
+fn ended(xml: &str, fallback: Option<DateTime<FixedOffset>>) -> Result<BackupEnded> {
     let d = doc(xml)?;
     let r = root(&d, "backup_ended")?;
     let raw = text(r, "enddate")?;
     let success = text(r, "success")?;
     Ok(BackupEnded {
-        end: date(&raw).ok_or(ParseError::Value {
+        end: date(&raw).or(fallback).ok_or(ParseError::Value {
             tag: "enddate",
             value: raw,
         })?,
@@ -311,6 +330,10 @@ mod tests {
             backup_ended("<backup_ended><enddate>2013-02-0"),
             Err(ParseError::Xml(_))
         ));
+        let garbage = "<backup_started><startdate>2013-02-05T23:30:00+xx:yy</startdate><id>7</id></backup_started>";
+        assert!(backup_started(garbage).is_err());
+        let mtime = date("2013-02-05T22:31:00+00:00").unwrap();
+        assert_eq!(backup_started_or(garbage, mtime).unwrap().start, mtime);
         assert!(matches!(
             backup_started("<backup_ended/>"),
             Err(ParseError::Root { .. })

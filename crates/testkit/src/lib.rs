@@ -5,6 +5,7 @@
 //! drills use them too.
 
 pub mod slapd;
+pub mod smtp;
 pub mod sshd;
 
 use std::path::PathBuf;

@@ -1,0 +1,442 @@
+//! One check run over every account: read, judge, write `sstBackupLastSuccessfulBackup`,
+//! tell the recipients, flush the outbox.
+//!
+//! A warning is sent when its task reports `Warn` and the state store says it is due (never
+//! sent, or last sent a period ago); a task that reports `Clear` for a warning that was sent
+//! gets one "resolved" message. Nothing about one account (a bad file, a missing person, a
+//! broken template, an unreachable person lookup) stops the others: each becomes a line in
+//! the [`Report`]. A dry run judges and renders everything but writes nothing: no mail, no
+//! state, no directory change.
+
+use crate::checks::{self, Outcome};
+use crate::client::{self, PrefixFiles};
+use crate::mail::{Flush, Mail, MailError, Mailer};
+use crate::model::{Account, Audience, Directory, Reseller, Task};
+use crate::recipients;
+use crate::state::{Key, State, StateError};
+use crate::NotifyConfig;
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error("cannot list the backup accounts: {0}")]
+    Accounts(String),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Mail(#[from] MailError),
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub tasks: Vec<Task>,
+    pub dry_run: bool,
+    pub now: DateTime<Utc>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            tasks: Task::ALL.to_vec(),
+            dry_run: false,
+            now: Utc::now(),
+        }
+    }
+}
+
+/// One warning or resolution decided in a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    pub task: Task,
+    pub account: String,
+    pub prefix: String,
+    pub resolved: bool,
+    /// False when the warning was already sent within the period (nothing sent again).
+    pub sent: bool,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub accounts: usize,
+    pub prefixes: usize,
+    pub events: Vec<Event>,
+    /// Messages written to the outbox (or, in a dry run, that would be).
+    pub mails: Vec<Mail>,
+    /// Bad client files and directory values.
+    pub findings: Vec<String>,
+    /// Warnings that found nobody to tell on one side, and skipped addresses.
+    pub nobody: Vec<String>,
+    pub broken_templates: Vec<String>,
+    /// `sstBackupLastSuccessfulBackup` values written (or that would be).
+    pub last_successful_updates: usize,
+    pub errors: Vec<String>,
+    pub flush: Flush,
+}
+
+impl Report {
+    pub fn warnings(&self) -> usize {
+        self.events.iter().filter(|e| !e.resolved && e.sent).count()
+    }
+    pub fn resolved(&self) -> usize {
+        self.events.iter().filter(|e| e.resolved).count()
+    }
+    /// True when the run left something the operator must look at.
+    pub fn incomplete(&self) -> bool {
+        !self.errors.is_empty() || !self.broken_templates.is_empty() || self.flush.error.is_some()
+    }
+}
+
+struct Ctx<'a> {
+    cfg: &'a NotifyConfig,
+    dir: &'a dyn Directory,
+    state: State,
+    mailer: Option<Mailer>,
+    templates: crate::templates::Templates,
+    limits: checks::Limits,
+    opts: &'a Options,
+    server: String,
+    resellers: HashMap<String, Option<Reseller>>,
+    report: Report,
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// Runs the checks over every account of `dir`.
+pub fn check(
+    dir: &dyn Directory,
+    cfg: &NotifyConfig,
+    opts: &Options,
+) -> Result<Report, CheckError> {
+    let state = if opts.dry_run {
+        if cfg.state.exists() {
+            State::open(&cfg.state)?
+        } else {
+            State::in_memory()
+        }
+    } else {
+        State::open(&cfg.state)?
+    };
+    let mailer = if opts.dry_run {
+        None
+    } else {
+        Some(Mailer::new(&cfg.outbox, cfg.smtp.as_ref())?)
+    };
+    let server = cfg
+        .server_name
+        .clone()
+        .unwrap_or_else(|| nix_hostname().unwrap_or_else(|| "backup server".into()));
+    let mut c = Ctx {
+        cfg,
+        dir,
+        state,
+        mailer,
+        templates: cfg.templates(),
+        limits: cfg.limits(),
+        opts,
+        server,
+        resellers: HashMap::new(),
+        report: Report::default(),
+    };
+    let accounts = dir.accounts().map_err(CheckError::Accounts)?;
+    c.report.accounts = accounts.len();
+    c.state.begin()?;
+    for a in accounts {
+        c.account(a)?;
+    }
+    c.state.commit()?;
+    if let Some(m) = &c.mailer {
+        c.report.flush = m.flush();
+        if let Some(e) = &c.report.flush.error {
+            tracing::warn!("{e}");
+        }
+    }
+    Ok(c.report)
+}
+
+fn nix_hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+impl Ctx<'_> {
+    fn reseller(&mut self, uid: Option<&str>) -> Option<Reseller> {
+        let uid = uid?;
+        if let Some(r) = self.resellers.get(uid) {
+            return r.clone();
+        }
+        let r = match self.dir.reseller(uid) {
+            Ok(r) => r,
+            Err(e) => {
+                self.report
+                    .errors
+                    .push(format!("reseller {uid}: lookup failed: {e}"));
+                None
+            }
+        };
+        self.resellers.insert(uid.to_string(), r.clone());
+        r
+    }
+
+    fn account(&mut self, a: Account) -> Result<(), CheckError> {
+        let reseller = self.reseller(a.reseller.as_deref());
+        let mut a = match &reseller {
+            Some(r) => a.with_defaults(&r.defaults),
+            None => a,
+        };
+        let now = self.opts.now;
+        let (prefixes, errs) = client::read_account(&a.home);
+        for e in errs {
+            tracing::warn!("account {}: {e}", a.uid);
+            self.report.findings.push(format!("account {}: {e}", a.uid));
+        }
+        self.report.prefixes += prefixes.len();
+        for p in &prefixes {
+            for f in &p.findings {
+                tracing::warn!("account {}: {f}", a.uid);
+                self.report.findings.push(format!("account {}: {f}", a.uid));
+            }
+        }
+        self.update_last_successful(&mut a, &prefixes);
+
+        for task in self.opts.tasks.clone() {
+            if task.per_prefix() {
+                for p in &prefixes {
+                    let outcome = match task {
+                        Task::Schedule => checks::schedule(&a, p, now, &self.limits),
+                        Task::Unsuccessful => {
+                            let failures = self.failures(&a, p)?;
+                            checks::unsuccessful(&a, p, failures, now, &self.limits)
+                        }
+                        _ => checks::upgrade(p, &self.limits),
+                    };
+                    self.act(&a, reseller.as_ref(), task, &p.prefix, outcome)?;
+                }
+            } else {
+                let outcome = match task {
+                    Task::Quota => checks::quota(&a),
+                    _ => checks::nobackup(&a, &prefixes, now, &self.limits),
+                };
+                self.act(&a, reseller.as_ref(), task, "", outcome)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn failures(&mut self, a: &Account, p: &PrefixFiles) -> Result<u32, CheckError> {
+        let Some((failed, id)) = checks::last_run_failed(p, self.opts.now, &self.limits) else {
+            return Ok(0);
+        };
+        Ok(if self.opts.dry_run {
+            self.state.failures_with(&a.uid, &p.prefix, &id, failed)?
+        } else {
+            self.state
+                .record_run(&a.uid, &p.prefix, &id, failed, self.opts.now)?
+        })
+    }
+
+    /// A prefix whose newest run succeeded gets its `sstBackupLastSuccessfulBackup` moved up.
+    fn update_last_successful(&mut self, a: &mut Account, prefixes: &[PrefixFiles]) {
+        let mut changed = Vec::new();
+        for p in prefixes {
+            let Some(e) = &p.ended else { continue };
+            let paired = p.started.as_ref().is_none_or(|s| s.id == e.id);
+            if !e.success || !paired || p.prefix.is_empty() {
+                continue;
+            }
+            let end = e.end.with_timezone(&Utc);
+            if a.last_successful(&p.prefix).is_some_and(|t| t >= end) {
+                continue;
+            }
+            changed.push((p.prefix.clone(), end));
+        }
+        if changed.is_empty() {
+            return;
+        }
+        self.report.last_successful_updates += changed.len();
+        if !self.opts.dry_run {
+            if let Err(e) = self.dir.set_last_successful(&a.uid, &changed) {
+                self.report.errors.push(format!(
+                    "account {}: cannot write sstBackupLastSuccessfulBackup: {e}",
+                    a.uid
+                ));
+            }
+        }
+        for (p, t) in changed {
+            a.last_successful.retain(|(q, _)| *q != p);
+            a.last_successful.push((p, t));
+        }
+    }
+
+    fn act(
+        &mut self,
+        a: &Account,
+        reseller: Option<&Reseller>,
+        task: Task,
+        prefix: &str,
+        outcome: Outcome,
+    ) -> Result<(), CheckError> {
+        let key = Key {
+            task: task.keyword(),
+            account: &a.uid,
+            prefix,
+        };
+        match outcome {
+            Outcome::Unknown(why) => {
+                tracing::debug!(account = %a.uid, prefix, %task, "not judged: {why}");
+            }
+            Outcome::Warn(vars) => {
+                let period = Duration::hours(self.cfg.period_hours as i64);
+                let due = self.state.due(&key, self.opts.now, period)?;
+                let since = self.state.active_since(&key)?;
+                self.report.events.push(Event {
+                    task,
+                    account: a.uid.clone(),
+                    prefix: prefix.into(),
+                    resolved: false,
+                    sent: due,
+                });
+                if due {
+                    let since = since.unwrap_or(self.opts.now);
+                    self.send(a, reseller, task, prefix, vars, false, since)?;
+                    if !self.opts.dry_run {
+                        self.state.mark_sent(&key, self.opts.now)?;
+                    }
+                }
+            }
+            Outcome::Clear => {
+                if let Some(since) = self.state.active_since(&key)? {
+                    self.report.events.push(Event {
+                        task,
+                        account: a.uid.clone(),
+                        prefix: prefix.into(),
+                        resolved: true,
+                        sent: true,
+                    });
+                    self.send(a, reseller, task, prefix, Map::new(), true, since)?;
+                    if !self.opts.dry_run {
+                        self.state.mark_resolved(&key)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn send(
+        &mut self,
+        a: &Account,
+        reseller: Option<&Reseller>,
+        task: Task,
+        prefix: &str,
+        vars: Map<String, Value>,
+        resolved: bool,
+        since: DateTime<Utc>,
+    ) -> Result<(), CheckError> {
+        let r = recipients::resolve(a, task, reseller, self.dir);
+        for n in &r.notes {
+            tracing::info!("{n}");
+        }
+        // A customer who turned warnings off is a choice, not a gap.
+        self.report.nobody.extend(
+            r.notes
+                .iter()
+                .filter(|n| !n.contains("is not TRUE") && !n.contains(", not mail)"))
+                .cloned(),
+        );
+        let from = r
+            .from
+            .clone()
+            .unwrap_or_else(|| self.cfg.default_from.clone());
+        let sides = [
+            (Audience::Customer, &r.customer, r.customer_language.clone()),
+            (Audience::Reseller, &r.reseller, r.reseller_language.clone()),
+        ];
+        for (audience, to, lang) in sides {
+            if to.is_empty() {
+                continue;
+            }
+            let mut v = json!({
+                "task": task.keyword(),
+                "audience": audience.name(),
+                "resolved": resolved,
+                "since": ts(since),
+                "account": a.uid,
+                "prefix": prefix,
+                "customer": a.customer.clone().unwrap_or_default(),
+                "reseller": a.reseller.clone().unwrap_or_default(),
+                "person": r.person_name.clone().unwrap_or_default(),
+                "server": self.server,
+                "now": ts(self.opts.now),
+                "language": lang.clone().unwrap_or_else(|| self.cfg.default_language.clone()),
+            });
+            if let Value::Object(m) = &mut v {
+                m.extend(vars.clone());
+                if resolved {
+                    // The resolved branch of a template may still name the task's values.
+                    if let Value::Object(sample) =
+                        crate::templates::sample_vars(task, audience, true)
+                    {
+                        for (k, s) in sample {
+                            m.entry(k).or_insert(match s {
+                                Value::Number(_) => json!(0),
+                                _ => json!(""),
+                            });
+                        }
+                    }
+                }
+            }
+            let mut broken = Vec::new();
+            let rendered = self.templates.render(
+                a.reseller.as_deref(),
+                task,
+                audience,
+                lang.as_deref(),
+                &v,
+                &mut broken,
+            );
+            for b in broken {
+                let line = b.to_string();
+                if !self.report.broken_templates.contains(&line) {
+                    self.report.broken_templates.push(line);
+                }
+            }
+            let Some(rendered) = rendered else {
+                self.report.errors.push(format!(
+                    "account {}: no template for {task} ({}) rendered; message not sent",
+                    a.uid,
+                    audience.name()
+                ));
+                continue;
+            };
+            let mail = Mail {
+                from: from.clone(),
+                to: to.clone(),
+                subject: rendered.subject,
+                body: rendered.body,
+            };
+            if let Some(m) = &self.mailer {
+                match m.queue(&mail) {
+                    Ok((_, notes)) => self
+                        .report
+                        .nobody
+                        .extend(notes.into_iter().map(|n| format!("account {}: {n}", a.uid))),
+                    Err(e @ MailError::Message { .. }) => {
+                        self.report.errors.push(format!("account {}: {e}", a.uid));
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            self.report.mails.push(mail);
+        }
+        Ok(())
+    }
+}

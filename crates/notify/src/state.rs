@@ -1,0 +1,267 @@
+//! What was sent, in a small SQLite file, so a warning goes out at most once per period and a
+//! problem that clears is reported as resolved exactly once.
+//!
+//! A warning is keyed by task, account and prefix (empty for account-wide tasks). It is
+//! *active* from the run that first sends it until the run that finds the problem gone.
+//! Runs are remembered by id per prefix so failures in a row can be counted across days.
+
+use chrono::{DateTime, Duration, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+#[error("notification state {path}: {source} (check the [notify] state path and its permissions)")]
+pub struct StateError {
+    pub path: String,
+    #[source]
+    pub source: rusqlite::Error,
+}
+
+pub struct State {
+    db: Connection,
+    path: String,
+}
+
+/// Identifies one warning.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Key<'a> {
+    pub task: &'a str,
+    pub account: &'a str,
+    pub prefix: &'a str,
+}
+
+impl State {
+    pub fn open(path: &Path) -> Result<State, StateError> {
+        let p = path.display().to_string();
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let err = |source| StateError {
+            path: p.clone(),
+            source,
+        };
+        let db = Connection::open(path).map_err(err)?;
+        db.execute_batch(
+            "PRAGMA journal_mode=WAL;
+             CREATE TABLE IF NOT EXISTS warnings(
+                task TEXT NOT NULL, account TEXT NOT NULL, prefix TEXT NOT NULL,
+                active INTEGER NOT NULL, first_sent TEXT NOT NULL, last_sent TEXT NOT NULL,
+                PRIMARY KEY(task, account, prefix));
+             CREATE TABLE IF NOT EXISTS runs(
+                account TEXT NOT NULL, prefix TEXT NOT NULL, id TEXT NOT NULL,
+                failed INTEGER NOT NULL, seen TEXT NOT NULL,
+                PRIMARY KEY(account, prefix, id));",
+        )
+        .map_err(err)?;
+        Ok(State { db, path: p })
+    }
+
+    fn err(&self, source: rusqlite::Error) -> StateError {
+        StateError {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// True when the warning was never sent, was resolved since, or was last sent a full
+    /// period ago.
+    pub fn due(&self, k: &Key, now: DateTime<Utc>, period: Duration) -> Result<bool, StateError> {
+        let row: Option<(i64, String)> = self
+            .db
+            .prepare_cached(
+                "SELECT active, last_sent FROM warnings WHERE task=?1 AND account=?2 AND prefix=?3",
+            )
+            .and_then(|mut q| {
+                q.query_row(params![k.task, k.account, k.prefix], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
+            })
+            .map_err(|e| self.err(e))?;
+        Ok(match row {
+            None | Some((0, _)) => true,
+            Some((_, last)) => DateTime::parse_from_rfc3339(&last)
+                .map(|l| now - l.with_timezone(&Utc) >= period)
+                .unwrap_or(true),
+        })
+    }
+
+    pub fn mark_sent(&self, k: &Key, now: DateTime<Utc>) -> Result<(), StateError> {
+        let now = now.to_rfc3339();
+        self.db
+            .execute(
+                "INSERT INTO warnings(task, account, prefix, active, first_sent, last_sent)
+                 VALUES(?1, ?2, ?3, 1, ?4, ?4)
+                 ON CONFLICT(task, account, prefix) DO UPDATE SET
+                   first_sent = CASE WHEN active = 0 THEN ?4 ELSE first_sent END,
+                   active = 1, last_sent = ?4",
+                params![k.task, k.account, k.prefix, now],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// If the warning is active, returns when it was first sent (the caller says "resolved").
+    pub fn active_since(&self, k: &Key) -> Result<Option<DateTime<Utc>>, StateError> {
+        let v: Option<String> = self
+            .db
+            .prepare_cached(
+                "SELECT first_sent FROM warnings WHERE task=?1 AND account=?2 AND prefix=?3 AND active=1",
+            )
+            .and_then(|mut q| {
+                q.query_row(params![k.task, k.account, k.prefix], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(|e| self.err(e))?;
+        Ok(v.and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
+            .map(|t| t.with_timezone(&Utc)))
+    }
+
+    pub fn mark_resolved(&self, k: &Key) -> Result<(), StateError> {
+        self.db
+            .execute(
+                "UPDATE warnings SET active=0 WHERE task=?1 AND account=?2 AND prefix=?3",
+                params![k.task, k.account, k.prefix],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Records a finished (or timed-out) run and returns how many runs in a row failed,
+    /// counting back from the newest to the last success.
+    pub fn record_run(
+        &self,
+        account: &str,
+        prefix: &str,
+        id: &str,
+        failed: bool,
+        now: DateTime<Utc>,
+    ) -> Result<u32, StateError> {
+        self.db
+            .execute(
+                "INSERT INTO runs(account, prefix, id, failed, seen) VALUES(?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(account, prefix, id) DO UPDATE SET failed = ?4",
+                params![account, prefix, id, failed as i64, now.to_rfc3339()],
+            )
+            .map_err(|e| self.err(e))?;
+        let mut q = self
+            .db
+            .prepare_cached(
+                "SELECT failed FROM runs WHERE account=?1 AND prefix=?2 ORDER BY seen DESC, rowid DESC LIMIT 1000",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = q
+            .query_map(params![account, prefix], |r| r.get::<_, i64>(0))
+            .map_err(|e| self.err(e))?;
+        let mut n = 0;
+        for r in rows {
+            if r.map_err(|e| self.err(e))? == 0 {
+                break;
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// A throwaway store (dry runs without a state file).
+    pub fn in_memory() -> State {
+        let mut s = State::open(Path::new(":memory:")).expect("in-memory SQLite");
+        s.path = "(memory)".into();
+        s
+    }
+
+    /// Failures in a row if run `id` ended `failed`, without recording anything (dry runs).
+    pub fn failures_with(
+        &self,
+        account: &str,
+        prefix: &str,
+        id: &str,
+        failed: bool,
+    ) -> Result<u32, StateError> {
+        if !failed {
+            return Ok(0);
+        }
+        let mut q = self
+            .db
+            .prepare_cached(
+                "SELECT failed FROM runs WHERE account=?1 AND prefix=?2 AND id<>?3 ORDER BY seen DESC, rowid DESC LIMIT 1000",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = q
+            .query_map(params![account, prefix, id], |r| r.get::<_, i64>(0))
+            .map_err(|e| self.err(e))?;
+        let mut n = 1;
+        for r in rows {
+            if r.map_err(|e| self.err(e))? == 0 {
+                break;
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Runs every write of one check inside a transaction (much faster for many accounts).
+    pub fn begin(&self) -> Result<(), StateError> {
+        self.db.execute_batch("BEGIN").map_err(|e| self.err(e))
+    }
+
+    pub fn commit(&self) -> Result<(), StateError> {
+        self.db.execute_batch("COMMIT").map_err(|e| self.err(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn once_per_period_and_resolved_once() {
+        let d = tempfile::tempdir().unwrap();
+        let s = State::open(&d.path().join("sub/state.sqlite")).unwrap();
+        let k = Key {
+            task: "quota",
+            account: "4000001",
+            prefix: "",
+        };
+        let day = Duration::hours(24);
+        assert!(s.due(&k, t("2026-11-20T04:00:00Z"), day).unwrap());
+        s.mark_sent(&k, t("2026-11-20T04:00:00Z")).unwrap();
+        assert!(!s.due(&k, t("2026-11-20T20:00:00Z"), day).unwrap());
+        assert!(s.due(&k, t("2026-11-21T04:00:00Z"), day).unwrap());
+        assert_eq!(s.active_since(&k).unwrap(), Some(t("2026-11-20T04:00:00Z")));
+        s.mark_resolved(&k).unwrap();
+        assert_eq!(s.active_since(&k).unwrap(), None);
+        // After resolution the same problem is news again at once.
+        assert!(s.due(&k, t("2026-11-20T20:00:00Z"), day).unwrap());
+        // Survives reopening.
+        s.mark_sent(&k, t("2026-11-22T04:00:00Z")).unwrap();
+        drop(s);
+        let s = State::open(&d.path().join("sub/state.sqlite")).unwrap();
+        assert_eq!(s.active_since(&k).unwrap(), Some(t("2026-11-22T04:00:00Z")));
+    }
+
+    #[test]
+    fn failures_in_a_row() {
+        let d = tempfile::tempdir().unwrap();
+        let s = State::open(&d.path().join("state.sqlite")).unwrap();
+        let r = |id, f, at| s.record_run("a", "pc", id, f, t(at)).unwrap();
+        assert_eq!(r("1", true, "2026-11-18T04:00:00Z"), 1);
+        assert_eq!(r("2", false, "2026-11-19T04:00:00Z"), 0);
+        assert_eq!(r("3", true, "2026-11-20T04:00:00Z"), 1);
+        assert_eq!(
+            r("3", true, "2026-11-20T05:00:00Z"),
+            1,
+            "the same run counts once"
+        );
+        assert_eq!(r("4", true, "2026-11-21T04:00:00Z"), 2);
+        assert_eq!(
+            s.record_run("a", "other", "4", true, t("2026-11-21T04:00:00Z"))
+                .unwrap(),
+            1
+        );
+    }
+}
