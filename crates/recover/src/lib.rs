@@ -23,11 +23,15 @@ pub mod check;
 pub mod explain;
 pub mod queue;
 pub mod rebuild;
+pub mod work;
 
 pub use check::{check_repo, UploadCheck};
 pub use explain::{MissingFile, MissingReason};
 pub use queue::{RecoveryJob, RecoveryQueue, RecoveryState};
-pub use rebuild::{rebuild_after_restore, recover_upload, RebuildOptions, RebuildReport};
+pub use rebuild::{
+    rebuild, rebuild_after_restore, recover_upload, RebuildOptions, RebuildReport, UploadOutcome,
+};
+pub use work::{recover_now, work_job, work_until_idle};
 
 /// Errors of this crate; each names the upload or table concerned.
 #[derive(Debug, thiserror::Error)]

@@ -93,11 +93,24 @@ pub struct UploadOutcome {
 const NO_FILES_AGENTS: [&str; 2] = ["wget_agent", "delagent"];
 
 /// After a gold-only restore: reunpack what is missing, requeue cut-off jobs, explain the rest.
+/// Run it while FOSSology's scheduler is stopped: it resets unfinished `jobqueue` rows.
 pub fn rebuild_after_restore(
     site: &Site,
     unpack: &UnpackConfig,
     cut_off: &[QueueRow],
     opts: &RebuildOptions,
+) -> Result<RebuildReport> {
+    rebuild(site, unpack, cut_off, opts, true)
+}
+
+/// Reunpacks every incomplete upload (those of unfinished jobs first); hands cut-off jobs
+/// back to the scheduler only when `requeue` (never on a live site whose scheduler runs them).
+pub fn rebuild(
+    site: &Site,
+    unpack: &UnpackConfig,
+    cut_off: &[QueueRow],
+    opts: &RebuildOptions,
+    requeue: bool,
 ) -> Result<RebuildReport> {
     let start = Instant::now();
     let mut c = site.connect()?;
@@ -184,13 +197,15 @@ pub fn rebuild_after_restore(
     );
 
     // Hand the cut-off jobs back as soon as their uploads are whole again.
-    let (requeue, skip): (Vec<&QueueRow>, Vec<&QueueRow>) = rows.iter().partition(|r| {
+    let (to_requeue, skip): (Vec<&QueueRow>, Vec<&QueueRow>) = rows.iter().partition(|r| {
         r.upload_fk.is_none_or(|u| {
             !gold_gone.contains(&u) || NO_FILES_AGENTS.contains(&r.jq_type.as_str())
         })
     });
-    report.requeued = requeue_jobs(&mut c, &requeue)?;
-    report.not_requeued = skip.iter().map(|r| r.jq_pk).collect();
+    if requeue {
+        report.requeued = requeue_jobs(&mut c, &to_requeue)?;
+        report.not_requeued = skip.iter().map(|r| r.jq_pk).collect();
+    }
 
     if opts.lazy {
         report.deferred = rest.iter().map(|(u, _)| *u).collect();

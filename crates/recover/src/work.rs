@@ -1,0 +1,157 @@
+//! Working recovery jobs: what `holdfast serve`'s worker and `holdfast recover` both run.
+//!
+//! While the unpacker runs, a watcher thread counts how many of the files that were missing
+//! at the start are back, and writes that count with a heartbeat into the job row: that is
+//! the progress the web page shows, and the heartbeat tells other workers the job is alive.
+
+use crate::queue::{RecoveryJob, RecoveryQueue, RecoveryState};
+use crate::rebuild::recover_upload;
+use crate::{RecoverError, Result};
+use holdfast_site::pfile::PfileName;
+use holdfast_site::Site;
+use holdfast_unpack::UnpackConfig;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Runs one claimed job to its end state and records it.
+pub fn work_job(
+    site: &Site,
+    cfg: &UnpackConfig,
+    q: &RecoveryQueue,
+    job: &RecoveryJob,
+) -> Result<RecoveryState> {
+    let mut c = site.connect()?;
+    let missing = crate::explain::missing_of(&mut c, &site.repo, job.upload_fk)?;
+    let paths: Vec<PathBuf> = missing
+        .iter()
+        .filter_map(|r| site.repo.path(&r.kind, &r.name))
+        .collect();
+    let sizes: Vec<u64> = missing
+        .iter()
+        .map(|r| PfileName::parse(&r.name).map_or(0, |n| n.size))
+        .collect();
+    let total = paths.len() as i64;
+    q.heartbeat(&mut c, job.id, total, 0)?;
+    tracing::info!(
+        job = job.id,
+        upload = job.upload_fk,
+        missing = total,
+        "recovery started"
+    );
+
+    let stop = AtomicBool::new(false);
+    let outcome = std::thread::scope(|s| {
+        s.spawn(|| {
+            let Ok(mut c) = site.connect() else { return };
+            while !stop.load(Ordering::SeqCst) {
+                for _ in 0..10 {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                let done = paths
+                    .iter()
+                    .zip(&sizes)
+                    .filter(|(p, size)| std::fs::metadata(p).is_ok_and(|m| m.len() == **size))
+                    .count() as i64;
+                let _ = q.heartbeat(&mut c, job.id, total, done);
+            }
+        });
+        let r = recover_upload(site, cfg, job.upload_fk);
+        stop.store(true, Ordering::SeqCst);
+        r
+    });
+    match outcome {
+        Ok(o) => {
+            let written = o.summary.as_ref().map_or(0, |s| s.written) as i64;
+            let lost = o.missing.iter().filter(|m| m.reason.is_loss()).count();
+            let message = if o.missing.is_empty() {
+                format!("{} files back in the repository", total)
+            } else {
+                let mut m = format!(
+                    "{} of {} files still missing ({} lost): ",
+                    o.missing.len(),
+                    total,
+                    lost
+                );
+                for f in o.missing.iter().take(5) {
+                    m.push_str(&format!("{f}; "));
+                }
+                m
+            };
+            q.finish_done(&mut c, job.id, written, o.missing.len() as i64, &message)?;
+            tracing::info!(
+                job = job.id,
+                upload = job.upload_fk,
+                written,
+                still_missing = o.missing.len(),
+                "recovery done"
+            );
+            Ok(RecoveryState::Done)
+        }
+        Err(e) => {
+            let permanent = matches!(
+                e,
+                RecoverError::GoldMissing { .. } | RecoverError::NoUpload(_)
+            );
+            let state = q.finish_failed(&mut c, job.id, &e.to_string(), permanent)?;
+            tracing::warn!(job = job.id, upload = job.upload_fk, error = %e, state = state.as_str(), "recovery attempt failed");
+            Ok(state)
+        }
+    }
+}
+
+/// Claims and works queued jobs until none is due; returns how many were worked.
+pub fn work_until_idle(
+    site: &Site,
+    cfg: &UnpackConfig,
+    q: &RecoveryQueue,
+    worker: &str,
+) -> Result<usize> {
+    let mut c = site.connect()?;
+    RecoveryQueue::ensure_schema(&mut c)?;
+    q.requeue_stale(&mut c)?;
+    let mut n = 0;
+    while let Some(job) = q.claim_next(&mut c, worker)? {
+        work_job(site, cfg, q, &job)?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// `holdfast recover --upload N`: queue the upload (or join the job already queued or
+/// running for it), work it here if nobody else has claimed it, and wait for the end.
+pub fn recover_now(
+    site: &Site,
+    cfg: &UnpackConfig,
+    q: &RecoveryQueue,
+    upload: i32,
+    who: &str,
+) -> Result<RecoveryJob> {
+    let mut c = site.connect()?;
+    let (job, _) = q.enqueue(&mut c, upload, who)?;
+    loop {
+        if let Some(claimed) = q.claim(&mut c, job.id, who)? {
+            work_job(site, cfg, q, &claimed)?;
+        }
+        let now = q.get(&mut c, job.id)?;
+        match now.state {
+            RecoveryState::Done | RecoveryState::Failed => return Ok(now),
+            // Someone else runs it, or it waits for its retry pause.
+            _ => {
+                holdfast_site::interrupt::check()?;
+                q.requeue_stale(&mut c)?;
+                std::thread::sleep(Duration::from_millis(300));
+                if now.state == RecoveryState::Queued {
+                    // Due again: claim it ourselves (the retry pause is the queue's business).
+                    c.execute(
+                        "UPDATE holdfast_recovery SET not_before = now() WHERE rj_pk = $1 AND state = 'queued'",
+                        &[&job.id],
+                    )?;
+                }
+            }
+        }
+    }
+}
