@@ -329,6 +329,18 @@ impl Report {
                 human(t.missing.bytes)
             ));
         }
+        let goldless: Vec<String> = self
+            .uploads
+            .iter()
+            .filter(|u| !u.gold_present)
+            .map(|u| format!("{} {}", u.upload_pk, u.filename))
+            .collect();
+        if !goldless.is_empty() {
+            out.push_str(&format!(
+                "Uploads whose gold is missing (their files cannot be rebuilt, nothing of theirs is removed): {}\n",
+                goldless.join(", ")
+            ));
+        }
         let shown: Vec<&KeptContainer> = self
             .kept
             .iter()
