@@ -1,9 +1,43 @@
 //! Archives made by the real tools, unpacked by holdfast, compared with what an independent
-//! extractor gets from the same archive, with the database shape checked.
+//! extractor (`bsdtar`, `7z`, `gzip`) gets from the same archive, with the database shape
+//! checked against FOSSology's (bits, artifacts, nested set).
 
 mod common;
 use common::*;
 use holdfast_unpack::{upload_files, UnpackConfig, UnpackOptions};
+use std::path::{Path, PathBuf};
+
+fn upload(
+    s: &holdfast_site::scratch::ScratchSite,
+    f: &Path,
+) -> (i32, holdfast_unpack::UnpackSummary) {
+    let mut r = upload_files(
+        &s.site,
+        std::slice::from_ref(&f.to_path_buf()),
+        &UnpackConfig::default(),
+        &UnpackOptions::default(),
+    )
+    .unwrap();
+    r.remove(0)
+}
+
+/// Uploads every archive and compares its leaves with the independent extractor's.
+fn compare(s: &holdfast_site::scratch::ScratchSite, work: &Path, cases: &[(PathBuf, &[&str])]) {
+    for (i, (file, nested)) in cases.iter().enumerate() {
+        let (up, sum) = upload(s, file);
+        assert!(
+            sum.errors.is_empty(),
+            "{}: {:?}",
+            file.display(),
+            sum.errors
+        );
+        let ours = db_leaves(s, up);
+        let theirs = independent_leaves(file, &work.join(format!("ind{i}")), nested);
+        assert!(!ours.is_empty(), "{}: no leaves", file.display());
+        assert_eq!(ours, theirs, "{}: leaves differ", file.display());
+        check_shape(s, up);
+    }
+}
 
 #[test]
 fn tar_gz_upload_matches_bsdtar_and_has_fossology_shape() {
@@ -13,21 +47,14 @@ fn tar_gz_upload_matches_bsdtar_and_has_fossology_shape() {
     make_tree(&src.join("proj"));
     sh(&src, "tar czf ../proj.tar.gz proj");
     let gz = d.path().join("proj.tar.gz");
-    let res = upload_files(
-        &s.site,
-        std::slice::from_ref(&gz),
-        &UnpackConfig::default(),
-        &UnpackOptions::default(),
-    )
-    .unwrap();
-    let (up, sum) = &res[0];
+    let (up, sum) = upload(&s, &gz);
     assert!(sum.errors.is_empty(), "{:?}", sum.errors);
     assert_eq!(
-        db_leaves(&s, *up),
+        db_leaves(&s, up),
         independent_leaves(&gz, &d.path().join("x"), &[])
     );
-    check_shape(&s, *up);
-    let r = rows(&s, *up);
+    check_shape(&s, up);
+    let r = rows(&s, up);
     let names: Vec<&str> = r.iter().map(|x| x.0.as_str()).collect();
     assert_eq!(
         &names[..5],
@@ -39,10 +66,170 @@ fn tar_gz_upload_matches_bsdtar_and_has_fossology_shape() {
             "proj"
         ]
     );
+    let bits = |i: usize| r[i].1 as u32;
+    assert_eq!(bits(0), 0o100000 | 1 << 29, "top: regular file + container");
+    assert_eq!(
+        bits(1) & (1 << 28 | 1 << 29 | 0o040000),
+        1 << 28 | 1 << 29 | 0o040000
+    );
+    assert_eq!(
+        bits(2),
+        0o100000 | 1 << 29,
+        "proj.tar: container, not artifact"
+    );
+    // A symbolic link is a row without pfile, never followed.
+    let mut c = s.site.connect().unwrap();
+    let link: (i32, i32) = c
+        .query_one(
+            "SELECT ufile_mode, pfile_fk FROM uploadtree_a WHERE upload_fk = $1 AND ufile_name = 'link'",
+            &[&up],
+        )
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!((link.0 as u32 & 0o170000, link.1), (0o120000, 0));
     // gold is in `gold` and hard-linked into `files`.
     let name = holdfast_unpack::hash::hash_file(&gz).unwrap().pfile_name();
     use std::os::unix::fs::MetadataExt;
     let g = std::fs::metadata(s.site.repo.path("gold", &name).unwrap()).unwrap();
     let f = std::fs::metadata(s.site.repo.path("files", &name).unwrap()).unwrap();
     assert_eq!((g.ino(), g.dev()), (f.ino(), f.dev()));
+    // The temporary folder is gone.
+    let tmp = holdfast_unpack::engine::temp_root(&s.site.repo, &UnpackConfig::default());
+    assert_eq!(std::fs::read_dir(tmp).unwrap().count(), 0);
+}
+
+#[test]
+fn compressors_and_archivers() {
+    let d = tempfile::tempdir().unwrap();
+    let s = site(d.path());
+    let src = d.path().join("src");
+    make_tree(&src.join("proj"));
+    let out = d.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    sh(
+        &src,
+        "tar cjf ../out/p.tar.bz2 proj && tar cJf ../out/p.tar.xz proj \
+         && tar --zstd -cf ../out/p.tar.zst proj && tar cf - proj | lz4 -q > ../out/p.tar.lz4 \
+         && tar cf - proj | xz --format=lzma > ../out/p.tar.lzma \
+         && tar --format=v7 -cf ../out/p-v7.tar proj && tar --format=posix -cf ../out/p-pax.tar proj \
+         && zip -qry ../out/p.zip proj \
+         && find proj | cpio -o -H newc --quiet > ../out/p-newc.cpio \
+         && find proj | cpio -o -H odc --quiet > ../out/p-odc.cpio \
+         && gzip -c proj/COPYING > ../out/COPYING.gz \
+         && cd proj && ar rc ../../out/p.a README COPYING src/main.c",
+    );
+    let none: &[&str] = &[];
+    let cases: Vec<(PathBuf, &[&str])> = [
+        "p.tar.bz2",
+        "p.tar.xz",
+        "p.tar.zst",
+        "p.tar.lz4",
+        "p.tar.lzma",
+        "p-v7.tar",
+        "p-pax.tar",
+        "p.zip",
+        "p-newc.cpio",
+        "p-odc.cpio",
+        "COPYING.gz",
+        "p.a",
+    ]
+    .iter()
+    .map(|n| (out.join(n), none))
+    .collect();
+    compare(&s, d.path(), &cases);
+    // .tar.xz unpacks straight as tar, as FOSSology's `tar -J` does.
+    let xz = rows(&s, 2);
+    assert_eq!(xz[0].0, "p.tar.xz");
+    assert_eq!(xz[2].0, "proj");
+    // zip: artifact.meta beside artifact.dir.
+    let z = rows(&s, 8);
+    assert!(z
+        .iter()
+        .any(|r| r.0 == "artifact.meta" && r.1 as u32 & (1 << 28) != 0));
+}
+
+#[test]
+fn nested_archives() {
+    let d = tempfile::tempdir().unwrap();
+    let s = site(d.path());
+    let src = d.path().join("src");
+    make_tree(&src.join("inner"));
+    sh(
+        &src,
+        "zip -qr inner.zip inner && mkdir -p mid && mv inner.zip mid/ && cp inner/README mid/ \
+         && tar czf mid/again.tar.gz inner && tar cjf outer.tar.bz2 mid && 7z a -bd -bso0 ../nest.7z outer.tar.bz2 inner/COPYING",
+    );
+    let f = d.path().join("nest.7z");
+    compare(
+        &s,
+        d.path(),
+        &[(f, &[".tar.bz2", ".zip", ".tar.gz"] as &[&str])],
+    );
+}
+
+#[test]
+fn packages_rpm_deb_iso() {
+    let d = tempfile::tempdir().unwrap();
+    let s = site(d.path());
+    let src = d.path().join("src");
+    make_tree(&src.join("proj"));
+    let top = d.path().display().to_string();
+    // A .deb built by dpkg-deb.
+    sh(
+        &src,
+        "mkdir -p pkg/DEBIAN pkg/usr/share/hello && cp -r proj pkg/usr/share/hello/ \
+         && printf 'Package: hello\\nVersion: 1.0\\nArchitecture: all\\nMaintainer: t <t@t>\\nDescription: test\\n' > pkg/DEBIAN/control \
+         && dpkg-deb --root-owner-group -Zxz --build pkg ../hello.deb >/dev/null",
+    );
+    // An RPM built by rpmbuild.
+    let spec = format!(
+        "Name: hello\nVersion: 1.0\nRelease: 1\nSummary: test\nLicense: GPL-2.0\nBuildArch: noarch\n\
+         %description\ntest package\n%install\nmkdir -p %{{buildroot}}/usr/share/hello\n\
+         cp -r {top}/src/proj %{{buildroot}}/usr/share/hello/\n%files\n/usr/share/hello\n"
+    );
+    std::fs::write(src.join("hello.spec"), spec).unwrap();
+    sh(
+        &src,
+        &format!(
+            "rpmbuild --quiet --define '_topdir {top}/rpm' --define '__os_install_post %{{nil}}' -bb hello.spec >/dev/null 2>&1 \
+             && cp {top}/rpm/RPMS/noarch/*.rpm {top}/hello.rpm"
+        ),
+    );
+    // An ISO 9660 image (Rock Ridge) made by xorriso.
+    sh(
+        &src,
+        "xorriso -as mkisofs -R -o ../proj.iso proj 2>/dev/null",
+    );
+    let none: &[&str] = &[];
+    compare(
+        &s,
+        d.path(),
+        &[
+            (
+                d.path().join("hello.deb"),
+                &[".tar.xz", ".tar.gz", ".tar.zst"] as &[&str],
+            ),
+            (d.path().join("hello.rpm"), none),
+            (d.path().join("proj.iso"), none),
+        ],
+    );
+    let deb = rows(&s, 1);
+    let meta = deb
+        .iter()
+        .position(|r| r.0 == "artifact.meta")
+        .expect("deb meta");
+    assert!(deb[meta].1 as u32 & (1 << 28) != 0);
+    let rpm = rows(&s, 2);
+    let names: Vec<&str> = rpm.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(
+        &names[..4],
+        ["hello.rpm", "artifact.unpacked", "artifact.dir", "usr"]
+    );
+    assert!(names.contains(&"artifact.meta"));
+    let unpacked = rpm[1].1 as u32;
+    assert_eq!(
+        unpacked & (1 << 28 | 1 << 29),
+        1 << 28 | 1 << 29,
+        "payload: artifact container"
+    );
 }

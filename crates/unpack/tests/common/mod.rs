@@ -41,6 +41,7 @@ pub fn make_tree(dir: &Path) {
     std::fs::write(dir.join("src/sub/big.bin"), big).unwrap();
     let text = "GPL-2.0 license text line\n".repeat(2000);
     std::fs::write(dir.join("COPYING"), text).unwrap();
+    std::os::unix::fs::symlink("main.c", dir.join("src/link")).unwrap();
 }
 
 /// Sorted SHA-1s of the leaf files of an upload, from the database.
