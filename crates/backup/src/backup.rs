@@ -135,6 +135,7 @@ fn run(
     let mut args = base_args();
     args.push("--delete".into());
     args.extend(repo_filters(site, types));
+    args.extend(cfg.rsync_args.iter().cloned());
     for d in &pending.link_dest {
         args.push(format!("--link-dest={d}"));
     }

@@ -83,6 +83,8 @@ pub struct BackupConfig {
     pub cron_file: PathBuf,
     /// Lock file that keeps two backups or restores from running at once.
     pub lock_file: PathBuf,
+    /// Extra rsync options for the repository copy, e.g. ["--bwlimit=50m"].
+    pub rsync_args: Vec<String>,
     /// `pg_dumpall` and `psql` programs (must be at least the server's major version).
     pub pg_dumpall: String,
     pub psql: String,
@@ -103,6 +105,7 @@ impl Default for BackupConfig {
             schedule: "02:30".into(),
             cron_file: PathBuf::from("/etc/cron.d/holdfast"),
             lock_file: PathBuf::from("/run/lock/holdfast-backup.lock"),
+            rsync_args: Vec::new(),
             pg_dumpall: "pg_dumpall".into(),
             psql: "psql".into(),
         }

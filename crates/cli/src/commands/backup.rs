@@ -1,9 +1,162 @@
+//! `holdfast backup`: one backup run of the site to the configured target.
+
 use crate::config::Context;
+use crate::exit::{self, CodedError};
+use holdfast_backup::{BackupError, Mode};
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
-pub struct Args {}
+#[command(
+    long_about = "Backs up the FOSSology site: stops the scheduler and waits until no agent \
+process and no running job is left (giving up after scheduler.stop_timeout_secs), streams \
+pg_dumpall through gzip/zstd to the target, copies every [REPOSITORY] host folder with rsync \
+(hard links kept, change judged by name and size, ununpack leftovers skipped), writes the \
+manifest, makes the snapshot visible, and starts the scheduler again on every way out.\n\n\
+The target (backup.target) is a local folder or ssh://user@host[:port]/path. Old snapshots \
+beyond backup.keep are removed; --dry-run shows the plan and changes nothing."
+)]
+pub struct Args {
+    /// Back up to this target instead of backup.target.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// What to copy: full (gold, files, logs, license) or gold (files rebuilt on restore).
+    #[arg(long, value_parser = ["full", "gold"])]
+    pub mode: Option<String>,
+    /// Show what would be copied where and which snapshots would be removed; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the outcome (manifest included) as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
 
-pub fn run(_args: Args, _ctx: &Context) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("this command is not built yet")
+/// The site's name in manifests: site.name, else the host name.
+pub fn site_name(ctx: &Context) -> String {
+    ctx.config.site.name.clone().unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "fossology".into())
+    })
+}
+
+/// Turns a backup error into the CLI's error, keeping exit codes 4 (locked) and 130.
+pub fn cli_error(e: BackupError) -> anyhow::Error {
+    if e.is_interrupted() {
+        return anyhow::Error::new(holdfast_site::interrupt::Interrupted);
+    }
+    if let BackupError::Locked(_) = e {
+        return CodedError {
+            code: exit::LOCKED,
+            message: e.to_string(),
+        }
+        .into();
+    }
+    anyhow::Error::new(e)
+}
+
+pub fn human_bytes(b: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < units.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", units[u])
+    }
+}
+
+pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
+    let site = ctx.site()?;
+    let mut cfg = ctx.config.backup.clone();
+    if let Some(t) = args.target {
+        cfg.target = t;
+    }
+    if let Some(m) = args.mode.as_deref() {
+        cfg.mode = if m == "gold" { Mode::Gold } else { Mode::Full };
+    }
+    let name = site_name(ctx);
+    if args.dry_run {
+        let target = cfg.target()?;
+        println!(
+            "would back up site {name} ({}) to {}",
+            site.conf_dir.display(),
+            target.display()
+        );
+        println!(
+            "  scheduler stop: {}",
+            ctx.config.scheduler.stop_command.join(" ")
+        );
+        println!(
+            "  database: {} on {}:{} ({})",
+            site.db.dbname(),
+            site.db.host(),
+            site.db.port(),
+            cfg.compression.as_str()
+        );
+        println!(
+            "  repository {} hosts {:?}, types {:?}",
+            site.repo.root.display(),
+            site.fo.host_names(),
+            cfg.mode.types()
+        );
+        println!(
+            "  layout {} (keep {}, full every {})",
+            cfg.layout, cfg.keep, cfg.full_every
+        );
+        target.check()?;
+        let snaps = holdfast_store::layout::snapshots(&target)?;
+        println!("  {} snapshot(s) there now", snaps.len());
+        if cfg.layout == holdfast_store::LayoutKind::Rolling {
+            let days: Vec<_> = snaps
+                .iter()
+                .filter(|s| s.name.starts_with("day.") || s.name == "current")
+                .collect();
+            let extra = (days.len() + 1).saturating_sub(cfg.keep.max(1));
+            for s in days.iter().take(extra) {
+                println!(
+                    "  would remove {}",
+                    if s.name == "current" {
+                        "the oldest day copy"
+                    } else {
+                        &s.name
+                    }
+                );
+            }
+        }
+        return Ok(exit::code(exit::OK));
+    }
+    let out =
+        holdfast_backup::backup(&site, &name, &ctx.config.scheduler, &cfg).map_err(cli_error)?;
+    let m = &out.manifest;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!(
+            "snapshot {} on {}: {} files, {} ({} new files, {}), dump {} ({}), {} unfinished job(s) recorded, {:.1} s",
+            out.snapshot,
+            out.target,
+            m.repository.files,
+            human_bytes(m.repository.bytes),
+            m.repository.new_files,
+            human_bytes(m.repository.new_bytes),
+            human_bytes(m.database.bytes),
+            m.database.encoding,
+            m.jobs.unfinished.len(),
+            m.timings.total_secs
+        );
+    }
+    if !out.scheduler_restarted {
+        anyhow::bail!(
+            "backup {} is complete, but the scheduler did not start again: start it by hand ({})",
+            out.snapshot,
+            ctx.config.scheduler.start_command.join(" ")
+        );
+    }
+    Ok(exit::code(exit::OK))
 }
