@@ -17,6 +17,8 @@ pub struct UploadCheck {
     pub filename: String,
     /// The gold file's repository name (`sha1.md5.size`), when the upload has one.
     pub gold_name: Option<String>,
+    /// The gold file is present (in `gold`, or FOSSology's copy of it in `files`), so the
+    /// upload can be rebuilt.
     pub gold_present: bool,
     pub gold_bytes: u64,
     /// Distinct `files` entries the upload's tree names.
@@ -83,6 +85,16 @@ pub fn check_repo(
                 entry.missing_bytes += r.size;
                 entry.missing.push(r);
             }
+        }
+    }
+    // The unpacker falls back to FOSSology's copy of the gold in `files`, as FOSSology does.
+    for e in out.values_mut() {
+        if !e.gold_present {
+            e.gold_present = e
+                .gold_name
+                .as_deref()
+                .and_then(PfileName::parse)
+                .is_some_and(|n| repo.has("files", &n));
         }
     }
     Ok(out.into_values().collect())

@@ -115,7 +115,9 @@ pub fn upload_table(c: &mut postgres::Client, upload: i32) -> Result<String> {
 }
 
 /// Explains each missing reference; `unpack_errors` are the unpacker's messages for that
-/// upload (empty when it ran cleanly or did not run), `gold_missing` whether its gold is gone.
+/// upload (empty when it ran cleanly or did not run), `gold_missing` the gold's name when the
+/// upload could not be unpacked for want of it. A missing `gold` reference is always
+/// `GoldMissing`.
 pub fn explain(
     c: &mut postgres::Client,
     missing: &[Reference],
@@ -135,7 +137,11 @@ pub fn explain(
             .iter()
             .find(|(p, m)| m & mode::ARTIFACT != 0 && !is_dir_artifact(p))
             .map(|(p, _)| p.clone());
-        let reason = if let Some(gold) = gold_missing {
+        let reason = if r.kind == "gold" {
+            MissingReason::GoldMissing {
+                gold: r.name.clone(),
+            }
+        } else if let Some(gold) = gold_missing {
             MissingReason::GoldMissing { gold: gold.into() }
         } else if deferred {
             MissingReason::Deferred

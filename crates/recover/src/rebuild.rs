@@ -230,7 +230,7 @@ pub fn rebuild(
     for (u, refs) in by_upload {
         let gold = refs
             .iter()
-            .find(|r| r.kind == "gold")
+            .find(|r| r.kind == "gold" && gold_gone.contains(&u))
             .map(|r| r.name.clone());
         let errors = failures
             .iter()
@@ -399,7 +399,8 @@ fn rebuild_one(
     if missing.is_empty() {
         return Ok(Step::Whole);
     }
-    if missing.iter().any(|r| r.kind == "gold") {
+    if missing.iter().all(|r| r.kind == "gold") {
+        // Only the gold itself is gone; unpacking cannot bring it back.
         return Ok(Step::GoldMissing);
     }
     let opts = UnpackOptions {
@@ -410,6 +411,7 @@ fn rebuild_one(
         Ok(s) => Ok(Step::Unpacked(s)),
         Err(UnpackError::GoldMissing { .. }) => Ok(Step::GoldMissing),
         Err(UnpackError::NoUpload(u)) => Err(RecoverError::NoUpload(u)),
+        Err(UnpackError::Db(e)) => Err(e.into()),
         Err(e) => Ok(Step::Failed(e.to_string())),
     }
 }
@@ -472,13 +474,15 @@ pub fn recover_upload(site: &Site, cfg: &UnpackConfig, upload: i32) -> Result<Up
         return Ok(out);
     }
     if let Some(g) = before.iter().find(|r| r.kind == "gold") {
-        return Err(RecoverError::GoldMissing {
-            upload,
-            path: site
-                .repo
-                .path("gold", &g.name)
-                .map_or(g.name.clone(), |p| p.display().to_string()),
-        });
+        if before.iter().all(|r| r.kind == "gold") {
+            return Err(RecoverError::GoldMissing {
+                upload,
+                path: site
+                    .repo
+                    .path("gold", &g.name)
+                    .map_or(g.name.clone(), |p| p.display().to_string()),
+            });
+        }
     }
     let opts = UnpackOptions {
         repo_only: true,

@@ -1,0 +1,139 @@
+//! A scratch FOSSology site with real uploads made by real tools (tar, gzip, xz, zip).
+#![allow(dead_code)]
+
+use holdfast_site::db::{self, Reference};
+use holdfast_site::scratch::ScratchSite;
+use holdfast_unpack::{upload_files, UnpackConfig, UnpackOptions};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct Fixture {
+    pub s: ScratchSite,
+    pub uploads: Vec<i32>,
+    pub dir: tempfile::TempDir,
+}
+
+pub fn run(cwd: &Path, prog: &str, args: &[&str]) {
+    holdfast_testkit::require(prog);
+    let out = Command::new(prog)
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{prog} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A source tree whose contents are unique to `tag`.
+pub fn tree(dir: &Path, tag: &str) {
+    std::fs::create_dir_all(dir.join("src/sub")).unwrap();
+    std::fs::write(dir.join("README"), format!("hello holdfast {tag}\n")).unwrap();
+    std::fs::write(
+        dir.join("src/main.c"),
+        format!("/* {tag} */\nint main(void) {{ return 0; }}\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("COPYING"),
+        format!("GPL-2.0 license text {tag}\n").repeat(500),
+    )
+    .unwrap();
+    let bin: Vec<u8> = (0..200_000u32)
+        .map(|i| {
+            (i.wrapping_mul(2654435761)
+                .wrapping_add(tag.len() as u32 * 77)
+                >> 13) as u8
+        })
+        .chain(tag.bytes())
+        .collect();
+    std::fs::write(dir.join("src/sub/data.bin"), bin).unwrap();
+}
+
+/// Three uploads: a .tar.gz holding a nested .zip, a .zip, a .tar.xz.
+pub fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let s = ScratchSite::create(&dir.path().join("site"), "UTF8").unwrap();
+    let work = dir.path().join("work");
+    for t in ["one", "two", "three", "inner"] {
+        tree(&work.join(t), t);
+    }
+    run(&work, "zip", &["-qr", "one/inner.zip", "inner"]);
+    run(&work, "tar", &["czf", "one.tar.gz", "one"]);
+    run(&work, "zip", &["-qr", "two.zip", "two"]);
+    run(&work, "tar", &["cJf", "three.tar.xz", "three"]);
+    let paths: Vec<PathBuf> = ["one.tar.gz", "two.zip", "three.tar.xz"]
+        .iter()
+        .map(|p| work.join(p))
+        .collect();
+    let done = upload_files(
+        &s.site,
+        &paths,
+        &UnpackConfig::default(),
+        &UnpackOptions::default(),
+    )
+    .unwrap();
+    let uploads = done.iter().map(|(u, _)| *u).collect();
+    Fixture { s, uploads, dir }
+}
+
+pub fn files_root(s: &ScratchSite) -> PathBuf {
+    s.site.repo.root.join("localhost/files")
+}
+
+/// Every file under `files`, by relative path, with its bytes.
+pub fn snapshot(s: &ScratchSite) -> BTreeMap<PathBuf, Vec<u8>> {
+    let root = files_root(s);
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.clone()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.insert(
+                    p.strip_prefix(&root).unwrap().to_path_buf(),
+                    std::fs::read(&p).unwrap(),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// The `files` references of one upload.
+pub fn refs(s: &ScratchSite, upload: i32) -> Vec<Reference> {
+    let mut c = s.site.connect().unwrap();
+    db::references(&mut c, Some(upload))
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.kind == "files")
+        .collect()
+}
+
+pub fn path(s: &ScratchSite, r: &Reference) -> PathBuf {
+    s.site.repo.path(&r.kind, &r.name).unwrap()
+}
+
+/// The `files` reference of the row named `name` in `upload`.
+pub fn named(s: &ScratchSite, upload: i32, name: &str) -> Reference {
+    let mut c = s.site.connect().unwrap();
+    let pk: i32 = c
+        .query_one(
+            "SELECT pfile_fk FROM uploadtree_a WHERE upload_fk = $1 AND ufile_name = $2 LIMIT 1",
+            &[&upload, &name],
+        )
+        .unwrap()
+        .get(0);
+    refs(s, upload)
+        .into_iter()
+        .find(|r| r.pfile_pk == pk)
+        .unwrap()
+}
