@@ -1,6 +1,6 @@
 //! A real SMTP server on a loopback port (Python's `aiosmtpd`), storing every message it
 //! receives as `<n>.eml` plus `<n>.json` (envelope sender and recipients, decoded subject
-//! and text body, whether the session used TLS and who authenticated).
+//! and text body with `\n` line ends, whether the session used TLS and who authenticated).
 //!
 //! Optionally it offers STARTTLS with a throwaway self-signed certificate for 127.0.0.1
 //! (`cert_pem()` for the client to trust) and requires AUTH (PLAIN/LOGIN) after STARTTLS.
@@ -34,7 +34,8 @@ class Store:
             "from": str(msg["From"] or ""),
             "to": str(msg["To"] or ""),
             "subject": str(msg["Subject"] or ""),
-            "body": body.get_content() if body is not None else "",
+            # Line ends as written (the wire uses CRLF), one final newline.
+            "body": (body.get_content().replace("\r\n", "\n").rstrip("\n") + "\n") if body is not None else "",
             "tls": session.ssl is not None,
             "auth": (session.auth_data.login.decode() if isinstance(session.auth_data, LoginPassword) else None),
         }
@@ -49,7 +50,7 @@ class Store:
 def authenticator(server, session, envelope, mechanism, auth_data):
     ok = isinstance(auth_data, LoginPassword) and auth_data.login.decode() == user \
         and auth_data.password.decode() == password
-    return AuthResult(success=ok)
+    return AuthResult(success=ok, auth_data=auth_data, handled=False)
 
 kw = {}
 if cert:
