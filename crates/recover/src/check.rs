@@ -1,7 +1,8 @@
 //! Which uploads have files missing from the repository.
 //!
 //! A file counts as present when it exists under its content name with the size the name
-//! says (a truncated copy is missing), exactly as `holdfast verify` checks it.
+//! says (a truncated copy is missing), exactly as `holdfast verify` checks it. A container
+//! that repository slimming removed on purpose is counted apart, as slimmed and rebuildable.
 
 use crate::Result;
 use holdfast_site::db::{self, Reference};
@@ -26,6 +27,11 @@ pub struct UploadCheck {
     pub files_bytes: u64,
     pub missing_files: u64,
     pub missing_bytes: u64,
+    /// Containers absent on purpose (repository slimming): "slimmed, rebuildable", not damage.
+    #[serde(default)]
+    pub slimmed_files: u64,
+    #[serde(default)]
+    pub slimmed_bytes: u64,
     /// The missing `files` entries (name and size), for the checker's detail output.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub missing: Vec<Reference>,
@@ -68,6 +74,7 @@ pub fn check_repo(
             return Err(crate::RecoverError::NoUpload(u));
         }
     }
+    let slimmed = db::slimmed_pfiles(c)?;
     for r in db::references(c, upload)? {
         let Some(entry) = out.get_mut(&r.upload_fk) else {
             continue;
@@ -80,7 +87,10 @@ pub fn check_repo(
         } else {
             entry.files_total += 1;
             entry.files_bytes += r.size;
-            if !present {
+            if !present && slimmed.contains(&r.pfile_pk) {
+                entry.slimmed_files += 1;
+                entry.slimmed_bytes += r.size;
+            } else if !present {
                 entry.missing_files += 1;
                 entry.missing_bytes += r.size;
                 entry.missing.push(r);

@@ -39,7 +39,7 @@ pub struct RebuildReport {
     pub uploads: usize,
     /// Uploads of cut-off jobs, rebuilt first.
     pub cut_off_uploads: Vec<i32>,
-    /// Uploads reunpacked by this run.
+    /// Uploads reunpacked by this run, in the order they finished (cut-off ones first).
     pub rebuilt: Vec<i32>,
     /// Uploads that were already whole (a previous run or a full restore did them).
     pub already_whole: usize,
@@ -279,7 +279,6 @@ fn absorb(
             Step::Failed(e) => failures.push((u, vec![e])),
         }
     }
-    report.rebuilt.sort_unstable();
 }
 
 enum Step {
@@ -428,7 +427,8 @@ pub fn requeue_jobs(c: &mut postgres::Client, rows: &[&QueueRow]) -> Result<Vec<
     let reset: Vec<i32> = tx
         .query(
             "UPDATE jobqueue SET jq_starttime = NULL, jq_endtext = 'Restart', jq_schedinfo = NULL \
-             WHERE jq_pk = ANY($1) AND jq_endtime IS NULL RETURNING jq_pk",
+             WHERE jq_pk = ANY($1) AND jq_starttime IS NOT NULL AND jq_endtime IS NULL \
+             RETURNING jq_pk",
             &[&pks],
         )?
         .iter()
