@@ -132,7 +132,7 @@ impl DrillSite {
                 agents: 1,
             },
         )?;
-        write_init_wrapper(&standin)?;
+        write_init_wrapper(&standin, &scratch.site)?;
         let target_dir = drill_root.join("backup-server");
         std::fs::create_dir_all(&target_dir)?;
         let target = match &ssh {
@@ -175,7 +175,10 @@ impl DrillSite {
 
     /// holdfast.toml for this drill: every path inside the scratch folder.
     pub fn config_text(&self) -> String {
-        let sched = self.standin.config(30);
+        let mut sched = self.standin.config(30);
+        let init = self.standin.dir.join("fossology").display().to_string();
+        sched.stop_command = vec![init.clone(), "graceful-stop".into()];
+        sched.start_command = vec![init, "start".into()];
         let q = |s: &str| toml_str(s);
         let list = |v: &[String]| v.iter().map(|s| q(s)).collect::<Vec<_>>().join(", ");
         let mut t = format!(
@@ -254,6 +257,14 @@ impl DrillSite {
             ),
         );
         env.insert(
+            "HOLDFAST_CRON_FILE".into(),
+            self.root.join("etc/cron.d/holdfast").display().to_string(),
+        );
+        env.insert(
+            "HOLDFAST_LOCK_FILE".into(),
+            self.root.join("run/holdfast.lock").display().to_string(),
+        );
+        env.insert(
             "REPOSITORY".into(),
             self.site().repo.root.display().to_string(),
         );
@@ -294,14 +305,37 @@ pub fn set_hosts(site: &mut Site, hosts: &[(String, u8, u8)]) -> Result<()> {
 }
 
 /// A `fossology` init script in the stand-in's folder (`start`, `stop`, `graceful-stop`), so
-/// the guides' `$FOSSOLOGY_INIT start` works against the stand-in as against FOSSology.
-fn write_init_wrapper(s: &StandIn) -> Result<()> {
+/// the guides' `"$FOSSOLOGY_INIT" start` works against the stand-in as against FOSSology.
+/// Its start does what FOSSology's `fo_scheduler --reset` start does: queue rows an agent was
+/// running when the scheduler died are made ready to run again.
+fn write_init_wrapper(s: &StandIn, site: &Site) -> Result<()> {
     let d = s.dir.display();
+    let db = &site.db;
+    let pgpass = s.dir.join("pgpass");
+    let esc = |x: &str| x.replace('\\', "\\\\").replace(':', "\\:");
+    std::fs::write(
+        &pgpass,
+        format!(
+            "*:*:*:{}:{}\n",
+            esc(db.user()),
+            esc(db.get("password").unwrap_or(""))
+        ),
+    )?;
+    std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o600))?;
+    let reset = format!(
+        "PGPASSFILE={d}/pgpass PGCONNECT_TIMEOUT=5 psql -X -q -w -h {h} -p {p} -U {u} -d {n} -c \
+         \"UPDATE jobqueue SET jq_starttime = NULL, jq_endtext = 'Restart' WHERE jq_starttime IS NOT NULL AND jq_endtime IS NULL\" \
+         >/dev/null 2>&1 || true",
+        h = db.host(),
+        p = db.port(),
+        u = db.user(),
+        n = db.dbname()
+    );
     let p = s.dir.join("fossology");
     std::fs::write(
         &p,
         format!(
-            "#!/bin/bash\ncase \"$1\" in\n  start) [ -s {d}/scheduler.pid ] && kill -0 \"$(cat {d}/scheduler.pid)\" 2>/dev/null && exit 0; exec {d}/start ;;\n  stop|graceful-stop) exec {d}/stop ;;\n  *) echo \"usage: $0 start|stop|graceful-stop\" >&2; exit 2 ;;\nesac\n"
+            "#!/bin/bash\n# Stand-in for /etc/init.d/fossology.\ncase \"$1\" in\n  start)\n    [ -s {d}/scheduler.pid ] && kill -0 \"$(cat {d}/scheduler.pid)\" 2>/dev/null && exit 0\n    {reset}\n    exec {d}/start ;;\n  stop|graceful-stop) exec {d}/stop ;;\n  *) echo \"usage: $0 start|stop|graceful-stop\" >&2; exit 2 ;;\nesac\n"
         ),
     )?;
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))?;
