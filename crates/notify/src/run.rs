@@ -440,3 +440,10 @@ impl Ctx<'_> {
         Ok(())
     }
 }
+
+/// Reads a `--now` value: RFC 3339 (`2026-11-21T10:00:00Z`).
+pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s.trim())
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("{s:?} is not an RFC 3339 time like 2026-11-21T10:00:00Z: {e}"))
+}
