@@ -105,7 +105,7 @@ pub fn snapshot_all(
             }
         }
         if let Some(e) = &o.error {
-            tracing::error!("{e}");
+            tracing::debug!("{e}");
         }
         st.error = o.error.clone();
         outcomes.push(o);
@@ -199,7 +199,7 @@ pub fn size_all(
             }
         }
         if let Some(e) = &o.error {
-            tracing::error!("{e}");
+            tracing::debug!("{e}");
         }
         st.error = o.error.clone();
         outcomes.push(o);

@@ -1,0 +1,342 @@
+//! The backup server end to end: a real slapd with the shipped schema and example tree (plus
+//! one account whose home was never made), a real sshd, clients pushing with plain
+//! `rsync -e ssh` into two accounts' `incoming/<prefix>/`, nine simulated days of rotation,
+//! then size accounting checked against `du` and against what slapd holds.
+
+use holdfast_server::directory::Directory;
+use holdfast_server::{homes, jobs, metrics, status::Status, ServerConfig};
+use holdfast_testkit::{slapd::Slapd, sshd::Sshd};
+use std::collections::BTreeSet;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::Command;
+
+const HOST: &str = "backup-01.stoney-cloud.org";
+
+const EXTRA: &str = "dn: uid=4000004,ou=accounts,ou=backup,ou=services,dc=stoney-cloud,dc=org
+objectClass: account
+objectClass: sstBackup
+uid: 4000004
+host: backup-01.stoney-cloud.org
+sstQuota: 1048576
+sstBackupIntervalDaily: 2
+";
+
+fn push(sshd: &Sshd, src: &Path, home: &Path, prefix: &str) {
+    let out = Command::new(holdfast_testkit::require("rsync"))
+        .args(["-a", "--delete", "-e"])
+        // one SSH connection for all pushes (the master dies with sshd)
+        .arg(format!(
+            "{} -o ControlMaster=auto -o ControlPersist=30 -o ControlPath={}/cm-%p",
+            sshd.ssh_command(),
+            sshd.dir.display()
+        ))
+        .arg(format!("{}/", src.display()))
+        .arg(format!(
+            "{}@127.0.0.1:{}/incoming/{prefix}/",
+            Sshd::user(),
+            home.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "rsync: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Closes the shared SSH connection `push` opens, so no ssh process outlives the test.
+struct CloseMux<'a>(&'a Sshd);
+
+impl Drop for CloseMux<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new("ssh")
+            .args(["-O", "exit", "-o"])
+            .arg(format!("ControlPath={}/cm-%p", self.0.dir.display()))
+            .arg("-p")
+            .arg(self.0.port.to_string())
+            .arg("127.0.0.1")
+            .output();
+    }
+}
+
+fn sepiola(client: &Path, day: u32, ok: bool) {
+    let d = client.join(".sepiola_backup");
+    std::fs::create_dir_all(&d).unwrap();
+    let id = 1000 + day;
+    std::fs::write(
+        d.join("backupStarted.xml"),
+        format!("<?xml version=\"1.0\"?>\n<backup_started><startdate>2026-11-{:02}T02:00:00+01:00</startdate><id>{id}</id><client><identifier>online-backup</identifier><version>2.1</version><operatingsystem>Linux</operatingsystem></client></backup_started>\n", 10 + day),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("backupEnded.xml"),
+        format!("<?xml version=\"1.0\"?>\n<backup_ended><enddate>2026-11-{:02}T02:10:00+01:00</enddate><id>{id}</id><success>{}</success><client><identifier>online-backup</identifier><version>2.1</version><operatingsystem>Linux</operatingsystem></client></backup_ended>\n", 10 + day, u8::from(ok)),
+    )
+    .unwrap();
+}
+
+/// `du -sb` (or another block mode) over several trees in one invocation, like holdfast's
+/// walk: each inode once, the first argument wins.
+fn du(cwd: &Path, mode: &[&str], args: &[&str]) -> Vec<u64> {
+    let out = Command::new("du")
+        .args(mode)
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
+        .collect()
+}
+
+fn snapshot_names(home: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(home.join(".snapshots"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
+        .collect()
+}
+
+#[test]
+fn clients_push_server_rotates_counts_and_reports() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let extra = t.join("extra.ldif");
+    std::fs::write(&extra, EXTRA).unwrap();
+    let slapd = Slapd::start_with(
+        &t.join("slapd"),
+        &[
+            holdfast_testkit::slapd::ldap_dir().join("example.ldif"),
+            extra,
+        ],
+    )
+    .unwrap();
+    let sshd = Sshd::start(&t.join("sshd")).unwrap();
+    let _mux = CloseMux(&sshd);
+    let cfg = ServerConfig {
+        ldap_url: Some(slapd.url.clone()),
+        bind_dn: Some(slapd.bind_dn.clone()),
+        password_file: Some(slapd.password_file.clone()),
+        base_dn: Some(slapd.base.clone()),
+        host: Some(HOST.into()),
+        homes_root: t.join("homes"),
+        state_dir: t.join("state"),
+        ..ServerConfig::default()
+    };
+    let dir = Directory::open(&cfg).unwrap();
+    let accounts = dir.accounts_for_host(HOST).unwrap();
+    let uids: Vec<_> = accounts.iter().map(|a| a.uid.as_str()).collect();
+    assert_eq!(uids, ["4000001", "4000002", "4000004"]);
+
+    // homes for the two real accounts; 4000004's home is never made
+    let key = std::fs::read_to_string(sshd.client_key.with_extension("pub")).unwrap();
+    let mut home = vec![];
+    for acc in &accounts[..2] {
+        let r = homes::ensure_home(acc, &cfg.homes_root, std::slice::from_ref(&key)).unwrap();
+        assert_eq!(r.keys_added, 1);
+        let ak = std::fs::read_to_string(r.home.join(".ssh/authorized_keys")).unwrap();
+        assert_eq!(ak.trim(), key.trim());
+        let mode = std::fs::metadata(&r.home).unwrap().mode() & 0o777;
+        assert_eq!(mode & 0o007, 0, "others must not read a home: {mode:o}");
+        home.push(r.home);
+    }
+    assert_eq!(
+        home[0],
+        t.join("homes/1/001/000/4000001"),
+        "traditional sharded path"
+    );
+
+    // clients: 4000001 backs up two computers, 4000002 one (GUI layout: <prefix>/backup/)
+    let anna = t.join("client/pc-anna");
+    let srv = t.join("client/fileserver");
+    let bob = t.join("client/laptop-bob/backup");
+    for d in [&anna, &srv, &bob] {
+        std::fs::create_dir_all(d.join("docs/deep/er")).unwrap();
+    }
+    std::fs::write(anna.join("docs/constant.txt"), vec![b'c'; 70_000]).unwrap();
+    std::fs::write(anna.join("docs/deep/er/nested.bin"), vec![7u8; 12_345]).unwrap();
+    std::os::unix::fs::symlink("/etc", anna.join("docs/etc-link")).unwrap();
+    std::fs::write(srv.join("docs/big.dat"), vec![1u8; 300_000]).unwrap();
+    std::fs::write(bob.join("docs/thesis.odt"), vec![2u8; 50_000]).unwrap();
+
+    let mut rot = vec![];
+    for day in 0..9u32 {
+        // each day: a new file, a changed file, yesterday's new file deleted on one client
+        std::fs::write(
+            anna.join(format!("docs/day{day}.txt")),
+            vec![b'a'; 1000 + day as usize],
+        )
+        .unwrap();
+        std::fs::write(
+            anna.join("docs/changing.txt"),
+            format!("version {day}\n").repeat(500),
+        )
+        .unwrap();
+        if day > 0 {
+            std::fs::remove_file(anna.join(format!("docs/day{}.txt", day - 1))).unwrap();
+        }
+        std::fs::write(srv.join(format!("docs/log{day}")), vec![b'l'; 20_000]).unwrap();
+        std::fs::write(
+            bob.join("docs/notes.txt"),
+            format!("day {day}\n").repeat(300),
+        )
+        .unwrap();
+        sepiola(&anna, day, true);
+        sepiola(&srv, day, day != 4);
+        sepiola(bob.parent().unwrap(), day, true);
+        push(&sshd, &anna, &home[0], "pc-anna");
+        push(&sshd, &srv, &home[0], "fileserver");
+        push(&sshd, bob.parent().unwrap(), &home[1], "laptop-bob");
+        if day == 3 || day == 7 {
+            let r = jobs::snapshot_all(&cfg, &dir, "weekly", None, false).unwrap();
+            rot.push(r);
+        }
+        let r = jobs::snapshot_all(&cfg, &dir, "daily", None, false).unwrap();
+        // the account without a home is reported every day; the others still rotate
+        assert_eq!(r.errors(), 1, "{r:?}");
+        let bad = r.outcomes.iter().find(|o| o.error.is_some()).unwrap();
+        assert_eq!(bad.uid, "4000004");
+        assert!(bad.error.as_ref().unwrap().contains("missing"), "{bad:?}");
+        assert!(r.outcomes[..2]
+            .iter()
+            .all(|o| o.detail["created"] == "daily.0"));
+        rot.push(r);
+    }
+
+    // 4000001 keeps 7 daily, 4 weekly; on day 3 there was no daily.6 yet, on day 7 there was
+    let want1: BTreeSet<String> = (0..7)
+        .map(|n| format!("daily.{n}"))
+        .chain(["weekly.0".to_string()])
+        .collect();
+    assert_eq!(snapshot_names(&home[0]), want1);
+    // 4000002 keeps 3 daily, 2 weekly: weekly on day 3 and day 7
+    let want2: BTreeSet<String> = ["daily.0", "daily.1", "daily.2", "weekly.0", "weekly.1"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(snapshot_names(&home[1]), want2);
+    // trash emptied after each run
+    assert!(!home[0].join(".snapshots/.trash").exists());
+
+    // content and shared inodes: an unchanged file is one inode in incoming and 8 snapshots
+    let s = home[0].join(".snapshots");
+    let c = std::fs::metadata(home[0].join("incoming/pc-anna/docs/constant.txt")).unwrap();
+    assert_eq!(c.nlink(), 9);
+    for n in want1.iter() {
+        let m = std::fs::metadata(s.join(n).join("pc-anna/docs/constant.txt")).unwrap();
+        assert_eq!(m.ino(), c.ino(), "{n}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(s.join("daily.2/pc-anna/docs/changing.txt")).unwrap(),
+        "version 6\n".repeat(500)
+    );
+    assert!(s.join("daily.2/pc-anna/docs/day6.txt").exists());
+    assert!(!s.join("daily.2/pc-anna/docs/day7.txt").exists());
+    // weekly.0 was daily.6 on day 7, the snapshot of day 0
+    assert!(s.join("weekly.0/pc-anna/docs/day0.txt").exists());
+    assert!(!s.join("weekly.0/pc-anna/docs/day1.txt").exists());
+    assert!(s
+        .join("daily.0/fileserver/.sepiola_backup/backupEnded.xml")
+        .is_file());
+    assert!(home[1]
+        .join(".snapshots/weekly.1/laptop-bob/backup/docs/thesis.odt")
+        .is_file());
+
+    // the planted symlink is a symlink in every snapshot; /etc was never entered
+    let link = s.join("daily.0/pc-anna/docs/etc-link");
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    for e in walkdir::WalkDir::new(&home[0]).follow_links(false) {
+        let p = e.unwrap().into_path();
+        assert!(!p.ends_with("passwd") && !p.ends_with("hostname"), "{p:?}");
+    }
+
+    // sizes: holdfast's walk vs du over the same trees in one invocation
+    let r = jobs::size_all(&cfg, &dir, None, true).unwrap();
+    assert_eq!(r.errors(), 1);
+    for (i, h) in home.iter().enumerate() {
+        let o = &r.outcomes[i];
+        let apparent = du(h, &["-sb"], &["incoming", ".snapshots"]);
+        let allocated = du(h, &["-s", "-B1"], &["incoming", ".snapshots"]);
+        let b = o.detail["backup"]["apparent"].as_u64().unwrap();
+        let sn = o.detail["snapshots"]["apparent"].as_u64().unwrap();
+        assert_eq!([b, sn], [apparent[0], apparent[1]], "{} apparent", o.uid);
+        assert_eq!(
+            [
+                o.detail["backup"]["allocated"].as_u64().unwrap(),
+                o.detail["snapshots"]["allocated"].as_u64().unwrap()
+            ],
+            [allocated[0], allocated[1]],
+            "{} allocated",
+            o.uid
+        );
+        // LDAP holds the new sizes (read back with ldapsearch, not our client)
+        let ldif = slapd
+            .ldapsearch(
+                &format!("(uid={})", o.uid),
+                &["sstBackupSize", "sstIncrementSize"],
+            )
+            .unwrap();
+        assert!(ldif.contains(&format!("sstBackupSize: {b}\n")), "{ldif}");
+        assert!(
+            ldif.contains(&format!("sstIncrementSize: {sn}\n")),
+            "{ldif}"
+        );
+    }
+    // the snapshots hold real extra bytes: deleted dayN files and old changing.txt versions
+    let snap1 = r.outcomes[0].detail["snapshots"]["apparent"]
+        .as_u64()
+        .unwrap();
+    assert!(snap1 > 7 * 5000, "{snap1}");
+    // and /etc was not counted: the backup is what the clients sent, plus directories
+    let b1 = r.outcomes[0].detail["backup"]["apparent"].as_u64().unwrap();
+    assert!(b1 < 700_000, "{b1}");
+    let missing = &r.outcomes[2];
+    assert!(missing.error.as_ref().unwrap().contains("4000004"));
+
+    // status + metrics
+    let st = Status::load(&cfg.state_dir);
+    assert_eq!(st.accounts["4000001"].backup_bytes, Some(b1));
+    assert!(st.accounts["4000004"].error.is_some());
+    let m = metrics::render_from_config(&cfg);
+    assert!(m.contains("holdfast_server_accounts 3\n"), "{m}");
+    assert!(m.contains(&format!(
+        "holdfast_server_backup_bytes{{uid=\"4000001\"}} {b1}\n"
+    )));
+    assert!(m.contains("holdfast_server_account_error{uid=\"4000004\"} 1\n"));
+    assert!(m.contains("holdfast_server_account_error{uid=\"4000001\"} 0\n"));
+    assert!(m.contains("holdfast_server_last_snapshot_age_seconds{uid=\"4000002\"}"));
+}
+
+#[test]
+fn ldap_down_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut slapd = Slapd::start(&tmp.path().join("slapd")).unwrap();
+    let cfg = ServerConfig {
+        ldap_url: Some(slapd.url.clone()),
+        bind_dn: Some(slapd.bind_dn.clone()),
+        password_file: Some(slapd.password_file.clone()),
+        host: Some(HOST.into()),
+        homes_root: tmp.path().join("homes"),
+        state_dir: tmp.path().join("state"),
+        ldap_timeout_secs: 2,
+        ..ServerConfig::default()
+    };
+    slapd.stop();
+    let e = Directory::open(&cfg).err().unwrap();
+    assert!(e.to_string().contains("cannot reach LDAP server"), "{e}");
+    assert!(!tmp.path().join("homes").exists());
+    assert!(!tmp.path().join("state").exists());
+}
