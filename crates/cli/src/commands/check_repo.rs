@@ -36,6 +36,9 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     })?;
     let mut checks = check_repo(&mut c, &site.repo, args.upload)?;
     let incomplete = checks.iter().filter(|c| !c.is_whole()).count();
+    let slimmed: (u64, u64) = checks.iter().fold((0, 0), |(f, b), c| {
+        (f + c.slimmed_files, b + c.slimmed_bytes)
+    });
     if !args.all {
         checks.retain(|c| !c.is_whole());
     }
@@ -47,6 +50,8 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     if args.json {
         let doc = serde_json::json!({
             "incomplete_uploads": incomplete,
+            "slimmed_files": slimmed.0,
+            "slimmed_bytes": slimmed.1,
             "uploads": checks,
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
@@ -90,6 +95,12 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
                 "uploads whose gold is MISSING cannot be rebuilt: restore their gold from a backup"
             );
         }
+    }
+    if !args.json && slimmed.0 > 0 {
+        println!(
+            "{} containers ({} bytes) are slimmed, rebuildable: removed on purpose by `holdfast slim apply`, not damage (`holdfast recover --upload N` brings them back from gold)",
+            slimmed.0, slimmed.1
+        );
     }
     Ok(exit::code(if incomplete == 0 {
         exit::OK
