@@ -68,7 +68,7 @@ pub fn work_job(
             let written = o.summary.as_ref().map_or(0, |s| s.written) as i64;
             let lost = o.missing.iter().filter(|m| m.reason.is_loss()).count();
             let message = if o.missing.is_empty() {
-                format!("{} files back in the repository", total)
+                format!("{total} missing file(s) back in the repository")
             } else {
                 let mut m = format!(
                     "{} of {} files still missing ({} lost): ",

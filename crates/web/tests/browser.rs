@@ -1,0 +1,245 @@
+//! A real browser (Debian's headless Chromium, driven over its DevTools pipe) opens a
+//! missing file's page, clicks "Recover from gold", and sees the file once the job is done.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Chromium with `--remote-debugging-pipe`: commands go to its fd 3, answers come from fd 4,
+/// each a JSON message ended by a NUL byte. Killed with its whole process group on drop.
+struct Browser {
+    child: Child,
+    to: std::fs::File,
+    from: mpsc::Receiver<Value>,
+    next: u64,
+    session: Option<String>,
+    _profile: tempfile::TempDir,
+}
+
+fn pipe() -> (OwnedFd, OwnedFd) {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two new descriptors we then own.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+}
+
+impl Browser {
+    fn start() -> Browser {
+        let exe = holdfast_testkit::require("chromium");
+        let profile = tempfile::tempdir().unwrap();
+        let (cmd_r, cmd_w) = pipe(); // we write, chromium reads fd 3
+        let (ans_r, ans_w) = pipe(); // chromium writes fd 4, we read
+        use std::os::fd::AsRawFd;
+        let (cr, aw) = (cmd_r.as_raw_fd(), ans_w.as_raw_fd());
+        let mut cmd = Command::new(exe);
+        cmd.args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--remote-debugging-pipe",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("about:blank")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::setpgid(0, 0);
+                if libc::dup2(cr, 3) < 0 || libc::dup2(aw, 4) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("start chromium");
+        drop(cmd_r);
+        drop(ans_w);
+        let (tx, rx) = mpsc::channel();
+        let mut reader = std::fs::File::from(ans_r);
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 65536];
+            while let Ok(n) = reader.read(&mut chunk) {
+                if n == 0 {
+                    return;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                while let Some(i) = buf.iter().position(|b| *b == 0) {
+                    let msg: Vec<u8> = buf.drain(..=i).collect();
+                    if let Ok(v) = serde_json::from_slice(&msg[..msg.len() - 1]) {
+                        if tx.send(v).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        Browser {
+            child,
+            to: std::fs::File::from(cmd_w),
+            from: rx,
+            next: 0,
+            session: None,
+            _profile: profile,
+        }
+    }
+
+    /// Sends a command and waits for its answer (events in between are skipped).
+    fn call(&mut self, method: &str, params: Value) -> Result<Value, String> {
+        self.next += 1;
+        let id = self.next;
+        let mut msg = json!({ "id": id, "method": method, "params": params });
+        if let Some(s) = &self.session {
+            msg["sessionId"] = json!(s);
+        }
+        let mut bytes = serde_json::to_vec(&msg).unwrap();
+        bytes.push(0);
+        self.to.write_all(&bytes).map_err(|e| e.to_string())?;
+        let end = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            let v = self
+                .from
+                .recv_timeout(left)
+                .map_err(|_| format!("no answer to {method}"))?;
+            if v["id"] == json!(id) {
+                if let Some(e) = v.get("error") {
+                    return Err(format!("{method}: {e}"));
+                }
+                return Ok(v["result"].clone());
+            }
+        }
+    }
+
+    fn open(&mut self, url: &str) {
+        let t = self
+            .call("Target.createTarget", json!({ "url": url }))
+            .unwrap();
+        let s = self
+            .call(
+                "Target.attachToTarget",
+                json!({ "targetId": t["targetId"], "flatten": true }),
+            )
+            .unwrap();
+        self.session = Some(s["sessionId"].as_str().unwrap().to_string());
+    }
+
+    /// Evaluates JavaScript in the page; `None` while the page is (re)loading.
+    fn eval(&mut self, js: &str) -> Option<Value> {
+        let r = self
+            .call(
+                "Runtime.evaluate",
+                json!({ "expression": js, "returnByValue": true }),
+            )
+            .ok()?;
+        if r.get("exceptionDetails").is_some() {
+            return None;
+        }
+        Some(r["result"]["value"].clone())
+    }
+
+    fn screenshot(&mut self, path: &std::path::Path) {
+        if let Ok(r) = self.call("Page.captureScreenshot", json!({ "format": "png" })) {
+            if let Some(b64) = r["data"].as_str() {
+                let _ = std::fs::write(path, decode_base64(b64));
+            }
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let pid = self.child.id() as i32;
+        // SAFETY: signalling the process group this test created.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+fn decode_base64(s: &str) -> Vec<u8> {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        _ => 63,
+    };
+    let clean: Vec<u8> = s
+        .bytes()
+        .filter(|c| *c != b'=' && !c.is_ascii_whitespace())
+        .collect();
+    let mut out = Vec::new();
+    for ch in clean.chunks(4) {
+        let mut n = 0u32;
+        for (i, c) in ch.iter().enumerate() {
+            n |= (val(*c) as u32) << (18 - 6 * i);
+        }
+        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        out.extend_from_slice(&bytes[..ch.len() - 1]);
+    }
+    out
+}
+
+#[test]
+fn browser_recovers_a_missing_file_with_one_click() {
+    let f = fixture();
+    let srv = start(&f);
+    let (pk, path) = item(&f, "main.c");
+    let content = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let url = format!("{}/upload/{}/item/{pk}", srv.url(), f.upload);
+
+    let mut b = Browser::start();
+    b.open(&url);
+    let status = wait_for("the missing file's page", 30, || {
+        b.eval("document.getElementById('status') && document.getElementById('status').innerText")
+            .and_then(|v| v.as_str().map(str::to_string))
+    });
+    assert_eq!(status, "not in the repository");
+    let notice = b
+        .eval("document.getElementById('missing').innerText")
+        .unwrap();
+    assert!(notice.as_str().unwrap().contains("gold file"), "{notice}");
+    let shots = f.dir.path();
+    b.screenshot(&shots.join("missing.png"));
+
+    // A real click on the button submits the form; the page follows the job and reloads.
+    let clicked = b
+        .eval("document.getElementById('recover').click(); true")
+        .unwrap();
+    assert_eq!(clicked, json!(true));
+    let shown = wait_for("the recovered file in the page", 60, || {
+        b.eval(
+            "(location.search.includes('job=') && document.getElementById('content')) \
+             ? document.getElementById('content').innerText : null",
+        )
+        .and_then(|v| v.as_str().map(str::to_string))
+    });
+    assert_eq!(shown, content);
+    let job = b.eval("document.getElementById('job').innerText").unwrap();
+    assert!(job.as_str().unwrap().contains("done"), "{job}");
+    b.screenshot(&shots.join("recovered.png"));
+    if let Ok(dir) = std::env::var("HOLDFAST_SCREENSHOTS") {
+        for n in ["missing.png", "recovered.png"] {
+            let _ = std::fs::copy(shots.join(n), std::path::Path::new(&dir).join(n));
+        }
+    }
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), content);
+}
