@@ -353,7 +353,12 @@ fn store(ctx: &Ctx, src: &Src, h: &Hashes, container: bool) {
     }
     let res = (|| -> io::Result<()> {
         ctx.repo.ensure_parent(&target)?;
-        let part = target.with_extension(format!("part{}", std::process::id()));
+        // Unique per writer: two tasks may store the same content at once.
+        let part = target.with_extension(format!(
+            "part{}-{}",
+            std::process::id(),
+            ctx.counter.fetch_add(1, Relaxed)
+        ));
         match src {
             Src::Temp(p) => {
                 if std::fs::rename(p, &target).is_err() {
@@ -381,6 +386,7 @@ fn store(ctx: &Ctx, src: &Src, h: &Hashes, container: bool) {
         Ok(()) => {
             ctx.written.fetch_add(1, Relaxed);
         }
+        Err(_) if std::fs::metadata(&target).is_ok_and(|m| m.len() == h.size) => cleanup(),
         Err(e) => {
             ctx.record(
                 &name,
@@ -626,7 +632,7 @@ fn build_tree(ctx: &Ctx, trail: &str, members: Members) -> Vec<Node> {
                 trail,
                 Some(&comps.join("/")),
                 format!(
-                    "hard link to {} which is not in the archive; skipped",
+                    "hard link to {} points outside the archive (not one of its members); skipped",
                     target.join("/")
                 ),
             ),

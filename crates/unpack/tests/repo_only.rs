@@ -1,0 +1,168 @@
+//! The gold-only restore: `files` is rebuilt from gold with `repo_only`, the database dump
+//! stays byte-identical, every file the database names is back, nothing is rewritten.
+
+mod common;
+use common::*;
+use holdfast_unpack::{unpack_upload, upload_files, UnpackConfig, UnpackOptions};
+use std::collections::BTreeSet;
+use std::path::Path;
+
+fn dump(s: &holdfast_site::scratch::ScratchSite) -> Vec<u8> {
+    let bin = holdfast_site::cluster::pg_bin_dir()
+        .unwrap()
+        .join("pg_dumpall");
+    let env = s.cluster.superuser_conf().pg_env().unwrap();
+    let mut cmd = std::process::Command::new(bin);
+    env.apply(&mut cmd);
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // pg_dumpall (15.14 and later) writes a random \restrict key per run: not data.
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("\\restrict ") && !l.starts_with("\\unrestrict "))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .into_bytes()
+}
+
+fn files_set(root: &Path) -> BTreeSet<String> {
+    walkdir::WalkDir::new(root)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect()
+}
+
+#[test]
+fn repo_only_rebuilds_files_and_leaves_the_dump_identical() {
+    let d = tempfile::tempdir().unwrap();
+    let s = site(d.path());
+    let src = d.path().join("src");
+    make_tree(&src.join("inner"));
+    sh(
+        &src,
+        "zip -qr inner.zip inner && tar czf ../nested.tar.gz inner.zip inner \
+         && tar cJf ../plain.tar.xz inner",
+    );
+    let cfg = UnpackConfig::default();
+    let ups = upload_files(
+        &s.site,
+        &[
+            d.path().join("nested.tar.gz"),
+            d.path().join("plain.tar.xz"),
+        ],
+        &cfg,
+        &UnpackOptions::default(),
+    )
+    .unwrap();
+    let files = s.site.repo.root.join("localhost/files");
+    let before = files_set(&files);
+    let dump_before = dump(&s);
+
+    // Lose `files` entirely; keep gold.
+    std::fs::remove_dir_all(&files).unwrap();
+    let opts = UnpackOptions {
+        repo_only: true,
+        ..Default::default()
+    };
+    for (up, _) in &ups {
+        let sum = unpack_upload(&s.site, *up, &cfg, &opts).unwrap();
+        assert!(sum.errors.is_empty(), "{:?}", sum.errors);
+        assert!(sum.unreproduced.is_empty(), "{:?}", sum.unreproduced);
+        assert_eq!(sum.rows, 0);
+        assert!(sum.written > 0);
+        check_shape(&s, *up);
+    }
+    assert_eq!(
+        files_set(&files),
+        before,
+        "same repository names after the rebuild"
+    );
+    let dump_after = dump(&s);
+    if dump_after != dump_before {
+        std::fs::write("/tmp/hf-dump-before.sql", &dump_before).unwrap();
+        std::fs::write("/tmp/hf-dump-after.sql", &dump_after).unwrap();
+        panic!("repo-only changed the database (see /tmp/hf-dump-*.sql)");
+    }
+
+    // Again: everything is there already, nothing is rewritten (same inodes).
+    use std::os::unix::fs::MetadataExt;
+    let inodes = |root: &Path| -> Vec<u64> {
+        walkdir::WalkDir::new(root)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_file())
+            .map(|e| e.metadata().unwrap().ino())
+            .collect()
+    };
+    let ino = inodes(&files);
+    let sum = unpack_upload(&s.site, ups[0].0, &cfg, &opts).unwrap();
+    assert_eq!(sum.written, 0);
+    assert_eq!(inodes(&files), ino);
+}
+
+#[test]
+fn reunpack_with_db_inserts_no_second_tree_and_missing_gold_is_named() {
+    let d = tempfile::tempdir().unwrap();
+    let s = site(d.path());
+    let src = d.path().join("src");
+    make_tree(&src.join("p"));
+    sh(&src, "tar czf ../p.tgz p");
+    let cfg = UnpackConfig::default();
+    let ups = upload_files(
+        &s.site,
+        &[d.path().join("p.tgz")],
+        &cfg,
+        &UnpackOptions::default(),
+    )
+    .unwrap();
+    let up = ups[0].0;
+    let count = |s: &holdfast_site::scratch::ScratchSite| -> i64 {
+        s.site
+            .connect()
+            .unwrap()
+            .query_one(
+                "SELECT count(*) FROM uploadtree_a WHERE upload_fk = $1",
+                &[&up],
+            )
+            .unwrap()
+            .get(0)
+    };
+    let n = count(&s);
+    let sum = unpack_upload(&s.site, up, &cfg, &UnpackOptions::default()).unwrap();
+    assert_eq!(sum.rows, 0);
+    assert_eq!(count(&s), n);
+
+    // Gold gone (and its copy in files): a clear error naming the upload.
+    let name = holdfast_unpack::hash::hash_file(&d.path().join("p.tgz"))
+        .unwrap()
+        .pfile_name();
+    std::fs::remove_file(s.site.repo.path("gold", &name).unwrap()).unwrap();
+    std::fs::remove_file(s.site.repo.path("files", &name).unwrap()).unwrap();
+    let e = unpack_upload(
+        &s.site,
+        up,
+        &cfg,
+        &UnpackOptions {
+            repo_only: true,
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains(&format!("upload {up}")), "{e}");
+    assert!(matches!(
+        e,
+        holdfast_unpack::UnpackError::GoldMissing { .. }
+    ));
+    assert!(matches!(
+        unpack_upload(&s.site, 999, &cfg, &UnpackOptions::default()),
+        Err(holdfast_unpack::UnpackError::NoUpload(999))
+    ));
+}
