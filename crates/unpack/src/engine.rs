@@ -145,7 +145,7 @@ impl Ctx {
         }
     }
 
-    fn temp_path(&self) -> PathBuf {
+    pub(crate) fn temp_path(&self) -> PathBuf {
         self.tmp
             .join(format!("{}", self.counter.fetch_add(1, Relaxed)))
     }
@@ -258,6 +258,7 @@ pub fn process(ctx: &Ctx, item: Item, depth: u32, top: bool) -> Node {
                         mode: item.mode,
                         pfile: None,
                         children: vec![],
+                        dsc: false,
                     };
                 }
             },
@@ -291,7 +292,7 @@ pub fn process(ctx: &Ctx, item: Item, depth: u32, top: bool) -> Node {
     }
     let mut children = Vec::new();
     let mut container = false;
-    if kind != Kind::Leaf {
+    if kind != Kind::Leaf && kind != Kind::Dsc {
         let (kids, err) = unpack(ctx, kind, &item, &hashes, depth);
         if err.is_some() && kids.is_empty() && kind.weak() {
             // A chance match of a weak magic number: an ordinary file.
@@ -321,6 +322,7 @@ pub fn process(ctx: &Ctx, item: Item, depth: u32, top: bool) -> Node {
         mode,
         pfile: Some(hashes),
         children,
+        dsc: kind == Kind::Dsc,
     }
 }
 
@@ -399,10 +401,10 @@ fn store(ctx: &Ctx, src: &Src, h: &Hashes, container: bool) {
 }
 
 /// Archive members in reading order: (sequence, path components, member).
-type Members = Vec<(usize, Vec<String>, Member)>;
+pub(crate) type Members = Vec<(usize, Vec<String>, Member)>;
 
 /// One entry of an archive, before the tree is built.
-enum Member {
+pub(crate) enum Member {
     File(Node),
     Dir(u32),
     Symlink(u32),
@@ -567,7 +569,7 @@ impl<'a, 's> Collector<'a, 's> {
 }
 
 /// Runs `read` with a collector, waits for every queued member, and builds the folder tree.
-fn collect<F>(
+pub(crate) fn collect<F>(
     ctx: &Ctx,
     kind: Kind,
     trail: &str,
@@ -601,6 +603,7 @@ where
     });
     let mut members = std::mem::take(&mut *out.lock().unwrap());
     members.sort_by_key(|m| m.0);
+    crate::dsc::expand(ctx, trail, depth, &mut members);
     (build_tree(ctx, trail, members), err)
 }
 
@@ -667,6 +670,7 @@ fn insert(d: &mut TDir, comps: &[String], m: Member) {
                     mode,
                     pfile: None,
                     children: vec![],
+                    dsc: false,
                 },
             );
         }

@@ -17,6 +17,7 @@
 
 pub mod db;
 pub mod detect;
+mod dsc;
 pub mod engine;
 mod formats;
 pub mod hash;

@@ -55,6 +55,8 @@ pub struct Node {
     pub mode: u32,
     pub pfile: Option<Hashes>,
     pub children: Vec<Node>,
+    /// A Debian source control file, unpacked with its sibling tarballs.
+    pub dsc: bool,
 }
 
 impl Node {
@@ -64,6 +66,7 @@ impl Node {
             mode: (mode & !S_IFMT) | S_IFDIR | BIT_DIRECTORY | BIT_CONTAINER,
             pfile: None,
             children,
+            dsc: false,
         }
     }
 
@@ -178,6 +181,7 @@ mod tests {
             mode: S_IFREG,
             pfile: None,
             children: vec![],
+            dsc: false,
         }
     }
 
@@ -187,6 +191,7 @@ mod tests {
             name: "up.tar".into(),
             mode: S_IFREG | BIT_CONTAINER,
             pfile: None,
+            dsc: false,
             children: vec![Node::artifact_dir(
                 "artifact.dir",
                 vec![

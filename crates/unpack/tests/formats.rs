@@ -233,3 +233,50 @@ fn packages_rpm_deb_iso() {
         "payload: artifact container"
     );
 }
+
+#[test]
+fn debian_source_package_is_unpacked_with_dpkg_source() {
+    let d = tempfile::tempdir().unwrap();
+    let s = site(d.path());
+    let w = d.path().join("w");
+    make_tree(&w.join("hello-1.0"));
+    sh(
+        &w,
+        "tar czf hello_1.0.orig.tar.gz hello-1.0 \
+         && mkdir -p hello-1.0/debian/source hello-1.0/debian/patches \
+         && echo '3.0 (quilt)' > hello-1.0/debian/source/format \
+         && printf 'Source: hello\\nMaintainer: T <t@example.org>\\n\\nPackage: hello\\nArchitecture: all\\nDescription: t\\n x\\n' > hello-1.0/debian/control \
+         && printf 'hello (1.0-1) unstable; urgency=low\\n\\n  * t\\n\\n -- T <t@example.org>  Mon, 01 Jan 2024 00:00:00 +0000\\n' > hello-1.0/debian/changelog \
+         && printf -- '--- a/README\\n+++ b/README\\n@@ -1 +1 @@\\n-hello holdfast\\n+hello patched\\n' > hello-1.0/debian/patches/01-readme.patch \
+         && echo 01-readme.patch > hello-1.0/debian/patches/series \
+         && dpkg-source -b hello-1.0 >/dev/null 2>&1 \
+         && mkdir pkg && cp hello_1.0-1.dsc hello_1.0.orig.tar.gz hello_1.0-1.debian.tar.xz pkg/ \
+         && tar cf ../srcpkg.tar pkg \
+         && dpkg-source --no-check -x pkg/hello_1.0-1.dsc ref >/dev/null 2>&1",
+    );
+    let (up, sum) = upload(&s, &d.path().join("srcpkg.tar"));
+    assert!(sum.errors.is_empty(), "{:?}", sum.errors);
+    check_shape(&s, up);
+    // Leaves: both tarballs' contents plus the patched tree from dpkg-source.
+    let mut want = independent_leaves(
+        &d.path().join("srcpkg.tar"),
+        &d.path().join("x"),
+        &[".tar.gz", ".tar.xz", ".dsc"],
+    );
+    for e in walkdir::WalkDir::new(w.join("ref"))
+        .into_iter()
+        .filter_map(|e| e.ok())
+    {
+        if e.file_type().is_file() {
+            want.push(sha1_of(e.path()));
+        }
+    }
+    want.sort();
+    assert_eq!(db_leaves(&s, up), want);
+    let r = rows(&s, up);
+    let i = r.iter().position(|x| x.0 == "hello_1.0-1.dsc").unwrap();
+    assert_eq!(r[i].1 as u32 & (1 << 29), 1 << 29, ".dsc is a container");
+    assert_eq!(r[i + 1].0, "artifact.unpacked");
+    let patched = sha1_of(&w.join("ref/README"));
+    assert!(db_leaves(&s, up).contains(&patched), "patches applied");
+}

@@ -92,6 +92,9 @@ fn extract_rec(archive: &Path, work: &Path, nested: &[&str], out: &mut Vec<Strin
             &dir,
             &format!("gzip -dc '{}' > '{base}'", archive.display()),
         );
+    } else if name.ends_with(".dsc") {
+        // Handled by the caller (dpkg-source); nothing to count here.
+        return;
     } else {
         run(&dir, "bsdtar", &["-xf", &archive.display().to_string()]);
     }

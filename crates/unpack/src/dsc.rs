@@ -1,0 +1,169 @@
+//! Debian source packages: a `.dsc` control file next to its tarballs in the same folder
+//! of an archive is unpacked with `dpkg-source -x` (patches applied, as FOSSology does)
+//! into an `artifact.unpacked` folder under the `.dsc` row, which becomes a container.
+//!
+//! The tarballs are taken from the repository, where they were stored a moment ago under
+//! their content names; `dpkg-source` works in a folder inside our temporary folder, and
+//! its output is read back like any archive (never trusted for paths).
+
+use crate::engine::{collect, Ctx, Member, Members};
+use crate::tree::{Node, BIT_CONTAINER};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+/// Names listed in the `Files:` field of a `.dsc`.
+pub(crate) fn files_of(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut in_files = false;
+    for line in text.lines() {
+        if line.starts_with("Files:") {
+            in_files = true;
+        } else if in_files && line.starts_with(' ') {
+            if let Some(name) = line.split_whitespace().nth(2) {
+                out.push(name.to_string());
+            }
+        } else {
+            in_files = false;
+        }
+    }
+    out
+}
+
+pub(crate) fn expand(ctx: &Ctx, trail: &str, depth: u32, members: &mut Members) {
+    let dscs: Vec<usize> = members
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| matches!(&m.2, Member::File(n) if n.dsc))
+        .map(|(i, _)| i)
+        .collect();
+    for i in dscs {
+        let (comps, node) = match &members[i] {
+            (_, c, Member::File(n)) => (c.clone(), n.clone()),
+            _ => continue,
+        };
+        let dsc_trail = format!("{trail}/{}", comps.join("/"));
+        match unpack_one(ctx, &dsc_trail, depth, &comps, &node, members) {
+            Ok(kids) => {
+                if let (_, _, Member::File(n)) = &mut members[i] {
+                    n.mode |= BIT_CONTAINER;
+                    n.children = vec![Node::artifact_dir("artifact.unpacked", kids)];
+                }
+            }
+            Err(e) => ctx.record(&dsc_trail, None, e),
+        }
+    }
+}
+
+fn unpack_one(
+    ctx: &Ctx,
+    trail: &str,
+    depth: u32,
+    comps: &[String],
+    dsc: &Node,
+    members: &Members,
+) -> Result<Vec<Node>, String> {
+    let repo_file = |n: &Node| {
+        n.pfile
+            .as_ref()
+            .and_then(|h| ctx.repo.path("files", &h.pfile_name()))
+            .filter(|p| p.is_file())
+    };
+    let dsc_path = repo_file(dsc).ok_or("the .dsc is not in the repository")?;
+    let text = std::fs::read_to_string(&dsc_path).map_err(|e| e.to_string())?;
+    let parent = &comps[..comps.len() - 1];
+    let work = ctx.temp_path();
+    std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+    let res = (|| {
+        let mut size = 0;
+        for name in files_of(&text) {
+            if name.contains('/') || name.starts_with('.') {
+                return Err(format!("lists a file with a bad name: {name}"));
+            }
+            let sib = members.iter().find_map(|(_, c, m)| match m {
+                Member::File(n)
+                    if c.len() == comps.len() && c[..parent.len()] == *parent && n.name == name =>
+                {
+                    Some(n)
+                }
+                _ => None,
+            });
+            let sib = sib.ok_or_else(|| {
+                format!("{name} (listed in the .dsc) is not next to it; not unpacked")
+            })?;
+            let from = repo_file(sib).ok_or_else(|| {
+                format!("{name} is not in the repository (slim mode keeps no containers); .dsc not unpacked")
+            })?;
+            size += sib.pfile.as_ref().map(|h| h.size).unwrap_or(0);
+            if std::fs::hard_link(&from, work.join(&name)).is_err() {
+                std::fs::copy(&from, work.join(&name)).map_err(|e| e.to_string())?;
+            }
+        }
+        let dsc_name = comps.last().cloned().unwrap_or_default();
+        std::fs::write(work.join(&dsc_name), &text).map_err(|e| e.to_string())?;
+        let out = std::process::Command::new("dpkg-source")
+            .args(["--no-check", "--no-copy", "-x", &dsc_name, "out"])
+            .current_dir(&work)
+            .env("LC_ALL", "C")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run dpkg-source (install dpkg-dev): {e}"))?;
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            return Err(format!(
+                "dpkg-source -x failed: {}",
+                err.lines().last().unwrap_or("no message")
+            ));
+        }
+        let root = work.join("out");
+        let (kids, err) = collect(ctx, crate::detect::Kind::Dsc, trail, depth + 1, size, |c| {
+            read_tree(c, &root)
+        });
+        if let Some(e) = err {
+            ctx.record(trail, None, e);
+        }
+        Ok(kids)
+    })();
+    let _ = std::fs::remove_dir_all(&work);
+    res
+}
+
+/// Feeds a folder tree (written by dpkg-source) to a collector; links are not followed.
+fn read_tree(c: &mut crate::engine::Collector, root: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    for e in walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .sort_by_file_name()
+        .min_depth(1)
+    {
+        let e = e.map_err(|e| e.to_string())?;
+        let rel = e.path().strip_prefix(root).map_err(|e| e.to_string())?;
+        let raw = rel.as_os_str().as_bytes();
+        let meta = e.metadata().map_err(|e| e.to_string())?;
+        let mode = meta.permissions().mode();
+        let ft = e.file_type();
+        if ft.is_dir() {
+            c.dir(raw, mode);
+        } else if ft.is_symlink() {
+            c.symlink(raw, mode);
+        } else if ft.is_file() {
+            let mut f = std::fs::File::open(e.path()).map_err(|e| e.to_string())?;
+            c.file(raw, mode, &mut f, Some(meta.len()));
+        }
+        if c.stopped {
+            break;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn files_field() {
+        let t = "Format: 3.0 (quilt)\nSource: hello\nFiles:\n aa 10 hello_1.orig.tar.gz\n bb 20 hello_1-1.debian.tar.xz\nChecksums-Sha256:\n cc 10 x\n";
+        assert_eq!(
+            super::files_of(t),
+            ["hello_1.orig.tar.gz", "hello_1-1.debian.tar.xz"]
+        );
+    }
+}
