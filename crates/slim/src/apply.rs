@@ -87,11 +87,7 @@ pub fn apply(
             candidates.truncate(max);
         }
     }
-    let absent: Vec<Slimmed> = verdicts
-        .iter()
-        .filter(|(pk, v)| **v == Verdict::Absent && !inv.pfiles[*pk].recorded)
-        .map(|(pk, _)| slimmed(pk))
-        .collect();
+    let absent = unrecorded_absent(&inv, &verdicts, &[]);
     // A record must never excuse a file that is needed as a gold, leaf or artifact.
     let stale: Vec<i32> = inv
         .pfiles
@@ -118,22 +114,7 @@ pub fn apply(
         )?;
         report.dropped_records = stale;
     }
-    for batch in absent.chunks(BATCH) {
-        holdfast_site::interrupt::check()?;
-        let now_used = inventory::used_as_non_container(c, &pks(batch))?;
-        let mut rows = Vec::new();
-        for s in batch {
-            if now_used.contains(&s.pfile_pk) {
-                report
-                    .skipped
-                    .push((s.clone(), "now used as a gold, leaf or artifact".into()));
-            } else {
-                rows.push(s.clone());
-            }
-        }
-        db::record_slimmed(c, &rows_of(&rows))?;
-        report.recorded_absent.extend(rows);
-    }
+    report.recorded_absent = record_absent(c, &absent, &mut report.skipped)?;
 
     for batch in candidates.chunks(BATCH) {
         holdfast_site::interrupt::check()?;
@@ -202,4 +183,69 @@ fn rows_of(rows: &[Slimmed]) -> Vec<(i32, String, u64)> {
     rows.iter()
         .map(|s| (s.pfile_pk, s.name.clone(), s.bytes))
         .collect()
+}
+
+/// Safe containers already absent from `files` and not recorded yet; only those of `uploads`
+/// unless it is empty.
+fn unrecorded_absent(
+    inv: &Inventory,
+    verdicts: &std::collections::BTreeMap<i32, Verdict>,
+    uploads: &[i32],
+) -> Vec<Slimmed> {
+    verdicts
+        .iter()
+        .filter(|(_, v)| **v == Verdict::Absent)
+        .map(|(pk, _)| &inv.pfiles[pk])
+        .filter(|p| !p.recorded)
+        .filter(|p| uploads.is_empty() || p.uses.iter().any(|(u, _)| uploads.contains(u)))
+        .map(|p| Slimmed {
+            pfile_pk: p.pk,
+            name: p.name.clone(),
+            bytes: p.size,
+        })
+        .collect()
+}
+
+/// Records absent safe containers, after asking the database once more that none has become
+/// a gold, leaf or artifact; those go to `skipped`.
+fn record_absent(
+    c: &mut postgres::Client,
+    absent: &[Slimmed],
+    skipped: &mut Vec<(Slimmed, String)>,
+) -> Result<Vec<Slimmed>> {
+    let mut recorded = Vec::new();
+    for batch in absent.chunks(BATCH) {
+        holdfast_site::interrupt::check()?;
+        let now_used = inventory::used_as_non_container(c, &pks(batch))?;
+        let (used, rows): (Vec<Slimmed>, Vec<Slimmed>) = batch
+            .iter()
+            .cloned()
+            .partition(|s| now_used.contains(&s.pfile_pk));
+        skipped.extend(
+            used.into_iter()
+                .map(|s| (s, "now used as a gold, leaf or artifact".to_string())),
+        );
+        db::record_slimmed(c, &rows_of(&rows))?;
+        recorded.extend(rows);
+    }
+    Ok(recorded)
+}
+
+/// After a slim unpack (`holdfast upload --slim`), which never stores containers: records
+/// the containers of `uploads` that are safe to leave out, so that verification and
+/// `check-repo` call them slimmed, not missing. Containers that must be kept (a leaf
+/// elsewhere, a gold, no children) are not recorded: they stay missing until recovered.
+pub fn record_unstored(
+    c: &mut postgres::Client,
+    repo: &Repository,
+    uploads: &[i32],
+) -> Result<Vec<Slimmed>> {
+    if uploads.is_empty() {
+        return Ok(Vec::new());
+    }
+    let inv = Inventory::load(c, repo)?;
+    let absent = unrecorded_absent(&inv, &inv.verdicts(), uploads);
+    db::ensure_slimmed_table(c)?;
+    let mut skipped = Vec::new();
+    record_absent(c, &absent, &mut skipped)
 }

@@ -266,20 +266,18 @@ impl Inventory {
                 p.childless_in.insert(upload);
             }
         }
-        for u in inv.uploads.values_mut() {
-            if let Some(g) = u.gold {
-                if let Some(p) = inv.pfiles.get_mut(&g) {
-                    p.gold_of.insert(u.pk);
-                    u.gold_present =
-                        PfileName::parse(&p.name).is_some_and(|n| repo.has("gold", &n));
-                }
-            }
-        }
-
         let recorded = recorded_pfiles(c)?;
         for p in inv.pfiles.values_mut() {
             p.recorded = recorded.contains_key(&p.pk);
             p.disk = stat(repo, &p.name, p.size);
+        }
+        // The unpacker falls back to the gold's copy in `files`, as FOSSology does.
+        for u in inv.uploads.values_mut() {
+            if let Some(p) = u.gold.and_then(|g| inv.pfiles.get_mut(&g)) {
+                p.gold_of.insert(u.pk);
+                u.gold_present =
+                    p.present() || PfileName::parse(&p.name).is_some_and(|n| repo.has("gold", &n));
+            }
         }
         Ok(inv)
     }

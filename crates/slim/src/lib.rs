@@ -20,7 +20,7 @@ pub mod apply;
 pub mod inventory;
 pub mod report;
 
-pub use apply::{apply, ApplyOptions, ApplyReport, Slimmed};
+pub use apply::{apply, record_unstored, ApplyOptions, ApplyReport, Slimmed};
 pub use inventory::{Class, Inventory, KeepReason, Verdict};
 pub use report::{report, Count, Report, UploadReport};
 

@@ -157,13 +157,15 @@ fn build(dir: &std::path::Path) -> Site {
     let dd = fx.container(u3, None, "d.tgz", g3);
     let dd = fx.container(u3, Some(dd), "d.tar", d);
     fx.row(u3, Some(dd), "e.txt", l4, REG);
-    std::fs::remove_file(
-        fx.s.site
-            .repo
-            .path("gold", &name_of(&g3d).to_string())
-            .unwrap(),
-    )
-    .unwrap();
+    // (and its copy in `files`, which the unpacker would fall back to).
+    for kind in ["gold", "files"] {
+        let p =
+            fx.s.site
+                .repo
+                .path(kind, &name_of(&g3d).to_string())
+                .unwrap();
+        std::fs::remove_file(p).unwrap();
+    }
     let _ = zipd;
 
     Site {
@@ -316,7 +318,7 @@ fn report_matches_sql_and_apply_frees_exactly_the_reported_bytes() {
         .unwrap()
         .is_file());
 
-    // Verification calls them slimmed, not missing (only upload 3's gold is really missing).
+    // Verification calls them slimmed, not missing (only upload 3's gold is really missing, in `gold` and `files`).
     assert_eq!(
         holdfast_slim::slimmed(c).unwrap(),
         removable.iter().copied().collect()
@@ -324,18 +326,23 @@ fn report_matches_sql_and_apply_frees_exactly_the_reported_bytes() {
     let v = db::verify(c, &repo, None).unwrap();
     let slimmed: BTreeSet<i32> = v.slimmed.iter().map(|r| r.pfile_pk).collect();
     assert_eq!(slimmed, removable);
-    assert_eq!(v.missing.len(), 1, "{:?}", v.missing);
+    let missing: BTreeSet<(&str, i32)> = v
+        .missing
+        .iter()
+        .map(|r| (r.kind.as_str(), r.pfile_pk))
+        .collect();
     assert_eq!(
-        (v.missing[0].kind.as_str(), v.missing[0].pfile_pk),
-        ("gold", st.golds[2])
+        missing,
+        [("gold", st.golds[2]), ("files", st.golds[2])].into()
     );
 
     // The report now shows them as slimmed, and nothing removable; a rerun does nothing.
     let r2 = site_report(c, &repo, None).unwrap();
     assert_eq!(r2.total.removable.files, 0);
     assert_eq!(r2.total.slimmed.bytes, r.total.removable.bytes);
-    // Upload 3's gold is gone from `gold`, but every `files` entry is there.
-    assert_eq!(r2.total.missing.files, 0);
+    // Upload 3's gold is gone (its `files` copy is the only missing entry), nothing else.
+    assert_eq!(r2.total.missing.files, 1);
+    assert_eq!(r2.total.missing.bytes, 800);
     assert!(!r2.uploads[2].gold_present && r2.uploads[0].gold_present);
     assert!(r2.render().contains("gold is missing"), "{}", r2.render());
     let again = apply(c, &repo, &ApplyOptions::default()).unwrap();
