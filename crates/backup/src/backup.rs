@@ -89,6 +89,7 @@ pub fn backup(
     if let Err(e) = monitor::ended(&target, &id, result.is_ok()) {
         tracing::warn!("could not write backupEnded.xml: {e}");
     }
+    target.close();
     result
 }
 

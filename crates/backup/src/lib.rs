@@ -32,7 +32,7 @@ pub enum BackupError {
     Store(#[from] holdfast_store::StoreError),
     #[error(transparent)]
     Scheduler(#[from] holdfast_site::scheduler::SchedulerError),
-    #[error("cannot {what}: {source}")]
+    #[error("cannot {what}: {}", pg_why(.source))]
     Db {
         what: String,
         source: postgres::Error,
@@ -64,6 +64,20 @@ impl BackupError {
                 | BackupError::Scheduler(holdfast_site::scheduler::SchedulerError::Interrupted(_))
         )
     }
+}
+
+/// The reason inside a `postgres::Error` (its Display alone says only "db error").
+pub fn pg_why(e: &postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{}: {}", db.severity(), db.message());
+    }
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(c) = src {
+        s.push_str(&format!(": {c}"));
+        src = c.source();
+    }
+    s
 }
 
 /// Connects to the site's database, naming the server, user and `Db.conf` on failure.

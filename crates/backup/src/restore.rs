@@ -176,6 +176,7 @@ pub fn restore(
     };
     let rebuild_secs = t.elapsed().as_secs_f64();
 
+    target.close();
     let scheduler_restarted = guard.map(|g| match g.restart() {
         Ok(()) => true,
         Err(e) => {

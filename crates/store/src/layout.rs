@@ -88,14 +88,10 @@ fn is_snapshot_name(n: &str) -> bool {
 /// Complete snapshots (those with a readable manifest), oldest first.
 pub fn snapshots(target: &Target) -> Result<Vec<Snapshot>, StoreError> {
     let mut out = Vec::new();
-    for name in target.list("")? {
+    for (name, data) in target.read_children(MANIFEST_FILE)? {
         if !is_snapshot_name(&name) {
             continue;
         }
-        let Some(data) = target.read(&format!("{name}/{MANIFEST_FILE}"))? else {
-            tracing::warn!(snapshot = %name, "no manifest: not a complete snapshot, ignored");
-            continue;
-        };
         match Manifest::from_json(&data) {
             Ok(manifest) => out.push(Snapshot { name, manifest }),
             Err(e) => {
@@ -153,9 +149,6 @@ impl Layout {
                 Err(_) => target.remove_all(&format!("{PARTIAL}/{MANIFEST_FILE}"))?,
             }
         }
-        if target.exists(PARTIAL)? {
-            tracing::info!("resuming the copy an earlier run left in .partial");
-        }
         target.mkdir_p(PARTIAL)?;
         let snaps = snapshots(target)?;
         let repo = |n: &str| target.path(&format!("{n}/{REPO_DIR}"));
@@ -193,12 +186,12 @@ impl Layout {
     /// Writes the manifest into `.partial`, syncs, makes the snapshot visible and prunes.
     /// Returns the snapshot's name.
     pub fn commit(&self, target: &Target, manifest: &Manifest) -> Result<String, StoreError> {
+        // The copied files reach the disk before the manifest that vouches for them.
         target.sync()?;
         target.write_atomic(
             &format!("{PARTIAL}/{MANIFEST_FILE}"),
             manifest.to_json().as_bytes(),
         )?;
-        target.sync()?;
         self.rename_in(target, manifest)
     }
 

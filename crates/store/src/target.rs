@@ -178,12 +178,20 @@ impl Target {
         let Target::Ssh { port, ssh, .. } = self else {
             return Vec::new();
         };
-        let mut v = vec![
-            "-o".to_string(),
-            "BatchMode=yes".to_string(),
-            "-o".to_string(),
-            "ConnectTimeout=15".to_string(),
-        ];
+        // ssh takes the first value it sees for an option: the operator's come first.
+        let mut v = ssh.options.clone();
+        v.extend(
+            [
+                "BatchMode=yes",
+                "ConnectTimeout=15",
+                // One connection for the many small commands and rsync runs of a backup.
+                "ControlMaster=auto",
+                "ControlPath=/tmp/holdfast-ssh-%C",
+                "ControlPersist=20",
+            ]
+            .iter()
+            .flat_map(|o| ["-o".to_string(), o.to_string()]),
+        );
         if let Some(p) = port {
             v.push("-p".into());
             v.push(p.to_string());
@@ -192,7 +200,6 @@ impl Target {
             v.push("-i".into());
             v.push(id.display().to_string());
         }
-        v.extend(ssh.options.iter().cloned());
         v
     }
 
@@ -337,7 +344,7 @@ impl Target {
             }
             Target::Ssh { .. } => self
                 .run_remote(&format!(
-                    "mv -T -n {} {} && [ ! -e {} ] && sync -f {}",
+                    "mv -T -n {} {} && [ ! -e {} ] && sync {}",
                     sh_quote(&self.path(from)),
                     sh_quote(&self.path(to)),
                     sh_quote(&self.path(from)),
@@ -396,7 +403,7 @@ impl Target {
                 let p = sh_quote(&self.path(rel));
                 let t = sh_quote(&self.path(&tmp));
                 let script = format!(
-                    "mkdir -p \"$(dirname {p})\" && cat > {t} && sync {t} && mv -f {t} {p}"
+                    "mkdir -p \"$(dirname {p})\" && cat > {t} && sync {t} && mv -f {t} {p} && sync \"$(dirname {p})\""
                 );
                 let mut c = self.remote(&script);
                 c.stdin(Stdio::piped())
@@ -440,6 +447,49 @@ impl Target {
         }
     }
 
+    /// `file` inside every (non-hidden) folder of the root that has one, in one round trip:
+    /// (folder name, contents).
+    pub fn read_children(&self, file: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        match self {
+            Target::Local { .. } => {
+                for name in self.list("")? {
+                    if name.starts_with('.') {
+                        continue;
+                    }
+                    if let Some(d) = self.read(&format!("{name}/{file}"))? {
+                        out.push((name, d));
+                    }
+                }
+            }
+            Target::Ssh { .. } => {
+                let f = sh_quote(file);
+                let data = self.run_remote(&format!(
+                    "cd {} 2>/dev/null || exit 0; for d in *; do [ -f \"$d\"/{f} ] || continue; \
+                     printf '%s\\n%s\\n' \"$d\" \"$(wc -c < \"$d\"/{f})\"; cat \"$d\"/{f}; done",
+                    sh_quote(&self.path(""))
+                ))?;
+                let mut rest = &data[..];
+                while !rest.is_empty() {
+                    let mut next_line = || -> Option<String> {
+                        let i = rest.iter().position(|&b| b == b'\n')?;
+                        let line = String::from_utf8_lossy(&rest[..i]).trim().to_string();
+                        rest = &rest[i + 1..];
+                        Some(line)
+                    };
+                    let (Some(name), Some(len)) = (next_line(), next_line()) else {
+                        break;
+                    };
+                    let len: usize = len.parse().unwrap_or(0).min(rest.len());
+                    out.push((name, rest[..len].to_vec()));
+                    rest = &rest[len..];
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// Opens a stream that writes `rel` (the database dump); call [`Sink::finish`] to complete.
     pub fn create(&self, rel: &str) -> Result<Sink, StoreError> {
         match self {
@@ -481,6 +531,21 @@ impl Target {
                 let out = child.stdout.take().expect("piped");
                 Ok(Box::new(ChildReader { child, out }))
             }
+        }
+    }
+
+    /// Ends the shared SSH connection (nothing to do for a local target).
+    pub fn close(&self) {
+        if self.is_remote() {
+            let argv = self.ssh_argv();
+            let _ = Command::new(&argv[0])
+                .args(&argv[1..argv.len() - 1])
+                .args(["-O", "exit"])
+                .arg(&argv[argv.len() - 1])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
         }
     }
 

@@ -1,0 +1,187 @@
+//! What happens when things go wrong: a SIGKILL in the middle of the copy, a dump that fails,
+//! a scheduler that will not stop, an unreachable target, a wrong database password.
+
+mod common;
+
+use common::*;
+use holdfast_backup::{backup, BackupConfig};
+use holdfast_site::scheduler::SchedulerConfig;
+use holdfast_site::standin::Behaviour;
+use holdfast_store::layout;
+use std::os::unix::process::CommandExt;
+use std::time::{Duration, Instant};
+
+/// Runs one backup in a separate process (see `sigkill_during_the_copy_...`).
+#[test]
+#[ignore = "helper run by another test in a child process"]
+fn child_backup() {
+    let Ok(spec) = std::env::var("HOLDFAST_TEST_CHILD") else {
+        return;
+    };
+    let (conf_dir, cfg, sched): (String, BackupConfig, SchedulerConfig) =
+        serde_json::from_str(&spec).unwrap();
+    let site = holdfast_site::Site::open(Some(std::path::Path::new(&conf_dir))).unwrap();
+    backup(&site, "child", &sched, &cfg).unwrap();
+}
+
+#[test]
+fn sigkill_during_the_copy_keeps_the_last_snapshot_and_the_next_run_completes() {
+    let f = fixture(3, Behaviour::default(), 30);
+    let site = f.site().clone();
+    let first = backup(&site, "s", &f.sched, &f.cfg).unwrap();
+    // 24 MB of new data, copied at 4 MB/s: the kill lands mid-copy.
+    let big = site.repo.root.join("localhost/gold/ff/ff/ff/big");
+    std::fs::create_dir_all(big.parent().unwrap()).unwrap();
+    let mut data = vec![0u8; 24 << 20];
+    for (i, b) in data.iter_mut().enumerate() {
+        *b = (i.wrapping_mul(2_654_435_761) >> 13) as u8;
+    }
+    std::fs::write(&big, &data).unwrap();
+    let mut slow = f.cfg.clone();
+    slow.rsync_args = vec!["--bwlimit=4000".into()];
+    let spec =
+        serde_json::to_string(&(site.conf_dir.display().to_string(), &slow, &f.sched)).unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "child_backup", "--test-threads=1"])
+        .env("HOLDFAST_TEST_CHILD", spec)
+        .process_group(0)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let partial_repo = f.target_dir().join(".partial/repository/localhost/gold");
+    let until = Instant::now() + Duration::from_secs(30);
+    while !partial_repo.exists() {
+        assert!(
+            Instant::now() < until,
+            "the child backup never started copying"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "child ended early");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    // The plug is pulled: holdfast and its rsync die at once.
+    nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    child.wait().unwrap();
+
+    let target = f.cfg.target().unwrap();
+    let snaps = layout::snapshots(&target).unwrap();
+    assert_eq!(snaps.len(), 1, "nothing half-made is visible");
+    assert_eq!(snaps[0].name, "current");
+    assert_eq!(
+        snaps[0].manifest, first.manifest,
+        "the last good snapshot is untouched"
+    );
+    assert!(!f
+        .target_dir()
+        .join("current/repository/localhost/gold/ff")
+        .exists());
+    assert!(f.target_dir().join(".partial").exists());
+    assert!(!f.target_dir().join(".partial/manifest.json").exists());
+
+    // The next run resumes and completes.
+    let next = backup(&site, "s", &f.sched, &f.cfg).unwrap();
+    let snaps = layout::snapshots(&target).unwrap();
+    assert_eq!(snaps.len(), 2);
+    assert_eq!(snaps[1].manifest, next.manifest);
+    assert!(!f.target_dir().join(".partial").exists());
+    let copied = f
+        .target_dir()
+        .join("current/repository/localhost/gold/ff/ff/ff/big");
+    assert_eq!(std::fs::read(copied).unwrap(), data);
+    assert!(
+        f.standin.is_running(),
+        "scheduler running after the completed run"
+    );
+}
+
+#[test]
+fn scheduler_is_restarted_after_a_failed_dump_and_nothing_is_shown() {
+    let f = fixture(1, Behaviour::default(), 30);
+    let mut cfg = f.cfg.clone();
+    cfg.pg_dumpall = "false".into();
+    let e = backup(f.site(), "s", &f.sched, &cfg)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("pg_dumpall failed"), "{e}");
+    assert_eq!(
+        f.standin.starts(),
+        2,
+        "started by the fixture, then again after the failure"
+    );
+    assert!(f.standin.is_running());
+    assert!(layout::snapshots(&cfg.target().unwrap())
+        .unwrap()
+        .is_empty());
+    let ended = holdfast_stoney::parse::backup_ended(
+        &std::fs::read_to_string(f.target_dir().join(".sepiola_backup/backupEnded.xml")).unwrap(),
+    )
+    .unwrap();
+    assert!(!ended.success);
+}
+
+#[test]
+fn a_scheduler_that_refuses_to_stop_abandons_the_backup() {
+    let f = fixture(
+        1,
+        Behaviour {
+            refuse_stop: true,
+            ..Default::default()
+        },
+        2,
+    );
+    let e = backup(f.site(), "s", &f.sched, &f.cfg)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("still running"), "{e}");
+    assert!(
+        e.contains(&f.standin.scheduler_name),
+        "names what still runs: {e}"
+    );
+    assert!(!e.contains('\n'));
+    assert_eq!(
+        f.standin.starts(),
+        2,
+        "start requested again on the way out"
+    );
+    assert!(layout::snapshots(&f.cfg.target().unwrap())
+        .unwrap()
+        .is_empty());
+    assert!(!f.target_dir().join(".partial").exists());
+}
+
+#[test]
+fn unreachable_target_and_wrong_password_fail_before_the_scheduler_stops() {
+    let f = fixture(1, Behaviour::default(), 30);
+    let mut cfg = f.cfg.clone();
+    let port = holdfast_site::cluster::free_port();
+    cfg.target = format!("ssh://root@127.0.0.1:{port}/srv/backup");
+    let e = backup(f.site(), "s", &f.sched, &cfg)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("unreachable") && e.contains(&format!("127.0.0.1:{port}")),
+        "{e}"
+    );
+    assert!(!e.contains('\n'), "one line: {e}");
+
+    let mut site = f.site().clone();
+    site.db.params.insert("password".into(), "wrong".into());
+    let e = backup(&site, "s", &f.sched, &f.cfg)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("password authentication failed"), "{e}");
+    assert!(e.contains("Db.conf"), "names the file to fix: {e}");
+    assert!(!e.contains("wrong"), "never prints the password: {e}");
+    assert!(!e.contains('\n'), "one line: {e}");
+
+    assert!(
+        !f.standin.dir.join("stops").exists(),
+        "scheduler never stopped"
+    );
+    assert_eq!(f.standin.starts(), 1);
+}

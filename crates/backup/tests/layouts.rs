@@ -1,0 +1,141 @@
+//! Snapshot layouts on real targets: rolling over a real sshd keeps exactly N, rotating
+//! replaces its base only once the new one is complete, and restores work from both.
+
+mod common;
+
+use common::*;
+use holdfast_backup::{backup, restore, RestoreOptions};
+use holdfast_site::standin::Behaviour;
+use holdfast_store::{layout, LayoutKind};
+
+#[test]
+fn rolling_over_ssh_keeps_exactly_n_and_restores() {
+    let mut f = fixture(2, Behaviour::default(), 30);
+    let sshd = holdfast_testkit::sshd::Sshd::start(&f.dir.path().join("sshd")).unwrap();
+    let remote_dir = f.dir.path().join("remote");
+    let mut cfg = f.cfg.clone();
+    cfg.target = format!(
+        "ssh://{}@127.0.0.1:{}{}",
+        holdfast_testkit::sshd::Sshd::user(),
+        sshd.port,
+        remote_dir.display()
+    );
+    cfg.ssh_identity = Some(sshd.client_key.clone());
+    cfg.ssh_options = [
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    cfg.keep = 2;
+    let site = f.site().clone();
+    let mut names = Vec::new();
+    for round in 0..3 {
+        let t0 = std::time::Instant::now();
+        let out = backup(&site, "remote-site", &f.sched, &cfg).unwrap();
+        eprintln!(
+            "round {round}: {:.2}s total, {:?}",
+            t0.elapsed().as_secs_f64(),
+            out.manifest.timings
+        );
+        assert_eq!(out.snapshot, "current");
+        assert_eq!(out.manifest.repository.files, 6 + 3 * round as u64);
+        names.push(out.manifest.started);
+        f.add_uploads(1);
+    }
+    let target = cfg.target().unwrap();
+    let snaps = layout::snapshots(&target).unwrap();
+    let got: Vec<&str> = snaps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(got.len(), 2, "keep = 2: {got:?}");
+    assert!(got[0].starts_with("day.") && got[1] == "current");
+    // The day copy is the second run, current the third.
+    assert_eq!(snaps[0].manifest.started, names[1]);
+    assert_eq!(snaps[1].manifest.started, names[2]);
+    assert!(!remote_dir.join(".partial").exists());
+    for f in ["backupStarted.xml", "backupEnded.xml", "scheduler.xml"] {
+        assert!(remote_dir.join(".sepiola_backup").join(f).is_file(), "{f}");
+    }
+
+    // Restore the older snapshot over SSH into a scratch folder.
+    let into = f.dir.path().join("drill");
+    let r = restore(
+        &site,
+        &f.sched,
+        &cfg,
+        &Default::default(),
+        &RestoreOptions {
+            snapshot: Some(got[0].to_string()),
+            scratch: Some(into.clone()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(r.is_whole(), "{:?}", r.verify.missing);
+    assert_eq!(r.verify.checked, 3 * 3, "3 uploads in the second run");
+}
+
+#[test]
+fn rotating_replaces_the_base_once_the_new_one_is_complete() {
+    let mut f = fixture(3, Behaviour::default(), 30);
+    let mut cfg = f.cfg.clone();
+    cfg.layout = LayoutKind::Rotating;
+    cfg.full_every = 3;
+    let site = f.site().clone();
+    let target = cfg.target().unwrap();
+    let b1 = backup(&site, "s", &f.sched, &cfg).unwrap();
+    assert!(b1.snapshot.starts_with("base."));
+    assert_eq!(b1.manifest.kind, "full");
+    f.add_uploads(1);
+    let i1 = backup(&site, "s", &f.sched, &cfg).unwrap();
+    assert!(i1.snapshot.starts_with("incr."));
+    assert_eq!(i1.manifest.builds_on, vec![b1.snapshot.clone()]);
+    // The incremental holds only the new upload: its gold, the gold's `files` twin, its leaf.
+    let (incr_files, incr_links) = tree(&f.target_dir().join(&i1.snapshot).join("repository"));
+    assert_eq!(incr_files.len(), 3, "{incr_files:?}");
+    assert_eq!(incr_links.len(), 1, "gold and files twin stay one inode");
+    f.add_uploads(1);
+    let i2 = backup(&site, "s", &f.sched, &cfg).unwrap();
+    assert_eq!(
+        i2.manifest.builds_on,
+        vec![b1.snapshot.clone(), i1.snapshot.clone()]
+    );
+
+    // Restoring the last incremental brings base + both incrementals.
+    let into = f.dir.path().join("drill");
+    let r = restore(
+        &site,
+        &f.sched,
+        &cfg,
+        &Default::default(),
+        &RestoreOptions {
+            scratch: Some(into.clone()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(r.snapshot, i2.snapshot);
+    assert!(r.is_whole(), "{:?}", r.verify.missing);
+    assert_eq!(r.verify.checked, 5 * 3);
+    assert_eq!(tree(&into.join("repository")).0, tree(&site.repo.root).0);
+
+    // The cycle is over: a new base, and the old base and its incrementals are gone.
+    f.add_uploads(1);
+    let b2 = backup(&site, "s", &f.sched, &cfg).unwrap();
+    assert!(b2.snapshot.starts_with("base."));
+    let names: Vec<String> = layout::snapshots(&target)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, vec![b2.snapshot.clone()]);
+    assert_eq!(
+        b2.manifest.repository.new_files,
+        b2.manifest.repository.files - 6,
+        "a base is a full, independent copy (hard-linked twins transfer once)"
+    );
+}
