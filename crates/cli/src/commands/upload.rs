@@ -15,6 +15,10 @@ pub struct Args {
     /// recorded and `holdfast recover` can rebuild them from gold.
     #[arg(long)]
     slim: bool,
+    /// Like FOSSology's `ununpack -I`: no rows for version-control folders (.git, .svn,
+    /// .hg, .bzr, CVS); their files are still stored.
+    #[arg(long)]
+    ignore_scm: bool,
     /// Print the summaries as JSON (one object per upload) instead of text.
     #[arg(long)]
     json: bool,
@@ -26,8 +30,15 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         repo_only: false,
         slim: args.slim,
         progress: !args.json,
+        ignore_scm: args.ignore_scm,
     };
     let res = holdfast_unpack::upload_files(&site, &args.files, &ctx.config.unpack, &opts)?;
+    if args.slim {
+        // Record the containers left out, so verification calls them slimmed, not missing.
+        let mut c = site.connect()?;
+        let uploads: Vec<i32> = res.iter().map(|(u, _)| *u).collect();
+        holdfast_slim::record_unstored(&mut c, &site.repo, &uploads)?;
+    }
     let mut incomplete = false;
     for (_, s) in &res {
         incomplete |= !s.errors.is_empty();
