@@ -19,6 +19,8 @@ pub struct UploadInfo {
     pub filename: String,
     pub table: String,
     pub gold: PfileName,
+    /// `jq_cmd_args` of the upload's latest ununpack queue row (e.g. `-I`).
+    pub cmd_args: String,
 }
 
 fn table_ok(t: &str) -> bool {
@@ -45,7 +47,16 @@ pub fn load_upload(c: &mut Client, upload_pk: i32) -> Result<UploadInfo, crate::
         )));
     }
     let size: i64 = row.get(4);
+    let cmd_args: String = c
+        .query_opt(
+            "SELECT coalesce(jq.jq_cmd_args, '') FROM jobqueue jq JOIN job j ON j.job_pk = jq.jq_job_fk
+             WHERE j.job_upload_fk = $1 AND jq.jq_type = 'ununpack' ORDER BY jq.jq_pk DESC LIMIT 1",
+            &[&upload_pk],
+        )?
+        .map(|r| r.get(0))
+        .unwrap_or_default();
     Ok(UploadInfo {
+        cmd_args,
         filename: filename.rsplit('/').next().unwrap_or(&filename).to_string(),
         table,
         gold: PfileName::new(row.get(2), row.get(3), size as u64),
@@ -108,6 +119,7 @@ pub fn create_upload(
     c: &mut Client,
     filename: &str,
     h: &Hashes,
+    cmd_args: Option<&str>,
 ) -> Result<UploadIds, postgres::Error> {
     let mut tx = c.transaction()?;
     let pf = upsert_pfiles(&mut tx, &[h])?;
@@ -137,9 +149,10 @@ pub fn create_upload(
     let args = upload_pk.to_string();
     let jq_unpack: i32 = tx
         .query_one(
-            "INSERT INTO jobqueue (jq_job_fk, jq_type, jq_args, jq_starttime, jq_host, jq_runonpfile)
-             VALUES ($1, 'ununpack', $2, now(), 'localhost', 'pfile_fk') RETURNING jq_pk",
-            &[&job_pk, &args],
+            "INSERT INTO jobqueue (jq_job_fk, jq_type, jq_args, jq_starttime, jq_host, jq_runonpfile,
+                                   jq_cmd_args)
+             VALUES ($1, 'ununpack', $2, now(), 'localhost', 'pfile_fk', $3) RETURNING jq_pk",
+            &[&job_pk, &args, &cmd_args],
         )?
         .get(0);
     let jq_nest: i32 = tx

@@ -71,6 +71,10 @@ pub struct UnpackOptions {
     pub slim: bool,
     /// Show a progress bar on a terminal.
     pub progress: bool,
+    /// FOSSology's `ununpack -I`: no rows for version-control folders (`.git`, `.svn`,
+    /// `.hg`, `.bzr`, `CVS`); their files still go to the repository. For an existing
+    /// upload it is also taken from the upload's `jq_cmd_args`.
+    pub ignore_scm: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -220,6 +224,17 @@ pub(crate) fn unpack_gold(
     Ok((node, summary))
 }
 
+/// Drops the rows of version-control folders (the files stay in the repository).
+fn prune_scm(node: &mut tree::Node) {
+    node.children.retain(|c| {
+        !(c.mode & tree::S_IFMT == tree::S_IFDIR
+            && matches!(c.name.as_str(), ".git" | ".svn" | ".hg" | ".bzr" | "CVS"))
+    });
+    for c in &mut node.children {
+        prune_scm(c);
+    }
+}
+
 /// Unpacks upload `upload_pk` again from its gold file.
 pub fn unpack_upload(
     site: &Site,
@@ -261,6 +276,10 @@ pub fn unpack_upload(
         }
     }
     if !opts.repo_only {
+        let mut node = node;
+        if opts.ignore_scm || up.cmd_args.split_whitespace().any(|a| a == "-I") {
+            prune_scm(&mut node);
+        }
         let start = std::time::SystemTime::now();
         summary.rows = db::store_tree(&mut client, upload_pk, &up.table, &node, start)?;
     }
@@ -318,7 +337,7 @@ pub fn upload_files(
             std::fs::rename(&part, &gold).map_err(repo_err)?;
         }
         let start = std::time::SystemTime::now();
-        let ids = db::create_upload(&mut client, &filename, &h)?;
+        let ids = db::create_upload(&mut client, &filename, &h, opts.ignore_scm.then_some("-I"))?;
         let label = format!("upload {} ({filename})", ids.upload_pk);
         let res = unpack_gold(site, &gold, &filename, &label, cfg, opts);
         let (node, mut summary) = match res {
@@ -329,6 +348,10 @@ pub fn upload_files(
             }
         };
         summary.upload_pk = ids.upload_pk;
+        let mut node = node;
+        if opts.ignore_scm {
+            prune_scm(&mut node);
+        }
         summary.rows = db::store_tree(&mut client, ids.upload_pk, "uploadtree_a", &node, start)?;
         db::finish_jobs(&mut client, &ids, true, summary.files, "Completed")?;
         tracing::info!("{summary}");

@@ -280,3 +280,46 @@ fn debian_source_package_is_unpacked_with_dpkg_source() {
     let patched = sha1_of(&w.join("ref/README"));
     assert!(db_leaves(&s, up).contains(&patched), "patches applied");
 }
+
+#[test]
+fn ignore_scm_drops_version_control_rows_but_stores_files() {
+    let d = tempfile::tempdir().unwrap();
+    let s = site(d.path());
+    let w = d.path().join("w");
+    std::fs::create_dir_all(w.join("p/.git/objects")).unwrap();
+    std::fs::write(w.join("p/.git/objects/blob"), "scm only content\n").unwrap();
+    std::fs::write(w.join("p/main.c"), "int x;\n").unwrap();
+    sh(&w, "tar cf ../p.tar p");
+    let opts = UnpackOptions {
+        ignore_scm: true,
+        ..Default::default()
+    };
+    let (up, _) = upload_files(
+        &s.site,
+        &[d.path().join("p.tar")],
+        &UnpackConfig::default(),
+        &opts,
+    )
+    .unwrap()
+    .remove(0);
+    let names: Vec<String> = rows(&s, up).into_iter().map(|r| r.0).collect();
+    assert!(names.contains(&"main.c".to_string()));
+    assert!(
+        !names.iter().any(|n| n == ".git" || n == "blob"),
+        "{names:?}"
+    );
+    check_shape(&s, up);
+    let blob = holdfast_unpack::hash::hash_bytes(b"scm only content\n").pfile_name();
+    assert!(s.site.repo.path("files", &blob).unwrap().is_file());
+    let args: Option<String> = s
+        .site
+        .connect()
+        .unwrap()
+        .query_one(
+            "SELECT jq_cmd_args FROM jobqueue WHERE jq_type = 'ununpack'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(args.as_deref(), Some("-I"));
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Benchmark of holdfast's unpack agent against a standard-tools script on real Debian
+# source packages. Fetches the sources once through apt (a private deb-src list; the
+# system's apt configuration is not touched) into $BENCH_DATA, builds the benchmark in
+# release mode, runs both in one go and prints MB/s of gold and the ratio.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+data=${BENCH_DATA:-/var/tmp/holdfast-bench/unpack-src}
+work=${BENCH_WORK:-/var/tmp/holdfast-bench/unpack-work}
+pkgs=${BENCH_PACKAGES:-"hello zlib xz-utils bzip2 coreutils bash tar gzip sed grep diffutils"}
+if [ -z "$(ls -A "$data" 2>/dev/null)" ]; then
+  apt=/var/tmp/holdfast-bench/apt
+  mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial" "$data"
+  echo "deb-src ${DEBIAN_MIRROR:?set DEBIAN_MIRROR} bookworm main" > "$apt/src.list"
+  opts=(-q -o Dir::Etc::SourceList="$apt/src.list" -o Dir::Etc::SourceParts=/dev/null
+        -o Dir::State::Lists="$apt/lists" -o Dir::Cache="$apt/cache")
+  apt-get "${opts[@]}" update >/dev/null
+  (cd "$data" && apt-get "${opts[@]}" source --download-only $pkgs >/dev/null 2>&1)
+fi
+cargo build -q --release -p holdfast-unpack --example unpack_bench
+exec target/release/examples/unpack_bench "$data" "$work" bench/unpack-script.sh
