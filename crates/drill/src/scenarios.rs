@@ -80,7 +80,8 @@ impl Drill<'_> {
         SiteSpec {
             hosts,
             mode: mode.to_string(),
-            tag: format!("{:x}", self.rng.clone().random::<u32>() % 0xfffff),
+            // Unique process names (not from the seed: two drills may run at once).
+            tag: format!("{:05x}", rand::random::<u32>() % 0xfffff),
         }
     }
 

@@ -207,3 +207,48 @@ fn a_drill_refuses_a_site_outside_its_scratch_folder() {
         "{err}"
     );
 }
+
+#[test]
+fn holdfast_drill_command_prints_a_json_report() {
+    let _one = common::one_at_a_time();
+    let t = tempfile::tempdir().unwrap();
+    let bin = common::holdfast_bin();
+    let out = std::process::Command::new(&bin)
+        .args([
+            "drill",
+            "database-loss",
+            "--json",
+            "--seed",
+            "7",
+            "--scratch",
+        ])
+        .arg(t.path())
+        .env_remove("HOLDFAST_CONFIG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: DrillReport = serde_json::from_str(&stdout).expect("a JSON report");
+    assert_eq!(r.scenario, "database-loss");
+    assert_eq!(r.seed, 7);
+    assert!(r.passed && r.recovery_secs > 0.0);
+    assert!(r.data_lost.restored_state_age_secs.is_some());
+    // The drill folder is removed afterwards; nothing else was made in --scratch.
+    assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 0);
+
+    // Drilling the production site is refused with one line that says what to do instead.
+    let out = std::process::Command::new(&bin)
+        .args(["drill", "total-loss", "--production", "--scratch"])
+        .arg(t.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--production refused"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}

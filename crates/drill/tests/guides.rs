@@ -119,6 +119,7 @@ fn backup_server_guide_runs_against_the_example_directory() {
     env.insert("SERVER_CRON_FILE".to_string(), p("cron.d/holdfast-server"));
     let work = root.join("work");
     std::fs::create_dir_all(&work).unwrap();
+    std::fs::create_dir_all(root.join("cron.d")).unwrap(); // /etc/cron.d exists on a server
     let before = std::fs::read_to_string(&ldif).unwrap();
     let r = run("backup-server.md", &work, &env);
     assert!(r.output.contains("4000001"), "{}", r.output);
