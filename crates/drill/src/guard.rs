@@ -67,8 +67,16 @@ fn fingerprint(path: &Path) -> BTreeMap<PathBuf, Print> {
         let Ok(m) = std::fs::symlink_metadata(&p) else {
             continue;
         };
-        let mtime = m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128;
-        let size = if m.is_dir() { 0 } else { m.len() };
+        // A folder's own times change when a probe file comes and goes (a restore checks that
+        // it can reach the target); what counts is its entries, which are compared one by one.
+        let (size, mtime) = if m.is_dir() {
+            (0, 0)
+        } else {
+            (
+                m.len(),
+                m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
+            )
+        };
         out.insert(p.clone(), (size, mtime, m.ino(), m.mode()));
         if m.is_dir() {
             if let Ok(rd) = std::fs::read_dir(&p) {

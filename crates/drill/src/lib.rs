@@ -113,6 +113,10 @@ pub struct DrillOptions {
     pub keep: bool,
     /// More places the guard proves untouched (e.g. a production site's folders).
     pub watch: Vec<PathBuf>,
+    /// Start from a copy of a real site instead of a site built from sample archives: the
+    /// newest snapshot of the backup target in this holdfast.toml is restored into the
+    /// scratch site (read only: the real site and its backups are never written).
+    pub copy_of: Option<PathBuf>,
 }
 
 impl DrillOptions {
@@ -125,6 +129,7 @@ impl DrillOptions {
             kills: 3,
             keep: false,
             watch: Vec::new(),
+            copy_of: None,
         }
     }
 }

@@ -76,7 +76,16 @@ impl Drill<'_> {
         r.map(|(v, _)| v)
     }
 
+    /// The site to build: `hosts` for a sample site; a copy of a real site keeps its own
+    /// `[REPOSITORY]` lines.
     fn spec(&self, mode: &str, hosts: Vec<(String, u8, u8)>) -> SiteSpec {
+        let hosts = match &self.opts.copy_of {
+            Some(cfg) => match crate::site::hosts_of(cfg) {
+                Ok(h) if !h.is_empty() => h,
+                _ => hosts,
+            },
+            None => hosts,
+        };
         SiteSpec {
             hosts,
             mode: mode.to_string(),
@@ -95,8 +104,19 @@ impl Drill<'_> {
             d.guard
                 .admit_path("holdfast configuration", &site.holdfast.config)?;
             d.guard.admit_path("backup target", &site.target_dir)?;
-            let arch = archives::build(&root.join("archives"), n, "a")?;
-            let ups = site.upload(&arch)?;
+            let ups = match &opts.copy_of {
+                Some(cfg) => {
+                    let ups = site.restore_copy_of(cfg)?;
+                    if ups.len() < n {
+                        bail!(
+                            "the copy of the site has {} upload(s); this drill needs at least {n}",
+                            ups.len()
+                        );
+                    }
+                    ups
+                }
+                None => site.upload(&archives::build(&root.join("archives"), n, "a")?)?,
+            };
             let refs = db::references(&mut site.connect()?, None)?.len();
             let detail = format!("{} uploads, {refs} repository references", ups.len());
             Ok(((site, ups), detail))
@@ -692,21 +712,27 @@ fn agent_storage_loss(d: &mut Drill) -> Result<()> {
     let spec = d.spec("full", hosts);
     let (site, ups) = d.build("server", spec, 3)?;
     d.backup(&site, "nightly backup")?;
-    let repo_root = site.site().repo.root.clone();
-    let lost = repo_root.join("disk2");
-    let kept = repo_root.join("localhost");
-    let kept_before = inodes(&kept);
+    // The last host folder is the disk that dies; the others must come through untouched.
+    let mut dirs = site.site().repo.host_dirs();
+    let lost = dirs
+        .pop()
+        .ok_or_else(|| anyhow!("the site has no [REPOSITORY] host"))?;
+    let lost_host = lost
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let kept_before: Vec<_> = dirs.iter().map(|d| inodes(d)).collect();
     let jq = {
         let mut c = site.connect()?;
         start_job(&mut c, ups[0], "nomos")?
     };
-    let loss_at = d.step("lose the disk disk2 with a running agent", false, |_| {
+    let loss_at = d.step("lose one disk with a running agent", false, |_| {
         let n = inodes(&lost).len();
         site.standin.kill_all();
         std::fs::remove_dir_all(&lost)?;
-        Ok((Utc::now(), format!("{n} files on disk2 lost")))
+        Ok((Utc::now(), format!("{n} files on {lost_host} lost")))
     })?;
-    d.follow_guide(&site, &[("LOST_HOST", "disk2".to_string())])?;
+    d.follow_guide(&site, &[("LOST_HOST", lost_host.clone())])?;
     let mut c = site.connect()?;
     let v = db::verify(&mut c, &site.site().repo, None)?;
     d.report.check(
@@ -716,8 +742,8 @@ fn agent_storage_loss(d: &mut Drill) -> Result<()> {
     );
     d.report.check(
         "the surviving disk was left alone (same files, same inodes)",
-        inodes(&kept) == kept_before,
-        "files on localhost were rewritten or changed",
+        dirs.iter().map(|d| inodes(d)).collect::<Vec<_>>() == kept_before,
+        "files on a surviving disk were rewritten or changed",
     );
     let st = job_state(&mut c, jq)?;
     d.report.check(

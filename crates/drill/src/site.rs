@@ -217,6 +217,55 @@ impl DrillSite {
         Ok(())
     }
 
+    /// Restores the newest snapshot of the real site described by `real_config` (a
+    /// holdfast.toml) into this scratch site: the `[backup]` section says where the snapshots
+    /// are; the site, scheduler, lock and cron settings stay this drill's. Returns the uploads.
+    pub fn restore_copy_of(&self, real_config: &Path) -> Result<Vec<i32>> {
+        let text = std::fs::read_to_string(real_config)
+            .with_context(|| format!("cannot read {}", real_config.display()))?;
+        let backup = backup_section(&text)
+            .with_context(|| format!("{} has no [backup] section", real_config.display()))?;
+        let mut own = self.config_text();
+        // This drill's [backup] section goes; the real one comes in, with our lock and cron.
+        if let Some(i) = own.find("\n[backup]") {
+            own.truncate(i + 1);
+        }
+        own.push_str("[backup]\n");
+        for line in backup.lines() {
+            let key = line.split('=').next().unwrap_or("").trim();
+            if !matches!(key, "lock_file" | "cron_file") {
+                own.push_str(line);
+                own.push('\n');
+            }
+        }
+        own.push_str(&format!(
+            "lock_file = {}\ncron_file = {}\n",
+            toml_str(&self.root.join("run/copy.lock").display().to_string()),
+            toml_str(&self.root.join("etc/cron.d/copy").display().to_string())
+        ));
+        let cfg = self.root.join("etc/holdfast/copy-of-site.toml");
+        std::fs::write(&cfg, own)?;
+        let copy = Holdfast {
+            config: cfg,
+            ..self.holdfast.clone()
+        };
+        let out = copy.run(&["restore"])?;
+        if !matches!(out.status.code(), Some(0) | Some(3)) {
+            bail!(
+                "cannot restore a copy of the site from {}: {}",
+                real_config.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        let mut c = self.connect()?;
+        Ok(
+            c.query("SELECT upload_pk FROM upload ORDER BY upload_pk", &[])?
+                .iter()
+                .map(|r| r.get(0))
+                .collect(),
+        )
+    }
+
     /// Imports `archives` as uploads and unpacks them (FOSSology's rows and repository files).
     pub fn upload(&self, archives: &[PathBuf]) -> Result<Vec<i32>> {
         let done = holdfast_unpack::upload_files(
@@ -283,6 +332,56 @@ impl DrillSite {
         env.insert("BACKUP_SSH_OPTIONS".into(), opts);
         env
     }
+}
+
+/// The lines of the `[backup]` section of a holdfast.toml, as written.
+fn backup_section(text: &str) -> Option<String> {
+    let mut out = None::<String>;
+    for line in text.lines() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            if out.is_some() {
+                break;
+            }
+            if t == "[backup]" {
+                out = Some(String::new());
+            }
+            continue;
+        }
+        if let Some(o) = &mut out {
+            o.push_str(line);
+            o.push('\n');
+        }
+    }
+    out
+}
+
+/// The `[REPOSITORY]` host ranges of the real site behind a holdfast.toml (its
+/// `[site] conf_dir`, else FOSSology's default places).
+pub fn hosts_of(real_config: &Path) -> Result<Vec<(String, u8, u8)>> {
+    let text = std::fs::read_to_string(real_config)
+        .with_context(|| format!("cannot read {}", real_config.display()))?;
+    let mut conf_dir = None;
+    let mut in_site = false;
+    for line in text.lines() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            in_site = t == "[site]";
+        } else if in_site {
+            if let Some(v) = t.strip_prefix("conf_dir") {
+                let v = v.trim_start().trim_start_matches('=').trim();
+                conf_dir = Some(PathBuf::from(v.trim_matches('"')));
+            }
+        }
+    }
+    let site = Site::open(conf_dir.as_deref())?;
+    Ok(site
+        .fo
+        .hosts
+        .iter()
+        .filter(|h| h.kind == "*")
+        .map(|h| (h.host.clone(), h.from, h.to))
+        .collect())
 }
 
 /// Rewrites the site's `[REPOSITORY]` lines and creates the host folders.

@@ -252,3 +252,37 @@ fn holdfast_drill_command_prints_a_json_report() {
     assert!(err.contains("--production refused"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
+
+#[test]
+fn a_drill_on_a_copy_of_a_real_site_leaves_the_site_and_its_backups_alone() {
+    let _one = common::one_at_a_time();
+    let t = tempfile::tempdir().unwrap();
+    // The "real" site: its own cluster, repository, scheduler stand-in, and a backup.
+    let real = holdfast_drill::site::DrillSite::create(
+        &t.path().join("real"),
+        "server",
+        &common::holdfast_bin(),
+        None,
+        holdfast_drill::site::SiteSpec::default(),
+    )
+    .unwrap();
+    let arch = holdfast_drill::archives::build(&t.path().join("archives"), 3, "r").unwrap();
+    real.upload(&arch).unwrap();
+    real.holdfast.ok(&["backup"]).unwrap();
+    let before = db_print(&real.scratch);
+    let mut o = options(&t.path().join("scratch"));
+    o.copy_of = Some(real.holdfast.config.clone());
+    o.watch = vec![
+        real.target_dir.clone(),
+        real.scratch.conf_dir().to_path_buf(),
+        real.site().repo.root.clone(),
+    ];
+    let r = holdfast_drill::run(Scenario::DatabaseLoss, &o).unwrap();
+    assert_passed(&r, &["reported as unknown to the database"]);
+    assert!(
+        r.steps[0].detail.starts_with("3 uploads"),
+        "the copy has the real site's uploads: {}",
+        r.steps[0].detail
+    );
+    assert_eq!(db_print(&real.scratch), before, "the real database changed");
+}

@@ -41,6 +41,11 @@ pub struct Args {
     /// plug-pull-backup: how many backups are killed.
     #[arg(long, default_value_t = 3)]
     kills: u32,
+    /// Start from a copy of the configured site instead of a site built from sample archives:
+    /// the newest snapshot of backup.target is restored into the scratch folder (the site and
+    /// its backups are only read).
+    #[arg(long)]
+    copy_of_site: bool,
     /// Drill the configured production site itself. Not supported: drills destroy what they
     /// drill; rehearse on a scratch copy instead (restore a snapshot into --scratch).
     #[arg(long)]
@@ -63,10 +68,23 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     opts.seed = args.seed;
     opts.kills = args.kills;
     opts.keep = args.keep;
-    // The configured site's folders are watched too: a drill must leave them alone.
+    // The configured site's folders and a local backup target are watched too: a drill must
+    // leave them alone.
     if let Ok(site) = ctx.site() {
         opts.watch.push(site.conf_dir.clone());
         opts.watch.extend(site.repo.host_dirs());
+    }
+    if ctx.config.backup.target.starts_with('/') {
+        opts.watch.push(PathBuf::from(&ctx.config.backup.target));
+    }
+    if args.copy_of_site {
+        if !ctx.from_file {
+            anyhow::bail!(
+                "--copy-of-site needs the site's holdfast.toml, and {} does not exist (pass --config)",
+                ctx.path.display()
+            );
+        }
+        opts.copy_of = Some(ctx.path.clone());
     }
     let mut reports = Vec::new();
     for s in scenarios {
