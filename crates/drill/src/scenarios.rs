@@ -91,6 +91,7 @@ impl Drill<'_> {
             mode: mode.to_string(),
             // Unique process names (not from the seed: two drills may run at once).
             tag: format!("{:05x}", rand::random::<u32>() % 0xfffff),
+            reset_on_start: true,
         }
     }
 
@@ -488,7 +489,11 @@ fn plug_pull_backup(d: &mut Drill) -> Result<()> {
 /// The server dies while an analysis job and an unpack job run; the backup that cut them off
 /// is restored, their uploads are reunpacked first and the jobs are ready to run again.
 fn plug_pull_job(d: &mut Drill) -> Result<()> {
-    let spec = d.spec("gold", vec![("localhost".into(), 0, 0xff)]);
+    let spec = SiteSpec {
+        // No --reset at scheduler start: the restore itself must hand the jobs back.
+        reset_on_start: false,
+        ..d.spec("gold", vec![("localhost".into(), 0, 0xff)])
+    };
     let (site, ups) = d.build("server", spec, 3)?;
     let (analysed, unpacking) = (ups[0], ups[2]);
     let (jq_nomos, jq_unpack) = d.step("start an analysis job and an unpack job", false, |_| {

@@ -81,6 +81,10 @@ pub struct SiteSpec {
     pub mode: String,
     /// Process name tag for the stand-in (at most 6 characters).
     pub tag: String,
+    /// holdfast starts the scheduler through the init script, whose start resets cut-off
+    /// queue rows as `fo_scheduler --reset` does. Off: a bare start, so only holdfast itself
+    /// can make a cut-off job ready to run again (what plug-pull-job proves).
+    pub reset_on_start: bool,
 }
 
 impl Default for SiteSpec {
@@ -89,6 +93,7 @@ impl Default for SiteSpec {
             hosts: vec![("localhost".into(), 0, 0xff)],
             mode: "full".into(),
             tag: format!("{:x}", std::process::id() % 0xffffff),
+            reset_on_start: true,
         }
     }
 }
@@ -178,7 +183,9 @@ impl DrillSite {
         let mut sched = self.standin.config(30);
         let init = self.standin.dir.join("fossology").display().to_string();
         sched.stop_command = vec![init.clone(), "graceful-stop".into()];
-        sched.start_command = vec![init, "start".into()];
+        if self.spec.reset_on_start {
+            sched.start_command = vec![init, "start".into()];
+        }
         let q = |s: &str| toml_str(s);
         let list = |v: &[String]| v.iter().map(|s| q(s)).collect::<Vec<_>>().join(", ");
         let mut t = format!(
