@@ -117,6 +117,9 @@ pub struct DrillOptions {
     /// newest snapshot of the backup target in this holdfast.toml is restored into the
     /// scratch site (read only: the real site and its backups are never written).
     pub copy_of: Option<PathBuf>,
+    /// Backup mode of the drill's backups (`full` or `gold`); plug-pull-job always uses gold,
+    /// which is what its recovery is about. Default `full`.
+    pub mode: Option<String>,
 }
 
 impl DrillOptions {
@@ -130,6 +133,7 @@ impl DrillOptions {
             keep: false,
             watch: Vec::new(),
             copy_of: None,
+            mode: None,
         }
     }
 }

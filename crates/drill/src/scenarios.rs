@@ -79,6 +79,11 @@ impl Drill<'_> {
     /// The site to build: `hosts` for a sample site; a copy of a real site keeps its own
     /// `[REPOSITORY]` lines.
     fn spec(&self, mode: &str, hosts: Vec<(String, u8, u8)>) -> SiteSpec {
+        let mode = match (&self.opts.mode, self.scenario) {
+            (_, Scenario::PlugPullJob) => mode,
+            (Some(m), _) => m.as_str(),
+            (None, _) => mode,
+        };
         let hosts = match &self.opts.copy_of {
             Some(cfg) => match crate::site::hosts_of(cfg) {
                 Ok(h) if !h.is_empty() => h,

@@ -286,3 +286,27 @@ fn a_drill_on_a_copy_of_a_real_site_leaves_the_site_and_its_backups_alone() {
     );
     assert_eq!(db_print(&real.scratch), before, "the real database changed");
 }
+
+#[test]
+fn agent_storage_loss_from_a_gold_only_backup() {
+    let _one = common::one_at_a_time();
+    let t = tempfile::tempdir().unwrap();
+    let mut o = options(t.path());
+    o.mode = Some("gold".into());
+    let r = holdfast_drill::run(Scenario::AgentStorageLoss, &o).unwrap();
+    assert_passed(
+        &r,
+        &[
+            "every file the database names is back",
+            "the surviving disk was left alone",
+            "the agent's job is ready to run again",
+        ],
+    );
+    assert!(
+        r.steps
+            .iter()
+            .any(|s| s.detail.contains("snapshot") && s.name == "nightly backup"),
+        "{}",
+        r.to_text()
+    );
+}

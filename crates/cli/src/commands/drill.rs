@@ -41,6 +41,9 @@ pub struct Args {
     /// plug-pull-backup: how many backups are killed.
     #[arg(long, default_value_t = 3)]
     kills: u32,
+    /// Backup mode of the drill's backups: full, or gold (files rebuilt from gold on restore).
+    #[arg(long, value_parser = ["full", "gold"])]
+    mode: Option<String>,
     /// Start from a copy of the configured site instead of a site built from sample archives:
     /// the newest snapshot of backup.target is restored into the scratch folder (the site and
     /// its backups are only read).
@@ -68,6 +71,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     opts.seed = args.seed;
     opts.kills = args.kills;
     opts.keep = args.keep;
+    opts.mode = args.mode.clone();
     // The configured site's folders and a local backup target are watched too: a drill must
     // leave them alone.
     if let Ok(site) = ctx.site() {
