@@ -193,3 +193,32 @@ fn absurd_nesting_stops_at_the_depth_limit() {
         .count();
     assert_eq!(containers, 4);
 }
+
+/// git's own source tarball carries t/t5000/huge-and-future.tar: 2 KiB that extract to a
+/// 64 GiB file. The same made here with GNU tar's sparse format.
+#[test]
+fn sparse_tar_claiming_64_gib_is_stopped() {
+    let d = tempfile::tempdir().unwrap();
+    let s = site(d.path());
+    let w = d.path().join("w");
+    std::fs::create_dir_all(&w).unwrap();
+    sh(
+        &w,
+        "truncate -s 64G huge && echo tail >> huge && tar --sparse -czf ../huge.tar.gz huge && rm huge",
+    );
+    let small = std::fs::metadata(d.path().join("huge.tar.gz"))
+        .unwrap()
+        .len();
+    assert!(small < 100_000, "the bomb is small: {small} bytes");
+    let (id, sum) = up(&s, &d.path().join("huge.tar.gz"), &UnpackConfig::default());
+    assert!(
+        sum.errors
+            .iter()
+            .any(|e| e.contains("member huge") && e.contains("expands beyond")),
+        "{:?}",
+        sum.errors
+    );
+    assert!(sum.bytes < 100_000_000, "{} bytes expanded", sum.bytes);
+    check_shape(&s, id);
+    temp_empty(&s);
+}
