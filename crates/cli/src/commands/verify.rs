@@ -35,6 +35,12 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         for m in &report.missing {
             println!("  missing: upload {} {} {}", m.upload_fk, m.kind, m.name);
         }
+        if !report.slimmed.is_empty() {
+            println!(
+                "{} container(s) slimmed, rebuildable: removed on purpose by `holdfast slim apply`, not damage",
+                report.slimmed.len()
+            );
+        }
     }
     Ok(exit::code(if report.is_whole() {
         exit::OK
