@@ -92,8 +92,15 @@ fn disk_bytes(root: &Path) -> u64 {
     sum
 }
 
-#[test]
-fn slim_through_the_binary() {
+struct Fixture {
+    dir: tempfile::TempDir,
+    s: ScratchSite,
+    standin: StandIn,
+    config: PathBuf,
+}
+
+/// A scratch site, the scheduler stand-in running, and a holdfast.toml pointing at both.
+fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let s = ScratchSite::create(&dir.path().join("site"), "UTF8").unwrap();
     let standin = StandIn::create(
@@ -123,6 +130,22 @@ fn slim_through_the_binary() {
         ),
     )
     .unwrap();
+    Fixture {
+        dir,
+        s,
+        standin,
+        config,
+    }
+}
+
+#[test]
+fn slim_through_the_binary() {
+    let Fixture {
+        dir,
+        s,
+        standin,
+        config,
+    } = fixture();
     let p0 = archive(dir.path(), 0);
     let p1 = archive(dir.path(), 1);
     ok(&config, &["upload", p0.to_str().unwrap()]);
@@ -180,4 +203,39 @@ fn slim_through_the_binary() {
     let chk = json(&config, &["check-repo", "--json", "--all", "--upload", "1"]);
     assert_eq!(chk["uploads"][0]["slimmed_files"], 0);
     assert_eq!(chk["uploads"][0]["missing_files"], 0);
+    let out = ok(&config, &["verify"]);
+    assert!(out.contains("slimmed, rebuildable"), "{out}");
+}
+
+/// docs/slimming.md cannot rot: its command blocks run against a site with real uploads.
+#[test]
+fn slimming_guide_runs() {
+    let f = fixture();
+    let p0 = archive(f.dir.path(), 0);
+    ok(&f.config, &["upload", p0.to_str().unwrap()]);
+    let work = f.dir.path().join("work-guide");
+    let bin = work.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_holdfast"), bin.join("holdfast")).unwrap();
+    let page = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/slimming.md");
+    let text = std::fs::read_to_string(page).unwrap();
+    let env = [(
+        "HOLDFAST_CONFIG".to_string(),
+        f.config.display().to_string(),
+    )]
+    .into();
+    let before = disk_bytes(&f.s.site.repo.root);
+    let r = holdfast_drill::guide::run_page("slimming.md", &text, &work, &env, &[bin]).unwrap();
+    assert!(r.ok, "block {:?} failed:\n{}", r.failed_at, r.output);
+    assert_eq!(r.blocks, 4);
+    assert!(
+        r.output.contains("Removing containers frees"),
+        "{}",
+        r.output
+    );
+    assert!(r.output.contains("slimmed, rebuildable"), "{}", r.output);
+    assert!(work.join("slim-report.json").is_file());
+    // The guide slimmed, then recovered upload 1: the repository is back as it was.
+    assert_eq!(disk_bytes(&f.s.site.repo.root), before);
+    assert!(f.standin.is_running());
 }
