@@ -75,6 +75,9 @@ pub struct UnpackOptions {
     /// `.hg`, `.bzr`, `CVS`); their files still go to the repository. For an existing
     /// upload it is also taken from the upload's `jq_cmd_args`.
     pub ignore_scm: bool,
+    /// FOSSology's `ununpack -E a,b`: no rows for files or folders whose path contains one
+    /// of these substrings. For an existing upload also taken from its `jq_cmd_args`.
+    pub exclude: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -123,6 +126,23 @@ impl std::fmt::Display for UnpackSummary {
             write!(f, ", {} files not reproducible", self.unreproduced.len())?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cmd_args() {
+        let o = super::UnpackOptions::default();
+        assert_eq!(super::parse_cmd_args("", &o), (false, vec![]));
+        assert_eq!(
+            super::parse_cmd_args("-I -E 'node_modules,.min.js'", &o),
+            (
+                true,
+                vec!["node_modules".to_string(), ".min.js".to_string()]
+            )
+        );
+        assert_eq!(super::parse_cmd_args("-Evendor", &o).1, ["vendor"]);
     }
 }
 
@@ -224,14 +244,39 @@ pub(crate) fn unpack_gold(
     Ok((node, summary))
 }
 
-/// Drops the rows of version-control folders (the files stay in the repository).
-fn prune_scm(node: &mut tree::Node) {
+/// Row options FOSSology keeps in `jq_cmd_args`: `-I` and `-E pattern,pattern`.
+fn parse_cmd_args(args: &str, opts: &UnpackOptions) -> (bool, Vec<String>) {
+    let mut scm = opts.ignore_scm;
+    let mut exclude = opts.exclude.clone();
+    let mut it = args.split_whitespace();
+    while let Some(a) = it.next() {
+        if a == "-I" {
+            scm = true;
+        } else if let Some(rest) = a.strip_prefix("-E") {
+            let pats = if rest.is_empty() {
+                it.next().unwrap_or("")
+            } else {
+                rest
+            };
+            let pats = pats.trim_matches(|c| c == '\'' || c == '"');
+            exclude.extend(pats.split(',').filter(|p| !p.is_empty()).map(String::from));
+        }
+    }
+    (scm, exclude)
+}
+
+/// Drops rows the upload's options exclude (the files stay in the repository): version
+/// control folders with `-I`, paths containing an `-E` pattern.
+fn prune(node: &mut tree::Node, path: &str, scm: bool, exclude: &[String]) {
     node.children.retain(|c| {
-        !(c.mode & tree::S_IFMT == tree::S_IFDIR
-            && matches!(c.name.as_str(), ".git" | ".svn" | ".hg" | ".bzr" | "CVS"))
+        let p = format!("{path}/{}", c.name);
+        let is_scm = c.mode & tree::S_IFMT == tree::S_IFDIR
+            && matches!(c.name.as_str(), ".git" | ".svn" | ".hg" | ".bzr" | "CVS");
+        !(scm && is_scm) && !exclude.iter().any(|e| p.contains(e.as_str()))
     });
     for c in &mut node.children {
-        prune_scm(c);
+        let p = format!("{path}/{}", c.name);
+        prune(c, &p, scm, exclude);
     }
 }
 
@@ -277,9 +322,9 @@ pub fn unpack_upload(
     }
     if !opts.repo_only {
         let mut node = node;
-        if opts.ignore_scm || up.cmd_args.split_whitespace().any(|a| a == "-I") {
-            prune_scm(&mut node);
-        }
+        let (scm, exclude) = parse_cmd_args(&up.cmd_args, opts);
+        let top = node.name.clone();
+        prune(&mut node, &top, scm, &exclude);
         let start = std::time::SystemTime::now();
         summary.rows = db::store_tree(&mut client, upload_pk, &up.table, &node, start)?;
     }
@@ -337,7 +382,20 @@ pub fn upload_files(
             std::fs::rename(&part, &gold).map_err(repo_err)?;
         }
         let start = std::time::SystemTime::now();
-        let ids = db::create_upload(&mut client, &filename, &h, opts.ignore_scm.then_some("-I"))?;
+        let mut cmd_args = Vec::new();
+        if opts.ignore_scm {
+            cmd_args.push("-I".to_string());
+        }
+        if !opts.exclude.is_empty() {
+            cmd_args.push(format!("-E {}", opts.exclude.join(",")));
+        }
+        let cmd_args = cmd_args.join(" ");
+        let ids = db::create_upload(
+            &mut client,
+            &filename,
+            &h,
+            (!cmd_args.is_empty()).then_some(cmd_args.as_str()),
+        )?;
         let label = format!("upload {} ({filename})", ids.upload_pk);
         let res = unpack_gold(site, &gold, &filename, &label, cfg, opts);
         let (node, mut summary) = match res {
@@ -349,9 +407,8 @@ pub fn upload_files(
         };
         summary.upload_pk = ids.upload_pk;
         let mut node = node;
-        if opts.ignore_scm {
-            prune_scm(&mut node);
-        }
+        let top = node.name.clone();
+        prune(&mut node, &top, opts.ignore_scm, &opts.exclude);
         summary.rows = db::store_tree(&mut client, ids.upload_pk, "uploadtree_a", &node, start)?;
         db::finish_jobs(&mut client, &ids, true, summary.files, "Completed")?;
         tracing::info!("{summary}");

@@ -290,8 +290,11 @@ fn ignore_scm_drops_version_control_rows_but_stores_files() {
     std::fs::write(w.join("p/.git/objects/blob"), "scm only content\n").unwrap();
     std::fs::write(w.join("p/main.c"), "int x;\n").unwrap();
     sh(&w, "tar cf ../p.tar p");
+    std::fs::create_dir_all(w.join("p/node_modules")).unwrap();
+    std::fs::write(w.join("p/node_modules/dep.js"), "dep\n").unwrap();
     let opts = UnpackOptions {
         ignore_scm: true,
+        exclude: vec!["node_modules".into()],
         ..Default::default()
     };
     let (up, _) = upload_files(
@@ -321,5 +324,5 @@ fn ignore_scm_drops_version_control_rows_but_stores_files() {
         )
         .unwrap()
         .get(0);
-    assert_eq!(args.as_deref(), Some("-I"));
+    assert_eq!(args.as_deref(), Some("-I -E node_modules"));
 }

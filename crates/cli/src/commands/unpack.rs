@@ -26,8 +26,8 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         repo_only: args.repo_only,
         slim: args.slim,
         progress: !args.json,
-        // Taken from the upload's own jq_cmd_args.
-        ignore_scm: false,
+        // -I and -E are taken from the upload's own jq_cmd_args.
+        ..Default::default()
     };
     let mut incomplete = false;
     for &up in &args.upload {

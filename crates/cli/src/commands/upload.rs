@@ -19,6 +19,10 @@ pub struct Args {
     /// .hg, .bzr, CVS); their files are still stored.
     #[arg(long)]
     ignore_scm: bool,
+    /// Like FOSSology's `ununpack -E`: no rows for paths containing one of these
+    /// comma-separated substrings (e.g. `node_modules,.min.js`).
+    #[arg(long, value_delimiter = ',')]
+    exclude: Vec<String>,
     /// Print the summaries as JSON (one object per upload) instead of text.
     #[arg(long)]
     json: bool,
@@ -31,6 +35,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         slim: args.slim,
         progress: !args.json,
         ignore_scm: args.ignore_scm,
+        exclude: args.exclude,
     };
     let res = holdfast_unpack::upload_files(&site, &args.files, &ctx.config.unpack, &opts)?;
     if args.slim {
