@@ -272,7 +272,8 @@ fn prune(node: &mut tree::Node, path: &str, scm: bool, exclude: &[String]) {
         let p = format!("{path}/{}", c.name);
         let is_scm = c.mode & tree::S_IFMT == tree::S_IFDIR
             && matches!(c.name.as_str(), ".git" | ".svn" | ".hg" | ".bzr" | "CVS");
-        !(scm && is_scm) && !exclude.iter().any(|e| p.contains(e.as_str()))
+        let excluded = exclude.iter().any(|e| p.contains(e.as_str()));
+        !(excluded || scm && is_scm)
     });
     for c in &mut node.children {
         let p = format!("{path}/{}", c.name);
