@@ -1,4 +1,14 @@
 //! Format detection by content (magic numbers), never by file name.
+//!
+//! Unpacked: gzip, bzip2, xz (a `.tar.xz` straight as tar, like FOSSology's `tar -J`),
+//! lzma, lzip, zstd, lz4, tar (v7, ustar, GNU, pax, sparse), zip/jar/war, ar and `.deb`,
+//! cpio (newc, crc, odc), RPM (its payload), 7z, ISO 9660 (through `bsdtar`), RAR and CAB
+//! (through `bsdtar` when installed) and Debian source packages (`.dsc` with its tarballs,
+//! through `dpkg-source`). Leaves, with the reason: Unix `compress` (.Z) and old binary
+//! cpio (no maintained crate, and bsdtar does not read a bare .Z), PDF, UPX, PE
+//! self-extractors and disk images (FAT/NTFS/ext: FOSSology needs external tools and root
+//! helpers for these; not worth the risk in a restore tool). A file that only looks like a
+//! weak-magic format (lzma, v7 tar, .dsc) and fails to unpack is a plain leaf.
 
 /// What a file is, as far as unpacking goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
