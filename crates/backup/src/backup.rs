@@ -15,7 +15,7 @@ use holdfast_site::scheduler::{self, SchedulerConfig};
 use holdfast_site::Site;
 use holdfast_store::manifest::{JobsInfo, Manifest, RepoInfo, Timings, DB_DIR, REPO_DIR};
 use holdfast_store::rsync::{base_args, Rsync};
-use holdfast_store::{layout, monitor, Target};
+use holdfast_store::{layout, monitor, LayoutKind, Target};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
@@ -133,8 +133,12 @@ fn run(
 
     let t = Instant::now();
     let types = cfg.mode.types();
+    let pool = cfg.layout == LayoutKind::Pool;
     let mut args = base_args();
-    args.push("--delete".into());
+    if !pool {
+        // The pool only gains files; snapshot folders must match the source exactly.
+        args.push("--delete".into());
+    }
     args.extend(repo_filters(site, types));
     args.extend(cfg.rsync_args.iter().cloned());
     for d in &pending.link_dest {
@@ -149,11 +153,32 @@ fn run(
         src: format!("{}/", site.repo.root.display()),
         dest: format!(
             "{}/",
-            target.rsync_location(&format!("{}/{REPO_DIR}", layout::PARTIAL))
+            target.rsync_location(&if pool {
+                format!("{}/{REPO_DIR}", layout::POOL)
+            } else {
+                format!("{}/{REPO_DIR}", layout::PARTIAL)
+            })
         ),
         what: format!("copy of the repository to {}", target.display()),
     };
     let stats = rsync.run()?;
+    if pool {
+        // The scheduler is still stopped: the list is exactly what rsync just saw.
+        let mut dirs = Vec::new();
+        for host in site.fo.host_names() {
+            for t in types {
+                dirs.push(format!("{host}/{t}"));
+            }
+        }
+        for extra in EXTRA_DIRS {
+            dirs.push(extra.to_string());
+        }
+        let list = holdfast_store::pool::list_files(&site.repo.root, &dirs);
+        target.write_atomic(
+            &format!("{}/{}", layout::PARTIAL, layout::FILE_LIST),
+            &holdfast_store::pool::encode(&list),
+        )?;
+    }
     let copy_secs = t.elapsed().as_secs_f64();
     tracing::info!(
         secs = copy_secs,

@@ -217,6 +217,37 @@ fn restore_repo(
         source,
     })?;
     for s in chain {
+        if s.manifest.layout == "pool" {
+            let list = holdfast_store::pool::read_list(target, &s.name)?;
+            let mut f = tempfile::NamedTempFile::new().map_err(|source| BackupError::Io {
+                path: "file list".into(),
+                source,
+            })?;
+            std::io::Write::write_all(&mut f, (list.join("\n") + "\n").as_bytes()).map_err(
+                |source| BackupError::Io {
+                    path: f.path().display().to_string(),
+                    source,
+                },
+            )?;
+            let mut args = base_args();
+            args.push(format!("--files-from={}", f.path().display()));
+            let rsync = Rsync {
+                args,
+                rsh: target.rsync_rsh(),
+                src: format!(
+                    "{}/",
+                    target.rsync_location(&format!("{}/{REPO_DIR}", holdfast_store::layout::POOL))
+                ),
+                dest: format!("{}/", dest.repo.root.display()),
+                what: format!(
+                    "restore of the repository from {} {}",
+                    target.display(),
+                    s.name
+                ),
+            };
+            rsync.run()?;
+            continue;
+        }
         let rsync = Rsync {
             args: base_args(),
             rsh: target.rsync_rsh(),

@@ -139,3 +139,73 @@ fn rotating_replaces_the_base_once_the_new_one_is_complete() {
         "a base is a full, independent copy (hard-linked twins transfer once)"
     );
 }
+
+#[test]
+fn pool_grows_by_new_files_only_prunes_and_restores() {
+    let mut f = fixture(3, Behaviour::default(), 30);
+    let mut cfg = f.cfg.clone();
+    cfg.layout = LayoutKind::Pool;
+    cfg.keep = 2;
+    let site = f.site().clone();
+    let junk = site.repo.root.join("localhost/files/00/00/00/junk");
+    std::fs::create_dir_all(junk.parent().unwrap()).unwrap();
+    std::fs::write(&junk, b"a file a later upload deletion removes").unwrap();
+    let pool_junk = f
+        .target_dir()
+        .join("pool/repository/localhost/files/00/00/00/junk");
+    let s1 = backup(&site, "s", &f.sched, &cfg).unwrap();
+    assert!(s1.snapshot.starts_with("snap."));
+    assert!(pool_junk.is_file());
+
+    // A scan day: every mtime touched, one upload added, the junk deleted.
+    std::fs::remove_file(&junk).unwrap();
+    for (rel, _) in tree(&site.repo.root).0 {
+        let p = site.repo.root.join(rel);
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now())
+            .unwrap();
+    }
+    f.add_uploads(1);
+    let s2 = backup(&site, "s", &f.sched, &cfg).unwrap();
+    assert_eq!(
+        s2.manifest.repository.new_files, 2,
+        "only the new upload is copied"
+    );
+    assert!(pool_junk.is_file(), "still listed by the first snapshot");
+    f.add_uploads(1);
+    let s3 = backup(&site, "s", &f.sched, &cfg).unwrap();
+    let names: Vec<String> = layout::snapshots(&cfg.target().unwrap())
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, vec![s2.snapshot.clone(), s3.snapshot.clone()]);
+    assert!(!pool_junk.exists(), "no kept snapshot lists it: collected");
+
+    let into = f.dir.path().join("drill");
+    let r = restore(
+        &site,
+        &f.sched,
+        &cfg,
+        &Default::default(),
+        &RestoreOptions {
+            scratch: Some(into.clone()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(r.snapshot, s3.snapshot);
+    assert!(r.is_whole(), "{:?}", r.verify.missing);
+    assert_eq!(tree(&into.join("repository")), tree(&site.repo.root));
+    assert_eq!(
+        pg_dump(
+            &holdfast_site::Site::open(Some(&into.join("etc/fossology")))
+                .unwrap()
+                .db
+        ),
+        pg_dump(&site.db)
+    );
+}

@@ -15,6 +15,14 @@
 //!   make `incr.<time>/` holding only the files the base and earlier incrementals lack
 //!   (`rsync --compare-dest`). After `full_every` runs a new base is copied, and once it is
 //!   complete it replaces the old base and its incrementals.
+//! * **pool**: FOSSology's repository is already content-addressed (a file's name is its
+//!   content), so the copies need not be trees at all. `pool/repository/` holds every file
+//!   once and only ever gains files (rsync writes each under a temporary name and renames it,
+//!   so a file is either whole or absent); a snapshot `snap.<time>/` is the database dump plus
+//!   the list of the repository's files at that moment (`files.list.gz`). A scan day costs the
+//!   new files and a few MB of list, nothing per unchanged file or folder; a hard-link tree
+//!   costs a new folder tree every day (with depth 3, about as many folders as files).
+//!   Pruning keeps `keep` snapshots and then deletes pool files no kept list names.
 
 use crate::manifest::{Manifest, MANIFEST_FILE, REPO_DIR};
 use crate::target::Target;
@@ -24,6 +32,9 @@ use serde::{Deserialize, Serialize};
 
 pub const PARTIAL: &str = ".partial";
 pub const CURRENT: &str = "current";
+/// Pool layout: the shared repository copy, and each snapshot's file list.
+pub const POOL: &str = "pool";
+pub const FILE_LIST: &str = "files.list.gz";
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -31,6 +42,7 @@ pub enum LayoutKind {
     #[default]
     Rolling,
     Rotating,
+    Pool,
 }
 
 impl std::fmt::Display for LayoutKind {
@@ -38,6 +50,7 @@ impl std::fmt::Display for LayoutKind {
         f.write_str(match self {
             LayoutKind::Rolling => "rolling",
             LayoutKind::Rotating => "rotating",
+            LayoutKind::Pool => "pool",
         })
     }
 }
@@ -82,7 +95,11 @@ pub fn stamp(t: DateTime<Utc>) -> String {
 }
 
 fn is_snapshot_name(n: &str) -> bool {
-    n == CURRENT || n.starts_with("day.") || n.starts_with("base.") || n.starts_with("incr.")
+    n == CURRENT
+        || n.starts_with("day.")
+        || n.starts_with("base.")
+        || n.starts_with("incr.")
+        || n.starts_with("snap.")
 }
 
 /// Complete snapshots (those with a readable manifest), oldest first.
@@ -153,6 +170,15 @@ impl Layout {
         let snaps = snapshots(target)?;
         let repo = |n: &str| target.path(&format!("{n}/{REPO_DIR}"));
         Ok(match self.kind {
+            LayoutKind::Pool => {
+                target.mkdir_p(&format!("{POOL}/{REPO_DIR}"))?;
+                Pending {
+                    kind: "full".into(),
+                    link_dest: Vec::new(),
+                    compare_dest: Vec::new(),
+                    builds_on: Vec::new(),
+                }
+            }
             LayoutKind::Rolling => Pending {
                 kind: "full".into(),
                 link_dest: snaps.iter().rev().take(1).map(|s| repo(&s.name)).collect(),
@@ -215,6 +241,16 @@ impl Layout {
                 target.rename(PARTIAL, CURRENT)?;
                 CURRENT.to_string()
             }
+            LayoutKind::Pool => {
+                let mut name = format!("snap.{}", stamp(m.started));
+                let mut n = 1;
+                while target.exists(&name)? {
+                    name = format!("snap.{}-{n}", stamp(m.started));
+                    n += 1;
+                }
+                target.rename(PARTIAL, &name)?;
+                name
+            }
             LayoutKind::Rotating => {
                 let prefix = if m.kind == "incremental" {
                     "incr"
@@ -240,6 +276,18 @@ impl Layout {
         let snaps = snapshots(target)?;
         let mut gone = Vec::new();
         match self.kind {
+            LayoutKind::Pool => {
+                let snaps: Vec<&Snapshot> = snaps
+                    .iter()
+                    .filter(|s| s.name.starts_with("snap."))
+                    .collect();
+                let keep = self.keep.max(1);
+                if snaps.len() > keep {
+                    for s in &snaps[..snaps.len() - keep] {
+                        gone.push(s.name.clone());
+                    }
+                }
+            }
             LayoutKind::Rolling => {
                 let days: Vec<&Snapshot> = snaps
                     .iter()
@@ -267,6 +315,10 @@ impl Layout {
         for g in &gone {
             tracing::info!(snapshot = %g, "removing snapshot the layout no longer keeps");
             target.remove_all(g)?;
+        }
+        if self.kind == LayoutKind::Pool && !gone.is_empty() {
+            let removed = crate::pool::collect_garbage(target)?;
+            tracing::info!(files = removed, "pool files no kept snapshot names removed");
         }
         Ok(gone)
     }

@@ -12,6 +12,7 @@
 pub mod layout;
 pub mod manifest;
 pub mod monitor;
+pub mod pool;
 pub mod rsync;
 pub mod target;
 

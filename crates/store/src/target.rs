@@ -240,6 +240,11 @@ impl Target {
         Ok(out.stdout)
     }
 
+    /// Runs a shell script on the backup server (remote targets only).
+    pub fn run_script(&self, script: &str) -> Result<Vec<u8>, StoreError> {
+        self.run_remote(script)
+    }
+
     fn unreachable(&self, why: String) -> StoreError {
         StoreError::Unreachable {
             target: self.display(),
