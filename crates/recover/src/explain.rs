@@ -197,3 +197,14 @@ pub fn missing_of(
 ) -> Result<Vec<Reference>> {
     Ok(db::verify(c, repo, Some(upload))?.missing)
 }
+
+/// What recovering `upload` brings back: every missing reference, and the containers that
+/// repository slimming removed on purpose (not damage, but asked for explicitly they return).
+pub fn to_recover(
+    c: &mut postgres::Client,
+    repo: &holdfast_site::repo::Repository,
+    upload: i32,
+) -> Result<Vec<Reference>> {
+    let v = db::verify(c, repo, Some(upload))?;
+    Ok(v.missing.into_iter().chain(v.slimmed).collect())
+}

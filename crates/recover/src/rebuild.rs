@@ -455,10 +455,7 @@ pub fn requeue_jobs(c: &mut postgres::Client, rows: &[&QueueRow]) -> Result<Vec<
 /// Reunpacks one upload now (repository only) and explains whatever is still missing.
 pub fn recover_upload(site: &Site, cfg: &UnpackConfig, upload: i32) -> Result<UploadOutcome> {
     let mut c = site.connect()?;
-    // Asked for explicitly, containers slimmed on purpose come back too (not damage, so
-    // `missing_of` leaves them out; a rebuild after a restore keeps the site slim).
-    let v = db::verify(&mut c, &site.repo, Some(upload))?;
-    let before: Vec<_> = v.missing.into_iter().chain(v.slimmed).collect();
+    let before = crate::explain::to_recover(&mut c, &site.repo, upload)?;
     let exists: bool = c
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM upload WHERE upload_pk = $1)",

@@ -22,7 +22,7 @@ pub fn work_job(
     job: &RecoveryJob,
 ) -> Result<RecoveryState> {
     let mut c = site.connect()?;
-    let missing = crate::explain::missing_of(&mut c, &site.repo, job.upload_fk)?;
+    let missing = crate::explain::to_recover(&mut c, &site.repo, job.upload_fk)?;
     let paths: Vec<PathBuf> = missing
         .iter()
         .filter_map(|r| site.repo.path(&r.kind, &r.name))
