@@ -734,6 +734,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn directory_can_be_shared_between_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Directory>();
+    }
+
+    #[test]
     fn filters_escape_values() {
         assert_eq!(filter(&[("uid", "4000001")]), "(uid=4000001)");
         assert_eq!(
