@@ -1,0 +1,152 @@
+//! The `holdfast` binary end to end for backup, snapshots, restore, verify and schedule:
+//! exit codes and one-line errors.
+
+use holdfast_site::scratch::ScratchSite;
+use holdfast_site::standin::{Behaviour, StandIn};
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn holdfast(config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_holdfast"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("HOLDFAST_CONFIG")
+        .output()
+        .unwrap()
+}
+
+fn stderr_line(o: &Output) -> String {
+    let s = String::from_utf8_lossy(&o.stderr).trim().to_string();
+    assert_eq!(s.lines().count(), 1, "one line: {s}");
+    s
+}
+
+#[test]
+fn missing_configuration_gives_one_clear_line() {
+    let d = tempfile::tempdir().unwrap();
+    let o = holdfast(&d.path().join("nope.toml"), &["backup"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr_line(&o);
+    assert!(e.contains("nope.toml"), "{e}");
+
+    // A holdfast.toml whose FOSSology configuration folder is empty.
+    let cfg = d.path().join("h.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[site]\nconf_dir = \"{}\"\n",
+            d.path().join("etc").display()
+        ),
+    )
+    .unwrap();
+    let o = holdfast(&cfg, &["backup"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr_line(&o);
+    assert!(e.contains("fossology.conf"), "{e}");
+}
+
+#[test]
+fn schedule_install_writes_the_cron_entry_and_show_prints_it() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("h.toml");
+    let cron = d.path().join("cron.d/holdfast");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[backup]\nschedule = \"01:45\"\ncron_file = \"{}\"\n",
+            cron.display()
+        ),
+    )
+    .unwrap();
+    let o = holdfast(&cfg, &["schedule", "install"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(&cron).unwrap();
+    assert!(text.contains("\n45 1 * * * root "), "{text}");
+    assert!(text.contains(&format!("--config {}", cfg.display())));
+    let o = holdfast(&cfg, &["schedule", "show"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), text);
+}
+
+#[test]
+fn backup_snapshots_restore_verify_through_the_binary() {
+    let d = tempfile::tempdir().unwrap();
+    let scratch = ScratchSite::create(&d.path().join("site"), "UTF8").unwrap();
+    let sources = holdfast_backup::sample::find_gz(4);
+    holdfast_backup::sample::populate(&scratch.site, &sources).unwrap();
+    let standin = StandIn::create(
+        &d.path().join("sched"),
+        &holdfast_testkit::tag(),
+        Behaviour::default(),
+    )
+    .unwrap();
+    standin.start().unwrap();
+    let sc = standin.config(30);
+    let q = |v: &[String]| {
+        v.iter()
+            .map(|s| format!("{s:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let cfg = d.path().join("h.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[site]\nconf_dir = \"{}\"\nname = \"cli\"\n[scheduler]\nstop_command = [{}]\nstart_command = [{}]\nprocess_names = [{}]\nstop_timeout_secs = 30\n[backup]\ntarget = \"{}\"\nlock_file = \"{}\"\n",
+            scratch.conf_dir().display(),
+            q(&sc.stop_command),
+            q(&sc.start_command),
+            q(&sc.process_names),
+            d.path().join("target").display(),
+            d.path().join("lock").display()
+        ),
+    )
+    .unwrap();
+    let o = holdfast(&cfg, &["backup"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("snapshot current"));
+    let o = holdfast(&cfg, &["snapshots"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("current") && out.contains("full"), "{out}");
+
+    let o = holdfast(&cfg, &["verify"]);
+    assert_eq!(o.status.code(), Some(0));
+    // Lose a file: verify names it and exits 3.
+    let root = &scratch.site.repo.root;
+    let victim = walk_first_file(&root.join("localhost/files"));
+    std::fs::remove_file(&victim).unwrap();
+    let o = holdfast(&cfg, &["verify"]);
+    assert_eq!(o.status.code(), Some(3));
+    let name = victim.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(String::from_utf8_lossy(&o.stdout).contains(&name));
+
+    let o = holdfast(&cfg, &["restore", "--dry-run"]);
+    assert!(o.status.success());
+    assert!(!victim.exists(), "dry run changes nothing");
+    let o = holdfast(&cfg, &["restore"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(victim.exists());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("0 missing"));
+    assert!(standin.is_running());
+
+    let o = holdfast(&cfg, &["restore", "day.nope"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr_line(&o).contains("holdfast snapshots"));
+}
+
+fn walk_first_file(dir: &Path) -> std::path::PathBuf {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let mut entries: Vec<_> = std::fs::read_dir(&d).unwrap().flatten().collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if std::fs::metadata(&p).unwrap().len() > 0 {
+                return p;
+            }
+        }
+    }
+    panic!("no file under {}", dir.display());
+}
