@@ -122,11 +122,13 @@ fn fixture() -> Fixture {
         &config,
         format!(
             "[site]\nconf_dir = \"{}\"\n[scheduler]\nstop_command = [{}]\nstart_command = [{}]\n\
-             process_names = [{}]\nstop_timeout_secs = 30\nstale_row_grace_secs = 1\n",
+             process_names = [{}]\nstop_timeout_secs = 30\nstale_row_grace_secs = 1\n\
+             [backup]\nlock_file = \"{}\"\n",
             s.conf_dir().display(),
             q(&sched.stop_command),
             q(&sched.start_command),
             q(&sched.process_names),
+            dir.path().join("backup.lock").display(),
         ),
     )
     .unwrap();
@@ -178,6 +180,19 @@ fn slim_through_the_binary() {
     );
     assert_eq!(dry["freed_bytes"].as_u64().unwrap(), removable);
     assert_eq!(disk_bytes(repo), before);
+
+    // Never during a backup or restore: they hold the lock.
+    {
+        let _held = holdfast_backup::lock::acquire(&dir.path().join("backup.lock")).unwrap();
+        let o = holdfast(&config, &["slim", "apply", "--containers"]);
+        assert_eq!(
+            o.status.code(),
+            Some(4),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(disk_bytes(repo), before);
+    }
 
     // Apply stops the scheduler, frees exactly the reported bytes, starts it again.
     let starts = standin.starts();

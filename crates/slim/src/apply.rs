@@ -156,10 +156,15 @@ pub fn apply(
                     continue;
                 }
             }
-            std::fs::remove_file(&path).map_err(|source| SlimError::Remove {
-                path: path.clone(),
-                source,
-            })?;
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                // Another run got there first: it recorded it too, and freed the bytes.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    report.skipped.push((s, "already gone".into()));
+                    continue;
+                }
+                Err(source) => return Err(SlimError::Remove { path, source }),
+            }
             tracing::debug!(pfile = s.pfile_pk, path = %path.display(), "removed container");
             report.freed_bytes += s.bytes;
             report.removed.push(s);

@@ -97,6 +97,15 @@ fn apply(a: ApplyArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         dry_run: a.dry_run,
         max: a.max,
     };
+    // Never while a backup or restore copies the repository (they hold the same lock).
+    let _lock = if a.dry_run {
+        None
+    } else {
+        Some(
+            holdfast_backup::lock::acquire(&ctx.config.backup.lock_file)
+                .map_err(crate::commands::backup::cli_error)?,
+        )
+    };
     let guard = if a.dry_run || a.no_stop_scheduler {
         None
     } else {
