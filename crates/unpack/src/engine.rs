@@ -45,7 +45,9 @@ impl Src {
     pub fn open(&self) -> io::Result<Box<dyn ReadSeek>> {
         Ok(match self {
             Src::Mem(v) => Box::new(Cursor::new(ArcBytes(v.clone()))),
-            Src::Temp(p) | Src::Fixed(p) => Box::new(File::open(p)?),
+            Src::Temp(p) | Src::Fixed(p) => {
+                Box::new(io::BufReader::with_capacity(CHUNK, File::open(p)?))
+            }
         })
     }
 
@@ -198,15 +200,29 @@ impl std::fmt::Display for CaptureError {
 
 /// Reads a member completely: into memory when small, else into a temporary file while a
 /// second thread hashes. Stops at `limit` bytes.
-fn capture(ctx: &Ctx, r: &mut dyn Read, limit: u64) -> Result<(Src, Option<Hashes>), CaptureError> {
-    let mut first = vec![0u8; SMALL.min(limit as usize + 1)];
-    let n = read_full(r, &mut first).map_err(CaptureError::Io)?;
-    first.truncate(n);
+fn capture(
+    ctx: &Ctx,
+    r: &mut dyn Read,
+    limit: u64,
+    hint: Option<u64>,
+) -> Result<(Src, Option<Hashes>), CaptureError> {
+    // Allocate what the header announces (capped), not a full buffer per small member.
+    let cap = hint.map_or(64 << 10, |h| h.min(SMALL as u64) as usize + 1);
+    let mut first = Vec::with_capacity(cap);
+    let max_first = (SMALL as u64).min(limit.saturating_add(1));
+    (&mut *r)
+        .take(max_first)
+        .read_to_end(&mut first)
+        .map_err(CaptureError::Io)?;
+    let n = first.len();
     if (n as u64) > limit {
         return Err(CaptureError::TooBig(limit));
     }
     if n < SMALL {
         ctx.expanded.fetch_add(n as u64, Relaxed);
+        if first.capacity() > n + n / 4 + 4096 {
+            first.shrink_to_fit();
+        }
         return Ok((Src::Mem(Arc::new(first)), None));
     }
     let path = ctx.temp_path();
@@ -517,7 +533,7 @@ impl<'a, 's> Collector<'a, 's> {
             return;
         };
         let member = String::from_utf8_lossy(raw).to_string();
-        let (src, hashes) = match capture(self.ctx, r, self.limit) {
+        let (src, hashes) = match capture(self.ctx, r, self.limit, expect) {
             Ok(x) => x,
             Err(e) => {
                 self.ctx.record(&self.trail, Some(&member), e);
@@ -727,7 +743,7 @@ pub(crate) fn capture_pub(
     r: &mut dyn Read,
     container_size: u64,
 ) -> Result<(Src, Option<Hashes>), String> {
-    capture(ctx, r, ctx.member_limit(container_size)).map_err(|e| e.to_string())
+    capture(ctx, r, ctx.member_limit(container_size), None).map_err(|e| e.to_string())
 }
 
 fn decoder<'r>(kind: Kind, r: Box<dyn ReadSeek + 'r>) -> io::Result<Box<dyn Read + Send + 'r>> {
@@ -882,7 +898,7 @@ fn unpack_pack(
         .open()
         .and_then(|r| decoder(kind, r))
         .map_err(CaptureError::Io)
-        .and_then(|mut d| capture(ctx, &mut d, limit));
+        .and_then(|mut d| capture(ctx, &mut d, limit, None));
     let (src, hashes) = match res {
         Ok(x) => x,
         Err(CaptureError::TooBig(n)) => {
