@@ -201,14 +201,19 @@ pub fn record_slimmed(
     tx.commit()
 }
 
+/// Whether `holdfast_slimmed` exists (nothing was ever slimmed when it does not).
+pub fn slimmed_table_exists(c: &mut postgres::Client) -> Result<bool, postgres::Error> {
+    Ok(
+        c.query_one("SELECT to_regclass('holdfast_slimmed') IS NOT NULL", &[])?
+            .get(0),
+    )
+}
+
 /// The pfiles whose absence from `files` is intended: recorded in `holdfast_slimmed` and,
 /// right now, neither an upload's gold nor used as anything but a container in any tree
 /// (a record never excuses a missing leaf). Empty when the table does not exist.
 pub fn slimmed_pfiles(c: &mut postgres::Client) -> Result<HashSet<i32>, postgres::Error> {
-    let exists: bool = c
-        .query_one("SELECT to_regclass('holdfast_slimmed') IS NOT NULL", &[])?
-        .get(0);
-    if !exists {
+    if !slimmed_table_exists(c)? {
         return Ok(HashSet::new());
     }
     let mut sql = String::from(

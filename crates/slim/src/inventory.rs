@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::unix::fs::MetadataExt;
 
 /// `ufile_mode` bits (see FOSSology's `uploadtree`).
-pub const BIT_CONTAINER: i32 = 1 << 29;
+pub const BIT_CONTAINER: i32 = db::CONTAINER_BIT;
 pub const BIT_ARTIFACT: i32 = 1 << 28;
 pub const BIT_DIRECTORY: i32 = 1 << 18;
 const S_IFMT: i32 = 0o170000;
@@ -333,10 +333,7 @@ impl Inventory {
 
 /// The raw `holdfast_slimmed` rows (pfile → bytes); empty when the table does not exist.
 pub fn recorded_pfiles(c: &mut postgres::Client) -> Result<HashMap<i32, u64>> {
-    let exists: bool = c
-        .query_one("SELECT to_regclass('holdfast_slimmed') IS NOT NULL", &[])?
-        .get(0);
-    if !exists {
+    if !db::slimmed_table_exists(c)? {
         return Ok(HashMap::new());
     }
     Ok(
@@ -390,4 +387,40 @@ pub fn used_as_non_container(
         );
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_from_fossology_modes() {
+        // FOSSology marks directories (artifact ones too) as containers: they hold no file.
+        assert_eq!(
+            Class::of_mode(BIT_DIRECTORY | BIT_CONTAINER | 0o040755),
+            None
+        );
+        assert_eq!(
+            Class::of_mode(BIT_DIRECTORY | BIT_CONTAINER | BIT_ARTIFACT | 0o040755),
+            None
+        );
+        assert_eq!(Class::of_mode(0o040755), None);
+        assert_eq!(
+            Class::of_mode(BIT_CONTAINER | 0o100644),
+            Some(Class::Container)
+        );
+        // A package that is also an artifact is still a container (rebuildable).
+        assert_eq!(
+            Class::of_mode(BIT_CONTAINER | BIT_ARTIFACT | 0o100644),
+            Some(Class::Container)
+        );
+        assert_eq!(
+            Class::of_mode(BIT_ARTIFACT | 0o100644),
+            Some(Class::Artifact)
+        );
+        assert_eq!(Class::of_mode(0o100644), Some(Class::Leaf));
+        assert_eq!(Class::of_mode(0o120777), Some(Class::Leaf));
+        // The role that must be kept wins.
+        assert!(Class::Leaf < Class::Artifact && Class::Artifact < Class::Container);
+    }
 }
