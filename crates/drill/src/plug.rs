@@ -108,6 +108,34 @@ pub fn run_and_pull(cmd: &mut Command, after: Duration) -> std::io::Result<Pull>
     }
 }
 
+/// Runs `cmd` and pulls the plug the moment a descendant named `name` (e.g. `rsync`) runs,
+/// or after `timeout` if none ever does.
+pub fn run_and_pull_on(cmd: &mut Command, name: &str, timeout: Duration) -> std::io::Result<Pull> {
+    let start = Instant::now();
+    let mut child = spawn_group(cmd)?;
+    loop {
+        if let Some(st) = child.try_wait()? {
+            return Ok(Pull {
+                finished: Some(st),
+                killed: Vec::new(),
+                after_secs: start.elapsed().as_secs_f64(),
+            });
+        }
+        let seen = descendants(child.id() as i32)
+            .iter()
+            .any(|(_, n)| n == name);
+        if seen || start.elapsed() >= timeout {
+            let killed = pull(&mut child);
+            return Ok(Pull {
+                finished: None,
+                killed,
+                after_secs: start.elapsed().as_secs_f64(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,5 +160,15 @@ mod tests {
         assert!(!marker.exists(), "a descendant survived the plug pull");
         let p = run_and_pull(Command::new("true").arg("x"), Duration::from_secs(5)).unwrap();
         assert!(p.finished.unwrap().success());
+        // Pulled when the named child shows up, not before.
+        let p = run_and_pull_on(
+            Command::new("bash").args(["-c", "sleep 0.3; exec -a xyzzy sleep 30 & wait"]),
+            "sleep",
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        assert!(p.finished.is_none());
+        assert!(p.after_secs < 5.0, "{}", p.after_secs);
+        assert!(p.killed.iter().any(|(_, n)| n == "sleep"), "{:?}", p.killed);
     }
 }

@@ -357,35 +357,48 @@ fn plug_pull_backup(d: &mut Drill) -> Result<()> {
     // Pull the plug on the next backups at random moments of their run.
     let kills = d.opts.kills.max(1);
     let mut killed_runs = 0;
+    let mut rsync_killed = false;
     for i in 0..kills {
-        let frac: f64 = d.rng.random_range(0.05..0.95);
+        // Within the first 80% of a backup's time: later runs copy less and finish sooner.
+        let frac: f64 = d.rng.random_range(0.05..0.8);
         let after = Duration::from_secs_f64((t_backup * frac).max(0.05));
         let target = target_of(&site)?;
-        let p = d.step(
-            &format!("plug pull {} during a backup", i + 1),
-            false,
-            |_| {
-                let mut cmd = site.holdfast.command(&["backup"]);
-                cmd.stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::null());
-                let p = plug::run_and_pull(&mut cmd, after)?;
-                let detail = match p.finished {
-                    Some(st) => format!("the backup finished ({st}) before the pull"),
-                    None => format!(
-                        "SIGKILL after {:.2} s to {}",
-                        p.after_secs,
-                        p.killed
-                            .iter()
-                            .map(|(_, n)| n.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                };
-                Ok((p, detail))
-            },
-        )?;
+        // The last pull waits for the repository copy, so rsync dies mid-transfer at least once.
+        let during_copy = i + 1 == kills;
+        let name = if during_copy {
+            format!("plug pull {} during the repository copy", i + 1)
+        } else {
+            format!("plug pull {} during a backup", i + 1)
+        };
+        let p = d.step(&name, false, |_| {
+            let mut cmd = site.holdfast.command(&["backup"]);
+            cmd.stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+            let p = if during_copy {
+                let limit = Duration::from_secs_f64(t_backup * 3.0 + 5.0);
+                plug::run_and_pull_on(&mut cmd, "rsync", limit)?
+            } else {
+                plug::run_and_pull(&mut cmd, after)?
+            };
+            let detail = match p.finished {
+                Some(st) => format!("the backup finished ({st}) before the pull"),
+                None => format!(
+                    "SIGKILL after {:.2} s to {}",
+                    p.after_secs,
+                    p.killed
+                        .iter()
+                        .map(|(_, n)| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            Ok((p, detail))
+        })?;
         if p.finished.is_none() {
             killed_runs += 1;
+        }
+        if p.killed.iter().any(|(_, n)| n == "rsync") {
+            rsync_killed = true;
         }
         // Power comes back: the scheduler starts at boot (holdfast never got to restart it).
         if !site.standin.is_running() {
@@ -410,6 +423,11 @@ fn plug_pull_backup(d: &mut Drill) -> Result<()> {
         "at least one backup was killed mid-way",
         killed_runs > 0,
         "every backup finished before its kill point",
+    );
+    d.report.check(
+        "rsync was killed mid-copy at least once",
+        rsync_killed,
+        "no pull caught an rsync",
     );
 
     // Recovery: the guide's steps (look, back up again, verify).

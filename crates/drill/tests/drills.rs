@@ -89,6 +89,7 @@ fn plug_pull_backup() {
         &[
             "the last good snapshot is intact",
             "at least one backup was killed mid-way",
+            "rsync was killed mid-copy at least once",
             "the next backup succeeded",
             "the last good snapshot's repository is whole",
             "the newest snapshot holds every upload",
@@ -108,10 +109,13 @@ fn plug_pull_backup() {
 }
 
 #[test]
-fn plug_pull_job() {
+fn plug_pull_job_over_ssh() {
     let _one = common::one_at_a_time();
     let t = tempfile::tempdir().unwrap();
-    let r = holdfast_drill::run(Scenario::PlugPullJob, &options(t.path())).unwrap();
+    let sshd = Sshd::start(&t.path().join("sshd")).unwrap();
+    let mut o = options(&t.path().join("scratch"));
+    o.ssh = Some(ssh_server(&sshd));
+    let r = holdfast_drill::run(Scenario::PlugPullJob, &o).unwrap();
     assert_passed(
         &r,
         &[
@@ -178,10 +182,13 @@ fn database_loss_reports_unknown_and_missing_files() {
 }
 
 #[test]
-fn agent_storage_loss_restores_one_disk_only() {
+fn agent_storage_loss_over_ssh_restores_one_disk_only() {
     let _one = common::one_at_a_time();
     let t = tempfile::tempdir().unwrap();
-    let r = holdfast_drill::run(Scenario::AgentStorageLoss, &options(t.path())).unwrap();
+    let sshd = Sshd::start(&t.path().join("sshd")).unwrap();
+    let mut o = options(&t.path().join("scratch"));
+    o.ssh = Some(ssh_server(&sshd));
+    let r = holdfast_drill::run(Scenario::AgentStorageLoss, &o).unwrap();
     assert_passed(
         &r,
         &[
