@@ -118,6 +118,8 @@ pub struct Ctx {
     inflight: AtomicU64,
     pub errors: Mutex<Vec<String>>,
     pub progress: ProgressBar,
+    /// Bytes the whole upload may expand to (see [`Ctx::set_gold_size`]).
+    budget: u64,
 }
 
 impl Ctx {
@@ -129,6 +131,7 @@ impl Ctx {
         label: String,
         progress: ProgressBar,
     ) -> Self {
+        let budget = cfg.max_expanded_bytes;
         Ctx {
             repo,
             cfg,
@@ -144,7 +147,15 @@ impl Ctx {
             inflight: AtomicU64::new(0),
             errors: Mutex::new(Vec::new()),
             progress,
+            budget,
         }
+    }
+
+    /// Caps the whole upload at `max_ratio` times its gold size too (at least 16 MiB), so
+    /// nested bombs (42.zip) stop early even though each level alone looks harmless.
+    pub fn set_gold_size(&mut self, size: u64) {
+        let by_ratio = self.cfg.max_ratio.saturating_mul(size).max(RATIO_FLOOR);
+        self.budget = self.cfg.max_expanded_bytes.min(by_ratio);
     }
 
     pub(crate) fn temp_path(&self) -> PathBuf {
@@ -168,10 +179,7 @@ impl Ctx {
             .max_ratio
             .saturating_mul(container_size)
             .max(RATIO_FLOOR);
-        let left = self
-            .cfg
-            .max_expanded_bytes
-            .saturating_sub(self.expanded.load(Relaxed));
+        let left = self.budget.saturating_sub(self.expanded.load(Relaxed));
         ratio.min(left)
     }
 

@@ -34,7 +34,8 @@ use std::time::Instant;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct UnpackConfig {
-    /// Most bytes one upload may expand to, all files together.
+    /// Most bytes one upload may expand to, all files together (and never more than
+    /// `max_ratio` times its gold file).
     pub max_expanded_bytes: u64,
     /// Most a member may expand relative to its container (FOSSology uses 1000); members
     /// under 16 MiB are never held to it.
@@ -200,7 +201,7 @@ pub(crate) fn unpack_gold(
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let ctx = engine::Ctx::new(
+    let mut ctx = engine::Ctx::new(
         site.repo.clone(),
         cfg.clone(),
         opts.clone(),
@@ -208,6 +209,7 @@ pub(crate) fn unpack_gold(
         label.to_string(),
         progress,
     );
+    ctx.set_gold_size(std::fs::metadata(gold).map(|m| m.len()).unwrap_or(0));
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(cfg.threads)
         .build()

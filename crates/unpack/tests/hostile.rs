@@ -222,3 +222,34 @@ fn sparse_tar_claiming_64_gib_is_stopped() {
     check_shape(&s, id);
     temp_empty(&s);
 }
+
+/// A nested bomb (like 42.zip): every level looks harmless alone, the whole expands to
+/// 10 GB from a gold file of a few KiB; the upload-wide cap stops it early.
+#[test]
+fn nested_bomb_is_capped_by_the_upload_budget() {
+    let d = tempfile::tempdir().unwrap();
+    let s = site(d.path());
+    let w = d.path().join("w");
+    std::fs::create_dir_all(&w).unwrap();
+    sh(
+        &w,
+        "head -c 1000000 /dev/zero | bzip2 -9 > z.bz2 \
+         && mkdir a && for i in $(seq 100); do cp z.bz2 a/z$i.bz2; done && tar cjf inner.tar.bz2 a \
+         && mkdir b && for i in $(seq 100); do cp inner.tar.bz2 b/i$i.tar.bz2; done && tar cjf ../nest.tar.bz2 b",
+    );
+    let gold = std::fs::metadata(d.path().join("nest.tar.bz2"))
+        .unwrap()
+        .len();
+    assert!(gold < 20_000, "gold is small: {gold}");
+    let t = std::time::Instant::now();
+    let (id, sum) = up(&s, &d.path().join("nest.tar.bz2"), &UnpackConfig::default());
+    assert!(
+        sum.errors.iter().any(|e| e.contains("expands beyond")),
+        "{:?}",
+        sum.errors
+    );
+    assert!(sum.bytes < 100_000_000, "{} bytes expanded", sum.bytes);
+    assert!(t.elapsed().as_secs() < 60);
+    check_shape(&s, id);
+    temp_empty(&s);
+}
