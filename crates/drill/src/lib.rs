@@ -120,6 +120,8 @@ pub struct DrillOptions {
     /// Backup mode of the drill's backups (`full` or `gold`); plug-pull-job always uses gold,
     /// which is what its recovery is about. Default `full`.
     pub mode: Option<String>,
+    /// Uploads the sample site starts with (at least 3; each an archive made by real tools).
+    pub uploads: usize,
 }
 
 impl DrillOptions {
@@ -134,6 +136,7 @@ impl DrillOptions {
             watch: Vec::new(),
             copy_of: None,
             mode: None,
+            uploads: 3,
         }
     }
 }

@@ -104,6 +104,7 @@ impl Drill<'_> {
     /// `n` uploads made from real archives.
     fn build(&mut self, machine: &str, spec: SiteSpec, n: usize) -> Result<(DrillSite, Vec<i32>)> {
         let (opts, root) = (self.opts, self.root);
+        let wanted = opts.uploads.max(n);
         self.step("build the site from real archives", false, |d| {
             let site = DrillSite::create(root, machine, &opts.holdfast, opts.ssh.clone(), spec)?;
             d.guard.admit_site(site.site(), site.scratch.cluster.port)?;
@@ -121,7 +122,7 @@ impl Drill<'_> {
                     }
                     ups
                 }
-                None => site.upload(&archives::build(&root.join("archives"), n, "a")?)?,
+                None => site.upload(&archives::build(&root.join("archives"), wanted, "a")?)?,
             };
             let refs = db::references(&mut site.connect()?, None)?.len();
             let detail = format!("{} uploads, {refs} repository references", ups.len());

@@ -41,6 +41,9 @@ pub struct Args {
     /// plug-pull-backup: how many backups are killed.
     #[arg(long, default_value_t = 3)]
     kills: u32,
+    /// Uploads the sample site starts with (at least 3), for longer, more telling drills.
+    #[arg(long, default_value_t = 3)]
+    uploads: usize,
     /// Backup mode of the drill's backups: full, or gold (files rebuilt from gold on restore).
     #[arg(long, value_parser = ["full", "gold"])]
     mode: Option<String>,
@@ -72,6 +75,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     opts.kills = args.kills;
     opts.keep = args.keep;
     opts.mode = args.mode.clone();
+    opts.uploads = args.uploads;
     // The configured site's folders and a local backup target are watched too: a drill must
     // leave them alone.
     if let Ok(site) = ctx.site() {
