@@ -29,7 +29,7 @@ pub struct Args {
     /// Folder the drill works in (a `drill-*` folder is made inside it and removed afterwards).
     #[arg(long, default_value = "/var/tmp/holdfast-drill")]
     scratch: PathBuf,
-    /// Print the report as JSON.
+    /// Print the report as JSON (with `all`: an array of reports).
     #[arg(long)]
     json: bool,
     /// Keep the scratch folder to look at afterwards.
@@ -52,8 +52,8 @@ pub struct Args {
     /// its backups are only read).
     #[arg(long)]
     copy_of_site: bool,
-    /// Drill the configured production site itself. Not supported: drills destroy what they
-    /// drill; rehearse on a scratch copy instead (restore a snapshot into --scratch).
+    /// Drill the configured production site itself. Refused: a drill destroys what it drills;
+    /// rehearse on a scratch copy of it instead (--copy-of-site).
     #[arg(long)]
     production: bool,
 }
@@ -61,7 +61,7 @@ pub struct Args {
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     if args.production {
         anyhow::bail!(
-            "drill --production refused: a drill destroys the site it runs on; run it on a scratch copy (leave out --production)"
+            "drill --production refused: a drill destroys the site it runs on; drill a scratch copy of it instead with --copy-of-site"
         );
     }
     let scenarios: Vec<Scenario> = if args.scenario == "all" {
