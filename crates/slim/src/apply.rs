@@ -37,6 +37,16 @@ pub struct Slimmed {
     pub bytes: u64,
 }
 
+impl From<&inventory::Pfile> for Slimmed {
+    fn from(p: &inventory::Pfile) -> Self {
+        Slimmed {
+            pfile_pk: p.pk,
+            name: p.name.clone(),
+            bytes: p.size,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ApplyReport {
     pub dry_run: bool,
@@ -68,18 +78,10 @@ pub fn apply(
         dry_run: opts.dry_run,
         ..Default::default()
     };
-    let slimmed = |pk: &i32| {
-        let p = &inv.pfiles[pk];
-        Slimmed {
-            pfile_pk: p.pk,
-            name: p.name.clone(),
-            bytes: p.size,
-        }
-    };
     let mut candidates: Vec<Slimmed> = verdicts
         .iter()
         .filter(|(_, v)| **v == Verdict::Remove)
-        .map(|(pk, _)| slimmed(pk))
+        .map(|(pk, _)| Slimmed::from(&inv.pfiles[pk]))
         .collect();
     if let Some(max) = opts.max {
         if candidates.len() > max {
@@ -203,11 +205,7 @@ fn unrecorded_absent(
         .map(|(pk, _)| &inv.pfiles[pk])
         .filter(|p| !p.recorded)
         .filter(|p| uploads.is_empty() || p.uses.iter().any(|(u, _)| uploads.contains(u)))
-        .map(|p| Slimmed {
-            pfile_pk: p.pk,
-            name: p.name.clone(),
-            bytes: p.size,
-        })
+        .map(Slimmed::from)
         .collect()
 }
 
