@@ -2,7 +2,7 @@
 //!
 //! Per upload, a pfile counts once in the class that must be kept (leaf, then artifact, then
 //! container). The site total counts every pfile once, however many uploads name it, so the
-//! per-upload rows add up to more than the total exactly by the `shared` bytes.
+//! per-upload rows add up to more than the total when uploads share files (`shared`).
 //! `removable` is what `slim apply --containers` would free now, byte for byte.
 
 use crate::inventory::{Class, Inventory, KeepReason, Verdict};
@@ -141,7 +141,8 @@ pub fn report(inv: &Inventory, only: Option<i32>) -> Report {
 
     for p in inv.pfiles.values() {
         let uploads = p.uploads();
-        if uploads.len() > 1 {
+        let shared = uploads.len() > 1;
+        if shared {
             t.shared.add(p.size);
         }
         if !p.gold_of.is_empty() {
@@ -188,7 +189,7 @@ pub fn report(inv: &Inventory, only: Option<i32>) -> Report {
                 class,
                 p.size,
             );
-            if p.uploads().len() > 1 {
+            if shared {
                 row.shared.add(p.size);
             }
             if removable && class == Class::Container {
