@@ -430,3 +430,44 @@ fn interrupted_apply_finishes_on_rerun_without_harm() {
         "7 leaves and artifact.meta"
     );
 }
+
+/// Uploads over 500 MB keep their rows in a table of their own (`uploadtree_<pk>`): the
+/// same site with upload 2 moved there gives the same report and removes the same files.
+#[test]
+fn per_upload_uploadtree_tables_are_read_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut st = build(dir.path());
+    let repo = st.fx.s.site.repo.clone();
+    let c = &mut st.fx.c;
+    let before = site_report(c, &repo, None).unwrap();
+    let u2 = st.uploads[1];
+    c.batch_execute(&format!(
+        "CREATE TABLE uploadtree_{u2} (CHECK (upload_fk = {u2})) INHERITS (uploadtree); \
+         INSERT INTO uploadtree_{u2} SELECT * FROM uploadtree_a WHERE upload_fk = {u2}; \
+         DELETE FROM uploadtree_a WHERE upload_fk = {u2}; \
+         UPDATE upload SET uploadtree_tablename = 'uploadtree_{u2}' WHERE upload_pk = {u2};"
+    ))
+    .unwrap();
+    let after = site_report(c, &repo, None).unwrap();
+    assert_eq!(after, before);
+    let done = apply(c, &repo, &ApplyOptions::default()).unwrap();
+    let got: BTreeSet<i32> = done.removed.iter().map(|s| s.pfile_pk).collect();
+    assert_eq!(got, [st.t1, st.cgz, st.shared].into());
+    // z.zip, a leaf only in upload 2's own table, was kept (not in `got`); the record
+    // excuses the rest.
+    assert!(repo
+        .path(
+            "files",
+            &before
+                .kept
+                .iter()
+                .find(|k| k.pfile_pk == st.zip)
+                .unwrap()
+                .name
+        )
+        .unwrap()
+        .is_file());
+    let v = db::verify(c, &repo, Some(u2)).unwrap();
+    assert!(v.missing.is_empty(), "{:?}", v.missing);
+    assert_eq!(v.slimmed.len(), 2, "c.gz and s.bz2 of upload 2");
+}
