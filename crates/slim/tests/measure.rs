@@ -25,7 +25,7 @@ fn measure_slimming_on_vendored_crates() {
         .unwrap_or_else(|_| {
             std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".cargo")
         });
-    let mut crates: Vec<_> = walk(&home.join("registry/cache"))
+    let mut crates: Vec<_> = common::walk_files(&home.join("registry/cache"))
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "crate"))
         .collect();
@@ -107,23 +107,4 @@ fn measure_slimming_on_vendored_crates() {
         report_s / du_s,
         rows as f64 / report_s
     );
-}
-
-fn walk(d: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![d.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }

@@ -4,24 +4,13 @@
 
 mod common;
 
-use common::{assert_leaves_readable, disk_bytes, name_of, sql_counts};
+use common::{assert_leaves_readable, disk_bytes, name_of, run, sql_counts};
 use holdfast_site::db;
 use holdfast_site::scratch::ScratchSite;
 use holdfast_slim::{apply, site_report, ApplyOptions, Class, KeepReason};
 use holdfast_unpack::{upload_files, UnpackConfig, UnpackOptions};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-
-fn run(dir: &Path, prog: &str, args: &[&str]) {
-    holdfast_testkit::require(prog);
-    let st = Command::new(prog)
-        .args(args)
-        .current_dir(dir)
-        .status()
-        .unwrap();
-    assert!(st.success(), "{prog} {args:?}");
-}
 
 /// Bytes that do not compress, so containers have real sizes.
 fn noise(seed: u64, len: usize) -> Vec<u8> {

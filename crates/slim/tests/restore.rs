@@ -6,43 +6,20 @@
 
 mod common;
 
-use common::assert_leaves_readable;
-use holdfast_backup::{backup, restore, BackupConfig, Mode, RestoreOptions};
+use common::{assert_leaves_readable, run, walk_files};
+use holdfast_backup::{backup, restore, BackupConfig, Mode, RestoreOptions, RestoreOutcome};
 use holdfast_site::scratch::ScratchSite;
 use holdfast_site::standin::{Behaviour, StandIn};
 use holdfast_slim::{apply, ApplyOptions};
 use holdfast_unpack::{upload_files, UnpackConfig, UnpackOptions};
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Command;
-
-fn run(dir: &Path, prog: &str, args: &[&str]) {
-    holdfast_testkit::require(prog);
-    let st = Command::new(prog)
-        .args(args)
-        .current_dir(dir)
-        .status()
-        .unwrap();
-    assert!(st.success(), "{prog} {args:?}");
-}
 
 fn names(root: &Path) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.insert(p.file_name().unwrap().to_string_lossy().to_string());
-            }
-        }
-    }
-    out
+    walk_files(root)
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().to_string())
+        .collect()
 }
 
 fn slimmed_site(dir: &Path) -> (ScratchSite, BTreeSet<i32>) {
@@ -68,11 +45,38 @@ fn slimmed_site(dir: &Path) -> (ScratchSite, BTreeSet<i32>) {
     (s, removed)
 }
 
-fn destroy(s: &ScratchSite) {
-    let mut su = s.cluster.superuser_client().unwrap();
-    su.batch_execute("DROP DATABASE fossology WITH (FORCE)")
+/// Backs the site up in `mode` (the scheduler stand-in stopped and started by the backup),
+/// destroys its database and repository, and restores it.
+fn round_trip(dir: &Path, s: &ScratchSite, mode: Mode) -> RestoreOutcome {
+    let standin = StandIn::create(
+        &dir.join("standin"),
+        &holdfast_testkit::tag(),
+        Behaviour::default(),
+    )
+    .unwrap();
+    standin.start().unwrap();
+    let sched = standin.config(30);
+    let cfg = BackupConfig {
+        target: dir.join("target").display().to_string(),
+        lock_file: dir.join("backup.lock"),
+        mode,
+        ..Default::default()
+    };
+    backup(&s.site, "slim-site", &sched, &cfg).unwrap();
+    s.cluster
+        .superuser_client()
+        .unwrap()
+        .batch_execute("DROP DATABASE fossology WITH (FORCE)")
         .unwrap();
     std::fs::remove_dir_all(&s.site.repo.root).unwrap();
+    restore(
+        &s.site,
+        &sched,
+        &cfg,
+        &UnpackConfig::default(),
+        &RestoreOptions::default(),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -80,33 +84,9 @@ fn full_restore_of_a_slimmed_site_verifies_whole() {
     holdfast_testkit::require("rsync");
     let dir = tempfile::tempdir().unwrap();
     let (s, removed) = slimmed_site(dir.path());
-    let standin = StandIn::create(
-        &dir.path().join("standin"),
-        &holdfast_testkit::tag(),
-        Behaviour::default(),
-    )
-    .unwrap();
-    standin.start().unwrap();
-    let sched = standin.config(30);
     let files = s.site.repo.root.join("localhost/files");
     let before = names(&files);
-    let cfg = BackupConfig {
-        target: dir.path().join("target").display().to_string(),
-        lock_file: dir.path().join("backup.lock"),
-        mode: Mode::Full,
-        ..Default::default()
-    };
-    backup(&s.site, "slim-site", &sched, &cfg).unwrap();
-    destroy(&s);
-
-    let r = restore(
-        &s.site,
-        &sched,
-        &cfg,
-        &UnpackConfig::default(),
-        &RestoreOptions::default(),
-    )
-    .unwrap();
+    let r = round_trip(dir.path(), &s, Mode::Full);
     assert!(r.is_whole(), "missing: {:?}", r.verify.missing);
     let slimmed: BTreeSet<i32> = r.verify.slimmed.iter().map(|x| x.pfile_pk).collect();
     assert_eq!(slimmed, removed, "the record came back with the database");
@@ -123,30 +103,7 @@ fn full_restore_of_a_slimmed_site_verifies_whole() {
 fn gold_only_restore_of_a_slimmed_site_is_whole() {
     let dir = tempfile::tempdir().unwrap();
     let (s, removed) = slimmed_site(dir.path());
-    let standin = StandIn::create(
-        &dir.path().join("standin"),
-        &holdfast_testkit::tag(),
-        Behaviour::default(),
-    )
-    .unwrap();
-    standin.start().unwrap();
-    let sched = standin.config(30);
-    let cfg = BackupConfig {
-        target: dir.path().join("target").display().to_string(),
-        lock_file: dir.path().join("backup.lock"),
-        mode: Mode::Gold,
-        ..Default::default()
-    };
-    backup(&s.site, "slim-site", &sched, &cfg).unwrap();
-    destroy(&s);
-    let r = restore(
-        &s.site,
-        &sched,
-        &cfg,
-        &UnpackConfig::default(),
-        &RestoreOptions::default(),
-    )
-    .unwrap();
+    let r = round_trip(dir.path(), &s, Mode::Gold);
     assert!(r.is_whole(), "missing: {:?}", r.verify.missing);
     let mut c = s.site.connect().unwrap();
     assert!(assert_leaves_readable(&mut c, &s.site.repo) >= 2);

@@ -8,7 +8,7 @@ use md5::Md5;
 use sha1::{Digest, Sha1};
 use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub fn name_of(data: &[u8]) -> PfileName {
     PfileName::new(
@@ -87,4 +87,35 @@ pub fn assert_leaves_readable(c: &mut postgres::Client, repo: &Repository) -> us
         assert_eq!(name_of(&data), want, "leaf {} content", path.display());
     }
     rows.len()
+}
+
+/// Runs a tool the tests use (tar, gzip, zip) in `dir`; it must succeed.
+pub fn run(dir: &Path, prog: &str, args: &[&str]) {
+    holdfast_testkit::require(prog);
+    let st = std::process::Command::new(prog)
+        .args(args)
+        .current_dir(dir)
+        .status()
+        .unwrap();
+    assert!(st.success(), "{prog} {args:?}");
+}
+
+/// Every regular file below `root` (none when it does not exist).
+pub fn walk_files(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
 }
