@@ -30,6 +30,9 @@ pub enum GuardError {
     Touched(Vec<String>),
 }
 
+/// FOSSology's default repository root.
+pub const PRODUCTION_REPOSITORY: &str = "/srv/fossology/repository";
+
 /// (size, mtime in ns, inode, mode) of one entry; a change in any is a touch.
 type Print = (u64, i128, u64, u32);
 
@@ -40,6 +43,10 @@ const MAX_ENTRIES: usize = 20_000;
 pub struct ScratchGuard {
     root: PathBuf,
     watched: BTreeMap<PathBuf, BTreeMap<PathBuf, Print>>,
+    /// Repositories of a live site: FOSSology adds files and resets mtimes on reads while a
+    /// drill runs, so only a file that vanished or changed (size, inode) counts as a touch:
+    /// FOSSology never rewrites a stored file, a drill that wrote there would.
+    repositories: BTreeMap<PathBuf, BTreeMap<PathBuf, Print>>,
 }
 
 /// Lexical normalisation: `a/./b/../c` -> `a/c` (paths may not exist yet).
@@ -92,12 +99,12 @@ fn fingerprint(path: &Path) -> BTreeMap<PathBuf, Print> {
 /// The places a production FOSSology site and holdfast live by default.
 pub fn production_places() -> Vec<PathBuf> {
     let mut v = Vec::new();
+    // (The default repository is watched as a repository; see `PRODUCTION_REPOSITORY`.)
     if let Some(d) = std::env::var_os("FO_SYSCONFDIR") {
         v.push(PathBuf::from(d));
     }
     v.push(PathBuf::from("/usr/local/etc/fossology"));
     v.push(PathBuf::from("/etc/fossology"));
-    v.push(PathBuf::from("/srv/fossology/repository"));
     v.push(PathBuf::from("/etc/holdfast"));
     v.push(PathBuf::from("/etc/cron.d/holdfast"));
     v
@@ -106,6 +113,13 @@ pub fn production_places() -> Vec<PathBuf> {
 impl ScratchGuard {
     /// Fingerprints `watch` (and the production places) now.
     pub fn new(root: &Path, watch: &[PathBuf]) -> ScratchGuard {
+        Self::with_repositories(root, watch, &[])
+    }
+
+    /// Like [`ScratchGuard::new`], with live repositories watched leniently (files may
+    /// appear and mtimes move; none may vanish or change). FOSSology's default repository
+    /// is always among them.
+    pub fn with_repositories(root: &Path, watch: &[PathBuf], repos: &[PathBuf]) -> ScratchGuard {
         let root = normalize(&root.canonicalize().unwrap_or_else(|_| root.to_path_buf()));
         let mut watched = BTreeMap::new();
         for p in production_places().iter().chain(watch) {
@@ -116,7 +130,19 @@ impl ScratchGuard {
             let print = fingerprint(&p);
             watched.insert(p, print);
         }
-        ScratchGuard { root, watched }
+        let mut repositories = BTreeMap::new();
+        for p in std::iter::once(&PathBuf::from(PRODUCTION_REPOSITORY)).chain(repos) {
+            let p = normalize(p);
+            if !p.starts_with(&root) && !watched.contains_key(&p) {
+                let print = fingerprint(&p);
+                repositories.insert(p, print);
+            }
+        }
+        ScratchGuard {
+            root,
+            watched,
+            repositories,
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -200,6 +226,18 @@ impl ScratchGuard {
                 }
             }
         }
+        for (place, before) in &self.repositories {
+            let after = fingerprint(place);
+            for (p, b) in before {
+                match after.get(p) {
+                    None => touched.push(format!("{} vanished", p.display())),
+                    Some(a) if (a.0, a.2) != (b.0, b.2) => {
+                        touched.push(format!("{} changed", p.display()))
+                    }
+                    _ => {}
+                }
+            }
+        }
         if touched.is_empty() {
             Ok(())
         } else {
@@ -235,5 +273,31 @@ mod tests {
         std::fs::write(prod.join("repo/g"), "y").unwrap();
         let err = g.verify_untouched().unwrap_err().to_string();
         assert!(err.contains("repo/g appeared"), "{err}");
+    }
+
+    #[test]
+    fn a_live_repository_may_grow_but_not_change() {
+        let t = tempfile::tempdir().unwrap();
+        let repo = t.path().join("repo");
+        std::fs::create_dir_all(&repo).unwrap();
+        std::fs::write(repo.join("a"), "x").unwrap();
+        let g = ScratchGuard::with_repositories(
+            &t.path().join("scratch"),
+            &[],
+            std::slice::from_ref(&repo),
+        );
+        // FOSSology at work: a new file, an mtime reset by a read.
+        std::fs::write(repo.join("b"), "new").unwrap();
+        let f = std::fs::File::options()
+            .write(true)
+            .open(repo.join("a"))
+            .unwrap();
+        f.set_modified(std::time::SystemTime::UNIX_EPOCH).unwrap();
+        g.verify_untouched().unwrap();
+        // A rewritten file is a touch.
+        std::fs::remove_file(repo.join("a")).unwrap();
+        std::fs::write(repo.join("a"), "xy").unwrap();
+        let err = g.verify_untouched().unwrap_err().to_string();
+        assert!(err.contains("changed"), "{err}");
     }
 }

@@ -111,8 +111,11 @@ pub struct DrillOptions {
     pub kills: u32,
     /// Keep the scratch folder afterwards (to inspect it).
     pub keep: bool,
-    /// More places the guard proves untouched (e.g. a production site's folders).
+    /// More places the guard proves untouched (e.g. a production site's configuration).
     pub watch: Vec<PathBuf>,
+    /// Live repositories the guard watches leniently: files may appear (FOSSology keeps
+    /// working), none may vanish or change.
+    pub watch_repositories: Vec<PathBuf>,
     /// Start from a copy of a real site instead of a site built from sample archives: the
     /// newest snapshot of the backup target in this holdfast.toml is restored into the
     /// scratch site (read only: the real site and its backups are never written).
@@ -134,6 +137,7 @@ impl DrillOptions {
             kills: 3,
             keep: false,
             watch: Vec::new(),
+            watch_repositories: Vec::new(),
             copy_of: None,
             mode: None,
             uploads: 3,
@@ -164,7 +168,7 @@ pub fn run(scenario: Scenario, opts: &DrillOptions) -> Result<DrillReport, Drill
         .find(|p| !p.exists())
         .ok_or_else(|| scratch_err("no free drill folder name".into()))?;
     std::fs::create_dir_all(&root).map_err(|e| scratch_err(e.to_string()))?;
-    let guard = ScratchGuard::new(&root, &opts.watch);
+    let guard = ScratchGuard::with_repositories(&root, &opts.watch, &opts.watch_repositories);
     let seed = opts.seed.unwrap_or_else(rand::random);
     let mut report = DrillReport::new(scenario.name(), &root.display().to_string(), seed);
     tracing::info!(scratch = %root.display(), seed, "drill {scenario} starts");

@@ -80,7 +80,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     // leave them alone.
     if let Ok(site) = ctx.site() {
         opts.watch.push(site.conf_dir.clone());
-        opts.watch.extend(site.repo.host_dirs());
+        opts.watch_repositories.extend(site.repo.host_dirs());
     }
     if ctx.config.backup.target.starts_with('/') {
         opts.watch.push(PathBuf::from(&ctx.config.backup.target));
