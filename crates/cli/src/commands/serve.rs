@@ -31,7 +31,12 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     if let Some(w) = args.workers {
         cfg.workers = w;
     }
-    let server = holdfast_web::Server::start(site, ctx.config.unpack.clone(), cfg, metrics())?;
+    let server = holdfast_web::Server::start(
+        site,
+        ctx.config.unpack.clone(),
+        cfg,
+        metrics(&ctx.config.server),
+    )?;
     eprintln!("holdfast serve: listening on {}/", server.url());
     while !holdfast_site::interrupt::requested() {
         std::thread::sleep(Duration::from_millis(200));
@@ -41,7 +46,11 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     Ok(exit::code(exit::OK))
 }
 
-/// The backup server's metrics on `/metrics`, once `holdfast_server::metrics::render` exists.
-fn metrics() -> Option<holdfast_web::MetricsFn> {
-    None
+/// The backup server's metrics (its status file under `[server] state_dir`) on `/metrics`,
+/// after the recovery queue's own.
+fn metrics(server: &holdfast_server::ServerConfig) -> Option<holdfast_web::MetricsFn> {
+    let server = server.clone();
+    Some(std::sync::Arc::new(move || {
+        holdfast_server::metrics::render_from_config(&server)
+    }))
 }
