@@ -12,6 +12,11 @@
 //! StrictModes and a ChrootDirectory jail accept the home; only `incoming/` (0700) belongs to
 //! the account. Other accounts are neither owner nor group, so they cannot even list a home.
 //! Without such a user everything is root's with mode 0700 and `account add` says so.
+//! Snapshot directories are made root's, group the account's, mode 0750: the account can
+//! read and restore from them but cannot add, remove or rename anything. (The files are hard
+//! links to what the account uploaded and keep their owner, as with rsnapshot: a client
+//! writing in place into a file still in `incoming/` changes that file in the snapshots too;
+//! rsync's default of writing a new file and renaming it does not.)
 
 use crate::directory::Account;
 use nix::unistd::{Gid, Uid, User};

@@ -2,7 +2,8 @@
 //!
 //! The lowest interval the account keeps (first of hourly, daily, weekly, monthly, yearly with
 //! a non-zero `sstBackupInterval*`) is made from `incoming/` as a hard-link tree
-//! ([`crate::tree::link_tree`], no `cp -al`, symlinks linked as themselves); a higher interval
+//! ([`crate::tree::link_tree`], no `cp -al`, symlinks linked as themselves; directories
+//! become root's and read-only for the account, see [`crate::homes`]); a higher interval
 //! takes over the oldest snapshot of the interval below it (`daily.6` becomes `weekly.0`),
 //! exactly like rsnapshot, so cron runs the higher intervals shortly before the lower ones.
 //! An interval with 0 (or no attribute) is left untouched: a missing attribute never deletes
@@ -26,7 +27,7 @@
 
 use crate::directory::{Intervals, INTERVALS};
 use crate::homes::{layout, Layout};
-use crate::tree::{link_tree, remove_tree, TreeError};
+use crate::tree::{link_tree_with, remove_tree, DirOwner, TreeError};
 use nix::fcntl::{Flock, FlockArg};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -219,10 +220,21 @@ pub fn rotate(home: &Path, intervals: &Intervals, interval: &str) -> Result<Rota
     match lower {
         None => {
             let tmp = snaps.join(format!(".incomplete.{interval}"));
-            let stats = link_tree(&incoming, &tmp).map_err(|source| SnapError::Tree {
-                from: incoming.clone(),
-                source,
-            })?;
+            // an account that owns incoming/ gets snapshots it can read but not change:
+            // directories root's, group the account's, no write bit
+            let owner = std::fs::metadata(&incoming).ok().and_then(|m| {
+                use std::os::unix::fs::MetadataExt;
+                (nix::unistd::geteuid().is_root() && m.uid() != 0).then_some(DirOwner {
+                    uid: 0,
+                    gid: m.gid(),
+                    mode: 0o750,
+                })
+            });
+            let stats =
+                link_tree_with(&incoming, &tmp, owner).map_err(|source| SnapError::Tree {
+                    from: incoming.clone(),
+                    source,
+                })?;
             // the snapshot's own time is when it was taken (rsnapshot touches it too)
             if let Ok(f) = std::fs::File::open(&tmp) {
                 let _ = f.set_modified(std::time::SystemTime::now());

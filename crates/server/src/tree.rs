@@ -95,6 +95,20 @@ pub struct LinkStats {
 /// non-directory (file, symlink, fifo, ...) is a hard link to the original and every
 /// directory is new, with the original's mode, owner and times.
 pub fn link_tree(src: &Path, dst: &Path) -> Result<LinkStats> {
+    link_tree_with(src, dst, None)
+}
+
+/// Owner and mode to give every directory of a copy instead of the original's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirOwner {
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+}
+
+/// [`link_tree`], with the copy's directories given `dirs` (e.g. root's and read-only for
+/// the account, so it cannot add, remove or rename anything in its snapshots).
+pub fn link_tree_with(src: &Path, dst: &Path, dirs_owner: Option<DirOwner>) -> Result<LinkStats> {
     let sfd = open_dir(src)?;
     let parent = dst.parent().unwrap_or(Path::new("."));
     let name =
@@ -109,8 +123,8 @@ pub fn link_tree(src: &Path, dst: &Path) -> Result<LinkStats> {
     let dfd = open_dir_at(&pfd, &name, dst)?;
     let dirs = AtomicU64::new(1);
     let links = AtomicU64::new(0);
-    link_dir(&sfd, &dfd, src, &dirs, &links)?;
-    finish_dir(&dfd, &st, dst)?;
+    link_dir(&sfd, &dfd, src, &dirs, &links, dirs_owner)?;
+    finish_dir(&dfd, &st, dst, dirs_owner)?;
     Ok(LinkStats {
         dirs: dirs.into_inner(),
         links: links.into_inner(),
@@ -123,6 +137,7 @@ fn link_dir(
     path: &Path,
     dirs: &AtomicU64,
     links: &AtomicU64,
+    owner: Option<DirOwner>,
 ) -> Result<()> {
     let entries = list(sfd, path)?;
     let mut subdirs = Vec::new();
@@ -155,26 +170,25 @@ fn link_dir(
             .map_err(|e| err(&p, e))?;
         let dsub = open_dir_at(dfd, name, &p)?;
         dirs.fetch_add(1, Ordering::Relaxed);
-        link_dir(&csub, &dsub, &p, dirs, links)?;
-        finish_dir(&dsub, &st, &p)
+        link_dir(&csub, &dsub, &p, dirs, links, owner)?;
+        finish_dir(&dsub, &st, &p, owner)
     })
 }
 
 /// Gives a new directory the original's owner, mode and times (after its children exist,
 /// so the times stay).
-fn finish_dir(fd: &OwnedFd, st: &FileStat, path: &Path) -> Result<()> {
+fn finish_dir(fd: &OwnedFd, st: &FileStat, path: &Path, owner: Option<DirOwner>) -> Result<()> {
     use nix::unistd::{Gid, Uid};
+    let (uid, gid, mode) = match owner {
+        Some(o) => (o.uid, o.gid, o.mode),
+        None => (st.st_uid, st.st_gid, st.st_mode & 0o7777),
+    };
     let me = nix::unistd::geteuid();
-    if me.is_root() || me.as_raw() == st.st_uid {
-        nix::unistd::fchown(
-            fd,
-            Some(Uid::from_raw(st.st_uid)),
-            Some(Gid::from_raw(st.st_gid)),
-        )
-        .map_err(|e| err(path, e))?;
+    if me.is_root() || me.as_raw() == uid {
+        nix::unistd::fchown(fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+            .map_err(|e| err(path, e))?;
     }
-    nix::sys::stat::fchmod(fd, Mode::from_bits_truncate(st.st_mode & 0o7777))
-        .map_err(|e| err(path, e))?;
+    nix::sys::stat::fchmod(fd, Mode::from_bits_truncate(mode)).map_err(|e| err(path, e))?;
     let at = nix::sys::time::TimeSpec::new(st.st_atime, st.st_atime_nsec);
     let mt = nix::sys::time::TimeSpec::new(st.st_mtime, st.st_mtime_nsec);
     nix::sys::stat::futimens(fd, &at, &mt).map_err(|e| err(path, e))

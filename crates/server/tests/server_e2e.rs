@@ -340,3 +340,164 @@ fn ldap_down_changes_nothing() {
     assert!(!tmp.path().join("homes").exists());
     assert!(!tmp.path().join("state").exists());
 }
+
+/// Removes the OS users a test made, even when it fails.
+struct OsUsers(Vec<String>);
+
+impl Drop for OsUsers {
+    fn drop(&mut self) {
+        for u in &self.0 {
+            let _ = Command::new("userdel").arg(u).output();
+        }
+    }
+}
+
+fn try_push(sshd: &Sshd, user: &str, src: &Path, dest: &Path) -> std::process::Output {
+    Command::new(holdfast_testkit::require("rsync"))
+        .args(["-a", "-e", &sshd.ssh_command()])
+        .arg(format!("{}/", src.display()))
+        .arg(format!("{user}@127.0.0.1:{}/", dest.display()))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn accounts_as_os_users_cannot_touch_each_other() {
+    let id = Command::new("id").arg("-u").output().unwrap();
+    if String::from_utf8_lossy(&id.stdout).trim() != "0" {
+        eprintln!("skipped: making OS users needs root");
+        return;
+    }
+    holdfast_testkit::require("useradd");
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let tag = holdfast_testkit::tag();
+    let (a, b) = (format!("hfa{tag}"), format!("hfb{tag}"));
+    let mut ldif = String::new();
+    for u in [&a, &b] {
+        ldif += &format!(
+            "dn: uid={u},ou=accounts,ou=backup,ou=services,dc=stoney-cloud,dc=org\n\
+             objectClass: account\nobjectClass: sstBackup\nuid: {u}\nhost: os-users.test\n\
+             sstQuota: 1048576\nsstBackupIntervalDaily: 2\n\n"
+        );
+    }
+    let extra = t.join("users.ldif");
+    std::fs::write(&extra, ldif).unwrap();
+    let slapd = Slapd::start_with(
+        &t.join("slapd"),
+        &[
+            holdfast_testkit::slapd::ldap_dir().join("example.ldif"),
+            extra,
+        ],
+    )
+    .unwrap();
+    let sshd = Sshd::start(&t.join("sshd")).unwrap();
+    let cfg = ServerConfig {
+        ldap_url: Some(slapd.url.clone()),
+        host: Some("os-users.test".into()),
+        homes_root: t.join("homes"),
+        state_dir: t.join("state"),
+        ..ServerConfig::default()
+    };
+    // the homes root must be passable for the accounts (as /var/backup is)
+    std::fs::create_dir_all(&cfg.homes_root).unwrap();
+    let dir = Directory::open(&cfg).unwrap(); // anonymous bind: slapd's default read access
+    let accounts = dir.accounts_for_host("os-users.test").unwrap();
+    assert_eq!(accounts.len(), 2);
+    let _users = OsUsers(vec![a.clone(), b.clone()]);
+    let key = std::fs::read_to_string(sshd.client_key.with_extension("pub")).unwrap();
+    let mut home = vec![];
+    for acc in &accounts {
+        let h = homes::home_of(acc, &cfg.homes_root).unwrap();
+        let o = Command::new("useradd")
+            .args([
+                "--system",
+                "--user-group",
+                "--shell",
+                "/bin/sh",
+                "-p",
+                "*",
+                "--home-dir",
+            ])
+            .arg(&h)
+            .arg(&acc.uid)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "useradd: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let r = homes::ensure_home(acc, &cfg.homes_root, std::slice::from_ref(&key)).unwrap();
+        assert!(r.owner.is_some() && r.warnings.is_empty(), "{r:?}");
+        home.push(r.home);
+    }
+    // shard folders above the homes: root's, passable
+    let mut p = home[0].parent().unwrap().to_path_buf();
+    while p.starts_with(&cfg.homes_root) {
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        p.pop();
+    }
+    let m = std::fs::metadata(&home[0]).unwrap();
+    assert_eq!((m.uid(), m.mode() & 0o777), (0, 0o750));
+    let inc = std::fs::metadata(home[0].join("incoming")).unwrap();
+    assert_eq!(inc.mode() & 0o777, 0o700);
+    assert_ne!(inc.uid(), 0);
+
+    // each account pushes into its own incoming/ over SSH, as itself
+    let src = t.join("client/pc");
+    std::fs::create_dir_all(src.join(".sepiola_backup")).unwrap();
+    std::fs::write(src.join("data.txt"), "mine").unwrap();
+    for (u, h) in [(&a, &home[0]), (&b, &home[1])] {
+        let o = try_push(&sshd, u, &src, &h.join("incoming/pc"));
+        assert!(
+            o.status.success(),
+            "{u}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    // ...but not into the other's, nor into its own snapshots
+    let o = try_push(&sshd, &a, &src, &home[1].join("incoming/pc"));
+    assert!(!o.status.success(), "{a} wrote into {b}'s incoming/");
+    let r = jobs::snapshot_all(&cfg, &dir, "daily", None, false).unwrap();
+    assert_eq!(r.errors(), 0, "{r:?}");
+    std::fs::write(src.join("sneaked-in.txt"), "later").unwrap();
+    let o = try_push(&sshd, &a, &src, &home[0].join(".snapshots/daily.0/pc"));
+    assert!(!o.status.success(), "{a} changed its own snapshot");
+    assert!(!home[0]
+        .join(".snapshots/daily.0/pc/sneaked-in.txt")
+        .exists());
+    let run = |u: &str, cmd: &[&str]| {
+        Command::new("runuser")
+            .args(["-u", u, "--"])
+            .args(cmd)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    let h0 = home[0].display().to_string();
+    let h1 = home[1].display().to_string();
+    assert!(
+        run(&a, &["ls", &format!("{h0}/.snapshots/daily.0/pc")]),
+        "reads own snapshots"
+    );
+    assert!(!run(&a, &["ls", &h1]), "lists another home");
+    assert!(
+        !run(&b, &["cat", &format!("{h0}/incoming/pc/data.txt")]),
+        "reads another's data"
+    );
+    assert!(!run(
+        &a,
+        &[
+            "mv",
+            &format!("{h0}/.snapshots"),
+            &format!("{h0}/incoming/x")
+        ]
+    ));
+    assert!(!run(
+        &a,
+        &["rm", "-rf", &format!("{h0}/.snapshots/daily.0")]
+    ));
+    assert!(home[0].join(".snapshots/daily.0/pc/data.txt").is_file());
+}
