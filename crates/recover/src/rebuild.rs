@@ -18,7 +18,7 @@ use holdfast_site::db::{self, QueueRow};
 use holdfast_site::Site;
 use holdfast_unpack::{unpack_upload, UnpackConfig, UnpackError, UnpackOptions, UnpackSummary};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -167,28 +167,40 @@ pub fn rebuild(
         "rebuilding files from gold"
     );
 
+    // One pass over the repository tells which uploads need work at all: a resumed run
+    // skips the finished ones without a query each.
+    let mut pre: HashMap<i32, Pre> = uploads.iter().map(|(u, _)| (*u, Pre::Whole)).collect();
+    for r in db::verify(&mut c, &site.repo, None)?.missing {
+        let e = pre.entry(r.upload_fk).or_insert(Pre::Whole);
+        if r.kind == "gold" {
+            if *e == Pre::Whole {
+                *e = Pre::OnlyGold;
+            }
+        } else {
+            *e = Pre::Needs;
+        }
+    }
+
     let jobs = if opts.jobs == 0 {
         std::thread::available_parallelism().map_or(2, |n| n.get())
     } else {
         opts.jobs
     };
-    let total_gold: u64 = if opts.lazy {
-        first.iter().map(|(_, s)| *s as u64).sum()
+    // Progress and ETA count the uploads that need work, by their gold bytes.
+    let scope: Vec<&(i32, i64)> = if opts.lazy {
+        first.iter().collect()
     } else {
-        uploads.iter().map(|(_, s)| *s as u64).sum()
+        uploads.iter().collect()
     };
-    let progress = Progress::new(
-        if opts.lazy {
-            first.len()
-        } else {
-            uploads.len()
-        },
-        total_gold,
-    );
+    let needs: Vec<&&(i32, i64)> = scope
+        .iter()
+        .filter(|(u, _)| pre.get(u) == Some(&Pre::Needs))
+        .collect();
+    let progress = Progress::new(needs.len(), needs.iter().map(|(_, g)| *g as u64).sum());
 
     let mut failures: Vec<(i32, Vec<String>)> = Vec::new();
     let mut gold_gone: BTreeSet<i32> = BTreeSet::new();
-    let phase1 = run_parallel(site, unpack, &first, jobs, &progress)?;
+    let phase1 = run_parallel(site, unpack, &first, &pre, jobs, &progress)?;
     absorb(
         &mut report,
         &mut failures,
@@ -210,7 +222,7 @@ pub fn rebuild(
     if opts.lazy {
         report.deferred = rest.iter().map(|(u, _)| *u).collect();
     } else {
-        let phase2 = run_parallel(site, unpack, &rest, jobs, &progress)?;
+        let phase2 = run_parallel(site, unpack, &rest, &pre, jobs, &progress)?;
         absorb(
             &mut report,
             &mut failures,
@@ -316,14 +328,14 @@ impl Progress {
         } else {
             "-".into()
         };
-        tracing::info!(
-            upload,
+        let line = format!(
             "rebuild {}/{} uploads, {:.1}/{:.1} MB gold, ETA {eta}: upload {upload} {what}",
             s.0,
             self.total,
             s.1 as f64 / 1e6,
             self.total_gold as f64 / 1e6
         );
+        tracing::info!(upload, "{line}");
     }
 }
 
@@ -331,6 +343,7 @@ fn run_parallel(
     site: &Site,
     cfg: &UnpackConfig,
     uploads: &[(i32, i64)],
+    pre: &HashMap<i32, Pre>,
     jobs: usize,
     progress: &Progress,
 ) -> Result<Vec<(i32, u64, Step)>> {
@@ -339,44 +352,37 @@ fn run_parallel(
     let first_error: Mutex<Option<RecoverError>> = Mutex::new(None);
     std::thread::scope(|s| {
         for _ in 0..jobs.max(1).min(uploads.len().max(1)) {
-            s.spawn(|| {
-                let mut c = match site.connect() {
-                    Ok(c) => c,
-                    Err(e) => {
-                        first_error.lock().unwrap().get_or_insert(e.into());
-                        return;
-                    }
+            s.spawn(|| loop {
+                if holdfast_site::interrupt::requested() || first_error.lock().unwrap().is_some() {
+                    return;
+                }
+                let Some((u, gold)) = queue.lock().unwrap().pop_front() else {
+                    return;
                 };
-                loop {
-                    if holdfast_site::interrupt::requested()
-                        || first_error.lock().unwrap().is_some()
-                    {
-                        return;
-                    }
-                    let Some((u, gold)) = queue.lock().unwrap().pop_front() else {
-                        return;
-                    };
-                    match rebuild_one(site, cfg, &mut c, u) {
-                        Ok(step) => {
-                            let what = match &step {
-                                Step::Whole => "already whole".to_string(),
-                                Step::Unpacked(s) => {
-                                    format!(
-                                        "{} files written, {} errors",
-                                        s.written,
-                                        s.errors.len()
-                                    )
-                                }
-                                Step::GoldMissing => "gold missing: cannot rebuild".into(),
-                                Step::Failed(e) => format!("failed: {e}"),
-                            };
+                let step = match pre.get(&u).copied().unwrap_or(Pre::Needs) {
+                    Pre::Whole => Ok(Step::Whole),
+                    // Only the gold itself is gone; unpacking cannot bring it back.
+                    Pre::OnlyGold => Ok(Step::GoldMissing),
+                    Pre::Needs => rebuild_one(site, cfg, u),
+                };
+                match step {
+                    Ok(step) => {
+                        let what = match &step {
+                            Step::Whole => "already whole".to_string(),
+                            Step::Unpacked(s) => {
+                                format!("{} files written, {} errors", s.written, s.errors.len())
+                            }
+                            Step::GoldMissing => "gold missing: cannot rebuild".into(),
+                            Step::Failed(e) => format!("failed: {e}"),
+                        };
+                        if pre.get(&u) == Some(&Pre::Needs) {
                             progress.step(u, gold as u64, &what);
-                            results.lock().unwrap().push((u, gold as u64, step));
                         }
-                        Err(e) => {
-                            first_error.lock().unwrap().get_or_insert(e);
-                            return;
-                        }
+                        results.lock().unwrap().push((u, gold as u64, step));
+                    }
+                    Err(e) => {
+                        first_error.lock().unwrap().get_or_insert(e);
+                        return;
                     }
                 }
             });
@@ -388,20 +394,15 @@ fn run_parallel(
     Ok(results.into_inner().unwrap())
 }
 
-fn rebuild_one(
-    site: &Site,
-    cfg: &UnpackConfig,
-    c: &mut postgres::Client,
-    upload: i32,
-) -> Result<Step> {
-    let missing = missing_of(c, &site.repo, upload)?;
-    if missing.is_empty() {
-        return Ok(Step::Whole);
-    }
-    if missing.iter().all(|r| r.kind == "gold") {
-        // Only the gold itself is gone; unpacking cannot bring it back.
-        return Ok(Step::GoldMissing);
-    }
+/// What the first verification said about an upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pre {
+    Whole,
+    OnlyGold,
+    Needs,
+}
+
+fn rebuild_one(site: &Site, cfg: &UnpackConfig, upload: i32) -> Result<Step> {
     let opts = UnpackOptions {
         repo_only: true,
         ..Default::default()
