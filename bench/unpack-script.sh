@@ -20,13 +20,16 @@ extract() { # archive dir
     *) return ;;
   esac
   chmod -R u+rwX "$d"
-  local f
-  while IFS= read -r -d '' f; do
+  # List first: the nested extractions below add files under "$d".
+  local f files=()
+  mapfile -d '' files < <(find "$d" -type f -print0)
+  for f in "${files[@]}"; do
     case "$f" in
+      *.asc|*.sig) ;;
       *.tar|*.tar.*|*.tgz|*.tbz2|*.txz|*.zip|*.jar|*.deb|*.rpm|*.7z|*.iso|*.cpio|*.a|*.gz|*.bz2|*.xz|*.zst)
         extract "$f" "$f.dir" ;;
     esac
-  done < <(find "$d" -type f -print0)
+  done
 }
 
 n=0
