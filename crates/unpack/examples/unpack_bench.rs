@@ -83,6 +83,9 @@ fn main() -> Result<()> {
         mb / ours_s,
         repo_bytes as f64 / 1e6
     );
-    println!("ratio: holdfast is {:.2}x the script's speed", script_s / ours_s);
+    println!(
+        "ratio: holdfast is {:.2}x the script's speed",
+        script_s / ours_s
+    );
     Ok(())
 }
