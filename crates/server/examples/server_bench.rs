@@ -162,6 +162,28 @@ fn main() {
         s.backup.inodes + s.snapshots.inodes
     );
 
+    // incremental: scans of the (immutable) rotated snapshots are kept; only incoming/ is
+    // walked again
+    let cache = tmp.path().join("size-cache");
+    let t = Instant::now();
+    let first = size::measure_cached(&home, Some(&cache)).unwrap();
+    let size_fill = t.elapsed();
+    let t = Instant::now();
+    let again = size::measure_cached(&home, Some(&cache)).unwrap();
+    let size_inc = t.elapsed();
+    for x in [&first, &again] {
+        assert_eq!(
+            du,
+            [x.backup.apparent, x.snapshots.apparent],
+            "cached sizes disagree with du"
+        );
+    }
+    println!(
+        "size, incremental: first run (writes scans) {:.2}s, next runs {:.2}s",
+        secs(size_fill),
+        secs(size_inc)
+    );
+
     // expiry: the oldest daily snapshot, ours vs rm -rf on an identical tree
     let t = Instant::now();
     std::fs::create_dir_all(snaps.join(".trash")).unwrap();
@@ -193,6 +215,10 @@ fn main() {
     println!(
         "  size accounting    du -sb / measure       {:6.2}x",
         secs(size_du) / secs(size_ours)
+    );
+    println!(
+        "  size, incremental  du -sb / measure_cached {:5.2}x",
+        secs(size_du) / secs(size_inc)
     );
     println!(
         "  expiry (job waits) rm -rf / rename        {:6.0}x",

@@ -147,12 +147,14 @@ pub fn snapshot_all(
 }
 
 /// Measures every account of this host (optionally only `only`) and, if `write`, stores
-/// `sstBackupSize`/`sstIncrementSize` in the directory.
+/// `sstBackupSize`/`sstIncrementSize` in the directory. Unless `full`, rotated snapshots are
+/// read from their scans in `<state_dir>/size-cache/<uid>/` (see [`crate::size::measure_cached`]).
 pub fn size_all(
     cfg: &ServerConfig,
     dir: &Directory,
     only: Option<&str>,
     write: bool,
+    full: bool,
 ) -> Result<JobReport, crate::directory::Error> {
     let started = Instant::now();
     let host = cfg.host_name();
@@ -174,7 +176,9 @@ pub fn size_all(
             Ok(home) => {
                 o.home = Some(home.clone());
                 st.home = home.clone();
-                match crate::size::measure(&home) {
+                let cache = cfg.state_dir.join("size-cache").join(&acc.uid);
+                let cache = (!full).then_some(cache.as_path());
+                match crate::size::measure_cached(&home, cache) {
                     Err(crate::size::SizeError::MissingHome(_)) => {
                         o.error = Some(missing_home_hint(acc, &home))
                     }

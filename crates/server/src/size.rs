@@ -41,8 +41,23 @@ pub fn not_counted(name: &[u8]) -> bool {
     name == b".trash" || name.starts_with(b".incomplete.")
 }
 
-/// Measures one home.
+/// Measures one home by walking everything.
 pub fn measure(home: &Path) -> Result<Sizes, SizeError> {
+    measure_cached(home, None)
+}
+
+/// Measures one home; with `cache`, rotated snapshots (`<interval>.<n>`) are read from their
+/// scan in that folder instead of being walked again.
+///
+/// Why this is sound: a rotated snapshot never changes after it is made (its directories are
+/// root's and read-only for the account; rotation only renames it), so its list of inodes
+/// and their sizes stays true. Everything in it with one link can only ever count for the
+/// snapshots and is kept as a sum; inodes with several links are kept as a list and
+/// deduplicated against `incoming/` (always walked) and the other snapshots at measuring
+/// time, so the result equals a full walk. A scan is keyed by the snapshot folder's device,
+/// inode and mtime (a rename keeps all three); scans of snapshots that are gone are deleted.
+/// Client-made dated folders can still grow during the day and are always walked.
+pub fn measure_cached(home: &Path, cache: Option<&Path>) -> Result<Sizes, SizeError> {
     match std::fs::symlink_metadata(home) {
         Ok(m) if m.is_dir() => {}
         _ => return Err(SizeError::MissingHome(home.into())),
@@ -55,15 +70,139 @@ pub fn measure(home: &Path) -> Result<Sizes, SizeError> {
         Usage::default()
     };
     let snaps = home.join(".snapshots");
-    let snapshots = if snaps.exists() {
-        usage(&snaps, &seen, &not_counted)?
-    } else {
-        Usage::default()
+    let snapshots = match (snaps.exists(), cache) {
+        (false, _) => Usage::default(),
+        (true, None) => usage(&snaps, &seen, &not_counted)?,
+        (true, Some(cache)) => cached_snapshots(&snaps, &seen, cache)?,
     };
     Ok(Sizes {
         backup,
         snapshots,
         layout: layout(home),
+    })
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TreeError + '_ {
+    move |source| TreeError {
+        path: path.into(),
+        source,
+    }
+}
+
+fn cached_snapshots(snaps: &Path, seen: &InodeSet, cache: &Path) -> Result<Usage, TreeError> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::create_dir_all(cache).map_err(io_err(cache))?;
+    let meta = std::fs::symlink_metadata(snaps).map_err(io_err(snaps))?;
+    // the .snapshots folder itself, as du counts it
+    let mut total = Usage {
+        apparent: meta.size(),
+        allocated: meta.blocks() * 512,
+        inodes: 1,
+    };
+    let mut used = std::collections::HashSet::new();
+    let mut entries: Vec<_> = std::fs::read_dir(snaps)
+        .map_err(io_err(snaps))?
+        .collect::<Result<_, _>>()
+        .map_err(io_err(snaps))?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let name = e.file_name();
+        if not_counted(name.as_encoded_bytes()) {
+            continue;
+        }
+        let path = e.path();
+        let m = std::fs::symlink_metadata(&path).map_err(io_err(&path))?;
+        if !m.is_dir() {
+            if m.nlink() <= 1 || seen.insert(m.dev(), m.ino()) {
+                total.apparent += m.size();
+                total.allocated += m.blocks() * 512;
+                total.inodes += 1;
+            }
+            continue;
+        }
+        if !crate::homes::is_rotating(&name.to_string_lossy()) {
+            total += usage(&path, seen, &|_| false)?;
+            continue;
+        }
+        let key = format!(
+            "{}-{}-{}-{}.scan",
+            m.dev(),
+            m.ino(),
+            m.mtime(),
+            m.mtime_nsec()
+        );
+        let file = cache.join(&key);
+        let scan = match read_scan(&file) {
+            Some(s) => s,
+            None => {
+                let s = crate::tree::scan(&path)?;
+                if let Err(e) = crate::directory::write_atomic(&file, &encode_scan(&s)) {
+                    tracing::warn!("cannot keep size cache {}: {e}", file.display());
+                }
+                s
+            }
+        };
+        crate::tree::add_scan(&mut total, &scan, seen);
+        used.insert(key);
+    }
+    if let Ok(rd) = std::fs::read_dir(cache) {
+        for e in rd.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.ends_with(".scan") && !used.contains(&n) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    Ok(total)
+}
+
+const SCAN_MAGIC: &[u8; 8] = b"hfscan01";
+
+fn encode_scan(s: &crate::tree::Scan) -> Vec<u8> {
+    let mut v = Vec::with_capacity(40 + s.shared.len() * 32);
+    v.extend_from_slice(SCAN_MAGIC);
+    for x in [
+        s.own.apparent,
+        s.own.allocated,
+        s.own.inodes,
+        s.shared.len() as u64,
+    ] {
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    for &(a, b, c, d) in &s.shared {
+        for x in [a, b, c, d] {
+            v.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+    v
+}
+
+fn read_scan(path: &Path) -> Option<crate::tree::Scan> {
+    let b = std::fs::read(path).ok()?;
+    let word = |i: usize| -> Option<u64> {
+        Some(u64::from_le_bytes(
+            b.get(8 + i * 8..16 + i * 8)?.try_into().ok()?,
+        ))
+    };
+    if b.get(..8)? != SCAN_MAGIC {
+        return None;
+    }
+    let n = word(3)? as usize;
+    if b.len() != 40 + n * 32 {
+        return None;
+    }
+    let mut shared = Vec::with_capacity(n);
+    for i in 0..n {
+        let w = 4 + i * 4;
+        shared.push((word(w)?, word(w + 1)?, word(w + 2)?, word(w + 3)?));
+    }
+    Some(crate::tree::Scan {
+        own: Usage {
+            apparent: word(0)?,
+            allocated: word(1)?,
+            inodes: word(2)?,
+        },
+        shared,
     })
 }
 
@@ -77,6 +216,59 @@ pub fn quota_line(quota: u64, backup: u64, snapshots: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cached_measure_equals_full_walk_through_rotations() {
+        use crate::directory::Intervals;
+        let t = tempfile::tempdir().unwrap();
+        let h = t.path().join("home");
+        std::fs::create_dir_all(h.join("incoming/pc/sub")).unwrap();
+        std::fs::create_dir_all(h.join(".snapshots")).unwrap();
+        let cache = t.path().join("cache");
+        let iv = Intervals {
+            daily: 3,
+            weekly: 1,
+            ..Intervals::default()
+        };
+        for day in 0..6 {
+            std::fs::write(h.join(format!("incoming/pc/d{day}")), vec![1u8; 1000 * day]).unwrap();
+            if day > 1 {
+                std::fs::remove_file(h.join(format!("incoming/pc/d{}", day - 2))).unwrap();
+            }
+            if day == 4 {
+                crate::snapshot::rotate(&h, &iv, "weekly").unwrap();
+            }
+            crate::snapshot::rotate(&h, &iv, "daily").unwrap();
+            crate::snapshot::purge_trash(&h).unwrap();
+            if day == 0 {
+                // a client-made dated folder beside the rotated ones (mixed layout)
+                std::fs::create_dir_all(h.join(".snapshots/20261101/pc")).unwrap();
+                std::fs::write(h.join(".snapshots/20261101/pc/old"), vec![3u8; 999]).unwrap();
+            }
+            let full = measure(&h).unwrap();
+            let first = measure_cached(&h, Some(&cache)).unwrap();
+            let again = measure_cached(&h, Some(&cache)).unwrap();
+            assert_eq!(
+                (full.backup, full.snapshots),
+                (first.backup, first.snapshots),
+                "day {day}"
+            );
+            assert_eq!(
+                (full.backup, full.snapshots),
+                (again.backup, again.snapshots)
+            );
+        }
+        // one scan per rotated snapshot; stale scans are gone
+        let n = std::fs::read_dir(&cache).unwrap().count();
+        assert_eq!(n, 4, "daily.0-2 and weekly.0");
+        // a damaged scan is ignored and rebuilt
+        for e in std::fs::read_dir(&cache).unwrap() {
+            std::fs::write(e.unwrap().path(), b"junk").unwrap();
+        }
+        let full = measure(&h).unwrap();
+        let c = measure_cached(&h, Some(&cache)).unwrap();
+        assert_eq!((full.backup, full.snapshots), (c.backup, c.snapshots));
+    }
 
     #[test]
     fn quota_line_is_three_mib_integers() {

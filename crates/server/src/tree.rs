@@ -53,23 +53,27 @@ fn open_dir_at(parent: impl AsFd, name: &CStr, path: &Path) -> Result<OwnedFd> {
     nix::fcntl::openat(parent, name, DIR_FLAGS, Mode::empty()).map_err(|e| err(path, e))
 }
 
-/// Entries of an open directory (without `.` and `..`), with `d_type` when the fs gives it.
-fn list(fd: &OwnedFd, path: &Path) -> Result<Vec<(CString, Option<Type>)>> {
+/// Calls `f` for each entry of an open directory (without `.` and `..`), allocating nothing
+/// per entry.
+fn each_entry(
+    fd: &OwnedFd,
+    path: &Path,
+    mut f: impl FnMut(&CStr, Option<Type>) -> Result<()>,
+) -> Result<()> {
     let dup = fd.try_clone().map_err(|source| TreeError {
         path: path.into(),
         source,
     })?;
     let mut dir = Dir::from_fd(dup).map_err(|e| err(path, e))?;
-    let mut out = Vec::new();
     for ent in dir.iter() {
         let ent = ent.map_err(|e| err(path, e))?;
         let name = ent.file_name();
         if name.to_bytes() == b"." || name.to_bytes() == b".." {
             continue;
         }
-        out.push((name.to_owned(), ent.file_type()));
+        f(name, ent.file_type())?;
     }
-    Ok(out)
+    Ok(())
 }
 
 fn child(path: &Path, name: &CStr) -> PathBuf {
@@ -139,13 +143,13 @@ fn link_dir(
     links: &AtomicU64,
     owner: Option<DirOwner>,
 ) -> Result<()> {
-    let entries = list(sfd, path)?;
     let mut subdirs = Vec::new();
-    for (name, t) in entries {
+    let mut made = 0;
+    each_entry(sfd, path, |name, t| {
         let t = match t {
             Some(t) => t,
             None => {
-                let st = stat_at(sfd, &name, &child(path, &name))?;
+                let st = stat_at(sfd, name, &child(path, name))?;
                 if is_dir(&st) {
                     Type::Directory
                 } else {
@@ -154,14 +158,16 @@ fn link_dir(
             }
         };
         if t == Type::Directory {
-            subdirs.push(name);
+            subdirs.push(name.to_owned());
         } else {
             // flags 0: a symlink is linked as itself, never followed
-            nix::unistd::linkat(sfd, name.as_c_str(), dfd, name.as_c_str(), AtFlags::empty())
-                .map_err(|e| err(&child(path, &name), e))?;
-            links.fetch_add(1, Ordering::Relaxed);
+            nix::unistd::linkat(sfd, name, dfd, name, AtFlags::empty())
+                .map_err(|e| err(&child(path, name), e))?;
+            made += 1;
         }
-    }
+        Ok(())
+    })?;
+    links.fetch_add(made, Ordering::Relaxed);
     subdirs.par_iter().try_for_each(|name| -> Result<()> {
         let p = child(path, name);
         let csub = open_dir_at(sfd, name, &p)?;
@@ -194,15 +200,45 @@ fn finish_dir(fd: &OwnedFd, st: &FileStat, path: &Path, owner: Option<DirOwner>)
     nix::sys::stat::futimens(fd, &at, &mt).map_err(|e| err(path, e))
 }
 
+/// A cheap hash for (dev, ino) keys (a murmur3 finaliser; keys are not attacker-chosen
+/// in a way that matters, and SipHash dominated the walk's time on millions of inodes).
+#[derive(Default, Clone, Copy)]
+pub struct InoHasher(u64);
+
+impl std::hash::Hasher for InoHasher {
+    fn finish(&self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        x ^ (x >> 33)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = self.0.rotate_left(29) ^ n;
+    }
+}
+
+type InoBuild = std::hash::BuildHasherDefault<InoHasher>;
+
+const SHARDS: usize = 256;
+
 /// Inodes already counted, shared by parallel walkers (sharded to keep locks short).
 pub struct InodeSet {
-    shards: Vec<Mutex<HashSet<(u64, u64)>>>,
+    shards: Vec<Mutex<HashSet<(u64, u64), InoBuild>>>,
 }
 
 impl Default for InodeSet {
     fn default() -> Self {
         InodeSet {
-            shards: (0..64).map(|_| Mutex::new(HashSet::new())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(HashSet::default()))
+                .collect(),
         }
     }
 }
@@ -210,7 +246,7 @@ impl Default for InodeSet {
 impl InodeSet {
     /// True when (dev, ino) was not in the set yet.
     pub fn insert(&self, dev: u64, ino: u64) -> bool {
-        let shard = &self.shards[(ino as usize ^ dev as usize) % self.shards.len()];
+        let shard = &self.shards[(ino ^ dev.rotate_left(17)) as usize % SHARDS];
         shard
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -255,7 +291,20 @@ struct AtomicUsage {
     inodes: AtomicU64,
 }
 
+impl Usage {
+    fn add_stat(&mut self, st: &FileStat) {
+        self.apparent += st.st_size.max(0) as u64;
+        self.allocated += st.st_blocks.max(0) as u64 * 512;
+        self.inodes += 1;
+    }
+}
+
 impl AtomicUsage {
+    fn add_usage(&self, u: Usage) {
+        self.apparent.fetch_add(u.apparent, Ordering::Relaxed);
+        self.allocated.fetch_add(u.allocated, Ordering::Relaxed);
+        self.inodes.fetch_add(u.inodes, Ordering::Relaxed);
+    }
     fn add(&self, st: &FileStat) {
         self.apparent
             .fetch_add(st.st_size.max(0) as u64, Ordering::Relaxed);
@@ -291,31 +340,30 @@ fn usage_dir(
     acc: &AtomicUsage,
     skip: &(dyn Fn(&[u8]) -> bool + Sync),
 ) -> Result<()> {
-    let entries = list(fd, path)?;
     let mut subdirs = Vec::new();
-    for (name, t) in entries {
+    let mut local = Usage::default();
+    each_entry(fd, path, |name, t| {
         if skip(name.to_bytes()) {
-            continue;
+            return Ok(());
         }
         if t == Some(Type::Directory) {
-            subdirs.push(name);
-            continue;
+            subdirs.push(name.to_owned());
+            return Ok(());
         }
-        let st = match stat_at(fd, &name, &child(path, &name)) {
+        let st = match nix::sys::stat::fstatat(fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(st) => st,
             // vanished while we walk (a client is uploading): nothing to count
-            Err(e) if e.source.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
+            Err(nix::errno::Errno::ENOENT) => return Ok(()),
+            Err(e) => return Err(err(&child(path, name), e)),
         };
         if is_dir(&st) {
-            subdirs.push(name);
-            continue;
+            subdirs.push(name.to_owned());
+        } else if st.st_nlink <= 1 || seen.insert(st.st_dev, st.st_ino) {
+            local.add_stat(&st);
         }
-        if st.st_nlink > 1 && !seen.insert(st.st_dev, st.st_ino) {
-            continue;
-        }
-        acc.add(&st);
-    }
+        Ok(())
+    })?;
+    acc.add_usage(local);
     subdirs.par_iter().try_for_each(|name| -> Result<()> {
         let p = child(path, name);
         let sub = match open_dir_at(fd, name, &p) {
@@ -337,6 +385,85 @@ fn usage_dir(
     })
 }
 
+/// A tree summarised for the size cache: everything that can only ever count for this tree
+/// (its directories, files with one link) as a sum, and its multiply-linked inodes as a list
+/// to be deduplicated against the rest of the account at measuring time.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Scan {
+    pub own: Usage,
+    /// (dev, ino, apparent, allocated) of non-directories with more than one link.
+    pub shared: Vec<(u64, u64, u64, u64)>,
+}
+
+/// Scans the tree at `root` (root included) into a [`Scan`], in parallel.
+pub fn scan(root: &Path) -> Result<Scan> {
+    let fd = open_dir(root)?;
+    let st = nix::sys::stat::fstat(&fd).map_err(|e| err(root, e))?;
+    let own = AtomicUsage::default();
+    own.add(&st);
+    let shared = Mutex::new(Vec::new());
+    scan_dir(&fd, root, &own, &shared)?;
+    Ok(Scan {
+        own: own.get(),
+        shared: shared.into_inner().unwrap_or_else(|e| e.into_inner()),
+    })
+}
+
+type Shared = Mutex<Vec<(u64, u64, u64, u64)>>;
+
+fn scan_dir(fd: &OwnedFd, path: &Path, own: &AtomicUsage, shared: &Shared) -> Result<()> {
+    let mut subdirs = Vec::new();
+    let mut mine = Vec::new();
+    let mut local = Usage::default();
+    each_entry(fd, path, |name, t| {
+        if t == Some(Type::Directory) {
+            subdirs.push(name.to_owned());
+            return Ok(());
+        }
+        let st = nix::sys::stat::fstatat(fd, name, AtFlags::AT_SYMLINK_NOFOLLOW)
+            .map_err(|e| err(&child(path, name), e))?;
+        if is_dir(&st) {
+            subdirs.push(name.to_owned());
+        } else if st.st_nlink > 1 {
+            mine.push((
+                st.st_dev,
+                st.st_ino,
+                st.st_size.max(0) as u64,
+                st.st_blocks.max(0) as u64 * 512,
+            ));
+        } else {
+            local.add_stat(&st);
+        }
+        Ok(())
+    })?;
+    own.add_usage(local);
+    if !mine.is_empty() {
+        shared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(mine);
+    }
+    subdirs.par_iter().try_for_each(|name| -> Result<()> {
+        let p = child(path, name);
+        let sub = open_dir_at(fd, name, &p)?;
+        let st = nix::sys::stat::fstat(&sub).map_err(|e| err(&p, e))?;
+        own.add(&st);
+        scan_dir(&sub, &p, own, shared)
+    })
+}
+
+/// Adds a scanned tree to `total`, counting its shared inodes only if `seen` lacks them.
+pub fn add_scan(total: &mut Usage, scan: &Scan, seen: &InodeSet) {
+    *total += scan.own;
+    for &(dev, ino, a, b) in &scan.shared {
+        if seen.insert(dev, ino) {
+            total.apparent += a;
+            total.allocated += b;
+            total.inodes += 1;
+        }
+    }
+}
+
 /// Removes the tree at `path` (which must be a directory, not a symlink), in parallel.
 /// Returns the number of entries removed.
 pub fn remove_tree(path: &Path) -> Result<u64> {
@@ -352,23 +479,23 @@ pub fn remove_tree(path: &Path) -> Result<u64> {
 }
 
 fn remove_dir_contents(fd: &OwnedFd, path: &Path, n: &AtomicU64) -> Result<()> {
-    let entries = list(fd, path)?;
     let mut subdirs = Vec::new();
-    for (name, t) in entries {
+    let mut removed = 0;
+    each_entry(fd, path, |name, t| {
         if t == Some(Type::Directory) {
-            subdirs.push(name);
-            continue;
+            subdirs.push(name.to_owned());
+            return Ok(());
         }
-        match nix::unistd::unlinkat(fd, name.as_c_str(), UnlinkatFlags::NoRemoveDir) {
-            Ok(()) => {
-                n.fetch_add(1, Ordering::Relaxed);
-            }
+        match nix::unistd::unlinkat(fd, name, UnlinkatFlags::NoRemoveDir) {
+            Ok(()) => removed += 1,
             // d_type unknown and it is a directory
-            Err(nix::errno::Errno::EISDIR) => subdirs.push(name),
+            Err(nix::errno::Errno::EISDIR) => subdirs.push(name.to_owned()),
             Err(nix::errno::Errno::ENOENT) => {}
-            Err(e) => return Err(err(&child(path, &name), e)),
+            Err(e) => return Err(err(&child(path, name), e)),
         }
-    }
+        Ok(())
+    })?;
+    n.fetch_add(removed, Ordering::Relaxed);
     subdirs.par_iter().try_for_each(|name| -> Result<()> {
         let p = child(path, name);
         let sub = open_dir_at(fd, name, &p)?;

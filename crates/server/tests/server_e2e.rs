@@ -264,7 +264,21 @@ fn clients_push_server_rotates_counts_and_reports() {
     }
 
     // sizes: holdfast's walk vs du over the same trees in one invocation
-    let r = jobs::size_all(&cfg, &dir, None, true).unwrap();
+    // first with a full walk, then twice with the scan cache: all must agree with du
+    let full = jobs::size_all(&cfg, &dir, None, false, true).unwrap();
+    let _fill = jobs::size_all(&cfg, &dir, None, false, false).unwrap();
+    let r = jobs::size_all(&cfg, &dir, None, true, false).unwrap();
+    assert!(
+        cfg.state_dir
+            .join("size-cache/4000001")
+            .read_dir()
+            .unwrap()
+            .count()
+            >= 8
+    );
+    for i in 0..2 {
+        assert_eq!(full.outcomes[i].detail, r.outcomes[i].detail);
+    }
     assert_eq!(r.errors(), 1);
     for (i, h) in home.iter().enumerate() {
         let o = &r.outcomes[i];

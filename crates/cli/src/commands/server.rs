@@ -85,6 +85,9 @@ pub struct SizeArgs {
     /// Measure and print only; do not write the directory.
     #[arg(long)]
     no_write: bool,
+    /// Walk every snapshot again instead of using the scans kept for rotated snapshots.
+    #[arg(long)]
+    full: bool,
     #[arg(long)]
     json: bool,
 }
@@ -154,7 +157,7 @@ pub fn run(cmd: Cmd, ctx: &Context) -> anyhow::Result<ExitCode> {
         }
         Cmd::Size(a) => {
             let dir = open(ctx)?;
-            let r = jobs::size_all(cfg, &dir, a.account.as_deref(), !a.no_write)?;
+            let r = jobs::size_all(cfg, &dir, a.account.as_deref(), !a.no_write, a.full)?;
             print_report(&r, a.json, |o| {
                 let b = o.detail["backup"]["apparent"].as_u64().unwrap_or(0);
                 let s = o.detail["snapshots"]["apparent"].as_u64().unwrap_or(0);
