@@ -63,6 +63,9 @@ def make_archives(out, limit):
         if total >= limit:
             break
         a = os.path.join(out, d.strip("/").replace("/", "_") + ".tar.zst")
+        if subprocess.run(["du", "-sb", d], capture_output=True, text=True).stdout.split()[0:1] and \
+                int(subprocess.run(["du", "-sb", d], capture_output=True, text=True).stdout.split()[0]) > limit // 4:
+            continue  # one folder must not be the whole data set
         if not os.path.exists(a):
             r = subprocess.run(["bsdtar", "--zstd", "-cf", a, "-C", os.path.dirname(d), os.path.basename(d)],
                                stderr=subprocess.DEVNULL)
@@ -185,6 +188,9 @@ class Site:
 
 
 def main():
+    import signal
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))
+    signal.signal(signal.SIGINT, lambda *_: sys.exit("interrupted"))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default="/var/tmp/holdfast-bench")
     ap.add_argument("--max-bytes", type=size_arg, default=size_arg("1G"))
@@ -214,8 +220,10 @@ def main():
         archives = make_archives(os.path.join(work, "archives"), a.max_bytes * 13 // 10)
     # Build the repository; hold back archives for the scan day's new files.
     t = time.monotonic()
+    # Every 8th archive is held back: the scan day's new uploads.
+    rest = [x for i, x in enumerate(archives) if i % 8 == 7]
     used = total = 0
-    for arc in archives:
+    for arc in (x for i, x in enumerate(archives) if i % 8 != 7):
         if total >= a.max_bytes:
             break
         _, nb = upload(repo, arc, scratch)
@@ -223,7 +231,6 @@ def main():
         used += 1
     files, bytes_ = count(repo)
     print(f"repository: {files} files, {bytes_/1e9:.2f} GB from {used} archives, built in {time.monotonic()-t:.0f} s")
-    rest = archives[used:]
 
     results = {}
     env = dict(os.environ, RESTIC_PASSWORD="bench", BORG_PASSPHRASE="",

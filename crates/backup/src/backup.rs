@@ -147,6 +147,53 @@ fn run(
     for d in &pending.compare_dest {
         args.push(format!("--compare-dest={d}"));
     }
+    // Pool: the repository's names are its contents, so what the pool lacks is exactly the
+    // names the previous snapshot's list lacks (plus files not named by content, such as
+    // logs and reports, which rsync compares by size). Unchanged files cost one readdir.
+    let mut pool_list = None;
+    let mut pool_todo = None;
+    if pool {
+        let mut dirs = Vec::new();
+        for host in site.fo.host_names() {
+            for t in types {
+                dirs.push(format!("{host}/{t}"));
+            }
+        }
+        for extra in EXTRA_DIRS {
+            dirs.push(extra.to_string());
+        }
+        let list = holdfast_store::pool::list_files(&site.repo.root, &dirs);
+        let prev: std::collections::HashSet<String> = match &pending.previous {
+            Some(p) => holdfast_store::pool::read_list(target, p)
+                .map(|l| l.into_iter().collect())
+                .unwrap_or_default(),
+            None => Default::default(),
+        };
+        let todo: Vec<String> = list
+            .iter()
+            .filter(|p| {
+                !prev.contains(*p)
+                    || holdfast_site::pfile::PfileName::parse(
+                        p.rsplit('/').next().unwrap_or(p.as_str()),
+                    )
+                    .is_none()
+            })
+            .cloned()
+            .collect();
+        let mut f = tempfile::NamedTempFile::new().map_err(|source| BackupError::Io {
+            path: "file list".into(),
+            source,
+        })?;
+        std::io::Write::write_all(&mut f, (todo.join("\n") + "\n").as_bytes()).map_err(
+            |source| BackupError::Io {
+                path: f.path().display().to_string(),
+                source,
+            },
+        )?;
+        args.push(format!("--files-from={}", f.path().display()));
+        pool_todo = Some((f, todo.len()));
+        pool_list = Some(list);
+    }
     let rsync = Rsync {
         args,
         rsh: target.rsync_rsh(),
@@ -161,19 +208,26 @@ fn run(
         ),
         what: format!("copy of the repository to {}", target.display()),
     };
-    let stats = rsync.run()?;
-    if pool {
-        // The scheduler is still stopped: the list is exactly what rsync just saw.
-        let mut dirs = Vec::new();
-        for host in site.fo.host_names() {
-            for t in types {
-                dirs.push(format!("{host}/{t}"));
-            }
-        }
-        for extra in EXTRA_DIRS {
-            dirs.push(extra.to_string());
-        }
-        let list = holdfast_store::pool::list_files(&site.repo.root, &dirs);
+    let mut stats = match &pool_todo {
+        Some((_, 0)) => Default::default(),
+        _ => rsync.run()?,
+    };
+    drop(pool_todo);
+    if let Some(list) = pool_list {
+        // rsync saw only the new files: count the whole repository from the names.
+        stats.files = list.len() as u64;
+        stats.bytes = list
+            .iter()
+            .map(|p| {
+                holdfast_site::pfile::PfileName::parse(p.rsplit('/').next().unwrap_or(p))
+                    .map(|n| n.size)
+                    .unwrap_or_else(|| {
+                        std::fs::metadata(site.repo.root.join(p))
+                            .map(|m| m.len())
+                            .unwrap_or(0)
+                    })
+            })
+            .sum();
         target.write_atomic(
             &format!("{}/{}", layout::PARTIAL, layout::FILE_LIST),
             &holdfast_store::pool::encode(&list),

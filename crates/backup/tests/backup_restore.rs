@@ -147,3 +147,44 @@ fn restore_into_a_scratch_folder_and_database_leaves_the_site_alone() {
     assert_eq!(pg_dump(&scratch.db), pg_dump(&site.db));
     assert_eq!(tree(&into.join("repository")), tree(&site.repo.root));
 }
+
+#[test]
+fn gold_mode_copies_no_files_and_restore_rebuilds_them_from_gold() {
+    let f = fixture(4, Behaviour::default(), 30);
+    let site = f.site().clone();
+    let mut cfg = f.cfg.clone();
+    cfg.mode = holdfast_backup::Mode::Gold;
+    let out = backup(&site, "gold-site", &f.sched, &cfg).unwrap();
+    assert_eq!(out.manifest.mode, "gold");
+    assert_eq!(out.manifest.repository.files, 4, "gold files only");
+    let snap = f.target_dir().join("current/repository/localhost");
+    assert!(snap.join("gold").is_dir());
+    assert!(!snap.join("files").exists());
+    let (files, _) = tree(&site.repo.root);
+
+    {
+        let mut su = f.scratch.cluster.superuser_client().unwrap();
+        su.batch_execute("DROP DATABASE fossology WITH (FORCE)")
+            .unwrap();
+    }
+    std::fs::remove_dir_all(&site.repo.root).unwrap();
+    let r = restore(
+        &site,
+        &f.sched,
+        &cfg,
+        &Default::default(),
+        &RestoreOptions::default(),
+    )
+    .unwrap();
+    let rebuild = r.rebuild.as_ref().expect("gold snapshots are rebuilt");
+    assert_eq!(rebuild.rebuilt.len(), 4, "{rebuild:?}");
+    assert!(
+        r.is_whole(),
+        "missing after rebuild: {:?}",
+        r.verify.missing
+    );
+    let (files2, _) = tree(&site.repo.root);
+    for (name, size) in &files {
+        assert_eq!(files2.get(name), Some(size), "{name} back with its size");
+    }
+}

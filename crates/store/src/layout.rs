@@ -88,6 +88,8 @@ pub struct Pending {
     pub compare_dest: Vec<String>,
     /// Snapshot names an incremental builds on.
     pub builds_on: Vec<String>,
+    /// Pool layout: the newest snapshot, whose listed files the pool is known to hold.
+    pub previous: Option<String>,
 }
 
 pub fn stamp(t: DateTime<Utc>) -> String {
@@ -177,6 +179,10 @@ impl Layout {
                     link_dest: Vec::new(),
                     compare_dest: Vec::new(),
                     builds_on: Vec::new(),
+                    previous: snaps
+                        .iter()
+                        .rfind(|s| s.name.starts_with("snap."))
+                        .map(|s| s.name.clone()),
                 }
             }
             LayoutKind::Rolling => Pending {
@@ -184,6 +190,7 @@ impl Layout {
                 link_dest: snaps.iter().rev().take(1).map(|s| repo(&s.name)).collect(),
                 compare_dest: Vec::new(),
                 builds_on: Vec::new(),
+                previous: None,
             },
             LayoutKind::Rotating => {
                 let base = snaps.iter().rposition(|s| s.name.starts_with("base."));
@@ -196,6 +203,7 @@ impl Layout {
                             link_dest: Vec::new(),
                             compare_dest: chain.iter().map(|s| repo(&s.name)).collect(),
                             builds_on: chain.iter().map(|s| s.name.clone()).collect(),
+                            previous: None,
                         }
                     }
                     _ => Pending {
@@ -203,6 +211,7 @@ impl Layout {
                         link_dest: Vec::new(),
                         compare_dest: Vec::new(),
                         builds_on: Vec::new(),
+                        previous: None,
                     },
                 }
             }
