@@ -31,6 +31,8 @@ pub struct JobReport {
     pub outcomes: Vec<Outcome>,
     /// Entries removed from the trash after rotation.
     pub purged: u64,
+    /// A stop signal ended the run early (the remaining accounts were not processed).
+    pub interrupted: bool,
 }
 
 impl JobReport {
@@ -68,7 +70,12 @@ pub fn snapshot_all(
     status.host = host.clone();
     let mut outcomes = vec![];
     let mut homes = vec![];
+    let mut interrupted = false;
     for acc in &accounts {
+        if holdfast_site::interrupt::requested() {
+            interrupted = true;
+            break;
+        }
         let mut o = Outcome {
             uid: acc.uid.clone(),
             home: None,
@@ -111,7 +118,7 @@ pub fn snapshot_all(
         outcomes.push(o);
     }
     let mut purged = 0;
-    if !keep_trash {
+    if !keep_trash && !interrupted {
         for h in &homes {
             match crate::snapshot::purge_trash(h) {
                 Ok(n) => purged += n,
@@ -127,6 +134,7 @@ pub fn snapshot_all(
         host,
         outcomes,
         purged,
+        interrupted,
     };
     status.runs.insert(
         "snapshot".into(),
@@ -162,7 +170,12 @@ pub fn size_all(
     let mut status = Status::load(&cfg.state_dir);
     status.host = host.clone();
     let mut outcomes = vec![];
+    let mut interrupted = false;
     for acc in &accounts {
+        if holdfast_site::interrupt::requested() {
+            interrupted = true;
+            break;
+        }
         let mut o = Outcome {
             uid: acc.uid.clone(),
             home: None,
@@ -213,6 +226,7 @@ pub fn size_all(
         host,
         outcomes,
         purged: 0,
+        interrupted,
     };
     status.runs.insert(
         "size".into(),

@@ -240,6 +240,9 @@ fn print_report(
             println!("emptied the trash: {} entries removed", r.purged);
         }
     }
+    if r.interrupted {
+        return Err(holdfast_site::interrupt::Interrupted.into());
+    }
     let failed = r.errors();
     if failed > 0 {
         eprintln!(
