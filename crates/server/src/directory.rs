@@ -72,6 +72,8 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("LDAP server {url} stopped the search under {base} at its size limit: allow the bind DN more (slapd: `limits dn.exact=\"<bind_dn>\" size=unlimited`), or set [server] bind_dn")]
+    SizeLimit { url: String, base: String },
     #[error("no backup account {uid} in the directory (under {base})")]
     NoAccount { uid: String, base: String },
     #[error("bad {attr} value {value:?} for account {uid}: {why}")]
@@ -583,13 +585,17 @@ impl Directory {
             Backend::Ldap { url, conn } => {
                 let filter = filter(conds);
                 let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
-                let res = conn
-                    .with_timeout(self.timeout)
-                    .search(base, scope, &filter, vec!["*"]);
-                let res = match res.and_then(|r| r.success()) {
-                    Ok((entries, _)) => entries,
+                let res = paged_search(&mut conn, self.timeout, base, scope, &filter);
+                let res = match res {
+                    Ok(entries) => entries,
                     // noSuchObject: the base (e.g. a reseller's settings) does not exist
                     Err(ldap3::LdapError::LdapResult { result }) if result.rc == 32 => vec![],
+                    Err(ldap3::LdapError::LdapResult { result }) if result.rc == 4 => {
+                        return Err(Error::SizeLimit {
+                            url: url.clone(),
+                            base: base.into(),
+                        })
+                    }
                     Err(source) => {
                         return Err(Error::Ldap {
                             url: url.clone(),
@@ -689,6 +695,36 @@ impl Directory {
             }
         }
     }
+}
+
+/// Pages of 500 entries (RFC 2696), for servers that cap a page (Active Directory's
+/// MaxPageSize). slapd caps the total of a paged search too (`size.prtotal`, by default its
+/// size limit of 500 for ordinary binds): that is reported as [`Error::SizeLimit`].
+fn paged_search(
+    conn: &mut LdapConn,
+    timeout: Duration,
+    base: &str,
+    scope: Scope,
+    filter: &str,
+) -> ldap3::result::Result<Vec<ldap3::ResultEntry>> {
+    use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
+    let adapters: Vec<Box<dyn Adapter<_, _>>> = vec![
+        Box::new(EntriesOnly::new()),
+        Box::new(PagedResults::new(500)),
+    ];
+    let mut stream = conn.with_timeout(timeout).streaming_search_with(
+        adapters,
+        base,
+        scope,
+        filter,
+        vec!["*"],
+    )?;
+    let mut out = Vec::new();
+    while let Some(re) = stream.next()? {
+        out.push(re);
+    }
+    stream.result().success()?;
+    Ok(out)
 }
 
 /// `(&(a=v)(b=w))` with every value escaped; `(objectClass=*)` when there are no conditions.

@@ -163,3 +163,55 @@ fn shipped_cn_config_schema_loads_into_slapd_d() {
         "{names:?}"
     );
 }
+
+#[test]
+fn size_limits_are_reported_not_silently_cut() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut ldif = String::new();
+    for i in 0..600 {
+        ldif += &format!(
+            "dn: uid=7{i:06},ou=accounts,ou=backup,ou=services,dc=stoney-cloud,dc=org\n\
+             objectClass: account\nobjectClass: sstBackup\nuid: 7{i:06}\nhost: big.test\n\
+             sstQuota: 1\n\n"
+        );
+    }
+    let extra = tmp.path().join("many.ldif");
+    std::fs::write(&extra, ldif).unwrap();
+    let slapd = Slapd::start_with(
+        &tmp.path().join("slapd"),
+        &[
+            holdfast_testkit::slapd::ldap_dir().join("example.ldif"),
+            extra,
+        ],
+    )
+    .unwrap();
+    // an ordinary (anonymous) search hits slapd's default size limit of 500...
+    let out = std::process::Command::new(holdfast_testkit::require("ldapsearch"))
+        .args([
+            "-x",
+            "-LLL",
+            "-H",
+            &slapd.url,
+            "-b",
+            &slapd.base,
+            "(host=big.test)",
+            "dn",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4), "expected sizeLimitExceeded");
+    // holdfast says so instead of working on a cut list...
+    let mut cfg = ServerConfig {
+        ldap_url: Some(slapd.url.clone()),
+        ..ServerConfig::default()
+    };
+    let d = Directory::open(&cfg).unwrap();
+    let e = d.accounts_for_host("big.test").unwrap_err();
+    assert!(matches!(e, Error::SizeLimit { .. }), "{e}");
+    assert!(e.to_string().contains("size=unlimited"), "{e}");
+    // ...and a bind DN without the limit gets every account, in pages
+    cfg.bind_dn = Some(slapd.bind_dn.clone());
+    cfg.password_file = Some(slapd.password_file.clone());
+    let d = Directory::open(&cfg).unwrap();
+    assert_eq!(d.accounts_for_host("big.test").unwrap().len(), 600);
+}
