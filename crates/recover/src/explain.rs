@@ -126,8 +126,11 @@ pub fn explain(
     deferred: bool,
 ) -> Result<Vec<MissingFile>> {
     let mut out = Vec::new();
+    // Places in the tree are looked up only where they decide the reason and while there
+    // are few: a lazy restore leaves millions of files missing, all for the same reason.
+    let look_up = gold_missing.is_none() && !deferred && missing.len() <= MAX_PATH_LOOKUPS;
     for r in missing {
-        let paths = if r.kind == "files" {
+        let paths = if r.kind == "files" && look_up {
             tree_paths(c, r.upload_fk, r.pfile_pk)?
         } else {
             Vec::new()
@@ -164,6 +167,9 @@ pub fn explain(
     }
     Ok(out)
 }
+
+/// Above this many missing files in one upload, reasons are given without tree look-ups.
+pub const MAX_PATH_LOOKUPS: usize = 5000;
 
 fn is_dir_artifact(p: &str) -> bool {
     let last = p.rsplit('/').next().unwrap_or(p);
@@ -207,4 +213,52 @@ pub fn to_recover(
 ) -> Result<Vec<Reference>> {
     let v = db::verify(c, repo, Some(upload))?;
     Ok(v.missing.into_iter().chain(v.slimmed).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_error_naming_the_nearest_container_wins() {
+        let errors = vec![
+            "a.tar.gz: member x: truncated".to_string(),
+            "a.tar.gz/artifact.dir/inner.zip: bad central directory".to_string(),
+        ];
+        let e = best_error(
+            &errors,
+            Some("a.tar.gz/artifact.dir/inner.zip/artifact.dir/lib.c"),
+        );
+        assert_eq!(e.as_deref(), Some(errors[1].as_str()));
+        assert_eq!(best_error(&[], Some("x")), None);
+        assert_eq!(
+            best_error(&errors, None).as_deref(),
+            Some(errors[0].as_str())
+        );
+    }
+
+    #[test]
+    fn only_loss_counts_as_lost_and_lines_say_what_to_do() {
+        let f = |reason| MissingFile {
+            upload_fk: 7,
+            kind: "files".into(),
+            pfile_pk: 1,
+            name: "n".into(),
+            size: 1,
+            path: Some("a.zip/artifact.meta".into()),
+            reason,
+        };
+        let na = f(MissingReason::NotReproducible {
+            artifact: "a.zip/artifact.meta".into(),
+        });
+        assert!(!na.reason.is_loss());
+        assert!(na.to_string().contains("not data lost"));
+        assert!(!MissingReason::Deferred.is_loss());
+        let g = f(MissingReason::GoldMissing { gold: "g".into() });
+        assert!(g.reason.is_loss());
+        assert!(g
+            .to_string()
+            .starts_with("upload 7: files a.zip/artifact.meta: gold file g is missing"));
+        assert!(is_dir_artifact("x/artifact.dir") && !is_dir_artifact("x/artifact.meta"));
+    }
 }
