@@ -13,7 +13,7 @@ use crate::client::{self, PrefixFiles};
 use crate::mail::{Flush, Mail, MailError, Mailer};
 use crate::model::{Account, Audience, Directory, Reseller, Task};
 use crate::recipients;
-use crate::state::{Key, State, StateError};
+use crate::state::{BeginError, Key, State, StateError};
 use crate::NotifyConfig;
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
@@ -26,6 +26,9 @@ pub enum CheckError {
     Accounts(String),
     #[error(transparent)]
     State(#[from] StateError),
+    /// Another run holds the state (exit code 4 in the CLI).
+    #[error("another check run is using {0}; wait for it to finish")]
+    Busy(String),
     #[error(transparent)]
     Mail(#[from] MailError),
 }
@@ -144,17 +147,21 @@ pub fn check(
     };
     let accounts = dir.accounts().map_err(CheckError::Accounts)?;
     c.report.accounts = accounts.len();
-    c.state.begin()?;
+    c.state.begin().map_err(|e| match e {
+        BeginError::Busy(p) => CheckError::Busy(p),
+        BeginError::State(s) => CheckError::State(s),
+    })?;
     for a in accounts {
         c.account(a)?;
     }
-    c.state.commit()?;
+    // Flushed while the state is still held, so two runs never send one message twice.
     if let Some(m) = &c.mailer {
         c.report.flush = m.flush();
         if let Some(e) = &c.report.flush.error {
             tracing::warn!("{e}");
         }
     }
+    c.state.commit()?;
     Ok(c.report)
 }
 

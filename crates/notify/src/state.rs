@@ -17,6 +17,14 @@ pub struct StateError {
     pub source: rusqlite::Error,
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum BeginError {
+    #[error("another check run is using {0}; wait for it to finish")]
+    Busy(String),
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
 pub struct State {
     db: Connection,
     path: String,
@@ -201,8 +209,18 @@ impl State {
     }
 
     /// Runs every write of one check inside a transaction (much faster for many accounts).
-    pub fn begin(&self) -> Result<(), StateError> {
-        self.db.execute_batch("BEGIN").map_err(|e| self.err(e))
+    /// The write lock is taken at once, so a second check run on the same state waits a
+    /// few seconds and then fails with [`BeginError::Busy`] instead of sending twice.
+    pub fn begin(&self) -> Result<(), BeginError> {
+        self.db
+            .busy_timeout(std::time::Duration::from_secs(5))
+            .and_then(|_| self.db.execute_batch("BEGIN IMMEDIATE"))
+            .map_err(|e| match e.sqlite_error_code() {
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                    BeginError::Busy(self.path.clone())
+                }
+                _ => BeginError::State(self.err(e)),
+            })
     }
 
     pub fn commit(&self) -> Result<(), StateError> {
@@ -263,5 +281,19 @@ mod tests {
                 .unwrap(),
             1
         );
+    }
+
+    #[test]
+    fn a_second_run_is_refused_while_the_first_holds_the_state() {
+        let d = tempfile::tempdir().unwrap();
+        let a = State::open(&d.path().join("state.sqlite")).unwrap();
+        let b = State::open(&d.path().join("state.sqlite")).unwrap();
+        a.begin().unwrap();
+        let t0 = std::time::Instant::now();
+        assert!(matches!(b.begin(), Err(BeginError::Busy(_))));
+        assert!(t0.elapsed() >= std::time::Duration::from_secs(4));
+        a.commit().unwrap();
+        b.begin().unwrap();
+        b.commit().unwrap();
     }
 }

@@ -5,7 +5,7 @@ use crate::config::Context;
 use crate::exit;
 use anyhow::Context as _;
 use holdfast_notify::directory::LdapDirectory;
-use holdfast_notify::run::{check, parse_time, Options};
+use holdfast_notify::run::{check, parse_time, CheckError, Options};
 use holdfast_notify::Task;
 use std::process::ExitCode;
 
@@ -48,7 +48,16 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         opts.now = parse_time(n).map_err(anyhow::Error::msg)?;
     }
     let dir = LdapDirectory::new(&ctx.config.server).context("cannot open the directory")?;
-    let r = check(&dir, cfg, &opts)?;
+    let r = match check(&dir, cfg, &opts) {
+        Err(e @ CheckError::Busy(_)) => {
+            return Err(exit::CodedError {
+                code: exit::LOCKED,
+                message: e.to_string(),
+            }
+            .into())
+        }
+        r => r?,
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {
