@@ -60,7 +60,7 @@ impl StandIn {
             )
         };
         let scheduler = format!(
-            "#!/bin/bash\necho $$ > {d}/scheduler.pid\nkids=''\nfor i in $(seq 1 {n}); do {d}/{agent_name} & kids=\"$kids $!\"; done\n{on_term}\nwhile true; do sleep 0.2 & wait $!; done\n",
+            "#!/bin/bash\nkids=''\nfor i in $(seq 1 {n}); do {d}/{agent_name} & kids=\"$kids $!\"; done\n{on_term}\n# The pid file says \"up\": write it once the agents exist.\necho $$ > {d}/scheduler.pid\nwhile true; do sleep 0.2 & wait $!; done\n",
             n = b.agents
         );
         write_exec(&dir.join(&scheduler_name), &scheduler)?;
