@@ -14,7 +14,7 @@ pid=""
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 python=/usr/bin/python3
-printf "%-8s %10s %10s %14s %10s\n" accounts gen_s check_s us_per_account mails
+printf "%-8s %8s %9s %8s %8s %14s %8s\n" accounts gen_s check_s ldap_s judge_s us_per_account mails
 for n in "${sizes[@]}"; do
   d=$work/$n; mkdir -p "$d/db"
   t0=$(date +%s.%N)
@@ -60,10 +60,12 @@ TOML
   $bin --config "$d/holdfast.toml" -q server check --dry-run --json --now 2026-11-21T10:00:00Z > "$d/report.json"
   s1=$(date +%s.%N)
   mails=$($python -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["mails"]))' "$d/report.json")
+  ldap_s=$($python -c 'import json,sys; print(json.load(open(sys.argv[1]))["seconds"]["directory"])' "$d/report.json")
+  judge_s=$($python -c 'import json,sys; print(json.load(open(sys.argv[1]))["seconds"]["accounts"])' "$d/report.json")
   accts=$($python -c 'import json,sys; print(json.load(open(sys.argv[1]))["accounts"])' "$d/report.json")
   [ "$accts" = "$n" ] || { echo "checked $accts accounts, expected $n" >&2; exit 1; }
-  awk -v n="$n" -v t0="$t0" -v t1="$t1" -v s0="$s0" -v s1="$s1" -v m="$mails" \
-    'BEGIN { c = s1 - s0; printf "%-8d %10.1f %10.2f %14.0f %10d\n", n, t1 - t0, c, c * 1e6 / n, m }'
+  awk -v n="$n" -v t0="$t0" -v t1="$t1" -v s0="$s0" -v s1="$s1" -v m="$mails" -v l="$ldap_s" -v j="$judge_s" \
+    'BEGIN { c = s1 - s0; printf "%-8d %8.1f %9.2f %8.2f %8.2f %14.0f %8d\n", n, t1 - t0, c, l, j, c * 1e6 / n, m }'
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
   rm -rf "$d"
 done

@@ -77,6 +77,15 @@ pub struct Report {
     pub last_successful_updates: usize,
     pub errors: Vec<String>,
     pub flush: Flush,
+    /// Seconds spent listing the accounts, judging them, and flushing the outbox.
+    pub seconds: Timing,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Timing {
+    pub directory: f64,
+    pub accounts: f64,
+    pub flush: f64,
 }
 
 impl Report {
@@ -145,7 +154,10 @@ pub fn check(
         resellers: HashMap::new(),
         report: Report::default(),
     };
+    let t0 = std::time::Instant::now();
     let accounts = dir.accounts().map_err(CheckError::Accounts)?;
+    c.report.seconds.directory = t0.elapsed().as_secs_f64();
+    let t0 = std::time::Instant::now();
     c.report.accounts = accounts.len();
     c.state.begin().map_err(|e| match e {
         BeginError::Busy(p) => CheckError::Busy(p),
@@ -154,6 +166,8 @@ pub fn check(
     for a in accounts {
         c.account(a)?;
     }
+    c.report.seconds.accounts = t0.elapsed().as_secs_f64();
+    let t0 = std::time::Instant::now();
     // Flushed while the state is still held, so two runs never send one message twice.
     if let Some(m) = &c.mailer {
         c.report.flush = m.flush();
@@ -162,6 +176,7 @@ pub fn check(
         }
     }
     c.state.commit()?;
+    c.report.seconds.flush = t0.elapsed().as_secs_f64();
     Ok(c.report)
 }
 
