@@ -274,7 +274,7 @@ pub fn cron_file(holdfast: &str, config: &str, user: &str) -> String {
          SHELL=/bin/sh\nPATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n",
     );
     for (when, args) in [
-        ("0 1-23 * * *", "snapshot --interval hourly"),
+        ("0 * * * *", "snapshot --interval hourly"),
         ("0 2 1 1 *", "snapshot --interval yearly"),
         ("10 2 1 * *", "snapshot --interval monthly"),
         ("20 2 * * 1", "snapshot --interval weekly"),
