@@ -18,6 +18,8 @@ fn child_backup() {
     let Ok(spec) = std::env::var("HOLDFAST_TEST_CHILD") else {
         return;
     };
+    // As the binary does: SIGTERM and Ctrl-C become a flag the backup polls.
+    holdfast_site::interrupt::install();
     let (conf_dir, cfg, sched): (String, BackupConfig, SchedulerConfig) =
         serde_json::from_str(&spec).unwrap();
     let site = holdfast_site::Site::open(Some(std::path::Path::new(&conf_dir))).unwrap();
@@ -184,4 +186,60 @@ fn unreachable_target_and_wrong_password_fail_before_the_scheduler_stops() {
         "scheduler never stopped"
     );
     assert_eq!(f.standin.starts(), 1);
+}
+
+#[test]
+fn sigterm_during_the_copy_restarts_the_scheduler_and_shows_nothing() {
+    let f = fixture(2, Behaviour::default(), 30);
+    let site = f.site().clone();
+    let big = site.repo.root.join("localhost/gold/fe/fe/fe/big");
+    std::fs::create_dir_all(big.parent().unwrap()).unwrap();
+    std::fs::write(&big, vec![7u8; 16 << 20]).unwrap();
+    let mut slow = f.cfg.clone();
+    slow.rsync_args = vec!["--bwlimit=2000".into()];
+    let spec =
+        serde_json::to_string(&(site.conf_dir.display().to_string(), &slow, &f.sched)).unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "child_backup", "--test-threads=1"])
+        .env("HOLDFAST_TEST_CHILD", spec)
+        .process_group(0)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let partial_repo = f.target_dir().join(".partial/repository/localhost/gold");
+    let until = Instant::now() + Duration::from_secs(30);
+    while !partial_repo.exists() {
+        assert!(
+            Instant::now() < until,
+            "the child backup never started copying"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(f.standin.starts(), 1);
+    assert!(!f.standin.is_running(), "stopped for the backup");
+    // SIGTERM to holdfast alone, as systemd or kill(1) would send it.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "an interrupted backup fails");
+    assert_eq!(
+        f.standin.starts(),
+        2,
+        "scheduler started again on the way out"
+    );
+    assert!(f.standin.is_running());
+    assert!(layout::snapshots(&f.cfg.target().unwrap())
+        .unwrap()
+        .is_empty());
+    assert!(!f.target_dir().join(".partial/manifest.json").exists());
+    let ended = holdfast_stoney::parse::backup_ended(
+        &std::fs::read_to_string(f.target_dir().join(".sepiola_backup/backupEnded.xml")).unwrap(),
+    )
+    .unwrap();
+    assert!(!ended.success);
 }
