@@ -41,6 +41,28 @@ fn main() -> Result<()> {
     std::fs::create_dir_all(&work)?;
 
     let store = work.join("script-store");
+    if std::env::var_os("BENCH_SKIP_SCRIPT").is_some() {
+        let site = holdfast_site::scratch::ScratchSite::create(&work.join("site"), "UTF8")?;
+        let t = Instant::now();
+        let res = upload_files(
+            &site.site,
+            &golds,
+            &UnpackConfig::default(),
+            &UnpackOptions::default(),
+        )?;
+        let s = t.elapsed().as_secs_f64();
+        for e in res.iter().flat_map(|r| r.1.errors.iter()).take(20) {
+            eprintln!("member error: {e}");
+        }
+        for (_, r) in &res {
+            eprintln!("{r}");
+        }
+        println!(
+            "holdfast only: {s:.2} s, {:.1} MB/s gold",
+            gold_bytes as f64 / 1e6 / s
+        );
+        return Ok(());
+    }
     let t = Instant::now();
     let st = std::process::Command::new("bash")
         .arg(script)
@@ -64,6 +86,9 @@ fn main() -> Result<()> {
     )?;
     let ours_s = t.elapsed().as_secs_f64();
     let errors: usize = res.iter().map(|r| r.1.errors.len()).sum();
+    for e in res.iter().flat_map(|r| r.1.errors.iter()).take(20) {
+        eprintln!("member error: {e}");
+    }
     let rows: u64 = res.iter().map(|r| r.1.rows).sum();
     let (repo_files, repo_bytes) = files_under(&site.site.repo.root.join("localhost/files"));
 

@@ -161,10 +161,19 @@ fn is_dsc(h: &[u8]) -> bool {
         .strip_prefix("-----BEGIN PGP SIGNED MESSAGE-----\n")
         .map(|t| t.split_once("\n\n").map(|x| x.1).unwrap_or(""))
         .unwrap_or(text);
-    (body.starts_with("Format: ") || body.starts_with("Source: "))
-        && body.contains("\nSource: ")
-        && body.contains("\nFiles:")
-        || (body.starts_with("Source: ") && body.contains("\nFiles:"))
+    let field = |f: &str| body.starts_with(&format!("{f}: ")) || body.contains(&format!("\n{f}: "));
+    // A Files: line of a .dsc is "<md5> <size> <name>" (debian/copyright has Files: too).
+    let files_line = body.split_once("\nFiles:").is_some_and(|(_, rest)| {
+        rest.lines().nth(1).is_some_and(|l| {
+            let mut w = l.split_whitespace();
+            w.next()
+                .is_some_and(|m| m.len() == 32 && m.bytes().all(|b| b.is_ascii_hexdigit()))
+                && w.next()
+                    .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+                && w.next().is_some()
+        })
+    });
+    field("Source") && field("Version") && files_line
 }
 
 #[cfg(test)]
@@ -180,8 +189,13 @@ mod tests {
         assert_eq!(detect(b"hello world"), Kind::Leaf);
         assert_eq!(detect(b""), Kind::Leaf);
         assert_eq!(
-            detect(b"Format: 3.0 (quilt)\nSource: hello\nFiles:\n abc 1 x\n"),
+            detect(b"Format: 3.0 (quilt)\nSource: hello\nVersion: 1-1\nFiles:\n 0123456789abcdef0123456789abcdef 1 x.tar.gz\n"),
             Kind::Dsc
+        );
+        // debian/copyright (machine-readable format) is not a .dsc.
+        assert_eq!(
+            detect(b"Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\nSource: https://x\n\nFiles: *\nCopyright: 2000 X\n"),
+            Kind::Leaf
         );
     }
 }
