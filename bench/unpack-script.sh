@@ -32,6 +32,7 @@ extract() { # archive dir
   done
 }
 
+t0=$(date +%s.%N)
 n=0
 for g in "$@"; do
   n=$((n+1))
@@ -41,16 +42,24 @@ for g in "$@"; do
   extract "$w/$(basename "$g")" "$w/$(basename "$g").dir"
 done
 
-# Hash every file (both tools at once, one per core), then store each by name.
+t1=$(date +%s.%N)
+# Hash every file (both tools at once, one per core), then store each by name: one
+# mkdir for all folders, renames two at a time.
 find "$tmp" -type f -print0 | sort -z > "$tmp.list"
 xargs -0 -r sha1sum < "$tmp.list" > "$tmp.sha1" &
 xargs -0 -r md5sum  < "$tmp.list" > "$tmp.md5"
 wait
 xargs -0 -r stat -c %s < "$tmp.list" > "$tmp.size"
+t2=$(date +%s.%N)
 paste -d' ' <(cut -c1-40 "$tmp.sha1") <(cut -c1-32 "$tmp.md5") "$tmp.size" <(tr '\0' '\n' < "$tmp.list") |
-  while read -r s m z p; do
-    d="$store/${s:0:2}/${s:2:2}/${s:4:2}"
-    mkdir -p "$d"
-    [ -e "$d/$s.$m.$z" ] || mv "$p" "$d/$s.$m.$z"
-  done
-rm -rf "$tmp" "$tmp.list" "$tmp.sha1" "$tmp.md5" "$tmp.size"
+  awk -v st="$store" -v dirs="$tmp.dirs" '{ s=$1; d=st "/" substr(s,1,2) "/" substr(s,3,2) "/" substr(s,5,2);
+       p=substr($0, length($1)+length($2)+length($3)+4);
+       if (!(d in seen)) { seen[d]=1; print d > dirs }
+       name=d "/" $1 "." $2 "." $3;
+       if (!(name in done)) { done[name]=1; print p; print name } }' \
+  > "$tmp.moves"
+xargs -r -d '\n' mkdir -p < "$tmp.dirs"
+xargs -r -d '\n' -n2 -P2 mv -f < "$tmp.moves"
+t3=$(date +%s.%N)
+echo "script stages: extract $(echo "$t1 - $t0" | bc) s, hash $(echo "$t2 - $t1" | bc) s, store $(echo "$t3 - $t2" | bc) s" >&2
+rm -rf "$tmp" "$tmp.list" "$tmp.sha1" "$tmp.md5" "$tmp.size" "$tmp.moves" "$tmp.dirs"
