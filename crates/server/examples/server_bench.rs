@@ -231,5 +231,14 @@ fn main() {
     if keep {
         let p = tmp.keep();
         println!("kept {}", p.display());
+    } else {
+        // millions of names: remove them in parallel rather than with remove_dir_all
+        let t = Instant::now();
+        for e in std::fs::read_dir(tmp.path()).unwrap().flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                tree::remove_tree(&e.path()).unwrap();
+            }
+        }
+        println!("cleaned up in {:.1}s", secs(t.elapsed()));
     }
 }
