@@ -263,13 +263,13 @@ impl Ctx<'_> {
         })
     }
 
-    /// A prefix whose newest run succeeded gets its `sstBackupLastSuccessfulBackup` moved up.
+    /// A prefix whose last finished run succeeded gets its `sstBackupLastSuccessfulBackup`
+    /// moved up (also while a newer run is under way: the ended file is still a success).
     fn update_last_successful(&mut self, a: &mut Account, prefixes: &[PrefixFiles]) {
         let mut changed = Vec::new();
         for p in prefixes {
             let Some(e) = &p.ended else { continue };
-            let paired = p.started.as_ref().is_none_or(|s| s.id == e.id);
-            if !e.success || !paired || p.prefix.is_empty() {
+            if !e.success || p.prefix.is_empty() {
                 continue;
             }
             let end = e.end.with_timezone(&Utc);

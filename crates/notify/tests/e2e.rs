@@ -69,6 +69,9 @@ fn world() -> World {
     started(&h, "pc", "2026-11-21T02:00:05+01:00", "21", &good);
     ended(&h, "pc", "2026-11-21T02:20:00+01:00", "21", "1", &good);
     daily(&h, "pc", "02", "00", "+01:00", &good);
+    // A second computer: the last run succeeded, a newer one is under way.
+    ended(&h, "nas", "2026-11-20T02:30:00+01:00", "22", "1", &good);
+    started(&h, "nas", "2026-11-21T09:30:00+00:00", "23", &good);
     ldif += &account(
         "4000002",
         &h,
@@ -385,6 +388,12 @@ fn every_task_reaches_exactly_the_right_people() {
         out.contains("sstBackupLastSuccessfulBackup: quirky:20261120T224000Z"),
         "{out}"
     );
+    let out = w
+        .slapd
+        .ldapsearch("(uid=4000002)", &["sstBackupLastSuccessfulBackup"])
+        .unwrap();
+    assert!(out.contains("nas:20261120T013000Z"), "{out}");
+    assert!(out.contains("pc:20261121T012000Z"), "{out}");
     let out = w
         .slapd
         .ldapsearch("(uid=4000003)", &["sstBackupLastSuccessfulBackup"])
