@@ -37,7 +37,8 @@ impl LdapDirectory {
         Ok(LdapDirectory {
             inner: srv::Directory::open(cfg)?,
             homes_root: cfg.homes_root.clone(),
-            host: cfg.host.clone(),
+            // Like every server command: only the accounts whose `host` names this server.
+            host: Some(cfg.host_name()),
         })
     }
 
