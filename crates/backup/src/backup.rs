@@ -190,8 +190,11 @@ fn run(
                 source,
             },
         )?;
-        args.push(format!("--files-from={}", f.path().display()));
-        pool_todo = Some((f, todo.len()));
+        if pending.previous.is_some() {
+            args.push(format!("--files-from={}", f.path().display()));
+            pool_todo = Some((f, todo.len()));
+        } // else: the first copy walks the whole tree, faster than a list of every file.
+
         pool_list = Some(list);
     }
     let rsync = Rsync {
