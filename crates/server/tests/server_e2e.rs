@@ -194,6 +194,18 @@ fn clients_push_server_rotates_counts_and_reports() {
         sepiola(&anna, day, true);
         sepiola(&srv, day, day != 4);
         sepiola(bob.parent().unwrap(), day, true);
+        // the simulated days pass in milliseconds: give the same-sized rewritten files their
+        // day's mtime, or rsync's quick check (size + mtime) would rightly skip them
+        let when = std::time::UNIX_EPOCH
+            + std::time::Duration::from_secs(1_763_000_000 + 86_400 * day as u64);
+        for f in [anna.join("docs/changing.txt"), bob.join("docs/notes.txt")] {
+            std::fs::File::options()
+                .write(true)
+                .open(&f)
+                .unwrap()
+                .set_modified(when)
+                .unwrap();
+        }
         push(&sshd, &anna, &home[0], "pc-anna");
         push(&sshd, &srv, &home[0], "fileserver");
         push(&sshd, bob.parent().unwrap(), &home[1], "laptop-bob");
