@@ -527,3 +527,53 @@ fn accounts_as_os_users_cannot_touch_each_other() {
     ));
     assert!(home[0].join(".snapshots/daily.0/pc/data.txt").is_file());
 }
+
+#[test]
+fn dated_layout_from_rsync_backup_dir_is_left_alone_but_counted() {
+    // the Perl client's own change folders: rsync --backup --backup-dir=.snapshots/YYYYMMDD
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(home.join("incoming")).unwrap();
+    std::fs::create_dir_all(home.join(".snapshots")).unwrap();
+    let src = tmp.path().join("client");
+    std::fs::create_dir_all(src.join("docs")).unwrap();
+    for (n, day) in ["20261119", "20261120", "20261121"].iter().enumerate() {
+        std::fs::write(src.join("docs/report.txt"), vec![b'r'; 10_000 + n * 1000]).unwrap();
+        std::fs::write(src.join(format!("docs/new{n}")), vec![b'n'; 3000]).unwrap();
+        if n > 0 {
+            std::fs::remove_file(src.join(format!("docs/new{}", n - 1))).unwrap();
+        }
+        let out = Command::new(holdfast_testkit::require("rsync"))
+            .args(["-a", "--delete", "--backup"])
+            .arg(format!(
+                "--backup-dir={}",
+                home.join(".snapshots").join(day).join("pc").display()
+            ))
+            .arg(format!("{}/", src.display()))
+            .arg(format!("{}/", home.join("incoming/pc").display()))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(home.join(".snapshots/20261121/pc/docs/new1").is_file());
+    let iv = holdfast_server::directory::Intervals {
+        daily: 7,
+        ..Default::default()
+    };
+    let before = snapshot_names(&home);
+    let r = holdfast_server::snapshot::rotate(&home, &iv, "daily").unwrap();
+    assert!(r.skipped.unwrap().contains("dated"));
+    assert_eq!(snapshot_names(&home), before);
+    assert_eq!(homes::layout(&home), homes::Layout::Dated);
+    let du = du(&home, &["-sb"], &["incoming", ".snapshots"]);
+    let s = holdfast_server::size::measure(&home).unwrap();
+    assert_eq!([s.backup.apparent, s.snapshots.apparent], [du[0], du[1]]);
+    let c = holdfast_server::size::measure_cached(&home, Some(&tmp.path().join("cache"))).unwrap();
+    assert_eq!([c.backup.apparent, c.snapshots.apparent], [du[0], du[1]]);
+    // the old versions are real bytes only the change folders hold
+    assert!(s.snapshots.apparent > 10_000 + 11_000 + 3000 + 3000);
+}
