@@ -2,10 +2,11 @@
 
 use tracing_subscriber::{fmt, prelude::*, EnvFilter};
 
-pub fn init(verbose: u8, quiet: bool, syslog: bool) {
+/// `default` is the filter with neither -v nor -q (HOLDFAST_LOG overrides all three).
+pub fn init(verbose: u8, quiet: bool, syslog: bool, default: &str) {
     let level = match (quiet, verbose) {
         (true, _) => "error",
-        (false, 0) => "warn,holdfast=info",
+        (false, 0) => default,
         (false, 1) => "info",
         (false, _) => "debug",
     };

@@ -80,7 +80,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.verbose, cli.quiet, cli.syslog);
+    // The demo prints its own step lines; the library's progress logs would interleave them.
+    let default = match cli.command {
+        Command::Demo(_) => "warn",
+        _ => "warn,holdfast=info",
+    };
+    logging::init(cli.verbose, cli.quiet, cli.syslog, default);
     holdfast_site::interrupt::install();
     let verbose = cli.verbose;
     match run(cli) {
