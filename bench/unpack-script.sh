@@ -10,7 +10,7 @@ mkdir -p "$store" "$tmp"
 extract() { # archive dir
   local a=$1 d=$2
   mkdir -p "$d"
-  case "$a" in
+  case "${a##*/}" in
     *.tar|*.tar.*|*.tgz|*.tbz2|*.txz|*.zip|*.jar|*.deb|*.rpm|*.7z|*.iso|*.cpio|*.a)
       bsdtar -xf "$a" -C "$d" 2>/dev/null || true ;;
     *.gz)  gzip  -dc "$a" > "$d/$(basename "${a%.gz}")"  2>/dev/null || true ;;
@@ -24,7 +24,7 @@ extract() { # archive dir
   local f files=()
   mapfile -d '' files < <(find "$d" -type f -print0)
   for f in "${files[@]}"; do
-    case "$f" in
+    case "${f##*/}" in
       *.asc|*.sig) ;;
       *.tar|*.tar.*|*.tgz|*.tbz2|*.txz|*.zip|*.jar|*.deb|*.rpm|*.7z|*.iso|*.cpio|*.a|*.gz|*.bz2|*.xz|*.zst)
         extract "$f" "$f.dir" ;;
