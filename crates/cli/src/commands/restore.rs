@@ -116,8 +116,22 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
             out.verify.checked,
             out.verify.missing.len()
         );
-        for m in out.verify.missing.iter().take(50) {
-            println!("  missing: upload {} {} {}", m.upload_fk, m.kind, m.name);
+        if let Some(r) = &out.rebuild {
+            if !r.requeued.is_empty() {
+                println!(
+                    "handed back to the scheduler (cut off by the backup): jobqueue rows {:?}",
+                    r.requeued
+                );
+            }
+            // The rebuild knows why each file is still missing; say it.
+            for m in r.missing.iter().take(50) {
+                println!("  missing: {m}");
+            }
+        }
+        if out.rebuild.as_ref().is_none_or(|r| r.missing.is_empty()) {
+            for m in out.verify.missing.iter().take(50) {
+                println!("  missing: upload {} {} {}", m.upload_fk, m.kind, m.name);
+            }
         }
         if out.verify.missing.len() > 50 {
             println!(
