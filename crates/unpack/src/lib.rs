@@ -173,6 +173,7 @@ pub enum UnpackError {
 pub(crate) fn unpack_gold(
     site: &Site,
     gold: &Path,
+    known: Option<hash::Hashes>,
     name: &str,
     label: &str,
     cfg: &UnpackConfig,
@@ -219,7 +220,9 @@ pub(crate) fn unpack_gold(
             &ctx,
             engine::Item {
                 src: engine::Src::Fixed(gold.to_path_buf()),
-                hashes: None,
+                // Known when we just imported the file; otherwise hashed again, which also
+                // proves the gold file still matches its name.
+                hashes: known,
                 name: tree::clean_name(name.as_bytes()),
                 mode: tree::S_IFREG,
                 artifact: false,
@@ -312,7 +315,7 @@ pub fn unpack_upload(
                 .unwrap_or(name.clone()),
         })?;
     let label = format!("upload {upload_pk}");
-    let (node, mut summary) = unpack_gold(site, &gold, &up.filename, &label, cfg, opts)?;
+    let (node, mut summary) = unpack_gold(site, &gold, None, &up.filename, &label, cfg, opts)?;
     summary.upload_pk = upload_pk;
     if let Some(h) = &node.pfile {
         if h.pfile_name() != name {
@@ -400,7 +403,7 @@ pub fn upload_files(
             (!cmd_args.is_empty()).then_some(cmd_args.as_str()),
         )?;
         let label = format!("upload {} ({filename})", ids.upload_pk);
-        let res = unpack_gold(site, &gold, &filename, &label, cfg, opts);
+        let res = unpack_gold(site, &gold, Some(h.clone()), &filename, &label, cfg, opts);
         let (node, mut summary) = match res {
             Ok(x) => x,
             Err(e) => {
