@@ -5,7 +5,7 @@
 # release mode, runs both in one go and prints MB/s of gold and the ratio.
 # Measured 2026-11-22 on the shared 2-core machine (11 packages, 38 files, 27.9 MB gold,
 # 10.4k stored files): holdfast 5.0-6.9 s against the script's 15.5-21.7 s, 2.3x-4.3x
-# over five runs (other engineers' builds running beside it make it vary). Without its
+# over four runs (other engineers' builds running beside it make it vary). Without its
 # renaming stage the script alone takes 7-11 s, so holdfast stays ahead on unpacking and
 # hashing too while it also computes SHA-256, writes the database rows and the metadata.
 set -euo pipefail
