@@ -5,7 +5,7 @@
 
 use crate::directory::{Account, Directory};
 use crate::homes::home_of;
-use crate::status::{RunStatus, Status};
+use crate::status::{AccountStatus, RunStatus, Status};
 use crate::ServerConfig;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -54,22 +54,31 @@ fn missing_home_hint(acc: &Account, home: &std::path::Path) -> String {
     )
 }
 
-/// Rotates `interval` for every account of this host (optionally only `only`), then empties
-/// the trash unless `keep_trash`.
-pub fn snapshot_all(
+/// A job's pass over the accounts, before its report is written.
+struct Pass {
+    started: Instant,
+    host: String,
+    status: Status,
+    accounts: usize,
+    outcomes: Vec<Outcome>,
+    interrupted: bool,
+}
+
+/// The loop both jobs share: select this host's accounts (or `only`), resolve each home and
+/// hand it to `per_home`, which fills the account's outcome and status entry. A stop signal
+/// ends the pass between accounts.
+fn each_account(
     cfg: &ServerConfig,
     dir: &Directory,
-    interval: &str,
     only: Option<&str>,
-    keep_trash: bool,
-) -> Result<JobReport, crate::directory::Error> {
+    mut per_home: impl FnMut(&Account, PathBuf, &mut AccountStatus, &mut Outcome),
+) -> Result<Pass, crate::directory::Error> {
     let started = Instant::now();
     let host = cfg.host_name();
     let accounts = select(dir, &host, only)?;
     let mut status = Status::load(&cfg.state_dir);
     status.host = host.clone();
     let mut outcomes = vec![];
-    let mut homes = vec![];
     let mut interrupted = false;
     for acc in &accounts {
         if holdfast_site::interrupt::requested() {
@@ -89,26 +98,7 @@ pub fn snapshot_all(
             Ok(home) => {
                 o.home = Some(home.clone());
                 st.home = home.clone();
-                if !home.is_dir() {
-                    o.error = Some(missing_home_hint(acc, &home));
-                } else if !acc.active {
-                    o.detail = serde_json::json!({"skipped": "sstIsActive is FALSE"});
-                } else {
-                    match crate::snapshot::rotate(&home, &acc.intervals, interval) {
-                        Ok(r) => {
-                            o.detail = serde_json::to_value(&r).unwrap_or_default();
-                            homes.push(home.clone());
-                        }
-                        Err(e) => o.error = Some(format!("account {}: {e}", acc.uid)),
-                    }
-                    st.last_snapshot = crate::snapshot::last_snapshot(&home).map(to_utc);
-                    st.layout = Some(
-                        serde_json::to_value(crate::homes::layout(&home))
-                            .ok()
-                            .and_then(|v| v.as_str().map(String::from))
-                            .unwrap_or_default(),
-                    );
-                }
+                per_home(acc, home, st, &mut o);
             }
         }
         if let Some(e) = &o.error {
@@ -117,8 +107,77 @@ pub fn snapshot_all(
         st.error = o.error.clone();
         outcomes.push(o);
     }
+    Ok(Pass {
+        started,
+        host,
+        status,
+        accounts: accounts.len(),
+        outcomes,
+        interrupted,
+    })
+}
+
+/// Records the pass under `key` in the status file and makes its report.
+fn finish(cfg: &ServerConfig, mut pass: Pass, key: &str, job: String, purged: u64) -> JobReport {
+    let report = JobReport {
+        job,
+        host: pass.host,
+        outcomes: pass.outcomes,
+        purged,
+        interrupted: pass.interrupted,
+    };
+    pass.status.runs.insert(
+        key.into(),
+        RunStatus {
+            at: Some(Utc::now()),
+            accounts: pass.accounts as u32,
+            errors: report.errors() as u32,
+            seconds: pass.started.elapsed().as_secs_f64(),
+        },
+    );
+    if let Err(e) = pass.status.save(&cfg.state_dir) {
+        tracing::warn!(
+            "cannot write the status file in {}: {e}",
+            cfg.state_dir.display()
+        );
+    }
+    report
+}
+
+/// Rotates `interval` for every account of this host (optionally only `only`), then empties
+/// the trash unless `keep_trash`.
+pub fn snapshot_all(
+    cfg: &ServerConfig,
+    dir: &Directory,
+    interval: &str,
+    only: Option<&str>,
+    keep_trash: bool,
+) -> Result<JobReport, crate::directory::Error> {
+    let mut homes = vec![];
+    let pass = each_account(cfg, dir, only, |acc, home, st, o| {
+        if !home.is_dir() {
+            o.error = Some(missing_home_hint(acc, &home));
+        } else if !acc.active {
+            o.detail = serde_json::json!({"skipped": "sstIsActive is FALSE"});
+        } else {
+            match crate::snapshot::rotate(&home, &acc.intervals, interval) {
+                Ok(r) => {
+                    o.detail = serde_json::to_value(&r).unwrap_or_default();
+                    homes.push(home.clone());
+                }
+                Err(e) => o.error = Some(format!("account {}: {e}", acc.uid)),
+            }
+            st.last_snapshot = crate::snapshot::last_snapshot(&home).map(to_utc);
+            st.layout = Some(
+                serde_json::to_value(crate::homes::layout(&home))
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default(),
+            );
+        }
+    })?;
     let mut purged = 0;
-    if !keep_trash && !interrupted {
+    if !keep_trash && !pass.interrupted {
         for h in &homes {
             match crate::snapshot::purge_trash(h) {
                 Ok(n) => purged += n,
@@ -129,29 +188,13 @@ pub fn snapshot_all(
             }
         }
     }
-    let report = JobReport {
-        job: format!("snapshot {interval}"),
-        host,
-        outcomes,
+    Ok(finish(
+        cfg,
+        pass,
+        "snapshot",
+        format!("snapshot {interval}"),
         purged,
-        interrupted,
-    };
-    status.runs.insert(
-        "snapshot".into(),
-        RunStatus {
-            at: Some(Utc::now()),
-            accounts: accounts.len() as u32,
-            errors: report.errors() as u32,
-            seconds: started.elapsed().as_secs_f64(),
-        },
-    );
-    if let Err(e) = status.save(&cfg.state_dir) {
-        tracing::warn!(
-            "cannot write the status file in {}: {e}",
-            cfg.state_dir.display()
-        );
-    }
-    Ok(report)
+    ))
 }
 
 /// Measures every account of this host (optionally only `only`) and, if `write`, stores
@@ -164,86 +207,32 @@ pub fn size_all(
     write: bool,
     full: bool,
 ) -> Result<JobReport, crate::directory::Error> {
-    let started = Instant::now();
-    let host = cfg.host_name();
-    let accounts = select(dir, &host, only)?;
-    let mut status = Status::load(&cfg.state_dir);
-    status.host = host.clone();
-    let mut outcomes = vec![];
-    let mut interrupted = false;
-    for acc in &accounts {
-        if holdfast_site::interrupt::requested() {
-            interrupted = true;
-            break;
-        }
-        let mut o = Outcome {
-            uid: acc.uid.clone(),
-            home: None,
-            error: None,
-            detail: serde_json::Value::Null,
-        };
-        let st = status.accounts.entry(acc.uid.clone()).or_default();
-        st.quota = acc.quota;
-        match home_of(acc, &cfg.homes_root) {
-            Err(e) => o.error = Some(e.to_string()),
-            Ok(home) => {
-                o.home = Some(home.clone());
-                st.home = home.clone();
-                let cache = cfg.state_dir.join("size-cache").join(&acc.uid);
-                let cache = (!full).then_some(cache.as_path());
-                match crate::size::measure_cached(&home, cache) {
-                    Err(crate::size::SizeError::MissingHome(_)) => {
-                        o.error = Some(missing_home_hint(acc, &home))
-                    }
-                    Err(e) => o.error = Some(format!("account {}: {e}", acc.uid)),
-                    Ok(s) => {
-                        o.detail = serde_json::to_value(s).unwrap_or_default();
-                        st.backup_bytes = Some(s.backup.apparent);
-                        st.snapshot_bytes = Some(s.snapshots.apparent);
-                        st.backup_allocated = Some(s.backup.allocated);
-                        st.snapshot_allocated = Some(s.snapshots.allocated);
-                        st.measured_at = Some(Utc::now());
-                        st.last_snapshot = crate::snapshot::last_snapshot(&home).map(to_utc);
-                        if write {
-                            if let Err(e) =
-                                dir.set_sizes(&acc.uid, s.backup.apparent, s.snapshots.apparent)
-                            {
-                                o.error = Some(format!("account {}: {e}", acc.uid));
-                            }
-                        }
+    let pass = each_account(cfg, dir, only, |acc, home, st, o| {
+        let cache = cfg.state_dir.join("size-cache").join(&acc.uid);
+        let cache = (!full).then_some(cache.as_path());
+        match crate::size::measure_cached(&home, cache) {
+            Err(crate::size::SizeError::MissingHome(_)) => {
+                o.error = Some(missing_home_hint(acc, &home))
+            }
+            Err(e) => o.error = Some(format!("account {}: {e}", acc.uid)),
+            Ok(s) => {
+                o.detail = serde_json::to_value(s).unwrap_or_default();
+                st.backup_bytes = Some(s.backup.apparent);
+                st.snapshot_bytes = Some(s.snapshots.apparent);
+                st.backup_allocated = Some(s.backup.allocated);
+                st.snapshot_allocated = Some(s.snapshots.allocated);
+                st.measured_at = Some(Utc::now());
+                st.last_snapshot = crate::snapshot::last_snapshot(&home).map(to_utc);
+                if write {
+                    if let Err(e) = dir.set_sizes(&acc.uid, s.backup.apparent, s.snapshots.apparent)
+                    {
+                        o.error = Some(format!("account {}: {e}", acc.uid));
                     }
                 }
             }
         }
-        if let Some(e) = &o.error {
-            tracing::debug!("{e}");
-        }
-        st.error = o.error.clone();
-        outcomes.push(o);
-    }
-    let report = JobReport {
-        job: "size".into(),
-        host,
-        outcomes,
-        purged: 0,
-        interrupted,
-    };
-    status.runs.insert(
-        "size".into(),
-        RunStatus {
-            at: Some(Utc::now()),
-            accounts: accounts.len() as u32,
-            errors: report.errors() as u32,
-            seconds: started.elapsed().as_secs_f64(),
-        },
-    );
-    if let Err(e) = status.save(&cfg.state_dir) {
-        tracing::warn!(
-            "cannot write the status file in {}: {e}",
-            cfg.state_dir.display()
-        );
-    }
-    Ok(report)
+    })?;
+    Ok(finish(cfg, pass, "size", "size".into(), 0))
 }
 
 fn select(
