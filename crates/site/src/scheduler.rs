@@ -147,15 +147,16 @@ fn run(what: &'static str, argv: &[String]) -> Result<(), SchedulerError> {
         .split_first()
         .ok_or(SchedulerError::EmptyCommand(what))?;
     let cmd = argv.join(" ");
-    let out = Command::new(prog)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|source| SchedulerError::Spawn {
-            what,
-            cmd: cmd.clone(),
-            source,
-        })?;
+    let out = output_retrying(
+        Command::new(prog)
+            .args(args)
+            .stdin(std::process::Stdio::null()),
+    )
+    .map_err(|source| SchedulerError::Spawn {
+        what,
+        cmd: cmd.clone(),
+        source,
+    })?;
     if !out.status.success() {
         return Err(SchedulerError::Failed {
             what,
@@ -165,6 +166,21 @@ fn run(what: &'static str, argv: &[String]) -> Result<(), SchedulerError> {
         });
     }
     Ok(())
+}
+
+/// Runs a command, retrying briefly on ETXTBSY: a script written a moment ago can still be
+/// held open for writing by a child another thread forked before it exec'd.
+pub fn output_retrying(cmd: &mut Command) -> std::io::Result<std::process::Output> {
+    let mut tries = 0;
+    loop {
+        match cmd.output() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 20 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
 }
 
 pub fn start(cfg: &SchedulerConfig) -> Result<(), SchedulerError> {

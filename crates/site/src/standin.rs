@@ -95,8 +95,10 @@ impl StandIn {
     }
 
     pub fn start(&self) -> std::io::Result<()> {
-        let st = std::process::Command::new(self.dir.join("start")).status()?;
-        if st.success() {
+        let out = crate::scheduler::output_retrying(&mut std::process::Command::new(
+            self.dir.join("start"),
+        ))?;
+        if out.status.success() {
             Ok(())
         } else {
             Err(std::io::Error::other("stand-in scheduler did not start"))
