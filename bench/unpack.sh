@@ -16,7 +16,12 @@ pkgs=${BENCH_PACKAGES:-"hello zlib xz-utils bzip2 coreutils bash tar gzip sed gr
 if [ -z "$(ls -A "$data" 2>/dev/null)" ]; then
   apt=/var/tmp/holdfast-bench/apt
   mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial" "$data"
-  echo "deb-src ${DEBIAN_MIRROR:?set DEBIAN_MIRROR} bookworm main" > "$apt/src.list"
+  # The machine's own Debian mirror, as a deb-src line (first URI and suite it configures).
+  src=$(awk '/^URIs:/ && !u {u=$2} /^Suites:/ && !s {s=$2} END {if (u && s) print "deb-src " u " " s " main"}' \
+          /etc/apt/sources.list.d/*.sources 2>/dev/null)
+  [ -n "$src" ] || src=$(awk '$1 == "deb" {print "deb-src " $2 " " $3 " main"; exit}' /etc/apt/sources.list 2>/dev/null)
+  [ -n "$src" ] || { echo "no apt source configured to fetch Debian sources from" >&2; exit 1; }
+  echo "$src" > "$apt/src.list"
   opts=(-q -o Dir::Etc::SourceList="$apt/src.list" -o Dir::Etc::SourceParts=/dev/null
         -o Dir::State::Lists="$apt/lists" -o Dir::Cache="$apt/cache")
   apt-get "${opts[@]}" update >/dev/null
