@@ -122,18 +122,7 @@ fn restore_into_a_scratch_folder_and_database_leaves_the_site_alone() {
     cfg.compression = holdfast_backup::Compression::Zstd;
     backup(&site, "s", &f.sched, &cfg).unwrap();
     let starts = f.standin.starts();
-    let into = f.dir.path().join("drill");
-    let r = restore(
-        &site,
-        &f.sched,
-        &cfg,
-        &Default::default(),
-        &RestoreOptions {
-            scratch: Some(into.clone()),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let (into, r) = f.restore_scratch(&cfg, None);
     assert!(r.is_whole(), "{:?}", r.verify.missing);
     assert_eq!(r.dbname, "fossology_restore");
     assert_eq!(

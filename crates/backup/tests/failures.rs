@@ -26,23 +26,11 @@ fn child_backup() {
     backup(&site, "child", &sched, &cfg).unwrap();
 }
 
-#[test]
-fn sigkill_during_the_copy_keeps_the_last_snapshot_and_the_next_run_completes() {
-    let f = fixture(3, Behaviour::default(), 30);
-    let site = f.site().clone();
-    let first = backup(&site, "s", &f.sched, &f.cfg).unwrap();
-    // 24 MB of new data, copied at 4 MB/s: the kill lands mid-copy.
-    let big = site.repo.root.join("localhost/gold/ff/ff/ff/big");
-    std::fs::create_dir_all(big.parent().unwrap()).unwrap();
-    let mut data = vec![0u8; 24 << 20];
-    for (i, b) in data.iter_mut().enumerate() {
-        *b = (i.wrapping_mul(2_654_435_761) >> 13) as u8;
-    }
-    std::fs::write(&big, &data).unwrap();
-    let mut slow = f.cfg.clone();
-    slow.rsync_args = vec!["--bwlimit=4000".into()];
-    let spec =
-        serde_json::to_string(&(site.conf_dir.display().to_string(), &slow, &f.sched)).unwrap();
+/// Starts `child_backup` with `cfg` in its own process group and returns once it is copying
+/// the repository (its `.partial` snapshot has the gold folder).
+fn start_copying_backup(f: &Fixture, cfg: &BackupConfig) -> std::process::Child {
+    let conf_dir = f.site().conf_dir.display().to_string();
+    let spec = serde_json::to_string(&(conf_dir, cfg, &f.sched)).unwrap();
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--ignored", "--exact", "child_backup", "--test-threads=1"])
         .env("HOLDFAST_TEST_CHILD", spec)
@@ -61,6 +49,25 @@ fn sigkill_during_the_copy_keeps_the_last_snapshot_and_the_next_run_completes() 
         assert!(child.try_wait().unwrap().is_none(), "child ended early");
         std::thread::sleep(Duration::from_millis(50));
     }
+    child
+}
+
+#[test]
+fn sigkill_during_the_copy_keeps_the_last_snapshot_and_the_next_run_completes() {
+    let f = fixture(3, Behaviour::default(), 30);
+    let site = f.site().clone();
+    let first = backup(&site, "s", &f.sched, &f.cfg).unwrap();
+    // 24 MB of new data, copied at 4 MB/s: the kill lands mid-copy.
+    let big = site.repo.root.join("localhost/gold/ff/ff/ff/big");
+    std::fs::create_dir_all(big.parent().unwrap()).unwrap();
+    let mut data = vec![0u8; 24 << 20];
+    for (i, b) in data.iter_mut().enumerate() {
+        *b = (i.wrapping_mul(2_654_435_761) >> 13) as u8;
+    }
+    std::fs::write(&big, &data).unwrap();
+    let mut slow = f.cfg.clone();
+    slow.rsync_args = vec!["--bwlimit=4000".into()];
+    let mut child = start_copying_backup(&f, &slow);
     std::thread::sleep(Duration::from_millis(1500));
     // The plug is pulled: holdfast and its rsync die at once.
     nix::sys::signal::killpg(
@@ -197,25 +204,7 @@ fn sigterm_during_the_copy_restarts_the_scheduler_and_shows_nothing() {
     std::fs::write(&big, vec![7u8; 16 << 20]).unwrap();
     let mut slow = f.cfg.clone();
     slow.rsync_args = vec!["--bwlimit=2000".into()];
-    let spec =
-        serde_json::to_string(&(site.conf_dir.display().to_string(), &slow, &f.sched)).unwrap();
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "child_backup", "--test-threads=1"])
-        .env("HOLDFAST_TEST_CHILD", spec)
-        .process_group(0)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let partial_repo = f.target_dir().join(".partial/repository/localhost/gold");
-    let until = Instant::now() + Duration::from_secs(30);
-    while !partial_repo.exists() {
-        assert!(
-            Instant::now() < until,
-            "the child backup never started copying"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut child = start_copying_backup(&f, &slow);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(f.standin.starts(), 1);
     assert!(!f.standin.is_running(), "stopped for the backup");

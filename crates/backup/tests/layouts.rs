@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use holdfast_backup::{backup, restore, RestoreOptions};
+use holdfast_backup::backup;
 use holdfast_site::standin::Behaviour;
 use holdfast_store::{layout, LayoutKind};
 
@@ -62,19 +62,7 @@ fn rolling_over_ssh_keeps_exactly_n_and_restores() {
     }
 
     // Restore the older snapshot over SSH into a scratch folder.
-    let into = f.dir.path().join("drill");
-    let r = restore(
-        &site,
-        &f.sched,
-        &cfg,
-        &Default::default(),
-        &RestoreOptions {
-            snapshot: Some(got[0].to_string()),
-            scratch: Some(into.clone()),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let (_, r) = f.restore_scratch(&cfg, Some(got[0].to_string()));
     assert!(r.is_whole(), "{:?}", r.verify.missing);
     assert_eq!(r.verify.checked, 3 * 3, "3 uploads in the second run");
 }
@@ -106,18 +94,7 @@ fn rotating_replaces_the_base_once_the_new_one_is_complete() {
     );
 
     // Restoring the last incremental brings base + both incrementals.
-    let into = f.dir.path().join("drill");
-    let r = restore(
-        &site,
-        &f.sched,
-        &cfg,
-        &Default::default(),
-        &RestoreOptions {
-            scratch: Some(into.clone()),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let (into, r) = f.restore_scratch(&cfg, None);
     assert_eq!(r.snapshot, i2.snapshot);
     assert!(r.is_whole(), "{:?}", r.verify.missing);
     assert_eq!(r.verify.checked, 5 * 3);
@@ -185,18 +162,7 @@ fn pool_grows_by_new_files_only_prunes_and_restores() {
     assert_eq!(names, vec![s2.snapshot.clone(), s3.snapshot.clone()]);
     assert!(!pool_junk.exists(), "no kept snapshot lists it: collected");
 
-    let into = f.dir.path().join("drill");
-    let r = restore(
-        &site,
-        &f.sched,
-        &cfg,
-        &Default::default(),
-        &RestoreOptions {
-            scratch: Some(into.clone()),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let (into, r) = f.restore_scratch(&cfg, None);
     assert_eq!(r.snapshot, s3.snapshot);
     assert!(r.is_whole(), "{:?}", r.verify.missing);
     assert_eq!(tree(&into.join("repository")), tree(&site.repo.root));

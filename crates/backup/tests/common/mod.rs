@@ -67,6 +67,24 @@ impl Fixture {
     pub fn target_dir(&self) -> PathBuf {
         self.dir.path().join("target")
     }
+
+    /// Restores `snapshot` (the latest when `None`) into the scratch folder `drill/` and a
+    /// scratch database, leaving the live site alone; returns that folder and the outcome.
+    pub fn restore_scratch(
+        &self,
+        cfg: &BackupConfig,
+        snapshot: Option<String>,
+    ) -> (PathBuf, holdfast_backup::RestoreOutcome) {
+        let into = self.dir.path().join("drill");
+        let opts = holdfast_backup::RestoreOptions {
+            snapshot,
+            scratch: Some(into.clone()),
+            ..Default::default()
+        };
+        let r = holdfast_backup::restore(self.site(), &self.sched, cfg, &Default::default(), &opts)
+            .unwrap();
+        (into, r)
+    }
 }
 
 /// Row counts of the tables the sample fills.
