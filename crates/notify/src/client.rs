@@ -1,10 +1,14 @@
 //! Reading what each computer (prefix) of an account uploaded: `incoming/<prefix>/.sepiola_backup/`.
 //! Every problem with a file becomes a finding (logged by the caller); the other files and
-//! prefixes are still read.
+//! prefixes are still read. The client owns everything below `incoming/`, so nothing there
+//! is followed: see [`holdfast_server::safe`].
 
 use chrono::{DateTime, FixedOffset, Utc};
+use holdfast_server::safe::{self, FileRead};
 use holdfast_stoney::{parse, BackupEnded, BackupStarted, Client, SchedulerFile};
-use std::path::{Path, PathBuf};
+use std::ffi::OsStr;
+use std::os::fd::OwnedFd;
+use std::path::Path;
 
 /// The client files of one prefix, each `None` when missing or unreadable.
 #[derive(Debug, Clone, Default)]
@@ -46,62 +50,69 @@ impl PrefixFiles {
     }
 }
 
-fn mtime(p: &Path) -> Option<DateTime<FixedOffset>> {
-    let t = std::fs::metadata(p).ok()?.modified().ok()?;
-    Some(DateTime::<Utc>::from(t).fixed_offset())
+/// True for prefix names that can be stored in `sstBackupLastSuccessfulBackup` and named in
+/// mail: valid UTF-8 without control characters.
+pub fn printable_prefix(name: &str) -> bool {
+    !name.is_empty() && !name.chars().any(char::is_control)
 }
 
-fn read(p: &Path, findings: &mut Vec<String>) -> Option<String> {
-    match std::fs::read(p) {
-        Ok(b) => Some(String::from_utf8_lossy(&b).into_owned()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+/// Reads one client file; a missing file is `None`, anything refused is a finding.
+fn read(dir: &OwnedFd, name: &str, path: &Path, findings: &mut Vec<String>) -> Option<FileRead> {
+    match safe::read_at(dir, OsStr::new(name), path, safe::FILE_CAP) {
+        Ok(r) => Some(r),
+        Err(e) if e.is_not_found() => None,
         Err(e) => {
-            findings.push(format!("{}: cannot read: {e}", p.display()));
+            findings.push(e.to_string());
             None
         }
     }
 }
 
-/// Reads one prefix folder (`incoming/<prefix>`).
-pub fn read_prefix(prefix_dir: &Path) -> PrefixFiles {
+fn fixed(t: std::time::SystemTime) -> DateTime<FixedOffset> {
+    DateTime::<Utc>::from(t).fixed_offset()
+}
+
+/// Reads one prefix folder (`incoming/<prefix>`), opened as `dir`. `.sepiola_backup` must be
+/// a real folder and each file a regular file of sane size (see [`safe`]).
+pub fn read_prefix_at(dir: &OwnedFd, prefix_dir: &Path) -> PrefixFiles {
     let prefix = prefix_dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let meta = prefix_dir.join(holdfast_stoney::META_DIR);
     let mut out = PrefixFiles {
         prefix,
         ..Default::default()
     };
+    let meta_path = prefix_dir.join(holdfast_stoney::META_DIR);
+    let meta = match safe::open_dir_at(dir, OsStr::new(holdfast_stoney::META_DIR), &meta_path) {
+        Ok(fd) => fd,
+        Err(e) if e.is_not_found() => return out,
+        Err(e) => {
+            out.findings.push(e.to_string());
+            return out;
+        }
+    };
     let mut f = Vec::new();
-    let sp = meta.join(holdfast_stoney::STARTED_FILE);
-    if let Some(x) = read(&sp, &mut f) {
-        let r = match mtime(&sp) {
-            Some(m) => parse::backup_started_or(&x, m),
-            None => parse::backup_started(&x),
-        };
-        match r {
+    let sp = meta_path.join(holdfast_stoney::STARTED_FILE);
+    if let Some(x) = read(&meta, holdfast_stoney::STARTED_FILE, &sp, &mut f) {
+        match parse::backup_started_or(&x.text(), fixed(x.mtime)) {
             Ok(v) => out.started = Some(v),
             Err(e) => f.push(format!("{}: {e}", sp.display())),
         }
     }
-    let ep = meta.join(holdfast_stoney::ENDED_FILE);
-    if let Some(x) = read(&ep, &mut f) {
-        let r = match mtime(&ep) {
-            Some(m) => parse::backup_ended_or(&x, m),
-            None => parse::backup_ended(&x),
-        };
-        match r {
+    let ep = meta_path.join(holdfast_stoney::ENDED_FILE);
+    if let Some(x) = read(&meta, holdfast_stoney::ENDED_FILE, &ep, &mut f) {
+        match parse::backup_ended_or(&x.text(), fixed(x.mtime)) {
             Ok(v) => out.ended = Some(v),
             Err(e) => f.push(format!("{}: {e}", ep.display())),
         }
     }
-    let cp = meta.join(holdfast_stoney::SCHEDULER_FILE);
-    if let Some(x) = read(&cp, &mut f) {
-        match parse::scheduler(&x) {
+    let cp = meta_path.join(holdfast_stoney::SCHEDULER_FILE);
+    if let Some(x) = read(&meta, holdfast_stoney::SCHEDULER_FILE, &cp, &mut f) {
+        match parse::scheduler(&x.text()) {
             Ok(v) => {
                 out.scheduler = Some(v);
-                out.scheduler_mtime = mtime(&cp).map(|t| t.with_timezone(&Utc));
+                out.scheduler_mtime = Some(DateTime::<Utc>::from(x.mtime));
             }
             Err(e) => f.push(format!("{}: {e}", cp.display())),
         }
@@ -110,21 +121,72 @@ pub fn read_prefix(prefix_dir: &Path) -> PrefixFiles {
     out
 }
 
+/// Reads one prefix folder by path (its last component is not followed if a symlink).
+pub fn read_prefix(prefix_dir: &Path) -> PrefixFiles {
+    let (Some(parent), Some(name)) = (prefix_dir.parent(), prefix_dir.file_name()) else {
+        return PrefixFiles::default();
+    };
+    let opened = safe::open_root(parent).and_then(|p| safe::open_dir_at(&p, name, prefix_dir));
+    match opened {
+        Ok(fd) => read_prefix_at(&fd, prefix_dir),
+        Err(e) => PrefixFiles {
+            prefix: name.to_string_lossy().into_owned(),
+            findings: vec![e.to_string()],
+            ..Default::default()
+        },
+    }
+}
+
 /// Every prefix under `<home>/incoming/`, sorted by name. A missing `incoming` folder means
-/// no computer ever uploaded: an empty list, not an error.
+/// no computer ever uploaded: an empty list, not an error. A prefix that is a symlink, or
+/// whose name cannot be stored, is a finding of that prefix; the others are still read.
 pub fn read_account(home: &Path) -> (Vec<PrefixFiles>, Vec<String>) {
     let incoming = home.join("incoming");
-    let mut dirs: Vec<PathBuf> = match std::fs::read_dir(&incoming) {
-        Ok(rd) => rd
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
-            .map(|e| e.path())
-            .collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return (Vec::new(), vec![format!("{}: {e}", incoming.display())]),
+    let fd = match safe::open_root(home)
+        .and_then(|h| safe::open_dir_at(&h, OsStr::new("incoming"), &incoming))
+    {
+        Ok(fd) => fd,
+        Err(e) if e.is_not_found() => return (Vec::new(), Vec::new()),
+        Err(e) => return (Vec::new(), vec![e.to_string()]),
     };
-    dirs.sort();
-    (dirs.iter().map(|d| read_prefix(d)).collect(), Vec::new())
+    let entries = match safe::entries(&fd, &incoming) {
+        Ok(v) => v,
+        Err(e) => return (Vec::new(), vec![e.to_string()]),
+    };
+    let mut out = Vec::new();
+    for (name, st) in entries {
+        let path = incoming.join(&name);
+        let Some(st) = st else { continue };
+        let shown = name.to_string_lossy().into_owned();
+        if safe::is_symlink(&st) {
+            out.push(PrefixFiles {
+                prefix: shown,
+                findings: vec![safe::SafeError::Symlink(path).to_string()],
+                ..Default::default()
+            });
+            continue;
+        }
+        if !safe::is_dir(&st) {
+            continue;
+        }
+        let mut p = match safe::open_dir_at(&fd, &name, &path) {
+            Ok(d) => read_prefix_at(&d, &path),
+            Err(e) => PrefixFiles {
+                prefix: shown.clone(),
+                findings: vec![e.to_string()],
+                ..Default::default()
+            },
+        };
+        if name.to_str().is_none_or(|n| !printable_prefix(n)) {
+            p.findings.push(format!(
+                "{}: the prefix name is not printable UTF-8 text; its backups are checked but \
+                 sstBackupLastSuccessfulBackup cannot hold it (rename the computer's prefix)",
+                path.display()
+            ));
+        }
+        out.push(p);
+    }
+    (out, Vec::new())
 }
 
 #[cfg(test)]
@@ -159,5 +221,47 @@ mod tests {
         // An account that never uploaded anything.
         let (p, errs) = read_account(&t.path().join("nothing"));
         assert!(p.is_empty() && errs.is_empty());
+    }
+
+    #[test]
+    fn planted_links_fifos_and_odd_names_are_findings_not_followed() {
+        let t = tempfile::tempdir().unwrap();
+        let other = t.path().join("other/incoming/pc/.sepiola_backup");
+        std::fs::create_dir_all(&other).unwrap();
+        std::fs::write(other.join("backupEnded.xml"), "<backup_ended><enddate>2026-11-20T02:00:00+01:00</enddate><id>1</id><success>1</success></backup_ended>").unwrap();
+        let h = t.path().join("home");
+        let inc = h.join("incoming");
+        // a: .sepiola_backup is a link to another account's folder
+        std::fs::create_dir_all(inc.join("a")).unwrap();
+        std::os::unix::fs::symlink(&other, inc.join("a/.sepiola_backup")).unwrap();
+        // b: backupEnded.xml -> /dev/zero, backupStarted.xml a FIFO
+        std::fs::create_dir_all(inc.join("b/.sepiola_backup")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", inc.join("b/.sepiola_backup/backupEnded.xml"))
+            .unwrap();
+        nix::unistd::mkfifo(
+            &inc.join("b/.sepiola_backup/backupStarted.xml"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        // c: the prefix itself is a link to the other account's prefix
+        std::os::unix::fs::symlink(t.path().join("other/incoming/pc"), inc.join("c")).unwrap();
+        // "d\ne": a name that cannot go into LDAP, but a good file
+        std::fs::create_dir_all(inc.join("d\ne/.sepiola_backup")).unwrap();
+        std::fs::write(inc.join("d\ne/.sepiola_backup/backupEnded.xml"), "<backup_ended><enddate>2026-11-20T02:00:00+01:00</enddate><id>1</id><success>1</success></backup_ended>").unwrap();
+        let t0 = std::time::Instant::now();
+        let (p, errs) = read_account(&h);
+        assert!(t0.elapsed() < std::time::Duration::from_secs(1));
+        assert!(errs.is_empty());
+        let names: Vec<&str> = p.iter().map(|x| x.prefix.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c", "d\ne"]);
+        for x in &p[..3] {
+            assert!(!x.ever_ran(), "{}: nothing read through a link", x.prefix);
+        }
+        assert!(p[0].findings[0].contains("symlink"), "{:?}", p[0].findings);
+        assert_eq!(p[1].findings.len(), 2, "{:?}", p[1].findings);
+        assert!(p[1].findings.iter().any(|f| f.contains("FIFO")));
+        assert!(p[1].findings.iter().any(|f| f.contains("symlink")));
+        assert!(p[2].findings[0].contains("symlink"));
+        assert!(p[3].ended.is_some() && p[3].findings[0].contains("printable"));
     }
 }

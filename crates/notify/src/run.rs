@@ -31,6 +31,8 @@ pub enum CheckError {
     Busy(String),
     #[error(transparent)]
     Mail(#[from] MailError),
+    #[error(transparent)]
+    Lock(holdfast_server::lock::LockError),
 }
 
 #[derive(Debug, Clone)]
@@ -77,6 +79,9 @@ pub struct Report {
     pub last_successful_updates: usize,
     pub errors: Vec<String>,
     pub flush: Flush,
+    /// A stop signal ended the run between accounts (what was sent is remembered; queued
+    /// messages wait in the outbox for the next run).
+    pub interrupted: bool,
     /// Seconds spent listing the accounts, judging them, and flushing the outbox.
     pub seconds: Timing,
 }
@@ -124,6 +129,24 @@ pub fn check(
     cfg: &NotifyConfig,
     opts: &Options,
 ) -> Result<Report, CheckError> {
+    // One run at a time: the lock sits beside the state file.
+    let _lock = if opts.dry_run {
+        None
+    } else {
+        let dir = cfg
+            .state
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        Some(
+            holdfast_server::lock::take(dir, "check").map_err(|e| match e {
+                holdfast_server::lock::LockError::Busy { path, .. } => {
+                    CheckError::Busy(path.display().to_string())
+                }
+                e => CheckError::Lock(e),
+            })?,
+        )
+    };
     let state = if opts.dry_run {
         if cfg.state.exists() {
             State::open(&cfg.state)?
@@ -164,12 +187,16 @@ pub fn check(
         BeginError::State(s) => CheckError::State(s),
     })?;
     for a in accounts {
+        if holdfast_site::interrupt::requested() {
+            c.report.interrupted = true;
+            break;
+        }
         c.account(a)?;
     }
     c.report.seconds.accounts = t0.elapsed().as_secs_f64();
     let t0 = std::time::Instant::now();
     // Flushed while the state is still held, so two runs never send one message twice.
-    if let Some(m) = &c.mailer {
+    if let Some(m) = c.mailer.as_ref().filter(|_| !c.report.interrupted) {
         c.report.flush = m.flush();
         if let Some(e) = &c.report.flush.error {
             tracing::warn!("{e}");
@@ -266,33 +293,30 @@ impl Ctx<'_> {
     /// A prefix whose last finished run succeeded gets its `sstBackupLastSuccessfulBackup`
     /// moved up (also while a newer run is under way: the ended file is still a success).
     fn update_last_successful(&mut self, a: &mut Account, prefixes: &[PrefixFiles]) {
-        let mut changed = Vec::new();
         for p in prefixes {
             let Some(e) = &p.ended else { continue };
-            if !e.success || p.prefix.is_empty() {
+            // an unstorable name was already reported as a finding of its prefix
+            if !e.success || !client::printable_prefix(&p.prefix) {
                 continue;
             }
             let end = e.end.with_timezone(&Utc);
             if a.last_successful(&p.prefix).is_some_and(|t| t >= end) {
                 continue;
             }
-            changed.push((p.prefix.clone(), end));
-        }
-        if changed.is_empty() {
-            return;
-        }
-        self.report.last_successful_updates += changed.len();
-        if !self.opts.dry_run {
-            if let Err(e) = self.dir.set_last_successful(&a.uid, &changed) {
-                self.report.errors.push(format!(
-                    "account {}: cannot write sstBackupLastSuccessfulBackup: {e}",
-                    a.uid
-                ));
+            // one value per write, so one refused prefix does not hold back the others
+            let value = [(p.prefix.clone(), end)];
+            if !self.opts.dry_run {
+                if let Err(e) = self.dir.set_last_successful(&a.uid, &value) {
+                    self.report.errors.push(format!(
+                        "account {} prefix {:?}: cannot write sstBackupLastSuccessfulBackup: {e}",
+                        a.uid, p.prefix
+                    ));
+                    continue;
+                }
             }
-        }
-        for (p, t) in changed {
-            a.last_successful.retain(|(q, _)| *q != p);
-            a.last_successful.push((p, t));
+            self.report.last_successful_updates += 1;
+            a.last_successful.retain(|(q, _)| *q != p.prefix);
+            a.last_successful.push((p.prefix.clone(), end));
         }
     }
 

@@ -13,6 +13,7 @@
 //! reseller file never stops a mail. Variables are documented in `docs/templates.md`.
 
 use crate::model::{Audience, Task};
+use holdfast_server::safe;
 use minijinja::{Environment, UndefinedBehavior};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -173,13 +174,26 @@ impl Templates {
         broken: &mut Vec<Broken>,
     ) -> Option<Rendered> {
         let langs = languages(language, &self.default_language);
+        let root = self.themes_dir.clone().unwrap_or_default();
         for dir in self.folders(reseller) {
+            // synced from the self-care server: nothing below the themes root is followed
+            let rel = dir.strip_prefix(&root).unwrap_or(&dir).to_path_buf();
             for l in &langs {
-                let path = dir.join(file_name(task, audience, l));
-                let Ok(src) = std::fs::read_to_string(&path) else {
-                    continue;
-                };
+                let name = file_name(task, audience, l);
+                let path = dir.join(&name);
                 let source = path.display().to_string();
+                let src = match safe::read_beneath(&root, &rel.join(&name), safe::FILE_CAP) {
+                    Ok(r) => r.text(),
+                    Err(e) if e.is_not_found() => continue,
+                    Err(e) => {
+                        tracing::warn!("template {source} not used: {e}");
+                        broken.push(Broken {
+                            source,
+                            message: e.to_string(),
+                        });
+                        continue;
+                    }
+                };
                 match render_source(&source, &src, vars) {
                     Ok((subject, body)) => {
                         return Some(Rendered {
@@ -270,13 +284,23 @@ pub fn sample_vars(task: Task, audience: Audience, resolved: bool) -> Value {
 /// are reported too, since they would never be used.
 pub fn check_folder(dir: &Path) -> Vec<Broken> {
     let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir(dir) else {
+    let fd = match safe::open_root(dir) {
+        Ok(fd) => fd,
+        Err(e) if e.is_not_found() => return out,
+        Err(e) => {
+            out.push(Broken {
+                source: dir.display().to_string(),
+                message: e.to_string(),
+            });
+            return out;
+        }
+    };
+    let Ok(files) = safe::entries(&fd, dir) else {
         return out;
     };
-    let mut files: Vec<PathBuf> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
-    files.sort();
-    for p in files {
-        let Some(name) = p.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
+    for (name, _) in files {
+        let p = dir.join(&name);
+        let Some(name) = name.to_str().map(str::to_string) else {
             continue;
         };
         if !name.ends_with(".txt") {
@@ -297,8 +321,8 @@ pub fn check_folder(dir: &Path) -> Vec<Broken> {
             });
             continue;
         };
-        let src = match std::fs::read_to_string(&p) {
-            Ok(s) => s,
+        let src = match safe::read_at(&fd, std::ffi::OsStr::new(&name), &p, safe::FILE_CAP) {
+            Ok(r) => r.text(),
             Err(e) => {
                 out.push(Broken {
                     source,
@@ -448,5 +472,49 @@ mod tests {
         let found = check_folder(&r1);
         assert_eq!(found.len(), 1);
         assert!(check_folder(&def).is_empty());
+    }
+
+    #[test]
+    fn symlinked_templates_and_theme_folders_are_never_read() {
+        let t = tempfile::tempdir().unwrap();
+        let secret = t.path().join("secret.txt");
+        std::fs::write(&secret, "Subject: root only\n\nSECRET\n").unwrap();
+        let r1 = t.path().join("themes/r1").join(THEME_SUBDIR);
+        std::fs::create_dir_all(&r1).unwrap();
+        std::os::unix::fs::symlink(&secret, r1.join("quota.customer.en.txt")).unwrap();
+        // a whole theme folder that is a link to another reseller's
+        std::fs::create_dir_all(t.path().join("themes/r2")).unwrap();
+        std::os::unix::fs::symlink(
+            t.path().join("themes/r1/templates"),
+            t.path().join("themes/r2/templates"),
+        )
+        .unwrap();
+        let tpl = Templates {
+            themes_dir: Some(t.path().join("themes")),
+            themes: BTreeMap::new(),
+            default_reseller: None,
+            default_language: "en".into(),
+        };
+        let vars = sample_vars(Task::Quota, Audience::Customer, false);
+        for r in ["r1", "r2"] {
+            let mut broken = Vec::new();
+            let out = tpl
+                .render(
+                    Some(r),
+                    Task::Quota,
+                    Audience::Customer,
+                    None,
+                    &vars,
+                    &mut broken,
+                )
+                .unwrap();
+            assert_eq!(out.source, "builtin:quota.customer.en.txt", "{r}");
+            assert!(!out.body.contains("SECRET"));
+            assert_eq!(broken.len(), 1, "{r}: {broken:?}");
+            assert!(broken[0].message.contains("symlink"), "{broken:?}");
+        }
+        let b = check_folder(&r1);
+        assert_eq!(b.len(), 1);
+        assert!(b[0].message.contains("symlink"));
     }
 }

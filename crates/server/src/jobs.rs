@@ -12,6 +12,15 @@ use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
 
+/// Why a job did not run.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Directory(#[from] crate::directory::Error),
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
+}
+
 /// What a job did for one account.
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
@@ -72,7 +81,7 @@ fn each_account(
     dir: &Directory,
     only: Option<&str>,
     mut per_home: impl FnMut(&Account, PathBuf, &mut AccountStatus, &mut Outcome),
-) -> Result<Pass, crate::directory::Error> {
+) -> Result<Pass, JobError> {
     let started = Instant::now();
     let host = cfg.host_name();
     let accounts = select(dir, &host, only)?;
@@ -152,7 +161,8 @@ pub fn snapshot_all(
     interval: &str,
     only: Option<&str>,
     keep_trash: bool,
-) -> Result<JobReport, crate::directory::Error> {
+) -> Result<JobReport, JobError> {
+    let _lock = crate::lock::take(&cfg.state_dir, &format!("snapshot-{interval}"))?;
     let mut homes = vec![];
     let pass = each_account(cfg, dir, only, |acc, home, st, o| {
         if !home.is_dir() {
@@ -206,7 +216,8 @@ pub fn size_all(
     only: Option<&str>,
     write: bool,
     full: bool,
-) -> Result<JobReport, crate::directory::Error> {
+) -> Result<JobReport, JobError> {
+    let _lock = crate::lock::take(&cfg.state_dir, "size")?;
     let pass = each_account(cfg, dir, only, |acc, home, st, o| {
         let cache = cfg.state_dir.join("size-cache").join(&acc.uid);
         let cache = (!full).then_some(cache.as_path());

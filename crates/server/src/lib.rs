@@ -4,13 +4,16 @@
 //! hard-linked `.snapshots/<interval>.<n>` trees; [`size`] counts each inode once and writes
 //! `sstBackupSize`/`sstIncrementSize` back; [`jobs`] runs both over all accounts of this
 //! host and records them in [`status`]; [`metrics`] renders that for Prometheus. The
-//! descriptor-relative parallel walks that never follow a client's symlink are in [`tree`].
+//! descriptor-relative parallel walks that never follow a client's symlink are in [`tree`];
+//! single client files and templates are read through [`safe`].
 
 pub mod directory;
 pub mod homes;
 pub mod jobs;
 pub mod ldif;
+pub mod lock;
 pub mod metrics;
+pub mod safe;
 pub mod size;
 pub mod snapshot;
 pub mod status;

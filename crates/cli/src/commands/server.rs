@@ -127,7 +127,13 @@ pub fn run(cmd: Cmd, ctx: &Context) -> anyhow::Result<ExitCode> {
             if a.dry_run {
                 return snapshot_plan(&a, ctx, &dir);
             }
-            let r = jobs::snapshot_all(cfg, &dir, &a.interval, a.account.as_deref(), a.keep_trash)?;
+            let r = job(jobs::snapshot_all(
+                cfg,
+                &dir,
+                &a.interval,
+                a.account.as_deref(),
+                a.keep_trash,
+            ))?;
             print_report(&r, a.json, |o| {
                 let d = &o.detail;
                 if let Some(s) = d.get("skipped").and_then(|v| v.as_str()) {
@@ -157,7 +163,13 @@ pub fn run(cmd: Cmd, ctx: &Context) -> anyhow::Result<ExitCode> {
         }
         Cmd::Size(a) => {
             let dir = open(ctx)?;
-            let r = jobs::size_all(cfg, &dir, a.account.as_deref(), !a.no_write, a.full)?;
+            let r = job(jobs::size_all(
+                cfg,
+                &dir,
+                a.account.as_deref(),
+                !a.no_write,
+                a.full,
+            ))?;
             print_report(&r, a.json, |o| {
                 let b = o.detail["backup"]["apparent"].as_u64().unwrap_or(0);
                 let s = o.detail["snapshots"]["apparent"].as_u64().unwrap_or(0);
@@ -210,6 +222,20 @@ pub fn run(cmd: Cmd, ctx: &Context) -> anyhow::Result<ExitCode> {
             }
             Ok(exit::code(exit::OK))
         }
+    }
+}
+
+/// A held job lock is exit code 4, like every other lock.
+fn job(r: Result<jobs::JobReport, jobs::JobError>) -> anyhow::Result<jobs::JobReport> {
+    match r {
+        Err(jobs::JobError::Lock(e @ holdfast_server::lock::LockError::Busy { .. })) => {
+            Err(exit::CodedError {
+                code: exit::LOCKED,
+                message: e.to_string(),
+            }
+            .into())
+        }
+        r => Ok(r?),
     }
 }
 

@@ -58,6 +58,9 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         }
         r => r?,
     };
+    if r.interrupted {
+        return Err(holdfast_site::interrupt::Interrupted.into());
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {
