@@ -81,7 +81,8 @@ pub struct BackupConfig {
     pub schedule: String,
     /// The cron file `holdfast schedule install` writes.
     pub cron_file: PathBuf,
-    /// Lock file that keeps two backups or restores from running at once.
+    /// Lock file that keeps two backups or restores from running at once. Its folder must be
+    /// writable by root (or holdfast's user) alone; it is created 0700 when missing.
     pub lock_file: PathBuf,
     /// Extra rsync options for the repository copy, e.g. ["--bwlimit=50m"].
     pub rsync_args: Vec<String>,
@@ -104,7 +105,7 @@ impl Default for BackupConfig {
             ssh_options: Vec::new(),
             schedule: "02:30".into(),
             cron_file: PathBuf::from("/etc/cron.d/holdfast"),
-            lock_file: PathBuf::from("/run/lock/holdfast-backup.lock"),
+            lock_file: PathBuf::from("/run/holdfast/backup.lock"),
             rsync_args: Vec::new(),
             pg_dumpall: "pg_dumpall".into(),
             psql: "psql".into(),

@@ -102,7 +102,7 @@ pub fn dump(
     let mut buf = vec![0u8; 1 << 20];
     let mut copy = |w: &mut dyn Write, raw: &mut u64| -> Result<(), BackupError> {
         loop {
-            if holdfast_site::interrupt::requested() {
+            if holdfast_core::interrupt::requested() {
                 return Err(BackupError::Interrupted);
             }
             let n = out.read(&mut buf).map_err(io_err("pg_dumpall output"))?;
@@ -456,7 +456,7 @@ pub fn load(
     let mut line = Vec::new();
     let mut fed = Ok(());
     loop {
-        if holdfast_site::interrupt::requested() {
+        if holdfast_core::interrupt::requested() {
             fed = Err(BackupError::Interrupted);
             break;
         }

@@ -26,8 +26,8 @@ use holdfast_site::Site;
 pub enum BackupError {
     #[error("{0}")]
     Config(String),
-    #[error("another backup or restore is running (lock {0} is held); wait for it or check `ps`")]
-    Locked(String),
+    #[error(transparent)]
+    Lock(#[from] holdfast_core::LockError),
     #[error(transparent)]
     Store(#[from] holdfast_store::StoreError),
     #[error(transparent)]
@@ -55,6 +55,14 @@ pub enum BackupError {
 }
 
 impl BackupError {
+    /// True when another run holds the lock (exit code 4).
+    pub fn is_locked(&self) -> bool {
+        matches!(
+            self,
+            BackupError::Lock(holdfast_core::LockError::Held { .. })
+        )
+    }
+
     /// True when a stop signal ended the run.
     pub fn is_interrupted(&self) -> bool {
         matches!(

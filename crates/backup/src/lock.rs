@@ -1,31 +1,17 @@
-//! One backup or restore at a time: an exclusive `flock` on the lock file.
+//! One backup, restore or prune at a time, and no recovery beside them: the site lock
+//! (`backup.lock_file`, default `/run/holdfast/backup.lock`), an `flock` in a folder only root
+//! can write (see `holdfast_core::lock`).
 
 use crate::BackupError;
-use std::os::fd::AsRawFd;
+pub use holdfast_core::lock::{Lock, LockMode};
 use std::path::Path;
 
-pub struct Lock {
-    _file: std::fs::File,
+/// Exclusive: backup, restore, prune, slim.
+pub fn acquire(path: &Path) -> Result<Lock, BackupError> {
+    Ok(holdfast_core::lock::acquire(path, LockMode::Exclusive)?)
 }
 
-pub fn acquire(path: &Path) -> Result<Lock, BackupError> {
-    if let Some(parent) = path.parent() {
-        let _ = std::fs::create_dir_all(parent);
-    }
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(|source| BackupError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
-    // SAFETY: plain syscall on a descriptor we own.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
-        return Err(BackupError::Locked(path.display().to_string()));
-    }
-    let _ = std::fs::write(path, format!("{}\n", std::process::id()));
-    Ok(Lock { _file: file })
+/// Shared: recoveries, which may run together but never beside a backup or restore.
+pub fn acquire_shared(path: &Path) -> Result<Lock, BackupError> {
+    Ok(holdfast_core::lock::acquire(path, LockMode::Shared)?)
 }

@@ -40,7 +40,7 @@ pub fn report(e: &anyhow::Error, verbose: u8) -> ExitCode {
         c.code
     } else if e
         .chain()
-        .any(|c| c.is::<holdfast_site::interrupt::Interrupted>())
+        .any(|c| c.is::<holdfast_core::interrupt::Interrupted>())
     {
         INTERRUPTED
     } else {

@@ -86,7 +86,7 @@ fn main() -> ExitCode {
         _ => "warn,holdfast=info",
     };
     logging::init(cli.verbose, cli.quiet, cli.syslog, default);
-    holdfast_site::interrupt::install();
+    holdfast_core::interrupt::install();
     let verbose = cli.verbose;
     match run(cli) {
         Ok(code) => code,

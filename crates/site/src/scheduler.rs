@@ -229,13 +229,15 @@ pub fn quiesce(
 ) -> Result<Quiesced, SchedulerError> {
     let began = Instant::now();
     tracing::info!(command = %cfg.stop_command.join(" "), "stopping the scheduler");
+    // A stop command that failed leaves the scheduler as it was: starting it then could
+    // make a second scheduler beside the first, so the guard exists only once it succeeded.
+    run("stop", &cfg.stop_command)?;
     // From here on the guard restarts the scheduler whatever happens.
     let mut guard = Quiesced {
         cfg: cfg.clone(),
         restarted: false,
         report: QuiesceReport::default(),
     };
-    run("stop", &cfg.stop_command)?;
     let timeout = Duration::from_secs(cfg.stop_timeout_secs);
     let grace = Duration::from_secs(cfg.stale_row_grace_secs);
     let mut procs_gone_at: Option<Instant> = None;

@@ -68,6 +68,7 @@ impl Rsync {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         tracing::debug!(src = %self.src, dest = %self.dest, args = ?self.args, "rsync");
+        holdfast_core::child::tie_to_parent(&mut cmd);
         let mut child = cmd.spawn().map_err(|e| StoreError::Rsync {
             what: self.what.clone(),
             code: -1,
@@ -93,11 +94,9 @@ impl Rsync {
             })? {
                 break st;
             }
-            if holdfast_site::interrupt::requested() {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(child.id() as i32),
-                    nix::sys::signal::Signal::SIGTERM,
-                );
+            if holdfast_core::interrupt::requested() {
+                // The whole group: rsync's own receiver/generator children go too.
+                holdfast_core::child::kill_group(child.id(), nix::sys::signal::Signal::SIGTERM);
                 let _ = child.wait();
                 return Err(StoreError::Interrupted);
             }
@@ -115,14 +114,19 @@ impl Rsync {
                 .take(3)
                 .collect::<Vec<_>>()
                 .join("; ");
+            let full = stderr.contains("No space left")
+                || stderr.contains("Disk quota exceeded")
+                || stderr.contains("quota");
             let hint = match code {
-                23 if stderr.contains("quota") || stderr.contains("No space") => {
-                    " (the backup server is out of space or quota)"
-                }
-                255 | 12 | 10 | 5 => {
+                _ if full => format!(
+                    " (disk full on {}: free space or raise the quota)",
+                    self.dest
+                ),
+                255 | 12 | 10 | 5 if self.rsh.is_some() => {
                     " (check the target address, the SSH key and that rsync is installed there)"
+                        .to_string()
                 }
-                _ => "",
+                _ => String::new(),
             };
             return Err(StoreError::Rsync {
                 what: self.what.clone(),

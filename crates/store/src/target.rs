@@ -6,7 +6,9 @@
 //! with every argument shell-quoted.
 
 use crate::StoreError;
+use holdfast_core::fs::{PRIVATE_DIR, PRIVATE_FILE};
 use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -216,8 +218,15 @@ impl Target {
     fn remote(&self, script: &str) -> Command {
         let argv = self.ssh_argv();
         let mut c = Command::new(&argv[0]);
+        // umask 077: dumps, manifests and lists are 0600 and folders 0700 on the server too;
+        // pipefail: a failing step inside a pipeline fails the script.
+        // (dash before 0.5.13 has no pipefail, and a failing `set` would end the script there.)
+        let script = format!(
+            "umask 077; if (set -o pipefail) 2>/dev/null; then set -o pipefail; fi; {script}"
+        );
         c.args(&argv[1..]).arg("--").arg(script);
         c.stdin(Stdio::null());
+        holdfast_core::child::tie_to_parent(&mut c);
         c
     }
 
@@ -263,7 +272,8 @@ impl Target {
     pub fn check(&self) -> Result<(), StoreError> {
         match self {
             Target::Local { root } => {
-                std::fs::create_dir_all(root).map_err(|e| self.unreachable(e.to_string()))?;
+                holdfast_core::fs::create_dir_all_mode(root, PRIVATE_DIR)
+                    .map_err(|e| self.unreachable(e.to_string()))?;
                 let probe = root.join(".holdfast-probe");
                 std::fs::write(&probe, b"")
                     .and_then(|_| std::fs::remove_file(&probe))
@@ -288,7 +298,8 @@ impl Target {
     pub fn mkdir_p(&self, rel: &str) -> Result<(), StoreError> {
         match self {
             Target::Local { .. } => {
-                std::fs::create_dir_all(self.path(rel)).map_err(|e| self.io(rel, e))
+                holdfast_core::fs::create_dir_all_mode(Path::new(&self.path(rel)), PRIVATE_DIR)
+                    .map_err(|e| self.io(rel, e))
             }
             Target::Ssh { .. } => self
                 .run_remote(&format!("mkdir -p {}", sh_quote(&self.path(rel))))
@@ -344,8 +355,8 @@ impl Target {
                     ));
                 }
                 std::fs::rename(self.path(from), &to_p).map_err(|e| self.io(from, e))?;
-                sync_dir(Path::new(&to_p).parent().unwrap_or(Path::new("/")));
-                Ok(())
+                holdfast_core::fs::sync_dir(Path::new(&to_p).parent().unwrap_or(Path::new("/")))
+                    .map_err(|e| self.io(to, e))
             }
             Target::Ssh { .. } => self
                 .run_remote(&format!(
@@ -384,25 +395,17 @@ impl Target {
         }
     }
 
-    /// Writes a small file: into a temporary name, synced, then renamed over `rel`.
+    /// Writes a small file (0600): into a temporary name, synced, then renamed over `rel`.
     pub fn write_atomic(&self, rel: &str, data: &[u8]) -> Result<(), StoreError> {
         let tmp = format!("{rel}.tmp");
         match self {
             Target::Local { .. } => {
                 let p = PathBuf::from(self.path(rel));
                 if let Some(parent) = p.parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| self.io(rel, e))?;
+                    holdfast_core::fs::create_dir_all_mode(parent, PRIVATE_DIR)
+                        .map_err(|e| self.io(rel, e))?;
                 }
-                let t = PathBuf::from(self.path(&tmp));
-                let mut f = std::fs::File::create(&t).map_err(|e| self.io(&tmp, e))?;
-                f.write_all(data)
-                    .and_then(|_| f.sync_all())
-                    .map_err(|e| self.io(&tmp, e))?;
-                std::fs::rename(&t, &p).map_err(|e| self.io(rel, e))?;
-                if let Some(parent) = p.parent() {
-                    sync_dir(parent);
-                }
-                Ok(())
+                holdfast_core::fs::write_atomic(&p, data, PRIVATE_FILE).map_err(|e| self.io(rel, e))
             }
             Target::Ssh { .. } => {
                 let p = sh_quote(&self.path(rel));
@@ -501,9 +504,18 @@ impl Target {
             Target::Local { .. } => {
                 let p = PathBuf::from(self.path(rel));
                 if let Some(parent) = p.parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| self.io(rel, e))?;
+                    holdfast_core::fs::create_dir_all_mode(parent, PRIVATE_DIR)
+                        .map_err(|e| self.io(rel, e))?;
                 }
-                let f = std::fs::File::create(&p).map_err(|e| self.io(rel, e))?;
+                // 0600 from the first byte: the dump holds every role's password hash.
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(PRIVATE_FILE)
+                    .open(&p)
+                    .map_err(|e| self.io(rel, e))?;
+                holdfast_core::fs::chmod(&p, PRIVATE_FILE).map_err(|e| self.io(rel, e))?;
                 Ok(Sink::File(f, rel.to_string()))
             }
             Target::Ssh { .. } => {
@@ -558,22 +570,12 @@ impl Target {
     pub fn sync(&self) -> Result<(), StoreError> {
         match self {
             Target::Local { root } => {
-                if let Ok(f) = std::fs::File::open(root) {
-                    // SAFETY: plain syscall on a valid descriptor.
-                    unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&f)) };
-                }
-                Ok(())
+                holdfast_core::fs::syncfs(root).map_err(|e| self.io("syncfs", e))
             }
             Target::Ssh { .. } => self
                 .run_remote(&format!("sync -f {}", sh_quote(&self.path(""))))
                 .map(|_| ()),
         }
-    }
-}
-
-fn sync_dir(dir: &Path) {
-    if let Ok(f) = std::fs::File::open(dir) {
-        let _ = f.sync_all();
     }
 }
 

@@ -44,9 +44,9 @@ pub fn site_name(ctx: &Context) -> String {
 /// Turns a backup error into the CLI's error, keeping exit codes 4 (locked) and 130.
 pub fn cli_error(e: BackupError) -> anyhow::Error {
     if e.is_interrupted() {
-        return anyhow::Error::new(holdfast_site::interrupt::Interrupted);
+        return anyhow::Error::new(holdfast_core::interrupt::Interrupted);
     }
-    if let BackupError::Locked(_) = e {
+    if e.is_locked() {
         return CodedError {
             code: exit::LOCKED,
             message: e.to_string(),
@@ -56,20 +56,7 @@ pub fn cli_error(e: BackupError) -> anyhow::Error {
     anyhow::Error::new(e)
 }
 
-pub fn human_bytes(b: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < units.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", units[u])
-    }
-}
+pub use holdfast_core::human_bytes;
 
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     let site = ctx.site()?;

@@ -1,0 +1,59 @@
+//! Child processes that die with holdfast.
+//!
+//! A `kill -9` of holdfast must not leave an rsync copying into a snapshot folder (where it
+//! would overlap the next backup) or a psql loading a database. Each child gets
+//! `PR_SET_PDEATHSIG = SIGKILL` (the kernel kills it when its parent thread dies) and its own
+//! process group, so a Ctrl-C on the terminal reaches holdfast alone (which then stops its
+//! children in order) and [`kill_group`] takes the child's own children along.
+//!
+//! The death signal is tied to the *thread* that spawned the child: spawn from a thread that
+//! outlives the child (the caller's, not a short-lived helper).
+
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+/// Makes `cmd`'s process die with holdfast and lead its own process group.
+pub fn tie_to_parent(cmd: &mut Command) -> &mut Command {
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: only async-signal-safe calls (prctl, getppid, setpgid, _exit) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died before prctl took effect.
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            if libc::setpgid(0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
+/// Sends `sig` to the process group led by `pid` (a child set up by [`tie_to_parent`]).
+pub fn kill_group(pid: u32, sig: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid as i32), sig);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn child_leads_its_group() {
+        let mut c = Command::new("sleep");
+        c.arg("5");
+        let mut child = tie_to_parent(&mut c).spawn().unwrap();
+        let pgid = nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(child.id() as i32)))
+            .unwrap()
+            .as_raw();
+        assert_eq!(pgid as u32, child.id());
+        kill_group(child.id(), nix::sys::signal::Signal::SIGKILL);
+        let st = child.wait().unwrap();
+        assert!(!st.success());
+    }
+}

@@ -1,0 +1,119 @@
+//! Writing files so that a crash leaves either the old or the new content, and knowing that
+//! the disk has them: every `fsync`/`syncfs` error is returned, never dropped (a lost EIO
+//! would let a manifest vouch for data that never reached the disk).
+
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::Path;
+
+/// Mode for files that may hold secrets or site data (dumps, manifests, mails, lists).
+pub const PRIVATE_FILE: u32 = 0o600;
+/// Mode for folders holding such files.
+pub const PRIVATE_DIR: u32 = 0o700;
+
+fn with_path(path: &Path, e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+/// Writes `data` to `path` atomically with permissions `mode`: a temporary file in the same
+/// folder (created 0600, so the content is never readable by others on the way), fsync,
+/// chmod, rename over `path`, fsync of the folder. The folder must exist.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(|e| with_path(dir, e))?;
+    tmp.write_all(data).map_err(|e| with_path(tmp.path(), e))?;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(|e| with_path(tmp.path(), e))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| with_path(tmp.path(), e))?;
+    tmp.persist(path).map_err(|e| with_path(path, e.error))?;
+    sync_dir(dir)
+}
+
+/// fsync of a folder, so a rename or new entry in it survives a crash.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| with_path(dir, e))
+}
+
+/// `syncfs` of the file system holding `path`: everything written there reaches the disk,
+/// or the error (EIO, ENOSPC on a thin volume) is returned.
+pub fn syncfs(path: &Path) -> std::io::Result<()> {
+    let f = std::fs::File::open(path).map_err(|e| with_path(path, e))?;
+    // SAFETY: plain syscall on a descriptor we own.
+    if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
+        return Err(with_path(path, std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Creates `dir` and its missing parents; folders this call creates get `mode` (not the
+/// umask's choice). An existing `dir` is left as it is.
+pub fn create_dir_all_mode(dir: &Path, mode: u32) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(dir)
+        .map_err(|e| with_path(dir, e))
+}
+
+/// Sets `path`'s permission bits to `mode`.
+pub fn chmod(path: &Path, mode: u32) -> std::io::Result<()> {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| with_path(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn writes_atomically_with_the_mode() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("m.json");
+        write_atomic(&p, b"one", 0o600).unwrap();
+        write_atomic(&p, b"two", 0o640).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        assert_eq!(std::fs::metadata(&p).unwrap().mode() & 0o777, 0o640);
+        // No temporary file is left beside it.
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn errors_are_returned() {
+        let d = tempfile::tempdir().unwrap();
+        let e = write_atomic(&d.path().join("no/such/dir/x"), b"x", 0o600).unwrap_err();
+        assert!(e.to_string().contains("no/such/dir"), "{e}");
+        assert!(syncfs(&d.path().join("missing")).is_err());
+        assert!(sync_dir(d.path()).is_ok());
+        syncfs(d.path()).unwrap();
+    }
+
+    #[test]
+    fn private_folders() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a/b");
+        create_dir_all_mode(&p, PRIVATE_DIR).unwrap();
+        assert_eq!(std::fs::metadata(&p).unwrap().mode() & 0o777, 0o700);
+        assert_eq!(
+            std::fs::metadata(d.path().join("a")).unwrap().mode() & 0o777,
+            0o700
+        );
+    }
+}
