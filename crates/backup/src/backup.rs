@@ -30,19 +30,39 @@ pub struct BackupOutcome {
     pub manifest: Manifest,
     /// Snapshots the layout removed afterwards.
     pub scheduler_restarted: bool,
+    /// Files the database names that the repository (and so the snapshot) lacks.
+    #[serde(default)]
+    pub missing: Vec<holdfast_site::db::Reference>,
 }
 
-/// rsync filter rules that pick the host folders' types (by mode) and the extra folders,
-/// and leave out the temporary `ununpack` folders.
+/// rsync filter rules that pick the folders where the backed-up types live (by FOSSology's
+/// rules, [`Repository::data_dirs`]: each `<host>/<type>` a `[REPOSITORY]` line names, and
+/// the host-less `<type>` folder for names no line holds) and the extra folders, and leave out
+/// the temporary `ununpack` folders.
+///
+/// [`Repository::data_dirs`]: holdfast_site::repo::Repository::data_dirs
 pub fn repo_filters(site: &Site, types: &[&str]) -> Vec<String> {
     let mut f = vec!["--filter=- /*/ununpack/".to_string()];
     let root = &site.repo.root;
-    for host in site.fo.host_names() {
-        f.push(format!("--filter=+ /{host}/"));
-        for t in types {
-            f.push(format!("--filter=+ /{host}/{t}/"));
+    let dirs = site.repo.data_dirs(types);
+    let mut tops: Vec<&str> = Vec::new();
+    for d in &dirs {
+        let top = d.split('/').next().unwrap_or(d);
+        if !tops.contains(&top) {
+            tops.push(top);
         }
-        f.push(format!("--filter=- /{host}/*"));
+    }
+    for top in tops {
+        if dirs.iter().any(|d| d == top) {
+            // The whole folder is data (a host-less type folder).
+            f.push(format!("--filter=+ /{top}/"));
+            continue;
+        }
+        f.push(format!("--filter=+ /{top}/"));
+        for d in dirs.iter().filter(|d| d.starts_with(&format!("{top}/"))) {
+            f.push(format!("--filter=+ /{d}/"));
+        }
+        f.push(format!("--filter=- /{top}/*"));
     }
     for extra in EXTRA_DIRS {
         if root.join(extra).is_dir() {
@@ -51,6 +71,25 @@ pub fn repo_filters(site: &Site, types: &[&str]) -> Vec<String> {
     }
     f.push("--filter=- /*".to_string());
     f
+}
+
+/// Files the database names that the repository lacks (of the types this backup copies):
+/// the snapshot cannot have them either. Slimmed containers are not counted.
+pub fn missing_files(
+    client: &mut postgres::Client,
+    site: &Site,
+    types: &[&str],
+) -> Result<Vec<holdfast_site::db::Reference>, BackupError> {
+    let report =
+        holdfast_site::db::verify(client, &site.repo, None).map_err(|e| BackupError::Db {
+            what: "check the repository against the database".into(),
+            source: e,
+        })?;
+    Ok(report
+        .missing
+        .into_iter()
+        .filter(|r| types.contains(&r.kind.as_str()))
+        .collect())
 }
 
 /// Runs one backup of `site` to the configured target.
@@ -86,7 +125,8 @@ pub fn backup(
         started,
         began,
     );
-    if let Err(e) = monitor::ended(&target, &id, result.is_ok()) {
+    let whole = result.as_ref().is_ok_and(|o| o.missing.is_empty());
+    if let Err(e) = monitor::ended(&target, &id, whole) {
         tracing::warn!("could not write backupEnded.xml: {e}");
     }
     target.close();
@@ -131,6 +171,15 @@ fn run(
     let dump_secs = t.elapsed().as_secs_f64();
     tracing::info!(secs = dump_secs, bytes = database.bytes, "database dumped");
 
+    // With the scheduler stopped nothing adds files: what is missing now stays missing.
+    let missing = missing_files(client, site, cfg.mode.types())?;
+    if !missing.is_empty() {
+        tracing::error!(
+            count = missing.len(),
+            "the repository lacks files the database names; the snapshot cannot have them"
+        );
+    }
+
     let t = Instant::now();
     let types = cfg.mode.types();
     let pool = cfg.layout == LayoutKind::Pool;
@@ -153,12 +202,7 @@ fn run(
     let mut pool_list = None;
     let mut pool_todo = None;
     if pool {
-        let mut dirs = Vec::new();
-        for host in site.fo.host_names() {
-            for t in types {
-                dirs.push(format!("{host}/{t}"));
-            }
-        }
+        let mut dirs = site.repo.data_dirs(types);
         for extra in EXTRA_DIRS {
             dirs.push(extra.to_string());
         }
@@ -289,5 +333,6 @@ fn run(
         snapshot,
         manifest,
         scheduler_restarted,
+        missing,
     })
 }

@@ -212,10 +212,12 @@ fn restore_repo(
     chain: &[holdfast_store::Snapshot],
     dest: &Site,
 ) -> Result<(), BackupError> {
-    std::fs::create_dir_all(&dest.repo.root).map_err(|source| BackupError::Io {
-        path: dest.repo.root.display().to_string(),
-        source,
-    })?;
+    dest.repo
+        .create_dir_all(&dest.repo.root)
+        .map_err(|source| BackupError::Io {
+            path: dest.repo.root.display().to_string(),
+            source,
+        })?;
     for s in chain {
         if s.manifest.layout == "pool" {
             let list = holdfast_store::pool::read_list(target, &s.name)?;

@@ -47,6 +47,7 @@ fn store(
             Some(src) => std::fs::hard_link(src, &path)?,
             None => std::fs::write(&path, data)?,
         }
+        site.repo.finish_file(&path)?;
     }
     let (md5, sha1) = (n.md5.to_ascii_uppercase(), n.sha1.to_ascii_uppercase());
     let size = n.size as i64;

@@ -132,6 +132,17 @@ fn backup_snapshots_restore_verify_through_the_binary() {
     let o = holdfast(&cfg, &["restore", "day.nope"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr_line(&o).contains("holdfast snapshots"));
+
+    // A backup of a repository that lacks a file the database names says so and fails.
+    std::fs::remove_file(&victim).unwrap();
+    let o = holdfast(&cfg, &["backup"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("lacks 1 file(s)") && e.contains(&name) && e.contains("holdfast check-repo"),
+        "{e}"
+    );
+    assert!(standin.is_running());
 }
 
 fn walk_first_file(dir: &Path) -> std::path::PathBuf {

@@ -10,6 +10,7 @@ use crate::{archives, guide, loss, plug, DrillOptions, Scenario};
 use anyhow::{anyhow, bail, Result};
 use chrono::Utc;
 use holdfast_site::db;
+use holdfast_site::foconf::HostRange;
 use holdfast_store::{SshOptions, Target};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -78,7 +79,7 @@ impl Drill<'_> {
 
     /// The site to build: `hosts` for a sample site; a copy of a real site keeps its own
     /// `[REPOSITORY]` lines.
-    fn spec(&self, mode: &str, hosts: Vec<(String, u8, u8)>) -> SiteSpec {
+    fn spec(&self, mode: &str, hosts: Vec<HostRange>) -> SiteSpec {
         let mode = match (&self.opts.mode, self.scenario) {
             (_, Scenario::PlugPullJob) => mode,
             (Some(m), _) => m.as_str(),
@@ -347,7 +348,7 @@ fn gold_linked(site: &DrillSite, c: &mut postgres::Client) -> Result<bool> {
 /// The backup is killed at random points; the last good snapshot survives and restores, the
 /// next backup succeeds.
 fn plug_pull_backup(d: &mut Drill) -> Result<()> {
-    let spec = d.spec("full", vec![("localhost".into(), 0, 0xff)]);
+    let spec = d.spec("full", vec![HostRange::new("localhost", "*", "00", "ff")]);
     let (site, first) = d.build("server", spec, 3)?;
     let t_backup = d.backup(&site, "first backup (the last good snapshot)")?;
     let good = latest(&site)?;
@@ -516,7 +517,7 @@ fn plug_pull_job(d: &mut Drill) -> Result<()> {
     let spec = SiteSpec {
         // No --reset at scheduler start: the restore itself must hand the jobs back.
         reset_on_start: false,
-        ..d.spec("gold", vec![("localhost".into(), 0, 0xff)])
+        ..d.spec("gold", vec![HostRange::new("localhost", "*", "00", "ff")])
     };
     let (site, ups) = d.build("server", spec, 3)?;
     let (analysed, unpacking) = (ups[0], ups[2]);
@@ -608,7 +609,7 @@ fn plug_pull_job(d: &mut Drill) -> Result<()> {
 /// The whole site is gone; a new machine is rebuilt from the backup server alone by following
 /// the guide.
 fn total_loss(d: &mut Drill) -> Result<()> {
-    let spec = d.spec("full", vec![("localhost".into(), 0, 0xff)]);
+    let spec = d.spec("full", vec![HostRange::new("localhost", "*", "00", "ff")]);
     let tag = spec.tag.clone();
     let (site, _ups) = d.build("server", spec, 3)?;
     d.backup(&site, "nightly backup to the backup server")?;
@@ -624,7 +625,7 @@ fn total_loss(d: &mut Drill) -> Result<()> {
     // installed, no holdfast.toml yet.
     let spec2 = SiteSpec {
         tag: format!("{tag}n"),
-        ..d.spec("full", vec![("localhost".into(), 0, 0xff)])
+        ..d.spec("full", vec![HostRange::new("localhost", "*", "00", "ff")])
     };
     let (opts, root) = (d.opts, d.root);
     let new = d.step("install a new machine (empty FOSSology)", false, |dd| {
@@ -669,7 +670,7 @@ fn total_loss(d: &mut Drill) -> Result<()> {
 /// snapshot and the drill reports exactly what the restored database does not know and what
 /// it names that is gone.
 fn database_loss(d: &mut Drill) -> Result<()> {
-    let spec = d.spec("full", vec![("localhost".into(), 0, 0xff)]);
+    let spec = d.spec("full", vec![HostRange::new("localhost", "*", "00", "ff")]);
     let (site, ups) = d.build("server", spec, 3)?;
     d.backup(&site, "nightly backup")?;
     let newer = d.more_uploads(&site, 1, "n")?;
@@ -737,7 +738,10 @@ fn database_loss(d: &mut Drill) -> Result<()> {
 /// One repository disk (one `[REPOSITORY]` host range) is lost with an agent's running job;
 /// only that part is restored, the other disk is left alone, the job is ready to run again.
 fn agent_storage_loss(d: &mut Drill) -> Result<()> {
-    let hosts = vec![("localhost".into(), 0, 0x7f), ("disk2".into(), 0x80, 0xff)];
+    let hosts = vec![
+        HostRange::new("localhost", "*", "00", "7f"),
+        HostRange::new("disk2", "*", "80", "ff"),
+    ];
     let spec = d.spec("full", hosts);
     let (site, ups) = d.build("server", spec, 3)?;
     d.backup(&site, "nightly backup")?;

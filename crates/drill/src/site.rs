@@ -76,7 +76,7 @@ impl Holdfast {
 #[derive(Debug, Clone)]
 pub struct SiteSpec {
     /// `[REPOSITORY]` lines as (host folder, from, to); one disk by default.
-    pub hosts: Vec<(String, u8, u8)>,
+    pub hosts: Vec<HostRange>,
     /// `full` or `gold`.
     pub mode: String,
     /// Process name tag for the stand-in (at most 6 characters).
@@ -90,7 +90,7 @@ pub struct SiteSpec {
 impl Default for SiteSpec {
     fn default() -> Self {
         SiteSpec {
-            hosts: vec![("localhost".into(), 0, 0xff)],
+            hosts: vec![HostRange::new("localhost", "*", "00", "ff")],
             mode: "full".into(),
             tag: format!("{:x}", std::process::id() % 0xffffff),
             reset_on_start: true,
@@ -365,7 +365,7 @@ fn backup_section(text: &str) -> Option<String> {
 
 /// The `[REPOSITORY]` host ranges of the real site behind a holdfast.toml (its
 /// `[site] conf_dir`, else FOSSology's default places).
-pub fn hosts_of(real_config: &Path) -> Result<Vec<(String, u8, u8)>> {
+pub fn hosts_of(real_config: &Path) -> Result<Vec<HostRange>> {
     let text = std::fs::read_to_string(real_config)
         .with_context(|| format!("cannot read {}", real_config.display()))?;
     let mut conf_dir = None;
@@ -382,26 +382,12 @@ pub fn hosts_of(real_config: &Path) -> Result<Vec<(String, u8, u8)>> {
         }
     }
     let site = Site::open(conf_dir.as_deref())?;
-    Ok(site
-        .fo
-        .hosts
-        .iter()
-        .filter(|h| h.kind == "*")
-        .map(|h| (h.host.clone(), h.from, h.to))
-        .collect())
+    Ok(site.fo.hosts)
 }
 
 /// Rewrites the site's `[REPOSITORY]` lines and creates the host folders.
-pub fn set_hosts(site: &mut Site, hosts: &[(String, u8, u8)]) -> Result<()> {
-    site.fo.hosts = hosts
-        .iter()
-        .map(|(h, from, to)| HostRange {
-            host: h.clone(),
-            kind: "*".into(),
-            from: *from,
-            to: *to,
-        })
-        .collect();
+pub fn set_hosts(site: &mut Site, hosts: &[HostRange]) -> Result<()> {
+    site.fo.hosts = hosts.to_vec();
     site.repo = holdfast_site::repo::Repository::from_conf(&site.fo);
     site.write_conf()?;
     for d in site.repo.host_dirs() {

@@ -80,12 +80,10 @@ impl Site {
             depth: 3,
             address: "localhost".into(),
             port: 24693,
-            hosts: vec![crate::foconf::HostRange {
-                host: "localhost".into(),
-                kind: "*".into(),
-                from: 0,
-                to: 0xff,
-            }],
+            hosts: vec![crate::foconf::HostRange::new("localhost", "*", "00", "ff")],
+            // A scratch site belongs to whoever makes it: nothing to give away.
+            project_user: crate::repo::Owner::current().user,
+            project_group: crate::repo::Owner::current().group,
         };
         Site {
             conf_dir: conf_dir.to_path_buf(),

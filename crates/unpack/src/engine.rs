@@ -404,9 +404,8 @@ fn store(ctx: &Ctx, src: &Src, h: &Hashes, container: bool) {
                 }
             }
         }
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o660));
-        Ok(())
+        // FOSSology's owner and mode (a hard-linked gold file shares them, as in FOSSology).
+        ctx.repo.finish_file(&target)
     })();
     match res {
         Ok(()) => {

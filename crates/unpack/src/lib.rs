@@ -181,7 +181,10 @@ pub(crate) fn unpack_gold(
 ) -> Result<(tree::Node, UnpackSummary), UnpackError> {
     let start = Instant::now();
     let root = engine::temp_root(&site.repo, cfg);
-    std::fs::create_dir_all(&root)
+    // FOSSology's own unpack folder (`<root>/<host>/ununpack`) is made like any repository
+    // folder, so its agents can use it after holdfast did.
+    site.repo
+        .create_dir_all(&root)
         .map_err(|e| UnpackError::Repo(format!("cannot create {}: {e}", root.display())))?;
     let tmp = tempfile::Builder::new()
         .prefix("holdfast-")
@@ -383,8 +386,7 @@ pub fn upload_files(
             site.repo.ensure_parent(&gold).map_err(repo_err)?;
             let part = gold.with_extension(format!("part{}", std::process::id()));
             std::fs::copy(path, &part).map_err(repo_err)?;
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(&part, std::fs::Permissions::from_mode(0o660));
+            site.repo.finish_file(&part).map_err(repo_err)?;
             std::fs::rename(&part, &gold).map_err(repo_err)?;
         }
         let start = std::time::SystemTime::now();

@@ -87,10 +87,11 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
             cfg.compression.as_str()
         );
         println!(
-            "  repository {} hosts {:?}, types {:?}",
+            "  repository {}, folders {:?} (types {:?}, by the [REPOSITORY] lines of {})",
             site.repo.root.display(),
-            site.fo.host_names(),
-            cfg.mode.types()
+            site.repo.data_dirs(cfg.mode.types()),
+            cfg.mode.types(),
+            site.conf_dir.join("fossology.conf").display()
         );
         println!(
             "  layout {} (keep {}, full every {})",
@@ -145,5 +146,39 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
             ctx.config.scheduler.start_command.join(" ")
         );
     }
+    if !out.missing.is_empty() {
+        anyhow::bail!("{}", missing_message(&site, &out));
+    }
     Ok(exit::code(exit::OK))
+}
+
+/// Says how many files the snapshot lacks because the repository lacks them, with a few
+/// examples and what to do.
+fn missing_message(site: &holdfast_site::Site, out: &holdfast_backup::BackupOutcome) -> String {
+    let examples: Vec<String> = out
+        .missing
+        .iter()
+        .take(3)
+        .map(|r| {
+            let at = site
+                .repo
+                .path(&r.kind, &r.name)
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            format!(
+                "upload {} {} {} (expected at {at})",
+                r.upload_fk, r.kind, r.name
+            )
+        })
+        .collect();
+    format!(
+        "snapshot {} was written, but the repository lacks {} file(s) the database names, so the \
+         snapshot lacks them too; for example: {}. `holdfast check-repo` lists them all and \
+         `holdfast recover` rebuilds what gold can rebuild; if the files exist elsewhere, the \
+         [REPOSITORY] lines of {} do not say where FOSSology looks for them",
+        out.snapshot,
+        out.missing.len(),
+        examples.join("; "),
+        site.conf_dir.join("fossology.conf").display()
+    )
 }
