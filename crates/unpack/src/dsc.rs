@@ -4,7 +4,9 @@
 //!
 //! The tarballs are taken from the repository, where they were stored a moment ago under
 //! their content names; `dpkg-source` works in a folder inside our temporary folder, and
-//! its output is read back like any archive (never trusted for paths).
+//! its output is read back like any archive (never trusted for paths). It runs under the
+//! upload's budget ([`crate::budget::run_limited`]): what it writes counts against the bytes
+//! the upload has left, and it is killed on a stop signal or at the deadline.
 
 use crate::engine::{collect, Ctx, Member, Members};
 use crate::tree::{Node, BIT_CONTAINER};
@@ -73,6 +75,7 @@ fn unpack_one(
     let parent = &comps[..comps.len() - 1];
     let work = ctx.temp_path();
     std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+    let mut inputs = 0;
     let res = (|| {
         let mut size = 0;
         for name in files_of(&text) {
@@ -100,30 +103,50 @@ fn unpack_one(
         }
         let dsc_name = comps.last().cloned().unwrap_or_default();
         std::fs::write(work.join(&dsc_name), &text).map_err(|e| e.to_string())?;
-        let out = std::process::Command::new("dpkg-source")
-            .args(["--no-check", "--no-copy", "-x", &dsc_name, "out"])
+        // The inputs sit in the work folder too: what dpkg-source may write is what is left.
+        inputs = size + text.len() as u64;
+        ctx.budget.temp_add(inputs).map_err(|s| s.to_string())?;
+        let mut cmd = std::process::Command::new("dpkg-source");
+        cmd.args(["--no-check", "--no-copy", "-x", &dsc_name, "out"])
             .current_dir(&work)
             .env("LC_ALL", "C")
             .stdin(std::process::Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run dpkg-source (install dpkg-dev): {e}"))?;
-        if !out.status.success() {
-            let err = String::from_utf8_lossy(&out.stderr);
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        let left = ctx.budget.bytes_left().min(ctx.budget.temp_left());
+        let root = work.join("out");
+        let (stderr, status) =
+            crate::budget::run_limited(&ctx.budget, &mut cmd, Some(&root), |child| {
+                let mut s = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut e, &mut s);
+                }
+                s
+            })
+            .map_err(|e| format!("dpkg-source -x stopped: {e}"))?;
+        if !status.success() {
             return Err(format!(
-                "dpkg-source -x failed: {}",
-                err.lines().last().unwrap_or("no message")
+                "dpkg-source -x failed (it may write at most the {left} bytes this upload has left): {}",
+                stderr.lines().last().unwrap_or("no message")
             ));
         }
-        let root = work.join("out");
+        // Its output sits in the temporary folder until read back below.
+        let written = crate::budget::dir_size(&root);
+        if let Err(s) = ctx.budget.temp_add(written) {
+            ctx.budget.temp_sub(written);
+            return Err(s.to_string());
+        }
         let (kids, err) = collect(ctx, crate::detect::Kind::Dsc, trail, depth + 1, size, |c| {
             read_tree(c, &root)
         });
+        ctx.budget.temp_sub(written);
         if let Some(e) = err {
             ctx.record(trail, None, e);
         }
         Ok(kids)
     })();
     let _ = std::fs::remove_dir_all(&work);
+    ctx.budget.temp_sub(inputs);
     res
 }
 
@@ -149,7 +172,7 @@ fn read_tree(c: &mut crate::engine::Collector, root: &Path) -> Result<(), String
             let mut f = std::fs::File::open(e.path()).map_err(|e| e.to_string())?;
             c.file(raw, mode, &mut f, Some(meta.len()));
         }
-        if c.stopped {
+        if !c.go_on() {
             break;
         }
     }

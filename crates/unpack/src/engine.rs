@@ -6,8 +6,13 @@
 //! become row names. Each file is hashed while it is written, its type is detected from its
 //! first bytes, containers are unpacked in turn (in parallel, on rayon's pool), and finally
 //! the file is moved into the repository under its content name unless that name is already
-//! there. Limits (expanded bytes, ratio, depth, member count) stop a member, never the upload.
+//! there. A member's ratio and depth limits stop that member; the upload's [`Budget`] (bytes,
+//! members, temporary disk, time, stop signals) is shared by every member and nested
+//! container, and once spent it winds the whole upload down, recording what was left out.
+//! Readers run behind a panic boundary ([`guard`]): a reader that panics on hostile input
+//! becomes a recorded error for its container, and the rest of the upload goes on.
 
+use crate::budget::{Budget, Stop};
 use crate::detect::{detect, Kind, HEAD};
 use crate::hash::{hash_bytes, read_full, Hashes, Sink, CHUNK};
 use crate::tree::*;
@@ -27,6 +32,9 @@ const SMALL: usize = 1 << 20;
 const RATIO_FLOOR: u64 = 16 << 20;
 /// In-memory members in flight before extraction processes them itself.
 const INFLIGHT_CAP: u64 = 256 << 20;
+/// Temporary-file bytes waiting to be processed before extraction processes them itself, so
+/// members read ahead of the workers cannot fill the disk.
+const TEMP_AHEAD_CAP: u64 = 1 << 30;
 
 pub trait ReadSeek: Read + Seek + Send {}
 impl<T: Read + Seek + Send> ReadSeek for T {}
@@ -113,13 +121,11 @@ pub struct Ctx {
     pub files: AtomicU64,
     pub bytes: AtomicU64,
     pub written: AtomicU64,
-    members: AtomicU64,
-    expanded: AtomicU64,
     inflight: AtomicU64,
     pub errors: Mutex<Vec<String>>,
     pub progress: ProgressBar,
-    /// Bytes the whole upload may expand to (see [`Ctx::set_gold_size`]).
-    budget: u64,
+    /// The upload's shared limits (see [`Ctx::set_gold_size`]).
+    pub budget: Budget,
 }
 
 impl Ctx {
@@ -131,7 +137,12 @@ impl Ctx {
         label: String,
         progress: ProgressBar,
     ) -> Self {
-        let budget = cfg.max_expanded_bytes;
+        let budget = Budget::new(
+            cfg.max_expanded_bytes,
+            cfg.max_members,
+            cfg.max_temp_bytes,
+            cfg.max_seconds,
+        );
         Ctx {
             repo,
             cfg,
@@ -142,8 +153,6 @@ impl Ctx {
             files: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             written: AtomicU64::new(0),
-            members: AtomicU64::new(0),
-            expanded: AtomicU64::new(0),
             inflight: AtomicU64::new(0),
             errors: Mutex::new(Vec::new()),
             progress,
@@ -155,7 +164,7 @@ impl Ctx {
     /// nested bombs (42.zip) stop early even though each level alone looks harmless.
     pub fn set_gold_size(&mut self, size: u64) {
         let by_ratio = self.cfg.max_ratio.saturating_mul(size).max(RATIO_FLOOR);
-        self.budget = self.cfg.max_expanded_bytes.min(by_ratio);
+        self.budget.cap_bytes(by_ratio);
     }
 
     pub(crate) fn temp_path(&self) -> PathBuf {
@@ -179,19 +188,36 @@ impl Ctx {
             .max_ratio
             .saturating_mul(container_size)
             .max(RATIO_FLOOR);
-        let left = self.budget.saturating_sub(self.expanded.load(Relaxed));
-        ratio.min(left)
+        ratio.min(self.budget.bytes_limit())
     }
 
-    fn count_member(&self) -> bool {
-        self.members.fetch_add(1, Relaxed) < self.cfg.max_members
+    /// Removes a temporary file of ours and gives its bytes back to the temp budget.
+    fn drop_temp(&self, p: &Path) {
+        if let Ok(m) = std::fs::metadata(p) {
+            self.budget.temp_sub(m.len());
+        }
+        let _ = std::fs::remove_file(p);
     }
+}
+
+/// Runs untrusted parsing code; a panic becomes `Err` with its message instead of taking the
+/// upload down (readers of crates we do not control included).
+pub(crate) fn guard<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| {
+        let msg = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        format!("the reader crashed on malformed input ({msg}); rest of this container skipped")
+    })
 }
 
 #[derive(Debug)]
 enum CaptureError {
     Io(io::Error),
     TooBig(u64),
+    Stop(Stop),
 }
 
 impl std::fmt::Display for CaptureError {
@@ -202,18 +228,22 @@ impl std::fmt::Display for CaptureError {
                 f,
                 "expands beyond {n} bytes (decompression bomb? raise [unpack] max_ratio or max_expanded_bytes to allow it); skipped"
             ),
+            CaptureError::Stop(s) => write!(f, "{s}; skipped"),
         }
     }
 }
 
 /// Reads a member completely: into memory when small, else into a temporary file while a
-/// second thread hashes. Stops at `limit` bytes.
+/// second thread hashes. Stops at `limit` bytes, or when the upload's budget is spent (every
+/// chunk is charged to it as it is read).
 fn capture(
     ctx: &Ctx,
     r: &mut dyn Read,
     limit: u64,
     hint: Option<u64>,
 ) -> Result<(Src, Option<Hashes>), CaptureError> {
+    let budget = &ctx.budget;
+    budget.check().map_err(CaptureError::Stop)?;
     // Allocate what the header announces (capped), not a full buffer per small member.
     let cap = hint.map_or(64 << 10, |h| h.min(SMALL as u64) as usize + 1);
     let mut first = Vec::with_capacity(cap);
@@ -222,49 +252,74 @@ fn capture(
         .take(max_first)
         .read_to_end(&mut first)
         .map_err(CaptureError::Io)?;
-    let n = first.len();
-    if (n as u64) > limit {
-        return Err(CaptureError::TooBig(limit));
+    let n = first.len() as u64;
+    let give_back = |total: u64, e: CaptureError| {
+        budget.refund(total);
+        e
+    };
+    budget
+        .charge(n)
+        .map_err(|s| give_back(n, CaptureError::Stop(s)))?;
+    if n > limit {
+        return Err(give_back(n, CaptureError::TooBig(limit)));
     }
-    if n < SMALL {
-        ctx.expanded.fetch_add(n as u64, Relaxed);
-        if first.capacity() > n + n / 4 + 4096 {
+    if n < SMALL as u64 {
+        if first.capacity() > first.len() + first.len() / 4 + 4096 {
             first.shrink_to_fit();
         }
         return Ok((Src::Mem(Arc::new(first)), None));
     }
     let path = ctx.temp_path();
-    let file = File::create(&path).map_err(CaptureError::Io)?;
+    let file = File::create(&path).map_err(|e| give_back(n, CaptureError::Io(e)))?;
     let sink = Sink::spawn(Some(file));
-    let mut total = n as u64;
-    let cleanup = |e: CaptureError| {
+    let mut total = n;
+    // Thrown away: the file goes, its bytes go back to the kept and temp budgets.
+    let fail = |total: u64, e: CaptureError| {
         let _ = std::fs::remove_file(&path);
-        e
+        budget.temp_sub(total);
+        give_back(total, e)
     };
-    sink.send(first).map_err(CaptureError::Io)?;
+    if let Err(s) = budget.temp_add(n) {
+        drop(sink);
+        return Err(fail(total, CaptureError::Stop(s)));
+    }
+    if let Err(e) = sink.send(first) {
+        return Err(fail(total, CaptureError::Io(e)));
+    }
     loop {
         let mut buf = vec![0u8; CHUNK];
         let k = match read_full(r, &mut buf) {
-            Ok(k) => k,
+            Ok(k) => k as u64,
             Err(e) => {
                 drop(sink);
-                return Err(cleanup(CaptureError::Io(e)));
+                return Err(fail(total, CaptureError::Io(e)));
             }
         };
         if k == 0 {
             break;
         }
-        total += k as u64;
-        ctx.expanded.fetch_add(k as u64, Relaxed);
-        if total > limit {
+        total += k;
+        // Both always count `k`, so `fail` gives back exactly what was taken.
+        let charged = budget.charge(k);
+        let temped = budget.temp_add(k);
+        let over = match charged.and(temped) {
+            Err(s) => Err(CaptureError::Stop(s)),
+            Ok(()) if total > limit => Err(CaptureError::TooBig(limit)),
+            Ok(()) => Ok(()),
+        };
+        if let Err(e) = over {
             drop(sink);
-            return Err(cleanup(CaptureError::TooBig(limit)));
+            return Err(fail(total, e));
         }
-        buf.truncate(k);
-        sink.send(buf).map_err(CaptureError::Io)?;
+        buf.truncate(k as usize);
+        if let Err(e) = sink.send(buf) {
+            return Err(fail(total, CaptureError::Io(e)));
+        }
     }
-    let h = sink.finish().map_err(|e| cleanup(CaptureError::Io(e)))?;
-    Ok((Src::Temp(path), Some(h)))
+    match sink.finish() {
+        Ok(h) => Ok((Src::Temp(path), Some(h))),
+        Err(e) => Err(fail(total, CaptureError::Io(e))),
+    }
 }
 
 /// Processes one file: detect, unpack if a container, store; returns its row.
@@ -317,7 +372,8 @@ pub fn process(ctx: &Ctx, item: Item, depth: u32, top: bool) -> Node {
     let mut children = Vec::new();
     let mut container = false;
     if kind != Kind::Leaf && kind != Kind::Dsc {
-        let (kids, err) = unpack(ctx, kind, &item, &hashes, depth);
+        let (kids, err) = guard(|| unpack(ctx, kind, &item, &hashes, depth))
+            .unwrap_or_else(|e| (vec![], Some(e)));
         if err.is_some() && kids.is_empty() && kind.weak() {
             // A chance match of a weak magic number: an ordinary file.
         } else {
@@ -356,7 +412,7 @@ fn store(ctx: &Ctx, src: &Src, h: &Hashes, container: bool) {
     ctx.bytes.fetch_add(h.size, Relaxed);
     let cleanup = || {
         if let Src::Temp(p) = src {
-            let _ = std::fs::remove_file(p);
+            ctx.drop_temp(p);
         }
     };
     if ctx.opts.slim && container {
@@ -392,6 +448,7 @@ fn store(ctx: &Ctx, src: &Src, h: &Hashes, container: bool) {
                     std::fs::rename(&part, &target)?;
                     let _ = std::fs::remove_file(p);
                 }
+                ctx.budget.temp_sub(h.size);
             }
             Src::Mem(v) => {
                 std::fs::write(&part, &v[..])?;
@@ -477,19 +534,41 @@ impl<'a, 's> Collector<'a, 's> {
         if self.stopped {
             return None;
         }
-        if !self.ctx.count_member() {
-            self.ctx.record(
-                &self.trail,
-                Some(&String::from_utf8_lossy(raw)),
-                format!(
-                    "more than {} members in this upload; the rest is skipped (raise [unpack] max_members)",
-                    self.ctx.cfg.max_members
-                ),
-            );
-            self.stopped = true;
+        if let Err(s) = self.ctx.budget.count_member() {
+            self.stop(raw, &s);
             return None;
         }
         self.path(raw)
+    }
+
+    /// The upload's budget is spent: records this member as the first one left out of this
+    /// container, and reads no further.
+    pub(crate) fn stop(&mut self, raw: &[u8], why: &Stop) {
+        self.ctx.record(
+            &self.trail,
+            Some(&String::from_utf8_lossy(raw)),
+            format!("{why}; this member and the rest of the container are skipped"),
+        );
+        self.stopped = true;
+    }
+
+    /// Polls the upload's budget between members; false (recorded) once it is spent.
+    pub(crate) fn go_on(&mut self) -> bool {
+        if self.stopped {
+            return false;
+        }
+        match self.ctx.budget.check() {
+            Ok(()) => true,
+            Err(s) => {
+                self.ctx.record(
+                    &self.trail,
+                    None,
+                    format!("{s}; the rest of the container is skipped"),
+                );
+                self.stopped = true;
+                false
+            }
+        }
     }
 
     fn push(&mut self, comps: Vec<String>, m: Member) {
@@ -536,12 +615,19 @@ impl<'a, 's> Collector<'a, 's> {
     /// Reads a regular member's data and queues it. `expect` is the size the header says.
     pub(crate) fn file(&mut self, raw: &[u8], mode: u32, r: &mut dyn Read, expect: Option<u64>) {
         let Some(comps) = self.admit(raw) else {
-            let _ = io::copy(r, &mut io::sink());
+            if !self.stopped {
+                // Skipped alone: readers of streams need its data consumed.
+                let _ = io::copy(r, &mut io::sink());
+            }
             return;
         };
         let member = String::from_utf8_lossy(raw).to_string();
         let (src, hashes) = match capture(self.ctx, r, self.limit, expect) {
             Ok(x) => x,
+            Err(CaptureError::Stop(s)) => {
+                self.stop(raw, &s);
+                return;
+            }
             Err(e) => {
                 self.ctx.record(&self.trail, Some(&member), e);
                 return;
@@ -555,7 +641,7 @@ impl<'a, 's> Collector<'a, 's> {
                     format!("truncated: {} of {want} bytes present; skipped", src.len()),
                 );
                 if let Src::Temp(p) = &src {
-                    let _ = std::fs::remove_file(p);
+                    self.ctx.drop_temp(p);
                 }
                 return;
             }
@@ -577,16 +663,23 @@ impl<'a, 's> Collector<'a, 's> {
             Src::Mem(v) => v.len() as u64,
             _ => 0,
         };
-        if ctx.inflight.load(Relaxed) > INFLIGHT_CAP {
-            let node = process(ctx, item, depth + 1, false);
-            out.lock().unwrap().push((seq, comps, Member::File(node)));
+        let run = move |item: Item| {
+            let trail = item.trail.clone();
+            match guard(|| process(ctx, item, depth + 1, false)) {
+                Ok(node) => out.lock().unwrap().push((seq, comps, Member::File(node))),
+                Err(e) => ctx.record(&trail, None, e),
+            }
+        };
+        if ctx.inflight.load(Relaxed) > INFLIGHT_CAP
+            || ctx.budget.temp_used() > TEMP_AHEAD_CAP.min(ctx.budget.temp_left())
+        {
+            run(item);
             return;
         }
         ctx.inflight.fetch_add(small, Relaxed);
         self.scope.spawn(move |_| {
-            let node = process(ctx, item, depth + 1, false);
+            run(item);
             ctx.inflight.fetch_sub(small, Relaxed);
-            out.lock().unwrap().push((seq, comps, Member::File(node)));
         });
     }
 }
@@ -620,8 +713,9 @@ where
             out: out.clone(),
             stopped: false,
         };
-        if let Err(e) = read(&mut c) {
-            err = Some(e);
+        match guard(|| read(&mut c)) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) | Err(e) => err = Some(e),
         }
     });
     let mut members = std::mem::take(&mut *out.lock().unwrap());
@@ -908,14 +1002,17 @@ fn unpack_pack(
         .and_then(|mut d| capture(ctx, &mut d, limit, None));
     let (src, hashes) = match res {
         Ok(x) => x,
-        Err(CaptureError::TooBig(n)) => {
-            ctx.record(&item.trail, None, CaptureError::TooBig(n));
+        Err(e @ (CaptureError::TooBig(_) | CaptureError::Stop(_))) => {
+            ctx.record(&item.trail, None, e);
             return (vec![Node::artifact_dir("artifact.dir", vec![])], None);
         }
         Err(e) => return (vec![], Some(e.to_string())),
     };
-    if !ctx.count_member() {
-        return (vec![], Some("member limit reached".into()));
+    if let Err(s) = ctx.budget.count_member() {
+        if let Src::Temp(p) = &src {
+            ctx.drop_temp(p);
+        }
+        return (vec![], Some(s.to_string()));
     }
     let name = strip_ext(&item.name);
     let child = process(
@@ -962,7 +1059,7 @@ pub(crate) fn read_tar(c: &mut Collector, r: Box<dyn Read + Send + '_>) -> Resul
             XHeader | XGlobalHeader | GNULongName | GNULongLink => {}
             other => c.special(&raw, &format!("tar entry of type {other:?}")),
         }
-        if c.stopped {
+        if !c.go_on() {
             break;
         }
     }
@@ -983,4 +1080,18 @@ pub fn temp_root(repo: &Repository, cfg: &UnpackConfig) -> PathBuf {
 
 pub fn is_dir(p: &Path) -> bool {
     p.is_dir()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn guard_turns_a_panic_into_an_error() {
+        assert_eq!(super::guard(|| 7), Ok(7));
+        let v: Vec<u8> = vec![1, 2];
+        let e = super::guard(|| v[5]).unwrap_err();
+        assert!(
+            e.contains("reader crashed") && e.contains("index out of bounds"),
+            "{e}"
+        );
+    }
 }

@@ -14,8 +14,10 @@ use std::sync::Arc;
 
 pub(crate) fn read_zip(c: &mut Collector, r: Box<dyn ReadSeek>) -> Result<(), String> {
     let mut za = zip::ZipArchive::new(r).map_err(|e| format!("not a readable zip: {e}"))?;
+    // Byte ranges (local header to end of data) of the members taken so far, by start.
+    let mut taken: std::collections::BTreeMap<u64, (u64, String)> = Default::default();
     for i in 0..za.len() {
-        if c.stopped {
+        if !c.go_on() {
             break;
         }
         let name = za
@@ -23,6 +25,34 @@ pub(crate) fn read_zip(c: &mut Collector, r: Box<dyn ReadSeek>) -> Result<(), St
             .and_then(|r| r.ok())
             .map(|s| s.to_string())
             .unwrap_or_else(|| format!("#{i}"));
+        // Several directory entries naming one stream expand it many times over (the
+        // "overlapping zip" bomb); Info-ZIP refuses such archives, we skip the overlaps.
+        match za.by_index_raw(i).map(|f| {
+            let start = f.header_start();
+            let end = f
+                .data_start()
+                .unwrap_or(start)
+                .saturating_add(f.compressed_size());
+            (start, end.max(start + 1))
+        }) {
+            Ok((start, end)) => {
+                let before = taken.range(..end).next_back();
+                if let Some((_, (_, other))) = before.filter(|(_, (e, _))| *e > start) {
+                    c.ctx.record(
+                        &c.trail,
+                        Some(&name),
+                        format!("its data overlaps member {other} (an overlapping-entries zip bomb); skipped"),
+                    );
+                    continue;
+                }
+                taken.insert(start, (end, name.clone()));
+            }
+            Err(e) => {
+                c.ctx
+                    .record(&c.trail, Some(&name), format!("cannot read: {e}; skipped"));
+                continue;
+            }
+        }
         let mut f = match za.by_index(i) {
             Ok(f) => f,
             Err(e) => {
@@ -69,33 +99,33 @@ pub(crate) fn zip_meta(src: &Src) -> Option<Vec<u8>> {
 }
 
 pub(crate) fn read_ar(c: &mut Collector, r: Box<dyn ReadSeek>) -> Result<(), String> {
-    let mut a = ar::Archive::new(r);
-    while let Some(e) = a.next_entry() {
-        let mut e = e.map_err(|e| format!("corrupt or truncated: {e}"))?;
-        let raw = e.header().identifier().to_vec();
-        let mode = e.header().mode();
-        let size = e.header().size();
-        c.file(&raw, mode, &mut e, Some(size));
-        if c.stopped {
-            break;
-        }
-    }
-    Ok(())
+    let mut r = io::BufReader::new(r);
+    crate::ar::read_each(&mut r, |h, data| {
+        c.file(&h.name, h.mode, data, Some(h.size));
+        c.go_on()
+    })
+    .map_err(|e| format!("corrupt or truncated: {e}"))
 }
 
 /// `dpkg -I`-like text: the members, then the control file.
 pub(crate) fn deb_meta(src: &Src) -> Option<Vec<u8>> {
-    let mut a = ar::Archive::new(src.open().ok()?);
+    let mut r = io::BufReader::new(src.open().ok()?);
     let mut t = String::from("Debian binary package\n");
     let mut control = None;
-    while let Some(Ok(mut e)) = a.next_entry() {
-        let name = String::from_utf8_lossy(e.header().identifier()).to_string();
-        let _ = writeln!(t, " {:>10} bytes, {name}", e.header().size());
+    let mut ok = true;
+    let _ = crate::ar::read_each(&mut r, |h, e| {
+        let name = String::from_utf8_lossy(&h.name).to_string();
+        let _ = writeln!(t, " {:>10} bytes, {name}", h.size);
         if name.starts_with("control.tar") {
+            // A control archive is small; a bigger one is not read into memory.
             let mut data = Vec::new();
-            e.read_to_end(&mut data).ok()?;
+            ok = e.take(64 << 20).read_to_end(&mut data).is_ok();
             control = control_from_tar(data);
         }
+        ok
+    });
+    if !ok {
+        return None;
     }
     if let Some(c) = control {
         t.push_str(&c);
@@ -142,7 +172,7 @@ pub(crate) fn read_cpio(c: &mut Collector, r: Box<dyn ReadSeek>) -> Result<(), S
         u64::from_str_radix(s.trim_end_matches('\0'), radix).map_err(|_| "bad header".into())
     }
     loop {
-        if c.stopped {
+        if !c.go_on() {
             break;
         }
         let magic = take(&mut r, 6, &mut pos)?;
@@ -182,6 +212,9 @@ pub(crate) fn read_cpio(c: &mut Collector, r: Box<dyn ReadSeek>) -> Result<(), S
             S_IFREG => {
                 let mut lim = (&mut r).take(size);
                 c.file(&name, mode, &mut lim, Some(size));
+                if c.stopped {
+                    break;
+                }
                 let rest = io::copy(&mut lim, &mut io::sink()).map_err(|e| e.to_string())?;
                 let _ = rest;
                 pos += size;
@@ -225,7 +258,7 @@ pub(crate) fn read_7z(c: &mut Collector, r: Box<dyn ReadSeek>) -> Result<(), Str
         } else {
             c.file(&raw, unix, rd, Some(e.size));
         }
-        Ok(!c.stopped)
+        Ok(c.go_on())
     })
     .map_err(|e| format!("corrupt or truncated: {e}"))
 }
@@ -233,25 +266,33 @@ pub(crate) fn read_7z(c: &mut Collector, r: Box<dyn ReadSeek>) -> Result<(), Str
 /// ISO 9660, RAR, CAB: `bsdtar` turns the image into a tar stream on a pipe (nothing is
 /// written to disk under the archive's names), which the tar reader then takes apart.
 pub(crate) fn read_bsdtar(c: &mut Collector, path: &Path) -> Result<(), String> {
-    let mut child = std::process::Command::new("bsdtar")
-        .args(["-cf", "-", "--format=pax"])
+    let mut cmd = std::process::Command::new("bsdtar");
+    cmd.args(["-cf", "-", "--format=pax"])
         .arg(format!("@{}", path.display()))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run bsdtar: {e}"))?;
-    let mut stderr = child.stderr.take().expect("piped");
-    let errs = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let stdout = child.stdout.take().expect("piped");
-    let res = crate::engine::read_tar(c, Box::new(stdout));
-    let status = child.wait().map_err(|e| e.to_string())?;
-    let errs = errs.join().unwrap_or_default();
+        .stderr(std::process::Stdio::piped());
+    let budget = &c.ctx.budget;
+    let ((res, errs), status) = crate::budget::run_limited(budget, &mut cmd, None, |child| {
+        let mut stderr = child.stderr.take().expect("piped");
+        let errs = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = stderr.read_to_string(&mut s);
+            s
+        });
+        let stdout = child.stdout.take().expect("piped");
+        let res = crate::engine::read_tar(c, Box::new(stdout));
+        // Stopped early: bsdtar must not wait on a full pipe nobody reads.
+        if c.stopped {
+            // SAFETY: kill(2) on our own child's process group.
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+        }
+        (res, errs.join().unwrap_or_default())
+    })?;
     res?;
+    if c.stopped {
+        return Ok(());
+    }
     if !status.success() {
         return Err(format!(
             "bsdtar failed: {}",

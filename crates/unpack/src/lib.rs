@@ -15,6 +15,8 @@
 //! detected by content ([`detect`]); the walk itself is in [`engine`], each format's reader
 //! in [`formats`], the database side in [`db`], and the row model in [`tree`].
 
+mod ar;
+pub mod budget;
 pub mod db;
 pub mod detect;
 mod dsc;
@@ -44,6 +46,11 @@ pub struct UnpackConfig {
     pub max_depth: u32,
     /// Most members (files, folders, links) one upload may have.
     pub max_members: u64,
+    /// Most bytes of temporary files one upload may hold at once (members waiting to be
+    /// processed, what `dpkg-source` and `bsdtar` write); 0 = the expanded-bytes budget.
+    pub max_temp_bytes: u64,
+    /// Longest one upload may take to unpack, in seconds; 0 = no limit.
+    pub max_seconds: u64,
     /// Worker threads; 0 = one per core.
     pub threads: usize,
     /// Temporary folder; default `<repository>/<hostname>/ununpack` like FOSSology's own.
@@ -57,6 +64,8 @@ impl Default for UnpackConfig {
             max_ratio: 1000,
             max_depth: 32,
             max_members: 5_000_000,
+            max_temp_bytes: 0,
+            max_seconds: 4 * 3600,
             threads: 0,
             temp_dir: None,
         }

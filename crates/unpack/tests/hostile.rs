@@ -253,3 +253,200 @@ fn nested_bomb_is_capped_by_the_upload_budget() {
     check_shape(&s, id);
     temp_empty(&s);
 }
+
+/// The overlapping-entries zip bomb: 100 central-directory entries all naming one deflate
+/// stream of 50 MiB of zeros, 55 KB that would expand to 5.2 GB. Only the first entry is
+/// unpacked; each overlapping one is a recorded error, and the upload stays in its budget.
+#[test]
+fn overlapping_zip_entries_are_caught() {
+    let d = tempfile::tempdir().unwrap();
+    let s = site(d.path());
+    let script = r#"
+import zlib, struct
+data = b'\0' * (50 << 20)
+c = zlib.compressobj(9, zlib.DEFLATED, -15)
+comp = c.compress(data) + c.flush()
+crc = zlib.crc32(data)
+local = struct.pack('<IHHHHHIIIHH', 0x04034b50, 20, 0, 8, 0, 0, crc, len(comp), len(data), 1, 0) + b'a' + comp
+cd = b''
+for i in range(100):
+    n = b'f%03d' % i
+    cd += struct.pack('<IHHHHHHIIIHHHHHII', 0x02014b50, 20, 20, 0, 8, 0, 0, crc, len(comp), len(data), len(n), 0, 0, 0, 0, 0, 0) + n
+eocd = struct.pack('<IHHHHIIH', 0x06054b50, 0, 0, 100, 100, len(cd), len(local), 0)
+open('overlap.zip', 'wb').write(local + cd + eocd)
+"#;
+    std::fs::write(d.path().join("mk.py"), script).unwrap();
+    run(d.path(), "python3", &["mk.py"]);
+    let zip = d.path().join("overlap.zip");
+    let gold = std::fs::metadata(&zip).unwrap().len();
+    assert!(gold < 60_000, "the bomb is small: {gold}");
+    let (id, sum) = up(&s, &zip, &UnpackConfig::default());
+    let overlaps = sum
+        .errors
+        .iter()
+        .filter(|e| e.contains("overlaps member f000"))
+        .count();
+    assert_eq!(overlaps, 99, "{:?}", &sum.errors[..sum.errors.len().min(3)]);
+    assert!(sum.bytes <= 1000 * gold + gold, "{} bytes kept", sum.bytes);
+    let n = names(&s, id);
+    assert!(n.contains(&"f000".to_string()), "{n:?}");
+    assert!(!n.contains(&"f001".to_string()), "{n:?}");
+    check_shape(&s, id);
+    temp_empty(&s);
+}
+
+/// One budget for the whole upload: 100 members of 5 MiB of zeros, each harmless alone
+/// (well under the per-member ratio), add up to 500 MB from a gold file of a few KiB. The
+/// upload stops at its budget with a recorded error; the members before it keep their rows.
+#[test]
+fn many_small_bombs_share_one_budget() {
+    let d = tempfile::tempdir().unwrap();
+    let s = site(d.path());
+    let w = d.path().join("w");
+    std::fs::create_dir_all(w.join("m")).unwrap();
+    sh(
+        &w,
+        "head -c 5242880 /dev/zero > m/z000 && for i in $(seq 1 99); do cp m/z000 m/z$(printf %03d $i); done \
+         && tar cjf ../many.tar.bz2 m && rm -r m",
+    );
+    let gold = std::fs::metadata(d.path().join("many.tar.bz2"))
+        .unwrap()
+        .len();
+    assert!(gold < 16_000, "gold is small: {gold}");
+    let t = std::time::Instant::now();
+    let (id, sum) = up(&s, &d.path().join("many.tar.bz2"), &UnpackConfig::default());
+    assert!(
+        sum.errors
+            .iter()
+            .any(|e| e.contains("expands beyond its budget of 16777216 bytes")),
+        "{:?}",
+        sum.errors
+    );
+    // The tar itself (its first 16 MiB) is the only thing charged beyond the members.
+    assert!(sum.bytes <= 16 << 20, "{} bytes kept", sum.bytes);
+    assert!(t.elapsed().as_secs() < 60);
+    check_shape(&s, id);
+    temp_empty(&s);
+}
+
+/// The `ar` 0.9 crasher (a GNU long-name reference with no `//` table), alone, inside a tar
+/// and inside a `.deb`: a recorded member error each time, and the rest unpacks.
+#[test]
+fn ar_crasher_is_a_member_error() {
+    let d = tempfile::tempdir().unwrap();
+    let s = site(d.path());
+    let w = d.path().join("w");
+    std::fs::create_dir_all(&w).unwrap();
+    sh(
+        &w,
+        r#"printf '!<arch>\n/9              0           0     0     644     4         `\nabc\n' > x.a"#,
+    );
+    let (id, sum) = up(&s, &w.join("x.a"), &UnpackConfig::default());
+    assert!(
+        sum.errors
+            .iter()
+            .any(|e| e.contains("x.a") && e.contains("offset 9")),
+        "{:?}",
+        sum.errors
+    );
+    assert!(names(&s, id).contains(&"x.a".to_string()));
+
+    // A .deb whose data.tar carries the crasher, and which ends with a crashing member.
+    sh(
+        &w,
+        r#"mkdir -p pkg/DEBIAN pkg/usr/share/doc/p && printf 'Package: p\nVersion: 1\nArchitecture: all\nMaintainer: m <m@x>\nDescription: d\n' > pkg/DEBIAN/control \
+         && cp x.a pkg/usr/share/doc/p/ && echo docs > pkg/usr/share/doc/p/README \
+         && dpkg-deb --root-owner-group -Zgzip -b pkg p.deb >/dev/null \
+         && printf '/9              0           0     0     644     4         `\nabc\n' >> p.deb \
+         && echo fine > good.txt && tar cf ../crash.tar good.txt x.a p.deb"#,
+    );
+    let (id, sum) = up(&s, &d.path().join("crash.tar"), &UnpackConfig::default());
+    let errs = sum.errors.join("\n");
+    assert!(errs.contains("crash.tar/x.a"), "{errs}");
+    assert!(errs.contains("crash.tar/p.deb"), "{errs}");
+    assert!(
+        errs.contains("p.deb/data.tar.gz/") && errs.contains("doc/p/x.a"),
+        "{errs}"
+    );
+    let n = names(&s, id);
+    for want in [
+        "good.txt",
+        "x.a",
+        "p.deb",
+        "README",
+        "control",
+        "debian-binary",
+    ] {
+        assert!(n.contains(&want.to_string()), "{want} missing from {n:?}");
+    }
+    check_shape(&s, id);
+    temp_empty(&s);
+}
+
+/// A Debian source package whose tarball is 2 GiB of zeros (320 KB of concatenated xz
+/// streams): `dpkg-source` may write only what the upload has left, the temporary folder
+/// never holds more than the budget, and the .dsc gets a recorded error.
+#[test]
+fn dsc_with_a_bomb_tarball_stays_in_budget() {
+    let d = tempfile::tempdir().unwrap();
+    let s = site(d.path());
+    let w = d.path().join("w");
+    std::fs::create_dir_all(&w).unwrap();
+    let script = r#"
+import tarfile, hashlib, subprocess
+i = tarfile.TarInfo('bomb-1.0/zeros'); i.size = 2 << 30
+hdr = i.tobuf(format=tarfile.GNU_FORMAT)
+xz = lambda b: subprocess.run(['xz', '-1', '-T1'], input=b, capture_output=True, check=True).stdout
+block = xz(b'\0' * (64 << 20))
+dirent = tarfile.TarInfo('bomb-1.0/'); dirent.type = tarfile.DIRTYPE
+data = xz(dirent.tobuf(format=tarfile.GNU_FORMAT) + hdr) + block * 32 + xz(b'\0' * 1024)
+open('bomb_1.0.tar.xz', 'wb').write(data)
+md5 = hashlib.md5(data).hexdigest()
+open('bomb_1.0.dsc', 'w').write(f'''Format: 3.0 (native)
+Source: bomb
+Version: 1.0
+Files:
+ {md5} {len(data)} bomb_1.0.tar.xz
+''')
+"#;
+    std::fs::write(w.join("mk.py"), script).unwrap();
+    run(&w, "python3", &["mk.py"]);
+    sh(
+        &w,
+        "rm mk.py && tar cf ../src.tar bomb_1.0.dsc bomb_1.0.tar.xz",
+    );
+    let gold = std::fs::metadata(d.path().join("src.tar")).unwrap().len();
+    // A ratio of 100 keeps the test quick; the point is the same at 1000.
+    let cfg = UnpackConfig {
+        max_ratio: 100,
+        ..Default::default()
+    };
+    let budget = 100 * gold;
+    // Samples the temporary folder's size while the upload runs.
+    let tmp = holdfast_unpack::engine::temp_root(&s.site.repo, &UnpackConfig::default());
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(holdfast_unpack::budget::dir_size(&tmp));
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            peak
+        })
+    };
+    let (id, sum) = up(&s, &d.path().join("src.tar"), &cfg);
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = sampler.join().unwrap();
+    let errs = sum.errors.join("\n");
+    assert!(errs.contains("src.tar/bomb_1.0.dsc: dpkg-source"), "{errs}");
+    assert!(
+        peak <= budget,
+        "temp peaked at {peak} bytes, budget {budget}"
+    );
+    assert!(peak > 0, "the sampler saw nothing");
+    assert!(names(&s, id).contains(&"bomb_1.0.dsc".to_string()));
+    check_shape(&s, id);
+    temp_empty(&s);
+}
