@@ -10,7 +10,7 @@
 //!   budget so a stream of skipped bombs still ends;
 //! - **members**, **wall time** and **temporary disk** (files waiting to be processed and
 //!   what child processes write);
-//! - a stop signal (SIGINT/SIGTERM via [`holdfast_site::interrupt`]).
+//! - a stop signal (SIGINT/SIGTERM via [`holdfast_core::interrupt`]).
 //!
 //! The first limit reached becomes the upload's [`Stop`]: every reader loop polls
 //! [`Budget::check`] and winds down, recording which members were left out.
@@ -94,7 +94,7 @@ impl Budget {
         if let Some(s) = self.stop.get() {
             return Err(s.clone());
         }
-        if holdfast_site::interrupt::requested() {
+        if holdfast_core::interrupt::requested() {
             return Err(self.halt(Stop::Interrupted));
         }
         if self.deadline.is_some_and(|d| Instant::now() >= d) {
@@ -206,11 +206,12 @@ pub(crate) fn run_limited<R>(
         });
     }
     let prog = cmd.get_program().to_string_lossy().to_string();
-    let mut child = cmd
-        .process_group(0)
+    // Its own process group (killed whole below), and it dies with holdfast.
+    let mut child = holdfast_core::child::tie_to_parent(cmd)
         .spawn()
         .map_err(|e| format!("cannot run {prog}: {e}"))?;
-    let pid = child.id() as i32;
+    let pid = child.id();
+    let kill = || holdfast_core::child::kill_group(pid, nix::sys::signal::Signal::SIGKILL);
     let done = AtomicBool::new(false);
     std::thread::scope(|s| {
         let watchdog = s.spawn(|| {
@@ -230,8 +231,7 @@ pub(crate) fn run_limited<R>(
                     None
                 };
                 if let Some(why) = why {
-                    // SAFETY: signals the child's own process group (it was made its leader).
-                    unsafe { libc::kill(-pid, libc::SIGKILL) };
+                    kill();
                     return Some(why);
                 }
             }
@@ -240,8 +240,7 @@ pub(crate) fn run_limited<R>(
         let out = io(&mut child);
         let status = child.wait();
         // Whatever the child left running in its group goes too.
-        // SAFETY: as above.
-        unsafe { libc::kill(-pid, libc::SIGKILL) };
+        kill();
         done.store(true, Relaxed);
         let killed = watchdog.join().unwrap_or(None);
         let status = status.map_err(|e| format!("{prog}: {e}"))?;

@@ -332,3 +332,68 @@ pub fn unreproduced(
     out.dedup();
     Ok(out)
 }
+
+/// Marks a failed unpack as FOSSology's scheduler marks a failed ununpack agent: its queue
+/// row ends with bit 0x2 and `Failed` (with the reason), the adj2nest row that depends on it
+/// with bit 0x2 and `dependency failed`, and `ununpack_ars` holds only the start record the
+/// agent writes first (`ars_success` false, no end time), so the upload reads as not unpacked.
+pub fn fail_jobs(
+    c: &mut Client,
+    ids: &UploadIds,
+    started: SystemTime,
+    why: &str,
+) -> Result<(), postgres::Error> {
+    let mut tx = c.transaction()?;
+    tx.execute(
+        "UPDATE jobqueue SET jq_endtime = now(), jq_end_bits = jq_end_bits | 2, jq_endtext = $2
+         WHERE jq_pk = $1",
+        &[&ids.jq_unpack, &format!("Failed: {why}")],
+    )?;
+    tx.execute(
+        "UPDATE jobqueue SET jq_endtime = now(), jq_end_bits = jq_end_bits | 2,
+                jq_endtext = 'dependency failed'
+         WHERE jq_pk = $1 AND jq_endtime IS NULL",
+        &[&ids.jq_nest],
+    )?;
+    let agent = agent_pk(&mut tx)?;
+    tx.execute(
+        "INSERT INTO ununpack_ars (agent_fk, upload_fk, ars_success, ars_starttime)
+         VALUES ($1, $2, false, $3)",
+        &[&agent, &ids.upload_pk, &started],
+    )?;
+    tx.commit()
+}
+
+/// Records an unpack that finished with members left out: the rows stand (the queue rows
+/// end with bit 0x1, so scanners run on what was unpacked, their end text says how many
+/// members are missing), but `ununpack_ars` says not successful, with the first error as
+/// status, so the upload reads as incomplete and is unpacked again once the cause is fixed.
+pub fn mark_partial(
+    c: &mut Client,
+    upload_pk: i32,
+    jq_unpack: Option<i32>,
+    errors: &[String],
+) -> Result<(), postgres::Error> {
+    let text = format!(
+        "Completed with {} member error{}",
+        errors.len(),
+        if errors.len() == 1 { "" } else { "s" }
+    );
+    let status = format!(
+        "{text}; first: {}",
+        errors.first().map_or("", |e| e.as_str())
+    );
+    let mut tx = c.transaction()?;
+    if let Some(jq) = jq_unpack {
+        tx.execute(
+            "UPDATE jobqueue SET jq_endtext = $2 WHERE jq_pk = $1",
+            &[&jq, &text],
+        )?;
+    }
+    tx.execute(
+        "UPDATE ununpack_ars SET ars_success = false, ars_status = $2
+         WHERE ars_pk = (SELECT max(ars_pk) FROM ununpack_ars WHERE upload_fk = $1)",
+        &[&upload_pk, &status],
+    )?;
+    tx.commit()
+}

@@ -284,8 +284,7 @@ pub(crate) fn read_bsdtar(c: &mut Collector, path: &Path) -> Result<(), String> 
         let res = crate::engine::read_tar(c, Box::new(stdout));
         // Stopped early: bsdtar must not wait on a full pipe nobody reads.
         if c.stopped {
-            // SAFETY: kill(2) on our own child's process group.
-            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+            holdfast_core::child::kill_group(child.id(), nix::sys::signal::Signal::SIGKILL);
         }
         (res, errs.join().unwrap_or_default())
     })?;

@@ -65,6 +65,8 @@ pub fn hash_file(path: &Path) -> io::Result<Hashes> {
     let mut f = File::open(path)?;
     let sink = Sink::spawn(None);
     loop {
+        // A stop signal ends even the hashing of a large gold file promptly.
+        holdfast_core::interrupt::check()?;
         let mut buf = vec![0u8; CHUNK];
         let n = read_full(&mut f, &mut buf)?;
         if n == 0 {

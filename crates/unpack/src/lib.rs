@@ -174,6 +174,9 @@ pub enum UnpackError {
     Repo(String),
     #[error("database: {0}")]
     Db(#[from] postgres::Error),
+    /// A stop signal arrived: temporary files are gone, a new upload is marked failed.
+    #[error("{0}")]
+    Interrupted(#[from] holdfast_core::Interrupted),
     #[error("not built yet")]
     NotBuilt,
 }
@@ -245,6 +248,10 @@ pub(crate) fn unpack_gold(
         )
     });
     ctx.progress.finish_and_clear();
+    if ctx.budget.stopped() == Some(&budget::Stop::Interrupted) {
+        // `tmp` goes with its contents as we return.
+        return Err(UnpackError::Interrupted(holdfast_core::Interrupted));
+    }
     node.sort();
     use std::sync::atomic::Ordering::Relaxed;
     let summary = UnpackSummary {
@@ -345,6 +352,9 @@ pub fn unpack_upload(
         prune(&mut node, &top, scm, &exclude);
         let start = std::time::SystemTime::now();
         summary.rows = db::store_tree(&mut client, upload_pk, &up.table, &node, start)?;
+        if summary.rows > 0 && !summary.errors.is_empty() {
+            db::mark_partial(&mut client, upload_pk, None, &summary.errors)?;
+        }
     }
     summary.unreproduced =
         db::unreproduced(&mut client, upload_pk, &up.table, &site.repo, opts.slim)?;
@@ -367,6 +377,7 @@ pub fn upload_files(
     let mut client = site.connect()?;
     let mut out = Vec::new();
     for path in paths {
+        holdfast_core::interrupt::check()?;
         let input = |why: String| UnpackError::Input {
             path: path.display().to_string(),
             why,
@@ -418,7 +429,7 @@ pub fn upload_files(
         let (node, mut summary) = match res {
             Ok(x) => x,
             Err(e) => {
-                db::finish_jobs(&mut client, &ids, false, 0, &e.to_string())?;
+                db::fail_jobs(&mut client, &ids, start, &e.to_string())?;
                 return Err(e);
             }
         };
@@ -428,6 +439,14 @@ pub fn upload_files(
         prune(&mut node, &top, opts.ignore_scm, &opts.exclude);
         summary.rows = db::store_tree(&mut client, ids.upload_pk, "uploadtree_a", &node, start)?;
         db::finish_jobs(&mut client, &ids, true, summary.files, "Completed")?;
+        if !summary.errors.is_empty() {
+            db::mark_partial(
+                &mut client,
+                ids.upload_pk,
+                Some(ids.jq_unpack),
+                &summary.errors,
+            )?;
+        }
         tracing::info!("{summary}");
         out.push((ids.upload_pk, summary));
     }

@@ -57,6 +57,7 @@ fn bomb_member_is_skipped_and_the_rest_unpacks() {
     assert!(names(&s, id).contains(&"ok.txt".to_string()));
     assert!(sum.bytes < 50_000_000);
     check_shape(&s, id);
+    assert_partial(&s, id, sum.errors.len());
     temp_empty(&s);
 
     // The total limit holds too.
@@ -141,6 +142,7 @@ t.close()
     assert_eq!(pf.len(), 2);
     assert_eq!(pf[0], pf[1]);
     check_shape(&s, id);
+    assert_partial(&s, id, sum.errors.len());
     temp_empty(&s);
 }
 
@@ -165,6 +167,7 @@ fn truncated_and_corrupt_archives_keep_what_they_can() {
             sum.errors
         );
         check_shape(&s, id);
+        assert_partial(&s, id, sum.errors.len());
     }
     temp_empty(&s);
 }
@@ -187,6 +190,7 @@ fn absurd_nesting_stops_at_the_depth_limit() {
     assert_eq!(sum.errors.len(), 1, "{:?}", sum.errors);
     assert!(sum.errors[0].contains("nested deeper than 4"));
     check_shape(&s, id);
+    assert_partial(&s, id, sum.errors.len());
     let containers = rows(&s, id)
         .iter()
         .filter(|r| holdfast_unpack::classify(r.1) == holdfast_unpack::Class::Container)
@@ -220,6 +224,7 @@ fn sparse_tar_claiming_64_gib_is_stopped() {
     );
     assert!(sum.bytes < 100_000_000, "{} bytes expanded", sum.bytes);
     check_shape(&s, id);
+    assert_partial(&s, id, sum.errors.len());
     temp_empty(&s);
 }
 
@@ -251,6 +256,7 @@ fn nested_bomb_is_capped_by_the_upload_budget() {
     assert!(sum.bytes < 100_000_000, "{} bytes expanded", sum.bytes);
     assert!(t.elapsed().as_secs() < 60);
     check_shape(&s, id);
+    assert_partial(&s, id, sum.errors.len());
     temp_empty(&s);
 }
 
@@ -292,6 +298,7 @@ open('overlap.zip', 'wb').write(local + cd + eocd)
     assert!(n.contains(&"f000".to_string()), "{n:?}");
     assert!(!n.contains(&"f001".to_string()), "{n:?}");
     check_shape(&s, id);
+    assert_partial(&s, id, sum.errors.len());
     temp_empty(&s);
 }
 
@@ -326,6 +333,7 @@ fn many_small_bombs_share_one_budget() {
     assert!(sum.bytes <= 16 << 20, "{} bytes kept", sum.bytes);
     assert!(t.elapsed().as_secs() < 60);
     check_shape(&s, id);
+    assert_partial(&s, id, sum.errors.len());
     temp_empty(&s);
 }
 
@@ -380,6 +388,7 @@ fn ar_crasher_is_a_member_error() {
         assert!(n.contains(&want.to_string()), "{want} missing from {n:?}");
     }
     check_shape(&s, id);
+    assert_partial(&s, id, sum.errors.len());
     temp_empty(&s);
 }
 
@@ -448,5 +457,6 @@ Files:
     assert!(peak > 0, "the sampler saw nothing");
     assert!(names(&s, id).contains(&"bomb_1.0.dsc".to_string()));
     check_shape(&s, id);
+    assert_partial(&s, id, sum.errors.len());
     temp_empty(&s);
 }

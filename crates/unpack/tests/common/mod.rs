@@ -167,14 +167,38 @@ pub fn check_shape(s: &ScratchSite, upload: i32) {
         .unwrap()
         .get(0);
     assert_eq!(mode & 0x60, 0x60, "upload_mode bits 1<<5 and 1<<6");
+    // Success, or a partial unpack recorded as such (see `assert_partial`).
     let ok: bool = c
         .query_one(
-            "SELECT bool_and(ars_success) FROM ununpack_ars WHERE upload_fk = $1",
+            "SELECT bool_and(ars_success OR ars_status LIKE 'Completed with % member error%')
+             FROM ununpack_ars WHERE upload_fk = $1",
             &[&upload],
         )
         .unwrap()
         .get(0);
     assert!(ok);
+}
+
+/// An upload with member errors reads as incomplete where FOSSology keeps an agent's
+/// outcome: `ununpack_ars` not successful (first error as status), the ununpack queue row's
+/// end text counting the errors.
+pub fn assert_partial(s: &ScratchSite, upload: i32, errors: usize) {
+    let mut c = s.site.connect().unwrap();
+    let r = c
+        .query_one(
+            "SELECT a.ars_success, a.ars_status, q.jq_endtext, q.jq_end_bits
+             FROM ununpack_ars a, jobqueue q JOIN job j ON j.job_pk = q.jq_job_fk
+             WHERE a.upload_fk = $1 AND j.job_upload_fk = $1 AND q.jq_type = 'ununpack'",
+            &[&upload],
+        )
+        .unwrap();
+    let (ok, status, text, bits): (bool, String, String, i16) =
+        (r.get(0), r.get(1), r.get(2), r.get(3));
+    assert!(!ok, "{status}");
+    let s = if errors == 1 { "" } else { "s" };
+    assert_eq!(text, format!("Completed with {errors} member error{s}"));
+    assert!(status.starts_with(&text), "{status}");
+    assert_eq!(bits, 1, "scanners still run on what was unpacked");
 }
 
 /// (name, ufile_mode) of an upload's rows, sorted by lft.
