@@ -102,8 +102,11 @@ pub fn backup(
     let began = Instant::now();
     let started = Utc::now();
     let _lock = crate::lock::acquire(&cfg.lock_file)?;
+    // A half-restored site saved over good snapshots would be the worst backup of all.
+    crate::refuse_if_restoring(site)?;
     let target = cfg.target()?;
     let at = cfg.schedule_time()?;
+    cfg.check_mount(&target)?;
     target.check()?;
     if !site.repo.root.is_dir() {
         return Err(BackupError::Config(format!(
@@ -260,6 +263,12 @@ fn run(
         _ => rsync.run()?,
     };
     drop(pool_todo);
+    let repo_rel = if pool {
+        format!("{}/{REPO_DIR}", layout::POOL)
+    } else {
+        format!("{}/{REPO_DIR}", layout::PARTIAL)
+    };
+    let damaged = heal(site, cfg, target, &pending, &repo_rel, pool_list.as_deref())?;
     if let Some(list) = pool_list {
         // rsync saw only the new files: count the whole repository from the names.
         stats.files = list.len() as u64;
@@ -307,6 +316,7 @@ fn run(
             bytes: stats.bytes,
             new_files: stats.transferred_files,
             new_bytes: stats.transferred_bytes,
+            damaged,
         },
         jobs: JobsInfo {
             unfinished,
@@ -335,4 +345,110 @@ fn run(
         scheduler_restarted,
         missing,
     })
+}
+
+/// Keeps damaged copies out of the new snapshot. Files a verification found damaged in the
+/// snapshots this one builds on, and a sample (`backup.check_percent`) of the new snapshot's
+/// files, are hashed against their names where they now are (hard-linked from the previous
+/// snapshot, or in the pool); each damaged one is copied again from the site (`rsync -I`
+/// writes a new file, so the link to the rotten copy is broken) and proved again. Returns
+/// the files that are damaged on the site itself (recorded in the manifest).
+fn heal(
+    site: &Site,
+    cfg: &BackupConfig,
+    target: &Target,
+    pending: &layout::Pending,
+    repo_rel: &str,
+    pool_list: Option<&[String]>,
+) -> Result<Vec<String>, BackupError> {
+    use crate::content;
+    let earlier: Vec<_> = layout::snapshots(target)?
+        .into_iter()
+        .filter(|s| {
+            pending.previous.as_deref() == Some(s.name.as_str())
+                || pending.builds_on.contains(&s.name)
+                || pending
+                    .link_dest
+                    .iter()
+                    .any(|d| d == &target.path(&format!("{}/{REPO_DIR}", s.name)))
+        })
+        .collect();
+    let mut suspects: std::collections::BTreeSet<String> = content::known_bad(target, &earlier)?;
+    let listed: Vec<String> = match pool_list {
+        Some(l) => l.to_vec(),
+        None => content::list_tree(target, repo_rel)?,
+    };
+    let present: std::collections::HashSet<&str> = listed.iter().map(|s| s.as_str()).collect();
+    suspects.retain(|p| present.contains(p.as_str()));
+    if cfg.check_percent > 0.0 {
+        let seed: u64 = rand::random();
+        suspects.extend(
+            listed
+                .iter()
+                .filter(|p| {
+                    use std::hash::{Hash, Hasher};
+                    let mut h = std::collections::hash_map::DefaultHasher::new();
+                    (seed, p.as_str()).hash(&mut h);
+                    (h.finish() % 1_000_000) as f64 / 10_000.0 < cfg.check_percent
+                })
+                .cloned(),
+        );
+    }
+    if suspects.is_empty() {
+        return Ok(Vec::new());
+    }
+    let suspects: Vec<String> = suspects.into_iter().collect();
+    let bad = content::check_paths(target, repo_rel, &suspects, "check linked files")?;
+    tracing::info!(
+        checked = suspects.len(),
+        damaged = bad.len(),
+        "files checked against their names before the snapshot is made"
+    );
+    if bad.is_empty() {
+        return Ok(Vec::new());
+    }
+    let paths: Vec<String> = bad
+        .iter()
+        .map(|b| b.path.clone())
+        .filter(|p| site.repo.root.join(p).is_file())
+        .collect();
+    for b in &bad {
+        tracing::warn!(file = %b.path, "damaged copy on the target ({}); copying it again from the site", b.why);
+    }
+    let mut list = tempfile::NamedTempFile::new().map_err(|source| BackupError::Io {
+        path: "file list".into(),
+        source,
+    })?;
+    std::io::Write::write_all(&mut list, (paths.join("\n") + "\n").as_bytes()).map_err(
+        |source| BackupError::Io {
+            path: list.path().display().to_string(),
+            source,
+        },
+    )?;
+    let mut args: Vec<String> = base_args()
+        .into_iter()
+        .filter(|a| a != "--size-only")
+        .collect();
+    args.push("--ignore-times".into());
+    args.push(format!("--files-from={}", list.path().display()));
+    Rsync {
+        args,
+        rsh: target.rsync_rsh(),
+        src: format!("{}/", site.repo.root.display()),
+        dest: format!("{}/", target.rsync_location(repo_rel)),
+        what: format!("fresh copy of damaged files to {}", target.display()),
+    }
+    .run()?;
+    let still = content::check_paths(target, repo_rel, &paths, "check fresh copies")?;
+    for b in &still {
+        tracing::error!(file = %b.path, "the site's own copy is damaged ({}): restore it from an older snapshot or rebuild it from gold", b.why);
+    }
+    let mut damaged: Vec<String> = still.into_iter().map(|b| b.path).collect();
+    // Damaged on the target and gone from the site: nothing good to copy.
+    damaged.extend(
+        bad.into_iter()
+            .map(|b| b.path)
+            .filter(|p| !site.repo.root.join(p).is_file()),
+    );
+    Ok(damaged)
 }

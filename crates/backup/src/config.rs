@@ -86,6 +86,13 @@ pub struct BackupConfig {
     pub lock_file: PathBuf,
     /// Extra rsync options for the repository copy, e.g. ["--bwlimit=50m"].
     pub rsync_args: Vec<String>,
+    /// Share (percent) of the new snapshot's files hashed against their names at each backup,
+    /// besides those a verification found damaged: rot in a hard-linked or pooled copy is
+    /// found and the file copied again from the site. 0 turns the sample off.
+    pub check_percent: f64,
+    /// A mount point the target must be on (rsnapshot's `no_create_root`): when it is not
+    /// mounted, backups and restores refuse instead of filling the root file system.
+    pub require_mount: Option<PathBuf>,
     /// `pg_dumpall` and `psql` programs (must be at least the server's major version).
     pub pg_dumpall: String,
     pub psql: String,
@@ -107,6 +114,8 @@ impl Default for BackupConfig {
             cron_file: PathBuf::from("/etc/cron.d/holdfast"),
             lock_file: PathBuf::from("/run/holdfast/backup.lock"),
             rsync_args: Vec::new(),
+            check_percent: 1.0,
+            require_mount: None,
             pg_dumpall: "pg_dumpall".into(),
             psql: "psql".into(),
         }
@@ -147,5 +156,108 @@ impl BackupConfig {
             return Err(bad());
         }
         Ok((h, m))
+    }
+}
+
+/// True when `dir` is a mount point (listed in `/proc/self/mountinfo`).
+pub fn is_mount_point(dir: &std::path::Path) -> bool {
+    let Ok(canon) = dir.canonicalize() else {
+        return false;
+    };
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    info.lines().any(|l| {
+        l.split(' ')
+            .nth(4)
+            .map(unescape_mountinfo)
+            .is_some_and(|m| std::path::Path::new(&m) == canon)
+    })
+}
+
+/// mountinfo writes space, tab, newline and backslash as `\040`-style octal escapes.
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 4 <= b.len() {
+            if let Some(v) = std::str::from_utf8(&b[i + 1..i + 4])
+                .ok()
+                .and_then(|o| u8::from_str_radix(o, 8).ok())
+            {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl BackupConfig {
+    /// With `require_mount`: the target must lie under it and it must be mounted now.
+    pub fn check_mount(&self, target: &Target) -> Result<(), crate::BackupError> {
+        let Some(m) = &self.require_mount else {
+            return Ok(());
+        };
+        let root = target.path("");
+        if !std::path::Path::new(&root).starts_with(m) {
+            return Err(crate::BackupError::Config(format!(
+                "backup.target {} is not under backup.require_mount {}",
+                target.display(),
+                m.display()
+            )));
+        }
+        let mounted = match target {
+            Target::Local { .. } => is_mount_point(m),
+            Target::Ssh { .. } => {
+                let q = holdfast_store::target::sh_quote(&m.display().to_string());
+                target
+                    .run_script(&format!(
+                        "if mountpoint -q {q} 2>/dev/null || [ \"$(stat -c %d {q})\" != \"$(stat -c %d {q}/..)\" ]; then echo y; fi"
+                    ))?
+                    .starts_with(b"y")
+            }
+        };
+        if !mounted {
+            return Err(crate::BackupError::Config(format!(
+                "backup.require_mount {} is not mounted: refusing to write to {} on the root file \
+                 system (mount the backup disk, or remove require_mount from holdfast.toml)",
+                m.display(),
+                target.display()
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_points() {
+        assert!(is_mount_point(std::path::Path::new("/")));
+        assert!(is_mount_point(std::path::Path::new("/proc")));
+        let d = tempfile::tempdir().unwrap();
+        assert!(!is_mount_point(&d.path().join("nope")));
+        assert_eq!(unescape_mountinfo("/mnt/a\\040b"), "/mnt/a b");
+    }
+
+    #[test]
+    fn an_absent_mount_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = BackupConfig {
+            target: d.path().join("disk/holdfast").display().to_string(),
+            require_mount: Some(d.path().join("disk")),
+            ..Default::default()
+        };
+        let t = cfg.target().unwrap();
+        let e = cfg.check_mount(&t).unwrap_err().to_string();
+        assert!(e.contains("is not mounted"), "{e}");
+        assert!(!d.path().join("disk").exists(), "nothing created");
     }
 }

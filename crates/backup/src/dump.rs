@@ -320,6 +320,50 @@ impl Filter {
     }
 }
 
+/// A connection to the maintenance database of `dest`'s server (`postgres`, else `template1`).
+fn admin_client(dest: &DbConf) -> Result<postgres::Client, BackupError> {
+    let mut last = None;
+    let mut got = None;
+    for maint in ["postgres", "template1"] {
+        match dest.with_dbname(maint).pg_config().connect(postgres::NoTls) {
+            Ok(c) => {
+                got = Some(c);
+                break;
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    match got {
+        Some(c) => Ok(c),
+        None => Err(BackupError::Db {
+            what: format!(
+                "connect to the database server {}:{} as {}",
+                dest.host(),
+                dest.port(),
+                dest.user()
+            ),
+            source: last.expect("one attempt failed"),
+        }),
+    }
+}
+
+/// Drops `dest`'s database (a rehearsal restored with `--into`), ending its sessions.
+pub fn drop_database(dest: &DbConf) -> Result<(), BackupError> {
+    let dbname = dest.dbname().to_string();
+    let mut admin = admin_client(dest)?;
+    admin
+        .batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            quote_ident(&dbname)
+        ))
+        .map_err(|source| BackupError::Db {
+            what: format!("drop the rehearsal database {dbname}"),
+            source,
+        })?;
+    tracing::info!(db = %dbname, "rehearsal database dropped");
+    Ok(())
+}
+
 /// Drops and recreates `dest` (a DbConf naming the database to restore into) and loads the
 /// site database's part of the dump into it.
 pub fn load(
@@ -332,33 +376,7 @@ pub fn load(
     check_dump(target, rel, info)?;
     let dbname = dest.dbname().to_string();
     let db_err = |what: String| move |source| BackupError::Db { what, source };
-    let mut admin = {
-        let mut last = None;
-        let mut got = None;
-        for maint in ["postgres", "template1"] {
-            match dest.with_dbname(maint).pg_config().connect(postgres::NoTls) {
-                Ok(c) => {
-                    got = Some(c);
-                    break;
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        match got {
-            Some(c) => c,
-            None => {
-                return Err(BackupError::Db {
-                    what: format!(
-                        "connect to the database server {}:{} as {}",
-                        dest.host(),
-                        dest.port(),
-                        dest.user()
-                    ),
-                    source: last.expect("one attempt failed"),
-                })
-            }
-        }
-    };
+    let mut admin = admin_client(dest)?;
     let ident = quote_ident(&dbname);
     admin
         .execute(

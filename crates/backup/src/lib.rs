@@ -10,6 +10,7 @@
 
 pub mod backup;
 pub mod config;
+pub mod content;
 pub mod dump;
 pub mod lock;
 pub mod restore;
@@ -48,6 +49,8 @@ pub enum BackupError {
         path: String,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Restoring(holdfast_site::restoring::Restoring),
     #[error(
         "interrupted by a signal; the scheduler was started again and nothing half-made is visible"
     )]
@@ -101,4 +104,12 @@ pub fn connect(site: &Site) -> Result<postgres::Client, BackupError> {
         ),
         source: e,
     })
+}
+
+/// Refuses to go on while a restore of `site` is unfinished (its marker is there).
+pub fn refuse_if_restoring(site: &Site) -> Result<(), BackupError> {
+    match holdfast_site::restoring::restoring(site) {
+        Some(r) => Err(BackupError::Restoring(r)),
+        None => Ok(()),
+    }
 }

@@ -19,6 +19,9 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Instant;
 
+/// Where a restore puts files whose content does not match their name.
+pub const DAMAGED_DIR: &str = ".holdfast-damaged";
+
 #[derive(Debug, Clone, Default)]
 pub struct RestoreOptions {
     /// Snapshot name; the latest when `None`.
@@ -33,6 +36,11 @@ pub struct RestoreOptions {
     pub skip_repo: bool,
     /// For gold-mode snapshots: rebuild only what cut-off jobs need now, the rest on demand.
     pub lazy_rebuild: bool,
+    /// With `scratch`: drop the scratch database once the restore is verified (a rehearsal
+    /// database left in the production cluster doubles the next dump).
+    pub drop_scratch_db: bool,
+    /// Do not hash the restored files against their names (faster, proves less).
+    pub skip_content_check: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -47,6 +55,12 @@ pub struct RestoreOutcome {
     pub repo_secs: f64,
     pub rebuild_secs: f64,
     pub verify: VerifyReport,
+    /// Restored files whose content does not match their name: moved aside into
+    /// `<repository>/.holdfast-damaged/`, so FOSSology sees them missing, not wrong.
+    pub damaged: Vec<crate::content::BadFile>,
+    /// Whether the scratch database was dropped after the check.
+    #[serde(default)]
+    pub scratch_db_dropped: bool,
     /// Gold-mode snapshots: what the rebuild from gold did.
     pub rebuild: Option<holdfast_recover::RebuildReport>,
     pub scheduler_restarted: Option<bool>,
@@ -54,7 +68,7 @@ pub struct RestoreOutcome {
 
 impl RestoreOutcome {
     pub fn is_whole(&self) -> bool {
-        self.verify.is_whole()
+        self.verify.is_whole() && self.damaged.is_empty()
     }
 }
 
@@ -120,6 +134,24 @@ pub fn restore(
         }
     };
 
+    // From here on the site is half restored until the end: the marker says so to `verify`,
+    // `check-repo`, `backup` and `serve`, and stays if this run is killed or fails.
+    holdfast_site::restoring::mark(
+        &dest,
+        &holdfast_site::restoring::Restoring {
+            snapshot: snap.name.clone(),
+            started: chrono::Utc::now(),
+            pid: std::process::id(),
+            database: dest.db.dbname().to_string(),
+        },
+    )
+    .map_err(|source| BackupError::Io {
+        path: holdfast_site::restoring::marker_path(&dest)
+            .display()
+            .to_string(),
+        source,
+    })?;
+
     // Live restore: the scheduler stays stopped until the site is whole again. The database
     // may be gone (that is why we restore), so the queue check is skipped if it is.
     let guard = if opts.scratch.is_none() {
@@ -176,6 +208,39 @@ pub fn restore(
     };
     let rebuild_secs = t.elapsed().as_secs_f64();
 
+    // Every restored file named by its content is hashed: a copy that rotted on the backup
+    // server is moved aside instead of being served as the file it claims to be.
+    let damaged = if opts.skip_repo || opts.skip_content_check {
+        Vec::new()
+    } else {
+        let dirs: Vec<String> = dest
+            .fo
+            .host_names()
+            .iter()
+            .flat_map(|h| ["gold", "files"].map(|t| format!("{h}/{t}")))
+            .collect();
+        let bad = crate::content::prove_tree(&dest.repo.root, &dirs, "check restored files");
+        for b in &bad {
+            tracing::error!(file = %b.path, "restored file is damaged ({}); moved aside", b.why);
+            let from = dest.repo.root.join(&b.path);
+            let to = dest.repo.root.join(DAMAGED_DIR).join(&b.path);
+            if let Some(parent) = to.parent() {
+                let _ = std::fs::create_dir_all(parent);
+            }
+            std::fs::rename(&from, &to).map_err(|source| BackupError::Io {
+                path: from.display().to_string(),
+                source,
+            })?;
+        }
+        bad
+    };
+    holdfast_site::restoring::clear(&dest).map_err(|source| BackupError::Io {
+        path: holdfast_site::restoring::marker_path(&dest)
+            .display()
+            .to_string(),
+        source,
+    })?;
+
     target.close();
     let scheduler_restarted = guard.map(|g| match g.restart() {
         Ok(()) => true,
@@ -191,6 +256,11 @@ pub fn restore(
             what: "verify the repository against the database".into(),
             source: e,
         })?;
+    drop(c);
+    let scratch_db_dropped = opts.scratch.is_some() && opts.drop_scratch_db && {
+        crate::dump::drop_database(&dest.db)?;
+        true
+    };
     Ok(RestoreOutcome {
         snapshot: snap.name.clone(),
         manifest: snap.manifest.clone(),
@@ -201,6 +271,8 @@ pub fn restore(
         repo_secs,
         rebuild_secs,
         verify,
+        damaged,
+        scratch_db_dropped,
         rebuild,
         scheduler_restarted,
     })

@@ -48,3 +48,15 @@ pub fn report(e: &anyhow::Error, verbose: u8) -> ExitCode {
     };
     ExitCode::from(code)
 }
+
+/// Prints `text` to stdout. A reader that went away (`holdfast verify | head -1`) is not an
+/// error: the rest is dropped quietly instead of panicking on EPIPE.
+pub fn print(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("holdfast: cannot write to stdout: {e}");
+        }
+    }
+}

@@ -123,7 +123,12 @@ fn backup_snapshots_restore_verify_through_the_binary() {
     let o = holdfast(&cfg, &["restore", "--dry-run"]);
     assert!(o.status.success());
     assert!(!victim.exists(), "dry run changes nothing");
+    // No terminal and no --yes: the live site is not replaced.
     let o = holdfast(&cfg, &["restore"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr_line(&o).contains("--yes"), "{}", stderr_line(&o));
+    assert!(!victim.exists(), "a refused restore changes nothing");
+    let o = holdfast(&cfg, &["restore", "--yes"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(victim.exists());
     assert!(String::from_utf8_lossy(&o.stdout).contains("0 missing"));

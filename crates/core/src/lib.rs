@@ -9,6 +9,7 @@
 //! * [`lock`]: `flock` locks in the root-owned `/run/holdfast/`, refused when others could
 //!   write that folder (a lock anyone can take is a way to stop every backup).
 //! * [`bytes`]: one unit style for sizes (`1.5 MiB`).
+//! * [`progress`]: a bar with rate and ETA on a terminal, a log line every few seconds off it.
 //! * [`child`]: child processes (rsync, psql, pg_dumpall, ssh) that die with holdfast.
 
 pub mod bytes;
@@ -16,6 +17,7 @@ pub mod child;
 pub mod fs;
 pub mod interrupt;
 pub mod lock;
+pub mod progress;
 
 pub use bytes::human_bytes;
 pub use interrupt::Interrupted;

@@ -454,7 +454,7 @@ fn plug_pull_backup(d: &mut Drill) -> Result<()> {
     if let Some(name) = &good_name {
         let name = name.clone();
         let restored = d.step("restore the last good snapshot", true, |_| {
-            site.holdfast.ok(&["restore", &name])?;
+            site.holdfast.ok(&["restore", "--yes", &name])?;
             Ok(((), format!("snapshot {name}")))
         });
         if restored.is_ok() {
@@ -492,7 +492,7 @@ fn plug_pull_backup(d: &mut Drill) -> Result<()> {
     // And the newest one brings every upload back.
     let newest_name = newest.name.clone();
     d.step("restore the newest snapshot", true, |_| {
-        site.holdfast.ok(&["restore", &newest_name])?;
+        site.holdfast.ok(&["restore", "--yes", &newest_name])?;
         Ok(((), format!("snapshot {newest_name}")))
     })?;
     let mut c = site.connect()?;

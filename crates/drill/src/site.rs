@@ -256,7 +256,7 @@ impl DrillSite {
             config: cfg,
             ..self.holdfast.clone()
         };
-        let out = copy.run(&["restore"])?;
+        let out = copy.run(&["restore", "--yes"])?;
         if !matches!(out.status.code(), Some(0) | Some(3)) {
             bail!(
                 "cannot restore a copy of the site from {}: {}",

@@ -235,3 +235,25 @@ pub fn slimmed_pfiles(c: &mut postgres::Client) -> Result<HashSet<i32>, postgres
 /// `ufile_mode` bit of a container row (archives, compressed files, packages; FOSSology also
 /// sets it on directories, which have no pfile).
 pub const CONTAINER_BIT: i32 = 1 << 29;
+
+/// True when upload `upload_pk` exists.
+pub fn upload_exists(c: &mut postgres::Client, upload_pk: i32) -> Result<bool, postgres::Error> {
+    Ok(
+        c.query_opt("SELECT 1 FROM upload WHERE upload_pk = $1", &[&upload_pk])?
+            .is_some(),
+    )
+}
+
+/// Uploads made after `t` (what a restore of a snapshot taken at `t` loses): how many, and
+/// the newest one's time.
+pub fn uploads_since(
+    c: &mut postgres::Client,
+    t: chrono::DateTime<chrono::Utc>,
+) -> Result<(i64, Option<String>), postgres::Error> {
+    let r = c.query_one(
+        "SELECT count(*), to_char(max(upload_ts) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI UTC') \
+         FROM upload WHERE upload_ts > $1::text::timestamptz",
+        &[&t.to_rfc3339()],
+    )?;
+    Ok((r.get(0), r.get(1)))
+}

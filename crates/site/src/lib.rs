@@ -15,6 +15,7 @@ pub mod foconf;
 pub mod interrupt;
 pub mod pfile;
 pub mod repo;
+pub mod restoring;
 pub mod scheduler;
 pub mod scratch;
 pub mod standin;

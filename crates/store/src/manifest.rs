@@ -66,6 +66,10 @@ pub struct RepoInfo {
     /// Files and bytes this run copied (the rest were linked or already there).
     pub new_files: u64,
     pub new_bytes: u64,
+    /// Files whose content did not match their name on the site itself when this snapshot
+    /// was made (repository-relative); the snapshot holds them as they were.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub damaged: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

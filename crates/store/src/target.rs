@@ -254,6 +254,34 @@ impl Target {
         self.run_remote(script)
     }
 
+    /// Runs a shell script on the backup server with `input` on its stdin; returns its stdout.
+    pub fn run_script_with_input(&self, script: &str, input: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let mut c = self.remote(script);
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c
+            .spawn()
+            .map_err(|e| self.unreachable(format!("cannot run ssh: {e}")))?;
+        let mut stdin = child.stdin.take().expect("piped");
+        let input = input.to_vec();
+        // Written from a thread: the script may answer before it has read everything.
+        let writer = std::thread::spawn(move || stdin.write_all(&input));
+        let out = child.wait_with_output().map_err(|e| self.io("ssh", e))?;
+        let wrote = writer.join().unwrap_or(Ok(()));
+        if out.status.code() == Some(255) {
+            return Err(self.unreachable(String::from_utf8_lossy(&out.stderr).trim().to_string()));
+        }
+        if !out.status.success() || wrote.is_err() {
+            return Err(StoreError::Remote {
+                target: self.display(),
+                what: script.to_string(),
+                why: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        Ok(out.stdout)
+    }
+
     fn unreachable(&self, why: String) -> StoreError {
         StoreError::Unreachable {
             target: self.display(),

@@ -28,6 +28,10 @@ pub struct Args {
 
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     let site = ctx.site()?;
+    // A half-restored site has no meaningful answer: say so instead of "0 files checked".
+    if let Some(r) = holdfast_site::restoring::restoring(&site) {
+        anyhow::bail!("{r}");
+    }
     let mut c = site.connect().map_err(|e| {
         anyhow::anyhow!(
             "cannot connect to FOSSology's database ({}): {e}",

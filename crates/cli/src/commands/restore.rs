@@ -14,8 +14,14 @@ the scheduler, checks fossology.conf and Db.conf are in place, recreates the dat
 original encoding and loads the dump, copies the repository back (hard links, owner and modes \
 kept), starts the scheduler, then verifies that every file the database references exists \
 under its name and size, printing what is missing (exit code 3).\n\n\
-The site database is DROPPED and recreated. With --into DIR the restore goes to a scratch \
-folder and a scratch database instead (for drills); the live site is not touched."
+The site database is DROPPED and recreated: on a terminal holdfast shows what would be lost \
+(uploads newer than the snapshot) and asks; without a terminal it needs --yes. Every restored \
+file named by its content is hashed; a damaged copy is moved aside into \
+<repository>/.holdfast-damaged/ and reported (exit code 3). Until the restore completes, a \
+marker in the repository makes verify, check-repo, backup and serve refuse the half-restored site.\n\n\
+With --into DIR the restore goes to a scratch folder and a scratch database instead (for \
+drills); the live site is not touched, and the scratch database is dropped after the check \
+unless --keep-db."
 )]
 pub struct Args {
     /// Snapshot name (`current`, `day.<time>`, `base.<time>`, `incr.<time>`); default latest.
@@ -35,12 +41,74 @@ pub struct Args {
     /// Gold-mode snapshots: rebuild only what cut-off jobs need now, the rest on demand.
     #[arg(long)]
     pub lazy: bool,
-    /// Show what would be restored where; change nothing.
+    /// Show what would be restored where, copied and dropped; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Replace the live site without asking (needed when there is no terminal).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// With --into: keep the scratch database (default: dropped once the restore is checked).
+    #[arg(long, requires = "into")]
+    pub keep_db: bool,
+    /// Do not hash the restored files against their names.
+    #[arg(long)]
+    pub skip_content_check: bool,
     /// Print the outcome as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// What restoring `snap` over the live database loses: a line for people.
+fn what_is_lost(site: &holdfast_site::Site, snap: &holdfast_store::Snapshot) -> String {
+    let taken = snap.manifest.started;
+    match holdfast_backup::connect(site) {
+        Err(_) => format!(
+            "database {} is unreachable now: nothing newer can be read from it",
+            site.db.dbname()
+        ),
+        Ok(mut c) => match holdfast_site::db::uploads_since(&mut c, taken) {
+            Ok((0, _)) => format!(
+                "database {}: no upload is newer than the snapshot ({})",
+                site.db.dbname(),
+                taken.format("%Y-%m-%d %H:%M UTC")
+            ),
+            Ok((n, newest)) => format!(
+                "database {}: {n} upload(s) made after the snapshot ({}) will be LOST, the newest at {}",
+                site.db.dbname(),
+                taken.format("%Y-%m-%d %H:%M UTC"),
+                newest.unwrap_or_default()
+            ),
+            Err(e) => format!(
+                "database {}: cannot count newer uploads ({})",
+                site.db.dbname(),
+                holdfast_backup::pg_why(&e)
+            ),
+        },
+    }
+}
+
+/// Asks on the terminal, or refuses without one (unless --yes).
+fn confirm(lost: &str, snap: &str) -> anyhow::Result<()> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Err(crate::exit::CodedError {
+            code: exit::FAILURE,
+            message: format!(
+                "restore replaces the live site's database and scheduler state ({lost}); \
+                 there is no terminal to ask, so run it again with --yes"
+            ),
+        }
+        .into());
+    }
+    eprintln!("restoring {snap} replaces the live site:\n  {lost}");
+    eprint!("continue? type yes: ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    if line.trim() != "yes" {
+        anyhow::bail!("restore cancelled; nothing was changed");
+    }
+    Ok(())
 }
 
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
@@ -50,14 +118,24 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         let target = cfg.target()?;
         let snap = holdfast_store::layout::find(&target, args.snapshot.as_deref())?;
         let chain = holdfast_store::layout::chain(&target, &snap)?;
-        println!(
-            "would restore {} ({} mode, {} files, {}) from {}",
-            snap.name,
-            snap.manifest.mode,
-            snap.manifest.repository.files,
-            human_bytes(snap.manifest.repository.bytes),
-            target.display()
-        );
+        let r = &snap.manifest.repository;
+        if args.skip_repo {
+            println!(
+                "would restore the database of {} from {} (repository skipped)",
+                snap.name,
+                target.display()
+            );
+        } else {
+            println!(
+                "would restore {} ({} mode) from {}: copy {} files, {} (dump {})",
+                snap.name,
+                snap.manifest.mode,
+                target.display(),
+                r.files,
+                human_bytes(r.bytes),
+                human_bytes(snap.manifest.database.bytes)
+            );
+        }
         println!(
             "  pieces: {}",
             chain
@@ -71,16 +149,40 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
                 "  into scratch folder {} (live site untouched)",
                 d.display()
             ),
-            None => println!(
-                "  into {} and database {} (dropped and recreated, encoding {})",
-                site.repo.root.display(),
-                args.db.as_deref().unwrap_or(site.db.dbname()),
-                snap.manifest.database.encoding
+            None if args.skip_db => println!(
+                "  into {} (files added or overwritten, none deleted); the database is not touched",
+                site.repo.root.display()
             ),
+            None => {
+                println!(
+                    "  into {}{} and database {} (dropped and recreated, encoding {})",
+                    site.repo.root.display(),
+                    if args.skip_repo {
+                        " (repository untouched)"
+                    } else {
+                        " (files added or overwritten, none deleted)"
+                    },
+                    args.db.as_deref().unwrap_or(site.db.dbname()),
+                    snap.manifest.database.encoding
+                );
+                println!("  would drop: {}", what_is_lost(&site, &snap));
+            }
         }
         return Ok(exit::code(exit::OK));
     }
+    if args.into.is_none() && !args.yes {
+        let target = cfg.target()?;
+        let snap = holdfast_store::layout::find(&target, args.snapshot.as_deref())?;
+        let lost = if args.skip_db {
+            "the repository gets the snapshot's files (none deleted); the database is kept".into()
+        } else {
+            what_is_lost(&site, &snap)
+        };
+        confirm(&lost, &snap.name)?;
+    }
     let opts = RestoreOptions {
+        drop_scratch_db: args.into.is_some() && !args.keep_db,
+        skip_content_check: args.skip_content_check,
         snapshot: args.snapshot,
         scratch: args.into,
         dbname: args.db,
@@ -132,6 +234,17 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
             for m in out.verify.missing.iter().take(50) {
                 println!("  missing: upload {} {} {}", m.upload_fk, m.kind, m.name);
             }
+        }
+        for d in out.damaged.iter().take(50) {
+            println!(
+                "  damaged (moved into {}): {}: {}",
+                holdfast_backup::restore::DAMAGED_DIR,
+                d.path,
+                d.why
+            );
+        }
+        if out.scratch_db_dropped {
+            println!("rehearsal database {} dropped", out.dbname);
         }
         if out.verify.missing.len() > 50 {
             println!(

@@ -1,0 +1,224 @@
+//! Bit rot on the backup target: one flipped byte in a snapshot file is reported by
+//! `verify`, never carried into the next snapshot, and flagged (moved aside) by a restore.
+//! The same over a real sshd, and in the pool layout where the damaged file is shared.
+
+mod common;
+
+use common::*;
+use holdfast_backup::content::{self, Proof, VerifyOptions};
+use holdfast_backup::{backup, BackupConfig};
+use holdfast_site::standin::Behaviour;
+use holdfast_store::{layout, LayoutKind};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// The first content-named file of type `kind` under a repository copy.
+fn first_named(repo: &Path, kind: &str) -> PathBuf {
+    let mut all: Vec<PathBuf> = walkdir::WalkDir::new(repo)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.into_path())
+        .filter(|p| {
+            p.to_string_lossy().contains(&format!("/{kind}/"))
+                && holdfast_site::pfile::PfileName::parse(&p.file_name().unwrap().to_string_lossy())
+                    .is_some()
+                && std::fs::metadata(p).unwrap().len() > 10
+        })
+        .collect();
+    all.sort();
+    all.into_iter().next().expect("a content-named file")
+}
+
+/// Flips one bit in the middle of `p`, in place (same inode, same size).
+fn flip(p: &Path) {
+    let mut d = std::fs::read(p).unwrap();
+    let i = d.len() / 2;
+    d[i] ^= 0x01;
+    let mut f = std::fs::OpenOptions::new().write(true).open(p).unwrap();
+    std::io::Write::write_all(&mut f, &d).unwrap();
+}
+
+fn rel_in(repo: &Path, p: &Path) -> String {
+    p.strip_prefix(repo).unwrap().display().to_string()
+}
+
+#[test]
+fn a_flipped_byte_is_reported_not_carried_forward_and_flagged_on_restore() {
+    let f = fixture(3, Behaviour::default(), 30);
+    let site = f.site().clone();
+    let mut cfg = f.cfg.clone();
+    cfg.check_percent = 0.0; // only the verification record may lead the next backup
+    backup(&site, "s", &f.sched, &cfg).unwrap();
+    let target = cfg.target().unwrap();
+    let repo = f.target_dir().join("current/repository");
+    let victim = first_named(&repo, "files");
+    let rel = rel_in(&repo, &victim);
+    flip(&victim);
+
+    // verify finds it, names it, and says the dump is fine.
+    let snap = layout::find(&target, None).unwrap();
+    let rec = content::verify_snapshot(&target, &snap, &VerifyOptions::default()).unwrap();
+    assert!(!rec.is_ok());
+    assert!(rec.dump_problem.is_none(), "{:?}", rec.dump_problem);
+    let bad: Vec<&str> = rec.bad.iter().map(|b| b.path.as_str()).collect();
+    assert!(bad.contains(&rel.as_str()), "{bad:?} lacks {rel}");
+    assert!(rec.checked_files >= 6 && rec.checked_bytes > 0);
+    let rotten_inode = std::fs::metadata(&victim).unwrap().ino();
+
+    // The next backup does not link the rotten copy: it copies the file again from the site.
+    let out = backup(&site, "s", &f.sched, &cfg).unwrap();
+    assert!(out.manifest.repository.damaged.is_empty());
+    let fresh = f.target_dir().join("current/repository").join(&rel);
+    assert_ne!(std::fs::metadata(&fresh).unwrap().ino(), rotten_inode);
+    assert!(matches!(content::prove_file(&fresh), Proof::Good(_)));
+    let snap = layout::find(&target, None).unwrap();
+    let rec = content::verify_snapshot(&target, &snap, &VerifyOptions::default()).unwrap();
+    assert!(rec.is_ok(), "new snapshot is whole: {:?}", rec.bad);
+
+    // A restore of the old (rotten) snapshot moves the damaged copy aside and says so.
+    let old = layout::snapshots(&target)
+        .unwrap()
+        .into_iter()
+        .find(|s| s.name.starts_with("day."))
+        .unwrap();
+    let (into, r) = f.restore_scratch(&cfg, Some(old.name.clone()));
+    assert!(!r.is_whole());
+    let damaged: Vec<&str> = r.damaged.iter().map(|d| d.path.as_str()).collect();
+    assert!(damaged.contains(&rel.as_str()), "{damaged:?}");
+    assert!(!into.join("repository").join(&rel).exists());
+    assert!(into
+        .join("repository")
+        .join(holdfast_backup::restore::DAMAGED_DIR)
+        .join(&rel)
+        .exists());
+}
+
+#[test]
+fn the_backup_sample_heals_rot_that_no_verification_saw() {
+    let f = fixture(2, Behaviour::default(), 30);
+    let site = f.site().clone();
+    let mut cfg = f.cfg.clone();
+    cfg.check_percent = 100.0;
+    backup(&site, "s", &f.sched, &cfg).unwrap();
+    let repo = f.target_dir().join("current/repository");
+    let victim = first_named(&repo, "gold");
+    let rel = rel_in(&repo, &victim);
+    flip(&victim);
+    backup(&site, "s", &f.sched, &cfg).unwrap();
+    let fresh = f.target_dir().join("current/repository").join(&rel);
+    assert!(matches!(content::prove_file(&fresh), Proof::Good(_)));
+    // The old snapshot keeps its own (rotten) copy: nothing was rewritten behind its back.
+    let day = std::fs::read_dir(f.target_dir())
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with("day."))
+        .unwrap()
+        .path();
+    assert!(matches!(
+        content::prove_file(&day.join("repository").join(&rel)),
+        Proof::Bad(_)
+    ));
+}
+
+#[test]
+fn pool_rot_is_found_and_the_pool_copy_replaced() {
+    let f = fixture(2, Behaviour::default(), 30);
+    let site = f.site().clone();
+    let cfg = BackupConfig {
+        layout: LayoutKind::Pool,
+        check_percent: 0.0,
+        ..f.cfg.clone()
+    };
+    backup(&site, "s", &f.sched, &cfg).unwrap();
+    let target = cfg.target().unwrap();
+    let pool = f.target_dir().join("pool/repository");
+    let victim = first_named(&pool, "files");
+    let rel = rel_in(&pool, &victim);
+    flip(&victim);
+    let snap = layout::find(&target, None).unwrap();
+    let rec = content::verify_snapshot(&target, &snap, &VerifyOptions::default()).unwrap();
+    assert!(rec.bad.iter().any(|b| b.path == rel), "{:?}", rec.bad);
+    backup(&site, "s", &f.sched, &cfg).unwrap();
+    assert!(matches!(content::prove_file(&victim), Proof::Good(_)));
+    // Every snapshot listing it now proves whole: the pool holds one copy for all.
+    for s in layout::snapshots(&target).unwrap() {
+        let rec = content::verify_snapshot(&target, &s, &VerifyOptions::default()).unwrap();
+        assert!(rec.is_ok(), "{}: {:?}", s.name, rec.bad);
+    }
+}
+
+#[test]
+fn verify_over_ssh_and_resume() {
+    let f = fixture(2, Behaviour::default(), 30);
+    let sshd = holdfast_testkit::sshd::Sshd::start(&f.dir.path().join("sshd")).unwrap();
+    let remote_dir = f.dir.path().join("remote");
+    let mut cfg = f.cfg.clone();
+    cfg.target = format!(
+        "ssh://{}@127.0.0.1:{}{}",
+        holdfast_testkit::sshd::Sshd::user(),
+        sshd.port,
+        remote_dir.display()
+    );
+    cfg.ssh_identity = Some(sshd.client_key.clone());
+    cfg.ssh_options = [
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    cfg.check_percent = 0.0;
+    let site = f.site().clone();
+    backup(&site, "s", &f.sched, &cfg).unwrap();
+    let target = cfg.target().unwrap();
+    let repo = remote_dir.join("current/repository");
+    let victim = first_named(&repo, "files");
+    let rel = rel_in(&repo, &victim);
+    flip(&victim);
+    let snap = layout::find(&target, None).unwrap();
+    let rec = content::verify_snapshot(&target, &snap, &VerifyOptions::default()).unwrap();
+    assert!(rec.bad.iter().any(|b| b.path == rel), "{:?}", rec.bad);
+    assert!(rec.checked_files >= 4);
+
+    // Secrets and records stay private on the server: dump and manifest 0600, folders 0700.
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().mode() & 0o777;
+    let dump = std::fs::read_dir(remote_dir.join("current/db"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    assert_eq!(mode(&dump), 0o600);
+    assert_eq!(mode(&remote_dir.join("current/manifest.json")), 0o600);
+    assert_eq!(mode(&remote_dir.join("current/db")), 0o700);
+
+    // A run that stopped after its last chunk resumes: it skips the files already done.
+    let rec_path = remote_dir
+        .join(content::VERIFY_DIR)
+        .join(format!("{}.json", content::stamp_of(&snap)));
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&rec_path).unwrap()).unwrap();
+    v["finished"] = serde_json::Value::Null;
+    v["bad"] = serde_json::json!([]);
+    std::fs::write(&rec_path, serde_json::to_vec(&v).unwrap()).unwrap();
+    let resumed = content::verify_snapshot(&target, &snap, &VerifyOptions::default()).unwrap();
+    assert!(
+        resumed.bad.is_empty(),
+        "resumed past the files already done"
+    );
+    assert_eq!(resumed.checked_files, rec.checked_files);
+    let again = content::verify_snapshot(&target, &snap, &VerifyOptions::default()).unwrap();
+    assert!(!again.bad.is_empty(), "a finished record is not resumed");
+
+    // The next backup over ssh re-copies the damaged file too.
+    backup(&site, "s", &f.sched, &cfg).unwrap();
+    assert!(matches!(
+        content::prove_file(&remote_dir.join("current/repository").join(&rel)),
+        Proof::Good(_)
+    ));
+}
