@@ -7,16 +7,15 @@
 //! `.ssh/authorized_keys`.
 //!
 //! Ownership, when the OS knows a user named like the account (LDAP nss or `useradd`):
-//! the home, `.snapshots/` and `.ssh/` belong to root with the account's group and mode
-//! 0750, so the account can read its snapshots but never rename or delete them, and sshd's
-//! StrictModes and a ChrootDirectory jail accept the home; only `incoming/` (0700) belongs to
-//! the account. Other accounts are neither owner nor group, so they cannot even list a home.
+//! the home and `.ssh/` belong to root with the account's group and mode 0750, so sshd's
+//! StrictModes and a ChrootDirectory jail accept the home and the account cannot rename
+//! anything in it; `incoming/` (0700) belongs to the account; `.snapshots/` is root's, group
+//! the account's, mode 1770: the Perl client's default mode makes its dated folders
+//! (`--backup-dir ~/.snapshots/YYYYMMDD`) there, and the sticky bit keeps the account from
+//! renaming or removing the server's snapshots, whose files are root's copies (see
+//! [`crate::snapshot`] and [`crate::copy`]). `.holdfast/` is the server's own (root, 0700).
+//! Other accounts are neither owner nor group, so they cannot even list a home.
 //! Without such a user everything is root's with mode 0700 and `account add` says so.
-//! Snapshot directories are made root's, group the account's, mode 0750: the account can
-//! read and restore from them but cannot add, remove or rename anything. (The files are hard
-//! links to what the account uploaded and keep their owner, as with rsnapshot: a client
-//! writing in place into a file still in `incoming/` changes that file in the snapshots too;
-//! rsync's default of writing a new file and renaming it does not.)
 
 use crate::directory::Account;
 use nix::unistd::{Gid, Uid, User};
@@ -163,10 +162,12 @@ pub fn ensure_home(acc: &Account, root: &Path, keys: &[String]) -> Result<HomeRe
             std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
         }
     }
+    // group-writable with the sticky bit: the client's dated folders, not the server's
+    let snaps_mode = if owner.is_some() { 0o1770 } else { 0o700 };
     let dirs: [(PathBuf, Option<Uid>, Option<Gid>, u32); 4] = [
         (home.clone(), root_owner, group, shared_mode),
         (home.join("incoming"), account, group, 0o700),
-        (home.join(".snapshots"), root_owner, group, shared_mode),
+        (home.join(".snapshots"), root_owner, group, snaps_mode),
         (home.join(".ssh"), root_owner, group, shared_mode),
     ];
     for (dir, u, g, mode) in &dirs {

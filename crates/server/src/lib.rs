@@ -7,6 +7,7 @@
 //! descriptor-relative parallel walks that never follow a client's symlink are in [`tree`];
 //! single client files and templates are read through [`safe`].
 
+pub mod copy;
 pub mod directory;
 pub mod homes;
 pub mod jobs;

@@ -49,14 +49,15 @@ pub fn measure(home: &Path) -> Result<Sizes, SizeError> {
 /// Measures one home; with `cache`, rotated snapshots (`<interval>.<n>`) are read from their
 /// scan in that folder instead of being walked again.
 ///
-/// Why this is sound: a rotated snapshot never changes after it is made (its directories are
-/// root's and read-only for the account; rotation only renames it), so its list of inodes
-/// and their sizes stays true. Everything in it with one link can only ever count for the
-/// snapshots and is kept as a sum; inodes with several links are kept as a list and
-/// deduplicated against `incoming/` (always walked) and the other snapshots at measuring
-/// time, so the result equals a full walk. A scan is keyed by the snapshot folder's device,
-/// inode and mtime (a rename keeps all three); scans of snapshots that are gone are deleted.
-/// Client-made dated folders can still grow during the day and are always walked.
+/// Why this is sound: a rotated snapshot never changes after it is made (everything in it
+/// is root's and read-only for the account, see [`crate::copy`]; rotation only renames it),
+/// so its list of inodes and their sizes stays true. Its directories can only ever count for
+/// it and are kept as a sum; every other inode is kept in a list and deduplicated against
+/// `incoming/` (always walked) and the other snapshots at measuring time (a later snapshot
+/// links to its unchanged files), so the result equals a full walk. A scan is keyed by the
+/// snapshot folder's device, inode and mtime (a rename keeps all three) and used only for a
+/// folder the server owns; scans of snapshots that are gone are deleted. Client-made dated
+/// folders and anything else the account can write are always walked.
 pub fn measure_cached(home: &Path, cache: Option<&Path>) -> Result<Sizes, SizeError> {
     match std::fs::symlink_metadata(home) {
         Ok(m) if m.is_dir() => {}
@@ -120,7 +121,9 @@ fn cached_snapshots(snaps: &Path, seen: &InodeSet, cache: &Path) -> Result<Usage
             }
             continue;
         }
-        if !crate::homes::is_rotating(&name.to_string_lossy()) {
+        // only a snapshot the server made (root's, so unchangeable by the account) is cached
+        let ours = m.uid() == nix::unistd::geteuid().as_raw();
+        if !crate::homes::is_rotating(&name.to_string_lossy()) || !ours {
             total += usage(&path, seen, &|_| false)?;
             continue;
         }
@@ -156,7 +159,7 @@ fn cached_snapshots(snaps: &Path, seen: &InodeSet, cache: &Path) -> Result<Usage
     Ok(total)
 }
 
-const SCAN_MAGIC: &[u8; 8] = b"hfscan01";
+const SCAN_MAGIC: &[u8; 8] = b"hfscan02";
 
 fn encode_scan(s: &crate::tree::Scan) -> Vec<u8> {
     let mut v = Vec::with_capacity(40 + s.shared.len() * 32);
@@ -208,9 +211,16 @@ fn read_scan(path: &Path) -> Option<crate::tree::Scan> {
 
 const MIB: u64 = 1024 * 1024;
 
-/// The jail's `getQuota` line: `quota backup snapshot` in whole MiB (rounded down).
+/// The jail's `getQuota` line: `quota backup snapshot` in whole MiB, as sepiola reads it
+/// (three integers; it shows free = quota - backup - snapshot). The quota is rounded down
+/// and the used sizes up, so the free space a client shows is never more than there is.
 pub fn quota_line(quota: u64, backup: u64, snapshots: u64) -> String {
-    format!("{} {} {}", quota / MIB, backup / MIB, snapshots / MIB)
+    format!(
+        "{} {} {}",
+        quota / MIB,
+        backup.div_ceil(MIB),
+        snapshots.div_ceil(MIB)
+    )
 }
 
 #[cfg(test)]
@@ -272,6 +282,8 @@ mod tests {
 
     #[test]
     fn quota_line_is_three_mib_integers() {
-        assert_eq!(quota_line(1 << 30, 5 * MIB + 7, MIB - 1), "1024 5 0");
+        assert_eq!(quota_line(1 << 30, 5 * MIB + 7, MIB - 1), "1024 6 1");
+        assert_eq!(quota_line(4 * MIB, 3 * MIB + 800 * 1024, 0), "4 4 0");
+        assert_eq!(quota_line(4 * MIB - 1, 0, 0), "3 0 0");
     }
 }

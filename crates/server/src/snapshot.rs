@@ -1,33 +1,44 @@
-//! rsnapshot-style rotation of an account's `incoming/` into `.snapshots/<interval>.<n>`.
+//! rsnapshot-style rotation of an account's `incoming/` into `.snapshots/<interval>.<n>`,
+//! with snapshots the account can read but never change.
 //!
 //! The lowest interval the account keeps (first of hourly, daily, weekly, monthly, yearly with
-//! a non-zero `sstBackupInterval*`) is made from `incoming/` as a hard-link tree
-//! ([`crate::tree::link_tree`], no `cp -al`, symlinks linked as themselves; directories
-//! become root's and read-only for the account, see [`crate::homes`]); a higher interval
+//! a non-zero `sstBackupInterval*`) is made from `incoming/` by [`crate::copy::copy_tree`]:
+//! changed files are copied (reflinked where the filesystem clones), unchanged ones are hard
+//! links to the newest earlier snapshot, so no snapshot shares an inode with `incoming/` and
+//! everything in a snapshot is root's (group the account's, no write bit). A higher interval
 //! takes over the oldest snapshot of the interval below it (`daily.6` becomes `weekly.0`),
 //! exactly like rsnapshot, so cron runs the higher intervals shortly before the lower ones.
 //! An interval with 0 (or no attribute) is left untouched: a missing attribute never deletes
-//! snapshots.
+//! snapshots. The stamp of a snapshot is the server's clock when it was taken (its folder's
+//! modification time), whatever the client's clock says.
 //!
-//! Crash safety, with every step a rename inside `.snapshots/` (one filesystem):
-//! 1. the new tree is built as `.incomplete.<interval>`, then renamed to `.ready.<interval>`;
+//! `.snapshots/` is root's, group the account's, mode 1770: the Perl client's default mode
+//! (`rsync --backup --backup-dir ~/.snapshots/YYYYMMDD/<prefix>`) can make its dated folders
+//! there, while the sticky bit keeps the account from renaming or removing the server's
+//! snapshots (and sepiola still finds them in `.snapshots/*/<prefix>` to restore). A folder
+//! the account made under a server snapshot's name is moved aside (`planted.<name>.<time>`)
+//! before rotation, never used. The server's own work happens in `<home>/.holdfast/` (root's,
+//! 0700), out of the account's reach: the lock, trees under construction and the trash.
+//!
+//! Crash safety, with every step a rename on one filesystem:
+//! 1. the new tree is built as `.holdfast/incomplete.<interval>`, then renamed to
+//!    `.holdfast/ready.<interval>`;
 //! 2. `<interval>.<n>` are shifted up, starting at the top of the run that begins at 0;
-//! 3. `.ready.<interval>` becomes `<interval>.0`;
-//! 4. numbers >= keep are renamed into `.snapshots/.trash/`.
+//! 3. `ready.<interval>` becomes `.snapshots/<interval>.0`;
+//! 4. numbers >= keep are renamed into `.holdfast/trash/`.
 //!
 //! A run that stops anywhere leaves complete snapshots (possibly with one number missing);
-//! the next run throws away `.incomplete.*`, finishes any `.ready.*` first (the shift of
+//! the next run throws away `incomplete.*`, finishes any `ready.*` first (the shift of
 //! step 2 only moves the contiguous run from 0, so a half-done shift is completed, not
 //! repeated) and then does its own work.
 //!
-//! Expiry is a rename into `.trash/`: constant time, whatever the snapshot holds. Removing
-//! the trash ([`purge_trash`]) still has to unlink every name (a hard-linked tree shares
-//! inodes, not directory entries), but it runs after all accounts are rotated, in parallel,
-//! and an interrupted purge simply continues next time.
+//! Expiry is a rename into the trash: constant time, whatever the snapshot holds. Removing
+//! the trash ([`purge_trash`]) still has to unlink every name, but it runs after all accounts
+//! are rotated, in parallel, and an interrupted purge simply continues next time.
 
+use crate::copy::{copy_tree, ours, CopyStats, Owner};
 use crate::directory::{Intervals, INTERVALS};
-use crate::homes::{layout, Layout};
-use crate::tree::{link_tree_with, remove_tree, DirOwner, TreeError};
+use crate::tree::{remove_tree, TreeError};
 use nix::fcntl::{Flock, FlockArg};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -68,8 +79,8 @@ pub struct RotateReport {
     pub created: Option<String>,
     /// Where it came from: `incoming` or the lower snapshot.
     pub source: Option<String>,
-    /// Hard links made (for a tree made from `incoming/`).
-    pub links: u64,
+    /// What the copy from `incoming/` did (files copied, linked to the previous snapshot).
+    pub copy: Option<CopyStats>,
     /// Snapshots moved to the trash.
     pub expired: Vec<String>,
     /// Leftovers of an interrupted run that were cleaned up or finished.
@@ -96,7 +107,7 @@ fn numbers(snaps: &Path, interval: &str) -> Result<Vec<u32>> {
         let e = e.map_err(io(snaps))?;
         let name = e.file_name().to_string_lossy().into_owned();
         if let Some((i, n)) = name.split_once('.') {
-            if i == interval {
+            if i == interval && is_ours(&e.path()) {
                 if let Ok(n) = n.parse::<u32>() {
                     v.push(n);
                 }
@@ -111,9 +122,34 @@ fn rename(from: &Path, to: &Path) -> Result<()> {
     std::fs::rename(from, to).map_err(io(from))
 }
 
-/// Moves `name` into `.trash/` under a unique name.
-fn to_trash(snaps: &Path, name: &str) -> Result<()> {
-    let trash = snaps.join(".trash");
+/// True for a folder that belongs to us (not one the account made).
+fn is_ours(p: &Path) -> bool {
+    nix::sys::stat::lstat(p).is_ok_and(|st| ours(&st))
+}
+
+/// The server's own area in a home: root's, 0700, out of the account's reach.
+pub fn work_dir(home: &Path) -> PathBuf {
+    home.join(".holdfast")
+}
+
+fn ensure_work(home: &Path) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let w = work_dir(home);
+    match std::fs::symlink_metadata(&w) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(SnapError::NotADir { path: w }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir(&w).map_err(io(&w))?;
+        }
+        Err(e) => return Err(io(&w)(e)),
+    }
+    std::fs::set_permissions(&w, std::fs::Permissions::from_mode(0o700)).map_err(io(&w))?;
+    Ok(w)
+}
+
+/// Moves `.snapshots/<name>` into the trash under a unique name.
+fn to_trash(snaps: &Path, work: &Path, name: &str) -> Result<()> {
+    let trash = work.join("trash");
     if !trash.exists() {
         std::fs::create_dir(&trash).map_err(io(&trash))?;
     }
@@ -124,9 +160,15 @@ fn to_trash(snaps: &Path, name: &str) -> Result<()> {
     )
 }
 
-/// Steps 2-4: shift, place `.ready.<interval>` as `<interval>.0`, expire beyond `keep`.
-fn place(snaps: &Path, interval: &str, keep: u32, report: &mut RotateReport) -> Result<()> {
-    let ready = snaps.join(format!(".ready.{interval}"));
+/// Steps 2-4: shift, place `ready.<interval>` as `<interval>.0`, expire beyond `keep`.
+fn place(
+    snaps: &Path,
+    work: &Path,
+    interval: &str,
+    keep: u32,
+    report: &mut RotateReport,
+) -> Result<()> {
+    let ready = work.join(format!("ready.{interval}"));
     let have = numbers(snaps, interval)?;
     // the run of consecutive numbers starting at 0, shifted top-down
     let mut run = 0;
@@ -145,11 +187,41 @@ fn place(snaps: &Path, interval: &str, keep: u32, report: &mut RotateReport) -> 
     for n in numbers(snaps, interval)? {
         if n >= keep {
             let name = format!("{interval}.{n}");
-            to_trash(snaps, &name)?;
+            to_trash(snaps, work, &name)?;
             report.expired.push(name);
         }
     }
     Ok(())
+}
+
+/// Moves folders the account made under a server snapshot's name (`daily.3`) aside, so
+/// rotation never renames, links from or counts on them as ours.
+fn move_planted(snaps: &Path, report: &mut RotateReport) -> Result<()> {
+    for e in std::fs::read_dir(snaps).map_err(io(snaps))? {
+        let e = e.map_err(io(snaps))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if crate::homes::is_rotating(&name) && !is_ours(&e.path()) {
+            let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.6f");
+            let to = format!("planted.{name}.{stamp}");
+            rename(&e.path(), &snaps.join(&to))?;
+            report.repaired.push(format!(
+                "{name} was not made by the server: moved aside as {to}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The newest server snapshot (by the time it was taken): unchanged files link to it.
+fn newest_snapshot(snaps: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(snaps)
+        .ok()?
+        .flatten()
+        .filter(|e| crate::homes::is_rotating(&e.file_name().to_string_lossy()))
+        .filter(|e| is_ours(&e.path()))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .max()
+        .map(|(_, p)| p)
 }
 
 /// Rotates one account's snapshots for `interval`. `home` holds `incoming/` and `.snapshots/`.
@@ -166,39 +238,38 @@ pub fn rotate(home: &Path, intervals: &Intervals, interval: &str) -> Result<Rota
     let incoming = home.join("incoming");
     check_dir(&snaps)?;
     check_dir(&incoming)?;
-    if layout(home) == Layout::Dated {
-        report.skipped = Some("dated layout (client-made .snapshots/YYYYMMDD): left alone".into());
-        return Ok(report);
-    }
-    let lock_path = snaps.join(".lock");
+    let work = ensure_work(home)?;
+    let lock_path = work.join("lock");
     let lock_file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&lock_path)
         .map_err(io(&lock_path))?;
-    let _lock =
-        Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|_| SnapError::Locked {
-            path: snaps.clone(),
-        })?;
+    // waits for another interval's run on the same home (cron starts several at 02:00 on
+    // the first of a month); a stop signal ends the wait
+    let _lock = Flock::lock(lock_file, FlockArg::LockExclusive).map_err(|_| SnapError::Locked {
+        path: snaps.clone(),
+    })?;
 
     // repair what an interrupted run left
-    for e in std::fs::read_dir(&snaps).map_err(io(&snaps))? {
-        let name = e
-            .map_err(io(&snaps))?
-            .file_name()
-            .to_string_lossy()
-            .into_owned();
-        if name.starts_with(".incomplete.") {
-            to_trash(&snaps, &name)?;
+    for e in std::fs::read_dir(&work).map_err(io(&work))? {
+        let e = e.map_err(io(&work))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("incomplete.") {
+            remove_tree(&e.path()).map_err(|source| SnapError::Tree {
+                from: e.path(),
+                source,
+            })?;
             report.repaired.push(format!("discarded {name}"));
         }
     }
+    move_planted(&snaps, &mut report)?;
     for i in INTERVALS {
-        if snaps.join(format!(".ready.{i}")).exists() {
+        if work.join(format!("ready.{i}")).exists() {
             let k = intervals.keep(i).unwrap_or(0).max(1);
             let mut r = RotateReport::default();
-            place(&snaps, i, k, &mut r)?;
+            place(&snaps, &work, i, k, &mut r)?;
             report.repaired.push(format!("finished placing {i}.0"));
             report.expired.extend(r.expired);
         }
@@ -216,37 +287,39 @@ pub fn rotate(home: &Path, intervals: &Intervals, interval: &str) -> Result<Rota
         .iter()
         .rev()
         .find(|i| intervals.keep(i).unwrap_or(0) > 0);
-    let ready = snaps.join(format!(".ready.{interval}"));
+    let ready = work.join(format!("ready.{interval}"));
     match lower {
         None => {
-            let tmp = snaps.join(format!(".incomplete.{interval}"));
-            // an account that owns incoming/ gets snapshots it can read but not change:
-            // directories root's, group the account's, no write bit
-            let owner = std::fs::metadata(&incoming).ok().and_then(|m| {
+            let tmp = work.join(format!("incomplete.{interval}"));
+            // root's (whoever runs this), group the account's (the group of incoming/)
+            let owner = {
                 use std::os::unix::fs::MetadataExt;
-                (nix::unistd::geteuid().is_root() && m.uid() != 0).then_some(DirOwner {
-                    uid: 0,
+                let m = std::fs::metadata(&incoming).map_err(io(&incoming))?;
+                Owner {
+                    uid: nix::unistd::geteuid().as_raw(),
                     gid: m.gid(),
-                    mode: 0o750,
-                })
-            });
+                }
+            };
+            let reference = newest_snapshot(&snaps);
             let stats =
-                link_tree_with(&incoming, &tmp, owner).map_err(|source| SnapError::Tree {
-                    from: incoming.clone(),
-                    source,
+                copy_tree(&incoming, reference.as_deref(), &tmp, owner).map_err(|source| {
+                    SnapError::Tree {
+                        from: incoming.clone(),
+                        source,
+                    }
                 })?;
-            // the snapshot's own time is when it was taken (rsnapshot touches it too)
+            // the snapshot's own time is when the server took it (rsnapshot touches it too)
             if let Ok(f) = std::fs::File::open(&tmp) {
                 let _ = f.set_modified(std::time::SystemTime::now());
             }
             rename(&tmp, &ready)?;
-            report.links = stats.links;
+            report.copy = Some(stats);
             report.source = Some("incoming".into());
         }
         Some(lower) => {
             let k = intervals.keep(lower).unwrap_or(0);
             let oldest = format!("{lower}.{}", k - 1);
-            if !snaps.join(&oldest).exists() {
+            if !is_ours(&snaps.join(&oldest)) {
                 report.skipped = Some(format!("no {oldest} yet to become {interval}.0"));
                 return Ok(report);
             }
@@ -254,7 +327,7 @@ pub fn rotate(home: &Path, intervals: &Intervals, interval: &str) -> Result<Rota
             report.source = Some(oldest);
         }
     }
-    place(&snaps, interval, keep, &mut report)?;
+    place(&snaps, &work, interval, keep, &mut report)?;
     Ok(report)
 }
 
@@ -271,10 +344,6 @@ pub fn plan(home: &Path, intervals: &Intervals, interval: &str) -> Result<Rotate
     check_dir(home)?;
     check_dir(&snaps)?;
     check_dir(&home.join("incoming"))?;
-    if layout(home) == Layout::Dated {
-        report.skipped = Some("dated layout (client-made .snapshots/YYYYMMDD): left alone".into());
-        return Ok(report);
-    }
     if keep == 0 {
         report.skipped = Some(format!(
             "sstBackupInterval{} is 0 or unset: {interval} snapshots untouched",
@@ -291,7 +360,7 @@ pub fn plan(home: &Path, intervals: &Intervals, interval: &str) -> Result<Rotate
         None => report.source = Some("incoming".into()),
         Some(lower) => {
             let oldest = format!("{lower}.{}", intervals.keep(lower).unwrap_or(1) - 1);
-            if !snaps.join(&oldest).exists() {
+            if !is_ours(&snaps.join(&oldest)) {
                 report.skipped = Some(format!("no {oldest} yet to become {interval}.0"));
                 return Ok(report);
             }
@@ -321,9 +390,9 @@ fn capitalize(s: &str) -> String {
     }
 }
 
-/// Deletes everything in `.snapshots/.trash/` of a home (in parallel). Returns entries removed.
+/// Deletes everything in the trash of a home (in parallel). Returns entries removed.
 pub fn purge_trash(home: &Path) -> std::result::Result<u64, TreeError> {
-    let trash = home.join(".snapshots/.trash");
+    let trash = work_dir(home).join("trash");
     if std::fs::symlink_metadata(&trash)
         .map(|m| !m.is_dir())
         .unwrap_or(true)
@@ -347,7 +416,6 @@ pub fn purge_trash(home: &Path) -> std::result::Result<u64, TreeError> {
             n += 1;
         }
     }
-    // an empty trash folder would still count in `du`; it is made again when needed
     let _ = std::fs::remove_dir(&trash);
     Ok(n)
 }
@@ -417,10 +485,14 @@ mod tests {
         // weekly.0 was daily.2 on day 6: holds days up to 3
         assert!(h.join(".snapshots/weekly.0/pc/day3").exists());
         assert!(!h.join(".snapshots/weekly.0/pc/day4").exists());
-        let a = std::fs::metadata(h.join("incoming/pc/day0")).unwrap();
-        let b = std::fs::metadata(h.join(".snapshots/weekly.1/pc/day0")).unwrap();
-        assert_eq!(a.ino(), b.ino());
-        assert!(!h.join(".snapshots/.trash").exists());
+        // snapshots share inodes with each other, never with incoming/
+        let ino = |p: &str| std::fs::metadata(h.join(p)).unwrap().ino();
+        assert_ne!(ino("incoming/pc/day0"), ino(".snapshots/weekly.1/pc/day0"));
+        assert_eq!(
+            ino(".snapshots/daily.0/pc/day0"),
+            ino(".snapshots/weekly.1/pc/day0")
+        );
+        assert!(!h.join(".holdfast/trash").exists());
     }
 
     #[test]
@@ -437,30 +509,44 @@ mod tests {
         // a crash during the shift: daily.3 was moved to daily.4, daily.2 not yet; the new
         // tree was ready; and another build had died half-way
         let s = h.join(".snapshots");
+        let w = h.join(".holdfast");
         std::fs::rename(s.join("daily.3"), s.join("daily.4")).unwrap();
-        std::fs::create_dir(s.join(".ready.daily")).unwrap();
-        std::fs::write(s.join(".ready.daily/marker"), "new").unwrap();
-        std::fs::create_dir_all(s.join(".incomplete.daily/pc")).unwrap();
+        std::fs::create_dir(w.join("ready.daily")).unwrap();
+        std::fs::write(w.join("ready.daily/marker"), "new").unwrap();
+        std::fs::create_dir_all(w.join("incomplete.daily/pc")).unwrap();
         let r = rotate(&h, &iv, "daily").unwrap();
         assert_eq!(r.repaired.len(), 2, "{r:?}");
         assert_eq!(names(&h), ["daily.0", "daily.1", "daily.2", "daily.3"]);
         // the ready tree became daily.1 once today's run placed its own daily.0
         assert!(s.join("daily.1/marker").exists());
-        assert!(!s.join(".incomplete.daily").exists());
+        assert!(!w.join("incomplete.daily").exists());
     }
 
     #[test]
-    fn dated_layout_and_zero_intervals_are_left_alone() {
+    fn dated_folders_stay_planted_names_move_aside_zero_intervals_untouched() {
         let t = tempfile::tempdir().unwrap();
         let h = home(t.path());
         std::fs::create_dir(h.join(".snapshots/20261120")).unwrap();
+        // the account made a daily.0 of its own (to be linked from, or to block rotation)
+        std::fs::create_dir(h.join(".snapshots/daily.0")).unwrap();
+        std::fs::write(h.join(".snapshots/daily.0/fake"), "x").unwrap();
+        if nix::unistd::geteuid().is_root() {
+            std::os::unix::fs::lchown(h.join(".snapshots/daily.0"), Some(65534), Some(65534))
+                .unwrap();
+        }
         let iv = Intervals {
             daily: 7,
             ..Intervals::default()
         };
         let r = rotate(&h, &iv, "daily").unwrap();
-        assert!(r.skipped.unwrap().contains("dated"));
-        assert_eq!(names(&h), ["20261120"]);
+        assert_eq!(r.created.as_deref(), Some("daily.0"));
+        let mut n = names(&h);
+        if nix::unistd::geteuid().is_root() {
+            assert!(r.repaired[0].contains("moved aside"), "{r:?}");
+            assert!(n.pop().unwrap().starts_with("planted.daily.0."));
+            assert!(!h.join(".snapshots/daily.0/fake").exists());
+        }
+        assert_eq!(n, ["20261120", "daily.0"]);
         let h2 = home(&t.path().join("b"));
         std::fs::create_dir(h2.join(".snapshots/weekly.0")).unwrap();
         let r = rotate(&h2, &iv, "weekly").unwrap();

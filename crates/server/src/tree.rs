@@ -32,7 +32,7 @@ pub struct TreeError {
 
 type Result<T> = std::result::Result<T, TreeError>;
 
-fn err(path: &Path, e: nix::errno::Errno) -> TreeError {
+pub(crate) fn err(path: &Path, e: nix::errno::Errno) -> TreeError {
     TreeError {
         path: path.into(),
         source: std::io::Error::from_raw_os_error(e as i32),
@@ -49,7 +49,7 @@ pub fn open_dir(path: &Path) -> Result<OwnedFd> {
     nix::fcntl::open(path, DIR_FLAGS, Mode::empty()).map_err(|e| err(path, e))
 }
 
-fn open_dir_at(parent: impl AsFd, name: &CStr, path: &Path) -> Result<OwnedFd> {
+pub(crate) fn open_dir_at(parent: impl AsFd, name: &CStr, path: &Path) -> Result<OwnedFd> {
     nix::fcntl::openat(parent, name, DIR_FLAGS, Mode::empty()).map_err(|e| err(path, e))
 }
 
@@ -68,7 +68,7 @@ fn check_stop(path: &Path) -> Result<()> {
 
 /// Calls `f` for each entry of an open directory (without `.` and `..`), allocating nothing
 /// per entry.
-fn each_entry(
+pub(crate) fn each_entry(
     fd: &OwnedFd,
     path: &Path,
     mut f: impl FnMut(&CStr, Option<Type>) -> Result<()>,
@@ -90,7 +90,7 @@ fn each_entry(
     Ok(())
 }
 
-fn child(path: &Path, name: &CStr) -> PathBuf {
+pub(crate) fn child(path: &Path, name: &CStr) -> PathBuf {
     path.join(OsStr::from_bytes(name.to_bytes()))
 }
 
@@ -98,7 +98,7 @@ fn stat_at(fd: impl AsFd, name: &CStr, path: &Path) -> Result<FileStat> {
     nix::sys::stat::fstatat(fd, name, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(|e| err(path, e))
 }
 
-fn is_dir(st: &FileStat) -> bool {
+pub(crate) fn is_dir(st: &FileStat) -> bool {
     SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR
 }
 
@@ -197,7 +197,12 @@ fn link_dir(
 
 /// Gives a new directory the original's owner, mode and times (after its children exist,
 /// so the times stay).
-fn finish_dir(fd: &OwnedFd, st: &FileStat, path: &Path, owner: Option<DirOwner>) -> Result<()> {
+pub(crate) fn finish_dir(
+    fd: &OwnedFd,
+    st: &FileStat,
+    path: &Path,
+    owner: Option<DirOwner>,
+) -> Result<()> {
     use nix::unistd::{Gid, Uid};
     let (uid, gid, mode) = match owner {
         Some(o) => (o.uid, o.gid, o.mode),
@@ -399,13 +404,13 @@ fn usage_dir(
     })
 }
 
-/// A tree summarised for the size cache: everything that can only ever count for this tree
-/// (its directories, files with one link) as a sum, and its multiply-linked inodes as a list
-/// to be deduplicated against the rest of the account at measuring time.
+/// A tree summarised for the size cache: its directories (which only ever count for this
+/// tree) as a sum, and every other inode as a list to be deduplicated against the rest of
+/// the account at measuring time.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Scan {
     pub own: Usage,
-    /// (dev, ino, apparent, allocated) of non-directories with more than one link.
+    /// (dev, ino, apparent, allocated) of every non-directory.
     pub shared: Vec<(u64, u64, u64, u64)>,
 }
 
@@ -428,7 +433,6 @@ type Shared = Mutex<Vec<(u64, u64, u64, u64)>>;
 fn scan_dir(fd: &OwnedFd, path: &Path, own: &AtomicUsage, shared: &Shared) -> Result<()> {
     let mut subdirs = Vec::new();
     let mut mine = Vec::new();
-    let mut local = Usage::default();
     each_entry(fd, path, |name, t| {
         if t == Some(Type::Directory) {
             subdirs.push(name.to_owned());
@@ -438,19 +442,18 @@ fn scan_dir(fd: &OwnedFd, path: &Path, own: &AtomicUsage, shared: &Shared) -> Re
             .map_err(|e| err(&child(path, name), e))?;
         if is_dir(&st) {
             subdirs.push(name.to_owned());
-        } else if st.st_nlink > 1 {
+        } else {
+            // every file is listed: a later snapshot may link to one that has a single
+            // link today (unchanged files are hard links between snapshots)
             mine.push((
                 st.st_dev,
                 st.st_ino,
                 st.st_size.max(0) as u64,
                 st.st_blocks.max(0) as u64 * 512,
             ));
-        } else {
-            local.add_stat(&st);
         }
         Ok(())
     })?;
-    own.add_usage(local);
     if !mine.is_empty() {
         shared
             .lock()

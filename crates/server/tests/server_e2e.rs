@@ -238,15 +238,19 @@ fn clients_push_server_rotates_counts_and_reports() {
         .collect();
     assert_eq!(snapshot_names(&home[1]), want2);
     // trash emptied after each run
-    assert!(!home[0].join(".snapshots/.trash").exists());
+    assert!(!home[0].join(".holdfast/trash").exists());
 
-    // content and shared inodes: an unchanged file is one inode in incoming and 8 snapshots
+    // content and inodes: an unchanged file is one inode shared by the 8 snapshots, and
+    // another one in incoming/ (so nothing the account writes reaches a snapshot)
     let s = home[0].join(".snapshots");
     let c = std::fs::metadata(home[0].join("incoming/pc-anna/docs/constant.txt")).unwrap();
-    assert_eq!(c.nlink(), 9);
+    assert_eq!(c.nlink(), 1);
+    let first = std::fs::metadata(s.join("daily.0/pc-anna/docs/constant.txt")).unwrap();
+    assert_eq!(first.nlink(), 8);
+    assert_ne!(first.ino(), c.ino());
     for n in want1.iter() {
         let m = std::fs::metadata(s.join(n).join("pc-anna/docs/constant.txt")).unwrap();
-        assert_eq!(m.ino(), c.ino(), "{n}");
+        assert_eq!(m.ino(), first.ino(), "{n}");
     }
     assert_eq!(
         std::fs::read_to_string(s.join("daily.2/pc-anna/docs/changing.txt")).unwrap(),
@@ -526,54 +530,4 @@ fn accounts_as_os_users_cannot_touch_each_other() {
         &["rm", "-rf", &format!("{h0}/.snapshots/daily.0")]
     ));
     assert!(home[0].join(".snapshots/daily.0/pc/data.txt").is_file());
-}
-
-#[test]
-fn dated_layout_from_rsync_backup_dir_is_left_alone_but_counted() {
-    // the Perl client's own change folders: rsync --backup --backup-dir=.snapshots/YYYYMMDD
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
-    std::fs::create_dir_all(home.join("incoming")).unwrap();
-    std::fs::create_dir_all(home.join(".snapshots")).unwrap();
-    let src = tmp.path().join("client");
-    std::fs::create_dir_all(src.join("docs")).unwrap();
-    for (n, day) in ["20261119", "20261120", "20261121"].iter().enumerate() {
-        std::fs::write(src.join("docs/report.txt"), vec![b'r'; 10_000 + n * 1000]).unwrap();
-        std::fs::write(src.join(format!("docs/new{n}")), vec![b'n'; 3000]).unwrap();
-        if n > 0 {
-            std::fs::remove_file(src.join(format!("docs/new{}", n - 1))).unwrap();
-        }
-        let out = Command::new(holdfast_testkit::require("rsync"))
-            .args(["-a", "--delete", "--backup"])
-            .arg(format!(
-                "--backup-dir={}",
-                home.join(".snapshots").join(day).join("pc").display()
-            ))
-            .arg(format!("{}/", src.display()))
-            .arg(format!("{}/", home.join("incoming/pc").display()))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    assert!(home.join(".snapshots/20261121/pc/docs/new1").is_file());
-    let iv = holdfast_server::directory::Intervals {
-        daily: 7,
-        ..Default::default()
-    };
-    let before = snapshot_names(&home);
-    let r = holdfast_server::snapshot::rotate(&home, &iv, "daily").unwrap();
-    assert!(r.skipped.unwrap().contains("dated"));
-    assert_eq!(snapshot_names(&home), before);
-    assert_eq!(homes::layout(&home), homes::Layout::Dated);
-    let du = du(&home, &["-sb"], &["incoming", ".snapshots"]);
-    let s = holdfast_server::size::measure(&home).unwrap();
-    assert_eq!([s.backup.apparent, s.snapshots.apparent], [du[0], du[1]]);
-    let c = holdfast_server::size::measure_cached(&home, Some(&tmp.path().join("cache"))).unwrap();
-    assert_eq!([c.backup.apparent, c.snapshots.apparent], [du[0], du[1]]);
-    // the old versions are real bytes only the change folders hold
-    assert!(s.snapshots.apparent > 10_000 + 11_000 + 3000 + 3000);
 }

@@ -1,0 +1,374 @@
+//! Snapshot trees that share nothing with `incoming/`.
+//!
+//! A snapshot made with hard links to `incoming/` shares every inode with the files the
+//! account can still write: `rsync --inplace`, or any program the account runs over its key,
+//! then rewrites history. So [`copy_tree`] builds a new snapshot from `incoming/` this way:
+//! a file whose size and modification time equal the same path in the newest earlier
+//! snapshot (the reference, itself root's) becomes a hard link to that snapshot's file, as
+//! rsync's quick check would judge it unchanged; every other file is copied: a reflink
+//! (`FICLONE`) where the filesystem clones (btrfs, XFS), else `copy_file_range`. Hard links
+//! therefore only ever join snapshots to snapshots. Every file, link and folder of the copy
+//! belongs to root with the account's group (files 0640, or 0750 when executable; folders
+//! 0750): the account can read and restore, never change. Symlinks are copied as links (never
+//! followed); FIFOs, sockets and devices are left out (the stoney clients upload none).
+//!
+//! Files are opened relative to their folder with `O_NOFOLLOW|O_NONBLOCK` and must still be
+//! regular files after the open, so a client swapping a file for a link or a FIFO while the
+//! copy runs gains nothing. Subfolders are copied in parallel.
+
+use crate::tree::{
+    child, each_entry, err, finish_dir, is_dir, open_dir, open_dir_at, DirOwner, TreeError,
+};
+use nix::dir::Type;
+use nix::fcntl::{AtFlags, OFlag};
+use nix::sys::stat::{FileStat, Mode, SFlag};
+use nix::unistd::{Gid, Uid};
+use rayon::prelude::*;
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+type Result<T> = std::result::Result<T, TreeError>;
+
+/// What [`copy_tree`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct CopyStats {
+    pub dirs: u64,
+    /// Files copied (changed or new since the reference).
+    pub copied: u64,
+    /// Bytes in the copied files.
+    pub copied_bytes: u64,
+    /// Of the copies, those made as reflinks.
+    pub reflinked: u64,
+    /// Files linked to the reference snapshot (unchanged).
+    pub linked: u64,
+    pub symlinks: u64,
+    /// FIFOs, sockets and devices left out, and files that vanished mid-copy.
+    pub skipped: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    dirs: AtomicU64,
+    copied: AtomicU64,
+    copied_bytes: AtomicU64,
+    reflinked: AtomicU64,
+    linked: AtomicU64,
+    symlinks: AtomicU64,
+    skipped: AtomicU64,
+}
+
+/// Owner of everything in a snapshot: root (or whoever runs holdfast) and the account's group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+fn kind(st: &FileStat) -> SFlag {
+    SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT
+}
+
+fn file_mode(st: &FileStat) -> Mode {
+    Mode::from_bits_truncate(if st.st_mode & 0o111 != 0 {
+        0o750
+    } else {
+        0o640
+    })
+}
+
+/// Makes `dst` (which must not exist) a copy of the folder `src`, linking unchanged files to
+/// `reference` (an earlier snapshot of the same tree) where given.
+pub fn copy_tree(
+    src: &Path,
+    reference: Option<&Path>,
+    dst: &Path,
+    owner: Owner,
+) -> Result<CopyStats> {
+    let sfd = open_dir(src)?;
+    let rfd = reference.and_then(|r| open_dir(r).ok());
+    let parent = dst.parent().unwrap_or(Path::new("."));
+    let name =
+        CString::new(dst.file_name().unwrap_or_default().as_bytes()).map_err(|_| TreeError {
+            path: dst.into(),
+            source: std::io::ErrorKind::InvalidInput.into(),
+        })?;
+    let pfd = open_dir(parent)?;
+    let st = nix::sys::stat::fstat(&sfd).map_err(|e| err(src, e))?;
+    nix::sys::stat::mkdirat(&pfd, name.as_c_str(), Mode::from_bits_truncate(0o700))
+        .map_err(|e| err(dst, e))?;
+    let dfd = open_dir_at(&pfd, &name, dst)?;
+    let c = Counters::default();
+    c.dirs.fetch_add(1, Ordering::Relaxed);
+    copy_dir(&sfd, rfd.as_ref(), &dfd, src, &c, owner)?;
+    finish_dir(&dfd, &st, dst, Some(dir_owner(owner)))?;
+    Ok(CopyStats {
+        dirs: c.dirs.into_inner(),
+        copied: c.copied.into_inner(),
+        copied_bytes: c.copied_bytes.into_inner(),
+        reflinked: c.reflinked.into_inner(),
+        linked: c.linked.into_inner(),
+        symlinks: c.symlinks.into_inner(),
+        skipped: c.skipped.into_inner(),
+    })
+}
+
+fn dir_owner(o: Owner) -> DirOwner {
+    DirOwner {
+        uid: o.uid,
+        gid: o.gid,
+        mode: 0o750,
+    }
+}
+
+fn copy_dir(
+    sfd: &OwnedFd,
+    rfd: Option<&OwnedFd>,
+    dfd: &OwnedFd,
+    path: &Path,
+    c: &Counters,
+    owner: Owner,
+) -> Result<()> {
+    let mut subdirs = Vec::new();
+    each_entry(sfd, path, |name, t| {
+        if t == Some(Type::Directory) {
+            subdirs.push(name.to_owned());
+            return Ok(());
+        }
+        let p = child(path, name);
+        let st = match nix::sys::stat::fstatat(sfd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(nix::errno::Errno::ENOENT) => return Ok(()),
+            Err(e) => return Err(err(&p, e)),
+        };
+        match kind(&st) {
+            SFlag::S_IFDIR => subdirs.push(name.to_owned()),
+            SFlag::S_IFREG => {
+                if !link_unchanged(rfd, dfd, name, &st, owner, &p)? {
+                    copy_file(sfd, dfd, name, &p, c, owner)?;
+                } else {
+                    c.linked.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            SFlag::S_IFLNK => {
+                let target = match nix::fcntl::readlinkat(sfd, name) {
+                    Ok(t) => t,
+                    Err(nix::errno::Errno::ENOENT) => return Ok(()),
+                    Err(e) => return Err(err(&p, e)),
+                };
+                nix::unistd::symlinkat(target.as_os_str(), dfd, name).map_err(|e| err(&p, e))?;
+                chown_at(dfd, name, owner, &p)?;
+                c.symlinks.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {
+                c.skipped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    })?;
+    subdirs.par_iter().try_for_each(|name| -> Result<()> {
+        let p = child(path, name);
+        let csub = match open_dir_at(sfd, name, &p) {
+            Ok(f) => f,
+            // gone, or swapped for a link or file since readdir: left out of this snapshot
+            Err(e)
+                if matches!(
+                    e.source.raw_os_error(),
+                    Some(libc::ENOENT | libc::ELOOP | libc::ENOTDIR)
+                ) =>
+            {
+                c.skipped.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let rsub = rfd.and_then(|r| open_dir_at(r, name, &p).ok());
+        let st = nix::sys::stat::fstat(&csub).map_err(|e| err(&p, e))?;
+        nix::sys::stat::mkdirat(dfd, name.as_c_str(), Mode::from_bits_truncate(0o700))
+            .map_err(|e| err(&p, e))?;
+        let dsub = open_dir_at(dfd, name, &p)?;
+        c.dirs.fetch_add(1, Ordering::Relaxed);
+        copy_dir(&csub, rsub.as_ref(), &dsub, &p, c, owner)?;
+        finish_dir(&dsub, &st, &p, Some(dir_owner(owner)))
+    })
+}
+
+/// Links `name` from the reference snapshot when that holds a file of ours with the same
+/// size and modification time (rsync's own test for "unchanged").
+fn link_unchanged(
+    rfd: Option<&OwnedFd>,
+    dfd: &OwnedFd,
+    name: &CStr,
+    st: &FileStat,
+    owner: Owner,
+    path: &Path,
+) -> Result<bool> {
+    let Some(rfd) = rfd else { return Ok(false) };
+    let Ok(r) = nix::sys::stat::fstatat(rfd, name, AtFlags::AT_SYMLINK_NOFOLLOW) else {
+        return Ok(false);
+    };
+    let same = kind(&r) == SFlag::S_IFREG
+        && r.st_uid == owner.uid
+        && r.st_size == st.st_size
+        && r.st_mtime == st.st_mtime
+        && r.st_mtime_nsec == st.st_mtime_nsec
+        && r.st_mode & 0o777 == file_mode(st).bits();
+    if !same {
+        return Ok(false);
+    }
+    match nix::unistd::linkat(rfd, name, dfd, name, AtFlags::empty()) {
+        Ok(()) => Ok(true),
+        // too many links on one inode: a copy instead
+        Err(nix::errno::Errno::EMLINK) => Ok(false),
+        Err(e) => Err(err(path, e)),
+    }
+}
+
+fn chown_at(dfd: &OwnedFd, name: &CStr, o: Owner, path: &Path) -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    nix::unistd::fchownat(
+        dfd,
+        name,
+        Some(Uid::from_raw(o.uid)),
+        Some(Gid::from_raw(o.gid)),
+        AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .map_err(|e| err(path, e))
+}
+
+const READ: OFlag = OFlag::O_RDONLY
+    .union(OFlag::O_NOFOLLOW)
+    .union(OFlag::O_NONBLOCK)
+    .union(OFlag::O_NOCTTY)
+    .union(OFlag::O_CLOEXEC);
+
+const WRITE: OFlag = OFlag::O_WRONLY
+    .union(OFlag::O_CREAT)
+    .union(OFlag::O_EXCL)
+    .union(OFlag::O_NOFOLLOW)
+    .union(OFlag::O_CLOEXEC);
+
+fn copy_file(
+    sfd: &OwnedFd,
+    dfd: &OwnedFd,
+    name: &CStr,
+    path: &Path,
+    c: &Counters,
+    owner: Owner,
+) -> Result<()> {
+    let input = match nix::fcntl::openat(sfd, name, READ, Mode::empty()) {
+        Ok(f) => f,
+        Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ELOOP) => {
+            c.skipped.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        Err(e) => return Err(err(path, e)),
+    };
+    let st = nix::sys::stat::fstat(&input).map_err(|e| err(path, e))?;
+    if kind(&st) != SFlag::S_IFREG {
+        c.skipped.fetch_add(1, Ordering::Relaxed);
+        return Ok(());
+    }
+    let out = nix::fcntl::openat(dfd, name, WRITE, Mode::from_bits_truncate(0o600))
+        .map_err(|e| err(path, e))?;
+    // SAFETY: FICLONE takes the source descriptor as its argument and touches no memory.
+    let cloned = unsafe { libc::ioctl(out.as_raw_fd(), libc::FICLONE, input.as_raw_fd()) } == 0;
+    let mut out = std::fs::File::from(out);
+    if cloned {
+        c.reflinked.fetch_add(1, Ordering::Relaxed);
+    } else {
+        let mut input = std::fs::File::from(input.try_clone().map_err(|source| TreeError {
+            path: path.into(),
+            source,
+        })?);
+        std::io::copy(&mut input, &mut out).map_err(|source| TreeError {
+            path: path.into(),
+            source,
+        })?;
+    }
+    let fd = out.as_fd();
+    if nix::unistd::geteuid().is_root() {
+        nix::unistd::fchown(
+            fd,
+            Some(Uid::from_raw(owner.uid)),
+            Some(Gid::from_raw(owner.gid)),
+        )
+        .map_err(|e| err(path, e))?;
+    }
+    nix::sys::stat::fchmod(fd, file_mode(&st)).map_err(|e| err(path, e))?;
+    let at = nix::sys::time::TimeSpec::new(st.st_atime, st.st_atime_nsec);
+    let mt = nix::sys::time::TimeSpec::new(st.st_mtime, st.st_mtime_nsec);
+    nix::sys::stat::futimens(fd, &at, &mt).map_err(|e| err(path, e))?;
+    c.copied.fetch_add(1, Ordering::Relaxed);
+    c.copied_bytes
+        .fetch_add(st.st_size.max(0) as u64, Ordering::Relaxed);
+    Ok(())
+}
+
+/// True when a snapshot folder's entry belongs to us (and so cannot have been planted or
+/// changed by the account).
+pub fn ours(st: &FileStat) -> bool {
+    is_dir(st) && st.st_uid == nix::unistd::geteuid().as_raw()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn copies_share_no_inode_with_the_source_and_unchanged_files_link_to_the_reference() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("incoming");
+        std::fs::create_dir_all(src.join("pc/sub")).unwrap();
+        std::fs::write(src.join("pc/a"), vec![1u8; 5000]).unwrap();
+        std::fs::write(src.join("pc/sub/b"), b"hello").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", src.join("pc/etc")).unwrap();
+        nix::unistd::mkfifo(&src.join("pc/fifo"), Mode::from_bits_truncate(0o600)).unwrap();
+        let me = Owner {
+            uid: nix::unistd::geteuid().as_raw(),
+            gid: nix::unistd::getegid().as_raw(),
+        };
+        let s1 = copy_tree(&src, None, &t.path().join("s1"), me).unwrap();
+        assert_eq!(
+            (s1.copied, s1.linked, s1.symlinks, s1.skipped),
+            (2, 0, 1, 1)
+        );
+        let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
+        assert_ne!(ino(&src.join("pc/a")), ino(&t.path().join("s1/pc/a")));
+        assert_eq!(
+            std::fs::read(t.path().join("s1/pc/sub/b")).unwrap(),
+            b"hello"
+        );
+        assert!(std::fs::symlink_metadata(t.path().join("s1/pc/etc"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        let m = std::fs::metadata(t.path().join("s1/pc/a")).unwrap();
+        assert_eq!(m.mode() & 0o777, 0o640);
+        assert_eq!(
+            m.mtime(),
+            std::fs::metadata(src.join("pc/a")).unwrap().mtime()
+        );
+        // change b in place (as rsync --inplace would): only b is copied again
+        std::fs::write(src.join("pc/sub/b"), b"HELLO, longer").unwrap();
+        let s2 = copy_tree(&src, Some(&t.path().join("s1")), &t.path().join("s2"), me).unwrap();
+        assert_eq!((s2.copied, s2.linked), (1, 1));
+        assert_eq!(
+            ino(&t.path().join("s1/pc/a")),
+            ino(&t.path().join("s2/pc/a"))
+        );
+        assert_eq!(
+            std::fs::read(t.path().join("s1/pc/sub/b")).unwrap(),
+            b"hello"
+        );
+        assert_eq!(
+            std::fs::read(t.path().join("s2/pc/sub/b")).unwrap(),
+            b"HELLO, longer"
+        );
+    }
+}
