@@ -5,7 +5,9 @@
 //! there to judge (no quota set, no schedule uploaded): neither warn nor resolve.
 //! Thresholds follow the account (or its reseller's defaults): `sstBackupWarningNumbers`
 //! missed or failed runs, or `sstBackupWarningDays` days; 0 turns that limit off and both 0
-//! turn the task off for that account.
+//! turn the task off for that account. Neither set on account nor reseller: the first miss
+//! or failure warns. `Clear` means the problem is gone (no miss, a success), never merely
+//! "below the threshold".
 
 use crate::client::PrefixFiles;
 use crate::model::Account;
@@ -64,9 +66,17 @@ pub fn human(bytes: u64) -> String {
     }
 }
 
-fn thresholds(a: &Account) -> (u32, u32) {
-    (a.warning_numbers.unwrap_or(0), a.warning_days.unwrap_or(0))
+/// `(sstBackupWarningNumbers, sstBackupWarningDays)` after the reseller's defaults. Neither
+/// set anywhere: warn on the first miss or failure. Both 0: the task is off for the account
+/// (`None`), which neither warns nor calls an open warning resolved.
+fn thresholds(a: &Account) -> Option<(u32, u32)> {
+    match (a.warning_numbers, a.warning_days) {
+        (None, None) => Some((1, 0)),
+        (n, d) => Some((n.unwrap_or(0), d.unwrap_or(0))).filter(|&(n, d)| n > 0 || d > 0),
+    }
 }
+
+const OFF: &str = "sstBackupWarningNumbers and sstBackupWarningDays are 0";
 
 /// quota: used (backup + snapshots) above `sstNotificationWarningLevel` percent of `sstQuota`.
 pub fn quota(a: &Account) -> Outcome {
@@ -130,10 +140,9 @@ fn describe(s: &Schedule) -> String {
 
 /// schedule: planned runs since the last start that did not happen (after the grace time).
 pub fn schedule(a: &Account, p: &PrefixFiles, now: DateTime<Utc>, l: &Limits) -> Outcome {
-    let (numbers, days) = thresholds(a);
-    if numbers == 0 && days == 0 {
-        return Outcome::Clear;
-    }
+    let Some((numbers, days)) = thresholds(a) else {
+        return Outcome::Unknown(OFF.into());
+    };
     let Some(sf) = &p.scheduler else {
         return Outcome::Unknown("no scheduler.xml".into());
     };
@@ -153,10 +162,13 @@ pub fn schedule(a: &Account, p: &PrefixFiles, now: DateTime<Utc>, l: &Limits) ->
     let missed = plan::planned_runs(&sf.schedule, last, now - l.grace);
     let misses = missed.len() as u32;
     let idle_days = (now - last).num_days();
-    let warn = misses > 0
-        && ((numbers > 0 && misses >= numbers) || (days > 0 && idle_days >= days as i64));
-    if !warn {
+    if misses == 0 {
         return Outcome::Clear;
+    }
+    let warn = (numbers > 0 && misses >= numbers) || (days > 0 && idle_days >= days as i64);
+    if !warn {
+        // missed, but not often enough yet: not a warning, and not resolved either
+        return Outcome::Unknown(format!("{misses} missed, below the thresholds"));
     }
     let mut m = Map::new();
     m.insert("misses".into(), json!(misses));
@@ -201,10 +213,9 @@ pub fn unsuccessful(
     now: DateTime<Utc>,
     l: &Limits,
 ) -> Outcome {
-    let (numbers, days) = thresholds(a);
-    if numbers == 0 && days == 0 {
-        return Outcome::Clear;
-    }
+    let Some((numbers, days)) = thresholds(a) else {
+        return Outcome::Unknown(OFF.into());
+    };
     let Some((failed, id)) = last_run_failed(p, now, l) else {
         return Outcome::Unknown("no finished run to judge".into());
     };
@@ -217,7 +228,7 @@ pub fn unsuccessful(
     let warn = (numbers > 0 && failures >= numbers)
         || (days > 0 && since_ok.is_none_or(|d| d >= days as i64));
     if !warn {
-        return Outcome::Clear;
+        return Outcome::Unknown(format!("{failures} failed, below the thresholds"));
     }
     let never_ended = p
         .ended
@@ -394,32 +405,43 @@ mod tests {
             ..Default::default()
         };
         let l = Limits::default();
-        // 19th 02:00 missed; 20th 02:00 is inside the 2 h grace at 03:30.
-        assert_eq!(
+        // 19th 02:00 missed; 20th 02:00 is inside the 2 h grace at 03:30: one miss is
+        // below the threshold of 2, which is neither a warning nor a resolution.
+        assert!(matches!(
             schedule(&a, &p, t("2026-11-20T03:30:00+01:00"), &l),
+            Outcome::Unknown(_)
+        ));
+        assert_eq!(
+            schedule(&a, &p, t("2026-11-19T03:30:00+01:00"), &l),
             Outcome::Clear
         );
+        let mut unset = acct();
+        (unset.warning_numbers, unset.warning_days) = (None, None);
+        assert!(matches!(
+            schedule(&unset, &p, t("2026-11-20T03:30:00+01:00"), &l),
+            Outcome::Warn(_)
+        ));
         let Outcome::Warn(m) = schedule(&a, &p, t("2026-11-20T04:30:00+01:00"), &l) else {
             panic!()
         };
         assert_eq!(m["misses"], json!(2));
         assert_eq!(m["last_missed"], json!("2026-11-20 01:00 UTC"));
         assert_eq!(m["schedule"], json!("every day at 02:00 (UTC+01:00)"));
-        // Both thresholds off: never.
+        // Both thresholds off: never a warning, and no "resolved" either.
         let mut off = acct();
         off.warning_numbers = Some(0);
-        assert_eq!(
+        assert!(matches!(
             schedule(&off, &p, t("2026-12-20T04:30:00+01:00"), &l),
-            Outcome::Clear
-        );
+            Outcome::Unknown(_)
+        ));
         // Days threshold: 3 days idle with misses.
         let mut d = acct();
         d.warning_numbers = Some(0);
         d.warning_days = Some(3);
-        assert_eq!(
+        assert!(matches!(
             schedule(&d, &p, t("2026-11-20T04:30:00+01:00"), &l),
-            Outcome::Clear
-        );
+            Outcome::Unknown(_)
+        ));
         assert!(matches!(
             schedule(&d, &p, t("2026-11-21T04:30:00+01:00"), &l),
             Outcome::Warn(_)
@@ -444,8 +466,18 @@ mod tests {
             ended: Some(ended("2026-11-20T02:10:00+01:00", "7", false)),
             ..Default::default()
         };
-        // Threshold 2: one failure is not enough, two are.
-        assert_eq!(unsuccessful(&a, &p, 1, now, &l), Outcome::Clear);
+        // Threshold 2: one failure is not enough (nor resolved), two are.
+        assert!(matches!(
+            unsuccessful(&a, &p, 1, now, &l),
+            Outcome::Unknown(_)
+        ));
+        // Unset everywhere: the first failure warns.
+        let mut unset = acct();
+        (unset.warning_numbers, unset.warning_days) = (None, None);
+        assert!(matches!(
+            unsuccessful(&unset, &p, 1, now, &l),
+            Outcome::Warn(_)
+        ));
         let Outcome::Warn(m) = unsuccessful(&a, &p, 2, now, &l) else {
             panic!()
         };

@@ -1,8 +1,9 @@
 //! Who receives a warning: the plan's rules, in order.
 //!
-//! Customer side: only if `sstBackupWarningOn` is TRUE and `sstNotificationWarningMedium` is
-//! `mail`; then the account's own `mail` values, else those of the person in
-//! `sstBelongsToPersonUID`. Reseller side, independent of the customer's settings: if the
+//! Customer side, the seed's words literally: only if `sstBackupWarningOn` is TRUE; then, if
+//! the account has `mail` values AND its `sstNotificationWarningMedium` is `mail`, all of the
+//! account's `mail` values; otherwise (no mail, another medium or none) all `mail` values of
+//! the person in `sstBelongsToPersonUID`. Reseller side, independent of the customer's settings: if the
 //! task's keyword is in the reseller's `sstNotificationWarning`, every `sstMailTo`. The sender
 //! is the reseller's `sstMailFrom` (else the configured default). Every case that finds
 //! nobody is a note for the log; nothing else fails.
@@ -37,11 +38,18 @@ pub fn resolve(
         ..Default::default()
     };
     let uid = &a.uid;
+    let on = a.warning_on == Some(true);
+    let medium_mail = a
+        .medium
+        .as_deref()
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("mail"));
+    let own_mail = !a.mail.is_empty() && medium_mail;
+    let needs_person = on && !own_mail;
     // The person is read when the account has no mail, and for the greeting and language.
     let person: Option<Person> = match a.person.as_deref() {
         Some(p) => match dir.person(p) {
             Ok(found) => {
-                if found.is_none() && a.mail.is_empty() {
+                if found.is_none() && needs_person {
                     r.notes.push(format!(
                         "account {uid}: person {p} (sstBelongsToPersonUID) is not in the directory"
                     ));
@@ -63,26 +71,26 @@ pub fn resolve(
         .or_else(|| person.as_ref().and_then(|p| p.language.clone()))
         .or_else(|| r.reseller_language.clone());
 
-    let on = a.warning_on == Some(true);
-    let medium = a.medium.as_deref().map(str::trim).unwrap_or("");
     if !on {
         r.notes.push(format!(
             "account {uid}: customer not told about {task} (sstBackupWarningOn is not TRUE)"
         ));
-    } else if !medium.eq_ignore_ascii_case("mail") {
-        r.notes.push(format!(
-            "account {uid}: customer not told about {task} (sstNotificationWarningMedium is {medium:?}, not mail)"
-        ));
-    } else if !a.mail.is_empty() {
+    } else if own_mail {
         r.customer = a.mail.clone();
     } else {
         match (&a.person, &person) {
             (None, _) => r.notes.push(format!(
-                "account {uid}: no mail and no sstBelongsToPersonUID: nobody to tell about {task}"
+                "account {uid}: {} and no sstBelongsToPersonUID: nobody to tell about {task}",
+                if a.mail.is_empty() {
+                    "no mail"
+                } else {
+                    "medium not mail"
+                }
             )),
+            // a missing person was noted at the lookup
             (Some(_), None) => {}
             (Some(p), Some(found)) if found.mail.is_empty() => r.notes.push(format!(
-                "account {uid}: no mail, and person {p} has no mail either: nobody to tell about {task}"
+                "account {uid}: person {p} has no mail: nobody to tell about {task}"
             )),
             (Some(_), Some(found)) => r.customer = found.mail.clone(),
         }
@@ -201,11 +209,18 @@ mod tests {
         let r = resolve(&off, Task::Quota, Some(&res), &d);
         assert!(r.customer.is_empty() && r.reseller.len() == 1);
         assert!(r.notes[0].contains("sstBackupWarningOn"));
-        let mut sms = acct();
-        sms.medium = Some("sms".into());
-        assert!(resolve(&sms, Task::Quota, Some(&res), &d)
-            .customer
-            .is_empty());
+        // medium sms or none, even with the account's own mail: the person's mail (seed)
+        for medium in [Some("sms"), None] {
+            let mut m = acct();
+            m.mail = vec!["it@x.org".into()];
+            m.medium = medium.map(Into::into);
+            let r = resolve(&m, Task::Quota, Some(&res), &d);
+            assert_eq!(
+                r.customer,
+                vec!["anna@x.org", "anna@home.org"],
+                "{medium:?}"
+            );
+        }
         // Person without mail, missing person, no person at all: logged, nobody.
         for p in [Some("p2"), Some("ghost"), None] {
             let mut a = acct();

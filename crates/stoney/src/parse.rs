@@ -59,8 +59,8 @@ fn client(n: roxmltree::Node) -> Client {
 }
 
 /// Parses a timezone offset the way the clients write it, normalising their mistakes:
-/// `-00:00` is UTC, and an offset outside +-14 h (e.g. `-23:00` near midnight) is folded
-/// back into range by whole days.
+/// `-00:00` is UTC, `+05:450` (the Perl client's 5.75 h) is `+05:45`, and an offset outside
+/// +-14 h (e.g. `-23:00` near midnight) is folded back into range by whole days.
 pub fn offset(s: &str) -> Option<FixedOffset> {
     let s = s.trim();
     if s.eq_ignore_ascii_case("z") {
@@ -77,7 +77,15 @@ pub fn offset(s: &str) -> Option<FixedOffset> {
         None => (rest, "0"),
     };
     let h: i32 = h.trim().parse().ok()?;
-    let m: i32 = m.trim().parse().ok()?;
+    let mut m: i32 = m.trim().parse().ok()?;
+    if m >= 60 && m % 6 == 0 {
+        // The Perl client writes the decimal digits of its hour offset times 6 as the
+        // minutes: 5.75 h (Kathmandu) becomes `+05:450`, 5.5 h `+05:30`. Read the digits back
+        // as a fraction of an hour: 450 / 6 = 75 -> 0.75 h -> 45 minutes.
+        let digits = m / 6;
+        let scale = 10i32.pow(digits.to_string().len() as u32);
+        m = (digits * 60 + scale / 2) / scale;
+    }
     if !(0..60).contains(&m) {
         return None;
     }
@@ -309,6 +317,26 @@ mod tests {
     fn survives_client_quirks() {
         assert_eq!(offset("-23:00"), FixedOffset::east_opt(3600));
         assert_eq!(offset("-00:00"), FixedOffset::east_opt(0));
+        // the Perl client's fractional hours: Kathmandu, India, Chatham, Newfoundland
+        assert_eq!(offset("+05:450"), FixedOffset::east_opt(5 * 3600 + 45 * 60));
+        assert_eq!(offset("+05:30"), FixedOffset::east_opt(5 * 3600 + 30 * 60));
+        assert_eq!(
+            offset("+12:450"),
+            FixedOffset::east_opt(12 * 3600 + 45 * 60)
+        );
+        assert_eq!(
+            offset("-03:30"),
+            FixedOffset::east_opt(-(3 * 3600 + 30 * 60))
+        );
+        assert_eq!(
+            date("2026-11-21T02:00:00+05:450").unwrap().to_rfc3339(),
+            "2026-11-21T02:00:00+05:45"
+        );
+        let k = "<online_backup_schedule><custom_online_backup><minutes><minute_selected>0</minute_selected></minutes><hours><hour_selected>20</hour_selected></hours><timezone>+05:450</timezone></custom_online_backup></online_backup_schedule>";
+        let Schedule::Custom(ks) = scheduler(k).unwrap().schedule else {
+            panic!()
+        };
+        assert_eq!(ks.timezone.local_minus_utc(), 5 * 3600 + 45 * 60);
         assert_eq!(
             date("2013-02-05T23:30:00-23:00")
                 .unwrap()
