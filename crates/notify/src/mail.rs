@@ -133,6 +133,26 @@ fn build_smtp(c: &SmtpConfig) -> Result<(String, SmtpTransport), MailError> {
     Ok((format!("{host}:{port}"), b.build()))
 }
 
+/// A Message-ID unique to this message: time, process, a counter and randomness from the
+/// kernel, at the sender's domain (RFC 5322 3.6.4).
+fn message_id(domain: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut rnd = [0u8; 8];
+    let _ = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut rnd));
+    format!(
+        "<{}.{}.{}.{:016x}@{domain}>",
+        now.as_nanos(),
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        u64::from_le_bytes(rnd)
+    )
+}
+
 impl Mailer {
     pub fn new(outbox: &Path, smtp: Option<&SmtpConfig>) -> Result<Mailer, MailError> {
         std::fs::create_dir_all(outbox).map_err(|source| MailError::Outbox {
@@ -167,10 +187,15 @@ impl Mailer {
         if to.iter().next().is_none() {
             return Err(err("no valid recipient".into()));
         }
+        let id = message_id(from.email.domain());
+        // lettre adds Date itself, encodes a non-ASCII subject (RFC 2047) and picks 7bit,
+        // quoted-printable or base64 for the body; MIME-Version and Message-ID are ours
         let msg = Message::builder()
             .from(from)
             .mailbox(lettre::message::header::To::from(to))
             .subject(m.subject.clone())
+            .message_id(Some(id))
+            .header(lettre::message::header::MIME_VERSION_1_0)
             .header(ContentType::TEXT_PLAIN)
             .body(m.body.clone())
             .map_err(|e| err(e.to_string()))?;
@@ -258,5 +283,51 @@ impl Mailer {
             let name = format!("{id}.{ext}");
             let _ = std::fs::rename(self.outbox.join(&name), dir.join(&name));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_carry_the_headers_mail_clients_expect() {
+        let m = Mail {
+            from: "Rückversicherung Backup <backup@ruck.example>".into(),
+            to: vec![
+                "Anna Müller <anna@x.example>".into(),
+                "not an address".into(),
+            ],
+            subject: "Datensicherung läuft nicht".into(),
+            body: "Grüezi Anna\n\nIhre Sicherung für »pc« fehlt.\n".into(),
+        };
+        let (msg, notes) = Mailer::build(&m).unwrap();
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        let text = String::from_utf8(msg.formatted()).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        for h in [
+            "MIME-Version: 1.0\r\n",
+            "Content-Type: text/plain; charset=utf-8\r\n",
+            "Message-ID: <",
+            "Date: ",
+            "Subject: Datensicherung =?utf-8?b?",
+        ] {
+            assert!(head.contains(h), "{h:?} missing in\n{head}");
+        }
+        assert!(head.contains("Content-Transfer-Encoding: "));
+        assert!(
+            head.is_ascii() && body.is_ascii(),
+            "8-bit text left unencoded"
+        );
+        let (again, _) = Mailer::build(&m).unwrap();
+        let id = |t: &str| {
+            t.lines()
+                .find(|l| l.starts_with("Message-ID:"))
+                .unwrap()
+                .to_string()
+        };
+        let text2 = String::from_utf8(again.formatted()).unwrap();
+        assert_ne!(id(&text), id(&text2), "every message its own id");
+        assert!(id(&text).ends_with("@ruck.example>"), "{}", id(&text));
     }
 }

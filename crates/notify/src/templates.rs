@@ -371,6 +371,74 @@ mod tests {
     }
 
     #[test]
+    fn builtins_print_no_none_and_no_english_in_german() {
+        // the values a real run may leave empty: no customer, person or prefix, and the
+        // times a client never uploaded
+        let sparse = |task, aud, resolved| {
+            let mut v = sample_vars(task, aud, resolved);
+            let m = v.as_object_mut().unwrap();
+            for k in ["customer", "person", "prefix", "operating_system"] {
+                m.insert(k.into(), json!(""));
+            }
+            // (only *unsuccessful* may lack these: schedule always has a last start)
+            for k in [
+                "last_start",
+                "last_end",
+                "last_success",
+                "days_since_success",
+            ] {
+                if task == Task::Unsuccessful {
+                    m.insert(k.into(), Value::Null);
+                }
+            }
+            v
+        };
+        const ENGLISH: [&str; 12] = [
+            "quota",
+            "schedule",
+            "unsuccessful",
+            "upgrade",
+            "nobackup",
+            "failed",
+            "never_ended",
+            "resolved",
+            "account",
+            "customer",
+            "prefix",
+            " the ",
+        ];
+        for (name, src) in BUILTIN {
+            let parts: Vec<&str> = name.split('.').collect();
+            let task: Task = parts[0].parse().unwrap();
+            let aud = if parts[1] == "customer" {
+                Audience::Customer
+            } else {
+                Audience::Reseller
+            };
+            for resolved in [false, true] {
+                for reason in ["failed", "never_ended"] {
+                    let mut vars = sparse(task, aud, resolved);
+                    vars["reason"] = json!(reason);
+                    let (s, b) = render_source(name, src, &vars).unwrap();
+                    let all = format!("{s}\n{b}");
+                    for bad in ["None", "none", "null", "()", " ,", "  "] {
+                        assert!(
+                            !all.contains(bad),
+                            "{name} {resolved} prints {bad:?}:\n{all}"
+                        );
+                    }
+                    if parts[2] == "de" {
+                        let lower = all.to_lowercase();
+                        for w in ENGLISH {
+                            assert!(!lower.contains(w), "{name}: English {w:?} in:\n{all}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn language_candidates() {
         assert_eq!(languages(Some("de-CH"), "en"), vec!["de-CH", "de", "en"]);
         assert_eq!(

@@ -309,7 +309,7 @@ fn every_task_reaches_exactly_the_right_people() {
             desk.clone(),
         ),
         (
-            "[unsuccessful] never_ended: account 4000004 prefix srv".into(),
+            "[unsuccessful] never ended: account 4000004 prefix srv".into(),
             desk.clone(),
         ),
         (

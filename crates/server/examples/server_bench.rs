@@ -2,13 +2,16 @@
 //! many small files with a week of snapshots (run by `bench/server.sh`):
 //!
 //! - snapshot creation: `tree::link_tree` vs `cp -al`
+//! - what snapshots the account cannot change cost: a week of `copy::copy_tree` snapshots
+//!   (copies of changed files, links between snapshots) against the week of hard links to
+//!   `incoming/`, in time and disk space
 //! - size accounting of incoming/ + 7 daily snapshots: `size::measure` vs `du -s`
 //! - expiry of the oldest snapshot: rename into the trash (what the snapshot job waits for),
 //!   and the parallel purge of it, each vs `rm -rf`
 //!
 //! Usage: server_bench [--files N] [--dir DIR] [--keep]
 
-use holdfast_server::{size, snapshot, tree};
+use holdfast_server::{copy, size, snapshot, tree};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -184,10 +187,47 @@ fn main() {
         secs(size_inc)
     );
 
+    // snapshots that share no inode with incoming/: the same week again, as copies
+    let home2 = tmp.path().join("home2/.snapshots");
+    std::fs::create_dir_all(&home2).unwrap();
+    let owner = copy::Owner {
+        uid: nix::unistd::geteuid().as_raw(),
+        gid: nix::unistd::getegid().as_raw(),
+    };
+    let mut copies = vec![];
+    let mut prev: Option<PathBuf> = None;
+    for day in 0..8 {
+        if day > 0 {
+            change(&incoming, 7 + day);
+        }
+        let dst = home2.join(format!("daily.{}", 7 - day));
+        let t = Instant::now();
+        copy::copy_tree(&incoming, prev.as_deref(), &dst, owner).unwrap();
+        copies.push(t.elapsed());
+        prev = Some(dst);
+    }
+    let copy_alloc = tree::usage(&home2, &tree::InodeSet::default(), &|_| false)
+        .unwrap()
+        .allocated;
+    let copy_week = copies[1..].iter().sum::<Duration>() / 7;
+    let link_week = ours.iter().sum::<Duration>() / ours.len() as u32;
+    println!(
+        "unchangeable snapshots: first (full copy) {:.2}s, then {:.2}s a day vs {:.2}s for hard \
+         links; space of 8 snapshots {} B vs {} B for a week of hard links ({:.2}x incoming)",
+        secs(copies[0]),
+        secs(copy_week),
+        secs(link_week),
+        copy_alloc,
+        s.snapshots.allocated,
+        (copy_alloc - s.snapshots.allocated.min(copy_alloc)) as f64
+            / s.backup.allocated.max(1) as f64
+    );
+
     // expiry: the oldest daily snapshot, ours vs rm -rf on an identical tree
     let t = Instant::now();
-    std::fs::create_dir_all(snaps.join(".trash")).unwrap();
-    std::fs::rename(snaps.join("daily.6"), snaps.join(".trash/daily.6")).unwrap();
+    let trash = snapshot::work_dir(&home).join("trash");
+    std::fs::create_dir_all(&trash).unwrap();
+    std::fs::rename(snaps.join("daily.6"), trash.join("daily.6")).unwrap();
     let expire_rename = t.elapsed();
     let t = Instant::now();
     let removed = snapshot::purge_trash(&home).unwrap();
@@ -227,6 +267,10 @@ fn main() {
     println!(
         "  expiry (purge)     rm -rf / remove_tree   {:6.2}x",
         secs(rm) / secs(purge)
+    );
+    println!(
+        "  daily snapshot     copy_tree / link_tree  {:6.2}x (cost of unchangeable snapshots)",
+        secs(copy_week) / secs(link_week)
     );
     if keep {
         let p = tmp.keep();

@@ -138,6 +138,9 @@ pub struct Account {
     pub mail: Vec<String>,
     pub preferred_language: Option<String>,
     pub intervals: Intervals,
+    /// True when the entry has any `sstBackupInterval*` of its own (else the reseller's
+    /// defaults apply).
+    pub intervals_set: bool,
     /// `sstBackupLastSuccessfulBackup`, by prefix.
     pub last_successful: BTreeMap<String, DateTime<Utc>>,
     /// `sstIsActive`; absent counts as active.
@@ -191,6 +194,8 @@ pub struct ResellerSettings {
     pub warning_days: Option<u32>,
     pub warning_numbers: Option<u32>,
     pub medium: Option<String>,
+    /// `sstBackupInterval*` defaults, when the settings entry has any.
+    pub intervals: Option<Intervals>,
 }
 
 impl Account {
@@ -205,6 +210,11 @@ impl Account {
         }
         if self.preferred_language.is_none() {
             self.preferred_language = s.preferred_language.clone();
+        }
+        if !self.intervals_set {
+            if let Some(i) = s.intervals {
+                self.intervals = i;
+            }
         }
     }
 
@@ -227,6 +237,15 @@ impl Account {
         let increment_size = num("sstIncrementSize");
         let warning_days = num("sstBackupWarningDays").map(clamp32);
         let warning_numbers = num("sstBackupWarningNumbers").map(clamp32);
+        let intervals_set = [
+            "sstBackupIntervalHourly",
+            "sstBackupIntervalDaily",
+            "sstBackupIntervalWeekly",
+            "sstBackupIntervalMonthly",
+            "sstBackupIntervalYearly",
+        ]
+        .iter()
+        .any(|a| e.get(a).is_some());
         let intervals = Intervals {
             hourly: num("sstBackupIntervalHourly").map(clamp32).unwrap_or(0),
             daily: num("sstBackupIntervalDaily").map(clamp32).unwrap_or(0),
@@ -272,6 +291,7 @@ impl Account {
             mail: e.all("mail").to_vec(),
             preferred_language: s("preferredLanguage"),
             intervals,
+            intervals_set,
             last_successful,
             active,
             home_directory: s("homeDirectory").map(PathBuf::from),
@@ -524,6 +544,7 @@ impl Directory {
                 warning_days: a.warning_days,
                 warning_numbers: a.warning_numbers,
                 medium: a.medium,
+                intervals: a.intervals_set.then_some(a.intervals),
             }
         }))
     }
@@ -817,6 +838,18 @@ mod tests {
         assert_eq!(b.warning_days, None);
         b.apply_defaults(&s);
         assert_eq!((b.warning_days, b.warning_on), (Some(3), Some(false)));
+        // intervals: the reseller's only when the account has none of its own
+        assert_eq!((b.intervals.daily, b.intervals.monthly), (7, 12));
+        let mut none = Account::default();
+        none.apply_defaults(&s);
+        assert_eq!(
+            (
+                none.intervals.daily,
+                none.intervals.weekly,
+                none.intervals.monthly
+            ),
+            (7, 4, 3)
+        );
     }
 
     #[test]

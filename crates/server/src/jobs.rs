@@ -84,7 +84,23 @@ fn each_account(
 ) -> Result<Pass, JobError> {
     let started = Instant::now();
     let host = cfg.host_name();
-    let accounts = select(dir, &host, only)?;
+    let mut accounts = select(dir, &host, only)?;
+    // the reseller's defaults (snapshot intervals, warning settings) where the account has none
+    let mut settings = std::collections::HashMap::new();
+    for acc in &mut accounts {
+        let Some(r) = acc.reseller_uid.clone() else {
+            continue;
+        };
+        let s = settings.entry(r.clone()).or_insert_with(|| {
+            dir.reseller_settings(&r).unwrap_or_else(|e| {
+                tracing::warn!("reseller {r}: cannot read its settings: {e}");
+                None
+            })
+        });
+        if let Some(s) = s {
+            acc.apply_defaults(s);
+        }
+    }
     let mut status = Status::load(&cfg.state_dir);
     status.host = host.clone();
     let mut outcomes = vec![];
@@ -233,6 +249,18 @@ pub fn size_all(
                 st.backup_allocated = Some(s.backup.allocated);
                 st.snapshot_allocated = Some(s.snapshots.allocated);
                 st.measured_at = Some(Utc::now());
+                let line = crate::size::quota_line(
+                    acc.quota.unwrap_or(0),
+                    s.backup.apparent,
+                    s.snapshots.apparent,
+                );
+                if let Err(e) = crate::size::write_quota_file(&home, &line) {
+                    o.error = Some(format!(
+                        "account {}: cannot write {}: {e}",
+                        acc.uid,
+                        home.join(crate::size::QUOTA_FILE).display()
+                    ));
+                }
                 st.last_snapshot = crate::snapshot::last_snapshot(&home).map(to_utc);
                 if write {
                     if let Err(e) = dir.set_sizes(&acc.uid, s.backup.apparent, s.snapshots.apparent)

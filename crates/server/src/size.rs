@@ -223,6 +223,37 @@ pub fn quota_line(quota: u64, backup: u64, snapshots: u64) -> String {
     )
 }
 
+/// The file in each home the size job writes the account's [`quota_line`] to (root's,
+/// group the account's, 0640), for the jail's `getQuota` to print.
+pub const QUOTA_FILE: &str = ".quota";
+
+/// `/bin/getQuota` for an account's jail (or anywhere on its PATH): prints the line the last
+/// size job wrote. Plain `sh` and `cat`, which an rsync jail has anyway. Inside a
+/// `ChrootDirectory` jail sshd starts in the home (`.`); outside, `$HOME` is it.
+pub const GETQUOTA_SCRIPT: &str = r#"#!/bin/sh
+# getQuota (holdfast): "quota backup snapshot" in MiB, as sepiola and the stoney self-care
+# page read it. `holdfast server size` writes the line; this only prints it.
+for f in ./.quota "$HOME/.quota"; do
+  if [ -f "$f" ]; then exec cat "$f"; fi
+done
+echo "getQuota: no sizes measured yet for this account" >&2
+exit 1
+"#;
+
+/// Writes [`quota_line`] to `<home>/.quota`, readable by the account's group only.
+pub fn write_quota_file(home: &Path, line: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let p = home.join(QUOTA_FILE);
+    crate::directory::write_atomic(&p, format!("{line}\n").as_bytes())?;
+    if nix::unistd::geteuid().is_root() {
+        let gid = std::fs::metadata(home.join("incoming"))
+            .or_else(|_| std::fs::metadata(home))?
+            .gid();
+        std::os::unix::fs::lchown(&p, Some(0), Some(gid))?;
+    }
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -354,7 +354,7 @@ fn both_client_modes_work_and_no_attack_changes_a_snapshot() {
     assert!(!o.status.success(), "backup-dir into a snapshot");
     // 3. shell commands with the account's key
     let planted = [
-        format!("chmod -R u+w ~/.snapshots/daily.0"),
+        "chmod -R u+w ~/.snapshots/daily.0".to_string(),
         format!("chmod 666 ~/.snapshots/daily.0/pc/{f}"),
         format!("echo evil > ~/.snapshots/daily.0/pc/{f}"),
         "mv ~/.snapshots/daily.1 ~/.snapshots/mine".to_string(),
@@ -428,6 +428,23 @@ fn both_client_modes_work_and_no_attack_changes_a_snapshot() {
         std::fs::read(s.join("daily.1/pc/data/constant.bin")).unwrap(),
         vec![3u8; 40_000]
     );
-    let quota = size::quota_line(104_857_600, du_sb(h)[0], du_sb(h)[1]);
+    // getQuota over the account's key: the line the size job wrote, same numbers as
+    // `server quota` (used sizes rounded up, so free space is never overstated)
+    let r = jobs::size_all(&cfg, &dir, Some(u), false, false).unwrap();
+    assert_eq!(r.errors(), 0, "{r:?}");
+    let du = du_sb(h);
+    let quota = size::quota_line(104_857_600, du[0], du[1]);
     assert!(quota.starts_with("100 1 "), "{quota}");
+    let bin = t.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(bin.join("getQuota"), size::GETQUOTA_SCRIPT).unwrap();
+    for p in [t, &bin, &bin.join("getQuota")] {
+        std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    let o = ssh(&sshd, u, &bin.join("getQuota").display().to_string());
+    ok(&o, "getQuota");
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), quota);
+    let q = std::fs::metadata(h.join(size::QUOTA_FILE)).unwrap();
+    assert_eq!((q.uid(), q.mode() & 0o777), (0, 0o640));
+    assert!(!ssh(&sshd, u, "echo '9999 0 0' > ~/.quota").status.success());
 }

@@ -22,7 +22,8 @@ pub enum Cmd {
     /// Count each account's backup and snapshot bytes and write them to the directory
     /// (sstBackupSize, sstIncrementSize).
     Size(SizeArgs),
-    /// Print `quota backup snapshot` in MiB for an account, like the jail's getQuota.
+    /// Print `quota backup snapshot` in MiB for an account, like the jail's getQuota
+    /// (quota rounded down, used sizes up).
     Quota(QuotaArgs),
     /// Cron entries for the server jobs (snapshots, sizes, checks).
     #[command(subcommand)]
@@ -95,7 +96,13 @@ pub struct SizeArgs {
 #[derive(clap::Args)]
 pub struct QuotaArgs {
     /// Account uid.
-    uid: String,
+    #[arg(required_unless_present = "getquota_script")]
+    uid: Option<String>,
+    /// Print the `/bin/getQuota` script to install in the accounts' jail instead: it prints
+    /// the line `holdfast server size` writes into each home (`.quota`), so a client over
+    /// its ssh key sees the same numbers as this command.
+    #[arg(long)]
+    getquota_script: bool,
     /// Measure the home now instead of using the sizes stored in the directory.
     #[arg(long)]
     measure: bool,
@@ -177,10 +184,14 @@ pub fn run(cmd: Cmd, ctx: &Context) -> anyhow::Result<ExitCode> {
             })
         }
         Cmd::Quota(a) => {
+            let Some(uid) = a.uid.as_deref().filter(|_| !a.getquota_script) else {
+                print!("{}", size::GETQUOTA_SCRIPT);
+                return Ok(exit::code(exit::OK));
+            };
             let dir = open(ctx)?;
             let acc = dir
-                .account(&a.uid)?
-                .with_context(|| format!("no backup account {} in {}", a.uid, dir.source()))?;
+                .account(uid)?
+                .with_context(|| format!("no backup account {uid} in {}", dir.source()))?;
             let (backup, snaps) = if a.measure {
                 let home = homes::home_of(&acc, &cfg.homes_root)?;
                 let s = size::measure(&home)?;
