@@ -32,7 +32,7 @@ pub enum CheckError {
     #[error(transparent)]
     Mail(#[from] MailError),
     #[error(transparent)]
-    Lock(holdfast_server::lock::LockError),
+    Lock(holdfast_core::lock::LockError),
 }
 
 #[derive(Debug, Clone)]
@@ -138,14 +138,16 @@ pub fn check(
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(std::path::Path::new("."));
-        Some(
-            holdfast_server::lock::take(dir, "check").map_err(|e| match e {
-                holdfast_server::lock::LockError::Busy { path, .. } => {
-                    CheckError::Busy(path.display().to_string())
-                }
-                e => CheckError::Lock(e),
-            })?,
-        )
+        let lock = holdfast_core::lock::acquire(
+            &dir.join("check.lock"),
+            holdfast_core::lock::LockMode::Exclusive,
+        );
+        Some(lock.map_err(|e| match e {
+            holdfast_core::lock::LockError::Held { path, .. } => {
+                CheckError::Busy(path.display().to_string())
+            }
+            e => CheckError::Lock(e),
+        })?)
     };
     let state = if opts.dry_run {
         if cfg.state.exists() {

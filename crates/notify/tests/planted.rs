@@ -91,7 +91,11 @@ fn planted_files_are_findings_and_everything_else_goes_on() {
     };
 
     // A second run while one holds the lock is refused and changes nothing.
-    let held = holdfast_server::lock::take(&root.join("state"), "check").unwrap();
+    let held = holdfast_core::lock::acquire(
+        &root.join("state/check.lock"),
+        holdfast_core::lock::LockMode::Exclusive,
+    )
+    .unwrap();
     assert!(matches!(check(&dir, &cfg, &opts), Err(CheckError::Busy(_))));
     drop(held);
 

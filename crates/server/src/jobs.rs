@@ -18,7 +18,17 @@ pub enum JobError {
     #[error(transparent)]
     Directory(#[from] crate::directory::Error),
     #[error(transparent)]
-    Lock(#[from] crate::lock::LockError),
+    Lock(#[from] holdfast_core::lock::LockError),
+}
+
+/// One run of a job at a time: `<state_dir>/<job>.lock` (a second run stops with
+/// `LockError::Held`, exit code 4 in the CLI).
+pub fn job_lock(cfg: &ServerConfig, job: &str) -> Result<holdfast_core::lock::Lock, JobError> {
+    let path = cfg.state_dir.join(format!("{job}.lock"));
+    Ok(holdfast_core::lock::acquire(
+        &path,
+        holdfast_core::lock::LockMode::Exclusive,
+    )?)
 }
 
 /// What a job did for one account.
@@ -178,7 +188,7 @@ pub fn snapshot_all(
     only: Option<&str>,
     keep_trash: bool,
 ) -> Result<JobReport, JobError> {
-    let _lock = crate::lock::take(&cfg.state_dir, &format!("snapshot-{interval}"))?;
+    let _lock = job_lock(cfg, &format!("snapshot-{interval}"))?;
     let mut homes = vec![];
     let pass = each_account(cfg, dir, only, |acc, home, st, o| {
         if !home.is_dir() {
@@ -233,7 +243,7 @@ pub fn size_all(
     write: bool,
     full: bool,
 ) -> Result<JobReport, JobError> {
-    let _lock = crate::lock::take(&cfg.state_dir, "size")?;
+    let _lock = job_lock(cfg, "size")?;
     let pass = each_account(cfg, dir, only, |acc, home, st, o| {
         let cache = cfg.state_dir.join("size-cache").join(&acc.uid);
         let cache = (!full).then_some(cache.as_path());

@@ -12,7 +12,6 @@ pub mod directory;
 pub mod homes;
 pub mod jobs;
 pub mod ldif;
-pub mod lock;
 pub mod metrics;
 pub mod safe;
 pub mod size;

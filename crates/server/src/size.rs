@@ -244,7 +244,7 @@ exit 1
 pub fn write_quota_file(home: &Path, line: &str) -> std::io::Result<()> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let p = home.join(QUOTA_FILE);
-    crate::directory::write_atomic(&p, format!("{line}\n").as_bytes())?;
+    holdfast_core::fs::write_atomic(&p, format!("{line}\n").as_bytes(), 0o640)?;
     if nix::unistd::geteuid().is_root() {
         let gid = std::fs::metadata(home.join("incoming"))
             .or_else(|_| std::fs::metadata(home))?

@@ -239,7 +239,7 @@ pub fn run(cmd: Cmd, ctx: &Context) -> anyhow::Result<ExitCode> {
 /// A held job lock is exit code 4, like every other lock.
 fn job(r: Result<jobs::JobReport, jobs::JobError>) -> anyhow::Result<jobs::JobReport> {
     match r {
-        Err(jobs::JobError::Lock(e @ holdfast_server::lock::LockError::Busy { .. })) => {
+        Err(jobs::JobError::Lock(e @ holdfast_core::lock::LockError::Held { .. })) => {
             Err(exit::CodedError {
                 code: exit::LOCKED,
                 message: e.to_string(),
