@@ -22,6 +22,7 @@ pub struct Config {
     pub site: SiteSection,
     pub scheduler: holdfast_site::scheduler::SchedulerConfig,
     pub backup: holdfast_backup::BackupConfig,
+    pub schedule: holdfast_backup::schedule::ScheduleConfig,
     pub unpack: holdfast_unpack::UnpackConfig,
     pub server: holdfast_server::ServerConfig,
     pub notify: holdfast_notify::NotifyConfig,

@@ -21,8 +21,30 @@ pub fn code(c: u8) -> ExitCode {
     ExitCode::from(c)
 }
 
-/// Prints `holdfast: <error>` on one line (the cause chain with -v) and picks the exit code.
-pub fn report(e: &anyhow::Error, verbose: u8) -> ExitCode {
+/// The number behind an exit code a command returned (std keeps it opaque).
+pub fn number(code: ExitCode) -> u8 {
+    [OK, FAILURE, 2, INCOMPLETE, LOCKED, INTERRUPTED]
+        .into_iter()
+        .find(|&n| ExitCode::from(n) == code)
+        .unwrap_or(FAILURE)
+}
+
+/// `-q`: whatever a command prints to stdout goes to /dev/null, so a successful run under
+/// cron prints nothing (errors still go to stderr, log lines to the system log).
+pub fn silence_stdout() {
+    use std::os::fd::AsRawFd;
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        // SAFETY: dup2 onto fd 1 only replaces what stdout points at; `null` stays valid
+        // for the call and is closed after.
+        unsafe {
+            libc::dup2(null.as_raw_fd(), libc::STDOUT_FILENO);
+        }
+    }
+}
+
+/// Prints `holdfast: <error>` on one line (the cause chain with -v) and picks the exit code;
+/// returns the code and the line (for the system log).
+pub fn report(e: &anyhow::Error, verbose: u8) -> (u8, String) {
     let mut line = e.to_string();
     if verbose > 0 {
         for cause in e.chain().skip(1) {
@@ -36,17 +58,19 @@ pub fn report(e: &anyhow::Error, verbose: u8) -> ExitCode {
         }
     }
     eprintln!("holdfast: {line}");
+    // A signal that arrived during the run is why it failed, whatever error a killed child
+    // (pg_dumpall, rsync) left behind: exit 130 as shells expect after Ctrl-C.
     let code = if let Some(c) = e.downcast_ref::<CodedError>() {
         c.code
-    } else if e
-        .chain()
-        .any(|c| c.is::<holdfast_core::interrupt::Interrupted>())
+    } else if holdfast_core::interrupt::requested()
+        || e.chain()
+            .any(|c| c.is::<holdfast_core::interrupt::Interrupted>())
     {
         INTERRUPTED
     } else {
         FAILURE
     };
-    ExitCode::from(code)
+    (code, line)
 }
 
 /// Prints `text` to stdout. A reader that went away (`holdfast verify | head -1`) is not an

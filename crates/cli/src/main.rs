@@ -7,7 +7,7 @@ mod config;
 mod exit;
 mod logging;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -30,10 +30,14 @@ pub struct Cli {
     /// More detail: -v shows progress steps, -vv debug output, and error chains.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
-    /// Only errors.
+    /// Only errors: nothing on stdout or stderr when the command succeeds (for cron, which
+    /// mails any output). The system log (--syslog) still gets every line.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     quiet: bool,
-    /// Also send log lines to syslog/journald (identifier `holdfast`).
+    /// Also log to the system log, identifier `holdfast`: journald with native fields
+    /// (PRIORITY, HOLDFAST_SITE, HOLDFAST_SNAPSHOT, ...) where it runs, else syslog (/dev/log).
+    /// Every warning and error and one result line per run; -q does not silence it. On by
+    /// itself when systemd connects stderr to the journal.
     #[arg(long, global = true)]
     syslog: bool,
     #[command(subcommand)]
@@ -52,9 +56,12 @@ enum Command {
     Snapshots(commands::snapshots::Args),
     /// Check that every file the database references is in the repository.
     Verify(commands::verify::Args),
-    /// Install or show the cron entry for the nightly backup.
+    /// Install or show the nightly backup's systemd timer (cron without systemd) and more.
     #[command(subcommand)]
     Schedule(commands::schedule::Cmd),
+    /// FOSSology's scheduler: start it if a holdfast run left it stopped.
+    #[command(subcommand)]
+    Scheduler(commands::scheduler::Cmd),
     /// Import files as FOSSology uploads and unpack them.
     Upload(commands::upload::Args),
     /// Unpack an existing upload again from its gold file.
@@ -79,39 +86,87 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    // "backup", "server check": the command path without its options.
+    let mut name = Vec::new();
+    let mut m = &matches;
+    while let Some((sub, next)) = m.subcommand() {
+        name.push(sub);
+        m = next;
+    }
+    let name = name.join(" ");
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     // The demo prints its own step lines; the library's progress logs would interleave them.
     let default = match cli.command {
         Command::Demo(_) => "warn",
         _ => "warn,holdfast=info",
     };
     logging::init(cli.verbose, cli.quiet, cli.syslog, default);
+    if cli.quiet {
+        exit::silence_stdout();
+    }
     holdfast_core::interrupt::install();
     let verbose = cli.verbose;
-    match run(cli) {
-        Ok(code) => code,
-        Err(e) => exit::report(&e, verbose),
+    let began = std::time::Instant::now();
+    let ctx = match config::Context::load(&cli.config) {
+        Ok(ctx) => ctx,
+        Err(e) => return finish(&name, Err(e), verbose, began),
+    };
+    // Every line of the run carries the command and the site (HOLDFAST_COMMAND and
+    // HOLDFAST_SITE in the journal); `backup` records the snapshot it made.
+    let span = tracing::info_span!(
+        logging::RUN_SPAN,
+        command = %name,
+        site = %commands::backup::site_name(&ctx),
+        snapshot = tracing::field::Empty,
+    );
+    let _entered = span.enter();
+    let result = run(cli, &ctx);
+    finish(&name, result, verbose, began)
+}
+
+/// The exit code, the one-line error on stderr, and the result line in the system log.
+fn finish(
+    name: &str,
+    result: anyhow::Result<ExitCode>,
+    verbose: u8,
+    began: std::time::Instant,
+) -> ExitCode {
+    let secs = began.elapsed().as_secs_f64();
+    match result {
+        Ok(code) => {
+            logging::result(name, exit::number(code), secs, None);
+            code
+        }
+        Err(e) => {
+            let (code, line) = exit::report(&e, verbose);
+            logging::result(name, code, secs, Some(&line));
+            ExitCode::from(code)
+        }
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let ctx = config::Context::load(&cli.config)?;
+fn run(cli: Cli, ctx: &config::Context) -> anyhow::Result<ExitCode> {
     use Command::*;
     match cli.command {
-        Demo(a) => commands::demo::run(a, &ctx),
-        Backup(a) => commands::backup::run(a, &ctx),
-        Restore(a) => commands::restore::run(a, &ctx),
-        Snapshots(a) => commands::snapshots::run(a, &ctx),
-        Verify(a) => commands::verify::run(a, &ctx),
-        Schedule(c) => commands::schedule::run(c, &ctx),
-        Upload(a) => commands::upload::run(a, &ctx),
-        Unpack(a) => commands::unpack::run(a, &ctx),
-        CheckRepo(a) => commands::check_repo::run(a, &ctx),
-        Recover(a) => commands::recover::run(a, &ctx),
-        Slim(c) => commands::slim::run(c, &ctx),
-        Serve(a) => commands::serve::run(a, &ctx),
-        Server(c) => commands::server::run(c, &ctx),
-        Templates(c) => commands::templates::run(c, &ctx),
-        Drill(a) => commands::drill::run(a, &ctx),
+        Demo(a) => commands::demo::run(a, ctx),
+        Backup(a) => commands::backup::run(a, ctx),
+        Restore(a) => commands::restore::run(a, ctx),
+        Snapshots(a) => commands::snapshots::run(a, ctx),
+        Verify(a) => commands::verify::run(a, ctx),
+        Schedule(c) => commands::schedule::run(c, ctx),
+        Scheduler(c) => commands::scheduler::run(c, ctx),
+        Upload(a) => commands::upload::run(a, ctx),
+        Unpack(a) => commands::unpack::run(a, ctx),
+        CheckRepo(a) => commands::check_repo::run(a, ctx),
+        Recover(a) => commands::recover::run(a, ctx),
+        Slim(c) => commands::slim::run(c, ctx),
+        Serve(a) => commands::serve::run(a, ctx),
+        Server(c) => commands::server::run(c, ctx),
+        Templates(c) => commands::templates::run(c, ctx),
+        Drill(a) => commands::drill::run(a, ctx),
     }
 }

@@ -301,25 +301,38 @@ fn select(
     }
 }
 
-/// The `/etc/cron.d` file for the server jobs. Like rsnapshot, the longer intervals run a
-/// little before the shorter ones (they take over the oldest snapshot of the interval below
-/// before that one rotates it away); sizes are counted after the snapshots, and the warning
-/// checks run after the sizes.
+/// The server jobs: cron time, unit name and `holdfast server` arguments. Like rsnapshot,
+/// the longer intervals run a little before the shorter ones (they take over the oldest
+/// snapshot of the interval below before that one rotates it away); sizes are counted after
+/// the snapshots, and the warning checks run after the sizes. The daily snapshots run at
+/// 05:30, three hours after the clients' default backup time (02:30), so a client's nightly
+/// push has landed before it is snapshotted.
+pub const JOBS: &[(&str, &str, &str)] = &[
+    ("0 * * * *", "snapshot-hourly", "snapshot --interval hourly"),
+    ("0 5 1 1 *", "snapshot-yearly", "snapshot --interval yearly"),
+    (
+        "10 5 1 * *",
+        "snapshot-monthly",
+        "snapshot --interval monthly",
+    ),
+    (
+        "20 5 * * 1",
+        "snapshot-weekly",
+        "snapshot --interval weekly",
+    ),
+    ("30 5 * * *", "snapshot-daily", "snapshot --interval daily"),
+    ("30 6 * * *", "size", "size"),
+    ("0 7 * * *", "check", "check"),
+];
+
+/// The `/etc/cron.d` file for the server jobs ([`JOBS`]).
 pub fn cron_file(holdfast: &str, config: &str, user: &str) -> String {
     let cmd = |args: &str| format!("{holdfast} --config {config} server {args}");
     let mut s = String::from(
         "# holdfast backup server jobs; written by `holdfast server schedule install`.\n\
          SHELL=/bin/sh\nPATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n",
     );
-    for (when, args) in [
-        ("0 * * * *", "snapshot --interval hourly"),
-        ("0 2 1 1 *", "snapshot --interval yearly"),
-        ("10 2 1 * *", "snapshot --interval monthly"),
-        ("20 2 * * 1", "snapshot --interval weekly"),
-        ("30 2 * * *", "snapshot --interval daily"),
-        ("30 4 * * *", "size"),
-        ("0 6 * * *", "check"),
-    ] {
+    for (when, _, args) in JOBS {
         s.push_str(&format!("{when} {user} {}\n", cmd(args)));
     }
     s

@@ -122,6 +122,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     let out =
         holdfast_backup::backup(&site, &name, &ctx.config.scheduler, &cfg).map_err(cli_error)?;
     let m = &out.manifest;
+    tracing::Span::current().record("snapshot", out.snapshot.as_str());
     if args.json {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {

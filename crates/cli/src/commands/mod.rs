@@ -5,6 +5,7 @@ pub mod drill;
 pub mod recover;
 pub mod restore;
 pub mod schedule;
+pub mod scheduler;
 pub mod serve;
 pub mod server;
 pub mod server_check;

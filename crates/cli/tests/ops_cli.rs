@@ -1,0 +1,363 @@
+//! What an operator sees of unattended runs: systemd units that systemd accepts, the journal
+//! entry a failed run leaves (read back from a real systemd-journald), `-q` silence on
+//! success, the scheduler started again after a run, exit code 130 on Ctrl-C mid-dump.
+//!
+//! The journal tests start `systemd-journald` in a private mount namespace (`unshare -m`,
+//! tmpfs over /run/systemd/journal and /run/log/journal), so they need root, as the rest of
+//! the suite does, and never touch the machine's own journal.
+
+use holdfast_site::scratch::ScratchSite;
+use holdfast_site::standin::{Behaviour, StandIn};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_holdfast");
+
+fn holdfast(config: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("HOLDFAST_CONFIG")
+        .env_remove("JOURNAL_STREAM")
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Runs `commands` (argv lists) with a real systemd-journald listening on the standard
+/// sockets of a private mount namespace, then returns every journal entry of identifier
+/// `holdfast` as JSON objects, and each command's exit code.
+fn with_journal(dir: &Path, commands: &[Vec<String>]) -> (Vec<serde_json::Value>, Vec<i32>) {
+    let journald = holdfast_testkit::require("/lib/systemd/systemd-journald");
+    let out = dir.join("journal.json");
+    let codes = dir.join("codes");
+    let mut script = format!(
+        "set -u\nmount -t tmpfs tmpfs /run/systemd/journal || exit 90\n\
+         mount -t tmpfs tmpfs /run/log/journal || exit 91\n\
+         {} </dev/null >/dev/null 2>&1 &\njpid=$!\ntrap 'kill $jpid' EXIT\n\
+         for i in $(seq 100); do [ -S /run/systemd/journal/socket ] && break; sleep 0.05; done\n\
+         [ -S /run/systemd/journal/socket ] || exit 92\n: > {codes}\n",
+        journald.display(),
+        codes = codes.display()
+    );
+    for c in commands {
+        let words: Vec<String> = c
+            .iter()
+            .map(|w| format!("'{}'", w.replace('\'', "'\\''")))
+            .collect();
+        script.push_str(&format!(
+            "env -u JOURNAL_STREAM {} >/dev/null 2>&1; echo $? >> {}\n",
+            words.join(" "),
+            codes.display()
+        ));
+    }
+    // journald writes asynchronously; sync makes it flush before we read.
+    script.push_str(&format!(
+        "journalctl --sync 2>/dev/null || sleep 1\n\
+         journalctl -D /run/log/journal -o json --no-pager -t holdfast > {}\n",
+        out.display()
+    ));
+    std::fs::create_dir_all("/run/systemd/journal").unwrap();
+    std::fs::create_dir_all("/run/log/journal").unwrap();
+    let st = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .status()
+        .unwrap();
+    assert!(
+        st.success(),
+        "journal namespace script failed ({st}); it needs root and unshare -m"
+    );
+    let entries = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let codes = std::fs::read_to_string(&codes)
+        .unwrap()
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    (entries, codes)
+}
+
+/// The `ExecStart=` / `ExecStopPost=` argv of an installed unit (holdfast writes no quotes
+/// for these temp paths; the assert keeps the split honest).
+fn exec(unit: &str, key: &str) -> Vec<String> {
+    let line = unit
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key} in\n{unit}"));
+    assert!(!line.contains('"'), "{line}");
+    line.split_whitespace().map(String::from).collect()
+}
+
+fn field<'a>(e: &'a serde_json::Value, k: &str) -> &'a str {
+    e.get(k).and_then(|v| v.as_str()).unwrap_or("")
+}
+
+#[test]
+fn installed_units_pass_systemd_analyze_and_replace_the_cron_file() {
+    let analyze = holdfast_testkit::require("systemd-analyze");
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("h.toml");
+    let units = d.path().join("units");
+    let cron = d.path().join("cron.d/holdfast");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[backup]\nschedule = \"01:45\"\ncron_file = \"{}\"\n[schedule]\nunit_dir = \"{}\"\n",
+            cron.display(),
+            units.display()
+        ),
+    )
+    .unwrap();
+    // Without systemd: the cron file, with -q so cron mails only failures, and the scheduler
+    // check after the backup whatever it returned.
+    let o = holdfast(&cfg, &["schedule", "install", "--system", "cron"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let c = std::fs::read_to_string(&cron).unwrap();
+    assert!(
+        c.contains(&format!(
+            "\n45 1 * * * root {BIN} --config {} --syslog -q backup; ",
+            cfg.display()
+        )),
+        "{c}"
+    );
+    assert!(c.contains("-q scheduler ensure\n"), "{c}");
+    let o = holdfast(&cfg, &["schedule", "show"]);
+    assert!(
+        text(&o.stdout).contains(&format!("active: cron file {}", cron.display()))
+            || text(&o.stdout).contains("no cron daemon"),
+        "{}",
+        text(&o.stdout)
+    );
+
+    let o = holdfast(
+        &cfg,
+        &[
+            "schedule", "install", "--system", "systemd", "--server", "--serve",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(!cron.exists(), "the cron file goes: one scheduler only");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&units)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    let names: Vec<String> = files
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for want in [
+        "holdfast-backup.service",
+        "holdfast-backup.timer",
+        "holdfast-serve.service",
+        "holdfast-server-snapshot-daily.timer",
+        "holdfast-server-check.service",
+    ] {
+        assert!(names.iter().any(|n| n == want), "{want} in {names:?}");
+    }
+    let timer = std::fs::read_to_string(units.join("holdfast-backup.timer")).unwrap();
+    assert!(timer.contains("OnCalendar=*-*-* 01:45:00\n"), "{timer}");
+    assert!(timer.contains("Persistent=true\n") && timer.contains("RandomizedDelaySec="));
+    // The server's daily snapshot no longer fires at the clients' default backup time.
+    let daily =
+        std::fs::read_to_string(units.join("holdfast-server-snapshot-daily.timer")).unwrap();
+    assert!(!daily.contains("02:30"), "{daily}");
+    assert!(units
+        .join("timers.target.wants/holdfast-backup.timer")
+        .symlink_metadata()
+        .is_ok());
+    assert!(units
+        .join("multi-user.target.wants/holdfast-serve.service")
+        .symlink_metadata()
+        .is_ok());
+    // systemd's own parser: unknown keys, bad calendar specs, missing executables fail here.
+    let o = Command::new(&analyze)
+        .arg("verify")
+        .args(&files)
+        .current_dir(&units)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "systemd-analyze verify: {}{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    let o = holdfast(&cfg, &["schedule", "show"]);
+    let out = text(&o.stdout);
+    assert!(
+        out.contains("active: systemd timer holdfast-backup.timer")
+            || out.contains("holdfast-backup.timer is enabled"),
+        "{out}"
+    );
+}
+
+#[test]
+fn unattended_runs_quiet_on_success_journal_on_failure_scheduler_restarted() {
+    let d = tempfile::tempdir().unwrap();
+    let scratch = ScratchSite::create(&d.path().join("site"), "UTF8").unwrap();
+    let sources = holdfast_backup::sample::find_gz(2);
+    holdfast_backup::sample::populate(&scratch.site, &sources).unwrap();
+    let standin = StandIn::create(
+        &d.path().join("sched"),
+        &holdfast_testkit::tag(),
+        Behaviour::default(),
+    )
+    .unwrap();
+    standin.start().unwrap();
+    let sc = standin.config(30);
+    let q = |v: &[String]| {
+        v.iter()
+            .map(|s| format!("{s:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    // pg_dumpall through a wrapper that says when it started and then takes its time, so a
+    // Ctrl-C can land in the middle of the dump.
+    let slow = d.path().join("slow-dumpall");
+    let dumping = d.path().join("dumping");
+    std::fs::write(
+        &slow,
+        format!(
+            "#!/bin/sh\nif [ -e {flag}.on ]; then touch {flag}; sleep 30; fi\nexec pg_dumpall \"$@\"\n",
+            flag = dumping.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&slow, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = |target: &Path| {
+        format!(
+            "[site]\nconf_dir = \"{}\"\nname = \"opsite\"\n[scheduler]\nstop_command = [{}]\n\
+             start_command = [{}]\nprocess_names = [{}]\nstop_timeout_secs = 30\n[backup]\n\
+             target = \"{}\"\nlock_file = \"{}\"\npg_dumpall = \"{}\"\n[schedule]\nunit_dir = \"{}\"\n",
+            scratch.conf_dir().display(),
+            q(&sc.stop_command),
+            q(&sc.start_command),
+            q(&sc.process_names),
+            target.display(),
+            d.path().join("lock").display(),
+            slow.display(),
+            d.path().join("units").display(),
+        )
+    };
+    let cfg = d.path().join("h.toml");
+    std::fs::write(&cfg, config(&d.path().join("target"))).unwrap();
+
+    // A successful run with -q prints nothing at all: cron mails nothing.
+    let o = holdfast(&cfg, &["-q", "backup"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), "", "stdout with -q");
+    assert_eq!(text(&o.stderr), "", "stderr with -q");
+    // Without -q the same run reports its snapshot.
+    let o = holdfast(&cfg, &["backup"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("snapshot "), "{}", text(&o.stdout));
+
+    // An upload that does not exist is an error, not "0 checked".
+    let o = holdfast(&cfg, &["verify", "--upload", "99999"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stdout));
+    assert!(
+        text(&o.stderr).contains("no upload 99999"),
+        "{}",
+        text(&o.stderr)
+    );
+
+    // Ctrl-C in the middle of the dump: the terminal sends SIGINT to the whole foreground
+    // process group (holdfast and pg_dumpall); holdfast cleans up and exits 130.
+    std::fs::write(dumping.with_extension("on"), "").unwrap();
+    let mut child = {
+        use std::os::unix::process::CommandExt;
+        Command::new(BIN)
+            .arg("--config")
+            .arg(&cfg)
+            .arg("backup")
+            .env_remove("JOURNAL_STREAM")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap()
+    };
+    let t = Instant::now();
+    while !dumping.exists() {
+        assert!(t.elapsed() < Duration::from_secs(60), "dump never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: plain kill(2) on the process group we just created.
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGINT) };
+    let st = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert_eq!(st.code(), Some(130), "{err}");
+    assert!(
+        standin.is_running(),
+        "the scheduler runs again after Ctrl-C"
+    );
+    std::fs::remove_file(dumping.with_extension("on")).unwrap();
+
+    // A failing run started as the installed unit starts it: the target cannot be made (a
+    // regular file is in the way) and the scheduler was left stopped by an earlier run that
+    // died. The journal gets the failure at error priority with site and command, and
+    // ExecStopPost starts the scheduler.
+    let blocker = d.path().join("blocker");
+    std::fs::write(&blocker, "not a folder").unwrap();
+    std::fs::write(&cfg, config(&blocker.join("target"))).unwrap();
+    let o = holdfast(&cfg, &["schedule", "install", "--system", "systemd"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let unit = std::fs::read_to_string(d.path().join("units/holdfast-backup.service")).unwrap();
+    standin.kill_all();
+    let t = Instant::now();
+    while standin.is_running() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "scheduler not killed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (entries, codes) = with_journal(
+        d.path(),
+        &[exec(&unit, "ExecStart"), exec(&unit, "ExecStopPost")],
+    );
+    assert_eq!(codes, vec![1, 0], "{entries:#?}");
+    let failed: Vec<_> = entries
+        .iter()
+        .filter(|e| field(e, "HOLDFAST_RESULT") == "failure")
+        .collect();
+    assert_eq!(failed.len(), 1, "{entries:#?}");
+    let e = failed[0];
+    assert_eq!(field(e, "PRIORITY"), "3", "{e:#}");
+    assert_eq!(field(e, "SYSLOG_IDENTIFIER"), "holdfast");
+    assert_eq!(field(e, "HOLDFAST_SITE"), "opsite");
+    assert_eq!(field(e, "HOLDFAST_COMMAND"), "backup");
+    assert_eq!(field(e, "HOLDFAST_EXIT_CODE"), "1");
+    assert!(
+        field(e, "MESSAGE").contains("blocker"),
+        "the error names the target: {e:#}"
+    );
+    // The scheduler start is a warning in the journal, and it really started.
+    assert!(
+        entries.iter().any(|e| field(e, "PRIORITY") == "4"
+            && field(e, "HOLDFAST_COMMAND") == "scheduler ensure"
+            && field(e, "MESSAGE").contains("starting it")),
+        "{entries:#?}"
+    );
+    let t = Instant::now();
+    while !standin.is_running() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "scheduler not started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
