@@ -158,25 +158,44 @@ fn templates_sync_pulls_listed_folders_deletes_stale_and_reports_broken() {
         .join("old.customer.en.txt");
     std::fs::create_dir_all(stale.parent().unwrap()).unwrap();
     std::fs::write(&stale, "Subject: old\n\nold\n").unwrap();
+    // planted on the self-care server: a template that links to a root-only file, and one
+    // that links to a template of another reseller; on the receiving side, a link left
+    // under a template's name
+    let secret = t.path().join("secret.txt");
+    std::fs::write(&secret, "Subject: SECRET\n\nroot only\n").unwrap();
+    let r1 = src.join("r1.example").join(sub);
+    std::os::unix::fs::symlink(&secret, r1.join("schedule.customer.en.txt")).unwrap();
+    std::os::unix::fs::symlink(
+        src.join("r2.example")
+            .join(sub)
+            .join("quota.reseller.en.txt"),
+        r1.join("quota.reseller.en.txt"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(&secret, stale.with_file_name("upgrade.customer.en.txt")).unwrap();
     let list = t.path().join("list.txt");
     std::fs::write(&list, format!("r1.example/{sub}/\nr2.example/{sub}/\n")).unwrap();
+    // the port is its own setting; the other options stay options
     let ssh_opts: Vec<String> = sshd
         .ssh_args()
-        .into_iter()
-        .filter(|a| a != "-i" && *a != sshd.client_key.display().to_string())
-        .map(|a| format!("{a:?}"))
+        .chunks(2)
+        .filter(|kv| kv[0] == "-o")
+        .flat_map(|kv| kv.iter().map(|a| format!("{a:?}")))
         .collect();
     let config = t.path().join("holdfast.toml");
+    let pushed = t.path().join("backup-server/themes");
     std::fs::write(
         &config,
         format!(
-            "[notify]\nthemes_dir = \"{}\"\n\n[notify.sync]\nremote = \"{}@127.0.0.1\"\nidentity_file = \"{}\"\nssh_options = [{}]\nsource_dir = \"{}\"\nfiles_from = \"{}\"\n",
+            "[notify]\nthemes_dir = \"{}\"\n\n[notify.sync]\nremote = \"{user}@127.0.0.1\"\nidentity_file = \"{}\"\nport = {}\nssh_options = [{}]\nsource_dir = \"{}\"\nfiles_from = \"{}\"\npush_to = [\"{user}@127.0.0.1\", \"{user}@127.0.0.2\"]\nremote_dir = \"{}\"\n",
             dest.display(),
-            Sshd::user(),
             sshd.client_key.display(),
+            sshd.port,
             ssh_opts.join(", "),
             src.display(),
-            list.display()
+            list.display(),
+            pushed.display(),
+            user = Sshd::user(),
         ),
     )
     .unwrap();
@@ -207,6 +226,15 @@ fn templates_sync_pulls_listed_folders_deletes_stale_and_reports_broken() {
         !stale.exists(),
         "--delete did not remove the stale template"
     );
+    // no link crossed over, and the one left here was removed
+    let here = dest.join("r1.example").join(sub);
+    for n in [
+        "schedule.customer.en.txt",
+        "quota.reseller.en.txt",
+        "upgrade.customer.en.txt",
+    ] {
+        assert!(here.join(n).symlink_metadata().is_err(), "{n} synced");
+    }
     assert!(
         out.contains("2 reseller folder(s), 2 template(s) checked, 1 broken"),
         "{out}"
@@ -237,5 +265,47 @@ fn templates_sync_pulls_listed_folders_deletes_stale_and_reports_broken() {
     assert!(
         line.contains(&format!("--config {}", config.display())),
         "{line}"
+    );
+    // the seed's direction: pushed from the self-care node to each notification server; one
+    // unreachable server (a bad target) is reported, the other still gets the templates
+    std::fs::create_dir_all(&pushed).unwrap();
+    let o = holdfast(&config, &["templates", "push"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(3), "{out}");
+    assert!(out.contains("1 of 2 server(s) failed"), "{out}");
+    // the two links are reported too: they would never be read
+    assert!(
+        out.contains("2 reseller folder(s), 4 template(s) checked, 3 broken"),
+        "{out}"
+    );
+    let there = pushed.join("r1.example").join(sub);
+    assert!(there.join("quota.customer.en.txt").is_file(), "{out}");
+    assert!(pushed
+        .join("r2.example")
+        .join(sub)
+        .join("quota.reseller.en.txt")
+        .is_file());
+    assert!(!pushed.join("r3.example").exists() && !pushed.join("r1.example/css").exists());
+    for n in ["schedule.customer.en.txt", "quota.reseller.en.txt"] {
+        assert!(there.join(n).symlink_metadata().is_err(), "{n} pushed");
+    }
+    let cron = t.path().join("cron.d/distribute-templates");
+    let o = holdfast(
+        &config,
+        &[
+            "templates",
+            "push",
+            "--install-cron",
+            "--cron-file",
+            cron.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let entry = std::fs::read_to_string(&cron).unwrap();
+    assert!(
+        entry.lines().any(|l| l.starts_with("00 04 * * * root ")
+            && l.contains("templates push")
+            && l.ends_with("| logger -t distributeTemplates")),
+        "{entry}"
     );
 }

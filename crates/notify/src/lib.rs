@@ -111,3 +111,30 @@ impl NotifyConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The configuration example in docs/templates.md is what the code reads (unknown keys
+    /// are refused), so the guide cannot drift from the settings.
+    #[test]
+    fn the_guides_configuration_example_parses() {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct File {
+            notify: super::NotifyConfig,
+        }
+        let md = include_str!("../../../docs/templates.md");
+        let block = md
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .expect("a toml block in docs/templates.md");
+        let f: File = toml::from_str(block).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(f.notify.sync.push_to, ["sync@backup-01.example.org"]);
+        assert_eq!(f.notify.sync.port, Some(22));
+        assert!(f
+            .notify
+            .min_versions
+            .contains_key("Online Backup Perl Script"));
+    }
+}

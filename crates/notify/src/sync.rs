@@ -1,10 +1,18 @@
-//! `holdfast templates sync`: what the plan's `distributeTemplates.sh` does, run from the
-//! server that sends the mails. It pulls the resellers' template folders from the self-care
-//! server with
-//! `rsync -vrlt --delete -e "ssh -i KEY" --files-from LIST USER@HOST:SRC/ DEST/`
-//! (LIST names one `<theme>/templates/services/backup/` folder per reseller), then renders
-//! every synced template with sample values so a broken one is reported the day it arrives,
-//! not when a warning needs it. `--install-cron` writes the daily 04:00 entry.
+//! Template distribution, the plan's `distributeTemplates.sh`.
+//!
+//! `holdfast templates push` is the seed's way: run on the self-care (primary master) node
+//! at 04:00 from cron, piped to `logger -t distributeTemplates`, it copies the resellers'
+//! template folders to every server that sends notifications:
+//! `rsync -vrt --delete -e "ssh -i KEY [-p PORT] ..." --files-from LIST SRC/ USER@HOST:DEST/`
+//! (LIST names one `<theme>/templates/services/backup/` folder per reseller). `holdfast
+//! templates sync` is the same copy pulled from the notification server's side. Both check
+//! that every template renders with sample values, so a broken one is reported the day it
+//! arrives, not when a warning needs it. `--install-cron` writes the daily 04:00 entry.
+//!
+//! Unlike the seed's `-vrlt`, holdfast never passes `-l`: rsync then skips symlinks (and
+//! deletes what stands under their names on the receiving side) instead of recreating them,
+//! so a link to a root-only file on one server never becomes a template on another. The
+//! reader refuses links as well ([`crate::templates`]).
 
 use crate::templates::{check_folder, Broken, THEME_SUBDIR};
 use serde::{Deserialize, Serialize};
@@ -19,8 +27,15 @@ pub struct SyncConfig {
     pub remote: Option<String>,
     /// SSH private key for the self-care server.
     pub identity_file: Option<PathBuf>,
-    /// Extra `ssh` options (e.g. `["-p", "2222"]`).
+    /// SSH port of the other server (default: ssh's, 22).
+    pub port: Option<u16>,
+    /// Extra `ssh` options (e.g. `["-o", "ConnectTimeout=10"]`).
     pub ssh_options: Vec<String>,
+    /// `templates push`: the notification servers, `host` or `user@host`.
+    pub push_to: Vec<String>,
+    /// `templates push`: the theme root on those servers (default: `source_dir`, the same
+    /// path as here, like the seed's script).
+    pub remote_dir: Option<PathBuf>,
     /// Theme root on the self-care server.
     pub source_dir: PathBuf,
     /// The files-from list: one `<theme>/templates/services/backup/` line per reseller.
@@ -36,7 +51,10 @@ impl Default for SyncConfig {
         SyncConfig {
             remote: None,
             identity_file: None,
+            port: None,
             ssh_options: Vec::new(),
+            push_to: Vec::new(),
+            remote_dir: None,
             source_dir: "/var/www/selfcare/htdocs/themes".into(),
             files_from: "/etc/holdfast/distribute_backup_templates.txt".into(),
             dest_dir: None,
@@ -49,6 +67,8 @@ impl Default for SyncConfig {
 pub enum SyncError {
     #[error("no destination: set [notify] themes_dir (or [notify.sync] dest_dir)")]
     NoDest,
+    #[error("nowhere to push: set [notify.sync] push_to = [\"user@backup-server\", ...]")]
+    NoTargets,
     #[error("files-from list {path}: {source} (create it: one <theme>/{THEME_SUBDIR}/ line per reseller)")]
     List {
         path: PathBuf,
@@ -113,55 +133,50 @@ pub fn read_list(path: &Path) -> Result<Vec<String>, SyncError> {
     Ok(out)
 }
 
-/// Runs the sync and checks the result.
-pub fn sync(cfg: &SyncConfig, themes_dir: Option<&Path>) -> Result<SyncReport, SyncError> {
-    let dest = cfg
-        .dest_dir
-        .as_deref()
-        .or(themes_dir)
-        .ok_or(SyncError::NoDest)?;
-    let folders = read_list(&cfg.files_from)?;
-    std::fs::create_dir_all(dest).map_err(|source| SyncError::List {
-        path: dest.into(),
-        source,
-    })?;
-    let src = cfg.source_dir.display().to_string();
-    let from = match &cfg.remote {
-        Some(r) => format!("{r}:{}/", src.trim_end_matches('/')),
-        None => format!("{}/", src.trim_end_matches('/')),
-    };
+/// The rsync command both directions use: recursive, times, delete, never `-l`.
+fn rsync(cfg: &SyncConfig, remote: bool, from: &str, to: &str) -> Command {
     let mut cmd = Command::new("rsync");
-    cmd.args(["-vrlt", "--delete"]);
-    if cfg.remote.is_some() {
+    cmd.args(["-vrt", "--delete"]);
+    if remote {
         let mut ssh = vec!["ssh".to_string(), "-o".into(), "BatchMode=yes".into()];
         if let Some(k) = &cfg.identity_file {
             ssh.push("-i".into());
             ssh.push(k.display().to_string());
+        }
+        if let Some(p) = cfg.port {
+            ssh.push("-p".into());
+            ssh.push(p.to_string());
         }
         ssh.extend(cfg.ssh_options.iter().cloned());
         cmd.arg("-e").arg(ssh.join(" "));
     }
     cmd.arg("--files-from")
         .arg(&cfg.files_from)
-        .arg(&from)
-        .arg(format!(
-            "{}/",
-            dest.display().to_string().trim_end_matches('/')
-        ));
+        .arg(from)
+        .arg(to);
+    cmd
+}
+
+fn slash(p: &Path) -> String {
+    format!("{}/", p.display().to_string().trim_end_matches('/'))
+}
+
+fn run_rsync(mut cmd: Command, from: &str) -> Result<String, SyncError> {
     let out = cmd.output().map_err(SyncError::Spawn)?;
     if !out.status.success() {
         return Err(SyncError::Rsync {
-            from,
+            from: from.into(),
             status: out.status.to_string(),
             stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
         });
     }
-    let mut report = SyncReport {
-        rsync_output: String::from_utf8_lossy(&out.stdout).into_owned(),
-        ..Default::default()
-    };
-    for f in &folders {
-        let dir = dest.join(f);
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Renders every template of the listed folders under `root`.
+fn check_all(root: &Path, folders: &[String], report: &mut SyncReport) {
+    for f in folders {
+        let dir = root.join(f);
         report.templates_checked += std::fs::read_dir(&dir)
             .map(|rd| {
                 rd.filter_map(|e| e.ok())
@@ -173,17 +188,98 @@ pub fn sync(cfg: &SyncConfig, themes_dir: Option<&Path>) -> Result<SyncReport, S
             .broken
             .extend(check_folder(&dir).iter().map(Broken::to_string));
     }
+}
+
+/// Pulls the template folders from the self-care server and checks the result.
+pub fn sync(cfg: &SyncConfig, themes_dir: Option<&Path>) -> Result<SyncReport, SyncError> {
+    let dest = cfg
+        .dest_dir
+        .as_deref()
+        .or(themes_dir)
+        .ok_or(SyncError::NoDest)?;
+    let folders = read_list(&cfg.files_from)?;
+    std::fs::create_dir_all(dest).map_err(|source| SyncError::List {
+        path: dest.into(),
+        source,
+    })?;
+    let src = slash(&cfg.source_dir);
+    let from = match &cfg.remote {
+        Some(r) => format!("{r}:{src}"),
+        None => src,
+    };
+    let out = run_rsync(rsync(cfg, cfg.remote.is_some(), &from, &slash(dest)), &from)?;
+    let mut report = SyncReport {
+        rsync_output: out,
+        ..Default::default()
+    };
+    check_all(dest, &folders, &mut report);
     report.folders = folders;
     Ok(report)
 }
 
-/// The cron entry: daily at 04:00, output to syslog like the plan's.
-pub fn cron_entry(holdfast: &Path, config: &Path) -> String {
+/// What `templates push` did for one server.
+#[derive(Debug, Default, Serialize)]
+pub struct PushTarget {
+    pub target: String,
+    pub rsync_output: String,
+    /// Why this server did not get the templates (the others still do).
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct PushReport {
+    /// The check of the local templates, done before they go out.
+    pub local: SyncReport,
+    pub targets: Vec<PushTarget>,
+}
+
+impl PushReport {
+    pub fn failed(&self) -> usize {
+        self.targets.iter().filter(|t| t.error.is_some()).count()
+    }
+}
+
+/// Pushes the template folders from this (self-care) server to every `push_to` server.
+/// One unreachable server is reported and the others still get the templates.
+pub fn push(cfg: &SyncConfig) -> Result<PushReport, SyncError> {
+    if cfg.push_to.is_empty() {
+        return Err(SyncError::NoTargets);
+    }
+    let folders = read_list(&cfg.files_from)?;
+    let mut report = PushReport::default();
+    check_all(&cfg.source_dir, &folders, &mut report.local);
+    report.local.folders = folders;
+    let src = slash(&cfg.source_dir);
+    let dest = slash(cfg.remote_dir.as_deref().unwrap_or(&cfg.source_dir));
+    for t in &cfg.push_to {
+        let to = format!("{t}:{dest}");
+        let mut r = PushTarget {
+            target: t.clone(),
+            ..Default::default()
+        };
+        match run_rsync(rsync(cfg, true, &src, &to), &src) {
+            Ok(out) => r.rsync_output = out,
+            Err(e) => r.error = Some(e.to_string()),
+        }
+        report.targets.push(r);
+    }
+    Ok(report)
+}
+
+/// The cron entry: daily at 04:00, output to syslog like the plan's. `push` on the
+/// self-care node (tag `distributeTemplates`, as the seed's cron line), `sync` on a
+/// notification server.
+pub fn cron_entry(holdfast: &Path, config: &Path, push: bool) -> String {
+    let (verb, tag) = if push {
+        ("push", "distributeTemplates")
+    } else {
+        ("sync", "holdfast-templates")
+    };
     format!(
-        "# Distribute selfcare templates (holdfast templates sync)\n\
+        "# Distribute selfcare templates (holdfast templates {verb})\n\
          SHELL=/bin/sh\n\
          PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n\
-         00 04 * * * root {} --config {} templates sync 2>&1 | logger -t holdfast-templates\n",
+         00 04 * * * root {} --config {} templates {verb} 2>&1 | logger -t {tag}\n",
         holdfast.display(),
         config.display()
     )

@@ -8,9 +8,23 @@ use std::process::ExitCode;
 
 #[derive(clap::Subcommand)]
 pub enum Cmd {
-    /// Pull the resellers' template folders from the self-care server (rsync -vrlt --delete
-    /// over SSH with [notify.sync] identity_file and files_from), then check that every
-    /// synced template renders.
+    /// On the self-care server: check the resellers' template folders and push them to every
+    /// [notify.sync] push_to server (rsync -vrt --delete over SSH; symlinks are never
+    /// copied). Cron: daily at 04:00, logged with the tag distributeTemplates.
+    Push {
+        /// Instead of pushing, write the cron entry that pushes daily at 04:00.
+        #[arg(long)]
+        install_cron: bool,
+        /// Cron file to write (default /etc/cron.d/distribute-templates).
+        #[arg(long, value_name = "PATH", requires = "install_cron")]
+        cron_file: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// On a notification server: pull the resellers' template folders from the self-care
+    /// server (rsync -vrt --delete over SSH with [notify.sync] identity_file, port and
+    /// files_from; symlinks are never copied), then check that every synced template renders.
     Sync {
         /// Instead of syncing, write the cron entry that syncs daily at 04:00.
         #[arg(long)]
@@ -42,9 +56,55 @@ pub fn run(cmd: Cmd, ctx: &Context) -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|_| PathBuf::from("/usr/local/bin/holdfast"));
             let config = std::path::absolute(&ctx.path).unwrap_or_else(|_| ctx.path.clone());
             let path = cron_file.unwrap_or_else(|| cfg.sync.cron_file.clone());
-            sync::install_cron(&path, &sync::cron_entry(&exe, &config))?;
+            sync::install_cron(&path, &sync::cron_entry(&exe, &config, false))?;
             println!("wrote {}: templates sync daily at 04:00", path.display());
             Ok(exit::code(exit::OK))
+        }
+        Cmd::Push {
+            install_cron: true,
+            cron_file,
+            ..
+        } => {
+            let exe = std::env::current_exe()
+                .unwrap_or_else(|_| PathBuf::from("/usr/local/bin/holdfast"));
+            let config = std::path::absolute(&ctx.path).unwrap_or_else(|_| ctx.path.clone());
+            let path =
+                cron_file.unwrap_or_else(|| PathBuf::from("/etc/cron.d/distribute-templates"));
+            sync::install_cron(&path, &sync::cron_entry(&exe, &config, true))?;
+            println!("wrote {}: templates push daily at 04:00", path.display());
+            Ok(exit::code(exit::OK))
+        }
+        Cmd::Push { json, .. } => {
+            let r = sync::push(&cfg.sync)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                for b in &r.local.broken {
+                    println!("broken: {b}");
+                }
+                for t in &r.targets {
+                    print!("{}", t.rsync_output);
+                    match &t.error {
+                        Some(e) => println!("{}: FAILED {e}", t.target),
+                        None => println!("{}: templates pushed", t.target),
+                    }
+                }
+                println!(
+                    "{} reseller folder(s), {} template(s) checked, {} broken; {} of {} server(s) failed",
+                    r.local.folders.len(),
+                    r.local.templates_checked,
+                    r.local.broken.len(),
+                    r.failed(),
+                    r.targets.len()
+                );
+            }
+            Ok(exit::code(
+                if r.local.broken.is_empty() && r.failed() == 0 {
+                    exit::OK
+                } else {
+                    exit::INCOMPLETE
+                },
+            ))
         }
         Cmd::Sync { json, .. } => {
             let r = sync::sync(&cfg.sync, cfg.themes_dir.as_deref())?;
