@@ -14,8 +14,10 @@
 pub mod archives;
 pub mod guard;
 pub mod guide;
+mod job;
 pub mod loss;
 pub mod plug;
+pub mod power;
 pub mod report;
 mod scenarios;
 pub mod site;

@@ -37,6 +37,26 @@ pub struct DataLost {
     pub unknown: Vec<String>,
 }
 
+/// One kill point of plug-pull-job: where the agent died and how the site came back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KillPoint {
+    pub point: usize,
+    pub upload: i32,
+    /// Seconds into the agent's run when it got SIGKILL.
+    pub after_secs: f64,
+    /// How far it had come (rows committed or not).
+    pub phase: String,
+    /// Repository files it had created.
+    pub files_written: usize,
+    /// Of those, files the power cut left short under their final name.
+    pub truncated: usize,
+    /// From the first check to a verified upload: the recovery time of this point.
+    pub recovery_secs: f64,
+    /// Files of the upload that were missing or short at the kill and are back.
+    pub files_recovered: usize,
+    pub passed: bool,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DrillReport {
     pub scenario: String,
@@ -50,6 +70,9 @@ pub struct DrillReport {
     pub scratch: String,
     /// Seed of the random choices (kill points), to repeat a drill exactly.
     pub seed: u64,
+    /// plug-pull-job: each kill point; the drill's recovery time is the longest of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kill_points: Vec<KillPoint>,
 }
 
 impl DrillReport {
@@ -63,6 +86,7 @@ impl DrillReport {
             checks: Vec::new(),
             scratch: scratch.to_string(),
             seed,
+            kill_points: Vec::new(),
         }
     }
 
@@ -94,6 +118,14 @@ impl DrillReport {
             .filter(|s| s.recovery)
             .map(|s| s.secs)
             .sum();
+        // Kill points are separate disasters: the recovery time is the worst one's.
+        if !self.kill_points.is_empty() {
+            self.recovery_secs = self
+                .kill_points
+                .iter()
+                .map(|k| k.recovery_secs)
+                .fold(0.0, f64::max);
+        }
     }
 
     pub fn to_json(&self) -> String {
@@ -134,6 +166,27 @@ impl DrillReport {
         }
         for u in d.unknown.iter().take(20) {
             let _ = writeln!(s, "    unknown: {u}");
+        }
+        if !self.kill_points.is_empty() {
+            let _ = writeln!(
+                s,
+                "  kill points:  #  upload  killed at  phase                                   written  short  recovered  recovery"
+            );
+            for k in &self.kill_points {
+                let _ = writeln!(
+                    s,
+                    "              {:>2}  {:>6}  {:>7.2} s  {:<38}  {:>7}  {:>5}  {:>9}  {:>6.1} s{}",
+                    k.point,
+                    k.upload,
+                    k.after_secs,
+                    k.phase,
+                    k.files_written,
+                    k.truncated,
+                    k.files_recovered,
+                    k.recovery_secs,
+                    if k.passed { "" } else { "  FAILED" }
+                );
+            }
         }
         let _ = writeln!(s, "  steps:");
         for st in &self.steps {

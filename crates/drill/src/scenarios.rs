@@ -19,13 +19,13 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-struct Drill<'a> {
-    opts: &'a DrillOptions,
-    root: &'a Path,
-    guard: &'a ScratchGuard,
-    report: &'a mut DrillReport,
-    rng: StdRng,
-    scenario: Scenario,
+pub(crate) struct Drill<'a> {
+    pub(crate) opts: &'a DrillOptions,
+    pub(crate) root: &'a Path,
+    pub(crate) guard: &'a ScratchGuard,
+    pub(crate) report: &'a mut DrillReport,
+    pub(crate) rng: StdRng,
+    pub(crate) scenario: Scenario,
 }
 
 pub(crate) fn run(
@@ -46,7 +46,7 @@ pub(crate) fn run(
     };
     match scenario {
         Scenario::PlugPullBackup => plug_pull_backup(&mut d),
-        Scenario::PlugPullJob => plug_pull_job(&mut d),
+        Scenario::PlugPullJob => crate::job::plug_pull_job(&mut d),
         Scenario::TotalLoss => total_loss(&mut d),
         Scenario::DatabaseLoss => database_loss(&mut d),
         Scenario::AgentStorageLoss => agent_storage_loss(&mut d),
@@ -55,7 +55,7 @@ pub(crate) fn run(
 
 impl Drill<'_> {
     /// Runs `f` as a timed step; the step is recorded even when it fails.
-    fn step<T>(
+    pub(crate) fn step<T>(
         &mut self,
         name: &str,
         recovery: bool,
@@ -79,7 +79,7 @@ impl Drill<'_> {
 
     /// The site to build: `hosts` for a sample site; a copy of a real site keeps its own
     /// `[REPOSITORY]` lines.
-    fn spec(&self, mode: &str, hosts: Vec<HostRange>) -> SiteSpec {
+    pub(crate) fn spec(&self, mode: &str, hosts: Vec<HostRange>) -> SiteSpec {
         let mode = match (&self.opts.mode, self.scenario) {
             (_, Scenario::PlugPullJob) => mode,
             (Some(m), _) => m.as_str(),
@@ -103,7 +103,12 @@ impl Drill<'_> {
 
     /// Creates the site on "machine" `machine`, admits it through the guard and fills it with
     /// `n` uploads made from real archives.
-    fn build(&mut self, machine: &str, spec: SiteSpec, n: usize) -> Result<(DrillSite, Vec<i32>)> {
+    pub(crate) fn build(
+        &mut self,
+        machine: &str,
+        spec: SiteSpec,
+        n: usize,
+    ) -> Result<(DrillSite, Vec<i32>)> {
         let (opts, root) = (self.opts, self.root);
         let wanted = opts.uploads.max(n);
         self.step("build the site from real archives", false, |d| {
@@ -156,7 +161,11 @@ impl Drill<'_> {
     }
 
     /// Runs the scenario's guide page against `site` as the recovery.
-    fn follow_guide(&mut self, site: &DrillSite, extra_env: &[(&str, String)]) -> Result<String> {
+    pub(crate) fn follow_guide(
+        &mut self,
+        site: &DrillSite,
+        extra_env: &[(&str, String)],
+    ) -> Result<String> {
         let page = self.scenario.guide_page();
         let text = guide::page(&page).ok_or_else(|| anyhow!("no guide page {page}"))?;
         let mut env: BTreeMap<String, String> = site.guide_env();
@@ -203,7 +212,7 @@ impl Drill<'_> {
     }
 
     /// Data lost: age of the restored snapshot at `loss_at`, missing and unknown files.
-    fn measure_loss(
+    pub(crate) fn measure_loss(
         &mut self,
         site: &DrillSite,
         loss_at: chrono::DateTime<Utc>,
@@ -292,15 +301,6 @@ fn job_state(c: &mut postgres::Client, jq: i32) -> Result<(bool, bool)> {
         )?
         .ok_or_else(|| anyhow!("jobqueue row {jq} is gone"))?;
     Ok((r.get(0), r.get(1)))
-}
-
-/// Repository paths of one upload's `files`, from its references.
-fn files_of(site: &DrillSite, c: &mut postgres::Client, upload: i32) -> Result<Vec<PathBuf>> {
-    Ok(db::references(c, Some(upload))?
-        .into_iter()
-        .filter(|r| r.kind == "files")
-        .filter_map(|r| site.site().repo.path("files", &r.name))
-        .collect())
 }
 
 /// Every regular file under `dir` with its inode.
@@ -503,101 +503,6 @@ fn plug_pull_backup(d: &mut Drill) -> Result<()> {
         format!("{n} uploads"),
     );
     d.measure_loss(&site, loss_at, Some(&newest.name))?;
-    d.report.check(
-        "nothing is missing after the restore",
-        d.report.data_lost.missing.is_empty(),
-        format!("{} missing", d.report.data_lost.missing.len()),
-    );
-    Ok(())
-}
-
-/// The server dies while an analysis job and an unpack job run; the backup that cut them off
-/// is restored, their uploads are reunpacked first and the jobs are ready to run again.
-fn plug_pull_job(d: &mut Drill) -> Result<()> {
-    let spec = SiteSpec {
-        // No --reset at scheduler start: the restore itself must hand the jobs back.
-        reset_on_start: false,
-        ..d.spec("gold", vec![HostRange::new("localhost", "*", "00", "ff")])
-    };
-    let (site, ups) = d.build("server", spec, 3)?;
-    let (analysed, unpacking) = (ups[0], ups[2]);
-    let (jq_nomos, jq_unpack) = d.step("start an analysis job and an unpack job", false, |_| {
-        let mut c = site.connect()?;
-        let a = start_job(&mut c, analysed, "nomos")?;
-        let b = start_job(&mut c, unpacking, "ununpack")?;
-        // The unpack is half way: half of its files are not written yet.
-        c.execute(
-            "UPDATE ununpack_ars SET ars_success = false WHERE upload_fk = $1",
-            &[&unpacking],
-        )?;
-        let files = files_of(&site, &mut c, unpacking)?;
-        let mut removed = 0;
-        for f in files.iter().step_by(2) {
-            if std::fs::remove_file(f).is_ok() {
-                removed += 1;
-            }
-        }
-        Ok((
-            (a, b),
-            format!("nomos on upload {analysed}, ununpack on upload {unpacking} ({removed} files not yet written)"),
-        ))
-    })?;
-    d.backup(&site, "gold-only backup while the jobs run")?;
-    let snap = latest(&site)?;
-    let cut: BTreeSet<i32> = snap
-        .manifest
-        .jobs
-        .unfinished
-        .iter()
-        .chain(&snap.manifest.jobs.stale_running)
-        .map(|r| r.jq_pk)
-        .collect();
-    d.report.check(
-        "the snapshot's manifest records both cut-off jobs",
-        cut.contains(&jq_nomos) && cut.contains(&jq_unpack),
-        format!("recorded rows {cut:?}"),
-    );
-    // The plug: agents and scheduler die, the disks cannot be trusted.
-    let loss_at = d.step("pull the plug during the jobs", false, |_| {
-        site.standin.kill_all();
-        let mut su = site.scratch.cluster.superuser_client()?;
-        su.batch_execute("DROP DATABASE fossology WITH (FORCE)")?;
-        for h in site.site().repo.host_dirs() {
-            std::fs::remove_dir_all(&h)?;
-            std::fs::create_dir_all(&h)?;
-        }
-        Ok((
-            Utc::now(),
-            "scheduler and agents killed, database and repository lost".into(),
-        ))
-    })?;
-    d.follow_guide(&site, &[])?;
-    let mut c = site.connect()?;
-    for (jq, what) in [
-        (jq_nomos, "the analysis job"),
-        (jq_unpack, "the unpack job"),
-    ] {
-        let st = job_state(&mut c, jq)?;
-        d.report.check(
-            &format!("{what} is ready to run again"),
-            st == (false, false),
-            format!("started {}, ended {}", st.0, st.1),
-        );
-    }
-    for u in [analysed, unpacking] {
-        let v = db::verify(&mut c, &site.site().repo, Some(u))?;
-        d.report.check(
-            &format!("upload {u} of a cut-off job was reunpacked"),
-            v.is_whole() && v.checked > 0,
-            format!("{} of {} files missing", v.missing.len(), v.checked),
-        );
-    }
-    d.report.check(
-        "the scheduler runs again",
-        site.standin.is_running(),
-        "no scheduler process",
-    );
-    d.measure_loss(&site, loss_at, Some(&snap.name))?;
     d.report.check(
         "nothing is missing after the restore",
         d.report.data_lost.missing.is_empty(),

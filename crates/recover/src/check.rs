@@ -32,6 +32,11 @@ pub struct UploadCheck {
     pub slimmed_files: u64,
     #[serde(default)]
     pub slimmed_bytes: u64,
+    /// The upload's unpack was cut off, so its tree may not name all its files yet: its
+    /// `ununpack` queue row is still marked running (the agent died, or runs now).
+    /// FOSSology's scheduler runs the job again after a `--reset` start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unpack_unfinished: Option<String>,
     /// The missing `files` entries (name and size), for the checker's detail output.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub missing: Vec<Reference>,
@@ -39,7 +44,7 @@ pub struct UploadCheck {
 
 impl UploadCheck {
     pub fn is_whole(&self) -> bool {
-        self.missing_files == 0 && self.gold_present
+        self.missing_files == 0 && self.gold_present && self.unpack_unfinished.is_none()
     }
     /// Missing files can come back from gold.
     pub fn recoverable(&self) -> bool {
@@ -72,6 +77,11 @@ pub fn check_repo(
     if let Some(u) = upload {
         if !out.contains_key(&u) {
             return Err(crate::RecoverError::NoUpload(u));
+        }
+    }
+    for (u, why) in unfinished_unpacks(c, upload)? {
+        if let Some(e) = out.get_mut(&u) {
+            e.unpack_unfinished = Some(why);
         }
     }
     let slimmed = db::slimmed_pfiles(c)?;
@@ -108,6 +118,29 @@ pub fn check_repo(
         }
     }
     Ok(out.into_values().collect())
+}
+
+/// Uploads whose unpack was cut off, with the reason: a killed `ununpack` leaves its queue
+/// row started and never ended. (A queued row is work not done yet, not damage: after the
+/// scheduler's `--reset` the cut-off row is queued again and runs.)
+fn unfinished_unpacks(
+    c: &mut postgres::Client,
+    upload: Option<i32>,
+) -> Result<BTreeMap<i32, String>> {
+    let mut out = BTreeMap::new();
+    for r in c.query(
+        "SELECT j.job_upload_fk, jq.jq_pk FROM jobqueue jq JOIN job j ON j.job_pk = jq.jq_job_fk \
+         WHERE jq.jq_type = 'ununpack' AND jq.jq_starttime IS NOT NULL AND jq.jq_endtime IS NULL \
+         AND j.job_upload_fk IS NOT NULL AND ($1::int4 IS NULL OR j.job_upload_fk = $1) \
+         ORDER BY jq.jq_pk",
+        &[&upload],
+    )? {
+        let (u, jq): (i32, i32) = (r.get(0), r.get(1));
+        out.entry(u).or_insert(format!(
+            "its ununpack job (jobqueue row {jq}) started and never ended: the agent died or still runs"
+        ));
+    }
+    Ok(out)
 }
 
 /// Only the uploads with something missing (files, or the gold itself).

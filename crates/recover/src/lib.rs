@@ -15,11 +15,15 @@
 //!   `holdfast serve` works it. A unique partial index keeps one active job per upload, so
 //!   the same upload is never reunpacked twice at once.
 //!
+//! [`damage`] walks the repository for what a power cut leaves: files under their final
+//! name that are shorter than the name says, and writers' temporary files.
+//!
 //! [`explain`] turns a file still missing after a reunpack into a reason an operator can act
 //! on: the gold itself is gone, a member failed to unpack, or an artifact that cannot be
 //! reproduced byte for byte (which is not data loss).
 
 pub mod check;
+pub mod damage;
 pub mod explain;
 pub mod queue;
 pub mod rebuild;

@@ -172,3 +172,38 @@ fn missing_gold_fails_for_good_and_says_so() {
     let e = q.enqueue(&mut c, 9999, "test").unwrap_err();
     assert_eq!(e.to_string(), "upload 9999 does not exist");
 }
+
+/// A killed unpack leaves its queue row started and never ended (holdfast's agent commits
+/// the tree at the end, so there may be no rows to name missing files by): the checker still
+/// calls the upload incomplete, and says why; once the scheduler's reset queues the row
+/// again it is pending work, not damage.
+#[test]
+fn an_unpack_cut_off_mid_way_makes_its_upload_incomplete() {
+    let f = fixture();
+    let u = f.uploads[1];
+    let mut c = f.s.site.connect().unwrap();
+    let reopened = c
+        .execute(
+            "UPDATE jobqueue SET jq_endtime = NULL, jq_end_bits = 0 WHERE jq_type = 'ununpack' \
+             AND jq_job_fk IN (SELECT job_pk FROM job WHERE job_upload_fk = $1)",
+            &[&u],
+        )
+        .unwrap();
+    assert_eq!(reopened, 1);
+    let checks = check_repo(&mut c, &f.s.site.repo, None).unwrap();
+    let k = checks.iter().find(|k| k.upload_pk == u).unwrap();
+    assert!(!k.is_whole() && k.missing_files == 0, "{k:?}");
+    let why = k.unpack_unfinished.as_deref().unwrap();
+    assert!(why.contains("started and never ended"), "{why}");
+    assert!(checks
+        .iter()
+        .filter(|k| k.upload_pk != u)
+        .all(|k| k.is_whole()));
+    // Reset by the scheduler's --reset start: queued to run again, no longer damage.
+    c.execute(
+        "UPDATE jobqueue SET jq_starttime = NULL WHERE jq_endtime IS NULL",
+        &[],
+    )
+    .unwrap();
+    assert!(check_repo(&mut c, &f.s.site.repo, Some(u)).unwrap()[0].is_whole());
+}

@@ -9,7 +9,11 @@ use std::process::ExitCode;
 #[command(
     long_about = "Checks every file the database references against the repository and lists \
 the uploads with files missing: how many, how many bytes, and whether the upload's gold file is \
-still there (then `holdfast recover --upload N` rebuilds them). Exit code 3 when anything is missing."
+still there (then `holdfast recover --upload N` rebuilds them), and uploads whose unpack never \
+finished (its job was cut off: FOSSology's scheduler runs it again after a `--reset` start). \
+With --scan it also walks the repository for files shorter than their name says (what a power \
+cut leaves under a good name) and writers' temporary files. Exit code 3 when anything is \
+missing or damaged."
 )]
 pub struct Args {
     /// Check one upload only.
@@ -21,6 +25,10 @@ pub struct Args {
     /// Also list uploads that are whole.
     #[arg(long)]
     all: bool,
+    /// Also walk the whole repository: files whose size is not the one their name says
+    /// (truncated by a power cut), and temporary files writers left behind.
+    #[arg(long)]
+    scan: bool,
     /// Machine-readable output (one JSON document).
     #[arg(long)]
     json: bool,
@@ -40,6 +48,11 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     })?;
     let mut checks = check_repo(&mut c, &site.repo, args.upload)?;
     let incomplete = checks.iter().filter(|c| !c.is_whole()).count();
+    let scan = if args.scan {
+        Some(holdfast_recover::damage::scan(&site.repo)?)
+    } else {
+        None
+    };
     let slimmed: (u64, u64) = checks.iter().fold((0, 0), |(f, b), c| {
         (f + c.slimmed_files, b + c.slimmed_bytes)
     });
@@ -57,11 +70,13 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
             "slimmed_files": slimmed.0,
             "slimmed_bytes": slimmed.1,
             "uploads": checks,
+            "scan": scan,
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else if checks.is_empty() {
         println!("every file the database references is in the repository");
-    } else {
+    }
+    if !args.json && !checks.is_empty() {
         println!(
             "{:>7}  {:>14}  {:>12}  {:<8}  file",
             "upload", "missing", "bytes", "gold"
@@ -75,6 +90,9 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
                 if c.gold_present { "present" } else { "MISSING" },
                 c.filename
             );
+            if let Some(why) = &c.unpack_unfinished {
+                println!("         unpack not finished: {why}");
+            }
             for m in &c.missing {
                 println!("         {} ({} bytes)", m.name, m.size);
             }
@@ -94,11 +112,41 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
                     .join(" --upload ")
             );
         }
+        if checks.iter().any(|c| c.unpack_unfinished.is_some()) {
+            println!(
+                "an unfinished unpack runs again when FOSSology's scheduler starts with --reset (its init script does)"
+            );
+        }
         if checks.iter().any(|c| !c.gold_present) {
             println!(
                 "uploads whose gold is MISSING cannot be rebuilt: restore their gold from a backup"
             );
         }
+    }
+    let damaged = scan.as_ref().map_or(0, |s| s.damaged.len());
+    if let (Some(s), false) = (&scan, args.json) {
+        for d in &s.damaged {
+            println!(
+                "damaged: {} has {} of the {} bytes its name says",
+                d.path.display(),
+                d.actual,
+                d.expected
+            );
+        }
+        for l in &s.leftovers {
+            println!("leftover temporary file: {}", l.display());
+        }
+        if damaged > 0 {
+            println!(
+                "set the damaged files aside and rebuild them from gold: holdfast recover --all --scan"
+            );
+        }
+        println!(
+            "scanned {} repository files: {} damaged, {} temporary leftovers",
+            s.files,
+            damaged,
+            s.leftovers.len()
+        );
     }
     if !args.json && slimmed.0 > 0 {
         println!(
@@ -106,7 +154,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
             slimmed.0, slimmed.1
         );
     }
-    Ok(exit::code(if incomplete == 0 {
+    Ok(exit::code(if incomplete == 0 && damaged == 0 {
         exit::OK
     } else {
         exit::INCOMPLETE

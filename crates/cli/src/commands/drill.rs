@@ -14,7 +14,7 @@ running the commands of docs/disaster-recovery/SCENARIO.md, and reports pass/fai
 recovery time and the data lost.\n\n\
 Scenarios:\n  \
 plug-pull-backup    the backup is SIGKILLed at random points, several times\n  \
-plug-pull-job       the server dies while an analysis and an unpack job run\n  \
+plug-pull-job       the power fails while the unpack agent writes an upload (at\n                      --kills random points; repaired in place, nothing restored)\n  \
 total-loss          database cluster, repository and holdfast.toml gone\n  \
 database-loss       database dropped, repository intact\n  \
 agent-storage-loss  one [REPOSITORY] host folder (disk) lost with a running job\n\n\
@@ -38,9 +38,10 @@ pub struct Args {
     /// Seed for the random kill points, to repeat a drill exactly.
     #[arg(long)]
     seed: Option<u64>,
-    /// plug-pull-backup: how many backups are killed.
-    #[arg(long, default_value_t = 3)]
-    kills: u32,
+    /// How many times the work is killed: backups for plug-pull-backup (default 3), the
+    /// unpack agent for plug-pull-job (default 10).
+    #[arg(long)]
+    kills: Option<u32>,
     /// Uploads the sample site starts with (at least 3), for longer, more telling drills.
     #[arg(long, default_value_t = 3)]
     uploads: usize,
@@ -72,7 +73,6 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     let bin = std::env::current_exe()?;
     let mut opts = DrillOptions::new(args.scratch.clone(), bin);
     opts.seed = args.seed;
-    opts.kills = args.kills;
     opts.keep = args.keep;
     opts.mode = args.mode.clone();
     opts.uploads = args.uploads;
@@ -96,6 +96,10 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     }
     let mut reports = Vec::new();
     for s in scenarios {
+        opts.kills = args.kills.unwrap_or(match s {
+            Scenario::PlugPullJob => 10,
+            _ => 3,
+        });
         reports.push(holdfast_drill::run(s, &opts)?);
     }
     if args.json {

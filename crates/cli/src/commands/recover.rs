@@ -25,6 +25,10 @@ pub struct Args {
     /// the jobs the backup cut off back to the scheduler.
     #[arg(long, requires = "all")]
     after_restore: bool,
+    /// With --all: first walk the repository and set aside every file shorter than its name
+    /// says (renamed to `<name>.damaged`), so the rebuild writes it again.
+    #[arg(long, requires = "all")]
+    scan: bool,
     /// Uploads unpacked at the same time with --all (default: one per CPU).
     #[arg(long, default_value_t = 0)]
     jobs: usize,
@@ -86,6 +90,17 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     }
 
     if args.all {
+        if args.scan && !args.dry_run {
+            let s = holdfast_recover::damage::scan(&site.repo)?;
+            let moved = holdfast_recover::damage::set_aside(&s.damaged)?;
+            if !args.json {
+                println!(
+                    "scanned {} repository files: {} damaged set aside",
+                    s.files,
+                    moved.len()
+                );
+            }
+        }
         let opts = RebuildOptions {
             lazy: false,
             jobs: args.jobs,

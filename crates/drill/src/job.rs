@@ -1,0 +1,371 @@
+//! plug-pull-job: the power fails while the unpack agent writes an upload; the machine comes
+//! back with its disks, and the site is repaired in place, nothing restored.
+//!
+//! Each kill point: an upload arrives the way FOSSology's upload page leaves it (gold stored
+//! and synced, `upload`/`job`/`jobqueue` rows, the `ununpack` row handed to an agent), the
+//! agent (`holdfast unpack --upload N`, holdfast's unpacker doing ununpack's job) runs, and
+//! at a random moment of its run it and the scheduler get SIGKILL. Then the power cut itself
+//! ([`crate::power`]): files the agent wrote that had not reached the disk come back short
+//! under their final names. The operator guide's commands are then followed (find the damage
+//! with `check-repo --scan`, set it aside and rebuild with `recover --all --scan`, start the
+//! scheduler, whose `--reset` hands the cut-off row back), the stand-in scheduler runs the
+//! handed-back row with the same agent, and the drill proves the upload is whole, its tree is
+//! the one a clean unpack makes, and no short file kept a good name.
+
+use crate::power::{self, RepoFiles};
+use crate::report::{KillPoint, Step};
+use crate::scenarios::Drill;
+use crate::site::DrillSite;
+use crate::{archives, plug};
+use anyhow::{anyhow, bail, Result};
+use holdfast_site::foconf::HostRange;
+use holdfast_site::pfile::PfileName;
+use rand::Rng;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub(crate) fn plug_pull_job(d: &mut Drill) -> Result<()> {
+    let spec = d.spec("full", vec![HostRange::new("localhost", "*", "00", "ff")]);
+    let (site, _ups) = d.build("server", spec, 3)?;
+    let kills = d.opts.kills.max(1) as usize;
+    let root = d.root.to_path_buf();
+
+    // How long one agent run takes here, on an archive like the ones it will be killed on.
+    let calibration = d.step("time one unpack of a fresh upload", false, |_| {
+        let a = archives::build_unique(&root.join("archives-cal"), 1, "cal")?;
+        let up = arrive(&site, &a[0])?;
+        let t = Instant::now();
+        site.holdfast
+            .ok(&["unpack", "--upload", &up.to_string(), "--json"])?;
+        let secs = t.elapsed().as_secs_f64();
+        close_rows(&site, up)?;
+        Ok((secs, format!("upload {up} unpacked in {secs:.2} s")))
+    })?;
+
+    let mut points: Vec<(i32, PathBuf)> = Vec::new();
+    let mut attempts = 0;
+    while d.report.kill_points.len() < kills && attempts < kills * 2 {
+        attempts += 1;
+        let n = attempts;
+        let archive =
+            archives::build_unique(&root.join("archives-kill"), 1, &format!("k{n}-"))?.remove(0);
+        let up = arrive(&site, &archive)?;
+        let frac: f64 = d.rng.random_range(0.05..0.95);
+        let after = Duration::from_secs_f64(calibration * frac);
+        let Some(point) = kill_point(d, &site, up, n, after)? else {
+            continue;
+        };
+        d.report.kill_points.push(point);
+        points.push((up, archive));
+    }
+    d.report.check(
+        &format!("the agent was killed mid-write at {kills} random points"),
+        d.report.kill_points.len() >= kills,
+        format!(
+            "{} kills in {attempts} attempts (the others finished first)",
+            d.report.kill_points.len()
+        ),
+    );
+
+    // The recovered uploads hold the tree a clean unpack of the same archive makes.
+    let reference = d.step("upload the same archives again, cleanly", false, |_| {
+        let files: Vec<PathBuf> = points.iter().map(|(_, a)| a.clone()).collect();
+        let mut c = site.connect()?;
+        let before: i32 = c
+            .query_one("SELECT COALESCE(max(upload_pk), 0) FROM upload", &[])?
+            .get(0);
+        let mut args: Vec<String> = vec!["upload".into(), "--json".into()];
+        args.extend(files.iter().map(|p| p.display().to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        site.holdfast.ok(&refs)?;
+        let ups: Vec<i32> = c
+            .query(
+                "SELECT upload_pk FROM upload WHERE upload_pk > $1 ORDER BY upload_pk",
+                &[&before],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let n = ups.len();
+        Ok((ups, format!("{n} reference uploads")))
+    })?;
+    let mut c = site.connect()?;
+    let mut differ = Vec::new();
+    for ((up, _), r) in points.iter().zip(&reference) {
+        if tree(&mut c, *up)? != tree(&mut c, *r)? {
+            differ.push(*up);
+        }
+    }
+    d.report.check(
+        "every recovered upload has the tree a clean unpack of its archive makes",
+        differ.is_empty() && reference.len() == points.len(),
+        format!("uploads {differ:?} differ from their reference"),
+    );
+    let scan = holdfast_recover::damage::scan(&site.site().repo)?;
+    d.report.check(
+        "no file in the repository is shorter than its name says",
+        scan.is_clean(),
+        format!("{} damaged: {:?}", scan.damaged.len(), scan.damaged.first()),
+    );
+    d.report.data_lost.missing = crate::loss::missing_files(site.site(), &mut c)?;
+    d.report.data_lost.unknown = crate::loss::unknown_files(site.site(), &mut c)?;
+    d.report.check(
+        "nothing is missing after the recoveries",
+        d.report.data_lost.missing.is_empty(),
+        format!("{} missing", d.report.data_lost.missing.len()),
+    );
+    d.report.check(
+        "the scheduler runs again",
+        site.standin.is_running(),
+        "no scheduler process",
+    );
+    Ok(())
+}
+
+/// The upload arrives as FOSSology's upload page leaves it for the unpack agent: the gold
+/// file stored (and synced: it arrived long before the unpack ran), the pfile, upload, job
+/// and jobqueue rows, the `ununpack` row handed to an agent.
+fn arrive(site: &DrillSite, archive: &Path) -> Result<i32> {
+    let h = holdfast_unpack::hash::hash_file(archive)?;
+    let gold = site
+        .site()
+        .repo
+        .path("gold", &h.pfile_name())
+        .ok_or_else(|| anyhow!("no [REPOSITORY] line covers gold"))?;
+    site.site().repo.ensure_parent(&gold)?;
+    std::fs::copy(archive, &gold)?;
+    std::fs::File::open(&gold)?.sync_all()?;
+    let name = archive
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let mut c = site.connect()?;
+    let ids = holdfast_unpack::db::create_upload(&mut c, &name, &h, None)?;
+    Ok(ids.upload_pk)
+}
+
+/// What the stand-in scheduler does when an agent finishes a row: the upload's queue rows
+/// (`ununpack` and `adj2nest`, which holdfast's unpacker does in one go) end successfully.
+fn close_rows(site: &DrillSite, upload: i32) -> Result<u64> {
+    let mut c = site.connect()?;
+    Ok(c.execute(
+        "UPDATE jobqueue SET jq_endtime = now(), jq_end_bits = 1, jq_endtext = 'Completed', \
+         jq_starttime = COALESCE(jq_starttime, now()) \
+         WHERE jq_endtime IS NULL AND jq_type IN ('ununpack', 'adj2nest') \
+         AND jq_job_fk IN (SELECT job_pk FROM job WHERE job_upload_fk = $1)",
+        &[&upload],
+    )?)
+}
+
+/// The rows of one upload's tree, by name, pfile and mode (keys differ between uploads).
+fn tree(c: &mut postgres::Client, upload: i32) -> Result<Vec<(String, String, i32)>> {
+    Ok(c.query(
+        "SELECT t.ufile_name, COALESCE(p.pfile_sha1 || '.' || p.pfile_md5 || '.' || p.pfile_size, ''), \
+         t.ufile_mode FROM uploadtree_a t LEFT JOIN pfile p ON p.pfile_pk = t.pfile_fk \
+         WHERE t.upload_fk = $1 ORDER BY 1, 2, 3",
+        &[&upload],
+    )?
+    .iter()
+    .map(|r| (r.get(0), r.get::<_, String>(1).to_lowercase(), r.get(2)))
+    .collect())
+}
+
+/// Where the agent was when it died.
+fn phase(c: &mut postgres::Client, upload: i32) -> Result<&'static str> {
+    let rows: i64 = c
+        .query_one(
+            "SELECT count(*) FROM uploadtree_a WHERE upload_fk = $1",
+            &[&upload],
+        )?
+        .get(0);
+    Ok(if rows == 0 {
+        "unpacking (no rows committed)"
+    } else {
+        "rows committed, queue rows not closed"
+    })
+}
+
+/// One kill point; `None` when the agent finished before the pull (no kill to recover from).
+fn kill_point(
+    d: &mut Drill,
+    site: &DrillSite,
+    up: i32,
+    n: usize,
+    after: Duration,
+) -> Result<Option<KillPoint>> {
+    let repo = site.site().repo.clone();
+    let before = RepoFiles::read(&repo);
+    let mut cmd = site
+        .holdfast
+        .command(&["unpack", "--upload", &up.to_string(), "--json"]);
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let t = Instant::now();
+    let pull = plug::run_and_pull(&mut cmd, after)?;
+    if pull.finished.is_some() {
+        close_rows(site, up)?;
+        d.report.steps.push(Step {
+            name: format!("kill attempt {n}"),
+            secs: t.elapsed().as_secs_f64(),
+            recovery: false,
+            detail: format!(
+                "upload {up}: the agent finished before the pull at {:.2} s",
+                after.as_secs_f64()
+            ),
+        });
+        return Ok(None);
+    }
+    // The power goes: the scheduler dies with the agent, unsynced data is lost.
+    site.standin.kill_all();
+    let after_kill = RepoFiles::read(&repo);
+    let cut = power::lose_unsynced(&before, &after_kill, &mut d.rng)?;
+    let mut c = site.connect()?;
+    let phase = phase(&mut c, up)?;
+    let mut point = KillPoint {
+        point: d.report.kill_points.len() + 1,
+        upload: up,
+        after_secs: pull.after_secs,
+        phase: phase.to_string(),
+        files_written: cut.written.len(),
+        truncated: cut.truncated.len(),
+        recovery_secs: 0.0,
+        files_recovered: 0,
+        passed: false,
+    };
+    let label = format!("kill point {}", point.point);
+    d.report.steps.push(Step {
+        name: format!("{label}: pull the plug on the unpack"),
+        secs: t.elapsed().as_secs_f64(),
+        recovery: false,
+        detail: format!(
+            "upload {up}: SIGKILL after {:.2} s ({phase}), {} files written, {} cut short by the power cut",
+            pull.after_secs,
+            cut.written.len(),
+            cut.truncated.len()
+        ),
+    });
+    let checks_before = d.report.checks.len();
+
+    // What check-repo says before anything is repaired.
+    let recovery = Instant::now();
+    let out = site
+        .holdfast
+        .run(&["check-repo", "--scan", "--files", "--json"])?;
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| anyhow!("check-repo --json printed no JSON ({e}): {:?}", out))?;
+    let listed = doc["uploads"]
+        .as_array()
+        .and_then(|a| a.iter().find(|u| u["upload_pk"] == up));
+    d.report.check(
+        &format!("{label}: check-repo names the cut-off upload {up}"),
+        out.status.code() == Some(3)
+            && listed.is_some_and(|u| {
+                !u["unpack_unfinished"].is_null() || u["missing_files"].as_u64() > Some(0)
+            }),
+        format!("exit {:?}, upload listed: {listed:?}", out.status.code()),
+    );
+    let named: BTreeSet<PathBuf> = doc["scan"]["damaged"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|x| x["path"].as_str().map(PathBuf::from))
+        .chain(
+            doc["uploads"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|u| u["missing"].as_array().into_iter().flatten())
+                .filter_map(|m| {
+                    let kind = m["kind"].as_str()?;
+                    repo.path(kind, m["name"].as_str()?)
+                }),
+        )
+        .collect();
+    let unnamed: Vec<&PathBuf> = cut
+        .truncated
+        .iter()
+        .filter(|p| !named.contains(*p))
+        .collect();
+    d.report.check(
+        &format!("{label}: check-repo names every file the power cut left short"),
+        unnamed.is_empty(),
+        format!("not named: {unnamed:?}"),
+    );
+    // Files of the upload's rows (when they were committed) that are absent are named too.
+    let absent: Vec<PathBuf> = holdfast_site::db::references(&mut c, Some(up))?
+        .into_iter()
+        .filter(|r| PfileName::parse(&r.name).is_some_and(|n| !repo.has(&r.kind, &n)))
+        .filter_map(|r| repo.path(&r.kind, &r.name))
+        .filter(|p| !named.contains(p))
+        .collect();
+    d.report.check(
+        &format!("{label}: check-repo names every file of the upload that is missing"),
+        absent.is_empty(),
+        format!("not named: {absent:?}"),
+    );
+
+    // The guide's repair, then the scheduler runs the row its --reset handed back.
+    d.follow_guide(site, &[])?;
+    let rerun = d.step(&format!("{label}: the scheduler runs the cut-off unpack again"), true, |_| {
+        let mut c = site.connect()?;
+        let queued: i64 = c
+            .query_one(
+                "SELECT count(*) FROM jobqueue jq JOIN job j ON j.job_pk = jq.jq_job_fk \
+                 WHERE j.job_upload_fk = $1 AND jq.jq_type = 'ununpack' \
+                 AND jq.jq_starttime IS NULL AND jq.jq_endtime IS NULL",
+                &[&up],
+            )?
+            .get(0);
+        if queued == 0 {
+            bail!("the scheduler's start did not hand the ununpack row of upload {up} back");
+        }
+        c.execute(
+            "UPDATE jobqueue SET jq_starttime = now() WHERE jq_type = 'ununpack' \
+             AND jq_endtime IS NULL AND jq_job_fk IN (SELECT job_pk FROM job WHERE job_upload_fk = $1)",
+            &[&up],
+        )?;
+        let out = site
+            .holdfast
+            .ok(&["unpack", "--upload", &up.to_string(), "--json"])?;
+        let s: holdfast_unpack::UnpackSummary = serde_json::from_str(out.trim())?;
+        close_rows(site, up)?;
+        Ok((s.written, format!("{} files written, {} rows", s.written, s.rows)))
+    });
+    let after_out = site.holdfast.run(&["check-repo", "--scan", "--json"])?;
+    point.recovery_secs = recovery.elapsed().as_secs_f64();
+    d.report.check(
+        &format!("{label}: check-repo --scan finds nothing after the repair"),
+        after_out.status.success(),
+        String::from_utf8_lossy(&after_out.stdout)
+            .chars()
+            .take(600)
+            .collect::<String>(),
+    );
+    // Files recovered: the upload's files that were absent or short at the kill.
+    let at_kill: BTreeMap<&Path, u64> = cut.state_at_kill();
+    let refs = holdfast_site::db::references(&mut c, Some(up))?;
+    let mut recovered = BTreeSet::new();
+    for r in &refs {
+        if let Some(p) = repo.path(&r.kind, &r.name) {
+            let back = PfileName::parse(&r.name).is_some_and(|n| repo.has(&r.kind, &n));
+            if back && at_kill.get(p.as_path()) != Some(&r.size) {
+                recovered.insert(p);
+            }
+        }
+    }
+    point.files_recovered = recovered.len();
+    let whole = holdfast_site::db::verify(&mut c, &repo, Some(up))?;
+    d.report.check(
+        &format!("{label}: upload {up} is whole again, in place"),
+        rerun.is_ok() && whole.is_whole() && whole.checked > 1,
+        format!(
+            "rerun {:?}, {} of {} files missing",
+            rerun.as_ref().err().map(|e| e.to_string()),
+            whole.missing.len(),
+            whole.checked
+        ),
+    );
+    point.passed = d.report.checks[checks_before..].iter().all(|c| c.ok);
+    Ok(Some(point))
+}
