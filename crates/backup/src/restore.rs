@@ -19,8 +19,9 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// Where a restore puts files whose content does not match their name.
-pub const DAMAGED_DIR: &str = ".holdfast-damaged";
+/// Where a restore puts files whose content does not match their name (the same folder
+/// `recover --all --scan` moves short files to).
+pub use holdfast_recover::damage::DAMAGED_DIR;
 
 #[derive(Debug, Clone, Default)]
 pub struct RestoreOptions {

@@ -11,16 +11,19 @@
 //!
 //! [`scan`] compares every `gold` and `files` entry with the size in its name (hashes are not
 //! computed: a power cut shortens files, it does not rewrite them) and lists writers'
-//! temporary files. [`set_aside`] renames damaged files to `<name>.damaged`, so the bytes are
-//! kept for inspection, nothing trusts them, and a reunpack writes the real file again.
+//! temporary files. [`set_aside`] moves damaged files to `<repository>/.holdfast-damaged/`
+//! (the folder a restore uses for copies that fail their hash; backups do not copy it), so
+//! the bytes are kept for inspection, nothing trusts them, and a reunpack writes the real
+//! file again.
 
 use holdfast_site::pfile::PfileName;
 use holdfast_site::repo::Repository;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// Suffix of a damaged file set aside by [`set_aside`].
-pub const SET_ASIDE: &str = ".damaged";
+/// Where damaged repository files are moved, under the repository root, with their path
+/// below the root kept.
+pub const DAMAGED_DIR: &str = ".holdfast-damaged";
 
 /// A file under a repository name whose size is not the one its name says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,7 +47,7 @@ pub struct Scan {
     /// Writers' temporary files (`*.I`, `*.part*`) and anything else without a repository
     /// name: never read by FOSSology, safe to delete once no agent runs.
     pub leftovers: Vec<PathBuf>,
-    /// Damaged files set aside by an earlier run (`*.damaged`).
+    /// Damaged files set aside earlier (under [`DAMAGED_DIR`]).
     pub set_aside: Vec<PathBuf>,
 }
 
@@ -63,6 +66,19 @@ pub fn scan(repo: &Repository) -> std::io::Result<Scan> {
     for dir in dirs {
         for kind in ["gold", "files"] {
             walk(&dir.join(kind), kind, repo, &mut out)?;
+        }
+    }
+    let mut stack = vec![repo.root.join(DAMAGED_DIR)];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(e.path()),
+                Ok(_) => out.set_aside.push(e.path()),
+                Err(_) => {}
+            }
         }
     }
     out.damaged.sort_by(|a, b| a.path.cmp(&b.path));
@@ -103,26 +119,30 @@ fn walk(dir: &Path, kind: &str, repo: &Repository, out: &mut Scan) -> std::io::R
                     });
                 }
             }
-            _ if name.ends_with(SET_ASIDE) => out.set_aside.push(e.path()),
             _ => out.leftovers.push(e.path()),
         }
     }
     Ok(())
 }
 
-/// Renames each damaged file to `<name>.damaged` (replacing an older one of that name);
-/// returns the new paths. A file that changed since the scan (rewritten whole meanwhile) is
-/// left alone.
-pub fn set_aside(damaged: &[Damaged]) -> std::io::Result<Vec<PathBuf>> {
+/// Moves each damaged file into [`DAMAGED_DIR`] (replacing an older copy of the same
+/// path); returns the new paths. A file that changed since the scan (rewritten whole
+/// meanwhile) is left alone.
+pub fn set_aside(repo: &Repository, damaged: &[Damaged]) -> std::io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for d in damaged {
         match std::fs::metadata(&d.path) {
             Ok(m) if m.len() != d.expected => {}
             _ => continue,
         }
-        let mut to = d.path.clone().into_os_string();
-        to.push(SET_ASIDE);
-        let to = PathBuf::from(to);
+        let rel = d.path.strip_prefix(&repo.root).unwrap_or(&d.path);
+        let to = repo
+            .root
+            .join(DAMAGED_DIR)
+            .join(rel.strip_prefix("/").unwrap_or(rel));
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
         std::fs::rename(&d.path, &to)?;
         tracing::warn!(
             "{}: {} of {} bytes: set aside as {}",
@@ -171,7 +191,8 @@ mod tests {
         assert_eq!((s.damaged[0].expected, s.damaged[0].actual), (9, 3));
         assert_eq!(s.damaged[0].name, short);
         assert_eq!(s.leftovers, vec![part]);
-        let moved = set_aside(&s.damaged).unwrap();
+        let moved = set_aside(&repo, &s.damaged).unwrap();
+        assert!(moved[0].starts_with(t.path().join(DAMAGED_DIR)));
         assert_eq!(std::fs::read(&moved[0]).unwrap(), b"123");
         assert!(!repo.path("files", &short).unwrap().exists());
         let again = scan(&repo).unwrap();

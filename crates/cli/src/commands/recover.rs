@@ -26,7 +26,7 @@ pub struct Args {
     #[arg(long, requires = "all")]
     after_restore: bool,
     /// With --all: first walk the repository and set aside every file shorter than its name
-    /// says (renamed to `<name>.damaged`), so the rebuild writes it again.
+    /// says (moved into `<repository>/.holdfast-damaged/`), so the rebuild writes it again.
     #[arg(long, requires = "all")]
     scan: bool,
     /// Uploads unpacked at the same time with --all (default: one per CPU).
@@ -92,7 +92,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     if args.all {
         if args.scan && !args.dry_run {
             let s = holdfast_recover::damage::scan(&site.repo)?;
-            let moved = holdfast_recover::damage::set_aside(&s.damaged)?;
+            let moved = holdfast_recover::damage::set_aside(&site.repo, &s.damaged)?;
             if !args.json {
                 println!(
                     "scanned {} repository files: {} damaged set aside",
