@@ -223,7 +223,7 @@ pub fn unsuccessful(
         return Outcome::Clear;
     }
     let failures = failures.max(1);
-    let last_ok = a.last_successful(&p.prefix);
+    let last_ok = a.last_successful_at(&p.prefix);
     let since_ok = last_ok.map(|t| (now - t).num_days());
     let warn = (numbers > 0 && failures >= numbers)
         || (days > 0 && since_ok.is_none_or(|d| d >= days as i64));
@@ -294,15 +294,22 @@ pub fn upgrade(p: &PrefixFiles, l: &Limits) -> Outcome {
     Outcome::Warn(m)
 }
 
-/// nobackup: an active account older than the grace period with no backup ever.
-pub fn nobackup(a: &Account, prefixes: &[PrefixFiles], now: DateTime<Utc>, l: &Limits) -> Outcome {
+/// nobackup: an active account older than the grace period with no backup ever. `created`
+/// is when the account was set up (its home's time).
+pub fn nobackup(
+    a: &Account,
+    created: Option<DateTime<Utc>>,
+    prefixes: &[PrefixFiles],
+    now: DateTime<Utc>,
+    l: &Limits,
+) -> Outcome {
     if !a.active {
         return Outcome::Clear;
     }
     if !a.last_successful.is_empty() || prefixes.iter().any(|p| p.ever_ran()) {
         return Outcome::Clear;
     }
-    let Some(created) = a.created else {
+    let Some(created) = created else {
         return Outcome::Unknown("account creation time unknown".into());
     };
     let age = now - created;
@@ -529,22 +536,22 @@ mod tests {
     fn nobackup_after_grace_for_active_accounts() {
         let l = Limits::default();
         let mut a = acct();
-        a.created = Some(t("2026-11-01T00:00:00Z"));
+        let c = Some(t("2026-11-01T00:00:00Z"));
         let now = t("2026-11-20T00:00:00Z");
-        let Outcome::Warn(m) = nobackup(&a, &[], now, &l) else {
+        let Outcome::Warn(m) = nobackup(&a, c, &[], now, &l) else {
             panic!()
         };
         assert_eq!(m["days"], json!(19));
         assert_eq!(
-            nobackup(&a, &[], t("2026-11-05T00:00:00Z"), &l),
+            nobackup(&a, c, &[], t("2026-11-05T00:00:00Z"), &l),
             Outcome::Clear
         );
         let ran = PrefixFiles {
             started: Some(started("2026-11-20T02:00:00+01:00", "1")),
             ..Default::default()
         };
-        assert_eq!(nobackup(&a, &[ran], now, &l), Outcome::Clear);
+        assert_eq!(nobackup(&a, c, &[ran], now, &l), Outcome::Clear);
         a.active = false;
-        assert_eq!(nobackup(&a, &[], now, &l), Outcome::Clear);
+        assert_eq!(nobackup(&a, c, &[], now, &l), Outcome::Clear);
     }
 }

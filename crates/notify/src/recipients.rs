@@ -33,8 +33,8 @@ pub fn resolve(
     dir: &dyn Directory,
 ) -> Recipients {
     let mut r = Recipients {
-        from: reseller.and_then(|x| x.mail_from.clone()),
-        reseller_language: reseller.and_then(|x| x.language.clone()),
+        from: reseller.and_then(|x| x.settings.mail_from.clone()),
+        reseller_language: reseller.and_then(|x| x.settings.preferred_language.clone()),
         ..Default::default()
     };
     let uid = &a.uid;
@@ -46,7 +46,7 @@ pub fn resolve(
     let own_mail = !a.mail.is_empty() && medium_mail;
     let needs_person = on && !own_mail;
     // The person is read when the account has no mail, and for the greeting and language.
-    let person: Option<Person> = match a.person.as_deref() {
+    let person: Option<Person> = match a.person_uid.as_deref() {
         Some(p) => match dir.person(p) {
             Ok(found) => {
                 if found.is_none() && needs_person {
@@ -64,11 +64,11 @@ pub fn resolve(
         },
         None => None,
     };
-    r.person_name = person.as_ref().and_then(|p| p.name.clone());
+    r.person_name = person.as_ref().and_then(|p| p.cn.clone());
     r.customer_language = a
-        .language
+        .preferred_language
         .clone()
-        .or_else(|| person.as_ref().and_then(|p| p.language.clone()))
+        .or_else(|| person.as_ref().and_then(|p| p.preferred_language.clone()))
         .or_else(|| r.reseller_language.clone());
 
     if !on {
@@ -78,7 +78,7 @@ pub fn resolve(
     } else if own_mail {
         r.customer = a.mail.clone();
     } else {
-        match (&a.person, &person) {
+        match (&a.person_uid, &person) {
             (None, _) => r.notes.push(format!(
                 "account {uid}: {} and no sstBelongsToPersonUID: nobody to tell about {task}",
                 if a.mail.is_empty() {
@@ -99,18 +99,18 @@ pub fn resolve(
     match reseller {
         None => r.notes.push(format!(
             "account {uid}: no reseller entry ({}): reseller not told",
-            a.reseller
+            a.reseller_uid
                 .as_deref()
                 .unwrap_or("no sstBelongsToResellerUID")
         )),
-        Some(res) if res.wants(task) => {
-            if res.mail_to.is_empty() {
+        Some(res) if res.wants(task.keyword()) => {
+            if res.notifications.mail_to.is_empty() {
                 r.notes.push(format!(
                     "reseller {}: wants {task} warnings but has no sstMailTo",
                     res.uid
                 ));
             }
-            r.reseller = res.mail_to.clone();
+            r.reseller = res.notifications.mail_to.clone();
         }
         Some(_) => {}
     }
@@ -141,6 +141,9 @@ mod tests {
         ) -> Result<(), String> {
             Ok(())
         }
+        fn home(&self, _: &Account) -> Result<std::path::PathBuf, String> {
+            Err("no homes here".into())
+        }
     }
 
     fn dir() -> Mem {
@@ -150,8 +153,9 @@ mod tests {
             Person {
                 uid: "p1".into(),
                 mail: vec!["anna@x.org".into(), "anna@home.org".into()],
-                language: Some("de-CH".into()),
-                name: Some("Anna".into()),
+                preferred_language: Some("de-CH".into()),
+                cn: Some("Anna".into()),
+                ..Default::default()
             },
         );
         m.insert(
@@ -169,21 +173,22 @@ mod tests {
             uid: "a1".into(),
             warning_on: Some(true),
             medium: Some("mail".into()),
-            person: Some("p1".into()),
-            reseller: Some("r1".into()),
+            person_uid: Some("p1".into()),
+            reseller_uid: Some("r1".into()),
             ..Default::default()
         }
     }
 
     fn reseller() -> Reseller {
-        Reseller {
+        let mut r = Reseller {
             uid: "r1".into(),
-            mail_to: vec!["Desk <desk@r.org>".into()],
-            warnings: vec!["quota".into()],
-            mail_from: Some("Backup <backup@r.org>".into()),
-            language: Some("en".into()),
             ..Default::default()
-        }
+        };
+        r.notifications.mail_to = vec!["Desk <desk@r.org>".into()];
+        r.notifications.warnings = vec!["quota".into()];
+        r.settings.mail_from = Some("Backup <backup@r.org>".into());
+        r.settings.preferred_language = Some("en".into());
+        r
     }
 
     #[test]
@@ -224,7 +229,7 @@ mod tests {
         // Person without mail, missing person, no person at all: logged, nobody.
         for p in [Some("p2"), Some("ghost"), None] {
             let mut a = acct();
-            a.person = p.map(Into::into);
+            a.person_uid = p.map(Into::into);
             let r = resolve(&a, Task::Quota, None, &d);
             assert!(r.customer.is_empty() && r.reseller.is_empty());
             assert_eq!(r.notes.len(), 2, "{p:?}: {:?}", r.notes);

@@ -235,14 +235,31 @@ impl Ctx<'_> {
         r
     }
 
-    fn account(&mut self, a: Account) -> Result<(), CheckError> {
-        let reseller = self.reseller(a.reseller.as_deref());
-        let mut a = match &reseller {
-            Some(r) => a.with_defaults(&r.defaults),
-            None => a,
-        };
+    fn account(&mut self, mut a: Account) -> Result<(), CheckError> {
+        let reseller = self.reseller(a.reseller_uid.as_deref());
+        if let Some(r) = &reseller {
+            a.apply_defaults(&r.settings);
+        }
         let now = self.opts.now;
-        let (prefixes, errs) = client::read_account(&a.home);
+        // a home that cannot be resolved is reported; the account-wide tasks still run
+        let (prefixes, errs, created) = match self.dir.home(&a) {
+            Ok(home) => {
+                let (p, e) = client::read_account(&home);
+                // the account's age (for nobackup): its home's time, set when it was made
+                let created = std::fs::metadata(&home)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .map(DateTime::<Utc>::from);
+                (p, e, created)
+            }
+            Err(e) => {
+                let e = e
+                    .strip_prefix(&format!("account {}: ", a.uid))
+                    .map(str::to_string)
+                    .unwrap_or(e);
+                (Vec::new(), vec![e], None)
+            }
+        };
         for e in errs {
             tracing::warn!("account {}: {e}", a.uid);
             self.report.findings.push(format!("account {}: {e}", a.uid));
@@ -272,7 +289,7 @@ impl Ctx<'_> {
             } else {
                 let outcome = match task {
                     Task::Quota => checks::quota(&a),
-                    _ => checks::nobackup(&a, &prefixes, now, &self.limits),
+                    _ => checks::nobackup(&a, created, &prefixes, now, &self.limits),
                 };
                 self.act(&a, reseller.as_ref(), task, "", outcome)?;
             }
@@ -302,7 +319,7 @@ impl Ctx<'_> {
                 continue;
             }
             let end = e.end.with_timezone(&Utc);
-            if a.last_successful(&p.prefix).is_some_and(|t| t >= end) {
+            if a.last_successful_at(&p.prefix).is_some_and(|t| t >= end) {
                 continue;
             }
             // one value per write, so one refused prefix does not hold back the others
@@ -317,8 +334,7 @@ impl Ctx<'_> {
                 }
             }
             self.report.last_successful_updates += 1;
-            a.last_successful.retain(|(q, _)| *q != p.prefix);
-            a.last_successful.push((p.prefix.clone(), end));
+            a.last_successful.insert(p.prefix.clone(), end);
         }
     }
 
@@ -418,8 +434,8 @@ impl Ctx<'_> {
                 "since": ts(since),
                 "account": a.uid,
                 "prefix": prefix,
-                "customer": a.customer.clone().unwrap_or_default(),
-                "reseller": a.reseller.clone().unwrap_or_default(),
+                "customer": a.customer_uid.clone().unwrap_or_default(),
+                "reseller": a.reseller_uid.clone().unwrap_or_default(),
                 "person": r.person_name.clone().unwrap_or_default(),
                 "server": self.server,
                 "now": ts(self.opts.now),
@@ -443,7 +459,7 @@ impl Ctx<'_> {
             }
             let mut broken = Vec::new();
             let rendered = self.templates.render(
-                a.reseller.as_deref(),
+                a.reseller_uid.as_deref(),
                 task,
                 audience,
                 lang.as_deref(),

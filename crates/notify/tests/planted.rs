@@ -67,6 +67,13 @@ fn planted_files_are_findings_and_everything_else_goes_on() {
     .unwrap();
     ended(&h, "new\nline", "2026-11-21T02:30:00+01:00", "2", "1", &cl);
     ldif += &account("4000001", &h, "1000001", "mail: a@example.org\n");
+    // a homeDirectory that climbs out: refused by the one home rule, the run goes on
+    ldif += &account(
+        "4000003",
+        std::path::Path::new("/srv/backup/../../etc"),
+        "1000001",
+        "mail: c@example.org\n",
+    );
     let ldif_path = root.join("world.ldif");
     std::fs::write(&ldif_path, ldif).unwrap();
     let slapd = Slapd::start_with(&root.join("slapd"), &[ldif_path]).unwrap();
@@ -118,6 +125,8 @@ fn planted_files_are_findings_and_everything_else_goes_on() {
         1
     );
     assert_eq!(f("not printable"), 1, "{:#?}", r.findings);
+    assert_eq!(f("account 4000003: homeDirectory /srv/backup/../../etc is not an absolute path without '..'"), 1, "{:#?}", r.findings);
+    assert_eq!(r.accounts, 3);
     // The attacker's good prefix is written; nothing of the victim's leaked into its entry.
     assert_eq!(last_successful(&dir, "4000001"), ["good:20261121T012000Z"]);
     assert_eq!(

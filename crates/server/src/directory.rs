@@ -198,8 +198,34 @@ pub struct ResellerSettings {
     pub intervals: Option<Intervals>,
 }
 
+/// A reseller as the notifications need it: its `ou=notifications` and `ou=settings`
+/// entries together (either may be missing).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Reseller {
+    pub uid: String,
+    pub notifications: ResellerNotifications,
+    pub settings: ResellerSettings,
+}
+
+impl Reseller {
+    /// True when the reseller wants to hear about `task` (its keyword, case-insensitive).
+    pub fn wants(&self, task: &str) -> bool {
+        self.notifications
+            .warnings
+            .iter()
+            .any(|w| w.trim().eq_ignore_ascii_case(task.trim()))
+    }
+}
+
 impl Account {
-    /// Fills warning settings the account entry lacks from its reseller's defaults.
+    /// The newest `sstBackupLastSuccessfulBackup` of a prefix.
+    pub fn last_successful_at(&self, prefix: &str) -> Option<DateTime<Utc>> {
+        self.last_successful.get(prefix).copied()
+    }
+
+    /// Fills warning settings and snapshot intervals the account entry lacks from its
+    /// reseller's defaults. (The language is not filled: for a message the person's comes
+    /// before the reseller's.)
     pub fn apply_defaults(&mut self, s: &ResellerSettings) {
         self.warning_level = self.warning_level.or(s.warning_level);
         self.warning_on = self.warning_on.or(s.warning_on);
@@ -207,9 +233,6 @@ impl Account {
         self.warning_numbers = self.warning_numbers.or(s.warning_numbers);
         if self.medium.is_none() {
             self.medium = s.medium.clone();
-        }
-        if self.preferred_language.is_none() {
-            self.preferred_language = s.preferred_language.clone();
         }
         if !self.intervals_set {
             if let Some(i) = s.intervals {
@@ -514,6 +537,20 @@ impl Directory {
                 mail: e.all("mail").to_vec(),
                 preferred_language: e.get("preferredLanguage").map(Into::into),
             }))
+    }
+
+    /// The reseller's notification and settings entries; None when it has neither.
+    pub fn reseller(&self, uid: &str) -> Result<Option<Reseller>> {
+        let n = self.reseller_notifications(uid)?;
+        let s = self.reseller_settings(uid)?;
+        if n.is_none() && s.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(Reseller {
+            uid: uid.into(),
+            notifications: n.unwrap_or_default(),
+            settings: s.unwrap_or_default(),
+        }))
     }
 
     /// The reseller's notification entry, if it has one.
