@@ -136,4 +136,16 @@ fn planted_files_are_findings_and_everything_else_goes_on() {
     assert!(r.errors.is_empty(), "{:#?}", r.errors);
     // Nothing was mailed about the victim's prefix to the attacker.
     assert!(r.mails.iter().all(|m| !m.body.contains("secret-pc")));
+
+    // SIGTERM: the run stops between accounts, says so, and leaves the lock free
+    holdfast_site::interrupt::install();
+    nix::sys::signal::raise(nix::sys::signal::Signal::SIGTERM).unwrap();
+    let r = check(&dir, &cfg, &opts).unwrap();
+    assert!(
+        r.interrupted && r.events.is_empty() && r.mails.is_empty(),
+        "{r:?}"
+    );
+    assert!(!holdfast_core::lock::is_held(
+        &root.join("state/check.lock")
+    ));
 }
