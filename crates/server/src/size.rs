@@ -139,7 +139,9 @@ fn cached_snapshots(snaps: &Path, seen: &InodeSet, cache: &Path) -> Result<Usage
             Some(s) => s,
             None => {
                 let s = crate::tree::scan(&path)?;
-                if let Err(e) = crate::directory::write_atomic(&file, &encode_scan(&s)) {
+                if s.foreign {
+                    // not ours throughout: walked again next time
+                } else if let Err(e) = crate::directory::write_atomic(&file, &encode_scan(&s)) {
                     tracing::warn!("cannot keep size cache {}: {e}", file.display());
                 }
                 s
@@ -200,6 +202,7 @@ fn read_scan(path: &Path) -> Option<crate::tree::Scan> {
         shared.push((word(w)?, word(w + 1)?, word(w + 2)?, word(w + 3)?));
     }
     Some(crate::tree::Scan {
+        foreign: false,
         own: Usage {
             apparent: word(0)?,
             allocated: word(1)?,
@@ -309,6 +312,29 @@ mod tests {
         let full = measure(&h).unwrap();
         let c = measure_cached(&h, Some(&cache)).unwrap();
         assert_eq!((full.backup, full.snapshots), (c.backup, c.snapshots));
+    }
+
+    #[test]
+    fn snapshots_holding_the_accounts_files_are_never_cached() {
+        if !nix::unistd::geteuid().is_root() {
+            return; // needs chown
+        }
+        // a snapshot made by an older holdfast: its files are the account's (hard links)
+        let t = tempfile::tempdir().unwrap();
+        let h = t.path().join("home");
+        std::fs::create_dir_all(h.join("incoming")).unwrap();
+        std::fs::create_dir_all(h.join(".snapshots/daily.0/pc")).unwrap();
+        let f = h.join(".snapshots/daily.0/pc/old");
+        std::fs::write(&f, vec![1u8; 1000]).unwrap();
+        std::os::unix::fs::lchown(&f, Some(65534), Some(65534)).unwrap();
+        let cache = t.path().join("cache");
+        let first = measure_cached(&h, Some(&cache)).unwrap();
+        assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 0);
+        // the account rewrites it in place: the next measure sees it
+        std::fs::write(&f, vec![1u8; 50_000]).unwrap();
+        let again = measure_cached(&h, Some(&cache)).unwrap();
+        assert_eq!(again.snapshots.apparent, first.snapshots.apparent + 49_000);
+        assert_eq!(again.snapshots, measure(&h).unwrap().snapshots);
     }
 
     #[test]

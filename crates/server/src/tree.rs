@@ -412,6 +412,9 @@ pub struct Scan {
     pub own: Usage,
     /// (dev, ino, apparent, allocated) of every non-directory.
     pub shared: Vec<(u64, u64, u64, u64)>,
+    /// Something in the tree belongs to someone else than us (a snapshot made by an older
+    /// holdfast holds the account's own files): its sizes can change, so it is not cached.
+    pub foreign: bool,
 }
 
 /// Scans the tree at `root` (root included) into a [`Scan`], in parallel.
@@ -421,16 +424,25 @@ pub fn scan(root: &Path) -> Result<Scan> {
     let own = AtomicUsage::default();
     own.add(&st);
     let shared = Mutex::new(Vec::new());
-    scan_dir(&fd, root, &own, &shared)?;
+    let foreign = std::sync::atomic::AtomicBool::new(false);
+    scan_dir(&fd, root, &own, &shared, &foreign)?;
     Ok(Scan {
         own: own.get(),
         shared: shared.into_inner().unwrap_or_else(|e| e.into_inner()),
+        foreign: foreign.into_inner(),
     })
 }
 
 type Shared = Mutex<Vec<(u64, u64, u64, u64)>>;
 
-fn scan_dir(fd: &OwnedFd, path: &Path, own: &AtomicUsage, shared: &Shared) -> Result<()> {
+fn scan_dir(
+    fd: &OwnedFd,
+    path: &Path,
+    own: &AtomicUsage,
+    shared: &Shared,
+    foreign: &std::sync::atomic::AtomicBool,
+) -> Result<()> {
+    let me = nix::unistd::geteuid().as_raw();
     let mut subdirs = Vec::new();
     let mut mine = Vec::new();
     each_entry(fd, path, |name, t| {
@@ -440,6 +452,9 @@ fn scan_dir(fd: &OwnedFd, path: &Path, own: &AtomicUsage, shared: &Shared) -> Re
         }
         let st = nix::sys::stat::fstatat(fd, name, AtFlags::AT_SYMLINK_NOFOLLOW)
             .map_err(|e| err(&child(path, name), e))?;
+        if st.st_uid != me {
+            foreign.store(true, Ordering::Relaxed);
+        }
         if is_dir(&st) {
             subdirs.push(name.to_owned());
         } else {
@@ -465,7 +480,7 @@ fn scan_dir(fd: &OwnedFd, path: &Path, own: &AtomicUsage, shared: &Shared) -> Re
         let sub = open_dir_at(fd, name, &p)?;
         let st = nix::sys::stat::fstat(&sub).map_err(|e| err(&p, e))?;
         own.add(&st);
-        scan_dir(&sub, &p, own, shared)
+        scan_dir(&sub, &p, own, shared, foreign)
     })
 }
 
