@@ -123,6 +123,8 @@ pub struct Ctx {
     pub written: AtomicU64,
     inflight: AtomicU64,
     pub errors: Mutex<Vec<String>>,
+    /// Repository files this unpack created (see [`Ctx::drop_unnamed`]).
+    created: Mutex<Vec<(String, PathBuf)>>,
     pub progress: ProgressBar,
     /// The upload's shared limits (see [`Ctx::set_gold_size`]).
     pub budget: Budget,
@@ -155,6 +157,7 @@ impl Ctx {
             written: AtomicU64::new(0),
             inflight: AtomicU64::new(0),
             errors: Mutex::new(Vec::new()),
+            created: Mutex::new(Vec::new()),
             progress,
             budget,
         }
@@ -189,6 +192,26 @@ impl Ctx {
             .saturating_mul(container_size)
             .max(RATIO_FLOOR);
         ratio.min(self.budget.bytes_limit())
+    }
+
+    /// Takes out the repository files this unpack created that no row of `root` names
+    /// (members a later one of the same name replaced; everything, after an interrupted
+    /// unpack, with `root` `None`), so nothing sits in `files` without a row. Only for a new
+    /// upload: an unpack of an existing upload refills files its old rows name.
+    pub fn drop_unnamed(&self, root: Option<&Node>) -> usize {
+        let mut named = Vec::new();
+        if let Some(r) = root {
+            r.pfiles(&mut named);
+        }
+        let named: std::collections::HashSet<String> =
+            named.iter().map(|h| h.pfile_name()).collect();
+        let mut n = 0;
+        for (name, path) in self.created.lock().unwrap().drain(..) {
+            if !named.contains(&name) && std::fs::remove_file(&path).is_ok() {
+                n += 1;
+            }
+        }
+        n
     }
 
     /// Removes a temporary file of ours and gives its bytes back to the temp budget.
@@ -467,6 +490,7 @@ fn store(ctx: &Ctx, src: &Src, h: &Hashes, container: bool) {
     match res {
         Ok(()) => {
             ctx.written.fetch_add(1, Relaxed);
+            ctx.created.lock().unwrap().push((name, target));
         }
         Err(_) if std::fs::metadata(&target).is_ok_and(|m| m.len() == h.size) => cleanup(),
         Err(e) => {
@@ -720,6 +744,7 @@ where
     });
     let mut members = std::mem::take(&mut *out.lock().unwrap());
     members.sort_by_key(|m| m.0);
+    let mut members = crate::clash::settle(ctx, trail, members);
     crate::dsc::expand(ctx, trail, depth, &mut members);
     (build_tree(ctx, trail, members), err)
 }

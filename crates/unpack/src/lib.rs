@@ -17,6 +17,7 @@
 
 mod ar;
 pub mod budget;
+mod clash;
 pub mod db;
 pub mod detect;
 mod dsc;
@@ -230,6 +231,7 @@ pub(crate) fn unpack_gold(
         .num_threads(cfg.threads)
         .build()
         .map_err(|e| UnpackError::Repo(e.to_string()))?;
+    let new_upload = known.is_some();
     let mut node = pool.install(|| {
         engine::process(
             &ctx,
@@ -248,9 +250,16 @@ pub(crate) fn unpack_gold(
         )
     });
     ctx.progress.finish_and_clear();
+    // Hashes are known for a new upload (see `Ctx::drop_unnamed`).
     if ctx.budget.stopped() == Some(&budget::Stop::Interrupted) {
+        if new_upload {
+            ctx.drop_unnamed(None);
+        }
         // `tmp` goes with its contents as we return.
         return Err(UnpackError::Interrupted(holdfast_core::Interrupted));
+    }
+    if new_upload {
+        ctx.drop_unnamed(Some(&node));
     }
     node.sort();
     use std::sync::atomic::Ordering::Relaxed;

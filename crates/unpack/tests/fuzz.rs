@@ -127,17 +127,7 @@ fn sh(dir: &Path, script: &str) {
 /// Valid, small archives of every format the unpacker reads.
 fn seeds(dir: &Path) -> Vec<(String, Vec<u8>)> {
     for tool in [
-        "tar",
-        "gzip",
-        "bzip2",
-        "xz",
-        "zstd",
-        "lz4",
-        "zip",
-        "7z",
-        "cpio",
-        "dpkg-deb",
-        "genisoimage",
+        "tar", "gzip", "bzip2", "xz", "zstd", "lz4", "zip", "7z", "cpio", "dpkg-deb", "xorriso",
         "ar",
     ] {
         holdfast_testkit::require(tool);
@@ -160,7 +150,7 @@ fn seeds(dir: &Path) -> Vec<(String, Vec<u8>)> {
          && mkdir -p p/DEBIAN p/usr/share/doc/p && cp d/a.txt p/usr/share/doc/p/ \
          && printf 'Package: p\\nVersion: 1\\nArchitecture: all\\nMaintainer: m <m@x>\\nDescription: d\\n' > p/DEBIAN/control \
          && dpkg-deb --root-owner-group -Zgzip -b p ../x.deb >/dev/null \
-         && genisoimage -quiet -R -o ../x.iso d",
+         && xorriso -as mkisofs -quiet -R -o ../x.iso d 2>/dev/null",
     );
     let mut out = Vec::new();
     for name in [
