@@ -91,6 +91,16 @@ impl Src {
     }
 }
 
+/// Counts the bytes read through it.
+struct Counted<R>(R, Arc<AtomicU64>);
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.0.read(buf)?;
+        self.1.fetch_add(n as u64, Relaxed);
+        Ok(n)
+    }
+}
+
 struct ArcBytes(Arc<Vec<u8>>);
 impl AsRef<[u8]> for ArcBytes {
     fn as_ref(&self) -> &[u8] {
@@ -908,8 +918,30 @@ fn unpack(
                 .is_ok_and(|n| n == 512 && detect(&head) == Kind::Tar);
             if is_tar {
                 let (kids, err) = collect(ctx, Kind::Xz, trail, depth, h.size, |c| {
-                    let r = decoder(kind, open()?).map_err(|e| e.to_string())?;
-                    read_tar(c, r)
+                    let decoded = Arc::new(AtomicU64::new(0));
+                    let mut r = Counted(
+                        decoder(kind, open()?).map_err(|e| e.to_string())?,
+                        decoded.clone(),
+                    );
+                    read_tar(c, Box::new(&mut r))?;
+                    if c.stopped {
+                        return Ok(());
+                    }
+                    // tar stops at its end marker: read the rest, so the stream's checks
+                    // are read and its index can be held against what it holds.
+                    let mut buf = vec![0u8; CHUNK];
+                    loop {
+                        let k = r
+                            .read(&mut buf)
+                            .map_err(|e| format!("corrupt xz stream: {e}"))?;
+                        if k == 0 {
+                            break;
+                        }
+                        c.ctx.budget.charge(k as u64).map_err(|s| s.to_string())?;
+                        c.ctx.budget.refund(k as u64);
+                    }
+                    crate::xzcheck::verify(&mut open()?, h.size, decoded.load(Relaxed))
+                        .map_err(|e| format!("corrupt xz stream: {e}"))
                 });
                 return (vec![Node::artifact_dir("artifact.dir", kids)], err);
             }
@@ -1033,6 +1065,19 @@ fn unpack_pack(
         }
         Err(e) => return (vec![], Some(e.to_string())),
     };
+    if kind == Kind::Xz {
+        let checked = item
+            .src
+            .open()
+            .map_err(|e| e.to_string())
+            .and_then(|mut r| crate::xzcheck::verify(&mut r, h.size, src.len()));
+        if let Err(e) = checked {
+            if let Src::Temp(p) = &src {
+                ctx.drop_temp(p);
+            }
+            return (vec![], Some(format!("corrupt xz stream: {e}")));
+        }
+    }
     if let Err(s) = ctx.budget.count_member() {
         if let Src::Temp(p) = &src {
             ctx.drop_temp(p);

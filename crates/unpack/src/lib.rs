@@ -25,6 +25,7 @@ pub mod engine;
 mod formats;
 pub mod hash;
 pub mod tree;
+mod xzcheck;
 
 pub use tree::{classify, Class};
 

@@ -555,3 +555,54 @@ t.close()
     assert_partial(&s, id, sum.errors.len());
     temp_empty(&s);
 }
+
+/// Strict decoders: an xz stream whose index lies about its blocks (its CRC32 re-sealed, so
+/// only the structure is wrong, as in xz-utils' `bad-2-index-*`) is an error that names
+/// it, for a `.tar.xz` read straight as tar and for a plain `.xz`; `xz -t` is the oracle.
+#[test]
+fn xz_with_a_lying_index_is_an_error() {
+    let d = tempfile::tempdir().unwrap();
+    let s = site(d.path());
+    let w = d.path().join("w");
+    make_tree(&w.join("p"));
+    let script = r#"
+import struct, zlib, sys
+def lie(src, dst):
+    b = bytearray(open(src, 'rb').read())
+    l = len(b)
+    backward = (struct.unpack('<I', b[l-8:l-4])[0] + 1) * 4
+    i = l - 12 - backward
+    # index: 0x00, count, then (unpadded, uncompressed) per block: bump the first
+    # uncompressed size's low bits.
+    p = i + 1
+    while b[p] & 0x80: p += 1
+    p += 1
+    while b[p] & 0x80: p += 1
+    p += 1
+    b[p] ^= 0x04
+    end = l - 12 - 4
+    b[end:end+4] = struct.pack('<I', zlib.crc32(bytes(b[i:end])) & 0xffffffff)
+    open(dst, 'wb').write(b)
+lie(sys.argv[1], sys.argv[2]); lie(sys.argv[3], sys.argv[4])
+"#;
+    std::fs::write(w.join("lie.py"), script).unwrap();
+    sh(
+        &w,
+        "tar cf p.tar p && xz -k p.tar && cp p/COPYING c.txt && xz -k c.txt \
+         && python3 lie.py p.tar.xz ../bad.tar.xz c.txt.xz ../bad.txt.xz \
+         && ! xz -t ../bad.tar.xz 2>/dev/null && ! xz -t ../bad.txt.xz 2>/dev/null",
+    );
+    for f in ["bad.tar.xz", "bad.txt.xz"] {
+        let (id, sum) = up(&s, &d.path().join(f), &UnpackConfig::default());
+        assert!(
+            sum.errors
+                .iter()
+                .any(|e| e.contains(&format!("{f}: ")) && e.contains("corrupt xz stream")),
+            "{f}: {:?}",
+            sum.errors
+        );
+        check_shape(&s, id);
+        assert_partial(&s, id, sum.errors.len());
+    }
+    temp_empty(&s);
+}
