@@ -37,6 +37,10 @@ pub struct UploadCheck {
     /// FOSSology's scheduler runs the job again after a `--reset` start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unpack_unfinished: Option<String>,
+    /// The unpack left members out (`ununpack_ars` not successful, with its status): the
+    /// tree is incomplete even when every file it names is present.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub unpack_incomplete: Option<String>,
     /// The missing `files` entries (name and size), for the checker's detail output.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub missing: Vec<Reference>,
@@ -44,7 +48,10 @@ pub struct UploadCheck {
 
 impl UploadCheck {
     pub fn is_whole(&self) -> bool {
-        self.missing_files == 0 && self.gold_present && self.unpack_unfinished.is_none()
+        self.missing_files == 0
+            && self.gold_present
+            && self.unpack_unfinished.is_none()
+            && self.unpack_incomplete.is_none()
     }
     /// Missing files can come back from gold.
     pub fn recoverable(&self) -> bool {
@@ -105,6 +112,37 @@ pub fn check_repo(
                 entry.missing_bytes += r.size;
                 entry.missing.push(r);
             }
+        }
+    }
+    // The latest unpack of each upload, when it finished with members left out (what
+    // holdfast's unpacker records; a running or cut-off unpack has no such status).
+    for r in c.query(
+        "SELECT DISTINCT ON (upload_fk) upload_fk, ars_success, ars_status FROM ununpack_ars \
+         WHERE $1::int4 IS NULL OR upload_fk = $1 ORDER BY upload_fk, ars_pk DESC",
+        &[&upload],
+    )? {
+        let (pk, ok, status): (i32, bool, Option<String>) = (r.get(0), r.get(1), r.get(2));
+        if let (Some(e), false, Some(s)) = (out.get_mut(&pk), ok, status) {
+            if s.starts_with("Completed with ") {
+                e.unpack_incomplete = Some(s);
+            }
+        }
+    }
+    // A failed unpack (the agent failed, or holdfast's unpack was stopped), not followed by
+    // a successful one: the tree is missing, whatever files there are.
+    for r in c.query(
+        "SELECT j.job_upload_fk, coalesce(jq.jq_endtext, '') FROM jobqueue jq \
+         JOIN job j ON j.job_pk = jq.jq_job_fk \
+         WHERE jq.jq_type = 'ununpack' AND jq.jq_end_bits & 2 <> 0 \
+         AND j.job_upload_fk IS NOT NULL AND ($1::int4 IS NULL OR j.job_upload_fk = $1) \
+         AND NOT EXISTS (SELECT 1 FROM ununpack_ars a \
+                         WHERE a.upload_fk = j.job_upload_fk AND a.ars_success) \
+         ORDER BY jq.jq_pk",
+        &[&upload],
+    )? {
+        let (pk, text): (i32, String) = (r.get(0), r.get(1));
+        if let Some(e) = out.get_mut(&pk) {
+            e.unpack_incomplete = Some(format!("its ununpack job failed ({text})"));
         }
     }
     // The unpacker falls back to FOSSology's copy of the gold in `files`, as FOSSology does.

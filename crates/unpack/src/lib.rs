@@ -402,7 +402,13 @@ pub fn upload_files(
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_else(|| "upload".into());
-        let h = hash::hash_file(path).map_err(|e| input(format!("cannot read: {e}")))?;
+        let h = hash::hash_file(path).map_err(|e| {
+            if holdfast_core::interrupt::is_interrupted(&e) {
+                UnpackError::Interrupted(holdfast_core::Interrupted)
+            } else {
+                input(format!("cannot read: {e}"))
+            }
+        })?;
         let gold = site.repo.path("gold", &h.pfile_name()).ok_or_else(|| {
             UnpackError::Repo(format!(
                 "no [REPOSITORY] line in {} covers gold file {}",

@@ -93,6 +93,9 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
             if let Some(why) = &c.unpack_unfinished {
                 println!("         unpack not finished: {why}");
             }
+            if let Some(why) = &c.unpack_incomplete {
+                println!("         unpacked only in part: {why}");
+            }
             for m in &c.missing {
                 println!("         {} ({} bytes)", m.name, m.size);
             }
