@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 struct Serve(Child);
 
+/// The access token in the test's `[web] token_file`.
+const TOKEN: &str = "serve-cli-token-8e21f0";
+
 impl Drop for Serve {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -22,7 +25,8 @@ fn get(port: u16, method: &str, path: &str) -> Option<(u16, String)> {
     s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Connection: close\r\nContent-Length: 0\r\n\r\n"
     )
     .ok()?;
     let mut out = String::new();
@@ -64,11 +68,16 @@ fn serve_answers_recovers_and_stops_on_sigterm() {
 
     let port = holdfast_site::cluster::free_port();
     let conf = dir.path().join("holdfast.toml");
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, format!("{TOKEN}\n")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o600)).unwrap();
     std::fs::write(
         &conf,
         format!(
-            "[site]\nconf_dir = \"{}\"\n[web]\nlisten = \"127.0.0.1:{port}\"\npoll_ms = 100\n[server]\nstate_dir = \"{}\"\n",
+            "[site]\nconf_dir = \"{}\"\n[web]\nlisten = \"127.0.0.1:{port}\"\npoll_ms = 100\ntoken_file = \"{}\"\n[server]\nstate_dir = \"{}\"\n",
             s.conf_dir().display(),
+            tokens.display(),
             dir.path().join("state").display()
         ),
     )

@@ -19,6 +19,7 @@ pub mod restoring;
 pub mod scheduler;
 pub mod scratch;
 pub mod standin;
+pub mod users;
 
 mod site;
 pub use site::{Site, SiteError};

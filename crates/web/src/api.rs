@@ -85,19 +85,25 @@ pub async fn job(State(st): State<AppState>, Path(id): Path<i64>) -> ApiResult {
 
 /// Prometheus text: the recovery queue, plus the backup server's metrics when wired in.
 pub async fn metrics(State(st): State<AppState>) -> Result<Response, ApiError> {
-    let counts = blocking(&st, |c, _| {
-        holdfast_recover::RecoveryQueue::ensure_schema(c)?;
-        Ok(c.query(
-            "SELECT state, count(*) FROM holdfast_recovery GROUP BY state",
-            &[],
-        )?
-        .iter()
-        .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)))
-        .collect::<Vec<_>>())
-    })
-    .await?;
-    let mut out = String::from(
-        "# HELP holdfast_recovery_jobs Recovery jobs by state.\n# TYPE holdfast_recovery_jobs gauge\n",
+    let restoring = holdfast_site::restoring::restoring(&st.site).is_some();
+    let counts = st
+        .pool
+        .run(|c| {
+            holdfast_recover::RecoveryQueue::ensure_schema(c)?;
+            Ok(c.query(
+                "SELECT state, count(*) FROM holdfast_recovery GROUP BY state",
+                &[],
+            )?
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)))
+            .collect::<Vec<_>>())
+        })
+        .await?;
+    let mut out = format!(
+        "# HELP holdfast_restore_in_progress 1 while a restore of this site is unfinished (killed or failed).\n\
+         # TYPE holdfast_restore_in_progress gauge\nholdfast_restore_in_progress {}\n\
+         # HELP holdfast_recovery_jobs Recovery jobs by state.\n# TYPE holdfast_recovery_jobs gauge\n",
+        u8::from(restoring)
     );
     for s in ["queued", "running", "done", "failed"] {
         let n = counts.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);

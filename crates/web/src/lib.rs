@@ -9,8 +9,10 @@
 //! `holdfast_recovery`, the queue `holdfast recover` uses too.
 
 pub mod api;
+pub mod auth;
 pub mod data;
 pub mod pages;
+pub mod pool;
 pub mod worker;
 
 use axum::routing::{get, post};
@@ -20,6 +22,7 @@ use holdfast_site::Site;
 use holdfast_unpack::UnpackConfig;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +46,30 @@ pub struct WebConfig {
     pub max_text_bytes: u64,
     /// How often an idle worker looks for queued jobs, in milliseconds.
     pub poll_ms: u64,
+    /// File with access tokens for scripts and Prometheus (`Authorization: Bearer ...`), one a
+    /// line; must not be readable by group or others.
+    pub token_file: Option<PathBuf>,
+    /// FOSSology permission level (`users.user_perm`) a user needs to log in: 10 is user
+    /// admin (PLUGIN_DB_ADMIN), 3 write. These pages show every upload and rewrite the
+    /// repository, so the default is 10.
+    pub min_user_perm: i32,
+    /// Host names (with or without port) the pages answer to besides IP addresses and
+    /// localhost, e.g. the name a reverse proxy forwards; anything else gets 421.
+    pub allowed_hosts: Vec<String>,
+    /// A session ends after this many hours without a request.
+    pub session_hours: u64,
+    /// Mark the session cookie `Secure` (set it when a TLS proxy serves the pages).
+    pub secure_cookie: bool,
+    /// Database connections the pages use at most (FOSSology needs the rest).
+    pub db_connections: usize,
+    /// Seconds a request waits for a database connection before it gets 503.
+    pub db_wait_secs: u64,
+    /// Client connections served at once; more wait in the listen queue.
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers (idle keep-alive included).
+    pub header_timeout_secs: u64,
+    /// Seconds a request may take before it gets 408.
+    pub request_timeout_secs: u64,
 }
 
 impl Default for WebConfig {
@@ -55,6 +82,16 @@ impl Default for WebConfig {
             stale_after_secs: 60,
             max_text_bytes: 1 << 20,
             poll_ms: 500,
+            token_file: None,
+            min_user_perm: holdfast_site::users::PLUGIN_DB_ADMIN,
+            allowed_hosts: Vec::new(),
+            session_hours: 8,
+            secure_cookie: false,
+            db_connections: 4,
+            db_wait_secs: 15,
+            max_connections: 256,
+            header_timeout_secs: 10,
+            request_timeout_secs: 120,
         }
     }
 }
@@ -80,11 +117,12 @@ pub struct AppState {
     pub queue: RecoveryQueue,
     pub pages: Arc<pages::Pages>,
     pub metrics: Option<MetricsFn>,
+    pub pool: Arc<pool::Pool>,
 }
 
-/// Every route: HTML pages, the JSON API, `/metrics` and `/healthz`.
-pub fn router(state: AppState) -> Router {
-    Router::new()
+/// Every route: HTML pages, the JSON API, `/metrics` and `/healthz`, behind the login.
+pub fn router(state: AppState, auth: Arc<auth::Auth>) -> Router {
+    let app = Router::new()
         .route("/", get(pages::index))
         .route("/check", get(pages::check))
         .route("/jobs", get(pages::jobs))
@@ -98,8 +136,75 @@ pub fn router(state: AppState) -> Router {
         .route("/api/jobs", get(api::jobs))
         .route("/api/jobs/{id}", get(api::job))
         .route("/metrics", get(api::metrics))
+        .with_state(state);
+    guarded(app, auth)
+}
+
+/// The login routes and the guard (host, login, origin and CSRF checks) around `app`, and
+/// the limits every request gets.
+pub fn guarded(app: Router, auth: Arc<auth::Auth>) -> Router {
+    use tower_http::limit::RequestBodyLimitLayer;
+    let login = Router::new()
+        .route("/login", get(auth::login_page).post(auth::login))
+        .route("/logout", post(auth::logout))
+        .with_state(auth.clone());
+    app.merge(login)
         .route("/healthz", get(|| async { "ok\n" }))
-        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(auth, auth::guard))
+        .layer(RequestBodyLimitLayer::new(auth::MAX_BODY))
+}
+
+/// Serves `app` on `listener` until `stop` fires: at most `cfg.max_connections` connections
+/// at once, each given `header_timeout_secs` to send its headers (slow or idle clients are
+/// dropped instead of holding a descriptor), each request `request_timeout_secs`.
+pub async fn serve_limited(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    cfg: &WebConfig,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt as _;
+    let app = app.layer(tower_http::timeout::TimeoutLayer::with_status_code(
+        axum::http::StatusCode::REQUEST_TIMEOUT,
+        Duration::from_secs(cfg.request_timeout_secs.max(1)),
+    ));
+    let slots = Arc::new(tokio::sync::Semaphore::new(cfg.max_connections.max(1)));
+    let header_timeout = Duration::from_secs(cfg.header_timeout_secs.max(1));
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = &mut stop => return,
+        };
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    // EMFILE and friends: wait a little instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = &mut stop => return,
+        };
+        let svc = app
+            .clone()
+            .map_request(|r: axum::http::Request<hyper::body::Incoming>| {
+                r.map(axum::body::Body::new)
+            });
+        let svc = hyper_util::service::TowerToHyperService::new(svc);
+        tokio::spawn(async move {
+            let _permit = permit;
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(TokioIo::new(stream), svc);
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended");
+            }
+        });
+    }
 }
 
 /// A running `holdfast serve`: the HTTP server on its own runtime thread and the recovery
@@ -138,13 +243,22 @@ impl Server {
         std_listener.set_nonblocking(true)?;
         let addr = std_listener.local_addr()?;
         let site = Arc::new(site);
+        let pages = Arc::new(pages::Pages::new());
+        let pool = Arc::new(pool::Pool::new(
+            site.clone(),
+            cfg.db_connections,
+            Duration::from_secs(cfg.db_wait_secs),
+        ));
+        let auth = Arc::new(auth::Auth::new(&cfg, Some(pool.clone()), pages.clone())?);
         let state = AppState {
             site: site.clone(),
             cfg: Arc::new(cfg.clone()),
             queue: cfg.queue(),
-            pages: Arc::new(pages::Pages::new()),
+            pages,
             metrics,
+            pool,
         };
+        let http_cfg = cfg.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
         let http = std::thread::Builder::new()
@@ -170,15 +284,8 @@ impl Server {
                         }
                     };
                     let _ = ready_tx.send(Ok(()));
-                    let app = router(state);
-                    if let Err(e) = axum::serve(listener, app)
-                        .with_graceful_shutdown(async {
-                            let _ = rx.await;
-                        })
-                        .await
-                    {
-                        tracing::error!(error = %e, "web server stopped");
-                    }
+                    let app = router(state, auth);
+                    serve_limited(listener, app, &http_cfg, rx).await;
                 });
             })?;
         ready_rx

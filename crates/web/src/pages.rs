@@ -1,10 +1,12 @@
 //! Server-rendered HTML pages (minijinja templates under `templates/`, auto-escaped).
 
+use crate::auth::Principal;
 use crate::data;
 use crate::AppState;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::Extension;
 use axum::Form;
 use holdfast_recover::{RecoveryJob, RecoveryQueue};
 use minijinja::{context, Environment};
@@ -31,12 +33,26 @@ impl Pages {
             ("jobs.html", include_str!("../templates/jobs.html")),
             ("check.html", include_str!("../templates/check.html")),
             ("error.html", include_str!("../templates/error.html")),
+            ("login.html", include_str!("../templates/login.html")),
         ] {
             env.add_template(name, src)
                 .expect("built-in templates are valid");
         }
         env.add_filter("bytes", |n: i64| human_bytes(n.max(0) as u64));
         Pages { env }
+    }
+
+    /// Renders a page for a logged-in user: the header's logout form needs their CSRF token.
+    pub fn render_as(
+        &self,
+        who: &crate::auth::Principal,
+        name: &str,
+        ctx: minijinja::Value,
+    ) -> Result<Html<String>, PageError> {
+        self.render(
+            name,
+            context! { who => who.user.clone(), csrf => who.csrf.clone(), ..ctx },
+        )
     }
 
     pub fn render(&self, name: &str, ctx: minijinja::Value) -> Result<Html<String>, PageError> {
@@ -82,6 +98,12 @@ impl PageError {
             message: m.into(),
         }
     }
+    pub fn unavailable(m: impl Into<String>) -> Self {
+        PageError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: m.into(),
+        }
+    }
     pub fn not_found(m: impl Into<String>) -> Self {
         PageError {
             status: StatusCode::NOT_FOUND,
@@ -120,36 +142,36 @@ impl IntoResponse for PageError {
     }
 }
 
-/// Runs blocking database work off the async threads, with its own connection.
+/// Runs blocking database work off the async threads, with a pooled connection.
 pub async fn blocking<T, F>(st: &AppState, f: F) -> Result<T, PageError>
 where
     T: Send + 'static,
     F: FnOnce(&mut postgres::Client, &AppState) -> anyhow::Result<T> + Send + 'static,
 {
-    let st = st.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut c = st.site.connect().map_err(|e| {
-            anyhow::anyhow!(
-                "cannot connect to FOSSology's database ({}): {e}",
-                st.site.conf_dir.join("Db.conf").display()
-            )
-        })?;
-        f(&mut c, &st)
-    })
-    .await
-    .map_err(|e| PageError::internal(e.to_string()))?
-    .map_err(PageError::from)
+    // A half-restored site is not shown as if it were whole (nor recovered into).
+    if let Some(r) = holdfast_site::restoring::restoring(&st.site) {
+        return Err(PageError::unavailable(r.to_string()));
+    }
+    let st2 = st.clone();
+    st.pool.run(move |c| f(c, &st2)).await
 }
 
-pub async fn index(State(st): State<AppState>) -> Result<Html<String>, PageError> {
+pub async fn index(
+    State(st): State<AppState>,
+    Extension(who): Extension<Principal>,
+) -> Result<Html<String>, PageError> {
     let uploads = blocking(&st, |c, st| data::uploads(c, &st.site.repo)).await?;
-    st.pages.render(
+    st.pages.render_as(
+        &who,
         "index.html",
         context! { title => "Uploads", uploads => v(&uploads) },
     )
 }
 
-pub async fn check(State(st): State<AppState>) -> Result<Html<String>, PageError> {
+pub async fn check(
+    State(st): State<AppState>,
+    Extension(who): Extension<Principal>,
+) -> Result<Html<String>, PageError> {
     let (checks, active) = blocking(&st, |c, st| {
         let checks = holdfast_recover::check_repo(c, &st.site.repo, None)?;
         let jobs = active_jobs(c, &st.queue)?;
@@ -157,7 +179,8 @@ pub async fn check(State(st): State<AppState>) -> Result<Html<String>, PageError
     })
     .await?;
     let incomplete: Vec<_> = checks.iter().filter(|c| !c.is_whole()).collect();
-    st.pages.render(
+    st.pages.render_as(
+        &who,
         "check.html",
         context! { title => "Repository check", uploads => checks.len(), incomplete => v(&incomplete), active => v(&active) },
     )
@@ -174,14 +197,18 @@ fn active_jobs(
         .collect())
 }
 
-pub async fn jobs(State(st): State<AppState>) -> Result<Html<String>, PageError> {
+pub async fn jobs(
+    State(st): State<AppState>,
+    Extension(who): Extension<Principal>,
+) -> Result<Html<String>, PageError> {
     let jobs = blocking(&st, |c, st| Ok(st.queue.list(c, 200)?)).await?;
     let active = jobs.iter().any(|j| !j.state.finished());
     let rows: Vec<_> = jobs
         .iter()
         .map(|j| context! { job => v(j), percent => j.percent() })
         .collect();
-    st.pages.render(
+    st.pages.render_as(
+        &who,
         "jobs.html",
         context! { title => "Recovery jobs", jobs => rows, refresh => active },
     )
@@ -211,6 +238,7 @@ pub struct ItemQuery {
 
 pub async fn item(
     State(st): State<AppState>,
+    Extension(who): Extension<Principal>,
     Path((upload, pk)): Path<(i32, i32)>,
     Query(q): Query<ItemQuery>,
 ) -> Result<Html<String>, PageError> {
@@ -245,7 +273,8 @@ pub async fn item(
     let refresh = job.as_ref().is_some_and(|j| !j.state.finished());
     let percent = job.as_ref().map(|j| j.percent());
     let missing_children = children.iter().filter(|c| c.present == Some(false)).count();
-    st.pages.render(
+    st.pages.render_as(
+        &who,
         "item.html",
         context! {
             title => item.name.clone(), upload => v(&up), item => v(&item),

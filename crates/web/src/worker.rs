@@ -44,6 +44,12 @@ fn run(
     let mut client: Option<postgres::Client> = None;
     let mut last_stale_check = Instant::now() - Duration::from_secs(3600);
     while !stop.load(Ordering::SeqCst) {
+        // A half-restored site gets no reunpack: jobs wait until the restore is completed.
+        if holdfast_site::restoring::restoring(site).is_some() {
+            client = None;
+            sleep_unless(stop, Duration::from_secs(2));
+            continue;
+        }
         let c = match client.as_mut() {
             Some(c) if !c.is_closed() => c,
             _ => match site.connect() {

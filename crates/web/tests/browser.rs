@@ -206,8 +206,23 @@ fn browser_recovers_a_missing_file_with_one_click() {
     std::fs::remove_file(&path).unwrap();
     let url = format!("{}/upload/{}/item/{pk}", srv.url(), f.upload);
 
+    add_user(&f, "fossy-admin", "an admin's password", 10, false);
+
+    // The page needs a login: the browser lands on the login form, logs in with a
+    // FOSSology user and comes back to the page it asked for.
     let mut b = Browser::start();
     b.open(&url);
+    wait_for("the login form", 30, || {
+        b.eval("document.getElementById('login') ? true : null")
+            .filter(|v| v.as_bool() == Some(true))
+    });
+    b.screenshot(&f.dir.path().join("login.png"));
+    b.eval(
+        "document.getElementById('user').value = 'fossy-admin'; \
+         document.getElementById('password').value = \"an admin's password\"; \
+         document.getElementById('login').submit(); true",
+    )
+    .unwrap();
     let status = wait_for("the missing file's page", 30, || {
         b.eval("document.getElementById('status') && document.getElementById('status').innerText")
             .and_then(|v| v.as_str().map(str::to_string))
@@ -237,7 +252,7 @@ fn browser_recovers_a_missing_file_with_one_click() {
     assert!(job.as_str().unwrap().contains("done"), "{job}");
     b.screenshot(&shots.join("recovered.png"));
     if let Ok(dir) = std::env::var("HOLDFAST_SCREENSHOTS") {
-        for n in ["missing.png", "recovered.png"] {
+        for n in ["login.png", "missing.png", "recovered.png"] {
             let _ = std::fs::copy(shots.join(n), std::path::Path::new(&dir).join(n));
         }
     }

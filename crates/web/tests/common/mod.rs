@@ -64,13 +64,57 @@ pub fn fixture() -> Fixture {
     }
 }
 
+/// The bearer token the fixture's server accepts (what `http` sends).
+pub const TOKEN: &str = "test-token-4f1c2a9e7d3b";
+
 pub fn start(f: &Fixture) -> Server {
-    let cfg = WebConfig {
+    start_with(f, |_| {})
+}
+
+pub fn start_with(f: &Fixture, tweak: impl FnOnce(&mut WebConfig)) -> Server {
+    use std::os::unix::fs::PermissionsExt;
+    let tokens = f.dir.path().join("web-tokens");
+    std::fs::write(&tokens, format!("# scripts\n{TOKEN}\n")).unwrap();
+    std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut cfg = WebConfig {
         listen: "127.0.0.1:0".into(),
         poll_ms: 100,
+        token_file: Some(tokens),
         ..Default::default()
     };
+    tweak(&mut cfg);
     Server::start(f.s.site.clone(), UnpackConfig::default(), cfg, None).unwrap()
+}
+
+/// A FOSSology user as FOSSology's UI writes one: `password_hash()` bcrypt (`$2y$`), or with
+/// `legacy` the old `sha1(seed . password)`. Adds the `users` columns FOSSology has when the
+/// scratch schema lacks them (types from FOSSology's core-schema.dat).
+pub fn add_user(f: &Fixture, name: &str, password: &str, perm: i32, legacy: bool) {
+    let mut c = f.s.site.connect().unwrap();
+    c.batch_execute(
+        "ALTER TABLE users ADD COLUMN IF NOT EXISTS user_seed text;
+         ALTER TABLE users ADD COLUMN IF NOT EXISTS user_pass text;
+         ALTER TABLE users ADD COLUMN IF NOT EXISTS user_perm int4;
+         ALTER TABLE users ADD COLUMN IF NOT EXISTS user_status text DEFAULT 'active'::text;",
+    )
+    .unwrap();
+    let (seed, pass) = if legacy {
+        use sha1::Digest;
+        let seed = "4711seed".to_string();
+        let h = hex::encode(sha1::Sha1::digest(format!("{seed}{password}").as_bytes()));
+        (seed, h)
+    } else {
+        let h = bcrypt::hash_with_result(password, 4)
+            .unwrap()
+            .format_for_version(bcrypt::Version::TwoY);
+        ("Seed".to_string(), h)
+    };
+    c.execute(
+        "INSERT INTO users (user_name, user_email, user_seed, user_pass, user_perm) \
+         VALUES ($1, $1, $2, $3, $4)",
+        &[&name, &seed, &pass, &perm],
+    )
+    .unwrap();
 }
 
 /// (uploadtree_pk, repository path) of the row named `name`.
@@ -106,11 +150,34 @@ impl Reply {
     }
 }
 
-/// One HTTP/1.1 request with `Connection: close`.
+/// One HTTP/1.1 request with `Connection: close`, as a script with the bearer token.
 pub fn http(addr: SocketAddr, method: &str, path: &str, body: Option<(&str, &str)>) -> Reply {
+    http_with(
+        addr,
+        method,
+        path,
+        &[("Authorization", &format!("Bearer {TOKEN}"))],
+        body,
+    )
+}
+
+/// One request with exactly these extra headers (Host is the address unless given).
+pub fn http_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<(&str, &str)>,
+) -> Reply {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req.push_str(&format!("Host: {addr}\r\n"));
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
     if let Some((ctype, b)) = body {
         req.push_str(&format!(
             "Content-Type: {ctype}\r\nContent-Length: {}\r\n\r\n{b}",
