@@ -422,14 +422,18 @@ pub fn purge_trash(home: &Path) -> std::result::Result<u64, TreeError> {
 
 /// The time the newest snapshot of a home was taken (its folder's mtime), if any.
 pub fn last_snapshot(home: &Path) -> Option<std::time::SystemTime> {
+    // the server's own snapshots, and the client's dated folders; a time in the future (a
+    // client can set its folders' times) is not believed
+    let now = std::time::SystemTime::now();
     std::fs::read_dir(home.join(".snapshots"))
         .ok()?
         .flatten()
         .filter(|e| {
             let n = e.file_name().to_string_lossy().into_owned();
-            crate::homes::is_rotating(&n) || crate::homes::is_dated(&n)
+            (crate::homes::is_rotating(&n) && is_ours(&e.path())) || crate::homes::is_dated(&n)
         })
         .filter_map(|e| e.metadata().ok()?.modified().ok())
+        .filter(|t| *t <= now)
         .max()
 }
 

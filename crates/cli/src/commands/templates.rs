@@ -44,6 +44,21 @@ pub enum Cmd {
     },
 }
 
+/// One copy at a time (cron and a person may start one together): exit code 4 when held.
+fn lock(verb: &str) -> anyhow::Result<holdfast_core::lock::Lock> {
+    let path =
+        std::path::Path::new(holdfast_core::lock::RUN_DIR).join(format!("templates-{verb}.lock"));
+    match holdfast_core::lock::acquire(&path, holdfast_core::lock::LockMode::Exclusive) {
+        Ok(l) => Ok(l),
+        Err(e @ holdfast_core::lock::LockError::Held { .. }) => Err(exit::CodedError {
+            code: exit::LOCKED,
+            message: e.to_string(),
+        }
+        .into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub fn run(cmd: Cmd, ctx: &Context) -> anyhow::Result<ExitCode> {
     let cfg = &ctx.config.notify;
     match cmd {
@@ -75,6 +90,7 @@ pub fn run(cmd: Cmd, ctx: &Context) -> anyhow::Result<ExitCode> {
             Ok(exit::code(exit::OK))
         }
         Cmd::Push { json, .. } => {
+            let _lock = lock("push")?;
             let r = sync::push(&cfg.sync)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
@@ -107,6 +123,7 @@ pub fn run(cmd: Cmd, ctx: &Context) -> anyhow::Result<ExitCode> {
             ))
         }
         Cmd::Sync { json, .. } => {
+            let _lock = lock("sync")?;
             let r = sync::sync(&cfg.sync, cfg.themes_dir.as_deref())?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
