@@ -16,6 +16,7 @@
 use crate::homes::{layout, Layout};
 use crate::tree::{usage, InodeSet, TreeError, Usage};
 use serde::Serialize;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 /// Sizes of one account.
@@ -36,9 +37,13 @@ pub enum SizeError {
     Tree(#[from] TreeError),
 }
 
-/// True for names under `.snapshots/` that are not counted.
-pub fn not_counted(name: &[u8]) -> bool {
-    name == b".trash" || name.starts_with(b".incomplete.")
+/// True for names under `.snapshots/` that are not counted: the trash and unfinished trees
+/// an older holdfast kept there, and only when the server made them (an account that names a
+/// folder `.trash` is counted like any other).
+pub fn not_counted(snaps: &Path, name: &[u8]) -> bool {
+    (name == b".trash" || name.starts_with(b".incomplete."))
+        && nix::sys::stat::lstat(&snaps.join(std::ffi::OsStr::from_bytes(name)))
+            .is_ok_and(|st| st.st_uid == nix::unistd::geteuid().as_raw())
 }
 
 /// Measures one home by walking everything.
@@ -73,7 +78,7 @@ pub fn measure_cached(home: &Path, cache: Option<&Path>) -> Result<Sizes, SizeEr
     let snaps = home.join(".snapshots");
     let snapshots = match (snaps.exists(), cache) {
         (false, _) => Usage::default(),
-        (true, None) => usage(&snaps, &seen, &not_counted)?,
+        (true, None) => usage(&snaps, &seen, &|n| not_counted(&snaps, n))?,
         (true, Some(cache)) => cached_snapshots(&snaps, &seen, cache)?,
     };
     Ok(Sizes {
@@ -108,7 +113,7 @@ fn cached_snapshots(snaps: &Path, seen: &InodeSet, cache: &Path) -> Result<Usage
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let name = e.file_name();
-        if not_counted(name.as_encoded_bytes()) {
+        if not_counted(snaps, name.as_encoded_bytes()) {
             continue;
         }
         let path = e.path();

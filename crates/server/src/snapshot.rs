@@ -392,14 +392,19 @@ fn capitalize(s: &str) -> String {
 
 /// Deletes everything in the trash of a home (in parallel). Returns entries removed.
 pub fn purge_trash(home: &Path) -> std::result::Result<u64, TreeError> {
+    // an older holdfast kept its trash in .snapshots/.trash: emptied too, if it made it
+    let legacy = home.join(".snapshots/.trash");
+    let mut n = 0;
+    if nix::sys::stat::lstat(&legacy).is_ok_and(|st| ours(&st)) {
+        n += remove_tree(&legacy)?;
+    }
     let trash = work_dir(home).join("trash");
     if std::fs::symlink_metadata(&trash)
         .map(|m| !m.is_dir())
         .unwrap_or(true)
     {
-        return Ok(0);
+        return Ok(n);
     }
-    let mut n = 0;
     for e in std::fs::read_dir(&trash).map_err(|source| TreeError {
         path: trash.clone(),
         source,

@@ -380,6 +380,15 @@ fn both_client_modes_work_and_no_attack_changes_a_snapshot() {
         &ssh(&sshd, u, "ln -s /etc ~/.snapshots/daily.4"),
         "symlink daily.4",
     );
+    // and data hidden under the names an older holdfast did not count: counted all the same
+    ok(
+        &ssh(
+            &sshd,
+            u,
+            "mkdir ~/.snapshots/.trash ~/.snapshots/.incomplete.daily && head -c 200000 /dev/zero > ~/.snapshots/.trash/hidden && head -c 100000 /dev/zero > ~/.snapshots/.incomplete.daily/hidden",
+        ),
+        "hide data",
+    );
     let after: BTreeMap<String, _> = home
         .iter()
         .map(|(u, h)| (u.clone(), server_snapshots(h)))
@@ -406,6 +415,7 @@ fn both_client_modes_work_and_no_attack_changes_a_snapshot() {
         ];
         assert_eq!(got, du_sb(h), "full={full}");
         assert!(got[0] > 900_000, "the grown file counts: {got:?}");
+        assert!(got[1] > 300_000, "the hidden data counts: {got:?}");
     }
     // the next rotation moves the planted folders aside and rotates the real ones
     let r = jobs::snapshot_all(&cfg, &dir, "daily", Some(u), false).unwrap();
