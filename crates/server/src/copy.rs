@@ -10,7 +10,8 @@
 //! therefore only ever join snapshots to snapshots. Every file, link and folder of the copy
 //! belongs to root with the account's group (files 0640, or 0750 when executable; folders
 //! 0750): the account can read and restore, never change. Symlinks are copied as links (never
-//! followed); FIFOs, sockets and devices are left out (the stoney clients upload none).
+//! followed); FIFOs, sockets and devices are left out (the stoney clients upload none). Names
+//! that share an inode in `incoming/` (the Perl client's rsync `-H`) share one in the snapshot.
 //!
 //! Files are opened relative to their folder with `O_NOFOLLOW|O_NONBLOCK` and must still be
 //! regular files after the open, so a client swapping a file for a link or a FIFO while the
@@ -45,6 +46,9 @@ pub struct CopyStats {
     /// Files linked to the reference snapshot (unchanged).
     pub linked: u64,
     pub symlinks: u64,
+    /// Further names of a file hard-linked inside `incoming/` (rsync `-H`, which the Perl
+    /// client uses): linked to the first name's copy, so the snapshot keeps one inode too.
+    pub hardlinked: u64,
     /// FIFOs, sockets and devices left out, and files that vanished mid-copy.
     pub skipped: u64,
 }
@@ -57,7 +61,10 @@ struct Counters {
     reflinked: AtomicU64,
     linked: AtomicU64,
     symlinks: AtomicU64,
+    hardlinked: AtomicU64,
     skipped: AtomicU64,
+    /// (dev, ino) of a multiply-linked source file -> where its first name went.
+    multi: std::sync::Mutex<std::collections::HashMap<(u64, u64), std::path::PathBuf>>,
 }
 
 /// Owner of everything in a snapshot: root (or whoever runs holdfast) and the account's group.
@@ -102,7 +109,7 @@ pub fn copy_tree(
     let dfd = open_dir_at(&pfd, &name, dst)?;
     let c = Counters::default();
     c.dirs.fetch_add(1, Ordering::Relaxed);
-    copy_dir(&sfd, rfd.as_ref(), &dfd, src, &c, owner)?;
+    copy_dir(&sfd, rfd.as_ref(), &dfd, src, dst, &c, owner)?;
     finish_dir(&dfd, &st, dst, Some(dir_owner(owner)))?;
     Ok(CopyStats {
         dirs: c.dirs.into_inner(),
@@ -111,6 +118,7 @@ pub fn copy_tree(
         reflinked: c.reflinked.into_inner(),
         linked: c.linked.into_inner(),
         symlinks: c.symlinks.into_inner(),
+        hardlinked: c.hardlinked.into_inner(),
         skipped: c.skipped.into_inner(),
     })
 }
@@ -128,6 +136,7 @@ fn copy_dir(
     rfd: Option<&OwnedFd>,
     dfd: &OwnedFd,
     path: &Path,
+    dpath: &Path,
     c: &Counters,
     owner: Owner,
 ) -> Result<()> {
@@ -146,6 +155,15 @@ fn copy_dir(
         match kind(&st) {
             SFlag::S_IFDIR => subdirs.push(name.to_owned()),
             SFlag::S_IFREG => {
+                if st.st_nlink > 1
+                    && link_again(
+                        c,
+                        &st,
+                        &dpath.join(std::ffi::OsStr::from_bytes(name.to_bytes())),
+                    )
+                {
+                    return Ok(());
+                }
                 if !link_unchanged(rfd, dfd, name, &st, owner, &p)? {
                     copy_file(sfd, dfd, name, &p, c, owner)?;
                 } else {
@@ -190,9 +208,32 @@ fn copy_dir(
             .map_err(|e| err(&p, e))?;
         let dsub = open_dir_at(dfd, name, &p)?;
         c.dirs.fetch_add(1, Ordering::Relaxed);
-        copy_dir(&csub, rsub.as_ref(), &dsub, &p, c, owner)?;
+        let dp = dpath.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
+        copy_dir(&csub, rsub.as_ref(), &dsub, &p, &dp, c, owner)?;
         finish_dir(&dsub, &st, &p, Some(dir_owner(owner)))
     })
+}
+
+/// For a source file with several names: the first name seen claims it (and is copied or
+/// linked as usual); a later name becomes a hard link to the first one's copy. The paths are
+/// inside the tree under construction, which only we can write. False when this name must be
+/// made by itself (it is the first, or the first is not there yet).
+fn link_again(c: &Counters, st: &FileStat, dest: &Path) -> bool {
+    let first = {
+        let mut m = c.multi.lock().unwrap_or_else(|e| e.into_inner());
+        match m.get(&(st.st_dev, st.st_ino)) {
+            Some(p) => p.clone(),
+            None => {
+                m.insert((st.st_dev, st.st_ino), dest.to_path_buf());
+                return false;
+            }
+        }
+    };
+    if std::fs::hard_link(&first, dest).is_ok() {
+        c.hardlinked.fetch_add(1, Ordering::Relaxed);
+        return true;
+    }
+    false
 }
 
 /// Links `name` from the reference snapshot when that holds a file of ours with the same
@@ -329,14 +370,17 @@ mod tests {
         std::fs::write(src.join("pc/sub/b"), b"hello").unwrap();
         std::os::unix::fs::symlink("/etc/passwd", src.join("pc/etc")).unwrap();
         nix::unistd::mkfifo(&src.join("pc/fifo"), Mode::from_bits_truncate(0o600)).unwrap();
+        // rsync -H: two names, one inode, in two folders
+        std::fs::write(src.join("pc/twin"), vec![7u8; 3000]).unwrap();
+        std::fs::hard_link(src.join("pc/twin"), src.join("pc/sub/twin2")).unwrap();
         let me = Owner {
             uid: nix::unistd::geteuid().as_raw(),
             gid: nix::unistd::getegid().as_raw(),
         };
         let s1 = copy_tree(&src, None, &t.path().join("s1"), me).unwrap();
         assert_eq!(
-            (s1.copied, s1.linked, s1.symlinks, s1.skipped),
-            (2, 0, 1, 1)
+            (s1.copied, s1.hardlinked, s1.linked, s1.symlinks, s1.skipped),
+            (3, 1, 0, 1, 1)
         );
         let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
         assert_ne!(ino(&src.join("pc/a")), ino(&t.path().join("s1/pc/a")));
@@ -357,7 +401,12 @@ mod tests {
         // change b in place (as rsync --inplace would): only b is copied again
         std::fs::write(src.join("pc/sub/b"), b"HELLO, longer").unwrap();
         let s2 = copy_tree(&src, Some(&t.path().join("s1")), &t.path().join("s2"), me).unwrap();
-        assert_eq!((s2.copied, s2.linked), (1, 1));
+        assert_eq!((s2.copied, s2.linked, s2.hardlinked), (1, 2, 1));
+        for s in ["s1", "s2"] {
+            let t1 = std::fs::metadata(t.path().join(s).join("pc/twin")).unwrap();
+            let t2 = std::fs::metadata(t.path().join(s).join("pc/sub/twin2")).unwrap();
+            assert_eq!(t1.ino(), t2.ino(), "{s}: the hard link is kept");
+        }
         assert_eq!(
             ino(&t.path().join("s1/pc/a")),
             ino(&t.path().join("s2/pc/a"))
