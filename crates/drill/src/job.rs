@@ -11,6 +11,12 @@
 //! scheduler, whose `--reset` hands the cut-off row back), the stand-in scheduler runs the
 //! handed-back row with the same agent, and the drill proves the upload is whole, its tree is
 //! the one a clean unpack makes, and no short file kept a good name.
+//!
+//! Then the repair itself is interrupted ([`interrupted_repair`]): `recover --all` and a
+//! gold-only `restore` are killed when a random share of `files` is back, the power cut
+//! shortens what they wrote last, and the resume the guides give (`recover --all --scan`,
+//! `restore` again) must complete the repository without writing again a file that came
+//! through (same inode before and after).
 
 use crate::power::{self, RepoFiles};
 use crate::report::{KillPoint, Step};
@@ -115,6 +121,31 @@ pub(crate) fn plug_pull_job(d: &mut Drill) -> Result<()> {
         d.report.data_lost.missing.is_empty(),
         format!("{} missing", d.report.data_lost.missing.len()),
     );
+    // The repair is interrupted too: a recover --all, and a gold-only restore's rebuild.
+    let resumes = d.opts.resume_kills;
+    if resumes > 0 {
+        interrupted_repair(
+            d,
+            &site,
+            "recover --all",
+            resumes,
+            &["recover", "--all", "--json"],
+            &["recover", "--all", "--scan", "--json"],
+        )?;
+        d.step("gold-only backup", false, |_| {
+            site.holdfast.ok(&["backup", "--mode", "gold"])?;
+            Ok(((), String::new()))
+        })?;
+        // A killed restore leaves its in-progress marker; running it again completes it.
+        interrupted_repair(
+            d,
+            &site,
+            "gold-only restore",
+            resumes,
+            &["restore", "--yes"],
+            &["restore", "--yes", "--json"],
+        )?;
+    }
     d.report.check(
         "the scheduler runs again",
         site.standin.is_running(),
@@ -368,4 +399,147 @@ fn kill_point(
     );
     point.passed = d.report.checks[checks_before..].iter().all(|c| c.ok);
     Ok(Some(point))
+}
+
+/// The repair itself is interrupted: `first` (a `recover --all` or a gold-only `restore`)
+/// rebuilds `files` after `breakage` removed it, and the power fails when a random share of
+/// the files is back. `resume` (what the guide says to run after such a stop) must finish
+/// the work without redoing what survived, and leave no short file under a good name.
+pub(crate) fn interrupted_repair(
+    d: &mut Drill,
+    site: &DrillSite,
+    what: &str,
+    points: usize,
+    first: &[&str],
+    resume: &[&str],
+) -> Result<()> {
+    let repo = site.site().repo.clone();
+    let expected: BTreeSet<String> = {
+        let mut c = site.connect()?;
+        holdfast_site::db::references(&mut c, None)?
+            .into_iter()
+            .filter(|r| r.kind == "files")
+            .map(|r| r.name)
+            .collect()
+    };
+    let mut killed = 0;
+    for n in 1..=points * 2 {
+        if killed == points {
+            break;
+        }
+        let label = format!("{what}, kill {}", killed + 1);
+        // The damage the repair is for: every host's `files` gone (gold stays).
+        for h in repo.host_dirs() {
+            let _ = std::fs::remove_dir_all(h.join("files"));
+        }
+        let before = RepoFiles::read(&repo);
+        let at: usize = d
+            .rng
+            .random_range(expected.len() / 10..expected.len() * 9 / 10)
+            .max(1);
+        let mut cmd = site.holdfast.command(first);
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let t = Instant::now();
+        let mut child = plug::spawn_group(&mut cmd)?;
+        let finished = loop {
+            if let Some(st) = child.try_wait()? {
+                break Some(st);
+            }
+            let back = RepoFiles::read(&repo)
+                .0
+                .keys()
+                .filter(|p| p.components().any(|c| c.as_os_str() == "files"))
+                .count();
+            if back >= at || t.elapsed() > Duration::from_secs(600) {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        if let Some(st) = finished {
+            d.report.steps.push(Step {
+                name: format!("{what}: attempt {n}"),
+                secs: t.elapsed().as_secs_f64(),
+                recovery: false,
+                detail: format!("finished ({st}) before {at} files were back; not a kill"),
+            });
+            continue;
+        }
+        plug::pull(&mut child);
+        site.standin.kill_all();
+        let killed_at = t.elapsed().as_secs_f64();
+        let at_kill = RepoFiles::read(&repo);
+        let cut = power::lose_unsynced(&before, &at_kill, &mut d.rng)?;
+        // The files that came through whole, with their inodes: a resume that continues
+        // leaves them alone; one that starts over writes them again.
+        let intact: BTreeMap<PathBuf, u64> = cut
+            .at_kill
+            .iter()
+            .filter(|(p, size)| {
+                p.components().any(|c| c.as_os_str() == "files")
+                    && p.file_name()
+                        .and_then(|f| PfileName::parse(&f.to_string_lossy()))
+                        .is_some_and(|n| n.size == **size)
+            })
+            .filter_map(|(p, _)| Some((p.clone(), at_kill.0.get(p)?.0)))
+            .collect();
+        killed += 1;
+        let resumed = d.step(&format!("{label}: resume"), true, |_| {
+            let out = site.holdfast.ok(resume)?;
+            // `recover --all --json` prints the rebuild report, `restore --json` holds it.
+            let doc: serde_json::Value = serde_json::from_str(&out)?;
+            let r: holdfast_recover::RebuildReport =
+                serde_json::from_value(doc.get("rebuild").cloned().unwrap_or(doc)).map_err(
+                    |e| anyhow!("`holdfast {}` printed no rebuild report: {e}", resume.join(" ")),
+                )?;
+            Ok((
+                r.files_written,
+                format!(
+                    "killed after {killed_at:.2} s with {} of {} files back ({} cut short); the resume wrote {}",
+                    intact.len() + cut.truncated.len(),
+                    expected.len(),
+                    cut.truncated.len(),
+                    r.files_written
+                ),
+            ))
+        });
+        let mut c = site.connect()?;
+        let v = holdfast_site::db::verify(&mut c, &repo, None)?;
+        let scan = holdfast_recover::damage::scan(&repo)?;
+        let now = RepoFiles::read(&repo);
+        let rewritten = intact
+            .iter()
+            .filter(|(p, ino)| now.0.get(*p).map(|x| x.0) != Some(**ino))
+            .count();
+        d.report.check(
+            &format!("{label}: the resumed repair made the repository whole, nothing short left"),
+            resumed.is_ok() && v.is_whole() && scan.is_clean(),
+            format!(
+                "resume {:?}; {} missing, {} damaged",
+                resumed.as_ref().err().map(|e| e.to_string()),
+                v.missing.len(),
+                scan.damaged.len()
+            ),
+        );
+        if let Ok(written) = resumed {
+            d.report.check(
+                &format!("{label}: the resume only wrote what was not back yet"),
+                rewritten == 0 && !intact.is_empty() && (written as usize) < expected.len(),
+                format!(
+                    "{written} written of {}; {rewritten} of the {} files intact at the kill were written again",
+                    expected.len(),
+                    intact.len()
+                ),
+            );
+        }
+    }
+    d.report.check(
+        &format!("{what} was killed at {points} random points"),
+        killed == points,
+        format!("{killed} kills"),
+    );
+    if !site.standin.is_running() {
+        site.standin.start()?;
+    }
+    Ok(())
 }

@@ -125,6 +125,9 @@ pub struct DrillOptions {
     /// Backup mode of the drill's backups (`full` or `gold`); plug-pull-job always uses gold,
     /// which is what its recovery is about. Default `full`.
     pub mode: Option<String>,
+    /// plug-pull-job: how many times the repair itself (a `recover --all`, a gold-only
+    /// restore's rebuild) is killed and resumed, each.
+    pub resume_kills: usize,
     /// Uploads the sample site starts with (at least 3; each an archive made by real tools).
     pub uploads: usize,
 }
@@ -142,6 +145,7 @@ impl DrillOptions {
             watch_repositories: Vec::new(),
             copy_of: None,
             mode: None,
+            resume_kills: 3,
             uploads: 3,
         }
     }

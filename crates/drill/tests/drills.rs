@@ -111,6 +111,9 @@ fn plug_pull_backup() {
 /// The unpack agent is killed at ten random points of its work, a power cut leaves files it
 /// wrote short under their final names, and each time the guide's in-place repair finds
 /// the upload and every short file, sets them aside, and the scheduler's rerun completes it.
+/// Then the repair itself is killed, three times during `recover --all` and three times
+/// during a gold-only restore's rebuild: each resume completes without rewriting a file
+/// that came through.
 #[test]
 fn plug_pull_job_at_ten_random_kill_points() {
     let _one = common::one_at_a_time();
@@ -129,8 +132,24 @@ fn plug_pull_job_at_ten_random_kill_points() {
             "every recovered upload has the tree a clean unpack of its archive makes",
             "no file in the repository is shorter than its name says",
             "nothing is missing after the recoveries",
+            "recover --all was killed at 3 random points",
+            "gold-only restore was killed at 3 random points",
         ],
     );
+    for what in ["recover --all", "gold-only restore"] {
+        for k in 1..=3 {
+            for c in [
+                "the resumed repair made the repository whole, nothing short left",
+                "the resume only wrote what was not back yet",
+            ] {
+                let name = format!("{what}, kill {k}: {c}");
+                assert!(
+                    r.checks.iter().any(|x| x.what == name && x.ok),
+                    "no passed check {name:?}"
+                );
+            }
+        }
+    }
     assert_eq!(r.kill_points.len(), 10, "{}", r.to_text());
     assert!(r.kill_points.iter().all(|k| k.passed));
     // The power cut did leave short files, and they came back.

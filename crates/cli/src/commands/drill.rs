@@ -42,6 +42,10 @@ pub struct Args {
     /// unpack agent for plug-pull-job (default 10).
     #[arg(long)]
     kills: Option<u32>,
+    /// plug-pull-job: how many times the repair is killed and resumed, for `recover --all`
+    /// and for a gold-only restore each.
+    #[arg(long, default_value_t = 3)]
+    repair_kills: usize,
     /// Uploads the sample site starts with (at least 3), for longer, more telling drills.
     #[arg(long, default_value_t = 3)]
     uploads: usize,
@@ -76,6 +80,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     opts.keep = args.keep;
     opts.mode = args.mode.clone();
     opts.uploads = args.uploads;
+    opts.resume_kills = args.repair_kills;
     // The configured site's folders and a local backup target are watched too: a drill must
     // leave them alone.
     if let Ok(site) = ctx.site() {
