@@ -377,6 +377,22 @@ pub fn unpack_upload(
     Ok(summary)
 }
 
+/// Copies a file, stopping (with `Interrupted`) within a chunk of a stop signal.
+fn copy_interruptible(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    let mut r = std::fs::File::open(from)?;
+    let mut w = std::fs::File::create(to)?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        holdfast_core::interrupt::check()?;
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            return w.sync_all();
+        }
+        w.write_all(&buf[..n])?;
+    }
+}
+
 /// Imports files as FOSSology uploads (gold, pfile, upload, job rows) and unpacks each.
 pub fn upload_files(
     site: &Site,
@@ -421,7 +437,14 @@ pub fn upload_files(
                 |e: std::io::Error| UnpackError::Repo(format!("{}: {e}", gold.display()));
             site.repo.ensure_parent(&gold).map_err(repo_err)?;
             let part = gold.with_extension(format!("part{}", std::process::id()));
-            std::fs::copy(path, &part).map_err(repo_err)?;
+            if let Err(e) = copy_interruptible(path, &part) {
+                let _ = std::fs::remove_file(&part);
+                return Err(if holdfast_core::interrupt::is_interrupted(&e) {
+                    UnpackError::Interrupted(holdfast_core::Interrupted)
+                } else {
+                    repo_err(e)
+                });
+            }
             site.repo.finish_file(&part).map_err(repo_err)?;
             std::fs::rename(&part, &gold).map_err(repo_err)?;
         }
