@@ -37,12 +37,17 @@ fn stop_signals_end_an_upload_within_a_second() {
     );
     let temp = temp.join("ununpack");
     let mut c = s.site.connect().unwrap();
-    for sig in ["TERM", "INT"] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_holdfast"))
-            .arg("--config")
-            .arg(&cfg)
-            .args(["upload", "--json"])
-            .arg(d.path().join("bomb.tar"))
+    // Two uploads (SIGTERM, SIGINT), then an unpack of the last one again from its gold.
+    let mut last = 0;
+    for (sig, cmd) in [("TERM", "upload"), ("INT", "upload"), ("TERM", "unpack")] {
+        let mut hf = Command::new(env!("CARGO_BIN_EXE_holdfast"));
+        hf.arg("--config").arg(&cfg);
+        if cmd == "upload" {
+            hf.args(["upload", "--json"]).arg(d.path().join("bomb.tar"));
+        } else {
+            hf.args(["unpack", "--json", "--upload", &last.to_string()]);
+        }
+        let mut child = hf
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -85,11 +90,16 @@ fn stop_signals_end_an_upload_within_a_second() {
             temp.display()
         );
         // The newest upload: its ununpack row failed, adj2nest failed as a dependency,
-        // ununpack_ars has only the start record, and it has no rows.
+        // ununpack_ars has only the start record, and it has no rows (an interrupted
+        // unpack of it again changes none of that).
         let up: i32 = c
             .query_one("SELECT max(upload_pk) FROM upload", &[])
             .unwrap()
             .get(0);
+        if cmd == "unpack" {
+            assert_eq!(up, last);
+        }
+        last = up;
         let jobs: Vec<(String, i16, String)> = c
             .query(
                 "SELECT q.jq_type, q.jq_end_bits, q.jq_endtext FROM jobqueue q

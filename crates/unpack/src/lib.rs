@@ -252,7 +252,10 @@ pub(crate) fn unpack_gold(
     });
     ctx.progress.finish_and_clear();
     // Hashes are known for a new upload (see `Ctx::drop_unnamed`).
-    if ctx.budget.stopped() == Some(&budget::Stop::Interrupted) {
+    // (Hashing the gold file polls the flag itself, without the budget.)
+    if ctx.budget.stopped() == Some(&budget::Stop::Interrupted)
+        || holdfast_core::interrupt::requested()
+    {
         if new_upload {
             ctx.drop_unnamed(None);
         }
