@@ -14,6 +14,14 @@ use std::sync::Arc;
 
 pub(crate) fn read_zip(c: &mut Collector, r: Box<dyn ReadSeek>) -> Result<(), String> {
     let mut za = zip::ZipArchive::new(r).map_err(|e| format!("not a readable zip: {e}"))?;
+    if za.has_duplicate_names() {
+        // The zip crate keeps one entry per name (the later, as unzip's extraction leaves).
+        c.ctx.record(
+            &c.trail,
+            None,
+            "its central directory names some members more than once; only the last entry of each such name is read",
+        );
+    }
     // Byte ranges (local header to end of data) of the members taken so far, by start.
     let mut taken: std::collections::BTreeMap<u64, (u64, String)> = Default::default();
     for i in 0..za.len() {

@@ -680,3 +680,42 @@ t.close()
     check_shape(&s, id);
     temp_empty(&s);
 }
+
+/// A zip whose central directory names a member twice: the later entry is read (as unzip
+/// leaves it) and the duplicate is recorded, not dropped silently.
+#[test]
+fn zip_with_a_name_twice_is_recorded() {
+    let d = tempfile::tempdir().unwrap();
+    let s = site(d.path());
+    let script = r#"
+import zipfile, warnings
+warnings.simplefilter('ignore')
+with zipfile.ZipFile('dup.zip', 'w') as z:
+    z.writestr('same.txt', 'first copy\n')
+    z.writestr('other.txt', 'other\n')
+    z.writestr('same.txt', 'second copy\n')
+"#;
+    std::fs::write(d.path().join("mk.py"), script).unwrap();
+    run(d.path(), "python3", &["mk.py"]);
+    let (id, sum) = up(&s, &d.path().join("dup.zip"), &UnpackConfig::default());
+    assert!(
+        sum.errors
+            .iter()
+            .any(|e| e.contains("dup.zip: its central directory names some members more than once")),
+        "{:?}",
+        sum.errors
+    );
+    let mut c = s.site.connect().unwrap();
+    let size: i64 = c
+        .query_one(
+            "SELECT p.pfile_size FROM uploadtree_a t JOIN pfile p ON p.pfile_pk = t.pfile_fk
+             WHERE t.upload_fk = $1 AND t.ufile_name = 'same.txt'",
+            &[&id],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(size, "second copy\n".len() as i64);
+    assert!(names(&s, id).contains(&"other.txt".to_string()));
+    check_shape(&s, id);
+    assert_partial(&s, id, sum.errors.len());
+}
