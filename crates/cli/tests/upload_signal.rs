@@ -78,6 +78,7 @@ fn stop_signals_end_an_upload_within_a_second() {
             std::thread::sleep(Duration::from_millis(10));
         };
         let took = sent.elapsed();
+        eprintln!("{cmd} stopped by SIG{sig} in {took:?}");
         let mut err = String::new();
         std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
         assert_eq!(status.code(), Some(130), "SIG{sig}: {err}");
