@@ -402,6 +402,7 @@ pub fn set_hosts(site: &mut Site, hosts: &[HostRange]) -> Result<()> {
 /// running when the scheduler died are made ready to run again.
 fn write_init_wrapper(s: &StandIn, site: &Site) -> Result<()> {
     let d = s.dir.display();
+    let sched = &s.scheduler_name;
     let db = &site.db;
     let pgpass = s.dir.join("pgpass");
     let esc = |x: &str| x.replace('\\', "\\\\").replace(':', "\\:");
@@ -427,7 +428,7 @@ fn write_init_wrapper(s: &StandIn, site: &Site) -> Result<()> {
     std::fs::write(
         &p,
         format!(
-            "#!/bin/bash\n# Stand-in for /etc/init.d/fossology.\ncase \"$1\" in\n  start)\n    [ -s {d}/scheduler.pid ] && kill -0 \"$(cat {d}/scheduler.pid)\" 2>/dev/null && exit 0\n    {reset}\n    exec {d}/start ;;\n  stop|graceful-stop) exec {d}/stop ;;\n  *) echo \"usage: $0 start|stop|graceful-stop\" >&2; exit 2 ;;\nesac\n"
+            "#!/bin/bash\n# Stand-in for /etc/init.d/fossology.\ncase \"$1\" in\n  start)\n    [ -s {d}/scheduler.pid ] && kill -0 \"$(cat {d}/scheduler.pid)\" 2>/dev/null && exit 0\n    {reset}\n    exec {d}/start ;;\n  stop) exec {d}/{sched} --kill ;;\n  graceful-stop) exec {d}/stop ;;\n  *) echo \"usage: $0 start|stop|graceful-stop\" >&2; exit 2 ;;\nesac\n"
         ),
     )?;
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))?;

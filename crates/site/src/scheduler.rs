@@ -1,25 +1,74 @@
-//! Stopping FOSSology's scheduler and proving that every agent is gone.
+//! Stopping FOSSology's scheduler, proving that every agent is gone, and leaving the
+//! scheduler as it was found.
 //!
-//! `fo_scheduler --kill` and the init script return before the processes have exited, so a
-//! stop is followed by polling: no scheduler or agent process may remain (read from `/proc`),
-//! and no `jobqueue` row may still be running. [`Quiesced`] restarts the scheduler when it is
-//! dropped, so every path out of a backup (success, error, signal) starts it again.
+//! How FOSSology ships its scheduler, read from its source, and what holdfast does for each
+//! [`Control`]:
+//! - `fo_scheduler --shutdown` (and `/etc/init.d/fossology graceful-stop`, which runs it)
+//!   sends SIGTERM to every process whose `argv[0]` contains `fo_scheduler`: the scheduler
+//!   stops taking jobs from the queue and exits once its running agents have finished.
+//!   `fo_scheduler --kill` (the init script's `stop`) sends SIGQUIT: agents are killed at once.
+//!   Both return before anything has exited, so a stop is followed by polling `/proc`.
+//! - `init`: the init script's `graceful-stop`, its `stop` as the kill path, `start`.
+//! - `systemd`: `fossology.service` is generated from that init script and has no graceful
+//!   verb, so the graceful stop is the init script's `graceful-stop`, the kill path
+//!   `systemctl stop`, and the start `systemctl start`; "running" is `systemctl is-active`.
+//! - `direct` (FOSSology in Docker: the entrypoint runs `fo_scheduler --reset …` itself, no
+//!   service manager): the running scheduler's own binary is asked to `--shutdown` (then
+//!   `--kill`), and it is started again with the command line it was running with, in its
+//!   own process group.
+//! - `commands`: the commands in `holdfast.toml`.
+//!
+//! The graceful stop gets `stop_timeout_secs`; only then is the kill path used, and if even
+//! that leaves processes after `kill_timeout_secs` the backup is abandoned. A scheduler that
+//! was not running when holdfast came is not started afterwards. [`Quiesced`] restarts a
+//! scheduler holdfast stopped when it is dropped, so every path out of a backup (success,
+//! error, signal) starts it again.
 
 use serde::{Deserialize, Serialize};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
+
+/// How FOSSology's scheduler is run on this machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Control {
+    /// `/etc/init.d/fossology` (source and Debian installs without systemd).
+    Init,
+    /// `fossology.service` under systemd.
+    Systemd,
+    /// `fo_scheduler` started directly (FOSSology's Docker image).
+    Direct,
+    /// `stop_command`, `start_command` and `kill_command` from `holdfast.toml`.
+    Commands,
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SchedulerConfig {
-    /// Command (argv, no shell) that asks the scheduler to stop once agents finish.
+    /// `init`, `systemd`, `direct` or `commands`; unset: `commands` when `stop_command` is
+    /// set, else `init`.
+    pub control: Option<Control>,
+    /// FOSSology's init script (`init`, and the graceful stop under `systemd`).
+    pub init_script: String,
+    /// The systemd unit (`systemd`).
+    pub service: String,
+    /// The `systemctl` program (`systemd`).
+    pub systemctl: String,
+    /// Command (argv, no shell) that asks the scheduler to stop once agents finish (`commands`).
     pub stop_command: Vec<String>,
-    /// Command that starts the scheduler again.
+    /// Command that starts the scheduler again (`commands`).
     pub start_command: Vec<String>,
-    /// Process names (as in /proc/PID/comm) of the scheduler and its agents.
+    /// Command that stops the scheduler and kills its agents now, used only after
+    /// `stop_timeout_secs` (`commands`; unset: SIGQUIT to the scheduler, as `fo_scheduler --kill`).
+    pub kill_command: Vec<String>,
+    /// Process names (as in /proc/PID/comm) of the scheduler and its agents; the first one is
+    /// the scheduler.
     pub process_names: Vec<String>,
-    /// How long to wait for everything to stop before abandoning the backup.
+    /// How long the graceful stop may take before the kill path is used.
     pub stop_timeout_secs: u64,
+    /// How long the kill path may take before the backup is abandoned.
+    pub kill_timeout_secs: u64,
     /// Queue rows still marked running once every process is gone are crash leftovers:
     /// after this long they are recorded as unfinished instead of waited for.
     pub stale_row_grace_secs: u64,
@@ -58,11 +107,63 @@ impl Default for SchedulerConfig {
             "scancode",
         ];
         SchedulerConfig {
-            stop_command: vec!["/etc/init.d/fossology".into(), "graceful-stop".into()],
-            start_command: vec!["/etc/init.d/fossology".into(), "start".into()],
+            control: None,
+            init_script: "/etc/init.d/fossology".into(),
+            service: "fossology.service".into(),
+            systemctl: "systemctl".into(),
+            stop_command: Vec::new(),
+            start_command: Vec::new(),
+            kill_command: Vec::new(),
             process_names: agents.iter().map(|s| s.to_string()).collect(),
             stop_timeout_secs: 600,
+            kill_timeout_secs: 30,
             stale_row_grace_secs: 10,
+        }
+    }
+}
+
+impl SchedulerConfig {
+    /// The control in effect (see [`SchedulerConfig::control`]).
+    pub fn control(&self) -> Control {
+        self.control.unwrap_or(if self.stop_command.is_empty() {
+            Control::Init
+        } else {
+            Control::Commands
+        })
+    }
+
+    /// The scheduler's process name (the first of `process_names`).
+    pub fn scheduler_name(&self) -> &str {
+        self.process_names
+            .first()
+            .map(String::as_str)
+            .unwrap_or("fo_scheduler")
+    }
+
+    fn init(&self, verb: &str) -> Vec<String> {
+        vec![self.init_script.clone(), verb.into()]
+    }
+
+    fn systemctl(&self, verb: &str) -> Vec<String> {
+        vec![self.systemctl.clone(), verb.into(), self.service.clone()]
+    }
+
+    /// The graceful stop, as a command line (for `--dry-run` and messages).
+    pub fn stop_hint(&self) -> String {
+        match self.control() {
+            Control::Init | Control::Systemd => self.init("graceful-stop").join(" "),
+            Control::Direct => "fo_scheduler --shutdown (the running scheduler's binary)".into(),
+            Control::Commands => self.stop_command.join(" "),
+        }
+    }
+
+    /// How to start the scheduler by hand (for messages).
+    pub fn start_hint(&self) -> String {
+        match self.control() {
+            Control::Init => self.init("start").join(" "),
+            Control::Systemd => self.systemctl("start").join(" "),
+            Control::Direct => "the fo_scheduler command line it ran with".into(),
+            Control::Commands => self.start_command.join(" "),
         }
     }
 }
@@ -84,7 +185,7 @@ pub enum SchedulerError {
         status: std::process::ExitStatus,
         stderr: String,
     },
-    #[error("agents still running after {secs} s, backup abandoned: {what}")]
+    #[error("agents still running {secs} s after the stop (graceful, then the kill path), backup abandoned: {what}")]
     Timeout { secs: u64, what: String },
     #[error("cannot read the job queue: {0}")]
     Db(#[from] postgres::Error),
@@ -183,62 +284,241 @@ pub fn output_retrying(cmd: &mut Command) -> std::io::Result<std::process::Outpu
     }
 }
 
+/// The scheduler as holdfast found it before stopping anything.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Found {
+    pub running: bool,
+    /// Its process id and command line (the first scheduler process found).
+    pub pid: Option<i32>,
+    pub argv: Vec<String>,
+    /// Its binary (`/proc/PID/exe`), for `--shutdown` and `--kill` under `direct`.
+    pub exe: Option<String>,
+}
+
+/// Scheduler processes: the comm is the scheduler's name, or `argv[0]` contains it (the test
+/// `fo_scheduler --shutdown` itself applies).
+fn scheduler_processes(name: &str) -> Vec<(i32, Vec<String>)> {
+    let me = std::process::id() as i32;
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let argv: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let is_it = comm.trim_end() == truncate_comm(name)
+            || argv.first().is_some_and(|a0| a0.contains(name));
+        // A shutdown or kill request is not the scheduler.
+        let request = argv
+            .iter()
+            .any(|a| matches!(a.as_str(), "--shutdown" | "-s" | "--kill" | "-k"));
+        if is_it && !request && !is_zombie(&e.path()) {
+            out.push((pid, argv));
+        }
+    }
+    out.sort_by_key(|p| p.0);
+    out
+}
+
+fn is_zombie(proc_dir: &Path) -> bool {
+    let state = std::fs::read_to_string(proc_dir.join("stat")).unwrap_or_default();
+    state
+        .rsplit(')')
+        .next()
+        .is_some_and(|r| r.trim_start().starts_with('Z'))
+}
+
+/// Whether the scheduler runs now, and how.
+pub fn found(cfg: &SchedulerConfig) -> Found {
+    let procs = scheduler_processes(cfg.scheduler_name());
+    let mut f = Found {
+        running: !procs.is_empty(),
+        ..Default::default()
+    };
+    if let Some((pid, argv)) = procs.into_iter().next() {
+        f.exe = std::fs::read_link(format!("/proc/{pid}/exe"))
+            .ok()
+            .map(|p| p.display().to_string());
+        f.pid = Some(pid);
+        f.argv = argv;
+    }
+    if cfg.control() == Control::Systemd && !f.running {
+        f.running = Command::new(&cfg.systemctl)
+            .args(["is-active", "--quiet", &cfg.service])
+            .stdin(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+    }
+    f
+}
+
+/// The program to ask for `--shutdown`/`--kill` under `direct`: the running scheduler's own
+/// binary, or the script an interpreter runs (the first of its arguments that is named
+/// like the scheduler).
+fn direct_binary(cfg: &SchedulerConfig, f: &Found) -> Result<String, SchedulerError> {
+    let name = cfg.scheduler_name();
+    f.exe
+        .clone()
+        .filter(|e| e.contains(name))
+        .or_else(|| f.argv.iter().find(|a| a.contains(name)).cloned())
+        .or_else(|| f.argv.first().cloned())
+        .ok_or(SchedulerError::EmptyCommand("stop"))
+}
+
+/// Asks the scheduler to stop once its agents have finished.
+fn graceful_stop(cfg: &SchedulerConfig, f: &Found) -> Result<(), SchedulerError> {
+    let argv = match cfg.control() {
+        Control::Init | Control::Systemd => cfg.init("graceful-stop"),
+        Control::Direct => vec![direct_binary(cfg, f)?, "--shutdown".into()],
+        Control::Commands => cfg.stop_command.clone(),
+    };
+    tracing::info!(command = %argv.join(" "), "stopping the scheduler once its agents finish");
+    run("stop", &argv)
+}
+
+/// The kill path: the scheduler stops and kills its agents now.
+fn kill(cfg: &SchedulerConfig, f: &Found) -> Result<(), SchedulerError> {
+    let argv = match cfg.control() {
+        Control::Init => cfg.init("stop"),
+        Control::Systemd => cfg.systemctl("stop"),
+        Control::Direct => vec![direct_binary(cfg, f)?, "--kill".into()],
+        Control::Commands if !cfg.kill_command.is_empty() => cfg.kill_command.clone(),
+        Control::Commands => {
+            // As `fo_scheduler --kill`: SIGQUIT to every scheduler process.
+            for (pid, _) in scheduler_processes(cfg.scheduler_name()) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGQUIT,
+                );
+            }
+            return Ok(());
+        }
+    };
+    tracing::warn!(command = %argv.join(" "), "killing the scheduler and its agents");
+    run("kill", &argv)
+}
+
+/// Starts the scheduler the way `f` found it running (`direct`: the same command line).
+fn start_as(cfg: &SchedulerConfig, f: &Found) -> Result<(), SchedulerError> {
+    let argv = match cfg.control() {
+        Control::Init => cfg.init("start"),
+        Control::Systemd => cfg.systemctl("start"),
+        Control::Commands => cfg.start_command.clone(),
+        Control::Direct => return spawn_detached(&f.argv),
+    };
+    tracing::info!(command = %argv.join(" "), "starting the scheduler");
+    run("start", &argv)
+}
+
+/// Starts the scheduler as configured (`direct`: impossible without a command line found).
 pub fn start(cfg: &SchedulerConfig) -> Result<(), SchedulerError> {
-    tracing::info!(command = %cfg.start_command.join(" "), "starting the scheduler");
-    run("start", &cfg.start_command)
+    start_as(cfg, &found(cfg))
+}
+
+/// Runs a scheduler command line in its own process group, detached from holdfast (its
+/// output, `--log /dev/stdout` included, goes nowhere: holdfast's own ends with it).
+fn spawn_detached(argv: &[String]) -> Result<(), SchedulerError> {
+    use std::os::unix::process::CommandExt;
+    let (prog, args) = argv
+        .split_first()
+        .ok_or(SchedulerError::EmptyCommand("start"))?;
+    let cmd_text = argv.join(" ");
+    let out = std::process::Stdio::null;
+    tracing::info!(command = %cmd_text, "starting the scheduler as it ran before");
+    let mut child = Command::new(prog)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(out())
+        .stderr(out())
+        .process_group(0)
+        .spawn()
+        .map_err(|source| SchedulerError::Spawn {
+            what: "start",
+            cmd: cmd_text.clone(),
+            source,
+        })?;
+    // A daemonizing start returns at once; a foreground one must still be running.
+    std::thread::sleep(Duration::from_millis(500));
+    match child.try_wait() {
+        Ok(Some(status)) if !status.success() => Err(SchedulerError::Failed {
+            what: "start",
+            cmd: cmd_text,
+            status,
+            stderr: String::new(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// What the stop found: jobs queued or cut off, to be recorded in the snapshot manifest.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct QuiesceReport {
     pub waited_secs: f64,
-    /// Queue rows that were running when every process was already gone (crash leftovers).
+    /// Queue rows that were running when every process was already gone (crash leftovers,
+    /// or agents the kill path ended).
     pub stale_running: Vec<crate::db::QueueRow>,
+    /// Whether the scheduler was running when holdfast came (it is started again only then).
+    #[serde(default)]
+    pub was_running: bool,
+    /// Whether the graceful stop timed out and the kill path was used.
+    #[serde(default)]
+    pub killed: bool,
 }
 
-/// The scheduler is stopped while this lives; dropping it starts the scheduler again.
+/// The scheduler is stopped while this lives; dropping it starts the scheduler again if it
+/// was running before.
 pub struct Quiesced {
     cfg: SchedulerConfig,
+    found: Found,
     restarted: bool,
     pub report: QuiesceReport,
 }
 
 impl Quiesced {
-    /// Starts the scheduler now and reports the result (drop would only log it).
+    /// Starts the scheduler now if it was running before, and reports the result (drop would
+    /// only log it). A scheduler the operator had stopped stays stopped.
     pub fn restart(mut self) -> Result<(), SchedulerError> {
         self.restarted = true;
-        start(&self.cfg)
+        if !self.found.running {
+            tracing::info!("the scheduler was not running before: leaving it stopped");
+            return Ok(());
+        }
+        start_as(&self.cfg, &self.found)
     }
 }
 
 impl Drop for Quiesced {
     fn drop(&mut self) {
-        if !self.restarted {
-            if let Err(e) = start(&self.cfg) {
+        if !self.restarted && self.found.running {
+            if let Err(e) = start_as(&self.cfg, &self.found) {
                 tracing::error!("could not restart the scheduler: {e}");
             }
         }
     }
 }
 
-/// Stops the scheduler and waits until no agent process and no running queue row remain.
-/// On any failure after the stop command ran, the scheduler is started again before returning.
-pub fn quiesce(
+enum Waited {
+    Quiet(Vec<crate::db::QueueRow>),
+    Busy(Vec<AgentProcess>, Vec<crate::db::QueueRow>),
+}
+
+/// Polls until no scheduler or agent process and no running queue row remain, or `until`.
+fn wait_quiet(
     cfg: &SchedulerConfig,
-    mut db: Option<&mut postgres::Client>,
-) -> Result<Quiesced, SchedulerError> {
-    let began = Instant::now();
-    tracing::info!(command = %cfg.stop_command.join(" "), "stopping the scheduler");
-    // A stop command that failed leaves the scheduler as it was: starting it then could
-    // make a second scheduler beside the first, so the guard exists only once it succeeded.
-    run("stop", &cfg.stop_command)?;
-    // From here on the guard restarts the scheduler whatever happens.
-    let mut guard = Quiesced {
-        cfg: cfg.clone(),
-        restarted: false,
-        report: QuiesceReport::default(),
-    };
-    let timeout = Duration::from_secs(cfg.stop_timeout_secs);
+    db: &mut Option<&mut postgres::Client>,
+    until: Instant,
+) -> Result<Waited, SchedulerError> {
     let grace = Duration::from_secs(cfg.stale_row_grace_secs);
     let mut procs_gone_at: Option<Instant> = None;
     let mut last_log = Instant::now();
@@ -258,16 +538,85 @@ pub fn quiesce(
                         "queue rows marked running but no agent process exists: recording them as cut off"
                     );
                 }
-                guard.report = QuiesceReport {
-                    waited_secs: began.elapsed().as_secs_f64(),
-                    stale_running: rows,
-                };
-                return Ok(guard);
+                return Ok(Waited::Quiet(rows));
             }
         } else {
             procs_gone_at = None;
         }
-        if began.elapsed() >= timeout {
+        if Instant::now() >= until {
+            return Ok(Waited::Busy(procs, rows));
+        }
+        if last_log.elapsed() >= Duration::from_secs(10) {
+            tracing::info!(
+                processes = procs.len(),
+                running_rows = rows.len(),
+                "waiting for agents to stop"
+            );
+            last_log = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Stops the scheduler gracefully and waits until no agent process and no running queue row
+/// remain; after `stop_timeout_secs` the kill path, after `kill_timeout_secs` more an error.
+/// On any failure after the stop, a scheduler that was running is started again.
+pub fn quiesce(
+    cfg: &SchedulerConfig,
+    mut db: Option<&mut postgres::Client>,
+) -> Result<Quiesced, SchedulerError> {
+    let began = Instant::now();
+    let found = found(cfg);
+    // From here on the guard restarts a running scheduler whatever happens.
+    let mut guard = Quiesced {
+        cfg: cfg.clone(),
+        found: found.clone(),
+        restarted: false,
+        report: QuiesceReport {
+            was_running: found.running,
+            ..Default::default()
+        },
+    };
+    if found.running {
+        if let Err(e) = graceful_stop(cfg, &found) {
+            // It may have exited on its own meanwhile. If not, the failed stop left it as it
+            // was: starting it again could make a second scheduler beside the first.
+            if self::found(cfg).running {
+                guard.found.running = false;
+                return Err(e);
+            }
+            tracing::warn!("{e}");
+        }
+    } else {
+        tracing::info!("the scheduler is not running; waiting for any agent left over");
+    }
+    let mut waited = wait_quiet(
+        cfg,
+        &mut db,
+        began + Duration::from_secs(cfg.stop_timeout_secs),
+    )?;
+    if matches!(waited, Waited::Busy(..)) {
+        tracing::warn!(
+            secs = cfg.stop_timeout_secs,
+            "agents still running after the graceful stop's timeout"
+        );
+        guard.report.killed = true;
+        if let Err(e) = kill(cfg, &found) {
+            tracing::warn!("{e}");
+        }
+        waited = wait_quiet(
+            cfg,
+            &mut db,
+            Instant::now() + Duration::from_secs(cfg.kill_timeout_secs),
+        )?;
+    }
+    match waited {
+        Waited::Quiet(rows) => {
+            guard.report.waited_secs = began.elapsed().as_secs_f64();
+            guard.report.stale_running = rows;
+            Ok(guard)
+        }
+        Waited::Busy(procs, rows) => {
             let mut what: Vec<String> = procs
                 .iter()
                 .map(|p| format!("{} (pid {})", p.name, p.pid))
@@ -280,19 +629,10 @@ pub fn quiesce(
                     r.upload_fk.unwrap_or(0)
                 )
             }));
-            return Err(SchedulerError::Timeout {
-                secs: cfg.stop_timeout_secs,
+            Err(SchedulerError::Timeout {
+                secs: cfg.stop_timeout_secs + cfg.kill_timeout_secs,
                 what: what.join(", "),
-            });
+            })
         }
-        if last_log.elapsed() >= Duration::from_secs(10) {
-            tracing::info!(
-                processes = procs.len(),
-                running_rows = rows.len(),
-                "waiting for agents to stop"
-            );
-            last_log = Instant::now();
-        }
-        std::thread::sleep(Duration::from_millis(200));
     }
 }

@@ -1,19 +1,30 @@
 //! A stand-in for FOSSology's scheduler where the real one cannot run (demo, drills, tests).
 //!
-//! It behaves as the real processes do: a scheduler process with agent children, each visible
-//! in `/proc` under its own name; a stop request (SIGTERM) is obeyed only after a delay while
-//! the agents finish, or ignored altogether. Names carry a tag so that parallel tests never
-//! see each other's processes.
+//! It is driven the ways FOSSology's is (see [`crate::scheduler`]):
+//! - the scheduler program (`fo_sched_<tag>`, in place of `fo_scheduler`) takes `--shutdown`
+//!   (SIGTERM: it stops once its agents have finished, after `stop_delay_secs`), `--kill`
+//!   (SIGQUIT: agents killed at once), `--daemon`, and otherwise runs in the foreground, as
+//!   FOSSology's Docker entrypoint runs it; it has agent children, each visible in `/proc`
+//!   under its own name;
+//! - `init.d/fossology` is FOSSology's init script (`start` = `--daemon --reset`, `stop` =
+//!   `--kill`, `graceful-stop` = `--shutdown`);
+//! - `systemctl` answers `is-active`, `start` and `stop` for `fossology.service` by running
+//!   that init script, as systemd's unit generated from it does.
+//!
+//! With `refuse_stop` it ignores both signals (a hung scheduler a backup must give up on).
+//! Names carry a tag so that parallel tests never see each other's processes. `starts`,
+//! `requests` and `args` in its folder record what it was asked and how it last ran.
 
-use crate::scheduler::SchedulerConfig;
+use crate::scheduler::{Control, SchedulerConfig};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Behaviour {
-    /// Seconds between the stop request and the last process exiting.
+    /// Seconds between the graceful stop request and the last process exiting (the agents
+    /// finishing their work).
     pub stop_delay_secs: u32,
-    /// Ignore stop requests altogether (the case a backup must give up on).
+    /// Ignore stop and kill requests altogether (the case a backup must give up on).
     pub refuse_stop: bool,
     /// Agent processes to run under the scheduler.
     pub agents: u32,
@@ -44,36 +55,115 @@ impl StandIn {
     /// Writes the stand-in's scripts into `dir`. `tag` (at most 6 characters) makes its
     /// process names unique.
     pub fn create(dir: &Path, tag: &str, b: Behaviour) -> std::io::Result<StandIn> {
-        std::fs::create_dir_all(dir)?;
+        std::fs::create_dir_all(dir.join("init.d"))?;
         let dir = dir.canonicalize()?;
         let scheduler_name = format!("fo_sched_{tag}");
         let agent_name = format!("nomos_{tag}");
         let d = dir.display();
         let agent = "#!/bin/bash\ntrap 'exit 0' TERM\nwhile true; do sleep 0.2; done\n".to_string();
         write_exec(&dir.join(&agent_name), &agent)?;
-        let on_term = if b.refuse_stop {
-            "trap '' TERM".to_string()
+        let (on_term, on_quit) = if b.refuse_stop {
+            ("trap '' TERM".to_string(), "trap '' QUIT".to_string())
         } else {
-            format!(
-                "trap 'sleep {delay}; kill -TERM $kids 2>/dev/null; wait; rm -f {d}/scheduler.pid; exit 0' TERM",
-                delay = b.stop_delay_secs
+            (
+                // The agents finish their work, then it exits; a kill request (QUIT) still
+                // ends it at once meanwhile, as FOSSology's does.
+                format!(
+                    "graceful() {{ sleep {delay} & wait $!; kill -TERM $kids 2>/dev/null; wait $kids; rm -f {d}/scheduler.pid; exit 0; }}\ntrap graceful TERM",
+                    delay = b.stop_delay_secs
+                ),
+                format!("trap 'kill -KILL $kids 2>/dev/null; wait $kids; rm -f {d}/scheduler.pid; exit 0' QUIT"),
             )
         };
         let scheduler = format!(
-            "#!/bin/bash\nkids=''\nfor i in $(seq 1 {n}); do {d}/{agent_name} & kids=\"$kids $!\"; done\n{on_term}\n# The pid file says \"up\": write it once the agents exist.\necho $$ > {d}/scheduler.pid\nwhile true; do sleep 0.2 & wait $!; done\n",
+            r#"#!/bin/bash
+# Stand-in for fo_scheduler.
+case "$1" in
+  --shutdown|-s) sig=TERM ;;
+  --kill|-k) sig=QUIT ;;
+esac
+if [ -n "$sig" ]; then
+  echo "$1" >> {d}/requests
+  read -r p 2>/dev/null < {d}/scheduler.pid
+  [ -n "$p" ] && kill -$sig "$p" 2>/dev/null && exit 0
+  echo "no scheduler running" >&2
+  exit 255
+fi
+if [ "$1" = --daemon ] || [ "$1" = -d ]; then
+  shift
+  rm -f {d}/scheduler.pid
+  setsid -f "$0" "$@" </dev/null >/dev/null 2>&1
+  for i in $(seq 1 50); do [ -s {d}/scheduler.pid ] && exit 0; sleep 0.1; done
+  echo "scheduler did not start" >&2
+  exit 1
+fi
+echo start >> {d}/starts
+echo "$*" > {d}/args
+kids=''
+for i in $(seq 1 {n}); do {d}/{agent_name} & kids="$kids $!"; done
+{on_term}
+{on_quit}
+# The pid file says "up": write it once the agents exist.
+echo $$ > {d}/scheduler.pid
+while true; do sleep 0.2 & wait $!; done
+"#,
             n = b.agents
         );
         write_exec(&dir.join(&scheduler_name), &scheduler)?;
+        // FOSSology's init script, with the stand-in as DAEMON.
+        write_exec(
+            &dir.join("init.d/fossology"),
+            &format!(
+                r#"#!/bin/sh
+# Stand-in for /etc/init.d/fossology.
+DAEMON={d}/{scheduler_name}
+SCHEDULEROPT="--daemon --reset --verbose=1"
+set -e
+case "$1" in
+  start) $DAEMON $SCHEDULEROPT ;;
+  stop) $DAEMON --kill || echo -n "no " ;;
+  graceful-stop) $DAEMON --shutdown ;;
+  restart) $DAEMON --kill || true; sleep 1; $DAEMON $SCHEDULEROPT ;;
+  *) echo "Usage: $0 {{start|stop|graceful-stop|restart}}" >&2; exit 1 ;;
+esac
+exit 0
+"#
+            ),
+        )?;
+        // systemctl for the unit systemd generates from that init script.
+        write_exec(
+            &dir.join("systemctl"),
+            &format!(
+                r#"#!/bin/sh
+# Stand-in for systemctl: fossology.service generated from {d}/init.d/fossology.
+verb=""; unit=""
+for a in "$@"; do
+  case "$a" in
+    -*) ;;
+    *) if [ -z "$verb" ]; then verb=$a; else unit=$a; fi ;;
+  esac
+done
+echo "$verb $unit" >> {d}/systemctl.log
+[ "$unit" = fossology.service ] || [ "$unit" = fossology ] || {{ echo "Unit $unit not found." >&2; exit 5; }}
+running() {{ read -r p 2>/dev/null < {d}/scheduler.pid && kill -0 "$p" 2>/dev/null; }}
+case "$verb" in
+  is-active) running && {{ echo active; exit 0; }}; echo inactive; exit 3 ;;
+  start) running && exit 0; exec {d}/init.d/fossology start ;;
+  stop) running || exit 0; exec {d}/init.d/fossology stop ;;
+  *) echo "unknown verb $verb" >&2; exit 1 ;;
+esac
+"#
+            ),
+        )?;
+        // Old names kept for holdfast.toml files that list commands.
         write_exec(
             &dir.join("start"),
-            &format!(
-                "#!/bin/bash\necho start >> {d}/starts\nsetsid {d}/{scheduler_name} </dev/null >/dev/null 2>&1 &\nfor i in $(seq 1 50); do [ -s {d}/scheduler.pid ] && exit 0; sleep 0.1; done\necho 'scheduler did not start' >&2; exit 1\n"
-            ),
+            &format!("#!/bin/sh\nexec {d}/init.d/fossology start\n"),
         )?;
         write_exec(
             &dir.join("stop"),
             &format!(
-                "#!/bin/bash\necho stop >> {d}/stops\n[ -s {d}/scheduler.pid ] && kill -TERM \"$(cat {d}/scheduler.pid)\" 2>/dev/null\nexit 0\n"
+                "#!/bin/sh\necho stop >> {d}/stops\n{d}/{scheduler_name} --shutdown\nexit 0\n"
             ),
         )?;
         Ok(StandIn {
@@ -83,33 +173,103 @@ impl StandIn {
         })
     }
 
-    /// Scheduler settings that drive this stand-in.
+    /// Scheduler settings that drive this stand-in through commands (`control = commands`).
     pub fn config(&self, stop_timeout_secs: u64) -> SchedulerConfig {
         SchedulerConfig {
+            control: None,
             stop_command: vec![self.dir.join("stop").display().to_string()],
             start_command: vec![self.dir.join("start").display().to_string()],
+            kill_command: vec![
+                self.dir.join(&self.scheduler_name).display().to_string(),
+                "--kill".into(),
+            ],
             process_names: vec![self.scheduler_name.clone(), self.agent_name.clone()],
             stop_timeout_secs,
+            kill_timeout_secs: 2,
             stale_row_grace_secs: 1,
+            ..Default::default()
         }
     }
 
+    /// Scheduler settings that drive this stand-in the way FOSSology's is driven under
+    /// `control` (its init script, its systemctl, or the program itself).
+    pub fn config_for(&self, control: Control, stop_timeout_secs: u64) -> SchedulerConfig {
+        SchedulerConfig {
+            control: Some(control),
+            init_script: self.dir.join("init.d/fossology").display().to_string(),
+            systemctl: self.dir.join("systemctl").display().to_string(),
+            process_names: vec![self.scheduler_name.clone(), self.agent_name.clone()],
+            stop_timeout_secs,
+            kill_timeout_secs: 2,
+            stale_row_grace_secs: 1,
+            ..Default::default()
+        }
+    }
+
+    /// Starts the scheduler as its init script does (`--daemon --reset`).
     pub fn start(&self) -> std::io::Result<()> {
-        let out = crate::scheduler::output_retrying(&mut std::process::Command::new(
-            self.dir.join("start"),
-        ))?;
+        let out = crate::scheduler::output_retrying(
+            std::process::Command::new(self.dir.join("init.d/fossology")).arg("start"),
+        )?;
         if out.status.success() {
             Ok(())
         } else {
-            Err(std::io::Error::other("stand-in scheduler did not start"))
+            Err(std::io::Error::other(format!(
+                "stand-in scheduler did not start: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )))
         }
+    }
+
+    /// Starts the scheduler program in the foreground, in its own process group, as
+    /// FOSSology's Docker entrypoint does (`fo_scheduler --log … --reset`), and returns once
+    /// it is up.
+    pub fn start_direct(&self, args: &[&str]) -> std::io::Result<()> {
+        use std::os::unix::process::CommandExt;
+        let _ = std::fs::remove_file(self.dir.join("scheduler.pid"));
+        std::process::Command::new(self.dir.join(&self.scheduler_name))
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()?;
+        for _ in 0..50 {
+            if self.dir.join("scheduler.pid").is_file() {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Err(std::io::Error::other("stand-in scheduler did not start"))
     }
 
     /// How many times the scheduler was started.
     pub fn starts(&self) -> usize {
-        std::fs::read_to_string(self.dir.join("starts"))
-            .map(|s| s.lines().count())
-            .unwrap_or(0)
+        self.lines("starts").len()
+    }
+
+    /// The stop and kill requests it received (`--shutdown`, `--kill`), in order.
+    pub fn requests(&self) -> Vec<String> {
+        self.lines("requests")
+    }
+
+    /// The arguments it last ran with.
+    pub fn args(&self) -> String {
+        std::fs::read_to_string(self.dir.join("args"))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    }
+
+    /// What its `systemctl` was asked (`VERB UNIT` lines).
+    pub fn systemctl_calls(&self) -> Vec<String> {
+        self.lines("systemctl.log")
+    }
+
+    fn lines(&self, file: &str) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join(file))
+            .map(|s| s.lines().map(String::from).collect())
+            .unwrap_or_default()
     }
 
     pub fn processes(&self) -> Vec<crate::scheduler::AgentProcess> {

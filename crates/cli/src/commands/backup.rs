@@ -75,10 +75,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
             site.conf_dir.display(),
             target.display()
         );
-        println!(
-            "  scheduler stop: {}",
-            ctx.config.scheduler.stop_command.join(" ")
-        );
+        println!("  scheduler stop: {}", ctx.config.scheduler.stop_hint());
         println!(
             "  database: {} on {}:{} ({})",
             site.db.dbname(),
@@ -144,7 +141,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         anyhow::bail!(
             "backup {} is complete, but the scheduler did not start again: start it by hand ({})",
             out.snapshot,
-            ctx.config.scheduler.start_command.join(" ")
+            ctx.config.scheduler.start_hint()
         );
     }
     if !out.missing.is_empty() {

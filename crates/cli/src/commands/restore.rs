@@ -256,7 +256,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     if out.scheduler_restarted == Some(false) {
         anyhow::bail!(
             "restore done, but the scheduler did not start: start it by hand ({})",
-            ctx.config.scheduler.start_command.join(" ")
+            ctx.config.scheduler.start_hint()
         );
     }
     Ok(exit::code(if out.is_whole() {

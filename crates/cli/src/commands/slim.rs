@@ -122,7 +122,7 @@ fn apply(a: ApplyArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         g.restart().map_err(|e| {
             anyhow::anyhow!(
                 "slimming finished but the scheduler did not start again: {e} (start it by hand: {})",
-                ctx.config.scheduler.start_command.join(" ")
+                ctx.config.scheduler.start_hint()
             )
         })?;
     }

@@ -1,0 +1,136 @@
+//! Stopping and starting the scheduler the ways FOSSology ships it (init script,
+//! `fossology.service`, `fo_scheduler` run directly as in Docker): graceful first, the kill
+//! path only after the timeout, and the scheduler left as it was found.
+
+use holdfast_site::scheduler::{quiesce, Control};
+use holdfast_site::standin::{Behaviour, StandIn};
+use std::time::{Duration, Instant};
+
+fn standin(n: u32, stop_delay_secs: u32) -> (tempfile::TempDir, StandIn) {
+    let dir = tempfile::tempdir().unwrap();
+    let tag = format!("{:x}c{n}", std::process::id() % 0xfff);
+    let si = StandIn::create(
+        dir.path(),
+        &tag,
+        Behaviour {
+            stop_delay_secs,
+            refuse_stop: false,
+            agents: 2,
+        },
+    )
+    .unwrap();
+    (dir, si)
+}
+
+fn wait_until(what: &str, f: impl Fn() -> bool) {
+    let until = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < until, "{what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn init_script_graceful_stop_waits_for_the_agents_and_start_brings_it_back() {
+    let (_d, si) = standin(1, 2);
+    si.start().unwrap();
+    let began = Instant::now();
+    let q = quiesce(&si.config_for(Control::Init, 30), None).unwrap();
+    assert!(
+        began.elapsed() >= Duration::from_millis(1900),
+        "agents not waited for"
+    );
+    assert!(!si.is_running());
+    assert_eq!(si.requests(), vec!["--shutdown"], "graceful only");
+    assert!(q.report.was_running && !q.report.killed);
+    q.restart().unwrap();
+    assert!(si.is_running());
+    assert_eq!(si.starts(), 2);
+    assert_eq!(
+        si.args(),
+        "--reset --verbose=1",
+        "started as the init script starts it"
+    );
+}
+
+#[test]
+fn systemd_unit_is_stopped_gracefully_and_started_by_systemctl() {
+    let (_d, si) = standin(2, 1);
+    si.start().unwrap();
+    let cfg = si.config_for(Control::Systemd, 30);
+    let q = quiesce(&cfg, None).unwrap();
+    assert!(!si.is_running());
+    assert_eq!(si.requests(), vec!["--shutdown"]);
+    drop(q); // every way out starts it again
+    assert!(si.is_running());
+    assert!(
+        si.systemctl_calls()
+            .contains(&"start fossology.service".to_string()),
+        "{:?}",
+        si.systemctl_calls()
+    );
+    assert_eq!(
+        cfg.start_hint(),
+        format!("{} start fossology.service", cfg.systemctl)
+    );
+}
+
+#[test]
+fn a_docker_style_scheduler_is_asked_directly_and_restarted_with_its_command_line() {
+    let (_d, si) = standin(3, 1);
+    si.start_direct(&["--log", "/dev/stdout", "--verbose=3", "--reset"])
+        .unwrap();
+    let q = quiesce(&si.config_for(Control::Direct, 30), None).unwrap();
+    assert!(!si.is_running());
+    assert_eq!(si.requests(), vec!["--shutdown"]);
+    q.restart().unwrap();
+    wait_until("restarted", || si.is_running());
+    assert_eq!(si.starts(), 2);
+    assert_eq!(si.args(), "--log /dev/stdout --verbose=3 --reset");
+}
+
+#[test]
+fn the_kill_path_is_used_only_after_the_graceful_timeout() {
+    // The agents would take a minute to finish; the graceful stop gets 2 s.
+    let (_d, si) = standin(4, 60);
+    si.start().unwrap();
+    let began = Instant::now();
+    let q = quiesce(&si.config_for(Control::Init, 2), None).unwrap();
+    let took = began.elapsed();
+    assert!(
+        took >= Duration::from_secs(2),
+        "killed before the timeout: {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(20),
+        "waited for the agents: {took:?}"
+    );
+    assert_eq!(si.requests(), vec!["--shutdown", "--kill"]);
+    assert!(q.report.killed);
+    assert!(!si.is_running());
+    q.restart().unwrap();
+    assert!(si.is_running());
+}
+
+#[test]
+fn a_scheduler_the_operator_stopped_stays_stopped() {
+    for control in [Control::Init, Control::Systemd, Control::Direct] {
+        let (_d, si) = standin(5, 0);
+        si.start().unwrap();
+        let init = si.dir.join("init.d/fossology");
+        let st = std::process::Command::new(init)
+            .arg("graceful-stop")
+            .status()
+            .unwrap();
+        assert!(st.success());
+        wait_until("operator's stop", || !si.is_running());
+        let cfg = si.config_for(control, 30);
+        let q = quiesce(&cfg, None).unwrap();
+        assert!(!q.report.was_running, "{control:?}");
+        assert_eq!(si.requests().len(), 1, "{control:?}: nothing more asked");
+        q.restart().unwrap();
+        drop(quiesce(&cfg, None).unwrap());
+        assert!(!si.is_running(), "{control:?}: started by holdfast");
+        assert_eq!(si.starts(), 1, "{control:?}");
+    }
+}
