@@ -179,6 +179,15 @@ pub fn restore(
     let t = Instant::now();
     if !opts.skip_repo {
         restore_repo(&target, &chain, &dest)?;
+        // A backup server that is not root keeps modes but not owners: everything in
+        // FOSSology's repository belongs to its user and group.
+        let n = dest.repo.chown_all().map_err(|source| BackupError::Io {
+            path: dest.repo.root.display().to_string(),
+            source,
+        })?;
+        if n > 0 {
+            tracing::info!(entries = n, user = %dest.repo.owner.user, "gave restored files back to FOSSology's user");
+        }
         tracing::info!(secs = t.elapsed().as_secs_f64(), "repository restored");
     }
     let repo_secs = t.elapsed().as_secs_f64();

@@ -89,8 +89,10 @@ fn repository_files_belong_to_fossology_whoever_runs_holdfast() {
     std::fs::write(
         &cfg,
         format!(
-            "[site]\nconf_dir = {:?}\n",
-            s.conf_dir().display().to_string()
+            "[site]\nconf_dir = {:?}\n[backup]\ntarget = {:?}\nlock_file = {:?}\n",
+            s.conf_dir().display().to_string(),
+            d.path().join("target").display().to_string(),
+            d.path().join("lock").display().to_string()
         ),
     )
     .unwrap();
@@ -142,6 +144,17 @@ fn repository_files_belong_to_fossology_whoever_runs_holdfast() {
     std::fs::remove_dir_all(root.join("localhost/files")).unwrap();
     hf(&["unpack", "--upload", &up.to_string(), "--repo-only"]);
     check("unpack --repo-only");
+
+    // A restore from a backup server that could not keep owners (not root there): the
+    // files come back as FOSSology's all the same.
+    hf(&["backup"]);
+    let snap = d.path().join("target/current/repository");
+    for e in walkdir::WalkDir::new(&snap).into_iter().flatten() {
+        std::os::unix::fs::lchown(e.path(), Some(65534), Some(65534)).unwrap();
+    }
+    std::fs::remove_dir_all(root.join("localhost")).unwrap();
+    hf(&["restore"]);
+    check("restore");
 
     // FOSSology's agents, running as fossy, can write next to what holdfast made.
     if let Ok(runuser) = which("runuser") {

@@ -191,6 +191,12 @@ impl Repository {
         perms::create_dir_all(&self.root, dir, &self.owner)
     }
 
+    /// Gives everything under the root to the FOSSology user and group (after a restore from
+    /// a server that could not keep owners); see [`Owner::chown_tree`].
+    pub fn chown_all(&self) -> std::io::Result<u64> {
+        self.owner.chown_tree(&self.root)
+    }
+
     /// Gives a file holdfast stored the owner and mode FOSSology's import gives it.
     pub fn finish_file(&self, path: &Path) -> std::io::Result<()> {
         self.owner.finish_file(path)

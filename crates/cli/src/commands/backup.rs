@@ -7,11 +7,15 @@ use std::process::ExitCode;
 
 #[derive(clap::Args)]
 #[command(
-    long_about = "Backs up the FOSSology site: stops the scheduler and waits until no agent \
-process and no running job is left (giving up after scheduler.stop_timeout_secs), streams \
-pg_dumpall through gzip/zstd to the target, copies every [REPOSITORY] host folder with rsync \
-(hard links kept, change judged by name and size, ununpack leftovers skipped), writes the \
-manifest, makes the snapshot visible, and starts the scheduler again on every way out.\n\n\
+    long_about = "Backs up the FOSSology site: stops the scheduler gracefully (scheduler.control: \
+init script, systemd unit, or fo_scheduler run directly as in Docker) and waits until no agent \
+process and no running job is left, using FOSSology's kill path only after \
+scheduler.stop_timeout_secs; streams pg_dumpall through gzip/zstd to the target; copies every \
+folder FOSSology keeps files in (by the [REPOSITORY] lines of fossology.conf, read as \
+FOSSology reads them) with rsync (hard links kept, change judged by name and size, ununpack \
+leftovers skipped); writes the manifest, makes the snapshot visible, and starts the scheduler \
+again on every way out if it was running before. Files the database names but the repository \
+lacks are listed and make the run exit 1.\n\n\
 The target (backup.target) is a local folder or ssh://user@host[:port]/path. Old snapshots \
 beyond backup.keep are removed; --dry-run shows the plan and changes nothing."
 )]
@@ -75,7 +79,14 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
             site.conf_dir.display(),
             target.display()
         );
-        println!("  scheduler stop: {}", ctx.config.scheduler.stop_hint());
+        let sched = &ctx.config.scheduler;
+        println!(
+            "  scheduler ({:?}): graceful stop {}, kill path after {} s, start again (if it was running) {}",
+            sched.control(),
+            sched.stop_hint(),
+            sched.stop_timeout_secs,
+            sched.start_hint()
+        );
         println!(
             "  database: {} on {}:{} ({})",
             site.db.dbname(),

@@ -131,6 +131,44 @@ impl Owner {
         }
     }
 
+    /// Gives every folder and file under `dir` (itself included) to the FOSSology user and
+    /// group, as FOSSology's installer does when the repository's group is wrong (`chown
+    /// --recursive`). Only root can; for anyone else this does nothing. Returns how many
+    /// entries changed hands.
+    pub fn chown_tree(&self, dir: &Path) -> io::Result<u64> {
+        use std::os::unix::fs::MetadataExt;
+        let Ids {
+            uid: Some(uid),
+            gid: Some(gid),
+        } = self.ids()
+        else {
+            return Ok(0);
+        };
+        if !Uid::effective().is_root() {
+            return Ok(0);
+        }
+        let mut changed = 0;
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(p) = stack.pop() {
+            let m = std::fs::symlink_metadata(&p)?;
+            if m.uid() != uid.as_raw() || m.gid() != gid.as_raw() {
+                let mode = m.mode() & 0o7777;
+                std::os::unix::fs::lchown(&p, Some(uid.as_raw()), Some(gid.as_raw()))?;
+                // chown clears set-group-id on some files: keep the mode it had.
+                if !m.file_type().is_symlink() && mode & S_ISGID != 0 {
+                    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))?;
+                }
+                changed += 1;
+            }
+            if m.is_dir() {
+                for e in std::fs::read_dir(&p)? {
+                    stack.push(e?.path());
+                }
+            }
+        }
+        Ok(changed)
+    }
+
     /// Owner and mode of a stored file, as FOSSology's import leaves them.
     pub fn finish_file(&self, path: &Path) -> io::Result<()> {
         // chown first: it may clear set-group-id bits.
