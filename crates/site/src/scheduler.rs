@@ -20,7 +20,9 @@
 //!
 //! The graceful stop gets `stop_timeout_secs`; only then is the kill path used, and if even
 //! that leaves processes after `kill_timeout_secs` the backup is abandoned. A scheduler that
-//! was not running when holdfast came is not started afterwards. [`Quiesced`] restarts a
+//! was not running when holdfast came is not started afterwards, unless holdfast itself had
+//! stopped it in a run that died (a note in `state_dir`, `/run/holdfast`, says so and how it
+//! ran). [`Quiesced`] restarts a
 //! scheduler holdfast stopped when it is dropped, so every path out of a backup (success,
 //! error, signal) starts it again.
 
@@ -72,6 +74,9 @@ pub struct SchedulerConfig {
     /// Queue rows still marked running once every process is gone are crash leftovers:
     /// after this long they are recorded as unfinished instead of waited for.
     pub stale_row_grace_secs: u64,
+    /// Where holdfast notes that it stopped the scheduler, so that the next run starts a
+    /// scheduler a run that died left stopped (and only such a one).
+    pub state_dir: std::path::PathBuf,
 }
 
 impl Default for SchedulerConfig {
@@ -118,6 +123,7 @@ impl Default for SchedulerConfig {
             stop_timeout_secs: 600,
             kill_timeout_secs: 30,
             stale_row_grace_secs: 10,
+            state_dir: holdfast_core::lock::RUN_DIR.into(),
         }
     }
 }
@@ -146,6 +152,25 @@ impl SchedulerConfig {
 
     fn systemctl(&self, verb: &str) -> Vec<String> {
         vec![self.systemctl.clone(), verb.into(), self.service.clone()]
+    }
+
+    /// The note that holdfast stopped this scheduler (named after what identifies it, so
+    /// sites and stand-ins sharing the folder never read each other's).
+    fn stopped_note(&self) -> std::path::PathBuf {
+        let who = format!(
+            "{:?}\n{}\n{}\n{}\n{}",
+            self.control(),
+            self.init_script,
+            self.service,
+            self.stop_command.join(" "),
+            self.scheduler_name()
+        );
+        // FNV-1a: stable across builds, unlike std's hasher.
+        let h = who.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+        });
+        self.state_dir
+            .join(format!("scheduler-stopped-{h:016x}.json"))
     }
 
     /// The graceful stop, as a command line (for `--dry-run` and messages).
@@ -363,6 +388,34 @@ pub fn found(cfg: &SchedulerConfig) -> Found {
     f
 }
 
+/// Notes that holdfast is stopping the scheduler found running (with how it ran).
+fn note_stopped(cfg: &SchedulerConfig, f: &Found) {
+    let path = cfg.stopped_note();
+    let write = || -> Result<(), String> {
+        holdfast_core::lock::ensure_private_dir(&cfg.state_dir).map_err(|e| e.to_string())?;
+        let json = serde_json::to_vec(f).map_err(|e| e.to_string())?;
+        holdfast_core::fs::write_atomic(&path, &json, holdfast_core::fs::PRIVATE_FILE)
+            .map_err(|e| e.to_string())
+    };
+    if let Err(e) = write() {
+        tracing::warn!(
+            "cannot note in {} that holdfast stopped the scheduler ({e}): if this run dies, \
+             start the scheduler by hand",
+            path.display()
+        );
+    }
+}
+
+/// How a scheduler that an earlier run stopped (and did not start again) was running.
+fn stopped_earlier(cfg: &SchedulerConfig) -> Option<Found> {
+    let text = std::fs::read(cfg.stopped_note()).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+fn forget_stopped(cfg: &SchedulerConfig) {
+    let _ = std::fs::remove_file(cfg.stopped_note());
+}
+
 /// The program to ask for `--shutdown`/`--kill` under `direct`: the running scheduler's own
 /// binary, or the script an interpreter runs (the first of its arguments that is named
 /// like the scheduler).
@@ -374,6 +427,21 @@ fn direct_binary(cfg: &SchedulerConfig, f: &Found) -> Result<String, SchedulerEr
         .or_else(|| f.argv.iter().find(|a| a.contains(name)).cloned())
         .or_else(|| f.argv.first().cloned())
         .ok_or(SchedulerError::EmptyCommand("stop"))
+}
+
+/// The command line to start the scheduler with under `direct`: the one it ran with, from
+/// the program on (a script's interpreter left out, so it runs under its own name), the
+/// program by its absolute path.
+fn direct_command(cfg: &SchedulerConfig, f: &Found) -> Vec<String> {
+    let name = cfg.scheduler_name();
+    let from = f.argv.iter().position(|a| a.contains(name)).unwrap_or(0);
+    let mut argv = f.argv.get(from..).unwrap_or_default().to_vec();
+    if let (Some(first), Some(exe)) = (argv.first_mut(), f.exe.as_ref()) {
+        if exe.contains(name) {
+            *first = exe.clone();
+        }
+    }
+    argv
 }
 
 /// Asks the scheduler to stop once its agents have finished.
@@ -415,7 +483,7 @@ fn start_as(cfg: &SchedulerConfig, f: &Found) -> Result<(), SchedulerError> {
         Control::Init => cfg.init("start"),
         Control::Systemd => cfg.systemctl("start"),
         Control::Commands => cfg.start_command.clone(),
-        Control::Direct => return spawn_detached(&f.argv),
+        Control::Direct => return spawn_detached(&direct_command(cfg, f)),
     };
     tracing::info!(command = %argv.join(" "), "starting the scheduler");
     run("start", &argv)
@@ -494,15 +562,18 @@ impl Quiesced {
             tracing::info!("the scheduler was not running before: leaving it stopped");
             return Ok(());
         }
-        start_as(&self.cfg, &self.found)
+        start_as(&self.cfg, &self.found)?;
+        forget_stopped(&self.cfg);
+        Ok(())
     }
 }
 
 impl Drop for Quiesced {
     fn drop(&mut self) {
         if !self.restarted && self.found.running {
-            if let Err(e) = start_as(&self.cfg, &self.found) {
-                tracing::error!("could not restart the scheduler: {e}");
+            match start_as(&self.cfg, &self.found) {
+                Ok(()) => forget_stopped(&self.cfg),
+                Err(e) => tracing::error!("could not restart the scheduler: {e}"),
             }
         }
     }
@@ -566,7 +637,41 @@ pub fn quiesce(
     mut db: Option<&mut postgres::Client>,
 ) -> Result<Quiesced, SchedulerError> {
     let began = Instant::now();
-    let found = found(cfg);
+    let mut found = found(cfg);
+    if found.running {
+        note_stopped(cfg, &found);
+    } else if let Some(earlier) = stopped_earlier(cfg) {
+        // Not the operator's doing: a run that died left it stopped.
+        tracing::warn!(
+            "the scheduler is not running because an earlier holdfast run stopped it and died: \
+             it will be started again"
+        );
+        found = Found {
+            running: true,
+            ..earlier
+        };
+        let mut guard = Quiesced {
+            cfg: cfg.clone(),
+            found,
+            restarted: false,
+            report: QuiesceReport {
+                was_running: true,
+                ..Default::default()
+            },
+        };
+        return match wait_quiet(
+            cfg,
+            &mut db,
+            began + Duration::from_secs(cfg.stop_timeout_secs),
+        )? {
+            Waited::Quiet(rows) => {
+                guard.report.stale_running = rows;
+                guard.report.waited_secs = began.elapsed().as_secs_f64();
+                Ok(guard)
+            }
+            Waited::Busy(procs, rows) => Err(busy(cfg, &procs, &rows)),
+        };
+    }
     // From here on the guard restarts a running scheduler whatever happens.
     let mut guard = Quiesced {
         cfg: cfg.clone(),
@@ -583,6 +688,7 @@ pub fn quiesce(
             // was: starting it again could make a second scheduler beside the first.
             if self::found(cfg).running {
                 guard.found.running = false;
+                forget_stopped(cfg);
                 return Err(e);
             }
             tracing::warn!("{e}");
@@ -616,23 +722,30 @@ pub fn quiesce(
             guard.report.stale_running = rows;
             Ok(guard)
         }
-        Waited::Busy(procs, rows) => {
-            let mut what: Vec<String> = procs
-                .iter()
-                .map(|p| format!("{} (pid {})", p.name, p.pid))
-                .collect();
-            what.extend(rows.iter().map(|r| {
-                format!(
-                    "job {} {} on upload {}",
-                    r.jq_pk,
-                    r.jq_type,
-                    r.upload_fk.unwrap_or(0)
-                )
-            }));
-            Err(SchedulerError::Timeout {
-                secs: cfg.stop_timeout_secs + cfg.kill_timeout_secs,
-                what: what.join(", "),
-            })
-        }
+        Waited::Busy(procs, rows) => Err(busy(cfg, &procs, &rows)),
+    }
+}
+
+/// The error for what still runs after every stop.
+fn busy(
+    cfg: &SchedulerConfig,
+    procs: &[AgentProcess],
+    rows: &[crate::db::QueueRow],
+) -> SchedulerError {
+    let mut what: Vec<String> = procs
+        .iter()
+        .map(|p| format!("{} (pid {})", p.name, p.pid))
+        .collect();
+    what.extend(rows.iter().map(|r| {
+        format!(
+            "job {} {} on upload {}",
+            r.jq_pk,
+            r.jq_type,
+            r.upload_fk.unwrap_or(0)
+        )
+    }));
+    SchedulerError::Timeout {
+        secs: cfg.stop_timeout_secs + cfg.kill_timeout_secs,
+        what: what.join(", "),
     }
 }

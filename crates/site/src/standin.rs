@@ -147,7 +147,9 @@ echo "$verb $unit" >> {d}/systemctl.log
 [ "$unit" = fossology.service ] || [ "$unit" = fossology ] || {{ echo "Unit $unit not found." >&2; exit 5; }}
 running() {{ read -r p 2>/dev/null < {d}/scheduler.pid && kill -0 "$p" 2>/dev/null; }}
 case "$verb" in
-  is-active) running && {{ echo active; exit 0; }}; echo inactive; exit 3 ;;
+  is-active) if running; then s=active; r=0; else s=inactive; r=3; fi
+    case " $* " in *" --quiet "*|*" -q "*) ;; *) echo $s ;; esac
+    exit $r ;;
   start) running && exit 0; exec {d}/init.d/fossology start ;;
   stop) running || exit 0; exec {d}/init.d/fossology stop ;;
   *) echo "unknown verb $verb" >&2; exit 1 ;;
@@ -187,6 +189,7 @@ esac
             stop_timeout_secs,
             kill_timeout_secs: 2,
             stale_row_grace_secs: 1,
+            state_dir: self.dir.clone(),
             ..Default::default()
         }
     }
@@ -202,6 +205,7 @@ esac
             stop_timeout_secs,
             kill_timeout_secs: 2,
             stale_row_grace_secs: 1,
+            state_dir: self.dir.clone(),
             ..Default::default()
         }
     }

@@ -87,6 +87,11 @@ fn a_docker_style_scheduler_is_asked_directly_and_restarted_with_its_command_lin
     wait_until("restarted", || si.is_running());
     assert_eq!(si.starts(), 2);
     assert_eq!(si.args(), "--log /dev/stdout --verbose=3 --reset");
+    assert!(
+        si.processes().iter().any(|p| p.name == si.scheduler_name),
+        "runs under its own name again: {:?}",
+        si.processes()
+    );
 }
 
 #[test]
@@ -132,5 +137,32 @@ fn a_scheduler_the_operator_stopped_stays_stopped() {
         drop(quiesce(&cfg, None).unwrap());
         assert!(!si.is_running(), "{control:?}: started by holdfast");
         assert_eq!(si.starts(), 1, "{control:?}");
+    }
+}
+
+#[test]
+fn a_scheduler_a_dead_run_left_stopped_is_started_by_the_next_run() {
+    for control in [Control::Init, Control::Direct] {
+        let (_d, si) = standin(6, 0);
+        match control {
+            Control::Direct => si.start_direct(&["--reset", "--verbose=2"]).unwrap(),
+            _ => si.start().unwrap(),
+        }
+        let cfg = si.config_for(control, 30);
+        // A run stops the scheduler and dies without starting it again.
+        std::mem::forget(quiesce(&cfg, None).unwrap());
+        assert!(!si.is_running());
+        let q = quiesce(&cfg, None)
+            .unwrap_or_else(|e| panic!("{control:?}: {e}: {:?}", si.processes()));
+        assert!(q.report.was_running, "{control:?}");
+        assert_eq!(si.requests().len(), 1, "{control:?}: nothing to stop");
+        q.restart().unwrap();
+        wait_until("started again", || si.is_running());
+        if control == Control::Direct {
+            assert_eq!(si.args(), "--reset --verbose=2", "as it ran before");
+        }
+        // The next run stops it and starts it again as usual.
+        drop(quiesce(&cfg, None).unwrap());
+        assert!(si.is_running());
     }
 }
