@@ -192,7 +192,8 @@ impl DrillSite {
             "# holdfast.toml of a drill: every path lies in {root}\n\
              [site]\nconf_dir = {conf}\nname = \"drill\"\n\n\
              [scheduler]\nstop_command = [{stop}]\nstart_command = [{start}]\n\
-             process_names = [{names}]\nstop_timeout_secs = 30\nstale_row_grace_secs = 1\n\n\
+             process_names = [{names}]\nstop_timeout_secs = 30\nstale_row_grace_secs = 1\n\
+             state_dir = {state}\n\n\
              [backup]\ntarget = {target}\nmode = {mode}\nkeep = 5\n\
              cron_file = {cron}\nlock_file = {lock}\n",
             root = self.root.display(),
@@ -200,6 +201,7 @@ impl DrillSite {
             stop = list(&sched.stop_command),
             start = list(&sched.start_command),
             names = list(&sched.process_names),
+            state = q(&self.root.join("run").display().to_string()),
             target = q(&self.target),
             mode = q(&self.spec.mode),
             cron = q(&self.root.join("etc/cron.d/holdfast").display().to_string()),
