@@ -153,7 +153,7 @@ fn repository_files_belong_to_fossology_whoever_runs_holdfast() {
         std::os::unix::fs::lchown(e.path(), Some(65534), Some(65534)).unwrap();
     }
     std::fs::remove_dir_all(root.join("localhost")).unwrap();
-    hf(&["restore"]);
+    hf(&["restore", "--yes"]);
     check("restore");
 
     // FOSSology's agents, running as fossy, can write next to what holdfast made.
