@@ -457,7 +457,7 @@ fn store(ctx: &Ctx, src: &Src, h: &Hashes, container: bool) {
         ctx.record(
             &name,
             None,
-            "no [REPOSITORY] line in fossology.conf covers this file; not stored",
+            "FOSSology's repository refuses this name; not stored",
         );
         cleanup();
         return;

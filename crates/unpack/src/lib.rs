@@ -430,9 +430,9 @@ pub fn upload_files(
         })?;
         let gold = site.repo.path("gold", &h.pfile_name()).ok_or_else(|| {
             UnpackError::Repo(format!(
-                "no [REPOSITORY] line in {} covers gold file {}",
-                site.conf_dir.join("fossology.conf").display(),
-                h.pfile_name()
+                "FOSSology's repository refuses the name {} (repository {})",
+                h.pfile_name(),
+                site.repo.root.display()
             ))
         })?;
         if !std::fs::metadata(&gold).is_ok_and(|m| m.len() == h.size) {
