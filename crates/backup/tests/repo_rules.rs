@@ -87,3 +87,40 @@ fn a_backup_of_a_repository_that_lacks_files_names_them() {
         std::fs::read_to_string(f.target_dir().join(".sepiola_backup/backupEnded.xml")).unwrap();
     assert!(ended.contains("<success>0</success>"), "{ended}");
 }
+
+#[test]
+fn a_file_on_the_second_matching_host_is_found_copied_and_restored() {
+    let mut f = fixture(2, Behaviour::default(), 30);
+    relayout(
+        &mut f,
+        vec![
+            HostRange::new("disk2", "*", "00", "ff"),
+            HostRange::new("disk1", "*", "00", "ff"),
+        ],
+    );
+    let site = f.site().clone();
+    let mut c = site.connect().unwrap();
+    let refs = holdfast_site::db::references(&mut c, None).unwrap();
+    let r = refs.iter().find(|r| r.kind == "files").unwrap();
+    // Where FOSSology put it first (disk1, by name), moved to the other disk.
+    let first = site.repo.path("files", &r.name).unwrap();
+    assert!(first.starts_with(site.repo.root.join("disk1")), "{first:?}");
+    let second = site.repo.candidates("files", &r.name)[1].clone();
+    site.repo.ensure_parent(&second).unwrap();
+    std::fs::rename(&first, &second).unwrap();
+    assert_eq!(site.repo.path("files", &r.name).unwrap(), second);
+
+    let v = holdfast_site::db::verify(&mut c, &site.repo, None).unwrap();
+    assert!(v.is_whole(), "{:?}", v.missing);
+    let out = backup(&site, "second", &f.sched, &f.cfg).unwrap();
+    assert!(out.missing.is_empty(), "{:?}", out.missing);
+    let rel = second.strip_prefix(&site.repo.root).unwrap();
+    assert!(f
+        .target_dir()
+        .join(&out.snapshot)
+        .join("repository")
+        .join(rel)
+        .is_file());
+    let (_, restored) = f.restore_scratch(&f.cfg, None);
+    assert!(restored.is_whole(), "{:?}", restored.verify.missing);
+}
