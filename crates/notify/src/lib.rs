@@ -14,6 +14,7 @@
 
 pub mod checks;
 pub mod client;
+pub mod dashboard;
 pub mod directory;
 pub mod mail;
 pub mod model;

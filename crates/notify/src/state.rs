@@ -297,3 +297,79 @@ mod tests {
         b.commit().unwrap();
     }
 }
+
+/// A warning that is active (sent and not resolved), for the dashboard.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OpenWarning {
+    pub task: String,
+    pub account: String,
+    pub prefix: String,
+    pub first_sent: String,
+    pub last_sent: String,
+}
+
+/// The newest client run the checks saw for one account and prefix.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PrefixRuns {
+    pub account: String,
+    pub prefix: String,
+    /// When the checks first saw the newest run.
+    pub last_seen: String,
+    pub last_failed: bool,
+    /// When the checks first saw the newest successful run.
+    pub last_success: Option<String>,
+}
+
+impl State {
+    /// Every active warning, oldest first.
+    pub fn open_warnings(&self) -> Result<Vec<OpenWarning>, StateError> {
+        let mut q = self
+            .db
+            .prepare(
+                "SELECT task, account, prefix, first_sent, last_sent FROM warnings \
+                 WHERE active = 1 ORDER BY first_sent, account, prefix",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = q
+            .query_map([], |r| {
+                Ok(OpenWarning {
+                    task: r.get(0)?,
+                    account: r.get(1)?,
+                    prefix: r.get(2)?,
+                    first_sent: r.get(3)?,
+                    last_sent: r.get(4)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Per account and prefix: the newest run and the newest successful one.
+    pub fn prefix_runs(&self) -> Result<Vec<PrefixRuns>, StateError> {
+        let mut q = self
+            .db
+            .prepare(
+                "SELECT account, prefix, \
+                   (SELECT seen FROM runs r2 WHERE r2.account = r.account AND r2.prefix = r.prefix \
+                    ORDER BY seen DESC, rowid DESC LIMIT 1), \
+                   (SELECT failed FROM runs r2 WHERE r2.account = r.account AND r2.prefix = r.prefix \
+                    ORDER BY seen DESC, rowid DESC LIMIT 1), \
+                   (SELECT max(seen) FROM runs r2 WHERE r2.account = r.account AND r2.prefix = r.prefix \
+                    AND failed = 0) \
+                 FROM runs r GROUP BY account, prefix ORDER BY account, prefix",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = q
+            .query_map([], |r| {
+                Ok(PrefixRuns {
+                    account: r.get(0)?,
+                    prefix: r.get(1)?,
+                    last_seen: r.get(2)?,
+                    last_failed: r.get::<_, i64>(3)? != 0,
+                    last_success: r.get(4)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+}

@@ -418,14 +418,24 @@ pub async fn login_page(
 
 #[derive(Deserialize)]
 pub struct LoginForm {
+    #[serde(default)]
     pub user: String,
+    #[serde(default)]
     pub password: String,
+    /// An access token instead of a user (a backup server has no FOSSology users).
+    #[serde(default)]
+    pub token: String,
     pub next: Option<String>,
 }
 
-pub async fn login(State(auth): State<Arc<Auth>>, Form(f): Form<LoginForm>) -> Response {
+pub async fn login(State(auth): State<Arc<Auth>>, Form(mut f): Form<LoginForm>) -> Response {
     let next = safe_next(f.next.as_deref());
     let ok = match &auth.users {
+        _ if !f.token.is_empty() => {
+            let ok = auth.token_ok(f.token.trim());
+            f.user = "token".into();
+            Ok(ok)
+        }
         Some(pool) => {
             let (name, password, min) = (f.user.clone(), f.password.clone(), auth.min_perm);
             pool.run(move |c| {

@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod dashboard;
 pub mod data;
 pub mod pages;
 pub mod pool;
@@ -207,6 +208,48 @@ pub async fn serve_limited(
     }
 }
 
+type Shutdown = tokio::sync::oneshot::Sender<()>;
+
+/// Runs `app` on its own runtime thread; returns once it listens.
+fn spawn_http(
+    std_listener: std::net::TcpListener,
+    app: Router,
+    cfg: WebConfig,
+) -> anyhow::Result<(Shutdown, std::thread::JoinHandle<()>)> {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
+    let http = std::thread::Builder::new()
+        .name("holdfast-web".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.into()));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let listener = match tokio::net::TcpListener::from_std(std_listener) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.into()));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                serve_limited(listener, app, &cfg, rx).await;
+            });
+        })?;
+    ready_rx
+        .recv()
+        .map_err(|_| anyhow::anyhow!("web server thread ended at start"))??;
+    Ok((tx, http))
+}
+
 /// A running `holdfast serve`: the HTTP server on its own runtime thread and the recovery
 /// workers. Dropping it stops both and waits for them.
 pub struct Server {
@@ -258,39 +301,7 @@ impl Server {
             metrics,
             pool,
         };
-        let http_cfg = cfg.clone();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
-        let http = std::thread::Builder::new()
-            .name("holdfast-web".into())
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e.into()));
-                        return;
-                    }
-                };
-                rt.block_on(async move {
-                    let listener = match tokio::net::TcpListener::from_std(std_listener) {
-                        Ok(l) => l,
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e.into()));
-                            return;
-                        }
-                    };
-                    let _ = ready_tx.send(Ok(()));
-                    let app = router(state, auth);
-                    serve_limited(listener, app, &http_cfg, rx).await;
-                });
-            })?;
-        ready_rx
-            .recv()
-            .map_err(|_| anyhow::anyhow!("web server thread ended at start"))??;
+        let (tx, http) = spawn_http(std_listener, router(state, auth), cfg.clone())?;
         let stop = Arc::new(AtomicBool::new(false));
         let workers = worker::start(site, Arc::new(unpack), &cfg, stop.clone());
         tracing::info!(%addr, workers = cfg.workers, "holdfast serve listening on http://{addr}/");
@@ -300,6 +311,49 @@ impl Server {
             http: Some(http),
             stop,
             workers,
+        })
+    }
+
+    /// The backup-server side alone (no FOSSology here): dashboard, JSON and metrics, behind
+    /// token logins. No database, no recovery workers.
+    pub fn start_server_only(
+        cfg: WebConfig,
+        dashboard: dashboard::DashboardFn,
+        metrics: Option<MetricsFn>,
+    ) -> anyhow::Result<Server> {
+        use anyhow::Context as _;
+        let pages = Arc::new(pages::Pages::new());
+        let auth = Arc::new(auth::Auth::new(&cfg, None, pages.clone())?);
+        if !auth.has_logins() {
+            anyhow::bail!(
+                "a backup server's pages need an access token: set [web] token_file in holdfast.toml \
+                 to a file only root can read with one long random token a line"
+            );
+        }
+        let std_listener = std::net::TcpListener::bind(&cfg.listen).with_context(|| {
+            format!(
+                "cannot listen on {} (set [web] listen in holdfast.toml to a free address)",
+                cfg.listen
+            )
+        })?;
+        std_listener.set_nonblocking(true)?;
+        let addr = std_listener.local_addr()?;
+        let app = dashboard::router(
+            dashboard::ServerState {
+                dashboard,
+                metrics,
+                pages,
+            },
+            auth,
+        );
+        let (tx, http) = spawn_http(std_listener, app, cfg.clone())?;
+        tracing::info!(%addr, "holdfast serve (backup server) listening on http://{addr}/");
+        Ok(Server {
+            addr,
+            shutdown: Some(tx),
+            http: Some(http),
+            stop: Arc::new(AtomicBool::new(false)),
+            workers: Vec::new(),
         })
     }
 

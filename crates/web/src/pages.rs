@@ -34,6 +34,7 @@ impl Pages {
             ("check.html", include_str!("../templates/check.html")),
             ("error.html", include_str!("../templates/error.html")),
             ("login.html", include_str!("../templates/login.html")),
+            ("server.html", include_str!("../templates/server.html")),
         ] {
             env.add_template(name, src)
                 .expect("built-in templates are valid");
@@ -69,19 +70,9 @@ fn v<T: serde::Serialize>(x: &T) -> minijinja::Value {
     minijinja::Value::from(minijinja::value::Serde(x))
 }
 
+/// Sizes in the project's one style (binary units: `3.8 MiB`).
 pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1000.0 && u < UNITS.len() - 1 {
-        v /= 1000.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
+    holdfast_core::bytes::human_bytes(n)
 }
 
 /// An error page with a status code.

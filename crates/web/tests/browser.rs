@@ -258,3 +258,176 @@ fn browser_recovers_a_missing_file_with_one_click() {
     }
     assert_eq!(std::fs::read_to_string(&path).unwrap(), content);
 }
+
+/// A backup server without FOSSology: the dashboard behind a token login shows the accounts
+/// with quota bars, the last client run per prefix, the open warnings with the addresses
+/// their mails wait for, and the outbox; /metrics has the per-account numbers.
+#[test]
+fn backup_server_dashboard_in_a_browser() {
+    use holdfast_notify::mail::{Mail, Mailer};
+    use holdfast_notify::state::{Key, State};
+    use holdfast_server::status::{AccountStatus, RunStatus, Status};
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    let now = chrono::Utc::now();
+    let server = holdfast_server::ServerConfig {
+        state_dir: d.path().join("state"),
+        ..Default::default()
+    };
+    let notify = holdfast_notify::NotifyConfig {
+        state: d.path().join("notify.sqlite"),
+        outbox: d.path().join("outbox"),
+        ..Default::default()
+    };
+    let mib = 1024 * 1024;
+    let mut status = Status {
+        host: "backup1".into(),
+        ..Default::default()
+    };
+    status.accounts.insert(
+        "4000001".into(),
+        AccountStatus {
+            quota: Some(4 * mib),
+            backup_bytes: Some(3 * mib + mib / 2),
+            snapshot_bytes: Some(mib / 4),
+            last_snapshot: Some(now),
+            measured_at: Some(now),
+            ..Default::default()
+        },
+    );
+    status.accounts.insert(
+        "4000002".into(),
+        AccountStatus {
+            quota: Some(10 * mib),
+            backup_bytes: Some(mib),
+            snapshot_bytes: Some(0),
+            measured_at: Some(now),
+            ..Default::default()
+        },
+    );
+    status.runs.insert(
+        "size".into(),
+        RunStatus {
+            at: Some(now),
+            accounts: 2,
+            errors: 0,
+            seconds: 0.4,
+        },
+    );
+    status.save(&server.state_dir).unwrap();
+    let st = State::open(&notify.state).unwrap();
+    let k = Key {
+        task: "quota",
+        account: "4000001",
+        prefix: "",
+    };
+    st.mark_sent(&k, now).unwrap();
+    st.record_run("4000002", "nas", "r1", false, now).unwrap();
+    st.record_run("4000001", "laptop", "r2", true, now).unwrap();
+    drop(st);
+    Mailer::new(&notify.outbox, None)
+        .unwrap()
+        .queue(&Mail {
+            from: "backup@provider.example".into(),
+            to: vec!["customer@example.org".into()],
+            subject: "Backup account 4000001: quota almost used up".into(),
+            body: "3.75 of 4 MiB used.\n".into(),
+        })
+        .unwrap();
+
+    let tokens = d.path().join("tokens");
+    std::fs::write(&tokens, format!("{TOKEN}\n")).unwrap();
+    std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let cfg = holdfast_web::WebConfig {
+        listen: "127.0.0.1:0".into(),
+        token_file: Some(tokens),
+        ..Default::default()
+    };
+    let (s2, n2) = (server.clone(), notify.clone());
+    let dash: holdfast_web::dashboard::DashboardFn = std::sync::Arc::new(move || {
+        serde_json::to_value(holdfast_notify::dashboard::gather(&s2, &n2)).unwrap()
+    });
+    let (s3, n3) = (server.clone(), notify.clone());
+    let metrics: holdfast_web::MetricsFn = std::sync::Arc::new(move || {
+        let d = holdfast_notify::dashboard::gather(&s3, &n3);
+        holdfast_server::metrics::render_from_config(&s3) + &holdfast_notify::dashboard::metrics(&d)
+    });
+    let srv = holdfast_web::Server::start_server_only(cfg, dash, Some(metrics)).unwrap();
+    assert_eq!(
+        http_with(srv.addr, "GET", "/metrics", &[], None).status,
+        401
+    );
+    let m = http(srv.addr, "GET", "/metrics", None).body;
+    assert!(
+        m.contains("holdfast_server_open_warnings{uid=\"4000001\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("holdfast_server_open_warnings{uid=\"4000002\"} 0"),
+        "{m}"
+    );
+    assert!(m.contains("holdfast_server_outbox_mails 1"), "{m}");
+    assert!(
+        m.contains("holdfast_server_quota_bytes{uid=\"4000001\"} 4194304"),
+        "{m}"
+    );
+    assert!(
+        m.contains(
+            "holdfast_server_client_last_success_timestamp_seconds{uid=\"4000002\",prefix=\"nas\"}"
+        ),
+        "{m}"
+    );
+
+    let page = http(srv.addr, "GET", "/", None);
+    assert_eq!(page.status, 200, "{}", page.body);
+    let mut b = Browser::start();
+    b.open(&format!("{}/", srv.url()));
+    wait_for("the token login form", 30, || {
+        b.eval("document.getElementById('token') ? true : null")
+            .filter(|v| v.as_bool() == Some(true))
+    });
+    b.eval(&format!(
+        "document.getElementById('token').value = '{TOKEN}'; document.getElementById('login').submit(); true"
+    ))
+    .unwrap();
+    let rows = wait_for("the accounts table", 30, || {
+        b.eval("document.querySelectorAll('tr.account').length || null")
+            .and_then(|v| v.as_i64())
+    });
+    assert_eq!(rows, 2);
+    // 3.75 of 4 MiB: a 93% bar, red.
+    let bar = b
+        .eval("(() => { const s = document.querySelector('tr.account[data-uid=\"4000001\"] .bar span'); return s.style.width + ' ' + s.className; })()")
+        .unwrap();
+    assert_eq!(bar.as_str(), Some("93% full"), "{bar}");
+    let warnings = b
+        .eval("document.getElementById('warnings').innerText")
+        .unwrap();
+    let w = warnings.as_str().unwrap();
+    assert!(
+        w.contains("quota") && w.contains("4000001") && w.contains("customer@example.org"),
+        "{w}"
+    );
+    let prefixes = b
+        .eval("document.getElementById('prefixes').innerText")
+        .unwrap();
+    let p = prefixes.as_str().unwrap();
+    assert!(
+        p.contains("laptop") && p.contains("failed") && p.contains("nas"),
+        "{p}"
+    );
+    let outbox = b
+        .eval("document.getElementById('outbox').innerText")
+        .unwrap();
+    assert!(
+        outbox.as_str().unwrap().contains("quota almost used up"),
+        "{outbox}"
+    );
+    b.screenshot(&d.path().join("server-dashboard.png"));
+    if let Ok(dir) = std::env::var("HOLDFAST_SCREENSHOTS") {
+        let _ = std::fs::copy(
+            d.path().join("server-dashboard.png"),
+            std::path::Path::new(&dir).join("server-dashboard.png"),
+        );
+    }
+}

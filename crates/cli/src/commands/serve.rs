@@ -20,10 +20,13 @@ pub struct Args {
     /// Recovery workers (uploads reunpacked at the same time).
     #[arg(long)]
     workers: Option<usize>,
+    /// Backup-server pages only (dashboard, /metrics), no FOSSology needed. The default when
+    /// no FOSSology configuration is found and [site] conf_dir is not set.
+    #[arg(long)]
+    server: bool,
 }
 
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
-    let site = ctx.site()?;
     let mut cfg = ctx.config.web.clone();
     if let Some(l) = args.listen {
         cfg.listen = l;
@@ -31,6 +34,35 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     if let Some(w) = args.workers {
         cfg.workers = w;
     }
+    let site = if args.server {
+        None
+    } else {
+        match ctx.site() {
+            Ok(s) => Some(s),
+            // A dedicated backup server has no FOSSology: serve its own pages. A conf_dir
+            // that was set but is wrong stays an error.
+            Err(e) if ctx.config.site.conf_dir.is_none() => {
+                tracing::info!("no FOSSology here ({e}): serving the backup-server pages only");
+                None
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let Some(site) = site else {
+        let (server_cfg, notify_cfg) = (ctx.config.server.clone(), ctx.config.notify.clone());
+        let dash: holdfast_web::dashboard::DashboardFn = std::sync::Arc::new(move || {
+            serde_json::to_value(holdfast_notify::dashboard::gather(&server_cfg, &notify_cfg))
+                .unwrap_or_default()
+        });
+        let server = holdfast_web::Server::start_server_only(
+            cfg,
+            dash,
+            server_metrics(&ctx.config.server, &ctx.config.notify),
+        )?;
+        eprintln!("holdfast serve: backup-server pages on {}/", server.url());
+        wait(server);
+        return Ok(exit::code(exit::OK));
+    };
     let server = holdfast_web::Server::start(
         site,
         ctx.config.unpack.clone(),
@@ -38,12 +70,29 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         metrics(&ctx.config.server),
     )?;
     eprintln!("holdfast serve: listening on {}/", server.url());
-    while !holdfast_site::interrupt::requested() {
+    wait(server);
+    Ok(exit::code(exit::OK))
+}
+
+fn wait(server: holdfast_web::Server) {
+    while !holdfast_core::interrupt::requested() {
         std::thread::sleep(Duration::from_millis(200));
     }
     eprintln!("holdfast serve: stopping (waiting for a running recovery to finish)");
     drop(server);
-    Ok(exit::code(exit::OK))
+}
+
+/// The backup server's metrics: its status file, the warning state and the outbox.
+fn server_metrics(
+    server: &holdfast_server::ServerConfig,
+    notify: &holdfast_notify::NotifyConfig,
+) -> Option<holdfast_web::MetricsFn> {
+    let (server, notify) = (server.clone(), notify.clone());
+    Some(std::sync::Arc::new(move || {
+        let d = holdfast_notify::dashboard::gather(&server, &notify);
+        holdfast_server::metrics::render_from_config(&server)
+            + &holdfast_notify::dashboard::metrics(&d)
+    }))
 }
 
 /// The backup server's metrics (its status file under `[server] state_dir`) on `/metrics`,
