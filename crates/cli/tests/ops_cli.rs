@@ -216,12 +216,6 @@ fn unattended_runs_quiet_on_success_journal_on_failure_scheduler_restarted() {
     .unwrap();
     standin.start().unwrap();
     let sc = standin.config(30);
-    let q = |v: &[String]| {
-        v.iter()
-            .map(|s| format!("{s:?}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     // pg_dumpall through a wrapper that says when it started and then takes its time, so a
     // Ctrl-C can land in the middle of the dump.
     let slow = d.path().join("slow-dumpall");
@@ -236,15 +230,13 @@ fn unattended_runs_quiet_on_success_journal_on_failure_scheduler_restarted() {
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&slow, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let sched_toml = toml::to_string(&sc).unwrap();
     let config = |target: &Path| {
         format!(
-            "[site]\nconf_dir = \"{}\"\nname = \"opsite\"\n[scheduler]\nstop_command = [{}]\n\
-             start_command = [{}]\nprocess_names = [{}]\nstop_timeout_secs = 30\n[backup]\n\
-             target = \"{}\"\nlock_file = \"{}\"\npg_dumpall = \"{}\"\n[schedule]\nunit_dir = \"{}\"\n",
+            "[site]\nconf_dir = \"{}\"\nname = \"opsite\"\n[backup]\n\
+             target = \"{}\"\nlock_file = \"{}\"\npg_dumpall = \"{}\"\n[schedule]\nunit_dir = \"{}\"\n\
+             [scheduler]\n{sched_toml}",
             scratch.conf_dir().display(),
-            q(&sc.stop_command),
-            q(&sc.start_command),
-            q(&sc.process_names),
             target.display(),
             d.path().join("lock").display(),
             slow.display(),
@@ -304,27 +296,47 @@ fn unattended_runs_quiet_on_success_journal_on_failure_scheduler_restarted() {
         standin.is_running(),
         "the scheduler runs again after Ctrl-C"
     );
-    std::fs::remove_file(dumping.with_extension("on")).unwrap();
 
-    // A failing run started as the installed unit starts it: the target cannot be made (a
-    // regular file is in the way) and the scheduler was left stopped by an earlier run that
-    // died. The journal gets the failure at error priority with site and command, and
-    // ExecStopPost starts the scheduler.
+    // kill -9 in the middle of the dump (nothing can clean up): the scheduler stays stopped,
+    // and holdfast's note says it was holdfast.
+    std::fs::remove_file(&dumping).unwrap();
+    let mut child = {
+        use std::os::unix::process::CommandExt;
+        Command::new(BIN)
+            .arg("--config")
+            .arg(&cfg)
+            .arg("backup")
+            .env_remove("JOURNAL_STREAM")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap()
+    };
+    let t = Instant::now();
+    while !dumping.exists() {
+        assert!(t.elapsed() < Duration::from_secs(60), "dump never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: plain kill(2) on the process group we just created.
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+    child.wait().unwrap();
+    std::fs::remove_file(dumping.with_extension("on")).unwrap();
+    assert!(
+        !standin.is_running(),
+        "the killed run left the scheduler stopped"
+    );
+
+    // A failing run started as the installed unit starts it (the target cannot be made: a
+    // regular file is in the way), then the unit's ExecStopPost. The journal gets the
+    // failure at error priority with site and command, and the scheduler the killed run
+    // left stopped is started.
     let blocker = d.path().join("blocker");
     std::fs::write(&blocker, "not a folder").unwrap();
     std::fs::write(&cfg, config(&blocker.join("target"))).unwrap();
     let o = holdfast(&cfg, &["schedule", "install", "--system", "systemd"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     let unit = std::fs::read_to_string(d.path().join("units/holdfast-backup.service")).unwrap();
-    standin.kill_all();
-    let t = Instant::now();
-    while standin.is_running() {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "scheduler not killed"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
     let (entries, codes) = with_journal(
         d.path(),
         &[exec(&unit, "ExecStart"), exec(&unit, "ExecStopPost")],
@@ -360,4 +372,24 @@ fn unattended_runs_quiet_on_success_journal_on_failure_scheduler_restarted() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+
+    // A scheduler the operator stopped stays stopped.
+    standin.kill_all();
+    let t = Instant::now();
+    while standin.is_running() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "scheduler not killed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = holdfast(&cfg, &["scheduler", "ensure"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("left as it is"),
+        "{}",
+        text(&o.stdout)
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!standin.is_running());
 }

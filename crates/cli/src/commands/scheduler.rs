@@ -11,12 +11,12 @@ use std::process::ExitCode;
 
 #[derive(clap::Subcommand)]
 pub enum Cmd {
-    /// Start the scheduler unless it runs or a backup or restore holds the lock.
+    /// Start the scheduler if a holdfast run that died left it stopped.
     #[command(
-        long_about = "Starts FOSSology's scheduler ([scheduler] start_command) when its process \
-(the first of [scheduler] process_names) is not running and no backup or restore holds \
-backup.lock_file (that run starts the scheduler itself when it ends). Run by the \
-holdfast-backup service after every run, however it ended."
+        long_about = "Starts FOSSology's scheduler, the way it was running, when a holdfast run \
+stopped it and died before starting it again (holdfast notes each stop in [scheduler] \
+state_dir) and no backup or restore holds backup.lock_file now. A scheduler the operator \
+stopped stays stopped. Run by the holdfast-backup service after every run, however it ended."
     )]
     Ensure,
 }
@@ -24,28 +24,35 @@ holdfast-backup service after every run, however it ended."
 pub fn run(cmd: Cmd, ctx: &Context) -> anyhow::Result<ExitCode> {
     let Cmd::Ensure = cmd;
     let cfg = &ctx.config.scheduler;
-    let Some(name) = cfg.process_names.first() else {
-        anyhow::bail!("[scheduler] process_names is empty: name the scheduler process first");
-    };
-    let running = scheduler::running_processes(std::slice::from_ref(name));
-    if !running.is_empty() {
-        println!("scheduler {name} is running (pid {})", running[0].pid);
+    let found = scheduler::found(cfg);
+    if found.running {
+        println!(
+            "the scheduler is running{}",
+            found.pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+        );
         return Ok(exit::code(exit::OK));
     }
     // A run that holds the lock has the scheduler stopped on purpose.
     let lock = &ctx.config.backup.lock_file;
     if holdfast_core::lock::is_held(lock) {
         println!(
-            "scheduler {name} is stopped, but a backup or restore holds {}; it starts the scheduler when it ends",
+            "the scheduler is stopped, but a backup or restore holds {}; it starts the scheduler when it ends",
             lock.display()
         );
         return Ok(exit::code(exit::OK));
     }
-    tracing::warn!(
-        scheduler = %name,
-        "the scheduler is not running and no holdfast run holds the lock: starting it"
-    );
-    scheduler::start(cfg)?;
-    println!("started the scheduler ({})", cfg.start_command.join(" "));
+    // The scheduler module knows whether holdfast stopped it (its note in state_dir) and
+    // how it ran; a scheduler the operator stopped stays stopped.
+    let guard = scheduler::quiesce(cfg, None)?;
+    let left_by_holdfast = guard.report.was_running;
+    if left_by_holdfast {
+        tracing::warn!("the scheduler was left stopped by a holdfast run that died: starting it");
+    }
+    guard.restart()?;
+    if left_by_holdfast {
+        println!("started the scheduler a holdfast run had left stopped");
+    } else {
+        println!("the scheduler is not running and no holdfast run stopped it: left as it is");
+    }
     Ok(exit::code(exit::OK))
 }
