@@ -889,9 +889,13 @@ fn decoder<'r>(kind: Kind, r: Box<dyn ReadSeek + 'r>) -> io::Result<Box<dyn Read
         Kind::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(r)),
         // A hostile header must not make the decoder allocate gigabytes (xz -9 needs 65 MiB).
         Kind::Xz => Box::new(lzma_rust2::XzReader::new_mem_limit(r, true, 512 << 10)),
-        Kind::Lzma => Box::new(
-            lzma_rust2::LzmaReader::new_mem_limit(r, 1 << 20, None).map_err(io::Error::other)?,
-        ),
+        Kind::Lzma => {
+            let mut d = lzma_rust2::LzmaReader::new_mem_limit(r, 1 << 20, None)
+                .map_err(io::Error::other)?;
+            // A declared size reached before the stream's end is an error, as for xz.
+            d.set_relaxed_end_condition(false);
+            Box::new(d)
+        }
         Kind::Lzip => Box::new(lzma_rust2::LzipReader::new(r)),
         Kind::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(r)?),
         Kind::Lz4 => Box::new(lz4_flex::frame::FrameDecoder::new(r)),
@@ -1301,6 +1305,33 @@ mod strict {
             }
         }
         missed
+    }
+
+    /// Legacy `.lzma` has no check, but a declared size reached before the stream ends is
+    /// corrupt (`xz -t` says so; xz-utils' `bad-too_small_size-*`).
+    #[test]
+    fn lzma_declared_size_must_match_the_stream() {
+        let plain = b"hello hello hello hello hello\n".repeat(40);
+        let Some((true, packed)) = tool("xz", &["--format=lzma", "-c"], &plain) else {
+            panic!("xz cannot compress (install xz-utils)");
+        };
+        let with_size = |n: u64| {
+            let mut b = packed.clone();
+            b[5..13].copy_from_slice(&n.to_le_bytes());
+            b
+        };
+        assert_eq!(ours(Kind::Lzma, &packed).unwrap(), plain);
+        assert_eq!(
+            ours(Kind::Lzma, &with_size(plain.len() as u64)).unwrap(),
+            plain
+        );
+        let small = with_size(plain.len() as u64 / 2);
+        assert!(
+            !tool("xz", &["--format=lzma", "-d", "-c"], &small)
+                .unwrap()
+                .0
+        );
+        assert!(ours(Kind::Lzma, &small).is_err());
     }
 
     #[test]
