@@ -14,6 +14,17 @@ pub struct SiteSection {
     pub conf_dir: Option<PathBuf>,
     /// Name of this site in manifests and monitoring files (default: the host name).
     pub name: Option<String>,
+    /// Where the last backup and verify runs are recorded for monitoring
+    /// (default /var/lib/holdfast).
+    pub state_dir: Option<PathBuf>,
+}
+
+impl SiteSection {
+    pub fn state_dir(&self) -> PathBuf {
+        self.state_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/var/lib/holdfast"))
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -120,14 +120,19 @@ fn stderr_is_journal() -> bool {
 
 /// The one line per run the system log always gets: the command, its result and exit code,
 /// and the error on failure (at error priority, so `journalctl -p err` shows every failed run).
-pub fn result(command: &str, code: u8, secs: f64, error: Option<&str>) {
-    let outcome = match code {
+/// The word for an exit code in result lines and metrics.
+pub fn outcome(code: u8) -> &'static str {
+    match code {
         0 => "success",
         3 => "incomplete",
         4 => "locked",
         130 => "interrupted",
         _ => "failure",
-    };
+    }
+}
+
+pub fn result(command: &str, code: u8, secs: f64, error: Option<&str>) {
+    let outcome = outcome(code);
     match error {
         None if code == 0 => tracing::info!(
             target: RESULT_TARGET,

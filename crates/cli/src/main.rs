@@ -6,6 +6,7 @@ mod commands;
 mod config;
 mod exit;
 mod logging;
+mod runlog;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
@@ -59,6 +60,9 @@ enum Command {
     /// Install or show the nightly backup's systemd timer (cron without systemd) and more.
     #[command(subcommand)]
     Schedule(commands::schedule::Cmd),
+    /// Prometheus text for the last backup and verify runs (for node_exporter's textfile
+    /// collector; `holdfast serve` has the same on /metrics).
+    Metrics,
     /// FOSSology's scheduler: start it if a holdfast run left it stopped.
     #[command(subcommand)]
     Scheduler(commands::scheduler::Cmd),
@@ -113,7 +117,7 @@ fn main() -> ExitCode {
     let began = std::time::Instant::now();
     let ctx = match config::Context::load(&cli.config) {
         Ok(ctx) => ctx,
-        Err(e) => return finish(&name, Err(e), verbose, began),
+        Err(e) => return finish(&name, Err(e), verbose, began, |_, _| {}),
     };
     // Every line of the run carries the command and the site (HOLDFAST_COMMAND and
     // HOLDFAST_SITE in the journal); `backup` records the snapshot it made.
@@ -125,7 +129,14 @@ fn main() -> ExitCode {
     );
     let _entered = span.enter();
     let result = run(cli, &ctx);
-    finish(&name, result, verbose, began)
+    let (state_dir, site) = (
+        ctx.config.site.state_dir(),
+        commands::backup::site_name(&ctx),
+    );
+    let secs = began.elapsed().as_secs_f64();
+    finish(&name, result, verbose, began, |code, error| {
+        runlog::finish(&state_dir, &name, &site, code, secs, error)
+    })
 }
 
 /// The exit code, the one-line error on stderr, and the result line in the system log.
@@ -134,16 +145,20 @@ fn finish(
     result: anyhow::Result<ExitCode>,
     verbose: u8,
     began: std::time::Instant,
+    record: impl FnOnce(u8, Option<&str>),
 ) -> ExitCode {
     let secs = began.elapsed().as_secs_f64();
     match result {
         Ok(code) => {
-            logging::result(name, exit::number(code), secs, None);
+            let n = exit::number(code);
+            logging::result(name, n, secs, None);
+            record(n, None);
             code
         }
         Err(e) => {
             let (code, line) = exit::report(&e, verbose);
             logging::result(name, code, secs, Some(&line));
+            record(code, Some(&line));
             ExitCode::from(code)
         }
     }
@@ -159,6 +174,10 @@ fn run(cli: Cli, ctx: &config::Context) -> anyhow::Result<ExitCode> {
         Verify(a) => commands::verify::run(a, ctx),
         Schedule(c) => commands::schedule::run(c, ctx),
         Scheduler(c) => commands::scheduler::run(c, ctx),
+        Metrics => {
+            print!("{}", runlog::metrics(&ctx.config.site.state_dir()));
+            Ok(exit::code(exit::OK))
+        }
         Upload(a) => commands::upload::run(a, ctx),
         Unpack(a) => commands::unpack::run(a, ctx),
         CheckRepo(a) => commands::check_repo::run(a, ctx),

@@ -96,6 +96,17 @@ fn exec(unit: &str, key: &str) -> Vec<String> {
     line.split_whitespace().map(String::from).collect()
 }
 
+/// The value of `name{labels}` in Prometheus text.
+fn metric(text: &str, name: &str, labels: &str) -> f64 {
+    let key = format!("{name}{labels} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&key))
+        .unwrap_or_else(|| panic!("no {key} in\n{text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 fn field<'a>(e: &'a serde_json::Value, k: &str) -> &'a str {
     e.get(k).and_then(|v| v.as_str()).unwrap_or("")
 }
@@ -233,10 +244,11 @@ fn unattended_runs_quiet_on_success_journal_on_failure_scheduler_restarted() {
     let sched_toml = toml::to_string(&sc).unwrap();
     let config = |target: &Path| {
         format!(
-            "[site]\nconf_dir = \"{}\"\nname = \"opsite\"\n[backup]\n\
+            "[site]\nconf_dir = \"{}\"\nname = \"opsite\"\nstate_dir = \"{}\"\n[backup]\n\
              target = \"{}\"\nlock_file = \"{}\"\npg_dumpall = \"{}\"\n[schedule]\nunit_dir = \"{}\"\n\
              [scheduler]\n{sched_toml}",
             scratch.conf_dir().display(),
+            d.path().join("state").display(),
             target.display(),
             d.path().join("lock").display(),
             slow.display(),
@@ -251,6 +263,26 @@ fn unattended_runs_quiet_on_success_journal_on_failure_scheduler_restarted() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert_eq!(text(&o.stdout), "", "stdout with -q");
     assert_eq!(text(&o.stderr), "", "stderr with -q");
+    // The run is recorded for monitoring.
+    let m = text(&holdfast(&cfg, &["metrics"]).stdout);
+    let labels = "{site=\"opsite\",kind=\"full\"}";
+    assert_eq!(
+        metric(&m, "holdfast_backup_last_result", labels),
+        1.0,
+        "{m}"
+    );
+    let success = metric(&m, "holdfast_backup_last_success_timestamp_seconds", labels);
+    let now = chrono::Utc::now().timestamp() as f64;
+    assert!((now - success).abs() < 120.0, "{m}");
+    assert!(
+        metric(&m, "holdfast_backup_last_bytes", labels) > 0.0,
+        "{m}"
+    );
+    assert!(
+        metric(&m, "holdfast_backup_last_files", labels) > 0.0,
+        "{m}"
+    );
+    assert!(metric(&m, "holdfast_backup_last_scheduler_down_seconds", labels) > 0.0);
     // Without -q the same run reports its snapshot.
     let o = holdfast(&cfg, &["backup"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
@@ -372,6 +404,27 @@ fn unattended_runs_quiet_on_success_journal_on_failure_scheduler_restarted() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+
+    // The failure is what the guide's alert rules fire on (evaluated here by hand on the
+    // real metric values; promtool is not installed on the test machines):
+    //   holdfast_backup_last_result == 0
+    //   time() - holdfast_backup_last_success_timestamp_seconds > 26 * 3600
+    let m = text(&holdfast(&cfg, &["metrics"]).stdout);
+    assert_eq!(
+        metric(&m, "holdfast_backup_last_result", labels),
+        0.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "holdfast_backup_last_exit_code", labels),
+        1.0,
+        "{m}"
+    );
+    let last_ok = metric(&m, "holdfast_backup_last_success_timestamp_seconds", labels);
+    assert!(last_ok >= success, "a failure keeps the last success: {m}");
+    let fires_at = |t: f64| t - last_ok > 26.0 * 3600.0;
+    assert!(!fires_at(chrono::Utc::now().timestamp() as f64));
+    assert!(fires_at(last_ok + 27.0 * 3600.0));
 
     // A scheduler the operator stopped stays stopped.
     standin.kill_all();

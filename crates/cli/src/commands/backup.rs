@@ -127,10 +127,18 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         }
         return Ok(exit::code(exit::OK));
     }
+    crate::runlog::note(|r| r.kind = cfg.mode.as_str().into());
     let out =
         holdfast_backup::backup(&site, &name, &ctx.config.scheduler, &cfg).map_err(cli_error)?;
     let m = &out.manifest;
     tracing::Span::current().record("snapshot", out.snapshot.as_str());
+    crate::runlog::note(|r| {
+        r.snapshot = Some(out.snapshot.clone());
+        r.bytes = Some(m.repository.bytes + m.database.bytes);
+        r.files = Some(m.repository.files as u64);
+        // The scheduler is stopped from the run's first step to its last.
+        r.scheduler_down_secs = Some(m.timings.total_secs);
+    });
     if args.json {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {

@@ -67,7 +67,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         site,
         ctx.config.unpack.clone(),
         cfg,
-        metrics(&ctx.config.server),
+        metrics(&ctx.config.server, ctx.config.site.state_dir()),
     )?;
     eprintln!("holdfast serve: listening on {}/", server.url());
     wait(server);
@@ -95,11 +95,14 @@ fn server_metrics(
     }))
 }
 
-/// The backup server's metrics (its status file under `[server] state_dir`) on `/metrics`,
-/// after the recovery queue's own.
-fn metrics(server: &holdfast_server::ServerConfig) -> Option<holdfast_web::MetricsFn> {
+/// The site's last backup and verify runs, then the backup server's metrics (its status
+/// file under `[server] state_dir`), after the recovery queue's own.
+fn metrics(
+    server: &holdfast_server::ServerConfig,
+    state_dir: std::path::PathBuf,
+) -> Option<holdfast_web::MetricsFn> {
     let server = server.clone();
     Some(std::sync::Arc::new(move || {
-        holdfast_server::metrics::render_from_config(&server)
+        crate::runlog::metrics(&state_dir) + &holdfast_server::metrics::render_from_config(&server)
     }))
 }

@@ -70,6 +70,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         }
     }
     let report = holdfast_site::db::verify(&mut c, &site.repo, args.upload)?;
+    crate::runlog::note(|r| r.missing = Some(report.missing.len() as u64));
     let mut out = String::new();
     if args.json {
         out = serde_json::to_string_pretty(&report)? + "\n";
