@@ -37,16 +37,16 @@ fn partial_unpack_is_not_whole() {
     );
     assert!(of(whole).is_whole(), "{:?}", of(whole).unpack_incomplete);
 
-    // A failed (or interrupted) unpack, marked as FOSSology marks a failed ununpack.
-    let h = holdfast_unpack::hash::hash_file(&files[1]).unwrap();
-    let ids = holdfast_unpack::db::create_upload(&mut c, "failed.tar", &h, None).unwrap();
-    holdfast_unpack::db::fail_jobs(&mut c, &ids, std::time::SystemTime::now(), "interrupted")
-        .unwrap();
+    // A failed (or interrupted) unpack, marked as FOSSology marks a failed ununpack (see
+    // holdfast_unpack::db::fail_jobs): end bit 0x2 and no successful ununpack_ars row.
+    c.batch_execute(&format!(
+        "UPDATE jobqueue SET jq_end_bits = 2, jq_endtext = 'Failed: interrupted'
+         WHERE jq_type = 'ununpack' AND jq_job_fk IN (SELECT job_pk FROM job WHERE job_upload_fk = {whole});
+         UPDATE ununpack_ars SET ars_success = false, ars_status = NULL WHERE upload_fk = {whole};"
+    ))
+    .unwrap();
     let checks = holdfast_recover::check_repo(&mut c, &s.site.repo, None).unwrap();
-    let failed = checks
-        .iter()
-        .find(|k| k.upload_pk == ids.upload_pk)
-        .unwrap();
+    let failed = checks.iter().find(|k| k.upload_pk == whole).unwrap();
     assert!(!failed.is_whole());
     assert_eq!(
         failed.unpack_incomplete.as_deref(),
