@@ -439,6 +439,20 @@ pub fn process(ctx: &Ctx, item: Item, depth: u32, top: bool) -> Node {
     }
 }
 
+/// Unpacks `bytes` as the top file of an upload named `name` (the fuzz test's entry point:
+/// one place to follow [`Item`]'s fields).
+pub fn process_bytes(ctx: &Ctx, bytes: Vec<u8>, name: &str) -> Node {
+    let item = Item {
+        src: Src::Mem(Arc::new(bytes)),
+        hashes: None,
+        name: name.to_string(),
+        mode: S_IFREG,
+        artifact: false,
+        trail: name.to_string(),
+    };
+    process(ctx, item, 0, true)
+}
+
 /// Moves a file into `files` under its content name, unless that name is already there.
 fn store(ctx: &Ctx, src: &Src, h: &Hashes, container: bool) {
     ctx.files.fetch_add(1, Relaxed);

@@ -13,7 +13,7 @@
 //! A mutant that fails is saved as `target/fuzz-failures/<seed>-<n>.bin`; copy it next to
 //! this file's regression list ([`REGRESSIONS`]) to keep it tested.
 
-use holdfast_unpack::engine::{process, Ctx, Item, Src};
+use holdfast_unpack::engine::{process_bytes, Ctx};
 use holdfast_unpack::{UnpackConfig, UnpackOptions};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -291,16 +291,8 @@ fn mutants_of_every_format() {
             indicatif::ProgressBar::hidden(),
         );
         ctx.set_gold_size(bytes.len() as u64);
-        let item = Item {
-            src: Src::Mem(Arc::new(bytes.clone())),
-            hashes: None,
-            name: "upload".into(),
-            mode: holdfast_unpack::tree::S_IFREG,
-            artifact: false,
-            trail: name.clone(),
-        };
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            process(&ctx, item, 0, true)
+            process_bytes(&ctx, bytes.clone(), name)
         }));
         started.store(0, SeqCst);
         let fmt = name.split('-').next().unwrap_or("").to_string();
