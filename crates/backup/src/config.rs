@@ -1,5 +1,6 @@
 //! `[backup]` in holdfast.toml.
 
+use crate::superuser::SuperuserConfig;
 use holdfast_store::{Layout, LayoutKind, SshOptions, Target};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -96,6 +97,9 @@ pub struct BackupConfig {
     /// `pg_dumpall` and `psql` programs (must be at least the server's major version).
     pub pg_dumpall: String,
     pub psql: String,
+    /// How `pg_dumpall` and the restore reach PostgreSQL as a superuser
+    /// (`[backup.superuser]`; default: the `postgres` OS user over the local socket).
+    pub superuser: SuperuserConfig,
 }
 
 impl Default for BackupConfig {
@@ -118,11 +122,20 @@ impl Default for BackupConfig {
             require_mount: None,
             pg_dumpall: "pg_dumpall".into(),
             psql: "psql".into(),
+            superuser: SuperuserConfig::default(),
         }
     }
 }
 
 impl BackupConfig {
+    /// The superuser connection for `site_db` (see [`crate::superuser`]).
+    pub fn superuser(
+        &self,
+        site_db: &holdfast_site::dbconf::DbConf,
+    ) -> Result<crate::superuser::Superuser, crate::BackupError> {
+        crate::superuser::Superuser::resolve(&self.superuser, site_db)
+    }
+
     pub fn target(&self) -> Result<Target, holdfast_store::StoreError> {
         Target::parse(
             &self.target,

@@ -19,7 +19,7 @@ use holdfast_store::Target;
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 /// Counts bytes and hashes them on the way to the inner writer.
 struct Tee<W: Write> {
@@ -72,10 +72,10 @@ pub fn dump(
             what: format!("read the encoding of database {}", db.dbname()),
             source: e,
         })?;
-    let env = db.pg_env().map_err(io_err("pgpass"))?;
-    let mut cmd = Command::new(&cfg.pg_dumpall);
-    env.apply(&mut cmd);
-    cmd.arg("-l").arg(db.dbname());
+    // pg_dumpall reads pg_authid: it runs as a superuser, not as FOSSology's role.
+    let su = cfg.superuser(db)?;
+    tracing::info!(superuser = %su.describe(), "dumping the database cluster");
+    let (mut cmd, _env) = su.command(&cfg.pg_dumpall, &["-l", db.dbname()])?;
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -137,8 +137,10 @@ pub fn dump(
     let stderr = errs.join().unwrap_or_default();
     if !status.success() {
         return Err(BackupError::Dump(format!(
-            "pg_dumpall failed ({status}): {}",
-            stderr.lines().next().unwrap_or("").trim()
+            "pg_dumpall failed ({status}) connecting {}: {}{}",
+            su.describe(),
+            stderr.lines().next().unwrap_or("").trim(),
+            su.hint()
         )));
     }
     let Tee { inner, hash, bytes } = tee;
@@ -320,46 +322,18 @@ impl Filter {
     }
 }
 
-/// A connection to the maintenance database of `dest`'s server (`postgres`, else `template1`).
-fn admin_client(dest: &DbConf) -> Result<postgres::Client, BackupError> {
-    let mut last = None;
-    let mut got = None;
-    for maint in ["postgres", "template1"] {
-        match dest.with_dbname(maint).pg_config().connect(postgres::NoTls) {
-            Ok(c) => {
-                got = Some(c);
-                break;
-            }
-            Err(e) => last = Some(e),
-        }
-    }
-    match got {
-        Some(c) => Ok(c),
-        None => Err(BackupError::Db {
-            what: format!(
-                "connect to the database server {}:{} as {}",
-                dest.host(),
-                dest.port(),
-                dest.user()
-            ),
-            source: last.expect("one attempt failed"),
-        }),
-    }
-}
-
-/// Drops `dest`'s database (a rehearsal restored with `--into`), ending its sessions.
-pub fn drop_database(dest: &DbConf) -> Result<(), BackupError> {
+/// Drops `dest`'s database (a rehearsal restored with `--into`), ending its sessions; as the
+/// superuser, like the restore that made it.
+pub fn drop_database(dest: &DbConf, cfg: &BackupConfig) -> Result<(), BackupError> {
     let dbname = dest.dbname().to_string();
-    let mut admin = admin_client(dest)?;
-    admin
-        .batch_execute(&format!(
+    cfg.superuser(dest)?.query(
+        &cfg.psql,
+        "postgres",
+        &format!(
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",
             quote_ident(&dbname)
-        ))
-        .map_err(|source| BackupError::Db {
-            what: format!("drop the rehearsal database {dbname}"),
-            source,
-        })?;
+        ),
+    )?;
     tracing::info!(db = %dbname, "rehearsal database dropped");
     Ok(())
 }
@@ -375,18 +349,25 @@ pub fn load(
 ) -> Result<(), BackupError> {
     check_dump(target, rel, info)?;
     let dbname = dest.dbname().to_string();
-    let db_err = |what: String| move |source| BackupError::Db { what, source };
-    let mut admin = admin_client(dest)?;
+    // Dropping and creating the database, creating roles and loading objects owned by
+    // others need a superuser; FOSSology's role is not one.
+    let su = cfg.superuser(dest)?;
+    tracing::info!(superuser = %su.describe(), db = %dbname, "restoring the database");
     let ident = quote_ident(&dbname);
-    admin
-        .execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
-            &[&dbname],
-        )
-        .map_err(db_err(format!("disconnect sessions from {dbname}")))?;
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {ident} WITH (FORCE)"))
-        .map_err(db_err(format!("drop database {dbname}")))?;
+    let lit = quote_literal(&dbname);
+    su.query(
+        &cfg.psql,
+        "postgres",
+        &format!(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = {lit} AND pid <> pg_backend_pid()"
+        ),
+    )?;
+    su.query(
+        &cfg.psql,
+        "postgres",
+        &format!("DROP DATABASE IF EXISTS {ident} WITH (FORCE)"),
+    )?;
     let create = |lc: Option<(&str, &str)>| {
         let mut sql = format!(
             "CREATE DATABASE {ident} ENCODING {} TEMPLATE template0",
@@ -401,27 +382,23 @@ pub fn load(
         }
         sql
     };
-    if let Err(e) = admin.batch_execute(&create(Some((&info.collate, &info.ctype)))) {
+    if let Err(e) = su.query(
+        &cfg.psql,
+        "postgres",
+        &create(Some((&info.collate, &info.ctype))),
+    ) {
         // The original locale may not exist on this machine; C works with every encoding.
         tracing::warn!(
             "cannot create {dbname} with locale {}/{}: {e}; using locale C",
             info.collate,
             info.ctype
         );
-        admin
-            .batch_execute(&create(Some(("C", "C"))))
-            .map_err(db_err(format!(
-                "create database {dbname} with encoding {}",
-                info.encoding
-            )))?;
+        su.query(&cfg.psql, "postgres", &create(Some(("C", "C"))))?;
     }
-    let existing: HashSet<String> = admin
-        .query("SELECT rolname::text FROM pg_roles", &[])
-        .map_err(db_err("list roles".into()))?
-        .iter()
-        .map(|r| r.get(0))
+    let existing: HashSet<String> = su
+        .query(&cfg.psql, "postgres", "SELECT rolname FROM pg_roles")?
+        .into_iter()
         .collect();
-    drop(admin);
 
     // Which roles does the dump create? Read the global part once (it is at the head).
     let mut roles = HashSet::new();
@@ -447,13 +424,11 @@ pub fn load(
     }
     let mut filter = Filter::new(&info.dbname, &dbname, roles);
 
-    let env = dest.pg_env().map_err(io_err("pgpass"))?;
-    let mut cmd = Command::new(&cfg.psql);
-    env.apply(&mut cmd);
-    cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d"])
-        .arg(&dbname)
-        .env("PGDATABASE", &dbname)
-        .stdin(Stdio::piped())
+    let (mut cmd, _env) = su.command(
+        &cfg.psql,
+        &["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dbname.as_str()],
+    )?;
+    cmd.stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| {

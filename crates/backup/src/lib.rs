@@ -6,7 +6,8 @@
 //! out), writes the manifest, makes the snapshot visible and starts the scheduler again.
 //! [`restore::restore`] reverses it and verifies the result. Where snapshots live and how they
 //! are laid out is `holdfast_store`'s business; this crate only orchestrates. [`config`] is the
-//! `[backup]` section, [`schedule`] the cron entry.
+//! `[backup]` section, [`schedule`] the cron entry, [`superuser`] how `pg_dumpall` and the
+//! restore reach PostgreSQL as a superuser (FOSSology's own role `fossy` is not one).
 
 pub mod backup;
 pub mod config;
@@ -16,10 +17,12 @@ pub mod lock;
 pub mod restore;
 pub mod sample;
 pub mod schedule;
+pub mod superuser;
 
 pub use backup::{backup, BackupOutcome};
 pub use config::{BackupConfig, Compression, Mode};
 pub use restore::{restore, RestoreOptions, RestoreOutcome};
+pub use superuser::{Superuser, SuperuserConfig};
 
 use holdfast_site::Site;
 

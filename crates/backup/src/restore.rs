@@ -268,7 +268,7 @@ pub fn restore(
         })?;
     drop(c);
     let scratch_db_dropped = opts.scratch.is_some() && opts.drop_scratch_db && {
-        crate::dump::drop_database(&dest.db)?;
+        crate::dump::drop_database(&dest.db, cfg)?;
         true
     };
     Ok(RestoreOutcome {

@@ -49,16 +49,17 @@ fn store(
         }
         site.repo.finish_file(&path)?;
     }
-    let (md5, sha1) = (n.md5.to_ascii_uppercase(), n.sha1.to_ascii_uppercase());
-    let size = n.size as i64;
-    let row = c.query_one(
-        "WITH ins AS (INSERT INTO pfile (pfile_md5, pfile_sha1, pfile_size) VALUES ($1, $2, $3) \
-         ON CONFLICT (pfile_md5, pfile_sha1, pfile_size) DO NOTHING RETURNING pfile_pk) \
-         SELECT pfile_pk FROM ins UNION ALL \
-         SELECT pfile_pk FROM pfile WHERE pfile_md5 = $1 AND pfile_sha1 = $2 AND pfile_size = $3 LIMIT 1",
-        &[&md5, &sha1, &size],
+    let sha256 = hex::encode(sha2::Sha256::digest(data));
+    let pks = holdfast_site::db::upsert_pfiles(
+        c,
+        &[holdfast_site::db::PfileHashes {
+            sha1: &n.sha1,
+            md5: &n.md5,
+            sha256: &sha256,
+            size: n.size,
+        }],
     )?;
-    Ok((row.get(0), path))
+    Ok((pks[&n], path))
 }
 
 /// Adds one upload per `.gz` file in `sources` to the site (database and repository).

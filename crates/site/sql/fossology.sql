@@ -1,114 +1,2191 @@
--- FOSSology's tables as far as holdfast uses them (column names and types as FOSSology has them).
+-- FOSSology's database as its installer leaves it, at FOSSology commit
+-- a4862027524f9bc85613ec07e4c29d5612af5ad4 (Aug 2026; the commit the golden data in
+-- fossology-golden was made with).
+--
+-- Generated from FOSSology's `src/www/ui/core-schema.dat` in the order its
+-- `fo_libschema::applySchema()` (src/lib/php/libschema.php) applies it to an empty database:
+-- sequences, tables, tables that INHERIT another, sequence start values, views, indexes,
+-- constraints (primary, unique, foreign, other), functions, clusters. Then the steps of
+-- `install/fossinit.php` that change a fresh database: the users, groups and memberships of
+-- `Migrate_21_22` (install/db/dbmigrate_2.1-2.2.php), the top folder of
+-- `FolderDao::ensureTopLevelFolder`, the `instance` table (install/db/instance_uuid.php) and
+-- the token column types (install/db/dbmigrate_token.php).
+--
+-- 92 tables from core-schema.dat (82 plus 11 INHERITS children, one of which,
+-- license_candidate, also has its own columns) and `instance`: 93 in all.
+-- Left out: the reference licenses (`fossinit.php -l` loads licenseRef.json into
+-- license_ref) and the `sysconfig` defaults (`Populate_sysconfig`); holdfast reads neither.
+--
+-- Run it as the role that owns the database (`fossy`), as fossinit.php does: every object
+-- belongs to that role. uuid-ossp is a trusted extension (PostgreSQL 13+), so the owner may
+-- create it; FOSSology's dbcreate creates it as postgres beforehand.
+--
+-- Every sequence is set with setval(seq, greatest(1, max(pk))) on an empty table, so the
+-- first row FOSSology (or holdfast) adds gets key 2: upload 2, pfile 2, job 2, ...
+-- After the install rows: users 2 'Default User' and 3 'fossy', groups 2 and 3 of the same
+-- names, folder 1 'Software Repository' (its foldercontents row is 2).
+
 CREATE EXTENSION IF NOT EXISTS "uuid-ossp";
 
-CREATE TABLE users (
-  user_pk serial PRIMARY KEY,
-  user_name text UNIQUE NOT NULL,
-  user_email text
-);
-INSERT INTO users (user_name, user_email) VALUES ('fossy', 'fossy@localhost');
+-- Sequences
+CREATE SEQUENCE "sysconfig_sysconfig_pk_seq";
+CREATE SEQUENCE "fossdashconfig_fossdashconfig_pk_seq";
+CREATE SEQUENCE "jobqueue_jq_pk_seq";
+CREATE SEQUENCE "uploadtree_uploadtree_pk_seq";
+CREATE SEQUENCE "agent_agent_pk_seq";
+CREATE SEQUENCE "nomos_ars_ars_pk_seq";
+CREATE SEQUENCE "tag_manage_tag_manage_pk_seq";
+CREATE SEQUENCE "bucket_bucket_pk_seq";
+CREATE SEQUENCE "bucket_container_bf_pk_seq";
+CREATE SEQUENCE "bucket_file_bf_pk_seq";
+CREATE SEQUENCE "bucketpool_bucketpool_pk_seq";
+CREATE SEQUENCE "perm_upload_perm_upload_pk_seq";
+CREATE SEQUENCE "copyright_pk_seq";
+CREATE SEQUENCE "copyright_event_pk_seq";
+CREATE SEQUENCE "custom_phrase_cp_pk_seq";
+CREATE SEQUENCE "author_event_pk_seq";
+CREATE SEQUENCE "ecc_event_pk_seq";
+CREATE SEQUENCE "keyword_event_pk_seq";
+CREATE SEQUENCE "license_file_fl_pk_seq";
+CREATE SEQUENCE "license_rules_lr_pk_seq";
+CREATE SEQUENCE "folder_folder_pk_seq";
+CREATE SEQUENCE "foldercontents_foldercontents_pk_seq";
+CREATE SEQUENCE "package_package_pk_seq";
+CREATE SEQUENCE "spasht_pk_seq";
+CREATE SEQUENCE "upload_upload_pk_seq";
+CREATE SEQUENCE "group_group_pk_seq";
+CREATE SEQUENCE "group_user_member_group_user_member_pk_seq";
+CREATE SEQUENCE "job_job_pk_seq";
+CREATE SEQUENCE "license_ref_rf_pk_seq";
+CREATE SEQUENCE "copyright_decision_pk_seq";
+CREATE SEQUENCE "license_ref_bulk_lrb_pk_seq";
+CREATE SEQUENCE "license_std_comment_lsc_pk_seq";
+CREATE SEQUENCE "license_std_acknowledgement_la_pk_seq";
+CREATE SEQUENCE "mimetype_mimetype_pk_seq";
+CREATE SEQUENCE "obligation_map_om_pk_seq";
+CREATE SEQUENCE "obligation_candidate_map_om_pk_seq";
+CREATE SEQUENCE "obligation_ref_ob_pk_seq";
+CREATE SEQUENCE "personal_access_tokens_pat_pk_seq";
+CREATE SEQUENCE "pfile_pfile_pk_seq";
+CREATE SEQUENCE "pkg_deb_pkg_pk_seq";
+CREATE SEQUENCE "pkg_deb_req_req_pk_seq";
+CREATE SEQUENCE "pkg_rpm_pkg_pk_seq";
+CREATE SEQUENCE "pkg_rpm_req_req_pk_seq";
+CREATE SEQUENCE "report_cache_report_cache_pk_seq";
+CREATE SEQUENCE "report_cache_user_report_cache_user_pk_seq";
+CREATE SEQUENCE "tags_tag_pk_seq";
+CREATE SEQUENCE "tags_file_tag_file_pk_seq";
+CREATE SEQUENCE "tags_uploadtree_tag_uploadtree_pk_seq";
+CREATE SEQUENCE "users_user_pk_seq";
+CREATE SEQUENCE "report_info_pk_seq";
+CREATE SEQUENCE "file_picker_file_picker_pk_seq";
+CREATE SEQUENCE "clearing_decision_license_events_clearing_pk_seq";
+CREATE SEQUENCE "clearing_event_clearing_event_pk_seq";
+CREATE SEQUENCE "clearing_decision_clearing_decision_pk_seq";
+CREATE SEQUENCE "license_map_license_map_pk_seq";
+CREATE SEQUENCE "copyright_spasht_pk_seq";
+CREATE SEQUENCE "ecc_pk_seq";
+CREATE SEQUENCE "ipra_pk_seq";
+CREATE SEQUENCE "ipra_event_pk_seq";
+CREATE SEQUENCE "author_pk_seq";
+CREATE SEQUENCE "keyword_pk_seq";
+CREATE SEQUENCE "ecc_decision_pk_seq";
+CREATE SEQUENCE "ipra_decision_pk_seq";
+CREATE SEQUENCE "keyword_decision_pk_seq";
+CREATE SEQUENCE "software_heritage_pk_seq";
 
-CREATE TABLE mimetype (
-  mimetype_pk serial PRIMARY KEY,
-  mimetype_name text UNIQUE NOT NULL
-);
+-- Tables
 
-CREATE TABLE pfile (
-  pfile_pk serial PRIMARY KEY,
-  pfile_md5 char(32) NOT NULL,
-  pfile_sha1 char(40) NOT NULL,
-  pfile_sha256 char(64),
-  pfile_size int8 NOT NULL,
-  pfile_mimetypefk int4,
-  UNIQUE (pfile_md5, pfile_sha1, pfile_size)
-);
+CREATE TABLE "agent" ();
+ALTER TABLE "agent" ADD COLUMN "agent_pk" int4 DEFAULT nextval('agent_agent_pk_seq'::regclass);
+ALTER TABLE "agent" ALTER COLUMN "agent_pk" SET NOT NULL, ALTER COLUMN "agent_pk" SET DEFAULT nextval('agent_agent_pk_seq'::regclass);
+COMMENT ON COLUMN "agent"."agent_pk" IS 'Primary key';
+ALTER TABLE "agent" ADD COLUMN "agent_name" varchar(32);
+ALTER TABLE "agent" ALTER COLUMN "agent_name" SET NOT NULL;
+COMMENT ON COLUMN "agent"."agent_name" IS 'display name';
+ALTER TABLE "agent" ADD COLUMN "agent_rev" text;
+ALTER TABLE "agent" ALTER COLUMN "agent_rev" DROP NOT NULL;
+COMMENT ON COLUMN "agent"."agent_rev" IS 'revision string';
+ALTER TABLE "agent" ADD COLUMN "agent_desc" varchar(255);
+ALTER TABLE "agent" ALTER COLUMN "agent_desc" DROP NOT NULL;
+COMMENT ON COLUMN "agent"."agent_desc" IS 'short description';
+ALTER TABLE "agent" ADD COLUMN "agent_enabled" bool DEFAULT true;
+ALTER TABLE "agent" ALTER COLUMN "agent_enabled" DROP NOT NULL, ALTER COLUMN "agent_enabled" SET DEFAULT true;
+COMMENT ON COLUMN "agent"."agent_enabled" IS 'true to enable, false to disable';
+ALTER TABLE "agent" ADD COLUMN "agent_parms" text;
+ALTER TABLE "agent" ALTER COLUMN "agent_parms" DROP NOT NULL;
+COMMENT ON COLUMN "agent"."agent_parms" IS 'agent parsable parameters';
+ALTER TABLE "agent" ADD COLUMN "agent_ts" timestamptz DEFAULT now();
+ALTER TABLE "agent" ALTER COLUMN "agent_ts" DROP NOT NULL, ALTER COLUMN "agent_ts" SET DEFAULT now();
+COMMENT ON COLUMN "agent"."agent_ts" IS 'time record was added';
 
-CREATE TABLE upload (
-  upload_pk serial PRIMARY KEY,
-  upload_desc text,
-  upload_filename text NOT NULL,
-  user_fk int4,
-  upload_mode int4 NOT NULL DEFAULT 0,
-  upload_ts timestamptz DEFAULT now(),
-  pfile_fk int4,
-  upload_origin text,
-  uploadtree_tablename varchar(18) DEFAULT 'uploadtree_a',
-  expire_date date,
-  expire_action char(1),
-  public_perm int4
-);
+CREATE TABLE "agent_wc" ();
+ALTER TABLE "agent_wc" ADD COLUMN "pfile_fk" int4;
+ALTER TABLE "agent_wc" ALTER COLUMN "pfile_fk" DROP NOT NULL;
+COMMENT ON COLUMN "agent_wc"."pfile_fk" IS 'pfile key';
+ALTER TABLE "agent_wc" ADD COLUMN "wc_words" int4;
+ALTER TABLE "agent_wc" ALTER COLUMN "wc_words" DROP NOT NULL;
+COMMENT ON COLUMN "agent_wc"."wc_words" IS 'wc words';
+ALTER TABLE "agent_wc" ADD COLUMN "wc_lines" int4;
+ALTER TABLE "agent_wc" ALTER COLUMN "wc_lines" DROP NOT NULL;
+COMMENT ON COLUMN "agent_wc"."wc_lines" IS 'wc lines';
 
-CREATE TABLE uploadtree (
-  uploadtree_pk serial PRIMARY KEY,
-  parent int4,
-  realparent int4,
-  upload_fk int4 NOT NULL,
-  pfile_fk int4,
-  ufile_mode int4,
-  lft int4,
-  rgt int4,
-  ufile_name text
-);
-CREATE TABLE uploadtree_a (PRIMARY KEY (uploadtree_pk)) INHERITS (uploadtree);
-CREATE INDEX uploadtree_a_upload_fk ON uploadtree_a (upload_fk);
-CREATE INDEX uploadtree_a_pfile_fk ON uploadtree_a (pfile_fk);
+CREATE TABLE "ars_master" ();
+ALTER TABLE "ars_master" ADD COLUMN "ars_pk" int4 DEFAULT nextval('nomos_ars_ars_pk_seq'::regclass);
+ALTER TABLE "ars_master" ALTER COLUMN "ars_pk" SET NOT NULL, ALTER COLUMN "ars_pk" SET DEFAULT nextval('nomos_ars_ars_pk_seq'::regclass);
+ALTER TABLE "ars_master" ADD COLUMN "agent_fk" int4;
+ALTER TABLE "ars_master" ALTER COLUMN "agent_fk" SET NOT NULL;
+COMMENT ON COLUMN "ars_master"."agent_fk" IS 'nomos agent pk';
+ALTER TABLE "ars_master" ADD COLUMN "upload_fk" int4;
+ALTER TABLE "ars_master" ALTER COLUMN "upload_fk" SET NOT NULL;
+ALTER TABLE "ars_master" ADD COLUMN "ars_success" bool DEFAULT false;
+ALTER TABLE "ars_master" ALTER COLUMN "ars_success" SET NOT NULL, ALTER COLUMN "ars_success" SET DEFAULT false;
+COMMENT ON COLUMN "ars_master"."ars_success" IS 'true if the scan completed successfully.  false if the scan in not complete or completed with errors';
+ALTER TABLE "ars_master" ADD COLUMN "ars_status" text;
+ALTER TABLE "ars_master" ALTER COLUMN "ars_status" DROP NOT NULL;
+COMMENT ON COLUMN "ars_master"."ars_status" IS 'scan completion message (error msg, or "success")';
+ALTER TABLE "ars_master" ADD COLUMN "ars_starttime" timestamptz DEFAULT now();
+ALTER TABLE "ars_master" ALTER COLUMN "ars_starttime" SET NOT NULL, ALTER COLUMN "ars_starttime" SET DEFAULT now();
+COMMENT ON COLUMN "ars_master"."ars_starttime" IS 'time scan started';
+ALTER TABLE "ars_master" ADD COLUMN "ars_endtime" timestamptz;
+ALTER TABLE "ars_master" ALTER COLUMN "ars_endtime" DROP NOT NULL;
+COMMENT ON COLUMN "ars_master"."ars_endtime" IS 'time scan completed';
 
-CREATE TABLE agent (
-  agent_pk serial PRIMARY KEY,
-  agent_name text NOT NULL,
-  agent_rev text,
-  agent_desc text,
-  agent_enabled boolean DEFAULT true
-);
+CREATE TABLE "bucket_ars" ();
+ALTER TABLE "bucket_ars" ADD COLUMN "ars_pk" int4 DEFAULT nextval('nomos_ars_ars_pk_seq'::regclass);
+ALTER TABLE "bucket_ars" ALTER COLUMN "ars_pk" SET NOT NULL, ALTER COLUMN "ars_pk" SET DEFAULT nextval('nomos_ars_ars_pk_seq'::regclass);
+ALTER TABLE "bucket_ars" ADD COLUMN "agent_fk" int4;
+ALTER TABLE "bucket_ars" ALTER COLUMN "agent_fk" SET NOT NULL;
+ALTER TABLE "bucket_ars" ADD COLUMN "upload_fk" int4;
+ALTER TABLE "bucket_ars" ALTER COLUMN "upload_fk" SET NOT NULL;
+ALTER TABLE "bucket_ars" ADD COLUMN "ars_success" bool DEFAULT false;
+ALTER TABLE "bucket_ars" ALTER COLUMN "ars_success" SET NOT NULL, ALTER COLUMN "ars_success" SET DEFAULT false;
+ALTER TABLE "bucket_ars" ADD COLUMN "ars_status" text;
+ALTER TABLE "bucket_ars" ALTER COLUMN "ars_status" DROP NOT NULL;
+ALTER TABLE "bucket_ars" ADD COLUMN "ars_starttime" timestamptz DEFAULT now();
+ALTER TABLE "bucket_ars" ALTER COLUMN "ars_starttime" SET NOT NULL, ALTER COLUMN "ars_starttime" SET DEFAULT now();
+ALTER TABLE "bucket_ars" ADD COLUMN "ars_endtime" timestamptz;
+ALTER TABLE "bucket_ars" ALTER COLUMN "ars_endtime" DROP NOT NULL;
+ALTER TABLE "bucket_ars" ADD COLUMN "nomosagent_fk" int4;
+ALTER TABLE "bucket_ars" ALTER COLUMN "nomosagent_fk" DROP NOT NULL;
+ALTER TABLE "bucket_ars" ADD COLUMN "bucketpool_fk" int4;
+ALTER TABLE "bucket_ars" ALTER COLUMN "bucketpool_fk" DROP NOT NULL;
 
-CREATE TABLE job (
-  job_pk serial PRIMARY KEY,
-  job_queued timestamptz DEFAULT now(),
-  job_priority int4 DEFAULT 0,
-  job_email_notify text,
-  job_name text,
-  job_upload_fk int4,
-  job_folder_fk int4,
-  job_user_fk int4,
-  job_group_fk int4
-);
+CREATE TABLE "bucket_container" ();
+ALTER TABLE "bucket_container" ADD COLUMN "bucket_fk" int4;
+ALTER TABLE "bucket_container" ALTER COLUMN "bucket_fk" SET NOT NULL;
+ALTER TABLE "bucket_container" ADD COLUMN "agent_fk" int4;
+ALTER TABLE "bucket_container" ALTER COLUMN "agent_fk" SET NOT NULL;
+ALTER TABLE "bucket_container" ADD COLUMN "uploadtree_fk" int4;
+ALTER TABLE "bucket_container" ALTER COLUMN "uploadtree_fk" DROP NOT NULL;
+ALTER TABLE "bucket_container" ADD COLUMN "bf_pk" int4 DEFAULT nextval('bucket_container_bf_pk_seq'::regclass);
+ALTER TABLE "bucket_container" ALTER COLUMN "bf_pk" SET NOT NULL, ALTER COLUMN "bf_pk" SET DEFAULT nextval('bucket_container_bf_pk_seq'::regclass);
+ALTER TABLE "bucket_container" ADD COLUMN "nomosagent_fk" int4;
+ALTER TABLE "bucket_container" ALTER COLUMN "nomosagent_fk" SET NOT NULL;
 
-CREATE TABLE jobqueue (
-  jq_pk serial PRIMARY KEY,
-  jq_job_fk int4 NOT NULL,
-  jq_type text NOT NULL,
-  jq_args text,
-  jq_starttime timestamptz,
-  jq_endtime timestamptz,
-  jq_endtext text,
-  jq_end_bits int2 NOT NULL DEFAULT 0,
-  jq_schedinfo text,
-  jq_itemsprocessed int4 NOT NULL DEFAULT 0,
-  jq_log text,
-  jq_runonpfile text,
-  jq_host text,
-  jq_cmd_args text
-);
+CREATE TABLE "bucket_def" ();
+ALTER TABLE "bucket_def" ADD COLUMN "bucket_pk" int4 DEFAULT nextval('bucket_bucket_pk_seq'::regclass);
+ALTER TABLE "bucket_def" ALTER COLUMN "bucket_pk" SET NOT NULL, ALTER COLUMN "bucket_pk" SET DEFAULT nextval('bucket_bucket_pk_seq'::regclass);
+ALTER TABLE "bucket_def" ADD COLUMN "bucket_name" text;
+ALTER TABLE "bucket_def" ALTER COLUMN "bucket_name" SET NOT NULL;
+ALTER TABLE "bucket_def" ADD COLUMN "bucket_color" text DEFAULT 'yellow'::text;
+ALTER TABLE "bucket_def" ALTER COLUMN "bucket_color" SET NOT NULL, ALTER COLUMN "bucket_color" SET DEFAULT 'yellow'::text;
+COMMENT ON COLUMN "bucket_def"."bucket_color" IS 'color name or value.  eg "red" or "#fe0922", used to highlight reports, may also be ''url''';
+ALTER TABLE "bucket_def" ADD COLUMN "bucket_reportorder" int4 DEFAULT 50;
+ALTER TABLE "bucket_def" ALTER COLUMN "bucket_reportorder" SET NOT NULL, ALTER COLUMN "bucket_reportorder" SET DEFAULT 50;
+COMMENT ON COLUMN "bucket_def"."bucket_reportorder" IS 'sort order (ascending) for reporting this bucket';
+ALTER TABLE "bucket_def" ADD COLUMN "bucket_evalorder" int4 DEFAULT 50;
+ALTER TABLE "bucket_def" ALTER COLUMN "bucket_evalorder" SET NOT NULL, ALTER COLUMN "bucket_evalorder" SET DEFAULT 50;
+COMMENT ON COLUMN "bucket_def"."bucket_evalorder" IS 'sort order (ascending) for evaluating this bucket relative to the others in the pool.';
+ALTER TABLE "bucket_def" ADD COLUMN "bucketpool_fk" int4;
+ALTER TABLE "bucket_def" ALTER COLUMN "bucketpool_fk" SET NOT NULL;
+ALTER TABLE "bucket_def" ADD COLUMN "bucket_type" int4;
+ALTER TABLE "bucket_def" ALTER COLUMN "bucket_type" SET NOT NULL;
+COMMENT ON COLUMN "bucket_def"."bucket_type" IS '1=MATCH_EVERY (aka STR-FILE) licenses in file line all match licenses in test file, 2=MATCH_ONLY (aka COMP-FILE) test file licenses are all contained in this file, 3=REGEX, 4=EXEC, 5=REGEX-FILE, 99=Not in any other bucket';
+ALTER TABLE "bucket_def" ADD COLUMN "bucket_regex" text;
+ALTER TABLE "bucket_def" ALTER COLUMN "bucket_regex" DROP NOT NULL;
+COMMENT ON COLUMN "bucket_def"."bucket_regex" IS 'if type=3, this is the regex, else null';
+ALTER TABLE "bucket_def" ADD COLUMN "bucket_filename" text;
+ALTER TABLE "bucket_def" ALTER COLUMN "bucket_filename" DROP NOT NULL;
+COMMENT ON COLUMN "bucket_def"."bucket_filename" IS 'if type =1, 2, 4,5: this is the name of the file in /usr/local/share/fossology/{bucketpool name}';
+ALTER TABLE "bucket_def" ADD COLUMN "stopon" char(1) DEFAULT 'N'::character(1);
+ALTER TABLE "bucket_def" ALTER COLUMN "stopon" SET NOT NULL, ALTER COLUMN "stopon" SET DEFAULT 'N'::character(1);
+COMMENT ON COLUMN "bucket_def"."stopon" IS 'if ''N'' continue evaluating buckets even if this one matches.  If ''Y'' stop bucket processing loop if this matches';
+ALTER TABLE "bucket_def" ADD COLUMN "applies_to" char(1) DEFAULT 1;
+ALTER TABLE "bucket_def" ALTER COLUMN "applies_to" SET NOT NULL, ALTER COLUMN "applies_to" SET DEFAULT 1;
+COMMENT ON COLUMN "bucket_def"."applies_to" IS 'Bucket only applies to: ''1''=every file, ''2''=package';
 
-CREATE TABLE jobdepends (
-  jdep_jq_fk int4 NOT NULL,
-  jdep_jq_depends_fk int4
-);
+CREATE TABLE "bucket_file" ();
+ALTER TABLE "bucket_file" ADD COLUMN "bf_pk" int4 DEFAULT nextval('bucket_file_bf_pk_seq'::regclass);
+ALTER TABLE "bucket_file" ALTER COLUMN "bf_pk" SET NOT NULL, ALTER COLUMN "bf_pk" SET DEFAULT nextval('bucket_file_bf_pk_seq'::regclass);
+ALTER TABLE "bucket_file" ADD COLUMN "bucket_fk" int4;
+ALTER TABLE "bucket_file" ALTER COLUMN "bucket_fk" SET NOT NULL;
+ALTER TABLE "bucket_file" ADD COLUMN "pfile_fk" int4;
+ALTER TABLE "bucket_file" ALTER COLUMN "pfile_fk" DROP NOT NULL;
+ALTER TABLE "bucket_file" ADD COLUMN "agent_fk" int4;
+ALTER TABLE "bucket_file" ALTER COLUMN "agent_fk" SET NOT NULL;
+ALTER TABLE "bucket_file" ADD COLUMN "nomosagent_fk" int4;
+ALTER TABLE "bucket_file" ALTER COLUMN "nomosagent_fk" SET NOT NULL;
 
-CREATE TABLE ars_master (
-  ars_pk serial PRIMARY KEY,
-  agent_fk int4 NOT NULL,
-  upload_fk int4 NOT NULL,
-  ars_success boolean NOT NULL DEFAULT false,
-  ars_status text,
-  ars_starttime timestamptz NOT NULL DEFAULT now(),
-  ars_endtime timestamptz
-);
-CREATE TABLE ununpack_ars () INHERITS (ars_master);
-CREATE TABLE nomos_ars () INHERITS (ars_master);
+CREATE TABLE "bucketpool" ();
+ALTER TABLE "bucketpool" ADD COLUMN "bucketpool_pk" int4 DEFAULT nextval('bucketpool_bucketpool_pk_seq'::regclass);
+ALTER TABLE "bucketpool" ALTER COLUMN "bucketpool_pk" SET NOT NULL, ALTER COLUMN "bucketpool_pk" SET DEFAULT nextval('bucketpool_bucketpool_pk_seq'::regclass);
+ALTER TABLE "bucketpool" ADD COLUMN "bucketpool_name" text;
+ALTER TABLE "bucketpool" ALTER COLUMN "bucketpool_name" SET NOT NULL;
+COMMENT ON COLUMN "bucketpool"."bucketpool_name" IS 'Descriptive name';
+ALTER TABLE "bucketpool" ADD COLUMN "version" int4 DEFAULT 1;
+ALTER TABLE "bucketpool" ALTER COLUMN "version" SET NOT NULL, ALTER COLUMN "version" SET DEFAULT 1;
+COMMENT ON COLUMN "bucketpool"."version" IS '1, 2, 3, ...';
+ALTER TABLE "bucketpool" ADD COLUMN "active" char(1) DEFAULT 'Y'::character(1);
+ALTER TABLE "bucketpool" ALTER COLUMN "active" SET NOT NULL, ALTER COLUMN "active" SET DEFAULT 'Y'::character(1);
+COMMENT ON COLUMN "bucketpool"."active" IS 'N=inactive, Y=active';
+ALTER TABLE "bucketpool" ADD COLUMN "description" text;
+ALTER TABLE "bucketpool" ALTER COLUMN "description" DROP NOT NULL;
+COMMENT ON COLUMN "bucketpool"."description" IS 'Optional bucketpool description';
 
-CREATE TABLE reportgen (
-  upload_fk int4,
-  job_fk int4,
-  filepath text
-);
+CREATE TABLE "clearing_decision" ();
+ALTER TABLE "clearing_decision" ADD COLUMN "clearing_decision_pk" int4 DEFAULT nextval('clearing_decision_clearing_decision_pk_seq'::regclass);
+ALTER TABLE "clearing_decision" ALTER COLUMN "clearing_decision_pk" SET NOT NULL, ALTER COLUMN "clearing_decision_pk" SET DEFAULT nextval('clearing_decision_clearing_decision_pk_seq'::regclass);
+ALTER TABLE "clearing_decision" ADD COLUMN "uploadtree_fk" int4;
+ALTER TABLE "clearing_decision" ALTER COLUMN "uploadtree_fk" SET NOT NULL;
+ALTER TABLE "clearing_decision" ADD COLUMN "pfile_fk" int4;
+ALTER TABLE "clearing_decision" ALTER COLUMN "pfile_fk" SET NOT NULL;
+ALTER TABLE "clearing_decision" ADD COLUMN "user_fk" int4;
+ALTER TABLE "clearing_decision" ALTER COLUMN "user_fk" SET NOT NULL;
+ALTER TABLE "clearing_decision" ADD COLUMN "group_fk" int4;
+ALTER TABLE "clearing_decision" ALTER COLUMN "group_fk" DROP NOT NULL;
+ALTER TABLE "clearing_decision" ADD COLUMN "date_added" timestamptz DEFAULT now();
+ALTER TABLE "clearing_decision" ALTER COLUMN "date_added" SET NOT NULL, ALTER COLUMN "date_added" SET DEFAULT now();
+ALTER TABLE "clearing_decision" ADD COLUMN "decision_type" int4 DEFAULT 0;
+ALTER TABLE "clearing_decision" ALTER COLUMN "decision_type" SET NOT NULL, ALTER COLUMN "decision_type" SET DEFAULT 0;
+COMMENT ON COLUMN "clearing_decision"."decision_type" IS 'see Fossology/Lib/Data/DecisionTypes';
+ALTER TABLE "clearing_decision" ADD COLUMN "scope" int4 DEFAULT 1;
+ALTER TABLE "clearing_decision" ALTER COLUMN "scope" SET NOT NULL, ALTER COLUMN "scope" SET DEFAULT 1;
+COMMENT ON COLUMN "clearing_decision"."scope" IS 'see Fossology/Lib/Data/DecisonScopes';
+
+CREATE TABLE "clearing_decision_event" ();
+ALTER TABLE "clearing_decision_event" ADD COLUMN "clearing_event_fk" int4;
+ALTER TABLE "clearing_decision_event" ALTER COLUMN "clearing_event_fk" SET NOT NULL;
+ALTER TABLE "clearing_decision_event" ADD COLUMN "clearing_decision_fk" int4;
+ALTER TABLE "clearing_decision_event" ALTER COLUMN "clearing_decision_fk" SET NOT NULL;
+
+CREATE TABLE "clearing_event" ();
+ALTER TABLE "clearing_event" ADD COLUMN "clearing_event_pk" int4 DEFAULT nextval('clearing_event_clearing_event_pk_seq'::regclass);
+ALTER TABLE "clearing_event" ALTER COLUMN "clearing_event_pk" SET NOT NULL, ALTER COLUMN "clearing_event_pk" SET DEFAULT nextval('clearing_event_clearing_event_pk_seq'::regclass);
+ALTER TABLE "clearing_event" ADD COLUMN "uploadtree_fk" int4;
+ALTER TABLE "clearing_event" ALTER COLUMN "uploadtree_fk" SET NOT NULL;
+ALTER TABLE "clearing_event" ADD COLUMN "rf_fk" int4;
+ALTER TABLE "clearing_event" ALTER COLUMN "rf_fk" SET NOT NULL;
+COMMENT ON COLUMN "clearing_event"."rf_fk" IS 'refer to license_ref* (not only license_ref)';
+ALTER TABLE "clearing_event" ADD COLUMN "removed" bool;
+ALTER TABLE "clearing_event" ALTER COLUMN "removed" DROP NOT NULL;
+COMMENT ON COLUMN "clearing_event"."removed" IS 'true: add license, false: remove license, null: only change comment';
+ALTER TABLE "clearing_event" ADD COLUMN "user_fk" int4;
+ALTER TABLE "clearing_event" ALTER COLUMN "user_fk" SET NOT NULL;
+ALTER TABLE "clearing_event" ADD COLUMN "group_fk" int4;
+ALTER TABLE "clearing_event" ALTER COLUMN "group_fk" SET NOT NULL;
+ALTER TABLE "clearing_event" ADD COLUMN "job_fk" int4;
+ALTER TABLE "clearing_event" ALTER COLUMN "job_fk" DROP NOT NULL;
+ALTER TABLE "clearing_event" ADD COLUMN "type_fk" int4;
+ALTER TABLE "clearing_event" ALTER COLUMN "type_fk" SET NOT NULL;
+COMMENT ON COLUMN "clearing_event"."type_fk" IS 'see Fossology/Lib/Data/LicenseEvent/ClearingEventTypes';
+ALTER TABLE "clearing_event" ADD COLUMN "comment" text;
+ALTER TABLE "clearing_event" ALTER COLUMN "comment" DROP NOT NULL;
+COMMENT ON COLUMN "clearing_event"."comment" IS 'User comment';
+ALTER TABLE "clearing_event" ADD COLUMN "reportinfo" text;
+ALTER TABLE "clearing_event" ALTER COLUMN "reportinfo" DROP NOT NULL;
+COMMENT ON COLUMN "clearing_event"."reportinfo" IS 'public comment';
+ALTER TABLE "clearing_event" ADD COLUMN "acknowledgement" text;
+ALTER TABLE "clearing_event" ALTER COLUMN "acknowledgement" DROP NOT NULL;
+COMMENT ON COLUMN "clearing_event"."acknowledgement" IS 'public comment';
+ALTER TABLE "clearing_event" ADD COLUMN "date_added" timestamptz DEFAULT now();
+ALTER TABLE "clearing_event" ALTER COLUMN "date_added" SET NOT NULL, ALTER COLUMN "date_added" SET DEFAULT now();
+
+CREATE TABLE "comp_result" ();
+ALTER TABLE "comp_result" ADD COLUMN "agent_fk" int4;
+ALTER TABLE "comp_result" ALTER COLUMN "agent_fk" SET NOT NULL;
+COMMENT ON COLUMN "comp_result"."agent_fk" IS 'Agent id';
+ALTER TABLE "comp_result" ADD COLUMN "pfile_fk" int4;
+ALTER TABLE "comp_result" ALTER COLUMN "pfile_fk" SET NOT NULL;
+COMMENT ON COLUMN "comp_result"."pfile_fk" IS 'pfile key';
+ALTER TABLE "comp_result" ADD COLUMN "first_rf_fk" int4;
+ALTER TABLE "comp_result" ALTER COLUMN "first_rf_fk" SET NOT NULL;
+COMMENT ON COLUMN "comp_result"."first_rf_fk" IS 'License1 key';
+ALTER TABLE "comp_result" ADD COLUMN "second_rf_fk" int4;
+ALTER TABLE "comp_result" ALTER COLUMN "second_rf_fk" SET NOT NULL;
+COMMENT ON COLUMN "comp_result"."second_rf_fk" IS 'License2 key';
+ALTER TABLE "comp_result" ADD COLUMN "result" bool;
+ALTER TABLE "comp_result" ALTER COLUMN "result" SET NOT NULL;
+COMMENT ON COLUMN "comp_result"."result" IS 'compatibility result';
+
+CREATE TABLE "copyright" ();
+ALTER TABLE "copyright" ADD COLUMN "copyright_pk" int8 DEFAULT nextval('copyright_pk_seq'::regclass);
+ALTER TABLE "copyright" ALTER COLUMN "copyright_pk" SET NOT NULL, ALTER COLUMN "copyright_pk" SET DEFAULT nextval('copyright_pk_seq'::regclass);
+ALTER TABLE "copyright" ADD COLUMN "agent_fk" int8;
+ALTER TABLE "copyright" ALTER COLUMN "agent_fk" SET NOT NULL;
+ALTER TABLE "copyright" ADD COLUMN "pfile_fk" int8;
+ALTER TABLE "copyright" ALTER COLUMN "pfile_fk" SET NOT NULL;
+ALTER TABLE "copyright" ADD COLUMN "content" text;
+ALTER TABLE "copyright" ALTER COLUMN "content" DROP NOT NULL;
+ALTER TABLE "copyright" ADD COLUMN "hash" text;
+ALTER TABLE "copyright" ALTER COLUMN "hash" DROP NOT NULL;
+ALTER TABLE "copyright" ADD COLUMN "type" text;
+ALTER TABLE "copyright" ALTER COLUMN "type" DROP NOT NULL;
+ALTER TABLE "copyright" ADD COLUMN "copy_startbyte" int4;
+ALTER TABLE "copyright" ALTER COLUMN "copy_startbyte" DROP NOT NULL;
+ALTER TABLE "copyright" ADD COLUMN "copy_endbyte" int4;
+ALTER TABLE "copyright" ALTER COLUMN "copy_endbyte" DROP NOT NULL;
+ALTER TABLE "copyright" ADD COLUMN "is_enabled" bool DEFAULT true;
+ALTER TABLE "copyright" ALTER COLUMN "is_enabled" DROP NOT NULL, ALTER COLUMN "is_enabled" SET DEFAULT true;
+COMMENT ON COLUMN "copyright"."is_enabled" IS 'true to enable, false to disable';
+
+CREATE TABLE "copyright_decision" ();
+ALTER TABLE "copyright_decision" ADD COLUMN "copyright_decision_pk" int8 DEFAULT nextval('copyright_decision_pk_seq'::regclass);
+ALTER TABLE "copyright_decision" ALTER COLUMN "copyright_decision_pk" SET NOT NULL, ALTER COLUMN "copyright_decision_pk" SET DEFAULT nextval('copyright_decision_pk_seq'::regclass);
+ALTER TABLE "copyright_decision" ADD COLUMN "user_fk" int8;
+ALTER TABLE "copyright_decision" ALTER COLUMN "user_fk" SET NOT NULL;
+ALTER TABLE "copyright_decision" ADD COLUMN "pfile_fk" int8;
+ALTER TABLE "copyright_decision" ALTER COLUMN "pfile_fk" SET NOT NULL;
+ALTER TABLE "copyright_decision" ADD COLUMN "clearing_decision_type_fk" int8;
+ALTER TABLE "copyright_decision" ALTER COLUMN "clearing_decision_type_fk" SET NOT NULL;
+ALTER TABLE "copyright_decision" ADD COLUMN "description" text;
+ALTER TABLE "copyright_decision" ALTER COLUMN "description" DROP NOT NULL;
+ALTER TABLE "copyright_decision" ADD COLUMN "textfinding" text;
+ALTER TABLE "copyright_decision" ALTER COLUMN "textfinding" DROP NOT NULL;
+ALTER TABLE "copyright_decision" ADD COLUMN "hash" char(64);
+ALTER TABLE "copyright_decision" ALTER COLUMN "hash" DROP NOT NULL;
+COMMENT ON COLUMN "copyright_decision"."hash" IS 'SHA256 hash of textfinding for grouping statements.';
+ALTER TABLE "copyright_decision" ADD COLUMN "comment" text;
+ALTER TABLE "copyright_decision" ALTER COLUMN "comment" DROP NOT NULL;
+ALTER TABLE "copyright_decision" ADD COLUMN "is_enabled" bool DEFAULT true;
+ALTER TABLE "copyright_decision" ALTER COLUMN "is_enabled" DROP NOT NULL, ALTER COLUMN "is_enabled" SET DEFAULT true;
+COMMENT ON COLUMN "copyright_decision"."is_enabled" IS 'true to enable, false to disable';
+
+CREATE TABLE "copyright_event" ();
+ALTER TABLE "copyright_event" ADD COLUMN "copyright_event_pk" int8 DEFAULT nextval('copyright_event_pk_seq'::regclass);
+ALTER TABLE "copyright_event" ALTER COLUMN "copyright_event_pk" SET NOT NULL, ALTER COLUMN "copyright_event_pk" SET DEFAULT nextval('copyright_event_pk_seq'::regclass);
+ALTER TABLE "copyright_event" ADD COLUMN "upload_fk" int8;
+ALTER TABLE "copyright_event" ALTER COLUMN "upload_fk" SET NOT NULL;
+ALTER TABLE "copyright_event" ADD COLUMN "uploadtree_fk" int4;
+ALTER TABLE "copyright_event" ALTER COLUMN "uploadtree_fk" SET NOT NULL;
+ALTER TABLE "copyright_event" ADD COLUMN "copyright_fk" int8;
+ALTER TABLE "copyright_event" ALTER COLUMN "copyright_fk" SET NOT NULL;
+ALTER TABLE "copyright_event" ADD COLUMN "content" text;
+ALTER TABLE "copyright_event" ALTER COLUMN "content" DROP NOT NULL;
+ALTER TABLE "copyright_event" ADD COLUMN "hash" text;
+ALTER TABLE "copyright_event" ALTER COLUMN "hash" DROP NOT NULL;
+ALTER TABLE "copyright_event" ADD COLUMN "is_enabled" bool DEFAULT false;
+ALTER TABLE "copyright_event" ALTER COLUMN "is_enabled" DROP NOT NULL, ALTER COLUMN "is_enabled" SET DEFAULT false;
+COMMENT ON COLUMN "copyright_event"."is_enabled" IS 'true to enabled with edited, false to disable';
+ALTER TABLE "copyright_event" ADD COLUMN "scope" int4 DEFAULT 1;
+ALTER TABLE "copyright_event" ALTER COLUMN "scope" SET NOT NULL, ALTER COLUMN "scope" SET DEFAULT 1;
+COMMENT ON COLUMN "copyright_event"."scope" IS '1 for normal and 2 for deactivation from license page ex: irrelevent';
+
+CREATE TABLE "copyright_spasht" ();
+ALTER TABLE "copyright_spasht" ADD COLUMN "copyright_spasht_pk" int8 DEFAULT nextval('copyright_spasht_pk_seq'::regclass);
+ALTER TABLE "copyright_spasht" ALTER COLUMN "copyright_spasht_pk" SET NOT NULL, ALTER COLUMN "copyright_spasht_pk" SET DEFAULT nextval('copyright_spasht_pk_seq'::regclass);
+ALTER TABLE "copyright_spasht" ADD COLUMN "agent_fk" int8;
+ALTER TABLE "copyright_spasht" ALTER COLUMN "agent_fk" SET NOT NULL;
+ALTER TABLE "copyright_spasht" ADD COLUMN "pfile_fk" int8;
+ALTER TABLE "copyright_spasht" ALTER COLUMN "pfile_fk" SET NOT NULL;
+ALTER TABLE "copyright_spasht" ADD COLUMN "clearing_decision_type_fk" int8;
+ALTER TABLE "copyright_spasht" ALTER COLUMN "clearing_decision_type_fk" SET NOT NULL;
+ALTER TABLE "copyright_spasht" ADD COLUMN "description" text;
+ALTER TABLE "copyright_spasht" ALTER COLUMN "description" DROP NOT NULL;
+ALTER TABLE "copyright_spasht" ADD COLUMN "textfinding" text;
+ALTER TABLE "copyright_spasht" ALTER COLUMN "textfinding" DROP NOT NULL;
+ALTER TABLE "copyright_spasht" ADD COLUMN "hash" char(64);
+ALTER TABLE "copyright_spasht" ALTER COLUMN "hash" DROP NOT NULL;
+COMMENT ON COLUMN "copyright_spasht"."hash" IS 'SHA256 hash of textfinding for grouping statements.';
+ALTER TABLE "copyright_spasht" ADD COLUMN "comment" text;
+ALTER TABLE "copyright_spasht" ALTER COLUMN "comment" DROP NOT NULL;
+ALTER TABLE "copyright_spasht" ADD COLUMN "is_enabled" bool DEFAULT true;
+ALTER TABLE "copyright_spasht" ALTER COLUMN "is_enabled" DROP NOT NULL, ALTER COLUMN "is_enabled" SET DEFAULT true;
+COMMENT ON COLUMN "copyright_spasht"."is_enabled" IS 'true to enable, false to disable';
+
+CREATE TABLE "custom_phrase" ();
+ALTER TABLE "custom_phrase" ADD COLUMN "cp_pk" int4 DEFAULT nextval('custom_phrase_cp_pk_seq'::regclass);
+ALTER TABLE "custom_phrase" ALTER COLUMN "cp_pk" SET NOT NULL, ALTER COLUMN "cp_pk" SET DEFAULT nextval('custom_phrase_cp_pk_seq'::regclass);
+COMMENT ON COLUMN "custom_phrase"."cp_pk" IS 'Primary key';
+ALTER TABLE "custom_phrase" ADD COLUMN "user_fk" int4;
+ALTER TABLE "custom_phrase" ALTER COLUMN "user_fk" DROP NOT NULL;
+COMMENT ON COLUMN "custom_phrase"."user_fk" IS 'User who created this phrase';
+ALTER TABLE "custom_phrase" ADD COLUMN "group_fk" int4;
+ALTER TABLE "custom_phrase" ALTER COLUMN "group_fk" DROP NOT NULL;
+COMMENT ON COLUMN "custom_phrase"."group_fk" IS 'Group that owns this phrase';
+ALTER TABLE "custom_phrase" ADD COLUMN "text" text;
+ALTER TABLE "custom_phrase" ALTER COLUMN "text" SET NOT NULL;
+COMMENT ON COLUMN "custom_phrase"."text" IS 'The custom text content';
+ALTER TABLE "custom_phrase" ADD COLUMN "text_md5" varchar(32);
+ALTER TABLE "custom_phrase" ALTER COLUMN "text_md5" SET NOT NULL;
+COMMENT ON COLUMN "custom_phrase"."text_md5" IS 'MD5 hash of the text content for duplicate detection';
+ALTER TABLE "custom_phrase" ADD COLUMN "acknowledgement" text;
+ALTER TABLE "custom_phrase" ALTER COLUMN "acknowledgement" DROP NOT NULL;
+COMMENT ON COLUMN "custom_phrase"."acknowledgement" IS 'Acknowledgement text for the license';
+ALTER TABLE "custom_phrase" ADD COLUMN "created_date" timestamptz DEFAULT CURRENT_TIMESTAMP;
+ALTER TABLE "custom_phrase" ALTER COLUMN "created_date" DROP NOT NULL, ALTER COLUMN "created_date" SET DEFAULT CURRENT_TIMESTAMP;
+COMMENT ON COLUMN "custom_phrase"."created_date" IS 'When this phrase was created';
+ALTER TABLE "custom_phrase" ADD COLUMN "is_active" bool DEFAULT true;
+ALTER TABLE "custom_phrase" ALTER COLUMN "is_active" DROP NOT NULL, ALTER COLUMN "is_active" SET DEFAULT true;
+COMMENT ON COLUMN "custom_phrase"."is_active" IS 'Whether this phrase is active';
+ALTER TABLE "custom_phrase" ADD COLUMN "comments" text;
+ALTER TABLE "custom_phrase" ALTER COLUMN "comments" DROP NOT NULL;
+COMMENT ON COLUMN "custom_phrase"."comments" IS 'Comments for the custom text';
+
+CREATE TABLE "custom_phrase_license_map" ();
+ALTER TABLE "custom_phrase_license_map" ADD COLUMN "cp_fk" int4;
+ALTER TABLE "custom_phrase_license_map" ALTER COLUMN "cp_fk" SET NOT NULL;
+COMMENT ON COLUMN "custom_phrase_license_map"."cp_fk" IS 'Foreign key to custom_phrase table';
+ALTER TABLE "custom_phrase_license_map" ADD COLUMN "rf_fk" int4;
+ALTER TABLE "custom_phrase_license_map" ALTER COLUMN "rf_fk" SET NOT NULL;
+COMMENT ON COLUMN "custom_phrase_license_map"."rf_fk" IS 'reference to license_ref* (not only license_ref)';
+ALTER TABLE "custom_phrase_license_map" ADD COLUMN "removing" bool DEFAULT false;
+ALTER TABLE "custom_phrase_license_map" ALTER COLUMN "removing" SET NOT NULL, ALTER COLUMN "removing" SET DEFAULT false;
+COMMENT ON COLUMN "custom_phrase_license_map"."removing" IS 'true if removing license, false if adding license';
+ALTER TABLE "custom_phrase_license_map" ADD COLUMN "comment" text;
+ALTER TABLE "custom_phrase_license_map" ALTER COLUMN "comment" DROP NOT NULL;
+COMMENT ON COLUMN "custom_phrase_license_map"."comment" IS 'User comment for this license mapping';
+ALTER TABLE "custom_phrase_license_map" ADD COLUMN "reportinfo" text;
+ALTER TABLE "custom_phrase_license_map" ALTER COLUMN "reportinfo" DROP NOT NULL;
+COMMENT ON COLUMN "custom_phrase_license_map"."reportinfo" IS 'License text / public comment for this mapping';
+ALTER TABLE "custom_phrase_license_map" ADD COLUMN "acknowledgement" text;
+ALTER TABLE "custom_phrase_license_map" ALTER COLUMN "acknowledgement" DROP NOT NULL;
+COMMENT ON COLUMN "custom_phrase_license_map"."acknowledgement" IS 'Acknowledgement text for this license mapping';
+
+CREATE TABLE "author" ();
+ALTER TABLE "author" ADD COLUMN "author_pk" int8 DEFAULT nextval('author_pk_seq'::regclass);
+ALTER TABLE "author" ALTER COLUMN "author_pk" SET NOT NULL, ALTER COLUMN "author_pk" SET DEFAULT nextval('author_pk_seq'::regclass);
+ALTER TABLE "author" ADD COLUMN "agent_fk" int8;
+ALTER TABLE "author" ALTER COLUMN "agent_fk" SET NOT NULL;
+ALTER TABLE "author" ADD COLUMN "pfile_fk" int8;
+ALTER TABLE "author" ALTER COLUMN "pfile_fk" SET NOT NULL;
+ALTER TABLE "author" ADD COLUMN "content" text;
+ALTER TABLE "author" ALTER COLUMN "content" DROP NOT NULL;
+ALTER TABLE "author" ADD COLUMN "hash" text;
+ALTER TABLE "author" ALTER COLUMN "hash" DROP NOT NULL;
+ALTER TABLE "author" ADD COLUMN "type" text;
+ALTER TABLE "author" ALTER COLUMN "type" DROP NOT NULL;
+ALTER TABLE "author" ADD COLUMN "copy_startbyte" int4;
+ALTER TABLE "author" ALTER COLUMN "copy_startbyte" DROP NOT NULL;
+ALTER TABLE "author" ADD COLUMN "copy_endbyte" int4;
+ALTER TABLE "author" ALTER COLUMN "copy_endbyte" DROP NOT NULL;
+ALTER TABLE "author" ADD COLUMN "is_enabled" bool DEFAULT true;
+ALTER TABLE "author" ALTER COLUMN "is_enabled" DROP NOT NULL, ALTER COLUMN "is_enabled" SET DEFAULT true;
+COMMENT ON COLUMN "author"."is_enabled" IS 'true to enable, false to disable';
+
+CREATE TABLE "author_event" ();
+ALTER TABLE "author_event" ADD COLUMN "author_event_pk" int8 DEFAULT nextval('author_event_pk_seq'::regclass);
+ALTER TABLE "author_event" ALTER COLUMN "author_event_pk" SET NOT NULL, ALTER COLUMN "author_event_pk" SET DEFAULT nextval('author_event_pk_seq'::regclass);
+ALTER TABLE "author_event" ADD COLUMN "upload_fk" int8;
+ALTER TABLE "author_event" ALTER COLUMN "upload_fk" SET NOT NULL;
+ALTER TABLE "author_event" ADD COLUMN "uploadtree_fk" int4;
+ALTER TABLE "author_event" ALTER COLUMN "uploadtree_fk" SET NOT NULL;
+ALTER TABLE "author_event" ADD COLUMN "author_fk" int8;
+ALTER TABLE "author_event" ALTER COLUMN "author_fk" SET NOT NULL;
+ALTER TABLE "author_event" ADD COLUMN "content" text;
+ALTER TABLE "author_event" ALTER COLUMN "content" DROP NOT NULL;
+ALTER TABLE "author_event" ADD COLUMN "hash" text;
+ALTER TABLE "author_event" ALTER COLUMN "hash" DROP NOT NULL;
+ALTER TABLE "author_event" ADD COLUMN "is_enabled" bool DEFAULT false;
+ALTER TABLE "author_event" ALTER COLUMN "is_enabled" DROP NOT NULL, ALTER COLUMN "is_enabled" SET DEFAULT false;
+COMMENT ON COLUMN "author_event"."is_enabled" IS 'true to enabled with edited, false to disable';
+ALTER TABLE "author_event" ADD COLUMN "scope" int4 DEFAULT 1;
+ALTER TABLE "author_event" ALTER COLUMN "scope" SET NOT NULL, ALTER COLUMN "scope" SET DEFAULT 1;
+COMMENT ON COLUMN "author_event"."scope" IS '1 for normal and 2 for deactivation from license page ex: irrelevent';
+
+CREATE TABLE "ecc" ();
+ALTER TABLE "ecc" ADD COLUMN "ecc_pk" int8 DEFAULT nextval('ecc_pk_seq'::regclass);
+ALTER TABLE "ecc" ALTER COLUMN "ecc_pk" SET NOT NULL, ALTER COLUMN "ecc_pk" SET DEFAULT nextval('ecc_pk_seq'::regclass);
+ALTER TABLE "ecc" ADD COLUMN "agent_fk" int8;
+ALTER TABLE "ecc" ALTER COLUMN "agent_fk" SET NOT NULL;
+ALTER TABLE "ecc" ADD COLUMN "pfile_fk" int8;
+ALTER TABLE "ecc" ALTER COLUMN "pfile_fk" SET NOT NULL;
+ALTER TABLE "ecc" ADD COLUMN "content" text;
+ALTER TABLE "ecc" ALTER COLUMN "content" DROP NOT NULL;
+ALTER TABLE "ecc" ADD COLUMN "hash" text;
+ALTER TABLE "ecc" ALTER COLUMN "hash" DROP NOT NULL;
+ALTER TABLE "ecc" ADD COLUMN "type" text;
+ALTER TABLE "ecc" ALTER COLUMN "type" DROP NOT NULL;
+ALTER TABLE "ecc" ADD COLUMN "copy_startbyte" int4;
+ALTER TABLE "ecc" ALTER COLUMN "copy_startbyte" DROP NOT NULL;
+ALTER TABLE "ecc" ADD COLUMN "copy_endbyte" int4;
+ALTER TABLE "ecc" ALTER COLUMN "copy_endbyte" DROP NOT NULL;
+ALTER TABLE "ecc" ADD COLUMN "is_enabled" bool DEFAULT true;
+ALTER TABLE "ecc" ALTER COLUMN "is_enabled" DROP NOT NULL, ALTER COLUMN "is_enabled" SET DEFAULT true;
+COMMENT ON COLUMN "ecc"."is_enabled" IS 'true to enable, false to disable';
+
+CREATE TABLE "ecc_decision" ();
+ALTER TABLE "ecc_decision" ADD COLUMN "ecc_decision_pk" int8 DEFAULT nextval('ecc_decision_pk_seq'::regclass);
+ALTER TABLE "ecc_decision" ALTER COLUMN "ecc_decision_pk" SET NOT NULL, ALTER COLUMN "ecc_decision_pk" SET DEFAULT nextval('ecc_decision_pk_seq'::regclass);
+ALTER TABLE "ecc_decision" ADD COLUMN "user_fk" int8;
+ALTER TABLE "ecc_decision" ALTER COLUMN "user_fk" SET NOT NULL;
+ALTER TABLE "ecc_decision" ADD COLUMN "pfile_fk" int8;
+ALTER TABLE "ecc_decision" ALTER COLUMN "pfile_fk" SET NOT NULL;
+ALTER TABLE "ecc_decision" ADD COLUMN "clearing_decision_type_fk" int8;
+ALTER TABLE "ecc_decision" ALTER COLUMN "clearing_decision_type_fk" SET NOT NULL;
+ALTER TABLE "ecc_decision" ADD COLUMN "description" text;
+ALTER TABLE "ecc_decision" ALTER COLUMN "description" DROP NOT NULL;
+ALTER TABLE "ecc_decision" ADD COLUMN "textfinding" text;
+ALTER TABLE "ecc_decision" ALTER COLUMN "textfinding" DROP NOT NULL;
+ALTER TABLE "ecc_decision" ADD COLUMN "hash" char(64);
+ALTER TABLE "ecc_decision" ALTER COLUMN "hash" DROP NOT NULL;
+COMMENT ON COLUMN "ecc_decision"."hash" IS 'SHA256 hash of textfinding for grouping statements.';
+ALTER TABLE "ecc_decision" ADD COLUMN "comment" text;
+ALTER TABLE "ecc_decision" ALTER COLUMN "comment" DROP NOT NULL;
+ALTER TABLE "ecc_decision" ADD COLUMN "is_enabled" bool DEFAULT true;
+ALTER TABLE "ecc_decision" ALTER COLUMN "is_enabled" DROP NOT NULL, ALTER COLUMN "is_enabled" SET DEFAULT true;
+COMMENT ON COLUMN "ecc_decision"."is_enabled" IS 'true to enable, false to disable';
+
+CREATE TABLE "ipra" ();
+ALTER TABLE "ipra" ADD COLUMN "ipra_pk" int8 DEFAULT nextval('ipra_pk_seq'::regclass);
+ALTER TABLE "ipra" ALTER COLUMN "ipra_pk" SET NOT NULL, ALTER COLUMN "ipra_pk" SET DEFAULT nextval('ipra_pk_seq'::regclass);
+ALTER TABLE "ipra" ADD COLUMN "agent_fk" int8;
+ALTER TABLE "ipra" ALTER COLUMN "agent_fk" SET NOT NULL;
+ALTER TABLE "ipra" ADD COLUMN "pfile_fk" int8;
+ALTER TABLE "ipra" ALTER COLUMN "pfile_fk" SET NOT NULL;
+ALTER TABLE "ipra" ADD COLUMN "content" text;
+ALTER TABLE "ipra" ALTER COLUMN "content" DROP NOT NULL;
+ALTER TABLE "ipra" ADD COLUMN "hash" text;
+ALTER TABLE "ipra" ALTER COLUMN "hash" DROP NOT NULL;
+ALTER TABLE "ipra" ADD COLUMN "type" text;
+ALTER TABLE "ipra" ALTER COLUMN "type" DROP NOT NULL;
+ALTER TABLE "ipra" ADD COLUMN "copy_startbyte" int4;
+ALTER TABLE "ipra" ALTER COLUMN "copy_startbyte" DROP NOT NULL;
+ALTER TABLE "ipra" ADD COLUMN "copy_endbyte" int4;
+ALTER TABLE "ipra" ALTER COLUMN "copy_endbyte" DROP NOT NULL;
+ALTER TABLE "ipra" ADD COLUMN "is_enabled" bool DEFAULT true;
+ALTER TABLE "ipra" ALTER COLUMN "is_enabled" DROP NOT NULL, ALTER COLUMN "is_enabled" SET DEFAULT true;
+COMMENT ON COLUMN "ipra"."is_enabled" IS 'true to enable, false to disable';
+
+CREATE TABLE "ipra_event" ();
+ALTER TABLE "ipra_event" ADD COLUMN "ipra_event_pk" int8 DEFAULT nextval('ipra_event_pk_seq'::regclass);
+ALTER TABLE "ipra_event" ALTER COLUMN "ipra_event_pk" SET NOT NULL, ALTER COLUMN "ipra_event_pk" SET DEFAULT nextval('ipra_event_pk_seq'::regclass);
+ALTER TABLE "ipra_event" ADD COLUMN "upload_fk" int8;
+ALTER TABLE "ipra_event" ALTER COLUMN "upload_fk" SET NOT NULL;
+ALTER TABLE "ipra_event" ADD COLUMN "uploadtree_fk" int4;
+ALTER TABLE "ipra_event" ALTER COLUMN "uploadtree_fk" SET NOT NULL;
+ALTER TABLE "ipra_event" ADD COLUMN "ipra_fk" int8;
+ALTER TABLE "ipra_event" ALTER COLUMN "ipra_fk" SET NOT NULL;
+ALTER TABLE "ipra_event" ADD COLUMN "content" text;
+ALTER TABLE "ipra_event" ALTER COLUMN "content" DROP NOT NULL;
+ALTER TABLE "ipra_event" ADD COLUMN "hash" text;
+ALTER TABLE "ipra_event" ALTER COLUMN "hash" DROP NOT NULL;
+ALTER TABLE "ipra_event" ADD COLUMN "is_enabled" bool DEFAULT false;
+ALTER TABLE "ipra_event" ALTER COLUMN "is_enabled" DROP NOT NULL, ALTER COLUMN "is_enabled" SET DEFAULT false;
+COMMENT ON COLUMN "ipra_event"."is_enabled" IS 'true to enabled with edited, false to disable';
+ALTER TABLE "ipra_event" ADD COLUMN "scope" int4 DEFAULT 1;
+ALTER TABLE "ipra_event" ALTER COLUMN "scope" SET NOT NULL, ALTER COLUMN "scope" SET DEFAULT 1;
+COMMENT ON COLUMN "ipra_event"."scope" IS '1 for normal and 2 for deactivation from license page ex: irrelevent';
+
+CREATE TABLE "ipra_decision" ();
+ALTER TABLE "ipra_decision" ADD COLUMN "ipra_decision_pk" int8 DEFAULT nextval('ipra_decision_pk_seq'::regclass);
+ALTER TABLE "ipra_decision" ALTER COLUMN "ipra_decision_pk" SET NOT NULL, ALTER COLUMN "ipra_decision_pk" SET DEFAULT nextval('ipra_decision_pk_seq'::regclass);
+ALTER TABLE "ipra_decision" ADD COLUMN "user_fk" int8;
+ALTER TABLE "ipra_decision" ALTER COLUMN "user_fk" SET NOT NULL;
+ALTER TABLE "ipra_decision" ADD COLUMN "pfile_fk" int8;
+ALTER TABLE "ipra_decision" ALTER COLUMN "pfile_fk" SET NOT NULL;
+ALTER TABLE "ipra_decision" ADD COLUMN "clearing_decision_type_fk" int8;
+ALTER TABLE "ipra_decision" ALTER COLUMN "clearing_decision_type_fk" SET NOT NULL;
+ALTER TABLE "ipra_decision" ADD COLUMN "description" text;
+ALTER TABLE "ipra_decision" ALTER COLUMN "description" DROP NOT NULL;
+ALTER TABLE "ipra_decision" ADD COLUMN "textfinding" text;
+ALTER TABLE "ipra_decision" ALTER COLUMN "textfinding" DROP NOT NULL;
+ALTER TABLE "ipra_decision" ADD COLUMN "hash" char(64);
+ALTER TABLE "ipra_decision" ALTER COLUMN "hash" DROP NOT NULL;
+COMMENT ON COLUMN "ipra_decision"."hash" IS 'SHA256 hash of textfinding for grouping statements.';
+ALTER TABLE "ipra_decision" ADD COLUMN "comment" text;
+ALTER TABLE "ipra_decision" ALTER COLUMN "comment" DROP NOT NULL;
+ALTER TABLE "ipra_decision" ADD COLUMN "is_enabled" bool DEFAULT true;
+ALTER TABLE "ipra_decision" ALTER COLUMN "is_enabled" DROP NOT NULL, ALTER COLUMN "is_enabled" SET DEFAULT true;
+COMMENT ON COLUMN "ipra_decision"."is_enabled" IS 'true to enable, false to disable';
+
+CREATE TABLE "ecc_event" ();
+ALTER TABLE "ecc_event" ADD COLUMN "ecc_event_pk" int8 DEFAULT nextval('ecc_event_pk_seq'::regclass);
+ALTER TABLE "ecc_event" ALTER COLUMN "ecc_event_pk" SET NOT NULL, ALTER COLUMN "ecc_event_pk" SET DEFAULT nextval('ecc_event_pk_seq'::regclass);
+ALTER TABLE "ecc_event" ADD COLUMN "upload_fk" int8;
+ALTER TABLE "ecc_event" ALTER COLUMN "upload_fk" SET NOT NULL;
+ALTER TABLE "ecc_event" ADD COLUMN "uploadtree_fk" int4;
+ALTER TABLE "ecc_event" ALTER COLUMN "uploadtree_fk" SET NOT NULL;
+ALTER TABLE "ecc_event" ADD COLUMN "ecc_fk" int8;
+ALTER TABLE "ecc_event" ALTER COLUMN "ecc_fk" SET NOT NULL;
+ALTER TABLE "ecc_event" ADD COLUMN "content" text;
+ALTER TABLE "ecc_event" ALTER COLUMN "content" DROP NOT NULL;
+ALTER TABLE "ecc_event" ADD COLUMN "hash" text;
+ALTER TABLE "ecc_event" ALTER COLUMN "hash" DROP NOT NULL;
+ALTER TABLE "ecc_event" ADD COLUMN "is_enabled" bool DEFAULT false;
+ALTER TABLE "ecc_event" ALTER COLUMN "is_enabled" DROP NOT NULL, ALTER COLUMN "is_enabled" SET DEFAULT false;
+COMMENT ON COLUMN "ecc_event"."is_enabled" IS 'true to enabled with edited, false to disable';
+ALTER TABLE "ecc_event" ADD COLUMN "scope" int4 DEFAULT 1;
+ALTER TABLE "ecc_event" ALTER COLUMN "scope" SET NOT NULL, ALTER COLUMN "scope" SET DEFAULT 1;
+COMMENT ON COLUMN "ecc_event"."scope" IS '1 for normal and 2 for deactivation from license page ex: irrelevent';
+
+CREATE TABLE "keyword" ();
+ALTER TABLE "keyword" ADD COLUMN "keyword_pk" int8 DEFAULT nextval('keyword_pk_seq'::regclass);
+ALTER TABLE "keyword" ALTER COLUMN "keyword_pk" SET NOT NULL, ALTER COLUMN "keyword_pk" SET DEFAULT nextval('keyword_pk_seq'::regclass);
+ALTER TABLE "keyword" ADD COLUMN "agent_fk" int8;
+ALTER TABLE "keyword" ALTER COLUMN "agent_fk" SET NOT NULL;
+ALTER TABLE "keyword" ADD COLUMN "pfile_fk" int8;
+ALTER TABLE "keyword" ALTER COLUMN "pfile_fk" SET NOT NULL;
+ALTER TABLE "keyword" ADD COLUMN "content" text;
+ALTER TABLE "keyword" ALTER COLUMN "content" DROP NOT NULL;
+ALTER TABLE "keyword" ADD COLUMN "hash" text;
+ALTER TABLE "keyword" ALTER COLUMN "hash" DROP NOT NULL;
+ALTER TABLE "keyword" ADD COLUMN "type" text;
+ALTER TABLE "keyword" ALTER COLUMN "type" DROP NOT NULL;
+ALTER TABLE "keyword" ADD COLUMN "copy_startbyte" int4;
+ALTER TABLE "keyword" ALTER COLUMN "copy_startbyte" DROP NOT NULL;
+ALTER TABLE "keyword" ADD COLUMN "copy_endbyte" int4;
+ALTER TABLE "keyword" ALTER COLUMN "copy_endbyte" DROP NOT NULL;
+ALTER TABLE "keyword" ADD COLUMN "is_enabled" bool DEFAULT true;
+ALTER TABLE "keyword" ALTER COLUMN "is_enabled" DROP NOT NULL, ALTER COLUMN "is_enabled" SET DEFAULT true;
+COMMENT ON COLUMN "keyword"."is_enabled" IS 'true to enable, false to disable';
+
+CREATE TABLE "keyword_decision" ();
+ALTER TABLE "keyword_decision" ADD COLUMN "keyword_decision_pk" int8 DEFAULT nextval('keyword_decision_pk_seq'::regclass);
+ALTER TABLE "keyword_decision" ALTER COLUMN "keyword_decision_pk" SET NOT NULL, ALTER COLUMN "keyword_decision_pk" SET DEFAULT nextval('keyword_decision_pk_seq'::regclass);
+ALTER TABLE "keyword_decision" ADD COLUMN "user_fk" int8;
+ALTER TABLE "keyword_decision" ALTER COLUMN "user_fk" SET NOT NULL;
+ALTER TABLE "keyword_decision" ADD COLUMN "pfile_fk" int8;
+ALTER TABLE "keyword_decision" ALTER COLUMN "pfile_fk" SET NOT NULL;
+ALTER TABLE "keyword_decision" ADD COLUMN "clearing_decision_type_fk" int8;
+ALTER TABLE "keyword_decision" ALTER COLUMN "clearing_decision_type_fk" SET NOT NULL;
+ALTER TABLE "keyword_decision" ADD COLUMN "description" text;
+ALTER TABLE "keyword_decision" ALTER COLUMN "description" DROP NOT NULL;
+ALTER TABLE "keyword_decision" ADD COLUMN "textfinding" text;
+ALTER TABLE "keyword_decision" ALTER COLUMN "textfinding" DROP NOT NULL;
+ALTER TABLE "keyword_decision" ADD COLUMN "hash" char(64);
+ALTER TABLE "keyword_decision" ALTER COLUMN "hash" DROP NOT NULL;
+COMMENT ON COLUMN "keyword_decision"."hash" IS 'SHA256 hash of textfinding for grouping statements.';
+ALTER TABLE "keyword_decision" ADD COLUMN "comment" text;
+ALTER TABLE "keyword_decision" ALTER COLUMN "comment" DROP NOT NULL;
+ALTER TABLE "keyword_decision" ADD COLUMN "is_enabled" bool DEFAULT true;
+ALTER TABLE "keyword_decision" ALTER COLUMN "is_enabled" DROP NOT NULL, ALTER COLUMN "is_enabled" SET DEFAULT true;
+COMMENT ON COLUMN "keyword_decision"."is_enabled" IS 'true to enable, false to disable';
+
+CREATE TABLE "keyword_event" ();
+ALTER TABLE "keyword_event" ADD COLUMN "keyword_event_pk" int8 DEFAULT nextval('keyword_event_pk_seq'::regclass);
+ALTER TABLE "keyword_event" ALTER COLUMN "keyword_event_pk" SET NOT NULL, ALTER COLUMN "keyword_event_pk" SET DEFAULT nextval('keyword_event_pk_seq'::regclass);
+ALTER TABLE "keyword_event" ADD COLUMN "upload_fk" int8;
+ALTER TABLE "keyword_event" ALTER COLUMN "upload_fk" SET NOT NULL;
+ALTER TABLE "keyword_event" ADD COLUMN "uploadtree_fk" int4;
+ALTER TABLE "keyword_event" ALTER COLUMN "uploadtree_fk" SET NOT NULL;
+ALTER TABLE "keyword_event" ADD COLUMN "keyword_fk" int8;
+ALTER TABLE "keyword_event" ALTER COLUMN "keyword_fk" SET NOT NULL;
+ALTER TABLE "keyword_event" ADD COLUMN "content" text;
+ALTER TABLE "keyword_event" ALTER COLUMN "content" DROP NOT NULL;
+ALTER TABLE "keyword_event" ADD COLUMN "hash" text;
+ALTER TABLE "keyword_event" ALTER COLUMN "hash" DROP NOT NULL;
+ALTER TABLE "keyword_event" ADD COLUMN "is_enabled" bool DEFAULT false;
+ALTER TABLE "keyword_event" ALTER COLUMN "is_enabled" DROP NOT NULL, ALTER COLUMN "is_enabled" SET DEFAULT false;
+COMMENT ON COLUMN "keyword_event"."is_enabled" IS 'true to enabled with edited, false to disable';
+ALTER TABLE "keyword_event" ADD COLUMN "scope" int4 DEFAULT 1;
+ALTER TABLE "keyword_event" ALTER COLUMN "scope" SET NOT NULL, ALTER COLUMN "scope" SET DEFAULT 1;
+COMMENT ON COLUMN "keyword_event"."scope" IS '1 for normal and 2 for deactivation from license page ex: irrelevent';
+
+CREATE TABLE "file_picker" ();
+ALTER TABLE "file_picker" ADD COLUMN "file_picker_pk" int4 DEFAULT nextval('file_picker_file_picker_pk_seq'::regclass);
+ALTER TABLE "file_picker" ALTER COLUMN "file_picker_pk" SET NOT NULL, ALTER COLUMN "file_picker_pk" SET DEFAULT nextval('file_picker_file_picker_pk_seq'::regclass);
+ALTER TABLE "file_picker" ADD COLUMN "user_fk" int4;
+ALTER TABLE "file_picker" ALTER COLUMN "user_fk" SET NOT NULL;
+ALTER TABLE "file_picker" ADD COLUMN "uploadtree_fk1" int4;
+ALTER TABLE "file_picker" ALTER COLUMN "uploadtree_fk1" SET NOT NULL;
+ALTER TABLE "file_picker" ADD COLUMN "uploadtree_fk2" int4;
+ALTER TABLE "file_picker" ALTER COLUMN "uploadtree_fk2" SET NOT NULL;
+ALTER TABLE "file_picker" ADD COLUMN "last_access_date" date;
+ALTER TABLE "file_picker" ALTER COLUMN "last_access_date" SET NOT NULL;
+
+CREATE TABLE "folder" ();
+ALTER TABLE "folder" ADD COLUMN "folder_pk" int4 DEFAULT nextval('folder_folder_pk_seq'::regclass);
+ALTER TABLE "folder" ALTER COLUMN "folder_pk" SET NOT NULL, ALTER COLUMN "folder_pk" SET DEFAULT nextval('folder_folder_pk_seq'::regclass);
+ALTER TABLE "folder" ADD COLUMN "folder_name" text;
+ALTER TABLE "folder" ALTER COLUMN "folder_name" SET NOT NULL;
+ALTER TABLE "folder" ADD COLUMN "user_fk" int4;
+ALTER TABLE "folder" ALTER COLUMN "user_fk" DROP NOT NULL;
+ALTER TABLE "folder" ADD COLUMN "folder_desc" text;
+ALTER TABLE "folder" ALTER COLUMN "folder_desc" DROP NOT NULL;
+ALTER TABLE "folder" ADD COLUMN "folder_perm" int4;
+ALTER TABLE "folder" ALTER COLUMN "folder_perm" DROP NOT NULL;
+COMMENT ON COLUMN "folder"."folder_perm" IS 'future permission';
+
+CREATE TABLE "foldercontents" ();
+ALTER TABLE "foldercontents" ADD COLUMN "foldercontents_pk" int4 DEFAULT nextval('foldercontents_foldercontents_pk_seq'::regclass);
+ALTER TABLE "foldercontents" ALTER COLUMN "foldercontents_pk" SET NOT NULL, ALTER COLUMN "foldercontents_pk" SET DEFAULT nextval('foldercontents_foldercontents_pk_seq'::regclass);
+ALTER TABLE "foldercontents" ADD COLUMN "parent_fk" int4;
+ALTER TABLE "foldercontents" ALTER COLUMN "parent_fk" SET NOT NULL;
+COMMENT ON COLUMN "foldercontents"."parent_fk" IS 'parent folder_fk';
+ALTER TABLE "foldercontents" ADD COLUMN "foldercontents_mode" int4;
+ALTER TABLE "foldercontents" ALTER COLUMN "foldercontents_mode" SET NOT NULL;
+COMMENT ON COLUMN "foldercontents"."foldercontents_mode" IS '1<<0 child is folder_fk, 1<<1 child is upload_fk, 1<<2 child is an uploadtree_fk';
+ALTER TABLE "foldercontents" ADD COLUMN "child_id" int4;
+ALTER TABLE "foldercontents" ALTER COLUMN "child_id" SET NOT NULL;
+
+CREATE TABLE "group_user_member" ();
+ALTER TABLE "group_user_member" ADD COLUMN "group_user_member_pk" int4 DEFAULT nextval('group_user_member_group_user_member_pk_seq'::regclass);
+ALTER TABLE "group_user_member" ALTER COLUMN "group_user_member_pk" SET NOT NULL, ALTER COLUMN "group_user_member_pk" SET DEFAULT nextval('group_user_member_group_user_member_pk_seq'::regclass);
+ALTER TABLE "group_user_member" ADD COLUMN "group_fk" int4;
+ALTER TABLE "group_user_member" ALTER COLUMN "group_fk" SET NOT NULL;
+COMMENT ON COLUMN "group_user_member"."group_fk" IS 'Group user is a member of';
+ALTER TABLE "group_user_member" ADD COLUMN "user_fk" int4;
+ALTER TABLE "group_user_member" ALTER COLUMN "user_fk" SET NOT NULL;
+COMMENT ON COLUMN "group_user_member"."user_fk" IS 'User foreign key';
+ALTER TABLE "group_user_member" ADD COLUMN "group_perm" int4;
+ALTER TABLE "group_user_member" ALTER COLUMN "group_perm" SET NOT NULL;
+COMMENT ON COLUMN "group_user_member"."group_perm" IS 'Permission: 0=user, 1=admin.  Only Admins can add/remove/assign permissions to users.';
+
+CREATE TABLE "groups" ();
+ALTER TABLE "groups" ADD COLUMN "group_pk" int4 DEFAULT nextval('group_group_pk_seq'::regclass);
+ALTER TABLE "groups" ALTER COLUMN "group_pk" SET NOT NULL, ALTER COLUMN "group_pk" SET DEFAULT nextval('group_group_pk_seq'::regclass);
+ALTER TABLE "groups" ADD COLUMN "group_name" varchar(64);
+ALTER TABLE "groups" ALTER COLUMN "group_name" DROP NOT NULL;
+
+CREATE TABLE "highlight" ();
+ALTER TABLE "highlight" ADD COLUMN "type" char(2);
+ALTER TABLE "highlight" ALTER COLUMN "type" DROP NOT NULL;
+COMMENT ON COLUMN "highlight"."type" IS 'Monk: full match ''M'', Diff ''M0'', DiffAdd ''M+'', DiffRemove ''M-'', DiffReplace ''MR''; Nomos License ''L''';
+ALTER TABLE "highlight" ADD COLUMN "start" int8;
+ALTER TABLE "highlight" ALTER COLUMN "start" DROP NOT NULL;
+ALTER TABLE "highlight" ADD COLUMN "len" int8;
+ALTER TABLE "highlight" ALTER COLUMN "len" DROP NOT NULL;
+ALTER TABLE "highlight" ADD COLUMN "fl_fk" int8;
+ALTER TABLE "highlight" ALTER COLUMN "fl_fk" DROP NOT NULL;
+ALTER TABLE "highlight" ADD COLUMN "rf_start" int8;
+ALTER TABLE "highlight" ALTER COLUMN "rf_start" DROP NOT NULL;
+ALTER TABLE "highlight" ADD COLUMN "rf_len" int8;
+ALTER TABLE "highlight" ALTER COLUMN "rf_len" DROP NOT NULL;
+
+CREATE TABLE "highlight_bulk" ();
+ALTER TABLE "highlight_bulk" ADD COLUMN "clearing_event_fk" int8;
+ALTER TABLE "highlight_bulk" ALTER COLUMN "clearing_event_fk" DROP NOT NULL;
+ALTER TABLE "highlight_bulk" ADD COLUMN "lrb_fk" int8;
+ALTER TABLE "highlight_bulk" ALTER COLUMN "lrb_fk" DROP NOT NULL;
+ALTER TABLE "highlight_bulk" ADD COLUMN "start" int8;
+ALTER TABLE "highlight_bulk" ALTER COLUMN "start" DROP NOT NULL;
+ALTER TABLE "highlight_bulk" ADD COLUMN "len" int8;
+ALTER TABLE "highlight_bulk" ALTER COLUMN "len" DROP NOT NULL;
+
+CREATE TABLE "highlight_kotoba" ();
+ALTER TABLE "highlight_kotoba" ADD COLUMN "clearing_event_fk" int8;
+ALTER TABLE "highlight_kotoba" ALTER COLUMN "clearing_event_fk" DROP NOT NULL;
+ALTER TABLE "highlight_kotoba" ADD COLUMN "cp_fk" int8;
+ALTER TABLE "highlight_kotoba" ALTER COLUMN "cp_fk" DROP NOT NULL;
+ALTER TABLE "highlight_kotoba" ADD COLUMN "start" int8;
+ALTER TABLE "highlight_kotoba" ALTER COLUMN "start" DROP NOT NULL;
+ALTER TABLE "highlight_kotoba" ADD COLUMN "len" int8;
+ALTER TABLE "highlight_kotoba" ALTER COLUMN "len" DROP NOT NULL;
+
+CREATE TABLE "highlight_keyword" ();
+ALTER TABLE "highlight_keyword" ADD COLUMN "pfile_fk" int8;
+ALTER TABLE "highlight_keyword" ALTER COLUMN "pfile_fk" DROP NOT NULL;
+ALTER TABLE "highlight_keyword" ADD COLUMN "start" int8;
+ALTER TABLE "highlight_keyword" ALTER COLUMN "start" DROP NOT NULL;
+ALTER TABLE "highlight_keyword" ADD COLUMN "len" int8;
+ALTER TABLE "highlight_keyword" ALTER COLUMN "len" DROP NOT NULL;
+
+CREATE TABLE "job" ();
+ALTER TABLE "job" ADD COLUMN "job_pk" int4 DEFAULT nextval('job_job_pk_seq'::regclass);
+ALTER TABLE "job" ALTER COLUMN "job_pk" SET NOT NULL, ALTER COLUMN "job_pk" SET DEFAULT nextval('job_job_pk_seq'::regclass);
+ALTER TABLE "job" ADD COLUMN "job_queued" timestamptz;
+ALTER TABLE "job" ALTER COLUMN "job_queued" DROP NOT NULL;
+ALTER TABLE "job" ADD COLUMN "job_priority" int4 DEFAULT 0;
+ALTER TABLE "job" ALTER COLUMN "job_priority" SET NOT NULL, ALTER COLUMN "job_priority" SET DEFAULT 0;
+ALTER TABLE "job" ADD COLUMN "job_email_notify" text;
+ALTER TABLE "job" ALTER COLUMN "job_email_notify" DROP NOT NULL;
+COMMENT ON COLUMN "job"."job_email_notify" IS 'list of emails to notify on completion (format?)';
+ALTER TABLE "job" ADD COLUMN "job_name" text;
+ALTER TABLE "job" ALTER COLUMN "job_name" DROP NOT NULL;
+COMMENT ON COLUMN "job"."job_name" IS 'what to call this job, for the user';
+ALTER TABLE "job" ADD COLUMN "job_upload_fk" int4;
+ALTER TABLE "job" ALTER COLUMN "job_upload_fk" DROP NOT NULL;
+COMMENT ON COLUMN "job"."job_upload_fk" IS 'upload this job applies to';
+ALTER TABLE "job" ADD COLUMN "job_folder_fk" int4;
+ALTER TABLE "job" ALTER COLUMN "job_folder_fk" DROP NOT NULL;
+COMMENT ON COLUMN "job"."job_folder_fk" IS 'folder this job applies to';
+ALTER TABLE "job" ADD COLUMN "job_user_fk" int4;
+ALTER TABLE "job" ALTER COLUMN "job_user_fk" DROP NOT NULL;
+COMMENT ON COLUMN "job"."job_user_fk" IS 'Job submitted by this user';
+ALTER TABLE "job" ADD COLUMN "job_group_fk" int4;
+ALTER TABLE "job" ALTER COLUMN "job_group_fk" DROP NOT NULL;
+COMMENT ON COLUMN "job"."job_group_fk" IS 'Job submitted by this group';
+
+CREATE TABLE "jobdepends" ();
+ALTER TABLE "jobdepends" ADD COLUMN "jdep_jq_fk" int4;
+ALTER TABLE "jobdepends" ALTER COLUMN "jdep_jq_fk" DROP NOT NULL;
+COMMENT ON COLUMN "jobdepends"."jdep_jq_fk" IS 'jdep_jq_fk depends on jdep_jq_depends_fk';
+ALTER TABLE "jobdepends" ADD COLUMN "jdep_jq_depends_fk" int4;
+ALTER TABLE "jobdepends" ALTER COLUMN "jdep_jq_depends_fk" DROP NOT NULL;
+
+CREATE TABLE "jobqueue" ();
+ALTER TABLE "jobqueue" ADD COLUMN "jq_pk" int4 DEFAULT nextval('jobqueue_jq_pk_seq'::regclass);
+ALTER TABLE "jobqueue" ALTER COLUMN "jq_pk" SET NOT NULL, ALTER COLUMN "jq_pk" SET DEFAULT nextval('jobqueue_jq_pk_seq'::regclass);
+ALTER TABLE "jobqueue" ADD COLUMN "jq_job_fk" int4;
+ALTER TABLE "jobqueue" ALTER COLUMN "jq_job_fk" SET NOT NULL;
+COMMENT ON COLUMN "jobqueue"."jq_job_fk" IS 'which user job this step supports';
+ALTER TABLE "jobqueue" ADD COLUMN "jq_type" text;
+ALTER TABLE "jobqueue" ALTER COLUMN "jq_type" SET NOT NULL;
+COMMENT ON COLUMN "jobqueue"."jq_type" IS 'agent.agent_name';
+ALTER TABLE "jobqueue" ADD COLUMN "jq_args" text;
+ALTER TABLE "jobqueue" ALTER COLUMN "jq_args" DROP NOT NULL;
+COMMENT ON COLUMN "jobqueue"."jq_args" IS 'arbitrary text understood by the agent';
+ALTER TABLE "jobqueue" ADD COLUMN "jq_starttime" timestamptz;
+ALTER TABLE "jobqueue" ALTER COLUMN "jq_starttime" DROP NOT NULL;
+COMMENT ON COLUMN "jobqueue"."jq_starttime" IS 'set this field to indicate job is in progress';
+ALTER TABLE "jobqueue" ADD COLUMN "jq_endtime" timestamptz;
+ALTER TABLE "jobqueue" ALTER COLUMN "jq_endtime" DROP NOT NULL;
+COMMENT ON COLUMN "jobqueue"."jq_endtime" IS 'set this when job completed for whatever reason';
+ALTER TABLE "jobqueue" ADD COLUMN "jq_endtext" text;
+ALTER TABLE "jobqueue" ALTER COLUMN "jq_endtext" DROP NOT NULL;
+ALTER TABLE "jobqueue" ADD COLUMN "jq_end_bits" int2 DEFAULT 0;
+ALTER TABLE "jobqueue" ALTER COLUMN "jq_end_bits" SET NOT NULL, ALTER COLUMN "jq_end_bits" SET DEFAULT 0;
+COMMENT ON COLUMN "jobqueue"."jq_end_bits" IS 'bitmask(ok=0x1, fail=0x2, nonfatal=0x4)';
+ALTER TABLE "jobqueue" ADD COLUMN "jq_schedinfo" text;
+ALTER TABLE "jobqueue" ALTER COLUMN "jq_schedinfo" DROP NOT NULL;
+COMMENT ON COLUMN "jobqueue"."jq_schedinfo" IS 'Field for information storage by job scheduler(s) presumably useful for cleanup after failures too';
+ALTER TABLE "jobqueue" ADD COLUMN "jq_itemsprocessed" int4 DEFAULT 0;
+ALTER TABLE "jobqueue" ALTER COLUMN "jq_itemsprocessed" DROP NOT NULL, ALTER COLUMN "jq_itemsprocessed" SET DEFAULT 0;
+COMMENT ON COLUMN "jobqueue"."jq_itemsprocessed" IS 'sum of files processed by all agents';
+ALTER TABLE "jobqueue" ADD COLUMN "jq_log" text;
+ALTER TABLE "jobqueue" ALTER COLUMN "jq_log" DROP NOT NULL;
+COMMENT ON COLUMN "jobqueue"."jq_log" IS 'Field that holds the name of the optional log file';
+ALTER TABLE "jobqueue" ADD COLUMN "jq_runonpfile" text;
+ALTER TABLE "jobqueue" ALTER COLUMN "jq_runonpfile" DROP NOT NULL;
+COMMENT ON COLUMN "jobqueue"."jq_runonpfile" IS 'The column name for determining which host to run on';
+ALTER TABLE "jobqueue" ADD COLUMN "jq_host" text;
+ALTER TABLE "jobqueue" ALTER COLUMN "jq_host" DROP NOT NULL;
+COMMENT ON COLUMN "jobqueue"."jq_host" IS 'Host to run job on.  May be null to let the scheduler decide.';
+ALTER TABLE "jobqueue" ADD COLUMN "jq_cmd_args" text;
+ALTER TABLE "jobqueue" ALTER COLUMN "jq_cmd_args" DROP NOT NULL;
+COMMENT ON COLUMN "jobqueue"."jq_cmd_args" IS 'command line arguments, i.e. "-ab -u 123 -c /my/dir"';
+
+CREATE TABLE "license_file" ();
+ALTER TABLE "license_file" ADD COLUMN "fl_pk" int8 DEFAULT nextval('license_file_fl_pk_seq'::regclass);
+ALTER TABLE "license_file" ALTER COLUMN "fl_pk" SET NOT NULL, ALTER COLUMN "fl_pk" SET DEFAULT nextval('license_file_fl_pk_seq'::regclass);
+COMMENT ON COLUMN "license_file"."fl_pk" IS 'Primary Key';
+ALTER TABLE "license_file" ADD COLUMN "rf_fk" int8;
+ALTER TABLE "license_file" ALTER COLUMN "rf_fk" DROP NOT NULL;
+COMMENT ON COLUMN "license_file"."rf_fk" IS 'RefLicense fk, if NULL this file does not contain a license';
+ALTER TABLE "license_file" ADD COLUMN "agent_fk" int4;
+ALTER TABLE "license_file" ALTER COLUMN "agent_fk" SET NOT NULL;
+COMMENT ON COLUMN "license_file"."agent_fk" IS 'Agent fk that recorded this record';
+ALTER TABLE "license_file" ADD COLUMN "rf_match_pct" int4;
+ALTER TABLE "license_file" ALTER COLUMN "rf_match_pct" DROP NOT NULL;
+COMMENT ON COLUMN "license_file"."rf_match_pct" IS 'match pct 1-100';
+ALTER TABLE "license_file" ADD COLUMN "rf_timestamp" timestamptz DEFAULT now();
+ALTER TABLE "license_file" ALTER COLUMN "rf_timestamp" SET NOT NULL, ALTER COLUMN "rf_timestamp" SET DEFAULT now();
+COMMENT ON COLUMN "license_file"."rf_timestamp" IS 'record add time';
+ALTER TABLE "license_file" ADD COLUMN "pfile_fk" int4;
+ALTER TABLE "license_file" ALTER COLUMN "pfile_fk" SET NOT NULL;
+ALTER TABLE "license_file" ADD COLUMN "server_fk" int4 DEFAULT 1;
+ALTER TABLE "license_file" ALTER COLUMN "server_fk" SET NOT NULL, ALTER COLUMN "server_fk" SET DEFAULT 1;
+ALTER TABLE "license_file" ADD COLUMN "fl_ref_start_byte" int4;
+ALTER TABLE "license_file" ALTER COLUMN "fl_ref_start_byte" DROP NOT NULL;
+COMMENT ON COLUMN "license_file"."fl_ref_start_byte" IS 'byte offset of match in reference license';
+ALTER TABLE "license_file" ADD COLUMN "fl_ref_end_byte" int4;
+ALTER TABLE "license_file" ALTER COLUMN "fl_ref_end_byte" DROP NOT NULL;
+COMMENT ON COLUMN "license_file"."fl_ref_end_byte" IS 'byte offset of match end in reference license';
+ALTER TABLE "license_file" ADD COLUMN "fl_start_byte" int4;
+ALTER TABLE "license_file" ALTER COLUMN "fl_start_byte" DROP NOT NULL;
+COMMENT ON COLUMN "license_file"."fl_start_byte" IS 'byte offset of license match in file';
+ALTER TABLE "license_file" ADD COLUMN "fl_end_byte" int4;
+ALTER TABLE "license_file" ALTER COLUMN "fl_end_byte" DROP NOT NULL;
+COMMENT ON COLUMN "license_file"."fl_end_byte" IS 'byte offset of end of license match in file';
+
+CREATE TABLE "license_map" ();
+ALTER TABLE "license_map" ADD COLUMN "license_map_pk" int8 DEFAULT nextval('license_map_license_map_pk_seq'::regclass);
+ALTER TABLE "license_map" ALTER COLUMN "license_map_pk" SET NOT NULL, ALTER COLUMN "license_map_pk" SET DEFAULT nextval('license_map_license_map_pk_seq'::regclass);
+ALTER TABLE "license_map" ADD COLUMN "rf_fk" int4;
+ALTER TABLE "license_map" ALTER COLUMN "rf_fk" SET NOT NULL;
+COMMENT ON COLUMN "license_map"."rf_fk" IS 'License';
+ALTER TABLE "license_map" ADD COLUMN "rf_parent" int4;
+ALTER TABLE "license_map" ALTER COLUMN "rf_parent" SET NOT NULL;
+COMMENT ON COLUMN "license_map"."rf_parent" IS 'self or generalization';
+ALTER TABLE "license_map" ADD COLUMN "usage" int4;
+ALTER TABLE "license_map" ALTER COLUMN "usage" DROP NOT NULL;
+COMMENT ON COLUMN "license_map"."usage" IS '0: license, 1: family';
+
+CREATE TABLE "license_ref" ();
+ALTER TABLE "license_ref" ADD COLUMN "rf_pk" int8 DEFAULT nextval('license_ref_rf_pk_seq'::regclass);
+ALTER TABLE "license_ref" ALTER COLUMN "rf_pk" SET NOT NULL, ALTER COLUMN "rf_pk" SET DEFAULT nextval('license_ref_rf_pk_seq'::regclass);
+COMMENT ON COLUMN "license_ref"."rf_pk" IS 'Primary Key';
+ALTER TABLE "license_ref" ADD COLUMN "rf_shortname" text;
+ALTER TABLE "license_ref" ALTER COLUMN "rf_shortname" SET NOT NULL;
+COMMENT ON COLUMN "license_ref"."rf_shortname" IS 'GPL, APSL, MIT, ...';
+ALTER TABLE "license_ref" ADD COLUMN "rf_licensetype" text DEFAULT 'Unknown'::text;
+ALTER TABLE "license_ref" ALTER COLUMN "rf_licensetype" DROP NOT NULL, ALTER COLUMN "rf_licensetype" SET DEFAULT 'Unknown'::text;
+COMMENT ON COLUMN "license_ref"."rf_licensetype" IS 'Permissive, Copyleft, Copyright, ...';
+ALTER TABLE "license_ref" ADD COLUMN "rf_text" text;
+ALTER TABLE "license_ref" ALTER COLUMN "rf_text" SET NOT NULL;
+COMMENT ON COLUMN "license_ref"."rf_text" IS 'reference License text, or regex';
+ALTER TABLE "license_ref" ADD COLUMN "rf_url" text;
+ALTER TABLE "license_ref" ALTER COLUMN "rf_url" DROP NOT NULL;
+COMMENT ON COLUMN "license_ref"."rf_url" IS 'URL of authoritative license text';
+ALTER TABLE "license_ref" ADD COLUMN "rf_add_date" date DEFAULT now();
+ALTER TABLE "license_ref" ALTER COLUMN "rf_add_date" DROP NOT NULL, ALTER COLUMN "rf_add_date" SET DEFAULT now();
+COMMENT ON COLUMN "license_ref"."rf_add_date" IS 'Date License added to this table';
+ALTER TABLE "license_ref" ADD COLUMN "rf_copyleft" bit(1);
+ALTER TABLE "license_ref" ALTER COLUMN "rf_copyleft" DROP NOT NULL;
+COMMENT ON COLUMN "license_ref"."rf_copyleft" IS 'Is license copyleft?';
+ALTER TABLE "license_ref" ADD COLUMN "rf_OSIapproved" bit(1);
+ALTER TABLE "license_ref" ALTER COLUMN "rf_OSIapproved" DROP NOT NULL;
+COMMENT ON COLUMN "license_ref"."rf_OSIapproved" IS 'Is license OSI approved? ';
+ALTER TABLE "license_ref" ADD COLUMN "rf_fullname" text;
+ALTER TABLE "license_ref" ALTER COLUMN "rf_fullname" DROP NOT NULL;
+COMMENT ON COLUMN "license_ref"."rf_fullname" IS 'GNU General Public License, Apple Public Source License, ...';
+ALTER TABLE "license_ref" ADD COLUMN "rf_FSFfree" bit(1);
+ALTER TABLE "license_ref" ALTER COLUMN "rf_FSFfree" DROP NOT NULL;
+COMMENT ON COLUMN "license_ref"."rf_FSFfree" IS 'Is license FSF free?';
+ALTER TABLE "license_ref" ADD COLUMN "rf_GPLv2compatible" bit(1);
+ALTER TABLE "license_ref" ALTER COLUMN "rf_GPLv2compatible" DROP NOT NULL;
+COMMENT ON COLUMN "license_ref"."rf_GPLv2compatible" IS 'Is license GPL v2 compatible';
+ALTER TABLE "license_ref" ADD COLUMN "rf_GPLv3compatible" bit(1);
+ALTER TABLE "license_ref" ALTER COLUMN "rf_GPLv3compatible" DROP NOT NULL;
+COMMENT ON COLUMN "license_ref"."rf_GPLv3compatible" IS 'Is license GPL v3 compatible';
+ALTER TABLE "license_ref" ADD COLUMN "rf_notes" text;
+ALTER TABLE "license_ref" ALTER COLUMN "rf_notes" DROP NOT NULL;
+COMMENT ON COLUMN "license_ref"."rf_notes" IS 'General notes (public)';
+ALTER TABLE "license_ref" ADD COLUMN "rf_Fedora" text;
+ALTER TABLE "license_ref" ALTER COLUMN "rf_Fedora" DROP NOT NULL;
+COMMENT ON COLUMN "license_ref"."rf_Fedora" IS '"Good", "Bad", "Unknown"';
+ALTER TABLE "license_ref" ADD COLUMN "marydone" bool DEFAULT false;
+ALTER TABLE "license_ref" ALTER COLUMN "marydone" SET NOT NULL, ALTER COLUMN "marydone" SET DEFAULT false;
+ALTER TABLE "license_ref" ADD COLUMN "rf_active" bool DEFAULT true;
+ALTER TABLE "license_ref" ALTER COLUMN "rf_active" SET NOT NULL, ALTER COLUMN "rf_active" SET DEFAULT true;
+COMMENT ON COLUMN "license_ref"."rf_active" IS 'change this to false if you don''t want this reference license to be used in new analyses (does  not apply to nomos agent)';
+ALTER TABLE "license_ref" ADD COLUMN "rf_text_updatable" bool DEFAULT false;
+ALTER TABLE "license_ref" ALTER COLUMN "rf_text_updatable" SET NOT NULL, ALTER COLUMN "rf_text_updatable" SET DEFAULT false;
+COMMENT ON COLUMN "license_ref"."rf_text_updatable" IS 'true if the license text can be updated (eg written by nomos)';
+ALTER TABLE "license_ref" ADD COLUMN "rf_md5" char(32);
+ALTER TABLE "license_ref" ALTER COLUMN "rf_md5" DROP NOT NULL;
+COMMENT ON COLUMN "license_ref"."rf_md5" IS 'md5 of the license text, used to keep duplicates out of the system';
+ALTER TABLE "license_ref" ADD COLUMN "rf_detector_type" int4;
+ALTER TABLE "license_ref" ALTER COLUMN "rf_detector_type" SET NOT NULL;
+COMMENT ON COLUMN "license_ref"."rf_detector_type" IS '1 uses reference license, 2 nomos';
+ALTER TABLE "license_ref" ADD COLUMN "rf_source" text;
+ALTER TABLE "license_ref" ALTER COLUMN "rf_source" DROP NOT NULL;
+ALTER TABLE "license_ref" ADD COLUMN "rf_risk" int4;
+ALTER TABLE "license_ref" ALTER COLUMN "rf_risk" DROP NOT NULL;
+COMMENT ON COLUMN "license_ref"."rf_risk" IS 'risk level';
+ALTER TABLE "license_ref" ADD COLUMN "rf_spdx_id" text;
+ALTER TABLE "license_ref" ALTER COLUMN "rf_spdx_id" DROP NOT NULL;
+COMMENT ON COLUMN "license_ref"."rf_spdx_id" IS 'Valid SPDX License Identifier for license. This will be exported in report.';
+ALTER TABLE "license_ref" ADD COLUMN "rf_flag" int4 DEFAULT 1;
+ALTER TABLE "license_ref" ALTER COLUMN "rf_flag" SET NOT NULL, ALTER COLUMN "rf_flag" SET DEFAULT 1;
+COMMENT ON COLUMN "license_ref"."rf_flag" IS 'default will be 1 if it gets updated from UI it will be 2';
+ALTER TABLE "license_ref" ADD COLUMN "rf_external_id" uuid;
+ALTER TABLE "license_ref" ALTER COLUMN "rf_external_id" DROP NOT NULL;
+COMMENT ON COLUMN "license_ref"."rf_external_id" IS 'LicenseDB id of the license';
+
+CREATE TABLE "license_ref_bulk" ();
+ALTER TABLE "license_ref_bulk" ADD COLUMN "lrb_pk" int8 DEFAULT nextval('license_ref_bulk_lrb_pk_seq'::regclass);
+ALTER TABLE "license_ref_bulk" ALTER COLUMN "lrb_pk" SET NOT NULL, ALTER COLUMN "lrb_pk" SET DEFAULT nextval('license_ref_bulk_lrb_pk_seq'::regclass);
+COMMENT ON COLUMN "license_ref_bulk"."lrb_pk" IS 'Primary Key';
+ALTER TABLE "license_ref_bulk" ADD COLUMN "user_fk" int8;
+ALTER TABLE "license_ref_bulk" ALTER COLUMN "user_fk" SET NOT NULL;
+COMMENT ON COLUMN "license_ref_bulk"."user_fk" IS 'user who made this bulk scan';
+ALTER TABLE "license_ref_bulk" ADD COLUMN "group_fk" int8;
+ALTER TABLE "license_ref_bulk" ALTER COLUMN "group_fk" DROP NOT NULL;
+COMMENT ON COLUMN "license_ref_bulk"."group_fk" IS 'group id';
+ALTER TABLE "license_ref_bulk" ADD COLUMN "rf_text" text;
+ALTER TABLE "license_ref_bulk" ALTER COLUMN "rf_text" SET NOT NULL;
+COMMENT ON COLUMN "license_ref_bulk"."rf_text" IS 'text searched by bulk scan';
+ALTER TABLE "license_ref_bulk" ADD COLUMN "upload_fk" int8;
+ALTER TABLE "license_ref_bulk" ALTER COLUMN "upload_fk" DROP NOT NULL;
+COMMENT ON COLUMN "license_ref_bulk"."upload_fk" IS 'upload id';
+ALTER TABLE "license_ref_bulk" ADD COLUMN "uploadtree_fk" int8;
+ALTER TABLE "license_ref_bulk" ALTER COLUMN "uploadtree_fk" SET NOT NULL;
+COMMENT ON COLUMN "license_ref_bulk"."uploadtree_fk" IS 'file from which the decision was made';
+ALTER TABLE "license_ref_bulk" ADD COLUMN "ignore_irrelevant" bool DEFAULT true;
+ALTER TABLE "license_ref_bulk" ALTER COLUMN "ignore_irrelevant" SET NOT NULL, ALTER COLUMN "ignore_irrelevant" SET DEFAULT true;
+COMMENT ON COLUMN "license_ref_bulk"."ignore_irrelevant" IS 'Should the irrelevant files be ignored during scan?';
+ALTER TABLE "license_ref_bulk" ADD COLUMN "bulk_delimiters" text DEFAULT true;
+ALTER TABLE "license_ref_bulk" ALTER COLUMN "bulk_delimiters" DROP NOT NULL, ALTER COLUMN "bulk_delimiters" SET DEFAULT true;
+COMMENT ON COLUMN "license_ref_bulk"."bulk_delimiters" IS 'What delimiters to use for scan?';
+ALTER TABLE "license_ref_bulk" ADD COLUMN "scan_findings" bool DEFAULT false;
+ALTER TABLE "license_ref_bulk" ALTER COLUMN "scan_findings" SET NOT NULL, ALTER COLUMN "scan_findings" SET DEFAULT false;
+COMMENT ON COLUMN "license_ref_bulk"."scan_findings" IS 'Should i scan only the files with license findings?';
+
+CREATE TABLE "license_rules" ();
+ALTER TABLE "license_rules" ADD COLUMN "lr_pk" int8 DEFAULT nextval('license_rules_lr_pk_seq'::regclass);
+ALTER TABLE "license_rules" ALTER COLUMN "lr_pk" SET NOT NULL, ALTER COLUMN "lr_pk" SET DEFAULT nextval('license_rules_lr_pk_seq'::regclass);
+COMMENT ON COLUMN "license_rules"."lr_pk" IS 'Primary Key';
+ALTER TABLE "license_rules" ADD COLUMN "first_rf_fk" int8;
+ALTER TABLE "license_rules" ALTER COLUMN "first_rf_fk" DROP NOT NULL;
+COMMENT ON COLUMN "license_rules"."first_rf_fk" IS 'License1 id';
+ALTER TABLE "license_rules" ADD COLUMN "second_rf_fk" int8;
+ALTER TABLE "license_rules" ALTER COLUMN "second_rf_fk" DROP NOT NULL;
+COMMENT ON COLUMN "license_rules"."second_rf_fk" IS 'License2 id';
+ALTER TABLE "license_rules" ADD COLUMN "first_type" text;
+ALTER TABLE "license_rules" ALTER COLUMN "first_type" DROP NOT NULL;
+COMMENT ON COLUMN "license_rules"."first_type" IS 'License1 type';
+ALTER TABLE "license_rules" ADD COLUMN "second_type" text;
+ALTER TABLE "license_rules" ALTER COLUMN "second_type" DROP NOT NULL;
+COMMENT ON COLUMN "license_rules"."second_type" IS 'License2 type';
+ALTER TABLE "license_rules" ADD COLUMN "compatibility" bool;
+ALTER TABLE "license_rules" ALTER COLUMN "compatibility" SET NOT NULL;
+COMMENT ON COLUMN "license_rules"."compatibility" IS 'Tells whether license1/main_id and license2/sub_id are compatible or not';
+ALTER TABLE "license_rules" ADD COLUMN "comment" text;
+ALTER TABLE "license_rules" ALTER COLUMN "comment" SET NOT NULL;
+COMMENT ON COLUMN "license_rules"."comment" IS 'Rule Description';
+
+CREATE TABLE "license_set_bulk" ();
+ALTER TABLE "license_set_bulk" ADD COLUMN "rf_fk" int8;
+ALTER TABLE "license_set_bulk" ALTER COLUMN "rf_fk" SET NOT NULL;
+COMMENT ON COLUMN "license_set_bulk"."rf_fk" IS 'reference to license_ref* (not only license_ref)';
+ALTER TABLE "license_set_bulk" ADD COLUMN "removing" bool DEFAULT false;
+ALTER TABLE "license_set_bulk" ALTER COLUMN "removing" SET NOT NULL, ALTER COLUMN "removing" SET DEFAULT false;
+COMMENT ON COLUMN "license_set_bulk"."removing" IS 'true if removing, false if adding';
+ALTER TABLE "license_set_bulk" ADD COLUMN "lrb_fk" int8;
+ALTER TABLE "license_set_bulk" ALTER COLUMN "lrb_fk" SET NOT NULL;
+ALTER TABLE "license_set_bulk" ADD COLUMN "comment" text;
+ALTER TABLE "license_set_bulk" ALTER COLUMN "comment" DROP NOT NULL;
+COMMENT ON COLUMN "license_set_bulk"."comment" IS 'User comment';
+ALTER TABLE "license_set_bulk" ADD COLUMN "reportinfo" text;
+ALTER TABLE "license_set_bulk" ALTER COLUMN "reportinfo" DROP NOT NULL;
+COMMENT ON COLUMN "license_set_bulk"."reportinfo" IS 'public comment';
+ALTER TABLE "license_set_bulk" ADD COLUMN "acknowledgement" text;
+ALTER TABLE "license_set_bulk" ALTER COLUMN "acknowledgement" DROP NOT NULL;
+COMMENT ON COLUMN "license_set_bulk"."acknowledgement" IS 'public comment';
+
+CREATE TABLE "license_std_comment" ();
+ALTER TABLE "license_std_comment" ADD COLUMN "lsc_pk" int4 DEFAULT nextval('license_std_comment_lsc_pk_seq'::regclass);
+ALTER TABLE "license_std_comment" ALTER COLUMN "lsc_pk" SET NOT NULL, ALTER COLUMN "lsc_pk" SET DEFAULT nextval('license_std_comment_lsc_pk_seq'::regclass);
+COMMENT ON COLUMN "license_std_comment"."lsc_pk" IS 'Comment id';
+ALTER TABLE "license_std_comment" ADD COLUMN "name" text DEFAULT 'not-set'::text;
+ALTER TABLE "license_std_comment" ALTER COLUMN "name" SET NOT NULL, ALTER COLUMN "name" SET DEFAULT 'not-set'::text;
+COMMENT ON COLUMN "license_std_comment"."name" IS 'Friendly name of the comment';
+ALTER TABLE "license_std_comment" ADD COLUMN "comment" text;
+ALTER TABLE "license_std_comment" ALTER COLUMN "comment" DROP NOT NULL;
+COMMENT ON COLUMN "license_std_comment"."comment" IS 'The standard license comment';
+ALTER TABLE "license_std_comment" ADD COLUMN "updated" timestamptz DEFAULT now();
+ALTER TABLE "license_std_comment" ALTER COLUMN "updated" SET NOT NULL, ALTER COLUMN "updated" SET DEFAULT now();
+COMMENT ON COLUMN "license_std_comment"."updated" IS 'When this comment was last updated';
+ALTER TABLE "license_std_comment" ADD COLUMN "user_fk" int4;
+ALTER TABLE "license_std_comment" ALTER COLUMN "user_fk" DROP NOT NULL;
+COMMENT ON COLUMN "license_std_comment"."user_fk" IS 'Which user did the last update';
+ALTER TABLE "license_std_comment" ADD COLUMN "is_enabled" bool DEFAULT true;
+ALTER TABLE "license_std_comment" ALTER COLUMN "is_enabled" SET NOT NULL, ALTER COLUMN "is_enabled" SET DEFAULT true;
+COMMENT ON COLUMN "license_std_comment"."is_enabled" IS 'Is the comment enabled?';
+
+CREATE TABLE "license_std_acknowledgement" ();
+ALTER TABLE "license_std_acknowledgement" ADD COLUMN "la_pk" int4 DEFAULT nextval('license_std_acknowledgement_la_pk_seq'::regclass);
+ALTER TABLE "license_std_acknowledgement" ALTER COLUMN "la_pk" SET NOT NULL, ALTER COLUMN "la_pk" SET DEFAULT nextval('license_std_acknowledgement_la_pk_seq'::regclass);
+COMMENT ON COLUMN "license_std_acknowledgement"."la_pk" IS 'Acknowledgement id';
+ALTER TABLE "license_std_acknowledgement" ADD COLUMN "name" text DEFAULT 'not-set'::text;
+ALTER TABLE "license_std_acknowledgement" ALTER COLUMN "name" SET NOT NULL, ALTER COLUMN "name" SET DEFAULT 'not-set'::text;
+COMMENT ON COLUMN "license_std_acknowledgement"."name" IS 'Friendly name of the acknowledgement';
+ALTER TABLE "license_std_acknowledgement" ADD COLUMN "acknowledgement" text;
+ALTER TABLE "license_std_acknowledgement" ALTER COLUMN "acknowledgement" DROP NOT NULL;
+COMMENT ON COLUMN "license_std_acknowledgement"."acknowledgement" IS 'The standard license acknowledgement';
+ALTER TABLE "license_std_acknowledgement" ADD COLUMN "updated" timestamptz DEFAULT now();
+ALTER TABLE "license_std_acknowledgement" ALTER COLUMN "updated" SET NOT NULL, ALTER COLUMN "updated" SET DEFAULT now();
+COMMENT ON COLUMN "license_std_acknowledgement"."updated" IS 'When this acknowledgement was last updated';
+ALTER TABLE "license_std_acknowledgement" ADD COLUMN "user_fk" int4;
+ALTER TABLE "license_std_acknowledgement" ALTER COLUMN "user_fk" DROP NOT NULL;
+COMMENT ON COLUMN "license_std_acknowledgement"."user_fk" IS 'Which user did the last update';
+ALTER TABLE "license_std_acknowledgement" ADD COLUMN "is_enabled" bool DEFAULT true;
+ALTER TABLE "license_std_acknowledgement" ALTER COLUMN "is_enabled" SET NOT NULL, ALTER COLUMN "is_enabled" SET DEFAULT true;
+COMMENT ON COLUMN "license_std_acknowledgement"."is_enabled" IS 'Is the acknowledgement enabled?';
+
+CREATE TABLE "mimetype" ();
+ALTER TABLE "mimetype" ADD COLUMN "mimetype_pk" int4 DEFAULT nextval('mimetype_mimetype_pk_seq'::regclass);
+ALTER TABLE "mimetype" ALTER COLUMN "mimetype_pk" SET NOT NULL, ALTER COLUMN "mimetype_pk" SET DEFAULT nextval('mimetype_mimetype_pk_seq'::regclass);
+ALTER TABLE "mimetype" ADD COLUMN "mimetype_name" text;
+ALTER TABLE "mimetype" ALTER COLUMN "mimetype_name" SET NOT NULL;
+
+CREATE TABLE "obligation_map" ();
+ALTER TABLE "obligation_map" ADD COLUMN "om_pk" int8 DEFAULT nextval('obligation_map_om_pk_seq'::regclass);
+ALTER TABLE "obligation_map" ALTER COLUMN "om_pk" SET NOT NULL, ALTER COLUMN "om_pk" SET DEFAULT nextval('obligation_map_om_pk_seq'::regclass);
+COMMENT ON COLUMN "obligation_map"."om_pk" IS 'Primary Key';
+ALTER TABLE "obligation_map" ADD COLUMN "ob_fk" int8;
+ALTER TABLE "obligation_map" ALTER COLUMN "ob_fk" SET NOT NULL;
+COMMENT ON COLUMN "obligation_map"."ob_fk" IS 'Obligation topic key as in obligation_ref';
+ALTER TABLE "obligation_map" ADD COLUMN "rf_fk" int8;
+ALTER TABLE "obligation_map" ALTER COLUMN "rf_fk" SET NOT NULL;
+COMMENT ON COLUMN "obligation_map"."rf_fk" IS 'Parent license key as in license_ref';
+
+CREATE TABLE "obligation_candidate_map" ();
+ALTER TABLE "obligation_candidate_map" ADD COLUMN "om_pk" int8 DEFAULT nextval('obligation_candidate_map_om_pk_seq'::regclass);
+ALTER TABLE "obligation_candidate_map" ALTER COLUMN "om_pk" SET NOT NULL, ALTER COLUMN "om_pk" SET DEFAULT nextval('obligation_candidate_map_om_pk_seq'::regclass);
+COMMENT ON COLUMN "obligation_candidate_map"."om_pk" IS 'Primary Key';
+ALTER TABLE "obligation_candidate_map" ADD COLUMN "ob_fk" int8;
+ALTER TABLE "obligation_candidate_map" ALTER COLUMN "ob_fk" SET NOT NULL;
+COMMENT ON COLUMN "obligation_candidate_map"."ob_fk" IS 'Obligation topic key as in obligation_ref';
+ALTER TABLE "obligation_candidate_map" ADD COLUMN "rf_fk" int8;
+ALTER TABLE "obligation_candidate_map" ALTER COLUMN "rf_fk" SET NOT NULL;
+COMMENT ON COLUMN "obligation_candidate_map"."rf_fk" IS 'Reference license key as in license_candidate';
+
+CREATE TABLE "obligation_ref" ();
+ALTER TABLE "obligation_ref" ADD COLUMN "ob_pk" int8 DEFAULT nextval('obligation_ref_ob_pk_seq'::regclass);
+ALTER TABLE "obligation_ref" ALTER COLUMN "ob_pk" SET NOT NULL, ALTER COLUMN "ob_pk" SET DEFAULT nextval('obligation_ref_ob_pk_seq'::regclass);
+COMMENT ON COLUMN "obligation_ref"."ob_pk" IS 'Primary Key';
+ALTER TABLE "obligation_ref" ADD COLUMN "ob_type" text DEFAULT 'Obligation'::text;
+ALTER TABLE "obligation_ref" ALTER COLUMN "ob_type" SET NOT NULL, ALTER COLUMN "ob_type" SET DEFAULT 'Obligation'::text;
+COMMENT ON COLUMN "obligation_ref"."ob_type" IS 'Type of legal statement: obligation, restriction, risk or right';
+ALTER TABLE "obligation_ref" ADD COLUMN "ob_topic" text;
+ALTER TABLE "obligation_ref" ALTER COLUMN "ob_topic" SET NOT NULL;
+COMMENT ON COLUMN "obligation_ref"."ob_topic" IS 'An arbitrary name for the obligation: include notices, copyleft effect, ...';
+ALTER TABLE "obligation_ref" ADD COLUMN "ob_text" text;
+ALTER TABLE "obligation_ref" ALTER COLUMN "ob_text" SET NOT NULL;
+COMMENT ON COLUMN "obligation_ref"."ob_text" IS 'The full text of the obligation';
+ALTER TABLE "obligation_ref" ADD COLUMN "ob_classification" text;
+ALTER TABLE "obligation_ref" ALTER COLUMN "ob_classification" DROP NOT NULL;
+COMMENT ON COLUMN "obligation_ref"."ob_classification" IS 'Level of attention this obligation should raise in the clearing process: green, white, yellow or red';
+ALTER TABLE "obligation_ref" ADD COLUMN "ob_modifications" text;
+ALTER TABLE "obligation_ref" ALTER COLUMN "ob_modifications" DROP NOT NULL;
+COMMENT ON COLUMN "obligation_ref"."ob_modifications" IS 'True if the obligation applies on modified source code (mainly applies on copyleft licenses)';
+ALTER TABLE "obligation_ref" ADD COLUMN "ob_comment" text;
+ALTER TABLE "obligation_ref" ALTER COLUMN "ob_comment" DROP NOT NULL;
+COMMENT ON COLUMN "obligation_ref"."ob_comment" IS 'Optional comment';
+ALTER TABLE "obligation_ref" ADD COLUMN "ob_active" bool DEFAULT true;
+ALTER TABLE "obligation_ref" ALTER COLUMN "ob_active" SET NOT NULL, ALTER COLUMN "ob_active" SET DEFAULT true;
+COMMENT ON COLUMN "obligation_ref"."ob_active" IS 'Change this to false if you don''t want this obligation to be used in new reports';
+ALTER TABLE "obligation_ref" ADD COLUMN "ob_text_updatable" bool DEFAULT false;
+ALTER TABLE "obligation_ref" ALTER COLUMN "ob_text_updatable" SET NOT NULL, ALTER COLUMN "ob_text_updatable" SET DEFAULT false;
+COMMENT ON COLUMN "obligation_ref"."ob_text_updatable" IS 'True if the obligation text can be updated';
+ALTER TABLE "obligation_ref" ADD COLUMN "ob_md5" char(32);
+ALTER TABLE "obligation_ref" ALTER COLUMN "ob_md5" DROP NOT NULL;
+COMMENT ON COLUMN "obligation_ref"."ob_md5" IS 'md5 of the obligation text, used to keep duplicates out of the system';
+ALTER TABLE "obligation_ref" ADD COLUMN "ob_external_id" uuid;
+ALTER TABLE "obligation_ref" ALTER COLUMN "ob_external_id" DROP NOT NULL;
+COMMENT ON COLUMN "obligation_ref"."ob_external_id" IS 'LicenseDB id of the obligation';
+
+CREATE TABLE "package" ();
+ALTER TABLE "package" ADD COLUMN "package_pk" int4 DEFAULT nextval('package_package_pk_seq'::regclass);
+ALTER TABLE "package" ALTER COLUMN "package_pk" SET NOT NULL, ALTER COLUMN "package_pk" SET DEFAULT nextval('package_package_pk_seq'::regclass);
+ALTER TABLE "package" ADD COLUMN "package_name" text;
+ALTER TABLE "package" ALTER COLUMN "package_name" SET NOT NULL;
+
+CREATE TABLE "perm_upload" ();
+ALTER TABLE "perm_upload" ADD COLUMN "perm_upload_pk" int4 DEFAULT nextval('perm_upload_perm_upload_pk_seq'::regclass);
+ALTER TABLE "perm_upload" ALTER COLUMN "perm_upload_pk" SET NOT NULL, ALTER COLUMN "perm_upload_pk" SET DEFAULT nextval('perm_upload_perm_upload_pk_seq'::regclass);
+ALTER TABLE "perm_upload" ADD COLUMN "perm" int4;
+ALTER TABLE "perm_upload" ALTER COLUMN "perm" SET NOT NULL;
+COMMENT ON COLUMN "perm_upload"."perm" IS 'permission PERM_NONE, PERM_READ, PERM_WRITE, PERM_ADMIN';
+ALTER TABLE "perm_upload" ADD COLUMN "upload_fk" int4;
+ALTER TABLE "perm_upload" ALTER COLUMN "upload_fk" SET NOT NULL;
+ALTER TABLE "perm_upload" ADD COLUMN "group_fk" int4;
+ALTER TABLE "perm_upload" ALTER COLUMN "group_fk" SET NOT NULL;
+
+CREATE TABLE "personal_access_tokens" ();
+ALTER TABLE "personal_access_tokens" ADD COLUMN "pat_pk" int4 DEFAULT nextval('personal_access_tokens_pat_pk_seq'::regclass);
+ALTER TABLE "personal_access_tokens" ALTER COLUMN "pat_pk" SET NOT NULL, ALTER COLUMN "pat_pk" SET DEFAULT nextval('personal_access_tokens_pat_pk_seq'::regclass);
+COMMENT ON COLUMN "personal_access_tokens"."pat_pk" IS 'The unique id of the token. Required for revoke operation';
+ALTER TABLE "personal_access_tokens" ADD COLUMN "user_fk" int4;
+ALTER TABLE "personal_access_tokens" ALTER COLUMN "user_fk" SET NOT NULL;
+COMMENT ON COLUMN "personal_access_tokens"."user_fk" IS 'User who created this token.';
+ALTER TABLE "personal_access_tokens" ADD COLUMN "created_on" date DEFAULT now();
+ALTER TABLE "personal_access_tokens" ALTER COLUMN "created_on" SET NOT NULL, ALTER COLUMN "created_on" SET DEFAULT now();
+COMMENT ON COLUMN "personal_access_tokens"."created_on" IS 'When this token was created';
+ALTER TABLE "personal_access_tokens" ADD COLUMN "expire_on" date;
+ALTER TABLE "personal_access_tokens" ALTER COLUMN "expire_on" DROP NOT NULL;
+COMMENT ON COLUMN "personal_access_tokens"."expire_on" IS 'When this token will expire';
+ALTER TABLE "personal_access_tokens" ADD COLUMN "token_scope" char(1);
+ALTER TABLE "personal_access_tokens" ALTER COLUMN "token_scope" SET NOT NULL;
+COMMENT ON COLUMN "personal_access_tokens"."token_scope" IS 'Scope of the token (r=read only, w=read and write)';
+ALTER TABLE "personal_access_tokens" ADD COLUMN "token_name" varchar(40);
+ALTER TABLE "personal_access_tokens" ALTER COLUMN "token_name" SET NOT NULL;
+COMMENT ON COLUMN "personal_access_tokens"."token_name" IS 'Name of the token';
+ALTER TABLE "personal_access_tokens" ADD COLUMN "token_key" char(40) DEFAULT NULL::char;
+ALTER TABLE "personal_access_tokens" ALTER COLUMN "token_key" DROP NOT NULL, ALTER COLUMN "token_key" SET DEFAULT NULL::char;
+COMMENT ON COLUMN "personal_access_tokens"."token_key" IS 'The secret key for token verification';
+ALTER TABLE "personal_access_tokens" ADD COLUMN "active" bool;
+ALTER TABLE "personal_access_tokens" ALTER COLUMN "active" SET NOT NULL;
+COMMENT ON COLUMN "personal_access_tokens"."active" IS 'True if token is active, false otherwise';
+ALTER TABLE "personal_access_tokens" ADD COLUMN "client_id" text;
+ALTER TABLE "personal_access_tokens" ALTER COLUMN "client_id" DROP NOT NULL;
+COMMENT ON COLUMN "personal_access_tokens"."client_id" IS 'Client id from oauth';
+
+CREATE TABLE "pfile" ();
+ALTER TABLE "pfile" ADD COLUMN "pfile_pk" int4 DEFAULT nextval('pfile_pfile_pk_seq'::regclass);
+ALTER TABLE "pfile" ALTER COLUMN "pfile_pk" SET NOT NULL, ALTER COLUMN "pfile_pk" SET DEFAULT nextval('pfile_pfile_pk_seq'::regclass);
+ALTER TABLE "pfile" ADD COLUMN "pfile_md5" char(32);
+ALTER TABLE "pfile" ALTER COLUMN "pfile_md5" SET NOT NULL;
+ALTER TABLE "pfile" ADD COLUMN "pfile_sha1" char(40);
+ALTER TABLE "pfile" ALTER COLUMN "pfile_sha1" SET NOT NULL;
+ALTER TABLE "pfile" ADD COLUMN "pfile_sha256" char(64);
+ALTER TABLE "pfile" ALTER COLUMN "pfile_sha256" DROP NOT NULL;
+ALTER TABLE "pfile" ADD COLUMN "pfile_size" int8;
+ALTER TABLE "pfile" ALTER COLUMN "pfile_size" SET NOT NULL;
+ALTER TABLE "pfile" ADD COLUMN "pfile_mimetypefk" int4;
+ALTER TABLE "pfile" ALTER COLUMN "pfile_mimetypefk" DROP NOT NULL;
+COMMENT ON COLUMN "pfile"."pfile_mimetypefk" IS 'NULL is treated as application/octet-stream';
+
+CREATE TABLE "pkg_deb" ();
+ALTER TABLE "pkg_deb" ADD COLUMN "pkg_name" text;
+ALTER TABLE "pkg_deb" ALTER COLUMN "pkg_name" SET NOT NULL;
+COMMENT ON COLUMN "pkg_deb"."pkg_name" IS 'the name of the package';
+ALTER TABLE "pkg_deb" ADD COLUMN "pkg_arch" text;
+ALTER TABLE "pkg_deb" ALTER COLUMN "pkg_arch" SET NOT NULL;
+COMMENT ON COLUMN "pkg_deb"."pkg_arch" IS 'debian machine architecture';
+ALTER TABLE "pkg_deb" ADD COLUMN "version" text;
+ALTER TABLE "pkg_deb" ALTER COLUMN "version" SET NOT NULL;
+COMMENT ON COLUMN "pkg_deb"."version" IS 'the version number of a package';
+ALTER TABLE "pkg_deb" ADD COLUMN "section" text;
+ALTER TABLE "pkg_deb" ALTER COLUMN "section" DROP NOT NULL;
+COMMENT ON COLUMN "pkg_deb"."section" IS 'this field specifies an application area into which the package has been classified';
+ALTER TABLE "pkg_deb" ADD COLUMN "priority" text;
+ALTER TABLE "pkg_deb" ALTER COLUMN "priority" DROP NOT NULL;
+COMMENT ON COLUMN "pkg_deb"."priority" IS 'this field represents how important that it is that the user have the package installed';
+ALTER TABLE "pkg_deb" ADD COLUMN "installed_size" int4;
+ALTER TABLE "pkg_deb" ALTER COLUMN "installed_size" DROP NOT NULL;
+COMMENT ON COLUMN "pkg_deb"."installed_size" IS 'an estimate of the total amount of disk space required to install the named package';
+ALTER TABLE "pkg_deb" ADD COLUMN "maintainer" text;
+ALTER TABLE "pkg_deb" ALTER COLUMN "maintainer" SET NOT NULL;
+COMMENT ON COLUMN "pkg_deb"."maintainer" IS 'the package maintainer''s name and email address';
+ALTER TABLE "pkg_deb" ADD COLUMN "homepage" text;
+ALTER TABLE "pkg_deb" ALTER COLUMN "homepage" DROP NOT NULL;
+COMMENT ON COLUMN "pkg_deb"."homepage" IS 'the URL of the web site for this package';
+ALTER TABLE "pkg_deb" ADD COLUMN "source" text;
+ALTER TABLE "pkg_deb" ALTER COLUMN "source" DROP NOT NULL;
+COMMENT ON COLUMN "pkg_deb"."source" IS 'this field identifies the source package name.';
+ALTER TABLE "pkg_deb" ADD COLUMN "description" text;
+ALTER TABLE "pkg_deb" ALTER COLUMN "description" SET NOT NULL;
+COMMENT ON COLUMN "pkg_deb"."description" IS 'a description of the binary package';
+ALTER TABLE "pkg_deb" ADD COLUMN "pfile_fk" int4;
+ALTER TABLE "pkg_deb" ALTER COLUMN "pfile_fk" SET NOT NULL;
+COMMENT ON COLUMN "pkg_deb"."pfile_fk" IS 'key of pfile record that package refer to';
+ALTER TABLE "pkg_deb" ADD COLUMN "pkg_pk" int4 DEFAULT nextval('pkg_deb_pkg_pk_seq'::regclass);
+ALTER TABLE "pkg_deb" ALTER COLUMN "pkg_pk" SET NOT NULL, ALTER COLUMN "pkg_pk" SET DEFAULT nextval('pkg_deb_pkg_pk_seq'::regclass);
+COMMENT ON COLUMN "pkg_deb"."pkg_pk" IS 'package primary key';
+ALTER TABLE "pkg_deb" ADD COLUMN "summary" text;
+ALTER TABLE "pkg_deb" ALTER COLUMN "summary" DROP NOT NULL;
+COMMENT ON COLUMN "pkg_deb"."summary" IS 'short description';
+ALTER TABLE "pkg_deb" ADD COLUMN "format" text;
+ALTER TABLE "pkg_deb" ALTER COLUMN "format" DROP NOT NULL;
+COMMENT ON COLUMN "pkg_deb"."format" IS 'specifies a format revision for the file';
+ALTER TABLE "pkg_deb" ADD COLUMN "uploaders" text;
+ALTER TABLE "pkg_deb" ALTER COLUMN "uploaders" DROP NOT NULL;
+COMMENT ON COLUMN "pkg_deb"."uploaders" IS 'names and email addresses of co-maintainers of the package';
+ALTER TABLE "pkg_deb" ADD COLUMN "standards_version" text;
+ALTER TABLE "pkg_deb" ALTER COLUMN "standards_version" DROP NOT NULL;
+COMMENT ON COLUMN "pkg_deb"."standards_version" IS 'the most recent version of the standards';
+
+CREATE TABLE "pkg_deb_req" ();
+ALTER TABLE "pkg_deb_req" ADD COLUMN "req_pk" int4 DEFAULT nextval('pkg_deb_req_req_pk_seq'::regclass);
+ALTER TABLE "pkg_deb_req" ALTER COLUMN "req_pk" SET NOT NULL, ALTER COLUMN "req_pk" SET DEFAULT nextval('pkg_deb_req_req_pk_seq'::regclass);
+COMMENT ON COLUMN "pkg_deb_req"."req_pk" IS 'pkg debian require primary key';
+ALTER TABLE "pkg_deb_req" ADD COLUMN "pkg_fk" int4;
+ALTER TABLE "pkg_deb_req" ALTER COLUMN "pkg_fk" SET NOT NULL;
+COMMENT ON COLUMN "pkg_deb_req"."pkg_fk" IS 'key of pkg record that require refer to';
+ALTER TABLE "pkg_deb_req" ADD COLUMN "req_value" text;
+ALTER TABLE "pkg_deb_req" ALTER COLUMN "req_value" DROP NOT NULL;
+COMMENT ON COLUMN "pkg_deb_req"."req_value" IS 'pkg debian require';
+
+CREATE TABLE "pkg_rpm" ();
+ALTER TABLE "pkg_rpm" ADD COLUMN "pkg_name" text;
+ALTER TABLE "pkg_rpm" ALTER COLUMN "pkg_name" SET NOT NULL;
+COMMENT ON COLUMN "pkg_rpm"."pkg_name" IS 'the name of the package';
+ALTER TABLE "pkg_rpm" ADD COLUMN "pkg_alias" text;
+ALTER TABLE "pkg_rpm" ALTER COLUMN "pkg_alias" DROP NOT NULL;
+COMMENT ON COLUMN "pkg_rpm"."pkg_alias" IS 'the alias of the package';
+ALTER TABLE "pkg_rpm" ADD COLUMN "pkg_arch" text;
+ALTER TABLE "pkg_rpm" ALTER COLUMN "pkg_arch" SET NOT NULL;
+COMMENT ON COLUMN "pkg_rpm"."pkg_arch" IS 'a shorthand name describing the type of computer hardware the packaged software is meant to run on';
+ALTER TABLE "pkg_rpm" ADD COLUMN "version" text;
+ALTER TABLE "pkg_rpm" ALTER COLUMN "version" SET NOT NULL;
+COMMENT ON COLUMN "pkg_rpm"."version" IS 'the version number of the software, as specified by the software''s original creator';
+ALTER TABLE "pkg_rpm" ADD COLUMN "rpm_filename" text;
+ALTER TABLE "pkg_rpm" ALTER COLUMN "rpm_filename" SET NOT NULL;
+COMMENT ON COLUMN "pkg_rpm"."rpm_filename" IS 'filename of rpm';
+ALTER TABLE "pkg_rpm" ADD COLUMN "license" text;
+ALTER TABLE "pkg_rpm" ALTER COLUMN "license" SET NOT NULL;
+COMMENT ON COLUMN "pkg_rpm"."license" IS 'license type can be GPL, Freeware, Commercial, or other common type';
+ALTER TABLE "pkg_rpm" ADD COLUMN "pkg_group" text;
+ALTER TABLE "pkg_rpm" ALTER COLUMN "pkg_group" DROP NOT NULL;
+COMMENT ON COLUMN "pkg_rpm"."pkg_group" IS 'categorize the software';
+ALTER TABLE "pkg_rpm" ADD COLUMN "packager" text;
+ALTER TABLE "pkg_rpm" ALTER COLUMN "packager" SET NOT NULL;
+COMMENT ON COLUMN "pkg_rpm"."packager" IS 'the name and contact information for the individual responsible for building the package';
+ALTER TABLE "pkg_rpm" ADD COLUMN "release" text;
+ALTER TABLE "pkg_rpm" ALTER COLUMN "release" SET NOT NULL;
+COMMENT ON COLUMN "pkg_rpm"."release" IS 'the number of times a package consisting of this software has been packaged';
+ALTER TABLE "pkg_rpm" ADD COLUMN "build_date" text;
+ALTER TABLE "pkg_rpm" ALTER COLUMN "build_date" SET NOT NULL;
+COMMENT ON COLUMN "pkg_rpm"."build_date" IS 'the time the package was created';
+ALTER TABLE "pkg_rpm" ADD COLUMN "vendor" text;
+ALTER TABLE "pkg_rpm" ALTER COLUMN "vendor" SET NOT NULL;
+COMMENT ON COLUMN "pkg_rpm"."vendor" IS 'the organization responsible for building this package';
+ALTER TABLE "pkg_rpm" ADD COLUMN "url" text;
+ALTER TABLE "pkg_rpm" ALTER COLUMN "url" DROP NOT NULL;
+COMMENT ON COLUMN "pkg_rpm"."url" IS 'url resource';
+ALTER TABLE "pkg_rpm" ADD COLUMN "source_rpm" text;
+ALTER TABLE "pkg_rpm" ALTER COLUMN "source_rpm" DROP NOT NULL;
+COMMENT ON COLUMN "pkg_rpm"."source_rpm" IS 'the package file containing the source code and other files used to create the binary package file. the package is source rpm, this field will be NULL';
+ALTER TABLE "pkg_rpm" ADD COLUMN "summary" text;
+ALTER TABLE "pkg_rpm" ALTER COLUMN "summary" DROP NOT NULL;
+COMMENT ON COLUMN "pkg_rpm"."summary" IS 'a concise description of the packaged software';
+ALTER TABLE "pkg_rpm" ADD COLUMN "description" text;
+ALTER TABLE "pkg_rpm" ALTER COLUMN "description" DROP NOT NULL;
+COMMENT ON COLUMN "pkg_rpm"."description" IS 'a verbose description of the packaged software';
+ALTER TABLE "pkg_rpm" ADD COLUMN "pfile_fk" int4;
+ALTER TABLE "pkg_rpm" ALTER COLUMN "pfile_fk" SET NOT NULL;
+COMMENT ON COLUMN "pkg_rpm"."pfile_fk" IS 'key of pfile record that package refer to';
+ALTER TABLE "pkg_rpm" ADD COLUMN "pkg_pk" int4 DEFAULT nextval('pkg_rpm_pkg_pk_seq'::regclass);
+ALTER TABLE "pkg_rpm" ALTER COLUMN "pkg_pk" SET NOT NULL, ALTER COLUMN "pkg_pk" SET DEFAULT nextval('pkg_rpm_pkg_pk_seq'::regclass);
+COMMENT ON COLUMN "pkg_rpm"."pkg_pk" IS 'package primary key';
+
+CREATE TABLE "pkg_rpm_req" ();
+ALTER TABLE "pkg_rpm_req" ADD COLUMN "pkg_fk" int4;
+ALTER TABLE "pkg_rpm_req" ALTER COLUMN "pkg_fk" SET NOT NULL;
+COMMENT ON COLUMN "pkg_rpm_req"."pkg_fk" IS 'key of pkg record that require refer to';
+ALTER TABLE "pkg_rpm_req" ADD COLUMN "req_value" text;
+ALTER TABLE "pkg_rpm_req" ALTER COLUMN "req_value" DROP NOT NULL;
+COMMENT ON COLUMN "pkg_rpm_req"."req_value" IS 'pkg rpm require';
+ALTER TABLE "pkg_rpm_req" ADD COLUMN "req_pk" int4 DEFAULT nextval('pkg_rpm_req_req_pk_seq'::regclass);
+ALTER TABLE "pkg_rpm_req" ALTER COLUMN "req_pk" SET NOT NULL, ALTER COLUMN "req_pk" SET DEFAULT nextval('pkg_rpm_req_req_pk_seq'::regclass);
+COMMENT ON COLUMN "pkg_rpm_req"."req_pk" IS 'pkg rpm require primary key';
+
+CREATE TABLE "report_cache" ();
+ALTER TABLE "report_cache" ADD COLUMN "report_cache_pk" int4 DEFAULT nextval('report_cache_report_cache_pk_seq'::regclass);
+ALTER TABLE "report_cache" ALTER COLUMN "report_cache_pk" SET NOT NULL, ALTER COLUMN "report_cache_pk" SET DEFAULT nextval('report_cache_report_cache_pk_seq'::regclass);
+ALTER TABLE "report_cache" ADD COLUMN "report_cache_tla" timestamp DEFAULT now();
+ALTER TABLE "report_cache" ALTER COLUMN "report_cache_tla" SET NOT NULL, ALTER COLUMN "report_cache_tla" SET DEFAULT now();
+COMMENT ON COLUMN "report_cache"."report_cache_tla" IS 'time last accessed';
+ALTER TABLE "report_cache" ADD COLUMN "report_cache_key" text;
+ALTER TABLE "report_cache" ALTER COLUMN "report_cache_key" SET NOT NULL;
+COMMENT ON COLUMN "report_cache"."report_cache_key" IS 'http GET args';
+ALTER TABLE "report_cache" ADD COLUMN "report_cache_value" text;
+ALTER TABLE "report_cache" ALTER COLUMN "report_cache_value" SET NOT NULL;
+COMMENT ON COLUMN "report_cache"."report_cache_value" IS 'report to output';
+ALTER TABLE "report_cache" ADD COLUMN "report_cache_uploadfk" int4;
+ALTER TABLE "report_cache" ALTER COLUMN "report_cache_uploadfk" DROP NOT NULL;
+
+CREATE TABLE "report_cache_user" ();
+ALTER TABLE "report_cache_user" ADD COLUMN "report_cache_user_pk" int4 DEFAULT nextval('report_cache_user_report_cache_user_pk_seq'::regclass);
+ALTER TABLE "report_cache_user" ALTER COLUMN "report_cache_user_pk" SET NOT NULL, ALTER COLUMN "report_cache_user_pk" SET DEFAULT nextval('report_cache_user_report_cache_user_pk_seq'::regclass);
+ALTER TABLE "report_cache_user" ADD COLUMN "user_fk" int4;
+ALTER TABLE "report_cache_user" ALTER COLUMN "user_fk" SET NOT NULL;
+ALTER TABLE "report_cache_user" ADD COLUMN "cache_on" char(1) DEFAULT 'Y'::character(1);
+ALTER TABLE "report_cache_user" ALTER COLUMN "cache_on" DROP NOT NULL, ALTER COLUMN "cache_on" SET DEFAULT 'Y'::character(1);
+
+CREATE TABLE "reportgen" ();
+ALTER TABLE "reportgen" ADD COLUMN "upload_fk" int4;
+ALTER TABLE "reportgen" ALTER COLUMN "upload_fk" SET NOT NULL;
+ALTER TABLE "reportgen" ADD COLUMN "job_fk" int4;
+ALTER TABLE "reportgen" ALTER COLUMN "job_fk" SET NOT NULL;
+ALTER TABLE "reportgen" ADD COLUMN "filepath" text;
+ALTER TABLE "reportgen" ALTER COLUMN "filepath" DROP NOT NULL;
+
+CREATE TABLE "software_heritage" ();
+ALTER TABLE "software_heritage" ADD COLUMN "software_heritage_pk" int4 DEFAULT nextval('software_heritage_pk_seq'::regclass);
+ALTER TABLE "software_heritage" ALTER COLUMN "software_heritage_pk" SET NOT NULL, ALTER COLUMN "software_heritage_pk" SET DEFAULT nextval('software_heritage_pk_seq'::regclass);
+ALTER TABLE "software_heritage" ADD COLUMN "pfile_fk" int4;
+ALTER TABLE "software_heritage" ALTER COLUMN "pfile_fk" SET NOT NULL;
+ALTER TABLE "software_heritage" ADD COLUMN "swh_shortnames" text;
+ALTER TABLE "software_heritage" ALTER COLUMN "swh_shortnames" DROP NOT NULL;
+ALTER TABLE "software_heritage" ADD COLUMN "swh_status" int4 DEFAULT 1;
+ALTER TABLE "software_heritage" ALTER COLUMN "swh_status" DROP NOT NULL, ALTER COLUMN "swh_status" SET DEFAULT 1;
+
+CREATE TABLE "spasht" ();
+ALTER TABLE "spasht" ADD COLUMN "spasht_pk" int4 DEFAULT nextval('spasht_pk_seq'::regclass);
+ALTER TABLE "spasht" ALTER COLUMN "spasht_pk" SET NOT NULL, ALTER COLUMN "spasht_pk" SET DEFAULT nextval('spasht_pk_seq'::regclass);
+ALTER TABLE "spasht" ADD COLUMN "upload_fk" int4;
+ALTER TABLE "spasht" ALTER COLUMN "upload_fk" SET NOT NULL;
+ALTER TABLE "spasht" ADD COLUMN "spasht_name" text;
+ALTER TABLE "spasht" ALTER COLUMN "spasht_name" DROP NOT NULL;
+ALTER TABLE "spasht" ADD COLUMN "spasht_namespace" text;
+ALTER TABLE "spasht" ALTER COLUMN "spasht_namespace" DROP NOT NULL;
+ALTER TABLE "spasht" ADD COLUMN "spasht_revision" text;
+ALTER TABLE "spasht" ALTER COLUMN "spasht_revision" DROP NOT NULL;
+ALTER TABLE "spasht" ADD COLUMN "spasht_type" text;
+ALTER TABLE "spasht" ALTER COLUMN "spasht_type" DROP NOT NULL;
+ALTER TABLE "spasht" ADD COLUMN "spasht_provider" text;
+ALTER TABLE "spasht" ALTER COLUMN "spasht_provider" DROP NOT NULL;
+
+CREATE TABLE "sysconfig" ();
+ALTER TABLE "sysconfig" ADD COLUMN "sysconfig_pk" int4 DEFAULT nextval('sysconfig_sysconfig_pk_seq'::regclass);
+ALTER TABLE "sysconfig" ALTER COLUMN "sysconfig_pk" SET NOT NULL, ALTER COLUMN "sysconfig_pk" SET DEFAULT nextval('sysconfig_sysconfig_pk_seq'::regclass);
+ALTER TABLE "sysconfig" ADD COLUMN "variablename" varchar(30);
+ALTER TABLE "sysconfig" ALTER COLUMN "variablename" SET NOT NULL;
+COMMENT ON COLUMN "sysconfig"."variablename" IS 'Name of configuration variable';
+ALTER TABLE "sysconfig" ADD COLUMN "conf_value" text;
+ALTER TABLE "sysconfig" ALTER COLUMN "conf_value" DROP NOT NULL;
+COMMENT ON COLUMN "sysconfig"."conf_value" IS 'value of config variable';
+ALTER TABLE "sysconfig" ADD COLUMN "ui_label" varchar(60);
+ALTER TABLE "sysconfig" ALTER COLUMN "ui_label" SET NOT NULL;
+COMMENT ON COLUMN "sysconfig"."ui_label" IS 'Label that appears on user interface to prompt for variable';
+ALTER TABLE "sysconfig" ADD COLUMN "vartype" int4;
+ALTER TABLE "sysconfig" ALTER COLUMN "vartype" SET NOT NULL;
+COMMENT ON COLUMN "sysconfig"."vartype" IS 'variable type.  1=int, 2=text, 3=textarea, 4=password, 5=dropdown, 6=boolean';
+ALTER TABLE "sysconfig" ADD COLUMN "group_name" varchar(20);
+ALTER TABLE "sysconfig" ALTER COLUMN "group_name" SET NOT NULL;
+COMMENT ON COLUMN "sysconfig"."group_name" IS 'Name of this variables group in the user interface';
+ALTER TABLE "sysconfig" ADD COLUMN "group_order" int4;
+ALTER TABLE "sysconfig" ALTER COLUMN "group_order" DROP NOT NULL;
+COMMENT ON COLUMN "sysconfig"."group_order" IS 'The order this variable appears in the user interface group';
+ALTER TABLE "sysconfig" ADD COLUMN "description" text;
+ALTER TABLE "sysconfig" ALTER COLUMN "description" SET NOT NULL;
+COMMENT ON COLUMN "sysconfig"."description" IS 'Description of variable to document how/where the variable value is used.';
+ALTER TABLE "sysconfig" ADD COLUMN "validation_function" varchar(40) DEFAULT NULL::character varying;
+ALTER TABLE "sysconfig" ALTER COLUMN "validation_function" DROP NOT NULL, ALTER COLUMN "validation_function" SET DEFAULT NULL::character varying;
+COMMENT ON COLUMN "sysconfig"."validation_function" IS 'Name of function to validate input. Not currently implemented.';
+ALTER TABLE "sysconfig" ADD COLUMN "option_value" text DEFAULT NULL::character varying;
+ALTER TABLE "sysconfig" ALTER COLUMN "option_value" DROP NOT NULL, ALTER COLUMN "option_value" SET DEFAULT NULL::character varying;
+COMMENT ON COLUMN "sysconfig"."option_value" IS 'If vartype is 5, provide options in format op1{val1}|op2{val2}|...';
+
+CREATE TABLE "fossdashconfig" ();
+ALTER TABLE "fossdashconfig" ADD COLUMN "fossdashconfig_pk" int4 DEFAULT nextval('fossdashconfig_fossdashconfig_pk_seq'::regclass);
+ALTER TABLE "fossdashconfig" ALTER COLUMN "fossdashconfig_pk" SET NOT NULL, ALTER COLUMN "fossdashconfig_pk" SET DEFAULT nextval('fossdashconfig_fossdashconfig_pk_seq'::regclass);
+ALTER TABLE "fossdashconfig" ADD COLUMN "variablename" varchar(30);
+ALTER TABLE "fossdashconfig" ALTER COLUMN "variablename" SET NOT NULL;
+COMMENT ON COLUMN "fossdashconfig"."variablename" IS 'Name of configuration variable';
+ALTER TABLE "fossdashconfig" ADD COLUMN "conf_value" text;
+ALTER TABLE "fossdashconfig" ALTER COLUMN "conf_value" DROP NOT NULL;
+COMMENT ON COLUMN "fossdashconfig"."conf_value" IS 'value of config variable';
+ALTER TABLE "fossdashconfig" ADD COLUMN "ui_label" varchar(60);
+ALTER TABLE "fossdashconfig" ALTER COLUMN "ui_label" SET NOT NULL;
+COMMENT ON COLUMN "fossdashconfig"."ui_label" IS 'Label that appears on user interface to prompt for variable';
+ALTER TABLE "fossdashconfig" ADD COLUMN "vartype" int4;
+ALTER TABLE "fossdashconfig" ALTER COLUMN "vartype" SET NOT NULL;
+COMMENT ON COLUMN "fossdashconfig"."vartype" IS 'variable type.  1=int, 2=text, 3=textarea, 4=password, 5=dropdown';
+ALTER TABLE "fossdashconfig" ADD COLUMN "group_name" varchar(20);
+ALTER TABLE "fossdashconfig" ALTER COLUMN "group_name" SET NOT NULL;
+COMMENT ON COLUMN "fossdashconfig"."group_name" IS 'Name of this variables group in the user interface';
+ALTER TABLE "fossdashconfig" ADD COLUMN "group_order" int4;
+ALTER TABLE "fossdashconfig" ALTER COLUMN "group_order" DROP NOT NULL;
+COMMENT ON COLUMN "fossdashconfig"."group_order" IS 'The order this variable appears in the user interface group';
+ALTER TABLE "fossdashconfig" ADD COLUMN "description" text;
+ALTER TABLE "fossdashconfig" ALTER COLUMN "description" SET NOT NULL;
+COMMENT ON COLUMN "fossdashconfig"."description" IS 'Description of variable to document how/where the variable value is used.';
+ALTER TABLE "fossdashconfig" ADD COLUMN "validation_function" varchar(40) DEFAULT NULL::character varying;
+ALTER TABLE "fossdashconfig" ALTER COLUMN "validation_function" DROP NOT NULL, ALTER COLUMN "validation_function" SET DEFAULT NULL::character varying;
+COMMENT ON COLUMN "fossdashconfig"."validation_function" IS 'Name of function to validate input. Not currently implemented.';
+ALTER TABLE "fossdashconfig" ADD COLUMN "option_value" varchar(40) DEFAULT NULL::character varying;
+ALTER TABLE "fossdashconfig" ALTER COLUMN "option_value" DROP NOT NULL, ALTER COLUMN "option_value" SET DEFAULT NULL::character varying;
+COMMENT ON COLUMN "fossdashconfig"."option_value" IS 'If vartype is 5, provide options in format op1{val1}|op2{val2}|...';
+
+CREATE TABLE "tag" ();
+ALTER TABLE "tag" ADD COLUMN "tag_pk" int4 DEFAULT nextval('tags_tag_pk_seq'::regclass);
+ALTER TABLE "tag" ALTER COLUMN "tag_pk" SET NOT NULL, ALTER COLUMN "tag_pk" SET DEFAULT nextval('tags_tag_pk_seq'::regclass);
+ALTER TABLE "tag" ADD COLUMN "tag" varchar(32);
+ALTER TABLE "tag" ALTER COLUMN "tag" SET NOT NULL;
+ALTER TABLE "tag" ADD COLUMN "tag_desc" text;
+ALTER TABLE "tag" ALTER COLUMN "tag_desc" DROP NOT NULL;
+COMMENT ON COLUMN "tag"."tag_desc" IS 'tag description';
+
+CREATE TABLE "tag_file" ();
+ALTER TABLE "tag_file" ADD COLUMN "tag_file_pk" int4 DEFAULT nextval('tags_file_tag_file_pk_seq'::regclass);
+ALTER TABLE "tag_file" ALTER COLUMN "tag_file_pk" SET NOT NULL, ALTER COLUMN "tag_file_pk" SET DEFAULT nextval('tags_file_tag_file_pk_seq'::regclass);
+ALTER TABLE "tag_file" ADD COLUMN "tag_fk" int4;
+ALTER TABLE "tag_file" ALTER COLUMN "tag_fk" SET NOT NULL;
+ALTER TABLE "tag_file" ADD COLUMN "pfile_fk" int4;
+ALTER TABLE "tag_file" ALTER COLUMN "pfile_fk" SET NOT NULL;
+ALTER TABLE "tag_file" ADD COLUMN "tag_file_date" timestamptz;
+ALTER TABLE "tag_file" ALTER COLUMN "tag_file_date" SET NOT NULL;
+ALTER TABLE "tag_file" ADD COLUMN "tag_file_text" text;
+ALTER TABLE "tag_file" ALTER COLUMN "tag_file_text" DROP NOT NULL;
+
+CREATE TABLE "tag_manage" ();
+ALTER TABLE "tag_manage" ADD COLUMN "tag_manage_pk" int4 DEFAULT nextval('tag_manage_tag_manage_pk_seq'::regclass);
+ALTER TABLE "tag_manage" ALTER COLUMN "tag_manage_pk" SET NOT NULL, ALTER COLUMN "tag_manage_pk" SET DEFAULT nextval('tag_manage_tag_manage_pk_seq'::regclass);
+COMMENT ON COLUMN "tag_manage"."tag_manage_pk" IS 'primary key';
+ALTER TABLE "tag_manage" ADD COLUMN "upload_fk" int4;
+ALTER TABLE "tag_manage" ALTER COLUMN "upload_fk" SET NOT NULL;
+COMMENT ON COLUMN "tag_manage"."upload_fk" IS 'upload id, foreign key';
+ALTER TABLE "tag_manage" ADD COLUMN "is_disabled" bool;
+ALTER TABLE "tag_manage" ALTER COLUMN "is_disabled" DROP NOT NULL;
+COMMENT ON COLUMN "tag_manage"."is_disabled" IS '1: disabled, 0: enabled';
+
+CREATE TABLE "tag_uploadtree" ();
+ALTER TABLE "tag_uploadtree" ADD COLUMN "tag_uploadtree_pk" int4 DEFAULT nextval('tags_uploadtree_tag_uploadtree_pk_seq'::regclass);
+ALTER TABLE "tag_uploadtree" ALTER COLUMN "tag_uploadtree_pk" SET NOT NULL, ALTER COLUMN "tag_uploadtree_pk" SET DEFAULT nextval('tags_uploadtree_tag_uploadtree_pk_seq'::regclass);
+ALTER TABLE "tag_uploadtree" ADD COLUMN "tag_fk" int4;
+ALTER TABLE "tag_uploadtree" ALTER COLUMN "tag_fk" SET NOT NULL;
+ALTER TABLE "tag_uploadtree" ADD COLUMN "uploadtree_fk" int4;
+ALTER TABLE "tag_uploadtree" ALTER COLUMN "uploadtree_fk" SET NOT NULL;
+ALTER TABLE "tag_uploadtree" ADD COLUMN "tag_uploadtree_date" timestamptz;
+ALTER TABLE "tag_uploadtree" ALTER COLUMN "tag_uploadtree_date" SET NOT NULL;
+ALTER TABLE "tag_uploadtree" ADD COLUMN "tag_uploadtree_text" text;
+ALTER TABLE "tag_uploadtree" ALTER COLUMN "tag_uploadtree_text" DROP NOT NULL;
+
+CREATE TABLE "upload" ();
+ALTER TABLE "upload" ADD COLUMN "upload_pk" int4 DEFAULT nextval('upload_upload_pk_seq'::regclass);
+ALTER TABLE "upload" ALTER COLUMN "upload_pk" SET NOT NULL, ALTER COLUMN "upload_pk" SET DEFAULT nextval('upload_upload_pk_seq'::regclass);
+ALTER TABLE "upload" ADD COLUMN "upload_desc" text;
+ALTER TABLE "upload" ALTER COLUMN "upload_desc" DROP NOT NULL;
+COMMENT ON COLUMN "upload"."upload_desc" IS 'description of file';
+ALTER TABLE "upload" ADD COLUMN "upload_filename" text;
+ALTER TABLE "upload" ALTER COLUMN "upload_filename" SET NOT NULL;
+COMMENT ON COLUMN "upload"."upload_filename" IS 'user visible upload name must be identical to the top uploadtree rec (parent = null) for this upload';
+ALTER TABLE "upload" ADD COLUMN "user_fk" int4;
+ALTER TABLE "upload" ALTER COLUMN "user_fk" DROP NOT NULL;
+COMMENT ON COLUMN "upload"."user_fk" IS 'who uploaded this file FUTURE';
+ALTER TABLE "upload" ADD COLUMN "upload_mode" int4;
+ALTER TABLE "upload" ALTER COLUMN "upload_mode" SET NOT NULL;
+COMMENT ON COLUMN "upload"."upload_mode" IS '1 upload complete, 1<<1 gold (devel only), 1<<2 wget, 1<<3 web upload, 1<<4 discovery ; 1<<5 ununpack complete without fatal errors; 1<<6 adj2nest successful';
+ALTER TABLE "upload" ADD COLUMN "upload_ts" timestamptz DEFAULT now();
+ALTER TABLE "upload" ALTER COLUMN "upload_ts" SET NOT NULL, ALTER COLUMN "upload_ts" SET DEFAULT now();
+COMMENT ON COLUMN "upload"."upload_ts" IS 'record (upload) creation time';
+ALTER TABLE "upload" ADD COLUMN "pfile_fk" int4;
+ALTER TABLE "upload" ALTER COLUMN "pfile_fk" DROP NOT NULL;
+ALTER TABLE "upload" ADD COLUMN "upload_origin" text;
+ALTER TABLE "upload" ALTER COLUMN "upload_origin" DROP NOT NULL;
+COMMENT ON COLUMN "upload"."upload_origin" IS 'original filename or directory name or URL, depending on upload_mode';
+ALTER TABLE "upload" ADD COLUMN "uploadtree_tablename" varchar(18) DEFAULT 'uploadtree_a'::character varying;
+ALTER TABLE "upload" ALTER COLUMN "uploadtree_tablename" SET NOT NULL, ALTER COLUMN "uploadtree_tablename" SET DEFAULT 'uploadtree_a'::character varying;
+ALTER TABLE "upload" ADD COLUMN "expire_date" date;
+ALTER TABLE "upload" ALTER COLUMN "expire_date" DROP NOT NULL;
+COMMENT ON COLUMN "upload"."expire_date" IS 'expiration date';
+ALTER TABLE "upload" ADD COLUMN "expire_action" char(1);
+ALTER TABLE "upload" ALTER COLUMN "expire_action" DROP NOT NULL;
+COMMENT ON COLUMN "upload"."expire_action" IS '''a'' archive, ''d'' delete';
+ALTER TABLE "upload" ADD COLUMN "public_perm" int4;
+ALTER TABLE "upload" ALTER COLUMN "public_perm" DROP NOT NULL;
+COMMENT ON COLUMN "upload"."public_perm" IS 'permission PERM_NONE, PERM_READ, PERM_WRITE, PERM_ADMIN';
+
+CREATE TABLE "upload_clearing" ();
+ALTER TABLE "upload_clearing" ADD COLUMN "upload_fk" int4;
+ALTER TABLE "upload_clearing" ALTER COLUMN "upload_fk" SET NOT NULL;
+ALTER TABLE "upload_clearing" ADD COLUMN "group_fk" int4;
+ALTER TABLE "upload_clearing" ALTER COLUMN "group_fk" SET NOT NULL;
+COMMENT ON COLUMN "upload_clearing"."group_fk" IS 'who is working at upload';
+ALTER TABLE "upload_clearing" ADD COLUMN "assignee" int4 DEFAULT 1;
+ALTER TABLE "upload_clearing" ALTER COLUMN "assignee" DROP NOT NULL, ALTER COLUMN "assignee" SET DEFAULT 1;
+ALTER TABLE "upload_clearing" ADD COLUMN "status_fk" int4 DEFAULT 1;
+ALTER TABLE "upload_clearing" ALTER COLUMN "status_fk" DROP NOT NULL, ALTER COLUMN "status_fk" SET DEFAULT 1;
+ALTER TABLE "upload_clearing" ADD COLUMN "status_comment" text;
+ALTER TABLE "upload_clearing" ALTER COLUMN "status_comment" DROP NOT NULL;
+ALTER TABLE "upload_clearing" ADD COLUMN "priority" float8;
+ALTER TABLE "upload_clearing" ALTER COLUMN "priority" DROP NOT NULL;
+
+CREATE TABLE "upload_clearing_license" ();
+ALTER TABLE "upload_clearing_license" ADD COLUMN "upload_fk" int4;
+ALTER TABLE "upload_clearing_license" ALTER COLUMN "upload_fk" SET NOT NULL;
+ALTER TABLE "upload_clearing_license" ADD COLUMN "group_fk" int4;
+ALTER TABLE "upload_clearing_license" ALTER COLUMN "group_fk" SET NOT NULL;
+ALTER TABLE "upload_clearing_license" ADD COLUMN "rf_fk" int8;
+ALTER TABLE "upload_clearing_license" ALTER COLUMN "rf_fk" SET NOT NULL;
+
+CREATE TABLE "upload_packages" ();
+ALTER TABLE "upload_packages" ADD COLUMN "package_fk" int4;
+ALTER TABLE "upload_packages" ALTER COLUMN "package_fk" SET NOT NULL;
+ALTER TABLE "upload_packages" ADD COLUMN "upload_fk" int4;
+ALTER TABLE "upload_packages" ALTER COLUMN "upload_fk" SET NOT NULL;
+
+CREATE TABLE "upload_reuse" ();
+ALTER TABLE "upload_reuse" ADD COLUMN "upload_fk" int4;
+ALTER TABLE "upload_reuse" ALTER COLUMN "upload_fk" SET NOT NULL;
+ALTER TABLE "upload_reuse" ADD COLUMN "reused_upload_fk" int4;
+ALTER TABLE "upload_reuse" ALTER COLUMN "reused_upload_fk" SET NOT NULL;
+ALTER TABLE "upload_reuse" ADD COLUMN "group_fk" int4;
+ALTER TABLE "upload_reuse" ALTER COLUMN "group_fk" SET NOT NULL;
+ALTER TABLE "upload_reuse" ADD COLUMN "reused_group_fk" int4;
+ALTER TABLE "upload_reuse" ALTER COLUMN "reused_group_fk" SET NOT NULL;
+ALTER TABLE "upload_reuse" ADD COLUMN "reuse_mode" int4 DEFAULT 0;
+ALTER TABLE "upload_reuse" ALTER COLUMN "reuse_mode" SET NOT NULL, ALTER COLUMN "reuse_mode" SET DEFAULT 0;
+ALTER TABLE "upload_reuse" ADD COLUMN "date_added" timestamptz DEFAULT now();
+ALTER TABLE "upload_reuse" ALTER COLUMN "date_added" SET NOT NULL, ALTER COLUMN "date_added" SET DEFAULT now();
+
+CREATE TABLE "uploadtree" ();
+ALTER TABLE "uploadtree" ADD COLUMN "uploadtree_pk" int4 DEFAULT nextval('uploadtree_uploadtree_pk_seq'::regclass);
+ALTER TABLE "uploadtree" ALTER COLUMN "uploadtree_pk" SET NOT NULL, ALTER COLUMN "uploadtree_pk" SET DEFAULT nextval('uploadtree_uploadtree_pk_seq'::regclass);
+ALTER TABLE "uploadtree" ADD COLUMN "parent" int4;
+ALTER TABLE "uploadtree" ALTER COLUMN "parent" DROP NOT NULL;
+COMMENT ON COLUMN "uploadtree"."parent" IS 'uploadtree parent';
+ALTER TABLE "uploadtree" ADD COLUMN "realparent" int4;
+ALTER TABLE "uploadtree" ALTER COLUMN "realparent" DROP NOT NULL;
+COMMENT ON COLUMN "uploadtree"."realparent" IS 'uploadtree non-artifact parent';
+ALTER TABLE "uploadtree" ADD COLUMN "upload_fk" int4;
+ALTER TABLE "uploadtree" ALTER COLUMN "upload_fk" SET NOT NULL;
+COMMENT ON COLUMN "uploadtree"."upload_fk" IS 'original uploaded file';
+ALTER TABLE "uploadtree" ADD COLUMN "pfile_fk" int4;
+ALTER TABLE "uploadtree" ALTER COLUMN "pfile_fk" DROP NOT NULL;
+ALTER TABLE "uploadtree" ADD COLUMN "ufile_mode" int4;
+ALTER TABLE "uploadtree" ALTER COLUMN "ufile_mode" DROP NOT NULL;
+COMMENT ON COLUMN "uploadtree"."ufile_mode" IS 'container=1<<29, artifact=1<<28, project=1<<27, replica(same pfile)=1<<26, package<<25,directory=1<<18 (directory doesn''t seem to be used), note: wget and POST names are NOT considered artifacts.  Can tell directories as containers with no pfile.';
+ALTER TABLE "uploadtree" ADD COLUMN "lft" int4;
+ALTER TABLE "uploadtree" ALTER COLUMN "lft" DROP NOT NULL;
+COMMENT ON COLUMN "uploadtree"."lft" IS 'nested set left edge';
+ALTER TABLE "uploadtree" ADD COLUMN "rgt" int4;
+ALTER TABLE "uploadtree" ALTER COLUMN "rgt" DROP NOT NULL;
+COMMENT ON COLUMN "uploadtree"."rgt" IS 'nested set right edge';
+ALTER TABLE "uploadtree" ADD COLUMN "ufile_name" text;
+ALTER TABLE "uploadtree" ALTER COLUMN "ufile_name" DROP NOT NULL;
+COMMENT ON COLUMN "uploadtree"."ufile_name" IS 'file name';
+
+CREATE TABLE "upload_events" ();
+ALTER TABLE "upload_events" ADD COLUMN "upload_fk" int4;
+ALTER TABLE "upload_events" ALTER COLUMN "upload_fk" SET NOT NULL;
+COMMENT ON COLUMN "upload_events"."upload_fk" IS 'upload that generated this event';
+ALTER TABLE "upload_events" ADD COLUMN "event_ts" timestamptz DEFAULT now();
+ALTER TABLE "upload_events" ALTER COLUMN "event_ts" SET NOT NULL, ALTER COLUMN "event_ts" SET DEFAULT now();
+COMMENT ON COLUMN "upload_events"."event_ts" IS 'timestamp when event happened';
+ALTER TABLE "upload_events" ADD COLUMN "event_type" int4;
+ALTER TABLE "upload_events" ALTER COLUMN "event_type" SET NOT NULL;
+COMMENT ON COLUMN "upload_events"."event_type" IS 'type of event, see Fossology::Lib::Data::Upload::UploadEvents';
+
+CREATE TABLE "users" ();
+ALTER TABLE "users" ADD COLUMN "user_pk" int4 DEFAULT nextval('users_user_pk_seq'::regclass);
+ALTER TABLE "users" ALTER COLUMN "user_pk" SET NOT NULL, ALTER COLUMN "user_pk" SET DEFAULT nextval('users_user_pk_seq'::regclass);
+ALTER TABLE "users" ADD COLUMN "user_name" text;
+ALTER TABLE "users" ALTER COLUMN "user_name" SET NOT NULL;
+ALTER TABLE "users" ADD COLUMN "root_folder_fk" int4;
+ALTER TABLE "users" ALTER COLUMN "root_folder_fk" SET NOT NULL;
+COMMENT ON COLUMN "users"."root_folder_fk" IS 'root folder for this user';
+ALTER TABLE "users" ADD COLUMN "default_folder_fk" int4 DEFAULT '-1'::integer;
+ALTER TABLE "users" ALTER COLUMN "default_folder_fk" SET NOT NULL, ALTER COLUMN "default_folder_fk" SET DEFAULT '-1'::integer;
+COMMENT ON COLUMN "users"."default_folder_fk" IS 'default folder for this user';
+ALTER TABLE "users" ADD COLUMN "last_connection" timestamptz;
+ALTER TABLE "users" ALTER COLUMN "last_connection" DROP NOT NULL;
+ALTER TABLE "users" ADD COLUMN "user_desc" text;
+ALTER TABLE "users" ALTER COLUMN "user_desc" DROP NOT NULL;
+ALTER TABLE "users" ADD COLUMN "user_status" text DEFAULT 'active'::text;
+ALTER TABLE "users" ALTER COLUMN "user_status" DROP NOT NULL, ALTER COLUMN "user_status" SET DEFAULT 'active'::text;
+COMMENT ON COLUMN "users"."user_status" IS 'active, incactive';
+ALTER TABLE "users" ADD COLUMN "user_seed" text;
+ALTER TABLE "users" ALTER COLUMN "user_seed" DROP NOT NULL;
+ALTER TABLE "users" ADD COLUMN "user_pass" text;
+ALTER TABLE "users" ALTER COLUMN "user_pass" DROP NOT NULL;
+ALTER TABLE "users" ADD COLUMN "user_perm" int4;
+ALTER TABLE "users" ALTER COLUMN "user_perm" DROP NOT NULL;
+ALTER TABLE "users" ADD COLUMN "user_email" text;
+ALTER TABLE "users" ALTER COLUMN "user_email" DROP NOT NULL;
+ALTER TABLE "users" ADD COLUMN "email_notify" varchar(1) DEFAULT 'y'::character varying;
+ALTER TABLE "users" ALTER COLUMN "email_notify" DROP NOT NULL, ALTER COLUMN "email_notify" SET DEFAULT 'y'::character varying;
+COMMENT ON COLUMN "users"."email_notify" IS 'Email notification flag';
+ALTER TABLE "users" ADD COLUMN "upload_visibility" text;
+ALTER TABLE "users" ALTER COLUMN "upload_visibility" DROP NOT NULL;
+COMMENT ON COLUMN "users"."upload_visibility" IS 'Default Visibility for uploads by the user';
+ALTER TABLE "users" ADD COLUMN "user_agent_list" text;
+ALTER TABLE "users" ALTER COLUMN "user_agent_list" DROP NOT NULL;
+COMMENT ON COLUMN "users"."user_agent_list" IS 'list of user agents to automatically run on upload';
+ALTER TABLE "users" ADD COLUMN "default_bucketpool_fk" int4;
+ALTER TABLE "users" ALTER COLUMN "default_bucketpool_fk" DROP NOT NULL;
+ALTER TABLE "users" ADD COLUMN "ui_preference" varchar DEFAULT 'simple'::character varying;
+ALTER TABLE "users" ALTER COLUMN "ui_preference" DROP NOT NULL, ALTER COLUMN "ui_preference" SET DEFAULT 'simple'::character varying;
+COMMENT ON COLUMN "users"."ui_preference" IS 'ui preference for the user, either simple or original';
+ALTER TABLE "users" ADD COLUMN "new_upload_group_fk" int4;
+ALTER TABLE "users" ALTER COLUMN "new_upload_group_fk" DROP NOT NULL;
+COMMENT ON COLUMN "users"."new_upload_group_fk" IS 'group given new_upload_perm on new uploads';
+ALTER TABLE "users" ADD COLUMN "new_upload_perm" int4;
+ALTER TABLE "users" ALTER COLUMN "new_upload_perm" DROP NOT NULL;
+COMMENT ON COLUMN "users"."new_upload_perm" IS 'permission given to new_upload_group on new uploads';
+ALTER TABLE "users" ADD COLUMN "group_fk" int4;
+ALTER TABLE "users" ALTER COLUMN "group_fk" DROP NOT NULL;
+ALTER TABLE "users" ADD COLUMN "spdx_settings" text DEFAULT 'unchecked,unchecked,unchecked'::text;
+ALTER TABLE "users" ALTER COLUMN "spdx_settings" DROP NOT NULL, ALTER COLUMN "spdx_settings" SET DEFAULT 'unchecked,unchecked,unchecked'::text;
+COMMENT ON COLUMN "users"."spdx_settings" IS 'Comma-separated SPDX export settings: osselot_export,spdx_license_comment,ignore_files_wo_info as checked/unchecked values';
+ALTER TABLE "users" ADD COLUMN "cyclonedx_settings" text DEFAULT 'unchecked,unchecked,unchecked'::text;
+ALTER TABLE "users" ALTER COLUMN "cyclonedx_settings" DROP NOT NULL, ALTER COLUMN "cyclonedx_settings" SET DEFAULT 'unchecked,unchecked,unchecked'::text;
+COMMENT ON COLUMN "users"."cyclonedx_settings" IS 'Comma-separated CycloneDX export settings: osselot_export,cyclonedx_license_comment,ignore_files_wo_info as checked/unchecked values';
+
+CREATE TABLE "report_info" ();
+ALTER TABLE "report_info" ADD COLUMN "ri_pk" int4 DEFAULT nextval('report_info_pk_seq'::regclass);
+ALTER TABLE "report_info" ALTER COLUMN "ri_pk" SET NOT NULL, ALTER COLUMN "ri_pk" SET DEFAULT nextval('report_info_pk_seq'::regclass);
+ALTER TABLE "report_info" ADD COLUMN "upload_fk" int4;
+ALTER TABLE "report_info" ALTER COLUMN "upload_fk" SET NOT NULL;
+ALTER TABLE "report_info" ADD COLUMN "ri_reviewed" text DEFAULT 'NA'::text;
+ALTER TABLE "report_info" ALTER COLUMN "ri_reviewed" SET NOT NULL, ALTER COLUMN "ri_reviewed" SET DEFAULT 'NA'::text;
+ALTER TABLE "report_info" ADD COLUMN "ri_footer" text DEFAULT 'Your Organization'::text;
+ALTER TABLE "report_info" ALTER COLUMN "ri_footer" SET NOT NULL, ALTER COLUMN "ri_footer" SET DEFAULT 'Your Organization'::text;
+ALTER TABLE "report_info" ADD COLUMN "ri_report_rel" text DEFAULT 'NA'::text;
+ALTER TABLE "report_info" ALTER COLUMN "ri_report_rel" SET NOT NULL, ALTER COLUMN "ri_report_rel" SET DEFAULT 'NA'::text;
+ALTER TABLE "report_info" ADD COLUMN "ri_community" text DEFAULT 'NA'::text;
+ALTER TABLE "report_info" ALTER COLUMN "ri_community" SET NOT NULL, ALTER COLUMN "ri_community" SET DEFAULT 'NA'::text;
+ALTER TABLE "report_info" ADD COLUMN "ri_component" text DEFAULT 'NA'::text;
+ALTER TABLE "report_info" ALTER COLUMN "ri_component" SET NOT NULL, ALTER COLUMN "ri_component" SET DEFAULT 'NA'::text;
+ALTER TABLE "report_info" ADD COLUMN "ri_version" text DEFAULT 'NA'::text;
+ALTER TABLE "report_info" ALTER COLUMN "ri_version" SET NOT NULL, ALTER COLUMN "ri_version" SET DEFAULT 'NA'::text;
+ALTER TABLE "report_info" ADD COLUMN "ri_release_date" text DEFAULT 'NA'::text;
+ALTER TABLE "report_info" ALTER COLUMN "ri_release_date" SET NOT NULL, ALTER COLUMN "ri_release_date" SET DEFAULT 'NA'::text;
+ALTER TABLE "report_info" ADD COLUMN "ri_sw360_link" text DEFAULT 'NA'::text;
+ALTER TABLE "report_info" ALTER COLUMN "ri_sw360_link" SET NOT NULL, ALTER COLUMN "ri_sw360_link" SET DEFAULT 'NA'::text;
+ALTER TABLE "report_info" ADD COLUMN "ri_component_type" int4 DEFAULT 5;
+ALTER TABLE "report_info" ALTER COLUMN "ri_component_type" SET NOT NULL, ALTER COLUMN "ri_component_type" SET DEFAULT 5;
+ALTER TABLE "report_info" ADD COLUMN "ri_component_id" text DEFAULT 'NA'::text;
+ALTER TABLE "report_info" ALTER COLUMN "ri_component_id" SET NOT NULL, ALTER COLUMN "ri_component_id" SET DEFAULT 'NA'::text;
+ALTER TABLE "report_info" ADD COLUMN "ri_general_assesment" text DEFAULT 'NA'::text;
+ALTER TABLE "report_info" ALTER COLUMN "ri_general_assesment" SET NOT NULL, ALTER COLUMN "ri_general_assesment" SET DEFAULT 'NA'::text;
+ALTER TABLE "report_info" ADD COLUMN "ri_ga_additional" text DEFAULT 'NA'::text;
+ALTER TABLE "report_info" ALTER COLUMN "ri_ga_additional" SET NOT NULL, ALTER COLUMN "ri_ga_additional" SET DEFAULT 'NA'::text;
+ALTER TABLE "report_info" ADD COLUMN "ri_ga_risk" text DEFAULT 'NA'::text;
+ALTER TABLE "report_info" ALTER COLUMN "ri_ga_risk" SET NOT NULL, ALTER COLUMN "ri_ga_risk" SET DEFAULT 'NA'::text;
+ALTER TABLE "report_info" ADD COLUMN "ri_ga_checkbox_selection" text;
+ALTER TABLE "report_info" ALTER COLUMN "ri_ga_checkbox_selection" DROP NOT NULL;
+ALTER TABLE "report_info" ADD COLUMN "ri_spdx_selection" text;
+ALTER TABLE "report_info" ALTER COLUMN "ri_spdx_selection" DROP NOT NULL;
+ALTER TABLE "report_info" ADD COLUMN "ri_excluded_obligations" json;
+ALTER TABLE "report_info" ALTER COLUMN "ri_excluded_obligations" DROP NOT NULL;
+ALTER TABLE "report_info" ADD COLUMN "ri_department" text DEFAULT 'FOSSology Generation'::text;
+ALTER TABLE "report_info" ALTER COLUMN "ri_department" SET NOT NULL, ALTER COLUMN "ri_department" SET DEFAULT 'FOSSology Generation'::text;
+ALTER TABLE "report_info" ADD COLUMN "ri_depnotes" text DEFAULT 'NA'::text;
+ALTER TABLE "report_info" ALTER COLUMN "ri_depnotes" SET NOT NULL, ALTER COLUMN "ri_depnotes" SET DEFAULT 'NA'::text;
+ALTER TABLE "report_info" ADD COLUMN "ri_exportnotes" text DEFAULT 'NA'::text;
+ALTER TABLE "report_info" ALTER COLUMN "ri_exportnotes" SET NOT NULL, ALTER COLUMN "ri_exportnotes" SET DEFAULT 'NA'::text;
+ALTER TABLE "report_info" ADD COLUMN "ri_copyrightnotes" text DEFAULT 'NA'::text;
+ALTER TABLE "report_info" ALTER COLUMN "ri_copyrightnotes" SET NOT NULL, ALTER COLUMN "ri_copyrightnotes" SET DEFAULT 'NA'::text;
+ALTER TABLE "report_info" ADD COLUMN "ri_unifiedcolumns" json;
+ALTER TABLE "report_info" ALTER COLUMN "ri_unifiedcolumns" DROP NOT NULL;
+COMMENT ON COLUMN "report_info"."ri_unifiedcolumns" IS 'to edit unified report columns';
+ALTER TABLE "report_info" ADD COLUMN "ri_clixmlcolumns" json;
+ALTER TABLE "report_info" ALTER COLUMN "ri_clixmlcolumns" DROP NOT NULL;
+COMMENT ON COLUMN "report_info"."ri_clixmlcolumns" IS 'to edit clixml report file hash columns';
+ALTER TABLE "report_info" ADD COLUMN "ri_globaldecision" int2 DEFAULT 1;
+ALTER TABLE "report_info" ALTER COLUMN "ri_globaldecision" SET NOT NULL, ALTER COLUMN "ri_globaldecision" SET DEFAULT 1;
+
+-- Tables that inherit another
+CREATE TABLE "uploadtree_a" () INHERITS ("uploadtree");
+CREATE TABLE "readmeoss_ars" () INHERITS ("ars_master");
+CREATE TABLE "decider_ars" () INHERITS ("ars_master");
+CREATE TABLE "reuser_ars" () INHERITS ("ars_master");
+CREATE TABLE "deciderjob_ars" () INHERITS ("ars_master");
+CREATE TABLE "ununpack_ars" () INHERITS ("ars_master");
+CREATE TABLE "nomos_ars" () INHERITS ("ars_master");
+CREATE TABLE "monk_ars" () INHERITS ("ars_master");
+CREATE TABLE "kotoba_ars" () INHERITS ("ars_master");
+CREATE TABLE "spasht_ars" () INHERITS ("ars_master");
+CREATE TABLE "license_candidate" () INHERITS ("license_ref");
+ALTER TABLE "license_candidate" ADD COLUMN "group_fk" int8;
+ALTER TABLE "license_candidate" ALTER COLUMN "group_fk" DROP NOT NULL;
+COMMENT ON COLUMN "license_candidate"."group_fk" IS 'group seeing this candidate';
+ALTER TABLE "license_candidate" ADD COLUMN "rf_creationdate" timestamptz DEFAULT now();
+ALTER TABLE "license_candidate" ALTER COLUMN "rf_creationdate" DROP NOT NULL, ALTER COLUMN "rf_creationdate" SET DEFAULT now();
+COMMENT ON COLUMN "license_candidate"."rf_creationdate" IS 'License creation date';
+ALTER TABLE "license_candidate" ADD COLUMN "rf_lastmodified" timestamptz DEFAULT now();
+ALTER TABLE "license_candidate" ALTER COLUMN "rf_lastmodified" DROP NOT NULL, ALTER COLUMN "rf_lastmodified" SET DEFAULT now();
+COMMENT ON COLUMN "license_candidate"."rf_lastmodified" IS 'License modified date';
+ALTER TABLE "license_candidate" ADD COLUMN "rf_user_fk_created" int4 DEFAULT 3;
+ALTER TABLE "license_candidate" ALTER COLUMN "rf_user_fk_created" DROP NOT NULL;
+COMMENT ON COLUMN "license_candidate"."rf_user_fk_created" IS 'user who created';
+ALTER TABLE "license_candidate" ADD COLUMN "rf_user_fk_modified" int4;
+ALTER TABLE "license_candidate" ALTER COLUMN "rf_user_fk_modified" DROP NOT NULL;
+COMMENT ON COLUMN "license_candidate"."rf_user_fk_modified" IS 'user who modified';
+
+-- Sequences start after the highest key (so at 2 on an empty table)
+SELECT setval('sysconfig_sysconfig_pk_seq',(SELECT greatest(1,max(sysconfig_pk)) val FROM sysconfig));
+SELECT setval('fossdashconfig_fossdashconfig_pk_seq',(SELECT greatest(1,max(fossdashconfig_pk)) val FROM fossdashconfig));
+SELECT setval('jobqueue_jq_pk_seq',(SELECT greatest(1,max(jq_pk)) val FROM jobqueue));
+SELECT setval('uploadtree_uploadtree_pk_seq',(SELECT greatest(1,max(uploadtree_pk)) val FROM uploadtree));
+SELECT setval('agent_agent_pk_seq',(SELECT greatest(1,max(agent_pk)) val FROM agent));
+SELECT setval('nomos_ars_ars_pk_seq',(SELECT greatest(1,max(ars_pk)) val FROM ars_master));
+SELECT setval('tag_manage_tag_manage_pk_seq',(SELECT greatest(1,max(tag_manage_pk)) val FROM tag_manage));
+SELECT setval('bucket_bucket_pk_seq',(SELECT greatest(1,max(bucket_pk)) val FROM bucket_def));
+SELECT setval('bucket_container_bf_pk_seq',(SELECT greatest(1,max(bf_pk)) val FROM bucket_container));
+SELECT setval('bucket_file_bf_pk_seq',(SELECT greatest(1,max(bf_pk)) val FROM bucket_file));
+SELECT setval('bucketpool_bucketpool_pk_seq',(SELECT greatest(1,max(bucketpool_pk)) val FROM bucketpool));
+SELECT setval('perm_upload_perm_upload_pk_seq',(SELECT greatest(1,max(perm_upload_pk)) val FROM perm_upload));
+SELECT setval('copyright_pk_seq',(SELECT greatest(1,max(copyright_pk)) val FROM copyright));
+SELECT setval('copyright_event_pk_seq',(SELECT greatest(1,max(copyright_event_pk)) val FROM copyright_event));
+SELECT setval('custom_phrase_cp_pk_seq',(SELECT greatest(1,max(cp_pk)) val FROM custom_phrase));
+SELECT setval('author_event_pk_seq',(SELECT greatest(1,max(author_event_pk)) val FROM author_event));
+SELECT setval('ecc_event_pk_seq',(SELECT greatest(1,max(ecc_event_pk)) val FROM ecc_event));
+SELECT setval('keyword_event_pk_seq',(SELECT greatest(1,max(keyword_event_pk)) val FROM keyword_event));
+SELECT setval('license_file_fl_pk_seq',(SELECT greatest(1,max(fl_pk)) val FROM license_file));
+SELECT setval('license_rules_lr_pk_seq',(SELECT greatest(1,max(lr_pk)) val FROM license_rules));
+SELECT setval('folder_folder_pk_seq',(SELECT greatest(1,max(folder_pk)) val FROM folder));
+SELECT setval('foldercontents_foldercontents_pk_seq',(SELECT greatest(1,max(foldercontents_pk)) val FROM foldercontents));
+SELECT setval('package_package_pk_seq',(SELECT greatest(1,max(package_pk)) val FROM package));
+SELECT setval('spasht_pk_seq',(SELECT greatest(1,max(spasht_pk)) val FROM spasht));
+SELECT setval('upload_upload_pk_seq',(SELECT greatest(1,max(upload_pk)) val FROM upload));
+SELECT setval('group_group_pk_seq',(SELECT greatest(1,max(group_pk)) val FROM groups));
+SELECT setval('group_user_member_group_user_member_pk_seq',(SELECT greatest(1,max(group_user_member_pk)) val FROM group_user_member));
+SELECT setval('job_job_pk_seq',(SELECT greatest(1,max(job_pk)) val FROM job));
+SELECT setval('license_ref_rf_pk_seq',(SELECT greatest(1,max(rf_pk)) val FROM license_ref));
+SELECT setval('copyright_decision_pk_seq',(SELECT greatest(1,max(copyright_decision_pk)) val FROM copyright_decision));
+SELECT setval('license_ref_bulk_lrb_pk_seq',(SELECT greatest(1,max(lrb_pk)) val FROM license_ref_bulk));
+SELECT setval('license_std_comment_lsc_pk_seq',(SELECT greatest(1,max(lsc_pk)) val FROM license_std_comment));
+SELECT setval('license_std_acknowledgement_la_pk_seq',(SELECT greatest(1,max(la_pk)) val FROM license_std_acknowledgement));
+SELECT setval('mimetype_mimetype_pk_seq',(SELECT greatest(1,max(mimetype_pk)) val FROM mimetype));
+SELECT setval('obligation_map_om_pk_seq',(SELECT greatest(1,max(om_pk)) val FROM obligation_map));
+SELECT setval('obligation_candidate_map_om_pk_seq',(SELECT greatest(1,max(om_pk)) val FROM obligation_candidate_map));
+SELECT setval('obligation_ref_ob_pk_seq',(SELECT greatest(1,max(ob_pk)) val FROM obligation_ref));
+SELECT setval('personal_access_tokens_pat_pk_seq',(SELECT greatest(1,max(pat_pk)) val FROM personal_access_tokens));
+SELECT setval('pfile_pfile_pk_seq',(SELECT greatest(1,max(pfile_pk)) val FROM pfile));
+SELECT setval('pkg_deb_pkg_pk_seq',(SELECT greatest(1,max(pkg_pk)) val FROM pkg_deb));
+SELECT setval('pkg_deb_req_req_pk_seq',(SELECT greatest(1,max(req_pk)) val FROM pkg_deb_req));
+SELECT setval('pkg_rpm_pkg_pk_seq',(SELECT greatest(1,max(pkg_pk)) val FROM pkg_rpm));
+SELECT setval('pkg_rpm_req_req_pk_seq',(SELECT greatest(1,max(req_pk)) val FROM pkg_rpm_req));
+SELECT setval('report_cache_report_cache_pk_seq',(SELECT greatest(1,max(report_cache_pk)) val FROM report_cache));
+SELECT setval('report_cache_user_report_cache_user_pk_seq',(SELECT greatest(1,max(report_cache_user_pk)) val FROM report_cache_user));
+SELECT setval('tags_tag_pk_seq',(SELECT greatest(1,max(tag_pk)) val FROM tag));
+SELECT setval('tags_file_tag_file_pk_seq',(SELECT greatest(1,max(tag_file_pk)) val FROM tag_file));
+SELECT setval('tags_uploadtree_tag_uploadtree_pk_seq',(SELECT greatest(1,max(tag_uploadtree_pk)) val FROM tag_uploadtree));
+SELECT setval('users_user_pk_seq',(SELECT greatest(1,max(user_pk)) val FROM users));
+SELECT setval('report_info_pk_seq',(SELECT greatest(1,max(ri_pk)) val FROM report_info));
+SELECT setval('file_picker_file_picker_pk_seq',(SELECT greatest(1,max(file_picker_pk)) val FROM file_picker));
+SELECT setval('clearing_event_clearing_event_pk_seq',(SELECT greatest(1,max(clearing_event_pk)) val FROM clearing_event));
+SELECT setval('clearing_decision_clearing_decision_pk_seq',(SELECT greatest(1,max(clearing_decision_pk)) val FROM clearing_decision));
+SELECT setval('license_map_license_map_pk_seq',(SELECT greatest(1,max(license_map_pk)) val FROM license_map));
+SELECT setval('copyright_spasht_pk_seq',(SELECT greatest(1,max(copyright_spasht_pk)) val FROM copyright_spasht));
+SELECT setval('ecc_pk_seq',(SELECT greatest(1,max(ecc_pk)) val FROM ecc));
+SELECT setval('ipra_pk_seq',(SELECT greatest(1,max(ipra_pk)) val FROM ipra));
+SELECT setval('ipra_event_pk_seq',(SELECT greatest(1,max(ipra_event_pk)) val FROM ipra_event));
+SELECT setval('author_pk_seq',(SELECT greatest(1,max(author_pk)) val FROM author));
+SELECT setval('keyword_pk_seq',(SELECT greatest(1,max(keyword_pk)) val FROM keyword));
+SELECT setval('ecc_decision_pk_seq',(SELECT greatest(1,max(ecc_decision_pk)) val FROM ecc_decision));
+SELECT setval('ipra_decision_pk_seq',(SELECT greatest(1,max(ipra_decision_pk)) val FROM ipra_decision));
+SELECT setval('keyword_decision_pk_seq',(SELECT greatest(1,max(keyword_decision_pk)) val FROM keyword_decision));
+SELECT setval('software_heritage_pk_seq',(SELECT greatest(1,max(software_heritage_pk)) val FROM software_heritage));
+
+-- Views
+CREATE VIEW "license_file_ref" AS SELECT license_ref.rf_fullname, license_ref.rf_shortname, license_ref.rf_pk, license_file.fl_end_byte, license_file.rf_match_pct, license_file.rf_timestamp, license_file.fl_start_byte, license_file.fl_ref_end_byte, license_file.fl_ref_start_byte, license_file.fl_pk, license_file.agent_fk, license_file.pfile_fk FROM (license_file JOIN license_ref ON ((license_file.rf_fk = license_ref.rf_pk)));
+CREATE VIEW "uploadtree_tag_file_inner" AS SELECT uploadtree.pfile_fk, uploadtree.uploadtree_pk, uploadtree.parent, uploadtree.upload_fk, uploadtree.ufile_mode, uploadtree.lft, uploadtree.rgt, uploadtree.ufile_name, tag_file.tag_file_pk, tag_file.tag_fk, tag_file.tag_file_date, tag_file.tag_file_text FROM (uploadtree JOIN tag_file USING (pfile_fk));
+CREATE VIEW "folderlist" AS SELECT folder.folder_pk, folder.folder_name AS name, folder.folder_desc AS description, foldercontents.parent_fk AS parent, foldercontents.foldercontents_mode, NULL::timestamp with time zone AS ts, NULL::integer AS upload_pk, NULL::integer AS pfile_fk, NULL::integer AS ufile_mode FROM folder, foldercontents WHERE ((foldercontents.foldercontents_mode = 1) AND (foldercontents.child_id = folder.folder_pk)) UNION ALL SELECT NULL::integer AS folder_pk, uploadtree.ufile_name AS name, upload.upload_desc AS description, foldercontents.parent_fk AS parent, foldercontents.foldercontents_mode, upload.upload_ts AS ts, upload.upload_pk, uploadtree.pfile_fk, uploadtree.ufile_mode FROM ((upload JOIN uploadtree ON (((upload.upload_pk = uploadtree.upload_fk) AND (uploadtree.parent IS NULL)))) JOIN foldercontents ON (((foldercontents.foldercontents_mode = 2) AND (foldercontents.child_id = upload.upload_pk))));
+
+-- Indexes
+CREATE INDEX bucketcontainer_uploadtree ON bucket_container USING btree (uploadtree_fk);
+CREATE INDEX pfile_idx ON bucket_file USING btree (pfile_fk);
+CREATE INDEX clearing_decision_pfile_fk_scope_idx ON clearing_decision USING btree (pfile_fk, scope);
+CREATE INDEX clearing_decision_uploadtree_fk_idx ON clearing_decision USING btree (uploadtree_fk);
+CREATE INDEX clearing_decision_group_fk_idx ON clearing_decision USING btree (group_fk);
+CREATE INDEX clearing_decision_uploadtree_group_pfile_idx ON clearing_decision USING btree (uploadtree_fk, group_fk, pfile_fk);
+CREATE INDEX clearing_decision_type_idx ON clearing_decision USING btree (decision_type) WHERE (decision_type = ANY (ARRAY[4, 5, 6, 7]));
+CREATE INDEX clearing_decision_up_grp_pk_desc_type_idx ON clearing_decision USING btree (uploadtree_fk, group_fk, clearing_decision_pk DESC, decision_type);
+CREATE INDEX clearing_decision_event_idx ON clearing_decision_event USING btree (clearing_decision_fk, clearing_event_fk);
+CREATE INDEX clearing_event_job_fk_idx ON clearing_event USING btree (job_fk);
+CREATE INDEX clearing_event_uploadtree_fk_idx ON clearing_event USING btree (uploadtree_fk);
+CREATE INDEX clearing_event_uploadtree_group_fk_idx ON clearing_event USING btree (uploadtree_fk, group_fk, date_added);
+CREATE INDEX clearing_event_pk_removed_idx ON clearing_event USING btree (clearing_event_pk, removed, rf_fk) WHERE (NOT removed);
+CREATE INDEX comp_result_pfile_fk_agent_fk ON comp_result USING btree (pfile_fk, agent_fk);
+CREATE INDEX copyright_pfile_fk_is_enabled_false_idx ON copyright USING btree (pfile_fk, is_enabled) WHERE (is_enabled = false);
+CREATE INDEX copyright_agent_fk_idx ON copyright USING btree (agent_fk);
+CREATE INDEX copyright_pfile_fk_index ON copyright USING btree (pfile_fk);
+CREATE INDEX copyright_pfile_hash_idx ON copyright USING btree (hash, pfile_fk);
+CREATE INDEX copyright_decision_clearing_decision_type_fk_index ON copyright_decision USING btree (clearing_decision_type_fk);
+CREATE INDEX copyright_decision_pfile_fk_index ON copyright_decision USING btree (pfile_fk);
+CREATE INDEX copyright_decision_user_fk_index ON copyright_decision USING btree (user_fk);
+CREATE INDEX copyright_decision_pfile_hash_index ON copyright_decision USING btree (hash, pfile_fk);
+CREATE INDEX copyright_spasht_agent_fk_idx ON copyright_spasht USING btree (agent_fk);
+CREATE INDEX copyright_spasht_pfile_fk_index ON copyright_spasht USING btree (pfile_fk);
+CREATE INDEX copyright_spasht_pfile_hash_index ON copyright_spasht USING btree (hash, pfile_fk);
+CREATE INDEX cp_user_group_idx ON custom_phrase USING btree (user_fk, group_fk);
+CREATE UNIQUE INDEX cp_text_md5_unique_idx ON custom_phrase USING btree (text_md5);
+CREATE INDEX cplm_cp_fk_idx ON custom_phrase_license_map USING btree (cp_fk);
+CREATE INDEX cplm_rf_fk_idx ON custom_phrase_license_map USING btree (rf_fk);
+CREATE INDEX author_pfile_fk_is_enabled_false_idx ON author USING btree (pfile_fk, is_enabled) WHERE (is_enabled = false);
+CREATE INDEX author_agent_fk_idx ON author USING btree (agent_fk);
+CREATE INDEX author_pfile_fk_index ON author USING btree (pfile_fk);
+CREATE INDEX author_pfile_hash_idx ON author USING btree (hash, pfile_fk);
+CREATE INDEX ecc_pfile_fk_is_enabled_false_idx ON ecc USING btree (pfile_fk, is_enabled) WHERE (is_enabled = false);
+CREATE INDEX ecc_agent_fk_index ON ecc USING btree (agent_fk);
+CREATE INDEX ecc_hash_index ON ecc USING btree (hash);
+CREATE INDEX ecc_pfile_fk_index ON ecc USING btree (pfile_fk);
+CREATE INDEX ecc_pfile_hash_idx ON ecc USING btree (hash, pfile_fk);
+CREATE INDEX ecc_decision_clearing_decision_type_fk_index ON ecc_decision USING btree (clearing_decision_type_fk);
+CREATE INDEX ecc_decision_pfile_fk_index ON ecc_decision USING btree (pfile_fk);
+CREATE INDEX ecc_decision_user_fk_index ON ecc_decision USING btree (user_fk);
+CREATE INDEX ecc_decision_pfile_hash_index ON ecc_decision USING btree (hash, pfile_fk);
+CREATE INDEX foldercontents_parent_mode_idx ON foldercontents USING btree (parent_fk, foldercontents_mode, child_id);
+CREATE INDEX ipra_pfile_fk_is_enabled_false_idx ON ipra USING btree (pfile_fk, is_enabled) WHERE (is_enabled = false);
+CREATE INDEX ipra_agent_fk_index ON ipra USING btree (agent_fk);
+CREATE INDEX ipra_hash_index ON ipra USING btree (hash);
+CREATE INDEX ipra_pfile_fk_index ON ipra USING btree (pfile_fk);
+CREATE INDEX ipra_pfile_hash_idx ON ipra USING btree (hash, pfile_fk);
+CREATE INDEX ipra_decision_clearing_decision_type_fk_index ON ipra_decision USING btree (clearing_decision_type_fk);
+CREATE INDEX ipra_decision_pfile_fk_index ON ipra_decision USING btree (pfile_fk);
+CREATE INDEX ipra_decision_user_fk_index ON ipra_decision USING btree (user_fk);
+CREATE INDEX ipra_decision_pfile_hash_index ON ipra_decision USING btree (hash, pfile_fk);
+CREATE INDEX jobdepends_jq_fk_idx ON jobdepends USING btree (jdep_jq_fk);
+CREATE INDEX keyword_pfile_fk_is_enabled_false_idx ON keyword USING btree (pfile_fk, is_enabled) WHERE (is_enabled = false);
+CREATE INDEX keyword_agent_fk_index ON keyword USING btree (agent_fk);
+CREATE INDEX keyword_hash_index ON keyword USING btree (hash);
+CREATE INDEX keyword_pfile_fk_index ON keyword USING btree (pfile_fk);
+CREATE INDEX keyword_pfile_hash_idx ON keyword USING btree (hash, pfile_fk);
+CREATE INDEX keyword_decision_clearing_decision_type_fk_index ON keyword_decision USING btree (clearing_decision_type_fk);
+CREATE INDEX keyword_decision_pfile_fk_index ON keyword_decision USING btree (pfile_fk);
+CREATE INDEX keyword_decision_user_fk_index ON keyword_decision USING btree (user_fk);
+CREATE INDEX keyword_decision_pfile_hash_index ON keyword_decision USING btree (hash, pfile_fk);
+CREATE INDEX highlight_fl_fk_idx ON highlight USING btree (fl_fk);
+CREATE INDEX highlight_keyword_pfile_fk_idx ON highlight_keyword USING btree (pfile_fk);
+CREATE INDEX highlight_bulk_clearing_event_fk_idx ON highlight_bulk USING btree (clearing_event_fk);
+CREATE INDEX highlight_bulk_lrb_fk_idx ON highlight_bulk USING btree (lrb_fk);
+CREATE INDEX highlight_kotoba_clearing_event_fk_idx ON highlight_kotoba USING btree (clearing_event_fk);
+CREATE INDEX highlight_kotoba_cp_fk_idx ON highlight_kotoba USING btree (cp_fk);
+CREATE INDEX fl_rf_fk ON license_file USING btree (rf_fk);
+CREATE INDEX lf_pfile_fk ON license_file USING btree (pfile_fk);
+CREATE INDEX lf_agent_fk ON license_file USING btree (agent_fk);
+CREATE INDEX lf_pfile_agent_rf_lf_idx ON license_file USING btree (pfile_fk, agent_fk, rf_fk, fl_pk);
+CREATE INDEX rf_shortname_idx ON license_ref USING btree (rf_shortname);
+CREATE INDEX rf_spdx_id_idx ON license_ref USING btree (rf_spdx_id);
+CREATE UNIQUE INDEX rf_md5_conditional_unique_index ON license_ref USING btree (rf_md5) WHERE (rf_external_id IS NULL);
+CREATE UNIQUE INDEX ob_md5_conditional_unique_index ON obligation_ref USING btree (ob_md5) WHERE (ob_external_id IS NULL);
+CREATE INDEX license_ref_bulk_uploadtree_fk_idx ON license_ref_bulk USING btree (uploadtree_fk);
+CREATE INDEX license_ref_bulk_group_fk_idx ON license_ref_bulk USING btree (group_fk);
+CREATE INDEX license_set_bulk_lrb_fk_idx ON license_set_bulk USING btree (lrb_fk);
+CREATE INDEX group_fk_idx ON perm_upload USING btree (group_fk);
+CREATE INDEX upload_fk_idx ON perm_upload USING btree (upload_fk);
+CREATE INDEX user_fk_idx ON personal_access_tokens USING btree (user_fk);
+CREATE INDEX user_fk_active_idx ON personal_access_tokens USING btree (user_fk, active);
+CREATE INDEX personal_access_tokens_client_user_idx ON personal_access_tokens USING btree (user_fk, client_id);
+CREATE INDEX pfile_mimetypefk_idx ON pfile USING btree (pfile_mimetypefk);
+CREATE INDEX pfile_sha1_idx ON pfile USING btree (pfile_sha1);
+CREATE INDEX pfile_sha256_idx ON pfile USING btree (pfile_sha256);
+CREATE INDEX report_cache_createdts ON report_cache USING btree (report_cache_tla);
+CREATE INDEX report_info_upload_fk_globaldecision_idx ON report_info USING btree (upload_fk, ri_globaldecision);
+CREATE INDEX spasht_upload_fk_idx ON spasht USING btree (upload_fk);
+CREATE INDEX upload_mode_idx ON upload USING btree (upload_pk, upload_mode);
+CREATE INDEX lft_idx ON uploadtree USING btree (lft);
+CREATE INDEX parent ON uploadtree USING btree (parent);
+CREATE INDEX projtree_projid_idx ON uploadtree USING btree (upload_fk);
+CREATE INDEX uploadtree_pfile_fk_idx ON uploadtree USING btree (pfile_fk);
+CREATE INDEX uploadtree_a_lft_idx ON uploadtree_a USING btree (lft);
+CREATE INDEX uploadtree_a_parent_idx ON uploadtree_a USING btree (parent);
+CREATE INDEX uploadtree_a_pfile_fk_idx ON uploadtree_a USING btree (pfile_fk);
+CREATE INDEX uploadtree_a_upload_fk_idx ON uploadtree_a USING btree (upload_fk);
+CREATE INDEX uploadtree_a_upload_fk_lft_idx ON uploadtree_a USING btree (upload_fk, lft);
+CREATE INDEX uploadtree_a_upload_lft_ufilemode_pfile_idx ON uploadtree_a USING btree (upload_fk, lft, ufile_mode, pfile_fk);
+CREATE INDEX upload_clearing_group_idx ON upload_clearing USING btree (upload_fk, group_fk);
+CREATE INDEX upload_clearing_license_upload_group_idx ON upload_clearing_license USING btree (upload_fk, group_fk);
+CREATE INDEX upload_events_upload_fk_event_ts_event_type_idx ON upload_events USING btree (upload_fk, event_ts DESC, event_type);
+CREATE INDEX upload_packages_package_fk_upload_fk_idx ON upload_packages USING btree (package_fk, upload_fk);
+CREATE INDEX copyright_event_upload_fk_index ON copyright_event USING btree (upload_fk);
+CREATE INDEX copyright_event_uploadtree_fk_index ON copyright_event USING btree (uploadtree_fk);
+CREATE INDEX copyright_event_copyright_fk_index ON copyright_event USING btree (copyright_fk);
+CREATE INDEX author_event_upload_fk_index ON author_event USING btree (upload_fk);
+CREATE INDEX author_event_uploadtree_fk_index ON author_event USING btree (uploadtree_fk);
+CREATE INDEX author_event_author_fk_index ON author_event USING btree (author_fk);
+CREATE INDEX keyword_event_upload_fk_index ON keyword_event USING btree (upload_fk);
+CREATE INDEX keyword_event_uploadtree_fk_index ON keyword_event USING btree (uploadtree_fk);
+CREATE INDEX keyword_event_keyword_fk_index ON keyword_event USING btree (keyword_fk);
+CREATE INDEX ecc_event_upload_fk_index ON ecc_event USING btree (upload_fk);
+CREATE INDEX ecc_event_uploadtree_fk_index ON ecc_event USING btree (uploadtree_fk);
+CREATE INDEX ecc_event_ecc_fk_index ON ecc_event USING btree (ecc_fk);
+CREATE INDEX ipra_event_upload_fk_index ON ipra_event USING btree (upload_fk);
+CREATE INDEX ipra_event_uploadtree_fk_index ON ipra_event USING btree (uploadtree_fk);
+CREATE INDEX ipra_event_ipra_fk_index ON ipra_event USING btree (ipra_fk);
+
+-- Constraints: primary keys, unique keys, foreign keys, then the rest
+ALTER TABLE "agent" ADD CONSTRAINT "agent_pkey" PRIMARY KEY ("agent_pk");
+ALTER TABLE "ars_master" ADD CONSTRAINT "ars_ars_pkey" PRIMARY KEY ("ars_pk");
+ALTER TABLE "author" ADD CONSTRAINT "author_pkey" PRIMARY KEY ("author_pk");
+ALTER TABLE "bucket_ars" ADD CONSTRAINT "bucket_ars_pkey" PRIMARY KEY ("ars_pk");
+ALTER TABLE "bucket_container" ADD CONSTRAINT "bucket_container_pkey" PRIMARY KEY ("bf_pk");
+ALTER TABLE "bucket_def" ADD CONSTRAINT "bucket_pkey" PRIMARY KEY ("bucket_pk");
+ALTER TABLE "bucket_file" ADD CONSTRAINT "bucket_file_pkey" PRIMARY KEY ("bf_pk");
+ALTER TABLE "bucketpool" ADD CONSTRAINT "bucketpool_pkey" PRIMARY KEY ("bucketpool_pk");
+ALTER TABLE "clearing_decision" ADD CONSTRAINT "clearing_decision_pkey" PRIMARY KEY ("clearing_decision_pk");
+ALTER TABLE "clearing_event" ADD CONSTRAINT "clearing_event_pkey" PRIMARY KEY ("clearing_event_pk");
+ALTER TABLE "copyright" ADD CONSTRAINT "copyright_pkey" PRIMARY KEY ("copyright_pk");
+ALTER TABLE "copyright_decision" ADD CONSTRAINT "copyright_decision_pkey" PRIMARY KEY ("copyright_decision_pk");
+ALTER TABLE "obligation_map" ADD CONSTRAINT "obligation_map_pkey" PRIMARY KEY ("om_pk");
+ALTER TABLE "obligation_candidate_map" ADD CONSTRAINT "obligation_candidate_map_pkey" PRIMARY KEY ("om_pk");
+ALTER TABLE "copyright_spasht" ADD CONSTRAINT "copyright_spasht_pkey" PRIMARY KEY ("copyright_spasht_pk");
+ALTER TABLE "ecc" ADD CONSTRAINT "ecc_pkey" PRIMARY KEY ("ecc_pk");
+ALTER TABLE "ecc_decision" ADD CONSTRAINT "ecc_decision_pkey" PRIMARY KEY ("ecc_decision_pk");
+ALTER TABLE "ipra_decision" ADD CONSTRAINT "ipra_decision_pkey" PRIMARY KEY ("ipra_decision_pk");
+ALTER TABLE "ipra" ADD CONSTRAINT "ipra_pkey" PRIMARY KEY ("ipra_pk");
+ALTER TABLE "file_picker" ADD CONSTRAINT "file_picker_pkey" PRIMARY KEY ("file_picker_pk");
+ALTER TABLE "folder" ADD CONSTRAINT "folder_pkey" PRIMARY KEY ("folder_pk");
+ALTER TABLE "foldercontents" ADD CONSTRAINT "foldercontents_pkey" PRIMARY KEY ("foldercontents_pk");
+ALTER TABLE "group_user_member" ADD CONSTRAINT "group_user_member_pkey" PRIMARY KEY ("group_user_member_pk");
+ALTER TABLE "groups" ADD CONSTRAINT "group_pkey" PRIMARY KEY ("group_pk");
+ALTER TABLE "job" ADD CONSTRAINT "job_pkey" PRIMARY KEY ("job_pk");
+ALTER TABLE "jobqueue" ADD CONSTRAINT "jobqueue_pkey" PRIMARY KEY ("jq_pk");
+ALTER TABLE "keyword" ADD CONSTRAINT "keyword_pkey" PRIMARY KEY ("keyword_pk");
+ALTER TABLE "keyword_decision" ADD CONSTRAINT "keyword_decision_pkey" PRIMARY KEY ("keyword_decision_pk");
+ALTER TABLE "license_candidate" ADD CONSTRAINT "license_candidate_rf_pk_idk" PRIMARY KEY ("rf_pk");
+ALTER TABLE "license_file" ADD CONSTRAINT "license_file_pkey" PRIMARY KEY ("fl_pk");
+ALTER TABLE "license_map" ADD CONSTRAINT "license_map_pkpk" PRIMARY KEY ("license_map_pk");
+ALTER TABLE "license_rules" ADD CONSTRAINT "license_rules_pkey" PRIMARY KEY ("lr_pk");
+ALTER TABLE "license_ref" ADD CONSTRAINT "rf_pkpk" PRIMARY KEY ("rf_pk");
+ALTER TABLE "license_ref_bulk" ADD CONSTRAINT "license_ref_bulk_pkey" PRIMARY KEY ("lrb_pk");
+ALTER TABLE "mimetype" ADD CONSTRAINT "mimetype_pk" PRIMARY KEY ("mimetype_pk");
+ALTER TABLE "obligation_ref" ADD CONSTRAINT "obligation_ref_pkey" PRIMARY KEY ("ob_pk");
+ALTER TABLE "package" ADD CONSTRAINT "package_pkey" PRIMARY KEY ("package_pk");
+ALTER TABLE "perm_upload" ADD CONSTRAINT "perm_upload_pkey" PRIMARY KEY ("perm_upload_pk");
+ALTER TABLE "personal_access_tokens" ADD CONSTRAINT "personal_access_tokens_pkey" PRIMARY KEY ("pat_pk");
+ALTER TABLE "pfile" ADD CONSTRAINT "pfile_pkey" PRIMARY KEY ("pfile_pk");
+ALTER TABLE "pkg_deb" ADD CONSTRAINT "pkg_deb_pkey" PRIMARY KEY ("pkg_pk");
+ALTER TABLE "pkg_deb_req" ADD CONSTRAINT "pkg_deb_req_pkey" PRIMARY KEY ("req_pk");
+ALTER TABLE "pkg_rpm" ADD CONSTRAINT "pkg_rpm_pkey" PRIMARY KEY ("pkg_pk");
+ALTER TABLE "pkg_rpm_req" ADD CONSTRAINT "pkg_rpm_req_pkey" PRIMARY KEY ("req_pk");
+ALTER TABLE "report_cache" ADD CONSTRAINT "report_cache_pkey" PRIMARY KEY ("report_cache_pk");
+ALTER TABLE "report_cache_user" ADD CONSTRAINT "report_cache_user_pkey" PRIMARY KEY ("report_cache_user_pk");
+ALTER TABLE "report_info" ADD CONSTRAINT "report_info_pkey" PRIMARY KEY ("ri_pk");
+ALTER TABLE "sysconfig" ADD CONSTRAINT "sysconfig_pkey" PRIMARY KEY ("sysconfig_pk");
+ALTER TABLE "fossdashconfig" ADD CONSTRAINT "fossdashconfig_pkey" PRIMARY KEY ("fossdashconfig_pk");
+ALTER TABLE "tag" ADD CONSTRAINT "tags_pkey" PRIMARY KEY ("tag_pk");
+ALTER TABLE "tag_file" ADD CONSTRAINT "tags_file_pkey" PRIMARY KEY ("tag_file_pk");
+ALTER TABLE "tag_manage" ADD CONSTRAINT "tag_manage_pkey" PRIMARY KEY ("tag_manage_pk");
+ALTER TABLE "tag_uploadtree" ADD CONSTRAINT "tags_uploadtree_pkey" PRIMARY KEY ("tag_uploadtree_pk");
+ALTER TABLE "upload" ADD CONSTRAINT "upload_pkey_idx" PRIMARY KEY ("upload_pk");
+ALTER TABLE "upload_clearing" ADD CONSTRAINT "upload_clearing_pkey" PRIMARY KEY ("upload_fk","group_fk");
+ALTER TABLE "uploadtree" ADD CONSTRAINT "ufile_rel_pkey" PRIMARY KEY ("uploadtree_pk");
+ALTER TABLE "uploadtree_a" ADD CONSTRAINT "uploadtree_a_pkey" PRIMARY KEY ("uploadtree_pk");
+ALTER TABLE "users" ADD CONSTRAINT "user_pkey" PRIMARY KEY ("user_pk");
+ALTER TABLE "copyright_event" ADD CONSTRAINT "copyright_event_pkey" PRIMARY KEY ("copyright_event_pk");
+ALTER TABLE "custom_phrase" ADD CONSTRAINT "custom_phrase_pkey" PRIMARY KEY ("cp_pk");
+ALTER TABLE "custom_phrase_license_map" ADD CONSTRAINT "custom_phrase_license_map_pk" PRIMARY KEY ("cp_fk", "rf_fk");
+ALTER TABLE "author_event" ADD CONSTRAINT "author_event_pkey" PRIMARY KEY ("author_event_pk");
+ALTER TABLE "ecc_event" ADD CONSTRAINT "ecc_event_pkey" PRIMARY KEY ("ecc_event_pk");
+ALTER TABLE "keyword_event" ADD CONSTRAINT "keyword_event_pkey" PRIMARY KEY ("keyword_event_pk");
+ALTER TABLE "ipra_event" ADD CONSTRAINT "ipra_event_pkey" PRIMARY KEY ("ipra_event_pk");
+ALTER TABLE "agent" ADD CONSTRAINT "agent_unique_name_rev" UNIQUE ("agent_name","agent_rev");
+ALTER TABLE "agent_wc" ADD CONSTRAINT "agent_wc_pfile_fk_key" UNIQUE ("pfile_fk");
+ALTER TABLE "bucket_file" ADD CONSTRAINT "bucket_file_bucket_fk_key" UNIQUE ("bucket_fk","pfile_fk","agent_fk","nomosagent_fk");
+ALTER TABLE "bucketpool" ADD CONSTRAINT "bucketpool_bucketpool_name_key1" UNIQUE ("bucketpool_name","version");
+ALTER TABLE "copyright_decision" ADD CONSTRAINT "copyright_decision_pfile_hash_ukey" UNIQUE ("pfile_fk","hash");
+ALTER TABLE "ipra_decision" ADD CONSTRAINT "ipra_decision_pfile_hash_ukey" UNIQUE ("pfile_fk","hash");
+ALTER TABLE "ecc_decision" ADD CONSTRAINT "ecc_decision_pfile_hash_ukey" UNIQUE ("pfile_fk","hash");
+ALTER TABLE "file_picker" ADD CONSTRAINT "file_picker_user_fk_ukey" UNIQUE ("user_fk","uploadtree_fk1","uploadtree_fk2");
+ALTER TABLE "group_user_member" ADD CONSTRAINT "group_user_member_user_group_ukey" UNIQUE ("user_fk","group_fk");
+ALTER TABLE "groups" ADD CONSTRAINT "group_group_name_key" UNIQUE ("group_name");
+ALTER TABLE "keyword_decision" ADD CONSTRAINT "keyword_decision_pfile_hash_ukey" UNIQUE ("pfile_fk","hash");
+ALTER TABLE "mimetype" ADD CONSTRAINT "dirmodemask" UNIQUE ("mimetype_name");
+ALTER TABLE "perm_upload" ADD CONSTRAINT "perm_upload_upload_fk_group_fk_key" UNIQUE ("upload_fk","group_fk");
+ALTER TABLE "personal_access_tokens" ADD CONSTRAINT "personal_access_tokens_client_id_ukey" UNIQUE ("client_id");
+ALTER TABLE "personal_access_tokens" ADD CONSTRAINT "personal_access_tokens_token_key_ukey" UNIQUE ("user_fk","token_key");
+ALTER TABLE "personal_access_tokens" ADD CONSTRAINT "personal_access_tokens_token_name_ukey" UNIQUE ("user_fk","token_name");
+ALTER TABLE "pfile" ADD CONSTRAINT "pfile_md5_sha1_sha256_size_ukey" UNIQUE ("pfile_md5","pfile_sha1","pfile_sha256","pfile_size");
+ALTER TABLE "pkg_deb" ADD CONSTRAINT "pkg_deb_pfile_fk_key" UNIQUE ("pfile_fk");
+ALTER TABLE "report_cache" ADD CONSTRAINT "report_cache_report_cache_key_key" UNIQUE ("report_cache_key");
+ALTER TABLE "spasht" ADD CONSTRAINT "spasht_upload_fk_ukey" UNIQUE ("upload_fk");
+ALTER TABLE "sysconfig" ADD CONSTRAINT "sysconfig_variablename_key" UNIQUE ("variablename");
+ALTER TABLE "fossdashconfig" ADD CONSTRAINT "fossdashconfig_variablename_key" UNIQUE ("variablename");
+ALTER TABLE "users" ADD CONSTRAINT "user_user_name_key" UNIQUE ("user_name");
+ALTER TABLE "ars_master" ADD CONSTRAINT "ars_agent_fk_fkey" FOREIGN KEY ("agent_fk") REFERENCES "agent" ("agent_pk") ON UPDATE NO ACTION ON DELETE NO ACTION;
+ALTER TABLE "ars_master" ADD CONSTRAINT "ars_ars_upload_fk_fkey" FOREIGN KEY ("upload_fk") REFERENCES "upload" ("upload_pk") ON UPDATE NO ACTION ON DELETE NO ACTION;
+ALTER TABLE "author" ADD CONSTRAINT "author_agent_fk_fkey" FOREIGN KEY ("agent_fk") REFERENCES "agent" ("agent_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "author" ADD CONSTRAINT "author_pfile_fk_fkey" FOREIGN KEY ("pfile_fk") REFERENCES "pfile" ("pfile_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "bucket_container" ADD CONSTRAINT "bucket_container_agent_fk_fkey" FOREIGN KEY ("agent_fk") REFERENCES "agent" ("agent_pk") ON UPDATE NO ACTION ON DELETE NO ACTION;
+ALTER TABLE "bucket_container" ADD CONSTRAINT "bucket_container_bucket_fk_fkey" FOREIGN KEY ("bucket_fk") REFERENCES "bucket_def" ("bucket_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "bucket_container" ADD CONSTRAINT "bucket_container_nomosagent_pk_fkey" FOREIGN KEY ("nomosagent_fk") REFERENCES "agent" ("agent_pk") ON UPDATE NO ACTION ON DELETE NO ACTION;
+ALTER TABLE "bucket_def" ADD CONSTRAINT "bucketpool_fk" FOREIGN KEY ("bucketpool_fk") REFERENCES "bucketpool" ("bucketpool_pk") ON UPDATE NO ACTION ON DELETE NO ACTION;
+ALTER TABLE "bucket_file" ADD CONSTRAINT "bf_bucket_agent_fk" FOREIGN KEY ("agent_fk") REFERENCES "agent" ("agent_pk") ON UPDATE NO ACTION ON DELETE NO ACTION;
+ALTER TABLE "bucket_file" ADD CONSTRAINT "bucket_file_nomosagent_pk_fkey" FOREIGN KEY ("nomosagent_fk") REFERENCES "agent" ("agent_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "bucket_file" ADD CONSTRAINT "bucket_file_bucket_fk_fkey" FOREIGN KEY ("bucket_fk") REFERENCES "bucket_def" ("bucket_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "bucket_file" ADD CONSTRAINT "bucket_file_pfile_fk_fkey" FOREIGN KEY ("pfile_fk") REFERENCES "pfile" ("pfile_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "clearing_decision" ADD CONSTRAINT "clearing_decision_pfile_fk_fkey" FOREIGN KEY ("pfile_fk") REFERENCES "pfile" ("pfile_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "copyright" ADD CONSTRAINT "copyright_agent_fk_fkey" FOREIGN KEY ("agent_fk") REFERENCES "agent" ("agent_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "copyright" ADD CONSTRAINT "copyright_pfile_fk_fkey" FOREIGN KEY ("pfile_fk") REFERENCES "pfile" ("pfile_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "copyright_decision" ADD CONSTRAINT "copyright_decision_pfile_fk_fkey" FOREIGN KEY ("pfile_fk") REFERENCES "pfile" ("pfile_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "copyright_spasht" ADD CONSTRAINT "copyright_spasht_pfile_fk_fkey" FOREIGN KEY ("pfile_fk") REFERENCES "pfile" ("pfile_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "copyright_spasht" ADD CONSTRAINT "copyright_spasht_agent_fk_fkey" FOREIGN KEY ("agent_fk") REFERENCES "agent" ("agent_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "ecc" ADD CONSTRAINT "ecc_agent_fk_fkey" FOREIGN KEY ("agent_fk") REFERENCES "agent" ("agent_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "ecc" ADD CONSTRAINT "ecc_pfile_fk_fkey" FOREIGN KEY ("pfile_fk") REFERENCES "pfile" ("pfile_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "ecc_decision" ADD CONSTRAINT "ecc_decision_pfile_fk_fkey" FOREIGN KEY ("pfile_fk") REFERENCES "pfile" ("pfile_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "ipra" ADD CONSTRAINT "ipra_agent_fk_fkey" FOREIGN KEY ("agent_fk") REFERENCES "agent" ("agent_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "ipra" ADD CONSTRAINT "ipra_pfile_fk_fkey" FOREIGN KEY ("pfile_fk") REFERENCES "pfile" ("pfile_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "highlight_keyword" ADD CONSTRAINT "highlight_keyword_pfile_fk_fkey" FOREIGN KEY ("pfile_fk") REFERENCES "pfile" ("pfile_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "job" ADD CONSTRAINT "job_job_folder_fk_fkey" FOREIGN KEY ("job_folder_fk") REFERENCES "folder" ("folder_pk") ON UPDATE NO ACTION ON DELETE NO ACTION;
+ALTER TABLE "jobdepends" ADD CONSTRAINT "jdep_depends_jq_fk" FOREIGN KEY ("jdep_jq_depends_fk") REFERENCES "jobqueue" ("jq_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "jobdepends" ADD CONSTRAINT "jdep_jq_fk" FOREIGN KEY ("jdep_jq_fk") REFERENCES "jobqueue" ("jq_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "jobqueue" ADD CONSTRAINT "jobqueue_job_fk" FOREIGN KEY ("jq_job_fk") REFERENCES "job" ("job_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "keyword" ADD CONSTRAINT "keyword_agent_fk_fkey" FOREIGN KEY ("agent_fk") REFERENCES "agent" ("agent_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "keyword" ADD CONSTRAINT "keyword_pfile_fk_fkey" FOREIGN KEY ("pfile_fk") REFERENCES "pfile" ("pfile_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "keyword_decision" ADD CONSTRAINT "keyword_decision_pfile_fk_fkey" FOREIGN KEY ("pfile_fk") REFERENCES "pfile" ("pfile_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "license_candidate" ADD CONSTRAINT "license_candidate_fkey" FOREIGN KEY ("group_fk") REFERENCES "groups" ("group_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "license_candidate" ADD CONSTRAINT "license_candidate_rf_user_fk_modified_fkey" FOREIGN KEY ("rf_user_fk_modified") REFERENCES "users" ("user_pk") ON UPDATE SET NULL ON DELETE SET NULL;
+ALTER TABLE "license_candidate" ADD CONSTRAINT "license_candidate_rf_user_fk_created_fkey" FOREIGN KEY ("rf_user_fk_created") REFERENCES "users" ("user_pk") ON UPDATE SET NULL ON DELETE SET NULL;
+ALTER TABLE "license_file" ADD CONSTRAINT "license_file_pfile_fk_fkey" FOREIGN KEY ("pfile_fk") REFERENCES "pfile" ("pfile_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "license_map" ADD CONSTRAINT "license_map_rf_fkfk" FOREIGN KEY ("rf_fk") REFERENCES "license_ref" ("rf_pk") ON UPDATE NO ACTION ON DELETE NO ACTION;
+ALTER TABLE "license_std_comment" ADD CONSTRAINT "license_std_comment_user_fk_fkey" FOREIGN KEY ("user_fk") REFERENCES "users" ("user_pk") ON UPDATE SET NULL ON DELETE SET NULL;
+ALTER TABLE "license_std_acknowledgement" ADD CONSTRAINT "license_std_acknowledgement_user_fk_fkey" FOREIGN KEY ("user_fk") REFERENCES "users" ("user_pk") ON UPDATE SET NULL ON DELETE SET NULL;
+ALTER TABLE "license_set_bulk" ADD CONSTRAINT "license_set_bulk_fkey" FOREIGN KEY ("lrb_fk") REFERENCES "license_ref_bulk" ("lrb_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "perm_upload" ADD CONSTRAINT "perm_upload_fkidx" FOREIGN KEY ("upload_fk") REFERENCES "upload" ("upload_pk") ON UPDATE CASCADE ON DELETE CASCADE;
+ALTER TABLE "perm_upload" ADD CONSTRAINT "perm_upload_group_fkidx" FOREIGN KEY ("group_fk") REFERENCES "groups" ("group_pk") ON UPDATE CASCADE ON DELETE CASCADE;
+ALTER TABLE "personal_access_tokens" ADD CONSTRAINT "personal_access_tokens_user_fk_fkey" FOREIGN KEY ("user_fk") REFERENCES "users" ("user_pk") ON UPDATE CASCADE ON DELETE CASCADE;
+ALTER TABLE "pfile" ADD CONSTRAINT "pfile_mimetype_fk_fkey" FOREIGN KEY ("pfile_mimetypefk") REFERENCES "mimetype" ("mimetype_pk") ON UPDATE NO ACTION ON DELETE NO ACTION;
+ALTER TABLE "pkg_deb" ADD CONSTRAINT "pkg_deb_pfile_fk_fkey" FOREIGN KEY ("pfile_fk") REFERENCES "pfile" ("pfile_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "pkg_deb_req" ADD CONSTRAINT "pkg_deb_req_pkg_fk_fkey" FOREIGN KEY ("pkg_fk") REFERENCES "pkg_deb" ("pkg_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "pkg_rpm" ADD CONSTRAINT "pkg_rpm_pfile_fk_fkey" FOREIGN KEY ("pfile_fk") REFERENCES "pfile" ("pfile_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "pkg_rpm_req" ADD CONSTRAINT "pkg_rpm_req_pkg_fk_fkey" FOREIGN KEY ("pkg_fk") REFERENCES "pkg_rpm" ("pkg_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "report_cache" ADD CONSTRAINT "report_cache_report_cache_uploadfk_fkey" FOREIGN KEY ("report_cache_uploadfk") REFERENCES "upload" ("upload_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "report_info" ADD CONSTRAINT "report_info_upload_fk_fkey" FOREIGN KEY ("upload_fk") REFERENCES "upload" ("upload_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "reportgen" ADD CONSTRAINT "reportgen_upload_fk_fkey" FOREIGN KEY ("upload_fk") REFERENCES "upload" ("upload_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "software_heritage" ADD CONSTRAINT "software_heritage_pfile_fk_fkey" FOREIGN KEY ("pfile_fk") REFERENCES "pfile" ("pfile_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "spasht" ADD CONSTRAINT "spasht_upload_fk_fkey" FOREIGN KEY ("upload_fk") REFERENCES "upload" ("upload_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "tag_file" ADD CONSTRAINT "tags_file_pfile_fk_fkey" FOREIGN KEY ("pfile_fk") REFERENCES "pfile" ("pfile_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "tag_file" ADD CONSTRAINT "tags_file_tag_fk_fkey" FOREIGN KEY ("tag_fk") REFERENCES "tag" ("tag_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "tag_manage" ADD CONSTRAINT "tag_manage_upload_fk_fkey" FOREIGN KEY ("upload_fk") REFERENCES "upload" ("upload_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "tag_uploadtree" ADD CONSTRAINT "tags_uploadtree_tag_fk_fkey" FOREIGN KEY ("tag_fk") REFERENCES "tag" ("tag_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "upload_clearing_license" ADD CONSTRAINT "upload_clearing_license_upload_fk_fkey" FOREIGN KEY ("upload_fk") REFERENCES "upload" ("upload_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "upload_packages" ADD CONSTRAINT "upload_packages_package_fk" FOREIGN KEY ("package_fk") REFERENCES "package" ("package_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "upload_packages" ADD CONSTRAINT "upload_packages_upload_fk" FOREIGN KEY ("upload_fk") REFERENCES "upload" ("upload_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "uploadtree" ADD CONSTRAINT "uploadtree_uploadfk" FOREIGN KEY ("upload_fk") REFERENCES "upload" ("upload_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "users" ADD CONSTRAINT "users_default_bucketpool_pk_fkey" FOREIGN KEY ("default_bucketpool_fk") REFERENCES "bucketpool" ("bucketpool_pk") ON UPDATE NO ACTION ON DELETE NO ACTION;
+ALTER TABLE "users" ADD CONSTRAINT "users_group_id_fkey" FOREIGN KEY ("group_fk") REFERENCES "groups" ("group_pk") ON UPDATE NO ACTION ON DELETE NO ACTION;
+ALTER TABLE "users" ADD CONSTRAINT "users_new_upload_group_fk_fkey" FOREIGN KEY ("new_upload_group_fk") REFERENCES "groups" ("group_pk") ON UPDATE CASCADE ON DELETE RESTRICT;
+ALTER TABLE "upload_events" ADD CONSTRAINT "upload_events_upload_fk_fkey" FOREIGN KEY ("upload_fk") REFERENCES "upload" ("upload_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "copyright_event" ADD CONSTRAINT "copyright_event_upload_fk_fkey" FOREIGN KEY ("upload_fk") REFERENCES "upload" ("upload_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "copyright_event" ADD CONSTRAINT "copyright_event_copyright_fk_fkey" FOREIGN KEY ("copyright_fk") REFERENCES "copyright" ("copyright_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "custom_phrase_license_map" ADD CONSTRAINT "custom_phrase_license_map_cp_fk_fkey" FOREIGN KEY ("cp_fk") REFERENCES "custom_phrase" ("cp_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "author_event" ADD CONSTRAINT "author_event_upload_fk_fkey" FOREIGN KEY ("upload_fk") REFERENCES "upload" ("upload_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "author_event" ADD CONSTRAINT "author_event_author_fk_fkey" FOREIGN KEY ("author_fk") REFERENCES "author" ("author_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "ecc_event" ADD CONSTRAINT "ecc_event_upload_fk_fkey" FOREIGN KEY ("upload_fk") REFERENCES "upload" ("upload_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "ecc_event" ADD CONSTRAINT "ecc_event_ecc_fk_fkey" FOREIGN KEY ("ecc_fk") REFERENCES "ecc" ("ecc_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "keyword_event" ADD CONSTRAINT "keyword_event_upload_fk_fkey" FOREIGN KEY ("upload_fk") REFERENCES "upload" ("upload_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "keyword_event" ADD CONSTRAINT "keyword_event_keyword_fk_fkey" FOREIGN KEY ("keyword_fk") REFERENCES "keyword" ("keyword_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "ipra_event" ADD CONSTRAINT "ipra_event_upload_fk_fkey" FOREIGN KEY ("upload_fk") REFERENCES "upload" ("upload_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+ALTER TABLE "ipra_event" ADD CONSTRAINT "ipra_event_ipra_fk_fkey" FOREIGN KEY ("ipra_fk") REFERENCES "ipra" ("ipra_pk") ON UPDATE NO ACTION ON DELETE CASCADE;
+
+-- Functions (fo_libschema::makeFunctions)
+CREATE FUNCTION uploadtree2path(uploadtree_pk_in int) RETURNS SETOF uploadtree AS $$
+DECLARE
+  UTrec   uploadtree;
+  UTpk    integer;
+  sql     varchar;
+BEGIN
+  UTpk := uploadtree_pk_in;
+  WHILE UTpk > 0 LOOP
+    sql := 'select * from uploadtree where uploadtree_pk=' || UTpk;
+    execute sql into UTrec;
+    IF ((UTrec.ufile_mode & (1<<28)) = 0) THEN RETURN NEXT UTrec; END IF;
+    UTpk := UTrec.parent;
+  END LOOP;
+  RETURN;
+END;
+$$
+LANGUAGE plpgsql;
+
+CREATE OR REPLACE FUNCTION getItemParent(itemId Integer) RETURNS Integer AS $$
+WITH RECURSIVE file_tree(uploadtree_pk, parent, jump, path, cycle) AS (
+    SELECT ut.uploadtree_pk, ut.parent,
+      true,
+      ARRAY[ut.uploadtree_pk],
+      false
+    FROM uploadtree ut
+    WHERE ut.uploadtree_pk = $1
+  UNION ALL
+    SELECT ut.uploadtree_pk, ut.parent,
+      ut.ufile_mode & (1<<28) != 0,
+      path || ut.uploadtree_pk,
+    ut.uploadtree_pk = ANY(path)
+    FROM uploadtree ut, file_tree ft
+    WHERE ut.uploadtree_pk = ft.parent AND jump AND NOT cycle
+  )
+SELECT uploadtree_pk from file_tree ft WHERE NOT jump
+$$
+LANGUAGE SQL
+STABLE
+RETURNS NULL ON NULL INPUT;
+
+-- Clusters
+ALTER TABLE "upload" CLUSTER ON "upload_pkey_idx";
+ALTER TABLE "uploadtree" CLUSTER ON "ufile_rel_pkey";
+ALTER TABLE "clearing_decision" CLUSTER ON "clearing_decision_pkey";
+ALTER TABLE "highlight_keyword" CLUSTER ON "highlight_keyword_pfile_fk_idx";
+
+-- The install's rows and changes (install/fossinit.php on an empty database)
+
+-- Migrate_21_22: 'Default User' (nobody logged in) and 'fossy' (the administrator, whose
+-- web password is 'fossy': user_pass = sha1(user_seed || user_name)).
+INSERT INTO users (user_name, user_desc, user_seed, user_pass, user_perm, user_email, root_folder_fk)
+  VALUES ('Default User', 'Default User when nobody is logged in', 'Seed', 'Pass', 0, NULL, 1);
+-- FOSSology draws the seed at random; a fixed one here (PostgreSQL has no sha1() without
+-- pgcrypto), with its hash: sha1('1804289383846930886fossy').
+INSERT INTO users (user_name, user_desc, user_seed, user_pass, user_perm, user_email, root_folder_fk)
+  VALUES ('fossy', 'Default Administrator', '1804289383846930886', 'fc768de571b5753d4ab07c9404948a966e298f40', 10, 'y', 1);
+-- A group per user, named after it, with the user as its admin (group_perm 1).
+INSERT INTO groups (group_name) SELECT user_name FROM users ORDER BY user_pk;
+INSERT INTO group_user_member (group_fk, user_fk, group_perm)
+  SELECT g.group_pk, u.user_pk, 1 FROM users u JOIN groups g ON g.group_name = u.user_name ORDER BY u.user_pk;
+ALTER TABLE uploadtree_a ADD CONSTRAINT uploadtree_a_upload_fk_fkey FOREIGN KEY (upload_fk) REFERENCES upload (upload_pk) ON DELETE CASCADE;
+
+-- instance_uuid.php: one row naming this FOSSology instance.
+CREATE TABLE IF NOT EXISTS instance (
+    id bool PRIMARY KEY DEFAULT TRUE,
+    instance_uuid UUID NOT NULL DEFAULT uuid_generate_v4(),
+CONSTRAINT tbl_id_uni CHECK (id));
+INSERT INTO instance DEFAULT VALUES;
+
+-- dbmigrate_token.php
+ALTER TABLE "personal_access_tokens"
+  ALTER COLUMN "created_on" TYPE TIMESTAMP WITH TIME ZONE USING "created_on"::TIMESTAMP WITH TIME ZONE,
+  ALTER COLUMN "created_on" SET DEFAULT NOW();
+ALTER TABLE "personal_access_tokens"
+  ALTER COLUMN "expire_on" TYPE TIMESTAMP WITH TIME ZONE USING "expire_on"::TIMESTAMP WITH TIME ZONE;
+
+-- SanityChecker -> FolderDao::ensureTopLevelFolder: folder 1 and its foldercontents row.
+INSERT INTO folder (folder_pk, folder_name, folder_desc) VALUES (1, 'Software Repository', 'Top Folder');
+INSERT INTO foldercontents (parent_fk, foldercontents_mode, child_id) VALUES (1, 0, 0);
+SELECT setval('folder_folder_pk_seq', (SELECT max(folder_pk) + 1 FROM folder LIMIT 1));

@@ -98,8 +98,11 @@ impl Cluster {
             "initdb",
         )?;
         std::fs::remove_file(&pwfile)?;
+        // The socket goes into the data folder and /tmp (where holdfast looks for a local
+        // server's socket, besides Debian's /var/run/postgresql): the superuser tools reach
+        // the cluster there as they reach a real one.
         let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
+            "-p {} -k {},/tmp -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
             c.port,
             data.display()
         );
@@ -163,8 +166,16 @@ impl Cluster {
         Ok(self.superuser_conf().pg_config().connect(postgres::NoTls)?)
     }
 
-    /// Creates a login role (superuser, as FOSSology's installer sets it up for its own
-    /// cluster) and a database with FOSSology's schema; returns the site's `Db.conf`.
+    /// The folder of the cluster's local socket.
+    pub fn socket_dir(&self) -> &Path {
+        &self.data
+    }
+
+    /// Creates the site's role and database as FOSSology's installer does
+    /// (`install/db/dbcreate` runs `fossologyinit.sql` as postgres: `create role fossy with
+    /// createdb login`, the database owned by it, `uuid-ossp` in it), then applies
+    /// FOSSology's schema and install rows as that role, as `fossinit.php` does; returns the
+    /// site's `Db.conf`.
     pub fn create_site_db(
         &self,
         dbname: &str,
@@ -180,7 +191,7 @@ impl Cluster {
         let lit = quote_literal(password);
         if !exists {
             su.batch_execute(&format!(
-                "CREATE ROLE {ident} LOGIN SUPERUSER PASSWORD {lit}"
+                "CREATE ROLE {ident} WITH CREATEDB LOGIN PASSWORD {lit}"
             ))?;
         }
         su.batch_execute(&format!(
@@ -188,9 +199,14 @@ impl Cluster {
             quote_ident(dbname),
             quote_literal(encoding)
         ))?;
+        self.conf(dbname, &self.superuser.clone(), &self.password.clone())
+            .pg_config()
+            .connect(postgres::NoTls)?
+            .batch_execute("CREATE EXTENSION IF NOT EXISTS \"uuid-ossp\"")?;
         let conf = self.conf(dbname, user, password);
         let mut c = conf.pg_config().connect(postgres::NoTls)?;
-        c.batch_execute(crate::SCHEMA_SQL)?;
+        c.batch_execute(crate::SCHEMA_SQL)
+            .context("apply FOSSology's schema")?;
         Ok(conf)
     }
 

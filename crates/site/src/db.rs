@@ -5,6 +5,70 @@ use crate::repo::Repository;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 
+/// A file's hashes as FOSSology keys a pfile (hex in any case; stored upper case).
+#[derive(Debug, Clone, Copy)]
+pub struct PfileHashes<'a> {
+    pub sha1: &'a str,
+    pub md5: &'a str,
+    pub sha256: &'a str,
+    pub size: u64,
+}
+
+/// Finds or adds the pfile rows of `files`; returns each one's `pfile_pk` by name.
+///
+/// FOSSology's only unique key on pfile is `pfile_md5_sha1_sha256_size_ukey` (md5, sha1,
+/// sha256, size), but a pfile is named, and found by its agents, by sha1, md5 and size:
+/// rows from before FOSSology stored sha256 have it NULL, which no unique key matches. So a
+/// row with the same name is reused (its missing sha256 filled in), and only files with no
+/// row are inserted; the unique key keeps a concurrent twin from being added twice.
+pub fn upsert_pfiles(
+    c: &mut impl postgres::GenericClient,
+    files: &[PfileHashes],
+) -> Result<std::collections::HashMap<PfileName, i32>, postgres::Error> {
+    let mut seen = HashSet::new();
+    let (mut s1, mut m5, mut s256, mut sz) = (vec![], vec![], vec![], vec![]);
+    for f in files {
+        if seen.insert(PfileName::new(f.sha1, f.md5, f.size)) {
+            s1.push(f.sha1.to_ascii_uppercase());
+            m5.push(f.md5.to_ascii_uppercase());
+            s256.push(f.sha256.to_ascii_uppercase());
+            sz.push(f.size as i64);
+        }
+    }
+    let args: [&(dyn postgres::types::ToSql + Sync); 4] = [&s1, &m5, &s256, &sz];
+    c.execute(
+        "UPDATE pfile p SET pfile_sha256 = u.h
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[]) AS u(s, m, h, z)
+         WHERE p.pfile_sha1 = u.s AND p.pfile_md5 = u.m AND p.pfile_size = u.z
+           AND p.pfile_sha256 IS NULL",
+        &args,
+    )?;
+    c.execute(
+        "INSERT INTO pfile (pfile_sha1, pfile_md5, pfile_sha256, pfile_size)
+         SELECT u.s, u.m, u.h, u.z
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[]) AS u(s, m, h, z)
+         WHERE NOT EXISTS (SELECT 1 FROM pfile p
+                           WHERE p.pfile_sha1 = u.s AND p.pfile_md5 = u.m AND p.pfile_size = u.z)
+         ON CONFLICT (pfile_md5, pfile_sha1, pfile_sha256, pfile_size) DO NOTHING",
+        &args,
+    )?;
+    // The lowest key when old data holds twins of one name.
+    let rows = c.query(
+        "SELECT min(p.pfile_pk), p.pfile_sha1, p.pfile_md5, p.pfile_size
+         FROM pfile p JOIN unnest($1::text[], $2::text[], $3::int8[]) AS u(s, m, z)
+           ON p.pfile_sha1 = u.s AND p.pfile_md5 = u.m AND p.pfile_size = u.z
+         GROUP BY 2, 3, 4",
+        &[&s1, &m5, &sz],
+    )?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let size: i64 = r.get(3);
+            (PfileName::new(r.get(1), r.get(2), size as u64), r.get(0))
+        })
+        .collect())
+}
+
 /// One `jobqueue` row with the job it belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueRow {

@@ -24,5 +24,11 @@ pub mod users;
 mod site;
 pub use site::{Site, SiteError};
 
-/// FOSSology's schema, reduced to the tables and columns holdfast reads and writes.
+/// FOSSology's database as its installer leaves it: `core-schema.dat` applied as
+/// `fossinit.php` applies it, plus the install's rows (users `Default User` and `fossy`,
+/// their groups, folder 1). Run as the database's owner. The header of
+/// `sql/fossology.sql` names the FOSSology commit it matches.
 pub const SCHEMA_SQL: &str = include_str!("../sql/fossology.sql");
+
+/// The FOSSology commit whose schema [`SCHEMA_SQL`] is.
+pub const FOSSOLOGY_COMMIT: &str = "a4862027524f9bc85613ec07e4c29d5612af5ad4";

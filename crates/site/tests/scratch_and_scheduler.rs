@@ -50,6 +50,103 @@ fn scratch_site_has_schema_and_reopens_from_its_conf() {
     assert!(err.contains("password authentication failed"), "{err}");
 }
 
+/// The scratch database is FOSSology's as its installer leaves it: the role, every table of
+/// core-schema.dat, the real pfile key, sequences starting at 2 and the install's rows.
+#[test]
+fn scratch_site_is_fossology_as_installed() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = ScratchSite::create(dir.path(), "UTF8").unwrap();
+    let mut c = s.site.connect().unwrap();
+    let one = |c: &mut postgres::Client, sql: &str| -> String {
+        c.query_one(&format!("SELECT ({sql})::text"), &[])
+            .unwrap()
+            .get(0)
+    };
+    // fossy as install/db/fossologyinit.sql creates it: LOGIN CREATEDB, no superuser.
+    assert_eq!(
+        one(
+            &mut c,
+            "SELECT rolsuper::text || rolcreatedb::text || rolcanlogin::text || rolcreaterole::text \
+             FROM pg_roles WHERE rolname = 'fossy'"
+        ),
+        "falsetruetruefalse"
+    );
+    assert_eq!(
+        one(
+            &mut c,
+            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'fossology'"
+        ),
+        "fossy"
+    );
+    // 92 tables of core-schema.dat and instance_uuid.php's `instance`, all fossy's.
+    assert_eq!(
+        one(
+            &mut c,
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tableowner = 'fossy'"
+        ),
+        "93"
+    );
+    assert_eq!(
+        one(
+            &mut c,
+            "SELECT string_agg(c.relname, ',' ORDER BY c.relname) FROM pg_inherits i \
+             JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent \
+             WHERE p.relname = 'ars_master'"
+        ),
+        "decider_ars,deciderjob_ars,kotoba_ars,monk_ars,nomos_ars,readmeoss_ars,reuser_ars,spasht_ars,ununpack_ars"
+    );
+    assert_eq!(
+        one(
+            &mut c,
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'pfile'::regclass AND contype = 'u'"
+        ),
+        "UNIQUE (pfile_md5, pfile_sha1, pfile_sha256, pfile_size)"
+    );
+    assert_eq!(
+        one(
+            &mut c,
+            "SELECT string_agg(user_pk || ':' || user_name, ',' ORDER BY user_pk) FROM users"
+        ),
+        "2:Default User,3:fossy"
+    );
+    assert_eq!(
+        one(
+            &mut c,
+            "SELECT string_agg(g.group_pk || ':' || g.group_name || ':' || m.user_fk, ',' ORDER BY g.group_pk) \
+             FROM groups g JOIN group_user_member m ON m.group_fk = g.group_pk"
+        ),
+        "2:Default User:2,3:fossy:3"
+    );
+    assert_eq!(
+        one(&mut c, "SELECT folder_name FROM folder WHERE folder_pk = 1"),
+        "Software Repository"
+    );
+    // Sequences were set with setval(seq, 1): the first new row of each table is 2.
+    for seq in [
+        "upload_upload_pk_seq",
+        "pfile_pfile_pk_seq",
+        "job_job_pk_seq",
+        "jobqueue_jq_pk_seq",
+        "uploadtree_uploadtree_pk_seq",
+        "mimetype_mimetype_pk_seq",
+        "agent_agent_pk_seq",
+        "perm_upload_perm_upload_pk_seq",
+    ] {
+        assert_eq!(
+            one(&mut c, &format!("SELECT nextval('{seq}')")),
+            "2",
+            "{seq}"
+        );
+    }
+    assert_eq!(
+        one(
+            &mut c,
+            "SELECT nextval('foldercontents_foldercontents_pk_seq')"
+        ),
+        "3"
+    );
+}
+
 #[test]
 fn quiesce_waits_for_a_slow_stop_and_restarts_on_drop() {
     let dir = tempfile::tempdir().unwrap();
@@ -121,9 +218,10 @@ fn running_queue_rows_hold_the_backup_until_they_end() {
     let s = ScratchSite::create(&dir.path().join("site"), "UTF8").unwrap();
     let mut c = s.site.connect().unwrap();
     c.batch_execute(
-        "INSERT INTO job (job_name, job_upload_fk) VALUES ('scan', 1);
-         INSERT INTO jobqueue (jq_job_fk, jq_type, jq_args, jq_starttime) VALUES (1, 'nomos', '1', now());
-         INSERT INTO jobqueue (jq_job_fk, jq_type, jq_args) VALUES (1, 'ojo', '1');",
+        "INSERT INTO job (job_name, job_upload_fk) VALUES ('scan', 2);
+         INSERT INTO jobqueue (jq_job_fk, jq_type, jq_args, jq_starttime)
+           SELECT max(job_pk), 'nomos', '2', now() FROM job;
+         INSERT INTO jobqueue (jq_job_fk, jq_type, jq_args) SELECT max(job_pk), 'ojo', '2' FROM job;",
     )
     .unwrap();
     let si = StandIn::create(&dir.path().join("sched"), &tag(3), Behaviour::default()).unwrap();

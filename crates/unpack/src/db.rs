@@ -74,43 +74,18 @@ fn upsert_pfiles(
     tx: &mut postgres::Transaction,
     hs: &[&Hashes],
 ) -> Result<HashMap<(String, String, i64), i32>, postgres::Error> {
-    let mut seen = std::collections::HashSet::new();
-    let (mut s1, mut m5, mut s256, mut sz) = (vec![], vec![], vec![], vec![]);
-    for h in hs {
-        if seen.insert((&h.sha1, &h.md5, h.size)) {
-            s1.push(h.sha1.to_ascii_uppercase());
-            m5.push(h.md5.to_ascii_uppercase());
-            s256.push(h.sha256.to_ascii_uppercase());
-            sz.push(h.size as i64);
-        }
-    }
-    tx.execute(
-        "INSERT INTO pfile (pfile_sha1, pfile_md5, pfile_sha256, pfile_size)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[])
-         ON CONFLICT (pfile_md5, pfile_sha1, pfile_size)
-         DO UPDATE SET pfile_sha256 = EXCLUDED.pfile_sha256 WHERE pfile.pfile_sha256 IS NULL",
-        &[&s1, &m5, &s256, &sz],
-    )?;
-    let rows = tx.query(
-        "SELECT p.pfile_pk, p.pfile_sha1, p.pfile_md5, p.pfile_size
-         FROM pfile p JOIN unnest($1::text[], $2::text[], $3::int8[]) AS u(s, m, z)
-           ON p.pfile_sha1 = u.s AND p.pfile_md5 = u.m AND p.pfile_size = u.z",
-        &[&s1, &m5, &sz],
-    )?;
-    Ok(rows
+    let files: Vec<_> = hs
         .iter()
-        .map(|r| {
-            let s: String = r.get(1);
-            let m: String = r.get(2);
-            (
-                (
-                    s.trim().to_ascii_lowercase(),
-                    m.trim().to_ascii_lowercase(),
-                    r.get(3),
-                ),
-                r.get(0),
-            )
+        .map(|h| holdfast_site::db::PfileHashes {
+            sha1: &h.sha1,
+            md5: &h.md5,
+            sha256: &h.sha256,
+            size: h.size,
         })
+        .collect();
+    Ok(holdfast_site::db::upsert_pfiles(tx, &files)?
+        .into_iter()
+        .map(|(n, pk)| ((n.sha1, n.md5, n.size as i64), pk))
         .collect())
 }
 

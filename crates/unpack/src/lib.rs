@@ -435,7 +435,8 @@ pub fn upload_files(
                 site.repo.root.display()
             ))
         })?;
-        if !std::fs::metadata(&gold).is_ok_and(|m| m.len() == h.size) {
+        let wrote_gold = !std::fs::metadata(&gold).is_ok_and(|m| m.len() == h.size);
+        if wrote_gold {
             let repo_err =
                 |e: std::io::Error| UnpackError::Repo(format!("{}: {e}", gold.display()));
             site.repo.ensure_parent(&gold).map_err(repo_err)?;
@@ -460,12 +461,22 @@ pub fn upload_files(
             cmd_args.push(format!("-E {}", opts.exclude.join(",")));
         }
         let cmd_args = cmd_args.join(" ");
-        let ids = db::create_upload(
+        let ids = match db::create_upload(
             &mut client,
             &filename,
             &h,
             (!cmd_args.is_empty()).then_some(cmd_args.as_str()),
-        )?;
+        ) {
+            Ok(ids) => ids,
+            Err(e) => {
+                // No row names the gold file this run added: take it away again, so a failed
+                // upload leaves the repository as it found it.
+                if wrote_gold {
+                    let _ = std::fs::remove_file(&gold);
+                }
+                return Err(e.into());
+            }
+        };
         let label = format!("upload {} ({filename})", ids.upload_pk);
         let res = unpack_gold(site, &gold, Some(h.clone()), &filename, &label, cfg, opts);
         let (node, mut summary) = match res {

@@ -94,6 +94,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
             site.db.port(),
             cfg.compression.as_str()
         );
+        println!("  pg_dumpall {}", cfg.superuser(&site.db)?.describe());
         println!(
             "  repository {}, folders {:?} (types {:?}, by the [REPOSITORY] lines of {})",
             site.repo.root.display(),

@@ -144,6 +144,10 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
                 .collect::<Vec<_>>()
                 .join(" + ")
         );
+        println!(
+            "  database loaded with psql {}",
+            cfg.superuser(&site.db)?.describe()
+        );
         match &args.into {
             Some(d) => println!(
                 "  into scratch folder {} (live site untouched)",
