@@ -114,6 +114,70 @@ fn full_backup_then_restore_reproduces_database_and_repository() {
     );
 }
 
+/// FOSSology's Docker set-up makes a SQL_ASCII database, whose text may hold any bytes. The
+/// backup (pg_dumpall as the superuser: FOSSology's `fossy` is not one) and the restore keep
+/// the encoding and the bytes.
+#[test]
+fn sql_ascii_database_round_trips_with_its_encoding_and_bytes() {
+    let f = fixture_in(2, Behaviour::default(), 30, "SQL_ASCII");
+    let site = f.site().clone();
+    let raw = |site: &holdfast_site::Site| -> (String, String) {
+        let mut c = site.connect().unwrap();
+        let r = c
+            .query_one(
+                "SELECT pg_encoding_to_char(d.encoding)::text, \
+                 (SELECT string_agg(encode(ufile_name::bytea, 'hex'), ',' ORDER BY uploadtree_pk) FROM uploadtree_a) \
+                 FROM pg_database d WHERE d.datname = current_database()",
+                &[],
+            )
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    {
+        let mut c = site.connect().unwrap();
+        // Latin-1 "café" and a lone 0xff: not UTF-8, kept as bytes by SQL_ASCII.
+        c.batch_execute(
+            "UPDATE uploadtree_a SET ufile_name = E'caf\\351-\\377.txt' \
+             WHERE uploadtree_pk = (SELECT max(uploadtree_pk) FROM uploadtree_a)",
+        )
+        .unwrap();
+    }
+    let before = raw(&site);
+    assert_eq!(before.0, "SQL_ASCII");
+    assert!(before.1.contains("636166e92dff2e747874"), "{}", before.1);
+    let fossy_is_superuser: bool = site
+        .connect()
+        .unwrap()
+        .query_one(
+            "SELECT rolsuper FROM pg_roles WHERE rolname = current_user",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(
+        !fossy_is_superuser,
+        "the site role is FOSSology's, not a superuser"
+    );
+
+    let out = backup(&site, "ascii", &f.sched, &f.cfg).unwrap();
+    assert_eq!(out.manifest.database.encoding, "SQL_ASCII");
+    {
+        let mut su = f.scratch.cluster.superuser_client().unwrap();
+        su.batch_execute("DROP DATABASE fossology WITH (FORCE)")
+            .unwrap();
+    }
+    let r = restore(
+        &site,
+        &f.sched,
+        &f.cfg,
+        &Default::default(),
+        &RestoreOptions::default(),
+    )
+    .unwrap();
+    assert!(r.is_whole(), "missing: {:?}", r.verify.missing);
+    assert_eq!(raw(&site), before);
+}
+
 #[test]
 fn restore_into_a_scratch_folder_and_database_leaves_the_site_alone() {
     let f = fixture(3, Behaviour::default(), 30);

@@ -154,7 +154,7 @@ fn slim_through_the_binary() {
     ok(&config, &["upload", "--slim", p1.to_str().unwrap()]);
     let repo = &s.site.repo.root;
 
-    // Upload 2 was unpacked slim: its containers are recorded, nothing missing.
+    // Upload 3 was unpacked slim: its containers are recorded, nothing missing.
     let r = json(&config, &["slim", "report", "--json"]);
     let t = &r["total"];
     assert_eq!(t["unrecorded"]["files"], 0, "{r:#}");
@@ -165,10 +165,10 @@ fn slim_through_the_binary() {
     let removable = t["removable"]["bytes"].as_u64().unwrap();
     let removable_files = t["removable"]["files"].as_u64().unwrap();
     assert!(removable_files >= 2 && removable > 0, "{r:#}");
-    let one = json(&config, &["slim", "report", "--json", "--upload", "1"]);
+    let one = json(&config, &["slim", "report", "--json", "--upload", "2"]);
     assert_eq!(one["uploads"].as_array().unwrap().len(), 1);
     let text = ok(&config, &["slim", "report"]);
-    assert!(text.contains("it is the gold file of upload 1"), "{text}");
+    assert!(text.contains("it is the gold file of upload 2"), "{text}");
 
     // --containers is required; --dry-run touches nothing.
     let bad = holdfast(&config, &["slim", "apply"]);
@@ -212,10 +212,10 @@ fn slim_through_the_binary() {
         removable_files + slim2
     );
 
-    // Recovering upload 1 brings its containers back: the repository is as before apply.
-    ok(&config, &["recover", "--upload", "1"]);
+    // Recovering upload 2 (the first: FOSSology numbers from 2) brings its containers back: the repository is as before apply.
+    ok(&config, &["recover", "--upload", "2"]);
     assert_eq!(disk_bytes(repo), before);
-    let chk = json(&config, &["check-repo", "--json", "--all", "--upload", "1"]);
+    let chk = json(&config, &["check-repo", "--json", "--all", "--upload", "2"]);
     assert_eq!(chk["uploads"][0]["slimmed_files"], 0);
     assert_eq!(chk["uploads"][0]["missing_files"], 0);
     let out = ok(&config, &["verify"]);
@@ -250,7 +250,7 @@ fn slimming_guide_runs() {
     );
     assert!(r.output.contains("slimmed, rebuildable"), "{}", r.output);
     assert!(work.join("slim-report.json").is_file());
-    // The guide slimmed, then recovered upload 1: the repository is back as it was.
+    // The guide slimmed, then recovered upload 2: the repository is back as it was.
     assert_eq!(disk_bytes(&f.s.site.repo.root), before);
     assert!(f.standin.is_running());
 }

@@ -42,7 +42,8 @@ fn cut_off_job(f: &Fixture, upload: i32) -> (i32, i32) {
     )
     .unwrap();
     c.execute(
-        "INSERT INTO ununpack_ars (agent_fk, upload_fk, ars_success) VALUES (1, $1, true)",
+        "INSERT INTO ununpack_ars (agent_fk, upload_fk, ars_success) \
+         SELECT max(agent_pk), $1, true FROM agent WHERE agent_name = 'ununpack'",
         &[&upload],
     )
     .unwrap();

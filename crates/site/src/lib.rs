@@ -7,6 +7,19 @@
 //! proves every agent is gone, and [`cluster`] starts a scratch PostgreSQL cluster for the
 //! demo, the drills and the tests. [`standin`] is a process tree that behaves like the
 //! scheduler and its agents, for machines where FOSSology itself cannot run.
+//!
+//! FOSSology's database is [`SCHEMA_SQL`]: FOSSology's own `core-schema.dat` at commit
+//! [`FOSSOLOGY_COMMIT`], applied as its installer applies it, with the install's rows. Scratch
+//! sites create the role `fossy` as the installer does (`LOGIN CREATEDB`, not a superuser).
+//!
+//! holdfast's own tables in FOSSology's database, all named `holdfast_*`, created on first
+//! use and ignored by FOSSology (the guide `docs/full-backup.md` lists them too):
+//! - `holdfast_slimmed` ([`db::SLIMMED_TABLE_SQL`]): containers repository slimming removed
+//!   from `files` on purpose, so `verify` tells them from damage;
+//! - `holdfast_recovery` (`holdfast_recover::queue`): the queue of uploads `holdfast recover`
+//!   and `holdfast serve` rebuild.
+//!
+//! holdfast adds no other table and drops none.
 
 pub mod cluster;
 pub mod db;

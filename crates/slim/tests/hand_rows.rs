@@ -275,7 +275,10 @@ fn report_matches_sql_and_apply_frees_exactly_the_reported_bytes() {
     }));
     let table = r.render();
     assert!(
-        table.contains("upload 2 uses the same pfile as a leaf"),
+        table.contains(&format!(
+            "upload {} uses the same pfile as a leaf",
+            st.uploads[1]
+        )),
         "{table}"
     );
 
@@ -352,7 +355,7 @@ fn report_matches_sql_and_apply_frees_exactly_the_reported_bytes() {
     // A new upload uses slimmed c.gz as a leaf: the record no longer excuses its absence.
     let u4: i32 = c
         .query_one(
-            "INSERT INTO upload (upload_filename, pfile_fk) VALUES ('c.gz', $1) RETURNING upload_pk",
+            "INSERT INTO upload (upload_filename, pfile_fk, upload_mode) VALUES ('c.gz', $1, 96) RETURNING upload_pk",
             &[&st.cgz],
         )
         .unwrap()

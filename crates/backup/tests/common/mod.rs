@@ -21,9 +21,19 @@ pub struct Fixture {
 }
 
 pub fn fixture(uploads: usize, behaviour: Behaviour, stop_timeout: u64) -> Fixture {
+    fixture_in(uploads, behaviour, stop_timeout, "UTF8")
+}
+
+/// As [`fixture`], with the site database in `encoding`.
+pub fn fixture_in(
+    uploads: usize,
+    behaviour: Behaviour,
+    stop_timeout: u64,
+    encoding: &str,
+) -> Fixture {
     holdfast_testkit::require("rsync");
     let dir = tempfile::tempdir().unwrap();
-    let scratch = ScratchSite::create(&dir.path().join("site"), "UTF8").unwrap();
+    let scratch = ScratchSite::create(&dir.path().join("site"), encoding).unwrap();
     let standin = StandIn::create(
         &dir.path().join("standin"),
         &holdfast_testkit::tag(),
