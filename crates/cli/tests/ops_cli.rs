@@ -230,7 +230,15 @@ fn unattended_runs_quiet_on_success_journal_on_failure_scheduler_restarted() {
     // pg_dumpall through a wrapper that says when it started and then takes its time, so a
     // Ctrl-C can land in the middle of the dump.
     let slow = d.path().join("slow-dumpall");
-    let dumping = d.path().join("dumping");
+    // pg_dumpall runs as the postgres OS user (the superuser over the local socket) when
+    // the tests run as root: its flag goes into a folder that user may write.
+    let flags = d.path().join("flags");
+    std::fs::create_dir(&flags).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&flags, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    }
+    let dumping = flags.join("dumping");
     std::fs::write(
         &slow,
         format!(
