@@ -87,17 +87,9 @@ pub fn start_with(f: &Fixture, tweak: impl FnOnce(&mut WebConfig)) -> Server {
 }
 
 /// A FOSSology user as FOSSology's UI writes one: `password_hash()` bcrypt (`$2y$`), or with
-/// `legacy` the old `sha1(seed . password)`. Adds the `users` columns FOSSology has when the
-/// scratch schema lacks them (types from FOSSology's core-schema.dat).
+/// `legacy` the old `sha1(seed . password)`. Its root folder is FOSSology's top folder 1.
 pub fn add_user(f: &Fixture, name: &str, password: &str, perm: i32, legacy: bool) {
     let mut c = f.s.site.connect().unwrap();
-    c.batch_execute(
-        "ALTER TABLE users ADD COLUMN IF NOT EXISTS user_seed text;
-         ALTER TABLE users ADD COLUMN IF NOT EXISTS user_pass text;
-         ALTER TABLE users ADD COLUMN IF NOT EXISTS user_perm int4;
-         ALTER TABLE users ADD COLUMN IF NOT EXISTS user_status text DEFAULT 'active'::text;",
-    )
-    .unwrap();
     let (seed, pass) = if legacy {
         use sha1::Digest;
         let seed = "4711seed".to_string();
@@ -110,8 +102,8 @@ pub fn add_user(f: &Fixture, name: &str, password: &str, perm: i32, legacy: bool
         ("Seed".to_string(), h)
     };
     c.execute(
-        "INSERT INTO users (user_name, user_email, user_seed, user_pass, user_perm) \
-         VALUES ($1, $1, $2, $3, $4)",
+        "INSERT INTO users (user_name, user_email, user_seed, user_pass, user_perm, root_folder_fk) \
+         VALUES ($1, $1, $2, $3, $4, 1)",
         &[&name, &seed, &pass, &perm],
     )
     .unwrap();
