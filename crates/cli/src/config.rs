@@ -1,12 +1,12 @@
 //! holdfast.toml: one section per domain; FOSSology facts come from FOSSology's own files.
 
 use anyhow::Context as _;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 pub const DEFAULT_PATH: &str = "/etc/holdfast/holdfast.toml";
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SiteSection {
     /// Folder with fossology.conf and Db.conf; default: FO_SYSCONFDIR, then
@@ -27,7 +27,7 @@ impl SiteSection {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub site: SiteSection,

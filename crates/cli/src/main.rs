@@ -60,6 +60,16 @@ enum Command {
     /// Install or show the nightly backup's systemd timer (cron without systemd) and more.
     #[command(subcommand)]
     Schedule(commands::schedule::Cmd),
+    /// A sample configuration with every key at its default.
+    #[command(subcommand)]
+    Config(commands::config_init::Cmd),
+    /// Shell completions: `holdfast completions bash > /etc/bash_completion.d/holdfast`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// The manual page (roff): `holdfast man | man -l -`.
+    Man,
     /// Prometheus text for the last backup and verify runs (for node_exporter's textfile
     /// collector; `holdfast serve` has the same on /metrics).
     Metrics,
@@ -174,6 +184,17 @@ fn run(cli: Cli, ctx: &config::Context) -> anyhow::Result<ExitCode> {
         Verify(a) => commands::verify::run(a, ctx),
         Schedule(c) => commands::schedule::run(c, ctx),
         Scheduler(c) => commands::scheduler::run(c, ctx),
+        Config(c) => commands::config_init::run(c, ctx),
+        Completions { shell } => {
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "holdfast", &mut buf);
+            std::io::Write::write_all(&mut std::io::stdout(), &buf)?;
+            Ok(exit::code(exit::OK))
+        }
+        Man => {
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            Ok(exit::code(exit::OK))
+        }
         Metrics => {
             print!("{}", runlog::metrics(&ctx.config.site.state_dir()));
             Ok(exit::code(exit::OK))

@@ -454,3 +454,75 @@ fn unattended_runs_quiet_on_success_journal_on_failure_scheduler_restarted() {
     std::thread::sleep(Duration::from_millis(500));
     assert!(!standin.is_running());
 }
+
+#[test]
+fn first_run_sample_config_completions_and_man_page() {
+    let d = tempfile::tempdir().unwrap();
+    let none = d.path().join("empty.toml");
+    std::fs::write(&none, "").unwrap();
+    let o = holdfast(&none, &["config", "init"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let sample = text(&o.stdout);
+    for key in [
+        "# [backup]",
+        "# schedule = \"02:30\"",
+        "# [web]",
+        "# listen = \"127.0.0.1:8340\"",
+        "# [schedule]",
+        "# random_delay_secs = 600",
+        "# [scheduler]",
+        "# [server]",
+        "# [notify]",
+    ] {
+        assert!(sample.contains(key), "{key} in\n{sample}");
+    }
+    // As written it changes nothing; with every key line uncommented it is valid (unknown
+    // keys are refused) and still the defaults.
+    let written = d.path().join("holdfast.toml");
+    let o = holdfast(
+        &none,
+        &["config", "init", "--output", written.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = holdfast(
+        &none,
+        &["config", "init", "--output", written.to_str().unwrap()],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "an existing file is not overwritten"
+    );
+    let defaults = text(&holdfast(&none, &["config", "show"]).stdout);
+    assert_eq!(
+        text(&holdfast(&written, &["config", "show"]).stdout),
+        defaults
+    );
+    let open: String = sample
+        .lines()
+        .filter(|l| !l.contains("...") && !l.contains("(a table"))
+        .map(|l| match l.strip_prefix("# ") {
+            Some(k) if k.contains(" = ") || k.starts_with('[') => format!("{k}\n"),
+            _ => format!("{l}\n"),
+        })
+        .collect();
+    let uncommented = d.path().join("open.toml");
+    std::fs::write(&uncommented, &open).unwrap();
+    let o = holdfast(&uncommented, &["config", "show"]);
+    assert!(o.status.success(), "{}\n{open}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), defaults);
+
+    let o = holdfast(&none, &["completions", "bash"]);
+    assert!(o.status.success());
+    let bash = text(&o.stdout);
+    assert!(
+        bash.contains("complete -F _holdfast") && bash.contains("schedule"),
+        "{bash}"
+    );
+    let o = holdfast(&none, &["man"]);
+    let man = text(&o.stdout);
+    assert!(
+        man.contains(".TH holdfast 1") && man.contains("backup"),
+        "{man}"
+    );
+}

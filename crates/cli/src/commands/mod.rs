@@ -1,5 +1,6 @@
 pub mod backup;
 pub mod check_repo;
+pub mod config_init;
 pub mod demo;
 pub mod drill;
 pub mod recover;
