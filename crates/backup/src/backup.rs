@@ -1,6 +1,8 @@
-//! One backup run, in the plan's order: stop the scheduler and prove every agent is gone,
-//! dump the database, copy the repository, write the manifest, make the snapshot visible,
-//! start the scheduler.
+//! One backup run: copy the repository while FOSSology runs (the pre-copy, [`precopy`]),
+//! stop the scheduler and prove every agent is gone, dump the database, copy what changed
+//! since the pre-copy, start the scheduler, write the manifest and make the snapshot
+//! visible. With `backup.precopy = false` the whole copy happens while the scheduler is
+//! stopped. The scheduler's downtime (stop command to start command) goes into the manifest.
 //!
 //! The target and the database are checked before the scheduler is touched, so a wrong
 //! address or password costs FOSSology nothing. From the stop on, the [`Quiesced`] guard
@@ -9,6 +11,7 @@
 //! [`Quiesced`]: holdfast_site::scheduler::Quiesced
 
 use crate::config::BackupConfig;
+use crate::precopy;
 use crate::BackupError;
 use chrono::Utc;
 use holdfast_site::scheduler::{self, SchedulerConfig};
@@ -147,15 +150,57 @@ fn run(
     started: chrono::DateTime<Utc>,
     began: Instant,
 ) -> Result<BackupOutcome, BackupError> {
+    let layout = cfg.layout();
+    let types = cfg.mode.types();
+    let pool = cfg.layout == LayoutKind::Pool;
+    let repo_rel = if pool {
+        format!("{}/{REPO_DIR}", layout::POOL)
+    } else {
+        format!("{}/{REPO_DIR}", layout::PARTIAL)
+    };
+    let mut dirs = site.repo.data_dirs(types);
+    for extra in EXTRA_DIRS {
+        dirs.push(extra.to_string());
+    }
+    // Deciding where the copy goes costs FOSSology nothing: done before the stop.
+    let pending = layout.prepare(target)?;
+
+    // Pre-copy: the whole repository while the scheduler runs (see `precopy`).
+    let mut precopy_secs = 0.0;
+    let pre = if cfg.precopy {
+        let t = Instant::now();
+        let before = precopy::list(&site.repo.root, &dirs);
+        let names: Vec<String> = before.keys().cloned().collect();
+        let stats = full_copy(site, cfg, target, &pending, pool.then_some(&names[..]))?;
+        let after = precopy::list(&site.repo.root, &dirs);
+        let damaged = heal(
+            site,
+            cfg,
+            target,
+            &pending,
+            &repo_rel,
+            pool.then_some(&names[..]),
+        )?;
+        precopy_secs = t.elapsed().as_secs_f64();
+        tracing::info!(
+            secs = precopy_secs,
+            files = before.len(),
+            new_files = stats.transferred_files,
+            "repository pre-copied while the scheduler runs"
+        );
+        Some((precopy::copied(&before, &after), stats, damaged))
+    } else {
+        None
+    };
+
+    let stopped = Instant::now();
     let guard = scheduler::quiesce(sched, Some(client))?;
-    let quiesce_secs = began.elapsed().as_secs_f64();
+    let quiesce_secs = stopped.elapsed().as_secs_f64();
     tracing::info!(secs = quiesce_secs, "scheduler and agents stopped");
     let unfinished = holdfast_site::db::unfinished_jobs(client).map_err(|e| BackupError::Db {
         what: "read the job queue".into(),
         source: e,
     })?;
-    let layout = cfg.layout();
-    let pending = layout.prepare(target)?;
 
     let t = Instant::now();
     let dump_rel = format!(
@@ -175,102 +220,48 @@ fn run(
     tracing::info!(secs = dump_secs, bytes = database.bytes, "database dumped");
 
     // With the scheduler stopped nothing adds files: what is missing now stays missing.
-    let missing = missing_files(client, site, cfg.mode.types())?;
+    let missing = missing_files(client, site, types)?;
+
+    let t = Instant::now();
+    // The files the snapshot holds (needed for the pool's list and for pre-copy counts).
+    let (list, mut stats, damaged, missing) = match pre {
+        None => {
+            let list = pool.then(|| holdfast_store::pool::list_files(&site.repo.root, &dirs));
+            let stats = full_copy(site, cfg, target, &pending, list.as_deref())?;
+            let damaged = heal(site, cfg, target, &pending, &repo_rel, list.as_deref())?;
+            (list, stats, damaged, missing)
+        }
+        Some((copied, pre_stats, damaged)) => {
+            let now = precopy::list(&site.repo.root, &dirs);
+            let delta = precopy::delta(&copied, &now, &missing);
+            let delta_stats = delta_copy(site, cfg, target, &pending, &delta, pool)?;
+            tracing::info!(
+                sent = delta.send.len(),
+                dropped = delta.drop.len(),
+                kept = delta.keep.len(),
+                new_files = delta_stats.transferred_files,
+                "delta pass over what changed since the pre-copy"
+            );
+            let missing = precopy::still_missing(missing, &delta.keep);
+            let mut list: Vec<String> = now.into_keys().chain(delta.keep).collect();
+            list.sort();
+            let stats = holdfast_store::rsync::RsyncStats {
+                files: 0,
+                bytes: 0,
+                transferred_files: pre_stats.transferred_files + delta_stats.transferred_files,
+                transferred_bytes: pre_stats.transferred_bytes + delta_stats.transferred_bytes,
+            };
+            (Some(list), stats, damaged, missing)
+        }
+    };
     if !missing.is_empty() {
         tracing::error!(
             count = missing.len(),
             "the repository lacks files the database names; the snapshot cannot have them"
         );
     }
-
-    let t = Instant::now();
-    let types = cfg.mode.types();
-    let pool = cfg.layout == LayoutKind::Pool;
-    let mut args = base_args();
-    if !pool {
-        // The pool only gains files; snapshot folders must match the source exactly.
-        args.push("--delete".into());
-    }
-    args.extend(repo_filters(site, types));
-    args.extend(cfg.rsync_args.iter().cloned());
-    for d in &pending.link_dest {
-        args.push(format!("--link-dest={d}"));
-    }
-    for d in &pending.compare_dest {
-        args.push(format!("--compare-dest={d}"));
-    }
-    // Pool: the repository's names are its contents, so what the pool lacks is exactly the
-    // names the previous snapshot's list lacks (plus files not named by content, such as
-    // logs and reports, which rsync compares by size). Unchanged files cost one readdir.
-    let mut pool_list = None;
-    let mut pool_todo = None;
-    if pool {
-        let mut dirs = site.repo.data_dirs(types);
-        for extra in EXTRA_DIRS {
-            dirs.push(extra.to_string());
-        }
-        let list = holdfast_store::pool::list_files(&site.repo.root, &dirs);
-        let prev: std::collections::HashSet<String> = match &pending.previous {
-            Some(p) => holdfast_store::pool::read_list(target, p)
-                .map(|l| l.into_iter().collect())
-                .unwrap_or_default(),
-            None => Default::default(),
-        };
-        let todo: Vec<String> = list
-            .iter()
-            .filter(|p| {
-                !prev.contains(*p)
-                    || holdfast_site::pfile::PfileName::parse(
-                        p.rsplit('/').next().unwrap_or(p.as_str()),
-                    )
-                    .is_none()
-            })
-            .cloned()
-            .collect();
-        let mut f = tempfile::NamedTempFile::new().map_err(|source| BackupError::Io {
-            path: "file list".into(),
-            source,
-        })?;
-        std::io::Write::write_all(&mut f, (todo.join("\n") + "\n").as_bytes()).map_err(
-            |source| BackupError::Io {
-                path: f.path().display().to_string(),
-                source,
-            },
-        )?;
-        if pending.previous.is_some() {
-            args.push(format!("--files-from={}", f.path().display()));
-            pool_todo = Some((f, todo.len()));
-        } // else: the first copy walks the whole tree, faster than a list of every file.
-
-        pool_list = Some(list);
-    }
-    let rsync = Rsync {
-        args,
-        rsh: target.rsync_rsh(),
-        src: format!("{}/", site.repo.root.display()),
-        dest: format!(
-            "{}/",
-            target.rsync_location(&if pool {
-                format!("{}/{REPO_DIR}", layout::POOL)
-            } else {
-                format!("{}/{REPO_DIR}", layout::PARTIAL)
-            })
-        ),
-        what: format!("copy of the repository to {}", target.display()),
-    };
-    let mut stats = match &pool_todo {
-        Some((_, 0)) => Default::default(),
-        _ => rsync.run()?,
-    };
-    drop(pool_todo);
-    let repo_rel = if pool {
-        format!("{}/{REPO_DIR}", layout::POOL)
-    } else {
-        format!("{}/{REPO_DIR}", layout::PARTIAL)
-    };
-    let damaged = heal(site, cfg, target, &pending, &repo_rel, pool_list.as_deref())?;
-    if let Some(list) = pool_list {
-        // rsync saw only the new files: count the whole repository from the names.
+    if let Some(list) = &list {
+        // rsync saw only part of the files: count the whole snapshot from the names.
         stats.files = list.len() as u64;
         stats.bytes = list
             .iter()
@@ -284,10 +275,12 @@ fn run(
                     })
             })
             .sum();
-        target.write_atomic(
-            &format!("{}/{}", layout::PARTIAL, layout::FILE_LIST),
-            &holdfast_store::pool::encode(&list),
-        )?;
+        if pool {
+            target.write_atomic(
+                &format!("{}/{}", layout::PARTIAL, layout::FILE_LIST),
+                &holdfast_store::pool::encode(list),
+            )?;
+        }
     }
     let copy_secs = t.elapsed().as_secs_f64();
     tracing::info!(
@@ -297,7 +290,7 @@ fn run(
         "repository copied"
     );
 
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         format: 1,
         site: site_name.to_string(),
         mode: cfg.mode.as_str().into(),
@@ -326,11 +319,13 @@ fn run(
             quiesce_secs,
             dump_secs,
             copy_secs,
-            total_secs: began.elapsed().as_secs_f64(),
+            total_secs: 0.0,
+            precopy_secs,
+            downtime_secs: 0.0,
         },
     };
-    let snapshot = layout.commit(target, &manifest)?;
-    tracing::info!(snapshot = %snapshot, "snapshot committed");
+    // Everything the snapshot holds is on the target: FOSSology may run again while the
+    // snapshot is synced, committed and old ones pruned.
     let scheduler_restarted = match guard.restart() {
         Ok(()) => true,
         Err(e) => {
@@ -338,6 +333,14 @@ fn run(
             false
         }
     };
+    manifest.timings.downtime_secs = stopped.elapsed().as_secs_f64();
+    tracing::info!(
+        secs = manifest.timings.downtime_secs,
+        "scheduler downtime (stop to start)"
+    );
+    manifest.timings.total_secs = began.elapsed().as_secs_f64();
+    let snapshot = layout.commit(target, &manifest)?;
+    tracing::info!(snapshot = %snapshot, "snapshot committed");
     Ok(BackupOutcome {
         target: target.display(),
         snapshot,
@@ -345,6 +348,126 @@ fn run(
         scheduler_restarted,
         missing,
     })
+}
+
+/// rsync options shared by both passes: filters, the user's extras and the earlier copies
+/// to link to or compare with.
+fn copy_args(site: &Site, cfg: &BackupConfig, pending: &layout::Pending) -> Vec<String> {
+    let mut args = repo_filters(site, cfg.mode.types());
+    args.extend(cfg.rsync_args.iter().cloned());
+    for d in &pending.link_dest {
+        args.push(format!("--link-dest={d}"));
+    }
+    for d in &pending.compare_dest {
+        args.push(format!("--compare-dest={d}"));
+    }
+    args
+}
+
+fn repo_rsync(site: &Site, target: &Target, pool: bool, args: Vec<String>, what: &str) -> Rsync {
+    Rsync {
+        args,
+        rsh: target.rsync_rsh(),
+        src: format!("{}/", site.repo.root.display()),
+        dest: format!(
+            "{}/",
+            target.rsync_location(&if pool {
+                format!("{}/{REPO_DIR}", layout::POOL)
+            } else {
+                format!("{}/{REPO_DIR}", layout::PARTIAL)
+            })
+        ),
+        what: format!("{what} of the repository to {}", target.display()),
+    }
+}
+
+fn list_file(paths: &[String]) -> Result<tempfile::NamedTempFile, BackupError> {
+    let mut f = tempfile::NamedTempFile::new().map_err(|source| BackupError::Io {
+        path: "file list".into(),
+        source,
+    })?;
+    std::io::Write::write_all(&mut f, (paths.join("\n") + "\n").as_bytes()).map_err(|source| {
+        BackupError::Io {
+            path: f.path().display().to_string(),
+            source,
+        }
+    })?;
+    Ok(f)
+}
+
+/// Copies the whole repository. `pool_list` (pool layout): the repository's files now.
+fn full_copy(
+    site: &Site,
+    cfg: &BackupConfig,
+    target: &Target,
+    pending: &layout::Pending,
+    pool_list: Option<&[String]>,
+) -> Result<holdfast_store::rsync::RsyncStats, BackupError> {
+    let mut args = base_args();
+    if pool_list.is_none() {
+        // The pool only gains files; snapshot folders must match the source exactly.
+        args.push("--delete".into());
+    }
+    args.extend(copy_args(site, cfg, pending));
+    // Pool: the repository's names are its contents, so what the pool lacks is exactly the
+    // names the previous snapshot's list lacks (plus files not named by content, such as
+    // logs and reports, which rsync compares by size). Unchanged files cost one readdir.
+    let mut todo_file = None;
+    if let (Some(list), Some(prev)) = (pool_list, &pending.previous) {
+        let prev: std::collections::HashSet<String> = holdfast_store::pool::read_list(target, prev)
+            .map(|l| l.into_iter().collect())
+            .unwrap_or_default();
+        let todo: Vec<String> = list
+            .iter()
+            .filter(|p| {
+                !prev.contains(*p)
+                    || holdfast_site::pfile::PfileName::parse(
+                        p.rsplit('/').next().unwrap_or(p.as_str()),
+                    )
+                    .is_none()
+            })
+            .cloned()
+            .collect();
+        if todo.is_empty() {
+            return Ok(Default::default());
+        }
+        let f = list_file(&todo)?;
+        args.push(format!("--files-from={}", f.path().display()));
+        todo_file = Some(f);
+    } // else: the first copy walks the whole tree, faster than a list of every file.
+    let stats = repo_rsync(site, target, pool_list.is_some(), args, "copy").run()?;
+    drop(todo_file);
+    Ok(stats)
+}
+
+/// The delta pass after a pre-copy: sends `delta.send`, and (outside the pool, which only
+/// gains files) removes `delta.drop` from the snapshot (rsync deletes a listed file the
+/// source lacks, `--delete-missing-args`).
+fn delta_copy(
+    site: &Site,
+    cfg: &BackupConfig,
+    target: &Target,
+    pending: &layout::Pending,
+    delta: &precopy::Delta,
+    pool: bool,
+) -> Result<holdfast_store::rsync::RsyncStats, BackupError> {
+    let mut paths = delta.send.clone();
+    if !pool {
+        paths.extend(delta.drop.iter().cloned());
+    }
+    if paths.is_empty() {
+        return Ok(Default::default());
+    }
+    let mut args = base_args();
+    if !pool {
+        args.push("--delete-missing-args".into());
+    }
+    args.extend(copy_args(site, cfg, pending));
+    let f = list_file(&paths)?;
+    args.push(format!("--files-from={}", f.path().display()));
+    let stats = repo_rsync(site, target, pool, args, "delta copy").run()?;
+    drop(f);
+    Ok(stats)
 }
 
 /// Keeps damaged copies out of the new snapshot. Files a verification found damaged in the

@@ -94,6 +94,9 @@ pub struct BackupConfig {
     /// A mount point the target must be on (rsnapshot's `no_create_root`): when it is not
     /// mounted, backups and restores refuse instead of filling the root file system.
     pub require_mount: Option<PathBuf>,
+    /// Copy the repository while FOSSology's scheduler runs, and only what changed since
+    /// once it is stopped (default). false: stop the scheduler for the whole copy.
+    pub precopy: bool,
     /// `pg_dumpall` and `psql` programs (must be at least the server's major version).
     pub pg_dumpall: String,
     pub psql: String,
@@ -120,6 +123,7 @@ impl Default for BackupConfig {
             rsync_args: Vec::new(),
             check_percent: 1.0,
             require_mount: None,
+            precopy: true,
             pg_dumpall: "pg_dumpall".into(),
             psql: "psql".into(),
             superuser: SuperuserConfig::default(),

@@ -14,6 +14,7 @@ pub mod config;
 pub mod content;
 pub mod dump;
 pub mod lock;
+pub mod precopy;
 pub mod restore;
 pub mod sample;
 pub mod schedule;

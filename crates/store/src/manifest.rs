@@ -84,8 +84,16 @@ pub struct JobsInfo {
 pub struct Timings {
     pub quiesce_secs: f64,
     pub dump_secs: f64,
+    /// With pre-copy: the delta pass only (the scheduler stopped); else the whole copy.
     pub copy_secs: f64,
     pub total_secs: f64,
+    /// The repository copy made while the scheduler ran (0 without pre-copy).
+    #[serde(default)]
+    pub precopy_secs: f64,
+    /// FOSSology's scheduler was stopped this long: from the stop command until it was
+    /// started again (0 in manifests older than this field).
+    #[serde(default)]
+    pub downtime_secs: f64,
 }
 
 impl Manifest {

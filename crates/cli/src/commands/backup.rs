@@ -7,15 +7,17 @@ use std::process::ExitCode;
 
 #[derive(clap::Args)]
 #[command(
-    long_about = "Backs up the FOSSology site: stops the scheduler gracefully (scheduler.control: \
-init script, systemd unit, or fo_scheduler run directly as in Docker) and waits until no agent \
-process and no running job is left, using FOSSology's kill path only after \
-scheduler.stop_timeout_secs; streams pg_dumpall through gzip/zstd to the target; copies every \
-folder FOSSology keeps files in (by the [REPOSITORY] lines of fossology.conf, read as \
-FOSSology reads them) with rsync (hard links kept, change judged by name and size, ununpack \
-leftovers skipped); writes the manifest, makes the snapshot visible, and starts the scheduler \
-again on every way out if it was running before. Files the database names but the repository \
-lacks are listed and make the run exit 1.\n\n\
+    long_about = "Backs up the FOSSology site: copies every folder FOSSology keeps files in (by \
+the [REPOSITORY] lines of fossology.conf, read as FOSSology reads them) with rsync while \
+FOSSology runs (hard links kept, change judged by name and size, ununpack leftovers skipped); \
+then stops the scheduler gracefully (scheduler.control: init script, systemd unit, or \
+fo_scheduler run directly as in Docker) and waits until no agent process and no running job is \
+left, using FOSSology's kill path only after scheduler.stop_timeout_secs; dumps the database \
+with pg_dumpall through gzip/zstd; copies only what changed since the first copy; starts the \
+scheduler again (on every way out, if it was running before); sends the dump with rsync \
+against the previous snapshot's dump; writes the manifest and makes the snapshot visible. \
+--no-precopy (backup.precopy = false) keeps the scheduler stopped for the whole copy. Files \
+the database names but the repository lacks are listed and make the run exit 1.\n\n\
 The target (backup.target) is a local folder or ssh://user@host[:port]/path. Old snapshots \
 beyond backup.keep are removed; --dry-run shows the plan and changes nothing."
 )]
@@ -26,6 +28,9 @@ pub struct Args {
     /// What to copy: full (gold, files, logs, license) or gold (files rebuilt on restore).
     #[arg(long, value_parser = ["full", "gold"])]
     pub mode: Option<String>,
+    /// Keep the scheduler stopped for the whole repository copy (no copy while FOSSology runs).
+    #[arg(long)]
+    pub no_precopy: bool,
     /// Show what would be copied where and which snapshots would be removed; change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -71,6 +76,9 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     if let Some(m) = args.mode.as_deref() {
         cfg.mode = if m == "gold" { Mode::Gold } else { Mode::Full };
     }
+    if args.no_precopy {
+        cfg.precopy = false;
+    }
     let name = site_name(ctx);
     if args.dry_run {
         let target = cfg.target()?;
@@ -101,6 +109,14 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
             site.repo.data_dirs(cfg.mode.types()),
             cfg.mode.types(),
             site.conf_dir.join("fossology.conf").display()
+        );
+        println!(
+            "  repository copied {}",
+            if cfg.precopy {
+                "while FOSSology runs, then what changed with the scheduler stopped"
+            } else {
+                "with the scheduler stopped"
+            }
         );
         println!(
             "  layout {} (keep {}, full every {})",
@@ -144,7 +160,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         println!(
-            "snapshot {} on {}: {} files, {} ({} new files, {}), dump {} ({}), {} unfinished job(s) recorded, {:.1} s",
+            "snapshot {} on {}: {} files, {} ({} new files, {}), dump {} ({}), {} unfinished job(s) recorded, {:.1} s, scheduler down {:.1} s",
             out.snapshot,
             out.target,
             m.repository.files,
@@ -154,7 +170,8 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
             human_bytes(m.database.bytes),
             m.database.encoding,
             m.jobs.unfinished.len(),
-            m.timings.total_secs
+            m.timings.total_secs,
+            m.timings.downtime_secs
         );
     }
     if !out.scheduler_restarted {
