@@ -208,14 +208,22 @@ fn run(
         site.db.dbname(),
         cfg.compression.extension()
     );
-    let mut database = crate::dump::dump(
-        &site.db,
-        client,
-        cfg,
-        target,
-        &format!("{}/{dump_rel}", layout::PARTIAL),
-    )?;
-    database.file = dump_rel;
+    // rsync: the dump is written here and sent once the scheduler runs again.
+    let (mut database, spooled) = if cfg.dump_rsync {
+        let (d, s) = crate::dump::dump_spooled(&site.db, client, cfg, &dump_rel)?;
+        (d, Some(s))
+    } else {
+        let mut d = crate::dump::dump(
+            &site.db,
+            client,
+            cfg,
+            target,
+            &format!("{}/{dump_rel}", layout::PARTIAL),
+        )?;
+        d.sent_by = Some("stream".into());
+        (d, None)
+    };
+    database.file = dump_rel.clone();
     let dump_secs = t.elapsed().as_secs_f64();
     tracing::info!(secs = dump_secs, bytes = database.bytes, "database dumped");
 
@@ -250,6 +258,7 @@ fn run(
                 bytes: 0,
                 transferred_files: pre_stats.transferred_files + delta_stats.transferred_files,
                 transferred_bytes: pre_stats.transferred_bytes + delta_stats.transferred_bytes,
+                ..Default::default()
             };
             (Some(list), stats, damaged, missing)
         }
@@ -338,6 +347,33 @@ fn run(
         secs = manifest.timings.downtime_secs,
         "scheduler downtime (stop to start)"
     );
+    if let Some(spooled) = spooled {
+        // The previous snapshot's dump of the same name is the basis rsync sends against.
+        let prev = layout::snapshots(target)?
+            .into_iter()
+            .rev()
+            .find(|s| s.manifest.database.file == dump_rel);
+        let basis = prev
+            .as_ref()
+            .map(|s| target.path(&format!("{}/{DB_DIR}", s.name)));
+        let t = Instant::now();
+        let sent = spooled.send(
+            target,
+            &format!("{}/{DB_DIR}", layout::PARTIAL),
+            basis.as_deref(),
+        )?;
+        let db = &mut manifest.database;
+        db.sent_by = Some("rsync".into());
+        db.sent_against = prev.map(|s| s.name);
+        db.sent_bytes = sent.sent;
+        tracing::info!(
+            secs = t.elapsed().as_secs_f64(),
+            bytes = db.bytes,
+            sent = db.sent_bytes,
+            against = db.sent_against.as_deref().unwrap_or("nothing"),
+            "database dump sent"
+        );
+    }
     manifest.timings.total_secs = began.elapsed().as_secs_f64();
     let snapshot = layout.commit(target, &manifest)?;
     tracing::info!(snapshot = %snapshot, "snapshot committed");

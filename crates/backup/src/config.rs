@@ -97,6 +97,13 @@ pub struct BackupConfig {
     /// Copy the repository while FOSSology's scheduler runs, and only what changed since
     /// once it is stopped (default). false: stop the scheduler for the whole copy.
     pub precopy: bool,
+    /// Write the dump on the FOSSology server (in `dump_spool`) and send it with rsync
+    /// against the previous snapshot's dump, so only changed blocks cross the wire
+    /// (default). false: stream it straight to the target, nothing on the server's disk.
+    pub dump_rsync: bool,
+    /// Folder for the dump while it is sent (room for one compressed dump; a private
+    /// folder is made in it and removed after).
+    pub dump_spool: PathBuf,
     /// `pg_dumpall` and `psql` programs (must be at least the server's major version).
     pub pg_dumpall: String,
     pub psql: String,
@@ -124,6 +131,8 @@ impl Default for BackupConfig {
             check_percent: 1.0,
             require_mount: None,
             precopy: true,
+            dump_rsync: true,
+            dump_spool: PathBuf::from("/var/tmp"),
             pg_dumpall: "pg_dumpall".into(),
             psql: "psql".into(),
             superuser: SuperuserConfig::default(),

@@ -40,6 +40,65 @@ impl<W: Write> Write for Tee<W> {
     }
 }
 
+/// Makes compressed output rsync-friendly (`gzip --rsyncable`'s idea): the encoder is
+/// flushed where the content says (a rolling sum over the last [`WINDOW`] input bytes hits a
+/// fixed value), so an unchanged stretch of the dump compresses to the same bytes on two
+/// nights whatever changed before it, and rsync finds it in the previous night's dump.
+/// Each stretch reaches the encoder in one piece: zlib-rs's output depends on how its input
+/// is cut, so cutting by the caller's buffers would undo the sameness.
+pub struct Rsyncable<W: Write> {
+    inner: W,
+    ring: Box<[u8; WINDOW]>,
+    at: usize,
+    sum: u32,
+    pending: Vec<u8>,
+}
+
+/// Bytes the rolling sum covers; also the least length of a stretch.
+pub const WINDOW: usize = 4096;
+/// Longest stretch (text whose sum never hits the value, such as long runs of one byte).
+const MAX_STRETCH: usize = 1 << 20;
+
+impl<W: Write> Rsyncable<W> {
+    pub fn new(inner: W) -> Self {
+        Rsyncable {
+            inner,
+            ring: Box::new([0; WINDOW]),
+            at: 0,
+            sum: 0,
+            pending: Vec::with_capacity(4 * WINDOW),
+        }
+    }
+
+    /// Hands the last stretch to the encoder and returns it (to be finished).
+    pub fn finish(mut self) -> std::io::Result<W> {
+        self.inner.write_all(&self.pending)?;
+        Ok(self.inner)
+    }
+}
+
+impl<W: Write> Write for Rsyncable<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        for &b in buf {
+            self.sum = self.sum + b as u32 - self.ring[self.at] as u32;
+            self.ring[self.at] = b;
+            self.at = (self.at + 1) % WINDOW;
+            self.pending.push(b);
+            let n = self.pending.len();
+            if (n >= WINDOW && self.sum % WINDOW as u32 == 0) || n >= MAX_STRETCH {
+                self.inner.write_all(&self.pending)?;
+                // A sync flush ends the compressed block on a byte boundary.
+                self.inner.flush()?;
+                self.pending.clear();
+            }
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Encoding, locale and owner of the site database.
 pub fn database_facts(
     c: &mut postgres::Client,
@@ -67,6 +126,102 @@ pub fn dump(
     target: &Target,
     rel: &str,
 ) -> Result<DumpInfo, BackupError> {
+    let sink = target.create(rel)?;
+    write_dump(db, client, cfg, sink, rel)
+}
+
+/// A dump written on the FOSSology server, to be sent to the target with rsync.
+pub struct Spooled {
+    /// Private folder (0700) holding the dump under its name in the snapshot.
+    dir: tempfile::TempDir,
+    name: String,
+}
+
+/// Writes the dump into a private folder under `backup.dump_spool`, to be sent with
+/// [`Spooled::send`] (the scheduler need not be stopped for the sending).
+pub fn dump_spooled(
+    db: &DbConf,
+    client: &mut postgres::Client,
+    cfg: &BackupConfig,
+    rel: &str,
+) -> Result<(DumpInfo, Spooled), BackupError> {
+    let spool = cfg.dump_spool.display().to_string();
+    let dir = tempfile::Builder::new()
+        .prefix("holdfast-dump.")
+        .tempdir_in(&cfg.dump_spool)
+        .map_err(|e| {
+            BackupError::Config(format!(
+                "cannot make a folder for the dump in {spool} (backup.dump_spool): {e}; \
+                 point dump_spool at a folder with room for one compressed dump, or set \
+                 dump_rsync = false to stream the dump to the target"
+            ))
+        })?;
+    let name = rel.rsplit('/').next().unwrap_or(rel).to_string();
+    let path = dir.path().join(&name);
+    let f = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_err(&spool))?
+    };
+    let info = write_dump(
+        db,
+        client,
+        cfg,
+        holdfast_store::target::Sink::File(f, path.display().to_string()),
+        rel,
+    )?;
+    Ok((info, Spooled { dir, name }))
+}
+
+impl Spooled {
+    /// Sends the dump into folder `dest_dir` on the target with rsync, against `basis` (a
+    /// folder on the target holding the previous night's dump under the same name): only
+    /// the blocks that changed cross the wire. Returns rsync's numbers.
+    pub fn send(
+        &self,
+        target: &Target,
+        dest_dir: &str,
+        basis: Option<&str>,
+    ) -> Result<holdfast_store::rsync::RsyncStats, BackupError> {
+        target.mkdir_p(dest_dir)?;
+        let mut args: Vec<String> = [
+            "--perms",
+            "--chmod=F600",
+            "--stats",
+            // Local targets too: the numbers then say what a remote one would cost.
+            "--no-whole-file",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        if let Some(b) = basis {
+            // Used as the delta basis; an unchanged dump becomes a hard link to it.
+            args.push(format!("--link-dest={b}"));
+        }
+        let stats = holdfast_store::rsync::Rsync {
+            args,
+            rsh: target.rsync_rsh(),
+            src: self.dir.path().join(&self.name).display().to_string(),
+            dest: format!("{}/", target.rsync_location(dest_dir)),
+            what: format!("copy of the database dump to {}", target.display()),
+        }
+        .run()?;
+        target.sync()?;
+        Ok(stats)
+    }
+}
+
+fn write_dump(
+    db: &DbConf,
+    client: &mut postgres::Client,
+    cfg: &BackupConfig,
+    sink: holdfast_store::target::Sink,
+    rel: &str,
+) -> Result<DumpInfo, BackupError> {
     let (encoding, collate, ctype, owner) =
         database_facts(client).map_err(|e| BackupError::Db {
             what: format!("read the encoding of database {}", db.dbname()),
@@ -92,7 +247,6 @@ pub fn dump(
         let _ = err.read_to_string(&mut s);
         s
     });
-    let sink = target.create(rel)?;
     let tee = Tee {
         inner: sink,
         hash: Sha256::new(),
@@ -116,13 +270,19 @@ pub fn dump(
     let result = match cfg.compression {
         Compression::Gzip => {
             let level = cfg.compression_level.unwrap_or(6).clamp(0, 9) as u32;
-            let mut enc = flate2::write::GzEncoder::new(tee, flate2::Compression::new(level));
-            copy(&mut enc, &mut raw).and_then(|_| enc.finish().map_err(io_err(rel)))
+            let enc = flate2::write::GzEncoder::new(tee, flate2::Compression::new(level));
+            let mut enc = Rsyncable::new(enc);
+            copy(&mut enc, &mut raw)
+                .and_then(|_| enc.finish().map_err(io_err(rel)))
+                .and_then(|e| e.finish().map_err(io_err(rel)))
         }
         Compression::Zstd => {
             let level = cfg.compression_level.unwrap_or(3);
-            let mut enc = zstd::Encoder::new(tee, level).map_err(io_err(rel))?;
-            copy(&mut enc, &mut raw).and_then(|_| enc.finish().map_err(io_err(rel)))
+            let enc = zstd::Encoder::new(tee, level).map_err(io_err(rel))?;
+            let mut enc = Rsyncable::new(enc);
+            copy(&mut enc, &mut raw)
+                .and_then(|_| enc.finish().map_err(io_err(rel)))
+                .and_then(|e| e.finish().map_err(io_err(rel)))
         }
     };
     let tee = match result {
@@ -156,6 +316,9 @@ pub fn dump(
         encoding,
         collate,
         ctype,
+        sent_by: None,
+        sent_against: None,
+        sent_bytes: bytes,
     })
 }
 
@@ -493,6 +656,68 @@ pub fn load(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn gzip_rsyncable(text: &[u8]) -> Vec<u8> {
+        let enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+        let mut w = Rsyncable::new(enc);
+        // Written in odd pieces: where the flushes fall must not depend on them.
+        for piece in text.chunks(7777) {
+            w.write_all(piece).unwrap();
+        }
+        w.finish().unwrap().finish().unwrap()
+    }
+
+    #[test]
+    fn an_early_change_leaves_the_rest_of_the_compressed_dump_alone() {
+        let mut a = Vec::new();
+        let mut x: u64 = 7;
+        for i in 0..20_000 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            a.extend_from_slice(
+                format!("{i}\t{:x}\tsome/path/file{}.c\tGPL-2.0\n", x, x % 97).as_bytes(),
+            );
+        }
+        let mut b = a.clone();
+        let at = a.len() / 10;
+        b.splice(at..at + 5, b"XXXXXXXXXXX".iter().copied());
+        let (za, zb) = (gzip_rsyncable(&a), gzip_rsyncable(&b));
+        // Same text back.
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(&zb[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, b);
+        // Beyond the change the compressed bytes are the same (the gzip trailer's CRC and
+        // size aside): at least 80% of the output.
+        let (ea, eb) = (&za[..za.len() - 8], &zb[..zb.len() - 8]);
+        let common = ea
+            .iter()
+            .rev()
+            .zip(eb.iter().rev())
+            .take_while(|(p, q)| p == q)
+            .count();
+        assert!(
+            common * 10 >= ea.len() * 8,
+            "{common} of {} compressed bytes in common",
+            ea.len()
+        );
+        // Plain gzip of the same texts has next to nothing in common.
+        let plain = |t: &[u8]| {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+            e.write_all(t).unwrap();
+            e.finish().unwrap()
+        };
+        let (pa, pb) = (plain(&a), plain(&b));
+        let plain_common = pa[..pa.len() - 8]
+            .iter()
+            .rev()
+            .zip(pb[..pb.len() - 8].iter().rev())
+            .take_while(|(p, q)| p == q)
+            .count();
+        assert!(plain_common * 10 < pa.len(), "{plain_common}");
+    }
 
     #[test]
     fn filter_keeps_the_site_database_and_renames_it() {

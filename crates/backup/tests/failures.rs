@@ -166,7 +166,9 @@ fn a_scheduler_that_refuses_to_stop_abandons_the_backup() {
     assert!(layout::snapshots(&f.cfg.target().unwrap())
         .unwrap()
         .is_empty());
-    assert!(!f.target_dir().join(".partial").exists());
+    // The pre-copy ran before the stop: it waits in .partial (no manifest, so no snapshot)
+    // for the next run to copy into.
+    assert!(!f.target_dir().join(".partial/manifest.json").exists());
 }
 
 #[test]
@@ -210,6 +212,8 @@ fn sigterm_during_the_copy_restarts_the_scheduler_and_shows_nothing() {
     std::fs::write(&big, vec![7u8; 16 << 20]).unwrap();
     let mut slow = f.cfg.clone();
     slow.rsync_args = vec!["--bwlimit=2000".into()];
+    // Stop-for-everything: the copy runs with the scheduler stopped.
+    slow.precopy = false;
     let mut child = start_copying_backup(&f, &slow);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(f.standin.starts(), 1);
@@ -237,4 +241,30 @@ fn sigterm_during_the_copy_restarts_the_scheduler_and_shows_nothing() {
     )
     .unwrap();
     assert!(!ended.success);
+}
+
+#[test]
+fn sigterm_during_the_precopy_leaves_the_scheduler_running() {
+    let f = fixture(2, Behaviour::default(), 30);
+    let site = f.site().clone();
+    let big = site.repo.root.join("localhost/gold/fe/fe/fe/big");
+    std::fs::create_dir_all(big.parent().unwrap()).unwrap();
+    std::fs::write(&big, vec![7u8; 16 << 20]).unwrap();
+    let mut slow = f.cfg.clone();
+    slow.rsync_args = vec!["--bwlimit=2000".into()];
+    let mut child = start_copying_backup(&f, &slow);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(f.standin.is_running(), "the pre-copy runs beside FOSSology");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(!child.wait().unwrap().success());
+    assert!(!f.standin.dir.join("stops").exists(), "never stopped");
+    assert_eq!(f.standin.starts(), 1);
+    assert!(f.standin.is_running());
+    assert!(layout::snapshots(&f.cfg.target().unwrap())
+        .unwrap()
+        .is_empty());
 }

@@ -113,3 +113,57 @@ fn files_written_and_deleted_during_the_precopy_are_settled_by_the_delta_pass() 
     assert!(t.downtime_secs >= t.quiesce_secs + t.dump_secs + t.copy_secs);
     assert!(out.missing.iter().any(|m| gold.ends_with(&m.name)));
 }
+
+#[test]
+fn the_dump_travels_against_the_previous_nights_dump() {
+    let mut f = fixture(2, Behaviour::default(), 30);
+    let site = f.site().clone();
+    // Enough rows for a dump of some MB (the sample uploads alone make a few KB).
+    let mut c = site.connect().unwrap();
+    c.batch_execute(
+        "CREATE TABLE findings (id int PRIMARY KEY, pfile int, text text); \
+         INSERT INTO findings SELECT i, i % 977, md5(i::text) || ' GPL-2.0-or-later ' || md5((i * 7)::text) \
+         FROM generate_series(1, 100000) i",
+    )
+    .unwrap();
+    let first = backup(&site, "s", &f.sched, &f.cfg)
+        .unwrap()
+        .manifest
+        .database;
+    assert_eq!(first.sent_by.as_deref(), Some("rsync"));
+    assert_eq!(first.sent_against, None);
+    assert!(first.sent_bytes >= first.bytes, "nothing to send against");
+    // A night's work: one more upload, 1% more findings, a few rows changed.
+    f.add_uploads(1);
+    c.batch_execute(
+        // As wide as the others: PostgreSQL puts narrower rows into the pages' leftover
+        // room, all through the table (and the dump).
+        "INSERT INTO findings SELECT i, 5, md5(i::text) || ' GPL-2.0-or-later ' || md5((i * 7)::text) \
+         FROM generate_series(100001, 101000) i; \
+         UPDATE findings SET text = 'MIT' WHERE id % 10000 = 0",
+    )
+    .unwrap();
+    let out = backup(&site, "s", &f.sched, &f.cfg).unwrap();
+    let second = &out.manifest.database;
+    assert_eq!(second.sent_against.as_deref(), Some("current"));
+    assert!(
+        second.sent_bytes * 2 < second.bytes,
+        "sent {} of a {}-byte dump",
+        second.sent_bytes,
+        second.bytes
+    );
+    assert_ne!(second.sha256, first.sha256);
+    // The dump on the target is the one the manifest vouches for: it restores.
+    let (into, r) = f.restore_scratch(&f.cfg, None);
+    assert!(r.is_whole(), "{:?}", r.verify.missing);
+    let scratch = holdfast_site::Site::open(Some(&into.join("etc/fossology"))).unwrap();
+    assert_eq!(row_counts(&scratch), row_counts(&site));
+    assert_eq!(pg_dump(&scratch.db), pg_dump(&site.db));
+    // Streamed (dump_rsync = false): every byte crosses.
+    let mut cfg = f.cfg.clone();
+    cfg.dump_rsync = false;
+    let out = backup(&site, "s", &f.sched, &cfg).unwrap();
+    let d = &out.manifest.database;
+    assert_eq!(d.sent_by.as_deref(), Some("stream"));
+    assert_eq!(d.sent_bytes, d.bytes);
+}

@@ -52,6 +52,17 @@ pub struct DumpInfo {
     pub encoding: String,
     pub collate: String,
     pub ctype: String,
+    /// How the dump reached the target: `stream` (straight through ssh) or `rsync` (sent
+    /// against the previous snapshot's dump).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_by: Option<String>,
+    /// The snapshot whose dump rsync used as the basis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_against: Option<String>,
+    /// Bytes that crossed the wire for the dump (rsync's `Total bytes sent`; the whole
+    /// compressed size when streamed).
+    #[serde(default)]
+    pub sent_bytes: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

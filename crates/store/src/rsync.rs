@@ -20,6 +20,12 @@ pub struct RsyncStats {
     /// Regular files actually transferred (new ones).
     pub transferred_files: u64,
     pub transferred_bytes: u64,
+    /// Bytes rsync sent over the wire (`Total bytes sent`), protocol included.
+    #[serde(default)]
+    pub sent: u64,
+    /// Of the data, what was sent literally (the rest was found in the basis file).
+    #[serde(default)]
+    pub literal: u64,
 }
 
 /// One rsync run.
@@ -173,6 +179,8 @@ pub fn parse_stats(out: &str) -> RsyncStats {
         bytes: number_after(out, "Total file size"),
         transferred_files: number_after(out, "Number of regular files transferred"),
         transferred_bytes: number_after(out, "Total transferred file size"),
+        sent: number_after(out, "Total bytes sent"),
+        literal: number_after(out, "Literal data"),
     }
 }
 
@@ -182,14 +190,16 @@ mod tests {
 
     #[test]
     fn reads_stats() {
-        let s = "\nNumber of files: 1,234 (reg: 1,000, dir: 234)\nNumber of created files: 3\nNumber of regular files transferred: 12\nTotal file size: 5,678,901 bytes\nTotal transferred file size: 4,321 bytes\n";
+        let s = "\nNumber of files: 1,234 (reg: 1,000, dir: 234)\nNumber of created files: 3\nNumber of regular files transferred: 12\nTotal file size: 5,678,901 bytes\nTotal transferred file size: 4,321 bytes\nLiteral data: 1,200 bytes\nMatched data: 3,121 bytes\nTotal bytes sent: 1,987\n";
         assert_eq!(
             parse_stats(s),
             RsyncStats {
                 files: 1000,
                 bytes: 5_678_901,
                 transferred_files: 12,
-                transferred_bytes: 4321
+                transferred_bytes: 4321,
+                sent: 1987,
+                literal: 1200,
             }
         );
     }

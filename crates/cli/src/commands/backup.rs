@@ -160,7 +160,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         println!(
-            "snapshot {} on {}: {} files, {} ({} new files, {}), dump {} ({}), {} unfinished job(s) recorded, {:.1} s, scheduler down {:.1} s",
+            "snapshot {} on {}: {} files, {} ({} new files, {}), dump {} ({}, {} sent), {} unfinished job(s) recorded, {:.1} s, scheduler down {:.1} s",
             out.snapshot,
             out.target,
             m.repository.files,
@@ -169,6 +169,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
             human_bytes(m.repository.new_bytes),
             human_bytes(m.database.bytes),
             m.database.encoding,
+            human_bytes(m.database.sent_bytes),
             m.jobs.unfinished.len(),
             m.timings.total_secs,
             m.timings.downtime_secs
