@@ -85,7 +85,7 @@ impl<W: Write> Write for Rsyncable<W> {
             self.at = (self.at + 1) % WINDOW;
             self.pending.push(b);
             let n = self.pending.len();
-            if (n >= WINDOW && self.sum % WINDOW as u32 == 0) || n >= MAX_STRETCH {
+            if (n >= WINDOW && self.sum.is_multiple_of(WINDOW as u32)) || n >= MAX_STRETCH {
                 self.inner.write_all(&self.pending)?;
                 // A sync flush ends the compressed block on a byte boundary.
                 self.inner.flush()?;
