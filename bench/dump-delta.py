@@ -69,7 +69,7 @@ def run(a, site, archives, stores):
             f.write(text)
         return path
 
-    hf = lambda cfg, *args: [a.holdfast, "--config", cfg, "-q", *args]
+    hf = lambda cfg, *args: [a.holdfast, "--config", cfg, *args]
     held = archives[-1]
     subprocess.run(hf(base, "upload", *archives[:-1]), check=True, stdout=subprocess.DEVNULL)
     psql(site, "ANALYZE")
@@ -86,7 +86,9 @@ def run(a, site, archives, stores):
     def night():
         out = {}
         for s in setups:
-            r = subprocess.run(hf(cfgs[s], "backup", "--json"), check=True, capture_output=True, text=True)
+            r = subprocess.run(hf(cfgs[s], "backup", "--json"), capture_output=True, text=True)
+            if r.returncode != 0:
+                sys.exit(f"holdfast backup ({s}) failed: {r.stderr.strip()[-600:]}")
             out[s] = json.loads(r.stdout)["manifest"]["database"]
         return out
 
