@@ -12,7 +12,7 @@
 
 use crate::config::{BackupConfig, Compression};
 use crate::BackupError;
-use holdfast_site::cluster::{quote_ident, quote_literal};
+use holdfast_site::db::{quote_ident, quote_literal};
 use holdfast_site::dbconf::DbConf;
 use holdfast_store::manifest::DumpInfo;
 use holdfast_store::Target;

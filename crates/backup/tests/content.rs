@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use holdfast_backup::content::{self, Proof, VerifyOptions};
 use holdfast_backup::{backup, BackupConfig};
-use holdfast_site::standin::Behaviour;
+use holdfast_sandbox::standin::Behaviour;
 use holdfast_store::{layout, LayoutKind};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};

@@ -5,8 +5,8 @@ mod common;
 
 use common::*;
 use holdfast_backup::{backup, BackupConfig};
+use holdfast_sandbox::standin::Behaviour;
 use holdfast_site::scheduler::SchedulerConfig;
-use holdfast_site::standin::Behaviour;
 use holdfast_store::layout;
 use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
@@ -175,7 +175,7 @@ fn a_scheduler_that_refuses_to_stop_abandons_the_backup() {
 fn unreachable_target_and_wrong_password_fail_before_the_scheduler_stops() {
     let f = fixture(1, Behaviour::default(), 30);
     let mut cfg = f.cfg.clone();
-    let port = holdfast_site::cluster::free_port();
+    let port = holdfast_sandbox::cluster::free_port();
     cfg.target = format!("ssh://root@127.0.0.1:{port}/srv/backup");
     let e = backup(f.site(), "s", &f.sched, &cfg)
         .unwrap_err()

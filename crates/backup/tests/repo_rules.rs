@@ -5,9 +5,9 @@ mod common;
 
 use common::*;
 use holdfast_backup::backup;
+use holdfast_sandbox::standin::Behaviour;
 use holdfast_site::foconf::HostRange;
 use holdfast_site::repo::Repository;
-use holdfast_site::standin::Behaviour;
 
 /// Moves every stored file of the scratch site to where `hosts` put it, and writes the conf.
 fn relayout(f: &mut Fixture, hosts: Vec<HostRange>) {

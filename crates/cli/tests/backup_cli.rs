@@ -1,8 +1,8 @@
 //! The `holdfast` binary end to end for backup, snapshots, restore, verify and schedule:
 //! exit codes and one-line errors.
 
-use holdfast_site::scratch::ScratchSite;
-use holdfast_site::standin::{Behaviour, StandIn};
+use holdfast_sandbox::scratch::ScratchSite;
+use holdfast_sandbox::standin::{Behaviour, StandIn};
 use std::path::Path;
 use std::process::{Command, Output};
 

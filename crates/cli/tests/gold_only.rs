@@ -5,8 +5,8 @@
 //! killed halfway that a second run finishes.
 
 use holdfast_backup::{backup, restore, BackupConfig, Mode, RestoreOptions};
-use holdfast_site::scratch::ScratchSite;
-use holdfast_site::standin::{Behaviour, StandIn};
+use holdfast_sandbox::scratch::ScratchSite;
+use holdfast_sandbox::standin::{Behaviour, StandIn};
 use holdfast_unpack::{upload_files, UnpackConfig, UnpackOptions};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};

@@ -6,8 +6,8 @@
 //! tmpfs over /run/systemd/journal and /run/log/journal), so they need root, as the rest of
 //! the suite does, and never touch the machine's own journal.
 
-use holdfast_site::scratch::ScratchSite;
-use holdfast_site::standin::{Behaviour, StandIn};
+use holdfast_sandbox::scratch::ScratchSite;
+use holdfast_sandbox::standin::{Behaviour, StandIn};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};

@@ -73,7 +73,7 @@ fn repository_files_belong_to_fossology_whoever_runs_holdfast() {
     // The FOSSology user must reach the repository, as on a real site.
     std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let mut s =
-        holdfast_site::scratch::ScratchSite::create(&d.path().join("site"), "UTF8").unwrap();
+        holdfast_sandbox::scratch::ScratchSite::create(&d.path().join("site"), "UTF8").unwrap();
     std::fs::set_permissions(&s.root, std::fs::Permissions::from_mode(0o755)).unwrap();
     s.site.fo.project_user = USER.into();
     s.site.fo.project_group = USER.into();

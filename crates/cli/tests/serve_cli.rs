@@ -1,7 +1,7 @@
 //! `holdfast serve` as a process: listens where told, serves pages, the API and /metrics,
 //! works queued recoveries, and stops cleanly on SIGTERM.
 
-use holdfast_site::scratch::ScratchSite;
+use holdfast_sandbox::scratch::ScratchSite;
 use holdfast_unpack::{upload_files, UnpackConfig, UnpackOptions};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -66,7 +66,7 @@ fn serve_answers_recovers_and_stops_on_sigterm() {
     let leaf_path = s.site.repo.path("files", &leaf.name).unwrap();
     std::fs::remove_file(&leaf_path).unwrap();
 
-    let port = holdfast_site::cluster::free_port();
+    let port = holdfast_sandbox::cluster::free_port();
     let conf = dir.path().join("holdfast.toml");
     let tokens = dir.path().join("tokens");
     std::fs::write(&tokens, format!("{TOKEN}\n")).unwrap();

@@ -2,8 +2,8 @@
 //! the binary, on a scratch site (real PostgreSQL) with real nested archives, and the
 //! scheduler stand-in stopped for the apply and started again after it.
 
-use holdfast_site::scratch::ScratchSite;
-use holdfast_site::standin::{Behaviour, StandIn};
+use holdfast_sandbox::scratch::ScratchSite;
+use holdfast_sandbox::standin::{Behaviour, StandIn};
 use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};

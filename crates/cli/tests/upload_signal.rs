@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 #[test]
 fn stop_signals_end_an_upload_within_a_second() {
     let d = tempfile::tempdir().unwrap();
-    let s = holdfast_site::scratch::ScratchSite::create(&d.path().join("site"), "UTF8").unwrap();
+    let s = holdfast_sandbox::scratch::ScratchSite::create(&d.path().join("site"), "UTF8").unwrap();
     let cfg = d.path().join("holdfast.toml");
     // A generous ratio so the bomb runs long enough to be interrupted.
     std::fs::write(

@@ -6,7 +6,7 @@ use std::process::Command;
 #[test]
 fn upload_then_rebuild_files_from_gold() {
     let d = tempfile::tempdir().unwrap();
-    let s = holdfast_site::scratch::ScratchSite::create(&d.path().join("site"), "UTF8").unwrap();
+    let s = holdfast_sandbox::scratch::ScratchSite::create(&d.path().join("site"), "UTF8").unwrap();
     let cfg = d.path().join("holdfast.toml");
     std::fs::write(
         &cfg,

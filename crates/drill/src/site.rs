@@ -14,9 +14,9 @@
 //! the scratch holdfast.toml and `FO_SYSCONFDIR` at the scratch FOSSology configuration.
 
 use anyhow::{bail, Context, Result};
+use holdfast_sandbox::scratch::ScratchSite;
+use holdfast_sandbox::standin::{Behaviour, StandIn};
 use holdfast_site::foconf::HostRange;
-use holdfast_site::scratch::ScratchSite;
-use holdfast_site::standin::{Behaviour, StandIn};
 use holdfast_site::Site;
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;

@@ -9,7 +9,7 @@ mod common;
 use holdfast_drill::report::DrillReport;
 use holdfast_drill::site::SshServer;
 use holdfast_drill::{DrillOptions, Scenario};
-use holdfast_site::scratch::ScratchSite;
+use holdfast_sandbox::scratch::ScratchSite;
 use holdfast_testkit::sshd::Sshd;
 use std::path::Path;
 use std::time::Instant;

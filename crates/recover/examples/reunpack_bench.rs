@@ -10,7 +10,7 @@
 //! source DVD: one upload, nested archives) and as one upload per archive (parallel rebuild).
 
 use holdfast_recover::{rebuild_after_restore, RebuildOptions};
-use holdfast_site::scratch::ScratchSite;
+use holdfast_sandbox::scratch::ScratchSite;
 use holdfast_unpack::{upload_files, UnpackConfig, UnpackOptions};
 use std::path::{Path, PathBuf};
 use std::time::Instant;

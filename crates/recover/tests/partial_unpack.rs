@@ -6,7 +6,7 @@ use std::process::Command;
 #[test]
 fn partial_unpack_is_not_whole() {
     let d = tempfile::tempdir().unwrap();
-    let s = holdfast_site::scratch::ScratchSite::create(&d.path().join("site"), "UTF8").unwrap();
+    let s = holdfast_sandbox::scratch::ScratchSite::create(&d.path().join("site"), "UTF8").unwrap();
     // A tar with a good file and an `ar` archive whose member names a missing name table.
     let st = Command::new("sh")
         .arg("-c")

@@ -321,3 +321,13 @@ pub fn uploads_since(
     )?;
     Ok((r.get(0), r.get(1)))
 }
+
+/// `s` as a quoted SQL identifier.
+pub fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// `s` as a quoted SQL string literal.
+pub fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}

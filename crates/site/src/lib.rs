@@ -4,9 +4,8 @@
 //! repository root, hash depth and the `[REPOSITORY]` host ranges ([`foconf`]), `Db.conf` the
 //! libpq connection ([`dbconf`]). [`repo::Repository`] maps a pfile name to its path on disk,
 //! [`db`] holds the queries every command shares, [`scheduler`] stops FOSSology's scheduler and
-//! proves every agent is gone, and [`cluster`] starts a scratch PostgreSQL cluster for the
-//! demo, the drills and the tests. [`standin`] is a process tree that behaves like the
-//! scheduler and its agents, for machines where FOSSology itself cannot run.
+//! proves every agent is gone. Scratch sites, clusters and the scheduler stand-in that the
+//! demo, the drills and the tests run on are in `holdfast-sandbox`, not here.
 //!
 //! FOSSology's database is [`SCHEMA_SQL`]: FOSSology's own `core-schema.dat` at commit
 //! [`FOSSOLOGY_COMMIT`], applied as its installer applies it, with the install's rows. Scratch
@@ -21,7 +20,6 @@
 //!
 //! holdfast adds no other table and drops none.
 
-pub mod cluster;
 pub mod db;
 pub mod dbconf;
 pub mod foconf;
@@ -30,8 +28,6 @@ pub mod pfile;
 pub mod repo;
 pub mod restoring;
 pub mod scheduler;
-pub mod scratch;
-pub mod standin;
 pub mod users;
 
 mod site;

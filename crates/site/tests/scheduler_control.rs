@@ -2,8 +2,8 @@
 //! `fossology.service`, `fo_scheduler` run directly as in Docker): graceful first, the kill
 //! path only after the timeout, and the scheduler left as it was found.
 
+use holdfast_sandbox::standin::{Behaviour, StandIn};
 use holdfast_site::scheduler::{quiesce, Control};
-use holdfast_site::standin::{Behaviour, StandIn};
 use std::time::{Duration, Instant};
 
 fn standin(n: u32, stop_delay_secs: u32) -> (tempfile::TempDir, StandIn) {

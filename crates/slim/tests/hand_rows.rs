@@ -6,8 +6,8 @@
 mod common;
 
 use common::{assert_leaves_readable, disk_bytes, name_of, sql_counts};
+use holdfast_sandbox::scratch::ScratchSite;
 use holdfast_site::db;
-use holdfast_site::scratch::ScratchSite;
 use holdfast_slim::{apply, site_report, ApplyOptions, KeepReason};
 use std::collections::BTreeSet;
 

@@ -8,7 +8,7 @@
 mod common;
 
 use common::disk_bytes;
-use holdfast_site::scratch::ScratchSite;
+use holdfast_sandbox::scratch::ScratchSite;
 use holdfast_slim::{apply, site_report, ApplyOptions};
 use holdfast_unpack::{upload_files, UnpackConfig, UnpackOptions};
 use std::time::Instant;

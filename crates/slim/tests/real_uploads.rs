@@ -5,8 +5,8 @@
 mod common;
 
 use common::{assert_leaves_readable, disk_bytes, name_of, run, sql_counts};
+use holdfast_sandbox::scratch::ScratchSite;
 use holdfast_site::db;
-use holdfast_site::scratch::ScratchSite;
 use holdfast_slim::{apply, site_report, ApplyOptions, Class, KeepReason};
 use holdfast_unpack::{upload_files, UnpackConfig, UnpackOptions};
 use std::collections::{BTreeMap, BTreeSet};

@@ -8,8 +8,8 @@ mod common;
 
 use common::{assert_leaves_readable, run, walk_files};
 use holdfast_backup::{backup, restore, BackupConfig, Mode, RestoreOptions, RestoreOutcome};
-use holdfast_site::scratch::ScratchSite;
-use holdfast_site::standin::{Behaviour, StandIn};
+use holdfast_sandbox::scratch::ScratchSite;
+use holdfast_sandbox::standin::{Behaviour, StandIn};
 use holdfast_slim::{apply, ApplyOptions};
 use holdfast_unpack::{upload_files, UnpackConfig, UnpackOptions};
 use std::collections::BTreeSet;

@@ -1,7 +1,7 @@
 //! Real services for tests, each started on loopback in a temporary folder and stopped on
 //! drop: `sshd` ([`sshd::Sshd`]), `slapd` ([`slapd::Slapd`], the stoney tree), and
 //! helpers to check that the tools tests use are present.
-//! Scratch PostgreSQL sites come from `holdfast_site::scratch`, since the demo and the
+//! Scratch PostgreSQL sites come from `holdfast_sandbox::scratch`, since the demo and the
 //! drills use them too.
 
 pub mod slapd;

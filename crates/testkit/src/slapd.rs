@@ -86,7 +86,7 @@ impl Slapd {
                 );
             }
         }
-        let port = holdfast_site::cluster::free_port();
+        let port = holdfast_sandbox::cluster::free_port();
         let url = format!("ldap://127.0.0.1:{port}/");
         let child = Command::new(&slapd)
             .arg("-f")

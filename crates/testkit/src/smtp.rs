@@ -120,7 +120,7 @@ impl Smtp {
         }
         let mut s = Smtp {
             dir,
-            port: holdfast_site::cluster::free_port(),
+            port: holdfast_sandbox::cluster::free_port(),
             opts,
             child: None,
         };

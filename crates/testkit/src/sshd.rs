@@ -36,7 +36,7 @@ impl Sshd {
         keygen(&dir.join("client_key"))?;
         let pubkey = std::fs::read_to_string(dir.join("client_key.pub"))?;
         std::fs::write(dir.join("authorized_keys"), &pubkey)?;
-        let port = holdfast_site::cluster::free_port();
+        let port = holdfast_sandbox::cluster::free_port();
         let config = format!(
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
              AuthorizedKeysFile {d}/authorized_keys .ssh/authorized_keys\nStrictModes no\nUsePAM no\n\

@@ -42,7 +42,7 @@ fn main() -> Result<()> {
 
     let store = work.join("script-store");
     if std::env::var_os("BENCH_SKIP_SCRIPT").is_some() {
-        let site = holdfast_site::scratch::ScratchSite::create(&work.join("site"), "UTF8")?;
+        let site = holdfast_sandbox::scratch::ScratchSite::create(&work.join("site"), "UTF8")?;
         let t = Instant::now();
         let res = upload_files(
             &site.site,
@@ -76,7 +76,7 @@ fn main() -> Result<()> {
     }
     let (script_files, script_bytes) = files_under(&store);
 
-    let site = holdfast_site::scratch::ScratchSite::create(&work.join("site"), "UTF8")?;
+    let site = holdfast_sandbox::scratch::ScratchSite::create(&work.join("site"), "UTF8")?;
     let t = Instant::now();
     let res = upload_files(
         &site.site,

@@ -8,7 +8,7 @@ use holdfast_unpack::{upload_files, UnpackConfig, UnpackOptions};
 use std::path::{Path, PathBuf};
 
 fn upload(
-    s: &holdfast_site::scratch::ScratchSite,
+    s: &holdfast_sandbox::scratch::ScratchSite,
     f: &Path,
 ) -> (i32, holdfast_unpack::UnpackSummary) {
     let mut r = upload_files(
@@ -22,7 +22,7 @@ fn upload(
 }
 
 /// Uploads every archive and compares its leaves with the independent extractor's.
-fn compare(s: &holdfast_site::scratch::ScratchSite, work: &Path, cases: &[(PathBuf, &[&str])]) {
+fn compare(s: &holdfast_sandbox::scratch::ScratchSite, work: &Path, cases: &[(PathBuf, &[&str])]) {
     for (i, (file, nested)) in cases.iter().enumerate() {
         let (up, sum) = upload(s, file);
         assert!(

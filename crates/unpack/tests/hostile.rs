@@ -8,7 +8,7 @@ use holdfast_unpack::{upload_files, UnpackConfig, UnpackOptions};
 use std::path::Path;
 
 fn up(
-    s: &holdfast_site::scratch::ScratchSite,
+    s: &holdfast_sandbox::scratch::ScratchSite,
     f: &Path,
     cfg: &UnpackConfig,
 ) -> (i32, holdfast_unpack::UnpackSummary) {
@@ -22,11 +22,11 @@ fn up(
     .remove(0)
 }
 
-fn names(s: &holdfast_site::scratch::ScratchSite, upload: i32) -> Vec<String> {
+fn names(s: &holdfast_sandbox::scratch::ScratchSite, upload: i32) -> Vec<String> {
     rows(s, upload).into_iter().map(|r| r.0).collect()
 }
 
-fn temp_empty(s: &holdfast_site::scratch::ScratchSite) {
+fn temp_empty(s: &holdfast_sandbox::scratch::ScratchSite) {
     let tmp = holdfast_unpack::engine::temp_root(&s.site.repo, &UnpackConfig::default());
     assert_eq!(
         std::fs::read_dir(tmp).unwrap().count(),

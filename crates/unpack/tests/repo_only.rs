@@ -7,8 +7,8 @@ use holdfast_unpack::{unpack_upload, upload_files, UnpackConfig, UnpackOptions};
 use std::collections::BTreeSet;
 use std::path::Path;
 
-fn dump(s: &holdfast_site::scratch::ScratchSite) -> Vec<u8> {
-    let bin = holdfast_site::cluster::pg_bin_dir()
+fn dump(s: &holdfast_sandbox::scratch::ScratchSite) -> Vec<u8> {
+    let bin = holdfast_sandbox::cluster::pg_bin_dir()
         .unwrap()
         .join("pg_dumpall");
     let env = s.cluster.superuser_conf().pg_env().unwrap();
@@ -124,7 +124,7 @@ fn reunpack_with_db_inserts_no_second_tree_and_missing_gold_is_named() {
     )
     .unwrap();
     let up = ups[0].0;
-    let count = |s: &holdfast_site::scratch::ScratchSite| -> i64 {
+    let count = |s: &holdfast_sandbox::scratch::ScratchSite| -> i64 {
         s.site
             .connect()
             .unwrap()

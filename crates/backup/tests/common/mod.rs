@@ -3,9 +3,9 @@
 #![allow(dead_code)]
 
 use holdfast_backup::BackupConfig;
+use holdfast_sandbox::scratch::ScratchSite;
+use holdfast_sandbox::standin::{Behaviour, StandIn};
 use holdfast_site::scheduler::SchedulerConfig;
-use holdfast_site::scratch::ScratchSite;
-use holdfast_site::standin::{Behaviour, StandIn};
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};

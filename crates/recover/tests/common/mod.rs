@@ -1,8 +1,8 @@
 //! A scratch FOSSology site with real uploads made by real tools (tar, gzip, xz, zip).
 #![allow(dead_code)]
 
+use holdfast_sandbox::scratch::ScratchSite;
 use holdfast_site::db::{self, Reference};
-use holdfast_site::scratch::ScratchSite;
 use holdfast_unpack::{upload_files, UnpackConfig, UnpackOptions};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

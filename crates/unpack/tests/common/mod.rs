@@ -1,7 +1,7 @@
 //! Shared helpers: a scratch site, real tools, and an independent recursive extractor.
 #![allow(dead_code)]
 
-use holdfast_site::scratch::ScratchSite;
+use holdfast_sandbox::scratch::ScratchSite;
 use holdfast_unpack::{classify, Class};
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,7 +1,7 @@
 //! A scratch site with a real upload, `holdfast serve` on loopback, and a tiny HTTP client.
 #![allow(dead_code)]
 
-use holdfast_site::scratch::ScratchSite;
+use holdfast_sandbox::scratch::ScratchSite;
 use holdfast_unpack::{upload_files, UnpackConfig, UnpackOptions};
 use holdfast_web::{Server, WebConfig};
 use std::io::{Read, Write};

@@ -4,8 +4,9 @@
 //! cluster is created and run as the `postgres` system user through `runuser`; the data
 //! folder is handed to that user and its ancestors made traversable.
 
-use crate::dbconf::DbConf;
 use anyhow::{bail, Context, Result};
+use holdfast_site::db::{quote_ident, quote_literal};
+use holdfast_site::dbconf::DbConf;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -205,7 +206,7 @@ impl Cluster {
             .batch_execute("CREATE EXTENSION IF NOT EXISTS \"uuid-ossp\"")?;
         let conf = self.conf(dbname, user, password);
         let mut c = conf.pg_config().connect(postgres::NoTls)?;
-        c.batch_execute(crate::SCHEMA_SQL)
+        c.batch_execute(holdfast_site::SCHEMA_SQL)
             .context("apply FOSSology's schema")?;
         Ok(conf)
     }
@@ -231,12 +232,4 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-pub fn quote_ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
-
-pub fn quote_literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
 }

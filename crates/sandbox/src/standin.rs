@@ -1,6 +1,6 @@
 //! A stand-in for FOSSology's scheduler where the real one cannot run (demo, drills, tests).
 //!
-//! It is driven the ways FOSSology's is (see [`crate::scheduler`]):
+//! It is driven the ways FOSSology's is (see [`holdfast_site::scheduler`]):
 //! - the scheduler program (`fo_sched_<tag>`, in place of `fo_scheduler`) takes `--shutdown`
 //!   (SIGTERM: it stops once its agents have finished, after `stop_delay_secs`), `--kill`
 //!   (SIGQUIT: agents killed at once), `--daemon`, and otherwise runs in the foreground, as
@@ -15,7 +15,7 @@
 //! Names carry a tag so that parallel tests never see each other's processes. `starts`,
 //! `requests` and `args` in its folder record what it was asked and how it last ran.
 
-use crate::scheduler::{Control, SchedulerConfig};
+use holdfast_site::scheduler::{Control, SchedulerConfig};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -212,7 +212,7 @@ esac
 
     /// Starts the scheduler as its init script does (`--daemon --reset`).
     pub fn start(&self) -> std::io::Result<()> {
-        let out = crate::scheduler::output_retrying(
+        let out = holdfast_site::scheduler::output_retrying(
             std::process::Command::new(self.dir.join("init.d/fossology")).arg("start"),
         )?;
         if out.status.success() {
@@ -276,8 +276,11 @@ esac
             .unwrap_or_default()
     }
 
-    pub fn processes(&self) -> Vec<crate::scheduler::AgentProcess> {
-        crate::scheduler::running_processes(&[self.scheduler_name.clone(), self.agent_name.clone()])
+    pub fn processes(&self) -> Vec<holdfast_site::scheduler::AgentProcess> {
+        holdfast_site::scheduler::running_processes(&[
+            self.scheduler_name.clone(),
+            self.agent_name.clone(),
+        ])
     }
 
     pub fn is_running(&self) -> bool {

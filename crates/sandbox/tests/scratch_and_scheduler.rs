@@ -1,9 +1,9 @@
 //! The shared foundation against real processes: a scratch PostgreSQL site, the scheduler
 //! stand-in, and quiescing it (slow stop, refused stop, restart on every path).
 
+use holdfast_sandbox::scratch::ScratchSite;
+use holdfast_sandbox::standin::{Behaviour, StandIn};
 use holdfast_site::scheduler::{quiesce, SchedulerError};
-use holdfast_site::scratch::ScratchSite;
-use holdfast_site::standin::{Behaviour, StandIn};
 use holdfast_site::Site;
 use std::time::Instant;
 

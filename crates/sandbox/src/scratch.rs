@@ -2,8 +2,8 @@
 //! folder and repository. The demo, the drills and the tests build on it.
 
 use crate::cluster::Cluster;
-use crate::Site;
 use anyhow::Result;
+use holdfast_site::Site;
 use std::path::{Path, PathBuf};
 
 pub struct ScratchSite {
