@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use holdfast_backup::backup;
-use holdfast_site::standin::Behaviour;
+use holdfast_sandbox::standin::Behaviour;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
