@@ -24,6 +24,8 @@ pub mod db;
 pub mod dbconf;
 pub mod foconf;
 pub mod interrupt;
+pub mod mode;
+pub mod naming;
 pub mod pfile;
 pub mod repo;
 pub mod restoring;
