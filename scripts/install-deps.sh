@@ -3,7 +3,7 @@
 set -euo pipefail
 pkgs=(postgresql postgresql-contrib rsync openssh-server openssh-client slapd ldap-utils
       libarchive-tools p7zip-full rpm xorriso dpkg-dev cpio binutils zstd xz-utils bzip2 lz4
-      zip unzip python3-aiosmtpd chromium systemd restic borgbackup hyperfine libssl-dev pkg-config openssl)
+      zip unzip genisoimage poppler-utils libmagic-dev locales python3-aiosmtpd chromium systemd restic borgbackup hyperfine libssl-dev pkg-config openssl)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -13,6 +13,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+# Sibling order follows the database's collation; the tests compare C with en_US.UTF-8.
+if ! locale -a 2>/dev/null | grep -qi '^en_US\.utf-\?8$'; then
+  sed -i 's/^# *en_US.UTF-8 UTF-8/en_US.UTF-8 UTF-8/' /etc/locale.gen
+  grep -q '^en_US.UTF-8 UTF-8' /etc/locale.gen || echo 'en_US.UTF-8 UTF-8' >> /etc/locale.gen
+  locale-gen >/dev/null
 fi
 # slapd's package starts a system instance; the tests run their own.
 systemctl disable --now slapd >/dev/null 2>&1 || service slapd stop >/dev/null 2>&1 || true

@@ -70,10 +70,16 @@ pub struct UploadIds {
     pub jq_nest: i32,
 }
 
+type PfileKey = (String, String, i64);
+
+/// Finds or adds the pfiles (`DBInsertPfile`, see [`holdfast_site::db::upsert_pfiles`]) and
+/// gives them the `mimetype_pk` their command has (`mimes`, same order as `hs`), when it
+/// differs: the later command wins, and ununpack never clears one.
 fn upsert_pfiles(
     tx: &mut postgres::Transaction,
     hs: &[&Hashes],
-) -> Result<HashMap<(String, String, i64), i32>, postgres::Error> {
+    mimes: &[Option<i32>],
+) -> Result<HashMap<PfileKey, i32>, postgres::Error> {
     let files: Vec<_> = hs
         .iter()
         .map(|h| holdfast_site::db::PfileHashes {
@@ -83,50 +89,156 @@ fn upsert_pfiles(
             size: h.size,
         })
         .collect();
-    Ok(holdfast_site::db::upsert_pfiles(tx, &files)?
+    let pks: HashMap<PfileKey, i32> = holdfast_site::db::upsert_pfiles(tx, &files)?
         .into_iter()
         .map(|(n, pk)| ((n.sha1, n.md5, n.size as i64), pk))
-        .collect())
+        .collect();
+    let mut by_pk: HashMap<i32, i32> = HashMap::new();
+    for (h, m) in hs.iter().zip(mimes) {
+        if let Some(m) = m {
+            by_pk.insert(pks[&(h.sha1.clone(), h.md5.clone(), h.size as i64)], *m);
+        }
+    }
+    let (pk, mt): (Vec<i32>, Vec<i32>) = by_pk.into_iter().unzip();
+    tx.execute(
+        "UPDATE pfile p SET pfile_mimetypefk = u.t
+         FROM unnest($1::int4[], $2::int4[]) AS u(pk, t)
+         WHERE p.pfile_pk = u.pk AND p.pfile_mimetypefk IS DISTINCT FROM u.t",
+        &[&pk, &mt],
+    )?;
+    Ok(pks)
 }
 
-/// The pfile, upload, job and queue rows of a new file upload (queue rows started).
-pub fn create_upload(
-    c: &mut Client,
-    filename: &str,
-    h: &Hashes,
-    cmd_args: Option<&str>,
-) -> Result<UploadIds, postgres::Error> {
-    let mut tx = c.transaction()?;
-    let pf = upsert_pfiles(&mut tx, &[h])?;
-    let pfile_pk = pf[&(h.sha1.clone(), h.md5.clone(), h.size as i64)];
-    let user: i32 = tx
+/// `InitCmd`: every type in ununpack's command table has a `mimetype` row (added in the
+/// table's order when missing); returns their keys by name.
+pub fn init_mimetypes(
+    tx: &mut postgres::Transaction,
+) -> Result<HashMap<&'static str, i32>, postgres::Error> {
+    let mut out = HashMap::new();
+    for e in crate::fossology::TABLE {
+        let pk = match tx.query_opt(
+            "SELECT mimetype_pk FROM mimetype WHERE mimetype_name = $1 ORDER BY mimetype_pk LIMIT 1",
+            &[&e.magic],
+        )? {
+            Some(r) => r.get(0),
+            None => tx
+                .query_one(
+                    "INSERT INTO mimetype (mimetype_name) VALUES ($1) RETURNING mimetype_pk",
+                    &[&e.magic],
+                )?
+                .get(0),
+        };
+        out.insert(e.magic, pk);
+    }
+    Ok(out)
+}
+
+/// Where and for whom a new upload is made.
+#[derive(Debug, Clone, Default)]
+pub struct Owner {
+    /// `folder_pk`; `None`: FOSSology's root folder (the lowest folder_pk, 1 on a fresh site).
+    pub folder: Option<i32>,
+    /// `group_pk`; `None`: the user's own group (`users.group_fk`).
+    pub group: Option<i32>,
+}
+
+/// The user FOSSology's own uploads from the command line go to (`fossy`, else the first).
+fn upload_user(tx: &mut postgres::Transaction) -> Result<i32, postgres::Error> {
+    Ok(tx
         .query_opt(
             "SELECT user_pk FROM users ORDER BY user_name <> 'fossy', user_pk LIMIT 1",
             &[],
         )?
         .map(|r| r.get(0))
-        .unwrap_or(1);
+        .unwrap_or(1))
+}
+
+/// `agent_pk` of an agent by name, registered (as FOSSology's `fo_GetAgentKey` does) when
+/// the site has none yet.
+fn agent_key(
+    tx: &mut postgres::Transaction,
+    name: &str,
+    desc: &str,
+) -> Result<i32, postgres::Error> {
+    if let Some(r) = tx.query_opt(
+        "SELECT agent_pk FROM agent WHERE agent_name = $1 ORDER BY agent_enabled DESC, agent_pk DESC LIMIT 1",
+        &[&name],
+    )? {
+        return Ok(r.get(0));
+    }
+    Ok(tx
+        .query_one(
+            "INSERT INTO agent (agent_name, agent_rev, agent_desc) VALUES ($1, $2, $3) RETURNING agent_pk",
+            &[&name, &format!("holdfast-{}", env!("CARGO_PKG_VERSION")), &desc],
+        )?
+        .get(0))
+}
+
+/// The rows FOSSology's upload page and `wget_agent` make for a new file upload: pfile,
+/// `upload` (`upload_mode` 8), `foldercontents` (so it shows in Browse), `perm_upload`
+/// (admin for the group), `job` and its two `jobqueue` rows (ununpack, then adj2nest).
+pub fn create_upload(
+    c: &mut Client,
+    filename: &str,
+    h: &Hashes,
+    cmd_args: Option<&str>,
+    owner: &Owner,
+) -> Result<UploadIds, crate::UnpackError> {
+    let mut tx = c.transaction()?;
+    agent_key(&mut tx, "wget_agent", "Network downloader.  Uses wget(1).")?;
+    agent_key(&mut tx, "ununpack", "Unpacks archives (iso, tar, etc)")?;
+    agent_key(&mut tx, "adj2nest", "Adj2nest Agent")?;
+    let pf = upsert_pfiles(&mut tx, &[h], &[None])?;
+    let pfile_pk = pf[&(h.sha1.clone(), h.md5.clone(), h.size as i64)];
+    let user = upload_user(&mut tx)?;
+    let group: i32 = match owner.group {
+        Some(g) => g,
+        None => tx
+            .query_opt("SELECT group_fk FROM users WHERE user_pk = $1", &[&user])?
+            .and_then(|r| r.get::<_, Option<i32>>(0))
+            .ok_or_else(|| {
+                crate::UnpackError::Repo(format!(
+                    "user {user} has no group (users.group_fk); name one with --group"
+                ))
+            })?,
+    };
+    let folder: i32 = match owner.folder {
+        Some(f) => f,
+        None => tx
+            .query_opt("SELECT min(folder_pk) FROM folder", &[])?
+            .and_then(|r| r.get::<_, Option<i32>>(0))
+            .ok_or_else(|| {
+                crate::UnpackError::Repo("the site has no folder (table folder is empty)".into())
+            })?,
+    };
     let upload_pk: i32 = tx
         .query_one(
-            "INSERT INTO upload (upload_desc, upload_filename, user_fk, upload_mode, pfile_fk,
-                                 upload_origin, uploadtree_tablename, public_perm)
-             VALUES (NULL, $1, $2, $3, $4, $1, 'uploadtree_a', 0) RETURNING upload_pk",
+            "INSERT INTO upload (upload_desc, upload_filename, user_fk, upload_mode, upload_origin,
+                                 public_perm, pfile_fk)
+             VALUES (NULL, $1, $2, $3, $1, 0, $4) RETURNING upload_pk",
             &[&filename, &user, &MODE_FILE_UPLOAD, &pfile_pk],
         )?
         .get(0);
+    tx.execute(
+        "INSERT INTO foldercontents (parent_fk, foldercontents_mode, child_id) VALUES ($1, 2, $2)",
+        &[&folder, &upload_pk],
+    )?;
+    tx.execute(
+        "INSERT INTO perm_upload (perm, upload_fk, group_fk) VALUES (10, $1, $2)",
+        &[&upload_pk, &group],
+    )?;
     let job_pk: i32 = tx
         .query_one(
-            "INSERT INTO job (job_name, job_upload_fk, job_user_fk, job_priority)
-             VALUES ($1, $2, $3, 0) RETURNING job_pk",
-            &[&filename, &upload_pk, &user],
+            "INSERT INTO job (job_user_fk, job_group_fk, job_queued, job_priority, job_name, job_upload_fk)
+             VALUES ($1, $2, now(), 0, $3, $4) RETURNING job_pk",
+            &[&user, &group, &filename, &upload_pk],
         )?
         .get(0);
     let args = upload_pk.to_string();
     let jq_unpack: i32 = tx
         .query_one(
-            "INSERT INTO jobqueue (jq_job_fk, jq_type, jq_args, jq_starttime, jq_host, jq_runonpfile,
-                                   jq_cmd_args)
-             VALUES ($1, 'ununpack', $2, now(), 'localhost', 'pfile_fk', $3) RETURNING jq_pk",
+            "INSERT INTO jobqueue (jq_job_fk, jq_type, jq_args, jq_starttime, jq_host, jq_cmd_args)
+             VALUES ($1, 'ununpack', $2, now(), 'localhost', $3) RETURNING jq_pk",
             &[&job_pk, &args, &cmd_args],
         )?
         .get(0);
@@ -150,44 +262,128 @@ pub fn create_upload(
     })
 }
 
-/// Marks the upload's queue rows finished (end bits 0x1 ok, 0x2 failed).
+/// Marks the upload's queue rows finished as the scheduler does (end bits 0x1 ok, 0x2
+/// failed; the scheduler's item count stays 0 for these agents).
 pub fn finish_jobs(
     c: &mut Client,
     ids: &UploadIds,
     ok: bool,
-    items: u64,
     text: &str,
 ) -> Result<(), postgres::Error> {
     let bits: i16 = if ok { 1 } else { 2 };
-    let items = items.min(i32::MAX as u64) as i32;
     c.execute(
-        "UPDATE jobqueue SET jq_endtime = now(), jq_end_bits = $2, jq_endtext = $3,
-                jq_itemsprocessed = $4
+        "UPDATE jobqueue SET jq_endtime = now(), jq_end_bits = $2, jq_endtext = $3
          WHERE jq_pk = ANY($1)",
-        &[&vec![ids.jq_unpack, ids.jq_nest], &bits, &text, &items],
+        &[&vec![ids.jq_unpack, ids.jq_nest], &bits, &text],
     )?;
     let _ = ids.job_pk;
     Ok(())
 }
 
-fn agent_pk(tx: &mut postgres::Transaction) -> Result<i32, postgres::Error> {
-    if let Some(r) = tx.query_opt(
-        "SELECT agent_pk FROM agent WHERE agent_name = 'ununpack' ORDER BY agent_enabled DESC, agent_pk DESC LIMIT 1",
-        &[],
-    )? {
-        return Ok(r.get(0));
-    }
-    Ok(tx
-        .query_one(
-            "INSERT INTO agent (agent_name, agent_rev, agent_desc) VALUES ('ununpack', $1,
-             'Unpacks archives (holdfast, FOSSology compatible)') RETURNING agent_pk",
-            &[&format!("holdfast-{}", env!("CARGO_PKG_VERSION"))],
-        )?
-        .get(0))
+/// Resolves a folder given by number or name.
+pub fn folder_pk(c: &mut Client, folder: &str) -> Result<i32, crate::UnpackError> {
+    lookup(
+        c,
+        folder,
+        "folder",
+        "SELECT folder_pk FROM folder WHERE folder_pk::text = $1 OR folder_name = $1",
+    )
 }
 
-/// Inserts the tree unless the upload already has rows (then, like FOSSology, none), sets
-/// the `upload_mode` bits and writes an `ununpack_ars` success row. Returns rows inserted.
+/// Resolves a group given by number or name.
+pub fn group_pk(c: &mut Client, group: &str) -> Result<i32, crate::UnpackError> {
+    lookup(
+        c,
+        group,
+        "group",
+        "SELECT group_pk FROM groups WHERE group_pk::text = $1 OR group_name = $1",
+    )
+}
+
+fn lookup(c: &mut Client, v: &str, what: &str, sql: &str) -> Result<i32, crate::UnpackError> {
+    let rows = c.query(sql, &[&v])?;
+    match rows.len() {
+        1 => Ok(rows[0].get(0)),
+        0 => Err(crate::UnpackError::Input {
+            path: format!("--{what} {v}"),
+            why: format!("no such {what} in FOSSology's database; give its number or exact name"),
+        }),
+        _ => Err(crate::UnpackError::Input {
+            path: format!("--{what} {v}"),
+            why: format!("several {what}s have this name; give the number"),
+        }),
+    }
+}
+
+/// Whether the connection's client encoding is UTF8 (libpq takes the database's): then
+/// ununpack's escaping refuses names that are not UTF-8.
+pub fn client_is_utf8(c: &mut Client) -> Result<bool, postgres::Error> {
+    let enc: String = c.query_one("SHOW server_encoding", &[])?.get(0);
+    Ok(enc.eq_ignore_ascii_case("UTF8"))
+}
+
+/// adj2nest: siblings in the order of `ORDER BY parent, ufile_mode&(1<<29) DESC,
+/// ufile_name` (so in the database's own collation), numbered depth first.
+fn adj2nest(
+    tx: &mut postgres::Transaction,
+    table: &str,
+    upload_pk: i32,
+) -> Result<(), postgres::Error> {
+    let kids = tx.query(
+        &format!(
+            "SELECT uploadtree_pk, parent FROM {table} WHERE upload_fk = $1 AND parent IS NOT NULL
+             ORDER BY parent, ufile_mode&(1<<29) DESC, ufile_name"
+        ),
+        &[&upload_pk],
+    )?;
+    let roots = tx.query(
+        &format!("SELECT uploadtree_pk FROM {table} WHERE upload_fk = $1 AND parent IS NULL"),
+        &[&upload_pk],
+    )?;
+    let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
+    for r in &kids {
+        children.entry(r.get(1)).or_default().push(r.get(0));
+    }
+    let (mut pks, mut lfts, mut rgts) = (vec![], vec![], vec![]);
+    let mut set: i32 = 1;
+    for r in &roots {
+        let root: i32 = r.get(0);
+        // Iterative walk (uploads can be deep): (pk, next child index).
+        let mut stack: Vec<(i32, usize, i32)> = vec![(root, 0, set)];
+        set += 1;
+        while let Some(top) = stack.last_mut() {
+            let (pk, i, lft) = *top;
+            let next = children.get(&pk).and_then(|v| v.get(i)).copied();
+            match next {
+                Some(c) => {
+                    top.1 += 1;
+                    stack.push((c, 0, set));
+                    set += 1;
+                }
+                None => {
+                    stack.pop();
+                    pks.push(pk);
+                    lfts.push(lft);
+                    rgts.push(set);
+                    set += 1;
+                }
+            }
+        }
+    }
+    tx.execute(
+        &format!(
+            "UPDATE {table} t SET lft = u.l, rgt = u.r
+             FROM unnest($1::int4[], $2::int4[], $3::int4[]) AS u(pk, l, r)
+             WHERE t.uploadtree_pk = u.pk"
+        ),
+        &[&pks, &lfts, &rgts],
+    )?;
+    Ok(())
+}
+
+/// Inserts the tree unless the upload already has rows (then, like FOSSology, none), numbers
+/// it as adj2nest does, sets the `upload_mode` bits and writes an `ununpack_ars` success
+/// row. Returns rows inserted.
 pub fn store_tree(
     c: &mut Client,
     upload_pk: i32,
@@ -197,6 +393,7 @@ pub fn store_tree(
 ) -> Result<u64, postgres::Error> {
     assert!(table_ok(table), "checked table name");
     let mut tx = c.transaction()?;
+    let mimetypes = init_mimetypes(&mut tx)?;
     let existing: i64 = tx
         .query_one(
             &format!("SELECT count(*) FROM {table} WHERE upload_fk = $1"),
@@ -205,10 +402,16 @@ pub fn store_tree(
         .get(0);
     let mut inserted = 0u64;
     if existing == 0 {
-        let mut hs = Vec::new();
-        root.pfiles(&mut hs);
-        let pf = upsert_pfiles(&mut tx, &hs)?;
         let flat = root.flatten();
+        let mut hs = Vec::new();
+        let mut mimes = Vec::new();
+        for f in &flat {
+            if let Some(h) = &f.node.pfile {
+                hs.push(h);
+                mimes.push(f.node.mime.and_then(|m| mimetypes.get(m).copied()));
+            }
+        }
+        let pf = upsert_pfiles(&mut tx, &hs, &mimes)?;
         let n = flat.len() as i64;
         let pks: Vec<i32> = tx
             .query(
@@ -222,8 +425,6 @@ pub fn store_tree(
         let mut realparent = Vec::with_capacity(flat.len());
         let mut pfile = Vec::with_capacity(flat.len());
         let mut mode = Vec::with_capacity(flat.len());
-        let mut lft = Vec::with_capacity(flat.len());
-        let mut rgt = Vec::with_capacity(flat.len());
         let mut name = Vec::with_capacity(flat.len());
         for f in &flat {
             parent.push(f.parent.map(|p| pks[p]));
@@ -236,48 +437,38 @@ pub fn store_tree(
                     .unwrap_or(0),
             );
             mode.push(f.node.mode as i32);
-            lft.push(f.lft as i32);
-            rgt.push(f.rgt as i32);
             name.push(f.node.name.as_str());
         }
         inserted = tx.execute(
             &format!(
                 "INSERT INTO {table} (uploadtree_pk, parent, realparent, upload_fk, pfile_fk,
-                                      ufile_mode, lft, rgt, ufile_name)
-                 SELECT u.pk, u.parent, u.rp, $8, u.pf, u.mode, u.lft, u.rgt, u.name
+                                      ufile_mode, ufile_name)
+                 SELECT u.pk, u.parent, u.rp, $6, u.pf, u.mode, u.name
                  FROM unnest($1::int4[], $2::int4[], $3::int4[], $4::int4[], $5::int4[],
-                             $6::int4[], $7::int4[], $9::text[])
-                      AS u(pk, parent, rp, pf, mode, lft, rgt, name)"
+                             $7::text[])
+                      AS u(pk, parent, rp, pf, mode, name)"
             ),
-            &[
-                &pks,
-                &parent,
-                &realparent,
-                &pfile,
-                &mode,
-                &lft,
-                &rgt,
-                &upload_pk,
-                &name,
-            ],
+            &[&pks, &parent, &realparent, &pfile, &mode, &upload_pk, &name],
         )?;
+        adj2nest(&mut tx, table, upload_pk)?;
     }
     tx.execute(
         "UPDATE upload SET upload_mode = upload_mode | $2 | $3 WHERE upload_pk = $1",
         &[&upload_pk, &MODE_UNPACKED, &MODE_NESTED],
     )?;
-    let agent = agent_pk(&mut tx)?;
+    let agent = agent_key(&mut tx, "ununpack", "Unpacks archives (iso, tar, etc)")?;
     tx.execute(
-        "INSERT INTO ununpack_ars (agent_fk, upload_fk, ars_success, ars_status, ars_starttime, ars_endtime)
-         VALUES ($1, $2, true, 'Completed', $3, now())",
+        "INSERT INTO ununpack_ars (agent_fk, upload_fk, ars_success, ars_starttime, ars_endtime)
+         VALUES ($1, $2, true, $3, now())",
         &[&agent, &upload_pk, &started],
     )?;
     tx.commit()?;
     Ok(inserted)
 }
 
-/// Repository names the upload's rows reference that are still missing after an unpack.
-/// With `slim`, containers are expected to be missing and are not reported.
+/// Repository names the upload's rows reference that are still missing after an unpack,
+/// each with its place in the tree and why it was not rebuilt. With `slim`, containers are
+/// expected to be missing and are not reported.
 pub fn unreproduced(
     c: &mut Client,
     upload_pk: i32,
@@ -288,8 +479,12 @@ pub fn unreproduced(
     assert!(table_ok(table), "checked table name");
     let rows = c.query(
         &format!(
-            "SELECT DISTINCT p.pfile_sha1, p.pfile_md5, p.pfile_size, t.ufile_name
+            "SELECT DISTINCT p.pfile_sha1, p.pfile_md5, p.pfile_size, t.ufile_name, m.mimetype_name,
+                    ct.parent IS NULL AS top
              FROM {table} t JOIN pfile p ON p.pfile_pk = t.pfile_fk
+             LEFT JOIN {table} ct ON ct.uploadtree_pk = t.parent
+             LEFT JOIN pfile cp ON cp.pfile_pk = ct.pfile_fk
+             LEFT JOIN mimetype m ON m.mimetype_pk = cp.pfile_mimetypefk
              WHERE t.upload_fk = $1 AND ($2 = false OR t.ufile_mode & (1<<29) = 0)"
         ),
         &[&upload_pk, &slim],
@@ -300,7 +495,15 @@ pub fn unreproduced(
         let n = PfileName::new(r.get(0), r.get(1), size as u64);
         if !repo.has("files", &n) {
             let uname: String = r.get(3);
-            out.push(format!("{n} ({uname})"));
+            let mime: Option<String> = r.get(4);
+            let top: Option<bool> = r.get(5);
+            let why = (uname == holdfast_site::naming::ARTIFACT_META)
+                .then(|| {
+                    crate::fossology::irreproducible_meta(mime.as_deref(), top.unwrap_or(false))
+                })
+                .flatten()
+                .unwrap_or("this unpack did not produce it");
+            out.push(format!("{n} ({uname}): {why}"));
         }
     }
     out.sort();
@@ -330,7 +533,7 @@ pub fn fail_jobs(
          WHERE jq_pk = $1 AND jq_endtime IS NULL",
         &[&ids.jq_nest],
     )?;
-    let agent = agent_pk(&mut tx)?;
+    let agent = agent_key(&mut tx, "ununpack", "Unpacks archives (iso, tar, etc)")?;
     tx.execute(
         "INSERT INTO ununpack_ars (agent_fk, upload_fk, ars_success, ars_starttime)
          VALUES ($1, $2, false, $3)",

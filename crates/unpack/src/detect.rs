@@ -33,6 +33,12 @@ pub enum Kind {
     Bsdtar,
     /// A Debian source control file (`.dsc`).
     Dsc,
+    /// Unix `compress` (`.Z`): `gzip -dc`, as ununpack's `zcat`.
+    Compress,
+    /// PDF: `pdftotext -htmlmeta` output, as ununpack does.
+    Pdf,
+    /// What only the `7z` program reads (Office files, PE executables, other "data").
+    SevenZTool,
 }
 
 impl Kind {
@@ -49,11 +55,13 @@ impl Kind {
         matches!(self, Kind::Lzma | Kind::Tar | Kind::Dsc)
     }
 
-    /// FOSSology's mode masks (directories, regular files) for members a command creates.
+    /// FOSSology's mode masks (directories, regular files) for members a command creates
+    /// (`ModeMaskDir`, `ModeMaskReg` of its command table row).
     pub fn masks(self) -> (u32, u32) {
         match self {
             Kind::Tar | Kind::Ar | Kind::Deb | Kind::Xz => (0o177000, 0o177777),
             Kind::Cpio | Kind::Iso => (0o177777, 0o177777),
+            Kind::Pdf => (0o100000, 0o100000),
             _ => (0o177000, 0o177000),
         }
     }

@@ -44,14 +44,17 @@ pub(crate) fn expand(ctx: &Ctx, trail: &str, depth: u32, members: &mut Members) 
             _ => continue,
         };
         let dsc_trail = format!("{trail}/{}", comps.join("/"));
-        match unpack_one(ctx, &dsc_trail, depth, &comps, &node, members) {
-            Ok(kids) => {
-                if let (_, _, Member::File(n)) = &mut members[i] {
-                    n.mode |= BIT_CONTAINER;
-                    n.children = vec![Node::artifact_dir("artifact.unpacked", kids)];
-                }
+        // ununpack marks the .dsc a container before it runs dpkg-source, so it stays
+        // one (with no children) when dpkg-source fails.
+        let res = unpack_one(ctx, &dsc_trail, depth, &comps, &node, members);
+        if let (_, _, Member::File(n)) = &mut members[i] {
+            n.mode |= BIT_CONTAINER;
+            if let Ok(dir) = &res {
+                n.children = vec![dir.clone()];
             }
-            Err(e) => ctx.record(&dsc_trail, None, e),
+        }
+        if let Err(e) = res {
+            ctx.record(&dsc_trail, None, e);
         }
     }
 }
@@ -63,7 +66,7 @@ fn unpack_one(
     comps: &[String],
     dsc: &Node,
     members: &Members,
-) -> Result<Vec<Node>, String> {
+) -> Result<Node, String> {
     let repo_file = |n: &Node| {
         n.pfile
             .as_ref()
@@ -106,8 +109,10 @@ fn unpack_one(
         // The inputs sit in the work folder too: what dpkg-source may write is what is left.
         inputs = size + text.len() as u64;
         ctx.budget.temp_add(inputs).map_err(|s| s.to_string())?;
+        // As ununpack runs it: checksums and signature checked (a missing or damaged
+        // tarball fails the unpack, the .dsc stays a container without children).
         let mut cmd = std::process::Command::new("dpkg-source");
-        cmd.args(["--no-check", "--no-copy", "-x", &dsc_name, "out"])
+        cmd.args(["--no-copy", "-x", &dsc_name, "out"])
             .current_dir(&work)
             .env("LC_ALL", "C")
             .stdin(std::process::Stdio::null())
@@ -136,14 +141,14 @@ fn unpack_one(
             ctx.budget.temp_sub(written);
             return Err(s.to_string());
         }
-        let (kids, err) = collect(ctx, crate::detect::Kind::Dsc, trail, depth + 1, size, |c| {
-            read_tree(c, &root)
+        let (dir, err) = collect(ctx, crate::detect::Kind::Dsc, trail, depth + 1, size, |c| {
+            read_tree(c, &root, true)
         });
         ctx.budget.temp_sub(written);
         if let Some(e) = err {
             ctx.record(trail, None, e);
         }
-        Ok(kids)
+        Ok(dir)
     })();
     let _ = std::fs::remove_dir_all(&work);
     ctx.budget.temp_sub(inputs);
@@ -151,8 +156,20 @@ fn unpack_one(
 }
 
 /// Feeds a folder tree (written by dpkg-source) to a collector; links are not followed.
-fn read_tree(c: &mut crate::engine::Collector, root: &Path) -> Result<(), String> {
+/// With `with_root`, the folder's own mode is the artifact folder's (dpkg-source makes it).
+pub(crate) fn read_tree(
+    c: &mut crate::engine::Collector,
+    root: &Path,
+    with_root: bool,
+) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
+    if with_root {
+        let mode = std::fs::metadata(root)
+            .map_err(|e| e.to_string())?
+            .permissions()
+            .mode();
+        c.dir(b".", mode);
+    }
     for e in walkdir::WalkDir::new(root)
         .follow_links(false)
         .sort_by_file_name()

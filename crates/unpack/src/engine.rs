@@ -14,9 +14,11 @@
 
 use crate::budget::{Budget, Stop};
 use crate::detect::{detect, Kind, HEAD};
+use crate::fossology::{find_cmd, Found};
 use crate::hash::{hash_bytes, read_full, Hashes, Sink, CHUNK};
 use crate::tree::*;
 use crate::{UnpackConfig, UnpackOptions};
+use holdfast_site::mode::{REPO_FILE_MODE, UNPACK_DIR_MODE};
 use holdfast_site::repo::Repository;
 use indicatif::ProgressBar;
 use std::collections::BTreeMap;
@@ -59,18 +61,6 @@ impl Src {
         })
     }
 
-    fn head(&self) -> io::Result<Vec<u8>> {
-        match self {
-            Src::Mem(v) => Ok(v[..v.len().min(HEAD)].to_vec()),
-            _ => {
-                let mut buf = vec![0u8; HEAD];
-                let n = read_full(&mut self.open()?, &mut buf)?;
-                buf.truncate(n);
-                Ok(buf)
-            }
-        }
-    }
-
     pub(crate) fn len(&self) -> u64 {
         match self {
             Src::Mem(v) => v.len() as u64,
@@ -79,7 +69,7 @@ impl Src {
     }
 
     /// A path on disk, writing memory contents to a temporary file when needed.
-    fn on_disk(&self, ctx: &Ctx) -> io::Result<PathBuf> {
+    pub(crate) fn on_disk(&self, ctx: &Ctx) -> io::Result<PathBuf> {
         match self {
             Src::Mem(v) => {
                 let p = ctx.temp_path();
@@ -118,6 +108,8 @@ pub struct Item {
     pub artifact: bool,
     /// The path inside the upload, for messages.
     pub trail: String,
+    /// The name on disk as a [`raw_comp`] string (`FindCmd` looks at it).
+    pub raw_name: String,
 }
 
 /// Shared state of one upload's unpack.
@@ -355,7 +347,11 @@ fn capture(
     }
 }
 
-/// Processes one file: detect, unpack if a container, store; returns its row.
+/// Up to this many leading bytes go to libmagic (its own default read size).
+const MAGIC_BYTES: usize = 1 << 20;
+
+/// Processes one file: find its command as ununpack's `FindCmd` does, unpack it if it is a
+/// container, store it; returns its row.
 pub fn process(ctx: &Ctx, item: Item, depth: u32, top: bool) -> Node {
     let hashes = match item.hashes.clone() {
         Some(h) => h,
@@ -365,21 +361,67 @@ pub fn process(ctx: &Ctx, item: Item, depth: u32, top: bool) -> Node {
                 Ok(h) => h,
                 Err(e) => {
                     ctx.record(&item.trail, None, format!("cannot read: {e}"));
-                    return Node {
-                        name: item.name,
-                        mode: item.mode,
-                        pfile: None,
-                        children: vec![],
-                        dsc: false,
-                    };
+                    return Node::plain(&item.name, item.mode, vec![]);
                 }
             },
         },
     };
-    let kind = match item.src.head() {
-        Ok(h) => detect(&h),
-        Err(_) => Kind::Leaf,
+    let head = match &item.src {
+        Src::Mem(v) => v[..v.len().min(MAGIC_BYTES)].to_vec(),
+        _ => {
+            let mut buf = vec![0u8; MAGIC_BYTES];
+            let n = item
+                .src
+                .open()
+                .and_then(|mut r| read_full(&mut r, &mut buf))
+                .unwrap_or(0);
+            buf.truncate(n);
+            buf
+        }
     };
+    // ununpack looks at the top file under its repository name (never `*.dsc`).
+    let disk_name = if top {
+        hashes.pfile_name()
+    } else {
+        String::from_utf8_lossy(&comp_bytes(&item.raw_name)).to_string()
+    };
+    let spill = std::cell::RefCell::new(None::<PathBuf>);
+    let path_of = || -> Option<PathBuf> {
+        match &item.src {
+            Src::Mem(v) => {
+                if spill.borrow().is_none() {
+                    let p = ctx.temp_path();
+                    std::fs::write(&p, &v[..]).ok()?;
+                    *spill.borrow_mut() = Some(p);
+                }
+                spill.borrow().clone()
+            }
+            Src::Temp(p) | Src::Fixed(p) => Some(p.clone()),
+        }
+    };
+    let found = if item.artifact && item.name == holdfast_site::naming::ARTIFACT_META {
+        // The meta text is never unpacked (ununpack gives it no command).
+        Found::Default
+    } else {
+        find_cmd(&disk_name, &head, &path_of)
+    };
+    if let Some(p) = spill.take() {
+        let _ = std::fs::remove_file(p);
+    }
+    if found == Found::Skip {
+        ctx.record(
+            &item.trail,
+            None,
+            "looks like a tar file but tar cannot list it; FOSSology gives it no row, neither does holdfast",
+        );
+        if let Src::Temp(p) = &item.src {
+            let _ = std::fs::remove_file(p);
+        }
+        let mut n = Node::plain(&item.name, item.mode, vec![]);
+        n.skip = true;
+        return n;
+    }
+    let kind = found.kind(detect(&head[..head.len().min(HEAD)]));
     let kind = if kind == Kind::Bsdtar && !have_bsdtar() {
         Kind::Leaf
     } else {
@@ -403,40 +445,58 @@ pub fn process(ctx: &Ctx, item: Item, depth: u32, top: bool) -> Node {
         mode |= BIT_ARTIFACT;
     }
     let mut children = Vec::new();
-    let mut container = false;
-    if kind != Kind::Leaf && kind != Kind::Dsc {
+    // Like ununpack, a file with a command is a container even when its command fails.
+    let container = kind != Kind::Leaf;
+    if top {
+        // The meta command and ununpack itself read the top file from `files`.
+        store(ctx, &item.src, &hashes, false);
+    }
+    if container && kind != Kind::Dsc {
         let (kids, err) = guard(|| unpack(ctx, kind, &item, &hashes, depth))
             .unwrap_or_else(|e| (vec![], Some(e)));
-        if err.is_some() && kids.is_empty() && kind.weak() {
-            // A chance match of a weak magic number: an ordinary file.
-        } else {
-            if let Some(e) = err {
-                ctx.record(
-                    &item.trail,
-                    None,
-                    format!("{kind:?} unpacked only in part: {e}"),
-                );
-            }
-            container = true;
-            children = kids;
+        if let Some(e) = err {
+            ctx.record(
+                &item.trail,
+                None,
+                format!("{kind:?} unpacked only in part: {e}"),
+            );
         }
+        children = kids;
     }
     if container {
         mode |= BIT_CONTAINER;
+        if let Some(cmd) = found.entry().and_then(|e| e.meta) {
+            let at = if top {
+                ctx.repo.path("files", &hashes.pfile_name())
+            } else {
+                item.src.on_disk(ctx).ok()
+            };
+            if let Some(text) = at
+                .as_deref()
+                .and_then(|p| crate::fossology::run_meta(cmd, p))
+            {
+                children.push(meta_node(ctx, &item, text, depth));
+            }
+            if let (Src::Mem(_), Some(p)) = (&item.src, &at) {
+                if !top {
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+        }
     }
-    store(ctx, &item.src, &hashes, container && !top);
+    if !top {
+        store(ctx, &item.src, &hashes, container);
+    }
     ctx.progress.set_message(format!(
         "{} files, {} MB",
         ctx.files.load(Relaxed),
         ctx.bytes.load(Relaxed) >> 20
     ));
-    Node {
-        name: item.name,
-        mode,
-        pfile: Some(hashes),
-        children,
-        dsc: kind == Kind::Dsc,
-    }
+    let mut node = Node::plain(&item.name, mode, children);
+    node.pfile = Some(hashes);
+    node.dsc = kind == Kind::Dsc;
+    node.mime = found.mime();
+    node
 }
 
 /// Unpacks `bytes` as the top file of an upload named `name` (the fuzz test's entry point:
@@ -449,6 +509,7 @@ pub fn process_bytes(ctx: &Ctx, bytes: Vec<u8>, name: &str) -> Node {
         mode: S_IFREG,
         artifact: false,
         trail: name.to_string(),
+        raw_name: raw_comp(name.as_bytes()),
     };
     process(ctx, item, 0, true)
 }
@@ -552,6 +613,11 @@ pub(crate) struct Collector<'a, 's> {
     seq: usize,
     out: Arc<Mutex<Members>>,
     pub(crate) stopped: bool,
+    /// The mode an archive gives its own top folder (`./` in a tar).
+    root_mode: Option<u32>,
+    /// ISO images: ununpack's `ExtractISO` makes every folder itself (02770) and writes
+    /// every file through the shell (0644), whatever Rock Ridge says.
+    fixed_modes: bool,
 }
 
 impl<'a, 's> Collector<'a, 's> {
@@ -569,11 +635,8 @@ impl<'a, 's> Collector<'a, 's> {
                     );
                     return None;
                 }
-                _ => comps.push(clean_name(c)),
+                _ => comps.push(raw_comp(c)),
             }
-        }
-        if comps.is_empty() {
-            return None;
         }
         Some(comps)
     }
@@ -586,7 +649,7 @@ impl<'a, 's> Collector<'a, 's> {
             self.stop(raw, &s);
             return None;
         }
-        self.path(raw)
+        self.path(raw).filter(|c| !c.is_empty())
     }
 
     /// The upload's budget is spent: records this member as the first one left out of this
@@ -626,21 +689,45 @@ impl<'a, 's> Collector<'a, 's> {
     }
 
     pub(crate) fn dir(&mut self, raw: &[u8], mode: u32) {
+        if self.path(raw).is_some_and(|c| c.is_empty()) {
+            // `./` in a tar: tar gives the extraction folder (`artifact.dir`) its mode.
+            if !self.fixed_modes {
+                self.root_mode = Some((S_IFDIR | (mode & !S_IFMT)) & self.dmask);
+            }
+            return;
+        }
+        let mode = if self.fixed_modes {
+            UNPACK_DIR_MODE
+        } else {
+            S_IFDIR | (mode & !S_IFMT)
+        };
         if let Some(c) = self.admit(raw) {
-            self.push(c, Member::Dir(S_IFDIR | (mode & self.dmask & !S_IFMT)));
+            self.push(c, Member::Dir(mode & self.dmask));
         }
     }
 
+    /// Symbolic links and named pipes get rows without a file; ununpack masks them with
+    /// its default mask (`0177000`), so a link is `0120000` and a pipe `010000`.
     pub(crate) fn symlink(&mut self, raw: &[u8], mode: u32) {
+        let _ = mode;
         if let Some(c) = self.admit(raw) {
-            self.push(c, Member::Symlink(S_IFLNK | (mode & self.fmask & !S_IFMT)));
+            self.push(c, Member::Symlink(S_IFLNK));
+        }
+    }
+
+    pub(crate) fn fifo(&mut self, raw: &[u8], mode: u32) {
+        if let Some(c) = self.admit(raw) {
+            self.push(c, Member::Symlink(S_IFIFO | (mode & 0o7000)));
         }
     }
 
     pub(crate) fn link(&mut self, raw: &[u8], target: &[u8], mode: u32) {
         if let Some(c) = self.admit(raw) {
             match self.path(target) {
-                Some(t) => self.push(c, Member::Link(t, S_IFREG | (mode & self.fmask & !S_IFMT))),
+                Some(t) => self.push(
+                    c,
+                    Member::Link(t, (S_IFREG | (mode & !S_IFMT)) & self.fmask),
+                ),
                 None => self.ctx.record(
                     &self.trail,
                     Some(&String::from_utf8_lossy(raw)),
@@ -694,13 +781,20 @@ impl<'a, 's> Collector<'a, 's> {
                 return;
             }
         }
+        let raw_name = comps.last().cloned().unwrap_or_default();
+        let mode = if self.fixed_modes {
+            S_IFREG | 0o644
+        } else {
+            S_IFREG | (mode & !S_IFMT)
+        };
         let item = Item {
             src,
             hashes,
-            name: comps.last().cloned().unwrap_or_default(),
-            mode: S_IFREG | (mode & self.fmask & !S_IFMT),
+            name: row_name(&raw_name, self.ctx.opts.utf8_names()),
+            mode: mode & self.fmask,
             artifact: false,
             trail: format!("{}/{}", self.trail, comps.join("/")),
+            raw_name,
         };
         let seq = self.seq;
         self.seq += 1;
@@ -732,7 +826,10 @@ impl<'a, 's> Collector<'a, 's> {
     }
 }
 
-/// Runs `read` with a collector, waits for every queued member, and builds the folder tree.
+/// Runs `read` with a collector, waits for every queued member, and builds the folder tree
+/// under the container's artifact folder (`artifact.dir`, or `artifact.unpacked` for a
+/// Debian source package), with the modes ununpack records: the folder is made by
+/// ununpack (`02770`) unless the archive itself sets its mode (a tar's `./`).
 pub(crate) fn collect<F>(
     ctx: &Ctx,
     kind: Kind,
@@ -740,7 +837,7 @@ pub(crate) fn collect<F>(
     depth: u32,
     container_size: u64,
     read: F,
-) -> (Vec<Node>, Option<String>)
+) -> (Node, Option<String>)
 where
     F: FnOnce(&mut Collector) -> Result<(), String> + Send,
 {
@@ -748,6 +845,7 @@ where
     let out = Arc::new(Mutex::new(Vec::new()));
     let limit = ctx.member_limit(container_size);
     let mut err = None;
+    let mut root_mode = None;
     rayon::scope(|s| {
         let mut c = Collector {
             ctx,
@@ -760,17 +858,37 @@ where
             seq: 0,
             out: out.clone(),
             stopped: false,
+            root_mode: None,
+            fixed_modes: kind == Kind::Iso,
         };
         match guard(|| read(&mut c)) {
             Ok(Ok(())) => {}
             Ok(Err(e)) | Err(e) => err = Some(e),
         }
+        root_mode = c.root_mode;
     });
     let mut members = std::mem::take(&mut *out.lock().unwrap());
     members.sort_by_key(|m| m.0);
     let mut members = crate::clash::settle(ctx, trail, members);
     crate::dsc::expand(ctx, trail, depth, &mut members);
-    (build_tree(ctx, trail, members), err)
+    let kids = build_tree(ctx, trail, members, dmask, fmask);
+    let name = if kind == Kind::Dsc {
+        holdfast_site::naming::ARTIFACT_UNPACKED
+    } else {
+        holdfast_site::naming::ARTIFACT_DIR
+    };
+    let mode = root_mode.unwrap_or(UNPACK_DIR_MODE & dmask);
+    (Node::artifact_dir(name, mode, kids), err)
+}
+
+/// `artifact.dir` made by ununpack for a container of `kind` with one child.
+pub(crate) fn artifact_dir_of(kind: Kind, kids: Vec<Node>) -> Node {
+    let (dmask, _) = kind.masks();
+    Node::artifact_dir(
+        holdfast_site::naming::ARTIFACT_DIR,
+        UNPACK_DIR_MODE & dmask,
+        kids,
+    )
 }
 
 #[derive(Default)]
@@ -780,37 +898,40 @@ struct TDir {
     leaves: BTreeMap<String, Node>,
 }
 
-fn build_tree(ctx: &Ctx, trail: &str, members: Members) -> Vec<Node> {
+fn build_tree(ctx: &Ctx, trail: &str, members: Members, dmask: u32, fmask: u32) -> Vec<Node> {
+    let utf8 = ctx.opts.utf8_names();
     let mut root = TDir::default();
     let mut links = Vec::new();
     for (_, comps, m) in members {
         match m {
             Member::Link(t, mode) => links.push((comps, t, mode)),
-            other => insert(&mut root, &comps, other),
+            other => insert(&mut root, &comps, other, utf8),
         }
     }
     for (comps, target, mode) in links {
-        match find(&root, &target) {
-            Some(n) => {
-                let mut n = n.clone();
-                n.name = comps.last().cloned().unwrap_or_default();
-                n.mode = (n.mode & !0o7777) | (mode & 0o7777);
-                insert(&mut root, &comps, Member::File(n));
-            }
-            None => ctx.record(
+        let Some(n) = find(&mut root, &target) else {
+            ctx.record(
                 trail,
                 Some(&comps.join("/")),
                 format!(
                     "hard link to {} points outside the archive (not one of its members); skipped",
                     target.join("/")
                 ),
-            ),
-        }
+            );
+            continue;
+        };
+        let mut link = n.clone();
+        link.mode = (n.mode & !0o177777) | mode;
+        // ununpack walks a folder last entry first, so it reaches the link before the
+        // file it links to, and `fo_RepImport` then chmods their shared inode to 02664:
+        // the file the link points to is recorded with that mode.
+        n.mode = (n.mode & !0o177777) | (REPO_FILE_MODE & fmask);
+        insert(&mut root, &comps, Member::File(link), utf8);
     }
-    into_nodes(root)
+    into_nodes(root, dmask, utf8)
 }
 
-fn insert(d: &mut TDir, comps: &[String], m: Member) {
+fn insert(d: &mut TDir, comps: &[String], m: Member, utf8: bool) {
     let (name, parents) = comps.split_last().expect("non-empty path");
     let mut d = d;
     for p in parents {
@@ -823,7 +944,10 @@ fn insert(d: &mut TDir, comps: &[String], m: Member) {
             d.dirs.entry(name.clone()).or_default().mode = Some(mode);
         }
         Member::File(mut n) => {
-            n.name = name.clone();
+            if n.skip {
+                return;
+            }
+            n.name = row_name(name, utf8);
             d.dirs.remove(name);
             d.leaves.insert(name.clone(), n);
         }
@@ -831,33 +955,35 @@ fn insert(d: &mut TDir, comps: &[String], m: Member) {
             d.dirs.remove(name);
             d.leaves.insert(
                 name.clone(),
-                Node {
-                    name: name.clone(),
-                    mode,
-                    pfile: None,
-                    children: vec![],
-                    dsc: false,
-                },
+                Node::plain(&row_name(name, utf8), mode, vec![]),
             );
         }
         Member::Link(..) => {}
     }
 }
 
-fn find<'t>(d: &'t TDir, comps: &[String]) -> Option<&'t Node> {
+fn find<'t>(d: &'t mut TDir, comps: &[String]) -> Option<&'t mut Node> {
     let (name, parents) = comps.split_last()?;
     let mut d = d;
     for p in parents {
-        d = d.dirs.get(p)?;
+        d = d.dirs.get_mut(p)?;
     }
-    d.leaves.get(name)
+    d.leaves.get_mut(name)
 }
 
-fn into_nodes(d: TDir) -> Vec<Node> {
+/// Folders an archive implies but does not list are made by the extracting tool inside a
+/// set-group-id folder, so they inherit that bit.
+const IMPLIED_DIR_MODE: u32 = S_IFDIR | S_ISGID | 0o755;
+
+fn into_nodes(d: TDir, dmask: u32, utf8: bool) -> Vec<Node> {
     let mut out: Vec<Node> = d.leaves.into_values().collect();
     for (name, sub) in d.dirs {
-        let mode = sub.mode.unwrap_or(S_IFDIR);
-        out.push(Node::dir(&name, mode, into_nodes(sub)));
+        let mode = sub.mode.unwrap_or(IMPLIED_DIR_MODE & dmask);
+        out.push(Node::dir(
+            &row_name(&name, utf8),
+            mode,
+            into_nodes(sub, dmask, utf8),
+        ));
     }
     out
 }
@@ -870,14 +996,6 @@ fn have_bsdtar() -> bool {
             .output()
             .is_ok_and(|o| o.status.success())
     })
-}
-
-/// Removes the last extension, as FOSSology names the output of a decompressor.
-fn strip_ext(name: &str) -> String {
-    match name.rfind('.') {
-        Some(i) if i > 0 => name[..i].to_string(),
-        _ => name.to_string(),
-    }
 }
 
 pub(crate) fn decoder_pub<'r>(
@@ -929,14 +1047,15 @@ fn unpack(
     let open = || item.src.open().map_err(|e| e.to_string());
     match kind {
         Kind::Xz => {
-            // FOSSology unpacks .tar.xz straight as tar (tar -J): no .tar in between.
+            // ununpack runs `tar -JxSf` on every xz file: a .tar.xz unpacks straight as
+            // tar (no .tar in between), any other xz leaves `artifact.dir` empty.
             let mut head = vec![0u8; 512];
             let is_tar = open()
                 .and_then(|r| decoder(kind, r).map_err(|e| e.to_string()))
                 .and_then(|mut d| read_full(&mut d, &mut head).map_err(|e| e.to_string()))
                 .is_ok_and(|n| n == 512 && detect(&head) == Kind::Tar);
             if is_tar {
-                let (kids, err) = collect(ctx, Kind::Xz, trail, depth, h.size, |c| {
+                return wrap(collect(ctx, Kind::Xz, trail, depth, h.size, |c| {
                     let decoded = Arc::new(AtomicU64::new(0));
                     let mut r = Counted(
                         decoder(kind, open()?).map_err(|e| e.to_string())?,
@@ -961,55 +1080,46 @@ fn unpack(
                     }
                     crate::xzcheck::verify(&mut open()?, h.size, decoded.load(Relaxed))
                         .map_err(|e| format!("corrupt xz stream: {e}"))
-                });
-                return (vec![Node::artifact_dir("artifact.dir", kids)], err);
+                }));
             }
-            unpack_pack(ctx, kind, item, h, depth)
+            (
+                vec![artifact_dir_of(kind, vec![])],
+                Some("not a tar file inside; FOSSology's tar -J leaves it empty too".into()),
+            )
         }
+        Kind::Compress | Kind::Pdf => unpack_tool(ctx, kind, item, depth),
         k if k.is_pack() => unpack_pack(ctx, kind, item, h, depth),
         Kind::Tar => wrap(collect(ctx, kind, trail, depth, h.size, |c| {
             read_tar(c, open()?)
         })),
-        Kind::Zip => {
-            let meta = crate::formats::zip_meta(&item.src);
-            let (kids, err) = collect(ctx, kind, trail, depth, h.size, |c| {
-                crate::formats::read_zip(c, open()?)
-            });
-            with_meta(ctx, item, meta, kids, err, depth)
-        }
-        Kind::Ar | Kind::Deb => {
-            let (kids, err) = collect(ctx, kind, trail, depth, h.size, |c| {
-                crate::formats::read_ar(c, open()?)
-            });
-            if kind == Kind::Deb {
-                let meta = crate::formats::deb_meta(&item.src);
-                with_meta(ctx, item, meta, kids, err, depth)
-            } else {
-                (vec![Node::artifact_dir("artifact.dir", kids)], err)
-            }
-        }
+        Kind::Zip => wrap(collect(ctx, kind, trail, depth, h.size, |c| {
+            crate::formats::read_zip(c, open()?)
+        })),
+        Kind::Ar | Kind::Deb => wrap(collect(ctx, kind, trail, depth, h.size, |c| {
+            crate::formats::read_ar(c, open()?)
+        })),
         Kind::Cpio => wrap(collect(ctx, kind, trail, depth, h.size, |c| {
             crate::formats::read_cpio(c, open()?)
         })),
         Kind::SevenZ => wrap(collect(ctx, kind, trail, depth, h.size, |c| {
             crate::formats::read_7z(c, open()?)
         })),
-        Kind::Iso | Kind::Bsdtar => {
+        Kind::Iso | Kind::Bsdtar | Kind::SevenZTool => {
             let path = match item.src.on_disk(ctx) {
                 Ok(p) => p,
-                Err(e) => return (vec![], Some(e.to_string())),
+                Err(e) => return (vec![artifact_dir_of(kind, vec![])], Some(e.to_string())),
             };
-            let meta = (kind == Kind::Iso).then(|| crate::formats::iso_meta(&item.src));
-            let (kids, err) = collect(ctx, kind, trail, depth, h.size, |c| {
-                crate::formats::read_bsdtar(c, &path)
+            let res = collect(ctx, kind, trail, depth, h.size, |c| {
+                if kind == Kind::SevenZTool {
+                    crate::formats::read_7z_tool(c, &path)
+                } else {
+                    crate::formats::read_bsdtar(c, &path)
+                }
             });
             if matches!(item.src, Src::Mem(_)) {
                 let _ = std::fs::remove_file(&path);
             }
-            match meta {
-                Some(m) => with_meta(ctx, item, Some(m), kids, err, depth),
-                None => (vec![Node::artifact_dir("artifact.dir", kids)], err),
-            }
+            wrap(res)
         }
         Kind::Rpm => crate::formats::unpack_rpm(ctx, item, depth),
         Kind::Dsc => (
@@ -1020,25 +1130,8 @@ fn unpack(
     }
 }
 
-fn wrap((kids, err): (Vec<Node>, Option<String>)) -> (Vec<Node>, Option<String>) {
-    (vec![Node::artifact_dir("artifact.dir", kids)], err)
-}
-
-/// Children of a container that also has an `artifact.meta` file.
-fn with_meta(
-    ctx: &Ctx,
-    item: &Item,
-    meta: Option<Vec<u8>>,
-    kids: Vec<Node>,
-    err: Option<String>,
-    depth: u32,
-) -> (Vec<Node>, Option<String>) {
-    let mut out = Vec::new();
-    if let Some(m) = meta {
-        out.push(meta_node(ctx, item, m, depth));
-    }
-    out.push(Node::artifact_dir("artifact.dir", kids));
-    (out, err)
+fn wrap((dir, err): (Node, Option<String>)) -> (Vec<Node>, Option<String>) {
+    (vec![dir], err)
 }
 
 pub(crate) fn meta_node(ctx: &Ctx, item: &Item, text: Vec<u8>, depth: u32) -> Node {
@@ -1047,10 +1140,12 @@ pub(crate) fn meta_node(ctx: &Ctx, item: &Item, text: Vec<u8>, depth: u32) -> No
         Item {
             src: Src::Mem(Arc::new(text)),
             hashes: None,
-            name: "artifact.meta".into(),
-            mode: S_IFREG,
+            name: holdfast_site::naming::ARTIFACT_META.into(),
+            // ununpack copies the container's stat to its meta row, with the same mask.
+            mode: item.mode & !(BIT_CONTAINER | BIT_ARTIFACT),
             artifact: true,
             trail: format!("{}/artifact.meta", item.trail),
+            raw_name: holdfast_site::naming::ARTIFACT_META.into(),
         },
         // Metadata is text: never unpack it.
         u32::MAX - 1,
@@ -1059,6 +1154,46 @@ pub(crate) fn meta_node(ctx: &Ctx, item: &Item, text: Vec<u8>, depth: u32) -> No
     n.mode &= !BIT_CONTAINER;
     let _ = depth;
     n
+}
+
+/// The name a single-stream decompressor gives its output (`zcat`/`bzcat`: the name less
+/// its postfix; `zstd`/`lz4`/`lzma`: `ExtractZstd`'s rule; `lzip`: `ExtractLzip`'s).
+fn pack_name(kind: Kind, raw_name: &str) -> String {
+    use holdfast_site::naming::*;
+    match kind {
+        Kind::Zstd | Kind::Lz4 | Kind::Lzma => zstd_output_name(raw_name).0.to_string(),
+        Kind::Lzip => lzip_output_name(raw_name).to_string(),
+        _ => pack_output_name(raw_name).to_string(),
+    }
+}
+
+/// Processes the one file a single-stream container gives, under its `artifact.dir`.
+fn pack_child(
+    ctx: &Ctx,
+    kind: Kind,
+    item: &Item,
+    src: Src,
+    hashes: Option<Hashes>,
+    depth: u32,
+) -> Node {
+    let raw_name = pack_name(kind, &item.raw_name);
+    let (_, fmask) = kind.masks();
+    let name = row_name(&raw_name, ctx.opts.utf8_names());
+    let child = process(
+        ctx,
+        Item {
+            src,
+            hashes,
+            trail: format!("{}/{}", item.trail, name),
+            name,
+            mode: (S_IFREG | 0o644) & fmask,
+            artifact: false,
+            raw_name,
+        },
+        depth + 1,
+        false,
+    );
+    artifact_dir_of(kind, vec![child])
 }
 
 /// A single compressed stream: `artifact.dir` with the decompressed file.
@@ -1080,9 +1215,9 @@ fn unpack_pack(
         Ok(x) => x,
         Err(e @ (CaptureError::TooBig(_) | CaptureError::Stop(_))) => {
             ctx.record(&item.trail, None, e);
-            return (vec![Node::artifact_dir("artifact.dir", vec![])], None);
+            return (vec![artifact_dir_of(kind, vec![])], None);
         }
-        Err(e) => return (vec![], Some(e.to_string())),
+        Err(e) => return (vec![artifact_dir_of(kind, vec![])], Some(e.to_string())),
     };
     if kind == Kind::Xz {
         let checked = item
@@ -1101,23 +1236,58 @@ fn unpack_pack(
         if let Src::Temp(p) = &src {
             ctx.drop_temp(p);
         }
-        return (vec![], Some(s.to_string()));
+        return (vec![artifact_dir_of(kind, vec![])], Some(s.to_string()));
     }
-    let name = strip_ext(&item.name);
-    let child = process(
-        ctx,
-        Item {
-            src,
-            hashes,
-            trail: format!("{}/{}", item.trail, name),
-            name,
-            mode: S_IFREG,
-            artifact: false,
-        },
-        depth + 1,
-        false,
-    );
-    (vec![Node::artifact_dir("artifact.dir", vec![child])], None)
+    (vec![pack_child(ctx, kind, item, src, hashes, depth)], None)
+}
+
+/// Containers ununpack hands to a program whose output is one file: `pdftotext -htmlmeta`
+/// for PDF, `zcat` (here `gzip -dc`) for Unix `compress`.
+fn unpack_tool(ctx: &Ctx, kind: Kind, item: &Item, depth: u32) -> (Vec<Node>, Option<String>) {
+    let empty = || vec![artifact_dir_of(kind, vec![])];
+    let path = match item.src.on_disk(ctx) {
+        Ok(p) => p,
+        Err(e) => return (empty(), Some(e.to_string())),
+    };
+    let out = ctx.temp_path();
+    let mut cmd = std::process::Command::new(if kind == Kind::Pdf {
+        "pdftotext"
+    } else {
+        "gzip"
+    });
+    if kind == Kind::Pdf {
+        cmd.arg("-htmlmeta").arg(&path).arg(&out);
+    } else {
+        match std::fs::File::create(&out) {
+            Ok(f) => {
+                cmd.arg("-dc").arg(&path).stdout(f);
+            }
+            Err(e) => return (empty(), Some(e.to_string())),
+        }
+    }
+    let status = cmd
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    if matches!(item.src, Src::Mem(_)) {
+        let _ = std::fs::remove_file(&path);
+    }
+    let err = match &status {
+        Ok(s) if s.success() => None,
+        Ok(s) => Some(format!("{kind:?} converter exited with {s}")),
+        Err(e) => Some(format!("cannot run the {kind:?} converter: {e}")),
+    };
+    if !out.is_file() {
+        return (empty(), err);
+    }
+    if let Err(s) = ctx.budget.count_member() {
+        let _ = std::fs::remove_file(&out);
+        return (empty(), Some(s.to_string()));
+    }
+    (
+        vec![pack_child(ctx, kind, item, Src::Temp(out), None, depth)],
+        err,
+    )
 }
 
 /// Most bytes the tar crate may read between two members by itself (headers, GNU long
@@ -1204,7 +1374,7 @@ pub(crate) fn read_tar(c: &mut Collector, r: Box<dyn Read + Send + '_>) -> Resul
                 c.link(&raw, &target, mode);
             }
             Char | Block => c.special(&raw, "device file"),
-            Fifo => c.special(&raw, "named pipe"),
+            Fifo => c.fifo(&raw, mode),
             XHeader | XGlobalHeader | GNULongName | GNULongLink => {}
             other => c.special(&raw, &format!("tar entry of type {other:?}")),
         }

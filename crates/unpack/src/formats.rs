@@ -4,7 +4,7 @@
 //! gives the same `artifact.meta` file name.
 
 use crate::detect::detect;
-use crate::engine::{meta_node, process, Collector, Ctx, Item, ReadSeek, Src};
+use crate::engine::{process, Collector, Ctx, Item, ReadSeek, Src};
 use crate::hash::read_full;
 use crate::tree::*;
 use std::fmt::Write as _;
@@ -71,39 +71,18 @@ pub(crate) fn read_zip(c: &mut Collector, r: Box<dyn ReadSeek>) -> Result<(), St
         };
         let raw = f.name_raw().to_vec();
         let mode = f.unix_mode().unwrap_or(0o644);
+        // unzip makes folders inside ununpack's set-group-id folder (they keep that bit)
+        // and restores no set-id bits on files.
         if f.is_dir() {
-            c.dir(&raw, mode);
+            c.dir(&raw, S_ISGID | 0o755);
         } else if f.is_symlink() {
             c.symlink(&raw, mode);
         } else {
             let size = f.size();
-            c.file(&raw, mode, &mut f, Some(size));
+            c.file(&raw, mode & 0o777, &mut f, Some(size));
         }
     }
     Ok(())
-}
-
-pub(crate) fn zip_meta(src: &Src) -> Option<Vec<u8>> {
-    let mut za = zip::ZipArchive::new(src.open().ok()?).ok()?;
-    let mut t = format!("Zip archive, {} members\n", za.len());
-    let comment = String::from_utf8_lossy(za.comment()).to_string();
-    if !comment.is_empty() {
-        let _ = writeln!(t, "Comment: {comment}");
-    }
-    for i in 0..za.len() {
-        if let Ok(f) = za.by_index_raw(i) {
-            let _ = writeln!(
-                t,
-                "{:>12} {:>12} {:08x} {:?} {}",
-                f.size(),
-                f.compressed_size(),
-                f.crc32(),
-                f.compression(),
-                String::from_utf8_lossy(f.name_raw())
-            );
-        }
-    }
-    Some(t.into_bytes())
 }
 
 pub(crate) fn read_ar(c: &mut Collector, r: Box<dyn ReadSeek>) -> Result<(), String> {
@@ -113,53 +92,6 @@ pub(crate) fn read_ar(c: &mut Collector, r: Box<dyn ReadSeek>) -> Result<(), Str
         c.go_on()
     })
     .map_err(|e| format!("corrupt or truncated: {e}"))
-}
-
-/// `dpkg -I`-like text: the members, then the control file.
-pub(crate) fn deb_meta(src: &Src) -> Option<Vec<u8>> {
-    let mut r = io::BufReader::new(src.open().ok()?);
-    let mut t = String::from("Debian binary package\n");
-    let mut control = None;
-    let mut ok = true;
-    let _ = crate::ar::read_each(&mut r, |h, e| {
-        let name = String::from_utf8_lossy(&h.name).to_string();
-        let _ = writeln!(t, " {:>10} bytes, {name}", h.size);
-        if name.starts_with("control.tar") {
-            // A control archive is small; a bigger one is not read into memory.
-            let mut data = Vec::new();
-            ok = e.take(64 << 20).read_to_end(&mut data).is_ok();
-            control = control_from_tar(data);
-        }
-        ok
-    });
-    if !ok {
-        return None;
-    }
-    if let Some(c) = control {
-        t.push_str(&c);
-    }
-    Some(t.into_bytes())
-}
-
-fn control_from_tar(data: Vec<u8>) -> Option<String> {
-    let kind = detect(&data[..data.len().min(crate::detect::HEAD)]);
-    let cur: Box<dyn ReadSeek> = Box::new(io::Cursor::new(data));
-    let r: Box<dyn Read + Send> = if kind.is_pack() {
-        crate::engine::decoder_pub(kind, cur).ok()?
-    } else {
-        cur
-    };
-    let mut ar = tar::Archive::new(r);
-    for e in ar.entries().ok()? {
-        let e = e.ok()?;
-        let p = e.path_bytes().into_owned();
-        if p == b"./control" || p == b"control" {
-            let mut s = String::new();
-            e.take(1 << 20).read_to_string(&mut s).ok()?;
-            return Some(s);
-        }
-    }
-    None
 }
 
 /// cpio: the portable ASCII (odc, 070707) and new ASCII (newc/crc, 070701/2) formats.
@@ -235,8 +167,12 @@ pub(crate) fn read_cpio(c: &mut Collector, r: Box<dyn ReadSeek>) -> Result<(), S
                 c.symlink(&name, mode);
                 take(&mut r, size.min(1 << 20) as usize, &mut pos)?;
             }
+            S_IFIFO => {
+                c.fifo(&name, mode);
+                take(&mut r, size.min(1 << 20) as usize, &mut pos)?;
+            }
             _ => {
-                c.special(&name, "device file or pipe");
+                c.special(&name, "device file");
                 take(&mut r, size.min(1 << 20) as usize, &mut pos)?;
             }
         }
@@ -307,36 +243,6 @@ pub(crate) fn read_bsdtar(c: &mut Collector, path: &Path) -> Result<(), String> 
         ));
     }
     Ok(())
-}
-
-/// The primary volume descriptor's text fields.
-pub(crate) fn iso_meta(src: &Src) -> Vec<u8> {
-    let mut pvd = vec![0u8; 2048];
-    let ok = src
-        .open()
-        .and_then(|mut r| {
-            r.seek(SeekFrom::Start(32768))?;
-            read_full(&mut r, &mut pvd)
-        })
-        .is_ok_and(|n| n == 2048);
-    let mut t = String::from("ISO 9660 image\n");
-    if ok {
-        let f = |a: usize, b: usize| String::from_utf8_lossy(&pvd[a..b]).trim().to_string();
-        let blocks = u32::from_le_bytes(pvd[80..84].try_into().unwrap());
-        for (k, v) in [
-            ("System id", f(8, 40)),
-            ("Volume id", f(40, 72)),
-            ("Volume set id", f(190, 318)),
-            ("Publisher id", f(318, 446)),
-            ("Data preparer id", f(446, 574)),
-            ("Application id", f(574, 702)),
-            ("Creation date", f(813, 829)),
-        ] {
-            let _ = writeln!(t, "{k}: {v}");
-        }
-        let _ = writeln!(t, "Volume size: {blocks} blocks");
-    }
-    t.into_bytes()
 }
 
 struct RpmHeader {
@@ -426,7 +332,9 @@ pub(crate) fn unpack_rpm(ctx: &Ctx, item: &Item, depth: u32) -> (Vec<Node>, Opti
         Ok(x) => x,
         Err(e) => return (vec![], Some(e)),
     };
-    let mut out = vec![meta_node(ctx, item, meta, depth)];
+    // The meta file comes from `rpm -qip`, as ununpack makes it (see `fossology`).
+    let _ = meta;
+    let mut out = vec![];
     let payload = (|| -> Result<Box<dyn Read + Send>, String> {
         let mut r = item.src.open().map_err(|e| e.to_string())?;
         r.seek(SeekFrom::Start(offset)).map_err(|e| e.to_string())?;
@@ -455,6 +363,7 @@ pub(crate) fn unpack_rpm(ctx: &Ctx, item: &Item, depth: u32) -> (Vec<Node>, Opti
                     mode: S_IFREG,
                     artifact: true,
                     trail: format!("{}/artifact.unpacked", item.trail),
+                    raw_name: "artifact.unpacked".into(),
                 },
                 depth + 1,
                 false,
@@ -468,4 +377,28 @@ pub(crate) fn unpack_rpm(ctx: &Ctx, item: &Item, depth: u32) -> (Vec<Node>, Opti
 #[allow(dead_code)]
 fn _arc(v: Vec<u8>) -> Src {
     Src::Mem(Arc::new(v))
+}
+
+/// What only the `7z` program reads (ununpack's `7z x -y -pjunk` for Office files, PE
+/// executables and "data" 7z can open): extracted into a private folder, read back as a
+/// tree (links are not followed).
+pub(crate) fn read_7z_tool(c: &mut Collector, path: &Path) -> Result<(), String> {
+    let work = c.ctx.temp_path();
+    std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+    let res = (|| {
+        let out = std::process::Command::new("7z")
+            .args(["x", "-y", "-pjunk"])
+            .arg(format!("-o{}", work.display()))
+            .arg(path)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run 7z: {e}"))?;
+        let r = crate::dsc::read_tree(c, &work, false);
+        if !out.status.success() {
+            return Err(format!("7z exited with {}", out.status));
+        }
+        r
+    })();
+    let _ = std::fs::remove_dir_all(&work);
+    res
 }

@@ -23,6 +23,7 @@ pub mod detect;
 mod dsc;
 pub mod engine;
 mod formats;
+pub mod fossology;
 pub mod hash;
 pub mod tree;
 mod xzcheck;
@@ -90,6 +91,22 @@ pub struct UnpackOptions {
     /// FOSSology's `ununpack -E a,b`: no rows for files or folders whose path contains one
     /// of these substrings. For an existing upload also taken from its `jq_cmd_args`.
     pub exclude: Vec<String>,
+    /// The database's client encoding is not UTF8 (a `SQL_ASCII` database): names that
+    /// are not UTF-8 are kept (with `~` for each such byte) instead of becoming empty, as
+    /// libpq's escaping decides for ununpack. Set from the database by the entry points.
+    pub sql_ascii: bool,
+    /// FOSSology folder (`folder_pk`) a new upload is listed in; default: the root folder.
+    pub folder: Option<i32>,
+    /// FOSSology group (`group_pk`) that gets admin permission on a new upload; default:
+    /// the uploading user's group.
+    pub group: Option<i32>,
+}
+
+impl UnpackOptions {
+    /// Whether names must be valid UTF-8 to be stored (see [`UnpackOptions::sql_ascii`]).
+    pub fn utf8_names(&self) -> bool {
+        !self.sql_ascii
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -241,10 +258,13 @@ pub(crate) fn unpack_gold(
                 // Known when we just imported the file; otherwise hashed again, which also
                 // proves the gold file still matches its name.
                 hashes: known,
-                name: tree::clean_name(name.as_bytes()),
-                mode: tree::S_IFREG,
+                name: holdfast_site::naming::ufile_name(name.as_bytes(), opts.utf8_names()),
+                // ununpack's top file is the repository copy fo_RepImport made (02664),
+                // under the default mask.
+                mode: holdfast_site::mode::REPO_FILE_MODE & holdfast_site::mode::MASK_DEFAULT,
                 artifact: false,
                 trail: name.to_string(),
+                raw_name: tree::raw_comp(name.as_bytes()),
             },
             0,
             true,
@@ -302,13 +322,24 @@ fn parse_cmd_args(args: &str, opts: &UnpackOptions) -> (bool, Vec<String>) {
     (scm, exclude)
 }
 
-/// Drops rows the upload's options exclude (the files stay in the repository): version
-/// control folders with `-I`, paths containing an `-E` pattern.
+/// ununpack's `SCM_REGEX` (`/\.git|\.hg|\.bzr|CVS/ROOT|\.svn/`), matched against a
+/// file's path (a folder's ends in `/`).
+fn is_scm_path(p: &str) -> bool {
+    p.contains("/.git")
+        || p.contains(".hg")
+        || p.contains(".bzr")
+        || p.contains("CVS/ROOT")
+        || p.contains(".svn/")
+}
+
+/// Drops rows the upload's options exclude (the files stay in the repository): with `-I`
+/// every row whose path matches ununpack's version-control pattern, and paths containing
+/// an `-E` pattern.
 fn prune(node: &mut tree::Node, path: &str, scm: bool, exclude: &[String]) {
     node.children.retain(|c| {
         let p = format!("{path}/{}", c.name);
-        let is_scm = c.mode & tree::S_IFMT == tree::S_IFDIR
-            && matches!(c.name.as_str(), ".git" | ".svn" | ".hg" | ".bzr" | "CVS");
+        let dir = tree::classify(c.mode as i32) == tree::Class::Directory;
+        let is_scm = is_scm_path(&if dir { format!("{p}/") } else { p.clone() });
         let excluded = exclude.iter().any(|e| p.contains(e.as_str()));
         !(excluded || scm && is_scm)
     });
@@ -326,6 +357,10 @@ pub fn unpack_upload(
     opts: &UnpackOptions,
 ) -> Result<UnpackSummary, UnpackError> {
     let mut client = site.connect()?;
+    let opts = &UnpackOptions {
+        sql_ascii: !db::client_is_utf8(&mut client)?,
+        ..opts.clone()
+    };
     let up = db::load_upload(&mut client, upload_pk)?;
     let name = up.gold.to_string();
     let gold = site
@@ -372,9 +407,7 @@ pub fn unpack_upload(
     summary.unreproduced =
         db::unreproduced(&mut client, upload_pk, &up.table, &site.repo, opts.slim)?;
     for u in &summary.unreproduced {
-        tracing::warn!(
-            "upload {upload_pk}: {u} is named by the database but this unpack did not produce it"
-        );
+        tracing::warn!("upload {upload_pk}: not rebuilt: {u}");
     }
     tracing::info!("{summary}");
     Ok(summary)
@@ -404,6 +437,14 @@ pub fn upload_files(
     opts: &UnpackOptions,
 ) -> Result<Vec<(i32, UnpackSummary)>, UnpackError> {
     let mut client = site.connect()?;
+    let opts = &UnpackOptions {
+        sql_ascii: !db::client_is_utf8(&mut client)?,
+        ..opts.clone()
+    };
+    let owner = db::Owner {
+        folder: opts.folder,
+        group: opts.group,
+    };
     let mut out = Vec::new();
     for path in paths {
         holdfast_core::interrupt::check()?;
@@ -466,6 +507,7 @@ pub fn upload_files(
             &filename,
             &h,
             (!cmd_args.is_empty()).then_some(cmd_args.as_str()),
+            &owner,
         ) {
             Ok(ids) => ids,
             Err(e) => {
@@ -491,7 +533,7 @@ pub fn upload_files(
         let top = node.name.clone();
         prune(&mut node, &top, opts.ignore_scm, &opts.exclude);
         summary.rows = db::store_tree(&mut client, ids.upload_pk, "uploadtree_a", &node, start)?;
-        db::finish_jobs(&mut client, &ids, true, summary.files, "Completed")?;
+        db::finish_jobs(&mut client, &ids, true, "Completed")?;
         if !summary.errors.is_empty() {
             db::mark_partial(
                 &mut client,

@@ -8,45 +8,10 @@
 //! by name; `lft`/`rgt` numbered the way its walk numbers them.
 
 use crate::hash::Hashes;
-
-/// `ufile_mode` bits FOSSology adds to the low `st_mode` bits.
-pub const BIT_CONTAINER: u32 = 1 << 29;
-pub const BIT_ARTIFACT: u32 = 1 << 28;
-pub const BIT_PROJECT: u32 = 1 << 27;
-pub const BIT_REPLICA: u32 = 1 << 26;
-pub const BIT_PACKAGE: u32 = 1 << 25;
-pub const BIT_DIRECTORY: u32 = 1 << 18;
-pub const S_IFMT: u32 = 0o170000;
-pub const S_IFDIR: u32 = 0o040000;
-pub const S_IFREG: u32 = 0o100000;
-pub const S_IFLNK: u32 = 0o120000;
-
-/// What a row is, from its `ufile_mode` alone (used by repository slimming).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub enum Class {
-    /// A folder (from an archive, or an artifact folder): no pfile.
-    Directory,
-    /// A file with children (archive, compressed file, package): rebuildable from its parent.
-    Container,
-    /// A file the unpacker made (`artifact.meta`, ...), not a container.
-    Artifact,
-    /// An ordinary file (or symbolic link).
-    Leaf,
-}
-
-/// Classifies an `uploadtree.ufile_mode` value.
-pub fn classify(ufile_mode: i32) -> Class {
-    let m = ufile_mode as u32;
-    if m & BIT_DIRECTORY != 0 || m & S_IFMT == S_IFDIR {
-        Class::Directory
-    } else if m & BIT_CONTAINER != 0 {
-        Class::Container
-    } else if m & BIT_ARTIFACT != 0 {
-        Class::Artifact
-    } else {
-        Class::Leaf
-    }
-}
+pub use holdfast_site::mode::{
+    classify, Class, BIT_ARTIFACT, BIT_CONTAINER, BIT_PACKAGE, BIT_PROJECT, BIT_REPLICA, S_IFDIR,
+    S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_ISGID,
+};
 
 #[derive(Debug, Clone)]
 pub struct Node {
@@ -57,23 +22,35 @@ pub struct Node {
     pub children: Vec<Node>,
     /// A Debian source control file, unpacked with its sibling tarballs.
     pub dsc: bool,
+    /// The `mimetype` ununpack gives this file's pfile (its command table row), if any.
+    pub mime: Option<&'static str>,
+    /// ununpack gives this file no row at all (a tar file `tar -t` refuses).
+    pub skip: bool,
 }
 
 impl Node {
-    pub fn dir(name: &str, mode: u32, children: Vec<Node>) -> Node {
+    /// A row without a file: `mode` is the folder's (or link's, pipe's) `st_mode` after its
+    /// parent command's mask.
+    pub fn plain(name: &str, mode: u32, children: Vec<Node>) -> Node {
         Node {
             name: name.to_string(),
-            mode: (mode & !S_IFMT) | S_IFDIR | BIT_DIRECTORY | BIT_CONTAINER,
+            mode,
             pfile: None,
             children,
             dsc: false,
+            mime: None,
+            skip: false,
         }
     }
 
-    pub fn artifact_dir(name: &str, children: Vec<Node>) -> Node {
-        let mut n = Node::dir(name, S_IFDIR, children);
-        n.mode |= BIT_ARTIFACT;
-        n
+    /// A folder: ununpack marks every folder a container.
+    pub fn dir(name: &str, mode: u32, children: Vec<Node>) -> Node {
+        Node::plain(name, mode | BIT_CONTAINER, children)
+    }
+
+    /// `artifact.dir` / `artifact.unpacked` with the folder's masked `st_mode`.
+    pub fn artifact_dir(name: &str, mode: u32, children: Vec<Node>) -> Node {
+        Node::plain(name, mode | BIT_CONTAINER | BIT_ARTIFACT, children)
     }
 
     pub fn is_container(&self) -> bool {
@@ -157,18 +134,21 @@ pub struct Flat<'a> {
     pub rgt: i64,
 }
 
-/// A name as FOSSology stores it: unprintable characters, `/` and `\` become `~`.
-pub fn clean_name(raw: &[u8]) -> String {
-    let s = String::from_utf8_lossy(raw);
-    s.chars()
-        .map(|c| {
-            if c.is_control() || c == '/' || c == '\\' || c == '\u{fffd}' {
-                '~'
-            } else {
-                c
-            }
-        })
-        .collect()
+/// A name as FOSSology stores it (see [`holdfast_site::naming::ufile_name`]); member
+/// paths are carried as one char per raw byte (see [`raw_comp`]) until they become rows.
+pub fn row_name(comp: &str, utf8_client: bool) -> String {
+    holdfast_site::naming::ufile_name(&comp_bytes(comp), utf8_client)
+}
+
+/// A raw name component as a `String` that keeps every byte (one char U+0000..U+00FF per
+/// byte), so that names differing only in bytes FOSSology turns into `~` stay apart.
+pub fn raw_comp(raw: &[u8]) -> String {
+    raw.iter().map(|&b| b as char).collect()
+}
+
+/// The bytes of a [`raw_comp`] string.
+pub fn comp_bytes(comp: &str) -> Vec<u8> {
+    comp.chars().map(|c| c as u32 as u8).collect()
 }
 
 #[cfg(test)]
@@ -176,31 +156,24 @@ mod tests {
     use super::*;
 
     fn leaf(n: &str) -> Node {
-        Node {
-            name: n.into(),
-            mode: S_IFREG,
-            pfile: None,
-            children: vec![],
-            dsc: false,
-        }
+        Node::plain(n, S_IFREG, vec![])
     }
 
     #[test]
     fn nested_set_like_adj2nest() {
-        let mut root = Node {
-            name: "up.tar".into(),
-            mode: S_IFREG | BIT_CONTAINER,
-            pfile: None,
-            dsc: false,
-            children: vec![Node::artifact_dir(
+        let mut root = Node::plain(
+            "up.tar",
+            S_IFREG | BIT_CONTAINER,
+            vec![Node::artifact_dir(
                 "artifact.dir",
+                S_IFDIR | S_ISGID,
                 vec![
                     leaf("b"),
                     Node::dir("a", S_IFDIR, vec![leaf("x")]),
                     leaf("c"),
                 ],
             )],
-        };
+        );
         root.sort();
         let flat = root.flatten();
         let names: Vec<_> = flat.iter().map(|f| f.node.name.as_str()).collect();
@@ -218,6 +191,8 @@ mod tests {
         assert_eq!(classify(flat[0].node.mode as i32), Class::Container);
         assert_eq!(classify((S_IFREG | BIT_ARTIFACT) as i32), Class::Artifact);
         assert_eq!(classify(S_IFREG as i32), Class::Leaf);
-        assert_eq!(clean_name(b"a/b\\c\x01\xff"), "a~b~c~~");
+        assert_eq!(row_name(&raw_comp(b"a\\c\x01\xff"), false), "a~c~~");
+        assert_eq!(row_name(&raw_comp(b"a\xff"), true), "");
+        assert_eq!(comp_bytes(&raw_comp(b"\xe9x")), b"\xe9x");
     }
 }

@@ -67,7 +67,13 @@ fn tar_gz_upload_matches_bsdtar_and_has_fossology_shape() {
         ]
     );
     let bits = |i: usize| r[i].1 as u32;
-    assert_eq!(bits(0), 0o100000 | 1 << 29, "top: regular file + container");
+    // As FOSSology's ununpack records its top file: the repository copy (02664) under the
+    // default mask 0177000, so a regular file with the set-group-id bit.
+    assert_eq!(
+        bits(0),
+        0o102000 | 1 << 29,
+        "top: regular file + set-group-id + container"
+    );
     assert_eq!(
         bits(1) & (1 << 28 | 1 << 29 | 0o040000),
         1 << 28 | 1 << 29 | 0o040000
@@ -137,13 +143,12 @@ fn compressors_and_archivers() {
     .map(|n| (out.join(n), none))
     .collect();
     compare(&s, d.path(), &cases);
-    // .tar.xz unpacks straight as tar, as FOSSology's `tar -J` does. (Uploads are numbered
-    // from 2, as FOSSology's sequences start.)
-    let xz = rows(&s, 3);
+    // .tar.xz unpacks straight as tar, as FOSSology's `tar -J` does.
+    let xz = rows_of(&s, "p.tar.xz");
     assert_eq!(xz[0].0, "p.tar.xz");
     assert_eq!(xz[2].0, "proj");
     // zip: artifact.meta beside artifact.dir.
-    let z = rows(&s, 9);
+    let z = rows_of(&s, "p.zip");
     assert!(z
         .iter()
         .any(|r| r.0 == "artifact.meta" && r.1 as u32 & (1 << 28) != 0));
@@ -214,13 +219,13 @@ fn packages_rpm_deb_iso() {
             (d.path().join("proj.iso"), none),
         ],
     );
-    let deb = rows(&s, 2);
+    let deb = rows_of(&s, "hello.deb");
     let meta = deb
         .iter()
         .position(|r| r.0 == "artifact.meta")
         .expect("deb meta");
     assert!(deb[meta].1 as u32 & (1 << 28) != 0);
-    let rpm = rows(&s, 3);
+    let rpm = rows_of(&s, "hello.rpm");
     let names: Vec<&str> = rpm.iter().map(|r| r.0.as_str()).collect();
     assert_eq!(
         &names[..4],

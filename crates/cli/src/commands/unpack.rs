@@ -41,9 +41,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
                 eprintln!("warning: {e}");
             }
             for u in &s.unreproduced {
-                eprintln!(
-                    "warning: upload {up}: {u} cannot be reproduced from gold (its content differs on every unpack)"
-                );
+                eprintln!("warning: upload {up}: not rebuilt: {u}");
             }
             println!("{s}");
         }

@@ -23,6 +23,14 @@ pub struct Args {
     /// comma-separated substrings (e.g. `node_modules,.min.js`).
     #[arg(long, value_delimiter = ',')]
     exclude: Vec<String>,
+    /// FOSSology folder to list the uploads in (number or name); default: the root folder.
+    /// FOSSology's Browse page shows them there.
+    #[arg(long)]
+    folder: Option<String>,
+    /// FOSSology group that gets admin permission on the uploads (number or name); default:
+    /// the uploading user's group.
+    #[arg(long)]
+    group: Option<String>,
     /// Print the summaries as JSON (one object per upload) instead of text.
     #[arg(long)]
     json: bool,
@@ -30,12 +38,27 @@ pub struct Args {
 
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     let site = ctx.site()?;
+    let (folder, group) = {
+        let mut c = site.connect()?;
+        let folder = match &args.folder {
+            Some(f) => Some(holdfast_unpack::db::folder_pk(&mut c, f)?),
+            None => None,
+        };
+        let group = match &args.group {
+            Some(g) => Some(holdfast_unpack::db::group_pk(&mut c, g)?),
+            None => None,
+        };
+        (folder, group)
+    };
     let opts = holdfast_unpack::UnpackOptions {
         repo_only: false,
         slim: args.slim,
         progress: !args.json,
         ignore_scm: args.ignore_scm,
         exclude: args.exclude,
+        folder,
+        group,
+        ..Default::default()
     };
     let res = holdfast_unpack::upload_files(&site, &args.files, &ctx.config.unpack, &opts)?;
     if args.slim {

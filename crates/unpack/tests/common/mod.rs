@@ -213,3 +213,17 @@ pub fn rows(s: &ScratchSite, upload: i32) -> Vec<(String, i32)> {
     .map(|r| (r.get(0), r.get(1)))
     .collect()
 }
+
+/// The rows of the upload made from the file named `filename` (the latest such upload).
+pub fn rows_of(s: &ScratchSite, filename: &str) -> Vec<(String, i32)> {
+    let mut c = s.site.connect().unwrap();
+    let up: i32 = c
+        .query_one(
+            "SELECT max(upload_pk) FROM upload WHERE upload_filename = $1",
+            &[&filename],
+        )
+        .unwrap()
+        .get::<_, Option<i32>>(0)
+        .unwrap_or_else(|| panic!("no upload of {filename}"));
+    rows(s, up)
+}
