@@ -18,8 +18,12 @@ pub enum MissingReason {
     GoldMissing { gold: String },
     /// The unpacker reported an error for a member (its message).
     UnpackFailed { error: String },
-    /// An artifact whose content depends on the unpacker; not data lost.
-    NotReproducible { artifact: String },
+    /// An artifact whose content cannot be made again byte for byte (`why`); not data lost.
+    NotReproducible {
+        artifact: String,
+        #[serde(default)]
+        why: String,
+    },
     /// Rebuilding was left to recovery on demand (`--lazy`).
     Deferred,
     /// No known cause: counts as data lost.
@@ -63,10 +67,9 @@ impl std::fmt::Display for MissingFile {
                 "gold file {gold} is missing, the upload cannot be rebuilt (restore its gold)"
             ),
             MissingReason::UnpackFailed { error } => write!(f, "failed to unpack: {error}"),
-            MissingReason::NotReproducible { artifact } => write!(
-                f,
-                "{artifact} is an unpacker artifact that cannot be reproduced byte for byte (not data lost)"
-            ),
+            MissingReason::NotReproducible { artifact, why } => {
+                write!(f, "{artifact} cannot be rebuilt: {why}")
+            }
             MissingReason::Deferred => {
                 write!(f, "not rebuilt yet (lazy restore: recover on demand)")
             }
@@ -148,8 +151,14 @@ pub fn explain(
             MissingReason::GoldMissing { gold: gold.into() }
         } else if deferred {
             MissingReason::Deferred
-        } else if let Some(artifact) = artifact {
-            MissingReason::NotReproducible { artifact }
+        } else if let Some(why) = match &artifact {
+            Some(_) => meta_reason(c, r.upload_fk, r.pfile_pk)?,
+            None => None,
+        } {
+            MissingReason::NotReproducible {
+                artifact: artifact.unwrap_or_default(),
+                why: why.to_string(),
+            }
         } else if let Some(e) = best_error(unpack_errors, path.as_deref()) {
             MissingReason::UnpackFailed { error: e }
         } else {
@@ -166,6 +175,36 @@ pub fn explain(
         });
     }
     Ok(out)
+}
+
+/// Why an `artifact.meta` holding `pfile` in `upload` cannot be rebuilt, when that is so:
+/// its text names a path (see [`holdfast_unpack::fossology::irreproducible_meta`]), or its
+/// container's type is unknown (made by an unpacker whose meta text differs from ours).
+fn meta_reason(c: &mut postgres::Client, upload: i32, pfile: i32) -> Result<Option<&'static str>> {
+    let table = upload_table(c, upload)?;
+    let row = c.query_opt(
+        format!(
+            "SELECT m.mimetype_name, ct.parent IS NULL FROM {table} t \
+             JOIN {table} ct ON ct.uploadtree_pk = t.parent \
+             LEFT JOIN pfile cp ON cp.pfile_pk = ct.pfile_fk \
+             LEFT JOIN mimetype m ON m.mimetype_pk = cp.pfile_mimetypefk \
+             WHERE t.upload_fk = $1 AND t.pfile_fk = $2 AND t.ufile_name = 'artifact.meta' LIMIT 1"
+        )
+        .as_str(),
+        &[&upload, &pfile],
+    )?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let mime: Option<String> = row.get(0);
+    let top: bool = row.get::<_, Option<bool>>(1).unwrap_or(false);
+    Ok(match mime {
+        None => Some(
+            "its container's type is not recorded (made by an unpacker whose meta text differs \
+             from this one's); not data lost",
+        ),
+        Some(m) => holdfast_unpack::fossology::irreproducible_meta(Some(&m), top),
+    })
 }
 
 /// Above this many missing files in one upload, reasons are given without tree look-ups.
@@ -250,6 +289,7 @@ mod tests {
         };
         let na = f(MissingReason::NotReproducible {
             artifact: "a.zip/artifact.meta".into(),
+            why: "names the folder (not data lost)".into(),
         });
         assert!(!na.reason.is_loss());
         assert!(na.to_string().contains("not data lost"));

@@ -125,7 +125,7 @@ fn gold_only_restore_rebuilds_the_repository_and_requeues_cut_off_jobs() {
     assert_eq!(m.name, foreign);
     assert_eq!(m.upload_fk, u2);
     match &m.reason {
-        MissingReason::NotReproducible { artifact } => {
+        MissingReason::NotReproducible { artifact, .. } => {
             assert!(artifact.ends_with("artifact.meta"), "{artifact}")
         }
         r => panic!("wrong reason {r:?}"),
