@@ -172,7 +172,13 @@ fn arrive(site: &DrillSite, archive: &Path) -> Result<i32> {
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
     let mut c = site.connect()?;
-    let ids = holdfast_unpack::db::create_upload(&mut c, &name, &h, None)?;
+    let ids = holdfast_unpack::db::create_upload(
+        &mut c,
+        &name,
+        &h,
+        None,
+        &holdfast_unpack::db::Owner::default(),
+    )?;
     Ok(ids.upload_pk)
 }
 

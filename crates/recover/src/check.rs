@@ -44,6 +44,18 @@ pub struct UploadCheck {
     /// The missing `files` entries (name and size), for the checker's detail output.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub missing: Vec<Reference>,
+    /// Files the database names that no unpack can make again (an `artifact.meta` that
+    /// names FOSSology's temporary unpack folder), with the reason: not counted as missing.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub not_reproducible: Vec<NotReproducible>,
+}
+
+/// A file no unpack can rebuild, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotReproducible {
+    pub name: String,
+    pub size: u64,
+    pub why: String,
 }
 
 impl UploadCheck {
@@ -144,6 +156,29 @@ pub fn check_repo(
         if let Some(e) = out.get_mut(&pk) {
             e.unpack_incomplete = Some(format!("its ununpack job failed ({text})"));
         }
+    }
+    // Missing meta files that can never come back are not damage; say why instead.
+    for e in out.values_mut() {
+        if e.missing.is_empty() {
+            continue;
+        }
+        let never = crate::explain::never_reproducible(c, e.upload_pk)?;
+        let mut keep = Vec::new();
+        for r in std::mem::take(&mut e.missing) {
+            match never.get(&r.pfile_pk) {
+                Some(why) => {
+                    e.missing_files -= 1;
+                    e.missing_bytes -= r.size;
+                    e.not_reproducible.push(NotReproducible {
+                        name: r.name.clone(),
+                        size: r.size,
+                        why: why.to_string(),
+                    });
+                }
+                None => keep.push(r),
+            }
+        }
+        e.missing = keep;
     }
     // The unpacker falls back to FOSSology's copy of the gold in `files`, as FOSSology does.
     for e in out.values_mut() {

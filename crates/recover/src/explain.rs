@@ -151,7 +151,7 @@ pub fn explain(
             MissingReason::GoldMissing { gold: gold.into() }
         } else if deferred {
             MissingReason::Deferred
-        } else if let Some(why) = match &artifact {
+        } else if let Some((why, _)) = match &artifact {
             Some(_) => meta_reason(c, r.upload_fk, r.pfile_pk)?,
             None => None,
         } {
@@ -180,7 +180,12 @@ pub fn explain(
 /// Why an `artifact.meta` holding `pfile` in `upload` cannot be rebuilt, when that is so:
 /// its text names a path (see [`holdfast_unpack::fossology::irreproducible_meta`]), or its
 /// container's type is unknown (made by an unpacker whose meta text differs from ours).
-fn meta_reason(c: &mut postgres::Client, upload: i32, pfile: i32) -> Result<Option<&'static str>> {
+/// The flag says it can never be rebuilt (not even on the site where it was made).
+pub fn meta_reason(
+    c: &mut postgres::Client,
+    upload: i32,
+    pfile: i32,
+) -> Result<Option<(&'static str, bool)>> {
     let table = upload_table(c, upload)?;
     let row = c.query_opt(
         format!(
@@ -198,13 +203,58 @@ fn meta_reason(c: &mut postgres::Client, upload: i32, pfile: i32) -> Result<Opti
     };
     let mime: Option<String> = row.get(0);
     let top: bool = row.get::<_, Option<bool>>(1).unwrap_or(false);
-    Ok(match mime {
-        None => Some(
+    Ok(classify_meta(mime.as_deref(), top))
+}
+
+/// The pfiles of an upload's `artifact.meta` rows that no unpack can ever make again (see
+/// [`meta_reason`]), with the reason; one query for the whole upload.
+pub fn never_reproducible(
+    c: &mut postgres::Client,
+    upload: i32,
+) -> Result<std::collections::HashMap<i32, &'static str>> {
+    let table = upload_table(c, upload)?;
+    let rows = c.query(
+        format!(
+            "SELECT DISTINCT t.pfile_fk, m.mimetype_name, ct.parent IS NULL FROM {table} t \
+             JOIN {table} ct ON ct.uploadtree_pk = t.parent \
+             LEFT JOIN pfile cp ON cp.pfile_pk = ct.pfile_fk \
+             LEFT JOIN mimetype m ON m.mimetype_pk = cp.pfile_mimetypefk \
+             WHERE t.upload_fk = $1 AND t.ufile_name = 'artifact.meta'"
+        )
+        .as_str(),
+        &[&upload],
+    )?;
+    let mut out = std::collections::HashMap::new();
+    // holdfast puts members at a fixed place for these commands: its own uploads' meta
+    // files come back on every unpack.
+    if holdfast_unpack::db::unpacked_by_holdfast(c, upload)? {
+        return Ok(out);
+    }
+    for r in rows {
+        let pfile: i32 = r.get(0);
+        let mime: Option<String> = r.get(1);
+        let top: bool = r.get::<_, Option<bool>>(2).unwrap_or(false);
+        if let Some((why, true)) = classify_meta(mime.as_deref(), top) {
+            out.insert(pfile, why);
+        }
+    }
+    Ok(out)
+}
+
+fn classify_meta(mime: Option<&str>, top: bool) -> Option<(&'static str, bool)> {
+    match mime {
+        None => Some((
             "its container's type is not recorded (made by an unpacker whose meta text differs \
              from this one's); not data lost",
-        ),
-        Some(m) => holdfast_unpack::fossology::irreproducible_meta(Some(&m), top),
-    })
+            true,
+        )),
+        Some(m) => holdfast_unpack::fossology::irreproducible_meta(Some(m), top).map(|w| {
+            (
+                w,
+                holdfast_unpack::fossology::meta_never_reproducible(Some(m), top),
+            )
+        }),
+    }
 }
 
 /// Above this many missing files in one upload, reasons are given without tree look-ups.

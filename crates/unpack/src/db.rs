@@ -153,25 +153,44 @@ fn upload_user(tx: &mut postgres::Transaction) -> Result<i32, postgres::Error> {
         .unwrap_or(1))
 }
 
-/// `agent_pk` of an agent by name, registered (as FOSSology's `fo_GetAgentKey` does) when
-/// the site has none yet.
+/// The `agent_rev` holdfast registers its agent rows under (FOSSology's agents register
+/// `VERSION.COMMIT` the same way, one row per revision).
+pub fn agent_rev() -> String {
+    format!("holdfast-{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// `agent_pk` of holdfast's row for an agent (`fo_GetAgentKey`: found by name and revision,
+/// added when missing), so `ununpack_ars` says which unpacker made an upload's rows.
 fn agent_key(
     tx: &mut postgres::Transaction,
     name: &str,
     desc: &str,
 ) -> Result<i32, postgres::Error> {
+    let rev = agent_rev();
     if let Some(r) = tx.query_opt(
-        "SELECT agent_pk FROM agent WHERE agent_name = $1 ORDER BY agent_enabled DESC, agent_pk DESC LIMIT 1",
-        &[&name],
+        "SELECT agent_pk FROM agent WHERE agent_name = $1 AND agent_rev = $2 ORDER BY agent_pk LIMIT 1",
+        &[&name, &rev],
     )? {
         return Ok(r.get(0));
     }
     Ok(tx
         .query_one(
             "INSERT INTO agent (agent_name, agent_rev, agent_desc) VALUES ($1, $2, $3) RETURNING agent_pk",
-            &[&name, &format!("holdfast-{}", env!("CARGO_PKG_VERSION")), &desc],
+            &[&name, &rev, &desc],
         )?
         .get(0))
+}
+
+/// Whether holdfast (not FOSSology's ununpack) made the upload's rows: the agent of its
+/// first successful `ununpack_ars` row.
+pub fn unpacked_by_holdfast(c: &mut Client, upload_pk: i32) -> Result<bool, postgres::Error> {
+    Ok(c.query_opt(
+        "SELECT a.agent_rev FROM ununpack_ars r JOIN agent a ON a.agent_pk = r.agent_fk
+             WHERE r.upload_fk = $1 AND r.ars_success ORDER BY r.ars_pk LIMIT 1",
+        &[&upload_pk],
+    )?
+    .and_then(|r| r.get::<_, Option<String>>(0))
+    .is_some_and(|rev| rev.starts_with("holdfast-")))
 }
 
 /// The rows FOSSology's upload page and `wget_agent` make for a new file upload: pfile,
@@ -278,6 +297,40 @@ pub fn finish_jobs(
     )?;
     let _ = ids.job_pk;
     Ok(())
+}
+
+/// The table a new upload's rows go to, as ununpack decides it: uploads over 500 MB get
+/// their own `uploadtree_<upload_pk>` (inheriting `uploadtree`), the rest `uploadtree_a`;
+/// the upload row is told which.
+pub fn tree_table_for(
+    c: &mut Client,
+    upload_pk: i32,
+    size: u64,
+) -> Result<String, postgres::Error> {
+    let table = if size > 500_000_000 {
+        format!("uploadtree_{upload_pk}")
+    } else {
+        "uploadtree_a".to_string()
+    };
+    let mut tx = c.transaction()?;
+    if table != "uploadtree_a" {
+        let exists: bool = tx
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])?
+            .get(0);
+        if !exists {
+            tx.batch_execute(&format!(
+                "CREATE TABLE {table} (LIKE uploadtree INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES);
+                 ALTER TABLE {table} ADD CONSTRAINT {table} CHECK (upload_fk={upload_pk});
+                 ALTER TABLE {table} INHERIT uploadtree"
+            ))?;
+        }
+    }
+    tx.execute(
+        "UPDATE upload SET uploadtree_tablename = $2 WHERE upload_pk = $1",
+        &[&upload_pk, &table],
+    )?;
+    tx.commit()?;
+    Ok(table)
 }
 
 /// Resolves a folder given by number or name.
@@ -456,12 +509,15 @@ pub fn store_tree(
         "UPDATE upload SET upload_mode = upload_mode | $2 | $3 WHERE upload_pk = $1",
         &[&upload_pk, &MODE_UNPACKED, &MODE_NESTED],
     )?;
-    let agent = agent_key(&mut tx, "ununpack", "Unpacks archives (iso, tar, etc)")?;
-    tx.execute(
-        "INSERT INTO ununpack_ars (agent_fk, upload_fk, ars_success, ars_starttime, ars_endtime)
-         VALUES ($1, $2, true, $3, now())",
-        &[&agent, &upload_pk, &started],
-    )?;
+    // Like ununpack, an upload that already has its rows gets no second success row.
+    if existing == 0 {
+        let agent = agent_key(&mut tx, "ununpack", "Unpacks archives (iso, tar, etc)")?;
+        tx.execute(
+            "INSERT INTO ununpack_ars (agent_fk, upload_fk, ars_success, ars_starttime, ars_endtime)
+             VALUES ($1, $2, true, $3, now())",
+            &[&agent, &upload_pk, &started],
+        )?;
+    }
     tx.commit()?;
     Ok(inserted)
 }
@@ -489,6 +545,7 @@ pub fn unreproduced(
         ),
         &[&upload_pk, &slim],
     )?;
+    let by_holdfast = unpacked_by_holdfast(c, upload_pk)?;
     let mut out = Vec::new();
     for r in rows {
         let size: i64 = r.get(2);
@@ -497,10 +554,10 @@ pub fn unreproduced(
             let uname: String = r.get(3);
             let mime: Option<String> = r.get(4);
             let top: Option<bool> = r.get(5);
-            let why = (uname == holdfast_site::naming::ARTIFACT_META)
-                .then(|| {
-                    crate::fossology::irreproducible_meta(mime.as_deref(), top.unwrap_or(false))
-                })
+            let top = top.unwrap_or(false);
+            // holdfast's own uploads name a fixed place for members: those come back.
+            let why = (uname == holdfast_site::naming::ARTIFACT_META && (top || !by_holdfast))
+                .then(|| crate::fossology::irreproducible_meta(mime.as_deref(), top))
                 .flatten()
                 .unwrap_or("this unpack did not produce it");
             out.push(format!("{n} ({uname}): {why}"));

@@ -130,6 +130,8 @@ pub struct Ctx {
     pub progress: ProgressBar,
     /// The upload's shared limits (see [`Ctx::set_gold_size`]).
     pub budget: Budget,
+    /// `<name>.dir` of the top file under the fixed meta folder (see `place_member`).
+    pub top_dir: std::sync::OnceLock<PathBuf>,
 }
 
 impl Ctx {
@@ -162,6 +164,7 @@ impl Ctx {
             created: Mutex::new(Vec::new()),
             progress,
             budget,
+            top_dir: std::sync::OnceLock::new(),
         }
     }
 
@@ -450,6 +453,8 @@ pub fn process(ctx: &Ctx, item: Item, depth: u32, top: bool) -> Node {
     if top {
         // The meta command and ununpack itself read the top file from `files`.
         store(ctx, &item.src, &hashes, false);
+        ctx.top_dir
+            .get_or_init(|| meta_root(ctx).join(format!("{}.dir", hashes.pfile_name())));
     }
     if container && kind != Kind::Dsc {
         let (kids, err) = guard(|| unpack(ctx, kind, &item, &hashes, depth))
@@ -466,10 +471,20 @@ pub fn process(ctx: &Ctx, item: Item, depth: u32, top: bool) -> Node {
     if container {
         mode |= BIT_CONTAINER;
         if let Some(cmd) = found.entry().and_then(|e| e.meta) {
-            let at = if top {
-                ctx.repo.path("files", &hashes.pfile_name())
+            let names_path = found.mime().is_some_and(crate::fossology::meta_names_path);
+            // The text of some meta commands names the file's path. ununpack runs them on the
+            // top file in `files` and on members in its temporary folder (a new random name
+            // each time); holdfast puts members at a fixed place instead, so its own uploads
+            // give the same meta file on every unpack.
+            let (at, placed) = if top {
+                (ctx.repo.path("files", &hashes.pfile_name()), false)
+            } else if names_path {
+                match place_member(ctx, &item) {
+                    Some(p) => (Some(p), true),
+                    None => (item.src.on_disk(ctx).ok(), false),
+                }
             } else {
-                item.src.on_disk(ctx).ok()
+                (item.src.on_disk(ctx).ok(), false)
             };
             if let Some(text) = at
                 .as_deref()
@@ -477,8 +492,8 @@ pub fn process(ctx: &Ctx, item: Item, depth: u32, top: bool) -> Node {
             {
                 children.push(meta_node(ctx, &item, text, depth));
             }
-            if let (Src::Mem(_), Some(p)) = (&item.src, &at) {
-                if !top {
+            if let Some(p) = &at {
+                if placed || (matches!(item.src, Src::Mem(_)) && !top) {
                     let _ = std::fs::remove_file(p);
                 }
             }
@@ -512,6 +527,45 @@ pub fn process_bytes(ctx: &Ctx, bytes: Vec<u8>, name: &str) -> Node {
         raw_name: raw_comp(name.as_bytes()),
     };
     process(ctx, item, 0, true)
+}
+
+/// Where holdfast puts members for meta commands that name their path:
+/// `<temporary root>/holdfast/<top file>.dir/...`, like ununpack's own layout.
+fn meta_root(ctx: &Ctx) -> PathBuf {
+    ctx.tmp
+        .parent()
+        .map(|p| p.join("holdfast"))
+        .unwrap_or_else(|| ctx.tmp.join("holdfast"))
+}
+
+/// Puts a member at its fixed place under the top file's folder (each container level a
+/// `<name>.dir` folder, as ununpack lays them out); `None` when the place is taken (another
+/// unpack of the same upload at this moment) or cannot be made.
+fn place_member(ctx: &Ctx, item: &Item) -> Option<PathBuf> {
+    let top = ctx.top_dir.get()?;
+    let parts: Vec<&str> = item.trail.split('/').skip(1).collect();
+    let (last, dirs) = parts.split_last()?;
+    let mut p = top.clone();
+    for d in dirs {
+        if d.starts_with("artifact.") {
+            continue;
+        }
+        p.push(format!("{d}.dir"));
+    }
+    std::fs::create_dir_all(&p).ok()?;
+    p.push(last);
+    let ok = match &item.src {
+        Src::Mem(v) => std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&p)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, v))
+            .is_ok(),
+        Src::Temp(q) | Src::Fixed(q) => {
+            std::fs::hard_link(q, &p).is_ok() || (!p.exists() && std::fs::copy(q, &p).is_ok())
+        }
+    };
+    ok.then_some(p)
 }
 
 /// Moves a file into `files` under its content name, unless that name is already there.
@@ -618,6 +672,10 @@ pub(crate) struct Collector<'a, 's> {
     /// ISO images: ununpack's `ExtractISO` makes every folder itself (02770) and writes
     /// every file through the shell (0644), whatever Rock Ridge says.
     fixed_modes: bool,
+    /// Size of the container, and whether its members are checked as ununpack's
+    /// `IsInflatedFile` does (members straight in a `.dir` folder).
+    container_size: u64,
+    check_inflated: bool,
 }
 
 impl<'a, 's> Collector<'a, 's> {
@@ -643,6 +701,9 @@ impl<'a, 's> Collector<'a, 's> {
 
     fn admit(&mut self, raw: &[u8]) -> Option<Vec<String>> {
         if self.stopped {
+            return None;
+        }
+        if self.excluded(raw) {
             return None;
         }
         if let Err(s) = self.ctx.budget.count_member() {
@@ -680,6 +741,18 @@ impl<'a, 's> Collector<'a, 's> {
                 false
             }
         }
+    }
+
+    /// ununpack's `-E`: a path containing one of the patterns gets no row, is not stored and
+    /// not unpacked.
+    fn excluded(&self, raw: &[u8]) -> bool {
+        let ex = &self.ctx.opts.exclude;
+        if ex.is_empty() {
+            return false;
+        }
+        let path = format!("{}/{}", self.trail, String::from_utf8_lossy(raw));
+        ex.iter()
+            .any(|e| !e.is_empty() && path.contains(e.as_str()))
     }
 
     fn push(&mut self, comps: Vec<String>, m: Member) {
@@ -781,6 +854,18 @@ impl<'a, 's> Collector<'a, 's> {
                 return;
             }
         }
+        if comps.len() == 1 && self.check_inflated && inflated(src.len(), self.container_size) {
+            self.ctx.record(
+                &self.trail,
+                Some(&member),
+                "more than 1000 times the size of its archive; FOSSology's ununpack skips such a \
+                 file (no row, not stored) and so does holdfast",
+            );
+            if let Src::Temp(p) = &src {
+                let _ = std::fs::remove_file(p);
+            }
+            return;
+        }
         let raw_name = comps.last().cloned().unwrap_or_default();
         let mode = if self.fixed_modes {
             S_IFREG | 0o644
@@ -860,6 +945,8 @@ where
             stopped: false,
             root_mode: None,
             fixed_modes: kind == Kind::Iso,
+            container_size,
+            check_inflated: kind != Kind::Dsc,
         };
         match guard(|| read(&mut c)) {
             Ok(Ok(())) => {}
@@ -879,6 +966,12 @@ where
     };
     let mode = root_mode.unwrap_or(UNPACK_DIR_MODE & dmask);
     (Node::artifact_dir(name, mode, kids), err)
+}
+
+/// ununpack's `IsInflatedFile`: a file straight in a container's `.dir` folder that is more
+/// than 1000 times the container's size (integer division) is skipped as a bomb.
+pub(crate) fn inflated(size: u64, container_size: u64) -> bool {
+    container_size > 0 && size / container_size > 1000
 }
 
 /// `artifact.dir` made by ununpack for a container of `kind` with one child.
@@ -1176,6 +1269,18 @@ fn pack_child(
     hashes: Option<Hashes>,
     depth: u32,
 ) -> Node {
+    if inflated(src.len(), item.src.len()) {
+        ctx.record(
+            &item.trail,
+            None,
+            "unpacks to more than 1000 times its size; FOSSology's ununpack skips the result \
+             (no row, not stored) and so does holdfast",
+        );
+        if let Src::Temp(p) = &src {
+            let _ = std::fs::remove_file(p);
+        }
+        return artifact_dir_of(kind, vec![]);
+    }
     let raw_name = pack_name(kind, &item.raw_name);
     let (_, fmask) = kind.masks();
     let name = row_name(&raw_name, ctx.opts.utf8_names());

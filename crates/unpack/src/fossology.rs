@@ -359,6 +359,12 @@ pub fn meta_names_path(magic: &str) -> bool {
     )
 }
 
+/// Whether an `artifact.meta` can never be rebuilt byte for byte: its text names the
+/// temporary folder its container was unpacked in (a member, not the top file).
+pub fn meta_never_reproducible(container_mime: Option<&str>, top: bool) -> bool {
+    container_mime.is_some_and(meta_names_path) && !top
+}
+
 /// Why an `artifact.meta` cannot be rebuilt byte for byte, from its container's mimetype
 /// and whether the container is the upload's top file; `None` when it can be.
 pub fn irreproducible_meta(container_mime: Option<&str>, top: bool) -> Option<&'static str> {

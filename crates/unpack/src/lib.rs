@@ -271,6 +271,9 @@ pub(crate) fn unpack_gold(
         )
     });
     ctx.progress.finish_and_clear();
+    if let Some(d) = ctx.top_dir.get() {
+        let _ = std::fs::remove_dir_all(d);
+    }
     // Hashes are known for a new upload (see `Ctx::drop_unnamed`).
     // (Hashing the gold file polls the flag itself, without the budget.)
     if ctx.budget.stopped() == Some(&budget::Stop::Interrupted)
@@ -332,9 +335,10 @@ fn is_scm_path(p: &str) -> bool {
         || p.contains(".svn/")
 }
 
-/// Drops rows the upload's options exclude (the files stay in the repository): with `-I`
-/// every row whose path matches ununpack's version-control pattern, and paths containing
-/// an `-E` pattern.
+/// Drops rows the upload's options exclude: with `-I` every row whose path matches
+/// ununpack's version-control pattern (their files stay in the repository, as ununpack
+/// stores them before it decides on the row), and paths containing an `-E` pattern (the
+/// walk already skipped what is inside them).
 fn prune(node: &mut tree::Node, path: &str, scm: bool, exclude: &[String]) {
     node.children.retain(|c| {
         let p = format!("{path}/{}", c.name);
@@ -362,6 +366,13 @@ pub fn unpack_upload(
         ..opts.clone()
     };
     let up = db::load_upload(&mut client, upload_pk)?;
+    // The upload's own ununpack options (-I, -E) apply to the walk as they did for ununpack.
+    let (scm, exclude) = parse_cmd_args(&up.cmd_args, opts);
+    let opts = &UnpackOptions {
+        ignore_scm: scm,
+        exclude,
+        ..opts.clone()
+    };
     let name = up.gold.to_string();
     let gold = site
         .repo
@@ -395,9 +406,8 @@ pub fn unpack_upload(
     }
     if !opts.repo_only {
         let mut node = node;
-        let (scm, exclude) = parse_cmd_args(&up.cmd_args, opts);
         let top = node.name.clone();
-        prune(&mut node, &top, scm, &exclude);
+        prune(&mut node, &top, opts.ignore_scm, &opts.exclude);
         let start = std::time::SystemTime::now();
         summary.rows = db::store_tree(&mut client, upload_pk, &up.table, &node, start)?;
         if summary.rows > 0 && !summary.errors.is_empty() {
@@ -532,7 +542,8 @@ pub fn upload_files(
         let mut node = node;
         let top = node.name.clone();
         prune(&mut node, &top, opts.ignore_scm, &opts.exclude);
-        summary.rows = db::store_tree(&mut client, ids.upload_pk, "uploadtree_a", &node, start)?;
+        let table = db::tree_table_for(&mut client, ids.upload_pk, h.size)?;
+        summary.rows = db::store_tree(&mut client, ids.upload_pk, &table, &node, start)?;
         db::finish_jobs(&mut client, &ids, true, "Completed")?;
         if !summary.errors.is_empty() {
             db::mark_partial(

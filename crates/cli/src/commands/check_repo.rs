@@ -53,6 +53,15 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
+    // Files no unpack can make again are not damage; they are listed with the reason.
+    let never: Vec<(i32, holdfast_recover::check::NotReproducible)> = checks
+        .iter()
+        .flat_map(|c| {
+            c.not_reproducible
+                .iter()
+                .map(move |n| (c.upload_pk, n.clone()))
+        })
+        .collect();
     let slimmed: (u64, u64) = checks.iter().fold((0, 0), |(f, b), c| {
         (f + c.slimmed_files, b + c.slimmed_bytes)
     });
@@ -98,6 +107,12 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
             }
             for m in &c.missing {
                 println!("         {} ({} bytes)", m.name, m.size);
+            }
+            for m in &c.not_reproducible {
+                println!(
+                    "         {} ({} bytes): cannot be rebuilt: {}",
+                    m.name, m.size, m.why
+                );
             }
         }
         let recoverable: Vec<i32> = checks
@@ -150,6 +165,11 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
             damaged,
             s.leftovers.len()
         );
+    }
+    if !args.json && !never.is_empty() && !args.files {
+        for (up, n) in &never {
+            println!("upload {up}: {} cannot be rebuilt: {}", n.name, n.why);
+        }
     }
     if !args.json && slimmed.0 > 0 {
         println!(
