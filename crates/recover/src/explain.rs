@@ -2,10 +2,10 @@
 //!
 //! Three causes are expected and each says what to do: the gold itself is gone (maintenance
 //! deleted it; that upload cannot be rebuilt), a member of an archive failed to unpack (the
-//! unpacker's error names the archive and member), or the file is an artifact the unpacker
-//! writes itself, such as `artifact.meta`, whose bytes depend on the tool and cannot be
-//! reproduced under the old name; those are reported but are not data lost. Anything else is
-//! `Unexplained` and counts as lost.
+//! unpacker's error names the archive and member), or the file is an `artifact.meta` whose
+//! text names a path (FOSSology's random temporary unpack folder for a member, the repository
+//! path for the top file) and so cannot be made again byte for byte; those are reported with
+//! that reason but are not data lost. Anything else is `Unexplained` and counts as lost.
 
 use crate::{mode, Result};
 use holdfast_site::db::{self, Reference};

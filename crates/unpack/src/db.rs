@@ -454,7 +454,8 @@ pub fn store_tree(
         )?
         .get(0);
     let mut inserted = 0u64;
-    if existing == 0 {
+    // A top file ununpack skips (a tar that tar cannot list) leaves the upload without rows.
+    if existing == 0 && !root.skip {
         let flat = root.flatten();
         let mut hs = Vec::new();
         let mut mimes = Vec::new();

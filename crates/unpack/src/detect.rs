@@ -1,12 +1,13 @@
-//! Format detection by content (magic numbers), never by file name.
+//! Format detection by content (magic numbers), never by file name. Which files are
+//! unpacked, and how, is decided by ununpack's rules in `fossology` (libmagic); this tells
+//! the readers apart (a tar inside an xz, a real 7z archive) and guards the readers.
 //!
 //! Unpacked: gzip, bzip2, xz (a `.tar.xz` straight as tar, like FOSSology's `tar -J`),
 //! lzma, lzip, zstd, lz4, tar (v7, ustar, GNU, pax, sparse), zip/jar/war, ar and `.deb`,
 //! cpio (newc, crc, odc), RPM (its payload), 7z, ISO 9660 (through `bsdtar`), RAR and CAB
 //! (through `bsdtar` when installed) and Debian source packages (`.dsc` with its tarballs,
-//! through `dpkg-source`). Leaves, with the reason: Unix `compress` (.Z) and old binary
-//! cpio (no maintained crate, and bsdtar does not read a bare .Z), PDF, UPX, PE
-//! self-extractors and disk images (FAT/NTFS/ext: FOSSology needs external tools and root
+//! through `dpkg-source`), PDF (`pdftotext`), Unix `compress` (`gzip -dc`), and what only
+//! the `7z` program reads. Leaves, with the reason: old binary cpio, UPX and disk images (FAT/NTFS/ext: FOSSology needs external tools and root
 //! helpers for these; not worth the risk in a restore tool). A file that only looks like a
 //! weak-magic format (lzma, v7 tar, .dsc) and fails to unpack is a plain leaf.
 

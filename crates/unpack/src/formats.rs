@@ -1,7 +1,5 @@
-//! Readers for each archive format, feeding the [`Collector`], and the `artifact.meta`
-//! texts. Metadata is our own deterministic listing (FOSSology runs `unzip -Z`, `dpkg -I`,
-//! `rpm -qip`, `isoinfo -d`, whose output depends on tool versions): the same gold always
-//! gives the same `artifact.meta` file name.
+//! Readers for each archive format, feeding the [`Collector`]. The `artifact.meta` texts
+//! come from the commands FOSSology's ununpack runs (see `fossology`).
 
 use crate::detect::detect;
 use crate::engine::{process, Collector, Ctx, Item, ReadSeek, Src};
