@@ -232,7 +232,7 @@ fn quiet(prog: &str, args: &[&str], file: &Path) -> Option<i32> {
 
 /// `IsDebianSourceFile`: named `*.dsc` and its first 500 bytes look like one.
 fn is_debian_source(name: &str, head: &[u8]) -> bool {
-    if !name.rsplit_once('.').is_some_and(|(_, ext)| ext == "dsc") {
+    if !name.ends_with(".dsc") {
         return false;
     }
     let h = &head[..head.len().min(500)];
