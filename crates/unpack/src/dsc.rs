@@ -53,8 +53,10 @@ pub(crate) fn expand(ctx: &Ctx, trail: &str, depth: u32, members: &mut Members) 
                 n.children = vec![dir.clone()];
             }
         }
+        // dpkg-source fails the same way for ununpack (a listed file missing, a bad
+        // checksum): said, not an error of this unpack.
         if let Err(e) = res {
-            ctx.record(&dsc_trail, None, e);
+            ctx.note(&dsc_trail, None, e);
         }
     }
 }

@@ -127,6 +127,8 @@ pub struct Ctx {
     pub errors: Mutex<Vec<String>>,
     /// Repository files this unpack created (see [`Ctx::drop_unnamed`]).
     created: Mutex<Vec<(String, PathBuf)>>,
+    /// What ununpack does the same way (see [`Ctx::note`]).
+    pub notes: Mutex<Vec<String>>,
     pub progress: ProgressBar,
     /// The upload's shared limits (see [`Ctx::set_gold_size`]).
     pub budget: Budget,
@@ -162,6 +164,7 @@ impl Ctx {
             inflight: AtomicU64::new(0),
             errors: Mutex::new(Vec::new()),
             created: Mutex::new(Vec::new()),
+            notes: Mutex::new(Vec::new()),
             progress,
             budget,
             top_dir: std::sync::OnceLock::new(),
@@ -187,6 +190,17 @@ impl Ctx {
         };
         tracing::warn!("{msg}");
         self.errors.lock().unwrap().push(msg);
+    }
+
+    /// Records what FOSSology's ununpack does the same way (a command that fails for it
+    /// too, a file it skips): said, but not an error of this unpack.
+    pub fn note(&self, trail: &str, member: Option<&str>, why: impl std::fmt::Display) {
+        let msg = match member {
+            Some(m) => format!("{}: {trail}: member {m}: {why}", self.label),
+            None => format!("{}: {trail}: {why}", self.label),
+        };
+        tracing::info!("{msg}");
+        self.notes.lock().unwrap().push(msg);
     }
 
     /// The most bytes a member of a container of `container_size` bytes may expand to.
@@ -412,7 +426,7 @@ pub fn process(ctx: &Ctx, item: Item, depth: u32, top: bool) -> Node {
         let _ = std::fs::remove_file(p);
     }
     if found == Found::Skip {
-        ctx.record(
+        ctx.note(
             &item.trail,
             None,
             "looks like a tar file but tar cannot list it; FOSSology gives it no row, neither does holdfast",
@@ -855,7 +869,7 @@ impl<'a, 's> Collector<'a, 's> {
             }
         }
         if comps.len() == 1 && self.check_inflated && inflated(src.len(), self.container_size) {
-            self.ctx.record(
+            self.ctx.note(
                 &self.trail,
                 Some(&member),
                 "more than 1000 times the size of its archive; FOSSology's ununpack skips such a \
@@ -1175,10 +1189,12 @@ fn unpack(
                         .map_err(|e| format!("corrupt xz stream: {e}"))
                 }));
             }
-            (
-                vec![artifact_dir_of(kind, vec![])],
-                Some("not a tar file inside; FOSSology's tar -J leaves it empty too".into()),
-            )
+            ctx.note(
+                trail,
+                None,
+                "not a tar file inside; FOSSology's tar -J leaves its artifact.dir empty, so does holdfast",
+            );
+            (vec![artifact_dir_of(kind, vec![])], None)
         }
         Kind::Compress | Kind::Pdf => unpack_tool(ctx, kind, item, depth),
         k if k.is_pack() => unpack_pack(ctx, kind, item, h, depth),
@@ -1270,7 +1286,7 @@ fn pack_child(
     depth: u32,
 ) -> Node {
     if inflated(src.len(), item.src.len()) {
-        ctx.record(
+        ctx.note(
             &item.trail,
             None,
             "unpacks to more than 1000 times its size; FOSSology's ununpack skips the result \
@@ -1379,7 +1395,15 @@ fn unpack_tool(ctx: &Ctx, kind: Kind, item: &Item, depth: u32) -> (Vec<Node>, Op
     }
     let err = match &status {
         Ok(s) if s.success() => None,
-        Ok(s) => Some(format!("{kind:?} converter exited with {s}")),
+        Ok(s) => {
+            // It fails the same way for ununpack, which keeps whatever it wrote.
+            ctx.note(
+                &item.trail,
+                None,
+                format!("{kind:?} converter exited with {s}"),
+            );
+            None
+        }
         Err(e) => Some(format!("cannot run the {kind:?} converter: {e}")),
     };
     if !out.is_file() {

@@ -119,6 +119,10 @@ pub struct UnpackSummary {
     pub written: u64,
     /// Members that could not be unpacked: which archive, which member, why.
     pub errors: Vec<String>,
+    /// What FOSSology's ununpack does the same way (a command that fails for it too, a file
+    /// it skips): not errors, the rows are as FOSSology's.
+    #[serde(default)]
+    pub notes: Vec<String>,
     pub seconds: f64,
     /// uploadtree rows inserted (0 with `repo_only` or when the upload already had rows).
     pub rows: u64,
@@ -296,6 +300,7 @@ pub(crate) fn unpack_gold(
         bytes: ctx.bytes.load(Relaxed),
         written: ctx.written.load(Relaxed),
         errors: std::mem::take(&mut *ctx.errors.lock().unwrap()),
+        notes: std::mem::take(&mut *ctx.notes.lock().unwrap()),
         seconds: start.elapsed().as_secs_f64(),
         rows: 0,
         unreproduced: vec![],

@@ -40,6 +40,9 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
             for e in &s.errors {
                 eprintln!("warning: {e}");
             }
+            for n in &s.notes {
+                eprintln!("note: {n}");
+            }
             for u in &s.unreproduced {
                 eprintln!("warning: upload {up}: not rebuilt: {u}");
             }

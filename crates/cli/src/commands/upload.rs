@@ -76,6 +76,9 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
             for e in &s.errors {
                 eprintln!("warning: {e}");
             }
+            for n in &s.notes {
+                eprintln!("note: {n}");
+            }
             println!("{s}");
         }
     }
