@@ -73,3 +73,106 @@ fn upload_then_rebuild_files_from_gold() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("upload 4242 does not exist"));
 }
+
+/// `--folder` and `--group` by name: the upload is listed in that folder (FOSSology's
+/// Browse) and that group has admin permission on it; its job is in that group (Show Jobs).
+#[test]
+fn upload_into_a_chosen_folder_and_group() {
+    let d = tempfile::tempdir().unwrap();
+    let s = holdfast_site::scratch::ScratchSite::create(&d.path().join("site"), "UTF8").unwrap();
+    let cfg = d.path().join("holdfast.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[site]\nconf_dir = {:?}\n",
+            s.conf_dir().display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut c = s.site.connect().unwrap();
+    // As FOSSology's UI makes them: a folder under the root folder, a group.
+    let folder: i32 = c
+        .query_one(
+            "INSERT INTO folder (folder_name, folder_desc, folder_perm) VALUES ('releases', 'r', 0)
+             RETURNING folder_pk",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    c.execute(
+        "INSERT INTO foldercontents (parent_fk, foldercontents_mode, child_id) VALUES (1, 1, $1)",
+        &[&folder],
+    )
+    .unwrap();
+    let group: i32 = c
+        .query_one(
+            "INSERT INTO groups (group_name) VALUES ('qa') RETURNING group_pk",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let f = d.path().join("note.txt");
+    std::fs::write(&f, "hello\n").unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_holdfast"))
+            .arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[
+        "upload",
+        "--json",
+        "--folder",
+        "releases",
+        "--group",
+        "qa",
+        f.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sum: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let up = sum["upload_pk"].as_i64().unwrap() as i32;
+    let n: i64 = c
+        .query_one(
+            "SELECT count(*) FROM foldercontents WHERE parent_fk = $1 AND foldercontents_mode = 2
+             AND child_id = $2",
+            &[&folder, &up],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1, "listed in the chosen folder");
+    let perm: i32 = c
+        .query_one(
+            "SELECT perm FROM perm_upload WHERE upload_fk = $1 AND group_fk = $2",
+            &[&up, &group],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(perm, 10, "admin permission for the group");
+    let jg: Option<i32> = c
+        .query_one(
+            "SELECT job_group_fk FROM job WHERE job_upload_fk = $1",
+            &[&up],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(jg, Some(group));
+    // A folder that does not exist: a clear error naming it, no upload made.
+    let out = run(&["upload", "--folder", "nope", f.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--folder nope") && err.contains("no such folder"),
+        "{err}"
+    );
+    let ups: i64 = c
+        .query_one("SELECT count(*) FROM upload", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(ups, 1);
+}

@@ -62,51 +62,11 @@ const PATH_NAMING: &[&str] = &[
 ];
 
 fn golden() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let dir = root.join("../shared/fossology-golden");
-    assert!(
-        dir.join("expected/uploadtree_a.csv").is_file(),
-        "the golden data is missing: expected {} (FOSSology's own agents' output; CI puts \
-         shared/ beside the clone at ../shared). Copy shared/fossology-golden there.",
-        dir.display()
-    );
-    dir
+    holdfast_testkit::golden::dir()
 }
 
-/// A `psql --csv` file: header and rows, fields as text (NULL and empty are both "").
 fn read_csv(p: &Path) -> Vec<BTreeMap<String, String>> {
-    let text = std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    let mut records: Vec<Vec<String>> = Vec::new();
-    let mut rec = Vec::new();
-    let mut field = String::new();
-    let mut quoted = false;
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (quoted, c) {
-            (true, '"') if chars.peek() == Some(&'"') => {
-                chars.next();
-                field.push('"');
-            }
-            (true, '"') => quoted = false,
-            (true, c) => field.push(c),
-            (false, '"') => quoted = true,
-            (false, ',') => rec.push(std::mem::take(&mut field)),
-            (false, '\n') => {
-                rec.push(std::mem::take(&mut field));
-                records.push(std::mem::take(&mut rec));
-            }
-            (false, c) => field.push(c),
-        }
-    }
-    if !field.is_empty() || !rec.is_empty() {
-        rec.push(field);
-        records.push(rec);
-    }
-    let head = records.remove(0);
-    records
-        .into_iter()
-        .map(|r| head.iter().cloned().zip(r).collect())
-        .collect()
+    holdfast_testkit::golden::read_csv(p)
 }
 
 /// One table as text rows, from our database, in the CSV's shape.
@@ -683,35 +643,8 @@ fn sibling_order_follows_the_databases_collation() {
 
 /// Loads FOSSology's rows as they are into our database.
 fn load_golden(c: &mut postgres::Client, want: &Side) {
-    for t in [
-        "mimetype",
-        "pfile",
-        "upload",
-        "uploadtree_a",
-        "job",
-        "jobqueue",
-        "agent",
-        "ununpack_ars",
-    ] {
-        let rows: Vec<serde_json::Value> = want.tables[t]
-            .iter()
-            .map(|r| {
-                serde_json::Value::Object(
-                    r.iter()
-                        .filter(|(_, v)| !v.is_empty())
-                        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-                        .collect(),
-                )
-            })
-            .collect();
-        let json = serde_json::Value::Array(rows).to_string();
-        c.execute(
-            &format!(
-                "INSERT INTO {t} SELECT * FROM json_populate_recordset(NULL::{t}, $1::text::json)"
-            ),
-            &[&json],
-        )
-        .unwrap_or_else(|e| panic!("loading {t}: {e}"));
+    for t in holdfast_testkit::golden::REUNPACK_TABLES {
+        holdfast_testkit::golden::load(c, t, &want.tables[*t]);
     }
 }
 
@@ -724,13 +657,7 @@ fn reunpack_rebuilds_every_file_fossologys_rows_name() {
     let mut c = s.site.connect().unwrap();
     load_golden(&mut c, &want);
     // Gold comes back from the inputs (a gold-only backup keeps it); `files` is gone.
-    for (name, _) in INPUTS {
-        let src = g.join("inputs").join(name);
-        let h = holdfast_unpack::hash::hash_file(&src).unwrap();
-        let p = s.site.repo.path("gold", &h.pfile_name()).unwrap();
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::copy(&src, &p).unwrap();
-    }
+    holdfast_testkit::golden::put_gold(&s.site);
     let cfg = UnpackConfig::default();
     let opts = UnpackOptions {
         repo_only: true,
