@@ -130,3 +130,26 @@ fn pfile_name(data: &[u8]) -> String {
     };
     format!("{}.{}.{}", sum("sha1sum"), sum("md5sum"), data.len())
 }
+
+/// Sets every sequence the way FOSSology's schema update does (`core-schema.dat`:
+/// `setval(seq, greatest(1, max(pk)))`), so keys are numbered from where FOSSology's start
+/// (2 on an empty table). A no-op on a database FOSSology's own schema made.
+pub fn fossology_sequences(c: &mut postgres::Client) {
+    let seqs = c
+        .query(
+            "SELECT s.relname, t.relname, a.attname
+             FROM pg_class s JOIN pg_depend d ON d.objid = s.oid AND d.deptype = 'a'
+             JOIN pg_class t ON t.oid = d.refobjid
+             JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid
+             WHERE s.relkind = 'S'",
+            &[],
+        )
+        .unwrap();
+    for r in seqs {
+        let (seq, table, col): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+        c.batch_execute(&format!(
+            "SELECT setval('\"{seq}\"', (SELECT greatest(1, max(\"{col}\")) FROM \"{table}\"))"
+        ))
+        .unwrap();
+    }
+}

@@ -13,6 +13,9 @@ use crate::tree::{Node, BIT_CONTAINER};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+/// Why a `.dsc` is not unpacked when a file it lists is missing.
+const NOT_BESIDE: &str = "is not next to it";
+
 /// Names listed in the `Files:` field of a `.dsc`.
 pub(crate) fn files_of(text: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -53,10 +56,15 @@ pub(crate) fn expand(ctx: &Ctx, trail: &str, depth: u32, members: &mut Members) 
                 n.children = vec![dir.clone()];
             }
         }
-        // dpkg-source fails the same way for ununpack (a listed file missing, a bad
-        // checksum): said, not an error of this unpack.
+        // A file the .dsc lists is not beside it: dpkg-source fails the same way for
+        // ununpack, which still ends successfully; said, not an error of this unpack.
+        // Any other failure (a limit, a damaged tarball) is one.
         if let Err(e) = res {
-            ctx.note(&dsc_trail, None, e);
+            if e.contains(NOT_BESIDE) {
+                ctx.note(&dsc_trail, None, e);
+            } else {
+                ctx.record(&dsc_trail, None, e);
+            }
         }
     }
 }
@@ -95,9 +103,8 @@ fn unpack_one(
                 }
                 _ => None,
             });
-            let sib = sib.ok_or_else(|| {
-                format!("{name} (listed in the .dsc) is not next to it; not unpacked")
-            })?;
+            let sib = sib
+                .ok_or_else(|| format!("{name} (listed in the .dsc) {NOT_BESIDE}; not unpacked"))?;
             let from = repo_file(sib).ok_or_else(|| {
                 format!("{name} is not in the repository (slim mode keeps no containers); .dsc not unpacked")
             })?;

@@ -257,10 +257,11 @@ pub fn find_cmd(name: &str, head: &[u8], path: &dyn Fn() -> Option<std::path::Pa
         } else if desc.contains("ISO 9660") {
             ty = "application/x-iso9660-image".into();
         } else if let Some(p) = path() {
-            // 7z reads many formats libmagic calls "data"; ununpack tries it on each.
+            // 7z reads many formats libmagic calls "data"; ununpack tries it on each and
+            // takes it when both listing and testing work (testing is only tried here when
+            // listing worked: the outcome is the same).
             let l = quiet("7z", &["l", "-y"], &p);
-            let t = quiet("7z", &["t", "-y", "-pjunk"], &p);
-            if l == Some(0) && t == Some(0) {
+            if l == Some(0) && quiet("7z", &["t", "-y", "-pjunk"], &p) == Some(0) {
                 ty = "application/x-7z-w-compressed".into();
             }
         }

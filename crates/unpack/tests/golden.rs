@@ -505,6 +505,7 @@ fn upload_gives_fossologys_rows_and_files() {
     let g = golden();
     let d = tempfile::tempdir().unwrap();
     let s = common::site(d.path());
+    holdfast_testkit::golden::fossology_sequences(&mut s.site.connect().unwrap());
     upload_all(&s, &g);
     let mut c = s.site.connect().unwrap();
     let host = s.site.repo.root.join("localhost");
@@ -537,6 +538,7 @@ fn site_with_collation(
     let conf = s.cluster.conf(db, "fossy", "fossy");
     let mut c = conf.pg_config().connect(postgres::NoTls).unwrap();
     c.batch_execute(holdfast_site::SCHEMA_SQL).unwrap();
+    holdfast_testkit::golden::fossology_sequences(&mut c);
     let repo = dir.join(format!("{db}-repo"));
     std::fs::create_dir_all(repo.join("localhost")).unwrap();
     let site = holdfast_site::Site::scratch(&dir.join(format!("{db}-etc")), &repo, conf);
