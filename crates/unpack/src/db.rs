@@ -212,8 +212,18 @@ pub fn create_upload(
     let user = upload_user(&mut tx)?;
     let group: i32 = match owner.group {
         Some(g) => g,
+        // The user's group (users.group_fk), else the group named after the user that
+        // the user belongs to, as FOSSology's login picks it.
         None => tx
-            .query_opt("SELECT group_fk FROM users WHERE user_pk = $1", &[&user])?
+            .query_opt(
+                "SELECT coalesce(u.group_fk,
+                        (SELECT g.group_pk FROM groups g
+                         JOIN group_user_member m ON m.group_fk = g.group_pk
+                         WHERE m.user_fk = u.user_pk
+                         ORDER BY g.group_name = u.user_name DESC, g.group_pk LIMIT 1))
+                 FROM users u WHERE u.user_pk = $1",
+                &[&user],
+            )?
             .and_then(|r| r.get::<_, Option<i32>>(0))
             .ok_or_else(|| {
                 crate::UnpackError::Repo(format!(

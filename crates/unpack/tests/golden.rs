@@ -226,6 +226,16 @@ fn expected_side(g: &Path) -> Side {
             .map(|l| l.rsplit('/').next().unwrap().to_string())
             .collect()
     };
+    // Users and groups are the installer's seed rows, not the agents': the golden run's
+    // uploads are fossy's (user 2, its group 2, as the golden README says), compared by name.
+    let one = |k: &str, pk: &str, n: &str| {
+        vec![BTreeMap::from([
+            (k.to_string(), pk.to_string()),
+            (n.to_string(), "fossy".to_string()),
+        ])]
+    };
+    tables.insert("users".into(), one("user_pk", "2", "user_name"));
+    tables.insert("groups".into(), one("group_pk", "2", "group_name"));
     Side {
         tables,
         files: list("repository-files.txt"),
@@ -247,6 +257,11 @@ fn our_side(c: &mut postgres::Client, repo_host: &Path) -> Side {
     for (t, cols) in COLS {
         tables.insert(t.to_string(), ours(c, t, cols));
     }
+    tables.insert("users".into(), ours(c, "users", &["user_pk", "user_name"]));
+    tables.insert(
+        "groups".into(),
+        ours(c, "groups", &["group_pk", "group_name"]),
+    );
     Side {
         tables,
         files: repo_names(&repo_host.join("files")),
@@ -350,6 +365,14 @@ fn plain_rows(s: &Side, t: &str, drop: &[&str]) -> BTreeSet<String> {
         .iter()
         .map(|r| (r["agent_pk"].clone(), r["agent_name"].clone()))
         .collect();
+    let by_name = |t: &str, pk: &str, name: &str| -> HashMap<String, String> {
+        s.tables[t]
+            .iter()
+            .map(|r| (r[pk].clone(), r[name].clone()))
+            .collect()
+    };
+    let users = by_name("users", "user_pk", "user_name");
+    let groups = by_name("groups", "group_pk", "group_name");
     s.tables[t]
         .iter()
         .map(|r| {
@@ -364,6 +387,22 @@ fn plain_rows(s: &Side, t: &str, drop: &[&str]) -> BTreeSet<String> {
             }
             if let Some(a) = r.get_mut("agent_fk") {
                 *a = agents.get(a.as_str()).cloned().unwrap_or_default();
+            }
+            for k in ["user_fk", "job_user_fk"] {
+                if let Some(u) = r.get_mut(k) {
+                    *u = users
+                        .get(u.as_str())
+                        .cloned()
+                        .unwrap_or(format!("user {u}"));
+                }
+            }
+            for k in ["group_fk", "job_group_fk"] {
+                if let Some(g) = r.get_mut(k) {
+                    *g = groups
+                        .get(g.as_str())
+                        .cloned()
+                        .unwrap_or(format!("group {g}"));
+                }
             }
             format!("{r:?}")
         })
@@ -452,7 +491,8 @@ fn compare(want: &Side, got: &Side, our_files_dir: &Path) -> Vec<String> {
     same("ununpack_ars", &["ars_starttime", "ars_endtime"], &mut out);
     same("job", &["job_queued"], &mut out);
     same("jobqueue", &["jq_starttime", "jq_endtime"], &mut out);
-    same("foldercontents", &[], &mut out);
+    // Its key follows the installer's seed row for the root folder, not the upload path.
+    same("foldercontents", &["foldercontents_pk"], &mut out);
     same("perm_upload", &[], &mut out);
     // Repository: FOSSology's lists are compared as far as they go (they do not cover
     // every upload); every file holdfast has besides must be one a golden pfile names.
