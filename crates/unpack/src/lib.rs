@@ -531,7 +531,7 @@ pub fn upload_files(
                 if wrote_gold {
                     let _ = std::fs::remove_file(&gold);
                 }
-                return Err(e.into());
+                return Err(e);
             }
         };
         let label = format!("upload {} ({filename})", ids.upload_pk);
