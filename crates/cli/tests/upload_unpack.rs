@@ -79,7 +79,7 @@ fn upload_then_rebuild_files_from_gold() {
 #[test]
 fn upload_into_a_chosen_folder_and_group() {
     let d = tempfile::tempdir().unwrap();
-    let s = holdfast_site::scratch::ScratchSite::create(&d.path().join("site"), "UTF8").unwrap();
+    let s = holdfast_sandbox::scratch::ScratchSite::create(&d.path().join("site"), "UTF8").unwrap();
     let cfg = d.path().join("holdfast.toml");
     std::fs::write(
         &cfg,

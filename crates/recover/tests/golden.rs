@@ -10,7 +10,7 @@ use holdfast_unpack::UnpackConfig;
 #[test]
 fn recover_rebuilds_fossologys_uploads_and_names_what_cannot_come_back() {
     let d = tempfile::tempdir().unwrap();
-    let s = holdfast_site::scratch::ScratchSite::create(&d.path().join("site"), "UTF8").unwrap();
+    let s = holdfast_sandbox::scratch::ScratchSite::create(&d.path().join("site"), "UTF8").unwrap();
     let mut c = s.site.connect().unwrap();
     for t in golden::REUNPACK_TABLES {
         golden::load(&mut c, t, &golden::expected(t));

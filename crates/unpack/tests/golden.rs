@@ -528,7 +528,7 @@ fn compare(want: &Side, got: &Side, our_files_dir: &Path) -> Vec<String> {
     out
 }
 
-fn upload_all(s: &holdfast_site::scratch::ScratchSite, g: &Path) {
+fn upload_all(s: &holdfast_sandbox::scratch::ScratchSite, g: &Path) {
     let cfg = UnpackConfig::default();
     for (name, args) in INPUTS {
         let opts = UnpackOptions {
@@ -563,7 +563,7 @@ fn upload_gives_fossologys_rows_and_files() {
 /// A second FOSSology database in the scratch cluster with another default collation, and a
 /// site (own repository) on it.
 fn site_with_collation(
-    s: &holdfast_site::scratch::ScratchSite,
+    s: &holdfast_sandbox::scratch::ScratchSite,
     dir: &Path,
     db: &str,
     locale: &str,
