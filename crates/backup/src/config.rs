@@ -91,6 +91,11 @@ pub struct BackupConfig {
     /// besides those a verification found damaged: rot in a hard-linked or pooled copy is
     /// found and the file copied again from the site. 0 turns the sample off.
     pub check_percent: f64,
+    /// Weekly content verification of the snapshots (`holdfast verify --all`), as
+    /// `"Sun 04:30"` (local time); empty turns the job off.
+    pub verify_schedule: String,
+    /// Share of each snapshot's files the scheduled verification proves (100 = all).
+    pub verify_sample_percent: f64,
     /// A mount point the target must be on (rsnapshot's `no_create_root`): when it is not
     /// mounted, backups and restores refuse instead of filling the root file system.
     pub require_mount: Option<PathBuf>,
@@ -129,6 +134,8 @@ impl Default for BackupConfig {
             lock_file: PathBuf::from("/run/holdfast/backup.lock"),
             rsync_args: Vec::new(),
             check_percent: 1.0,
+            verify_schedule: "Sun 04:30".into(),
+            verify_sample_percent: 100.0,
             require_mount: None,
             precopy: true,
             dump_rsync: true,
@@ -165,6 +172,40 @@ impl BackupConfig {
             keep: self.keep.max(1),
             full_every: self.full_every.clamp(1, 20),
         }
+    }
+
+    /// `verify_schedule` as (weekday 0 = Sunday, hour, minute); `None` when off.
+    pub fn verify_time(&self) -> Result<Option<(u32, u32, u32)>, crate::BackupError> {
+        let v = self.verify_schedule.trim();
+        if v.is_empty() {
+            return Ok(None);
+        }
+        let bad = || {
+            crate::BackupError::Config(format!(
+                "backup.verify_schedule = {v:?} is not a weekday and time such as \"Sun 04:30\" (empty: off)"
+            ))
+        };
+        let (day, time) = v.split_once(' ').ok_or_else(bad)?;
+        let days = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
+        let dow = days
+            .iter()
+            .position(|d| day.to_ascii_lowercase().starts_with(d))
+            .ok_or_else(bad)? as u32;
+        let probe = BackupConfig {
+            schedule: time.trim().to_string(),
+            ..Default::default()
+        };
+        let (h, m) = probe.schedule_time().map_err(|_| bad())?;
+        Ok(Some((dow, h, m)))
+    }
+
+    /// Arguments of the scheduled verification (after `holdfast --config FILE`).
+    pub fn verify_args(&self) -> Vec<String> {
+        let mut a = vec!["verify".to_string(), "--all".to_string()];
+        if self.verify_sample_percent > 0.0 && self.verify_sample_percent < 100.0 {
+            a.push(format!("--sample={}%", self.verify_sample_percent));
+        }
+        a
     }
 
     /// `schedule` as (hour, minute).
@@ -263,6 +304,20 @@ impl BackupConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verify_schedule() {
+        let mut c = BackupConfig::default();
+        assert_eq!(c.verify_time().unwrap(), Some((0, 4, 30)));
+        c.verify_schedule = "wed 23:05".into();
+        assert_eq!(c.verify_time().unwrap(), Some((3, 23, 5)));
+        c.verify_schedule = "".into();
+        assert_eq!(c.verify_time().unwrap(), None);
+        c.verify_schedule = "someday 1:00".into();
+        assert!(c.verify_time().is_err());
+        c.verify_sample_percent = 10.0;
+        assert_eq!(c.verify_args(), ["verify", "--all", "--sample=10%"]);
+    }
 
     #[test]
     fn mount_points() {

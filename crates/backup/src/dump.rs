@@ -231,6 +231,7 @@ fn write_dump(
     let su = cfg.superuser(db)?;
     tracing::info!(superuser = %su.describe(), "dumping the database cluster");
     let (mut cmd, _env) = su.command(&cfg.pg_dumpall, &["-l", db.dbname()])?;
+    holdfast_core::child::tie_to_parent(&mut cmd);
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -591,6 +592,7 @@ pub fn load(
         &cfg.psql,
         &["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dbname.as_str()],
     )?;
+    holdfast_core::child::tie_to_parent(&mut cmd);
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());

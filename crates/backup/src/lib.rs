@@ -117,3 +117,32 @@ pub fn refuse_if_restoring(site: &Site) -> Result<(), BackupError> {
         None => Ok(()),
     }
 }
+
+/// Starts the scheduler when an interrupted run left it stopped (FOSSology's scheduler note
+/// is there, it is not running, and no run holds the lock). Every holdfast command calls
+/// this first, so after a `kill -9` the scheduler runs again at the next command, not the
+/// next night. Returns what it did.
+///
+/// A site whose restore is unfinished keeps its scheduler stopped: agents must not run
+/// against a half-loaded database. Then the message says so and nothing is started.
+pub fn resume_scheduler(
+    cfg: &BackupConfig,
+    sched: &holdfast_site::scheduler::SchedulerConfig,
+    site: Option<&Site>,
+) -> Result<Option<String>, BackupError> {
+    if holdfast_core::lock::is_held(&cfg.lock_file) {
+        return Ok(None); // that run has the scheduler stopped on purpose
+    }
+    if let Some(r) = site.and_then(holdfast_site::restoring::restoring) {
+        if !holdfast_site::scheduler::found(sched).running {
+            return Ok(Some(format!("the scheduler stays stopped: {r}")));
+        }
+        return Ok(None);
+    }
+    let _lock = match lock::acquire(&cfg.lock_file) {
+        Ok(l) => l,
+        Err(e) if e.is_locked() => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    Ok(holdfast_site::scheduler::resume_stopped(sched)?)
+}

@@ -175,6 +175,8 @@ fn finish(
 }
 
 fn run(cli: Cli, ctx: &config::Context) -> anyhow::Result<ExitCode> {
+    // A scheduler an interrupted run left stopped is started first, whatever the command.
+    commands::backup::resume_scheduler(ctx);
     use Command::*;
     match cli.command {
         Demo(a) => commands::demo::run(a, ctx),

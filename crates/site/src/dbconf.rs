@@ -1,11 +1,13 @@
 //! `Db.conf`: `key=value;` lines that joined make a libpq connection string.
 //!
 //! The password never leaves this module in a form that could reach a command line or a log:
-//! child processes get it through a private `PGPASSFILE` ([`DbConf::pg_env`]), and `Debug`
-//! prints it masked.
+//! child processes get it through a `PGPASSFILE` that is an anonymous in-memory file
+//! ([`DbConf::pg_env`]), and `Debug` and parse errors never show it.
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, PartialEq, Eq)]
@@ -50,13 +52,17 @@ impl DbConf {
     /// FOSSology strips all whitespace and `#` comments, then splits on `;`.
     pub fn parse(text: &str) -> Result<Self, String> {
         let mut params = BTreeMap::new();
-        for line in text.lines() {
+        for (n, line) in text.lines().enumerate() {
             let line = line.split('#').next().unwrap_or("");
             let compact: String = line.chars().filter(|c| !c.is_whitespace()).collect();
             for pair in compact.split(';').filter(|p| !p.is_empty()) {
-                let (k, v) = pair
-                    .split_once('=')
-                    .ok_or_else(|| format!("expected key=value; found {pair:?}"))?;
+                // The text is never echoed: a broken line may be the password.
+                let (k, v) = pair.split_once('=').ok_or_else(|| {
+                    format!(
+                        "line {}: expected key=value; (the line is not shown, it may hold the password)",
+                        n + 1
+                    )
+                })?;
                 params.insert(k.to_string(), v.to_string());
             }
         }
@@ -122,41 +128,65 @@ impl DbConf {
             ("PGDATABASE".to_string(), self.dbname().to_string()),
             ("PGCONNECT_TIMEOUT".to_string(), "10".to_string()),
         ];
-        let mut passfile = None;
+        let mut passfd = None;
         if let Some(pw) = self.get("password") {
-            let mut f = tempfile::Builder::new()
-                .prefix("holdfast-pgpass")
-                .tempfile()?;
             let esc = |s: &str| s.replace('\\', "\\\\").replace(':', "\\:");
-            writeln!(f, "*:*:*:{}:{}", esc(self.user()), esc(pw))?;
-            f.flush()?;
-            // tempfile creates 0600 files already; libpq refuses anything looser.
+            let fd = memfd_pgpass(&format!("*:*:*:{}:{}\n", esc(self.user()), esc(pw)))?;
             vars.push((
                 "PGPASSFILE".to_string(),
-                f.path().to_string_lossy().into_owned(),
+                format!("/proc/self/fd/{}", fd.as_raw_fd()),
             ));
-            passfile = Some(f);
+            passfd = Some(fd);
         }
-        Ok(PgEnv {
-            vars,
-            _passfile: passfile,
-        })
+        Ok(PgEnv { vars, passfd })
     }
 }
 
-/// Environment variables for PostgreSQL client tools; keeps the pgpass file alive.
+/// The pgpass text in an anonymous memory file (0600, close-on-exec): it never exists on a
+/// disk, and no kill of holdfast can leave it behind. [`PgEnv::apply`] hands it to one child.
+fn memfd_pgpass(text: &str) -> std::io::Result<OwnedFd> {
+    // SAFETY: plain syscalls; the descriptor is owned at once.
+    let fd = unsafe { libc::memfd_create(c"holdfast-pgpass".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd was just returned by memfd_create and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut f = std::fs::File::from(fd);
+    // libpq ignores a password file that group or others could read.
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.write_all(text.as_bytes())?;
+    Ok(OwnedFd::from(f))
+}
+
+/// Environment variables for PostgreSQL client tools; holds the in-memory pgpass.
 pub struct PgEnv {
     pub vars: Vec<(String, String)>,
-    _passfile: Option<tempfile::NamedTempFile>,
+    passfd: Option<OwnedFd>,
 }
 
 impl PgEnv {
+    /// Sets the variables on `cmd` and lets its process (and its children, such as the
+    /// `pg_dump`s of `pg_dumpall`) inherit the pgpass descriptor, which stays close-on-exec
+    /// for every other child.
     pub fn apply(&self, cmd: &mut std::process::Command) {
         cmd.env_remove("PGPASSWORD");
         for (k, v) in &self.vars {
             cmd.env(k, v);
         }
         cmd.arg("--no-password");
+        if let Some(fd) = &self.passfd {
+            let raw = fd.as_raw_fd();
+            // SAFETY: fcntl is async-signal-safe; it touches only this descriptor.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(cmd, move || {
+                    if libc::fcntl(raw, libc::F_SETFD, 0) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
     }
 }
 
@@ -172,6 +202,36 @@ mod tests {
         assert_eq!(c.get("password"), Some("secret"));
         assert!(!format!("{c:?}").contains("secret"));
         assert_eq!(DbConf::parse(&c.render()).unwrap(), c);
+    }
+
+    #[test]
+    fn a_broken_line_is_not_echoed() {
+        let e = DbConf::parse("dbname=fossology;\npasswordS3cr3t\n").unwrap_err();
+        assert!(!e.contains("S3cr3t"), "{e}");
+        assert!(e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn the_password_reaches_a_child_from_memory_only() {
+        let c = DbConf::parse("dbname=x;user=u;password=p:w").unwrap();
+        let env = c.pg_env().unwrap();
+        let file = &env.vars.iter().find(|(k, _)| k == "PGPASSFILE").unwrap().1;
+        assert!(file.starts_with("/proc/self/fd/"), "{file}");
+        // The child (not holdfast) reads it through its own /proc/self.
+        let mut cmd = std::process::Command::new("sh");
+        cmd.arg("-c")
+            .arg("stat -L -c %a \"$PGPASSFILE\"; cat \"$PGPASSFILE\"");
+        env.apply(&mut cmd); // appends --no-password: sh's $0 here
+        let out = cmd.output().unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(text, "600\n*:*:*:u:p\\:w\n");
+        // A child that was not given it cannot read it.
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("cat {file}"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
     }
 
     #[test]

@@ -412,6 +412,30 @@ fn stopped_earlier(cfg: &SchedulerConfig) -> Option<Found> {
     serde_json::from_slice(&text).ok()
 }
 
+/// Starts a scheduler that an earlier holdfast run stopped and died before starting again
+/// (its note is there and it is not running); `Ok(None)` when there is nothing to do. Every
+/// holdfast command calls this (through `holdfast_backup::resume_scheduler`), so the
+/// scheduler runs again at the next command, not at the next backup.
+pub fn resume_stopped(cfg: &SchedulerConfig) -> Result<Option<String>, SchedulerError> {
+    let Some(earlier) = stopped_earlier(cfg) else {
+        return Ok(None);
+    };
+    // The dead run may have sent the stop a moment ago: let its processes finish exiting.
+    let until = Instant::now() + Duration::from_secs(cfg.stop_timeout_secs.min(10));
+    while found(cfg).running {
+        if Instant::now() >= until {
+            forget_stopped(cfg);
+            return Ok(None); // running: stopped before the stop took effect
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    start_as(cfg, &earlier)?;
+    forget_stopped(cfg);
+    Ok(Some(
+        "the scheduler was left stopped by a holdfast run that died; started it again".into(),
+    ))
+}
+
 fn forget_stopped(cfg: &SchedulerConfig) {
     let _ = std::fs::remove_file(cfg.stopped_note());
 }

@@ -35,6 +35,10 @@ pub const CURRENT: &str = "current";
 /// Pool layout: the shared repository copy, and each snapshot's file list.
 pub const POOL: &str = "pool";
 pub const FILE_LIST: &str = "files.list.gz";
+/// Prefix of a snapshot being removed: renamed aside first (one atomic step that takes it out
+/// of every listing), then deleted; a kill in between leaves only this hidden folder, which
+/// the next run deletes.
+pub const PRUNING: &str = ".pruning.";
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -159,6 +163,10 @@ impl Layout {
     /// Finishes an interrupted commit, then decides what the next copy is and makes sure
     /// `.partial/` exists.
     pub fn prepare(&self, target: &Target) -> Result<Pending, StoreError> {
+        let unfinished = finish_pruning(target)?;
+        if unfinished > 0 && self.kind == LayoutKind::Pool {
+            self.collect_garbage(target);
+        }
         if let Some(data) = target.read(&format!("{PARTIAL}/{MANIFEST_FILE}"))? {
             match Manifest::from_json(&data) {
                 Ok(m) => {
@@ -318,17 +326,46 @@ impl Layout {
                             gone.push(s.name.clone());
                         }
                     }
+                    // Newest first: an incremental is taken out of the listing before the
+                    // pieces it builds on, so every listed one stays restorable at any kill.
+                    gone.reverse();
                 }
             }
         }
+        let stamp = stamp(Utc::now());
         for g in &gone {
             tracing::info!(snapshot = %g, "removing snapshot the layout no longer keeps");
-            target.remove_all(g)?;
+            target.rename(g, &format!("{PRUNING}{stamp}.{g}"))?;
         }
+        finish_pruning(target)?;
         if self.kind == LayoutKind::Pool && !gone.is_empty() {
-            let removed = crate::pool::collect_garbage(target)?;
-            tracing::info!(files = removed, "pool files no kept snapshot names removed");
+            self.collect_garbage(target);
         }
         Ok(gone)
     }
+
+    /// Pool garbage collection; a failure keeps files (it never makes a backup fail).
+    fn collect_garbage(&self, target: &Target) {
+        match crate::pool::collect_garbage(target) {
+            Ok(removed) => {
+                tracing::info!(files = removed, "pool files no kept snapshot names removed")
+            }
+            Err(e) => tracing::error!(
+                "pool garbage collection skipped, nothing deleted (the pool keeps unneeded files until the next run): {e}"
+            ),
+        }
+    }
+}
+
+/// Deletes snapshots an earlier prune renamed aside; returns how many there were.
+pub fn finish_pruning(target: &Target) -> Result<usize, StoreError> {
+    let aside: Vec<String> = target
+        .list("")?
+        .into_iter()
+        .filter(|n| n.starts_with(PRUNING))
+        .collect();
+    for n in &aside {
+        target.remove_all(n)?;
+    }
+    Ok(aside.len())
 }

@@ -5,7 +5,7 @@
 //! its list out of the pool; hard links between listed files (gold and its `files` twin) come
 //! back because the pool keeps them.
 
-use crate::layout::{FILE_LIST, POOL};
+use crate::layout::{FILE_LIST, PARTIAL, POOL};
 use crate::manifest::REPO_DIR;
 use crate::target::{sh_quote, Target};
 use crate::StoreError;
@@ -56,46 +56,84 @@ pub fn read_list(target: &Target, name: &str) -> Result<Vec<String>, StoreError>
 }
 
 /// Deletes pool files that no kept snapshot lists; returns how many.
+///
+/// Fails closed: the kept set is built in Rust from every `snap.*` list (and the list of a
+/// `.partial` waiting to be committed), and any list that cannot be read or decoded, or a
+/// pool listing that fails, ends the collection before anything is deleted. Only then are
+/// the unlisted files removed (over ssh: their names on `rm`'s stdin, NUL-separated).
 pub fn collect_garbage(target: &Target) -> Result<u64, StoreError> {
-    let snaps: Vec<String> = target
-        .list("")?
-        .into_iter()
-        .filter(|n| n.starts_with("snap."))
-        .collect();
-    match target.local_path(&format!("{POOL}/{REPO_DIR}")) {
+    let names = target.list("")?;
+    let mut keep = HashSet::new();
+    for s in names.iter().filter(|n| n.starts_with("snap.")) {
+        keep.extend(read_list(target, s)?);
+    }
+    if target.exists(&format!("{PARTIAL}/{FILE_LIST}"))? {
+        keep.extend(read_list(target, PARTIAL)?);
+    }
+    let pool_rel = format!("{POOL}/{REPO_DIR}");
+    let all = match target.local_path(&pool_rel) {
         Some(pool) => {
-            let mut keep = HashSet::new();
-            for s in &snaps {
-                keep.extend(read_list(target, s)?);
-            }
-            let mut removed = 0;
-            for e in walkdir::WalkDir::new(&pool).into_iter().flatten() {
+            let mut all = Vec::new();
+            for e in walkdir::WalkDir::new(&pool) {
+                let e = e.map_err(|e| StoreError::Io {
+                    path: pool.display().to_string(),
+                    source: e.into(),
+                })?;
                 if !e.file_type().is_dir() {
-                    let rel = e
-                        .path()
-                        .strip_prefix(&pool)
-                        .map(|r| r.to_string_lossy().into_owned())
-                        .unwrap_or_default();
-                    if !keep.contains(&rel) && std::fs::remove_file(e.path()).is_ok() {
-                        removed += 1;
+                    if let Ok(rel) = e.path().strip_prefix(&pool) {
+                        all.push(rel.to_string_lossy().into_owned());
                     }
                 }
             }
-            Ok(removed)
+            all
         }
         None => {
-            // On the backup server, with the tools every system has.
-            let root = sh_quote(&target.path(""));
-            let script = format!(
-                "set -e; cd {root}; t=$(mktemp -d); \
-                 (cd {POOL}/{REPO_DIR} && find . ! -type d | sed 's|^\\./||' | LC_ALL=C sort) > $t/all; \
-                 for s in snap.*; do [ -f \"$s/{FILE_LIST}\" ] && gzip -dc \"$s/{FILE_LIST}\"; done | LC_ALL=C sort -u > $t/keep; \
-                 LC_ALL=C comm -23 $t/all $t/keep > $t/gone; \
-                 (cd {POOL}/{REPO_DIR} && tr '\\n' '\\0' < $t/gone | xargs -0 -r rm -f); \
-                 wc -l < $t/gone; rm -rf $t"
-            );
-            let out = target.run_script(&script)?;
-            Ok(String::from_utf8_lossy(&out).trim().parse().unwrap_or(0))
+            let out = target.run_script(&format!(
+                "cd {} && find . ! -type d -print0",
+                sh_quote(&target.path(&pool_rel))
+            ))?;
+            out.split(|&b| b == 0)
+                .filter(|n| !n.is_empty())
+                .map(|n| {
+                    let n = String::from_utf8_lossy(n);
+                    n.strip_prefix("./").unwrap_or(&n).to_string()
+                })
+                .collect()
+        }
+    };
+    let gone: Vec<String> = all.into_iter().filter(|p| !keep.contains(p)).collect();
+    if gone.is_empty() {
+        return Ok(0);
+    }
+    match target.local_path(&pool_rel) {
+        Some(pool) => {
+            for g in &gone {
+                match std::fs::remove_file(pool.join(g)) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(StoreError::Io {
+                            path: pool.join(g).display().to_string(),
+                            source: e,
+                        })
+                    }
+                }
+            }
+        }
+        None => {
+            let mut input = Vec::new();
+            for g in &gone {
+                input.extend_from_slice(g.as_bytes());
+                input.push(0);
+            }
+            target.run_script_with_input(
+                &format!(
+                    "cd {} && xargs -0 -r rm -f --",
+                    sh_quote(&target.path(&pool_rel))
+                ),
+                &input,
+            )?;
         }
     }
+    Ok(gone.len() as u64)
 }

@@ -67,6 +67,22 @@ pub fn cli_error(e: BackupError) -> anyhow::Error {
 
 pub use holdfast_core::human_bytes;
 
+/// Starts the scheduler when an interrupted run left it stopped (every command calls this).
+pub fn resume_scheduler(ctx: &Context) {
+    let site = ctx.site().ok();
+    match holdfast_backup::resume_scheduler(
+        &ctx.config.backup,
+        &ctx.config.scheduler,
+        site.as_ref(),
+    ) {
+        Ok(Some(msg)) => tracing::warn!("{msg}"),
+        Ok(None) => {}
+        Err(e) => tracing::error!(
+            "the scheduler was left stopped by an interrupted run and could not be started: {e}"
+        ),
+    }
+}
+
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     let site = ctx.site()?;
     let mut cfg = ctx.config.backup.clone();

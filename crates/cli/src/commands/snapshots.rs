@@ -33,31 +33,60 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     let target = cfg.target()?;
     target.check()?;
     let snaps = holdfast_store::layout::snapshots(&target)?;
+    let records: Vec<Option<holdfast_backup::content::VerifyRecord>> = snaps
+        .iter()
+        .map(|s| {
+            holdfast_backup::content::read_record(&target, s)
+                .ok()
+                .flatten()
+        })
+        .collect();
     if args.json {
         let v: Vec<_> = snaps
             .iter()
-            .map(|s| serde_json::json!({"name": s.name, "manifest": s.manifest}))
+            .zip(&records)
+            .map(|(s, r)| serde_json::json!({"name": s.name, "manifest": s.manifest, "verify": r}))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        crate::exit::print(&(serde_json::to_string_pretty(&v)? + "\n"));
         return Ok(exit::code(exit::OK));
     }
     if snaps.is_empty() {
-        println!("no snapshots on {} yet", target.display());
+        crate::exit::print(&format!("no snapshots on {} yet\n", target.display()));
         return Ok(exit::code(exit::OK));
     }
-    println!("snapshots on {}:", target.display());
-    println!(
-        "{:<26} {:<11} {:<4} {:<17} {:>9} {:>8} {:>10} {:>10} {:>9}",
-        "NAME", "KIND", "MODE", "TAKEN (UTC)", "AGE", "FILES", "SIZE", "NEW", "DUMP"
-    );
+    let mut out = format!("snapshots on {}:\n", target.display());
+    out.push_str(&format!(
+        "{:<26} {:<11} {:<4} {:<17} {:>9} {:>8} {:>10} {:>10} {:>9}  {}\n",
+        "NAME", "KIND", "MODE", "TAKEN (UTC)", "AGE", "FILES", "SIZE", "NEW", "DUMP", "VERIFIED"
+    ));
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    for s in &snaps {
+    for (s, r) in snaps.iter().zip(&records) {
         let m = &s.manifest;
-        println!(
-            "{:<26} {:<11} {:<4} {:<17} {:>9} {:>8} {:>10} {:>10} {:>9}",
+        let verified = match r {
+            None => "never".to_string(),
+            Some(r) if r.finished.is_none() => format!("unfinished ({}/{})", r.done, r.total_files),
+            Some(r) if r.is_ok() => format!(
+                "ok, {} ago{}",
+                age(now - r.finished.map(|t| t.timestamp()).unwrap_or(now)),
+                r.sample_percent
+                    .map(|p| format!(" ({p}% sample)"))
+                    .unwrap_or_default()
+            ),
+            Some(r) => format!(
+                "DAMAGED: {} file(s){}",
+                r.bad.len(),
+                if r.dump_problem.is_some() {
+                    ", dump"
+                } else {
+                    ""
+                }
+            ),
+        };
+        out.push_str(&format!(
+            "{:<26} {:<11} {:<4} {:<17} {:>9} {:>8} {:>10} {:>10} {:>9}  {}\n",
             s.name,
             m.kind,
             m.mode,
@@ -66,8 +95,10 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
             m.repository.files,
             human_bytes(m.repository.bytes),
             human_bytes(m.repository.new_bytes),
-            human_bytes(m.database.bytes)
-        );
+            human_bytes(m.database.bytes),
+            verified
+        ));
     }
+    crate::exit::print(&out);
     Ok(exit::code(exit::OK))
 }

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Benchmark of `holdfast verify --snapshot` (every file hashed with sha1 and md5 and compared
+# with its FOSSology name) against `sha1sum` and `sha1sum + md5sum` of the same files.
+# Builds a snapshot on a local target from real files of this machine (/usr/lib, /usr/share),
+# each stored under its content name as FOSSology's repository does, then times each tool
+# twice and keeps the second run (page cache warm for all of them).
+# Usage: bench/verify.sh [MAX_MB]   (default 400; HOLDFAST=path/to/holdfast to skip the build)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+max_mb=${1:-400}
+work=${BENCH_WORK:-/var/tmp/holdfast-bench/verify}
+if [ -z "${HOLDFAST:-}" ]; then
+  cargo build -q --release -p holdfast
+  HOLDFAST=target/release/holdfast
+fi
+rm -rf "$work"
+mkdir -p "$work"
+python3 - "$work" "$max_mb" <<'EOF'
+import hashlib, json, os, sys, gzip, datetime
+work, max_bytes = sys.argv[1], int(sys.argv[2]) << 20
+snap = os.path.join(work, "target", "current")
+repo = os.path.join(snap, "repository", "localhost", "files")
+total = files = 0
+seen = set()
+for top in ["/usr/lib", "/usr/share"]:
+    for d, _, names in os.walk(top):
+        for n in sorted(names):
+            p = os.path.join(d, n)
+            if os.path.islink(p) or not os.path.isfile(p):
+                continue
+            try:
+                data = open(p, "rb").read()
+            except OSError:
+                continue
+            s, m = hashlib.sha1(data).hexdigest(), hashlib.md5(data).hexdigest()
+            name = f"{s}.{m}.{len(data)}"
+            if name in seen:
+                continue
+            seen.add(name)
+            dest = os.path.join(repo, s[0:2], s[2:4], s[4:6])
+            os.makedirs(dest, exist_ok=True)
+            with open(os.path.join(dest, name), "wb") as f:
+                f.write(data)
+            total += len(data); files += 1
+            if total >= max_bytes:
+                break
+        if total >= max_bytes:
+            break
+    if total >= max_bytes:
+        break
+os.makedirs(os.path.join(snap, "db"), exist_ok=True)
+dump = gzip.compress(b"-- empty dump\n")
+open(os.path.join(snap, "db", "fossology.sql.gz"), "wb").write(dump)
+now = datetime.datetime.now(datetime.timezone.utc).isoformat()
+manifest = {
+    "format": 1, "site": "bench", "mode": "full", "layout": "rolling", "kind": "full",
+    "builds_on": [], "holdfast_version": "bench", "started": now, "finished": now,
+    "database": {"file": "db/fossology.sql.gz", "compression": "gzip",
+                 "sha256": hashlib.sha256(dump).hexdigest(), "bytes": len(dump),
+                 "raw_bytes": 14, "dbname": "fossology", "owner": "fossy",
+                 "encoding": "UTF8", "collate": "C", "ctype": "C"},
+    "repository": {"root": "/srv/fossology/repository", "hosts": ["localhost"],
+                   "types": ["files"], "files": files, "bytes": total,
+                   "new_files": files, "new_bytes": total},
+    "jobs": {"unfinished": [], "stale_running": []},
+}
+json.dump(manifest, open(os.path.join(snap, "manifest.json"), "w"))
+print(f"{files} files, {total / 1e6:.1f} MB")
+EOF
+cat > "$work/holdfast.toml" <<EOF
+[backup]
+target = "$work/target"
+lock_file = "$work/run/backup.lock"
+EOF
+repo="$work/target/current/repository"
+bytes=$(find "$repo" -type f -printf '%s\n' | awk '{s+=$1} END {print s}')
+secs() { local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null; t1=$(date +%s.%N); echo "$t1 - $t0" | bc -l; }
+run() { "$@" >/dev/null; secs "$@"; }   # first run warms the cache, the second is timed
+hf=$(run "$HOLDFAST" --config "$work/holdfast.toml" -q verify --snapshot current --restart)
+s1=$(run sh -c "find '$repo' -type f -print0 | xargs -0 sha1sum")
+s1p=$(run sh -c "find '$repo' -type f -print0 | xargs -0 -P$(nproc) -n 256 sha1sum")
+sm=$(run sh -c "find '$repo' -type f -print0 | xargs -0 sha1sum; find '$repo' -type f -print0 | xargs -0 md5sum")
+rate() { echo "scale=1; $bytes / $1 / 1048576" | bc -l; }
+printf '%-42s %8.2f s %8s MiB/s\n' "holdfast verify (sha1+md5, $(nproc) threads)" "$hf" "$(rate "$hf")"
+printf '%-42s %8.2f s %8s MiB/s\n' "sha1sum (1 process)" "$s1" "$(rate "$s1")"
+printf '%-42s %8.2f s %8s MiB/s\n' "sha1sum (xargs -P$(nproc))" "$s1p" "$(rate "$s1p")"
+printf '%-42s %8.2f s %8s MiB/s\n' "sha1sum + md5sum (the same proof)" "$sm" "$(rate "$sm")"
+echo "ratios: holdfast is $(echo "scale=2; $s1 / $hf" | bc -l)x sha1sum, $(echo "scale=2; $sm / $hf" | bc -l)x sha1sum+md5sum"
