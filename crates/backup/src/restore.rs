@@ -135,6 +135,10 @@ pub fn restore(
         }
     };
 
+    // A site an earlier restore left half done may have a database without FOSSology's
+    // tables: the scheduler is stopped without reading its queue then.
+    let was_half = holdfast_site::restoring::restoring(&dest).is_some();
+
     // From here on the site is half restored until the end: the marker says so to `verify`,
     // `check-repo`, `backup` and `serve`, and stays if this run is killed or fails.
     holdfast_site::restoring::mark(
@@ -156,7 +160,13 @@ pub fn restore(
     // Live restore: the scheduler stays stopped until the site is whole again. The database
     // may be gone (that is why we restore), so the queue check is skipped if it is.
     let guard = if opts.scratch.is_none() {
-        let mut c = crate::connect(&dest).ok();
+        let mut c = if was_half {
+            None
+        } else {
+            crate::connect(&dest)
+                .ok()
+                .and_then(|mut c| holdfast_site::db::has_job_queue(&mut c).then_some(c))
+        };
         Some(scheduler::quiesce(sched, c.as_mut())?)
     } else {
         None

@@ -106,6 +106,20 @@ pub fn backup_job(cfg: &crate::BackupConfig, sched: &ScheduleConfig) -> Result<J
     })
 }
 
+/// The weekly content verification of the snapshots at `backup.verify_schedule` (none when
+/// it is empty). It only reads the target, so FOSSology's scheduler is left alone.
+pub fn verify_job(cfg: &crate::BackupConfig) -> Result<Option<Job>, BackupError> {
+    Ok(cfg.verify_time()?.map(|(dow, h, m)| Job {
+        unit: "holdfast-verify".into(),
+        description: "holdfast verification of this site's snapshots (content against names)"
+            .into(),
+        args: cfg.verify_args(),
+        cron: format!("{m} {h} * * {dow}"),
+        random_delay_secs: 0,
+        ensure_scheduler: false,
+    }))
+}
+
 /// A 5-field cron time as a systemd calendar event. Only numbers and `*` are accepted: that
 /// is all holdfast's own jobs use, and it keeps the translation exact.
 pub fn on_calendar(cron: &str) -> Result<String, BackupError> {
@@ -350,6 +364,24 @@ pub fn is_holdfast_cron(path: &Path) -> bool {
 mod tests {
     use super::*;
     use crate::BackupConfig;
+
+    #[test]
+    fn the_weekly_verify_job() {
+        let cfg = crate::BackupConfig {
+            verify_schedule: "Sun 04:30".into(),
+            verify_sample_percent: 20.0,
+            ..Default::default()
+        };
+        let j = verify_job(&cfg).unwrap().unwrap();
+        assert_eq!(j.cron, "30 4 * * 0");
+        assert_eq!(on_calendar(&j.cron).unwrap(), "Sun *-*-* 04:30:00");
+        assert_eq!(j.args, ["verify", "--all", "--sample=20%"]);
+        let off = crate::BackupConfig {
+            verify_schedule: String::new(),
+            ..Default::default()
+        };
+        assert!(verify_job(&off).unwrap().is_none());
+    }
 
     #[test]
     fn cron_times_become_calendar_events() {

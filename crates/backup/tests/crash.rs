@@ -118,9 +118,10 @@ fn leftovers(target_dir: &str, port: u16) -> Vec<String> {
             .rsplit(')')
             .next()
             .is_some_and(|s| s.trim_start().starts_with('Z'));
-        let ours = (cmd.starts_with("rsync") && cmd.contains(target_dir))
-            || ((cmd.starts_with("psql") || cmd.starts_with("pg_dump"))
-                && env.contains(&format!("PGPORT={port}")));
+        // (Debian's psql is a perl wrapper that execs the real one: match anywhere.)
+        let ours = (cmd.contains("rsync") && cmd.contains(target_dir))
+            || ((cmd.contains("psql") || cmd.contains("pg_dump"))
+                && env.split('\0').any(|v| v == format!("PGPORT={port}")));
         if ours && !zombie {
             out.push(format!("{pid}: {cmd}"));
         }
@@ -169,7 +170,7 @@ fn assert_snapshots_whole(cfg: &BackupConfig) -> usize {
 }
 
 #[test]
-fn kill_9_anywhere_in_backup_prune_and_restore() {
+fn kill_9_anywhere_in_backup_and_prune() {
     let mut f = fixture(2, Behaviour::default(), 30);
     let cfg = BackupConfig {
         keep: 3,
@@ -233,6 +234,22 @@ fn kill_9_anywhere_in_backup_prune_and_restore() {
         .unwrap()
         .flatten()
         .any(|e| e.file_name().to_string_lossy().starts_with(layout::PRUNING)));
+}
+
+#[test]
+fn kill_9_anywhere_in_restore() {
+    let f = fixture(2, Behaviour::default(), 30);
+    let cfg = BackupConfig {
+        check_percent: 0.0,
+        ..f.cfg.clone()
+    };
+    let site = f.site().clone();
+    let port = site.db.port();
+    let target_dir = f.target_dir().display().to_string();
+    let mut rng = rand::rng();
+    let next_command =
+        |f: &Fixture| holdfast_backup::resume_scheduler(&cfg, &f.sched, Some(f.site())).unwrap();
+    run_whole("backup", &f, &cfg);
 
     // Restores of the live site.
     let want = row_counts(&site);

@@ -331,3 +331,10 @@ pub fn quote_ident(s: &str) -> String {
 pub fn quote_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
+
+/// True when the database has FOSSology's job queue (a database being restored may not).
+pub fn has_job_queue(c: &mut postgres::Client) -> bool {
+    c.query_one("SELECT to_regclass('jobqueue') IS NOT NULL", &[])
+        .map(|r| r.get::<_, bool>(0))
+        .unwrap_or(false)
+}

@@ -119,6 +119,7 @@ pub fn run(cmd: Cmd, ctx: &Context) -> anyhow::Result<ExitCode> {
             let mut jobs = Vec::new();
             if !no_backup {
                 jobs.push(sched::backup_job(cfg, sc)?);
+                jobs.extend(sched::verify_job(cfg)?);
             }
             if server {
                 jobs.extend(server_jobs());

@@ -41,6 +41,15 @@ pub fn run(cmd: Cmd, ctx: &Context) -> anyhow::Result<ExitCode> {
         );
         return Ok(exit::code(exit::OK));
     }
+    // A half-restored site keeps its scheduler stopped: agents must not run on it.
+    if let Some(r) = ctx
+        .site()
+        .ok()
+        .and_then(|s| holdfast_site::restoring::restoring(&s))
+    {
+        println!("the scheduler stays stopped: {r}");
+        return Ok(exit::code(exit::OK));
+    }
     // The scheduler module knows whether holdfast stopped it (its note in state_dir) and
     // how it ran; a scheduler the operator stopped stays stopped.
     let guard = scheduler::quiesce(cfg, None)?;
