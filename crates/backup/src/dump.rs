@@ -613,6 +613,11 @@ pub fn load(
     let mut reader = BufReader::with_capacity(1 << 20, r);
     let mut line = Vec::new();
     let mut fed = Ok(());
+    let progress = holdfast_core::progress::Progress::new(
+        &format!("load database {dbname}"),
+        info.raw_bytes,
+        holdfast_core::progress::Unit::Bytes,
+    );
     loop {
         if holdfast_core::interrupt::requested() {
             fed = Err(BackupError::Interrupted);
@@ -621,7 +626,7 @@ pub fn load(
         line.clear();
         match reader.read_until(b'\n', &mut line) {
             Ok(0) => break,
-            Ok(_) => {}
+            Ok(n) => progress.inc(n as u64),
             Err(e) => {
                 fed = Err(BackupError::Io {
                     path: rel.into(),

@@ -138,6 +138,28 @@ fn backup_snapshots_restore_verify_through_the_binary() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr_line(&o).contains("holdfast snapshots"));
 
+    // The snapshot's content proves itself; the output survives a reader that leaves early.
+    let o = holdfast(&cfg, &["verify", "--snapshot", "current"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("0 damaged"));
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{} --config {} snapshots | head -c 1",
+            env!("CARGO_BIN_EXE_holdfast"),
+            cfg.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("panicked"));
+
+    // A recovery waits for no backup: while one holds the lock it refuses (exit 4).
+    {
+        let _held = holdfast_backup::lock::acquire(&d.path().join("lock")).unwrap();
+        let o = holdfast(&cfg, &["recover", "--all"]);
+        assert_eq!(o.status.code(), Some(4), "{}", stderr_line(&o));
+    }
+
     // A backup of a repository that lacks a file the database names says so and fails.
     std::fs::remove_file(&victim).unwrap();
     let o = holdfast(&cfg, &["backup"]);

@@ -28,7 +28,7 @@ pub enum Unit {
 pub struct Progress {
     what: String,
     unit: Unit,
-    total: u64,
+    total: AtomicU64,
     done: AtomicU64,
     bar: Option<ProgressBar>,
     started: Instant,
@@ -55,7 +55,7 @@ impl Progress {
         Progress {
             what: what.to_string(),
             unit,
-            total,
+            total: AtomicU64::new(total),
             done: AtomicU64::new(0),
             bar,
             started: Instant::now(),
@@ -76,6 +76,15 @@ impl Progress {
     pub fn set(&self, done: u64) {
         self.done.store(done, Ordering::Relaxed);
         self.show(done);
+    }
+
+    /// The size once it is known (rsync says it after its file list).
+    pub fn set_total(&self, total: u64) {
+        if self.total.swap(total, Ordering::Relaxed) != total {
+            if let Some(b) = &self.bar {
+                b.set_length(total);
+            }
+        }
     }
 
     pub fn set_message(&self, msg: &str) {
@@ -109,16 +118,17 @@ impl Progress {
             Unit::Items if secs > 0.0 => format!("{:.0}/s", done as f64 / secs),
             Unit::Items => "-".into(),
         };
-        if self.total == 0 {
+        let total = self.total.load(Ordering::Relaxed);
+        if total == 0 {
             return format!(
                 "{}: {} so far, {rate}, {secs:.0} s",
                 self.what,
                 amount(done)
             );
         }
-        let pct = done as f64 * 100.0 / self.total as f64;
-        let eta = if done > 0 && done < self.total {
-            let left = secs * (self.total - done) as f64 / done as f64;
+        let pct = done as f64 * 100.0 / total as f64;
+        let eta = if done > 0 && done < total {
+            let left = secs * (total - done) as f64 / done as f64;
             format!(", about {left:.0} s left")
         } else {
             String::new()
@@ -127,7 +137,7 @@ impl Progress {
             "{}: {} of {} ({pct:.0}%), {rate}{eta}",
             self.what,
             amount(done),
-            amount(self.total)
+            amount(total)
         )
     }
 

@@ -60,6 +60,8 @@ impl Rsync {
     pub fn command(&self) -> Command {
         let mut c = Command::new("rsync");
         c.args(&self.args);
+        // One overall progress line (bytes, percent), read by `run` for the progress bar.
+        c.arg("--info=progress2");
         if let Some(rsh) = &self.rsh {
             c.arg("-e").arg(rsh);
         }
@@ -82,10 +84,41 @@ impl Rsync {
         })?;
         let mut out = child.stdout.take().expect("piped");
         let mut err = child.stderr.take().expect("piped");
+        let what = self.what.clone();
         let t_out = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = out.read_to_string(&mut s);
-            s
+            // `--info=progress2` lines (ended by \r) feed the progress; the rest is --stats.
+            let progress = holdfast_core::progress::Progress::new(
+                &what,
+                0,
+                holdfast_core::progress::Unit::Bytes,
+            );
+            let mut all = Vec::new();
+            let mut line = Vec::new();
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                for &b in &buf[..n] {
+                    if b == b'\r' || b == b'\n' {
+                        if let Some((done, total)) = parse_progress(&String::from_utf8_lossy(&line))
+                        {
+                            progress.set_total(total);
+                            progress.set(done);
+                        }
+                        if b == b'\n' {
+                            all.extend_from_slice(&line);
+                            all.push(b'\n');
+                        }
+                        line.clear();
+                    } else {
+                        line.push(b);
+                    }
+                }
+            }
+            all.extend_from_slice(&line);
+            progress.finish();
+            String::from_utf8_lossy(&all).into_owned()
         });
         let t_err = std::thread::spawn(move || {
             let mut s = String::new();
@@ -144,6 +177,15 @@ impl Rsync {
     }
 }
 
+/// `  1,234,567  45%  12.34MB/s    0:00:12 (xfr#3, to-chk=0/10)`: (bytes done, total).
+pub fn parse_progress(line: &str) -> Option<(u64, u64)> {
+    let mut words = line.split_whitespace();
+    let done: u64 = words.next()?.replace(',', "").parse().ok()?;
+    let pct: u64 = words.next()?.strip_suffix('%')?.parse().ok()?;
+    let total = (done * 100).checked_div(pct).unwrap_or(0);
+    Some((done, total.max(done)))
+}
+
 fn number_after(text: &str, label: &str) -> u64 {
     text.lines()
         .find_map(|l| l.trim().strip_prefix(label))
@@ -187,6 +229,15 @@ pub fn parse_stats(out: &str) -> RsyncStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_progress() {
+        assert_eq!(
+            parse_progress("     1,234,567  50%   12.34MB/s    0:00:12 (xfr#3, to-chk=0/10)"),
+            Some((1_234_567, 2_469_134))
+        );
+        assert_eq!(parse_progress("Number of files: 3"), None);
+    }
 
     #[test]
     fn reads_stats() {

@@ -141,6 +141,32 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         target.check()?;
         let snaps = holdfast_store::layout::snapshots(&target)?;
         println!("  {} snapshot(s) there now", snaps.len());
+        // What the copy would move: the repository's files, less those the latest snapshot
+        // already has under the same name (they are linked or already in the pool).
+        let dirs = site.repo.data_dirs(cfg.mode.types());
+        let have: std::collections::HashSet<String> = match snaps.last() {
+            Some(s) => holdfast_backup::content::snapshot_files(&target, s)
+                .map(|(_, l)| l.into_iter().collect())
+                .unwrap_or_default(),
+            None => Default::default(),
+        };
+        let (mut files, mut bytes, mut new_files, mut new_bytes) = (0u64, 0u64, 0u64, 0u64);
+        for rel in holdfast_store::pool::list_files(&site.repo.root, &dirs) {
+            let size = std::fs::metadata(site.repo.root.join(&rel))
+                .map(|m| m.len())
+                .unwrap_or(0);
+            files += 1;
+            bytes += size;
+            if !have.contains(&rel) {
+                new_files += 1;
+                new_bytes += size;
+            }
+        }
+        println!(
+            "  would copy {new_files} new file(s), {} (the repository has {files} files, {}; the rest is linked or already there)",
+            human_bytes(new_bytes),
+            human_bytes(bytes)
+        );
         if cfg.layout == holdfast_store::LayoutKind::Rolling {
             let days: Vec<_> = snaps
                 .iter()

@@ -89,6 +89,18 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         return Ok(exit::code(exit::OK));
     }
 
+    // Never beside a backup (it would copy half-written files) or a restore (it overwrites
+    // the repository); several recoveries may share the lock. Queuing only needs none.
+    let _lock = if args.queue {
+        None
+    } else {
+        Some(
+            holdfast_backup::lock::acquire_shared(&ctx.config.backup.lock_file)
+                .map_err(crate::commands::backup::cli_error)?,
+        )
+    };
+    holdfast_backup::refuse_if_restoring(&site).map_err(crate::commands::backup::cli_error)?;
+
     if args.all {
         if args.scan && !args.dry_run {
             let s = holdfast_recover::damage::scan(&site.repo)?;
