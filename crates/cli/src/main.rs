@@ -175,9 +175,13 @@ fn finish(
 }
 
 fn run(cli: Cli, ctx: &config::Context) -> anyhow::Result<ExitCode> {
-    // A scheduler an interrupted run left stopped is started first, whatever the command.
-    commands::backup::resume_scheduler(ctx);
     use Command::*;
+    // A scheduler an interrupted run left stopped is started first. `backup` and `restore`
+    // do it in their own stop/start, `scheduler ensure` is that very job, and `demo` brings
+    // its own site.
+    if !matches!(cli.command, Backup(_) | Restore(_) | Scheduler(_) | Demo(_)) {
+        commands::backup::resume_scheduler(ctx);
+    }
     match cli.command {
         Demo(a) => commands::demo::run(a, ctx),
         Backup(a) => commands::backup::run(a, ctx),

@@ -429,10 +429,11 @@ pub fn resume_stopped(cfg: &SchedulerConfig) -> Result<Option<String>, Scheduler
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    tracing::warn!("the scheduler was left stopped by a holdfast run that died: starting it");
     start_as(cfg, &earlier)?;
     forget_stopped(cfg);
     Ok(Some(
-        "the scheduler was left stopped by a holdfast run that died; started it again".into(),
+        "started the scheduler a holdfast run had left stopped".into(),
     ))
 }
 

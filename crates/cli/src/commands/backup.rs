@@ -75,7 +75,8 @@ pub fn resume_scheduler(ctx: &Context) {
         &ctx.config.scheduler,
         site.as_ref(),
     ) {
-        Ok(Some(msg)) => tracing::warn!("{msg}"),
+        Ok(Some(msg)) if msg.contains("stays stopped") => tracing::warn!("{msg}"),
+        Ok(Some(msg)) => tracing::info!("{msg}"),
         Ok(None) => {}
         Err(e) => tracing::error!(
             "the scheduler was left stopped by an interrupted run and could not be started: {e}"
