@@ -14,7 +14,7 @@ use common::*;
 use holdfast_backup::content::{self, VerifyOptions};
 use holdfast_backup::{backup, BackupConfig, RestoreOptions};
 use holdfast_site::scheduler::SchedulerConfig;
-use holdfast_site::standin::Behaviour;
+use holdfast_sandbox::standin::Behaviour;
 use holdfast_store::{layout, LayoutKind};
 use rand::Rng;
 use std::time::{Duration, Instant};
