@@ -11,7 +11,8 @@
 #   debs/ real binary .deb files, packed by xorriso into one ISO 9660 image (like the plan's
 #         distribution DVD: one upload holding hundreds of nested archives);
 #   a nested container: one .tar holding several whole source packages (tar of tar.xz).
-# Needs ~20x the gold in free space under $BENCH_WORK, apt-get, xorriso, bsdtar.
+# Works in batches of BENCH_BATCH_MB of gold (default 250), each in its own scratch site, so
+# it needs ~15x one batch free under $BENCH_WORK (not the whole set); apt-get, xorriso, bsdtar.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${BENCH_DATA:-/var/tmp/holdfast-bench/scale-data}
@@ -19,7 +20,7 @@ work=${BENCH_WORK:-/var/tmp/holdfast-bench/scale-work}
 gold_mb=${BENCH_GOLD_MB:-1100}
 # Big, real source packages first (GCC, LLVM, Boost, Qt, databases, interpreters, ...).
 src_pkgs=${BENCH_SRC_PACKAGES:-"gcc-12 llvm-toolchain-15 boost1.81 qtbase-opensource-src mariadb postgresql-15 emacs samba openjdk-17 python3.11 perl binutils gdb glibc vim git nodejs php8.2 ruby3.1 openssl curl sqlite3 bash coreutils tar"}
-deb_pkgs=${BENCH_DEB_PACKAGES:-"libllvm15 libclang-cpp15 gcc-12 cpp-12 g++-12 libstdc++-12-dev libgcc-12-dev python3.11-minimal libpython3.11-stdlib perl-modules-5.36 libperl5.36 git vim-runtime emacs-common postgresql-15 mariadb-server-core gdb binutils-x86-64-linux-gnu libicu72 libboost1.81-dev qtbase5-dev-tools libqt5widgets5 libqt5gui5 libqt5core5a openjdk-17-jre-headless"}
+deb_pkgs=${BENCH_DEB_PACKAGES:-"libllvm15 libclang-cpp15 gcc-12 cpp-12 g++-12 libstdc++-12-dev libgcc-12-dev python3.11-minimal libpython3.11-stdlib perl-modules-5.36 libperl5.36 git vim-runtime emacs-common postgresql-15 mariadb-server-core gdb binutils-x86-64-linux-gnu libicu72 libboost1.81-dev qtbase5-dev-tools libqt5widgets5 libqt5gui5 libqt5core5a openjdk-17-jre-headless libreoffice-core firefox-esr"}
 
 prepare() {
   local apt=/var/tmp/holdfast-bench/apt-scale
@@ -54,4 +55,4 @@ fi
 du -sh "$data/src" "$data/debs"
 [ "${1:-}" = "--prepare-only" ] && exit 0
 cargo build -q --release -p holdfast-drill --example reunpack_scale
-exec target/release/examples/reunpack_scale "$data" "$work" "$@"
+exec "${CARGO_TARGET_DIR:-target}"/release/examples/reunpack_scale "$data" "$work" "$@"

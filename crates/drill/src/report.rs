@@ -37,6 +37,43 @@ pub struct DataLost {
     pub unknown: Vec<String>,
 }
 
+/// How big the drilled site was, to turn recovery times into rates.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SiteSize {
+    pub uploads: usize,
+    /// Distinct gold files and their bytes.
+    pub gold_bytes: u64,
+    /// Distinct `files` entries and their bytes (what a full backup copies besides gold).
+    pub files: usize,
+    pub files_bytes: u64,
+}
+
+impl SiteSize {
+    pub fn of(refs: &[Reference], uploads: usize) -> Self {
+        let mut seen = std::collections::HashSet::new();
+        let mut s = SiteSize {
+            uploads,
+            ..Default::default()
+        };
+        for r in refs {
+            if seen.insert((r.kind.as_str(), r.name.as_str())) {
+                if r.kind == "gold" {
+                    s.gold_bytes += r.size;
+                } else {
+                    s.files += 1;
+                    s.files_bytes += r.size;
+                }
+            }
+        }
+        s
+    }
+    /// Repository bytes: gold and files (a file named by both counts once on disk, twice
+    /// here only if it is both an upload's gold and a member of another: rare).
+    pub fn bytes(&self) -> u64 {
+        self.gold_bytes + self.files_bytes
+    }
+}
+
 /// One kill point of plug-pull-job: where the agent died and how the site came back.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KillPoint {
@@ -73,6 +110,12 @@ pub struct DrillReport {
     /// plug-pull-job: each kill point; the drill's recovery time is the longest of them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kill_points: Vec<KillPoint>,
+    /// The site the drill built, before the disaster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<SiteSize>,
+    /// Recovery time per GB of repository (gold and files), from `site`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rto_secs_per_gb: Option<f64>,
 }
 
 impl DrillReport {
@@ -87,6 +130,8 @@ impl DrillReport {
             scratch: scratch.to_string(),
             seed,
             kill_points: Vec::new(),
+            site: None,
+            rto_secs_per_gb: None,
         }
     }
 
@@ -126,6 +171,11 @@ impl DrillReport {
                 .map(|k| k.recovery_secs)
                 .fold(0.0, f64::max);
         }
+        self.rto_secs_per_gb = self
+            .site
+            .as_ref()
+            .filter(|s| s.bytes() > 0)
+            .map(|s| self.recovery_secs / (s.bytes() as f64 / 1e9));
     }
 
     pub fn to_json(&self) -> String {
@@ -137,6 +187,17 @@ impl DrillReport {
         let verdict = if self.passed { "PASSED" } else { "FAILED" };
         let _ = writeln!(s, "drill {}: {verdict}", self.scenario);
         let _ = writeln!(s, "  recovery time: {:.1} s", self.recovery_secs);
+        if let (Some(site), Some(per_gb)) = (&self.site, self.rto_secs_per_gb) {
+            let _ = writeln!(
+                s,
+                "  site: {} uploads, {:.1} MB gold, {} files ({:.1} MB): {} per GB of repository",
+                site.uploads,
+                site.gold_bytes as f64 / 1e6,
+                site.files,
+                site.files_bytes as f64 / 1e6,
+                human_secs(per_gb)
+            );
+        }
         let d = &self.data_lost;
         match (d.restored_state_age_secs, &d.snapshot) {
             (Some(age), Some(snap)) => {

@@ -128,10 +128,30 @@ impl Drill<'_> {
                     }
                     ups
                 }
-                None => site.upload(&archives::build(&root.join("archives"), wanted, "a")?)?,
+                None => {
+                    // Uploads past the first `n` have their own content each, so a bigger
+                    // site (--uploads) is a bigger repository, not the same files again.
+                    let mut a = archives::build(&root.join("archives"), n, "a")?;
+                    a.extend(archives::build_unique(
+                        &root.join("archives-more"),
+                        wanted - n,
+                        "m",
+                    )?);
+                    site.upload(&a)?
+                }
             };
-            let refs = db::references(&mut site.connect()?, None)?.len();
-            let detail = format!("{} uploads, {refs} repository references", ups.len());
+            let refs = db::references(&mut site.connect()?, None)?;
+            let size = crate::report::SiteSize::of(&refs, ups.len());
+            let detail = format!(
+                "{} uploads, {} repository references, {:.1} MB gold, {:.1} MB files",
+                ups.len(),
+                refs.len(),
+                size.gold_bytes as f64 / 1e6,
+                size.files_bytes as f64 / 1e6
+            );
+            if d.report.site.is_none() {
+                d.report.site = Some(size);
+            }
             Ok(((site, ups), detail))
         })
     }

@@ -1,0 +1,270 @@
+//! Reunpack cost at the plan's scale, for docs/gold-only.md (run by bench/reunpack-scale.sh).
+//!
+//!   reunpack_scale DATA WORK [--runs N] [--skip-script]
+//!
+//! DATA holds `src/` (Debian source packages: each file one upload, except the packages
+//! named in NESTED, which go into one `.tar` upload, a nested container of source tarballs)
+//! and `debs/` (real .deb files, packed with xorriso into one ISO 9660 image: one upload,
+//! like the plan's distribution DVD). The uploads are made with holdfast's unpacker; then
+//! `files` is deleted and rebuilt from gold (`rebuild_after_restore`, one upload per CPU at a
+//! time), and the rebuilt repository is checked to hold the same files. Then the same gold
+//! files are extracted by bench/reunpack-script.sh (bsdtar in parallel, hashing, one bulk
+//! move). The load average is recorded with each timing: the machine may be shared.
+
+use holdfast_recover::{rebuild_after_restore, RebuildOptions};
+use holdfast_site::scratch::ScratchSite;
+use holdfast_unpack::{upload_files, UnpackConfig, UnpackOptions};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+/// Source packages that go into the nested container instead of their own uploads.
+const NESTED: &[&str] = &["vim_", "ruby3.1_", "php8.2_", "sqlite3_", "samba_"];
+
+fn walk(root: &Path) -> (u64, u64) {
+    let (mut n, mut bytes) = (0, 0);
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            if m.is_dir() {
+                stack.push(e.path());
+            } else {
+                n += 1;
+                bytes += m.len();
+            }
+        }
+    }
+    (n, bytes)
+}
+
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn run(cmd: &mut Command) {
+    let st = cmd.status().expect("command runs");
+    assert!(st.success(), "{cmd:?} failed");
+}
+
+fn files_in(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
+    v.sort();
+    v
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let data = PathBuf::from(args.get(1).expect("DATA folder"));
+    let work = PathBuf::from(args.get(2).expect("WORK folder"));
+    let runs: usize = args
+        .iter()
+        .position(|a| a == "--runs")
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+        .unwrap_or(1);
+    let skip_script = args.iter().any(|a| a == "--skip-script");
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(work.join("inputs/nested")).unwrap();
+
+    // The uploads: source tarballs, one nested container, one distribution image.
+    let mut inputs = Vec::new();
+    let mut nested = 0;
+    for p in files_in(&data.join("src")) {
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        if NESTED.iter().any(|n| name.starts_with(n)) {
+            std::fs::hard_link(&p, work.join("inputs/nested").join(&name)).unwrap();
+            nested += 1;
+        } else {
+            inputs.push(p);
+        }
+    }
+    let n_src = inputs.len();
+    let tar = work.join("inputs/nested-source-packages.tar");
+    run(Command::new("tar")
+        .arg("-cf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(work.join("inputs"))
+        .arg("nested"));
+    inputs.push(tar);
+    let iso = work.join("inputs/debian-packages.iso");
+    run(Command::new("xorriso")
+        .args(["-as", "mkisofs", "-quiet", "-R", "-J", "-V", "DEBS", "-o"])
+        .arg(&iso)
+        .arg(data.join("debs")));
+    let n_debs = files_in(&data.join("debs")).len();
+    inputs.push(iso);
+    let gold: u64 = inputs
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    let gb = |b: u64| b as f64 / 1e9;
+    println!(
+        "data set: {} uploads, {:.3} GB gold: {n_src} Debian source package files (one upload each), \
+         one .tar of {nested} files of 5 more source packages, one ISO 9660 image of {n_debs} .deb files",
+        inputs.len(),
+        gb(gold)
+    );
+
+    // Batches of uploads, each in its own scratch site, so that the peak space is one
+    // batch's `files` (the whole set expands past what a shared machine has free). The
+    // uploads are independent: a rebuild works them one per CPU either way.
+    let batch_bytes: u64 = std::env::var("BENCH_BATCH_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(250)
+        << 20;
+    let mut batches: Vec<Vec<PathBuf>> = vec![Vec::new()];
+    let mut in_batch = 0u64;
+    for p in &inputs {
+        let len = std::fs::metadata(p).unwrap().len();
+        if in_batch > 0 && in_batch + len > batch_bytes {
+            batches.push(Vec::new());
+            in_batch = 0;
+        }
+        in_batch += len;
+        batches.last_mut().unwrap().push(p.clone());
+    }
+    println!(
+        "{} batches of at most {} MB gold (or one upload)",
+        batches.len(),
+        batch_bytes >> 20
+    );
+    let cfg = UnpackConfig::default();
+    let (mut first, mut re, mut nfiles, mut files, mut errors) = (0.0, 0.0, 0u64, 0u64, 0usize);
+    let mut script: Option<(f64, u64, u64)> = (!skip_script).then_some((0.0, 0, 0));
+    let mut loads = Vec::new();
+    for (bi, batch) in batches.iter().enumerate() {
+        let bgold: u64 = batch
+            .iter()
+            .map(|p| std::fs::metadata(p).unwrap().len())
+            .sum();
+        let site_dir = work.join("site");
+        let _ = std::fs::remove_dir_all(&site_dir);
+        let site = ScratchSite::create(&site_dir, "UTF8").expect("scratch site");
+        let t = Instant::now();
+        let done =
+            upload_files(&site.site, batch, &cfg, &UnpackOptions::default()).expect("upload");
+        first += t.elapsed().as_secs_f64();
+        errors += done.iter().map(|(_, s)| s.errors.len()).sum::<usize>();
+        let files_root = site.site.repo.root.join("localhost/files");
+        let (bn, bb) = walk(&files_root);
+        let mut best = f64::MAX;
+        for _ in 0..runs {
+            std::fs::remove_dir_all(&files_root).unwrap();
+            run(&mut Command::new("sync"));
+            let l = load();
+            let t = Instant::now();
+            let r = rebuild_after_restore(
+                &site.site,
+                &cfg,
+                &[],
+                &RebuildOptions {
+                    lazy: false,
+                    jobs: 0,
+                },
+            )
+            .expect("rebuild");
+            let secs = t.elapsed().as_secs_f64();
+            assert!(r.lost().is_empty(), "lost: {:?}", r.lost());
+            assert_eq!(walk(&files_root), (bn, bb), "rebuilt repository differs");
+            best = best.min(secs);
+            loads.push(l);
+        }
+        re += best;
+        nfiles += bn;
+        files += bb;
+        drop(site);
+        let _ = std::fs::remove_dir_all(&site_dir);
+        let mut line = format!(
+            "batch {}: {} uploads, {:.3} GB gold -> {:.2} GB files ({bn}); rebuild {best:.0} s",
+            bi + 1,
+            batch.len(),
+            gb(bgold),
+            gb(bb)
+        );
+        if let Some((st, sn, sb)) = &mut script {
+            let store = work.join("script-store");
+            let tmp = work.join("script-tmp");
+            run(&mut Command::new("sync"));
+            loads.push(load());
+            let t = Instant::now();
+            run(Command::new("bash")
+                .arg(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/../../bench/reunpack-script.sh"
+                ))
+                .arg(&store)
+                .arg(&tmp)
+                .args(batch));
+            let secs = t.elapsed().as_secs_f64();
+            let (n, b) = walk(&store);
+            *st += secs;
+            *sn += n;
+            *sb += b;
+            let _ = std::fs::remove_dir_all(&store);
+            line.push_str(&format!(
+                "; script {secs:.0} s ({n} files, {:.2} GB)",
+                gb(b)
+            ));
+        }
+        println!("{line}; load {}", load());
+    }
+    println!("first unpack (holdfast upload, rows included): {first:.0} s; {errors} member errors");
+    println!(
+        "load averages (1/5/15 min) at the start of each timed run: {}",
+        loads.join(" | ")
+    );
+    let re_load = format!(
+        "{} .. {}",
+        loads.first().cloned().unwrap_or_default(),
+        loads.last().cloned().unwrap_or_default()
+    );
+    let script = script.map(|(s, n, b)| (s, n, b, re_load.clone()));
+
+    let per_h = |b: u64, s: f64| gb(b) / (s / 3600.0);
+    println!();
+    println!("| | gold | files (count) | expansion | time | GB gold/h | GB files/h | files/s | GB files/h per core | load avg (1/5/15 min) at start |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| holdfast reunpack (best of {runs} per batch) | {:.2} GB | {:.2} GB ({nfiles}) | {:.1}x | {re:.0} s | {:.2} | {:.1} | {:.0} | {:.1} | {re_load} |",
+        gb(gold),
+        gb(files),
+        files as f64 / gold as f64,
+        per_h(gold, re),
+        per_h(files, re),
+        nfiles as f64 / re,
+        per_h(files, re) / cpus as f64
+    );
+    if let Some((s, sn, sb, l)) = &script {
+        println!(
+            "| bsdtar + sha1sum/md5sum script | {:.2} GB | {:.2} GB ({sn}) | {:.1}x | {s:.0} s | {:.2} | {:.1} | {:.0} | {:.1} | {l} |",
+            gb(gold),
+            gb(*sb),
+            *sb as f64 / gold as f64,
+            per_h(gold, *s),
+            per_h(*sb, *s),
+            *sn as f64 / s,
+            per_h(*sb, *s) / cpus as f64
+        );
+        println!(
+            "holdfast / script time ratio: {:.2} (below 1: holdfast is faster)",
+            re / s
+        );
+    }
+    println!(
+        "| plan: Fedora 11 source DVD, FOSSology ununpack | 4.2 GB | 54 GB | 12.9x | 5.5 h | 0.76 | 9.8 | - | - | - |"
+    );
+    println!("{cpus} CPUs; first unpack {first:.0} s");
+}
