@@ -83,7 +83,7 @@ fn main() {
     for p in files_in(&data.join("src")) {
         let name = p.file_name().unwrap().to_string_lossy().to_string();
         if NESTED.iter().any(|n| name.starts_with(n)) {
-            std::fs::hard_link(&p, work.join("inputs/nested").join(&name)).unwrap();
+            std::os::unix::fs::symlink(&p, work.join("inputs/nested").join(&name)).unwrap();
             nested += 1;
         } else {
             inputs.push(p);
@@ -91,8 +91,9 @@ fn main() {
     }
     let n_src = inputs.len();
     let tar = work.join("inputs/nested-source-packages.tar");
+    // -h: the folder holds links to the data set; the tar holds the files.
     run(Command::new("tar")
-        .arg("-cf")
+        .arg("-chf")
         .arg(&tar)
         .arg("-C")
         .arg(work.join("inputs"))
