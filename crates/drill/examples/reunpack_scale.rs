@@ -12,7 +12,7 @@
 //! move). The load average is recorded with each timing: the machine may be shared.
 
 use holdfast_recover::{rebuild_after_restore, RebuildOptions};
-use holdfast_site::scratch::ScratchSite;
+use holdfast_sandbox::scratch::ScratchSite;
 use holdfast_unpack::{upload_files, UnpackConfig, UnpackOptions};
 use std::path::{Path, PathBuf};
 use std::process::Command;
