@@ -1386,28 +1386,29 @@ fn unpack_tool(ctx: &Ctx, kind: Kind, item: &Item, depth: u32) -> (Vec<Node>, Op
             Err(e) => return (empty(), Some(e.to_string())),
         }
     }
-    let status = cmd
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status();
+    cmd.stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // Held to the upload's budget like every other child: a `.Z` or PDF bomb stops at the
+    // bytes left, not at the disk's end.
+    let status = crate::budget::run_limited(&ctx.budget, &mut cmd, None, |_| ()).map(|((), s)| s);
     if matches!(item.src, Src::Mem(_)) {
         let _ = std::fs::remove_file(&path);
     }
-    let err = match &status {
-        Ok(s) if s.success() => None,
-        Ok(s) => {
-            // It fails the same way for ununpack, which keeps whatever it wrote.
-            ctx.note(
-                &item.trail,
-                None,
-                format!("{kind:?} converter exited with {s}"),
-            );
-            None
+    match &status {
+        Ok(s) if s.success() => {}
+        // It fails the same way for ununpack, which keeps whatever it wrote.
+        Ok(s) => ctx.note(
+            &item.trail,
+            None,
+            format!("{kind:?} converter exited with {s}"),
+        ),
+        Err(e) => {
+            let _ = std::fs::remove_file(&out);
+            return (empty(), Some(format!("{kind:?} converter: {e}")));
         }
-        Err(e) => Some(format!("cannot run the {kind:?} converter: {e}")),
-    };
+    }
     if !out.is_file() {
-        return (empty(), err);
+        return (empty(), None);
     }
     if let Err(s) = ctx.budget.count_member() {
         let _ = std::fs::remove_file(&out);
@@ -1415,7 +1416,7 @@ fn unpack_tool(ctx: &Ctx, kind: Kind, item: &Item, depth: u32) -> (Vec<Node>, Op
     }
     (
         vec![pack_child(ctx, kind, item, Src::Temp(out), None, depth)],
-        err,
+        None,
     )
 }
 

@@ -544,8 +544,12 @@ t.close()
         .unwrap()
         .get(0);
     assert_eq!(size, "second copy\n".len() as i64);
-    // Names equal after `~` mangling: two rows (FOSSology's), or one row and an error.
-    let latin = r.iter().filter(|x| x.0.starts_with("latin")).count();
+    // Names equal after `~` mangling: two rows (FOSSology's), or one row and an error. A
+    // name that is not valid UTF-8 is stored empty in a UTF8 database, as FOSSology's is.
+    let latin = r
+        .iter()
+        .filter(|x| x.0.starts_with("latin") || (x.0.is_empty() && x.1 & 0o170000 == 0o100000))
+        .count();
     let latin_errs = sum
         .errors
         .iter()
@@ -612,7 +616,12 @@ lie(sys.argv[1], sys.argv[2]); lie(sys.argv[3], sys.argv[4])
          && python3 lie.py p.tar.xz ../bad.tar.xz c.txt.xz ../bad.txt.xz \
          && ! xz -t ../bad.tar.xz 2>/dev/null && ! xz -t ../bad.txt.xz 2>/dev/null",
     );
-    for f in ["bad.tar.xz", "bad.txt.xz"] {
+    // A plain `.xz` is not unpacked (FOSSology leaves an empty artifact.dir), so its lying
+    // index never yields content: nothing below the top file and its empty artifact folder.
+    let (id, _) = up(&s, &d.path().join("bad.txt.xz"), &UnpackConfig::default());
+    let names: Vec<String> = rows(&s, id).into_iter().map(|x| x.0).collect();
+    assert_eq!(names, ["bad.txt.xz", "artifact.dir"], "{names:?}");
+    for f in ["bad.tar.xz"] {
         let (id, sum) = up(&s, &d.path().join(f), &UnpackConfig::default());
         assert!(
             sum.errors
