@@ -621,18 +621,17 @@ lie(sys.argv[1], sys.argv[2]); lie(sys.argv[3], sys.argv[4])
     let (id, _) = up(&s, &d.path().join("bad.txt.xz"), &UnpackConfig::default());
     let names: Vec<String> = rows(&s, id).into_iter().map(|x| x.0).collect();
     assert_eq!(names, ["bad.txt.xz", "artifact.dir"], "{names:?}");
-    for f in ["bad.tar.xz"] {
-        let (id, sum) = up(&s, &d.path().join(f), &UnpackConfig::default());
-        assert!(
-            sum.errors
-                .iter()
-                .any(|e| e.contains(&format!("{f}: ")) && e.contains("corrupt xz stream")),
-            "{f}: {:?}",
-            sum.errors
-        );
-        check_shape(&s, id);
-        assert_partial(&s, id, sum.errors.len());
-    }
+    let f = "bad.tar.xz";
+    let (id, sum) = up(&s, &d.path().join(f), &UnpackConfig::default());
+    assert!(
+        sum.errors
+            .iter()
+            .any(|e| e.contains(&format!("{f}: ")) && e.contains("corrupt xz stream")),
+        "{f}: {:?}",
+        sum.errors
+    );
+    check_shape(&s, id);
+    assert_partial(&s, id, sum.errors.len());
     temp_empty(&s);
 }
 
