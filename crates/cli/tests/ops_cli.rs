@@ -337,6 +337,10 @@ fn unattended_runs_quiet_on_success_journal_on_failure_scheduler_restarted() {
         "the scheduler runs again after Ctrl-C"
     );
 
+    // The units are installed first: like every holdfast command, `schedule install` would
+    // start a scheduler a dead run left stopped, and the unit's own ExecStopPost must do it here.
+    let o = holdfast(&cfg, &["schedule", "install", "--system", "systemd"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
     // kill -9 in the middle of the dump (nothing can clean up): the scheduler stays stopped,
     // and holdfast's note says it was holdfast.
     std::fs::remove_file(&dumping).unwrap();
@@ -374,8 +378,6 @@ fn unattended_runs_quiet_on_success_journal_on_failure_scheduler_restarted() {
     let blocker = d.path().join("blocker");
     std::fs::write(&blocker, "not a folder").unwrap();
     std::fs::write(&cfg, config(&blocker.join("target"))).unwrap();
-    let o = holdfast(&cfg, &["schedule", "install", "--system", "systemd"]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
     let unit = std::fs::read_to_string(d.path().join("units/holdfast-backup.service")).unwrap();
     let (entries, codes) = with_journal(
         d.path(),
