@@ -301,24 +301,7 @@ fn pool_garbage_collection_over_ssh_keeps_what_kept_snapshots_list() {
     cfg.layout = LayoutKind::Pool;
     cfg.keep = 2;
     cfg.check_percent = 0.0;
-    cfg.target = format!(
-        "ssh://{}@127.0.0.1:{}{}",
-        holdfast_testkit::sshd::Sshd::user(),
-        sshd.port,
-        remote_dir.display()
-    );
-    cfg.ssh_identity = Some(sshd.client_key.clone());
-    cfg.ssh_options = [
-        "-o",
-        "StrictHostKeyChecking=no",
-        "-o",
-        "UserKnownHostsFile=/dev/null",
-        "-o",
-        "LogLevel=ERROR",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    over_ssh(&mut cfg, &sshd, &remote_dir);
     let site = f.site().clone();
     let target = cfg.target().unwrap();
     backup(&site, "s", &f.sched, &cfg).unwrap();

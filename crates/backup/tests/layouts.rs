@@ -14,24 +14,7 @@ fn rolling_over_ssh_keeps_exactly_n_and_restores() {
     let sshd = holdfast_testkit::sshd::Sshd::start(&f.dir.path().join("sshd")).unwrap();
     let remote_dir = f.dir.path().join("remote");
     let mut cfg = f.cfg.clone();
-    cfg.target = format!(
-        "ssh://{}@127.0.0.1:{}{}",
-        holdfast_testkit::sshd::Sshd::user(),
-        sshd.port,
-        remote_dir.display()
-    );
-    cfg.ssh_identity = Some(sshd.client_key.clone());
-    cfg.ssh_options = [
-        "-o",
-        "StrictHostKeyChecking=no",
-        "-o",
-        "UserKnownHostsFile=/dev/null",
-        "-o",
-        "LogLevel=ERROR",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    over_ssh(&mut cfg, &sshd, &remote_dir);
     cfg.keep = 2;
     let site = f.site().clone();
     let mut names = Vec::new();

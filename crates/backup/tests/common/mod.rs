@@ -164,3 +164,25 @@ pub fn tree(root: &Path) -> (BTreeMap<String, u64>, BTreeSet<Vec<String>>) {
         .collect();
     (files, groups)
 }
+
+/// Points `cfg` at `remote` on the test's sshd, with its throwaway key and no host-key prompt.
+pub fn over_ssh(cfg: &mut BackupConfig, sshd: &holdfast_testkit::sshd::Sshd, remote: &Path) {
+    cfg.target = format!(
+        "ssh://{}@127.0.0.1:{}{}",
+        holdfast_testkit::sshd::Sshd::user(),
+        sshd.port,
+        remote.display()
+    );
+    cfg.ssh_identity = Some(sshd.client_key.clone());
+    cfg.ssh_options = [
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+}
