@@ -635,9 +635,11 @@ fn database_loss(d: &mut Drill) -> Result<()> {
         "the files newer than the backup are reported as unknown to the database",
         unknown == expect_unknown && !unknown.is_empty(),
         format!(
-            "expected {} unknown, reported {}",
+            "expected {} unknown, reported {}; not reported: {:?}; not expected: {:?}",
             expect_unknown.len(),
-            unknown.len()
+            unknown.len(),
+            expect_unknown.difference(&unknown).collect::<Vec<_>>(),
+            unknown.difference(&expect_unknown).collect::<Vec<_>>()
         ),
     );
     d.report.check(

@@ -224,6 +224,11 @@ impl Ctx {
         }
         let named: std::collections::HashSet<String> =
             named.iter().map(|h| h.pfile_name()).collect();
+        self.drop_created_unless(&named)
+    }
+
+    /// Takes out the repository files this unpack created whose name is not in `named`.
+    pub fn drop_created_unless(&self, named: &std::collections::HashSet<String>) -> usize {
         let mut n = 0;
         for (name, path) in self.created.lock().unwrap().drain(..) {
             if !named.contains(&name) && std::fs::remove_file(&path).is_ok() {
@@ -568,18 +573,55 @@ fn place_member(ctx: &Ctx, item: &Item) -> Option<PathBuf> {
     }
     std::fs::create_dir_all(&p).ok()?;
     p.push(last);
-    let ok = match &item.src {
+    let put = |p: &Path| match &item.src {
         Src::Mem(v) => std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .open(&p)
+            .open(p)
             .and_then(|mut f| std::io::Write::write_all(&mut f, v))
             .is_ok(),
         Src::Temp(q) | Src::Fixed(q) => {
-            std::fs::hard_link(q, &p).is_ok() || (!p.exists() && std::fs::copy(q, &p).is_ok())
+            std::fs::hard_link(q, p).is_ok() || (!p.exists() && std::fs::copy(q, p).is_ok())
         }
     };
-    ok.then_some(p)
+    if put(&p) {
+        return Some(p);
+    }
+    // Taken: by an unpack of this upload running now, or left by one that was killed. The
+    // same bytes serve either way; other bytes can only be a damaged leftover, replaced.
+    if same_bytes(&p, &item.src) {
+        return Some(p);
+    }
+    let _ = std::fs::remove_file(&p);
+    put(&p).then_some(p)
+}
+
+/// Whether the file at `p` holds exactly the member's bytes.
+fn same_bytes(p: &Path, src: &Src) -> bool {
+    use std::io::Read;
+    let Ok(mut a) = std::fs::File::open(p) else {
+        return false;
+    };
+    let mut b: Box<dyn Read> = match src {
+        Src::Mem(v) => Box::new(std::io::Cursor::new(v.as_slice())),
+        Src::Temp(q) | Src::Fixed(q) => match std::fs::File::open(q) {
+            Ok(f) => Box::new(f),
+            Err(_) => return false,
+        },
+    };
+    let (mut x, mut y) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
+    loop {
+        let n = match a.read(&mut x) {
+            Ok(n) => n,
+            Err(_) => return false,
+        };
+        if b.read_exact(&mut y[..n]).is_err() || x[..n] != y[..n] {
+            return false;
+        }
+        if n == 0 {
+            return b.read(&mut y[..1]).is_ok_and(|m| m == 0);
+        }
+    }
 }
 
 /// Moves a file into `files` under its content name, unless that name is already there.

@@ -205,6 +205,7 @@ pub enum UnpackError {
 }
 
 /// Unpacks one file (already stored as gold) into a tree, filling `files`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn unpack_gold(
     site: &Site,
     gold: &Path,
@@ -213,6 +214,7 @@ pub(crate) fn unpack_gold(
     label: &str,
     cfg: &UnpackConfig,
     opts: &UnpackOptions,
+    named: Option<&std::collections::HashSet<String>>,
 ) -> Result<(tree::Node, UnpackSummary), UnpackError> {
     let start = Instant::now();
     let root = engine::temp_root(&site.repo, cfg);
@@ -291,6 +293,10 @@ pub(crate) fn unpack_gold(
     }
     if new_upload {
         ctx.drop_unnamed(Some(&node));
+    } else if let Some(named) = named {
+        // A rebuild keeps only what the upload's rows name: an artifact that came out
+        // different (a listing that names a path) must not sit in `files` under a new name.
+        ctx.drop_created_unless(named);
     }
     node.sort();
     use std::sync::atomic::Ordering::Relaxed;
@@ -398,7 +404,26 @@ pub fn unpack_upload(
                 .unwrap_or(name.clone()),
         })?;
     let label = format!("upload {upload_pk}");
-    let (node, mut summary) = unpack_gold(site, &gold, None, &up.filename, &label, cfg, opts)?;
+    let named: Option<std::collections::HashSet<String>> = if opts.repo_only {
+        Some(
+            holdfast_site::db::references(&mut client, Some(upload_pk))?
+                .into_iter()
+                .map(|r| r.name)
+                .collect(),
+        )
+    } else {
+        None
+    };
+    let (node, mut summary) = unpack_gold(
+        site,
+        &gold,
+        None,
+        &up.filename,
+        &label,
+        cfg,
+        opts,
+        named.as_ref(),
+    )?;
     summary.upload_pk = upload_pk;
     if let Some(h) = &node.pfile {
         if h.pfile_name() != name {
@@ -535,7 +560,16 @@ pub fn upload_files(
             }
         };
         let label = format!("upload {} ({filename})", ids.upload_pk);
-        let res = unpack_gold(site, &gold, Some(h.clone()), &filename, &label, cfg, opts);
+        let res = unpack_gold(
+            site,
+            &gold,
+            Some(h.clone()),
+            &filename,
+            &label,
+            cfg,
+            opts,
+            None,
+        );
         let (node, mut summary) = match res {
             Ok(x) => x,
             Err(e) => {
