@@ -119,6 +119,14 @@ fn gold_only_restore_rebuilds_the_repository_and_requeues_cut_off_jobs() {
     // Identical to the original repository except the explained artifact.
     let mut expected = original.clone();
     expected.retain(|p, _| !p.ends_with(&foreign));
+    // The meta file the rows no longer name is not made again: nothing sits in `files`
+    // without a row.
+    let named: BTreeSet<String> = db::references(&mut c, None)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    expected.retain(|p, _| named.iter().any(|n| p.ends_with(n.as_str())));
     assert_eq!(snapshot(&f.s), expected);
     assert_eq!(report.missing.len(), 1, "{:#?}", report.missing);
     let m = &report.missing[0];
