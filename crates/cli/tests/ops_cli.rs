@@ -308,26 +308,8 @@ fn unattended_runs_quiet_on_success_journal_on_failure_scheduler_restarted() {
     // Ctrl-C in the middle of the dump: the terminal sends SIGINT to the whole foreground
     // process group (holdfast and pg_dumpall); holdfast cleans up and exits 130.
     std::fs::write(dumping.with_extension("on"), "").unwrap();
-    let mut child = {
-        use std::os::unix::process::CommandExt;
-        Command::new(BIN)
-            .arg("--config")
-            .arg(&cfg)
-            .arg("backup")
-            .env_remove("JOURNAL_STREAM")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .unwrap()
-    };
-    let t = Instant::now();
-    while !dumping.exists() {
-        assert!(t.elapsed() < Duration::from_secs(60), "dump never started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    // SAFETY: plain kill(2) on the process group we just created.
-    unsafe { libc::kill(-(child.id() as i32), libc::SIGINT) };
+    let mut child =
+        backup_signalled_mid_dump(&cfg, &dumping, std::process::Stdio::piped(), libc::SIGINT);
     let st = child.wait().unwrap();
     let mut err = String::new();
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
@@ -344,26 +326,8 @@ fn unattended_runs_quiet_on_success_journal_on_failure_scheduler_restarted() {
     // kill -9 in the middle of the dump (nothing can clean up): the scheduler stays stopped,
     // and holdfast's note says it was holdfast.
     std::fs::remove_file(&dumping).unwrap();
-    let mut child = {
-        use std::os::unix::process::CommandExt;
-        Command::new(BIN)
-            .arg("--config")
-            .arg(&cfg)
-            .arg("backup")
-            .env_remove("JOURNAL_STREAM")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .process_group(0)
-            .spawn()
-            .unwrap()
-    };
-    let t = Instant::now();
-    while !dumping.exists() {
-        assert!(t.elapsed() < Duration::from_secs(60), "dump never started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    // SAFETY: plain kill(2) on the process group we just created.
-    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+    let mut child =
+        backup_signalled_mid_dump(&cfg, &dumping, std::process::Stdio::null(), libc::SIGKILL);
     child.wait().unwrap();
     std::fs::remove_file(dumping.with_extension("on")).unwrap();
     assert!(
@@ -527,4 +491,33 @@ fn first_run_sample_config_completions_and_man_page() {
         man.contains(".TH holdfast 1") && man.contains("backup"),
         "{man}"
     );
+}
+
+/// Starts `holdfast backup` in its own process group and sends `signal` to the whole group
+/// once the dump has begun (`dumping` appears), as a terminal or the OOM killer would.
+fn backup_signalled_mid_dump(
+    cfg: &Path,
+    dumping: &Path,
+    stderr: std::process::Stdio,
+    signal: libc::c_int,
+) -> std::process::Child {
+    use std::os::unix::process::CommandExt;
+    let child = Command::new(BIN)
+        .arg("--config")
+        .arg(cfg)
+        .arg("backup")
+        .env_remove("JOURNAL_STREAM")
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr)
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while !dumping.exists() {
+        assert!(t.elapsed() < Duration::from_secs(60), "dump never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: plain kill(2) on the process group we just created.
+    unsafe { libc::kill(-(child.id() as i32), signal) };
+    child
 }
