@@ -103,7 +103,11 @@ kids=''
 for i in $(seq 1 {n}); do {d}/{agent_name} & kids="$kids $!"; done
 {on_term}
 {on_quit}
-# The pid file says "up": write it once the agents exist.
+# The pid file says "up": write it once every agent runs under its own name (a fork
+# carries the scheduler's name until its exec).
+for k in $kids; do
+  while [ -e /proc/$k ] && [ "$(cat /proc/$k/comm 2>/dev/null)" != {agent_name} ]; do sleep 0.01; done
+done
 echo $$ > {d}/scheduler.pid
 while true; do sleep 0.2 & wait $!; done
 "#,

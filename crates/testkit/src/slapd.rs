@@ -124,7 +124,29 @@ impl Slapd {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Ok(s)
+        // A listening port is not a serving slapd (and a connect to a free ephemeral port can
+        // meet itself): ready means a root bind succeeds.
+        let pw = s.password_file_no_newline()?;
+        loop {
+            let ok = Command::new(crate::require("ldapwhoami"))
+                .args(["-x", "-H", &s.url, "-D", &s.bind_dn, "-y"])
+                .arg(&pw)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .context("run ldapwhoami")?
+                .success();
+            if ok {
+                return Ok(s);
+            }
+            if Instant::now() > until {
+                bail!(
+                    "slapd on port {port} did not accept a root bind: {}",
+                    std::fs::read_to_string(s.dir.join("slapd.log")).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Stops the server (to test what happens when LDAP is down). Idempotent.
