@@ -1,17 +1,25 @@
-//! Benchmark of the backup server's tree operations against the classic tools, on a tree of
-//! many small files with a week of snapshots (run by `bench/server.sh`):
+//! Benchmark of the backup server's jobs against what operators run today, on one account
+//! with a tree of many small files and a week of daily snapshots (run by `bench/server.sh`).
+//! Every timed step starts cold (`sync; echo 3 > /proc/sys/vm/drop_caches`, as root; without
+//! root the run says it is warm), holdfast and its peer alternate, and medians of `--reps`
+//! rounds are printed with the load average of each round.
 //!
-//! - snapshot creation: `tree::link_tree` vs `cp -al`
-//! - what snapshots the account cannot change cost: a week of `copy::copy_tree` snapshots
-//!   (copies of changed files, links between snapshots) against the week of hard links to
-//!   `incoming/`, in time and disk space
-//! - size accounting of incoming/ + 7 daily snapshots: `size::measure` vs `du -s`
-//! - expiry of the oldest snapshot: rename into the trash (what the snapshot job waits for),
-//!   and the parallel purge of it, each vs `rm -rf`
+//! - the daily snapshot job as it really runs: `snapshot::rotate` (copies changed files,
+//!   hard-links unchanged ones to the newest snapshot, shifts, renames the oldest into the
+//!   trash) and then `snapshot::purge_trash` (emptying the trash: someone pays for it),
+//!   against the same job done the rsnapshot way: `rm -rf daily.6`, shift, `rsync -a
+//!   --link-dest=../daily.1 incoming/ daily.0/` (like for like: copy the changed, link the
+//!   unchanged); `cp -al` is also timed, as the goal names it, though it only links;
+//! - hard-link snapshots, like for like: `tree::link_tree` vs `cp -al`;
+//! - expiry including emptying: rename into the trash + `purge_trash` vs `rm -rf`, on trees of
+//!   the same shape;
+//! - sizes of the account (incoming/ and the week of snapshots, each inode once):
+//!   `size::measure` vs `du -sb incoming .snapshots`, both cold; then the cached measure.
 //!
-//! Usage: server_bench [--files N] [--dir DIR] [--keep]
+//! Usage: server_bench [--files N] [--dir DIR] [--reps N] [--keep]
 
-use holdfast_server::{copy, size, snapshot, tree};
+use holdfast_server::directory::Intervals;
+use holdfast_server::{size, snapshot, tree};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -28,9 +36,24 @@ fn run(cmd: &mut Command) -> Duration {
     t.elapsed()
 }
 
-fn drop_caches_hint() {
-    // no cache dropping (needs root and disturbs the other users of the machine): every
-    // contender runs on a warm cache, after the tree was walked once
+fn timed<T>(f: impl FnOnce() -> T) -> (Duration, T) {
+    let t = Instant::now();
+    let r = f();
+    (t.elapsed(), r)
+}
+
+/// Cold start for the next step: dirty pages written (not timed), caches dropped.
+fn cold(root: bool) {
+    let _ = Command::new("sync").status();
+    if root {
+        std::fs::write("/proc/sys/vm/drop_caches", "3\n").expect("drop caches");
+    }
+}
+
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().next().unwrap_or("?").to_string())
+        .unwrap_or_default()
 }
 
 fn make_tree(root: &Path, files: usize) {
@@ -62,22 +85,97 @@ fn change(root: &Path, day: usize) {
     }
 }
 
+/// The rsnapshot way of the daily job, in `snaps`: expire the oldest, shift, link-dest copy.
+/// Returns (rm -rf, rsync) times; the renames are too cheap to matter.
+fn peer_rotate(incoming: &Path, snaps: &Path, keep: usize, root: bool) -> (Duration, Duration) {
+    let oldest = snaps.join(format!("daily.{}", keep - 1));
+    cold(root);
+    let rm = if oldest.exists() {
+        run(Command::new("rm").arg("-rf").arg(&oldest))
+    } else {
+        Duration::ZERO
+    };
+    for n in (0..keep - 1).rev() {
+        let from = snaps.join(format!("daily.{n}"));
+        if from.exists() {
+            std::fs::rename(&from, snaps.join(format!("daily.{}", n + 1))).unwrap();
+        }
+    }
+    cold(root);
+    let mut cmd = Command::new("rsync");
+    cmd.arg("-a");
+    if snaps.join("daily.1").exists() {
+        cmd.arg("--link-dest=../daily.1");
+    }
+    let rs = run(cmd
+        .arg(format!("{}/", incoming.display()))
+        .arg(format!("{}/", snaps.join("daily.0").display())));
+    (rm, rs)
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = v.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+#[derive(Default)]
+struct Samples(Vec<(&'static str, f64)>);
+
+impl Samples {
+    fn add(&mut self, what: &'static str, d: Duration) {
+        self.0.push((what, secs(d)));
+    }
+    fn get(&self, what: &str) -> Vec<f64> {
+        self.0
+            .iter()
+            .filter(|(w, _)| *w == what)
+            .map(|x| x.1)
+            .collect()
+    }
+    fn med(&self, what: &str) -> f64 {
+        median(&self.get(what))
+    }
+    fn line(&self, what: &str) -> String {
+        let v = self.get(what);
+        format!(
+            "{:8.2} s  ({})",
+            median(&v),
+            v.iter()
+                .map(|x| format!("{x:.2}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+}
+
 fn main() {
     let mut files = 1_000_000usize;
     let mut base: Option<PathBuf> = None;
     let mut keep = false;
+    let mut reps = 3usize;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--files" => files = args.next().and_then(|v| v.parse().ok()).expect("--files N"),
             "--dir" => base = args.next().map(PathBuf::from),
+            "--reps" => reps = args.next().and_then(|v| v.parse().ok()).expect("--reps N"),
             "--keep" => keep = true,
             _ => {
-                eprintln!("usage: server_bench [--files N] [--dir DIR] [--keep]");
+                eprintln!("usage: server_bench [--files N] [--dir DIR] [--reps N] [--keep]");
                 std::process::exit(2);
             }
         }
     }
+    let root = nix::unistd::geteuid().is_root();
     let tmp = match &base {
         Some(b) => {
             std::fs::create_dir_all(b).unwrap();
@@ -88,195 +186,206 @@ fn main() {
     let home = tmp.path().join("home");
     let incoming = home.join("incoming");
     let snaps = home.join(".snapshots");
+    let peer = tmp.path().join("peer");
     std::fs::create_dir_all(&incoming).unwrap();
     std::fs::create_dir_all(&snaps).unwrap();
-    println!("server bench: {files} files in {}", tmp.path().display());
+    std::fs::create_dir_all(&peer).unwrap();
     println!(
-        "cores: {}",
+        "server bench: {files} files in {}, {} cores, {} walkers, {}",
+        tmp.path().display(),
         std::thread::available_parallelism()
             .map(|n| n.get())
-            .unwrap_or(1)
+            .unwrap_or(1),
+        tree::io_pool().current_num_threads(),
+        if root {
+            "cold (caches dropped before every timed step)"
+        } else {
+            "WARM (not root: caches cannot be dropped)"
+        }
     );
-
     let t = Instant::now();
     make_tree(&incoming, files);
-    println!("made incoming/ in {:.1}s", secs(t.elapsed()));
-    drop_caches_hint();
-
-    // a week of daily snapshots, made with holdfast (rotation names: daily.6 oldest)
-    let mut ours = vec![];
-    for day in 0..7 {
-        change(&incoming, day);
-        let name = format!("daily.{}", 6 - day);
-        let t = Instant::now();
-        tree::link_tree(&incoming, &snaps.join(&name)).unwrap();
-        ours.push(t.elapsed());
-    }
-    // cp -al for the same kind of snapshot, interleaved with ours to share cache conditions
-    let mut cps = vec![];
-    let mut ours2 = vec![];
-    for i in 0..2 {
-        let dst = tmp.path().join(format!("cp-al.{i}"));
-        cps.push(run(Command::new("cp").arg("-al").arg(&incoming).arg(&dst)));
-        let dst2 = tmp.path().join(format!("ours.{i}"));
-        let t = Instant::now();
-        tree::link_tree(&incoming, &dst2).unwrap();
-        ours2.push(t.elapsed());
-    }
-    let best = |v: &[Duration]| v.iter().copied().min().unwrap();
-    let snap_ours = best(&ours2);
-    let snap_cp = best(&cps);
     println!(
-        "snapshot: holdfast {:.2}s (week avg {:.2}s), cp -al {:.2}s",
-        secs(snap_ours),
-        secs(ours.iter().sum::<Duration>()) / ours.len() as f64,
-        secs(snap_cp)
+        "made incoming/ in {:.1}s, load {}",
+        secs(t.elapsed()),
+        load()
     );
 
-    // size accounting over incoming + 7 snapshots (extra trees out of the home)
-    let t = Instant::now();
-    let s = size::measure(&home).unwrap();
-    let size_ours = t.elapsed();
-    let t = Instant::now();
-    let out = Command::new("du")
-        .args(["-sb", "incoming", ".snapshots"])
-        .current_dir(&home)
-        .output()
-        .unwrap();
-    let size_du = t.elapsed();
-    let du: Vec<u64> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
-        .collect();
-    assert_eq!(
-        du,
-        [s.backup.apparent, s.snapshots.apparent],
-        "holdfast and du disagree"
-    );
-    let t = Instant::now();
-    let _ = size::measure(&home).unwrap();
-    let size_ours = size_ours.min(t.elapsed());
-    println!(
-        "size: holdfast {:.2}s, du -sb {:.2}s (both: backup {} B, snapshots only {} B, {} inodes)",
-        secs(size_ours),
-        secs(size_du),
-        s.backup.apparent,
-        s.snapshots.apparent,
-        s.backup.inodes + s.snapshots.inodes
-    );
-
-    // incremental: scans of the (immutable) rotated snapshots are kept; only incoming/ is
-    // walked again
-    let cache = tmp.path().join("size-cache");
-    let t = Instant::now();
-    let first = size::measure_cached(&home, Some(&cache)).unwrap();
-    let size_fill = t.elapsed();
-    let t = Instant::now();
-    let again = size::measure_cached(&home, Some(&cache)).unwrap();
-    let size_inc = t.elapsed();
-    for x in [&first, &again] {
-        assert_eq!(
-            du,
-            [x.backup.apparent, x.snapshots.apparent],
-            "cached sizes disagree with du"
-        );
-    }
-    println!(
-        "size, incremental: first run (writes scans) {:.2}s, next runs {:.2}s",
-        secs(size_fill),
-        secs(size_inc)
-    );
-
-    // snapshots that share no inode with incoming/: the same week again, as copies
-    let home2 = tmp.path().join("home2/.snapshots");
-    std::fs::create_dir_all(&home2).unwrap();
-    let owner = copy::Owner {
-        uid: nix::unistd::geteuid().as_raw(),
-        gid: nix::unistd::getegid().as_raw(),
+    let week = Intervals {
+        daily: 7,
+        ..Intervals::default()
     };
-    let mut copies = vec![];
-    let mut prev: Option<PathBuf> = None;
-    for day in 0..8 {
-        if day > 0 {
-            change(&incoming, 7 + day);
-        }
-        let dst = home2.join(format!("daily.{}", 7 - day));
+    // a week of snapshots both ways (warm, not compared: the set-up)
+    let mut day = 0;
+    let (mut ours_week, mut peer_week) = (vec![], vec![]);
+    for _ in 0..7 {
+        day += 1;
+        change(&incoming, day);
+        let (d, r) = timed(|| snapshot::rotate(&home, &week, "daily").unwrap());
+        assert!(r.created.is_some());
+        ours_week.push(secs(d));
         let t = Instant::now();
-        copy::copy_tree(&incoming, prev.as_deref(), &dst, owner).unwrap();
-        copies.push(t.elapsed());
-        prev = Some(dst);
+        peer_rotate(&incoming, &peer, 7, false);
+        peer_week.push(secs(t.elapsed()));
     }
-    let copy_alloc = tree::usage(&home2, &tree::InodeSet::default(), &|_| false)
-        .unwrap()
-        .allocated;
-    let copy_week = copies[1..].iter().sum::<Duration>() / 7;
-    let link_week = ours.iter().sum::<Duration>() / ours.len() as u32;
     println!(
-        "unchangeable snapshots: first (full copy) {:.2}s, then {:.2}s a day vs {:.2}s for hard \
-         links; space of 8 snapshots {} B vs {} B for a week of hard links ({:.2}x incoming)",
-        secs(copies[0]),
-        secs(copy_week),
-        secs(link_week),
-        copy_alloc,
-        s.snapshots.allocated,
-        (copy_alloc - s.snapshots.allocated.min(copy_alloc)) as f64
-            / s.backup.allocated.max(1) as f64
+        "a week of snapshots (warm): rotate {:.2}s a day (first, a full copy: {:.2}s), rsnapshot way {:.2}s ({:.2}s)",
+        median(&ours_week[1..]),
+        ours_week[0],
+        median(&peer_week[1..]),
+        peer_week[0]
     );
 
-    // expiry: the oldest daily snapshot, ours vs rm -rf on an identical tree
-    let t = Instant::now();
-    let trash = snapshot::work_dir(&home).join("trash");
-    std::fs::create_dir_all(&trash).unwrap();
-    std::fs::rename(snaps.join("daily.6"), trash.join("daily.6")).unwrap();
-    let expire_rename = t.elapsed();
-    let t = Instant::now();
-    let removed = snapshot::purge_trash(&home).unwrap();
-    let purge = t.elapsed();
-    let rm = run(Command::new("rm").arg("-rf").arg(snaps.join("daily.5")));
-    let t = Instant::now();
-    tree::remove_tree(&tmp.path().join("ours.0")).unwrap();
-    let purge2 = t.elapsed();
-    let rm2 = run(Command::new("rm")
-        .arg("-rf")
-        .arg(tmp.path().join("cp-al.0")));
-    let (purge, rm) = (purge.min(purge2), rm.min(rm2));
-    println!(
-        "expiry: holdfast rename {:.4}s + background purge {:.2}s ({removed} entries), rm -rf {:.2}s",
-        secs(expire_rename),
-        secs(purge),
-        secs(rm)
-    );
+    let mut s = Samples::default();
+    let mut loads = vec![];
+    for rep in 0..reps {
+        day += 1;
+        change(&incoming, day);
+        loads.push(load());
+        let ours_first = rep % 2 == 0;
+        for turn in 0..2 {
+            if (turn == 0) == ours_first {
+                // the real daily job: rotate (copy-on-change + shift + rename into trash), then
+                // the trash is emptied
+                cold(root);
+                let (d, r) = timed(|| snapshot::rotate(&home, &week, "daily").unwrap());
+                assert_eq!(r.expired.len(), 1, "{r:?}");
+                s.add("rotate", d);
+                cold(root);
+                let (d, _) = timed(|| snapshot::purge_trash(&home).unwrap());
+                s.add("purge (job's snapshot)", d);
+            } else {
+                let (rm, rs) = peer_rotate(&incoming, &peer, 7, root);
+                s.add("rm -rf (job's snapshot)", rm);
+                s.add("rsync --link-dest", rs);
+            }
+        }
+        // hard-link snapshots, like for like, and their removal
+        let lt = tmp.path().join(format!("lt.{rep}"));
+        let cp = tmp.path().join(format!("cp.{rep}"));
+        for turn in 0..2 {
+            cold(root);
+            if (turn == 0) == ours_first {
+                let (d, _) = timed(|| tree::link_tree(&incoming, &lt).unwrap());
+                s.add("link_tree", d);
+            } else {
+                s.add(
+                    "cp -al",
+                    run(Command::new("cp").arg("-al").arg(&incoming).arg(&cp)),
+                );
+            }
+        }
+        for turn in 0..2 {
+            cold(root);
+            if (turn == 0) == ours_first {
+                let (d, _) = timed(|| {
+                    let trash = snapshot::work_dir(&home).join("trash");
+                    std::fs::create_dir_all(&trash).unwrap();
+                    std::fs::rename(&lt, trash.join(format!("lt.{rep}"))).unwrap();
+                    snapshot::purge_trash(&home).unwrap()
+                });
+                s.add("rename + purge (hard-link tree)", d);
+            } else {
+                s.add(
+                    "rm -rf (hard-link tree)",
+                    run(Command::new("rm").arg("-rf").arg(&cp)),
+                );
+            }
+        }
+        // sizes of the account: incoming + a week of snapshots
+        let mut du_out = vec![];
+        let mut ours = None;
+        for turn in 0..2 {
+            cold(root);
+            if (turn == 0) == ours_first {
+                let (d, r) = timed(|| size::measure(&home).unwrap());
+                s.add("size::measure", d);
+                ours = Some(r);
+            } else {
+                let t = Instant::now();
+                let out = Command::new("du")
+                    .args(["-sb", "incoming", ".snapshots"])
+                    .current_dir(&home)
+                    .output()
+                    .unwrap();
+                s.add("du -sb", t.elapsed());
+                du_out = String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .map(|l| l.split_whitespace().next().unwrap().parse::<u64>().unwrap())
+                    .collect();
+            }
+        }
+        let ours = ours.unwrap();
+        // du counts .holdfast (the server's own area) nowhere: it is outside both folders
+        assert_eq!(
+            du_out,
+            [ours.backup.apparent, ours.snapshots.apparent],
+            "holdfast and du disagree"
+        );
+        let cache = tmp.path().join("size-cache");
+        let _ = size::measure_cached(&home, Some(&cache)).unwrap();
+        cold(root);
+        let (d, again) = timed(|| size::measure_cached(&home, Some(&cache)).unwrap());
+        assert_eq!(du_out, [again.backup.apparent, again.snapshots.apparent]);
+        s.add("size::measure_cached (scans kept)", d);
+        println!("round {} done, load {}", rep + 1, loads.last().unwrap());
+    }
 
-    println!("\nratios (tool time / holdfast time; > 1 means holdfast is faster)");
+    println!("\nmedians of {reps} rounds, loads {}:", loads.join(" / "));
+    for w in [
+        "rotate",
+        "rsync --link-dest",
+        "cp -al",
+        "link_tree",
+        "purge (job's snapshot)",
+        "rm -rf (job's snapshot)",
+        "rename + purge (hard-link tree)",
+        "rm -rf (hard-link tree)",
+        "size::measure",
+        "du -sb",
+        "size::measure_cached (scans kept)",
+    ] {
+        println!("  {w:<36} {}", s.line(w));
+    }
+    let job = s.med("rotate") + s.med("purge (job's snapshot)");
+    let peer_job = s.med("rsync --link-dest") + s.med("rm -rf (job's snapshot)");
+    println!("\nratios (peer time / holdfast time; > 1 means holdfast is faster)");
     println!(
-        "  snapshot creation  cp -al / link_tree     {:6.2}x",
-        secs(snap_cp) / secs(snap_ours)
+        "  snapshot, hard links (like for like)   cp -al / link_tree            {:6.2}x",
+        s.med("cp -al") / s.med("link_tree")
     );
     println!(
-        "  size accounting    du -sb / measure       {:6.2}x",
-        secs(size_du) / secs(size_ours)
+        "  snapshot as the job makes it           rsync --link-dest / rotate    {:6.2}x",
+        s.med("rsync --link-dest") / s.med("rotate")
     );
     println!(
-        "  size, incremental  du -sb / measure_cached {:5.2}x",
-        secs(size_du) / secs(size_inc)
+        "  (not like for like: rotate copies)     cp -al / rotate               {:6.2}x",
+        s.med("cp -al") / s.med("rotate")
     );
     println!(
-        "  expiry (job waits) rm -rf / rename        {:6.0}x",
-        secs(rm) / secs(expire_rename).max(1e-6)
+        "  whole daily job incl. emptying trash   rsnapshot way / holdfast      {:6.2}x",
+        peer_job / job
     );
     println!(
-        "  expiry (purge)     rm -rf / remove_tree   {:6.2}x",
-        secs(rm) / secs(purge)
+        "  expiry incl. emptying, job's snapshots rm -rf / purge                {:6.2}x",
+        s.med("rm -rf (job's snapshot)") / s.med("purge (job's snapshot)")
     );
     println!(
-        "  daily snapshot     copy_tree / link_tree  {:6.2}x (cost of unchangeable snapshots)",
-        secs(copy_week) / secs(link_week)
+        "  expiry incl. emptying, hard-link trees rm -rf / rename+purge         {:6.2}x",
+        s.med("rm -rf (hard-link tree)") / s.med("rename + purge (hard-link tree)")
+    );
+    println!(
+        "  sizes, uncached                        du -sb / measure              {:6.2}x",
+        s.med("du -sb") / s.med("size::measure")
+    );
+    println!(
+        "  sizes, scans kept                      du -sb / measure_cached       {:6.2}x",
+        s.med("du -sb") / s.med("size::measure_cached (scans kept)")
     );
     if keep {
         let p = tmp.keep();
         println!("kept {}", p.display());
     } else {
-        // millions of names: remove them in parallel rather than with remove_dir_all
         let t = Instant::now();
         for e in std::fs::read_dir(tmp.path()).unwrap().flatten() {
             if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {

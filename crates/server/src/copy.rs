@@ -94,6 +94,15 @@ pub fn copy_tree(
     dst: &Path,
     owner: Owner,
 ) -> Result<CopyStats> {
+    crate::tree::io_pool().install(|| copy_tree_in_pool(src, reference, dst, owner))
+}
+
+fn copy_tree_in_pool(
+    src: &Path,
+    reference: Option<&Path>,
+    dst: &Path,
+    owner: Owner,
+) -> Result<CopyStats> {
     let sfd = open_dir(src)?;
     let rfd = reference.and_then(|r| open_dir(r).ok());
     let parent = dst.parent().unwrap_or(Path::new("."));

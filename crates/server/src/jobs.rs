@@ -214,8 +214,16 @@ pub fn snapshot_all(
     })?;
     let mut purged = 0;
     if !keep_trash && !pass.interrupted {
-        for h in &homes {
-            match crate::snapshot::purge_trash(h) {
+        // every home's trash at once: the removals share the tree walks' I/O pool
+        use rayon::prelude::*;
+        let done: Vec<_> = crate::tree::io_pool().install(|| {
+            homes
+                .par_iter()
+                .map(|h| (h, crate::snapshot::purge_trash(h)))
+                .collect()
+        });
+        for (h, r) in done {
+            match r {
                 Ok(n) => purged += n,
                 Err(e) => tracing::warn!(
                     "emptying the trash of {}: {e} (retried next run)",
