@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Backup server benchmark: snapshot creation vs cp -al, size accounting vs du, expiry vs
-# rm -rf, on a tree of small files with a week of snapshots. Prints the ratios.
-#   bench/server.sh                # a million files (needs ~5 GB and a few minutes)
-#   bench/server.sh --files 100000 # smaller
-#   bench/server.sh --dir /srv/tmp # where to build the trees (same fs as real homes)
+# Backup server benchmark (crates/server/examples/server_bench.rs): the daily snapshot job
+# (rotate + emptying the trash) vs the rsnapshot way (rm -rf + rsync --link-dest), hard-link
+# snapshots vs cp -al, expiry incl. emptying vs rm -rf, sizes vs du -sb; every step cold
+# (run as root: caches are dropped), interleaved, medians of --reps rounds.
+#   bench/server.sh                 # a million files (needs ~6 GB and ~20 minutes)
+#   bench/server.sh --files 100000  # smaller
+#   bench/server.sh --dir /srv/tmp  # where to build the trees (same fs as real homes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo run --quiet --release -p holdfast-server --example server_bench -- "$@"
+export CARGO_INCREMENTAL=0
+cargo build --quiet --release -p holdfast-server --example server_bench
+exec "${CARGO_TARGET_DIR:-target}/release/examples/server_bench" "$@"
