@@ -16,14 +16,13 @@ use crate::BackupError;
 use chrono::Utc;
 use holdfast_site::scheduler::{self, SchedulerConfig};
 use holdfast_site::Site;
-use holdfast_store::manifest::{JobsInfo, Manifest, RepoInfo, Timings, DB_DIR, REPO_DIR};
-use holdfast_store::rsync::{base_args, Rsync};
-use holdfast_store::{layout, monitor, LayoutKind, Target};
+use holdfast_store::manifest::{JobsInfo, Manifest, RepoInfo, Timings, DB_DIR};
+use holdfast_store::{monitor, Files, Place, Plan, Source, Store};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
 /// Folders under the repository root (beside the host folders) that are copied when present.
-pub const EXTRA_DIRS: [&str; 3] = ["report", "ReportImport", "DecisionImport"];
+pub use holdfast_store::rsync::EXTRA_DIRS;
 
 /// What a finished backup reports.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -36,44 +35,6 @@ pub struct BackupOutcome {
     /// Files the database names that the repository (and so the snapshot) lacks.
     #[serde(default)]
     pub missing: Vec<holdfast_site::db::Reference>,
-}
-
-/// rsync filter rules that pick the folders where the backed-up types live (by FOSSology's
-/// rules, [`Repository::data_dirs`]: each `<host>/<type>` a `[REPOSITORY]` line names, and
-/// the host-less `<type>` folder for names no line holds) and the extra folders, and leave out
-/// the temporary `ununpack` folders.
-///
-/// [`Repository::data_dirs`]: holdfast_site::repo::Repository::data_dirs
-pub fn repo_filters(site: &Site, types: &[&str]) -> Vec<String> {
-    let mut f = vec!["--filter=- /*/ununpack/".to_string()];
-    let root = &site.repo.root;
-    let dirs = site.repo.data_dirs(types);
-    let mut tops: Vec<&str> = Vec::new();
-    for d in &dirs {
-        let top = d.split('/').next().unwrap_or(d);
-        if !tops.contains(&top) {
-            tops.push(top);
-        }
-    }
-    for top in tops {
-        if dirs.iter().any(|d| d == top) {
-            // The whole folder is data (a host-less type folder).
-            f.push(format!("--filter=+ /{top}/"));
-            continue;
-        }
-        f.push(format!("--filter=+ /{top}/"));
-        for d in dirs.iter().filter(|d| d.starts_with(&format!("{top}/"))) {
-            f.push(format!("--filter=+ /{d}/"));
-        }
-        f.push(format!("--filter=- /{top}/*"));
-    }
-    for extra in EXTRA_DIRS {
-        if root.join(extra).is_dir() {
-            f.push(format!("--filter=+ /{extra}/"));
-        }
-    }
-    f.push("--filter=- /*".to_string());
-    f
 }
 
 /// Files the database names that the repository lacks (of the types this backup copies):
@@ -107,9 +68,10 @@ pub fn backup(
     let _lock = crate::lock::acquire(&cfg.lock_file)?;
     // A half-restored site saved over good snapshots would be the worst backup of all.
     crate::refuse_if_restoring(site)?;
-    let target = cfg.target()?;
+    let target = cfg.store()?;
+    let target = target.as_ref();
     let at = cfg.schedule_time()?;
-    cfg.check_mount(&target)?;
+    cfg.check_mount(target)?;
     target.check()?;
     if !site.repo.root.is_dir() {
         return Err(BackupError::Config(format!(
@@ -119,20 +81,20 @@ pub fn backup(
         )));
     }
     let mut client = crate::connect(site)?;
-    let id = monitor::started(&target, monitor::now())?;
-    monitor::schedule(&target, Some(at))?;
+    let id = monitor::started(target, monitor::now())?;
+    monitor::schedule(target, Some(at))?;
     let result = run(
         site,
         site_name,
         sched,
         cfg,
-        &target,
+        target,
         &mut client,
         started,
         began,
     );
     let whole = result.as_ref().is_ok_and(|o| o.missing.is_empty());
-    if let Err(e) = monitor::ended(&target, &id, whole) {
+    if let Err(e) = monitor::ended(target, &id, whole) {
         tracing::warn!("could not write backupEnded.xml: {e}");
     }
     target.close();
@@ -145,25 +107,24 @@ fn run(
     site_name: &str,
     sched: &SchedulerConfig,
     cfg: &BackupConfig,
-    target: &Target,
+    target: &dyn Store,
     client: &mut postgres::Client,
     started: chrono::DateTime<Utc>,
     began: Instant,
 ) -> Result<BackupOutcome, BackupError> {
-    let layout = cfg.layout();
     let types = cfg.mode.types();
-    let pool = cfg.layout == LayoutKind::Pool;
-    let repo_rel = if pool {
-        format!("{}/{REPO_DIR}", layout::POOL)
-    } else {
-        format!("{}/{REPO_DIR}", layout::PARTIAL)
-    };
     let mut dirs = site.repo.data_dirs(types);
     for extra in EXTRA_DIRS {
         dirs.push(extra.to_string());
     }
+    let src = Source {
+        root: &site.repo.root,
+        dirs: &dirs,
+        rsync_args: &cfg.rsync_args,
+    };
     // Deciding where the copy goes costs FOSSology nothing: done before the stop.
-    let pending = layout.prepare(target)?;
+    let plan = target.plan(&cfg.layout())?;
+    let pool = plan.lists_files;
 
     // Pre-copy: the whole repository while the scheduler runs (see `precopy`).
     let mut precopy_secs = 0.0;
@@ -171,16 +132,15 @@ fn run(
         let t = Instant::now();
         let before = precopy::list(&site.repo.root, &dirs);
         let names: Vec<String> = before.keys().cloned().collect();
-        let stats = full_copy(site, cfg, target, &pending, pool.then_some(&names[..]))?;
-        let after = precopy::list(&site.repo.root, &dirs);
-        let damaged = heal(
-            site,
-            cfg,
-            target,
-            &pending,
-            &repo_rel,
-            pool.then_some(&names[..]),
+        let stats = target.send_repository(
+            &plan,
+            &src,
+            Files::All {
+                list: pool.then_some(&names[..]),
+            },
         )?;
+        let after = precopy::list(&site.repo.root, &dirs);
+        let damaged = heal(site, cfg, target, &plan, &src, pool.then_some(&names[..]))?;
         precopy_secs = t.elapsed().as_secs_f64();
         tracing::info!(
             secs = precopy_secs,
@@ -213,13 +173,7 @@ fn run(
         let (d, s) = crate::dump::dump_spooled(&site.db, client, cfg, &dump_rel)?;
         (d, Some(s))
     } else {
-        let mut d = crate::dump::dump(
-            &site.db,
-            client,
-            cfg,
-            target,
-            &format!("{}/{dump_rel}", layout::PARTIAL),
-        )?;
+        let mut d = crate::dump::dump(&site.db, client, cfg, target, &plan, &dump_rel)?;
         d.sent_by = Some("stream".into());
         (d, None)
     };
@@ -235,14 +189,27 @@ fn run(
     let (list, mut stats, damaged, missing) = match pre {
         None => {
             let list = pool.then(|| holdfast_store::pool::list_files(&site.repo.root, &dirs));
-            let stats = full_copy(site, cfg, target, &pending, list.as_deref())?;
-            let damaged = heal(site, cfg, target, &pending, &repo_rel, list.as_deref())?;
+            let stats = target.send_repository(
+                &plan,
+                &src,
+                Files::All {
+                    list: list.as_deref(),
+                },
+            )?;
+            let damaged = heal(site, cfg, target, &plan, &src, list.as_deref())?;
             (list, stats, damaged, missing)
         }
         Some((copied, pre_stats, damaged)) => {
             let now = precopy::list(&site.repo.root, &dirs);
             let delta = precopy::delta(&copied, &now, &missing);
-            let delta_stats = delta_copy(site, cfg, target, &pending, &delta, pool)?;
+            let delta_stats = target.send_repository(
+                &plan,
+                &src,
+                Files::Delta {
+                    send: &delta.send,
+                    drop: &delta.drop,
+                },
+            )?;
             tracing::info!(
                 sent = delta.send.len(),
                 dropped = delta.drop.len(),
@@ -285,10 +252,7 @@ fn run(
             })
             .sum();
         if pool {
-            target.write_atomic(
-                &format!("{}/{}", layout::PARTIAL, layout::FILE_LIST),
-                &holdfast_store::pool::encode(list),
-            )?;
+            target.write_file_list(&plan, list)?;
         }
     }
     let copy_secs = t.elapsed().as_secs_f64();
@@ -304,8 +268,8 @@ fn run(
         site: site_name.to_string(),
         mode: cfg.mode.as_str().into(),
         layout: cfg.layout.to_string(),
-        kind: pending.kind.clone(),
-        builds_on: pending.builds_on.clone(),
+        kind: plan.kind.clone(),
+        builds_on: plan.builds_on.clone(),
         holdfast_version: env!("CARGO_PKG_VERSION").into(),
         started,
         finished: Utc::now(),
@@ -348,23 +312,11 @@ fn run(
         "scheduler downtime (stop to start)"
     );
     if let Some(spooled) = spooled {
-        // The previous snapshot's dump of the same name is the basis rsync sends against.
-        let prev = layout::snapshots(target)?
-            .into_iter()
-            .rev()
-            .find(|s| s.manifest.database.file == dump_rel);
-        let basis = prev
-            .as_ref()
-            .map(|s| target.path(&format!("{}/{DB_DIR}", s.name)));
         let t = Instant::now();
-        let sent = spooled.send(
-            target,
-            &format!("{}/{DB_DIR}", layout::PARTIAL),
-            basis.as_deref(),
-        )?;
+        let sent = target.send_dump(&plan, &spooled.path(), &dump_rel)?;
         let db = &mut manifest.database;
         db.sent_by = Some("rsync".into());
-        db.sent_against = prev.map(|s| s.name);
+        db.sent_against = sent.against;
         db.sent_bytes = sent.sent;
         tracing::info!(
             secs = t.elapsed().as_secs_f64(),
@@ -375,7 +327,7 @@ fn run(
         );
     }
     manifest.timings.total_secs = began.elapsed().as_secs_f64();
-    let snapshot = layout.commit(target, &manifest)?;
+    let snapshot = target.commit(&plan, &manifest)?;
     tracing::info!(snapshot = %snapshot, "snapshot committed");
     Ok(BackupOutcome {
         target: target.display(),
@@ -384,126 +336,6 @@ fn run(
         scheduler_restarted,
         missing,
     })
-}
-
-/// rsync options shared by both passes: filters, the user's extras and the earlier copies
-/// to link to or compare with.
-fn copy_args(site: &Site, cfg: &BackupConfig, pending: &layout::Pending) -> Vec<String> {
-    let mut args = repo_filters(site, cfg.mode.types());
-    args.extend(cfg.rsync_args.iter().cloned());
-    for d in &pending.link_dest {
-        args.push(format!("--link-dest={d}"));
-    }
-    for d in &pending.compare_dest {
-        args.push(format!("--compare-dest={d}"));
-    }
-    args
-}
-
-fn repo_rsync(site: &Site, target: &Target, pool: bool, args: Vec<String>, what: &str) -> Rsync {
-    Rsync {
-        args,
-        rsh: target.rsync_rsh(),
-        src: format!("{}/", site.repo.root.display()),
-        dest: format!(
-            "{}/",
-            target.rsync_location(&if pool {
-                format!("{}/{REPO_DIR}", layout::POOL)
-            } else {
-                format!("{}/{REPO_DIR}", layout::PARTIAL)
-            })
-        ),
-        what: format!("{what} of the repository to {}", target.display()),
-    }
-}
-
-fn list_file(paths: &[String]) -> Result<tempfile::NamedTempFile, BackupError> {
-    let mut f = tempfile::NamedTempFile::new().map_err(|source| BackupError::Io {
-        path: "file list".into(),
-        source,
-    })?;
-    std::io::Write::write_all(&mut f, (paths.join("\n") + "\n").as_bytes()).map_err(|source| {
-        BackupError::Io {
-            path: f.path().display().to_string(),
-            source,
-        }
-    })?;
-    Ok(f)
-}
-
-/// Copies the whole repository. `pool_list` (pool layout): the repository's files now.
-fn full_copy(
-    site: &Site,
-    cfg: &BackupConfig,
-    target: &Target,
-    pending: &layout::Pending,
-    pool_list: Option<&[String]>,
-) -> Result<holdfast_store::rsync::RsyncStats, BackupError> {
-    let mut args = base_args();
-    if pool_list.is_none() {
-        // The pool only gains files; snapshot folders must match the source exactly.
-        args.push("--delete".into());
-    }
-    args.extend(copy_args(site, cfg, pending));
-    // Pool: the repository's names are its contents, so what the pool lacks is exactly the
-    // names the previous snapshot's list lacks (plus files not named by content, such as
-    // logs and reports, which rsync compares by size). Unchanged files cost one readdir.
-    let mut todo_file = None;
-    if let (Some(list), Some(prev)) = (pool_list, &pending.previous) {
-        let prev: std::collections::HashSet<String> = holdfast_store::pool::read_list(target, prev)
-            .map(|l| l.into_iter().collect())
-            .unwrap_or_default();
-        let todo: Vec<String> = list
-            .iter()
-            .filter(|p| {
-                !prev.contains(*p)
-                    || holdfast_site::pfile::PfileName::parse(
-                        p.rsplit('/').next().unwrap_or(p.as_str()),
-                    )
-                    .is_none()
-            })
-            .cloned()
-            .collect();
-        if todo.is_empty() {
-            return Ok(Default::default());
-        }
-        let f = list_file(&todo)?;
-        args.push(format!("--files-from={}", f.path().display()));
-        todo_file = Some(f);
-    } // else: the first copy walks the whole tree, faster than a list of every file.
-    let stats = repo_rsync(site, target, pool_list.is_some(), args, "copy").run()?;
-    drop(todo_file);
-    Ok(stats)
-}
-
-/// The delta pass after a pre-copy: sends `delta.send`, and (outside the pool, which only
-/// gains files) removes `delta.drop` from the snapshot (rsync deletes a listed file the
-/// source lacks, `--delete-missing-args`).
-fn delta_copy(
-    site: &Site,
-    cfg: &BackupConfig,
-    target: &Target,
-    pending: &layout::Pending,
-    delta: &precopy::Delta,
-    pool: bool,
-) -> Result<holdfast_store::rsync::RsyncStats, BackupError> {
-    let mut paths = delta.send.clone();
-    if !pool {
-        paths.extend(delta.drop.iter().cloned());
-    }
-    if paths.is_empty() {
-        return Ok(Default::default());
-    }
-    let mut args = base_args();
-    if !pool {
-        args.push("--delete-missing-args".into());
-    }
-    args.extend(copy_args(site, cfg, pending));
-    let f = list_file(&paths)?;
-    args.push(format!("--files-from={}", f.path().display()));
-    let stats = repo_rsync(site, target, pool, args, "delta copy").run()?;
-    drop(f);
-    Ok(stats)
 }
 
 /// Keeps damaged copies out of the new snapshot. Files a verification found damaged in the
@@ -515,27 +347,21 @@ fn delta_copy(
 fn heal(
     site: &Site,
     cfg: &BackupConfig,
-    target: &Target,
-    pending: &layout::Pending,
-    repo_rel: &str,
+    target: &dyn Store,
+    plan: &Plan,
+    src: &Source,
     pool_list: Option<&[String]>,
 ) -> Result<Vec<String>, BackupError> {
     use crate::content;
-    let earlier: Vec<_> = layout::snapshots(target)?
+    let earlier: Vec<_> = target
+        .snapshots()?
         .into_iter()
-        .filter(|s| {
-            pending.previous.as_deref() == Some(s.name.as_str())
-                || pending.builds_on.contains(&s.name)
-                || pending
-                    .link_dest
-                    .iter()
-                    .any(|d| d == &target.path(&format!("{}/{REPO_DIR}", s.name)))
-        })
+        .filter(|s| plan.reuses.contains(&s.name))
         .collect();
     let mut suspects: std::collections::BTreeSet<String> = content::known_bad(target, &earlier)?;
     let listed: Vec<String> = match pool_list {
         Some(l) => l.to_vec(),
-        None => content::list_tree(target, repo_rel)?,
+        None => target.pending_files(plan)?,
     };
     let present: std::collections::HashSet<&str> = listed.iter().map(|s| s.as_str()).collect();
     suspects.retain(|p| present.contains(p.as_str()));
@@ -557,7 +383,12 @@ fn heal(
         return Ok(Vec::new());
     }
     let suspects: Vec<String> = suspects.into_iter().collect();
-    let bad = content::check_paths(target, repo_rel, &suspects, "check linked files")?;
+    let bad = content::check_paths(
+        target,
+        Place::Pending(plan),
+        &suspects,
+        "check linked files",
+    )?;
     tracing::info!(
         checked = suspects.len(),
         damaged = bad.len(),
@@ -574,31 +405,8 @@ fn heal(
     for b in &bad {
         tracing::warn!(file = %b.path, "damaged copy on the target ({}); copying it again from the site", b.why);
     }
-    let mut list = tempfile::NamedTempFile::new().map_err(|source| BackupError::Io {
-        path: "file list".into(),
-        source,
-    })?;
-    std::io::Write::write_all(&mut list, (paths.join("\n") + "\n").as_bytes()).map_err(
-        |source| BackupError::Io {
-            path: list.path().display().to_string(),
-            source,
-        },
-    )?;
-    let mut args: Vec<String> = base_args()
-        .into_iter()
-        .filter(|a| a != "--size-only")
-        .collect();
-    args.push("--ignore-times".into());
-    args.push(format!("--files-from={}", list.path().display()));
-    Rsync {
-        args,
-        rsh: target.rsync_rsh(),
-        src: format!("{}/", site.repo.root.display()),
-        dest: format!("{}/", target.rsync_location(repo_rel)),
-        what: format!("fresh copy of damaged files to {}", target.display()),
-    }
-    .run()?;
-    let still = content::check_paths(target, repo_rel, &paths, "check fresh copies")?;
+    target.send_repository(plan, src, Files::Again(&paths))?;
+    let still = content::check_paths(target, Place::Pending(plan), &paths, "check fresh copies")?;
     for b in &still {
         tracing::error!(file = %b.path, "the site's own copy is damaged ({}): restore it from an older snapshot or rebuild it from gold", b.why);
     }

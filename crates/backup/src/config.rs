@@ -1,7 +1,7 @@
 //! `[backup]` in holdfast.toml.
 
 use crate::superuser::SuperuserConfig;
-use holdfast_store::{Layout, LayoutKind, SshOptions, Target};
+use holdfast_store::{Layout, LayoutKind, SshOptions, Store, Target};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -166,6 +166,12 @@ impl BackupConfig {
         )
     }
 
+    /// The configured target behind the one store interface every backup, restore and
+    /// verification goes through.
+    pub fn store(&self) -> Result<Box<dyn Store>, holdfast_store::StoreError> {
+        Ok(Box::new(self.target()?))
+    }
+
     pub fn layout(&self) -> Layout {
         Layout {
             kind: self.layout,
@@ -266,9 +272,16 @@ fn unescape_mountinfo(s: &str) -> String {
 
 impl BackupConfig {
     /// With `require_mount`: the target must lie under it and it must be mounted now.
-    pub fn check_mount(&self, target: &Target) -> Result<(), crate::BackupError> {
+    pub fn check_mount(&self, store: &dyn Store) -> Result<(), crate::BackupError> {
         let Some(m) = &self.require_mount else {
             return Ok(());
+        };
+        let Some(target) = store.as_target() else {
+            return Err(crate::BackupError::Config(format!(
+                "backup.require_mount {} is for folder targets; {} is not one (remove require_mount)",
+                m.display(),
+                store.display()
+            )));
         };
         let root = target.path("");
         if !std::path::Path::new(&root).starts_with(m) {

@@ -12,25 +12,23 @@
 //! it stopped; the finished record names the damaged files, which the next backup re-copies
 //! from the site instead of hard-linking them (see [`known_bad`]).
 //!
-//! Local targets are hashed here (sha1 and md5 in one pass, in parallel); remote ones by
-//! `sha1sum`/`md5sum` on the backup server, so the files do not cross the network.
+//! The files are hashed where the store keeps them ([`Store::prove`]): local targets here,
+//! ssh targets by `sha1sum`/`md5sum` on the backup server, so the files do not cross the
+//! network.
 
 use crate::dump::check_dump;
 use crate::BackupError;
 use chrono::{DateTime, Utc};
 use holdfast_core::progress::{Progress, Unit};
 use holdfast_site::pfile::PfileName;
-use holdfast_store::layout::{self, Snapshot, POOL};
-use holdfast_store::manifest::REPO_DIR;
-use holdfast_store::target::sh_quote;
-use holdfast_store::Target;
-use md5::Md5;
+use holdfast_store::layout::{self, Snapshot};
+use holdfast_store::{Place, Store};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use sha1::{Digest, Sha1};
-use std::collections::{BTreeSet, HashMap};
-use std::io::Read;
+use std::collections::BTreeSet;
 use std::path::Path;
+
+pub use holdfast_store::proof::{hash_file, prove_file, Proof};
 
 /// Folder on the target holding the verification records.
 pub const VERIFY_DIR: &str = ".verify";
@@ -84,187 +82,9 @@ pub struct VerifyOptions {
     pub restart: bool,
 }
 
-/// The outcome of proving one file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Proof {
-    Good(u64),
-    Unprovable,
-    Bad(String),
-}
-
-/// Hashes `path` and compares it with its pfile name.
-pub fn prove_file(path: &Path) -> Proof {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let Some(want) = PfileName::parse(&name) else {
-        return Proof::Unprovable;
-    };
-    match hash_file(path) {
-        Ok((sha1, md5, size)) => judge(&want, &sha1, &md5, size),
-        Err(e) => Proof::Bad(format!("unreadable: {e}")),
-    }
-}
-
-fn judge(want: &PfileName, sha1: &str, md5: &str, size: u64) -> Proof {
-    if size != want.size {
-        return Proof::Bad(format!("size {size}, name says {}", want.size));
-    }
-    if sha1 != want.sha1 || md5 != want.md5 {
-        return Proof::Bad(format!(
-            "content sha1 {sha1} md5 {md5} does not match the name"
-        ));
-    }
-    Proof::Good(size)
-}
-
-/// sha1 and md5 (lower-case hex) and size of a file, read once.
-pub fn hash_file(path: &Path) -> std::io::Result<(String, String, u64)> {
-    let mut f = std::fs::File::open(path)?;
-    let mut s = Sha1::new();
-    let mut m = Md5::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut n_total = 0u64;
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        s.update(&buf[..n]);
-        m.update(&buf[..n]);
-        n_total += n as u64;
-    }
-    Ok((
-        hex::encode(s.finalize()),
-        hex::encode(m.finalize()),
-        n_total,
-    ))
-}
-
-/// Where a snapshot's repository files live on the target, and their repository-relative
-/// paths, sorted.
-pub fn snapshot_files(
-    target: &Target,
-    snap: &Snapshot,
-) -> Result<(String, Vec<String>), BackupError> {
-    if snap.manifest.layout == "pool" {
-        let list = holdfast_store::pool::read_list(target, &snap.name)?;
-        return Ok((format!("{POOL}/{REPO_DIR}"), list));
-    }
-    let base = format!("{}/{REPO_DIR}", snap.name);
-    Ok((base.clone(), list_tree(target, &base)?))
-}
-
-/// Regular files under `rel` on the target, relative to it, sorted.
-pub fn list_tree(target: &Target, rel: &str) -> Result<Vec<String>, BackupError> {
-    let mut out = Vec::new();
-    match target.local_path(rel) {
-        Some(root) => {
-            for e in walkdir::WalkDir::new(&root) {
-                let e = e.map_err(|e| BackupError::Io {
-                    path: root.display().to_string(),
-                    source: e.into(),
-                })?;
-                if e.file_type().is_file() {
-                    if let Ok(r) = e.path().strip_prefix(&root) {
-                        out.push(r.to_string_lossy().into_owned());
-                    }
-                }
-            }
-        }
-        None => {
-            let p = sh_quote(&target.path(rel));
-            let data = target.run_script(&format!(
-                "if [ -d {p} ]; then cd {p} && find . -type f | sed 's|^\\./||'; fi"
-            ))?;
-            out.extend(
-                String::from_utf8_lossy(&data)
-                    .lines()
-                    .filter(|l| !l.is_empty())
-                    .map(str::to_string),
-            );
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
-/// Proves `paths` (relative to `base` on the target); one result per path, in order.
-pub fn prove_on_target(
-    target: &Target,
-    base: &str,
-    paths: &[String],
-    progress: &Progress,
-) -> Result<Vec<Proof>, BackupError> {
-    match target.local_path(base) {
-        Some(root) => Ok(paths
-            .par_iter()
-            .map(|p| {
-                let r = prove_file(&root.join(p));
-                if let Proof::Good(n) = r {
-                    progress.inc(n);
-                }
-                r
-            })
-            .collect()),
-        None => {
-            // Only content-named files are worth hashing; the others are unprovable anyway.
-            let named: Vec<&String> = paths
-                .iter()
-                .filter(|p| PfileName::parse(p.rsplit('/').next().unwrap_or(p)).is_some())
-                .collect();
-            let mut input = Vec::new();
-            for p in &named {
-                input.extend_from_slice(p.as_bytes());
-                input.push(0);
-            }
-            let script = format!(
-                "cd {} || exit 1; t=$(mktemp) || exit 1; cat > \"$t\"; \
-                 xargs -0 -r sha1sum -- < \"$t\" 2>/dev/null; echo @@; \
-                 xargs -0 -r md5sum -- < \"$t\" 2>/dev/null; echo @@; \
-                 xargs -0 -r stat -c '%s %n' -- < \"$t\" 2>/dev/null; rm -f \"$t\"; exit 0",
-                sh_quote(&target.path(base))
-            );
-            let out = target.run_script_with_input(&script, &input)?;
-            let text = String::from_utf8_lossy(&out);
-            let mut parts = text.split("@@\n");
-            let parse = |part: Option<&str>, sep: &str| -> HashMap<String, String> {
-                part.unwrap_or("")
-                    .lines()
-                    .filter_map(|l| {
-                        let (a, b) = l.split_once(sep)?;
-                        Some((b.to_string(), a.to_string()))
-                    })
-                    .collect()
-            };
-            let sha1 = parse(parts.next(), "  ");
-            let md5 = parse(parts.next(), "  ");
-            let size = parse(parts.next(), " ");
-            Ok(paths
-                .iter()
-                .map(|p| {
-                    let Some(want) = PfileName::parse(p.rsplit('/').next().unwrap_or(p)) else {
-                        return Proof::Unprovable;
-                    };
-                    match (
-                        sha1.get(p),
-                        md5.get(p),
-                        size.get(p).and_then(|s| s.parse().ok()),
-                    ) {
-                        (Some(s), Some(m), Some(n)) => {
-                            let r = judge(&want, s, m, n);
-                            if let Proof::Good(n) = r {
-                                progress.inc(n);
-                            }
-                            r
-                        }
-                        _ => Proof::Bad("missing or unreadable on the backup server".into()),
-                    }
-                })
-                .collect())
-        }
-    }
+/// A snapshot's repository files (repository-relative paths, sorted).
+pub fn snapshot_files(target: &dyn Store, snap: &Snapshot) -> Result<Vec<String>, BackupError> {
+    Ok(target.snapshot_files(snap)?)
 }
 
 fn record_path(stamp: &str) -> String {
@@ -277,14 +97,16 @@ pub fn stamp_of(snap: &Snapshot) -> String {
 }
 
 /// The latest record of `snap`, finished or not.
-pub fn read_record(target: &Target, snap: &Snapshot) -> Result<Option<VerifyRecord>, BackupError> {
+pub fn read_record(
+    target: &dyn Store,
+    snap: &Snapshot,
+) -> Result<Option<VerifyRecord>, BackupError> {
     Ok(target
         .read(&record_path(&stamp_of(snap)))?
         .and_then(|d| serde_json::from_slice(&d).ok()))
 }
 
-fn write_record(target: &Target, r: &VerifyRecord) -> Result<(), BackupError> {
-    target.mkdir_p(VERIFY_DIR)?;
+fn write_record(target: &dyn Store, r: &VerifyRecord) -> Result<(), BackupError> {
     let json = serde_json::to_vec_pretty(r).expect("record serialises");
     target.write_atomic(&record_path(&r.stamp), &json)?;
     Ok(())
@@ -300,13 +122,13 @@ fn sampled(seed: u64, path: &str, pct: f64) -> bool {
 
 /// Proves every file of `snap` (or a sample) and its dump; resumes an unfinished run.
 pub fn verify_snapshot(
-    target: &Target,
+    target: &dyn Store,
     snap: &Snapshot,
     opts: &VerifyOptions,
 ) -> Result<VerifyRecord, BackupError> {
     let began = std::time::Instant::now();
     let stamp = stamp_of(snap);
-    let (base, all) = snapshot_files(target, snap)?;
+    let all = target.snapshot_files(snap)?;
     let previous = if opts.restart {
         None
     } else {
@@ -357,7 +179,7 @@ pub fn verify_snapshot(
     let secs_before = rec.secs;
     for chunk in files[start..].chunks(CHUNK) {
         holdfast_core::interrupt::check().map_err(|_| BackupError::Interrupted)?;
-        let proofs = prove_on_target(target, &base, chunk, &progress)?;
+        let proofs = target.prove(Place::Snapshot(snap), chunk, &progress)?;
         for (p, proof) in chunk.iter().zip(proofs) {
             match proof {
                 Proof::Good(n) => {
@@ -399,7 +221,7 @@ impl VerifyRecord {
 }
 
 /// Repository-relative paths that a finished verification of any of `snaps` found damaged.
-pub fn known_bad(target: &Target, snaps: &[Snapshot]) -> Result<BTreeSet<String>, BackupError> {
+pub fn known_bad(target: &dyn Store, snaps: &[Snapshot]) -> Result<BTreeSet<String>, BackupError> {
     let mut out = BTreeSet::new();
     for s in snaps {
         if let Some(r) = read_record(target, s)? {
@@ -447,20 +269,17 @@ pub fn prove_tree(root: &Path, dirs: &[String], what: &str) -> Vec<BadFile> {
     bad
 }
 
-/// Checks `paths` (repository-relative) under `base` on the target; returns the damaged ones.
+/// Checks `paths` (repository-relative) at `place` on the target; returns the damaged ones.
 pub fn check_paths(
-    target: &Target,
-    base: &str,
+    target: &dyn Store,
+    place: Place,
     paths: &[String],
     what: &str,
 ) -> Result<Vec<BadFile>, BackupError> {
     let progress = Progress::new(what, 0, Unit::Bytes);
     let mut bad = Vec::new();
     for chunk in paths.chunks(CHUNK) {
-        for (p, proof) in chunk
-            .iter()
-            .zip(prove_on_target(target, base, chunk, &progress)?)
-        {
+        for (p, proof) in chunk.iter().zip(target.prove(place, chunk, &progress)?) {
             if let Proof::Bad(why) = proof {
                 bad.push(BadFile {
                     path: p.clone(),
@@ -475,6 +294,8 @@ pub fn check_paths(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use md5::Md5;
+    use sha1::{Digest, Sha1};
 
     #[test]
     fn proves_a_file_by_its_name() {

@@ -15,7 +15,7 @@ use crate::BackupError;
 use holdfast_site::db::{quote_ident, quote_literal};
 use holdfast_site::dbconf::DbConf;
 use holdfast_store::manifest::DumpInfo;
-use holdfast_store::Target;
+use holdfast_store::{Plan, Store, Upload};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -118,15 +118,16 @@ fn io_err(path: &str) -> impl Fn(std::io::Error) -> BackupError + '_ {
     }
 }
 
-/// Streams `pg_dumpall` into `rel` on the target.
+/// Streams `pg_dumpall` into `rel` of the snapshot `plan` is making.
 pub fn dump(
     db: &DbConf,
     client: &mut postgres::Client,
     cfg: &BackupConfig,
-    target: &Target,
+    target: &dyn Store,
+    plan: &Plan,
     rel: &str,
 ) -> Result<DumpInfo, BackupError> {
-    let sink = target.create(rel)?;
+    let sink = target.create_dump(plan, rel)?;
     write_dump(db, client, cfg, sink, rel)
 }
 
@@ -138,7 +139,7 @@ pub struct Spooled {
 }
 
 /// Writes the dump into a private folder under `backup.dump_spool`, to be sent with
-/// [`Spooled::send`] (the scheduler need not be stopped for the sending).
+/// [`holdfast_store::Store::send_dump`] (the scheduler need not be stopped for the sending).
 pub fn dump_spooled(
     db: &DbConf,
     client: &mut postgres::Client,
@@ -171,47 +172,19 @@ pub fn dump_spooled(
         db,
         client,
         cfg,
-        holdfast_store::target::Sink::File(f, path.display().to_string()),
+        Box::new(holdfast_store::target::Sink::File(
+            f,
+            path.display().to_string(),
+        )),
         rel,
     )?;
     Ok((info, Spooled { dir, name }))
 }
 
 impl Spooled {
-    /// Sends the dump into folder `dest_dir` on the target with rsync, against `basis` (a
-    /// folder on the target holding the previous night's dump under the same name): only
-    /// the blocks that changed cross the wire. Returns rsync's numbers.
-    pub fn send(
-        &self,
-        target: &Target,
-        dest_dir: &str,
-        basis: Option<&str>,
-    ) -> Result<holdfast_store::rsync::RsyncStats, BackupError> {
-        target.mkdir_p(dest_dir)?;
-        let mut args: Vec<String> = [
-            "--perms",
-            "--chmod=F600",
-            "--stats",
-            // Local targets too: the numbers then say what a remote one would cost.
-            "--no-whole-file",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        if let Some(b) = basis {
-            // Used as the delta basis; an unchanged dump becomes a hard link to it.
-            args.push(format!("--link-dest={b}"));
-        }
-        let stats = holdfast_store::rsync::Rsync {
-            args,
-            rsh: target.rsync_rsh(),
-            src: self.dir.path().join(&self.name).display().to_string(),
-            dest: format!("{}/", target.rsync_location(dest_dir)),
-            what: format!("copy of the database dump to {}", target.display()),
-        }
-        .run()?;
-        target.sync()?;
-        Ok(stats)
+    /// The dump on this machine, to be sent with [`Store::send_dump`].
+    pub fn path(&self) -> std::path::PathBuf {
+        self.dir.path().join(&self.name)
     }
 }
 
@@ -219,7 +192,7 @@ fn write_dump(
     db: &DbConf,
     client: &mut postgres::Client,
     cfg: &BackupConfig,
-    sink: holdfast_store::target::Sink,
+    sink: Box<dyn Upload>,
     rel: &str,
 ) -> Result<DumpInfo, BackupError> {
     let (encoding, collate, ctype, owner) =
@@ -339,7 +312,7 @@ fn decoder<'a>(
 }
 
 /// Checks the dump's sha256 against the manifest before anything is dropped.
-pub fn check_dump(target: &Target, rel: &str, info: &DumpInfo) -> Result<(), BackupError> {
+pub fn check_dump(target: &dyn Store, rel: &str, info: &DumpInfo) -> Result<(), BackupError> {
     let mut r = target.open(rel)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -505,7 +478,7 @@ pub fn drop_database(dest: &DbConf, cfg: &BackupConfig) -> Result<(), BackupErro
 /// Drops and recreates `dest` (a DbConf naming the database to restore into) and loads the
 /// site database's part of the dump into it.
 pub fn load(
-    target: &Target,
+    target: &dyn Store,
     rel: &str,
     info: &DumpInfo,
     dest: &DbConf,

@@ -12,9 +12,7 @@ use crate::BackupError;
 use holdfast_site::db::VerifyReport;
 use holdfast_site::scheduler::{self, SchedulerConfig};
 use holdfast_site::Site;
-use holdfast_store::manifest::REPO_DIR;
-use holdfast_store::rsync::{base_args, Rsync};
-use holdfast_store::{layout, Manifest, Target};
+use holdfast_store::{Manifest, Store};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -82,10 +80,11 @@ pub fn restore(
     opts: &RestoreOptions,
 ) -> Result<RestoreOutcome, BackupError> {
     let _lock = crate::lock::acquire(&cfg.lock_file)?;
-    let target = cfg.target()?;
+    let target = cfg.store()?;
+    let target = target.as_ref();
     target.check()?;
-    let snap = layout::find(&target, opts.snapshot.as_deref())?;
-    let chain = layout::chain(&target, &snap)?;
+    let snap = target.find(opts.snapshot.as_deref())?;
+    let chain = target.chain(&snap)?;
     tracing::info!(snapshot = %snap.name, pieces = chain.len(), "restoring");
 
     // The site restored into: the live one, or a scratch description of it.
@@ -176,7 +175,7 @@ pub fn restore(
     if !opts.skip_db {
         let info = &snap.manifest.database;
         crate::dump::load(
-            &target,
+            target,
             &format!("{}/{}", snap.name, info.file),
             info,
             &dest.db,
@@ -188,7 +187,7 @@ pub fn restore(
 
     let t = Instant::now();
     if !opts.skip_repo {
-        restore_repo(&target, &chain, &dest)?;
+        restore_repo(target, &snap, &dest)?;
         // A backup server that is not root keeps modes but not owners: everything in
         // FOSSology's repository belongs to its user and group.
         let n = dest.repo.chown_all().map_err(|source| BackupError::Io {
@@ -298,10 +297,10 @@ pub fn restore(
     })
 }
 
-/// Copies the repository of each snapshot in `chain` (base first) back into the site.
+/// Copies the repository of `snap` (its whole chain, base first) back into the site.
 fn restore_repo(
-    target: &Target,
-    chain: &[holdfast_store::Snapshot],
+    target: &dyn Store,
+    snap: &holdfast_store::Snapshot,
     dest: &Site,
 ) -> Result<(), BackupError> {
     dest.repo
@@ -310,53 +309,6 @@ fn restore_repo(
             path: dest.repo.root.display().to_string(),
             source,
         })?;
-    for s in chain {
-        if s.manifest.layout == "pool" {
-            let list = holdfast_store::pool::read_list(target, &s.name)?;
-            let mut f = tempfile::NamedTempFile::new().map_err(|source| BackupError::Io {
-                path: "file list".into(),
-                source,
-            })?;
-            std::io::Write::write_all(&mut f, (list.join("\n") + "\n").as_bytes()).map_err(
-                |source| BackupError::Io {
-                    path: f.path().display().to_string(),
-                    source,
-                },
-            )?;
-            let mut args = base_args();
-            args.push(format!("--files-from={}", f.path().display()));
-            let rsync = Rsync {
-                args,
-                rsh: target.rsync_rsh(),
-                src: format!(
-                    "{}/",
-                    target.rsync_location(&format!("{}/{REPO_DIR}", holdfast_store::layout::POOL))
-                ),
-                dest: format!("{}/", dest.repo.root.display()),
-                what: format!(
-                    "restore of the repository from {} {}",
-                    target.display(),
-                    s.name
-                ),
-            };
-            rsync.run()?;
-            continue;
-        }
-        let rsync = Rsync {
-            args: base_args(),
-            rsh: target.rsync_rsh(),
-            src: format!(
-                "{}/",
-                target.rsync_location(&format!("{}/{REPO_DIR}", s.name))
-            ),
-            dest: format!("{}/", dest.repo.root.display()),
-            what: format!(
-                "restore of the repository from {} {}",
-                target.display(),
-                s.name
-            ),
-        };
-        rsync.run()?;
-    }
+    target.restore_repository(snap, &dest.repo.root)?;
     Ok(())
 }

@@ -25,6 +25,7 @@
 //!   Pruning keeps `keep` snapshots and then deletes pool files no kept list names.
 
 use crate::manifest::{Manifest, MANIFEST_FILE, REPO_DIR};
+use crate::store::Plan;
 use crate::target::Target;
 use crate::StoreError;
 use chrono::{DateTime, Utc};
@@ -79,21 +80,6 @@ impl Snapshot {
     pub fn is_incremental(&self) -> bool {
         self.manifest.kind == "incremental"
     }
-}
-
-/// What the next copy should do.
-#[derive(Debug, Clone)]
-pub struct Pending {
-    /// `full` or `incremental`.
-    pub kind: String,
-    /// Absolute paths on the target of earlier repository copies to hard-link unchanged files to.
-    pub link_dest: Vec<String>,
-    /// Absolute paths on the target of copies whose files need not be copied again.
-    pub compare_dest: Vec<String>,
-    /// Snapshot names an incremental builds on.
-    pub builds_on: Vec<String>,
-    /// Pool layout: the newest snapshot, whose listed files the pool is known to hold.
-    pub previous: Option<String>,
 }
 
 pub fn stamp(t: DateTime<Utc>) -> String {
@@ -162,7 +148,7 @@ pub fn chain(target: &Target, snap: &Snapshot) -> Result<Vec<Snapshot>, StoreErr
 impl Layout {
     /// Finishes an interrupted commit, then decides what the next copy is and makes sure
     /// `.partial/` exists.
-    pub fn prepare(&self, target: &Target) -> Result<Pending, StoreError> {
+    pub fn prepare(&self, target: &Target) -> Result<Plan, StoreError> {
         let unfinished = finish_pruning(target)?;
         if unfinished > 0 && self.kind == LayoutKind::Pool {
             self.collect_garbage(target);
@@ -179,51 +165,44 @@ impl Layout {
         target.mkdir_p(PARTIAL)?;
         let snaps = snapshots(target)?;
         let repo = |n: &str| target.path(&format!("{n}/{REPO_DIR}"));
-        Ok(match self.kind {
+        let mut plan = Plan {
+            layout: self.clone(),
+            kind: "full".into(),
+            builds_on: Vec::new(),
+            reuses: Vec::new(),
+            lists_files: false,
+            previous: None,
+            link_dest: Vec::new(),
+            compare_dest: Vec::new(),
+        };
+        match self.kind {
             LayoutKind::Pool => {
                 target.mkdir_p(&format!("{POOL}/{REPO_DIR}"))?;
-                Pending {
-                    kind: "full".into(),
-                    link_dest: Vec::new(),
-                    compare_dest: Vec::new(),
-                    builds_on: Vec::new(),
-                    previous: snaps
-                        .iter()
-                        .rfind(|s| s.name.starts_with("snap."))
-                        .map(|s| s.name.clone()),
+                plan.lists_files = true;
+                plan.previous = snaps
+                    .iter()
+                    .rfind(|s| s.name.starts_with("snap."))
+                    .map(|s| s.name.clone());
+                plan.reuses = plan.previous.iter().cloned().collect();
+            }
+            LayoutKind::Rolling => {
+                if let Some(s) = snaps.last() {
+                    plan.link_dest.push(repo(&s.name));
+                    plan.reuses.push(s.name.clone());
                 }
             }
-            LayoutKind::Rolling => Pending {
-                kind: "full".into(),
-                link_dest: snaps.iter().rev().take(1).map(|s| repo(&s.name)).collect(),
-                compare_dest: Vec::new(),
-                builds_on: Vec::new(),
-                previous: None,
-            },
             LayoutKind::Rotating => {
                 let base = snaps.iter().rposition(|s| s.name.starts_with("base."));
                 let full_every = self.full_every.clamp(1, 20);
-                match base {
-                    Some(b) if snaps.len() - b < full_every => {
-                        let chain: Vec<&Snapshot> = snaps[b..].iter().collect();
-                        Pending {
-                            kind: "incremental".into(),
-                            link_dest: Vec::new(),
-                            compare_dest: chain.iter().map(|s| repo(&s.name)).collect(),
-                            builds_on: chain.iter().map(|s| s.name.clone()).collect(),
-                            previous: None,
-                        }
-                    }
-                    _ => Pending {
-                        kind: "full".into(),
-                        link_dest: Vec::new(),
-                        compare_dest: Vec::new(),
-                        builds_on: Vec::new(),
-                        previous: None,
-                    },
+                if let Some(b) = base.filter(|b| snaps.len() - b < full_every) {
+                    plan.kind = "incremental".into();
+                    plan.compare_dest = snaps[b..].iter().map(|s| repo(&s.name)).collect();
+                    plan.builds_on = snaps[b..].iter().map(|s| s.name.clone()).collect();
+                    plan.reuses = plan.builds_on.clone();
                 }
             }
-        })
+        }
+        Ok(plan)
     }
 
     /// Writes the manifest into `.partial`, syncs, makes the snapshot visible and prunes.

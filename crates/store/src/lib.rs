@@ -1,6 +1,10 @@
 //! Backup targets, snapshot layouts and manifests: everything on the backup server's side of
 //! a FOSSology backup.
 //!
+//! Every target implements [`Store`] ([`store`]): plan, transfer, file list, commit, proof,
+//! retention, garbage collection, listing and restore. `holdfast_backup` orchestrates a run
+//! through it and never sees a layout's folders or rsync's options.
+//!
 //! A [`target::Target`] is a local folder or `ssh://user@host[:port]/path`; all copying goes
 //! through the system `rsync` ([`rsync`]), over the system `ssh` for remote targets. Under the
 //! target, each snapshot is a folder holding `db/` (the compressed `pg_dumpall`),
@@ -13,11 +17,15 @@ pub mod layout;
 pub mod manifest;
 pub mod monitor;
 pub mod pool;
+pub mod proof;
 pub mod rsync;
+pub mod store;
 pub mod target;
+mod target_store;
 
 pub use layout::{Layout, LayoutKind, Snapshot};
 pub use manifest::Manifest;
+pub use store::{DumpSent, Files, Place, Plan, Source, Store, TransferStats, Upload};
 pub use target::{SshOptions, Target};
 
 #[derive(Debug, thiserror::Error)]

@@ -1,7 +1,7 @@
 //! The stoney monitoring files each backup run leaves in the target's `.sepiola_backup/`,
 //! so a stoney-style backup server watches FOSSology backups like any other client.
 
-use crate::target::Target;
+use crate::store::Store;
 use crate::StoreError;
 use chrono::{DateTime, FixedOffset, Local};
 use holdfast_stoney::{
@@ -31,12 +31,12 @@ pub fn now() -> DateTime<FixedOffset> {
     Local::now().fixed_offset()
 }
 
-fn write(target: &Target, file: &str, xml: String) -> Result<(), StoreError> {
+fn write(target: &dyn Store, file: &str, xml: String) -> Result<(), StoreError> {
     target.write_atomic(&format!("{META_DIR}/{file}"), xml.as_bytes())
 }
 
 /// Writes `backupStarted.xml` and returns the id that pairs it with the end.
-pub fn started(target: &Target, start: DateTime<FixedOffset>) -> Result<String, StoreError> {
+pub fn started(target: &dyn Store, start: DateTime<FixedOffset>) -> Result<String, StoreError> {
     let id = format!("{}{:05}", start.timestamp(), std::process::id() % 100_000);
     write(
         target,
@@ -51,7 +51,7 @@ pub fn started(target: &Target, start: DateTime<FixedOffset>) -> Result<String, 
     Ok(id)
 }
 
-pub fn ended(target: &Target, id: &str, success: bool) -> Result<(), StoreError> {
+pub fn ended(target: &dyn Store, id: &str, success: bool) -> Result<(), StoreError> {
     write(
         target,
         ENDED_FILE,
@@ -66,7 +66,7 @@ pub fn ended(target: &Target, id: &str, success: bool) -> Result<(), StoreError>
 }
 
 /// Writes `scheduler.xml` for a daily run at `hour:minute` local time (`None`: no schedule).
-pub fn schedule(target: &Target, at: Option<(u32, u32)>) -> Result<(), StoreError> {
+pub fn schedule(target: &dyn Store, at: Option<(u32, u32)>) -> Result<(), StoreError> {
     let schedule = match at {
         None => Schedule::None,
         Some((hour, minute)) => Schedule::Custom(CustomSchedule {

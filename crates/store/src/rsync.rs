@@ -56,6 +56,43 @@ pub fn base_args() -> Vec<String> {
     .collect()
 }
 
+/// rsync filter rules that pick `dirs` under `root` (`<host>/<type>` folders, host-less
+/// `<type>` folders, extras such as `report`) and leave out the temporary `ununpack`
+/// folders. A folder missing on disk gets no rule.
+pub fn tree_filters(root: &std::path::Path, dirs: &[String]) -> Vec<String> {
+    let mut f = vec!["--filter=- /*/ununpack/".to_string()];
+    let mut tops: Vec<&str> = Vec::new();
+    for d in dirs {
+        let top = d.split('/').next().unwrap_or(d);
+        if !tops.contains(&top) {
+            tops.push(top);
+        }
+    }
+    for top in tops {
+        if dirs.iter().any(|d| d == top) {
+            // The whole folder is data (a host-less type folder, or an extra).
+            if !is_extra(top) || root.join(top).is_dir() {
+                f.push(format!("--filter=+ /{top}/"));
+            }
+            continue;
+        }
+        f.push(format!("--filter=+ /{top}/"));
+        for d in dirs.iter().filter(|d| d.starts_with(&format!("{top}/"))) {
+            f.push(format!("--filter=+ /{d}/"));
+        }
+        f.push(format!("--filter=- /{top}/*"));
+    }
+    f.push("--filter=- /*".to_string());
+    f
+}
+
+/// Folders under the repository root, beside the host folders, that are copied when present.
+pub const EXTRA_DIRS: [&str; 3] = ["report", "ReportImport", "DecisionImport"];
+
+fn is_extra(d: &str) -> bool {
+    EXTRA_DIRS.contains(&d)
+}
+
 impl Rsync {
     pub fn command(&self) -> Command {
         let mut c = Command::new("rsync");

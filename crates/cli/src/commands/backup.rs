@@ -98,7 +98,8 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     }
     let name = site_name(ctx);
     if args.dry_run {
-        let target = cfg.target()?;
+        let target = cfg.store()?;
+        let target = target.as_ref();
         println!(
             "would back up site {name} ({}) to {}",
             site.conf_dir.display(),
@@ -140,14 +141,15 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
             cfg.layout, cfg.keep, cfg.full_every
         );
         target.check()?;
-        let snaps = holdfast_store::layout::snapshots(&target)?;
+        let snaps = target.snapshots()?;
         println!("  {} snapshot(s) there now", snaps.len());
         // What the copy would move: the repository's files, less those the latest snapshot
         // already has under the same name (they are linked or already in the pool).
         let dirs = site.repo.data_dirs(cfg.mode.types());
         let have: std::collections::HashSet<String> = match snaps.last() {
-            Some(s) => holdfast_backup::content::snapshot_files(&target, s)
-                .map(|(_, l)| l.into_iter().collect())
+            Some(s) => target
+                .snapshot_files(s)
+                .map(|l| l.into_iter().collect())
                 .unwrap_or_default(),
             None => Default::default(),
         };

@@ -115,9 +115,9 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     let site = ctx.site()?;
     let cfg = &ctx.config.backup;
     if args.dry_run {
-        let target = cfg.target()?;
-        let snap = holdfast_store::layout::find(&target, args.snapshot.as_deref())?;
-        let chain = holdfast_store::layout::chain(&target, &snap)?;
+        let target = cfg.store()?;
+        let snap = target.find(args.snapshot.as_deref())?;
+        let chain = target.chain(&snap)?;
         let r = &snap.manifest.repository;
         if args.skip_repo {
             println!(
@@ -175,8 +175,8 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         return Ok(exit::code(exit::OK));
     }
     if args.into.is_none() && !args.yes {
-        let target = cfg.target()?;
-        let snap = holdfast_store::layout::find(&target, args.snapshot.as_deref())?;
+        let target = cfg.store()?;
+        let snap = target.find(args.snapshot.as_deref())?;
         let lost = if args.skip_db {
             "the repository gets the snapshot's files (none deleted); the database is kept".into()
         } else {

@@ -30,13 +30,14 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     if let Some(t) = args.target {
         cfg.target = t;
     }
-    let target = cfg.target()?;
+    let target = cfg.store()?;
+    let target = target.as_ref();
     target.check()?;
-    let snaps = holdfast_store::layout::snapshots(&target)?;
+    let snaps = target.snapshots()?;
     let records: Vec<Option<holdfast_backup::content::VerifyRecord>> = snaps
         .iter()
         .map(|s| {
-            holdfast_backup::content::read_record(&target, s)
+            holdfast_backup::content::read_record(target, s)
                 .ok()
                 .flatten()
         })

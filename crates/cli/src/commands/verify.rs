@@ -109,11 +109,12 @@ fn run_snapshots(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     if let Some(t) = args.target {
         cfg.target = t;
     }
-    let target = cfg.target()?;
+    let target = cfg.store()?;
+    let target = target.as_ref();
     target.check()?;
     let snaps = match &args.snapshot {
-        Some(n) => vec![holdfast_store::layout::find(&target, Some(n))?],
-        None => holdfast_store::layout::snapshots(&target)?,
+        Some(n) => vec![target.find(Some(n))?],
+        None => target.snapshots()?,
     };
     if snaps.is_empty() {
         anyhow::bail!(
@@ -127,7 +128,7 @@ fn run_snapshots(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     };
     let mut records: Vec<VerifyRecord> = Vec::new();
     for s in &snaps {
-        let r = content::verify_snapshot(&target, s, &opts).map_err(cli_error)?;
+        let r = content::verify_snapshot(target, s, &opts).map_err(cli_error)?;
         if !args.json {
             exit::print(&describe(&r));
         }

@@ -1,0 +1,78 @@
+//! Proving a repository file by its name: FOSSology names each stored file
+//! `<sha1>.<md5>.<size>` of its content (see `holdfast_site::pfile`), so a copy is proved by
+//! hashing it, with no index of ours. Files not named by content (logs, reports) are
+//! "unprovable": they exist, nothing more can be said.
+
+use holdfast_site::pfile::PfileName;
+use md5::Md5;
+use sha1::{Digest, Sha1};
+use std::io::Read;
+use std::path::Path;
+
+/// The outcome of proving one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Proof {
+    Good(u64),
+    Unprovable,
+    Bad(String),
+}
+
+/// Hashes `path` and compares it with its pfile name.
+pub fn prove_file(path: &Path) -> Proof {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let Some(want) = PfileName::parse(&name) else {
+        return Proof::Unprovable;
+    };
+    match hash_file(path) {
+        Ok((sha1, md5, size)) => judge(&want, &sha1, &md5, size),
+        Err(e) => Proof::Bad(format!("unreadable: {e}")),
+    }
+}
+
+/// Compares hashes and size (however they were computed) with the name.
+pub fn judge(want: &PfileName, sha1: &str, md5: &str, size: u64) -> Proof {
+    if size != want.size {
+        return Proof::Bad(format!("size {size}, name says {}", want.size));
+    }
+    if sha1 != want.sha1 || md5 != want.md5 {
+        return Proof::Bad(format!(
+            "content sha1 {sha1} md5 {md5} does not match the name"
+        ));
+    }
+    Proof::Good(size)
+}
+
+/// sha1 and md5 (lower-case hex) and size of a file, read once.
+pub fn hash_file(path: &Path) -> std::io::Result<(String, String, u64)> {
+    hash_reader(std::fs::File::open(path)?)
+}
+
+/// sha1 and md5 (lower-case hex) and size of a stream, read once.
+pub fn hash_reader(mut r: impl Read) -> std::io::Result<(String, String, u64)> {
+    let mut s = Sha1::new();
+    let mut m = Md5::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n_total = 0u64;
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        s.update(&buf[..n]);
+        m.update(&buf[..n]);
+        n_total += n as u64;
+    }
+    Ok((
+        hex::encode(s.finalize()),
+        hex::encode(m.finalize()),
+        n_total,
+    ))
+}
+
+/// The pfile name of a repository-relative path, when it is named by its content.
+pub fn pfile_of(path: &str) -> Option<PfileName> {
+    PfileName::parse(path.rsplit('/').next().unwrap_or(path))
+}

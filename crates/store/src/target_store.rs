@@ -1,0 +1,561 @@
+//! [`Store`] for file-system targets: a local folder, or a folder on a backup server over
+//! ssh. Files travel with the system `rsync` (hard links kept, change judged by name and
+//! size); the layouts are the folders of [`crate::layout`]; files are proved where they are
+//! (hashed here for a local target, by `sha1sum`/`md5sum` on the backup server for ssh, so
+//! they do not cross the network).
+
+use crate::layout::{self, Layout, LayoutKind, Snapshot, FILE_LIST, PARTIAL, POOL};
+use crate::manifest::{Manifest, REPO_DIR};
+use crate::proof::{judge, pfile_of, prove_file, Proof};
+use crate::rsync::{base_args, tree_filters, Rsync};
+use crate::store::{DumpSent, Files, Place, Plan, Source, Store, TransferStats, Upload};
+use crate::target::{sh_quote, Sink, Target};
+use crate::StoreError;
+use holdfast_core::progress::Progress;
+use rayon::prelude::*;
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
+use std::path::Path;
+
+impl Upload for Sink {
+    fn finish(self: Box<Self>) -> Result<(), StoreError> {
+        Sink::finish(*self)
+    }
+}
+
+/// Where the repository files of the snapshot being made go.
+fn pending_repo(plan: &Plan) -> String {
+    if plan.layout.kind == LayoutKind::Pool {
+        format!("{POOL}/{REPO_DIR}")
+    } else {
+        format!("{PARTIAL}/{REPO_DIR}")
+    }
+}
+
+/// Where the repository files of `snap` are.
+fn snapshot_repo(snap: &Snapshot) -> String {
+    if snap.manifest.layout == "pool" {
+        format!("{POOL}/{REPO_DIR}")
+    } else {
+        format!("{}/{REPO_DIR}", snap.name)
+    }
+}
+
+/// A temporary `--files-from` list.
+fn list_file(paths: &[String]) -> Result<tempfile::NamedTempFile, StoreError> {
+    let mut f = tempfile::NamedTempFile::new().map_err(|source| StoreError::Io {
+        path: "file list".into(),
+        source,
+    })?;
+    std::io::Write::write_all(&mut f, (paths.join("\n") + "\n").as_bytes()).map_err(|source| {
+        StoreError::Io {
+            path: f.path().display().to_string(),
+            source,
+        }
+    })?;
+    Ok(f)
+}
+
+impl Target {
+    fn repo_rsync(&self, plan: &Plan, src: &Source, args: Vec<String>, what: &str) -> Rsync {
+        Rsync {
+            args,
+            rsh: self.rsync_rsh(),
+            src: format!("{}/", src.root.display()),
+            dest: format!("{}/", self.rsync_location(&pending_repo(plan))),
+            what: format!("{what} of the repository to {}", self.display()),
+        }
+    }
+
+    /// rsync options shared by both passes: filters, the operator's extras and the earlier
+    /// copies to link to or compare with.
+    fn copy_args(plan: &Plan, src: &Source) -> Vec<String> {
+        let mut args = tree_filters(src.root, src.dirs);
+        args.extend(src.rsync_args.iter().cloned());
+        for d in &plan.link_dest {
+            args.push(format!("--link-dest={d}"));
+        }
+        for d in &plan.compare_dest {
+            args.push(format!("--compare-dest={d}"));
+        }
+        args
+    }
+
+    /// Copies the whole repository. `list` (pool layout): the repository's files now.
+    fn full_copy(
+        &self,
+        plan: &Plan,
+        src: &Source,
+        list: Option<&[String]>,
+    ) -> Result<TransferStats, StoreError> {
+        let mut args = base_args();
+        if list.is_none() {
+            // The pool only gains files; snapshot folders must match the source exactly.
+            args.push("--delete".into());
+        }
+        args.extend(Self::copy_args(plan, src));
+        // Pool: the repository's names are its contents, so what the pool lacks is exactly
+        // the names the previous snapshot's list lacks (plus files not named by content,
+        // such as logs and reports, which rsync compares by size). Unchanged files cost one
+        // readdir.
+        let mut todo_file = None;
+        if let (Some(list), Some(prev)) = (list, &plan.previous) {
+            let prev: HashSet<String> = crate::pool::read_list(self, prev)
+                .map(|l| l.into_iter().collect())
+                .unwrap_or_default();
+            let todo: Vec<String> = list
+                .iter()
+                .filter(|p| !prev.contains(*p) || pfile_of(p).is_none())
+                .cloned()
+                .collect();
+            if todo.is_empty() {
+                return Ok(Default::default());
+            }
+            let f = list_file(&todo)?;
+            args.push(format!("--files-from={}", f.path().display()));
+            todo_file = Some(f);
+        } // else: the first copy walks the whole tree, faster than a list of every file.
+        let stats = self.repo_rsync(plan, src, args, "copy").run()?;
+        drop(todo_file);
+        Ok(stats)
+    }
+
+    /// The delta pass after a pre-copy: sends `send`, and (outside the pool, which only
+    /// gains files) removes `drop` from the snapshot (rsync deletes a listed file the
+    /// source lacks, `--delete-missing-args`).
+    fn delta_copy(
+        &self,
+        plan: &Plan,
+        src: &Source,
+        send: &[String],
+        drop: &[String],
+    ) -> Result<TransferStats, StoreError> {
+        let pool = plan.lists_files;
+        let mut paths = send.to_vec();
+        if !pool {
+            paths.extend(drop.iter().cloned());
+        }
+        if paths.is_empty() {
+            return Ok(Default::default());
+        }
+        let mut args = base_args();
+        if !pool {
+            args.push("--delete-missing-args".into());
+        }
+        args.extend(Self::copy_args(plan, src));
+        let f = list_file(&paths)?;
+        args.push(format!("--files-from={}", f.path().display()));
+        let stats = self.repo_rsync(plan, src, args, "delta copy").run()?;
+        std::mem::drop(f);
+        Ok(stats)
+    }
+
+    /// Copies `paths` again (`rsync -I` writes a new file, so a hard link to a rotten copy
+    /// is broken).
+    fn copy_again(
+        &self,
+        plan: &Plan,
+        src: &Source,
+        paths: &[String],
+    ) -> Result<TransferStats, StoreError> {
+        let f = list_file(paths)?;
+        let mut args: Vec<String> = base_args()
+            .into_iter()
+            .filter(|a| a != "--size-only")
+            .collect();
+        args.push("--ignore-times".into());
+        args.push(format!("--files-from={}", f.path().display()));
+        let mut r = self.repo_rsync(plan, src, args, "");
+        r.what = format!("fresh copy of damaged files to {}", self.display());
+        let stats = r.run()?;
+        std::mem::drop(f);
+        Ok(stats)
+    }
+
+    /// Copies exactly `paths` from `src.root` (no folder rules: the root is another
+    /// store's repository folder or a staging folder).
+    fn copy_only(
+        &self,
+        plan: &Plan,
+        src: &Source,
+        paths: &[String],
+    ) -> Result<TransferStats, StoreError> {
+        if paths.is_empty() {
+            return Ok(Default::default());
+        }
+        let f = list_file(paths)?;
+        let mut args = base_args();
+        args.extend(src.rsync_args.iter().cloned());
+        for d in &plan.link_dest {
+            args.push(format!("--link-dest={d}"));
+        }
+        args.push(format!("--files-from={}", f.path().display()));
+        let stats = self.repo_rsync(plan, src, args, "copy").run()?;
+        std::mem::drop(f);
+        Ok(stats)
+    }
+
+    /// Regular files under `rel` on the target, relative to it, sorted.
+    pub fn list_tree(&self, rel: &str) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        match self.local_path(rel) {
+            Some(root) => {
+                for e in walkdir::WalkDir::new(&root) {
+                    let e = e.map_err(|e| StoreError::Io {
+                        path: root.display().to_string(),
+                        source: e.into(),
+                    })?;
+                    if e.file_type().is_file() {
+                        if let Ok(r) = e.path().strip_prefix(&root) {
+                            out.push(r.to_string_lossy().into_owned());
+                        }
+                    }
+                }
+            }
+            None => {
+                let p = sh_quote(&self.path(rel));
+                let data = self.run_script(&format!(
+                    "if [ -d {p} ]; then cd {p} && find . -type f | sed 's|^\\./||'; fi"
+                ))?;
+                out.extend(
+                    String::from_utf8_lossy(&data)
+                        .lines()
+                        .filter(|l| !l.is_empty())
+                        .map(str::to_string),
+                );
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Proves `paths` (relative to `base` on the target); one result per path, in order.
+    fn prove_at(
+        &self,
+        base: &str,
+        paths: &[String],
+        progress: &Progress,
+    ) -> Result<Vec<Proof>, StoreError> {
+        if let Some(root) = self.local_path(base) {
+            return Ok(paths
+                .par_iter()
+                .map(|p| {
+                    let r = prove_file(&root.join(p));
+                    if let Proof::Good(n) = r {
+                        progress.inc(n);
+                    }
+                    r
+                })
+                .collect());
+        }
+        // Only content-named files are worth hashing; the others are unprovable anyway.
+        let mut input = Vec::new();
+        for p in paths.iter().filter(|p| pfile_of(p).is_some()) {
+            input.extend_from_slice(p.as_bytes());
+            input.push(0);
+        }
+        let script = format!(
+            "cd {} || exit 1; t=$(mktemp) || exit 1; cat > \"$t\"; \
+             xargs -0 -r sha1sum -- < \"$t\" 2>/dev/null; echo @@; \
+             xargs -0 -r md5sum -- < \"$t\" 2>/dev/null; echo @@; \
+             xargs -0 -r stat -c '%s %n' -- < \"$t\" 2>/dev/null; rm -f \"$t\"; exit 0",
+            sh_quote(&self.path(base))
+        );
+        let out = self.run_script_with_input(&script, &input)?;
+        let text = String::from_utf8_lossy(&out);
+        let mut parts = text.split("@@\n");
+        let parse = |part: Option<&str>, sep: &str| -> HashMap<String, String> {
+            part.unwrap_or("")
+                .lines()
+                .filter_map(|l| {
+                    let (a, b) = l.split_once(sep)?;
+                    Some((b.to_string(), a.to_string()))
+                })
+                .collect()
+        };
+        let sha1 = parse(parts.next(), "  ");
+        let md5 = parse(parts.next(), "  ");
+        let size = parse(parts.next(), " ");
+        Ok(paths
+            .iter()
+            .map(|p| {
+                let Some(want) = pfile_of(p) else {
+                    return Proof::Unprovable;
+                };
+                match (
+                    sha1.get(p),
+                    md5.get(p),
+                    size.get(p).and_then(|s| s.parse().ok()),
+                ) {
+                    (Some(s), Some(m), Some(n)) => {
+                        let r = judge(&want, s, m, n);
+                        if let Proof::Good(n) = r {
+                            progress.inc(n);
+                        }
+                        r
+                    }
+                    _ => Proof::Bad("missing or unreadable on the backup server".into()),
+                }
+            })
+            .collect())
+    }
+}
+
+impl Store for Target {
+    fn display(&self) -> String {
+        Target::display(self)
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        Target::check(self)
+    }
+
+    fn close(&self) {
+        Target::close(self)
+    }
+
+    fn as_target(&self) -> Option<&Target> {
+        Some(self)
+    }
+
+    fn read(&self, rel: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Target::read(self, rel)
+    }
+
+    fn write_atomic(&self, rel: &str, data: &[u8]) -> Result<(), StoreError> {
+        Target::write_atomic(self, rel, data)
+    }
+
+    fn open(&self, rel: &str) -> Result<Box<dyn Read + Send>, StoreError> {
+        Target::open(self, rel)
+    }
+
+    fn snapshots(&self) -> Result<Vec<Snapshot>, StoreError> {
+        layout::snapshots(self)
+    }
+
+    fn snapshot_files(&self, snap: &Snapshot) -> Result<Vec<String>, StoreError> {
+        if snap.manifest.layout == "pool" {
+            return crate::pool::read_list(self, &snap.name);
+        }
+        self.list_tree(&snapshot_repo(snap))
+    }
+
+    fn plan(&self, layout: &Layout) -> Result<Plan, StoreError> {
+        layout.prepare(self)
+    }
+
+    fn send_repository(
+        &self,
+        plan: &Plan,
+        src: &Source,
+        files: Files,
+    ) -> Result<TransferStats, StoreError> {
+        match files {
+            Files::All { list } => self.full_copy(plan, src, list.filter(|_| plan.lists_files)),
+            Files::Delta { send, drop } => self.delta_copy(plan, src, send, drop),
+            Files::Again(paths) => self.copy_again(plan, src, paths),
+            Files::Only(paths) => self.copy_only(plan, src, paths),
+        }
+    }
+
+    fn pending_files(&self, plan: &Plan) -> Result<Vec<String>, StoreError> {
+        if plan.lists_files {
+            let rel = format!("{PARTIAL}/{FILE_LIST}");
+            if Target::exists(self, &rel)? {
+                return crate::pool::read_list(self, PARTIAL);
+            }
+            return Ok(Vec::new());
+        }
+        self.list_tree(&pending_repo(plan))
+    }
+
+    fn create_dump(&self, _plan: &Plan, rel: &str) -> Result<Box<dyn Upload>, StoreError> {
+        Ok(Box::new(self.create(&format!("{PARTIAL}/{rel}"))?))
+    }
+
+    fn send_dump(&self, _plan: &Plan, local: &Path, rel: &str) -> Result<DumpSent, StoreError> {
+        // The previous snapshot's dump of the same name is the basis rsync sends against.
+        let prev = layout::snapshots(self)?
+            .into_iter()
+            .rev()
+            .find(|s| s.manifest.database.file == rel);
+        let dir = |snap: &str| match rel.rsplit_once('/') {
+            Some((d, _)) => format!("{snap}/{d}"),
+            None => snap.to_string(),
+        };
+        let dest_dir = dir(PARTIAL);
+        self.mkdir_p(&dest_dir)?;
+        let mut args: Vec<String> = [
+            "--perms",
+            "--chmod=F600",
+            "--stats",
+            // Local targets too: the numbers then say what a remote one would cost.
+            "--no-whole-file",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        if let Some(p) = &prev {
+            // Used as the delta basis; an unchanged dump becomes a hard link to it.
+            args.push(format!("--link-dest={}", self.path(&dir(&p.name))));
+        }
+        let stats = Rsync {
+            args,
+            rsh: self.rsync_rsh(),
+            src: local.display().to_string(),
+            dest: format!("{}/", self.rsync_location(&dest_dir)),
+            what: format!("copy of the database dump to {}", self.display()),
+        }
+        .run()?;
+        Target::sync(self)?;
+        Ok(DumpSent {
+            sent: stats.sent,
+            against: prev.map(|s| s.name),
+        })
+    }
+
+    fn write_file_list(&self, _plan: &Plan, list: &[String]) -> Result<(), StoreError> {
+        Target::write_atomic(
+            self,
+            &format!("{PARTIAL}/{FILE_LIST}"),
+            &crate::pool::encode(list),
+        )
+    }
+
+    fn commit(&self, plan: &Plan, manifest: &Manifest) -> Result<String, StoreError> {
+        plan.layout.commit(self, manifest)
+    }
+
+    fn prove(
+        &self,
+        place: Place,
+        paths: &[String],
+        progress: &Progress,
+    ) -> Result<Vec<Proof>, StoreError> {
+        let base = match place {
+            Place::Pending(plan) => pending_repo(plan),
+            Place::Snapshot(snap) => snapshot_repo(snap),
+        };
+        self.prove_at(&base, paths, progress)
+    }
+
+    fn prune(&self, layout: &Layout) -> Result<Vec<String>, StoreError> {
+        let newest = layout::snapshots(self)?
+            .last()
+            .map(|s| s.name.clone())
+            .unwrap_or_default();
+        layout.prune(self, &newest)
+    }
+
+    fn collect_garbage(&self) -> Result<u64, StoreError> {
+        crate::pool::collect_garbage(self)
+    }
+
+    fn fetch_files(
+        &self,
+        snap: &Snapshot,
+        paths: &[String],
+        dest: &Path,
+    ) -> Result<TransferStats, StoreError> {
+        let mut total = TransferStats::default();
+        if paths.is_empty() {
+            return Ok(total);
+        }
+        let f = list_file(paths)?;
+        // An incremental's files are spread over its chain: each piece gives what it has.
+        let chain = Store::chain(self, snap)?;
+        for s in chain.iter().rev() {
+            let mut args = base_args();
+            args.push("--ignore-missing-args".into());
+            if chain.len() > 1 {
+                // The newest piece that has a file wins; older ones do not overwrite it.
+                args.push("--ignore-existing".into());
+            }
+            args.push(format!("--files-from={}", f.path().display()));
+            let stats = Rsync {
+                args,
+                rsh: self.rsync_rsh(),
+                src: format!("{}/", self.rsync_location(&snapshot_repo(s))),
+                dest: format!("{}/", dest.display()),
+                what: format!(
+                    "fetch of {} files from {} {}",
+                    paths.len(),
+                    self.display(),
+                    s.name
+                ),
+            }
+            .run()?;
+            total.files += stats.files;
+            total.bytes += stats.bytes;
+            total.transferred_files += stats.transferred_files;
+            total.transferred_bytes += stats.transferred_bytes;
+            total.sent += stats.sent;
+        }
+        drop(f);
+        Ok(total)
+    }
+
+    fn local_files(&self, snap: &Snapshot) -> Option<std::path::PathBuf> {
+        if !snap.manifest.builds_on.is_empty() {
+            return None;
+        }
+        self.local_path(&snapshot_repo(snap))
+    }
+
+    fn missing(&self, plan: &Plan, paths: &[String]) -> Result<Vec<String>, StoreError> {
+        let base = pending_repo(plan);
+        if let Some(root) = self.local_path(&base) {
+            return Ok(paths
+                .iter()
+                .filter(|p| root.join(p).symlink_metadata().is_err())
+                .cloned()
+                .collect());
+        }
+        let mut input = Vec::new();
+        for p in paths {
+            input.extend_from_slice(p.as_bytes());
+            input.push(0);
+        }
+        // Prints the names it lacks, NUL-separated.
+        let out = self.run_script_with_input(
+            &format!(
+                "cd {} 2>/dev/null || {{ cat; exit 0; }}; \
+                 tr '\\0' '\\n' | while IFS= read -r p; do [ -e \"$p\" ] || printf '%s\\0' \"$p\"; done",
+                sh_quote(&self.path(&base))
+            ),
+            &input,
+        )?;
+        Ok(out
+            .split(|&b| b == 0)
+            .filter(|n| !n.is_empty())
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .collect())
+    }
+
+    fn restore_repository(&self, snap: &Snapshot, dest: &Path) -> Result<(), StoreError> {
+        for s in Store::chain(self, snap)? {
+            let mut args = base_args();
+            let mut list = None;
+            if s.manifest.layout == "pool" {
+                let f = list_file(&crate::pool::read_list(self, &s.name)?)?;
+                args.push(format!("--files-from={}", f.path().display()));
+                list = Some(f);
+            }
+            Rsync {
+                args,
+                rsh: self.rsync_rsh(),
+                src: format!("{}/", self.rsync_location(&snapshot_repo(&s))),
+                dest: format!("{}/", dest.display()),
+                what: format!(
+                    "restore of the repository from {} {}",
+                    self.display(),
+                    s.name
+                ),
+            }
+            .run()?;
+            drop(list);
+        }
+        Ok(())
+    }
+}
