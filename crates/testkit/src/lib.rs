@@ -5,6 +5,7 @@
 //! drills use them too.
 
 pub mod golden;
+pub mod s3;
 pub mod slapd;
 pub mod smtp;
 pub mod sshd;

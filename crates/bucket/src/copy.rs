@@ -1,0 +1,442 @@
+//! Copying a complete snapshot from the primary target into the bucket, the bucket's own
+//! retention, and its garbage collection.
+//!
+//! The bucket always has the pool layout, whatever the primary's:
+//!
+//! ```text
+//! PREFIX/pool/objects/ab/cd/<sha1>.<md5>.<size>   each content once, by its name
+//! PREFIX/pool/paths/<host>/<type>/...          files not named by content (by path)
+//! PREFIX/snap.<time>/files.list.gz     the repository paths the snapshot holds
+//! PREFIX/snap.<time>/db/<dump>         the database dump
+//! PREFIX/snap.<time>/manifest.json     written last: a snapshot is listed only with it
+//! ```
+//!
+//! A FOSSology file's name is its content, so a name is stored once however many paths
+//! hold it (the `gold` and `files` twins, several repository hosts); a fetch puts it back
+//! under every path as hard links, as the repository had them.
+//!
+//! Order of a copy: the list first (so a garbage collection running meanwhile keeps the
+//! files being sent), then the files the bucket lacks, then the dump, then the manifest. A
+//! copy killed at any point leaves no manifest, so no listed snapshot is missing anything;
+//! the next copy of the same snapshot lists the pool again and sends only what is absent.
+//! Removing a snapshot deletes its manifest first, so it leaves the listing in one step.
+
+use crate::bucket::{put_reader, Bucket, Sent};
+use crate::BucketError;
+use holdfast_site::pfile::PfileName;
+use holdfast_store::layout::{stamp, Snapshot, FILE_LIST};
+use holdfast_store::manifest::{MANIFEST_FILE, REPO_DIR};
+use holdfast_store::{pool, Manifest, Target};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Read;
+use std::time::Instant;
+
+/// Where the repository files live in the bucket.
+pub const POOL_OBJECTS: &str = "pool";
+
+/// The object (relative to the prefix) holding repository path `repo_rel`.
+pub fn object_rel(repo_rel: &str) -> String {
+    let name = file_name(repo_rel).unwrap_or(repo_rel);
+    match PfileName::parse(name) {
+        Some(_) => format!(
+            "{POOL_OBJECTS}/objects/{}/{}/{name}",
+            &name[0..2],
+            &name[2..4]
+        ),
+        None => format!("{POOL_OBJECTS}/paths/{repo_rel}"),
+    }
+}
+
+/// Each object a list needs, once, with the repository paths it goes to (sorted).
+pub fn objects_of(list: &[String]) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for rel in list {
+        out.entry(object_rel(rel)).or_default().push(rel.clone());
+    }
+    out
+}
+
+/// What a copy did.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CopyReport {
+    /// The snapshot's name in the bucket.
+    pub snapshot: String,
+    /// The bucket already listed it: nothing was sent.
+    pub already: bool,
+    /// Repository files the snapshot holds.
+    pub files: u64,
+    /// Distinct objects those files need (a content held under several paths is one).
+    pub objects: u64,
+    /// Objects (and their bytes) sent; the others were in the bucket already.
+    pub sent_files: u64,
+    pub sent_bytes: u64,
+    /// Objects sent in parts.
+    pub multipart_files: u64,
+    /// Dump, list and manifest bytes.
+    pub meta_bytes: u64,
+    pub pruned: Vec<String>,
+    pub collected: u64,
+    pub secs: f64,
+}
+
+/// The bucket's name for a snapshot of the primary: `snap.<start time>`, stable while the
+/// primary renames it (`current` becoming `day.<time>`).
+pub fn bucket_name(snap: &Snapshot) -> String {
+    format!("snap.{}", stamp(snap.manifest.started))
+}
+
+/// The snapshot's repository files on the primary: the folder they are under and their
+/// repository-relative paths, sorted.
+pub fn source_files(
+    target: &Target,
+    snap: &Snapshot,
+) -> Result<(String, Vec<String>), BucketError> {
+    if snap.manifest.layout == "pool" {
+        let list = pool::read_list(target, &snap.name)?;
+        return Ok((format!("{}/{REPO_DIR}", holdfast_store::layout::POOL), list));
+    }
+    if snap.is_incremental() {
+        return Err(BucketError::Config(format!(
+            "snapshot {} is a rotating-layout incremental, which holds only some files: \
+             copy a base snapshot, or use the pool or rolling layout for the primary",
+            snap.name
+        )));
+    }
+    let base = format!("{}/{REPO_DIR}", snap.name);
+    let files = match target.local_path(&base) {
+        Some(root) => {
+            let mut out = Vec::new();
+            for e in walkdir::WalkDir::new(&root) {
+                let e = e.map_err(|e| BucketError::Io {
+                    path: root.display().to_string(),
+                    source: e.into(),
+                })?;
+                if e.file_type().is_file() {
+                    if let Ok(rel) = e.path().strip_prefix(&root) {
+                        out.push(rel.to_string_lossy().into_owned());
+                    }
+                }
+            }
+            out
+        }
+        None => {
+            let out = target.run_script(&format!(
+                "cd {} && find . -type f -print0",
+                holdfast_store::target::sh_quote(&target.path(&base))
+            ))?;
+            out.split(|&b| b == 0)
+                .filter(|n| !n.is_empty())
+                .map(|n| {
+                    let n = String::from_utf8_lossy(n);
+                    n.strip_prefix("./").unwrap_or(&n).to_string()
+                })
+                .collect()
+        }
+    };
+    let mut files = files;
+    files.sort();
+    Ok((base, files))
+}
+
+fn open_source(target: &Target, rel: &str) -> Result<Box<dyn Read + Send>, BucketError> {
+    match target.local_path(rel) {
+        Some(p) => std::fs::File::open(&p)
+            .map(|f| Box::new(f) as Box<dyn Read + Send>)
+            .map_err(|source| BucketError::Io {
+                path: p.display().to_string(),
+                source,
+            }),
+        None => Ok(target.open(rel)?),
+    }
+}
+
+/// Size of a file on the primary when it is local (remote: unknown).
+fn source_size(target: &Target, rel: &str) -> Option<u64> {
+    target
+        .local_path(rel)
+        .and_then(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+}
+
+/// Complete snapshots in the bucket (those with a readable manifest), oldest first.
+pub fn snapshots(bucket: &Bucket) -> Result<Vec<Snapshot>, BucketError> {
+    let mut out = Vec::new();
+    for name in bucket.list_dirs("")? {
+        if !name.starts_with("snap.") {
+            continue;
+        }
+        if let Some(data) = bucket.read(&format!("{name}/{MANIFEST_FILE}"))? {
+            match Manifest::from_json(&data) {
+                Ok(manifest) => out.push(Snapshot { name, manifest }),
+                Err(e) => tracing::warn!(snapshot = %name, "unreadable manifest ignored: {e}"),
+            }
+        }
+    }
+    out.sort_by(|a, b| (a.manifest.started, &a.name).cmp(&(b.manifest.started, &b.name)));
+    Ok(out)
+}
+
+/// A snapshot of the bucket by name, or the latest.
+pub fn find(bucket: &Bucket, name: Option<&str>) -> Result<Snapshot, BucketError> {
+    let all = snapshots(bucket)?;
+    let found = match name {
+        None => all.into_iter().last(),
+        Some(n) => all.into_iter().find(|s| s.name == n),
+    };
+    found.ok_or_else(|| BucketError::NoSnapshot {
+        bucket: bucket.display(),
+        name: name.map(str::to_string),
+    })
+}
+
+/// Copies `snap` of `source` into the bucket, sending only the files the bucket lacks, then
+/// applies the bucket's retention.
+pub fn copy_snapshot(
+    bucket: &Bucket,
+    source: &Target,
+    snap: &Snapshot,
+) -> Result<CopyReport, BucketError> {
+    let t0 = Instant::now();
+    let name = bucket_name(snap);
+    let mut report = CopyReport {
+        snapshot: name.clone(),
+        ..Default::default()
+    };
+    if bucket.read(&format!("{name}/{MANIFEST_FILE}"))?.is_some() {
+        report.already = true;
+        report.secs = t0.elapsed().as_secs_f64();
+        return Ok(report);
+    }
+    let (base, list) = source_files(source, snap)?;
+    report.files = list.len() as u64;
+
+    // 1. The list: from now on a garbage collection keeps what this copy sends.
+    let list_gz = pool::encode(&list);
+    report.meta_bytes += list_gz.len() as u64;
+    bucket.put_bytes(&format!("{name}/{FILE_LIST}"), list_gz)?;
+
+    // 2. The objects the bucket lacks (or holds at another size).
+    let present: HashMap<String, u64> = bucket
+        .list_all(POOL_OBJECTS)?
+        .into_iter()
+        .map(|m| (bucket.rel(&m.location), m.size))
+        .collect();
+    let objects = objects_of(&list);
+    let todo: Vec<(String, String)> = objects
+        .iter()
+        .filter(|(key, paths)| {
+            let rel = &paths[0];
+            let want = file_name(rel).and_then(PfileName::parse).map(|p| p.size);
+            let want = want.or_else(|| source_size(source, &format!("{base}/{rel}")));
+            match (present.get(key.as_str()), want) {
+                (Some(have), Some(want)) => *have != want,
+                (Some(_), None) => false,
+                (None, _) => true,
+            }
+        })
+        .map(|(key, paths)| (key.clone(), paths[0].clone()))
+        .collect();
+    tracing::info!(
+        snapshot = %name,
+        files = list.len(),
+        objects = objects.len(),
+        to_send = todo.len(),
+        bucket = %bucket.display(),
+        "copying snapshot to bucket"
+    );
+    let sent = send_all(bucket, source, &base, &todo)?;
+    report.objects = objects.len() as u64;
+    report.sent_files = sent.len() as u64;
+    report.sent_bytes = sent.iter().map(|s| s.bytes).sum();
+    report.multipart_files = sent.iter().filter(|s| s.parts > 1).count() as u64;
+
+    // 3. The dump.
+    let dump_rel = format!("{}/{}", snap.name, snap.manifest.database.file);
+    let dump = send_one(
+        bucket,
+        open_source(source, &dump_rel)?,
+        &format!("{name}/{}", snap.manifest.database.file),
+        None,
+    )?;
+    report.meta_bytes += dump.bytes;
+
+    // 4. The manifest, last: now the snapshot is listed.
+    let mut m = snap.manifest.clone();
+    m.layout = "pool".into();
+    m.kind = "full".into();
+    m.builds_on.clear();
+    let json = m.to_json().into_bytes();
+    report.meta_bytes += json.len() as u64;
+    bucket.put_bytes(&format!("{name}/{MANIFEST_FILE}"), json)?;
+    tracing::info!(snapshot = %name, sent_files = report.sent_files, sent_bytes = report.sent_bytes, "snapshot complete in bucket");
+
+    // 5. The bucket's own retention.
+    let (pruned, collected) = prune(bucket, bucket.config().keep)?;
+    report.pruned = pruned;
+    report.collected = collected;
+    report.secs = t0.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+fn file_name(rel: &str) -> Option<&str> {
+    rel.rsplit('/').next()
+}
+
+fn send_one(
+    bucket: &Bucket,
+    src: Box<dyn Read + Send>,
+    rel: &str,
+    expect: Option<PfileName>,
+) -> Result<Sent, BucketError> {
+    bucket.rt.block_on(put_reader(
+        bucket.writer.clone(),
+        bucket.cfg.clone(),
+        bucket.display(),
+        bucket.key(rel),
+        rel.to_string(),
+        src,
+        expect,
+    ))
+}
+
+/// Sends `todo` (object, and a repository-relative path holding it under `base` on the
+/// primary) into the pool, several at once. Every file named by its content is checked against its name as it is read; one
+/// that does not match is not stored, and the copy fails naming it.
+fn send_all(
+    bucket: &Bucket,
+    source: &Target,
+    base: &str,
+    todo: &[(String, String)],
+) -> Result<Vec<Sent>, BucketError> {
+    let parallel = bucket.cfg.parallel.max(1);
+    // Sources are opened a batch at a time: on a remote primary each is an ssh session.
+    let batch = if source.is_remote() { parallel } else { 256 };
+    let mut out = Vec::new();
+    for chunk in todo.chunks(batch) {
+        let mut jobs = Vec::new();
+        for (key, rel) in chunk {
+            let src = open_source(source, &format!("{base}/{rel}"))?;
+            jobs.push(put_reader(
+                bucket.writer.clone(),
+                bucket.cfg.clone(),
+                bucket.display(),
+                bucket.key(key),
+                rel.clone(),
+                src,
+                file_name(rel).and_then(PfileName::parse),
+            ));
+        }
+        out.extend(run_batch(bucket, jobs, parallel)?);
+    }
+    Ok(out)
+}
+
+fn run_batch<F>(bucket: &Bucket, jobs: Vec<F>, parallel: usize) -> Result<Vec<Sent>, BucketError>
+where
+    F: std::future::Future<Output = Result<Sent, BucketError>> + Send,
+{
+    use futures::StreamExt;
+    bucket.rt.block_on(async {
+        let results: Vec<Result<Sent, BucketError>> = futures::stream::iter(jobs)
+            .buffer_unordered(parallel)
+            .collect()
+            .await;
+        let mut out = Vec::new();
+        let mut damaged = Vec::new();
+        for r in results {
+            match r {
+                Ok(s) => out.push(s),
+                Err(BucketError::Damaged { path, why }) => damaged.push(format!("{path}: {why}")),
+                Err(e) => return Err(e),
+            }
+        }
+        if !damaged.is_empty() {
+            return Err(BucketError::SourceDamaged {
+                files: damaged.len(),
+                first: damaged[0].clone(),
+            });
+        }
+        Ok(out)
+    })
+}
+
+/// Keeps the newest `keep` listed snapshots, removes the rest (manifest first) and any
+/// unlisted leftovers older than the oldest kept one, then collects garbage. Returns the
+/// removed snapshot names and the number of pool objects deleted.
+pub fn prune(bucket: &Bucket, keep: usize) -> Result<(Vec<String>, u64), BucketError> {
+    let snaps = snapshots(bucket)?;
+    let keep = keep.max(1);
+    let mut gone = Vec::new();
+    if snaps.len() > keep {
+        for s in &snaps[..snaps.len() - keep] {
+            bucket.delete(&format!("{}/{MANIFEST_FILE}", s.name))?;
+            gone.push(s.name.clone());
+        }
+    }
+    let oldest_kept = snaps.iter().rev().take(keep).last().map(|s| s.name.clone());
+    let listed: HashSet<&str> = snaps.iter().map(|s| s.name.as_str()).collect();
+    for d in bucket.list_dirs("")? {
+        let leftover = d.starts_with("snap.")
+            && (gone.contains(&d)
+                || (!listed.contains(d.as_str())
+                    && oldest_kept.as_deref().is_some_and(|o| d.as_str() < o)));
+        if leftover {
+            for m in bucket.list_all(&d)? {
+                bucket.delete(&bucket.rel(&m.location))?;
+            }
+            if !gone.contains(&d) {
+                tracing::info!(folder = %d, "removed an unfinished snapshot folder older than every kept snapshot");
+            }
+        }
+    }
+    for g in &gone {
+        tracing::info!(snapshot = %g, "removed from bucket (retention)");
+    }
+    let collected = collect_garbage(bucket)?;
+    Ok((gone, collected))
+}
+
+/// Deletes pool objects that no list in the bucket names: the lists of listed snapshots and
+/// of copies under way (a folder without manifest yet). Fails closed: any list that cannot
+/// be read ends the collection before anything is deleted. Objects the bucket refuses to
+/// delete (object lock) are left and counted in the log.
+pub fn collect_garbage(bucket: &Bucket) -> Result<u64, BucketError> {
+    let mut keep = HashSet::new();
+    for d in bucket.list_dirs("")? {
+        if !d.starts_with("snap.") {
+            continue;
+        }
+        let rel = format!("{d}/{FILE_LIST}");
+        if let Some(data) = bucket.read(&rel)? {
+            let list = pool::decode(&data[..]).map_err(|e| BucketError::Corrupt {
+                bucket: bucket.display(),
+                key: rel.clone(),
+                why: format!("{e}; garbage collection skipped, nothing deleted"),
+            })?;
+            keep.extend(list.iter().map(|r| object_rel(r)));
+        }
+    }
+    let mut removed = 0u64;
+    let mut refused = 0u64;
+    for m in bucket.list_all(POOL_OBJECTS)? {
+        let rel = bucket.rel(&m.location);
+        if keep.contains(&rel) {
+            continue;
+        }
+        match bucket.delete(&rel) {
+            Ok(()) => removed += 1,
+            Err(e) => {
+                refused += 1;
+                tracing::debug!("not deleted: {e}");
+            }
+        }
+    }
+    if refused > 0 {
+        tracing::warn!(
+            objects = refused,
+            "pool objects no snapshot needs could not be deleted (object lock still running?)"
+        );
+    }
+    Ok(removed)
+}
