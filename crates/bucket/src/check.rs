@@ -135,17 +135,17 @@ pub fn verify(bucket: &Bucket, name: Option<&str>) -> Result<BucketVerify, Bucke
     };
     let objects = objects_of(&list);
     let store = bucket.store.clone();
-    let results: Vec<(&String, &Vec<String>, Result<Option<Hashes>, String>)> =
-        bucket.rt.block_on(async {
-            futures::stream::iter(objects.iter().map(|(obj, paths)| {
-                let key = bucket.key(obj);
-                let store = store.clone();
-                async move { (obj, paths, read_object(&store, &key, None).await) }
-            }))
-            .buffer_unordered(bucket.cfg.parallel.max(1))
-            .collect()
-            .await
-        });
+    type Read<'a> = (&'a String, &'a Vec<String>, Result<Option<Hashes>, String>);
+    let results: Vec<Read> = bucket.rt.block_on(async {
+        futures::stream::iter(objects.iter().map(|(obj, paths)| {
+            let key = bucket.key(obj);
+            let store = store.clone();
+            async move { (obj, paths, read_object(&store, &key, None).await) }
+        }))
+        .buffer_unordered(bucket.cfg.parallel.max(1))
+        .collect()
+        .await
+    });
     // A bad object is bad under every path that holds it.
     let bad_all = |report: &mut BucketVerify, paths: &[String], why: String| {
         for p in paths {

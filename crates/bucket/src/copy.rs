@@ -374,7 +374,11 @@ pub fn prune(bucket: &Bucket, keep: usize) -> Result<(Vec<String>, u64), BucketE
             gone.push(s.name.clone());
         }
     }
-    let oldest_kept = snaps.iter().rev().take(keep).last().map(|s| s.name.clone());
+    let oldest_kept = snaps
+        .len()
+        .checked_sub(keep.min(snaps.len()))
+        .and_then(|i| snaps.get(i))
+        .map(|s| s.name.clone());
     let listed: HashSet<&str> = snaps.iter().map(|s| s.name.as_str()).collect();
     for d in bucket.list_dirs("")? {
         let leftover = d.starts_with("snap.")
