@@ -55,15 +55,15 @@ impl BucketVerify {
 }
 
 /// Hashes of one object as read: sha1, md5, sha256, size.
-struct Hashes {
-    sha1: String,
-    md5: String,
-    sha256: String,
-    size: u64,
+pub(crate) struct Hashes {
+    pub sha1: String,
+    pub md5: String,
+    pub sha256: String,
+    pub size: u64,
 }
 
 /// Streams `rel` from the bucket through the hashes, and into `out` when given.
-async fn read_object(
+pub(crate) async fn read_object(
     store: &object_store::aws::AmazonS3,
     key: &object_store::path::Path,
     mut out: Option<&mut std::fs::File>,
@@ -218,7 +218,6 @@ fn io_err(p: &Path) -> impl FnOnce(std::io::Error) -> BucketError + '_ {
 /// Fetches snapshot `name` (the latest when `None`) into `dir`, laid out as a pool-layout
 /// target holding just that snapshot.
 pub fn fetch(bucket: &Bucket, name: Option<&str>, dir: &Path) -> Result<Fetched, BucketError> {
-    use futures::StreamExt;
     let t0 = Instant::now();
     let snap = find(bucket, name)?;
     let snap_dir = dir.join(&snap.name);
@@ -244,71 +243,10 @@ pub fn fetch(bucket: &Bucket, name: Option<&str>, dir: &Path) -> Result<Fetched,
         files: list.len() as u64,
         ..Default::default()
     };
-    // Resume: a file already here at the size its name says was fetched whole (each is
-    // written aside and renamed into place).
-    let objects = objects_of(&list);
-    let todo: Vec<(&String, &String)> = objects
-        .iter()
-        .filter(|(_, paths)| {
-            let rel = &paths[0];
-            let want = rel
-                .rsplit('/')
-                .next()
-                .and_then(PfileName::parse)
-                .map(|n| n.size);
-            match (std::fs::metadata(pool_dir.join(rel)), want) {
-                (Ok(m), Some(w)) => m.len() != w,
-                (Ok(_), None) => false,
-                (Err(_), _) => true,
-            }
-        })
-        .map(|(obj, paths)| (obj, &paths[0]))
-        .collect();
-    let store = bucket.store.clone();
-    let results: Vec<Result<(u64, Option<BadObject>), BucketError>> = bucket.rt.block_on(async {
-        futures::stream::iter(todo.iter().map(|(obj, rel)| {
-            let key = bucket.key(obj);
-            let dest = pool_dir.join(rel);
-            let store = store.clone();
-            let display = bucket.display();
-            async move { fetch_one(&store, &key, &dest, rel, &display).await }
-        }))
-        .buffer_unordered(bucket.cfg.parallel.max(1))
-        .collect()
-        .await
-    });
-    for r in results {
-        match r {
-            Ok((bytes, bad)) => {
-                out.fetched_files += 1;
-                out.fetched_bytes += bytes;
-                out.bad.extend(bad);
-            }
-            // Missing: the restore's own check reports it missing; fetch the rest.
-            Err(BucketError::Corrupt { key, why, .. }) => {
-                out.bad.push(BadObject { path: key, why })
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    // Every other path holding the same content becomes a hard link to the first.
-    for paths in objects.values() {
-        let first = pool_dir.join(&paths[0]);
-        let Ok(m) = std::fs::metadata(&first) else {
-            continue;
-        };
-        for other in &paths[1..] {
-            let p = pool_dir.join(other);
-            if std::fs::metadata(&p).is_ok_and(|o| o.ino() == m.ino()) {
-                continue;
-            }
-            if let Some(parent) = p.parent() {
-                std::fs::create_dir_all(parent).map_err(io_err(parent))?;
-            }
-            let _ = std::fs::remove_file(&p);
-            std::fs::hard_link(&first, &p).map_err(io_err(&p))?;
-        }
-    }
+    let (files, bytes, bad) = fetch_paths(bucket, &list, &pool_dir)?;
+    out.fetched_files = files;
+    out.fetched_bytes = bytes;
+    out.bad = bad;
     out.bad.sort();
     // The dump, the list, and last the manifest: only then is the folder a target holding
     // a complete snapshot.
@@ -319,7 +257,7 @@ pub fn fetch(bucket: &Bucket, name: Option<&str>, dir: &Path) -> Result<Fetched,
     }
     let dump_key = bucket.key(&format!("{}/{db_file}", snap.name));
     let (bytes, _) = bucket.rt.block_on(fetch_one(
-        &store,
+        &bucket.store,
         &dump_key,
         &dump_dest,
         db_file,
@@ -366,4 +304,81 @@ async fn fetch_one(
         why,
     });
     Ok((h.size, bad))
+}
+
+/// Writes `list` (repository-relative paths) from the pool under `pool_dir`, resuming: a
+/// file already there at the size its name says is kept. Returns files and bytes fetched
+/// and the objects that were missing or did not match their names.
+pub(crate) fn fetch_paths(
+    bucket: &Bucket,
+    list: &[String],
+    pool_dir: &Path,
+) -> Result<(u64, u64, Vec<BadObject>), BucketError> {
+    let (mut files, mut total, mut bads) = (0u64, 0u64, Vec::new());
+    use futures::StreamExt;
+    // Resume: a file already here at the size its name says was fetched whole (each is
+    // written aside and renamed into place).
+    let objects = objects_of(list);
+    let todo: Vec<(&String, &String)> = objects
+        .iter()
+        .filter(|(_, paths)| {
+            let rel = &paths[0];
+            let want = rel
+                .rsplit('/')
+                .next()
+                .and_then(PfileName::parse)
+                .map(|n| n.size);
+            match (std::fs::metadata(pool_dir.join(rel)), want) {
+                (Ok(m), Some(w)) => m.len() != w,
+                (Ok(_), None) => false,
+                (Err(_), _) => true,
+            }
+        })
+        .map(|(obj, paths)| (obj, &paths[0]))
+        .collect();
+    let store = bucket.store.clone();
+    let results: Vec<Result<(u64, Option<BadObject>), BucketError>> = bucket.rt.block_on(async {
+        futures::stream::iter(todo.iter().map(|(obj, rel)| {
+            let key = bucket.key(obj);
+            let dest = pool_dir.join(rel);
+            let store = store.clone();
+            let display = bucket.display();
+            async move { fetch_one(&store, &key, &dest, rel, &display).await }
+        }))
+        .buffer_unordered(bucket.cfg.parallel.max(1))
+        .collect()
+        .await
+    });
+    for r in results {
+        match r {
+            Ok((bytes, bad)) => {
+                files += 1;
+                total += bytes;
+                bads.extend(bad);
+            }
+            // Missing: the restore's own check reports it missing; fetch the rest.
+            Err(BucketError::Corrupt { key, why, .. }) => bads.push(BadObject { path: key, why }),
+            Err(e) => return Err(e),
+        }
+    }
+    // Every other path holding the same content becomes a hard link to the first.
+    for paths in objects.values() {
+        let first = pool_dir.join(&paths[0]);
+        let Ok(m) = std::fs::metadata(&first) else {
+            continue;
+        };
+        for other in &paths[1..] {
+            let p = pool_dir.join(other);
+            if std::fs::metadata(&p).is_ok_and(|o| o.ino() == m.ino()) {
+                continue;
+            }
+            if let Some(parent) = p.parent() {
+                std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+            }
+            let _ = std::fs::remove_file(&p);
+            std::fs::hard_link(&first, &p).map_err(io_err(&p))?;
+        }
+    }
+    bads.sort();
+    Ok((files, total, bads))
 }

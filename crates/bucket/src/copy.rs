@@ -217,11 +217,7 @@ pub fn copy_snapshot(
     bucket.put_bytes(&format!("{name}/{FILE_LIST}"), list_gz)?;
 
     // 2. The objects the bucket lacks (or holds at another size).
-    let present: HashMap<String, u64> = bucket
-        .list_all(POOL_OBJECTS)?
-        .into_iter()
-        .map(|m| (bucket.rel(&m.location), m.size))
-        .collect();
+    let present = present_objects(bucket)?;
     let objects = objects_of(&list);
     let todo: Vec<(String, String)> = objects
         .iter()
@@ -279,11 +275,11 @@ pub fn copy_snapshot(
     Ok(report)
 }
 
-fn file_name(rel: &str) -> Option<&str> {
+pub(crate) fn file_name(rel: &str) -> Option<&str> {
     rel.rsplit('/').next()
 }
 
-fn send_one(
+pub(crate) fn send_one(
     bucket: &Bucket,
     src: Box<dyn Read + Send>,
     rel: &str,
@@ -301,22 +297,39 @@ fn send_one(
 }
 
 /// Sends `todo` (object, and a repository-relative path holding it under `base` on the
-/// primary) into the pool, several at once. Every file named by its content is checked against its name as it is read; one
-/// that does not match is not stored, and the copy fails naming it.
+/// primary) into the pool, several at once.
 fn send_all(
     bucket: &Bucket,
     source: &Target,
     base: &str,
     todo: &[(String, String)],
 ) -> Result<Vec<Sent>, BucketError> {
-    let parallel = bucket.cfg.parallel.max(1);
     // Sources are opened a batch at a time: on a remote primary each is an ssh session.
-    let batch = if source.is_remote() { parallel } else { 256 };
+    let batch = if source.is_remote() {
+        bucket.cfg.parallel.max(1)
+    } else {
+        256
+    };
+    send_objects(bucket, todo, batch, &|rel| {
+        open_source(source, &format!("{base}/{rel}"))
+    })
+}
+
+/// Sends `todo` (object, repository-relative path) reading each with `open`, `parallel`
+/// at once. Every file named by its content is checked against its name as it is read;
+/// one that does not match is not stored, and the call fails naming it.
+pub(crate) fn send_objects(
+    bucket: &Bucket,
+    todo: &[(String, String)],
+    batch: usize,
+    open: &OpenSource<'_>,
+) -> Result<Vec<Sent>, BucketError> {
+    let parallel = bucket.cfg.parallel.max(1);
     let mut out = Vec::new();
-    for chunk in todo.chunks(batch) {
+    for chunk in todo.chunks(batch.max(1)) {
         let mut jobs = Vec::new();
         for (key, rel) in chunk {
-            let src = open_source(source, &format!("{base}/{rel}"))?;
+            let src = open(rel)?;
             jobs.push(put_reader(
                 bucket.writer.clone(),
                 bucket.cfg.clone(),
@@ -330,6 +343,18 @@ fn send_all(
         out.extend(run_batch(bucket, jobs, parallel)?);
     }
     Ok(out)
+}
+
+/// Opens a repository-relative path for sending.
+pub(crate) type OpenSource<'a> = dyn Fn(&str) -> Result<Box<dyn Read + Send>, BucketError> + 'a;
+
+/// Pool objects in the bucket and their sizes.
+pub(crate) fn present_objects(bucket: &Bucket) -> Result<HashMap<String, u64>, BucketError> {
+    Ok(bucket
+        .list_all(POOL_OBJECTS)?
+        .into_iter()
+        .map(|m| (bucket.rel(&m.location), m.size))
+        .collect())
 }
 
 fn run_batch<F>(bucket: &Bucket, jobs: Vec<F>, parallel: usize) -> Result<Vec<Sent>, BucketError>
@@ -408,7 +433,7 @@ pub fn prune(bucket: &Bucket, keep: usize) -> Result<(Vec<String>, u64), BucketE
 pub fn collect_garbage(bucket: &Bucket) -> Result<u64, BucketError> {
     let mut keep = HashSet::new();
     for d in bucket.list_dirs("")? {
-        if !d.starts_with("snap.") {
+        if !d.starts_with("snap.") && d != crate::store::PENDING {
             continue;
         }
         let rel = format!("{d}/{FILE_LIST}");

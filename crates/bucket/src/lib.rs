@@ -18,11 +18,13 @@ pub mod bucket;
 pub mod check;
 pub mod config;
 pub mod copy;
+pub mod store;
 
 pub use bucket::Bucket;
 pub use check::{fetch, verify, BucketVerify, Fetched};
 pub use config::{BucketConfig, Credentials};
 pub use copy::{copy_snapshot, snapshots, CopyReport};
+pub use store::BucketStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BucketError {

@@ -1,0 +1,132 @@
+//! The bucket behind holdfast's one target interface (`holdfast_store::Store`), driven the
+//! way a copy job drives any store: plan, send what is missing, list, dump, prove, commit;
+//! then list, prove, fetch and stream the dump back for a restore.
+
+mod common;
+
+use common::*;
+use holdfast_bucket::BucketStore;
+use holdfast_core::progress::{Progress, Unit};
+use holdfast_store::layout::{Layout, LayoutKind};
+use holdfast_store::proof::Proof;
+use holdfast_store::store::{Files, Place, Source};
+use holdfast_store::Store;
+use std::io::Read;
+
+fn pool(keep: usize) -> Layout {
+    Layout {
+        kind: LayoutKind::Pool,
+        keep,
+        full_every: 1,
+    }
+}
+
+#[test]
+fn a_copy_through_the_store_trait_lands_whole_and_comes_back() {
+    let w = world();
+    let s: Box<dyn Store> = Box::new(BucketStore::open(&w.cfg).unwrap());
+    s.check().unwrap();
+    assert!(s
+        .plan(&Layout {
+            kind: LayoutKind::Rolling,
+            keep: 2,
+            full_every: 1
+        })
+        .is_err());
+    let files = contents(20, 12, 2500);
+    let snap = snapshot(&w.primary_dir(), day(1), &files);
+    let list = holdfast_store::pool::read_list(&w.primary(), &snap.name).unwrap();
+    let root = w.primary_dir().join("pool/repository");
+    let src = Source {
+        root: &root,
+        dirs: &[],
+        rsync_args: &[],
+    };
+    let plan = s.plan(&pool(2)).unwrap();
+    assert!(plan.lists_files && plan.previous.is_none());
+    assert_eq!(s.missing(&plan, &list).unwrap(), list);
+    let st = s
+        .send_repository(&plan, &src, Files::Only(&list[..5]))
+        .unwrap();
+    assert_eq!(st.transferred_files, 5);
+    assert_eq!(s.missing(&plan, &list).unwrap(), list[5..].to_vec());
+    let st = s
+        .send_repository(&plan, &src, Files::All { list: Some(&list) })
+        .unwrap();
+    assert_eq!(st.transferred_files, 7, "only what the bucket lacked");
+    s.write_file_list(&plan, &list).unwrap();
+    assert_eq!(s.pending_files(&plan).unwrap(), list);
+    let mut up = s.create_dump(&plan, "db/fossology.sql.gz").unwrap();
+    let dump = std::fs::read(w.primary_dir().join(&snap.name).join("db/fossology.sql.gz")).unwrap();
+    std::io::Write::write_all(&mut up, &dump).unwrap();
+    up.finish().unwrap();
+    let progress = Progress::new("prove", 0, Unit::Bytes);
+    let proofs = s.prove(Place::Pending(&plan), &list, &progress).unwrap();
+    assert!(
+        proofs.iter().all(|p| matches!(p, Proof::Good(_))),
+        "{proofs:?}"
+    );
+    assert!(
+        s.snapshots().unwrap().is_empty(),
+        "nothing listed before the commit"
+    );
+    let name = s.commit(&plan, &snap.manifest).unwrap();
+    assert_eq!(name, snap.name);
+    let listed = s.snapshots().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(s.snapshot_files(&listed[0]).unwrap(), list);
+    assert!(
+        s.read(".partial/files.list.gz").unwrap().is_none(),
+        "the pending folder is emptied"
+    );
+
+    // Back: the dump streams, the files are fetched, damage is proved.
+    let mut got = Vec::new();
+    s.open(&format!("{name}/db/fossology.sql.gz"))
+        .unwrap()
+        .read_to_end(&mut got)
+        .unwrap();
+    assert!(got == dump);
+    let dest = w.dir.path().join("restored");
+    let st = s.fetch_files(&listed[0], &list, &dest).unwrap();
+    assert_eq!(st.transferred_files, 12);
+    for d in &files {
+        assert!(std::fs::read(dest.join(repo_rel(d))).unwrap() == *d);
+    }
+    let p = w.object_file(&repo_rel(&files[3]));
+    let mut data = std::fs::read(&p).unwrap();
+    data[0] ^= 1;
+    std::fs::write(&p, data).unwrap();
+    let proofs = s
+        .prove(Place::Snapshot(&listed[0]), &list, &progress)
+        .unwrap();
+    let bad: Vec<&String> = list
+        .iter()
+        .zip(&proofs)
+        .filter(|(_, p)| matches!(p, Proof::Bad(_)))
+        .map(|(l, _)| l)
+        .collect();
+    assert_eq!(bad, vec![&repo_rel(&files[3])]);
+
+    // The next snapshot builds on this one; retention keeps two.
+    for n in 2..=3 {
+        let more = contents(20 + n as u64, 3, 900);
+        let snap = snapshot(&w.primary_dir(), day(n), &more);
+        let list = holdfast_store::pool::read_list(&w.primary(), &snap.name).unwrap();
+        let plan = s.plan(&pool(2)).unwrap();
+        assert!(plan.previous.is_some());
+        s.write_file_list(&plan, &list).unwrap();
+        s.send_repository(&plan, &src, Files::Only(&list)).unwrap();
+        s.send_dump(
+            &plan,
+            &w.primary_dir().join(&snap.name).join("db/fossology.sql.gz"),
+            "db/fossology.sql.gz",
+        )
+        .unwrap();
+        s.commit(&plan, &snap.manifest).unwrap();
+    }
+    let names: Vec<String> = s.snapshots().unwrap().into_iter().map(|s| s.name).collect();
+    assert_eq!(names.len(), 2);
+    assert!(!names.contains(&name));
+    assert!(!w.object_file(&repo_rel(&files[0])).exists(), "collected");
+}
