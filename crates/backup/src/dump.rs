@@ -19,6 +19,7 @@ use holdfast_store::{Plan, Store, Upload};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 
 /// Counts bytes and hashes them on the way to the inner writer.
@@ -147,8 +148,10 @@ pub fn dump_spooled(
     rel: &str,
 ) -> Result<(DumpInfo, Spooled), BackupError> {
     let spool = cfg.dump_spool.display().to_string();
+    sweep_spool(&cfg.dump_spool);
     let dir = tempfile::Builder::new()
-        .prefix("holdfast-dump.")
+        .prefix(&format!("{SPOOL_PREFIX}{}.", std::process::id()))
+        .permissions(std::fs::Permissions::from_mode(0o700))
         .tempdir_in(&cfg.dump_spool)
         .map_err(|e| {
             BackupError::Config(format!(
@@ -179,6 +182,36 @@ pub fn dump_spooled(
         rel,
     )?;
     Ok((info, Spooled { dir, name }))
+}
+
+const SPOOL_PREFIX: &str = "holdfast-dump.";
+
+/// Removes spool folders a killed run left (its pid is in the name and gone): they hold a
+/// dump with every role's password hash, which must not outlive the run.
+fn sweep_spool(spool: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(spool) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(SPOOL_PREFIX)
+            .and_then(|r| r.split('.').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            match std::fs::remove_dir_all(e.path()) {
+                Ok(()) => {
+                    tracing::info!(folder = %e.path().display(), "removed a dump a killed backup left")
+                }
+                Err(err) => {
+                    tracing::warn!(folder = %e.path().display(), %err, "cannot remove a dump a killed backup left")
+                }
+            }
+        }
+    }
 }
 
 impl Spooled {
@@ -721,5 +754,36 @@ COPY public.t (a) FROM stdin;\n-- Database \"x\" dump\n\\.\nSELECT 1;\n-- Databa
     fn idents() {
         assert_eq!(leading_ident("fossy;"), Some(("fossy".into(), ";")));
         assert_eq!(leading_ident("\"a\"\"b\" x"), Some(("a\"b".into(), " x")));
+    }
+
+    #[test]
+    fn spool_folders_of_dead_runs_are_swept_live_ones_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let mut c = std::process::Command::new("true").spawn().unwrap();
+        let dead = c.id();
+        c.wait().unwrap();
+        let me = std::process::id();
+        for name in [
+            format!("holdfast-dump.{dead}.aa"),
+            format!("holdfast-dump.{me}.bb"),
+            "holdfast-dump.1.cc".to_string(),
+            "other".to_string(),
+        ] {
+            std::fs::create_dir(d.path().join(&name)).unwrap();
+            std::fs::write(d.path().join(name).join("x.sql.gz"), "secret").unwrap();
+        }
+        sweep_spool(d.path());
+        let mut left: Vec<_> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        let mut want = vec![
+            format!("holdfast-dump.{me}.bb"),
+            "holdfast-dump.1.cc".to_string(),
+            "other".to_string(),
+        ];
+        want.sort();
+        assert_eq!(left, want);
     }
 }
