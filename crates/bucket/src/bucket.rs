@@ -50,6 +50,7 @@ fn build(
     if cfg.endpoint.starts_with("http://") {
         opts = opts.with_allow_http(true);
     }
+    let locked = headers.is_some();
     if let Some(h) = headers {
         opts = opts.with_default_headers(h);
     }
@@ -67,6 +68,10 @@ fn build(
         .with_retry(retry);
     if let Some(t) = &creds.session_token {
         b = b.with_token(t);
+    }
+    if locked {
+        // S3 refuses a locked write without a checksum of the body.
+        b = b.with_checksum_algorithm(object_store::aws::Checksum::SHA256);
     }
     if !cfg.endpoint.is_empty() {
         // Self-hosted servers answer path-style requests (`endpoint/bucket/key`).

@@ -47,6 +47,56 @@ pub struct BucketConfig {
     pub lock_mode: String,
 }
 
+/// The bucket settings besides its address and retention: `[backup.copy.s3]` (and
+/// `[backup.s3]` when the primary target itself is a bucket).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct S3Settings {
+    #[serde(default)]
+    pub endpoint: String,
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub credentials_file: Option<PathBuf>,
+    #[serde(default)]
+    pub multipart_threshold_mib: Option<u64>,
+    #[serde(default)]
+    pub part_size_mib: Option<u64>,
+    #[serde(default)]
+    pub parallel: Option<usize>,
+    #[serde(default)]
+    pub lock_days: u32,
+    #[serde(default)]
+    pub lock_mode: Option<String>,
+}
+
+impl BucketConfig {
+    /// The bucket at `url` keeping `keep` snapshots, with `s` (defaults where unset).
+    pub fn with_settings(url: &str, keep: usize, s: &S3Settings) -> BucketConfig {
+        let mut c = BucketConfig::new(url);
+        c.keep = keep;
+        c.endpoint = s.endpoint.clone();
+        if let Some(r) = &s.region {
+            c.region = r.clone();
+        }
+        c.credentials_file = s.credentials_file.clone();
+        if let Some(v) = s.multipart_threshold_mib {
+            c.multipart_threshold_mib = v;
+        }
+        if let Some(v) = s.part_size_mib {
+            c.part_size_mib = v;
+        }
+        if let Some(v) = s.parallel {
+            c.parallel = v;
+        }
+        c.lock_days = s.lock_days;
+        if let Some(m) = &s.lock_mode {
+            c.lock_mode = m.clone();
+        }
+        c
+    }
+}
+
 fn default_region() -> String {
     "us-east-1".into()
 }

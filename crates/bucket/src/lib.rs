@@ -22,7 +22,7 @@ pub mod store;
 
 pub use bucket::Bucket;
 pub use check::{fetch, verify, BucketVerify, Fetched};
-pub use config::{BucketConfig, Credentials};
+pub use config::{BucketConfig, Credentials, S3Settings};
 pub use copy::{copy_snapshot, snapshots, CopyReport};
 pub use store::BucketStore;
 

@@ -319,3 +319,26 @@ fn bad_credentials_and_a_readable_credentials_file_are_refused_clearly() {
     assert!(e.contains("s3://offsite/site-a"), "{e}");
     assert!(!e.contains("n0tth3s3cret"), "the secret is not shown: {e}");
 }
+
+#[test]
+fn object_lock_headers_and_checksums_go_with_every_write() {
+    // rclone serve s3 accepts the object-lock headers without enforcing them: this proves
+    // the locked write path (signed headers, SHA-256 checksums, multipart) works end to end.
+    let mut w = world();
+    w.cfg.lock_days = 7;
+    w.cfg.lock_mode = "compliance".into();
+    let b = w.bucket();
+    let mut files = contents(12, 5, 2000);
+    files.push(contents(13, 1, 6 << 20).remove(0));
+    let s = snapshot(&w.primary_dir(), day(1), &files);
+    let r = copy_snapshot(&b, &w.primary(), &s).unwrap();
+    assert_eq!((r.sent_files, r.multipart_files), (6, 1));
+    assert!(verify(&b, None).unwrap().is_ok());
+    let mut bad = w.cfg.clone();
+    bad.lock_mode = "forever".into();
+    let e = holdfast_bucket::Bucket::open(&bad)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("lock_mode") && e.contains("governance"), "{e}");
+}

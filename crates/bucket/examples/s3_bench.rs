@@ -1,0 +1,298 @@
+//! Benchmark (run by `bench/s3.sh`, never by CI): a day's new snapshot copied to a bucket
+//! by holdfast, against `rclone sync` and `restic backup` to the same S3 server, and a
+//! restore from the bucket against `rclone copy`. Time and bytes on the wire (a counting
+//! proxy sits between each client and the server).
+//!
+//! Usage: s3_bench REPOSITORY [NEW_PERCENT] [REPS]
+//! REPOSITORY is a real FOSSology repository (files named by content). Day 1 holds all its
+//! files but NEW_PERCENT (default 3) chosen by name; day 2 holds them all.
+
+use holdfast_bucket::copy::copy_snapshot;
+use holdfast_bucket::{fetch, BucketConfig};
+use holdfast_store::layout::{stamp, Snapshot, FILE_LIST};
+use holdfast_store::manifest::MANIFEST_FILE;
+use holdfast_store::{pool, Manifest, Target};
+use holdfast_testkit::s3::S3Server;
+use sha2::Digest;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Bytes client → server and back through the proxy.
+struct Proxy {
+    port: u16,
+    up: Arc<AtomicU64>,
+    down: Arc<AtomicU64>,
+}
+
+fn pump(mut from: TcpStream, mut to: TcpStream, n: Arc<AtomicU64>) {
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => {
+                n.fetch_add(k as u64, Ordering::Relaxed);
+                if to.write_all(&buf[..k]).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Write);
+}
+
+fn proxy(server_port: u16) -> Proxy {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let (up, down) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (u, d) = (up.clone(), down.clone());
+    std::thread::spawn(move || {
+        for c in l.incoming().flatten() {
+            let s = TcpStream::connect(("127.0.0.1", server_port)).unwrap();
+            let (c2, s2) = (c.try_clone().unwrap(), s.try_clone().unwrap());
+            let (u, d) = (u.clone(), d.clone());
+            std::thread::spawn(move || pump(c, s, u));
+            std::thread::spawn(move || pump(s2, c2, d));
+        }
+    });
+    Proxy { port, up, down }
+}
+
+impl Proxy {
+    fn take(&self) -> (u64, u64) {
+        (
+            self.up.swap(0, Ordering::Relaxed),
+            self.down.swap(0, Ordering::Relaxed),
+        )
+    }
+}
+
+fn in_day1(rel: &str, pct: u64) -> bool {
+    let h = sha2::Sha256::digest(rel.as_bytes());
+    (u64::from(h[0]) * 100 / 256) >= pct
+}
+
+/// A pool-layout primary holding `files` (hard links into the repository: no copy).
+fn primary_snapshot(repo: &Path, primary: &Path, t: i64, files: &[String]) -> Snapshot {
+    for rel in files {
+        let p = primary.join("pool/repository").join(rel);
+        if !p.exists() {
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::hard_link(repo.join(rel), &p)
+                .or_else(|_| std::fs::copy(repo.join(rel), &p).map(|_| ()))
+                .unwrap();
+        }
+    }
+    let started = chrono::DateTime::from_timestamp(t, 0).unwrap();
+    let name = format!("snap.{}", stamp(started));
+    let sd = primary.join(&name);
+    std::fs::create_dir_all(sd.join("db")).unwrap();
+    std::fs::write(sd.join(FILE_LIST), pool::encode(files)).unwrap();
+    let dump = vec![7u8; 1 << 20];
+    std::fs::write(sd.join("db/fossology.sql.gz"), &dump).unwrap();
+    let m: Manifest = serde_json::from_value(serde_json::json!({
+        "format": 1, "site": "bench", "mode": "full", "layout": "pool", "kind": "full",
+        "holdfast_version": "bench", "started": started, "finished": started,
+        "database": {"file": "db/fossology.sql.gz", "compression": "gzip",
+            "sha256": hex::encode(sha2::Sha256::digest(&dump)), "bytes": dump.len(),
+            "raw_bytes": dump.len(), "dbname": "fossology", "owner": "fossy",
+            "encoding": "UTF8", "collate": "C", "ctype": "C"},
+        "repository": {"root": repo, "hosts": ["localhost"], "types": ["files", "gold"],
+            "files": files.len(), "bytes": 0, "new_files": 0, "new_bytes": 0},
+        "jobs": {"unfinished": [], "stale_running": []}
+    }))
+    .unwrap();
+    std::fs::write(sd.join(MANIFEST_FILE), m.to_json()).unwrap();
+    Snapshot { name, manifest: m }
+}
+
+/// A folder tree of `files` (hard links), what rclone and restic back up.
+fn tree(repo: &Path, dir: &Path, files: &[String]) {
+    for rel in files {
+        let p = dir.join(rel);
+        if !p.exists() {
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::hard_link(repo.join(rel), &p).unwrap();
+        }
+    }
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn rclone(s: &S3Server, p: &Proxy) -> Command {
+    let mut c = Command::new("rclone");
+    c.env("RCLONE_CONFIG_B_TYPE", "s3")
+        .env("RCLONE_CONFIG_B_PROVIDER", "Rclone")
+        .env(
+            "RCLONE_CONFIG_B_ENDPOINT",
+            format!("http://127.0.0.1:{}", p.port),
+        )
+        .env("RCLONE_CONFIG_B_ACCESS_KEY_ID", &s.access_key)
+        .env("RCLONE_CONFIG_B_SECRET_ACCESS_KEY", &s.secret_key)
+        .args(["--config", "/dev/null", "-q", "--transfers", "8"]);
+    c
+}
+
+fn restic(s: &S3Server, p: &Proxy, repo_name: &str) -> Command {
+    let mut c = Command::new("restic");
+    c.env(
+        "RESTIC_REPOSITORY",
+        format!("s3:http://127.0.0.1:{}/{}/{repo_name}", p.port, s.bucket),
+    )
+    .env("RESTIC_PASSWORD", "bench")
+    .env("AWS_ACCESS_KEY_ID", &s.access_key)
+    .env("AWS_SECRET_ACCESS_KEY", &s.secret_key)
+    .args(["-q", "--no-cache"]);
+    c
+}
+
+fn drop_caches() {
+    let _ = Command::new("sync").status();
+    let _ = std::fs::write("/proc/sys/vm/drop_caches", "3");
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let repo = PathBuf::from(
+        args.get(1)
+            .expect("usage: s3_bench REPOSITORY [NEW%] [REPS]"),
+    );
+    let pct: u64 = args.get(2).map(|a| a.parse().unwrap()).unwrap_or(3);
+    let reps: usize = args.get(3).map(|a| a.parse().unwrap()).unwrap_or(3);
+    let all = pool::list_files(&repo, &["localhost/files".into(), "localhost/gold".into()]);
+    let day1: Vec<String> = all.iter().filter(|r| in_day1(r, pct)).cloned().collect();
+    let new_bytes: u64 = all
+        .iter()
+        .filter(|r| !in_day1(r, pct))
+        .filter_map(|r| std::fs::metadata(repo.join(r)).ok())
+        .map(|m| m.len())
+        .sum();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "repository {}: {} files; day 1 {} files; day 2 adds {} files, {} bytes; load {}",
+        repo.display(),
+        all.len(),
+        day1.len(),
+        all.len() - day1.len(),
+        new_bytes,
+        load.trim()
+    );
+    let mut rows: Vec<(String, f64, u64, u64)> = Vec::new();
+    for rep in 0..reps {
+        let work = tempfile::tempdir_in("/var/tmp").unwrap();
+        let w = work.path();
+        let server = S3Server::start(&w.join("s3"), "bench").unwrap();
+        let p = proxy(server.port);
+        let creds = w.join("creds");
+        server.write_credentials(&creds).unwrap();
+        let mut cfg = BucketConfig::new("s3://bench/holdfast");
+        cfg.endpoint = format!("http://127.0.0.1:{}", p.port);
+        cfg.credentials_file = Some(creds);
+        cfg.keep = 30;
+        let b = holdfast_bucket::Bucket::open(&cfg).unwrap();
+        let primary = w.join("primary");
+        let t = Target::parse(&primary.display().to_string(), Default::default()).unwrap();
+        let (tree1, tree2) = (w.join("tree1"), w.join("tree2"));
+        tree(&repo, &tree1, &day1);
+        tree(&repo, &tree2, &all);
+        // Day 1 everywhere (not timed).
+        let s1 = primary_snapshot(&repo, &primary, 1_790_000_000, &day1);
+        copy_snapshot(&b, &t, &s1).unwrap();
+        run(rclone(&server, &p)
+            .arg("sync")
+            .arg(&tree1)
+            .arg("B:bench/rclone"));
+        run(restic(&server, &p, "restic").arg("init"));
+        run(restic(&server, &p, "restic")
+            .arg("backup")
+            .arg(".")
+            .current_dir(&tree1));
+        let s2 = primary_snapshot(&repo, &primary, 1_790_086_400, &all);
+        p.take();
+        // Day 2, interleaved (order rotates per rep), cold caches.
+        let order = [0, 1, 2];
+        for k in 0..3 {
+            let which = order[(k + rep) % 3];
+            drop_caches();
+            p.take();
+            let t0 = Instant::now();
+            let name = match which {
+                0 => {
+                    copy_snapshot(&b, &t, &s2).unwrap();
+                    "copy day 2: holdfast"
+                }
+                1 => {
+                    run(rclone(&server, &p)
+                        .arg("sync")
+                        .arg(&tree2)
+                        .arg("B:bench/rclone"));
+                    "copy day 2: rclone sync"
+                }
+                _ => {
+                    run(restic(&server, &p, "restic")
+                        .arg("backup")
+                        .arg(".")
+                        .current_dir(&tree2));
+                    "copy day 2: restic backup"
+                }
+            };
+            let secs = t0.elapsed().as_secs_f64();
+            let (up, down) = p.take();
+            rows.push((name.into(), secs, up, down));
+        }
+        // Restore the whole day-2 snapshot from the bucket, interleaved.
+        for k in 0..2 {
+            let which = (k + rep) % 2;
+            drop_caches();
+            p.take();
+            let dest = w.join(format!("restore{which}"));
+            let t0 = Instant::now();
+            let name = if which == 0 {
+                fetch(&b, None, &dest).unwrap();
+                "restore: holdfast fetch"
+            } else {
+                run(rclone(&server, &p)
+                    .arg("copy")
+                    .arg("B:bench/rclone")
+                    .arg(&dest));
+                "restore: rclone copy"
+            };
+            let secs = t0.elapsed().as_secs_f64();
+            let (up, down) = p.take();
+            rows.push((name.into(), secs, up, down));
+        }
+        eprintln!("rep {} done", rep + 1);
+    }
+    let mut names: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+    names.dedup();
+    names.sort();
+    names.dedup();
+    println!("| step | median s | runs (s) | bytes client->server | bytes server->client |");
+    println!("|---|---|---|---|---|");
+    for n in names {
+        let mut r: Vec<&(String, f64, u64, u64)> = rows.iter().filter(|r| r.0 == n).collect();
+        r.sort_by(|a, b| a.1.partial_cmp(&b.1).unwrap());
+        let m = r[r.len() / 2];
+        let runs: Vec<String> = r.iter().map(|x| format!("{:.2}", x.1)).collect();
+        println!(
+            "| {n} | {:.2} | {} | {} | {} |",
+            m.1,
+            runs.join(" "),
+            m.2,
+            m.3
+        );
+    }
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("load after: {}", load.trim());
+}
