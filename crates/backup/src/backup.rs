@@ -35,6 +35,9 @@ pub struct BackupOutcome {
     /// Files the database names that the repository (and so the snapshot) lacks.
     #[serde(default)]
     pub missing: Vec<holdfast_site::db::Reference>,
+    /// The copies (`[[backup.copy]]`) this snapshot was sent to after the backup.
+    #[serde(default)]
+    pub copies: Vec<crate::copy::CopyResult>,
 }
 
 /// Files the database names that the repository lacks (of the types this backup copies):
@@ -68,6 +71,7 @@ pub fn backup(
     let _lock = crate::lock::acquire(&cfg.lock_file)?;
     // A half-restored site saved over good snapshots would be the worst backup of all.
     crate::refuse_if_restoring(site)?;
+    cfg.check_copies()?;
     let target = cfg.store()?;
     let target = target.as_ref();
     let at = cfg.schedule_time()?;
@@ -83,7 +87,7 @@ pub fn backup(
     let mut client = crate::connect(site)?;
     let id = monitor::started(target, monitor::now())?;
     monitor::schedule(target, Some(at))?;
-    let result = run(
+    let mut result = run(
         site,
         site_name,
         sched,
@@ -96,6 +100,10 @@ pub fn backup(
     let whole = result.as_ref().is_ok_and(|o| o.missing.is_empty());
     if let Err(e) = monitor::ended(target, &id, whole) {
         tracing::warn!("could not write backupEnded.xml: {e}");
+    }
+    // The snapshot is complete and visible: now it goes to the copies.
+    if let Ok(out) = &mut result {
+        out.copies = crate::copy::after_backup(cfg, target);
     }
     target.close();
     result
@@ -288,6 +296,7 @@ fn run(
             unfinished,
             stale_running: guard.report.stale_running.clone(),
         },
+        copied: None,
         timings: Timings {
             quiesce_secs,
             dump_secs,
@@ -335,6 +344,7 @@ fn run(
         manifest,
         scheduler_restarted,
         missing,
+        copies: Vec::new(),
     })
 }
 

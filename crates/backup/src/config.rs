@@ -115,6 +115,34 @@ pub struct BackupConfig {
     /// How `pg_dumpall` and the restore reach PostgreSQL as a superuser
     /// (`[backup.superuser]`; default: the `postgres` OS user over the local socket).
     pub superuser: SuperuserConfig,
+    /// `[[backup.copy]]`: other stores every new snapshot is copied to (off-site copies).
+    pub copy: Vec<CopyConfig>,
+}
+
+/// `[[backup.copy]]`: another store (a second ssh server, a local disk) that each new
+/// snapshot is copied to once it is complete, keeping its own number of snapshots.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CopyConfig {
+    /// The copy's name, for `holdfast copy NAME` and `holdfast restore --from NAME`.
+    pub name: String,
+    /// A local folder, or `ssh://user@host[:port]/path`.
+    pub target: String,
+    /// Snapshots kept on the copy (default: `backup.keep`).
+    #[serde(default)]
+    pub keep: Option<usize>,
+    /// SSH key and options for this copy (default: the primary target's).
+    #[serde(default)]
+    pub ssh_identity: Option<PathBuf>,
+    #[serde(default)]
+    pub ssh_options: Option<Vec<String>>,
+    /// Copy right after each backup (default); false: only `holdfast copy` copies.
+    #[serde(default = "yes")]
+    pub after_backup: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for BackupConfig {
@@ -143,6 +171,7 @@ impl Default for BackupConfig {
             pg_dumpall: "pg_dumpall".into(),
             psql: "psql".into(),
             superuser: SuperuserConfig::default(),
+            copy: Vec::new(),
         }
     }
 }
@@ -169,7 +198,92 @@ impl BackupConfig {
     /// The configured target behind the one store interface every backup, restore and
     /// verification goes through.
     pub fn store(&self) -> Result<Box<dyn Store>, holdfast_store::StoreError> {
-        Ok(Box::new(self.target()?))
+        self.open_store(&self.target, self.ssh())
+    }
+
+    /// The store a target address names (every kind of target is recognised here).
+    pub fn open_store(
+        &self,
+        spec: &str,
+        ssh: SshOptions,
+    ) -> Result<Box<dyn Store>, holdfast_store::StoreError> {
+        Ok(Box::new(Target::parse(spec, ssh)?))
+    }
+
+    fn ssh(&self) -> SshOptions {
+        SshOptions {
+            identity: self.ssh_identity.clone(),
+            options: self.ssh_options.clone(),
+        }
+    }
+
+    /// The store of copy `c` (ssh settings default to the primary target's).
+    pub fn copy_store(&self, c: &CopyConfig) -> Result<Box<dyn Store>, holdfast_store::StoreError> {
+        self.open_store(
+            &c.target,
+            SshOptions {
+                identity: c.ssh_identity.clone().or_else(|| self.ssh_identity.clone()),
+                options: c
+                    .ssh_options
+                    .clone()
+                    .unwrap_or_else(|| self.ssh_options.clone()),
+            },
+        )
+    }
+
+    /// The `[[backup.copy]]` named `name`.
+    pub fn copy_named(&self, name: &str) -> Result<&CopyConfig, crate::BackupError> {
+        self.copy.iter().find(|c| c.name == name).ok_or_else(|| {
+            let names: Vec<&str> = self.copy.iter().map(|c| c.name.as_str()).collect();
+            crate::BackupError::Config(if names.is_empty() {
+                format!("no copy named {name:?}: holdfast.toml has no [[backup.copy]]")
+            } else {
+                format!(
+                    "no copy named {name:?} in holdfast.toml (its [[backup.copy]] names: {})",
+                    names.join(", ")
+                )
+            })
+        })
+    }
+
+    /// The primary target (`None`) or copy `from`.
+    pub fn store_for(&self, from: Option<&str>) -> Result<Box<dyn Store>, crate::BackupError> {
+        Ok(match from {
+            None => self.store()?,
+            Some(n) => self.copy_store(self.copy_named(n)?)?,
+        })
+    }
+
+    /// Every `[[backup.copy]]` has a plain, unique name and a target of its own.
+    pub fn check_copies(&self) -> Result<(), crate::BackupError> {
+        let mut seen = std::collections::HashSet::new();
+        for c in &self.copy {
+            let plain = !c.name.is_empty()
+                && c.name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            if !plain {
+                return Err(crate::BackupError::Config(format!(
+                    "[[backup.copy]] name {:?}: use letters, digits, '.', '_' or '-' (e.g. \"offsite\")",
+                    c.name
+                )));
+            }
+            if !seen.insert(c.name.as_str()) {
+                return Err(crate::BackupError::Config(format!(
+                    "two [[backup.copy]] sections are named {:?}: give each its own name",
+                    c.name
+                )));
+            }
+            let dest = self.copy_store(c)?;
+            if dest.display() == self.store()?.display() {
+                return Err(crate::BackupError::Config(format!(
+                    "[[backup.copy]] {:?} has the same target as backup.target ({}): a copy must live elsewhere",
+                    c.name,
+                    dest.display()
+                )));
+            }
+        }
+        Ok(())
     }
 
     pub fn layout(&self) -> Layout {

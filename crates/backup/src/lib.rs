@@ -12,6 +12,7 @@
 pub mod backup;
 pub mod config;
 pub mod content;
+pub mod copy;
 pub mod dump;
 pub mod lock;
 pub mod precopy;
@@ -21,7 +22,7 @@ pub mod schedule;
 pub mod superuser;
 
 pub use backup::{backup, BackupOutcome};
-pub use config::{BackupConfig, Compression, Mode};
+pub use config::{BackupConfig, Compression, CopyConfig, Mode};
 pub use restore::{restore, RestoreOptions, RestoreOutcome};
 pub use superuser::{Superuser, SuperuserConfig};
 

@@ -40,6 +40,8 @@ pub struct RestoreOptions {
     pub drop_scratch_db: bool,
     /// Do not hash the restored files against their names (faster, proves less).
     pub skip_content_check: bool,
+    /// Restore from this `[[backup.copy]]` instead of the primary target.
+    pub from: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -80,7 +82,7 @@ pub fn restore(
     opts: &RestoreOptions,
 ) -> Result<RestoreOutcome, BackupError> {
     let _lock = crate::lock::acquire(&cfg.lock_file)?;
-    let target = cfg.store()?;
+    let target = cfg.store_for(opts.from.as_deref())?;
     let target = target.as_ref();
     target.check()?;
     let snap = target.find(opts.snapshot.as_deref())?;

@@ -55,6 +55,8 @@ enum Command {
     Restore(commands::restore::Args),
     /// List the snapshots on the backup target.
     Snapshots(commands::snapshots::Args),
+    /// Copy new snapshots to the [[backup.copy]] targets (off-site copies) now.
+    Copy(commands::copy::Args),
     /// Check that every file the database references is in the repository.
     Verify(commands::verify::Args),
     /// Install or show the nightly backup's systemd timer (cron without systemd) and more.
@@ -187,6 +189,7 @@ fn run(cli: Cli, ctx: &config::Context) -> anyhow::Result<ExitCode> {
         Backup(a) => commands::backup::run(a, ctx),
         Restore(a) => commands::restore::run(a, ctx),
         Snapshots(a) => commands::snapshots::run(a, ctx),
+        Copy(a) => commands::copy::run(a, ctx),
         Verify(a) => commands::verify::run(a, ctx),
         Schedule(c) => commands::schedule::run(c, ctx),
         Scheduler(c) => commands::scheduler::run(c, ctx),

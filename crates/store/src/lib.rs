@@ -13,6 +13,7 @@
 //! visible (write aside in `.partial`, then rename) and pruned. [`monitor`] writes the stoney
 //! client files (`.sepiola_backup/backup{Started,Ended}.xml`, `scheduler.xml`).
 
+pub mod copy;
 pub mod layout;
 pub mod manifest;
 pub mod monitor;
@@ -59,6 +60,8 @@ pub enum StoreError {
         target: String,
         name: Option<String>,
     },
+    #[error("on {target}, {what} is damaged")]
+    Damaged { target: String, what: String },
     #[error("interrupted by a signal")]
     Interrupted,
 }

@@ -32,6 +32,19 @@ pub struct Manifest {
     pub jobs: JobsInfo,
     #[serde(default)]
     pub timings: Timings,
+    /// On a copy (`[[backup.copy]]`): where the snapshot was copied from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copied: Option<CopyInfo>,
+}
+
+/// Where a copy's snapshot came from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CopyInfo {
+    /// The store it was copied from, as the operator wrote it.
+    pub from: String,
+    /// The snapshot's name there.
+    pub snapshot: String,
+    pub at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -220,6 +220,11 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
             m.timings.downtime_secs
         );
     }
+    for c in &out.copies {
+        if !args.json {
+            println!("{}", crate::commands::copy::describe(c));
+        }
+    }
     if !out.scheduler_restarted {
         anyhow::bail!(
             "backup {} is complete, but the scheduler did not start again: start it by hand ({})",
@@ -229,6 +234,24 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     }
     if !out.missing.is_empty() {
         anyhow::bail!("{}", missing_message(&site, &out));
+    }
+    let failed: Vec<String> = out
+        .copies
+        .iter()
+        .filter(|c| !c.ok())
+        .map(|c| format!("{}: {}", c.name, c.error.as_deref().unwrap_or("?")))
+        .collect();
+    if !failed.is_empty() {
+        return Err(CodedError {
+            code: exit::INCOMPLETE,
+            message: format!(
+                "snapshot {} is complete on {}, but its copy failed ({}); `holdfast copy` tries again",
+                out.snapshot,
+                out.target,
+                failed.join("; ")
+            ),
+        }
+        .into());
     }
     Ok(exit::code(exit::OK))
 }

@@ -16,6 +16,7 @@ Scenarios:\n  \
 plug-pull-backup    the backup is SIGKILLed at random points, several times\n  \
 plug-pull-job       the power fails while the unpack agent writes an upload (at\n                      --kills random points; repaired in place, nothing restored)\n  \
 total-loss          database cluster, repository and holdfast.toml gone\n  \
+site-and-backup-loss  the site AND the backup target gone; restored from the\n                      off-site copy ([[backup.copy]])\n  \
 database-loss       database dropped, repository intact\n  \
 agent-storage-loss  one [REPOSITORY] host folder (disk) lost with a running job\n\n\
 A drill touches nothing outside its scratch folder and scratch database, and checks that \
@@ -24,7 +25,7 @@ not run."
 )]
 pub struct Args {
     /// The scenario to rehearse (or `all`).
-    #[arg(value_parser = ["plug-pull-backup", "plug-pull-job", "total-loss", "database-loss", "agent-storage-loss", "all"])]
+    #[arg(value_parser = ["plug-pull-backup", "plug-pull-job", "total-loss", "site-and-backup-loss", "database-loss", "agent-storage-loss", "all"])]
     scenario: String,
     /// Folder the drill works in (a `drill-*` folder is made inside it and removed afterwards).
     #[arg(long, default_value = "/var/tmp/holdfast-drill")]

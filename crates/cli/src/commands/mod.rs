@@ -1,6 +1,7 @@
 pub mod backup;
 pub mod check_repo;
 pub mod config_init;
+pub mod copy;
 pub mod demo;
 pub mod drill;
 pub mod recover;

@@ -26,6 +26,10 @@ unless --keep-db."
 pub struct Args {
     /// Snapshot name (`current`, `day.<time>`, `base.<time>`, `incr.<time>`); default latest.
     pub snapshot: Option<String>,
+    /// Restore from this copy (`[[backup.copy]]` name) instead of backup.target, with the
+    /// same checks (for when the backup server is gone too).
+    #[arg(long, value_name = "COPY")]
+    pub from: Option<String>,
     /// Restore into this scratch folder (repository/ and etc/fossology/) instead of the site.
     #[arg(long)]
     pub into: Option<PathBuf>,
@@ -115,7 +119,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     let site = ctx.site()?;
     let cfg = &ctx.config.backup;
     if args.dry_run {
-        let target = cfg.store()?;
+        let target = cfg.store_for(args.from.as_deref()).map_err(cli_error)?;
         let snap = target.find(args.snapshot.as_deref())?;
         let chain = target.chain(&snap)?;
         let r = &snap.manifest.repository;
@@ -175,7 +179,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         return Ok(exit::code(exit::OK));
     }
     if args.into.is_none() && !args.yes {
-        let target = cfg.store()?;
+        let target = cfg.store_for(args.from.as_deref()).map_err(cli_error)?;
         let snap = target.find(args.snapshot.as_deref())?;
         let lost = if args.skip_db {
             "the repository gets the snapshot's files (none deleted); the database is kept".into()
@@ -193,6 +197,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         skip_db: args.skip_db,
         skip_repo: args.skip_repo,
         lazy_rebuild: args.lazy,
+        from: args.from,
     };
     let out =
         holdfast_backup::restore(&site, &ctx.config.scheduler, cfg, &ctx.config.unpack, &opts)

@@ -8,8 +8,11 @@ use std::process::ExitCode;
 #[derive(clap::Args)]
 pub struct Args {
     /// List this target instead of backup.target.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "from")]
     pub target: Option<String>,
+    /// List this copy (`[[backup.copy]]` name) instead of backup.target.
+    #[arg(long, value_name = "COPY")]
+    pub from: Option<String>,
     /// Print the snapshots with their manifests as JSON.
     #[arg(long)]
     pub json: bool,
@@ -30,7 +33,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     if let Some(t) = args.target {
         cfg.target = t;
     }
-    let target = cfg.store()?;
+    let target = cfg.store_for(args.from.as_deref())?;
     let target = target.as_ref();
     target.check()?;
     let snaps = target.snapshots()?;

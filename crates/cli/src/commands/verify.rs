@@ -38,8 +38,11 @@ pub struct Args {
     #[arg(long)]
     pub restart: bool,
     /// Verify the snapshots of this target instead of backup.target.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "from")]
     pub target: Option<String>,
+    /// Verify the snapshots of this copy (`[[backup.copy]]` name) instead of backup.target.
+    #[arg(long, value_name = "COPY")]
+    pub from: Option<String>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -109,7 +112,7 @@ fn run_snapshots(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     if let Some(t) = args.target {
         cfg.target = t;
     }
-    let target = cfg.store()?;
+    let target = cfg.store_for(args.from.as_deref()).map_err(cli_error)?;
     let target = target.as_ref();
     target.check()?;
     let snaps = match &args.snapshot {
