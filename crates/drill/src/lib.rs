@@ -38,6 +38,9 @@ pub enum Scenario {
     PlugPullJob,
     /// Site gone: database cluster, repository, holdfast configuration.
     TotalLoss,
+    /// Site and primary backup target gone (the whole data center): restored from the
+    /// off-site copy (`[[backup.copy]]`).
+    SiteAndBackupLoss,
     /// Database dropped, repository intact.
     DatabaseLoss,
     /// One repository host folder (one disk) lost with an agent's running job.
@@ -45,10 +48,11 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 5] = [
+    pub const ALL: [Scenario; 6] = [
         Scenario::PlugPullBackup,
         Scenario::PlugPullJob,
         Scenario::TotalLoss,
+        Scenario::SiteAndBackupLoss,
         Scenario::DatabaseLoss,
         Scenario::AgentStorageLoss,
     ];
@@ -58,6 +62,7 @@ impl Scenario {
             Scenario::PlugPullBackup => "plug-pull-backup",
             Scenario::PlugPullJob => "plug-pull-job",
             Scenario::TotalLoss => "total-loss",
+            Scenario::SiteAndBackupLoss => "site-and-backup-loss",
             Scenario::DatabaseLoss => "database-loss",
             Scenario::AgentStorageLoss => "agent-storage-loss",
         }
@@ -65,7 +70,11 @@ impl Scenario {
 
     /// The operator guide page whose commands the drill's recovery runs.
     pub fn guide_page(self) -> String {
-        format!("disaster-recovery/{}.md", self.name())
+        match self {
+            // One guide for a lost site, with or without its backup server.
+            Scenario::SiteAndBackupLoss => "disaster-recovery/total-loss.md".into(),
+            s => format!("disaster-recovery/{}.md", s.name()),
+        }
     }
 }
 
@@ -87,7 +96,7 @@ impl std::str::FromStr for Scenario {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DrillError {
-    #[error("unknown drill scenario {0:?} (one of: plug-pull-backup, plug-pull-job, total-loss, database-loss, agent-storage-loss)")]
+    #[error("unknown drill scenario {0:?} (one of: plug-pull-backup, plug-pull-job, total-loss, site-and-backup-loss, database-loss, agent-storage-loss)")]
     UnknownScenario(String),
     #[error("scratch folder {path}: {why}")]
     Scratch { path: String, why: String },
@@ -107,6 +116,9 @@ pub struct DrillOptions {
     pub holdfast: PathBuf,
     /// Back up over ssh to this server instead of to a local folder.
     pub ssh: Option<site::SshServer>,
+    /// site-and-backup-loss: the off-site copy is on this (second) ssh server instead of a
+    /// local folder.
+    pub offsite_ssh: Option<site::SshServer>,
     /// Seed for the random choices (kill points); random when `None`.
     pub seed: Option<u64>,
     /// plug-pull-backup: how many times the backup is killed.
@@ -138,6 +150,7 @@ impl DrillOptions {
             scratch,
             holdfast,
             ssh: None,
+            offsite_ssh: None,
             seed: None,
             kills: 3,
             keep: false,

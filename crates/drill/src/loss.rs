@@ -69,11 +69,11 @@ pub fn missing_files(
 
 /// The newest complete snapshot on `target`, and how old it was at `loss`.
 pub fn restored_age(
-    target: &holdfast_store::Target,
+    target: &dyn holdfast_store::Store,
     name: Option<&str>,
     loss: DateTime<Utc>,
 ) -> Option<(String, f64)> {
-    let snap = holdfast_store::layout::find(target, name).ok()?;
+    let snap = target.find(name).ok()?;
     let age = (loss - snap.manifest.started).num_milliseconds() as f64 / 1000.0;
     Some((snap.name, age.max(0.0)))
 }

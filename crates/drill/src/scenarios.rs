@@ -48,6 +48,7 @@ pub(crate) fn run(
         Scenario::PlugPullBackup => plug_pull_backup(&mut d),
         Scenario::PlugPullJob => crate::job::plug_pull_job(&mut d),
         Scenario::TotalLoss => total_loss(&mut d),
+        Scenario::SiteAndBackupLoss => site_and_backup_loss(&mut d),
         Scenario::DatabaseLoss => database_loss(&mut d),
         Scenario::AgentStorageLoss => agent_storage_loss(&mut d),
     }
@@ -238,8 +239,18 @@ impl Drill<'_> {
         loss_at: chrono::DateTime<Utc>,
         snapshot: Option<&str>,
     ) -> Result<()> {
-        let target = target_of(site)?;
-        if let Some((name, age)) = loss::restored_age(&target, snapshot, loss_at) {
+        self.measure_loss_from(site, &target_of(site)?, loss_at, snapshot)
+    }
+
+    /// [`Drill::measure_loss`] with the snapshot taken from `target` (an off-site copy).
+    pub(crate) fn measure_loss_from(
+        &mut self,
+        site: &DrillSite,
+        target: &Target,
+        loss_at: chrono::DateTime<Utc>,
+        snapshot: Option<&str>,
+    ) -> Result<()> {
+        if let Some((name, age)) = loss::restored_age(target, snapshot, loss_at) {
             self.report.data_lost.snapshot = Some(name);
             self.report.data_lost.restored_state_age_secs = Some(age);
         }
@@ -588,6 +599,134 @@ fn total_loss(d: &mut Drill) -> Result<()> {
         "no scheduler process",
     );
     d.measure_loss(&new, loss_at, None)?;
+    Ok(())
+}
+
+/// The whole data center is gone: the site AND its backup target. A new machine (with a new,
+/// empty backup target) is rebuilt from the off-site copy alone, by the same guide as a
+/// total loss with `OFFSITE_COPY` set.
+fn site_and_backup_loss(d: &mut Drill) -> Result<()> {
+    let spec = d.spec("full", vec![HostRange::new("localhost", "*", "00", "ff")]);
+    let tag = spec.tag.clone();
+    let (site, _ups) = d.build("server", spec, 3)?;
+    // The off-site copy: a folder on a second ssh server (or a local disk).
+    let offsite_dir = d.root.join("offsite-server");
+    std::fs::create_dir_all(&offsite_dir)?;
+    d.guard.admit_path("off-site copy", &offsite_dir)?;
+    let offsite_ssh = d.opts.offsite_ssh.clone();
+    let offsite = match &offsite_ssh {
+        Some(s) => format!(
+            "ssh://{}@127.0.0.1:{}{}",
+            s.user,
+            s.port,
+            offsite_dir.display()
+        ),
+        None => offsite_dir.display().to_string(),
+    };
+    let copy_section = |s: &Option<crate::site::SshServer>| {
+        let q = crate::site::toml_str;
+        let mut t = format!(
+            "\n[[backup.copy]]\nname = \"offsite\"\ntarget = {}\nkeep = 3\n",
+            q(&offsite)
+        );
+        if let Some(s) = s {
+            t.push_str(&format!(
+                "ssh_identity = {}\nssh_options = [{}]\n",
+                q(&s.identity.display().to_string()),
+                s.options
+                    .iter()
+                    .map(|o| q(o))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        t
+    };
+    let mut text = std::fs::read_to_string(&site.holdfast.config)?;
+    text.push_str(&copy_section(&offsite_ssh));
+    std::fs::write(&site.holdfast.config, text)?;
+    d.backup(&site, "nightly backup, copied off-site")?;
+    let copy_target = Target::parse(
+        &offsite,
+        SshOptions {
+            identity: offsite_ssh.as_ref().map(|s| s.identity.clone()),
+            options: offsite_ssh
+                .as_ref()
+                .map(|s| s.options.clone())
+                .unwrap_or_default(),
+        },
+    )?;
+    let on_copy = holdfast_store::layout::snapshots(&copy_target)?;
+    let primary = latest(&site)?;
+    d.report.check(
+        "the backup's snapshot is on the off-site copy",
+        on_copy
+            .iter()
+            .any(|s| s.manifest.started == primary.manifest.started),
+        format!(
+            "copy holds {:?}",
+            on_copy.iter().map(|s| &s.name).collect::<Vec<_>>()
+        ),
+    );
+    let before = counts(&mut site.connect()?)?;
+    let loss_at = d.step("lose the site and the backup server", false, |_| {
+        let (root, target_dir) = (site.root.clone(), site.target_dir.clone());
+        drop(site);
+        std::fs::remove_dir_all(&root)?;
+        std::fs::remove_dir_all(&target_dir)?;
+        Ok((
+            Utc::now(),
+            format!("{} and {} removed", root.display(), target_dir.display()),
+        ))
+    })?;
+    // A new machine with a new, empty backup target; the off-site copy is all there is.
+    let spec2 = SiteSpec {
+        tag: format!("{tag}n"),
+        ..d.spec("full", vec![HostRange::new("localhost", "*", "00", "ff")])
+    };
+    let (opts, root) = (d.opts, d.root);
+    let new = d.step("install a new machine (empty FOSSology)", false, |dd| {
+        let new = DrillSite::create(root, "new-server", &opts.holdfast, opts.ssh.clone(), spec2)?;
+        dd.guard.admit_site(new.site(), new.scratch.cluster.port)?;
+        new.standin.kill_all();
+        std::fs::remove_file(&new.holdfast.config)?;
+        Ok((
+            new,
+            "empty database, empty repository, empty backup target, no holdfast.toml".into(),
+        ))
+    })?;
+    let mut env = vec![("OFFSITE_COPY", offsite.clone())];
+    if let Some(s) = &offsite_ssh {
+        env.push(("OFFSITE_SSH_KEY", s.identity.display().to_string()));
+        env.push((
+            "OFFSITE_SSH_OPTIONS",
+            s.options
+                .iter()
+                .map(|o| crate::site::toml_str(o))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ));
+    }
+    d.follow_guide(&new, &env)?;
+    let mut c = new.connect()?;
+    let after = counts(&mut c)?;
+    d.report.check(
+        "the database is back as it was",
+        after == before,
+        format!("before {before:?}, after {after:?}"),
+    );
+    let v = db::verify(&mut c, &new.site().repo, None)?;
+    d.report.check(
+        "every file the database names is in the repository",
+        v.is_whole() && v.checked > 0,
+        format!("{} of {} missing", v.missing.len(), v.checked),
+    );
+    d.report.check(
+        "the scheduler runs again",
+        new.standin.is_running(),
+        "no scheduler process",
+    );
+    d.measure_loss_from(&new, &copy_target, loss_at, None)?;
     Ok(())
 }
 

@@ -195,6 +195,38 @@ fn total_loss_over_ssh_leaves_a_decoy_production_site_alone() {
     }
 }
 
+/// The whole data center: site and backup server (sshd A) gone; the off-site copy on a
+/// second server (sshd B) is all there is, and the total-loss guide restores from it.
+#[test]
+fn site_and_backup_loss_restores_from_the_offsite_copy() {
+    let _one = common::one_at_a_time();
+    let t = tempfile::tempdir().unwrap();
+    let a = Sshd::start(&t.path().join("sshd-a")).unwrap();
+    let b = Sshd::start(&t.path().join("sshd-b")).unwrap();
+    let mut o = options(&t.path().join("scratch"));
+    o.ssh = Some(ssh_server(&a));
+    o.offsite_ssh = Some(ssh_server(&b));
+    let r = holdfast_drill::run(Scenario::SiteAndBackupLoss, &o).unwrap();
+    assert_passed(
+        &r,
+        &[
+            "the backup's snapshot is on the off-site copy",
+            "every command of disaster-recovery/total-loss.md succeeded",
+            "the database is back as it was",
+            "every file the database names is in the repository",
+        ],
+    );
+    assert!(r.data_lost.missing.is_empty());
+    assert!(
+        r.data_lost
+            .snapshot
+            .as_deref()
+            .is_some_and(|s| s.starts_with("snap.")),
+        "restored from the copy's pool snapshot: {:?}",
+        r.data_lost.snapshot
+    );
+}
+
 #[test]
 fn database_loss_reports_unknown_and_missing_files() {
     let _one = common::one_at_a_time();
