@@ -155,6 +155,27 @@ impl RecoveryQueue {
         Ok(())
     }
 
+    /// Makes queued job `id` due now (its retry pause is over).
+    pub fn due_now(c: &mut postgres::Client, id: i64) -> Result<()> {
+        c.execute(
+            "UPDATE holdfast_recovery SET not_before = now() WHERE rj_pk = $1 AND state = 'queued'",
+            &[&id],
+        )?;
+        Ok(())
+    }
+
+    /// How many jobs are in each state (states with none are left out).
+    pub fn counts(c: &mut postgres::Client) -> Result<Vec<(String, i64)>> {
+        Self::ensure_schema(c)?;
+        Ok(c.query(
+            "SELECT state, count(*) FROM holdfast_recovery GROUP BY state",
+            &[],
+        )?
+        .iter()
+        .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)))
+        .collect())
+    }
+
     /// Queues a recovery of `upload`, or returns the job already queued or running for it.
     /// The bool is true when a new job was created.
     pub fn enqueue(
@@ -164,13 +185,7 @@ impl RecoveryQueue {
         requested_by: &str,
     ) -> Result<(RecoveryJob, bool)> {
         Self::ensure_schema(c)?;
-        let exists: bool = c
-            .query_one(
-                "SELECT EXISTS (SELECT 1 FROM upload WHERE upload_pk = $1)",
-                &[&upload],
-            )?
-            .get(0);
-        if !exists {
+        if !holdfast_site::db::upload_exists(c, upload)? {
             return Err(crate::RecoverError::NoUpload(upload));
         }
         // The active job may finish between the insert and the select: try again then.

@@ -3,8 +3,10 @@
 //! A [`Site`] is read from FOSSology's own configuration folder: `fossology.conf` gives the
 //! repository root, hash depth and the `[REPOSITORY]` host ranges ([`foconf`]), `Db.conf` the
 //! libpq connection ([`dbconf`]). [`repo::Repository`] maps a pfile name to its path on disk,
-//! [`db`] holds the queries every command shares, [`scheduler`] stops FOSSology's scheduler and
-//! proves every agent is gone. Scratch sites, clusters and the scheduler stand-in that the
+//! [`db`] holds every SQL statement holdfast runs against FOSSology's tables (by topic:
+//! uploads, uploadtree, pfiles, jobs, folders and permissions; [`users`] for users), [`mode`]
+//! and [`naming`] FOSSology's mode bits and naming rules, [`scheduler`] stops FOSSology's
+//! scheduler and proves every agent is gone. Scratch sites, clusters and the scheduler stand-in that the
 //! demo, the drills and the tests run on are in `holdfast-sandbox`, not here.
 //!
 //! FOSSology's database is [`SCHEMA_SQL`]: FOSSology's own `core-schema.dat` at commit
@@ -13,10 +15,11 @@
 //!
 //! holdfast's own tables in FOSSology's database, all named `holdfast_*`, created on first
 //! use and ignored by FOSSology (the guide `docs/full-backup.md` lists them too):
-//! - `holdfast_slimmed` ([`db::SLIMMED_TABLE_SQL`]): containers repository slimming removed
-//!   from `files` on purpose, so `verify` tells them from damage;
-//! - `holdfast_recovery` (`holdfast_recover::queue`): the queue of uploads `holdfast recover`
-//!   and `holdfast serve` rebuild.
+//! - `holdfast_slimmed` ([`db::SLIMMED_TABLE_SQL`], all its statements in [`db`]):
+//!   containers repository slimming removed from `files` on purpose, so `verify` tells them
+//!   from damage;
+//! - `holdfast_recovery` (`holdfast_recover::queue`, whose statements stay with it): the
+//!   queue of uploads `holdfast recover` and `holdfast serve` rebuild.
 //!
 //! holdfast adds no other table and drops none.
 

@@ -1,4 +1,4 @@
-//! `uploadtree.ufile_mode`: the low `st_mode` bits of a file as FOSSology's ununpack saw it,
+//! FOSSology's mode bits. `uploadtree.ufile_mode`: the low `st_mode` bits of a file as FOSSology's ununpack saw it,
 //! plus FOSSology's own flag bits (`src/ununpack/agent/ununpack.h`, `BITS_*`).
 
 /// Has children (archives, compressed files, packages, and every folder).
@@ -28,6 +28,13 @@ pub const MASK_DEFAULT: u32 = 0o177000;
 pub const REPO_FILE_MODE: u32 = S_IFREG | 0o2664;
 /// What ununpack's `MkDir` gives the folders it creates (`chmod(02770)`).
 pub const UNPACK_DIR_MODE: u32 = S_IFDIR | 0o2770;
+
+/// `upload.upload_mode` bits: a file upload (`wget_agent`, the upload page) ...
+pub const UPLOAD_FILE: i32 = 1 << 3;
+/// ... unpacked (ununpack) ...
+pub const UPLOAD_UNPACKED: i32 = 1 << 5;
+/// ... and numbered (adj2nest): 104 on a finished upload.
+pub const UPLOAD_NESTED: i32 = 1 << 6;
 
 /// What a row is, from its `ufile_mode` alone (used by repository slimming).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

@@ -40,3 +40,32 @@ pub fn find(c: &mut postgres::Client, name: &str) -> Result<Option<User>, postgr
         active: r.get::<_, String>(4) == "active",
     }))
 }
+
+/// The user FOSSology's own uploads from the command line go to: `fossy` (the installer's
+/// administrator; its key differs between sites), else the first user, else 1.
+pub fn upload_user(c: &mut impl postgres::GenericClient) -> Result<i32, postgres::Error> {
+    Ok(c.query_opt(
+        "SELECT user_pk FROM users ORDER BY user_name <> 'fossy', user_pk LIMIT 1",
+        &[],
+    )?
+    .map(|r| r.get(0))
+    .unwrap_or(1))
+}
+
+/// The group FOSSology's login picks for `user`: `users.group_fk`, else the group named
+/// after the user that the user belongs to, else its first group. None when it has none.
+pub fn default_group(
+    c: &mut impl postgres::GenericClient,
+    user: i32,
+) -> Result<Option<i32>, postgres::Error> {
+    Ok(c.query_opt(
+        "SELECT coalesce(u.group_fk,
+                    (SELECT g.group_pk FROM groups g
+                     JOIN group_user_member m ON m.group_fk = g.group_pk
+                     WHERE m.user_fk = u.user_pk
+                     ORDER BY g.group_name = u.user_name DESC, g.group_pk LIMIT 1))
+             FROM users u WHERE u.user_pk = $1",
+        &[&user],
+    )?
+    .and_then(|r| r.get::<_, Option<i32>>(0)))
+}

@@ -110,10 +110,7 @@ pub fn apply(
 
     db::ensure_slimmed_table(c)?;
     if !stale.is_empty() {
-        c.execute(
-            "DELETE FROM holdfast_slimmed WHERE pfile_pk = ANY($1)",
-            &[&stale],
-        )?;
+        db::drop_slimmed(c, &stale)?;
         report.dropped_records = stale;
     }
     report.recorded_absent = record_absent(c, &absent, &mut report.skipped)?;

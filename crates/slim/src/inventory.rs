@@ -6,19 +6,14 @@
 //! one file in `files` however many uploads name it.
 
 use crate::{Result, SlimError};
-use holdfast_site::db;
+use holdfast_site::db::uploadtree::{self, TreeTable};
+use holdfast_site::db::{self, pfiles, uploads};
+use holdfast_site::mode;
 use holdfast_site::pfile::PfileName;
 use holdfast_site::repo::Repository;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::unix::fs::MetadataExt;
-
-/// `ufile_mode` bits (see FOSSology's `uploadtree`).
-pub const BIT_CONTAINER: i32 = db::CONTAINER_BIT;
-pub const BIT_ARTIFACT: i32 = 1 << 28;
-pub const BIT_DIRECTORY: i32 = 1 << 18;
-const S_IFMT: i32 = 0o170000;
-const S_IFDIR: i32 = 0o040000;
 
 /// What a file row is. When one pfile has several roles in one upload, the one that must be
 /// kept wins: leaf, then artifact, then container.
@@ -31,16 +26,14 @@ pub enum Class {
 }
 
 impl Class {
-    /// Classifies an `uploadtree.ufile_mode`; `None` for directories (they have no file).
-    pub fn of_mode(mode: i32) -> Option<Class> {
-        if mode & BIT_DIRECTORY != 0 || mode & S_IFMT == S_IFDIR {
-            None
-        } else if mode & BIT_CONTAINER != 0 {
-            Some(Class::Container)
-        } else if mode & BIT_ARTIFACT != 0 {
-            Some(Class::Artifact)
-        } else {
-            Some(Class::Leaf)
+    /// Classifies an `uploadtree.ufile_mode` ([`mode::classify`]); `None` for directories
+    /// (they have no file).
+    pub fn of_mode(ufile_mode: i32) -> Option<Class> {
+        match mode::classify(ufile_mode) {
+            mode::Class::Directory => None,
+            mode::Class::Container => Some(Class::Container),
+            mode::Class::Artifact => Some(Class::Artifact),
+            mode::Class::Leaf => Some(Class::Leaf),
         }
     }
 
@@ -182,67 +175,43 @@ impl Inventory {
     /// stats each `files` entry once.
     pub fn load(c: &mut postgres::Client, repo: &Repository) -> Result<Inventory> {
         let mut inv = Inventory::default();
-        let mut tables: BTreeMap<String, Vec<i32>> = BTreeMap::new();
-        for r in c.query(
-            "SELECT upload_pk, upload_filename, pfile_fk, \
-                    COALESCE(uploadtree_tablename, 'uploadtree_a') \
-             FROM upload ORDER BY upload_pk",
-            &[],
-        )? {
-            let pk: i32 = r.get(0);
-            let table: String = r.get(3);
-            if !table
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-            {
-                return Err(SlimError::BadTable { upload: pk, table });
-            }
-            tables.entry(table).or_default().push(pk);
+        let mut tables: BTreeMap<TreeTable, Vec<i32>> = BTreeMap::new();
+        for u in uploads::all(c)? {
+            let Some(table) = TreeTable::new(u.table.clone()) else {
+                return Err(SlimError::BadTable {
+                    upload: u.pk,
+                    table: u.table,
+                });
+            };
+            tables.entry(table).or_default().push(u.pk);
             inv.uploads.insert(
-                pk,
+                u.pk,
                 Upload {
-                    pk,
-                    filename: r.get(1),
-                    gold: r.get::<_, Option<i32>>(2).filter(|g| *g != 0),
+                    pk: u.pk,
+                    filename: u.filename,
+                    gold: u.gold,
                     gold_present: false,
                 },
             );
         }
 
-        // Every file row, and whether it has children (a hash join on `parent`).
-        let mut rows: Vec<(i32, i32, i32, bool)> = Vec::new();
+        // Every file row, and whether it has children.
+        let mut rows = Vec::new();
         for (table, uploads) in &tables {
-            let sql = format!(
-                "WITH parents AS (SELECT DISTINCT parent FROM {table} \
-                                  WHERE parent IS NOT NULL AND upload_fk = ANY($1)) \
-                 SELECT DISTINCT t.upload_fk, t.pfile_fk, COALESCE(t.ufile_mode, 0), \
-                        p.parent IS NOT NULL \
-                 FROM {table} t LEFT JOIN parents p ON p.parent = t.uploadtree_pk \
-                 WHERE t.pfile_fk IS NOT NULL AND t.pfile_fk <> 0 AND t.upload_fk = ANY($1)"
-            );
-            for r in c.query(sql.as_str(), &[uploads])? {
-                rows.push((r.get(0), r.get(1), r.get(2), r.get(3)));
-            }
+            rows.extend(uploadtree::file_rows(c, table, uploads)?);
         }
 
-        let mut wanted: Vec<i32> = rows.iter().map(|r| r.1).collect();
+        let mut wanted: Vec<i32> = rows.iter().map(|r| r.pfile).collect();
         wanted.extend(inv.uploads.values().filter_map(|u| u.gold));
         wanted.sort_unstable();
         wanted.dedup();
-        for r in c.query(
-            "SELECT pfile_pk, pfile_sha1, pfile_md5, pfile_size FROM pfile \
-             WHERE pfile_pk = ANY($1)",
-            &[&wanted],
-        )? {
-            let pk: i32 = r.get(0);
-            let size: i64 = r.get(3);
-            let name = PfileName::new(r.get(1), r.get(2), size as u64);
+        for (pk, name, size) in pfiles::names(c, &wanted)? {
             inv.pfiles.insert(
                 pk,
                 Pfile {
                     pk,
                     name: name.to_string(),
-                    size: size as u64,
+                    size,
                     uses: BTreeSet::new(),
                     gold_of: BTreeSet::new(),
                     childless_in: BTreeSet::new(),
@@ -252,7 +221,13 @@ impl Inventory {
             );
         }
 
-        for (upload, pfile, mode, has_children) in rows {
+        for uploadtree::FileRow {
+            upload,
+            pfile,
+            mode,
+            has_children,
+        } in rows
+        {
             let Some(class) = Class::of_mode(mode) else {
                 continue;
             };
@@ -333,15 +308,7 @@ impl Inventory {
 
 /// The raw `holdfast_slimmed` rows (pfile → bytes); empty when the table does not exist.
 pub fn recorded_pfiles(c: &mut postgres::Client) -> Result<HashMap<i32, u64>> {
-    if !db::slimmed_table_exists(c)? {
-        return Ok(HashMap::new());
-    }
-    Ok(
-        c.query("SELECT pfile_pk, bytes FROM holdfast_slimmed", &[])?
-            .iter()
-            .map(|r| (r.get::<_, i32>(0), r.get::<_, i64>(1) as u64))
-            .collect(),
-    )
+    Ok(db::slimmed_records(c)?)
 }
 
 /// A `files` entry on disk: present only as a regular file of the size its name says.
@@ -365,33 +332,16 @@ pub fn used_as_non_container(
     c: &mut postgres::Client,
     pfiles: &[i32],
 ) -> Result<std::collections::HashSet<i32>> {
-    let mut out: std::collections::HashSet<i32> = c
-        .query(
-            "SELECT DISTINCT pfile_fk FROM upload WHERE pfile_fk = ANY($1)",
-            &[&pfiles],
-        )?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    for table in db::uploadtree_tables(c)? {
-        let sql = format!(
-            "SELECT DISTINCT pfile_fk FROM {table} WHERE pfile_fk = ANY($1) \
-               AND (COALESCE(ufile_mode, 0) & {BIT_CONTAINER}) = 0 \
-               AND (COALESCE(ufile_mode, 0) & {BIT_DIRECTORY}) = 0 \
-               AND (COALESCE(ufile_mode, 0) & {S_IFMT}) <> {S_IFDIR}"
-        );
-        out.extend(
-            c.query(sql.as_str(), &[&pfiles])?
-                .iter()
-                .map(|r| r.get::<_, i32>(0)),
-        );
-    }
-    Ok(out)
+    Ok(uploadtree::used_as_non_container(c, pfiles)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const BIT_CONTAINER: i32 = mode::BIT_CONTAINER as i32;
+    const BIT_ARTIFACT: i32 = mode::BIT_ARTIFACT as i32;
+    const BIT_DIRECTORY: i32 = mode::BIT_DIRECTORY_LEGACY as i32;
 
     #[test]
     fn classes_from_fossology_modes() {

@@ -88,16 +88,7 @@ pub async fn metrics(State(st): State<AppState>) -> Result<Response, ApiError> {
     let restoring = holdfast_site::restoring::restoring(&st.site).is_some();
     let counts = st
         .pool
-        .run(|c| {
-            holdfast_recover::RecoveryQueue::ensure_schema(c)?;
-            Ok(c.query(
-                "SELECT state, count(*) FROM holdfast_recovery GROUP BY state",
-                &[],
-            )?
-            .iter()
-            .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)))
-            .collect::<Vec<_>>())
-        })
+        .run(|c| Ok(holdfast_recover::RecoveryQueue::counts(c)?))
         .await?;
     let mut out = format!(
         "# HELP holdfast_restore_in_progress 1 while a restore of this site is unfinished (killed or failed).\n\

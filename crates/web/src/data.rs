@@ -1,9 +1,11 @@
 //! What the pages and the API show, read from FOSSology's tables and the repository
 //! (blocking: call from `spawn_blocking`).
 
-use holdfast_recover::explain::upload_table;
-use holdfast_recover::mode;
-use holdfast_site::pfile::PfileName;
+use holdfast_site::db::{
+    self,
+    uploadtree::{Pick, TreeTable},
+};
+use holdfast_site::mode;
 use holdfast_site::repo::Repository;
 use serde::Serialize;
 use std::io::Read;
@@ -22,32 +24,20 @@ pub struct UploadRow {
 }
 
 pub fn uploads(c: &mut postgres::Client, repo: &Repository) -> anyhow::Result<Vec<UploadRow>> {
-    let rows = c.query(
-        "SELECT u.upload_pk, u.upload_filename, u.upload_desc, \
-           to_char(u.upload_ts, 'YYYY-MM-DD HH24:MI'), p.pfile_sha1, p.pfile_md5, p.pfile_size \
-         FROM upload u LEFT JOIN pfile p ON p.pfile_pk = u.pfile_fk ORDER BY u.upload_pk",
-        &[],
-    )?;
     let mut out = Vec::new();
-    for r in rows {
-        let upload: i32 = r.get(0);
-        let gold = gold_name(r.get(4), r.get(5), r.get(6));
+    for u in db::uploads::listing(c)? {
         out.push(UploadRow {
-            upload_pk: upload,
-            filename: r.get(1),
-            description: r.get(2),
-            uploaded: r.get(3),
-            gold_present: gold.as_ref().is_some_and(|g| repo.has("gold", g)),
-            gold_name: gold.as_ref().map(|g| g.to_string()),
-            gold_size: r.get::<_, Option<i64>>(6).unwrap_or(0),
-            root_item: root_item(c, upload)?,
+            upload_pk: u.pk,
+            filename: u.filename,
+            description: u.description,
+            uploaded: u.uploaded,
+            gold_present: u.gold.as_ref().is_some_and(|g| repo.has("gold", g)),
+            gold_name: u.gold.as_ref().map(|g| g.to_string()),
+            gold_size: u.gold_size,
+            root_item: root_item(c, u.pk)?,
         });
     }
     Ok(out)
-}
-
-fn gold_name(sha1: Option<String>, md5: Option<String>, size: Option<i64>) -> Option<PfileName> {
-    Some(PfileName::new(&sha1?, &md5?, size? as u64))
 }
 
 pub fn upload(
@@ -60,13 +50,15 @@ pub fn upload(
         .find(|u| u.upload_pk == upload))
 }
 
+/// The uploadtree table of `upload`, or an error naming it when it does not exist.
+fn table(c: &mut postgres::Client, upload: i32) -> anyhow::Result<TreeTable> {
+    db::uploads::tree_table(c, upload)?
+        .ok_or_else(|| holdfast_recover::RecoverError::NoUpload(upload).into())
+}
+
 pub fn root_item(c: &mut postgres::Client, upload: i32) -> anyhow::Result<Option<i32>> {
-    let table = upload_table(c, upload)?;
-    let sql = format!(
-        "SELECT uploadtree_pk FROM {table} WHERE upload_fk = $1 AND parent IS NULL \
-         ORDER BY uploadtree_pk LIMIT 1"
-    );
-    Ok(c.query_opt(sql.as_str(), &[&upload])?.map(|r| r.get(0)))
+    let table = table(c, upload)?;
+    Ok(db::uploadtree::root(c, &table, upload)?)
 }
 
 /// One row of an upload's tree with its repository state.
@@ -94,40 +86,31 @@ fn items(
     c: &mut postgres::Client,
     repo: &Repository,
     upload: i32,
-    filter: &str,
-    arg: i32,
+    pick: Pick,
 ) -> anyhow::Result<Vec<Item>> {
-    let table = upload_table(c, upload)?;
-    let sql = format!(
-        "SELECT t.uploadtree_pk, t.upload_fk, t.parent, t.ufile_name, COALESCE(t.ufile_mode, 0), \
-           p.pfile_pk, p.pfile_sha1, p.pfile_md5, p.pfile_size, m.mimetype_name, \
-           (SELECT count(*) FROM {table} k WHERE k.parent = t.uploadtree_pk) \
-         FROM {table} t LEFT JOIN pfile p ON p.pfile_pk = t.pfile_fk AND t.pfile_fk <> 0 \
-         LEFT JOIN mimetype m ON m.mimetype_pk = p.pfile_mimetypefk \
-         WHERE t.upload_fk = $1 AND {filter} ORDER BY t.ufile_name, t.uploadtree_pk"
-    );
-    let mut out = Vec::new();
-    for r in c.query(sql.as_str(), &[&upload, &arg])? {
-        let mode_bits: i32 = r.get(4);
-        let name = gold_name(r.get(6), r.get(7), r.get(8));
-        out.push(Item {
-            uploadtree_pk: r.get(0),
-            upload_fk: r.get(1),
-            parent: r.get(2),
-            name: r.get::<_, Option<String>>(3).unwrap_or_default(),
-            mode: mode_bits,
-            is_dir: mode_bits & mode::DIRECTORY != 0,
-            is_container: mode_bits & mode::CONTAINER != 0,
-            is_artifact: mode_bits & mode::ARTIFACT != 0,
-            pfile_pk: r.get(5),
-            present: name.as_ref().map(|n| repo.has("files", n)),
-            pfile_name: name.map(|n| n.to_string()),
-            size: r.get(8),
-            mimetype: r.get(9),
-            children: r.get(10),
-        });
-    }
-    Ok(out)
+    let table = table(c, upload)?;
+    Ok(db::uploadtree::items(c, &table, upload, pick)?
+        .into_iter()
+        .map(|i| {
+            let bits = i.mode as u32;
+            Item {
+                uploadtree_pk: i.uploadtree_pk,
+                upload_fk: i.upload_fk,
+                parent: i.parent,
+                name: i.name,
+                mode: i.mode,
+                is_dir: mode::classify(i.mode) == mode::Class::Directory,
+                is_container: bits & mode::BIT_CONTAINER != 0,
+                is_artifact: bits & mode::BIT_ARTIFACT != 0,
+                pfile_pk: i.pfile_pk,
+                present: i.pfile.as_ref().map(|n| repo.has("files", n)),
+                pfile_name: i.pfile.map(|n| n.to_string()),
+                size: i.size,
+                mimetype: i.mimetype,
+                children: i.children,
+            }
+        })
+        .collect())
 }
 
 pub fn item(
@@ -136,9 +119,7 @@ pub fn item(
     upload: i32,
     pk: i32,
 ) -> anyhow::Result<Option<Item>> {
-    Ok(items(c, repo, upload, "t.uploadtree_pk = $2", pk)?
-        .into_iter()
-        .next())
+    Ok(items(c, repo, upload, Pick::Row(pk))?.into_iter().next())
 }
 
 pub fn children(
@@ -147,24 +128,13 @@ pub fn children(
     upload: i32,
     parent: i32,
 ) -> anyhow::Result<Vec<Item>> {
-    items(c, repo, upload, "t.parent = $2", parent)
+    items(c, repo, upload, Pick::ChildrenOf(parent))
 }
 
 /// Names from the root down to `pk` (for the breadcrumb line).
 pub fn trail(c: &mut postgres::Client, upload: i32, pk: i32) -> anyhow::Result<Vec<(i32, String)>> {
-    let table = upload_table(c, upload)?;
-    let sql = format!(
-        "WITH RECURSIVE up AS ( \
-           SELECT uploadtree_pk, parent, ufile_name, 0 AS depth FROM {table} \
-             WHERE uploadtree_pk = $1 AND upload_fk = $2 \
-           UNION ALL SELECT t.uploadtree_pk, t.parent, t.ufile_name, up.depth + 1 \
-             FROM {table} t JOIN up ON t.uploadtree_pk = up.parent) \
-         SELECT uploadtree_pk, ufile_name FROM up ORDER BY depth DESC"
-    );
-    Ok(c.query(sql.as_str(), &[&pk, &upload])?
-        .iter()
-        .map(|r| (r.get(0), r.get::<_, Option<String>>(1).unwrap_or_default()))
-        .collect())
+    let table = table(c, upload)?;
+    Ok(db::uploadtree::trail(c, &table, upload, pk)?)
 }
 
 /// A present file's content for display: text when it looks like text, else nothing.

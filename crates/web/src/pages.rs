@@ -209,11 +209,7 @@ pub async fn upload(
     State(st): State<AppState>,
     Path(upload): Path<i32>,
 ) -> Result<Response, PageError> {
-    let root = blocking(&st, move |c, _| {
-        holdfast_recover::explain::upload_table(c, upload)?;
-        data::root_item(c, upload)
-    })
-    .await?;
+    let root = blocking(&st, move |c, _| data::root_item(c, upload)).await?;
     match root {
         Some(r) => Ok(Redirect::to(&format!("/upload/{upload}/item/{r}")).into_response()),
         None => Err(PageError::not_found(format!(

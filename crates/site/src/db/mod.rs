@@ -1,119 +1,27 @@
-//! Queries on FOSSology's database that several commands share.
+//! Every SQL statement holdfast runs against FOSSology's tables, with typed functions the
+//! other crates call, grouped by what they are about: [`uploads`], [`uploadtree`],
+//! [`pfiles`], [`jobs`], [`folders`] (folders and permissions) and [`crate::users`]. This
+//! module holds what spans several of them (the references `verify` checks) and holdfast's
+//! own `holdfast_slimmed` record; the other holdfast table, `holdfast_recovery`, stays with
+//! its owner (`holdfast_recover::queue`). No other crate names a FOSSology table (the test
+//! `tests/one_home.rs` enforces it).
 
+pub mod folders;
+pub mod jobs;
+pub mod pfiles;
+pub mod uploads;
+pub mod uploadtree;
+pub use crate::users;
+
+pub use jobs::{has_job_queue, running_jobs, unfinished_jobs, QueueRow};
+pub use pfiles::{upsert as upsert_pfiles, PfileHashes};
+pub use uploads::{exists as upload_exists, since as uploads_since};
+
+use crate::mode;
 use crate::pfile::PfileName;
 use crate::repo::Repository;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
-
-/// A file's hashes as FOSSology keys a pfile (hex in any case; stored upper case).
-#[derive(Debug, Clone, Copy)]
-pub struct PfileHashes<'a> {
-    pub sha1: &'a str,
-    pub md5: &'a str,
-    pub sha256: &'a str,
-    pub size: u64,
-}
-
-/// Finds or adds the pfile rows of `files`; returns each one's `pfile_pk` by name.
-///
-/// FOSSology's only unique key on pfile is `pfile_md5_sha1_sha256_size_ukey` (md5, sha1,
-/// sha256, size), but a pfile is named, and found by its agents, by sha1, md5 and size:
-/// rows from before FOSSology stored sha256 have it NULL, which no unique key matches. So a
-/// row with the same name is reused (its missing sha256 filled in), and only files with no
-/// row are inserted; the unique key keeps a concurrent twin from being added twice.
-pub fn upsert_pfiles(
-    c: &mut impl postgres::GenericClient,
-    files: &[PfileHashes],
-) -> Result<std::collections::HashMap<PfileName, i32>, postgres::Error> {
-    let mut seen = HashSet::new();
-    let (mut s1, mut m5, mut s256, mut sz) = (vec![], vec![], vec![], vec![]);
-    for f in files {
-        if seen.insert(PfileName::new(f.sha1, f.md5, f.size)) {
-            s1.push(f.sha1.to_ascii_uppercase());
-            m5.push(f.md5.to_ascii_uppercase());
-            s256.push(f.sha256.to_ascii_uppercase());
-            sz.push(f.size as i64);
-        }
-    }
-    let args: [&(dyn postgres::types::ToSql + Sync); 4] = [&s1, &m5, &s256, &sz];
-    c.execute(
-        "UPDATE pfile p SET pfile_sha256 = u.h
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[]) AS u(s, m, h, z)
-         WHERE p.pfile_sha1 = u.s AND p.pfile_md5 = u.m AND p.pfile_size = u.z
-           AND p.pfile_sha256 IS NULL",
-        &args,
-    )?;
-    c.execute(
-        "INSERT INTO pfile (pfile_sha1, pfile_md5, pfile_sha256, pfile_size)
-         SELECT u.s, u.m, u.h, u.z
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[]) AS u(s, m, h, z)
-         WHERE NOT EXISTS (SELECT 1 FROM pfile p
-                           WHERE p.pfile_sha1 = u.s AND p.pfile_md5 = u.m AND p.pfile_size = u.z)
-         ON CONFLICT (pfile_md5, pfile_sha1, pfile_sha256, pfile_size) DO NOTHING",
-        &args,
-    )?;
-    // The lowest key when old data holds twins of one name.
-    let rows = c.query(
-        "SELECT min(p.pfile_pk), p.pfile_sha1, p.pfile_md5, p.pfile_size
-         FROM pfile p JOIN unnest($1::text[], $2::text[], $3::int8[]) AS u(s, m, z)
-           ON p.pfile_sha1 = u.s AND p.pfile_md5 = u.m AND p.pfile_size = u.z
-         GROUP BY 2, 3, 4",
-        &[&s1, &m5, &sz],
-    )?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            let size: i64 = r.get(3);
-            (PfileName::new(r.get(1), r.get(2), size as u64), r.get(0))
-        })
-        .collect())
-}
-
-/// One `jobqueue` row with the job it belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QueueRow {
-    pub jq_pk: i32,
-    pub job_pk: i32,
-    pub job_name: Option<String>,
-    /// The agent: `ununpack`, `adj2nest`, `nomos`, ...
-    pub jq_type: String,
-    pub jq_args: Option<String>,
-    pub jq_cmd_args: Option<String>,
-    pub upload_fk: Option<i32>,
-    /// True when the row had started (it was cut off), false when it was only queued.
-    pub started: bool,
-}
-
-const QUEUE_SELECT: &str = "SELECT jq.jq_pk, j.job_pk, j.job_name, jq.jq_type, jq.jq_args, \
-     jq.jq_cmd_args, j.job_upload_fk, jq.jq_starttime IS NOT NULL \
-     FROM jobqueue jq JOIN job j ON j.job_pk = jq.jq_job_fk";
-
-fn queue_rows(c: &mut postgres::Client, filter: &str) -> Result<Vec<QueueRow>, postgres::Error> {
-    let sql = format!("{QUEUE_SELECT} WHERE {filter} ORDER BY jq.jq_pk");
-    Ok(c.query(sql.as_str(), &[])?
-        .iter()
-        .map(|r| QueueRow {
-            jq_pk: r.get(0),
-            job_pk: r.get(1),
-            job_name: r.get(2),
-            jq_type: r.get(3),
-            jq_args: r.get(4),
-            jq_cmd_args: r.get(5),
-            upload_fk: r.get(6),
-            started: r.get(7),
-        })
-        .collect())
-}
-
-/// Rows an agent is working on: started, not ended.
-pub fn running_jobs(c: &mut postgres::Client) -> Result<Vec<QueueRow>, postgres::Error> {
-    queue_rows(c, "jq.jq_starttime IS NOT NULL AND jq.jq_endtime IS NULL")
-}
-
-/// Every row not ended: queued or cut off.
-pub fn unfinished_jobs(c: &mut postgres::Client) -> Result<Vec<QueueRow>, postgres::Error> {
-    queue_rows(c, "jq.jq_endtime IS NULL")
-}
 
 /// A repository file the database refers to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -265,6 +173,31 @@ pub fn record_slimmed(
     tx.commit()
 }
 
+/// Every `holdfast_slimmed` record: pfile → bytes (empty when the table does not exist).
+pub fn slimmed_records(
+    c: &mut postgres::Client,
+) -> Result<std::collections::HashMap<i32, u64>, postgres::Error> {
+    if !slimmed_table_exists(c)? {
+        return Ok(Default::default());
+    }
+    Ok(
+        c.query("SELECT pfile_pk, bytes FROM holdfast_slimmed", &[])?
+            .iter()
+            .map(|r| (r.get::<_, i32>(0), r.get::<_, i64>(1) as u64))
+            .collect(),
+    )
+}
+
+/// Drops the records of `pfiles` (they are no longer absent on purpose).
+pub fn drop_slimmed(c: &mut postgres::Client, pfiles: &[i32]) -> Result<(), postgres::Error> {
+    ensure_slimmed_table(c)?;
+    c.execute(
+        "DELETE FROM holdfast_slimmed WHERE pfile_pk = ANY($1)",
+        &[&pfiles],
+    )?;
+    Ok(())
+}
+
 /// Whether `holdfast_slimmed` exists (nothing was ever slimmed when it does not).
 pub fn slimmed_table_exists(c: &mut postgres::Client) -> Result<bool, postgres::Error> {
     Ok(
@@ -287,39 +220,14 @@ pub fn slimmed_pfiles(c: &mut postgres::Client) -> Result<HashSet<i32>, postgres
     for table in uploadtree_tables(c)? {
         sql.push_str(&format!(
             " AND NOT EXISTS (SELECT 1 FROM {table} t WHERE t.pfile_fk = s.pfile_pk \
-               AND (COALESCE(t.ufile_mode, 0) & {CONTAINER_BIT}) = 0)"
+               AND (COALESCE(t.ufile_mode, 0) & {}) = 0)",
+            mode::BIT_CONTAINER
         ));
     }
     Ok(c.query(sql.as_str(), &[])?
         .iter()
         .map(|r| r.get::<_, i32>(0))
         .collect())
-}
-
-/// `ufile_mode` bit of a container row (archives, compressed files, packages; FOSSology also
-/// sets it on directories, which have no pfile).
-pub const CONTAINER_BIT: i32 = 1 << 29;
-
-/// True when upload `upload_pk` exists.
-pub fn upload_exists(c: &mut postgres::Client, upload_pk: i32) -> Result<bool, postgres::Error> {
-    Ok(
-        c.query_opt("SELECT 1 FROM upload WHERE upload_pk = $1", &[&upload_pk])?
-            .is_some(),
-    )
-}
-
-/// Uploads made after `t` (what a restore of a snapshot taken at `t` loses): how many, and
-/// the newest one's time.
-pub fn uploads_since(
-    c: &mut postgres::Client,
-    t: chrono::DateTime<chrono::Utc>,
-) -> Result<(i64, Option<String>), postgres::Error> {
-    let r = c.query_one(
-        "SELECT count(*), to_char(max(upload_ts) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI UTC') \
-         FROM upload WHERE upload_ts > $1::text::timestamptz",
-        &[&t.to_rfc3339()],
-    )?;
-    Ok((r.get(0), r.get(1)))
 }
 
 /// `s` as a quoted SQL identifier.
@@ -332,9 +240,28 @@ pub fn quote_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-/// True when the database has FOSSology's job queue (a database being restored may not).
-pub fn has_job_queue(c: &mut postgres::Client) -> bool {
-    c.query_one("SELECT to_regclass('jobqueue') IS NOT NULL", &[])
-        .map(|r| r.get::<_, bool>(0))
-        .unwrap_or(false)
+/// Rows in each of `tables` (FOSSology table names; anything else is refused).
+pub fn row_counts(
+    c: &mut postgres::Client,
+    tables: &[&str],
+) -> Result<Vec<(String, i64)>, postgres::Error> {
+    let mut out = Vec::new();
+    for t in tables {
+        assert!(
+            t.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+            "a table name, not {t:?}"
+        );
+        let n: i64 = c
+            .query_one(format!("SELECT count(*) FROM {t}").as_str(), &[])?
+            .get(0);
+        out.push((t.to_string(), n));
+    }
+    Ok(out)
+}
+
+/// Whether the connection's client encoding is UTF8 (libpq takes the database's): then
+/// ununpack's escaping refuses names that are not UTF-8.
+pub fn client_is_utf8(c: &mut postgres::Client) -> Result<bool, postgres::Error> {
+    let enc: String = c.query_one("SHOW server_encoding", &[])?.get(0);
+    Ok(enc.eq_ignore_ascii_case("UTF8"))
 }

@@ -1,0 +1,615 @@
+//! The uploadtree tables (`uploadtree_a` and per-upload ones): one row per file or folder of
+//! an unpacked upload, nested by `parent` and by `lft`/`rgt`.
+
+use crate::mode;
+use crate::pfile::PfileName;
+use std::collections::HashSet;
+use std::fmt;
+
+/// The name of an uploadtree table: a plain identifier (it is spliced into SQL).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TreeTable(String);
+
+impl TreeTable {
+    /// `name` when it is a plain identifier (letters, digits, `_`), else None.
+    pub fn new(name: impl Into<String>) -> Option<Self> {
+        let name = name.into();
+        (!name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+            .then_some(TreeTable(name))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// `uploadtree_a`, where FOSSology puts every upload's rows unless told otherwise.
+impl Default for TreeTable {
+    fn default() -> Self {
+        TreeTable("uploadtree_a".into())
+    }
+}
+
+impl fmt::Display for TreeTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A file row (one with a pfile) and whether it has children.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileRow {
+    pub upload: i32,
+    pub pfile: i32,
+    /// `ufile_mode` (0 when NULL).
+    pub mode: i32,
+    pub has_children: bool,
+}
+
+/// The distinct file rows of `uploads` in `table` (a hash join on `parent` tells which have
+/// children).
+pub fn file_rows(
+    c: &mut postgres::Client,
+    table: &TreeTable,
+    uploads: &[i32],
+) -> Result<Vec<FileRow>, postgres::Error> {
+    let sql = format!(
+        "WITH parents AS (SELECT DISTINCT parent FROM {table} \
+                          WHERE parent IS NOT NULL AND upload_fk = ANY($1)) \
+         SELECT DISTINCT t.upload_fk, t.pfile_fk, COALESCE(t.ufile_mode, 0), \
+                p.parent IS NOT NULL \
+         FROM {table} t LEFT JOIN parents p ON p.parent = t.uploadtree_pk \
+         WHERE t.pfile_fk IS NOT NULL AND t.pfile_fk <> 0 AND t.upload_fk = ANY($1)"
+    );
+    Ok(c.query(sql.as_str(), &[&uploads])?
+        .iter()
+        .map(|r| FileRow {
+            upload: r.get(0),
+            pfile: r.get(1),
+            mode: r.get(2),
+            has_children: r.get(3),
+        })
+        .collect())
+}
+
+/// Which of `pfiles` are, right now, an upload's gold or a leaf or artifact in some tree
+/// (neither a container nor a folder by [`mode::classify`]).
+pub fn used_as_non_container(
+    c: &mut postgres::Client,
+    pfiles: &[i32],
+) -> Result<HashSet<i32>, postgres::Error> {
+    let mut out: HashSet<i32> = c
+        .query(
+            "SELECT DISTINCT pfile_fk FROM upload WHERE pfile_fk = ANY($1)",
+            &[&pfiles],
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for table in super::uploadtree_tables(c)? {
+        let sql = format!(
+            "SELECT DISTINCT pfile_fk FROM {table} WHERE pfile_fk = ANY($1) \
+               AND (COALESCE(ufile_mode, 0) & {c}) = 0 \
+               AND (COALESCE(ufile_mode, 0) & {d}) = 0 \
+               AND (COALESCE(ufile_mode, 0) & {fmt}) <> {dir}",
+            c = mode::BIT_CONTAINER,
+            d = mode::BIT_DIRECTORY_LEGACY,
+            fmt = mode::S_IFMT,
+            dir = mode::S_IFDIR,
+        );
+        out.extend(
+            c.query(sql.as_str(), &[&pfiles])?
+                .iter()
+                .map(|r| r.get::<_, i32>(0)),
+        );
+    }
+    Ok(out)
+}
+
+/// The top row of an upload's tree (None when it was never unpacked).
+pub fn root(
+    c: &mut postgres::Client,
+    table: &TreeTable,
+    upload: i32,
+) -> Result<Option<i32>, postgres::Error> {
+    let sql = format!(
+        "SELECT uploadtree_pk FROM {table} WHERE upload_fk = $1 AND parent IS NULL \
+         ORDER BY uploadtree_pk LIMIT 1"
+    );
+    Ok(c.query_opt(sql.as_str(), &[&upload])?.map(|r| r.get(0)))
+}
+
+/// Which rows [`items`] reads.
+#[derive(Debug, Clone, Copy)]
+pub enum Pick {
+    /// The row with this `uploadtree_pk`.
+    Row(i32),
+    /// The children of this row.
+    ChildrenOf(i32),
+}
+
+/// A tree row with its pfile, mimetype and number of children.
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub uploadtree_pk: i32,
+    pub upload_fk: i32,
+    pub parent: Option<i32>,
+    /// `ufile_name` (empty when NULL).
+    pub name: String,
+    /// `ufile_mode` (0 when NULL).
+    pub mode: i32,
+    pub pfile_pk: Option<i32>,
+    pub pfile: Option<PfileName>,
+    pub size: Option<i64>,
+    pub mimetype: Option<String>,
+    pub children: i64,
+}
+
+/// The rows of `upload` that `pick` names, by name then key.
+pub fn items(
+    c: &mut postgres::Client,
+    table: &TreeTable,
+    upload: i32,
+    pick: Pick,
+) -> Result<Vec<Item>, postgres::Error> {
+    let (filter, arg) = match pick {
+        Pick::Row(pk) => ("t.uploadtree_pk = $2", pk),
+        Pick::ChildrenOf(pk) => ("t.parent = $2", pk),
+    };
+    let sql = format!(
+        "SELECT t.uploadtree_pk, t.upload_fk, t.parent, t.ufile_name, COALESCE(t.ufile_mode, 0), \
+           p.pfile_pk, p.pfile_sha1, p.pfile_md5, p.pfile_size, m.mimetype_name, \
+           (SELECT count(*) FROM {table} k WHERE k.parent = t.uploadtree_pk) \
+         FROM {table} t LEFT JOIN pfile p ON p.pfile_pk = t.pfile_fk AND t.pfile_fk <> 0 \
+         LEFT JOIN mimetype m ON m.mimetype_pk = p.pfile_mimetypefk \
+         WHERE t.upload_fk = $1 AND {filter} ORDER BY t.ufile_name, t.uploadtree_pk"
+    );
+    Ok(c.query(sql.as_str(), &[&upload, &arg])?
+        .iter()
+        .map(|r| Item {
+            uploadtree_pk: r.get(0),
+            upload_fk: r.get(1),
+            parent: r.get(2),
+            name: r.get::<_, Option<String>>(3).unwrap_or_default(),
+            mode: r.get(4),
+            pfile_pk: r.get(5),
+            pfile: super::pfiles::name_of(r.get(6), r.get(7), r.get(8)),
+            size: r.get(8),
+            mimetype: r.get(9),
+            children: r.get(10),
+        })
+        .collect())
+}
+
+/// `(uploadtree_pk, ufile_name)` from the root down to row `pk` of `upload`.
+pub fn trail(
+    c: &mut postgres::Client,
+    table: &TreeTable,
+    upload: i32,
+    pk: i32,
+) -> Result<Vec<(i32, String)>, postgres::Error> {
+    let sql = format!(
+        "WITH RECURSIVE up AS ( \
+           SELECT uploadtree_pk, parent, ufile_name, 0 AS depth FROM {table} \
+             WHERE uploadtree_pk = $1 AND upload_fk = $2 \
+           UNION ALL SELECT t.uploadtree_pk, t.parent, t.ufile_name, up.depth + 1 \
+             FROM {table} t JOIN up ON t.uploadtree_pk = up.parent) \
+         SELECT uploadtree_pk, ufile_name FROM up ORDER BY depth DESC"
+    );
+    Ok(c.query(sql.as_str(), &[&pk, &upload])?
+        .iter()
+        .map(|r| (r.get(0), r.get::<_, Option<String>>(1).unwrap_or_default()))
+        .collect())
+}
+
+/// Path (names from the root, `/`-joined) and mode of every row holding `pfile` in
+/// `upload`, by row key.
+pub fn paths_of(
+    c: &mut postgres::Client,
+    table: &TreeTable,
+    upload: i32,
+    pfile: i32,
+) -> Result<Vec<(String, i32)>, postgres::Error> {
+    let sql = format!(
+        "WITH RECURSIVE up AS ( \
+           SELECT uploadtree_pk AS leaf, parent, ufile_name::text AS path, ufile_mode AS mode \
+             FROM {table} WHERE upload_fk = $1 AND pfile_fk = $2 \
+           UNION ALL \
+           SELECT up.leaf, t.parent, t.ufile_name || '/' || up.path, up.mode \
+             FROM up JOIN {table} t ON t.uploadtree_pk = up.parent) \
+         SELECT path, mode FROM up WHERE parent IS NULL ORDER BY leaf"
+    );
+    Ok(c.query(sql.as_str(), &[&upload, &pfile])?
+        .iter()
+        .map(|r| {
+            (
+                r.get::<_, String>(0),
+                r.get::<_, Option<i32>>(1).unwrap_or(0),
+            )
+        })
+        .collect())
+}
+
+/// An `artifact.meta` row and what its container is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetaRow {
+    pub pfile: i32,
+    /// The container's mimetype, when recorded.
+    pub container_mime: Option<String>,
+    /// The container is the upload's top row.
+    pub container_is_top: bool,
+}
+
+fn meta_rows(
+    c: &mut postgres::Client,
+    table: &TreeTable,
+    upload: i32,
+    pfile: Option<i32>,
+) -> Result<Vec<MetaRow>, postgres::Error> {
+    let (select, filter) = match pfile {
+        Some(_) => ("", "AND t.pfile_fk = $2 LIMIT 1"),
+        None => ("DISTINCT", ""),
+    };
+    let sql = format!(
+        "SELECT {select} t.pfile_fk, m.mimetype_name, ct.parent IS NULL FROM {table} t \
+         JOIN {table} ct ON ct.uploadtree_pk = t.parent \
+         LEFT JOIN pfile cp ON cp.pfile_pk = ct.pfile_fk \
+         LEFT JOIN mimetype m ON m.mimetype_pk = cp.pfile_mimetypefk \
+         WHERE t.upload_fk = $1 AND t.ufile_name = '{name}' {filter}",
+        name = crate::naming::ARTIFACT_META,
+    );
+    let rows = match pfile {
+        Some(p) => c.query(sql.as_str(), &[&upload, &p])?,
+        None => c.query(sql.as_str(), &[&upload])?,
+    };
+    Ok(rows
+        .iter()
+        .map(|r| MetaRow {
+            pfile: r.get(0),
+            container_mime: r.get(1),
+            container_is_top: r.get::<_, Option<bool>>(2).unwrap_or(false),
+        })
+        .collect())
+}
+
+/// One `artifact.meta` row of `upload` holding `pfile`, if any.
+pub fn meta_row(
+    c: &mut postgres::Client,
+    table: &TreeTable,
+    upload: i32,
+    pfile: i32,
+) -> Result<Option<MetaRow>, postgres::Error> {
+    Ok(meta_rows(c, table, upload, Some(pfile))?.into_iter().next())
+}
+
+/// Every distinct `artifact.meta` row of `upload`.
+pub fn meta_rows_of(
+    c: &mut postgres::Client,
+    table: &TreeTable,
+    upload: i32,
+) -> Result<Vec<MetaRow>, postgres::Error> {
+    meta_rows(c, table, upload, None)
+}
+
+/// `(ufile_name, pfile name or "", ufile_mode)` of every row of `upload`, sorted: what
+/// two unpacks of the same file must agree on (keys differ between uploads).
+pub fn signature(
+    c: &mut postgres::Client,
+    table: &TreeTable,
+    upload: i32,
+) -> Result<Vec<(String, String, i32)>, postgres::Error> {
+    let sql = format!(
+        "SELECT t.ufile_name, COALESCE(p.pfile_sha1 || '.' || p.pfile_md5 || '.' || p.pfile_size, ''), \
+         t.ufile_mode FROM {table} t LEFT JOIN pfile p ON p.pfile_pk = t.pfile_fk \
+         WHERE t.upload_fk = $1 ORDER BY 1, 2, 3"
+    );
+    Ok(c.query(sql.as_str(), &[&upload])?
+        .iter()
+        .map(|r| (r.get(0), r.get::<_, String>(1).to_lowercase(), r.get(2)))
+        .collect())
+}
+
+/// How many rows `upload` has in `table`.
+pub fn count(
+    c: &mut impl postgres::GenericClient,
+    table: &TreeTable,
+    upload: i32,
+) -> Result<i64, postgres::Error> {
+    Ok(c.query_one(
+        format!("SELECT count(*) FROM {table} WHERE upload_fk = $1").as_str(),
+        &[&upload],
+    )?
+    .get(0))
+}
+
+/// A new tree row with its nested-set numbers.
+#[derive(Debug, Clone)]
+pub struct NewRow<'a> {
+    pub parent: Option<i32>,
+    pub realparent: Option<i32>,
+    pub upload: i32,
+    /// `pfile_pk`, 0 for a folder.
+    pub pfile: i32,
+    pub mode: i32,
+    pub lft: i32,
+    pub rgt: i32,
+    pub name: &'a str,
+}
+
+/// Adds one row to `table`; returns its `uploadtree_pk`.
+pub fn insert(
+    c: &mut impl postgres::GenericClient,
+    table: &TreeTable,
+    r: &NewRow,
+) -> Result<i32, postgres::Error> {
+    let sql = format!(
+        "INSERT INTO {table} (parent, realparent, upload_fk, pfile_fk, ufile_mode, lft, rgt, ufile_name) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING uploadtree_pk"
+    );
+    Ok(c.query_one(
+        sql.as_str(),
+        &[
+            &r.parent,
+            &r.realparent,
+            &r.upload,
+            &r.pfile,
+            &r.mode,
+            &r.lft,
+            &r.rgt,
+            &r.name,
+        ],
+    )?
+    .get(0))
+}
+
+/// Whether `t` is a table FOSSology keeps upload rows in: `uploadtree_a`, `uploadtree`
+/// or a per-upload `uploadtree_<upload_pk>`.
+pub fn is_upload_table(t: &str) -> bool {
+    t == "uploadtree_a"
+        || t == "uploadtree"
+        || t.strip_prefix("uploadtree_")
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Uploads bigger than this get their own table (ununpack's rule).
+pub const OWN_TABLE_ABOVE: u64 = 500_000_000;
+
+/// The table a new upload's rows go to, as ununpack decides it: uploads over 500 MB get
+/// their own `uploadtree_<upload_pk>` (inheriting `uploadtree`), the rest `uploadtree_a`;
+/// the upload row is told which.
+pub fn table_for(
+    c: &mut postgres::Client,
+    upload_pk: i32,
+    size: u64,
+) -> Result<String, postgres::Error> {
+    let table = if size > OWN_TABLE_ABOVE {
+        format!("uploadtree_{upload_pk}")
+    } else {
+        "uploadtree_a".to_string()
+    };
+    let mut tx = c.transaction()?;
+    if table != "uploadtree_a" {
+        let exists: bool = tx
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])?
+            .get(0);
+        if !exists {
+            tx.batch_execute(&format!(
+                "CREATE TABLE {table} (LIKE uploadtree INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES);
+                 ALTER TABLE {table} ADD CONSTRAINT {table} CHECK (upload_fk={upload_pk});
+                 ALTER TABLE {table} INHERIT uploadtree"
+            ))?;
+        }
+    }
+    tx.execute(
+        "UPDATE upload SET uploadtree_tablename = $2 WHERE upload_pk = $1",
+        &[&upload_pk, &table],
+    )?;
+    tx.commit()?;
+    Ok(table)
+}
+
+/// One row of a tree to store, in pre-order; `parent` and `realparent` are indexes into
+/// the same slice.
+#[derive(Debug, Clone)]
+pub struct TreeRow<'a> {
+    pub parent: Option<usize>,
+    pub realparent: Option<usize>,
+    pub pfile: Option<super::PfileHashes<'a>>,
+    /// The `mimetype_name` its command gives the pfile.
+    pub mime: Option<&'a str>,
+    /// Full `ufile_mode`, with FOSSology's bits.
+    pub mode: u32,
+    pub name: &'a str,
+}
+
+/// Inserts `rows` unless the upload already has rows in `table` (then, like FOSSology,
+/// none; an empty `rows` is a top file ununpack skips), numbers them as adj2nest does, sets
+/// the `upload_mode` bits and writes an `ununpack_ars` success row, in one transaction.
+/// `mimetypes`: every name ununpack's command table knows (see
+/// [`super::pfiles::init_mimetypes`]). Returns rows inserted.
+pub fn store(
+    c: &mut postgres::Client,
+    upload_pk: i32,
+    table: &str,
+    rows: &[TreeRow],
+    mimetypes: &[&str],
+    started: std::time::SystemTime,
+) -> Result<u64, postgres::Error> {
+    assert!(is_upload_table(table), "checked table name");
+    let mut tx = c.transaction()?;
+    let mime_pks = super::pfiles::init_mimetypes(&mut tx, mimetypes)?;
+    let existing: i64 = tx
+        .query_one(
+            &format!("SELECT count(*) FROM {table} WHERE upload_fk = $1"),
+            &[&upload_pk],
+        )?
+        .get(0);
+    let mut inserted = 0u64;
+    if existing == 0 && !rows.is_empty() {
+        let mut hs = Vec::new();
+        let mut mimes = Vec::new();
+        for r in rows {
+            if let Some(h) = r.pfile {
+                hs.push(h);
+                mimes.push(r.mime.and_then(|m| mime_pks.get(m).copied()));
+            }
+        }
+        let pf = super::pfiles::upsert_with_mimetypes(&mut tx, &hs, &mimes)?;
+        let n = rows.len() as i64;
+        let pks: Vec<i32> = tx
+            .query(
+                "SELECT nextval('uploadtree_uploadtree_pk_seq')::int4 FROM generate_series(1, $1::int8)",
+                &[&n],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut parent = Vec::with_capacity(rows.len());
+        let mut realparent = Vec::with_capacity(rows.len());
+        let mut pfile = Vec::with_capacity(rows.len());
+        let mut mode = Vec::with_capacity(rows.len());
+        let mut name = Vec::with_capacity(rows.len());
+        for r in rows {
+            parent.push(r.parent.map(|p| pks[p]));
+            realparent.push(r.realparent.map(|p| pks[p]));
+            pfile.push(
+                r.pfile
+                    .map(|h| pf[&PfileName::new(h.sha1, h.md5, h.size)])
+                    .unwrap_or(0),
+            );
+            mode.push(r.mode as i32);
+            name.push(r.name);
+        }
+        inserted = tx.execute(
+            &format!(
+                "INSERT INTO {table} (uploadtree_pk, parent, realparent, upload_fk, pfile_fk,
+                                      ufile_mode, ufile_name)
+                 SELECT u.pk, u.parent, u.rp, $6, u.pf, u.mode, u.name
+                 FROM unnest($1::int4[], $2::int4[], $3::int4[], $4::int4[], $5::int4[],
+                             $7::text[])
+                      AS u(pk, parent, rp, pf, mode, name)"
+            ),
+            &[&pks, &parent, &realparent, &pfile, &mode, &upload_pk, &name],
+        )?;
+        adj2nest(&mut tx, table, upload_pk)?;
+    }
+    tx.execute(
+        "UPDATE upload SET upload_mode = upload_mode | $2 | $3 WHERE upload_pk = $1",
+        &[&upload_pk, &mode::UPLOAD_UNPACKED, &mode::UPLOAD_NESTED],
+    )?;
+    // Like ununpack, an upload that already has its rows gets no second success row.
+    if existing == 0 {
+        super::jobs::record_unpack_success(&mut tx, upload_pk, started)?;
+    }
+    tx.commit()?;
+    Ok(inserted)
+}
+
+/// adj2nest: siblings in the order of `ORDER BY parent, ufile_mode&(1<<29) DESC,
+/// ufile_name` (so in the database's own collation), numbered depth first.
+fn adj2nest(
+    tx: &mut postgres::Transaction,
+    table: &str,
+    upload_pk: i32,
+) -> Result<(), postgres::Error> {
+    let kids = tx.query(
+        &format!(
+            "SELECT uploadtree_pk, parent FROM {table} WHERE upload_fk = $1 AND parent IS NOT NULL
+             ORDER BY parent, ufile_mode&{} DESC, ufile_name",
+            mode::BIT_CONTAINER
+        ),
+        &[&upload_pk],
+    )?;
+    let roots = tx.query(
+        &format!("SELECT uploadtree_pk FROM {table} WHERE upload_fk = $1 AND parent IS NULL"),
+        &[&upload_pk],
+    )?;
+    let mut children: std::collections::HashMap<i32, Vec<i32>> = Default::default();
+    for r in &kids {
+        children.entry(r.get(1)).or_default().push(r.get(0));
+    }
+    let (mut pks, mut lfts, mut rgts) = (vec![], vec![], vec![]);
+    let mut set: i32 = 1;
+    for r in &roots {
+        let root: i32 = r.get(0);
+        // Iterative walk (uploads can be deep): (pk, next child index).
+        let mut stack: Vec<(i32, usize, i32)> = vec![(root, 0, set)];
+        set += 1;
+        while let Some(top) = stack.last_mut() {
+            let (pk, i, lft) = *top;
+            let next = children.get(&pk).and_then(|v| v.get(i)).copied();
+            match next {
+                Some(c) => {
+                    top.1 += 1;
+                    stack.push((c, 0, set));
+                    set += 1;
+                }
+                None => {
+                    stack.pop();
+                    pks.push(pk);
+                    lfts.push(lft);
+                    rgts.push(set);
+                    set += 1;
+                }
+            }
+        }
+    }
+    tx.execute(
+        &format!(
+            "UPDATE {table} t SET lft = u.l, rgt = u.r
+             FROM unnest($1::int4[], $2::int4[], $3::int4[]) AS u(pk, l, r)
+             WHERE t.uploadtree_pk = u.pk"
+        ),
+        &[&pks, &lfts, &rgts],
+    )?;
+    Ok(())
+}
+
+/// A file row of an upload with what its container is.
+#[derive(Debug, Clone)]
+pub struct FileInContainer {
+    pub pfile: PfileName,
+    /// `ufile_name`; None when NULL or not valid in the client encoding (a `SQL_ASCII`
+    /// database holds any byte).
+    pub name: Option<String>,
+    /// The container's mimetype, when recorded.
+    pub container_mime: Option<String>,
+    /// The container is the upload's top row (false for the top row itself).
+    pub container_is_top: bool,
+}
+
+/// The distinct file rows of `upload` in `table`, with their container's type; with
+/// `skip_containers`, rows with the container bit are left out.
+pub fn files_in_containers(
+    c: &mut postgres::Client,
+    upload_pk: i32,
+    table: &str,
+    skip_containers: bool,
+) -> Result<Vec<FileInContainer>, postgres::Error> {
+    assert!(is_upload_table(table), "checked table name");
+    let rows = c.query(
+        &format!(
+            "SELECT DISTINCT p.pfile_sha1, p.pfile_md5, p.pfile_size, t.ufile_name, m.mimetype_name,
+                    ct.parent IS NULL AS top
+             FROM {table} t JOIN pfile p ON p.pfile_pk = t.pfile_fk
+             LEFT JOIN {table} ct ON ct.uploadtree_pk = t.parent
+             LEFT JOIN pfile cp ON cp.pfile_pk = ct.pfile_fk
+             LEFT JOIN mimetype m ON m.mimetype_pk = cp.pfile_mimetypefk
+             WHERE t.upload_fk = $1 AND ($2 = false OR t.ufile_mode & {} = 0)",
+            mode::BIT_CONTAINER
+        ),
+        &[&upload_pk, &skip_containers],
+    )?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let size: i64 = r.get(2);
+            FileInContainer {
+                pfile: PfileName::new(r.get(0), r.get(1), size as u64),
+                name: r.try_get(3).ok().flatten(),
+                container_mime: r.get(4),
+                container_is_top: r.get::<_, Option<bool>>(5).unwrap_or(false),
+            }
+        })
+        .collect())
+}
