@@ -78,17 +78,12 @@ pub fn check_repo(
     upload: Option<i32>,
 ) -> Result<Vec<UploadCheck>> {
     let mut out: BTreeMap<i32, UploadCheck> = BTreeMap::new();
-    for r in c.query(
-        "SELECT upload_pk, upload_filename FROM upload \
-         WHERE $1::int4 IS NULL OR upload_pk = $1 ORDER BY upload_pk",
-        &[&upload],
-    )? {
-        let pk: i32 = r.get(0);
+    for (pk, filename) in db::uploads::names(c, upload)? {
         out.insert(
             pk,
             UploadCheck {
                 upload_pk: pk,
-                filename: r.get(1),
+                filename,
                 ..Default::default()
             },
         );
@@ -128,12 +123,7 @@ pub fn check_repo(
     }
     // The latest unpack of each upload, when it finished with members left out (what
     // holdfast's unpacker records; a running or cut-off unpack has no such status).
-    for r in c.query(
-        "SELECT DISTINCT ON (upload_fk) upload_fk, ars_success, ars_status FROM ununpack_ars \
-         WHERE $1::int4 IS NULL OR upload_fk = $1 ORDER BY upload_fk, ars_pk DESC",
-        &[&upload],
-    )? {
-        let (pk, ok, status): (i32, bool, Option<String>) = (r.get(0), r.get(1), r.get(2));
+    for (pk, ok, status) in db::jobs::latest_unpack_records(c, upload)? {
         if let (Some(e), false, Some(s)) = (out.get_mut(&pk), ok, status) {
             if s.starts_with("Completed with ") {
                 e.unpack_incomplete = Some(s);
@@ -142,17 +132,7 @@ pub fn check_repo(
     }
     // A failed unpack (the agent failed, or holdfast's unpack was stopped), not followed by
     // a successful one: the tree is missing, whatever files there are.
-    for r in c.query(
-        "SELECT j.job_upload_fk, coalesce(jq.jq_endtext, '') FROM jobqueue jq \
-         JOIN job j ON j.job_pk = jq.jq_job_fk \
-         WHERE jq.jq_type = 'ununpack' AND jq.jq_end_bits & 2 <> 0 \
-         AND j.job_upload_fk IS NOT NULL AND ($1::int4 IS NULL OR j.job_upload_fk = $1) \
-         AND NOT EXISTS (SELECT 1 FROM ununpack_ars a \
-                         WHERE a.upload_fk = j.job_upload_fk AND a.ars_success) \
-         ORDER BY jq.jq_pk",
-        &[&upload],
-    )? {
-        let (pk, text): (i32, String) = (r.get(0), r.get(1));
+    for (pk, text) in db::jobs::failed_unpacks(c, upload)? {
         if let Some(e) = out.get_mut(&pk) {
             e.unpack_incomplete = Some(format!("its ununpack job failed ({text})"));
         }
@@ -201,14 +181,7 @@ fn unfinished_unpacks(
     upload: Option<i32>,
 ) -> Result<BTreeMap<i32, String>> {
     let mut out = BTreeMap::new();
-    for r in c.query(
-        "SELECT j.job_upload_fk, jq.jq_pk FROM jobqueue jq JOIN job j ON j.job_pk = jq.jq_job_fk \
-         WHERE jq.jq_type = 'ununpack' AND jq.jq_starttime IS NOT NULL AND jq.jq_endtime IS NULL \
-         AND j.job_upload_fk IS NOT NULL AND ($1::int4 IS NULL OR j.job_upload_fk = $1) \
-         ORDER BY jq.jq_pk",
-        &[&upload],
-    )? {
-        let (u, jq): (i32, i32) = (r.get(0), r.get(1));
+    for (u, jq) in db::jobs::cut_off_unpacks(c, upload)? {
         out.entry(u).or_insert(format!(
             "its ununpack job (jobqueue row {jq}) started and never ended: the agent died or still runs"
         ));

@@ -7,8 +7,10 @@
 //! path for the top file) and so cannot be made again byte for byte; those are reported with
 //! that reason but are not data lost. Anything else is `Unexplained` and counts as lost.
 
-use crate::{mode, Result};
+use crate::Result;
+use holdfast_site::db::uploadtree::{self, TreeTable};
 use holdfast_site::db::{self, Reference};
+use holdfast_site::{mode, naming};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,40 +83,12 @@ impl std::fmt::Display for MissingFile {
 /// Path (names from the root) and mode of every tree row holding `pfile` in `upload`.
 pub fn tree_paths(c: &mut postgres::Client, upload: i32, pfile: i32) -> Result<Vec<(String, i32)>> {
     let table = upload_table(c, upload)?;
-    let sql = format!(
-        "WITH RECURSIVE up AS ( \
-           SELECT uploadtree_pk AS leaf, parent, ufile_name::text AS path, ufile_mode AS mode \
-             FROM {table} WHERE upload_fk = $1 AND pfile_fk = $2 \
-           UNION ALL \
-           SELECT up.leaf, t.parent, t.ufile_name || '/' || up.path, up.mode \
-             FROM up JOIN {table} t ON t.uploadtree_pk = up.parent) \
-         SELECT path, mode FROM up WHERE parent IS NULL ORDER BY leaf"
-    );
-    Ok(c.query(sql.as_str(), &[&upload, &pfile])?
-        .iter()
-        .map(|r| {
-            (
-                r.get::<_, String>(0),
-                r.get::<_, Option<i32>>(1).unwrap_or(0),
-            )
-        })
-        .collect())
+    Ok(uploadtree::paths_of(c, &table, upload, pfile)?)
 }
 
-/// The uploadtree table an upload's rows live in (a plain identifier).
-pub fn upload_table(c: &mut postgres::Client, upload: i32) -> Result<String> {
-    let row = c
-        .query_opt(
-            "SELECT COALESCE(uploadtree_tablename, 'uploadtree_a') FROM upload WHERE upload_pk = $1",
-            &[&upload],
-        )?
-        .ok_or(crate::RecoverError::NoUpload(upload))?;
-    let t: String = row.get(0);
-    if t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-        Ok(t)
-    } else {
-        Ok("uploadtree_a".into())
-    }
+/// The uploadtree table an upload's rows live in.
+pub fn upload_table(c: &mut postgres::Client, upload: i32) -> Result<TreeTable> {
+    db::uploads::tree_table(c, upload)?.ok_or(crate::RecoverError::NoUpload(upload))
 }
 
 /// Explains each missing reference; `unpack_errors` are the unpacker's messages for that
@@ -141,7 +115,7 @@ pub fn explain(
         let path = paths.first().map(|(p, _)| p.clone());
         let artifact = paths
             .iter()
-            .find(|(p, m)| m & mode::ARTIFACT != 0 && !is_dir_artifact(p))
+            .find(|(p, m)| *m as u32 & mode::BIT_ARTIFACT != 0 && !is_dir_artifact(p))
             .map(|(p, _)| p.clone());
         let reason = if r.kind == "gold" {
             MissingReason::GoldMissing {
@@ -187,23 +161,13 @@ pub fn meta_reason(
     pfile: i32,
 ) -> Result<Option<(&'static str, bool)>> {
     let table = upload_table(c, upload)?;
-    let row = c.query_opt(
-        format!(
-            "SELECT m.mimetype_name, ct.parent IS NULL FROM {table} t \
-             JOIN {table} ct ON ct.uploadtree_pk = t.parent \
-             LEFT JOIN pfile cp ON cp.pfile_pk = ct.pfile_fk \
-             LEFT JOIN mimetype m ON m.mimetype_pk = cp.pfile_mimetypefk \
-             WHERE t.upload_fk = $1 AND t.pfile_fk = $2 AND t.ufile_name = 'artifact.meta' LIMIT 1"
-        )
-        .as_str(),
-        &[&upload, &pfile],
-    )?;
-    let Some(row) = row else {
+    let Some(row) = uploadtree::meta_row(c, &table, upload, pfile)? else {
         return Ok(None);
     };
-    let mime: Option<String> = row.get(0);
-    let top: bool = row.get::<_, Option<bool>>(1).unwrap_or(false);
-    Ok(classify_meta(mime.as_deref(), top))
+    Ok(classify_meta(
+        row.container_mime.as_deref(),
+        row.container_is_top,
+    ))
 }
 
 /// The pfiles of an upload's `artifact.meta` rows that no unpack can ever make again (see
@@ -213,17 +177,7 @@ pub fn never_reproducible(
     upload: i32,
 ) -> Result<std::collections::HashMap<i32, &'static str>> {
     let table = upload_table(c, upload)?;
-    let rows = c.query(
-        format!(
-            "SELECT DISTINCT t.pfile_fk, m.mimetype_name, ct.parent IS NULL FROM {table} t \
-             JOIN {table} ct ON ct.uploadtree_pk = t.parent \
-             LEFT JOIN pfile cp ON cp.pfile_pk = ct.pfile_fk \
-             LEFT JOIN mimetype m ON m.mimetype_pk = cp.pfile_mimetypefk \
-             WHERE t.upload_fk = $1 AND t.ufile_name = 'artifact.meta'"
-        )
-        .as_str(),
-        &[&upload],
-    )?;
+    let rows = uploadtree::meta_rows_of(c, &table, upload)?;
     let mut out = std::collections::HashMap::new();
     // holdfast puts members at a fixed place for these commands: its own uploads' meta
     // files come back on every unpack.
@@ -231,11 +185,8 @@ pub fn never_reproducible(
         return Ok(out);
     }
     for r in rows {
-        let pfile: i32 = r.get(0);
-        let mime: Option<String> = r.get(1);
-        let top: bool = r.get::<_, Option<bool>>(2).unwrap_or(false);
-        if let Some((why, true)) = classify_meta(mime.as_deref(), top) {
-            out.insert(pfile, why);
+        if let Some((why, true)) = classify_meta(r.container_mime.as_deref(), r.container_is_top) {
+            out.insert(r.pfile, why);
         }
     }
     Ok(out)
@@ -262,7 +213,7 @@ pub const MAX_PATH_LOOKUPS: usize = 5000;
 
 fn is_dir_artifact(p: &str) -> bool {
     let last = p.rsplit('/').next().unwrap_or(p);
-    last == "artifact.dir" || last == "artifact.unpacked"
+    last == naming::ARTIFACT_DIR || last == naming::ARTIFACT_UNPACKED
 }
 
 /// The unpack error that names the file's container (the nearest ancestor), else the first.

@@ -55,10 +55,3 @@ pub enum RecoverError {
 }
 
 pub type Result<T, E = RecoverError> = std::result::Result<T, E>;
-
-/// ufile_mode bits FOSSology sets on uploadtree rows.
-pub mod mode {
-    pub const CONTAINER: i32 = 1 << 29;
-    pub const ARTIFACT: i32 = 1 << 28;
-    pub const DIRECTORY: i32 = 1 << 18;
-}

@@ -135,15 +135,7 @@ pub fn rebuild(
         })
         .collect();
 
-    let uploads: Vec<(i32, i64)> = c
-        .query(
-            "SELECT u.upload_pk, COALESCE(p.pfile_size, 0) FROM upload u \
-             LEFT JOIN pfile p ON p.pfile_pk = u.pfile_fk ORDER BY u.upload_pk",
-            &[],
-        )?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let uploads = db::uploads::gold_sizes(&mut c)?;
     report.uploads = uploads.len();
     report.cut_off_uploads = urgent
         .iter()
@@ -424,29 +416,12 @@ pub fn requeue_jobs(c: &mut postgres::Client, rows: &[&QueueRow]) -> Result<Vec<
     if pks.is_empty() {
         return Ok(pks);
     }
-    let mut tx = c.transaction()?;
-    let reset: Vec<i32> = tx
-        .query(
-            "UPDATE jobqueue SET jq_starttime = NULL, jq_endtext = 'Restart', jq_schedinfo = NULL \
-             WHERE jq_pk = ANY($1) AND jq_starttime IS NOT NULL AND jq_endtime IS NULL \
-             RETURNING jq_pk",
-            &[&pks],
-        )?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
     let unpack_uploads: Vec<i32> = rows
         .iter()
         .filter(|r| r.jq_type == "ununpack")
         .filter_map(|r| r.upload_fk)
         .collect();
-    if !unpack_uploads.is_empty() {
-        tx.execute(
-            "UPDATE ununpack_ars SET ars_success = false WHERE upload_fk = ANY($1)",
-            &[&unpack_uploads],
-        )?;
-    }
-    tx.commit()?;
+    let reset = db::jobs::requeue(c, &pks, &unpack_uploads)?;
     let mut reset = reset;
     reset.sort_unstable();
     tracing::info!(rows = ?reset, "cut-off jobs handed back to the scheduler");
@@ -457,13 +432,7 @@ pub fn requeue_jobs(c: &mut postgres::Client, rows: &[&QueueRow]) -> Result<Vec<
 pub fn recover_upload(site: &Site, cfg: &UnpackConfig, upload: i32) -> Result<UploadOutcome> {
     let mut c = site.connect()?;
     let before = crate::explain::to_recover(&mut c, &site.repo, upload)?;
-    let exists: bool = c
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM upload WHERE upload_pk = $1)",
-            &[&upload],
-        )?
-        .get(0);
-    if !exists {
+    if !db::upload_exists(&mut c, upload)? {
         return Err(RecoverError::NoUpload(upload));
     }
     let mut out = UploadOutcome {

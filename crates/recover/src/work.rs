@@ -146,10 +146,7 @@ pub fn recover_now(
                 std::thread::sleep(Duration::from_millis(300));
                 if now.state == RecoveryState::Queued {
                     // Due again: claim it ourselves (the retry pause is the queue's business).
-                    c.execute(
-                        "UPDATE holdfast_recovery SET not_before = now() WHERE rj_pk = $1 AND state = 'queued'",
-                        &[&job.id],
-                    )?;
+                    crate::RecoveryQueue::due_now(&mut c, job.id)?;
                 }
             }
         }
