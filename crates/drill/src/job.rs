@@ -24,6 +24,7 @@ use crate::scenarios::Drill;
 use crate::site::DrillSite;
 use crate::{archives, plug};
 use anyhow::{anyhow, bail, Result};
+use holdfast_site::db::{self, uploadtree::TreeTable};
 use holdfast_site::foconf::HostRange;
 use holdfast_site::pfile::PfileName;
 use rand::Rng;
@@ -78,21 +79,12 @@ pub(crate) fn plug_pull_job(d: &mut Drill) -> Result<()> {
     let reference = d.step("upload the same archives again, cleanly", false, |_| {
         let files: Vec<PathBuf> = points.iter().map(|(_, a)| a.clone()).collect();
         let mut c = site.connect()?;
-        let before: i32 = c
-            .query_one("SELECT COALESCE(max(upload_pk), 0) FROM upload", &[])?
-            .get(0);
+        let before = db::uploads::max_key(&mut c)?;
         let mut args: Vec<String> = vec!["upload".into(), "--json".into()];
         args.extend(files.iter().map(|p| p.display().to_string()));
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         site.holdfast.ok(&refs)?;
-        let ups: Vec<i32> = c
-            .query(
-                "SELECT upload_pk FROM upload WHERE upload_pk > $1 ORDER BY upload_pk",
-                &[&before],
-            )?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let ups = db::uploads::keys_after(&mut c, before)?;
         let n = ups.len();
         Ok((ups, format!("{n} reference uploads")))
     })?;
@@ -186,36 +178,17 @@ fn arrive(site: &DrillSite, archive: &Path) -> Result<i32> {
 /// (`ununpack` and `adj2nest`, which holdfast's unpacker does in one go) end successfully.
 fn close_rows(site: &DrillSite, upload: i32) -> Result<u64> {
     let mut c = site.connect()?;
-    Ok(c.execute(
-        "UPDATE jobqueue SET jq_endtime = now(), jq_end_bits = 1, jq_endtext = 'Completed', \
-         jq_starttime = COALESCE(jq_starttime, now()) \
-         WHERE jq_endtime IS NULL AND jq_type IN ('ununpack', 'adj2nest') \
-         AND jq_job_fk IN (SELECT job_pk FROM job WHERE job_upload_fk = $1)",
-        &[&upload],
-    )?)
+    Ok(db::jobs::complete_unpack_rows(&mut c, upload)?)
 }
 
 /// The rows of one upload's tree, by name, pfile and mode (keys differ between uploads).
 fn tree(c: &mut postgres::Client, upload: i32) -> Result<Vec<(String, String, i32)>> {
-    Ok(c.query(
-        "SELECT t.ufile_name, COALESCE(p.pfile_sha1 || '.' || p.pfile_md5 || '.' || p.pfile_size, ''), \
-         t.ufile_mode FROM uploadtree_a t LEFT JOIN pfile p ON p.pfile_pk = t.pfile_fk \
-         WHERE t.upload_fk = $1 ORDER BY 1, 2, 3",
-        &[&upload],
-    )?
-    .iter()
-    .map(|r| (r.get(0), r.get::<_, String>(1).to_lowercase(), r.get(2)))
-    .collect())
+    Ok(db::uploadtree::signature(c, &TreeTable::default(), upload)?)
 }
 
 /// Where the agent was when it died.
 fn phase(c: &mut postgres::Client, upload: i32) -> Result<&'static str> {
-    let rows: i64 = c
-        .query_one(
-            "SELECT count(*) FROM uploadtree_a WHERE upload_fk = $1",
-            &[&upload],
-        )?
-        .get(0);
+    let rows = db::uploadtree::count(c, &TreeTable::default(), upload)?;
     Ok(if rows == 0 {
         "unpacking (no rows committed)"
     } else {
@@ -344,31 +317,27 @@ fn kill_point(
 
     // The guide's repair, then the scheduler runs the row its --reset handed back.
     d.follow_guide(site, &[])?;
-    let rerun = d.step(&format!("{label}: the scheduler runs the cut-off unpack again"), true, |_| {
-        let mut c = site.connect()?;
-        let queued: i64 = c
-            .query_one(
-                "SELECT count(*) FROM jobqueue jq JOIN job j ON j.job_pk = jq.jq_job_fk \
-                 WHERE j.job_upload_fk = $1 AND jq.jq_type = 'ununpack' \
-                 AND jq.jq_starttime IS NULL AND jq.jq_endtime IS NULL",
-                &[&up],
-            )?
-            .get(0);
-        if queued == 0 {
-            bail!("the scheduler's start did not hand the ununpack row of upload {up} back");
-        }
-        c.execute(
-            "UPDATE jobqueue SET jq_starttime = now() WHERE jq_type = 'ununpack' \
-             AND jq_endtime IS NULL AND jq_job_fk IN (SELECT job_pk FROM job WHERE job_upload_fk = $1)",
-            &[&up],
-        )?;
-        let out = site
-            .holdfast
-            .ok(&["unpack", "--upload", &up.to_string(), "--json"])?;
-        let s: holdfast_unpack::UnpackSummary = serde_json::from_str(out.trim())?;
-        close_rows(site, up)?;
-        Ok((s.written, format!("{} files written, {} rows", s.written, s.rows)))
-    });
+    let rerun = d.step(
+        &format!("{label}: the scheduler runs the cut-off unpack again"),
+        true,
+        |_| {
+            let mut c = site.connect()?;
+            let queued = db::jobs::queued_unpacks(&mut c, up)?;
+            if queued == 0 {
+                bail!("the scheduler's start did not hand the ununpack row of upload {up} back");
+            }
+            db::jobs::start_unpack_rows(&mut c, up)?;
+            let out = site
+                .holdfast
+                .ok(&["unpack", "--upload", &up.to_string(), "--json"])?;
+            let s: holdfast_unpack::UnpackSummary = serde_json::from_str(out.trim())?;
+            close_rows(site, up)?;
+            Ok((
+                s.written,
+                format!("{} files written, {} rows", s.written, s.rows),
+            ))
+        },
+    );
     let after_out = site.holdfast.run(&["check-repo", "--scan", "--json"])?;
     point.recovery_secs = recovery.elapsed().as_secs_f64();
     d.report.check(

@@ -294,44 +294,22 @@ fn latest(site: &DrillSite) -> Result<holdfast_store::Snapshot> {
 
 /// Row counts of the tables a restore must bring back.
 fn counts(c: &mut postgres::Client) -> Result<BTreeMap<String, i64>> {
-    let mut m = BTreeMap::new();
-    for t in ["upload", "pfile", "uploadtree_a", "job", "jobqueue"] {
-        let n: i64 = c
-            .query_one(format!("SELECT count(*) FROM {t}").as_str(), &[])?
-            .get(0);
-        m.insert(t.to_string(), n);
-    }
-    Ok(m)
+    Ok(
+        db::row_counts(c, &["upload", "pfile", "uploadtree_a", "job", "jobqueue"])?
+            .into_iter()
+            .collect(),
+    )
 }
 
 /// Queues an agent's job on `upload` and marks it running, as the scheduler does when it hands
 /// the row to an agent process.
 fn start_job(c: &mut postgres::Client, upload: i32, agent: &str) -> Result<i32> {
-    let job: i32 = c
-        .query_one(
-            "INSERT INTO job (job_name, job_upload_fk, job_user_fk) VALUES ($1, $2, 1) RETURNING job_pk",
-            &[&agent, &upload],
-        )?
-        .get(0);
-    let jq: i32 = c
-        .query_one(
-            "INSERT INTO jobqueue (jq_job_fk, jq_type, jq_args, jq_starttime, jq_host) \
-             VALUES ($1, $2, $3, now(), 'localhost') RETURNING jq_pk",
-            &[&job, &agent, &upload.to_string()],
-        )?
-        .get(0);
-    Ok(jq)
+    Ok(db::jobs::start_agent(c, upload, agent)?)
 }
 
 /// (started, ended) of a queue row.
 fn job_state(c: &mut postgres::Client, jq: i32) -> Result<(bool, bool)> {
-    let r = c
-        .query_opt(
-            "SELECT jq_starttime IS NOT NULL, jq_endtime IS NOT NULL FROM jobqueue WHERE jq_pk = $1",
-            &[&jq],
-        )?
-        .ok_or_else(|| anyhow!("jobqueue row {jq} is gone"))?;
-    Ok((r.get(0), r.get(1)))
+    db::jobs::row_state(c, jq)?.ok_or_else(|| anyhow!("jobqueue row {jq} is gone"))
 }
 
 /// Every regular file under `dir` with its inode.
@@ -502,11 +480,7 @@ fn plug_pull_backup(d: &mut Drill) -> Result<()> {
                 v.is_whole() && v.checked > 0,
                 format!("{} of {} files missing", v.missing.len(), v.checked),
             );
-            let ups: BTreeSet<i32> = c
-                .query("SELECT upload_pk FROM upload", &[])?
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
+            let ups: BTreeSet<i32> = db::uploads::keys(&mut c)?.into_iter().collect();
             d.report.check(
                 "it holds the first uploads and not the later ones",
                 first.iter().all(|u| ups.contains(u)) && later.iter().all(|u| !ups.contains(u)),
@@ -527,7 +501,7 @@ fn plug_pull_backup(d: &mut Drill) -> Result<()> {
         Ok(((), format!("snapshot {newest_name}")))
     })?;
     let mut c = site.connect()?;
-    let n: i64 = c.query_one("SELECT count(*) FROM upload", &[])?.get(0);
+    let n = db::uploads::count(&mut c)?;
     d.report.check(
         "the newest snapshot holds every upload",
         n as usize == first.len() + later.len(),
@@ -792,7 +766,7 @@ fn database_loss(d: &mut Drill) -> Result<()> {
         format!("{} missing", d.report.data_lost.missing.len()),
     );
     let mut c = site.connect()?;
-    let n: i64 = c.query_one("SELECT count(*) FROM upload", &[])?.get(0);
+    let n = db::uploads::count(&mut c)?;
     d.report.check(
         "the database holds the uploads of the backup",
         n as usize == ups.len(),

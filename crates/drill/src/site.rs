@@ -267,12 +267,7 @@ impl DrillSite {
             );
         }
         let mut c = self.connect()?;
-        Ok(
-            c.query("SELECT upload_pk FROM upload ORDER BY upload_pk", &[])?
-                .iter()
-                .map(|r| r.get(0))
-                .collect(),
-        )
+        Ok(holdfast_site::db::uploads::keys(&mut c)?)
     }
 
     /// Imports `archives` as uploads and unpacks them (FOSSology's rows and repository files).
@@ -419,8 +414,8 @@ fn write_init_wrapper(s: &StandIn, site: &Site) -> Result<()> {
     std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o600))?;
     let reset = format!(
         "PGPASSFILE={d}/pgpass PGCONNECT_TIMEOUT=5 psql -X -q -w -h {h} -p {p} -U {u} -d {n} -c \
-         \"UPDATE jobqueue SET jq_starttime = NULL, jq_endtext = 'Restart' WHERE jq_starttime IS NOT NULL AND jq_endtime IS NULL\" \
-         >/dev/null 2>&1 || true",
+         \"{sql}\" >/dev/null 2>&1 || true",
+        sql = holdfast_site::db::jobs::SCHEDULER_RESET_SQL,
         h = db.host(),
         p = db.port(),
         u = db.user(),

@@ -83,14 +83,10 @@ fn census(root: &Path) -> (Vec<(String, u64)>, usize) {
 
 fn counts(site: &holdfast_site::Site) -> anyhow::Result<Vec<(String, i64)>> {
     let mut c = site.connect()?;
-    let mut out = Vec::new();
-    for t in ["pfile", "upload", "uploadtree_a", "job", "jobqueue"] {
-        let n: i64 = c
-            .query_one(format!("SELECT count(*) FROM {t}").as_str(), &[])?
-            .get(0);
-        out.push((t.to_string(), n));
-    }
-    Ok(out)
+    Ok(holdfast_site::db::row_counts(
+        &mut c,
+        &["pfile", "upload", "uploadtree_a", "job", "jobqueue"],
+    )?)
 }
 
 pub fn run(args: Args, _ctx: &Context) -> anyhow::Result<ExitCode> {
