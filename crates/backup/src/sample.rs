@@ -6,8 +6,10 @@
 //! one unpacked child (in `files`), with `pfile`, `upload` and `uploadtree_a` rows (container,
 //! artifact directory, leaf), and a finished `ununpack` job plus a queued `nomos` job.
 
+use holdfast_site::db::uploadtree::{self, TreeTable};
+use holdfast_site::db::{jobs, uploads};
 use holdfast_site::pfile::PfileName;
-use holdfast_site::Site;
+use holdfast_site::{mode, naming, Site};
 use md5::Md5;
 use sha1::{Digest, Sha1};
 use std::io::Read;
@@ -65,6 +67,8 @@ fn store(
 /// Adds one upload per `.gz` file in `sources` to the site (database and repository).
 pub fn populate(site: &Site, sources: &[PathBuf]) -> anyhow::Result<SampleStats> {
     let mut c = site.connect()?;
+    // FOSSology's installer makes `fossy` (its key differs between sites).
+    let user = holdfast_site::users::upload_user(&mut c)?;
     let mut stats = SampleStats::default();
     for src in sources {
         let gold = std::fs::read(src)?;
@@ -83,48 +87,71 @@ pub fn populate(site: &Site, sources: &[PathBuf]) -> anyhow::Result<SampleStats>
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let upload: i32 = tx
-            .query_one(
-                "INSERT INTO upload (upload_filename, user_fk, upload_mode, pfile_fk, upload_origin) \
-                 VALUES ($1, 1, 104, $2, $3) RETURNING upload_pk",
-                &[&fname, &gold_pk, &src.display().to_string()],
-            )?
-            .get(0);
-        let root: i32 = tx
-            .query_one(
-                "INSERT INTO uploadtree_a (parent, realparent, upload_fk, pfile_fk, ufile_mode, lft, rgt, ufile_name) \
-                 VALUES (NULL, NULL, $1, $2, $3, 1, 6, $4) RETURNING uploadtree_pk",
-                &[&upload, &gold_pk, &((1 << 29) | 0o100644), &fname],
-            )?
-            .get(0);
-        let dir: i32 = tx
-            .query_one(
-                "INSERT INTO uploadtree_a (parent, realparent, upload_fk, pfile_fk, ufile_mode, lft, rgt, ufile_name) \
-                 VALUES ($1, $1, $2, 0, $3, 2, 5, 'artifact.dir') RETURNING uploadtree_pk",
-                &[&root, &upload, &((1 << 28) | (1 << 18) | 0o40755)],
-            )?
-            .get(0);
-        let leaf_name = fname.trim_end_matches(".gz").to_string();
-        tx.execute(
-            "INSERT INTO uploadtree_a (parent, realparent, upload_fk, pfile_fk, ufile_mode, lft, rgt, ufile_name) \
-             VALUES ($1, $2, $3, $4, $5, 3, 4, $6)",
-            &[&dir, &root, &upload, &leaf_pk, &0o100644, &leaf_name],
+        let origin = src.display().to_string();
+        let upload = uploads::insert(
+            &mut tx,
+            &uploads::NewUpload {
+                filename: &fname,
+                origin: &origin,
+                pfile: gold_pk,
+                user,
+                mode: mode::UPLOAD_FILE | mode::UPLOAD_UNPACKED | mode::UPLOAD_NESTED,
+            },
         )?;
-        let job: i32 = tx
-            .query_one(
-                "INSERT INTO job (job_name, job_upload_fk, job_user_fk) VALUES ($1, $2, 1) RETURNING job_pk",
-                &[&fname, &upload],
-            )?
-            .get(0);
-        tx.execute(
-            "INSERT INTO jobqueue (jq_job_fk, jq_type, jq_args, jq_starttime, jq_endtime, jq_end_bits, jq_endtext) \
-             VALUES ($1, 'ununpack', $2, now(), now(), 1, 'Completed')",
-            &[&job, &upload.to_string()],
+        // Modes as FOSSology's ununpack gives a compressed file, its artifact folder and
+        // the decompressed file.
+        let masked = |m: u32| (m & mode::MASK_DEFAULT) as i32;
+        let table = TreeTable::default();
+        let row = |parent, realparent, pfile, mode, (lft, rgt), name| uploadtree::NewRow {
+            parent,
+            realparent,
+            upload,
+            pfile,
+            mode,
+            lft,
+            rgt,
+            name,
+        };
+        let root = uploadtree::insert(
+            &mut tx,
+            &table,
+            &row(
+                None,
+                None,
+                gold_pk,
+                mode::BIT_CONTAINER as i32 | masked(mode::REPO_FILE_MODE),
+                (1, 6),
+                &fname,
+            ),
         )?;
-        tx.execute(
-            "INSERT INTO jobqueue (jq_job_fk, jq_type, jq_args) VALUES ($1, 'nomos', $2)",
-            &[&job, &upload.to_string()],
+        let dir = uploadtree::insert(
+            &mut tx,
+            &table,
+            &row(
+                Some(root),
+                Some(root),
+                0,
+                (mode::BIT_CONTAINER | mode::BIT_ARTIFACT) as i32 | masked(mode::UNPACK_DIR_MODE),
+                (2, 5),
+                naming::ARTIFACT_DIR,
+            ),
         )?;
+        uploadtree::insert(
+            &mut tx,
+            &table,
+            &row(
+                Some(dir),
+                Some(root),
+                leaf_pk,
+                (mode::S_IFREG | 0o644) as i32,
+                (3, 4),
+                naming::pack_output_name(&fname),
+            ),
+        )?;
+        let job = jobs::insert_job(&mut tx, &fname, upload, user)?;
+        let args = upload.to_string();
+        jobs::insert_queue_row(&mut tx, job, "ununpack", &args, true)?;
+        jobs::insert_queue_row(&mut tx, job, "nomos", &args, false)?;
         tx.commit()?;
         stats.uploads += 1;
         stats.files += 3;
