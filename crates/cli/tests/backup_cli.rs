@@ -1,20 +1,12 @@
 //! The `holdfast` binary end to end for backup, snapshots, restore, verify and schedule:
 //! exit codes and one-line errors.
 
-use holdfast_sandbox::scratch::ScratchSite;
+mod common;
+
+use common::holdfast;
 use holdfast_sandbox::standin::{Behaviour, StandIn};
 use std::path::Path;
 use std::process::{Command, Output};
-
-fn holdfast(config: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_holdfast"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env_remove("HOLDFAST_CONFIG")
-        .output()
-        .unwrap()
-}
 
 fn stderr_line(o: &Output) -> String {
     let s = String::from_utf8_lossy(&o.stderr).trim().to_string();
@@ -70,8 +62,7 @@ fn schedule_install_writes_the_cron_entry_and_show_prints_it() {
 
 #[test]
 fn backup_snapshots_restore_verify_through_the_binary() {
-    let d = tempfile::tempdir().unwrap();
-    let scratch = ScratchSite::create(&d.path().join("site"), "UTF8").unwrap();
+    let (d, scratch) = common::scratch();
     let sources = holdfast_backup::sample::find_gz(4);
     holdfast_backup::sample::populate(&scratch.site, &sources).unwrap();
     let standin = StandIn::create(

@@ -6,24 +6,15 @@
 //! tmpfs over /run/systemd/journal and /run/log/journal), so they need root, as the rest of
 //! the suite does, and never touch the machine's own journal.
 
-use holdfast_sandbox::scratch::ScratchSite;
+mod common;
+
+use common::holdfast;
 use holdfast_sandbox::standin::{Behaviour, StandIn};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_holdfast");
-
-fn holdfast(config: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env_remove("HOLDFAST_CONFIG")
-        .env_remove("JOURNAL_STREAM")
-        .output()
-        .unwrap()
-}
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -215,8 +206,7 @@ fn installed_units_pass_systemd_analyze_and_replace_the_cron_file() {
 
 #[test]
 fn unattended_runs_quiet_on_success_journal_on_failure_scheduler_restarted() {
-    let d = tempfile::tempdir().unwrap();
-    let scratch = ScratchSite::create(&d.path().join("site"), "UTF8").unwrap();
+    let (d, scratch) = common::scratch();
     let sources = holdfast_backup::sample::find_gz(2);
     holdfast_backup::sample::populate(&scratch.site, &sources).unwrap();
     let standin = StandIn::create(

@@ -3,6 +3,8 @@
 //! PROJECTUSER`/`PROJECTGROUP`) with FOSSology's modes, so FOSSology's agents, running as
 //! that user, can write next to them.
 
+mod common;
+
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
@@ -69,11 +71,9 @@ fn repository_files_belong_to_fossology_whoever_runs_holdfast() {
         "this test gives files away and must run as root (CI does)"
     );
     let (uid, gid) = ensure_fossy();
-    let d = tempfile::tempdir().unwrap();
+    let (d, mut s) = common::scratch();
     // The FOSSology user must reach the repository, as on a real site.
     std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let mut s =
-        holdfast_sandbox::scratch::ScratchSite::create(&d.path().join("site"), "UTF8").unwrap();
     std::fs::set_permissions(&s.root, std::fs::Permissions::from_mode(0o755)).unwrap();
     s.site.fo.project_user = USER.into();
     s.site.fo.project_group = USER.into();
@@ -85,17 +85,16 @@ fn repository_files_belong_to_fossology_whoever_runs_holdfast() {
     nix::unistd::chown(&root, Some(uid.into()), Some(gid.into())).unwrap();
     std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o2770)).unwrap();
 
-    let cfg = d.path().join("holdfast.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[site]\nconf_dir = {:?}\n[backup]\ntarget = {:?}\nlock_file = {:?}\n",
-            s.conf_dir().display().to_string(),
+    let cfg = common::config(
+        &d,
+        &s,
+        "",
+        &format!(
+            "[backup]\ntarget = {:?}\nlock_file = {:?}\n",
             d.path().join("target").display().to_string(),
             d.path().join("lock").display().to_string()
         ),
-    )
-    .unwrap();
+    );
     let src = d.path().join("p");
     std::fs::create_dir_all(src.join("src")).unwrap();
     std::fs::write(src.join("src/a.c"), "int a;\n").unwrap();
@@ -113,12 +112,7 @@ fn repository_files_belong_to_fossology_whoever_runs_holdfast() {
         .unwrap();
     assert!(st.success());
     let hf = |args: &[&str]| {
-        let o = Command::new(env!("CARGO_BIN_EXE_holdfast"))
-            .arg("--config")
-            .arg(&cfg)
-            .args(args)
-            .output()
-            .unwrap();
+        let o = common::holdfast(&cfg, args);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         o
     };

@@ -2,23 +2,16 @@
 //! second: exit code 130, no temporary files left, and the upload's rows marked the way
 //! FOSSology's scheduler marks a failed ununpack agent.
 
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[test]
 fn stop_signals_end_an_upload_within_a_second() {
-    let d = tempfile::tempdir().unwrap();
-    let s = holdfast_sandbox::scratch::ScratchSite::create(&d.path().join("site"), "UTF8").unwrap();
-    let cfg = d.path().join("holdfast.toml");
+    let (d, s) = common::scratch();
     // A generous ratio so the bomb runs long enough to be interrupted.
-    std::fs::write(
-        &cfg,
-        format!(
-            "[site]\nconf_dir = {:?}\n[unpack]\nmax_ratio = 1000000\n",
-            s.conf_dir().display().to_string()
-        ),
-    )
-    .unwrap();
+    let cfg = common::config(&d, &s, "", "[unpack]\nmax_ratio = 1000000\n");
     // 40 members of 50 MB of zeros each: 2 GB from a tar of 2 MB.
     let st = Command::new("sh")
         .arg("-c")
@@ -40,8 +33,7 @@ fn stop_signals_end_an_upload_within_a_second() {
     // Two uploads (SIGTERM, SIGINT), then an unpack of the last one again from its gold.
     let mut last = 0;
     for (sig, cmd) in [("TERM", "upload"), ("INT", "upload"), ("TERM", "unpack")] {
-        let mut hf = Command::new(env!("CARGO_BIN_EXE_holdfast"));
-        hf.arg("--config").arg(&cfg);
+        let mut hf = common::command(&cfg);
         if cmd == "upload" {
             hf.args(["upload", "--json"]).arg(d.path().join("bomb.tar"));
         } else {

@@ -1,21 +1,14 @@
 //! `holdfast upload` and `holdfast unpack --upload N --repo-only` end to end, through the
 //! real binary against a scratch site.
 
+mod common;
+
 use std::process::Command;
 
 #[test]
 fn upload_then_rebuild_files_from_gold() {
-    let d = tempfile::tempdir().unwrap();
-    let s = holdfast_sandbox::scratch::ScratchSite::create(&d.path().join("site"), "UTF8").unwrap();
-    let cfg = d.path().join("holdfast.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[site]\nconf_dir = {:?}\n",
-            s.conf_dir().display().to_string()
-        ),
-    )
-    .unwrap();
+    let (d, s) = common::scratch();
+    let cfg = common::config(&d, &s, "", "");
     let src = d.path().join("p");
     std::fs::create_dir_all(src.join("src")).unwrap();
     std::fs::write(src.join("src/a.c"), "int a;\n").unwrap();
@@ -32,14 +25,7 @@ fn upload_then_rebuild_files_from_gold() {
         .status()
         .unwrap();
     assert!(st.success());
-    let hf = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_holdfast"))
-            .arg("--config")
-            .arg(&cfg)
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let hf = |args: &[&str]| common::holdfast(&cfg, args);
     let out = hf(&["upload", "--json", tgz.to_str().unwrap()]);
     assert!(
         out.status.success(),
@@ -78,17 +64,8 @@ fn upload_then_rebuild_files_from_gold() {
 /// Browse) and that group has admin permission on it; its job is in that group (Show Jobs).
 #[test]
 fn upload_into_a_chosen_folder_and_group() {
-    let d = tempfile::tempdir().unwrap();
-    let s = holdfast_sandbox::scratch::ScratchSite::create(&d.path().join("site"), "UTF8").unwrap();
-    let cfg = d.path().join("holdfast.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[site]\nconf_dir = {:?}\n",
-            s.conf_dir().display().to_string()
-        ),
-    )
-    .unwrap();
+    let (d, s) = common::scratch();
+    let cfg = common::config(&d, &s, "", "");
     let mut c = s.site.connect().unwrap();
     // As FOSSology's UI makes them: a folder under the root folder, a group.
     let folder: i32 = c
@@ -113,14 +90,7 @@ fn upload_into_a_chosen_folder_and_group() {
         .get(0);
     let f = d.path().join("note.txt");
     std::fs::write(&f, "hello\n").unwrap();
-    let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_holdfast"))
-            .arg("--config")
-            .arg(&cfg)
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| common::holdfast(&cfg, args);
     let out = run(&[
         "upload",
         "--json",
