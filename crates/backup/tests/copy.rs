@@ -269,8 +269,10 @@ fn kill_9_anywhere_in_a_copy() {
     let cfg = BackupConfig {
         check_percent: 0.0,
         copy: vec![copy],
+        dump_spool: f.dir.path().join("spool"),
         ..f.cfg.clone()
     };
+    std::fs::create_dir_all(&cfg.dump_spool).unwrap();
     let store = cfg.copy_store(&cfg.copy[0]).unwrap();
     let primary = cfg.store().unwrap();
     let mut rng = rand::rng();
@@ -305,4 +307,18 @@ fn kill_9_anywhere_in_a_copy() {
         assert_whole(store.as_ref());
     }
     assert!(hits >= 2, "most kills landed inside a copy: {hits}/5");
+    // What the killed copies staged (the dump among it) is gone after the next copy.
+    let left: Vec<_> = std::fs::read_dir(&cfg.dump_spool)
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.strip_prefix("holdfast-copy.")
+                .and_then(|r| r.split('.').next())
+                .and_then(|p| p.parse::<u32>().ok())
+                .is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists())
+        })
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "staging left by killed copies: {left:?}");
 }

@@ -177,8 +177,10 @@ pub fn copy_snapshot(
         send = send.len(),
         "copying a snapshot"
     );
+    sweep(spool);
+    // 0700: the dump (every role's password hash) passes through it.
     let staging = tempfile::Builder::new()
-        .prefix("holdfast-copy.")
+        .prefix(&format!("{STAGING}{}.", std::process::id()))
         .tempdir_in(spool)
         .map_err(io(spool))?;
     let local = if chain.len() == 1 {
@@ -297,6 +299,35 @@ pub fn copy_snapshot(
         dump_sent_bytes: dump.sent,
         secs: began.elapsed().as_secs_f64(),
     })
+}
+
+const STAGING: &str = "holdfast-copy.";
+
+/// Removes staging folders a killed copy left in `spool` (the pid in the name is gone).
+fn sweep(spool: &Path) {
+    let Ok(rd) = std::fs::read_dir(spool) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(STAGING)
+            .and_then(|r| r.split('.').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            match std::fs::remove_dir_all(e.path()) {
+                Ok(()) => {
+                    tracing::info!(folder = %e.path().display(), "removed what a killed copy left")
+                }
+                Err(err) => {
+                    tracing::warn!(folder = %e.path().display(), %err, "cannot remove what a killed copy left")
+                }
+            }
+        }
+    }
 }
 
 /// Proves `paths` in the pending snapshot of `dest`; returns the bad ones.
