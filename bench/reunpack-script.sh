@@ -1,47 +1,92 @@
 #!/usr/bin/env bash
 # The baseline for bench/reunpack-scale.sh: the most efficient rebuild an operator could
-# script with standard tools. Extracts every gold file recursively with bsdtar (gzip, bzip2,
-# xz, zstd for bare compressed files), uploads in parallel (one per core); hashes every file
-# with sha1sum and md5sum side by side; then stores each under <sha1>.<md5>.<size> in STORE
-# (three folder levels like FOSSology's repository) in one bulk move: a single perl process
-# makes the folders and renames. No database, no SHA-256, no tree rows, no metadata.
+# script with standard tools, held to the same expansion limits as holdfast's unpacker
+# (`[unpack]` defaults, crates/unpack/src/budget.rs), so it refuses the same bombs.
+#
+# What it does, per gold file (uploads in parallel, one per core):
+# - extracts it recursively with bsdtar (gzip, bzip2, xz, zstd for bare compressed files);
+# - limits, as holdfast's defaults: every file an extraction writes is capped (RLIMIT_FSIZE,
+#   `ulimit -f`) at max(1000 x the container's size, 16 MiB), never more than what the
+#   upload has left of max(1000 x its gold size, 16 MiB) (at most 200 GiB); a file that
+#   reaches the cap is deleted (holdfast skips such a member) and bsdtar stops that archive
+#   there (it cannot go on past a failed write, so the script keeps a little less than
+#   holdfast); containers nested deeper than 32 levels stay plain files; once the upload's
+#   kept bytes pass its budget, no further container of that upload is extracted;
+# then hashes every file with sha1sum and md5sum side by side, and stores each under
+# <sha1>.<md5>.<size> in STORE (three folder levels like FOSSology's repository) in one bulk
+# move: a single perl process makes the folders and renames. No database, no SHA-256, no
+# tree rows, no metadata.
 # Usage: reunpack-script.sh STORE TMP GOLD...
 set -euo pipefail
 store=$1; tmp=$2; shift 2
 mkdir -p "$store" "$tmp"
 jobs=$(nproc)
 
-extract() { # archive dir
-  local a=$1 d=$2
+# holdfast's [unpack] defaults.
+MAX_RATIO=1000
+RATIO_FLOOR=$((16 << 20))
+MAX_EXPANDED=$((200 << 30))
+MAX_DEPTH=32
+
+# Runs an extraction with every file it writes capped at $1 bytes; SIGXFSZ ignored, so a
+# write past the cap fails (EFBIG) instead of killing the tool.
+capped() {
+  local cap=$1; shift
+  ( trap '' XFSZ; ulimit -f $(( (cap + 1023) / 1024 )); "$@" )
+}
+
+extract() { # archive dir depth
+  local a=$1 d=$2 depth=$3
+  [ "$depth" -le "$MAX_DEPTH" ] || return 0
+  [ "$used" -lt "$budget" ] || return 0
+  local size cap
+  size=$(stat -c %s "$a")
+  cap=$(( MAX_RATIO * size )); [ "$cap" -ge "$RATIO_FLOOR" ] || cap=$RATIO_FLOOR
+  [ "$cap" -le $(( budget - used )) ] || cap=$(( budget - used ))
   mkdir -p "$d"
   case "${a##*/}" in
     *.tar|*.tar.*|*.tgz|*.tbz2|*.txz|*.zip|*.jar|*.deb|*.udeb|*.rpm|*.7z|*.iso|*.cpio|*.a)
-      bsdtar -xf "$a" -C "$d" 2>/dev/null || true ;;
-    *.gz)  gzip  -dc "$a" > "$d/$(basename "${a%.gz}")"  2>/dev/null || true ;;
-    *.bz2) bzip2 -dc "$a" > "$d/$(basename "${a%.bz2}")" 2>/dev/null || true ;;
-    *.xz)  xz    -dc "$a" > "$d/$(basename "${a%.xz}")"  2>/dev/null || true ;;
-    *.zst) zstd  -qdc "$a" > "$d/$(basename "${a%.zst}")" 2>/dev/null || true ;;
-    *) return ;;
+      capped "$cap" bsdtar -xf "$a" -C "$d" 2>/dev/null || true ;;
+    *.gz)  capped "$cap" gzip  -dc "$a" > "$d/$(basename "${a%.gz}")"  2>/dev/null || true ;;
+    *.bz2) capped "$cap" bzip2 -dc "$a" > "$d/$(basename "${a%.bz2}")" 2>/dev/null || true ;;
+    *.xz)  capped "$cap" xz --no-sparse -dc "$a" > "$d/$(basename "${a%.xz}")"  2>/dev/null || true ;;
+    *.zst) capped "$cap" zstd  -qdc "$a" > "$d/$(basename "${a%.zst}")" 2>/dev/null || true ;;
+    *) return 0 ;;
   esac
   chmod -R u+rwX "$d"
-  local f files=()
-  mapfile -d '' files < <(find "$d" -type f -print0)
+  local f s files=() sizes=()
+  # Sizes and names of what this extraction wrote (apparent sizes, as holdfast counts).
+  mapfile -d '' files < <(find "$d" -type f -printf '%s %p\0')
   for f in "${files[@]}"; do
+    s=${f%% *}; f=${f#* }
+    if [ "$s" -ge "$cap" ]; then
+      rm -f "$f"; refused=$((refused + 1)); continue
+    fi
+    used=$((used + s))
+    sizes+=("$f")
+  done
+  for f in "${sizes[@]}"; do
     case "${f##*/}" in
       *.asc|*.sig) ;;
       *.tar|*.tar.*|*.tgz|*.tbz2|*.txz|*.zip|*.jar|*.deb|*.udeb|*.rpm|*.7z|*.iso|*.cpio|*.a|*.gz|*.bz2|*.xz|*.zst)
-        extract "$f" "$f.dir" ;;
+        extract "$f" "$f.dir" $((depth + 1)) ;;
     esac
   done
 }
 one() { # n gold
-  local w="$tmp/$1"
+  local w="$tmp/$1" g=$2 gs
   mkdir -p "$w"
-  cp "$2" "$w/"
-  extract "$w/$(basename "$2")" "$w/$(basename "$2").dir"
+  cp "$g" "$w/"
+  gs=$(stat -c %s "$g")
+  budget=$(( MAX_RATIO * gs )); [ "$budget" -ge "$RATIO_FLOOR" ] || budget=$RATIO_FLOOR
+  [ "$budget" -le "$MAX_EXPANDED" ] || budget=$MAX_EXPANDED
+  used=0; refused=0
+  extract "$w/$(basename "$g")" "$w/$(basename "$g").dir" 1
+  [ "$refused" -eq 0 ] || echo "refused $refused files over the expansion cap in ${g##*/}" >&2
+  [ "$used" -lt "$budget" ] || echo "${g##*/}: upload budget of $budget bytes reached" >&2
 }
-export -f extract one
-export tmp
+export -f capped extract one
+export tmp MAX_RATIO RATIO_FLOOR MAX_EXPANDED MAX_DEPTH
 
 t0=$(date +%s.%N)
 n=0
