@@ -407,7 +407,7 @@ _holdfast() {
             return 0
             ;;
         holdfast__subcmd__backup)
-            opts="-v -q -h --target --mode --dry-run --json --config --verbose --quiet --syslog --help"
+            opts="-v -q -h --target --mode --no-precopy --online --dry-run --json --config --verbose --quiet --syslog --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2383,13 +2383,21 @@ _holdfast() {
             return 0
             ;;
         holdfast__subcmd__upload)
-            opts="-v -q -h --slim --ignore-scm --exclude --json --config --verbose --quiet --syslog --help"
+            opts="-v -q -h --slim --ignore-scm --exclude --folder --group --json --config --verbose --quiet --syslog --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --exclude)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --folder)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --group)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

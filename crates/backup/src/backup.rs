@@ -120,6 +120,9 @@ fn run(
     started: chrono::DateTime<Utc>,
     began: Instant,
 ) -> Result<BackupOutcome, BackupError> {
+    if cfg.online {
+        return crate::online::run(site, site_name, cfg, target, client, started, began);
+    }
     let types = cfg.mode.types();
     let mut dirs = site.repo.data_dirs(types);
     for extra in EXTRA_DIRS {
@@ -178,10 +181,24 @@ fn run(
     );
     // rsync: the dump is written here and sent once the scheduler runs again.
     let (mut database, spooled) = if cfg.dump_rsync {
-        let (d, s) = crate::dump::dump_spooled(&site.db, client, cfg, &dump_rel)?;
+        let (d, s) = crate::dump::dump_spooled(
+            &site.db,
+            client,
+            cfg,
+            &dump_rel,
+            crate::dump::Source::Cluster,
+        )?;
         (d, Some(s))
     } else {
-        let mut d = crate::dump::dump(&site.db, client, cfg, target, &plan, &dump_rel)?;
+        let mut d = crate::dump::dump(
+            &site.db,
+            client,
+            cfg,
+            target,
+            &plan,
+            &dump_rel,
+            crate::dump::Source::Cluster,
+        )?;
         d.sent_by = Some("stream".into());
         (d, None)
     };
@@ -305,9 +322,11 @@ fn run(
             precopy_secs,
             downtime_secs: 0.0,
         },
+        online: None,
     };
     // Everything the snapshot holds is on the target: FOSSology may run again while the
     // snapshot is synced, committed and old ones pruned.
+    let was_running = guard.report.was_running;
     let scheduler_restarted = match guard.restart() {
         Ok(()) => true,
         Err(e) => {
@@ -315,14 +334,43 @@ fn run(
             false
         }
     };
-    manifest.timings.downtime_secs = stopped.elapsed().as_secs_f64();
-    tracing::info!(
-        secs = manifest.timings.downtime_secs,
-        "scheduler downtime (stop to start)"
-    );
+    if was_running {
+        manifest.timings.downtime_secs = stopped.elapsed().as_secs_f64();
+        tracing::info!(
+            secs = manifest.timings.downtime_secs,
+            "scheduler downtime (stop to start)"
+        );
+    } else {
+        // The operator had it stopped: this backup cost FOSSology no time.
+        tracing::info!("the scheduler was not running: no downtime");
+    }
+    finish(
+        target,
+        &plan,
+        manifest,
+        spooled,
+        &dump_rel,
+        began,
+        scheduler_restarted,
+        missing,
+    )
+}
+
+/// Sends a spooled dump against the previous snapshot's, then commits the snapshot.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn finish(
+    target: &dyn Store,
+    plan: &Plan,
+    mut manifest: Manifest,
+    spooled: Option<crate::dump::Spooled>,
+    dump_rel: &str,
+    began: Instant,
+    scheduler_restarted: bool,
+    missing: Vec<holdfast_site::db::Reference>,
+) -> Result<BackupOutcome, BackupError> {
     if let Some(spooled) = spooled {
         let t = Instant::now();
-        let sent = target.send_dump(&plan, &spooled.path(), &dump_rel)?;
+        let sent = target.send_dump(plan, &spooled.path(), dump_rel)?;
         let db = &mut manifest.database;
         db.sent_by = Some("rsync".into());
         db.sent_against = sent.against;
@@ -336,7 +384,7 @@ fn run(
         );
     }
     manifest.timings.total_secs = began.elapsed().as_secs_f64();
-    let snapshot = target.commit(&plan, &manifest)?;
+    let snapshot = target.commit(plan, &manifest)?;
     tracing::info!(snapshot = %snapshot, "snapshot committed");
     Ok(BackupOutcome {
         target: target.display(),
@@ -354,7 +402,7 @@ fn run(
 /// snapshot, or in the pool); each damaged one is copied again from the site (`rsync -I`
 /// writes a new file, so the link to the rotten copy is broken) and proved again. Returns
 /// the files that are damaged on the site itself (recorded in the manifest).
-fn heal(
+pub(crate) fn heal(
     site: &Site,
     cfg: &BackupConfig,
     target: &dyn Store,

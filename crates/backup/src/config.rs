@@ -109,8 +109,16 @@ pub struct BackupConfig {
     /// Folder for the dump while it is sent (room for one compressed dump; a private
     /// folder is made in it and removed after).
     pub dump_spool: PathBuf,
-    /// `pg_dumpall` and `psql` programs (must be at least the server's major version).
+    /// Online mode: never stop FOSSology's scheduler. The dump is read from an exported
+    /// PostgreSQL snapshot (`pg_dump --snapshot`, the roles with `pg_dumpall
+    /// --globals-only`) and the repository copied after that point: every file the dump
+    /// names is in the snapshot (or listed as missing); jobs running at that point run again
+    /// after a restore. What it does not promise: see the guide (docs/full-backup.md).
+    pub online: bool,
+    /// `pg_dumpall`, `pg_dump` (online mode) and `psql` programs (at least the server's
+    /// major version).
     pub pg_dumpall: String,
+    pub pg_dump: String,
     pub psql: String,
     /// How `pg_dumpall` and the restore reach PostgreSQL as a superuser
     /// (`[backup.superuser]`; default: the `postgres` OS user over the local socket).
@@ -168,7 +176,9 @@ impl Default for BackupConfig {
             precopy: true,
             dump_rsync: true,
             dump_spool: PathBuf::from("/var/tmp"),
+            online: false,
             pg_dumpall: "pg_dumpall".into(),
+            pg_dump: "pg_dump".into(),
             psql: "psql".into(),
             superuser: SuperuserConfig::default(),
             copy: Vec::new(),

@@ -127,9 +127,10 @@ pub fn dump(
     target: &dyn Store,
     plan: &Plan,
     rel: &str,
+    source: Source,
 ) -> Result<DumpInfo, BackupError> {
     let sink = target.create_dump(plan, rel)?;
-    write_dump(db, client, cfg, sink, rel)
+    write_dump(db, client, cfg, sink, rel, source)
 }
 
 /// A dump written on the FOSSology server, to be sent to the target with rsync.
@@ -146,6 +147,7 @@ pub fn dump_spooled(
     client: &mut postgres::Client,
     cfg: &BackupConfig,
     rel: &str,
+    source: Source,
 ) -> Result<(DumpInfo, Spooled), BackupError> {
     let spool = cfg.dump_spool.display().to_string();
     sweep_spool(&cfg.dump_spool);
@@ -180,6 +182,7 @@ pub fn dump_spooled(
             path.display().to_string(),
         )),
         rel,
+        source,
     )?;
     Ok((info, Spooled { dir, name }))
 }
@@ -221,30 +224,37 @@ impl Spooled {
     }
 }
 
-fn write_dump(
-    db: &DbConf,
-    client: &mut postgres::Client,
-    cfg: &BackupConfig,
-    sink: Box<dyn Upload>,
+/// What the dump is read from.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    /// `pg_dumpall`: the whole cluster at one moment (the scheduler stopped).
+    Cluster,
+    /// An exported snapshot (`pg_export_snapshot()` in a transaction the caller holds open):
+    /// the roles (`pg_dumpall --globals-only`) and the site database as of that snapshot
+    /// (`pg_dump --create --snapshot`), written as `pg_dumpall` writes them, so a restore
+    /// reads both alike.
+    Snapshot(&'a str),
+}
+
+/// Runs one PostgreSQL tool (`tool`, as the program `program`) as the superuser and copies
+/// its output into `w`.
+fn pump(
+    su: &crate::superuser::Superuser,
+    tool: &str,
+    program: &str,
+    args: &[&str],
+    w: &mut dyn Write,
+    raw: &mut u64,
     rel: &str,
-) -> Result<DumpInfo, BackupError> {
-    let (encoding, collate, ctype, owner) =
-        database_facts(client).map_err(|e| BackupError::Db {
-            what: format!("read the encoding of database {}", db.dbname()),
-            source: e,
-        })?;
-    // pg_dumpall reads pg_authid: it runs as a superuser, not as FOSSology's role.
-    let su = cfg.superuser(db)?;
-    tracing::info!(superuser = %su.describe(), "dumping the database cluster");
-    let (mut cmd, _env) = su.command(&cfg.pg_dumpall, &["-l", db.dbname()])?;
+) -> Result<(), BackupError> {
+    let (mut cmd, _env) = su.command(program, args)?;
     holdfast_core::child::tie_to_parent(&mut cmd);
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| {
         BackupError::Dump(format!(
-            "cannot run {}: {e} (install postgresql-client, or set backup.pg_dumpall)",
-            cfg.pg_dumpall
+            "cannot run {program}: {e} (install postgresql-client, or set backup.{tool})"
         ))
     })?;
     let mut out = child.stdout.take().expect("piped");
@@ -254,32 +264,106 @@ fn write_dump(
         let _ = err.read_to_string(&mut s);
         s
     });
+    let mut buf = vec![0u8; 1 << 20];
+    let copied = (|| loop {
+        if holdfast_core::interrupt::requested() {
+            return Err(BackupError::Interrupted);
+        }
+        let n = out.read(&mut buf).map_err(io_err(program))?;
+        if n == 0 {
+            return Ok(());
+        }
+        w.write_all(&buf[..n]).map_err(io_err(rel))?;
+        *raw += n as u64;
+    })();
+    if let Err(e) = copied {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(e);
+    }
+    let status = child.wait().map_err(io_err(program))?;
+    let stderr = errs.join().unwrap_or_default();
+    if !status.success() {
+        return Err(BackupError::Dump(format!(
+            "{tool} failed ({status}) connecting {}: {}{}",
+            su.describe(),
+            stderr.lines().next().unwrap_or("").trim(),
+            su.hint()
+        )));
+    }
+    Ok(())
+}
+
+fn write_dump(
+    db: &DbConf,
+    client: &mut postgres::Client,
+    cfg: &BackupConfig,
+    sink: Box<dyn Upload>,
+    rel: &str,
+    source: Source,
+) -> Result<DumpInfo, BackupError> {
+    let (encoding, collate, ctype, owner) =
+        database_facts(client).map_err(|e| BackupError::Db {
+            what: format!("read the encoding of database {}", db.dbname()),
+            source: e,
+        })?;
+    // pg_dumpall reads pg_authid: it runs as a superuser, not as FOSSology's role.
+    let su = cfg.superuser(db)?;
+    tracing::info!(superuser = %su.describe(), ?source, "dumping the database");
     let tee = Tee {
         inner: sink,
         hash: Sha256::new(),
         bytes: 0,
     };
     let mut raw = 0u64;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut copy = |w: &mut dyn Write, raw: &mut u64| -> Result<(), BackupError> {
-        loop {
-            if holdfast_core::interrupt::requested() {
-                return Err(BackupError::Interrupted);
+    let dbname = db.dbname();
+    let body = |w: &mut dyn Write, raw: &mut u64| -> Result<(), BackupError> {
+        match source {
+            Source::Cluster => pump(
+                &su,
+                "pg_dumpall",
+                &cfg.pg_dumpall,
+                &["-l", dbname],
+                w,
+                raw,
+                rel,
+            ),
+            Source::Snapshot(id) => {
+                pump(
+                    &su,
+                    "pg_dumpall",
+                    &cfg.pg_dumpall,
+                    &["--globals-only", "-l", dbname],
+                    w,
+                    raw,
+                    rel,
+                )?;
+                // pg_dumpall's own header before each database's part.
+                let head = format!(
+                    "\n--\n-- Database \"{}\" dump\n--\n\n",
+                    dbname.replace('"', "\"\"")
+                );
+                w.write_all(head.as_bytes()).map_err(io_err(rel))?;
+                *raw += head.len() as u64;
+                let snapshot = format!("--snapshot={id}");
+                pump(
+                    &su,
+                    "pg_dump",
+                    &cfg.pg_dump,
+                    &["--create", &snapshot, "-d", dbname],
+                    w,
+                    raw,
+                    rel,
+                )
             }
-            let n = out.read(&mut buf).map_err(io_err("pg_dumpall output"))?;
-            if n == 0 {
-                return Ok(());
-            }
-            w.write_all(&buf[..n]).map_err(io_err(rel))?;
-            *raw += n as u64;
         }
     };
-    let result = match cfg.compression {
+    let tee = match cfg.compression {
         Compression::Gzip => {
             let level = cfg.compression_level.unwrap_or(6).clamp(0, 9) as u32;
             let enc = flate2::write::GzEncoder::new(tee, flate2::Compression::new(level));
             let mut enc = Rsyncable::new(enc);
-            copy(&mut enc, &mut raw)
+            body(&mut enc, &mut raw)
                 .and_then(|_| enc.finish().map_err(io_err(rel)))
                 .and_then(|e| e.finish().map_err(io_err(rel)))
         }
@@ -287,29 +371,11 @@ fn write_dump(
             let level = cfg.compression_level.unwrap_or(3);
             let enc = zstd::Encoder::new(tee, level).map_err(io_err(rel))?;
             let mut enc = Rsyncable::new(enc);
-            copy(&mut enc, &mut raw)
+            body(&mut enc, &mut raw)
                 .and_then(|_| enc.finish().map_err(io_err(rel)))
                 .and_then(|e| e.finish().map_err(io_err(rel)))
         }
-    };
-    let tee = match result {
-        Ok(t) => t,
-        Err(e) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(e);
-        }
-    };
-    let status = child.wait().map_err(io_err("pg_dumpall"))?;
-    let stderr = errs.join().unwrap_or_default();
-    if !status.success() {
-        return Err(BackupError::Dump(format!(
-            "pg_dumpall failed ({status}) connecting {}: {}{}",
-            su.describe(),
-            stderr.lines().next().unwrap_or("").trim(),
-            su.hint()
-        )));
-    }
+    }?;
     let Tee { inner, hash, bytes } = tee;
     inner.finish()?;
     Ok(DumpInfo {

@@ -15,6 +15,7 @@ pub mod content;
 pub mod copy;
 pub mod dump;
 pub mod lock;
+pub mod online;
 pub mod precopy;
 pub mod restore;
 pub mod sample;

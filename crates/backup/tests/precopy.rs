@@ -112,6 +112,12 @@ fn files_written_and_deleted_during_the_precopy_are_settled_by_the_delta_pass() 
     assert_eq!(t.precopy_secs, 0.0);
     assert!(t.downtime_secs >= t.quiesce_secs + t.dump_secs + t.copy_secs);
     assert!(out.missing.iter().any(|m| gold.ends_with(&m.name)));
+
+    // The operator had the scheduler stopped: the backup cost FOSSology no time.
+    f.standin.kill_all();
+    let out = backup(&site, "s", &f.sched, &f.cfg).unwrap();
+    assert_eq!(out.manifest.timings.downtime_secs, 0.0);
+    assert!(!f.standin.is_running(), "a stopped scheduler stays stopped");
 }
 
 #[test]

@@ -422,6 +422,10 @@ fn first_run_sample_config_completions_and_man_page() {
     for key in [
         "# [backup]",
         "# schedule = \"02:30\"",
+        "# precopy = true",
+        "# dump_rsync = true",
+        "# dump_spool = \"/var/tmp\"",
+        "# online = false",
         "# [web]",
         "# listen = \"127.0.0.1:8340\"",
         "# [schedule]",

@@ -8,6 +8,7 @@
 //! scheduler and its agents, for machines where FOSSology itself cannot run (the only part of
 //! FOSSology the tests stand in for). The FOSSology model itself is `holdfast-site`.
 
+pub mod busy;
 pub mod cluster;
 pub mod scratch;
 pub mod standin;

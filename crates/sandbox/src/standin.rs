@@ -60,7 +60,11 @@ impl StandIn {
         let scheduler_name = format!("fo_sched_{tag}");
         let agent_name = format!("nomos_{tag}");
         let d = dir.display();
-        let agent = "#!/bin/bash\ntrap 'exit 0' TERM\nwhile true; do sleep 0.2; done\n".to_string();
+        // An agent idles, or does the work in `work.sh` when there is one (see `set_work`);
+        // a stop request ends it after its unit of work, as FOSSology's agents finish their job.
+        let agent = format!(
+            "#!/bin/bash\nstop=''\ntrap 'stop=1' TERM\nwhile [ -z \"$stop\" ]; do\n  [ -r {d}/work.sh ] && . {d}/work.sh\n  sleep 0.2 & wait $!\ndone\nexit 0\n"
+        );
         write_exec(&dir.join(&agent_name), &agent)?;
         let (on_term, on_quit) = if b.refuse_stop {
             ("trap '' TERM".to_string(), "trap '' QUIT".to_string())
@@ -249,6 +253,19 @@ esac
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
         Err(std::io::Error::other("stand-in scheduler did not start"))
+    }
+
+    /// Makes the agents busy: each sources `script` (bash) once per unit of work, from now
+    /// on, until the scheduler stops them (see [`crate::busy`]).
+    pub fn set_work(&self, script: &str) -> std::io::Result<()> {
+        let tmp = self.dir.join("work.sh.tmp");
+        std::fs::write(&tmp, script)?;
+        std::fs::rename(tmp, self.dir.join("work.sh"))
+    }
+
+    /// Makes the agents idle again.
+    pub fn clear_work(&self) {
+        let _ = std::fs::remove_file(self.dir.join("work.sh"));
     }
 
     /// How many times the scheduler was started.

@@ -35,6 +35,10 @@ pub struct Manifest {
     /// On a copy (`[[backup.copy]]`): where the snapshot was copied from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub copied: Option<CopyInfo>,
+    /// Online mode (the scheduler never stopped): the snapshot point and what was done to
+    /// make the copy match it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub online: Option<OnlineInfo>,
 }
 
 /// Where a copy's snapshot came from.
@@ -45,6 +49,28 @@ pub struct CopyInfo {
     /// The snapshot's name there.
     pub snapshot: String,
     pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct OnlineInfo {
+    /// When the database snapshot was taken (the server's clock): the dump is the database
+    /// as of that moment.
+    pub snapshot_at: DateTime<Utc>,
+    /// Jobs an agent was running at that moment. The dump has them started and not ended,
+    /// as a stop cuts jobs off: FOSSology's scheduler runs them again after a restore
+    /// (`--reset`).
+    pub running: Vec<QueueRow>,
+    /// Files the dump names that were deleted from the repository before the copy reached
+    /// them, taken from an earlier snapshot instead (repository-relative).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub from_earlier: Vec<String>,
+    /// Files caught half-written by the copy (their size or hashes did not match their
+    /// name) and copied again once whole.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recopied: Vec<String>,
+    /// Files caught half-written that were still not whole: left out of the snapshot.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

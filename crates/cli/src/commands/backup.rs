@@ -16,8 +16,13 @@ left, using FOSSology's kill path only after scheduler.stop_timeout_secs; dumps 
 with pg_dumpall through gzip/zstd; copies only what changed since the first copy; starts the \
 scheduler again (on every way out, if it was running before); sends the dump with rsync \
 against the previous snapshot's dump; writes the manifest and makes the snapshot visible. \
---no-precopy (backup.precopy = false) keeps the scheduler stopped for the whole copy. Files \
-the database names but the repository lacks are listed and make the run exit 1.\n\n\
+--no-precopy (backup.precopy = false) keeps the scheduler stopped for the whole copy. \
+--online (backup.online = true) never stops it: the dump is read from an exported PostgreSQL \
+snapshot (pg_dump --snapshot, roles with pg_dumpall --globals-only) and the repository copied \
+after that point (files caught half-written are copied again, files the dump names that were \
+deleted since are taken from an earlier snapshot; jobs running at that point run again after a \
+restore). Files the database names but the repository lacks are listed and make the run exit \
+1.\n\n\
 The target (backup.target) is a local folder or ssh://user@host[:port]/path. Old snapshots \
 beyond backup.keep are removed; --dry-run shows the plan and changes nothing."
 )]
@@ -29,8 +34,11 @@ pub struct Args {
     #[arg(long, value_parser = ["full", "gold"])]
     pub mode: Option<String>,
     /// Keep the scheduler stopped for the whole repository copy (no copy while FOSSology runs).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "online")]
     pub no_precopy: bool,
+    /// Never stop the scheduler: dump from a database snapshot, copy the repository after it.
+    #[arg(long)]
+    pub online: bool,
     /// Show what would be copied where and which snapshots would be removed; change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -95,6 +103,10 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     }
     if args.no_precopy {
         cfg.precopy = false;
+        cfg.online = false;
+    }
+    if args.online {
+        cfg.online = true;
     }
     let name = site_name(ctx);
     if args.dry_run {
@@ -130,7 +142,9 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         );
         println!(
             "  repository copied {}",
-            if cfg.precopy {
+            if cfg.online {
+                "after a database snapshot, the scheduler never stopped (online mode)"
+            } else if cfg.precopy {
                 "while FOSSology runs, then what changed with the scheduler stopped"
             } else {
                 "with the scheduler stopped"
@@ -198,8 +212,8 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         r.snapshot = Some(out.snapshot.clone());
         r.bytes = Some(m.repository.bytes + m.database.bytes);
         r.files = Some(m.repository.files as u64);
-        // The scheduler is stopped from the run's first step to its last.
-        r.scheduler_down_secs = Some(m.timings.total_secs);
+        // Stop to start (0 in online mode, and when the operator had it stopped).
+        r.scheduler_down_secs = Some(m.timings.downtime_secs);
     });
     if args.json {
         println!("{}", serde_json::to_string_pretty(&out)?);

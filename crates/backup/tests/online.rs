@@ -1,0 +1,236 @@
+//! Online mode: the scheduler is never stopped; the dump comes from an exported snapshot and
+//! the repository copy is made to match it. And the busy drill: with agents writing and
+//! deleting files and rows all through the backup, every mode restores to a whole site.
+
+mod common;
+
+use common::*;
+use holdfast_backup::{backup, RestoreOptions};
+use holdfast_sandbox::standin::Behaviour;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// A folder the PostgreSQL tools' OS user may use too (they run as `postgres` under root).
+fn shared_dir(f: &Fixture, name: &str) -> PathBuf {
+    let d = f.dir.path().join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    // The test's folder may be entered (not written: the lock file lives there).
+    std::fs::set_permissions(f.dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
+    d
+}
+
+/// A `pg_dump` that, once the real one has read the snapshot, lets the test act (the
+/// site changing after the snapshot point, before the copy) and waits until it has.
+fn pg_dump_hook(dir: &Path) -> String {
+    let real = String::from_utf8(
+        std::process::Command::new("sh")
+            .args(["-c", "command -v pg_dump"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let hook = dir.join("pg_dump");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\n{} \"$@\" || exit $?\ntouch {d}/dumped\nfor i in $(seq 1 100); do [ -e {d}/go ] && exit 0; sleep 0.1; done\nexit 1\n",
+            real.trim(),
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    hook.display().to_string()
+}
+
+fn wait_for(path: &Path, gave_up: impl Fn() -> bool) {
+    let until = Instant::now() + Duration::from_secs(60);
+    while !path.exists() {
+        assert!(Instant::now() < until, "{} never appeared", path.display());
+        if gave_up() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn restore_into(
+    f: &Fixture,
+    cfg: &holdfast_backup::BackupConfig,
+    name: &str,
+) -> holdfast_backup::RestoreOutcome {
+    let opts = RestoreOptions {
+        scratch: Some(f.dir.path().join(name)),
+        dbname: Some(format!("restored_{name}")),
+        ..Default::default()
+    };
+    holdfast_backup::restore(f.site(), &f.sched, cfg, &Default::default(), &opts).unwrap()
+}
+
+#[test]
+fn online_backup_matches_its_snapshot_without_stopping_the_scheduler() {
+    let f = fixture(2, Behaviour::default(), 30);
+    let site = f.site().clone();
+    let root = site.repo.root.clone();
+    let mut cfg = f.cfg.clone();
+    cfg.online = true;
+    let first = backup(&site, "s", &f.sched, &cfg).unwrap();
+    assert!(first.missing.is_empty(), "{:?}", first.missing);
+    assert!(first.manifest.online.is_some());
+
+    // An agent at work when the next snapshot is taken.
+    let mut c = site.connect().unwrap();
+    let running: i32 = c
+        .query_one(
+            "WITH j AS (INSERT INTO job (job_name, job_upload_fk, job_user_fk) VALUES ('x', 1, 1) RETURNING job_pk) \
+             INSERT INTO jobqueue (jq_job_fk, jq_type, jq_args, jq_starttime) SELECT job_pk, 'nomos', '1', now() FROM j RETURNING jq_pk",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+
+    // After the snapshot point, before the copy: the delete agent removes an upload's gold
+    // (its rows, in the dump, still name it), and an agent has half written a new file.
+    let (old, _) = tree(&root);
+    let gold = old.keys().find(|p| p.contains("/gold/")).unwrap().clone();
+    let half = Path::new(&gold)
+        .parent()
+        .unwrap()
+        .join("eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee.eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee.1000")
+        .display()
+        .to_string();
+    let hooks = shared_dir(&f, "hooks");
+    cfg.pg_dump = pg_dump_hook(&hooks);
+    let out = std::thread::scope(|s| {
+        let run = s.spawn(|| backup(&site, "s", &f.sched, &cfg));
+        wait_for(&hooks.join("dumped"), || run.is_finished());
+        if run.is_finished() {
+            panic!("{:?}", run.join().unwrap().err());
+        }
+        std::fs::remove_file(root.join(&gold)).unwrap();
+        std::fs::write(root.join(&half), vec![b'x'; 500]).unwrap();
+        std::fs::write(hooks.join("go"), "").unwrap();
+        run.join().unwrap().unwrap()
+    });
+
+    // The scheduler was never asked to stop, nor started again.
+    assert!(
+        f.standin.requests().is_empty(),
+        "{:?}",
+        f.standin.requests()
+    );
+    assert_eq!(f.standin.starts(), 1);
+    assert!(f.standin.is_running());
+    let m = &out.manifest;
+    assert_eq!(m.timings.downtime_secs, 0.0);
+    assert_eq!(m.timings.quiesce_secs, 0.0);
+    let online = m.online.as_ref().unwrap();
+    assert_eq!(online.from_earlier, vec![gold.clone()]);
+    assert!(online.left_out.contains(&half), "{online:?}");
+    assert!(online.running.iter().any(|r| r.jq_pk == running));
+    assert!(out.missing.is_empty(), "{:?}", out.missing);
+    let snap = f.target_dir().join("current/repository");
+    assert!(
+        snap.join(&gold).is_file(),
+        "deleted gold taken from the earlier snapshot"
+    );
+    assert!(!snap.join(&half).exists(), "half-written file left out");
+
+    // The snapshot restores whole; the job cut off at the snapshot point is not ended in
+    // the restored queue, so FOSSology's scheduler (--reset) runs it again.
+    let r = restore_into(&f, &cfg, "online");
+    assert!(r.is_whole(), "{:?} {:?}", r.verify.missing, r.damaged);
+    assert!(r.repo_root.join(&gold).is_file());
+    let restored = holdfast_site::Site::open(Some(r.conf_dir.as_path())).unwrap();
+    let mut rc = restored.connect().unwrap();
+    let row = rc
+        .query_one(
+            "SELECT jq_starttime IS NOT NULL, jq_endtime IS NULL FROM jobqueue WHERE jq_pk = $1",
+            &[&running],
+        )
+        .unwrap();
+    assert_eq!((row.get::<_, bool>(0), row.get::<_, bool>(1)), (true, true));
+    let cut: Vec<i32> = holdfast_site::db::unfinished_jobs(&mut rc)
+        .unwrap()
+        .iter()
+        .map(|r| r.jq_pk)
+        .collect();
+    assert!(cut.contains(&running));
+    // The roles came with the dump: the restored database is owned as the site's is.
+    assert_eq!(m.database.owner, "fossy");
+}
+
+fn busy_uploads(site: &holdfast_site::Site) -> i64 {
+    site.connect()
+        .unwrap()
+        .query_one(
+            "SELECT count(*) FROM upload WHERE upload_origin = 'busy' AND pfile_fk IS NOT NULL",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+}
+
+#[test]
+fn every_mode_restores_whole_while_agents_write_and_delete() {
+    let f = fixture(2, Behaviour::default(), 30);
+    let site = f.site().clone();
+    let work = holdfast_sandbox::busy::work_script(&site, &f.standin.dir).unwrap();
+    f.standin.set_work(&work).unwrap();
+    // Busy enough that uploads are deleted as well as added.
+    let until = Instant::now() + Duration::from_secs(60);
+    while busy_uploads(&site) < 5 {
+        assert!(Instant::now() < until, "the busy agents made no uploads");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let modes: [(&str, bool, bool); 3] = [
+        ("stopped", false, false),
+        ("precopy", true, false),
+        ("online", true, true),
+    ];
+    for (name, precopy, online) in modes {
+        let mut cfg = f.cfg.clone();
+        cfg.precopy = precopy;
+        cfg.online = online;
+        let requests = f.standin.requests().len();
+        let out = backup(&site, "s", &f.sched, &cfg).unwrap();
+        assert!(out.scheduler_restarted);
+        assert!(out.missing.is_empty(), "{name}: {:?}", out.missing);
+        let m = &out.manifest;
+        eprintln!(
+            "{name}: {} files, downtime {:.2} s, total {:.2} s, online {:?}",
+            m.repository.files,
+            m.timings.downtime_secs,
+            m.timings.total_secs,
+            m.online
+                .as_ref()
+                .map(|o| (o.running.len(), &o.from_earlier, &o.recopied, &o.left_out))
+        );
+        if online {
+            assert_eq!(
+                f.standin.requests().len(),
+                requests,
+                "online mode stopped the scheduler"
+            );
+            assert_eq!(m.timings.downtime_secs, 0.0);
+        } else {
+            assert!(m.timings.downtime_secs > 0.0, "{name}");
+        }
+        let r = restore_into(&f, &cfg, name);
+        assert!(
+            r.is_whole(),
+            "{name}: missing {:?}, damaged {:?}",
+            r.verify.missing,
+            r.damaged
+        );
+        // The snapshot holds the busy agents' work, not just the quiet uploads.
+        let restored = holdfast_site::Site::open(Some(r.conf_dir.as_path())).unwrap();
+        assert!(busy_uploads(&restored) > 0, "{name}");
+        // The agents are still at it.
+        assert!(f.standin.is_running(), "{name}");
+    }
+    f.standin.clear_work();
+}
