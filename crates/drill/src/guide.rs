@@ -44,6 +44,10 @@ pub const PAGES: &[(&str, &str)] = &[
         "disaster-recovery/agent-storage-loss.md",
         include_str!("../../../docs/disaster-recovery/agent-storage-loss.md"),
     ),
+    (
+        "disaster-recovery/busy-backup.md",
+        include_str!("../../../docs/disaster-recovery/busy-backup.md"),
+    ),
 ];
 
 /// The text of an embedded page, e.g. `disaster-recovery/total-loss.md`.

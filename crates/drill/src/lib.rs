@@ -12,6 +12,7 @@
 //! a production site lives were not touched.
 
 pub mod archives;
+mod busy;
 pub mod guard;
 pub mod guide;
 mod job;
@@ -45,16 +46,20 @@ pub enum Scenario {
     DatabaseLoss,
     /// One repository host folder (one disk) lost with an agent's running job.
     AgentStorageLoss,
+    /// Backups of every kind (stop, pre-copy, online) while agents write and delete: each
+    /// snapshot must restore whole.
+    BusyBackup,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 7] = [
         Scenario::PlugPullBackup,
         Scenario::PlugPullJob,
         Scenario::TotalLoss,
         Scenario::SiteAndBackupLoss,
         Scenario::DatabaseLoss,
         Scenario::AgentStorageLoss,
+        Scenario::BusyBackup,
     ];
 
     pub fn name(self) -> &'static str {
@@ -65,6 +70,7 @@ impl Scenario {
             Scenario::SiteAndBackupLoss => "site-and-backup-loss",
             Scenario::DatabaseLoss => "database-loss",
             Scenario::AgentStorageLoss => "agent-storage-loss",
+            Scenario::BusyBackup => "busy-backup",
         }
     }
 
@@ -96,7 +102,7 @@ impl std::str::FromStr for Scenario {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DrillError {
-    #[error("unknown drill scenario {0:?} (one of: plug-pull-backup, plug-pull-job, total-loss, site-and-backup-loss, database-loss, agent-storage-loss)")]
+    #[error("unknown drill scenario {0:?} (one of: plug-pull-backup, plug-pull-job, total-loss, site-and-backup-loss, database-loss, agent-storage-loss, busy-backup)")]
     UnknownScenario(String),
     #[error("scratch folder {path}: {why}")]
     Scratch { path: String, why: String },

@@ -1,4 +1,4 @@
-//! The five scenarios. Each one builds its site, takes the backups it needs, breaks the site,
+//! The scenarios (busy-backup lives in `busy`). Each one builds its site, takes the backups it needs, breaks the site,
 //! then recovers by running the commands of its guide page, and checks the result against
 //! what it knew before the disaster. Checks go into the report; only a drill that cannot be
 //! set up at all returns an error.
@@ -51,6 +51,7 @@ pub(crate) fn run(
         Scenario::SiteAndBackupLoss => site_and_backup_loss(&mut d),
         Scenario::DatabaseLoss => database_loss(&mut d),
         Scenario::AgentStorageLoss => agent_storage_loss(&mut d),
+        Scenario::BusyBackup => crate::busy::busy_backup(&mut d),
     }
 }
 
@@ -277,7 +278,7 @@ fn tail(s: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join(" | ")
 }
 
-fn target_of(site: &DrillSite) -> Result<Target> {
+pub(crate) fn target_of(site: &DrillSite) -> Result<Target> {
     let ssh = match &site.ssh {
         Some(s) => SshOptions {
             identity: Some(s.identity.clone()),
@@ -288,7 +289,7 @@ fn target_of(site: &DrillSite) -> Result<Target> {
     Ok(Target::parse(&site.target, ssh)?)
 }
 
-fn latest(site: &DrillSite) -> Result<holdfast_store::Snapshot> {
+pub(crate) fn latest(site: &DrillSite) -> Result<holdfast_store::Snapshot> {
     Ok(holdfast_store::layout::find(&target_of(site)?, None)?)
 }
 

@@ -380,3 +380,17 @@ fn agent_storage_loss_from_a_gold_only_backup() {
         r.to_text()
     );
 }
+
+#[test]
+fn busy_backup_every_kind_restores_whole() {
+    let t = tempfile::tempdir().unwrap();
+    let r = holdfast_drill::run(Scenario::BusyBackup, &options(t.path())).unwrap();
+    assert_passed(
+        &r,
+        &[
+            "the online backup never stopped the scheduler",
+            "three snapshots taken",
+            "every command of disaster-recovery/busy-backup.md succeeded",
+        ],
+    );
+}
