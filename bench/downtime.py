@@ -3,14 +3,14 @@
 a busy FOSSology stand-in (agents adding and deleting uploads, files and rows, all through
 the backups).
 
-The repository is built from real archives the way FOSSology stores uploads (bench/backup.py's
-`upload`: each archive is a gold file, every member it unpacks to a file in files/), with
-pfile/upload/uploadtree rows naming every file, in a scratch PostgreSQL cluster holding
-FOSSology's schema. The stand-in scheduler (holdfast-sandbox, example `busy_standin`) runs
+The site is bench/dataset.py's "whole" site when it has been built (copied first), else one
+built here the same way: real Debian source packages (DATA/src) unpacked by `holdfast upload`
+into a scratch PostgreSQL cluster holding FOSSology's schema, until the repository holds
+--max-bytes (1.6 GB). The stand-in scheduler (holdfast-sandbox, example `busy_standin`) runs
 two agents that add an upload (job row running, files written in two halves, then rows) and
 delete the oldest busy upload (files first, then rows) in a loop.
 
-Each "night": a new upload of real files arrives (one held-back archive), then one
+Each "night": a new upload arrives (a held-back source package), then one
 `holdfast backup` per mode, interleaved, each to its own target so each builds on its own
 previous night (rolling layout, hard links). The first night of each mode (the initial full
 copy) is reported apart. Prints, per mode, the medians over the nights of: scheduler downtime
@@ -18,71 +18,60 @@ copy) is reported apart. Prints, per mode, the medians over the nights of: sched
 (pre-copy), downtime = 0 (online). Warm caches (the site's pages stay cached, as on a busy
 server); the load (`uptime`) is printed with the results.
 
-Usage: bench/downtime.py [--work DIR] [--archives DIR] [--max-bytes 1.6G] [--nights 3]
-                         [--holdfast target/release/holdfast]
+Usage: bench/downtime.py [--work DIR] [--max-bytes 1.6e9] [--nights 3] [--holdfast BIN]
 Run as root (PostgreSQL runs as the postgres user).
 """
 import argparse, json, os, shutil, statistics, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import importlib.util
+import dataset  # noqa: E402
 
-spec = importlib.util.spec_from_file_location("bbackup", os.path.join(os.path.dirname(os.path.abspath(__file__)), "backup.py"))
-bb = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(bb)
-ROOT = bb.ROOT
+ROOT = dataset.ROOT
 
 MODES = [("stop-for-everything", ["--no-precopy"]), ("pre-copy", []), ("online", ["--online"])]
 
 
-def archives_under(d):
-    out = []
-    for dirpath, _, fs in os.walk(d):
-        for f in fs:
-            if any(f.endswith(x) for x in (".tar.gz", ".tar.xz", ".tar.bz2", ".tgz", ".deb", ".zip")):
-                out.append(os.path.join(dirpath, f))
-    return sorted(out)
-
-
-def add_rows(site, repo, upload_name):
-    """pfile rows for every repository file no row names yet, and one upload whose tree
-    names them (the gold files as its roots)."""
-    psql = ["psql", "-X", "-q", "-At", "-h", "127.0.0.1", "-p", str(site.port), "-U", "fossy", "-d", "fossology"]
-    env = dict(os.environ, PGPASSWORD="fossy")
-    known = set(subprocess.run(psql + ["-c", "SELECT lower(pfile_sha1)||'.'||lower(pfile_md5)||'.'||pfile_size FROM pfile"],
-                               env=env, capture_output=True, text=True, check=True).stdout.split())
-    rows = []
-    for kind in ("files",):
-        for d, _, fs in os.walk(os.path.join(repo, "localhost", kind)):
-            for f in fs:
-                if f not in known:
-                    s, m, z = f.split(".")
-                    rows.append((s.upper(), m.upper(), z))
-    if not rows:
-        return 0
-    data = "".join(f"{s}\t{m}\t{z}\n" for s, m, z in rows)
-    sql = (
-        "BEGIN;"
-        "CREATE TEMP TABLE n (s text, m text, z int8);"
-        "\\copy n FROM STDIN\n"
-    )
-    script = sql + data + "\\.\n" + (
-        "INSERT INTO pfile (pfile_sha1, pfile_md5, pfile_size) SELECT s, m, z FROM n;"
-        f"WITH u AS (INSERT INTO upload (upload_filename, user_fk, upload_mode, upload_origin) VALUES ('{upload_name}', 1, 104, 'bench') RETURNING upload_pk) "
-        "INSERT INTO uploadtree_a (upload_fk, pfile_fk, ufile_mode, lft, rgt, ufile_name) "
-        "SELECT u.upload_pk, p.pfile_pk, 33188, 2*row_number() OVER (), 2*row_number() OVER () + 1, 'f' "
-        "FROM u, n JOIN pfile p ON p.pfile_sha1 = n.s AND p.pfile_md5 = n.m AND p.pfile_size = n.z;"
-        "COMMIT;\n"
-    )
-    subprocess.run(psql, input=script, env=env, text=True, check=True, stdout=subprocess.DEVNULL)
-    return len(rows)
+def build_site(work, holdfast, max_bytes):
+    """The site: a copy of the data set's "whole" site when bench/dataset.py has built it,
+    else one built here the same way (Debian source packages from DATA/src, unpacked by
+    `holdfast upload`) until the repository holds max_bytes."""
+    root = os.path.join(work, "site")
+    shutil.rmtree(root, ignore_errors=True)
+    whole = os.path.join(dataset.DATA, "sites", "whole")
+    if os.path.exists(os.path.join(whole, "site.json")):
+        subprocess.run(["cp", "-a", whole, root], check=True)
+        site = dataset.Site(root)
+        site.start()
+        return site, []
+    site = dataset.Site(root)
+    site.create()
+    pkgs = sorted(os.listdir(os.path.join(dataset.DATA, "src")))
+    t0 = time.monotonic()
+    held = []
+    for i, p in enumerate(pkgs):
+        tb = dataset.tarballs(dataset.DATA, p)
+        if not tb:
+            continue
+        if i % 10 == 9:
+            held.append(tb)  # the nights' new uploads
+            continue
+        _, nb = dataset.count(site.repo)
+        if nb >= max_bytes:
+            continue
+        try:
+            site.upload(holdfast, tb)
+        except subprocess.CalledProcessError as e:
+            # exit 3: stored, with members the unpacker could not read (counted by it)
+            if e.returncode != 3:
+                raise
+        print(f"  {p:<24} {nb/1e9:5.2f} GB  ({time.monotonic()-t0:.0f} s)", flush=True)
+    return site, held
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default="/var/tmp/holdfast-downtime")
-    ap.add_argument("--archives", default="/work/bench-data/src")
-    ap.add_argument("--max-bytes", type=bb.size_arg, default=bb.size_arg("1.6G"))
+    ap.add_argument("--max-bytes", type=float, default=1.6e9)
     ap.add_argument("--nights", type=int, default=3)
     default_bin = os.path.join(ROOT, "target/release/holdfast")
     if not os.path.exists(default_bin):
@@ -90,45 +79,34 @@ def main():
     ap.add_argument("--holdfast", default=default_bin)
     a = ap.parse_args()
     work = os.path.abspath(a.work)
-    repo, stores, scratch = (os.path.join(work, x) for x in ("repository", "stores", "scratch"))
-    for d in (repo, stores, scratch):
-        shutil.rmtree(d, ignore_errors=True)
-        os.makedirs(d)
-
-    arcs = archives_under(a.archives)
-    held = arcs[-a.nights:]
+    stores = os.path.join(work, "stores")
+    shutil.rmtree(stores, ignore_errors=True)
+    os.makedirs(stores)
     t = time.monotonic()
-    total = used = 0
-    for arc in arcs[: -a.nights]:
-        if total >= a.max_bytes:
-            break
-        _, nb = bb.upload(repo, arc, scratch)
-        total += nb
-        used += 1
-    files, bytes_ = bb.count(repo)
-    print(f"repository: {files} files, {bytes_/1e9:.2f} GB from {used} real archives (built in {time.monotonic()-t:.0f} s)", flush=True)
+    site, held = build_site(work, a.holdfast, a.max_bytes)
+    if not held:
+        held = [d["tarballs"] for d in dataset.scan_days(dataset.DATA)]
+    files, bytes_ = dataset.count(site.repo)
+    print(f"repository: {files} files, {bytes_/1e9:.2f} GB from real Debian source packages; "
+          f"database: {site.rows()} (ready in {time.monotonic()-t:.0f} s)", flush=True)
     if bytes_ < 1.5e9:
-        print(f"warning: repository under 1.5 GB ({bytes_/1e9:.2f} GB): give --archives more archives", flush=True)
-
-    site = bb.Site(work, repo)
+        print(f"warning: repository under 1.5 GB ({bytes_/1e9:.2f} GB)", flush=True)
     standin = None
     try:
-        n = add_rows(site, repo, "base")
-        print(f"database: {n} pfile rows", flush=True)
-        # The stand-in with busy agents (built from holdfast-sandbox's example).
-        subprocess.run(["cargo", "build", "-q", "--release", "-p", "holdfast-sandbox", "--example", "busy_standin"],
+        # The stand-in with busy agents (holdfast-sandbox's example).
+        subprocess.run(["cargo", "build", "-q", "-p", "holdfast-sandbox", "--example", "busy_standin"],
                        cwd=ROOT, check=True, env=dict(os.environ, CARGO_INCREMENTAL="0"))
         standin = os.path.join(work, "standin")
         shutil.rmtree(standin, ignore_errors=True)
-        sched = subprocess.run([os.path.join(ROOT, "target/release/examples/busy_standin"), standin, "bench", site.conf],
+        sched = subprocess.run([os.path.join(ROOT, "target/debug/examples/busy_standin"), standin, "bench", site.conf],
                                capture_output=True, text=True, check=True).stdout
         tomls = {}
         for mode, _ in MODES:
-            p = os.path.join(site.dir, f"holdfast-{mode}.toml")
+            p = os.path.join(site.root, f"holdfast-{mode}.toml")
             with open(p, "w") as f:
                 f.write(f'[site]\nconf_dir = "{site.conf}"\nname = "bench"\n{sched}\nstop_timeout_secs = 120\n'
                         f'[backup]\ntarget = "{os.path.join(stores, mode)}"\nkeep = 3\ncheck_percent = 0.0\n'
-                        f'lock_file = "{site.dir}/lock"\ncron_file = "{site.dir}/cron"\n'
+                        f'lock_file = "{site.root}/lock"\ncron_file = "{site.root}/cron"\n'
                         f'[backup.superuser]\nsocket_dir = "{site.pg}"\n')
             tomls[mode] = p
         time.sleep(5)  # the agents get going
@@ -136,8 +114,11 @@ def main():
         results = {m: [] for m, _ in MODES}
         for night in range(a.nights + 1):
             if night > 0:
-                bb.upload(repo, held[night - 1], scratch)
-                add_rows(site, repo, f"night{night}")
+                try:
+                    site.upload(a.holdfast, held[(night - 1) % len(held)])
+                except subprocess.CalledProcessError as e:
+                    if e.returncode != 3:
+                        raise
             for mode, args in MODES:
                 t = time.monotonic()
                 r = subprocess.run([a.holdfast, "--config", tomls[mode], "-q", "backup", "--json"] + args,
