@@ -10,11 +10,7 @@ use holdfast_site::foconf::HostRange;
 use std::time::{Duration, Instant};
 
 fn busy_uploads(c: &mut postgres::Client) -> Result<i64> {
-    Ok(c.query_one(
-        "SELECT count(*) FROM upload WHERE upload_origin = 'busy' AND pfile_fk IS NOT NULL",
-        &[],
-    )?
-    .get(0))
+    Ok(holdfast_site::db::uploads::count_from_origin(c, "busy")?)
 }
 
 pub(crate) fn busy_backup(d: &mut Drill) -> Result<()> {

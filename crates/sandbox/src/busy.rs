@@ -12,6 +12,7 @@
 //! Only uploads it made (`upload_origin = 'busy'`) are deleted. A stop request (TERM) ends
 //! an agent after its unit, as FOSSology's agents finish their job.
 
+use holdfast_site::mode;
 use holdfast_site::pfile::PfileName;
 use holdfast_site::Site;
 use std::os::unix::fs::PermissionsExt;
@@ -82,8 +83,8 @@ busy_add() {{
   q "BEGIN;
 INSERT INTO pfile (pfile_sha1, pfile_md5, pfile_size) VALUES (upper('$gs'), upper('$gm'), $gz), (upper('$cs'), upper('$cm'), $cz);
 UPDATE upload SET pfile_fk = (SELECT pfile_pk FROM pfile WHERE pfile_sha1 = upper('$gs') AND pfile_md5 = upper('$gm') AND pfile_size = $gz) WHERE upload_pk = $u;
-WITH r AS (INSERT INTO uploadtree_a (parent, realparent, upload_fk, pfile_fk, ufile_mode, lft, rgt, ufile_name) SELECT NULL, NULL, $u, pfile_fk, 536904100, 1, 4, 'busy.bin' FROM upload WHERE upload_pk = $u RETURNING uploadtree_pk)
-INSERT INTO uploadtree_a (parent, realparent, upload_fk, pfile_fk, ufile_mode, lft, rgt, ufile_name) SELECT uploadtree_pk, uploadtree_pk, $u, (SELECT pfile_pk FROM pfile WHERE pfile_sha1 = upper('$cs') AND pfile_md5 = upper('$cm') AND pfile_size = $cz), 33188, 2, 3, 'busy' FROM r;
+WITH r AS (INSERT INTO uploadtree_a (parent, realparent, upload_fk, pfile_fk, ufile_mode, lft, rgt, ufile_name) SELECT NULL, NULL, $u, pfile_fk, {container}, 1, 4, 'busy.bin' FROM upload WHERE upload_pk = $u RETURNING uploadtree_pk)
+INSERT INTO uploadtree_a (parent, realparent, upload_fk, pfile_fk, ufile_mode, lft, rgt, ufile_name) SELECT uploadtree_pk, uploadtree_pk, $u, (SELECT pfile_pk FROM pfile WHERE pfile_sha1 = upper('$cs') AND pfile_md5 = upper('$cm') AND pfile_size = $cz), {leaf}, 2, 3, 'busy' FROM r;
 UPDATE jobqueue SET jq_endtime = now(), jq_end_bits = 1, jq_endtext = 'Completed' WHERE jq_pk = $jq;
 COMMIT" > /dev/null
   rm -rf "$t"
@@ -115,5 +116,7 @@ busy_delete
         dbname = db.dbname(),
         pgpass = pgpass.display(),
         dir = dir.display(),
+        container = mode::BIT_CONTAINER | mode::S_IFREG | 0o644,
+        leaf = mode::S_IFREG | 0o644,
     ))
 }

@@ -90,6 +90,18 @@ pub fn count(c: &mut impl postgres::GenericClient) -> Result<i64, postgres::Erro
     Ok(c.query_one("SELECT count(*) FROM upload", &[])?.get(0))
 }
 
+/// Uploads from `origin` (`upload_origin`) whose gold file is known (unpacked at least).
+pub fn count_from_origin(
+    c: &mut impl postgres::GenericClient,
+    origin: &str,
+) -> Result<i64, postgres::Error> {
+    Ok(c.query_one(
+        "SELECT count(*) FROM upload WHERE upload_origin = $1 AND pfile_fk IS NOT NULL",
+        &[&origin],
+    )?
+    .get(0))
+}
+
 /// The uploadtree table of `upload` (None when the upload does not exist; `uploadtree_a`
 /// when the stored name is not a plain identifier).
 pub fn tree_table(
