@@ -36,6 +36,8 @@ pub struct Bucket {
 pub struct Sent {
     pub bytes: u64,
     pub parts: u64,
+    /// The server's MD5 ETag matched the bytes sent (it hashed what it stored).
+    pub etag_proved: bool,
 }
 
 fn build(
@@ -219,7 +221,7 @@ impl Bucket {
             .rt
             .block_on(self.writer.put(&key, PutPayload::from(data)))
             .map_err(|e| self.err(format!("write {rel}"), e))?;
-        check_etag(&self.display(), rel, &r, &want)
+        check_etag(&self.display(), rel, &r, &want).map(|_| ())
     }
 
     pub fn delete(&self, rel: &str) -> Result<(), BucketError> {
@@ -237,13 +239,13 @@ pub(crate) fn check_etag(
     rel: &str,
     r: &PutResult,
     want: &str,
-) -> Result<(), BucketError> {
+) -> Result<bool, BucketError> {
     let Some(got) = r
         .e_tag
         .as_deref()
         .map(|e| e.trim_matches('"').to_ascii_lowercase())
     else {
-        return Ok(());
+        return Ok(false);
     };
     let md5_shaped = got
         .split('-')
@@ -256,7 +258,7 @@ pub(crate) fn check_etag(
             why: format!("the server's ETag {got} is not the sent bytes' {want}"),
         });
     }
-    Ok(())
+    Ok(md5_shaped)
 }
 
 /// Sends what `src` reads to `rel`: in one piece below the multipart threshold, else in
@@ -304,10 +306,11 @@ pub(crate) async fn put_reader(
             .put(&key, PutPayload::from(buf))
             .await
             .map_err(|e| store_err("write", e))?;
-        check_etag(&bucket, &rel, &r, &whole_md5)?;
+        let etag_proved = check_etag(&bucket, &rel, &r, &whole_md5)?;
         return Ok(Sent {
             bytes: total,
             parts: 1,
+            etag_proved,
         });
     }
     let mut upload = writer
@@ -365,10 +368,11 @@ pub(crate) async fn put_reader(
         .await
         .map_err(|e| store_err("complete multipart upload of", e))?;
     let want = format!("{}-{parts}", hex::encode(Md5::digest(&part_md5s)));
-    check_etag(&bucket, &rel, &r, &want)?;
+    let etag_proved = check_etag(&bucket, &rel, &r, &want)?;
     Ok(Sent {
         bytes: total,
         parts,
+        etag_proved,
     })
 }
 

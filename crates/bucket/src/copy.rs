@@ -310,39 +310,52 @@ fn send_all(
     } else {
         256
     };
-    send_objects(bucket, todo, batch, &|rel| {
+    let (sent, _) = send_objects(bucket, todo, batch, false, &|rel| {
         open_source(source, &format!("{base}/{rel}"))
-    })
+    })?;
+    Ok(sent.into_iter().map(|(_, s)| s).collect())
 }
 
 /// Sends `todo` (object, repository-relative path) reading each with `open`, `parallel`
 /// at once. Every file named by its content is checked against its name as it is read;
 /// one that does not match is not stored, and the call fails naming it.
+/// With `skip_damaged`, such files are left out and returned instead.
 pub(crate) fn send_objects(
     bucket: &Bucket,
     todo: &[(String, String)],
     batch: usize,
+    skip_damaged: bool,
     open: &OpenSource<'_>,
-) -> Result<Vec<Sent>, BucketError> {
+) -> Result<(Vec<(String, Sent)>, Vec<String>), BucketError> {
     let parallel = bucket.cfg.parallel.max(1);
-    let mut out = Vec::new();
+    let (mut out, mut damaged) = (Vec::new(), Vec::new());
     for chunk in todo.chunks(batch.max(1)) {
         let mut jobs = Vec::new();
         for (key, rel) in chunk {
             let src = open(rel)?;
-            jobs.push(put_reader(
+            let rel = rel.clone();
+            let put = put_reader(
                 bucket.writer.clone(),
                 bucket.cfg.clone(),
                 bucket.display(),
                 bucket.key(key),
                 rel.clone(),
                 src,
-                file_name(rel).and_then(PfileName::parse),
-            ));
+                file_name(&rel).and_then(PfileName::parse),
+            );
+            jobs.push(async move { put.await.map(|s| (rel, s)) });
         }
-        out.extend(run_batch(bucket, jobs, parallel)?);
+        let (sent, bad) = run_batch(bucket, jobs, parallel)?;
+        out.extend(sent);
+        damaged.extend(bad);
     }
-    Ok(out)
+    if !damaged.is_empty() && !skip_damaged {
+        return Err(BucketError::SourceDamaged {
+            files: damaged.len(),
+            first: damaged[0].clone(),
+        });
+    }
+    Ok((out, damaged))
 }
 
 /// Opens a repository-relative path for sending.
@@ -357,13 +370,18 @@ pub(crate) fn present_objects(bucket: &Bucket) -> Result<HashMap<String, u64>, B
         .collect())
 }
 
-fn run_batch<F>(bucket: &Bucket, jobs: Vec<F>, parallel: usize) -> Result<Vec<Sent>, BucketError>
+/// Runs the uploads; returns those sent and the files that did not match their names.
+fn run_batch<F, T>(
+    bucket: &Bucket,
+    jobs: Vec<F>,
+    parallel: usize,
+) -> Result<(Vec<T>, Vec<String>), BucketError>
 where
-    F: std::future::Future<Output = Result<Sent, BucketError>> + Send,
+    F: std::future::Future<Output = Result<T, BucketError>> + Send,
 {
     use futures::StreamExt;
     bucket.rt.block_on(async {
-        let results: Vec<Result<Sent, BucketError>> = futures::stream::iter(jobs)
+        let results: Vec<Result<T, BucketError>> = futures::stream::iter(jobs)
             .buffer_unordered(parallel)
             .collect()
             .await;
@@ -376,13 +394,7 @@ where
                 Err(e) => return Err(e),
             }
         }
-        if !damaged.is_empty() {
-            return Err(BucketError::SourceDamaged {
-                files: damaged.len(),
-                first: damaged[0].clone(),
-            });
-        }
-        Ok(out)
+        Ok((out, damaged))
     })
 }
 
