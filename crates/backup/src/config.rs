@@ -134,7 +134,8 @@ pub struct BackupConfig {
 pub struct CopyConfig {
     /// The copy's name, for `holdfast copy NAME` and `holdfast restore --from NAME`.
     pub name: String,
-    /// A local folder, or `ssh://user@host[:port]/path`.
+    /// A local folder, `ssh://user@host[:port]/path`, or `s3://BUCKET/PREFIX` (an
+    /// S3-compatible bucket, set up in `[backup.copy.s3]`).
     pub target: String,
     /// Snapshots kept on the copy (default: `backup.keep`).
     #[serde(default)]
@@ -147,6 +148,11 @@ pub struct CopyConfig {
     /// Copy right after each backup (default); false: only `holdfast copy` copies.
     #[serde(default = "yes")]
     pub after_backup: bool,
+    /// `[backup.copy.s3]`, for a target `s3://BUCKET/PREFIX`: endpoint, region, credentials
+    /// file (mode 0600; else the AWS_* environment), object lock, multipart sizes. See
+    /// docs/object-storage.md.
+    #[serde(default)]
+    pub s3: Option<holdfast_bucket::S3Settings>,
 }
 
 fn yes() -> bool {
@@ -229,6 +235,22 @@ impl BackupConfig {
 
     /// The store of copy `c` (ssh settings default to the primary target's).
     pub fn copy_store(&self, c: &CopyConfig) -> Result<Box<dyn Store>, holdfast_store::StoreError> {
+        if c.target.starts_with("s3://") {
+            // An S3-compatible bucket (pool layout; its retention comes with each plan).
+            let settings = c.s3.clone().unwrap_or_default();
+            let keep = c.keep.unwrap_or(self.keep).max(1);
+            let cfg = holdfast_bucket::BucketConfig::with_settings(&c.target, keep, &settings);
+            return Ok(Box::new(holdfast_bucket::BucketStore::open(&cfg)?));
+        }
+        if c.s3.is_some() {
+            return Err(holdfast_store::StoreError::BadTarget {
+                spec: c.target.clone(),
+                why: format!(
+                    "[backup.copy.s3] is set for copy {:?}, but its target is not s3://BUCKET/PREFIX",
+                    c.name
+                ),
+            });
+        }
         self.open_store(
             &c.target,
             SshOptions {

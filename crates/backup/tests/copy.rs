@@ -50,6 +50,7 @@ fn ssh_copy(name: &str, sshd: &Sshd, remote: &Path, keep: usize) -> CopyConfig {
         ssh_identity: probe.ssh_identity,
         ssh_options: Some(probe.ssh_options),
         after_backup: true,
+        s3: None,
     }
 }
 
@@ -61,6 +62,7 @@ fn local_copy(name: &str, dir: &Path, keep: usize) -> CopyConfig {
         ssh_identity: None,
         ssh_options: None,
         after_backup: true,
+        s3: None,
     }
 }
 

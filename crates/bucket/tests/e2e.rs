@@ -66,3 +66,68 @@ fn backup_copy_to_bucket_then_restore_from_it_whole() {
         site::pg_dump(&s.db)
     );
 }
+
+#[test]
+fn a_backup_copy_of_kind_s3_gets_each_snapshot_and_restore_from_it_is_whole() {
+    let mut f = site::fixture(3, Behaviour::default(), 30);
+    let w = common::world();
+    // The primary keeps the rolling layout; the bucket holds the pool layout.
+    let cfg = holdfast_backup::BackupConfig {
+        copy: vec![holdfast_backup::CopyConfig {
+            name: "offsite".into(),
+            target: w.cfg.url.clone(),
+            keep: Some(2),
+            ssh_identity: None,
+            ssh_options: None,
+            after_backup: true,
+            s3: Some(holdfast_bucket::S3Settings {
+                endpoint: w.cfg.endpoint.clone(),
+                credentials_file: w.cfg.credentials_file.clone(),
+                ..Default::default()
+            }),
+        }],
+        ..f.cfg.clone()
+    };
+    let s = f.site().clone();
+    let first = backup(&s, "s", &f.sched, &cfg).unwrap();
+    assert!(first.copies.iter().all(|c| c.ok()), "{:?}", first.copies);
+    f.add_uploads(1);
+    let second = backup(&s, "s", &f.sched, &cfg).unwrap();
+    assert!(second.copies.iter().all(|c| c.ok()), "{:?}", second.copies);
+    let run = second.copies[0].run.as_ref().unwrap();
+    let c = &run.copied[0];
+    assert!(
+        c.new_files > 0 && c.new_files < c.files,
+        "only new files: {c:?}"
+    );
+    assert_eq!(c.proved, c.new_files);
+    let b = w.bucket();
+    let listed = snapshots(&b).unwrap();
+    assert_eq!(listed.len(), 2);
+    for l in &listed {
+        assert!(holdfast_bucket::verify(&b, Some(&l.name)).unwrap().is_ok());
+    }
+
+    // The primary is gone: restore --from the bucket, same checks as from the primary.
+    std::fs::remove_dir_all(f.target_dir()).unwrap();
+    let into = f.dir.path().join("from-bucket");
+    let opts = holdfast_backup::RestoreOptions {
+        from: Some("offsite".into()),
+        scratch: Some(into.clone()),
+        ..Default::default()
+    };
+    let r = holdfast_backup::restore(&s, &f.sched, &cfg, &Default::default(), &opts).unwrap();
+    assert!(r.is_whole(), "{:?} {:?}", r.verify.missing, r.damaged);
+    assert_eq!(
+        site::tree(&into.join("repository")),
+        site::tree(&s.repo.root)
+    );
+    assert_eq!(
+        site::pg_dump(
+            &holdfast_site::Site::open(Some(&into.join("etc/fossology")))
+                .unwrap()
+                .db
+        ),
+        site::pg_dump(&s.db)
+    );
+}
