@@ -3,7 +3,7 @@
 //! restore from the bucket against `rclone copy`. Time and bytes on the wire (a counting
 //! proxy sits between each client and the server).
 //!
-//! Usage: s3_bench REPOSITORY [NEW_PERCENT] [REPS]
+//! Usage: s3_bench REPOSITORY [NEW_PERCENT] [REPS] [MAX_FILES]
 //! REPOSITORY is a real FOSSology repository (files named by content). Day 1 holds all its
 //! files but NEW_PERCENT (default 3) chosen by name; day 2 holds them all.
 
@@ -72,7 +72,8 @@ impl Proxy {
 }
 
 fn in_day1(rel: &str, pct: u64) -> bool {
-    let h = sha2::Sha256::digest(rel.as_bytes());
+    let name = rel.rsplit('/').next().unwrap_or(rel);
+    let h = sha2::Sha256::digest(format!("day2:{name}").as_bytes());
     (u64::from(h[0]) * 100 / 256) >= pct
 }
 
@@ -170,7 +171,14 @@ fn main() {
     );
     let pct: u64 = args.get(2).map(|a| a.parse().unwrap()).unwrap_or(3);
     let reps: usize = args.get(3).map(|a| a.parse().unwrap()).unwrap_or(3);
-    let all = pool::list_files(&repo, &["localhost/files".into(), "localhost/gold".into()]);
+    let mut all = pool::list_files(&repo, &["localhost/files".into(), "localhost/gold".into()]);
+    // MAX_FILES: a sample by content name (gold and files twins stay together).
+    if let Some(max) = args.get(4).map(|a| a.parse::<usize>().unwrap()) {
+        let key = |r: &String| sha2::Sha256::digest(r.rsplit('/').next().unwrap_or(r).as_bytes());
+        all.sort_by_key(key);
+        all.truncate(max);
+        all.sort();
+    }
     let day1: Vec<String> = all.iter().filter(|r| in_day1(r, pct)).cloned().collect();
     let new_bytes: u64 = all
         .iter()

@@ -131,3 +131,95 @@ fn a_backup_copy_of_kind_s3_gets_each_snapshot_and_restore_from_it_is_whole() {
         site::pg_dump(&s.db)
     );
 }
+
+/// `holdfast copy` in a child process (this test binary again), so it can be killed.
+#[test]
+#[ignore = "run by kill_9_during_holdfast_copy_to_a_bucket_leaves_nothing_listed_that_fails"]
+fn copy_child() {
+    let Ok(spec) = std::env::var("HOLDFAST_S3_COPY_CHILD") else {
+        return;
+    };
+    let cfg: holdfast_backup::BackupConfig = serde_json::from_str(&spec).unwrap();
+    let out = holdfast_backup::copy::copy(&cfg, None).unwrap();
+    assert!(out.iter().all(|r| r.ok()), "{out:?}");
+}
+
+#[test]
+fn kill_9_during_holdfast_copy_to_a_bucket_leaves_nothing_listed_that_fails() {
+    let f = site::fixture(6, Behaviour::default(), 30);
+    let w = common::world();
+    let s3 = &w.cfg;
+    let cfg = holdfast_backup::BackupConfig {
+        copy: vec![holdfast_backup::CopyConfig {
+            name: "offsite".into(),
+            target: w.cfg.url.clone(),
+            keep: Some(2),
+            ssh_identity: None,
+            ssh_options: None,
+            after_backup: false,
+            s3: Some(holdfast_bucket::S3Settings {
+                endpoint: s3.endpoint.clone(),
+                credentials_file: s3.credentials_file.clone(),
+                parallel: Some(1),
+                ..Default::default()
+            }),
+        }],
+        ..f.cfg.clone()
+    };
+    let s = f.site().clone();
+    backup(&s, "s", &f.sched, &cfg).unwrap();
+    let objects = w.server.object_path("site-a/pool/objects");
+    let count = || {
+        walkdir::WalkDir::new(&objects)
+            .into_iter()
+            .flatten()
+            .filter(|e| e.file_type().is_file())
+            .count()
+    };
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "copy_child", "--test-threads=1"])
+        .env(
+            "HOLDFAST_S3_COPY_CHILD",
+            serde_json::to_string(&cfg).unwrap(),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while count() < 3 {
+        assert!(
+            std::time::Instant::now() < until,
+            "the copy never got going"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the copy ended before the kill"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(!child.wait().unwrap().success());
+    w.server.settle();
+    let b = w.bucket();
+    for l in snapshots(&b).unwrap() {
+        assert!(holdfast_bucket::verify(&b, Some(&l.name)).unwrap().is_ok());
+    }
+    let sent_before = count();
+    // The next copy completes it and sends only what is still missing.
+    let out = holdfast_backup::copy::copy(&cfg, None).unwrap();
+    assert!(out[0].ok(), "{out:?}");
+    let c = &out[0].run.as_ref().unwrap().copied[0];
+    let listed = snapshots(&b).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(holdfast_bucket::verify(&b, None).unwrap().is_ok());
+    assert!(sent_before > 0);
+    assert!(
+        c.new_files < c.files,
+        "what the killed copy sent is not sent again: {c:?}"
+    );
+}
