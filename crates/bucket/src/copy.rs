@@ -326,7 +326,7 @@ pub(crate) fn send_objects(
     batch: usize,
     skip_damaged: bool,
     open: &OpenSource<'_>,
-) -> Result<(Vec<(String, Sent)>, Vec<String>), BucketError> {
+) -> Result<SentAndDamaged, BucketError> {
     let parallel = bucket.cfg.parallel.max(1);
     let (mut out, mut damaged) = (Vec::new(), Vec::new());
     for chunk in todo.chunks(batch.max(1)) {
@@ -357,6 +357,9 @@ pub(crate) fn send_objects(
     }
     Ok((out, damaged))
 }
+
+/// Paths sent (with what was sent), and files left out for not matching their names.
+pub(crate) type SentAndDamaged = (Vec<(String, Sent)>, Vec<String>);
 
 /// Opens a repository-relative path for sending.
 pub(crate) type OpenSource<'a> = dyn Fn(&str) -> Result<Box<dyn Read + Send>, BucketError> + 'a;
