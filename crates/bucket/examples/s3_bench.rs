@@ -257,7 +257,10 @@ fn main() {
             };
             let secs = t0.elapsed().as_secs_f64();
             let (up, down) = p.take();
-            eprintln!("rep {} {name}: {secs:.2} s, up {up} B, down {down} B", rep + 1);
+            eprintln!(
+                "rep {} {name}: {secs:.2} s, up {up} B, down {down} B",
+                rep + 1
+            );
             rows.push((name.into(), secs, up, down));
         }
         // Restore the whole day-2 snapshot from the bucket, interleaved.
@@ -279,7 +282,10 @@ fn main() {
             };
             let secs = t0.elapsed().as_secs_f64();
             let (up, down) = p.take();
-            eprintln!("rep {} {name}: {secs:.2} s, up {up} B, down {down} B", rep + 1);
+            eprintln!(
+                "rep {} {name}: {secs:.2} s, up {up} B, down {down} B",
+                rep + 1
+            );
             rows.push((name.into(), secs, up, down));
         }
         eprintln!("rep {} done", rep + 1);
