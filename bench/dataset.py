@@ -148,7 +148,7 @@ class Site:
         self.port = s.getsockname()[1]
         s.close()
         self.pg_run([f"{self.bin}/pg_ctl", "-D", f"{self.pg}/data", "-l", f"{self.pg}/log", "-w", "-t", "120",
-                     "-o", f"-p {self.port} -k {self.pg} -c listen_addresses=127.0.0.1 -c fsync=off", "start"])
+                     "-o", f"-p {self.port} -k {self.pg},/tmp -c listen_addresses=127.0.0.1 -c fsync=off", "start"])
         os.makedirs(self.conf, exist_ok=True)
         with open(os.path.join(self.conf, "fossology.conf"), "w") as f:
             f.write(f"[FOSSOLOGY]\naddress = localhost\nport = 24693\npath = {self.repo}\ndepth = 3\n\n"
@@ -174,7 +174,13 @@ class Site:
 
     def upload(self, holdfast, files):
         cfg = self.toml("pool", os.path.join(self.root, "unused-store"))
-        sh([holdfast, "--config", cfg, "-q", "upload", "--json"] + files, stdout=subprocess.DEVNULL)
+        r = subprocess.run([holdfast, "--config", cfg, "-q", "upload", "--json"] + files,
+                           stdout=subprocess.PIPE, text=True)
+        # 3: stored, with members that did not unpack (real packages ship corrupt test
+        # archives on purpose); FOSSology records those uploads too
+        if r.returncode not in (0, 3):
+            sys.exit(f"holdfast upload {' '.join(files)} failed ({r.returncode})")
+        return [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
 
     def rows(self):
         out = subprocess.run(["psql", "-X", "-A", "-t", "-h", self.pg, "-p", str(self.port), "-U", "postgres",
