@@ -138,13 +138,10 @@ impl Superuser {
                         .ok()
                         .flatten()
                         .is_none_or(|u| u.name != *os_user);
-                let mut cmd = if as_other {
-                    let mut c = Command::new("runuser");
-                    c.args(["-u", os_user, "--", program]);
-                    c
-                } else {
-                    Command::new(program)
-                };
+                let mut cmd = Command::new(program);
+                if as_other {
+                    switch_user(&mut cmd, os_user)?;
+                }
                 // The OS user may not be able to enter the current folder.
                 cmd.current_dir("/");
                 for k in [
@@ -196,6 +193,7 @@ impl Superuser {
                 sql,
             ],
         )?;
+        holdfast_core::child::tie_to_parent(&mut cmd);
         cmd.stdin(Stdio::null());
         let out = cmd.output().map_err(|e| {
             BackupError::Load(format!(
@@ -229,6 +227,33 @@ impl Superuser {
             }
         }
     }
+}
+
+/// Runs `cmd` as `os_user`: its uid and primary group (supplementary groups dropped), with
+/// the user's HOME, USER and LOGNAME.
+///
+/// Done in the child between fork and exec (not through `runuser`): `runuser` forks the tool
+/// as its own child, which loses holdfast's `PR_SET_PDEATHSIG`, so a `kill -9` of holdfast
+/// left a psql loading the dump that the next restore met. The kernel clears the death signal
+/// on a change of uid, so [`holdfast_core::child::tie_to_parent`] (whose `pre_exec` runs after
+/// the standard library's `setuid`) sets it again for the new user.
+fn switch_user(cmd: &mut Command, os_user: &str) -> Result<(), BackupError> {
+    use std::os::unix::process::CommandExt;
+    let user = nix::unistd::User::from_name(os_user)
+        .map_err(|e| BackupError::Config(format!("cannot look up OS user {os_user}: {e}")))?
+        .ok_or_else(|| {
+            BackupError::Config(format!(
+                "no OS user {os_user} on this machine: set [backup.superuser] os_user to the \
+                 user the PostgreSQL server runs as (peer authentication), or user and \
+                 password_file for a superuser role"
+            ))
+        })?;
+    cmd.uid(user.uid.as_raw())
+        .gid(user.gid.as_raw())
+        .env("HOME", &user.dir)
+        .env("USER", &user.name)
+        .env("LOGNAME", &user.name);
+    Ok(())
 }
 
 fn first_words(sql: &str) -> String {

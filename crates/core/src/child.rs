@@ -7,7 +7,10 @@
 //! children in order) and [`kill_group`] takes the child's own children along.
 //!
 //! The death signal is tied to the *thread* that spawned the child: spawn from a thread that
-//! outlives the child (the caller's, not a short-lived helper).
+//! outlives the child (the caller's, not a short-lived helper). The kernel clears it when the
+//! child's uid changes or it execs a set-uid program: a child that must run as another user
+//! gets `Command::uid`/`gid` (applied before this `pre_exec`, so the signal survives), never
+//! `runuser`/`su`/`sudo` (their own child would not die with holdfast).
 
 use std::os::unix::process::CommandExt;
 use std::process::Command;
