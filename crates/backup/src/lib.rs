@@ -16,6 +16,7 @@ pub mod copy;
 pub mod dump;
 pub mod lock;
 pub mod online;
+pub mod overview;
 pub mod precopy;
 pub mod restore;
 pub mod sample;

@@ -49,6 +49,39 @@ fn read(p: &Path) -> Option<RunRecord> {
     serde_json::from_slice(&std::fs::read(p).ok()?).ok()
 }
 
+/// The last recorded run of `command` (`backup`, `verify`).
+pub fn last(state_dir: &Path, command: &str) -> Option<RunRecord> {
+    read(&path(state_dir, command))
+}
+
+/// Runs kept in `runs.jsonl` (one record a line, newest last).
+const HISTORY: usize = 200;
+
+fn history_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("runs.jsonl")
+}
+
+/// The newest `n` runs of backup and verify, newest first.
+pub fn history(state_dir: &Path, n: usize) -> Vec<RunRecord> {
+    let text = std::fs::read_to_string(history_path(state_dir)).unwrap_or_default();
+    text.lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .take(n)
+        .collect()
+}
+
+/// Appends `r` to the history, keeping the newest [`HISTORY`] lines.
+fn append_history(state_dir: &Path, r: &RunRecord) -> std::io::Result<()> {
+    let p = history_path(state_dir);
+    let text = std::fs::read_to_string(&p).unwrap_or_default();
+    let mut lines: Vec<&str> = text.lines().collect();
+    let line = serde_json::to_string(r).map_err(std::io::Error::other)?;
+    lines.push(&line);
+    let keep = &lines[lines.len().saturating_sub(HISTORY)..];
+    holdfast_core::fs::write_atomic(&p, (keep.join("\n") + "\n").as_bytes(), 0o644)
+}
+
 /// Writes the record of the run that just ended (backup and verify only).
 pub fn finish(
     state_dir: &Path,
@@ -89,7 +122,8 @@ pub fn finish(
     let write = || -> std::io::Result<()> {
         std::fs::create_dir_all(state_dir)?;
         let json = serde_json::to_vec_pretty(&r).map_err(std::io::Error::other)?;
-        holdfast_core::fs::write_atomic(&p, &json, 0o644)
+        holdfast_core::fs::write_atomic(&p, &json, 0o644)?;
+        append_history(state_dir, &r)
     };
     if let Err(e) = write() {
         tracing::warn!(

@@ -75,11 +75,24 @@ fn serve_answers_recovers_and_stops_on_sigterm() {
     std::fs::write(
         &conf,
         format!(
-            "[site]\nconf_dir = \"{}\"\n[web]\nlisten = \"127.0.0.1:{port}\"\npoll_ms = 100\ntoken_file = \"{}\"\n[server]\nstate_dir = \"{}\"\n",
+            "[site]\nconf_dir = \"{}\"\nstate_dir = \"{site_state}\"\n[backup]\ntarget = \"{}\"\n\
+             lock_file = \"{}\"\n[web]\nlisten = \"127.0.0.1:{port}\"\npoll_ms = 100\ntoken_file = \"{}\"\n\
+             [server]\nstate_dir = \"{}\"\n",
             s.conf_dir().display(),
+            dir.path().join("target").display(),
+            dir.path().join("run/backup.lock").display(),
             tokens.display(),
-            dir.path().join("state").display()
+            dir.path().join("state").display(),
+            site_state = dir.path().join("site-state").display(),
         ),
+    )
+    .unwrap();
+    // The last backup failed (as `holdfast backup` records it for monitoring).
+    std::fs::create_dir_all(dir.path().join("site-state")).unwrap();
+    std::fs::write(
+        dir.path().join("site-state/last-backup.json"),
+        r#"{"command":"backup","site":"s","kind":"full","result":"failure","exit_code":1,
+            "finished_at":1764590400,"secs":4.5,"error":"the target is full"}"#,
     )
     .unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_holdfast"))
@@ -102,6 +115,20 @@ fn serve_answers_recovers_and_stops_on_sigterm() {
     let (st, body) = get(port, "GET", "/check").unwrap();
     assert_eq!(st, 200);
     assert!(body.contains("1 with files missing"), "{body}");
+    // The backups page and its JSON: the last run with its result, the target's snapshots.
+    let (st, body) = get(port, "GET", "/backups").unwrap();
+    assert_eq!(st, 200, "{body}");
+    assert!(
+        body.contains("failure") && body.contains("the target is full"),
+        "{body}"
+    );
+    let (st, body) = get(port, "GET", "/api/backups").unwrap();
+    assert_eq!(st, 200, "{body}");
+    let json = &body[body.find("\r\n\r\n").unwrap() + 4..];
+    assert!(
+        json.contains(r#""result":"failure""#) && json.contains(r#""snapshots":[]"#),
+        "{json}"
+    );
     let (st, _) = get(port, "POST", &format!("/api/uploads/{up}/recover")).unwrap();
     assert_eq!(st, 202);
     while !leaf_path.exists() {

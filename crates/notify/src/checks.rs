@@ -12,6 +12,7 @@
 use crate::client::PrefixFiles;
 use crate::model::Account;
 use chrono::{DateTime, Duration, Utc};
+use holdfast_core::human_bytes;
 use holdfast_stoney::{plan, Schedule};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -55,17 +56,6 @@ fn opt_ts(t: Option<DateTime<Utc>>) -> Value {
     t.map(|t| Value::String(ts(t))).unwrap_or(Value::Null)
 }
 
-/// Bytes as MiB/GiB text for people.
-pub fn human(bytes: u64) -> String {
-    const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
-    let b = bytes as f64;
-    if b >= GIB {
-        format!("{:.1} GiB", b / GIB)
-    } else {
-        format!("{:.1} MiB", b / 1024.0 / 1024.0)
-    }
-}
-
 /// `(sstBackupWarningNumbers, sstBackupWarningDays)` after the reseller's defaults. Neither
 /// set anywhere: warn on the first miss or failure. Both 0: the task is off for the account
 /// (`None`), which neither warns nor calls an open warning resolved.
@@ -98,14 +88,14 @@ pub fn quota(a: &Account) -> Outcome {
     }
     let mut m = Map::new();
     m.insert("quota".into(), json!(quota));
-    m.insert("quota_human".into(), json!(human(quota)));
+    m.insert("quota_human".into(), json!(human_bytes(quota)));
     m.insert("used".into(), json!(used));
-    m.insert("used_human".into(), json!(human(used)));
+    m.insert("used_human".into(), json!(human_bytes(used)));
     m.insert("backup_size".into(), json!(backup));
     m.insert("snapshot_size".into(), json!(snapshots));
     m.insert(
         "free_human".into(),
-        json!(human(quota.saturating_sub(used))),
+        json!(human_bytes(quota.saturating_sub(used))),
     );
     m.insert("percent".into(), json!((percent * 10.0).round() / 10.0));
     m.insert("threshold".into(), json!(level));

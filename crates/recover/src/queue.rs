@@ -222,6 +222,16 @@ impl RecoveryQueue {
         Ok(c.query_opt(sql.as_str(), &[&upload])?.map(|r| job(&r)))
     }
 
+    /// True when a queued job is due (a cheap look before a worker takes the site lock).
+    pub fn has_due(&self, c: &mut postgres::Client) -> Result<bool> {
+        Ok(c.query_one(
+            "SELECT EXISTS (SELECT 1 FROM holdfast_recovery \
+             WHERE state = 'queued' AND not_before <= now())",
+            &[],
+        )?
+        .get(0))
+    }
+
     /// Claims the oldest queued job that is due; `None` when there is nothing to do.
     pub fn claim_next(
         &self,

@@ -6,6 +6,7 @@
 //! `removable` is what `slim apply --containers` would free now, byte for byte.
 
 use crate::inventory::{Class, Inventory, KeepReason, Verdict};
+use holdfast_core::human_bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -226,24 +227,8 @@ fn bump(leaves: &mut Count, artifacts: &mut Count, containers: &mut Count, c: Cl
     }
 }
 
-/// Bytes in binary units with one decimal (`12.3 MiB`); exact numbers are in `--json`.
-pub fn human(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = bytes as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i + 1 < UNITS.len() {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[i])
-    }
-}
-
 fn cell(c: &Count) -> String {
-    format!("{} / {}", c.files, human(c.bytes))
+    format!("{} / {}", c.files, human_bytes(c.bytes))
 }
 
 impl Report {
@@ -312,7 +297,7 @@ impl Report {
         }
         out.push_str(&format!(
             "files/bytes; each file counted once in the total. Removing containers frees {} ({} files); gold files: {}.\n",
-            human(t.removable.bytes),
+            human_bytes(t.removable.bytes),
             t.removable.files,
             cell(&t.gold),
         ));
@@ -320,14 +305,14 @@ impl Report {
             out.push_str(&format!(
                 "{} safe containers ({}) are absent but not recorded yet (a slim unpack never stored them): `holdfast slim apply --containers` records them.\n",
                 t.unrecorded.files,
-                human(t.unrecorded.bytes)
+                human_bytes(t.unrecorded.bytes)
             ));
         }
         if t.missing.files > 0 {
             out.push_str(&format!(
                 "{} files ({}) are missing without a slimming record: run `holdfast check-repo` and `holdfast recover`.\n",
                 t.missing.files,
-                human(t.missing.bytes)
+                human_bytes(t.missing.bytes)
             ));
         }
         let goldless: Vec<String> = self
@@ -355,31 +340,18 @@ impl Report {
             out.push_str(&format!(
                 "Containers kept ({}, {}):\n",
                 shown.len(),
-                human(shown.iter().map(|k| k.bytes).sum())
+                human_bytes(shown.iter().map(|k| k.bytes).sum())
             ));
             for k in shown {
                 out.push_str(&format!(
                     "  pfile {} {} ({}): {}\n",
                     k.pfile_pk,
                     k.name,
-                    human(k.bytes),
+                    human_bytes(k.bytes),
                     k.why()
                 ));
             }
         }
         out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn human_bytes() {
-        assert_eq!(human(0), "0 B");
-        assert_eq!(human(1023), "1023 B");
-        assert_eq!(human(1536), "1.5 KiB");
-        assert_eq!(human(267_295_192), "254.9 MiB");
     }
 }

@@ -116,3 +116,8 @@ pub async fn metrics(State(st): State<AppState>) -> Result<Response, ApiError> {
     )
         .into_response())
 }
+
+/// `GET /api/backups`: the site's snapshots, last runs and verify results.
+pub async fn backups(State(st): State<AppState>) -> ApiResult {
+    Ok(Json(crate::pages::gather_backups(&st).await?))
+}

@@ -110,6 +110,18 @@ impl WebConfig {
 /// Renders Prometheus text for `/metrics` (the backup server's metrics, when wired).
 pub type MetricsFn = Arc<dyn Fn() -> String + Send + Sync>;
 
+/// What the caller adds to a FOSSology site's pages.
+#[derive(Clone, Default)]
+pub struct SiteExtras {
+    /// Renders `/metrics` (the site's last backup and verify runs, the backup server's).
+    pub metrics: Option<MetricsFn>,
+    /// The site lock (`backup.lock_file`): recovery workers take it shared while they work a
+    /// job, as `holdfast recover` does, so they never run beside a backup or restore.
+    pub lock_file: Option<PathBuf>,
+    /// Snapshots, last runs and verify results for the `/backups` page (blocking).
+    pub backups: Option<dashboard::DashboardFn>,
+}
+
 /// Shared by every handler.
 #[derive(Clone)]
 pub struct AppState {
@@ -118,6 +130,7 @@ pub struct AppState {
     pub queue: RecoveryQueue,
     pub pages: Arc<pages::Pages>,
     pub metrics: Option<MetricsFn>,
+    pub backups: Option<dashboard::DashboardFn>,
     pub pool: Arc<pool::Pool>,
 }
 
@@ -127,6 +140,8 @@ pub fn router(state: AppState, auth: Arc<auth::Auth>) -> Router {
         .route("/", get(pages::index))
         .route("/check", get(pages::check))
         .route("/jobs", get(pages::jobs))
+        .route("/backups", get(pages::backups))
+        .route("/api/backups", get(api::backups))
         .route("/upload/{upload}", get(pages::upload))
         .route("/upload/{upload}/item/{item}", get(pages::item))
         .route("/upload/{upload}/recover", post(pages::recover))
@@ -266,7 +281,7 @@ impl Server {
         site: Site,
         unpack: UnpackConfig,
         cfg: WebConfig,
-        metrics: Option<MetricsFn>,
+        extras: SiteExtras,
     ) -> anyhow::Result<Server> {
         use anyhow::Context as _;
         let mut c = site.connect().with_context(|| {
@@ -297,13 +312,21 @@ impl Server {
             site: site.clone(),
             cfg: Arc::new(cfg.clone()),
             queue: cfg.queue(),
-            pages,
-            metrics,
+            pages: pages.clone(),
+            metrics: extras.metrics,
+            backups: extras.backups,
             pool,
         };
         let (tx, http) = spawn_http(std_listener, router(state, auth), cfg.clone())?;
         let stop = Arc::new(AtomicBool::new(false));
-        let workers = worker::start(site, Arc::new(unpack), &cfg, stop.clone());
+        let workers = worker::start(
+            site,
+            Arc::new(unpack),
+            &cfg,
+            extras.lock_file,
+            pages.busy.clone(),
+            stop.clone(),
+        );
         tracing::info!(%addr, workers = cfg.workers, "holdfast serve listening on http://{addr}/");
         Ok(Server {
             addr,

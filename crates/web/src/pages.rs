@@ -8,13 +8,15 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Extension;
 use axum::Form;
+use holdfast_core::human_bytes;
 use holdfast_recover::{RecoveryJob, RecoveryQueue};
 use minijinja::{context, Environment};
 use serde::Deserialize;
 
-/// The compiled templates.
+/// The compiled templates, and why recoveries wait (shown on every page).
 pub struct Pages {
     env: Environment<'static>,
+    pub busy: crate::worker::Busy,
 }
 
 impl Default for Pages {
@@ -35,12 +37,22 @@ impl Pages {
             ("error.html", include_str!("../templates/error.html")),
             ("login.html", include_str!("../templates/login.html")),
             ("server.html", include_str!("../templates/server.html")),
+            ("backups.html", include_str!("../templates/backups.html")),
         ] {
             env.add_template(name, src)
                 .expect("built-in templates are valid");
         }
         env.add_filter("bytes", |n: i64| human_bytes(n.max(0) as u64));
-        Pages { env }
+        // Unix seconds as a UTC time.
+        env.add_filter("when", |t: i64| {
+            chrono::DateTime::from_timestamp(t, 0)
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                .unwrap_or_else(|| t.to_string())
+        });
+        Pages {
+            env,
+            busy: Default::default(),
+        }
     }
 
     /// Renders a page for a logged-in user: the header's logout form needs their CSRF token.
@@ -50,9 +62,10 @@ impl Pages {
         name: &str,
         ctx: minijinja::Value,
     ) -> Result<Html<String>, PageError> {
+        let busy = self.busy.lock().ok().and_then(|b| b.clone());
         self.render(
             name,
-            context! { who => who.user.clone(), csrf => who.csrf.clone(), ..ctx },
+            context! { who => who.user.clone(), csrf => who.csrf.clone(), busy, ..ctx },
         )
     }
 
@@ -68,11 +81,6 @@ impl Pages {
 /// Any serializable value as a template value.
 fn v<T: serde::Serialize>(x: &T) -> minijinja::Value {
     minijinja::Value::from(minijinja::value::Serde(x))
-}
-
-/// Sizes in the project's one style (binary units: `3.8 MiB`).
-pub fn human_bytes(n: u64) -> String {
-    holdfast_core::bytes::human_bytes(n)
 }
 
 /// An error page with a status code.
@@ -186,6 +194,31 @@ fn active_jobs(
         .filter(|j| !j.state.finished())
         .map(|j| (j.upload_fk.to_string(), j))
         .collect())
+}
+
+/// What the `/backups` page shows (see [`crate::SiteExtras::backups`]); null without it.
+pub async fn gather_backups(st: &AppState) -> Result<serde_json::Value, PageError> {
+    let Some(f) = st.backups.clone() else {
+        return Ok(serde_json::Value::Null);
+    };
+    // Not through `blocking`: the snapshots are worth seeing most while a restore is unfinished.
+    tokio::task::spawn_blocking(move || f())
+        .await
+        .map_err(|e| PageError::internal(e.to_string()))
+}
+
+/// The site's backups: snapshots (size, duration, scheduler downtime, verify result) and the
+/// last backup and verify runs with their result.
+pub async fn backups(
+    State(st): State<AppState>,
+    Extension(who): Extension<Principal>,
+) -> Result<Html<String>, PageError> {
+    let d = gather_backups(&st).await?;
+    st.pages.render_as(
+        &who,
+        "backups.html",
+        context! { title => "Backups", d => v(&d) },
+    )
 }
 
 pub async fn jobs(

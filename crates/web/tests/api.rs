@@ -181,3 +181,48 @@ fn pages_browse_the_tree_and_errors_are_clear() {
         m.body
     );
 }
+
+#[test]
+fn recovery_waits_while_a_backup_holds_the_site_lock() {
+    let f = fixture();
+    let lock_file = f.dir.path().join("run/backup.lock");
+    let srv = start_extras(
+        &f,
+        |_| {},
+        holdfast_web::SiteExtras {
+            lock_file: Some(lock_file.clone()),
+            ..Default::default()
+        },
+    );
+    let u = f.upload;
+    let (_, readme) = item(&f, "README");
+    let original = std::fs::read(&readme).unwrap();
+    std::fs::remove_file(&readme).unwrap();
+
+    // A backup (or restore, prune) holds the lock: the job stays queued and the pages say why.
+    let backup =
+        holdfast_core::lock::acquire(&lock_file, holdfast_core::lock::LockMode::Exclusive).unwrap();
+    let r = http(srv.addr, "POST", &format!("/api/uploads/{u}/recover"), None);
+    assert_eq!(r.status, 202, "{}", r.body);
+    let id = r.json()["job"]["id"].as_i64().unwrap();
+    let page = wait_for("the busy notice", 20, || {
+        let p = http(srv.addr, "GET", "/jobs", None);
+        p.body.contains(r#"id="busy""#).then_some(p)
+    });
+    assert!(page.body.contains("busy: backup running"), "{}", page.body);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let j = http(srv.addr, "GET", &format!("/api/jobs/{id}"), None).json();
+    assert_eq!(j["state"], "queued", "no recovery beside a backup: {j}");
+    assert!(!readme.exists());
+
+    // The backup ends: the job runs and the notice goes.
+    drop(backup);
+    let done = wait_for("the recovery job", 60, || {
+        let j = http(srv.addr, "GET", &format!("/api/jobs/{id}"), None).json();
+        (j["state"] == "done" || j["state"] == "failed").then_some(j)
+    });
+    assert_eq!(done["state"], "done", "{done}");
+    assert_eq!(std::fs::read(&readme).unwrap(), original);
+    let page = http(srv.addr, "GET", "/jobs", None);
+    assert!(!page.body.contains(r#"id="busy""#), "{}", page.body);
+}

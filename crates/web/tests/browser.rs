@@ -431,3 +431,149 @@ fn backup_server_dashboard_in_a_browser() {
         );
     }
 }
+
+/// The FOSSology side's backups page, behind the same login: two real snapshots of the site
+/// (a backup with the stand-in scheduler), the older one verified whole, the newer one with a
+/// flipped byte verified bad, and the last runs with their result.
+#[test]
+fn backups_page_in_a_browser() {
+    use holdfast_backup::content::{self, VerifyOptions};
+    use holdfast_sandbox::standin::{Behaviour, StandIn};
+    let f = fixture();
+    let d = f.dir.path();
+    let standin = StandIn::create(
+        &d.join("standin"),
+        &holdfast_testkit::tag(),
+        Behaviour::default(),
+    )
+    .unwrap();
+    standin.start().unwrap();
+    let sched = standin.config(30);
+    let cfg = holdfast_backup::BackupConfig {
+        target: d.join("target").display().to_string(),
+        lock_file: d.join("run/backup.lock"),
+        check_percent: 0.0,
+        ..Default::default()
+    };
+    holdfast_backup::backup(&f.s.site, "web", &sched, &cfg).unwrap();
+    holdfast_backup::backup(&f.s.site, "web", &sched, &cfg).unwrap();
+    let target = cfg.target().unwrap();
+    let snaps = holdfast_store::layout::snapshots(&target).unwrap();
+    assert_eq!(snaps.len(), 2);
+    let newest = snaps
+        .iter()
+        .max_by_key(|s| s.manifest.finished)
+        .unwrap()
+        .clone();
+    let oldest = snaps
+        .iter()
+        .min_by_key(|s| s.manifest.finished)
+        .unwrap()
+        .clone();
+    let r = content::verify_snapshot(&target, &oldest, &VerifyOptions::default()).unwrap();
+    assert!(r.is_ok());
+    // Bit rot in the newest snapshot's copy of main.c (a copy of its own: break the link).
+    let (_, main_c) = item(&f, "main.c");
+    let rel = main_c.strip_prefix(&f.s.site.repo.root).unwrap();
+    let rotten = d
+        .join("target")
+        .join(&newest.name)
+        .join("repository")
+        .join(rel);
+    let mut bytes = std::fs::read(&rotten).unwrap();
+    bytes[0] ^= 1;
+    std::fs::remove_file(&rotten).unwrap();
+    std::fs::write(&rotten, &bytes).unwrap();
+    let r = content::verify_snapshot(&target, &newest, &VerifyOptions::default()).unwrap();
+    assert_eq!(r.bad.len(), 1, "{:?}", r.bad);
+
+    let runs = serde_json::json!({
+        "command": "backup", "site": "web", "kind": "full", "result": "failure", "exit_code": 1,
+        "finished_at": chrono::Utc::now().timestamp(), "secs": 2.5,
+        "error": "the target is full", "scheduler_down_secs": 1.5,
+        "last_success_at": newest.manifest.finished.timestamp(),
+    });
+    let cfg2 = cfg.clone();
+    let backups: holdfast_web::dashboard::DashboardFn = std::sync::Arc::new(move || {
+        serde_json::json!({
+            "target": cfg2.target,
+            "snapshots": holdfast_backup::overview::snapshots(&cfg2).unwrap(),
+            "last_backup": runs,
+            "last_verify": null,
+            "runs": [runs],
+        })
+    });
+    let srv = start_extras(
+        &f,
+        |_| {},
+        holdfast_web::SiteExtras {
+            lock_file: Some(cfg.lock_file.clone()),
+            backups: Some(backups),
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        http_with(srv.addr, "GET", "/backups", &[], None).status,
+        303,
+        "behind the login"
+    );
+    add_user(&f, "fossy-admin", "an admin's password", 10, false);
+    let mut b = Browser::start();
+    b.open(&format!("{}/backups", srv.url()));
+    wait_for("the login form", 30, || {
+        b.eval("document.getElementById('login') ? true : null")
+            .filter(|v| v.as_bool() == Some(true))
+    });
+    b.eval(
+        "document.getElementById('user').value = 'fossy-admin'; \
+         document.getElementById('password').value = \"an admin's password\"; \
+         document.getElementById('login').submit(); true",
+    )
+    .unwrap();
+    let rows = wait_for("the snapshots table", 30, || {
+        b.eval("document.querySelectorAll('tr.snapshot').length || null")
+            .and_then(|v| v.as_i64())
+    });
+    assert_eq!(rows, 2);
+    let mut cell = |name: &str| {
+        b.eval(&format!(
+            "document.querySelector('tr.snapshot[data-name=\"{name}\"] td.verify').className + ': ' + \
+             document.querySelector('tr.snapshot[data-name=\"{name}\"] td.verify').innerText"
+        ))
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap()
+    };
+    let old = cell(&oldest.name);
+    assert!(
+        old.starts_with("verify ok") && old.contains("ok: "),
+        "{old}"
+    );
+    let new = cell(&newest.name);
+    assert!(
+        new.starts_with("verify bad") && new.contains("1 bad file(s)"),
+        "{new}"
+    );
+    let last = b
+        .eval("document.getElementById('last-backup').innerText")
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap();
+    assert!(
+        last.contains("failure") && last.contains("the target is full") && last.contains("1.5 s"),
+        "{last}"
+    );
+    let table = b
+        .eval("document.getElementById('snapshots').innerText")
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap();
+    assert!(
+        table.contains("full full") && table.contains("files, "),
+        "{table}"
+    );
+    b.screenshot(&d.join("backups.png"));
+    if let Ok(dir) = std::env::var("HOLDFAST_SCREENSHOTS") {
+        let _ = std::fs::copy(
+            d.join("backups.png"),
+            std::path::Path::new(&dir).join("backups.png"),
+        );
+    }
+}

@@ -63,12 +63,15 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         wait(server);
         return Ok(exit::code(exit::OK));
     };
-    let server = holdfast_web::Server::start(
-        site,
-        ctx.config.unpack.clone(),
-        cfg,
-        metrics(&ctx.config.server, ctx.config.site.state_dir()),
-    )?;
+    let extras = holdfast_web::SiteExtras {
+        metrics: metrics(&ctx.config.server, ctx.config.site.state_dir()),
+        lock_file: Some(ctx.config.backup.lock_file.clone()),
+        backups: Some(backups(
+            ctx.config.backup.clone(),
+            ctx.config.site.state_dir(),
+        )),
+    };
+    let server = holdfast_web::Server::start(site, ctx.config.unpack.clone(), cfg, extras)?;
     eprintln!("holdfast serve: listening on {}/", server.url());
     wait(server);
     Ok(exit::code(exit::OK))
@@ -93,6 +96,28 @@ fn server_metrics(
         holdfast_server::metrics::render_from_config(&server)
             + &holdfast_notify::dashboard::metrics(&d)
     }))
+}
+
+/// The `/backups` page: the target's snapshots (with their verify results), the last backup
+/// and verify runs, and the recent runs with their result.
+fn backups(
+    backup: holdfast_backup::BackupConfig,
+    state_dir: std::path::PathBuf,
+) -> holdfast_web::dashboard::DashboardFn {
+    std::sync::Arc::new(move || {
+        let (snapshots, error) = match holdfast_backup::overview::snapshots(&backup) {
+            Ok(s) => (s, None),
+            Err(e) => (Vec::new(), Some(e.to_string())),
+        };
+        serde_json::json!({
+            "target": backup.target,
+            "snapshots": snapshots,
+            "snapshots_error": error,
+            "last_backup": crate::runlog::last(&state_dir, "backup"),
+            "last_verify": crate::runlog::last(&state_dir, "verify"),
+            "runs": crate::runlog::history(&state_dir, 20),
+        })
+    })
 }
 
 /// The site's last backup and verify runs, then the backup server's metrics (its status

@@ -2,7 +2,7 @@
 
 use crate::config::Context;
 use crate::exit;
-use holdfast_slim::report::human;
+use holdfast_core::human_bytes;
 use holdfast_slim::{ApplyOptions, ApplyReport};
 use std::process::ExitCode;
 
@@ -143,7 +143,7 @@ fn render(r: &ApplyReport) -> String {
             "{verb} pfile {} {} ({})\n",
             s.pfile_pk,
             s.name,
-            human(s.bytes)
+            human_bytes(s.bytes)
         ));
     }
     for (s, why) in &r.skipped {
@@ -152,7 +152,7 @@ fn render(r: &ApplyReport) -> String {
     out.push_str(&format!(
         "{verb} {} containers, freeing {} ({} bytes)\n",
         r.removed.len(),
-        human(r.freed_bytes),
+        human_bytes(r.freed_bytes),
         r.freed_bytes
     ));
     if !r.recorded_absent.is_empty() {

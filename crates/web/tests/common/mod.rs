@@ -3,7 +3,7 @@
 
 use holdfast_sandbox::scratch::ScratchSite;
 use holdfast_unpack::{upload_files, UnpackConfig, UnpackOptions};
-use holdfast_web::{Server, WebConfig};
+use holdfast_web::{Server, SiteExtras, WebConfig};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -72,6 +72,10 @@ pub fn start(f: &Fixture) -> Server {
 }
 
 pub fn start_with(f: &Fixture, tweak: impl FnOnce(&mut WebConfig)) -> Server {
+    start_extras(f, tweak, SiteExtras::default())
+}
+
+pub fn start_extras(f: &Fixture, tweak: impl FnOnce(&mut WebConfig), extras: SiteExtras) -> Server {
     use std::os::unix::fs::PermissionsExt;
     let tokens = f.dir.path().join("web-tokens");
     std::fs::write(&tokens, format!("# scripts\n{TOKEN}\n")).unwrap();
@@ -83,7 +87,7 @@ pub fn start_with(f: &Fixture, tweak: impl FnOnce(&mut WebConfig)) -> Server {
         ..Default::default()
     };
     tweak(&mut cfg);
-    Server::start(f.s.site.clone(), UnpackConfig::default(), cfg, None).unwrap()
+    Server::start(f.s.site.clone(), UnpackConfig::default(), cfg, extras).unwrap()
 }
 
 /// A FOSSology user as FOSSology's UI writes one: `password_hash()` bcrypt (`$2y$`), or with
