@@ -368,9 +368,10 @@ impl Ctx<'_> {
                 });
                 if due {
                     let since = since.unwrap_or(self.opts.now);
-                    self.send(a, reseller, task, prefix, vars, false, since)?;
+                    let to = self.send(a, reseller, task, prefix, vars, false, since)?;
                     if !self.opts.dry_run {
                         self.state.mark_sent(&key, self.opts.now)?;
+                        self.state.set_recipients(&key, &to)?;
                     }
                 }
             }
@@ -403,8 +404,11 @@ impl Ctx<'_> {
         vars: Map<String, Value>,
         resolved: bool,
         since: DateTime<Utc>,
-    ) -> Result<(), CheckError> {
+    ) -> Result<Vec<String>, CheckError> {
         let r = recipients::resolve(a, task, reseller, self.dir);
+        let mut named: Vec<String> = r.customer.iter().chain(&r.reseller).cloned().collect();
+        named.sort();
+        named.dedup();
         for n in &r.notes {
             tracing::info!("{n}");
         }
@@ -501,7 +505,7 @@ impl Ctx<'_> {
             }
             self.report.mails.push(mail);
         }
-        Ok(())
+        Ok(named)
     }
 }
 

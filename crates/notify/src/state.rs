@@ -61,6 +61,15 @@ impl State {
                 PRIMARY KEY(account, prefix, id));",
         )
         .map_err(err)?;
+        // Who the rules named at the last send (added later: older state files lack it).
+        let has_recipients = db
+            .prepare("SELECT 1 FROM pragma_table_info('warnings') WHERE name = 'recipients'")
+            .and_then(|mut q| q.exists([]))
+            .map_err(err)?;
+        if !has_recipients {
+            db.execute_batch("ALTER TABLE warnings ADD COLUMN recipients TEXT NOT NULL DEFAULT ''")
+                .map_err(err)?;
+        }
         Ok(State { db, path: p })
     }
 
@@ -104,6 +113,18 @@ impl State {
                    first_sent = CASE WHEN active = 0 THEN ?4 ELSE first_sent END,
                    active = 1, last_sent = ?4",
                 params![k.task, k.account, k.prefix, now],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Records who the rules sent the warning to (customer and reseller addresses), for the
+    /// dashboard: the outbox only shows mails not delivered yet.
+    pub fn set_recipients(&self, k: &Key, to: &[String]) -> Result<(), StateError> {
+        self.db
+            .execute(
+                "UPDATE warnings SET recipients=?4 WHERE task=?1 AND account=?2 AND prefix=?3",
+                params![k.task, k.account, k.prefix, to.join("\n")],
             )
             .map_err(|e| self.err(e))?;
         Ok(())
@@ -306,6 +327,8 @@ pub struct OpenWarning {
     pub prefix: String,
     pub first_sent: String,
     pub last_sent: String,
+    /// Addresses the recipient rules named at the last send (empty: nobody, see the log).
+    pub recipients: Vec<String>,
 }
 
 /// The newest client run the checks saw for one account and prefix.
@@ -326,7 +349,7 @@ impl State {
         let mut q = self
             .db
             .prepare(
-                "SELECT task, account, prefix, first_sent, last_sent FROM warnings \
+                "SELECT task, account, prefix, first_sent, last_sent, recipients FROM warnings \
                  WHERE active = 1 ORDER BY first_sent, account, prefix",
             )
             .map_err(|e| self.err(e))?;
@@ -338,6 +361,7 @@ impl State {
                     prefix: r.get(2)?,
                     first_sent: r.get(3)?,
                     last_sent: r.get(4)?,
+                    recipients: r.get::<_, String>(5)?.lines().map(String::from).collect(),
                 })
             })
             .map_err(|e| self.err(e))?;

@@ -318,6 +318,23 @@ fn every_task_reaches_exactly_the_right_people() {
         ),
     ];
     assert_eq!(s, expected);
+    // Every mail went out: the dashboard names the recipients from the rules, not the outbox.
+    let d = holdfast_notify::dashboard::gather(&holdfast_server::ServerConfig::default(), &w.cfg);
+    assert!(d.outbox.is_empty());
+    let q = d
+        .warnings
+        .iter()
+        .find(|x| x.warning.task == "quota" && x.warning.account == "4000001")
+        .unwrap_or_else(|| panic!("{:?}", d.warnings));
+    assert_eq!(
+        q.warning.recipients,
+        // (R1's sstMailTo carries a display name.)
+        vec![
+            "R1 Desk <desk@r1.example>".to_string(),
+            "it@a1.example".into()
+        ]
+    );
+    assert!(q.waiting_to.is_empty());
     for m in &msgs {
         assert_eq!(m["tls"], true);
         assert_eq!(m["auth"], "holdfast");
