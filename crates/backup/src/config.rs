@@ -115,10 +115,11 @@ pub struct BackupConfig {
     /// names is in the snapshot (or listed as missing); jobs running at that point run again
     /// after a restore. What it does not promise: see the guide (docs/full-backup.md).
     pub online: bool,
-    /// `pg_dumpall`, `pg_dump` (online mode) and `psql` programs (at least the server's
-    /// major version).
+    /// `pg_dumpall` program (at least the server's major version).
     pub pg_dumpall: String,
+    /// `pg_dump` program for online mode (at least the server's major version).
     pub pg_dump: String,
+    /// `psql` program for the restore (at least the server's major version).
     pub psql: String,
     /// How `pg_dumpall` and the restore reach PostgreSQL as a superuser
     /// (`[backup.superuser]`; default: the `postgres` OS user over the local socket).

@@ -30,13 +30,21 @@ impl SiteSection {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
+    /// The FOSSology site: where its configuration is, its name, where runs are recorded.
     pub site: SiteSection,
+    /// How FOSSology's scheduler is stopped for a backup and started again.
     pub scheduler: holdfast_site::scheduler::SchedulerConfig,
+    /// Backups of the site: target, layout, retention, database dump.
     pub backup: holdfast_backup::BackupConfig,
+    /// What `holdfast schedule install` writes (systemd timers, else cron).
     pub schedule: holdfast_backup::schedule::ScheduleConfig,
+    /// Unpacking uploads again from their gold files (recover, reunpack): limits.
     pub unpack: holdfast_unpack::UnpackConfig,
+    /// The stoney backup server: accounts, homes, snapshots, sizes.
     pub server: holdfast_server::ServerConfig,
+    /// Warnings to backup customers and resellers (the server's check job).
     pub notify: holdfast_notify::NotifyConfig,
+    /// `holdfast serve`: the web pages, the JSON API and /metrics.
     pub web: holdfast_web::WebConfig,
 }
 

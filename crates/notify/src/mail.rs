@@ -18,16 +18,19 @@ use std::time::Duration;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SmtpConfig {
+    /// The SMTP relay's host name or address.
     pub host: String,
     /// Default: 587 with STARTTLS, 465 with TLS, 25 without.
     pub port: Option<u16>,
     /// `starttls` (default), `tls` (implicit TLS) or `none` (loopback relays only).
     pub security: String,
+    /// User to log in as (with `password_file`); unset: no login.
     pub username: Option<String>,
     /// File holding the SMTP password (mode 0600); never logged.
     pub password_file: Option<PathBuf>,
     /// Extra CA certificate (PEM) to trust, e.g. a site CA or a test server's certificate.
     pub ca_file: Option<PathBuf>,
+    /// Seconds to wait for the relay before the mails stay in the outbox for the next run.
     pub timeout_secs: u64,
 }
 
