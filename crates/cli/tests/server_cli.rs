@@ -187,6 +187,8 @@ fn server_commands_against_real_slapd() {
             "server",
             "schedule",
             "install",
+            "--system",
+            "cron",
             "--cron-file",
             cron.to_str().unwrap(),
         ],
@@ -220,4 +222,99 @@ fn server_commands_against_real_slapd() {
         std::fs::read_dir(home1.join(".snapshots")).unwrap().count(),
         before
     );
+}
+
+/// systemd first: one timer per server job (enabled) where systemd runs, replacing a cron file
+/// written earlier; the cron file only without systemd. No LDAP needed.
+#[test]
+fn server_schedule_install_prefers_systemd_timers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let units = t.join("units");
+    let conf = t.join("holdfast.toml");
+    std::fs::write(
+        &conf,
+        format!("[schedule]\nunit_dir = \"{}\"\n", units.display()),
+    )
+    .unwrap();
+    let cron = t.join("cron.d-holdfast-server");
+    let cron_arg = cron.to_str().unwrap();
+
+    // Without systemd (forced): the cron file, no units.
+    let o = holdfast(
+        &conf,
+        &[
+            "server",
+            "schedule",
+            "install",
+            "--system",
+            "cron",
+            "--cron-file",
+            cron_arg,
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::read_to_string(&cron)
+        .unwrap()
+        .contains("server snapshot --interval daily"));
+    assert!(!units.exists());
+
+    // With systemd: a service and a timer per job, the timers enabled, the cron file gone.
+    let o = holdfast(
+        &conf,
+        &[
+            "server",
+            "schedule",
+            "install",
+            "--system",
+            "systemd",
+            "--cron-file",
+            cron_arg,
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!cron.exists(), "one scheduler only: {}", stdout(&o));
+    for (when, unit, args) in holdfast_server::jobs::JOBS {
+        let svc = std::fs::read_to_string(units.join(format!("holdfast-server-{unit}.service")))
+            .unwrap_or_else(|e| panic!("{unit}.service: {e}"));
+        assert!(svc.contains(&format!(" server {args}")), "{svc}");
+        let timer =
+            std::fs::read_to_string(units.join(format!("holdfast-server-{unit}.timer"))).unwrap();
+        assert!(timer.contains("OnCalendar="), "{when}: {timer}");
+        assert!(
+            units
+                .join("timers.target.wants")
+                .join(format!("holdfast-server-{unit}.timer"))
+                .symlink_metadata()
+                .is_ok(),
+            "{unit}.timer enabled"
+        );
+    }
+    assert!(
+        !units.join("holdfast-backup.timer").exists(),
+        "a backup server gets no client backup"
+    );
+
+    // auto: whichever this machine runs.
+    let o = holdfast(
+        &conf,
+        &[
+            "server",
+            "schedule",
+            "install",
+            "--dry-run",
+            "--cron-file",
+            cron_arg,
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    if Path::new("/run/systemd/system").is_dir() {
+        assert!(out.contains("holdfast-server-check.timer"), "{out}");
+    } else {
+        assert!(
+            out.contains("server check") && !out.contains(".timer"),
+            "{out}"
+        );
+    }
 }

@@ -110,15 +110,20 @@ pub struct QuotaArgs {
 
 #[derive(clap::Subcommand)]
 pub enum ScheduleCmd {
-    /// Write the cron file (default /etc/cron.d/holdfast-server).
+    /// Install the server's jobs: one systemd timer each where systemd runs ([schedule]
+    /// system), else the cron file (default /etc/cron.d/holdfast-server).
     Install {
-        /// Cron file to write.
+        /// Cron file to write (without systemd); with systemd, a holdfast cron file found
+        /// there is removed so no job runs twice.
         #[arg(long, default_value = "/etc/cron.d/holdfast-server")]
         cron_file: PathBuf,
-        /// User the jobs run as.
+        /// User the jobs run as (cron only; the systemd units run as root).
         #[arg(long, default_value = "root")]
         user: String,
-        /// Print the file instead of writing it.
+        /// `systemd` or `cron` instead of [schedule] system.
+        #[arg(long, value_parser = ["auto", "systemd", "cron"])]
+        system: Option<String>,
+        /// Print what would be written instead of writing it.
         #[arg(long)]
         dry_run: bool,
     },
@@ -211,8 +216,40 @@ pub fn run(cmd: Cmd, ctx: &Context) -> anyhow::Result<ExitCode> {
         Cmd::Schedule(ScheduleCmd::Install {
             cron_file,
             user,
+            system,
             dry_run,
         }) => {
+            let mut sc = ctx.config.schedule.clone();
+            if let Some(v) = &system {
+                sc.system = match v.as_str() {
+                    "systemd" => holdfast_backup::schedule::System::Systemd,
+                    "cron" => holdfast_backup::schedule::System::Cron,
+                    _ => holdfast_backup::schedule::System::Auto,
+                };
+            }
+            if sc.resolve() == holdfast_backup::schedule::System::Systemd {
+                let code = super::schedule::run(
+                    super::schedule::Cmd::Install {
+                        server: true,
+                        serve: false,
+                        no_backup: true,
+                        system: Some("systemd".into()),
+                        file: None,
+                        dry_run,
+                    },
+                    ctx,
+                )?;
+                if !dry_run && is_server_cron(&cron_file) {
+                    std::fs::remove_file(&cron_file).with_context(|| {
+                        format!("cannot remove the old cron file {}", cron_file.display())
+                    })?;
+                    println!(
+                        "removed {} (systemd timers replace it)",
+                        cron_file.display()
+                    );
+                }
+                return Ok(code);
+            }
             let me = std::env::current_exe()
                 .ok()
                 .and_then(|p| p.canonicalize().ok())
@@ -234,6 +271,15 @@ pub fn run(cmd: Cmd, ctx: &Context) -> anyhow::Result<ExitCode> {
             Ok(exit::code(exit::OK))
         }
     }
+}
+
+/// True when `path` is the cron file `server schedule install` wrote.
+fn is_server_cron(path: &std::path::Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|t| {
+        t.starts_with(
+            "# holdfast backup server jobs; written by `holdfast server schedule install`",
+        )
+    })
 }
 
 /// A held job lock is exit code 4, like every other lock.
@@ -451,13 +497,13 @@ fn account(c: AccountCmd, ctx: &Context) -> anyhow::Result<ExitCode> {
             } else {
                 println!(
                     "{:<12} {:>10} {:>10} {:>10}  home",
-                    "uid", "quota MiB", "backup", "snapshot"
+                    "uid", "quota", "backup", "snapshot"
                 );
             }
             for a in &accs {
-                let mib = |v: Option<u64>| {
-                    v.map(|v| (v / (1024 * 1024)).to_string())
-                        .unwrap_or("-".into())
+                let size = |v: Option<u64>| {
+                    v.map(holdfast_core::human_bytes)
+                        .unwrap_or_else(|| "-".into())
                 };
                 let home = homes::home_of(a, &cfg.homes_root)
                     .map(|h| {
@@ -468,9 +514,9 @@ fn account(c: AccountCmd, ctx: &Context) -> anyhow::Result<ExitCode> {
                 println!(
                     "{:<12} {:>10} {:>10} {:>10}  {home}",
                     a.uid,
-                    mib(a.quota),
-                    mib(a.backup_size),
-                    mib(a.increment_size)
+                    size(a.quota),
+                    size(a.backup_size),
+                    size(a.increment_size)
                 );
             }
             Ok(exit::code(exit::OK))
