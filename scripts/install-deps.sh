@@ -14,6 +14,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
+# promtool (checks and tests the example alert rules of docs/operations.md), taken out of
+# Debian's prometheus package without installing it: no Prometheus daemon on the machine.
+if ! command -v promtool >/dev/null; then
+  d=$(mktemp -d)
+  (cd "$d" && apt-get download -q prometheus && dpkg -x prometheus_*.deb x &&
+    install -m 755 x/usr/bin/promtool /usr/local/bin/promtool)
+  rm -rf "$d"
+fi
 # Sibling order follows the database's collation; the tests compare C with en_US.UTF-8.
 if ! locale -a 2>/dev/null | grep -qi '^en_US\.utf-\?8$'; then
   sed -i 's/^# *en_US.UTF-8 UTF-8/en_US.UTF-8 UTF-8/' /etc/locale.gen
