@@ -248,8 +248,14 @@ fn browser_recovers_a_missing_file_with_one_click() {
         .and_then(|v| v.as_str().map(str::to_string))
     });
     assert_eq!(shown, content);
-    let job = b.eval("document.getElementById('job').innerText").unwrap();
-    assert!(job.as_str().unwrap().contains("done"), "{job}");
+    // The file can be in place a moment before the job is marked done; the page reloads
+    // itself until then.
+    let job = wait_for("the job marked done", 30, || {
+        b.eval("document.getElementById('job') && document.getElementById('job').innerText")
+            .and_then(|v| v.as_str().map(str::to_string))
+            .filter(|j| j.contains("done"))
+    });
+    assert!(job.contains("done"), "{job}");
     b.screenshot(&shots.join("recovered.png"));
     if let Ok(dir) = std::env::var("HOLDFAST_SCREENSHOTS") {
         for n in ["login.png", "missing.png", "recovered.png"] {
