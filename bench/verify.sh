@@ -2,9 +2,11 @@
 # Benchmark of `holdfast verify --snapshot` (every file hashed with sha1 and md5 and compared
 # with its FOSSology name) against `sha1sum` and `sha1sum + md5sum` of the same files.
 # Builds a snapshot on a local target from real files of this machine (/usr/lib, /usr/share),
-# each stored under its content name as FOSSology's repository does, then times each tool
-# twice and keeps the second run (page cache warm for all of them).
-# Usage: bench/verify.sh [MAX_MB]   (default 400; HOLDFAST=path/to/holdfast to skip the build)
+# each stored under its content name as FOSSology's repository does, then times the tools
+# interleaved, REPS rounds (default 3), each cold (page cache dropped before every run) and
+# warm (run again right after), and prints the medians and the load average.
+# Usage: bench/verify.sh [MAX_MB]   (default 400; HOLDFAST=path/to/holdfast to skip the build;
+# REPS=n; COLD=0 skips the cold runs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 max_mb=${1:-400}
@@ -74,15 +76,52 @@ lock_file = "$work/run/backup.lock"
 EOF
 repo="$work/target/current/repository"
 bytes=$(find "$repo" -type f -printf '%s\n' | awk '{s+=$1} END {print s}')
+reps=${REPS:-3}
+cold=${COLD:-1}
 secs() { local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null; t1=$(date +%s.%N); echo "$t1 - $t0" | bc -l; }
-run() { "$@" >/dev/null; secs "$@"; }   # first run warms the cache, the second is timed
-hf=$(run "$HOLDFAST" --config "$work/holdfast.toml" -q verify --snapshot current --restart)
-s1=$(run sh -c "find '$repo' -type f -print0 | xargs -0 sha1sum")
-s1p=$(run sh -c "find '$repo' -type f -print0 | xargs -0 -P$(nproc) -n 256 sha1sum")
-sm=$(run sh -c "find '$repo' -type f -print0 | xargs -0 sha1sum; find '$repo' -type f -print0 | xargs -0 md5sum")
+drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+tools=(hf s1 s1p sm)
+cmd() {
+  case $1 in
+    hf) "$HOLDFAST" --config "$work/holdfast.toml" -q verify --snapshot current --restart ;;
+    s1) find "$repo" -type f -print0 | xargs -0 sha1sum ;;
+    s1p) find "$repo" -type f -print0 | xargs -0 -P"$(nproc)" -n 256 sha1sum ;;
+    sm) find "$repo" -type f -print0 | xargs -0 sha1sum; find "$repo" -type f -print0 | xargs -0 md5sum ;;
+  esac
+}
+declare -A warm_t cold_t
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+for ((r = 1; r <= reps; r++)); do
+  for t in "${tools[@]}"; do
+    if [ "$cold" = 1 ]; then
+      drop
+      cold_t[$t]+="$(secs cmd "$t") "
+    else
+      cmd "$t" >/dev/null
+    fi
+    warm_t[$t]+="$(secs cmd "$t") "
+  done
+done
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 rate() { echo "scale=1; $bytes / $1 / 1048576" | bc -l; }
-printf '%-42s %8.2f s %8s MiB/s\n' "holdfast verify (sha1+md5, $(nproc) threads)" "$hf" "$(rate "$hf")"
-printf '%-42s %8.2f s %8s MiB/s\n' "sha1sum (1 process)" "$s1" "$(rate "$s1")"
-printf '%-42s %8.2f s %8s MiB/s\n' "sha1sum (xargs -P$(nproc))" "$s1p" "$(rate "$s1p")"
-printf '%-42s %8.2f s %8s MiB/s\n' "sha1sum + md5sum (the same proof)" "$sm" "$(rate "$sm")"
-echo "ratios: holdfast is $(echo "scale=2; $s1 / $hf" | bc -l)x sha1sum, $(echo "scale=2; $sm / $hf" | bc -l)x sha1sum+md5sum"
+name() {
+  case $1 in
+    hf) echo "holdfast verify (sha1+md5, $(nproc) threads)" ;;
+    s1) echo "sha1sum (1 process)" ;;
+    s1p) echo "sha1sum (xargs -P$(nproc))" ;;
+    sm) echo "sha1sum + md5sum (the same proof)" ;;
+  esac
+}
+echo "$(find "$repo" -type f | wc -l) files, $(echo "scale=1; $bytes / 1048576" | bc -l) MiB; medians of $reps interleaved runs"
+declare -A med
+for kind in warm cold; do
+  [ "$kind" = cold ] && [ "$cold" != 1 ] && continue
+  for t in "${tools[@]}"; do
+    if [ "$kind" = warm ]; then v=${warm_t[$t]}; else v=${cold_t[$t]}; fi
+    m=$(tr ' ' '\n' <<<"$v" | grep . | median)
+    med[$kind$t]=$m
+    printf '%-5s %-42s %8.2f s %8s MiB/s   (runs: %s)\n' "$kind" "$(name "$t")" "$m" "$(rate "$m")" "$v"
+  done
+  echo "$kind ratios: holdfast is $(echo "scale=2; ${med[${kind}s1]} / ${med[${kind}hf]}" | bc -l)x sha1sum, $(echo "scale=2; ${med[${kind}sm]} / ${med[${kind}hf]}" | bc -l)x sha1sum+md5sum, $(echo "scale=2; ${med[${kind}s1p]} / ${med[${kind}hf]}" | bc -l)x parallel sha1sum"
+done
