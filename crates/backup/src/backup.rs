@@ -11,14 +11,15 @@
 //! [`Quiesced`]: holdfast_site::scheduler::Quiesced
 
 use crate::config::BackupConfig;
-use crate::precopy;
 use crate::BackupError;
+use crate::{nightly, precopy};
 use chrono::Utc;
 use holdfast_site::scheduler::{self, SchedulerConfig};
 use holdfast_site::Site;
 use holdfast_store::manifest::{JobsInfo, Manifest, RepoInfo, Timings, DB_DIR};
-use holdfast_store::{monitor, Files, Place, Plan, Source, Store};
+use holdfast_store::{monitor, Files, LayoutKind, Place, Plan, Source, Store};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::time::Instant;
 
 /// Folders under the repository root (beside the host folders) that are copied when present.
@@ -136,10 +137,93 @@ fn run(
     // Deciding where the copy goes costs FOSSology nothing: done before the stop.
     let plan = target.plan(&cfg.layout())?;
     let pool = plan.lists_files;
+    // A database night builds on the previous snapshot's list and marks (see `nightly`).
+    let prev = match nightly::previous(cfg, target, &plan)? {
+        Ok(p) => {
+            tracing::info!(previous = %p.snapshot.name, files = p.list.len(), "copying what the database says is new");
+            Some(p)
+        }
+        Err(why) => {
+            tracing::info!("walking the whole repository: {why}");
+            None
+        }
+    };
+    let rolling = cfg.layout == LayoutKind::Rolling;
+    // Rolling: the new tree links every file of the previous one it keeps (`paths`); what
+    // the previous tree lacks is sent from the site instead.
+    let link = |p: &nightly::Previous,
+                night: &mut nightly::Night,
+                paths: Vec<String>|
+     -> Result<(), BackupError> {
+        if rolling && !paths.is_empty() {
+            let t = Instant::now();
+            let (n, lacking) = target.link_previous(&plan, &p.snapshot.name, &paths)?;
+            tracing::info!(
+                secs = t.elapsed().as_secs_f64(),
+                linked = n,
+                "previous day's files linked"
+            );
+            night.take_from_site(&site.repo.root, lacking);
+        }
+        Ok(())
+    };
+    let kept = |night: &nightly::Night| -> Vec<String> {
+        night
+            .list
+            .keys()
+            .filter(|k| !night.send.contains_key(*k))
+            .cloned()
+            .collect()
+    };
 
-    // Pre-copy: the whole repository while the scheduler runs (see `precopy`).
+    // Pre-copy: what this night sends, while the scheduler runs (see `precopy`).
     let mut precopy_secs = 0.0;
-    let pre = if cfg.precopy {
+    let pre = if !cfg.precopy {
+        Pre::None
+    } else if let Some(p) = &prev {
+        let t = Instant::now();
+        let mut night = nightly::plan(site, types, &dirs, p, client)?;
+        let keep = kept(&night);
+        link(p, &mut night, keep)?;
+        let whole: Vec<String> = night
+            .send
+            .iter()
+            .filter(|(_, w)| **w)
+            .map(|(p, _)| p.clone())
+            .collect();
+        let stats = target.send_repository(
+            &plan,
+            &src,
+            Files::Delta {
+                send: &whole,
+                drop: &[],
+            },
+        )?;
+        // Sure to be in the copy: whole before, still there after, named by content.
+        let copied: BTreeSet<String> = whole
+            .into_iter()
+            .filter(|p| {
+                holdfast_site::pfile::PfileName::parse(p.rsplit('/').next().unwrap_or(p)).is_some()
+                    && site.repo.root.join(p).is_file()
+            })
+            .collect();
+        // Files being written are not in the copy yet: the delta pass sends them.
+        let names: Vec<String> = night
+            .list
+            .keys()
+            .filter(|k| night.send.get(*k) != Some(&false))
+            .cloned()
+            .collect();
+        let damaged = heal(site, cfg, target, &plan, &src, Some(&names))?;
+        precopy_secs = t.elapsed().as_secs_f64();
+        tracing::info!(
+            secs = precopy_secs,
+            named = night.named,
+            new_files = stats.transferred_files,
+            "new files pre-copied while the scheduler runs"
+        );
+        Pre::Db(night, copied, stats, damaged)
+    } else {
         let t = Instant::now();
         let before = precopy::list(&site.repo.root, &dirs);
         let names: Vec<String> = before.keys().cloned().collect();
@@ -159,9 +243,7 @@ fn run(
             new_files = stats.transferred_files,
             "repository pre-copied while the scheduler runs"
         );
-        Some((precopy::copied(&before, &after), stats, damaged))
-    } else {
-        None
+        Pre::Walk(precopy::copied(&before, &after), stats, damaged)
     };
 
     let stopped = Instant::now();
@@ -172,6 +254,17 @@ fn run(
         what: "read the job queue".into(),
         source: e,
     })?;
+    // With the scheduler stopped no agent adds rows: the next night starts from here.
+    let marks = match holdfast_site::changes::marks(client) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            tracing::warn!(
+                "cannot read the database's marks (the next backup walks the repository): {}",
+                crate::pg_why(&e)
+            );
+            None
+        }
+    };
 
     let t = Instant::now();
     let dump_rel = format!(
@@ -206,13 +299,98 @@ fn run(
     let dump_secs = t.elapsed().as_secs_f64();
     tracing::info!(secs = dump_secs, bytes = database.bytes, "database dumped");
 
-    // With the scheduler stopped nothing adds files: what is missing now stays missing.
-    let missing = missing_files(client, site, types)?;
-
     let t = Instant::now();
-    // The files the snapshot holds (needed for the pool's list and for pre-copy counts).
-    let (list, mut stats, damaged, missing) = match pre {
-        None => {
+    // The files the snapshot holds, with the scheduler stopped (nothing adds files now).
+    let (entries, mut stats, damaged, missing, night_unnamed) = match (pre, &prev) {
+        (Pre::None, Some(p)) => {
+            let mut night = nightly::plan(site, types, &dirs, p, client)?;
+            let keep = kept(&night);
+            link(p, &mut night, keep)?;
+            let send: Vec<String> = night.send.keys().cloned().collect();
+            let stats = target.send_repository(
+                &plan,
+                &src,
+                Files::Delta {
+                    send: &send,
+                    drop: &[],
+                },
+            )?;
+            let names: Vec<String> = night.list.keys().cloned().collect();
+            let damaged = heal(site, cfg, target, &plan, &src, Some(&names))?;
+            tracing::info!(
+                named = night.named,
+                sent = send.len(),
+                dropped = night.dropped,
+                "copied what the database says is new"
+            );
+            let entries = into_entries(std::mem::take(&mut night.list));
+            (entries, stats, damaged, night.missing, Some(night.unnamed))
+        }
+        (Pre::Db(before, copied, pre_stats, damaged), Some(p)) => {
+            let mut night = nightly::plan(site, types, &dirs, p, client)?;
+            // Rolling: what the previous day holds that the pre-copy did not link yet.
+            let more: Vec<String> = kept(&night)
+                .into_iter()
+                .filter(|k| !before.list.contains_key(k))
+                .collect();
+            link(p, &mut night, more)?;
+            let mut list = std::mem::take(&mut night.list);
+            let mut missing = std::mem::take(&mut night.missing);
+            // Files in the pre-copy (sent, or linked from the previous day) gone since: the
+            // snapshot keeps them while the database names them, else they leave it.
+            let mut drop = Vec::new();
+            for (path, meta) in before.list {
+                if list.contains_key(&path) {
+                    continue;
+                }
+                let in_copy =
+                    copied.contains(&path) || (rolling && !before.send.contains_key(&path));
+                if !in_copy {
+                    continue;
+                }
+                match missing.iter().position(|r| precopy::names(r, &path)) {
+                    Some(i) => {
+                        missing.remove(i);
+                        list.insert(path, meta);
+                    }
+                    None => drop.push(path),
+                }
+            }
+            let send: Vec<String> = night
+                .send
+                .keys()
+                .filter(|k| !copied.contains(*k))
+                .cloned()
+                .collect();
+            let delta_stats = target.send_repository(
+                &plan,
+                &src,
+                Files::Delta {
+                    send: &send,
+                    drop: &drop,
+                },
+            )?;
+            tracing::info!(
+                sent = send.len(),
+                dropped = drop.len(),
+                new_files = delta_stats.transferred_files,
+                "delta pass over what the database added since the pre-copy"
+            );
+            let stats = holdfast_store::rsync::RsyncStats {
+                transferred_files: pre_stats.transferred_files + delta_stats.transferred_files,
+                transferred_bytes: pre_stats.transferred_bytes + delta_stats.transferred_bytes,
+                ..Default::default()
+            };
+            (
+                into_entries(list),
+                stats,
+                damaged,
+                missing,
+                Some(night.unnamed),
+            )
+        }
+        (Pre::None, None) | (Pre::Db(..), None) => {
+            let missing = missing_files(client, site, types)?;
             let list = pool.then(|| holdfast_store::pool::list_files(&site.repo.root, &dirs));
             let stats = target.send_repository(
                 &plan,
@@ -222,9 +400,14 @@ fn run(
                 },
             )?;
             let damaged = heal(site, cfg, target, &plan, &src, list.as_deref())?;
-            (list, stats, damaged, missing)
+            let entries = match list {
+                Some(l) => nightly::entries(&site.repo.root, &l),
+                None => holdfast_store::pool::list_entries(&site.repo.root, &dirs),
+            };
+            (entries, stats, damaged, missing, None)
         }
-        Some((copied, pre_stats, damaged)) => {
+        (Pre::Walk(copied, pre_stats, damaged), _) => {
+            let missing = missing_files(client, site, types)?;
             let now = precopy::list(&site.repo.root, &dirs);
             let delta = precopy::delta(&copied, &now, &missing);
             let delta_stats = target.send_repository(
@@ -246,14 +429,18 @@ fn run(
             let mut list: Vec<String> = now.into_keys().chain(delta.keep).collect();
             list.sort();
             let stats = holdfast_store::rsync::RsyncStats {
-                files: 0,
-                bytes: 0,
                 transferred_files: pre_stats.transferred_files + delta_stats.transferred_files,
                 transferred_bytes: pre_stats.transferred_bytes + delta_stats.transferred_bytes,
                 ..Default::default()
             };
-            (Some(list), stats, damaged, missing)
+            let entries = nightly::entries(&site.repo.root, &list);
+            (entries, stats, damaged, missing, None)
         }
+    };
+    let found_by = if prev.is_some() { "database" } else { "walk" };
+    let unnamed = match night_unnamed {
+        Some(u) => u,
+        None => nightly::unnamed(site, types, &entries, client)?,
     };
     if !missing.is_empty() {
         tracing::error!(
@@ -261,25 +448,24 @@ fn run(
             "the repository lacks files the database names; the snapshot cannot have them"
         );
     }
-    if let Some(list) = &list {
-        // rsync saw only part of the files: count the whole snapshot from the names.
-        stats.files = list.len() as u64;
-        stats.bytes = list
-            .iter()
-            .map(|p| {
-                holdfast_site::pfile::PfileName::parse(p.rsplit('/').next().unwrap_or(p))
-                    .map(|n| n.size)
-                    .unwrap_or_else(|| {
-                        std::fs::metadata(site.repo.root.join(p))
-                            .map(|m| m.len())
-                            .unwrap_or(0)
-                    })
-            })
-            .sum();
-        if pool {
-            target.write_file_list(&plan, list)?;
-        }
-    }
+    // rsync saw only part of the files: count the whole snapshot from the names.
+    stats.files = entries.len() as u64;
+    stats.bytes = entries
+        .iter()
+        .map(|e| {
+            let p = &e.path;
+            holdfast_site::pfile::PfileName::parse(p.rsplit('/').next().unwrap_or(p))
+                .map(|n| n.size)
+                .unwrap_or_else(|| {
+                    std::fs::metadata(site.repo.root.join(p))
+                        .map(|m| m.len())
+                        .unwrap_or(0)
+                })
+        })
+        .sum();
+    // Every layout keeps its list: the next night builds on it, a restore gives the
+    // recorded modes, owners and mtimes back.
+    target.write_file_entries(&plan, &entries)?;
     let copy_secs = t.elapsed().as_secs_f64();
     tracing::info!(
         secs = copy_secs,
@@ -308,6 +494,14 @@ fn run(
             new_files: stats.transferred_files,
             new_bytes: stats.transferred_bytes,
             damaged,
+            found_by: found_by.into(),
+            marks,
+            walked: match &prev {
+                Some(p) => p.snapshot.manifest.repository.walked,
+                None => Some(started),
+            },
+            missing: missing.clone(),
+            unnamed,
         },
         jobs: JobsInfo {
             unfinished,
@@ -394,6 +588,32 @@ pub(crate) fn finish(
         missing,
         copies: Vec::new(),
     })
+}
+
+/// What the pre-copy did.
+enum Pre {
+    None,
+    /// Walked: the files the pre-copy is sure to hold, its stats, damaged files.
+    Walk(
+        BTreeSet<String>,
+        holdfast_store::rsync::RsyncStats,
+        Vec<String>,
+    ),
+    /// A database night: its plan, the files sure to be in the copy, stats, damaged files.
+    Db(
+        nightly::Night,
+        BTreeSet<String>,
+        holdfast_store::rsync::RsyncStats,
+        Vec<String>,
+    ),
+}
+
+fn into_entries(
+    list: std::collections::BTreeMap<String, Option<holdfast_store::pool::Meta>>,
+) -> Vec<holdfast_store::pool::Entry> {
+    list.into_iter()
+        .map(|(path, meta)| holdfast_store::pool::Entry { path, meta })
+        .collect()
 }
 
 /// Keeps damaged copies out of the new snapshot. Files a verification found damaged in the

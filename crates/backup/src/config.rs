@@ -102,6 +102,11 @@ pub struct BackupConfig {
     /// Copy the repository while FOSSology's scheduler runs, and only what changed since
     /// once it is stopped (default). false: stop the scheduler for the whole copy.
     pub precopy: bool,
+    /// Nights between whole-repository walks. In between, a night copies what FOSSology's
+    /// database says is new since the previous snapshot (rolling and pool layouts), and the
+    /// walk catches what the database cannot know (files put back or lost behind its back).
+    /// 0 walks every night (`holdfast backup --full-walk` does once).
+    pub full_walk_days: u32,
     /// Write the dump on the FOSSology server (in `dump_spool`) and send it with rsync
     /// against the previous snapshot's dump, so only changed blocks cross the wire
     /// (default). false: stream it straight to the target, nothing on the server's disk.
@@ -181,6 +186,7 @@ impl Default for BackupConfig {
             verify_sample_percent: 100.0,
             require_mount: None,
             precopy: true,
+            full_walk_days: 7,
             dump_rsync: true,
             dump_spool: PathBuf::from("/var/tmp"),
             online: false,

@@ -295,6 +295,9 @@ pub(crate) fn run(
             new_files: stats.transferred_files,
             new_bytes: stats.transferred_bytes,
             damaged,
+            // No marks: the next night walks the repository.
+            found_by: "walk".into(),
+            ..Default::default()
         },
         jobs: JobsInfo {
             unfinished: snap.unfinished,

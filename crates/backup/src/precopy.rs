@@ -65,7 +65,7 @@ pub struct Delta {
 }
 
 /// True when the repository path `p` is the file `r` names (its type folder and its name).
-fn names(r: &Reference, p: &str) -> bool {
+pub fn names(r: &Reference, p: &str) -> bool {
     let (dir, file) = p.rsplit_once('/').unwrap_or(("", p));
     file == r.name
         && (dir.starts_with(&format!("{}/", r.kind)) || dir.contains(&format!("/{}/", r.kind)))

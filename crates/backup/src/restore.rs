@@ -173,35 +173,55 @@ pub fn restore(
         None
     };
 
-    let t = Instant::now();
-    if !opts.skip_db {
-        let info = &snap.manifest.database;
-        crate::dump::load(
-            target,
-            &format!("{}/{}", snap.name, info.file),
-            info,
-            &dest.db,
-            cfg,
-        )?;
-        tracing::info!(secs = t.elapsed().as_secs_f64(), db = %dest.db.dbname(), "database restored");
-    }
-    let db_secs = t.elapsed().as_secs_f64();
-
-    let t = Instant::now();
-    if !opts.skip_repo {
-        restore_repo(target, &snap, &dest)?;
-        // A backup server that is not root keeps modes but not owners: everything in
-        // FOSSology's repository belongs to its user and group.
-        let n = dest.repo.chown_all().map_err(|source| BackupError::Io {
-            path: dest.repo.root.display().to_string(),
-            source,
-        })?;
-        if n > 0 {
-            tracing::info!(entries = n, user = %dest.repo.owner.user, "gave restored files back to FOSSology's user");
+    // The database loads while the repository copies: PostgreSQL's work and the
+    // repository's reads and writes overlap.
+    let load_db = || -> Result<f64, BackupError> {
+        let t = Instant::now();
+        if !opts.skip_db {
+            let info = &snap.manifest.database;
+            crate::dump::load(
+                target,
+                &format!("{}/{}", snap.name, info.file),
+                info,
+                &dest.db,
+                cfg,
+            )?;
+            tracing::info!(secs = t.elapsed().as_secs_f64(), db = %dest.db.dbname(), "database restored");
         }
-        tracing::info!(secs = t.elapsed().as_secs_f64(), "repository restored");
-    }
-    let repo_secs = t.elapsed().as_secs_f64();
+        Ok(t.elapsed().as_secs_f64())
+    };
+    let copy_repo = || -> Result<f64, BackupError> {
+        let t = Instant::now();
+        if !opts.skip_repo {
+            let all_recorded = restore_repo(target, &snap, &dest)?;
+            // A backup server that is not root keeps modes but not owners: everything in
+            // FOSSology's repository belongs to its user and group. A list that recorded
+            // every file's owner gave them back already.
+            if !all_recorded {
+                let n = dest.repo.chown_all().map_err(|source| BackupError::Io {
+                    path: dest.repo.root.display().to_string(),
+                    source,
+                })?;
+                if n > 0 {
+                    tracing::info!(entries = n, user = %dest.repo.owner.user, "gave restored files back to FOSSology's user");
+                }
+            }
+            tracing::info!(secs = t.elapsed().as_secs_f64(), "repository restored");
+        }
+        Ok(t.elapsed().as_secs_f64())
+    };
+    let (db, repo) = std::thread::scope(|sc| {
+        let repo = sc.spawn(copy_repo);
+        let db = load_db();
+        (db, repo.join())
+    });
+    let repo = repo.unwrap_or_else(|_| {
+        Err(BackupError::Io {
+            path: dest.repo.root.display().to_string(),
+            source: std::io::Error::other("the repository copy panicked"),
+        })
+    });
+    let (db_secs, repo_secs) = (db?, repo?);
 
     // Gold-mode snapshots hold no `files`: rebuild them from gold before the site runs again,
     // cut-off jobs first.
@@ -300,17 +320,88 @@ pub fn restore(
 }
 
 /// Copies the repository of `snap` (its whole chain, base first) back into the site.
+/// Local targets: [`fastcopy`] (several files in flight, hard links made as files are
+/// written, folders as FOSSology makes them); other stores: their own restore. Then every
+/// file gets the mode, owner and mtime the snapshot's list recorded. Returns true when the
+/// list recorded them for every file.
+///
+/// [`fastcopy`]: crate::fastcopy
 fn restore_repo(
     target: &dyn Store,
     snap: &holdfast_store::Snapshot,
     dest: &Site,
-) -> Result<(), BackupError> {
+) -> Result<bool, BackupError> {
+    use holdfast_store::manifest::REPO_DIR;
+    use holdfast_store::pool::Entry;
     dest.repo
         .create_dir_all(&dest.repo.root)
         .map_err(|source| BackupError::Io {
             path: dest.repo.root.display().to_string(),
             source,
         })?;
+    // The snapshot's list and what it recorded (older rolling and rotating snapshots have
+    // no list).
+    let listed: Option<Vec<Entry>> = target.file_entries(&snap.name).ok();
+    let all_recorded = listed
+        .as_ref()
+        .is_some_and(|l| l.iter().all(|e| e.meta.is_some()));
+    let chain = target.chain(snap)?;
+    let local = |s: &holdfast_store::Snapshot| {
+        let rel = if s.manifest.layout == "pool" {
+            format!("{}/{REPO_DIR}", holdfast_store::layout::POOL)
+        } else {
+            format!("{}/{REPO_DIR}", s.name)
+        };
+        target.as_target().and_then(|t| t.local_path(&rel))
+    };
+    if chain.iter().all(|s| local(s).is_some()) {
+        let recorded: std::collections::HashMap<&str, holdfast_store::pool::Meta> = listed
+            .iter()
+            .flatten()
+            .filter_map(|e| e.meta.map(|m| (e.path.as_str(), m)))
+            .collect();
+        let make_dir = |p: &std::path::Path| dest.repo.create_dir_all(p);
+        for s in &chain {
+            // What this piece holds: the list (a lone snapshot, or the pool), else its own
+            // files (each piece of a rotating chain holds what the earlier ones lack).
+            let items: Vec<Entry> = match &listed {
+                Some(l) if chain.len() == 1 => l.clone(),
+                _ => target
+                    .snapshot_files(s)?
+                    .into_iter()
+                    .map(|p| Entry {
+                        meta: recorded.get(p.as_str()).copied(),
+                        path: p,
+                    })
+                    .collect(),
+            };
+            let src = local(s).expect("checked above");
+            let c = crate::fastcopy::copy(
+                &src,
+                &dest.repo.root,
+                &items,
+                &make_dir,
+                &format!(
+                    "restore of the repository from {} {}",
+                    target.display(),
+                    s.name
+                ),
+            )?;
+            tracing::info!(
+                snapshot = %s.name,
+                files = c.files,
+                bytes = c.bytes,
+                linked = c.linked,
+                already_there = c.skipped,
+                "repository files copied back"
+            );
+        }
+        return Ok(all_recorded);
+    }
     target.restore_repository(snap, &dest.repo.root)?;
-    Ok(())
+    if let Some(l) = &listed {
+        let n = crate::fastcopy::apply_all(&dest.repo.root, l)?;
+        tracing::info!(files = n, "recorded modes, owners and mtimes given back");
+    }
+    Ok(all_recorded)
 }

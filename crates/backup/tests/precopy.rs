@@ -104,10 +104,18 @@ fn files_written_and_deleted_during_the_precopy_are_settled_by_the_delta_pass() 
     assert!(r.is_whole(), "{:?}", r.verify.missing);
     assert!(into.join("repository").join(&gold).is_file());
 
-    // Stop-for-everything: the copy is inside the downtime.
+    // A night that copies what the database added keeps the snapshot's copy of the gold
+    // lost from the disk behind the database's back (its rows did not change).
     let mut cfg = f.cfg.clone();
     cfg.precopy = false;
     let out = backup(&site, "s", &f.sched, &cfg).unwrap();
+    assert_eq!(out.manifest.repository.found_by, "database");
+    assert!(snap.join(&gold).is_file(), "kept from the day before");
+    // Stop-for-everything with the whole repository walked (the walk cadence is what sees
+    // such a loss): the copy is inside the downtime and the loss is reported.
+    cfg.full_walk_days = 0;
+    let out = backup(&site, "s", &f.sched, &cfg).unwrap();
+    assert_eq!(out.manifest.repository.found_by, "walk");
     let t = &out.manifest.timings;
     assert_eq!(t.precopy_secs, 0.0);
     assert!(t.downtime_secs >= t.quiesce_secs + t.dump_secs + t.copy_secs);

@@ -23,6 +23,7 @@
 //!
 //! holdfast adds no other table and drops none.
 
+pub mod changes;
 pub mod db;
 pub mod dbconf;
 pub mod foconf;

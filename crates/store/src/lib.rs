@@ -15,6 +15,7 @@
 
 pub mod copy;
 pub mod layout;
+pub mod link;
 pub mod manifest;
 pub mod monitor;
 pub mod pool;

@@ -120,6 +120,23 @@ pub struct RepoInfo {
     /// was made (repository-relative); the snapshot holds them as they were.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub damaged: Vec<String>,
+    /// How this run found what to copy: `walk` (the whole repository read) or `database`
+    /// (FOSSology's rows above the previous snapshot's marks, see `holdfast_site::changes`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub found_by: String,
+    /// The database's high-water marks with the scheduler stopped: the next run's start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marks: Option<holdfast_site::changes::Marks>,
+    /// When the repository was last walked whole (this run, or carried from the last).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub walked: Option<DateTime<Utc>>,
+    /// Files the database named that the repository lacked: looked at again by the next run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<holdfast_site::db::Reference>,
+    /// Files in the gold and files folders that no row named (strays): looked at again by
+    /// the next run, which drops them once they are gone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unnamed: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

@@ -1,9 +1,12 @@
 //! The pool layout's file lists and garbage collection (see [`crate::layout`]).
 //!
 //! A list is the repository's regular files at backup time, one path per line relative to the
-//! repository root, sorted, gzip-compressed. Restoring a snapshot is `rsync --files-from` of
-//! its list out of the pool; hard links between listed files (gold and its `files` twin) come
-//! back because the pool keeps them.
+//! repository root, sorted, gzip-compressed. Each line may carry, after a tab, the file's
+//! mode, owner, group and mtime as the snapshot recorded them (`0100644 999 999
+//! 1700000000.5`), which a restore gives back; lines of older lists are bare paths. Every
+//! layout writes one (the rolling layout's next run links what it lists); restoring a pool
+//! snapshot copies its list out of the pool; hard links between listed files (gold and its
+//! `files` twin) come back because the pool keeps them.
 
 use crate::layout::{FILE_LIST, PARTIAL, POOL};
 use crate::manifest::REPO_DIR;
@@ -12,6 +15,130 @@ use crate::StoreError;
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
+
+/// What a snapshot recorded about a file besides its path and content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    /// `st_mode` (type and permission bits).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: i64,
+    pub mtime_nsec: u32,
+}
+
+impl Meta {
+    pub fn of(m: &std::fs::Metadata) -> Meta {
+        use std::os::unix::fs::MetadataExt;
+        Meta {
+            mode: m.mode(),
+            uid: m.uid(),
+            gid: m.gid(),
+            mtime: m.mtime(),
+            mtime_nsec: m.mtime_nsec() as u32,
+        }
+    }
+
+    fn encode(&self) -> String {
+        format!(
+            "{:o} {} {} {}.{:09}",
+            self.mode, self.uid, self.gid, self.mtime, self.mtime_nsec
+        )
+    }
+
+    fn decode(s: &str) -> Option<Meta> {
+        let mut w = s.split(' ');
+        let mode = u32::from_str_radix(w.next()?, 8).ok()?;
+        let uid = w.next()?.parse().ok()?;
+        let gid = w.next()?.parse().ok()?;
+        let (sec, nsec) = w.next()?.split_once('.')?;
+        if w.next().is_some() {
+            return None;
+        }
+        Some(Meta {
+            mode,
+            uid,
+            gid,
+            mtime: sec.parse().ok()?,
+            mtime_nsec: nsec.parse().ok()?,
+        })
+    }
+}
+
+/// One line of a list: a repository-relative path and, when recorded, its metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub path: String,
+    pub meta: Option<Meta>,
+}
+
+impl Entry {
+    fn parse(line: &str) -> Entry {
+        if let Some((p, m)) = line.rsplit_once('\t') {
+            if let Some(meta) = Meta::decode(m) {
+                return Entry {
+                    path: p.to_string(),
+                    meta: Some(meta),
+                };
+            }
+        }
+        Entry {
+            path: line.to_string(),
+            meta: None,
+        }
+    }
+}
+
+/// Lists the regular files under `root/<dir>` for each of `dirs`, with their metadata,
+/// sorted by path.
+pub fn list_entries(root: &Path, dirs: &[String]) -> Vec<Entry> {
+    let mut out = Vec::new();
+    for d in dirs {
+        for e in walkdir::WalkDir::new(root.join(d)).into_iter().flatten() {
+            if e.file_type().is_file() {
+                if let Ok(rel) = e.path().strip_prefix(root) {
+                    out.push(Entry {
+                        path: rel.to_string_lossy().into_owned(),
+                        meta: e.metadata().ok().map(|m| Meta::of(&m)),
+                    });
+                }
+            }
+        }
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    out
+}
+
+/// The gzip-compressed text of a list with metadata.
+pub fn encode_entries(list: &[Entry]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    for e in list {
+        let _ = enc.write_all(e.path.as_bytes());
+        if let Some(m) = &e.meta {
+            let _ = enc.write_all(b"\t");
+            let _ = enc.write_all(m.encode().as_bytes());
+        }
+        let _ = enc.write_all(b"\n");
+    }
+    enc.finish().expect("in-memory gzip")
+}
+
+pub fn decode_entries(r: impl Read) -> std::io::Result<Vec<Entry>> {
+    BufReader::new(flate2::read::MultiGzDecoder::new(r))
+        .lines()
+        .map(|l| l.map(|l| Entry::parse(&l)))
+        .collect()
+}
+
+/// Reads snapshot `name`'s list with metadata from the target.
+pub fn read_entries(target: &Target, name: &str) -> Result<Vec<Entry>, StoreError> {
+    let rel = format!("{name}/{FILE_LIST}");
+    let r = target.open(&rel)?;
+    decode_entries(r).map_err(|e| StoreError::Io {
+        path: format!("{} {rel}", target.display()),
+        source: e,
+    })
+}
 
 /// Lists the regular files under `root/<dir>` for each of `dirs` (relative paths), sorted.
 pub fn list_files(root: &Path, dirs: &[String]) -> Vec<String> {
@@ -39,10 +166,9 @@ pub fn encode(list: &[String]) -> Vec<u8> {
     enc.finish().expect("in-memory gzip")
 }
 
+/// The paths of a list (its metadata left out).
 pub fn decode(r: impl Read) -> std::io::Result<Vec<String>> {
-    BufReader::new(flate2::read::MultiGzDecoder::new(r))
-        .lines()
-        .collect()
+    Ok(decode_entries(r)?.into_iter().map(|e| e.path).collect())
 }
 
 /// Reads snapshot `name`'s list from the target.
@@ -64,6 +190,7 @@ pub fn read_list(target: &Target, name: &str) -> Result<Vec<String>, StoreError>
 pub fn collect_garbage(target: &Target) -> Result<u64, StoreError> {
     let names = target.list("")?;
     let mut keep = HashSet::new();
+    // Only pool snapshots' lists name pool files (every layout writes a list now).
     for s in names.iter().filter(|n| n.starts_with("snap.")) {
         keep.extend(read_list(target, s)?);
     }

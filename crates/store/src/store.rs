@@ -178,6 +178,44 @@ pub trait Store: Send + Sync {
     fn send_dump(&self, plan: &Plan, local: &Path, rel: &str) -> Result<DumpSent, StoreError>;
     /// Writes the pending snapshot's file list (when [`Plan::lists_files`]).
     fn write_file_list(&self, plan: &Plan, list: &[String]) -> Result<(), StoreError>;
+    /// Writes the pending snapshot's file list with each file's recorded mode, owner and
+    /// mtime (any layout: the next night builds on it, a restore gives the metadata back).
+    /// The default keeps the paths only, for a store that lists files.
+    fn write_file_entries(
+        &self,
+        plan: &Plan,
+        list: &[crate::pool::Entry],
+    ) -> Result<(), StoreError> {
+        if !plan.lists_files {
+            return Ok(());
+        }
+        let paths: Vec<String> = list.iter().map(|e| e.path.clone()).collect();
+        self.write_file_list(plan, &paths)
+    }
+    /// Reads a snapshot's list with what it recorded about each file (`None` for the
+    /// metadata of lists that have none).
+    fn file_entries(&self, snap: &str) -> Result<Vec<crate::pool::Entry>, StoreError> {
+        let rel = format!("{snap}/{}", crate::layout::FILE_LIST);
+        let data = self.read(&rel)?.ok_or_else(|| StoreError::Io {
+            path: format!("{} {rel}", self.display()),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no file list"),
+        })?;
+        crate::pool::decode_entries(&data[..]).map_err(|e| StoreError::Io {
+            path: format!("{} {rel}", self.display()),
+            source: e,
+        })
+    }
+    /// Rolling layout: hard-links `paths` of snapshot `from` into the pending snapshot.
+    /// Returns how many were linked and the paths `from` lacks (the caller sends those).
+    /// The default links nothing (every path is sent).
+    fn link_previous(
+        &self,
+        _plan: &Plan,
+        _from: &str,
+        paths: &[String],
+    ) -> Result<(u64, Vec<String>), StoreError> {
+        Ok((0, paths.to_vec()))
+    }
     /// Makes everything durable, writes the manifest last, makes the snapshot visible and
     /// applies the layout's retention. Returns the snapshot's name.
     fn commit(&self, plan: &Plan, manifest: &Manifest) -> Result<String, StoreError>;

@@ -423,6 +423,32 @@ impl Store for Target {
         )
     }
 
+    fn write_file_entries(
+        &self,
+        _plan: &Plan,
+        list: &[crate::pool::Entry],
+    ) -> Result<(), StoreError> {
+        Target::write_atomic(
+            self,
+            &format!("{PARTIAL}/{FILE_LIST}"),
+            &crate::pool::encode_entries(list),
+        )
+    }
+
+    fn link_previous(
+        &self,
+        plan: &Plan,
+        from: &str,
+        paths: &[String],
+    ) -> Result<(u64, Vec<String>), StoreError> {
+        crate::link::link_tree(
+            self,
+            &format!("{from}/{REPO_DIR}"),
+            &pending_repo(plan),
+            paths,
+        )
+    }
+
     fn commit(&self, plan: &Plan, manifest: &Manifest) -> Result<String, StoreError> {
         plan.layout.commit(self, manifest)
     }

@@ -17,7 +17,10 @@ with pg_dumpall through gzip/zstd; copies only what changed since the first copy
 scheduler again (on every way out, if it was running before); sends the dump with rsync \
 against the previous snapshot's dump; writes the manifest and makes the snapshot visible. \
 --no-precopy (backup.precopy = false) keeps the scheduler stopped for the whole copy. \
---online (backup.online = true) never stops it: the dump is read from an exported PostgreSQL \
+Between whole-repository walks (every backup.full_walk_days, or --full-walk) the rolling and \
+pool layouts copy only what FOSSology's database added since the previous snapshot (new \
+uploads, unpacks and pfiles above its high-water marks) plus the logs and report folders, and \
+drop what it deleted. --online (backup.online = true) never stops it: the dump is read from an exported PostgreSQL \
 snapshot (pg_dump --snapshot, roles with pg_dumpall --globals-only) and the repository copied \
 after that point (files caught half-written are copied again, files the dump names that were \
 deleted since are taken from an earlier snapshot; jobs running at that point run again after a \
@@ -39,6 +42,10 @@ pub struct Args {
     /// Never stop the scheduler: dump from a database snapshot, copy the repository after it.
     #[arg(long)]
     pub online: bool,
+    /// Walk the whole repository this time, instead of copying what FOSSology's database says
+    /// is new since the previous snapshot (backup.full_walk_days sets how often it happens).
+    #[arg(long)]
+    pub full_walk: bool,
     /// Show what would be copied where and which snapshots would be removed; change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -107,6 +114,9 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     }
     if args.online {
         cfg.online = true;
+    }
+    if args.full_walk {
+        cfg.full_walk_days = 0;
     }
     let name = site_name(ctx);
     if args.dry_run {

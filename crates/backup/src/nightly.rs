@@ -1,0 +1,325 @@
+//! What a night copies, found without reading the whole repository.
+//!
+//! FOSSology's database knows every repository file it added since the previous snapshot:
+//! the rows above that snapshot's high-water marks ([`holdfast_site::changes`]). A night
+//! takes the previous snapshot's list (`files.list.gz`, every layout writes one), adds what
+//! those rows name and the disk holds, drops what the rows no longer name and the disk no
+//! longer holds, and copies only the additions. The folders the database knows nothing
+//! about (`logs`, `license`, reports, imports: small) are read every night.
+//!
+//! The whole repository is walked instead (as before) when there is no previous snapshot
+//! with marks and a list, when the last walk is `backup.full_walk_days` old or older, when
+//! asked (`holdfast backup --full-walk`), for the rotating layout, and when a killed run left
+//! a rolling `.partial` tree behind. A walk catches what the database cannot tell: a file
+//! put back by hand, a file lost from the disk.
+
+use crate::config::BackupConfig;
+use crate::BackupError;
+use chrono::Utc;
+use holdfast_site::changes::{self, Marks};
+use holdfast_site::db::Reference;
+use holdfast_site::pfile::PfileName;
+use holdfast_site::Site;
+use holdfast_store::layout::{Snapshot, PARTIAL};
+use holdfast_store::manifest::REPO_DIR;
+use holdfast_store::pool::{Entry, Meta};
+use holdfast_store::{LayoutKind, Plan, Store};
+use std::collections::{BTreeMap, HashSet};
+
+/// The previous snapshot a database night builds on.
+pub struct Previous {
+    pub snapshot: Snapshot,
+    pub marks: Marks,
+    pub list: Vec<Entry>,
+}
+
+/// The previous snapshot to build on, or why this run walks the whole repository.
+pub fn previous(
+    cfg: &BackupConfig,
+    target: &dyn Store,
+    plan: &Plan,
+) -> Result<Result<Previous, String>, BackupError> {
+    if cfg.full_walk_days == 0 {
+        return Ok(Err("a full walk was asked for (full_walk_days = 0)".into()));
+    }
+    let snaps = target.snapshots()?;
+    let prev = match cfg.layout {
+        LayoutKind::Rotating => return Ok(Err("the rotating layout always walks".into())),
+        LayoutKind::Pool => plan
+            .previous
+            .as_ref()
+            .and_then(|n| snaps.iter().find(|s| &s.name == n)),
+        LayoutKind::Rolling => snaps.last(),
+    };
+    let Some(prev) = prev else {
+        return Ok(Err("no previous snapshot".into()));
+    };
+    let m = &prev.manifest;
+    let (Some(marks), Some(walked)) = (&m.repository.marks, m.repository.walked) else {
+        return Ok(Err(format!(
+            "{} has no database marks (made by an older holdfast)",
+            prev.name
+        )));
+    };
+    if m.mode != cfg.mode.as_str() || m.layout != cfg.layout.to_string() {
+        return Ok(Err(format!("{} has another mode or layout", prev.name)));
+    }
+    let age = Utc::now() - walked;
+    if age >= chrono::Duration::days(cfg.full_walk_days as i64) {
+        return Ok(Err(format!(
+            "the last full walk was {} days ago (full_walk_days = {})",
+            age.num_days(),
+            cfg.full_walk_days
+        )));
+    }
+    if cfg.layout == LayoutKind::Rolling {
+        let partial = format!("{PARTIAL}/{REPO_DIR}");
+        match target.as_target() {
+            Some(t) if !t.exists(&partial)? => {}
+            _ => return Ok(Err("a killed run left a partial tree".into())),
+        }
+    }
+    let list = match target.file_entries(&prev.name) {
+        Ok(l) => l,
+        Err(e) => return Ok(Err(format!("the list of {} is unreadable: {e}", prev.name))),
+    };
+    Ok(Ok(Previous {
+        snapshot: prev.clone(),
+        marks: marks.clone(),
+        list,
+    }))
+}
+
+/// What one database night found.
+#[derive(Debug, Default)]
+pub struct Night {
+    /// The snapshot's files (repository-relative) and their metadata.
+    pub list: BTreeMap<String, Option<Meta>>,
+    /// Files to copy from the site, each with true when whole (its size is its name's).
+    pub send: BTreeMap<String, bool>,
+    /// Files the database names that the site lacks (slimmed containers left out).
+    pub missing: Vec<Reference>,
+    /// Rows the database added since the marks (names, before looking at the disk).
+    pub named: usize,
+    /// Files of the previous list left out (deleted, by the database and on disk).
+    pub dropped: usize,
+    /// Listed files in the gold and files folders that no row names.
+    pub unnamed: Vec<String>,
+}
+
+impl Night {
+    /// Files the previous snapshot's copy turned out to lack: sent from the site when it
+    /// has them, else left out of the snapshot.
+    pub fn take_from_site(&mut self, root: &std::path::Path, paths: Vec<String>) {
+        for p in paths {
+            match std::fs::metadata(root.join(&p)) {
+                Ok(m) if m.is_file() => {
+                    tracing::warn!(file = %p, "the previous snapshot lacks a file its list names; copying it from the site");
+                    self.send.insert(p, true);
+                }
+                _ => {
+                    tracing::warn!(file = %p, "the previous snapshot lacks a file its list names and the site has none");
+                    self.list.remove(&p);
+                }
+            }
+        }
+    }
+}
+
+/// The type folder of a repository-relative path (`<host>/<type>/...` or `<type>/...`).
+fn kind_of<'a>(p: &'a str, db_dirs: &[String]) -> Option<&'a str> {
+    let d = db_dirs.iter().find(|d| {
+        p.len() > d.len() && p.starts_with(d.as_str()) && p.as_bytes()[d.len()] == b'/'
+    })?;
+    Some(&p[d.rfind('/').map(|i| i + 1).unwrap_or(0)..d.len()])
+}
+
+/// Works out the night from the previous list and the database, reading only the new files,
+/// the files the database no longer names, and the folders it does not know.
+pub fn plan(
+    site: &Site,
+    types: &[&str],
+    dirs: &[String],
+    prev: &Previous,
+    client: &mut postgres::Client,
+) -> Result<Night, BackupError> {
+    let db = |what: &str| {
+        let what = what.to_string();
+        move |source| BackupError::Db { what, source }
+    };
+    let root = &site.repo.root;
+    let db_types: Vec<&str> = types
+        .iter()
+        .copied()
+        .filter(|t| *t == "gold" || *t == "files")
+        .collect();
+    let db_dirs = site.repo.data_dirs(&db_types);
+    let walk_dirs: Vec<String> = dirs
+        .iter()
+        .filter(|d| !db_dirs.contains(d))
+        .cloned()
+        .collect();
+    let mut night = Night::default();
+
+    // What the database added since the marks, and what the last run found missing.
+    let mut named = changes::named_since(client, &prev.marks).map_err(db("read new rows"))?;
+    named.extend(prev.snapshot.manifest.repository.missing.iter().cloned());
+    night.named = named.len();
+    let prev_paths: HashSet<&str> = prev.list.iter().map(|e| e.path.as_str()).collect();
+    let mut seen = HashSet::new();
+    let mut absent = Vec::new();
+    for r in named {
+        if !db_types.contains(&r.kind.as_str()) || !seen.insert((r.kind.clone(), r.name.clone())) {
+            continue;
+        }
+        let Some(path) = site.repo.path(&r.kind, &r.name) else {
+            continue;
+        };
+        let Ok(rel) = path
+            .strip_prefix(root)
+            .map(|p| p.to_string_lossy().into_owned())
+        else {
+            continue;
+        };
+        match std::fs::metadata(&path) {
+            Ok(m) if m.is_file() => {
+                let whole = m.len() == r.size;
+                if !prev_paths.contains(rel.as_str()) || !whole {
+                    night.send.insert(rel.clone(), whole);
+                }
+                night.list.insert(rel, Some(Meta::of(&m)));
+            }
+            _ => absent.push(r),
+        }
+    }
+    if !absent.is_empty() {
+        let slimmed = holdfast_site::db::slimmed_pfiles(client).map_err(db("read slimming"))?;
+        night.missing = absent
+            .into_iter()
+            .filter(|r| !(r.kind == "files" && slimmed.contains(&r.pfile_pk)))
+            .collect();
+    }
+
+    // Deletions: only when rows at or below the marks are gone is every name read (from
+    // the database alone), and a file leaves the list when no row names it and the disk
+    // no longer holds it. Files no row named at the last run (strays) are looked at each
+    // night the same way.
+    let still_named: Option<HashSet<(String, String)>> =
+        if changes::deleted_since(client, &prev.marks).map_err(db("count rows"))? {
+            Some(named_set(client)?)
+        } else {
+            None
+        };
+    let strays: HashSet<&str> = prev
+        .snapshot
+        .manifest
+        .repository
+        .unnamed
+        .iter()
+        .map(|s| s.as_str())
+        .collect();
+    for e in &prev.list {
+        let Some(kind) = kind_of(&e.path, &db_dirs) else {
+            continue; // a walked folder: read again below
+        };
+        if night.list.contains_key(&e.path) {
+            continue;
+        }
+        let unnamed = match &still_named {
+            Some(named) => {
+                let name = e.path.rsplit('/').next().unwrap_or(&e.path);
+                !named.contains(&(kind.to_string(), name.to_string()))
+            }
+            None => strays.contains(e.path.as_str()),
+        };
+        if unnamed {
+            if !root.join(&e.path).exists() {
+                night.dropped += 1;
+                continue;
+            }
+            night.unnamed.push(e.path.clone());
+        }
+        night.list.insert(e.path.clone(), e.meta);
+    }
+
+    // The folders the database does not know: read whole (rsync judges them by size).
+    for e in holdfast_store::pool::list_entries(root, &walk_dirs) {
+        let whole = match PfileName::parse(e.path.rsplit('/').next().unwrap_or(&e.path)) {
+            Some(n) => {
+                e.meta.is_some()
+                    && std::fs::metadata(root.join(&e.path)).is_ok_and(|m| m.len() == n.size)
+            }
+            None => true,
+        };
+        night.send.insert(e.path.clone(), whole);
+        night.list.insert(e.path, e.meta);
+    }
+    Ok(night)
+}
+
+/// Every (kind, name) the database names (rows only, no file is read).
+fn named_set(client: &mut postgres::Client) -> Result<HashSet<(String, String)>, BackupError> {
+    Ok(holdfast_site::db::references(client, None)
+        .map_err(|source| BackupError::Db {
+            what: "read every name".into(),
+            source,
+        })?
+        .into_iter()
+        .map(|r| (r.kind, r.name))
+        .collect())
+}
+
+/// After a walk: the listed files in the gold and files folders that no row names.
+pub fn unnamed(
+    site: &Site,
+    types: &[&str],
+    entries: &[Entry],
+    client: &mut postgres::Client,
+) -> Result<Vec<String>, BackupError> {
+    let db_types: Vec<&str> = types
+        .iter()
+        .copied()
+        .filter(|t| *t == "gold" || *t == "files")
+        .collect();
+    let db_dirs = site.repo.data_dirs(&db_types);
+    let named = named_set(client)?;
+    Ok(entries
+        .iter()
+        .filter(|e| {
+            kind_of(&e.path, &db_dirs).is_some_and(|kind| {
+                let name = e.path.rsplit('/').next().unwrap_or(&e.path);
+                !named.contains(&(kind.to_string(), name.to_string()))
+            })
+        })
+        .map(|e| e.path.clone())
+        .collect())
+}
+
+/// Entries for `paths` under `root`, their metadata read now.
+pub fn entries(root: &std::path::Path, paths: &[String]) -> Vec<Entry> {
+    let mut out: Vec<Entry> = paths
+        .iter()
+        .map(|p| Entry {
+            path: p.clone(),
+            meta: std::fs::symlink_metadata(root.join(p))
+                .ok()
+                .map(|m| Meta::of(&m)),
+        })
+        .collect();
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_folder_of_a_path() {
+        let dirs = vec!["localhost/gold".to_string(), "files".to_string()];
+        assert_eq!(kind_of("localhost/gold/ab/cd/ef/x", &dirs), Some("gold"));
+        assert_eq!(kind_of("files/ab/x", &dirs), Some("files"));
+        assert_eq!(kind_of("localhost/goldx/ab", &dirs), None);
+        assert_eq!(kind_of("localhost/logs/a", &dirs), None);
+    }
+}

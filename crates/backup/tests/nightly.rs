@@ -1,0 +1,253 @@
+//! Nights proportional to the change: what FOSSology's database added since the previous
+//! snapshot is copied without reading the whole repository, the rolling layout links every
+//! file of the previous day whatever its mtime, a file put in behind the database's back is
+//! caught by the full-walk cadence, and a restore gives back modes, owners and mtimes.
+
+mod common;
+
+use common::*;
+use holdfast_backup::backup;
+use holdfast_sandbox::standin::Behaviour;
+use holdfast_store::{layout, LayoutKind};
+use std::collections::{BTreeMap, HashSet};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+/// Touches the mtime of every file under `root` (what a scan day does to the repository).
+fn touch_all(root: &Path) {
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+    for (rel, _) in tree(root).0 {
+        std::fs::File::options()
+            .write(true)
+            .open(root.join(rel))
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+    }
+}
+
+fn list_of(target: &holdfast_store::Target, snap: &str) -> Vec<String> {
+    holdfast_store::pool::read_list(target, snap).unwrap()
+}
+
+/// (inode → size) of the regular files under `root`.
+fn inodes(root: &Path) -> BTreeMap<u64, u64> {
+    walkdir::WalkDir::new(root)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            let m = e.metadata().unwrap();
+            (m.ino(), m.len())
+        })
+        .collect()
+}
+
+#[test]
+fn a_scan_day_grows_the_rolling_store_by_the_new_files_only() {
+    let mut f = fixture(3, Behaviour::default(), 30);
+    let site = f.site().clone();
+    let cfg = f.cfg.clone();
+    assert_eq!(cfg.layout, LayoutKind::Rolling, "the default layout");
+    let first = backup(&site, "s", &f.sched, &cfg).unwrap();
+    assert_eq!(
+        first.manifest.repository.found_by, "walk",
+        "nothing to build on"
+    );
+    let before = tree(&site.repo.root).0;
+
+    touch_all(&site.repo.root);
+    f.add_uploads(1);
+    let new: Vec<String> = tree(&site.repo.root)
+        .0
+        .into_keys()
+        .filter(|p| !before.contains_key(p))
+        .collect();
+    assert_eq!(new.len(), 3, "gold, its files twin, the unpacked child");
+    let second = backup(&site, "s", &f.sched, &cfg).unwrap();
+    let r = &second.manifest.repository;
+    assert_eq!(r.found_by, "database");
+    assert_eq!(r.files as usize, before.len() + new.len());
+
+    let target = cfg.target().unwrap();
+    let snaps = layout::snapshots(&target).unwrap();
+    let (day, current) = (&snaps[0].name, &snaps[1].name);
+    assert!(day.starts_with("day.") && current == "current");
+    let old = inodes(&f.target_dir().join(day).join("repository"));
+    let now = inodes(&f.target_dir().join(current).join("repository"));
+    // Every file of the previous day is the same inode today, mtimes touched or not; the
+    // inodes only today holds are the new upload's files.
+    let grown: BTreeMap<u64, u64> = now
+        .iter()
+        .filter(|(i, _)| !old.contains_key(i))
+        .map(|(i, s)| (*i, *s))
+        .collect();
+    let new_inodes: HashSet<u64> = new
+        .iter()
+        .map(|p| {
+            std::fs::metadata(f.target_dir().join(current).join("repository").join(p))
+                .unwrap()
+                .ino()
+        })
+        .collect();
+    assert_eq!(
+        grown.keys().copied().collect::<HashSet<_>>(),
+        new_inodes,
+        "the store grows by the new files only"
+    );
+    assert_eq!(old.len() + new_inodes.len(), now.len());
+    // The restore of today's snapshot is the site.
+    let (into, out) = f.restore_scratch(&cfg, None);
+    assert!(out.is_whole(), "{:?}", out.verify.missing);
+    assert_eq!(tree(&into.join("repository")), tree(&site.repo.root));
+}
+
+#[test]
+fn new_rows_are_copied_without_a_walk_strays_by_the_walk_cadence_deletions_by_the_rows() {
+    let mut f = fixture(3, Behaviour::default(), 30);
+    let site = f.site().clone();
+    let mut cfg = f.cfg.clone();
+    cfg.layout = LayoutKind::Pool;
+    cfg.full_walk_days = 1;
+    let target = cfg.target().unwrap();
+    let s1 = backup(&site, "s", &f.sched, &cfg).unwrap();
+    assert_eq!(s1.manifest.repository.found_by, "walk");
+    assert!(s1.manifest.repository.marks.is_some());
+
+    // A new upload the database knows of, and a file put in behind its back (a valid
+    // content name no row names, as a hand repair would leave).
+    let before = tree(&site.repo.root).0;
+    f.add_uploads(1);
+    let new: Vec<String> = tree(&site.repo.root)
+        .0
+        .into_keys()
+        .filter(|p| !before.contains_key(p))
+        .collect();
+    assert_eq!(new.len(), 3, "gold, its files twin, the unpacked child");
+    let stray = "localhost/files/ee/ee/ee/eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee.eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee.5";
+    std::fs::create_dir_all(site.repo.root.join(stray).parent().unwrap()).unwrap();
+    std::fs::write(site.repo.root.join(stray), b"stray").unwrap();
+
+    let s2 = backup(&site, "s", &f.sched, &cfg).unwrap();
+    let r = &s2.manifest.repository;
+    assert_eq!(
+        r.found_by, "database",
+        "the last walk is less than a day old"
+    );
+    assert_eq!(r.new_files, 2, "the new upload's two inodes, nothing else");
+    let l2 = list_of(&target, &s2.snapshot);
+    for p in &new {
+        assert!(l2.contains(p), "{p} is in the snapshot");
+        assert!(f.target_dir().join("pool/repository").join(p).is_file());
+    }
+    assert!(
+        !l2.iter().any(|p| p == stray),
+        "no walk: the stray is not seen yet"
+    );
+    assert_eq!(r.walked, s1.manifest.repository.walked);
+
+    // The cadence: the last walk is now more than a day old.
+    let m_path = f.target_dir().join(&s2.snapshot).join("manifest.json");
+    let mut m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&m_path).unwrap()).unwrap();
+    let old = chrono::Utc::now() - chrono::Duration::days(2);
+    m["repository"]["walked"] = serde_json::json!(old);
+    std::fs::write(&m_path, serde_json::to_vec(&m).unwrap()).unwrap();
+    let s3 = backup(&site, "s", &f.sched, &cfg).unwrap();
+    assert_eq!(s3.manifest.repository.found_by, "walk");
+    assert!(list_of(&target, &s3.snapshot).iter().any(|p| p == stray));
+    assert_eq!(s3.manifest.repository.unnamed, vec![stray.to_string()]);
+
+    // Deletions the database knows of: the last upload removed as FOSSology's delete agent
+    // does (rows, then the files no row names any more); the stray removed by hand.
+    let mut c = site.connect().unwrap();
+    let up: i32 = c
+        .query_one("SELECT max(upload_pk) FROM upload", &[])
+        .unwrap()
+        .get(0);
+    c.batch_execute(&format!(
+        "DELETE FROM jobqueue WHERE jq_job_fk IN (SELECT job_pk FROM job WHERE job_upload_fk = {up}); \
+         DELETE FROM job WHERE job_upload_fk = {up}; \
+         DELETE FROM uploadtree_a WHERE upload_fk = {up}; \
+         DELETE FROM upload WHERE upload_pk = {up}; \
+         DELETE FROM pfile p WHERE NOT EXISTS (SELECT 1 FROM uploadtree t WHERE t.pfile_fk = p.pfile_pk) \
+           AND NOT EXISTS (SELECT 1 FROM upload u WHERE u.pfile_fk = p.pfile_pk);"
+    ))
+    .unwrap();
+    drop(c);
+    for p in &new {
+        std::fs::remove_file(site.repo.root.join(p)).unwrap();
+    }
+    std::fs::remove_file(site.repo.root.join(stray)).unwrap();
+    let s4 = backup(&site, "s", &f.sched, &cfg).unwrap();
+    assert_eq!(s4.manifest.repository.found_by, "database");
+    let l4 = list_of(&target, &s4.snapshot);
+    let mut site_files: Vec<String> = tree(&site.repo.root).0.into_keys().collect();
+    site_files.sort();
+    assert_eq!(l4, site_files, "deleted files and the stray left the list");
+    assert!(s4.missing.is_empty(), "{:?}", s4.missing);
+    assert!(s4.manifest.repository.unnamed.is_empty());
+}
+
+#[test]
+fn a_restore_keeps_the_recorded_modes_owners_and_mtimes() {
+    let f = fixture(3, Behaviour::default(), 30);
+    let site = f.site().clone();
+    let root = &site.repo.root;
+    // Distinct mtimes and modes, as a site's history leaves them.
+    let files: Vec<String> = tree(root).0.into_keys().collect();
+    for (i, p) in files.iter().enumerate() {
+        let path = root.join(p);
+        let mode = if i % 2 == 0 { 0o2664 } else { 0o640 };
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(mode))
+            .unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(
+                std::time::UNIX_EPOCH
+                    + std::time::Duration::new(1_500_000_000 + i as u64 * 1000, 123_456_789),
+            )
+            .unwrap();
+    }
+    let meta = |root: &Path| -> BTreeMap<String, (u32, u32, u32, i64, i64)> {
+        tree(root)
+            .0
+            .into_keys()
+            .map(|p| {
+                let m = std::fs::metadata(root.join(&p)).unwrap();
+                (p, (m.mode(), m.uid(), m.gid(), m.mtime(), m.mtime_nsec()))
+            })
+            .collect()
+    };
+    let want = meta(root);
+    for layout_kind in [LayoutKind::Rolling, LayoutKind::Pool] {
+        let mut cfg = f.cfg.clone();
+        cfg.layout = layout_kind;
+        cfg.target = f
+            .dir
+            .path()
+            .join(format!("target-{layout_kind}"))
+            .display()
+            .to_string();
+        backup(&site, "s", &f.sched, &cfg).unwrap();
+        let into = f.dir.path().join(format!("drill-{layout_kind}"));
+        let out = holdfast_backup::restore(
+            &site,
+            &f.sched,
+            &cfg,
+            &Default::default(),
+            &holdfast_backup::RestoreOptions {
+                scratch: Some(into.clone()),
+                drop_scratch_db: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert!(out.is_whole(), "{layout_kind}: {:?}", out.verify.missing);
+        let restored = into.join("repository");
+        assert_eq!(meta(&restored), want, "{layout_kind}: mode, owner, mtime");
+        assert_eq!(tree(&restored).1, tree(root).1, "{layout_kind}: hard links");
+    }
+}

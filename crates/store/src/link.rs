@@ -1,0 +1,113 @@
+//! The rolling layout's new day: every file the previous day holds is hard-linked into the
+//! new tree by its path (names carry the content, so an mtime a scan touched changes
+//! nothing), without rsync comparing the two trees.
+
+use crate::target::{sh_quote, Target};
+use crate::StoreError;
+use std::collections::BTreeMap;
+
+/// Folders linked at once (cold lookups in the previous tree overlap).
+const LINKERS: usize = 16;
+
+/// Rolling layout: hard-links `paths` from the previous snapshot's tree (`from`) into the
+/// new one (`to`), both relative to the target. Names carry the content, so every file the
+/// previous day holds is linked whatever its mtime; a path already in `to` is left alone.
+/// Returns how many were linked and the paths the previous tree lacks (to be sent instead).
+pub fn link_tree(
+    target: &Target,
+    from: &str,
+    to: &str,
+    paths: &[String],
+) -> Result<(u64, Vec<String>), StoreError> {
+    let mut lacking = Vec::new();
+    if paths.is_empty() {
+        return Ok((0, lacking));
+    }
+    match (target.local_path(from), target.local_path(to)) {
+        (Some(from), Some(to)) => {
+            // One task per folder, many in flight: on a cold cache each lookup in the
+            // previous tree waits for the disk, so the waits overlap.
+            let mut by_dir: BTreeMap<&str, Vec<&String>> = BTreeMap::new();
+            for p in paths {
+                by_dir
+                    .entry(p.rsplit_once('/').map(|(d, _)| d).unwrap_or(""))
+                    .or_default()
+                    .push(p);
+            }
+            let lacking = std::sync::Mutex::new(lacking);
+            let linked = std::sync::atomic::AtomicU64::new(0);
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(LINKERS)
+                .build()
+                .map_err(|e| StoreError::Io {
+                    path: to.display().to_string(),
+                    source: std::io::Error::other(e),
+                })?;
+            let groups: Vec<(&str, Vec<&String>)> = by_dir.into_iter().collect();
+            pool.install(|| {
+                use rayon::prelude::*;
+                groups.par_iter().try_for_each(|(dir, files)| {
+                    holdfast_core::interrupt::check().map_err(|_| StoreError::Interrupted)?;
+                    let parent = to.join(dir);
+                    holdfast_core::fs::create_dir_all_mode(&parent, holdfast_core::fs::PRIVATE_DIR)
+                        .map_err(|source| StoreError::Io {
+                            path: parent.display().to_string(),
+                            source,
+                        })?;
+                    for p in files {
+                        match std::fs::hard_link(from.join(p), to.join(p)) {
+                            Ok(()) => {
+                                linked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
+                            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                                lacking.lock().expect("not poisoned").push((*p).clone())
+                            }
+                            Err(source) => {
+                                return Err(StoreError::Io {
+                                    path: from.join(p).display().to_string(),
+                                    source,
+                                })
+                            }
+                        }
+                    }
+                    Ok(())
+                })
+            })?;
+            let mut lacking = lacking.into_inner().expect("not poisoned");
+            lacking.sort();
+            Ok((linked.into_inner(), lacking))
+        }
+        _ => {
+            let mut input = Vec::new();
+            for p in paths {
+                input.extend_from_slice(p.as_bytes());
+                input.push(0);
+            }
+            let to_q = sh_quote(&target.path(to));
+            // cp goes on past a name it cannot find and says which: those are sent instead.
+            // Folders it makes get the previous day's modes and owners.
+            let out = target.run_script_with_input(
+                &format!(
+                    "mkdir -p {to_q} && cd {} && {{ xargs -0 -r cp -l -n --parents --preserve=mode,ownership -t {to_q} -- 2>&1 >/dev/null || true; }}",
+                    sh_quote(&target.path(from)),
+                ),
+                &input,
+            )?;
+            for line in String::from_utf8_lossy(&out).lines() {
+                let Some(rest) = line.split("cannot stat '").nth(1) else {
+                    return Err(StoreError::Io {
+                        path: target.path(to),
+                        source: std::io::Error::other(format!(
+                            "linking the previous day's files: {line}"
+                        )),
+                    });
+                };
+                if let Some((p, _)) = rest.split_once('\'') {
+                    lacking.push(p.to_string());
+                }
+            }
+            Ok((paths.len() as u64 - lacking.len() as u64, lacking))
+        }
+    }
+}
