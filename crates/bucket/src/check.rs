@@ -110,24 +110,29 @@ fn judge(name: &str, h: &Hashes) -> Result<bool, String> {
     Ok(true)
 }
 
+/// Snapshot `snap`'s file list as stored and the paths it names; a missing or unreadable
+/// list is a corrupt bucket.
+fn file_list(bucket: &Bucket, snap: &str) -> Result<(Vec<u8>, Vec<String>), BucketError> {
+    let key = format!("{snap}/{FILE_LIST}");
+    let data = bucket.read(&key)?.ok_or_else(|| BucketError::Corrupt {
+        bucket: bucket.display(),
+        key: key.clone(),
+        why: "the snapshot's file list is missing".into(),
+    })?;
+    let list = pool::decode(&data[..]).map_err(|e| BucketError::Corrupt {
+        bucket: bucket.display(),
+        key,
+        why: e.to_string(),
+    })?;
+    Ok((data, list))
+}
+
 /// Reads every object snapshot `name` (the latest when `None`) needs and proves it.
 pub fn verify(bucket: &Bucket, name: Option<&str>) -> Result<BucketVerify, BucketError> {
     use futures::StreamExt;
     let t0 = Instant::now();
     let snap = find(bucket, name)?;
-    let list_rel = format!("{}/{FILE_LIST}", snap.name);
-    let data = bucket
-        .read(&list_rel)?
-        .ok_or_else(|| BucketError::Corrupt {
-            bucket: bucket.display(),
-            key: list_rel.clone(),
-            why: "the snapshot's file list is missing".into(),
-        })?;
-    let list = pool::decode(&data[..]).map_err(|e| BucketError::Corrupt {
-        bucket: bucket.display(),
-        key: list_rel.clone(),
-        why: e.to_string(),
-    })?;
+    let (_, list) = file_list(bucket, &snap.name)?;
     let mut report = BucketVerify {
         snapshot: snap.name.clone(),
         files: list.len() as u64,
@@ -224,19 +229,7 @@ pub fn fetch(bucket: &Bucket, name: Option<&str>, dir: &Path) -> Result<Fetched,
     let pool_dir = dir.join(POOL).join(REPO_DIR);
     std::fs::create_dir_all(&pool_dir).map_err(io_err(&pool_dir))?;
     std::fs::create_dir_all(&snap_dir).map_err(io_err(&snap_dir))?;
-    let list_rel = format!("{}/{FILE_LIST}", snap.name);
-    let data = bucket
-        .read(&list_rel)?
-        .ok_or_else(|| BucketError::Corrupt {
-            bucket: bucket.display(),
-            key: list_rel.clone(),
-            why: "the snapshot's file list is missing".into(),
-        })?;
-    let list = pool::decode(&data[..]).map_err(|e| BucketError::Corrupt {
-        bucket: bucket.display(),
-        key: list_rel.clone(),
-        why: e.to_string(),
-    })?;
+    let (data, list) = file_list(bucket, &snap.name)?;
     let mut out = Fetched {
         snapshot: snap.name.clone(),
         dir: dir.to_path_buf(),
