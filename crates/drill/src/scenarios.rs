@@ -519,6 +519,23 @@ fn plug_pull_backup(d: &mut Drill) -> Result<()> {
 
 /// The whole site is gone; a new machine is rebuilt from the backup server alone by following
 /// the guide.
+/// The step that installs the replacement machine of a total-loss drill: an empty FOSSology
+/// (its scheduler stopped) and holdfast without a holdfast.toml.
+fn install_new_machine(d: &mut Drill, tag: &str, found: &str) -> Result<DrillSite> {
+    let spec = SiteSpec {
+        tag: format!("{tag}n"),
+        ..d.spec("full", vec![HostRange::new("localhost", "*", "00", "ff")])
+    };
+    let (opts, root) = (d.opts, d.root);
+    d.step("install a new machine (empty FOSSology)", false, |dd| {
+        let new = DrillSite::create(root, "new-server", &opts.holdfast, opts.ssh.clone(), spec)?;
+        dd.guard.admit_site(new.site(), new.scratch.cluster.port)?;
+        new.standin.kill_all();
+        std::fs::remove_file(&new.holdfast.config)?;
+        Ok((new, found.to_string()))
+    })
+}
+
 fn total_loss(d: &mut Drill) -> Result<()> {
     let spec = d.spec("full", vec![HostRange::new("localhost", "*", "00", "ff")]);
     let tag = spec.tag.clone();
@@ -534,21 +551,11 @@ fn total_loss(d: &mut Drill) -> Result<()> {
     })?;
     // The new machine: PostgreSQL and FOSSology freshly installed (an empty database), holdfast
     // installed, no holdfast.toml yet.
-    let spec2 = SiteSpec {
-        tag: format!("{tag}n"),
-        ..d.spec("full", vec![HostRange::new("localhost", "*", "00", "ff")])
-    };
-    let (opts, root) = (d.opts, d.root);
-    let new = d.step("install a new machine (empty FOSSology)", false, |dd| {
-        let new = DrillSite::create(root, "new-server", &opts.holdfast, opts.ssh.clone(), spec2)?;
-        dd.guard.admit_site(new.site(), new.scratch.cluster.port)?;
-        new.standin.kill_all();
-        std::fs::remove_file(&new.holdfast.config)?;
-        Ok((
-            new,
-            "empty database, empty repository, no holdfast.toml".into(),
-        ))
-    })?;
+    let new = install_new_machine(
+        d,
+        &tag,
+        "empty database, empty repository, no holdfast.toml",
+    )?;
     d.follow_guide(&new, &[])?;
     let mut c = new.connect()?;
     let after = counts(&mut c)?;
@@ -655,21 +662,11 @@ fn site_and_backup_loss(d: &mut Drill) -> Result<()> {
         ))
     })?;
     // A new machine with a new, empty backup target; the off-site copy is all there is.
-    let spec2 = SiteSpec {
-        tag: format!("{tag}n"),
-        ..d.spec("full", vec![HostRange::new("localhost", "*", "00", "ff")])
-    };
-    let (opts, root) = (d.opts, d.root);
-    let new = d.step("install a new machine (empty FOSSology)", false, |dd| {
-        let new = DrillSite::create(root, "new-server", &opts.holdfast, opts.ssh.clone(), spec2)?;
-        dd.guard.admit_site(new.site(), new.scratch.cluster.port)?;
-        new.standin.kill_all();
-        std::fs::remove_file(&new.holdfast.config)?;
-        Ok((
-            new,
-            "empty database, empty repository, empty backup target, no holdfast.toml".into(),
-        ))
-    })?;
+    let new = install_new_machine(
+        d,
+        &tag,
+        "empty database, empty repository, empty backup target, no holdfast.toml",
+    )?;
     let mut env = vec![("OFFSITE_COPY", offsite.clone())];
     if let Some(s) = &offsite_ssh {
         env.push(("OFFSITE_SSH_KEY", s.identity.display().to_string()));
