@@ -104,37 +104,7 @@ pub fn source_files(
         )));
     }
     let base = format!("{}/{REPO_DIR}", snap.name);
-    let files = match target.local_path(&base) {
-        Some(root) => {
-            let mut out = Vec::new();
-            for e in walkdir::WalkDir::new(&root) {
-                let e = e.map_err(|e| BucketError::Io {
-                    path: root.display().to_string(),
-                    source: e.into(),
-                })?;
-                if e.file_type().is_file() {
-                    if let Ok(rel) = e.path().strip_prefix(&root) {
-                        out.push(rel.to_string_lossy().into_owned());
-                    }
-                }
-            }
-            out
-        }
-        None => {
-            let out = target.run_script(&format!(
-                "cd {} && find . -type f -print0",
-                holdfast_store::target::sh_quote(&target.path(&base))
-            ))?;
-            out.split(|&b| b == 0)
-                .filter(|n| !n.is_empty())
-                .map(|n| {
-                    let n = String::from_utf8_lossy(n);
-                    n.strip_prefix("./").unwrap_or(&n).to_string()
-                })
-                .collect()
-        }
-    };
-    let mut files = files;
+    let mut files = target.files_below(&base, true)?;
     files.sort();
     Ok((base, files))
 }

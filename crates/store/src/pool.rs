@@ -198,36 +198,7 @@ pub fn collect_garbage(target: &Target) -> Result<u64, StoreError> {
         keep.extend(read_list(target, PARTIAL)?);
     }
     let pool_rel = format!("{POOL}/{REPO_DIR}");
-    let all = match target.local_path(&pool_rel) {
-        Some(pool) => {
-            let mut all = Vec::new();
-            for e in walkdir::WalkDir::new(&pool) {
-                let e = e.map_err(|e| StoreError::Io {
-                    path: pool.display().to_string(),
-                    source: e.into(),
-                })?;
-                if !e.file_type().is_dir() {
-                    if let Ok(rel) = e.path().strip_prefix(&pool) {
-                        all.push(rel.to_string_lossy().into_owned());
-                    }
-                }
-            }
-            all
-        }
-        None => {
-            let out = target.run_script(&format!(
-                "cd {} && find . ! -type d -print0",
-                sh_quote(&target.path(&pool_rel))
-            ))?;
-            out.split(|&b| b == 0)
-                .filter(|n| !n.is_empty())
-                .map(|n| {
-                    let n = String::from_utf8_lossy(n);
-                    n.strip_prefix("./").unwrap_or(&n).to_string()
-                })
-                .collect()
-        }
-    };
+    let all = target.files_below(&pool_rel, false)?;
     let gone: Vec<String> = all.into_iter().filter(|p| !keep.contains(p)).collect();
     if gone.is_empty() {
         return Ok(0);

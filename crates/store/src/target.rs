@@ -335,6 +335,44 @@ impl Target {
         }
     }
 
+    /// Paths, relative to folder `rel`, of everything below it that is not a folder; with
+    /// `regular_only`, of regular files alone. Remote: one `find` over ssh.
+    pub fn files_below(&self, rel: &str, regular_only: bool) -> Result<Vec<String>, StoreError> {
+        match self.local_path(rel) {
+            Some(root) => {
+                let mut out = Vec::new();
+                for e in walkdir::WalkDir::new(&root) {
+                    let e = e.map_err(|e| StoreError::Io {
+                        path: root.display().to_string(),
+                        source: e.into(),
+                    })?;
+                    let t = e.file_type();
+                    if (regular_only && t.is_file()) || (!regular_only && !t.is_dir()) {
+                        if let Ok(r) = e.path().strip_prefix(&root) {
+                            out.push(r.to_string_lossy().into_owned());
+                        }
+                    }
+                }
+                Ok(out)
+            }
+            None => {
+                let kind = if regular_only { "-type f" } else { "! -type d" };
+                let out = self.run_script(&format!(
+                    "cd {} && find . {kind} -print0",
+                    sh_quote(&self.path(rel))
+                ))?;
+                Ok(out
+                    .split(|&b| b == 0)
+                    .filter(|n| !n.is_empty())
+                    .map(|n| {
+                        let n = String::from_utf8_lossy(n);
+                        n.strip_prefix("./").unwrap_or(&n).to_string()
+                    })
+                    .collect())
+            }
+        }
+    }
+
     /// Names in folder `rel` (none when it does not exist).
     pub fn list(&self, rel: &str) -> Result<Vec<String>, StoreError> {
         let mut names = match self {
