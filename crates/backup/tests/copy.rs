@@ -323,4 +323,15 @@ fn kill_9_anywhere_in_a_copy() {
         .map(|e| e.path())
         .collect();
     assert!(left.is_empty(), "staging left by killed copies: {left:?}");
+    // A copy killed after its commit leaves staging and nothing to copy: the next job,
+    // with nothing to do, still removes it.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    gone.wait().unwrap();
+    let stale = cfg
+        .dump_spool
+        .join(format!("holdfast-copy.{}.x", gone.id()));
+    std::fs::create_dir_all(stale.join("db")).unwrap();
+    let runs = holdfast_backup::copy::copy(&cfg, None).unwrap();
+    assert!(runs[0].run.as_ref().unwrap().copied.is_empty());
+    assert!(!stale.exists(), "a job with nothing to copy left {stale:?}");
 }

@@ -95,6 +95,8 @@ pub fn run(
     spool: &Path,
 ) -> Result<CopyRun, StoreError> {
     dest.check()?;
+    // Every job, even one with nothing to copy: a copy killed after its commit left staging.
+    sweep(spool);
     let src_snaps = source.snapshots()?;
     let dst_snaps = dest.snapshots()?;
     let todo = wanted(&src_snaps, &dst_snaps, keep);
@@ -177,7 +179,6 @@ pub fn copy_snapshot(
         send = send.len(),
         "copying a snapshot"
     );
-    sweep(spool);
     // 0700: the dump (every role's password hash) passes through it.
     let staging = tempfile::Builder::new()
         .prefix(&format!("{STAGING}{}.", std::process::id()))
