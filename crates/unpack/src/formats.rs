@@ -383,20 +383,82 @@ fn _arc(v: Vec<u8>) -> Src {
 pub(crate) fn read_7z_tool(c: &mut Collector, path: &Path) -> Result<(), String> {
     let work = c.ctx.temp_path();
     std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
-    let res = (|| {
-        let out = std::process::Command::new("7z")
-            .args(["x", "-y", "-pjunk"])
-            .arg(format!("-o{}", work.display()))
-            .arg(path)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run 7z: {e}"))?;
-        let r = crate::dsc::read_tree(c, &work, false);
-        if !out.status.success() {
-            return Err(format!("7z exited with {}", out.status));
-        }
-        r
-    })();
+    let res = extract_7z(&c.ctx.budget, path, &work)
+        .and_then(|()| crate::dsc::read_tree(c, &work, false));
     let _ = std::fs::remove_dir_all(&work);
     res
+}
+
+/// `7z x` into `work`, held to the upload's budget: it writes to disk, so a bomb must be
+/// stopped while it writes, not found afterwards.
+fn extract_7z(budget: &crate::budget::Budget, path: &Path, work: &Path) -> Result<(), String> {
+    let mut cmd = std::process::Command::new("7z");
+    cmd.args(["x", "-y", "-pjunk"])
+        .arg(format!("-o{}", work.display()))
+        .arg(path)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let (errs, status) = crate::budget::run_limited(budget, &mut cmd, Some(work), |child| {
+        let mut s = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = e.read_to_string(&mut s);
+        }
+        s
+    })?;
+    if !status.success() {
+        let why = errs.lines().find(|l| !l.trim().is_empty());
+        return Err(format!(
+            "7z exited with {status}: {}",
+            why.unwrap_or("no message")
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::budget::Budget;
+
+    /// A 7z of 64 MiB of zeros (a few KB packed) against a 1 MiB budget: `7z x` is killed
+    /// while it writes, and the error says why.
+    #[test]
+    fn seven_z_tool_is_held_to_the_budget() {
+        holdfast_testkit::require("7z");
+        let dir = tempfile::tempdir().unwrap();
+        let zeros = dir.path().join("zeros");
+        std::fs::write(&zeros, vec![0u8; 64 << 20]).unwrap();
+        let arc = dir.path().join("bomb.7z");
+        let ok = std::process::Command::new("7z")
+            .args(["a", "-bd"])
+            .arg(&arc)
+            .arg(&zeros)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        std::fs::remove_file(&zeros).unwrap();
+        let work = dir.path().join("work");
+        std::fs::create_dir(&work).unwrap();
+        let small = Budget::new(1 << 20, 100, 1 << 20, 0);
+        let e = super::extract_7z(&small, &arc, &work).unwrap_err();
+        assert!(e.contains("decompression bomb"), "{e}");
+        let written: u64 = walkdir::WalkDir::new(&work)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.metadata().ok())
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+            .sum();
+        assert!(written <= 1 << 20, "7z wrote {written} bytes");
+        // Within budget, the same archive comes out whole.
+        let big = Budget::new(128 << 20, 100, 128 << 20, 0);
+        let work2 = dir.path().join("work2");
+        std::fs::create_dir(&work2).unwrap();
+        super::extract_7z(&big, &arc, &work2).unwrap();
+        assert_eq!(
+            std::fs::metadata(work2.join("zeros")).unwrap().len(),
+            64 << 20
+        );
+    }
 }
