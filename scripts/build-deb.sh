@@ -28,7 +28,8 @@ want=(./usr/bin/holdfast ./etc/holdfast/holdfast.toml.sample
       ./lib/systemd/system/holdfast-serve.service
       ./usr/share/bash-completion/completions/holdfast ./usr/share/zsh/vendor-completions/_holdfast
       ./usr/share/fish/vendor_completions.d/holdfast.fish ./usr/share/man/man1/holdfast.1.gz
-      ./usr/share/doc/holdfast/operations.md ./usr/share/doc/holdfast/README.md)
+      ./usr/share/doc/holdfast/docs/operations.md ./usr/share/doc/holdfast/README.md
+      ./usr/share/doc/holdfast/docs/README.md)
 contents=$(dpkg-deb --contents "$deb" | awk '{print $6}')
 for f in "${want[@]}"; do
   grep -qx -- "$f" <<<"$contents" || { echo "missing from $deb: $f" >&2; exit 1; }

@@ -70,3 +70,57 @@ fn generated_package_files_come_out_whole() {
     let man = holdfast(&["man"]);
     assert!(man.contains(".TH holdfast") && man.contains("backup"));
 }
+
+/// No two files of the package land on the same path (docs/README.md once overwrote the top
+/// README), and every asset's source exists.
+#[test]
+fn package_assets_do_not_collide() {
+    let manifest = root().join("crates/cli/Cargo.toml");
+    let doc: toml::Table = toml::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    let assets = doc["package"]["metadata"]["deb"]["assets"]
+        .as_array()
+        .unwrap();
+    let mut seen = std::collections::BTreeMap::new();
+    for a in assets {
+        let a = a.as_array().unwrap();
+        let (src, dest) = (a[0].as_str().unwrap(), a[1].as_str().unwrap());
+        // Generated at package build time or built: only their names matter here.
+        let generated = src.contains("target/");
+        let sources: Vec<PathBuf> = match src.rsplit_once("/*") {
+            Some((dir, ext)) => {
+                let dir = root().join("crates/cli").join(dir);
+                let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+                    .unwrap()
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.to_string_lossy().ends_with(ext))
+                    .collect();
+                v.sort();
+                assert!(!v.is_empty(), "{src} names no file");
+                v
+            }
+            None => vec![PathBuf::from(src)],
+        };
+        for s in sources {
+            let name = s.file_name().unwrap().to_string_lossy().into_owned();
+            let to = if dest.ends_with('/') {
+                format!("{dest}{name}")
+            } else {
+                dest.to_string()
+            };
+            if !generated && !s.is_absolute() {
+                let full = root().join("crates/cli").join(&s);
+                assert!(full.exists(), "asset {} is missing", full.display());
+            }
+            if let Some(first) = seen.insert(to.clone(), s.clone()) {
+                panic!(
+                    "{} and {} both install to /{to}",
+                    first.display(),
+                    s.display()
+                );
+            }
+        }
+    }
+    assert!(seen.contains_key("usr/share/doc/holdfast/README.md"));
+    assert!(seen.contains_key("usr/share/doc/holdfast/docs/README.md"));
+}
