@@ -7,7 +7,9 @@ mod common;
 use common::*;
 use holdfast_backup::{backup, RestoreOptions};
 use holdfast_sandbox::standin::Behaviour;
-use std::os::unix::fs::PermissionsExt;
+use holdfast_store::LayoutKind;
+use std::collections::BTreeSet;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -161,6 +163,87 @@ fn online_backup_matches_its_snapshot_without_stopping_the_scheduler() {
     assert!(cut.contains(&running));
     // The roles came with the dump: the restored database is owned as the site's is.
     assert_eq!(m.database.owner, "fossy");
+}
+
+/// Online over a real sshd: a file the dump names that the delete agent removed after the
+/// snapshot point is found in the earlier snapshot on the backup server (a rolling snapshot
+/// gets a hard link to it by one script there; a pool snapshot lists the pool's copy), and
+/// the snapshot restores whole from the server.
+#[test]
+fn a_file_deleted_after_the_snapshot_point_comes_from_the_server_over_ssh() {
+    let f = fixture(2, Behaviour::default(), 30);
+    let sshd = holdfast_testkit::sshd::Sshd::start(&f.dir.path().join("sshd")).unwrap();
+    let site = f.site().clone();
+    let root = site.repo.root.clone();
+    let (files, _) = tree(&root);
+    let golds: Vec<String> = files
+        .keys()
+        .filter(|p| p.contains("/gold/"))
+        .cloned()
+        .collect();
+    assert!(!golds.is_empty());
+    let layouts = [("rolling", LayoutKind::Rolling), ("pool", LayoutKind::Pool)];
+    for (i, (name, kind)) in layouts.into_iter().enumerate() {
+        let remote = f.dir.path().join(format!("remote-{name}"));
+        let mut cfg = f.cfg.clone();
+        cfg.online = true;
+        cfg.layout = kind;
+        over_ssh(&mut cfg, &sshd, &remote);
+        let first = backup(&site, "s", &f.sched, &cfg).unwrap();
+        assert!(first.missing.is_empty(), "{name}: {:?}", first.missing);
+
+        let gold = golds[i % golds.len()].clone();
+        let kept = std::fs::read(root.join(&gold)).unwrap();
+        let hooks = shared_dir(&f, &format!("hooks-{name}"));
+        cfg.pg_dump = pg_dump_hook(&hooks);
+        let out = std::thread::scope(|s| {
+            let run = s.spawn(|| backup(&site, "s", &f.sched, &cfg));
+            wait_for(&hooks.join("dumped"), || run.is_finished());
+            if run.is_finished() {
+                panic!("{name}: {:?}", run.join().unwrap().err());
+            }
+            std::fs::remove_file(root.join(&gold)).unwrap();
+            std::fs::write(hooks.join("go"), "").unwrap();
+            run.join().unwrap().unwrap()
+        });
+        let online = out.manifest.online.as_ref().unwrap();
+        assert_eq!(online.from_earlier, vec![gold.clone()], "{name}");
+        assert!(out.missing.is_empty(), "{name}: {:?}", out.missing);
+        assert!(!root.join(&gold).exists());
+        // On the server: in the new snapshot itself, a hard link to the earlier copy (nothing
+        // sent again), or in the pool the new snapshot's list names.
+        let target = cfg.target().unwrap();
+        let snapshot = holdfast_store::layout::find(&target, None).unwrap();
+        let listed = holdfast_store::Store::snapshot_files(&target, &snapshot).unwrap();
+        assert!(listed.contains(&gold), "{name}: not in {}", snapshot.name);
+        let held = if kind == LayoutKind::Pool {
+            remote.join("pool/repository").join(&gold)
+        } else {
+            // Every snapshot's copy is one inode: linked, not sent again.
+            let inodes: BTreeSet<u64> = std::fs::read_dir(&remote)
+                .unwrap()
+                .flatten()
+                .map(|e| e.path().join("repository").join(&gold))
+                .filter(|p| p.is_file())
+                .map(|p| std::fs::metadata(p).unwrap().ino())
+                .collect();
+            assert_eq!(inodes.len(), 1, "{name}: {inodes:?}");
+            remote.join("current/repository").join(&gold)
+        };
+        assert_eq!(std::fs::read(&held).ok().as_ref(), Some(&kept), "{name}");
+
+        // Restored from the server, the site is whole, the deleted gold included.
+        let r = restore_into(&f, &cfg, name);
+        assert!(
+            r.is_whole(),
+            "{name}: {:?} {:?}",
+            r.verify.missing,
+            r.damaged
+        );
+        assert_eq!(std::fs::read(r.repo_root.join(&gold)).unwrap(), kept);
+        // The agent's deletion undone for the next layout's first snapshot.
+        std::fs::write(root.join(&gold), &kept).unwrap();
+    }
 }
 
 fn busy_uploads(site: &holdfast_site::Site) -> i64 {
