@@ -98,13 +98,13 @@ fn main() -> anyhow::Result<()> {
     standin.start()?;
     let sched = standin.config(30);
     let site = scratch.site.clone();
-    let gz = holdfast_backup::sample::find_gz(n + k * days + 10);
+    let gz = holdfast_sandbox::sample::find_gz(n + k * days + 10);
     anyhow::ensure!(
         gz.len() >= n + k * days,
         "not enough .gz files under /usr/share/doc"
     );
     let t = Instant::now();
-    holdfast_backup::sample::populate(&site, &gz[..n])?;
+    holdfast_sandbox::sample::populate(&site, &gz[..n])?;
     let mut used = n;
     println!(
         "site: {n} uploads, {} files ({:.1} s to build)",
@@ -149,7 +149,7 @@ fn main() -> anyhow::Result<()> {
     let mut growth: Vec<Vec<f64>> = vec![Vec::new(); tools.len()];
     for day in 1..=days {
         touch_third(&site.repo.root, day);
-        holdfast_backup::sample::populate(&site, &gz[used..used + k])?;
+        holdfast_sandbox::sample::populate(&site, &gz[used..used + k])?;
         used += k;
         println!(
             "day {day}: a third of the mtimes touched, {k} uploads added ({})",

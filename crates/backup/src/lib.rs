@@ -21,7 +21,6 @@ pub mod online;
 pub mod overview;
 pub mod precopy;
 pub mod restore;
-pub mod sample;
 pub mod schedule;
 pub mod superuser;
 

@@ -63,8 +63,8 @@ fn schedule_install_writes_the_cron_entry_and_show_prints_it() {
 #[test]
 fn backup_snapshots_restore_verify_through_the_binary() {
     let (d, scratch) = common::scratch();
-    let sources = holdfast_backup::sample::find_gz(4);
-    holdfast_backup::sample::populate(&scratch.site, &sources).unwrap();
+    let sources = holdfast_sandbox::sample::find_gz(4);
+    holdfast_sandbox::sample::populate(&scratch.site, &sources).unwrap();
     let standin = StandIn::create(
         &d.path().join("sched"),
         &holdfast_testkit::tag(),

@@ -207,8 +207,8 @@ fn installed_units_pass_systemd_analyze_and_replace_the_cron_file() {
 #[test]
 fn unattended_runs_quiet_on_success_journal_on_failure_scheduler_restarted() {
     let (d, scratch) = common::scratch();
-    let sources = holdfast_backup::sample::find_gz(2);
-    holdfast_backup::sample::populate(&scratch.site, &sources).unwrap();
+    let sources = holdfast_sandbox::sample::find_gz(2);
+    holdfast_sandbox::sample::populate(&scratch.site, &sources).unwrap();
     let standin = StandIn::create(
         &d.path().join("sched"),
         &holdfast_testkit::tag(),

@@ -10,5 +10,6 @@
 
 pub mod busy;
 pub mod cluster;
+pub mod sample;
 pub mod scratch;
 pub mod standin;

@@ -67,11 +67,11 @@ impl Fixture {
 
     /// Adds `n` more uploads from real .gz files not used yet.
     pub fn add_uploads(&mut self, n: usize) {
-        let all = holdfast_backup::sample::find_gz(self.used + n + 20);
+        let all = holdfast_sandbox::sample::find_gz(self.used + n + 20);
         let pick: Vec<PathBuf> = all.into_iter().skip(self.used).take(n).collect();
         assert_eq!(pick.len(), n, "not enough .gz files under /usr/share/doc");
         self.used += n;
-        holdfast_backup::sample::populate(self.site(), &pick).unwrap();
+        holdfast_sandbox::sample::populate(self.site(), &pick).unwrap();
     }
 
     pub fn target_dir(&self) -> PathBuf {

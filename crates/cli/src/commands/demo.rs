@@ -105,13 +105,13 @@ pub fn run(args: Args, _ctx: &Context) -> anyhow::Result<ExitCode> {
         ScratchSite::create(&dir.join("site"), "UTF8")
     })?;
     let site = scratch.site.clone();
-    let sources = holdfast_backup::sample::find_gz(args.uploads);
+    let sources = holdfast_sandbox::sample::find_gz(args.uploads);
     if sources.is_empty() {
         anyhow::bail!("no .gz files under /usr/share/doc to make uploads from (install any Debian package with docs)");
     }
     let stats = s.step(
         &format!("import {} uploads from real .gz files", sources.len()),
-        || holdfast_backup::sample::populate(&site, &sources),
+        || holdfast_sandbox::sample::populate(&site, &sources),
     )?;
     println!(
         "      {} uploads, {} repository files, {}; one queued nomos job each",
@@ -158,14 +158,14 @@ pub fn run(args: Args, _ctx: &Context) -> anyhow::Result<ExitCode> {
         m.jobs.unfinished.len(),
         standin.is_running()
     );
-    let more = holdfast_backup::sample::find_gz(args.uploads + 20)
+    let more = holdfast_sandbox::sample::find_gz(args.uploads + 20)
         .into_iter()
         .skip(args.uploads)
         .collect::<Vec<_>>();
     let out2 = s.step(
         &format!("add {} uploads, back up again (a new day)", more.len()),
         || {
-            holdfast_backup::sample::populate(&site, &more)?;
+            holdfast_sandbox::sample::populate(&site, &more)?;
             Ok(holdfast_backup::backup(&site, "demo", &sched, &cfg)?)
         },
     )?;
