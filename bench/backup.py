@@ -22,6 +22,11 @@ repository, the stores and the tools' caches are read from disk); warm runs (--w
 days) follow the previous tool's run with everything cached. The load average is recorded
 with every run; the summary shows medians and ratios of the same run.
 
+Every holdfast run must leave a new snapshot (`holdfast snapshots --json`), or the run stops;
+its manifest's way of finding the change (walk or database), files copied and step times are
+recorded with its time. --lock FILE takes that flock around each measured round (one day's
+backups, one restore) and releases it in between, so other measurements can run between them.
+
 Run as root. The site is copied into --work first; the cached data set is not changed.
 """
 import argparse, json, os, random, shutil, statistics, subprocess, sys, time
@@ -41,6 +46,30 @@ RSYNC_FLAGS = {
 }
 ENV = dict(os.environ, RESTIC_PASSWORD="bench", BORG_PASSPHRASE="",
            BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK="yes", BORG_RELOCATED_REPO_ACCESS_IS_OK="yes")
+
+
+class Lock:
+    """The shared benchmark lock (--lock), held for one measured round at a time and released
+    between rounds, so a long run never keeps the machine from other measurements for long."""
+
+    def __init__(self, path):
+        self.path = path
+        self.f = None
+
+    def __enter__(self):
+        if self.path:
+            import fcntl
+            t = time.monotonic()
+            self.f = open(self.path, "a")
+            fcntl.flock(self.f, fcntl.LOCK_EX)
+            if time.monotonic() - t > 1:
+                print(f"  (waited {time.monotonic()-t:.0f} s for {self.path})", flush=True)
+        return self
+
+    def __exit__(self, *_):
+        if self.f:
+            self.f.close()  # closing releases the flock
+            self.f = None
 
 
 def sh(cmd, **kw):
@@ -83,6 +112,7 @@ class Bench:
         self.site = dataset.Site(os.path.join(self.work, "site"))
         self.day = 0
         self.hf = {}
+        self.last_manifest = {}
 
     def prepare(self):
         src = os.path.join(self.a.data, "sites", self.a.size)
@@ -114,13 +144,28 @@ class Bench:
         os.rename(out + ".tmp", out)
         return time.monotonic() - t
 
+    def snapshots(self, tool):
+        out = subprocess.run([self.a.holdfast, "--config", self.hf[tool], "-q", "snapshots", "--json"],
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            return []
+        return sorted(json.loads(out.stdout), key=lambda x: x["manifest"]["started"])
+
     def sources(self):
         return [self.site.repo, self.site.conf, self.dumpdir]
 
     def backup(self, tool, day):
         """One night's backup by `tool`; returns (seconds, dump seconds)."""
         if tool in self.hf:
-            return timed([self.a.holdfast, "--config", self.hf[tool], "-q", "backup"]), 0.0
+            before = self.snapshots(tool)
+            s = timed([self.a.holdfast, "--config", self.hf[tool], "-q", "backup"])
+            after = self.snapshots(tool)
+            # a run that wrote no snapshot proves nothing: stop rather than print its time
+            if len(after) <= len(before) or after[-1]["name"] in {x["name"] for x in before}:
+                sys.exit(f"{tool}: `holdfast backup` exited 0 but wrote no new snapshot in "
+                         f"{os.path.join(self.stores, tool)}")
+            self.last_manifest[tool] = after[-1]["manifest"]
+            return s, 0.0
         d = self.dump()
         store = os.path.join(self.stores, tool)
         if tool in RSYNC_FLAGS:
@@ -158,9 +203,10 @@ class Bench:
         results = {"size": a.size, "site": self.info, "initial": {}, "days": [], "restore": []}
         print(f"initial backups (cold), load {load()}", flush=True)
         for tool in self.tools:
-            drop_caches()
-            l0 = load()
-            s, d = self.backup(tool, 0)
+            with Lock(a.lock):
+                drop_caches()
+                l0 = load()
+                s, d = self.backup(tool, 0)
             results["initial"][tool] = dict(s=s, dump_s=d, store=du(os.path.join(self.stores, tool)), load=l0)
             print(f"  {tool:<16} {s:7.1f} s  store {results['initial'][tool]['store']/1e9:.2f} GB  load {l0}",
                   flush=True)
@@ -173,17 +219,29 @@ class Bench:
             print(f"day {self.day} ({kind}): {change['touched']} mtimes touched, {change['new_files']} new files "
                   f"({change['new_bytes']/1e6:.1f} MB)", flush=True)
             rot = self.tools[i % len(self.tools):] + self.tools[:i % len(self.tools)]
-            for tool in rot:
-                store = os.path.join(self.stores, tool)
-                size0 = du(store)
-                if kind == "cold":
-                    drop_caches()
-                l0 = load()
-                s, d = self.backup(tool, self.day)
-                grow = du(store) - size0
-                results["days"].append(dict(day=self.day, kind=kind, tool=tool, s=s, dump_s=d, growth=grow,
-                                            load=l0, **change))
-                print(f"  {tool:<16} {s:7.2f} s (dump {d:4.1f})  store +{grow/1e6:8.1f} MB  load {l0}", flush=True)
+            with Lock(a.lock):
+                for tool in rot:
+                    store = os.path.join(self.stores, tool)
+                    size0 = du(store)
+                    if kind == "cold":
+                        drop_caches()
+                    l0 = load()
+                    s, d = self.backup(tool, self.day)
+                    grow = du(store) - size0
+                    m = self.last_manifest.pop(tool, None)
+                    extra = {}
+                    if m:
+                        r, tm = m["repository"], m.get("timings", {})
+                        extra = dict(found_by=r.get("found_by", ""), copied_files=r.get("new_files"),
+                                     copied_bytes=r.get("new_bytes"), dump_s=tm.get("dump_secs", 0.0),
+                                     copy_s=tm.get("copy_secs"), precopy_s=tm.get("precopy_secs"))
+                        d = extra["dump_s"]
+                    results["days"].append(dict(day=self.day, kind=kind, tool=tool, s=s, dump_s=d, growth=grow,
+                                                load=l0, **change, **{k: v for k, v in extra.items() if k != "dump_s"}))
+                    note = (f"  [{extra['found_by']}: copied {extra['copied_files']} files, copy {extra['copy_s']:.1f} s,"
+                            f" pre-copy {extra['precopy_s']:.1f} s]" if extra else "")
+                    print(f"  {tool:<16} {s:7.2f} s (dump {d:4.1f})  store +{grow/1e6:8.1f} MB  load {l0}{note}",
+                          flush=True)
         if a.restore:
             self.restores(results)
         return results
@@ -211,23 +269,26 @@ class Bench:
         return time.monotonic() - t
 
     def restores(self, results):
-        tools = [t for t in self.tools if t != "rsync-size" and t != "rsync-size-not"]
+        # one rsync copy back (from the first rsync store): every variant's tree is the same
+        rs = [t for t in self.tools if t in RSYNC_FLAGS][:1]
+        tools = [t for t in self.tools if t not in RSYNC_FLAGS] + rs
         print(f"restores (cold): {', '.join(tools)}; holdfast flags: {self.a.restore_flags or '(none)'}", flush=True)
         for rep in range(self.a.reps):
             rot = tools[rep % len(tools):] + tools[:rep % len(tools)]
             for tool in rot:
-                dst = os.path.join(self.work, "restored")
-                db = "restored"
-                sh(["rm", "-rf", dst])
-                self.site.psql("-c", f"DROP DATABASE IF EXISTS {db}")
-                drop_caches()
-                l0 = load()
-                s = self.restore(tool, dst, db)
-                files, bytes_ = dataset.count(dst)
-                results["restore"].append(dict(rep=rep, tool=tool, s=s, load=l0, files=files, bytes=bytes_))
-                print(f"  {tool:<16} {s:7.1f} s  {files} files {bytes_/1e9:.2f} GB  load {l0}", flush=True)
-                sh(["rm", "-rf", dst])
-                self.site.psql("-c", f"DROP DATABASE IF EXISTS {db}")
+                with Lock(self.a.lock):
+                    dst = os.path.join(self.work, "restored")
+                    db = "restored"
+                    sh(["rm", "-rf", dst])
+                    self.site.psql("-c", f"DROP DATABASE IF EXISTS {db}")
+                    drop_caches()
+                    l0 = load()
+                    s = self.restore(tool, dst, db)
+                    files, bytes_ = dataset.count(dst)
+                    results["restore"].append(dict(rep=rep, tool=tool, s=s, load=l0, files=files, bytes=bytes_))
+                    print(f"  {tool:<16} {s:7.1f} s  {files} files {bytes_/1e9:.2f} GB  load {l0}", flush=True)
+                    sh(["rm", "-rf", dst])
+                    self.site.psql("-c", f"DROP DATABASE IF EXISTS {db}")
 
 
 def summary(r, tools):
@@ -258,7 +319,9 @@ def summary(r, tools):
                      if cold else f"| {t} | {ini} | - | - | - | - |")
     if days:
         nb = med([d["new_bytes"] for d in days])
-        lines.append(f"\nnew data per day: {nb/1e6:.1f} MB")
+        lines.append(f"\nnew data per day: {nb/1e6:.1f} MB; store growth / new data: " + ", ".join(
+            f"{t} {med([d['growth'] for d in days if d['tool'] == t])/nb:.2f}" for t in tools
+            if any(d['tool'] == t for d in days)))
     for h in ("holdfast", "holdfast-rolling"):
         if h in stats and stats[h]["cold"]:
             for t in tools:
@@ -294,6 +357,8 @@ def main():
     ap.add_argument("--tools", default=ALL_TOOLS)
     ap.add_argument("--holdfast", default=os.path.join(ROOT, "target/release/holdfast"))
     ap.add_argument("--keep", action="store_true", help="keep the work folder afterwards")
+    ap.add_argument("--lock", default="", help="flock this file around each measured round "
+                    "(a day's backups, one restore), not around the whole run")
     a = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root (PostgreSQL runs as postgres; cold runs drop the page cache)")

@@ -163,8 +163,8 @@ class Site:
             self.pg_run([f"{self.bin}/pg_ctl", "-D", f"{self.pg}/data", "-m", "fast", "-w", "stop"])
             self.port = None
 
-    def toml(self, layout, store, extra=""):
-        path = os.path.join(self.root, f"holdfast-{layout}.toml")
+    def toml(self, layout, store, extra="", name=None):
+        path = os.path.join(self.root, f"holdfast-{name or layout}.toml")
         with open(path, "w") as f:
             f.write(f'[site]\nconf_dir = "{self.conf}"\nname = "bench"\n'
                     f'[scheduler]\nstop_command = ["true"]\nstart_command = ["true"]\nprocess_names = []\n'
@@ -173,7 +173,9 @@ class Site:
         return path
 
     def upload(self, holdfast, files):
-        cfg = self.toml("pool", os.path.join(self.root, "unused-store"))
+        # its own file: the benchmarks' backup configurations are holdfast-<layout>.toml, and
+        # writing over them sent a scan day's backup to this unused store (no new snapshot)
+        cfg = self.toml("pool", os.path.join(self.root, "unused-store"), name="upload")
         r = subprocess.run([holdfast, "--config", cfg, "-q", "upload", "--json"] + files,
                            stdout=subprocess.PIPE, text=True)
         # 3: stored, with members that did not unpack (real packages ship corrupt test
