@@ -59,8 +59,14 @@ pub(crate) fn plug_pull_job(d: &mut Drill) -> Result<()> {
             archives::build_unique(&root.join("archives-kill"), 1, &format!("k{n}-"))?.remove(0);
         let up = arrive(&site, &archive)?;
         let frac: f64 = d.rng.random_range(0.05..0.95);
-        let after = Duration::from_secs_f64(calibration * frac);
-        let Some(point) = kill_point(d, &site, up, n, after)? else {
+        // Every second kill point is FOSSology's own way of writing (the stand-in ununpack),
+        // killed when the share `frac` of its rows is committed.
+        let agent = if d.report.kill_points.len() % 2 == 1 {
+            Killed::Standin(frac)
+        } else {
+            Killed::Holdfast(Duration::from_secs_f64(calibration * frac))
+        };
+        let Some(point) = kill_point(d, &site, up, n, agent)? else {
             continue;
         };
         d.report.kill_points.push(point);
@@ -186,6 +192,16 @@ fn tree(c: &mut postgres::Client, upload: i32) -> Result<Vec<(String, String, i3
     Ok(db::uploadtree::signature(c, &TreeTable::default(), upload)?)
 }
 
+/// Which agent a kill point kills, and when.
+#[derive(Clone, Copy)]
+enum Killed {
+    /// holdfast's unpacker (`holdfast unpack --upload N`), after this long.
+    Holdfast(Duration),
+    /// The stand-in for FOSSology's ununpack ([`crate::ununpack`]), once this share of the
+    /// upload's rows is committed.
+    Standin(f64),
+}
+
 /// Where the agent was when it died.
 fn phase(c: &mut postgres::Client, upload: i32) -> Result<&'static str> {
     let rows = db::uploadtree::count(c, &TreeTable::default(), upload)?;
@@ -202,27 +218,69 @@ fn kill_point(
     site: &DrillSite,
     up: i32,
     n: usize,
-    after: Duration,
+    agent: Killed,
 ) -> Result<Option<KillPoint>> {
     let repo = site.site().repo.clone();
+    let standin = match agent {
+        Killed::Standin(_) => Some(crate::ununpack::prepare(
+            site,
+            up,
+            &d.root.join("standin-ununpack"),
+        )?),
+        Killed::Holdfast(_) => None,
+    };
     let before = RepoFiles::read(&repo);
-    let mut cmd = site
-        .holdfast
-        .command(&["unpack", "--upload", &up.to_string(), "--json"]);
+    let mut cmd = match &standin {
+        Some(a) => a.command(),
+        None => site
+            .holdfast
+            .command(&["unpack", "--upload", &up.to_string(), "--json"]),
+    };
+    let log = d.root.join(format!("standin-ununpack/upload-{up}.log"));
     cmd.stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
+        .stderr(match &standin {
+            Some(_) => std::fs::File::create(&log)?.into(),
+            None => std::process::Stdio::null(),
+        });
     let t = Instant::now();
-    let pull = plug::run_and_pull(&mut cmd, after)?;
+    let (pull, planned) = match (agent, &standin) {
+        (Killed::Standin(frac), Some(a)) => {
+            let at = ((a.rows as f64 * frac) as i64).clamp(1, a.rows as i64 - 1);
+            (
+                pull_at_rows(site, &mut cmd, up, at)?,
+                format!("row {at} of {}", a.rows),
+            )
+        }
+        (Killed::Holdfast(after), _) => (
+            plug::run_and_pull(&mut cmd, after)?,
+            format!("{:.2} s", after.as_secs_f64()),
+        ),
+        (Killed::Standin(_), None) => unreachable!("prepared above"),
+    };
+    if let Some(a) = &standin {
+        // ununpack's temporary folder would stay behind; it is no part of what is checked.
+        a.clean();
+    }
+    let who = if standin.is_some() {
+        "ununpack stand-in"
+    } else {
+        "holdfast"
+    };
+    if let (Some(st), Some(_)) = (&pull.finished, &standin) {
+        if !st.success() {
+            bail!(
+                "the stand-in ununpack failed ({st}): {}",
+                std::fs::read_to_string(&log).unwrap_or_default().trim()
+            );
+        }
+    }
     if pull.finished.is_some() {
         close_rows(site, up)?;
         d.report.steps.push(Step {
             name: format!("kill attempt {n}"),
             secs: t.elapsed().as_secs_f64(),
             recovery: false,
-            detail: format!(
-                "upload {up}: the agent finished before the pull at {:.2} s",
-                after.as_secs_f64()
-            ),
+            detail: format!("upload {up}: the agent ({who}) finished before the pull at {planned}"),
         });
         return Ok(None);
     }
@@ -231,12 +289,20 @@ fn kill_point(
     let after_kill = RepoFiles::read(&repo);
     let cut = power::lose_unsynced(&before, &after_kill, &mut d.rng)?;
     let mut c = site.connect()?;
-    let phase = phase(&mut c, up)?;
+    let phase = match &standin {
+        Some(a) => format!(
+            "{} of {} rows committed one by one",
+            crate::ununpack::rows(&mut c, up)?,
+            a.rows
+        ),
+        None => phase(&mut c, up)?.to_string(),
+    };
     let mut point = KillPoint {
         point: d.report.kill_points.len() + 1,
         upload: up,
+        agent: who.to_string(),
         after_secs: pull.after_secs,
-        phase: phase.to_string(),
+        phase: phase.clone(),
         files_written: cut.written.len(),
         truncated: cut.truncated.len(),
         recovery_secs: 0.0,
@@ -249,7 +315,7 @@ fn kill_point(
         secs: t.elapsed().as_secs_f64(),
         recovery: false,
         detail: format!(
-            "upload {up}: SIGKILL after {:.2} s ({phase}), {} files written, {} cut short by the power cut",
+            "upload {up}: {who} got SIGKILL after {:.2} s ({phase}), {} files written, {} cut short by the power cut",
             pull.after_secs,
             cut.written.len(),
             cut.truncated.len()
@@ -374,6 +440,36 @@ fn kill_point(
     );
     point.passed = d.report.checks[checks_before..].iter().all(|c| c.ok);
     Ok(Some(point))
+}
+
+/// Runs `cmd` (the stand-in ununpack) and pulls the plug once upload `up` has `at` rows.
+fn pull_at_rows(
+    site: &DrillSite,
+    cmd: &mut std::process::Command,
+    up: i32,
+    at: i64,
+) -> Result<plug::Pull> {
+    let mut c = site.connect()?;
+    let t = Instant::now();
+    let mut child = plug::spawn_group(cmd)?;
+    loop {
+        if let Some(st) = child.try_wait()? {
+            return Ok(plug::Pull {
+                after_secs: t.elapsed().as_secs_f64(),
+                finished: Some(st),
+                killed: Vec::new(),
+            });
+        }
+        if crate::ununpack::rows(&mut c, up)? >= at || t.elapsed() > Duration::from_secs(300) {
+            let killed = plug::pull(&mut child);
+            return Ok(plug::Pull {
+                after_secs: t.elapsed().as_secs_f64(),
+                finished: None,
+                killed,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 /// The repair itself is interrupted: `first` (a `recover --all` or a gold-only `restore`)

@@ -22,6 +22,7 @@ pub mod power;
 pub mod report;
 mod scenarios;
 pub mod site;
+pub mod ununpack;
 
 use guard::ScratchGuard;
 use report::DrillReport;

@@ -79,6 +79,10 @@ impl SiteSize {
 pub struct KillPoint {
     pub point: usize,
     pub upload: i32,
+    /// The agent that was killed: `holdfast` (holdfast's unpacker, rows in one transaction)
+    /// or `ununpack stand-in` (FOSSology's way: a row per file, each committed alone).
+    #[serde(default)]
+    pub agent: String,
     /// Seconds into the agent's run when it got SIGKILL.
     pub after_secs: f64,
     /// How far it had come (rows committed or not).
@@ -231,14 +235,15 @@ impl DrillReport {
         if !self.kill_points.is_empty() {
             let _ = writeln!(
                 s,
-                "  kill points:  #  upload  killed at  phase                                   written  short  recovered  recovery"
+                "  kill points:  #  upload  agent             killed at  phase                                   written  short  recovered  recovery"
             );
             for k in &self.kill_points {
                 let _ = writeln!(
                     s,
-                    "              {:>2}  {:>6}  {:>7.2} s  {:<38}  {:>7}  {:>5}  {:>9}  {:>6.1} s{}",
+                    "              {:>2}  {:>6}  {:<16}  {:>7.2} s  {:<38}  {:>7}  {:>5}  {:>9}  {:>6.1} s{}",
                     k.point,
                     k.upload,
+                    k.agent,
                     k.after_secs,
                     k.phase,
                     k.files_written,

@@ -160,6 +160,48 @@ fn plug_pull_job_at_ten_random_kill_points() {
     eprintln!("plug-pull-job took {:.1} s", start.elapsed().as_secs_f64());
 }
 
+/// FOSSology's own agent's half-written state: the stand-in ununpack (a row per file, each
+/// committed alone, the upload marked unpacked only at the end) is SIGKILLed with part of
+/// its rows committed and the power cut shortens what it linked into the repository. The
+/// guide's repair and the scheduler's rerun must give the upload the whole tree a clean
+/// unpack makes (ununpack's own rerun would keep the half tree: it writes rows only for an
+/// upload that has none), with nothing short left.
+#[test]
+fn plug_pull_job_kills_a_fossology_style_agent_with_half_its_rows_committed() {
+    let _one = common::one_at_a_time();
+    let t = tempfile::tempdir().unwrap();
+    let mut o = options(&t.path().join("scratch"));
+    o.kills = 2;
+    o.resume_kills = 0;
+    let r = holdfast_drill::run(Scenario::PlugPullJob, &o).unwrap();
+    assert_passed(
+        &r,
+        &[
+            "the agent was killed mid-write at 2 random points",
+            "check-repo names every file the power cut left short",
+            "every recovered upload has the tree a clean unpack of its archive makes",
+            "no file in the repository is shorter than its name says",
+        ],
+    );
+    let k = r
+        .kill_points
+        .iter()
+        .find(|k| k.agent == "ununpack stand-in")
+        .unwrap_or_else(|| panic!("no stand-in kill point:\n{}", r.to_text()));
+    // Killed with some rows committed and some not: a half-written upload.
+    let (done, all) = k
+        .phase
+        .split_once(" of ")
+        .map(|(a, b)| {
+            let all: usize = b.split_whitespace().next().unwrap().parse().unwrap();
+            (a.parse::<usize>().unwrap(), all)
+        })
+        .unwrap_or_else(|| panic!("phase {:?}", k.phase));
+    assert!(done > 0 && done < all, "{}", r.to_text());
+    assert!(k.passed && k.files_written > 0, "{}", r.to_text());
+    assert!(r.kill_points.iter().any(|k| k.agent == "holdfast"));
+}
+
 #[test]
 fn total_loss_over_ssh_leaves_a_decoy_production_site_alone() {
     let _one = common::one_at_a_time();

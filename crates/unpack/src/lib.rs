@@ -315,6 +315,19 @@ pub(crate) fn unpack_gold(
     Ok((node, summary))
 }
 
+/// Unpacks `file` into `site`'s repository like an upload's gold, without touching the
+/// database, and returns its tree: for a tool that writes the rows itself (the drills'
+/// stand-in for FOSSology's ununpack, which commits them one at a time).
+pub fn unpack_tree(
+    site: &Site,
+    file: &Path,
+    name: &str,
+    cfg: &UnpackConfig,
+    opts: &UnpackOptions,
+) -> Result<(tree::Node, UnpackSummary), UnpackError> {
+    unpack_gold(site, file, None, name, name, cfg, opts, None)
+}
+
 /// Row options FOSSology keeps in `jq_cmd_args`: `-I` and `-E pattern,pattern`.
 fn parse_cmd_args(args: &str, opts: &UnpackOptions) -> (bool, Vec<String>) {
     let mut scm = opts.ignore_scm;

@@ -9,6 +9,7 @@
 pub mod folders;
 pub mod jobs;
 pub mod pfiles;
+pub mod standin;
 pub mod uploads;
 pub mod uploadtree;
 pub use crate::users;

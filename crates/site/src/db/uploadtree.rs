@@ -438,12 +438,27 @@ pub fn store(
     assert!(is_upload_table(table), "checked table name");
     let mut tx = c.transaction()?;
     let mime_pks = super::pfiles::init_mimetypes(&mut tx, mimetypes)?;
-    let existing: i64 = tx
+    let mut existing: i64 = tx
         .query_one(
             &format!("SELECT count(*) FROM {table} WHERE upload_fk = $1"),
             &[&upload_pk],
         )?
         .get(0);
+    // FOSSology's ununpack commits one row at a time and marks the upload unpacked
+    // (upload_mode bit 5, then a successful ununpack_ars row) only at its end; rows without
+    // either are what an agent that died mid-write left. Its own rerun would keep them (it
+    // writes rows only when the upload has none), leaving the tree half forever: they are
+    // replaced with the whole tree instead.
+    if existing > 0 && cut_off_rows(&mut tx, upload_pk)? {
+        let n = tx.execute(
+            &format!("DELETE FROM {table} WHERE upload_fk = $1"),
+            &[&upload_pk],
+        )?;
+        tracing::warn!(
+            "upload {upload_pk}: replacing the {n} rows an unpack that died mid-write left (no end mark)"
+        );
+        existing = 0;
+    }
     let mut inserted = 0u64;
     if existing == 0 && !rows.is_empty() {
         let mut hs = Vec::new();
@@ -503,6 +518,21 @@ pub fn store(
     }
     tx.commit()?;
     Ok(inserted)
+}
+
+/// Whether the upload's rows are a cut-off write: the upload is not marked unpacked
+/// (`upload_mode` bit 5, which ununpack and holdfast set at the end) and no unpack of it ever
+/// succeeded (`ununpack_ars`).
+fn cut_off_rows(tx: &mut postgres::Transaction, upload_pk: i32) -> Result<bool, postgres::Error> {
+    Ok(tx
+        .query_one(
+            "SELECT (SELECT upload_mode & $2 = 0 FROM upload WHERE upload_pk = $1)
+                    AND NOT EXISTS (SELECT 1 FROM ununpack_ars
+                                    WHERE upload_fk = $1 AND ars_success)",
+            &[&upload_pk, &mode::UPLOAD_UNPACKED],
+        )?
+        .get::<_, Option<bool>>(0)
+        .unwrap_or(false))
 }
 
 /// adj2nest: siblings in the order of `ORDER BY parent, ufile_mode&(1<<29) DESC,
