@@ -22,6 +22,7 @@ use crate::power::{self, RepoFiles};
 use crate::report::{KillPoint, Step};
 use crate::scenarios::Drill;
 use crate::site::DrillSite;
+use crate::ununpack::Stop;
 use crate::{archives, plug};
 use anyhow::{anyhow, bail, Result};
 use holdfast_site::db::{self, uploadtree::TreeTable};
@@ -59,10 +60,20 @@ pub(crate) fn plug_pull_job(d: &mut Drill) -> Result<()> {
             archives::build_unique(&root.join("archives-kill"), 1, &format!("k{n}-"))?.remove(0);
         let up = arrive(&site, &archive)?;
         let frac: f64 = d.rng.random_range(0.05..0.95);
-        // Every second kill point is FOSSology's own way of writing (the stand-in ununpack),
-        // killed when the share `frac` of its rows is committed.
+        // Every second kill point is FOSSology's own way of writing (the stand-in ununpack):
+        // in turn between its end marks (upload_mode marked, ununpack_ars not successful),
+        // at a random share of its rows, with every row and no end mark, between the last
+        // two end marks, then at random shares.
         let agent = if d.report.kill_points.len() % 2 == 1 {
-            Killed::Standin(frac)
+            Killed::Standin(
+                match d.report.kill_points.len() / 2 {
+                    0 => Stop::ModeMarked,
+                    2 => Stop::AllRows,
+                    3 => Stop::ParentsSet,
+                    _ => Stop::Rows(0),
+                },
+                frac,
+            )
         } else {
             Killed::Holdfast(Duration::from_secs_f64(calibration * frac))
         };
@@ -197,9 +208,9 @@ fn tree(c: &mut postgres::Client, upload: i32) -> Result<Vec<(String, String, i3
 enum Killed {
     /// holdfast's unpacker (`holdfast unpack --upload N`), after this long.
     Holdfast(Duration),
-    /// The stand-in for FOSSology's ununpack ([`crate::ununpack`]), once this share of the
-    /// upload's rows is committed.
-    Standin(f64),
+    /// The stand-in for FOSSology's ununpack ([`crate::ununpack`]), halted at this place
+    /// (`Rows`: once the given share of the upload's rows is committed).
+    Standin(Stop, f64),
 }
 
 /// Where the agent was when it died.
@@ -222,7 +233,7 @@ fn kill_point(
 ) -> Result<Option<KillPoint>> {
     let repo = site.site().repo.clone();
     let standin = match agent {
-        Killed::Standin(_) => Some(crate::ununpack::prepare(
+        Killed::Standin(..) => Some(crate::ununpack::prepare(
             site,
             up,
             &d.root.join("standin-ununpack"),
@@ -230,9 +241,16 @@ fn kill_point(
         Killed::Holdfast(_) => None,
     };
     let before = RepoFiles::read(&repo);
-    let mut cmd = match &standin {
-        Some(a) => a.command(),
-        None => site
+    let stop = match (agent, &standin) {
+        (Killed::Standin(Stop::Rows(_), frac), Some(a)) => Some(Stop::Rows(
+            ((a.rows as f64 * frac) as usize).clamp(1, a.rows - 1),
+        )),
+        (Killed::Standin(stop, _), _) => Some(stop),
+        _ => None,
+    };
+    let mut cmd = match (&standin, stop) {
+        (Some(a), Some(stop)) => a.command(stop),
+        _ => site
             .holdfast
             .command(&["unpack", "--upload", &up.to_string(), "--json"]),
     };
@@ -243,33 +261,31 @@ fn kill_point(
             None => std::process::Stdio::null(),
         });
     let t = Instant::now();
-    let (pull, planned) = match (agent, &standin) {
-        (Killed::Standin(frac), Some(a)) => {
-            let at = ((a.rows as f64 * frac) as i64).clamp(1, a.rows as i64 - 1);
-            (
-                pull_at_rows(site, &mut cmd, up, at)?,
-                format!("row {at} of {}", a.rows),
-            )
+    let (pull, planned) = match (agent, &standin, stop) {
+        (Killed::Standin(..), Some(a), Some(stop)) => {
+            (pull_at_halt(&mut cmd, a)?, where_halted(stop, a.rows))
         }
-        (Killed::Holdfast(after), _) => (
+        (Killed::Holdfast(after), _, _) => (
             plug::run_and_pull(&mut cmd, after)?,
             format!("{:.2} s", after.as_secs_f64()),
         ),
-        (Killed::Standin(_), None) => unreachable!("prepared above"),
+        _ => unreachable!("prepared above"),
     };
-    if let Some(a) = &standin {
-        // ununpack's temporary folder would stay behind; it is no part of what is checked.
-        a.clean();
-    }
     let who = if standin.is_some() {
         "ununpack stand-in"
     } else {
         "holdfast"
     };
-    if let (Some(st), Some(_)) = (&pull.finished, &standin) {
-        if !st.success() {
+    if let Some(a) = &standin {
+        // ununpack's temporary folder would stay behind; it is no part of what is checked.
+        a.clean();
+        // It halts at its place and waits for the pull: ending on its own, or never getting
+        // there, is a fault of the stand-in, not a kill point.
+        if pull.finished.is_some() || !a.halted() {
             bail!(
-                "the stand-in ununpack failed ({st}): {}",
+                "the stand-in ununpack did not halt at {planned} ({}): {}",
+                pull.finished
+                    .map_or("it hung".to_string(), |st| format!("it ended, {st}")),
                 std::fs::read_to_string(&log).unwrap_or_default().trim()
             );
         }
@@ -291,9 +307,15 @@ fn kill_point(
     let mut c = site.connect()?;
     let phase = match &standin {
         Some(a) => format!(
-            "{} of {} rows committed one by one",
+            "{} of {} rows, {}",
             crate::ununpack::rows(&mut c, up)?,
-            a.rows
+            a.rows,
+            match stop {
+                Some(Stop::AllRows) => "no end mark",
+                Some(Stop::ModeMarked) => "upload_mode marked",
+                Some(Stop::ParentsSet) => "realparent set",
+                _ => "next file linked",
+            }
         ),
         None => phase(&mut c, up)?.to_string(),
     };
@@ -442,14 +464,22 @@ fn kill_point(
     Ok(Some(point))
 }
 
-/// Runs `cmd` (the stand-in ununpack) and pulls the plug once upload `up` has `at` rows.
-fn pull_at_rows(
-    site: &DrillSite,
+/// Where the stand-in is told to halt, in words.
+fn where_halted(stop: Stop, rows: usize) -> String {
+    match stop {
+        Stop::Rows(n) => format!("row {n} of {rows}, the next file linked"),
+        Stop::AllRows => format!("all {rows} rows committed, before the end marks"),
+        Stop::ModeMarked => "upload_mode marked, before realparent and ununpack_ars".into(),
+        Stop::ParentsSet => "realparent set, before ununpack_ars".into(),
+    }
+}
+
+/// Runs `cmd` (the stand-in ununpack) and pulls the plug once it has halted where it was
+/// told to.
+fn pull_at_halt(
     cmd: &mut std::process::Command,
-    up: i32,
-    at: i64,
+    agent: &crate::ununpack::Agent,
 ) -> Result<plug::Pull> {
-    let mut c = site.connect()?;
     let t = Instant::now();
     let mut child = plug::spawn_group(cmd)?;
     loop {
@@ -460,7 +490,7 @@ fn pull_at_rows(
                 killed: Vec::new(),
             });
         }
-        if crate::ununpack::rows(&mut c, up)? >= at || t.elapsed() > Duration::from_secs(300) {
+        if agent.halted() || t.elapsed() > Duration::from_secs(300) {
             let killed = plug::pull(&mut child);
             return Ok(plug::Pull {
                 after_secs: t.elapsed().as_secs_f64(),

@@ -38,13 +38,47 @@ pub struct Agent {
     pub upload: i32,
 }
 
+/// Where the writer halts for the plug to be pulled (see
+/// [`holdfast_site::db::standin::ununpack_writer_script`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// This many rows committed, the next file linked into the repository.
+    Rows(usize),
+    /// Every row committed, no end mark yet.
+    AllRows,
+    /// `upload_mode` bit 5 set (the first end mark), `realparent` not yet.
+    ModeMarked,
+    /// `realparent` set too; the `ununpack_ars` row is not yet successful.
+    ParentsSet,
+}
+
 impl Agent {
-    pub fn command(&self) -> Command {
+    /// The writer, halting at `stop`.
+    pub fn command(&self, stop: Stop) -> Command {
+        let at = match stop {
+            Stop::Rows(n) => n.clamp(1, self.rows.saturating_sub(1).max(1)),
+            Stop::AllRows => self.rows,
+            Stop::ModeMarked => self.rows + 1,
+            Stop::ParentsSet => self.rows + 2,
+        };
+        let _ = std::fs::remove_file(self.halted_file());
         let mut c = Command::new("bash");
         c.arg(&self.script)
             .arg(&self.plan)
-            .arg(self.upload.to_string());
+            .arg(self.upload.to_string())
+            .arg(at.to_string());
         c
+    }
+
+    /// Whether the writer has halted where it was told to.
+    pub fn halted(&self) -> bool {
+        self.halted_file().exists()
+    }
+
+    fn halted_file(&self) -> PathBuf {
+        let mut p = self.plan.clone().into_os_string();
+        p.push(".stopped");
+        PathBuf::from(p)
     }
 
     pub fn clean(&self) {

@@ -152,6 +152,26 @@ fn plug_pull_job_at_ten_random_kill_points() {
     }
     assert_eq!(r.kill_points.len(), 10, "{}", r.to_text());
     assert!(r.kill_points.iter().all(|k| k.passed));
+    // Half of them killed the stand-in for FOSSology's ununpack: at each place between its
+    // last row and its last end mark, and mid-write.
+    let standin: Vec<&str> = r
+        .kill_points
+        .iter()
+        .filter(|k| k.agent == "ununpack stand-in")
+        .map(|k| k.phase.as_str())
+        .collect();
+    assert_eq!(standin.len(), 5, "{}", r.to_text());
+    for end in [
+        "no end mark",
+        "upload_mode marked",
+        "realparent set",
+        "next file linked",
+    ] {
+        assert!(
+            standin.iter().any(|p| p.ends_with(end)),
+            "no stand-in kill with {end:?}: {standin:?}"
+        );
+    }
     // The power cut did leave short files, and they came back.
     let short: usize = r.kill_points.iter().map(|k| k.truncated).sum();
     let back: usize = r.kill_points.iter().map(|k| k.files_recovered).sum();
@@ -160,45 +180,61 @@ fn plug_pull_job_at_ten_random_kill_points() {
     eprintln!("plug-pull-job took {:.1} s", start.elapsed().as_secs_f64());
 }
 
-/// FOSSology's own agent's half-written state: the stand-in ununpack (a row per file, each
-/// committed alone, the upload marked unpacked only at the end) is SIGKILLed with part of
-/// its rows committed and the power cut shortens what it linked into the repository. The
-/// guide's repair and the scheduler's rerun must give the upload the whole tree a clean
-/// unpack makes (ununpack's own rerun would keep the half tree: it writes rows only for an
-/// upload that has none), with nothing short left.
+/// FOSSology's own agent's half-written states: the stand-in ununpack (a row per file, each
+/// committed alone, end marks last) is SIGKILLed between its end marks (`upload_mode`
+/// marked, `ununpack_ars` not successful: ununpack's own rerun takes that upload as not
+/// unpacked, and keeps its rows) and with part of its rows committed, and the power cut
+/// shortens what it linked into the repository. The guide's repair and the scheduler's rerun
+/// must give the upload the whole tree a clean unpack makes (its `artifact.meta` files name
+/// the killed agent's temporary folder: only a new tree can have them all), nothing short
+/// left.
 #[test]
-fn plug_pull_job_kills_a_fossology_style_agent_with_half_its_rows_committed() {
+fn plug_pull_job_kills_a_fossology_style_agent_mid_write_and_between_its_end_marks() {
     let _one = common::one_at_a_time();
     let t = tempfile::tempdir().unwrap();
     let mut o = options(&t.path().join("scratch"));
-    o.kills = 2;
+    o.kills = 4;
     o.resume_kills = 0;
     let r = holdfast_drill::run(Scenario::PlugPullJob, &o).unwrap();
     assert_passed(
         &r,
         &[
-            "the agent was killed mid-write at 2 random points",
+            "the agent was killed mid-write at 4 random points",
             "check-repo names every file the power cut left short",
             "every recovered upload has the tree a clean unpack of its archive makes",
             "no file in the repository is shorter than its name says",
         ],
     );
-    let k = r
+    let standin: Vec<_> = r
         .kill_points
         .iter()
-        .find(|k| k.agent == "ununpack stand-in")
-        .unwrap_or_else(|| panic!("no stand-in kill point:\n{}", r.to_text()));
-    // Killed with some rows committed and some not: a half-written upload.
-    let (done, all) = k
-        .phase
-        .split_once(" of ")
-        .map(|(a, b)| {
-            let all: usize = b.split_whitespace().next().unwrap().parse().unwrap();
-            (a.parse::<usize>().unwrap(), all)
-        })
-        .unwrap_or_else(|| panic!("phase {:?}", k.phase));
+        .filter(|k| k.agent == "ununpack stand-in")
+        .collect();
+    assert_eq!(standin.len(), 2, "{}", r.to_text());
+    assert!(r.kill_points.iter().all(|k| k.passed), "{}", r.to_text());
+    // "D of N rows, where it halted"
+    let rows = |phase: &str| -> (usize, usize) {
+        let (a, b) = phase
+            .split_once(" of ")
+            .unwrap_or_else(|| panic!("phase {phase:?}"));
+        let all = b.split_whitespace().next().unwrap().parse().unwrap();
+        (a.parse().unwrap(), all)
+    };
+    // Between the end marks: every row committed, upload_mode marked.
+    let (done, all) = rows(&standin[0].phase);
+    assert!(
+        done == all && standin[0].phase.ends_with(", upload_mode marked"),
+        "{}",
+        r.to_text()
+    );
+    // Mid-write: some rows committed, some not.
+    let (done, all) = rows(&standin[1].phase);
     assert!(done > 0 && done < all, "{}", r.to_text());
-    assert!(k.passed && k.files_written > 0, "{}", r.to_text());
+    assert!(
+        standin.iter().all(|k| k.files_written > 0),
+        "{}",
+        r.to_text()
+    );
     assert!(r.kill_points.iter().any(|k| k.agent == "holdfast"));
 }
 

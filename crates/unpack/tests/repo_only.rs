@@ -166,3 +166,88 @@ fn reunpack_with_db_inserts_no_second_tree_and_missing_gold_is_named() {
         Err(holdfast_unpack::UnpackError::NoUpload(999))
     ));
 }
+
+/// Rows FOSSology's ununpack left when it died: it commits a row per file and marks the
+/// upload unpacked only at its end (`upload_mode` bit 5, then its `ununpack_ars` row
+/// successful). A reunpack replaces rows of an upload that no unpack finished (killed
+/// between the end marks included: bit 5 set, its start row unsuccessful) with the whole
+/// tree, and keeps the rows of a finished one, and of an upload marked unpacked whose agent
+/// rows were purged.
+#[test]
+fn reunpack_replaces_rows_of_an_unpack_that_never_finished_and_keeps_finished_ones() {
+    let d = tempfile::tempdir().unwrap();
+    let s = site(d.path());
+    let src = d.path().join("src");
+    make_tree(&src.join("p"));
+    sh(&src, "tar czf ../p.tgz p");
+    let cfg = UnpackConfig::default();
+    let up = upload_files(
+        &s.site,
+        &[d.path().join("p.tgz")],
+        &cfg,
+        &UnpackOptions::default(),
+    )
+    .unwrap()[0]
+        .0;
+    let mut c = s.site.connect().unwrap();
+    let whole = rows(&s, up);
+    // What the dead agent left: a stray row (its tree differs from a whole one), upload_mode
+    // as given, its start row in ununpack_ars when `started`.
+    let mut leave = |bit5: bool, started: bool| {
+        c.batch_execute(&format!(
+            "DELETE FROM ununpack_ars WHERE upload_fk = {up};
+             UPDATE uploadtree_a SET ufile_name = 'half-written' WHERE upload_fk = {up}
+                 AND uploadtree_pk = (SELECT max(uploadtree_pk) FROM uploadtree_a WHERE upload_fk = {up});
+             UPDATE upload SET upload_mode = upload_mode & ~32 | {} WHERE upload_pk = {up};",
+            if bit5 { 32 } else { 0 }
+        ))
+        .unwrap();
+        if started {
+            c.execute(
+                "INSERT INTO ununpack_ars (agent_fk, upload_fk, ars_success)
+                 SELECT max(agent_pk), $1, false FROM agent",
+                &[&up],
+            )
+            .unwrap();
+        }
+    };
+    let stray = |s: &holdfast_sandbox::scratch::ScratchSite| {
+        rows(s, up).iter().any(|(name, _)| name == "half-written")
+    };
+    let opts = UnpackOptions::default();
+    for (bit5, started) in [(false, true), (true, true), (false, false)] {
+        leave(bit5, started);
+        assert!(stray(&s));
+        let sum = unpack_upload(&s.site, up, &cfg, &opts).unwrap();
+        assert_eq!(
+            sum.rows as usize,
+            whole.len(),
+            "bit 5 {bit5}, started {started}"
+        );
+        assert_eq!(rows(&s, up), whole, "bit 5 {bit5}, started {started}");
+        assert!(sum.unreproduced.is_empty(), "{:?}", sum.unreproduced);
+        check_shape(&s, up);
+    }
+    // A finished unpack's rows stay, and so do those of an upload marked unpacked with no
+    // agent rows left.
+    leave(true, false);
+    let sum = unpack_upload(&s.site, up, &cfg, &opts).unwrap();
+    assert_eq!(sum.rows, 0);
+    assert!(stray(&s));
+    let mut c = s.site.connect().unwrap();
+    c.execute(
+        "INSERT INTO ununpack_ars (agent_fk, upload_fk, ars_success)
+         SELECT max(agent_pk), $1, true FROM agent",
+        &[&up],
+    )
+    .unwrap();
+    c.execute(
+        "UPDATE upload SET upload_mode = upload_mode & ~32 WHERE upload_pk = $1",
+        &[&up],
+    )
+    .unwrap();
+    let sum = unpack_upload(&s.site, up, &cfg, &opts).unwrap();
+    assert_eq!(sum.rows, 0);
+    assert!(stray(&s));
+    assert_eq!(rows(&s, up).len(), whole.len());
+}

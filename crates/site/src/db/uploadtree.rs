@@ -423,7 +423,8 @@ pub struct TreeRow<'a> {
 }
 
 /// Inserts `rows` unless the upload already has rows in `table` (then, like FOSSology,
-/// none; an empty `rows` is a top file ununpack skips), numbers them as adj2nest does, sets
+/// none, unless they are what an unpack that never finished left: those are replaced; an
+/// empty `rows` is a top file ununpack skips), numbers them as adj2nest does, sets
 /// the `upload_mode` bits and writes an `ununpack_ars` success row, in one transaction.
 /// `mimetypes`: every name ununpack's command table knows (see
 /// [`super::pfiles::init_mimetypes`]). Returns rows inserted.
@@ -444,11 +445,13 @@ pub fn store(
             &[&upload_pk],
         )?
         .get(0);
-    // FOSSology's ununpack commits one row at a time and marks the upload unpacked
-    // (upload_mode bit 5, then a successful ununpack_ars row) only at its end; rows without
-    // either are what an agent that died mid-write left. Its own rerun would keep them (it
-    // writes rows only when the upload has none), leaving the tree half forever: they are
-    // replaced with the whole tree instead.
+    // FOSSology's ununpack commits one row at a time and marks the upload unpacked only at
+    // its end (upload_mode bit 5, realparent, then its ununpack_ars row successful); rows
+    // of an upload with no successful unpack are what an agent that died mid-write left
+    // (see `cut_off_rows`). Its own rerun would keep them (it writes rows only when the
+    // upload has none), leaving the tree half, or holding artifact.meta files that name the
+    // dead agent's temporary folder and can never be made again: they are replaced with
+    // the whole tree instead.
     if existing > 0 && cut_off_rows(&mut tx, upload_pk)? {
         let n = tx.execute(
             &format!("DELETE FROM {table} WHERE upload_fk = $1"),
@@ -520,15 +523,20 @@ pub fn store(
     Ok(inserted)
 }
 
-/// Whether the upload's rows are a cut-off write: the upload is not marked unpacked
-/// (`upload_mode` bit 5, which ununpack and holdfast set at the end) and no unpack of it ever
-/// succeeded (`ununpack_ars`).
+/// Whether the upload's rows are a cut-off write. ununpack's own test for "already
+/// unpacked" is a successful `ununpack_ars` row (`ununpack.c`: it then exits at once); it
+/// sets `upload_mode` bit 5 before that row, so a run killed between the two leaves bit 5
+/// set and its start row (`ars_success` false) unsuccessful. So: no unpack of the upload
+/// ever succeeded, and either an unpack started (an unsuccessful `ununpack_ars` row) or the
+/// upload is not marked unpacked. (Rows with bit 5 and no `ununpack_ars` row at all, as a
+/// site whose agent rows were purged has them, are kept.)
 fn cut_off_rows(tx: &mut postgres::Transaction, upload_pk: i32) -> Result<bool, postgres::Error> {
     Ok(tx
         .query_one(
-            "SELECT (SELECT upload_mode & $2 = 0 FROM upload WHERE upload_pk = $1)
-                    AND NOT EXISTS (SELECT 1 FROM ununpack_ars
-                                    WHERE upload_fk = $1 AND ars_success)",
+            "SELECT NOT EXISTS (SELECT 1 FROM ununpack_ars WHERE upload_fk = $1 AND ars_success)
+                    AND (EXISTS (SELECT 1 FROM ununpack_ars
+                                 WHERE upload_fk = $1 AND NOT coalesce(ars_success, false))
+                         OR (SELECT upload_mode & $2 = 0 FROM upload WHERE upload_pk = $1))",
             &[&upload_pk, &mode::UPLOAD_UNPACKED],
         )?
         .get::<_, Option<bool>>(0)
