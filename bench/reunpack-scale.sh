@@ -5,6 +5,8 @@
 # one bulk move). Prints GB gold/h, GB files/h, files/s, per core, and the ratio.
 #   bench/reunpack-scale.sh                 # data in $BENCH_DATA (fetched once through apt)
 #   BENCH_GOLD_MB=1100 bench/reunpack-scale.sh
+#   BENCH_LOCK=/work/bench.lock bench/reunpack-scale.sh --runs 3   # shared machine: each timed
+#       pair (one batch, holdfast then the script or the other way) holds the flock alone
 # The data set, fetched once through apt with a private list folder (the system's apt
 # configuration is not touched):
 #   src/  Debian source packages (.dsc, .orig.tar.*, .debian.tar.*): the source tarballs;
@@ -55,4 +57,6 @@ fi
 du -sh "$data/src" "$data/debs"
 [ "${1:-}" = "--prepare-only" ] && exit 0
 cargo build -q --release -p holdfast-drill --example reunpack_scale
-exec "${CARGO_TARGET_DIR:-target}"/release/examples/reunpack_scale "$data" "$work" "$@"
+lock=()
+[ -n "${BENCH_LOCK:-}" ] && lock=(--lock "$BENCH_LOCK")
+exec "${CARGO_TARGET_DIR:-target}"/release/examples/reunpack_scale "$data" "$work" "${lock[@]}" "$@"

@@ -1,6 +1,6 @@
 //! Reunpack cost at the plan's scale, for docs/gold-only.md (run by bench/reunpack-scale.sh).
 //!
-//!   reunpack_scale DATA WORK [--runs N] [--skip-script]
+//!   reunpack_scale DATA WORK [--runs N] [--skip-script] [--lock FILE]
 //!
 //! DATA holds `src/` (Debian source packages: each file one upload, except the packages
 //! named in NESTED, which go into one `.tar` upload, a nested container of source tarballs)
@@ -10,6 +10,13 @@
 //! time), and the rebuilt repository is checked to hold the same files. Then the same gold
 //! files are extracted by bench/reunpack-script.sh (bsdtar in parallel, hashing, one bulk
 //! move). The load average is recorded with each timing: the machine may be shared.
+//!
+//! Measurement discipline on a shared machine: the uploads (data preparation) run without
+//! the lock; each timed pair (holdfast's rebuild of a batch and the script on the same
+//! batch, their order swapped every run) holds `--lock FILE` (an flock, as `flock FILE`
+//! takes it) only while it runs, so no locked stretch lasts longer than one batch's pair.
+//! Every timed run starts cold (`sync`, page cache dropped when run as root) and ends with
+//! `sync`: the time is until the files are on disk, for both.
 
 use holdfast_recover::{rebuild_after_restore, RebuildOptions};
 use holdfast_sandbox::scratch::ScratchSite;
@@ -77,6 +84,41 @@ fn load() -> String {
         .unwrap_or_default()
 }
 
+/// `uptime`'s load averages, with the time.
+fn uptime() -> String {
+    format!("{} load {}", chrono_now(), load())
+}
+
+fn chrono_now() -> String {
+    let out = Command::new("date").args(["-u", "+%H:%M"]).output();
+    out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Flushes dirty pages and, when allowed (root), drops the page cache: a cold start.
+fn cold() -> bool {
+    run(&mut Command::new("sync"));
+    std::fs::write("/proc/sys/vm/drop_caches", "3\n").is_ok()
+}
+
+/// The shared benchmark lock, held while one timed pair runs.
+fn lock(path: Option<&Path>) -> Option<nix::fcntl::Flock<std::fs::File>> {
+    let path = path?;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let t = Instant::now();
+    let l = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+        .unwrap_or_else(|(_, e)| panic!("flock {}: {e}", path.display()));
+    let waited = t.elapsed().as_secs_f64();
+    if waited > 1.0 {
+        eprintln!("waited {waited:.0} s for {}", path.display());
+    }
+    Some(l)
+}
+
 fn run(cmd: &mut Command) {
     let st = cmd.status().expect("command runs");
     assert!(st.success(), "{cmd:?} failed");
@@ -103,6 +145,11 @@ fn main() {
         .and_then(|i| args.get(i + 1)?.parse().ok())
         .unwrap_or(1);
     let skip_script = args.iter().any(|a| a == "--skip-script");
+    let lock_path: Option<PathBuf> = args
+        .iter()
+        .position(|a| a == "--lock")
+        .and_then(|i| args.get(i + 1))
+        .map(PathBuf::from);
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(work.join("inputs/nested")).unwrap();
@@ -176,6 +223,7 @@ fn main() {
     let (mut first, mut re, mut nfiles, mut files, mut errors) = (0.0, 0.0, 0u64, 0u64, 0usize);
     let mut script: Option<(f64, u64, u64)> = (!skip_script).then_some((0.0, 0, 0));
     let mut loads = Vec::new();
+    let mut all_cold = true;
     let (mut differs, mut ratios) = (0usize, Vec::new());
     for (bi, batch) in batches.iter().enumerate() {
         let bgold: u64 = batch
@@ -199,70 +247,93 @@ fn main() {
         // holdfast and the script alternate, run after run, so both see the same load.
         let (mut hf, mut sc) = (Vec::new(), Vec::new());
         let (mut sn, mut sb) = (0u64, 0u64);
-        for _ in 0..runs {
-            std::fs::remove_dir_all(&files_root).unwrap();
-            run(&mut Command::new("sync"));
-            let l = load();
-            let t = Instant::now();
-            let r = rebuild_after_restore(
-                &site.site,
-                &cfg,
-                &[],
-                &RebuildOptions {
-                    lazy: false,
-                    jobs: 0,
-                },
-            )
-            .expect("rebuild");
-            let secs = t.elapsed().as_secs_f64();
-            assert!(r.lost().is_empty(), "lost: {:?}", r.lost());
-            // A rebuild writes exactly the files the first unpack left (the rows' files).
-            let again = listing(&files_root);
-            let extra: Vec<_> = again
-                .keys()
-                .filter(|p| !first_files.contains_key(*p))
-                .collect();
-            let gone: Vec<_> = first_files
-                .keys()
-                .filter(|p| !again.contains_key(*p))
-                .collect();
-            if !extra.is_empty() || !gone.is_empty() {
-                eprintln!(
-                    "batch {}: the rebuild differs: {} extra files, {} missing",
-                    bi + 1,
-                    extra.len(),
-                    gone.len()
-                );
-                for p in extra.iter().take(60) {
-                    eprintln!("  extra {}", p.display());
-                }
-                for p in gone.iter().take(60) {
-                    eprintln!("  missing {}", p.display());
-                }
-                differs += 1;
+        let mut cold_runs = true;
+        for r in 0..runs {
+            let _held = lock(lock_path.as_deref());
+            // The script goes first every second run.
+            let mut order = [!skip_script, true, false];
+            if r % 2 == 1 {
+                order = [false, true, !skip_script];
             }
-            hf.push(secs);
-            loads.push(format!("hf {l}"));
-            if skip_script {
-                continue;
+            for (i, &go) in order.iter().enumerate() {
+                if !go {
+                    continue;
+                }
+                if i == 1 {
+                    let _ = std::fs::remove_dir_all(&files_root);
+                    cold_runs &= cold();
+                    let l = uptime();
+                    let t = Instant::now();
+                    let rep = rebuild_after_restore(
+                        &site.site,
+                        &cfg,
+                        &[],
+                        &RebuildOptions {
+                            lazy: false,
+                            jobs: 0,
+                        },
+                    )
+                    .expect("rebuild");
+                    run(&mut Command::new("sync"));
+                    let secs = t.elapsed().as_secs_f64();
+                    assert!(rep.lost().is_empty(), "lost: {:?}", rep.lost());
+                    // A rebuild writes exactly the files the first unpack left (the rows' files).
+                    let again = listing(&files_root);
+                    let extra: Vec<_> = again
+                        .keys()
+                        .filter(|p| !first_files.contains_key(*p))
+                        .collect();
+                    let gone: Vec<_> = first_files
+                        .keys()
+                        .filter(|p| !again.contains_key(*p))
+                        .collect();
+                    if !extra.is_empty() || !gone.is_empty() {
+                        eprintln!(
+                            "batch {}: the rebuild differs: {} extra files, {} missing",
+                            bi + 1,
+                            extra.len(),
+                            gone.len()
+                        );
+                        for p in extra.iter().take(60) {
+                            eprintln!("  extra {}", p.display());
+                        }
+                        for p in gone.iter().take(60) {
+                            eprintln!("  missing {}", p.display());
+                        }
+                        differs += 1;
+                    }
+                    println!(
+                        "  batch {} run {}: holdfast {secs:.1} s ({l})",
+                        bi + 1,
+                        r + 1
+                    );
+                    hf.push(secs);
+                    loads.push(format!("hf {l}"));
+                } else {
+                    let store = work.join("script-store");
+                    let tmp = work.join("script-tmp");
+                    cold_runs &= cold();
+                    let l = uptime();
+                    let t = Instant::now();
+                    run(Command::new("bash")
+                        .arg(concat!(
+                            env!("CARGO_MANIFEST_DIR"),
+                            "/../../bench/reunpack-script.sh"
+                        ))
+                        .arg(&store)
+                        .arg(&tmp)
+                        .args(batch));
+                    run(&mut Command::new("sync"));
+                    let secs = t.elapsed().as_secs_f64();
+                    println!("  batch {} run {}: script {secs:.1} s ({l})", bi + 1, r + 1);
+                    sc.push(secs);
+                    loads.push(format!("script {l}"));
+                    (sn, sb) = walk(&store);
+                    let _ = std::fs::remove_dir_all(&store);
+                }
             }
-            let store = work.join("script-store");
-            let tmp = work.join("script-tmp");
-            run(&mut Command::new("sync"));
-            loads.push(format!("script {}", load()));
-            let t = Instant::now();
-            run(Command::new("bash")
-                .arg(concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/../../bench/reunpack-script.sh"
-                ))
-                .arg(&store)
-                .arg(&tmp)
-                .args(batch));
-            sc.push(t.elapsed().as_secs_f64());
-            (sn, sb) = walk(&store);
-            let _ = std::fs::remove_dir_all(&store);
         }
+        all_cold &= cold_runs;
         drop(site);
         let _ = std::fs::remove_dir_all(&site_dir);
         let h = median(&mut hf);
@@ -296,6 +367,14 @@ fn main() {
     println!(
         "load averages (1/5/15 min) at the start of each timed run: {}",
         loads.join(" | ")
+    );
+    println!(
+        "every timed run started {} and ended with sync",
+        if all_cold {
+            "cold (sync, page cache dropped)"
+        } else {
+            "after a sync only (not root: page cache kept, warm)"
+        }
     );
     let re_load = format!(
         "{} .. {}",
