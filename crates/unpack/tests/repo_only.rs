@@ -168,11 +168,12 @@ fn reunpack_with_db_inserts_no_second_tree_and_missing_gold_is_named() {
 }
 
 /// Rows FOSSology's ununpack left when it died: it commits a row per file and marks the
-/// upload unpacked only at its end (`upload_mode` bit 5, then its `ununpack_ars` row
-/// successful). A reunpack replaces rows of an upload that no unpack finished (killed
-/// between the end marks included: bit 5 set, its start row unsuccessful) with the whole
-/// tree, and keeps the rows of a finished one, and of an upload marked unpacked whose agent
-/// rows were purged.
+/// upload unpacked only at its end (`upload_mode` bit 5, then its `ununpack_ars` row ended
+/// and successful). A reunpack replaces rows of an upload no unpack of which ever ended
+/// (killed between the end marks included: bit 5 set, its start row not ended) with the
+/// whole tree, and keeps the rows of a finished one, of one FOSSology's reunpack page
+/// reset (`ars_success` false on an ended row: the analyses refer to those rows), and of an
+/// upload marked unpacked whose agent rows were purged.
 #[test]
 fn reunpack_replaces_rows_of_an_unpack_that_never_finished_and_keeps_finished_ones() {
     let d = tempfile::tempdir().unwrap();
@@ -250,4 +251,18 @@ fn reunpack_replaces_rows_of_an_unpack_that_never_finished_and_keeps_finished_on
     assert_eq!(sum.rows, 0);
     assert!(stray(&s));
     assert_eq!(rows(&s, up).len(), whole.len());
+    // The reunpack page's reset: every row unsuccessful, the finished one with its end time.
+    c.execute(
+        "UPDATE ununpack_ars SET ars_success = false, ars_endtime = now() WHERE upload_fk = $1",
+        &[&up],
+    )
+    .unwrap();
+    c.execute(
+        "UPDATE upload SET upload_mode = upload_mode | 32 WHERE upload_pk = $1",
+        &[&up],
+    )
+    .unwrap();
+    let sum = unpack_upload(&s.site, up, &cfg, &opts).unwrap();
+    assert_eq!(sum.rows, 0);
+    assert!(stray(&s));
 }

@@ -446,9 +446,9 @@ pub fn store(
         )?
         .get(0);
     // FOSSology's ununpack commits one row at a time and marks the upload unpacked only at
-    // its end (upload_mode bit 5, realparent, then its ununpack_ars row successful); rows
-    // of an upload with no successful unpack are what an agent that died mid-write left
-    // (see `cut_off_rows`). Its own rerun would keep them (it writes rows only when the
+    // its end (upload_mode bit 5, realparent, then its ununpack_ars row ended and
+    // successful); rows of an upload no unpack of which ever ended are what an agent that
+    // died mid-write left (see `cut_off_rows`). Its own rerun would keep them (it writes rows only when the
     // upload has none), leaving the tree half, or holding artifact.meta files that name the
     // dead agent's temporary folder and can never be made again: they are replaced with
     // the whole tree instead.
@@ -523,19 +523,25 @@ pub fn store(
     Ok(inserted)
 }
 
-/// Whether the upload's rows are a cut-off write. ununpack's own test for "already
-/// unpacked" is a successful `ununpack_ars` row (`ununpack.c`: it then exits at once); it
-/// sets `upload_mode` bit 5 before that row, so a run killed between the two leaves bit 5
-/// set and its start row (`ars_success` false) unsuccessful. So: no unpack of the upload
-/// ever succeeded, and either an unpack started (an unsuccessful `ununpack_ars` row) or the
-/// upload is not marked unpacked. (Rows with bit 5 and no `ununpack_ars` row at all, as a
-/// site whose agent rows were purged has them, are kept.)
+/// Whether the upload's rows are a cut-off write: no unpack of the upload ever ended, and
+/// one started or the upload is not marked unpacked.
+///
+/// ununpack writes its `ununpack_ars` row at its start (`fo_WriteARS`: `ars_success`
+/// false, no end time) and only at its very end sets `ars_endtime` and `ars_success`, after
+/// `upload_mode` bit 5 and `realparent`; its own test for "already unpacked" is a
+/// successful row. So a run killed anywhere, between its end marks too, leaves rows, maybe
+/// bit 5, and a row that never ended. Rows are kept when any unpack of the upload ended:
+/// FOSSology's reunpack page (`ui-reunpack.php`) and a gold-only restore's requeue set
+/// `ars_success` false on rows that ended, and ununpack's rerun then keeps the tree the
+/// analyses refer to; so are rows marked unpacked with no `ununpack_ars` row at all (a
+/// site whose agent rows were purged).
 fn cut_off_rows(tx: &mut postgres::Transaction, upload_pk: i32) -> Result<bool, postgres::Error> {
     Ok(tx
         .query_one(
-            "SELECT NOT EXISTS (SELECT 1 FROM ununpack_ars WHERE upload_fk = $1 AND ars_success)
+            "SELECT NOT EXISTS (SELECT 1 FROM ununpack_ars WHERE upload_fk = $1
+                                AND (ars_success OR ars_endtime IS NOT NULL))
                     AND (EXISTS (SELECT 1 FROM ununpack_ars
-                                 WHERE upload_fk = $1 AND NOT coalesce(ars_success, false))
+                                 WHERE upload_fk = $1 AND ars_endtime IS NULL)
                          OR (SELECT upload_mode & $2 = 0 FROM upload WHERE upload_pk = $1))",
             &[&upload_pk, &mode::UPLOAD_UNPACKED],
         )?
