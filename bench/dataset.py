@@ -193,6 +193,25 @@ class Site:
         return dict(zip(("uploads", "pfiles", "uploadtree"), map(int, out)))
 
 
+def private_copy(data, size, dest):
+    """A copy of the built site `size` at `dest` that a benchmark may change: the database
+    cluster copied (the built site's cluster is stopped), the repository hard-linked (`cp -al`:
+    seconds, no space; safe because repository files are only ever created under new names
+    and unlinked, never rewritten in place). Returns the copy as a Site, not started; delete
+    it with shutil.rmtree when done."""
+    src = os.path.join(data, "sites", size)
+    if not os.path.exists(os.path.join(src, "site.json")):
+        sys.exit(f"no data set at {src}: run bench/dataset.py first")
+    if os.path.exists(os.path.join(src, "pg", "data", "postmaster.pid")):
+        sys.exit(f"the cluster of {src} is running: a copy of it would be torn")
+    shutil.rmtree(dest, ignore_errors=True)
+    os.makedirs(dest)
+    for part in ("pg", "etc", "site.json"):
+        sh(["cp", "-a", os.path.join(src, part), dest])
+    sh(["cp", "-al", os.path.join(src, "repository"), dest])
+    return Site(dest)
+
+
 def build(data, holdfast):
     main, _ = packages()
     sites = os.path.join(data, "sites")
