@@ -9,7 +9,8 @@
 //! - once more than a few busy uploads exist, the oldest is deleted (as `delagent`): its
 //!   files first, then, after a pause, the rows that name them.
 //!
-//! Only uploads it made (`upload_origin = 'busy'`) are deleted. A stop request (TERM) ends
+//! Only uploads it made (`upload_origin = 'busy'`) are deleted, each by one agent (it claims
+//! the upload first, marking it `busy-deleting`). A stop request (TERM) ends
 //! an agent after its unit, as FOSSology's agents finish their job.
 
 use holdfast_site::mode;
@@ -91,7 +92,11 @@ COMMIT" > /dev/null
 }}
 busy_delete() {{
   local u n rows
-  rows=$(q "SELECT u.upload_pk, lower(p.pfile_sha1) || '.' || lower(p.pfile_md5) || '.' || p.pfile_size FROM upload u JOIN uploadtree_a t ON t.upload_fk = u.upload_pk JOIN pfile p ON p.pfile_pk = t.pfile_fk WHERE u.upload_pk = (SELECT min(upload_pk) FROM upload WHERE upload_origin = 'busy' AND pfile_fk IS NOT NULL AND (SELECT count(*) FROM upload WHERE upload_origin = 'busy') > 4)")
+  # Claimed first: two agents must not both delete the oldest (the second would delete
+  # nothing, and busy uploads would pile up).
+  u=$(q "UPDATE upload SET upload_origin = 'busy-deleting' WHERE upload_pk = (SELECT upload_pk FROM upload WHERE upload_origin = 'busy' AND pfile_fk IS NOT NULL AND (SELECT count(*) FROM upload WHERE upload_origin = 'busy') > 4 ORDER BY upload_pk LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING upload_pk")
+  [ -n "$u" ] || return
+  rows=$(q "SELECT u.upload_pk, lower(p.pfile_sha1) || '.' || lower(p.pfile_md5) || '.' || p.pfile_size FROM upload u JOIN uploadtree_a t ON t.upload_fk = u.upload_pk JOIN pfile p ON p.pfile_pk = t.pfile_fk WHERE u.upload_pk = $u")
   [ -n "$rows" ] || return
   while IFS='|' read -r u n; do
     rm -f "$(busy_path '{gold}' "$n")" "$(busy_path '{files}' "$n")"
