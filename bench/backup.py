@@ -55,9 +55,11 @@ class Lock:
     def __init__(self, path):
         self.path = path
         self.f = None
+        self.depth = 0
 
     def __enter__(self):
-        if self.path:
+        self.depth += 1
+        if self.path and self.depth == 1:
             import fcntl
             t = time.monotonic()
             self.f = open(self.path, "a")
@@ -67,7 +69,8 @@ class Lock:
         return self
 
     def __exit__(self, *_):
-        if self.f:
+        self.depth -= 1
+        if self.f and self.depth == 0:
             self.f.close()  # closing releases the flock
             self.f = None
 
@@ -145,9 +148,10 @@ class Bench:
         return time.monotonic() - t
 
     def snapshots(self, tool):
-        out = subprocess.run([self.a.holdfast, "--config", self.hf[tool], "-q", "snapshots", "--json"],
+        out = subprocess.run([self.a.holdfast, "--config", self.hf[tool], "snapshots", "--json"],
                              capture_output=True, text=True)
-        if out.returncode != 0:
+        # (-q would silence the listing too)
+        if out.returncode != 0 or not out.stdout.strip():
             return []
         return sorted(json.loads(out.stdout), key=lambda x: x["manifest"]["started"])
 
@@ -161,7 +165,8 @@ class Bench:
             s = timed([self.a.holdfast, "--config", self.hf[tool], "-q", "backup"])
             after = self.snapshots(tool)
             # a run that wrote no snapshot proves nothing: stop rather than print its time
-            if len(after) <= len(before) or after[-1]["name"] in {x["name"] for x in before}:
+            # (by start time: the rolling layout's newest is always named `current`)
+            if not after or after[-1]["manifest"]["started"] in {x["manifest"]["started"] for x in before}:
                 sys.exit(f"{tool}: `holdfast backup` exited 0 but wrote no new snapshot in "
                          f"{os.path.join(self.stores, tool)}")
             self.last_manifest[tool] = after[-1]["manifest"]
@@ -215,11 +220,13 @@ class Bench:
         order = [k for pair in zip(kinds[:a.reps], kinds[a.reps:]) for k in pair] if a.warm else kinds
         for i, kind in enumerate(order):
             self.day += 1
-            change = self.scan_day()
-            print(f"day {self.day} ({kind}): {change['touched']} mtimes touched, {change['new_files']} new files "
-                  f"({change['new_bytes']/1e6:.1f} MB)", flush=True)
-            rot = self.tools[i % len(self.tools):] + self.tools[:i % len(self.tools)]
+            # the day's preparation under the lock too: its walk and upload would disturb
+            # another run's measurements
             with Lock(a.lock):
+                change = self.scan_day()
+                print(f"day {self.day} ({kind}): {change['touched']} mtimes touched, {change['new_files']} new files "
+                      f"({change['new_bytes']/1e6:.1f} MB)", flush=True)
+                rot = self.tools[i % len(self.tools):] + self.tools[:i % len(self.tools)]
                 for tool in rot:
                     store = os.path.join(self.stores, tool)
                     size0 = du(store)
