@@ -50,29 +50,36 @@ ENV = dict(os.environ, RESTIC_PASSWORD="bench", BORG_PASSPHRASE="",
 
 class Lock:
     """The shared benchmark lock (--lock), held for one measured round at a time and released
-    between rounds, so a long run never keeps the machine from other measurements for long."""
+    between rounds, so a long run never keeps the machine from other measurements for long.
+    Re-entrant within this process (one open file per path: a second flock on another open
+    file of the same path would wait for ourselves)."""
+    held = {}  # path -> [open file, depth]
 
     def __init__(self, path):
         self.path = path
-        self.f = None
-        self.depth = 0
 
     def __enter__(self):
-        self.depth += 1
-        if self.path and self.depth == 1:
-            import fcntl
-            t = time.monotonic()
-            self.f = open(self.path, "a")
-            fcntl.flock(self.f, fcntl.LOCK_EX)
-            if time.monotonic() - t > 1:
-                print(f"  (waited {time.monotonic()-t:.0f} s for {self.path})", flush=True)
+        if self.path:
+            h = Lock.held.get(self.path)
+            if h:
+                h[1] += 1
+            else:
+                import fcntl
+                t = time.monotonic()
+                f = open(self.path, "a")
+                fcntl.flock(f, fcntl.LOCK_EX)
+                if time.monotonic() - t > 1:
+                    print(f"  (waited {time.monotonic()-t:.0f} s for {self.path})", flush=True)
+                Lock.held[self.path] = [f, 1]
         return self
 
     def __exit__(self, *_):
-        self.depth -= 1
-        if self.f and self.depth == 0:
-            self.f.close()  # closing releases the flock
-            self.f = None
+        h = Lock.held.get(self.path) if self.path else None
+        if h:
+            h[1] -= 1
+            if h[1] == 0:
+                h[0].close()  # closing releases the flock
+                del Lock.held[self.path]
 
 
 def sh(cmd, **kw):
@@ -366,6 +373,8 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the work folder afterwards")
     ap.add_argument("--lock", default="", help="flock this file around each measured round "
                     "(a day's backups, one restore), not around the whole run")
+    ap.add_argument("--hold", action="store_true", help="with --lock: hold it from the first measured "
+                    "backup to the last restore (one locked run; keep it under ~25 minutes)")
     a = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root (PostgreSQL runs as postgres; cold runs drop the page cache)")
@@ -374,7 +383,10 @@ def main():
     t0 = time.time()
     try:
         b.prepare()
-        r = b.run()
+        # --hold: one lock for the whole measured part (the site copy above is not measured);
+        # the rounds' own takes of the re-entrant lock then keep it
+        with Lock(a.lock if a.hold else ""):
+            r = b.run()
     finally:
         b.site.stop()
     r.update(holdfast=a.holdfast, started=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t0)),
