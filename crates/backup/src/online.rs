@@ -384,7 +384,11 @@ fn settle_suspects(
             continue;
         }
         if after.contains_key(&b.path) {
-            tracing::warn!(file = %b.path, "still being written after the copy ({}): left out of the snapshot", b.why);
+            if site.repo.root.join(&b.path).symlink_metadata().is_err() {
+                tracing::warn!(file = %b.path, "deleted on the site during the copy ({}): left out of the snapshot", b.why);
+            } else {
+                tracing::warn!(file = %b.path, "still being written after the copy ({}): left out of the snapshot", b.why);
+            }
         }
         out.push(b.path);
     }
