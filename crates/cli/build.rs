@@ -105,7 +105,10 @@ fn collect(krate: &str, items: &[syn::Item], out: &mut String) {
 }
 
 fn main() {
-    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    // Read when the script runs, not baked in when it was compiled: a target folder moved
+    // to another checkout must not read the old one's sources.
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let crates = Path::new(&manifest).join("..");
     let mut out = String::from(
         "/// (crate folder, struct, field, field's type, first sentence of its doc comment)\n\
          pub static FIELDS: &[(&str, &str, &str, &str, &str)] = &[\n",
