@@ -111,19 +111,8 @@ fn repo_only_rebuilds_files_and_leaves_the_dump_identical() {
 #[test]
 fn reunpack_with_db_inserts_no_second_tree_and_missing_gold_is_named() {
     let d = tempfile::tempdir().unwrap();
-    let s = site(d.path());
-    let src = d.path().join("src");
-    make_tree(&src.join("p"));
-    sh(&src, "tar czf ../p.tgz p");
+    let (s, up) = one_tgz_upload(d.path());
     let cfg = UnpackConfig::default();
-    let ups = upload_files(
-        &s.site,
-        &[d.path().join("p.tgz")],
-        &cfg,
-        &UnpackOptions::default(),
-    )
-    .unwrap();
-    let up = ups[0].0;
     let count = |s: &holdfast_sandbox::scratch::ScratchSite| -> i64 {
         s.site
             .connect()
@@ -177,19 +166,8 @@ fn reunpack_with_db_inserts_no_second_tree_and_missing_gold_is_named() {
 #[test]
 fn reunpack_replaces_rows_of_an_unpack_that_never_finished_and_keeps_finished_ones() {
     let d = tempfile::tempdir().unwrap();
-    let s = site(d.path());
-    let src = d.path().join("src");
-    make_tree(&src.join("p"));
-    sh(&src, "tar czf ../p.tgz p");
+    let (s, up) = one_tgz_upload(d.path());
     let cfg = UnpackConfig::default();
-    let up = upload_files(
-        &s.site,
-        &[d.path().join("p.tgz")],
-        &cfg,
-        &UnpackOptions::default(),
-    )
-    .unwrap()[0]
-        .0;
     let mut c = s.site.connect().unwrap();
     let whole = rows(&s, up);
     // What the dead agent left: a stray row (its tree differs from a whole one), upload_mode
@@ -265,4 +243,20 @@ fn reunpack_replaces_rows_of_an_unpack_that_never_finished_and_keeps_finished_on
     let sum = unpack_upload(&s.site, up, &cfg, &opts).unwrap();
     assert_eq!(sum.rows, 0);
     assert!(stray(&s));
+}
+
+/// A scratch site with one upload: `make_tree` as `p.tgz`.
+fn one_tgz_upload(dir: &Path) -> (holdfast_sandbox::scratch::ScratchSite, i32) {
+    let s = site(dir);
+    let src = dir.join("src");
+    make_tree(&src.join("p"));
+    sh(&src, "tar czf ../p.tgz p");
+    let ups = upload_files(
+        &s.site,
+        &[dir.join("p.tgz")],
+        &UnpackConfig::default(),
+        &UnpackOptions::default(),
+    )
+    .unwrap();
+    (s, ups[0].0)
 }
