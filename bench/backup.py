@@ -139,6 +139,10 @@ class Bench:
               f"{self.info['uploads']} uploads, {self.info['pfiles']} pfile and {self.info['uploadtree']} "
               f"uploadtree rows (copied in {time.monotonic()-t:.0f} s)", flush=True)
         self.site.start()
+        # Crash-left running queue rows would cost holdfast's stop stale_row_grace_secs each
+        # night (the peers never look): reset once, as FOSSology's --reset start would.
+        print(f"queue rows left running by a crash, reset as FOSSology's start does: "
+              f"{self.site.reset_crashed_jobs()}", flush=True)
         for t in self.tools:
             if t.startswith("holdfast"):
                 layout = "rolling" if t == "holdfast-rolling" else "pool"

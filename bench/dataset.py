@@ -120,6 +120,16 @@ class Site:
     def pg_run(self, cmd, **kw):
         sh(["runuser", "-u", "postgres", "--"] + cmd, stdout=subprocess.DEVNULL, cwd="/", **kw)
 
+    def reset_crashed_jobs(self):
+        """Queue rows a crash left marked running (the data set holds two, from its interrupted
+        build) are put back in the queue, as FOSSology's scheduler does when it starts with
+        --reset (its init script's start; jobsql_resetqueue): a real site holds them until its
+        next start only, and else every backup waits stale_row_grace_secs for them.
+        Returns how many were reset."""
+        return self.psql("-At", "-c", "WITH r AS (UPDATE jobqueue SET jq_starttime = NULL, jq_endtext = NULL, "
+                         "jq_schedinfo = NULL WHERE jq_endtime IS NULL AND jq_starttime IS NOT NULL RETURNING 1) "
+                         "SELECT count(*) FROM r", db="fossology", capture_output=True, text=True).stdout.strip()
+
     def psql(self, *args, db="postgres", **kw):
         return sh(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", self.pg, "-p", str(self.port),
                    "-U", "postgres", "-d", db] + list(args), **kw)

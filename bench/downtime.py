@@ -144,14 +144,8 @@ def main():
               flush=True)
         if bytes_ < 1.5e9:
             print(f"warning: repository under 1.5 GB ({bytes_/1e9:.2f} GB)", flush=True)
-        # Jobs a crash left marked running (the data set holds two, from its interrupted
-        # build): FOSSology's scheduler puts them back in the queue when it starts with
-        # --reset (its init script's start; jobsql_resetqueue), so a real site holds them until
-        # its next start only. The stand-in does not touch the database: reset them here once,
-        # as that start would; else every backup waits stale_row_grace_secs for them.
-        reset = site.psql("-At", "-c", "WITH r AS (UPDATE jobqueue SET jq_starttime = NULL, jq_endtext = NULL, "
-                          "jq_schedinfo = NULL WHERE jq_endtime IS NULL AND jq_starttime IS NOT NULL RETURNING 1) "
-                          "SELECT count(*) FROM r", db="fossology", capture_output=True, text=True).stdout.strip()
+        # Crash-left running queue rows: reset once, as FOSSology's --reset start would.
+        reset = site.reset_crashed_jobs()
         print(f"queue rows left running by a crash, reset as FOSSology's scheduler start (--reset) does: {reset}",
               flush=True)
         # The stand-in with busy agents (holdfast-sandbox's example).
