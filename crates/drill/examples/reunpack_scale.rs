@@ -28,24 +28,10 @@ use std::time::Instant;
 /// Source packages that go into the nested container instead of their own uploads.
 const NESTED: &[&str] = &["vim_", "ruby3.1_", "php8.2_", "sqlite3_", "samba_"];
 
+/// Files under `root` and their bytes (from [`listing`], the one walk this example does).
 fn walk(root: &Path) -> (u64, u64) {
-    let (mut n, mut bytes) = (0, 0);
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let Ok(m) = e.metadata() else { continue };
-            if m.is_dir() {
-                stack.push(e.path());
-            } else {
-                n += 1;
-                bytes += m.len();
-            }
-        }
-    }
-    (n, bytes)
+    let l = listing(root);
+    (l.len() as u64, l.values().sum())
 }
 
 /// Every file under `root`, by path relative to it, with its size.
