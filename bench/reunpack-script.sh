@@ -94,18 +94,28 @@ for g in "$@"; do n=$((n+1)); printf '%s\0%s\0' "$n" "$g"; done |
   xargs -0 -n2 -P"$jobs" bash -c 'one "$0" "$1"'
 t1=$(date +%s.%N)
 find "$tmp" -type f -print0 > "$tmp.list"
-xargs -0 -r sha1sum < "$tmp.list" > "$tmp.sha1" &
-xargs -0 -r md5sum  < "$tmp.list" > "$tmp.md5"
+# NUL-terminated records (`-z`: names are not escaped), each with its file's name, so a name
+# with a tab, newline or backslash (real sources have them) is stored like any other.
+xargs -0 -r sha1sum -z < "$tmp.list" > "$tmp.sha1" &
+xargs -0 -r md5sum -z < "$tmp.list" > "$tmp.md5"
 wait
-xargs -0 -r stat -c %s < "$tmp.list" > "$tmp.size"
+xargs -0 -r stat --printf '%s %n\0' < "$tmp.list" > "$tmp.size"
 t2=$(date +%s.%N)
-paste -d'\t' <(cut -c1-40 "$tmp.sha1") <(cut -c1-32 "$tmp.md5") "$tmp.size" <(tr '\0' '\n' < "$tmp.list") |
-  perl -MFile::Path=make_path -F'\t' -lane '
-    my ($s, $m, $z, $p) = @F;
+perl -MFile::Path=make_path -e '
+  $/ = "\0";
+  open my $S, "<", $ARGV[0] or die; open my $M, "<", $ARGV[1] or die; open my $Z, "<", $ARGV[2] or die;
+  while (defined(my $a = <$S>)) {
+    my $b = <$M>; my $c = <$Z>;
+    chomp($a, $b, $c);
+    my ($s, $p) = $a =~ /^([0-9a-f]{40}) [ *](.*)$/s or die "sha1sum record: $a";
+    my ($m, $q) = $b =~ /^([0-9a-f]{32}) [ *](.*)$/s or die "md5sum record: $b";
+    my ($z, $r) = $c =~ /^(\d+) (.*)$/s or die "stat record: $c";
+    $p eq $q && $p eq $r or die "records out of step: $p / $q / $r";
     my $d = "'"$store"'/" . substr($s,0,2) . "/" . substr($s,2,2) . "/" . substr($s,4,2);
     make_path($d) unless $seen{$d}++;
     my $t = "$d/$s.$m.$z";
-    if (-e $t) { unlink $p } else { rename($p, $t) or die "rename $p: $!" }'
+    if (-e $t) { unlink $p } else { rename($p, $t) or die "rename $p: $!" }
+  }' "$tmp.sha1" "$tmp.md5" "$tmp.size"
 t3=$(date +%s.%N)
 echo "script stages: extract $(echo "$t1 - $t0" | bc) s, hash $(echo "$t2 - $t1" | bc) s, store $(echo "$t3 - $t2" | bc) s" >&2
 rm -rf "$tmp" "$tmp.list" "$tmp.sha1" "$tmp.md5" "$tmp.size"

@@ -69,8 +69,34 @@ pub struct RestoreOutcome {
 
 impl RestoreOutcome {
     pub fn is_whole(&self) -> bool {
-        self.verify.is_whole() && self.damaged.is_empty()
+        whole(&self.verify, &self.damaged, self.rebuild.as_ref())
     }
+
+    /// Files the final verification misses that are not data lost (see [`whole`]).
+    pub fn not_reproducible(&self) -> usize {
+        self.rebuild
+            .as_ref()
+            .map_or(0, |r| r.not_reproducible().len())
+    }
+}
+
+/// Nothing damaged, and every file the final verification misses is one the rebuild from
+/// gold explained as an artifact that cannot be made again byte for byte (not data lost: a
+/// zip's `artifact.meta` names the path it was unpacked at, so a restore into another
+/// repository path cannot give it back).
+fn whole(
+    verify: &VerifyReport,
+    damaged: &[crate::content::BadFile],
+    rebuild: Option<&holdfast_recover::RebuildReport>,
+) -> bool {
+    let explained = |m: &holdfast_site::db::Reference| {
+        rebuild.is_some_and(|r| {
+            r.not_reproducible()
+                .iter()
+                .any(|x| x.upload_fk == m.upload_fk && x.pfile_pk == m.pfile_pk && x.kind == m.kind)
+        })
+    };
+    damaged.is_empty() && verify.missing.iter().all(explained)
 }
 
 /// Restores a snapshot of the configured target into `site` (or a scratch copy of it).
@@ -404,4 +430,66 @@ fn restore_repo(
         tracing::info!(files = n, "recorded modes, owners and mtimes given back");
     }
     Ok(all_recorded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use holdfast_recover::{MissingFile, MissingReason, RebuildReport};
+    use holdfast_site::db::Reference;
+
+    fn reference(pfile_pk: i32) -> Reference {
+        Reference {
+            upload_fk: 7,
+            kind: "files".into(),
+            pfile_pk,
+            name: format!("n{pfile_pk}"),
+            size: 1,
+        }
+    }
+
+    fn explained(pfile_pk: i32, reason: MissingReason) -> MissingFile {
+        MissingFile {
+            upload_fk: 7,
+            kind: "files".into(),
+            pfile_pk,
+            name: format!("n{pfile_pk}"),
+            size: 1,
+            path: None,
+            reason,
+        }
+    }
+
+    #[test]
+    fn only_artifacts_that_cannot_be_made_again_leave_a_restore_whole() {
+        let verify = |pks: &[i32]| VerifyReport {
+            checked: 10,
+            missing: pks.iter().map(|&p| reference(p)).collect(),
+            slimmed: Vec::new(),
+        };
+        let meta = MissingReason::NotReproducible {
+            artifact: "artifact.meta".into(),
+            why: "names the path".into(),
+        };
+        let rebuild = RebuildReport {
+            missing: vec![
+                explained(1, meta.clone()),
+                explained(2, MissingReason::Unexplained),
+            ],
+            ..Default::default()
+        };
+        assert!(whole(&verify(&[]), &[], None));
+        assert!(
+            !whole(&verify(&[1]), &[], None),
+            "a full restore misses nothing"
+        );
+        assert!(whole(&verify(&[1]), &[], Some(&rebuild)));
+        assert!(!whole(&verify(&[1, 2]), &[], Some(&rebuild)), "data lost");
+        assert!(!whole(&verify(&[3]), &[], Some(&rebuild)), "not explained");
+        let bad = crate::content::BadFile {
+            path: "a/files/x".into(),
+            why: "flipped".into(),
+        };
+        assert!(!whole(&verify(&[]), &[bad], Some(&rebuild)));
+    }
 }

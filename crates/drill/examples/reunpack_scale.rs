@@ -1,6 +1,6 @@
 //! Reunpack cost at the plan's scale, for docs/gold-only.md (run by bench/reunpack-scale.sh).
 //!
-//!   reunpack_scale DATA WORK [--runs N] [--skip-script] [--lock FILE]
+//!   reunpack_scale DATA WORK [--runs N] [--skip-script] [--lock FILE] [--from-batch K]
 //!
 //! DATA holds `src/` (Debian source packages: each file one upload, except the packages
 //! named in NESTED, which go into one `.tar` upload, a nested container of source tarballs)
@@ -136,6 +136,12 @@ fn main() {
         .position(|a| a == "--lock")
         .and_then(|i| args.get(i + 1))
         .map(PathBuf::from);
+    // Resume a set whose earlier batches were measured already (batches are numbered from 1).
+    let from_batch: usize = args
+        .iter()
+        .position(|a| a == "--from-batch")
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+        .unwrap_or(1);
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(work.join("inputs/nested")).unwrap();
@@ -211,7 +217,14 @@ fn main() {
     let mut loads = Vec::new();
     let mut all_cold = true;
     let (mut differs, mut ratios) = (0usize, Vec::new());
-    for (bi, batch) in batches.iter().enumerate() {
+    // The totals below are of the batches measured in this run.
+    let gold: u64 = batches
+        .iter()
+        .skip(from_batch.max(1) - 1)
+        .flatten()
+        .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+        .sum();
+    for (bi, batch) in batches.iter().enumerate().skip(from_batch.max(1) - 1) {
         let bgold: u64 = batch
             .iter()
             .map(|p| std::fs::metadata(p).unwrap().len())

@@ -59,12 +59,19 @@ fn collect(dir: &Path, depth: usize, out: &mut Vec<String>) {
     }
 }
 
-/// Every file the database names that the repository lacks (or holds truncated).
-pub fn missing_files(
-    site: &Site,
-    c: &mut postgres::Client,
-) -> Result<Vec<Reference>, postgres::Error> {
-    Ok(db::verify(c, &site.repo, None)?.missing)
+/// Every file the database names that the repository lacks (or holds truncated), less the
+/// meta files that cannot be made again byte for byte (see [`verify`]).
+pub fn missing_files(site: &Site, c: &mut postgres::Client) -> anyhow::Result<Vec<Reference>> {
+    Ok(verify(site, c)?.0.missing)
+}
+
+/// The site's verification with the meta files set apart that no unpack can make again
+/// byte for byte after a restore to other paths (not data lost, as `holdfast restore`,
+/// `verify` and `check-repo` say), and how many were set apart.
+pub fn verify(site: &Site, c: &mut postgres::Client) -> anyhow::Result<(db::VerifyReport, usize)> {
+    let mut v = db::verify(c, &site.repo, None)?;
+    let apart = holdfast_recover::explain::set_apart_not_reproducible(c, &mut v)?;
+    Ok((v, apart.len()))
 }
 
 /// The newest complete snapshot on `target`, and how old it was at `loss`.

@@ -151,6 +151,27 @@ pub fn explain(
     Ok(out)
 }
 
+/// Takes out of `report.missing` the meta files that cannot be made again byte for byte
+/// (their text names the path their container was unpacked at, so after a restore elsewhere
+/// no unpack gives them back: not data lost) and returns them, explained. What is left in
+/// `report.missing` is what a site should still worry about.
+pub fn set_apart_not_reproducible(
+    c: &mut postgres::Client,
+    report: &mut db::VerifyReport,
+) -> Result<Vec<MissingFile>> {
+    let explained = explain(c, &report.missing, None, &[], false)?;
+    let apart: Vec<MissingFile> = explained
+        .into_iter()
+        .filter(|m| matches!(m.reason, MissingReason::NotReproducible { .. }))
+        .collect();
+    report.missing.retain(|r| {
+        !apart
+            .iter()
+            .any(|m| m.pfile_pk == r.pfile_pk && m.upload_fk == r.upload_fk && m.kind == r.kind)
+    });
+    Ok(apart)
+}
+
 /// Why an `artifact.meta` holding `pfile` in `upload` cannot be rebuilt, when that is so:
 /// its text names a path (see [`holdfast_unpack::fossology::irreproducible_meta`]), or its
 /// container's type is unknown (made by an unpacker whose meta text differs from ours).

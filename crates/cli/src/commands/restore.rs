@@ -222,10 +222,18 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
                 ))
                 .unwrap_or_default()
         );
+        let remade = out.not_reproducible();
         println!(
-            "verify: {} referenced file(s) checked, {} missing",
+            "verify: {} referenced file(s) checked, {} missing{}",
             out.verify.checked,
-            out.verify.missing.len()
+            out.verify.missing.len(),
+            if remade > 0 {
+                format!(
+                    " ({remade} of them artifacts that cannot be made again byte for byte: not data lost)"
+                )
+            } else {
+                String::new()
+            }
         );
         if let Some(r) = &out.rebuild {
             if !r.requeued.is_empty() {

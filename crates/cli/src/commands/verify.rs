@@ -72,11 +72,25 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
             anyhow::bail!("there is no upload {u} in database {}", site.db.dbname());
         }
     }
-    let report = holdfast_site::db::verify(&mut c, &site.repo, args.upload)?;
+    let mut report = holdfast_site::db::verify(&mut c, &site.repo, args.upload)?;
+    // Meta files that come back only at the path they were unpacked at (restore and
+    // check-repo explain them the same way).
+    let not_reproducible =
+        holdfast_recover::explain::set_apart_not_reproducible(&mut c, &mut report)?;
     crate::runlog::note(|r| r.missing = Some(report.missing.len() as u64));
     let mut out = String::new();
     if args.json {
-        out = serde_json::to_string_pretty(&report)? + "\n";
+        #[derive(serde::Serialize)]
+        struct Json<'a> {
+            #[serde(flatten)]
+            report: &'a holdfast_site::db::VerifyReport,
+            not_reproducible: &'a [holdfast_recover::MissingFile],
+        }
+        let json = Json {
+            report: &report,
+            not_reproducible: &not_reproducible,
+        };
+        out = serde_json::to_string_pretty(&json)? + "\n";
     } else {
         writeln!(
             out,
@@ -91,6 +105,16 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
                 "  missing: upload {} {} {}",
                 m.upload_fk, m.kind, m.name
             )?;
+        }
+        if !not_reproducible.is_empty() {
+            writeln!(
+                out,
+                "{} artifact(s) cannot be made again byte for byte (not data lost):",
+                not_reproducible.len()
+            )?;
+            for m in &not_reproducible {
+                writeln!(out, "  {m}")?;
+            }
         }
         if !report.slimmed.is_empty() {
             writeln!(out,
