@@ -3,21 +3,35 @@
 //! share an inode in the snapshot made one inode again as they are written (no second pass),
 //! and each file given the mode, owner and mtime its snapshot recorded (or, for lists
 //! without them, the snapshot copy's own, as `rsync -a` would).
+//!
+//! Files named by their content (`<sha1>.<md5>.<size>`) under the folders a copy is asked to
+//! prove are read once, hashed as they are written, and compared with their name; a copy that
+//! rotted on the backup server comes back in [`Copied::damaged`] (names that share an inode
+//! are hashed once). Other files go through the kernel's `copy_file_range`.
 
+use crate::content::BadFile;
 use crate::BackupError;
 use holdfast_core::progress::{Progress, Unit};
+use holdfast_site::pfile::PfileName;
 use holdfast_store::pool::{Entry, Meta};
+use holdfast_store::proof::{hash_file, judge, pfile_of, ContentHash, Proof};
 use rayon::prelude::*;
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
+use std::fs::File;
+use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Mutex;
 
-/// Files in flight at once: a restore waits on the disk, not the CPU.
-const IN_FLIGHT: usize = 8;
+/// Files in flight at once: a restore waits on the disk (a cold source's folders and inodes
+/// above all), not the CPU.
+const IN_FLIGHT: usize = 16;
+/// Bytes read and hashed at a time per file in flight.
+const BUF: usize = 1 << 20;
 
 /// What a copy did.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct Copied {
     pub files: u64,
     pub bytes: u64,
@@ -25,6 +39,11 @@ pub struct Copied {
     pub linked: u64,
     /// Files already there with their size (an earlier, interrupted restore's).
     pub skipped: u64,
+    /// Content-named files whose content matched their name.
+    pub proved: u64,
+    /// Content-named files whose content did not match their name (paths relative to the
+    /// destination, sorted).
+    pub damaged: Vec<BadFile>,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
@@ -36,53 +55,107 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
 
 /// Gives `path` its recorded owner, mode and mtime (owner first: chown clears set-group-id).
 pub fn apply(path: &Path, m: &Meta) -> std::io::Result<()> {
-    if nix::unistd::Uid::effective().is_root() {
-        std::os::unix::fs::chown(path, Some(m.uid), Some(m.gid))?;
-    }
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(m.mode & 0o7777))?;
-    let t = std::time::UNIX_EPOCH
-        + std::time::Duration::new(m.mtime.max(0) as u64, m.mtime_nsec.min(999_999_999));
-    std::fs::File::options()
+    let f = File::options()
         .write(true)
         .open(path)
-        .or_else(|_| std::fs::File::open(path))?
-        .set_times(std::fs::FileTimes::new().set_modified(t))
+        .or_else(|_| File::open(path))?;
+    apply_open(&f, m)
 }
 
-/// Copies `items` (paths relative to `src`) into `dst`. `make_dir` creates a folder the
-/// way the site wants it (FOSSology's owner and modes). Returns what was done.
+/// [`apply`] to a file already open (one just written: no path looked up again).
+fn apply_open(f: &File, m: &Meta) -> std::io::Result<()> {
+    if nix::unistd::Uid::effective().is_root() {
+        std::os::unix::fs::fchown(f, Some(m.uid), Some(m.gid))?;
+    }
+    f.set_permissions(std::fs::Permissions::from_mode(m.mode & 0o7777))?;
+    let t = std::time::UNIX_EPOCH
+        + std::time::Duration::new(m.mtime.max(0) as u64, m.mtime_nsec.min(999_999_999));
+    f.set_times(std::fs::FileTimes::new().set_modified(t))
+}
+
+thread_local! {
+    static BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Copies `from` into `to` through a large buffer, hashing every byte written.
+fn copy_hashing(
+    from: &Path,
+    r: &mut File,
+    to: &Path,
+    w: &mut File,
+) -> Result<(String, String, u64), BackupError> {
+    BUFFER.with_borrow_mut(|buf| {
+        buf.resize(BUF, 0);
+        let mut h = ContentHash::default();
+        loop {
+            let n = match r.read(buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io(from)(e)),
+            };
+            h.update(&buf[..n]);
+            w.write_all(&buf[..n]).map_err(io(to))?;
+        }
+        Ok(h.finish())
+    })
+}
+
+/// Makes the folders `items` need under `dst` (which exists), parents first, with `make_dir`;
+/// returns how many were new. One at a time: ext4 makes folders one at a time anyway (in
+/// parallel they cost more CPU, measured, and no time), and the source's cold folders are
+/// read meanwhile.
+fn make_dirs(
+    dst: &Path,
+    items: &[Entry],
+    make_dir: &(dyn Fn(&Path) -> std::io::Result<bool> + Sync),
+) -> Result<u64, BackupError> {
+    let mut all: HashSet<&Path> = HashSet::new();
+    for e in items {
+        let mut p = Path::new(&e.path).parent();
+        while let Some(d) = p.filter(|d| !d.as_os_str().is_empty()) {
+            if !all.insert(d) {
+                break;
+            }
+            p = d.parent();
+        }
+    }
+    let mut levels: BTreeMap<usize, Vec<&Path>> = BTreeMap::new();
+    for d in all {
+        levels.entry(d.components().count()).or_default().push(d);
+    }
+    let mut made = 0;
+    for d in levels.into_values().flatten() {
+        let p = dst.join(d);
+        made += u64::from(make_dir(&p).map_err(io(&p))?);
+    }
+    Ok(made)
+}
+
+/// Copies `items` (paths relative to `src`) into the folder `dst`. `make_dir` creates one folder whose
+/// parent exists the way the site wants it (FOSSology's owner and modes), `false` when it
+/// was there. Content-named files under the
+/// folders `prove_under` (relative to `src`, e.g. `localhost/files`) are hashed as they are
+/// written, or read back when an earlier run left them there, and compared with their name.
+/// Returns what was done.
 pub fn copy(
     src: &Path,
     dst: &Path,
     items: &[Entry],
-    make_dir: &(dyn Fn(&Path) -> std::io::Result<()> + Sync),
+    make_dir: &(dyn Fn(&Path) -> std::io::Result<bool> + Sync),
+    prove_under: &[String],
     what: &str,
 ) -> Result<Copied, BackupError> {
-    // Which names share an inode in the snapshot, and the source's own metadata.
-    let stats: Vec<(u64, u64, Meta, u64)> = items
-        .par_iter()
-        .map(|e| {
-            let p = src.join(&e.path);
-            let m = std::fs::metadata(&p).map_err(io(&p))?;
-            Ok((m.dev(), m.ino(), Meta::of(&m), m.len()))
-        })
-        .collect::<Result<_, BackupError>>()?;
-    let mut groups: BTreeMap<(u64, u64), Vec<usize>> = BTreeMap::new();
-    for (i, s) in stats.iter().enumerate() {
-        groups.entry((s.0, s.1)).or_default().push(i);
-    }
-    // Folders first, once each.
-    let mut made = HashSet::new();
-    for e in items {
-        if let Some(parent) = dst.join(&e.path).parent() {
-            if made.insert(parent.to_path_buf()) {
-                make_dir(parent).map_err(io(parent))?;
-            }
-        }
-    }
-    let total: u64 = stats.iter().map(|s| s.3).sum();
-    let progress = Progress::new(what, total, Unit::Bytes);
-    let done = Mutex::new(Copied::default());
+    let provable = |path: &str| -> Option<PfileName> {
+        prove_under
+            .iter()
+            .any(|d| {
+                path.strip_prefix(d.as_str())
+                    .is_some_and(|rest| rest.starts_with('/'))
+            })
+            .then(|| pfile_of(path))
+            .flatten()
+    };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(IN_FLIGHT)
         .build()
@@ -90,6 +163,38 @@ pub fn copy(
             path: dst.display().to_string(),
             source: std::io::Error::other(e),
         })?;
+    // Which names share an inode in the snapshot and the source's own metadata (cold reads
+    // of its folders and inodes: many in flight), while the folders are made.
+    let began = std::time::Instant::now();
+    let (stats, made) = pool.install(|| {
+        rayon::join(
+            || {
+                items
+                    .par_iter()
+                    .map(|e| {
+                        let p = src.join(&e.path);
+                        let m = std::fs::metadata(&p).map_err(io(&p))?;
+                        Ok((m.dev(), m.ino(), Meta::of(&m), m.len()))
+                    })
+                    .collect::<Result<Vec<(u64, u64, Meta, u64)>, BackupError>>()
+            },
+            || make_dirs(dst, items, make_dir),
+        )
+    });
+    let (stats, made) = (stats?, made?);
+    tracing::info!(
+        secs = began.elapsed().as_secs_f64(),
+        folders = made,
+        "listed files read, folders made"
+    );
+    let mut groups: BTreeMap<(u64, u64), Vec<usize>> = BTreeMap::new();
+    for (i, s) in stats.iter().enumerate() {
+        groups.entry((s.0, s.1)).or_default().push(i);
+    }
+    let total: u64 = stats.iter().map(|s| s.3).sum();
+    let progress = Progress::new(what, total, Unit::Bytes);
+    let done = Mutex::new(Copied::default());
+    let began = std::time::Instant::now();
     let groups: Vec<Vec<usize>> = groups.into_values().collect();
     pool.install(|| {
         groups
@@ -102,20 +207,48 @@ pub fn copy(
                 let from = src.join(&first.path);
                 let to = dst.join(&first.path);
                 let mut c = Copied::default();
+                // The group's names that its content must match (twins: one inode, one hash).
+                let names: Vec<(usize, PfileName)> = g
+                    .iter()
+                    .filter_map(|&i| provable(&items[i].path).map(|n| (i, n)))
+                    .collect();
                 let there = std::fs::symlink_metadata(&to)
                     .ok()
                     .filter(|m| m.is_file() && m.len() == len);
-                if there.is_some() {
+                let hashed = if there.is_some() {
                     c.skipped += 1;
+                    apply(&to, &meta).map_err(io(&to))?;
+                    (!names.is_empty()).then(|| hash_file(&to))
                 } else {
                     let _ = std::fs::remove_file(&to);
-                    let mut r = std::fs::File::open(&from).map_err(io(&from))?;
-                    let mut w = std::fs::File::create(&to).map_err(io(&to))?;
-                    std::io::copy(&mut r, &mut w).map_err(io(&to))?;
+                    let mut r = File::open(&from).map_err(io(&from))?;
+                    let mut w = File::create(&to).map_err(io(&to))?;
+                    let hashed = if names.is_empty() {
+                        std::io::copy(&mut r, &mut w).map_err(io(&to))?;
+                        None
+                    } else {
+                        Some(Ok(copy_hashing(&from, &mut r, &to, &mut w)?))
+                    };
+                    apply_open(&w, &meta).map_err(io(&to))?;
                     c.files += 1;
                     c.bytes += len;
+                    hashed
+                };
+                if let Some(h) = hashed {
+                    for (i, want) in &names {
+                        let proof = match &h {
+                            Ok((sha1, md5, size)) => judge(want, sha1, md5, *size),
+                            Err(e) => Proof::Bad(format!("unreadable: {e}")),
+                        };
+                        match proof {
+                            Proof::Bad(why) => c.damaged.push(BadFile {
+                                path: items[*i].path.clone(),
+                                why,
+                            }),
+                            _ => c.proved += 1,
+                        }
+                    }
                 }
-                apply(&to, &meta).map_err(io(&to))?;
                 progress.inc(len);
                 for &i in &g[1..] {
                     let other = dst.join(&items[i].path);
@@ -134,11 +267,16 @@ pub fn copy(
                 d.bytes += c.bytes;
                 d.linked += c.linked;
                 d.skipped += c.skipped;
+                d.proved += c.proved;
+                d.damaged.append(&mut c.damaged);
                 Ok(())
             })
     })?;
     progress.finish();
-    Ok(done.into_inner().expect("not poisoned"))
+    tracing::info!(secs = began.elapsed().as_secs_f64(), "files copied");
+    let mut done = done.into_inner().expect("not poisoned");
+    done.damaged.sort();
+    Ok(done)
 }
 
 /// Gives every listed file under `root` its recorded metadata (after an rsync restore from
@@ -184,8 +322,16 @@ mod tests {
                 meta: None,
             },
         ];
-        let mk = |p: &Path| std::fs::create_dir_all(p);
-        let c = copy(&src, &dst, &items, &mk, "test copy").unwrap();
+        std::fs::create_dir(&dst).unwrap();
+        let mk = |p: &Path| {
+            std::fs::create_dir(p)
+                .map(|_| true)
+                .or_else(|e| match e.kind() {
+                    std::io::ErrorKind::AlreadyExists => Ok(false),
+                    _ => Err(e),
+                })
+        };
+        let c = copy(&src, &dst, &items, &mk, &[], "test copy").unwrap();
         assert_eq!((c.files, c.linked, c.skipped), (2, 1, 0));
         let x = std::fs::metadata(dst.join("a/b/x")).unwrap();
         let y = std::fs::metadata(dst.join("a/y")).unwrap();
@@ -197,7 +343,92 @@ mod tests {
         let zs = std::fs::metadata(src.join("a/z")).unwrap();
         assert_eq!(z.mtime(), zs.mtime(), "no record: the snapshot copy's own");
         // Run again (a resumed restore): nothing copied twice.
-        let c = copy(&src, &dst, &items, &mk, "test copy").unwrap();
+        let c = copy(&src, &dst, &items, &mk, &[], "test copy").unwrap();
         assert_eq!((c.files, c.linked, c.skipped), (0, 0, 2));
+    }
+
+    /// `<sha1>.<md5>.<size>` of `data`.
+    fn pfile_name(data: &[u8]) -> String {
+        use md5::Md5;
+        use sha1::{Digest, Sha1};
+        format!(
+            "{}.{}.{}",
+            hex::encode(Sha1::digest(data)),
+            hex::encode(Md5::digest(data)),
+            data.len()
+        )
+    }
+
+    #[test]
+    fn hashes_what_it_writes_and_names_rotten_copies() {
+        let d = tempfile::tempdir().unwrap();
+        let (src, dst) = (d.path().join("src"), d.path().join("dst"));
+        let good: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut rotten = b"the content its name was made from".to_vec();
+        let (good_name, rotten_name) = (pfile_name(&good), pfile_name(&rotten));
+        rotten[5] ^= 1; // one flipped bit on the backup server
+        let files = "h/files/ab/cd/ef";
+        std::fs::create_dir_all(src.join(files)).unwrap();
+        std::fs::create_dir_all(src.join("h/gold/ab/cd/ef")).unwrap();
+        std::fs::create_dir_all(src.join("h/logs")).unwrap();
+        std::fs::write(src.join(files).join(&good_name), &good).unwrap();
+        std::fs::write(src.join(files).join(&rotten_name), &rotten).unwrap();
+        // A gold/files twin of the rotten file (one inode) and a file outside the
+        // proved folders that merely looks content-named.
+        std::fs::hard_link(
+            src.join(files).join(&rotten_name),
+            src.join("h/gold/ab/cd/ef").join(&rotten_name),
+        )
+        .unwrap();
+        std::fs::write(src.join("h/logs").join(&good_name), b"not checked").unwrap();
+        let items: Vec<Entry> = [
+            format!("{files}/{good_name}"),
+            format!("{files}/{rotten_name}"),
+            format!("h/gold/ab/cd/ef/{rotten_name}"),
+            format!("h/logs/{good_name}"),
+        ]
+        .into_iter()
+        .map(|path| Entry { path, meta: None })
+        .collect();
+        std::fs::create_dir(&dst).unwrap();
+        let mk = |p: &Path| {
+            std::fs::create_dir(p)
+                .map(|_| true)
+                .or_else(|e| match e.kind() {
+                    std::io::ErrorKind::AlreadyExists => Ok(false),
+                    _ => Err(e),
+                })
+        };
+        let under = ["h/gold".to_string(), "h/files".to_string()];
+        let c = copy(&src, &dst, &items, &mk, &under, "test copy").unwrap();
+        assert_eq!((c.files, c.linked, c.proved), (3, 1, 1));
+        let bad: Vec<&str> = c.damaged.iter().map(|b| b.path.as_str()).collect();
+        assert_eq!(
+            bad,
+            [
+                format!("{files}/{rotten_name}"),
+                format!("h/gold/ab/cd/ef/{rotten_name}")
+            ],
+            "both names of the rotten inode, nothing else"
+        );
+        assert!(
+            c.damaged[0].why.contains("does not match"),
+            "{:?}",
+            c.damaged
+        );
+        assert_eq!(
+            std::fs::read(dst.join(files).join(&good_name)).unwrap(),
+            good
+        );
+        // A resumed run reads back what the first one left and judges it the same.
+        let c = copy(&src, &dst, &items, &mk, &under, "test copy").unwrap();
+        assert_eq!(
+            (c.files, c.skipped, c.proved, c.damaged.len()),
+            (0, 3, 1, 2)
+        );
+        // Nothing asked to be proved: nothing is.
+        std::fs::create_dir(d.path().join("dst2")).unwrap();
+        let c = copy(&src, &d.path().join("dst2"), &items, &mk, &[], "test copy").unwrap();
+        assert_eq!((c.files, c.proved, c.damaged.len()), (3, 0, 0));
     }
 }

@@ -8,6 +8,7 @@
 //! leaving the live site and its scheduler alone: that is how drills restore.
 
 use crate::config::BackupConfig;
+use crate::content::BadFile;
 use crate::BackupError;
 use holdfast_site::db::VerifyReport;
 use holdfast_site::scheduler::{self, SchedulerConfig};
@@ -58,7 +59,7 @@ pub struct RestoreOutcome {
     pub verify: VerifyReport,
     /// Restored files whose content does not match their name: moved aside into
     /// `<repository>/.holdfast-damaged/`, so FOSSology sees them missing, not wrong.
-    pub damaged: Vec<crate::content::BadFile>,
+    pub damaged: Vec<BadFile>,
     /// Whether the scratch database was dropped after the check.
     #[serde(default)]
     pub scratch_db_dropped: bool,
@@ -86,7 +87,7 @@ impl RestoreOutcome {
 /// repository path cannot give it back).
 fn whole(
     verify: &VerifyReport,
-    damaged: &[crate::content::BadFile],
+    damaged: &[BadFile],
     rebuild: Option<&holdfast_recover::RebuildReport>,
 ) -> bool {
     let explained = |m: &holdfast_site::db::Reference| {
@@ -216,10 +217,31 @@ pub fn restore(
         }
         Ok(t.elapsed().as_secs_f64())
     };
-    let copy_repo = || -> Result<f64, BackupError> {
+    // Every restored file named by its content is hashed: a copy that rotted on the backup
+    // server is moved aside instead of being served as the file it claims to be. Local
+    // stores hash each file as they copy it; the others (and gold-mode snapshots, whose
+    // `files` the rebuild makes afterwards) hash the restored tree afterwards.
+    let check = !(opts.skip_repo || opts.skip_content_check);
+    let content_dirs: Vec<String> = dest
+        .fo
+        .host_names()
+        .iter()
+        .flat_map(|h| ["gold", "files"].map(|t| format!("{h}/{t}")))
+        .collect();
+    let prove_while_copying = check && snap.manifest.mode != "gold";
+    let copy_repo = || -> Result<(f64, Option<Vec<BadFile>>), BackupError> {
         let t = Instant::now();
+        let mut proved = None;
         if !opts.skip_repo {
-            let all_recorded = restore_repo(target, &snap, &dest)?;
+            let prove_under: &[String] = if prove_while_copying {
+                &content_dirs
+            } else {
+                &[]
+            };
+            let (all_recorded, bad) = restore_repo(target, &snap, &dest, prove_under)?;
+            if prove_while_copying {
+                proved = bad;
+            }
             // A backup server that is not root keeps modes but not owners: everything in
             // FOSSology's repository belongs to its user and group. A list that recorded
             // every file's owner gave them back already.
@@ -234,7 +256,7 @@ pub fn restore(
             }
             tracing::info!(secs = t.elapsed().as_secs_f64(), "repository restored");
         }
-        Ok(t.elapsed().as_secs_f64())
+        Ok((t.elapsed().as_secs_f64(), proved))
     };
     let (db, repo) = std::thread::scope(|sc| {
         let repo = sc.spawn(copy_repo);
@@ -247,7 +269,7 @@ pub fn restore(
             source: std::io::Error::other("the repository copy panicked"),
         })
     });
-    let (db_secs, repo_secs) = (db?, repo?);
+    let (db_secs, (repo_secs, proved)) = (db?, repo?);
 
     // Gold-mode snapshots hold no `files`: rebuild them from gold before the site runs again,
     // cut-off jobs first.
@@ -275,32 +297,32 @@ pub fn restore(
     };
     let rebuild_secs = t.elapsed().as_secs_f64();
 
-    // Every restored file named by its content is hashed: a copy that rotted on the backup
-    // server is moved aside instead of being served as the file it claims to be.
-    let damaged = if opts.skip_repo || opts.skip_content_check {
-        Vec::new()
-    } else {
-        let dirs: Vec<String> = dest
-            .fo
-            .host_names()
-            .iter()
-            .flat_map(|h| ["gold", "files"].map(|t| format!("{h}/{t}")))
-            .collect();
-        let bad = crate::content::prove_tree(&dest.repo.root, &dirs, "check restored files");
-        for b in &bad {
-            tracing::error!(file = %b.path, "restored file is damaged ({}); moved aside", b.why);
-            let from = dest.repo.root.join(&b.path);
-            let to = dest.repo.root.join(DAMAGED_DIR).join(&b.path);
-            if let Some(parent) = to.parent() {
-                let _ = std::fs::create_dir_all(parent);
-            }
-            std::fs::rename(&from, &to).map_err(|source| BackupError::Io {
-                path: from.display().to_string(),
-                source,
-            })?;
+    let damaged = match proved {
+        _ if !check => Vec::new(),
+        Some(bad) => bad,
+        None => {
+            let t = Instant::now();
+            let bad =
+                crate::content::prove_tree(&dest.repo.root, &content_dirs, "check restored files");
+            tracing::info!(
+                secs = t.elapsed().as_secs_f64(),
+                "restored files checked against their names"
+            );
+            bad
         }
-        bad
     };
+    for b in &damaged {
+        tracing::error!(file = %b.path, "restored file is damaged ({}); moved aside", b.why);
+        let from = dest.repo.root.join(&b.path);
+        let to = dest.repo.root.join(DAMAGED_DIR).join(&b.path);
+        if let Some(parent) = to.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        std::fs::rename(&from, &to).map_err(|source| BackupError::Io {
+            path: from.display().to_string(),
+            source,
+        })?;
+    }
     holdfast_site::restoring::clear(&dest).map_err(|source| BackupError::Io {
         path: holdfast_site::restoring::marker_path(&dest)
             .display()
@@ -349,14 +371,17 @@ pub fn restore(
 /// Local targets: [`fastcopy`] (several files in flight, hard links made as files are
 /// written, folders as FOSSology makes them); other stores: their own restore. Then every
 /// file gets the mode, owner and mtime the snapshot's list recorded. Returns true when the
-/// list recorded them for every file.
+/// list recorded them for every file, and, when the copy was local, the content-named files
+/// under `prove_under` that did not match their name as they were copied (other stores
+/// prove nothing here: `None`).
 ///
 /// [`fastcopy`]: crate::fastcopy
 fn restore_repo(
     target: &dyn Store,
     snap: &holdfast_store::Snapshot,
     dest: &Site,
-) -> Result<bool, BackupError> {
+    prove_under: &[String],
+) -> Result<(bool, Option<Vec<BadFile>>), BackupError> {
     use holdfast_store::manifest::REPO_DIR;
     use holdfast_store::pool::Entry;
     dest.repo
@@ -386,7 +411,8 @@ fn restore_repo(
             .flatten()
             .filter_map(|e| e.meta.map(|m| (e.path.as_str(), m)))
             .collect();
-        let make_dir = |p: &std::path::Path| dest.repo.create_dir_all(p);
+        let make_dir = |p: &std::path::Path| dest.repo.make_dir(p);
+        let mut damaged = Vec::new();
         for s in &chain {
             // What this piece holds: the list (a lone snapshot, or the pool), else its own
             // files (each piece of a rotating chain holds what the earlier ones lack).
@@ -407,6 +433,7 @@ fn restore_repo(
                 &dest.repo.root,
                 &items,
                 &make_dir,
+                prove_under,
                 &format!(
                     "restore of the repository from {} {}",
                     target.display(),
@@ -419,17 +446,23 @@ fn restore_repo(
                 bytes = c.bytes,
                 linked = c.linked,
                 already_there = c.skipped,
+                proved = c.proved,
+                damaged = c.damaged.len(),
                 "repository files copied back"
             );
+            damaged.extend(c.damaged);
         }
-        return Ok(all_recorded);
+        // The pieces of a chain are disjoint; a path twice would be reported once.
+        damaged.sort();
+        damaged.dedup_by(|a, b| a.path == b.path);
+        return Ok((all_recorded, Some(damaged)));
     }
     target.restore_repository(snap, &dest.repo.root)?;
     if let Some(l) = &listed {
         let n = crate::fastcopy::apply_all(&dest.repo.root, l)?;
         tracing::info!(files = n, "recorded modes, owners and mtimes given back");
     }
-    Ok(all_recorded)
+    Ok((all_recorded, None))
 }
 
 #[cfg(test)]

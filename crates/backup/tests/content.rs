@@ -43,6 +43,41 @@ fn rel_in(repo: &Path, p: &Path) -> String {
     p.strip_prefix(repo).unwrap().display().to_string()
 }
 
+/// Every name of `p`'s inode under `repo` (a gold/files twin shares one), relative to it.
+fn names_of_inode(repo: &Path, p: &Path) -> Vec<String> {
+    let ino = std::fs::metadata(p).unwrap().ino();
+    let mut names: Vec<String> = walkdir::WalkDir::new(repo)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file() && e.metadata().unwrap().ino() == ino)
+        .map(|e| rel_in(repo, e.path()))
+        .collect();
+    names.sort();
+    names
+}
+
+/// A scratch restore of `snapshot` reports each of `rels` damaged and moves it aside: none is
+/// served under its name.
+fn restore_sets_aside(f: &Fixture, cfg: &BackupConfig, snapshot: Option<String>, rels: &[String]) {
+    let (into, r) = f.restore_scratch(cfg, snapshot);
+    assert!(!r.is_whole());
+    let damaged: Vec<&str> = r.damaged.iter().map(|d| d.path.as_str()).collect();
+    for rel in rels {
+        assert!(damaged.contains(&rel.as_str()), "{damaged:?} lacks {rel}");
+        assert!(!into.join("repository").join(rel).exists(), "{rel} served");
+        assert!(into
+            .join("repository")
+            .join(holdfast_backup::restore::DAMAGED_DIR)
+            .join(rel)
+            .exists());
+    }
+    assert_eq!(
+        damaged.len(),
+        rels.len(),
+        "only the rotten ones: {damaged:?}"
+    );
+}
+
 #[test]
 fn a_flipped_byte_is_reported_not_carried_forward_and_flagged_on_restore() {
     let f = fixture(3, Behaviour::default(), 30);
@@ -82,16 +117,10 @@ fn a_flipped_byte_is_reported_not_carried_forward_and_flagged_on_restore() {
         .into_iter()
         .find(|s| s.name.starts_with("day."))
         .unwrap();
-    let (into, r) = f.restore_scratch(&cfg, Some(old.name.clone()));
-    assert!(!r.is_whole());
-    let damaged: Vec<&str> = r.damaged.iter().map(|d| d.path.as_str()).collect();
-    assert!(damaged.contains(&rel.as_str()), "{damaged:?}");
-    assert!(!into.join("repository").join(&rel).exists());
-    assert!(into
-        .join("repository")
-        .join(holdfast_backup::restore::DAMAGED_DIR)
-        .join(&rel)
-        .exists());
+    let old_repo = f.target_dir().join(&old.name).join("repository");
+    let rels = names_of_inode(&old_repo, &old_repo.join(&rel));
+    assert!(rels.contains(&rel));
+    restore_sets_aside(&f, &cfg, Some(old.name.clone()), &rels);
 }
 
 #[test]
@@ -139,6 +168,9 @@ fn pool_rot_is_found_and_the_pool_copy_replaced() {
     let snap = layout::find(&target, None).unwrap();
     let rec = content::verify_snapshot(&target, &snap, &VerifyOptions::default()).unwrap();
     assert!(rec.bad.iter().any(|b| b.path == rel), "{:?}", rec.bad);
+    // A restore hashes each pool file as it copies it: the rotten one, under each of its
+    // names (gold/files twins are one inode), is set aside.
+    restore_sets_aside(&f, &cfg, None, &names_of_inode(&pool, &victim));
     backup(&site, "s", &f.sched, &cfg).unwrap();
     assert!(matches!(content::prove_file(&victim), Proof::Good(_)));
     // Every snapshot listing it now proves whole: the pool holds one copy for all.
@@ -197,6 +229,9 @@ fn verify_over_ssh_and_resume() {
     assert_eq!(resumed.checked_files, rec.checked_files);
     let again = content::verify_snapshot(&target, &snap, &VerifyOptions::default()).unwrap();
     assert!(!again.bad.is_empty(), "a finished record is not resumed");
+
+    // A restore over ssh checks the restored tree afterwards and sets the rotten copy aside.
+    restore_sets_aside(&f, &cfg, None, &names_of_inode(&repo, &victim));
 
     // The next backup over ssh re-copies the damaged file too.
     backup(&site, "s", &f.sched, &cfg).unwrap();

@@ -191,6 +191,13 @@ impl Repository {
         perms::create_dir_all(&self.root, dir, &self.owner)
     }
 
+    /// Creates one folder whose parent exists, with FOSSology's owner and modes (a restore
+    /// makes its many folders parents first, without walking each path again); `false` when
+    /// it was there already.
+    pub fn make_dir(&self, dir: &Path) -> std::io::Result<bool> {
+        self.owner.make_dir(dir, None)
+    }
+
     /// Gives everything under the root to the FOSSology user and group (after a restore from
     /// a server that could not keep owners); see [`Owner::chown_tree`].
     pub fn chown_all(&self) -> std::io::Result<u64> {

@@ -52,24 +52,41 @@ pub fn hash_file(path: &Path) -> std::io::Result<(String, String, u64)> {
 
 /// sha1 and md5 (lower-case hex) and size of a stream, read once.
 pub fn hash_reader(mut r: impl Read) -> std::io::Result<(String, String, u64)> {
-    let mut s = Sha1::new();
-    let mut m = Md5::new();
+    let mut h = ContentHash::default();
     let mut buf = vec![0u8; 1 << 20];
-    let mut n_total = 0u64;
     loop {
         let n = r.read(&mut buf)?;
         if n == 0 {
             break;
         }
-        s.update(&buf[..n]);
-        m.update(&buf[..n]);
-        n_total += n as u64;
+        h.update(&buf[..n]);
     }
-    Ok((
-        hex::encode(s.finalize()),
-        hex::encode(m.finalize()),
-        n_total,
-    ))
+    Ok(h.finish())
+}
+
+/// sha1, md5 and size of bytes fed in pieces (a copy hashes what it writes with it).
+#[derive(Default, Clone)]
+pub struct ContentHash {
+    sha1: Sha1,
+    md5: Md5,
+    size: u64,
+}
+
+impl ContentHash {
+    pub fn update(&mut self, data: &[u8]) {
+        self.sha1.update(data);
+        self.md5.update(data);
+        self.size += data.len() as u64;
+    }
+
+    /// sha1 and md5 (lower-case hex) and size.
+    pub fn finish(self) -> (String, String, u64) {
+        (
+            hex::encode(self.sha1.finalize()),
+            hex::encode(self.md5.finalize()),
+            self.size,
+        )
+    }
 }
 
 /// The pfile name of a repository-relative path, when it is named by its content.

@@ -177,7 +177,7 @@ impl Owner {
     }
 
     /// Creates one folder as `_RepMkDirs` does; `false` when it already existed.
-    fn make_dir(&self, dir: &Path, mode: Option<u32>) -> io::Result<bool> {
+    pub(crate) fn make_dir(&self, dir: &Path, mode: Option<u32>) -> io::Result<bool> {
         match std::fs::DirBuilder::new().mode(DIR_MODE).create(dir) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => return Ok(false),
