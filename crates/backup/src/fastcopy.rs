@@ -323,15 +323,7 @@ mod tests {
             },
         ];
         std::fs::create_dir(&dst).unwrap();
-        let mk = |p: &Path| {
-            std::fs::create_dir(p)
-                .map(|_| true)
-                .or_else(|e| match e.kind() {
-                    std::io::ErrorKind::AlreadyExists => Ok(false),
-                    _ => Err(e),
-                })
-        };
-        let c = copy(&src, &dst, &items, &mk, &[], "test copy").unwrap();
+        let c = copy(&src, &dst, &items, &make_dir, &[], "test copy").unwrap();
         assert_eq!((c.files, c.linked, c.skipped), (2, 1, 0));
         let x = std::fs::metadata(dst.join("a/b/x")).unwrap();
         let y = std::fs::metadata(dst.join("a/y")).unwrap();
@@ -343,8 +335,18 @@ mod tests {
         let zs = std::fs::metadata(src.join("a/z")).unwrap();
         assert_eq!(z.mtime(), zs.mtime(), "no record: the snapshot copy's own");
         // Run again (a resumed restore): nothing copied twice.
-        let c = copy(&src, &dst, &items, &mk, &[], "test copy").unwrap();
+        let c = copy(&src, &dst, &items, &make_dir, &[], "test copy").unwrap();
         assert_eq!((c.files, c.linked, c.skipped), (0, 0, 2));
+    }
+
+    /// Makes one folder; false when it was there already (what restore's folder maker says).
+    fn make_dir(p: &Path) -> std::io::Result<bool> {
+        std::fs::create_dir(p)
+            .map(|_| true)
+            .or_else(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => Ok(false),
+                _ => Err(e),
+            })
     }
 
     /// `<sha1>.<md5>.<size>` of `data`.
@@ -391,16 +393,8 @@ mod tests {
         .map(|path| Entry { path, meta: None })
         .collect();
         std::fs::create_dir(&dst).unwrap();
-        let mk = |p: &Path| {
-            std::fs::create_dir(p)
-                .map(|_| true)
-                .or_else(|e| match e.kind() {
-                    std::io::ErrorKind::AlreadyExists => Ok(false),
-                    _ => Err(e),
-                })
-        };
         let under = ["h/gold".to_string(), "h/files".to_string()];
-        let c = copy(&src, &dst, &items, &mk, &under, "test copy").unwrap();
+        let c = copy(&src, &dst, &items, &make_dir, &under, "test copy").unwrap();
         assert_eq!((c.files, c.linked, c.proved), (3, 1, 1));
         let bad: Vec<&str> = c.damaged.iter().map(|b| b.path.as_str()).collect();
         assert_eq!(
@@ -421,14 +415,22 @@ mod tests {
             good
         );
         // A resumed run reads back what the first one left and judges it the same.
-        let c = copy(&src, &dst, &items, &mk, &under, "test copy").unwrap();
+        let c = copy(&src, &dst, &items, &make_dir, &under, "test copy").unwrap();
         assert_eq!(
             (c.files, c.skipped, c.proved, c.damaged.len()),
             (0, 3, 1, 2)
         );
         // Nothing asked to be proved: nothing is.
         std::fs::create_dir(d.path().join("dst2")).unwrap();
-        let c = copy(&src, &d.path().join("dst2"), &items, &mk, &[], "test copy").unwrap();
+        let c = copy(
+            &src,
+            &d.path().join("dst2"),
+            &items,
+            &make_dir,
+            &[],
+            "test copy",
+        )
+        .unwrap();
         assert_eq!((c.files, c.proved, c.damaged.len()), (3, 0, 0));
     }
 }
