@@ -90,14 +90,17 @@ fn whole(
     damaged: &[BadFile],
     rebuild: Option<&holdfast_recover::RebuildReport>,
 ) -> bool {
-    let explained = |m: &holdfast_site::db::Reference| {
-        rebuild.is_some_and(|r| {
-            r.not_reproducible()
-                .iter()
-                .any(|x| x.upload_fk == m.upload_fk && x.pfile_pk == m.pfile_pk && x.kind == m.kind)
-        })
-    };
-    damaged.is_empty() && verify.missing.iter().all(explained)
+    let apart: std::collections::HashSet<(i32, i32, &str)> = rebuild
+        .map(|r| r.not_reproducible())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|x| (x.upload_fk, x.pfile_pk, x.kind.as_str()))
+        .collect();
+    damaged.is_empty()
+        && verify
+            .missing
+            .iter()
+            .all(|m| apart.contains(&(m.upload_fk, m.pfile_pk, m.kind.as_str())))
 }
 
 /// Restores a snapshot of the configured target into `site` (or a scratch copy of it).

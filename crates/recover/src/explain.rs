@@ -159,16 +159,20 @@ pub fn set_apart_not_reproducible(
     c: &mut postgres::Client,
     report: &mut db::VerifyReport,
 ) -> Result<Vec<MissingFile>> {
+    // `explain` gives one entry per reference, in order.
     let explained = explain(c, &report.missing, None, &[], false)?;
-    let apart: Vec<MissingFile> = explained
+    let mut apart = Vec::new();
+    let mut keep = Vec::new();
+    for (r, m) in std::mem::take(&mut report.missing)
         .into_iter()
-        .filter(|m| matches!(m.reason, MissingReason::NotReproducible { .. }))
-        .collect();
-    report.missing.retain(|r| {
-        !apart
-            .iter()
-            .any(|m| m.pfile_pk == r.pfile_pk && m.upload_fk == r.upload_fk && m.kind == r.kind)
-    });
+        .zip(explained)
+    {
+        match m.reason {
+            MissingReason::NotReproducible { .. } => apart.push(m),
+            _ => keep.push(r),
+        }
+    }
+    report.missing = keep;
     Ok(apart)
 }
 
