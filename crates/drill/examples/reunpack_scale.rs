@@ -1,6 +1,6 @@
 //! Reunpack cost at the plan's scale, for docs/gold-only.md (run by bench/reunpack-scale.sh).
 //!
-//!   reunpack_scale DATA WORK [--runs N] [--skip-script] [--lock FILE] [--from-batch K]
+//!   reunpack_scale DATA WORK [--runs N] [--skip-script] [--lock FILE] [--from-batch K] [--to-batch L]
 //!
 //! DATA holds `src/` (Debian source packages: each file one upload, except the packages
 //! named in NESTED, which go into one `.tar` upload, a nested container of source tarballs)
@@ -142,6 +142,13 @@ fn main() {
         .position(|a| a == "--from-batch")
         .and_then(|i| args.get(i + 1)?.parse().ok())
         .unwrap_or(1);
+    // A quick check measures one batch (`--from-batch 2 --to-batch 2`: LLVM).
+    let to_batch: usize = args
+        .iter()
+        .position(|a| a == "--to-batch")
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+        .unwrap_or(usize::MAX);
+    let picked = |bi: usize| bi + 1 >= from_batch && bi < to_batch;
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(work.join("inputs/nested")).unwrap();
@@ -220,11 +227,12 @@ fn main() {
     // The totals below are of the batches measured in this run.
     let gold: u64 = batches
         .iter()
-        .skip(from_batch.max(1) - 1)
-        .flatten()
+        .enumerate()
+        .filter(|(bi, _)| picked(*bi))
+        .flat_map(|(_, b)| b)
         .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
         .sum();
-    for (bi, batch) in batches.iter().enumerate().skip(from_batch.max(1) - 1) {
+    for (bi, batch) in batches.iter().enumerate().filter(|(bi, _)| picked(*bi)) {
         let bgold: u64 = batch
             .iter()
             .map(|p| std::fs::metadata(p).unwrap().len())

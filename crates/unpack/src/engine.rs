@@ -134,6 +134,11 @@ pub struct Ctx {
     pub budget: Budget,
     /// `<name>.dir` of the top file under the fixed meta folder (see `place_member`).
     pub top_dir: std::sync::OnceLock<PathBuf>,
+    /// In a repository-only rebuild, the files the upload's rows hold only as plain files
+    /// (see `holdfast_site::db::uploadtree::plain_file_names`).
+    pub plain: Option<std::collections::HashSet<String>>,
+    /// Members taken as plain files from [`Ctx::plain`], without looking at their content.
+    pub plain_by_rows: AtomicU64,
 }
 
 impl Ctx {
@@ -168,6 +173,8 @@ impl Ctx {
             progress,
             budget,
             top_dir: std::sync::OnceLock::new(),
+            plain: None,
+            plain_by_rows: AtomicU64::new(0),
         }
     }
 
@@ -388,6 +395,21 @@ pub fn process(ctx: &Ctx, item: Item, depth: u32, top: bool) -> Node {
             },
         },
     };
+    // A rebuild knows from the rows which members are plain files: it stores them as they
+    // are, which skips libmagic (three quarters of a rebuild's CPU otherwise).
+    if !top
+        && ctx
+            .plain
+            .as_ref()
+            .is_some_and(|p| p.contains(&hashes.pfile_name()))
+    {
+        ctx.plain_by_rows.fetch_add(1, Relaxed);
+        store(ctx, &item.src, &hashes, false);
+        let mode = item.mode | if item.artifact { BIT_ARTIFACT } else { 0 };
+        let mut node = Node::plain(&item.name, mode, vec![]);
+        node.pfile = Some(hashes);
+        return node;
+    }
     let head = match &item.src {
         Src::Mem(v) => v[..v.len().min(MAGIC_BYTES)].to_vec(),
         _ => {

@@ -129,6 +129,10 @@ pub struct UnpackSummary {
     /// Files the upload's rows name that this unpack did not produce and the repository
     /// lacks (artifacts that are not reproducible byte for byte, or members past a limit).
     pub unreproduced: Vec<String>,
+    /// Members a rebuild stored as plain files because the rows say so, without asking
+    /// libmagic (see `holdfast_site::db::uploadtree::plain_file_names`).
+    #[serde(default)]
+    pub plain_by_rows: u64,
 }
 
 impl UnpackSummary {
@@ -204,6 +208,14 @@ pub enum UnpackError {
     NotBuilt,
 }
 
+/// What an existing upload's rows say, for a repository-only rebuild.
+pub(crate) struct RowsSay {
+    /// Every repository file the rows (and the upload's gold) name.
+    named: std::collections::HashSet<String>,
+    /// Those the rows hold only as plain files.
+    plain: std::collections::HashSet<String>,
+}
+
 /// Unpacks one file (already stored as gold) into a tree, filling `files`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn unpack_gold(
@@ -214,7 +226,7 @@ pub(crate) fn unpack_gold(
     label: &str,
     cfg: &UnpackConfig,
     opts: &UnpackOptions,
-    named: Option<&std::collections::HashSet<String>>,
+    rows: Option<RowsSay>,
 ) -> Result<(tree::Node, UnpackSummary), UnpackError> {
     let start = Instant::now();
     let root = engine::temp_root(&site.repo, cfg);
@@ -251,6 +263,10 @@ pub(crate) fn unpack_gold(
         progress,
     );
     ctx.set_gold_size(std::fs::metadata(gold).map(|m| m.len()).unwrap_or(0));
+    let named = rows.map(|r| {
+        ctx.plain = Some(r.plain);
+        r.named
+    });
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(cfg.threads)
         .build()
@@ -293,7 +309,7 @@ pub(crate) fn unpack_gold(
     }
     if new_upload {
         ctx.drop_unnamed(Some(&node));
-    } else if let Some(named) = named {
+    } else if let Some(named) = &named {
         // A rebuild keeps only what the upload's rows name: an artifact that came out
         // different (a listing that names a path) must not sit in `files` under a new name.
         ctx.drop_created_unless(named);
@@ -310,6 +326,7 @@ pub(crate) fn unpack_gold(
         seconds: start.elapsed().as_secs_f64(),
         rows: 0,
         unreproduced: vec![],
+        plain_by_rows: ctx.plain_by_rows.load(Relaxed),
     };
     drop(tmp);
     Ok((node, summary))
@@ -417,26 +434,21 @@ pub fn unpack_upload(
                 .unwrap_or(name.clone()),
         })?;
     let label = format!("upload {upload_pk}");
-    let named: Option<std::collections::HashSet<String>> = if opts.repo_only {
-        Some(
-            holdfast_site::db::references(&mut client, Some(upload_pk))?
+    let rows = if opts.repo_only {
+        let table = holdfast_site::db::uploadtree::TreeTable::new(up.table.clone())
+            .ok_or_else(|| UnpackError::Repo(format!("bad uploadtree table {:?}", up.table)))?;
+        Some(RowsSay {
+            named: holdfast_site::db::references(&mut client, Some(upload_pk))?
                 .into_iter()
                 .map(|r| r.name)
                 .collect(),
-        )
+            plain: holdfast_site::db::uploadtree::plain_file_names(&mut client, &table, upload_pk)?,
+        })
     } else {
         None
     };
-    let (node, mut summary) = unpack_gold(
-        site,
-        &gold,
-        None,
-        &up.filename,
-        &label,
-        cfg,
-        opts,
-        named.as_ref(),
-    )?;
+    let (node, mut summary) =
+        unpack_gold(site, &gold, None, &up.filename, &label, cfg, opts, rows)?;
     summary.upload_pk = upload_pk;
     if let Some(h) = &node.pfile {
         if h.pfile_name() != name {

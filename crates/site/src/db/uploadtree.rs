@@ -106,6 +106,34 @@ pub fn used_as_non_container(
     Ok(out)
 }
 
+/// The repository names of the files `upload`'s rows hold only as plain files: no row of
+/// the upload makes that pfile a container or a folder. A repository-only rebuild stores
+/// them without asking libmagic again (most of its time), as no row needs their contents.
+pub fn plain_file_names(
+    c: &mut postgres::Client,
+    table: &TreeTable,
+    upload: i32,
+) -> Result<HashSet<String>, postgres::Error> {
+    let sql = format!(
+        "SELECT p.pfile_sha1, p.pfile_md5, p.pfile_size FROM {table} t \
+           JOIN pfile p ON p.pfile_pk = t.pfile_fk \
+         WHERE t.upload_fk = $1 AND t.pfile_fk <> 0 \
+         GROUP BY p.pfile_pk \
+         HAVING bool_and((COALESCE(t.ufile_mode, 0) & {c}) = 0 \
+                     AND (COALESCE(t.ufile_mode, 0) & {d}) = 0 \
+                     AND (COALESCE(t.ufile_mode, 0) & {fmt}) <> {dir})",
+        c = mode::BIT_CONTAINER,
+        d = mode::BIT_DIRECTORY_LEGACY,
+        fmt = mode::S_IFMT,
+        dir = mode::S_IFDIR,
+    );
+    Ok(c.query(sql.as_str(), &[&upload])?
+        .iter()
+        .filter_map(|r| super::pfiles::name_of(r.get(0), r.get(1), r.get(2)))
+        .map(|n| n.to_string())
+        .collect())
+}
+
 /// The top row of an upload's tree (None when it was never unpacked).
 pub fn root(
     c: &mut postgres::Client,
