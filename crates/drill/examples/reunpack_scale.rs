@@ -122,6 +122,13 @@ fn files_in(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn main() {
+    // RUST_LOG=holdfast_unpack=info prints each upload's unpack and rebuild time.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let args: Vec<String> = std::env::args().collect();
     let data = PathBuf::from(args.get(1).expect("DATA folder"));
     let work = PathBuf::from(args.get(2).expect("WORK folder"));
