@@ -72,6 +72,19 @@ pub fn file_rows(
         .collect())
 }
 
+/// SQL that is true when the `ufile_mode` column `col` marks a plain file: neither a
+/// container nor a folder (the rule of [`mode::classify`]).
+fn plain_file_sql(col: &str) -> String {
+    format!(
+        "(COALESCE({col}, 0) & {c}) = 0 AND (COALESCE({col}, 0) & {d}) = 0 \
+         AND (COALESCE({col}, 0) & {fmt}) <> {dir}",
+        c = mode::BIT_CONTAINER,
+        d = mode::BIT_DIRECTORY_LEGACY,
+        fmt = mode::S_IFMT,
+        dir = mode::S_IFDIR,
+    )
+}
+
 /// Which of `pfiles` are, right now, an upload's gold or a leaf or artifact in some tree
 /// (neither a container nor a folder by [`mode::classify`]).
 pub fn used_as_non_container(
@@ -88,14 +101,8 @@ pub fn used_as_non_container(
         .collect();
     for table in super::uploadtree_tables(c)? {
         let sql = format!(
-            "SELECT DISTINCT pfile_fk FROM {table} WHERE pfile_fk = ANY($1) \
-               AND (COALESCE(ufile_mode, 0) & {c}) = 0 \
-               AND (COALESCE(ufile_mode, 0) & {d}) = 0 \
-               AND (COALESCE(ufile_mode, 0) & {fmt}) <> {dir}",
-            c = mode::BIT_CONTAINER,
-            d = mode::BIT_DIRECTORY_LEGACY,
-            fmt = mode::S_IFMT,
-            dir = mode::S_IFDIR,
+            "SELECT DISTINCT pfile_fk FROM {table} WHERE pfile_fk = ANY($1) AND {}",
+            plain_file_sql("ufile_mode")
         );
         out.extend(
             c.query(sql.as_str(), &[&pfiles])?
@@ -118,14 +125,8 @@ pub fn plain_file_names(
         "SELECT p.pfile_sha1, p.pfile_md5, p.pfile_size FROM {table} t \
            JOIN pfile p ON p.pfile_pk = t.pfile_fk \
          WHERE t.upload_fk = $1 AND t.pfile_fk <> 0 \
-         GROUP BY p.pfile_pk \
-         HAVING bool_and((COALESCE(t.ufile_mode, 0) & {c}) = 0 \
-                     AND (COALESCE(t.ufile_mode, 0) & {d}) = 0 \
-                     AND (COALESCE(t.ufile_mode, 0) & {fmt}) <> {dir})",
-        c = mode::BIT_CONTAINER,
-        d = mode::BIT_DIRECTORY_LEGACY,
-        fmt = mode::S_IFMT,
-        dir = mode::S_IFDIR,
+         GROUP BY p.pfile_pk HAVING bool_and({})",
+        plain_file_sql("t.ufile_mode")
     );
     Ok(c.query(sql.as_str(), &[&upload])?
         .iter()
