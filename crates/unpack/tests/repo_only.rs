@@ -161,8 +161,11 @@ fn a_rebuild_opens_only_what_the_rows_call_a_container() {
         .connect()
         .unwrap()
         .execute(
-            "UPDATE uploadtree_a SET ufile_mode = ufile_mode & ~(1 << 29) \
-             WHERE upload_fk = $1 AND ufile_name = 'z.zip'",
+            &format!(
+                "UPDATE uploadtree_a SET ufile_mode = ufile_mode & ~{} \
+                 WHERE upload_fk = $1 AND ufile_name = 'z.zip'",
+                holdfast_site::mode::BIT_CONTAINER
+            ),
             &[&up],
         )
         .unwrap();
