@@ -183,6 +183,11 @@ fn run(
     } else if let Some(p) = &prev {
         let t = Instant::now();
         let mut night = nightly::plan(site, types, &dirs, p, client)?;
+        tracing::info!(
+            secs = t.elapsed().as_secs_f64(),
+            new = night.send.len(),
+            "the database's new rows matched against the previous list"
+        );
         let keep = kept(&night);
         link(p, &mut night, keep)?;
         let whole: Vec<String> = night
@@ -191,6 +196,7 @@ fn run(
             .filter(|(_, w)| **w)
             .map(|(p, _)| p.clone())
             .collect();
+        let sent = Instant::now();
         let stats = target.send_repository(
             &plan,
             &src,
@@ -199,6 +205,11 @@ fn run(
                 drop: &[],
             },
         )?;
+        tracing::info!(
+            secs = sent.elapsed().as_secs_f64(),
+            files = whole.len(),
+            "new files sent"
+        );
         // Sure to be in the copy: whole before, still there after, named by content.
         let copied: BTreeSet<String> = whole
             .into_iter()
@@ -661,6 +672,7 @@ pub(crate) fn heal(
         return Ok(Vec::new());
     }
     let suspects: Vec<String> = suspects.into_iter().collect();
+    let t = Instant::now();
     let bad = content::check_paths(
         target,
         Place::Pending(plan),
@@ -668,6 +680,7 @@ pub(crate) fn heal(
         "check linked files",
     )?;
     tracing::info!(
+        secs = t.elapsed().as_secs_f64(),
         checked = suspects.len(),
         damaged = bad.len(),
         "files checked against their names before the snapshot is made"
