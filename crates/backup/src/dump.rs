@@ -11,6 +11,7 @@
 //! database's part of the dump to `psql` (renamed when restoring into a scratch database).
 
 use crate::config::{BackupConfig, Compression};
+use crate::superuser::Superuser;
 use crate::BackupError;
 use holdfast_site::db::{quote_ident, quote_literal};
 use holdfast_site::dbconf::DbConf;
@@ -288,7 +289,7 @@ fn pump(
             "{tool} failed ({status}) connecting {}: {}{}",
             su.describe(),
             stderr.lines().next().unwrap_or("").trim(),
-            su.hint()
+            su.hint(&stderr)
         )));
     }
     Ok(())
@@ -574,6 +575,37 @@ pub fn drop_database(dest: &DbConf, cfg: &BackupConfig) -> Result<(), BackupErro
     Ok(())
 }
 
+/// Ends every session on `dbname` and every statement of an earlier holdfast run still
+/// creating it, and waits until they are gone. A `kill -9` of a restore kills its psql, but
+/// the server finishes that psql's `CREATE DATABASE` on its own; left alone it would commit
+/// after our `DROP` and make our `CREATE` fail with "already exists".
+fn end_sessions(su: &Superuser, cfg: &BackupConfig, dbname: &str) -> Result<(), BackupError> {
+    let which = format!(
+        "pid <> pg_backend_pid() AND (datname = {} OR (application_name = {} \
+         AND position({} in query) = 1))",
+        quote_literal(dbname),
+        quote_literal(crate::superuser::APPLICATION_NAME),
+        quote_literal(&format!("CREATE DATABASE {} ", quote_ident(dbname)))
+    );
+    su.query(
+        &cfg.psql,
+        "postgres",
+        &format!(
+            "DO $holdfast$ DECLARE n int; BEGIN \
+               FOR i IN 1..600 LOOP \
+                 PERFORM pg_stat_clear_snapshot(); \
+                 SELECT count(pg_terminate_backend(pid)) INTO n FROM pg_stat_activity WHERE {which}; \
+                 IF n = 0 THEN RETURN; END IF; \
+                 PERFORM pg_sleep(0.05); \
+               END LOOP; \
+               RAISE EXCEPTION 'sessions on database % did not end within 30 s', {}; \
+             END $holdfast$",
+            quote_literal(dbname)
+        ),
+    )?;
+    Ok(())
+}
+
 /// Drops and recreates `dest` (a DbConf naming the database to restore into) and loads the
 /// site database's part of the dump into it.
 pub fn load(
@@ -590,46 +622,43 @@ pub fn load(
     let su = cfg.superuser(dest)?;
     tracing::info!(superuser = %su.describe(), db = %dbname, "restoring the database");
     let ident = quote_ident(&dbname);
-    let lit = quote_literal(&dbname);
-    su.query(
-        &cfg.psql,
-        "postgres",
-        &format!(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
-             WHERE datname = {lit} AND pid <> pg_backend_pid()"
-        ),
-    )?;
+    end_sessions(&su, cfg, &dbname)?;
     su.query(
         &cfg.psql,
         "postgres",
         &format!("DROP DATABASE IF EXISTS {ident} WITH (FORCE)"),
     )?;
-    let create = |lc: Option<(&str, &str)>| {
-        let mut sql = format!(
-            "CREATE DATABASE {ident} ENCODING {} TEMPLATE template0",
-            quote_literal(&info.encoding)
-        );
-        if let Some((coll, ctype)) = lc {
-            sql.push_str(&format!(
-                " LC_COLLATE {} LC_CTYPE {}",
-                quote_literal(coll),
-                quote_literal(ctype)
-            ));
-        }
-        sql
+    let create = |lc: (&str, &str)| {
+        su.query(
+            &cfg.psql,
+            "postgres",
+            &format!(
+                "CREATE DATABASE {ident} ENCODING {} TEMPLATE template0 LC_COLLATE {} LC_CTYPE {}",
+                quote_literal(&info.encoding),
+                quote_literal(lc.0),
+                quote_literal(lc.1)
+            ),
+        )
     };
-    if let Err(e) = su.query(
-        &cfg.psql,
-        "postgres",
-        &create(Some((&info.collate, &info.ctype))),
-    ) {
-        // The original locale may not exist on this machine; C works with every encoding.
-        tracing::warn!(
-            "cannot create {dbname} with locale {}/{}: {e}; using locale C",
-            info.collate,
-            info.ctype
-        );
-        su.query(&cfg.psql, "postgres", &create(Some(("C", "C"))))?;
+    if let Err(e) = create((&info.collate, &info.ctype)) {
+        if e.to_string().contains("already exists") {
+            // Made meanwhile by a statement end_sessions could not see; drop it once more.
+            tracing::warn!("{dbname} reappeared after it was dropped: {e}; dropping it again");
+            su.query(
+                &cfg.psql,
+                "postgres",
+                &format!("DROP DATABASE IF EXISTS {ident} WITH (FORCE)"),
+            )?;
+            create((&info.collate, &info.ctype))?;
+        } else {
+            // The original locale may not exist on this machine; C works with every encoding.
+            tracing::warn!(
+                "cannot create {dbname} with locale {}/{}: {e}; using locale C",
+                info.collate,
+                info.ctype
+            );
+            create(("C", "C"))?;
+        }
     }
     let existing: HashSet<String> = su
         .query(&cfg.psql, "postgres", "SELECT rolname FROM pg_roles")?

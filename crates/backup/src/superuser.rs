@@ -49,6 +49,10 @@ impl Default for SuperuserConfig {
 /// Folders where a local server's socket usually is (Debian, Red Hat, PostgreSQL's default).
 const SOCKET_DIRS: [&str; 3] = ["/var/run/postgresql", "/run/postgresql", "/tmp"];
 
+/// The `application_name` of holdfast's superuser sessions: a restore finds by it the
+/// statement a killed run left running in the server.
+pub const APPLICATION_NAME: &str = "holdfast";
+
 /// A resolved way to run PostgreSQL client tools as a superuser.
 #[derive(Debug, Clone)]
 pub enum Superuser {
@@ -153,6 +157,7 @@ impl Superuser {
                 ] {
                     cmd.env_remove(k);
                 }
+                cmd.env("PGAPPNAME", APPLICATION_NAME);
                 cmd.arg("-h")
                     .arg(socket_dir)
                     .args(["-p", &port.to_string(), "-U", os_user]);
@@ -166,6 +171,7 @@ impl Superuser {
                 })?;
                 let mut cmd = Command::new(program);
                 env.apply(&mut cmd);
+                cmd.env("PGAPPNAME", APPLICATION_NAME);
                 if conf.get("password").is_none() {
                     // No password file: let libpq find ~/.pgpass.
                     cmd.env_remove("PGPASSFILE");
@@ -206,7 +212,7 @@ impl Superuser {
                 first_words(sql),
                 self.describe(),
                 String::from_utf8_lossy(&out.stderr).trim(),
-                self.hint()
+                self.hint(&String::from_utf8_lossy(&out.stderr))
             )));
         }
         Ok(String::from_utf8_lossy(&out.stdout)
@@ -215,8 +221,23 @@ impl Superuser {
             .collect())
     }
 
-    /// What to do when the superuser connection is refused.
-    pub fn hint(&self) -> &'static str {
+    /// What to do when `stderr` says the superuser connection was refused (nothing for errors
+    /// of the statement itself, where it would send the operator the wrong way).
+    pub fn hint(&self, stderr: &str) -> &'static str {
+        const REFUSED: [&str; 7] = [
+            "authentication failed",
+            "pg_hba.conf",
+            "could not connect",
+            "connection to server",
+            "no password supplied",
+            "permission denied",
+            "must be superuser",
+        ];
+        let refused = REFUSED.iter().any(|p| stderr.contains(p))
+            || (stderr.contains("role \"") && stderr.contains("does not exist"));
+        if !refused {
+            return "";
+        }
         match self {
             Superuser::Peer { .. } => {
                 " (run holdfast as root so it can run the tools as that OS user, or set \

@@ -377,3 +377,93 @@ fn walk_count(dir: &std::path::Path) -> usize {
         .filter(|e| !e.file_type().is_dir())
         .count()
 }
+
+/// The backend that was creating the site database for a restore killed meanwhile does not
+/// die with its psql: PostgreSQL finishes the statement on its own. The next restore must not
+/// trip over it ("database already exists"). Another session holds template0 locked so the
+/// orphan is still at work when the next restore begins.
+#[test]
+fn restore_killed_while_postgres_creates_the_database() {
+    let f = fixture(2, Behaviour::default(), 30);
+    let cfg = BackupConfig {
+        check_percent: 0.0,
+        ..f.cfg.clone()
+    };
+    let site = f.site().clone();
+    run_whole("backup", &f, &cfg);
+    let want = row_counts(&site);
+
+    let mut holder = f.scratch.cluster.superuser_client().unwrap();
+    let mut watch = f.scratch.cluster.superuser_client().unwrap();
+    // CREATE DATABASE ... TEMPLATE template0 waits for this lock until the rollback.
+    holder
+        .batch_execute("BEGIN; ALTER DATABASE template0 RENAME TO held_template0")
+        .unwrap();
+    let creating = |watch: &mut postgres::Client| -> Vec<i32> {
+        watch
+            .query(
+                "SELECT pid FROM pg_stat_activity WHERE query LIKE 'CREATE DATABASE %' \
+                 AND wait_event_type = 'Lock' ORDER BY pid",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    let wait_for = |watch: &mut postgres::Client, what: &str, ok: &dyn Fn(&[i32]) -> bool| {
+        let t = Instant::now();
+        loop {
+            let pids = creating(watch);
+            if ok(&pids) {
+                return pids;
+            }
+            assert!(t.elapsed() < Duration::from_secs(60), "no {what}: {pids:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+
+    let mut child = spawn("restore", &f, &cfg);
+    let orphan = wait_for(&mut watch, "CREATE DATABASE waiting", &|p| p.len() == 1)[0];
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    child.wait().unwrap();
+    assert_no_leftovers(&f.target_dir().display().to_string(), site.db.port());
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        creating(&mut watch),
+        vec![orphan],
+        "the orphan backend lives on"
+    );
+
+    let next = std::thread::scope(|s| {
+        let next = s.spawn(|| {
+            let conf_dir = f.site().conf_dir.display().to_string();
+            let spec = serde_json::to_string(&("restore", conf_dir, &cfg, &f.sched)).unwrap();
+            std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--ignored", "--exact", "child_op", "--test-threads=1"])
+                .args(["--nocapture"])
+                .env("HOLDFAST_CRASH_CHILD", spec)
+                .output()
+                .unwrap()
+        });
+        wait_for(&mut watch, "second CREATE DATABASE", &|p| {
+            p.iter().any(|&pid| pid != orphan)
+        });
+        holder.batch_execute("ROLLBACK").unwrap();
+        next.join().unwrap()
+    });
+    assert!(
+        next.status.success(),
+        "the next restore failed: {}",
+        String::from_utf8_lossy(&next.stderr)
+    );
+    let mut c = site.connect().unwrap();
+    let v = holdfast_site::db::verify(&mut c, &site.repo, None).unwrap();
+    assert!(v.is_whole());
+    assert_eq!(row_counts(&site), want);
+    assert!(holdfast_site::restoring::restoring(&site).is_none());
+}
