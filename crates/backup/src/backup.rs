@@ -176,6 +176,63 @@ fn run(
             .collect()
     };
 
+    // Rolling: the previous day's files are linked into the new tree while the new ones go
+    // out from the site (disjoint sets, both waiting on the disk: the waits overlap); what the
+    // previous tree lacked follows. Returns the transfer and every path sent.
+    let link_and_send = |p: &nightly::Previous,
+                         night: &mut nightly::Night,
+                         keep: Vec<String>,
+                         mut send: Vec<String>|
+     -> Result<(holdfast_store::TransferStats, Vec<String>), BackupError> {
+        let t = Instant::now();
+        let (linked, stats) = std::thread::scope(|s| {
+            let linker = (rolling && !keep.is_empty()).then(|| {
+                s.spawn(|| {
+                    let t = Instant::now();
+                    let r = target.link_previous(&plan, &p.snapshot.name, &keep);
+                    (r, t.elapsed().as_secs_f64())
+                })
+            });
+            let stats = target.send_repository(
+                &plan,
+                &src,
+                Files::Delta {
+                    send: &send,
+                    drop: &[],
+                },
+            );
+            let linked = linker.map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+            (linked, stats)
+        });
+        let mut stats = stats?;
+        if let Some((linked, secs)) = linked {
+            let (n, lacking) = linked?;
+            tracing::info!(secs, linked = n, "previous day's files linked");
+            night.take_from_site(&site.repo.root, lacking.clone());
+            let extra: Vec<String> = lacking
+                .into_iter()
+                .filter(|p| night.send.contains_key(p))
+                .collect();
+            if !extra.is_empty() {
+                stats.add(&target.send_repository(
+                    &plan,
+                    &src,
+                    Files::Delta {
+                        send: &extra,
+                        drop: &[],
+                    },
+                )?);
+                send.extend(extra);
+            }
+        }
+        tracing::info!(
+            secs = t.elapsed().as_secs_f64(),
+            files = send.len(),
+            "new files sent"
+        );
+        Ok((stats, send))
+    };
+
     // Pre-copy: what this night sends, while the scheduler runs (see `precopy`).
     let mut precopy_secs = 0.0;
     let pre = if !cfg.precopy {
@@ -189,27 +246,13 @@ fn run(
             "the database's new rows matched against the previous list"
         );
         let keep = kept(&night);
-        link(p, &mut night, keep)?;
         let whole: Vec<String> = night
             .send
             .iter()
             .filter(|(_, w)| **w)
             .map(|(p, _)| p.clone())
             .collect();
-        let sent = Instant::now();
-        let stats = target.send_repository(
-            &plan,
-            &src,
-            Files::Delta {
-                send: &whole,
-                drop: &[],
-            },
-        )?;
-        tracing::info!(
-            secs = sent.elapsed().as_secs_f64(),
-            files = whole.len(),
-            "new files sent"
-        );
+        let (stats, whole) = link_and_send(p, &mut night, keep, whole)?;
         // Sure to be in the copy: whole before, still there after, named by content.
         let copied: BTreeSet<String> = whole
             .into_iter()
@@ -277,177 +320,188 @@ fn run(
         }
     };
 
-    let t = Instant::now();
     let dump_rel = format!(
         "{DB_DIR}/{}.sql.{}",
         site.db.dbname(),
         cfg.compression.extension()
     );
-    // rsync: the dump is written here and sent once the scheduler runs again.
-    let (mut database, spooled) = if cfg.dump_rsync {
-        let (d, s) = crate::dump::dump_spooled(
-            &site.db,
-            client,
-            cfg,
-            &dump_rel,
-            crate::dump::Source::Cluster,
-        )?;
-        (d, Some(s))
-    } else {
-        let mut d = crate::dump::dump(
-            &site.db,
-            client,
-            cfg,
-            target,
-            &plan,
-            &dump_rel,
-            crate::dump::Source::Cluster,
-        )?;
-        d.sent_by = Some("stream".into());
-        (d, None)
+    // The dump (the database) and the copy's last pass (the repository) read different
+    // things and both wait on them: run together, they shorten the scheduler's downtime.
+    // Their order does not matter: with the scheduler stopped no agent writes rows or files.
+    let dump = || -> Result<_, BackupError> {
+        let t = Instant::now();
+        let mut c = crate::connect(site)?;
+        // rsync: the dump is written here and sent once the scheduler runs again.
+        let (mut database, spooled) = if cfg.dump_rsync {
+            let (d, s) = crate::dump::dump_spooled(
+                &site.db,
+                &mut c,
+                cfg,
+                &dump_rel,
+                crate::dump::Source::Cluster,
+            )?;
+            (d, Some(s))
+        } else {
+            let mut d = crate::dump::dump(
+                &site.db,
+                &mut c,
+                cfg,
+                target,
+                &plan,
+                &dump_rel,
+                crate::dump::Source::Cluster,
+            )?;
+            d.sent_by = Some("stream".into());
+            (d, None)
+        };
+        database.file = dump_rel.clone();
+        Ok((database, spooled, t.elapsed().as_secs_f64()))
     };
-    database.file = dump_rel.clone();
-    let dump_secs = t.elapsed().as_secs_f64();
-    tracing::info!(secs = dump_secs, bytes = database.bytes, "database dumped");
-
-    let t = Instant::now();
     // The files the snapshot holds, with the scheduler stopped (nothing adds files now).
-    let (entries, mut stats, damaged, missing, night_unnamed) = match (pre, &prev) {
-        (Pre::None, Some(p)) => {
-            let mut night = nightly::plan(site, types, &dirs, p, client)?;
-            let keep = kept(&night);
-            link(p, &mut night, keep)?;
-            let send: Vec<String> = night.send.keys().cloned().collect();
-            let stats = target.send_repository(
-                &plan,
-                &src,
-                Files::Delta {
-                    send: &send,
-                    drop: &[],
-                },
-            )?;
-            let names: Vec<String> = night.list.keys().cloned().collect();
-            let damaged = heal(site, cfg, target, &plan, &src, Some(&names))?;
-            tracing::info!(
-                named = night.named,
-                sent = send.len(),
-                dropped = night.dropped,
-                "copied what the database says is new"
-            );
-            let entries = into_entries(std::mem::take(&mut night.list));
-            (entries, stats, damaged, night.missing, Some(night.unnamed))
-        }
-        (Pre::Db(before, copied, pre_stats, damaged), Some(p)) => {
-            let mut night = nightly::plan(site, types, &dirs, p, client)?;
-            // Rolling: what the previous day holds that the pre-copy did not link yet.
-            let more: Vec<String> = kept(&night)
-                .into_iter()
-                .filter(|k| !before.list.contains_key(k))
-                .collect();
-            link(p, &mut night, more)?;
-            let mut list = std::mem::take(&mut night.list);
-            let mut missing = std::mem::take(&mut night.missing);
-            // Files in the pre-copy (sent, or linked from the previous day) gone since: the
-            // snapshot keeps them while the database names them, else they leave it.
-            let mut drop = Vec::new();
-            for (path, meta) in before.list {
-                if list.contains_key(&path) {
-                    continue;
-                }
-                let in_copy =
-                    copied.contains(&path) || (rolling && !before.send.contains_key(&path));
-                if !in_copy {
-                    continue;
-                }
-                match missing.iter().position(|r| precopy::names(r, &path)) {
-                    Some(i) => {
-                        missing.remove(i);
-                        list.insert(path, meta);
-                    }
-                    None => drop.push(path),
-                }
+    let copy = || -> Result<_, BackupError> {
+        let t = Instant::now();
+        let r = match (pre, &prev) {
+            (Pre::None, Some(p)) => {
+                let mut night = nightly::plan(site, types, &dirs, p, client)?;
+                let keep = kept(&night);
+                let send: Vec<String> = night.send.keys().cloned().collect();
+                let (stats, send) = link_and_send(p, &mut night, keep, send)?;
+                let names: Vec<String> = night.list.keys().cloned().collect();
+                let damaged = heal(site, cfg, target, &plan, &src, Some(&names))?;
+                tracing::info!(
+                    named = night.named,
+                    sent = send.len(),
+                    dropped = night.dropped,
+                    "copied what the database says is new"
+                );
+                let entries = into_entries(std::mem::take(&mut night.list));
+                (entries, stats, damaged, night.missing, Some(night.unnamed))
             }
-            let send: Vec<String> = night
-                .send
-                .keys()
-                .filter(|k| !copied.contains(*k))
-                .cloned()
-                .collect();
-            let delta_stats = target.send_repository(
-                &plan,
-                &src,
-                Files::Delta {
-                    send: &send,
-                    drop: &drop,
-                },
-            )?;
-            tracing::info!(
-                sent = send.len(),
-                dropped = drop.len(),
-                new_files = delta_stats.transferred_files,
-                "delta pass over what the database added since the pre-copy"
-            );
-            let stats = holdfast_store::rsync::RsyncStats {
-                transferred_files: pre_stats.transferred_files + delta_stats.transferred_files,
-                transferred_bytes: pre_stats.transferred_bytes + delta_stats.transferred_bytes,
-                ..Default::default()
-            };
-            (
-                into_entries(list),
-                stats,
-                damaged,
-                missing,
-                Some(night.unnamed),
-            )
-        }
-        (Pre::None, None) | (Pre::Db(..), None) => {
-            let missing = missing_files(client, site, types)?;
-            let list = pool.then(|| holdfast_store::pool::list_files(&site.repo.root, &dirs));
-            let stats = target.send_repository(
-                &plan,
-                &src,
-                Files::All {
-                    list: list.as_deref(),
-                },
-            )?;
-            let damaged = heal(site, cfg, target, &plan, &src, list.as_deref())?;
-            let entries = match list {
-                Some(l) => nightly::entries(&site.repo.root, &l),
-                None => holdfast_store::pool::list_entries(&site.repo.root, &dirs),
-            };
-            (entries, stats, damaged, missing, None)
-        }
-        (Pre::Walk(copied, pre_stats, damaged), _) => {
-            let missing = missing_files(client, site, types)?;
-            let now = precopy::list(&site.repo.root, &dirs);
-            let delta = precopy::delta(&copied, &now, &missing);
-            let delta_stats = target.send_repository(
-                &plan,
-                &src,
-                Files::Delta {
-                    send: &delta.send,
-                    drop: &delta.drop,
-                },
-            )?;
-            tracing::info!(
-                sent = delta.send.len(),
-                dropped = delta.drop.len(),
-                kept = delta.keep.len(),
-                new_files = delta_stats.transferred_files,
-                "delta pass over what changed since the pre-copy"
-            );
-            let missing = precopy::still_missing(missing, &delta.keep);
-            let mut list: Vec<String> = now.into_keys().chain(delta.keep).collect();
-            list.sort();
-            let stats = holdfast_store::rsync::RsyncStats {
-                transferred_files: pre_stats.transferred_files + delta_stats.transferred_files,
-                transferred_bytes: pre_stats.transferred_bytes + delta_stats.transferred_bytes,
-                ..Default::default()
-            };
-            let entries = nightly::entries(&site.repo.root, &list);
-            (entries, stats, damaged, missing, None)
-        }
+            (Pre::Db(before, copied, pre_stats, damaged), Some(p)) => {
+                let mut night = nightly::plan(site, types, &dirs, p, client)?;
+                // Rolling: what the previous day holds that the pre-copy did not link yet.
+                let more: Vec<String> = kept(&night)
+                    .into_iter()
+                    .filter(|k| !before.list.contains_key(k))
+                    .collect();
+                link(p, &mut night, more)?;
+                let mut list = std::mem::take(&mut night.list);
+                let mut missing = std::mem::take(&mut night.missing);
+                // Files in the pre-copy (sent, or linked from the previous day) gone since: the
+                // snapshot keeps them while the database names them, else they leave it.
+                let mut drop = Vec::new();
+                for (path, meta) in before.list {
+                    if list.contains_key(&path) {
+                        continue;
+                    }
+                    let in_copy =
+                        copied.contains(&path) || (rolling && !before.send.contains_key(&path));
+                    if !in_copy {
+                        continue;
+                    }
+                    match missing.iter().position(|r| precopy::names(r, &path)) {
+                        Some(i) => {
+                            missing.remove(i);
+                            list.insert(path, meta);
+                        }
+                        None => drop.push(path),
+                    }
+                }
+                let send: Vec<String> = night
+                    .send
+                    .keys()
+                    .filter(|k| !copied.contains(*k))
+                    .cloned()
+                    .collect();
+                let delta_stats = target.send_repository(
+                    &plan,
+                    &src,
+                    Files::Delta {
+                        send: &send,
+                        drop: &drop,
+                    },
+                )?;
+                tracing::info!(
+                    sent = send.len(),
+                    dropped = drop.len(),
+                    new_files = delta_stats.transferred_files,
+                    "delta pass over what the database added since the pre-copy"
+                );
+                let stats = holdfast_store::rsync::RsyncStats {
+                    transferred_files: pre_stats.transferred_files + delta_stats.transferred_files,
+                    transferred_bytes: pre_stats.transferred_bytes + delta_stats.transferred_bytes,
+                    ..Default::default()
+                };
+                (
+                    into_entries(list),
+                    stats,
+                    damaged,
+                    missing,
+                    Some(night.unnamed),
+                )
+            }
+            (Pre::None, None) | (Pre::Db(..), None) => {
+                let missing = missing_files(client, site, types)?;
+                let list = pool.then(|| holdfast_store::pool::list_files(&site.repo.root, &dirs));
+                let stats = target.send_repository(
+                    &plan,
+                    &src,
+                    Files::All {
+                        list: list.as_deref(),
+                    },
+                )?;
+                let damaged = heal(site, cfg, target, &plan, &src, list.as_deref())?;
+                let entries = match list {
+                    Some(l) => nightly::entries(&site.repo.root, &l),
+                    None => holdfast_store::pool::list_entries(&site.repo.root, &dirs),
+                };
+                (entries, stats, damaged, missing, None)
+            }
+            (Pre::Walk(copied, pre_stats, damaged), _) => {
+                let missing = missing_files(client, site, types)?;
+                let now = precopy::list(&site.repo.root, &dirs);
+                let delta = precopy::delta(&copied, &now, &missing);
+                let delta_stats = target.send_repository(
+                    &plan,
+                    &src,
+                    Files::Delta {
+                        send: &delta.send,
+                        drop: &delta.drop,
+                    },
+                )?;
+                tracing::info!(
+                    sent = delta.send.len(),
+                    dropped = delta.drop.len(),
+                    kept = delta.keep.len(),
+                    new_files = delta_stats.transferred_files,
+                    "delta pass over what changed since the pre-copy"
+                );
+                let missing = precopy::still_missing(missing, &delta.keep);
+                let mut list: Vec<String> = now.into_keys().chain(delta.keep).collect();
+                list.sort();
+                let stats = holdfast_store::rsync::RsyncStats {
+                    transferred_files: pre_stats.transferred_files + delta_stats.transferred_files,
+                    transferred_bytes: pre_stats.transferred_bytes + delta_stats.transferred_bytes,
+                    ..Default::default()
+                };
+                let entries = nightly::entries(&site.repo.root, &list);
+                (entries, stats, damaged, missing, None)
+            }
+        };
+        Ok((r, t.elapsed().as_secs_f64()))
     };
+    let (dumped, copied) = std::thread::scope(|s| {
+        let dumper = s.spawn(dump);
+        let copied = copy();
+        let dumped = dumper
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e));
+        (dumped, copied)
+    });
+    let (database, spooled, dump_secs) = dumped?;
+    tracing::info!(secs = dump_secs, bytes = database.bytes, "database dumped");
+    let ((entries, mut stats, damaged, missing, night_unnamed), pass_secs) = copied?;
+    let t = Instant::now();
     let found_by = if prev.is_some() { "database" } else { "walk" };
     let unnamed = match night_unnamed {
         Some(u) => u,
@@ -477,7 +531,7 @@ fn run(
     // Every layout keeps its list: the next night builds on it, a restore gives the
     // recorded modes, owners and mtimes back.
     target.write_file_entries(&plan, &entries)?;
-    let copy_secs = t.elapsed().as_secs_f64();
+    let copy_secs = pass_secs + t.elapsed().as_secs_f64();
     tracing::info!(
         secs = copy_secs,
         files = stats.files,

@@ -102,6 +102,41 @@ fn a_scan_day_grows_the_rolling_store_by_the_new_files_only() {
     assert_eq!(tree(&into.join("repository")), tree(&site.repo.root));
 }
 
+/// A file the previous day's tree lost (a disk error, a careless `rm`) is sent from the site
+/// while everything else is linked, with and without the pre-copy.
+#[test]
+fn a_file_the_previous_day_lost_is_sent_from_the_site() {
+    let mut f = fixture(3, Behaviour::default(), 30);
+    let site = f.site().clone();
+    backup(&site, "s", &f.sched, &f.cfg).unwrap();
+    let files: Vec<String> = tree(&site.repo.root).0.into_keys().collect();
+    for (night, precopy) in [(0, true), (1, false)] {
+        let cfg = holdfast_backup::BackupConfig {
+            precopy,
+            ..f.cfg.clone()
+        };
+        let lost = &files[night * 2];
+        let current = f.target_dir().join("current").join("repository");
+        std::fs::remove_file(current.join(lost)).unwrap();
+        f.add_uploads(1);
+        let out = backup(&site, "s", &f.sched, &cfg).unwrap();
+        assert_eq!(out.manifest.repository.found_by, "database");
+        let again = current.join(lost);
+        assert_eq!(
+            std::fs::read(&again).unwrap(),
+            std::fs::read(site.repo.root.join(lost)).unwrap(),
+            "{lost} sent again (pre-copy {precopy})"
+        );
+        assert_eq!(std::fs::metadata(&again).unwrap().nlink(), 1, "a new copy");
+        let (into, r) = f.restore_scratch(&cfg, None);
+        assert!(r.is_whole(), "{:?}", r.verify.missing);
+        // Same files and sizes; the lost file comes back as its own copy, not linked to its
+        // gold or files twin (the site's hard link between them is not recreated).
+        assert_eq!(tree(&into.join("repository")).0, tree(&site.repo.root).0);
+        std::fs::remove_dir_all(&into).unwrap();
+    }
+}
+
 #[test]
 fn new_rows_are_copied_without_a_walk_strays_by_the_walk_cadence_deletions_by_the_rows() {
     let mut f = fixture(3, Behaviour::default(), 30);

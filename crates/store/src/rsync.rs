@@ -28,6 +28,18 @@ pub struct RsyncStats {
     pub literal: u64,
 }
 
+impl RsyncStats {
+    /// Adds the counts of another transfer of the same night.
+    pub fn add(&mut self, o: &RsyncStats) {
+        self.files += o.files;
+        self.bytes += o.bytes;
+        self.transferred_files += o.transferred_files;
+        self.transferred_bytes += o.transferred_bytes;
+        self.sent += o.sent;
+        self.literal += o.literal;
+    }
+}
+
 /// One rsync run.
 #[derive(Debug, Clone, Default)]
 pub struct Rsync {
