@@ -324,6 +324,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_login_hint_comes_only_with_login_errors() {
+        let su = Superuser::Peer {
+            os_user: "postgres".into(),
+            socket_dir: "/run/postgresql".into(),
+            port: 5432,
+        };
+        for refused in [
+            "psql: error: connection to server on socket \"/run/postgresql/.s.PGSQL.5432\" failed: FATAL:  Peer authentication failed for user \"postgres\"",
+            "psql: error: connection to server at \"db\" (10.0.0.2), port 5432 failed: FATAL:  role \"admin\" does not exist",
+            "ERROR:  must be superuser to create roles",
+        ] {
+            assert!(su.hint(refused).contains("run holdfast as root"), "{refused}");
+        }
+        for statement in [
+            "ERROR:  database \"fossology\" already exists",
+            "ERROR:  invalid locale name: \"de_CH.UTF-8\"",
+        ] {
+            assert_eq!(su.hint(statement), "", "{statement}");
+        }
+    }
+
+    #[test]
     fn password_file_must_be_private() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("pw");
