@@ -150,6 +150,7 @@ pub struct JobsInfo {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Timings {
     pub quiesce_secs: f64,
+    /// The dump runs beside the copy (both with the scheduler stopped): they overlap.
     pub dump_secs: f64,
     /// With pre-copy: the delta pass only (the scheduler stopped); else the whole copy.
     pub copy_secs: f64,
