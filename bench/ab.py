@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""A/B of two holdfast builds on one layout: the same site, the same scan days, caches
+dropped before every run, the order alternating from day to day. For changes whose effect is
+smaller than the disk's noise between separate runs of bench/backup.py.
+
+    bench/ab.py --size whole --a OLD_BIN --b NEW_BIN [--layout rolling|pool] [--days 3]
+                [--work DIR] [--lock FILE]
+
+Each run's log (RUST_LOG=info) is kept in --work; the step times printed are read from it.
+Run as root (caches are dropped). The site is copied into --work first.
+"""
+import argparse, fcntl, os, random, statistics, subprocess, sys, time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import dataset  # noqa: E402
+
+STEPS = ["previous day's files linked", "new files sent", "new files pre-copied",
+         "database dumped", "repository copied"]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", default="whole", choices=["quarter", "half", "whole"])
+    ap.add_argument("--a", required=True, help="the build before the change")
+    ap.add_argument("--b", required=True, help="the build after it")
+    ap.add_argument("--layout", default="rolling", choices=["rolling", "pool"])
+    ap.add_argument("--days", type=int, default=3)
+    ap.add_argument("--data", default=dataset.DATA)
+    ap.add_argument("--work", default="/var/tmp/holdfast-bench/ab")
+    ap.add_argument("--lock", help="flock held for the whole run")
+    a = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("run as root: caches are dropped before every run")
+    if a.lock:
+        lock = open(a.lock, "a")
+        fcntl.flock(lock, fcntl.LOCK_EX)
+    src = os.path.join(a.data, "sites", a.size)
+    if not os.path.exists(os.path.join(src, "site.json")):
+        sys.exit(f"no data set at {src}: run bench/dataset.py first")
+    if os.path.exists(a.work):
+        subprocess.run(["rm", "-rf", a.work], check=True)
+    os.makedirs(a.work)
+    site = dataset.Site(os.path.join(a.work, "site"))
+    subprocess.run(["cp", "-a", src, site.root], check=True)
+    site.start()
+    site.reset_crashed_jobs()
+    bins = {"A": a.a, "B": a.b}
+    cfg = {n: site.toml(a.layout, os.path.join(a.work, "store-" + n), name=f"{a.layout}-{n}") for n in bins}
+
+    def run(name, tag):
+        subprocess.run("sync; echo 3 > /proc/sys/vm/drop_caches", shell=True, check=True)
+        log = os.path.join(a.work, f"{tag}-{name}.log")
+        t = time.monotonic()
+        with open(log, "w") as f:
+            r = subprocess.run([bins[name], "--config", cfg[name], "backup"], stdout=f, stderr=f,
+                               env=dict(os.environ, RUST_LOG="info"))
+        s = time.monotonic() - t
+        if r.returncode != 0:
+            sys.exit(f"{name} ({bins[name]}) failed on {tag}: see {log}")
+        steps = {}
+        for line in open(log):
+            for k in STEPS:
+                if k in line and "secs=" in line and k not in steps:
+                    steps[k] = float(line.split("secs=")[1].split()[0])
+        return s, steps
+
+    try:
+        for n in bins:
+            print(f"initial {n}: {run(n, 'init')[0]:.1f} s", flush=True)
+        days = dataset.scan_days(a.data)
+        totals = {n: [] for n in bins}
+        for day in range(1, a.days + 1):
+            files = [os.path.join(d, f) for d, _, fs in os.walk(site.repo) for f in fs]
+            rng = random.Random(day)
+            now = time.time()
+            for p in rng.sample(files, len(files) // 3):
+                os.utime(p, (now, now), follow_symlinks=False)
+            site.upload(a.b, days[day - 1]["tarballs"])
+            for n in (("A", "B") if day % 2 else ("B", "A")):
+                s, steps = run(n, f"day{day}")
+                totals[n].append(s)
+                print(f"day {day} {n}: {s:.2f} s  " + ", ".join(f"{k} {v:.2f}" for k, v in steps.items()), flush=True)
+        for n in bins:
+            print(f"{n} {bins[n]}: median {statistics.median(totals[n]):.2f} s ({', '.join(f'{x:.1f}' for x in totals[n])})")
+    finally:
+        site.stop()
+
+
+if __name__ == "__main__":
+    main()
