@@ -82,6 +82,9 @@ impl StandIn {
         let scheduler = format!(
             r#"#!/bin/bash
 # Stand-in for fo_scheduler.
+# fo_scheduler installs its signal handlers whatever it inherited; bash cannot trap a signal
+# ignored when it started (a script's background job starts with INT and QUIT ignored).
+[ -n "$STANDIN_DEFAULT_SIGNALS" ] || STANDIN_DEFAULT_SIGNALS=1 exec env --default-signal "$0" "$@"
 case "$1" in
   --shutdown|-s) sig=TERM ;;
   --kill|-k) sig=QUIT ;;
