@@ -149,21 +149,31 @@ fn run(
         }
     };
     let rolling = cfg.layout == LayoutKind::Rolling;
-    // Rolling: the new tree links every file of the previous one it keeps (`paths`); what
-    // the previous tree lacks is sent from the site instead.
+    // Rolling: the new tree links every file of the previous one it keeps (`paths`); None for
+    // the other layouts. Returns what was linked, the paths the previous tree lacks, the secs.
+    let link_previous = |p: &nightly::Previous, paths: &[String]| {
+        (rolling && !paths.is_empty()).then(|| {
+            let t = Instant::now();
+            target
+                .link_previous(&plan, &p.snapshot.name, paths)
+                .map(|(n, lacking)| (n, lacking, t.elapsed().as_secs_f64()))
+        })
+    };
+    // What the previous tree lacks is sent from the site instead: returns those paths.
+    let settle = |night: &mut nightly::Night, (n, lacking, secs): (u64, Vec<String>, f64)| {
+        tracing::info!(secs, linked = n, "previous day's files linked");
+        night.take_from_site(&site.repo.root, lacking.clone());
+        lacking
+            .into_iter()
+            .filter(|p| night.send.contains_key(p))
+            .collect::<Vec<String>>()
+    };
     let link = |p: &nightly::Previous,
                 night: &mut nightly::Night,
                 paths: Vec<String>|
      -> Result<(), BackupError> {
-        if rolling && !paths.is_empty() {
-            let t = Instant::now();
-            let (n, lacking) = target.link_previous(&plan, &p.snapshot.name, &paths)?;
-            tracing::info!(
-                secs = t.elapsed().as_secs_f64(),
-                linked = n,
-                "previous day's files linked"
-            );
-            night.take_from_site(&site.repo.root, lacking);
+        if let Some(linked) = link_previous(p, &paths) {
+            settle(night, linked?);
         }
         Ok(())
     };
@@ -186,13 +196,7 @@ fn run(
      -> Result<(holdfast_store::TransferStats, Vec<String>), BackupError> {
         let t = Instant::now();
         let (linked, stats) = std::thread::scope(|s| {
-            let linker = (rolling && !keep.is_empty()).then(|| {
-                s.spawn(|| {
-                    let t = Instant::now();
-                    let r = target.link_previous(&plan, &p.snapshot.name, &keep);
-                    (r, t.elapsed().as_secs_f64())
-                })
-            });
+            let linker = s.spawn(|| link_previous(p, &keep));
             let stats = target.send_repository(
                 &plan,
                 &src,
@@ -201,18 +205,14 @@ fn run(
                     drop: &[],
                 },
             );
-            let linked = linker.map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+            let linked = linker
+                .join()
+                .unwrap_or_else(|e| std::panic::resume_unwind(e));
             (linked, stats)
         });
         let mut stats = stats?;
-        if let Some((linked, secs)) = linked {
-            let (n, lacking) = linked?;
-            tracing::info!(secs, linked = n, "previous day's files linked");
-            night.take_from_site(&site.repo.root, lacking.clone());
-            let extra: Vec<String> = lacking
-                .into_iter()
-                .filter(|p| night.send.contains_key(p))
-                .collect();
+        if let Some(linked) = linked {
+            let extra = settle(night, linked?);
             if !extra.is_empty() {
                 stats.add(&target.send_repository(
                     &plan,

@@ -623,11 +623,14 @@ pub fn load(
     tracing::info!(superuser = %su.describe(), db = %dbname, "restoring the database");
     let ident = quote_ident(&dbname);
     end_sessions(&su, cfg, &dbname)?;
-    su.query(
-        &cfg.psql,
-        "postgres",
-        &format!("DROP DATABASE IF EXISTS {ident} WITH (FORCE)"),
-    )?;
+    let drop_db = || {
+        su.query(
+            &cfg.psql,
+            "postgres",
+            &format!("DROP DATABASE IF EXISTS {ident} WITH (FORCE)"),
+        )
+    };
+    drop_db()?;
     let create = |lc: (&str, &str)| {
         su.query(
             &cfg.psql,
@@ -644,11 +647,7 @@ pub fn load(
         if e.to_string().contains("already exists") {
             // Made meanwhile by a statement end_sessions could not see; drop it once more.
             tracing::warn!("{dbname} reappeared after it was dropped: {e}; dropping it again");
-            su.query(
-                &cfg.psql,
-                "postgres",
-                &format!("DROP DATABASE IF EXISTS {ident} WITH (FORCE)"),
-            )?;
+            drop_db()?;
             create((&info.collate, &info.ctype))?;
         } else {
             // The original locale may not exist on this machine; C works with every encoding.

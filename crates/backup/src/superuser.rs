@@ -207,12 +207,13 @@ impl Superuser {
             ))
         })?;
         if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
             return Err(BackupError::Load(format!(
                 "{} ({}) failed: {}{}",
                 first_words(sql),
                 self.describe(),
-                String::from_utf8_lossy(&out.stderr).trim(),
-                self.hint(&String::from_utf8_lossy(&out.stderr))
+                stderr.trim(),
+                self.hint(&stderr)
             )));
         }
         Ok(String::from_utf8_lossy(&out.stdout)

@@ -47,12 +47,18 @@ fn child_op() {
     }
 }
 
-fn spawn(op: &str, f: &Fixture, cfg: &BackupConfig) -> std::process::Child {
+/// This test binary set up to run `op` in [`child_op`].
+fn child_command(op: &str, f: &Fixture, cfg: &BackupConfig) -> std::process::Command {
     let conf_dir = f.site().conf_dir.display().to_string();
     let spec = serde_json::to_string(&(op, conf_dir, cfg, &f.sched)).unwrap();
-    std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "child_op", "--test-threads=1"])
-        .env("HOLDFAST_CRASH_CHILD", spec)
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--ignored", "--exact", "child_op", "--test-threads=1"])
+        .env("HOLDFAST_CRASH_CHILD", spec);
+    cmd
+}
+
+fn spawn(op: &str, f: &Fixture, cfg: &BackupConfig) -> std::process::Child {
+    child_command(op, f, cfg)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -62,17 +68,8 @@ fn spawn(op: &str, f: &Fixture, cfg: &BackupConfig) -> std::process::Child {
 /// Runs `op` to the end; returns how long it took.
 fn run_whole(op: &str, f: &Fixture, cfg: &BackupConfig) -> Duration {
     let t = Instant::now();
-    let conf_dir = f.site().conf_dir.display().to_string();
-    let spec = serde_json::to_string(&(op, conf_dir, cfg, &f.sched)).unwrap();
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--ignored",
-            "--exact",
-            "child_op",
-            "--test-threads=1",
-            "--nocapture",
-        ])
-        .env("HOLDFAST_CRASH_CHILD", spec)
+    let out = child_command(op, f, cfg)
+        .arg("--nocapture")
         .output()
         .unwrap();
     assert!(
@@ -441,12 +438,8 @@ fn restore_killed_while_postgres_creates_the_database() {
 
     let next = std::thread::scope(|s| {
         let next = s.spawn(|| {
-            let conf_dir = f.site().conf_dir.display().to_string();
-            let spec = serde_json::to_string(&("restore", conf_dir, &cfg, &f.sched)).unwrap();
-            std::process::Command::new(std::env::current_exe().unwrap())
-                .args(["--ignored", "--exact", "child_op", "--test-threads=1"])
-                .args(["--nocapture"])
-                .env("HOLDFAST_CRASH_CHILD", spec)
+            child_command("restore", &f, &cfg)
+                .arg("--nocapture")
                 .output()
                 .unwrap()
         });
