@@ -5,7 +5,7 @@
 
     bench/backup.py [--size quarter|half|whole] [--reps 3] [--warm] [--restore]
                     [--tools holdfast,holdfast-rolling,rsync,rsync-size,rsync-size-not,restic,borg]
-                    [--holdfast BIN] [--work DIR]
+                    [--holdfast BIN] [--work DIR] [--stores-fs btrfs]
 
 The same work for every tool: each night backs up the repository, the configuration folder
 and the database. holdfast dumps the database and checks it inside `holdfast backup`; every
@@ -27,6 +27,14 @@ its manifest's way of finding the change (walk or database), files copied and st
 recorded with its time. --lock FILE takes that flock around each measured round (one day's
 backups, one restore) and releases it in between, so other measurements can run between them.
 
+--stores-fs btrfs puts every tool's store on one btrfs file system (a loop-mounted image in
+--work, made with mkfs.btrfs' defaults) and adds the peers that use it: `rsync-btrfs` (rsync
+`--no-t --size-only --delete` into a subvolume, then a read-only snapshot of it per day, as
+btrbk or snapper set-ups do) and `holdfast-rolling-links` (the rolling layout with
+`day_trees = "hard-links"`); `holdfast-rolling` then makes its days as snapshots. Growth is
+then what `btrfs filesystem usage` says is used (data and metadata as stored), since `du`
+counts a snapshot's shared files again in every day.
+
 Run as root. The site is copied into --work first; the cached data set is not changed.
 """
 import argparse, json, os, random, shutil, statistics, subprocess, sys, time
@@ -36,6 +44,9 @@ import dataset  # noqa: E402
 
 ROOT = dataset.ROOT
 ALL_TOOLS = "holdfast,holdfast-rolling,rsync,rsync-size,rsync-size-not,restic,borg"
+# holdfast tools: (layout, extra config)
+HOLDFAST = {"holdfast": ("pool", ""), "holdfast-rolling": ("rolling", ""),
+            "holdfast-rolling-links": ("rolling", 'day_trees = "hard-links"\n')}
 RSYNC_FLAGS = {
     "rsync": ["-aH"],
     # FOSSology's files are named by their content: a file whose size matches is the same
@@ -104,6 +115,17 @@ def du(path):
     return int(out.split()[0]) if out else 0
 
 
+def btrfs_used(mount):
+    """Bytes the btrfs file system at `mount` uses (data and metadata, as stored)."""
+    sh(["btrfs", "filesystem", "sync", mount], stdout=subprocess.DEVNULL)
+    out = subprocess.run(["btrfs", "filesystem", "usage", "-b", mount], capture_output=True, text=True,
+                         check=True).stdout
+    for line in out.splitlines():
+        if line.strip().startswith("Used:"):
+            return int(line.split()[1])
+    sys.exit(f"no Used: line in `btrfs filesystem usage` of {mount}")
+
+
 def timed(cmd, env=None, cwd=None):
     t = time.monotonic()
     r = subprocess.run(cmd, env=env or ENV, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -132,6 +154,12 @@ class Bench:
             sh(["rm", "-rf", self.work])
         os.makedirs(self.stores)
         os.makedirs(self.dumpdir)
+        if self.a.stores_fs == "btrfs":
+            img = os.path.join(self.work, "stores.img")
+            with open(img, "w") as f:
+                f.truncate(64 << 30)
+            sh(["mkfs.btrfs", "-q", "-f", img])
+            sh(["mount", "-o", "loop", img, self.stores])
         t = time.monotonic()
         sh(["cp", "-a", src, self.site.root])
         self.info = json.load(open(os.path.join(src, "site.json")))
@@ -144,9 +172,9 @@ class Bench:
         print(f"queue rows left running by a crash, reset as FOSSology's start does: "
               f"{self.site.reset_crashed_jobs()}", flush=True)
         for t in self.tools:
-            if t.startswith("holdfast"):
-                layout = "rolling" if t == "holdfast-rolling" else "pool"
-                self.hf[t] = self.site.toml(layout, os.path.join(self.stores, t))
+            if t in HOLDFAST:
+                layout, extra = HOLDFAST[t]
+                self.hf[t] = self.site.toml(layout, os.path.join(self.stores, t), extra=extra, name=t)
         self.days = dataset.scan_days(self.a.data)
 
     # ---- peers' database dump: the same work holdfast does inside `backup`
@@ -157,6 +185,13 @@ class Bench:
             "-f", out + ".tmp", "fossology"])
         os.rename(out + ".tmp", out)
         return time.monotonic() - t
+
+    def used(self, tool):
+        """The store's size: `du -sb`, or on btrfs the file system's used bytes (the tools
+        run one at a time, so the difference around a run is that run's)."""
+        if self.a.stores_fs == "btrfs":
+            return btrfs_used(self.stores)
+        return du(os.path.join(self.stores, tool))
 
     def snapshots(self, tool):
         out = subprocess.run([self.a.holdfast, "--config", self.hf[tool], "snapshots", "--json"],
@@ -188,6 +223,14 @@ class Bench:
             os.makedirs(store, exist_ok=True)
             link = [f"--link-dest={store}/day{day-1}"] if day > 0 else []
             return d + timed(["rsync"] + RSYNC_FLAGS[tool] + link + self.sources() + [f"{store}/day{day}/"]), d
+        if tool == "rsync-btrfs":
+            t = time.monotonic()
+            if day == 0:
+                os.makedirs(store)
+                sh(["btrfs", "-q", "subvolume", "create", f"{store}/current"])
+            timed(["rsync", "-aH", "--no-t", "--size-only", "--delete"] + self.sources() + [f"{store}/current/"])
+            sh(["btrfs", "-q", "subvolume", "snapshot", "-r", f"{store}/current", f"{store}/day{day}"])
+            return d + time.monotonic() - t, d
         if tool == "restic":
             if day == 0:
                 sh(["restic", "init", "-q", "-r", store], env=ENV, stdout=subprocess.DEVNULL)
@@ -220,10 +263,12 @@ class Bench:
         print(f"initial backups (cold), load {load()}", flush=True)
         for tool in self.tools:
             with Lock(a.lock):
+                size0 = self.used(tool)
                 drop_caches()
                 l0 = load()
                 s, d = self.backup(tool, 0)
-            results["initial"][tool] = dict(s=s, dump_s=d, store=du(os.path.join(self.stores, tool)), load=l0)
+                size = self.used(tool) - size0
+            results["initial"][tool] = dict(s=s, dump_s=d, store=size, load=l0)
             print(f"  {tool:<16} {s:7.1f} s  store {results['initial'][tool]['store']/1e9:.2f} GB  load {l0}",
                   flush=True)
         kinds = ["cold"] * a.reps + (["warm"] * a.reps if a.warm else [])
@@ -240,12 +285,12 @@ class Bench:
                 rot = self.tools[i % len(self.tools):] + self.tools[:i % len(self.tools)]
                 for tool in rot:
                     store = os.path.join(self.stores, tool)
-                    size0 = du(store)
+                    size0 = self.used(tool)
                     if kind == "cold":
                         drop_caches()
                     l0 = load()
                     s, d = self.backup(tool, self.day)
-                    grow = du(store) - size0
+                    grow = self.used(tool) - size0
                     m = self.last_manifest.pop(tool, None)
                     extra = {}
                     if m:
@@ -272,7 +317,7 @@ class Bench:
                           "--db", db, "-y"] + self.a.restore_flags.split())
         t = time.monotonic()
         os.makedirs(dst)
-        if tool in RSYNC_FLAGS:
+        if tool in RSYNC_FLAGS or tool == "rsync-btrfs":
             timed(["rsync", "-aH", f"{store}/day{self.day}/", dst + "/"])
             dump = os.path.join(dst, "dump/fossology.dump")
         elif tool == "restic":
@@ -340,7 +385,7 @@ def summary(r, tools):
         lines.append(f"\nnew data per day: {nb/1e6:.1f} MB; store growth / new data: " + ", ".join(
             f"{t} {med([d['growth'] for d in days if d['tool'] == t])/nb:.2f}" for t in tools
             if any(d['tool'] == t for d in days)))
-    for h in ("holdfast", "holdfast-rolling"):
+    for h in HOLDFAST:
         if h in stats and stats[h]["cold"]:
             for t in tools:
                 if not t.startswith("holdfast") and stats[t]["cold"]:
@@ -354,7 +399,7 @@ def summary(r, tools):
             v = [x["s"] for x in r["restore"] if x["tool"] == t]
             rt[t] = med(v)
             lines.append(f"| {t} | {med(v):.1f} | {', '.join(f'{x:.1f}' for x in v)} |")
-        for h in ("holdfast", "holdfast-rolling"):
+        for h in HOLDFAST:
             if h in rt:
                 lines.append(f"{h} restore time / peer's: " +
                              ", ".join(f"{t} {rt[h]/rt[t]:.2f}" for t in rt if not t.startswith("holdfast")))
@@ -375,6 +420,8 @@ def main():
     ap.add_argument("--tools", default=ALL_TOOLS)
     ap.add_argument("--holdfast", default=os.path.join(ROOT, "target/release/holdfast"))
     ap.add_argument("--keep", action="store_true", help="keep the work folder afterwards")
+    ap.add_argument("--stores-fs", default="", choices=["", "btrfs"],
+                    help="btrfs: the stores on a loop-mounted btrfs (see above)")
     ap.add_argument("--lock", default="", help="flock this file around each measured round "
                     "(a day's backups, one restore), not around the whole run")
     ap.add_argument("--hold", action="store_true", help="with --lock: hold it from the first measured "
@@ -393,6 +440,8 @@ def main():
             r = b.run()
     finally:
         b.site.stop()
+        if a.stores_fs == "btrfs" and not a.keep:
+            subprocess.run(["umount", b.stores])
     r.update(holdfast=a.holdfast, started=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t0)),
              cores=os.cpu_count(), commit=subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
                                                          capture_output=True, text=True).stdout.strip())

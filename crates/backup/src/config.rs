@@ -1,7 +1,7 @@
 //! `[backup]` in holdfast.toml.
 
 use crate::superuser::SuperuserConfig;
-use holdfast_store::{Layout, LayoutKind, SshOptions, Store, Target};
+use holdfast_store::{DayTrees, Layout, LayoutKind, SshOptions, Store, Target};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -68,6 +68,11 @@ pub struct BackupConfig {
     pub keep: usize,
     /// Rotating: runs per cycle, base included (a new full base every N runs; at most 20).
     pub full_every: usize,
+    /// Rolling: how a new store makes each day's whole tree. `auto` (default): btrfs
+    /// snapshots when the target folder is on btrfs and the `btrfs` tool works there (a night
+    /// then costs its new files, not a new folder tree), else hard links; `hard-links`;
+    /// `btrfs` (fail when the target cannot). A store keeps the kind its first day had.
+    pub day_trees: DayTrees,
     /// `full` or `gold` (database, gold, license, logs; files rebuilt after restore).
     pub mode: Mode,
     /// `gzip` or `zstd`, for the database dump.
@@ -172,6 +177,7 @@ impl Default for BackupConfig {
             layout: LayoutKind::Rolling,
             keep: 7,
             full_every: 7,
+            day_trees: DayTrees::Auto,
             mode: Mode::Full,
             compression: Compression::Gzip,
             compression_level: None,
@@ -330,6 +336,7 @@ impl BackupConfig {
             kind: self.layout,
             keep: self.keep.max(1),
             full_every: self.full_every.clamp(1, 20),
+            day_trees: self.day_trees,
         }
     }
 

@@ -72,7 +72,8 @@ pub fn previous(
             cfg.full_walk_days
         )));
     }
-    if cfg.layout == LayoutKind::Rolling {
+    // A snapshot of the previous day (btrfs) is made afresh each run: nothing stale in it.
+    if cfg.layout == LayoutKind::Rolling && plan.snapshot_of.is_none() {
         let partial = format!("{PARTIAL}/{REPO_DIR}");
         match target.as_target() {
             Some(t) if !t.exists(&partial)? => {}

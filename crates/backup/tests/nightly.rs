@@ -195,21 +195,7 @@ fn new_rows_are_copied_without_a_walk_strays_by_the_walk_cadence_deletions_by_th
 
     // Deletions the database knows of: the last upload removed as FOSSology's delete agent
     // does (rows, then the files no row names any more); the stray removed by hand.
-    let mut c = site.connect().unwrap();
-    let up: i32 = c
-        .query_one("SELECT max(upload_pk) FROM upload", &[])
-        .unwrap()
-        .get(0);
-    c.batch_execute(&format!(
-        "DELETE FROM jobqueue WHERE jq_job_fk IN (SELECT job_pk FROM job WHERE job_upload_fk = {up}); \
-         DELETE FROM job WHERE job_upload_fk = {up}; \
-         DELETE FROM uploadtree_a WHERE upload_fk = {up}; \
-         DELETE FROM upload WHERE upload_pk = {up}; \
-         DELETE FROM pfile p WHERE NOT EXISTS (SELECT 1 FROM uploadtree t WHERE t.pfile_fk = p.pfile_pk) \
-           AND NOT EXISTS (SELECT 1 FROM upload u WHERE u.pfile_fk = p.pfile_pk);"
-    ))
-    .unwrap();
-    drop(c);
+    delete_last_upload(&site);
     for p in &new {
         std::fs::remove_file(site.repo.root.join(p)).unwrap();
     }

@@ -223,6 +223,7 @@ impl Store for BucketStore {
             previous,
             link_dest: Vec::new(),
             compare_dest: Vec::new(),
+            snapshot_of: None,
         })
     }
 

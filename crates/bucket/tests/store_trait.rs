@@ -18,6 +18,7 @@ fn pool(keep: usize) -> Layout {
         kind: LayoutKind::Pool,
         keep,
         full_every: 1,
+        day_trees: Default::default(),
     }
 }
 
@@ -30,7 +31,8 @@ fn a_copy_through_the_store_trait_lands_whole_and_comes_back() {
         .plan(&Layout {
             kind: LayoutKind::Rolling,
             keep: 2,
-            full_every: 1
+            full_every: 1,
+            day_trees: Default::default(),
         })
         .is_err());
     let files = contents(20, 12, 2500);

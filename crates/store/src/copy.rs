@@ -80,6 +80,7 @@ pub fn copy_layout(keep: usize) -> Layout {
         kind: LayoutKind::Pool,
         keep: keep.max(1),
         full_every: 1,
+        day_trees: Default::default(),
     }
 }
 

@@ -10,7 +10,10 @@
 //! * **rolling** (the plan's Solution 1): `current/` is the latest backup; when a new one is
 //!   committed, the old `current` becomes `day.<time>`. Each snapshot is a whole tree whose
 //!   unchanged files are hard links into the previous one (`rsync --link-dest`), so a day costs
-//!   only its new files. `keep` snapshots are kept, `current` included.
+//!   its new files and a new folder tree. On btrfs each day is instead a snapshot of the day
+//!   before ([`crate::subvolume`]): `.partial` starts as one, the night's new files go in and
+//!   the files its list no longer names go out, so a day costs its new files alone. `keep`
+//!   snapshots are kept, `current` included.
 //! * **rotating** (Solution 2): `base.<time>/` is a full, independent copy; the following runs
 //!   make `incr.<time>/` holding only the files the base and earlier incrementals lack
 //!   (`rsync --compare-dest`). After `full_every` runs a new base is copied, and once it is
@@ -26,6 +29,7 @@
 
 use crate::manifest::{Manifest, MANIFEST_FILE, REPO_DIR};
 use crate::store::Plan;
+use crate::subvolume::{self, DayTrees};
 use crate::target::Target;
 use crate::StoreError;
 use chrono::{DateTime, Utc};
@@ -40,6 +44,11 @@ pub const FILE_LIST: &str = "files.list.gz";
 /// of every listing), then deleted; a kill in between leaves only this hidden folder, which
 /// the next run deletes.
 pub const PRUNING: &str = ".pruning.";
+/// Rolling on btrfs: where the snapshot of the previous day is made before it becomes
+/// `.partial` (a kill in between leaves only this hidden folder, deleted by the next run).
+const PARTIAL_NEW: &str = ".partial.new";
+/// Inside a `.partial` made as a snapshot: the name of the day it was made from.
+const SNAPSHOT_OF: &str = ".snapshot-of";
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -67,6 +76,8 @@ pub struct Layout {
     pub keep: usize,
     /// Rotating: runs per cycle, the base included (at most 20, rsync's limit).
     pub full_every: usize,
+    /// Rolling: how a new store makes its day trees (a store keeps the kind it began with).
+    pub day_trees: DayTrees,
 }
 
 /// A complete snapshot on the target.
@@ -162,7 +173,6 @@ impl Layout {
                 Err(_) => target.remove_all(&format!("{PARTIAL}/{MANIFEST_FILE}"))?,
             }
         }
-        target.mkdir_p(PARTIAL)?;
         let snaps = snapshots(target)?;
         let repo = |n: &str| target.path(&format!("{n}/{REPO_DIR}"));
         let mut plan = Plan {
@@ -174,6 +184,7 @@ impl Layout {
             previous: None,
             link_dest: Vec::new(),
             compare_dest: Vec::new(),
+            snapshot_of: None,
         };
         match self.kind {
             LayoutKind::Pool => {
@@ -187,8 +198,15 @@ impl Layout {
             }
             LayoutKind::Rolling => {
                 if let Some(s) = snaps.last() {
-                    plan.link_dest.push(repo(&s.name));
                     plan.reuses.push(s.name.clone());
+                    if self.snapshot_partial(target, &s.name)? {
+                        plan.snapshot_of = Some(s.name.clone());
+                    } else {
+                        plan.link_dest.push(repo(&s.name));
+                    }
+                } else if !target.exists(PARTIAL)? && self.btrfs(target)? {
+                    // The first day: a subvolume, so that the next days can be its snapshots.
+                    subvolume::create(target, PARTIAL)?;
                 }
             }
             LayoutKind::Rotating => {
@@ -202,12 +220,107 @@ impl Layout {
                 }
             }
         }
+        target.mkdir_p(PARTIAL)?;
         Ok(plan)
+    }
+
+    /// Rolling: how the next day's tree would be made, for `backup --dry-run`.
+    pub fn day_trees_in_use(&self, target: &Target) -> Result<&'static str, StoreError> {
+        Ok(match snapshots(target)?.last() {
+            Some(s) if subvolume::is_subvolume(target, &s.name)? => "btrfs snapshots",
+            Some(_) => "hard links",
+            None if self.btrfs(target)? => "btrfs snapshots (a new store on btrfs)",
+            None => "hard links",
+        })
+    }
+
+    /// Whether a new rolling store makes its days as btrfs snapshots.
+    fn btrfs(&self, target: &Target) -> Result<bool, StoreError> {
+        match self.day_trees {
+            DayTrees::HardLinks => Ok(false),
+            DayTrees::Auto => Ok(subvolume::usable(target, "")),
+            DayTrees::Btrfs if subvolume::usable(target, "") => Ok(true),
+            DayTrees::Btrfs => Err(StoreError::BadTarget {
+                spec: target.display(),
+                why: "day_trees = \"btrfs\", but the target is not on btrfs or has no `btrfs` tool there (install btrfs-progs, or set day_trees = \"auto\")".into(),
+            }),
+        }
+    }
+
+    /// Rolling: makes `.partial` a snapshot of the newest day `from` when that day is a
+    /// subvolume (a store begun on btrfs); returns false for a hard-linked store.
+    fn snapshot_partial(&self, target: &Target, from: &str) -> Result<bool, StoreError> {
+        if target.exists(PARTIAL_NEW)? {
+            subvolume::remove(target, PARTIAL_NEW)?;
+        }
+        let made_from = target
+            .read(&format!("{PARTIAL}/{SNAPSHOT_OF}"))?
+            .map(|d| String::from_utf8_lossy(&d).into_owned());
+        if !subvolume::is_subvolume(target, from)? {
+            if self.day_trees == DayTrees::Btrfs {
+                return Err(StoreError::BadTarget {
+                    spec: target.display(),
+                    why: format!("day_trees = \"btrfs\", but this store's days are hard-linked trees ({from} is no subvolume): point backup.target at a new folder on btrfs, or set day_trees = \"auto\""),
+                });
+            }
+            if made_from.is_some() {
+                // No hard link reaches into a snapshot: that copy starts again.
+                subvolume::remove(target, PARTIAL)?;
+            }
+            return Ok(false);
+        }
+        if self.day_trees == DayTrees::HardLinks {
+            tracing::warn!("day_trees = \"hard-links\", but this store's days are btrfs snapshots (no hard link reaches into one): snapshots go on");
+        }
+        if target.exists(PARTIAL)? {
+            // A killed run's copy: a fresh snapshot costs less than finding what it added.
+            subvolume::remove(target, PARTIAL)?;
+        }
+        subvolume::snapshot(target, from, PARTIAL_NEW)?;
+        // It becomes a snapshot of its own only when tonight's manifest is written.
+        target.remove_all(&format!("{PARTIAL_NEW}/{MANIFEST_FILE}"))?;
+        target.write_atomic(&format!("{PARTIAL_NEW}/{SNAPSHOT_OF}"), from.as_bytes())?;
+        target.rename(PARTIAL_NEW, PARTIAL)?;
+        tracing::info!(
+            from,
+            "new day begun as a btrfs snapshot of the previous one"
+        );
+        Ok(true)
+    }
+
+    /// Rolling on btrfs: the snapshot still holds the files tonight's list no longer names
+    /// (deleted from the repository since); they leave it before the manifest vouches for it.
+    fn drop_unlisted(&self, target: &Target) -> Result<(), StoreError> {
+        let marker = format!("{PARTIAL}/{SNAPSHOT_OF}");
+        let Some(from) = target.read(&marker)? else {
+            return Ok(());
+        };
+        let from = String::from_utf8_lossy(&from).into_owned();
+        let now: std::collections::HashSet<String> = crate::pool::read_list(target, PARTIAL)?
+            .into_iter()
+            .collect();
+        let before = match crate::pool::read_list(target, &from) {
+            Ok(l) => l,
+            // A day without a list: what the tree holds.
+            Err(_) => target.list_tree(&format!("{PARTIAL}/{REPO_DIR}"))?,
+        };
+        let gone: Vec<String> = before.into_iter().filter(|p| !now.contains(p)).collect();
+        if !gone.is_empty() {
+            tracing::info!(
+                files = gone.len(),
+                "files deleted since the previous day leave the snapshot"
+            );
+            target.remove_files(&format!("{PARTIAL}/{REPO_DIR}"), &gone)?;
+        }
+        target.remove_all(&marker)
     }
 
     /// Writes the manifest into `.partial`, syncs, makes the snapshot visible and prunes.
     /// Returns the snapshot's name.
     pub fn commit(&self, target: &Target, manifest: &Manifest) -> Result<String, StoreError> {
+        if self.kind == LayoutKind::Rolling {
+            self.drop_unlisted(target)?;
+        }
         // The copied files reach the disk before the manifest that vouches for them.
         target.sync()?;
         target.write_atomic(
@@ -344,7 +457,7 @@ pub fn finish_pruning(target: &Target) -> Result<usize, StoreError> {
         .filter(|n| n.starts_with(PRUNING))
         .collect();
     for n in &aside {
-        target.remove_all(n)?;
+        subvolume::remove(target, n)?;
     }
     Ok(aside.len())
 }

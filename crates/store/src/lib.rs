@@ -22,12 +22,14 @@ pub mod pool;
 pub mod proof;
 pub mod rsync;
 pub mod store;
+pub mod subvolume;
 pub mod target;
 mod target_store;
 
 pub use layout::{Layout, LayoutKind, Snapshot};
 pub use manifest::Manifest;
 pub use store::{DumpSent, Files, Place, Plan, Source, Store, TransferStats, Upload};
+pub use subvolume::DayTrees;
 pub use target::{SshOptions, Target};
 
 #[derive(Debug, thiserror::Error)]

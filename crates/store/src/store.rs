@@ -40,6 +40,9 @@ pub struct Plan {
     /// hard-link unchanged files to (`--link-dest`) or leave out (`--compare-dest`).
     pub link_dest: Vec<String>,
     pub compare_dest: Vec<String>,
+    /// Rolling on btrfs: the day the pending tree is a snapshot of; it already holds every
+    /// file that day holds, so nothing is linked.
+    pub snapshot_of: Option<String>,
 }
 
 /// The repository being backed up.

@@ -461,6 +461,35 @@ impl Target {
         }
     }
 
+    /// Removes the files `paths` (relative to folder `rel`); one already gone is no error.
+    pub fn remove_files(&self, rel: &str, paths: &[String]) -> Result<(), StoreError> {
+        match self.local_path(rel) {
+            Some(root) => {
+                for p in paths {
+                    match std::fs::remove_file(root.join(p)) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                            return Err(self.io(&format!("{rel}/{p}"), e))
+                        }
+                        _ => {}
+                    }
+                }
+                Ok(())
+            }
+            None => {
+                let mut input = Vec::new();
+                for p in paths {
+                    input.extend_from_slice(p.as_bytes());
+                    input.push(0);
+                }
+                self.run_script_with_input(
+                    &format!("cd {} && xargs -0 -r rm -f --", sh_quote(&self.path(rel))),
+                    &input,
+                )
+                .map(|_| ())
+            }
+        }
+    }
+
     /// Writes a small file (0600): into a temporary name, synced, then renamed over `rel`.
     pub fn write_atomic(&self, rel: &str, data: &[u8]) -> Result<(), StoreError> {
         let tmp = format!("{rel}.tmp");

@@ -34,3 +34,52 @@ pub fn tag() -> String {
     let n = N.fetch_add(1, Ordering::SeqCst);
     format!("{:x}{:02x}", std::process::id() % 0xfff, n % 0xff)
 }
+
+/// A btrfs file system in an image file, loop-mounted for one test (needs root, as the
+/// test suite runs). Unmounted and deleted when dropped.
+pub struct Btrfs {
+    pub mount: PathBuf,
+    image: PathBuf,
+}
+
+impl Btrfs {
+    /// Makes a `mb` MiB file system under `dir` and mounts it at `dir/mnt`.
+    pub fn mount(dir: &std::path::Path, mb: u64) -> Btrfs {
+        let mkfs = require("mkfs.btrfs");
+        let image = dir.join("btrfs.img");
+        let mount = dir.join("mnt");
+        std::fs::create_dir_all(&mount).unwrap();
+        std::fs::File::create(&image)
+            .unwrap()
+            .set_len(mb << 20)
+            .unwrap();
+        let run = |c: &mut std::process::Command| {
+            let out = c.output().unwrap();
+            assert!(
+                out.status.success(),
+                "{c:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(std::process::Command::new(mkfs)
+            .arg("-q")
+            .arg("-f")
+            .arg(&image));
+        run(std::process::Command::new("mount")
+            .arg("-o")
+            .arg("loop")
+            .arg(&image)
+            .arg(&mount));
+        Btrfs { mount, image }
+    }
+}
+
+impl Drop for Btrfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("--lazy")
+            .arg(&self.mount)
+            .status();
+        let _ = std::fs::remove_file(&self.image);
+    }
+}

@@ -165,6 +165,26 @@ pub fn tree(root: &Path) -> (BTreeMap<String, u64>, BTreeSet<Vec<String>>) {
     (files, groups)
 }
 
+/// Removes the newest upload's rows as FOSSology's delete agent does (the files no row names
+/// any more are the caller's to remove); returns its `upload_pk`.
+pub fn delete_last_upload(site: &holdfast_site::Site) -> i32 {
+    let mut c = site.connect().unwrap();
+    let up: i32 = c
+        .query_one("SELECT max(upload_pk) FROM upload", &[])
+        .unwrap()
+        .get(0);
+    c.batch_execute(&format!(
+        "DELETE FROM jobqueue WHERE jq_job_fk IN (SELECT job_pk FROM job WHERE job_upload_fk = {up}); \
+         DELETE FROM job WHERE job_upload_fk = {up}; \
+         DELETE FROM uploadtree_a WHERE upload_fk = {up}; \
+         DELETE FROM upload WHERE upload_pk = {up}; \
+         DELETE FROM pfile p WHERE NOT EXISTS (SELECT 1 FROM uploadtree t WHERE t.pfile_fk = p.pfile_pk) \
+           AND NOT EXISTS (SELECT 1 FROM upload u WHERE u.pfile_fk = p.pfile_pk);"
+    ))
+    .unwrap();
+    up
+}
+
 /// Points `cfg` at `remote` on the test's sshd, with its throwaway key and no host-key prompt.
 pub fn over_ssh(cfg: &mut BackupConfig, sshd: &holdfast_testkit::sshd::Sshd, remote: &Path) {
     cfg.target = format!(

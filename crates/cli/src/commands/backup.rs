@@ -165,6 +165,9 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
             cfg.layout, cfg.keep, cfg.full_every
         );
         target.check()?;
+        if let (holdfast_store::LayoutKind::Rolling, Some(t)) = (cfg.layout, target.as_target()) {
+            println!("  day trees: {}", cfg.layout().day_trees_in_use(t)?);
+        }
         let snaps = target.snapshots()?;
         println!("  {} snapshot(s) there now", snaps.len());
         // What the copy would move: the repository's files, less those the latest snapshot

@@ -1,0 +1,249 @@
+//! The rolling layout on btrfs: each day a snapshot of the day before (no hard link, no new
+//! folder tree), deletions leave the new day only, an interrupted start is cleaned up, and a
+//! store keeps the kind of day trees it began with. A real btrfs, loop-mounted.
+
+mod common;
+
+use common::*;
+use holdfast_backup::backup;
+use holdfast_sandbox::standin::Behaviour;
+use holdfast_store::{subvolume, DayTrees, Target};
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+/// Every regular file under `root` with its bytes.
+fn contents(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    tree(root)
+        .0
+        .into_keys()
+        .map(|p| {
+            let data = std::fs::read(root.join(&p)).unwrap();
+            (p, data)
+        })
+        .collect()
+}
+
+fn on_btrfs(
+    f: &Fixture,
+) -> (
+    holdfast_testkit::Btrfs,
+    holdfast_backup::BackupConfig,
+    Target,
+) {
+    let fs = holdfast_testkit::Btrfs::mount(&f.dir.path().join("btrfs"), 512);
+    let cfg = holdfast_backup::BackupConfig {
+        target: fs.mount.join("target").display().to_string(),
+        keep: 2,
+        ..f.cfg.clone()
+    };
+    let target = cfg.target().unwrap();
+    (fs, cfg, target)
+}
+
+#[test]
+fn each_day_is_a_snapshot_of_the_day_before_and_deletions_leave_the_new_day_only() {
+    days_are_snapshots(false);
+}
+
+#[test]
+fn over_ssh_each_day_is_a_snapshot_too() {
+    days_are_snapshots(true);
+}
+
+fn days_are_snapshots(ssh: bool) {
+    let mut f = fixture(3, Behaviour::default(), 30);
+    let site = f.site().clone();
+    let (_fs, mut cfg, target) = on_btrfs(&f);
+    let dir = std::path::PathBuf::from(&cfg.target);
+    let _sshd = ssh.then(|| {
+        let sshd = holdfast_testkit::sshd::Sshd::start(&f.dir.path().join("sshd")).unwrap();
+        over_ssh(&mut cfg, &sshd, &dir);
+        sshd
+    });
+    let s1 = backup(&site, "s", &f.sched, &cfg).unwrap();
+    assert_eq!(s1.snapshot, "current");
+    assert!(subvolume::is_subvolume(&target, "current").unwrap());
+    let links_before: BTreeMap<String, u64> = tree(&dir.join("current/repository"))
+        .0
+        .into_keys()
+        .map(|p| {
+            let n = std::fs::metadata(dir.join("current/repository").join(&p))
+                .unwrap()
+                .nlink();
+            (p, n)
+        })
+        .collect();
+
+    // A database night with a new upload, pre-copy on (the default).
+    let before = tree(&site.repo.root).0;
+    f.add_uploads(1);
+    let new: Vec<String> = tree(&site.repo.root)
+        .0
+        .into_keys()
+        .filter(|p| !before.contains_key(p))
+        .collect();
+    assert!(!new.is_empty());
+    let s2 = backup(&site, "s", &f.sched, &cfg).unwrap();
+    assert_eq!(s2.manifest.repository.found_by, "database");
+    let day = layout_names(&dir, "day.");
+    assert_eq!(day.len(), 1, "{day:?}");
+    for name in ["current", day[0].as_str()] {
+        assert!(
+            subvolume::is_subvolume(&target, name).unwrap(),
+            "{name} is a snapshot"
+        );
+    }
+    let cur = dir.join("current/repository");
+    assert_eq!(contents(&cur), contents(&site.repo.root));
+    // Snapshots, not hard links: a file both days hold has as many links as it had alone
+    // (its gold/files twin at most), and each day is its own file system tree.
+    for (p, n) in &links_before {
+        assert_eq!(std::fs::metadata(cur.join(p)).unwrap().nlink(), *n, "{p}");
+    }
+    assert_ne!(
+        std::fs::metadata(&cur).unwrap().dev(),
+        std::fs::metadata(dir.join(&day[0]).join("repository"))
+            .unwrap()
+            .dev()
+    );
+    assert!(!dir.join(".partial").exists() && !dir.join(".partial.new").exists());
+    assert!(
+        !dir.join("current/.snapshot-of").exists(),
+        "the marker leaves with the commit"
+    );
+
+    // The newest upload deleted as FOSSology does; the night without pre-copy.
+    delete_last_upload(&site);
+    for p in &new {
+        std::fs::remove_file(site.repo.root.join(p)).unwrap();
+    }
+    let cfg3 = holdfast_backup::BackupConfig {
+        precopy: false,
+        ..cfg.clone()
+    };
+    let s3 = backup(&site, "s", &f.sched, &cfg3).unwrap();
+    assert_eq!(s3.manifest.repository.found_by, "database");
+    assert_eq!(
+        contents(&cur),
+        contents(&site.repo.root),
+        "the deleted upload's files left the new day"
+    );
+    let days = layout_names(&dir, "day.");
+    assert_eq!(days.len(), 1, "keep = 2: current and one day: {days:?}");
+    assert_ne!(days, day, "the oldest day was pruned");
+    let yesterday = dir.join(&days[0]).join("repository");
+    for p in &new {
+        assert!(yesterday.join(p).is_file(), "{p} stays in yesterday's tree");
+    }
+    assert!(layout_names(&dir, ".pruning").is_empty());
+
+    // Both days restore whole.
+    let (into, r) = f.restore_scratch(&cfg3, None);
+    assert!(r.is_whole(), "{:?}", r.verify.missing);
+    assert_eq!(
+        contents(&into.join("repository")),
+        contents(&site.repo.root)
+    );
+    std::fs::remove_dir_all(&into).unwrap();
+    let (into, r) = f.restore_scratch(&cfg3, Some(days[0].clone()));
+    assert!(r.is_whole(), "{:?}", r.verify.missing);
+    assert_eq!(contents(&into.join("repository")), contents(&yesterday));
+}
+
+#[test]
+fn an_interrupted_start_of_a_day_is_begun_again() {
+    let mut f = fixture(2, Behaviour::default(), 30);
+    let site = f.site().clone();
+    let (_fs, cfg, target) = on_btrfs(&f);
+    let dir = std::path::PathBuf::from(&cfg.target);
+    backup(&site, "s", &f.sched, &cfg).unwrap();
+    // Killed between the snapshot and its rename: `.partial.new`; and a `.partial` begun
+    // from a day that is gone, holding a file no day should get.
+    subvolume::snapshot(&target, "current", ".partial.new").unwrap();
+    subvolume::snapshot(&target, "current", ".partial").unwrap();
+    std::fs::remove_file(dir.join(".partial/manifest.json")).unwrap();
+    std::fs::write(dir.join(".partial/.snapshot-of"), "day.gone").unwrap();
+    std::fs::write(dir.join(".partial/repository/junk"), "junk").unwrap();
+    f.add_uploads(1);
+    let s2 = backup(&site, "s", &f.sched, &cfg).unwrap();
+    assert_eq!(s2.snapshot, "current");
+    assert!(!dir.join(".partial.new").exists());
+    assert!(!dir.join("current/repository/junk").exists());
+    assert_eq!(
+        contents(&dir.join("current/repository")),
+        contents(&site.repo.root)
+    );
+
+    // Killed after the snapshot became `.partial`, with a file of its night: made afresh.
+    subvolume::snapshot(&target, "current", ".partial").unwrap();
+    std::fs::remove_file(dir.join(".partial/manifest.json")).unwrap();
+    std::fs::write(dir.join(".partial/.snapshot-of"), "current").unwrap();
+    std::fs::write(dir.join(".partial/repository/junk"), "junk").unwrap();
+    f.add_uploads(1);
+    backup(&site, "s", &f.sched, &cfg).unwrap();
+    assert_eq!(
+        contents(&dir.join("current/repository")),
+        contents(&site.repo.root)
+    );
+    assert_eq!(layout_names(&dir, "day.").len(), 1);
+}
+
+#[test]
+fn a_store_keeps_the_day_trees_it_began_with() {
+    let mut f = fixture(2, Behaviour::default(), 30);
+    let site = f.site().clone();
+    let (_fs, cfg, target) = on_btrfs(&f);
+    let dir = std::path::PathBuf::from(&cfg.target);
+    let links = holdfast_backup::BackupConfig {
+        day_trees: DayTrees::HardLinks,
+        ..cfg.clone()
+    };
+    backup(&site, "s", &f.sched, &links).unwrap();
+    assert!(!subvolume::is_subvolume(&target, "current").unwrap());
+    // `auto` on a hard-linked store goes on linking (a snapshot holds no hard link).
+    f.add_uploads(1);
+    backup(&site, "s", &f.sched, &cfg).unwrap();
+    assert!(!subvolume::is_subvolume(&target, "current").unwrap());
+    let (p, _) = tree(&dir.join("current/repository"))
+        .0
+        .into_iter()
+        .next()
+        .unwrap();
+    assert!(
+        std::fs::metadata(dir.join("current/repository").join(&p))
+            .unwrap()
+            .nlink()
+            >= 2
+    );
+    // Asking for snapshots there is refused, naming the way out.
+    let want = holdfast_backup::BackupConfig {
+        day_trees: DayTrees::Btrfs,
+        ..cfg.clone()
+    };
+    let err = backup(&site, "s", &f.sched, &want).unwrap_err().to_string();
+    assert!(err.contains("new folder on btrfs"), "{err}");
+    assert!(subvolume::is_subvolume(&target, "current").is_ok());
+
+    // Off btrfs, `btrfs` is refused before anything is copied; `auto` makes hard links.
+    let plain = holdfast_backup::BackupConfig {
+        target: f.dir.path().join("plain").display().to_string(),
+        day_trees: DayTrees::Btrfs,
+        ..cfg.clone()
+    };
+    let err = backup(&site, "s", &f.sched, &plain)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not on btrfs"), "{err}");
+    assert!(!f.dir.path().join("plain/current").exists());
+}
+
+fn layout_names(dir: &Path, prefix: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(prefix))
+        .collect();
+    v.sort();
+    v
+}
