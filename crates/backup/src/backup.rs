@@ -162,11 +162,7 @@ fn run(
     // What the previous tree lacks is sent from the site instead: returns those paths.
     let settle = |night: &mut nightly::Night, (n, lacking, secs): (u64, Vec<String>, f64)| {
         tracing::info!(secs, linked = n, "previous day's files linked");
-        night.take_from_site(&site.repo.root, lacking.clone());
-        lacking
-            .into_iter()
-            .filter(|p| night.send.contains_key(p))
-            .collect::<Vec<String>>()
+        night.take_from_site(&site.repo.root, lacking)
     };
     let link = |p: &nightly::Previous,
                 night: &mut nightly::Night,

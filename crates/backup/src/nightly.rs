@@ -110,13 +110,28 @@ pub struct Night {
 
 impl Night {
     /// Files the previous snapshot's copy turned out to lack: sent from the site when it
-    /// has them, else left out of the snapshot.
-    pub fn take_from_site(&mut self, root: &std::path::Path, paths: Vec<String>) {
+    /// has them, else left out of the snapshot. Returns the paths to send: those, and each
+    /// one's gold or files twin when the site keeps the two as one inode (rsync `-H` then
+    /// links the new copy to the twin the snapshot already holds, as the site has them).
+    pub fn take_from_site(&mut self, root: &std::path::Path, paths: Vec<String>) -> Vec<String> {
+        use std::os::unix::fs::MetadataExt;
+        let mut out = Vec::new();
         for p in paths {
             match std::fs::metadata(root.join(&p)) {
                 Ok(m) if m.is_file() => {
                     tracing::warn!(file = %p, "the previous snapshot lacks a file its list names; copying it from the site");
-                    self.send.insert(p, true);
+                    if let Some(t) = twin(&p).filter(|t| self.list.contains_key(t)) {
+                        let same = std::fs::metadata(root.join(&t))
+                            .is_ok_and(|tm| (tm.dev(), tm.ino()) == (m.dev(), m.ino()));
+                        if same && !self.send.contains_key(&t) {
+                            self.send.insert(t.clone(), true);
+                            out.push(t);
+                        }
+                    }
+                    self.send.insert(p.clone(), true);
+                    if !out.contains(&p) {
+                        out.push(p);
+                    }
                 }
                 _ => {
                     tracing::warn!(file = %p, "the previous snapshot lacks a file its list names and the site has none");
@@ -124,7 +139,19 @@ impl Night {
                 }
             }
         }
+        out
     }
+}
+
+/// The same name in the other of `gold` and `files` (`<host>/gold/..` or `gold/..`).
+fn twin(p: &str) -> Option<String> {
+    let mut parts: Vec<&str> = p.split('/').collect();
+    let i = parts
+        .iter()
+        .take(2)
+        .position(|c| *c == "gold" || *c == "files")?;
+    parts[i] = if parts[i] == "gold" { "files" } else { "gold" };
+    Some(parts.join("/"))
 }
 
 /// The type folder of a repository-relative path (`<host>/<type>/...` or `<type>/...`).
@@ -322,5 +349,17 @@ mod tests {
         assert_eq!(kind_of("files/ab/x", &dirs), Some("files"));
         assert_eq!(kind_of("localhost/goldx/ab", &dirs), None);
         assert_eq!(kind_of("localhost/logs/a", &dirs), None);
+    }
+
+    #[test]
+    fn a_twin_is_the_same_name_in_the_other_type_folder() {
+        assert_eq!(
+            twin("h/gold/aa/bb/cc/n").as_deref(),
+            Some("h/files/aa/bb/cc/n")
+        );
+        assert_eq!(twin("files/aa/bb/cc/n").as_deref(), Some("gold/aa/bb/cc/n"));
+        // only the type folder, never a deeper component of the same name
+        assert_eq!(twin("h/license/gold/n"), None);
+        assert_eq!(twin("h/logs/x"), None);
     }
 }

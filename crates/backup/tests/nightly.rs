@@ -103,19 +103,23 @@ fn a_scan_day_grows_the_rolling_store_by_the_new_files_only() {
 }
 
 /// A file the previous day's tree lost (a disk error, a careless `rm`) is sent from the site
-/// while everything else is linked, with and without the pre-copy.
+/// while everything else is linked, with and without the pre-copy, and is linked again to its
+/// gold or files twin as the site has them.
 #[test]
 fn a_file_the_previous_day_lost_is_sent_from_the_site() {
     let mut f = fixture(3, Behaviour::default(), 30);
     let site = f.site().clone();
     backup(&site, "s", &f.sched, &f.cfg).unwrap();
-    let files: Vec<String> = tree(&site.repo.root).0.into_keys().collect();
+    // Files with a twin (gold and files keep an upload's archive as one inode).
+    let twins: Vec<Vec<String>> = tree(&site.repo.root).1.into_iter().collect();
+    assert!(twins.len() >= 2, "{twins:?}");
     for (night, precopy) in [(0, true), (1, false)] {
         let cfg = holdfast_backup::BackupConfig {
             precopy,
             ..f.cfg.clone()
         };
-        let lost = &files[night * 2];
+        // A files/ copy one night, a gold/ one the next.
+        let (lost, twin) = (&twins[night][night], &twins[night][1 - night]);
         let current = f.target_dir().join("current").join("repository");
         std::fs::remove_file(current.join(lost)).unwrap();
         f.add_uploads(1);
@@ -127,12 +131,15 @@ fn a_file_the_previous_day_lost_is_sent_from_the_site() {
             std::fs::read(site.repo.root.join(lost)).unwrap(),
             "{lost} sent again (pre-copy {precopy})"
         );
-        assert_eq!(std::fs::metadata(&again).unwrap().nlink(), 1, "a new copy");
+        assert_eq!(
+            std::fs::metadata(&again).unwrap().ino(),
+            std::fs::metadata(current.join(twin)).unwrap().ino(),
+            "{lost} linked to {twin} again"
+        );
         let (into, r) = f.restore_scratch(&cfg, None);
         assert!(r.is_whole(), "{:?}", r.verify.missing);
-        // Same files and sizes; the lost file comes back as its own copy, not linked to its
-        // gold or files twin (the site's hard link between them is not recreated).
-        assert_eq!(tree(&into.join("repository")).0, tree(&site.repo.root).0);
+        // Same files, sizes and hard links as the site.
+        assert_eq!(tree(&into.join("repository")), tree(&site.repo.root));
         std::fs::remove_dir_all(&into).unwrap();
     }
 }

@@ -206,7 +206,12 @@ impl Layout {
                     }
                 } else if !target.exists(PARTIAL)? && self.btrfs(target)? {
                     // The first day: a subvolume, so that the next days can be its snapshots.
-                    subvolume::create(target, PARTIAL)?;
+                    match subvolume::create(target, PARTIAL) {
+                        Err(e) if self.day_trees == DayTrees::Auto => tracing::warn!(
+                            "{e}: the days will be hard-linked trees (day_trees = \"btrfs\" makes this an error)"
+                        ),
+                        r => r?,
+                    }
                 }
             }
             LayoutKind::Rotating => {
