@@ -221,7 +221,7 @@ pub fn copy(
                     (!names.is_empty()).then(|| hash_file(&to))
                 } else {
                     let _ = std::fs::remove_file(&to);
-                    let mut r = File::open(&from).map_err(io(&from))?;
+                    let mut r = holdfast_core::fs::open_noatime(&from).map_err(io(&from))?;
                     let mut w = File::create(&to).map_err(io(&to))?;
                     let hashed = if names.is_empty() {
                         std::io::copy(&mut r, &mut w).map_err(io(&to))?;

@@ -78,6 +78,19 @@ pub fn chmod(path: &Path, mode: u32) -> std::io::Result<()> {
         .map_err(|e| with_path(path, e))
 }
 
+/// Opens `path` for reading without updating its access time where the kernel allows it
+/// (the file's owner or root): reading a backup to prove or restore it should not write to
+/// it (on btrfs an atime update copies the snapshot's shared metadata). Falls back to a plain
+/// open.
+pub fn open_noatime(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NOATIME)
+        .open(path)
+        .or_else(|_| std::fs::File::open(path))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

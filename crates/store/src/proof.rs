@@ -47,7 +47,7 @@ pub fn judge(want: &PfileName, sha1: &str, md5: &str, size: u64) -> Proof {
 
 /// sha1 and md5 (lower-case hex) and size of a file, read once.
 pub fn hash_file(path: &Path) -> std::io::Result<(String, String, u64)> {
-    hash_reader(std::fs::File::open(path)?)
+    hash_reader(holdfast_core::fs::open_noatime(path)?)
 }
 
 /// sha1 and md5 (lower-case hex) and size of a stream, read once.
@@ -92,4 +92,32 @@ impl ContentHash {
 /// The pfile name of a repository-relative path, when it is named by its content.
 pub fn pfile_of(path: &str) -> Option<PfileName> {
     PfileName::parse(path.rsplit('/').next().unwrap_or(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hash_file;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn proving_a_file_leaves_its_access_time() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("f");
+        std::fs::write(&p, b"content").unwrap();
+        // Older than a day and than its change time: a plain read under relatime updates it.
+        let old = SystemTime::now() - Duration::from_secs(3 * 86_400);
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_times(
+                std::fs::FileTimes::new()
+                    .set_accessed(old)
+                    .set_modified(old - Duration::from_secs(86_400)),
+            )
+            .unwrap();
+        let before = std::fs::metadata(&p).unwrap().accessed().unwrap();
+        hash_file(&p).unwrap();
+        assert_eq!(std::fs::metadata(&p).unwrap().accessed().unwrap(), before);
+    }
 }
