@@ -184,30 +184,56 @@ fn assert_snapshots_whole(cfg: &BackupConfig) -> usize {
 #[test]
 fn kill_9_anywhere_in_backup_and_prune() {
     let mut f = fixture(2, Behaviour::default(), 30);
+    let cfg = f.cfg.clone();
+    kill_anywhere_in_backup_and_prune(&mut f, cfg);
+}
+
+/// The rolling layout's days as btrfs snapshots: a kill between the snapshot and its rename,
+/// or in a subvolume's deletion, leaves every listed day whole too.
+#[test]
+fn kill_9_anywhere_in_backup_and_prune_on_btrfs() {
+    let mut f = fixture(2, Behaviour::default(), 30);
+    let fs = holdfast_testkit::Btrfs::mount(&f.dir.path().join("btrfs"), 512);
+    let cfg = BackupConfig {
+        target: fs.mount.join("target").display().to_string(),
+        ..f.cfg.clone()
+    };
+    kill_anywhere_in_backup_and_prune(&mut f, cfg.clone());
+    let target = cfg.target().unwrap();
+    assert!(holdfast_store::subvolume::is_subvolume(&target, "current").unwrap());
+    let dir = std::path::Path::new(&cfg.target);
+    assert!(!dir.join(".partial.new").exists());
+    assert_eq!(
+        tree(&dir.join("current/repository")),
+        tree(&f.site().repo.root)
+    );
+}
+
+fn kill_anywhere_in_backup_and_prune(f: &mut Fixture, cfg: BackupConfig) {
     let cfg = BackupConfig {
         keep: 3,
         check_percent: 0.0,
-        ..f.cfg.clone()
+        ..cfg
     };
     let site = f.site().clone();
     let port = site.db.port();
-    let target_dir = f.target_dir().display().to_string();
+    let target_dir = cfg.target.clone();
     let mut rng = rand::rng();
     let next_command =
         |f: &Fixture| holdfast_backup::resume_scheduler(&cfg, &f.sched, Some(f.site())).unwrap();
 
     // Backups: each kill lands somewhere in a whole run's length (the quickest of three: on a
     // loaded machine one slow run would put most kills after the end).
-    let whole = (0..3).map(|_| run_whole("backup", &f, &cfg)).min().unwrap();
+    let whole = (0..3).map(|_| run_whole("backup", f, &cfg)).min().unwrap();
     let mut hits = 0;
     for i in 0..20 {
         if i % 5 == 0 {
             f.add_uploads(1); // new files to copy, not only links
         }
         let at = Duration::from_millis(rng.random_range(0..whole.as_millis() as u64));
-        hits += kill_during("backup", &f, &cfg, at) as usize;
+        hits += kill_during("backup", f, &cfg, at) as usize;
         assert_no_leftovers(&target_dir, port);
-        next_command(&f);
+        next_command(f);
         assert!(
             f.standin.is_running(),
             "scheduler running after the next command (kill {i} at {at:?})"
@@ -219,7 +245,7 @@ fn kill_9_anywhere_in_backup_and_prune() {
         hits >= 12,
         "most kills landed inside a run: {hits}/20 (whole {whole:?})"
     );
-    run_whole("backup", &f, &cfg);
+    run_whole("backup", f, &cfg);
     assert!(assert_snapshots_whole(&cfg) >= 2);
 
     // Prunes: many snapshots, each removal killed somewhere.
@@ -228,7 +254,7 @@ fn kill_9_anywhere_in_backup_and_prune() {
         ..cfg.clone()
     };
     for _ in 0..6 {
-        run_whole("backup", &f, &big);
+        run_whole("backup", f, &big);
     }
     let small = BackupConfig {
         keep: 2,
@@ -236,17 +262,17 @@ fn kill_9_anywhere_in_backup_and_prune() {
     };
     for i in 0..20 {
         let at = Duration::from_millis(rng.random_range(0..60));
-        kill_during("prune", &f, &small, at);
+        kill_during("prune", f, &small, at);
         let n = assert_snapshots_whole(&cfg);
         if n <= 2 && i % 4 == 3 {
             for _ in 0..3 {
-                run_whole("backup", &f, &big);
+                run_whole("backup", f, &big);
             }
         }
     }
     // Whatever a killed prune renamed aside is gone after the next run.
-    run_whole("backup", &f, &cfg);
-    assert!(!std::fs::read_dir(f.target_dir())
+    run_whole("backup", f, &cfg);
+    assert!(!std::fs::read_dir(&target_dir)
         .unwrap()
         .flatten()
         .any(|e| e.file_name().to_string_lossy().starts_with(layout::PRUNING)));
