@@ -76,13 +76,7 @@ fn days_are_snapshots(ssh: bool) {
         .collect();
 
     // A database night with a new upload, pre-copy on (the default).
-    let before = tree(&site.repo.root).0;
-    f.add_uploads(1);
-    let new: Vec<String> = tree(&site.repo.root)
-        .0
-        .into_keys()
-        .filter(|p| !before.contains_key(p))
-        .collect();
+    let new = f.add_uploads_listing(1);
     assert!(!new.is_empty());
     let s2 = backup(&site, "s", &f.sched, &cfg).unwrap();
     assert_eq!(s2.manifest.repository.found_by, "database");

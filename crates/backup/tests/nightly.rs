@@ -55,14 +55,8 @@ fn a_scan_day_grows_the_rolling_store_by_the_new_files_only() {
         "nothing to build on"
     );
     let before = tree(&site.repo.root).0;
-
     touch_all(&site.repo.root);
-    f.add_uploads(1);
-    let new: Vec<String> = tree(&site.repo.root)
-        .0
-        .into_keys()
-        .filter(|p| !before.contains_key(p))
-        .collect();
+    let new = f.add_uploads_listing(1);
     assert_eq!(new.len(), 3, "gold, its files twin, the unpacked child");
     let second = backup(&site, "s", &f.sched, &cfg).unwrap();
     let r = &second.manifest.repository;
@@ -158,13 +152,7 @@ fn new_rows_are_copied_without_a_walk_strays_by_the_walk_cadence_deletions_by_th
 
     // A new upload the database knows of, and a file put in behind its back (a valid
     // content name no row names, as a hand repair would leave).
-    let before = tree(&site.repo.root).0;
-    f.add_uploads(1);
-    let new: Vec<String> = tree(&site.repo.root)
-        .0
-        .into_keys()
-        .filter(|p| !before.contains_key(p))
-        .collect();
+    let new = f.add_uploads_listing(1);
     assert_eq!(new.len(), 3, "gold, its files twin, the unpacked child");
     let stray = "localhost/files/ee/ee/ee/eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee.eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee.5";
     std::fs::create_dir_all(site.repo.root.join(stray).parent().unwrap()).unwrap();

@@ -74,6 +74,17 @@ impl Fixture {
         holdfast_sandbox::sample::populate(self.site(), &pick).unwrap();
     }
 
+    /// [`add_uploads`](Self::add_uploads), returning the repository files they added.
+    pub fn add_uploads_listing(&mut self, n: usize) -> Vec<String> {
+        let before = tree(&self.site().repo.root).0;
+        self.add_uploads(n);
+        tree(&self.site().repo.root)
+            .0
+            .into_keys()
+            .filter(|p| !before.contains_key(p))
+            .collect()
+    }
+
     pub fn target_dir(&self) -> PathBuf {
         self.dir.path().join("target")
     }
