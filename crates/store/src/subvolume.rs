@@ -113,7 +113,9 @@ pub fn remove(target: &Target, rel: &str) -> Result<(), StoreError> {
             Ok(_) => return Ok(()),
             // Without the right to delete subvolumes (a non-root user on a file system not
             // mounted with user_subvol_rm_allowed) emptying it and rmdir still work.
-            Err(e) => tracing::warn!("{e}: removing its files one by one"),
+            Err(e) => tracing::warn!(
+                "{e}: removing its files one by one instead (as root, or on a file system mounted with user_subvol_rm_allowed, a day is deleted at once)"
+            ),
         }
     }
     target.remove_all(rel)
