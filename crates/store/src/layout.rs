@@ -258,9 +258,6 @@ impl Layout {
         if target.exists(PARTIAL_NEW)? {
             subvolume::remove(target, PARTIAL_NEW)?;
         }
-        let made_from = target
-            .read(&format!("{PARTIAL}/{SNAPSHOT_OF}"))?
-            .map(|d| String::from_utf8_lossy(&d).into_owned());
         if !subvolume::is_subvolume(target, from)? {
             if self.day_trees == DayTrees::Btrfs {
                 return Err(StoreError::BadTarget {
@@ -268,7 +265,7 @@ impl Layout {
                     why: format!("day_trees = \"btrfs\", but this store's days are hard-linked trees ({from} is no subvolume): point backup.target at a new folder on btrfs, or set day_trees = \"auto\""),
                 });
             }
-            if made_from.is_some() {
+            if target.exists(&format!("{PARTIAL}/{SNAPSHOT_OF}"))? {
                 // No hard link reaches into a snapshot: that copy starts again.
                 subvolume::remove(target, PARTIAL)?;
             }

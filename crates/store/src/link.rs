@@ -79,11 +79,7 @@ pub fn link_tree(
             Ok((linked.into_inner(), lacking))
         }
         _ => {
-            let mut input = Vec::new();
-            for p in paths {
-                input.extend_from_slice(p.as_bytes());
-                input.push(0);
-            }
+            let input = crate::target::nul_separated(paths);
             let to_q = sh_quote(&target.path(to));
             // cp goes on past a name it cannot find and says which: those are sent instead.
             // Folders it makes get the previous day's modes and owners.

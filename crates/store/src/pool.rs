@@ -10,7 +10,7 @@
 
 use crate::layout::{FILE_LIST, PARTIAL, POOL};
 use crate::manifest::REPO_DIR;
-use crate::target::{sh_quote, Target};
+use crate::target::Target;
 use crate::StoreError;
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -206,36 +206,7 @@ pub fn collect_garbage(target: &Target) -> Result<u64, StoreError> {
     if gone.is_empty() {
         return Ok(0);
     }
-    match target.local_path(&pool_rel) {
-        Some(pool) => {
-            for g in &gone {
-                match std::fs::remove_file(pool.join(g)) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => {
-                        return Err(StoreError::Io {
-                            path: pool.join(g).display().to_string(),
-                            source: e,
-                        })
-                    }
-                }
-            }
-        }
-        None => {
-            let mut input = Vec::new();
-            for g in &gone {
-                input.extend_from_slice(g.as_bytes());
-                input.push(0);
-            }
-            target.run_script_with_input(
-                &format!(
-                    "cd {} && xargs -0 -r rm -f --",
-                    sh_quote(&target.path(&pool_rel))
-                ),
-                &input,
-            )?;
-        }
-    }
+    target.remove_files(&pool_rel, &gone)?;
     Ok(gone.len() as u64)
 }
 

@@ -104,7 +104,8 @@ pub fn snapshot(target: &Target, from: &str, to: &str) -> Result<(), StoreError>
 /// Removes `rel`: a subvolume at once (the file system frees its blocks in the background),
 /// anything else file by file.
 pub fn remove(target: &Target, rel: &str) -> Result<(), StoreError> {
-    if target.exists(rel)? && is_subvolume(target, rel).unwrap_or(false) {
+    // (A missing `rel` is no subvolume, and nothing for remove_all to do.)
+    if is_subvolume(target, rel).unwrap_or(false) {
         let deleted = run(
             target,
             &["btrfs", "-q", "subvolume", "delete", &target.path(rel)],

@@ -36,6 +36,16 @@ pub enum Target {
 }
 
 /// Quotes a string for a POSIX shell.
+/// `paths` as the input of `xargs -0`: each followed by a NUL.
+pub fn nul_separated<'a>(paths: impl IntoIterator<Item = &'a String>) -> Vec<u8> {
+    let mut input = Vec::new();
+    for p in paths {
+        input.extend_from_slice(p.as_bytes());
+        input.push(0);
+    }
+    input
+}
+
 pub fn sh_quote(s: &str) -> String {
     if !s.is_empty()
         && s.bytes()
@@ -468,25 +478,22 @@ impl Target {
                 for p in paths {
                     match std::fs::remove_file(root.join(p)) {
                         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                            return Err(self.io(&format!("{rel}/{p}"), e))
+                            return Err(StoreError::Io {
+                                path: root.join(p).display().to_string(),
+                                source: e,
+                            })
                         }
                         _ => {}
                     }
                 }
                 Ok(())
             }
-            None => {
-                let mut input = Vec::new();
-                for p in paths {
-                    input.extend_from_slice(p.as_bytes());
-                    input.push(0);
-                }
-                self.run_script_with_input(
+            None => self
+                .run_script_with_input(
                     &format!("cd {} && xargs -0 -r rm -f --", sh_quote(&self.path(rel))),
-                    &input,
+                    &nul_separated(paths),
                 )
-                .map(|_| ())
-            }
+                .map(|_| ()),
         }
     }
 

@@ -9,7 +9,7 @@ use crate::manifest::{Manifest, REPO_DIR};
 use crate::proof::{judge, pfile_of, prove_file, Proof};
 use crate::rsync::{base_args, tree_filters, Rsync};
 use crate::store::{DumpSent, Files, Place, Plan, Source, Store, TransferStats, Upload};
-use crate::target::{sh_quote, Sink, Target};
+use crate::target::{nul_separated, sh_quote, Sink, Target};
 use crate::StoreError;
 use holdfast_core::progress::Progress;
 use rayon::prelude::*;
@@ -249,11 +249,7 @@ impl Target {
                 .collect());
         }
         // Only content-named files are worth hashing; the others are unprovable anyway.
-        let mut input = Vec::new();
-        for p in paths.iter().filter(|p| pfile_of(p).is_some()) {
-            input.extend_from_slice(p.as_bytes());
-            input.push(0);
-        }
+        let input = nul_separated(paths.iter().filter(|p| pfile_of(p).is_some()));
         let script = format!(
             "cd {} || exit 1; t=$(mktemp) || exit 1; cat > \"$t\"; \
              xargs -0 -r sha1sum -- < \"$t\" 2>/dev/null; echo @@; \
@@ -542,11 +538,7 @@ impl Store for Target {
                 .cloned()
                 .collect());
         }
-        let mut input = Vec::new();
-        for p in paths {
-            input.extend_from_slice(p.as_bytes());
-            input.push(0);
-        }
+        let input = nul_separated(paths);
         // Prints the names it lacks, NUL-separated.
         let out = self.run_script_with_input(
             &format!(
