@@ -4,18 +4,19 @@ dropped before every run, the order alternating from day to day. For changes who
 smaller than the disk's noise between separate runs of bench/backup.py.
 
     bench/ab.py --size whole --a OLD_BIN --b NEW_BIN [--layout rolling|pool] [--days 3]
-                [--work DIR] [--lock FILE]
+                [--work DIR] [--lock FILE] [--stores-fs btrfs]
 
 Each run's log (RUST_LOG=info) is kept in --work; the step times printed are read from it.
-Run as root (caches are dropped). The site is copied into --work first.
+Run as root (caches are dropped). The site is copied into --work first. --stores-fs btrfs puts
+both stores on one loop-mounted btrfs (as bench/backup.py does).
 """
 import argparse, fcntl, os, random, statistics, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dataset  # noqa: E402
 
-STEPS = ["previous day's files linked", "new files sent", "new files pre-copied",
-         "database dumped", "repository copied"]
+STEPS = ["new rows matched", "previous day's files linked", "new files sent", "new files pre-copied",
+         "agents stopped", "database dumped", "repository copied", "downtime"]
 
 
 def main():
@@ -28,6 +29,7 @@ def main():
     ap.add_argument("--data", default=dataset.DATA)
     ap.add_argument("--work", default="/var/tmp/holdfast-bench/ab")
     ap.add_argument("--lock", help="flock held for the whole run")
+    ap.add_argument("--stores-fs", default="", choices=["", "btrfs"])
     a = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root: caches are dropped before every run")
@@ -40,12 +42,20 @@ def main():
     if os.path.exists(a.work):
         subprocess.run(["rm", "-rf", a.work], check=True)
     os.makedirs(a.work)
+    stores = os.path.join(a.work, "stores")
+    os.makedirs(stores)
+    if a.stores_fs == "btrfs":
+        img = os.path.join(a.work, "stores.img")
+        with open(img, "w") as f:
+            f.truncate(64 << 30)
+        subprocess.run(["mkfs.btrfs", "-q", "-f", img], check=True)
+        subprocess.run(["mount", "-o", "loop", img, stores], check=True)
     site = dataset.Site(os.path.join(a.work, "site"))
     subprocess.run(["cp", "-a", src, site.root], check=True)
     site.start()
     site.reset_crashed_jobs()
     bins = {"A": a.a, "B": a.b}
-    cfg = {n: site.toml(a.layout, os.path.join(a.work, "store-" + n), name=f"{a.layout}-{n}") for n in bins}
+    cfg = {n: site.toml(a.layout, os.path.join(stores, n), name=f"{a.layout}-{n}") for n in bins}
 
     def run(name, tag):
         subprocess.run("sync; echo 3 > /proc/sys/vm/drop_caches", shell=True, check=True)
@@ -84,6 +94,8 @@ def main():
             print(f"{n} {bins[n]}: median {statistics.median(totals[n]):.2f} s ({', '.join(f'{x:.1f}' for x in totals[n])})")
     finally:
         site.stop()
+        if a.stores_fs == "btrfs":
+            subprocess.run(["umount", stores])
 
 
 if __name__ == "__main__":

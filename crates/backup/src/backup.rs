@@ -248,7 +248,21 @@ fn run(
             .filter(|(_, w)| **w)
             .map(|(p, _)| p.clone())
             .collect();
-        let (stats, whole) = link_and_send(p, &mut night, keep, whole)?;
+        // The pool and a snapshot day hold every kept file before anything is sent: a sample
+        // of those is checked while the new files go out (each waits on the disk for other
+        // files). A hard-linked day has them only once linked: checked after.
+        let in_place = !rolling || plan.snapshot_of.is_some();
+        let checked_early = in_place.then(|| keep.clone());
+        let (sent, damaged_early) = std::thread::scope(|s| {
+            let checker = checked_early
+                .as_ref()
+                .map(|names| s.spawn(|| heal(site, cfg, target, &plan, &src, Some(names))));
+            let sent = link_and_send(p, &mut night, keep, whole);
+            let damaged =
+                checker.map(|c| c.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+            (sent, damaged)
+        });
+        let (stats, whole) = sent?;
         // Sure to be in the copy: whole before, still there after, named by content.
         let copied: BTreeSet<String> = whole
             .into_iter()
@@ -257,14 +271,19 @@ fn run(
                     && site.repo.root.join(p).is_file()
             })
             .collect();
-        // Files being written are not in the copy yet: the delta pass sends them.
-        let names: Vec<String> = night
-            .list
-            .keys()
-            .filter(|k| night.send.get(*k) != Some(&false))
-            .cloned()
-            .collect();
-        let damaged = heal(site, cfg, target, &plan, &src, Some(&names))?;
+        let damaged = match damaged_early {
+            Some(d) => d?,
+            None => {
+                // Files being written are not in the copy yet: the delta pass sends them.
+                let names: Vec<String> = night
+                    .list
+                    .keys()
+                    .filter(|k| night.send.get(*k) != Some(&false))
+                    .cloned()
+                    .collect();
+                heal(site, cfg, target, &plan, &src, Some(&names))?
+            }
+        };
         precopy_secs = t.elapsed().as_secs_f64();
         tracing::info!(
             secs = precopy_secs,
@@ -328,7 +347,7 @@ fn run(
         let t = Instant::now();
         let mut c = crate::connect(site)?;
         // rsync: the dump is written here and sent once the scheduler runs again.
-        let (mut database, spooled) = if cfg.dump_rsync {
+        let (mut database, spooled) = if cfg.spools_dump(target) {
             let (d, s) = crate::dump::dump_spooled(
                 &site.db,
                 &mut c,
@@ -484,7 +503,37 @@ fn run(
                 (entries, stats, damaged, missing, None)
             }
         };
-        Ok((r, t.elapsed().as_secs_f64()))
+        let (entries, mut stats, damaged, missing, night_unnamed) = r;
+        let unnamed = match night_unnamed {
+            Some(u) => u,
+            None => nightly::unnamed(site, types, &entries, client)?,
+        };
+        // rsync saw only part of the files: count the whole snapshot from the names.
+        stats.files = entries.len() as u64;
+        stats.bytes = entries
+            .iter()
+            .map(|e| {
+                let p = &e.path;
+                holdfast_site::pfile::PfileName::parse(p.rsplit('/').next().unwrap_or(p))
+                    .map(|n| n.size)
+                    .unwrap_or_else(|| {
+                        std::fs::metadata(site.repo.root.join(p))
+                            .map(|m| m.len())
+                            .unwrap_or(0)
+                    })
+            })
+            .sum();
+        // Every layout keeps its list: the next night builds on it, a restore gives the
+        // recorded modes, owners and mtimes back. Written while the dump runs.
+        target.write_file_entries(&plan, &entries)?;
+        let copy_secs = t.elapsed().as_secs_f64();
+        tracing::info!(
+            secs = copy_secs,
+            files = stats.files,
+            new_files = stats.transferred_files,
+            "repository copied"
+        );
+        Ok((stats, damaged, missing, unnamed, copy_secs))
     };
     let (dumped, copied) = std::thread::scope(|s| {
         let dumper = s.spawn(dump);
@@ -496,44 +545,14 @@ fn run(
     });
     let (database, spooled, dump_secs) = dumped?;
     tracing::info!(secs = dump_secs, bytes = database.bytes, "database dumped");
-    let ((entries, mut stats, damaged, missing, night_unnamed), pass_secs) = copied?;
-    let t = Instant::now();
+    let (stats, damaged, missing, unnamed, copy_secs) = copied?;
     let found_by = if prev.is_some() { "database" } else { "walk" };
-    let unnamed = match night_unnamed {
-        Some(u) => u,
-        None => nightly::unnamed(site, types, &entries, client)?,
-    };
     if !missing.is_empty() {
         tracing::error!(
             count = missing.len(),
             "the repository lacks files the database names; the snapshot cannot have them"
         );
     }
-    // rsync saw only part of the files: count the whole snapshot from the names.
-    stats.files = entries.len() as u64;
-    stats.bytes = entries
-        .iter()
-        .map(|e| {
-            let p = &e.path;
-            holdfast_site::pfile::PfileName::parse(p.rsplit('/').next().unwrap_or(p))
-                .map(|n| n.size)
-                .unwrap_or_else(|| {
-                    std::fs::metadata(site.repo.root.join(p))
-                        .map(|m| m.len())
-                        .unwrap_or(0)
-                })
-        })
-        .sum();
-    // Every layout keeps its list: the next night builds on it, a restore gives the
-    // recorded modes, owners and mtimes back.
-    target.write_file_entries(&plan, &entries)?;
-    let copy_secs = pass_secs + t.elapsed().as_secs_f64();
-    tracing::info!(
-        secs = copy_secs,
-        files = stats.files,
-        new_files = stats.transferred_files,
-        "repository copied"
-    );
 
     let mut manifest = Manifest {
         format: 1,

@@ -115,6 +115,8 @@ pub struct BackupConfig {
     /// Write the dump on the FOSSology server (in `dump_spool`) and send it with rsync
     /// against the previous snapshot's dump, so only changed blocks cross the wire
     /// (default). false: stream it straight to the target, nothing on the server's disk.
+    /// A local target (a folder) is always streamed to: there is no wire to save, and the
+    /// spool would cost a second write and a read.
     pub dump_rsync: bool,
     /// Folder for the dump while it is sent (room for one compressed dump; a private
     /// folder is made in it and removed after).
@@ -206,6 +208,15 @@ impl Default for BackupConfig {
 }
 
 impl BackupConfig {
+    /// Whether this run writes the dump to the spool and sends it with rsync (`dump_rsync`,
+    /// remote targets only) or streams it to the target.
+    pub fn spools_dump(&self, target: &dyn holdfast_store::Store) -> bool {
+        self.dump_rsync
+            && target
+                .as_target()
+                .is_none_or(|t| t.local_path("").is_none())
+    }
+
     /// The superuser connection for `site_db` (see [`crate::superuser`]).
     pub fn superuser(
         &self,

@@ -196,23 +196,23 @@ pub fn plan(
     let prev_paths: HashSet<&str> = prev.list.iter().map(|e| e.path.as_str()).collect();
     let mut seen = HashSet::new();
     let mut absent = Vec::new();
+    let mut named_files = Vec::new();
     for r in named {
         if !db_types.contains(&r.kind.as_str()) || !seen.insert((r.kind.clone(), r.name.clone())) {
             continue;
         }
-        let Some(path) = site.repo.path(&r.kind, &r.name) else {
+        let candidates = site.repo.candidates(&r.kind, &r.name);
+        named_files.push((r, candidates));
+    }
+    let looked = look_up(root, &named_files, &prev_paths);
+    for ((r, _), found) in named_files.into_iter().zip(looked) {
+        let Some(Found { rel, meta, new }) = found else {
             continue;
         };
-        let Ok(rel) = path
-            .strip_prefix(root)
-            .map(|p| p.to_string_lossy().into_owned())
-        else {
-            continue;
-        };
-        match std::fs::metadata(&path) {
-            Ok(m) if m.is_file() => {
+        match meta {
+            Some(m) if m.is_file() => {
                 let whole = m.len() == r.size;
-                if !prev_paths.contains(rel.as_str()) || !whole {
+                if new || !whole {
                     night.send.insert(rel.clone(), whole);
                 }
                 night.list.insert(rel, Some(Meta::of(&m)));
@@ -283,6 +283,69 @@ pub fn plan(
         night.list.insert(e.path, e.meta);
     }
     Ok(night)
+}
+
+/// Look-ups in flight at once: each new file sits in a hashed folder of its own, cold.
+const LOOKERS: usize = 16;
+/// At most this much of the night's new data is read ahead for rsync.
+const PREFETCH_BYTES: u64 = 256 << 20;
+
+/// A named file as found on the site.
+struct Found {
+    /// Repository-relative path: where it is, or where it belongs when not there.
+    rel: String,
+    meta: Option<std::fs::Metadata>,
+    /// Not in the previous list.
+    new: bool,
+}
+
+/// Finds each named file among its possible places (the repository's host folders), many at
+/// a time since each look-up waits on the disk; the new whole ones (to be sent) are also read
+/// ahead into the page cache, so the send that follows finds them there instead of reading
+/// one file after another. None: a name outside the repository.
+fn look_up(
+    root: &std::path::Path,
+    files: &[(Reference, Vec<std::path::PathBuf>)],
+    prev_paths: &HashSet<&str>,
+) -> Vec<Option<Found>> {
+    use rayon::prelude::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let budget = AtomicU64::new(PREFETCH_BYTES);
+    let look = |(r, candidates): &(Reference, Vec<std::path::PathBuf>)| {
+        let (path, meta) = candidates
+            .iter()
+            .find_map(|p| std::fs::metadata(p).ok().map(|m| (p, Some(m))))
+            .or_else(|| candidates.first().map(|p| (p, None)))?;
+        let rel = path.strip_prefix(root).ok()?.to_string_lossy().into_owned();
+        let new = !prev_paths.contains(rel.as_str());
+        // Opened only once known to be a regular file, and without waiting (a FIFO put in
+        // its place meanwhile would wait for a writer).
+        if let Some(m) = meta
+            .as_ref()
+            .filter(|m| new && m.is_file() && m.len() == r.size)
+        {
+            let fits = budget
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                    b.checked_sub(m.len())
+                })
+                .is_ok();
+            if fits {
+                use std::os::unix::fs::OpenOptionsExt;
+                let f = std::fs::File::options()
+                    .read(true)
+                    .custom_flags(libc::O_NONBLOCK)
+                    .open(path);
+                if let Ok(f) = f {
+                    holdfast_core::fs::prefetch(&f);
+                }
+            }
+        }
+        Some(Found { rel, meta, new })
+    };
+    match rayon::ThreadPoolBuilder::new().num_threads(LOOKERS).build() {
+        Ok(pool) => pool.install(|| files.par_iter().map(look).collect()),
+        Err(_) => files.iter().map(look).collect(),
+    }
 }
 
 /// Every (kind, name) the database names (rows only, no file is read).

@@ -77,7 +77,7 @@ fn at_snapshot(
             chrono::DateTime::from_timestamp_micros((epoch * 1e6) as i64).unwrap_or_else(Utc::now);
         tracing::info!(snapshot = %id, %at, "database snapshot exported; the scheduler keeps running");
         let source = crate::dump::Source::Snapshot(&id);
-        let (mut database, spooled) = if cfg.dump_rsync {
+        let (mut database, spooled) = if cfg.spools_dump(target) {
             let (d, s) = crate::dump::dump_spooled(&site.db, client, cfg, dump_rel, source)?;
             (d, Some(s))
         } else {

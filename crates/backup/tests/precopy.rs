@@ -133,6 +133,10 @@ fn files_written_and_deleted_during_the_precopy_are_settled_by_the_delta_pass() 
 fn the_dump_travels_against_the_previous_nights_dump() {
     let mut f = fixture(2, Behaviour::default(), 30);
     let site = f.site().clone();
+    // rsync saves the wire: a backup server over ssh (a local target is streamed to).
+    let sshd = holdfast_testkit::sshd::Sshd::start(&f.dir.path().join("sshd")).unwrap();
+    let mut cfg = f.cfg.clone();
+    over_ssh(&mut cfg, &sshd, &f.dir.path().join("offsite"));
     // Enough rows for a dump of some MB (the sample uploads alone make a few KB).
     let mut c = site.connect().unwrap();
     c.batch_execute(
@@ -141,7 +145,7 @@ fn the_dump_travels_against_the_previous_nights_dump() {
          FROM generate_series(1, 100000) i",
     )
     .unwrap();
-    let first = backup(&site, "s", &f.sched, &f.cfg)
+    let first = backup(&site, "s", &f.sched, &cfg)
         .unwrap()
         .manifest
         .database;
@@ -158,7 +162,7 @@ fn the_dump_travels_against_the_previous_nights_dump() {
          UPDATE findings SET text = 'MIT' WHERE id % 10000 = 0",
     )
     .unwrap();
-    let out = backup(&site, "s", &f.sched, &f.cfg).unwrap();
+    let out = backup(&site, "s", &f.sched, &cfg).unwrap();
     let second = &out.manifest.database;
     assert_eq!(second.sent_against.as_deref(), Some("current"));
     assert!(
@@ -169,16 +173,32 @@ fn the_dump_travels_against_the_previous_nights_dump() {
     );
     assert_ne!(second.sha256, first.sha256);
     // The dump on the target is the one the manifest vouches for: it restores.
-    let (into, r) = f.restore_scratch(&f.cfg, None);
+    let (into, r) = f.restore_scratch(&cfg, None);
     assert!(r.is_whole(), "{:?}", r.verify.missing);
     let scratch = holdfast_site::Site::open(Some(&into.join("etc/fossology"))).unwrap();
     assert_eq!(row_counts(&scratch), row_counts(&site));
     assert_eq!(pg_dump(&scratch.db), pg_dump(&site.db));
     // Streamed (dump_rsync = false): every byte crosses.
-    let mut cfg = f.cfg.clone();
     cfg.dump_rsync = false;
     let out = backup(&site, "s", &f.sched, &cfg).unwrap();
     let d = &out.manifest.database;
     assert_eq!(d.sent_by.as_deref(), Some("stream"));
     assert_eq!(d.sent_bytes, d.bytes);
+    // A local target has no wire: its dump is written straight into the snapshot, and
+    // nothing is left in the spool.
+    let spool = f.dir.path().join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    let local = holdfast_backup::BackupConfig {
+        dump_spool: spool.clone(),
+        ..f.cfg.clone()
+    };
+    assert!(local.dump_rsync);
+    let out = backup(&site, "s", &f.sched, &local).unwrap();
+    let d = &out.manifest.database;
+    assert_eq!(d.sent_by.as_deref(), Some("stream"));
+    assert_eq!(std::fs::read_dir(&spool).unwrap().count(), 0);
+    let store = local.store().unwrap();
+    let rel = format!("{}/{}", out.snapshot, d.file);
+    holdfast_backup::dump::check_dump(store.as_ref(), &rel, d).unwrap();
+    assert!(d.bytes > 1 << 20, "a dump of {} bytes", d.bytes);
 }

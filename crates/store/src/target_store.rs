@@ -14,6 +14,9 @@ use crate::StoreError;
 use holdfast_core::progress::Progress;
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
+
+/// Files proved at once on a local target.
+const PROVERS: usize = 8;
 use std::io::Read;
 use std::path::Path;
 
@@ -237,16 +240,20 @@ impl Target {
         progress: &Progress,
     ) -> Result<Vec<Proof>, StoreError> {
         if let Some(root) = self.local_path(base) {
-            return Ok(paths
-                .par_iter()
-                .map(|p| {
-                    let r = prove_file(&root.join(p));
-                    if let Proof::Good(n) = r {
-                        progress.inc(n);
-                    }
-                    r
-                })
-                .collect());
+            let prove = |p: &String| {
+                let r = prove_file(&root.join(p));
+                if let Proof::Good(n) = r {
+                    progress.inc(n);
+                }
+                r
+            };
+            // More files in flight than cores: a cold file waits on the disk, not the CPU.
+            return Ok(
+                match rayon::ThreadPoolBuilder::new().num_threads(PROVERS).build() {
+                    Ok(pool) => pool.install(|| paths.par_iter().map(prove).collect()),
+                    Err(_) => paths.par_iter().map(prove).collect(),
+                },
+            );
         }
         // Only content-named files are worth hashing; the others are unprovable anyway.
         let input = nul_separated(paths.iter().filter(|p| pfile_of(p).is_some()));
