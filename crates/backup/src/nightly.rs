@@ -415,6 +415,59 @@ mod tests {
     }
 
     #[test]
+    fn a_named_file_is_found_in_the_first_host_folder_that_holds_it() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        let file = |rel: &str, data: &[u8]| {
+            let p = root.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, data).unwrap();
+        };
+        file("b/files/aa/n1", b"one");
+        file("a/files/aa/n2", b"two");
+        file("b/files/aa/n2", b"other");
+        std::fs::create_dir_all(root.join("a/files/aa/n4")).unwrap();
+        let named = |name: &str, size: u64| {
+            let r = Reference {
+                upload_fk: 1,
+                kind: "files".into(),
+                pfile_pk: 1,
+                name: name.into(),
+                size,
+            };
+            let places = ["a", "b"].map(|h| root.join(h).join("files/aa").join(name));
+            (r, places.to_vec())
+        };
+        let files = vec![
+            named("n1", 3),
+            named("n2", 3),
+            named("n3", 3),
+            named("n4", 3),
+            (
+                named("n5", 1).0,
+                vec![std::path::PathBuf::from("/elsewhere/n5")],
+            ),
+        ];
+        let prev: HashSet<&str> = ["a/files/aa/n2"].into();
+        let found = look_up(root, &files, &prev);
+        let f = |i: usize| found[i].as_ref().unwrap();
+        // Only in the second host folder: found there, and new.
+        assert_eq!(f(0).rel, "b/files/aa/n1");
+        assert!(f(0).new && f(0).meta.as_ref().unwrap().is_file());
+        // In both: the first wins (as FOSSology reads it), and the previous list had it.
+        assert_eq!(f(1).rel, "a/files/aa/n2");
+        assert!(!f(1).new);
+        assert_eq!(f(1).meta.as_ref().unwrap().len(), 3);
+        // Nowhere: where it belongs, without metadata.
+        assert_eq!(f(2).rel, "a/files/aa/n3");
+        assert!(f(2).meta.is_none());
+        // A folder where the file belongs is found, and is not a file.
+        assert!(!f(3).meta.as_ref().unwrap().is_file());
+        // A place outside the repository is no place.
+        assert!(found[4].is_none());
+    }
+
+    #[test]
     fn a_twin_is_the_same_name_in_the_other_type_folder() {
         assert_eq!(
             twin("h/gold/aa/bb/cc/n").as_deref(),

@@ -66,14 +66,13 @@ pub fn usable(target: &Target, rel: &str) -> bool {
 
 /// True when `rel` is the root of a btrfs subvolume (a snapshot or a created subvolume).
 pub fn is_subvolume(target: &Target, rel: &str) -> Result<bool, StoreError> {
-    let p = target.path(rel);
-    let out = run(target, &["stat", "-f", "-c", "%T", &p])?;
-    if out.trim_ascii() != b"btrfs" {
-        return Ok(false);
-    }
-    // Every subvolume's root folder, and nothing else on btrfs, is inode 256.
-    let ino = run(target, &["stat", "-c", "%i", &p])?;
-    Ok(ino.trim_ascii() == b"256")
+    let p = sh_quote(&target.path(rel));
+    // One command, so one ssh round trip: the file system's type, then the inode. Every
+    // subvolume's root folder, and nothing else on btrfs, is inode 256.
+    let script = format!("stat -f -c %T -- {p} && stat -c %i -- {p}");
+    let out = run(target, &["sh", "-c", &script])?;
+    let mut lines = out.split(|b| *b == b'\n').map(|l| l.trim_ascii());
+    Ok(lines.next() == Some(b"btrfs".as_slice()) && lines.next() == Some(b"256".as_slice()))
 }
 
 /// Creates an empty subvolume at `rel`.
