@@ -187,12 +187,12 @@ fn run(
     // previous tree lacked follows. Returns the transfer and every path sent.
     let link_and_send = |p: &nightly::Previous,
                          night: &mut nightly::Night,
-                         keep: Vec<String>,
+                         keep: &[String],
                          mut send: Vec<String>|
      -> Result<(holdfast_store::TransferStats, Vec<String>), BackupError> {
         let t = Instant::now();
         let (linked, stats) = std::thread::scope(|s| {
-            let linker = s.spawn(|| link_previous(p, &keep));
+            let linker = s.spawn(|| link_previous(p, keep));
             let stats = target.send_repository(
                 &plan,
                 &src,
@@ -252,12 +252,10 @@ fn run(
         // of those is checked while the new files go out (each waits on the disk for other
         // files). A hard-linked day has them only once linked: checked after.
         let in_place = !rolling || plan.snapshot_of.is_some();
-        let checked_early = in_place.then(|| keep.clone());
         let (sent, damaged_early) = std::thread::scope(|s| {
-            let checker = checked_early
-                .as_ref()
-                .map(|names| s.spawn(|| heal(site, cfg, target, &plan, &src, Some(names))));
-            let sent = link_and_send(p, &mut night, keep, whole);
+            let checker =
+                in_place.then(|| s.spawn(|| heal(site, cfg, target, &plan, &src, Some(&keep))));
+            let sent = link_and_send(p, &mut night, &keep, whole);
             let damaged =
                 checker.map(|c| c.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
             (sent, damaged)
@@ -380,7 +378,7 @@ fn run(
                 let mut night = nightly::plan(site, types, &dirs, p, client)?;
                 let keep = kept(&night);
                 let send: Vec<String> = night.send.keys().cloned().collect();
-                let (stats, send) = link_and_send(p, &mut night, keep, send)?;
+                let (stats, send) = link_and_send(p, &mut night, &keep, send)?;
                 let names: Vec<String> = night.list.keys().cloned().collect();
                 let damaged = heal(site, cfg, target, &plan, &src, Some(&names))?;
                 tracing::info!(
@@ -510,19 +508,7 @@ fn run(
         };
         // rsync saw only part of the files: count the whole snapshot from the names.
         stats.files = entries.len() as u64;
-        stats.bytes = entries
-            .iter()
-            .map(|e| {
-                let p = &e.path;
-                holdfast_site::pfile::PfileName::parse(p.rsplit('/').next().unwrap_or(p))
-                    .map(|n| n.size)
-                    .unwrap_or_else(|| {
-                        std::fs::metadata(site.repo.root.join(p))
-                            .map(|m| m.len())
-                            .unwrap_or(0)
-                    })
-            })
-            .sum();
+        stats.bytes = listed_bytes(&site.repo.root, entries.iter().map(|e| e.path.as_str()));
         // Every layout keeps its list: the next night builds on it, a restore gives the
         // recorded modes, owners and mtimes back. Written while the dump runs.
         target.write_file_entries(&plan, &entries)?;
@@ -628,6 +614,25 @@ fn run(
         scheduler_restarted,
         missing,
     )
+}
+
+/// The bytes of the snapshot's files (repository-relative `paths`): a content-named file's
+/// size is in its name, the others' are read from the site.
+pub(crate) fn listed_bytes<'a>(
+    root: &std::path::Path,
+    paths: impl Iterator<Item = &'a str>,
+) -> u64 {
+    paths
+        .map(|p| {
+            holdfast_site::pfile::PfileName::parse(p.rsplit('/').next().unwrap_or(p))
+                .map(|n| n.size)
+                .unwrap_or_else(|| {
+                    std::fs::metadata(root.join(p))
+                        .map(|m| m.len())
+                        .unwrap_or(0)
+                })
+        })
+        .sum()
 }
 
 /// Sends a spooled dump against the previous snapshot's, then commits the snapshot.

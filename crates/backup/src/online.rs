@@ -250,18 +250,7 @@ pub(crate) fn run(
     let list: Vec<String> = present.into_iter().collect();
     let damaged = backup::heal(site, cfg, target, &plan, &src, Some(&list))?;
     stats.files = list.len() as u64;
-    stats.bytes = list
-        .iter()
-        .map(|p| {
-            PfileName::parse(p.rsplit('/').next().unwrap_or(p))
-                .map(|n| n.size)
-                .unwrap_or_else(|| {
-                    std::fs::metadata(root.join(p))
-                        .map(|m| m.len())
-                        .unwrap_or(0)
-                })
-        })
-        .sum();
+    stats.bytes = backup::listed_bytes(root, list.iter().map(|p| p.as_str()));
     if pool {
         target.write_file_list(&plan, &list)?;
     }

@@ -35,7 +35,6 @@ pub enum Target {
     },
 }
 
-/// Quotes a string for a POSIX shell.
 /// `paths` as the input of `xargs -0`: each followed by a NUL.
 pub fn nul_separated<'a>(paths: impl IntoIterator<Item = &'a String>) -> Vec<u8> {
     let mut input = Vec::new();
@@ -46,6 +45,7 @@ pub fn nul_separated<'a>(paths: impl IntoIterator<Item = &'a String>) -> Vec<u8>
     input
 }
 
+/// Quotes a string for a POSIX shell.
 pub fn sh_quote(s: &str) -> String {
     if !s.is_empty()
         && s.bytes()
