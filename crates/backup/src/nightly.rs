@@ -285,8 +285,6 @@ pub fn plan(
     Ok(night)
 }
 
-/// Look-ups in flight at once: each new file sits in a hashed folder of its own, cold.
-const LOOKERS: usize = 16;
 /// At most this much of the night's new data is read ahead for rsync.
 const PREFETCH_BYTES: u64 = 256 << 20;
 
@@ -302,7 +300,8 @@ struct Found {
 /// Finds each named file among its possible places (the repository's host folders), many at
 /// a time since each look-up waits on the disk; the new whole ones (to be sent) are also read
 /// ahead into the page cache, so the send that follows finds them there instead of reading
-/// one file after another. None: a name outside the repository.
+/// one file after another (each new file sits in a hashed folder of its own, cold). None: a
+/// name outside the repository.
 fn look_up(
     root: &std::path::Path,
     files: &[(Reference, Vec<std::path::PathBuf>)],
@@ -342,10 +341,7 @@ fn look_up(
         }
         Some(Found { rel, meta, new })
     };
-    match rayon::ThreadPoolBuilder::new().num_threads(LOOKERS).build() {
-        Ok(pool) => pool.install(|| files.par_iter().map(look).collect()),
-        Err(_) => files.iter().map(look).collect(),
-    }
+    holdfast_core::threads::io_pool().install(|| files.par_iter().map(look).collect())
 }
 
 /// Every (kind, name) the database names (rows only, no file is read).

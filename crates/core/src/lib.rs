@@ -11,6 +11,7 @@
 //! * [`bytes`]: one unit style for sizes (`1.5 MiB`).
 //! * [`progress`]: a bar with rate and ETA on a terminal, a log line every few seconds off it.
 //! * [`child`]: child processes (rsync, psql, pg_dumpall, ssh) that die with holdfast.
+//! * [`threads`]: one shared pool for work that waits on the disk.
 
 pub mod bytes;
 pub mod child;
@@ -18,6 +19,7 @@ pub mod fs;
 pub mod interrupt;
 pub mod lock;
 pub mod progress;
+pub mod threads;
 
 pub use bytes::human_bytes;
 pub use interrupt::Interrupted;

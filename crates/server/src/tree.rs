@@ -25,26 +25,10 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
-/// The pool the tree walks run in: 4 walkers per core (8 to 32), or `HOLDFAST_IO_THREADS`.
-pub fn io_pool() -> &'static rayon::ThreadPool {
-    static POOL: OnceLock<rayon::ThreadPool> = OnceLock::new();
-    POOL.get_or_init(|| {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let n = std::env::var("HOLDFAST_IO_THREADS")
-            .ok()
-            .and_then(|v| v.parse::<usize>().ok())
-            .filter(|n| *n > 0)
-            .unwrap_or((4 * cores).clamp(8, 32));
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .thread_name(|i| format!("holdfast-io-{i}"))
-            .build()
-            .or_else(|_| rayon::ThreadPoolBuilder::new().num_threads(1).build())
-            .expect("a thread pool of one thread")
-    })
-}
+/// The pool the tree walks run in (shared with the rest of holdfast).
+pub use holdfast_core::threads::io_pool;
 
 /// An I/O failure at a path.
 #[derive(Debug, thiserror::Error)]

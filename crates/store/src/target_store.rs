@@ -14,9 +14,6 @@ use crate::StoreError;
 use holdfast_core::progress::Progress;
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
-
-/// Files proved at once on a local target.
-const PROVERS: usize = 8;
 use std::io::Read;
 use std::path::Path;
 
@@ -249,10 +246,7 @@ impl Target {
             };
             // More files in flight than cores: a cold file waits on the disk, not the CPU.
             return Ok(
-                match rayon::ThreadPoolBuilder::new().num_threads(PROVERS).build() {
-                    Ok(pool) => pool.install(|| paths.par_iter().map(prove).collect()),
-                    Err(_) => paths.par_iter().map(prove).collect(),
-                },
+                holdfast_core::threads::io_pool().install(|| paths.par_iter().map(prove).collect())
             );
         }
         // Only content-named files are worth hashing; the others are unprovable anyway.
