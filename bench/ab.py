@@ -4,7 +4,7 @@ dropped before every run, the order alternating from day to day. For changes who
 smaller than the disk's noise between separate runs of bench/backup.py.
 
     bench/ab.py --size whole --a OLD_BIN --b NEW_BIN [--layout rolling|pool] [--days 3]
-                [--work DIR] [--lock FILE] [--stores-fs btrfs]
+                [--work DIR] [--lock FILE] [--stores-fs btrfs] [--keep N]
 
 Each run's log (RUST_LOG=info) is kept in --work; the step times printed are read from it.
 Run as root (caches are dropped). The site is copied into --work first. --stores-fs btrfs puts
@@ -16,7 +16,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dataset  # noqa: E402
 
 STEPS = ["new rows matched", "previous day's files linked", "new files sent", "new files pre-copied",
-         "agents stopped", "database dumped", "repository copied", "downtime"]
+         "agents stopped", "database dumped", "repository copied", "downtime",
+         "pool files", "pruned snapshots deleted"]
 
 
 def main():
@@ -30,6 +31,8 @@ def main():
     ap.add_argument("--work", default="/var/tmp/holdfast-bench/ab")
     ap.add_argument("--lock", help="flock held for the whole run")
     ap.add_argument("--stores-fs", default="", choices=["", "btrfs"])
+    ap.add_argument("--keep", type=int, default=30,
+                    help="snapshots kept: below --days + 1 every night also prunes (the steady state)")
     a = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root: caches are dropped before every run")
@@ -55,7 +58,7 @@ def main():
     site.start()
     site.reset_crashed_jobs()
     bins = {"A": a.a, "B": a.b}
-    cfg = {n: site.toml(a.layout, os.path.join(stores, n), name=f"{a.layout}-{n}") for n in bins}
+    cfg = {n: site.toml(a.layout, os.path.join(stores, n), name=f"{a.layout}-{n}", keep=a.keep) for n in bins}
 
     def run(name, tag):
         subprocess.run("sync; echo 3 > /proc/sys/vm/drop_caches", shell=True, check=True)

@@ -173,12 +173,12 @@ class Site:
             self.pg_run([f"{self.bin}/pg_ctl", "-D", f"{self.pg}/data", "-m", "fast", "-w", "stop"])
             self.port = None
 
-    def toml(self, layout, store, extra="", name=None):
+    def toml(self, layout, store, extra="", name=None, keep=30):
         path = os.path.join(self.root, f"holdfast-{name or layout}.toml")
         with open(path, "w") as f:
             f.write(f'[site]\nconf_dir = "{self.conf}"\nname = "bench"\n'
                     f'[scheduler]\nstop_command = ["true"]\nstart_command = ["true"]\nprocess_names = []\n'
-                    f'[backup]\ntarget = "{store}"\nlayout = "{layout}"\nkeep = 30\n'
+                    f'[backup]\ntarget = "{store}"\nlayout = "{layout}"\nkeep = {keep}\n'
                     f'lock_file = "{self.root}/lock-{layout}"\ncron_file = "{self.root}/cron"\n{extra}')
         return path
 

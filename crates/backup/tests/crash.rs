@@ -363,10 +363,13 @@ fn pool_garbage_collection_over_ssh_keeps_what_kept_snapshots_list() {
         "nothing deleted when a list is unreadable"
     );
     std::fs::write(&list, &good).unwrap();
-    // A file no snapshot lists (a copy a killed run left): garbage.
+    // A file no snapshot lists: what a run killed before its commit sent (it left
+    // `.partial`), of an upload deleted before the next night. Only such a run leaves files
+    // no list names, so the next run marks the pool for a whole sweep at its prune.
     let junk = pool.join("localhost/files/zz/zz/zz/junk");
     std::fs::create_dir_all(junk.parent().unwrap()).unwrap();
     std::fs::write(&junk, b"junk").unwrap();
+    std::fs::create_dir_all(remote_dir.join(".partial")).unwrap();
 
     // Now prune for real (a third snapshot pushes the first out) and check every file of
     // every kept snapshot is still in the pool.
@@ -391,6 +394,27 @@ fn pool_garbage_collection_over_ssh_keeps_what_kept_snapshots_list() {
         .collect();
     assert_eq!(walk_count(&pool), listed.len());
     assert!(!junk.exists());
+    assert!(
+        !remote_dir.join(".pool-sweep-due").exists(),
+        "the sweep is done: the next prunes read only what they drop"
+    );
+
+    // Without a killed run, a prune reads the lists it needs and walks nothing: a file
+    // that appeared in the pool by other means stays (no run of ours made it).
+    let stray = pool.join("localhost/files/zz/zz/zz/stray");
+    std::fs::write(&stray, b"stray").unwrap();
+    f.add_uploads(1);
+    backup(&site, "s", &f.sched, &cfg).unwrap();
+    assert!(stray.exists());
+    for s in &layout::snapshots(&target).unwrap() {
+        for p in holdfast_store::pool::read_list(&target, &s.name).unwrap() {
+            assert!(
+                pool.join(&p).is_file(),
+                "{p} of kept {} was deleted",
+                s.name
+            );
+        }
+    }
 }
 
 fn walk_count(dir: &std::path::Path) -> usize {

@@ -25,7 +25,8 @@
 //!   the list of the repository's files at that moment (`files.list.gz`). A scan day costs the
 //!   new files and a few MB of list, nothing per unchanged file or folder; a hard-link tree
 //!   costs a new folder tree every day (with depth 3, about as many folders as files).
-//!   Pruning keeps `keep` snapshots and then deletes pool files no kept list names.
+//!   Pruning keeps `keep` snapshots and then deletes pool files no kept list names: those
+//!   the pruned lists named, or the whole pool after a run stopped before its commit.
 
 use crate::manifest::{Manifest, MANIFEST_FILE, REPO_DIR};
 use crate::store::Plan;
@@ -44,6 +45,9 @@ pub const FILE_LIST: &str = "files.list.gz";
 /// of every listing), then deleted; a kill in between leaves only this hidden folder, which
 /// the next run deletes.
 pub const PRUNING: &str = ".pruning.";
+/// Pool: the next garbage collection goes over the whole pool, not only what the pruned
+/// snapshots listed (a run stopped before its commit may have sent files no list names).
+const SWEEP_DUE: &str = ".pool-sweep-due";
 /// Rolling on btrfs: where the snapshot of the previous day is made before it becomes
 /// `.partial` (a kill in between leaves only this hidden folder, deleted by the next run).
 const PARTIAL_NEW: &str = ".partial.new";
@@ -225,6 +229,10 @@ impl Layout {
                 }
             }
         }
+        if self.kind == LayoutKind::Pool && target.exists(PARTIAL)? {
+            // A run stopped before its commit: the files it sent may be named by no list.
+            target.write_atomic(SWEEP_DUE, b"")?;
+        }
         target.mkdir_p(PARTIAL)?;
         Ok(plan)
     }
@@ -298,15 +306,20 @@ impl Layout {
             return Ok(());
         };
         let from = String::from_utf8_lossy(&from).into_owned();
-        let now: std::collections::HashSet<String> = crate::pool::read_list(target, PARTIAL)?
-            .into_iter()
-            .collect();
-        let before = match crate::pool::read_list(target, &from) {
+        let (now, before) = std::thread::scope(|s| {
+            let now = s.spawn(|| crate::pool::read_list(target, PARTIAL));
+            let before = crate::pool::read_list(target, &from);
+            (
+                now.join().unwrap_or_else(|e| std::panic::resume_unwind(e)),
+                before,
+            )
+        });
+        let before = match before {
             Ok(l) => l,
             // A day without a list: what the tree holds.
             Err(_) => target.list_tree(&format!("{PARTIAL}/{REPO_DIR}"))?,
         };
-        let gone: Vec<String> = before.into_iter().filter(|p| !now.contains(p)).collect();
+        let gone = crate::pool::not_in(before, &now?);
         if !gone.is_empty() {
             tracing::info!(
                 files = gone.len(),
@@ -320,11 +333,18 @@ impl Layout {
     /// Writes the manifest into `.partial`, syncs, makes the snapshot visible and prunes.
     /// Returns the snapshot's name.
     pub fn commit(&self, target: &Target, manifest: &Manifest) -> Result<String, StoreError> {
+        let t = std::time::Instant::now();
         if self.kind == LayoutKind::Rolling {
             self.drop_unlisted(target)?;
         }
+        tracing::debug!(
+            secs = t.elapsed().as_secs_f64(),
+            "files no longer listed dropped"
+        );
+        let t = std::time::Instant::now();
         // The copied files reach the disk before the manifest that vouches for them.
         target.sync()?;
+        tracing::debug!(secs = t.elapsed().as_secs_f64(), "snapshot synced");
         target.write_atomic(
             &format!("{PARTIAL}/{MANIFEST_FILE}"),
             manifest.to_json().as_bytes(),
@@ -431,18 +451,60 @@ impl Layout {
             tracing::info!(snapshot = %g, "removing snapshot the layout no longer keeps");
             target.rename(g, &format!("{PRUNING}{stamp}.{g}"))?;
         }
+        // Pool: only what the pruned snapshots listed can have lost its last reference.
+        let dropped = (self.kind == LayoutKind::Pool && !gone.is_empty()).then(|| {
+            let mut all = Vec::new();
+            for g in &gone {
+                all.extend(crate::pool::read_list(
+                    target,
+                    &format!("{PRUNING}{stamp}.{g}"),
+                )?);
+            }
+            Ok::<_, StoreError>(all)
+        });
+        let t = std::time::Instant::now();
         finish_pruning(target)?;
-        if self.kind == LayoutKind::Pool && !gone.is_empty() {
-            self.collect_garbage(target);
+        if !gone.is_empty() {
+            tracing::info!(
+                secs = t.elapsed().as_secs_f64(),
+                snapshots = gone.len(),
+                "pruned snapshots deleted"
+            );
+        }
+        let t = std::time::Instant::now();
+        match dropped {
+            Some(Ok(dropped)) if !target.exists(SWEEP_DUE)? => {
+                match crate::pool::collect_dropped(target, dropped) {
+                    Ok(removed) => tracing::info!(
+                        files = removed,
+                        secs = t.elapsed().as_secs_f64(),
+                        "pool files only the pruned snapshots named removed"
+                    ),
+                    Err(e) => tracing::error!(
+                        "pool garbage collection skipped, nothing deleted (the pool keeps unneeded files until the next run): {e}"
+                    ),
+                }
+            }
+            Some(_) => self.collect_garbage(target),
+            None => {}
         }
         Ok(gone)
     }
 
-    /// Pool garbage collection; a failure keeps files (it never makes a backup fail).
+    /// Pool garbage collection over the whole pool; a failure keeps files (it never makes a
+    /// backup fail).
     fn collect_garbage(&self, target: &Target) {
+        let t = std::time::Instant::now();
         match crate::pool::collect_garbage(target) {
             Ok(removed) => {
-                tracing::info!(files = removed, "pool files no kept snapshot names removed")
+                tracing::info!(
+                    files = removed,
+                    secs = t.elapsed().as_secs_f64(),
+                    "pool files no kept snapshot names removed"
+                );
+                if let Err(e) = target.remove_all(SWEEP_DUE) {
+                    tracing::warn!("{e}");
+                }
             }
             Err(e) => tracing::error!(
                 "pool garbage collection skipped, nothing deleted (the pool keeps unneeded files until the next run): {e}"

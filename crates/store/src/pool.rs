@@ -89,6 +89,12 @@ impl Entry {
     }
 }
 
+/// Where a line's path ends when metadata follows it.
+fn path_end(line: &str) -> Option<usize> {
+    let (p, m) = line.rsplit_once('\t')?;
+    Meta::decode(m).map(|_| p.len())
+}
+
 /// Lists the regular files under `root/<dir>` for each of `dirs`, with their metadata,
 /// sorted by path.
 pub fn list_entries(root: &Path, dirs: &[String]) -> Vec<Entry> {
@@ -171,7 +177,34 @@ pub fn encode(list: &[String]) -> Vec<u8> {
 
 /// The paths of a list (its metadata left out).
 pub fn decode(r: impl Read) -> std::io::Result<Vec<String>> {
-    Ok(decode_entries(r)?.into_iter().map(|e| e.path).collect())
+    BufReader::new(flate2::read::MultiGzDecoder::new(r))
+        .lines()
+        .map(|l| {
+            l.map(|mut l| {
+                if let Some(end) = path_end(&l) {
+                    l.truncate(end);
+                }
+                l
+            })
+        })
+        .collect()
+}
+
+/// The paths of `before` that `now` lacks. Lists are written sorted, so `now` is searched
+/// in place; an unsorted one (written by hand) is hashed first.
+pub fn not_in(before: Vec<String>, now: &[String]) -> Vec<String> {
+    if now.is_sorted() {
+        before
+            .into_iter()
+            .filter(|p| now.binary_search(p).is_err())
+            .collect()
+    } else {
+        let now: HashSet<&str> = now.iter().map(String::as_str).collect();
+        before
+            .into_iter()
+            .filter(|p| !now.contains(p.as_str()))
+            .collect()
+    }
 }
 
 /// Reads snapshot `name`'s list from the target.
@@ -182,6 +215,37 @@ pub fn read_list(target: &Target, name: &str) -> Result<Vec<String>, StoreError>
         path: format!("{} {rel}", target.display()),
         source: e,
     })
+}
+
+/// Deletes the pool files among `dropped` (what pruned snapshots listed) that no kept
+/// snapshot lists; returns how many were unlisted. Kept lists are read newest first and only
+/// until every candidate is found, so a night that prunes a snapshot while nothing left the
+/// repository reads two lists and walks nothing (a full [`collect_garbage`] walks the pool
+/// and reads every list). Fails closed as that one does.
+pub fn collect_dropped(target: &Target, mut dropped: Vec<String>) -> Result<u64, StoreError> {
+    dropped.sort_unstable();
+    dropped.dedup();
+    let mut lists: Vec<String> = target
+        .list("")?
+        .into_iter()
+        .filter(|n| n.starts_with("snap."))
+        .collect();
+    // Snapshot names are times: newest first.
+    lists.sort_unstable_by(|a, b| b.cmp(a));
+    if target.exists(&format!("{PARTIAL}/{FILE_LIST}"))? {
+        lists.insert(0, PARTIAL.to_string());
+    }
+    for s in &lists {
+        if dropped.is_empty() {
+            return Ok(0);
+        }
+        dropped = not_in(dropped, &read_list(target, s)?);
+    }
+    if dropped.is_empty() {
+        return Ok(0);
+    }
+    target.remove_files(&format!("{POOL}/{REPO_DIR}"), &dropped)?;
+    Ok(dropped.len() as u64)
 }
 
 /// Deletes pool files that no kept snapshot lists; returns how many.
@@ -259,5 +323,42 @@ mod tests {
             gz.len()
         );
         assert_eq!(decode_entries(&gz[..]).unwrap(), list);
+    }
+
+    #[test]
+    fn paths_come_without_metadata_and_a_tab_in_a_name_stays() {
+        let meta = Meta {
+            mode: 0o100644,
+            uid: 1,
+            gid: 2,
+            mtime: 3,
+            mtime_nsec: 4,
+        };
+        let list = vec![
+            Entry {
+                path: "a/b".into(),
+                meta: Some(meta),
+            },
+            Entry {
+                path: "a/tab\there".into(),
+                meta: None,
+            },
+            Entry {
+                path: "a/tab\tand meta".into(),
+                meta: Some(meta),
+            },
+        ];
+        let paths = decode(&encode_entries(&list)[..]).unwrap();
+        assert_eq!(paths, ["a/b", "a/tab\there", "a/tab\tand meta"]);
+    }
+
+    #[test]
+    fn what_a_list_lacks_is_found_sorted_or_not() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let before = s(&["a", "b", "c", "d"]);
+        assert_eq!(not_in(before.clone(), &s(&["a", "c", "e"])), ["b", "d"]);
+        assert_eq!(not_in(before.clone(), &s(&["e", "c", "a"])), ["b", "d"]);
+        assert!(not_in(before.clone(), &before).is_empty());
+        assert_eq!(not_in(before, &[]), ["a", "b", "c", "d"]);
     }
 }
