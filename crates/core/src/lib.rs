@@ -12,6 +12,8 @@
 //! * [`progress`]: a bar with rate and ETA on a terminal, a log line every few seconds off it.
 //! * [`child`]: child processes (rsync, psql, pg_dumpall, ssh) that die with holdfast.
 //! * [`threads`]: one shared pool for work that waits on the disk.
+//! * [`tree`]: descriptor-relative directory walks that never follow a symlink, and a
+//!   parallel [`tree::remove_tree`].
 
 pub mod bytes;
 pub mod child;
@@ -20,6 +22,7 @@ pub mod interrupt;
 pub mod lock;
 pub mod progress;
 pub mod threads;
+pub mod tree;
 
 pub use bytes::human_bytes;
 pub use interrupt::Interrupted;

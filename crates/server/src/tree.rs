@@ -1,5 +1,6 @@
 //! Parallel, descriptor-relative walks over client trees: hard-link copies (snapshots),
-//! inode-once size sums, and removal.
+//! inode-once size sums, and removal (its primitives and [`remove_tree`] live in
+//! `holdfast_core::tree`: the backup target deletes pruned days with it too).
 //!
 //! Clients control everything below `incoming/`, so every step works relative to an open
 //! directory descriptor: directories are opened with `openat(O_NOFOLLOW|O_DIRECTORY)`, entries
@@ -14,93 +15,24 @@
 //! pool ([`io_pool`]) with several walkers per core, so many directory and inode reads are in
 //! flight at once.
 
-use nix::dir::{Dir, Type};
-use nix::fcntl::{AtFlags, OFlag};
+use nix::dir::Type;
+use nix::fcntl::AtFlags;
 use nix::sys::stat::{FileStat, Mode, SFlag};
-use nix::unistd::UnlinkatFlags;
 use rayon::prelude::*;
 use std::collections::HashSet;
-use std::ffi::{CStr, CString, OsStr};
+use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// The pool the tree walks run in (shared with the rest of holdfast).
 pub use holdfast_core::threads::io_pool;
-
-/// An I/O failure at a path.
-#[derive(Debug, thiserror::Error)]
-#[error("{path}: {source}")]
-pub struct TreeError {
-    pub path: PathBuf,
-    pub source: std::io::Error,
-}
+pub(crate) use holdfast_core::tree::{child, each_entry, err, open_dir_at};
+pub use holdfast_core::tree::{open_dir, remove_tree, TreeError};
 
 type Result<T> = std::result::Result<T, TreeError>;
-
-pub(crate) fn err(path: &Path, e: nix::errno::Errno) -> TreeError {
-    TreeError {
-        path: path.into(),
-        source: std::io::Error::from_raw_os_error(e as i32),
-    }
-}
-
-const DIR_FLAGS: OFlag = OFlag::O_RDONLY
-    .union(OFlag::O_DIRECTORY)
-    .union(OFlag::O_NOFOLLOW)
-    .union(OFlag::O_CLOEXEC);
-
-/// Opens `path` as a directory; fails (ELOOP/ENOTDIR) if its last component is a symlink.
-pub fn open_dir(path: &Path) -> Result<OwnedFd> {
-    nix::fcntl::open(path, DIR_FLAGS, Mode::empty()).map_err(|e| err(path, e))
-}
-
-pub(crate) fn open_dir_at(parent: impl AsFd, name: &CStr, path: &Path) -> Result<OwnedFd> {
-    nix::fcntl::openat(parent, name, DIR_FLAGS, Mode::empty()).map_err(|e| err(path, e))
-}
-
-/// Fails with `ErrorKind::Interrupted` once a stop signal arrived (checked per directory,
-/// so Ctrl-C stops a walk of millions of files quickly; a half-made snapshot is an
-/// `.incomplete.*` tree the next run discards).
-fn check_stop(path: &Path) -> Result<()> {
-    if holdfast_site::interrupt::requested() {
-        return Err(TreeError {
-            path: path.into(),
-            source: std::io::Error::new(std::io::ErrorKind::Interrupted, "interrupted"),
-        });
-    }
-    Ok(())
-}
-
-/// Calls `f` for each entry of an open directory (without `.` and `..`), allocating nothing
-/// per entry.
-pub(crate) fn each_entry(
-    fd: &OwnedFd,
-    path: &Path,
-    mut f: impl FnMut(&CStr, Option<Type>) -> Result<()>,
-) -> Result<()> {
-    check_stop(path)?;
-    let dup = fd.try_clone().map_err(|source| TreeError {
-        path: path.into(),
-        source,
-    })?;
-    let mut dir = Dir::from_fd(dup).map_err(|e| err(path, e))?;
-    for ent in dir.iter() {
-        let ent = ent.map_err(|e| err(path, e))?;
-        let name = ent.file_name();
-        if name.to_bytes() == b"." || name.to_bytes() == b".." {
-            continue;
-        }
-        f(name, ent.file_type())?;
-    }
-    Ok(())
-}
-
-pub(crate) fn child(path: &Path, name: &CStr) -> PathBuf {
-    path.join(OsStr::from_bytes(name.to_bytes()))
-}
 
 fn stat_at(fd: impl AsFd, name: &CStr, path: &Path) -> Result<FileStat> {
     nix::sys::stat::fstatat(fd, name, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(|e| err(path, e))
@@ -518,54 +450,6 @@ pub fn add_scan(total: &mut Usage, scan: &Scan, seen: &InodeSet) {
             total.inodes += 1;
         }
     }
-}
-
-/// Removes the tree at `path` (which must be a directory, not a symlink), in parallel.
-/// Returns the number of entries removed.
-pub fn remove_tree(path: &Path) -> Result<u64> {
-    io_pool().install(|| remove_tree_in_pool(path))
-}
-
-fn remove_tree_in_pool(path: &Path) -> Result<u64> {
-    let fd = open_dir(path)?;
-    let n = AtomicU64::new(0);
-    remove_dir_contents(&fd, path, &n)?;
-    drop(fd);
-    std::fs::remove_dir(path).map_err(|source| TreeError {
-        path: path.into(),
-        source,
-    })?;
-    Ok(n.into_inner() + 1)
-}
-
-fn remove_dir_contents(fd: &OwnedFd, path: &Path, n: &AtomicU64) -> Result<()> {
-    let mut subdirs = Vec::new();
-    let mut removed = 0;
-    each_entry(fd, path, |name, t| {
-        if t == Some(Type::Directory) {
-            subdirs.push(name.to_owned());
-            return Ok(());
-        }
-        match nix::unistd::unlinkat(fd, name, UnlinkatFlags::NoRemoveDir) {
-            Ok(()) => removed += 1,
-            // d_type unknown and it is a directory
-            Err(nix::errno::Errno::EISDIR) => subdirs.push(name.to_owned()),
-            Err(nix::errno::Errno::ENOENT) => {}
-            Err(e) => return Err(err(&child(path, name), e)),
-        }
-        Ok(())
-    })?;
-    n.fetch_add(removed, Ordering::Relaxed);
-    subdirs.par_iter().try_for_each(|name| -> Result<()> {
-        let p = child(path, name);
-        let sub = open_dir_at(fd, name, &p)?;
-        remove_dir_contents(&sub, &p, n)?;
-        drop(sub);
-        nix::unistd::unlinkat(fd, name.as_c_str(), UnlinkatFlags::RemoveDir)
-            .map_err(|e| err(&p, e))?;
-        n.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    })
 }
 
 #[cfg(test)]

@@ -458,7 +458,10 @@ impl Target {
             Target::Local { .. } => {
                 let p = PathBuf::from(self.path(rel));
                 match p.symlink_metadata() {
-                    Ok(m) if m.is_dir() => std::fs::remove_dir_all(&p),
+                    // A pruned hard-linked day is ~200,000 entries: unlinked many at a time.
+                    Ok(m) if m.is_dir() => holdfast_core::tree::remove_tree(&p)
+                        .map(|_| ())
+                        .map_err(|e| std::io::Error::new(e.source.kind(), e.to_string())),
                     Ok(_) => std::fs::remove_file(&p),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
                     Err(e) => Err(e),
