@@ -451,8 +451,10 @@ impl Layout {
             tracing::info!(snapshot = %g, "removing snapshot the layout no longer keeps");
             target.rename(g, &format!("{PRUNING}{stamp}.{g}"))?;
         }
-        // Pool: only what the pruned snapshots listed can have lost its last reference.
-        let dropped = (self.kind == LayoutKind::Pool && !gone.is_empty()).then(|| {
+        let collect = self.kind == LayoutKind::Pool && !gone.is_empty();
+        // Pool: only what the pruned snapshots listed can have lost its last reference,
+        // unless a run stopped before its commit left files no list names.
+        let dropped = (collect && !target.exists(SWEEP_DUE)?).then(|| {
             let mut all = Vec::new();
             for g in &gone {
                 all.extend(crate::pool::read_list(
@@ -473,20 +475,19 @@ impl Layout {
         }
         let t = std::time::Instant::now();
         match dropped {
-            Some(Ok(dropped)) if !target.exists(SWEEP_DUE)? => {
-                match crate::pool::collect_dropped(target, dropped) {
-                    Ok(removed) => tracing::info!(
-                        files = removed,
-                        secs = t.elapsed().as_secs_f64(),
-                        "pool files only the pruned snapshots named removed"
-                    ),
-                    Err(e) => tracing::error!(
-                        "pool garbage collection skipped, nothing deleted (the pool keeps unneeded files until the next run): {e}"
-                    ),
-                }
-            }
-            Some(_) => self.collect_garbage(target),
-            None => {}
+            Some(Ok(dropped)) => match crate::pool::collect_dropped(target, dropped) {
+                Ok(removed) => tracing::info!(
+                    files = removed,
+                    secs = t.elapsed().as_secs_f64(),
+                    "pool files only the pruned snapshots named removed"
+                ),
+                Err(e) => tracing::error!(
+                    "pool garbage collection skipped, nothing deleted (the pool keeps unneeded files until the next run): {e}"
+                ),
+            },
+            // A sweep is due, or a pruned list could not be read.
+            _ if collect => self.collect_garbage(target),
+            _ => {}
         }
         Ok(gone)
     }

@@ -74,25 +74,24 @@ pub struct Entry {
 
 impl Entry {
     fn parse(line: &str) -> Entry {
-        if let Some((p, m)) = line.rsplit_once('\t') {
-            if let Some(meta) = Meta::decode(m) {
-                return Entry {
-                    path: p.to_string(),
-                    meta: Some(meta),
-                };
-            }
-        }
-        Entry {
-            path: line.to_string(),
-            meta: None,
+        match split_meta(line) {
+            Some((end, meta)) => Entry {
+                path: line[..end].to_string(),
+                meta: Some(meta),
+            },
+            None => Entry {
+                path: line.to_string(),
+                meta: None,
+            },
         }
     }
 }
 
-/// Where a line's path ends when metadata follows it.
-fn path_end(line: &str) -> Option<usize> {
+/// Where a line's path ends, and the metadata after it, when it has any (a tab in a path
+/// is part of the path unless what follows the last one is metadata).
+fn split_meta(line: &str) -> Option<(usize, Meta)> {
     let (p, m) = line.rsplit_once('\t')?;
-    Meta::decode(m).map(|_| p.len())
+    Meta::decode(m).map(|meta| (p.len(), meta))
 }
 
 /// Lists the regular files under `root/<dir>` for each of `dirs`, with their metadata,
@@ -181,7 +180,7 @@ pub fn decode(r: impl Read) -> std::io::Result<Vec<String>> {
         .lines()
         .map(|l| {
             l.map(|mut l| {
-                if let Some(end) = path_end(&l) {
+                if let Some((end, _)) = split_meta(&l) {
                     l.truncate(end);
                 }
                 l
@@ -225,27 +224,32 @@ pub fn read_list(target: &Target, name: &str) -> Result<Vec<String>, StoreError>
 pub fn collect_dropped(target: &Target, mut dropped: Vec<String>) -> Result<u64, StoreError> {
     dropped.sort_unstable();
     dropped.dedup();
+    for s in kept_lists(target)? {
+        if dropped.is_empty() {
+            break;
+        }
+        dropped = not_in(dropped, &read_list(target, &s)?);
+    }
+    if !dropped.is_empty() {
+        target.remove_files(&format!("{POOL}/{REPO_DIR}"), &dropped)?;
+    }
+    Ok(dropped.len() as u64)
+}
+
+/// The snapshots whose lists name pool files, newest first: a `.partial` waiting to be
+/// committed, then every `snap.*` (their names are times). Only pool snapshots' lists name
+/// pool files (every layout writes a list now).
+fn kept_lists(target: &Target) -> Result<Vec<String>, StoreError> {
     let mut lists: Vec<String> = target
         .list("")?
         .into_iter()
         .filter(|n| n.starts_with("snap."))
         .collect();
-    // Snapshot names are times: newest first.
     lists.sort_unstable_by(|a, b| b.cmp(a));
     if target.exists(&format!("{PARTIAL}/{FILE_LIST}"))? {
         lists.insert(0, PARTIAL.to_string());
     }
-    for s in &lists {
-        if dropped.is_empty() {
-            return Ok(0);
-        }
-        dropped = not_in(dropped, &read_list(target, s)?);
-    }
-    if dropped.is_empty() {
-        return Ok(0);
-    }
-    target.remove_files(&format!("{POOL}/{REPO_DIR}"), &dropped)?;
-    Ok(dropped.len() as u64)
+    Ok(lists)
 }
 
 /// Deletes pool files that no kept snapshot lists; returns how many.
@@ -255,14 +259,9 @@ pub fn collect_dropped(target: &Target, mut dropped: Vec<String>) -> Result<u64,
 /// pool listing that fails, ends the collection before anything is deleted. Only then are
 /// the unlisted files removed (over ssh: their names on `rm`'s stdin, NUL-separated).
 pub fn collect_garbage(target: &Target) -> Result<u64, StoreError> {
-    let names = target.list("")?;
     let mut keep = HashSet::new();
-    // Only pool snapshots' lists name pool files (every layout writes a list now).
-    for s in names.iter().filter(|n| n.starts_with("snap.")) {
-        keep.extend(read_list(target, s)?);
-    }
-    if target.exists(&format!("{PARTIAL}/{FILE_LIST}"))? {
-        keep.extend(read_list(target, PARTIAL)?);
+    for s in kept_lists(target)? {
+        keep.extend(read_list(target, &s)?);
     }
     let pool_rel = format!("{POOL}/{REPO_DIR}");
     let all = target.files_below(&pool_rel, false)?;
