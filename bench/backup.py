@@ -5,7 +5,7 @@
 
     bench/backup.py [--size quarter|half|whole] [--reps 3] [--warm] [--restore]
                     [--tools holdfast,holdfast-rolling,rsync,rsync-size,rsync-size-not,restic,borg]
-                    [--holdfast BIN] [--work DIR] [--stores-fs btrfs]
+                    [--holdfast BIN] [--work DIR] [--stores-fs btrfs] [--retain N]
 
 The same work for every tool: each night backs up the repository, the configuration folder
 and the database. holdfast dumps the database and checks it inside `holdfast backup`; every
@@ -34,6 +34,14 @@ btrbk or snapper set-ups do) and `holdfast-rolling-links` (the rolling layout wi
 `day_trees = "hard-links"`); `holdfast-rolling` then makes its days as snapshots. Growth is
 then what `btrfs filesystem usage` says is used (data and metadata as stored), since `du`
 counts a snapshot's shared files again in every day.
+
+--retain N measures the steady state, a store that has reached its retention: every tool keeps
+the newest N backups and drops the oldest one each night, as its nightly job would, and that
+is part of the night's time: holdfast `keep = N` (its own prune), rsync `rm -rf` of the oldest
+day tree, rsync-btrfs `btrfs subvolume delete` of the oldest snapshot, restic `forget
+--keep-last N --prune` (default repack threshold), borg `prune --keep-last N` then `compact`
+(borg 1.2: prune alone frees nothing). The summary then also shows the nights that dropped a
+backup (day >= N) on their own, with the retention's share of each peer's night.
 
 Run as root. The site is copied into --work first; the cached data set is not changed.
 """
@@ -174,7 +182,8 @@ class Bench:
         for t in self.tools:
             if t in HOLDFAST:
                 layout, extra = HOLDFAST[t]
-                self.hf[t] = self.site.toml(layout, os.path.join(self.stores, t), extra=extra, name=t)
+                self.hf[t] = self.site.toml(layout, os.path.join(self.stores, t), extra=extra, name=t,
+                                            keep=self.a.retain or 30)
         self.days = dataset.scan_days(self.a.data)
 
     # ---- peers' database dump: the same work holdfast does inside `backup`
@@ -205,6 +214,30 @@ class Bench:
         return [self.site.repo, self.site.conf, self.dumpdir]
 
     def backup(self, tool, day):
+        """One night's backup by `tool` and, with --retain, its retention; returns (seconds,
+        dump seconds, retention seconds: 0 for holdfast, whose prune is inside `backup`)."""
+        s, d = self.copy(tool, day)
+        n = self.a.retain
+        if not n or day < n or tool in self.hf:
+            return s, d, 0.0
+        r = self.drop(tool, day - n)
+        return s + r, d, r
+
+    def drop(self, tool, day):
+        """Drop the backup of `day`, as the tool's own retention does."""
+        store = os.path.join(self.stores, tool)
+        if tool in RSYNC_FLAGS:
+            return timed(["rm", "-rf", f"{store}/day{day}"])
+        if tool == "rsync-btrfs":
+            return timed(["btrfs", "-q", "subvolume", "delete", f"{store}/day{day}"])
+        if tool == "restic":
+            return timed(["restic", "forget", "-q", "-r", store, "--keep-last", str(self.a.retain), "--prune"])
+        if tool == "borg":
+            return timed(["borg", "prune", "--keep-last", str(self.a.retain), store]) + \
+                timed(["borg", "compact", store])
+        sys.exit(f"unknown tool {tool}")
+
+    def copy(self, tool, day):
         """One night's backup by `tool`; returns (seconds, dump seconds)."""
         if tool in self.hf:
             before = self.snapshots(tool)
@@ -216,6 +249,10 @@ class Bench:
                 sys.exit(f"{tool}: `holdfast backup` exited 0 but wrote no new snapshot in "
                          f"{os.path.join(self.stores, tool)}")
             self.last_manifest[tool] = after[-1]["manifest"]
+            # the same retention as the peers', or their nights' work is not the same
+            want = min(day + 1, self.a.retain) if self.a.retain else len(after)
+            if len(after) != want:
+                sys.exit(f"{tool}: {len(after)} snapshots after day {day}, expected {want} (--retain)")
             return s, 0.0
         d = self.dump()
         store = os.path.join(self.stores, tool)
@@ -259,14 +296,15 @@ class Bench:
 
     def run(self):
         a = self.a
-        results = {"size": a.size, "site": self.info, "initial": {}, "days": [], "restore": []}
+        results = {"size": a.size, "site": self.info, "initial": {}, "days": [], "restore": [],
+                   "retain": a.retain}
         print(f"initial backups (cold), load {load()}", flush=True)
         for tool in self.tools:
             with Lock(a.lock):
                 size0 = self.used(tool)
                 drop_caches()
                 l0 = load()
-                s, d = self.backup(tool, 0)
+                s, d, _ = self.backup(tool, 0)
                 size = self.used(tool) - size0
             results["initial"][tool] = dict(s=s, dump_s=d, store=size, load=l0)
             print(f"  {tool:<16} {s:7.1f} s  store {results['initial'][tool]['store']/1e9:.2f} GB  load {l0}",
@@ -289,7 +327,7 @@ class Bench:
                     if kind == "cold":
                         drop_caches()
                     l0 = load()
-                    s, d = self.backup(tool, self.day)
+                    s, d, ret = self.backup(tool, self.day)
                     grow = self.used(tool) - size0
                     m = self.last_manifest.pop(tool, None)
                     extra = {}
@@ -300,10 +338,11 @@ class Bench:
                                      copy_s=tm.get("copy_secs"), precopy_s=tm.get("precopy_secs"))
                         d = extra["dump_s"]
                     results["days"].append(dict(day=self.day, kind=kind, tool=tool, s=s, dump_s=d, growth=grow,
-                                                load=l0, **change, **{k: v for k, v in extra.items() if k != "dump_s"}))
+                                                retain_s=ret, load=l0, **change, **{k: v for k, v in extra.items() if k != "dump_s"}))
                     note = (f"  [{extra['found_by']}: copied {extra['copied_files']} files, copy {extra['copy_s']:.1f} s,"
                             f" pre-copy {extra['precopy_s']:.1f} s]" if extra else "")
-                    print(f"  {tool:<16} {s:7.2f} s (dump {d:4.1f})  store +{grow/1e6:8.1f} MB  load {l0}{note}",
+                    ret_note = f", retention {ret:4.1f}" if ret else ""
+                    print(f"  {tool:<16} {s:7.2f} s (dump {d:4.1f}{ret_note})  store {grow/1e6:+9.1f} MB  load {l0}{note}",
                           flush=True)
         if a.restore:
             self.restores(results)
@@ -392,6 +431,27 @@ def summary(r, tools):
                     w = (f", warm {stats[t]['warm']/stats[h]['warm']:.2f}x" if stats[t]["warm"] and stats[h]["warm"]
                          else "")
                     lines.append(f"{h}: cold {stats[t]['cold']/stats[h]['cold']:.2f}x faster than {t}{w}")
+    n = r.get("retain")
+    pruning = [d for d in days if n and d["day"] >= n and d["kind"] == "cold"]
+    if pruning:
+        lines.append(f"\nsteady state: the {len(set(d['day'] for d in pruning))} cold nights that dropped "
+                     f"a backup (keep {n}), retention included")
+        lines.append("| tool | night, median s (runs) | of it retention, median s | store change/day MB |")
+        lines.append("|---|---|---|---|")
+        steady = {}
+        for t in tools:
+            v = [d for d in pruning if d["tool"] == t]
+            if not v:
+                continue
+            steady[t] = med([d["s"] for d in v])
+            ret = "(inside backup)" if t.startswith("holdfast") else f"{med([d['retain_s'] for d in v]):.2f}"
+            runs = ", ".join(f"{d['s']:.1f}" for d in v)
+            lines.append(f"| {t} | {steady[t]:.2f} ({runs}) | {ret} | "
+                         f"{med([d['growth'] for d in v])/1e6:+.1f} |")
+        for h in HOLDFAST:
+            if h in steady:
+                lines.append(f"{h} steady state: " + ", ".join(
+                    f"{steady[t]/steady[h]:.2f}x faster than {t}" for t in steady if not t.startswith("holdfast")))
     if r["restore"]:
         lines.append("\n| restore (cold) | median s | runs |\n|---|---|---|")
         rt = {}
@@ -420,6 +480,8 @@ def main():
     ap.add_argument("--tools", default=ALL_TOOLS)
     ap.add_argument("--holdfast", default=os.path.join(ROOT, "target/release/holdfast"))
     ap.add_argument("--keep", action="store_true", help="keep the work folder afterwards")
+    ap.add_argument("--retain", type=int, default=0, metavar="N",
+                    help="keep the newest N backups in every store, dropping the oldest each night (see above)")
     ap.add_argument("--stores-fs", default="", choices=["", "btrfs"],
                     help="btrfs: the stores on a loop-mounted btrfs (see above)")
     ap.add_argument("--lock", default="", help="flock this file around each measured round "

@@ -72,8 +72,9 @@ pub fn previous(
             cfg.full_walk_days
         )));
     }
-    // A snapshot of the previous day (btrfs) is made afresh each run: nothing stale in it.
-    if cfg.layout == LayoutKind::Rolling && plan.snapshot_of.is_none() {
+    // A snapshot of the previous day (btrfs) is made afresh each run, a tree begun as the
+    // spare day says what it holds: nothing unknown in either.
+    if cfg.layout == LayoutKind::Rolling && plan.snapshot_of.is_none() && plan.recycled.is_none() {
         let partial = format!("{PARTIAL}/{REPO_DIR}");
         match target.as_target() {
             Some(t) if !t.exists(&partial)? => {}

@@ -18,7 +18,11 @@ fn rolling_over_ssh_keeps_exactly_n_and_restores() {
     cfg.keep = 2;
     let site = f.site().clone();
     let mut names = Vec::new();
-    for round in 0..3 {
+    // Four runs: the third prunes the first day and keeps it aside, the fourth begins as it.
+    for round in 0..4 {
+        if round > 0 {
+            f.add_uploads(1);
+        }
         let t0 = std::time::Instant::now();
         let out = backup(&site, "remote-site", &f.sched, &cfg).unwrap();
         eprintln!(
@@ -29,17 +33,23 @@ fn rolling_over_ssh_keeps_exactly_n_and_restores() {
         assert_eq!(out.snapshot, "current");
         assert_eq!(out.manifest.repository.files, 6 + 3 * round as u64);
         names.push(out.manifest.started);
-        f.add_uploads(1);
     }
     let target = cfg.target().unwrap();
     let snaps = layout::snapshots(&target).unwrap();
     let got: Vec<&str> = snaps.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(got.len(), 2, "keep = 2: {got:?}");
     assert!(got[0].starts_with("day.") && got[1] == "current");
-    // The day copy is the second run, current the third.
-    assert_eq!(snaps[0].manifest.started, names[1]);
-    assert_eq!(snaps[1].manifest.started, names[2]);
+    // The day copy is the third run, current the fourth.
+    assert_eq!(snaps[0].manifest.started, names[2]);
+    assert_eq!(snaps[1].manifest.started, names[3]);
     assert!(!remote_dir.join(".partial").exists());
+    // The second run's day, kept aside for the next night; the fourth began as the first's.
+    assert!(remote_dir.join(layout::SPARE).join("repository").is_dir());
+    assert!(!remote_dir.join("current/.recycled.list.gz").exists());
+    assert_eq!(
+        tree(&remote_dir.join("current/repository")),
+        tree(&f.site().repo.root)
+    );
     for f in ["backupStarted.xml", "backupEnded.xml", "scheduler.xml"] {
         assert!(remote_dir.join(".sepiola_backup").join(f).is_file(), "{f}");
     }
@@ -47,7 +57,7 @@ fn rolling_over_ssh_keeps_exactly_n_and_restores() {
     // Restore the older snapshot over SSH into a scratch folder.
     let (_, r) = f.restore_scratch(&cfg, Some(got[0].to_string()));
     assert!(r.is_whole(), "{:?}", r.verify.missing);
-    assert_eq!(r.verify.checked, 3 * 3, "3 uploads in the second run");
+    assert_eq!(r.verify.checked, 4 * 3, "4 uploads in the third run");
 }
 
 #[test]

@@ -10,7 +10,7 @@ use holdfast_backup::backup;
 use holdfast_sandbox::standin::Behaviour;
 use holdfast_store::{layout, LayoutKind};
 use std::collections::{BTreeMap, HashSet};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 
 /// Touches the mtime of every file under `root` (what a scan day does to the repository).
@@ -266,4 +266,137 @@ fn a_restore_keeps_the_recorded_modes_owners_and_mtimes() {
         assert_eq!(meta(&restored), want, "{layout_kind}: mode, owner, mtime");
         assert_eq!(tree(&restored).1, tree(root).1, "{layout_kind}: hard links");
     }
+}
+
+/// Rolling with hard links at its `keep`: the pruned day is kept aside and the next night's
+/// tree begins as it. That night's day must hold exactly the site's files: those the spare
+/// day held that left the repository before the previous day (stale) and after it (gone
+/// tonight) are out, the previous day's are in, as the same copies.
+#[test]
+fn a_pruned_day_begins_the_next_night_and_holds_exactly_the_site() {
+    let mut f = fixture(2, Behaviour::default(), 30);
+    let site = f.site().clone();
+    let mut cfg = f.cfg.clone();
+    cfg.keep = 2;
+    let target = cfg.target().unwrap();
+    let spare = f.target_dir().join(layout::SPARE);
+    let stale = f.add_uploads_listing(1);
+    let stale_up = last_upload(&site);
+    let gone = f.add_uploads_listing(1);
+    let gone_up = last_upload(&site);
+    let remove = |up: i32, files: &[String]| {
+        delete_upload(&site, up);
+        for p in files {
+            std::fs::remove_file(site.repo.root.join(p)).unwrap();
+        }
+    };
+
+    // Day A holds every upload so far.
+    let a = backup(&site, "s", &f.sched, &cfg).unwrap();
+    remove(stale_up, &stale);
+    f.add_uploads(1);
+    let b = backup(&site, "s", &f.sched, &cfg).unwrap();
+    let b_list = list_of(&target, "current");
+    f.add_uploads(1);
+    backup(&site, "s", &f.sched, &cfg).unwrap();
+    // A is pruned and kept aside, no longer a snapshot.
+    let snaps = layout::snapshots(&target).unwrap();
+    assert_eq!(snaps.len(), 2);
+    assert!(snaps
+        .iter()
+        .all(|s| s.manifest.started != a.manifest.started));
+    assert!(!spare.join("manifest.json").exists());
+    let spare_repo = std::fs::metadata(spare.join("repository")).unwrap().ino();
+    let previous = inodes(&f.target_dir().join("current/repository"));
+
+    remove(gone_up, &gone);
+    let new = f.add_uploads_listing(1);
+    let d = backup(&site, "s", &f.sched, &cfg).unwrap();
+    assert_eq!(d.manifest.repository.found_by, "database");
+    let current = f.target_dir().join("current");
+    assert_eq!(
+        std::fs::metadata(current.join("repository")).unwrap().ino(),
+        spare_repo,
+        "the night's tree began as the spare day"
+    );
+    assert_eq!(
+        tree(&current.join("repository")),
+        tree(&site.repo.root),
+        "exactly the site's files and hard links: nothing of the deleted uploads"
+    );
+    assert!(!current.join(".recycled.list.gz").exists());
+    assert_eq!(
+        list_of(&target, "current").len(),
+        tree(&site.repo.root).0.len()
+    );
+    // Every file but tonight's new ones is the previous day's copy.
+    let now = inodes(&current.join("repository"));
+    let fresh: Vec<&u64> = now.keys().filter(|i| !previous.contains_key(i)).collect();
+    assert_eq!(fresh.len(), 2, "the new upload's two inodes: {new:?}");
+    // B is the spare now (its list kept as the record of what it holds).
+    let held = holdfast_store::pool::read_list_at(&target, ".spare-day/.recycled.list.gz").unwrap();
+    assert_eq!(held, b_list);
+    assert!(layout::snapshots(&target)
+        .unwrap()
+        .iter()
+        .all(|s| s.manifest.started != b.manifest.started));
+
+    let (into, r) = f.restore_scratch(&cfg, None);
+    assert!(r.is_whole(), "{:?}", r.verify.missing);
+    assert_eq!(tree(&into.join("repository")), tree(&site.repo.root));
+}
+
+/// A damaged copy shared by every day is replaced by a night's check: the days made before
+/// still hold it, so none of them may begin a later night (its copy would come back
+/// unchecked); the days made after may.
+#[test]
+fn a_day_made_before_damaged_copies_were_replaced_never_begins_a_night() {
+    let mut f = fixture(3, Behaviour::default(), 30);
+    let site = f.site().clone();
+    let mut cfg = f.cfg.clone();
+    cfg.keep = 2;
+    cfg.check_percent = 0.0;
+    let spare = f.target_dir().join(layout::SPARE);
+    backup(&site, "s", &f.sched, &cfg).unwrap();
+    f.add_uploads(1);
+    backup(&site, "s", &f.sched, &cfg).unwrap();
+    // One file's copy rots in place: every day shares it.
+    let victim = tree(&site.repo.root)
+        .0
+        .into_keys()
+        .find(|p| p.contains("/files/"))
+        .unwrap();
+    let copy = f.target_dir().join("current/repository").join(&victim);
+    let len = std::fs::metadata(&copy).unwrap().len() as usize;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&copy)
+        .unwrap()
+        .write_all_at(&vec![0x55; len], 0)
+        .unwrap();
+    let good = std::fs::read(site.repo.root.join(&victim)).unwrap();
+
+    for night in 3..=6 {
+        // The third night checks every file and replaces the damaged copy.
+        cfg.check_percent = if night == 3 { 100.0 } else { 0.0 };
+        f.add_uploads(1);
+        backup(&site, "s", &f.sched, &cfg).unwrap();
+        assert_eq!(
+            std::fs::read(f.target_dir().join("current/repository").join(&victim)).unwrap(),
+            good,
+            "night {night}: the replaced copy stays"
+        );
+        // Nights 3-5 prune days made before the replacement (the third night's own day began
+        // before it); the sixth prunes the fourth night's day.
+        assert_eq!(spare.exists(), night == 6, "night {night}");
+    }
+    f.add_uploads(1);
+    backup(&site, "s", &f.sched, &cfg).unwrap();
+    assert!(spare.exists());
+    let (into, r) = f.restore_scratch(&cfg, None);
+    assert!(r.is_whole(), "{:?}", r.verify.missing);
+    assert_eq!(
+        std::fs::read(into.join("repository").join(&victim)).unwrap(),
+        good
+    );
 }

@@ -224,6 +224,7 @@ impl Store for BucketStore {
             link_dest: Vec::new(),
             compare_dest: Vec::new(),
             snapshot_of: None,
+            recycled: None,
         })
     }
 

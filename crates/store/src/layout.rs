@@ -13,7 +13,11 @@
 //!   its new files and a new folder tree. On btrfs each day is instead a snapshot of the day
 //!   before ([`crate::subvolume`]): `.partial` starts as one, the night's new files go in and
 //!   the files its list no longer names go out, so a day costs its new files alone. `keep`
-//!   snapshots are kept, `current` included.
+//!   snapshots are kept, `current` included. With hard links, a store at its `keep` does not
+//!   delete the day it prunes but keeps it aside (`.spare-day`), and the next night's tree
+//!   begins as it: the files it shares with the previous day are already there, so the night
+//!   links and deletes only what changed in between, not a whole tree of each (see
+//!   [`recycle`]).
 //! * **rotating** (Solution 2): `base.<time>/` is a full, independent copy; the following runs
 //!   make `incr.<time>/` holding only the files the base and earlier incrementals lack
 //!   (`rsync --compare-dest`). After `full_every` runs a new base is copied, and once it is
@@ -53,6 +57,14 @@ const SWEEP_DUE: &str = ".pool-sweep-due";
 const PARTIAL_NEW: &str = ".partial.new";
 /// Inside a `.partial` made as a snapshot: the name of the day it was made from.
 const SNAPSHOT_OF: &str = ".snapshot-of";
+/// Rolling with hard links: the newest pruned day, kept aside to begin the next night's tree.
+pub const SPARE: &str = ".spare-day";
+/// Inside the spare day and a `.partial` begun as it: the list of the files it held.
+const RECYCLED: &str = ".recycled.list.gz";
+/// At the target's root: when damaged copies were last replaced with fresh ones. A day made
+/// before then may still hold a damaged copy that later days replaced, so it never becomes
+/// the spare (its copy would come back into a new day unchecked).
+const REPLACED_AT: &str = ".replaced-at";
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -189,6 +201,7 @@ impl Layout {
             link_dest: Vec::new(),
             compare_dest: Vec::new(),
             snapshot_of: None,
+            recycled: None,
         };
         match self.kind {
             LayoutKind::Pool => {
@@ -207,6 +220,7 @@ impl Layout {
                         plan.snapshot_of = Some(s.name.clone());
                     } else {
                         plan.link_dest.push(repo(&s.name));
+                        plan.recycled = recycle(target, &s.name)?.map(std::sync::Arc::new);
                     }
                 } else if !target.exists(PARTIAL)? && self.btrfs(target)? {
                     // The first day: a subvolume, so that the next days can be its snapshots.
@@ -241,6 +255,9 @@ impl Layout {
     pub fn day_trees_in_use(&self, target: &Target) -> Result<&'static str, StoreError> {
         Ok(match snapshots(target)?.last() {
             Some(s) if subvolume::is_subvolume(target, &s.name)? => "btrfs snapshots",
+            Some(_) if target.exists(SPARE)? => {
+                "hard links (tonight's tree begins as the pruned day kept aside)"
+            }
             Some(_) => "hard links",
             None if self.btrfs(target)? => "btrfs snapshots (a new store on btrfs)",
             None => "hard links",
@@ -298,9 +315,11 @@ impl Layout {
         Ok(true)
     }
 
-    /// Rolling on btrfs: the snapshot still holds the files tonight's list no longer names
-    /// (deleted from the repository since); they leave it before the manifest vouches for it.
+    /// Rolling on btrfs, or begun as the spare day: the tree still holds the files tonight's
+    /// list no longer names (deleted from the repository since); they leave it before the
+    /// manifest vouches for it.
     fn drop_unlisted(&self, target: &Target) -> Result<(), StoreError> {
+        drop_unrecycled(target)?;
         let marker = format!("{PARTIAL}/{SNAPSHOT_OF}");
         let Some(from) = target.read(&marker)? else {
             return Ok(());
@@ -451,6 +470,17 @@ impl Layout {
             tracing::info!(snapshot = %g, "removing snapshot the layout no longer keeps");
             target.rename(g, &format!("{PRUNING}{stamp}.{g}"))?;
         }
+        if let Some(day) = gone.last().filter(|_| self.kind == LayoutKind::Rolling) {
+            let started = snaps
+                .iter()
+                .find(|s| &s.name == day)
+                .map(|s| s.manifest.started);
+            let aside = format!("{PRUNING}{stamp}.{day}");
+            // Only saves time: a day that cannot be kept aside is deleted as before.
+            if let Err(e) = keep_spare(target, &aside, started, &stamp) {
+                tracing::warn!("the pruned day is deleted, not kept for the next night: {e}");
+            }
+        }
         let collect = self.kind == LayoutKind::Pool && !gone.is_empty();
         // Pool: only what the pruned snapshots listed can have lost its last reference,
         // unless a run stopped before its commit left files no list names.
@@ -512,6 +542,122 @@ impl Layout {
             ),
         }
     }
+}
+
+/// Rolling with hard links: keeps the pruned day renamed to `aside` as the spare day, in
+/// place of an older spare. Its manifest goes first (it is no snapshot again), its list
+/// becomes the record of what it holds, and everything but the repository goes (the dump
+/// and folders a night writes whole). Until the last rename it is a pruned day, deleted by
+/// the next run if this one stops.
+fn keep_spare(
+    target: &Target,
+    aside: &str,
+    started: Option<DateTime<Utc>>,
+    stamp: &str,
+) -> Result<(), StoreError> {
+    if subvolume::is_subvolume(target, aside)? || !target.exists(&format!("{aside}/{FILE_LIST}"))? {
+        // A snapshot is deleted at once; a day without a list cannot say what it holds.
+        return Ok(());
+    }
+    let Some(started) = started else {
+        return Ok(());
+    };
+    let replaced = target
+        .read(REPLACED_AT)?
+        .and_then(|d| DateTime::parse_from_rfc3339(String::from_utf8_lossy(&d).trim()).ok());
+    if replaced.is_some_and(|r| started <= r) {
+        tracing::info!("the pruned day is deleted: damaged copies were replaced after it was made");
+        return Ok(());
+    }
+    if target.exists(SPARE)? {
+        target.rename(SPARE, &format!("{PRUNING}{stamp}.spare"))?;
+    }
+    target.remove_all(&format!("{aside}/{MANIFEST_FILE}"))?;
+    target.rename(
+        &format!("{aside}/{FILE_LIST}"),
+        &format!("{aside}/{RECYCLED}"),
+    )?;
+    for n in target.list(aside)? {
+        if n != REPO_DIR && n != RECYCLED {
+            target.remove_all(&format!("{aside}/{n}"))?;
+        }
+    }
+    target.rename(aside, SPARE)?;
+    tracing::info!("the pruned day is kept aside: the next night's tree begins as it");
+    Ok(())
+}
+
+/// Rolling with hard links: begins `.partial` as the spare day when there is one and no
+/// stopped run's copy is waiting; returns the files it holds.
+///
+/// Why this is sound: every day's files are hard links to the same copies (names carry the
+/// content), so a file the spare day and the previous day both list is the previous day's
+/// copy, unless damaged copies were replaced since (then no day made before that becomes
+/// the spare). Files the previous day does not list leave before the night: they are never
+/// linked, and one sent tonight is sent whole. What tonight's list lacks leaves at the
+/// commit ([`drop_unrecycled`]).
+fn recycle(target: &Target, previous: &str) -> Result<Option<Vec<String>>, StoreError> {
+    if target.exists(PARTIAL)? {
+        // A stopped run's tree, begun as the spare or not: the night after a stop copies
+        // the whole repository into it with `--delete` (see `nightly`), which leaves the
+        // site's files and no others, so the record has nothing more to say.
+        target.remove_all(&format!("{PARTIAL}/{RECYCLED}"))?;
+        return Ok(None);
+    }
+    if !target.exists(SPARE)? {
+        return Ok(None);
+    }
+    let lists = crate::pool::read_list_at(target, &format!("{SPARE}/{RECYCLED}"))
+        .and_then(|held| Ok((held, crate::pool::read_list(target, previous)?)));
+    let (held, before) = match lists {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!("{e}: the spare day is deleted, the night links a whole tree");
+            target.remove_all(SPARE)?;
+            return Ok(None);
+        }
+    };
+    target.rename(SPARE, PARTIAL)?;
+    let stale = crate::pool::not_in(held.clone(), &before);
+    target.remove_files(&format!("{PARTIAL}/{REPO_DIR}"), &stale)?;
+    tracing::info!(
+        files = held.len(),
+        gone = stale.len(),
+        "new day begun as the spare day"
+    );
+    Ok(Some(held))
+}
+
+/// A tree begun as the spare day: its files tonight's list lacks leave it. (A stop in
+/// between is mended by the next night's whole copy, see [`recycle`].)
+fn drop_unrecycled(target: &Target) -> Result<(), StoreError> {
+    let record = format!("{PARTIAL}/{RECYCLED}");
+    if !target.exists(&record)? {
+        return Ok(());
+    }
+    if !target.exists(&format!("{PARTIAL}/{FILE_LIST}"))? {
+        // A night without a list (online) copied the whole repository with `--delete`:
+        // the tree is the site's already.
+        return target.remove_all(&record);
+    }
+    let held = crate::pool::read_list_at(target, &record)?;
+    let now = crate::pool::read_list(target, PARTIAL)?;
+    let gone = crate::pool::not_in(held, &now);
+    if !gone.is_empty() {
+        tracing::info!(
+            files = gone.len(),
+            "files the previous days held leave the new one"
+        );
+        target.remove_files(&format!("{PARTIAL}/{REPO_DIR}"), &gone)?;
+    }
+    target.remove_all(&record)
+}
+
+/// Damaged copies are about to be replaced: no day made until now becomes the spare, and a
+/// spare kept already is deleted.
+pub fn note_replaced(target: &Target) -> Result<(), StoreError> {
+    target.write_atomic(REPLACED_AT, Utc::now().to_rfc3339().as_bytes())?;
+    target.remove_all(SPARE)
 }
 
 /// Deletes snapshots an earlier prune renamed aside; returns how many there were.

@@ -208,8 +208,12 @@ pub fn not_in(before: Vec<String>, now: &[String]) -> Vec<String> {
 
 /// Reads snapshot `name`'s list from the target.
 pub fn read_list(target: &Target, name: &str) -> Result<Vec<String>, StoreError> {
-    let rel = format!("{name}/{FILE_LIST}");
-    let r = target.open(&rel)?;
+    read_list_at(target, &format!("{name}/{FILE_LIST}"))
+}
+
+/// Reads the paths of the list at `rel` on the target.
+pub fn read_list_at(target: &Target, rel: &str) -> Result<Vec<String>, StoreError> {
+    let r = target.open(rel)?;
     decode(r).map_err(|e| StoreError::Io {
         path: format!("{} {rel}", target.display()),
         source: e,

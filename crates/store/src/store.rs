@@ -43,6 +43,10 @@ pub struct Plan {
     /// Rolling on btrfs: the day the pending tree is a snapshot of; it already holds every
     /// file that day holds, so nothing is linked.
     pub snapshot_of: Option<String>,
+    /// Rolling with hard links: the pending tree is a pruned day's, kept aside for this
+    /// (see [`crate::layout`]); these are the files it held (sorted). They are not linked
+    /// again, and those tonight's list lacks leave it before the commit.
+    pub recycled: Option<std::sync::Arc<Vec<String>>>,
 }
 
 /// The repository being backed up.

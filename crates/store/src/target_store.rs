@@ -351,7 +351,12 @@ impl Store for Target {
         match files {
             Files::All { list } => self.full_copy(plan, src, list.filter(|_| plan.lists_files)),
             Files::Delta { send, drop } => self.delta_copy(plan, src, send, drop),
-            Files::Again(paths) => self.copy_again(plan, src, paths),
+            Files::Again(paths) => {
+                if plan.layout.kind == LayoutKind::Rolling && !paths.is_empty() {
+                    layout::note_replaced(self)?;
+                }
+                self.copy_again(plan, src, paths)
+            }
             Files::Only(paths) => self.copy_only(plan, src, paths),
         }
     }
@@ -442,12 +447,19 @@ impl Store for Target {
             // A snapshot of that day: they are all there already.
             return Ok((paths.len() as u64, Vec::new()));
         }
-        crate::link::link_tree(
+        // Begun as the spare day: what it shares with the previous day is there already.
+        let todo = match &plan.recycled {
+            Some(held) => crate::pool::not_in(paths.to_vec(), held),
+            None => paths.to_vec(),
+        };
+        let there = (paths.len() - todo.len()) as u64;
+        let (linked, lacking) = crate::link::link_tree(
             self,
             &format!("{from}/{REPO_DIR}"),
             &pending_repo(plan),
-            paths,
-        )
+            &todo,
+        )?;
+        Ok((there + linked, lacking))
     }
 
     fn commit(&self, plan: &Plan, manifest: &Manifest) -> Result<String, StoreError> {

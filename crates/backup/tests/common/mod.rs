@@ -179,11 +179,22 @@ pub fn tree(root: &Path) -> (BTreeMap<String, u64>, BTreeSet<Vec<String>>) {
 /// Removes the newest upload's rows as FOSSology's delete agent does (the files no row names
 /// any more are the caller's to remove); returns its `upload_pk`.
 pub fn delete_last_upload(site: &holdfast_site::Site) -> i32 {
+    let up = last_upload(site);
+    delete_upload(site, up);
+    up
+}
+
+/// The newest upload's `upload_pk`.
+pub fn last_upload(site: &holdfast_site::Site) -> i32 {
     let mut c = site.connect().unwrap();
-    let up: i32 = c
-        .query_one("SELECT max(upload_pk) FROM upload", &[])
+    c.query_one("SELECT max(upload_pk) FROM upload", &[])
         .unwrap()
-        .get(0);
+        .get(0)
+}
+
+/// Removes upload `up`'s rows as FOSSology's delete agent does (see [`delete_last_upload`]).
+pub fn delete_upload(site: &holdfast_site::Site, up: i32) {
+    let mut c = site.connect().unwrap();
     c.batch_execute(&format!(
         "DELETE FROM jobqueue WHERE jq_job_fk IN (SELECT job_pk FROM job WHERE job_upload_fk = {up}); \
          DELETE FROM job WHERE job_upload_fk = {up}; \
@@ -193,7 +204,6 @@ pub fn delete_last_upload(site: &holdfast_site::Site) -> i32 {
            AND NOT EXISTS (SELECT 1 FROM upload u WHERE u.pfile_fk = p.pfile_pk);"
     ))
     .unwrap();
-    up
 }
 
 /// Points `cfg` at `remote` on the test's sshd, with its throwaway key and no host-key prompt.
