@@ -448,10 +448,11 @@ def summary(r, tools):
             runs = ", ".join(f"{d['s']:.1f}" for d in v)
             lines.append(f"| {t} | {steady[t]:.2f} ({runs}) | {ret} | "
                          f"{med([d['growth'] for d in v])/1e6:+.1f} |")
+        peers = [t for t in steady if not t.startswith("holdfast")]
         for h in HOLDFAST:
-            if h in steady:
+            if h in steady and peers:
                 lines.append(f"{h} steady state: " + ", ".join(
-                    f"{steady[t]/steady[h]:.2f}x faster than {t}" for t in steady if not t.startswith("holdfast")))
+                    f"{steady[t]/steady[h]:.2f}x faster than {t}" for t in peers))
     if r["restore"]:
         lines.append("\n| restore (cold) | median s | runs |\n|---|---|---|")
         rt = {}

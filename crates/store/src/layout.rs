@@ -339,13 +339,11 @@ impl Layout {
             Err(_) => target.list_tree(&format!("{PARTIAL}/{REPO_DIR}"))?,
         };
         let gone = crate::pool::not_in(before, &now?);
-        if !gone.is_empty() {
-            tracing::info!(
-                files = gone.len(),
-                "files deleted since the previous day leave the snapshot"
-            );
-            target.remove_files(&format!("{PARTIAL}/{REPO_DIR}"), &gone)?;
-        }
+        leave_new_day(
+            target,
+            &gone,
+            "files deleted since the previous day leave the snapshot",
+        )?;
         target.remove_all(&marker)
     }
 
@@ -643,14 +641,21 @@ fn drop_unrecycled(target: &Target) -> Result<(), StoreError> {
     let held = crate::pool::read_list_at(target, &record)?;
     let now = crate::pool::read_list(target, PARTIAL)?;
     let gone = crate::pool::not_in(held, &now);
-    if !gone.is_empty() {
-        tracing::info!(
-            files = gone.len(),
-            "files the previous days held leave the new one"
-        );
-        target.remove_files(&format!("{PARTIAL}/{REPO_DIR}"), &gone)?;
-    }
+    leave_new_day(
+        target,
+        &gone,
+        "files the previous days held leave the new one",
+    )?;
     target.remove_all(&record)
+}
+
+/// Removes `gone` (repository paths) from the day being made.
+fn leave_new_day(target: &Target, gone: &[String], why: &'static str) -> Result<(), StoreError> {
+    if gone.is_empty() {
+        return Ok(());
+    }
+    tracing::info!(files = gone.len(), "{why}");
+    target.remove_files(&format!("{PARTIAL}/{REPO_DIR}"), gone)
 }
 
 /// Damaged copies are about to be replaced: no day made until now becomes the spare, and a
