@@ -198,6 +198,13 @@ fn verify_over_ssh_and_resume() {
     let snap = layout::find(&target, None).unwrap();
     let rec = content::verify_snapshot(&target, &snap, &VerifyOptions::default()).unwrap();
     assert!(rec.bad.iter().any(|b| b.path == rel), "{:?}", rec.bad);
+    // and the server's hashes of every other file match their names
+    let victims = names_of_inode(&repo, &victim);
+    assert!(
+        rec.bad.iter().all(|b| victims.contains(&b.path)),
+        "only the flipped file is bad: {:?}",
+        rec.bad
+    );
     assert!(rec.checked_files >= 4);
 
     // Secrets and records stay private on the server: dump and manifest 0600, folders 0700.
@@ -231,7 +238,7 @@ fn verify_over_ssh_and_resume() {
     assert!(!again.bad.is_empty(), "a finished record is not resumed");
 
     // A restore over ssh checks the restored tree afterwards and sets the rotten copy aside.
-    restore_sets_aside(&f, &cfg, None, &names_of_inode(&repo, &victim));
+    restore_sets_aside(&f, &cfg, None, &victims);
 
     // The next backup over ssh re-copies the damaged file too.
     backup(&site, "s", &f.sched, &cfg).unwrap();

@@ -251,11 +251,15 @@ impl Target {
         }
         // Only content-named files are worth hashing; the others are unprovable anyway.
         let input = nul_separated(paths.iter().filter(|p| pfile_of(p).is_some()));
+        // The two hashes run side by side: two cores busy, and the second reader of a file
+        // finds it in the page cache the first one filled.
         let script = format!(
-            "cd {} || exit 1; t=$(mktemp) || exit 1; cat > \"$t\"; \
-             xargs -0 -r sha1sum -- < \"$t\" 2>/dev/null; echo @@; \
-             xargs -0 -r md5sum -- < \"$t\" 2>/dev/null; echo @@; \
-             xargs -0 -r stat -c '%s %n' -- < \"$t\" 2>/dev/null; rm -f \"$t\"; exit 0",
+            "cd {} || exit 1; t=$(mktemp) || exit 1; m=$(mktemp) || {{ rm -f \"$t\"; exit 1; }}; \
+             cat > \"$t\"; \
+             xargs -0 -r md5sum -- < \"$t\" > \"$m\" 2>/dev/null & \
+             xargs -0 -r sha1sum -- < \"$t\" 2>/dev/null; wait; echo @@; \
+             cat \"$m\"; echo @@; \
+             xargs -0 -r stat -c '%s %n' -- < \"$t\" 2>/dev/null; rm -f \"$t\" \"$m\"; exit 0",
             sh_quote(&self.path(base))
         );
         let out = self.run_script_with_input(&script, &input)?;
