@@ -51,20 +51,44 @@ pub struct CopyStats {
     pub hardlinked: u64,
     /// FIFOs, sockets and devices left out, and files that vanished mid-copy.
     pub skipped: u64,
+    /// Refreshing an expired snapshot ([`crate::recycle`]): of the linked files, names it
+    /// already held as that link (left as they were).
+    pub kept: u64,
+    /// Refreshing: its names `incoming/` no longer has, or has as something else (removed).
+    pub removed: u64,
 }
 
 #[derive(Default)]
-struct Counters {
-    dirs: AtomicU64,
+pub(crate) struct Counters {
+    pub dirs: AtomicU64,
     copied: AtomicU64,
     copied_bytes: AtomicU64,
     reflinked: AtomicU64,
-    linked: AtomicU64,
+    pub linked: AtomicU64,
     symlinks: AtomicU64,
     hardlinked: AtomicU64,
-    skipped: AtomicU64,
+    pub skipped: AtomicU64,
+    pub kept: AtomicU64,
+    pub removed: AtomicU64,
     /// (dev, ino) of a multiply-linked source file -> where its first name went.
     multi: std::sync::Mutex<std::collections::HashMap<(u64, u64), std::path::PathBuf>>,
+}
+
+impl Counters {
+    pub fn stats(self) -> CopyStats {
+        CopyStats {
+            dirs: self.dirs.into_inner(),
+            copied: self.copied.into_inner(),
+            copied_bytes: self.copied_bytes.into_inner(),
+            reflinked: self.reflinked.into_inner(),
+            linked: self.linked.into_inner(),
+            symlinks: self.symlinks.into_inner(),
+            hardlinked: self.hardlinked.into_inner(),
+            skipped: self.skipped.into_inner(),
+            kept: self.kept.into_inner(),
+            removed: self.removed.into_inner(),
+        }
+    }
 }
 
 /// Owner of everything in a snapshot: root (or whoever runs holdfast) and the account's group.
@@ -74,11 +98,11 @@ pub struct Owner {
     pub gid: u32,
 }
 
-fn kind(st: &FileStat) -> SFlag {
+pub(crate) fn kind(st: &FileStat) -> SFlag {
     SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT
 }
 
-fn file_mode(st: &FileStat) -> Mode {
+pub(crate) fn file_mode(st: &FileStat) -> Mode {
     Mode::from_bits_truncate(if st.st_mode & 0o111 != 0 {
         0o750
     } else {
@@ -120,19 +144,10 @@ fn copy_tree_in_pool(
     c.dirs.fetch_add(1, Ordering::Relaxed);
     copy_dir(&sfd, rfd.as_ref(), &dfd, src, dst, &c, owner)?;
     finish_dir(&dfd, &st, dst, Some(dir_owner(owner)))?;
-    Ok(CopyStats {
-        dirs: c.dirs.into_inner(),
-        copied: c.copied.into_inner(),
-        copied_bytes: c.copied_bytes.into_inner(),
-        reflinked: c.reflinked.into_inner(),
-        linked: c.linked.into_inner(),
-        symlinks: c.symlinks.into_inner(),
-        hardlinked: c.hardlinked.into_inner(),
-        skipped: c.skipped.into_inner(),
-    })
+    Ok(c.stats())
 }
 
-fn dir_owner(o: Owner) -> DirOwner {
+pub(crate) fn dir_owner(o: Owner) -> DirOwner {
     DirOwner {
         uid: o.uid,
         gid: o.gid,
@@ -140,7 +155,7 @@ fn dir_owner(o: Owner) -> DirOwner {
     }
 }
 
-fn copy_dir(
+pub(crate) fn copy_dir(
     sfd: &OwnedFd,
     rfd: Option<&OwnedFd>,
     dfd: &OwnedFd,
@@ -161,55 +176,16 @@ fn copy_dir(
             Err(nix::errno::Errno::ENOENT) => return Ok(()),
             Err(e) => return Err(err(&p, e)),
         };
-        match kind(&st) {
-            SFlag::S_IFDIR => subdirs.push(name.to_owned()),
-            SFlag::S_IFREG => {
-                if st.st_nlink > 1
-                    && link_again(
-                        c,
-                        &st,
-                        &dpath.join(std::ffi::OsStr::from_bytes(name.to_bytes())),
-                    )
-                {
-                    return Ok(());
-                }
-                if !link_unchanged(rfd, dfd, name, &st, owner, &p)? {
-                    copy_file(sfd, dfd, name, &p, c, owner)?;
-                } else {
-                    c.linked.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            SFlag::S_IFLNK => {
-                let target = match nix::fcntl::readlinkat(sfd, name) {
-                    Ok(t) => t,
-                    Err(nix::errno::Errno::ENOENT) => return Ok(()),
-                    Err(e) => return Err(err(&p, e)),
-                };
-                nix::unistd::symlinkat(target.as_os_str(), dfd, name).map_err(|e| err(&p, e))?;
-                chown_at(dfd, name, owner, &p)?;
-                c.symlinks.fetch_add(1, Ordering::Relaxed);
-            }
-            _ => {
-                c.skipped.fetch_add(1, Ordering::Relaxed);
-            }
+        if kind(&st) == SFlag::S_IFDIR {
+            subdirs.push(name.to_owned());
+            return Ok(());
         }
-        Ok(())
+        make_entry(sfd, rfd, dfd, name, &st, &p, dpath, c, owner)
     })?;
     subdirs.par_iter().try_for_each(|name| -> Result<()> {
         let p = child(path, name);
-        let csub = match open_dir_at(sfd, name, &p) {
-            Ok(f) => f,
-            // gone, or swapped for a link or file since readdir: left out of this snapshot
-            Err(e)
-                if matches!(
-                    e.source.raw_os_error(),
-                    Some(libc::ENOENT | libc::ELOOP | libc::ENOTDIR)
-                ) =>
-            {
-                c.skipped.fetch_add(1, Ordering::Relaxed);
-                return Ok(());
-            }
-            Err(e) => return Err(e),
+        let Some(csub) = open_source_dir(sfd, name, &p, c)? else {
+            return Ok(());
         };
         let rsub = rfd.and_then(|r| open_dir_at(r, name, &p).ok());
         let st = nix::sys::stat::fstat(&csub).map_err(|e| err(&p, e))?;
@@ -223,11 +199,82 @@ fn copy_dir(
     })
 }
 
+/// Opens a source subfolder; None when it is gone, or was swapped for a link or a file since
+/// readdir: it is left out of this snapshot.
+pub(crate) fn open_source_dir(
+    sfd: &OwnedFd,
+    name: &CStr,
+    p: &Path,
+    c: &Counters,
+) -> Result<Option<OwnedFd>> {
+    match open_dir_at(sfd, name, p) {
+        Ok(f) => Ok(Some(f)),
+        Err(e)
+            if matches!(
+                e.source.raw_os_error(),
+                Some(libc::ENOENT | libc::ELOOP | libc::ENOTDIR)
+            ) =>
+        {
+            c.skipped.fetch_add(1, Ordering::Relaxed);
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Makes the snapshot's entry for `name`, a non-folder of the source with status `st`: a
+/// link to the reference's unchanged file, a copy, a symlink, or nothing (FIFOs and the like).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn make_entry(
+    sfd: &OwnedFd,
+    rfd: Option<&OwnedFd>,
+    dfd: &OwnedFd,
+    name: &CStr,
+    st: &FileStat,
+    p: &Path,
+    dpath: &Path,
+    c: &Counters,
+    owner: Owner,
+) -> Result<()> {
+    match kind(st) {
+        SFlag::S_IFREG => {
+            if st.st_nlink > 1
+                && link_again(
+                    c,
+                    st,
+                    &dpath.join(std::ffi::OsStr::from_bytes(name.to_bytes())),
+                )
+            {
+                return Ok(());
+            }
+            if !link_unchanged(rfd, dfd, name, st, owner, p)? {
+                copy_file(sfd, dfd, name, p, c, owner)?;
+            } else {
+                c.linked.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        SFlag::S_IFLNK => {
+            let target = match nix::fcntl::readlinkat(sfd, name) {
+                Ok(t) => t,
+                Err(nix::errno::Errno::ENOENT) => return Ok(()),
+                Err(e) => return Err(err(p, e)),
+            };
+            nix::unistd::symlinkat(target.as_os_str(), dfd, name).map_err(|e| err(p, e))?;
+            chown_at(dfd, name, owner, p)?;
+            c.symlinks.fetch_add(1, Ordering::Relaxed);
+        }
+        _ => {
+            c.skipped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    Ok(())
+}
+
 /// For a source file with several names: the first name seen claims it (and is copied or
 /// linked as usual); a later name becomes a hard link to the first one's copy. The paths are
 /// inside the tree under construction, which only we can write. False when this name must be
 /// made by itself (it is the first, or the first is not there yet).
-fn link_again(c: &Counters, st: &FileStat, dest: &Path) -> bool {
+pub(crate) fn link_again(c: &Counters, st: &FileStat, dest: &Path) -> bool {
     let first = {
         let mut m = c.multi.lock().unwrap_or_else(|e| e.into_inner());
         match m.get(&(st.st_dev, st.st_ino)) {
@@ -255,28 +302,46 @@ fn link_unchanged(
     owner: Owner,
     path: &Path,
 ) -> Result<bool> {
-    let Some(rfd) = rfd else { return Ok(false) };
-    let Ok(r) = nix::sys::stat::fstatat(rfd, name, AtFlags::AT_SYMLINK_NOFOLLOW) else {
-        return Ok(false);
-    };
-    let same = kind(&r) == SFlag::S_IFREG
+    match (rfd, rfd.and_then(|r| unchanged(r, name, st, owner))) {
+        (Some(rfd), Some(_)) => link_reference(rfd, dfd, name, path),
+        _ => Ok(false),
+    }
+}
+
+/// The reference's file for `name` when it is ours and has the size, modification time and
+/// mode the source file `st` would get: rsync's quick check judges it unchanged.
+pub(crate) fn unchanged(
+    rfd: &OwnedFd,
+    name: &CStr,
+    st: &FileStat,
+    owner: Owner,
+) -> Option<FileStat> {
+    let r = nix::sys::stat::fstatat(rfd, name, AtFlags::AT_SYMLINK_NOFOLLOW).ok()?;
+    (kind(&r) == SFlag::S_IFREG
         && r.st_uid == owner.uid
         && r.st_size == st.st_size
         && r.st_mtime == st.st_mtime
         && r.st_mtime_nsec == st.st_mtime_nsec
-        && r.st_mode & 0o777 == file_mode(st).bits();
-    if !same {
-        return Ok(false);
-    }
+        && r.st_mode & 0o777 == file_mode(st).bits())
+    .then_some(r)
+}
+
+/// Hard-links the reference's `name` into `dfd`; false when the inode has too many links
+/// (a copy is made instead).
+pub(crate) fn link_reference(
+    rfd: &OwnedFd,
+    dfd: &OwnedFd,
+    name: &CStr,
+    path: &Path,
+) -> Result<bool> {
     match nix::unistd::linkat(rfd, name, dfd, name, AtFlags::empty()) {
         Ok(()) => Ok(true),
-        // too many links on one inode: a copy instead
         Err(nix::errno::Errno::EMLINK) => Ok(false),
         Err(e) => Err(err(path, e)),
     }
 }
 
-fn chown_at(dfd: &OwnedFd, name: &CStr, o: Owner, path: &Path) -> Result<()> {
+pub(crate) fn chown_at(dfd: &OwnedFd, name: &CStr, o: Owner, path: &Path) -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
         return Ok(());
     }
@@ -302,7 +367,7 @@ const WRITE: OFlag = OFlag::O_WRONLY
     .union(OFlag::O_NOFOLLOW)
     .union(OFlag::O_CLOEXEC);
 
-fn copy_file(
+pub(crate) fn copy_file(
     sfd: &OwnedFd,
     dfd: &OwnedFd,
     name: &CStr,

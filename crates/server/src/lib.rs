@@ -13,6 +13,7 @@ pub mod homes;
 pub mod jobs;
 pub mod ldif;
 pub mod metrics;
+pub mod recycle;
 pub mod safe;
 pub mod size;
 pub mod snapshot;

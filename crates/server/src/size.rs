@@ -279,6 +279,7 @@ mod tests {
             weekly: 1,
             ..Intervals::default()
         };
+        let mut recycled = 0;
         for day in 0..6 {
             std::fs::write(h.join(format!("incoming/pc/d{day}")), vec![1u8; 1000 * day]).unwrap();
             if day > 1 {
@@ -287,7 +288,8 @@ mod tests {
             if day == 4 {
                 crate::snapshot::rotate(&h, &iv, "weekly").unwrap();
             }
-            crate::snapshot::rotate(&h, &iv, "daily").unwrap();
+            let r = crate::snapshot::rotate(&h, &iv, "daily").unwrap();
+            recycled += usize::from(r.recycled.is_some());
             crate::snapshot::purge_trash(&h).unwrap();
             if day == 0 {
                 // a client-made dated folder beside the rotated ones (mixed layout)
@@ -307,6 +309,9 @@ mod tests {
                 (again.backup, again.snapshots)
             );
         }
+        // an expired daily became a new one (same folder, new contents): its scan was not
+        // reused
+        assert!(recycled > 0);
         // one scan per rotated snapshot; stale scans are gone
         let n = std::fs::read_dir(&cache).unwrap().count();
         assert_eq!(n, 4, "daily.0-2 and weekly.0");

@@ -32,12 +32,18 @@
 //! step 2 only moves the contiguous run from 0, so a half-done shift is completed, not
 //! repeated) and then does its own work.
 //!
+//! When a rotation from `incoming/` expires a snapshot, the oldest of those becomes the new
+//! one: it is moved to `.holdfast/incomplete.<interval>` first and refreshed there
+//! ([`crate::recycle`]), so a day costs what changed instead of a link and an unlink per
+//! name; a run that stops meanwhile loses that snapshot a little early (it was expiring).
+//!
 //! Expiry is a rename into the trash: constant time, whatever the snapshot holds. Removing
 //! the trash ([`purge_trash`]) still has to unlink every name, but it runs after all accounts
 //! are rotated, in parallel, and an interrupted purge simply continues next time.
 
 use crate::copy::{copy_tree, ours, CopyStats, Owner};
 use crate::directory::{Intervals, INTERVALS};
+use crate::recycle::refresh_tree;
 use crate::tree::{remove_tree, TreeError};
 use nix::fcntl::{Flock, FlockArg};
 use serde::Serialize;
@@ -81,8 +87,11 @@ pub struct RotateReport {
     pub source: Option<String>,
     /// What the copy from `incoming/` did (files copied, linked to the previous snapshot).
     pub copy: Option<CopyStats>,
-    /// Snapshots moved to the trash.
+    /// Snapshots expired: moved to the trash, or the one recycled.
     pub expired: Vec<String>,
+    /// The expired snapshot refreshed into the new one instead of being deleted (named as
+    /// in `expired`).
+    pub recycled: Option<String>,
     /// Leftovers of an interrupted run that were cleaned up or finished.
     pub repaired: Vec<String>,
     /// Why nothing was done, when nothing was.
@@ -158,6 +167,37 @@ fn to_trash(snaps: &Path, work: &Path, name: &str) -> Result<()> {
         &snaps.join(name),
         &trash.join(format!("{name}.{stamp}.{}", std::process::id())),
     )
+}
+
+/// Each `<interval>.<n>` and the number it will have once the run of numbers from 0 is
+/// shifted up for a new `.0`.
+fn after_shift(snaps: &Path, interval: &str) -> Result<Vec<(u32, u32)>> {
+    let have = numbers(snaps, interval)?;
+    let mut run = 0;
+    while have.binary_search(&run).is_ok() {
+        run += 1;
+    }
+    Ok(have
+        .into_iter()
+        .map(|n| (n, if n < run { n + 1 } else { n }))
+        .collect())
+}
+
+/// The snapshot a new `<interval>.0` can be refreshed from: the oldest this rotation will
+/// expire, never the reference the new one links to. Its name now, and the name the shift
+/// would have given it (the one expiries are reported by).
+fn recyclable(
+    snaps: &Path,
+    interval: &str,
+    keep: u32,
+    reference: Option<&Path>,
+) -> Result<Option<(String, String)>> {
+    Ok(after_shift(snaps, interval)?
+        .into_iter()
+        .rev()
+        .find(|(_, after)| *after >= keep)
+        .map(|(n, after)| (format!("{interval}.{n}"), format!("{interval}.{after}")))
+        .filter(|(now, _)| reference != Some(snaps.join(now).as_path())))
 }
 
 /// Steps 2-4: shift, place `ready.<interval>` as `<interval>.0`, expire beyond `keep`.
@@ -301,17 +341,29 @@ pub fn rotate(home: &Path, intervals: &Intervals, interval: &str) -> Result<Rota
                 }
             };
             let reference = newest_snapshot(&snaps);
-            let stats =
-                copy_tree(&incoming, reference.as_deref(), &tmp, owner).map_err(|source| {
-                    SnapError::Tree {
-                        from: incoming.clone(),
-                        source,
-                    }
-                })?;
-            // the snapshot's own time is when the server took it (rsnapshot touches it too)
-            if let Ok(f) = std::fs::File::open(&tmp) {
-                let _ = f.set_modified(std::time::SystemTime::now());
+            // the snapshot this run expires becomes the new one: only what changed since
+            // it was taken is unlinked and made again (see crate::recycle)
+            let recycled = recyclable(&snaps, interval, keep, reference.as_deref())?;
+            let made = match &recycled {
+                Some((old, _)) => {
+                    rename(&snaps.join(old), &tmp)?;
+                    refresh_tree(&incoming, reference.as_deref(), &tmp, owner)
+                }
+                None => copy_tree(&incoming, reference.as_deref(), &tmp, owner),
+            };
+            let stats = made.map_err(|source| SnapError::Tree {
+                from: incoming.clone(),
+                source,
+            })?;
+            if let Some((_, expired)) = recycled {
+                report.expired.push(expired.clone());
+                report.recycled = Some(expired);
             }
+            // the snapshot's own time is when the server took it (rsnapshot touches it too);
+            // the size cache also tells a refreshed snapshot from the one it was by this time
+            std::fs::File::open(&tmp)
+                .and_then(|f| f.set_modified(std::time::SystemTime::now()))
+                .map_err(io(&tmp))?;
             rename(&tmp, &ready)?;
             report.copy = Some(stats);
             report.source = Some("incoming".into());
@@ -357,7 +409,12 @@ pub fn plan(home: &Path, intervals: &Intervals, interval: &str) -> Result<Rotate
         .rev()
         .find(|i| intervals.keep(i).unwrap_or(0) > 0)
     {
-        None => report.source = Some("incoming".into()),
+        None => {
+            report.source = Some("incoming".into());
+            let reference = newest_snapshot(&snaps);
+            report.recycled =
+                recyclable(&snaps, interval, keep, reference.as_deref())?.map(|(now, _)| now);
+        }
         Some(lower) => {
             let oldest = format!("{lower}.{}", intervals.keep(lower).unwrap_or(1) - 1);
             if !is_ours(&snaps.join(&oldest)) {
@@ -368,13 +425,7 @@ pub fn plan(home: &Path, intervals: &Intervals, interval: &str) -> Result<Rotate
         }
     }
     report.created = Some(format!("{interval}.0"));
-    let have = numbers(&snaps, interval)?;
-    let mut run = 0;
-    while have.binary_search(&run).is_ok() {
-        run += 1;
-    }
-    for n in have {
-        let after = if n < run { n + 1 } else { n };
+    for (n, after) in after_shift(&snaps, interval)? {
         if after >= keep {
             report.expired.push(format!("{interval}.{n}"));
         }
@@ -562,5 +613,98 @@ mod tests {
         assert!(r.skipped.unwrap().contains("0 or unset"));
         assert_eq!(names(&h2), ["weekly.0"]);
         assert!(rotate(&h2, &iv, "often").is_err());
+    }
+
+    #[test]
+    fn the_expiring_daily_becomes_the_new_one_and_holds_exactly_incoming() {
+        let t = tempfile::tempdir().unwrap();
+        let h = home(t.path());
+        let iv = Intervals {
+            daily: 2,
+            ..Intervals::default()
+        };
+        let inc = h.join("incoming/pc");
+        let s = h.join(".snapshots");
+        let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
+        let files = |p: &Path| -> Vec<(String, Vec<u8>)> {
+            let mut v: Vec<_> = walkdir::WalkDir::new(p)
+                .sort_by_file_name()
+                .into_iter()
+                .flatten()
+                .filter(|e| e.file_type().is_file())
+                .map(|e| {
+                    let rel = e.path().strip_prefix(p).unwrap().display().to_string();
+                    (rel, std::fs::read(e.path()).unwrap())
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        std::fs::write(inc.join("kept"), "never changes").unwrap();
+        for day in 0..5 {
+            std::fs::write(inc.join("today"), format!("day {day}")).unwrap();
+            std::fs::write(inc.join(format!("new{day}")), "new").unwrap();
+            if day > 0 {
+                std::fs::remove_file(inc.join(format!("new{}", day - 1))).unwrap();
+            }
+            let previous = s.join("daily.0");
+            let previous_today = previous.exists().then(|| ino(&previous.join("pc/today")));
+            let r = rotate(&h, &iv, "daily").unwrap();
+            if day < 2 {
+                assert_eq!(r.recycled, None, "day {day}: nothing expires yet");
+            } else {
+                // daily.1, which the shift would have made daily.2
+                assert_eq!(r.recycled.as_deref(), Some("daily.2"), "day {day}");
+                assert_eq!(r.expired, ["daily.2"]);
+                assert!(
+                    !h.join(".holdfast/trash").exists(),
+                    "nothing left to delete"
+                );
+                assert!(r.copy.unwrap().kept > 0, "{r:?}");
+            }
+            assert_eq!(names(&h).len(), (day + 1).min(2));
+            assert_eq!(
+                files(&s.join("daily.0")),
+                files(&h.join("incoming")),
+                "day {day}"
+            );
+            assert_eq!(
+                ino(&s.join("daily.0/pc/kept")),
+                ino(&s.join(if day == 0 {
+                    "daily.0/pc/kept"
+                } else {
+                    "daily.1/pc/kept"
+                }))
+            );
+            if let Some(before) = previous_today {
+                assert_eq!(
+                    ino(&s.join("daily.1/pc/today")),
+                    before,
+                    "the day before is untouched"
+                );
+                assert_eq!(
+                    std::fs::read(s.join("daily.1/pc/today")).unwrap(),
+                    format!("day {}", day - 1).as_bytes()
+                );
+            }
+        }
+        // down to one daily: the oldest of the two expiring becomes the new one
+        let one = Intervals {
+            daily: 1,
+            ..Intervals::default()
+        };
+        let r = rotate(&h, &one, "daily").unwrap();
+        // (daily.1 and daily.0, named by the shift daily.2 and daily.1)
+        assert_eq!(
+            (r.recycled.as_deref(), r.expired.len()),
+            (Some("daily.2"), 2)
+        );
+        assert_eq!(files(&s.join("daily.0")), files(&h.join("incoming")));
+        // then the only one expiring is the one the new one links to: a fresh copy
+        let r = rotate(&h, &one, "daily").unwrap();
+        assert_eq!((r.recycled, r.expired), (None, vec!["daily.1".to_string()]));
+        assert_eq!(files(&s.join("daily.0")), files(&h.join("incoming")));
+        purge_trash(&h).unwrap();
+        assert_eq!(names(&h), ["daily.0"]);
     }
 }

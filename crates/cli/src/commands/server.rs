@@ -68,10 +68,12 @@ pub struct SnapshotArgs {
     /// Only this account.
     #[arg(long, value_name = "UID")]
     account: Option<String>,
-    /// Show what would be created and expired; change nothing.
+    /// Show what would be created, expired and refreshed into the new snapshot; change
+    /// nothing.
     #[arg(long)]
     dry_run: bool,
-    /// Leave expired snapshots in .snapshots/.trash (the next run empties it).
+    /// Leave expired snapshots in <home>/.holdfast/trash (the next run empties it). The one
+    /// refreshed into the new snapshot is not among them.
     #[arg(long)]
     keep_trash: bool,
     #[arg(long)]
@@ -358,12 +360,16 @@ fn snapshot_plan(a: &SnapshotArgs, ctx: &Context, dir: &Directory) -> anyhow::Re
                     let what = match (&p.skipped, &p.created) {
                         (Some(s), _) => format!("would skip: {s}"),
                         (None, Some(c)) => format!(
-                            "would create {c} from {}{}",
+                            "would create {c} from {}{}{}",
                             p.source.as_deref().unwrap_or("?"),
                             if p.expired.is_empty() {
                                 String::new()
                             } else {
                                 format!(", expire {}", p.expired.join(" "))
+                            },
+                            match &p.recycled {
+                                Some(r) => format!(" ({r} refreshed into it)"),
+                                None => String::new(),
                             }
                         ),
                         _ => "nothing to do".into(),
