@@ -8,7 +8,7 @@ use holdfast_server::{homes, jobs, metrics, status::Status, ServerConfig};
 use holdfast_testkit::{slapd::Slapd, sshd::Sshd};
 use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const HOST: &str = "backup-01.stoney-cloud.org";
@@ -239,6 +239,32 @@ fn clients_push_server_rotates_counts_and_reports() {
     assert_eq!(snapshot_names(&home[1]), want2);
     // trash emptied after each run
     assert!(!home[0].join(".holdfast/trash").exists());
+    // an expiring daily no weekly took became the new daily.0: 4000002's daily.2 on days 4-6
+    // and 8, 4000001's daily.6 on day 8; the new one holds exactly what the real client pushed
+    let recycled = |uid: &str| {
+        rot.iter()
+            .flat_map(|r| &r.outcomes)
+            .filter(|o| o.uid == uid && o.detail["recycled"].is_string())
+            .count()
+    };
+    assert_eq!((recycled("4000001"), recycled("4000002")), (1, 4));
+    let files = |root: &Path| -> Vec<(PathBuf, Vec<u8>)> {
+        let mut v: Vec<_> = walkdir::WalkDir::new(root)
+            .into_iter()
+            .flatten()
+            .filter(|e| e.file_type().is_file())
+            .map(|e| {
+                let rel = e.path().strip_prefix(root).unwrap().to_path_buf();
+                (rel, std::fs::read(e.path()).unwrap())
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        files(&home[1].join(".snapshots/daily.0")),
+        files(&home[1].join("incoming"))
+    );
 
     // content and inodes: an unchanged file is one inode shared by the 8 snapshots, and
     // another one in incoming/ (so nothing the account writes reaches a snapshot)
