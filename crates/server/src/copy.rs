@@ -164,6 +164,27 @@ pub(crate) fn copy_dir(
     c: &Counters,
     owner: Owner,
 ) -> Result<()> {
+    let subdirs = each_source_entry(sfd, path, |name, p, st| {
+        make_entry(sfd, rfd, dfd, name, st, p, dpath, c, owner)
+    })?;
+    subdirs.par_iter().try_for_each(|name| -> Result<()> {
+        let p = child(path, name);
+        let Some((csub, rsub, st)) = open_source_dir(sfd, rfd, name, &p, c)? else {
+            return Ok(());
+        };
+        let dp = child(dpath, name);
+        let dsub = copy_new_dir(dfd, name, &csub, rsub.as_ref(), &p, &dp, c, owner)?;
+        finish_dir(&dsub, &st, &p, Some(dir_owner(owner)))
+    })
+}
+
+/// Calls `f` with the path and status of each entry of the source folder that is not a
+/// folder (entries gone since readdir are skipped); returns the names of the subfolders.
+pub(crate) fn each_source_entry(
+    sfd: &OwnedFd,
+    path: &Path,
+    mut f: impl FnMut(&CStr, &Path, &FileStat) -> Result<()>,
+) -> Result<Vec<CString>> {
     let mut subdirs = Vec::new();
     each_entry(sfd, path, |name, t| {
         if t == Some(Type::Directory) {
@@ -180,35 +201,42 @@ pub(crate) fn copy_dir(
             subdirs.push(name.to_owned());
             return Ok(());
         }
-        make_entry(sfd, rfd, dfd, name, &st, &p, dpath, c, owner)
+        f(name, &p, &st)
     })?;
-    subdirs.par_iter().try_for_each(|name| -> Result<()> {
-        let p = child(path, name);
-        let Some(csub) = open_source_dir(sfd, name, &p, c)? else {
-            return Ok(());
-        };
-        let rsub = rfd.and_then(|r| open_dir_at(r, name, &p).ok());
-        let st = nix::sys::stat::fstat(&csub).map_err(|e| err(&p, e))?;
-        nix::sys::stat::mkdirat(dfd, name.as_c_str(), Mode::from_bits_truncate(0o700))
-            .map_err(|e| err(&p, e))?;
-        let dsub = open_dir_at(dfd, name, &p)?;
-        c.dirs.fetch_add(1, Ordering::Relaxed);
-        let dp = dpath.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
-        copy_dir(&csub, rsub.as_ref(), &dsub, &p, &dp, c, owner)?;
-        finish_dir(&dsub, &st, &p, Some(dir_owner(owner)))
-    })
+    Ok(subdirs)
 }
 
-/// Opens a source subfolder; None when it is gone, or was swapped for a link or a file since
+/// Makes the new folder `name` in `dfd` and copies the source folder `csub` into it.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn copy_new_dir(
+    dfd: &OwnedFd,
+    name: &CStr,
+    csub: &OwnedFd,
+    rsub: Option<&OwnedFd>,
+    p: &Path,
+    dp: &Path,
+    c: &Counters,
+    owner: Owner,
+) -> Result<OwnedFd> {
+    nix::sys::stat::mkdirat(dfd, name, Mode::from_bits_truncate(0o700)).map_err(|e| err(p, e))?;
+    let dsub = open_dir_at(dfd, name, p)?;
+    c.dirs.fetch_add(1, Ordering::Relaxed);
+    copy_dir(csub, rsub, &dsub, p, dp, c, owner)?;
+    Ok(dsub)
+}
+
+/// Opens a source subfolder, the reference's folder of that name (if any) and the source's
+/// status; None when the source folder is gone, or was swapped for a link or a file since
 /// readdir: it is left out of this snapshot.
 pub(crate) fn open_source_dir(
     sfd: &OwnedFd,
+    rfd: Option<&OwnedFd>,
     name: &CStr,
     p: &Path,
     c: &Counters,
-) -> Result<Option<OwnedFd>> {
-    match open_dir_at(sfd, name, p) {
-        Ok(f) => Ok(Some(f)),
+) -> Result<Option<(OwnedFd, Option<OwnedFd>, FileStat)>> {
+    let csub = match open_dir_at(sfd, name, p) {
+        Ok(f) => f,
         Err(e)
             if matches!(
                 e.source.raw_os_error(),
@@ -216,10 +244,13 @@ pub(crate) fn open_source_dir(
             ) =>
         {
             c.skipped.fetch_add(1, Ordering::Relaxed);
-            Ok(None)
+            return Ok(None);
         }
-        Err(e) => Err(e),
-    }
+        Err(e) => return Err(e),
+    };
+    let rsub = rfd.and_then(|r| open_dir_at(r, name, p).ok());
+    let st = nix::sys::stat::fstat(&csub).map_err(|e| err(p, e))?;
+    Ok(Some((csub, rsub, st)))
 }
 
 /// Makes the snapshot's entry for `name`, a non-folder of the source with status `st`: a

@@ -13,12 +13,12 @@
 //! a snapshot by its folder's mtime, which the new snapshot gets anew.
 
 use crate::copy::{
-    copy_dir, dir_owner, kind, make_entry, open_source_dir, unchanged, CopyStats, Counters, Owner,
+    copy_new_dir, dir_owner, each_source_entry, kind, make_entry, open_source_dir, unchanged,
+    CopyStats, Counters, Owner,
 };
-use crate::tree::{child, each_entry, err, finish_dir, open_dir, open_dir_at, TreeError};
+use crate::tree::{child, err, finish_dir, open_dir, open_dir_at, TreeError};
 use nix::dir::{Dir, Type};
-use nix::fcntl::AtFlags;
-use nix::sys::stat::{FileStat, Mode, SFlag};
+use nix::sys::stat::{FileStat, SFlag};
 use nix::unistd::UnlinkatFlags;
 use rayon::prelude::*;
 use std::collections::HashMap;
@@ -125,24 +125,9 @@ fn refresh_dir(
     owner: Owner,
 ) -> Result<()> {
     let mut old = old_entries(dfd, dpath)?;
-    let mut subdirs = Vec::new();
-    each_entry(sfd, path, |name, t| {
-        if t == Some(Type::Directory) {
-            subdirs.push(name.to_owned());
-            return Ok(());
-        }
-        let p = child(path, name);
-        let st = match nix::sys::stat::fstatat(sfd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
-            Ok(st) => st,
-            Err(nix::errno::Errno::ENOENT) => return Ok(()),
-            Err(e) => return Err(err(&p, e)),
-        };
-        if kind(&st) == SFlag::S_IFDIR {
-            subdirs.push(name.to_owned());
-            return Ok(());
-        }
+    let subdirs = each_source_entry(sfd, path, |name, p, st| {
         let prior = old.remove(name);
-        if in_place(rfd, name, &st, prior, owner) {
+        if in_place(rfd, name, st, prior, owner) {
             c.linked.fetch_add(1, Ordering::Relaxed);
             c.kept.fetch_add(1, Ordering::Relaxed);
             return Ok(());
@@ -150,7 +135,7 @@ fn refresh_dir(
         if let Some((_, t)) = prior {
             remove_old(dfd, name, t, dpath, c)?;
         }
-        make_entry(sfd, rfd, dfd, name, &st, &p, dpath, c, owner)
+        make_entry(sfd, rfd, dfd, name, st, p, dpath, c, owner)
     })?;
     let subdirs: Vec<(CString, Option<Old>)> = subdirs
         .into_iter()
@@ -168,18 +153,16 @@ fn refresh_dir(
         .try_for_each(|(name, prior)| -> Result<()> {
             let p = child(path, name);
             let dp = child(dpath, name);
-            let Some(csub) = open_source_dir(sfd, name, &p, c)? else {
+            let Some((csub, rsub, st)) = open_source_dir(sfd, rfd, name, &p, c)? else {
                 if let Some((_, t)) = prior {
                     remove_old(dfd, name, *t, dpath, c)?;
                 }
                 return Ok(());
             };
-            let rsub = rfd.and_then(|r| open_dir_at(r, name, &p).ok());
-            let st = nix::sys::stat::fstat(&csub).map_err(|e| err(&p, e))?;
-            c.dirs.fetch_add(1, Ordering::Relaxed);
             // an old folder of that name is refreshed; anything else of that name goes
             let dsub = match prior.and_then(|_| open_dir_at(dfd, name, &dp).ok()) {
                 Some(dsub) => {
+                    c.dirs.fetch_add(1, Ordering::Relaxed);
                     refresh_dir(&csub, rsub.as_ref(), &dsub, &p, &dp, c, owner)?;
                     dsub
                 }
@@ -187,11 +170,7 @@ fn refresh_dir(
                     if let Some((_, t)) = prior {
                         remove_old(dfd, name, *t, dpath, c)?;
                     }
-                    nix::sys::stat::mkdirat(dfd, name.as_c_str(), Mode::from_bits_truncate(0o700))
-                        .map_err(|e| err(&p, e))?;
-                    let dsub = open_dir_at(dfd, name, &p)?;
-                    copy_dir(&csub, rsub.as_ref(), &dsub, &p, &dp, c, owner)?;
-                    dsub
+                    copy_new_dir(dfd, name, &csub, rsub.as_ref(), &p, &dp, c, owner)?
                 }
             };
             finish_dir(&dsub, &st, &p, Some(dir_owner(owner)))
@@ -282,7 +261,11 @@ mod tests {
         std::fs::hard_link(src.join("pc/twin"), src.join("pc/sub/twin2")).unwrap();
         std::os::unix::fs::symlink("/etc/passwd", src.join("pc/etc")).unwrap();
         std::os::unix::fs::symlink("x", src.join("pc/ln")).unwrap();
-        nix::unistd::mkfifo(&src.join("pc/fifo"), Mode::from_bits_truncate(0o600)).unwrap();
+        nix::unistd::mkfifo(
+            &src.join("pc/fifo"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
         copy_tree(&src, None, &s("s1"), me).unwrap();
 
         // day 2: b and e change, c is new
