@@ -341,7 +341,7 @@ pub(crate) fn unpack_rpm(ctx: &Ctx, item: &Item, depth: u32) -> (Vec<Node>, Opti
         r.seek(SeekFrom::Start(offset)).map_err(|e| e.to_string())?;
         let kind = detect(&head[..n]);
         if kind.is_pack() {
-            crate::engine::decoder_pub(kind, r).map_err(|e| e.to_string())
+            crate::engine::decoder(kind, r).map_err(|e| e.to_string())
         } else {
             Ok(Box::new(r))
         }
@@ -350,7 +350,7 @@ pub(crate) fn unpack_rpm(ctx: &Ctx, item: &Item, depth: u32) -> (Vec<Node>, Opti
         Ok(p) => p,
         Err(e) => return (out, Some(e)),
     };
-    match crate::engine::capture_pub(ctx, &mut payload, item.src.len()) {
+    match crate::engine::capture_within(ctx, &mut payload, item.src.len()) {
         Ok((src, hashes)) => {
             out.push(process(
                 ctx,
