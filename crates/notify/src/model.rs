@@ -83,7 +83,7 @@ impl Audience {
 /// The stoney model is [`holdfast_server::directory`]'s, one for every crate: the account
 /// (with its reseller's defaults applied by [`Account::apply_defaults`]), the person and the
 /// reseller.
-pub use holdfast_server::directory::{Account, Person, Reseller};
+pub use holdfast_stoney::account::{Account, Person, Reseller};
 
 /// Where accounts, persons and resellers come from. Errors are messages for the log: a
 /// lookup that fails affects that one account only.

@@ -20,8 +20,8 @@
 //!
 //! Usage: server_bench [--files N] [--dir DIR] [--reps N] [--keep]
 
-use holdfast_server::directory::Intervals;
 use holdfast_server::{size, snapshot, tree};
+use holdfast_stoney::account::Intervals;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,5 +1,6 @@
-//! The stoney directory: backup accounts, people and reseller settings, read from LDAP and
-//! written back (sizes, last successful backup).
+//! The stoney directory: where backup accounts, people and reseller settings come from (an
+//! LDAP server or an LDIF file) and what is written back (sizes, last successful backup).
+//! What an entry means is the stoney model's business ([`holdfast_stoney::account`]).
 //!
 //! The tree (see `crates/server/ldap/example.ldif` and `/work/shared/spec/stoney.md`):
 //! accounts are `uid=<UID>,ou=accounts,ou=backup,ou=services,<base>`, people
@@ -18,10 +19,13 @@
 
 use crate::ldif::{normalize_dn, Entry, Ldif};
 use crate::ServerConfig;
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
+use holdfast_stoney::account::{
+    format_last_successful, parse_last_successful, Account, Person, Reseller,
+    ResellerNotifications, ResellerSettings,
+};
 use ldap3::{dn_escape, ldap_escape, LdapConn, LdapConnSettings, Mod, Scope, SearchEntry};
-use serde::Serialize;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -86,264 +90,6 @@ pub enum Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
-
-/// Snapshots to keep per interval (`sstBackupInterval*`); absent counts as 0.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Intervals {
-    pub hourly: u32,
-    pub daily: u32,
-    pub weekly: u32,
-    pub monthly: u32,
-    pub yearly: u32,
-}
-
-/// The snapshot intervals in rotation order (shortest first).
-pub const INTERVALS: [&str; 5] = ["hourly", "daily", "weekly", "monthly", "yearly"];
-
-impl Intervals {
-    /// How many snapshots of `interval` (`hourly` ... `yearly`) to keep; None if unknown name.
-    pub fn keep(&self, interval: &str) -> Option<u32> {
-        Some(match interval {
-            "hourly" => self.hourly,
-            "daily" => self.daily,
-            "weekly" => self.weekly,
-            "monthly" => self.monthly,
-            "yearly" => self.yearly,
-            _ => return None,
-        })
-    }
-}
-
-/// A backup account (`sstBackup`). Optional fields are None when the entry lacks them;
-/// [`Account::apply_defaults`] fills the warning settings from the reseller's settings.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Account {
-    pub dn: String,
-    pub uid: String,
-    /// `sstQuota`, bytes.
-    pub quota: Option<u64>,
-    /// `sstNotificationWarningLevel`, percent.
-    pub warning_level: Option<u32>,
-    /// `sstBackupSize`, bytes (written by the size job).
-    pub backup_size: Option<u64>,
-    /// `sstIncrementSize`, bytes (written by the size job).
-    pub increment_size: Option<u64>,
-    pub warning_on: Option<bool>,
-    /// `sstBackupWarningDays`: warn after N days without success; 0 = off.
-    pub warning_days: Option<u32>,
-    /// `sstBackupWarningNumbers`: warn after N missed or failed backups; 0 = off.
-    pub warning_numbers: Option<u32>,
-    /// `sstNotificationWarningMedium` (`mail`; `sms` reserved).
-    pub medium: Option<String>,
-    pub mail: Vec<String>,
-    pub preferred_language: Option<String>,
-    pub intervals: Intervals,
-    /// True when the entry has any `sstBackupInterval*` of its own (else the reseller's
-    /// defaults apply).
-    pub intervals_set: bool,
-    /// `sstBackupLastSuccessfulBackup`, by prefix.
-    pub last_successful: BTreeMap<String, DateTime<Utc>>,
-    /// `sstIsActive`; absent counts as active.
-    pub active: bool,
-    pub home_directory: Option<PathBuf>,
-    pub host: Option<String>,
-    pub reseller_uid: Option<String>,
-    pub customer_uid: Option<String>,
-    pub person_uid: Option<String>,
-    pub service_uid: Option<String>,
-    /// Values that could not be read (the field is then None); reported, never fatal.
-    pub problems: Vec<String>,
-}
-
-/// A person (`uid=<UID>,ou=people,<base>`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Person {
-    pub dn: String,
-    pub uid: String,
-    pub cn: Option<String>,
-    pub mail: Vec<String>,
-    pub preferred_language: Option<String>,
-}
-
-/// `ou=notifications,uid=<reseller>,...`: who at the reseller hears about which tasks.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct ResellerNotifications {
-    pub reseller_uid: String,
-    /// `sstMailTo`, `Name <address>`.
-    pub mail_to: Vec<String>,
-    /// `sstNotificationWarning`: task keywords (quota, schedule, unsuccessful, upgrade, nobackup).
-    pub warnings: Vec<String>,
-}
-
-impl ResellerNotifications {
-    /// True when the reseller wants to hear about `task` (case-insensitive keyword).
-    pub fn wants(&self, task: &str) -> bool {
-        self.warnings.iter().any(|w| w.eq_ignore_ascii_case(task))
-    }
-}
-
-/// `ou=settings,uid=<reseller>,...`: sender, language and account defaults.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct ResellerSettings {
-    pub reseller_uid: String,
-    /// `sstMailFrom`.
-    pub mail_from: Option<String>,
-    pub preferred_language: Option<String>,
-    pub warning_level: Option<u32>,
-    pub warning_on: Option<bool>,
-    pub warning_days: Option<u32>,
-    pub warning_numbers: Option<u32>,
-    pub medium: Option<String>,
-    /// `sstBackupInterval*` defaults, when the settings entry has any.
-    pub intervals: Option<Intervals>,
-}
-
-/// A reseller as the notifications need it: its `ou=notifications` and `ou=settings`
-/// entries together (either may be missing).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Reseller {
-    pub uid: String,
-    pub notifications: ResellerNotifications,
-    pub settings: ResellerSettings,
-}
-
-impl Reseller {
-    /// True when the reseller wants to hear about `task` (its keyword, case-insensitive).
-    pub fn wants(&self, task: &str) -> bool {
-        self.notifications
-            .warnings
-            .iter()
-            .any(|w| w.trim().eq_ignore_ascii_case(task.trim()))
-    }
-}
-
-impl Account {
-    /// The newest `sstBackupLastSuccessfulBackup` of a prefix.
-    pub fn last_successful_at(&self, prefix: &str) -> Option<DateTime<Utc>> {
-        self.last_successful.get(prefix).copied()
-    }
-
-    /// Fills warning settings and snapshot intervals the account entry lacks from its
-    /// reseller's defaults. (The language is not filled: for a message the person's comes
-    /// before the reseller's.)
-    pub fn apply_defaults(&mut self, s: &ResellerSettings) {
-        self.warning_level = self.warning_level.or(s.warning_level);
-        self.warning_on = self.warning_on.or(s.warning_on);
-        self.warning_days = self.warning_days.or(s.warning_days);
-        self.warning_numbers = self.warning_numbers.or(s.warning_numbers);
-        if self.medium.is_none() {
-            self.medium = s.medium.clone();
-        }
-        if !self.intervals_set {
-            if let Some(i) = s.intervals {
-                self.intervals = i;
-            }
-        }
-    }
-
-    fn from_entry(e: &Entry) -> Account {
-        let uid = e.get("uid").unwrap_or_default().to_string();
-        let mut problems = Vec::new();
-        let mut num = |attr: &str| -> Option<u64> {
-            let v = e.get(attr)?;
-            match v.trim().parse::<u64>() {
-                Ok(n) => Some(n),
-                Err(_) => {
-                    problems.push(format!("{attr}: {v:?} is not a whole number"));
-                    None
-                }
-            }
-        };
-        let quota = num("sstQuota");
-        let warning_level = num("sstNotificationWarningLevel").map(clamp32);
-        let backup_size = num("sstBackupSize");
-        let increment_size = num("sstIncrementSize");
-        let warning_days = num("sstBackupWarningDays").map(clamp32);
-        let warning_numbers = num("sstBackupWarningNumbers").map(clamp32);
-        let intervals_set = [
-            "sstBackupIntervalHourly",
-            "sstBackupIntervalDaily",
-            "sstBackupIntervalWeekly",
-            "sstBackupIntervalMonthly",
-            "sstBackupIntervalYearly",
-        ]
-        .iter()
-        .any(|a| e.get(a).is_some());
-        let intervals = Intervals {
-            hourly: num("sstBackupIntervalHourly").map(clamp32).unwrap_or(0),
-            daily: num("sstBackupIntervalDaily").map(clamp32).unwrap_or(0),
-            weekly: num("sstBackupIntervalWeekly").map(clamp32).unwrap_or(0),
-            monthly: num("sstBackupIntervalMonthly").map(clamp32).unwrap_or(0),
-            yearly: num("sstBackupIntervalYearly").map(clamp32).unwrap_or(0),
-        };
-        let mut boolean = |attr: &str| -> Option<bool> {
-            let v = e.get(attr)?;
-            match v.trim().to_ascii_uppercase().as_str() {
-                "TRUE" => Some(true),
-                "FALSE" => Some(false),
-                _ => {
-                    problems.push(format!("{attr}: {v:?} is neither TRUE nor FALSE"));
-                    None
-                }
-            }
-        };
-        let warning_on = boolean("sstBackupWarningOn");
-        let active = boolean("sstIsActive").unwrap_or(true);
-        let mut last_successful = BTreeMap::new();
-        for v in e.all("sstBackupLastSuccessfulBackup") {
-            match parse_last_successful(v) {
-                Some((prefix, t)) => {
-                    last_successful.insert(prefix, t);
-                }
-                None => problems.push(format!(
-                    "sstBackupLastSuccessfulBackup: {v:?} is not <prefix>:<YYYYMMDDTHHMMSSZ>"
-                )),
-            }
-        }
-        let s = |attr: &str| e.get(attr).map(|v| v.to_string());
-        Account {
-            dn: e.dn.clone(),
-            quota,
-            warning_level,
-            backup_size,
-            increment_size,
-            warning_on,
-            warning_days,
-            warning_numbers,
-            medium: s("sstNotificationWarningMedium"),
-            mail: e.all("mail").to_vec(),
-            preferred_language: s("preferredLanguage"),
-            intervals,
-            intervals_set,
-            last_successful,
-            active,
-            home_directory: s("homeDirectory").map(PathBuf::from),
-            host: s("host"),
-            reseller_uid: s("sstBelongsToResellerUID"),
-            customer_uid: s("sstBelongsToCustomerUID"),
-            person_uid: s("sstBelongsToPersonUID"),
-            service_uid: s("sstBelongsToServiceUID"),
-            problems,
-            uid,
-        }
-    }
-}
-
-fn clamp32(n: u64) -> u32 {
-    n.min(u32::MAX as u64) as u32
-}
-
-/// Parses `<prefix>:<YYYYMMDDTHHMMSSZ>` (the prefix may itself contain `:`).
-pub fn parse_last_successful(v: &str) -> Option<(String, DateTime<Utc>)> {
-    let (prefix, ts) = v.rsplit_once(':')?;
-    let t = NaiveDateTime::parse_from_str(ts.trim(), "%Y%m%dT%H%M%SZ").ok()?;
-    Some((prefix.to_string(), t.and_utc()))
-}
-
-/// Formats one `sstBackupLastSuccessfulBackup` value.
-pub fn format_last_successful(prefix: &str, t: DateTime<Utc>) -> String {
-    format!("{prefix}:{}", t.format("%Y%m%dT%H%M%SZ"))
-}
 
 enum Backend {
     Ldap {
@@ -530,13 +276,7 @@ impl Directory {
         Ok(self
             .search(&base, Scope::OneLevel, &[("uid", uid)])?
             .first()
-            .map(|e| Person {
-                dn: e.dn.clone(),
-                uid: e.get("uid").unwrap_or_default().into(),
-                cn: e.get("cn").map(Into::into),
-                mail: e.all("mail").to_vec(),
-                preferred_language: e.get("preferredLanguage").map(Into::into),
-            }))
+            .map(Person::from_entry))
     }
 
     /// The reseller's notification and settings entries; None when it has neither.
@@ -559,31 +299,16 @@ impl Directory {
         Ok(self
             .search(&dn, Scope::Base, &[])?
             .first()
-            .map(|e| ResellerNotifications {
-                reseller_uid: reseller.into(),
-                mail_to: e.all("sstMailTo").to_vec(),
-                warnings: e.all("sstNotificationWarning").to_vec(),
-            }))
+            .map(|e| ResellerNotifications::from_entry(reseller, e)))
     }
 
     /// The reseller's settings entry, if it has one.
     pub fn reseller_settings(&self, reseller: &str) -> Result<Option<ResellerSettings>> {
         let dn = format!("ou=settings,{}", self.reseller_dn(reseller));
-        Ok(self.search(&dn, Scope::Base, &[])?.first().map(|e| {
-            // reuse the account parser for the shared default attributes
-            let a = Account::from_entry(e);
-            ResellerSettings {
-                reseller_uid: reseller.into(),
-                mail_from: e.get("sstMailFrom").map(Into::into),
-                preferred_language: a.preferred_language,
-                warning_level: a.warning_level,
-                warning_on: a.warning_on,
-                warning_days: a.warning_days,
-                warning_numbers: a.warning_numbers,
-                medium: a.medium,
-                intervals: a.intervals_set.then_some(a.intervals),
-            }
-        }))
+        Ok(self
+            .search(&dn, Scope::Base, &[])?
+            .first()
+            .map(|e| ResellerSettings::from_entry(reseller, e)))
     }
 
     /// Writes `sstBackupSize` and `sstIncrementSize` (bytes) of an account.
@@ -913,18 +638,5 @@ mod tests {
         assert_eq!(b.last_successful["srv:1"], t);
         let text = std::fs::read_to_string(&p).unwrap();
         assert!(text.starts_with("# Example stoney backup tree"));
-    }
-
-    #[test]
-    fn bad_values_are_problems_not_failures() {
-        let text = EXAMPLE_LDIF.replace("sstQuota: 536870912", "sstQuota: lots");
-        let l = Ldif::parse(&text).unwrap();
-        let e = l
-            .entries()
-            .find(|e| e.get("uid") == Some("4000002"))
-            .unwrap();
-        let a = Account::from_entry(e);
-        assert_eq!(a.quota, None);
-        assert!(a.problems[0].contains("sstQuota"), "{:?}", a.problems);
     }
 }

@@ -17,7 +17,7 @@
 //! Other accounts are neither owner nor group, so they cannot even list a home.
 //! Without such a user everything is root's with mode 0700 and `account add` says so.
 
-use crate::directory::Account;
+use holdfast_stoney::account::Account;
 use nix::unistd::{Gid, Uid, User};
 use serde::Serialize;
 use std::os::unix::fs::PermissionsExt;
@@ -284,7 +284,7 @@ pub fn is_dated(name: &str) -> bool {
 /// True for `<interval>.<n>` folder names.
 pub fn is_rotating(name: &str) -> bool {
     name.split_once('.').is_some_and(|(i, n)| {
-        crate::directory::INTERVALS.contains(&i)
+        holdfast_stoney::account::INTERVALS.contains(&i)
             && !n.is_empty()
             && n.bytes().all(|b| b.is_ascii_digit())
     })

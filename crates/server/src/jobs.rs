@@ -3,11 +3,12 @@
 //! outcome and the others are still processed; an unreachable directory fails before
 //! anything is touched. Both jobs record what they saw in the status file.
 
-use crate::directory::{Account, Directory};
+use crate::directory::Directory;
 use crate::homes::home_of;
 use crate::status::{AccountStatus, RunStatus, Status};
 use crate::ServerConfig;
 use chrono::{DateTime, Utc};
+use holdfast_stoney::account::Account;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;

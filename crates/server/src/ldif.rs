@@ -16,6 +16,16 @@ pub struct Entry {
     attrs: BTreeMap<String, Vec<String>>,
 }
 
+/// What the stoney model reads from an entry.
+impl holdfast_stoney::account::Attributes for Entry {
+    fn dn(&self) -> &str {
+        &self.dn
+    }
+    fn all(&self, attr: &str) -> &[String] {
+        Entry::all(self, attr)
+    }
+}
+
 impl Entry {
     pub fn new(dn: &str) -> Entry {
         Entry {

@@ -268,7 +268,7 @@ mod tests {
 
     #[test]
     fn cached_measure_equals_full_walk_through_rotations() {
-        use crate::directory::Intervals;
+        use holdfast_stoney::account::Intervals;
         let t = tempfile::tempdir().unwrap();
         let h = t.path().join("home");
         std::fs::create_dir_all(h.join("incoming/pc/sub")).unwrap();

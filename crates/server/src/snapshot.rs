@@ -42,9 +42,9 @@
 //! are rotated, in parallel, and an interrupted purge simply continues next time.
 
 use crate::copy::{copy_tree, ours, CopyStats, Owner};
-use crate::directory::{Intervals, INTERVALS};
 use crate::recycle::refresh_tree;
 use crate::tree::{remove_tree, TreeError};
+use holdfast_stoney::account::{Intervals, INTERVALS};
 use nix::fcntl::{Flock, FlockArg};
 use serde::Serialize;
 use std::path::{Path, PathBuf};

@@ -1,8 +1,8 @@
 //! A stop signal during a snapshot stops the copy at the next directory and leaves no
 //! half-made snapshot in place (its own process: the signal flag is process-wide).
 
-use holdfast_server::directory::Intervals;
 use holdfast_server::snapshot::{rotate, SnapError};
+use holdfast_stoney::account::Intervals;
 
 #[test]
 fn sigint_stops_a_snapshot_and_leaves_the_set_consistent() {

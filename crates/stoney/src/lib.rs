@@ -1,11 +1,14 @@
-//! The files every stoney backup client uploads into `incoming/<prefix>/.sepiola_backup/`:
-//! `backupStarted.xml`, `backupEnded.xml` and `scheduler.xml`.
+//! The stoney backup service's model: its directory's accounts, people and resellers
+//! ([`account`]), and the files every stoney backup client uploads into
+//! `incoming/<prefix>/.sepiola_backup/`: `backupStarted.xml`, `backupEnded.xml` and
+//! `scheduler.xml`.
 //!
 //! holdfast writes them after each FOSSology backup (so a stoney server watches those like
 //! any client) and the backup server reads them to find missed and failed backups. Reading is
 //! defensive: the real clients write wrong timezone offsets, leading zeros, and files cut off
 //! mid-upload; [`parse`] returns an error for the caller to log, never a panic.
 
+pub mod account;
 pub mod parse;
 pub mod plan;
 pub mod render;
