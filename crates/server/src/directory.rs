@@ -21,8 +21,8 @@ use crate::ldif::{normalize_dn, Entry, Ldif};
 use crate::ServerConfig;
 use chrono::{DateTime, Utc};
 use holdfast_stoney::account::{
-    format_last_successful, parse_last_successful, Account, Person, Reseller,
-    ResellerNotifications, ResellerSettings,
+    with_last_successful, Account, Person, Reseller, ResellerNotifications, ResellerSettings,
+    ACCOUNT_CLASS, BACKUP_SIZE, INCREMENT_SIZE, LAST_SUCCESSFUL,
 };
 use ldap3::{dn_escape, ldap_escape, LdapConn, LdapConnSettings, Mod, Scope, SearchEntry};
 use std::collections::HashSet;
@@ -236,7 +236,7 @@ impl Directory {
             .search(
                 &base,
                 Scope::OneLevel,
-                &[("objectClass", "sstBackup"), ("host", host)],
+                &[("objectClass", ACCOUNT_CLASS), ("host", host)],
             )?
             .iter()
             .map(Account::from_entry)
@@ -249,7 +249,7 @@ impl Directory {
     pub fn accounts(&self) -> Result<Vec<Account>> {
         let base = self.accounts_base();
         let mut v: Vec<Account> = self
-            .search(&base, Scope::OneLevel, &[("objectClass", "sstBackup")])?
+            .search(&base, Scope::OneLevel, &[("objectClass", ACCOUNT_CLASS)])?
             .iter()
             .map(Account::from_entry)
             .collect();
@@ -264,7 +264,7 @@ impl Directory {
             .search(
                 &base,
                 Scope::OneLevel,
-                &[("objectClass", "sstBackup"), ("uid", uid)],
+                &[("objectClass", ACCOUNT_CLASS), ("uid", uid)],
             )?
             .first()
             .map(Account::from_entry))
@@ -316,8 +316,8 @@ impl Directory {
         self.replace(
             uid,
             &[
-                ("sstBackupSize", vec![backup.to_string()]),
-                ("sstIncrementSize", vec![increment.to_string()]),
+                (BACKUP_SIZE, vec![backup.to_string()]),
+                (INCREMENT_SIZE, vec![increment.to_string()]),
             ],
         )
     }
@@ -332,7 +332,7 @@ impl Directory {
         if prefix.is_empty() || prefix.contains(['\n', '\r']) {
             return Err(Error::BadValue {
                 uid: uid.into(),
-                attr: "sstBackupLastSuccessfulBackup".into(),
+                attr: LAST_SUCCESSFUL.into(),
                 value: prefix.into(),
                 why: "the prefix must be a non-empty single line".into(),
             });
@@ -340,7 +340,7 @@ impl Directory {
         let raw = self.search(
             &self.accounts_base(),
             Scope::OneLevel,
-            &[("objectClass", "sstBackup"), ("uid", uid)],
+            &[("objectClass", ACCOUNT_CLASS), ("uid", uid)],
         )?;
         let Some(entry) = raw.first() else {
             return Err(Error::NoAccount {
@@ -348,19 +348,8 @@ impl Directory {
                 base: self.accounts_base(),
             });
         };
-        // keep values we cannot parse untouched; replace this prefix's value
-        let mut values: Vec<String> = entry
-            .all("sstBackupLastSuccessfulBackup")
-            .iter()
-            .filter(|v| {
-                parse_last_successful(v)
-                    .map(|(p, _)| p != prefix)
-                    .unwrap_or(true)
-            })
-            .cloned()
-            .collect();
-        values.push(format_last_successful(prefix, when));
-        self.replace(uid, &[("sstBackupLastSuccessfulBackup", values)])
+        let values = with_last_successful(entry.all(LAST_SUCCESSFUL), prefix, when);
+        self.replace(uid, &[(LAST_SUCCESSFUL, values)])
     }
 
     fn search(&self, base: &str, scope: Scope, conds: &[(&str, &str)]) -> Result<Vec<Entry>> {
@@ -562,7 +551,7 @@ mod tests {
     fn filters_escape_values() {
         assert_eq!(filter(&[("uid", "4000001")]), "(uid=4000001)");
         assert_eq!(
-            filter(&[("objectClass", "sstBackup"), ("uid", "*)(uid=*")]),
+            filter(&[("objectClass", ACCOUNT_CLASS), ("uid", "*)(uid=*")]),
             "(&(objectClass=sstBackup)(uid=\\2a\\29\\28uid=\\2a))"
         );
         assert_eq!(filter(&[]), "(objectClass=*)");

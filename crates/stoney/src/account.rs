@@ -23,6 +23,14 @@ pub trait Attributes {
     }
 }
 
+/// The object class of a backup account entry.
+pub const ACCOUNT_CLASS: &str = "sstBackup";
+/// Attributes the backup server writes back: the sizes its size job measures, and the time
+/// of each prefix's last successful backup.
+pub const BACKUP_SIZE: &str = "sstBackupSize";
+pub const INCREMENT_SIZE: &str = "sstIncrementSize";
+pub const LAST_SUCCESSFUL: &str = "sstBackupLastSuccessfulBackup";
+
 /// Snapshots to keep per interval (`sstBackupInterval*`); absent counts as 0.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Intervals {
@@ -235,8 +243,8 @@ impl Account {
         };
         let quota = num("sstQuota");
         let warning_level = num("sstNotificationWarningLevel").map(clamp32);
-        let backup_size = num("sstBackupSize");
-        let increment_size = num("sstIncrementSize");
+        let backup_size = num(BACKUP_SIZE);
+        let increment_size = num(INCREMENT_SIZE);
         let warning_days = num("sstBackupWarningDays").map(clamp32);
         let warning_numbers = num("sstBackupWarningNumbers").map(clamp32);
         let intervals_set = [
@@ -269,7 +277,7 @@ impl Account {
         let warning_on = boolean("sstBackupWarningOn");
         let active = boolean("sstIsActive").unwrap_or(true);
         let mut last_successful = BTreeMap::new();
-        for v in e.all("sstBackupLastSuccessfulBackup") {
+        for v in e.all(LAST_SUCCESSFUL) {
             match parse_last_successful(v) {
                 Some((prefix, t)) => {
                     last_successful.insert(prefix, t);
@@ -317,6 +325,18 @@ pub fn parse_last_successful(v: &str) -> Option<(String, DateTime<Utc>)> {
     let (prefix, ts) = v.rsplit_once(':')?;
     let t = NaiveDateTime::parse_from_str(ts.trim(), "%Y%m%dT%H%M%SZ").ok()?;
     Some((prefix.to_string(), t.and_utc()))
+}
+
+/// The `sstBackupLastSuccessfulBackup` values after a successful backup of `prefix` at
+/// `when`: that prefix's value replaced, every other value (unreadable ones too) kept.
+pub fn with_last_successful(values: &[String], prefix: &str, when: DateTime<Utc>) -> Vec<String> {
+    let mut out: Vec<String> = values
+        .iter()
+        .filter(|v| parse_last_successful(v).is_none_or(|(p, _)| p != prefix))
+        .cloned()
+        .collect();
+    out.push(format_last_successful(prefix, when));
+    out
 }
 
 /// Formats one `sstBackupLastSuccessfulBackup` value.
@@ -399,5 +419,18 @@ mod tests {
         let v = format_last_successful("srv:1", t);
         assert_eq!(v, "srv:1:20261121T030405Z");
         assert_eq!(parse_last_successful(&v), Some(("srv:1".into(), t)));
+        let old = vec![
+            "pc-anna:20260101T000000Z".to_string(),
+            "srv:1:20260101T000000Z".to_string(),
+            "garbled".to_string(),
+        ];
+        assert_eq!(
+            with_last_successful(&old, "srv:1", t),
+            [
+                "pc-anna:20260101T000000Z",
+                "garbled",
+                "srv:1:20261121T030405Z"
+            ]
+        );
     }
 }
