@@ -18,7 +18,8 @@
 //! copy runs gains nothing. Subfolders are copied in parallel.
 
 use crate::tree::{
-    child, each_entry, err, finish_dir, is_dir, open_dir, open_dir_at, DirOwner, TreeError,
+    begin_copy, child, each_entry, err, finish_dir, is_dir, open_dir, open_dir_at, DirOwner,
+    TreeError,
 };
 use nix::dir::Type;
 use nix::fcntl::{AtFlags, OFlag};
@@ -127,19 +128,8 @@ fn copy_tree_in_pool(
     dst: &Path,
     owner: Owner,
 ) -> Result<CopyStats> {
-    let sfd = open_dir(src)?;
+    let (sfd, st, dfd) = begin_copy(src, dst)?;
     let rfd = reference.and_then(|r| open_dir(r).ok());
-    let parent = dst.parent().unwrap_or(Path::new("."));
-    let name =
-        CString::new(dst.file_name().unwrap_or_default().as_bytes()).map_err(|_| TreeError {
-            path: dst.into(),
-            source: std::io::ErrorKind::InvalidInput.into(),
-        })?;
-    let pfd = open_dir(parent)?;
-    let st = nix::sys::stat::fstat(&sfd).map_err(|e| err(src, e))?;
-    nix::sys::stat::mkdirat(&pfd, name.as_c_str(), Mode::from_bits_truncate(0o700))
-        .map_err(|e| err(dst, e))?;
-    let dfd = open_dir_at(&pfd, &name, dst)?;
     let c = Counters::default();
     c.dirs.fetch_add(1, Ordering::Relaxed);
     copy_dir(&sfd, rfd.as_ref(), &dfd, src, dst, &c, owner)?;

@@ -316,19 +316,11 @@ pub fn rotate(home: &Path, intervals: &Intervals, interval: &str) -> Result<Rota
     }
 
     if keep == 0 {
-        report.skipped = Some(format!(
-            "sstBackupInterval{} is 0 or unset: {interval} snapshots untouched",
-            capitalize(interval)
-        ));
+        report.skipped = Some(untouched(interval));
         return Ok(report);
     }
-    let pos = INTERVALS.iter().position(|i| *i == interval).unwrap_or(0);
-    let lower = INTERVALS[..pos]
-        .iter()
-        .rev()
-        .find(|i| intervals.keep(i).unwrap_or(0) > 0);
     let ready = work.join(format!("ready.{interval}"));
-    match lower {
+    match fed_by(intervals, interval) {
         None => {
             let tmp = work.join(format!("incomplete.{interval}"));
             // root's (whoever runs this), group the account's (the group of incoming/)
@@ -369,8 +361,7 @@ pub fn rotate(home: &Path, intervals: &Intervals, interval: &str) -> Result<Rota
             report.source = Some("incoming".into());
         }
         Some(lower) => {
-            let k = intervals.keep(lower).unwrap_or(0);
-            let oldest = format!("{lower}.{}", k - 1);
+            let oldest = oldest_of(intervals, lower);
             if !is_ours(&snaps.join(&oldest)) {
                 report.skipped = Some(format!("no {oldest} yet to become {interval}.0"));
                 return Ok(report);
@@ -397,18 +388,10 @@ pub fn plan(home: &Path, intervals: &Intervals, interval: &str) -> Result<Rotate
     check_dir(&snaps)?;
     check_dir(&home.join("incoming"))?;
     if keep == 0 {
-        report.skipped = Some(format!(
-            "sstBackupInterval{} is 0 or unset: {interval} snapshots untouched",
-            capitalize(interval)
-        ));
+        report.skipped = Some(untouched(interval));
         return Ok(report);
     }
-    let pos = INTERVALS.iter().position(|i| *i == interval).unwrap_or(0);
-    match INTERVALS[..pos]
-        .iter()
-        .rev()
-        .find(|i| intervals.keep(i).unwrap_or(0) > 0)
-    {
+    match fed_by(intervals, interval) {
         None => {
             report.source = Some("incoming".into());
             let reference = newest_snapshot(&snaps);
@@ -416,7 +399,7 @@ pub fn plan(home: &Path, intervals: &Intervals, interval: &str) -> Result<Rotate
                 recyclable(&snaps, interval, keep, reference.as_deref())?.map(|(now, _)| now);
         }
         Some(lower) => {
-            let oldest = format!("{lower}.{}", intervals.keep(lower).unwrap_or(1) - 1);
+            let oldest = oldest_of(intervals, lower);
             if !is_ours(&snaps.join(&oldest)) {
                 report.skipped = Some(format!("no {oldest} yet to become {interval}.0"));
                 return Ok(report);
@@ -431,6 +414,30 @@ pub fn plan(home: &Path, intervals: &Intervals, interval: &str) -> Result<Rotate
         }
     }
     Ok(report)
+}
+
+/// Why an interval that keeps nothing is left alone.
+fn untouched(interval: &str) -> String {
+    format!(
+        "sstBackupInterval{} is 0 or unset: {interval} snapshots untouched",
+        capitalize(interval)
+    )
+}
+
+/// The next shorter interval that keeps snapshots: its oldest becomes `interval`'s newest.
+/// None: `interval` is the shortest kept, made from `incoming/`.
+fn fed_by(intervals: &Intervals, interval: &str) -> Option<&'static str> {
+    let pos = INTERVALS.iter().position(|i| *i == interval).unwrap_or(0);
+    INTERVALS[..pos]
+        .iter()
+        .rev()
+        .find(|i| intervals.keep(i).unwrap_or(0) > 0)
+        .copied()
+}
+
+/// The oldest snapshot `lower` keeps (`daily.6` with seven dailies).
+fn oldest_of(intervals: &Intervals, lower: &str) -> String {
+    format!("{lower}.{}", intervals.keep(lower).unwrap_or(1).max(1) - 1)
 }
 
 fn capitalize(s: &str) -> String {

@@ -70,7 +70,9 @@ pub fn link_tree_with(src: &Path, dst: &Path, dirs_owner: Option<DirOwner>) -> R
     io_pool().install(|| link_tree_in_pool(src, dst, dirs_owner))
 }
 
-fn link_tree_in_pool(src: &Path, dst: &Path, dirs_owner: Option<DirOwner>) -> Result<LinkStats> {
+/// Opens the source of a copy and makes its new top folder `dst` (private until the copy
+/// finishes it): the source, its status and the new folder.
+pub(crate) fn begin_copy(src: &Path, dst: &Path) -> Result<(OwnedFd, FileStat, OwnedFd)> {
     let sfd = open_dir(src)?;
     let parent = dst.parent().unwrap_or(Path::new("."));
     let name =
@@ -83,6 +85,11 @@ fn link_tree_in_pool(src: &Path, dst: &Path, dirs_owner: Option<DirOwner>) -> Re
     nix::sys::stat::mkdirat(&pfd, name.as_c_str(), Mode::from_bits_truncate(0o700))
         .map_err(|e| err(dst, e))?;
     let dfd = open_dir_at(&pfd, &name, dst)?;
+    Ok((sfd, st, dfd))
+}
+
+fn link_tree_in_pool(src: &Path, dst: &Path, dirs_owner: Option<DirOwner>) -> Result<LinkStats> {
+    let (sfd, st, dfd) = begin_copy(src, dst)?;
     let dirs = AtomicU64::new(1);
     let links = AtomicU64::new(0);
     link_dir(&sfd, &dfd, src, &dirs, &links, dirs_owner)?;
