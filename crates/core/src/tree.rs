@@ -66,6 +66,15 @@ pub fn each_entry(
     path: &Path,
     mut f: impl FnMut(&CStr, Option<Type>) -> Result<()>,
 ) -> Result<()> {
+    each_entry_ino(fd, path, |name, t, _| f(name, t))
+}
+
+/// [`each_entry`], with each entry's inode number as the directory lists it (`d_ino`).
+pub fn each_entry_ino(
+    fd: &OwnedFd,
+    path: &Path,
+    mut f: impl FnMut(&CStr, Option<Type>, u64) -> Result<()>,
+) -> Result<()> {
     check_stop(path)?;
     let dup = fd.try_clone().map_err(|source| TreeError {
         path: path.into(),
@@ -78,7 +87,7 @@ pub fn each_entry(
         if name.to_bytes() == b"." || name.to_bytes() == b".." {
             continue;
         }
-        f(name, ent.file_type())?;
+        f(name, ent.file_type(), ent.ino())?;
     }
     Ok(())
 }

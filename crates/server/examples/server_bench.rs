@@ -18,7 +18,8 @@
 //! - sizes of the account (incoming/ and the week of snapshots, each inode once):
 //!   `size::measure` vs `du -sb incoming .snapshots`, both cold; then the cached measure.
 //!
-//! Usage: server_bench [--files N] [--dir DIR] [--reps N] [--keep]
+//! Usage: server_bench [--files N] [--dir DIR] [--reps N] [--only job,link,expiry,sizes] [--keep]
+//! (`--only`: time just those steps; the set-up is the same)
 
 use holdfast_server::{size, snapshot, tree};
 use holdfast_stoney::account::Intervals;
@@ -181,6 +182,7 @@ fn main() {
     let mut base: Option<PathBuf> = None;
     let mut keep = false;
     let mut reps = 3usize;
+    let mut only: Option<Vec<String>> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -188,12 +190,20 @@ fn main() {
             "--dir" => base = args.next().map(PathBuf::from),
             "--reps" => reps = args.next().and_then(|v| v.parse().ok()).expect("--reps N"),
             "--keep" => keep = true,
+            "--only" => {
+                only = args
+                    .next()
+                    .map(|v| v.split(',').map(str::to_string).collect())
+            }
             _ => {
-                eprintln!("usage: server_bench [--files N] [--dir DIR] [--reps N] [--keep]");
+                eprintln!(
+                    "usage: server_bench [--files N] [--dir DIR] [--reps N] [--only job,link,expiry,sizes] [--keep]"
+                );
                 std::process::exit(2);
             }
         }
     }
+    let step = |s: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == s));
     let root = nix::unistd::geteuid().is_root();
     let tmp = match &base {
         Some(b) => {
@@ -270,6 +280,9 @@ fn main() {
         loads.push(load());
         let ours_first = rep % 2 == 0;
         for turn in 0..2 {
+            if !step("job") {
+                break;
+            }
             if (turn == 0) == ours_first {
                 // the real daily job: rotate (copy-on-change + shift + rename into trash), then
                 // the trash is emptied
@@ -294,6 +307,9 @@ fn main() {
         let lt = tmp.path().join(format!("lt.{rep}"));
         let cp = tmp.path().join(format!("cp.{rep}"));
         for turn in 0..2 {
+            if !step("link") && !step("expiry") {
+                break;
+            }
             cold(root);
             if (turn == 0) == ours_first {
                 let (d, _) = timed(|| tree::link_tree(&incoming, &lt).unwrap());
@@ -306,6 +322,11 @@ fn main() {
             }
         }
         for turn in 0..2 {
+            if !step("expiry") {
+                let _ = std::fs::remove_dir_all(&lt);
+                let _ = std::fs::remove_dir_all(&cp);
+                break;
+            }
             cold(root);
             if (turn == 0) == ours_first {
                 let before = cpu(false);
@@ -327,6 +348,10 @@ fn main() {
             }
         }
         // sizes of the account: incoming + a week of snapshots
+        if !step("sizes") {
+            println!("round {} done, load {}", rep + 1, loads.last().unwrap());
+            continue;
+        }
         let mut du_out = vec![];
         let mut ours = None;
         for turn in 0..2 {
@@ -381,39 +406,50 @@ fn main() {
         "du -sb",
         "size::measure_cached (scans kept)",
     ] {
-        println!("  {w:<36} {}", s.line(w));
+        if !s.get(w).is_empty() {
+            println!("  {w:<36} {}", s.line(w));
+        }
     }
     let job = s.med("rotate") + s.med("purge (job's snapshot)");
     let peer_job = s.med("rsync --link-dest") + s.med("rm -rf (job's snapshot)");
     println!("\nratios (peer time / holdfast time; > 1 means holdfast is faster)");
-    println!(
-        "  snapshot, hard links (like for like)   cp -al / link_tree            {:6.2}x",
-        s.med("cp -al") / s.med("link_tree")
+    let ratio = |what: &str, x: f64| {
+        if x.is_finite() {
+            println!("  {what} {x:6.2}x");
+        }
+    };
+    ratio(
+        "snapshot, hard links (like for like)   cp -al / link_tree           ",
+        s.med("cp -al") / s.med("link_tree"),
     );
-    println!(
-        "  snapshot as the job makes it           rsync --link-dest / rotate    {:6.2}x",
-        s.med("rsync --link-dest") / s.med("rotate")
+    ratio(
+        "snapshot as the job makes it           rsync --link-dest / rotate   ",
+        s.med("rsync --link-dest") / s.med("rotate"),
     );
-    println!(
-        "  (not like for like: rotate copies)     cp -al / rotate               {:6.2}x",
-        s.med("cp -al") / s.med("rotate")
+    ratio(
+        "(not like for like: rotate copies)     cp -al / rotate              ",
+        s.med("cp -al") / s.med("rotate"),
     );
-    println!(
-        "  whole daily job incl. emptying trash   rsnapshot way / holdfast      {:6.2}x",
-        peer_job / job
+    ratio(
+        "whole daily job incl. emptying trash   rsnapshot way / holdfast     ",
+        peer_job / job,
     );
-    println!("  (the job deletes no snapshot: its expiring daily.6 becomes daily.0 inside rotate)");
-    println!(
-        "  expiry incl. emptying, hard-link trees rm -rf / rename+purge         {:6.2}x",
-        s.med("rm -rf (hard-link tree)") / s.med("rename + purge (hard-link tree)")
+    if step("job") {
+        println!(
+            "  (the job deletes no snapshot: its expiring daily.6 becomes daily.0 inside rotate)"
+        );
+    }
+    ratio(
+        "expiry incl. emptying, hard-link trees rm -rf / rename+purge        ",
+        s.med("rm -rf (hard-link tree)") / s.med("rename + purge (hard-link tree)"),
     );
-    println!(
-        "  sizes, uncached                        du -sb / measure              {:6.2}x",
-        s.med("du -sb") / s.med("size::measure")
+    ratio(
+        "sizes, uncached                        du -sb / measure             ",
+        s.med("du -sb") / s.med("size::measure"),
     );
-    println!(
-        "  sizes, scans kept                      du -sb / measure_cached       {:6.2}x",
-        s.med("du -sb") / s.med("size::measure_cached (scans kept)")
+    ratio(
+        "sizes, scans kept                      du -sb / measure_cached      ",
+        s.med("du -sb") / s.med("size::measure_cached (scans kept)"),
     );
     if keep {
         let p = tmp.keep();

@@ -29,7 +29,7 @@ use std::sync::Mutex;
 
 /// The pool the tree walks run in (shared with the rest of holdfast).
 pub use holdfast_core::threads::io_pool;
-pub(crate) use holdfast_core::tree::{child, each_entry, err, open_dir_at};
+pub(crate) use holdfast_core::tree::{child, each_entry, each_entry_ino, err, open_dir_at};
 pub use holdfast_core::tree::{open_dir, remove_tree, TreeError};
 
 type Result<T> = std::result::Result<T, TreeError>;
@@ -223,6 +223,15 @@ impl InodeSet {
             .insert((dev, ino))
     }
 
+    /// True when (dev, ino) is in the set.
+    pub fn contains(&self, dev: u64, ino: u64) -> bool {
+        let shard = &self.shards[(ino ^ dev.rotate_left(17)) as usize % SHARDS];
+        shard
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&(dev, ino))
+    }
+
     pub fn len(&self) -> usize {
         self.shards
             .iter()
@@ -307,25 +316,61 @@ fn usage_in_pool(
     let st = nix::sys::stat::fstat(&fd).map_err(|e| err(root, e))?;
     let acc = AtomicUsage::default();
     acc.add(&st);
-    usage_dir(&fd, root, seen, &acc, skip)?;
+    let on = Dev {
+        dev: st.st_dev,
+        listed_ino_is_real: listed_ino_is_real(&fd),
+    };
+    usage_dir(&fd, root, on, seen, &acc, skip)?;
     Ok(acc.get())
+}
+
+/// The device a folder is on, and whether its filesystem lists the real inode number of
+/// each entry (`d_ino == st_ino`).
+#[derive(Clone, Copy)]
+struct Dev {
+    dev: u64,
+    listed_ino_is_real: bool,
+}
+
+/// Filesystems whose listings give each entry's real inode number. Elsewhere (FUSE, some
+/// overlay set-ups) a listed number may name another file, so every entry is looked at.
+fn listed_ino_is_real(fd: &OwnedFd) -> bool {
+    use nix::sys::statfs::{
+        fstatfs, BTRFS_SUPER_MAGIC, EXT4_SUPER_MAGIC, TMPFS_MAGIC, XFS_SUPER_MAGIC,
+    };
+    fstatfs(fd).is_ok_and(|s| {
+        [
+            EXT4_SUPER_MAGIC,
+            XFS_SUPER_MAGIC,
+            BTRFS_SUPER_MAGIC,
+            TMPFS_MAGIC,
+        ]
+        .contains(&s.filesystem_type())
+    })
 }
 
 fn usage_dir(
     fd: &OwnedFd,
     path: &Path,
+    on: Dev,
     seen: &InodeSet,
     acc: &AtomicUsage,
     skip: &(dyn Fn(&[u8]) -> bool + Sync),
 ) -> Result<()> {
     let mut subdirs = Vec::new();
     let mut local = Usage::default();
-    each_entry(fd, path, |name, t| {
+    each_entry_ino(fd, path, |name, t, ino| {
         if skip(name.to_bytes()) {
             return Ok(());
         }
         if t == Some(Type::Directory) {
             subdirs.push(name.to_owned());
+            return Ok(());
+        }
+        // Another name of a file already counted (a snapshot's unchanged file): nothing to
+        // add, and no need to read its inode. Only files are in `seen`, and a file is on
+        // its folder's device, so the listed number is enough.
+        if on.listed_ino_is_real && seen.contains(on.dev, ino) {
             return Ok(());
         }
         let st = match nix::sys::stat::fstatat(fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
@@ -359,7 +404,16 @@ fn usage_dir(
         };
         let st = nix::sys::stat::fstat(&sub).map_err(|e| err(&p, e))?;
         acc.add(&st);
-        usage_dir(&sub, &p, seen, acc, &|_| false)
+        // a folder on another filesystem (a mount, a btrfs subvolume) brings its own rules
+        let on = if st.st_dev == on.dev {
+            on
+        } else {
+            Dev {
+                dev: st.st_dev,
+                listed_ino_is_real: listed_ino_is_real(&sub),
+            }
+        };
+        usage_dir(&sub, &p, on, seen, acc, &|_| false)
     })
 }
 
@@ -495,6 +549,60 @@ mod tests {
         );
         // a symlink as the source root is refused, not followed
         assert!(link_tree(&src.join("a/etc"), &t.path().join("x")).is_err());
+    }
+
+    /// `du -sb` of several trees in one run: each inode once, in the order given.
+    fn du_sb(paths: &[&Path]) -> Vec<u64> {
+        let out = std::process::Command::new("du")
+            .arg("-sb")
+            .args(paths)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| l.split('\t').next().unwrap().parse().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn names_of_counted_files_are_skipped_by_listed_inode_and_sums_equal_du() {
+        let t = tempfile::tempdir().unwrap();
+        let incoming = t.path().join("incoming");
+        let snaps = t.path().join(".snapshots");
+        std::fs::create_dir(&snaps).unwrap();
+        sample(&incoming);
+        std::fs::hard_link(incoming.join("a/f1"), incoming.join("f1-again")).unwrap();
+        std::fs::write(incoming.join("gone"), vec![7u8; 3000]).unwrap();
+        link_tree(&incoming, &snaps.join("daily.1")).unwrap();
+        // changed (a new inode), deleted, added: as a client's next upload leaves them
+        std::fs::write(incoming.join("new"), vec![2u8; 1234]).unwrap();
+        std::fs::rename(incoming.join("new"), incoming.join("a/b/f2")).unwrap();
+        std::fs::remove_file(incoming.join("gone")).unwrap();
+        std::fs::write(incoming.join("added"), vec![3u8; 777]).unwrap();
+        link_tree(&incoming, &snaps.join("daily.0")).unwrap();
+        let fd = open_dir(t.path()).unwrap();
+        let fast = listed_ino_is_real(&fd);
+        let seen = InodeSet::default();
+        let backup = usage(&incoming, &seen, &|_| false).unwrap();
+        let older = usage(&snaps, &seen, &|_| false).unwrap();
+        assert_eq!(
+            vec![backup.apparent, older.apparent],
+            du_sb(&[&incoming, &snaps]),
+            "listed inode numbers trusted here: {fast}"
+        );
+        // what only the snapshots hold: their folders, the old f2 and `gone`
+        let dirs = |r: &Path| {
+            ["", "a", "a/b"]
+                .iter()
+                .map(|d| std::fs::metadata(r.join(d)).unwrap().size())
+                .sum::<u64>()
+        };
+        let folders = std::fs::metadata(&snaps).unwrap().size()
+            + dirs(&snaps.join("daily.0"))
+            + dirs(&snaps.join("daily.1"));
+        assert_eq!(older.apparent, folders + 5 + 3000);
     }
 
     #[test]
