@@ -6,6 +6,7 @@
 #   bench/server.sh                 # a million files (needs ~6 GB and ~20 minutes)
 #   bench/server.sh --files 100000  # smaller
 #   bench/server.sh --dir /srv/tmp  # where to build the trees (same fs as real homes)
+#   bench/server.sh --only sizes    # time just some steps (job, link, expiry, sizes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_INCREMENTAL=0
