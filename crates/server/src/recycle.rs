@@ -16,8 +16,8 @@ use crate::copy::{
     copy_new_dir, dir_owner, each_source_entry, kind, make_entry, open_source_dir, unchanged,
     CopyStats, Counters, Owner,
 };
-use crate::tree::{child, err, finish_dir, open_dir, open_dir_at, TreeError};
-use nix::dir::{Dir, Type};
+use crate::tree::{child, each_entry_ino, err, finish_dir, open_dir, open_dir_at, TreeError};
+use nix::dir::Type;
 use nix::sys::stat::{FileStat, SFlag};
 use nix::unistd::UnlinkatFlags;
 use rayon::prelude::*;
@@ -54,19 +54,11 @@ pub fn refresh_tree(
 type Old = (u64, Option<Type>);
 
 fn old_entries(fd: &OwnedFd, path: &Path) -> Result<HashMap<CString, Old>> {
-    let dup = fd.try_clone().map_err(|source| TreeError {
-        path: path.into(),
-        source,
-    })?;
-    let mut dir = Dir::from_fd(dup).map_err(|e| err(path, e))?;
     let mut old = HashMap::new();
-    for ent in dir.iter() {
-        let ent = ent.map_err(|e| err(path, e))?;
-        let name = ent.file_name();
-        if name.to_bytes() != b"." && name.to_bytes() != b".." {
-            old.insert(name.to_owned(), (ent.ino(), ent.file_type()));
-        }
-    }
+    each_entry_ino(fd, path, |name, t, ino| {
+        old.insert(name.to_owned(), (ino, t));
+        Ok(())
+    })?;
     Ok(old)
 }
 
