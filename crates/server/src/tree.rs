@@ -214,22 +214,25 @@ impl Default for InodeSet {
 }
 
 impl InodeSet {
-    /// True when (dev, ino) was not in the set yet.
-    pub fn insert(&self, dev: u64, ino: u64) -> bool {
-        let shard = &self.shards[(ino ^ dev.rotate_left(17)) as usize % SHARDS];
-        shard
+    /// The locked shard (dev, ino) belongs to.
+    fn shard(
+        &self,
+        dev: u64,
+        ino: u64,
+    ) -> std::sync::MutexGuard<'_, HashSet<(u64, u64), InoBuild>> {
+        self.shards[(ino ^ dev.rotate_left(17)) as usize % SHARDS]
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert((dev, ino))
+    }
+
+    /// True when (dev, ino) was not in the set yet.
+    pub fn insert(&self, dev: u64, ino: u64) -> bool {
+        self.shard(dev, ino).insert((dev, ino))
     }
 
     /// True when (dev, ino) is in the set.
     pub fn contains(&self, dev: u64, ino: u64) -> bool {
-        let shard = &self.shards[(ino ^ dev.rotate_left(17)) as usize % SHARDS];
-        shard
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&(dev, ino))
+        self.shard(dev, ino).contains(&(dev, ino))
     }
 
     pub fn len(&self) -> usize {
