@@ -245,7 +245,11 @@ fn main() {
         ..Intervals::default()
     };
     // a week of snapshots (warm, the set-up). The peer's week has the same shape: daily.1-6
-    // hard-linked from ours, daily.0 from incoming/ (so --link-dest links what is unchanged)
+    // hard-linked from ours, daily.0 a copy of incoming/ (its owner and modes, so --link-dest
+    // links what is unchanged). A copy, not links: rsnapshot's snapshots share no inode with
+    // what the client writes, and a source file with several names is one the job must make
+    // again under every name (it cannot tell which name changed), so links into incoming/
+    // would time another job than the one a server runs.
     let mut day = 0;
     let mut ours_week = vec![];
     for _ in 0..7 {
@@ -262,7 +266,7 @@ fn main() {
             .arg(peer.join(format!("daily.{n}"))));
     }
     run(Command::new("cp")
-        .arg("-al")
+        .arg("-a")
         .arg(&incoming)
         .arg(peer.join("daily.0")));
     println!(
@@ -292,6 +296,13 @@ fn main() {
                 assert!(
                     r.recycled.is_some(),
                     "the expiring daily.6 is refreshed: {r:?}"
+                );
+                // what a server's job does: the week's few changes remade, every other name
+                // left as it is (a degenerate run that remade every name would time more work)
+                let kept = r.copy.as_ref().map_or(0, |c| c.kept) as usize;
+                assert!(
+                    kept + 1000 >= files,
+                    "the refresh kept {kept} of {files}: {r:?}"
                 );
                 s.add("rotate", d);
                 cold(root);
