@@ -121,8 +121,13 @@ impl Target {
     }
 
     /// The delta pass after a pre-copy: sends `send`, and (outside the pool, which only
-    /// gains files) removes `drop` from the snapshot (rsync deletes a listed file the
-    /// source lacks, `--delete-missing-args`).
+    /// gains files) removes from the snapshot every listed file the source lacks: `drop`,
+    /// and a file of `send` gone since it was listed.
+    ///
+    /// Not rsync's `--delete-missing-args`: the receivers of rsync's 2026 security releases
+    /// (3.4.3, Debian's 3.2.7-1+deb12u5) reject the mode-0 entry it sends for a missing file
+    /// ("invalid file mode 00", protocol error, exit 2: RsyncProject/rsync#910), so the pass
+    /// skips missing names (`--ignore-missing-args`) and removes them itself.
     fn delta_copy(
         &self,
         plan: &Plan,
@@ -140,13 +145,26 @@ impl Target {
         }
         let mut args = base_args();
         if !pool {
-            args.push("--delete-missing-args".into());
+            args.push("--ignore-missing-args".into());
         }
         args.extend(Self::copy_args(plan, src));
         let f = list_file(&paths)?;
         args.push(format!("--files-from={}", f.path().display()));
         let stats = self.repo_rsync(plan, src, args, "delta copy").run()?;
         std::mem::drop(f);
+        if !pool {
+            // looked at after the copy, so a file gone while it ran goes too
+            let gone: Vec<String> = paths
+                .into_iter()
+                .filter(|p| {
+                    std::fs::symlink_metadata(src.root.join(p))
+                        .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+                })
+                .collect();
+            if !gone.is_empty() {
+                self.remove_files(&pending_repo(plan), &gone)?;
+            }
+        }
         Ok(stats)
     }
 
