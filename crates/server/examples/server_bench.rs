@@ -247,9 +247,9 @@ fn main() {
     // a week of snapshots (warm, the set-up). The peer's week has the same shape: daily.1-6
     // hard-linked from ours, daily.0 a copy of incoming/ (its owner and modes, so --link-dest
     // links what is unchanged). A copy, not links: rsnapshot's snapshots share no inode with
-    // what the client writes, and a source file with several names is one the job must make
-    // again under every name (it cannot tell which name changed), so links into incoming/
-    // would time another job than the one a server runs.
+    // what the client writes, and a source file with several names is one the job makes
+    // again under every name (they must end up as one inode, which the copy decides as it
+    // goes), so links into incoming/ would time another job than the one a server runs.
     let mut day = 0;
     let mut ours_week = vec![];
     for _ in 0..7 {
