@@ -202,3 +202,64 @@ fn the_dump_travels_against_the_previous_nights_dump() {
     holdfast_backup::dump::check_dump(store.as_ref(), &rel, d).unwrap();
     assert!(d.bytes > 1 << 20, "a dump of {} bytes", d.bytes);
 }
+
+#[test]
+fn a_file_deleted_during_the_precopy_leaves_a_snapshot_on_an_ssh_target() {
+    // The delta pass removes what the site lost on the backup server itself (rsync's
+    // --delete-missing-args is refused by current rsync receivers): over ssh too.
+    let mut f = fixture(2, Behaviour::default(), 30);
+    let sshd = holdfast_testkit::sshd::Sshd::start(&f.dir.path().join("sshd")).unwrap();
+    let remote = f.dir.path().join("remote");
+    let mut cfg = f.cfg.clone();
+    over_ssh(&mut cfg, &sshd, &remote);
+    let site = f.site().clone();
+    let root = site.repo.root.clone();
+    let (old, _) = tree(&root);
+    let gold = old.keys().find(|p| p.contains("/gold/")).unwrap().clone();
+    let stray = Path::new(&gold)
+        .parent()
+        .unwrap()
+        .join("eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee.eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee.4")
+        .display()
+        .to_string();
+    std::fs::write(root.join(&stray), b"gone").unwrap();
+    f.add_uploads(1);
+    let (all, _) = tree(&root);
+    let new: Vec<&String> = all
+        .keys()
+        .filter(|p| !old.contains_key(*p) && **p != stray)
+        .collect();
+    assert!(!new.is_empty());
+    let aside = f.dir.path().join("aside");
+    for p in &new {
+        let to = aside.join(p);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::rename(root.join(p), &to).unwrap();
+    }
+    let hooks = f.dir.path().join("hooks");
+    std::fs::create_dir_all(&hooks).unwrap();
+    script(
+        &hooks.join("stop"),
+        &format!(
+            "#!/bin/bash\ncp -a {aside}/. {root}/\nrm -f {root}/{stray}\nexec {stop}\n",
+            aside = aside.display(),
+            root = root.display(),
+            stop = f.sched.stop_command[0],
+        ),
+    );
+    let mut sched = f.sched.clone();
+    sched.stop_command = vec![hooks.join("stop").display().to_string()];
+
+    let out = backup(&site, "s", &sched, &cfg).unwrap();
+    assert!(out.scheduler_restarted);
+    assert!(out.manifest.timings.precopy_secs > 0.0);
+    let snap = remote.join("current/repository");
+    for p in &new {
+        assert!(snap.join(p).is_file(), "{p} copied by the delta pass");
+    }
+    assert!(
+        !snap.join(&stray).exists(),
+        "the deleted file left the snapshot"
+    );
+    assert!(snap.join(&gold).is_file());
+}
