@@ -14,6 +14,16 @@ fn script(path: &Path, text: &str) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
+/// Moves `paths` (relative to `root`) under `aside`: written by an agent later, when the
+/// stop hook copies them back.
+fn set_aside(root: &Path, aside: &Path, paths: &[&String]) {
+    for p in paths {
+        let to = aside.join(p);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::rename(root.join(p), &to).unwrap();
+    }
+}
+
 fn times(path: &Path) -> Vec<f64> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -35,11 +45,7 @@ fn files_written_and_deleted_during_the_precopy_are_settled_by_the_delta_pass() 
     // The new upload's rows exist, its files are not written yet: an agent writes them
     // after the pre-copy has looked (the stop hook below puts them in place).
     let aside = f.dir.path().join("aside");
-    for p in &new {
-        let to = aside.join(p);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::rename(root.join(p), &to).unwrap();
-    }
+    set_aside(&root, &aside, &new);
     // A file no row names (deleted by the delete agent during the pre-copy: it leaves the
     // snapshot), and an old upload's gold the rows still name (deleted on disk: the
     // snapshot keeps the pre-copied file).
@@ -231,11 +237,7 @@ fn a_file_deleted_during_the_precopy_leaves_a_snapshot_on_an_ssh_target() {
         .collect();
     assert!(!new.is_empty());
     let aside = f.dir.path().join("aside");
-    for p in &new {
-        let to = aside.join(p);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::rename(root.join(p), &to).unwrap();
-    }
+    set_aside(&root, &aside, &new);
     let hooks = f.dir.path().join("hooks");
     std::fs::create_dir_all(&hooks).unwrap();
     script(
