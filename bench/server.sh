@@ -7,6 +7,7 @@
 #   bench/server.sh --files 100000  # smaller
 #   bench/server.sh --dir /srv/tmp  # where to build the trees (same fs as real homes)
 #   bench/server.sh --only sizes    # time just some steps (job, link, expiry, sizes)
+#   bench/server.sh --linked 50     # half the files with a second name (the Perl client's -H)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_INCREMENTAL=0

@@ -18,8 +18,11 @@
 //! - sizes of the account (incoming/ and the week of snapshots, each inode once):
 //!   `size::measure` vs `du -sb incoming .snapshots`, both cold; then the cached measure.
 //!
-//! Usage: server_bench [--files N] [--dir DIR] [--reps N] [--only job,link,expiry,sizes] [--keep]
-//! (`--only`: time just those steps; the set-up is the same)
+//! Usage: server_bench [--files N] [--linked PCT] [--dir DIR] [--reps N]
+//! [--only job,link,expiry,sizes] [--keep]
+//! (`--only`: time just those steps; the set-up is the same. `--linked PCT`: that share of
+//! the files also get a second name in a folder of their own, as the Perl client's rsync
+//! `-H` uploads hard-linked files; the rsnapshot way then runs `rsync -aH` to keep them so.)
 
 use holdfast_server::{size, snapshot, tree};
 use holdfast_stoney::account::Intervals;
@@ -73,15 +76,24 @@ fn load() -> String {
         .unwrap_or_default()
 }
 
-fn make_tree(root: &Path, files: usize) {
+/// Makes `files` files; `linked` percent of them get a second name in a `links` folder.
+fn make_tree(root: &Path, files: usize, linked: usize) {
     let per_dir = 1000;
     let dirs = files.div_ceil(per_dir);
     (0..dirs).into_par_iter().for_each(|d| {
         let dir = root.join(format!("client{:02}/d{:04}", d % 10, d));
+        let links = root.join(format!("client{:02}/links{:04}", d % 10, d));
         std::fs::create_dir_all(&dir).unwrap();
+        if linked > 0 {
+            std::fs::create_dir_all(&links).unwrap();
+        }
         for f in 0..per_dir.min(files - d * per_dir) {
             let len = 50 + (d * 31 + f * 17) % 400;
-            std::fs::write(dir.join(format!("f{f:04}.txt")), vec![b'x'; len]).unwrap();
+            let p = dir.join(format!("f{f:04}.txt"));
+            std::fs::write(&p, vec![b'x'; len]).unwrap();
+            if f * 100 < linked * per_dir {
+                std::fs::hard_link(&p, links.join(format!("f{f:04}.txt"))).unwrap();
+            }
         }
     });
 }
@@ -104,7 +116,13 @@ fn change(root: &Path, day: usize) {
 
 /// The rsnapshot way of the daily job, in `snaps`: expire the oldest, shift, link-dest copy.
 /// Returns (rm -rf, rsync) times; the renames are too cheap to matter.
-fn peer_rotate(incoming: &Path, snaps: &Path, keep: usize, root: bool) -> (Duration, Duration) {
+fn peer_rotate(
+    incoming: &Path,
+    snaps: &Path,
+    keep: usize,
+    root: bool,
+    hard_links: bool,
+) -> (Duration, Duration) {
     let oldest = snaps.join(format!("daily.{}", keep - 1));
     cold(root);
     let rm = if oldest.exists() {
@@ -120,7 +138,7 @@ fn peer_rotate(incoming: &Path, snaps: &Path, keep: usize, root: bool) -> (Durat
     }
     cold(root);
     let mut cmd = Command::new("rsync");
-    cmd.arg("-a");
+    cmd.arg(if hard_links { "-aH" } else { "-a" });
     if snaps.join("daily.1").exists() {
         cmd.arg("--link-dest=../daily.1");
     }
@@ -179,6 +197,7 @@ impl Samples {
 
 fn main() {
     let mut files = 1_000_000usize;
+    let mut linked = 0usize;
     let mut base: Option<PathBuf> = None;
     let mut keep = false;
     let mut reps = 3usize;
@@ -187,6 +206,13 @@ fn main() {
     while let Some(a) = args.next() {
         match a.as_str() {
             "--files" => files = args.next().and_then(|v| v.parse().ok()).expect("--files N"),
+            "--linked" => {
+                linked = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|p| *p <= 100)
+                    .expect("--linked PCT (0-100)")
+            }
             "--dir" => base = args.next().map(PathBuf::from),
             "--reps" => reps = args.next().and_then(|v| v.parse().ok()).expect("--reps N"),
             "--keep" => keep = true,
@@ -197,7 +223,7 @@ fn main() {
             }
             _ => {
                 eprintln!(
-                    "usage: server_bench [--files N] [--dir DIR] [--reps N] [--only job,link,expiry,sizes] [--keep]"
+                    "usage: server_bench [--files N] [--linked PCT] [--dir DIR] [--reps N] [--only job,link,expiry,sizes] [--keep]"
                 );
                 std::process::exit(2);
             }
@@ -233,7 +259,15 @@ fn main() {
         }
     );
     let t = Instant::now();
-    make_tree(&incoming, files);
+    make_tree(&incoming, files, linked);
+    if linked > 0 {
+        println!("{linked}% of the files have a second name in incoming/ (rsync -H uploads)");
+    }
+    // names in incoming/: the files and their second names
+    let names = files
+        + (0..files.div_ceil(1000))
+            .map(|d| (files - d * 1000).min(1000).min(linked * 10))
+            .sum::<usize>();
     println!(
         "made incoming/ in {:.1}s, load {}",
         secs(t.elapsed()),
@@ -301,15 +335,15 @@ fn main() {
                 // left as it is (a degenerate run that remade every name would time more work)
                 let kept = r.copy.as_ref().map_or(0, |c| c.kept) as usize;
                 assert!(
-                    kept + 1000 >= files,
-                    "the refresh kept {kept} of {files}: {r:?}"
+                    kept + 1000 >= names,
+                    "the refresh kept {kept} of {names} names: {r:?}"
                 );
                 s.add("rotate", d);
                 cold(root);
                 let (d, _) = timed(|| snapshot::purge_trash(&home).unwrap());
                 s.add("purge (job's snapshot)", d);
             } else {
-                let (rm, rs) = peer_rotate(&incoming, &peer, 7, root);
+                let (rm, rs) = peer_rotate(&incoming, &peer, 7, root, linked > 0);
                 s.add("rm -rf (job's snapshot)", rm);
                 s.add("rsync --link-dest", rs);
             }

@@ -28,7 +28,6 @@ use nix::unistd::{Gid, Uid};
 use rayon::prelude::*;
 use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -67,12 +66,23 @@ pub(crate) struct Counters {
     reflinked: AtomicU64,
     pub linked: AtomicU64,
     symlinks: AtomicU64,
-    hardlinked: AtomicU64,
+    pub hardlinked: AtomicU64,
     pub skipped: AtomicU64,
     pub kept: AtomicU64,
     pub removed: AtomicU64,
     /// (dev, ino) of a multiply-linked source file -> where its first name went.
-    multi: std::sync::Mutex<std::collections::HashMap<(u64, u64), std::path::PathBuf>>,
+    multi: std::sync::Mutex<std::collections::HashMap<(u64, u64), Claim>>,
+}
+
+/// Where the first name of a multiply-linked source file went in the snapshot.
+#[derive(Clone)]
+pub(crate) struct Claim {
+    pub path: std::path::PathBuf,
+    /// The path holds the first name's file, or nothing yet, so a later name may link to it
+    /// (false while a refresh still has the old name there).
+    pub linkable: bool,
+    /// The inode the path holds, once a refresh knows it.
+    pub ino: Option<u64>,
 }
 
 impl Counters {
@@ -259,20 +269,10 @@ pub(crate) fn make_entry(
 ) -> Result<()> {
     match kind(st) {
         SFlag::S_IFREG => {
-            if st.st_nlink > 1
-                && link_again(
-                    c,
-                    st,
-                    &dpath.join(std::ffi::OsStr::from_bytes(name.to_bytes())),
-                )
-            {
+            if st.st_nlink > 1 && link_again(c, st, &child(dpath, name)) {
                 return Ok(());
             }
-            if !link_unchanged(rfd, dfd, name, st, owner, p)? {
-                copy_file(sfd, dfd, name, p, c, owner)?;
-            } else {
-                c.linked.fetch_add(1, Ordering::Relaxed);
-            }
+            make_file(sfd, rfd, dfd, name, st, p, c, owner)?;
         }
         SFlag::S_IFLNK => {
             let target = match nix::fcntl::readlinkat(sfd, name) {
@@ -296,21 +296,73 @@ pub(crate) fn make_entry(
 /// inside the tree under construction, which only we can write. False when this name must be
 /// made by itself (it is the first, or the first is not there yet).
 pub(crate) fn link_again(c: &Counters, st: &FileStat, dest: &Path) -> bool {
-    let first = {
-        let mut m = c.multi.lock().unwrap_or_else(|e| e.into_inner());
-        match m.get(&(st.st_dev, st.st_ino)) {
-            Some(p) => p.clone(),
-            None => {
-                m.insert((st.st_dev, st.st_ino), dest.to_path_buf());
-                return false;
-            }
-        }
+    let mine = Claim {
+        path: dest.to_path_buf(),
+        linkable: true,
+        ino: None,
     };
-    if std::fs::hard_link(&first, dest).is_ok() {
+    match claim(c, st, mine) {
+        Some(first) => link_to_first(c, &first.path, dest),
+        None => false,
+    }
+}
+
+/// Makes `mine` the claim on the source file `st` when no name of it has been met yet
+/// (None), else says where its first name went.
+pub(crate) fn claim(c: &Counters, st: &FileStat, mine: Claim) -> Option<Claim> {
+    let mut m = c.multi.lock().unwrap_or_else(|e| e.into_inner());
+    match m.get(&(st.st_dev, st.st_ino)) {
+        Some(first) => Some(first.clone()),
+        None => {
+            m.insert((st.st_dev, st.st_ino), mine);
+            None
+        }
+    }
+}
+
+/// Where the first name of the source file `st` went, if one has been met.
+pub(crate) fn first_name(c: &Counters, st: &FileStat) -> Option<Claim> {
+    let m = c.multi.lock().unwrap_or_else(|e| e.into_inner());
+    m.get(&(st.st_dev, st.st_ino)).cloned()
+}
+
+/// Marks the first name's path of `st` linkable, holding the inode `ino` when known.
+pub(crate) fn settle(c: &Counters, st: &FileStat, ino: Option<u64>) {
+    let mut m = c.multi.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(first) = m.get_mut(&(st.st_dev, st.st_ino)) {
+        first.linkable = true;
+        first.ino = ino;
+    }
+}
+
+/// Makes `dest` a further name of the first name's file; false when that is not there.
+pub(crate) fn link_to_first(c: &Counters, first: &Path, dest: &Path) -> bool {
+    if std::fs::hard_link(first, dest).is_ok() {
         c.hardlinked.fetch_add(1, Ordering::Relaxed);
         return true;
     }
     false
+}
+
+/// Makes the snapshot's file for the regular source file `name`: the link to the
+/// reference's unchanged file, else a copy.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn make_file(
+    sfd: &OwnedFd,
+    rfd: Option<&OwnedFd>,
+    dfd: &OwnedFd,
+    name: &CStr,
+    st: &FileStat,
+    p: &Path,
+    c: &Counters,
+    owner: Owner,
+) -> Result<()> {
+    if link_unchanged(rfd, dfd, name, st, owner, p)? {
+        c.linked.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    } else {
+        copy_file(sfd, dfd, name, p, c, owner)
+    }
 }
 
 /// Links `name` from the reference snapshot when that holds a file of ours with the same

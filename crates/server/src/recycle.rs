@@ -5,19 +5,21 @@
 //! names cost ~22 s of CPU per account and day however little changed. [`refresh_tree`]
 //! takes the snapshot the rotation would expire and changes only what differs from what
 //! [`crate::copy::copy_tree`] would make: a name that already is the link to the reference's
-//! unchanged file stays; every other name is made again exactly as `copy_tree` makes it, and
-//! names `incoming/` no longer has go. The result is the same tree, inode for inode.
+//! unchanged file stays (for a file with several names: each name that already is the inode
+//! its first name settles on); every other name is made again exactly as `copy_tree` makes
+//! it, and names `incoming/` no longer has go. The result is the same tree, inode for inode.
 //!
 //! Sound because a server snapshot never changes while it is one (root's, read-only for the
 //! account) and is refreshed in `.holdfast/`, out of the account's reach; the size cache keys
 //! a snapshot by its folder's mtime, which the new snapshot gets anew.
 
 use crate::copy::{
-    copy_new_dir, dir_owner, each_source_entry, kind, make_entry, open_source_dir, unchanged,
-    CopyStats, Counters, Owner,
+    claim, copy_new_dir, dir_owner, each_source_entry, first_name, kind, link_to_first, make_entry,
+    make_file, open_source_dir, settle, unchanged, Claim, CopyStats, Counters, Owner,
 };
 use crate::tree::{child, each_entry_ino, err, finish_dir, open_dir, open_dir_at, TreeError};
 use nix::dir::Type;
+use nix::fcntl::AtFlags;
 use nix::sys::stat::{FileStat, SFlag};
 use nix::unistd::UnlinkatFlags;
 use rayon::prelude::*;
@@ -99,12 +101,71 @@ fn in_place(
     let (Some(rfd), Some((ino, t))) = (rfd, old) else {
         return false;
     };
-    // a file with several names in the source is made again: its later names link to the
-    // first one's copy, which copy_tree decides as it goes
     kind(st) == SFlag::S_IFREG
-        && st.st_nlink == 1
         && t != Some(Type::Directory)
         && unchanged(rfd, name, st, owner).is_some_and(|r| r.st_ino == ino)
+}
+
+/// A name of a file with several names in `incoming/` (the Perl client's rsync `-H`). Its
+/// names must end up as one inode, the one `copy_tree` gives the first name it meets: so the
+/// first name stays when it already is the reference's unchanged file, as a single name
+/// would, and a later name stays when it already is the inode the first one settled on.
+/// Any other name is made again as `copy_tree` makes it: a later name links to the first
+/// one's file, or is made by itself while the first's path still holds its old name.
+#[allow(clippy::too_many_arguments)]
+fn refresh_multi(
+    sfd: &OwnedFd,
+    rfd: Option<&OwnedFd>,
+    dfd: &OwnedFd,
+    name: &CStr,
+    st: &FileStat,
+    p: &Path,
+    dpath: &Path,
+    prior: Option<Old>,
+    c: &Counters,
+    owner: Owner,
+) -> Result<()> {
+    let dest = child(dpath, name);
+    // a first name that stays claims as settled; a later name need not look at the reference
+    let stays = first_name(c, st).is_none() && in_place(rfd, name, st, prior, owner);
+    let mine = Claim {
+        path: dest.clone(),
+        linkable: stays || prior.is_none(),
+        ino: prior.filter(|_| stays).map(|(ino, _)| ino),
+    };
+    match claim(c, st, mine) {
+        None if stays => {
+            c.linked.fetch_add(1, Ordering::Relaxed);
+            c.kept.fetch_add(1, Ordering::Relaxed);
+        }
+        None => {
+            if let Some((_, t)) = prior {
+                remove_old(dfd, name, t, dpath, c)?;
+                settle(c, st, None);
+            }
+            let made = make_file(sfd, rfd, dfd, name, st, p, c, owner);
+            let ino = nix::sys::stat::fstatat(dfd, name, AtFlags::AT_SYMLINK_NOFOLLOW)
+                .ok()
+                .map(|d| d.st_ino);
+            settle(c, st, ino);
+            made?;
+        }
+        Some(first) => {
+            let old_file = prior.filter(|(_, t)| *t != Some(Type::Directory));
+            if first.ino.is_some() && first.ino == old_file.map(|(ino, _)| ino) {
+                c.hardlinked.fetch_add(1, Ordering::Relaxed);
+                c.kept.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            if let Some((_, t)) = prior {
+                remove_old(dfd, name, t, dpath, c)?;
+            }
+            if !(first.linkable && link_to_first(c, &first.path, &dest)) {
+                make_file(sfd, rfd, dfd, name, st, p, c, owner)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn refresh_dir(
@@ -119,6 +180,9 @@ fn refresh_dir(
     let mut old = old_entries(dfd, dpath)?;
     let subdirs = each_source_entry(sfd, path, |name, p, st| {
         let prior = old.remove(name);
+        if kind(st) == SFlag::S_IFREG && st.st_nlink > 1 {
+            return refresh_multi(sfd, rfd, dfd, name, st, p, dpath, prior, c, owner);
+        }
         if in_place(rfd, name, st, prior, owner) {
             c.linked.fetch_add(1, Ordering::Relaxed);
             c.kept.fetch_add(1, Ordering::Relaxed);
@@ -314,12 +378,95 @@ mod tests {
         // never had it
         assert_eq!(refreshed.kept, 2, "{refreshed:?}");
         // removed: a (mtime touched), e (s1's is not the reference's), sub/b, gone, dir2file (a folder), file2dir (a file),
-        // old (a tree), twin and sub/twin2 (a third name: made again), the two symlinks
+        // old (a tree), twin and sub/twin2 (their new third name, met first, has no reference:
+        // its copy is what all three names become, as in a fresh copy), the two symlinks
         assert_eq!(refreshed.removed, 11, "{refreshed:?}");
         assert_eq!(
             describe(&s("s2"), &s("s2")),
             s2_before,
             "the reference is untouched"
         );
+    }
+    #[test]
+    fn names_of_one_file_stay_as_they_are_when_it_is_unchanged() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("incoming");
+        let s = |n: &str| t.path().join(n);
+        let me = Owner {
+            uid: nix::unistd::geteuid().as_raw(),
+            gid: nix::unistd::getegid().as_raw(),
+        };
+        let link = |a: &str, b: &str| {
+            std::fs::create_dir_all(src.join(b).parent().unwrap()).unwrap();
+            std::fs::hard_link(src.join(a), src.join(b)).unwrap();
+        };
+        // rsync -H uploads: pairs in one folder, a pair across folders, three names
+        for n in 0..20 {
+            write(&src.join(format!("pc/pairs/p{n}")), &format!("pair {n}"));
+            link(&format!("pc/pairs/p{n}"), &format!("pc/pairs/q{n}"));
+        }
+        write(&src.join("pc/up"), "a name in a folder and one below");
+        link("pc/up", "pc/deep/down");
+        write(&src.join("pc/trio/a"), "three names");
+        link("pc/trio/a", "pc/trio/b");
+        link("pc/trio/a", "pc/trio/c");
+        write(&src.join("pc/changed1"), "rewritten on day 3");
+        link("pc/changed1", "pc/changed2");
+        write(&src.join("pc/split1"), "split on day 3");
+        link("pc/split1", "pc/split2");
+        write(&src.join("pc/join1"), "joined on day 3");
+        write(&src.join("pc/join2"), "a file of its own");
+        copy_tree(&src, None, &s("s1"), me).unwrap();
+        copy_tree(&src, Some(&s("s1")), &s("s2"), me).unwrap();
+
+        // day 3: one file's content changes under both names, a pair splits, two files join
+        std::fs::write(src.join("pc/changed1"), "rewritten on day 3, longer").unwrap();
+        std::fs::remove_file(src.join("pc/split2")).unwrap();
+        write(&src.join("pc/split2"), "now a file of its own");
+        std::fs::remove_file(src.join("pc/join2")).unwrap();
+        link("pc/join1", "pc/join2");
+
+        let fresh = copy_tree(&src, Some(&s("s2")), &s("fresh"), me).unwrap();
+        std::fs::rename(s("s1"), s("recycled")).unwrap();
+        let unchanged: Vec<String> = (0..20)
+            .flat_map(|n| [format!("pc/pairs/p{n}"), format!("pc/pairs/q{n}")])
+            .chain(
+                [
+                    "pc/up",
+                    "pc/deep/down",
+                    "pc/trio/a",
+                    "pc/trio/b",
+                    "pc/trio/c",
+                ]
+                .map(String::from),
+            )
+            .collect();
+        let ino = |rel: &str| std::fs::metadata(s("recycled").join(rel)).unwrap().ino();
+        let before: Vec<u64> = unchanged.iter().map(|r| ino(r)).collect();
+        let refreshed = refresh_tree(&src, Some(&s("s2")), &s("recycled"), me).unwrap();
+
+        assert_eq!(
+            describe(&s("recycled"), &s("s2")),
+            describe(&s("fresh"), &s("s2")),
+            "the refreshed snapshot is what a fresh copy makes, hard-link groups included"
+        );
+        assert_eq!(
+            CopyStats {
+                kept: 0,
+                removed: 0,
+                ..refreshed
+            },
+            fresh,
+            "and was counted alike"
+        );
+        let after: Vec<u64> = unchanged.iter().map(|r| ino(r)).collect();
+        assert_eq!(
+            after, before,
+            "every name of an unchanged file stays as it was"
+        );
+        // the 45 names above and split1 (now a single name, unchanged) stay; the rest does
+        // not (changed1/2 changed, split2 is new content, a joined pair is made again
+        // under at least one name)
+        assert!((46..=47).contains(&refreshed.kept), "{refreshed:?}");
     }
 }

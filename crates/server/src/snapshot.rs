@@ -648,6 +648,8 @@ mod tests {
             v
         };
         std::fs::write(inc.join("kept"), "never changes").unwrap();
+        // a second name, as rsync -H uploads it: both stay one inode, and stay as they are
+        std::fs::hard_link(inc.join("kept"), inc.join("kept.twin")).unwrap();
         for day in 0..5 {
             std::fs::write(inc.join("today"), format!("day {day}")).unwrap();
             std::fs::write(inc.join(format!("new{day}")), "new").unwrap();
@@ -667,13 +669,18 @@ mod tests {
                     !h.join(".holdfast/trash").exists(),
                     "nothing left to delete"
                 );
-                assert!(r.copy.unwrap().kept > 0, "{r:?}");
+                // both names of the unchanged file (the other names changed or are new)
+                assert_eq!(r.copy.unwrap().kept, 2, "{r:?}");
             }
             assert_eq!(names(&h).len(), (day + 1).min(2));
             assert_eq!(
                 files(&s.join("daily.0")),
                 files(&h.join("incoming")),
                 "day {day}"
+            );
+            assert_eq!(
+                ino(&s.join("daily.0/pc/kept.twin")),
+                ino(&s.join("daily.0/pc/kept"))
             );
             assert_eq!(
                 ino(&s.join("daily.0/pc/kept")),
