@@ -281,6 +281,26 @@ mod tests {
         out
     }
 
+    /// The refreshed `recycled` tree is what the fresh copy `fresh` is (both against the
+    /// reference `s2`), hard-link groups included, and was counted alike.
+    fn same_as_fresh(t: &Path, refreshed: CopyStats, fresh: CopyStats) {
+        let reference = t.join("s2");
+        assert_eq!(
+            describe(&t.join("recycled"), &reference),
+            describe(&t.join("fresh"), &reference),
+            "the refreshed snapshot is what a fresh copy makes"
+        );
+        assert_eq!(
+            CopyStats {
+                kept: 0,
+                removed: 0,
+                ..refreshed
+            },
+            fresh,
+            "and was counted alike"
+        );
+    }
+
     fn write(p: &Path, data: &str) {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, data).unwrap();
@@ -355,20 +375,7 @@ mod tests {
         let same_ino = std::fs::metadata(s("recycled/pc/same")).unwrap().ino();
         let refreshed = refresh_tree(&src, Some(&s("s2")), &s("recycled"), me).unwrap();
 
-        assert_eq!(
-            describe(&s("recycled"), &s("s2")),
-            describe(&s("fresh"), &s("s2")),
-            "the refreshed snapshot is what a fresh copy makes"
-        );
-        assert_eq!(
-            CopyStats {
-                kept: 0,
-                removed: 0,
-                ..refreshed
-            },
-            fresh,
-            "and was counted alike"
-        );
+        same_as_fresh(t.path(), refreshed, fresh);
         assert_eq!(
             std::fs::metadata(s("recycled/pc/same")).unwrap().ino(),
             same_ino,
@@ -445,20 +452,7 @@ mod tests {
         let before: Vec<u64> = unchanged.iter().map(|r| ino(r)).collect();
         let refreshed = refresh_tree(&src, Some(&s("s2")), &s("recycled"), me).unwrap();
 
-        assert_eq!(
-            describe(&s("recycled"), &s("s2")),
-            describe(&s("fresh"), &s("s2")),
-            "the refreshed snapshot is what a fresh copy makes, hard-link groups included"
-        );
-        assert_eq!(
-            CopyStats {
-                kept: 0,
-                removed: 0,
-                ..refreshed
-            },
-            fresh,
-            "and was counted alike"
-        );
+        same_as_fresh(t.path(), refreshed, fresh);
         let after: Vec<u64> = unchanged.iter().map(|r| ino(r)).collect();
         assert_eq!(
             after, before,
