@@ -301,6 +301,14 @@ mod tests {
         );
     }
 
+    /// Who owns a snapshot in these tests: whoever runs them.
+    fn me() -> Owner {
+        Owner {
+            uid: nix::unistd::geteuid().as_raw(),
+            gid: nix::unistd::getegid().as_raw(),
+        }
+    }
+
     fn write(p: &Path, data: &str) {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, data).unwrap();
@@ -311,10 +319,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let src = t.path().join("incoming");
         let s = |n: &str| t.path().join(n);
-        let me = Owner {
-            uid: nix::unistd::geteuid().as_raw(),
-            gid: nix::unistd::getegid().as_raw(),
-        };
+        let me = me();
         for (f, d) in [
             ("pc/same", "unchanged all along"),
             ("pc/a", "a1"),
@@ -394,15 +399,13 @@ mod tests {
             "the reference is untouched"
         );
     }
+
     #[test]
     fn names_of_one_file_stay_as_they_are_when_it_is_unchanged() {
         let t = tempfile::tempdir().unwrap();
         let src = t.path().join("incoming");
         let s = |n: &str| t.path().join(n);
-        let me = Owner {
-            uid: nix::unistd::geteuid().as_raw(),
-            gid: nix::unistd::getegid().as_raw(),
-        };
+        let me = me();
         let link = |a: &str, b: &str| {
             std::fs::create_dir_all(src.join(b).parent().unwrap()).unwrap();
             std::fs::hard_link(src.join(a), src.join(b)).unwrap();
