@@ -74,13 +74,12 @@ pub(crate) struct Counters {
     multi: std::sync::Mutex<std::collections::HashMap<(u64, u64), Claim>>,
 }
 
-/// Where the first name of a multiply-linked source file went in the snapshot.
+/// Where the first name of a multiply-linked source file went in the snapshot. The path
+/// holds that name's file or nothing yet (a refresh removes the old name before claiming),
+/// so a later name may always link to it.
 #[derive(Clone)]
 pub(crate) struct Claim {
     pub path: std::path::PathBuf,
-    /// The path holds the first name's file, or nothing yet, so a later name may link to it
-    /// (false while a refresh still has the old name there).
-    pub linkable: bool,
     /// The inode the path holds, once a refresh knows it.
     pub ino: Option<u64>,
 }
@@ -298,7 +297,6 @@ pub(crate) fn make_entry(
 pub(crate) fn link_again(c: &Counters, st: &FileStat, dest: &Path) -> bool {
     let mine = Claim {
         path: dest.to_path_buf(),
-        linkable: true,
         ino: None,
     };
     match claim(c, st, mine) {
@@ -326,11 +324,10 @@ pub(crate) fn first_name(c: &Counters, st: &FileStat) -> Option<Claim> {
     m.get(&(st.st_dev, st.st_ino)).cloned()
 }
 
-/// Marks the first name's path of `st` linkable, holding the inode `ino` when known.
+/// Records the inode the first name's path of `st` holds (None: it holds nothing).
 pub(crate) fn settle(c: &Counters, st: &FileStat, ino: Option<u64>) {
     let mut m = c.multi.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(first) = m.get_mut(&(st.st_dev, st.st_ino)) {
-        first.linkable = true;
         first.ino = ino;
     }
 }

@@ -111,7 +111,7 @@ fn in_place(
 /// first name stays when it already is the reference's unchanged file, as a single name
 /// would, and a later name stays when it already is the inode the first one settled on.
 /// Any other name is made again as `copy_tree` makes it: a later name links to the first
-/// one's file, or is made by itself while the first's path still holds its old name.
+/// one's file, or is made by itself while that is not there yet.
 #[allow(clippy::too_many_arguments)]
 fn refresh_multi(
     sfd: &OwnedFd,
@@ -121,16 +121,22 @@ fn refresh_multi(
     st: &FileStat,
     p: &Path,
     dpath: &Path,
-    prior: Option<Old>,
+    mut prior: Option<Old>,
     c: &Counters,
     owner: Owner,
 ) -> Result<()> {
     let dest = child(dpath, name);
-    // a first name that stays claims as settled; a later name need not look at the reference
-    let stays = first_name(c, st).is_none() && in_place(rfd, name, st, prior, owner);
+    // a later name need not look at the reference; a would-be first name that does not
+    // stay removes its old name before claiming, so a claimed path never holds a stale inode
+    let first_met = first_name(c, st).is_some();
+    let stays = !first_met && in_place(rfd, name, st, prior, owner);
+    if !first_met && !stays {
+        if let Some((_, t)) = prior.take() {
+            remove_old(dfd, name, t, dpath, c)?;
+        }
+    }
     let mine = Claim {
         path: dest.clone(),
-        linkable: stays || prior.is_none(),
         ino: prior.filter(|_| stays).map(|(ino, _)| ino),
     };
     match claim(c, st, mine) {
@@ -139,10 +145,6 @@ fn refresh_multi(
             c.kept.fetch_add(1, Ordering::Relaxed);
         }
         None => {
-            if let Some((_, t)) = prior {
-                remove_old(dfd, name, t, dpath, c)?;
-                settle(c, st, None);
-            }
             let made = make_file(sfd, rfd, dfd, name, st, p, c, owner);
             let ino = nix::sys::stat::fstatat(dfd, name, AtFlags::AT_SYMLINK_NOFOLLOW)
                 .ok()
@@ -160,7 +162,7 @@ fn refresh_multi(
             if let Some((_, t)) = prior {
                 remove_old(dfd, name, t, dpath, c)?;
             }
-            if !(first.linkable && link_to_first(c, &first.path, &dest)) {
+            if !link_to_first(c, &first.path, &dest) {
                 make_file(sfd, rfd, dfd, name, st, p, c, owner)?;
             }
         }
