@@ -13,6 +13,7 @@ use crate::content::BadFile;
 use crate::BackupError;
 use holdfast_core::progress::{Progress, Unit};
 use holdfast_site::pfile::PfileName;
+use holdfast_store::objects::Naming;
 use holdfast_store::pool::{Entry, Meta};
 use holdfast_store::proof::{hash_file, judge, pfile_of, ContentHash, Proof};
 use rayon::prelude::*;
@@ -105,7 +106,7 @@ fn copy_hashing(
 /// returns how many were new. One at a time: ext4 makes folders one at a time anyway (in
 /// parallel they cost more CPU, measured, and no time), and the source's cold folders are
 /// read meanwhile.
-fn make_dirs(
+pub(crate) fn make_dirs(
     dst: &Path,
     items: &[Entry],
     make_dir: &(dyn Fn(&Path) -> std::io::Result<bool> + Sync),
@@ -132,7 +133,7 @@ fn make_dirs(
     Ok(made)
 }
 
-/// Copies `items` (paths relative to `src`) into the folder `dst`. `make_dir` creates one folder whose
+/// Copies `items` (repository paths, at `src` as `naming` names them) into the folder `dst`. `make_dir` creates one folder whose
 /// parent exists the way the site wants it (FOSSology's owner and modes), `false` when it
 /// was there. Content-named files under the
 /// folders `prove_under` (relative to `src`, e.g. `localhost/files`) are hashed as they are
@@ -140,6 +141,7 @@ fn make_dirs(
 /// Returns what was done.
 pub fn copy(
     src: &Path,
+    naming: Naming,
     dst: &Path,
     items: &[Entry],
     make_dir: &(dyn Fn(&Path) -> std::io::Result<bool> + Sync),
@@ -172,7 +174,7 @@ pub fn copy(
                 items
                     .par_iter()
                     .map(|e| {
-                        let p = src.join(&e.path);
+                        let p = src.join(&*naming.rel(&e.path));
                         let m = std::fs::metadata(&p).map_err(io(&p))?;
                         Ok((m.dev(), m.ino(), Meta::of(&m), m.len()))
                     })
@@ -204,7 +206,7 @@ pub fn copy(
                 let first = &items[g[0]];
                 let (_, _, own, len) = stats[g[0]];
                 let meta = first.meta.unwrap_or(own);
-                let from = src.join(&first.path);
+                let from = src.join(&*naming.rel(&first.path));
                 let to = dst.join(&first.path);
                 let mut c = Copied::default();
                 // The group's names that its content must match (twins: one inode, one hash).
@@ -323,7 +325,16 @@ mod tests {
             },
         ];
         std::fs::create_dir(&dst).unwrap();
-        let c = copy(&src, &dst, &items, &make_dir, &[], "test copy").unwrap();
+        let c = copy(
+            &src,
+            Naming::Paths,
+            &dst,
+            &items,
+            &make_dir,
+            &[],
+            "test copy",
+        )
+        .unwrap();
         assert_eq!((c.files, c.linked, c.skipped), (2, 1, 0));
         let x = std::fs::metadata(dst.join("a/b/x")).unwrap();
         let y = std::fs::metadata(dst.join("a/y")).unwrap();
@@ -335,7 +346,16 @@ mod tests {
         let zs = std::fs::metadata(src.join("a/z")).unwrap();
         assert_eq!(z.mtime(), zs.mtime(), "no record: the snapshot copy's own");
         // Run again (a resumed restore): nothing copied twice.
-        let c = copy(&src, &dst, &items, &make_dir, &[], "test copy").unwrap();
+        let c = copy(
+            &src,
+            Naming::Paths,
+            &dst,
+            &items,
+            &make_dir,
+            &[],
+            "test copy",
+        )
+        .unwrap();
         assert_eq!((c.files, c.linked, c.skipped), (0, 0, 2));
     }
 
@@ -394,7 +414,16 @@ mod tests {
         .collect();
         std::fs::create_dir(&dst).unwrap();
         let under = ["h/gold".to_string(), "h/files".to_string()];
-        let c = copy(&src, &dst, &items, &make_dir, &under, "test copy").unwrap();
+        let c = copy(
+            &src,
+            Naming::Paths,
+            &dst,
+            &items,
+            &make_dir,
+            &under,
+            "test copy",
+        )
+        .unwrap();
         assert_eq!((c.files, c.linked, c.proved), (3, 1, 1));
         let bad: Vec<&str> = c.damaged.iter().map(|b| b.path.as_str()).collect();
         assert_eq!(
@@ -415,7 +444,16 @@ mod tests {
             good
         );
         // A resumed run reads back what the first one left and judges it the same.
-        let c = copy(&src, &dst, &items, &make_dir, &under, "test copy").unwrap();
+        let c = copy(
+            &src,
+            Naming::Paths,
+            &dst,
+            &items,
+            &make_dir,
+            &under,
+            "test copy",
+        )
+        .unwrap();
         assert_eq!(
             (c.files, c.skipped, c.proved, c.damaged.len()),
             (0, 3, 1, 2)
@@ -424,6 +462,7 @@ mod tests {
         std::fs::create_dir(d.path().join("dst2")).unwrap();
         let c = copy(
             &src,
+            Naming::Paths,
             &d.path().join("dst2"),
             &items,
             &make_dir,

@@ -385,7 +385,6 @@ fn restore_repo(
     dest: &Site,
     prove_under: &[String],
 ) -> Result<(bool, Option<Vec<BadFile>>), BackupError> {
-    use holdfast_store::manifest::REPO_DIR;
     use holdfast_store::pool::Entry;
     dest.repo
         .create_dir_all(&dest.repo.root)
@@ -401,12 +400,9 @@ fn restore_repo(
         .is_some_and(|l| l.iter().all(|e| e.meta.is_some()));
     let chain = target.chain(snap)?;
     let local = |s: &holdfast_store::Snapshot| {
-        let rel = if s.manifest.layout == "pool" {
-            format!("{}/{REPO_DIR}", holdfast_store::layout::POOL)
-        } else {
-            format!("{}/{REPO_DIR}", s.name)
-        };
-        target.as_target().and_then(|t| t.local_path(&rel))
+        let t = target.as_target()?;
+        let home = t.snapshot_home(s).ok()?;
+        Some((t.local_path(&home.base)?, home.naming))
     };
     if chain.iter().all(|s| local(s).is_some()) {
         let recorded: std::collections::HashMap<&str, holdfast_store::pool::Meta> = listed
@@ -430,9 +426,10 @@ fn restore_repo(
                     })
                     .collect(),
             };
-            let src = local(s).expect("checked above");
+            let (src, naming) = local(s).expect("checked above");
             let c = crate::fastcopy::copy(
                 &src,
+                naming,
                 &dest.repo.root,
                 &items,
                 &make_dir,
@@ -459,6 +456,11 @@ fn restore_repo(
         damaged.sort();
         damaged.dedup_by(|a, b| a.path == b.path);
         return Ok((all_recorded, Some(damaged)));
+    }
+    if let Some(l) = &listed {
+        // Folders as FOSSology makes them (a pool of objects has none to copy).
+        let make_dir = |p: &std::path::Path| dest.repo.make_dir(p);
+        crate::fastcopy::make_dirs(&dest.repo.root, l, &make_dir)?;
     }
     target.restore_repository(snap, &dest.repo.root)?;
     if let Some(l) = &listed {

@@ -161,16 +161,20 @@ fn pool_rot_is_found_and_the_pool_copy_replaced() {
     };
     backup(&site, "s", &f.sched, &cfg).unwrap();
     let target = cfg.target().unwrap();
-    let pool = f.target_dir().join("pool/repository");
-    let victim = first_named(&pool, "files");
-    let rel = rel_in(&pool, &victim);
+    // The pool keeps one object for every name of a content (gold/files twins).
+    let repo = &site.repo.root;
+    let rel = rel_in(repo, &first_named(repo, "files"));
+    let victim = f
+        .target_dir()
+        .join("pool")
+        .join(holdfast_store::objects::object_rel(&rel));
     flip(&victim);
     let snap = layout::find(&target, None).unwrap();
     let rec = content::verify_snapshot(&target, &snap, &VerifyOptions::default()).unwrap();
     assert!(rec.bad.iter().any(|b| b.path == rel), "{:?}", rec.bad);
     // A restore hashes each pool file as it copies it: the rotten one, under each of its
     // names (gold/files twins are one inode), is set aside.
-    restore_sets_aside(&f, &cfg, None, &names_of_inode(&pool, &victim));
+    restore_sets_aside(&f, &cfg, None, &names_of_inode(repo, &repo.join(&rel)));
     backup(&site, "s", &f.sched, &cfg).unwrap();
     assert!(matches!(content::prove_file(&victim), Proof::Good(_)));
     // Every snapshot listing it now proves whole: the pool holds one copy for all.

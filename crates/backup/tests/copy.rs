@@ -106,6 +106,14 @@ fn inodes(pool: &Path) -> BTreeMap<String, u64> {
         .collect()
 }
 
+/// The repository paths of the primary's newest snapshot.
+fn newest_list(cfg: &BackupConfig) -> Vec<String> {
+    let primary = cfg.store().unwrap();
+    primary
+        .snapshot_files(&primary.find(None).unwrap())
+        .unwrap()
+}
+
 #[test]
 fn copies_to_a_second_sshd_and_restores_from_it() {
     let mut f = fixture(3, Behaviour::default(), 30);
@@ -127,8 +135,9 @@ fn copies_to_a_second_sshd_and_restores_from_it() {
     assert_eq!(c1.copied.len(), 1, "{:?}", first.copies);
     assert_eq!(c1.copied[0].files, first.manifest.repository.files);
     assert!(c1.copied[0].proved > 0 && c1.copied[0].damaged.is_empty());
-    let pool = offsite_dir.join("pool/repository");
+    let pool = offsite_dir.join("pool");
     let before = inodes(&pool);
+    let was = newest_list(&cfg);
     assert!(!before.is_empty());
 
     // A day's new uploads: only they travel to the copy; the files it had stay untouched.
@@ -145,10 +154,21 @@ fn copies_to_a_second_sshd_and_restores_from_it() {
     }
     let added = after.len() - before.len();
     assert!(added > 0);
+    // Each new content-named path proved on arrival; its content is one object for all.
+    let new: Vec<String> = newest_list(&cfg)
+        .into_iter()
+        .filter(|p| !was.contains(p) && holdfast_store::proof::pfile_of(p).is_some())
+        .collect();
     assert_eq!(
-        c2.proved as usize, added,
+        c2.proved as usize,
+        new.len(),
         "every new file proved on arrival"
     );
+    let objects: std::collections::BTreeSet<String> = new
+        .iter()
+        .map(|p| holdfast_store::objects::object_rel(p))
+        .collect();
+    assert_eq!(objects.len(), added, "one object per new content");
     assert!(c2.new_bytes < second.manifest.repository.bytes);
 
     let copy_store = cfg.copy_store(&cfg.copy[0]).unwrap();

@@ -354,7 +354,8 @@ fn pool_garbage_collection_over_ssh_keeps_what_kept_snapshots_list() {
     let list = remote_dir.join(&snaps[1].name).join(layout::FILE_LIST);
     let good = std::fs::read(&list).unwrap();
     std::fs::write(&list, b"not gzip").unwrap();
-    let pool = remote_dir.join("pool/repository");
+    let pool = remote_dir.join("pool");
+    let at = |p: &str| pool.join(holdfast_store::objects::object_rel(p));
     let before = walk_count(&pool);
     assert!(holdfast_store::pool::collect_garbage(&target).is_err());
     assert_eq!(
@@ -366,7 +367,7 @@ fn pool_garbage_collection_over_ssh_keeps_what_kept_snapshots_list() {
     // A file no snapshot lists: what a run killed before its commit sent (it left
     // `.partial`), of an upload deleted before the next night. Only such a run leaves files
     // no list names, so the next run marks the pool for a whole sweep at its prune.
-    let junk = pool.join("localhost/files/zz/zz/zz/junk");
+    let junk = pool.join("paths/localhost/files/zz/zz/zz/junk");
     std::fs::create_dir_all(junk.parent().unwrap()).unwrap();
     std::fs::write(&junk, b"junk").unwrap();
     std::fs::create_dir_all(remote_dir.join(".partial")).unwrap();
@@ -378,19 +379,17 @@ fn pool_garbage_collection_over_ssh_keeps_what_kept_snapshots_list() {
     assert_eq!(kept.len(), 2);
     for s in &kept {
         for p in holdfast_store::pool::read_list(&target, &s.name).unwrap() {
-            assert!(
-                pool.join(&p).is_file(),
-                "{p} of kept {} was deleted",
-                s.name
-            );
+            assert!(at(&p).is_file(), "{p} of kept {} was deleted", s.name);
         }
         let r = content::verify_snapshot(&target, s, &VerifyOptions::default()).unwrap();
         assert!(r.is_ok(), "{}: {:?}", s.name, r.bad);
     }
     // And the collection did run: nothing unlisted is left.
+    // One object for all the names of a content.
     let listed: std::collections::HashSet<String> = kept
         .iter()
         .flat_map(|s| holdfast_store::pool::read_list(&target, &s.name).unwrap())
+        .map(|p| holdfast_store::objects::object_rel(&p))
         .collect();
     assert_eq!(walk_count(&pool), listed.len());
     assert!(!junk.exists());
@@ -401,18 +400,14 @@ fn pool_garbage_collection_over_ssh_keeps_what_kept_snapshots_list() {
 
     // Without a killed run, a prune reads the lists it needs and walks nothing: a file
     // that appeared in the pool by other means stays (no run of ours made it).
-    let stray = pool.join("localhost/files/zz/zz/zz/stray");
+    let stray = junk.with_file_name("stray");
     std::fs::write(&stray, b"stray").unwrap();
     f.add_uploads(1);
     backup(&site, "s", &f.sched, &cfg).unwrap();
     assert!(stray.exists());
     for s in &layout::snapshots(&target).unwrap() {
         for p in holdfast_store::pool::read_list(&target, &s.name).unwrap() {
-            assert!(
-                pool.join(&p).is_file(),
-                "{p} of kept {} was deleted",
-                s.name
-            );
+            assert!(at(&p).is_file(), "{p} of kept {} was deleted", s.name);
         }
     }
 }

@@ -122,7 +122,7 @@ fn pool_grows_by_new_files_only_prunes_and_restores() {
     std::fs::write(&junk, b"a file a later upload deletion removes").unwrap();
     let pool_junk = f
         .target_dir()
-        .join("pool/repository/localhost/files/00/00/00/junk");
+        .join("pool/paths/localhost/files/00/00/00/junk");
     let s1 = backup(&site, "s", &f.sched, &cfg).unwrap();
     assert!(s1.snapshot.starts_with("snap."));
     assert!(pool_junk.is_file());
@@ -138,12 +138,16 @@ fn pool_grows_by_new_files_only_prunes_and_restores() {
             .set_modified(std::time::SystemTime::now())
             .unwrap();
     }
+    let folders = folders_in(&f.target_dir().join("pool"));
     f.add_uploads(1);
     let s2 = backup(&site, "s", &f.sched, &cfg).unwrap();
     assert_eq!(
         s2.manifest.repository.new_files, 2,
         "only the new upload is copied"
     );
+    // Objects: the new files need no folder of their own (a tree would add one or more
+    // per file, the repository's hashed folders), and nothing is left staged.
+    assert_eq!(folders_in(&f.target_dir().join("pool")), folders);
     assert!(pool_junk.is_file(), "still listed by the first snapshot");
     f.add_uploads(1);
     let s3 = backup(&site, "s", &f.sched, &cfg).unwrap();
@@ -167,4 +171,137 @@ fn pool_grows_by_new_files_only_prunes_and_restores() {
         ),
         pg_dump(&site.db)
     );
+}
+
+/// Every folder under `root`, relative to it.
+fn folders_in(root: &std::path::Path) -> Vec<String> {
+    walkdir::WalkDir::new(root)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_dir())
+        .map(|e| e.path().strip_prefix(root).unwrap().display().to_string())
+        .collect()
+}
+
+/// Each path under `root` (folders too) with its permission bits and owner.
+fn modes(root: &std::path::Path) -> std::collections::BTreeMap<String, (u32, u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    walkdir::WalkDir::new(root)
+        .min_depth(1)
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            let m = e.metadata().unwrap();
+            let rel = e.path().strip_prefix(root).unwrap().display().to_string();
+            (rel, (m.mode() & 0o7777, m.uid(), m.gid()))
+        })
+        .collect()
+}
+
+#[test]
+fn pool_over_ssh_restores_twins_folders_and_modes_as_the_site_has_them() {
+    let mut f = fixture(3, Behaviour::default(), 30);
+    let sshd = holdfast_testkit::sshd::Sshd::start(&f.dir.path().join("sshd")).unwrap();
+    let remote_dir = f.dir.path().join("remote");
+    let mut cfg = f.cfg.clone();
+    cfg.layout = LayoutKind::Pool;
+    over_ssh(&mut cfg, &sshd, &remote_dir);
+    let site = f.site().clone();
+    backup(&site, "s", &f.sched, &cfg).unwrap();
+    let folders = folders_in(&remote_dir.join("pool"));
+    assert!(remote_dir.join("pool/objects/ff").is_dir());
+    f.add_uploads(2);
+    let s2 = backup(&site, "s", &f.sched, &cfg).unwrap();
+    assert_eq!(
+        s2.manifest.repository.new_files, 4,
+        "two uploads' new inodes"
+    );
+    assert_eq!(
+        folders_in(&remote_dir.join("pool")),
+        folders,
+        "no folder per new file"
+    );
+    // One object per content: a gold file and its files twin share one.
+    let listed = holdfast_store::pool::read_list(&cfg.target().unwrap(), &s2.snapshot).unwrap();
+    let objects: std::collections::BTreeSet<String> = listed
+        .iter()
+        .map(|p| holdfast_store::objects::object_rel(p))
+        .collect();
+    assert!(objects.len() < listed.len(), "twins share an object");
+    let (stored, _) = tree(&remote_dir.join("pool"));
+    assert_eq!(stored.len(), objects.len());
+
+    let (into, r) = f.restore_scratch(&cfg, None);
+    assert!(r.is_whole(), "{:?} {:?}", r.verify.missing, r.damaged);
+    let restored = into.join("repository");
+    assert_eq!(
+        tree(&restored),
+        tree(&site.repo.root),
+        "names, sizes, shared inodes"
+    );
+    let files_only = |root: &std::path::Path| {
+        let mut m = modes(root);
+        m.retain(|p, _| root.join(p).is_file());
+        m
+    };
+    assert_eq!(
+        files_only(&restored),
+        files_only(&site.repo.root),
+        "modes and owners"
+    );
+    // Folders as FOSSology makes them (the pool has none to copy): 0770, the site's owner.
+    let root_owner = modes(&site.repo.root)["localhost/files"];
+    for (p, m) in modes(&restored) {
+        if restored.join(&p).is_dir() {
+            assert_eq!(m, (0o770, root_owner.1, root_owner.2), "{p}");
+        }
+    }
+}
+
+#[test]
+fn a_pool_made_before_objects_goes_on_as_its_tree() {
+    let mut f = fixture(2, Behaviour::default(), 30);
+    let mut cfg = f.cfg.clone();
+    cfg.layout = LayoutKind::Pool;
+    cfg.keep = 2;
+    let site = f.site().clone();
+    let doomed = f.add_uploads_listing(1);
+    // What earlier versions made: the repository's own tree in pool/repository.
+    let tree_dir = f.target_dir().join("pool/repository");
+    std::fs::create_dir_all(&tree_dir).unwrap();
+    let s1 = backup(&site, "s", &f.sched, &cfg).unwrap();
+    let target = cfg.target().unwrap();
+    let first = holdfast_store::pool::read_list(&target, &s1.snapshot).unwrap();
+    assert!(doomed.iter().all(|p| first.contains(p)));
+    for p in &first {
+        assert!(tree_dir.join(p).is_file(), "{p} under its path");
+    }
+    assert!(!f.target_dir().join("pool/objects").exists());
+
+    // The upload deleted on the site: once no kept snapshot lists its files, they go.
+    delete_last_upload(&site);
+    for p in &doomed {
+        std::fs::remove_file(site.repo.root.join(p)).unwrap();
+    }
+    f.add_uploads(1);
+    let s2 = backup(&site, "s", &f.sched, &cfg).unwrap();
+    assert_eq!(s2.manifest.repository.new_files, 2);
+    f.add_uploads(1);
+    backup(&site, "s", &f.sched, &cfg).unwrap();
+    for s in layout::snapshots(&target).unwrap() {
+        for p in holdfast_store::pool::read_list(&target, &s.name).unwrap() {
+            assert!(
+                tree_dir.join(&p).is_file(),
+                "{p} of {} under its path",
+                s.name
+            );
+        }
+    }
+    for p in &doomed {
+        assert!(!tree_dir.join(p).exists(), "{p} collected");
+    }
+    assert!(!f.target_dir().join("pool/objects").exists());
+    let (into, r) = f.restore_scratch(&cfg, None);
+    assert!(r.is_whole(), "{:?}", r.verify.missing);
+    assert_eq!(tree(&into.join("repository")), tree(&site.repo.root));
 }

@@ -168,7 +168,8 @@ fn new_rows_are_copied_without_a_walk_strays_by_the_walk_cadence_deletions_by_th
     let l2 = list_of(&target, &s2.snapshot);
     for p in &new {
         assert!(l2.contains(p), "{p} is in the snapshot");
-        assert!(f.target_dir().join("pool/repository").join(p).is_file());
+        let object = holdfast_store::objects::object_rel(p);
+        assert!(f.target_dir().join("pool").join(object).is_file());
     }
     assert!(
         !l2.iter().any(|p| p == stray),

@@ -217,7 +217,9 @@ fn a_file_deleted_after_the_snapshot_point_comes_from_the_server_over_ssh() {
         let listed = holdfast_store::Store::snapshot_files(&target, &snapshot).unwrap();
         assert!(listed.contains(&gold), "{name}: not in {}", snapshot.name);
         let held = if kind == LayoutKind::Pool {
-            remote.join("pool/repository").join(&gold)
+            remote
+                .join("pool")
+                .join(holdfast_store::objects::object_rel(&gold))
         } else {
             // Every snapshot's copy is one inode: linked, not sent again.
             let inodes: BTreeSet<u64> = std::fs::read_dir(&remote)

@@ -26,6 +26,7 @@ use crate::BucketError;
 use holdfast_site::pfile::PfileName;
 use holdfast_store::layout::{stamp, Snapshot, FILE_LIST};
 use holdfast_store::manifest::{MANIFEST_FILE, REPO_DIR};
+use holdfast_store::objects::Home;
 use holdfast_store::{pool, Manifest, Target};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -86,15 +87,12 @@ pub fn bucket_name(snap: &Snapshot) -> String {
     format!("snap.{}", stamp(snap.manifest.started))
 }
 
-/// The snapshot's repository files on the primary: the folder they are under and their
+/// The snapshot's repository files on the primary: where they are and their
 /// repository-relative paths, sorted.
-pub fn source_files(
-    target: &Target,
-    snap: &Snapshot,
-) -> Result<(String, Vec<String>), BucketError> {
+pub fn source_files(target: &Target, snap: &Snapshot) -> Result<(Home, Vec<String>), BucketError> {
     if snap.manifest.layout == "pool" {
         let list = pool::read_list(target, &snap.name)?;
-        return Ok((format!("{}/{REPO_DIR}", holdfast_store::layout::POOL), list));
+        return Ok((target.snapshot_home(snap)?, list));
     }
     if snap.is_incremental() {
         return Err(BucketError::Config(format!(
@@ -106,7 +104,7 @@ pub fn source_files(
     let base = format!("{}/{REPO_DIR}", snap.name);
     let mut files = target.files_below(&base, true)?;
     files.sort();
-    Ok((base, files))
+    Ok((Home::paths(base), files))
 }
 
 fn open_source(target: &Target, rel: &str) -> Result<Box<dyn Read + Send>, BucketError> {
@@ -178,7 +176,7 @@ pub fn copy_snapshot(
         report.secs = t0.elapsed().as_secs_f64();
         return Ok(report);
     }
-    let (base, list) = source_files(source, snap)?;
+    let (home, list) = source_files(source, snap)?;
     report.files = list.len() as u64;
 
     // 1. The list: from now on a garbage collection keeps what this copy sends.
@@ -194,7 +192,7 @@ pub fn copy_snapshot(
         .filter(|(key, paths)| {
             let rel = &paths[0];
             let want = file_name(rel).and_then(PfileName::parse).map(|p| p.size);
-            let want = want.or_else(|| source_size(source, &format!("{base}/{rel}")));
+            let want = want.or_else(|| source_size(source, &home.target_rel(rel)));
             match (present.get(key.as_str()), want) {
                 (Some(have), Some(want)) => *have != want,
                 (Some(_), None) => false,
@@ -211,7 +209,7 @@ pub fn copy_snapshot(
         bucket = %bucket.display(),
         "copying snapshot to bucket"
     );
-    let sent = send_all(bucket, source, &base, &todo)?;
+    let sent = send_all(bucket, source, &home, &todo)?;
     report.objects = objects.len() as u64;
     report.sent_files = sent.len() as u64;
     report.sent_bytes = sent.iter().map(|s| s.bytes).sum();
@@ -266,12 +264,12 @@ pub(crate) fn send_one(
     ))
 }
 
-/// Sends `todo` (object, and a repository-relative path holding it under `base` on the
+/// Sends `todo` (object, and a repository-relative path holding it at `home` on the
 /// primary) into the pool, several at once.
 fn send_all(
     bucket: &Bucket,
     source: &Target,
-    base: &str,
+    home: &Home,
     todo: &[(String, String)],
 ) -> Result<Vec<Sent>, BucketError> {
     // Sources are opened a batch at a time: on a remote primary each is an ssh session.
@@ -281,7 +279,7 @@ fn send_all(
         256
     };
     let (sent, _) = send_objects(bucket, todo, batch, false, &|rel| {
-        open_source(source, &format!("{base}/{rel}"))
+        open_source(source, &home.target_rel(rel))
     })?;
     Ok(sent.into_iter().map(|(_, s)| s).collect())
 }

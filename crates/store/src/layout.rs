@@ -23,12 +23,14 @@
 //!   (`rsync --compare-dest`). After `full_every` runs a new base is copied, and once it is
 //!   complete it replaces the old base and its incrementals.
 //! * **pool**: FOSSology's repository is already content-addressed (a file's name is its
-//!   content), so the copies need not be trees at all. `pool/repository/` holds every file
-//!   once and only ever gains files (rsync writes each under a temporary name and renames it,
-//!   so a file is either whole or absent); a snapshot `snap.<time>/` is the database dump plus
-//!   the list of the repository's files at that moment (`files.list.gz`). A scan day costs the
-//!   new files and a few MB of list, nothing per unchanged file or folder; a hard-link tree
-//!   costs a new folder tree every day (with depth 3, about as many folders as files).
+//!   content), so the copies need not be trees at all. `pool/` holds every content once, as
+//!   an object named by it ([`crate::objects`]; pools made before objects hold the
+//!   repository's tree in `pool/repository/`), and only ever gains files (each is written
+//!   under a temporary name and renamed, so a file is either whole or absent); a snapshot
+//!   `snap.<time>/` is the database dump plus the list of the repository's files at that
+//!   moment (`files.list.gz`). A scan day costs the new files and a few MB of list, nothing
+//!   per unchanged file or folder, and no folder per new file; a hard-link tree costs a new
+//!   folder tree every day (with depth 3, about as many folders as files).
 //!   Pruning keeps `keep` snapshots and then deletes pool files no kept list names: those
 //!   the pruned lists named, or the whole pool after a run stopped before its commit.
 
@@ -202,10 +204,11 @@ impl Layout {
             compare_dest: Vec::new(),
             snapshot_of: None,
             recycled: None,
+            pool: None,
         };
         match self.kind {
             LayoutKind::Pool => {
-                target.mkdir_p(&format!("{POOL}/{REPO_DIR}"))?;
+                plan.pool = Some(crate::objects::make_pool(target)?);
                 plan.lists_files = true;
                 plan.previous = snaps
                     .iter()

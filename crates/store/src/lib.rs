@@ -18,6 +18,7 @@ pub mod layout;
 pub mod link;
 pub mod manifest;
 pub mod monitor;
+pub mod objects;
 pub mod pool;
 pub mod proof;
 pub mod rsync;

@@ -8,8 +8,7 @@
 //! snapshot copies its list out of the pool; hard links between listed files (gold and its
 //! `files` twin) come back because the pool keeps them.
 
-use crate::layout::{FILE_LIST, PARTIAL, POOL};
-use crate::manifest::REPO_DIR;
+use crate::layout::{FILE_LIST, PARTIAL};
 use crate::target::Target;
 use crate::StoreError;
 use std::collections::HashSet;
@@ -225,19 +224,29 @@ pub fn read_list_at(target: &Target, rel: &str) -> Result<Vec<String>, StoreErro
 /// until every candidate is found, so a night that prunes a snapshot while nothing left the
 /// repository reads two lists and walks nothing (a full [`collect_garbage`] walks the pool
 /// and reads every list). Fails closed as that one does.
-pub fn collect_dropped(target: &Target, mut dropped: Vec<String>) -> Result<u64, StoreError> {
-    dropped.sort_unstable();
-    dropped.dedup();
+pub fn collect_dropped(target: &Target, dropped: Vec<String>) -> Result<u64, StoreError> {
+    let home = crate::objects::pool_home(target)?;
+    let mut dropped = in_pool(&home, dropped);
     for s in kept_lists(target)? {
         if dropped.is_empty() {
             break;
         }
-        dropped = not_in(dropped, &read_list(target, &s)?);
+        dropped = not_in(dropped, &in_pool(&home, read_list(target, &s)?));
     }
     if !dropped.is_empty() {
-        target.remove_files(&format!("{POOL}/{REPO_DIR}"), &dropped)?;
+        target.remove_files(&home.base, &dropped)?;
     }
     Ok(dropped.len() as u64)
+}
+
+/// Where the pool keeps `paths` (relative to its home), sorted, each once.
+fn in_pool(home: &crate::objects::Home, mut paths: Vec<String>) -> Vec<String> {
+    if home.naming == crate::objects::Naming::Objects {
+        paths = paths.iter().map(|p| home.rel(p).into_owned()).collect();
+    }
+    paths.sort_unstable();
+    paths.dedup();
+    paths
 }
 
 /// The snapshots whose lists name pool files, newest first: a `.partial` waiting to be
@@ -263,17 +272,21 @@ fn kept_lists(target: &Target) -> Result<Vec<String>, StoreError> {
 /// pool listing that fails, ends the collection before anything is deleted. Only then are
 /// the unlisted files removed (over ssh: their names on `rm`'s stdin, NUL-separated).
 pub fn collect_garbage(target: &Target) -> Result<u64, StoreError> {
+    let home = crate::objects::pool_home(target)?;
     let mut keep = HashSet::new();
     for s in kept_lists(target)? {
-        keep.extend(read_list(target, &s)?);
+        keep.extend(
+            read_list(target, &s)?
+                .iter()
+                .map(|p| home.rel(p).into_owned()),
+        );
     }
-    let pool_rel = format!("{POOL}/{REPO_DIR}");
-    let all = target.files_below(&pool_rel, false)?;
+    let all = target.files_below(&home.base, false)?;
     let gone: Vec<String> = all.into_iter().filter(|p| !keep.contains(p)).collect();
     if gone.is_empty() {
         return Ok(0);
     }
-    target.remove_files(&pool_rel, &gone)?;
+    target.remove_files(&home.base, &gone)?;
     Ok(gone.len() as u64)
 }
 

@@ -47,6 +47,8 @@ pub struct Plan {
     /// (see [`crate::layout`]); these are the files it held (sorted). They are not linked
     /// again, and those tonight's list lacks leave it before the commit.
     pub recycled: Option<std::sync::Arc<Vec<String>>>,
+    /// Pool layout on a file-system target: where the pool keeps repository files.
+    pub pool: Option<crate::objects::Home>,
 }
 
 /// The repository being backed up.

@@ -6,6 +6,7 @@
 
 use crate::layout::{self, Layout, LayoutKind, Snapshot, FILE_LIST, PARTIAL, POOL};
 use crate::manifest::{Manifest, REPO_DIR};
+use crate::objects::{Home, Naming, INCOMING, PATHS};
 use crate::proof::{judge, pfile_of, prove_file, Proof};
 use crate::rsync::{base_args, tree_filters, Rsync};
 use crate::store::{DumpSent, Files, Place, Plan, Source, Store, TransferStats, Upload};
@@ -13,7 +14,7 @@ use crate::target::{nul_separated, sh_quote, Sink, Target};
 use crate::StoreError;
 use holdfast_core::progress::Progress;
 use rayon::prelude::*;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
 use std::path::Path;
 
@@ -24,21 +25,17 @@ impl Upload for Sink {
 }
 
 /// Where the repository files of the snapshot being made go.
-fn pending_repo(plan: &Plan) -> String {
-    if plan.layout.kind == LayoutKind::Pool {
-        format!("{POOL}/{REPO_DIR}")
-    } else {
-        format!("{PARTIAL}/{REPO_DIR}")
+fn pending_home(plan: &Plan) -> Home {
+    match &plan.pool {
+        Some(home) => home.clone(),
+        None if plan.layout.kind == LayoutKind::Pool => Home::paths(format!("{POOL}/{REPO_DIR}")),
+        None => Home::paths(format!("{PARTIAL}/{REPO_DIR}")),
     }
 }
 
-/// Where the repository files of `snap` are.
-fn snapshot_repo(snap: &Snapshot) -> String {
-    if snap.manifest.layout == "pool" {
-        format!("{POOL}/{REPO_DIR}")
-    } else {
-        format!("{}/{REPO_DIR}", snap.name)
-    }
+/// Where the repository files of the snapshot being made go, when they keep their paths.
+fn pending_repo(plan: &Plan) -> String {
+    pending_home(plan).base
 }
 
 /// A temporary `--files-from` list.
@@ -57,6 +54,123 @@ fn list_file(paths: &[String]) -> Result<tempfile::NamedTempFile, StoreError> {
 }
 
 impl Target {
+    /// Where the repository files of `snap` are.
+    pub fn snapshot_home(&self, snap: &Snapshot) -> Result<Home, StoreError> {
+        if snap.manifest.layout == "pool" {
+            return crate::objects::pool_home(self);
+        }
+        Ok(Home::paths(format!("{}/{REPO_DIR}", snap.name)))
+    }
+
+    /// Sends `paths` into a pool of objects: the content-named ones, one path per object,
+    /// through `.incoming/` (see [`crate::objects`]), the others into `paths/` (rsync
+    /// compares them by size). `args`: the options besides [`base_args`] and the list.
+    fn send_objects(
+        &self,
+        home: &Home,
+        src: &Source,
+        paths: &[String],
+        args: &[String],
+        what: &str,
+    ) -> Result<TransferStats, StoreError> {
+        let (named, other): (Vec<String>, Vec<String>) =
+            paths.iter().cloned().partition(|p| pfile_of(p).is_some());
+        let mut stats = TransferStats::default();
+        let mut run = |paths: &[String], dest: String| -> Result<(), StoreError> {
+            if paths.is_empty() {
+                return Ok(());
+            }
+            let f = list_file(paths)?;
+            let mut all = base_args();
+            all.extend(args.iter().cloned());
+            all.push(format!("--files-from={}", f.path().display()));
+            stats.add(
+                &Rsync {
+                    args: all,
+                    rsh: self.rsync_rsh(),
+                    src: format!("{}/", src.root.display()),
+                    dest: format!("{}/", self.rsync_location(&dest)),
+                    what: format!("{what} of the repository to {}", self.display()),
+                }
+                .run()?,
+            );
+            Ok(())
+        };
+        if !named.is_empty() {
+            let placed = crate::objects::one_per_object(&named);
+            let incoming = format!("{}/{INCOMING}", home.base);
+            // A killed run's leftovers: they are sent again.
+            self.remove_all(&incoming)?;
+            let firsts: Vec<String> = placed.values().cloned().collect();
+            run(&firsts, incoming)?;
+            crate::objects::place(self, &home.base, &placed)?;
+        }
+        run(&other, format!("{}/{PATHS}", home.base))?;
+        Ok(stats)
+    }
+
+    /// Writes `paths` of a pool of objects under the local folder `dest`, under their
+    /// paths: each object is copied once (into a folder inside `dest`, so that it can be
+    /// renamed from there) and its other paths made hard links of it, as the repository
+    /// keeps a gold file and its `files` twin. A path whose object is missing is left out.
+    fn fetch_objects(
+        &self,
+        home: &Home,
+        paths: &[String],
+        dest: &Path,
+    ) -> Result<TransferStats, StoreError> {
+        let io = |p: &Path| {
+            let path = p.display().to_string();
+            move |source| StoreError::Io { path, source }
+        };
+        let mut by_object: BTreeMap<String, Vec<&String>> = BTreeMap::new();
+        for p in paths {
+            by_object
+                .entry(home.rel(p).into_owned())
+                .or_default()
+                .push(p);
+        }
+        std::fs::create_dir_all(dest).map_err(io(dest))?;
+        let staging = tempfile::Builder::new()
+            .prefix(".holdfast-objects.")
+            .tempdir_in(dest)
+            .map_err(io(dest))?;
+        let objects: Vec<String> = by_object.keys().cloned().collect();
+        let f = list_file(&objects)?;
+        let mut args = base_args();
+        args.push("--ignore-missing-args".into());
+        args.push(format!("--files-from={}", f.path().display()));
+        let stats = Rsync {
+            args,
+            rsh: self.rsync_rsh(),
+            src: format!("{}/", self.rsync_location(&home.base)),
+            dest: format!("{}/", staging.path().display()),
+            what: format!("fetch of {} files from {}", objects.len(), self.display()),
+        }
+        .run()?;
+        drop(f);
+        for (object, paths) in by_object {
+            let from = staging.path().join(&object);
+            if from.symlink_metadata().is_err() {
+                continue;
+            }
+            let first = dest.join(paths[0]);
+            if let Some(d) = first.parent() {
+                std::fs::create_dir_all(d).map_err(io(d))?;
+            }
+            std::fs::rename(&from, &first).map_err(io(&first))?;
+            for p in &paths[1..] {
+                let to = dest.join(p);
+                if let Some(d) = to.parent() {
+                    std::fs::create_dir_all(d).map_err(io(d))?;
+                }
+                let _ = std::fs::remove_file(&to);
+                std::fs::hard_link(&first, &to).map_err(io(&to))?;
+            }
+        }
+        Ok(stats)
+    }
+
     fn repo_rsync(&self, plan: &Plan, src: &Source, args: Vec<String>, what: &str) -> Rsync {
         Rsync {
             args,
@@ -98,6 +212,31 @@ impl Target {
         // the names the previous snapshot's list lacks (plus files not named by content,
         // such as logs and reports, which rsync compares by size). Unchanged files cost one
         // readdir.
+        let home = pending_home(plan);
+        if home.naming == Naming::Objects {
+            let walked;
+            let list = match list {
+                Some(l) => l,
+                None => {
+                    walked = crate::pool::list_files(src.root, src.dirs);
+                    &walked
+                }
+            };
+            let todo = match &plan.previous {
+                Some(prev) => {
+                    crate::pool::not_in(list.to_vec(), &crate::pool::read_list(self, prev)?)
+                }
+                None => list.to_vec(),
+            };
+            // Files not named by their content may have changed under the same name.
+            let mut todo: Vec<String> = todo
+                .into_iter()
+                .chain(list.iter().filter(|p| pfile_of(p).is_none()).cloned())
+                .collect();
+            todo.sort_unstable();
+            todo.dedup();
+            return self.send_objects(&home, src, &todo, &Self::copy_args(plan, src), "copy");
+        }
         let mut todo_file = None;
         if let (Some(list), Some(prev)) = (list, &plan.previous) {
             let prev: HashSet<String> = crate::pool::read_list(self, prev)
@@ -136,6 +275,10 @@ impl Target {
         drop: &[String],
     ) -> Result<TransferStats, StoreError> {
         let pool = plan.lists_files;
+        let home = pending_home(plan);
+        if home.naming == Naming::Objects {
+            return self.send_objects(&home, src, send, &Self::copy_args(plan, src), "delta copy");
+        }
         let mut paths = send.to_vec();
         if !pool {
             paths.extend(drop.iter().cloned());
@@ -176,6 +319,17 @@ impl Target {
         src: &Source,
         paths: &[String],
     ) -> Result<TransferStats, StoreError> {
+        let home = pending_home(plan);
+        if home.naming == Naming::Objects {
+            // Each is written anew and renamed over its damaged object.
+            return self.send_objects(
+                &home,
+                src,
+                paths,
+                src.rsync_args,
+                "fresh copy of damaged files",
+            );
+        }
         let f = list_file(paths)?;
         let mut args: Vec<String> = base_args()
             .into_iter()
@@ -200,6 +354,10 @@ impl Target {
     ) -> Result<TransferStats, StoreError> {
         if paths.is_empty() {
             return Ok(Default::default());
+        }
+        let home = pending_home(plan);
+        if home.naming == Naming::Objects {
+            return self.send_objects(&home, src, paths, src.rsync_args, "copy");
         }
         let f = list_file(paths)?;
         let mut args = base_args();
@@ -357,7 +515,7 @@ impl Store for Target {
         if snap.manifest.layout == "pool" {
             return crate::pool::read_list(self, &snap.name);
         }
-        self.list_tree(&snapshot_repo(snap))
+        self.list_tree(&format!("{}/{REPO_DIR}", snap.name))
     }
 
     fn plan(&self, layout: &Layout) -> Result<Plan, StoreError> {
@@ -494,11 +652,16 @@ impl Store for Target {
         paths: &[String],
         progress: &Progress,
     ) -> Result<Vec<Proof>, StoreError> {
-        let base = match place {
-            Place::Pending(plan) => pending_repo(plan),
-            Place::Snapshot(snap) => snapshot_repo(snap),
+        let home = match place {
+            Place::Pending(plan) => pending_home(plan),
+            Place::Snapshot(snap) => self.snapshot_home(snap)?,
         };
-        self.prove_at(&base, paths, progress)
+        if home.naming == Naming::Paths {
+            return self.prove_at(&home.base, paths, progress);
+        }
+        // An object's name is the file's: it is proved against the same name.
+        let rel: Vec<String> = paths.iter().map(|p| home.rel(p).into_owned()).collect();
+        self.prove_at(&home.base, &rel, progress)
     }
 
     fn prune(&self, layout: &Layout) -> Result<Vec<String>, StoreError> {
@@ -523,10 +686,15 @@ impl Store for Target {
         if paths.is_empty() {
             return Ok(total);
         }
-        let f = list_file(paths)?;
         // An incremental's files are spread over its chain: each piece gives what it has.
         let chain = Store::chain(self, snap)?;
+        let f = list_file(paths)?;
         for s in chain.iter().rev() {
+            let home = self.snapshot_home(s)?;
+            if home.naming == Naming::Objects {
+                total.add(&self.fetch_objects(&home, paths, dest)?);
+                continue;
+            }
             let mut args = base_args();
             args.push("--ignore-missing-args".into());
             if chain.len() > 1 {
@@ -537,7 +705,7 @@ impl Store for Target {
             let stats = Rsync {
                 args,
                 rsh: self.rsync_rsh(),
-                src: format!("{}/", self.rsync_location(&snapshot_repo(s))),
+                src: format!("{}/", self.rsync_location(&home.base)),
                 dest: format!("{}/", dest.display()),
                 what: format!(
                     "fetch of {} files from {} {}",
@@ -561,37 +729,49 @@ impl Store for Target {
         if !snap.manifest.builds_on.is_empty() {
             return None;
         }
-        self.local_path(&snapshot_repo(snap))
+        let home = self.snapshot_home(snap).ok()?;
+        // A pool of objects does not hold files under their paths.
+        (home.naming == Naming::Paths)
+            .then(|| self.local_path(&home.base))
+            .flatten()
     }
 
     fn missing(&self, plan: &Plan, paths: &[String]) -> Result<Vec<String>, StoreError> {
-        let base = pending_repo(plan);
-        if let Some(root) = self.local_path(&base) {
+        let home = pending_home(plan);
+        if let Some(root) = self.local_path(&home.base) {
             return Ok(paths
                 .iter()
-                .filter(|p| root.join(p).symlink_metadata().is_err())
+                .filter(|p| root.join(&*home.rel(p)).symlink_metadata().is_err())
                 .cloned()
                 .collect());
         }
-        let input = nul_separated(paths);
+        let rel: Vec<String> = paths.iter().map(|p| home.rel(p).into_owned()).collect();
         // Prints the names it lacks, NUL-separated.
         let out = self.run_script_with_input(
             &format!(
                 "cd {} 2>/dev/null || {{ cat; exit 0; }}; \
                  tr '\\0' '\\n' | while IFS= read -r p; do [ -e \"$p\" ] || printf '%s\\0' \"$p\"; done",
-                sh_quote(&self.path(&base))
+                sh_quote(&self.path(&home.base))
             ),
-            &input,
+            &nul_separated(&rel),
         )?;
-        Ok(out
-            .split(|&b| b == 0)
-            .filter(|n| !n.is_empty())
-            .map(|n| String::from_utf8_lossy(n).into_owned())
+        let lacking: HashSet<&[u8]> = out.split(|&b| b == 0).filter(|n| !n.is_empty()).collect();
+        Ok(paths
+            .iter()
+            .zip(&rel)
+            .filter(|(_, r)| lacking.contains(r.as_bytes()))
+            .map(|(p, _)| p.clone())
             .collect())
     }
 
     fn restore_repository(&self, snap: &Snapshot, dest: &Path) -> Result<(), StoreError> {
         for s in Store::chain(self, snap)? {
+            let home = self.snapshot_home(&s)?;
+            if home.naming == Naming::Objects {
+                let list = crate::pool::read_list(self, &s.name)?;
+                self.fetch_objects(&home, &list, dest)?;
+                continue;
+            }
             let mut args = base_args();
             let mut list = None;
             if s.manifest.layout == "pool" {
@@ -602,7 +782,7 @@ impl Store for Target {
             Rsync {
                 args,
                 rsh: self.rsync_rsh(),
-                src: format!("{}/", self.rsync_location(&snapshot_repo(&s))),
+                src: format!("{}/", self.rsync_location(&home.base)),
                 dest: format!("{}/", dest.display()),
                 what: format!(
                     "restore of the repository from {} {}",

@@ -1,0 +1,261 @@
+//! Where a pool keeps a repository file.
+//!
+//! FOSSology files a content-named file three hashed folders deep (`files/ab/cd/ef/<name>`),
+//! so nearly every new file of a scan day comes with a new folder, 4 KB on ext4: a pool that
+//! copied the repository's tree grew by ~1.2x the new data. A pool of **objects** keeps each
+//! content once, at `objects/<ab>/<name>` (the 256 folders are made with the pool), however
+//! many paths name it (a gold file and its `files` twin are one inode in the repository and
+//! one object here), and any file not named by its content (logs, reports) at
+//! `paths/<its path>`. Content-named files reach their objects through `.incoming/`: rsync
+//! cannot rename, so it copies them there under their paths and each is then renamed to its
+//! object (a rename is whole or absent, as rsync's own temporary names are).
+//!
+//! Pools made before objects keep the repository's tree (`repository/`); every reader still
+//! understands them and a backup goes on adding to them the old way.
+
+use crate::layout::POOL;
+use crate::manifest::REPO_DIR;
+use crate::proof::pfile_of;
+use crate::target::{sh_quote, Target};
+use crate::StoreError;
+use holdfast_core::fs::PRIVATE_DIR;
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+pub const OBJECTS: &str = "objects";
+pub const PATHS: &str = "paths";
+/// Inside the pool: where rsync leaves content-named files before they become objects.
+pub const INCOMING: &str = ".incoming";
+
+/// How a folder on a target names the repository files it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Naming {
+    /// Under their repository paths (day and base folders; pools made before objects).
+    Paths,
+    /// A pool of objects.
+    Objects,
+}
+
+impl Naming {
+    /// Where `path` (repository-relative) is, relative to the folder.
+    pub fn rel(self, path: &str) -> Cow<'_, str> {
+        match self {
+            Naming::Paths => Cow::Borrowed(path),
+            Naming::Objects => Cow::Owned(object_rel(path)),
+        }
+    }
+}
+
+/// A snapshot's repository files on a target: the folder and how it names them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Home {
+    pub base: String,
+    pub naming: Naming,
+}
+
+impl Home {
+    pub fn paths(base: String) -> Home {
+        Home {
+            base,
+            naming: Naming::Paths,
+        }
+    }
+
+    /// Where `path` (repository-relative) is, relative to [`Home::base`].
+    pub fn rel<'a>(&self, path: &'a str) -> Cow<'a, str> {
+        self.naming.rel(path)
+    }
+
+    /// Where `path` is, relative to the target.
+    pub fn target_rel(&self, path: &str) -> String {
+        format!("{}/{}", self.base, self.rel(path))
+    }
+}
+
+/// Where a pool of objects keeps repository path `path`, relative to the pool.
+pub fn object_rel(path: &str) -> String {
+    match pfile_of(path) {
+        Some(_) => {
+            let name = path.rsplit('/').next().unwrap_or(path);
+            format!("{OBJECTS}/{}/{name}", name[..2].to_ascii_lowercase())
+        }
+        None => format!("{PATHS}/{path}"),
+    }
+}
+
+/// The pool's home on `target`: a pool of objects, unless the target holds a pool made
+/// before them.
+pub fn pool_home(target: &Target) -> Result<Home, StoreError> {
+    let tree = format!("{POOL}/{REPO_DIR}");
+    if target.exists(&tree)? {
+        return Ok(Home::paths(tree));
+    }
+    Ok(Home {
+        base: POOL.to_string(),
+        naming: Naming::Objects,
+    })
+}
+
+/// Makes a new pool of objects (its 256 folders), or leaves one made before as it is.
+pub fn make_pool(target: &Target) -> Result<Home, StoreError> {
+    let home = pool_home(target)?;
+    if home.naming == Naming::Objects && !target.exists(&format!("{POOL}/{OBJECTS}/ff"))? {
+        let dirs: Vec<String> = (0..=255u8)
+            .map(|b| format!("{POOL}/{OBJECTS}/{b:02x}"))
+            .chain([format!("{POOL}/{PATHS}")])
+            .collect();
+        match target.local_path("") {
+            Some(_) => {
+                for d in &dirs {
+                    target.mkdir_p(d)?;
+                }
+            }
+            None => {
+                let quoted: Vec<String> = dirs.iter().map(|d| sh_quote(&target.path(d))).collect();
+                target.run_script(&format!("mkdir -p {}", quoted.join(" ")))?;
+            }
+        }
+    }
+    Ok(home)
+}
+
+/// Of `paths`, one per object (the first met), with the object it goes to.
+pub fn one_per_object(paths: &[String]) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for p in paths {
+        out.entry(object_rel(p)).or_insert_with(|| p.clone());
+    }
+    out
+}
+
+/// Renames each file `(object, path)` of `placed` from `<pool>/.incoming/<path>` to
+/// `<pool>/<object>`, replacing an object there (a fresh copy of a damaged one), then
+/// removes `.incoming`.
+pub fn place(
+    target: &Target,
+    pool: &str,
+    placed: &BTreeMap<String, String>,
+) -> Result<(), StoreError> {
+    let incoming = format!("{pool}/{INCOMING}");
+    match target.local_path(pool) {
+        Some(root) => {
+            for (object, path) in placed {
+                let (from, to) = (root.join(INCOMING).join(path), root.join(object));
+                let io = |source| StoreError::Io {
+                    path: from.display().to_string(),
+                    source,
+                };
+                let dir = to.parent().expect("an object is in a folder");
+                if !dir.is_dir() {
+                    // A prefix the pool was not made with (upper-case hex).
+                    holdfast_core::fs::create_dir_all_mode(dir, PRIVATE_DIR).map_err(io)?;
+                }
+                std::fs::rename(&from, &to).map_err(io)?;
+            }
+        }
+        None => {
+            target.run_script_with_input(
+                "sh -s",
+                move_script(&target.path(pool), placed).as_bytes(),
+            )?;
+        }
+    }
+    target.remove_all(&incoming)
+}
+
+/// A shell script that moves the staged files of `placed` into their objects' folders: one
+/// `mv` per folder and up to 200 files (the objects keep the staged names).
+fn move_script(pool: &str, placed: &BTreeMap<String, String>) -> String {
+    let mut by_dir: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (object, path) in placed {
+        let dir = object.rsplit_once('/').map_or("", |(d, _)| d);
+        by_dir.entry(dir).or_default().push(path);
+    }
+    let mut s = format!("set -e\ncd {}\n", sh_quote(pool));
+    for (dir, paths) in by_dir {
+        let d = sh_quote(dir);
+        s.push_str(&format!("[ -d {d} ] || mkdir -p {d}\n"));
+        for chunk in paths.chunks(200) {
+            s.push_str("mv -f --");
+            for p in chunk {
+                s.push(' ');
+                s.push_str(&sh_quote(&format!("{INCOMING}/{p}")));
+            }
+            s.push(' ');
+            s.push_str(&d);
+            s.push_str("/\n");
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NAME: &str =
+        "0a1b2c3d4e5f60718293a4b5c6d7e8f901234567.0123456789abcdef0123456789abcdef.42";
+
+    #[test]
+    fn content_named_files_share_one_object_and_others_keep_their_paths() {
+        let gold = format!("localhost/gold/0a/1b/2c/{NAME}");
+        let files = format!("localhost/files/0a/1b/2c/{NAME}");
+        assert_eq!(object_rel(&gold), format!("objects/0a/{NAME}"));
+        assert_eq!(object_rel(&files), object_rel(&gold));
+        assert_eq!(
+            object_rel("localhost/logs/00/00/00/0000123"),
+            "paths/localhost/logs/00/00/00/0000123"
+        );
+        assert_eq!(object_rel("report/a.docx"), "paths/report/a.docx");
+        let upper = NAME.to_ascii_uppercase();
+        assert_eq!(
+            object_rel(&format!("x/{upper}")),
+            format!("objects/0a/{upper}")
+        );
+        let one = one_per_object(&[files.clone(), gold.clone(), "report/a".into()]);
+        assert_eq!(one.len(), 2);
+        assert_eq!(
+            one[&format!("objects/0a/{NAME}")],
+            files,
+            "the first path met"
+        );
+    }
+
+    #[test]
+    fn a_pool_made_before_objects_keeps_its_tree() {
+        let t = tempfile::tempdir().unwrap();
+        let target = Target::parse(t.path().to_str().unwrap(), Default::default()).unwrap();
+        let home = make_pool(&target).unwrap();
+        assert_eq!(home.naming, Naming::Objects);
+        assert!(
+            t.path().join("pool/objects/00").is_dir() && t.path().join("pool/objects/ff").is_dir()
+        );
+        assert_eq!(
+            home.target_rel(&format!("h/files/0a/1b/2c/{NAME}")),
+            format!("pool/objects/0a/{NAME}")
+        );
+
+        let old = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(old.path().join("pool/repository")).unwrap();
+        let target = Target::parse(old.path().to_str().unwrap(), Default::default()).unwrap();
+        let home = make_pool(&target).unwrap();
+        assert_eq!(home, Home::paths("pool/repository".into()));
+        assert!(!old.path().join("pool/objects").exists());
+    }
+
+    #[test]
+    fn staged_files_are_moved_by_folder() {
+        let mut placed = BTreeMap::new();
+        placed.insert(
+            format!("objects/0a/{NAME}"),
+            format!("h/files/0a/1b/2c/{NAME}"),
+        );
+        let s = move_script("/srv/b/pool", &placed);
+        assert!(
+            s.contains(&format!(
+                "mv -f -- .incoming/h/files/0a/1b/2c/{NAME} objects/0a/"
+            )),
+            "{s}"
+        );
+    }
+}
