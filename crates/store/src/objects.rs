@@ -7,8 +7,8 @@
 //! many paths name it (a gold file and its `files` twin are one inode in the repository and
 //! one object here), and any file not named by its content (logs, reports) at
 //! `paths/<its path>`. Content-named files reach their objects through `.incoming/`: rsync
-//! cannot rename, so it copies them there under their paths and each is then renamed to its
-//! object (a rename is whole or absent, as rsync's own temporary names are).
+//! cannot rename, so it copies them there under their names (flat) and each is then renamed
+//! to its object (a rename is whole or absent, as rsync's own temporary names are).
 //!
 //! Pools made before objects keep the repository's tree (`repository/`); every reader still
 //! understands them and a backup goes on adding to them the old way.
@@ -128,64 +128,73 @@ pub fn one_per_object(paths: &[String]) -> BTreeMap<String, String> {
     out
 }
 
-/// Renames each file `(object, path)` of `placed` from `<pool>/.incoming/<path>` to
+/// The name a content-named file is staged under in `.incoming/`: its own.
+fn staged(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// Renames each file `(object, path)` of `placed` from `<pool>/.incoming/<name>` to
 /// `<pool>/<object>`, replacing an object there (a fresh copy of a damaged one), then
-/// removes `.incoming`.
+/// removes `.incoming`. A file rsync did not stage (it vanished from the site meanwhile,
+/// which rsync accepts) is skipped; one staged and not moved is an error.
 pub fn place(
     target: &Target,
     pool: &str,
     placed: &BTreeMap<String, String>,
 ) -> Result<(), StoreError> {
-    let incoming = format!("{pool}/{INCOMING}");
-    match target.local_path(pool) {
-        Some(root) => {
-            for (object, path) in placed {
-                let (from, to) = (root.join(INCOMING).join(path), root.join(object));
-                let io = |source| StoreError::Io {
-                    path: from.display().to_string(),
-                    source,
-                };
-                let dir = to.parent().expect("an object is in a folder");
-                if !dir.is_dir() {
-                    // A prefix the pool was not made with (upper-case hex).
-                    holdfast_core::fs::create_dir_all_mode(dir, PRIVATE_DIR).map_err(io)?;
-                }
-                std::fs::rename(&from, &to).map_err(io)?;
-            }
+    let Some(root) = target.local_path(pool) else {
+        let script = move_script(&target.path(pool), placed);
+        return target
+            .run_script_with_input("sh -s", script.as_bytes())
+            .map(|_| ());
+    };
+    for (object, path) in placed {
+        let (from, to) = (root.join(INCOMING).join(staged(path)), root.join(object));
+        let io = |source| StoreError::Io {
+            path: from.display().to_string(),
+            source,
+        };
+        if from.symlink_metadata().is_err() {
+            continue;
         }
-        None => {
-            target.run_script_with_input(
-                "sh -s",
-                move_script(&target.path(pool), placed).as_bytes(),
-            )?;
+        let dir = to.parent().expect("an object is in a folder");
+        if !dir.is_dir() {
+            // A prefix the pool was not made with (upper-case hex).
+            holdfast_core::fs::create_dir_all_mode(dir, PRIVATE_DIR).map_err(io)?;
         }
+        std::fs::rename(&from, &to).map_err(io)?;
     }
-    target.remove_all(&incoming)
+    target.remove_all(&format!("{pool}/{INCOMING}"))
 }
 
-/// A shell script that moves the staged files of `placed` into their objects' folders: one
-/// `mv` per folder and up to 200 files (the objects keep the staged names).
+/// A shell script that moves the staged files of `placed` into their objects' folders (one
+/// `mv` per folder and up to 200 files: an object keeps its staged name), checks that
+/// nothing staged was left behind, and removes `.incoming`.
 fn move_script(pool: &str, placed: &BTreeMap<String, String>) -> String {
     let mut by_dir: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (object, path) in placed {
         let dir = object.rsplit_once('/').map_or("", |(d, _)| d);
-        by_dir.entry(dir).or_default().push(path);
+        by_dir.entry(dir).or_default().push(staged(path));
     }
-    let mut s = format!("set -e\ncd {}\n", sh_quote(pool));
-    for (dir, paths) in by_dir {
+    let mut s = format!("cd {} || exit 1\n", sh_quote(pool));
+    for (dir, names) in by_dir {
         let d = sh_quote(dir);
-        s.push_str(&format!("[ -d {d} ] || mkdir -p {d}\n"));
-        for chunk in paths.chunks(200) {
+        s.push_str(&format!("[ -d {d} ] || mkdir -p {d} || exit 1\n"));
+        for chunk in names.chunks(200) {
             s.push_str("mv -f --");
-            for p in chunk {
+            for n in chunk {
                 s.push(' ');
-                s.push_str(&sh_quote(&format!("{INCOMING}/{p}")));
+                s.push_str(&sh_quote(&format!("{INCOMING}/{n}")));
             }
-            s.push(' ');
-            s.push_str(&d);
-            s.push_str("/\n");
+            // A file that vanished before rsync staged it is not there: checked below.
+            s.push_str(&format!(" {d}/ 2>/dev/null || :\n"));
         }
     }
+    s.push_str(&format!(
+        "if [ -n \"$(find {INCOMING} -type f -print 2>/dev/null | head -n 1)\" ]; then \
+         echo 'staged files could not be moved into the pool' >&2; exit 1; fi\n\
+         rm -rf {INCOMING}\n"
+    ));
     s
 }
 
@@ -252,9 +261,7 @@ mod tests {
         );
         let s = move_script("/srv/b/pool", &placed);
         assert!(
-            s.contains(&format!(
-                "mv -f -- .incoming/h/files/0a/1b/2c/{NAME} objects/0a/"
-            )),
+            s.contains(&format!("mv -f -- .incoming/{NAME} objects/0a/ ")),
             "{s}"
         );
     }

@@ -64,7 +64,7 @@ impl Target {
 
     /// Sends `paths` into a pool of objects: the content-named ones, one path per object,
     /// through `.incoming/` (see [`crate::objects`]), the others into `paths/` (rsync
-    /// compares them by size). `args`: the options besides [`base_args`] and the list.
+    /// compares them by size) with `args` besides [`base_args`] and the list.
     fn send_objects(
         &self,
         home: &Home,
@@ -76,7 +76,7 @@ impl Target {
         let (named, other): (Vec<String>, Vec<String>) =
             paths.iter().cloned().partition(|p| pfile_of(p).is_some());
         let mut stats = TransferStats::default();
-        let mut run = |paths: &[String], dest: String| -> Result<(), StoreError> {
+        let mut run = |paths: &[String], args: &[String], dest: String| -> Result<(), StoreError> {
             if paths.is_empty() {
                 return Ok(());
             }
@@ -98,14 +98,16 @@ impl Target {
         };
         if !named.is_empty() {
             let placed = crate::objects::one_per_object(&named);
-            let incoming = format!("{}/{INCOMING}", home.base);
-            // A killed run's leftovers: they are sent again.
-            self.remove_all(&incoming)?;
             let firsts: Vec<String> = placed.values().cloned().collect();
-            run(&firsts, incoming)?;
+            // Flat (`--no-relative`: no folders to make and remove), each under its name;
+            // the list is the picked folders' files already, so no folder rules. A killed
+            // run's leftovers there are whole files (rsync renames each into place).
+            let mut flat = vec!["--no-relative".to_string()];
+            flat.extend(src.rsync_args.iter().cloned());
+            run(&firsts, &flat, format!("{}/{INCOMING}", home.base))?;
             crate::objects::place(self, &home.base, &placed)?;
         }
-        run(&other, format!("{}/{PATHS}", home.base))?;
+        run(&other, args, format!("{}/{PATHS}", home.base))?;
         Ok(stats)
     }
 
