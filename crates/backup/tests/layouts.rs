@@ -258,50 +258,108 @@ fn pool_over_ssh_restores_twins_folders_and_modes_as_the_site_has_them() {
     }
 }
 
-#[test]
-fn a_pool_made_before_objects_goes_on_as_its_tree() {
-    let mut f = fixture(2, Behaviour::default(), 30);
-    let mut cfg = f.cfg.clone();
-    cfg.layout = LayoutKind::Pool;
-    cfg.keep = 2;
-    let site = f.site().clone();
-    let doomed = f.add_uploads_listing(1);
-    // What earlier versions made: the repository's own tree in pool/repository.
-    let tree_dir = f.target_dir().join("pool/repository");
-    std::fs::create_dir_all(&tree_dir).unwrap();
-    let s1 = backup(&site, "s", &f.sched, &cfg).unwrap();
-    let target = cfg.target().unwrap();
-    let first = holdfast_store::pool::read_list(&target, &s1.snapshot).unwrap();
-    assert!(doomed.iter().all(|p| first.contains(p)));
-    for p in &first {
-        assert!(tree_dir.join(p).is_file(), "{p} under its path");
-    }
-    assert!(!f.target_dir().join("pool/objects").exists());
-
-    // The upload deleted on the site: once no kept snapshot lists its files, they go.
-    delete_last_upload(&site);
-    for p in &doomed {
-        std::fs::remove_file(site.repo.root.join(p)).unwrap();
-    }
-    f.add_uploads(1);
-    let s2 = backup(&site, "s", &f.sched, &cfg).unwrap();
-    assert_eq!(s2.manifest.repository.new_files, 2);
-    f.add_uploads(1);
-    backup(&site, "s", &f.sched, &cfg).unwrap();
-    for s in layout::snapshots(&target).unwrap() {
-        for p in holdfast_store::pool::read_list(&target, &s.name).unwrap() {
-            assert!(
-                tree_dir.join(&p).is_file(),
-                "{p} of {} under its path",
-                s.name
-            );
+/// Turns the pool under `dir` into what holdfast made before objects: the repository's
+/// tree (`pool/repository/`, names of one content one inode, as rsync -H made it), no
+/// objects; `linked_too` objects are left in place as a migration killed halfway leaves them.
+fn as_a_pool_made_before_objects(dir: &std::path::Path, lists: &[Vec<String>], linked_too: usize) {
+    use holdfast_store::objects::object_rel;
+    let pool = dir.join("pool");
+    let keep: std::collections::BTreeSet<String> = lists
+        .iter()
+        .flatten()
+        .map(|p| object_rel(p))
+        .take(linked_too)
+        .collect();
+    for p in lists.iter().flatten() {
+        let to = pool.join("repository").join(p);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        if !to.exists() {
+            std::fs::hard_link(pool.join(object_rel(p)), &to).unwrap();
         }
     }
-    for p in &doomed {
-        assert!(!tree_dir.join(p).exists(), "{p} collected");
+    for d in ["objects", "paths"] {
+        for e in walkdir::WalkDir::new(pool.join(d)).into_iter().flatten() {
+            let rel = e.path().strip_prefix(&pool).unwrap().display().to_string();
+            if e.file_type().is_file() && !keep.contains(&rel) {
+                std::fs::remove_file(e.path()).unwrap();
+            }
+        }
     }
-    assert!(!f.target_dir().join("pool/objects").exists());
-    let (into, r) = f.restore_scratch(&cfg, None);
-    assert!(r.is_whole(), "{:?}", r.verify.missing);
-    assert_eq!(tree(&into.join("repository")), tree(&site.repo.root));
+    // A run killed while it deleted a moved tree left some of it.
+    std::fs::create_dir_all(pool.join(".repository-moved/localhost/files/00")).unwrap();
+}
+
+#[test]
+fn a_pool_made_before_objects_is_restored_as_it_is_and_becomes_objects_at_the_next_backup() {
+    let mut f = fixture(2, Behaviour::default(), 30);
+    let sshd = holdfast_testkit::sshd::Sshd::start(&f.dir.path().join("sshd")).unwrap();
+    let site = f.site().clone();
+    for (i, over) in ["local", "ssh"].into_iter().enumerate() {
+        let dir = f.dir.path().join(format!("old-{over}"));
+        let mut cfg = f.cfg.clone();
+        cfg.layout = LayoutKind::Pool;
+        cfg.keep = 2;
+        cfg.target = dir.display().to_string();
+        if over == "ssh" {
+            over_ssh(&mut cfg, &sshd, &dir);
+        }
+        let target = cfg.target().unwrap();
+        let lists = |t: &holdfast_store::Target| -> Vec<Vec<String>> {
+            layout::snapshots(t)
+                .unwrap()
+                .iter()
+                .map(|s| holdfast_store::pool::read_list(t, &s.name).unwrap())
+                .collect()
+        };
+        let doomed = f.add_uploads_listing(1);
+        backup(&site, "s", &f.sched, &cfg).unwrap();
+        as_a_pool_made_before_objects(&dir, &lists(&target), 3 * i);
+        let (into, r) = f.restore_scratch(&cfg, None);
+        assert!(r.is_whole(), "{over}: {:?}", r.verify.missing);
+        assert_eq!(
+            tree(&into.join("repository")),
+            tree(&site.repo.root),
+            "{over}"
+        );
+        std::fs::remove_dir_all(&into).unwrap();
+
+        // The next backup makes it a pool of objects; the old snapshot's files stay.
+        delete_last_upload(&site);
+        for p in &doomed {
+            std::fs::remove_file(site.repo.root.join(p)).unwrap();
+        }
+        f.add_uploads(1);
+        let s2 = backup(&site, "s", &f.sched, &cfg).unwrap();
+        assert_eq!(
+            s2.manifest.repository.new_files, 2,
+            "{over}: only the new upload sent"
+        );
+        let pool = dir.join("pool");
+        assert!(!pool.join("repository").exists(), "{over}");
+        assert!(!pool.join(".repository-moved").exists(), "{over}");
+        let all = lists(&target);
+        assert_eq!(all.len(), 2);
+        for p in all.iter().flatten() {
+            let object = pool.join(holdfast_store::objects::object_rel(p));
+            assert!(object.is_file(), "{over}: {p}");
+        }
+        assert!(
+            doomed.iter().all(|p| all[0].contains(p)),
+            "the old snapshot kept"
+        );
+        f.add_uploads(1);
+        backup(&site, "s", &f.sched, &cfg).unwrap();
+        for p in &doomed {
+            let object = pool.join(holdfast_store::objects::object_rel(p));
+            assert!(!object.exists(), "{over}: {p} collected");
+        }
+        let (into, r) = f.restore_scratch(&cfg, None);
+        assert!(r.is_whole(), "{over}: {:?}", r.verify.missing);
+        assert_eq!(
+            tree(&into.join("repository")),
+            tree(&site.repo.root),
+            "{over}"
+        );
+        std::fs::remove_dir_all(&into).unwrap();
+    }
 }

@@ -10,8 +10,8 @@
 //! cannot rename, so it copies them there under their names (flat) and each is then renamed
 //! to its object (a rename is whole or absent, as rsync's own temporary names are).
 //!
-//! Pools made before objects keep the repository's tree (`repository/`); every reader still
-//! understands them and a backup goes on adding to them the old way.
+//! Pools made before objects kept the repository's tree (`repository/`): every reader still
+//! understands one, and the next backup turns it into objects ([`make_pool`]).
 
 use crate::layout::POOL;
 use crate::manifest::REPO_DIR;
@@ -96,10 +96,15 @@ pub fn pool_home(target: &Target) -> Result<Home, StoreError> {
     })
 }
 
-/// Makes a new pool of objects (its 256 folders), or leaves one made before as it is.
+/// Makes the pool of objects: its 256 folders for a new store; for a pool made before
+/// objects, its tree's files linked to their objects first ([`migrate`]).
 pub fn make_pool(target: &Target) -> Result<Home, StoreError> {
-    let home = pool_home(target)?;
-    if home.naming == Naming::Objects && !target.exists(&format!("{POOL}/{OBJECTS}/ff"))? {
+    let moved = format!("{POOL}/{MOVED}");
+    if target.exists(&moved)? {
+        // A run killed after the switch, while the old tree was being deleted.
+        target.remove_all(&moved)?;
+    }
+    if !target.exists(&format!("{POOL}/{OBJECTS}/ff"))? {
         let dirs: Vec<String> = (0..=255u8)
             .map(|b| format!("{POOL}/{OBJECTS}/{b:02x}"))
             .chain([format!("{POOL}/{PATHS}")])
@@ -116,7 +121,88 @@ pub fn make_pool(target: &Target) -> Result<Home, StoreError> {
             }
         }
     }
-    Ok(home)
+    if target.exists(&format!("{POOL}/{REPO_DIR}"))? {
+        migrate(target)?;
+    }
+    Ok(Home {
+        base: POOL.to_string(),
+        naming: Naming::Objects,
+    })
+}
+
+/// Inside the pool: the tree of a pool made before objects, once every file of it is an
+/// object too, while it is deleted.
+const MOVED: &str = ".repository-moved";
+
+/// Turns a pool made before objects into one: every file of its tree is hard-linked to its
+/// object (one per content), then the tree is renamed aside in one step and deleted. Until
+/// that step the tree is whole and readers use it; after it the objects are. A run killed
+/// before it links again what it had not linked (a link already there is kept).
+fn migrate(target: &Target) -> Result<(), StoreError> {
+    let tree = format!("{POOL}/{REPO_DIR}");
+    let files = target.files_below(&tree, true)?;
+    tracing::info!(
+        files = files.len(),
+        "moving a pool made before objects to objects, once (its hashed folders are freed)"
+    );
+    let placed = one_per_object(&files);
+    match target.local_path(POOL) {
+        Some(root) => {
+            for (object, path) in &placed {
+                let (from, to) = (root.join(REPO_DIR).join(path), root.join(object));
+                let io = |source| StoreError::Io {
+                    path: to.display().to_string(),
+                    source,
+                };
+                let dir = to.parent().expect("an object is in a folder");
+                if !dir.is_dir() {
+                    holdfast_core::fs::create_dir_all_mode(dir, PRIVATE_DIR).map_err(io)?;
+                }
+                match std::fs::hard_link(&from, &to) {
+                    Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(io(e)),
+                    _ => {}
+                }
+            }
+        }
+        None => {
+            let script = link_script(&target.path(POOL), &placed);
+            target.run_script_with_input("sh -s", script.as_bytes())?;
+        }
+    }
+    target.rename(&tree, &format!("{POOL}/{MOVED}"))?;
+    target.remove_all(&format!("{POOL}/{MOVED}"))
+}
+
+/// A shell script that hard-links each `repository/<path>` of `placed` to its object (one
+/// `ln` per folder and up to 200 files: an object has its path's name), then fails unless
+/// every object is there.
+fn link_script(pool: &str, placed: &BTreeMap<String, String>) -> String {
+    let mut by_dir: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (object, path) in placed {
+        let dir = object.rsplit_once('/').map_or("", |(d, _)| d);
+        by_dir.entry(dir).or_default().push(path);
+    }
+    let mut s = format!("cd {} || exit 1\n", sh_quote(pool));
+    for (dir, paths) in by_dir {
+        let d = sh_quote(dir);
+        s.push_str(&format!("[ -d {d} ] || mkdir -p {d} || exit 1\n"));
+        for chunk in paths.chunks(200) {
+            s.push_str("ln --");
+            for p in chunk {
+                s.push(' ');
+                s.push_str(&sh_quote(&format!("{REPO_DIR}/{p}")));
+            }
+            // One linked by a killed run is there already: checked below.
+            s.push_str(&format!(" {d}/ 2>/dev/null || :\n"));
+        }
+    }
+    s.push_str("while IFS= read -r o; do [ -f \"$o\" ] || { echo \"not linked: $o\" >&2; exit 1; }; done <<'EOF'\n");
+    for object in placed.keys() {
+        s.push_str(object);
+        s.push('\n');
+    }
+    s.push_str("EOF\n");
+    s
 }
 
 /// Of `paths`, one per object (the first met), with the object it goes to.
@@ -231,7 +317,7 @@ mod tests {
     }
 
     #[test]
-    fn a_pool_made_before_objects_keeps_its_tree() {
+    fn a_new_pool_has_its_folders_and_one_made_before_becomes_objects() {
         let t = tempfile::tempdir().unwrap();
         let target = Target::parse(t.path().to_str().unwrap(), Default::default()).unwrap();
         let home = make_pool(&target).unwrap();
@@ -244,12 +330,38 @@ mod tests {
             format!("pool/objects/0a/{NAME}")
         );
 
+        // A tree as rsync -H made it: a gold file and its files twin, and a log.
         let old = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(old.path().join("pool/repository")).unwrap();
+        let tree = old.path().join("pool/repository");
+        let (gold, files, log) = (
+            tree.join(format!("h/gold/0a/1b/2c/{NAME}")),
+            tree.join(format!("h/files/0a/1b/2c/{NAME}")),
+            tree.join("h/logs/00/00/00/0000001"),
+        );
+        for p in [&gold, &files, &log] {
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        }
+        std::fs::write(&gold, b"content").unwrap();
+        std::fs::hard_link(&gold, &files).unwrap();
+        std::fs::write(&log, b"log").unwrap();
         let target = Target::parse(old.path().to_str().unwrap(), Default::default()).unwrap();
+        assert_eq!(
+            pool_home(&target).unwrap(),
+            Home::paths("pool/repository".into())
+        );
         let home = make_pool(&target).unwrap();
-        assert_eq!(home, Home::paths("pool/repository".into()));
-        assert!(!old.path().join("pool/objects").exists());
+        assert_eq!(home.naming, Naming::Objects);
+        assert_eq!(pool_home(&target).unwrap(), home);
+        let pool = old.path().join("pool");
+        assert_eq!(
+            std::fs::read(pool.join(format!("objects/0a/{NAME}"))).unwrap(),
+            b"content"
+        );
+        assert_eq!(
+            std::fs::read(pool.join("paths/h/logs/00/00/00/0000001")).unwrap(),
+            b"log"
+        );
+        assert!(!tree.exists() && !pool.join(MOVED).exists());
     }
 
     #[test]

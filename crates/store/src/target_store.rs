@@ -28,12 +28,15 @@ impl Upload for Sink {
 fn pending_home(plan: &Plan) -> Home {
     match &plan.pool {
         Some(home) => home.clone(),
-        None if plan.layout.kind == LayoutKind::Pool => Home::paths(format!("{POOL}/{REPO_DIR}")),
+        None if plan.layout.kind == LayoutKind::Pool => Home {
+            base: POOL.to_string(),
+            naming: Naming::Objects,
+        },
         None => Home::paths(format!("{PARTIAL}/{REPO_DIR}")),
     }
 }
 
-/// Where the repository files of the snapshot being made go, when they keep their paths.
+/// Where the repository files of a folder snapshot being made go.
 fn pending_repo(plan: &Plan) -> String {
     pending_home(plan).base
 }
@@ -204,61 +207,47 @@ impl Target {
         src: &Source,
         list: Option<&[String]>,
     ) -> Result<TransferStats, StoreError> {
-        let mut args = base_args();
-        if list.is_none() {
-            // The pool only gains files; snapshot folders must match the source exactly.
-            args.push("--delete".into());
-        }
-        args.extend(Self::copy_args(plan, src));
-        // Pool: the repository's names are its contents, so what the pool lacks is exactly
-        // the names the previous snapshot's list lacks (plus files not named by content,
-        // such as logs and reports, which rsync compares by size). Unchanged files cost one
-        // readdir.
         let home = pending_home(plan);
         if home.naming == Naming::Objects {
-            let walked;
-            let list = match list {
-                Some(l) => l,
-                None => {
-                    walked = crate::pool::list_files(src.root, src.dirs);
-                    &walked
-                }
-            };
-            let todo = match &plan.previous {
-                Some(prev) => {
-                    crate::pool::not_in(list.to_vec(), &crate::pool::read_list(self, prev)?)
-                }
-                None => list.to_vec(),
-            };
-            // Files not named by their content may have changed under the same name.
-            let mut todo: Vec<String> = todo
-                .into_iter()
-                .chain(list.iter().filter(|p| pfile_of(p).is_none()).cloned())
-                .collect();
-            todo.sort_unstable();
-            todo.dedup();
-            return self.send_objects(&home, src, &todo, &Self::copy_args(plan, src), "copy");
+            return self.fill_pool(plan, src, &home, list);
         }
-        let mut todo_file = None;
-        if let (Some(list), Some(prev)) = (list, &plan.previous) {
-            let prev: HashSet<String> = crate::pool::read_list(self, prev)
-                .map(|l| l.into_iter().collect())
-                .unwrap_or_default();
-            let todo: Vec<String> = list
-                .iter()
-                .filter(|p| !prev.contains(*p) || pfile_of(p).is_none())
-                .cloned()
-                .collect();
-            if todo.is_empty() {
-                return Ok(Default::default());
+        let mut args = base_args();
+        // Snapshot folders must match the source exactly.
+        args.push("--delete".into());
+        args.extend(Self::copy_args(plan, src));
+        self.repo_rsync(plan, src, args, "copy").run()
+    }
+
+    /// The pool's copy of the whole repository. A repository file's name is its content, so
+    /// what the pool lacks is exactly the names the previous snapshot's list lacks (plus
+    /// files not named by content, such as logs and reports, which rsync compares by size):
+    /// nothing is done per unchanged file. Without a readable previous list, all are sent.
+    fn fill_pool(
+        &self,
+        plan: &Plan,
+        src: &Source,
+        home: &Home,
+        list: Option<&[String]>,
+    ) -> Result<TransferStats, StoreError> {
+        let walked;
+        let list = match list {
+            Some(l) => l,
+            None => {
+                walked = crate::pool::list_files(src.root, src.dirs);
+                &walked
             }
-            let f = list_file(&todo)?;
-            args.push(format!("--files-from={}", f.path().display()));
-            todo_file = Some(f);
-        } // else: the first copy walks the whole tree, faster than a list of every file.
-        let stats = self.repo_rsync(plan, src, args, "copy").run()?;
-        drop(todo_file);
-        Ok(stats)
+        };
+        let prev = match &plan.previous {
+            Some(prev) => crate::pool::read_list(self, prev).unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let mut todo: Vec<String> = crate::pool::not_in(list.to_vec(), &prev)
+            .into_iter()
+            .chain(list.iter().filter(|p| pfile_of(p).is_none()).cloned())
+            .collect();
+        todo.sort_unstable();
+        todo.dedup();
+        self.send_objects(home, src, &todo, &Self::copy_args(plan, src), "copy")
     }
 
     /// The delta pass after a pre-copy: sends `send`, and (outside the pool, which only
@@ -276,39 +265,33 @@ impl Target {
         send: &[String],
         drop: &[String],
     ) -> Result<TransferStats, StoreError> {
-        let pool = plan.lists_files;
         let home = pending_home(plan);
         if home.naming == Naming::Objects {
+            // The pool only gains files.
             return self.send_objects(&home, src, send, &Self::copy_args(plan, src), "delta copy");
         }
         let mut paths = send.to_vec();
-        if !pool {
-            paths.extend(drop.iter().cloned());
-        }
+        paths.extend(drop.iter().cloned());
         if paths.is_empty() {
             return Ok(Default::default());
         }
         let mut args = base_args();
-        if !pool {
-            args.push("--ignore-missing-args".into());
-        }
+        args.push("--ignore-missing-args".into());
         args.extend(Self::copy_args(plan, src));
         let f = list_file(&paths)?;
         args.push(format!("--files-from={}", f.path().display()));
         let stats = self.repo_rsync(plan, src, args, "delta copy").run()?;
         std::mem::drop(f);
-        if !pool {
-            // looked at after the copy, so a file gone while it ran goes too
-            let gone: Vec<String> = paths
-                .into_iter()
-                .filter(|p| {
-                    std::fs::symlink_metadata(src.root.join(p))
-                        .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
-                })
-                .collect();
-            if !gone.is_empty() {
-                self.remove_files(&pending_repo(plan), &gone)?;
-            }
+        // looked at after the copy, so a file gone while it ran goes too
+        let gone: Vec<String> = paths
+            .into_iter()
+            .filter(|p| {
+                std::fs::symlink_metadata(src.root.join(p))
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+            })
+            .collect();
+        if !gone.is_empty() {
+            self.remove_files(&pending_repo(plan), &gone)?;
         }
         Ok(stats)
     }
