@@ -325,16 +325,19 @@ mod tests {
             },
         ];
         std::fs::create_dir(&dst).unwrap();
-        let c = copy(
-            &src,
-            Naming::Paths,
-            &dst,
-            &items,
-            &make_dir,
-            &[],
-            "test copy",
-        )
-        .unwrap();
+        let run = || {
+            copy(
+                &src,
+                Naming::Paths,
+                &dst,
+                &items,
+                &make_dir,
+                &[],
+                "test copy",
+            )
+            .unwrap()
+        };
+        let c = run();
         assert_eq!((c.files, c.linked, c.skipped), (2, 1, 0));
         let x = std::fs::metadata(dst.join("a/b/x")).unwrap();
         let y = std::fs::metadata(dst.join("a/y")).unwrap();
@@ -346,16 +349,7 @@ mod tests {
         let zs = std::fs::metadata(src.join("a/z")).unwrap();
         assert_eq!(z.mtime(), zs.mtime(), "no record: the snapshot copy's own");
         // Run again (a resumed restore): nothing copied twice.
-        let c = copy(
-            &src,
-            Naming::Paths,
-            &dst,
-            &items,
-            &make_dir,
-            &[],
-            "test copy",
-        )
-        .unwrap();
+        let c = run();
         assert_eq!((c.files, c.linked, c.skipped), (0, 0, 2));
     }
 

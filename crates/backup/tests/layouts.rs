@@ -289,6 +289,18 @@ fn as_a_pool_made_before_objects(dir: &std::path::Path, lists: &[Vec<String>], l
     std::fs::create_dir_all(pool.join(".repository-moved/localhost/files/00")).unwrap();
 }
 
+/// A scratch restore of the newest snapshot is whole and holds the site's files as they are.
+fn restores_as_the_site_is(f: &Fixture, cfg: &holdfast_backup::BackupConfig, what: &str) {
+    let (into, r) = f.restore_scratch(cfg, None);
+    assert!(r.is_whole(), "{what}: {:?}", r.verify.missing);
+    assert_eq!(
+        tree(&into.join("repository")),
+        tree(&f.site().repo.root),
+        "{what}"
+    );
+    std::fs::remove_dir_all(&into).unwrap();
+}
+
 #[test]
 fn a_pool_made_before_objects_is_restored_as_it_is_and_becomes_objects_at_the_next_backup() {
     let mut f = fixture(2, Behaviour::default(), 30);
@@ -314,14 +326,7 @@ fn a_pool_made_before_objects_is_restored_as_it_is_and_becomes_objects_at_the_ne
         let doomed = f.add_uploads_listing(1);
         backup(&site, "s", &f.sched, &cfg).unwrap();
         as_a_pool_made_before_objects(&dir, &lists(&target), 3 * i);
-        let (into, r) = f.restore_scratch(&cfg, None);
-        assert!(r.is_whole(), "{over}: {:?}", r.verify.missing);
-        assert_eq!(
-            tree(&into.join("repository")),
-            tree(&site.repo.root),
-            "{over}"
-        );
-        std::fs::remove_dir_all(&into).unwrap();
+        restores_as_the_site_is(&f, &cfg, over);
 
         // The next backup makes it a pool of objects; the old snapshot's files stay.
         delete_last_upload(&site);
@@ -353,13 +358,6 @@ fn a_pool_made_before_objects_is_restored_as_it_is_and_becomes_objects_at_the_ne
             let object = pool.join(holdfast_store::objects::object_rel(p));
             assert!(!object.exists(), "{over}: {p} collected");
         }
-        let (into, r) = f.restore_scratch(&cfg, None);
-        assert!(r.is_whole(), "{over}: {:?}", r.verify.missing);
-        assert_eq!(
-            tree(&into.join("repository")),
-            tree(&site.repo.root),
-            "{over}"
-        );
-        std::fs::remove_dir_all(&into).unwrap();
+        restores_as_the_site_is(&f, &cfg, over);
     }
 }

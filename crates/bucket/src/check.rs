@@ -5,7 +5,8 @@
 //! An object that is missing is as bad as one that is wrong.
 //!
 //! A restore from the bucket first fetches the snapshot into a local folder laid out like a
-//! pool-layout target (`pool/repository/…`, `snap.<time>/…`, manifest written last), then
+//! pool-layout target (`pool/repository/…`: the tree form every reader still understands;
+//! `snap.<time>/…`, manifest written last), then
 //! runs the ordinary restore on that folder, so it gets exactly the checks a restore from
 //! the primary gets. A fetch that stops half way resumes: files already there at the size
 //! their name says are kept.

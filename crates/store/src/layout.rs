@@ -24,8 +24,9 @@
 //!   complete it replaces the old base and its incrementals.
 //! * **pool**: FOSSology's repository is already content-addressed (a file's name is its
 //!   content), so the copies need not be trees at all. `pool/` holds every content once, as
-//!   an object named by it ([`crate::objects`]; pools made before objects hold the
-//!   repository's tree in `pool/repository/`), and only ever gains files (each is written
+//!   an object named by it ([`crate::objects`]; a pool made before objects, the
+//!   repository's tree in `pool/repository/`, becomes one at its next backup), and only
+//!   ever gains files (each is written
 //!   under a temporary name and renamed, so a file is either whole or absent); a snapshot
 //!   `snap.<time>/` is the database dump plus the list of the repository's files at that
 //!   moment (`files.list.gz`). A scan day costs the new files and a few MB of list, nothing

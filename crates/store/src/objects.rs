@@ -173,29 +173,10 @@ fn migrate(target: &Target) -> Result<(), StoreError> {
     target.remove_all(&format!("{POOL}/{MOVED}"))
 }
 
-/// A shell script that hard-links each `repository/<path>` of `placed` to its object (one
-/// `ln` per folder and up to 200 files: an object has its path's name), then fails unless
-/// every object is there.
+/// A shell script that hard-links each `repository/<path>` of `placed` to its object, then
+/// fails unless every object is there.
 fn link_script(pool: &str, placed: &BTreeMap<String, String>) -> String {
-    let mut by_dir: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for (object, path) in placed {
-        let dir = object.rsplit_once('/').map_or("", |(d, _)| d);
-        by_dir.entry(dir).or_default().push(path);
-    }
-    let mut s = format!("cd {} || exit 1\n", sh_quote(pool));
-    for (dir, paths) in by_dir {
-        let d = sh_quote(dir);
-        s.push_str(&format!("[ -d {d} ] || mkdir -p {d} || exit 1\n"));
-        for chunk in paths.chunks(200) {
-            s.push_str("ln --");
-            for p in chunk {
-                s.push(' ');
-                s.push_str(&sh_quote(&format!("{REPO_DIR}/{p}")));
-            }
-            // One linked by a killed run is there already: checked below.
-            s.push_str(&format!(" {d}/ 2>/dev/null || :\n"));
-        }
-    }
+    let mut s = into_folders(pool, placed, "ln", |p| format!("{REPO_DIR}/{p}"));
     s.push_str("while IFS= read -r o; do [ -f \"$o\" ] || { echo \"not linked: $o\" >&2; exit 1; }; done <<'EOF'\n");
     for object in placed.keys() {
         s.push_str(object);
@@ -253,29 +234,45 @@ pub fn place(
     target.remove_all(&format!("{pool}/{INCOMING}"))
 }
 
-/// A shell script that moves the staged files of `placed` into their objects' folders (one
-/// `mv` per folder and up to 200 files: an object keeps its staged name), checks that
-/// nothing staged was left behind, and removes `.incoming`.
-fn move_script(pool: &str, placed: &BTreeMap<String, String>) -> String {
-    let mut by_dir: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+/// The start of a shell script, run in `pool`, that gives each object of `placed` its file
+/// with `command` (`mv` or `ln`: sources, then the object's folder; the object has the
+/// source's name): one command per folder and up to 200 files. A failing command does not
+/// stop the script: the caller's check that follows says what is missing.
+fn into_folders(
+    pool: &str,
+    placed: &BTreeMap<String, String>,
+    command: &str,
+    source: impl Fn(&str) -> String,
+) -> String {
+    let mut by_dir: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for (object, path) in placed {
         let dir = object.rsplit_once('/').map_or("", |(d, _)| d);
-        by_dir.entry(dir).or_default().push(staged(path));
+        by_dir.entry(dir).or_default().push(source(path));
     }
     let mut s = format!("cd {} || exit 1\n", sh_quote(pool));
-    for (dir, names) in by_dir {
+    for (dir, sources) in by_dir {
         let d = sh_quote(dir);
         s.push_str(&format!("[ -d {d} ] || mkdir -p {d} || exit 1\n"));
-        for chunk in names.chunks(200) {
-            s.push_str("mv -f --");
-            for n in chunk {
+        for chunk in sources.chunks(200) {
+            s.push_str(command);
+            s.push_str(" --");
+            for p in chunk {
                 s.push(' ');
-                s.push_str(&sh_quote(&format!("{INCOMING}/{n}")));
+                s.push_str(&sh_quote(p));
             }
-            // A file that vanished before rsync staged it is not there: checked below.
             s.push_str(&format!(" {d}/ 2>/dev/null || :\n"));
         }
     }
+    s
+}
+
+/// A shell script that moves the staged files of `placed` to their objects, fails if one
+/// staged was left behind (one that vanished before rsync staged it is not there), and
+/// removes `.incoming`.
+fn move_script(pool: &str, placed: &BTreeMap<String, String>) -> String {
+    let mut s = into_folders(pool, placed, "mv -f", |p| {
+        format!("{INCOMING}/{}", staged(p))
+    });
     s.push_str(&format!(
         "if [ -n \"$(find {INCOMING} -type f -print 2>/dev/null | head -n 1)\" ]; then \
          echo 'staged files could not be moved into the pool' >&2; exit 1; fi\n\
