@@ -26,10 +26,9 @@
 //!   content), so the copies need not be trees at all. `pool/` holds every content once, as
 //!   an object named by it ([`crate::objects`]; a pool made before objects, the
 //!   repository's tree in `pool/repository/`, becomes one at its next backup), and only
-//!   ever gains files (each is written
-//!   under a temporary name and renamed, so a file is either whole or absent); a snapshot
-//!   `snap.<time>/` is the database dump plus the list of the repository's files at that
-//!   moment (`files.list.gz`). A scan day costs the new files and a few MB of list, nothing
+//!   ever gains files (each is written under a temporary name and renamed, so a file is
+//!   either whole or absent); a snapshot `snap.<time>/` is the database dump plus the list
+//!   of the repository's files at that moment (`files.list.gz`). A scan day costs the new files and a few MB of list, nothing
 //!   per unchanged file or folder, and no folder per new file; a hard-link tree costs a new
 //!   folder tree every day (with depth 3, about as many folders as files).
 //!   Pruning keeps `keep` snapshots and then deletes pool files no kept list names: those

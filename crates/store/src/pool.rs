@@ -6,7 +6,7 @@
 //! 1700000000.5`), which a restore gives back; lines of older lists are bare paths. Every
 //! layout writes one (the rolling layout's next run links what it lists); restoring a pool
 //! snapshot copies its list out of the pool; hard links between listed files (gold and its
-//! `files` twin) come back because the pool keeps them.
+//! `files` twin) come back because they share one object ([`crate::objects`]).
 
 use crate::layout::{FILE_LIST, PARTIAL};
 use crate::target::Target;
