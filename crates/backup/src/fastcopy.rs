@@ -408,16 +408,19 @@ mod tests {
         .collect();
         std::fs::create_dir(&dst).unwrap();
         let under = ["h/gold".to_string(), "h/files".to_string()];
-        let c = copy(
-            &src,
-            Naming::Paths,
-            &dst,
-            &items,
-            &make_dir,
-            &under,
-            "test copy",
-        )
-        .unwrap();
+        let run = || {
+            copy(
+                &src,
+                Naming::Paths,
+                &dst,
+                &items,
+                &make_dir,
+                &under,
+                "test copy",
+            )
+            .unwrap()
+        };
+        let c = run();
         assert_eq!((c.files, c.linked, c.proved), (3, 1, 1));
         let bad: Vec<&str> = c.damaged.iter().map(|b| b.path.as_str()).collect();
         assert_eq!(
@@ -438,16 +441,7 @@ mod tests {
             good
         );
         // A resumed run reads back what the first one left and judges it the same.
-        let c = copy(
-            &src,
-            Naming::Paths,
-            &dst,
-            &items,
-            &make_dir,
-            &under,
-            "test copy",
-        )
-        .unwrap();
+        let c = run();
         assert_eq!(
             (c.files, c.skipped, c.proved, c.damaged.len()),
             (0, 3, 1, 2)
