@@ -65,7 +65,15 @@ pub struct VerifyRecord {
     /// `None`: the dump matches its sha256; `Some(why)` otherwise.
     pub dump_problem: Option<String>,
     pub secs: f64,
+    /// The order `done` counts in ([`ORDER`]; 0: by path, as records before it were).
+    #[serde(default)]
+    pub order: u8,
 }
+
+/// Files are proved in order of their names, then paths: a gold file and its `files` twin
+/// (one inode on the site, one object in a pool) fall in one chunk, so the store hashes
+/// their content once.
+pub const ORDER: u8 = 1;
 
 impl VerifyRecord {
     pub fn is_ok(&self) -> bool {
@@ -112,6 +120,11 @@ fn write_record(target: &dyn Store, r: &VerifyRecord) -> Result<(), BackupError>
     Ok(())
 }
 
+/// The file name of a repository-relative path.
+fn name_of(p: &str) -> &str {
+    p.rsplit('/').next().unwrap_or(p)
+}
+
 fn sampled(seed: u64, path: &str, pct: f64) -> bool {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -136,6 +149,7 @@ pub fn verify_snapshot(
             r.finished.is_none()
                 && r.snapshot_matches(snap)
                 && r.sample_percent == opts.sample_percent
+                && r.order == ORDER
         })
     };
     let mut rec = match previous {
@@ -158,21 +172,23 @@ pub fn verify_snapshot(
             bad: Vec::new(),
             dump_problem: None,
             secs: 0.0,
+            order: ORDER,
         },
     };
     rec.snapshot = snap.name.clone();
-    let files: Vec<String> = match rec.sample_percent {
+    let mut files: Vec<String> = match rec.sample_percent {
         Some(p) => all
             .into_iter()
             .filter(|f| sampled(rec.seed, f, p))
             .collect(),
         None => all,
     };
+    files.sort_by(|a, b| (name_of(a), a).cmp(&(name_of(b), b)));
     rec.total_files = files.len() as u64;
     let start = (rec.done as usize).min(files.len());
     let total_bytes: u64 = files[start..]
         .iter()
-        .filter_map(|p| PfileName::parse(p.rsplit('/').next().unwrap_or(p)))
+        .filter_map(|p| PfileName::parse(name_of(p)))
         .map(|n| n.size)
         .sum();
     let progress = Progress::new(&format!("verify {}", snap.name), total_bytes, Unit::Bytes);

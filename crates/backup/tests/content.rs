@@ -161,9 +161,12 @@ fn pool_rot_is_found_and_the_pool_copy_replaced() {
     };
     backup(&site, "s", &f.sched, &cfg).unwrap();
     let target = cfg.target().unwrap();
-    // The pool keeps one object for every name of a content (gold/files twins).
+    // The pool keeps one object for every name of a content (a gold file and its files
+    // twin): verify hashes it once and reports it under each name.
     let repo = &site.repo.root;
-    let rel = rel_in(repo, &first_named(repo, "files"));
+    let rel = rel_in(repo, &first_named(repo, "gold"));
+    let twins = names_of_inode(repo, &repo.join(&rel));
+    assert_eq!(twins.len(), 2, "the gold file has a files twin: {twins:?}");
     let victim = f
         .target_dir()
         .join("pool")
@@ -171,7 +174,9 @@ fn pool_rot_is_found_and_the_pool_copy_replaced() {
     flip(&victim);
     let snap = layout::find(&target, None).unwrap();
     let rec = content::verify_snapshot(&target, &snap, &VerifyOptions::default()).unwrap();
-    assert!(rec.bad.iter().any(|b| b.path == rel), "{:?}", rec.bad);
+    let mut bad: Vec<String> = rec.bad.iter().map(|b| b.path.clone()).collect();
+    bad.sort();
+    assert_eq!(bad, twins);
     // A restore hashes each pool file as it copies it: the rotten one, under each of its
     // names (gold/files twins are one inode), is set aside.
     restore_sets_aside(&f, &cfg, None, &names_of_inode(repo, &repo.join(&rel)));
@@ -240,6 +245,16 @@ fn verify_over_ssh_and_resume() {
     assert_eq!(resumed.checked_files, rec.checked_files);
     let again = content::verify_snapshot(&target, &snap, &VerifyOptions::default()).unwrap();
     assert!(!again.bad.is_empty(), "a finished record is not resumed");
+    // A record counted in another order (an older holdfast's, by path) starts again: its
+    // count would skip other files.
+    v["order"] = serde_json::json!(0);
+    std::fs::write(&rec_path, serde_json::to_vec(&v).unwrap()).unwrap();
+    let other = content::verify_snapshot(&target, &snap, &VerifyOptions::default()).unwrap();
+    assert!(
+        !other.bad.is_empty(),
+        "a record in another order is not resumed"
+    );
+    assert_eq!(other.done, other.total_files);
 
     // A restore over ssh checks the restored tree afterwards and sets the rotten copy aside.
     restore_sets_aside(&f, &cfg, None, &victims);

@@ -644,9 +644,31 @@ impl Store for Target {
         if home.naming == Naming::Paths {
             return self.prove_at(&home.base, paths, progress);
         }
-        // An object's name is the file's: it is proved against the same name.
+        // An object's name is the file's: it is proved against the same name. A gold file
+        // and its `files` twin are one object (often an upload's largest file): hashed once.
         let rel: Vec<String> = paths.iter().map(|p| home.rel(p).into_owned()).collect();
-        self.prove_at(&home.base, &rel, progress)
+        let mut once = rel.clone();
+        once.sort_unstable();
+        once.dedup();
+        if once.len() == rel.len() {
+            return self.prove_at(&home.base, &rel, progress);
+        }
+        let proofs = self.prove_at(&home.base, &once, progress)?;
+        let mut first = HashSet::new();
+        Ok(rel
+            .iter()
+            .map(|r| {
+                let i = once.binary_search(r).expect("every object is in `once`");
+                let proof = proofs[i].clone();
+                // The progress counts every path's bytes: the twin's too.
+                if let Proof::Good(n) = proof {
+                    if !first.insert(i) {
+                        progress.inc(n);
+                    }
+                }
+                proof
+            })
+            .collect())
     }
 
     fn prune(&self, layout: &Layout) -> Result<Vec<String>, StoreError> {
