@@ -388,7 +388,15 @@ fn run(
                     "copied what the database says is new"
                 );
                 let entries = into_entries(std::mem::take(&mut night.list));
-                (entries, stats, damaged, night.missing, Some(night.unnamed))
+                let unlisted = night.unlisted;
+                (
+                    entries,
+                    stats,
+                    damaged,
+                    night.missing,
+                    Some(night.unnamed),
+                    unlisted,
+                )
             }
             (Pre::Db(before, copied, pre_stats, damaged), Some(p)) => {
                 let mut night = nightly::plan(site, types, &dirs, p, client)?;
@@ -451,6 +459,7 @@ fn run(
                     damaged,
                     missing,
                     Some(night.unnamed),
+                    night.unlisted,
                 )
             }
             (Pre::None, None) | (Pre::Db(..), None) => {
@@ -468,7 +477,8 @@ fn run(
                     Some(l) => nightly::entries(&site.repo.root, &l),
                     None => holdfast_store::pool::list_entries(&site.repo.root, &dirs),
                 };
-                (entries, stats, damaged, missing, None)
+                let unlisted = holdfast_store::pool::unlisted(&site.repo.root, &dirs);
+                (entries, stats, damaged, missing, None, unlisted)
             }
             (Pre::Walk(copied, pre_stats, damaged), _) => {
                 let missing = missing_files(client, site, types)?;
@@ -498,10 +508,11 @@ fn run(
                     ..Default::default()
                 };
                 let entries = nightly::entries(&site.repo.root, &list);
-                (entries, stats, damaged, missing, None)
+                let unlisted = holdfast_store::pool::unlisted(&site.repo.root, &dirs);
+                (entries, stats, damaged, missing, None, unlisted)
             }
         };
-        let (entries, mut stats, damaged, missing, night_unnamed) = r;
+        let (entries, mut stats, damaged, missing, night_unnamed, unlisted) = r;
         let unnamed = match night_unnamed {
             Some(u) => u,
             None => nightly::unnamed(site, types, &entries, client)?,
@@ -519,7 +530,7 @@ fn run(
             new_files = stats.transferred_files,
             "repository copied"
         );
-        Ok((stats, damaged, missing, unnamed, copy_secs))
+        Ok((stats, damaged, missing, unnamed, unlisted, copy_secs))
     };
     let (dumped, copied) = std::thread::scope(|s| {
         let dumper = s.spawn(dump);
@@ -531,7 +542,8 @@ fn run(
     });
     let (database, spooled, dump_secs) = dumped?;
     tracing::info!(secs = dump_secs, bytes = database.bytes, "database dumped");
-    let (stats, damaged, missing, unnamed, copy_secs) = copied?;
+    let (stats, damaged, missing, unnamed, unlisted, copy_secs) = copied?;
+    warn_unlisted(&unlisted);
     let found_by = if prev.is_some() { "database" } else { "walk" };
     if !missing.is_empty() {
         tracing::error!(
@@ -568,6 +580,7 @@ fn run(
             },
             missing: missing.clone(),
             unnamed,
+            unlisted,
         },
         jobs: JobsInfo {
             unfinished,
@@ -633,6 +646,13 @@ pub(crate) fn listed_bytes<'a>(
                 })
         })
         .sum()
+}
+
+/// Says which files the snapshot leaves out because no list can carry their names.
+pub(crate) fn warn_unlisted(unlisted: &[String]) {
+    for f in unlisted {
+        tracing::warn!(file = %f, "left out of the backup: its name is not UTF-8 or holds a line break, which no file list can carry; rename it (FOSSology makes a report again on request)");
+    }
 }
 
 /// Sends a spooled dump against the previous snapshot's, then commits the snapshot.

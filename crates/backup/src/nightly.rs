@@ -107,6 +107,8 @@ pub struct Night {
     pub dropped: usize,
     /// Listed files in the gold and files folders that no row names.
     pub unnamed: Vec<String>,
+    /// Files of the folders read whole that no list can carry (see `pool::unlisted`).
+    pub unlisted: Vec<String>,
 }
 
 impl Night {
@@ -283,6 +285,7 @@ pub fn plan(
         night.send.insert(e.path.clone(), whole);
         night.list.insert(e.path, e.meta);
     }
+    night.unlisted = holdfast_store::pool::unlisted(root, &walk_dirs);
     Ok(night)
 }
 

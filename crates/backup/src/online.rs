@@ -249,6 +249,8 @@ pub(crate) fn run(
     present.extend(from_earlier.iter().cloned());
     let list: Vec<String> = present.into_iter().collect();
     let damaged = backup::heal(site, cfg, target, &plan, &src, Some(&list))?;
+    let unlisted = holdfast_store::pool::unlisted(root, &dirs);
+    backup::warn_unlisted(&unlisted);
     stats.files = list.len() as u64;
     stats.bytes = backup::listed_bytes(root, list.iter().map(|p| p.as_str()));
     if pool {
@@ -286,6 +288,7 @@ pub(crate) fn run(
             damaged,
             // No marks: the next night walks the repository.
             found_by: "walk".into(),
+            unlisted,
             ..Default::default()
         },
         jobs: JobsInfo {

@@ -25,14 +25,15 @@ pub fn list(root: &Path, dirs: &[String]) -> BTreeMap<String, bool> {
             if !e.file_type().is_file() {
                 continue;
             }
-            let Ok(rel) = e.path().strip_prefix(root) else {
+            // A name no list can carry is left out (named by `pool::unlisted`).
+            let Some(rel) = holdfast_store::pool::list_name(root, e.path()) else {
                 continue;
             };
-            let whole = match content_name(&rel.to_string_lossy()) {
+            let whole = match content_name(&rel) {
                 Some(n) => e.metadata().map(|m| m.len() == n.size).unwrap_or(false),
                 None => true,
             };
-            out.insert(rel.to_string_lossy().into_owned(), whole);
+            out.insert(rel, whole);
         }
     }
     out

@@ -60,9 +60,13 @@ fn schedule_install_writes_the_cron_entry_and_show_prints_it() {
     assert!(String::from_utf8_lossy(&o.stdout).ends_with(&text));
 }
 
-#[test]
-fn backup_snapshots_restore_verify_through_the_binary() {
-    let (d, scratch) = common::scratch();
+/// A site with sample uploads, its scheduler's stand-in running, and a configuration
+/// (`h.toml`, with `backup_keys` added to `[backup]`) backing it up into `<d>/target`.
+fn backed_up_site(
+    d: &tempfile::TempDir,
+    scratch: &holdfast_sandbox::scratch::ScratchSite,
+    backup_keys: &str,
+) -> (StandIn, std::path::PathBuf) {
     let sources = holdfast_sandbox::sample::find_gz(4);
     holdfast_sandbox::sample::populate(&scratch.site, &sources).unwrap();
     let standin = StandIn::create(
@@ -83,7 +87,7 @@ fn backup_snapshots_restore_verify_through_the_binary() {
     std::fs::write(
         &cfg,
         format!(
-            "[site]\nconf_dir = \"{}\"\nname = \"cli\"\n[scheduler]\nstop_command = [{}]\nstart_command = [{}]\nprocess_names = [{}]\nstop_timeout_secs = 30\n[backup]\ntarget = \"{}\"\nlock_file = \"{}\"\n",
+            "[site]\nconf_dir = \"{}\"\nname = \"cli\"\n[scheduler]\nstop_command = [{}]\nstart_command = [{}]\nprocess_names = [{}]\nstop_timeout_secs = 30\n[backup]\ntarget = \"{}\"\nlock_file = \"{}\"\n{backup_keys}",
             scratch.conf_dir().display(),
             q(&sc.stop_command),
             q(&sc.start_command),
@@ -93,6 +97,13 @@ fn backup_snapshots_restore_verify_through_the_binary() {
         ),
     )
     .unwrap();
+    (standin, cfg)
+}
+
+#[test]
+fn backup_snapshots_restore_verify_through_the_binary() {
+    let (d, scratch) = common::scratch();
+    let (standin, cfg) = backed_up_site(&d, &scratch, "");
     let o = holdfast(&cfg, &["backup"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains("snapshot current"));
@@ -180,4 +191,68 @@ fn walk_first_file(dir: &Path) -> std::path::PathBuf {
         }
     }
     panic!("no file under {}", dir.display());
+}
+
+#[test]
+fn a_report_whose_name_no_list_carries_is_left_out_and_named_and_the_rest_backed_up() {
+    use std::os::unix::ffi::OsStrExt;
+    let (d, scratch) = common::scratch();
+    let (standin, cfg) = backed_up_site(&d, &scratch, "layout = \"pool\"\n");
+    // Reports are named after uploads: any bytes a user's archive name had.
+    let report = scratch.site.repo.root.join("report");
+    std::fs::create_dir_all(&report).unwrap();
+    let plain = "SPDX2TV_sp ace 'q' \"dq\" ü #1.spdx";
+    std::fs::write(report.join(plain), "plain").unwrap();
+    let latin1 = std::ffi::OsStr::from_bytes(b"caf\xe9.spdx");
+    std::fs::write(report.join(latin1), "latin-1").unwrap();
+    std::fs::write(report.join("two\nlines.spdx"), "newline").unwrap();
+    let paths = d.path().join("target/pool/paths/report");
+    for night in ["first (a walk)", "second (from the database)"] {
+        let o = holdfast(&cfg, &["backup"]);
+        // Written, but incomplete: exit 3, the files named with escapes and the fix.
+        assert_eq!(
+            o.status.code(),
+            Some(3),
+            "{night}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let err = String::from_utf8_lossy(&o.stderr);
+        let e = err.lines().last().unwrap_or_default();
+        assert!(
+            e.starts_with("holdfast: ")
+                && e.contains("without 2 file(s)")
+                && e.contains("report/caf\\xe9.spdx")
+                && e.contains("report/two\\nlines.spdx")
+                && e.contains("rename them"),
+            "{night}: {e}"
+        );
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("snapshot "),
+            "{night}"
+        );
+        assert_eq!(std::fs::read_to_string(paths.join(plain)).unwrap(), "plain");
+        assert!(standin.is_running(), "{night}: the scheduler runs again");
+    }
+    // Renamed, they are taken by the next backup, which is whole again.
+    std::fs::rename(report.join(latin1), report.join("cafe.spdx")).unwrap();
+    std::fs::rename(
+        report.join("two\nlines.spdx"),
+        report.join("two lines.spdx"),
+    )
+    .unwrap();
+    let o = holdfast(&cfg, &["backup"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(paths.join("cafe.spdx")).unwrap(),
+        "latin-1"
+    );
+    assert_eq!(
+        std::fs::read_to_string(paths.join("two lines.spdx")).unwrap(),
+        "newline"
+    );
 }

@@ -137,6 +137,10 @@ pub struct RepoInfo {
     /// the next run, which drops them once they are gone.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unnamed: Vec<String>,
+    /// Files left out because no list can carry their names (not UTF-8, or holding a line
+    /// break), shown with escapes: the backup is incomplete until they are renamed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unlisted: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

@@ -93,6 +93,31 @@ fn split_meta(line: &str) -> Option<(usize, Meta)> {
     Meta::decode(m).map(|meta| (p.len(), meta))
 }
 
+/// The path of `path` under `root` as lists carry it (and rsync's `--files-from`): lines of
+/// UTF-8. None for a name that is not UTF-8 or holds a line break (a report named after an
+/// upload can be either): such a file is left out of every list ([`unlisted`] names them).
+pub fn list_name(root: &Path, path: &Path) -> Option<String> {
+    let rel = path.strip_prefix(root).ok()?.to_str()?;
+    (!rel.contains(['\n', '\r'])).then(|| rel.to_string())
+}
+
+/// The regular files under `root/<dir>` for each of `dirs` that no list can carry (see
+/// [`list_name`]), relative to `root` and shown with escapes, sorted.
+pub fn unlisted(root: &Path, dirs: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for d in dirs {
+        for e in walkdir::WalkDir::new(root.join(d)).into_iter().flatten() {
+            if e.file_type().is_file() && list_name(root, e.path()).is_none() {
+                use std::os::unix::ffi::OsStrExt;
+                let rel = e.path().strip_prefix(root).unwrap_or(e.path());
+                out.push(rel.as_os_str().as_bytes().escape_ascii().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 /// Lists the regular files under `root/<dir>` for each of `dirs`, with their metadata,
 /// sorted by path.
 pub fn list_entries(root: &Path, dirs: &[String]) -> Vec<Entry> {
@@ -100,9 +125,9 @@ pub fn list_entries(root: &Path, dirs: &[String]) -> Vec<Entry> {
     for d in dirs {
         for e in walkdir::WalkDir::new(root.join(d)).into_iter().flatten() {
             if e.file_type().is_file() {
-                if let Ok(rel) = e.path().strip_prefix(root) {
+                if let Some(path) = list_name(root, e.path()) {
                     out.push(Entry {
-                        path: rel.to_string_lossy().into_owned(),
+                        path,
                         meta: e.metadata().ok().map(|m| Meta::of(&m)),
                     });
                 }
@@ -158,9 +183,7 @@ pub fn list_files(root: &Path, dirs: &[String]) -> Vec<String> {
     for d in dirs {
         for e in walkdir::WalkDir::new(root.join(d)).into_iter().flatten() {
             if e.file_type().is_file() {
-                if let Ok(rel) = e.path().strip_prefix(root) {
-                    out.push(rel.to_string_lossy().into_owned());
-                }
+                out.extend(list_name(root, e.path()));
             }
         }
     }

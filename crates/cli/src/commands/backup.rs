@@ -262,6 +262,23 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     if !out.missing.is_empty() {
         anyhow::bail!("{}", missing_message(&site, &out));
     }
+    let unlisted = &m.repository.unlisted;
+    if !unlisted.is_empty() {
+        let shown: Vec<&str> = unlisted.iter().take(3).map(String::as_str).collect();
+        return Err(CodedError {
+            code: exit::INCOMPLETE,
+            message: format!(
+                "snapshot {} was written without {} file(s) of {} whose names no file list can \
+                 carry (not UTF-8, or holding a line break), e.g. {}: rename them (FOSSology \
+                 makes a report again on request) and the next backup takes them",
+                out.snapshot,
+                unlisted.len(),
+                site.repo.root.display(),
+                shown.join(", ")
+            ),
+        }
+        .into());
+    }
     let failed: Vec<String> = out
         .copies
         .iter()
