@@ -207,6 +207,12 @@ fn pool_over_ssh_restores_twins_folders_and_modes_as_the_site_has_them() {
     cfg.layout = LayoutKind::Pool;
     over_ssh(&mut cfg, &sshd, &remote_dir);
     let site = f.site().clone();
+    // Reports are named after uploads: spaces, quotes, shell characters, a leading dash.
+    let report = site.repo.root.join("report");
+    std::fs::create_dir_all(&report).unwrap();
+    for name in ["sp ace 'q' \"dq\" ü #1 $x `y`.spdx", "-dash;*?.spdx"] {
+        std::fs::write(report.join(name), name).unwrap();
+    }
     backup(&site, "s", &f.sched, &cfg).unwrap();
     let folders = folders_in(&remote_dir.join("pool"));
     assert!(remote_dir.join("pool/objects/ff").is_dir());
