@@ -364,7 +364,7 @@ fn plug_pull_backup(d: &mut Drill) -> Result<()> {
     let good = latest(&site)?;
     let good_started = good.manifest.started;
     let before = counts(&mut site.connect()?)?;
-    let later = d.more_uploads(&site, 2, "b")?;
+    let mut later = d.more_uploads(&site, 2, "b")?;
 
     // Pull the plug on the next backups at random moments of their run.
     let kills = d.opts.kills.max(1);
@@ -377,6 +377,11 @@ fn plug_pull_backup(d: &mut Drill) -> Result<()> {
         let target = target_of(&site)?;
         // The last pull waits for the repository copy, so rsync dies mid-transfer at least once.
         let during_copy = i + 1 == kills;
+        if during_copy {
+            // An earlier pull may have let its backup finish: a night with no new file runs
+            // no rsync to catch. One more upload gives this one something to copy.
+            later.extend(d.more_uploads(&site, 1, "c")?);
+        }
         let name = if during_copy {
             format!("plug pull {} during the repository copy", i + 1)
         } else {
