@@ -248,6 +248,18 @@ fn a_file_deleted_after_the_snapshot_point_comes_from_the_server_over_ssh() {
     }
 }
 
+fn upload_exists(site: &holdfast_site::Site, upload: i32) -> bool {
+    site.connect()
+        .unwrap()
+        .query_one(
+            "SELECT count(*) FROM upload WHERE upload_pk = $1",
+            &[&upload],
+        )
+        .unwrap()
+        .get::<_, i64>(0)
+        > 0
+}
+
 fn busy_uploads(site: &holdfast_site::Site) -> i64 {
     site.connect()
         .unwrap()
@@ -283,7 +295,15 @@ fn every_mode_restores_whole_while_agents_write_and_delete() {
         let requests = f.standin.requests().len();
         let out = backup(&site, "s", &f.sched, &cfg).unwrap();
         assert!(out.scheduler_restarted);
-        assert!(out.missing.is_empty(), "{name}: {:?}", out.missing);
+        // Online, an upload being deleted at the snapshot point may be named by the dump with
+        // its files gone (delagent's order: files first, rows a moment later); such an
+        // upload is gone from the site after the backup. Nothing else may be missing, and
+        // with the scheduler stopped nothing at all.
+        let deleted_during = |refs: &[holdfast_site::db::Reference]| {
+            refs.iter()
+                .all(|r| online && !upload_exists(&site, r.upload_fk))
+        };
+        assert!(deleted_during(&out.missing), "{name}: {:?}", out.missing);
         let m = &out.manifest;
         eprintln!(
             "{name}: {} files, downtime {:.2} s, total {:.2} s, online {:?}",
@@ -306,7 +326,7 @@ fn every_mode_restores_whole_while_agents_write_and_delete() {
         }
         let r = restore_into(&f, &cfg, name);
         assert!(
-            r.is_whole(),
+            r.is_whole() || (r.damaged.is_empty() && deleted_during(&r.verify.missing)),
             "{name}: missing {:?}, damaged {:?}",
             r.verify.missing,
             r.damaged
