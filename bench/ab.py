@@ -31,6 +31,8 @@ def main():
     ap.add_argument("--work", default="/var/tmp/holdfast-bench/ab")
     ap.add_argument("--lock", help="flock held for the whole run")
     ap.add_argument("--stores-fs", default="", choices=["", "btrfs"])
+    ap.add_argument("--a-extra", default="", help="TOML lines added to A's [backup] table")
+    ap.add_argument("--b-extra", default="", help="TOML lines added to B's [backup] table (e.g. 'precopy = false')")
     ap.add_argument("--keep", type=int, default=30,
                     help="snapshots kept: below --days + 1 every night also prunes (the steady state)")
     a = ap.parse_args()
@@ -58,7 +60,9 @@ def main():
     site.start()
     site.reset_crashed_jobs()
     bins = {"A": a.a, "B": a.b}
-    cfg = {n: site.toml(a.layout, os.path.join(stores, n), name=f"{a.layout}-{n}", keep=a.keep) for n in bins}
+    extra = {"A": a.a_extra, "B": a.b_extra}
+    cfg = {n: site.toml(a.layout, os.path.join(stores, n), extra=extra[n] + "\n" if extra[n] else "",
+                        name=f"{a.layout}-{n}", keep=a.keep) for n in bins}
 
     def run(name, tag):
         subprocess.run("sync; echo 3 > /proc/sys/vm/drop_caches", shell=True, check=True)

@@ -229,9 +229,17 @@ fn run(
         Ok((stats, send))
     };
 
+    // The pool and a snapshot day hold every kept file before anything is sent; a
+    // hard-linked day has them only once linked.
+    let in_place = !rolling || plan.snapshot_of.is_some();
     // Pre-copy: what this night sends, while the scheduler runs (see `precopy`).
     let mut precopy_secs = 0.0;
-    let pre = if !cfg.precopy {
+    // A small night (see `small_night`) is copied whole with the scheduler stopped.
+    let stopped_copy = !cfg.precopy
+        || prev
+            .as_ref()
+            .is_some_and(|p| in_place && small_night(cfg, p, client));
+    let pre = if stopped_copy {
         Pre::None
     } else if let Some(p) = &prev {
         let t = Instant::now();
@@ -248,10 +256,8 @@ fn run(
             .filter(|(_, w)| **w)
             .map(|(p, _)| p.clone())
             .collect();
-        // The pool and a snapshot day hold every kept file before anything is sent: a sample
-        // of those is checked while the new files go out (each waits on the disk for other
-        // files). A hard-linked day has them only once linked: checked after.
-        let in_place = !rolling || plan.snapshot_of.is_some();
+        // Where the kept files are in place, a sample of them is checked while the new files
+        // go out (each waits on the disk for other files); a hard-linked day's, after.
         let (sent, damaged_early) = std::thread::scope(|s| {
             let checker =
                 in_place.then(|| s.spawn(|| heal(site, cfg, target, &plan, &src, Some(&keep))));
@@ -378,9 +384,23 @@ fn run(
                 let mut night = nightly::plan(site, types, &dirs, p, client)?;
                 let keep = kept(&night);
                 let send: Vec<String> = night.send.keys().cloned().collect();
-                let (stats, send) = link_and_send(p, &mut night, &keep, send)?;
-                let names: Vec<String> = night.list.keys().cloned().collect();
-                let damaged = heal(site, cfg, target, &plan, &src, Some(&names))?;
+                // As in the pre-copy: kept files in place are sampled while the new ones go out.
+                let (sent, damaged) = std::thread::scope(|s| {
+                    let checker = in_place
+                        .then(|| s.spawn(|| heal(site, cfg, target, &plan, &src, Some(&keep))));
+                    let sent = link_and_send(p, &mut night, &keep, send);
+                    let damaged =
+                        checker.map(|c| c.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+                    (sent, damaged)
+                });
+                let (stats, send) = sent?;
+                let damaged = match damaged {
+                    Some(d) => d?,
+                    None => {
+                        let names: Vec<String> = night.list.keys().cloned().collect();
+                        heal(site, cfg, target, &plan, &src, Some(&names))?
+                    }
+                };
                 tracing::info!(
                     named = night.named,
                     sent = send.len(),
@@ -711,6 +731,39 @@ enum Pre {
         holdfast_store::rsync::RsyncStats,
         Vec<String>,
     ),
+}
+
+/// At most this many new files make a small night (see `BackupConfig::precopy_above_mib`):
+/// each costs a wait on the disk however small it is.
+const SMALL_NIGHT_FILES: u64 = 5_000;
+
+/// Whether the database names so little new data since `p` that the copy, run with the
+/// scheduler stopped beside the dump, ends within it: the pre-copy would then only add its
+/// second pass to the night. Asked while FOSSology runs; on any doubt, pre-copy.
+fn small_night(cfg: &BackupConfig, p: &nightly::Previous, client: &mut postgres::Client) -> bool {
+    if cfg.precopy_above_mib == 0 {
+        return false;
+    }
+    match holdfast_site::changes::new_data(client, &p.marks) {
+        Ok((files, bytes)) => {
+            let small = files < SMALL_NIGHT_FILES && bytes < cfg.precopy_above_mib << 20;
+            if small {
+                tracing::info!(
+                    files,
+                    bytes,
+                    "a small night: copied beside the dump with the scheduler stopped (no pre-copy)"
+                );
+            }
+            small
+        }
+        Err(e) => {
+            tracing::warn!(
+                "cannot size the night's new data ({}): pre-copying",
+                crate::pg_why(&e)
+            );
+            false
+        }
+    }
 }
 
 fn into_entries(

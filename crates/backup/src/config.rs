@@ -107,6 +107,12 @@ pub struct BackupConfig {
     /// Copy the repository while FOSSology's scheduler runs, and only what changed since
     /// once it is stopped (default). false: stop the scheduler for the whole copy.
     pub precopy: bool,
+    /// A night whose new files (as the database counts them) stay under this many MiB
+    /// and `SMALL_NIGHT_FILES` files skips the pre-copy: stopped, its copy runs beside the
+    /// dump and ends within it, so the scheduler is down hardly longer and the night spares
+    /// the pre-copy's second pass. 0: always pre-copy. Pool layout and btrfs day trees only
+    /// (a hard-linked day links the whole previous tree: that waits for the pre-copy).
+    pub precopy_above_mib: u64,
     /// Nights between whole-repository walks. In between, a night copies what FOSSology's
     /// database says is new since the previous snapshot (rolling and pool layouts), and the
     /// walk catches what the database cannot know (files put back or lost behind its back).
@@ -194,6 +200,7 @@ impl Default for BackupConfig {
             verify_sample_percent: 100.0,
             require_mount: None,
             precopy: true,
+            precopy_above_mib: 64,
             full_walk_days: 7,
             dump_rsync: true,
             dump_spool: PathBuf::from("/var/tmp"),

@@ -75,10 +75,15 @@ fn days_are_snapshots(ssh: bool) {
         })
         .collect();
 
-    // A database night with a new upload, pre-copy on (the default).
+    // A database night with a new upload, pre-copied (however small the night).
     let new = f.add_uploads_listing(1);
     assert!(!new.is_empty());
-    let s2 = backup(&site, "s", &f.sched, &cfg).unwrap();
+    let precopied = holdfast_backup::BackupConfig {
+        precopy_above_mib: 0,
+        ..cfg.clone()
+    };
+    let s2 = backup(&site, "s", &f.sched, &precopied).unwrap();
+    assert!(s2.manifest.timings.precopy_secs > 0.0);
     assert_eq!(s2.manifest.repository.found_by, "database");
     let day = layout_names(&dir, "day.");
     assert_eq!(day.len(), 1, "{day:?}");
@@ -107,17 +112,15 @@ fn days_are_snapshots(ssh: bool) {
         "the marker leaves with the commit"
     );
 
-    // The newest upload deleted as FOSSology does; the night without pre-copy.
+    // The newest upload deleted as FOSSology does; a small night (the default): no
+    // pre-copy, the copy beside the dump.
     delete_last_upload(&site);
     for p in &new {
         std::fs::remove_file(site.repo.root.join(p)).unwrap();
     }
-    let cfg3 = holdfast_backup::BackupConfig {
-        precopy: false,
-        ..cfg.clone()
-    };
-    let s3 = backup(&site, "s", &f.sched, &cfg3).unwrap();
+    let s3 = backup(&site, "s", &f.sched, &cfg).unwrap();
     assert_eq!(s3.manifest.repository.found_by, "database");
+    assert_eq!(s3.manifest.timings.precopy_secs, 0.0);
     assert_eq!(
         contents(&cur),
         contents(&site.repo.root),
@@ -133,14 +136,14 @@ fn days_are_snapshots(ssh: bool) {
     assert!(layout_names(&dir, ".pruning").is_empty());
 
     // Both days restore whole.
-    let (into, r) = f.restore_scratch(&cfg3, None);
+    let (into, r) = f.restore_scratch(&cfg, None);
     assert!(r.is_whole(), "{:?}", r.verify.missing);
     assert_eq!(
         contents(&into.join("repository")),
         contents(&site.repo.root)
     );
     std::fs::remove_dir_all(&into).unwrap();
-    let (into, r) = f.restore_scratch(&cfg3, Some(days[0].clone()));
+    let (into, r) = f.restore_scratch(&cfg, Some(days[0].clone()));
     assert!(r.is_whole(), "{:?}", r.verify.missing);
     assert_eq!(contents(&into.join("repository")), contents(&yesterday));
 }

@@ -265,3 +265,60 @@ fn a_file_deleted_during_the_precopy_leaves_a_snapshot_on_an_ssh_target() {
     );
     assert!(snap.join(&gold).is_file());
 }
+
+#[test]
+fn a_small_night_on_the_pool_is_copied_whole_with_the_scheduler_stopped_beside_the_dump() {
+    let mut f = fixture(2, Behaviour::default(), 30);
+    let site = f.site().clone();
+    let root = site.repo.root.clone();
+    let mut cfg = f.cfg.clone();
+    cfg.layout = holdfast_store::LayoutKind::Pool;
+    backup(&site, "s", &f.sched, &cfg).unwrap();
+
+    // A new upload (far under precopy_above_mib) whose files an agent writes only once the
+    // backup has begun: the stop hook puts them in place.
+    let new = f.add_uploads_listing(1);
+    assert!(!new.is_empty());
+    let aside = f.dir.path().join("aside");
+    set_aside(&root, &aside, &new.iter().collect::<Vec<_>>());
+    let hook = f.dir.path().join("stop-hook");
+    script(
+        &hook,
+        &format!(
+            "#!/bin/bash\ncp -a {}/. {}/\nexec {}\n",
+            aside.display(),
+            root.display(),
+            f.sched.stop_command[0]
+        ),
+    );
+    let mut sched = f.sched.clone();
+    sched.stop_command = vec![hook.display().to_string()];
+    let out = backup(&site, "s", &sched, &cfg).unwrap();
+    assert_eq!(out.manifest.repository.found_by, "database");
+    assert!(out.missing.is_empty(), "{:?}", out.missing);
+    let t = &out.manifest.timings;
+    assert_eq!(
+        t.precopy_secs, 0.0,
+        "a small night copies nothing before the stop"
+    );
+    assert!(
+        t.downtime_secs >= t.quiesce_secs + t.dump_secs.max(t.copy_secs),
+        "the copy ran with the scheduler stopped: {t:?}"
+    );
+    let (into, r) = f.restore_scratch(&cfg, None);
+    assert!(r.is_whole(), "{:?}", r.verify.missing);
+    for p in &new {
+        assert_eq!(
+            std::fs::read(into.join("repository").join(p)).unwrap(),
+            std::fs::read(root.join(p)).unwrap(),
+            "{p}"
+        );
+    }
+
+    // The threshold at 0: every night pre-copies.
+    cfg.precopy_above_mib = 0;
+    f.add_uploads(1);
+    let out = backup(&site, "s", &f.sched, &cfg).unwrap();
+    assert_eq!(out.manifest.repository.found_by, "database");
+    assert!(out.manifest.timings.precopy_secs > 0.0);
+}

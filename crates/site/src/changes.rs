@@ -82,6 +82,20 @@ pub fn deleted_since(c: &mut postgres::Client, m: &Marks) -> Result<bool, postgr
         || count(c, "uploadtree", "uploadtree_pk", m.uploadtree)? < m.uploadtree_rows)
 }
 
+/// The repository files named by rows added since `m` and their bytes, each name once: the size of a night's copy as the database sees it, before any disk is read.
+pub fn new_data(c: &mut postgres::Client, m: &Marks) -> Result<(u64, u64), postgres::Error> {
+    let mut seen = std::collections::HashSet::new();
+    let (mut files, mut bytes) = (0, 0);
+    for r in named_since(c, m)? {
+        // A gold file and its files twin are one inode on the site and one object in a pool.
+        if seen.insert(r.name) {
+            files += 1;
+            bytes += r.size;
+        }
+    }
+    Ok((files, bytes))
+}
+
 /// The (kind, name) of every repository file named by rows added since `m`: `gold` for
 /// uploads (new, or pending at `m`) and `files` for new tree rows and new pfiles. A name
 /// may appear more than once.

@@ -16,7 +16,9 @@ left, using FOSSology's kill path only after scheduler.stop_timeout_secs; dumps 
 with pg_dumpall through gzip/zstd; copies only what changed since the first copy; starts the \
 scheduler again (on every way out, if it was running before); sends the dump with rsync \
 against the previous snapshot's dump; writes the manifest and makes the snapshot visible. \
---no-precopy (backup.precopy = false) keeps the scheduler stopped for the whole copy. \
+--no-precopy (backup.precopy = false) keeps the scheduler stopped for the whole copy; so does \
+a small night (the database names under backup.precopy_above_mib, 64 MiB, and 5,000 new files; \
+pool layout and btrfs day trees), whose copy runs beside the dump and ends within it. \
 Between whole-repository walks (every backup.full_walk_days, or --full-walk) the rolling and \
 pool layouts copy only what FOSSology's database added since the previous snapshot (new \
 uploads, unpacks and pfiles above its high-water marks) plus the logs and report folders, and \
@@ -155,7 +157,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
             if cfg.online {
                 "after a database snapshot, the scheduler never stopped (online mode)"
             } else if cfg.precopy {
-                "while FOSSology runs, then what changed with the scheduler stopped"
+                "while FOSSology runs, then what changed with the scheduler stopped (a small night: all of it with the scheduler stopped, beside the dump)"
             } else {
                 "with the scheduler stopped"
             }
