@@ -5,10 +5,12 @@ smaller than the disk's noise between separate runs of bench/backup.py.
 
     bench/ab.py --size whole --a OLD_BIN --b NEW_BIN [--layout rolling|pool] [--days 3]
                 [--work DIR] [--lock FILE] [--stores-fs btrfs] [--keep N]
+                [--a-extra TOML] [--b-extra TOML]
 
 Each run's log (RUST_LOG=info) is kept in --work; the step times printed are read from it.
 Run as root (caches are dropped). The site is copied into --work first. --stores-fs btrfs puts
-both stores on one loop-mounted btrfs (as bench/backup.py does).
+both stores on one loop-mounted btrfs (as bench/backup.py does). --a-extra/--b-extra add lines
+to one build's [backup] table: the same build with and without a setting (`precopy = false`).
 """
 import argparse, fcntl, os, random, statistics, subprocess, sys, time
 
