@@ -70,11 +70,16 @@ def main():
         subprocess.run("sync; echo 3 > /proc/sys/vm/drop_caches", shell=True, check=True)
         log = os.path.join(a.work, f"{tag}-{name}.log")
         t = time.monotonic()
+        # Each line stamped with the seconds since the start: the gaps between logged steps
+        # (start-up, the commit) show too.
         with open(log, "w") as f:
-            r = subprocess.run([bins[name], "--config", cfg[name], "backup"], stdout=f, stderr=f,
-                               env=dict(os.environ, RUST_LOG="info"))
+            p = subprocess.Popen([bins[name], "--config", cfg[name], "backup"], stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True, env=dict(os.environ, RUST_LOG="info"))
+            for line in p.stdout:
+                f.write(f"{time.monotonic() - t:7.3f} {line}")
+            r = p.wait()
         s = time.monotonic() - t
-        if r.returncode != 0:
+        if r != 0:
             sys.exit(f"{name} ({bins[name]}) failed on {tag}: see {log}")
         steps = {}
         for line in open(log):

@@ -738,8 +738,9 @@ enum Pre {
 const SMALL_NIGHT_FILES: u64 = 5_000;
 
 /// Whether the database names so little new data since `p` that the copy, run with the
-/// scheduler stopped beside the dump, ends within it: the pre-copy would then only add its
-/// second pass to the night. Asked while FOSSology runs; on any doubt, pre-copy.
+/// scheduler stopped beside the dump, ends about when the dump does: the pre-copy would
+/// then add its second pass to the night for a second or so less downtime. Asked while
+/// FOSSology runs; on any doubt, pre-copy.
 fn small_night(cfg: &BackupConfig, p: &nightly::Previous, client: &mut postgres::Client) -> bool {
     if cfg.precopy_above_mib == 0 {
         return false;

@@ -107,11 +107,12 @@ pub struct BackupConfig {
     /// Copy the repository while FOSSology's scheduler runs, and only what changed since
     /// once it is stopped (default). false: stop the scheduler for the whole copy.
     pub precopy: bool,
-    /// A night whose new files (as the database counts them) stay under this many MiB
-    /// and `SMALL_NIGHT_FILES` files skips the pre-copy: stopped, its copy runs beside the
-    /// dump and ends within it, so the scheduler is down hardly longer and the night spares
-    /// the pre-copy's second pass. 0: always pre-copy. Pool layout and btrfs day trees only
-    /// (a hard-linked day links the whole previous tree: that waits for the pre-copy).
+    /// A night whose new files (as the database counts them) stay under this many MiB and
+    /// 5,000 files is not pre-copied (pool layout and btrfs day trees; 0: always pre-copy).
+    ///
+    /// With the scheduler stopped its copy runs beside the dump and ends about when the
+    /// dump does, and the night spares the pre-copy's second pass. A hard-linked day first
+    /// links the whole previous tree: that always waits for the pre-copy.
     pub precopy_above_mib: u64,
     /// Nights between whole-repository walks. In between, a night copies what FOSSology's
     /// database says is new since the previous snapshot (rolling and pool layouts), and the
