@@ -384,16 +384,23 @@ fn run(
                 let mut night = nightly::plan(site, types, &dirs, p, client)?;
                 let keep = kept(&night);
                 let send: Vec<String> = night.send.keys().cloned().collect();
+                // In place nothing is linked that could turn out lacking, so the list is
+                // final once planned: written (and synced) while the new files go out.
+                let early = in_place.then(|| into_entries(night.list.clone()));
                 // As in the pre-copy: kept files in place are sampled while the new ones go out.
-                let (sent, damaged) = std::thread::scope(|s| {
+                let (sent, damaged, wrote) = std::thread::scope(|s| {
                     let checker = in_place
                         .then(|| s.spawn(|| heal(site, cfg, target, &plan, &src, Some(&keep))));
+                    let writer = early
+                        .as_deref()
+                        .map(|e| s.spawn(|| target.write_file_entries(&plan, e)));
                     let sent = link_and_send(p, &mut night, &keep, send);
-                    let damaged =
-                        checker.map(|c| c.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
-                    (sent, damaged)
+                    (sent, checker.map(joined), writer.map(joined))
                 });
                 let (stats, send) = sent?;
+                if let Some(w) = wrote {
+                    w?;
+                }
                 let damaged = match damaged {
                     Some(d) => d?,
                     None => {
@@ -408,9 +415,11 @@ fn run(
                     "copied what the database says is new"
                 );
                 let entries = into_entries(std::mem::take(&mut night.list));
+                let written = early.is_some_and(|e| e == entries);
                 let unlisted = night.unlisted;
                 (
                     entries,
+                    written,
                     stats,
                     damaged,
                     night.missing,
@@ -475,6 +484,7 @@ fn run(
                 };
                 (
                     into_entries(list),
+                    false,
                     stats,
                     damaged,
                     missing,
@@ -498,7 +508,7 @@ fn run(
                     None => holdfast_store::pool::list_entries(&site.repo.root, &dirs),
                 };
                 let unlisted = holdfast_store::pool::unlisted(&site.repo.root, &dirs);
-                (entries, stats, damaged, missing, None, unlisted)
+                (entries, false, stats, damaged, missing, None, unlisted)
             }
             (Pre::Walk(copied, pre_stats, damaged), _) => {
                 let missing = missing_files(client, site, types)?;
@@ -529,10 +539,10 @@ fn run(
                 };
                 let entries = nightly::entries(&site.repo.root, &list);
                 let unlisted = holdfast_store::pool::unlisted(&site.repo.root, &dirs);
-                (entries, stats, damaged, missing, None, unlisted)
+                (entries, false, stats, damaged, missing, None, unlisted)
             }
         };
-        let (entries, mut stats, damaged, missing, night_unnamed, unlisted) = r;
+        let (entries, written, mut stats, damaged, missing, night_unnamed, unlisted) = r;
         let unnamed = match night_unnamed {
             Some(u) => u,
             None => nightly::unnamed(site, types, &entries, client)?,
@@ -542,7 +552,9 @@ fn run(
         stats.bytes = listed_bytes(&site.repo.root, entries.iter().map(|e| e.path.as_str()));
         // Every layout keeps its list: the next night builds on it, a restore gives the
         // recorded modes, owners and mtimes back. Written while the dump runs.
-        target.write_file_entries(&plan, &entries)?;
+        if !written {
+            target.write_file_entries(&plan, &entries)?;
+        }
         let copy_secs = t.elapsed().as_secs_f64();
         tracing::info!(
             secs = copy_secs,
@@ -765,6 +777,11 @@ fn small_night(cfg: &BackupConfig, p: &nightly::Previous, client: &mut postgres:
             false
         }
     }
+}
+
+/// A scoped thread's result; its panic goes on in the caller.
+fn joined<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
 }
 
 fn into_entries(
