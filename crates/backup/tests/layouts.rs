@@ -123,12 +123,41 @@ fn pool_grows_by_new_files_only_prunes_and_restores() {
     let pool_junk = f
         .target_dir()
         .join("pool/paths/localhost/files/00/00/00/junk");
+    // One content under two paths (one object); the second path leaves, the first stays.
+    let data = b"one content, two names";
+    let name = {
+        use md5::Digest;
+        format!(
+            "{}.{}.{}",
+            hex::encode(sha1::Sha1::digest(data)),
+            hex::encode(md5::Md5::digest(data)),
+            data.len()
+        )
+    };
+    let (stays, leaves) = (
+        site.repo
+            .root
+            .join(format!("localhost/files/00/00/01/{name}")),
+        site.repo
+            .root
+            .join(format!("localhost/files/00/00/02/{name}")),
+    );
+    for p in [&stays, &leaves] {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    }
     let s1 = backup(&site, "s", &f.sched, &cfg).unwrap();
     assert!(s1.snapshot.starts_with("snap."));
     assert!(pool_junk.is_file());
+    let object = f
+        .target_dir()
+        .join("pool")
+        .join(holdfast_store::objects::object_rel(&name));
+    assert!(object.is_file(), "{}", object.display());
 
-    // A scan day: every mtime touched, one upload added, the junk deleted.
+    // A scan day: every mtime touched, one upload added, the junk and one name deleted.
     std::fs::remove_file(&junk).unwrap();
+    std::fs::remove_file(&leaves).unwrap();
     for (rel, _) in tree(&site.repo.root).0 {
         let p = site.repo.root.join(rel);
         std::fs::File::options()
@@ -158,6 +187,10 @@ fn pool_grows_by_new_files_only_prunes_and_restores() {
         .collect();
     assert_eq!(names, vec![s2.snapshot.clone(), s3.snapshot.clone()]);
     assert!(!pool_junk.exists(), "no kept snapshot lists it: collected");
+    assert!(
+        object.is_file(),
+        "a pruned path's object that a kept path still names stays"
+    );
 
     let (into, r) = f.restore_scratch(&cfg, None);
     assert_eq!(r.snapshot, s3.snapshot);

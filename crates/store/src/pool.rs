@@ -249,8 +249,19 @@ pub fn read_list_at(target: &Target, rel: &str) -> Result<Vec<String>, StoreErro
 /// and reads every list). Fails closed as that one does.
 pub fn collect_dropped(target: &Target, dropped: Vec<String>) -> Result<u64, StoreError> {
     let home = crate::objects::pool_home(target)?;
-    let mut dropped = in_pool(&home, dropped);
-    for s in kept_lists(target)? {
+    let lists = kept_lists(target)?;
+    // A path the newest list still names keeps its pool file (the path gives the file): the
+    // two sorted lists are compared as they are, and only what is left is mapped to pool
+    // files and looked for under other paths (a twin, the same content uploaded again).
+    let mut dropped = match lists.first() {
+        Some(newest) => not_in(dropped, &read_list(target, newest)?),
+        None => dropped,
+    };
+    if dropped.is_empty() {
+        return Ok(0);
+    }
+    dropped = in_pool(&home, dropped);
+    for s in lists {
         if dropped.is_empty() {
             break;
         }
