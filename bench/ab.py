@@ -74,7 +74,7 @@ def main():
         # (start-up, the commit) show too.
         with open(log, "w") as f:
             p = subprocess.Popen([bins[name], "--config", cfg[name], "backup"], stdout=subprocess.PIPE,
-                                 stderr=subprocess.STDOUT, text=True, env=dict(os.environ, RUST_LOG="info"))
+                                 stderr=subprocess.STDOUT, text=True, env=dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info")))
             for line in p.stdout:
                 f.write(f"{time.monotonic() - t:7.3f} {line}")
             r = p.wait()

@@ -41,7 +41,10 @@ is part of the night's time: holdfast `keep = N` (its own prune), rsync `rm -rf`
 day tree, rsync-btrfs `btrfs subvolume delete` of the oldest snapshot, restic `forget
 --keep-last N --prune` (default repack threshold), borg `prune --keep-last N` then `compact`
 (borg 1.2: prune alone frees nothing). The summary then also shows the nights that dropped a
-backup (day >= N) on their own, with the retention's share of each peer's night.
+backup (day >= N) on their own, with the retention's share of each peer's night. On btrfs a
+dropped subvolume is freed in the background after `btrfs subvolume delete` returns: after each
+run the bench waits, untimed, for that (`btrfs subvolume sync`), so the cleaner neither slows
+the next tool's run nor hides the freed space from this one's growth; the wait is printed.
 
 Run as root. The site is copied into --work first; the cached data set is not changed.
 """
@@ -158,6 +161,9 @@ class Bench:
         src = os.path.join(self.a.data, "sites", self.a.size)
         if not os.path.exists(os.path.join(src, "site.json")):
             sys.exit(f"no data set at {src}: run bench/dataset.py first")
+        if os.path.ismount(self.stores):
+            # an interrupted run's btrfs (its read-only snapshots refuse `rm`)
+            sh(["umount", self.stores])
         if os.path.exists(self.work):
             sh(["rm", "-rf", self.work])
         os.makedirs(self.stores)
@@ -201,6 +207,14 @@ class Bench:
         if self.a.stores_fs == "btrfs":
             return btrfs_used(self.stores)
         return du(os.path.join(self.stores, tool))
+
+    def settle(self):
+        """Wait, untimed, for btrfs to finish deleting the subvolumes a run dropped: deletion
+        goes on in the background after `btrfs subvolume delete` returns, and would otherwise
+        slow the next tool's run and hide the freed space from this one's growth."""
+        if self.a.stores_fs != "btrfs":
+            return 0.0
+        return timed(["btrfs", "-q", "subvolume", "sync", self.stores])
 
     def snapshots(self, tool):
         out = subprocess.run([self.a.holdfast, "--config", self.hf[tool], "snapshots", "--json"],
@@ -328,6 +342,7 @@ class Bench:
                         drop_caches()
                     l0 = load()
                     s, d, ret = self.backup(tool, self.day)
+                    settle = self.settle()
                     grow = self.used(tool) - size0
                     m = self.last_manifest.pop(tool, None)
                     extra = {}
@@ -338,10 +353,12 @@ class Bench:
                                      copy_s=tm.get("copy_secs"), precopy_s=tm.get("precopy_secs"))
                         d = extra["dump_s"]
                     results["days"].append(dict(day=self.day, kind=kind, tool=tool, s=s, dump_s=d, growth=grow,
-                                                retain_s=ret, load=l0, **change, **{k: v for k, v in extra.items() if k != "dump_s"}))
+                                                retain_s=ret, settle_s=settle, load=l0, **change, **{k: v for k, v in extra.items() if k != "dump_s"}))
                     note = (f"  [{extra['found_by']}: copied {extra['copied_files']} files, copy {extra['copy_s']:.1f} s,"
                             f" pre-copy {extra['precopy_s']:.1f} s]" if extra else "")
                     ret_note = f", retention {ret:4.1f}" if ret else ""
+                    if settle >= 0.05:
+                        ret_note += f", then btrfs cleaner {settle:4.1f} untimed"
                     print(f"  {tool:<16} {s:7.2f} s (dump {d:4.1f}{ret_note})  store {grow/1e6:+9.1f} MB  load {l0}{note}",
                           flush=True)
         if a.restore:
