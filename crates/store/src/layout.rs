@@ -485,15 +485,27 @@ impl Layout {
         let collect = self.kind == LayoutKind::Pool && !gone.is_empty();
         // Pool: only what the pruned snapshots listed can have lost its last reference,
         // unless a run stopped before its commit left files no list names.
-        let dropped = (collect && !target.exists(SWEEP_DUE)?).then(|| {
-            let mut all = Vec::new();
-            for g in &gone {
-                all.extend(crate::pool::read_list(
-                    target,
-                    &format!("{PRUNING}{stamp}.{g}"),
-                )?);
-            }
-            Ok::<_, StoreError>(all)
+        // The pruned lists and the newest kept one are read side by side (each a few MB
+        // to decode), before the pruned snapshots go.
+        let read = (collect && !target.exists(SWEEP_DUE)?).then(|| {
+            std::thread::scope(|s| {
+                let newest = s.spawn(|| crate::pool::newest_list(target));
+                let mut all = Vec::new();
+                let dropped = gone
+                    .iter()
+                    .try_for_each(|g| {
+                        all.extend(crate::pool::read_list(
+                            target,
+                            &format!("{PRUNING}{stamp}.{g}"),
+                        )?);
+                        Ok::<_, StoreError>(())
+                    })
+                    .map(|()| all);
+                let newest = newest
+                    .join()
+                    .unwrap_or_else(|e| std::panic::resume_unwind(e));
+                (dropped, newest)
+            })
         });
         let t = std::time::Instant::now();
         finish_pruning(target)?;
@@ -505,8 +517,10 @@ impl Layout {
             );
         }
         let t = std::time::Instant::now();
-        match dropped {
-            Some(Ok(dropped)) => match crate::pool::collect_dropped(target, dropped) {
+        match read {
+            Some((Ok(dropped), newest)) => match newest
+                .and_then(|newest| crate::pool::collect_dropped(target, dropped, newest))
+            {
                 Ok(removed) => tracing::info!(
                     files = removed,
                     secs = t.elapsed().as_secs_f64(),

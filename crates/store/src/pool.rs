@@ -242,19 +242,40 @@ pub fn read_list_at(target: &Target, rel: &str) -> Result<Vec<String>, StoreErro
     })
 }
 
+/// The newest kept snapshot's name and list (see [`collect_dropped`]); None without one.
+pub fn newest_list(target: &Target) -> Result<Option<(String, Vec<String>)>, StoreError> {
+    match kept_lists(target)?.into_iter().next() {
+        Some(name) => {
+            let list = read_list(target, &name)?;
+            Ok(Some((name, list)))
+        }
+        None => Ok(None),
+    }
+}
+
 /// Deletes the pool files among `dropped` (what pruned snapshots listed) that no kept
 /// snapshot lists; returns how many were unlisted. Kept lists are read newest first and only
 /// until every candidate is found, so a night that prunes a snapshot while nothing left the
 /// repository reads two lists and walks nothing (a full [`collect_garbage`] walks the pool
-/// and reads every list). Fails closed as that one does.
-pub fn collect_dropped(target: &Target, dropped: Vec<String>) -> Result<u64, StoreError> {
+/// and reads every list). `newest` is [`newest_list`], read beside the pruned lists; read
+/// again if it is no longer the newest. Fails closed as that one does.
+pub fn collect_dropped(
+    target: &Target,
+    dropped: Vec<String>,
+    newest: Option<(String, Vec<String>)>,
+) -> Result<u64, StoreError> {
     let home = crate::objects::pool_home(target)?;
     let lists = kept_lists(target)?;
+    let mut newest = match (lists.first(), newest) {
+        (Some(n), Some((name, list))) if *n == name => Some(list),
+        (Some(n), _) => Some(read_list(target, n)?),
+        (None, _) => None,
+    };
     // A path the newest list still names keeps its pool file (the path gives the file): the
     // two sorted lists are compared as they are, and only what is left is mapped to pool
     // files and looked for under other paths (a twin, the same content uploaded again).
-    let mut dropped = match lists.first() {
-        Some(newest) => not_in(dropped, &read_list(target, newest)?),
+    let mut dropped = match &newest {
+        Some(list) => not_in(dropped, list),
         None => dropped,
     };
     if dropped.is_empty() {
@@ -265,7 +286,11 @@ pub fn collect_dropped(target: &Target, dropped: Vec<String>) -> Result<u64, Sto
         if dropped.is_empty() {
             break;
         }
-        dropped = not_in(dropped, &in_pool(&home, read_list(target, &s)?));
+        let list = match newest.take() {
+            Some(l) => l,
+            None => read_list(target, &s)?,
+        };
+        dropped = not_in(dropped, &in_pool(&home, list));
     }
     if !dropped.is_empty() {
         target.remove_files(&home.base, &dropped)?;

@@ -108,7 +108,13 @@ impl Target {
             let mut flat = vec!["--no-relative".to_string()];
             flat.extend(src.rsync_args.iter().cloned());
             run(&firsts, &flat, format!("{}/{INCOMING}", home.base))?;
+            let t = std::time::Instant::now();
             crate::objects::place(self, &home.base, &placed)?;
+            tracing::debug!(
+                secs = t.elapsed().as_secs_f64(),
+                files = placed.len(),
+                "new files placed in the pool"
+            );
         }
         run(&other, args, format!("{}/{PATHS}", home.base))?;
         Ok(stats)
