@@ -14,6 +14,7 @@ use crate::config::BackupConfig;
 use crate::BackupError;
 use crate::{nightly, precopy};
 use chrono::Utc;
+use holdfast_core::threads::joined;
 use holdfast_site::scheduler::{self, SchedulerConfig};
 use holdfast_site::Site;
 use holdfast_store::manifest::{JobsInfo, Manifest, RepoInfo, Timings, DB_DIR};
@@ -201,9 +202,7 @@ fn run(
                     drop: &[],
                 },
             );
-            let linked = linker
-                .join()
-                .unwrap_or_else(|e| std::panic::resume_unwind(e));
+            let linked = joined(linker);
             (linked, stats)
         });
         let mut stats = stats?;
@@ -262,8 +261,7 @@ fn run(
             let checker =
                 in_place.then(|| s.spawn(|| heal(site, cfg, target, &plan, &src, Some(&keep))));
             let sent = link_and_send(p, &mut night, &keep, whole);
-            let damaged =
-                checker.map(|c| c.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+            let damaged = checker.map(joined);
             (sent, damaged)
         });
         let (stats, whole) = sent?;
@@ -567,9 +565,7 @@ fn run(
     let (dumped, copied) = std::thread::scope(|s| {
         let dumper = s.spawn(dump);
         let copied = copy();
-        let dumped = dumper
-            .join()
-            .unwrap_or_else(|e| std::panic::resume_unwind(e));
+        let dumped = joined(dumper);
         (dumped, copied)
     });
     let (database, spooled, dump_secs) = dumped?;
@@ -777,11 +773,6 @@ fn small_night(cfg: &BackupConfig, p: &nightly::Previous, client: &mut postgres:
             false
         }
     }
-}
-
-/// A scoped thread's result; its panic goes on in the caller.
-fn joined<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
-    h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
 }
 
 fn into_entries(

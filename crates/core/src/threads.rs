@@ -2,6 +2,11 @@
 
 use std::sync::OnceLock;
 
+/// A scoped thread's result; its panic goes on in the caller.
+pub fn joined<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
+}
+
 /// The pool for disk-bound work (tree walks, cold look-ups, proofs): 4 threads per core (8 to
 /// 32), or `HOLDFAST_IO_THREADS`. On a cold cache one thread per core leaves the disk idle
 /// between requests; with several, many folder, inode and file reads are in flight at once.

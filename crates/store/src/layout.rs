@@ -40,6 +40,7 @@ use crate::subvolume::{self, DayTrees};
 use crate::target::Target;
 use crate::StoreError;
 use chrono::{DateTime, Utc};
+use holdfast_core::threads::joined;
 use serde::{Deserialize, Serialize};
 
 pub const PARTIAL: &str = ".partial";
@@ -331,10 +332,7 @@ impl Layout {
         let (now, before) = std::thread::scope(|s| {
             let now = s.spawn(|| crate::pool::read_list(target, PARTIAL));
             let before = crate::pool::read_list(target, &from);
-            (
-                now.join().unwrap_or_else(|e| std::panic::resume_unwind(e)),
-                before,
-            )
+            (joined(now), before)
         });
         let before = match before {
             Ok(l) => l,
@@ -490,21 +488,17 @@ impl Layout {
         let read = (collect && !target.exists(SWEEP_DUE)?).then(|| {
             std::thread::scope(|s| {
                 let newest = s.spawn(|| crate::pool::newest_list(target));
-                let mut all = Vec::new();
-                let dropped = gone
-                    .iter()
-                    .try_for_each(|g| {
+                let dropped = (|| {
+                    let mut all = Vec::new();
+                    for g in &gone {
                         all.extend(crate::pool::read_list(
                             target,
                             &format!("{PRUNING}{stamp}.{g}"),
                         )?);
-                        Ok::<_, StoreError>(())
-                    })
-                    .map(|()| all);
-                let newest = newest
-                    .join()
-                    .unwrap_or_else(|e| std::panic::resume_unwind(e));
-                (dropped, newest)
+                    }
+                    Ok::<_, StoreError>(all)
+                })();
+                (dropped, joined(newest))
             })
         });
         let t = std::time::Instant::now();
