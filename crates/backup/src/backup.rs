@@ -379,7 +379,13 @@ fn run(
         let t = Instant::now();
         let r = match (pre, &prev) {
             (Pre::None, Some(p)) => {
+                let planned = Instant::now();
                 let mut night = nightly::plan(site, types, &dirs, p, client)?;
+                tracing::debug!(
+                    secs = planned.elapsed().as_secs_f64(),
+                    new = night.send.len(),
+                    "the database's new rows matched against the previous list"
+                );
                 let keep = kept(&night);
                 let send: Vec<String> = night.send.keys().cloned().collect();
                 // In place nothing is linked that could turn out lacking, so the list is

@@ -46,8 +46,8 @@ impl<W: Write> Write for Tee<W> {
 /// flushed where the content says (a rolling sum over the last [`WINDOW`] input bytes hits a
 /// fixed value), so an unchanged stretch of the dump compresses to the same bytes on two
 /// nights whatever changed before it, and rsync finds it in the previous night's dump.
-/// Each stretch reaches the encoder in one piece: zlib-rs's output depends on how its input
-/// is cut, so cutting by the caller's buffers would undo the sameness.
+/// Each stretch reaches the encoder in one piece (a gzip member of its own, or a zstd
+/// block): cutting by the caller's buffers would undo the sameness.
 pub struct Rsyncable<W: Write> {
     inner: W,
     ring: Box<[u8; WINDOW]>,
@@ -81,19 +81,22 @@ impl<W: Write> Rsyncable<W> {
 
 impl<W: Write> Write for Rsyncable<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        for &b in buf {
+        let mut from = 0;
+        for (i, &b) in buf.iter().enumerate() {
             self.sum = self.sum + b as u32 - self.ring[self.at] as u32;
             self.ring[self.at] = b;
             self.at = (self.at + 1) % WINDOW;
-            self.pending.push(b);
-            let n = self.pending.len();
+            let n = self.pending.len() + i + 1 - from;
             if (n >= WINDOW && self.sum.is_multiple_of(WINDOW as u32)) || n >= MAX_STRETCH {
+                self.pending.extend_from_slice(&buf[from..=i]);
+                from = i + 1;
                 self.inner.write_all(&self.pending)?;
                 // A sync flush ends the compressed block on a byte boundary.
                 self.inner.flush()?;
                 self.pending.clear();
             }
         }
+        self.pending.extend_from_slice(&buf[from..]);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -258,30 +261,34 @@ fn pump(
             "cannot run {program}: {e} (install postgresql-client, or set backup.{tool})"
         ))
     })?;
-    let mut out = child.stdout.take().expect("piped");
+    let out = child.stdout.take().expect("piped");
     let mut err = child.stderr.take().expect("piped");
     let errs = std::thread::spawn(move || {
         let mut s = String::new();
         let _ = err.read_to_string(&mut s);
         s
     });
-    let mut buf = vec![0u8; 1 << 20];
+    let (chunks, reader) = read_ahead(out);
     let copied = (|| loop {
         if holdfast_core::interrupt::requested() {
             return Err(BackupError::Interrupted);
         }
-        let n = out.read(&mut buf).map_err(io_err(program))?;
-        if n == 0 {
-            return Ok(());
-        }
-        w.write_all(&buf[..n]).map_err(io_err(rel))?;
-        *raw += n as u64;
+        let chunk = match chunks.recv_timeout(std::time::Duration::from_millis(200)) {
+            Ok(chunk) => chunk.map_err(io_err(program))?,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+        };
+        w.write_all(&chunk).map_err(io_err(rel))?;
+        *raw += chunk.len() as u64;
     })();
+    drop(chunks);
     if let Err(e) = copied {
         let _ = child.kill();
         let _ = child.wait();
+        let _ = reader.join();
         return Err(e);
     }
+    let _ = reader.join();
     let status = child.wait().map_err(io_err(program))?;
     let stderr = errs.join().unwrap_or_default();
     if !status.success() {
@@ -293,6 +300,37 @@ fn pump(
         )));
     }
     Ok(())
+}
+
+/// Chunks of the tool's output read ahead in a thread. The compression takes as long as the
+/// dump itself; read in the same thread, the tool would wait on a full pipe while each chunk
+/// is compressed, and the two would run one after the other.
+fn read_ahead(
+    mut out: std::process::ChildStdout,
+) -> (
+    std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    std::thread::JoinHandle<()>,
+) {
+    // At most 64 MiB ahead (a pipe read is at most 64 KiB, though often less).
+    let (tx, rx) = std::sync::mpsc::sync_channel(1024);
+    let reader = std::thread::spawn(move || loop {
+        let mut buf = vec![0u8; 1 << 16];
+        match out.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                buf.truncate(n);
+                if tx.send(Ok(buf)).is_err() {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                return;
+            }
+        }
+    });
+    (rx, reader)
 }
 
 fn write_dump(
@@ -361,8 +399,8 @@ fn write_dump(
     };
     let tee = match cfg.compression {
         Compression::Gzip => {
-            let level = cfg.compression_level.unwrap_or(6).clamp(0, 9) as u32;
-            let enc = flate2::write::GzEncoder::new(tee, flate2::Compression::new(level));
+            let level = cfg.compression_level.unwrap_or(6).clamp(0, 9);
+            let enc = holdfast_core::gzip::Members::new(tee, level);
             let mut enc = Rsyncable::new(enc);
             body(&mut enc, &mut raw)
                 .and_then(|_| enc.finish().map_err(io_err(rel)))
@@ -765,7 +803,7 @@ mod tests {
     use super::*;
 
     fn gzip_rsyncable(text: &[u8]) -> Vec<u8> {
-        let enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+        let enc = holdfast_core::gzip::Members::new(Vec::new(), 6);
         let mut w = Rsyncable::new(enc);
         // Written in odd pieces: where the flushes fall must not depend on them.
         for piece in text.chunks(7777) {
@@ -792,13 +830,13 @@ mod tests {
         let (za, zb) = (gzip_rsyncable(&a), gzip_rsyncable(&b));
         // Same text back.
         let mut back = Vec::new();
-        flate2::read::GzDecoder::new(&zb[..])
+        flate2::read::MultiGzDecoder::new(&zb[..])
             .read_to_end(&mut back)
             .unwrap();
         assert_eq!(back, b);
-        // Beyond the change the compressed bytes are the same (the gzip trailer's CRC and
-        // size aside): at least 80% of the output.
-        let (ea, eb) = (&za[..za.len() - 8], &zb[..zb.len() - 8]);
+        // Beyond the change the compressed bytes are the same to the last (each stretch is
+        // a gzip member with its own CRC): at least 80% of the output.
+        let (ea, eb) = (&za[..], &zb[..]);
         let common = ea
             .iter()
             .rev()

@@ -11,6 +11,7 @@
 //! * [`bytes`]: one unit style for sizes (`1.5 MiB`).
 //! * [`progress`]: a bar with rate and ETA on a terminal, a log line every few seconds off it.
 //! * [`child`]: child processes (rsync, psql, pg_dumpall, ssh) that die with holdfast.
+//! * [`gzip`]: gzip members written with libdeflate (dumps, file lists).
 //! * [`threads`]: one shared pool for work that waits on the disk.
 //! * [`tree`]: descriptor-relative directory walks that never follow a symlink, and a
 //!   parallel [`tree::remove_tree`].
@@ -18,6 +19,7 @@
 pub mod bytes;
 pub mod child;
 pub mod fs;
+pub mod gzip;
 pub mod interrupt;
 pub mod lock;
 pub mod progress;
