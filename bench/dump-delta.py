@@ -16,10 +16,14 @@ per compression (gzip, zstd):
   table, so the dump's row order changes as after a real night's updates), and another scan
   day's upload arrives.
 
+The stores are local folders, where holdfast streams the dump; a remote target gets it with
+rsync against the previous night's (`--no-whole-file`), and the same rsync is run here on
+each night's dump with the previous one in place: its `Total bytes sent` is the figure.
+
 Usage: bench/dump-delta.py [--size whole] [--work DIR] [--holdfast target/release/holdfast]
 Run as root (PostgreSQL runs as the postgres user); `flock /work/bench.lock` around it.
 """
-import argparse, json, os, shutil, subprocess, sys
+import argparse, json, os, shutil, subprocess, sys, tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dataset  # noqa: E402
@@ -38,6 +42,20 @@ def upload(site, holdfast, tarballs):
                         "-q", "upload"] + tarballs, stdout=subprocess.DEVNULL)
     if r.returncode not in (0, 3):  # 3: stored, some members did not unpack
         sys.exit(f"holdfast upload failed ({r.returncode})")
+
+
+def rsync_sent(basis, new, work):
+    """`Total bytes sent` by rsync for `new` with `basis` (the previous night's dump) in place,
+    as holdfast sends a remote target's dump."""
+    d = tempfile.mkdtemp(dir=work)
+    try:
+        shutil.copyfile(basis, os.path.join(d, os.path.basename(new)))
+        out = subprocess.run(["rsync", "--no-whole-file", "--stats", new, d + "/"], check=True,
+                             capture_output=True, text=True).stdout
+        line = next(l for l in out.splitlines() if l.startswith("Total bytes sent:"))
+        return int(line.split(":")[1].strip().replace(",", ""))
+    finally:
+        shutil.rmtree(d)
 
 
 def main():
@@ -81,16 +99,28 @@ def run(a, site, work):
             site, "SELECT c.relname, c.reltuples::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                   "WHERE c.relkind = 'r' AND n.nspname = 'public' ORDER BY 2 DESC").splitlines())]
 
+    last = {}
+
     def night(name):
         out = {}
         for c, cfg in cfgs.items():
             r = subprocess.run([a.holdfast, "--config", cfg, "backup", "--json"], capture_output=True, text=True)
             if r.returncode != 0:
                 sys.exit(f"holdfast backup ({c}) failed ({r.returncode}): {r.stderr.strip()[-600:]}")
-            d = json.loads(r.stdout)["manifest"]["database"]
+            o = json.loads(r.stdout)
+            d = o["manifest"]["database"]
             out[c] = d
-            print(f"{name:34s} {c}: dump {d['bytes']:>11,} bytes ({d['raw_bytes']:,} SQL), sent {d['sent_bytes']:>11,} "
-                  f"({100 * d['sent_bytes'] / d['bytes']:5.1f}% of the dump, {d.get('sent_by')})", flush=True)
+            dump = os.path.join(work, "stores", c, o["snapshot"], d["file"])
+            if os.path.getsize(dump) != d["bytes"]:
+                sys.exit(f"{dump} is not the dump the manifest describes")
+            # A local target streams the dump; a remote one rsyncs it against the previous
+            # night's (`dump_rsync`). rsync's delta is the same locally with --no-whole-file.
+            sent = rsync_sent(last[c], dump, work) if c in last else d["bytes"]
+            # Kept aside: the layout may reuse the previous night's folder.
+            last[c] = os.path.join(work, f"last.{c}")
+            shutil.copyfile(dump, last[c])
+            print(f"{name:34s} {c}: dump {d['bytes']:>11,} bytes ({d['raw_bytes']:,} SQL), sent {sent:>11,} "
+                  f"({100 * sent / d['bytes']:5.1f}% of the dump, rsync against the previous night's)", flush=True)
         return out
 
     t = tables()
