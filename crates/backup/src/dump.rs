@@ -261,34 +261,30 @@ fn pump(
             "cannot run {program}: {e} (install postgresql-client, or set backup.{tool})"
         ))
     })?;
-    let out = child.stdout.take().expect("piped");
+    let mut out = child.stdout.take().expect("piped");
     let mut err = child.stderr.take().expect("piped");
     let errs = std::thread::spawn(move || {
         let mut s = String::new();
         let _ = err.read_to_string(&mut s);
         s
     });
-    let (chunks, reader) = read_ahead(out);
+    let mut buf = vec![0u8; 1 << 20];
     let copied = (|| loop {
         if holdfast_core::interrupt::requested() {
             return Err(BackupError::Interrupted);
         }
-        let chunk = match chunks.recv_timeout(std::time::Duration::from_millis(200)) {
-            Ok(chunk) => chunk.map_err(io_err(program))?,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
-        };
-        w.write_all(&chunk).map_err(io_err(rel))?;
-        *raw += chunk.len() as u64;
+        let n = out.read(&mut buf).map_err(io_err(program))?;
+        if n == 0 {
+            return Ok(());
+        }
+        w.write_all(&buf[..n]).map_err(io_err(rel))?;
+        *raw += n as u64;
     })();
-    drop(chunks);
     if let Err(e) = copied {
         let _ = child.kill();
         let _ = child.wait();
-        let _ = reader.join();
         return Err(e);
     }
-    let _ = reader.join();
     let status = child.wait().map_err(io_err(program))?;
     let stderr = errs.join().unwrap_or_default();
     if !status.success() {
@@ -300,37 +296,6 @@ fn pump(
         )));
     }
     Ok(())
-}
-
-/// Chunks of the tool's output read ahead in a thread. The compression takes as long as the
-/// dump itself; read in the same thread, the tool would wait on a full pipe while each chunk
-/// is compressed, and the two would run one after the other.
-fn read_ahead(
-    mut out: std::process::ChildStdout,
-) -> (
-    std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
-    std::thread::JoinHandle<()>,
-) {
-    // At most 64 MiB ahead (a pipe read is at most 64 KiB, though often less).
-    let (tx, rx) = std::sync::mpsc::sync_channel(1024);
-    let reader = std::thread::spawn(move || loop {
-        let mut buf = vec![0u8; 1 << 16];
-        match out.read(&mut buf) {
-            Ok(0) => return,
-            Ok(n) => {
-                buf.truncate(n);
-                if tx.send(Ok(buf)).is_err() {
-                    return;
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                let _ = tx.send(Err(e));
-                return;
-            }
-        }
-    });
-    (rx, reader)
 }
 
 fn write_dump(
