@@ -412,6 +412,9 @@ fn stopped_earlier(cfg: &SchedulerConfig) -> Option<Found> {
     serde_json::from_slice(&text).ok()
 }
 
+/// How long a scheduler left stopped must stay absent before [`resume_stopped`] starts it.
+const SETTLE: Duration = Duration::from_secs(1);
+
 /// Starts a scheduler that an earlier holdfast run stopped and died before starting again
 /// (its note is there and it is not running); `Ok(None)` when there is nothing to do. Every
 /// holdfast command calls this (through `holdfast_backup::resume_scheduler`), so the
@@ -421,11 +424,21 @@ pub fn resume_stopped(cfg: &SchedulerConfig) -> Result<Option<String>, Scheduler
         return Ok(None);
     };
     // The dead run may have sent the stop a moment ago: let its processes finish exiting.
+    // It may also have died while starting the scheduler again, which leaves one starting up
+    // and not yet under its own name (between fork and exec): the scheduler must stay absent
+    // for a moment, or a second one would be started beside it.
     let until = Instant::now() + Duration::from_secs(cfg.stop_timeout_secs.min(10));
-    while found(cfg).running {
-        if Instant::now() >= until {
-            forget_stopped(cfg);
-            return Ok(None); // running: stopped before the stop took effect
+    let mut absent_since: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        if found(cfg).running {
+            absent_since = None;
+            if now >= until {
+                forget_stopped(cfg);
+                return Ok(None); // running: stopped before the stop took effect
+            }
+        } else if now.duration_since(*absent_since.get_or_insert(now)) >= SETTLE {
+            break;
         }
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -166,3 +166,39 @@ fn a_scheduler_a_dead_run_left_stopped_is_started_by_the_next_run() {
         assert!(si.is_running());
     }
 }
+
+#[test]
+fn a_run_killed_while_starting_the_scheduler_again_leaves_one_scheduler_not_two() {
+    let (_d, si) = standin(7, 0);
+    si.start().unwrap();
+    let cfg = si.config_for(Control::Init, 2);
+    // A run stops the scheduler, then dies while starting it again: that start is still
+    // under way (no process under the scheduler's name yet) when the next command looks.
+    std::mem::forget(quiesce(&cfg, None).unwrap());
+    assert!(!si.is_running());
+    let late_start = std::thread::spawn({
+        let init = si.dir.join("init.d/fossology");
+        move || {
+            std::thread::sleep(Duration::from_millis(300));
+            std::process::Command::new(init)
+                .arg("start")
+                .status()
+                .unwrap()
+        }
+    });
+    holdfast_site::scheduler::resume_stopped(&cfg).unwrap();
+    assert!(late_start.join().unwrap().success());
+    wait_until("running", || si.is_running());
+    std::thread::sleep(Duration::from_millis(500));
+    let schedulers = si
+        .processes()
+        .into_iter()
+        .filter(|p| p.name == si.scheduler_name)
+        .count();
+    assert_eq!(schedulers, 1, "{:?}", si.processes());
+    assert_eq!(
+        si.starts(),
+        2,
+        "the first start and the dead run's, none more"
+    );
+}
