@@ -379,10 +379,9 @@ fn run(
         let t = Instant::now();
         let r = match (pre, &prev) {
             (Pre::None, Some(p)) => {
-                let planned = Instant::now();
                 let mut night = nightly::plan(site, types, &dirs, p, client)?;
                 tracing::debug!(
-                    secs = planned.elapsed().as_secs_f64(),
+                    secs = t.elapsed().as_secs_f64(),
                     new = night.send.len(),
                     "the database's new rows matched against the previous list"
                 );

@@ -91,7 +91,7 @@ impl<W: Write> Write for Rsyncable<W> {
                 self.pending.extend_from_slice(&buf[from..=i]);
                 from = i + 1;
                 self.inner.write_all(&self.pending)?;
-                // A sync flush ends the compressed block on a byte boundary.
+                // The flush ends the stretch's gzip member (or zstd block) here.
                 self.inner.flush()?;
                 self.pending.clear();
             }
