@@ -558,6 +558,9 @@ fn run(
         if !written {
             target.write_file_entries(&plan, &entries)?;
         }
+        if let Some(p) = prev.as_ref().filter(|_| cfg.layout == LayoutKind::Rolling) {
+            target.drop_unlisted(&plan, &p.snapshot.name, &p.list, &entries)?;
+        }
         let copy_secs = t.elapsed().as_secs_f64();
         tracing::info!(
             secs = copy_secs,

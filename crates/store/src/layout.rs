@@ -348,6 +348,32 @@ impl Layout {
         target.remove_all(&marker)
     }
 
+    /// Rolling on btrfs: takes out of the tree being made (a snapshot of the day `from`,
+    /// whose list is `before`) the files tonight's list `now` lacks, as the commit would
+    /// after reading both lists again; returns false when the tree is no snapshot of `from`
+    /// (the commit then does it).
+    pub fn drop_unlisted_known(
+        &self,
+        target: &Target,
+        from: &str,
+        before: &[crate::pool::Entry],
+        now: &[crate::pool::Entry],
+    ) -> Result<bool, StoreError> {
+        let marker = format!("{PARTIAL}/{SNAPSHOT_OF}");
+        let of = target.read(&marker)?;
+        if self.kind != LayoutKind::Rolling || of.as_deref() != Some(from.as_bytes()) {
+            return Ok(false);
+        }
+        let gone = crate::pool::entries_not_in(before, now);
+        leave_new_day(
+            target,
+            &gone,
+            "files deleted since the previous day leave the snapshot",
+        )?;
+        target.remove_all(&marker)?;
+        Ok(true)
+    }
+
     /// Writes the manifest into `.partial`, syncs, makes the snapshot visible and prunes.
     /// Returns the snapshot's name.
     pub fn commit(&self, target: &Target, manifest: &Manifest) -> Result<String, StoreError> {

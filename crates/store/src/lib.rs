@@ -5,8 +5,9 @@
 //! retention, garbage collection, listing and restore. `holdfast_backup` orchestrates a run
 //! through it and never sees a layout's folders or rsync's options.
 //!
-//! A [`target::Target`] is a local folder or `ssh://user@host[:port]/path`; all copying goes
-//! through the system `rsync` ([`rsync`]), over the system `ssh` for remote targets. Under the
+//! A [`target::Target`] is a local folder or `ssh://user@host[:port]/path`; copying goes
+//! through the system `rsync` ([`rsync`]), over the system `ssh` for remote targets, except
+//! the files a night names to a local folder, which [`local_send`] copies many at a time. Under the
 //! target, each snapshot is a folder holding `db/` (the compressed `pg_dumpall`),
 //! `repository/` (the repository's host folders, hard links kept) and `manifest.json`
 //! ([`manifest`]). [`layout`] decides how snapshots are named, linked to each other, made
@@ -16,6 +17,7 @@
 pub mod copy;
 pub mod layout;
 pub mod link;
+pub mod local_send;
 pub mod manifest;
 pub mod monitor;
 pub mod objects;

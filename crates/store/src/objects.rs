@@ -8,7 +8,9 @@
 //! one object here), and any file not named by its content (logs, reports) at
 //! `paths/<its path>`. Content-named files reach their objects through `.incoming/`: rsync
 //! cannot rename, so it copies them there under their names (flat) and each is then renamed
-//! to its object (a rename is whole or absent, as rsync's own temporary names are).
+//! to its object (a rename is whole or absent, as rsync's own temporary names are). To a
+//! local target [`crate::local_send`] writes each under a temporary name in `.incoming/` and
+//! renames it to its object at once.
 //!
 //! Pools made before objects kept the repository's tree (`repository/`): every reader still
 //! understands one, and the next backup turns it into objects ([`make_pool`]).

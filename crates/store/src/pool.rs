@@ -230,6 +230,23 @@ pub fn not_in(before: Vec<String>, now: &[String]) -> Vec<String> {
     }
 }
 
+/// [`not_in`] for two lists of entries.
+pub fn entries_not_in(before: &[Entry], now: &[Entry]) -> Vec<String> {
+    let gone: Vec<&Entry> = if now.is_sorted_by(|a, b| a.path <= b.path) {
+        before
+            .iter()
+            .filter(|p| now.binary_search_by(|e| e.path.cmp(&p.path)).is_err())
+            .collect()
+    } else {
+        let now: HashSet<&str> = now.iter().map(|e| e.path.as_str()).collect();
+        before
+            .iter()
+            .filter(|e| !now.contains(e.path.as_str()))
+            .collect()
+    };
+    gone.into_iter().map(|e| e.path.clone()).collect()
+}
+
 /// Reads snapshot `name`'s list from the target.
 pub fn read_list(target: &Target, name: &str) -> Result<Vec<String>, StoreError> {
     read_list_at(target, &format!("{name}/{FILE_LIST}"))

@@ -201,6 +201,19 @@ pub trait Store: Send + Sync {
         let paths: Vec<String> = list.iter().map(|e| e.path.clone()).collect();
         self.write_file_list(plan, &paths)
     }
+    /// Rolling: the files of the previous snapshot `from` (whose list is `before`) that
+    /// tonight's list `now` lacks leave the tree being made now, while the dump may still
+    /// run, rather than at the commit, which would read both lists again. The default leaves
+    /// it to the commit.
+    fn drop_unlisted(
+        &self,
+        _plan: &Plan,
+        _from: &str,
+        _before: &[crate::pool::Entry],
+        _now: &[crate::pool::Entry],
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Reads a snapshot's list with what it recorded about each file (`None` for the
     /// metadata of lists that have none).
     fn file_entries(&self, snap: &str) -> Result<Vec<crate::pool::Entry>, StoreError> {

@@ -1,10 +1,12 @@
 //! [`Store`] for file-system targets: a local folder, or a folder on a backup server over
 //! ssh. Files travel with the system `rsync` (hard links kept, change judged by name and
-//! size); the layouts are the folders of [`crate::layout`]; files are proved where they are
-//! (hashed here for a local target, by `sha1sum`/`md5sum` on the backup server for ssh, so
-//! they do not cross the network).
+//! size), or, listed ones to a local folder, with [`local_send`] (the same rules); the
+//! layouts are the folders of [`crate::layout`]; files are proved where they are (hashed
+//! here for a local target, by `sha1sum`/`md5sum` on the backup server for ssh, so they do
+//! not cross the network).
 
 use crate::layout::{self, Layout, LayoutKind, Snapshot, FILE_LIST, PARTIAL, POOL};
+use crate::local_send;
 use crate::manifest::{Manifest, REPO_DIR};
 use crate::objects::{Home, Naming, INCOMING, PATHS};
 use crate::proof::{judge, pfile_of, prove_file, Proof};
@@ -12,6 +14,7 @@ use crate::rsync::{base_args, tree_filters, Rsync};
 use crate::store::{DumpSent, Files, Place, Plan, Source, Store, TransferStats, Upload};
 use crate::target::{nul_separated, sh_quote, Sink, Target};
 use crate::StoreError;
+use holdfast_core::fs::PRIVATE_DIR;
 use holdfast_core::progress::Progress;
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -66,8 +69,9 @@ impl Target {
     }
 
     /// Sends `paths` into a pool of objects: the content-named ones, one path per object,
-    /// through `.incoming/` (see [`crate::objects`]), the others into `paths/` (rsync
-    /// compares them by size) with `args` besides [`base_args`] and the list.
+    /// each straight to its object on a local target, else through `.incoming/` (see
+    /// [`crate::objects`]); the others into `paths/` (rsync compares them by size) with
+    /// `args` besides [`base_args`] and the list.
     fn send_objects(
         &self,
         home: &Home,
@@ -79,45 +83,140 @@ impl Target {
         let (named, other): (Vec<String>, Vec<String>) =
             paths.iter().cloned().partition(|p| pfile_of(p).is_some());
         let mut stats = TransferStats::default();
-        let mut run = |paths: &[String], args: &[String], dest: String| -> Result<(), StoreError> {
-            if paths.is_empty() {
-                return Ok(());
-            }
-            let f = list_file(paths)?;
-            let mut all = base_args();
-            all.extend(args.iter().cloned());
-            all.push(format!("--files-from={}", f.path().display()));
-            stats.add(
-                &Rsync {
-                    args: all,
-                    rsh: self.rsync_rsh(),
-                    src: format!("{}/", src.root.display()),
-                    dest: format!("{}/", self.rsync_location(&dest)),
-                    what: format!("{what} of the repository to {}", self.display()),
-                }
-                .run()?,
-            );
-            Ok(())
-        };
         if !named.is_empty() {
-            let placed = crate::objects::one_per_object(&named);
-            let firsts: Vec<String> = placed.values().cloned().collect();
-            // Flat (`--no-relative`: no folders to make and remove), each under its name;
-            // the list is the picked folders' files already, so no folder rules. A killed
-            // run's leftovers there are whole files (rsync renames each into place).
-            let mut flat = vec!["--no-relative".to_string()];
-            flat.extend(src.rsync_args.iter().cloned());
-            run(&firsts, &flat, format!("{}/{INCOMING}", home.base))?;
-            let t = std::time::Instant::now();
-            crate::objects::place(self, &home.base, &placed)?;
-            tracing::debug!(
-                secs = t.elapsed().as_secs_f64(),
-                files = placed.len(),
-                "new files placed in the pool"
-            );
+            let mut placed = crate::objects::one_per_object(&named);
+            if let Some(root) = self
+                .local_path(&home.base)
+                .filter(|_| src.rsync_args.is_empty())
+            {
+                // On this machine each goes straight to its object, many at a time.
+                let pairs: Vec<(&str, &str)> = placed
+                    .iter()
+                    .map(|(object, path)| (path.as_str(), object.as_str()))
+                    .collect();
+                let how = local_send::How {
+                    replace_into: Some(PRIVATE_DIR),
+                    stage: Some(root.join(INCOMING)),
+                    ..Default::default()
+                };
+                let sent = local_send::send_pairs(
+                    &local_send::Send {
+                        src: src.root,
+                        dest: &root,
+                        how: &how,
+                        what: &format!("{what} of the repository to {}", self.display()),
+                    },
+                    &pairs,
+                )?;
+                stats.add(&sent.stats);
+                // A killed rsync run's staging folder.
+                self.remove_all(&format!("{}/{INCOMING}", home.base))?;
+                placed.retain(|_, path| sent.others.contains(path));
+            }
+            if !placed.is_empty() {
+                let firsts: Vec<String> = placed.values().cloned().collect();
+                // Flat (`--no-relative`: no folders to make and remove), each under its
+                // name; the list is the picked folders' files already, so no folder rules.
+                // A killed run's leftovers there are whole files (rsync renames each into
+                // place).
+                let mut flat = vec!["--no-relative".to_string()];
+                flat.extend(src.rsync_args.iter().cloned());
+                stats.add(&self.send_paths(
+                    src,
+                    &firsts,
+                    &format!("{}/{INCOMING}", home.base),
+                    &flat,
+                    None,
+                    what,
+                )?);
+                let t = std::time::Instant::now();
+                crate::objects::place(self, &home.base, &placed)?;
+                tracing::debug!(
+                    secs = t.elapsed().as_secs_f64(),
+                    files = placed.len(),
+                    "new files placed in the pool"
+                );
+            }
         }
-        run(&other, args, format!("{}/{PATHS}", home.base))?;
+        stats.add(&self.send_paths(
+            src,
+            &other,
+            &format!("{}/{PATHS}", home.base),
+            args,
+            None,
+            what,
+        )?);
         Ok(stats)
+    }
+
+    /// Sends `paths` from `src` into `dest` (on the target): with rsync (`args` after
+    /// [`base_args`] and a files-from list), or, when the target is on this machine and the
+    /// operator gave rsync no options, as [`local_send`] does it `how` (rsync then sends
+    /// only what it leaves: anything but regular files).
+    fn send_paths(
+        &self,
+        src: &Source,
+        paths: &[String],
+        dest: &str,
+        args: &[String],
+        how: Option<&local_send::How>,
+        what: &str,
+    ) -> Result<TransferStats, StoreError> {
+        let mut stats = TransferStats::default();
+        let what = format!("{what} of the repository to {}", self.display());
+        let left;
+        let mut paths = paths;
+        if let (Some(how), Some(root)) = (
+            how.filter(|_| src.rsync_args.is_empty()),
+            self.local_path(dest),
+        ) {
+            let sent = local_send::send(
+                &local_send::Send {
+                    src: src.root,
+                    dest: &root,
+                    how,
+                    what: &what,
+                },
+                paths,
+            )?;
+            stats.add(&sent.stats);
+            left = sent.others;
+            paths = &left;
+        }
+        if paths.is_empty() {
+            return Ok(stats);
+        }
+        let f = list_file(paths)?;
+        let mut all = base_args();
+        all.extend(args.iter().cloned());
+        all.push(format!("--files-from={}", f.path().display()));
+        stats.add(
+            &Rsync {
+                args: all,
+                rsh: self.rsync_rsh(),
+                src: format!("{}/", src.root.display()),
+                dest: format!("{}/", self.rsync_location(dest)),
+                what,
+            }
+            .run()?,
+        );
+        Ok(stats)
+    }
+
+    /// How a local copy into the pending tree stands for `--link-dest` (`None` when the plan
+    /// compares with earlier copies instead: rsync's `--compare-dest`).
+    fn local_how(plan: &Plan, missing_ok: bool) -> Option<local_send::How> {
+        plan.compare_dest.is_empty().then(|| local_send::How {
+            flat: false,
+            link_dest: plan
+                .link_dest
+                .iter()
+                .map(std::path::PathBuf::from)
+                .collect(),
+            missing_ok,
+            replace_into: None,
+            stage: None,
+        })
     }
 
     /// Writes `paths` of a pool of objects under the local folder `dest`, under their
@@ -281,13 +380,16 @@ impl Target {
         if paths.is_empty() {
             return Ok(Default::default());
         }
-        let mut args = base_args();
-        args.push("--ignore-missing-args".into());
+        let mut args = vec!["--ignore-missing-args".to_string()];
         args.extend(Self::copy_args(plan, src));
-        let f = list_file(&paths)?;
-        args.push(format!("--files-from={}", f.path().display()));
-        let stats = self.repo_rsync(plan, src, args, "delta copy").run()?;
-        std::mem::drop(f);
+        let stats = self.send_paths(
+            src,
+            &paths,
+            &pending_repo(plan),
+            &args,
+            Self::local_how(plan, true).as_ref(),
+            "delta copy",
+        )?;
         // looked at after the copy, so a file gone while it ran goes too
         let gone: Vec<String> = paths
             .into_iter()
@@ -350,16 +452,18 @@ impl Target {
         if home.naming == Naming::Objects {
             return self.send_objects(&home, src, paths, src.rsync_args, "copy");
         }
-        let f = list_file(paths)?;
-        let mut args = base_args();
-        args.extend(src.rsync_args.iter().cloned());
+        let mut args = src.rsync_args.to_vec();
         for d in &plan.link_dest {
             args.push(format!("--link-dest={d}"));
         }
-        args.push(format!("--files-from={}", f.path().display()));
-        let stats = self.repo_rsync(plan, src, args, "copy").run()?;
-        std::mem::drop(f);
-        Ok(stats)
+        self.send_paths(
+            src,
+            paths,
+            &pending_repo(plan),
+            &args,
+            Self::local_how(plan, false).as_ref(),
+            "copy",
+        )
     }
 
     /// Regular files under `rel` on the target, relative to it, sorted.
@@ -606,6 +710,23 @@ impl Store for Target {
             &format!("{PARTIAL}/{FILE_LIST}"),
             &crate::pool::encode_entries(list),
         )
+    }
+
+    fn drop_unlisted(
+        &self,
+        plan: &Plan,
+        from: &str,
+        before: &[crate::pool::Entry],
+        now: &[crate::pool::Entry],
+    ) -> Result<(), StoreError> {
+        let t = std::time::Instant::now();
+        if plan.layout.drop_unlisted_known(self, from, before, now)? {
+            tracing::debug!(
+                secs = t.elapsed().as_secs_f64(),
+                "files no longer listed dropped before the commit"
+            );
+        }
+        Ok(())
     }
 
     fn link_previous(
