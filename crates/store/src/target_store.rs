@@ -109,7 +109,7 @@ impl Target {
                     &pairs,
                 )?;
                 stats.add(&sent.stats);
-                // A killed rsync run's staging folder.
+                // The staging folder: empty now, or holding a killed run's leftovers.
                 self.remove_all(&format!("{}/{INCOMING}", home.base))?;
                 placed.retain(|_, path| sent.others.contains(path));
             }
