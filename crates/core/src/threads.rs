@@ -20,11 +20,16 @@ pub fn io_pool() -> &'static rayon::ThreadPool {
             .and_then(|v| v.parse::<usize>().ok())
             .filter(|n| *n > 0)
             .unwrap_or((4 * cores).clamp(8, 32));
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .thread_name(|i| format!("holdfast-io-{i}"))
-            .build()
-            .or_else(|_| rayon::ThreadPoolBuilder::new().num_threads(1).build())
-            .expect("a thread pool of one thread")
+        named_pool(n, "holdfast-io")
     })
+}
+
+/// A pool of `n` threads named `<name>-<i>`, or of one when the system refuses more.
+pub fn named_pool(n: usize, name: &'static str) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .thread_name(move |i| format!("{name}-{i}"))
+        .build()
+        .or_else(|_| rayon::ThreadPoolBuilder::new().num_threads(1).build())
+        .expect("a thread pool of one thread")
 }

@@ -79,14 +79,7 @@ const IN_FLIGHT: usize = 16;
 
 fn own_pool() -> &'static rayon::ThreadPool {
     static POOL: OnceLock<rayon::ThreadPool> = OnceLock::new();
-    POOL.get_or_init(|| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(IN_FLIGHT)
-            .thread_name(|i| format!("holdfast-send-{i}"))
-            .build()
-            .or_else(|_| rayon::ThreadPoolBuilder::new().num_threads(1).build())
-            .expect("a thread pool of one thread")
-    })
+    POOL.get_or_init(|| holdfast_core::threads::named_pool(IN_FLIGHT, "holdfast-send"))
 }
 
 /// Sends `paths` (relative to `s.src`) as the module says.
