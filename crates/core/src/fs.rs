@@ -83,12 +83,19 @@ pub fn chmod(path: &Path, mode: u32) -> std::io::Result<()> {
 /// it (on btrfs an atime update copies the snapshot's shared metadata). Falls back to a plain
 /// open.
 pub fn open_noatime(path: &Path) -> std::io::Result<std::fs::File> {
+    open_noatime_with(path, 0)
+}
+
+/// [`open_noatime`] with more open flags (`O_NONBLOCK`, `O_NOFOLLOW`), kept by the fallback.
+pub fn open_noatime_with(path: &Path, flags: i32) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
-    std::fs::File::options()
-        .read(true)
-        .custom_flags(libc::O_NOATIME)
-        .open(path)
-        .or_else(|_| std::fs::File::open(path))
+    let open = |flags| {
+        std::fs::File::options()
+            .read(true)
+            .custom_flags(flags)
+            .open(path)
+    };
+    open(libc::O_NOATIME | flags).or_else(|_| open(flags))
 }
 
 /// Asks the kernel to start reading `file` into the page cache and returns at once: a reader

@@ -87,9 +87,10 @@ pub fn send(s: &Send, paths: &[String]) -> Result<Sent, StoreError> {
     let pairs: Vec<(&str, &str)> = paths
         .iter()
         .map(|p| {
-            let to = match s.how.flat {
-                true => p.rsplit('/').next().unwrap_or(p),
-                false => p.as_str(),
+            let to = if s.how.flat {
+                p.rsplit('/').next().unwrap_or(p)
+            } else {
+                p.as_str()
             };
             (p.as_str(), to)
         })
@@ -283,23 +284,13 @@ fn via_temp(
 fn copy_file(from: &Path, m: &Metadata, to: &Path, stage: Option<&Path>) -> Result<(), Miss> {
     // Without waiting (a FIFO put in its place meanwhile would wait for a writer) and
     // without following a symlink put there.
-    let mut r = match File::options()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_NOATIME)
-        .open(from)
-        .or_else(|e| match e.raw_os_error() {
-            // O_NOATIME: only for the file's owner or root.
-            Some(libc::EPERM) => File::options()
-                .read(true)
-                .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
-                .open(from),
-            _ => Err(e),
-        }) {
-        Ok(f) => f,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Err(Miss::Gone),
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(Miss::NotRegular),
-        Err(e) => return Err(io(from)(e).into()),
-    };
+    let mut r =
+        match holdfast_core::fs::open_noatime_with(from, libc::O_NONBLOCK | libc::O_NOFOLLOW) {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Err(Miss::Gone),
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(Miss::NotRegular),
+            Err(e) => return Err(io(from)(e).into()),
+        };
     let now = r.metadata().map_err(io(from))?;
     if !now.is_file() || now.ino() != m.ino() || now.dev() != m.dev() {
         return Err(Miss::NotRegular);
@@ -362,6 +353,9 @@ fn send_unit(s: &Send, names: &[Name]) -> Result<TransferStats, Miss> {
             0
         }
     };
+    if names.len() == 1 {
+        return Ok(c);
+    }
     let lead_meta = std::fs::symlink_metadata(&dests[lead]).map_err(io(&dests[lead]))?;
     for (k, n) in names.iter().enumerate() {
         let linked = there[k]

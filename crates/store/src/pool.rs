@@ -216,35 +216,28 @@ pub fn decode(r: impl Read) -> std::io::Result<Vec<String>> {
 /// The paths of `before` that `now` lacks. Lists are written sorted, so `now` is searched
 /// in place; an unsorted one (written by hand) is hashed first.
 pub fn not_in(before: Vec<String>, now: &[String]) -> Vec<String> {
-    if now.is_sorted() {
-        before
-            .into_iter()
-            .filter(|p| now.binary_search(p).is_err())
-            .collect()
-    } else {
-        let now: HashSet<&str> = now.iter().map(String::as_str).collect();
-        before
-            .into_iter()
-            .filter(|p| !now.contains(p.as_str()))
-            .collect()
-    }
+    let lacks = lacks(now, String::as_str);
+    before.into_iter().filter(|p| lacks(p)).collect()
 }
 
 /// [`not_in`] for two lists of entries.
 pub fn entries_not_in(before: &[Entry], now: &[Entry]) -> Vec<String> {
-    let gone: Vec<&Entry> = if now.is_sorted_by(|a, b| a.path <= b.path) {
-        before
-            .iter()
-            .filter(|p| now.binary_search_by(|e| e.path.cmp(&p.path)).is_err())
-            .collect()
-    } else {
-        let now: HashSet<&str> = now.iter().map(|e| e.path.as_str()).collect();
-        before
-            .iter()
-            .filter(|e| !now.contains(e.path.as_str()))
-            .collect()
-    };
-    gone.into_iter().map(|e| e.path.clone()).collect()
+    let lacks = lacks(now, |e| e.path.as_str());
+    before
+        .iter()
+        .filter(|e| lacks(&e.path))
+        .map(|e| e.path.clone())
+        .collect()
+}
+
+/// Whether a path is missing from `now` (each item's path given by `path`).
+fn lacks<T>(now: &[T], path: fn(&T) -> &str) -> impl Fn(&str) -> bool + '_ {
+    let hashed: Option<HashSet<&str>> =
+        (!now.is_sorted_by(|a, b| path(a) <= path(b))).then(|| now.iter().map(path).collect());
+    move |p| match &hashed {
+        Some(set) => !set.contains(p),
+        None => now.binary_search_by(|e| path(e).cmp(p)).is_err(),
+    }
 }
 
 /// Reads snapshot `name`'s list from the target.
