@@ -150,6 +150,7 @@ fn run(
         }
     };
     let rolling = cfg.layout == LayoutKind::Rolling;
+    let folders = target.folder_maker(&plan, &src);
     // Rolling: the new tree links every file of the previous one it keeps (`paths`); None for
     // the other layouts. Returns what was linked, the paths the previous tree lacks, the secs.
     let link_previous = |p: &nightly::Previous, paths: &[String]| {
@@ -242,7 +243,7 @@ fn run(
         Pre::None
     } else if let Some(p) = &prev {
         let t = Instant::now();
-        let mut night = nightly::plan(site, types, &dirs, p, client)?;
+        let mut night = nightly::plan(site, types, &dirs, p, client, folders.as_ref())?;
         tracing::info!(
             secs = t.elapsed().as_secs_f64(),
             new = night.send.len(),
@@ -379,7 +380,7 @@ fn run(
         let t = Instant::now();
         let r = match (pre, &prev) {
             (Pre::None, Some(p)) => {
-                let mut night = nightly::plan(site, types, &dirs, p, client)?;
+                let mut night = nightly::plan(site, types, &dirs, p, client, folders.as_ref())?;
                 tracing::debug!(
                     secs = t.elapsed().as_secs_f64(),
                     new = night.send.len(),
@@ -388,26 +389,35 @@ fn run(
                 let keep = kept(&night);
                 let send: Vec<String> = night.send.keys().cloned().collect();
                 // In place nothing is linked that could turn out lacking, so the list is
-                // final once planned: written (and synced) while the new files go out.
-                let early = in_place.then(|| into_entries(night.list.clone()));
-                // As in the pre-copy: kept files in place are sampled while the new ones go out.
+                // final once planned: the writer has it (written and synced while the new
+                // files go out) and gives it back as the snapshot's entries. Nothing here
+                // copies it: the dump keeps both cores busy meanwhile.
+                let early = in_place.then(|| std::mem::take(&mut night.list));
                 let (sent, damaged, wrote) = std::thread::scope(|s| {
+                    let plan = &plan;
+                    // As in the pre-copy: kept files in place are sampled while the new ones
+                    // go out.
                     let checker = in_place
-                        .then(|| s.spawn(|| heal(site, cfg, target, &plan, &src, Some(&keep))));
-                    let writer = early
-                        .as_deref()
-                        .map(|e| s.spawn(|| target.write_file_entries(&plan, e)));
+                        .then(|| s.spawn(|| heal(site, cfg, target, plan, &src, Some(&keep))));
+                    let writer = early.map(|list| {
+                        s.spawn(move || {
+                            let entries = into_entries(list);
+                            target.write_file_entries(plan, &entries).map(|()| entries)
+                        })
+                    });
                     let sent = link_and_send(p, &mut night, &keep, send);
                     (sent, checker.map(joined), writer.map(joined))
                 });
                 let (stats, send) = sent?;
-                if let Some(w) = wrote {
-                    w?;
-                }
+                let wrote = wrote.transpose()?;
+                let (entries, written) = match wrote {
+                    Some(entries) => (entries, true),
+                    None => (into_entries(std::mem::take(&mut night.list)), false),
+                };
                 let damaged = match damaged {
                     Some(d) => d?,
                     None => {
-                        let names: Vec<String> = night.list.keys().cloned().collect();
+                        let names: Vec<String> = entries.iter().map(|e| e.path.clone()).collect();
                         heal(site, cfg, target, &plan, &src, Some(&names))?
                     }
                 };
@@ -417,8 +427,6 @@ fn run(
                     dropped = night.dropped,
                     "copied what the database says is new"
                 );
-                let entries = into_entries(std::mem::take(&mut night.list));
-                let written = early.is_some_and(|e| e == entries);
                 let unlisted = night.unlisted;
                 (
                     entries,
@@ -431,7 +439,7 @@ fn run(
                 )
             }
             (Pre::Db(before, copied, pre_stats, damaged), Some(p)) => {
-                let mut night = nightly::plan(site, types, &dirs, p, client)?;
+                let mut night = nightly::plan(site, types, &dirs, p, client, folders.as_ref())?;
                 // Rolling: what the previous day holds that the pre-copy did not link yet.
                 let more: Vec<String> = kept(&night)
                     .into_iter()

@@ -23,7 +23,7 @@ use holdfast_site::Site;
 use holdfast_store::layout::{Snapshot, PARTIAL};
 use holdfast_store::manifest::REPO_DIR;
 use holdfast_store::pool::{Entry, Meta};
-use holdfast_store::{LayoutKind, Plan, Store};
+use holdfast_store::{FolderMaker, LayoutKind, Plan, Store};
 use std::collections::{BTreeMap, HashSet};
 
 /// The previous snapshot a database night builds on.
@@ -166,13 +166,16 @@ fn kind_of<'a>(p: &'a str, db_dirs: &[String]) -> Option<&'a str> {
 }
 
 /// Works out the night from the previous list and the database, reading only the new files,
-/// the files the database no longer names, and the folders it does not know.
+/// the files the database no longer names, and the folders it does not know. `folders`, when
+/// given, is called with each new file found, as soon as it is found (see
+/// [`holdfast_store::Store::folder_maker`]).
 pub fn plan(
     site: &Site,
     types: &[&str],
     dirs: &[String],
     prev: &Previous,
     client: &mut postgres::Client,
+    folders: Option<&FolderMaker>,
 ) -> Result<Night, BackupError> {
     let db = |what: &str| {
         let what = what.to_string();
@@ -207,7 +210,7 @@ pub fn plan(
         let candidates = site.repo.candidates(&r.kind, &r.name);
         named_files.push((r, candidates));
     }
-    let looked = look_up(root, &named_files, &prev_paths);
+    let looked = look_up(root, &named_files, &prev_paths, folders);
     for ((r, _), found) in named_files.into_iter().zip(looked) {
         let Some(Found { rel, meta, new }) = found else {
             continue;
@@ -310,6 +313,7 @@ fn look_up(
     root: &std::path::Path,
     files: &[(Reference, Vec<std::path::PathBuf>)],
     prev_paths: &HashSet<&str>,
+    folders: Option<&FolderMaker>,
 ) -> Vec<Option<Found>> {
     use rayon::prelude::*;
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -342,6 +346,9 @@ fn look_up(
                     holdfast_core::fs::prefetch(&f);
                 }
             }
+        }
+        if let Some(make) = folders.filter(|_| new && meta.as_ref().is_some_and(|m| m.is_file())) {
+            make(&rel);
         }
         Some(Found { rel, meta, new })
     };
@@ -449,7 +456,7 @@ mod tests {
             ),
         ];
         let prev: HashSet<&str> = ["a/files/aa/n2"].into();
-        let found = look_up(root, &files, &prev);
+        let found = look_up(root, &files, &prev, None);
         let f = |i: usize| found[i].as_ref().unwrap();
         // Only in the second host folder: found there, and new.
         assert_eq!(f(0).rel, "b/files/aa/n1");

@@ -78,6 +78,18 @@ fn days_are_snapshots(ssh: bool) {
     // A database night with a new upload, pre-copied (however small the night).
     let new = f.add_uploads_listing(1);
     assert!(!new.is_empty());
+    // A new file's folder, new to the store too, with a mode of its own on the site: the day
+    // makes it (ahead of the send, while the night looks its files up) with that mode.
+    let leaf = new
+        .iter()
+        .map(|p| Path::new(p).parent().unwrap().to_path_buf())
+        .find(|d| !dir.join("current/repository").join(d).exists())
+        .expect("a new file in a folder the store lacks");
+    std::fs::set_permissions(
+        site.repo.root.join(&leaf),
+        std::os::unix::fs::PermissionsExt::from_mode(0o2751),
+    )
+    .unwrap();
     let precopied = holdfast_backup::BackupConfig {
         precopy_above_mib: 0,
         ..cfg.clone()
@@ -95,6 +107,12 @@ fn days_are_snapshots(ssh: bool) {
     }
     let cur = dir.join("current/repository");
     assert_eq!(contents(&cur), contents(&site.repo.root));
+    assert_eq!(
+        std::fs::metadata(cur.join(&leaf)).unwrap().mode() & 0o7777,
+        0o2751,
+        "{}",
+        leaf.display()
+    );
     // Snapshots, not hard links: a file both days hold has as many links as it had alone
     // (its gold/files twin at most), and each day is its own file system tree.
     for (p, n) in &links_before {

@@ -8,7 +8,7 @@ use common::*;
 use holdfast_backup::content::{self, Proof, VerifyOptions};
 use holdfast_backup::{backup, BackupConfig};
 use holdfast_sandbox::standin::Behaviour;
-use holdfast_store::{layout, LayoutKind};
+use holdfast_store::{layout, LayoutKind, Store};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -187,6 +187,56 @@ fn pool_rot_is_found_and_the_pool_copy_replaced() {
         let rec = content::verify_snapshot(&target, &s, &VerifyOptions::default()).unwrap();
         assert!(rec.is_ok(), "{}: {:?}", s.name, rec.bad);
     }
+}
+
+/// A night's sample proves the files it keeps: a rotten copy of a file deleted that night is
+/// no damage of the new snapshot (it leaves it), while a rotten kept one is healed.
+#[test]
+fn a_rotten_copy_of_a_file_deleted_that_night_is_no_damage_of_the_new_snapshot() {
+    let mut f = fixture(2, Behaviour::default(), 30);
+    let site = f.site().clone();
+    let cfg = BackupConfig {
+        layout: LayoutKind::Pool,
+        check_percent: 100.0,
+        ..f.cfg.clone()
+    };
+    let gone = f.add_uploads_listing(1);
+    backup(&site, "s", &f.sched, &cfg).unwrap();
+    let pool = f.target_dir().join("pool");
+    let object = |rel: &str| pool.join(holdfast_store::objects::object_rel(rel));
+    let repo = &site.repo.root;
+    let kept = rel_in(repo, &first_named(repo, "gold"));
+    assert!(!gone.contains(&kept));
+    let doomed = gone
+        .iter()
+        .find(|p| std::fs::metadata(object(p)).unwrap().len() > 10)
+        .unwrap()
+        .clone();
+    flip(&object(&kept));
+    flip(&object(&doomed));
+    delete_last_upload(&site);
+    for p in &gone {
+        std::fs::remove_file(repo.join(p)).unwrap();
+    }
+
+    let out = backup(&site, "s", &f.sched, &cfg).unwrap();
+    assert_eq!(out.manifest.repository.found_by, "database");
+    assert_eq!(out.manifest.timings.precopy_secs, 0.0, "a small night");
+    assert!(
+        out.manifest.repository.damaged.is_empty(),
+        "{:?}",
+        out.manifest.repository.damaged
+    );
+    let target = cfg.target().unwrap();
+    let snap = layout::find(&target, None).unwrap();
+    let listed = target.snapshot_files(&snap).unwrap();
+    assert!(!listed.contains(&doomed), "{doomed} left the snapshot");
+    assert!(matches!(
+        content::prove_file(&object(&kept)),
+        Proof::Good(_)
+    ));
+    let rec = content::verify_snapshot(&target, &snap, &VerifyOptions::default()).unwrap();
+    assert!(rec.is_ok(), "{:?}", rec.bad);
 }
 
 #[test]

@@ -31,7 +31,7 @@ mod target_store;
 
 pub use layout::{Layout, LayoutKind, Snapshot};
 pub use manifest::Manifest;
-pub use store::{DumpSent, Files, Place, Plan, Source, Store, TransferStats, Upload};
+pub use store::{DumpSent, Files, FolderMaker, Place, Plan, Source, Store, TransferStats, Upload};
 pub use subvolume::DayTrees;
 pub use target::{SshOptions, Target};
 

@@ -185,20 +185,28 @@ impl From<StoreError> for Miss {
 }
 
 impl Send<'_> {
-    /// Makes the folders above `n.to` under `dest` that are missing: each with its source
-    /// folder's mode and owner when the tree is the source's, else with the pool's mode.
-    fn make_parents(&self, n: &Name) -> Result<(), StoreError> {
-        let Some(dir) = Path::new(n.to)
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-        else {
+    /// Makes the folders above `rel` (a source path sent under its own name) under `dest`
+    /// now, as [`send`] would make them: a night calls it while it still looks its new files
+    /// up on the site, so the folders are there when the send starts.
+    pub fn make_folders_for(&self, rel: &str) -> Result<(), StoreError> {
+        if self.how.flat {
+            return Ok(()); // sent under its name alone: no folder of its own
+        }
+        self.make_parents(rel, rel)
+    }
+
+    /// Makes the folders above `to` (sent from `from`) under `dest` that are missing: each
+    /// with its source folder's mode and owner when the tree is the source's, else with the
+    /// pool's mode.
+    fn make_parents(&self, from: &str, to: &str) -> Result<(), StoreError> {
+        let Some(dir) = Path::new(to).parent().filter(|d| !d.as_os_str().is_empty()) else {
             return Ok(());
         };
         if let Some(mode) = self.how.replace_into {
             let to = self.dest.join(dir);
             return holdfast_core::fs::create_dir_all_mode(&to, mode).map_err(io(&to));
         }
-        if n.from != n.to {
+        if from != to {
             return Ok(());
         }
         self.make_dir(dir)
@@ -337,7 +345,7 @@ fn send_unit(s: &Send, names: &[Name]) -> Result<TransferStats, Miss> {
             k
         }
         None => {
-            s.make_parents(first)?;
+            s.make_parents(first.from, first.to)?;
             match s.earlier(first) {
                 Some(e) => via_temp(stage, &dests[0], |temp| {
                     std::fs::hard_link(&e, temp).map_err(|x| io(&dests[0])(x).into())
@@ -364,7 +372,7 @@ fn send_unit(s: &Send, names: &[Name]) -> Result<TransferStats, Miss> {
         if k == lead || linked {
             continue;
         }
-        s.make_parents(n)?;
+        s.make_parents(n.from, n.to)?;
         via_temp(stage, &dests[k], |temp| {
             std::fs::hard_link(&dests[lead], temp).map_err(|x| io(&dests[k])(x).into())
         })?;
@@ -391,6 +399,52 @@ mod tests {
     fn send_all(s: &Send, paths: &[&str]) -> Result<Sent, StoreError> {
         let paths: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
         send(s, &paths)
+    }
+
+    #[test]
+    fn folders_made_ahead_are_the_sends_own_and_a_flat_send_makes_none() {
+        let t = tempfile::tempdir().unwrap();
+        let (src, dest) = (t.path().join("s"), t.path().join("d"));
+        write(&src, "h/files/aa/bb/cc/x", b"data", 0o644);
+        for (dir, mode) in [("h/files/aa", 0o751), ("h/files/aa/bb/cc", 0o2750)] {
+            std::fs::set_permissions(src.join(dir), std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        std::fs::create_dir_all(dest.join("h/files")).unwrap();
+        let how = How::default();
+        let s = Send {
+            src: &src,
+            dest: &dest,
+            how: &how,
+            what: "test",
+        };
+        s.make_folders_for("h/files/aa/bb/cc/x").unwrap();
+        let mode = |p: &str| std::fs::metadata(dest.join(p)).unwrap().mode() & 0o7777;
+        assert_eq!(mode("h/files/aa"), 0o751);
+        assert_eq!(mode("h/files/aa/bb/cc"), 0o2750);
+        assert!(!dest.join("h/files/aa/bb/cc/x").exists(), "folders only");
+        // Made again (the send's own call): nothing changes, and the file then lands there.
+        s.make_folders_for("h/files/aa/bb/cc/x").unwrap();
+        let sent = send_all(&s, &["h/files/aa/bb/cc/x"]).unwrap();
+        assert_eq!(sent.stats.transferred_files, 1);
+        assert_eq!(
+            std::fs::read(dest.join("h/files/aa/bb/cc/x")).unwrap(),
+            b"data"
+        );
+
+        let flat_dest = t.path().join("flat");
+        std::fs::create_dir_all(&flat_dest).unwrap();
+        let flat = How {
+            flat: true,
+            ..Default::default()
+        };
+        let s = Send {
+            src: &src,
+            dest: &flat_dest,
+            how: &flat,
+            what: "test",
+        };
+        s.make_folders_for("h/files/aa/bb/cc/x").unwrap();
+        assert_eq!(std::fs::read_dir(&flat_dest).unwrap().count(), 0);
     }
 
     #[test]

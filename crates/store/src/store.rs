@@ -64,6 +64,10 @@ pub struct Source<'a> {
     pub rsync_args: &'a [String],
 }
 
+/// See [`Store::folder_maker`]: called with each repository-relative path to be sent; what
+/// it cannot make, the send makes (or says why not).
+pub type FolderMaker<'a> = Box<dyn Fn(&str) + Sync + 'a>;
+
 /// Which repository files a [`Store::send_repository`] call sends.
 #[derive(Debug, Clone, Copy)]
 pub enum Files<'a> {
@@ -178,6 +182,14 @@ pub trait Store: Send + Sync {
         src: &Source,
         files: Files,
     ) -> Result<TransferStats, StoreError>;
+    /// Makes the folders a repository path will need in the pending snapshot ahead of its
+    /// send, where that shortens the night: on a snapshot day each new folder first copies
+    /// metadata the day before shares, one at a time, so making them while the new files are
+    /// still being looked up on the site takes that off the send. None: the send makes
+    /// them itself.
+    fn folder_maker<'a>(&'a self, _plan: &'a Plan, _src: &'a Source) -> Option<FolderMaker<'a>> {
+        None
+    }
     /// Repository-relative paths the pending snapshot holds now, sorted.
     fn pending_files(&self, plan: &Plan) -> Result<Vec<String>, StoreError>;
     /// Streams the dump into `rel` of the pending snapshot.

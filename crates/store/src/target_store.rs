@@ -11,7 +11,9 @@ use crate::manifest::{Manifest, REPO_DIR};
 use crate::objects::{Home, Naming, INCOMING, PATHS};
 use crate::proof::{judge, pfile_of, prove_file, Proof};
 use crate::rsync::{base_args, tree_filters, Rsync};
-use crate::store::{DumpSent, Files, Place, Plan, Source, Store, TransferStats, Upload};
+use crate::store::{
+    DumpSent, Files, FolderMaker, Place, Plan, Source, Store, TransferStats, Upload,
+};
 use crate::target::{nul_separated, sh_quote, Sink, Target};
 use crate::StoreError;
 use holdfast_core::fs::PRIVATE_DIR;
@@ -634,6 +636,26 @@ impl Store for Target {
             }
             Files::Only(paths) => self.copy_only(plan, src, paths),
         }
+    }
+
+    fn folder_maker<'a>(&'a self, plan: &'a Plan, src: &'a Source) -> Option<FolderMaker<'a>> {
+        // A snapshot day only: a hard-linked day's folders come with its link pass, and the
+        // pool has no folder per file.
+        if plan.snapshot_of.is_none() || !src.rsync_args.is_empty() {
+            return None;
+        }
+        let how = Self::local_how(plan, true)?;
+        let dest = self.local_path(&pending_repo(plan))?;
+        Some(Box::new(move |rel: &str| {
+            let s = local_send::Send {
+                src: src.root,
+                dest: &dest,
+                how: &how,
+                what: "folders",
+            };
+            // The send tries again what fails here, and says why.
+            let _ = s.make_folders_for(rel);
+        }))
     }
 
     fn pending_files(&self, plan: &Plan) -> Result<Vec<String>, StoreError> {
