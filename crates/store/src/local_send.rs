@@ -84,17 +84,7 @@ fn own_pool() -> &'static rayon::ThreadPool {
 
 /// Sends `paths` (relative to `s.src`) as the module says.
 pub fn send(s: &Send, paths: &[String]) -> Result<Sent, StoreError> {
-    let pairs: Vec<(&str, &str)> = paths
-        .iter()
-        .map(|p| {
-            let to = if s.how.flat {
-                p.rsplit('/').next().unwrap_or(p)
-            } else {
-                p.as_str()
-            };
-            (p.as_str(), to)
-        })
-        .collect();
+    let pairs: Vec<(&str, &str)> = paths.iter().map(|p| (p.as_str(), s.to(p))).collect();
     send_pairs(s, &pairs)
 }
 
@@ -189,10 +179,16 @@ impl Send<'_> {
     /// now, as [`send`] would make them: a night calls it while it still looks its new files
     /// up on the site, so the folders are there when the send starts.
     pub fn make_folders_for(&self, rel: &str) -> Result<(), StoreError> {
+        self.make_parents(rel, self.to(rel))
+    }
+
+    /// Where [`send`] puts `rel` under `dest`: under its own path, or its name alone.
+    fn to<'p>(&self, rel: &'p str) -> &'p str {
         if self.how.flat {
-            return Ok(()); // sent under its name alone: no folder of its own
+            rel.rsplit('/').next().unwrap_or(rel)
+        } else {
+            rel
         }
-        self.make_parents(rel, rel)
     }
 
     /// Makes the folders above `to` (sent from `from`) under `dest` that are missing: each
