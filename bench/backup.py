@@ -35,6 +35,10 @@ btrbk or snapper set-ups do) and `holdfast-rolling-links` (the rolling layout wi
 then what `btrfs filesystem usage` says is used (data and metadata as stored), since `du`
 counts a snapshot's shared files again in every day.
 
+Each scan day also records the site's own growth, counted as the stores are (`du -sb`, or on
+btrfs the blocks in use): the new files and the folders they brought, which any tree of the
+repository must hold too. The summary gives growth against both it and the new files' bytes.
+
 --retain N measures the steady state, a store that has reached its retention: every tool keeps
 the newest N backups and drops the oldest one each night, as its nightly job would, and that
 is part of the night's time: holdfast `keep = N` (its own prune), rsync `rm -rf` of the oldest
@@ -119,10 +123,11 @@ def load():
     return round(os.getloadavg()[0], 2)
 
 
-def du(path):
+def du(path, allocated=False):
+    """`du -sb` (file lengths, folder sizes), or with `allocated` the blocks in use."""
     if not os.path.exists(path):
         return 0
-    out = subprocess.run(["du", "-sb", path], capture_output=True, text=True).stdout
+    out = subprocess.run(["du", "-s", "-B1" if allocated else "-b", path], capture_output=True, text=True).stdout
     return int(out.split()[0]) if out else 0
 
 
@@ -300,18 +305,24 @@ class Bench:
         for d, _, fs in os.walk(self.site.repo):
             files += [os.path.join(d, f) for f in fs]
         before, bytes0 = dataset.count(self.site.repo)
+        # The site's own growth, counted as the stores are: `du -sb`, or on btrfs (whose used
+        # bytes are blocks) the blocks. The new files and the folders they brought (4 KB each
+        # on ext4): any tree of the repository holds those too.
+        alloc = self.a.stores_fs == "btrfs"
+        du0 = du(self.site.repo, alloc)
         rng = random.Random(self.day)
         now = time.time()
         for p in rng.sample(files, len(files) // 3):
             os.utime(p, (now, now), follow_symlinks=False)
         self.site.upload(self.a.holdfast, self.days[self.day - 1]["tarballs"])
         after, bytes1 = dataset.count(self.site.repo)
-        return dict(touched=len(files) // 3, new_files=after - before, new_bytes=bytes1 - bytes0)
+        return dict(touched=len(files) // 3, new_files=after - before, new_bytes=bytes1 - bytes0,
+                    site_bytes=du(self.site.repo, alloc) - du0)
 
     def run(self):
         a = self.a
         results = {"size": a.size, "site": self.info, "initial": {}, "days": [], "restore": [],
-                   "retain": a.retain}
+                   "retain": a.retain, "stores_fs": a.stores_fs}
         print(f"initial backups (cold), load {load()}", flush=True)
         for tool in self.tools:
             with Lock(a.lock):
@@ -441,6 +452,13 @@ def summary(r, tools):
         lines.append(f"\nnew data per day: {nb/1e6:.1f} MB; store growth / new data: " + ", ".join(
             f"{t} {med([d['growth'] for d in days if d['tool'] == t])/nb:.2f}" for t in tools
             if any(d['tool'] == t for d in days)))
+        sb = [d["site_bytes"] for d in days if "site_bytes" in d]
+        if sb:
+            how = "blocks in use" if r.get("stores_fs") == "btrfs" else "`du -sb`"
+            lines.append(f"the site's own growth ({how}: new files and new folders) {med(sb)/1e6:.1f} MB; "
+                         "store growth / it: " + ", ".join(
+                             f"{t} {med([d['growth'] for d in days if d['tool'] == t])/med(sb):.2f}" for t in tools
+                             if any(d['tool'] == t for d in days)))
     for h in HOLDFAST:
         if h in stats and stats[h]["cold"]:
             for t in tools:
@@ -453,8 +471,9 @@ def summary(r, tools):
     if pruning:
         lines.append(f"\nsteady state: the {len(set(d['day'] for d in pruning))} cold nights that dropped "
                      f"a backup (keep {n}), retention included")
-        lines.append("| tool | night, median s (runs) | of it retention, median s | store change/day MB |")
-        lines.append("|---|---|---|---|")
+        lines.append("| tool | night, median s (runs) | of it retention, median s | store change/day MB | "
+                     "change / new files, / site's growth (nights) |")
+        lines.append("|---|---|---|---|---|")
         steady = {}
         for t in tools:
             v = [d for d in pruning if d["tool"] == t]
@@ -463,8 +482,10 @@ def summary(r, tools):
             steady[t] = med([d["s"] for d in v])
             ret = "(inside backup)" if t.startswith("holdfast") else f"{med([d['retain_s'] for d in v]):.2f}"
             runs = ", ".join(f"{d['s']:.1f}" for d in v)
+            per = ", ".join(f"{d['growth']/d['new_bytes']:.2f} / {d['growth']/d['site_bytes']:.2f}"
+                            if d.get("site_bytes") else f"{d['growth']/d['new_bytes']:.2f}" for d in v)
             lines.append(f"| {t} | {steady[t]:.2f} ({runs}) | {ret} | "
-                         f"{med([d['growth'] for d in v])/1e6:+.1f} |")
+                         f"{med([d['growth'] for d in v])/1e6:+.1f} | {per} |")
         peers = [t for t in steady if not t.startswith("holdfast")]
         for h in HOLDFAST:
             if h in steady and peers:
