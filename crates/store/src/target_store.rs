@@ -152,9 +152,9 @@ impl Target {
     }
 
     /// Sends `paths` from `src` into `dest` (on the target): with rsync (`args` after
-    /// [`base_args`] and a files-from list), or, when the target is on this machine and the
-    /// operator gave rsync no options, as [`local_send`] does it `how` (rsync then sends
-    /// only what it leaves: anything but regular files).
+    /// [`base_args`] and a files-from list), or, when the target is on this machine and a
+    /// `how` is given ([`Self::local_how`]), as [`local_send`] does it that way (rsync then
+    /// sends only what it leaves: anything but regular files).
     fn send_paths(
         &self,
         src: &Source,
@@ -168,10 +168,7 @@ impl Target {
         let what = format!("{what} of the repository to {}", self.display());
         let left;
         let mut paths = paths;
-        if let (Some(how), Some(root)) = (
-            how.filter(|_| src.rsync_args.is_empty()),
-            self.local_path(dest),
-        ) {
+        if let (Some(how), Some(root)) = (how, self.local_path(dest)) {
             let sent = local_send::send(
                 &local_send::Send {
                     src: src.root,
@@ -205,10 +202,11 @@ impl Target {
         Ok(stats)
     }
 
-    /// How a local copy into the pending tree stands for `--link-dest` (`None` when the plan
-    /// compares with earlier copies instead: rsync's `--compare-dest`).
-    fn local_how(plan: &Plan, missing_ok: bool) -> Option<local_send::How> {
-        plan.compare_dest.is_empty().then(|| local_send::How {
+    /// How a local copy into the pending tree stands for `--link-dest`; `None` when rsync
+    /// copies: the plan compares with earlier copies (`--compare-dest`), or the operator
+    /// gave rsync options of their own (`backup.rsync_args`).
+    fn local_how(plan: &Plan, src: &Source, missing_ok: bool) -> Option<local_send::How> {
+        (plan.compare_dest.is_empty() && src.rsync_args.is_empty()).then(|| local_send::How {
             flat: false,
             link_dest: plan
                 .link_dest
@@ -389,7 +387,7 @@ impl Target {
             &paths,
             &pending_repo(plan),
             &args,
-            Self::local_how(plan, true).as_ref(),
+            Self::local_how(plan, src, true).as_ref(),
             "delta copy",
         )?;
         // looked at after the copy, so a file gone while it ran goes too
@@ -463,7 +461,7 @@ impl Target {
             paths,
             &pending_repo(plan),
             &args,
-            Self::local_how(plan, false).as_ref(),
+            Self::local_how(plan, src, false).as_ref(),
             "copy",
         )
     }
@@ -640,11 +638,9 @@ impl Store for Target {
 
     fn folder_maker<'a>(&'a self, plan: &'a Plan, src: &'a Source) -> Option<FolderMaker<'a>> {
         // A snapshot day only: a hard-linked day's folders come with its link pass, and the
-        // pool has no folder per file.
-        if plan.snapshot_of.is_none() || !src.rsync_args.is_empty() {
-            return None;
-        }
-        let how = Self::local_how(plan, true)?;
+        // pool has no folder per file; and only where `delta_copy` sends locally.
+        plan.snapshot_of.as_ref()?;
+        let how = Self::local_how(plan, src, true)?;
         let dest = self.local_path(&pending_repo(plan))?;
         Some(Box::new(move |rel: &str| {
             let s = local_send::Send {
