@@ -135,21 +135,56 @@ fn run(
         dirs: &dirs,
         rsync_args: &cfg.rsync_args,
     };
-    // Deciding where the copy goes costs FOSSology nothing: done before the stop.
-    let plan = target.plan(&cfg.layout())?;
+    let stop = |client: &mut postgres::Client| -> Result<_, BackupError> {
+        let stopped = Instant::now();
+        let guard = scheduler::quiesce(sched, Some(client))?;
+        let secs = stopped.elapsed().as_secs_f64();
+        tracing::info!(secs, "scheduler and agents stopped");
+        Ok((guard, stopped, secs))
+    };
+    // Deciding where the copy goes costs FOSSology nothing: done before the stop. A database
+    // night builds on the previous snapshot's list and marks (see `nightly`); the list is
+    // read while the copy is planned, the night sized and, when the whole copy happens with
+    // the scheduler stopped, while it stops: the night's critical path starts at the stop.
+    let (plan, prev, early_stop) = std::thread::scope(|s| -> Result<_, BackupError> {
+        let ahead = s.spawn(|| nightly::read_ahead(target));
+        let plan = target.plan(&cfg.layout())?;
+        let base = match nightly::previous(cfg, target, &plan)? {
+            Ok(base) => base,
+            Err(why) => {
+                tracing::info!("walking the whole repository: {why}");
+                return Ok((plan, None, None));
+            }
+        };
+        let in_place = cfg.layout != LayoutKind::Rolling || plan.snapshot_of.is_some();
+        let stopped_copy = !cfg.precopy || (in_place && small_night(cfg, &base.marks, client));
+        let early = stopped_copy.then(|| stop(client));
+        let prev = match base.read_list(target, joined(ahead)) {
+            Ok(p) => {
+                tracing::info!(previous = %p.snapshot.name, files = p.list.len(), "copying what the database says is new");
+                Some(p)
+            }
+            Err(why) => {
+                tracing::info!("walking the whole repository: {why}");
+                None
+            }
+        };
+        Ok((plan, prev, early))
+    })?;
     let pool = plan.lists_files;
-    // A database night builds on the previous snapshot's list and marks (see `nightly`).
-    let prev = match nightly::previous(cfg, target, &plan)? {
-        Ok(p) => {
-            tracing::info!(previous = %p.snapshot.name, files = p.list.len(), "copying what the database says is new");
-            Some(p)
-        }
-        Err(why) => {
-            tracing::info!("walking the whole repository: {why}");
+    let rolling = cfg.layout == LayoutKind::Rolling;
+    // The pool and a snapshot day hold every kept file before anything is sent; a
+    // hard-linked day has them only once linked.
+    let in_place = !rolling || plan.snapshot_of.is_some();
+    // A walk night pre-copies (unless told not to): a scheduler stopped for a small night
+    // whose list turned out unreadable starts again for it.
+    let early_stop = match early_stop {
+        Some(Ok(stopped)) if prev.is_none() && cfg.precopy => {
+            stopped.0.restart()?;
             None
         }
+        other => other.transpose()?,
     };
-    let rolling = cfg.layout == LayoutKind::Rolling;
     let folders = target.folder_maker(&plan, &src);
     // Rolling: the new tree links every file of the previous one it keeps (`paths`); None for
     // the other layouts. Returns what was linked, the paths the previous tree lacks, the secs.
@@ -229,16 +264,10 @@ fn run(
         Ok((stats, send))
     };
 
-    // The pool and a snapshot day hold every kept file before anything is sent; a
-    // hard-linked day has them only once linked.
-    let in_place = !rolling || plan.snapshot_of.is_some();
     // Pre-copy: what this night sends, while the scheduler runs (see `precopy`).
     let mut precopy_secs = 0.0;
     // A small night (see `small_night`) is copied whole with the scheduler stopped.
-    let stopped_copy = !cfg.precopy
-        || prev
-            .as_ref()
-            .is_some_and(|p| in_place && small_night(cfg, p, client));
+    let stopped_copy = !cfg.precopy || early_stop.is_some();
     let pre = if stopped_copy {
         Pre::None
     } else if let Some(p) = &prev {
@@ -318,25 +347,14 @@ fn run(
         Pre::Walk(precopy::copied(&before, &after), stats, damaged)
     };
 
-    let stopped = Instant::now();
-    let guard = scheduler::quiesce(sched, Some(client))?;
-    let quiesce_secs = stopped.elapsed().as_secs_f64();
-    tracing::info!(secs = quiesce_secs, "scheduler and agents stopped");
+    let (guard, stopped, quiesce_secs) = match early_stop {
+        Some(stopped) => stopped,
+        None => stop(client)?,
+    };
     let unfinished = holdfast_site::db::unfinished_jobs(client).map_err(|e| BackupError::Db {
         what: "read the job queue".into(),
         source: e,
     })?;
-    // With the scheduler stopped no agent adds rows: the next night starts from here.
-    let marks = match holdfast_site::changes::marks(client) {
-        Ok(m) => Some(m),
-        Err(e) => {
-            tracing::warn!(
-                "cannot read the database's marks (the next backup walks the repository): {}",
-                crate::pg_why(&e)
-            );
-            None
-        }
-    };
 
     let dump_rel = format!(
         "{DB_DIR}/{}.sql.{}",
@@ -373,7 +391,20 @@ fn run(
             (d, None)
         };
         database.file = dump_rel.clone();
-        Ok((database, spooled, t.elapsed().as_secs_f64()))
+        let secs = t.elapsed().as_secs_f64();
+        // With the scheduler stopped no agent adds rows: the next night starts from here.
+        // Read on the dump's connection, which ends before the copy: off the night's path.
+        let marks = match holdfast_site::changes::marks(&mut c) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::warn!(
+                    "cannot read the database's marks (the next backup walks the repository): {}",
+                    crate::pg_why(&e)
+                );
+                None
+            }
+        };
+        Ok((database, spooled, marks, secs))
     };
     // The files the snapshot holds, with the scheduler stopped (nothing adds files now).
     let copy = || -> Result<_, BackupError> {
@@ -566,7 +597,7 @@ fn run(
         if !written {
             target.write_file_entries(&plan, &entries)?;
         }
-        if let Some(p) = prev.as_ref().filter(|_| cfg.layout == LayoutKind::Rolling) {
+        if let Some(p) = prev.as_ref().filter(|_| rolling) {
             target.drop_unlisted(&plan, &p.snapshot.name, &p.list, &entries)?;
         }
         let copy_secs = t.elapsed().as_secs_f64();
@@ -584,7 +615,7 @@ fn run(
         let dumped = joined(dumper);
         (dumped, copied)
     });
-    let (database, spooled, dump_secs) = dumped?;
+    let (database, spooled, marks, dump_secs) = dumped?;
     tracing::info!(secs = dump_secs, bytes = database.bytes, "database dumped");
     let (stats, damaged, missing, unnamed, unlisted, copy_secs) = copied?;
     warn_unlisted(&unlisted);
@@ -681,8 +712,7 @@ pub(crate) fn listed_bytes<'a>(
 ) -> u64 {
     paths
         .map(|p| {
-            holdfast_site::pfile::PfileName::parse(p.rsplit('/').next().unwrap_or(p))
-                .map(|n| n.size)
+            holdfast_site::pfile::PfileName::size_of(p.rsplit('/').next().unwrap_or(p))
                 .unwrap_or_else(|| {
                     std::fs::metadata(root.join(p))
                         .map(|m| m.len())
@@ -765,11 +795,15 @@ const SMALL_NIGHT_FILES: u64 = 5_000;
 /// scheduler stopped beside the dump, ends about when the dump does: the pre-copy would
 /// then add its second pass to the night for a second or so less downtime. Asked while
 /// FOSSology runs; on any doubt, pre-copy.
-fn small_night(cfg: &BackupConfig, p: &nightly::Previous, client: &mut postgres::Client) -> bool {
+fn small_night(
+    cfg: &BackupConfig,
+    marks: &holdfast_site::changes::Marks,
+    client: &mut postgres::Client,
+) -> bool {
     if cfg.precopy_above_mib == 0 {
         return false;
     }
-    match holdfast_site::changes::new_data(client, &p.marks) {
+    match holdfast_site::changes::new_data(client, marks) {
         Ok((files, bytes)) => {
             let small = files < SMALL_NIGHT_FILES && bytes < cfg.precopy_above_mib << 20;
             if small {

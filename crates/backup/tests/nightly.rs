@@ -401,3 +401,44 @@ fn a_day_made_before_damaged_copies_were_replaced_never_begins_a_night() {
         good
     );
 }
+
+/// The previous list is read ahead, beside the plan; when the newest snapshot changes in
+/// between (the plan finishing an interrupted commit makes another `current`), the list read
+/// ahead is not taken for the new one's.
+#[test]
+fn a_list_read_ahead_of_another_snapshot_is_not_taken() {
+    use holdfast_backup::nightly;
+    let mut f = fixture(2, Behaviour::default(), 30);
+    let site = f.site().clone();
+    let cfg = f.cfg.clone();
+    backup(&site, "s", &f.sched, &cfg).unwrap();
+    let store = cfg.store().unwrap();
+    let store = store.as_ref();
+    let stale = nightly::read_ahead(store).expect("the newest snapshot's list");
+    let first = store.file_entries("current").unwrap();
+    f.add_uploads_listing(1);
+    backup(&site, "s", &f.sched, &cfg).unwrap();
+    let now = store.file_entries("current").unwrap();
+    assert!(now.len() > first.len(), "the second night added files");
+
+    let base = || {
+        let plan = store.plan(&cfg.layout()).unwrap();
+        let base = nightly::previous(&cfg, store, &plan).unwrap().unwrap();
+        assert_eq!(base.snapshot.name, "current");
+        base
+    };
+    let paths = |l: &[holdfast_store::pool::Entry]| -> Vec<String> {
+        l.iter().map(|e| e.path.clone()).collect()
+    };
+    // Same name, another snapshot: read again.
+    let taken = base().read_list(store, Some(stale)).unwrap();
+    assert_eq!(paths(&taken.list), paths(&now));
+    // Read ahead of this very snapshot: taken as it is.
+    let fresh = nightly::read_ahead(store).unwrap();
+    let taken = base().read_list(store, Some(fresh)).unwrap();
+    assert_eq!(paths(&taken.list), paths(&now));
+    assert_eq!(
+        paths(&base().read_list(store, None).unwrap().list),
+        paths(&now)
+    );
+}

@@ -100,7 +100,7 @@ pub struct Layout {
 }
 
 /// A complete snapshot on the target.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Snapshot {
     pub name: String,
     pub manifest: Manifest,
