@@ -400,7 +400,17 @@ fn look_up(
         }
         Some(Found { rel, meta, new })
     };
-    holdfast_core::threads::io_pool().install(|| files.par_iter().map(look).collect())
+    // In path order (the results come back in the callers'): neighbouring look-ups share
+    // folders' blocks, on the site and in the store's tree, rather than hashing all over.
+    let mut order: Vec<usize> = (0..files.len()).collect();
+    order.sort_by(|&a, &b| files[a].1.first().cmp(&files[b].1.first()));
+    let looked: Vec<(usize, Option<Found>)> = holdfast_core::threads::io_pool()
+        .install(|| order.par_iter().map(|&i| (i, look(&files[i]))).collect());
+    let mut found: Vec<Option<Found>> = (0..files.len()).map(|_| None).collect();
+    for (i, f) in looked {
+        found[i] = f;
+    }
+    found
 }
 
 /// Every (kind, name) the database names when rows at or below `marks` were deleted since;
