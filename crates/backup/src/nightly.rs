@@ -64,24 +64,17 @@ impl Base {
     /// spend on something else meanwhile), or takes it from `ahead` when that read the same
     /// snapshot; Err says why the run walks instead.
     pub fn read_list(self, target: &dyn Store, ahead: Option<Ahead>) -> Result<Previous, String> {
-        if let Some(a) = ahead.filter(|a| a.snapshot == self.snapshot) {
-            return Ok(Previous {
-                snapshot: self.snapshot,
-                marks: self.marks,
-                list: a.list,
-            });
-        }
-        match target.file_entries(&self.snapshot.name) {
-            Ok(list) => Ok(Previous {
-                snapshot: self.snapshot,
-                marks: self.marks,
-                list,
-            }),
-            Err(e) => Err(format!(
-                "the list of {} is unreadable: {e}",
-                self.snapshot.name
-            )),
-        }
+        let list = match ahead.filter(|a| a.snapshot == self.snapshot) {
+            Some(a) => a.list,
+            None => target
+                .file_entries(&self.snapshot.name)
+                .map_err(|e| format!("the list of {} is unreadable: {e}", self.snapshot.name))?,
+        };
+        Ok(Previous {
+            snapshot: self.snapshot,
+            marks: self.marks,
+            list,
+        })
     }
 }
 
@@ -404,13 +397,10 @@ fn look_up(
     // folders' blocks, on the site and in the store's tree, rather than hashing all over.
     let mut order: Vec<usize> = (0..files.len()).collect();
     order.sort_by(|&a, &b| files[a].1.first().cmp(&files[b].1.first()));
-    let looked: Vec<(usize, Option<Found>)> = holdfast_core::threads::io_pool()
+    let mut looked: Vec<(usize, Option<Found>)> = holdfast_core::threads::io_pool()
         .install(|| order.par_iter().map(|&i| (i, look(&files[i]))).collect());
-    let mut found: Vec<Option<Found>> = (0..files.len()).map(|_| None).collect();
-    for (i, f) in looked {
-        found[i] = f;
-    }
-    found
+    looked.sort_unstable_by_key(|(i, _)| *i);
+    looked.into_iter().map(|(_, found)| found).collect()
 }
 
 /// Every (kind, name) the database names when rows at or below `marks` were deleted since;
