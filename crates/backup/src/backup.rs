@@ -147,7 +147,9 @@ fn run(
     // read while the copy is planned, the night sized and, when the whole copy happens with
     // the scheduler stopped, while it stops: the night's critical path starts at the stop.
     let (plan, prev, early_stop) = std::thread::scope(|s| -> Result<_, BackupError> {
-        let ahead = s.spawn(|| nightly::read_ahead(target));
+        let ahead = nightly::always_walks(cfg)
+            .is_none()
+            .then(|| s.spawn(|| nightly::read_ahead(target)));
         let plan = target.plan(&cfg.layout())?;
         let base = match nightly::previous(cfg, target, &plan)? {
             Ok(base) => base,
@@ -156,10 +158,10 @@ fn run(
                 return Ok((plan, None, None));
             }
         };
-        let in_place = cfg.layout != LayoutKind::Rolling || plan.snapshot_of.is_some();
-        let stopped_copy = !cfg.precopy || (in_place && small_night(cfg, &base.marks, client));
+        let stopped_copy =
+            !cfg.precopy || (in_place(cfg, &plan) && small_night(cfg, &base.marks, client));
         let early = stopped_copy.then(|| stop(client));
-        let prev = match base.read_list(target, joined(ahead)) {
+        let prev = match base.read_list(target, ahead.and_then(joined)) {
             Ok(p) => {
                 tracing::info!(previous = %p.snapshot.name, files = p.list.len(), "copying what the database says is new");
                 Some(p)
@@ -173,9 +175,7 @@ fn run(
     })?;
     let pool = plan.lists_files;
     let rolling = cfg.layout == LayoutKind::Rolling;
-    // The pool and a snapshot day hold every kept file before anything is sent; a
-    // hard-linked day has them only once linked.
-    let in_place = !rolling || plan.snapshot_of.is_some();
+    let in_place = in_place(cfg, &plan);
     // A walk night pre-copies (unless told not to): a scheduler stopped for a small night
     // whose list turned out unreadable starts again for it.
     let early_stop = match early_stop {
@@ -785,6 +785,12 @@ enum Pre {
         holdfast_store::rsync::RsyncStats,
         Vec<String>,
     ),
+}
+
+/// Whether the new snapshot holds every kept file before anything is sent: the pool and a
+/// snapshot day do; a hard-linked day has them only once linked.
+fn in_place(cfg: &BackupConfig, plan: &Plan) -> bool {
+    cfg.layout != LayoutKind::Rolling || plan.snapshot_of.is_some()
 }
 
 /// At most this many new files make a small night (see `BackupConfig::precopy_above_mib`):

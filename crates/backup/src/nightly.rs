@@ -46,17 +46,26 @@ pub struct Ahead {
 }
 
 /// Reads the newest snapshot's list, beside the plan (a btrfs snapshot, the spare day's
-/// rename): tens of milliseconds off a large site's night. None when there is none, or
-/// when it changed meanwhile (the plan may finish an interrupted commit): then
-/// [`Base::read_list`] reads the right one.
+/// rename): tens of milliseconds off a large site's night. None when there is none. The
+/// plan may finish an interrupted commit meanwhile, making another snapshot the newest:
+/// [`Base::read_list`] takes the list only for the snapshot (name and manifest) read here,
+/// and a list read after such a change sits beside the older manifest, so it is not taken.
 pub fn read_ahead(target: &dyn Store) -> Option<Ahead> {
     let snapshot = target.snapshots().ok()?.pop()?;
     let list = target.file_entries(&snapshot.name).ok()?;
-    let still = target.snapshots().ok()?;
-    still
-        .iter()
-        .any(|s| s.name == snapshot.name && s.manifest == snapshot.manifest)
-        .then_some(Ahead { snapshot, list })
+    Some(Ahead { snapshot, list })
+}
+
+/// Why every run of this configuration walks the whole repository, when it does: then no
+/// list is built on, nor read ahead.
+pub fn always_walks(cfg: &BackupConfig) -> Option<&'static str> {
+    if cfg.full_walk_days == 0 {
+        Some("a full walk was asked for (full_walk_days = 0)")
+    } else if cfg.layout == LayoutKind::Rotating {
+        Some("the rotating layout always walks")
+    } else {
+        None
+    }
 }
 
 impl Base {
@@ -84,17 +93,17 @@ pub fn previous(
     target: &dyn Store,
     plan: &Plan,
 ) -> Result<Result<Base, String>, BackupError> {
-    if cfg.full_walk_days == 0 {
-        return Ok(Err("a full walk was asked for (full_walk_days = 0)".into()));
+    if let Some(why) = always_walks(cfg) {
+        return Ok(Err(why.into()));
     }
     let snaps = target.snapshots()?;
+    // (The rotating layout always walks: see `always_walks`.)
     let prev = match cfg.layout {
-        LayoutKind::Rotating => return Ok(Err("the rotating layout always walks".into())),
         LayoutKind::Pool => plan
             .previous
             .as_ref()
             .and_then(|n| snaps.iter().find(|s| &s.name == n)),
-        LayoutKind::Rolling => snaps.last(),
+        _ => snaps.last(),
     };
     let Some(prev) = prev else {
         return Ok(Err("no previous snapshot".into()));
