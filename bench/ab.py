@@ -4,18 +4,19 @@ dropped before every run, the order alternating from day to day. For changes who
 smaller than the disk's noise between separate runs of bench/backup.py.
 
     bench/ab.py --size whole --a OLD_BIN --b NEW_BIN [--layout rolling|pool] [--days 3]
-                [--work DIR] [--lock FILE] [--stores-fs btrfs] [--keep N]
+                [--work DIR] [--lock FILE] [--stores-fs btrfs|ext4|ext4-inline] [--keep N]
                 [--a-extra TOML] [--b-extra TOML]
 
 Each run's log (RUST_LOG=info) is kept in --work; the step times printed are read from it.
-Run as root (caches are dropped). The site is copied into --work first. --stores-fs btrfs puts
-both stores on one loop-mounted btrfs (as bench/backup.py does). --a-extra/--b-extra add lines
+Run as root (caches are dropped). The site is copied into --work first. --stores-fs puts both
+stores on one loop-mounted image of that file system (as bench/backup.py does). --a-extra/--b-extra add lines
 to one build's [backup] table: the same build with and without a setting (`precopy = false`).
 """
 import argparse, fcntl, os, random, statistics, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dataset  # noqa: E402
+from backup import MKFS  # noqa: E402
 
 STEPS = ["new rows matched", "previous day's files linked", "new files sent", "new files pre-copied",
          "agents stopped", "database dumped", "repository copied", "downtime",
@@ -32,7 +33,7 @@ def main():
     ap.add_argument("--data", default=dataset.DATA)
     ap.add_argument("--work", default="/var/tmp/holdfast-bench/ab")
     ap.add_argument("--lock", help="flock held for the whole run")
-    ap.add_argument("--stores-fs", default="", choices=["", "btrfs"])
+    ap.add_argument("--stores-fs", default="", choices=[""] + list(MKFS))
     ap.add_argument("--a-extra", default="", help="TOML lines added to A's [backup] table")
     ap.add_argument("--b-extra", default="", help="TOML lines added to B's [backup] table (e.g. 'precopy = false')")
     ap.add_argument("--keep", type=int, default=30,
@@ -51,11 +52,11 @@ def main():
     os.makedirs(a.work)
     stores = os.path.join(a.work, "stores")
     os.makedirs(stores)
-    if a.stores_fs == "btrfs":
+    if a.stores_fs:
         img = os.path.join(a.work, "stores.img")
         with open(img, "w") as f:
             f.truncate(64 << 30)
-        subprocess.run(["mkfs.btrfs", "-q", "-f", img], check=True)
+        subprocess.run(MKFS[a.stores_fs] + [img], check=True)
         subprocess.run(["mount", "-o", "loop", img, stores], check=True)
     site = dataset.Site(os.path.join(a.work, "site"))
     subprocess.run(["cp", "-a", src, site.root], check=True)
@@ -108,7 +109,7 @@ def main():
             print(f"{n} {bins[n]}: median {statistics.median(totals[n]):.2f} s ({', '.join(f'{x:.1f}' for x in totals[n])})")
     finally:
         site.stop()
-        if a.stores_fs == "btrfs":
+        if a.stores_fs:
             subprocess.run(["umount", stores])
 
 

@@ -5,7 +5,7 @@
 
     bench/backup.py [--size quarter|half|whole] [--reps 3] [--warm] [--restore]
                     [--tools holdfast,holdfast-rolling,rsync,rsync-size,rsync-size-not,restic,borg]
-                    [--holdfast BIN] [--work DIR] [--stores-fs btrfs] [--retain N]
+                    [--holdfast BIN] [--work DIR] [--stores-fs btrfs|ext4|ext4-inline] [--retain N]
 
 The same work for every tool: each night backs up the repository, the configuration folder
 and the database. holdfast dumps the database and checks it inside `holdfast backup`; every
@@ -34,6 +34,12 @@ btrbk or snapper set-ups do) and `holdfast-rolling-links` (the rolling layout wi
 `day_trees = "hard-links"`); `holdfast-rolling` then makes its days as snapshots. Growth is
 then what `btrfs filesystem usage` says is used (data and metadata as stored), since `du`
 counts a snapshot's shared files again in every day.
+
+--stores-fs ext4 and ext4-inline put the stores on a loop-mounted ext4 image in --work instead:
+`ext4` made with mkfs.ext4's defaults, `ext4-inline` with `-O inline_data -I 512`, where a
+folder of a few entries lives in its inode and takes no block of its own (each of the
+repository's ~124,000 folders otherwise takes 4 KB in every hard-linked day tree). Growth is
+then the file system's blocks in use (`statvfs` after a sync), so folders count as stored.
 
 Each scan day also records the site's own growth, counted as the stores are (`du -sb`, or on
 btrfs the blocks in use): the new files and the folders they brought, which any tree of the
@@ -142,6 +148,19 @@ def btrfs_used(mount):
     sys.exit(f"no Used: line in `btrfs filesystem usage` of {mount}")
 
 
+def ext4_used(mount):
+    """Bytes in use on the ext4 at `mount` (blocks, after a sync of that file system)."""
+    sh(["sync", "-f", mount])
+    st = os.statvfs(mount)
+    return (st.f_blocks - st.f_bfree) * st.f_frsize
+
+
+# how each --stores-fs image is made
+MKFS = {"btrfs": ["mkfs.btrfs", "-q", "-f"],
+        "ext4": ["mkfs.ext4", "-q", "-F"],
+        "ext4-inline": ["mkfs.ext4", "-q", "-F", "-O", "inline_data", "-I", "512"]}
+
+
 def timed(cmd, env=None, cwd=None):
     t = time.monotonic()
     r = subprocess.run(cmd, env=env or ENV, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -173,11 +192,11 @@ class Bench:
             sh(["rm", "-rf", self.work])
         os.makedirs(self.stores)
         os.makedirs(self.dumpdir)
-        if self.a.stores_fs == "btrfs":
+        if self.a.stores_fs:
             img = os.path.join(self.work, "stores.img")
             with open(img, "w") as f:
                 f.truncate(64 << 30)
-            sh(["mkfs.btrfs", "-q", "-f", img])
+            sh(MKFS[self.a.stores_fs] + [img])
             sh(["mount", "-o", "loop", img, self.stores])
         t = time.monotonic()
         sh(["cp", "-a", src, self.site.root])
@@ -207,10 +226,12 @@ class Bench:
         return time.monotonic() - t
 
     def used(self, tool):
-        """The store's size: `du -sb`, or on btrfs the file system's used bytes (the tools
+        """The store's size: `du -sb`, or on an image the file system's used bytes (the tools
         run one at a time, so the difference around a run is that run's)."""
         if self.a.stores_fs == "btrfs":
             return btrfs_used(self.stores)
+        if self.a.stores_fs:
+            return ext4_used(self.stores)
         return du(os.path.join(self.stores, tool))
 
     def settle(self):
@@ -305,10 +326,10 @@ class Bench:
         for d, _, fs in os.walk(self.site.repo):
             files += [os.path.join(d, f) for f in fs]
         before, bytes0 = dataset.count(self.site.repo)
-        # The site's own growth, counted as the stores are: `du -sb`, or on btrfs (whose used
-        # bytes are blocks) the blocks. The new files and the folders they brought (4 KB each
+        # The site's own growth, counted as the stores are: `du -sb`, or beside an image's
+        # stores (whose used bytes are blocks) the blocks. The new files and the folders they brought (4 KB each
         # on ext4): any tree of the repository holds those too.
-        alloc = self.a.stores_fs == "btrfs"
+        alloc = bool(self.a.stores_fs)
         du0 = du(self.site.repo, alloc)
         rng = random.Random(self.day)
         now = time.time()
@@ -454,7 +475,7 @@ def summary(r, tools):
             if any(d['tool'] == t for d in days)))
         sb = [d["site_bytes"] for d in days if "site_bytes" in d]
         if sb:
-            how = "blocks in use" if r.get("stores_fs") == "btrfs" else "`du -sb`"
+            how = "blocks in use" if r.get("stores_fs") else "`du -sb`"
             lines.append(f"the site's own growth ({how}: new files and new folders) {med(sb)/1e6:.1f} MB; "
                          "store growth / it: " + ", ".join(
                              f"{t} {med([d['growth'] for d in days if d['tool'] == t])/med(sb):.2f}" for t in tools
@@ -521,8 +542,8 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the work folder afterwards")
     ap.add_argument("--retain", type=int, default=0, metavar="N",
                     help="keep the newest N backups in every store, dropping the oldest each night (see above)")
-    ap.add_argument("--stores-fs", default="", choices=["", "btrfs"],
-                    help="btrfs: the stores on a loop-mounted btrfs (see above)")
+    ap.add_argument("--stores-fs", default="", choices=[""] + list(MKFS),
+                    help="the stores on a loop-mounted image of this file system (see above)")
     ap.add_argument("--lock", default="", help="flock this file around each measured round "
                     "(a day's backups, one restore), not around the whole run")
     ap.add_argument("--hold", action="store_true", help="with --lock: hold it from the first measured "
@@ -541,7 +562,7 @@ def main():
             r = b.run()
     finally:
         b.site.stop()
-        if a.stores_fs == "btrfs" and not a.keep:
+        if a.stores_fs and not a.keep:
             subprocess.run(["umount", b.stores])
     r.update(holdfast=a.holdfast, started=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t0)),
              cores=os.cpu_count(), commit=subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],

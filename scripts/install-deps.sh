@@ -3,7 +3,7 @@
 set -euo pipefail
 pkgs=(postgresql postgresql-contrib rsync openssh-server openssh-client slapd ldap-utils
       libarchive-tools p7zip-full rpm xorriso dpkg-dev cpio binutils zstd xz-utils bzip2 lz4
-      zip unzip genisoimage poppler-utils libmagic-dev locales python3-aiosmtpd chromium systemd restic borgbackup hyperfine libssl-dev pkg-config openssl btrfs-progs)
+      zip unzip genisoimage poppler-utils libmagic-dev locales python3-aiosmtpd chromium systemd restic borgbackup hyperfine libssl-dev pkg-config openssl btrfs-progs e2fsprogs)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -27,11 +27,11 @@ fn contents(root: &Path) -> BTreeMap<String, Vec<u8>> {
 fn on_btrfs(
     f: &Fixture,
 ) -> (
-    holdfast_testkit::Btrfs,
+    holdfast_testkit::LoopFs,
     holdfast_backup::BackupConfig,
     Target,
 ) {
-    let fs = holdfast_testkit::Btrfs::mount(&f.dir.path().join("btrfs"), 512);
+    let fs = holdfast_testkit::LoopFs::btrfs(&f.dir.path().join("btrfs"), 512);
     let cfg = holdfast_backup::BackupConfig {
         target: fs.mount.join("target").display().to_string(),
         keep: 2,

@@ -193,7 +193,7 @@ fn kill_9_anywhere_in_backup_and_prune() {
 #[test]
 fn kill_9_anywhere_in_backup_and_prune_on_btrfs() {
     let mut f = fixture(2, Behaviour::default(), 30);
-    let fs = holdfast_testkit::Btrfs::mount(&f.dir.path().join("btrfs"), 512);
+    let fs = holdfast_testkit::LoopFs::btrfs(&f.dir.path().join("btrfs"), 512);
     let cfg = BackupConfig {
         target: fs.mount.join("target").display().to_string(),
         ..f.cfg.clone()

@@ -347,6 +347,56 @@ fn a_pruned_day_begins_the_next_night_and_holds_exactly_the_site() {
     assert_eq!(tree(&into.join("repository")), tree(&site.repo.root));
 }
 
+/// A small night begun as the spare day (its list written while the files are linked):
+/// a file the previous day lost that the spare lacks is sent from the site, and one the site
+/// lost too leaves the list, which is written again; the day and its list agree.
+#[test]
+fn a_small_night_begun_as_the_spare_mends_what_the_previous_day_lost() {
+    let mut f = fixture(2, Behaviour::default(), 30);
+    let site = f.site().clone();
+    let mut cfg = f.cfg.clone();
+    cfg.keep = 2;
+    cfg.day_trees = holdfast_store::DayTrees::HardLinks;
+    let target = cfg.target().unwrap();
+    backup(&site, "s", &f.sched, &cfg).unwrap();
+    f.add_uploads(1);
+    backup(&site, "s", &f.sched, &cfg).unwrap();
+    // The third night's files: the spare (the first night's day) lacks them.
+    let third = f.add_uploads_listing(1);
+    backup(&site, "s", &f.sched, &cfg).unwrap();
+    assert!(f.target_dir().join(layout::SPARE).exists());
+    // The upload's unpacked child is lost from the day; its archive (gold and its files
+    // twin, one inode) from the day and the site.
+    let (lone, twins): (Vec<&String>, Vec<&String>) = third
+        .iter()
+        .partition(|p| std::fs::metadata(site.repo.root.join(p)).unwrap().nlink() == 1);
+    assert!(!lone.is_empty() && twins.len() == 2, "{third:?}");
+    let sent = lone[0];
+    let current = f.target_dir().join("current/repository");
+    std::fs::remove_file(current.join(sent)).unwrap();
+    for gone in &twins {
+        std::fs::remove_file(current.join(gone)).unwrap();
+        std::fs::remove_file(site.repo.root.join(gone)).unwrap();
+    }
+
+    f.add_uploads(1);
+    let out = backup(&site, "s", &f.sched, &cfg).unwrap();
+    assert_eq!(out.manifest.repository.found_by, "database");
+    assert_eq!(out.manifest.timings.precopy_secs, 0.0, "a small night");
+    assert_eq!(
+        std::fs::read(current.join(sent)).unwrap(),
+        std::fs::read(site.repo.root.join(sent)).unwrap(),
+        "{sent} sent from the site"
+    );
+    let list = list_of(&target, "current");
+    for gone in &twins {
+        assert!(!current.join(gone).exists());
+        assert!(!list.contains(gone), "{gone} left the list");
+    }
+    let held: Vec<String> = tree(&current).0.into_keys().collect();
+    assert_eq!(list, held, "the list names exactly the day's files");
+}
+
 /// A damaged copy shared by every day is replaced by a night's check: the days made before
 /// still hold it, so none of them may begin a later night (its copy would come back
 /// unchecked); the days made after may.

@@ -266,6 +266,82 @@ fn a_file_deleted_during_the_precopy_leaves_a_snapshot_on_an_ssh_target() {
     assert!(snap.join(&gold).is_file());
 }
 
+/// A hard-linked rolling day begun as the spare day links only the previous day's files the
+/// spare lacks (the last nights' new files): a small night there is copied whole with the
+/// scheduler stopped too, files an agent writes up to the stop included. A day that links a
+/// whole tree still pre-copies.
+#[test]
+fn a_small_night_on_a_day_begun_as_the_spare_is_copied_with_the_scheduler_stopped() {
+    let mut f = fixture(2, Behaviour::default(), 30);
+    let site = f.site().clone();
+    let root = site.repo.root.clone();
+    let mut cfg = f.cfg.clone();
+    cfg.keep = 2;
+    cfg.day_trees = holdfast_store::DayTrees::HardLinks;
+    let spare = f.target_dir().join(holdfast_store::layout::SPARE);
+    backup(&site, "s", &f.sched, &cfg).unwrap();
+    for night in 2..=3 {
+        f.add_uploads(1);
+        let out = backup(&site, "s", &f.sched, &cfg).unwrap();
+        assert_eq!(out.manifest.repository.found_by, "database");
+        assert!(
+            out.manifest.timings.precopy_secs > 0.0,
+            "night {night}: a whole tree to link is pre-copied"
+        );
+    }
+    assert!(spare.exists(), "the third night kept the pruned day aside");
+    let ino = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+    let spare_repo = ino(&spare.join("repository"));
+
+    let new = f.add_uploads_listing(1);
+    assert!(!new.is_empty());
+    let aside = f.dir.path().join("aside");
+    set_aside(&root, &aside, &new.iter().collect::<Vec<_>>());
+    let hook = f.dir.path().join("stop-hook");
+    script(
+        &hook,
+        &format!(
+            "#!/bin/bash\ncp -a {}/. {}/\nexec {}\n",
+            aside.display(),
+            root.display(),
+            f.sched.stop_command[0]
+        ),
+    );
+    let mut sched = f.sched.clone();
+    sched.stop_command = vec![hook.display().to_string()];
+    let out = backup(&site, "s", &sched, &cfg).unwrap();
+    assert_eq!(
+        ino(&f.target_dir().join("current/repository")),
+        spare_repo,
+        "the night's tree began as the spare day"
+    );
+    assert_eq!(out.manifest.repository.found_by, "database");
+    assert!(out.missing.is_empty(), "{:?}", out.missing);
+    let t = &out.manifest.timings;
+    assert_eq!(
+        t.precopy_secs, 0.0,
+        "a small night: nothing before the stop"
+    );
+    assert!(
+        t.downtime_secs >= t.quiesce_secs + t.dump_secs.max(t.copy_secs),
+        "the copy ran with the scheduler stopped: {t:?}"
+    );
+    assert_eq!(
+        tree(&f.target_dir().join("current/repository")),
+        tree(&root),
+        "the day holds exactly the site's files and hard links"
+    );
+    let (into, r) = f.restore_scratch(&cfg, None);
+    assert!(r.is_whole(), "{:?}", r.verify.missing);
+    for p in &new {
+        assert_eq!(
+            std::fs::read(into.join("repository").join(p)).unwrap(),
+            std::fs::read(root.join(p)).unwrap(),
+            "{p}"
+        );
+    }
+}
+
 #[test]
 fn a_small_night_on_the_pool_is_copied_whole_with_the_scheduler_stopped_beside_the_dump() {
     let mut f = fixture(2, Behaviour::default(), 30);

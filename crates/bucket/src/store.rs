@@ -225,6 +225,7 @@ impl Store for BucketStore {
             compare_dest: Vec::new(),
             snapshot_of: None,
             recycled: None,
+            spare_lacks: None,
             pool: None,
         })
     }

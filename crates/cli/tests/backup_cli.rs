@@ -176,6 +176,49 @@ fn backup_snapshots_restore_verify_through_the_binary() {
     assert!(standin.is_running());
 }
 
+/// A rolling store of hard-linked days: where the store's file system gives each folder a
+/// block of its own (ext4 as mkfs makes it), `backup --dry-run` and the store's first night
+/// say what that costs and how to make a store that keeps such folders in their inodes; on
+/// such a store (ext4 with `inline_data`) neither says it, and the measurement leaves nothing
+/// behind. Real ext4 images, loop-mounted.
+#[test]
+fn a_hard_linked_store_is_told_what_its_folders_cost_on_its_file_system() {
+    for (options, costly) in [
+        (&[][..], true),
+        (&["-O", "inline_data", "-I", "512"][..], false),
+    ] {
+        let (d, scratch) = common::scratch();
+        let fs = holdfast_testkit::LoopFs::ext4(&d.path().join("fs"), 1024, options);
+        std::os::unix::fs::symlink(&fs.mount, d.path().join("target")).unwrap();
+        let (standin, cfg) = backed_up_site(&d, &scratch, "");
+        let said = |text: &str| text.contains("takes 4.0 KiB") && text.contains("inline_data");
+
+        let o = holdfast(&cfg, &["backup", "--dry-run"]);
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(out.contains("day trees: hard links"), "{out}");
+        assert_eq!(said(&out), costly, "{options:?}: {out}");
+
+        let o = holdfast(&cfg, &["backup"]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{err}");
+        assert_eq!(said(&err), costly, "{options:?}: {err}");
+        // Said as the store begins, not every night.
+        let o = holdfast(&cfg, &["backup"]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{err}");
+        assert!(!said(&err), "{err}");
+
+        let left: Vec<_> = std::fs::read_dir(&fs.mount)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".folder-probe"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+        assert!(standin.is_running());
+    }
+}
+
 fn walk_first_file(dir: &Path) -> std::path::PathBuf {
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {

@@ -205,6 +205,7 @@ impl Layout {
             compare_dest: Vec::new(),
             snapshot_of: None,
             recycled: None,
+            spare_lacks: None,
             pool: None,
         };
         match self.kind {
@@ -224,15 +225,23 @@ impl Layout {
                         plan.snapshot_of = Some(s.name.clone());
                     } else {
                         plan.link_dest.push(repo(&s.name));
-                        plan.recycled = recycle(target, &s.name)?.map(std::sync::Arc::new);
+                        if let Some((held, lacks)) = recycle(target, &s.name)? {
+                            plan.recycled = Some(std::sync::Arc::new(held));
+                            plan.spare_lacks = Some(lacks);
+                        }
                     }
-                } else if !target.exists(PARTIAL)? && self.btrfs(target)? {
-                    // The first day: a subvolume, so that the next days can be its snapshots.
-                    match subvolume::create(target, PARTIAL) {
-                        Err(e) if self.day_trees == DayTrees::Auto => tracing::warn!(
-                            "{e}: the days will be hard-linked trees (day_trees = \"btrfs\" makes this an error)"
-                        ),
-                        r => r?,
+                } else if !target.exists(PARTIAL)? {
+                    if self.btrfs(target)? {
+                        // The first day: a subvolume, so that the next days can be its snapshots.
+                        match subvolume::create(target, PARTIAL) {
+                            Err(e) if self.day_trees == DayTrees::Auto => tracing::warn!(
+                                "{e}: the days will be hard-linked trees (day_trees = \"btrfs\" makes this an error)"
+                            ),
+                            r => r?,
+                        }
+                    } else if let Some(w) = crate::folders::advice(target) {
+                        // Said once, as the store begins: its file system is chosen before then.
+                        tracing::warn!("{w}");
                     }
                 }
             }
@@ -371,6 +380,32 @@ impl Layout {
             "files deleted since the previous day leave the snapshot",
         )?;
         target.remove_all(&marker)?;
+        Ok(true)
+    }
+
+    /// Rolling begun as the spare day, which held `held`: takes out of the tree the files
+    /// tonight's list `now` lacks, as the commit would after reading both lists again;
+    /// returns false when the tree is no spare day's (the commit then looks).
+    pub fn drop_unrecycled_known(
+        &self,
+        target: &Target,
+        held: Option<&[String]>,
+        now: &[crate::pool::Entry],
+    ) -> Result<bool, StoreError> {
+        let record = format!("{PARTIAL}/{RECYCLED}");
+        let Some(held) = held.filter(|_| self.kind == LayoutKind::Rolling) else {
+            return Ok(false);
+        };
+        if !target.exists(&record)? {
+            return Ok(false);
+        }
+        let gone = crate::pool::paths_not_in(held, now);
+        leave_new_day(
+            target,
+            &gone,
+            "files the previous days held leave the new one",
+        )?;
+        target.remove_all(&record)?;
         Ok(true)
     }
 
@@ -623,7 +658,8 @@ fn keep_spare(
 }
 
 /// Rolling with hard links: begins `.partial` as the spare day when there is one and no
-/// stopped run's copy is waiting; returns the files it holds.
+/// stopped run's copy is waiting; returns the files it holds and how many of the previous
+/// day's files it lacks.
 ///
 /// Why this is sound: every day's files are hard links to the same copies (names carry the
 /// content), so a file the spare day and the previous day both list is the previous day's
@@ -631,7 +667,7 @@ fn keep_spare(
 /// the spare). Files the previous day does not list leave before the night: they are never
 /// linked, and one sent tonight is sent whole. What tonight's list lacks leaves at the
 /// commit ([`drop_unrecycled`]).
-fn recycle(target: &Target, previous: &str) -> Result<Option<Vec<String>>, StoreError> {
+fn recycle(target: &Target, previous: &str) -> Result<Option<(Vec<String>, u64)>, StoreError> {
     if target.exists(PARTIAL)? {
         // A stopped run's tree, begun as the spare or not: the night after a stop copies
         // the whole repository into it with `--delete` (see `nightly`), which leaves the
@@ -642,8 +678,12 @@ fn recycle(target: &Target, previous: &str) -> Result<Option<Vec<String>>, Store
     if !target.exists(SPARE)? {
         return Ok(None);
     }
-    let lists = crate::pool::read_list_at(target, &format!("{SPARE}/{RECYCLED}"))
-        .and_then(|held| Ok((held, crate::pool::read_list(target, previous)?)));
+    // Side by side: each list is tens of milliseconds of reading and decoding.
+    let lists = std::thread::scope(|s| {
+        let before = s.spawn(|| crate::pool::read_list(target, previous));
+        let held = crate::pool::read_list_at(target, &format!("{SPARE}/{RECYCLED}"));
+        held.and_then(|held| Ok((held, joined(before)?)))
+    });
     let (held, before) = match lists {
         Ok(l) => l,
         Err(e) => {
@@ -655,12 +695,15 @@ fn recycle(target: &Target, previous: &str) -> Result<Option<Vec<String>>, Store
     target.rename(SPARE, PARTIAL)?;
     let stale = crate::pool::not_in(held.clone(), &before);
     target.remove_files(&format!("{PARTIAL}/{REPO_DIR}"), &stale)?;
+    // Both lists name each file once: what the spare keeps is in the previous list.
+    let lacks = before.len().saturating_sub(held.len() - stale.len()) as u64;
     tracing::info!(
         files = held.len(),
         gone = stale.len(),
+        lacks,
         "new day begun as the spare day"
     );
-    Ok(Some(held))
+    Ok(Some((held, lacks)))
 }
 
 /// A tree begun as the spare day: its files tonight's list lacks leave it. (A stop in

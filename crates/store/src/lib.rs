@@ -15,6 +15,7 @@
 //! client files (`.sepiola_backup/backup{Started,Ended}.xml`, `scheduler.xml`).
 
 pub mod copy;
+pub mod folders;
 pub mod layout;
 pub mod link;
 pub mod local_send;

@@ -226,24 +226,53 @@ pub fn not_in(before: Vec<String>, now: &[String]) -> Vec<String> {
 
 /// [`not_in`] for two lists of entries. Both sorted (as written), one merging pass.
 pub fn entries_not_in(before: &[Entry], now: &[Entry]) -> Vec<String> {
-    let sorted = |l: &[Entry]| l.is_sorted_by(|a, b| a.path <= b.path);
-    if !(sorted(before) && sorted(now)) {
+    gone_from(before, |e| e.path.as_str(), now)
+}
+
+/// The paths of `before` that `now` lacks, as [`entries_not_in`].
+pub fn paths_not_in(before: &[String], now: &[Entry]) -> Vec<String> {
+    gone_from(before, |p| p.as_str(), now)
+}
+
+fn gone_from<T>(before: &[T], path: fn(&T) -> &str, now: &[Entry]) -> Vec<String> {
+    let unsorted = !before.is_sorted_by(|a, b| path(a) <= path(b))
+        || !now.is_sorted_by(|a, b| a.path <= b.path);
+    if unsorted {
         let lacks = lacks(now, |e| e.path.as_str());
         return before
             .iter()
-            .filter(|e| lacks(&e.path))
-            .map(|e| e.path.clone())
+            .map(path)
+            .filter(|p| lacks(p))
+            .map(str::to_string)
             .collect();
     }
     let mut now = now.iter().map(|e| e.path.as_str()).peekable();
     let mut gone = Vec::new();
-    for e in before {
-        while now.next_if(|n| *n < e.path.as_str()).is_some() {}
-        if now.peek() != Some(&e.path.as_str()) {
-            gone.push(e.path.clone());
+    for p in before.iter().map(path) {
+        while now.next_if(|n| *n < p).is_some() {}
+        if now.peek() != Some(&p) {
+            gone.push(p.to_string());
         }
     }
     gone
+}
+
+/// The paths of `a` that `b` holds too, in `a`'s order (one merging pass when both are
+/// sorted).
+pub fn shared(a: &[String], b: &[String]) -> Vec<String> {
+    if !(a.is_sorted() && b.is_sorted()) {
+        let lacks = lacks(b, |p| p.as_str());
+        return a.iter().filter(|p| !lacks(p)).cloned().collect();
+    }
+    let mut b = b.iter().peekable();
+    let mut out = Vec::new();
+    for p in a {
+        while b.next_if(|q| *q < p).is_some() {}
+        if b.peek() == Some(&p) {
+            out.push(p.clone());
+        }
+    }
+    out
 }
 
 /// Whether a path is missing from `now` (each item's path given by `path`).

@@ -47,6 +47,10 @@ pub struct Plan {
     /// (see [`crate::layout`]); these are the files it held (sorted). They are not linked
     /// again, and those tonight's list lacks leave it before the commit.
     pub recycled: Option<std::sync::Arc<Vec<String>>>,
+    /// With `recycled`: how many of the previous day's files the spare lacks (the nights'
+    /// new files since the spare's day), the links this night makes before its kept files
+    /// are in place.
+    pub spare_lacks: Option<u64>,
     /// Pool layout on a file-system target: where the pool keeps repository files.
     pub pool: Option<crate::objects::Home>,
 }

@@ -738,7 +738,9 @@ impl Store for Target {
         now: &[crate::pool::Entry],
     ) -> Result<(), StoreError> {
         let t = std::time::Instant::now();
-        if plan.layout.drop_unlisted_known(self, from, before, now)? {
+        let recycled = plan.recycled.as_deref().map(|h| &h[..]);
+        let spare = plan.layout.drop_unrecycled_known(self, recycled, now)?;
+        if plan.layout.drop_unlisted_known(self, from, before, now)? || spare {
             tracing::debug!(
                 secs = t.elapsed().as_secs_f64(),
                 "files no longer listed dropped before the commit"

@@ -35,18 +35,34 @@ pub fn tag() -> String {
     format!("{:x}{:02x}", std::process::id() % 0xfff, n % 0xff)
 }
 
-/// A btrfs file system in an image file, loop-mounted for one test (needs root, as the
-/// test suite runs). Unmounted and deleted when dropped.
-pub struct Btrfs {
+/// A file system in an image file, loop-mounted for one test (needs root, as the test suite
+/// runs). Unmounted and deleted when dropped.
+pub struct LoopFs {
     pub mount: PathBuf,
     image: PathBuf,
 }
 
-impl Btrfs {
-    /// Makes a `mb` MiB file system under `dir` and mounts it at `dir/mnt`.
-    pub fn mount(dir: &std::path::Path, mb: u64) -> Btrfs {
-        let mkfs = require("mkfs.btrfs");
-        let image = dir.join("btrfs.img");
+impl LoopFs {
+    /// Makes a `mb` MiB btrfs under `dir` and mounts it at `dir/mnt`.
+    pub fn btrfs(dir: &std::path::Path, mb: u64) -> LoopFs {
+        LoopFs::make(
+            dir,
+            mb,
+            &[require("mkfs.btrfs").to_str().unwrap(), "-q", "-f"],
+        )
+    }
+
+    /// Makes a `mb` MiB ext4 under `dir` with mkfs.ext4's defaults and `options` (such as
+    /// `-O inline_data -I 512`), and mounts it at `dir/mnt`.
+    pub fn ext4(dir: &std::path::Path, mb: u64, options: &[&str]) -> LoopFs {
+        let mkfs = require("mkfs.ext4");
+        let mut argv = vec![mkfs.to_str().unwrap(), "-q", "-F"];
+        argv.extend_from_slice(options);
+        LoopFs::make(dir, mb, &argv)
+    }
+
+    fn make(dir: &std::path::Path, mb: u64, mkfs: &[&str]) -> LoopFs {
+        let image = dir.join("fs.img");
         let mount = dir.join("mnt");
         std::fs::create_dir_all(&mount).unwrap();
         std::fs::File::create(&image)
@@ -61,20 +77,19 @@ impl Btrfs {
                 String::from_utf8_lossy(&out.stderr)
             );
         };
-        run(std::process::Command::new(mkfs)
-            .arg("-q")
-            .arg("-f")
+        run(std::process::Command::new(mkfs[0])
+            .args(&mkfs[1..])
             .arg(&image));
         run(std::process::Command::new("mount")
             .arg("-o")
             .arg("loop")
             .arg(&image)
             .arg(&mount));
-        Btrfs { mount, image }
+        LoopFs { mount, image }
     }
 }
 
-impl Drop for Btrfs {
+impl Drop for LoopFs {
     fn drop(&mut self) {
         let _ = std::process::Command::new("umount")
             .arg("--lazy")

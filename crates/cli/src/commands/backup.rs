@@ -168,7 +168,13 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         );
         target.check()?;
         if let (holdfast_store::LayoutKind::Rolling, Some(t)) = (cfg.layout, target.as_target()) {
-            println!("  day trees: {}", cfg.layout().day_trees_in_use(t)?);
+            let trees = cfg.layout().day_trees_in_use(t)?;
+            println!("  day trees: {trees}");
+            if trees.starts_with("hard links") {
+                if let Some(w) = holdfast_store::folders::advice(t) {
+                    println!("  note: {w}");
+                }
+            }
         }
         let snaps = target.snapshots()?;
         println!("  {} snapshot(s) there now", snaps.len());
