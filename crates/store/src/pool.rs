@@ -516,5 +516,28 @@ mod tests {
         assert_eq!(entries_not_in(&e(&["d", "b"]), &e(&["a", "b"])), ["d"]);
         assert!(entries_not_in(&before, &before).is_empty());
         assert_eq!(entries_not_in(&before, &[]), ["a", "b", "c", "d"]);
+        // The same for a list of paths.
+        let paths = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let held = paths(&["a", "b", "c", "d"]);
+        assert_eq!(paths_not_in(&held, &e(&["0", "a", "c", "e"])), ["b", "d"]);
+        assert_eq!(paths_not_in(&paths(&["d", "b"]), &e(&["a", "b"])), ["d"]);
+        assert_eq!(paths_not_in(&held, &e(&["e", "c", "a"])), ["b", "d"]);
+    }
+
+    #[test]
+    fn what_two_lists_share_is_found_sorted_or_not() {
+        let paths = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let keep = paths(&["a", "b", "c", "d"]);
+        // Merged: runs on both sides, names past either end.
+        assert_eq!(shared(&keep, &paths(&["0", "b", "c", "e"])), ["b", "c"]);
+        assert_eq!(shared(&keep, &paths(&["a", "d"])), ["a", "d"]);
+        assert!(shared(&keep, &paths(&["e", "f"])).is_empty());
+        assert!(shared(&keep, &[]).is_empty());
+        // Searched: either list out of order, `a`'s order kept.
+        assert_eq!(shared(&keep, &paths(&["d", "a"])), ["a", "d"]);
+        assert_eq!(
+            shared(&paths(&["d", "b", "a"]), &paths(&["a", "d"])),
+            ["d", "a"]
+        );
     }
 }
