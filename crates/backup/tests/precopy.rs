@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use holdfast_backup::backup;
 use holdfast_sandbox::standin::Behaviour;
+use holdfast_site::scheduler::SchedulerConfig;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
@@ -21,6 +22,61 @@ fn set_aside(root: &Path, aside: &Path, paths: &[&String]) {
         let to = aside.join(p);
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
         std::fs::rename(root.join(p), &to).unwrap();
+    }
+}
+
+/// A new upload (far under `precopy_above_mib`) whose files an agent writes only once the
+/// backup has begun: the returned scheduler's stop hook puts them in place. Returns them.
+fn upload_written_at_the_stop(f: &mut Fixture) -> (Vec<String>, SchedulerConfig) {
+    let root = f.site().repo.root.clone();
+    let new = f.add_uploads_listing(1);
+    assert!(!new.is_empty());
+    let aside = f.dir.path().join("aside");
+    set_aside(&root, &aside, &new.iter().collect::<Vec<_>>());
+    let hook = f.dir.path().join("stop-hook");
+    script(
+        &hook,
+        &format!(
+            "#!/bin/bash\ncp -a {}/. {}/\nexec {}\n",
+            aside.display(),
+            root.display(),
+            f.sched.stop_command[0]
+        ),
+    );
+    let mut sched = f.sched.clone();
+    sched.stop_command = vec![hook.display().to_string()];
+    (new, sched)
+}
+
+/// The night was small (nothing copied before the stop, the copy with the scheduler
+/// stopped), found its change in the database, and its snapshot restores whole with `new`
+/// as the site has them.
+fn small_and_whole(
+    f: &Fixture,
+    cfg: &holdfast_backup::BackupConfig,
+    out: &holdfast_backup::BackupOutcome,
+    new: &[String],
+) {
+    assert_eq!(out.manifest.repository.found_by, "database");
+    assert!(out.missing.is_empty(), "{:?}", out.missing);
+    let t = &out.manifest.timings;
+    assert_eq!(
+        t.precopy_secs, 0.0,
+        "a small night copies nothing before the stop"
+    );
+    assert!(
+        t.downtime_secs >= t.quiesce_secs + t.dump_secs.max(t.copy_secs),
+        "the copy ran with the scheduler stopped: {t:?}"
+    );
+    let (into, r) = f.restore_scratch(cfg, None);
+    assert!(r.is_whole(), "{:?}", r.verify.missing);
+    let root = &f.site().repo.root;
+    for p in new {
+        assert_eq!(
+            std::fs::read(into.join("repository").join(p)).unwrap(),
+            std::fs::read(root.join(p)).unwrap(),
+            "{p}"
+        );
     }
 }
 
@@ -293,103 +349,32 @@ fn a_small_night_on_a_day_begun_as_the_spare_is_copied_with_the_scheduler_stoppe
     let ino = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
     let spare_repo = ino(&spare.join("repository"));
 
-    let new = f.add_uploads_listing(1);
-    assert!(!new.is_empty());
-    let aside = f.dir.path().join("aside");
-    set_aside(&root, &aside, &new.iter().collect::<Vec<_>>());
-    let hook = f.dir.path().join("stop-hook");
-    script(
-        &hook,
-        &format!(
-            "#!/bin/bash\ncp -a {}/. {}/\nexec {}\n",
-            aside.display(),
-            root.display(),
-            f.sched.stop_command[0]
-        ),
-    );
-    let mut sched = f.sched.clone();
-    sched.stop_command = vec![hook.display().to_string()];
+    let (new, sched) = upload_written_at_the_stop(&mut f);
     let out = backup(&site, "s", &sched, &cfg).unwrap();
     assert_eq!(
         ino(&f.target_dir().join("current/repository")),
         spare_repo,
         "the night's tree began as the spare day"
     );
-    assert_eq!(out.manifest.repository.found_by, "database");
-    assert!(out.missing.is_empty(), "{:?}", out.missing);
-    let t = &out.manifest.timings;
-    assert_eq!(
-        t.precopy_secs, 0.0,
-        "a small night: nothing before the stop"
-    );
-    assert!(
-        t.downtime_secs >= t.quiesce_secs + t.dump_secs.max(t.copy_secs),
-        "the copy ran with the scheduler stopped: {t:?}"
-    );
+    small_and_whole(&f, &cfg, &out, &new);
     assert_eq!(
         tree(&f.target_dir().join("current/repository")),
         tree(&root),
         "the day holds exactly the site's files and hard links"
     );
-    let (into, r) = f.restore_scratch(&cfg, None);
-    assert!(r.is_whole(), "{:?}", r.verify.missing);
-    for p in &new {
-        assert_eq!(
-            std::fs::read(into.join("repository").join(p)).unwrap(),
-            std::fs::read(root.join(p)).unwrap(),
-            "{p}"
-        );
-    }
 }
 
 #[test]
 fn a_small_night_on_the_pool_is_copied_whole_with_the_scheduler_stopped_beside_the_dump() {
     let mut f = fixture(2, Behaviour::default(), 30);
     let site = f.site().clone();
-    let root = site.repo.root.clone();
     let mut cfg = f.cfg.clone();
     cfg.layout = holdfast_store::LayoutKind::Pool;
     backup(&site, "s", &f.sched, &cfg).unwrap();
 
-    // A new upload (far under precopy_above_mib) whose files an agent writes only once the
-    // backup has begun: the stop hook puts them in place.
-    let new = f.add_uploads_listing(1);
-    assert!(!new.is_empty());
-    let aside = f.dir.path().join("aside");
-    set_aside(&root, &aside, &new.iter().collect::<Vec<_>>());
-    let hook = f.dir.path().join("stop-hook");
-    script(
-        &hook,
-        &format!(
-            "#!/bin/bash\ncp -a {}/. {}/\nexec {}\n",
-            aside.display(),
-            root.display(),
-            f.sched.stop_command[0]
-        ),
-    );
-    let mut sched = f.sched.clone();
-    sched.stop_command = vec![hook.display().to_string()];
+    let (new, sched) = upload_written_at_the_stop(&mut f);
     let out = backup(&site, "s", &sched, &cfg).unwrap();
-    assert_eq!(out.manifest.repository.found_by, "database");
-    assert!(out.missing.is_empty(), "{:?}", out.missing);
-    let t = &out.manifest.timings;
-    assert_eq!(
-        t.precopy_secs, 0.0,
-        "a small night copies nothing before the stop"
-    );
-    assert!(
-        t.downtime_secs >= t.quiesce_secs + t.dump_secs.max(t.copy_secs),
-        "the copy ran with the scheduler stopped: {t:?}"
-    );
-    let (into, r) = f.restore_scratch(&cfg, None);
-    assert!(r.is_whole(), "{:?}", r.verify.missing);
-    for p in &new {
-        assert_eq!(
-            std::fs::read(into.join("repository").join(p)).unwrap(),
-            std::fs::read(root.join(p)).unwrap(),
-            "{p}"
-        );
-    }
+    small_and_whole(&f, &cfg, &out, &new);
 
     // The threshold at 0: every night pre-copies.
     cfg.precopy_above_mib = 0;
