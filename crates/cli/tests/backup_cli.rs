@@ -198,6 +198,12 @@ fn a_hard_linked_store_is_told_what_its_folders_cost_on_its_file_system() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         assert!(out.contains("day trees: hard links"), "{out}");
         assert_eq!(said(&out), costly, "{options:?}: {out}");
+        // And what that makes for this repository's folders.
+        assert_eq!(
+            out.contains("folders: ") && out.contains("of folder blocks in each day tree"),
+            costly,
+            "{out}"
+        );
 
         let o = holdfast(&cfg, &["backup"]);
         let err = String::from_utf8_lossy(&o.stderr);

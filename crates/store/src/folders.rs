@@ -50,9 +50,14 @@ fn local_cost(dir: &std::path::Path) -> Option<u64> {
 /// when a folder costs no block of its own there.
 pub fn advice(target: &Target) -> Option<String> {
     let c = cost(target).filter(|&c| c > 0)?;
-    Some(format!(
+    Some(advice_at(c, target))
+}
+
+/// The warning for a store whose folders take `cost` bytes each.
+pub fn advice_at(cost: u64, target: &Target) -> String {
+    format!(
         "each folder of a hard-linked day tree takes {} on {}: every day holds its own copy of each repository folder (about one per file), and each night's new folders are stored keep + 1 times; a store on ext4 made with `mkfs.ext4 -O inline_data -I 512` keeps such folders in their inodes, and one on btrfs shares them between days (docs/backup-layouts.md, \"The store's file system for hard-linked days\")",
-        holdfast_core::bytes::human_bytes(c),
+        holdfast_core::bytes::human_bytes(cost),
         target.display()
-    ))
+    )
 }

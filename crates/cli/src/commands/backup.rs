@@ -167,13 +167,15 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
             cfg.layout, cfg.keep, cfg.full_every
         );
         target.check()?;
+        // Rolling with hard links: what each day tree's folders cost there, when anything.
+        let mut folder_cost = None;
         if let (holdfast_store::LayoutKind::Rolling, Some(t)) = (cfg.layout, target.as_target()) {
             let trees = cfg.layout().day_trees_in_use(t)?;
             println!("  day trees: {trees}");
             if trees.starts_with("hard links") {
-                if let Some(w) = holdfast_store::folders::advice(t) {
-                    println!("  note: {w}");
-                }
+                folder_cost = holdfast_store::folders::cost(t)
+                    .filter(|&c| c > 0)
+                    .map(|c| (c, t));
             }
         }
         let snaps = target.snapshots()?;
@@ -189,7 +191,18 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
             None => Default::default(),
         };
         let (mut files, mut bytes, mut new_files, mut new_bytes) = (0u64, 0u64, 0u64, 0u64);
+        let mut folders = std::collections::HashSet::new();
         for rel in holdfast_store::pool::list_files(&site.repo.root, &dirs) {
+            if folder_cost.is_some() {
+                // Each folder above the file; one met already has its own above it counted.
+                let mut at = rel.as_str();
+                while let Some(i) = at.rfind('/') {
+                    at = &at[..i];
+                    if !folders.insert(at.to_string()) {
+                        break;
+                    }
+                }
+            }
             let size = std::fs::metadata(site.repo.root.join(&rel))
                 .map(|m| m.len())
                 .unwrap_or(0);
@@ -205,6 +218,14 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
             human_bytes(new_bytes),
             human_bytes(bytes)
         );
+        if let Some((cost, t)) = folder_cost {
+            println!(
+                "  note: {}; this repository has {} folders: {} of folder blocks in each day tree",
+                holdfast_store::folders::advice_at(cost, t),
+                folders.len(),
+                human_bytes(cost * folders.len() as u64)
+            );
+        }
         if cfg.layout == holdfast_store::LayoutKind::Rolling {
             let days: Vec<_> = snaps
                 .iter()
