@@ -348,7 +348,7 @@ impl Layout {
             // A day without a list: what the tree holds.
             Err(_) => target.list_tree(&format!("{PARTIAL}/{REPO_DIR}"))?,
         };
-        let gone = crate::pool::not_in(before, &now?);
+        let gone = crate::pool::not_in(&before, &now?);
         leave_new_day(
             target,
             &gone,
@@ -693,7 +693,7 @@ fn recycle(target: &Target, previous: &str) -> Result<Option<(Vec<String>, u64)>
         }
     };
     target.rename(SPARE, PARTIAL)?;
-    let stale = crate::pool::not_in(held.clone(), &before);
+    let stale = crate::pool::not_in(&held, &before);
     target.remove_files(&format!("{PARTIAL}/{REPO_DIR}"), &stale)?;
     // Both lists name each file once: what the spare keeps is in the previous list.
     let lacks = before.len().saturating_sub(held.len() - stale.len()) as u64;
@@ -720,7 +720,7 @@ fn drop_unrecycled(target: &Target) -> Result<(), StoreError> {
     }
     let held = crate::pool::read_list_at(target, &record)?;
     let now = crate::pool::read_list(target, PARTIAL)?;
-    let gone = crate::pool::not_in(held, &now);
+    let gone = crate::pool::not_in(&held, &now);
     leave_new_day(
         target,
         &gone,

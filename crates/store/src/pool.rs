@@ -217,59 +217,51 @@ pub fn decode(r: impl Read) -> std::io::Result<Vec<String>> {
         .collect()
 }
 
-/// The paths of `before` that `now` lacks. Lists are written sorted, so `now` is searched
-/// in place; an unsorted one (written by hand) is hashed first.
-pub fn not_in(before: Vec<String>, now: &[String]) -> Vec<String> {
-    let lacks = lacks(now, String::as_str);
-    before.into_iter().filter(|p| lacks(p)).collect()
+/// The paths of `before` that `now` lacks, in `before`'s order.
+pub fn not_in(before: &[String], now: &[String]) -> Vec<String> {
+    by_presence(before, String::as_str, now, String::as_str, false)
 }
 
-/// [`not_in`] for two lists of entries. Both sorted (as written), one merging pass.
+/// [`not_in`] for two lists of entries.
 pub fn entries_not_in(before: &[Entry], now: &[Entry]) -> Vec<String> {
-    gone_from(before, |e| e.path.as_str(), now)
+    by_presence(before, |e| e.path.as_str(), now, |e| e.path.as_str(), false)
 }
 
-/// The paths of `before` that `now` lacks, as [`entries_not_in`].
+/// [`not_in`] for a list of paths against a list of entries.
 pub fn paths_not_in(before: &[String], now: &[Entry]) -> Vec<String> {
-    gone_from(before, |p| p.as_str(), now)
+    by_presence(before, String::as_str, now, |e| e.path.as_str(), false)
 }
 
-fn gone_from<T>(before: &[T], path: fn(&T) -> &str, now: &[Entry]) -> Vec<String> {
-    let unsorted = !before.is_sorted_by(|a, b| path(a) <= path(b))
-        || !now.is_sorted_by(|a, b| a.path <= b.path);
-    if unsorted {
-        let lacks = lacks(now, |e| e.path.as_str());
+/// The paths of `a` that `b` holds too, in `a`'s order.
+pub fn shared(a: &[String], b: &[String]) -> Vec<String> {
+    by_presence(a, String::as_str, b, String::as_str, true)
+}
+
+/// The paths of `before` that `now` holds (`present`) or lacks (not `present`), in
+/// `before`'s order. Lists are written sorted: both sorted, one merging pass; an unsorted one
+/// (written by hand) is searched, hashed first when `now` is the unsorted one.
+fn by_presence<A, B>(
+    before: &[A],
+    pa: fn(&A) -> &str,
+    now: &[B],
+    pb: fn(&B) -> &str,
+    present: bool,
+) -> Vec<String> {
+    if !(before.is_sorted_by(|x, y| pa(x) <= pa(y)) && now.is_sorted_by(|x, y| pb(x) <= pb(y))) {
+        let lacks = lacks(now, pb);
         return before
             .iter()
-            .map(path)
-            .filter(|p| lacks(p))
+            .map(pa)
+            .filter(|p| lacks(p) != present)
             .map(str::to_string)
             .collect();
     }
-    let mut now = now.iter().map(|e| e.path.as_str()).peekable();
-    let mut gone = Vec::new();
-    for p in before.iter().map(path) {
-        while now.next_if(|n| *n < p).is_some() {}
-        if now.peek() != Some(&p) {
-            gone.push(p.to_string());
-        }
-    }
-    gone
-}
-
-/// The paths of `a` that `b` holds too, in `a`'s order (one merging pass when both are
-/// sorted).
-pub fn shared(a: &[String], b: &[String]) -> Vec<String> {
-    if !(a.is_sorted() && b.is_sorted()) {
-        let lacks = lacks(b, |p| p.as_str());
-        return a.iter().filter(|p| !lacks(p)).cloned().collect();
-    }
-    let mut b = b.iter().peekable();
+    let mut now = now.iter().map(pb).peekable();
     let mut out = Vec::new();
-    for p in a {
-        while b.next_if(|q| *q < p).is_some() {}
-        if b.peek() == Some(&p) {
-            out.push(p.clone());
+    for p in before.iter().map(pa) {
+        while now.next_if(|n| *n < p).is_some() {}
+        if (now.peek() == Some(&p)) == present {
+            out.push(p.to_string());
         }
     }
     out
@@ -332,7 +324,7 @@ pub fn collect_dropped(
     // two sorted lists are compared as they are, and only what is left is mapped to pool
     // files and looked for under other paths (a twin, the same content uploaded again).
     let mut dropped = match &newest {
-        Some(list) => not_in(dropped, list),
+        Some(list) => not_in(&dropped, list),
         None => dropped,
     };
     if dropped.is_empty() {
@@ -347,7 +339,7 @@ pub fn collect_dropped(
             Some(l) => l,
             None => read_list(target, &s)?,
         };
-        dropped = not_in(dropped, &in_pool(&home, list));
+        dropped = not_in(&dropped, &in_pool(&home, list));
     }
     if !dropped.is_empty() {
         target.remove_files(&home.base, &dropped)?;
@@ -488,10 +480,10 @@ mod tests {
     fn what_a_list_lacks_is_found_sorted_or_not() {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         let before = s(&["a", "b", "c", "d"]);
-        assert_eq!(not_in(before.clone(), &s(&["a", "c", "e"])), ["b", "d"]);
-        assert_eq!(not_in(before.clone(), &s(&["e", "c", "a"])), ["b", "d"]);
-        assert!(not_in(before.clone(), &before).is_empty());
-        assert_eq!(not_in(before, &[]), ["a", "b", "c", "d"]);
+        assert_eq!(not_in(&before, &s(&["a", "c", "e"])), ["b", "d"]);
+        assert_eq!(not_in(&before, &s(&["e", "c", "a"])), ["b", "d"]);
+        assert!(not_in(&before, &before).is_empty());
+        assert_eq!(not_in(&before, &[]), ["a", "b", "c", "d"]);
     }
 
     #[test]

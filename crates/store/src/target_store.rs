@@ -346,7 +346,7 @@ impl Target {
             Some(prev) => crate::pool::read_list(self, prev).unwrap_or_default(),
             None => Vec::new(),
         };
-        let mut todo: Vec<String> = crate::pool::not_in(list.to_vec(), &prev)
+        let mut todo: Vec<String> = crate::pool::not_in(list, &prev)
             .into_iter()
             .chain(list.iter().filter(|p| pfile_of(p).is_none()).cloned())
             .collect();
@@ -761,7 +761,7 @@ impl Store for Target {
         }
         // Begun as the spare day: what it shares with the previous day is there already.
         let todo = match &plan.recycled {
-            Some(held) => crate::pool::not_in(paths.to_vec(), held),
+            Some(held) => crate::pool::not_in(paths, held),
             None => paths.to_vec(),
         };
         let there = (paths.len() - todo.len()) as u64;
