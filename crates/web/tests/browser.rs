@@ -31,9 +31,28 @@ fn pipe() -> (OwnedFd, OwnedFd) {
 }
 
 impl Browser {
+    /// A browser that has answered its first command. A Chromium that dies while it starts
+    /// (seen once in CI, three starting at once on two cores) is started again; its own
+    /// messages are kept in its profile and shown if every try fails.
     fn start() -> Browser {
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            let mut b = Browser::launch();
+            match b.call("Browser.getVersion", json!({})) {
+                Ok(_) => return b,
+                Err(e) => {
+                    let log = std::fs::read_to_string(b._profile.path().join("chromium.log"));
+                    seen.push(format!("{e}; chromium said: {}", log.unwrap_or_default()));
+                }
+            }
+        }
+        panic!("chromium did not start:\n{}", seen.join("\n"));
+    }
+
+    fn launch() -> Browser {
         let exe = holdfast_testkit::require("chromium");
         let profile = tempfile::tempdir().unwrap();
+        let log = std::fs::File::create(profile.path().join("chromium.log")).unwrap();
         let (cmd_r, cmd_w) = pipe(); // we write, chromium reads fd 3
         let (ans_r, ans_w) = pipe(); // chromium writes fd 4, we read
         use std::os::fd::AsRawFd;
@@ -55,7 +74,7 @@ impl Browser {
         .arg("about:blank")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(log);
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
