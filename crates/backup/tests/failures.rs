@@ -142,6 +142,33 @@ fn scheduler_is_restarted_after_a_failed_dump_and_nothing_is_shown() {
     assert!(!ended.success);
 }
 
+/// A dump cut off after megabytes of output (the connection lost mid-way): the output read
+/// ahead of the encoder is not taken for a dump.
+#[test]
+fn a_dump_cut_off_midway_fails_and_nothing_is_shown() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = fixture(1, Behaviour::default(), 30);
+    let tool = f.dir.path().join("pg_dumpall-cut-off");
+    std::fs::write(
+        &tool,
+        "#!/bin/sh\nhead -c 8000000 /dev/urandom\n\
+         echo 'pg_dumpall: error: connection to server lost' >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut cfg = f.cfg.clone();
+    cfg.pg_dumpall = tool.display().to_string();
+    let e = backup(f.site(), "s", &f.sched, &cfg)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("pg_dumpall failed"), "{e}");
+    assert!(e.contains("connection to server lost"), "{e}");
+    assert!(f.standin.is_running());
+    assert!(layout::snapshots(&cfg.target().unwrap())
+        .unwrap()
+        .is_empty());
+}
+
 #[test]
 fn a_scheduler_that_refuses_to_stop_abandons_the_backup() {
     let f = fixture(
