@@ -35,6 +35,9 @@ impl Browser {
     /// (seen once in CI, three starting at once on two cores) is started again; its own
     /// messages are kept in its profile and shown if every try fails.
     fn start() -> Browser {
+        // One Chromium starts at a time; the tests run beside each other once started.
+        static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one = STARTING.lock().unwrap_or_else(|e| e.into_inner());
         let mut seen = Vec::new();
         for _ in 0..3 {
             let mut b = Browser::launch();
