@@ -240,12 +240,12 @@ pub enum Source<'a> {
     Snapshot(&'a str),
 }
 
-/// Runs one PostgreSQL tool (`tool`, as the program `program`) as the superuser and copies
-/// its output into `w`.
 /// Pieces of a tool's output read ahead of the encoder (each at most 1 MiB, a pipe's read
 /// is usually 64 KiB).
 const PUMP_CHUNKS: usize = 64;
 
+/// Runs one PostgreSQL tool (`tool`, as the program `program`) as the superuser and copies
+/// its output into `w`.
 fn pump(
     su: &crate::superuser::Superuser,
     tool: &str,
@@ -291,9 +291,12 @@ fn pump(
         if holdfast_core::interrupt::requested() {
             return Err(BackupError::Interrupted);
         }
-        let Ok(got) = rx.recv() else {
-            return Ok(());
-        };
+        // The reader sends an end (an empty piece or an error) before it stops.
+        let got = rx.recv().unwrap_or_else(|_| {
+            Err(std::io::Error::other(
+                "the reader of its output stopped early",
+            ))
+        });
         let buf = got.map_err(io_err(program))?;
         if buf.is_empty() {
             return Ok(());

@@ -20,7 +20,7 @@ struct Browser {
     from: mpsc::Receiver<Value>,
     next: u64,
     session: Option<String>,
-    _profile: tempfile::TempDir,
+    profile: tempfile::TempDir,
 }
 
 fn pipe() -> (OwnedFd, OwnedFd) {
@@ -44,7 +44,7 @@ impl Browser {
             match b.call("Browser.getVersion", json!({})) {
                 Ok(_) => return b,
                 Err(e) => {
-                    let log = std::fs::read_to_string(b._profile.path().join("chromium.log"));
+                    let log = std::fs::read_to_string(b.profile.path().join("chromium.log"));
                     seen.push(format!("{e}; chromium said: {}", log.unwrap_or_default()));
                 }
             }
@@ -117,7 +117,7 @@ impl Browser {
             from: rx,
             next: 0,
             session: None,
-            _profile: profile,
+            profile,
         }
     }
 
