@@ -276,15 +276,16 @@ fn pump(
     // compressed and written (a night's dump, whole benchmark site: 0.775 -> 0.755 s median;
     // the rest is the tool itself and the copy beside it on two cores).
     let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<Vec<u8>>>(PUMP_CHUNKS);
-    let reader = std::thread::spawn(move || loop {
+    let reader = std::thread::spawn(move || {
+        // One buffer read into; each piece sent is what the read gave, so the queue holds
+        // the output's bytes, not a mostly empty 1 MiB per piece.
         let mut buf = vec![0u8; 1 << 20];
-        let got = out.read(&mut buf).map(|n| {
-            buf.truncate(n);
-            buf
-        });
-        let end = !matches!(&got, Ok(b) if !b.is_empty());
-        if tx.send(got).is_err() || end {
-            return;
+        loop {
+            let got = out.read(&mut buf).map(|n| buf[..n].to_vec());
+            let end = !matches!(&got, Ok(b) if !b.is_empty());
+            if tx.send(got).is_err() || end {
+                return;
+            }
         }
     });
     let copied = (|| loop {
