@@ -6,7 +6,9 @@
 # interleaved, REPS rounds (default 3), each cold (page cache dropped before every run) and
 # warm (run again right after), and prints the medians and the load average.
 # Usage: bench/verify.sh [MAX_MB]   (default 400; HOLDFAST=path/to/holdfast to skip the build;
-# REPS=n; COLD=0 skips the cold runs)
+# REPS=n; COLD=0 skips the cold runs; FROM=REPOSITORY takes the files from a FOSSology
+# repository instead, e.g. a bench/dataset.py site's: its files/ folders, a few KiB a file, as
+# a site's are, where /usr's files are mostly large)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 max_mb=${1:-400}
@@ -17,14 +19,19 @@ if [ -z "${HOLDFAST:-}" ]; then
 fi
 rm -rf "$work"
 mkdir -p "$work"
-python3 - "$work" "$max_mb" <<'EOF'
+python3 - "$work" "$max_mb" "${FROM:-}" <<'EOF'
 import hashlib, json, os, sys, gzip, datetime
-work, max_bytes = sys.argv[1], int(sys.argv[2]) << 20
+work, max_bytes, source = sys.argv[1], int(sys.argv[2]) << 20, sys.argv[3]
 snap = os.path.join(work, "target", "current")
 repo = os.path.join(snap, "repository", "localhost", "files")
 total = files = 0
 seen = set()
-for top in ["/usr/lib", "/usr/share"]:
+tops = ["/usr/lib", "/usr/share"]
+if source:
+    # every host folder's files/, whole: MAX_MB does not cut a site's repository
+    tops = [os.path.join(source, h, "files") for h in sorted(os.listdir(source))]
+    max_bytes = 1 << 62
+for top in tops:
     for d, _, names in os.walk(top):
         for n in sorted(names):
             p = os.path.join(d, n)
@@ -81,13 +88,16 @@ cold=${COLD:-1}
 secs() { local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null; t1=$(date +%s.%N); echo "$t1 - $t0" | bc -l; }
 drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-tools=(hf s1 s1p sm)
+tools=(hf s1 s1p sm smp)
 cmd() {
   case $1 in
     hf) "$HOLDFAST" --config "$work/holdfast.toml" -q verify --snapshot current --restart ;;
     s1) find "$repo" -type f -print0 | xargs -0 sha1sum ;;
     s1p) find "$repo" -type f -print0 | xargs -0 -P"$(nproc)" -n 256 sha1sum ;;
     sm) find "$repo" -type f -print0 | xargs -0 sha1sum; find "$repo" -type f -print0 | xargs -0 md5sum ;;
+    # the same proof with the peers' best flags: both sums of a batch in one process each,
+    # one batch per core (the second sum reads the batch from the page cache)
+    smp) find "$repo" -type f -print0 | xargs -0 -P"$(nproc)" -n 256 sh -c 'sha1sum "$@"; md5sum "$@"' _ ;;
   esac
 }
 declare -A warm_t cold_t
@@ -111,6 +121,7 @@ name() {
     s1) echo "sha1sum (1 process)" ;;
     s1p) echo "sha1sum (xargs -P$(nproc))" ;;
     sm) echo "sha1sum + md5sum (the same proof)" ;;
+    smp) echo "sha1sum + md5sum (xargs -P$(nproc))" ;;
   esac
 }
 echo "$(find "$repo" -type f | wc -l) files, $(echo "scale=1; $bytes / 1048576" | bc -l) MiB; medians of $reps interleaved runs"
@@ -123,5 +134,5 @@ for kind in warm cold; do
     med[$kind$t]=$m
     printf '%-5s %-42s %8.2f s %8s MiB/s   (runs: %s)\n' "$kind" "$(name "$t")" "$m" "$(rate "$m")" "$v"
   done
-  echo "$kind ratios: holdfast is $(echo "scale=2; ${med[${kind}s1]} / ${med[${kind}hf]}" | bc -l)x sha1sum, $(echo "scale=2; ${med[${kind}sm]} / ${med[${kind}hf]}" | bc -l)x sha1sum+md5sum, $(echo "scale=2; ${med[${kind}s1p]} / ${med[${kind}hf]}" | bc -l)x parallel sha1sum"
+  echo "$kind ratios: holdfast is $(echo "scale=2; ${med[${kind}s1]} / ${med[${kind}hf]}" | bc -l)x sha1sum, $(echo "scale=2; ${med[${kind}sm]} / ${med[${kind}hf]}" | bc -l)x sha1sum+md5sum, $(echo "scale=2; ${med[${kind}smp]} / ${med[${kind}hf]}" | bc -l)x parallel sha1sum+md5sum, $(echo "scale=2; ${med[${kind}s1p]} / ${med[${kind}hf]}" | bc -l)x parallel sha1sum"
 done

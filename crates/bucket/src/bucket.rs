@@ -378,16 +378,11 @@ pub(crate) async fn put_reader(
 
 /// Reads into `buf` until it holds `upto` bytes or the source ends; true at the end.
 fn fill(src: &mut dyn Read, buf: &mut Vec<u8>, upto: usize) -> std::io::Result<bool> {
-    let mut chunk = vec![0u8; 1 << 20];
-    while buf.len() < upto {
-        let want = (upto - buf.len()).min(chunk.len());
-        let n = src.read(&mut chunk[..want])?;
-        if n == 0 {
-            return Ok(true);
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    Ok(false)
+    // Straight into `buf`: a zeroed 1 MiB bounce buffer per object cost more than reading
+    // a repository's typical few-KiB file.
+    let want = upto.saturating_sub(buf.len()) as u64;
+    let n = src.take(want).read_to_end(buf)?;
+    Ok((n as u64) < want)
 }
 
 /// A file named by its content must have that content.
@@ -412,4 +407,35 @@ pub(crate) fn judge(
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fill;
+
+    #[test]
+    fn fill_stops_at_the_mark_and_says_when_the_source_ended() {
+        let data: Vec<u8> = (0..10u8).collect();
+        let mut src: &[u8] = &data;
+        let mut buf = Vec::new();
+        assert!(
+            !fill(&mut src, &mut buf, 4).unwrap(),
+            "4 of 10 read: not the end"
+        );
+        assert_eq!(buf, [0, 1, 2, 3]);
+        buf.clear();
+        // Exactly what is left: full, and the end is only seen by the next read.
+        assert!(!fill(&mut src, &mut buf, 6).unwrap());
+        assert_eq!(buf, [4, 5, 6, 7, 8, 9]);
+        buf.clear();
+        assert!(fill(&mut src, &mut buf, 6).unwrap());
+        assert!(buf.is_empty());
+        let mut short: &[u8] = &data[..3];
+        let mut buf = vec![9];
+        assert!(
+            fill(&mut short, &mut buf, 8).unwrap(),
+            "3 bytes for 7 wanted"
+        );
+        assert_eq!(buf, [9, 0, 1, 2]);
+    }
 }
