@@ -17,10 +17,9 @@ use holdfast_store::objects::Naming;
 use holdfast_store::pool::{Entry, Meta};
 use holdfast_store::proof::{hash_file, judge, pfile_of, ContentHash, Proof};
 use rayon::prelude::*;
-use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Mutex;
@@ -28,8 +27,6 @@ use std::sync::Mutex;
 /// Files in flight at once: a restore waits on the disk (a cold source's folders and inodes
 /// above all), not the CPU.
 const IN_FLIGHT: usize = 16;
-/// Bytes read and hashed at a time per file in flight.
-const BUF: usize = 1 << 20;
 
 /// What a copy did.
 #[derive(Debug, Default, Clone)]
@@ -74,10 +71,6 @@ fn apply_open(f: &File, m: &Meta) -> std::io::Result<()> {
     f.set_times(std::fs::FileTimes::new().set_modified(t))
 }
 
-thread_local! {
-    static BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
-
 /// Copies `from` into `to` through a large buffer, hashing every byte written.
 fn copy_hashing(
     from: &Path,
@@ -85,21 +78,12 @@ fn copy_hashing(
     to: &Path,
     w: &mut File,
 ) -> Result<(String, String, u64), BackupError> {
-    BUFFER.with_borrow_mut(|buf| {
-        buf.resize(BUF, 0);
-        let mut h = ContentHash::default();
-        loop {
-            let n = match r.read(buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(io(from)(e)),
-            };
-            h.update(&buf[..n]);
-            w.write_all(&buf[..n]).map_err(io(to))?;
-        }
-        Ok(h.finish())
-    })
+    let mut h = ContentHash::default();
+    holdfast_core::fs::read_pieces(r, io(from), |piece| {
+        h.update(piece);
+        w.write_all(piece).map_err(io(to))
+    })?;
+    Ok(h.finish())
 }
 
 /// Makes the folders `items` need under `dst` (which exists), parents first, with `make_dir`;

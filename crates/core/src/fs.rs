@@ -86,6 +86,31 @@ pub fn open_noatime(path: &Path) -> std::io::Result<std::fs::File> {
     open_noatime_with(path, 0)
 }
 
+thread_local! {
+    static PIECES: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Reads `r` to its end through this thread's 1 MiB buffer, handing `each` every piece read;
+/// read errors go through `read_err`. One buffer per thread, not one per file: zeroing a
+/// fresh 1 MiB for each file cost more CPU than hashing a repository's typical few-KiB file.
+pub fn read_pieces<E>(
+    r: &mut impl std::io::Read,
+    read_err: impl FnOnce(std::io::Error) -> E,
+    mut each: impl FnMut(&[u8]) -> Result<(), E>,
+) -> Result<(), E> {
+    PIECES.with_borrow_mut(|buf| {
+        buf.resize(1 << 20, 0);
+        loop {
+            match r.read(buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => each(&buf[..n])?,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(read_err(e)),
+            }
+        }
+    })
+}
+
 /// [`open_noatime`] with more open flags (`O_NONBLOCK`, `O_NOFOLLOW`), kept by the fallback.
 pub fn open_noatime_with(path: &Path, flags: i32) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;

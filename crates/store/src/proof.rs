@@ -50,28 +50,18 @@ pub fn hash_file(path: &Path) -> std::io::Result<(String, String, u64)> {
     hash_reader(holdfast_core::fs::open_noatime(path)?)
 }
 
-thread_local! {
-    // One buffer per thread: zeroing a fresh 1 MiB for each file cost more CPU than hashing
-    // a repository's typical few-KiB file (a verification proves every one).
-    static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
 /// sha1 and md5 (lower-case hex) and size of a stream, read once.
 pub fn hash_reader(mut r: impl Read) -> std::io::Result<(String, String, u64)> {
-    BUFFER.with_borrow_mut(|buf| {
-        buf.resize(1 << 20, 0);
-        let mut h = ContentHash::default();
-        loop {
-            let n = match r.read(buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            h.update(&buf[..n]);
-        }
-        Ok(h.finish())
-    })
+    let mut h = ContentHash::default();
+    holdfast_core::fs::read_pieces(
+        &mut r,
+        |e| e,
+        |piece| {
+            h.update(piece);
+            Ok(())
+        },
+    )?;
+    Ok(h.finish())
 }
 
 /// sha1, md5 and size of bytes fed in pieces (a copy hashes what it writes with it).
