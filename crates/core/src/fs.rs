@@ -93,6 +93,7 @@ thread_local! {
 /// Reads `r` to its end through this thread's 1 MiB buffer, handing `each` every piece read;
 /// read errors go through `read_err`. One buffer per thread, not one per file: zeroing a
 /// fresh 1 MiB for each file cost more CPU than hashing a repository's typical few-KiB file.
+/// `each` must not call it again (the buffer is in use: that would panic).
 pub fn read_pieces<E>(
     r: &mut impl std::io::Read,
     read_err: impl FnOnce(std::io::Error) -> E,
@@ -168,5 +169,67 @@ mod tests {
             std::fs::metadata(d.path().join("a")).unwrap().mode() & 0o777,
             0o700
         );
+    }
+
+    /// Hands out its data 3 bytes at a time, after one `Interrupted`, then fails if told to.
+    struct Stutter {
+        data: Vec<u8>,
+        at: usize,
+        interrupted: bool,
+        fail_at_end: bool,
+    }
+
+    impl std::io::Read for Stutter {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if !self.interrupted {
+                self.interrupted = true;
+                return Err(std::io::ErrorKind::Interrupted.into());
+            }
+            let n = buf.len().min(3).min(self.data.len() - self.at);
+            if n == 0 && self.fail_at_end {
+                return Err(std::io::Error::other("disk gone"));
+            }
+            buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn read_pieces_hands_over_everything_and_maps_read_errors() {
+        let data: Vec<u8> = (0..100u8).collect();
+        let stutter = |fail_at_end| Stutter {
+            data: data.clone(),
+            at: 0,
+            interrupted: false,
+            fail_at_end,
+        };
+        let mut got = Vec::new();
+        read_pieces(
+            &mut stutter(false),
+            |e| e.to_string(),
+            |p| {
+                got.extend_from_slice(p);
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            got, data,
+            "the interrupted read was retried, every piece kept"
+        );
+        let err = read_pieces(&mut stutter(true), |e| format!("reading: {e}"), |_| Ok(()));
+        assert_eq!(err, Err("reading: disk gone".to_string()));
+        // An error of `each` ends the read at once.
+        let mut calls = 0;
+        let err = read_pieces(
+            &mut stutter(false),
+            |e| e.to_string(),
+            |_| {
+                calls += 1;
+                Err("write failed".to_string())
+            },
+        );
+        assert_eq!((err, calls), (Err("write failed".to_string()), 1));
     }
 }
