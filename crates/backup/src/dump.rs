@@ -277,16 +277,17 @@ fn pump(
     // the rest is the tool itself and the copy beside it on two cores).
     let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<Vec<u8>>>(PUMP_CHUNKS);
     let reader = std::thread::spawn(move || {
-        // One buffer read into; each piece sent is what the read gave, so the queue holds
-        // the output's bytes, not a mostly empty 1 MiB per piece.
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let got = out.read(&mut buf).map(|n| buf[..n].to_vec());
-            let end = !matches!(&got, Ok(b) if !b.is_empty());
-            if tx.send(got).is_err() || end {
-                return;
-            }
-        }
+        // Each piece sent is what the read gave, so the queue holds the output's bytes, not
+        // a mostly empty 1 MiB per piece. `None`: the receiver is gone, nobody to tell.
+        let read = holdfast_core::fs::read_pieces(&mut out, Some, |piece| {
+            tx.send(Ok(piece.to_vec())).map_err(|_| None)
+        });
+        let end = match read {
+            Ok(()) => Ok(Vec::new()),
+            Err(Some(e)) => Err(e),
+            Err(None) => return,
+        };
+        let _ = tx.send(end);
     });
     let copied = (|| loop {
         if holdfast_core::interrupt::requested() {
@@ -447,16 +448,12 @@ fn decoder<'a>(
 pub fn check_dump(target: &dyn Store, rel: &str, info: &DumpInfo) -> Result<(), BackupError> {
     let mut r = target.open(rel)?;
     let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
     let mut n_total = 0u64;
-    loop {
-        let n = r.read(&mut buf).map_err(io_err(rel))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-        n_total += n as u64;
-    }
+    holdfast_core::fs::read_pieces(&mut r, io_err(rel), |piece| {
+        h.update(piece);
+        n_total += piece.len() as u64;
+        Ok(())
+    })?;
     let got = hex::encode(h.finalize());
     if got != info.sha256 || n_total != info.bytes {
         return Err(BackupError::Load(format!(

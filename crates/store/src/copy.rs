@@ -20,7 +20,7 @@ use holdfast_core::progress::{Progress, Unit};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeSet, HashSet};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
@@ -247,16 +247,11 @@ pub fn copy_snapshot(
         let mut f = std::fs::File::create(&dump_local).map_err(io(&dump_local))?;
         let mut h = Sha256::new();
         let mut n = 0u64;
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let k = r.read(&mut buf).map_err(io(&dump_local))?;
-            if k == 0 {
-                break;
-            }
-            h.update(&buf[..k]);
-            f.write_all(&buf[..k]).map_err(io(&dump_local))?;
-            n += k as u64;
-        }
+        holdfast_core::fs::read_pieces(&mut r, io(&dump_local), |piece| {
+            h.update(piece);
+            n += piece.len() as u64;
+            f.write_all(piece).map_err(io(&dump_local))
+        })?;
         let got = hex::encode(h.finalize());
         if got != info.sha256 || n != info.bytes {
             return Err(StoreError::Damaged {
