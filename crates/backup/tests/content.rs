@@ -239,6 +239,69 @@ fn a_rotten_copy_of_a_file_deleted_that_night_is_no_damage_of_the_new_snapshot()
     assert!(rec.is_ok(), "{:?}", rec.bad);
 }
 
+/// A day begun as a btrfs snapshot shares the previous day's files (their blocks too): the
+/// sample heals a rotten kept file with a new copy of the new day's own, and a rotten copy of
+/// a file deleted that night is no damage of the new day.
+#[test]
+fn a_btrfs_day_heals_its_rotten_kept_files_and_leaves_the_day_before_alone() {
+    let mut f = fixture(2, Behaviour::default(), 30);
+    let site = f.site().clone();
+    let fs = holdfast_testkit::LoopFs::btrfs(&f.dir.path().join("btrfs"), 512);
+    let cfg = BackupConfig {
+        target: fs.mount.join("target").display().to_string(),
+        keep: 2,
+        check_percent: 100.0,
+        ..f.cfg.clone()
+    };
+    let gone = f.add_uploads_listing(1);
+    backup(&site, "s", &f.sched, &cfg).unwrap();
+    let dir = PathBuf::from(&cfg.target);
+    let copy = dir.join("current/repository");
+    let repo = &site.repo.root;
+    let kept = rel_in(repo, &first_named(repo, "gold"));
+    assert!(!gone.contains(&kept));
+    let doomed = gone
+        .iter()
+        .find(|p| std::fs::metadata(copy.join(p)).unwrap().len() > 10)
+        .unwrap()
+        .clone();
+    flip(&copy.join(&kept));
+    flip(&copy.join(&doomed));
+    delete_last_upload(&site);
+    for p in &gone {
+        std::fs::remove_file(repo.join(p)).unwrap();
+    }
+
+    let out = backup(&site, "s", &f.sched, &cfg).unwrap();
+    assert_eq!(out.manifest.repository.found_by, "database");
+    assert_eq!(out.manifest.timings.precopy_secs, 0.0, "a small night");
+    assert!(
+        out.manifest.repository.damaged.is_empty(),
+        "{:?}",
+        out.manifest.repository.damaged
+    );
+    let copy = dir.join("current/repository");
+    assert!(matches!(
+        content::prove_file(&copy.join(&kept)),
+        Proof::Good(_)
+    ));
+    assert!(!copy.join(&doomed).exists(), "{doomed} left the new day");
+    let target = cfg.target().unwrap();
+    let snap = layout::find(&target, None).unwrap();
+    let rec = content::verify_snapshot(&target, &snap, &VerifyOptions::default()).unwrap();
+    assert!(rec.is_ok(), "{:?}", rec.bad);
+    // The day before keeps its own rotten copy: the fresh one is a new file of the new day.
+    let day = layout::snapshots(&target)
+        .unwrap()
+        .into_iter()
+        .find(|s| s.name.starts_with("day."))
+        .unwrap();
+    assert!(matches!(
+        content::prove_file(&dir.join(&day.name).join("repository").join(&kept)),
+        Proof::Bad(_)
+    ));
+}
+
 #[test]
 fn verify_over_ssh_and_resume() {
     let f = fixture(2, Behaviour::default(), 30);

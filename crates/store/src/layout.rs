@@ -320,7 +320,9 @@ impl Layout {
         // It becomes a snapshot of its own only when tonight's manifest is written.
         target.remove_all(&format!("{PARTIAL_NEW}/{MANIFEST_FILE}"))?;
         target.write_atomic(&format!("{PARTIAL_NEW}/{SNAPSHOT_OF}"), from.as_bytes())?;
-        target.rename(PARTIAL_NEW, PARTIAL)?;
+        // A crash before the commit's sync leaves `.partial.new` or `.partial`: either is
+        // begun again.
+        target.rename_unsynced(PARTIAL_NEW, PARTIAL)?;
         tracing::info!(
             from,
             "new day begun as a btrfs snapshot of the previous one"

@@ -66,9 +66,22 @@ pub fn usable(target: &Target, rel: &str) -> bool {
 
 /// True when `rel` is the root of a btrfs subvolume (a snapshot or a created subvolume).
 pub fn is_subvolume(target: &Target, rel: &str) -> Result<bool, StoreError> {
+    // Every subvolume's root folder, and nothing else on btrfs, is inode 256.
+    if !target.is_remote() {
+        // Here, two system calls rather than a shell and two `stat`s (a nightly start-up cost).
+        use nix::sys::statfs::{statfs, BTRFS_SUPER_MAGIC};
+        use std::os::unix::fs::MetadataExt;
+        let p = target.path(rel);
+        let io = |e: std::io::Error| StoreError::Io {
+            path: p.clone(),
+            source: e,
+        };
+        let fs = statfs(p.as_str()).map_err(|e| io(e.into()))?;
+        let m = std::fs::symlink_metadata(&p).map_err(io)?;
+        return Ok(fs.filesystem_type() == BTRFS_SUPER_MAGIC && m.ino() == 256);
+    }
     let p = sh_quote(&target.path(rel));
-    // One command, so one ssh round trip: the file system's type, then the inode. Every
-    // subvolume's root folder, and nothing else on btrfs, is inode 256.
+    // One command, so one ssh round trip: the file system's type, then the inode.
     let script = format!("stat -f -c %T -- {p} && stat -c %i -- {p}");
     let out = run(target, &["sh", "-c", &script])?;
     let mut lines = out.split(|b| *b == b'\n').map(|l| l.trim_ascii());

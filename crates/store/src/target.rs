@@ -419,8 +419,19 @@ impl Target {
         }
     }
 
-    /// Renames `from` to `to` (both relative); `to` must not exist.
+    /// Renames `from` to `to` (both relative); `to` must not exist. On the disk once this
+    /// returns.
     pub fn rename(&self, from: &str, to: &str) -> Result<(), StoreError> {
+        self.rename_then(from, to, true)
+    }
+
+    /// [`Target::rename`] that leaves the rename to reach the disk with the next sync: for a
+    /// step that a crash may undo (the next run begins it again) and a later sync vouches for.
+    pub fn rename_unsynced(&self, from: &str, to: &str) -> Result<(), StoreError> {
+        self.rename_then(from, to, false)
+    }
+
+    fn rename_then(&self, from: &str, to: &str, sync: bool) -> Result<(), StoreError> {
         match self {
             Target::Local { .. } => {
                 let to_p = self.path(to);
@@ -431,18 +442,26 @@ impl Target {
                     ));
                 }
                 std::fs::rename(self.path(from), &to_p).map_err(|e| self.io(from, e))?;
+                if !sync {
+                    return Ok(());
+                }
                 holdfast_core::fs::sync_dir(Path::new(&to_p).parent().unwrap_or(Path::new("/")))
                     .map_err(|e| self.io(to, e))
             }
-            Target::Ssh { .. } => self
-                .run_remote(&format!(
-                    "mv -T -n {} {} && [ ! -e {} ] && sync {}",
+            Target::Ssh { .. } => {
+                let sync = if sync {
+                    format!(" && sync {}", sh_quote(&self.path("")))
+                } else {
+                    String::new()
+                };
+                self.run_remote(&format!(
+                    "mv -T -n {} {} && [ ! -e {} ]{sync}",
                     sh_quote(&self.path(from)),
                     sh_quote(&self.path(to)),
                     sh_quote(&self.path(from)),
-                    sh_quote(&self.path(""))
                 ))
-                .map(|_| ()),
+                .map(|_| ())
+            }
         }
     }
 
@@ -795,6 +814,14 @@ mod tests {
         assert_eq!(t.read("nope").unwrap(), None);
         t.rename("a", "b").unwrap();
         assert_eq!(t.list("").unwrap(), vec!["b".to_string()]);
+        // Unsynced or not, a rename never replaces what is there.
+        t.write_atomic("c/m.json", b"[]").unwrap();
+        assert!(t.rename_unsynced("c", "b").is_err());
+        assert!(t.rename("c", "b").is_err());
+        assert_eq!(t.read("b/m.json").unwrap().unwrap(), b"{}");
+        t.rename_unsynced("c", "d").unwrap();
+        assert_eq!(t.read("d/m.json").unwrap().unwrap(), b"[]");
+        t.remove_all("d").unwrap();
         assert!(t.remove_all("").is_err());
         t.remove_all("b").unwrap();
         assert!(!t.exists("b").unwrap());
