@@ -123,6 +123,28 @@ fn a_flipped_byte_is_reported_not_carried_forward_and_flagged_on_restore() {
     restore_sets_aside(&f, &cfg, Some(old.name.clone()), &rels);
 }
 
+/// A rolling day is verified against its list, not against what its folders hold: a file
+/// lost from the tree is reported, not silently left out.
+#[test]
+fn a_file_lost_from_a_rolling_day_is_reported_by_verify() {
+    let f = fixture(2, Behaviour::default(), 30);
+    let site = f.site().clone();
+    let cfg = f.cfg.clone();
+    backup(&site, "s", &f.sched, &cfg).unwrap();
+    let target = cfg.target().unwrap();
+    let snap = layout::find(&target, None).unwrap();
+    assert_eq!(snap.manifest.layout, "rolling");
+    let repo = f.target_dir().join("current/repository");
+    let lost = first_named(&repo, "files");
+    let rel = rel_in(&repo, &lost);
+    std::fs::remove_file(&lost).unwrap();
+    assert!(target.snapshot_files(&snap).unwrap().contains(&rel));
+    let rec = content::verify_snapshot(&target, &snap, &VerifyOptions::default()).unwrap();
+    let bad: Vec<&str> = rec.bad.iter().map(|b| b.path.as_str()).collect();
+    assert_eq!(bad, vec![rel.as_str()], "{:?}", rec.bad);
+    assert!(!rec.is_ok());
+}
+
 #[test]
 fn the_backup_sample_heals_rot_that_no_verification_saw() {
     let f = fixture(2, Behaviour::default(), 30);
