@@ -211,6 +211,40 @@ fn pool_rot_is_found_and_the_pool_copy_replaced() {
     }
 }
 
+/// Flips a byte of the stored copies (at `stored(path)`) of `kept` and of one of `gone` (the
+/// last upload's files), then deletes that upload from the site; returns that file.
+fn rot_and_delete_the_last_upload(
+    site: &holdfast_site::Site,
+    gone: &[String],
+    kept: &str,
+    stored: impl Fn(&str) -> PathBuf,
+) -> String {
+    let doomed = gone
+        .iter()
+        .find(|p| std::fs::metadata(stored(p)).unwrap().len() > 10)
+        .unwrap()
+        .clone();
+    flip(&stored(kept));
+    flip(&stored(&doomed));
+    delete_last_upload(site);
+    for p in gone {
+        std::fs::remove_file(site.repo.root.join(p)).unwrap();
+    }
+    doomed
+}
+
+/// Backs up a small night (the database names the change) that records no damage.
+fn small_night_without_damage(f: &Fixture, cfg: &BackupConfig) {
+    let out = backup(f.site(), "s", &f.sched, cfg).unwrap();
+    assert_eq!(out.manifest.repository.found_by, "database");
+    assert_eq!(out.manifest.timings.precopy_secs, 0.0, "a small night");
+    assert!(
+        out.manifest.repository.damaged.is_empty(),
+        "{:?}",
+        out.manifest.repository.damaged
+    );
+}
+
 /// A night's sample proves the files it keeps: a rotten copy of a file deleted that night is
 /// no damage of the new snapshot (it leaves it), while a rotten kept one is healed.
 #[test]
@@ -229,26 +263,8 @@ fn a_rotten_copy_of_a_file_deleted_that_night_is_no_damage_of_the_new_snapshot()
     let repo = &site.repo.root;
     let kept = rel_in(repo, &first_named(repo, "gold"));
     assert!(!gone.contains(&kept));
-    let doomed = gone
-        .iter()
-        .find(|p| std::fs::metadata(object(p)).unwrap().len() > 10)
-        .unwrap()
-        .clone();
-    flip(&object(&kept));
-    flip(&object(&doomed));
-    delete_last_upload(&site);
-    for p in &gone {
-        std::fs::remove_file(repo.join(p)).unwrap();
-    }
-
-    let out = backup(&site, "s", &f.sched, &cfg).unwrap();
-    assert_eq!(out.manifest.repository.found_by, "database");
-    assert_eq!(out.manifest.timings.precopy_secs, 0.0, "a small night");
-    assert!(
-        out.manifest.repository.damaged.is_empty(),
-        "{:?}",
-        out.manifest.repository.damaged
-    );
+    let doomed = rot_and_delete_the_last_upload(&site, &gone, &kept, object);
+    small_night_without_damage(&f, &cfg);
     let target = cfg.target().unwrap();
     let snap = layout::find(&target, None).unwrap();
     let listed = target.snapshot_files(&snap).unwrap();
@@ -282,26 +298,8 @@ fn a_btrfs_day_heals_its_rotten_kept_files_and_leaves_the_day_before_alone() {
     let repo = &site.repo.root;
     let kept = rel_in(repo, &first_named(repo, "gold"));
     assert!(!gone.contains(&kept));
-    let doomed = gone
-        .iter()
-        .find(|p| std::fs::metadata(copy.join(p)).unwrap().len() > 10)
-        .unwrap()
-        .clone();
-    flip(&copy.join(&kept));
-    flip(&copy.join(&doomed));
-    delete_last_upload(&site);
-    for p in &gone {
-        std::fs::remove_file(repo.join(p)).unwrap();
-    }
-
-    let out = backup(&site, "s", &f.sched, &cfg).unwrap();
-    assert_eq!(out.manifest.repository.found_by, "database");
-    assert_eq!(out.manifest.timings.precopy_secs, 0.0, "a small night");
-    assert!(
-        out.manifest.repository.damaged.is_empty(),
-        "{:?}",
-        out.manifest.repository.damaged
-    );
+    let doomed = rot_and_delete_the_last_upload(&site, &gone, &kept, |p| copy.join(p));
+    small_night_without_damage(&f, &cfg);
     let copy = dir.join("current/repository");
     assert!(matches!(
         content::prove_file(&copy.join(&kept)),
