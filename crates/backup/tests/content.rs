@@ -56,6 +56,15 @@ fn names_of_inode(repo: &Path, p: &Path) -> Vec<String> {
     names
 }
 
+/// The rolling store's day before `current` (a test keeps at most one).
+fn day_before(target: &holdfast_store::Target) -> holdfast_store::Snapshot {
+    layout::snapshots(target)
+        .unwrap()
+        .into_iter()
+        .find(|s| s.name.starts_with("day."))
+        .unwrap()
+}
+
 /// A scratch restore of `snapshot` reports each of `rels` damaged and moves it aside: none is
 /// served under its name.
 fn restore_sets_aside(f: &Fixture, cfg: &BackupConfig, snapshot: Option<String>, rels: &[String]) {
@@ -112,11 +121,7 @@ fn a_flipped_byte_is_reported_not_carried_forward_and_flagged_on_restore() {
     assert!(rec.is_ok(), "new snapshot is whole: {:?}", rec.bad);
 
     // A restore of the old (rotten) snapshot moves the damaged copy aside and says so.
-    let old = layout::snapshots(&target)
-        .unwrap()
-        .into_iter()
-        .find(|s| s.name.starts_with("day."))
-        .unwrap();
+    let old = day_before(&target);
     let old_repo = f.target_dir().join(&old.name).join("repository");
     let rels = names_of_inode(&old_repo, &old_repo.join(&rel));
     assert!(rels.contains(&rel));
@@ -160,12 +165,7 @@ fn the_backup_sample_heals_rot_that_no_verification_saw() {
     let fresh = f.target_dir().join("current/repository").join(&rel);
     assert!(matches!(content::prove_file(&fresh), Proof::Good(_)));
     // The old snapshot keeps its own (rotten) copy: nothing was rewritten behind its back.
-    let day = std::fs::read_dir(f.target_dir())
-        .unwrap()
-        .flatten()
-        .find(|e| e.file_name().to_string_lossy().starts_with("day."))
-        .unwrap()
-        .path();
+    let day = f.target_dir().join(day_before(&cfg.target().unwrap()).name);
     assert!(matches!(
         content::prove_file(&day.join("repository").join(&rel)),
         Proof::Bad(_)
@@ -300,7 +300,7 @@ fn a_btrfs_day_heals_its_rotten_kept_files_and_leaves_the_day_before_alone() {
     assert!(!gone.contains(&kept));
     let doomed = rot_and_delete_the_last_upload(&site, &gone, &kept, |p| copy.join(p));
     small_night_without_damage(&f, &cfg);
-    let copy = dir.join("current/repository");
+    // `current` is now the new day, at the same path.
     assert!(matches!(
         content::prove_file(&copy.join(&kept)),
         Proof::Good(_)
@@ -311,11 +311,7 @@ fn a_btrfs_day_heals_its_rotten_kept_files_and_leaves_the_day_before_alone() {
     let rec = content::verify_snapshot(&target, &snap, &VerifyOptions::default()).unwrap();
     assert!(rec.is_ok(), "{:?}", rec.bad);
     // The day before keeps its own rotten copy: the fresh one is a new file of the new day.
-    let day = layout::snapshots(&target)
-        .unwrap()
-        .into_iter()
-        .find(|s| s.name.starts_with("day."))
-        .unwrap();
+    let day = day_before(&target);
     assert!(matches!(
         content::prove_file(&dir.join(&day.name).join("repository").join(&kept)),
         Proof::Bad(_)
