@@ -17,7 +17,7 @@ use crate::{BucketConfig, BucketError};
 use holdfast_core::progress::Progress;
 use holdfast_store::layout::{stamp, Layout, LayoutKind, Snapshot, FILE_LIST};
 use holdfast_store::manifest::{Manifest, MANIFEST_FILE};
-use holdfast_store::proof::{judge, pfile_of, Proof};
+use holdfast_store::proof::{judge, pfile_of, Proof, Proven};
 use holdfast_store::store::{DumpSent, Files, Place, Plan, Source, TransferStats, Upload};
 use holdfast_store::{pool, Store, StoreError};
 use object_store::ObjectStoreExt;
@@ -386,27 +386,37 @@ impl Store for BucketStore {
         Ok(name)
     }
 
-    fn prove(
+    fn prove_with(
         &self,
         place: Place,
         paths: &[String],
         progress: &Progress,
+        proven: &Proven,
     ) -> Result<Vec<Proof>, StoreError> {
         use futures::StreamExt;
         let b = &self.bucket;
         let store = b.store.clone();
-        // Files this run sent were proved by the server's MD5 on arrival; the rest (left by
-        // a killed run, or a snapshot's verify) are read back and hashed.
+        // Files this run sent were proved by the server's MD5 on arrival, objects the
+        // snapshots share by an earlier call; the rest (left by a killed run, or a snapshot's
+        // verify) are read back and hashed.
         let arrived = match place {
             Place::Pending(_) => self.arrived.lock().expect("not poisoned").clone(),
             Place::Snapshot(_) => Default::default(),
         };
+        let memo_key = |rel: &str| proven.key(&[b"object", object_rel(rel).as_bytes()]);
         let mut results: Vec<(usize, Proof)> = Vec::new();
         let mut read = Vec::new();
         for (i, rel) in paths.iter().enumerate() {
             match pfile_of(rel) {
                 Some(n) if arrived.contains(rel) => results.push((i, Proof::Good(n.size))),
-                _ => read.push((i, rel)),
+                Some(n) => match proven.get(memo_key(rel), &n) {
+                    Some(p) => {
+                        proven.count_reused(&p);
+                        results.push((i, p))
+                    }
+                    None => read.push((i, rel)),
+                },
+                None => read.push((i, rel)),
             }
         }
         let read_back: Vec<(usize, Proof)> = b.rt.block_on(async {
@@ -422,6 +432,7 @@ impl Store for BucketStore {
                             None => Proof::Unprovable,
                         },
                     };
+                    proven.put(memo_key(rel), &proof);
                     (i, proof)
                 }
             }))

@@ -6,8 +6,12 @@
 use holdfast_site::pfile::PfileName;
 use md5::Md5;
 use sha1::{Digest, Sha1};
+use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasher;
 use std::io::Read;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 /// The outcome of proving one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +33,124 @@ pub fn prove_file(path: &Path) -> Proof {
     match hash_file(path) {
         Ok((sha1, md5, size)) => judge(&want, &sha1, &md5, size),
         Err(e) => Proof::Bad(format!("unreadable: {e}")),
+    }
+}
+
+/// Hashes the file at `path` once for all the places it stands: a hard link already proved
+/// under the same name (same device, inode and name) takes that proof from `proven`.
+pub fn prove_linked(path: &Path, proven: &Proven) -> Proof {
+    use std::os::unix::fs::MetadataExt;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let Some(want) = PfileName::parse(&name) else {
+        return Proof::Unprovable;
+    };
+    let unreadable = |e: std::io::Error| Proof::Bad(format!("unreadable: {e}"));
+    let file = match holdfast_core::fs::open_noatime(path) {
+        Ok(f) => f,
+        Err(e) => return unreadable(e),
+    };
+    let key = match file.metadata() {
+        Ok(m) => proven.key(&[
+            b"inode",
+            &m.dev().to_le_bytes(),
+            &m.ino().to_le_bytes(),
+            name.as_bytes(),
+        ]),
+        Err(e) => return unreadable(e),
+    };
+    if let Some(p) = proven.get(key, &want) {
+        proven.count_reused(&p);
+        return p;
+    }
+    let proof = match hash_reader(file) {
+        Ok((sha1, md5, size)) => judge(&want, &sha1, &md5, size),
+        Err(e) => unreadable(e),
+    };
+    proven.put(key, &proof);
+    proof
+}
+
+/// Proofs already made in this run, by what the store holds (a pool object, an inode under
+/// one name): `verify --all` reads a file that several snapshots share once, not once per
+/// snapshot. Keys are 128-bit hashes keyed at random per run (a million files cost ~20 MB,
+/// and no one can choose names that collide); a file is only ever judged against the name
+/// its key includes, so a shared proof is the proof the file would get again.
+pub struct Proven {
+    hashers: (std::hash::RandomState, std::hash::RandomState),
+    good: Mutex<HashSet<u128>>,
+    bad: Mutex<HashMap<u128, String>>,
+    reused: AtomicU64,
+    reused_bytes: AtomicU64,
+}
+
+impl Default for Proven {
+    fn default() -> Self {
+        Proven {
+            hashers: (Default::default(), Default::default()),
+            good: Default::default(),
+            bad: Default::default(),
+            reused: AtomicU64::new(0),
+            reused_bytes: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Proven {
+    /// The key of what `parts` (joined) name.
+    pub fn key(&self, parts: &[&[u8]]) -> u128 {
+        let hash = |h: &std::hash::RandomState| {
+            let mut s = h.build_hasher();
+            for p in parts {
+                std::hash::Hasher::write(&mut s, p);
+                std::hash::Hasher::write_u8(&mut s, 0xff);
+            }
+            std::hash::Hasher::finish(&s)
+        };
+        (u128::from(hash(&self.hashers.0)) << 64) | u128::from(hash(&self.hashers.1))
+    }
+
+    /// The proof already made for `key`, if any.
+    pub fn get(&self, key: u128, want: &PfileName) -> Option<Proof> {
+        if self.good.lock().expect("not poisoned").contains(&key) {
+            return Some(Proof::Good(want.size));
+        }
+        let why = self.bad.lock().expect("not poisoned").get(&key)?.clone();
+        Some(Proof::Bad(why))
+    }
+
+    /// Counts one path's proof taken from an earlier one instead of read.
+    pub fn count_reused(&self, proof: &Proof) {
+        self.reused.fetch_add(1, Ordering::Relaxed);
+        if let Proof::Good(n) = proof {
+            self.reused_bytes.fetch_add(*n, Ordering::Relaxed);
+        }
+    }
+
+    /// Remembers the proof made for `key`.
+    pub fn put(&self, key: u128, proof: &Proof) {
+        match proof {
+            Proof::Good(_) => {
+                self.good.lock().expect("not poisoned").insert(key);
+            }
+            Proof::Bad(why) => {
+                self.bad
+                    .lock()
+                    .expect("not poisoned")
+                    .insert(key, why.clone());
+            }
+            Proof::Unprovable => {}
+        }
+    }
+
+    /// How many proofs were taken from earlier ones, and the bytes they stand for (not read).
+    pub fn reused(&self) -> (u64, u64) {
+        (
+            self.reused.load(Ordering::Relaxed),
+            self.reused_bytes.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -96,8 +218,62 @@ pub fn pfile_of(path: &str) -> Option<PfileName> {
 
 #[cfg(test)]
 mod tests {
-    use super::hash_file;
+    use super::{hash_file, prove_linked, Proof, Proven};
     use std::time::{Duration, SystemTime};
+
+    /// A content-named file holding `data`, in a new folder `dir` of `root`.
+    fn named(root: &std::path::Path, dir: &str, data: &[u8]) -> std::path::PathBuf {
+        let (sha1, md5, size) = super::hash_reader(data).unwrap();
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+        let p = root.join(dir).join(format!("{sha1}.{md5}.{size}"));
+        std::fs::write(&p, data).unwrap();
+        p
+    }
+
+    #[test]
+    fn a_hard_link_under_the_same_name_is_read_once() {
+        let t = tempfile::tempdir().unwrap();
+        let day1 = named(t.path(), "day1", b"a repository file");
+        let day2 = t.path().join("day2").join(day1.file_name().unwrap());
+        std::fs::create_dir(t.path().join("day2")).unwrap();
+        std::fs::hard_link(&day1, &day2).unwrap();
+        let proven = Proven::default();
+        assert_eq!(prove_linked(&day1, &proven), Proof::Good(17));
+        assert_eq!(proven.reused(), (0, 0));
+        assert_eq!(prove_linked(&day2, &proven), Proof::Good(17));
+        assert_eq!(proven.reused(), (1, 17));
+
+        // A copy is another file: read, and proved on its own.
+        let copy = named(t.path(), "day3", b"a repository file");
+        assert_eq!(prove_linked(&copy, &proven), Proof::Good(17));
+        assert_eq!(proven.reused(), (1, 17));
+
+        // The same inode under another name is judged against that name, not taken.
+        let other = named(t.path(), "other", b"another file");
+        let alias = t.path().join("other").join(day1.file_name().unwrap());
+        std::fs::hard_link(&other, &alias).unwrap();
+        assert!(matches!(prove_linked(&alias, &proven), Proof::Bad(_)));
+        assert_eq!(proven.reused(), (1, 17));
+    }
+
+    #[test]
+    fn a_rotten_file_is_bad_under_every_link_of_it() {
+        let t = tempfile::tempdir().unwrap();
+        let day1 = named(t.path(), "day1", b"a repository file");
+        std::fs::write(&day1, b"a repositorx file").unwrap();
+        std::fs::create_dir(t.path().join("day2")).unwrap();
+        let day2 = t.path().join("day2").join(day1.file_name().unwrap());
+        std::fs::hard_link(&day1, &day2).unwrap();
+        let proven = Proven::default();
+        let first = prove_linked(&day1, &proven);
+        assert!(matches!(first, Proof::Bad(_)), "{first:?}");
+        assert_eq!(prove_linked(&day2, &proven), first);
+        assert_eq!(proven.reused(), (1, 0));
+        // A missing file is bad and nothing is remembered for it.
+        std::fs::remove_file(&day2).unwrap();
+        assert!(matches!(prove_linked(&day2, &proven), Proof::Bad(_)));
+        assert_eq!(proven.reused(), (1, 0));
+    }
 
     #[test]
     fn proving_a_file_leaves_its_access_time() {

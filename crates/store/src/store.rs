@@ -8,7 +8,7 @@
 
 use crate::layout::{Layout, Snapshot};
 use crate::manifest::Manifest;
-use crate::proof::Proof;
+use crate::proof::{Proof, Proven};
 use crate::rsync::RsyncStats;
 use crate::StoreError;
 use holdfast_core::progress::Progress;
@@ -265,6 +265,19 @@ pub trait Store: Send + Sync {
         place: Place,
         paths: &[String],
         progress: &Progress,
+    ) -> Result<Vec<Proof>, StoreError> {
+        self.prove_with(place, paths, progress, &Proven::default())
+    }
+
+    /// [`Store::prove`], taking a file the store holds once for several places (a pool
+    /// object, a hard link) from `proven` when an earlier call proved it, and adding the
+    /// files it reads there.
+    fn prove_with(
+        &self,
+        place: Place,
+        paths: &[String],
+        progress: &Progress,
+        proven: &Proven,
     ) -> Result<Vec<Proof>, StoreError>;
 
     /// Removes the snapshots `layout` no longer keeps; returns their names.

@@ -9,7 +9,7 @@ use crate::layout::{self, Layout, LayoutKind, Snapshot, FILE_LIST, PARTIAL, POOL
 use crate::local_send;
 use crate::manifest::{Manifest, REPO_DIR};
 use crate::objects::{Home, Naming, INCOMING, PATHS};
-use crate::proof::{judge, pfile_of, prove_file, Proof};
+use crate::proof::{judge, pfile_of, prove_file, prove_linked, Proof, Proven};
 use crate::rsync::{base_args, tree_filters, Rsync};
 use crate::store::{
     DumpSent, Files, FolderMaker, Place, Plan, Source, Store, TransferStats, Upload,
@@ -501,15 +501,20 @@ impl Target {
     }
 
     /// Proves `paths` (relative to `base` on the target); one result per path, in order.
+    /// With `linked`, a local file is read once for all its hard links under one name.
     fn prove_at(
         &self,
         base: &str,
         paths: &[String],
         progress: &Progress,
+        linked: Option<&Proven>,
     ) -> Result<Vec<Proof>, StoreError> {
         if let Some(root) = self.local_path(base) {
             let prove = |p: &String| {
-                let r = prove_file(&root.join(p));
+                let r = match linked {
+                    Some(proven) => prove_linked(&root.join(p), proven),
+                    None => prove_file(&root.join(p)),
+                };
                 if let Proof::Good(n) = r {
                     progress.inc(n);
                 }
@@ -791,38 +796,57 @@ impl Store for Target {
         plan.layout.commit(self, manifest)
     }
 
-    fn prove(
+    fn prove_with(
         &self,
         place: Place,
         paths: &[String],
         progress: &Progress,
+        proven: &Proven,
     ) -> Result<Vec<Proof>, StoreError> {
         let home = match place {
             Place::Pending(plan) => pending_home(plan),
             Place::Snapshot(snap) => self.snapshot_home(snap)?,
         };
         if home.naming == Naming::Paths {
-            return self.prove_at(&home.base, paths, progress);
+            return self.prove_at(&home.base, paths, progress, Some(proven));
         }
         // An object's name is the file's: it is proved against the same name. A gold file
-        // and its `files` twin are one object (often an upload's largest file): hashed once.
+        // and its `files` twin are one object (often an upload's largest file), and the
+        // snapshots share their objects: each is hashed once a run.
         let rel: Vec<String> = paths.iter().map(|p| home.rel(p).into_owned()).collect();
-        let mut once = rel.clone();
+        let key = |r: &str| proven.key(&[b"object", home.base.as_bytes(), r.as_bytes()]);
+        let mut once: Vec<&str> = rel.iter().map(String::as_str).collect();
         once.sort_unstable();
         once.dedup();
-        if once.len() == rel.len() {
-            return self.prove_at(&home.base, &rel, progress);
+        let mut known: HashMap<&str, Proof> = HashMap::with_capacity(once.len());
+        let mut todo = Vec::new();
+        for r in once {
+            match pfile_of(r).and_then(|want| proven.get(key(r), &want)) {
+                Some(p) => {
+                    known.insert(r, p);
+                }
+                None => todo.push(r.to_string()),
+            }
         }
-        let proofs = self.prove_at(&home.base, &once, progress)?;
-        let mut first = HashSet::new();
+        let proofs = self.prove_at(&home.base, &todo, progress, None)?;
+        // `prove_at` counted the first path of each object it read; the progress counts
+        // every path's bytes: the twins' and those proved before too.
+        let mut counted: HashSet<&str> = HashSet::with_capacity(todo.len());
+        for (r, p) in todo.iter().zip(proofs) {
+            proven.put(key(r), &p);
+            counted.insert(r);
+            known.insert(r, p);
+        }
+        let read: HashSet<&str> = counted.clone();
         Ok(rel
             .iter()
             .map(|r| {
-                let i = once.binary_search(r).expect("every object is in `once`");
-                let proof = proofs[i].clone();
-                // The progress counts every path's bytes: the twin's too.
+                let proof = known[r.as_str()].clone();
+                if !read.contains(r.as_str()) {
+                    proven.count_reused(&proof);
+                }
                 if let Proof::Good(n) = proof {
-                    if !first.insert(i) {
+                    if !counted.remove(r.as_str()) {
                         progress.inc(n);
                     }
                 }
