@@ -70,8 +70,9 @@ pub struct VerifyRecord {
     /// The order `done` counts in ([`ORDER`]; 0: by path, as records before it were).
     #[serde(default)]
     pub order: u8,
-    /// Of `checked_files` (and `checked_bytes`): proved by reading the same stored file for
-    /// an earlier snapshot of the run (a pool object, a hard link), not read again.
+    /// Of `checked_files` (and `checked_bytes`): taken from the proof of the same stored file
+    /// (a pool object, a hard link) made earlier in the run, mostly for an earlier snapshot,
+    /// not read again.
     #[serde(default)]
     pub shared_files: u64,
     #[serde(default)]

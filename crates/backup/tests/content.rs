@@ -150,36 +150,52 @@ fn a_file_lost_from_a_rolling_day_is_reported_by_verify() {
     assert!(!rec.is_ok());
 }
 
-/// `verify --all` reads a file its snapshots share once (two rolling days' hard links, two
-/// pool snapshots' object), and a rotten shared file is still reported in each snapshot.
+/// `verify --all` reads a file its snapshots share once (two rolling days' hard links, local
+/// and over ssh, two pool snapshots' object), and a rotten shared file is still reported in
+/// each snapshot.
 #[test]
 fn snapshots_that_share_a_file_read_it_once_and_each_reports_it_rotten() {
-    for kind in [LayoutKind::Rolling, LayoutKind::Pool] {
+    let cases = [
+        (LayoutKind::Rolling, false),
+        (LayoutKind::Pool, false),
+        (LayoutKind::Rolling, true),
+    ];
+    for (kind, ssh) in cases {
         let f = fixture(2, Behaviour::default(), 30);
         let site = f.site().clone();
-        let cfg = BackupConfig {
+        let mut cfg = BackupConfig {
             layout: kind,
             check_percent: 0.0,
             ..f.cfg.clone()
+        };
+        let sshd =
+            ssh.then(|| holdfast_testkit::sshd::Sshd::start(&f.dir.path().join("sshd")).unwrap());
+        let store = match &sshd {
+            Some(sshd) => {
+                let remote = f.dir.path().join("remote");
+                over_ssh(&mut cfg, sshd, &remote);
+                remote
+            }
+            None => f.target_dir(),
         };
         backup(&site, "s", &f.sched, &cfg).unwrap();
         backup(&site, "s", &f.sched, &cfg).unwrap();
         let target = cfg.target().unwrap();
         let snaps = layout::snapshots(&target).unwrap();
-        assert_eq!(snaps.len(), 2, "{kind:?}");
+        assert_eq!(snaps.len(), 2, "{kind:?} ssh {ssh}");
         let repo = &site.repo.root;
         let rel = rel_in(repo, &first_named(repo, "files"));
         // The names a flipped byte of the stored file rots: a pool object serves each name
         // of its content, a day tree's file each of its hard links.
         let (stored, rotten) = match kind {
             LayoutKind::Pool => (
-                f.target_dir()
+                store
                     .join("pool")
                     .join(holdfast_store::objects::object_rel(&rel)),
                 names_of_inode(repo, &repo.join(&rel)),
             ),
             _ => {
-                let day = |s: &layout::Snapshot| f.target_dir().join(&s.name).join("repository");
+                let day = |s: &layout::Snapshot| store.join(&s.name).join("repository");
                 let (a, b) = (day(&snaps[0]).join(&rel), day(&snaps[1]).join(&rel));
                 let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
                 assert_eq!(ino(&a), ino(&b), "the days share the file");
@@ -198,28 +214,34 @@ fn snapshots_that_share_a_file_read_it_once_and_each_reports_it_rotten() {
             b.sort();
             b
         };
-        assert_eq!(bad(&first), rotten, "{kind:?}");
-        assert_eq!(bad(&second), rotten, "{kind:?}");
+        assert_eq!(bad(&first), rotten, "{kind:?} ssh {ssh}");
+        assert_eq!(bad(&second), rotten, "{kind:?} ssh {ssh}");
         assert!(
             first.shared_files < first.checked_files,
-            "{kind:?}: {first:?}"
+            "{kind:?} ssh {ssh}: {first:?}"
         );
         // Nothing changed between the backups: the second reads nothing again.
-        assert_eq!(second.checked_files, first.checked_files, "{kind:?}");
+        assert_eq!(
+            second.checked_files, first.checked_files,
+            "{kind:?} ssh {ssh}"
+        );
         assert_eq!(
             second.shared_files, second.checked_files,
-            "{kind:?}: {second:?}"
+            "{kind:?} ssh {ssh}: {second:?}"
         );
         assert!(second.shared_bytes > 0);
-        assert_eq!(second.shared_bytes, second.checked_bytes, "{kind:?}");
+        assert_eq!(
+            second.shared_bytes, second.checked_bytes,
+            "{kind:?} ssh {ssh}"
+        );
 
         // Alone, the second snapshot reads its files itself, to the same result.
         let alone = content::verify_snapshot(&target, &snaps[1], &opts).unwrap();
-        assert_eq!(bad(&alone), rotten, "{kind:?}");
+        assert_eq!(bad(&alone), rotten, "{kind:?} ssh {ssh}");
         assert_eq!(alone.checked_files, second.checked_files);
         assert!(
             alone.shared_files < alone.checked_files,
-            "{kind:?}: {alone:?}"
+            "{kind:?} ssh {ssh}: {alone:?}"
         );
     }
 }

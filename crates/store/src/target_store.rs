@@ -501,7 +501,7 @@ impl Target {
     }
 
     /// Proves `paths` (relative to `base` on the target); one result per path, in order.
-    /// With `linked`, a local file is read once for all its hard links under one name.
+    /// With `linked`, a file is read once for all its hard links under one name.
     fn prove_at(
         &self,
         base: &str,
@@ -525,6 +525,79 @@ impl Target {
                 holdfast_core::threads::io_pool().install(|| paths.par_iter().map(prove).collect())
             );
         }
+        let Some(proven) = linked else {
+            let proofs = self.prove_remote(base, paths, progress)?;
+            return Ok(proofs.into_iter().map(|(p, _)| p).collect());
+        };
+        // Over ssh a hard link is known by the device and inode the server's `stat` names:
+        // one round asks them, the next hashes only the files not proved yet.
+        let key = |p: &str, (dev, ino): Inode| {
+            let name = p.rsplit('/').next().unwrap_or(p);
+            proven.key(&[
+                b"inode",
+                &dev.to_le_bytes(),
+                &ino.to_le_bytes(),
+                name.as_bytes(),
+            ])
+        };
+        let ids = self.remote_inodes(base, paths)?;
+        let mut out = vec![Proof::Unprovable; paths.len()];
+        let mut todo = Vec::new();
+        for (i, p) in paths.iter().enumerate() {
+            let earlier = pfile_of(p)
+                .zip(ids.get(p.as_str()))
+                .and_then(|(want, &id)| proven.get(key(p, id), &want));
+            match earlier {
+                Some(proof) => {
+                    proven.count_reused(&proof);
+                    if let Proof::Good(n) = proof {
+                        progress.inc(n);
+                    }
+                    out[i] = proof;
+                }
+                None => todo.push(i),
+            }
+        }
+        let read: Vec<String> = todo.iter().map(|&i| paths[i].clone()).collect();
+        let proofs = self.prove_remote(base, &read, progress)?;
+        for (i, (proof, id)) in todo.into_iter().zip(proofs) {
+            // Remembered under the inode `stat` named right after hashing it.
+            if let Some(id) = id {
+                proven.put(key(&paths[i], id), &proof);
+            }
+            out[i] = proof;
+        }
+        Ok(out)
+    }
+
+    /// The device and inode of each content-named file of `paths` under `base` on an ssh
+    /// target (missing files are left out).
+    fn remote_inodes(
+        &self,
+        base: &str,
+        paths: &[String],
+    ) -> Result<HashMap<String, Inode>, StoreError> {
+        let input = nul_separated(paths.iter().filter(|p| pfile_of(p).is_some()));
+        let script = format!(
+            "cd {} || exit 1; xargs -0 -r stat -c '%d %i %n' -- 2>/dev/null; exit 0",
+            sh_quote(&self.path(base))
+        );
+        let out = self.run_script_with_input(&script, &input)?;
+        Ok(String::from_utf8_lossy(&out)
+            .lines()
+            .filter_map(parse_inode_line)
+            .map(|(id, p)| (p.to_string(), id))
+            .collect())
+    }
+
+    /// Hashes `paths` under `base` on an ssh target with the server's `sha1sum` and `md5sum`;
+    /// each proof comes with the inode `stat` named after the hashing, when it could.
+    fn prove_remote(
+        &self,
+        base: &str,
+        paths: &[String],
+        progress: &Progress,
+    ) -> Result<Vec<(Proof, Option<Inode>)>, StoreError> {
         // Only content-named files are worth hashing; the others are unprovable anyway.
         let input = nul_separated(paths.iter().filter(|p| pfile_of(p).is_some()));
         // The two hashes run side by side: two cores busy, and the second reader of a file
@@ -535,7 +608,7 @@ impl Target {
              xargs -0 -r md5sum -- < \"$t\" > \"$m\" 2>/dev/null & \
              xargs -0 -r sha1sum -- < \"$t\" 2>/dev/null; wait; echo @@; \
              cat \"$m\"; echo @@; \
-             xargs -0 -r stat -c '%s %n' -- < \"$t\" 2>/dev/null; rm -f \"$t\" \"$m\"; exit 0",
+             xargs -0 -r stat -c '%s %d %i %n' -- < \"$t\" 2>/dev/null; rm -f \"$t\" \"$m\"; exit 0",
             sh_quote(&self.path(base))
         );
         let out = self.run_script_with_input(&script, &input)?;
@@ -552,30 +625,49 @@ impl Target {
         };
         let sha1 = parse(parts.next(), "  ");
         let md5 = parse(parts.next(), "  ");
-        let size = parse(parts.next(), " ");
+        let stat: HashMap<&str, (u64, Inode)> = parts
+            .next()
+            .unwrap_or("")
+            .lines()
+            .filter_map(|l| {
+                let (size, rest) = l.split_once(' ')?;
+                let (id, p) = parse_inode_line(rest)?;
+                Some((p, (size.parse().ok()?, id)))
+            })
+            .collect();
         Ok(paths
             .iter()
             .map(|p| {
                 let Some(want) = pfile_of(p) else {
-                    return Proof::Unprovable;
+                    return (Proof::Unprovable, None);
                 };
-                match (
-                    sha1.get(p),
-                    md5.get(p),
-                    size.get(p).and_then(|s| s.parse().ok()),
-                ) {
-                    (Some(s), Some(m), Some(n)) => {
+                match (sha1.get(p), md5.get(p), stat.get(p.as_str())) {
+                    (Some(s), Some(m), Some(&(n, id))) => {
                         let r = judge(&want, s, m, n);
                         if let Proof::Good(n) = r {
                             progress.inc(n);
                         }
-                        r
+                        (r, Some(id))
                     }
-                    _ => Proof::Bad("missing or unreadable on the backup server".into()),
+                    _ => (
+                        Proof::Bad("missing or unreadable on the backup server".into()),
+                        None,
+                    ),
                 }
             })
             .collect())
     }
+}
+
+/// A file's device and inode number, as `stat -c '%d %i'` names them.
+type Inode = (u64, u64);
+
+/// `<device> <inode> <path>` (from `stat -c '%d %i %n'`).
+fn parse_inode_line(l: &str) -> Option<(Inode, &str)> {
+    let mut it = l.splitn(3, ' ');
+    let dev = it.next()?.parse().ok()?;
+    let ino = it.next()?.parse().ok()?;
+    Some(((dev, ino), it.next()?))
 }
 
 impl Store for Target {

@@ -176,16 +176,17 @@ fn run_snapshots(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
 }
 
 fn describe(r: &VerifyRecord) -> String {
+    // A hard link or pool object proved earlier in the run is not read again.
     let shared = if r.shared_files > 0 {
         format!(
-            " ({} of them read once for an earlier snapshot that shares them)",
+            ", {} of them as the same stored file proved before",
             r.shared_files
         )
     } else {
         String::new()
     };
     let mut s = format!(
-        "{}: {} file(s) proved by their names{shared} ({}, {} read), {} not named by content, {} damaged{}; dump {}\n",
+        "{}: {} file(s) proved by their names ({}, {} read){shared}, {} not named by content, {} damaged{}; dump {}\n",
         r.snapshot,
         r.checked_files,
         human_bytes(r.checked_bytes),
