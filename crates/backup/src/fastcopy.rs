@@ -52,11 +52,25 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
 }
 
 /// Gives `path` its recorded owner, mode and mtime (owner first: chown clears set-group-id).
+/// A symbolic link is refused, not followed: what a remote store sent could point anywhere,
+/// and this runs as root.
 pub fn apply(path: &Path, m: &Meta) -> std::io::Result<()> {
-    let f = File::options()
-        .write(true)
-        .open(path)
-        .or_else(|_| File::open(path))?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let open = |write: bool| {
+        File::options()
+            .read(!write)
+            .write(write)
+            // Nor a FIFO waited on.
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path)
+    };
+    let f = open(true).or_else(|_| open(false))?;
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "not a regular file, as every listed repository file is",
+        ));
+    }
     apply_open(&f, m)
 }
 
@@ -65,10 +79,22 @@ fn apply_open(f: &File, m: &Meta) -> std::io::Result<()> {
     if nix::unistd::Uid::effective().is_root() {
         std::os::unix::fs::fchown(f, Some(m.uid), Some(m.gid))?;
     }
-    f.set_permissions(std::fs::Permissions::from_mode(m.mode & 0o7777))?;
+    f.set_permissions(std::fs::Permissions::from_mode(safe_mode(m.mode)))?;
     let t = std::time::UNIX_EPOCH
         + std::time::Duration::new(m.mtime.max(0) as u64, m.mtime_nsec.min(999_999_999));
     f.set_times(std::fs::FileTimes::new().set_modified(t))
+}
+
+/// The permission bits of a recorded mode a restore gives back: never set-user-id or sticky,
+/// and set-group-id only on a file no one can run (a repository file's is group
+/// inheritance; on a program it would run with the recorded group, root's if a list says so).
+fn safe_mode(mode: u32) -> u32 {
+    let mode = mode & 0o2777;
+    if mode & 0o111 != 0 {
+        mode & 0o777
+    } else {
+        mode
+    }
 }
 
 /// Copies `from` into `to` through a large buffer, hashing every byte written.
@@ -278,6 +304,48 @@ pub fn apply_all(root: &Path, items: &[Entry]) -> Result<u64, BackupError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recorded_metadata_goes_to_regular_files_only_and_without_special_bits() {
+        let d = tempfile::tempdir().unwrap();
+        let m = Meta {
+            mode: 0o106755,
+            uid: nix::unistd::Uid::effective().as_raw(),
+            gid: nix::unistd::Gid::effective().as_raw(),
+            mtime: 1_600_000_000,
+            mtime_nsec: 0,
+        };
+        let file = d.path().join("f");
+        std::fs::write(&file, b"x").unwrap();
+        apply(&file, &m).unwrap();
+        let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().permissions().mode();
+        assert_eq!(mode(&file) & 0o7777, 0o755);
+        // A repository file's set-group-id (a file no one runs) is given back.
+        apply(
+            &file,
+            &Meta {
+                mode: 0o102664,
+                ..m
+            },
+        )
+        .unwrap();
+        assert_eq!(mode(&file) & 0o7777, 0o2664);
+
+        // A link to a file elsewhere is refused, and that file is left as it was.
+        let elsewhere = d.path().join("elsewhere");
+        std::fs::write(&elsewhere, b"y").unwrap();
+        std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+        assert!(apply(&link, &m).is_err());
+        assert_eq!(mode(&elsewhere) & 0o7777, 0o600);
+
+        // A FIFO is refused at once, not waited on.
+        let fifo = d.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        assert!(apply(&fifo, &m).is_err());
+        assert_eq!(mode(&fifo) & 0o7777, 0o600);
+    }
 
     #[test]
     fn copies_links_and_keeps_metadata() {

@@ -262,3 +262,34 @@ fn layout_names(dir: &Path, prefix: &str) -> Vec<String> {
     v.sort();
     v
 }
+
+/// An online night on btrfs begins as a snapshot of the day before, that day's list with it,
+/// and writes none of its own: its restore takes what the day holds (the new upload too),
+/// not the day before's list.
+#[test]
+fn an_online_day_restores_what_it_holds_not_the_day_befores_list() {
+    let mut f = fixture(2, Behaviour::default(), 30);
+    let site = f.site().clone();
+    let (_fs, mut cfg, target) = on_btrfs(&f);
+    backup(&site, "s", &f.sched, &cfg).unwrap();
+    let new = f.add_uploads_listing(1);
+    assert!(!new.is_empty());
+    cfg.online = true;
+    let out = backup(&site, "s", &f.sched, &cfg).unwrap();
+    assert!(out.manifest.online.is_some());
+    assert!(subvolume::is_subvolume(&target, "current").unwrap());
+    let (into, r) = f.restore_scratch(&cfg, None);
+    assert!(r.is_whole(), "{r:?}");
+    let (site_files, _) = tree(&site.repo.root);
+    let (restored, _) = tree(&into.join("repository"));
+    for p in &new {
+        assert!(
+            restored.contains_key(p),
+            "the online night's new {p} restored"
+        );
+    }
+    assert_eq!(
+        restored.keys().collect::<Vec<_>>(),
+        site_files.keys().collect::<Vec<_>>()
+    );
+}

@@ -403,7 +403,7 @@ impl Store for BucketStore {
             Place::Pending(_) => self.arrived.lock().expect("not poisoned").clone(),
             Place::Snapshot(_) => Default::default(),
         };
-        let memo_key = |rel: &str| proven.key(&[b"object", object_rel(rel).as_bytes()]);
+        let memo_key = |rel: &str| proven.object_key(&object_rel(rel));
         let mut results: Vec<(usize, Proof)> = Vec::new();
         let mut read = Vec::new();
         for (i, rel) in paths.iter().enumerate() {

@@ -169,6 +169,13 @@ pub struct Timings {
 }
 
 impl Manifest {
+    /// Whether the snapshot's list (`files.list.gz`), when there is one, names what it holds:
+    /// an online rolling night writes none, and its day, begun as a btrfs snapshot of the day
+    /// before, may carry that day's.
+    pub fn list_is_its_own(&self) -> bool {
+        !(self.layout == "rolling" && self.online.is_some())
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("manifest serialises")
     }

@@ -170,7 +170,41 @@ pub fn decode_entries(r: impl Read) -> std::io::Result<Vec<Entry>> {
         .read_to_end(&mut text)?;
     let text = String::from_utf8(text)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-    Ok(text.lines().map(Entry::parse).collect())
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| {
+            let e = Entry::parse(l);
+            if is_inside(&e.path) {
+                Ok(e)
+            } else {
+                Err(outside(i, &e.path))
+            }
+        })
+        .collect()
+}
+
+/// Whether `path` names a place under the repository: relative, no empty, `.` or `..` part.
+/// Lists are read from the backup server; a restore writes, chowns and chmods as root
+/// where they point, so a list naming `/root/.ssh/authorized_keys` or `../../etc/shadow`
+/// is refused whole, as an altered list.
+pub fn is_inside(path: &str) -> bool {
+    !path.is_empty()
+        && !path.starts_with('/')
+        && path
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
+/// The error for line `i` of a list, whose path is not [`is_inside`].
+fn outside(i: usize, path: &str) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!(
+            "line {}: {path:?} is not a path inside the repository (absolute, or with an \
+             empty, . or .. part): the list was altered, or is not holdfast's",
+            i + 1
+        ),
+    )
 }
 
 /// Reads snapshot `name`'s list with metadata from the target.
@@ -206,13 +240,17 @@ pub fn encode(list: &[String]) -> Vec<u8> {
 pub fn decode(r: impl Read) -> std::io::Result<Vec<String>> {
     BufReader::new(flate2::read::MultiGzDecoder::new(r))
         .lines()
-        .map(|l| {
-            l.map(|mut l| {
-                if let Some((end, _)) = split_meta(&l) {
-                    l.truncate(end);
-                }
-                l
-            })
+        .enumerate()
+        .map(|(i, l)| {
+            let mut l = l?;
+            if let Some((end, _)) = split_meta(&l) {
+                l.truncate(end);
+            }
+            if is_inside(&l) {
+                Ok(l)
+            } else {
+                Err(outside(i, &l))
+            }
         })
         .collect()
 }
@@ -401,6 +439,36 @@ pub fn collect_garbage(target: &Target) -> Result<u64, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_list_naming_a_place_outside_the_repository_is_refused_whole() {
+        let meta = "\t100600 0 0 0.0";
+        for bad in [
+            "/root/.ssh/authorized_keys",
+            "localhost/files/../../../etc/shadow",
+            "..",
+            "./localhost/files/x",
+            "localhost//files/x",
+            "localhost/files/",
+            "",
+        ] {
+            let with = format!("localhost/files/ok\n{bad}{meta}\n");
+            let e = decode_entries(&gzip_text(&with)[..]).unwrap_err();
+            assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{bad:?}");
+            assert!(e.to_string().contains("line 2"), "{e}");
+            let without = format!("localhost/files/ok\n{bad}\n");
+            assert!(decode(&gzip_text(&without)[..]).is_err(), "{bad:?}");
+        }
+        // Dots inside names are names.
+        let fine = "localhost/files/a..b/.x/x.\n";
+        assert_eq!(decode(&gzip_text(fine)[..]).unwrap().len(), 1);
+    }
+
+    fn gzip_text(t: &str) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut e, t.as_bytes()).unwrap();
+        e.finish().unwrap()
+    }
 
     #[test]
     fn lists_of_content_names_are_compressed_with_dynamic_codes() {

@@ -37,7 +37,8 @@ pub fn prove_file(path: &Path) -> Proof {
 }
 
 /// Hashes the file at `path` once for all the places it stands: a hard link already proved
-/// under the same name (same device, inode and name) takes that proof from `proven`.
+/// under the same name (same device, inode, change time and name) takes that proof from
+/// `proven`. The key comes from the open file: what is read is what it names.
 pub fn prove_linked(path: &Path, proven: &Proven) -> Proof {
     use std::os::unix::fs::MetadataExt;
     let name = path
@@ -53,12 +54,7 @@ pub fn prove_linked(path: &Path, proven: &Proven) -> Proof {
         Err(e) => return unreadable(e),
     };
     let key = match file.metadata() {
-        Ok(m) => proven.key(&[
-            b"inode",
-            &m.dev().to_le_bytes(),
-            &m.ino().to_le_bytes(),
-            name.as_bytes(),
-        ]),
+        Ok(m) => proven.inode_key(m.dev(), m.ino(), (m.ctime(), m.ctime_nsec()), &name),
         Err(e) => return unreadable(e),
     };
     if let Some(p) = proven.get(key, &want) {
@@ -99,8 +95,32 @@ impl Default for Proven {
 }
 
 impl Proven {
-    /// The key of what `parts` (joined) name.
-    pub fn key(&self, parts: &[&[u8]]) -> u128 {
+    /// The key of a file by its device, inode, change time and the name it is proved
+    /// against. Hard links share all but the name; a file made later on a freed inode
+    /// number, or linked again since, has another change time and is read again.
+    pub fn inode_key(&self, dev: u64, ino: u64, ctime: (i64, i64), name: &str) -> u128 {
+        self.key(&[
+            b"inode",
+            &dev.to_le_bytes(),
+            &ino.to_le_bytes(),
+            &ctime.0.to_le_bytes(),
+            &ctime.1.to_le_bytes(),
+            name.as_bytes(),
+        ])
+    }
+
+    /// The key of an object by its path in the store (one object, one content).
+    pub fn object_key(&self, path: &str) -> u128 {
+        self.key(&[b"object", path.as_bytes()])
+    }
+
+    /// Whether no proof is remembered yet (none can be taken from it).
+    pub fn is_empty(&self) -> bool {
+        self.good.lock().expect("not poisoned").is_empty()
+            && self.bad.lock().expect("not poisoned").is_empty()
+    }
+
+    fn key(&self, parts: &[&[u8]]) -> u128 {
         let hash = |h: &std::hash::RandomState| {
             let mut s = h.build_hasher();
             for p in parts {
@@ -248,11 +268,21 @@ mod tests {
         assert_eq!(prove_linked(&copy, &proven), Proof::Good(17));
         assert_eq!(proven.reused(), (1, 17));
 
-        // The same inode under another name is judged against that name, not taken.
+        // An inode proved under its name, linked under another, is judged against that
+        // name: not taken.
         let other = named(t.path(), "other", b"another file");
         let alias = t.path().join("other").join(day1.file_name().unwrap());
         std::fs::hard_link(&other, &alias).unwrap();
+        assert_eq!(prove_linked(&other, &proven), Proof::Good(12));
         assert!(matches!(prove_linked(&alias, &proven), Proof::Bad(_)));
+        assert_eq!(proven.reused(), (1, 17));
+
+        // A link made since changes the inode's change time: read again, not taken.
+        let day4 = t.path().join("day4");
+        std::fs::create_dir(&day4).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::hard_link(&day1, day4.join(day1.file_name().unwrap())).unwrap();
+        assert_eq!(prove_linked(&day2, &proven), Proof::Good(17));
         assert_eq!(proven.reused(), (1, 17));
     }
 

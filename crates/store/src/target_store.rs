@@ -525,22 +525,33 @@ impl Target {
                 holdfast_core::threads::io_pool().install(|| paths.par_iter().map(prove).collect())
             );
         }
-        let Some(proven) = linked else {
-            let proofs = self.prove_remote(base, paths, progress)?;
-            return Ok(proofs.into_iter().map(|(p, _)| p).collect());
+        match linked {
+            Some(proven) => self.prove_remote_linked(base, paths, progress, proven),
+            None => {
+                let proofs = self.prove_remote(base, paths, progress, false)?;
+                Ok(proofs.into_iter().map(|(p, _)| p).collect())
+            }
+        }
+    }
+
+    /// [`Target::prove_remote`], reading a hard link proved before under the same name
+    /// once: the server's `stat` names each file's device and inode first (skipped while
+    /// nothing is proved: no file can be taken then), and only the others are hashed.
+    fn prove_remote_linked(
+        &self,
+        base: &str,
+        paths: &[String],
+        progress: &Progress,
+        proven: &Proven,
+    ) -> Result<Vec<Proof>, StoreError> {
+        let key = |p: &str, (dev, ino, ctime): Inode| {
+            proven.inode_key(dev, ino, (ctime, 0), p.rsplit('/').next().unwrap_or(p))
         };
-        // Over ssh a hard link is known by the device and inode the server's `stat` names:
-        // one round asks them, the next hashes only the files not proved yet.
-        let key = |p: &str, (dev, ino): Inode| {
-            let name = p.rsplit('/').next().unwrap_or(p);
-            proven.key(&[
-                b"inode",
-                &dev.to_le_bytes(),
-                &ino.to_le_bytes(),
-                name.as_bytes(),
-            ])
+        let ids = if proven.is_empty() {
+            HashMap::new()
+        } else {
+            self.remote_inodes(base, paths)?
         };
-        let ids = self.remote_inodes(base, paths)?;
         let mut out = vec![Proof::Unprovable; paths.len()];
         let mut todo = Vec::new();
         for (i, p) in paths.iter().enumerate() {
@@ -559,9 +570,9 @@ impl Target {
             }
         }
         let read: Vec<String> = todo.iter().map(|&i| paths[i].clone()).collect();
-        let proofs = self.prove_remote(base, &read, progress)?;
+        let proofs = self.prove_remote(base, &read, progress, true)?;
         for (i, (proof, id)) in todo.into_iter().zip(proofs) {
-            // Remembered under the inode `stat` named right after hashing it.
+            // Remembered when the file `stat` named before hashing is the one after it.
             if let Some(id) = id {
                 proven.put(key(&paths[i], id), &proof);
             }
@@ -579,7 +590,7 @@ impl Target {
     ) -> Result<HashMap<String, Inode>, StoreError> {
         let input = nul_separated(paths.iter().filter(|p| pfile_of(p).is_some()));
         let script = format!(
-            "cd {} || exit 1; xargs -0 -r stat -c '%d %i %n' -- 2>/dev/null; exit 0",
+            "cd {} || exit 1; xargs -0 -r stat -c '%d %i %Z %n' -- 2>/dev/null; exit 0",
             sh_quote(&self.path(base))
         );
         let out = self.run_script_with_input(&script, &input)?;
@@ -590,25 +601,34 @@ impl Target {
             .collect())
     }
 
-    /// Hashes `paths` under `base` on an ssh target with the server's `sha1sum` and `md5sum`;
-    /// each proof comes with the inode `stat` named after the hashing, when it could.
+    /// Hashes `paths` under `base` on an ssh target with the server's `sha1sum` and `md5sum`.
+    /// With `linked`, each proof comes with the file's inode when `stat` named the same one
+    /// before and after the hashing (nothing was put in its place meanwhile).
     fn prove_remote(
         &self,
         base: &str,
         paths: &[String],
         progress: &Progress,
+        linked: bool,
     ) -> Result<Vec<(Proof, Option<Inode>)>, StoreError> {
         // Only content-named files are worth hashing; the others are unprovable anyway.
         let input = nul_separated(paths.iter().filter(|p| pfile_of(p).is_some()));
         // The two hashes run side by side: two cores busy, and the second reader of a file
         // finds it in the page cache the first one filled.
+        let before = if linked {
+            "xargs -0 -r stat -c '%d %i %Z %n' -- < \"$t\" > \"$b\" 2>/dev/null;"
+        } else {
+            ""
+        };
         let script = format!(
             "cd {} || exit 1; t=$(mktemp) || exit 1; m=$(mktemp) || {{ rm -f \"$t\"; exit 1; }}; \
-             cat > \"$t\"; \
+             b=$(mktemp) || {{ rm -f \"$t\" \"$m\"; exit 1; }}; \
+             cat > \"$t\"; {before} \
              xargs -0 -r md5sum -- < \"$t\" > \"$m\" 2>/dev/null & \
              xargs -0 -r sha1sum -- < \"$t\" 2>/dev/null; wait; echo @@; \
              cat \"$m\"; echo @@; \
-             xargs -0 -r stat -c '%s %d %i %n' -- < \"$t\" 2>/dev/null; rm -f \"$t\" \"$m\"; exit 0",
+             xargs -0 -r stat -c '%s %d %i %Z %n' -- < \"$t\" 2>/dev/null; echo @@; \
+             cat \"$b\"; rm -f \"$t\" \"$m\" \"$b\"; exit 0",
             sh_quote(&self.path(base))
         );
         let out = self.run_script_with_input(&script, &input)?;
@@ -635,6 +655,13 @@ impl Target {
                 Some((p, (size.parse().ok()?, id)))
             })
             .collect();
+        let before: HashMap<&str, Inode> = parts
+            .next()
+            .unwrap_or("")
+            .lines()
+            .filter_map(parse_inode_line)
+            .map(|(id, p)| (p, id))
+            .collect();
         Ok(paths
             .iter()
             .map(|p| {
@@ -647,7 +674,7 @@ impl Target {
                         if let Proof::Good(n) = r {
                             progress.inc(n);
                         }
-                        (r, Some(id))
+                        (r, (before.get(p.as_str()) == Some(&id)).then_some(id))
                     }
                     _ => (
                         Proof::Bad("missing or unreadable on the backup server".into()),
@@ -659,15 +686,17 @@ impl Target {
     }
 }
 
-/// A file's device and inode number, as `stat -c '%d %i'` names them.
-type Inode = (u64, u64);
+/// A file's device, inode number and change time (seconds), as `stat -c '%d %i %Z'` names
+/// them.
+type Inode = (u64, u64, i64);
 
-/// `<device> <inode> <path>` (from `stat -c '%d %i %n'`).
+/// `<device> <inode> <change time> <path>` (from `stat -c '%d %i %Z %n'`).
 fn parse_inode_line(l: &str) -> Option<(Inode, &str)> {
-    let mut it = l.splitn(3, ' ');
+    let mut it = l.splitn(4, ' ');
     let dev = it.next()?.parse().ok()?;
     let ino = it.next()?.parse().ok()?;
-    Some(((dev, ino), it.next()?))
+    let ctime = it.next()?.parse().ok()?;
+    Some(((dev, ino, ctime), it.next()?))
 }
 
 impl Store for Target {
@@ -713,7 +742,7 @@ impl Store for Target {
         // tree since is still asked for. An online night writes no list (a day begun as a
         // btrfs snapshot may carry the day before's), a rotating piece holds part of its list.
         let listed = snap.manifest.layout == "rolling"
-            && snap.manifest.online.is_none()
+            && snap.manifest.list_is_its_own()
             && self.exists(&format!("{}/{FILE_LIST}", snap.name))?;
         if listed {
             let mut list = crate::pool::read_list(self, &snap.name)?;
@@ -906,43 +935,42 @@ impl Store for Target {
         // and its `files` twin are one object (often an upload's largest file), and the
         // snapshots share their objects: each is hashed once a run.
         let rel: Vec<String> = paths.iter().map(|p| home.rel(p).into_owned()).collect();
-        let key = |r: &str| proven.key(&[b"object", home.base.as_bytes(), r.as_bytes()]);
+        let key = |r: &str| proven.object_key(&format!("{}/{r}", home.base));
         let mut once: Vec<&str> = rel.iter().map(String::as_str).collect();
         once.sort_unstable();
         once.dedup();
-        let mut known: HashMap<&str, Proof> = HashMap::with_capacity(once.len());
+        // Each object's proof, and whether this call read it.
+        let mut known: HashMap<&str, (Proof, bool)> = HashMap::with_capacity(once.len());
         let mut todo = Vec::new();
         for r in once {
             match pfile_of(r).and_then(|want| proven.get(key(r), &want)) {
                 Some(p) => {
-                    known.insert(r, p);
+                    known.insert(r, (p, false));
                 }
                 None => todo.push(r.to_string()),
             }
         }
         let proofs = self.prove_at(&home.base, &todo, progress, None)?;
-        // `prove_at` counted the first path of each object it read; the progress counts
-        // every path's bytes: the twins' and those proved before too.
-        let mut counted: HashSet<&str> = HashSet::with_capacity(todo.len());
         for (r, p) in todo.iter().zip(proofs) {
             proven.put(key(r), &p);
-            counted.insert(r);
-            known.insert(r, p);
+            known.insert(r, (p, true));
         }
-        let read: HashSet<&str> = counted.clone();
+        // `prove_at` counted the first path of each object it read; the progress counts
+        // every path's bytes: the twins' and those proved before too.
+        let mut first = HashSet::new();
         Ok(rel
             .iter()
             .map(|r| {
-                let proof = known[r.as_str()].clone();
-                if !read.contains(r.as_str()) {
-                    proven.count_reused(&proof);
+                let (proof, read) = &known[r.as_str()];
+                if !read {
+                    proven.count_reused(proof);
                 }
                 if let Proof::Good(n) = proof {
-                    if !counted.remove(r.as_str()) {
-                        progress.inc(n);
+                    if !(*read && first.insert(r.as_str())) {
+                        progress.inc(*n);
                     }
                 }
-                proof
+                proof.clone()
             })
             .collect())
     }
