@@ -185,10 +185,14 @@ pub fn copy(
                     .par_iter()
                     .map(|e| {
                         let p = src.join(&*naming.rel(&e.path));
-                        let m = std::fs::metadata(&p).map_err(io(&p))?;
-                        Ok((m.dev(), m.ino(), Meta::of(&m), m.len()))
+                        match std::fs::metadata(&p) {
+                            Ok(m) => Ok(Some((m.dev(), m.ino(), Meta::of(&m), m.len()))),
+                            // Lost from the store: the rest is restored, this one reported.
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                            Err(e) => Err(io(&p)(e)),
+                        }
                     })
-                    .collect::<Result<Vec<(u64, u64, Meta, u64)>, BackupError>>()
+                    .collect::<Result<Vec<Option<(u64, u64, Meta, u64)>>, BackupError>>()
             },
             || make_dirs(dst, items, make_dir),
         )
@@ -200,12 +204,22 @@ pub fn copy(
         "listed files read, folders made"
     );
     let mut groups: BTreeMap<(u64, u64), Vec<usize>> = BTreeMap::new();
+    let mut lost = Vec::new();
     for (i, s) in stats.iter().enumerate() {
-        groups.entry((s.0, s.1)).or_default().push(i);
+        match s {
+            Some(s) => groups.entry((s.0, s.1)).or_default().push(i),
+            None => lost.push(BadFile {
+                path: items[i].path.clone(),
+                why: format!("missing from the snapshot on the store ({what}): not restored"),
+            }),
+        }
     }
-    let total: u64 = stats.iter().map(|s| s.3).sum();
+    let total: u64 = stats.iter().flatten().map(|s| s.3).sum();
     let progress = Progress::new(what, total, Unit::Bytes);
-    let done = Mutex::new(Copied::default());
+    let done = Mutex::new(Copied {
+        damaged: lost,
+        ..Default::default()
+    });
     let began = std::time::Instant::now();
     let groups: Vec<Vec<usize>> = groups.into_values().collect();
     pool.install(|| {
@@ -214,7 +228,7 @@ pub fn copy(
             .try_for_each(|g| -> Result<(), BackupError> {
                 holdfast_core::interrupt::check().map_err(|_| BackupError::Interrupted)?;
                 let first = &items[g[0]];
-                let (_, _, own, len) = stats[g[0]];
+                let (_, _, own, len) = stats[g[0]].expect("a grouped file was found");
                 let meta = first.meta.unwrap_or(own);
                 let from = src.join(&*naming.rel(&first.path));
                 let to = dst.join(&first.path);
@@ -224,13 +238,28 @@ pub fn copy(
                     .iter()
                     .filter_map(|&i| provable(&items[i].path).map(|n| (i, n)))
                     .collect();
-                let there = std::fs::symlink_metadata(&to)
+                // A file already there with its size (an interrupted restore's, or the live
+                // site's) is kept when it proves its names; one that does not is copied
+                // again from the store, which may hold a good copy.
+                let kept = std::fs::symlink_metadata(&to)
                     .ok()
-                    .filter(|m| m.is_file() && m.len() == len);
-                let hashed = if there.is_some() {
+                    .filter(|m| m.is_file() && m.len() == len)
+                    .and_then(|_| {
+                        if names.is_empty() {
+                            return Some(None);
+                        }
+                        let h = hash_file(&to);
+                        let good = h.as_ref().is_ok_and(|(sha1, md5, size)| {
+                            names
+                                .iter()
+                                .all(|(_, w)| matches!(judge(w, sha1, md5, *size), Proof::Good(_)))
+                        });
+                        good.then_some(Some(h))
+                    });
+                let hashed = if let Some(hashed) = kept {
                     c.skipped += 1;
                     apply(&to, &meta).map_err(io(&to))?;
-                    (!names.is_empty()).then(|| hash_file(&to))
+                    hashed
                 } else {
                     let _ = std::fs::remove_file(&to);
                     let mut r = holdfast_core::fs::open_noatime(&from).map_err(io(&from))?;

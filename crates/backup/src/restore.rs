@@ -170,8 +170,25 @@ pub fn restore(
     // tables: the scheduler is stopped without reading its queue then.
     let was_half = holdfast_site::restoring::restoring(&dest).is_some();
 
+    // Live restore: the scheduler stays stopped until the site is whole again. The database
+    // may be gone (that is why we restore), so the queue check is skipped if it is.
+    let guard = if opts.scratch.is_none() {
+        let mut c = if was_half {
+            None
+        } else {
+            crate::connect(&dest)
+                .ok()
+                .and_then(|mut c| holdfast_site::db::has_job_queue(&mut c).then_some(c))
+        };
+        Some(scheduler::quiesce(sched, c.as_mut())?)
+    } else {
+        None
+    };
+
     // From here on the site is half restored until the end: the marker says so to `verify`,
-    // `check-repo`, `backup` and `serve`, and stays if this run is killed or fails.
+    // `check-repo`, `backup` and `serve`, and stays if this run is killed or fails. Not
+    // before the scheduler is stopped: a restore that cannot stop it leaves the site as it
+    // was, not marked half restored.
     holdfast_site::restoring::mark(
         &dest,
         &holdfast_site::restoring::Restoring {
@@ -187,21 +204,6 @@ pub fn restore(
             .to_string(),
         source,
     })?;
-
-    // Live restore: the scheduler stays stopped until the site is whole again. The database
-    // may be gone (that is why we restore), so the queue check is skipped if it is.
-    let guard = if opts.scratch.is_none() {
-        let mut c = if was_half {
-            None
-        } else {
-            crate::connect(&dest)
-                .ok()
-                .and_then(|mut c| holdfast_site::db::has_job_queue(&mut c).then_some(c))
-        };
-        Some(scheduler::quiesce(sched, c.as_mut())?)
-    } else {
-        None
-    };
 
     // The database loads while the repository copies: PostgreSQL's work and the
     // repository's reads and writes overlap.
@@ -315,8 +317,13 @@ pub fn restore(
         }
     };
     for b in &damaged {
-        tracing::error!(file = %b.path, "restored file is damaged ({}); moved aside", b.why);
         let from = dest.repo.root.join(&b.path);
+        if std::fs::symlink_metadata(&from).is_err() {
+            // Lost from the store: nothing was written to set aside.
+            tracing::error!(file = %b.path, "{}", b.why);
+            continue;
+        }
+        tracing::error!(file = %b.path, "restored file is damaged ({}); moved aside", b.why);
         let to = dest.repo.root.join(DAMAGED_DIR).join(&b.path);
         if let Some(parent) = to.parent() {
             let _ = std::fs::create_dir_all(parent);
@@ -326,6 +333,12 @@ pub fn restore(
             source,
         })?;
     }
+    // The marker goes only once what was restored is on the disk: a power cut after it must
+    // not leave short files in a site that says it is whole.
+    holdfast_core::fs::syncfs(&dest.repo.root).map_err(|source| BackupError::Io {
+        path: dest.repo.root.display().to_string(),
+        source,
+    })?;
     holdfast_site::restoring::clear(&dest).map_err(|source| BackupError::Io {
         path: holdfast_site::restoring::marker_path(&dest)
             .display()

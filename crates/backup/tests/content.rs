@@ -248,6 +248,69 @@ fn snapshots_that_share_a_file_read_it_once_and_each_reports_it_rotten() {
     }
 }
 
+/// A file lost from the store does not stop a restore: the rest comes back, that one is
+/// reported (not whole) and nothing is set aside in its name. Restored again over a rotten
+/// copy of a file (the live site's, say) of the right size, the store's good copy replaces it.
+#[test]
+fn a_restore_goes_on_past_a_file_lost_from_the_store_and_replaces_a_rotten_one() {
+    let f = fixture(2, Behaviour::default(), 30);
+    let site = f.site().clone();
+    let cfg = f.cfg.clone();
+    backup(&site, "s", &f.sched, &cfg).unwrap();
+    let repo = f.target_dir().join("current/repository");
+    let lost = first_named(&repo, "files");
+    let rel = rel_in(&repo, &lost);
+    let lost_names = names_of_inode(&repo, &lost);
+    std::fs::remove_file(&lost).unwrap();
+    let (into, r) = f.restore_scratch(&cfg, None);
+    assert!(!r.is_whole());
+    let damaged: Vec<(&str, &str)> = r
+        .damaged
+        .iter()
+        .map(|d| (d.path.as_str(), d.why.as_str()))
+        .collect();
+    assert_eq!(damaged.len(), 1, "{damaged:?}");
+    assert_eq!(damaged[0].0, rel);
+    assert!(
+        damaged[0].1.contains("missing from the snapshot"),
+        "{damaged:?}"
+    );
+    let restored = into.join("repository");
+    assert!(!restored.join(&rel).exists());
+    assert!(!restored
+        .join(holdfast_backup::restore::DAMAGED_DIR)
+        .exists());
+    let (site_files, _) = tree(&site.repo.root);
+    let (got, _) = tree(&restored);
+    let mut expected: Vec<&String> = site_files.keys().filter(|p| **p != rel).collect();
+    expected.sort();
+    assert_eq!(got.keys().collect::<Vec<_>>(), expected);
+    // Its twin (another inode in the day tree) came back and proves.
+    for n in lost_names.iter().filter(|n| **n != rel) {
+        assert!(matches!(
+            content::prove_file(&restored.join(n)),
+            Proof::Good(_)
+        ));
+    }
+
+    // The next night copies the file again; a restore over a rotten copy replaces it.
+    backup(&site, "s", &f.sched, &cfg).unwrap();
+    let (into, r) = f.restore_scratch(&cfg, None);
+    assert!(r.is_whole(), "{:?} {:?}", r.verify.missing, r.damaged);
+    let victim = into.join("repository").join(&rel);
+    flip(&victim);
+    let (into, r) = f.restore_scratch(&cfg, None);
+    assert!(r.is_whole(), "{:?}", r.damaged);
+    assert!(matches!(
+        content::prove_file(&into.join("repository").join(&rel)),
+        Proof::Good(_)
+    ));
+    assert!(!into
+        .join("repository")
+        .join(holdfast_backup::restore::DAMAGED_DIR)
+        .exists());
+}
+
 #[test]
 fn the_backup_sample_heals_rot_that_no_verification_saw() {
     let f = fixture(2, Behaviour::default(), 30);

@@ -169,6 +169,50 @@ fn a_dump_cut_off_midway_fails_and_nothing_is_shown() {
         .is_empty());
 }
 
+/// A live restore that cannot stop the scheduler leaves the site as it was: not marked half
+/// restored (backup, verify and serve would refuse it, and "run restore again" would drop
+/// a database that was never touched), its database and repository untouched.
+#[test]
+fn a_restore_that_cannot_stop_the_scheduler_leaves_the_site_unmarked() {
+    let f = fixture(
+        1,
+        Behaviour {
+            refuse_stop: true,
+            ..Default::default()
+        },
+        2,
+    );
+    // Online: a snapshot made without stopping the scheduler.
+    let cfg = BackupConfig {
+        online: true,
+        ..f.cfg.clone()
+    };
+    backup(f.site(), "s", &f.sched, &cfg).unwrap();
+    let (before, _) = tree(&f.site().repo.root);
+    let e = holdfast_backup::restore(
+        f.site(),
+        &f.sched,
+        &cfg,
+        &Default::default(),
+        &holdfast_backup::RestoreOptions::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("still running"), "{e}");
+    assert!(holdfast_site::restoring::restoring(f.site()).is_none());
+    let uploads: i64 = f
+        .site()
+        .connect()
+        .unwrap()
+        .query_one("SELECT count(*) FROM upload", &[])
+        .unwrap()
+        .get(0);
+    assert!(uploads >= 1);
+    assert_eq!(tree(&f.site().repo.root).0, before);
+    // And the site can be backed up as before.
+    backup(f.site(), "s", &f.sched, &cfg).unwrap();
+}
+
 #[test]
 fn a_scheduler_that_refuses_to_stop_abandons_the_backup() {
     let f = fixture(
