@@ -185,14 +185,20 @@ pub fn copy(
                     .par_iter()
                     .map(|e| {
                         let p = src.join(&*naming.rel(&e.path));
-                        match std::fs::metadata(&p) {
-                            Ok(m) => Ok(Some((m.dev(), m.ino(), Meta::of(&m), m.len()))),
-                            // Lost from the store: the rest is restored, this one reported.
-                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                        // Lost from the store, or not a file there (a link could point
+                        // anywhere): the rest is restored, this one reported.
+                        match std::fs::symlink_metadata(&p) {
+                            Ok(m) if m.is_file() => {
+                                Ok(Ok((m.dev(), m.ino(), Meta::of(&m), m.len())))
+                            }
+                            Ok(_) => Ok(Err("not a regular file in the snapshot on the store")),
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                                Ok(Err("missing from the snapshot on the store"))
+                            }
                             Err(e) => Err(io(&p)(e)),
                         }
                     })
-                    .collect::<Result<Vec<Option<(u64, u64, Meta, u64)>>, BackupError>>()
+                    .collect::<Result<Vec<Result<(u64, u64, Meta, u64), &str>>, BackupError>>()
             },
             || make_dirs(dst, items, make_dir),
         )
@@ -207,10 +213,10 @@ pub fn copy(
     let mut lost = Vec::new();
     for (i, s) in stats.iter().enumerate() {
         match s {
-            Some(s) => groups.entry((s.0, s.1)).or_default().push(i),
-            None => lost.push(BadFile {
+            Ok(s) => groups.entry((s.0, s.1)).or_default().push(i),
+            Err(why) => lost.push(BadFile {
                 path: items[i].path.clone(),
-                why: format!("missing from the snapshot on the store ({what}): not restored"),
+                why: format!("{why} ({what}): not restored"),
             }),
         }
     }
@@ -228,7 +234,7 @@ pub fn copy(
             .try_for_each(|g| -> Result<(), BackupError> {
                 holdfast_core::interrupt::check().map_err(|_| BackupError::Interrupted)?;
                 let first = &items[g[0]];
-                let (_, _, own, len) = stats[g[0]].expect("a grouped file was found");
+                let (_, _, own, len) = stats[g[0]].expect("a grouped file is a file");
                 let meta = first.meta.unwrap_or(own);
                 let from = src.join(&*naming.rel(&first.path));
                 let to = dst.join(&first.path);
@@ -262,7 +268,8 @@ pub fn copy(
                     hashed
                 } else {
                     let _ = std::fs::remove_file(&to);
-                    let mut r = holdfast_core::fs::open_noatime(&from).map_err(io(&from))?;
+                    let mut r = holdfast_core::fs::open_noatime_with(&from, libc::O_NOFOLLOW)
+                        .map_err(io(&from))?;
                     let mut w = File::create(&to).map_err(io(&to))?;
                     let hashed = if names.is_empty() {
                         std::io::copy(&mut r, &mut w).map_err(io(&to))?;
@@ -321,12 +328,20 @@ pub fn copy(
 }
 
 /// Gives every listed file under `root` its recorded metadata (after an rsync restore from
-/// a remote target, which cannot know what the list recorded).
+/// a remote target, which cannot know what the list recorded). A listed file the store did
+/// not give (lost there, or not a file) is skipped: the restore's checks report it.
 pub fn apply_all(root: &Path, items: &[Entry]) -> Result<u64, BackupError> {
     items
         .par_iter()
         .filter_map(|e| e.meta.map(|m| (root.join(&e.path), m)))
-        .map(|(p, m)| apply(&p, &m).map_err(io(&p)).map(|_| 1))
+        .map(|(p, m)| match apply(&p, &m) {
+            Ok(()) => Ok(1),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                tracing::error!(file = %p.display(), "listed but not restored: missing from the store");
+                Ok(0)
+            }
+            Err(e) => Err(io(&p)(e)),
+        })
         .sum()
 }
 

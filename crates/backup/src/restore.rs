@@ -313,7 +313,7 @@ pub fn restore(
                 secs = t.elapsed().as_secs_f64(),
                 "restored files checked against their names"
             );
-            bad
+            fetch_again(target, &snap, &dest.repo.root, bad)?
         }
     };
     for b in &damaged {
@@ -494,6 +494,38 @@ fn restore_repo(
         tracing::info!(files = n, "recorded modes, owners and mtimes given back");
     }
     Ok((all_recorded, None))
+}
+
+/// Files a restore over ssh left that do not prove their names, fetched from the store once
+/// more and proved again: rsync keeps a file already there with its size (an interrupted
+/// restore's, or a rotten copy the live site had), which the store may hold good. Returns
+/// those still bad.
+fn fetch_again(
+    target: &dyn Store,
+    snap: &holdfast_store::Snapshot,
+    root: &std::path::Path,
+    bad: Vec<BadFile>,
+) -> Result<Vec<BadFile>, BackupError> {
+    if bad.is_empty() {
+        return Ok(bad);
+    }
+    tracing::warn!(
+        files = bad.len(),
+        "restored files do not match their names: fetching them again"
+    );
+    for b in &bad {
+        let _ = std::fs::remove_file(root.join(&b.path));
+    }
+    let paths: Vec<String> = bad.iter().map(|b| b.path.clone()).collect();
+    target.fetch_files(snap, &paths, root)?;
+    Ok(bad
+        .into_iter()
+        .filter_map(|b| match crate::content::prove_file(&root.join(&b.path)) {
+            crate::content::Proof::Good(_) => None,
+            crate::content::Proof::Bad(why) => Some(BadFile { path: b.path, why }),
+            crate::content::Proof::Unprovable => Some(b),
+        })
+        .collect())
 }
 
 #[cfg(test)]

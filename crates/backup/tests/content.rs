@@ -9,7 +9,7 @@ use holdfast_backup::content::{self, Proof, VerifyOptions};
 use holdfast_backup::{backup, BackupConfig};
 use holdfast_sandbox::standin::Behaviour;
 use holdfast_store::{layout, LayoutKind, Store};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// The first content-named file of type `kind` under a repository copy.
@@ -309,6 +309,94 @@ fn a_restore_goes_on_past_a_file_lost_from_the_store_and_replaces_a_rotten_one()
         .join("repository")
         .join(holdfast_backup::restore::DAMAGED_DIR)
         .exists());
+}
+
+/// Over ssh too, a restore over a rotten copy of the right size (which rsync's size check
+/// keeps) fetches the store's good copy instead of setting the file aside; and a link planted
+/// in the store for a file is not made in the site: the file is reported, the link's target
+/// left alone.
+#[test]
+fn over_ssh_a_restore_replaces_a_rotten_copy_and_makes_no_link_the_store_holds() {
+    let f = fixture(2, Behaviour::default(), 30);
+    let sshd = holdfast_testkit::sshd::Sshd::start(&f.dir.path().join("sshd")).unwrap();
+    let remote_dir = f.dir.path().join("remote");
+    let mut cfg = f.cfg.clone();
+    over_ssh(&mut cfg, &sshd, &remote_dir);
+    cfg.check_percent = 0.0;
+    let site = f.site().clone();
+    backup(&site, "s", &f.sched, &cfg).unwrap();
+    let (into, r) = f.restore_scratch(&cfg, None);
+    assert!(r.is_whole(), "{:?} {:?}", r.verify.missing, r.damaged);
+    let restored = into.join("repository");
+    let rel = rel_in(&restored, &first_named(&restored, "files"));
+    flip(&restored.join(&rel));
+    let (into, r) = f.restore_scratch(&cfg, None);
+    assert!(r.is_whole(), "{:?} {:?}", r.verify.missing, r.damaged);
+    let restored = into.join("repository");
+    assert!(matches!(
+        content::prove_file(&restored.join(&rel)),
+        Proof::Good(_)
+    ));
+    assert!(!restored
+        .join(holdfast_backup::restore::DAMAGED_DIR)
+        .exists());
+
+    // A link in the store's day tree where a file was.
+    let secret = f.dir.path().join("secret");
+    std::fs::write(&secret, b"not the site's").unwrap();
+    let stored = remote_dir.join("current/repository").join(&rel);
+    let twins = names_of_inode(&remote_dir.join("current/repository"), &stored);
+    for t in &twins {
+        let p = remote_dir.join("current/repository").join(t);
+        std::fs::remove_file(&p).unwrap();
+        std::os::unix::fs::symlink(&secret, &p).unwrap();
+    }
+    let fresh = f.dir.path().join("fresh");
+    let opts = holdfast_backup::RestoreOptions {
+        scratch: Some(fresh.clone()),
+        dbname: Some("restored_fresh".into()),
+        ..Default::default()
+    };
+    let r = holdfast_backup::restore(f.site(), &f.sched, &cfg, &Default::default(), &opts).unwrap();
+    assert!(!r.is_whole());
+    for t in &twins {
+        let p = fresh.join("repository").join(t);
+        assert!(std::fs::symlink_metadata(&p).is_err(), "{t} made");
+    }
+    assert_eq!(std::fs::read(&secret).unwrap(), b"not the site's");
+}
+
+/// A link in a local store where a file was is not followed: the file is reported, the rest
+/// restored, the link's target neither copied nor changed.
+#[test]
+fn a_link_in_a_local_store_is_reported_not_followed() {
+    let f = fixture(2, Behaviour::default(), 30);
+    let site = f.site().clone();
+    let cfg = f.cfg.clone();
+    backup(&site, "s", &f.sched, &cfg).unwrap();
+    let repo = f.target_dir().join("current/repository");
+    let victim = first_named(&repo, "files");
+    let rel = rel_in(&repo, &victim);
+    let secret = f.dir.path().join("secret");
+    std::fs::write(&secret, b"not the site's").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::remove_file(&victim).unwrap();
+    std::os::unix::fs::symlink(&secret, &victim).unwrap();
+    let (into, r) = f.restore_scratch(&cfg, None);
+    assert!(!r.is_whole());
+    let bad: Vec<&str> = r.damaged.iter().map(|d| d.path.as_str()).collect();
+    assert_eq!(bad, vec![rel.as_str()]);
+    assert!(
+        r.damaged[0].why.contains("not a regular file"),
+        "{:?}",
+        r.damaged
+    );
+    assert!(std::fs::symlink_metadata(into.join("repository").join(&rel)).is_err());
+    assert_eq!(std::fs::read(&secret).unwrap(), b"not the site's");
+    assert_eq!(
+        std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
 }
 
 #[test]

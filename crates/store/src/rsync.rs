@@ -68,6 +68,16 @@ pub fn base_args() -> Vec<String> {
     .collect()
 }
 
+/// [`base_args`] for a copy back from the store (a restore, a fetch): files and folders
+/// only. A link, device or FIFO the store holds is not made: the caller runs as root, and a
+/// link could point anywhere.
+pub fn fetch_args() -> Vec<String> {
+    let mut args = base_args();
+    args.push("--no-links".into());
+    args.push("--no-D".into());
+    args
+}
+
 /// rsync filter rules that pick `dirs` under `root` (`<host>/<type>` folders, host-less
 /// `<type>` folders, extras such as `report`) and leave out the temporary `ununpack`
 /// folders. A folder missing on disk gets no rule.

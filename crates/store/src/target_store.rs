@@ -10,7 +10,7 @@ use crate::local_send;
 use crate::manifest::{Manifest, REPO_DIR};
 use crate::objects::{Home, Naming, INCOMING, PATHS};
 use crate::proof::{judge, pfile_of, prove_file, prove_linked, Proof, Proven};
-use crate::rsync::{base_args, tree_filters, Rsync};
+use crate::rsync::{base_args, fetch_args, tree_filters, Rsync};
 use crate::store::{
     DumpSent, Files, FolderMaker, Place, Plan, Source, Store, TransferStats, Upload,
 };
@@ -1006,7 +1006,7 @@ impl Store for Target {
                 total.add(&self.fetch_objects(&home, paths, dest)?);
                 continue;
             }
-            let mut args = base_args();
+            let mut args = fetch_args();
             args.push("--ignore-missing-args".into());
             if chain.len() > 1 {
                 // The newest piece that has a file wins; older ones do not overwrite it.
@@ -1083,7 +1083,7 @@ impl Store for Target {
                 self.fetch_objects(&home, &list, dest)?;
                 continue;
             }
-            let mut args = base_args();
+            let mut args = fetch_args();
             let mut list = None;
             if s.manifest.layout == "pool" {
                 let f = list_file(&crate::pool::read_list(self, &s.name)?)?;
