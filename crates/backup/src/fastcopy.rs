@@ -536,11 +536,16 @@ mod tests {
             std::fs::read(dst.join(files).join(&good_name)).unwrap(),
             good
         );
-        // A resumed run reads back what the first one left and judges it the same.
+        // A resumed run keeps what the first one left that proves, and copies again what
+        // does not (the store may hold it good; here it is rotten there too: still named).
         let c = run();
         assert_eq!(
             (c.files, c.skipped, c.proved, c.damaged.len()),
-            (0, 3, 1, 2)
+            (1, 2, 1, 2)
+        );
+        assert_eq!(
+            std::fs::read(dst.join(files).join(&rotten_name)).unwrap(),
+            rotten
         );
         // Nothing asked to be proved: nothing is.
         std::fs::create_dir(d.path().join("dst2")).unwrap();
