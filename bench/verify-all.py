@@ -66,7 +66,11 @@ def main():
     try:
         site.reset_crashed_jobs()
         cfg = {l: site.toml(l, stores[l], name=f"verify-{l}", keep=a.days + 1) for l in layouts}
-        if not all(os.path.exists(os.path.join(s, "current")) for s in stores.values()):
+        def has_snapshots(store):
+            names = os.listdir(store) if os.path.isdir(store) else []
+            return any(n == "current" or n.startswith("snap.") for n in names)
+
+        if not all(has_snapshots(s) for s in stores.values()):
             days = dataset.scan_days(a.data)
             for day in range(a.days + 1):
                 if day:
