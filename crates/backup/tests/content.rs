@@ -65,6 +65,20 @@ fn day_before(target: &holdfast_store::Target) -> holdfast_store::Snapshot {
         .unwrap()
 }
 
+/// A site backed up once over a real sshd into its `remote/` folder, with no nightly sample
+/// (only what a test rots is damaged): the fixture, the sshd (keep it), that folder, the
+/// configuration.
+fn backed_up_over_ssh() -> (Fixture, holdfast_testkit::sshd::Sshd, PathBuf, BackupConfig) {
+    let f = fixture(2, Behaviour::default(), 30);
+    let sshd = holdfast_testkit::sshd::Sshd::start(&f.dir.path().join("sshd")).unwrap();
+    let remote_dir = f.dir.path().join("remote");
+    let mut cfg = f.cfg.clone();
+    over_ssh(&mut cfg, &sshd, &remote_dir);
+    cfg.check_percent = 0.0;
+    backup(f.site(), "s", &f.sched, &cfg).unwrap();
+    (f, sshd, remote_dir, cfg)
+}
+
 /// A scratch restore of `snapshot` reports each of `rels` damaged and moves it aside: none is
 /// served under its name.
 fn restore_sets_aside(f: &Fixture, cfg: &BackupConfig, snapshot: Option<String>, rels: &[String]) {
@@ -317,14 +331,7 @@ fn a_restore_goes_on_past_a_file_lost_from_the_store_and_replaces_a_rotten_one()
 /// left alone.
 #[test]
 fn over_ssh_a_restore_replaces_a_rotten_copy_and_makes_no_link_the_store_holds() {
-    let f = fixture(2, Behaviour::default(), 30);
-    let sshd = holdfast_testkit::sshd::Sshd::start(&f.dir.path().join("sshd")).unwrap();
-    let remote_dir = f.dir.path().join("remote");
-    let mut cfg = f.cfg.clone();
-    over_ssh(&mut cfg, &sshd, &remote_dir);
-    cfg.check_percent = 0.0;
-    let site = f.site().clone();
-    backup(&site, "s", &f.sched, &cfg).unwrap();
+    let (f, _sshd, remote_dir, cfg) = backed_up_over_ssh();
     let (into, r) = f.restore_scratch(&cfg, None);
     assert!(r.is_whole(), "{:?} {:?}", r.verify.missing, r.damaged);
     let restored = into.join("repository");
@@ -569,14 +576,8 @@ fn a_btrfs_day_heals_its_rotten_kept_files_and_leaves_the_day_before_alone() {
 
 #[test]
 fn verify_over_ssh_and_resume() {
-    let f = fixture(2, Behaviour::default(), 30);
-    let sshd = holdfast_testkit::sshd::Sshd::start(&f.dir.path().join("sshd")).unwrap();
-    let remote_dir = f.dir.path().join("remote");
-    let mut cfg = f.cfg.clone();
-    over_ssh(&mut cfg, &sshd, &remote_dir);
-    cfg.check_percent = 0.0;
+    let (f, _sshd, remote_dir, cfg) = backed_up_over_ssh();
     let site = f.site().clone();
-    backup(&site, "s", &f.sched, &cfg).unwrap();
     let target = cfg.target().unwrap();
     let repo = remote_dir.join("current/repository");
     let victim = first_named(&repo, "files");

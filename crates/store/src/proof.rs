@@ -21,13 +21,14 @@ pub enum Proof {
     Bad(String),
 }
 
+/// The pfile name `path` ends in, when it is named by its content.
+fn wanted(path: &Path) -> Option<PfileName> {
+    PfileName::parse(&path.file_name()?.to_string_lossy())
+}
+
 /// Hashes `path` and compares it with its pfile name.
 pub fn prove_file(path: &Path) -> Proof {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let Some(want) = PfileName::parse(&name) else {
+    let Some(want) = wanted(path) else {
         return Proof::Unprovable;
     };
     match hash_file(path) {
@@ -41,11 +42,7 @@ pub fn prove_file(path: &Path) -> Proof {
 /// `proven`. The key comes from the open file: what is read is what it names.
 pub fn prove_linked(path: &Path, proven: &Proven) -> Proof {
     use std::os::unix::fs::MetadataExt;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let Some(want) = PfileName::parse(&name) else {
+    let Some(want) = wanted(path) else {
         return Proof::Unprovable;
     };
     let unreadable = |e: std::io::Error| Proof::Bad(format!("unreadable: {e}"));
@@ -54,7 +51,7 @@ pub fn prove_linked(path: &Path, proven: &Proven) -> Proof {
         Err(e) => return unreadable(e),
     };
     let key = match file.metadata() {
-        Ok(m) => proven.inode_key(m.dev(), m.ino(), (m.ctime(), m.ctime_nsec()), &name),
+        Ok(m) => proven.inode_key(m.dev(), m.ino(), (m.ctime(), m.ctime_nsec()), &want),
         Err(e) => return unreadable(e),
     };
     if let Some(p) = proven.get(key, &want) {
@@ -98,14 +95,16 @@ impl Proven {
     /// The key of a file by its device, inode, change time and the name it is proved
     /// against. Hard links share all but the name; a file made later on a freed inode
     /// number, or linked again since, has another change time and is read again.
-    pub fn inode_key(&self, dev: u64, ino: u64, ctime: (i64, i64), name: &str) -> u128 {
+    pub fn inode_key(&self, dev: u64, ino: u64, ctime: (i64, i64), want: &PfileName) -> u128 {
         self.key(&[
             b"inode",
             &dev.to_le_bytes(),
             &ino.to_le_bytes(),
             &ctime.0.to_le_bytes(),
             &ctime.1.to_le_bytes(),
-            name.as_bytes(),
+            want.sha1.as_bytes(),
+            want.md5.as_bytes(),
+            &want.size.to_le_bytes(),
         ])
     }
 

@@ -18,6 +18,7 @@ use crate::target::{nul_separated, sh_quote, Sink, Target};
 use crate::StoreError;
 use holdfast_core::fs::PRIVATE_DIR;
 use holdfast_core::progress::Progress;
+use holdfast_site::pfile::PfileName;
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
@@ -544,8 +545,8 @@ impl Target {
         progress: &Progress,
         proven: &Proven,
     ) -> Result<Vec<Proof>, StoreError> {
-        let key = |p: &str, (dev, ino, ctime): Inode| {
-            proven.inode_key(dev, ino, (ctime, 0), p.rsplit('/').next().unwrap_or(p))
+        let key = |want: &PfileName, (dev, ino, ctime): Inode| {
+            proven.inode_key(dev, ino, (ctime, 0), want)
         };
         let ids = if proven.is_empty() {
             HashMap::new()
@@ -557,7 +558,7 @@ impl Target {
         for (i, p) in paths.iter().enumerate() {
             let earlier = pfile_of(p)
                 .zip(ids.get(p.as_str()))
-                .and_then(|(want, &id)| proven.get(key(p, id), &want));
+                .and_then(|(want, &id)| proven.get(key(&want, id), &want));
             match earlier {
                 Some(proof) => {
                     proven.count_reused(&proof);
@@ -573,8 +574,8 @@ impl Target {
         let proofs = self.prove_remote(base, &read, progress, true)?;
         for (i, (proof, id)) in todo.into_iter().zip(proofs) {
             // Remembered when the file `stat` named before hashing is the one after it.
-            if let Some(id) = id {
-                proven.put(key(&paths[i], id), &proof);
+            if let Some((want, id)) = pfile_of(&paths[i]).zip(id) {
+                proven.put(key(&want, id), &proof);
             }
             out[i] = proof;
         }
