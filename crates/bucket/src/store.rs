@@ -409,11 +409,8 @@ impl Store for BucketStore {
         for (i, rel) in paths.iter().enumerate() {
             match pfile_of(rel) {
                 Some(n) if arrived.contains(rel) => results.push((i, Proof::Good(n.size))),
-                Some(n) => match proven.get(memo_key(rel), &n) {
-                    Some(p) => {
-                        proven.count_reused(&p);
-                        results.push((i, p))
-                    }
+                Some(n) => match proven.reuse(memo_key(rel), &n) {
+                    Some(p) => results.push((i, p)),
                     None => read.push((i, rel)),
                 },
                 None => read.push((i, rel)),

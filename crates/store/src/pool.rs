@@ -174,11 +174,8 @@ pub fn decode_entries(r: impl Read) -> std::io::Result<Vec<Entry>> {
         .enumerate()
         .map(|(i, l)| {
             let e = Entry::parse(l);
-            if is_inside(&e.path) {
-                Ok(e)
-            } else {
-                Err(outside(i, &e.path))
-            }
+            check_inside(i, &e.path)?;
+            Ok(e)
         })
         .collect()
 }
@@ -195,16 +192,19 @@ pub fn is_inside(path: &str) -> bool {
             .all(|c| !c.is_empty() && c != "." && c != "..")
 }
 
-/// The error for line `i` of a list, whose path is not [`is_inside`].
-fn outside(i: usize, path: &str) -> std::io::Error {
-    std::io::Error::new(
+/// An error naming line `i` of a list when its `path` is not [`is_inside`].
+fn check_inside(i: usize, path: &str) -> std::io::Result<()> {
+    if is_inside(path) {
+        return Ok(());
+    }
+    Err(std::io::Error::new(
         std::io::ErrorKind::InvalidData,
         format!(
             "line {}: {path:?} is not a path inside the repository (absolute, or with an \
              empty, . or .. part): the list was altered, or is not holdfast's",
             i + 1
         ),
-    )
+    ))
 }
 
 /// Reads snapshot `name`'s list with metadata from the target.
@@ -246,11 +246,8 @@ pub fn decode(r: impl Read) -> std::io::Result<Vec<String>> {
             if let Some((end, _)) = split_meta(&l) {
                 l.truncate(end);
             }
-            if is_inside(&l) {
-                Ok(l)
-            } else {
-                Err(outside(i, &l))
-            }
+            check_inside(i, &l)?;
+            Ok(l)
         })
         .collect()
 }

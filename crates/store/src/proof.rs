@@ -54,8 +54,7 @@ pub fn prove_linked(path: &Path, proven: &Proven) -> Proof {
         Ok(m) => proven.inode_key(m.dev(), m.ino(), (m.ctime(), m.ctime_nsec()), &want),
         Err(e) => return unreadable(e),
     };
-    if let Some(p) = proven.get(key, &want) {
-        proven.count_reused(&p);
+    if let Some(p) = proven.reuse(key, &want) {
         return p;
     }
     let proof = match hash_reader(file) {
@@ -71,24 +70,13 @@ pub fn prove_linked(path: &Path, proven: &Proven) -> Proof {
 /// snapshot. Keys are 128-bit hashes keyed at random per run (a million files cost ~20 MB,
 /// and no one can choose names that collide); a file is only ever judged against the name
 /// its key includes, so a shared proof is the proof the file would get again.
+#[derive(Default)]
 pub struct Proven {
     hashers: (std::hash::RandomState, std::hash::RandomState),
     good: Mutex<HashSet<u128>>,
     bad: Mutex<HashMap<u128, String>>,
     reused: AtomicU64,
     reused_bytes: AtomicU64,
-}
-
-impl Default for Proven {
-    fn default() -> Self {
-        Proven {
-            hashers: (Default::default(), Default::default()),
-            good: Default::default(),
-            bad: Default::default(),
-            reused: AtomicU64::new(0),
-            reused_bytes: AtomicU64::new(0),
-        }
-    }
 }
 
 impl Proven {
@@ -138,6 +126,13 @@ impl Proven {
         }
         let why = self.bad.lock().expect("not poisoned").get(&key)?.clone();
         Some(Proof::Bad(why))
+    }
+
+    /// [`Proven::get`] for one path, counted as reused when found.
+    pub fn reuse(&self, key: u128, want: &PfileName) -> Option<Proof> {
+        let p = self.get(key, want)?;
+        self.count_reused(&p);
+        Some(p)
     }
 
     /// Counts one path's proof taken from an earlier one instead of read.

@@ -529,15 +529,16 @@ impl Target {
         match linked {
             Some(proven) => self.prove_remote_linked(base, paths, progress, proven),
             None => {
-                let proofs = self.prove_remote(base, paths, progress, false)?;
-                Ok(proofs.into_iter().map(|(p, _)| p).collect())
+                let hashed = self.prove_remote(base, paths, progress, false)?;
+                Ok(hashed.proofs.into_iter().map(|(p, _)| p).collect())
             }
         }
     }
 
     /// [`Target::prove_remote`], reading a hard link proved before under the same name
     /// once: the server's `stat` names each file's device and inode first (skipped while
-    /// nothing is proved: no file can be taken then), and only the others are hashed.
+    /// nothing is proved: no file can be taken then; the hashing script states them itself),
+    /// and only the others are hashed.
     fn prove_remote_linked(
         &self,
         base: &str,
@@ -548,10 +549,11 @@ impl Target {
         let key = |want: &PfileName, (dev, ino, ctime): Inode| {
             proven.inode_key(dev, ino, (ctime, 0), want)
         };
-        let ids = if proven.is_empty() {
-            HashMap::new()
-        } else {
+        let looked_up = !proven.is_empty();
+        let ids = if looked_up {
             self.remote_inodes(base, paths)?
+        } else {
+            HashMap::new()
         };
         let mut out = vec![Proof::Unprovable; paths.len()];
         let mut todo = Vec::new();
@@ -571,11 +573,19 @@ impl Target {
             }
         }
         let read: Vec<String> = todo.iter().map(|&i| paths[i].clone()).collect();
-        let proofs = self.prove_remote(base, &read, progress, true)?;
-        for (i, (proof, id)) in todo.into_iter().zip(proofs) {
-            // Remembered when the file `stat` named before hashing is the one after it.
-            if let Some((want, id)) = pfile_of(&paths[i]).zip(id) {
-                proven.put(key(&want, id), &proof);
+        let Hashed {
+            proofs,
+            before: stated,
+        } = self.prove_remote(base, &read, progress, !looked_up)?;
+        // Remembered when the file `stat` named before hashing (the look-up's, or the
+        // script's own) is the one after it: nothing was put in its place meanwhile.
+        let before = if looked_up { ids } else { stated };
+        for (i, (proof, after)) in todo.into_iter().zip(proofs) {
+            let p = &paths[i];
+            if let Some((want, id)) = pfile_of(p).zip(after) {
+                if before.get(p.as_str()) == Some(&id) {
+                    proven.put(key(&want, id), &proof);
+                }
             }
             out[i] = proof;
         }
@@ -584,39 +594,31 @@ impl Target {
 
     /// The device and inode of each content-named file of `paths` under `base` on an ssh
     /// target (missing files are left out).
-    fn remote_inodes(
-        &self,
-        base: &str,
-        paths: &[String],
-    ) -> Result<HashMap<String, Inode>, StoreError> {
+    fn remote_inodes(&self, base: &str, paths: &[String]) -> Result<Inodes, StoreError> {
         let input = nul_separated(paths.iter().filter(|p| pfile_of(p).is_some()));
         let script = format!(
             "cd {} || exit 1; xargs -0 -r stat -c '%d %i %Z %n' -- 2>/dev/null; exit 0",
             sh_quote(&self.path(base))
         );
         let out = self.run_script_with_input(&script, &input)?;
-        Ok(String::from_utf8_lossy(&out)
-            .lines()
-            .filter_map(parse_inode_line)
-            .map(|(id, p)| (p.to_string(), id))
-            .collect())
+        Ok(parse_inodes(&String::from_utf8_lossy(&out)))
     }
 
     /// Hashes `paths` under `base` on an ssh target with the server's `sha1sum` and `md5sum`.
-    /// With `linked`, each proof comes with the file's inode when `stat` named the same one
-    /// before and after the hashing (nothing was put in its place meanwhile).
+    /// Each proof comes with the inode `stat` names after the hashing; with `stat_before`,
+    /// also the inodes it named before it.
     fn prove_remote(
         &self,
         base: &str,
         paths: &[String],
         progress: &Progress,
-        linked: bool,
-    ) -> Result<Vec<(Proof, Option<Inode>)>, StoreError> {
+        stat_before: bool,
+    ) -> Result<Hashed, StoreError> {
         // Only content-named files are worth hashing; the others are unprovable anyway.
         let input = nul_separated(paths.iter().filter(|p| pfile_of(p).is_some()));
         // The two hashes run side by side: two cores busy, and the second reader of a file
         // finds it in the page cache the first one filled.
-        let before = if linked {
+        let before = if stat_before {
             "xargs -0 -r stat -c '%d %i %Z %n' -- < \"$t\" > \"$b\" 2>/dev/null;"
         } else {
             ""
@@ -656,14 +658,8 @@ impl Target {
                 Some((p, (size.parse().ok()?, id)))
             })
             .collect();
-        let before: HashMap<&str, Inode> = parts
-            .next()
-            .unwrap_or("")
-            .lines()
-            .filter_map(parse_inode_line)
-            .map(|(id, p)| (p, id))
-            .collect();
-        Ok(paths
+        let before = parse_inodes(parts.next().unwrap_or(""));
+        let proofs = paths
             .iter()
             .map(|p| {
                 let Some(want) = pfile_of(p) else {
@@ -675,7 +671,7 @@ impl Target {
                         if let Proof::Good(n) = r {
                             progress.inc(n);
                         }
-                        (r, (before.get(p.as_str()) == Some(&id)).then_some(id))
+                        (r, Some(id))
                     }
                     _ => (
                         Proof::Bad("missing or unreadable on the backup server".into()),
@@ -683,13 +679,32 @@ impl Target {
                     ),
                 }
             })
-            .collect())
+            .collect();
+        Ok(Hashed { proofs, before })
     }
 }
 
 /// A file's device, inode number and change time (seconds), as `stat -c '%d %i %Z'` names
 /// them.
 type Inode = (u64, u64, i64);
+
+/// Repository-relative paths and their inodes.
+type Inodes = HashMap<String, Inode>;
+
+/// What [`Target::prove_remote`] found: each path's proof with the inode `stat` named after
+/// the hashing, and the inodes it named before it (when asked).
+struct Hashed {
+    proofs: Vec<(Proof, Option<Inode>)>,
+    before: Inodes,
+}
+
+/// Each path's inode from `stat -c '%d %i %Z %n'` lines.
+fn parse_inodes(text: &str) -> Inodes {
+    text.lines()
+        .filter_map(parse_inode_line)
+        .map(|(id, p)| (p.to_string(), id))
+        .collect()
+}
 
 /// `<device> <inode> <change time> <path>` (from `stat -c '%d %i %Z %n'`).
 fn parse_inode_line(l: &str) -> Option<(Inode, &str)> {
