@@ -227,12 +227,7 @@ pub fn restore(
     // stores hash each file as they copy it; the others (and gold-mode snapshots, whose
     // `files` the rebuild makes afterwards) hash the restored tree afterwards.
     let check = !(opts.skip_repo || opts.skip_content_check);
-    let content_dirs: Vec<String> = dest
-        .fo
-        .host_names()
-        .iter()
-        .flat_map(|h| ["gold", "files"].map(|t| format!("{h}/{t}")))
-        .collect();
+    let content_dirs = content_dirs(&snap.manifest.repository.hosts, &dest.fo.host_names());
     let prove_while_copying = check && snap.manifest.mode != "gold";
     let copy_repo = || -> Result<(f64, Option<Vec<BadFile>>), BackupError> {
         let t = Instant::now();
@@ -381,6 +376,21 @@ pub fn restore(
         rebuild,
         scheduler_restarted,
     })
+}
+
+/// The folders of content-named files a restore proves: those of every host the snapshot's
+/// site had and the new one has (a new server may name its disks otherwise), and the
+/// host-less `gold` and `files` where `[REPOSITORY]` lines leave prefixes uncovered.
+fn content_dirs(snapshot_hosts: &[String], dest_hosts: &[String]) -> Vec<String> {
+    let mut hosts: Vec<&String> = snapshot_hosts.iter().chain(dest_hosts).collect();
+    hosts.sort();
+    hosts.dedup();
+    let mut out: Vec<String> = hosts
+        .iter()
+        .flat_map(|h| ["gold", "files"].map(|t| format!("{h}/{t}")))
+        .collect();
+    out.extend(["gold".to_string(), "files".to_string()]);
+    out
 }
 
 /// Copies the repository of `snap` (its whole chain, base first) back into the site.

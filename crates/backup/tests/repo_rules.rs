@@ -8,6 +8,7 @@ use holdfast_backup::backup;
 use holdfast_sandbox::standin::Behaviour;
 use holdfast_site::foconf::HostRange;
 use holdfast_site::repo::Repository;
+use std::os::unix::fs::MetadataExt;
 
 /// Moves every stored file of the scratch site to where `hosts` put it, and writes the conf.
 fn relayout(f: &mut Fixture, hosts: Vec<HostRange>) {
@@ -123,4 +124,42 @@ fn a_file_on_the_second_matching_host_is_found_copied_and_restored() {
         .is_file());
     let (_, restored) = f.restore_scratch(&f.cfg, None);
     assert!(restored.is_whole(), "{:?}", restored.verify.missing);
+}
+
+/// A restore proves what the snapshot holds wherever it lies: the host-less `gold` and
+/// `files` of prefixes no line covers, and the folders of a host the new server's
+/// `[REPOSITORY]` does not name.
+#[test]
+fn a_restore_proves_files_outside_the_new_servers_host_folders() {
+    let mut f = fixture(3, Behaviour::default(), 30);
+    relayout(&mut f, vec![HostRange::new("olddisk", "*", "0", "7")]);
+    let out = backup(f.site(), "old", &f.sched, &f.cfg).unwrap();
+    assert!(out.missing.is_empty(), "{:?}", out.missing);
+    // The new server names its one disk otherwise.
+    relayout(&mut f, vec![HostRange::new("newdisk", "*", "00", "ff")]);
+
+    let stored = f.target_dir().join(&out.snapshot).join("repository");
+    let (files, _) = tree(&stored);
+    let mut rotten = Vec::new();
+    let mut inodes = Vec::new();
+    for prefix in ["olddisk/", "gold/", "files/"] {
+        // Not a hard link of one flipped already: a second flip would mend it.
+        let ino = |p: &String| std::fs::metadata(stored.join(p)).unwrap().ino();
+        let rel = files
+            .keys()
+            .find(|p| p.starts_with(prefix) && !inodes.contains(&ino(p)))
+            .unwrap_or_else(|| panic!("no stored file under {prefix}: {files:?}"));
+        inodes.push(ino(rel));
+        let p = stored.join(rel);
+        let mut d = std::fs::read(&p).unwrap();
+        let i = d.len() / 2;
+        d[i] ^= 0x01;
+        std::fs::write(&p, d).unwrap();
+        rotten.push(rel.clone());
+    }
+    let (_, r) = f.restore_scratch(&f.cfg, None);
+    let damaged: Vec<&str> = r.damaged.iter().map(|d| d.path.as_str()).collect();
+    for rel in &rotten {
+        assert!(damaged.contains(&rel.as_str()), "{rel} not in {damaged:?}");
+    }
 }
