@@ -73,7 +73,8 @@ pub fn offset(s: &str) -> Option<FixedOffset> {
     };
     let (h, m) = match rest.split_once(':') {
         Some((h, m)) => (h, m),
-        None if rest.len() == 4 => (&rest[..2], &rest[2..]),
+        // By bytes only when they are all ASCII: `€1` is four bytes too.
+        None if rest.len() == 4 && rest.is_ascii() => (&rest[..2], &rest[2..]),
         None => (rest, "0"),
     };
     let h: i32 = h.trim().parse().ok()?;
@@ -206,17 +207,31 @@ fn ended(xml: &str, fallback: Option<DateTime<FixedOffset>>) -> Result<BackupEnd
 
 /// Numbers of every element child (whatever its tag, e.g. `minute_selected`), or `None`
 /// when the list says "every" (`*`).
+/// The values a schedule list holds, those no date or time can match left out (as before,
+/// they never matched): a client file of thousands of hours cannot make the plan loop over
+/// them for every day checked.
 fn values(n: roxmltree::Node, tag: &'static str) -> Result<Option<Vec<u32>>> {
+    let range = match tag {
+        "minutes" => 0..=59,
+        "hours" => 0..=23,
+        "days_of_month" => 1..=31,
+        "months" => 1..=12,
+        "days_of_week" => 1..=7,
+        _ => 0..=u32::MAX,
+    };
     let mut out = Vec::new();
     for c in n.children().filter(|c| c.is_element()) {
         let t = c.text().unwrap_or("").trim();
         if t == "*" {
             return Ok(None);
         }
-        out.push(number(t).ok_or(ParseError::Value {
+        let v = number(t).ok_or(ParseError::Value {
             tag,
             value: t.to_string(),
-        })?);
+        })?;
+        if range.contains(&v) {
+            out.push(v);
+        }
     }
     out.sort_unstable();
     out.dedup();
@@ -281,6 +296,41 @@ mod tests {
             version: "0.1.0".into(),
             operating_system: "Linux".into(),
         }
+    }
+
+    /// A client file is the account's to write: bytes no client writes are an error, never a
+    /// panic that would stop the warning run for every account.
+    #[test]
+    fn a_non_ascii_offset_is_malformed_not_a_panic() {
+        assert_eq!(offset("€1"), None);
+        assert_eq!(offset("+€1"), None);
+        let sched = "<online_backup_schedule><custom_online_backup><hours><hour_selected>2\
+                     </hour_selected></hours><timezone>€1</timezone></custom_online_backup>\
+                     </online_backup_schedule>";
+        assert!(scheduler(sched).is_err());
+        let started = "<backup_started><startdate>2026-11-21T02:00:00+€1</startdate>\
+                       <id>1</id></backup_started>";
+        assert!(backup_started(started).is_err());
+    }
+
+    #[test]
+    fn values_no_time_can_match_are_left_out_of_a_schedule() {
+        let mut hours = String::new();
+        for h in [2, 25, 4000, 23] {
+            hours.push_str(&format!("<hour_selected>{h}</hour_selected>"));
+        }
+        let sched = format!(
+            "<online_backup_schedule><custom_online_backup><hours>{hours}</hours>\
+             <minutes><minute_selected>61</minute_selected><minute_selected>5</minute_selected>\
+             </minutes><days_of_week><week_day>0</week_day><week_day>7</week_day>\
+             </days_of_week></custom_online_backup></online_backup_schedule>"
+        );
+        let Schedule::Custom(c) = scheduler(&sched).unwrap().schedule else {
+            panic!("a custom schedule");
+        };
+        assert_eq!(c.hours, vec![2, 23]);
+        assert_eq!(c.minutes, vec![5]);
+        assert_eq!(c.days_of_week, Some(vec![7]));
     }
 
     #[test]
