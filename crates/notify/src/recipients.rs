@@ -22,6 +22,9 @@ pub struct Recipients {
     pub from: Option<String>,
     /// Why a side gets nothing (for the log).
     pub notes: Vec<String>,
+    /// A directory look-up failed: who should be told is not known, so nobody is, and the
+    /// warning waits for a run that can tell.
+    pub lookup_failed: Option<String>,
 }
 
 /// Applies the rules for one account and task. `reseller` is the account's reseller as the
@@ -57,8 +60,7 @@ pub fn resolve(
                 found
             }
             Err(e) => {
-                r.notes
-                    .push(format!("account {uid}: cannot look up person {p}: {e}"));
+                r.lookup_failed = Some(format!("account {uid}: cannot look up person {p}: {e}"));
                 None
             }
         },

@@ -217,26 +217,35 @@ fn nix_hostname() -> Option<String> {
 }
 
 impl Ctx<'_> {
-    fn reseller(&mut self, uid: Option<&str>) -> Option<Reseller> {
-        let uid = uid?;
+    /// The account's reseller, cached for the run; a failed look-up is not cached (the
+    /// directory may answer the next account).
+    fn reseller(&mut self, uid: Option<&str>) -> Result<Option<Reseller>, String> {
+        let Some(uid) = uid else { return Ok(None) };
         if let Some(r) = self.resellers.get(uid) {
-            return r.clone();
+            return Ok(r.clone());
         }
-        let r = match self.dir.reseller(uid) {
-            Ok(r) => r,
-            Err(e) => {
-                self.report
-                    .errors
-                    .push(format!("reseller {uid}: lookup failed: {e}"));
-                None
-            }
-        };
+        let r = self
+            .dir
+            .reseller(uid)
+            .map_err(|e| format!("reseller {uid}: lookup failed: {e}"))?;
         self.resellers.insert(uid.to_string(), r.clone());
-        r
+        Ok(r)
     }
 
     fn account(&mut self, mut a: Account) -> Result<(), CheckError> {
-        let reseller = self.reseller(a.reseller_uid.as_deref());
+        // Without its reseller the account's settings (its defaults) and half its recipients
+        // are unknown: its warnings wait for the next run rather than go to nobody.
+        let reseller = match self.reseller(a.reseller_uid.as_deref()) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("account {}: {e}; its warnings wait for the next run", a.uid);
+                self.report.errors.push(format!(
+                    "account {}: {e}; its warnings wait for the next run",
+                    a.uid
+                ));
+                return Ok(());
+            }
+        };
         if let Some(r) = &reseller {
             a.apply_defaults(&r.settings);
         }
@@ -368,7 +377,9 @@ impl Ctx<'_> {
                 });
                 if due {
                     let since = since.unwrap_or(self.opts.now);
-                    let to = self.send(a, reseller, task, prefix, vars, false, since)?;
+                    let Some(to) = self.send(a, reseller, task, prefix, vars, false, since)? else {
+                        return Ok(());
+                    };
                     if !self.opts.dry_run {
                         self.state.mark_sent(&key, self.opts.now)?;
                         self.state.set_recipients(&key, &to)?;
@@ -384,7 +395,12 @@ impl Ctx<'_> {
                         resolved: true,
                         sent: true,
                     });
-                    self.send(a, reseller, task, prefix, Map::new(), true, since)?;
+                    if self
+                        .send(a, reseller, task, prefix, Map::new(), true, since)?
+                        .is_none()
+                    {
+                        return Ok(());
+                    }
                     if !self.opts.dry_run {
                         self.state.mark_resolved(&key)?;
                     }
@@ -404,8 +420,18 @@ impl Ctx<'_> {
         vars: Map<String, Value>,
         resolved: bool,
         since: DateTime<Utc>,
-    ) -> Result<Vec<String>, CheckError> {
+    ) -> Result<Option<Vec<String>>, CheckError> {
         let r = recipients::resolve(a, task, reseller, self.dir);
+        if let Some(e) = r.lookup_failed {
+            // Nothing is queued and nothing remembered: the next run tells them.
+            let e = format!("{e}; {task} kept for the next run");
+            tracing::error!("{e}");
+            self.report.errors.push(e);
+            if let Some(ev) = self.report.events.last_mut() {
+                ev.sent = false;
+            }
+            return Ok(None);
+        }
         let mut named: Vec<String> = r.customer.iter().chain(&r.reseller).cloned().collect();
         named.sort();
         named.dedup();
@@ -505,7 +531,7 @@ impl Ctx<'_> {
             }
             self.report.mails.push(mail);
         }
-        Ok(named)
+        Ok(Some(named))
     }
 }
 

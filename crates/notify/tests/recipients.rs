@@ -187,3 +187,122 @@ fn every_branch_of_the_seed_rule_gets_exactly_its_mails() {
         }
     }
 }
+
+/// The real directory, with slapd stopped at a chosen moment of the run: after the accounts
+/// were listed (the reseller's look-up fails) or after the reseller was read (the person's).
+struct GoesDown {
+    inner: LdapDirectory,
+    slapd: std::cell::RefCell<Slapd>,
+    after_reseller: bool,
+}
+
+impl holdfast_notify::Directory for GoesDown {
+    fn accounts(&self) -> Result<Vec<holdfast_notify::Account>, String> {
+        let a = self.inner.accounts();
+        if !self.after_reseller {
+            self.slapd.borrow_mut().stop();
+        }
+        a
+    }
+    fn person(&self, uid: &str) -> Result<Option<holdfast_notify::Person>, String> {
+        self.inner.person(uid)
+    }
+    fn reseller(&self, uid: &str) -> Result<Option<holdfast_notify::Reseller>, String> {
+        let r = self.inner.reseller(uid);
+        self.slapd.borrow_mut().stop();
+        r
+    }
+    fn set_last_successful(
+        &self,
+        uid: &str,
+        values: &[(String, chrono::DateTime<chrono::Utc>)],
+    ) -> Result<(), String> {
+        self.inner.set_last_successful(uid, values)
+    }
+    fn home(&self, a: &holdfast_notify::Account) -> Result<std::path::PathBuf, String> {
+        self.inner.home(a)
+    }
+}
+
+/// LDAP going down mid-run loses no warning: an account whose reseller or person cannot be
+/// read gets no mail and nothing is remembered as told; the next run, with LDAP back, tells
+/// the customer (through the person) and the reseller.
+#[test]
+fn a_warning_whose_recipients_could_not_be_read_waits_for_the_next_run() {
+    holdfast_testkit::require("slapd");
+    for after_reseller in [false, true] {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let mut ldif = tree();
+        ldif += &reseller(
+            "1000001",
+            &["desk@r1.example"],
+            &["quota"],
+            "R1 <backup@r1.example>",
+            "sstNotificationWarningLevel: 80\nsstBackupWarningOn: TRUE\n",
+        );
+        ldif += &person("3000001", "Anna", &["anna@p.example"], "en");
+        let h = root.join("homes/4000001");
+        std::fs::create_dir_all(&h).unwrap();
+        ldif += &account(
+            "4000001",
+            &h,
+            "1000001",
+            "sstQuota: 1000\nsstBackupSize: 990\nsstIncrementSize: 5\nsstBelongsToPersonUID: 3000001\n",
+        );
+        let ldif_path = root.join("world.ldif");
+        std::fs::write(&ldif_path, ldif).unwrap();
+        let cfg = NotifyConfig {
+            state: root.join("state.sqlite"),
+            outbox: root.join("outbox"),
+            server_name: Some("backup-test".into()),
+            ..Default::default()
+        };
+        let open = |slapd: &Slapd| {
+            LdapDirectory::new(&holdfast_server::ServerConfig {
+                ldap_url: Some(slapd.url.clone()),
+                bind_dn: Some(slapd.bind_dn.clone()),
+                password_file: Some(slapd.password_file.clone()),
+                base_dn: Some(BASE.into()),
+                host: Some("backup-test".into()),
+                ..Default::default()
+            })
+            .unwrap()
+        };
+        let opts = |now: &str| Options {
+            tasks: vec![Task::Quota],
+            now: t(now),
+            ..Default::default()
+        };
+
+        let slapd =
+            Slapd::start_with(&root.join("slapd1"), std::slice::from_ref(&ldif_path)).unwrap();
+        let down = GoesDown {
+            inner: open(&slapd),
+            slapd: std::cell::RefCell::new(slapd),
+            after_reseller,
+        };
+        let r = check(&down, &cfg, &opts("2026-11-21T07:00:00Z")).unwrap();
+        assert!(r.mails.is_empty(), "{after_reseller}: {:?}", r.mails);
+        let errors = r.errors.join("\n");
+        let want = if after_reseller {
+            "cannot look up person 3000001"
+        } else {
+            "reseller 1000001: lookup failed"
+        };
+        assert!(errors.contains(want), "{after_reseller}: {errors}");
+        assert!(errors.contains("next run"), "{errors}");
+
+        // LDAP is back an hour later.
+        let slapd = Slapd::start_with(&root.join("slapd2"), &[ldif_path]).unwrap();
+        let r = check(&open(&slapd), &cfg, &opts("2026-11-21T08:00:00Z")).unwrap();
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        let mut to: Vec<String> = r.mails.iter().flat_map(|m| m.to.clone()).collect();
+        to.sort();
+        assert_eq!(
+            to,
+            vec!["anna@p.example".to_string(), "desk@r1.example".into()],
+            "{after_reseller}"
+        );
+    }
+}
