@@ -41,7 +41,8 @@ pub struct NotifyConfig {
     pub outbox: PathBuf,
     /// SMTP relay; unset: messages stay in the outbox.
     pub smtp: Option<mail::SmtpConfig>,
-    /// The same warning goes out at most once per this many hours.
+    /// The same warning goes out at most once per this many hours (a check up to 1/24 of it
+    /// early counts: a daily check that starts a second early still reminds).
     pub period_hours: u64,
     /// A planned run counts as missed only this many minutes after its time.
     pub grace_minutes: u64,

@@ -82,6 +82,9 @@ impl State {
 
     /// True when the warning was never sent, was resolved since, or was last sent a full
     /// period ago.
+    /// Whether warning `k` is to be sent at `now`: new, or last sent at least `period` ago.
+    /// A run up to 1/24 of the period early counts (an hour of a day): a daily check starts
+    /// a little earlier or later each day and would otherwise skip every other reminder.
     pub fn due(&self, k: &Key, now: DateTime<Utc>, period: Duration) -> Result<bool, StateError> {
         let row: Option<(i64, String)> = self
             .db
@@ -98,7 +101,7 @@ impl State {
         Ok(match row {
             None | Some((0, _)) => true,
             Some((_, last)) => DateTime::parse_from_rfc3339(&last)
-                .map(|l| now - l.with_timezone(&Utc) >= period)
+                .map(|l| now - l.with_timezone(&Utc) >= period - period / 24)
                 .unwrap_or(true),
         })
     }
@@ -271,6 +274,10 @@ mod tests {
         s.mark_sent(&k, t("2026-11-20T04:00:00Z")).unwrap();
         assert!(!s.due(&k, t("2026-11-20T20:00:00Z"), day).unwrap());
         assert!(s.due(&k, t("2026-11-21T04:00:00Z"), day).unwrap());
+        // The next day's check, started half a second earlier than this one, reminds too.
+        s.mark_sent(&k, t("2026-11-20T04:00:00.500Z")).unwrap();
+        assert!(s.due(&k, t("2026-11-21T04:00:00.000Z"), day).unwrap());
+        assert!(!s.due(&k, t("2026-11-21T02:59:00Z"), day).unwrap());
         assert_eq!(s.active_since(&k).unwrap(), Some(t("2026-11-20T04:00:00Z")));
         s.mark_resolved(&k).unwrap();
         assert_eq!(s.active_since(&k).unwrap(), None);
