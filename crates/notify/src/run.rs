@@ -209,6 +209,18 @@ pub fn check(
     Ok(c.report)
 }
 
+/// When an account's home was made (its age, for nobackup): the folder's birth time, or its
+/// modification time when that is earlier (a home restored with its times) or the file system
+/// keeps none. Not the modification time alone: the size job's `.quota` renews it every day.
+fn made_at(home: &std::fs::Metadata) -> Option<DateTime<Utc>> {
+    let born = home.created().ok();
+    let changed = home.modified().ok();
+    born.into_iter()
+        .chain(changed)
+        .min()
+        .map(DateTime::<Utc>::from)
+}
+
 fn nix_hostname() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
@@ -254,11 +266,7 @@ impl Ctx<'_> {
         let (prefixes, errs, created) = match self.dir.home(&a) {
             Ok(home) => {
                 let (p, e) = client::read_account(&home);
-                // the account's age (for nobackup): its home's time, set when it was made
-                let created = std::fs::metadata(&home)
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .map(DateTime::<Utc>::from);
+                let created = std::fs::metadata(&home).ok().and_then(|m| made_at(&m));
                 (p, e, created)
             }
             Err(e) => {

@@ -252,7 +252,14 @@ exit 1
 pub fn write_quota_file(home: &Path, line: &str) -> std::io::Result<()> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let p = home.join(QUOTA_FILE);
-    holdfast_core::fs::write_atomic(&p, format!("{line}\n").as_bytes(), 0o640)?;
+    let text = format!("{line}\n");
+    // Written only when it changes: each write renames into the home, renewing its time,
+    // and an account that never backs up keeps the same sizes (nobackup reads its age).
+    let same = crate::safe::read_beneath(home, Path::new(QUOTA_FILE), 256)
+        .is_ok_and(|f| f.bytes == text.as_bytes());
+    if !same {
+        holdfast_core::fs::write_atomic(&p, text.as_bytes(), 0o640)?;
+    }
     if nix::unistd::geteuid().is_root() {
         let gid = std::fs::metadata(home.join("incoming"))
             .or_else(|_| std::fs::metadata(home))?
