@@ -85,8 +85,14 @@ pub struct Flush {
 pub struct Mailer {
     outbox: PathBuf,
     files: FileTransport,
+    /// Where a run's messages wait until its state is committed ([`Mailer::publish`]): a
+    /// run that dies before that leaves them here, and the next run, which will queue them
+    /// again, drops them ([`Mailer::discard_staged`]) instead of sending them twice.
+    staged: FileTransport,
     smtp: Option<(String, SmtpTransport)>,
 }
+
+const STAGING: &str = "staging";
 
 fn build_smtp(c: &SmtpConfig) -> Result<(String, SmtpTransport), MailError> {
     let host = c.host.trim();
@@ -158,13 +164,15 @@ fn message_id(domain: &str) -> String {
 
 impl Mailer {
     pub fn new(outbox: &Path, smtp: Option<&SmtpConfig>) -> Result<Mailer, MailError> {
-        std::fs::create_dir_all(outbox).map_err(|source| MailError::Outbox {
-            path: outbox.into(),
+        let staging = outbox.join(STAGING);
+        std::fs::create_dir_all(&staging).map_err(|source| MailError::Outbox {
+            path: staging.clone(),
             source,
         })?;
         Ok(Mailer {
             outbox: outbox.into(),
             files: FileTransport::with_envelope(outbox),
+            staged: FileTransport::with_envelope(&staging),
             smtp: smtp.map(build_smtp).transpose()?,
         })
     }
@@ -205,14 +213,59 @@ impl Mailer {
         Ok((msg, notes))
     }
 
-    /// Writes the message to the outbox; returns its id and notes about skipped addresses.
+    /// Stages the message for the outbox ([`Mailer::publish`] puts it there); returns its id
+    /// and notes about skipped addresses.
     pub fn queue(&self, m: &Mail) -> Result<(String, Vec<String>), MailError> {
         let (msg, notes) = Self::build(m)?;
-        let id = self.files.send(&msg).map_err(|e| MailError::Queue {
-            path: self.outbox.clone(),
+        let id = self.staged.send(&msg).map_err(|e| MailError::Queue {
+            path: self.outbox.join(STAGING),
             why: e.to_string(),
         })?;
         Ok((id.to_string(), notes))
+    }
+
+    fn staged_files(&self) -> Result<Vec<std::fs::DirEntry>, MailError> {
+        let dir = self.outbox.join(STAGING);
+        let err = |source| MailError::Outbox {
+            path: dir.clone(),
+            source,
+        };
+        std::fs::read_dir(&dir)
+            .map_err(err)?
+            .map(|e| e.map_err(err))
+            .collect()
+    }
+
+    /// Moves the staged messages into the outbox, the `.json` envelope before its `.eml`
+    /// (what [`Mailer::waiting`] lists); returns how many.
+    pub fn publish(&self) -> Result<usize, MailError> {
+        let mut files = self.staged_files()?;
+        files.sort_by_key(|e| e.path().extension().is_some_and(|x| x == "eml"));
+        let mut n = 0;
+        for e in files {
+            let to = self.outbox.join(e.file_name());
+            std::fs::rename(e.path(), &to).map_err(|source| MailError::Outbox {
+                path: to.clone(),
+                source,
+            })?;
+            n += usize::from(to.extension().is_some_and(|x| x == "eml"));
+        }
+        Ok(n)
+    }
+
+    /// Drops what a run that died before committing its state staged; returns how many
+    /// messages.
+    pub fn discard_staged(&self) -> Result<usize, MailError> {
+        let mut n = 0;
+        for e in self.staged_files()? {
+            let p = e.path();
+            std::fs::remove_file(&p).map_err(|source| MailError::Outbox {
+                path: p.clone(),
+                source,
+            })?;
+            n += usize::from(p.extension().is_some_and(|x| x == "eml"));
+        }
+        Ok(n)
     }
 
     /// Ids of the messages waiting in the outbox, oldest first.

@@ -188,6 +188,15 @@ pub fn check(
         BeginError::Busy(p) => CheckError::Busy(p),
         BeginError::State(s) => CheckError::State(s),
     })?;
+    if let Some(m) = &c.mailer {
+        let n = m.discard_staged()?;
+        if n > 0 {
+            tracing::warn!(
+                messages = n,
+                "dropped the messages of a run that ended before it recorded them; this run queues them again"
+            );
+        }
+    }
     for a in accounts {
         if holdfast_site::interrupt::requested() {
             c.report.interrupted = true;
@@ -197,14 +206,19 @@ pub fn check(
     }
     c.report.seconds.accounts = t0.elapsed().as_secs_f64();
     let t0 = std::time::Instant::now();
-    // Flushed while the state is still held, so two runs never send one message twice.
+    // The messages join the outbox just before the state that says they were sent is
+    // committed: a run that dies earlier sends nothing and is done again by the next. The
+    // flush comes after, under the run's lock, so two runs never send one message twice.
+    if let Some(m) = &c.mailer {
+        m.publish()?;
+    }
+    c.state.commit()?;
     if let Some(m) = c.mailer.as_ref().filter(|_| !c.report.interrupted) {
         c.report.flush = m.flush();
         if let Some(e) = &c.report.flush.error {
             tracing::warn!("{e}");
         }
     }
-    c.state.commit()?;
     c.report.seconds.flush = t0.elapsed().as_secs_f64();
     Ok(c.report)
 }
