@@ -1,10 +1,14 @@
 //! `fossology.conf`: the INI file that says where the repository lives, how it is split over
 //! host directories and which user and group own it. Only the facts holdfast needs are kept.
 //!
-//! Read the way FOSSology's `fossconfig.c` reads it: group and key names are case-sensitive,
-//! a value runs to the end of its line (quotes are part of it), `$KEY` is replaced by an
-//! earlier key of the same group, `host[] = …` lines add to that host's list wherever they
-//! appear in the group, and a group that appears twice keeps only its last appearance.
+//! Read the way FOSSology's `fossconfig.c` reads it: each line is searched (not matched from
+//! its start) for a `;` comment, a `[GROUP]`, a `key = value` or a `key[] = value`, so
+//! `#path = /srv/old` sets `path` (`#` starts no comment there) and a line of lone words
+//! (`# a note`) is an error that stops FOSSology; a line not ended by a newline is not read.
+//! Group and key names are case-sensitive, a value runs to the end of its line (quotes are
+//! part of it), `$KEY` is replaced by an earlier key of the same group, `host[] = …` lines
+//! add to that host's list wherever they appear in the group, and a group that appears twice
+//! keeps only its last appearance.
 //! `[REPOSITORY]` lines are checked as FOSSology's scheduler checks them at start
 //! (`fo_RepValidate`): a line it would refuse is an error here too.
 
@@ -113,6 +117,91 @@ fn substitute(value: &str, group: &HashMap<String, String>) -> String {
     out
 }
 
+/// What `fossconfig.c`'s line pattern finds in one line.
+#[derive(Debug, PartialEq, Eq)]
+enum Line<'a> {
+    /// A `;` comment, or nothing the pattern matches (a blank line, an unterminated last one).
+    Nothing,
+    Group(&'a str),
+    Key(&'a str, &'a str),
+    List(&'a str, &'a str),
+    /// Lone words: FOSSology refuses the file.
+    Error(&'a str),
+}
+
+fn is_word(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+fn is_key(b: u8) -> bool {
+    is_word(b) || b == b'.' || b == b'-'
+}
+
+fn skip_blanks(s: &[u8], mut i: usize) -> usize {
+    while i < s.len() && (s[i] == b' ' || s[i] == b'\t') {
+        i += 1;
+    }
+    i
+}
+
+/// Searches `line` (with its `\n`) as `fo_conf_pattern` does: the leftmost position where one
+/// of comment, group, key, list or error matches, tried in that order at each position.
+fn classify(line: &str) -> Line<'_> {
+    let s = line.as_bytes();
+    let Some(body) = line.strip_suffix('\n') else {
+        return Line::Nothing;
+    };
+    let end = body.len();
+    for p in 0..end {
+        if s[p] == b';' {
+            return Line::Nothing;
+        }
+        if s[p] == b'[' {
+            let a = skip_blanks(s, p + 1);
+            let mut b = a;
+            while b < end && is_word(s[b]) {
+                b += 1;
+            }
+            let c = skip_blanks(s, b);
+            if b > a && c < end && s[c] == b']' && c + 1 == end {
+                return Line::Group(&line[a..b]);
+            }
+        }
+        let mut k = p;
+        while k < end && is_key(s[k]) {
+            k += 1;
+        }
+        if k > p {
+            let key = &line[p..k];
+            let (list, at) = if s[k..].starts_with(b"[]") {
+                (true, k + 2)
+            } else {
+                (false, k)
+            };
+            let eq = skip_blanks(s, at);
+            if eq < end && s[eq] == b'=' {
+                // FOSSology keeps trailing blanks (a `\r`) in a value; none that works has any.
+                let value = line[skip_blanks(s, eq + 1)..end].trim_end();
+                return if list {
+                    Line::List(key, value)
+                } else {
+                    Line::Key(key, value)
+                };
+            }
+        }
+        if !s[p].is_ascii_whitespace() {
+            let mut w = p;
+            while w < end && !s[w].is_ascii_whitespace() {
+                w += 1;
+            }
+            if skip_blanks(s, w) == end {
+                return Line::Error(line[p..w].trim_end());
+            }
+        }
+    }
+    Line::Nothing
+}
+
 impl FoConf {
     pub fn load(path: &Path) -> Result<Self, FoConfError> {
         let text = std::fs::read_to_string(path).map_err(|source| FoConfError::Read {
@@ -133,32 +222,37 @@ impl FoConf {
         let mut groups: HashMap<String, HashMap<String, String>> = HashMap::new();
         let mut repo_lines: Vec<(usize, String, String)> = Vec::new();
         let mut section = String::new();
-        for (i, raw) in text.lines().enumerate() {
+        for (i, raw) in text.split_inclusive('\n').enumerate() {
             let lineno = i + 1;
-            let line = raw.trim();
-            if line.is_empty() || line.starts_with(';') || line.starts_with('#') {
-                continue;
-            }
-            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-                section = name.trim().to_string();
-                groups.insert(section.clone(), HashMap::new());
-                if section == "REPOSITORY" {
-                    repo_lines.clear();
+            let (key, value, list) = match classify(raw) {
+                Line::Nothing => continue,
+                Line::Error(word) => {
+                    return Err(err(
+                        lineno,
+                        format!(
+                            "{:?} is not KEY = VALUE, [GROUP] or a ; comment (FOSSology refuses the file at {word:?}; `#` starts no comment in fossology.conf, `;` does)",
+                            raw.trim_end()
+                        ),
+                    ))
                 }
-                continue;
-            }
-            let Some((key, value)) = line.split_once('=') else {
-                return Err(err(lineno, format!("expected KEY = VALUE, found {line:?}")));
+                Line::Group(name) => {
+                    section = name.to_string();
+                    groups.insert(section.clone(), HashMap::new());
+                    if section == "REPOSITORY" {
+                        repo_lines.clear();
+                    }
+                    continue;
+                }
+                Line::Key(k, v) => (k, v, false),
+                Line::List(k, v) => (k, v, true),
             };
-            let key = key.trim();
             let Some(group) = groups.get_mut(&section) else {
                 return Err(err(lineno, format!("key {key:?} is outside any [GROUP]")));
             };
-            let value = substitute(value.trim(), group);
-            if let Some(host) = key.strip_suffix("[]") {
-                let host = host.trim().to_string();
+            let value = substitute(value, group);
+            if list {
                 if section == "REPOSITORY" {
-                    repo_lines.push((lineno, host, value));
+                    repo_lines.push((lineno, key.to_string(), value));
                 }
                 continue;
             }
@@ -273,6 +367,27 @@ fn parse_repo_line(host: &str, value: &str) -> Result<HostRange, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// FOSSology applies `#key = value` lines (its pattern is searched for, not anchored), so
+    /// holdfast reads them too; a line of lone words stops FOSSology, and holdfast says why.
+    #[test]
+    fn hash_lines_are_read_as_fossology_reads_them() {
+        let text = "[FOSSOLOGY]\npath = /data/repo\n#path = /srv/old\n; a comment\n\n\
+                    [REPOSITORY]\n#localhost[] = * 00 ff\ndisk2[] = * 00 ff\n";
+        let c = FoConf::parse(text, Path::new("f.conf")).unwrap();
+        assert_eq!(c.path, PathBuf::from("/srv/old"));
+        assert_eq!(c.host_names(), vec!["disk2", "localhost"]);
+        let e = FoConf::parse(
+            "[FOSSOLOGY]\n# a note for the admin\npath = /x\n",
+            Path::new("f.conf"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("f.conf:2:") && e.contains("`;` does"), "{e}");
+        // Like fgets and the pattern's closing newline: an unterminated last line is unread.
+        let c = FoConf::parse("[FOSSOLOGY]\npath = /a\npath = /b", Path::new("f.conf")).unwrap();
+        assert_eq!(c.path, PathBuf::from("/a"));
+    }
 
     #[test]
     fn parses_paths_depth_and_host_ranges() {
