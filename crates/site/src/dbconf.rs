@@ -49,13 +49,20 @@ impl DbConf {
         })
     }
 
-    /// FOSSology strips all whitespace and `#` comments, then splits on `;`.
+    /// FOSSology skips a line that begins with `#` (a `#` later is part of the value: a
+    /// password may hold one), strips all whitespace, then splits on `;`.
     pub fn parse(text: &str) -> Result<Self, String> {
         let mut params = BTreeMap::new();
         for (n, line) in text.lines().enumerate() {
-            let line = line.split('#').next().unwrap_or("");
+            if line.starts_with('#') {
+                continue;
+            }
             let compact: String = line.chars().filter(|c| !c.is_whitespace()).collect();
             for pair in compact.split(';').filter(|p| !p.is_empty()) {
+                // A note after a value's `;` (FOSSology's agents read a line to its first `;`).
+                if pair.starts_with('#') {
+                    break;
+                }
                 // The text is never echoed: a broken line may be the password.
                 let (k, v) = pair.split_once('=').ok_or_else(|| {
                     format!(
@@ -201,6 +208,14 @@ mod tests {
         assert_eq!(c.port(), 5433);
         assert_eq!(c.get("password"), Some("secret"));
         assert!(!format!("{c:?}").contains("secret"));
+        assert_eq!(DbConf::parse(&c.render()).unwrap(), c);
+    }
+
+    #[test]
+    fn a_hash_inside_a_value_is_part_of_it() {
+        let c =
+            DbConf::parse("# Db.conf\ndbname=fossology;\nuser=fossy;\npassword=Xk#9q2;\n").unwrap();
+        assert_eq!(c.get("password"), Some("Xk#9q2"));
         assert_eq!(DbConf::parse(&c.render()).unwrap(), c);
     }
 

@@ -67,10 +67,12 @@ impl Site {
     pub fn write_conf(&self) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.conf_dir)?;
         std::fs::write(self.conf_dir.join("fossology.conf"), self.fo.render())?;
-        let db = self.conf_dir.join("Db.conf");
-        std::fs::write(&db, self.db.render())?;
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600))
+        // Born 0600: it holds the password, never readable by others for a moment.
+        holdfast_core::fs::write_atomic(
+            &self.conf_dir.join("Db.conf"),
+            self.db.render().as_bytes(),
+            0o600,
+        )
     }
 
     /// A site description with one host directory `localhost` for every type.
