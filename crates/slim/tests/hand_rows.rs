@@ -474,3 +474,22 @@ fn per_upload_uploadtree_tables_are_read_too() {
     assert!(v.missing.is_empty(), "{:?}", v.missing);
     assert_eq!(v.slimmed.len(), 2, "c.gz and s.bz2 of upload 2");
 }
+
+/// FOSSology's Docker set-up makes a SQL_ASCII database: an upload's name may be Latin-1
+/// bytes, which the report shows (lossily) instead of stopping on.
+#[test]
+fn a_name_that_is_not_utf8_is_reported_not_a_panic() {
+    let d = tempfile::tempdir().unwrap();
+    let s = ScratchSite::create(&d.path().join("site"), "SQL_ASCII").unwrap();
+    let mut c = s.site.connect().unwrap();
+    c.batch_execute(
+        "INSERT INTO upload (upload_filename, upload_mode) VALUES (E'caf\\351.tar', 96)",
+    )
+    .unwrap();
+    let r = site_report(&mut c, &s.site.repo, None).unwrap();
+    let text = format!("{r:?}");
+    assert!(text.contains("caf\u{fffd}.tar"), "{text}");
+    let names = db::uploads::names(&mut c, None).unwrap();
+    assert_eq!(names.len(), 1);
+    assert_eq!(names[0].1, "caf\u{fffd}.tar");
+}

@@ -40,18 +40,28 @@ pub struct Upload {
     pub table: String,
 }
 
+/// `upload_filename` as its bytes: a SQL_ASCII database (FOSSology's Docker set-up) may
+/// hold a name that is not UTF-8 (a Latin-1 file name), which the driver refuses as text.
+const FILENAME_BYTES: &str = "convert_to(upload_filename, current_setting('server_encoding'))";
+
+fn lossy(b: Vec<u8>) -> String {
+    String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
 /// Every upload, by `upload_pk`.
 pub fn all(c: &mut postgres::Client) -> Result<Vec<Upload>, postgres::Error> {
     Ok(c.query(
-        "SELECT upload_pk, upload_filename, pfile_fk, \
+        &format!(
+            "SELECT upload_pk, {FILENAME_BYTES}, pfile_fk, \
                     COALESCE(uploadtree_tablename, 'uploadtree_a') \
-             FROM upload ORDER BY upload_pk",
+             FROM upload ORDER BY upload_pk"
+        ),
         &[],
     )?
     .iter()
     .map(|r| Upload {
         pk: r.get(0),
-        filename: r.get(1),
+        filename: lossy(r.get(1)),
         gold: r.get::<_, Option<i32>>(2).filter(|g| *g != 0),
         table: r.get(3),
     })
@@ -154,12 +164,14 @@ pub fn names(
     upload: Option<i32>,
 ) -> Result<Vec<(i32, String)>, postgres::Error> {
     Ok(c.query(
-        "SELECT upload_pk, upload_filename FROM upload \
-             WHERE $1::int4 IS NULL OR upload_pk = $1 ORDER BY upload_pk",
+        &format!(
+            "SELECT upload_pk, {FILENAME_BYTES} FROM upload \
+             WHERE $1::int4 IS NULL OR upload_pk = $1 ORDER BY upload_pk"
+        ),
         &[&upload],
     )?
     .iter()
-    .map(|r| (r.get(0), r.get(1)))
+    .map(|r| (r.get(0), lossy(r.get(1))))
     .collect())
 }
 
