@@ -194,6 +194,20 @@ fn slim_through_the_binary() {
         assert_eq!(disk_bytes(repo), before);
     }
 
+    // Nor on a site a restore left half done: its rows and files do not agree yet.
+    let half = holdfast_site::restoring::Restoring {
+        snapshot: "day.x".into(),
+        started: chrono::Utc::now(),
+        pid: 1,
+        database: "fossology".into(),
+    };
+    holdfast_site::restoring::mark(&s.site, &half).unwrap();
+    let o = holdfast(&config, &["slim", "apply", "--containers"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("restore"), "{err}");
+    holdfast_site::restoring::clear(&s.site).unwrap();
+    assert_eq!(disk_bytes(repo), before);
+
     // Apply stops the scheduler, frees exactly the reported bytes, starts it again.
     let starts = standin.starts();
     let done = json(&config, &["slim", "apply", "--containers", "--json"]);

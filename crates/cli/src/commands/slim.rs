@@ -92,6 +92,9 @@ fn report(a: ReportArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
 
 fn apply(a: ApplyArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     let site = ctx.site()?;
+    // A half-restored site's rows and files do not yet agree: what looks removable or
+    // absent there may be neither.
+    holdfast_backup::refuse_if_restoring(&site).map_err(crate::commands::backup::cli_error)?;
     let mut c = site.connect().map_err(|e| db_error(&site, e))?;
     let opts = ApplyOptions {
         dry_run: a.dry_run,
