@@ -46,19 +46,25 @@ pub struct FileRow {
     pub has_children: bool,
 }
 
-/// The distinct file rows of `uploads` in `table` (a hash join on `parent` tells which have
-/// children).
+/// The distinct file rows of `uploads` in `table`. A row has children when a file row lies
+/// below it, directly or through folders: FOSSology gives every container it opens an
+/// artifact folder, even one unpacking left empty, so a child row alone says nothing.
 pub fn file_rows(
     c: &mut postgres::Client,
     table: &TreeTable,
     uploads: &[i32],
 ) -> Result<Vec<FileRow>, postgres::Error> {
     let sql = format!(
-        "WITH parents AS (SELECT DISTINCT parent FROM {table} \
-                          WHERE parent IS NOT NULL AND upload_fk = ANY($1)) \
+        "WITH RECURSIVE owners(pk) AS ( \
+             SELECT parent FROM {table} \
+             WHERE parent IS NOT NULL AND pfile_fk IS NOT NULL AND pfile_fk <> 0 \
+                   AND upload_fk = ANY($1) \
+             UNION \
+             SELECT f.parent FROM owners o JOIN {table} f ON f.uploadtree_pk = o.pk \
+             WHERE (f.pfile_fk IS NULL OR f.pfile_fk = 0) AND f.parent IS NOT NULL) \
          SELECT DISTINCT t.upload_fk, t.pfile_fk, COALESCE(t.ufile_mode, 0), \
-                p.parent IS NOT NULL \
-         FROM {table} t LEFT JOIN parents p ON p.parent = t.uploadtree_pk \
+                o.pk IS NOT NULL \
+         FROM {table} t LEFT JOIN owners o ON o.pk = t.uploadtree_pk \
          WHERE t.pfile_fk IS NOT NULL AND t.pfile_fk <> 0 AND t.upload_fk = ANY($1)"
     );
     Ok(c.query(sql.as_str(), &[&uploads])?
