@@ -130,7 +130,12 @@ impl Budget {
 
     /// Counts one member.
     pub fn count_member(&self) -> Result<(), Stop> {
-        if self.counted.fetch_add(1, Relaxed) >= self.members {
+        self.count_members(1)
+    }
+
+    /// Counts `n` members at once (the rows a hard link to a container copies).
+    pub fn count_members(&self, n: u64) -> Result<(), Stop> {
+        if self.counted.fetch_add(n, Relaxed).saturating_add(n) > self.members {
             return Err(self.halt(Stop::Members(self.members)));
         }
         self.check()

@@ -741,3 +741,46 @@ with zipfile.ZipFile('dup.zip', 'w') as z:
     check_shape(&s, id);
     assert_partial(&s, id, sum.errors.len());
 }
+
+/// Hard links to a nested tar copy its whole unpacked subtree, and copies nest: 63 members
+/// read would give about 10,200 rows. The copied rows count against `max_members`.
+#[test]
+fn hard_links_to_a_container_count_against_max_members() {
+    let d = tempfile::tempdir().unwrap();
+    let s = site(d.path());
+    let script = r#"
+import tarfile, io, gzip
+K, L = 20, 3
+def tar_bytes(inner_name, inner):
+    b = io.BytesIO(); t = tarfile.open(fileobj=b, mode='w', format=tarfile.GNU_FORMAT)
+    i = tarfile.TarInfo(inner_name); i.size = len(inner); t.addfile(i, io.BytesIO(inner))
+    for k in range(K):
+        h = tarfile.TarInfo('h%d' % k); h.type = tarfile.LNKTYPE; h.linkname = inner_name
+        t.addfile(h)
+    t.close(); return b.getvalue()
+data = tar_bytes('f', b'leaf\n')
+for lvl in range(1, L): data = tar_bytes('t%d.tar' % lvl, data)
+open('links.tar.gz', 'wb').write(gzip.compress(data, 9))
+"#;
+    std::fs::write(d.path().join("mk.py"), script).unwrap();
+    run(d.path(), "python3", &["mk.py"]);
+    let cfg = UnpackConfig {
+        max_members: 200,
+        ..Default::default()
+    };
+    let (id, sum) = up(&s, &d.path().join("links.tar.gz"), &cfg);
+    let rows = names(&s, id).len();
+    assert!(
+        rows <= 200,
+        "{rows} rows from an upload limited to 200 members"
+    );
+    assert!(
+        sum.errors
+            .iter()
+            .any(|e| e.contains("more than 200 members") && e.contains("hard link")),
+        "{:?}",
+        sum.errors
+    );
+    check_shape(&s, id);
+    temp_empty(&s);
+}

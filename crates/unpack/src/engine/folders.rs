@@ -28,6 +28,7 @@ pub(super) fn build_tree(
             other => insert(&mut root, &comps, other, utf8),
         }
     }
+    let mut over = false;
     for (comps, target, mode) in links {
         let Some(n) = find(&mut root, &target) else {
             ctx.record(
@@ -40,6 +41,24 @@ pub(super) fn build_tree(
             );
             continue;
         };
+        // The link itself was counted when read; a copied container's rows were not, and
+        // copies of copies grow exponentially with nesting.
+        let copied = n.count() as u64 - 1;
+        if copied > 0 {
+            if let Err(s) = ctx.budget.count_members(copied) {
+                if !over {
+                    ctx.record(
+                        trail,
+                        Some(&comps.join("/")),
+                        format!(
+                            "{s}; this hard link and the later links to containers here are skipped"
+                        ),
+                    );
+                }
+                over = true;
+                continue;
+            }
+        }
         let mut link = n.clone();
         link.mode = (n.mode & !0o177777) | mode;
         // ununpack walks a folder last entry first, so it reaches the link before the
