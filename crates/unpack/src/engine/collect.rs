@@ -5,9 +5,10 @@ use super::folders::build_tree;
 use super::{guard, process, Ctx, Item, Src};
 use crate::budget::Stop;
 use crate::detect::Kind;
+use crate::hash::CHUNK;
 use crate::tree::*;
 use holdfast_site::mode::UNPACK_DIR_MODE;
-use std::io::{self, Read};
+use std::io::Read;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 
@@ -117,6 +118,27 @@ impl<'a, 's> Collector<'a, 's> {
         }
     }
 
+    /// Reads what is left of a member nobody wants, as work charged to the upload's budget
+    /// and polled per chunk (a skipped bomb must not be decompressed for free, nor past a
+    /// deadline or a stop signal). Once the budget is spent it stops reading: `stopped`.
+    pub(crate) fn drain(&mut self, r: &mut dyn Read) -> Result<(), String> {
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            let k = r
+                .read(&mut buf)
+                .map_err(|e| format!("corrupt or truncated: {e}"))? as u64;
+            if k == 0 {
+                return Ok(());
+            }
+            let charged = self.ctx.budget.charge(k);
+            self.ctx.budget.refund(k);
+            if let Err(s) = charged {
+                self.stopped = true;
+                return Err(s.to_string());
+            }
+        }
+    }
+
     /// ununpack's `-E`: a path containing one of the patterns gets no row, is not stored and
     /// not unpacked.
     fn excluded(&self, raw: &[u8]) -> bool {
@@ -198,8 +220,17 @@ impl<'a, 's> Collector<'a, 's> {
     pub(crate) fn file(&mut self, raw: &[u8], mode: u32, r: &mut dyn Read, expect: Option<u64>) {
         let Some(comps) = self.admit(raw) else {
             if !self.stopped {
-                // Skipped alone: readers of streams need its data consumed.
-                let _ = io::copy(r, &mut io::sink());
+                // Skipped alone: readers of streams need its data consumed. A read error
+                // shows again at the next member; a spent budget is recorded here.
+                if let Err(e) = self.drain(r) {
+                    if self.stopped {
+                        self.ctx.record(
+                            &self.trail,
+                            Some(&String::from_utf8_lossy(raw)),
+                            format!("{e}; the rest of the container is skipped"),
+                        );
+                    }
+                }
             }
             return;
         };

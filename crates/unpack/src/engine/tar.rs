@@ -1,7 +1,6 @@
 //! The tar reader: every common variant, with the tar crate's own reading capped.
 
 use super::Collector;
-use crate::hash::CHUNK;
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -32,26 +31,6 @@ impl Read for TarFeed<'_> {
             )));
         }
         Ok(n)
-    }
-}
-
-/// Reads what is left of a member nobody wants, as work charged to the upload's budget
-/// (a skipped bomb member must not be decompressed for free).
-fn drain(c: &mut Collector, r: &mut dyn Read) -> Result<(), String> {
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        let k = r
-            .read(&mut buf)
-            .map_err(|e| format!("corrupt or truncated: {e}"))? as u64;
-        if k == 0 {
-            return Ok(());
-        }
-        let charged = c.ctx.budget.charge(k);
-        c.ctx.budget.refund(k);
-        if let Err(s) = charged {
-            c.stopped = true;
-            return Err(s.to_string());
-        }
     }
 }
 
@@ -108,7 +87,7 @@ pub(crate) fn read_tar(c: &mut Collector, r: Box<dyn Read + Send + '_>) -> Resul
         let drained = if c.stopped || sparse {
             Ok(())
         } else {
-            drain(c, &mut e)
+            c.drain(&mut e)
         };
         ours.store(false, Relaxed);
         drained?;
