@@ -826,3 +826,62 @@ with tarfile.open('sink.tar.xz', 'w:xz', format=tarfile.GNU_FORMAT, preset=0) as
     check_shape(&s, id);
     temp_empty(&s);
 }
+
+/// `.Z` files go through `gzip -dc`, whose output is kept like any member's: three 900 kB
+/// outputs (each below FOSSology's ratio of 1000) against a 1 MiB budget stop the upload.
+#[test]
+fn compress_output_is_charged_to_the_upload_budget() {
+    let d = tempfile::tempdir().unwrap();
+    let s = site(d.path());
+    // A `.Z` of one repeated byte: LZW codes for ever longer runs, 16-bit, block mode.
+    let script = r#"
+import tarfile, io
+def run_Z(total, byte):
+    out = bytearray(b'\x1f\x9d\x90'); acc = nbits = 0
+    def put(c, w):
+        nonlocal acc, nbits
+        acc |= c << nbits; nbits += w
+        while nbits >= 8: out.append(acc & 0xff); acc >>= 8; nbits -= 8
+    left, j, free, w = total, 0, 257, 9
+    while left > 0:
+        w = 9
+        while free > (1 << w) - 1 and w < 16: w += 1
+        if j == 0: code, n = byte, 1
+        elif free < 65536 and free - 255 <= left: code, n = free, free - 255
+        elif free < 65536: break
+        else: code, n = 65535, 65280
+        if n > left: break
+        put(code, w); left -= n
+        if j > 0 and free < 65536: free += 1
+        j += 1
+    for _ in range(left): put(byte, w)
+    if nbits: out.append(acc & 0xff)
+    return bytes(out)
+t = tarfile.open('three.tar', 'w')
+for name, b in (('a.Z', 65), ('b.Z', 66), ('c.Z', 67)):
+    data = run_Z(900000, b)
+    i = tarfile.TarInfo(name); i.size = len(data); t.addfile(i, io.BytesIO(data))
+t.close()
+"#;
+    std::fs::write(d.path().join("mk.py"), script).unwrap();
+    run(d.path(), "python3", &["mk.py"]);
+    let out = std::process::Command::new("sh")
+        .args(["-c", "tar xOf three.tar a.Z | gzip -dc | wc -c"])
+        .current_dir(d.path())
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "900000");
+    let cfg = UnpackConfig {
+        max_expanded_bytes: 1 << 20,
+        ..Default::default()
+    };
+    let (id, sum) = up(&s, &d.path().join("three.tar"), &cfg);
+    assert!(
+        sum.errors.iter().any(|e| e.contains("expands beyond")),
+        "{:?}",
+        sum.errors
+    );
+    assert!(sum.bytes <= (1 << 20) + 20_000, "{} bytes kept", sum.bytes);
+    check_shape(&s, id);
+    temp_empty(&s);
+}

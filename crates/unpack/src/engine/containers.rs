@@ -180,8 +180,10 @@ fn pack_child(
             "unpacks to more than 1000 times its size; FOSSology's ununpack skips the result \
              (no row, not stored) and so does holdfast",
         );
+        // Thrown away: its bytes go back to the kept and temp budgets.
+        ctx.budget.refund(src.len());
         if let Src::Temp(p) = &src {
-            let _ = std::fs::remove_file(p);
+            ctx.drop_temp(p);
         }
         return artifact_dir_of(kind, vec![]);
     }
@@ -298,8 +300,14 @@ fn unpack_tool(ctx: &Ctx, kind: Kind, item: &Item, depth: u32) -> (Vec<Node>, Op
     if !out.is_file() {
         return (empty(), None);
     }
-    if let Err(s) = ctx.budget.count_member() {
-        let _ = std::fs::remove_file(&out);
+    // What the tool wrote is kept bytes and temporary space, as a captured member's are:
+    // uncharged, every `.Z` or PDF could write up to the whole budget again.
+    let size = std::fs::metadata(&out).map_or(0, |m| m.len());
+    let charged = ctx.budget.charge(size);
+    let temped = ctx.budget.temp_add(size);
+    if let Err(s) = charged.and(temped).and_then(|()| ctx.budget.count_member()) {
+        ctx.drop_temp(&out);
+        ctx.budget.refund(size);
         return (empty(), Some(s.to_string()));
     }
     (
