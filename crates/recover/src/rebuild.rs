@@ -47,7 +47,8 @@ pub struct RebuildReport {
     pub deferred: Vec<i32>,
     /// `jobqueue` rows handed back to the scheduler.
     pub requeued: Vec<i32>,
-    /// Cut-off rows not handed back: their upload cannot be rebuilt.
+    /// Cut-off rows not handed back: their upload was not rebuilt (gold missing or
+    /// corrupt, or its unpack failed).
     pub not_requeued: Vec<i32>,
     pub files_written: u64,
     pub files_bytes: u64,
@@ -193,17 +194,28 @@ pub fn rebuild(
     let mut failures: Vec<(i32, Vec<String>)> = Vec::new();
     let mut gold_gone: BTreeSet<i32> = BTreeSet::new();
     let phase1 = run_parallel(site, unpack, &first, &pre, jobs, &progress)?;
+    // Only these cut-off uploads have their files back; the others (failed, gold gone, not
+    // reached before a stop signal) must not have their jobs run on missing files.
+    let ready: BTreeSet<i32> = phase1
+        .iter()
+        .filter(|(_, _, step)| matches!(step, Step::Whole | Step::Unpacked(_)))
+        .map(|(u, _, _)| *u)
+        .collect();
     absorb(
         &mut report,
         &mut failures,
         &mut gold_gone,
         phase1.into_iter(),
     );
+    // A stop signal during phase 1 leaves the queue as it was.
+    holdfast_site::interrupt::check()?;
 
     // Hand the cut-off jobs back as soon as their uploads are whole again.
     let (to_requeue, skip): (Vec<&QueueRow>, Vec<&QueueRow>) = rows.iter().partition(|r| {
         r.upload_fk.is_none_or(|u| {
-            !gold_gone.contains(&u) || NO_FILES_AGENTS.contains(&r.jq_type.as_str())
+            ready.contains(&u)
+                || !first.iter().any(|(f, _)| *f == u)
+                || NO_FILES_AGENTS.contains(&r.jq_type.as_str())
         })
     });
     if requeue {

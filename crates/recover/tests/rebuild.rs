@@ -259,3 +259,48 @@ fn lazy_restore_rebuilds_only_what_cut_off_jobs_need() {
     let check = holdfast_recover::check_repo(&mut c, &f.s.site.repo, Some(u2)).unwrap();
     assert!(check[0].is_whole());
 }
+
+#[test]
+fn a_cut_off_job_of_an_upload_with_corrupt_gold_is_not_handed_back() {
+    let f = fixture();
+    let u2 = f.uploads[1];
+    let (unpack_jq, _) = cut_off_job(&f, u2);
+    std::fs::remove_dir_all(files_root(&f.s)).unwrap();
+    // Same size, other bytes: the gold no longer matches its name.
+    let mut c = f.s.site.connect().unwrap();
+    let gold = db::references(&mut c, Some(u2))
+        .unwrap()
+        .into_iter()
+        .find(|r| r.kind == "gold")
+        .expect("upload 2 has gold");
+    let p = path(&f.s, &gold);
+    let mut bytes = std::fs::read(&p).unwrap();
+    *bytes.last_mut().unwrap() ^= 0xff;
+    std::fs::write(&p, bytes).unwrap();
+    let cut_off = db::running_jobs(&mut c).unwrap();
+    let report = rebuild_after_restore(
+        &f.s.site,
+        &UnpackConfig::default(),
+        &cut_off,
+        &RebuildOptions {
+            lazy: true,
+            jobs: 1,
+        },
+    )
+    .unwrap();
+    assert!(!report.rebuilt.contains(&u2), "{:?}", report.rebuilt);
+    assert!(report.requeued.is_empty(), "{:?}", report.requeued);
+    assert!(
+        report.not_requeued.contains(&unpack_jq),
+        "{:?}",
+        report.not_requeued
+    );
+    let started: bool = c
+        .query_one(
+            "SELECT jq_starttime IS NOT NULL FROM jobqueue WHERE jq_pk = $1",
+            &[&unpack_jq],
+        )
+        .unwrap()
+        .get(0);
+    assert!(started, "the job was handed back to the scheduler");
+}
