@@ -885,3 +885,49 @@ t.close()
     check_shape(&s, id);
     temp_empty(&s);
 }
+
+/// A member skipped for its ratio (as ununpack skips it) gives back what reading it took:
+/// eight 16 MiB members of zeros, each in its own small tar.xz, against a 100 MiB budget
+/// leave the budget whole for the rest.
+#[test]
+fn members_skipped_for_their_ratio_give_their_budget_back() {
+    let d = tempfile::tempdir().unwrap();
+    let s = site(d.path());
+    let script = r#"
+import tarfile, io, lzma
+def tar_of(name, data, mode='w'):
+    b = io.BytesIO()
+    with tarfile.open(fileobj=b, mode=mode) as t:
+        i = tarfile.TarInfo(name); i.size = len(data); t.addfile(i, io.BytesIO(data))
+    return b.getvalue()
+t = tarfile.open('ratio.tar', 'w')
+def add(name, data):
+    i = tarfile.TarInfo(name); i.size = len(data); t.addfile(i, io.BytesIO(data))
+for k in range(8):
+    add('z%d.tar.xz' % k, lzma.compress(tar_of('zeros%d' % k, bytes(16 << 20)), preset=9))
+# Makes the gold big enough that the budget, not its ratio, is the limit.
+add('pad.txt', b''.join(b'line %08d of padding\n' % i for i in range(10000)))
+add('ok.txt', b'fine\n')
+t.close()
+"#;
+    std::fs::write(d.path().join("mk.py"), script).unwrap();
+    run(d.path(), "python3", &["mk.py"]);
+    let cfg = UnpackConfig {
+        max_expanded_bytes: 100 << 20,
+        ..Default::default()
+    };
+    let (id, sum) = up(&s, &d.path().join("ratio.tar"), &cfg);
+    assert!(sum.errors.is_empty(), "{:?}", sum.errors);
+    assert!(
+        sum.notes
+            .iter()
+            .filter(|n| n.contains("1000 times"))
+            .count()
+            == 8,
+        "{:?}",
+        sum.notes
+    );
+    assert!(names(&s, id).contains(&"ok.txt".to_string()));
+    check_shape(&s, id);
+    temp_empty(&s);
+}

@@ -253,6 +253,7 @@ impl<'a, 's> Collector<'a, 's> {
                     Some(&member),
                     format!("truncated: {} of {want} bytes present; skipped", src.len()),
                 );
+                self.ctx.budget.refund(src.len());
                 if let Src::Temp(p) = &src {
                     self.ctx.drop_temp(p);
                 }
@@ -266,8 +267,10 @@ impl<'a, 's> Collector<'a, 's> {
                 "more than 1000 times the size of its archive; FOSSology's ununpack skips such a \
                  file (no row, not stored) and so does holdfast",
             );
+            // Thrown away: its bytes go back to the kept and temp budgets.
+            self.ctx.budget.refund(src.len());
             if let Src::Temp(p) = &src {
-                let _ = std::fs::remove_file(p);
+                self.ctx.drop_temp(p);
             }
             return;
         }
