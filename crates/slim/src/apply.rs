@@ -127,8 +127,10 @@ pub fn apply(
                 continue;
             }
             match inventory::stat(repo, &s.name, s.bytes) {
-                Disk::Present { dev, ino, nlink: 1 } => go.push((s.clone(), dev, ino)),
-                Disk::Present { nlink, .. } => report
+                Disk::Present { dev, ino, nlink: 1 } | Disk::Short { dev, ino, nlink: 1 } => {
+                    go.push((s.clone(), dev, ino))
+                }
+                Disk::Present { nlink, .. } | Disk::Short { nlink, .. } => report
                     .skipped
                     .push((s.clone(), format!("its inode now has {nlink} links"))),
                 Disk::Absent => report.skipped.push((s.clone(), "already gone".into())),
@@ -144,6 +146,11 @@ pub fn apply(
             // The same inode, still alone: otherwise unlinking would not free its bytes.
             match inventory::stat(repo, &s.name, s.bytes) {
                 Disk::Present {
+                    dev: d,
+                    ino: i,
+                    nlink: 1,
+                }
+                | Disk::Short {
                     dev: d,
                     ino: i,
                     nlink: 1,

@@ -94,7 +94,10 @@ impl std::fmt::Display for KeepReason {
 pub enum Disk {
     /// Present with the size its name says.
     Present { dev: u64, ino: u64, nlink: u64 },
-    /// Absent, truncated, or no `[REPOSITORY]` line covers it.
+    /// A regular file of another size (cut short by a crash): there, so never recorded as
+    /// absent, and of no use as it is.
+    Short { dev: u64, ino: u64, nlink: u64 },
+    /// Absent, not a regular file, or no `[REPOSITORY]` line covers it.
     Absent,
 }
 
@@ -289,7 +292,7 @@ impl Inventory {
                 .iter()
                 .map(|&upload| KeepReason::NoChildren { upload }),
         );
-        if let Disk::Present { nlink, .. } = p.disk {
+        if let Disk::Present { nlink, .. } | Disk::Short { nlink, .. } = p.disk {
             if nlink > 1 && why.is_empty() {
                 why.push(KeepReason::HardLinked { links: nlink });
             }
@@ -298,7 +301,8 @@ impl Inventory {
         why.dedup();
         if !why.is_empty() {
             Verdict::Keep(why)
-        } else if p.present() {
+        } else if p.present() || matches!(p.disk, Disk::Short { .. }) {
+            // A short copy of a safe container goes too: the gold rebuilds it whole.
             Verdict::Remove
         } else {
             Verdict::Absent
@@ -318,6 +322,11 @@ pub fn stat(repo: &Repository, name: &str, size: u64) -> Disk {
         .and_then(|p| std::fs::symlink_metadata(p).ok())
     {
         Some(m) if m.is_file() && m.len() == size => Disk::Present {
+            dev: m.dev(),
+            ino: m.ino(),
+            nlink: m.nlink(),
+        },
+        Some(m) if m.is_file() => Disk::Short {
             dev: m.dev(),
             ino: m.ino(),
             nlink: m.nlink(),

@@ -155,7 +155,8 @@ pub fn report(inv: &Inventory, only: Option<i32>) -> Report {
         let slimmed = matches!(verdict, Some(Verdict::Absent)) && p.recorded;
         let unrecorded = matches!(verdict, Some(Verdict::Absent)) && !p.recorded;
         let removable = matches!(verdict, Some(Verdict::Remove));
-        let missing = !p.present() && !slimmed && !unrecorded;
+        // A short copy of a removable container is counted where it is going.
+        let missing = !p.present() && !slimmed && !unrecorded && !removable;
         bump(
             &mut t.leaves,
             &mut t.artifacts,

@@ -378,6 +378,40 @@ fn report_matches_sql_and_apply_frees_exactly_the_reported_bytes() {
     assert_eq!(fix.dropped_records, vec![st.cgz]);
 }
 
+/// A safe container a crash left short is removed like any other (the gold rebuilds it
+/// whole), never recorded as already absent while its short bytes stay in `files`.
+#[test]
+fn a_short_container_is_removed_not_recorded_as_absent() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut st = build(dir.path());
+    let repo = st.fx.s.site.repo.clone();
+    let c = &mut st.fx.c;
+    let r = c
+        .query_one(
+            "SELECT pfile_sha1, pfile_md5, pfile_size FROM pfile WHERE pfile_pk = $1",
+            &[&st.t1],
+        )
+        .unwrap();
+    let t1 = holdfast_site::pfile::PfileName::new(r.get(0), r.get(1), r.get::<_, i64>(2) as u64)
+        .to_string();
+    let path = repo.path("files", &t1).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(4500)
+        .unwrap();
+    let done = apply(c, &repo, &ApplyOptions::default()).unwrap();
+    assert!(
+        !done.recorded_absent.iter().any(|s| s.pfile_pk == st.t1),
+        "{:?}",
+        done.recorded_absent
+    );
+    assert!(done.removed.iter().any(|s| s.pfile_pk == st.t1));
+    assert!(!path.exists(), "the short copy stayed in files");
+    assert!(holdfast_slim::slimmed(c).unwrap().contains(&st.t1));
+}
+
 #[test]
 fn interrupted_apply_finishes_on_rerun_without_harm() {
     let dir = tempfile::tempdir().unwrap();
