@@ -60,6 +60,8 @@ pub enum KeepReason {
     NoChildren { upload: i32 },
     /// Its inode has other links (a snapshot, a copy): removing it would free nothing.
     HardLinked { links: u64 },
+    /// FOSSology's package agent reads this container itself and has not yet.
+    PackageAgent { mimetype: String },
 }
 
 impl std::fmt::Display for KeepReason {
@@ -84,6 +86,10 @@ impl std::fmt::Display for KeepReason {
             KeepReason::HardLinked { links } => write!(
                 f,
                 "its inode has {links} links, so removing it would free nothing"
+            ),
+            KeepReason::PackageAgent { mimetype } => write!(
+                f,
+                "FOSSology's package agent reads it ({mimetype}) and has no record of it yet"
             ),
         }
     }
@@ -116,6 +122,8 @@ pub struct Pfile {
     pub disk: Disk,
     /// Recorded in `holdfast_slimmed`.
     pub recorded: bool,
+    /// The mimetype pkgagent would still read it for ([`db::pkgagent_pending`]).
+    pub pkgagent: Option<String>,
 }
 
 impl Pfile {
@@ -220,6 +228,7 @@ impl Inventory {
                     childless_in: BTreeSet::new(),
                     disk: Disk::Absent,
                     recorded: false,
+                    pkgagent: None,
                 },
             );
         }
@@ -245,8 +254,10 @@ impl Inventory {
             }
         }
         let recorded = recorded_pfiles(c)?;
+        let mut pending = db::pkgagent_pending(c)?;
         for p in inv.pfiles.values_mut() {
             p.recorded = recorded.contains_key(&p.pk);
+            p.pkgagent = pending.remove(&p.pk);
             p.disk = stat(repo, &p.name, p.size);
         }
         // The unpacker falls back to the gold's copy in `files`, as FOSSology does.
@@ -292,6 +303,9 @@ impl Inventory {
                 .iter()
                 .map(|&upload| KeepReason::NoChildren { upload }),
         );
+        why.extend(p.pkgagent.iter().map(|m| KeepReason::PackageAgent {
+            mimetype: m.clone(),
+        }));
         if let Disk::Present { nlink, .. } | Disk::Short { nlink, .. } = p.disk {
             if nlink > 1 && why.is_empty() {
                 why.push(KeepReason::HardLinked { links: nlink });

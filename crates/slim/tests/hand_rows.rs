@@ -528,3 +528,47 @@ fn a_name_that_is_not_utf8_is_reported_not_a_panic() {
     assert_eq!(names.len(), 1);
     assert_eq!(names[0].1, "caf\u{fffd}.tar");
 }
+
+/// FOSSology's package agent opens RPMs and `.dsc` files in `files` itself: such a container
+/// stays until the agent has recorded it (a `pkg_rpm` row), then it may go like any other.
+#[test]
+fn a_package_the_package_agent_has_not_read_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut st = build(dir.path());
+    let repo = st.fx.s.site.repo.clone();
+    let c = &mut st.fx.c;
+    c.execute(
+        "INSERT INTO mimetype (mimetype_name) SELECT 'application/x-rpm' \
+         WHERE NOT EXISTS (SELECT 1 FROM mimetype WHERE mimetype_name = 'application/x-rpm')",
+        &[],
+    )
+    .unwrap();
+    c.execute(
+        "UPDATE pfile SET pfile_mimetypefk = \
+         (SELECT mimetype_pk FROM mimetype WHERE mimetype_name = 'application/x-rpm') \
+         WHERE pfile_pk = $1",
+        &[&st.t1],
+    )
+    .unwrap();
+    let r = site_report(c, &repo, None).unwrap();
+    let kept = r.kept.iter().find(|k| k.pfile_pk == st.t1).expect("kept");
+    assert_eq!(
+        kept.reasons,
+        vec![KeepReason::PackageAgent {
+            mimetype: "application/x-rpm".into()
+        }]
+    );
+    assert!(r.render().contains("package agent reads it"));
+
+    // Once pkgagent has recorded it, it is a container like any other.
+    c.execute(
+        "INSERT INTO pkg_rpm (pkg_name, pkg_arch, version, rpm_filename, license, packager, \
+         release, build_date, vendor, pfile_fk) \
+         VALUES ('a', 'x86_64', '1', 'a.rpm', 'MIT', 'p', '1', 'today', 'v', $1)",
+        &[&st.t1],
+    )
+    .unwrap();
+    let r = site_report(c, &repo, None).unwrap();
+    assert!(!r.kept.iter().any(|k| k.pfile_pk == st.t1));
+    assert_eq!(r.total.removable.files, 3);
+}

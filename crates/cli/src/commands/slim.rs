@@ -17,7 +17,8 @@ compressed files, packages: rebuildable from the upload's gold) and artifacts (a
 and the like); the bytes shared with other uploads (each file counts once in the total); how \
 much `holdfast slim apply --containers` would free; and every container that is not safe to \
 remove, with the reason: it is a gold file, another upload uses it as a leaf, its upload's gold \
-is missing, unpacking it left no children, or its inode has other links."
+is missing, unpacking it left no file, FOSSology's package agent has yet to read it (an RPM or \
+.dsc), or its inode has other links."
     )]
     Report(ReportArgs),
     /// Remove the containers that can be rebuilt from gold from `files`, and record them.

@@ -189,6 +189,38 @@ pub fn slimmed_records(
     )
 }
 
+/// Mimetypes whose files FOSSology's pkgagent opens in `files` itself (`pkgagent.c`:
+/// `GetMetadata` for RPMs, `GetMetadataDebSource` for `.dsc`), though they are containers.
+pub const PKGAGENT_READS: [&str; 2] = ["application/x-rpm", "application/x-debian-source"];
+
+/// The pfiles pkgagent would still open (one of [`PKGAGENT_READS`], no `pkg_rpm` or
+/// `pkg_deb` row for it yet), with their mimetype.
+pub fn pkgagent_pending(
+    c: &mut postgres::Client,
+) -> Result<std::collections::HashMap<i32, String>, postgres::Error> {
+    let has = |c: &mut postgres::Client, t: &str| -> Result<bool, postgres::Error> {
+        Ok(c.query_one("SELECT to_regclass($1) IS NOT NULL", &[&t])?
+            .get(0))
+    };
+    let mut done = String::new();
+    for t in ["pkg_rpm", "pkg_deb"] {
+        if has(c, t)? {
+            done.push_str(&format!(
+                " AND NOT EXISTS (SELECT 1 FROM {t} k WHERE k.pfile_fk = p.pfile_pk)"
+            ));
+        }
+    }
+    let sql = format!(
+        "SELECT p.pfile_pk, m.mimetype_name FROM pfile p \
+         JOIN mimetype m ON m.mimetype_pk = p.pfile_mimetypefk \
+         WHERE m.mimetype_name = ANY($1){done}"
+    );
+    Ok(c.query(sql.as_str(), &[&PKGAGENT_READS.as_slice()])?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
+}
+
 /// Drops the records of `pfiles` (they are no longer absent on purpose).
 pub fn drop_slimmed(c: &mut postgres::Client, pfiles: &[i32]) -> Result<(), postgres::Error> {
     ensure_slimmed_table(c)?;
