@@ -95,11 +95,34 @@ enum Backend {
     Ldap {
         url: String,
         conn: Mutex<LdapConn>,
+        /// How to bind again after the connection is lost (slapd restarted, an idle
+        /// timeout): the DN and its password, kept in memory only.
+        bind: Option<(String, String)>,
     },
     Ldif {
         path: Option<PathBuf>,
         ldif: Mutex<Ldif>,
     },
+}
+
+/// Connects to `url` and binds as `bind` (anonymously when None).
+fn open_ldap(url: &str, bind: Option<&(String, String)>, timeout: Duration) -> Result<LdapConn> {
+    let settings = LdapConnSettings::new().set_conn_timeout(timeout);
+    let mut conn = LdapConn::with_settings(settings, url).map_err(|source| Error::Down {
+        url: url.into(),
+        source: Box::new(source),
+    })?;
+    if let Some((dn, password)) = bind {
+        conn.with_timeout(timeout)
+            .simple_bind(dn, password)
+            .and_then(|r| r.success())
+            .map_err(|source| Error::Bind {
+                url: url.into(),
+                dn: dn.clone(),
+                source: Box::new(source),
+            })?;
+    }
+    Ok(conn)
 }
 
 /// Handle on the directory. Methods take `&self`; LDAP requests are serialised internally.
@@ -143,21 +166,8 @@ impl Directory {
         base: &str,
         timeout: Duration,
     ) -> Result<Directory> {
-        let settings = LdapConnSettings::new().set_conn_timeout(timeout);
-        let mut conn = LdapConn::with_settings(settings, url).map_err(|source| Error::Down {
-            url: url.into(),
-            source: Box::new(source),
-        })?;
-        if let Some(dn) = bind_dn {
-            conn.with_timeout(timeout)
-                .simple_bind(dn, password.unwrap_or_default())
-                .and_then(|r| r.success())
-                .map_err(|source| Error::Bind {
-                    url: url.into(),
-                    dn: dn.into(),
-                    source: Box::new(source),
-                })?;
-        }
+        let bind = bind_dn.map(|dn| (dn.to_string(), password.unwrap_or_default().to_string()));
+        let conn = open_ldap(url, bind.as_ref(), timeout)?;
         tracing::debug!(url, bind_dn, "connected to LDAP");
         Ok(Directory {
             base: base.into(),
@@ -165,8 +175,35 @@ impl Directory {
             backend: Backend::Ldap {
                 url: url.into(),
                 conn: Mutex::new(conn),
+                bind,
             },
         })
+    }
+
+    /// Runs `op` on the LDAP connection; when the connection itself failed (not an answer
+    /// of the server), connects and binds again and runs it once more: a slapd restarted
+    /// during a run costs one retry, not every later look-up of the run.
+    fn with_ldap<T>(
+        &self,
+        url: &str,
+        conn: &Mutex<LdapConn>,
+        bind: Option<&(String, String)>,
+        op: impl Fn(&mut LdapConn) -> std::result::Result<T, ldap3::LdapError>,
+    ) -> std::result::Result<T, ldap3::LdapError> {
+        let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
+        match op(&mut conn) {
+            Err(e) if !matches!(e, ldap3::LdapError::LdapResult { .. }) => {
+                tracing::warn!(url, "LDAP connection lost ({e}); connecting again");
+                match open_ldap(url, bind, self.timeout) {
+                    Ok(fresh) => {
+                        *conn = fresh;
+                        op(&mut conn)
+                    }
+                    Err(_) => Err(e),
+                }
+            }
+            r => r,
+        }
     }
 
     /// Reads the directory from an LDIF file; writes rewrite that file (atomically).
@@ -354,10 +391,11 @@ impl Directory {
 
     fn search(&self, base: &str, scope: Scope, conds: &[(&str, &str)]) -> Result<Vec<Entry>> {
         match &self.backend {
-            Backend::Ldap { url, conn } => {
+            Backend::Ldap { url, conn, bind } => {
                 let filter = filter(conds);
-                let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
-                let res = paged_search(&mut conn, self.timeout, base, scope, &filter);
+                let res = self.with_ldap(url, conn, bind.as_ref(), |c| {
+                    paged_search(c, self.timeout, base, scope, &filter)
+                });
                 let res = match res {
                     Ok(entries) => entries,
                     // noSuchObject: the base (e.g. a reseller's settings) does not exist
@@ -415,19 +453,18 @@ impl Directory {
     fn replace(&self, uid: &str, mods: &[(&str, Vec<String>)]) -> Result<()> {
         let dn = self.account_dn(uid);
         match &self.backend {
-            Backend::Ldap { url, conn } => {
+            Backend::Ldap { url, conn, bind } => {
                 let m: Vec<Mod<String>> = mods
                     .iter()
                     .map(|(a, vs)| {
                         Mod::Replace(a.to_string(), vs.iter().cloned().collect::<HashSet<_>>())
                     })
                     .collect();
-                let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
-                match conn
-                    .with_timeout(self.timeout)
-                    .modify(&dn, m)
-                    .and_then(|r| r.success())
-                {
+                match self.with_ldap(url, conn, bind.as_ref(), |c| {
+                    c.with_timeout(self.timeout)
+                        .modify(&dn, m.clone())
+                        .and_then(|r| r.success())
+                }) {
                     Ok(_) => Ok(()),
                     Err(ldap3::LdapError::LdapResult { result }) if result.rc == 32 => {
                         Err(Error::NoAccount {

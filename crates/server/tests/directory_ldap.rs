@@ -215,3 +215,23 @@ fn size_limits_are_reported_not_silently_cut() {
     let d = Directory::open(&cfg).unwrap();
     assert_eq!(d.accounts_for_host("big.test").unwrap().len(), 600);
 }
+
+/// slapd restarted under a long run (an upgrade, a crash): the next request connects and
+/// binds again instead of failing, and every later one of the run with it.
+#[test]
+fn a_restarted_slapd_is_reconnected_to() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut slapd = Slapd::start(tmp.path()).unwrap();
+    let d = Directory::open(&config(&slapd)).unwrap();
+    assert_eq!(d.accounts().unwrap().len(), 3);
+    slapd.restart().unwrap();
+    assert_eq!(d.accounts().unwrap().len(), 3);
+    assert!(d.person("3000001").unwrap().is_some());
+    d.set_sizes("4000002", 42, 7).unwrap();
+    // Down for good: an error naming the server, not a hang.
+    slapd.stop();
+    match d.accounts() {
+        Err(e) => assert!(e.to_string().contains(&slapd.url), "{e}"),
+        Ok(a) => panic!("read {} accounts from a stopped slapd", a.len()),
+    }
+}

@@ -37,7 +37,7 @@ impl Slapd {
 
     /// Starts slapd in `dir` with the shipped schema, loaded with the given LDIF files in order.
     pub fn start_with(dir: &Path, ldifs: &[PathBuf]) -> Result<Slapd> {
-        let slapd = crate::require("slapd");
+        crate::require("slapd");
         let slapadd = crate::require("slapadd");
         std::fs::create_dir_all(dir.join("db"))?;
         let dir = dir.canonicalize()?;
@@ -88,17 +88,6 @@ impl Slapd {
         }
         let port = holdfast_sandbox::cluster::free_port();
         let url = format!("ldap://127.0.0.1:{port}/");
-        let child = Command::new(&slapd)
-            .arg("-f")
-            .arg(&conf_path)
-            .arg("-h")
-            .arg(&url)
-            .args(["-d", "0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("slapd.log"))?)
-            .spawn()
-            .context("start slapd")?;
         let mut s = Slapd {
             dir,
             port,
@@ -106,8 +95,36 @@ impl Slapd {
             base: BASE.into(),
             bind_dn: ROOT_DN.into(),
             password_file,
-            child: Some(child),
+            child: None,
         };
+        s.run()?;
+        Ok(s)
+    }
+
+    /// Stops slapd and starts it again on the same port with the same data (a restart an
+    /// LDAP client has to survive).
+    pub fn restart(&mut self) -> Result<()> {
+        self.stop();
+        self.run()
+    }
+
+    /// Starts slapd on this instance's port and waits until a root bind succeeds.
+    fn run(&mut self) -> Result<()> {
+        let s = self;
+        let port = s.port;
+        s.child = Some(
+            Command::new(crate::require("slapd"))
+                .arg("-f")
+                .arg(s.dir.join("slapd.conf"))
+                .arg("-h")
+                .arg(&s.url)
+                .args(["-d", "0"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(s.dir.join("slapd.log"))?)
+                .spawn()
+                .context("start slapd")?,
+        );
         let until = Instant::now() + Duration::from_secs(15);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Some(Ok(Some(st))) = s.child.as_mut().map(|c| c.try_wait()) {
@@ -137,7 +154,7 @@ impl Slapd {
                 .context("run ldapwhoami")?
                 .success();
             if ok {
-                return Ok(s);
+                return Ok(());
             }
             if Instant::now() > until {
                 bail!(
