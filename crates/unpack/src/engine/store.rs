@@ -109,18 +109,23 @@ pub(super) fn store(ctx: &Ctx, src: &Src, h: &Hashes, container: bool) {
         cleanup();
         return;
     }
+    // Unique per writer: two tasks may store the same content at once.
+    let part = target.with_extension(format!(
+        "part{}-{}",
+        std::process::id(),
+        ctx.counter.fetch_add(1, Relaxed)
+    ));
+    // FOSSology's owner and mode are set before a file takes its name: one that has its
+    // name is skipped by every later run, so a crash in between must not leave it wrong.
     let res = (|| -> io::Result<()> {
         ctx.repo.ensure_parent(&target)?;
-        // Unique per writer: two tasks may store the same content at once.
-        let part = target.with_extension(format!(
-            "part{}-{}",
-            std::process::id(),
-            ctx.counter.fetch_add(1, Relaxed)
-        ));
+        let finish = |p: &std::path::Path| ctx.repo.finish_file(p);
         match src {
             Src::Temp(p) => {
+                finish(p)?;
                 if std::fs::rename(p, &target).is_err() {
                     std::fs::copy(p, &part)?;
+                    finish(&part)?;
                     std::fs::rename(&part, &target)?;
                     let _ = std::fs::remove_file(p);
                 }
@@ -128,18 +133,25 @@ pub(super) fn store(ctx: &Ctx, src: &Src, h: &Hashes, container: bool) {
             }
             Src::Mem(v) => {
                 std::fs::write(&part, &v[..])?;
+                finish(&part)?;
                 std::fs::rename(&part, &target)?;
             }
             Src::Fixed(p) => {
-                if std::fs::hard_link(p, &target).is_err() {
+                if std::fs::hard_link(p, &target).is_ok() {
+                    // The gold's own inode, as in FOSSology: its owner and mode are the file's.
+                    finish(&target)?;
+                } else {
                     std::fs::copy(p, &part)?;
+                    finish(&part)?;
                     std::fs::rename(&part, &target)?;
                 }
             }
         }
-        // FOSSology's owner and mode (a hard-linked gold file shares them, as in FOSSology).
-        ctx.repo.finish_file(&target)
+        Ok(())
     })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&part);
+    }
     match res {
         Ok(()) => {
             ctx.written.fetch_add(1, Relaxed);
