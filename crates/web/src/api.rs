@@ -86,17 +86,25 @@ pub async fn job(State(st): State<AppState>, Path(id): Path<i64>) -> ApiResult {
 /// Prometheus text: the recovery queue, plus the backup server's metrics when wired in.
 pub async fn metrics(State(st): State<AppState>) -> Result<Response, ApiError> {
     let restoring = holdfast_site::restoring::restoring(&st.site).is_some();
-    let counts = st
-        .pool
-        .run(|c| Ok(holdfast_recover::RecoveryQueue::counts(c)?))
-        .await?;
+    // Nothing touches the database a restore is loading: the queue's table and index are in
+    // the dump, and creating them first makes psql stop on "already exists".
+    let counts = if restoring {
+        Vec::new()
+    } else {
+        st.pool
+            .run(|c| Ok(holdfast_recover::RecoveryQueue::counts(c)?))
+            .await?
+    };
     let mut out = format!(
         "# HELP holdfast_restore_in_progress 1 while a restore of this site is unfinished (killed or failed).\n\
          # TYPE holdfast_restore_in_progress gauge\nholdfast_restore_in_progress {}\n\
          # HELP holdfast_recovery_jobs Recovery jobs by state.\n# TYPE holdfast_recovery_jobs gauge\n",
         u8::from(restoring)
     );
-    for s in ["queued", "running", "done", "failed"] {
+    for s in ["queued", "running", "done", "failed"]
+        .into_iter()
+        .filter(|_| !restoring)
+    {
         let n = counts.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
         out.push_str(&format!("holdfast_recovery_jobs{{state=\"{s}\"}} {n}\n"));
     }

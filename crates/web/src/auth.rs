@@ -390,10 +390,19 @@ fn urlencode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
-/// Only our own pages: a path, never `//host` or a scheme.
+/// Only our own pages: a path of printable ASCII, never `//host` or a scheme. Browsers drop
+/// tabs and newlines from a `Location` before reading it, so `/\t/evil.example` would be
+/// `//evil.example`: any control character refuses the path.
 fn safe_next(n: Option<&str>) -> String {
     match n {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.into(),
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.contains('\\')
+                && n.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            n.into()
+        }
         _ => "/".into(),
     }
 }
@@ -546,5 +555,8 @@ mod tests {
         assert_eq!(same_origin(&HeaderMap::new(), "x"), None);
         assert_eq!(safe_next(Some("//evil.example/")), "/");
         assert_eq!(safe_next(Some("/upload/1")), "/upload/1");
+        // A browser reads `/\t/evil.example/` as `//evil.example/`.
+        assert_eq!(safe_next(Some("/\t/evil.example/")), "/");
+        assert_eq!(safe_next(Some("/\n/evil.example/")), "/");
     }
 }

@@ -290,7 +290,10 @@ impl Server {
                 site.conf_dir.join("Db.conf").display()
             )
         })?;
-        RecoveryQueue::ensure_schema(&mut c)?;
+        // Not while a restore loads the database: the dump creates the table itself.
+        if holdfast_site::restoring::restoring(&site).is_none() {
+            RecoveryQueue::ensure_schema(&mut c)?;
+        }
         drop(c);
         let std_listener = std::net::TcpListener::bind(&cfg.listen).with_context(|| {
             format!(
