@@ -276,7 +276,10 @@ async fn fetch_one(
     if let Some(parent) = dest.parent() {
         std::fs::create_dir_all(parent).map_err(io_err(parent))?;
     }
-    let tmp = dest.with_extension("holdfast-fetch");
+    // Beside its file under its whole name: `report/X` and `report/X.pdf` download at once.
+    let mut tmp_name = dest.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".holdfast-fetch");
+    let tmp = dest.with_file_name(tmp_name);
     let mut f = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
     let h = read_object(store, key, Some(&mut f))
         .await
@@ -311,7 +314,8 @@ pub(crate) fn fetch_paths(
     let (mut files, mut total, mut bads) = (0u64, 0u64, Vec::new());
     use futures::StreamExt;
     // Resume: a file already here at the size its name says was fetched whole (each is
-    // written aside and renamed into place).
+    // written aside and renamed into place). One not named by its content (a report, a log)
+    // cannot be judged by what is there: it is always fetched.
     let objects = objects_of(list);
     let todo: Vec<(&String, &String)> = objects
         .iter()
@@ -324,7 +328,7 @@ pub(crate) fn fetch_paths(
                 .map(|n| n.size);
             match (std::fs::metadata(pool_dir.join(rel)), want) {
                 (Ok(m), Some(w)) => m.len() != w,
-                (Ok(_), None) => false,
+                (Ok(_), None) => true,
                 (Err(_), _) => true,
             }
         })

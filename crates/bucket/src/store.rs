@@ -96,6 +96,27 @@ struct SpoolUpload {
     path: std::path::PathBuf,
 }
 
+/// Reads the chunks a download thread sends; the end of the object is the thread's end, an
+/// error is the read's.
+struct ChunkReader {
+    rx: std::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
+    chunk: bytes::Bytes,
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.rx.recv() {
+                Ok(c) => self.chunk = c?,
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk.split_to(n));
+        Ok(n)
+    }
+}
+
 mod tempdir {
     /// A private spool folder removed on drop.
     pub struct Dir(pub std::path::PathBuf);
@@ -157,33 +178,36 @@ impl Store for BucketStore {
     }
 
     fn open(&self, rel: &str) -> Result<Box<dyn Read + Send>, StoreError> {
-        // Streamed through a pipe by a thread driving the GET on the bucket's runtime, so
-        // a dump of many GB is never held in memory.
-        let (reader, mut writer) = std::io::pipe().map_err(|source| StoreError::Io {
-            path: rel.into(),
-            source,
-        })?;
+        // Streamed in chunks by a thread driving the GET on the bucket's runtime, so a dump
+        // of many GB is never held in memory. A failed read reaches the reader as an error:
+        // a stream cut short must never look like the end of the object (a restore would
+        // load a truncated dump).
+        let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<bytes::Bytes>>(16);
         let store = self.bucket.store.clone();
         let key = self.bucket.key(rel);
         let handle = self.bucket.rt.handle().clone();
         let got = handle
             .block_on(store.get(&key))
             .map_err(|e| self.err(self.bucket.err(format!("read {rel}"), e)))?;
+        let what = format!("{}: read {rel}", self.display());
         std::thread::spawn(move || {
             use futures::StreamExt;
             handle.block_on(async move {
                 let mut s = got.into_stream();
                 while let Some(chunk) = s.next().await {
-                    // A read error ends the stream early: the reader sees a short file,
-                    // which the dump's sha256 check refuses.
-                    let Ok(chunk) = chunk else { return };
-                    if writer.write_all(&chunk).is_err() {
+                    let item = chunk.map_err(|e| std::io::Error::other(format!("{what}: {e}")));
+                    let failed = item.is_err();
+                    // The reader went away, or the error is sent: nothing more to do.
+                    if tx.send(item).is_err() || failed {
                         return;
                     }
                 }
             })
         });
-        Ok(Box::new(reader))
+        Ok(Box::new(ChunkReader {
+            rx,
+            chunk: bytes::Bytes::new(),
+        }))
     }
 
     fn snapshots(&self) -> Result<Vec<Snapshot>, StoreError> {
