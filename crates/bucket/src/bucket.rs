@@ -4,8 +4,9 @@
 //! Uploads prove their arrival: a FOSSology file's name holds its md5, and S3's ETag of an
 //! object sent in one piece is the md5 of its bytes (sent in parts: the md5 of the parts'
 //! md5s, then `-N`), so holdfast computes what the ETag must be while it reads the file and
-//! compares it with what the server answers. Servers whose ETag is not md5-shaped (some
-//! encrypt at rest and answer something else) are only checked for size.
+//! compares it with what the server answers. An ETag that is not that md5 proves nothing
+//! either way (SSE-KMS and SSE-C answer another 32-digit value, some servers something
+//! else): such an object is read back and hashed before it counts as copied.
 
 use crate::config::{BucketConfig, Credentials};
 use crate::BucketError;
@@ -214,14 +215,23 @@ impl Bucket {
             .map_err(|e| self.err(format!("read {rel}"), e))
     }
 
+    /// Writes a small object (a list, a manifest) and proves it arrived: by its ETag, else
+    /// by reading it back.
     pub fn put_bytes(&self, rel: &str, data: Vec<u8>) -> Result<(), BucketError> {
         let key = self.key(rel);
         let want = hex::encode(Md5::digest(&data));
         let r = self
             .rt
-            .block_on(self.writer.put(&key, PutPayload::from(data)))
+            .block_on(self.writer.put(&key, PutPayload::from(data.clone())))
             .map_err(|e| self.err(format!("write {rel}"), e))?;
-        check_etag(&self.display(), rel, &r, &want).map(|_| ())
+        if check_etag(rel, &r, &want) || self.read(rel)?.as_deref() == Some(&data[..]) {
+            return Ok(());
+        }
+        Err(BucketError::Corrupt {
+            bucket: self.display(),
+            key: rel.to_string(),
+            why: "read back, it is not what was written".into(),
+        })
     }
 
     pub fn delete(&self, rel: &str) -> Result<(), BucketError> {
@@ -233,32 +243,19 @@ impl Bucket {
     }
 }
 
-/// Compares the server's ETag with the one the sent bytes must have.
-pub(crate) fn check_etag(
-    bucket: &str,
-    rel: &str,
-    r: &PutResult,
-    want: &str,
-) -> Result<bool, BucketError> {
-    let Some(got) = r
+/// Whether the server's ETag proves the sent bytes arrived: it is the md5 they must have.
+/// Anything else leaves the object to be read back (an encrypting server's ETag is not an
+/// md5 even when it looks like one).
+pub(crate) fn check_etag(rel: &str, r: &PutResult, want: &str) -> bool {
+    let got = r
         .e_tag
         .as_deref()
-        .map(|e| e.trim_matches('"').to_ascii_lowercase())
-    else {
-        return Ok(false);
-    };
-    let md5_shaped = got
-        .split('-')
-        .next()
-        .is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()));
-    if md5_shaped && got != want {
-        return Err(BucketError::Arrival {
-            bucket: bucket.to_string(),
-            key: rel.to_string(),
-            why: format!("the server's ETag {got} is not the sent bytes' {want}"),
-        });
+        .map(|e| e.trim_matches('"').to_ascii_lowercase());
+    let proved = got.as_deref() == Some(want);
+    if !proved {
+        tracing::debug!(key = rel, etag = ?got, want, "ETag proves nothing; read back");
     }
-    Ok(md5_shaped)
+    proved
 }
 
 /// Sends what `src` reads to `rel`: in one piece below the multipart threshold, else in
@@ -306,7 +303,7 @@ pub(crate) async fn put_reader(
             .put(&key, PutPayload::from(buf))
             .await
             .map_err(|e| store_err("write", e))?;
-        let etag_proved = check_etag(&bucket, &rel, &r, &whole_md5)?;
+        let etag_proved = check_etag(&rel, &r, &whole_md5);
         return Ok(Sent {
             bytes: total,
             parts: 1,
@@ -368,7 +365,7 @@ pub(crate) async fn put_reader(
         .await
         .map_err(|e| store_err("complete multipart upload of", e))?;
     let want = format!("{}-{parts}", hex::encode(Md5::digest(&part_md5s)));
-    let etag_proved = check_etag(&bucket, &rel, &r, &want)?;
+    let etag_proved = check_etag(&rel, &r, &want);
     Ok(Sent {
         bytes: total,
         parts,
@@ -411,7 +408,27 @@ pub(crate) fn judge(
 
 #[cfg(test)]
 mod tests {
-    use super::fill;
+    use super::{check_etag, fill};
+    use object_store::PutResult;
+
+    #[test]
+    fn only_the_md5_the_bytes_must_have_proves_an_upload() {
+        let want = "9dd4e461268c8034f5c8564e155c67a6";
+        let put = |e: Option<&str>| PutResult {
+            e_tag: e.map(str::to_string),
+            version: None,
+            extensions: Default::default(),
+        };
+        assert!(check_etag("k", &put(Some(&format!("\"{want}\""))), want));
+        // SSE-KMS: 32 hex digits, not the md5: read back, not refused.
+        assert!(!check_etag(
+            "k",
+            &put(Some("\"8a2b0c5e3f1d4e6a9b7c0d1e2f3a4b5c\"")),
+            want
+        ));
+        assert!(!check_etag("k", &put(Some("\"opaque\"")), want));
+        assert!(!check_etag("k", &put(None), want));
+    }
 
     #[test]
     fn fill_stops_at_the_mark_and_says_when_the_source_ended() {

@@ -38,12 +38,6 @@ pub enum BucketError {
         what: String,
         why: String,
     },
-    #[error("bucket {bucket}: {key} arrived damaged: {why}")]
-    Arrival {
-        bucket: String,
-        key: String,
-        why: String,
-    },
     #[error("bucket {bucket}: {key} is unusable: {why}")]
     Corrupt {
         bucket: String,
