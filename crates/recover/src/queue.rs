@@ -319,6 +319,18 @@ impl RecoveryQueue {
         Ok(RecoveryState::parse(r.get(0)))
     }
 
+    /// Puts running job `id` back in the queue as it was before it was claimed: a stop
+    /// signal cut it off, which is no failure of the job and costs it no attempt.
+    pub fn release(&self, c: &mut postgres::Client, id: i64) -> Result<()> {
+        c.execute(
+            "UPDATE holdfast_recovery SET state = 'queued', attempts = greatest(attempts - 1, 0), \
+               not_before = now(), message = 'stopped with holdfast serve; queued again' \
+             WHERE rj_pk = $1 AND state = 'running'",
+            &[&id],
+        )?;
+        Ok(())
+    }
+
     /// Running jobs whose worker went silent: queued again (or failed when out of attempts).
     pub fn requeue_stale(&self, c: &mut postgres::Client) -> Result<u64> {
         Self::ensure_schema(c)?;

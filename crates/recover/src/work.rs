@@ -91,6 +91,12 @@ pub fn work_job(
             );
             Ok(RecoveryState::Done)
         }
+        // Cut off by a stop signal (serve stopping, a restart): queued again as it was.
+        Err(e) if holdfast_site::interrupt::requested() => {
+            q.release(&mut c, job.id)?;
+            tracing::info!(job = job.id, upload = job.upload_fk, error = %e, "recovery stopped; queued again");
+            Ok(RecoveryState::Queued)
+        }
         Err(e) => {
             let permanent = matches!(
                 e,

@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 /// they can run.
 pub type Busy = Arc<Mutex<Option<String>>>;
 
-/// Starts `cfg.workers` threads; they finish their current job and end once `stop` is set.
+/// Starts `cfg.workers` threads; they end once `stop` is set (a job a stop signal cuts off is
+/// queued again as it was).
 /// With `lock_file`, each job runs under that lock taken shared; `busy` says when it cannot.
 pub fn start(
     site: Arc<Site>,

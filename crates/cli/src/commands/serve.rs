@@ -11,7 +11,8 @@ use std::time::Duration;
 and repository: browse uploads and their trees, see a file's content, or, for a file that is \
 not in the repository, whether its gold is there and a button to recover it. Recovery jobs are \
 queued in the database table holdfast_recovery and worked by this process. Also /metrics \
-(Prometheus) and /healthz. Stops on Ctrl-C or SIGTERM after the running recovery finishes."
+(Prometheus) and /healthz. Stops on Ctrl-C or SIGTERM; a recovery under way is cut off and \
+queued again without using one of its attempts, and the next start works it."
 )]
 pub struct Args {
     /// Address to listen on (default from [web] listen, 127.0.0.1:8340).
