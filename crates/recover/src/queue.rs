@@ -89,11 +89,12 @@ pub struct RecoveryJob {
 impl RecoveryJob {
     /// Percent of the files that were missing at the start which are back.
     pub fn percent(&self) -> u32 {
-        if self.state == RecoveryState::Done {
-            return 100;
-        }
         if self.files_total <= 0 {
-            return 0;
+            return if self.state == RecoveryState::Done {
+                100
+            } else {
+                0
+            };
         }
         ((self.files_done.min(self.files_total) * 100) / self.files_total) as u32
     }
@@ -268,34 +269,37 @@ impl RecoveryQueue {
     pub fn heartbeat(
         &self,
         c: &mut postgres::Client,
-        id: i64,
+        job: &RecoveryJob,
         total: i64,
         done: i64,
     ) -> Result<()> {
         c.execute(
             "UPDATE holdfast_recovery SET heartbeat = now(), files_total = $2, files_done = $3 \
-             WHERE rj_pk = $1 AND state = 'running'",
-            &[&id, &total, &done],
+             WHERE rj_pk = $1 AND state = 'running' AND worker IS NOT DISTINCT FROM $4",
+            &[&job.id, &total, &done, &job.worker],
         )?;
         Ok(())
     }
 
     /// Records success: files written, and how many are still missing (explained in message).
+    /// False when the job is no longer this claim's (it went silent and another worker took
+    /// it over): that worker's result will be recorded instead.
     pub fn finish_done(
         &self,
         c: &mut postgres::Client,
-        id: i64,
+        job: &RecoveryJob,
         written: i64,
         still_missing: i64,
         message: &str,
-    ) -> Result<()> {
-        c.execute(
+    ) -> Result<bool> {
+        let n = c.execute(
             "UPDATE holdfast_recovery SET state = 'done', finished_at = now(), heartbeat = now(), \
                files_done = GREATEST(files_total - $3, 0), files_written = $2, still_missing = $3, \
-               message = $4 WHERE rj_pk = $1",
-            &[&id, &written, &still_missing, &message],
+               message = $4 \
+             WHERE rj_pk = $1 AND state = 'running' AND worker IS NOT DISTINCT FROM $5",
+            &[&job.id, &written, &still_missing, &message, &job.worker],
         )?;
-        Ok(())
+        Ok(n == 1)
     }
 
     /// Records a failed attempt: queued again after a pause, or `failed` for good when the
@@ -303,30 +307,32 @@ impl RecoveryQueue {
     pub fn finish_failed(
         &self,
         c: &mut postgres::Client,
-        id: i64,
+        job: &RecoveryJob,
         message: &str,
         permanent: bool,
     ) -> Result<RecoveryState> {
         let secs = self.retry_after.as_secs_f64();
-        let r = c.query_one(
+        let r = c.query_opt(
             "UPDATE holdfast_recovery SET \
                state = CASE WHEN $3 OR attempts >= max_attempts THEN 'failed' ELSE 'queued' END, \
                finished_at = CASE WHEN $3 OR attempts >= max_attempts THEN now() END, \
                not_before = now() + make_interval(secs => $4), message = $2 \
-             WHERE rj_pk = $1 RETURNING state",
-            &[&id, &message, &permanent, &secs],
+             WHERE rj_pk = $1 AND state = 'running' AND worker IS NOT DISTINCT FROM $5 \
+             RETURNING state",
+            &[&job.id, &message, &permanent, &secs, &job.worker],
         )?;
-        Ok(RecoveryState::parse(r.get(0)))
+        // Taken over by another worker: the job runs on there.
+        Ok(r.map_or(RecoveryState::Running, |r| RecoveryState::parse(r.get(0))))
     }
 
     /// Puts running job `id` back in the queue as it was before it was claimed: a stop
     /// signal cut it off, which is no failure of the job and costs it no attempt.
-    pub fn release(&self, c: &mut postgres::Client, id: i64) -> Result<()> {
+    pub fn release(&self, c: &mut postgres::Client, job: &RecoveryJob) -> Result<()> {
         c.execute(
             "UPDATE holdfast_recovery SET state = 'queued', attempts = greatest(attempts - 1, 0), \
                not_before = now(), message = 'stopped with holdfast serve; queued again' \
-             WHERE rj_pk = $1 AND state = 'running'",
-            &[&id],
+             WHERE rj_pk = $1 AND state = 'running' AND worker IS NOT DISTINCT FROM $2",
+            &[&job.id, &job.worker],
         )?;
         Ok(())
     }

@@ -32,7 +32,7 @@ pub fn work_job(
         .map(|r| PfileName::parse(&r.name).map_or(0, |n| n.size))
         .collect();
     let total = paths.len() as i64;
-    q.heartbeat(&mut c, job.id, total, 0)?;
+    q.heartbeat(&mut c, job, total, 0)?;
     tracing::info!(
         job = job.id,
         upload = job.upload_fk,
@@ -43,7 +43,8 @@ pub fn work_job(
     let stop = AtomicBool::new(false);
     let outcome = std::thread::scope(|s| {
         s.spawn(|| {
-            let Ok(mut c) = site.connect() else { return };
+            // A lost connection is opened again: a silent job is taken over by another worker.
+            let mut c = None;
             while !stop.load(Ordering::SeqCst) {
                 for _ in 0..10 {
                     if stop.load(Ordering::SeqCst) {
@@ -56,7 +57,15 @@ pub fn work_job(
                     .zip(&sizes)
                     .filter(|(p, size)| std::fs::metadata(p).is_ok_and(|m| m.len() == **size))
                     .count() as i64;
-                let _ = q.heartbeat(&mut c, job.id, total, done);
+                if c.is_none() {
+                    c = site.connect().ok();
+                }
+                if let Some(conn) = c.as_mut() {
+                    if let Err(e) = q.heartbeat(conn, job, total, done) {
+                        tracing::warn!(job = job.id, "heartbeat failed ({e}); connecting again");
+                        c = None;
+                    }
+                }
             }
         });
         let r = recover_upload(site, cfg, job.upload_fk);
@@ -81,7 +90,13 @@ pub fn work_job(
                 }
                 m
             };
-            q.finish_done(&mut c, job.id, written, o.missing.len() as i64, &message)?;
+            if !q.finish_done(&mut c, job, written, o.missing.len() as i64, &message)? {
+                tracing::warn!(
+                    job = job.id,
+                    "another worker took this job over while it ran; its result stands"
+                );
+                return Ok(RecoveryState::Running);
+            }
             tracing::info!(
                 job = job.id,
                 upload = job.upload_fk,
@@ -93,7 +108,7 @@ pub fn work_job(
         }
         // Cut off by a stop signal (serve stopping, a restart): queued again as it was.
         Err(e) if holdfast_site::interrupt::requested() => {
-            q.release(&mut c, job.id)?;
+            q.release(&mut c, job)?;
             tracing::info!(job = job.id, upload = job.upload_fk, error = %e, "recovery stopped; queued again");
             Ok(RecoveryState::Queued)
         }
@@ -102,7 +117,7 @@ pub fn work_job(
                 e,
                 RecoverError::GoldMissing { .. } | RecoverError::NoUpload(_)
             );
-            let state = q.finish_failed(&mut c, job.id, &e.to_string(), permanent)?;
+            let state = q.finish_failed(&mut c, job, &e.to_string(), permanent)?;
             tracing::warn!(job = job.id, upload = job.upload_fk, error = %e, state = state.as_str(), "recovery attempt failed");
             Ok(state)
         }

@@ -145,6 +145,50 @@ fn a_job_left_running_by_a_dead_worker_is_reunpacked() {
     ));
 }
 
+/// A worker whose job was taken over (it went silent, another claimed it) records nothing:
+/// the job stays the new worker's, so one upload never has two jobs that look settled.
+#[test]
+fn a_taken_over_job_is_not_finished_by_its_first_worker() {
+    let f = fixture();
+    let u = f.uploads[2];
+    let q = RecoveryQueue {
+        stale_after: Duration::from_secs(1),
+        ..Default::default()
+    };
+    let mut c = f.s.site.connect().unwrap();
+    let (job, _) = q.enqueue(&mut c, u, "web").unwrap();
+    let a = q.claim_next(&mut c, "A").unwrap().unwrap();
+    c.execute(
+        "UPDATE holdfast_recovery SET heartbeat = now() - interval '1 hour' WHERE rj_pk = $1",
+        &[&job.id],
+    )
+    .unwrap();
+    assert_eq!(q.requeue_stale(&mut c).unwrap(), 1);
+    let b = q.claim_next(&mut c, "B").unwrap().unwrap();
+    assert_eq!(b.id, a.id);
+    assert!(!q.finish_done(&mut c, &a, 3, 0, "done by A").unwrap());
+    assert_eq!(
+        q.finish_failed(&mut c, &a, "failed in A", false).unwrap(),
+        RecoveryState::Running
+    );
+    q.heartbeat(&mut c, &a, 9, 9).unwrap();
+    let now = q.get(&mut c, job.id).unwrap();
+    assert_eq!(now.state, RecoveryState::Running, "{now:?}");
+    assert_eq!(now.worker.as_deref(), Some("B"));
+    assert_eq!(now.files_total, 0, "A's heartbeat wrote B's row");
+    assert!(q.finish_done(&mut c, &b, 3, 1, "done by B").unwrap());
+    let done = q.get(&mut c, job.id).unwrap();
+    assert_eq!(done.state, RecoveryState::Done);
+    // Done with one of its files still missing: not shown as 100 %.
+    assert_eq!(done.still_missing, 1);
+    let shown = holdfast_recover::RecoveryJob {
+        files_total: 4,
+        files_done: 3,
+        ..done
+    };
+    assert_eq!(shown.percent(), 75);
+}
+
 #[test]
 fn missing_gold_fails_for_good_and_says_so() {
     let f = fixture();
