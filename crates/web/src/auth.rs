@@ -61,6 +61,16 @@ pub struct Auth {
     secure_cookie: bool,
     allowed_hosts: Vec<String>,
     pages: Arc<Pages>,
+    /// Password checks at once (bcrypt is CPU work): guessers queue here, neither on the
+    /// pages' database connections nor on every core.
+    checks: tokio::sync::Semaphore,
+}
+
+/// A bcrypt hash of FOSSology's cost (10) to check an unknown user's password against, so
+/// that how long a failed login takes does not tell whether the user exists.
+fn decoy_hash() -> &'static str {
+    static H: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    H.get_or_init(|| bcrypt::hash(random_hex(), 10).unwrap_or_default())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -156,6 +166,7 @@ impl Auth {
                 .map(|h| h.to_ascii_lowercase())
                 .collect(),
             pages,
+            checks: tokio::sync::Semaphore::new(2),
         })
     }
 
@@ -446,18 +457,33 @@ pub async fn login(State(auth): State<Arc<Auth>>, Form(mut f): Form<LoginForm>) 
             Ok(ok)
         }
         Some(pool) => {
-            let (name, password, min) = (f.user.clone(), f.password.clone(), auth.min_perm);
-            pool.run(move |c| {
-                let Some(u) = holdfast_site::users::find(c, &name)? else {
-                    return Ok(false);
-                };
-                let pass_ok = u
-                    .pass
-                    .as_deref()
-                    .is_some_and(|p| password_matches(&password, p, u.seed.as_deref()));
-                Ok(pass_ok && u.active && u.perm >= min)
-            })
-            .await
+            let name = f.user.clone();
+            // The row only: the connection goes back before the password is checked.
+            match pool
+                .run(move |c| Ok(holdfast_site::users::find(c, &name)?))
+                .await
+            {
+                Err(e) => Err(e),
+                Ok(user) => {
+                    let _turn = auth.checks.acquire().await;
+                    let (password, min) = (f.password.clone(), auth.min_perm);
+                    let checked = tokio::task::spawn_blocking(move || match user {
+                        Some(u) => {
+                            let pass_ok = u
+                                .pass
+                                .as_deref()
+                                .is_some_and(|p| password_matches(&password, p, u.seed.as_deref()));
+                            pass_ok && u.active && u.perm >= min
+                        }
+                        None => {
+                            let _ = password_matches(&password, decoy_hash(), None);
+                            false
+                        }
+                    })
+                    .await;
+                    Ok(checked.unwrap_or(false))
+                }
+            }
         }
         None => Ok(false),
     };

@@ -316,3 +316,50 @@ fn load_keeps_fossology_connections_free_and_slow_clients_are_dropped() {
     // And the server still answers.
     assert_eq!(http(a, "GET", "/healthz", None).status, 200);
 }
+
+/// Password guessing neither holds the pages' database connections while bcrypt runs nor
+/// lets anyone else's page wait for it: with one connection, a burst of wrong passwords for
+/// a user of FOSSology's real cost leaves the API answering.
+#[test]
+fn wrong_passwords_do_not_lock_the_pages_out() {
+    let f = fixture();
+    {
+        let mut c = f.s.site.connect().unwrap();
+        let h = bcrypt::hash_with_result("right one", 13)
+            .unwrap()
+            .format_for_version(bcrypt::Version::TwoY);
+        c.execute(
+            "INSERT INTO users (user_name, user_email, user_seed, user_pass, user_perm, root_folder_fk) \
+             VALUES ('slow', 'slow', 'Seed', $1, 10, 1)",
+            &[&h],
+        )
+        .unwrap();
+    }
+    let srv = start_with(&f, |c| {
+        c.db_connections = 1;
+        c.db_wait_secs = 1;
+    });
+    let a = srv.addr;
+    let origin = format!("http://{a}");
+    let guesses: Vec<_> = (0..8)
+        .map(|i| {
+            let origin = origin.clone();
+            std::thread::spawn(move || {
+                http_with(
+                    a,
+                    "POST",
+                    "/login",
+                    &[("Origin", &origin)],
+                    form(&format!("user=slow&password=guess{i}")),
+                )
+                .status
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let r = http(a, "GET", "/api/uploads", None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    for g in guesses {
+        assert_eq!(g.join().unwrap(), 401, "each guess is refused");
+    }
+}
