@@ -24,8 +24,17 @@ pub struct UploadRow {
 }
 
 pub fn uploads(c: &mut postgres::Client, repo: &Repository) -> anyhow::Result<Vec<UploadRow>> {
+    rows(c, repo, None)
+}
+
+/// Every upload's row, or only `only`'s (one page needs one, not the site's).
+fn rows(
+    c: &mut postgres::Client,
+    repo: &Repository,
+    only: Option<i32>,
+) -> anyhow::Result<Vec<UploadRow>> {
     let mut out = Vec::new();
-    for u in db::uploads::listing(c)? {
+    for u in db::uploads::listing(c, only)? {
         out.push(UploadRow {
             upload_pk: u.pk,
             filename: u.filename,
@@ -45,9 +54,7 @@ pub fn upload(
     repo: &Repository,
     upload: i32,
 ) -> anyhow::Result<Option<UploadRow>> {
-    Ok(uploads(c, repo)?
-        .into_iter()
-        .find(|u| u.upload_pk == upload))
+    Ok(rows(c, repo, Some(upload))?.into_iter().next())
 }
 
 /// The uploadtree table of `upload`, or an error naming it when it does not exist.

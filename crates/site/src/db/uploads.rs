@@ -139,17 +139,24 @@ pub struct Listed {
 }
 
 /// Every upload with its gold, by `upload_pk`.
-pub fn listing(c: &mut postgres::Client) -> Result<Vec<Listed>, postgres::Error> {
+pub fn listing(
+    c: &mut postgres::Client,
+    only: Option<i32>,
+) -> Result<Vec<Listed>, postgres::Error> {
     Ok(c.query(
-        "SELECT u.upload_pk, u.upload_filename, u.upload_desc, \
+        &format!(
+            "SELECT u.upload_pk, {}, u.upload_desc, \
                to_char(u.upload_ts, 'YYYY-MM-DD HH24:MI'), p.pfile_sha1, p.pfile_md5, p.pfile_size \
-             FROM upload u LEFT JOIN pfile p ON p.pfile_pk = u.pfile_fk ORDER BY u.upload_pk",
-        &[],
+             FROM upload u LEFT JOIN pfile p ON p.pfile_pk = u.pfile_fk \
+             WHERE $1::int4 IS NULL OR u.upload_pk = $1 ORDER BY u.upload_pk",
+            FILENAME_BYTES.replace("upload_filename", "u.upload_filename")
+        ),
+        &[&only],
     )?
     .iter()
     .map(|r| Listed {
         pk: r.get(0),
-        filename: r.get(1),
+        filename: lossy(r.get(1)),
         description: r.get(2),
         uploaded: r.get(3),
         gold: super::pfiles::name_of(r.get(4), r.get(5), r.get(6)),
