@@ -45,6 +45,10 @@ pub struct BucketConfig {
     /// `compliance` (nobody can, not even the account's root, until the date passes).
     #[serde(default = "default_lock_mode")]
     pub lock_mode: String,
+    /// Objects at most this big are moved into a snapshot by one server-side copy; S3 copies
+    /// at most 5 GiB so, a bigger dump is read back and sent again in parts.
+    #[serde(default = "default_copy_max_mib")]
+    pub copy_max_mib: u64,
 }
 
 /// The bucket settings besides its address and retention: `[backup.copy.s3]` (and
@@ -116,6 +120,10 @@ fn default_lock_mode() -> String {
     "governance".into()
 }
 
+fn default_copy_max_mib() -> u64 {
+    5 << 10
+}
+
 impl BucketConfig {
     /// A config for `url` with every other field at its default.
     pub fn new(url: &str) -> BucketConfig {
@@ -130,6 +138,7 @@ impl BucketConfig {
             parallel: default_parallel(),
             lock_days: 0,
             lock_mode: default_lock_mode(),
+            copy_max_mib: default_copy_max_mib(),
         }
     }
 

@@ -397,6 +397,12 @@ impl Store for BucketStore {
                 "{name}/{}",
                 rel.trim_start_matches(PENDING).trim_start_matches('/')
             );
+            if m.size > b.cfg.copy_max_mib << 20 {
+                // Beyond one CopyObject (S3: 5 GiB): down and up again, in parts.
+                let src = self.open(&rel)?;
+                crate::copy::send_one(b, src, &to, None).map_err(|e| self.err(e))?;
+                continue;
+            }
             b.rt.block_on(b.writer.copy(&m.location, &b.key(&to)))
                 .map_err(|e| self.err(b.err(format!("copy {rel} to {to}"), e)))?;
         }

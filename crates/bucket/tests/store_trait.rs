@@ -210,3 +210,37 @@ fn reports_come_back_as_the_snapshot_holds_them() {
         }
     }
 }
+
+/// A dump bigger than one server-side copy may move (S3: 5 GiB; 0 MiB here) still lands in
+/// its snapshot: read back and sent again in parts at the commit.
+#[test]
+fn a_dump_beyond_one_server_copy_lands_whole() {
+    let mut w = world();
+    w.cfg.copy_max_mib = 0;
+    let s = BucketStore::open(&w.cfg).unwrap();
+    let snap = snapshot(&w.primary_dir(), day(1), &contents(7, 2, 300));
+    let list = holdfast_store::pool::read_list(&w.primary(), &snap.name).unwrap();
+    let root = w.primary_dir().join("pool/repository");
+    let src = Source {
+        root: &root,
+        dirs: &[],
+        rsync_args: &[],
+    };
+    let plan = s.plan(&pool(2)).unwrap();
+    s.write_file_list(&plan, &list).unwrap();
+    s.send_repository(&plan, &src, Files::Only(&list)).unwrap();
+    let dump: Vec<u8> = (0..12u32 << 20)
+        .map(|i| i.wrapping_mul(2_246_822_519).rotate_left(7) as u8)
+        .collect();
+    let local = w.dir.path().join("big.sql.gz");
+    std::fs::write(&local, &dump).unwrap();
+    s.send_dump(&plan, &local, "db/fossology.sql.gz").unwrap();
+    let name = s.commit(&plan, &snap.manifest).unwrap();
+    let mut got = Vec::new();
+    s.open(&format!("{name}/db/fossology.sql.gz"))
+        .unwrap()
+        .read_to_end(&mut got)
+        .unwrap();
+    assert!(got == dump, "{} bytes back of {}", got.len(), dump.len());
+    assert_eq!(s.snapshot_files(&s.snapshots().unwrap()[0]).unwrap(), list);
+}
