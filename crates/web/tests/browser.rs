@@ -353,8 +353,9 @@ fn backup_server_dashboard_in_a_browser() {
     st.record_run("4000002", "nas", "r1", false, now).unwrap();
     st.record_run("4000001", "laptop", "r2", true, now).unwrap();
     drop(st);
-    Mailer::new(&notify.outbox, None)
-        .unwrap()
+    // A mail a check run queued and recorded, waiting for SMTP.
+    let mailer = Mailer::new(&notify.outbox, None).unwrap();
+    mailer
         .queue(&Mail {
             from: "backup@provider.example".into(),
             to: vec!["customer@example.org".into()],
@@ -362,6 +363,7 @@ fn backup_server_dashboard_in_a_browser() {
             body: "3.75 of 4 MiB used.\n".into(),
         })
         .unwrap();
+    assert_eq!(mailer.publish().unwrap(), 1);
 
     let tokens = d.path().join("tokens");
     std::fs::write(&tokens, format!("{TOKEN}\n")).unwrap();
