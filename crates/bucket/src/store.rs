@@ -429,16 +429,20 @@ impl Store for BucketStore {
         // Files this run sent were proved by the server's MD5 on arrival, objects the
         // snapshots share by an earlier call; the rest (left by a killed run, or a snapshot's
         // verify) are read back and hashed.
+        // Looked up under the lock, not copied: a first copy proves millions of paths in
+        // chunks, and a copy of the whole set per chunk made it quadratic.
         let arrived = match place {
-            Place::Pending(_) => self.arrived.lock().expect("not poisoned").clone(),
-            Place::Snapshot(_) => Default::default(),
+            Place::Pending(_) => Some(self.arrived.lock().expect("not poisoned")),
+            Place::Snapshot(_) => None,
         };
         let memo_key = |rel: &str| proven.object_key(&object_rel(rel));
         let mut results: Vec<(usize, Proof)> = Vec::new();
         let mut read = Vec::new();
         for (i, rel) in paths.iter().enumerate() {
             match pfile_of(rel) {
-                Some(n) if arrived.contains(rel) => results.push((i, Proof::Good(n.size))),
+                Some(n) if arrived.as_ref().is_some_and(|a| a.contains(rel)) => {
+                    results.push((i, Proof::Good(n.size)))
+                }
                 Some(n) => match proven.reuse(memo_key(rel), &n) {
                     Some(p) => results.push((i, p)),
                     None => read.push((i, rel)),
@@ -446,6 +450,7 @@ impl Store for BucketStore {
                 None => read.push((i, rel)),
             }
         }
+        drop(arrived);
         let read_back: Vec<(usize, Proof)> = b.rt.block_on(async {
             futures::stream::iter(read.into_iter().map(|(i, rel)| {
                 let key = b.key(&object_rel(rel));
