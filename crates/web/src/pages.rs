@@ -278,8 +278,14 @@ pub async fn item(
             _ => None,
         };
         RecoveryQueue::ensure_schema(c)?;
-        let job = match q.job {
-            Some(id) => Some(st.queue.get(c, id)?),
+        // A job named in the address shows only on its own upload's pages, and one that is
+        // gone (a restore replaced the queue) leaves the page as it is.
+        let named = match q.job {
+            Some(id) => st.queue.get(c, id).ok().filter(|j| j.upload_fk == upload),
+            None => None,
+        };
+        let job = match named {
+            Some(j) => Some(j),
             None => st.queue.active_for(c, upload)?,
         };
         Ok(Some((up, item, children, trail, content, job)))
