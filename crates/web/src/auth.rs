@@ -50,6 +50,8 @@ struct Session {
     user: String,
     csrf: String,
     expires: Instant,
+    /// When its FOSSology user was last found allowed (None: a token's session).
+    checked: Option<Instant>,
 }
 
 pub struct Auth {
@@ -64,6 +66,8 @@ pub struct Auth {
     /// Password checks at once (bcrypt is CPU work): guessers queue here, neither on the
     /// pages' database connections nor on every core.
     checks: tokio::sync::Semaphore,
+    /// How long a FOSSology user's session goes before its user is looked up again.
+    recheck: Duration,
 }
 
 /// A bcrypt hash of FOSSology's cost (10) to check an unknown user's password against, so
@@ -167,6 +171,7 @@ impl Auth {
                 .collect(),
             pages,
             checks: tokio::sync::Semaphore::new(2),
+            recheck: Duration::from_secs(cfg.session_check_secs),
         })
     }
 
@@ -197,7 +202,48 @@ impl Auth {
         })
     }
 
-    fn new_session(&self, user: &str) -> String {
+    /// False when session `id`'s FOSSology user, looked up again once `recheck` has passed,
+    /// is gone, inactive or below `min_user_perm`: the session ends then. A database that
+    /// cannot answer leaves it for the next request.
+    async fn still_allowed(&self, id: &str) -> bool {
+        let due = self.sessions.lock().ok().and_then(|s| {
+            let e = s.get(id)?;
+            e.checked
+                .filter(|t| t.elapsed() >= self.recheck)
+                .map(|_| e.user.clone())
+        });
+        let (Some(user), Some(pool)) = (due, &self.users) else {
+            return true;
+        };
+        let min = self.min_perm;
+        let found = pool
+            .run(move |c| {
+                Ok(
+                    holdfast_site::users::find(c, &user)?
+                        .is_some_and(|u| u.active && u.perm >= min),
+                )
+            })
+            .await;
+        let Ok(mut s) = self.sessions.lock() else {
+            return false;
+        };
+        match found {
+            Ok(true) | Err(_) => {
+                if let Some(e) = s.get_mut(id) {
+                    e.checked = Some(Instant::now());
+                }
+                true
+            }
+            Ok(false) => {
+                if let Some(e) = s.remove(id) {
+                    tracing::warn!(user = %e.user, "session ended: the user may no longer use these pages");
+                }
+                false
+            }
+        }
+    }
+
+    fn new_session(&self, user: &str, fossology_user: bool) -> String {
         let id = random_hex();
         if let Ok(mut s) = self.sessions.lock() {
             let now = Instant::now();
@@ -220,6 +266,7 @@ impl Auth {
                     user: user.to_string(),
                     csrf: random_hex(),
                     expires: now + self.ttl,
+                    checked: fossology_user.then_some(now),
                 },
             );
         }
@@ -326,7 +373,13 @@ pub async fn guard(State(auth): State<Arc<Auth>>, req: Request, next: Next) -> R
         Some(_) => {
             return deny(StatusCode::UNAUTHORIZED, "unknown token");
         }
-        None => cookie_value(req.headers(), COOKIE).and_then(|id| auth.session(id)),
+        None => match cookie_value(req.headers(), COOKIE) {
+            Some(id) => match auth.session(id) {
+                Some(p) if auth.still_allowed(id).await => Some(p),
+                _ => None,
+            },
+            None => None,
+        },
     };
     if unsafe_method {
         match same_origin(req.headers(), &host) {
@@ -489,7 +542,7 @@ pub async fn login(State(auth): State<Arc<Auth>>, Form(mut f): Form<LoginForm>) 
     };
     match ok {
         Ok(true) => {
-            let id = auth.new_session(&f.user);
+            let id = auth.new_session(&f.user, f.token.is_empty());
             tracing::info!(user = %f.user, "login");
             let mut r = Redirect::to(&next).into_response();
             if let Ok(v) = auth

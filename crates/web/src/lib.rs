@@ -59,6 +59,9 @@ pub struct WebConfig {
     pub allowed_hosts: Vec<String>,
     /// A session ends after this many hours without a request.
     pub session_hours: u64,
+    /// A FOSSology user's session is checked against FOSSology's users again after this many
+    /// seconds (an account deactivated or demoted meanwhile loses the pages).
+    pub session_check_secs: u64,
     /// Mark the session cookie `Secure` (set it when a TLS proxy serves the pages).
     pub secure_cookie: bool,
     /// Database connections the pages use at most (FOSSology needs the rest).
@@ -87,6 +90,7 @@ impl Default for WebConfig {
             min_user_perm: holdfast_site::users::PLUGIN_DB_ADMIN,
             allowed_hosts: Vec::new(),
             session_hours: 8,
+            session_check_secs: 300,
             secure_cookie: false,
             db_connections: 4,
             db_wait_secs: 15,

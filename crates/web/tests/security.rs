@@ -363,3 +363,45 @@ fn wrong_passwords_do_not_lock_the_pages_out() {
         assert_eq!(g.join().unwrap(), 401, "each guess is refused");
     }
 }
+
+/// A FOSSology user demoted or deactivated after logging in loses the pages at the next
+/// re-check of the session (every `session_check_secs`; at once here), even while the
+/// session is kept busy.
+#[test]
+fn a_session_ends_when_its_user_may_no_longer_use_the_pages() {
+    let f = fixture();
+    add_user(&f, "admin", "correct horse", 10, false);
+    let srv = start_with(&f, |c| c.session_check_secs = 0);
+    let a = srv.addr;
+    let origin = format!("http://{a}");
+    let r = http_with(
+        a,
+        "POST",
+        "/login",
+        &[("Origin", &origin)],
+        form("user=admin&password=correct+horse&next=%2Fjobs"),
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    let cookie = session_cookie(&r);
+    let jobs = |cookie: &str| http_with(a, "GET", "/jobs", &[("Cookie", cookie)], None).status;
+    assert_eq!(jobs(&cookie), 200);
+    f.s.site
+        .connect()
+        .unwrap()
+        .execute(
+            "UPDATE users SET user_perm = 3 WHERE user_name = 'admin'",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(jobs(&cookie), 303, "a demoted user is sent to the login");
+    // The session is gone for good, not only refused once.
+    f.s.site
+        .connect()
+        .unwrap()
+        .execute(
+            "UPDATE users SET user_perm = 10 WHERE user_name = 'admin'",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(jobs(&cookie), 303);
+}
