@@ -158,6 +158,12 @@ impl Worker<'_> {
                 sleep_unless(stop, poll.max(Duration::from_millis(500)));
                 continue;
             };
+            // Looked at again under the lock, as `holdfast recover` does: a restore that
+            // began and failed since the look above left its marker.
+            if holdfast_site::restoring::restoring(self.site).is_some() {
+                drop(lock);
+                continue;
+            }
             match self.q.claim_next(c, self.name) {
                 Ok(Some(job)) => {
                     if let Err(e) = work_job(self.site, self.unpack, self.q, &job) {
