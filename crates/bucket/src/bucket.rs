@@ -160,14 +160,21 @@ impl Bucket {
     }
 
     /// `rel` of a key under the prefix.
+    /// The holdfast path of a key as a listing gives it: object_store keeps keys
+    /// percent-encoded (`Müller [1].txt` is `M%C3%BCller %5B1%5D.txt`), holdfast's paths are
+    /// not, so a listed report would match no list and never be collected.
     pub fn rel(&self, key: &Key) -> String {
         let k = key.as_ref();
-        if self.prefix.is_empty() {
-            return k.to_string();
-        }
-        k.strip_prefix(&self.prefix)
-            .map(|r| r.trim_start_matches('/').to_string())
-            .unwrap_or_else(|| k.to_string())
+        let rel = if self.prefix.is_empty() {
+            k
+        } else {
+            k.strip_prefix(&self.prefix)
+                .map(|r| r.trim_start_matches('/'))
+                .unwrap_or(k)
+        };
+        percent_encoding::percent_decode_str(rel)
+            .decode_utf8_lossy()
+            .into_owned()
     }
 
     pub(crate) fn err(&self, what: impl Into<String>, e: object_store::Error) -> BucketError {

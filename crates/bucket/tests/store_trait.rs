@@ -244,3 +244,53 @@ fn a_dump_beyond_one_server_copy_lands_whole() {
     assert!(got == dump, "{} bytes back of {}", got.len(), dump.len());
     assert_eq!(s.snapshot_files(&s.snapshots().unwrap()[0]).unwrap(), list);
 }
+
+/// A report whose name object_store keeps percent-encoded in listings (non-ASCII, brackets)
+/// is collected once no kept snapshot names it, and not sent again while one does.
+#[test]
+fn an_encoded_name_is_collected_and_not_resent() {
+    let w = world();
+    let s = BucketStore::open(&w.cfg).unwrap();
+    let root = w.primary_dir().join("pool/repository");
+    let odd = "localhost/report/Müller [1].txt".to_string();
+    let p = root.join(&odd);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, b"a report named by its upload").unwrap();
+    let src = Source {
+        root: &root,
+        dirs: &[],
+        rsync_args: &[],
+    };
+    let stored = || -> Vec<String> {
+        walkdir::WalkDir::new(w.server.object_path("site-a/pool"))
+            .into_iter()
+            .flatten()
+            .filter(|e| e.file_type().is_file())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("ller"))
+            .collect()
+    };
+    let copy = |n: i64, list: Vec<String>| {
+        let snap = snapshot(&w.primary_dir(), day(n), &contents(40 + n as u64, 1, 200));
+        let mut list = list;
+        list.extend(holdfast_store::pool::read_list(&w.primary(), &snap.name).unwrap());
+        let plan = s.plan(&pool(1)).unwrap();
+        s.write_file_list(&plan, &list).unwrap();
+        let st = s
+            .send_repository(&plan, &src, Files::All { list: Some(&list) })
+            .unwrap();
+        s.send_dump(
+            &plan,
+            &w.primary_dir().join(&snap.name).join("db/fossology.sql.gz"),
+            "db/fossology.sql.gz",
+        )
+        .unwrap();
+        s.commit(&plan, &snap.manifest).unwrap();
+        st.transferred_files
+    };
+    assert_eq!(copy(1, vec![odd.clone()]), 2);
+    assert_eq!(stored().len(), 1);
+    assert_eq!(copy(2, vec![odd.clone()]), 1, "the report was sent again");
+    copy(3, vec![]);
+    assert!(stored().is_empty(), "{:?} left in the bucket", stored());
+}
