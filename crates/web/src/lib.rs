@@ -136,6 +136,9 @@ pub struct AppState {
     pub metrics: Option<MetricsFn>,
     pub backups: Option<dashboard::DashboardFn>,
     pub pool: Arc<pool::Pool>,
+    /// A whole-repository check is running (one at a time: it reads every reference of the
+    /// site, and a request timeout cannot stop blocking work).
+    pub checking: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Every route: HTML pages, the JSON API, `/metrics` and `/healthz`, behind the login.
@@ -323,6 +326,7 @@ impl Server {
             metrics: extras.metrics,
             backups: extras.backups,
             pool,
+            checking: Default::default(),
         };
         let (tx, http) = spawn_http(std_listener, router(state, auth), cfg.clone())?;
         let stop = Arc::new(AtomicBool::new(false));

@@ -171,7 +171,23 @@ pub async fn check(
     State(st): State<AppState>,
     Extension(who): Extension<Principal>,
 ) -> Result<Html<String>, PageError> {
-    let (checks, active) = blocking(&st, |c, st| {
+    use std::sync::atomic::Ordering;
+    if st.checking.swap(true, Ordering::SeqCst) {
+        return Err(PageError::unavailable(
+            "a repository check is already running (it reads every file the site names): reload in a while",
+        ));
+    }
+    // Cleared when the work ends, not when the request does: a timed-out request leaves
+    // the blocking check running.
+    struct Done(std::sync::Arc<std::sync::atomic::AtomicBool>);
+    impl Drop for Done {
+        fn drop(&mut self) {
+            self.0.store(false, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    let done = Done(st.checking.clone());
+    let (checks, active) = blocking(&st, move |c, st| {
+        let _done = done;
         let checks = holdfast_recover::check_repo(c, &st.site.repo, None)?;
         let jobs = active_jobs(c, &st.queue)?;
         Ok((checks, jobs))
