@@ -242,13 +242,28 @@ esac
     pub fn start_direct(&self, args: &[&str]) -> std::io::Result<()> {
         use std::os::unix::process::CommandExt;
         let _ = std::fs::remove_file(self.dir.join("scheduler.pid"));
-        std::process::Command::new(self.dir.join(&self.scheduler_name))
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .process_group(0)
-            .spawn()?;
+        // The script was written a moment ago: a child another test thread forked meanwhile
+        // may still hold it open for writing (ETXTBSY) until it execs.
+        let mut tries = 0;
+        loop {
+            match std::process::Command::new(self.dir.join(&self.scheduler_name))
+                .args(args)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .process_group(0)
+                .spawn()
+            {
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 20 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                r => {
+                    r?;
+                    break;
+                }
+            }
+        }
         for _ in 0..50 {
             if self.dir.join("scheduler.pid").is_file() {
                 return Ok(());
