@@ -687,15 +687,17 @@ fn run(
     // Everything the snapshot holds is on the target: FOSSology may run again while the
     // snapshot is synced, committed and old ones pruned.
     let was_running = guard.report.was_running;
-    let scheduler_restarted = match guard.restart() {
-        Ok(()) => true,
+    let (scheduler_restarted, up_at) = match guard.restart_seen() {
+        Ok(at) => (true, at),
         Err(e) => {
             tracing::error!("backup done, but the scheduler did not start again: {e}");
-            false
+            (false, None)
         }
     };
     if was_running {
-        manifest.timings.downtime_secs = stopped.elapsed().as_secs_f64();
+        // To the moment it was seen running again (its start is proved a moment after).
+        let up = up_at.unwrap_or_else(Instant::now);
+        manifest.timings.downtime_secs = up.duration_since(stopped).as_secs_f64();
         tracing::info!(
             secs = manifest.timings.downtime_secs,
             "scheduler downtime (stop to start)"

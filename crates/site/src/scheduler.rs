@@ -99,9 +99,12 @@ impl Default for SchedulerConfig {
             "delagent",
             "maintagent",
             "reportgen",
+            // The spdx2 and dep5 jobs run the `spdx` and `dep5.sh` commands (their .conf).
+            "spdx",
             "spdx2",
             "spdx2tv",
             "dep5",
+            "dep5.sh",
             "unifiedreport",
             "readmeoss",
             "decider",
@@ -110,6 +113,18 @@ impl Default for SchedulerConfig {
             "clixml",
             "cyclonedx",
             "scancode",
+            "buckets",
+            "compatibility",
+            "decisionexporter",
+            "decisionimporter",
+            "kotoba",
+            "ninka",
+            "regexscan",
+            "reportImport",
+            "reso",
+            "scanoss",
+            "softwareHeritage",
+            "spasht",
         ];
         SchedulerConfig {
             control: None,
@@ -212,6 +227,14 @@ pub enum SchedulerError {
     },
     #[error("agents still running {secs} s after the stop (graceful, then the kill path), backup abandoned: {what}")]
     Timeout { secs: u64, what: String },
+    #[error("the scheduler did not start: `{cmd}` succeeded, but no {name} process runs {secs} s later (start it by hand and check its log; under systemd: systemctl restart fossology)")]
+    NotStarted {
+        cmd: String,
+        name: String,
+        secs: u64,
+    },
+    #[error("the scheduler holdfast stopped is still finishing its agents {secs} s after the stop: not started beside it (a second one dies on its port); `holdfast scheduler ensure` starts it once it is gone")]
+    StillDraining { secs: u64 },
     #[error("cannot read the job queue: {0}")]
     Db(#[from] postgres::Error),
     #[error(transparent)]
@@ -431,11 +454,19 @@ pub fn resume_stopped(cfg: &SchedulerConfig) -> Result<Option<String>, Scheduler
     let mut absent_since: Option<Instant> = None;
     loop {
         let now = Instant::now();
-        if found(cfg).running {
+        if let Some(pid) = scheduler_pid(cfg) {
             absent_since = None;
             if now >= until {
+                if earlier.pid == Some(pid) {
+                    // The one holdfast stopped, still finishing its agents: the note stays.
+                    return Ok(Some(
+                        "the scheduler a holdfast run stopped is still finishing its agents: \
+                         `holdfast scheduler ensure` starts it once it is gone"
+                            .into(),
+                    ));
+                }
                 forget_stopped(cfg);
-                return Ok(None); // running: stopped before the stop took effect
+                return Ok(None); // another scheduler runs: started since
             }
         } else if now.duration_since(*absent_since.get_or_insert(now)) >= SETTLE {
             break;
@@ -443,11 +474,31 @@ pub fn resume_stopped(cfg: &SchedulerConfig) -> Result<Option<String>, Scheduler
         std::thread::sleep(Duration::from_millis(100));
     }
     tracing::warn!("the scheduler was left stopped by a holdfast run that died: starting it");
-    start_as(cfg, &earlier)?;
+    start_verified(cfg, &earlier)?;
     forget_stopped(cfg);
     Ok(Some(
         "started the scheduler a holdfast run had left stopped".into(),
     ))
+}
+
+/// Whether the scheduler running now is the one a holdfast run stopped, still finishing its
+/// agents (the run's note names its pid): it is on its way out, not running.
+pub fn draining(cfg: &SchedulerConfig) -> bool {
+    let Some(earlier) = stopped_earlier(cfg) else {
+        return false;
+    };
+    earlier.pid.is_some() && scheduler_pid(cfg) == earlier.pid
+}
+
+/// Waits for a draining scheduler ([`draining`]) to be gone, then starts it as it ran and
+/// proves it runs.
+pub fn start_after_drain(cfg: &SchedulerConfig) -> Result<(), SchedulerError> {
+    let Some(earlier) = stopped_earlier(cfg) else {
+        return Ok(());
+    };
+    start_verified(cfg, &earlier)?;
+    forget_stopped(cfg);
+    Ok(())
 }
 
 fn forget_stopped(cfg: &SchedulerConfig) {
@@ -532,6 +583,95 @@ pub fn start(cfg: &SchedulerConfig) -> Result<(), SchedulerError> {
     start_as(cfg, &found(cfg))
 }
 
+/// How long a started scheduler has to show up, and how long it must then stay: the real
+/// `fo_scheduler --daemon` returns 0 before it binds its port, and dies if that fails.
+const START_WAIT: Duration = Duration::from_secs(30);
+const START_SETTLE: Duration = Duration::from_secs(1);
+
+/// The pid of a scheduler process running now (processes only: systemd's `is-active` says
+/// "active" for a unit whose scheduler is gone).
+fn scheduler_pid(cfg: &SchedulerConfig) -> Option<i32> {
+    scheduler_processes(cfg.scheduler_name())
+        .first()
+        .map(|(pid, _)| *pid)
+}
+
+/// Waits up to `within` until no scheduler process runs.
+fn wait_gone(cfg: &SchedulerConfig, within: Duration) -> bool {
+    let until = Instant::now() + within;
+    while scheduler_pid(cfg).is_some() {
+        if Instant::now() >= until {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    true
+}
+
+/// When a scheduler process showed up, if one does within [`START_WAIT`] and then stays
+/// [`START_SETTLE`].
+fn came_up(cfg: &SchedulerConfig) -> Option<Instant> {
+    let until = Instant::now() + START_WAIT;
+    let mut up_since: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        if scheduler_pid(cfg).is_some() {
+            let since = *up_since.get_or_insert(now);
+            if now.duration_since(since) >= START_SETTLE {
+                return Some(since);
+            }
+        } else {
+            up_since = None;
+            if now >= until {
+                return None;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Starts the scheduler the way `f` found it and proves it runs. A command's exit status
+/// proves nothing: the scheduler holdfast stopped may still be finishing its agents (a
+/// second one started beside it dies on its port), and systemd keeps the unit it generates
+/// from FOSSology's init script "active (exited)" after `fo_scheduler --shutdown`, so its
+/// `start` (Debian redirects the init script's `start` to it) starts nothing: then the unit
+/// is restarted, which runs its stop and its start.
+fn start_verified(cfg: &SchedulerConfig, f: &Found) -> Result<Instant, SchedulerError> {
+    if scheduler_pid(cfg).is_some() {
+        tracing::info!("waiting for the scheduler to finish its agents before starting it again");
+    }
+    if !wait_gone(cfg, Duration::from_secs(cfg.stop_timeout_secs)) {
+        return Err(SchedulerError::StillDraining {
+            secs: cfg.stop_timeout_secs,
+        });
+    }
+    start_as(cfg, f)?;
+    if let Some(at) = came_up(cfg) {
+        return Ok(at);
+    }
+    let systemd = cfg.control() == Control::Systemd
+        || (cfg.control() == Control::Init && Path::new("/run/systemd/system").is_dir());
+    let mut argv = match cfg.control() {
+        Control::Init => cfg.init("start"),
+        Control::Systemd => cfg.systemctl("start"),
+        Control::Commands => cfg.start_command.clone(),
+        Control::Direct => direct_command(cfg, f),
+    };
+    if systemd {
+        argv = cfg.systemctl("restart");
+        tracing::warn!(command = %argv.join(" "), "the scheduler did not start: restarting its systemd unit");
+        run("start", &argv)?;
+        if let Some(at) = came_up(cfg) {
+            return Ok(at);
+        }
+    }
+    Err(SchedulerError::NotStarted {
+        cmd: argv.join(" "),
+        name: cfg.scheduler_name().to_string(),
+        secs: (START_WAIT + START_SETTLE).as_secs(),
+    })
+}
+
 /// Runs a scheduler command line in its own process group, detached from holdfast (its
 /// output, `--log /dev/stdout` included, goes nowhere: holdfast's own ends with it).
 fn spawn_detached(argv: &[String]) -> Result<(), SchedulerError> {
@@ -594,23 +734,29 @@ pub struct Quiesced {
 impl Quiesced {
     /// Starts the scheduler now if it was running before, and reports the result (drop would
     /// only log it). A scheduler the operator had stopped stays stopped.
-    pub fn restart(mut self) -> Result<(), SchedulerError> {
+    pub fn restart(self) -> Result<(), SchedulerError> {
+        self.restart_seen().map(drop)
+    }
+
+    /// As [`Quiesced::restart`], and says when the scheduler was seen running again (None:
+    /// it was not running before), for the downtime.
+    pub fn restart_seen(mut self) -> Result<Option<Instant>, SchedulerError> {
         self.restarted = true;
         if !self.found.running {
             tracing::info!("the scheduler was not running before: leaving it stopped");
-            return Ok(());
+            return Ok(None);
         }
-        start_as(&self.cfg, &self.found)?;
+        let at = start_verified(&self.cfg, &self.found)?;
         forget_stopped(&self.cfg);
-        Ok(())
+        Ok(Some(at))
     }
 }
 
 impl Drop for Quiesced {
     fn drop(&mut self) {
         if !self.restarted && self.found.running {
-            match start_as(&self.cfg, &self.found) {
-                Ok(()) => forget_stopped(&self.cfg),
+            match start_verified(&self.cfg, &self.found) {
+                Ok(_) => forget_stopped(&self.cfg),
                 Err(e) => tracing::error!("could not restart the scheduler: {e}"),
             }
         }

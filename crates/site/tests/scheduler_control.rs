@@ -202,3 +202,23 @@ fn a_run_killed_while_starting_the_scheduler_again_leaves_one_scheduler_not_two(
         "the first start and the dead run's, none more"
     );
 }
+
+/// A start command that exits 0 proves nothing (systemd's `start` of the unit it generated
+/// from FOSSology's init script does nothing while the unit is "active (exited)"): the
+/// restart reports that no scheduler came up, and the note stays for the next run.
+#[test]
+fn a_start_that_starts_nothing_is_an_error_and_the_next_run_starts_it() {
+    let (_d, si) = standin(8, 0);
+    si.start().unwrap();
+    let mut cfg = si.config(30);
+    let real_start = std::mem::replace(&mut cfg.start_command, vec!["true".into()]);
+    let q = quiesce(&cfg, None).unwrap();
+    assert!(!si.is_running());
+    let e = q.restart().unwrap_err().to_string();
+    assert!(e.contains("did not start"), "{e}");
+    assert!(!si.is_running());
+    cfg.start_command = real_start;
+    let said = holdfast_site::scheduler::resume_stopped(&cfg).unwrap();
+    assert!(said.is_some_and(|s| s.contains("started")));
+    assert!(si.is_running());
+}

@@ -24,6 +24,14 @@ stopped stays stopped. Run by the holdfast-backup service after every run, howev
 pub fn run(cmd: Cmd, ctx: &Context) -> anyhow::Result<ExitCode> {
     let Cmd::Ensure = cmd;
     let cfg = &ctx.config.scheduler;
+    // The scheduler a holdfast run stopped may still be finishing its agents (the run was
+    // killed meanwhile): it is started again once it is gone.
+    if scheduler::draining(cfg) && !holdfast_core::lock::is_held(&ctx.config.backup.lock_file) {
+        println!("the scheduler a holdfast run stopped is finishing its agents: starting it once it is gone");
+        scheduler::start_after_drain(cfg)?;
+        println!("started the scheduler a holdfast run had left stopped");
+        return Ok(exit::code(exit::OK));
+    }
     let found = scheduler::found(cfg);
     if found.running {
         println!(
