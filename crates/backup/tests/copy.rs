@@ -281,6 +281,43 @@ fn a_file_damaged_on_the_primary_is_not_copied_as_good() {
     assert!(again[0].run.as_ref().unwrap().copied.is_empty());
 }
 
+/// A manifest on the primary whose dump path leaves the snapshot (someone who controls the
+/// backup server wrote it) is refused: the copy writes nothing outside its own target.
+#[test]
+fn a_manifest_naming_a_dump_outside_its_snapshot_is_refused() {
+    let f = fixture(1, Behaviour::default(), 30);
+    let disk = f.dir.path().join("usb-disk");
+    let cfg = BackupConfig {
+        check_percent: 0.0,
+        copy: vec![CopyConfig {
+            after_backup: false,
+            ..local_copy("disk", &disk, 3)
+        }],
+        ..f.cfg.clone()
+    };
+    backup(f.site(), "copy", &f.sched, &cfg).unwrap();
+    let manifest = f.target_dir().join("current/manifest.json");
+    let mut m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    let planted = f.dir.path().join("planted");
+    let depth = disk.components().count() + 2;
+    let escape = format!(
+        "{}{}",
+        "../".repeat(depth),
+        planted.display().to_string().trim_start_matches('/')
+    );
+    m["database"]["file"] = serde_json::Value::String(escape);
+    std::fs::write(&manifest, serde_json::to_vec(&m).unwrap()).unwrap();
+
+    let snaps = holdfast_store::layout::snapshots(&cfg.target().unwrap()).unwrap();
+    assert!(snaps.is_empty(), "an altered manifest is not a snapshot");
+    let _ = holdfast_backup::copy::copy(&cfg, Some("disk"));
+    assert!(
+        !planted.exists(),
+        "the copy wrote where the manifest pointed"
+    );
+}
+
 #[test]
 fn kill_9_anywhere_in_a_copy() {
     let mut f = fixture(2, Behaviour::default(), 30);

@@ -180,7 +180,22 @@ impl Manifest {
         serde_json::to_string_pretty(self).expect("manifest serialises")
     }
 
+    /// Reads a manifest, refusing one whose dump lies outside the snapshot's `db/` folder:
+    /// the path is used as written (a copy writes the dump there), and a manifest on a
+    /// backup server someone else controls could name `../../root/.ssh/authorized_keys`.
     pub fn from_json(data: &[u8]) -> Result<Manifest, serde_json::Error> {
-        serde_json::from_slice(data)
+        let m: Manifest = serde_json::from_slice(data)?;
+        let file = &m.database.file;
+        let in_db = file
+            .strip_prefix(DB_DIR)
+            .and_then(|r| r.strip_prefix('/'))
+            .is_some_and(crate::pool::is_inside);
+        if !in_db {
+            return Err(<serde_json::Error as serde::de::Error>::custom(format!(
+                "database.file {file:?} is not a file under the snapshot's {DB_DIR}/ folder: \
+                 the manifest was altered, or is not holdfast's"
+            )));
+        }
+        Ok(m)
     }
 }
