@@ -231,8 +231,11 @@ impl Target {
         // umask 077: dumps, manifests and lists are 0600 and folders 0700 on the server too;
         // pipefail: a failing step inside a pipeline fails the script.
         // (dash before 0.5.13 has no pipefail, and a failing `set` would end the script there.)
+        // LC_ALL=C: tools' messages are parsed (cp's "cannot stat"), and ssh passes the
+        // site's LANG on to the server (Debian's SendEnv/AcceptEnv LANG LC_*).
         let script = format!(
-            "umask 077; if (set -o pipefail) 2>/dev/null; then set -o pipefail; fi; {script}"
+            "LC_ALL=C; export LC_ALL; umask 077; \
+             if (set -o pipefail) 2>/dev/null; then set -o pipefail; fi; {script}"
         );
         c.args(&argv[1..]).arg("--").arg(script);
         c.stdin(Stdio::null());
