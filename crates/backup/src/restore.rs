@@ -446,16 +446,21 @@ fn restore_repo(
             .flatten()
             .filter_map(|e| e.meta.map(|m| (e.path.as_str(), m)))
             .collect();
+        let listed_paths: std::collections::HashSet<&str> =
+            listed.iter().flatten().map(|e| e.path.as_str()).collect();
         let make_dir = |p: &std::path::Path| dest.repo.make_dir(p);
         let mut damaged = Vec::new();
         for s in &chain {
             // What this piece holds: the list (a lone snapshot, or the pool), else its own
             // files (each piece of a rotating chain holds what the earlier ones lack).
+            // A piece of a chain may hold files deleted since (the base keeps them): only
+            // what the tip's list names is restored.
             let items: Vec<Entry> = match &listed {
                 Some(l) if chain.len() == 1 => l.clone(),
                 _ => target
                     .snapshot_files(s)?
                     .into_iter()
+                    .filter(|p| listed.is_none() || listed_paths.contains(p.as_str()))
                     .map(|p| Entry {
                         meta: recorded.get(p.as_str()).copied(),
                         path: p,

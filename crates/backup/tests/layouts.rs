@@ -60,6 +60,37 @@ fn rolling_over_ssh_keeps_exactly_n_and_restores() {
     assert_eq!(r.verify.checked, 4 * 3, "4 uploads in the third run");
 }
 
+/// A file deleted since the base stays in the base's tree: restoring or copying the
+/// incremental takes what the incremental's own list names, not the union of the pieces.
+#[test]
+fn a_rotating_incremental_does_not_bring_back_what_was_deleted_since_its_base() {
+    let mut f = fixture(2, Behaviour::default(), 30);
+    let mut cfg = f.cfg.clone();
+    cfg.layout = LayoutKind::Rotating;
+    cfg.full_every = 4;
+    let site = f.site().clone();
+    let gone = f.add_uploads_listing(1);
+    let b1 = backup(&site, "s", &f.sched, &cfg).unwrap();
+    assert!(b1.snapshot.starts_with("base."));
+    // FOSSology's delete agent: the upload's rows, then its files.
+    delete_last_upload(&site);
+    for rel in &gone {
+        std::fs::remove_file(site.repo.root.join(rel)).unwrap();
+    }
+    f.add_uploads(1);
+    let i1 = backup(&site, "s", &f.sched, &cfg).unwrap();
+    assert!(i1.snapshot.starts_with("incr."));
+
+    let (into, r) = f.restore_scratch(&cfg, None);
+    assert_eq!(r.snapshot, i1.snapshot);
+    let restored = tree(&into.join("repository")).0;
+    assert!(
+        !gone.iter().any(|p| restored.contains_key(p)),
+        "deleted files came back: {gone:?}"
+    );
+    assert_eq!(restored, tree(&site.repo.root).0);
+}
+
 #[test]
 fn rotating_replaces_the_base_once_the_new_one_is_complete() {
     let mut f = fixture(3, Behaviour::default(), 30);
