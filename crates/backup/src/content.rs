@@ -251,6 +251,16 @@ pub fn verify_snapshot_with(
         Err(BackupError::Interrupted) => return Err(BackupError::Interrupted),
         Err(e) => Some(e.to_string()),
     };
+    // Verify takes no lock (it may run for hours beside the nights): files missing because
+    // a backup pruned or replaced this snapshot meanwhile are no damage of the store.
+    if (!rec.bad.is_empty() || rec.dump_problem.is_some())
+        && !target
+            .snapshots()?
+            .iter()
+            .any(|s| s.name == snap.name && stamp_of(s) == stamp)
+    {
+        return Err(BackupError::Vanished(snap.name.clone()));
+    }
     rec.finished = Some(Utc::now());
     rec.secs = secs_before + began.elapsed().as_secs_f64();
     write_record(target, &rec)?;

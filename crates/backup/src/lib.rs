@@ -59,6 +59,8 @@ pub enum BackupError {
     },
     #[error("{0}")]
     Restoring(holdfast_site::restoring::Restoring),
+    #[error("snapshot {0} was pruned or replaced by a backup while it was verified: its findings are void (verify the snapshots there are now)")]
+    Vanished(String),
     #[error(
         "interrupted by a signal; the scheduler was started again and nothing half-made is visible"
     )]

@@ -645,3 +645,24 @@ fn verify_over_ssh_and_resume() {
         Proof::Good(_)
     ));
 }
+
+/// Verify takes no lock: a snapshot a backup prunes while it is verified (its manifest gone,
+/// then its files) is not reported as damage of the store.
+#[test]
+fn a_snapshot_pruned_while_it_is_verified_is_no_damage() {
+    let f = fixture(2, Behaviour::default(), 30);
+    let site = f.site().clone();
+    let cfg = f.cfg.clone();
+    backup(&site, "s", &f.sched, &cfg).unwrap();
+    let target = cfg.target().unwrap();
+    let snap = layout::find(&target, None).unwrap();
+    let dir = f.target_dir().join(&snap.name);
+    // The prune's first step (the manifest goes first), and files going after it.
+    std::fs::remove_file(dir.join("manifest.json")).unwrap();
+    let victim = first_named(&dir.join("repository"), "files");
+    std::fs::remove_file(&victim).unwrap();
+    let e = content::verify_snapshot(&target, &snap, &VerifyOptions::default())
+        .map(|r| format!("{} bad", r.bad.len()))
+        .unwrap_or_else(|e| e.to_string());
+    assert!(e.contains("pruned or replaced"), "{e}");
+}

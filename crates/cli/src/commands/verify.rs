@@ -158,7 +158,14 @@ fn run_snapshots(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     // each is read once in this run.
     let proven = content::Proven::default();
     for s in &snaps {
-        let r = content::verify_snapshot_with(target, s, &opts, &proven).map_err(cli_error)?;
+        let r = match content::verify_snapshot_with(target, s, &opts, &proven) {
+            // Pruned by a night meanwhile: nothing left to judge.
+            Err(e @ holdfast_backup::BackupError::Vanished(_)) => {
+                tracing::warn!("{e}");
+                continue;
+            }
+            r => r.map_err(cli_error)?,
+        };
         if !args.json {
             exit::print(&describe(&r));
         }
