@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use holdfast_notify::directory::LdapDirectory;
 use holdfast_notify::run::{check, Options};
-use holdfast_notify::{Account, Directory, NotifyConfig, Person, Reseller, Task};
+use holdfast_notify::{Account, Directory, Person, Reseller, Task};
 use std::path::PathBuf;
 
 /// The real directory (an LDIF file), except that reading the home of `dies_at` panics.
@@ -77,21 +77,10 @@ fn a_run_that_dies_midway_sends_nothing_twice() {
     let ldif_path = root.join("world.ldif");
     std::fs::write(&ldif_path, ldif).unwrap();
     let dir = |dies_at| DiesAt {
-        inner: LdapDirectory::new(&holdfast_server::ServerConfig {
-            ldif: Some(ldif_path.clone()),
-            base_dn: Some(BASE.into()),
-            host: Some("backup-test".into()),
-            ..Default::default()
-        })
-        .unwrap(),
+        inner: ldif_directory(&ldif_path),
         dies_at,
     };
-    let cfg = NotifyConfig {
-        state: root.join("state.sqlite"),
-        outbox: root.join("outbox"),
-        server_name: Some("backup-test".into()),
-        ..Default::default()
-    };
+    let cfg = notify_config(root);
     let opts = Options {
         tasks: vec![Task::Quota],
         now: t("2026-11-21T07:00:00Z"),

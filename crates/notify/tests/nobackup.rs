@@ -5,9 +5,8 @@ mod common;
 
 use chrono::{Duration, Utc};
 use common::*;
-use holdfast_notify::directory::LdapDirectory;
 use holdfast_notify::run::{check, Options};
-use holdfast_notify::{NotifyConfig, Task};
+use holdfast_notify::Task;
 
 #[test]
 fn an_unused_account_is_warned_about_though_the_size_job_writes_its_home_daily() {
@@ -43,19 +42,8 @@ fn an_unused_account_is_warned_about_though_the_size_job_writes_its_home_daily()
         "1024 0 0\n"
     );
 
-    let dir = LdapDirectory::new(&holdfast_server::ServerConfig {
-        ldif: Some(ldif_path),
-        base_dn: Some(BASE.into()),
-        host: Some("backup-test".into()),
-        ..Default::default()
-    })
-    .unwrap();
-    let cfg = NotifyConfig {
-        state: root.join("state.sqlite"),
-        outbox: root.join("outbox"),
-        server_name: Some("backup-test".into()),
-        ..Default::default()
-    };
+    let dir = ldif_directory(&ldif_path);
+    let cfg = notify_config(root);
     let opts = Options {
         tasks: vec![Task::Nobackup],
         now,

@@ -32,19 +32,7 @@ fn an_interrupted_rebuild_hands_back_no_job() {
     std::fs::remove_dir_all(files_root(&f.s)).unwrap();
 
     // The operator's Ctrl-C (SIGTERM here) arrives before the upload is rebuilt.
-    holdfast_site::interrupt::install();
-    run(
-        std::path::Path::new("/"),
-        "kill",
-        &["-TERM", &std::process::id().to_string()],
-    );
-    for _ in 0..100 {
-        if holdfast_site::interrupt::requested() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    assert!(holdfast_site::interrupt::requested());
+    stop_signal();
 
     let res = rebuild_after_restore(
         &f.s.site,

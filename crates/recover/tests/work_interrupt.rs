@@ -22,19 +22,7 @@ fn a_recovery_cut_off_by_a_stop_is_queued_again_with_its_attempts() {
     let claimed = q.claim_next(&mut c, "worker").unwrap().unwrap();
     assert_eq!(claimed.id, job.id);
 
-    holdfast_site::interrupt::install();
-    run(
-        std::path::Path::new("/"),
-        "kill",
-        &["-TERM", &std::process::id().to_string()],
-    );
-    for _ in 0..100 {
-        if holdfast_site::interrupt::requested() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    assert!(holdfast_site::interrupt::requested());
+    stop_signal();
 
     let state = work_job(&f.s.site, &UnpackConfig::default(), &q, &claimed).unwrap();
     assert_eq!(state, RecoveryState::Queued);

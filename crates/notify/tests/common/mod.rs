@@ -127,3 +127,25 @@ pub fn set_mtime(p: &Path, when: DateTime<Utc>) {
         .unwrap();
     assert!(st.success());
 }
+
+/// Notification settings with the state and outbox in `root`, no SMTP (the outbox is the
+/// delivery).
+pub fn notify_config(root: &Path) -> holdfast_notify::NotifyConfig {
+    holdfast_notify::NotifyConfig {
+        state: root.join("state.sqlite"),
+        outbox: root.join("outbox"),
+        server_name: Some("backup-test".into()),
+        ..Default::default()
+    }
+}
+
+/// The directory an LDIF file holds, as `holdfast server` reads one.
+pub fn ldif_directory(ldif: &Path) -> holdfast_notify::directory::LdapDirectory {
+    holdfast_notify::directory::LdapDirectory::new(&holdfast_server::ServerConfig {
+        ldif: Some(ldif.to_path_buf()),
+        base_dn: Some(BASE.into()),
+        host: Some("backup-test".into()),
+        ..Default::default()
+    })
+    .unwrap()
+}

@@ -137,3 +137,21 @@ pub fn named(s: &ScratchSite, upload: i32, name: &str) -> Reference {
         .find(|r| r.pfile_pk == pk)
         .unwrap()
 }
+
+/// Sends this test process SIGTERM, as an operator's Ctrl-C or `systemctl stop` would, and
+/// waits until holdfast's stop flag has it (the flag is process-wide: one test binary each).
+pub fn stop_signal() {
+    holdfast_site::interrupt::install();
+    run(
+        Path::new("/"),
+        "kill",
+        &["-TERM", &std::process::id().to_string()],
+    );
+    for _ in 0..100 {
+        if holdfast_site::interrupt::requested() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(holdfast_site::interrupt::requested());
+}
