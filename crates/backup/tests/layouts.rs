@@ -64,8 +64,23 @@ fn rolling_over_ssh_keeps_exactly_n_and_restores() {
 /// incremental takes what the incremental's own list names, not the union of the pieces.
 #[test]
 fn a_rotating_incremental_does_not_bring_back_what_was_deleted_since_its_base() {
+    deleted_since_the_base_stays_deleted(false);
+}
+
+/// The same over ssh, where the restore fetches each piece of the chain with rsync.
+#[test]
+fn over_ssh_a_rotating_incremental_does_not_bring_back_what_was_deleted() {
+    deleted_since_the_base_stays_deleted(true);
+}
+
+fn deleted_since_the_base_stays_deleted(ssh: bool) {
     let mut f = fixture(2, Behaviour::default(), 30);
     let mut cfg = f.cfg.clone();
+    let _sshd = ssh.then(|| {
+        let sshd = holdfast_testkit::sshd::Sshd::start(&f.dir.path().join("sshd")).unwrap();
+        over_ssh(&mut cfg, &sshd, &f.dir.path().join("remote"));
+        sshd
+    });
     cfg.layout = LayoutKind::Rotating;
     cfg.full_every = 4;
     let site = f.site().clone();

@@ -1092,7 +1092,24 @@ impl Store for Target {
     }
 
     fn restore_repository(&self, snap: &Snapshot, dest: &Path) -> Result<(), StoreError> {
-        for s in Store::chain(self, snap)? {
+        let chain = Store::chain(self, snap)?;
+        // A rotating chain's pieces hold what each night sent, and a file deleted since the
+        // base stays in the base: only what the tip's own list names is fetched.
+        let holds: Option<std::collections::HashSet<String>> =
+            if chain.len() > 1 && snap.manifest.list_is_its_own() {
+                match Store::file_entries(self, &snap.name) {
+                    Ok(l) => Some(l.into_iter().map(|e| e.path).collect()),
+                    Err(StoreError::Io { source, .. })
+                        if source.kind() == std::io::ErrorKind::NotFound =>
+                    {
+                        None
+                    }
+                    Err(e) => return Err(e),
+                }
+            } else {
+                None
+            };
+        for s in chain {
             let home = self.snapshot_home(&s)?;
             if home.naming == Naming::Objects {
                 let list = crate::pool::read_list(self, &s.name)?;
@@ -1103,6 +1120,17 @@ impl Store for Target {
             let mut list = None;
             if s.manifest.layout == "pool" {
                 let f = list_file(&crate::pool::read_list(self, &s.name)?)?;
+                args.push(format!("--files-from={}", f.path().display()));
+                list = Some(f);
+            } else if let Some(holds) = &holds {
+                let mine: Vec<String> = Store::snapshot_files(self, &s)?
+                    .into_iter()
+                    .filter(|p| holds.contains(p))
+                    .collect();
+                if mine.is_empty() {
+                    continue;
+                }
+                let f = list_file(&mine)?;
                 args.push(format!("--files-from={}", f.path().display()));
                 list = Some(f);
             }
