@@ -418,19 +418,7 @@ fn restore_repo(
     // The snapshot's list and what it recorded (older rolling and rotating snapshots and
     // online rolling nights have none of their own). A list that is there but cannot be
     // read, or names places outside the repository, stops the restore.
-    let listed: Option<Vec<Entry>> = if snap.manifest.list_is_its_own() {
-        match target.file_entries(&snap.name) {
-            Ok(l) => Some(l),
-            Err(holdfast_store::StoreError::Io { source, .. })
-                if source.kind() == std::io::ErrorKind::NotFound =>
-            {
-                None
-            }
-            Err(e) => return Err(e.into()),
-        }
-    } else {
-        None
-    };
+    let listed: Option<Vec<Entry>> = target.own_entries(snap)?;
     let all_recorded = listed
         .as_ref()
         .is_some_and(|l| l.iter().all(|e| e.meta.is_some()));

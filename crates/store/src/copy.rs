@@ -154,14 +154,10 @@ pub fn copy_snapshot(
     }
     // A rotating chain's pieces hold what each night sent, and a file deleted since the base
     // stays in the base: the tip's own list says what the snapshot holds.
-    if chain.len() > 1 && snap.manifest.list_is_its_own() {
-        match source.file_entries(&snap.name) {
-            Ok(l) => {
-                let holds: HashSet<String> = l.into_iter().map(|e| e.path).collect();
-                all.retain(|p| holds.contains(p));
-            }
-            Err(StoreError::Io { source: e, .. }) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+    if chain.len() > 1 {
+        if let Some(l) = source.own_entries(snap)? {
+            let holds: HashSet<String> = l.into_iter().map(|e| e.path).collect();
+            all.retain(|p| holds.contains(p));
         }
     }
     let mut list: Vec<String> = all.into_iter().collect();

@@ -230,6 +230,25 @@ pub trait Store: Send + Sync {
     ) -> Result<(), StoreError> {
         Ok(())
     }
+    /// The snapshot's own list, or None when it has none of its own: older rolling and
+    /// rotating snapshots, and online rolling nights (a btrfs day may carry the day before's,
+    /// see [`crate::manifest::Manifest::list_is_its_own`]). A list that is there but cannot
+    /// be read, or names places outside the repository, is an error.
+    fn own_entries(
+        &self,
+        snap: &crate::layout::Snapshot,
+    ) -> Result<Option<Vec<crate::pool::Entry>>, StoreError> {
+        if !snap.manifest.list_is_its_own() {
+            return Ok(None);
+        }
+        match self.file_entries(&snap.name) {
+            Ok(l) => Ok(Some(l)),
+            Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
     /// Reads a snapshot's list with what it recorded about each file (`None` for the
     /// metadata of lists that have none).
     fn file_entries(&self, snap: &str) -> Result<Vec<crate::pool::Entry>, StoreError> {

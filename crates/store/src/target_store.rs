@@ -1095,20 +1095,11 @@ impl Store for Target {
         let chain = Store::chain(self, snap)?;
         // A rotating chain's pieces hold what each night sent, and a file deleted since the
         // base stays in the base: only what the tip's own list names is fetched.
-        let holds: Option<std::collections::HashSet<String>> =
-            if chain.len() > 1 && snap.manifest.list_is_its_own() {
-                match Store::file_entries(self, &snap.name) {
-                    Ok(l) => Some(l.into_iter().map(|e| e.path).collect()),
-                    Err(StoreError::Io { source, .. })
-                        if source.kind() == std::io::ErrorKind::NotFound =>
-                    {
-                        None
-                    }
-                    Err(e) => return Err(e),
-                }
-            } else {
-                None
-            };
+        let holds: Option<std::collections::HashSet<String>> = if chain.len() > 1 {
+            Store::own_entries(self, snap)?.map(|l| l.into_iter().map(|e| e.path).collect())
+        } else {
+            None
+        };
         for s in chain {
             let home = self.snapshot_home(&s)?;
             if home.naming == Naming::Objects {
