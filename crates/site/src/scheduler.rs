@@ -566,14 +566,23 @@ fn kill(cfg: &SchedulerConfig, f: &Found) -> Result<(), SchedulerError> {
     run("kill", &argv)
 }
 
-/// Starts the scheduler the way `f` found it running (`direct`: the same command line).
-fn start_as(cfg: &SchedulerConfig, f: &Found) -> Result<(), SchedulerError> {
-    let argv = match cfg.control() {
+/// The command that starts the scheduler the way `f` found it running (`direct`: the same
+/// command line).
+fn start_argv(cfg: &SchedulerConfig, f: &Found) -> Vec<String> {
+    match cfg.control() {
         Control::Init => cfg.init("start"),
         Control::Systemd => cfg.systemctl("start"),
         Control::Commands => cfg.start_command.clone(),
-        Control::Direct => return spawn_detached(&direct_command(cfg, f)),
-    };
+        Control::Direct => direct_command(cfg, f),
+    }
+}
+
+/// Starts the scheduler the way `f` found it running (`direct`: detached, as it ran).
+fn start_as(cfg: &SchedulerConfig, f: &Found) -> Result<(), SchedulerError> {
+    let argv = start_argv(cfg, f);
+    if cfg.control() == Control::Direct {
+        return spawn_detached(&argv);
+    }
     tracing::info!(command = %argv.join(" "), "starting the scheduler");
     run("start", &argv)
 }
@@ -651,12 +660,7 @@ fn start_verified(cfg: &SchedulerConfig, f: &Found) -> Result<Instant, Scheduler
     }
     let systemd = cfg.control() == Control::Systemd
         || (cfg.control() == Control::Init && Path::new("/run/systemd/system").is_dir());
-    let mut argv = match cfg.control() {
-        Control::Init => cfg.init("start"),
-        Control::Systemd => cfg.systemctl("start"),
-        Control::Commands => cfg.start_command.clone(),
-        Control::Direct => direct_command(cfg, f),
-    };
+    let mut argv = start_argv(cfg, f);
     if systemd {
         argv = cfg.systemctl("restart");
         tracing::warn!(command = %argv.join(" "), "the scheduler did not start: restarting its systemd unit");
