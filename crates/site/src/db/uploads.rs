@@ -145,11 +145,10 @@ pub fn listing(
 ) -> Result<Vec<Listed>, postgres::Error> {
     Ok(c.query(
         &format!(
-            "SELECT u.upload_pk, {}, u.upload_desc, \
+            "SELECT u.upload_pk, {FILENAME_BYTES}, u.upload_desc, \
                to_char(u.upload_ts, 'YYYY-MM-DD HH24:MI'), p.pfile_sha1, p.pfile_md5, p.pfile_size \
              FROM upload u LEFT JOIN pfile p ON p.pfile_pk = u.pfile_fk \
-             WHERE $1::int4 IS NULL OR u.upload_pk = $1 ORDER BY u.upload_pk",
-            FILENAME_BYTES.replace("upload_filename", "u.upload_filename")
+             WHERE $1::int4 IS NULL OR u.upload_pk = $1 ORDER BY u.upload_pk"
         ),
         &[&only],
     )?
