@@ -139,6 +139,12 @@ pub fn password_matches(password: &str, user_pass: &str, seed: Option<&str>) -> 
     }
 }
 
+/// Whether FOSSology user `u` may use these pages: active, and at permission level `min`
+/// or more (at login and at every re-check of a session).
+fn may_use_pages(u: &holdfast_site::users::User, min: i32) -> bool {
+    u.active && u.perm >= min
+}
+
 fn constant_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -218,10 +224,7 @@ impl Auth {
         let min = self.min_perm;
         let found = pool
             .run(move |c| {
-                Ok(
-                    holdfast_site::users::find(c, &user)?
-                        .is_some_and(|u| u.active && u.perm >= min),
-                )
+                Ok(holdfast_site::users::find(c, &user)?.is_some_and(|u| may_use_pages(&u, min)))
             })
             .await;
         let Ok(mut s) = self.sessions.lock() else {
@@ -526,7 +529,7 @@ pub async fn login(State(auth): State<Arc<Auth>>, Form(mut f): Form<LoginForm>) 
                                 .pass
                                 .as_deref()
                                 .is_some_and(|p| password_matches(&password, p, u.seed.as_deref()));
-                            pass_ok && u.active && u.perm >= min
+                            pass_ok && may_use_pages(&u, min)
                         }
                         None => {
                             let _ = password_matches(&password, decoy_hash(), None);
