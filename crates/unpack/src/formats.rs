@@ -197,17 +197,7 @@ pub(crate) fn read_7z(c: &mut Collector, r: Box<dyn ReadSeek>) -> Result<(), Str
         } else if unix & S_IFMT == S_IFLNK {
             c.symlink(&raw, unix);
             // The link's text is stored data too: charged, and a spent budget ends the loop.
-            if let Err(e) = c.drain(rd) {
-                if !c.stopped {
-                    return Err(io::Error::other(e).into());
-                }
-                let member = String::from_utf8_lossy(&raw).to_string();
-                c.ctx.record(
-                    &c.trail,
-                    Some(&member),
-                    format!("{e}; the rest of the container is skipped"),
-                );
-            }
+            c.drain_skipped(&raw, rd).map_err(io::Error::other)?;
         } else {
             c.file(&raw, unix, rd, Some(e.size));
         }

@@ -139,6 +139,22 @@ impl<'a, 's> Collector<'a, 's> {
         }
     }
 
+    /// [`Collector::drain`] for member `raw` that is not kept: a spent budget is recorded on
+    /// it (the rest of the container is skipped); only a read error is returned.
+    pub(crate) fn drain_skipped(&mut self, raw: &[u8], r: &mut dyn Read) -> Result<(), String> {
+        match self.drain(r) {
+            Err(e) if self.stopped => {
+                self.ctx.record(
+                    &self.trail,
+                    Some(&String::from_utf8_lossy(raw)),
+                    format!("{e}; the rest of the container is skipped"),
+                );
+                Ok(())
+            }
+            r => r,
+        }
+    }
+
     /// ununpack's `-E`: a path containing one of the patterns gets no row, is not stored and
     /// not unpacked.
     fn excluded(&self, raw: &[u8]) -> bool {
@@ -221,16 +237,8 @@ impl<'a, 's> Collector<'a, 's> {
         let Some(comps) = self.admit(raw) else {
             if !self.stopped {
                 // Skipped alone: readers of streams need its data consumed. A read error
-                // shows again at the next member; a spent budget is recorded here.
-                if let Err(e) = self.drain(r) {
-                    if self.stopped {
-                        self.ctx.record(
-                            &self.trail,
-                            Some(&String::from_utf8_lossy(raw)),
-                            format!("{e}; the rest of the container is skipped"),
-                        );
-                    }
-                }
+                // shows again at the next member.
+                let _ = self.drain_skipped(raw, r);
             }
             return;
         };
