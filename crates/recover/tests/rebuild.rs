@@ -10,46 +10,6 @@ use holdfast_site::db;
 use holdfast_unpack::UnpackConfig;
 use std::collections::BTreeSet;
 
-/// A job on `upload` cut off by the backup: its ununpack row had started, nomos waits behind.
-fn cut_off_job(f: &Fixture, upload: i32) -> (i32, i32) {
-    let mut c = f.s.site.connect().unwrap();
-    let job: i32 = c
-        .query_one(
-            "INSERT INTO job (job_name, job_upload_fk) VALUES ('reunpack', $1) RETURNING job_pk",
-            &[&upload],
-        )
-        .unwrap()
-        .get(0);
-    let args = upload.to_string();
-    let unpack: i32 = c
-        .query_one(
-            "INSERT INTO jobqueue (jq_job_fk, jq_type, jq_args, jq_starttime, jq_schedinfo, jq_endtext) \
-             VALUES ($1, 'ununpack', $2, now(), 'pid 4242', 'Started') RETURNING jq_pk",
-            &[&job, &args],
-        )
-        .unwrap()
-        .get(0);
-    let nomos: i32 = c
-        .query_one(
-            "INSERT INTO jobqueue (jq_job_fk, jq_type, jq_args) VALUES ($1, 'nomos', $2) RETURNING jq_pk",
-            &[&job, &args],
-        )
-        .unwrap()
-        .get(0);
-    c.execute(
-        "INSERT INTO jobdepends (jdep_jq_fk, jdep_jq_depends_fk) VALUES ($1, $2)",
-        &[&nomos, &unpack],
-    )
-    .unwrap();
-    c.execute(
-        "INSERT INTO ununpack_ars (agent_fk, upload_fk, ars_success) \
-         SELECT max(agent_pk), $1, true FROM agent WHERE agent_name = 'ununpack'",
-        &[&upload],
-    )
-    .unwrap();
-    (unpack, nomos)
-}
-
 /// Makes the zip's `artifact.meta` one an older unpacker wrote: the database names content
 /// this unpacker does not produce. Returns its repository name.
 fn foreign_artifact(f: &Fixture, upload: i32) -> String {
@@ -295,12 +255,8 @@ fn a_cut_off_job_of_an_upload_with_corrupt_gold_is_not_handed_back() {
         "{:?}",
         report.not_requeued
     );
-    let started: bool = c
-        .query_one(
-            "SELECT jq_starttime IS NOT NULL FROM jobqueue WHERE jq_pk = $1",
-            &[&unpack_jq],
-        )
-        .unwrap()
-        .get(0);
-    assert!(started, "the job was handed back to the scheduler");
+    assert!(
+        job_started(&mut c, unpack_jq),
+        "the job was handed back to the scheduler"
+    );
 }

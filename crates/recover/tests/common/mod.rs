@@ -155,3 +155,53 @@ pub fn stop_signal() {
     }
     assert!(holdfast_site::interrupt::requested());
 }
+
+/// A job on `upload` cut off by the backup: its ununpack row had started, nomos waits behind.
+pub fn cut_off_job(f: &Fixture, upload: i32) -> (i32, i32) {
+    let mut c = f.s.site.connect().unwrap();
+    let job: i32 = c
+        .query_one(
+            "INSERT INTO job (job_name, job_upload_fk) VALUES ('reunpack', $1) RETURNING job_pk",
+            &[&upload],
+        )
+        .unwrap()
+        .get(0);
+    let args = upload.to_string();
+    let unpack: i32 = c
+        .query_one(
+            "INSERT INTO jobqueue (jq_job_fk, jq_type, jq_args, jq_starttime, jq_schedinfo, jq_endtext) \
+             VALUES ($1, 'ununpack', $2, now(), 'pid 4242', 'Started') RETURNING jq_pk",
+            &[&job, &args],
+        )
+        .unwrap()
+        .get(0);
+    let nomos: i32 = c
+        .query_one(
+            "INSERT INTO jobqueue (jq_job_fk, jq_type, jq_args) VALUES ($1, 'nomos', $2) RETURNING jq_pk",
+            &[&job, &args],
+        )
+        .unwrap()
+        .get(0);
+    c.execute(
+        "INSERT INTO jobdepends (jdep_jq_fk, jdep_jq_depends_fk) VALUES ($1, $2)",
+        &[&nomos, &unpack],
+    )
+    .unwrap();
+    c.execute(
+        "INSERT INTO ununpack_ars (agent_fk, upload_fk, ars_success) \
+         SELECT max(agent_pk), $1, true FROM agent WHERE agent_name = 'ununpack'",
+        &[&upload],
+    )
+    .unwrap();
+    (unpack, nomos)
+}
+
+/// Whether queue row `jq` is marked started (not handed back to the scheduler).
+pub fn job_started(c: &mut postgres::Client, jq: i32) -> bool {
+    c.query_one(
+        "SELECT jq_starttime IS NOT NULL FROM jobqueue WHERE jq_pk = $1",
+        &[&jq],
+    )
+    .unwrap()
+    .get(0)
+}
