@@ -187,7 +187,13 @@ pub(crate) fn run_limited<R>(
     use std::os::unix::process::CommandExt;
     use std::sync::atomic::AtomicBool;
     budget.check().map_err(|s| s.to_string())?;
-    let allowed = budget.bytes_left().min(budget.temp_left());
+    // A child that outgrows what is left has spent the upload's budget, as a member read in
+    // process does: the upload stops with the same reason, whichever runs first.
+    let (allowed, spent) = if budget.bytes_left() <= budget.temp_left() {
+        (budget.bytes_left(), Stop::Bytes(budget.bytes))
+    } else {
+        (budget.temp_left(), Stop::Temp(budget.temp))
+    };
     let cpu = budget.seconds_left().map(|s| s.max(1));
     let limit = |res, v: u64| {
         let r = libc::rlimit {
@@ -230,7 +236,8 @@ pub(crate) fn run_limited<R>(
                     last_walk = Instant::now();
                     let used = dir_size(dir);
                     (used > allowed).then(|| {
-                        format!("{prog} wrote more than the {allowed} bytes this upload has left (decompression bomb?)")
+                        let stop = budget.halt(spent.clone());
+                        format!("{prog} wrote more than the {allowed} bytes this upload has left: {stop}")
                     })
                 } else {
                     None
@@ -252,18 +259,23 @@ pub(crate) fn run_limited<R>(
         if let Some(why) = killed {
             return Err(why);
         }
-        if status_says_too_big(&status) {
-            return Err(format!(
-                "{prog} tried to write a file larger than the {allowed} bytes this upload has left (decompression bomb?)"
-            ));
+        use std::os::unix::process::ExitStatusExt;
+        match status.signal() {
+            Some(libc::SIGXFSZ) => {
+                let stop = budget.halt(spent.clone());
+                Err(format!(
+                    "{prog} tried to write a file larger than the {allowed} bytes this upload has left: {stop}"
+                ))
+            }
+            Some(libc::SIGXCPU) => {
+                let stop = budget.halt(Stop::Time(budget.seconds));
+                Err(format!(
+                    "{prog} used the CPU time this upload has left: {stop}"
+                ))
+            }
+            _ => Ok((out, status)),
         }
-        Ok((out, status))
     })
-}
-
-fn status_says_too_big(status: &std::process::ExitStatus) -> bool {
-    use std::os::unix::process::ExitStatusExt;
-    status.signal() == Some(libc::SIGXFSZ) || status.signal() == Some(libc::SIGXCPU)
 }
 
 /// Apparent size of the files under `dir` (links not followed).
