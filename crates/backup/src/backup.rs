@@ -647,6 +647,8 @@ fn run(
         kind: plan.kind.clone(),
         builds_on: plan.builds_on.clone(),
         holdfast_version: env!("CARGO_PKG_VERSION").into(),
+        // Given by the store as it commits.
+        sequence: 0,
         started,
         finished: Utc::now(),
         database,
@@ -771,7 +773,7 @@ pub(crate) fn finish(
         );
     }
     manifest.timings.total_secs = began.elapsed().as_secs_f64();
-    let snapshot = target.commit(plan, &manifest)?;
+    let snapshot = target.commit(plan, &mut manifest)?;
     tracing::info!(snapshot = %snapshot, "snapshot committed");
     Ok(BackupOutcome {
         target: target.display(),

@@ -274,6 +274,8 @@ pub(crate) fn run(
         kind: plan.kind.clone(),
         builds_on: plan.builds_on.clone(),
         holdfast_version: env!("CARGO_PKG_VERSION").into(),
+        // Given by the store as it commits.
+        sequence: 0,
         started,
         finished: Utc::now(),
         database: snap.database,

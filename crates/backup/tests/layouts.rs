@@ -446,3 +446,48 @@ fn a_pool_made_before_objects_is_restored_as_it_is_and_becomes_objects_at_the_ne
         restores_as_the_site_is(&f, &cfg, over);
     }
 }
+
+/// A snapshot made while the clock was a year ahead (then set right) does not stay the
+/// newest: later ones are restored by default, and retention drops it first.
+#[test]
+fn a_snapshot_made_while_the_clock_was_ahead_does_not_stay_newest() {
+    for layout in [LayoutKind::Pool, LayoutKind::Rolling] {
+        let mut f = fixture(2, Behaviour::default(), 30);
+        let mut cfg = f.cfg.clone();
+        cfg.layout = layout;
+        cfg.keep = 2;
+        let site = f.site().clone();
+        let ahead = backup(&site, "s", &f.sched, &cfg).unwrap();
+        let file = f
+            .target_dir()
+            .join(&ahead.snapshot)
+            .join(holdfast_store::manifest::MANIFEST_FILE);
+        let mut m = ahead.manifest.clone();
+        m.started += chrono::Duration::days(365);
+        m.finished += chrono::Duration::days(365);
+        std::fs::write(&file, m.to_json()).unwrap();
+
+        let mut runs = Vec::new();
+        for _ in 0..2 {
+            f.add_uploads(1);
+            runs.push(backup(&site, "s", &f.sched, &cfg).unwrap());
+        }
+        let target = cfg.target().unwrap();
+        let snaps = layout::snapshots(&target).unwrap();
+        let got: Vec<_> = snaps.iter().map(|s| s.manifest.started).collect();
+        let want: Vec<_> = runs.iter().map(|r| r.manifest.started).collect();
+        assert_eq!(got, want, "{layout}: the two later runs are kept, in order");
+        let latest = layout::find(&target, None).unwrap();
+        assert_eq!(
+            latest.manifest.started, runs[1].manifest.started,
+            "{layout}"
+        );
+        let (_, r) = f.restore_scratch(&cfg, None);
+        assert!(r.is_whole(), "{layout}: {:?}", r.verify.missing);
+        assert_eq!(
+            r.verify.checked,
+            4 * 3,
+            "{layout}: the newest run's 4 uploads"
+        );
+    }
+}

@@ -141,7 +141,7 @@ pub fn snapshots(bucket: &Bucket) -> Result<Vec<Snapshot>, BucketError> {
             }
         }
     }
-    out.sort_by(|a, b| (a.manifest.started, &a.name).cmp(&(b.manifest.started, &b.name)));
+    out.sort_by(|a, b| (a.manifest.order(), &a.name).cmp(&(b.manifest.order(), &b.name)));
     Ok(out)
 }
 

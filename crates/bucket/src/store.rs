@@ -381,8 +381,9 @@ impl Store for BucketStore {
         self.write_atomic(&format!("{PENDING}/{FILE_LIST}"), &pool::encode(list))
     }
 
-    fn commit(&self, plan: &Plan, manifest: &Manifest) -> Result<String, StoreError> {
+    fn commit(&self, plan: &Plan, manifest: &mut Manifest) -> Result<String, StoreError> {
         let b = &self.bucket;
+        manifest.sequence = holdfast_store::layout::next_sequence(&self.snapshots()?);
         let mut name = format!("snap.{}", stamp(manifest.started));
         let mut n = 1;
         while self.read(&format!("{name}/{MANIFEST_FILE}"))?.is_some() {

@@ -72,7 +72,7 @@ fn a_copy_through_the_store_trait_lands_whole_and_comes_back() {
         s.snapshots().unwrap().is_empty(),
         "nothing listed before the commit"
     );
-    let name = s.commit(&plan, &snap.manifest).unwrap();
+    let name = s.commit(&plan, &mut snap.manifest.clone()).unwrap();
     assert_eq!(name, snap.name);
     let listed = s.snapshots().unwrap();
     assert_eq!(listed.len(), 1);
@@ -125,7 +125,7 @@ fn a_copy_through_the_store_trait_lands_whole_and_comes_back() {
             "db/fossology.sql.gz",
         )
         .unwrap();
-        s.commit(&plan, &snap.manifest).unwrap();
+        s.commit(&plan, &mut snap.manifest.clone()).unwrap();
     }
     let names: Vec<String> = s.snapshots().unwrap().into_iter().map(|s| s.name).collect();
     assert_eq!(names.len(), 2);
@@ -191,7 +191,7 @@ fn reports_come_back_as_the_snapshot_holds_them() {
         "db/fossology.sql.gz",
     )
     .unwrap();
-    s.commit(&plan, &snap.manifest).unwrap();
+    s.commit(&plan, &mut snap.manifest.clone()).unwrap();
     let listed = s.snapshots().unwrap();
 
     let dest = w.dir.path().join("site");
@@ -235,7 +235,7 @@ fn a_dump_beyond_one_server_copy_lands_whole() {
     let local = w.dir.path().join("big.sql.gz");
     std::fs::write(&local, &dump).unwrap();
     s.send_dump(&plan, &local, "db/fossology.sql.gz").unwrap();
-    let name = s.commit(&plan, &snap.manifest).unwrap();
+    let name = s.commit(&plan, &mut snap.manifest.clone()).unwrap();
     let mut got = Vec::new();
     s.open(&format!("{name}/db/fossology.sql.gz"))
         .unwrap()
@@ -285,7 +285,7 @@ fn an_encoded_name_is_collected_and_not_resent() {
             "db/fossology.sql.gz",
         )
         .unwrap();
-        s.commit(&plan, &snap.manifest).unwrap();
+        s.commit(&plan, &mut snap.manifest.clone()).unwrap();
         st.transferred_files
     };
     assert_eq!(copy(1, vec![odd.clone()]), 2);

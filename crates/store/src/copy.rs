@@ -56,17 +56,16 @@ pub struct CopyRun {
     pub up_to_date: usize,
 }
 
-/// Source snapshots the copy should get: those newer than the copy's newest, at most `keep`
-/// (the newest), oldest first.
+/// Source snapshots the copy should get: those after the last one it has in the source's
+/// order (`source` oldest first; the clock does not decide), at most `keep` (the newest),
+/// oldest first. A copy's snapshot is its source's by the start they share.
 pub fn wanted(source: &[Snapshot], copy: &[Snapshot], keep: usize) -> Vec<Snapshot> {
     let have: HashSet<_> = copy.iter().map(|s| s.manifest.started).collect();
-    let newest = copy.iter().map(|s| s.manifest.started).max();
-    let mut out: Vec<Snapshot> = source
+    let after = source
         .iter()
-        .filter(|s| !have.contains(&s.manifest.started))
-        .filter(|s| newest.is_none_or(|n| s.manifest.started > n))
-        .cloned()
-        .collect();
+        .rposition(|s| have.contains(&s.manifest.started))
+        .map_or(0, |i| i + 1);
+    let mut out: Vec<Snapshot> = source[after..].to_vec();
     let keep = keep.max(1);
     if out.len() > keep {
         out.drain(..out.len() - keep);
@@ -290,7 +289,7 @@ pub fn copy_snapshot(
         snapshot: snap.name.clone(),
         at: chrono::Utc::now(),
     });
-    let name = dest.commit(&plan, &manifest)?;
+    let name = dest.commit(&plan, &mut manifest)?;
     drop(staging);
     Ok(Copied {
         source: snap.name.clone(),
@@ -398,5 +397,8 @@ mod tests {
         assert_eq!(names(wanted(&src, &[], 2)), ["s4", "s5"]);
         assert_eq!(names(wanted(&src, &[snap("c3", 3)], 9)), ["s4", "s5"]);
         assert!(wanted(&src, &[snap("c5", 5)], 9).is_empty());
+        // The source's order decides, not the clock: s2 was made while it was ahead.
+        let skewed = vec![snap("s1", 1), snap("s2", 23), snap("s3", 3)];
+        assert_eq!(names(wanted(&skewed, &[snap("c2", 23)], 9)), ["s3"]);
     }
 }

@@ -139,9 +139,14 @@ pub fn snapshots(target: &Target) -> Result<Vec<Snapshot>, StoreError> {
         }
     }
     out.sort_by(|a, b| {
-        (a.manifest.started, a.name == CURRENT).cmp(&(b.manifest.started, b.name == CURRENT))
+        (a.manifest.order(), a.name == CURRENT).cmp(&(b.manifest.order(), b.name == CURRENT))
     });
     Ok(out)
+}
+
+/// The sequence the next snapshot of a store holding `snaps` gets.
+pub fn next_sequence(snaps: &[Snapshot]) -> u64 {
+    snaps.iter().map(|s| s.manifest.sequence).max().unwrap_or(0) + 1
 }
 
 /// Finds a snapshot by name, or the latest when `name` is `None`.
@@ -413,7 +418,8 @@ impl Layout {
 
     /// Writes the manifest into `.partial`, syncs, makes the snapshot visible and prunes.
     /// Returns the snapshot's name.
-    pub fn commit(&self, target: &Target, manifest: &Manifest) -> Result<String, StoreError> {
+    pub fn commit(&self, target: &Target, manifest: &mut Manifest) -> Result<String, StoreError> {
+        manifest.sequence = next_sequence(&snapshots(target)?);
         let t = std::time::Instant::now();
         if self.kind == LayoutKind::Rolling {
             self.drop_unlisted(target)?;

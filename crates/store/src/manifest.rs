@@ -25,6 +25,11 @@ pub struct Manifest {
     #[serde(default)]
     pub builds_on: Vec<String>,
     pub holdfast_version: String,
+    /// The snapshot's place in its store: one more than the highest there when it was
+    /// committed (0: written before holdfast counted). Snapshots are ordered by it, not by
+    /// the clock, so one made while the clock was ahead does not stay "newest".
+    #[serde(default)]
+    pub sequence: u64,
     pub started: DateTime<Utc>,
     pub finished: DateTime<Utc>,
     pub database: DumpInfo,
@@ -169,6 +174,12 @@ pub struct Timings {
 }
 
 impl Manifest {
+    /// Where the snapshot stands among its store's, oldest first: its sequence, then (for
+    /// snapshots older than sequences, or equal ones) its start.
+    pub fn order(&self) -> (u64, DateTime<Utc>) {
+        (self.sequence, self.started)
+    }
+
     /// Whether the snapshot's list (`files.list.gz`), when there is one, names what it holds:
     /// an online rolling night writes none, and its day, begun as a btrfs snapshot of the day
     /// before, may carry that day's.

@@ -273,9 +273,10 @@ pub trait Store: Send + Sync {
     ) -> Result<(u64, Vec<String>), StoreError> {
         Ok((0, paths.to_vec()))
     }
-    /// Makes everything durable, writes the manifest last, makes the snapshot visible and
-    /// applies the layout's retention. Returns the snapshot's name.
-    fn commit(&self, plan: &Plan, manifest: &Manifest) -> Result<String, StoreError>;
+    /// Makes everything durable, writes the manifest last (with its sequence: one past the
+    /// store's highest, set here), makes the snapshot visible and applies the layout's
+    /// retention. Returns the snapshot's name.
+    fn commit(&self, plan: &Plan, manifest: &mut Manifest) -> Result<String, StoreError>;
 
     /// Hashes `paths` (repository-relative) at `place` against their names; one result per
     /// path, in order. A missing file is [`Proof::Bad`].

@@ -929,7 +929,7 @@ impl Store for Target {
         Ok((there + linked, lacking))
     }
 
-    fn commit(&self, plan: &Plan, manifest: &Manifest) -> Result<String, StoreError> {
+    fn commit(&self, plan: &Plan, manifest: &mut Manifest) -> Result<String, StoreError> {
         plan.layout.commit(self, manifest)
     }
 
