@@ -54,11 +54,36 @@ pub fn missing_files(
             what: "check the repository against the database".into(),
             source: e,
         })?;
+    // Those of uploads being deleted too: the run sets them aside (`split_deleting`) with
+    // the delete jobs as the stopped scheduler left them.
     Ok(report
         .missing
         .into_iter()
+        .chain(report.being_deleted)
         .filter(|r| types.contains(&r.kind.as_str()))
         .collect())
+}
+
+/// Sets aside, from `missing`, the files of uploads a delete job had begun on (`deleting`):
+/// FOSSology's delete agent removes an upload's files before its rows, and runs again after
+/// a stop cut it off or a restore. Returns (missing, being deleted).
+pub(crate) fn split_deleting(
+    missing: Vec<holdfast_site::db::Reference>,
+    deleting: &std::collections::HashSet<i32>,
+) -> (
+    Vec<holdfast_site::db::Reference>,
+    Vec<holdfast_site::db::Reference>,
+) {
+    let (gone, missing): (Vec<_>, Vec<_>) = missing
+        .into_iter()
+        .partition(|r| deleting.contains(&r.upload_fk));
+    if !gone.is_empty() {
+        tracing::warn!(
+            files = gone.len(),
+            "files of uploads being deleted were already gone: their delete job finishes after a restore"
+        );
+    }
+    (missing, gone)
 }
 
 /// Runs one backup of `site` to the configured target.
@@ -630,6 +655,17 @@ fn run(
     let (database, spooled, marks, dump_secs) = dumped?;
     tracing::info!(secs = dump_secs, bytes = database.bytes, "database dumped");
     let (stats, damaged, missing, unnamed, unlisted, copy_secs) = copied?;
+    // The scheduler is stopped: a delete job not ended was cut off.
+    let (missing, being_deleted) = if missing.is_empty() {
+        (missing, Vec::new())
+    } else {
+        let deleting =
+            holdfast_site::db::uploads_being_deleted(client).map_err(|e| BackupError::Db {
+                what: "read the delete jobs".into(),
+                source: e,
+            })?;
+        split_deleting(missing, &deleting)
+    };
     warn_unlisted(&unlisted);
     let found_by = if prev.is_some() { "database" } else { "walk" };
     if !missing.is_empty() {
@@ -668,6 +704,7 @@ fn run(
                 None => Some(started),
             },
             missing: missing.clone(),
+            being_deleted,
             unnamed,
             unlisted,
         },

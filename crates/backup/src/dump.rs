@@ -260,7 +260,7 @@ fn pump(
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| {
+    let mut child = holdfast_core::child::spawn_retrying(&mut cmd).map_err(|e| {
         BackupError::Dump(format!(
             "cannot run {program}: {e} (install postgresql-client, or set backup.{tool})"
         ))
@@ -725,7 +725,7 @@ pub fn load(
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| {
+    let mut child = holdfast_core::child::spawn_retrying(&mut cmd).map_err(|e| {
         BackupError::Load(format!(
             "cannot run {}: {e} (install postgresql-client, or set backup.psql)",
             cfg.psql

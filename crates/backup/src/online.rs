@@ -42,6 +42,8 @@ struct AtSnapshot {
     unfinished: Vec<QueueRow>,
     running: Vec<QueueRow>,
     references: Vec<Reference>,
+    /// Uploads a delete job was removing at the snapshot point.
+    deleting: std::collections::HashSet<i32>,
 }
 
 fn db_err(what: &str) -> impl Fn(postgres::Error) -> BackupError + '_ {
@@ -89,6 +91,7 @@ fn at_snapshot(
         let unfinished = db::unfinished_jobs(client).map_err(db_err("read the job queue"))?;
         let running = db::running_jobs(client).map_err(db_err("read the job queue"))?;
         let slimmed = db::slimmed_pfiles(client).map_err(db_err("read holdfast_slimmed"))?;
+        let deleting = db::uploads_being_deleted(client).map_err(db_err("read the delete jobs"))?;
         let references = db::references(client, None)
             .map_err(db_err("list the files the database names"))?
             .into_iter()
@@ -102,6 +105,7 @@ fn at_snapshot(
             unfinished,
             running,
             references,
+            deleting,
         })
     })();
     // Read only: nothing to keep. The dump has imported the snapshot and ended by now.
@@ -234,6 +238,32 @@ pub(crate) fn run(
         .filter(|(_, places)| !places.iter().any(|p| found.contains(p.as_str())))
         .map(|(r, _)| r.clone())
         .collect();
+    // An upload a delete job was removing at the snapshot point: its files go before its
+    // rows, and the dump has the job cut off, to run again after a restore.
+    let (missing, mut being_deleted) = backup::split_deleting(missing, &snap.deleting);
+    // One deleted after the snapshot point, before the copy reached its files: a restore
+    // queues its deletion again (`online.deleted_after`).
+    let (missing, deleted_after) = if missing.is_empty() {
+        (missing, Vec::new())
+    } else {
+        let ups: Vec<i32> = missing
+            .iter()
+            .map(|r| r.upload_fk)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let gone = db::uploads_deleted_by_now(client, &ups)
+            .map_err(db_err("read which uploads were deleted since the snapshot"))?;
+        let (missing, after) = backup::split_deleting(missing, &gone);
+        let ups: Vec<i32> = after
+            .iter()
+            .map(|r| r.upload_fk)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        being_deleted.extend(after);
+        (missing, ups)
+    };
     if !from_earlier.is_empty() {
         tracing::warn!(
             count = from_earlier.len(),
@@ -291,6 +321,7 @@ pub(crate) fn run(
             // No marks: the next night walks the repository.
             found_by: "walk".into(),
             unlisted,
+            being_deleted,
             ..Default::default()
         },
         jobs: JobsInfo {
@@ -312,6 +343,7 @@ pub(crate) fn run(
             from_earlier,
             recopied,
             left_out,
+            deleted_after,
         }),
     };
     backup::finish(

@@ -219,6 +219,9 @@ pub fn restore(
                 cfg,
             )?;
             tracing::info!(secs = t.elapsed().as_secs_f64(), db = %dest.db.dbname(), "database restored");
+            if let Some(o) = &snap.manifest.online {
+                queue_deletions(&dest, &o.deleted_after)?;
+            }
         }
         Ok(t.elapsed().as_secs_f64())
     };
@@ -381,6 +384,32 @@ pub fn restore(
 /// The folders of content-named files a restore proves: those of every host the snapshot's
 /// site had and the new one has (a new server may name its disks otherwise), and the
 /// host-less `gold` and `files` where `[REPOSITORY]` lines leave prefixes uncovered.
+/// Uploads an online backup saw deleted after its snapshot point, before the copy reached
+/// their files: the restored database still has them, so their deletion is queued again
+/// (as a cut-off delete job, which FOSSology's scheduler runs at its `--reset` start).
+fn queue_deletions(dest: &Site, uploads: &[i32]) -> Result<(), BackupError> {
+    if uploads.is_empty() {
+        return Ok(());
+    }
+    let mut c = crate::connect(dest)?;
+    for &u in uploads {
+        let row =
+            holdfast_site::db::queue_cut_off_deletion(&mut c, u).map_err(|e| BackupError::Db {
+                what: format!("queue the deletion of upload {u} again"),
+                source: e,
+            })?;
+        match row {
+            Some(jq) => tracing::warn!(
+                upload = u,
+                jobqueue = jq,
+                "upload deleted on the site while this snapshot was taken: its deletion is queued again"
+            ),
+            None => tracing::info!(upload = u, "upload deleted after the snapshot point is not in the dump"),
+        }
+    }
+    Ok(())
+}
+
 fn content_dirs(snapshot_hosts: &[String], dest_hosts: &[String]) -> Vec<String> {
     let mut hosts: Vec<&String> = snapshot_hosts.iter().chain(dest_hosts).collect();
     hosts.sort();
@@ -565,6 +594,7 @@ mod tests {
             checked: 10,
             missing: pks.iter().map(|&p| reference(p)).collect(),
             slimmed: Vec::new(),
+            being_deleted: Vec::new(),
         };
         let meta = MissingReason::NotReproducible {
             artifact: "artifact.meta".into(),

@@ -241,3 +241,107 @@ fn gold_mode_copies_no_files_and_restore_rebuilds_them_from_gold() {
         assert_eq!(files2.get(name), Some(size), "{name} back with its size");
     }
 }
+
+/// FOSSology's delete agent removes an upload's files before the rows that name them, and a
+/// stop (or the snapshot point of an online backup) can fall between the two: those files
+/// are not lost data. With a cut-off `DELETE UPLOAD` and `DELETE FOLDER` job, the backup and
+/// its restore set them aside; a file gone from an upload nobody deletes is still missing.
+#[test]
+fn files_of_uploads_being_deleted_are_set_aside_not_missing() {
+    let f = fixture(3, Behaviour::default(), 30);
+    let site = f.site().clone();
+    let mut sched = f.sched.clone();
+    sched.stale_row_grace_secs = 1;
+    let mut c = site.connect().unwrap();
+    let ups: Vec<i32> = c
+        .query("SELECT upload_pk FROM upload ORDER BY upload_pk", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let (by_upload, in_folder, kept) = (ups[0], ups[1], ups[2]);
+    let folder: i32 = c
+        .query_one(
+            "INSERT INTO folder (folder_name, user_fk, folder_desc, folder_perm) \
+             VALUES ('doomed', 1, '', 0) RETURNING folder_pk",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    c.execute(
+        "INSERT INTO foldercontents (parent_fk, foldercontents_mode, child_id) \
+         VALUES (1, 1, $1), ($1, 2, $2)",
+        &[&folder, &in_folder],
+    )
+    .unwrap();
+    for (u, args) in [
+        (by_upload, format!("DELETE UPLOAD {by_upload}")),
+        (0, format!("DELETE FOLDER 1 {folder}")),
+    ] {
+        c.execute(
+            "WITH j AS (INSERT INTO job (job_name, job_upload_fk, job_user_fk) \
+                 VALUES ('Delete', NULLIF($1, 0), 1) RETURNING job_pk) \
+             INSERT INTO jobqueue (jq_job_fk, jq_type, jq_args, jq_starttime) \
+                 SELECT job_pk, 'delagent', $2, now() FROM j",
+            &[&u, &args],
+        )
+        .unwrap();
+    }
+    // The agents removed their uploads' files and were cut off before the rows; one file of
+    // an upload nobody deletes is lost as well.
+    let refs =
+        |u: i32, c: &mut postgres::Client| holdfast_site::db::references(c, Some(u)).unwrap();
+    let remove = |r: &holdfast_site::db::Reference| {
+        for p in site.repo.candidates(&r.kind, &r.name) {
+            let _ = std::fs::remove_file(p);
+        }
+    };
+    let doomed: Vec<_> = [by_upload, in_folder]
+        .iter()
+        .flat_map(|&u| refs(u, &mut c))
+        .collect();
+    doomed.iter().for_each(remove);
+    let lost = refs(kept, &mut c).pop().unwrap();
+    remove(&lost);
+    drop(c);
+    let key = |v: &[holdfast_site::db::Reference]| {
+        let mut k: Vec<_> = v.iter().map(|r| (r.kind.clone(), r.pfile_pk)).collect();
+        k.sort();
+        k
+    };
+
+    for online in [false, true] {
+        let cfg = holdfast_backup::BackupConfig {
+            online,
+            ..f.cfg.clone()
+        };
+        let out = backup(&site, "s", &sched, &cfg).unwrap();
+        assert_eq!(
+            key(&out.missing),
+            key(std::slice::from_ref(&lost)),
+            "online {online}"
+        );
+        assert_eq!(
+            key(&out.manifest.repository.being_deleted),
+            key(&doomed),
+            "online {online}"
+        );
+        let into = f.dir.path().join(format!("restored-{online}"));
+        let opts = RestoreOptions {
+            scratch: Some(into),
+            drop_scratch_db: true,
+            ..Default::default()
+        };
+        let r = restore(&site, &sched, &cfg, &Default::default(), &opts).unwrap();
+        assert_eq!(
+            key(&r.verify.missing),
+            key(std::slice::from_ref(&lost)),
+            "online {online}"
+        );
+        assert_eq!(
+            key(&r.verify.being_deleted),
+            key(&doomed),
+            "online {online}"
+        );
+    }
+}

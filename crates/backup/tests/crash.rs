@@ -146,7 +146,7 @@ fn assert_no_leftovers(target_dir: &str, port: u16) {
         let limit = if l.iter().all(|(grand, _)| *grand) {
             Duration::from_secs(30)
         } else {
-            Duration::from_secs(3)
+            Duration::from_secs(5)
         };
         assert!(
             start.elapsed() < limit,
@@ -224,14 +224,20 @@ fn kill_anywhere_in_backup_and_prune(f: &mut Fixture, cfg: BackupConfig) {
 
     // Backups: each kill lands somewhere in a whole run's length (the quickest of three: on a
     // loaded machine one slow run would put most kills after the end).
-    let whole = (0..3).map(|_| run_whole("backup", f, &cfg)).min().unwrap();
-    let mut hits = 0;
-    for i in 0..20 {
+    let mut whole = (0..3).map(|_| run_whole("backup", f, &cfg)).min().unwrap();
+    let (mut hits, mut i) = (0, 0);
+    // At least 20 kills, and on until 12 landed inside a run: runs get quicker as the other
+    // tests of this file end, and a kill after a run's end shortens the window to it.
+    while i < 20 || (hits < 12 && i < 60) {
         if i % 5 == 0 {
             f.add_uploads(1); // new files to copy, not only links
         }
-        let at = Duration::from_millis(rng.random_range(0..whole.as_millis() as u64));
-        hits += kill_during("backup", f, &cfg, at) as usize;
+        let at = Duration::from_millis(rng.random_range(0..whole.as_millis().max(2) as u64));
+        if kill_during("backup", f, &cfg, at) {
+            hits += 1;
+        } else {
+            whole = whole.min(at.max(Duration::from_millis(50)));
+        }
         assert_no_leftovers(&target_dir, port);
         next_command(f);
         assert!(
@@ -239,11 +245,11 @@ fn kill_anywhere_in_backup_and_prune(f: &mut Fixture, cfg: BackupConfig) {
             "scheduler running after the next command (kill {i} at {at:?})"
         );
         assert_snapshots_whole(&cfg);
+        i += 1;
     }
-    // (Runs vary in length: a kill may come after a quick one ended.)
     assert!(
         hits >= 12,
-        "most kills landed inside a run: {hits}/20 (whole {whole:?})"
+        "kills landed inside a run: {hits}/{i} (window at the end {whole:?})"
     );
     run_whole("backup", f, &cfg);
     assert!(assert_snapshots_whole(&cfg) >= 2);

@@ -144,8 +144,10 @@ fn files_written_and_deleted_during_the_precopy_are_settled_by_the_delta_pass() 
     let hooks_saw = started[0] - stopped[0];
     // The stand-in takes a second to stop; the copy ran before the stop.
     assert!(hooks_saw >= 1.0, "{hooks_saw}");
+    // (The hooks read the wall clock, holdfast a monotonic one; a loaded machine delays the
+    // hooks' processes and the check that the scheduler is up.)
     assert!(
-        t.downtime_secs >= hooks_saw && t.downtime_secs < hooks_saw + 1.0,
+        t.downtime_secs + 0.05 >= hooks_saw && t.downtime_secs < hooks_saw + 3.0,
         "downtime {} s, the scheduler's own scripts saw {hooks_saw} s",
         t.downtime_secs
     );

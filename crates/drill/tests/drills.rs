@@ -483,6 +483,8 @@ fn agent_storage_loss_from_a_gold_only_backup() {
 
 #[test]
 fn busy_backup_every_kind_restores_whole() {
+    // Its agents load both cores: alone, as the other busy drills.
+    let _one = common::one_at_a_time();
     let t = tempfile::tempdir().unwrap();
     let r = holdfast_drill::run(Scenario::BusyBackup, &options(t.path())).unwrap();
     assert_passed(

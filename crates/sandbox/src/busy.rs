@@ -6,8 +6,10 @@
 //!   one child are written into the repository (each in two halves, a short pause between:
 //!   a copy may meet them half-written), then in one transaction the `pfile` rows, the
 //!   upload's gold and its `uploadtree_a` rows, and the job's end;
-//! - once more than a few busy uploads exist, the oldest is deleted (as `delagent`): its
-//!   files first, then, after a pause, the rows that name them.
+//! - once more than a few busy uploads exist, the oldest is deleted (as `delagent`): a
+//!   `Delete` job's `delagent` row is started (`DELETE UPLOAD <upload>`), the files go first,
+//!   then, after a pause, in one transaction the rows that name them (the upload row stays,
+//!   marked deleted with no file, as delagent leaves it) and the job's end.
 //!
 //! Only uploads it made (`upload_origin = 'busy'`) are deleted, each by one agent (it claims
 //! the upload first, marking it `busy-deleting`). A stop request (TERM) ends
@@ -91,25 +93,27 @@ COMMIT" > /dev/null
   rm -rf "$t"
 }}
 busy_delete() {{
-  local u n rows
+  local u n rows jq
   # Claimed first: two agents must not both delete the oldest (the second would delete
   # nothing, and busy uploads would pile up).
   u=$(q "UPDATE upload SET upload_origin = 'busy-deleting' WHERE upload_pk = (SELECT upload_pk FROM upload WHERE upload_origin = 'busy' AND pfile_fk IS NOT NULL AND (SELECT count(*) FROM upload WHERE upload_origin = 'busy') > 4 ORDER BY upload_pk LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING upload_pk")
   [ -n "$u" ] || return
+  # As FOSSology's UI queues it and its scheduler starts it: a Delete job whose delagent
+  # row is started before the agent touches anything.
+  jq=$(q "WITH j AS (INSERT INTO job (job_name, job_upload_fk, job_user_fk) VALUES ('Delete', $u, 1) RETURNING job_pk) INSERT INTO jobqueue (jq_job_fk, jq_type, jq_args, jq_starttime) SELECT job_pk, 'delagent', 'DELETE UPLOAD $u', now() FROM j RETURNING jq_pk")
+  [ -n "$jq" ] || return
   rows=$(q "SELECT u.upload_pk, lower(p.pfile_sha1) || '.' || lower(p.pfile_md5) || '.' || p.pfile_size FROM upload u JOIN uploadtree_a t ON t.upload_fk = u.upload_pk JOIN pfile p ON p.pfile_pk = t.pfile_fk WHERE u.upload_pk = $u")
-  [ -n "$rows" ] || return
-  while IFS='|' read -r u n; do
-    rm -f "$(busy_path '{gold}' "$n")" "$(busy_path '{files}' "$n")"
+  while IFS='|' read -r _ n; do
+    [ -n "$n" ] && rm -f "$(busy_path '{gold}' "$n")" "$(busy_path '{files}' "$n")"
   done <<< "$rows"
-  u=${{rows%%|*}}
   sleep 0.1
+  # delagent's rows: the tree and pfiles go, the upload stays marked deleted without a file.
   q "BEGIN;
 CREATE TEMP TABLE gone ON COMMIT DROP AS SELECT DISTINCT pfile_fk FROM uploadtree_a WHERE upload_fk = $u;
 DELETE FROM uploadtree_a WHERE upload_fk = $u;
-DELETE FROM jobqueue WHERE jq_job_fk IN (SELECT job_pk FROM job WHERE job_upload_fk = $u);
-DELETE FROM job WHERE job_upload_fk = $u;
-DELETE FROM upload WHERE upload_pk = $u;
+UPDATE upload SET expire_action = 'd', expire_date = now(), pfile_fk = NULL WHERE upload_pk = $u;
 DELETE FROM pfile WHERE pfile_pk IN (SELECT pfile_fk FROM gone);
+UPDATE jobqueue SET jq_endtime = now(), jq_end_bits = 1, jq_endtext = 'Completed' WHERE jq_pk = $jq;
 COMMIT" > /dev/null
 }}
 busy_add

@@ -100,7 +100,7 @@ if [ "$1" = --daemon ] || [ "$1" = -d ]; then
   shift
   rm -f {d}/scheduler.pid
   setsid -f "$0" "$@" </dev/null >/dev/null 2>&1
-  for i in $(seq 1 50); do [ -s {d}/scheduler.pid ] && exit 0; sleep 0.1; done
+  for i in $(seq 1 300); do [ -s {d}/scheduler.pid ] && exit 0; sleep 0.1; done
   echo "scheduler did not start" >&2
   exit 1
 fi
@@ -264,7 +264,8 @@ esac
                 }
             }
         }
-        for _ in 0..50 {
+        // As long as holdfast waits for a start (30 s): a loaded machine is slow, not broken.
+        for _ in 0..300 {
             if self.dir.join("scheduler.pid").is_file() {
                 return Ok(());
             }

@@ -179,7 +179,7 @@ fn a_run_killed_while_starting_the_scheduler_again_leaves_one_scheduler_not_two(
     let late_start = std::thread::spawn({
         let init = si.dir.join("init.d/fossology");
         move || {
-            std::thread::sleep(Duration::from_millis(300));
+            std::thread::sleep(Duration::from_millis(50));
             std::process::Command::new(init)
                 .arg("start")
                 .status()

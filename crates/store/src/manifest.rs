@@ -76,6 +76,11 @@ pub struct OnlineInfo {
     /// Files caught half-written that were still not whole: left out of the snapshot.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub left_out: Vec<String>,
+    /// Uploads deleted on the site after the snapshot point, whose files went before the
+    /// copy reached them (and no earlier snapshot had them): a restore queues their
+    /// deletion again, as a cut-off delete job, so the site it makes is whole.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deleted_after: Vec<i32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -138,6 +143,11 @@ pub struct RepoInfo {
     /// Files the database named that the repository lacked: looked at again by the next run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub missing: Vec<holdfast_site::db::Reference>,
+    /// Files the database named that were gone because a delete job (`delagent`) had begun
+    /// on their upload (it removes files before rows): not lost, the job runs again after a
+    /// restore and finishes the deletion.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub being_deleted: Vec<holdfast_site::db::Reference>,
     /// Files in the gold and files folders that no row named (strays): looked at again by
     /// the next run, which drops them once they are gone.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

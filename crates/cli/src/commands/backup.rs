@@ -275,6 +275,12 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
             m.timings.total_secs,
             m.timings.downtime_secs
         );
+        if !m.repository.being_deleted.is_empty() {
+            println!(
+                "{}",
+                super::verify::being_deleted_line(&m.repository.being_deleted)
+            );
+        }
     }
     for c in &out.copies {
         if !args.json {

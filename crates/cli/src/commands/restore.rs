@@ -235,6 +235,12 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
                 String::new()
             }
         );
+        if !out.verify.being_deleted.is_empty() {
+            println!(
+                "{}",
+                super::verify::being_deleted_line(&out.verify.being_deleted)
+            );
+        }
         if let Some(r) = &out.rebuild {
             if !r.requeued.is_empty() {
                 println!(

@@ -122,6 +122,9 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
                 report.slimmed.len()
             )?;
         }
+        if !report.being_deleted.is_empty() {
+            writeln!(out, "{}", being_deleted_line(&report.being_deleted))?;
+        }
     }
     exit::print(&out);
     Ok(exit::code(if report.is_whole() {
@@ -129,6 +132,18 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     } else {
         exit::INCOMPLETE
     }))
+}
+
+/// How many files of how many uploads a delete job is removing (not damage).
+pub(crate) fn being_deleted_line(refs: &[holdfast_site::db::Reference]) -> String {
+    let uploads: std::collections::BTreeSet<i32> = refs.iter().map(|r| r.upload_fk).collect();
+    format!(
+        "{} file(s) of {} upload(s) being deleted (uploads {:?}): their delete job (delagent) \
+         removed them and finishes when the scheduler runs it, not damage",
+        refs.len(),
+        uploads.len(),
+        uploads
+    )
 }
 
 fn run_snapshots(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {

@@ -40,6 +40,85 @@ fn queue_rows(c: &mut postgres::Client, filter: &str) -> Result<Vec<QueueRow>, p
         .collect())
 }
 
+/// Uploads a delete job (`delagent`) has started on and not finished: by an upload's
+/// `DELETE UPLOAD <upload>` or a folder's `DELETE FOLDER [<parent>] <folder>` (every upload
+/// under it). The agent removes the repository files before the rows that name them, so
+/// such an upload's files may be gone while its rows remain; the job runs again when
+/// FOSSology's scheduler starts with `--reset` (after a stop cut it off, or a restore) and
+/// finishes the deletion.
+pub fn uploads_being_deleted(
+    c: &mut postgres::Client,
+) -> Result<std::collections::HashSet<i32>, postgres::Error> {
+    let tables = c.query_one(
+        "SELECT to_regclass('jobqueue') IS NOT NULL AND to_regclass('foldercontents') IS NOT NULL",
+        &[],
+    )?;
+    if !tables.get::<_, bool>(0) {
+        return Ok(Default::default());
+    }
+    let rows = c.query(
+        "WITH RECURSIVE del AS ( \
+             SELECT btrim(jq_args) AS args FROM jobqueue \
+             WHERE jq_type = 'delagent' AND jq_starttime IS NOT NULL AND jq_endtime IS NULL), \
+         folders(folder) AS ( \
+             SELECT substring(args FROM '([0-9]+)$')::int4 FROM del WHERE args ~* '^DELETE FOLDER ' \
+             UNION \
+             SELECT fc.child_id FROM foldercontents fc JOIN folders f ON fc.parent_fk = f.folder \
+             WHERE fc.foldercontents_mode = 1) \
+         SELECT substring(args FROM '(?i)^DELETE UPLOAD ([0-9]+)')::int4 FROM del \
+             WHERE args ~* '^DELETE UPLOAD [0-9]+' \
+         UNION \
+         SELECT fc.child_id FROM foldercontents fc JOIN folders f ON fc.parent_fk = f.folder \
+             WHERE fc.foldercontents_mode = 2",
+        &[],
+    )?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| r.get::<_, Option<i32>>(0))
+        .collect())
+}
+
+/// Of `uploads`, those deleted by now (no row, or the row delagent leaves: no gold file,
+/// `expire_action = 'd'`) or being deleted ([`uploads_being_deleted`]).
+pub fn uploads_deleted_by_now(
+    c: &mut postgres::Client,
+    uploads: &[i32],
+) -> Result<std::collections::HashSet<i32>, postgres::Error> {
+    let mut out: std::collections::HashSet<i32> = c
+        .query(
+            "SELECT u FROM unnest($1::int4[]) u WHERE NOT EXISTS (SELECT 1 FROM upload \
+                 WHERE upload_pk = u AND pfile_fk IS NOT NULL \
+                 AND expire_action IS DISTINCT FROM 'd')",
+            &[&uploads],
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let deleting = uploads_being_deleted(c)?;
+    out.extend(uploads.iter().filter(|u| deleting.contains(u)));
+    Ok(out)
+}
+
+/// Queues `upload`'s deletion as FOSSology's UI does (a `Delete` job, its `delagent` row
+/// `DELETE UPLOAD <upload>`), marked started as a stop leaves a cut-off row: its files are
+/// already gone, and the scheduler's `--reset` start runs it again. Returns the row, or
+/// `None` when the database has no such upload.
+pub fn queue_cut_off_deletion(
+    c: &mut postgres::Client,
+    upload: i32,
+) -> Result<Option<i32>, postgres::Error> {
+    let args = format!("DELETE UPLOAD {upload}");
+    Ok(c.query_opt(
+        "WITH j AS (INSERT INTO job (job_name, job_upload_fk, job_user_fk) \
+             SELECT 'Delete', upload_pk, user_fk FROM upload WHERE upload_pk = $1 \
+             RETURNING job_pk) \
+         INSERT INTO jobqueue (jq_job_fk, jq_type, jq_args, jq_starttime) \
+             SELECT job_pk, 'delagent', $2, now() FROM j RETURNING jq_pk",
+        &[&upload, &args],
+    )?
+    .map(|r| r.get(0)))
+}
+
 /// Rows an agent is working on: started, not ended.
 pub fn running_jobs(c: &mut postgres::Client) -> Result<Vec<QueueRow>, postgres::Error> {
     queue_rows(c, "jq.jq_starttime IS NOT NULL AND jq.jq_endtime IS NULL")

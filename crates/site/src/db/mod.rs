@@ -14,7 +14,10 @@ pub mod uploads;
 pub mod uploadtree;
 pub use crate::users;
 
-pub use jobs::{has_job_queue, running_jobs, unfinished_jobs, QueueRow};
+pub use jobs::{
+    has_job_queue, queue_cut_off_deletion, running_jobs, unfinished_jobs, uploads_being_deleted,
+    uploads_deleted_by_now, QueueRow,
+};
 pub use pfiles::{upsert as upsert_pfiles, PfileHashes};
 pub use uploads::{exists as upload_exists, since as uploads_since};
 
@@ -104,6 +107,10 @@ pub struct VerifyReport {
     /// gold, not damage (see [`slimmed_pfiles`]).
     #[serde(default)]
     pub slimmed: Vec<Reference>,
+    /// Absent files of uploads a delete job had begun on (see [`uploads_being_deleted`]):
+    /// the job finishes the deletion when it runs again, not damage.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub being_deleted: Vec<Reference>,
 }
 
 impl VerifyReport {
@@ -123,17 +130,19 @@ pub fn verify(
         checked: refs.len(),
         ..Default::default()
     };
-    let mut slimmed: Option<HashSet<i32>> = None;
+    // Read the slimming record and the delete jobs only when something is absent.
+    let mut why: Option<(HashSet<i32>, HashSet<i32>)> = None;
     for r in refs {
         let name = PfileName::parse(&r.name).expect("names built from hashes parse");
         if !repo.has(&r.kind, &name) {
-            // Read the slimming record only when something is absent.
-            if slimmed.is_none() {
-                slimmed = Some(slimmed_pfiles(c)?);
+            if why.is_none() {
+                why = Some((slimmed_pfiles(c)?, uploads_being_deleted(c)?));
             }
-            let s = slimmed.as_ref().expect("just read");
-            if r.kind == "files" && s.contains(&r.pfile_pk) {
+            let (slimmed, deleting) = why.as_ref().expect("just read");
+            if r.kind == "files" && slimmed.contains(&r.pfile_pk) {
                 report.slimmed.push(r);
+            } else if deleting.contains(&r.upload_fk) {
+                report.being_deleted.push(r);
             } else {
                 report.missing.push(r);
             }
