@@ -40,12 +40,12 @@ fn queue_rows(c: &mut postgres::Client, filter: &str) -> Result<Vec<QueueRow>, p
         .collect())
 }
 
-/// Uploads a delete job (`delagent`) has started on and not finished: by an upload's
-/// `DELETE UPLOAD <upload>` or a folder's `DELETE FOLDER [<parent>] <folder>` (every upload
-/// under it). The agent removes the repository files before the rows that name them, so
-/// such an upload's files may be gone while its rows remain; the job runs again when
-/// FOSSology's scheduler starts with `--reset` (after a stop cut it off, or a restore) and
-/// finishes the deletion.
+/// Uploads a delete job (`delagent`) has not finished: by an upload's `DELETE UPLOAD
+/// <upload>` or a folder's `DELETE FOLDER [<parent>] <folder>` (every upload under it). The
+/// agent removes the repository files before the rows that name them, so such an upload's
+/// files may be gone while its rows remain; the job runs again when FOSSology's scheduler
+/// starts with `--reset` (after a stop cut it off, or a restore) and finishes the deletion.
+/// Queued rows count too: that start makes a cut-off row queued again until the agent runs.
 pub fn uploads_being_deleted(
     c: &mut postgres::Client,
 ) -> Result<std::collections::HashSet<i32>, postgres::Error> {
@@ -59,7 +59,7 @@ pub fn uploads_being_deleted(
     let rows = c.query(
         "WITH RECURSIVE del AS ( \
              SELECT btrim(jq_args) AS args FROM jobqueue \
-             WHERE jq_type = 'delagent' AND jq_starttime IS NOT NULL AND jq_endtime IS NULL), \
+             WHERE jq_type = 'delagent' AND jq_endtime IS NULL), \
          folders(folder) AS ( \
              SELECT substring(args FROM '([0-9]+)$')::int4 FROM del WHERE args ~* '^DELETE FOLDER ' \
              UNION \
