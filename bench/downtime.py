@@ -94,6 +94,8 @@ def run_night(a, work, night, order, tomls, results):
                    new_files=m["repository"]["new_files"], dump_bytes=m["database"]["bytes"],
                    sent_bytes=m["database"].get("sent_bytes") or 0, load=load(),
                    missing=len(out.get("missing") or []),
+                   being_deleted=len(m["repository"].get("being_deleted") or []),
+                   exit=r.returncode,
                    online=m.get("online"))
         # Downtime not in quiesce, dump or delta copy: the job-queue reads and the start.
         row["rest"] = max(0.0, row["downtime"] - row["quiesce"] - row["dump"] - row["copy"]) \
@@ -103,7 +105,10 @@ def run_night(a, work, night, order, tomls, results):
         if row["online"]:
             o = row["online"]
             extra = (f", running jobs {len(o['running'])}, from earlier {len(o.get('from_earlier', []))}, "
-                     f"recopied {len(o.get('recopied', []))}, left out {len(o.get('left_out', []))}")
+                     f"recopied {len(o.get('recopied', []))}, left out {len(o.get('left_out', []))}, "
+                     f"deleted after the snapshot point {len(o.get('deleted_after', []))} upload(s)")
+        if row["being_deleted"]:
+            extra += f", {row['being_deleted']} files of uploads being deleted set aside"
         if row["missing"]:
             extra += f", MISSING {row['missing']} named files (exit {r.returncode})"
         print(f"night {night} {mode:20s} downtime {row['downtime']:6.1f} s  quiesce {row['quiesce']:5.1f} s  "
