@@ -246,21 +246,10 @@ pub(crate) fn run(
     let (missing, deleted_after) = if missing.is_empty() {
         (missing, Vec::new())
     } else {
-        let ups: Vec<i32> = missing
-            .iter()
-            .map(|r| r.upload_fk)
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let gone = db::uploads_deleted_by_now(client, &ups)
+        let gone = db::uploads_deleted_by_now(client, &uploads_of(&missing))
             .map_err(db_err("read which uploads were deleted since the snapshot"))?;
         let (missing, after) = backup::split_deleting(missing, &gone);
-        let ups: Vec<i32> = after
-            .iter()
-            .map(|r| r.upload_fk)
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let ups = uploads_of(&after);
         being_deleted.extend(after);
         (missing, ups)
     };
@@ -356,6 +345,12 @@ pub(crate) fn run(
         true,
         missing,
     )
+}
+
+/// The uploads `refs` belong to, once each, in order.
+fn uploads_of(refs: &[Reference]) -> Vec<i32> {
+    let set: BTreeSet<i32> = refs.iter().map(|r| r.upload_fk).collect();
+    set.into_iter().collect()
 }
 
 /// Hashes the suspects' copies against their names; sends a bad one again when the site's

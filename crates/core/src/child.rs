@@ -42,12 +42,13 @@ pub fn kill_group(pid: u32, sig: nix::sys::signal::Signal) {
     let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid as i32), sig);
 }
 
-/// Spawns `cmd`, retrying briefly on ETXTBSY: a hook script written a moment ago can still
-/// be open for writing in a child another thread forked (until that child execs).
-pub fn spawn_retrying(cmd: &mut Command) -> std::io::Result<std::process::Child> {
+/// Runs `start` (a spawn or a run of a program), retrying for up to a second on ETXTBSY: a
+/// script written a moment ago can still be open for writing in a child another thread
+/// forked (until that child execs).
+pub fn retry_text_busy<T>(mut start: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
     let mut tries = 0;
     loop {
-        match cmd.spawn() {
+        match start() {
             Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 20 => {
                 tries += 1;
                 std::thread::sleep(std::time::Duration::from_millis(50));
@@ -55,6 +56,11 @@ pub fn spawn_retrying(cmd: &mut Command) -> std::io::Result<std::process::Child>
             other => return other,
         }
     }
+}
+
+/// Spawns `cmd`, retrying on ETXTBSY ([`retry_text_busy`]).
+pub fn spawn_retrying(cmd: &mut Command) -> std::io::Result<std::process::Child> {
+    retry_text_busy(|| cmd.spawn())
 }
 
 #[cfg(test)]

@@ -244,26 +244,13 @@ esac
         let _ = std::fs::remove_file(self.dir.join("scheduler.pid"));
         // The script was written a moment ago: a child another test thread forked meanwhile
         // may still hold it open for writing (ETXTBSY) until it execs.
-        let mut tries = 0;
-        loop {
-            match std::process::Command::new(self.dir.join(&self.scheduler_name))
-                .args(args)
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .process_group(0)
-                .spawn()
-            {
-                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 20 => {
-                    tries += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                r => {
-                    r?;
-                    break;
-                }
-            }
-        }
+        let mut cmd = std::process::Command::new(self.dir.join(&self.scheduler_name));
+        cmd.args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0);
+        holdfast_core::child::spawn_retrying(&mut cmd)?;
         // As long as holdfast waits for a start (30 s): a loaded machine is slow, not broken.
         for _ in 0..300 {
             if self.dir.join("scheduler.pid").is_file() {

@@ -317,19 +317,9 @@ fn run(what: &'static str, argv: &[String]) -> Result<(), SchedulerError> {
     Ok(())
 }
 
-/// Runs a command, retrying briefly on ETXTBSY: a script written a moment ago can still be
-/// held open for writing by a child another thread forked before it exec'd.
+/// Runs a command, retrying briefly on ETXTBSY ([`holdfast_core::child::retry_text_busy`]).
 pub fn output_retrying(cmd: &mut Command) -> std::io::Result<std::process::Output> {
-    let mut tries = 0;
-    loop {
-        match cmd.output() {
-            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 20 => {
-                tries += 1;
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            other => return other,
-        }
-    }
+    holdfast_core::child::retry_text_busy(|| cmd.output())
 }
 
 /// The scheduler as holdfast found it before stopping anything.
