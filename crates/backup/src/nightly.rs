@@ -247,6 +247,25 @@ pub fn plan(
     // What the database added since the marks, and what the last run found missing.
     let mut named = changes::named_since(client, &prev.marks).map_err(db("read new rows"))?;
     named.extend(prev.snapshot.manifest.repository.missing.iter().cloned());
+    // Files set aside as being deleted are looked at again until their upload is gone: a
+    // delete job that fails leaves the upload without them, and that is missing.
+    let aside = &prev.snapshot.manifest.repository.being_deleted;
+    if !aside.is_empty() {
+        let ups: Vec<i32> = aside
+            .iter()
+            .map(|r| r.upload_fk)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let deleted = holdfast_site::db::uploads_deleted(client, &ups)
+            .map_err(db("read which uploads were deleted"))?;
+        named.extend(
+            aside
+                .iter()
+                .filter(|r| !deleted.contains(&r.upload_fk))
+                .cloned(),
+        );
+    }
     night.named = named.len();
     let prev_paths: HashSet<&str> = prev.list.iter().map(|e| e.path.as_str()).collect();
     let mut seen = HashSet::new();

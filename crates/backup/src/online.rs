@@ -246,8 +246,16 @@ pub(crate) fn run(
     let (missing, deleted_after) = if missing.is_empty() {
         (missing, Vec::new())
     } else {
-        let gone = db::uploads_deleted_by_now(client, &uploads_of(&missing))
-            .map_err(db_err("read which uploads were deleted since the snapshot"))?;
+        // A connection of its own: the run's has been idle for the whole copy.
+        let gone = crate::connect(site)
+            .and_then(|mut c| {
+                db::uploads_deleted_by_now(&mut c, &uploads_of(&missing))
+                    .map_err(db_err("read which uploads were deleted since the snapshot"))
+            })
+            .unwrap_or_else(|e| {
+                tracing::warn!("cannot tell which missing files were deleted on purpose: {e}");
+                Default::default()
+            });
         let (missing, after) = backup::split_deleting(missing, &gone);
         let ups = uploads_of(&after);
         being_deleted.extend(after);

@@ -381,9 +381,6 @@ pub fn restore(
     })
 }
 
-/// The folders of content-named files a restore proves: those of every host the snapshot's
-/// site had and the new one has (a new server may name its disks otherwise), and the
-/// host-less `gold` and `files` where `[REPOSITORY]` lines leave prefixes uncovered.
 /// Uploads an online backup saw deleted after its snapshot point, before the copy reached
 /// their files: the restored database still has them, so their deletion is queued again
 /// (as a cut-off delete job, which FOSSology's scheduler runs at its `--reset` start).
@@ -404,12 +401,18 @@ fn queue_deletions(dest: &Site, uploads: &[i32]) -> Result<(), BackupError> {
                 jobqueue = jq,
                 "upload deleted on the site while this snapshot was taken: its deletion is queued again"
             ),
-            None => tracing::info!(upload = u, "upload deleted after the snapshot point is not in the dump"),
+            None => tracing::error!(
+                upload = u,
+                "upload deleted on the site while this snapshot was taken: not queued again (not in the dump, or no user to run it); its files are missing"
+            ),
         }
     }
     Ok(())
 }
 
+/// The folders of content-named files a restore proves: those of every host the snapshot's
+/// site had and the new one has (a new server may name its disks otherwise), and the
+/// host-less `gold` and `files` where `[REPOSITORY]` lines leave prefixes uncovered.
 fn content_dirs(snapshot_hosts: &[String], dest_hosts: &[String]) -> Vec<String> {
     let mut hosts: Vec<&String> = snapshot_hosts.iter().chain(dest_hosts).collect();
     hosts.sort();

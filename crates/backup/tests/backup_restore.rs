@@ -244,8 +244,9 @@ fn gold_mode_copies_no_files_and_restore_rebuilds_them_from_gold() {
 
 /// FOSSology's delete agent removes an upload's files before the rows that name them, and a
 /// stop (or the snapshot point of an online backup) can fall between the two: those files
-/// are not lost data. With a cut-off `DELETE UPLOAD` and `DELETE FOLDER` job, the backup and
-/// its restore set them aside; a file gone from an upload nobody deletes is still missing.
+/// are not lost data. With a cut-off `DELETE UPLOAD` job, the backup and its restore set
+/// them aside. A file gone from an upload nobody deletes is still missing, and so are the
+/// files of an upload under a folder being deleted (delagent may only unlink it).
 #[test]
 fn files_of_uploads_being_deleted_are_set_aside_not_missing() {
     let f = fixture(3, Behaviour::default(), 30);
@@ -296,13 +297,11 @@ fn files_of_uploads_being_deleted_are_set_aside_not_missing() {
             let _ = std::fs::remove_file(p);
         }
     };
-    let doomed: Vec<_> = [by_upload, in_folder]
-        .iter()
-        .flat_map(|&u| refs(u, &mut c))
-        .collect();
+    let doomed = refs(by_upload, &mut c);
     doomed.iter().for_each(remove);
-    let lost = refs(kept, &mut c).pop().unwrap();
-    remove(&lost);
+    let mut lost = refs(in_folder, &mut c);
+    lost.push(refs(kept, &mut c).pop().unwrap());
+    lost.iter().for_each(remove);
     drop(c);
     let key = |v: &[holdfast_site::db::Reference]| {
         let mut k: Vec<_> = v.iter().map(|r| (r.kind.clone(), r.pfile_pk)).collect();
@@ -316,11 +315,7 @@ fn files_of_uploads_being_deleted_are_set_aside_not_missing() {
             ..f.cfg.clone()
         };
         let out = backup(&site, "s", &sched, &cfg).unwrap();
-        assert_eq!(
-            key(&out.missing),
-            key(std::slice::from_ref(&lost)),
-            "online {online}"
-        );
+        assert_eq!(key(&out.missing), key(&lost), "online {online}");
         assert_eq!(
             key(&out.manifest.repository.being_deleted),
             key(&doomed),
@@ -333,15 +328,32 @@ fn files_of_uploads_being_deleted_are_set_aside_not_missing() {
             ..Default::default()
         };
         let r = restore(&site, &sched, &cfg, &Default::default(), &opts).unwrap();
-        assert_eq!(
-            key(&r.verify.missing),
-            key(std::slice::from_ref(&lost)),
-            "online {online}"
-        );
+        assert_eq!(key(&r.verify.missing), key(&lost), "online {online}");
         assert_eq!(
             key(&r.verify.being_deleted),
             key(&doomed),
             "online {online}"
         );
     }
+
+    // The nights after look at what they set aside again: still aside while the job is
+    // pending (a walk, then a night from the database's rows), missing once it failed.
+    for (night, found_by) in [(0, "walk"), (1, "database")] {
+        let out = backup(&site, "s", &sched, &f.cfg).unwrap();
+        assert_eq!(out.manifest.repository.found_by, found_by);
+        assert_eq!(key(&out.missing), key(&lost), "night {night}");
+        let aside = &out.manifest.repository.being_deleted;
+        assert_eq!(key(aside), key(&doomed), "night {night}");
+    }
+    site.connect()
+        .unwrap()
+        .batch_execute(
+            "UPDATE jobqueue SET jq_endtime = now(), jq_end_bits = 2 WHERE jq_type = 'delagent'",
+        )
+        .unwrap();
+    let out = backup(&site, "s", &sched, &f.cfg).unwrap();
+    assert_eq!(out.manifest.repository.found_by, "database");
+    let all: Vec<_> = lost.iter().chain(&doomed).cloned().collect();
+    assert_eq!(key(&out.missing), key(&all), "the delete job failed");
+    assert!(out.manifest.repository.being_deleted.is_empty());
 }

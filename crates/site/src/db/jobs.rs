@@ -40,36 +40,26 @@ fn queue_rows(c: &mut postgres::Client, filter: &str) -> Result<Vec<QueueRow>, p
         .collect())
 }
 
-/// Uploads a delete job (`delagent`) has not finished: by an upload's `DELETE UPLOAD
-/// <upload>` or a folder's `DELETE FOLDER [<parent>] <folder>` (every upload under it). The
+/// Uploads a delete job (`delagent`) has not finished, by `DELETE UPLOAD <upload>`. The
 /// agent removes the repository files before the rows that name them, so such an upload's
 /// files may be gone while its rows remain; the job runs again when FOSSology's scheduler
 /// starts with `--reset` (after a stop cut it off, or a restore) and finishes the deletion.
-/// Queued rows count too: that start makes a cut-off row queued again until the agent runs.
+/// Queued rows count too: that start makes a cut-off row queued again until the agent runs
+/// (a job that then fails has ended, and its upload's absent files are missing again).
+/// A folder's deletion (`DELETE FOLDER`) does not count: delagent deletes some of the
+/// folder's uploads and only unlinks others (shared or uploaded twice, `util.c`'s
+/// `listFoldersRecurse`), and holdfast does not guess which.
 pub fn uploads_being_deleted(
     c: &mut postgres::Client,
 ) -> Result<std::collections::HashSet<i32>, postgres::Error> {
-    let tables = c.query_one(
-        "SELECT to_regclass('jobqueue') IS NOT NULL AND to_regclass('foldercontents') IS NOT NULL",
-        &[],
-    )?;
-    if !tables.get::<_, bool>(0) {
+    if !has_job_queue(c) {
         return Ok(Default::default());
     }
+    // At most nine digits: a hand-made row cannot overflow the cast and fail every check.
     let rows = c.query(
-        "WITH RECURSIVE del AS ( \
-             SELECT btrim(jq_args) AS args FROM jobqueue \
-             WHERE jq_type = 'delagent' AND jq_endtime IS NULL), \
-         folders(folder) AS ( \
-             SELECT substring(args FROM '([0-9]+)$')::int4 FROM del WHERE args ~* '^DELETE FOLDER ' \
-             UNION \
-             SELECT fc.child_id FROM foldercontents fc JOIN folders f ON fc.parent_fk = f.folder \
-             WHERE fc.foldercontents_mode = 1) \
-         SELECT substring(args FROM '(?i)^DELETE UPLOAD ([0-9]+)')::int4 FROM del \
-             WHERE args ~* '^DELETE UPLOAD [0-9]+' \
-         UNION \
-         SELECT fc.child_id FROM foldercontents fc JOIN folders f ON fc.parent_fk = f.folder \
-             WHERE fc.foldercontents_mode = 2",
+        "SELECT DISTINCT substring(btrim(jq_args) FROM '(?i)^DELETE UPLOAD ([0-9]{1,9})$')::int4 \
+         FROM jobqueue WHERE jq_type = 'delagent' AND jq_endtime IS NULL \
+         AND btrim(jq_args) ~* '^DELETE UPLOAD [0-9]{1,9}$'",
         &[],
     )?;
     Ok(rows
@@ -78,22 +68,30 @@ pub fn uploads_being_deleted(
         .collect())
 }
 
-/// Of `uploads`, those deleted by now (no row, or the row delagent leaves: no gold file,
-/// `expire_action = 'd'`) or being deleted ([`uploads_being_deleted`]).
+/// Of `uploads`, those deleted: no row, or the row delagent leaves (no gold file,
+/// `expire_action = 'd'`).
+pub fn uploads_deleted(
+    c: &mut postgres::Client,
+    uploads: &[i32],
+) -> Result<std::collections::HashSet<i32>, postgres::Error> {
+    Ok(c.query(
+        "SELECT u FROM unnest($1::int4[]) u WHERE NOT EXISTS (SELECT 1 FROM upload \
+                 WHERE upload_pk = u AND pfile_fk IS NOT NULL \
+                 AND expire_action IS DISTINCT FROM 'd')",
+        &[&uploads],
+    )?
+    .iter()
+    .map(|r| r.get(0))
+    .collect())
+}
+
+/// Of `uploads`, those deleted by now ([`uploads_deleted`]) or being deleted
+/// ([`uploads_being_deleted`]).
 pub fn uploads_deleted_by_now(
     c: &mut postgres::Client,
     uploads: &[i32],
 ) -> Result<std::collections::HashSet<i32>, postgres::Error> {
-    let mut out: std::collections::HashSet<i32> = c
-        .query(
-            "SELECT u FROM unnest($1::int4[]) u WHERE NOT EXISTS (SELECT 1 FROM upload \
-                 WHERE upload_pk = u AND pfile_fk IS NOT NULL \
-                 AND expire_action IS DISTINCT FROM 'd')",
-            &[&uploads],
-        )?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let mut out = uploads_deleted(c, uploads)?;
     let deleting = uploads_being_deleted(c)?;
     out.extend(uploads.iter().filter(|u| deleting.contains(u)));
     Ok(out)
@@ -101,16 +99,26 @@ pub fn uploads_deleted_by_now(
 
 /// Queues `upload`'s deletion as FOSSology's UI does (a `Delete` job, its `delagent` row
 /// `DELETE UPLOAD <upload>`), marked started as a stop leaves a cut-off row: its files are
-/// already gone, and the scheduler's `--reset` start runs it again. Returns the row, or
-/// `None` when the database has no such upload.
+/// already gone, and the scheduler's `--reset` start runs it again. The job is an
+/// administrator's (`user_perm >= 10`: delagent checks the job user's right to delete, and
+/// the scheduler never runs a job whose user is gone), else the uploader's, with that
+/// user's group, as `JobAddJob` sets it. Returns the row, or `None` when the database has
+/// no such upload or no user to run it.
 pub fn queue_cut_off_deletion(
     c: &mut postgres::Client,
     upload: i32,
 ) -> Result<Option<i32>, postgres::Error> {
     let args = format!("DELETE UPLOAD {upload}");
     Ok(c.query_opt(
-        "WITH j AS (INSERT INTO job (job_name, job_upload_fk, job_user_fk) \
-             SELECT 'Delete', upload_pk, user_fk FROM upload WHERE upload_pk = $1 \
+        "WITH u AS ( \
+             SELECT up.upload_pk, COALESCE( \
+                 (SELECT min(user_pk) FROM users WHERE user_perm >= 10), \
+                 (SELECT user_pk FROM users WHERE user_pk = up.user_fk)) AS user_pk \
+             FROM upload up WHERE up.upload_pk = $1), \
+         j AS (INSERT INTO job (job_user_fk, job_group_fk, job_queued, job_priority, \
+                 job_name, job_upload_fk) \
+             SELECT u.user_pk, (SELECT group_fk FROM users WHERE user_pk = u.user_pk), now(), 0, \
+                 'Delete', u.upload_pk FROM u WHERE u.user_pk IS NOT NULL \
              RETURNING job_pk) \
          INSERT INTO jobqueue (jq_job_fk, jq_type, jq_args, jq_starttime) \
              SELECT job_pk, 'delagent', $2, now() FROM j RETURNING jq_pk",

@@ -16,7 +16,7 @@ pub use crate::users;
 
 pub use jobs::{
     has_job_queue, queue_cut_off_deletion, running_jobs, unfinished_jobs, uploads_being_deleted,
-    uploads_deleted_by_now, QueueRow,
+    uploads_deleted, uploads_deleted_by_now, QueueRow,
 };
 pub use pfiles::{upsert as upsert_pfiles, PfileHashes};
 pub use uploads::{exists as upload_exists, since as uploads_since};
