@@ -227,10 +227,15 @@ fn kill_anywhere_in_backup_and_prune(f: &mut Fixture, cfg: BackupConfig) {
     let mut whole = (0..3).map(|_| run_whole("backup", f, &cfg)).min().unwrap();
     let (mut hits, mut i) = (0, 0);
     // At least 20 kills, and on until 12 landed inside a run: runs get quicker as the other
-    // tests of this file end, and a kill after a run's end shortens the window to it.
+    // tests of this file end, and a kill after a run's end shortens the window to it; every
+    // fifth kill the window is a whole run's again (runs grow with the uploads), so the late
+    // steps (commit, prune) stay in reach.
     while i < 20 || (hits < 12 && i < 60) {
         if i % 5 == 0 {
             f.add_uploads(1); // new files to copy, not only links
+            if i > 0 {
+                whole = run_whole("backup", f, &cfg);
+            }
         }
         let at = Duration::from_millis(rng.random_range(0..whole.as_millis().max(2) as u64));
         if kill_during("backup", f, &cfg, at) {

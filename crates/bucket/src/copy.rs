@@ -230,6 +230,8 @@ pub fn copy_snapshot(
     m.layout = "pool".into();
     m.kind = "full".into();
     m.builds_on.clear();
+    // Its place in the bucket, not in the source.
+    m.sequence = holdfast_store::layout::next_sequence(&snapshots(bucket)?);
     let json = m.to_json().into_bytes();
     report.meta_bytes += json.len() as u64;
     bucket.put_bytes(&format!("{name}/{MANIFEST_FILE}"), json)?;

@@ -1,6 +1,7 @@
 //! What a client plants in its home is never followed: a FIFO, a link to `/dev/zero`, a
 //! `.sepiola_backup` that links into another account, a prefix named with a newline. Each is a
-//! finding of its prefix, the run takes well under a second per account, and the other
+//! finding of its prefix, the run does not wait on any of them (bounded loosely: a loaded machine
+//! is slow, a blocking read never ends), and the other
 //! prefixes and accounts are still read and written to LDAP (real slapd).
 //!
 //! Its own test binary, one test: it raises SIGTERM, and the stop flag is process-wide.

@@ -176,29 +176,38 @@ impl Budget {
 /// writes may grow past the bytes left (`RLIMIT_FSIZE`), its CPU time is capped at the time
 /// left (`RLIMIT_CPU`), and a watchdog kills its whole process group within 50 ms of the
 /// budget stopping (signal, deadline) or of `watch` (the folder it writes to) outgrowing the
-/// bytes left. `io` talks to the child (reads its output); its result is returned with the
-/// child's exit status, or the watchdog's reason when it had to kill.
+/// bytes left. `member_cap`: what the one member it writes may expand to (a converter's
+/// output), as a member read in process is held to its ratio. `io` talks to the child
+/// (reads its output); its result is returned with the child's exit status, or the
+/// watchdog's reason when it had to kill.
 pub(crate) fn run_limited<R>(
     budget: &Budget,
     cmd: &mut std::process::Command,
     watch: Option<&std::path::Path>,
+    member_cap: Option<u64>,
     io: impl FnOnce(&mut std::process::Child) -> R,
 ) -> Result<(R, std::process::ExitStatus), String> {
     use std::os::unix::process::CommandExt;
     use std::sync::atomic::AtomicBool;
     budget.check().map_err(|s| s.to_string())?;
-    // A child that outgrows what is left has spent the upload's budget, as a member read in
-    // process does: the upload stops with the same reason, whichever runs first.
-    let (allowed, spent) = if budget.bytes_left() <= budget.temp_left() {
+    // As in process: a member over its own cap is skipped, while a child that outgrows what
+    // the upload has left has spent the upload's budget, and the upload stops with the same
+    // reason whichever runs first.
+    let upload = if budget.bytes_left() <= budget.temp_left() {
         (budget.bytes_left(), Stop::Bytes(budget.bytes))
     } else {
         (budget.temp_left(), Stop::Temp(budget.temp))
     };
+    let (allowed, spent) = match member_cap {
+        Some(cap) if cap < upload.0 => (cap, None),
+        _ => (upload.0, Some(upload.1)),
+    };
+
     let cpu = budget.seconds_left().map(|s| s.max(1));
-    let limit = |res, v: u64| {
+    let limit = |res, cur: u64, max: u64| {
         let r = libc::rlimit {
-            rlim_cur: v as libc::rlim_t,
-            rlim_max: v as libc::rlim_t,
+            rlim_cur: cur as libc::rlim_t,
+            rlim_max: max as libc::rlim_t,
         };
         // SAFETY: setrlimit is async-signal-safe and only touches the child.
         if unsafe { libc::setrlimit(res, &r) } != 0 {
@@ -209,14 +218,27 @@ pub(crate) fn run_limited<R>(
     // SAFETY: the closure runs between fork and exec and only calls setrlimit.
     unsafe {
         cmd.pre_exec(move || {
-            limit(libc::RLIMIT_FSIZE, allowed)?;
+            limit(libc::RLIMIT_FSIZE, allowed, allowed)?;
             if let Some(c) = cpu {
-                limit(libc::RLIMIT_CPU, c)?;
+                // SIGXCPU at the soft limit (reported as the time spent); SIGKILL a second
+                // later for a child that ignores it.
+                limit(libc::RLIMIT_CPU, c, c + 1)?;
             }
             Ok(())
         });
     }
     let prog = cmd.get_program().to_string_lossy().to_string();
+    // Why the child was stopped for writing too much (`wrote`: a file, or its folder).
+    let too_much = |wrote: &str| match &spent {
+        Some(s) => {
+            let stop = budget.halt(s.clone());
+            format!("{prog} {wrote} the {allowed} bytes this upload has left: {stop}")
+        }
+        None => format!(
+            "{prog} {wrote} the {allowed} bytes one member may expand to (decompression bomb? \
+             raise [unpack] max_ratio to allow it): skipped"
+        ),
+    };
     // Its own process group (killed whole below), and it dies with holdfast.
     let mut child = holdfast_core::child::tie_to_parent(cmd)
         .spawn()
@@ -231,14 +253,10 @@ pub(crate) fn run_limited<R>(
                 std::thread::sleep(Duration::from_millis(20));
                 let why = if let Err(stop) = budget.check() {
                     Some(stop.to_string())
-                } else if let Some(dir) = watch.filter(|_| last_walk.elapsed().as_millis() >= 50)
-                {
+                } else if let Some(dir) = watch.filter(|_| last_walk.elapsed().as_millis() >= 50) {
                     last_walk = Instant::now();
                     let used = dir_size(dir);
-                    (used > allowed).then(|| {
-                        let stop = budget.halt(spent.clone());
-                        format!("{prog} wrote more than the {allowed} bytes this upload has left: {stop}")
-                    })
+                    (used > allowed).then(|| too_much("wrote more than"))
                 } else {
                     None
                 };
@@ -261,12 +279,7 @@ pub(crate) fn run_limited<R>(
         }
         use std::os::unix::process::ExitStatusExt;
         match status.signal() {
-            Some(libc::SIGXFSZ) => {
-                let stop = budget.halt(spent.clone());
-                Err(format!(
-                    "{prog} tried to write a file larger than the {allowed} bytes this upload has left: {stop}"
-                ))
-            }
+            Some(libc::SIGXFSZ) => Err(too_much("tried to write a file larger than")),
             Some(libc::SIGXCPU) => {
                 let stop = budget.halt(Stop::Time(budget.seconds));
                 Err(format!(

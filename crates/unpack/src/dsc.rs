@@ -130,7 +130,7 @@ fn unpack_one(
         let left = ctx.budget.bytes_left().min(ctx.budget.temp_left());
         let root = work.join("out");
         let (stderr, status) =
-            crate::budget::run_limited(&ctx.budget, &mut cmd, Some(&root), |child| {
+            crate::budget::run_limited(&ctx.budget, &mut cmd, Some(&root), None, |child| {
                 let mut s = String::new();
                 if let Some(mut e) = child.stderr.take() {
                     let _ = std::io::Read::read_to_string(&mut e, &mut s);

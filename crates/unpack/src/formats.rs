@@ -216,21 +216,22 @@ pub(crate) fn read_bsdtar(c: &mut Collector, path: &Path) -> Result<(), String> 
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     let budget = &c.ctx.budget;
-    let ((res, errs), status) = crate::budget::run_limited(budget, &mut cmd, None, |child| {
-        let mut stderr = child.stderr.take().expect("piped");
-        let errs = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = stderr.read_to_string(&mut s);
-            s
-        });
-        let stdout = child.stdout.take().expect("piped");
-        let res = crate::engine::read_tar(c, Box::new(stdout));
-        // Stopped early: bsdtar must not wait on a full pipe nobody reads.
-        if c.stopped {
-            holdfast_core::child::kill_group(child.id(), nix::sys::signal::Signal::SIGKILL);
-        }
-        (res, errs.join().unwrap_or_default())
-    })?;
+    let ((res, errs), status) =
+        crate::budget::run_limited(budget, &mut cmd, None, None, |child| {
+            let mut stderr = child.stderr.take().expect("piped");
+            let errs = std::thread::spawn(move || {
+                let mut s = String::new();
+                let _ = stderr.read_to_string(&mut s);
+                s
+            });
+            let stdout = child.stdout.take().expect("piped");
+            let res = crate::engine::read_tar(c, Box::new(stdout));
+            // Stopped early: bsdtar must not wait on a full pipe nobody reads.
+            if c.stopped {
+                holdfast_core::child::kill_group(child.id(), nix::sys::signal::Signal::SIGKILL);
+            }
+            (res, errs.join().unwrap_or_default())
+        })?;
     res?;
     if c.stopped {
         return Ok(());
@@ -400,7 +401,7 @@ fn extract_7z(budget: &crate::budget::Budget, path: &Path, work: &Path) -> Resul
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
-    let (errs, status) = crate::budget::run_limited(budget, &mut cmd, Some(work), |child| {
+    let (errs, status) = crate::budget::run_limited(budget, &mut cmd, Some(work), None, |child| {
         let mut s = String::new();
         if let Some(mut e) = child.stderr.take() {
             let _ = e.read_to_string(&mut s);

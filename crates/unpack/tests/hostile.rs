@@ -891,6 +891,67 @@ t.close()
     }
 }
 
+/// A `.Z` whose output passes what one member may expand to (its ratio, 16 MiB at least) is
+/// skipped as a `.gz` member read in process is: the upload goes on with its other members.
+#[test]
+fn a_compress_member_over_its_ratio_is_skipped_not_the_upload() {
+    let d = tempfile::tempdir().unwrap();
+    let s = site(d.path());
+    let script = r#"
+import tarfile, io
+def run_Z(total, byte):
+    out = bytearray(b'\x1f\x9d\x90'); acc = nbits = 0
+    def put(c, w):
+        nonlocal acc, nbits
+        acc |= c << nbits; nbits += w
+        while nbits >= 8: out.append(acc & 0xff); acc >>= 8; nbits -= 8
+    left, j, free, w = total, 0, 257, 9
+    while left > 0:
+        w = 9
+        while free > (1 << w) - 1 and w < 16: w += 1
+        if j == 0: code, n = byte, 1
+        elif free < 65536 and free - 255 <= left: code, n = free, free - 255
+        elif free < 65536: break
+        else: code, n = 65535, 65280
+        if n > left: break
+        put(code, w); left -= n
+        if j > 0 and free < 65536: free += 1
+        j += 1
+    for _ in range(left): put(byte, w)
+    if nbits: out.append(acc & 0xff)
+    return bytes(out)
+t = tarfile.open('mixed.tar', 'w')
+data = run_Z(40000000, 65)
+i = tarfile.TarInfo('big.Z'); i.size = len(data); t.addfile(i, io.BytesIO(data))
+text = ''.join('line %d of a plain text file\\n' % n for n in range(4000)).encode()
+i = tarfile.TarInfo('after.txt'); i.size = len(text); t.addfile(i, io.BytesIO(text))
+t.close()
+"#;
+    std::fs::write(d.path().join("mk.py"), script).unwrap();
+    run(d.path(), "python3", &["mk.py"]);
+    let (id, sum) = up(&s, &d.path().join("mixed.tar"), &UnpackConfig::default());
+    assert!(
+        sum.errors
+            .iter()
+            .any(|e| e.contains("one member may expand to")),
+        "{:?}",
+        sum.errors
+    );
+    assert!(
+        !sum.errors.iter().any(|e| e.contains("expands beyond")),
+        "the upload went on: {:?}",
+        sum.errors
+    );
+    assert!(sum.bytes < (16 << 20), "{} bytes kept", sum.bytes);
+    assert!(
+        names(&s, id).iter().any(|n| n == "after.txt"),
+        "{:?}",
+        names(&s, id)
+    );
+    check_shape(&s, id);
+    temp_empty(&s);
+}
+
 /// A member skipped for its ratio (as ununpack skips it) gives back what reading it took:
 /// eight 16 MiB members of zeros, each in its own small tar.xz, against a 100 MiB budget
 /// leave the budget whole for the rest.

@@ -138,8 +138,8 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
 pub(crate) fn being_deleted_line(refs: &[holdfast_site::db::Reference]) -> String {
     let uploads: std::collections::BTreeSet<i32> = refs.iter().map(|r| r.upload_fk).collect();
     format!(
-        "{} file(s) of {} upload(s) being deleted (uploads {:?}): their delete job (delagent) \
-         removed them and finishes when the scheduler runs it, not damage",
+        "{} file(s) of {} upload(s) being deleted (uploads {:?}): removed by a delete job \
+         (delagent) that finishes the deletion when the scheduler runs it, not damage",
         refs.len(),
         uploads.len(),
         uploads

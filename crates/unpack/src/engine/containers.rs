@@ -280,7 +280,11 @@ fn unpack_tool(ctx: &Ctx, kind: Kind, item: &Item, depth: u32) -> (Vec<Node>, Op
         .stderr(std::process::Stdio::null());
     // Held to the upload's budget like every other child: a `.Z` or PDF bomb stops at the
     // bytes left, not at the disk's end.
-    let status = crate::budget::run_limited(&ctx.budget, &mut cmd, None, |_| ()).map(|((), s)| s);
+    // One member out, held to its ratio of what goes in, as a `.gz` member read in process.
+    let input = std::fs::metadata(&path).map_or(0, |m| m.len());
+    let cap = ctx.member_limit(input);
+    let status =
+        crate::budget::run_limited(&ctx.budget, &mut cmd, None, Some(cap), |_| ()).map(|((), s)| s);
     if matches!(item.src, Src::Mem(_)) {
         let _ = std::fs::remove_file(&path);
     }
