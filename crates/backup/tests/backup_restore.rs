@@ -336,6 +336,18 @@ fn files_of_uploads_being_deleted_are_set_aside_not_missing() {
         );
     }
 
+    // `check-repo` (and the pages) agree: the upload being deleted is not damage and is not
+    // offered to `recover`; the others are incomplete (one without gold to rebuild from).
+    let checks =
+        holdfast_recover::check_repo(&mut site.connect().unwrap(), &site.repo, None).unwrap();
+    let state = |u: i32| {
+        let c = checks.iter().find(|c| c.upload_pk == u).unwrap();
+        (c.is_whole(), c.recoverable())
+    };
+    assert_eq!(state(by_upload), (true, false));
+    assert_eq!(state(in_folder), (false, false), "its gold is gone too");
+    assert_eq!(state(kept), (false, true));
+
     // The nights after look at what they set aside again: still aside while the job is
     // pending (a walk, then a night from the database's rows), missing once it failed.
     for (night, found_by) in [(0, "walk"), (1, "database")] {

@@ -48,6 +48,10 @@ pub struct UploadCheck {
     /// names FOSSology's temporary unpack folder), with the reason: not counted as missing.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub not_reproducible: Vec<NotReproducible>,
+    /// A delete job (`delagent`) for the upload has not finished: its absent files are
+    /// the deletion under way, not damage, and nothing is to be rebuilt.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub being_deleted: bool,
 }
 
 /// A file no unpack can rebuild, and why.
@@ -60,14 +64,15 @@ pub struct NotReproducible {
 
 impl UploadCheck {
     pub fn is_whole(&self) -> bool {
-        self.missing_files == 0
-            && self.gold_present
-            && self.unpack_unfinished.is_none()
-            && self.unpack_incomplete.is_none()
+        self.being_deleted
+            || self.missing_files == 0
+                && self.gold_present
+                && self.unpack_unfinished.is_none()
+                && self.unpack_incomplete.is_none()
     }
     /// Missing files can come back from gold.
     pub fn recoverable(&self) -> bool {
-        self.missing_files > 0 && self.gold_present
+        !self.being_deleted && self.missing_files > 0 && self.gold_present
     }
 }
 
@@ -96,6 +101,11 @@ pub fn check_repo(
     for (u, why) in unfinished_unpacks(c, upload)? {
         if let Some(e) = out.get_mut(&u) {
             e.unpack_unfinished = Some(why);
+        }
+    }
+    for u in db::uploads_being_deleted(c)? {
+        if let Some(e) = out.get_mut(&u) {
+            e.being_deleted = true;
         }
     }
     let slimmed = db::slimmed_pfiles(c)?;

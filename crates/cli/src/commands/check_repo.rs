@@ -99,6 +99,9 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
                 if c.gold_present { "present" } else { "MISSING" },
                 c.filename
             );
+            if c.being_deleted {
+                println!("         being deleted (its delete job has not finished): not damage");
+            }
             if let Some(why) = &c.unpack_unfinished {
                 println!("         unpack not finished: {why}");
             }
