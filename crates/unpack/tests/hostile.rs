@@ -827,14 +827,10 @@ with tarfile.open('sink.tar.xz', 'w:xz', format=tarfile.GNU_FORMAT, preset=0) as
     temp_empty(&s);
 }
 
-/// `.Z` files go through `gzip -dc`, whose output is kept like any member's: three 900 kB
-/// outputs (each below FOSSology's ratio of 1000) against a 1 MiB budget stop the upload.
-#[test]
-fn compress_output_is_charged_to_the_upload_budget() {
-    let d = tempfile::tempdir().unwrap();
-    let s = site(d.path());
-    // A `.Z` of one repeated byte: LZW codes for ever longer runs, 16-bit, block mode.
-    let script = r#"
+/// Runs `tar_script` (Python) in `dir` with `run_Z(total, byte)` at hand: a `.Z` of one
+/// repeated byte, LZW codes for ever longer runs, 16-bit, block mode.
+fn make_tar_of_z(dir: &Path, tar_script: &str) {
+    let run_z = r#"
 import tarfile, io
 def run_Z(total, byte):
     out = bytearray(b'\x1f\x9d\x90'); acc = nbits = 0
@@ -857,14 +853,27 @@ def run_Z(total, byte):
     for _ in range(left): put(byte, w)
     if nbits: out.append(acc & 0xff)
     return bytes(out)
+"#;
+    std::fs::write(dir.join("mk.py"), format!("{run_z}{tar_script}")).unwrap();
+    run(dir, "python3", &["mk.py"]);
+}
+
+/// `.Z` files go through `gzip -dc`, whose output is kept like any member's: three 900 kB
+/// outputs (each below FOSSology's ratio of 1000) against a 1 MiB budget stop the upload.
+#[test]
+fn compress_output_is_charged_to_the_upload_budget() {
+    let d = tempfile::tempdir().unwrap();
+    let s = site(d.path());
+    make_tar_of_z(
+        d.path(),
+        r#"
 t = tarfile.open('three.tar', 'w')
 for name, b in (('a.Z', 65), ('b.Z', 66), ('c.Z', 67)):
     data = run_Z(900000, b)
     i = tarfile.TarInfo(name); i.size = len(data); t.addfile(i, io.BytesIO(data))
 t.close()
-"#;
-    std::fs::write(d.path().join("mk.py"), script).unwrap();
-    run(d.path(), "python3", &["mk.py"]);
+"#,
+    );
     let out = std::process::Command::new("sh")
         .args(["-c", "tar xOf three.tar a.Z | gzip -dc | wc -c"])
         .current_dir(d.path())
@@ -897,38 +906,17 @@ t.close()
 fn a_compress_member_over_its_ratio_is_skipped_not_the_upload() {
     let d = tempfile::tempdir().unwrap();
     let s = site(d.path());
-    let script = r#"
-import tarfile, io
-def run_Z(total, byte):
-    out = bytearray(b'\x1f\x9d\x90'); acc = nbits = 0
-    def put(c, w):
-        nonlocal acc, nbits
-        acc |= c << nbits; nbits += w
-        while nbits >= 8: out.append(acc & 0xff); acc >>= 8; nbits -= 8
-    left, j, free, w = total, 0, 257, 9
-    while left > 0:
-        w = 9
-        while free > (1 << w) - 1 and w < 16: w += 1
-        if j == 0: code, n = byte, 1
-        elif free < 65536 and free - 255 <= left: code, n = free, free - 255
-        elif free < 65536: break
-        else: code, n = 65535, 65280
-        if n > left: break
-        put(code, w); left -= n
-        if j > 0 and free < 65536: free += 1
-        j += 1
-    for _ in range(left): put(byte, w)
-    if nbits: out.append(acc & 0xff)
-    return bytes(out)
+    make_tar_of_z(
+        d.path(),
+        r#"
 t = tarfile.open('mixed.tar', 'w')
 data = run_Z(40000000, 65)
 i = tarfile.TarInfo('big.Z'); i.size = len(data); t.addfile(i, io.BytesIO(data))
 text = ''.join('line %d of a plain text file\\n' % n for n in range(4000)).encode()
 i = tarfile.TarInfo('after.txt'); i.size = len(text); t.addfile(i, io.BytesIO(text))
 t.close()
-"#;
-    std::fs::write(d.path().join("mk.py"), script).unwrap();
-    run(d.path(), "python3", &["mk.py"]);
+"#,
+    );
     let (id, sum) = up(&s, &d.path().join("mixed.tar"), &UnpackConfig::default());
     assert!(
         sum.errors
