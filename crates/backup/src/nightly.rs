@@ -251,12 +251,7 @@ pub fn plan(
     // delete job that fails leaves the upload without them, and that is missing.
     let aside = &prev.snapshot.manifest.repository.being_deleted;
     if !aside.is_empty() {
-        let ups: Vec<i32> = aside
-            .iter()
-            .map(|r| r.upload_fk)
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let ups = holdfast_site::db::uploads_of(aside);
         let deleted = holdfast_site::db::uploads_deleted(client, &ups)
             .map_err(db("read which uploads were deleted"))?;
         named.extend(

@@ -249,7 +249,7 @@ pub(crate) fn run(
         // A connection of its own: the run's has been idle for the whole copy.
         let gone = crate::connect(site)
             .and_then(|mut c| {
-                db::uploads_deleted_by_now(&mut c, &uploads_of(&missing))
+                db::uploads_deleted_by_now(&mut c, &db::uploads_of(&missing))
                     .map_err(db_err("read which uploads were deleted since the snapshot"))
             })
             .unwrap_or_else(|e| {
@@ -257,7 +257,7 @@ pub(crate) fn run(
                 Default::default()
             });
         let (missing, after) = backup::split_deleting(missing, &gone);
-        let ups = uploads_of(&after);
+        let ups = db::uploads_of(&after);
         being_deleted.extend(after);
         (missing, ups)
     };
@@ -353,12 +353,6 @@ pub(crate) fn run(
         true,
         missing,
     )
-}
-
-/// The uploads `refs` belong to, once each, in order.
-fn uploads_of(refs: &[Reference]) -> Vec<i32> {
-    let set: BTreeSet<i32> = refs.iter().map(|r| r.upload_fk).collect();
-    set.into_iter().collect()
 }
 
 /// Hashes the suspects' copies against their names; sends a bad one again when the site's

@@ -136,7 +136,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
 
 /// How many files of how many uploads a delete job is removing (not damage).
 pub(crate) fn being_deleted_line(refs: &[holdfast_site::db::Reference]) -> String {
-    let uploads: std::collections::BTreeSet<i32> = refs.iter().map(|r| r.upload_fk).collect();
+    let uploads = holdfast_site::db::uploads_of(refs);
     format!(
         "{} file(s) of {} upload(s) being deleted (uploads {:?}): removed by a delete job \
          (delagent) that finishes the deletion when the scheduler runs it, not damage",

@@ -38,6 +38,12 @@ pub struct Reference {
     pub size: u64,
 }
 
+/// The uploads `refs` belong to, once each, in order.
+pub fn uploads_of(refs: &[Reference]) -> Vec<i32> {
+    let set: std::collections::BTreeSet<i32> = refs.iter().map(|r| r.upload_fk).collect();
+    set.into_iter().collect()
+}
+
 /// The distinct uploadtree tables the uploads use (`uploadtree_a` and per-upload ones).
 pub fn uploadtree_tables(c: &mut postgres::Client) -> Result<Vec<String>, postgres::Error> {
     let rows = c.query(
