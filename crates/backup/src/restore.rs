@@ -103,6 +103,24 @@ fn whole(
             .all(|m| apart.contains(&(m.upload_fk, m.pfile_pk, m.kind.as_str())))
 }
 
+/// The database a restore `--into` a scratch folder drops and recreates (`--db`, default
+/// `<site's>_restore`): never the live site's, nor one of PostgreSQL's own.
+pub fn scratch_dbname(site: &Site, asked: Option<&str>) -> Result<String, BackupError> {
+    let live = site.db.dbname();
+    let name = asked.map_or_else(|| format!("{live}_restore"), str::to_string);
+    let what = if name == live {
+        "the live site's database"
+    } else if ["postgres", "template0", "template1"].contains(&name.as_str()) {
+        "one of PostgreSQL's own databases"
+    } else {
+        return Ok(name);
+    };
+    Err(BackupError::Config(format!(
+        "--db {name} names {what}: a restore with --into drops and recreates its database; \
+         omit --db (default {live}_restore), or restore the live site without --into"
+    )))
+}
+
 /// Restores a snapshot of the configured target into `site` (or a scratch copy of it).
 pub fn restore(
     site: &Site,
@@ -146,10 +164,7 @@ pub fn restore(
                 path: dir.display().to_string(),
                 source,
             })?;
-            let dbname = opts
-                .dbname
-                .clone()
-                .unwrap_or_else(|| format!("{}_restore", site.db.dbname()));
+            let dbname = scratch_dbname(site, opts.dbname.as_deref())?;
             let mut fo = site.fo.clone();
             fo.path = dir.join("repository");
             let s = Site {

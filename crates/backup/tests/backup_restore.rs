@@ -199,6 +199,22 @@ fn restore_into_a_scratch_folder_and_database_leaves_the_site_alone() {
     assert_eq!(row_counts(&scratch), row_counts(&site));
     assert_eq!(pg_dump(&scratch.db), pg_dump(&site.db));
     assert_eq!(tree(&into.join("repository")), tree(&site.repo.root));
+
+    // A scratch restore never drops the live database (nor PostgreSQL's own), whatever --db
+    // says; nothing is touched.
+    let counts = row_counts(&site);
+    for name in [site.db.dbname().to_string(), "postgres".into()] {
+        let opts = holdfast_backup::RestoreOptions {
+            scratch: Some(f.dir.path().join(format!("into-{name}"))),
+            dbname: Some(name.clone()),
+            drop_scratch_db: true,
+            ..Default::default()
+        };
+        let e = restore(&site, &f.sched, &cfg, &Default::default(), &opts).unwrap_err();
+        assert!(e.to_string().contains(&format!("--db {name} names")), "{e}");
+    }
+    assert_eq!(row_counts(&site), counts);
+    assert_eq!(f.standin.starts(), starts);
 }
 
 #[test]

@@ -84,6 +84,15 @@ impl Context {
         }
     }
 
+    /// The embedded defaults, for commands that need no configuration file.
+    pub fn defaults(path: &Path) -> Context {
+        Context {
+            config: Config::default(),
+            path: path.into(),
+            from_file: false,
+        }
+    }
+
     /// The FOSSology site this configuration points at.
     pub fn site(&self) -> anyhow::Result<holdfast_site::Site> {
         Ok(holdfast_site::Site::open(

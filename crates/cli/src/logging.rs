@@ -141,7 +141,8 @@ pub fn result(command: &str, code: u8, secs: f64, error: Option<&str>) {
             secs,
             "holdfast {command}: success"
         ),
-        None => tracing::warn!(
+        // Not a success: `journalctl -p err` lists every run that was not.
+        None => tracing::error!(
             target: RESULT_TARGET,
             result = outcome,
             exit_code = code,

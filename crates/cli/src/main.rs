@@ -123,13 +123,43 @@ fn main() -> ExitCode {
     logging::init(cli.verbose, cli.quiet, cli.syslog, default);
     if cli.quiet {
         exit::silence_stdout();
+        holdfast_core::progress::set_bars(false);
     }
     holdfast_core::interrupt::install();
-    let verbose = cli.verbose;
+    let (verbose, quiet) = (cli.verbose, cli.quiet);
     let began = std::time::Instant::now();
+    // Only a run that tries to make a snapshot or to check is recorded for monitoring: a dry
+    // run must neither hide nor raise a failed backup.
+    let recorded = match &cli.command {
+        Command::Backup(a) => !a.dry_run,
+        Command::Verify(_) => true,
+        _ => false,
+    };
+    // Helpers that make or need no configuration work whatever the file holds.
+    let needs_config = !matches!(
+        &cli.command,
+        Command::Demo(_)
+            | Command::Completions { .. }
+            | Command::Man
+            | Command::Config(commands::config_init::Cmd::Init { .. })
+    );
     let ctx = match config::Context::load(&cli.config) {
         Ok(ctx) => ctx,
-        Err(e) => return finish(&name, Err(e), verbose, began, |_, _| {}),
+        Err(_) if !needs_config => config::Context::defaults(&cli.config),
+        Err(e) => {
+            // A nightly backup that cannot read its configuration is a failed backup to
+            // monitoring, recorded where the defaults keep records.
+            let defaults = config::Context::defaults(&cli.config);
+            let (state_dir, site) = (
+                defaults.config.site.state_dir(),
+                commands::backup::site_name(&defaults),
+            );
+            return finish(&name, Err(e), verbose, quiet, began, |code, error| {
+                if recorded {
+                    runlog::finish(&state_dir, &name, &site, code, 0.0, error)
+                }
+            });
+        }
     };
     // Every line of the run carries the command and the site (HOLDFAST_COMMAND and
     // HOLDFAST_SITE in the journal); `backup` records the snapshot it made.
@@ -146,8 +176,10 @@ fn main() -> ExitCode {
         commands::backup::site_name(&ctx),
     );
     let secs = began.elapsed().as_secs_f64();
-    finish(&name, result, verbose, began, |code, error| {
-        runlog::finish(&state_dir, &name, &site, code, secs, error)
+    finish(&name, result, verbose, quiet, began, |code, error| {
+        if recorded {
+            runlog::finish(&state_dir, &name, &site, code, secs, error)
+        }
     })
 }
 
@@ -156,6 +188,7 @@ fn finish(
     name: &str,
     result: anyhow::Result<ExitCode>,
     verbose: u8,
+    quiet: bool,
     began: std::time::Instant,
     record: impl FnOnce(u8, Option<&str>),
 ) -> ExitCode {
@@ -164,6 +197,13 @@ fn finish(
         Ok(code) => {
             let n = exit::number(code);
             logging::result(name, n, secs, None);
+            // -q hides the report on stdout; cron mails only what reaches stderr.
+            if n != 0 && quiet {
+                eprintln!(
+                    "holdfast {name}: {} (exit code {n}); run it without -q for the report",
+                    logging::outcome(n)
+                );
+            }
             record(n, None);
             code
         }
@@ -181,7 +221,10 @@ fn run(cli: Cli, ctx: &config::Context) -> anyhow::Result<ExitCode> {
     // A scheduler an interrupted run left stopped is started first. `backup` and `restore`
     // do it in their own stop/start, `scheduler ensure` is that very job, and `demo` brings
     // its own site.
-    if !matches!(cli.command, Backup(_) | Restore(_) | Scheduler(_) | Demo(_)) {
+    if !matches!(
+        cli.command,
+        Backup(_) | Restore(_) | Scheduler(_) | Demo(_) | Completions { .. } | Man | Config(_)
+    ) {
         commands::backup::resume_scheduler(ctx);
     }
     match cli.command {

@@ -281,6 +281,12 @@ fn unattended_runs_quiet_on_success_journal_on_failure_scheduler_restarted() {
         "{m}"
     );
     assert!(metric(&m, "holdfast_backup_last_scheduler_down_seconds", labels) > 0.0);
+    // A dry run is no backup to monitoring: the record stays as the real run left it.
+    let record = d.path().join("state/last-backup.json");
+    let before = std::fs::read_to_string(&record).unwrap();
+    let o = holdfast(&cfg, &["backup", "--dry-run"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(std::fs::read_to_string(&record).unwrap(), before);
     // Without -q the same run reports its snapshot.
     let o = holdfast(&cfg, &["backup"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
@@ -530,4 +536,53 @@ fn backup_signalled_mid_dump(
     // SAFETY: plain kill(2) on the process group we just created.
     unsafe { libc::kill(-(child.id() as i32), signal) };
     child
+}
+
+#[test]
+fn quiet_runs_that_are_not_a_success_say_so_and_helpers_need_no_valid_config() {
+    let d = tempfile::tempdir().unwrap();
+    let none = d.path().join("empty.toml");
+    std::fs::write(&none, "").unwrap();
+    let dir = d.path().join("templates");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(
+        dir.join("quota.reseller.en.txt"),
+        "Subject: {{ account }\n\nbroken\n",
+    )
+    .unwrap();
+    // Exit 3 under -q (as the cron lines run): one line on stderr, so cron mails it.
+    let o = holdfast(&none, &["-q", "templates", "check", dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), "");
+    assert!(
+        text(&o.stderr).contains("holdfast templates check: incomplete (exit code 3)"),
+        "{}",
+        text(&o.stderr)
+    );
+    // A folder that is not there is an error, not "0 broken".
+    let o = holdfast(&none, &["templates", "check", "/nonexistent/templates"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stdout));
+    assert!(text(&o.stderr).contains("/nonexistent/templates"));
+
+    // With a configuration that does not parse, the helpers that make or need none work.
+    let broken = d.path().join("broken.toml");
+    std::fs::write(&broken, "[backup\n").unwrap();
+    for args in [&["config", "init"][..], &["completions", "bash"], &["man"]] {
+        let o = holdfast(&broken, args);
+        assert!(o.status.success(), "{args:?}: {}", text(&o.stderr));
+    }
+    let o = holdfast(&broken, &["config", "show"]);
+    assert_eq!(o.status.code(), Some(1));
+    // `config init` writes the very file --config names, which does not exist yet.
+    let new = d.path().join("new.toml");
+    let o = holdfast(&new, &["config", "init", "--output", new.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(new.exists());
+
+    // Every drill the crate has is offered, busy-backup included.
+    let o = holdfast(&none, &["drill", "no-such-drill"]);
+    assert_eq!(o.status.code(), Some(2));
+    for s in holdfast_drill::Scenario::ALL {
+        assert!(text(&o.stderr).contains(s.name()), "{}", text(&o.stderr));
+    }
 }

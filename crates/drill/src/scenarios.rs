@@ -55,8 +55,32 @@ pub(crate) fn run(
     }
 }
 
+fn record_step<T>(
+    report: &mut DrillReport,
+    name: &str,
+    recovery: bool,
+    secs: f64,
+    r: &Result<(T, String)>,
+) {
+    let detail = match r {
+        Ok((_, d)) => d.clone(),
+        Err(e) => format!("failed: {e:#}"),
+    };
+    if r.is_err() {
+        report.check(&format!("step \"{name}\" completed"), false, detail.clone());
+    }
+    report.steps.push(Step {
+        name: name.to_string(),
+        secs,
+        recovery,
+        detail,
+    });
+}
+
 impl Drill<'_> {
-    /// Runs `f` as a timed step; the step is recorded even when it fails.
+    /// Runs `f` as a timed step; the step is recorded even when it fails, and a failed step
+    /// is a failed check: a drill whose step failed does not pass, whatever its caller does
+    /// with the error.
     pub(crate) fn step<T>(
         &mut self,
         name: &str,
@@ -65,17 +89,13 @@ impl Drill<'_> {
     ) -> Result<T> {
         let t = Instant::now();
         let r = f(self);
-        let secs = t.elapsed().as_secs_f64();
-        let detail = match &r {
-            Ok((_, d)) => d.clone(),
-            Err(e) => format!("failed: {e:#}"),
-        };
-        self.report.steps.push(Step {
-            name: name.to_string(),
-            secs,
+        record_step(
+            &mut self.report,
+            name,
             recovery,
-            detail,
-        });
+            t.elapsed().as_secs_f64(),
+            &r,
+        );
         r.map(|(v, _)| v)
     }
 
@@ -483,7 +503,7 @@ fn plug_pull_backup(d: &mut Drill) -> Result<()> {
     // The last good snapshot restores cleanly: the site as it was then, whole.
     if let Some(name) = &good_name {
         let name = name.clone();
-        let restored = d.step("restore the last good snapshot", true, |_| {
+        let restored = d.step("restore the last good snapshot", false, |_| {
             site.holdfast.ok(&["restore", "--yes", &name])?;
             Ok(((), format!("snapshot {name}")))
         });
@@ -517,7 +537,7 @@ fn plug_pull_backup(d: &mut Drill) -> Result<()> {
     }
     // And the newest one brings every upload back.
     let newest_name = newest.name.clone();
-    d.step("restore the newest snapshot", true, |_| {
+    d.step("restore the newest snapshot", false, |_| {
         site.holdfast.ok(&["restore", "--yes", &newest_name])?;
         Ok(((), format!("snapshot {newest_name}")))
     })?;
@@ -865,4 +885,36 @@ fn check_whole(
     };
     d.report.check(what, v.is_whole() && v.checked > 0, detail);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_step_fails_the_drill_even_when_its_caller_goes_on() {
+        let mut r = DrillReport::new("plug-pull-backup", "/tmp/x", 1);
+        r.check("something else held", true, "");
+        record_step::<()>(
+            &mut r,
+            "restore the last good snapshot",
+            true,
+            1.0,
+            &Err(anyhow!("the dump's checksum differs")),
+        );
+        record_step(
+            &mut r,
+            "restore the newest",
+            true,
+            1.0,
+            &Ok(((), String::new())),
+        );
+        r.finish();
+        assert!(!r.passed);
+        let failed = r.failed_checks();
+        assert_eq!(failed.len(), 1);
+        assert!(failed[0].what.contains("restore the last good snapshot"));
+        assert!(failed[0].detail.contains("checksum differs"));
+        assert_eq!(r.steps.len(), 2);
+    }
 }

@@ -18,14 +18,15 @@ plug-pull-job       the power fails while the unpack agent writes an upload (at\
 total-loss          database cluster, repository and holdfast.toml gone\n  \
 site-and-backup-loss  the site AND the backup target gone; restored from the\n                      off-site copy ([[backup.copy]])\n  \
 database-loss       database dropped, repository intact\n  \
-agent-storage-loss  one [REPOSITORY] host folder (disk) lost with a running job\n\n\
+agent-storage-loss  one [REPOSITORY] host folder (disk) lost with a running job\n  \
+busy-backup         every backup mode while agents add and delete uploads; each\n                      snapshot restored into a rehearsal folder and proved whole\n\n\
 A drill touches nothing outside its scratch folder and scratch database, and checks that \
 it did not. Exit code 0 when the drill passed, 3 when it ran and failed, 1 when it could \
 not run."
 )]
 pub struct Args {
     /// The scenario to rehearse (or `all`).
-    #[arg(value_parser = ["plug-pull-backup", "plug-pull-job", "total-loss", "site-and-backup-loss", "database-loss", "agent-storage-loss", "all"])]
+    #[arg(value_parser = scenario_names())]
     scenario: String,
     /// Folder the drill works in (a `drill-*` folder is made inside it and removed afterwards).
     #[arg(long, default_value = "/var/tmp/holdfast-drill")]
@@ -124,4 +125,15 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     } else {
         exit::code(exit::INCOMPLETE)
     })
+}
+
+/// Every scenario the drill crate has, and `all`: the CLI cannot offer fewer than it runs.
+fn scenario_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(
+        Scenario::ALL
+            .iter()
+            .map(|s| s.name())
+            .chain(["all"])
+            .collect::<Vec<_>>(),
+    )
 }

@@ -154,8 +154,9 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         );
         match &args.into {
             Some(d) => println!(
-                "  into scratch folder {} (live site untouched)",
-                d.display()
+                "  into scratch folder {} and scratch database {} (dropped and recreated; live site untouched)",
+                d.display(),
+                holdfast_backup::restore::scratch_dbname(&site, args.db.as_deref())?
             ),
             None if args.skip_db => println!(
                 "  into {} (files added or overwritten, none deleted); the database is not touched",

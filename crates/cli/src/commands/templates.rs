@@ -147,6 +147,10 @@ pub fn run(cmd: Cmd, ctx: &Context) -> anyhow::Result<ExitCode> {
         }
         Cmd::Check { dir } => {
             let dirs: Vec<PathBuf> = match dir {
+                // A typo must not pass as "0 broken".
+                Some(d) if !d.is_dir() => {
+                    anyhow::bail!("{}: no such template folder", d.display())
+                }
                 Some(d) => vec![d],
                 None => {
                     let root = cfg.themes_dir.as_ref().ok_or_else(|| {
