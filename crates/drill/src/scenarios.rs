@@ -89,13 +89,7 @@ impl Drill<'_> {
     ) -> Result<T> {
         let t = Instant::now();
         let r = f(self);
-        record_step(
-            &mut self.report,
-            name,
-            recovery,
-            t.elapsed().as_secs_f64(),
-            &r,
-        );
+        record_step(self.report, name, recovery, t.elapsed().as_secs_f64(), &r);
         r.map(|(v, _)| v)
     }
 
