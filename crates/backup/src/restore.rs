@@ -63,6 +63,10 @@ pub struct RestoreOutcome {
     /// Whether the scratch database was dropped after the check.
     #[serde(default)]
     pub scratch_db_dropped: bool,
+    /// Uploads whose unpack the snapshot cut off mid-write: the rows it left were removed,
+    /// so the scheduler's rerun unpacks them whole (`(upload, rows)`).
+    #[serde(default)]
+    pub cut_off_trees: Vec<(i32, u64)>,
     /// Gold-mode snapshots: what the rebuild from gold did.
     pub rebuild: Option<holdfast_recover::RebuildReport>,
     pub scheduler_restarted: Option<bool>,
@@ -222,8 +226,9 @@ pub fn restore(
 
     // The database loads while the repository copies: PostgreSQL's work and the
     // repository's reads and writes overlap.
-    let load_db = || -> Result<f64, BackupError> {
+    let load_db = || -> Result<(f64, Vec<(i32, u64)>), BackupError> {
         let t = Instant::now();
+        let mut dropped = Vec::new();
         if !opts.skip_db {
             let info = &snap.manifest.database;
             crate::dump::load(
@@ -237,8 +242,15 @@ pub fn restore(
             if let Some(o) = &snap.manifest.online {
                 queue_deletions(&dest, &o.deleted_after)?;
             }
+            let mut c = crate::connect(&dest)?;
+            dropped = holdfast_site::db::uploadtree::drop_cut_off_trees(&mut c).map_err(|e| {
+                BackupError::Db {
+                    what: "remove the tree rows of cut-off unpacks".into(),
+                    source: e,
+                }
+            })?;
         }
-        Ok(t.elapsed().as_secs_f64())
+        Ok((t.elapsed().as_secs_f64(), dropped))
     };
     // Every restored file named by its content is hashed: a copy that rotted on the backup
     // server is moved aside instead of being served as the file it claims to be. Local
@@ -287,7 +299,7 @@ pub fn restore(
             source: std::io::Error::other("the repository copy panicked"),
         })
     });
-    let (db_secs, (repo_secs, proved)) = (db?, repo?);
+    let ((db_secs, cut_off_trees), (repo_secs, proved)) = (db?, repo?);
 
     // Gold-mode snapshots hold no `files`: rebuild them from gold before the site runs again,
     // cut-off jobs first.
@@ -393,6 +405,7 @@ pub fn restore(
         scratch_db_dropped,
         rebuild,
         scheduler_restarted,
+        cut_off_trees,
     })
 }
 

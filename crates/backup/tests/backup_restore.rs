@@ -385,3 +385,105 @@ fn files_of_uploads_being_deleted_are_set_aside_not_missing() {
     assert_eq!(key(&out.missing), key(&all), "the delete job failed");
     assert!(out.manifest.repository.being_deleted.is_empty());
 }
+
+/// An upload whose first unpack a stop (or a snapshot point) cut off mid-write: half its
+/// rows, an `ununpack_ars` row never ended, not marked unpacked, its queue row started.
+fn cut_off_first_unpack(site: &holdfast_site::Site, upload: i32) -> i64 {
+    let mut c = site.connect().unwrap();
+    c.batch_execute(&format!(
+        "DELETE FROM ununpack_ars WHERE upload_fk = {upload};
+         INSERT INTO agent (agent_name, agent_rev, agent_desc)
+           SELECT 'ununpack', 'test', 'ununpack' WHERE NOT EXISTS
+             (SELECT 1 FROM agent WHERE agent_name = 'ununpack');
+         INSERT INTO ununpack_ars (agent_fk, upload_fk, ars_success)
+           SELECT max(agent_pk), {upload}, false FROM agent WHERE agent_name = 'ununpack';
+         UPDATE upload SET upload_mode = upload_mode & ~32 WHERE upload_pk = {upload};
+         DELETE FROM uploadtree_a WHERE upload_fk = {upload} AND lft > (
+           SELECT (min(lft) + max(rgt)) / 2 FROM uploadtree_a WHERE upload_fk = {upload});
+         WITH j AS (INSERT INTO job (job_name, job_upload_fk) VALUES ('cut', {upload})
+                    RETURNING job_pk)
+         INSERT INTO jobqueue (jq_job_fk, jq_type, jq_args, jq_starttime, jq_endtext)
+           SELECT job_pk, 'ununpack', '{upload}', now(), 'Started' FROM j;"
+    ))
+    .unwrap();
+    c.query_one(
+        "SELECT count(*) FROM uploadtree_a WHERE upload_fk = $1",
+        &[&upload],
+    )
+    .unwrap()
+    .get(0)
+}
+
+/// FOSSology's ununpack writes rows only for an upload that has none (`ReunpackSwitch`),
+/// so the half tree a cut-off unpack left would be marked unpacked by its rerun: a restore
+/// removes those rows (full and gold mode) and keeps the rows of a reunpack cut off after an
+/// unpack that ended.
+#[test]
+fn a_restore_removes_the_half_tree_of_a_cut_off_unpack_so_the_rerun_writes_it_whole() {
+    let f = fixture(3, Behaviour::default(), 30);
+    let site = f.site().clone();
+    let mut c = site.connect().unwrap();
+    let uploads: Vec<i32> = c
+        .query("SELECT upload_pk FROM upload ORDER BY 1", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let rows = |c: &mut postgres::Client, u: i32| -> i64 {
+        c.query_one(
+            "SELECT count(*) FROM uploadtree_a WHERE upload_fk = $1",
+            &[&u],
+        )
+        .unwrap()
+        .get(0)
+    };
+    let (cut, reunpacked) = (uploads[0], uploads[1]);
+    let whole = rows(&mut c, reunpacked);
+    let half = cut_off_first_unpack(&site, cut);
+    assert!(half > 0);
+    // A reunpack cut off: the first unpack ended, so its rows are the tree.
+    c.batch_execute(&format!(
+        "WITH j AS (INSERT INTO job (job_name, job_upload_fk) VALUES ('re', {reunpacked})
+                    RETURNING job_pk)
+         INSERT INTO jobqueue (jq_job_fk, jq_type, jq_args, jq_starttime, jq_endtext)
+           SELECT job_pk, 'ununpack', '{reunpacked}', now(), 'Started' FROM j;"
+    ))
+    .unwrap();
+    drop(c);
+    for mode in [holdfast_backup::Mode::Full, holdfast_backup::Mode::Gold] {
+        let cfg = holdfast_backup::BackupConfig {
+            mode,
+            ..f.cfg.clone()
+        };
+        backup(&site, "s", &f.sched, &cfg).unwrap();
+        let into = f.dir.path().join(format!("restored-{mode:?}"));
+        let opts = RestoreOptions {
+            scratch: Some(into.clone()),
+            drop_scratch_db: false,
+            dbname: Some(format!("cut_{mode:?}").to_lowercase()),
+            ..Default::default()
+        };
+        let r = restore(&site, &f.sched, &cfg, &Default::default(), &opts).unwrap();
+        assert_eq!(r.cut_off_trees, vec![(cut, half as u64)], "{mode:?}");
+        assert!(r.is_whole(), "{mode:?}: {:?}", r.verify.missing);
+        let restored = holdfast_site::Site::open(Some(&into.join("etc/fossology"))).unwrap();
+        let mut rc = restored.connect().unwrap();
+        assert_eq!(
+            rows(&mut rc, cut),
+            0,
+            "{mode:?}: the rerun must find no rows"
+        );
+        assert_eq!(rows(&mut rc, reunpacked), whole, "{mode:?}");
+        let success: bool = rc
+            .query_one(
+                "SELECT bool_or(ars_success) IS TRUE FROM ununpack_ars WHERE upload_fk = $1",
+                &[&cut],
+            )
+            .unwrap()
+            .get(0);
+        assert!(!success, "{mode:?}: the rerun must not skip it as unpacked");
+    }
+    // The live site is left as it was.
+    let mut c = site.connect().unwrap();
+    assert_eq!(rows(&mut c, cut), half);
+}

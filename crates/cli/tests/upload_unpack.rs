@@ -146,3 +146,110 @@ fn upload_into_a_chosen_folder_and_group() {
         .get(0);
     assert_eq!(ups, 1);
 }
+
+/// FOSSology's ununpack, run again by the scheduler, writes no rows for an upload that has
+/// some: `unpack --cut-off` replaces the half tree a dead first unpack left, and refuses
+/// while the scheduler runs (a started row is then a running agent).
+#[test]
+fn unpack_cut_off_replaces_the_half_tree_of_a_dead_unpack() {
+    use holdfast_sandbox::standin::{Behaviour, StandIn};
+    let (d, s) = common::scratch();
+    let standin = StandIn::create(
+        &d.path().join("sched"),
+        &holdfast_testkit::tag(),
+        Behaviour::default(),
+    )
+    .unwrap();
+    let sched = toml::to_string(&standin.config(30)).unwrap();
+    let cfg = common::config(&d, &s, "", &format!("[scheduler]\n{sched}"));
+    let src = d.path().join("p");
+    for i in 0..12 {
+        std::fs::create_dir_all(src.join(format!("d{i}"))).unwrap();
+        std::fs::write(src.join(format!("d{i}/f.c")), format!("int f{i};\n")).unwrap();
+    }
+    let tgz = d.path().join("p.tar.gz");
+    let st = Command::new("tar")
+        .args([
+            "czf",
+            tgz.to_str().unwrap(),
+            "-C",
+            d.path().to_str().unwrap(),
+            "p",
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let hf = |args: &[&str]| common::holdfast(&cfg, args);
+    let out = hf(&["upload", "--json", tgz.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sum: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let up = sum["upload_pk"].as_i64().unwrap() as i32;
+    let mut c = s.site.connect().unwrap();
+    let rows = |c: &mut postgres::Client| -> i64 {
+        c.query_one(
+            "SELECT count(*) FROM uploadtree_a WHERE upload_fk = $1",
+            &[&up],
+        )
+        .unwrap()
+        .get(0)
+    };
+    let whole = rows(&mut c);
+    // Its first unpack died mid-write: half the rows, no end marks, its queue row started.
+    c.batch_execute(&format!(
+        "DELETE FROM ununpack_ars WHERE upload_fk = {up};
+         INSERT INTO ununpack_ars (agent_fk, upload_fk, ars_success)
+           SELECT max(agent_pk), {up}, false FROM agent WHERE agent_name = 'ununpack';
+         UPDATE upload SET upload_mode = upload_mode & ~32 WHERE upload_pk = {up};
+         DELETE FROM uploadtree_a WHERE upload_fk = {up} AND lft > (
+           SELECT (min(lft) + max(rgt)) / 2 FROM uploadtree_a WHERE upload_fk = {up});
+         UPDATE jobqueue SET jq_starttime = now(), jq_endtime = NULL, jq_end_bits = 0
+           WHERE jq_type = 'ununpack'
+             AND jq_job_fk IN (SELECT job_pk FROM job WHERE job_upload_fk = {up});"
+    ))
+    .unwrap();
+    let half = rows(&mut c);
+    assert!(half > 0 && half < whole, "{half} of {whole}");
+
+    standin.start().unwrap();
+    let out = hf(&["unpack", "--cut-off"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("scheduler is running"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        rows(&mut c),
+        half,
+        "nothing touched while the scheduler runs"
+    );
+    standin.kill_all();
+
+    let out = hf(&["unpack", "--cut-off"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("upload {up}:")),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(rows(&mut c), whole, "the whole tree again");
+    let unpacked: bool = c
+        .query_one(
+            "SELECT bool_or(ars_success) IS TRUE FROM ununpack_ars WHERE upload_fk = $1",
+            &[&up],
+        )
+        .unwrap()
+        .get(0);
+    assert!(
+        unpacked,
+        "FOSSology's rerun finds it unpacked and ends at once"
+    );
+}

@@ -25,7 +25,7 @@ use crate::site::DrillSite;
 use crate::ununpack::Stop;
 use crate::{archives, plug};
 use anyhow::{anyhow, bail, Result};
-use holdfast_site::db::{self, uploadtree::TreeTable};
+use holdfast_site::db::{self, standin::Rerun, uploadtree::TreeTable};
 use holdfast_site::foconf::HostRange;
 use holdfast_site::pfile::PfileName;
 use rand::Rng;
@@ -415,15 +415,27 @@ fn kill_point(
                 bail!("the scheduler's start did not hand the ununpack row of upload {up} back");
             }
             db::jobs::start_unpack_rows(&mut c, up)?;
-            let out = site
-                .holdfast
-                .ok(&["unpack", "--upload", &up.to_string(), "--json"])?;
-            let s: holdfast_unpack::UnpackSummary = serde_json::from_str(out.trim())?;
+            // As FOSSology's ununpack reruns (not as holdfast's unpacker, which replaces a
+            // dead run's rows): a tree the guide left half stays half, and the drill fails.
+            let n = up.to_string();
+            let rerun = db::standin::rerun_would(&mut c, up)?;
+            let args: &[&str] = match rerun {
+                Rerun::Done => &[],
+                Rerun::FilesOnly => &["unpack", "--upload", &n, "--repo-only", "--json"],
+                Rerun::Whole => &["unpack", "--upload", &n, "--json"],
+            };
+            let written = if args.is_empty() {
+                0
+            } else {
+                let out = site.holdfast.ok(args)?;
+                let s: holdfast_unpack::UnpackSummary = serde_json::from_str(out.trim())?;
+                s.written
+            };
+            if rerun == Rerun::FilesOnly {
+                db::standin::rerun_end_marks(&mut c, up)?;
+            }
             close_rows(site, up)?;
-            Ok((
-                s.written,
-                format!("{} files written, {} rows", s.written, s.rows),
-            ))
+            Ok((written, format!("{rerun:?}: {written} files written")))
         },
     );
     let after_out = site.holdfast.run(&["check-repo", "--scan", "--json"])?;

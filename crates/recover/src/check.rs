@@ -98,6 +98,12 @@ pub fn check_repo(
             return Err(crate::RecoverError::NoUpload(u));
         }
     }
+    // Deleted by FOSSology (delagent keeps the upload row, its pfile_fk NULL and
+    // expire_action 'd'), or whose file has not arrived yet: no gold, no tree, nothing lost.
+    let keys: Vec<i32> = out.keys().copied().collect();
+    for u in db::uploads_deleted(c, &keys)? {
+        out.remove(&u);
+    }
     for (u, why) in unfinished_unpacks(c, upload)? {
         if let Some(e) = out.get_mut(&u) {
             e.unpack_unfinished = Some(why);

@@ -221,6 +221,16 @@ pub fn rebuild(
     if requeue {
         report.requeued = requeue_jobs(&mut c, &to_requeue)?;
         report.not_requeued = skip.iter().map(|r| r.jq_pk).collect();
+        // Left started, the scheduler's `--reset` start would queue them anyway.
+        if !skip.is_empty() {
+            let failed = db::jobs::fail_cut_off(
+                &mut c,
+                &report.not_requeued,
+                "holdfast: its upload could not be rebuilt from gold after the restore; \
+                 run holdfast check-repo, recover the upload, then schedule the job again",
+            )?;
+            tracing::warn!(rows = ?failed, "cut-off jobs whose upload was not rebuilt ended as failed");
+        }
     }
 
     if opts.lazy {

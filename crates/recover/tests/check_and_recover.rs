@@ -54,6 +54,19 @@ fn checker_finds_exactly_the_deleted_files_and_recover_restores_them() {
     let checks = check_repo(&mut c, &f.s.site.repo, None).unwrap();
     assert!(checks.iter().all(|c| c.is_whole()), "{checks:?}");
     assert_eq!(snapshot(&f.s), before, "every file back, byte for byte");
+
+    // Deleted as FOSSology's delagent deletes (tree rows gone, the upload row kept without
+    // its gold): not damage, not listed, not "gold MISSING" for ever.
+    c.batch_execute(&format!(
+        "DELETE FROM uploadtree_a WHERE upload_fk = {u3};
+         UPDATE upload SET expire_action = 'd', expire_date = now(), pfile_fk = NULL
+           WHERE upload_pk = {u3};"
+    ))
+    .unwrap();
+    let checks = check_repo(&mut c, &f.s.site.repo, None).unwrap();
+    let listed: Vec<i32> = checks.iter().map(|c| c.upload_pk).collect();
+    assert_eq!(listed, vec![u1, u2]);
+    assert!(checks.iter().all(|c| c.is_whole()), "{checks:?}");
 }
 
 #[test]

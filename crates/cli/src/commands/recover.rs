@@ -117,6 +117,9 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
             lazy: false,
             jobs: args.jobs,
         };
+        if args.after_restore {
+            crate::commands::scheduler::refuse_if_running(ctx, "--after-restore")?;
+        }
         let report = holdfast_recover::rebuild(&site, unpack, &[], &opts, args.after_restore)?;
         if args.json {
             println!("{}", serde_json::to_string_pretty(&report)?);

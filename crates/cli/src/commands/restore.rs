@@ -223,6 +223,12 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
                 ))
                 .unwrap_or_default()
         );
+        for (upload, rows) in &out.cut_off_trees {
+            println!(
+                "upload {upload}: its unpack was cut off by the snapshot; the {rows} tree row(s) \
+                 it left were removed, so the scheduler unpacks it whole again"
+            );
+        }
         let remade = out.not_reproducible();
         println!(
             "verify: {} referenced file(s) checked, {} missing{}",

@@ -73,3 +73,17 @@ pub fn run(cmd: Cmd, ctx: &Context) -> anyhow::Result<ExitCode> {
     }
     Ok(exit::code(exit::OK))
 }
+
+/// Refuses while FOSSology's scheduler runs: for repairs of what a kill or a restore left,
+/// whose "started, never ended" rows are running agents on a live site.
+pub fn refuse_if_running(ctx: &Context, what: &str) -> anyhow::Result<()> {
+    let found = scheduler::found(&ctx.config.scheduler);
+    if found.running {
+        anyhow::bail!(
+            "FOSSology's scheduler is running{}: its started jobs are running, not cut off; \
+             stop it first ({what} repairs what a power cut, a kill or a restore left)",
+            found.pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+        );
+    }
+    Ok(())
+}

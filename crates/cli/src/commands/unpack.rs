@@ -1,4 +1,5 @@
-//! `holdfast unpack --upload N [--repo-only]`: unpack an existing upload again from gold.
+//! `holdfast unpack --upload N [--repo-only]`: unpack an existing upload again from gold;
+//! `holdfast unpack --cut-off`: every upload whose unpack a power cut or a kill cut off.
 
 use crate::config::Context;
 use std::process::ExitCode;
@@ -6,8 +7,14 @@ use std::process::ExitCode;
 #[derive(clap::Args)]
 pub struct Args {
     /// The upload to unpack (upload.upload_pk).
-    #[arg(long, required = true)]
+    #[arg(long, required_unless_present = "cut_off", conflicts_with = "cut_off")]
     upload: Vec<i32>,
+    /// Every upload whose `ununpack` job was cut off (its queue row started, never ended),
+    /// with FOSSology's scheduler stopped: the tree rows the dead run left are replaced
+    /// with the whole tree (FOSSology's own rerun would keep them and mark the half tree
+    /// unpacked). Rows of an upload unpacked once before are kept, as ununpack keeps them.
+    #[arg(long, conflicts_with = "repo_only")]
+    cut_off: bool,
     /// Write repository files only and leave every database table untouched (for a
     /// gold-only restore). Files already in the repository are left alone.
     #[arg(long)]
@@ -29,8 +36,24 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         // -I and -E are taken from the upload's own jq_cmd_args.
         ..Default::default()
     };
+    let uploads = if args.cut_off {
+        crate::commands::scheduler::refuse_if_running(ctx, "--cut-off")?;
+        let mut c = site.connect()?;
+        let mut ups: Vec<i32> = holdfast_site::db::jobs::cut_off_unpacks(&mut c, None)?
+            .into_iter()
+            .map(|(u, _)| u)
+            .collect();
+        ups.sort_unstable();
+        ups.dedup();
+        if ups.is_empty() && !args.json {
+            println!("no upload's unpack was cut off");
+        }
+        ups
+    } else {
+        args.upload.clone()
+    };
     let mut incomplete = false;
-    for &up in &args.upload {
+    for &up in &uploads {
         holdfast_site::interrupt::check()?;
         let s = holdfast_unpack::unpack_upload(&site, up, &ctx.config.unpack, &opts)?;
         incomplete |= !s.errors.is_empty() || !s.unreproduced.is_empty();

@@ -228,6 +228,46 @@ pub fn requeue(
     Ok(reset)
 }
 
+/// Ends the cut-off rows among `jq_pks` as failed, with `why`, and fails the rows behind
+/// them, as FOSSology's scheduler fails a job (`jobsql_failed`, `jobsql_fail_dependents`):
+/// an ended row survives the `--reset` start, which queues every row not ended again, so
+/// a job whose files are not there does not run on them. Returns the rows ended.
+pub fn fail_cut_off(
+    c: &mut postgres::Client,
+    jq_pks: &[i32],
+    why: &str,
+) -> Result<Vec<i32>, postgres::Error> {
+    let mut tx = c.transaction()?;
+    let mut ended: Vec<i32> = tx
+        .query(
+            "UPDATE jobqueue SET jq_endtime = now(), jq_end_bits = jq_end_bits | 2, \
+             jq_schedinfo = NULL, jq_endtext = $2 \
+             WHERE jq_pk = ANY($1) AND jq_endtime IS NULL RETURNING jq_pk",
+            &[&jq_pks, &why],
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let dependents: Vec<i32> = tx
+        .query(
+            "WITH RECURSIVE deps(jq_pk, depth) AS (
+               SELECT jdep_jq_fk, 1 FROM jobdepends WHERE jdep_jq_depends_fk = ANY($1)
+               UNION ALL
+               SELECT jd.jdep_jq_fk, deps.depth + 1 FROM jobdepends jd
+                 JOIN deps ON deps.jq_pk = jd.jdep_jq_depends_fk WHERE deps.depth < 20)
+             UPDATE jobqueue SET jq_endtime = now(), jq_end_bits = jq_end_bits | 2,
+                    jq_schedinfo = NULL, jq_endtext = 'dependency failed'
+             WHERE jq_pk IN (SELECT jq_pk FROM deps) AND jq_endtime IS NULL RETURNING jq_pk",
+            &[&ended],
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    tx.commit()?;
+    ended.extend(dependents);
+    Ok(ended)
+}
+
 /// The statement FOSSology's scheduler runs at `--reset`: every row started and never ended
 /// is queued again (for scripts standing in for the scheduler).
 pub const SCHEDULER_RESET_SQL: &str =

@@ -82,3 +82,43 @@ pub fn tree_rows(c: &mut postgres::Client, upload: i32) -> Result<i64, postgres:
     )?
     .get(0))
 }
+
+/// What FOSSology's `ununpack` does when the scheduler runs it again on an upload
+/// (`ununpack.c`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rerun {
+    /// An unpack of the upload succeeded: "has already been unpacked", it ends at once.
+    Done,
+    /// The upload has rows: it writes the repository files and no row (`ReunpackSwitch`
+    /// stays off), then marks the upload unpacked, whatever the rows hold.
+    FilesOnly,
+    /// No rows: the whole unpack, rows included.
+    Whole,
+}
+
+pub fn rerun_would(c: &mut postgres::Client, upload: i32) -> Result<Rerun, postgres::Error> {
+    let (done, rows): (bool, bool) = c
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM ununpack_ars WHERE upload_fk = $1 AND ars_success),
+                    EXISTS (SELECT 1 FROM uploadtree WHERE upload_fk = $1)",
+            &[&upload],
+        )
+        .map(|r| (r.get(0), r.get(1)))?;
+    Ok(match (done, rows) {
+        (true, _) => Rerun::Done,
+        (false, true) => Rerun::FilesOnly,
+        (false, false) => Rerun::Whole,
+    })
+}
+
+/// The end of a [`Rerun::FilesOnly`] run: `upload_mode` bit 5 and a successful
+/// `ununpack_ars` row, as ununpack ends.
+pub fn rerun_end_marks(c: &mut postgres::Client, upload: i32) -> Result<(), postgres::Error> {
+    let mut tx = c.transaction()?;
+    tx.execute(
+        "UPDATE upload SET upload_mode = upload_mode | $2 WHERE upload_pk = $1",
+        &[&upload, &crate::mode::UPLOAD_UNPACKED],
+    )?;
+    super::jobs::record_unpack_success(&mut tx, upload, std::time::SystemTime::now())?;
+    tx.commit()
+}

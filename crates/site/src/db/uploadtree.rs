@@ -558,6 +558,43 @@ pub fn store(
     Ok(inserted)
 }
 
+/// Deletes the rows an unpack that died mid-write left ([`cut_off_rows`]) for each upload
+/// whose `ununpack` queue row was cut off, so FOSSology's rerun writes the whole tree: it
+/// writes rows only when the upload has none (`ununpack.c`, `ReunpackSwitch`) and would
+/// otherwise mark the half tree unpacked. Run on a restored database before the scheduler
+/// starts. Returns `(upload, rows deleted)` for each tree dropped.
+pub fn drop_cut_off_trees(c: &mut postgres::Client) -> Result<Vec<(i32, u64)>, postgres::Error> {
+    let mut dropped = Vec::new();
+    let mut uploads: Vec<i32> = super::jobs::cut_off_unpacks(c, None)?
+        .into_iter()
+        .map(|(u, _)| u)
+        .collect();
+    uploads.sort_unstable();
+    uploads.dedup();
+    for upload in uploads {
+        let mut tx = c.transaction()?;
+        let Some(table) = super::uploads::tree_table(&mut tx, upload)? else {
+            continue;
+        };
+        if !is_upload_table(table.as_str()) || !cut_off_rows(&mut tx, upload)? {
+            continue;
+        }
+        let n = tx.execute(
+            &format!("DELETE FROM {table} WHERE upload_fk = $1"),
+            &[&upload],
+        )?;
+        tx.commit()?;
+        if n > 0 {
+            tracing::warn!(
+                "upload {upload}: removed the {n} tree rows its cut-off unpack left, so the \
+                 scheduler's rerun unpacks it whole"
+            );
+            dropped.push((upload, n));
+        }
+    }
+    Ok(dropped)
+}
+
 /// Whether the upload's rows are a cut-off write: no unpack of the upload ever ended, and
 /// one started or the upload is not marked unpacked.
 ///
