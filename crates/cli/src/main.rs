@@ -21,8 +21,10 @@ use std::process::ExitCode;
 server, restores it, rebuilds unpacked files from gold, and runs the backup server side that \
 snapshots client accounts and warns customers and resellers.\n\n\
 Start with `holdfast demo` to see a site backed up, destroyed and restored on local folders.",
-    after_help = "Exit codes: 0 success, 1 error, 2 usage, 3 finished but incomplete (files missing, \
-warnings sent with failures), 4 another run holds the lock, 130 interrupted."
+    after_help = "Exit codes: 0 success, 1 error (also a backup whose snapshot lacks files the \
+database names, or after which the scheduler did not start), 2 usage, 3 finished but \
+incomplete (restore, verify, check-repo: files missing; backup: a copy failed or files left \
+out; warnings sent with failures), 4 another run holds the lock, 130 interrupted."
 )]
 pub struct Cli {
     /// holdfast configuration file (TOML).
