@@ -91,7 +91,7 @@ pub fn copy(cfg: &BackupConfig, name: Option<&str>) -> Result<Vec<CopyResult>, B
     }
     let _site = crate::lock::acquire_shared(&cfg.lock_file)?;
     let primary = cfg.store()?;
-    primary.check()?;
+    primary.check_readable()?;
     let out = copies
         .into_iter()
         .map(|c| result(c, run_one(cfg, primary.as_ref(), c)))

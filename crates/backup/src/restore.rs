@@ -136,7 +136,7 @@ pub fn restore(
     let _lock = crate::lock::acquire(&cfg.lock_file)?;
     let target = cfg.store_for(opts.from.as_deref())?;
     let target = target.as_ref();
-    target.check()?;
+    target.check_readable()?;
     let snap = target.find(opts.snapshot.as_deref())?;
     let chain = target.chain(&snap)?;
     tracing::info!(snapshot = %snap.name, pieces = chain.len(), "restoring");

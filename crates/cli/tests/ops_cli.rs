@@ -579,6 +579,26 @@ fn quiet_runs_that_are_not_a_success_say_so_and_helpers_need_no_valid_config() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(new.exists());
 
+    // Commands that only read make no target: a wrong path or an unmounted disk is an
+    // error, not an empty store.
+    let nope = d.path().join("not-mounted/backups");
+    let cfg = d.path().join("nope.toml");
+    std::fs::write(
+        &cfg,
+        format!("[backup]\ntarget = {:?}\n", nope.display().to_string()),
+    )
+    .unwrap();
+    for args in [&["snapshots"][..], &["verify", "--all"]] {
+        let o = holdfast(&cfg, args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", text(&o.stdout));
+        assert!(
+            text(&o.stderr).contains("does not exist"),
+            "{}",
+            text(&o.stderr)
+        );
+    }
+    assert!(!d.path().join("not-mounted").exists());
+
     // Every drill the crate has is offered, busy-backup included.
     let o = holdfast(&none, &["drill", "no-such-drill"]);
     assert_eq!(o.status.code(), Some(2));

@@ -42,6 +42,11 @@ pub enum StoreError {
     BadTarget { spec: String, why: String },
     #[error("backup target {target} is unreachable: {why}")]
     Unreachable { target: String, why: String },
+    #[error(
+        "backup target {target} does not exist: a wrong backup.target (or --target), or the \
+         backup disk is not mounted"
+    )]
+    NotThere { target: String },
     #[error("on backup target {target}, `{what}` failed: {why}")]
     Remote {
         target: String,

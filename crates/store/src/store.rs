@@ -156,6 +156,10 @@ pub trait Store: Send + Sync {
     fn display(&self) -> String;
     /// Makes sure the target exists and can be written.
     fn check(&self) -> Result<(), StoreError>;
+    /// Makes sure the target exists, changing nothing (commands that only read).
+    fn check_readable(&self) -> Result<(), StoreError> {
+        self.check()
+    }
     /// Ends shared connections.
     fn close(&self) {}
     /// A file-system target (local or ssh) exposes its location (for `require_mount` and

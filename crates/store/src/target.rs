@@ -336,6 +336,33 @@ impl Target {
         }
     }
 
+    /// Makes sure the target's root exists, making and writing nothing: for commands that
+    /// only read (a wrong path or an unmounted disk must not look like an empty store).
+    pub fn check_readable(&self) -> Result<(), StoreError> {
+        let missing = || StoreError::NotThere {
+            target: self.display(),
+        };
+        match self {
+            Target::Local { root } => match std::fs::metadata(root) {
+                Ok(m) if m.is_dir() => Ok(()),
+                Ok(_) => Err(self.unreachable("not a folder".into())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(missing()),
+                Err(e) => Err(self.unreachable(e.to_string())),
+            },
+            Target::Ssh { .. } => {
+                let root = sh_quote(&self.path(""));
+                let out = self.run_remote(&format!(
+                    "if test -d {root}; then command -v rsync >/dev/null && echo ok; else echo missing; fi"
+                ))?;
+                match String::from_utf8_lossy(&out).trim() {
+                    "ok" => Ok(()),
+                    "missing" => Err(missing()),
+                    _ => Err(self.unreachable("no rsync on the backup server".into())),
+                }
+            }
+        }
+    }
+
     pub fn mkdir_p(&self, rel: &str) -> Result<(), StoreError> {
         match self {
             Target::Local { .. } => {

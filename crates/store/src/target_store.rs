@@ -724,6 +724,10 @@ impl Store for Target {
         Target::check(self)
     }
 
+    fn check_readable(&self) -> Result<(), StoreError> {
+        Target::check_readable(self)
+    }
+
     fn close(&self) {
         Target::close(self)
     }

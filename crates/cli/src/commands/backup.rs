@@ -166,10 +166,23 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
             "  layout {} (keep {}, full every {})",
             cfg.layout, cfg.keep, cfg.full_every
         );
-        target.check()?;
+        // The first backup makes the target; a dry run makes nothing.
+        let there = match target.check_readable() {
+            Ok(()) => true,
+            Err(holdfast_store::StoreError::NotThere { .. }) => {
+                println!(
+                    "  the target does not exist yet: the first backup makes it (if backups \
+                     were made before, check backup.target and that the disk is mounted)"
+                );
+                false
+            }
+            Err(e) => return Err(e.into()),
+        };
         // Rolling with hard links: what each day tree's folders cost there, when anything.
         let mut folder_cost = None;
-        if let (holdfast_store::LayoutKind::Rolling, Some(t)) = (cfg.layout, target.as_target()) {
+        if let (true, holdfast_store::LayoutKind::Rolling, Some(t)) =
+            (there, cfg.layout, target.as_target())
+        {
             let trees = cfg.layout().day_trees_in_use(t)?;
             println!("  day trees: {trees}");
             if trees.starts_with("hard links") {
@@ -178,7 +191,11 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
                     .map(|c| (c, t));
             }
         }
-        let snaps = target.snapshots()?;
+        let snaps = if there {
+            target.snapshots()?
+        } else {
+            Vec::new()
+        };
         println!("  {} snapshot(s) there now", snaps.len());
         // What the copy would move: the repository's files, less those the latest snapshot
         // already has under the same name (they are linked or already in the pool).

@@ -35,7 +35,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     }
     let target = cfg.store_for(args.from.as_deref())?;
     let target = target.as_ref();
-    target.check()?;
+    target.check_readable()?;
     let snaps = target.snapshots()?;
     let records: Vec<Option<holdfast_backup::content::VerifyRecord>> = snaps
         .iter()

@@ -153,7 +153,7 @@ fn run_snapshots(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     }
     let target = cfg.store_for(args.from.as_deref()).map_err(cli_error)?;
     let target = target.as_ref();
-    target.check()?;
+    target.check_readable()?;
     let snaps = match &args.snapshot {
         Some(n) => vec![target.find(Some(n))?],
         None => target.snapshots()?,
