@@ -62,9 +62,10 @@ impl Compression {
 pub struct BackupConfig {
     /// A local folder, or `ssh://user@host[:port]/path` on the backup server.
     pub target: String,
-    /// `rolling` (current + day copies, default) or `rotating` (base + incrementals).
+    /// `rolling` (current + day copies, default), `rotating` (base + incrementals) or
+    /// `pool` (each file stored once by its name, a file list per snapshot).
     pub layout: LayoutKind,
-    /// Rolling: snapshots kept, `current` included.
+    /// Rolling and pool: snapshots kept (`current` included in rolling).
     pub keep: usize,
     /// Rotating: runs per cycle, base included (a new full base every N runs; at most 20).
     pub full_every: usize,

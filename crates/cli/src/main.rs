@@ -220,12 +220,20 @@ fn finish(
 
 fn run(cli: Cli, ctx: &config::Context) -> anyhow::Result<ExitCode> {
     use Command::*;
-    // A scheduler an interrupted run left stopped is started first. `backup` and `restore`
-    // do it in their own stop/start, `scheduler ensure` is that very job, and `demo` brings
-    // its own site.
-    if !matches!(
+    // A scheduler an interrupted run left stopped is started first by the commands that work
+    // on the site. `backup` and `restore` do it in their own stop/start, `scheduler ensure`
+    // is that very job; helpers (`man`, `completions`, `config`, `metrics`) touch nothing.
+    if matches!(
         cli.command,
-        Backup(_) | Restore(_) | Scheduler(_) | Demo(_) | Completions { .. } | Man | Config(_)
+        Snapshots(_)
+            | Copy(_)
+            | Verify(_)
+            | CheckRepo(_)
+            | Recover(_)
+            | Slim(_)
+            | Serve(_)
+            | Upload(_)
+            | Unpack(_)
     ) {
         commands::backup::resume_scheduler(ctx);
     }

@@ -17,7 +17,9 @@ the dump is checked against its sha256. A copy killed at any point lists no half
 snapshot; the next run completes it without sending again what had arrived. Then the copy's \
 own retention removes what it no longer keeps.\n\n\
 `holdfast backup` runs the copies itself after each backup (unless a copy says \
-after_backup = false). Exit code 1 when a copy failed."
+after_backup = false). Exit code 1 when a copy failed (inside `holdfast backup`, whose own \
+snapshot is fine, the same failure gives 3); 3 when every copy was made but files of the \
+primary were found damaged on the way (each listed)."
 )]
 pub struct Args {
     /// The copy to run (its `name` in holdfast.toml); default every copy.

@@ -12,7 +12,7 @@ use std::process::ExitCode;
     long_about = "Restores a snapshot (the latest by default; see `holdfast snapshots`): stops \
 the scheduler, checks fossology.conf and Db.conf are in place, recreates the database with its \
 original encoding and loads the dump, copies the repository back (hard links, owner and modes \
-kept), starts the scheduler, then verifies that every file the database references exists \
+kept), starts the scheduler again if it was running, then verifies that every file the database references exists \
 under its name and size, printing what is missing (exit code 3).\n\n\
 The site database is DROPPED and recreated: on a terminal holdfast shows what would be lost \
 (uploads newer than the snapshot) and asks; without a terminal it needs --yes. Every restored \
@@ -30,6 +30,10 @@ pub struct Args {
     /// same checks (for when the backup server is gone too).
     #[arg(long, value_name = "COPY")]
     pub from: Option<String>,
+    /// Restore from this target instead of backup.target (a path or user@host:/path, as
+    /// `holdfast snapshots --target` lists it).
+    #[arg(long, conflicts_with = "from")]
+    pub target: Option<String>,
     /// Restore into this scratch folder (repository/ and etc/fossology/) instead of the site.
     #[arg(long)]
     pub into: Option<PathBuf>,
@@ -65,6 +69,7 @@ pub struct Args {
 /// What restoring `snap` over the live database loses: a line for people.
 fn what_is_lost(site: &holdfast_site::Site, snap: &holdfast_store::Snapshot) -> String {
     let taken = snap.manifest.started;
+    // The database dropped is the one --db names, when it does.
     match holdfast_backup::connect(site) {
         Err(_) => format!(
             "database {} is unreachable now: nothing newer can be read from it",
@@ -117,7 +122,19 @@ fn confirm(lost: &str, snap: &str) -> anyhow::Result<()> {
 
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     let site = ctx.site()?;
-    let cfg = &ctx.config.backup;
+    let mut cfg = ctx.config.backup.clone();
+    if let Some(t) = &args.target {
+        cfg.target = t.clone();
+    }
+    let cfg = &cfg;
+    // The database a live restore drops: the site's, or the one --db names.
+    let dropped = match &args.db {
+        Some(d) if args.into.is_none() => holdfast_site::Site {
+            db: site.db.with_dbname(d),
+            ..site.clone()
+        },
+        _ => site.clone(),
+    };
     if args.dry_run {
         let target = cfg.store_for(args.from.as_deref()).map_err(cli_error)?;
         let snap = target.find(args.snapshot.as_deref())?;
@@ -148,10 +165,12 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
                 .collect::<Vec<_>>()
                 .join(" + ")
         );
-        println!(
-            "  database loaded with psql {}",
-            cfg.superuser(&site.db)?.describe()
-        );
+        if !args.skip_db {
+            println!(
+                "  database loaded with psql {}",
+                cfg.superuser(&site.db)?.describe()
+            );
+        }
         match &args.into {
             Some(d) => println!(
                 "  into scratch folder {} and scratch database {} (dropped and recreated; live site untouched)",
@@ -174,7 +193,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
                     args.db.as_deref().unwrap_or(site.db.dbname()),
                     snap.manifest.database.encoding
                 );
-                println!("  would drop: {}", what_is_lost(&site, &snap));
+                println!("  would drop: {}", what_is_lost(&dropped, &snap));
             }
         }
         return Ok(exit::code(exit::OK));
@@ -185,7 +204,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         let lost = if args.skip_db {
             "the repository gets the snapshot's files (none deleted); the database is kept".into()
         } else {
-            what_is_lost(&site, &snap)
+            what_is_lost(&dropped, &snap)
         };
         confirm(&lost, &snap.name)?;
     }

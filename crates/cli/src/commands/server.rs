@@ -63,7 +63,7 @@ pub enum AccountCmd {
 #[derive(clap::Args)]
 pub struct SnapshotArgs {
     /// Interval to rotate: hourly, daily, weekly, monthly or yearly.
-    #[arg(long, default_value = "daily")]
+    #[arg(long, default_value = "daily", value_parser = ["hourly", "daily", "weekly", "monthly", "yearly"])]
     interval: String,
     /// Only this account.
     #[arg(long, value_name = "UID")]
