@@ -416,12 +416,20 @@ enum Pre {
     Needs,
 }
 
+/// Runs `f` holding `upload`'s unpack lock ([`db::uploads::lock_for_unpack`]); the lock's
+/// connection closes after it.
+fn one_at_a_time<T>(site: &Site, upload: i32, f: impl FnOnce() -> T) -> Result<T> {
+    let mut lock = site.connect()?;
+    db::uploads::lock_for_unpack(&mut lock, upload)?;
+    Ok(f())
+}
+
 fn rebuild_one(site: &Site, cfg: &UnpackConfig, upload: i32) -> Result<Step> {
     let opts = UnpackOptions {
         repo_only: true,
         ..Default::default()
     };
-    match unpack_upload(site, upload, cfg, &opts) {
+    match one_at_a_time(site, upload, || unpack_upload(site, upload, cfg, &opts))? {
         Ok(s) => Ok(Step::Unpacked(s)),
         Err(UnpackError::GoldMissing { .. }) => Ok(Step::GoldMissing),
         Err(UnpackError::NoUpload(u)) => Err(RecoverError::NoUpload(u)),
@@ -480,14 +488,15 @@ pub fn recover_upload(site: &Site, cfg: &UnpackConfig, upload: i32) -> Result<Up
         repo_only: true,
         ..Default::default()
     };
-    let summary = unpack_upload(site, upload, cfg, &opts).map_err(|e| match e {
-        UnpackError::NoUpload(u) => RecoverError::NoUpload(u),
-        UnpackError::GoldMissing { upload, path } => RecoverError::GoldMissing { upload, path },
-        e => RecoverError::Unpack {
-            upload,
-            message: e.to_string(),
-        },
-    })?;
+    let summary = one_at_a_time(site, upload, || unpack_upload(site, upload, cfg, &opts))?
+        .map_err(|e| match e {
+            UnpackError::NoUpload(u) => RecoverError::NoUpload(u),
+            UnpackError::GoldMissing { upload, path } => RecoverError::GoldMissing { upload, path },
+            e => RecoverError::Unpack {
+                upload,
+                message: e.to_string(),
+            },
+        })?;
     let after = missing_of(&mut c, &site.repo, upload)?;
     out.missing = explain(&mut c, &after, None, &summary.errors, false)?;
     out.summary = Some(summary);

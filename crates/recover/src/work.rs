@@ -11,7 +11,7 @@ use holdfast_site::pfile::PfileName;
 use holdfast_site::Site;
 use holdfast_unpack::UnpackConfig;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 /// Runs one claimed job to its end state and records it.
@@ -22,56 +22,72 @@ pub fn work_job(
     job: &RecoveryJob,
 ) -> Result<RecoveryState> {
     let mut c = site.connect()?;
-    let missing = crate::explain::to_recover(&mut c, &site.repo, job.upload_fk)?;
-    let paths: Vec<PathBuf> = missing
-        .iter()
-        .filter_map(|r| site.repo.path(&r.kind, &r.name))
-        .collect();
-    let sizes: Vec<u64> = missing
-        .iter()
-        .map(|r| PfileName::parse(&r.name).map_or(0, |n| n.size))
-        .collect();
-    let total = paths.len() as i64;
-    q.heartbeat(&mut c, job, total, 0)?;
-    tracing::info!(
-        job = job.id,
-        upload = job.upload_fk,
-        missing = total,
-        "recovery started"
-    );
-
+    // The heartbeat starts before anything is read: listing a large upload's missing files
+    // or counting those back must never look like a dead worker (its job would be taken
+    // over and unpacked twice).
+    q.heartbeat(&mut c, job, 0, 0)?;
     let stop = AtomicBool::new(false);
+    let total = AtomicI64::new(0);
+    let done = AtomicI64::new(0);
     let outcome = std::thread::scope(|s| {
         s.spawn(|| {
             // A lost connection is opened again: a silent job is taken over by another worker.
             let mut c = None;
-            while !stop.load(Ordering::SeqCst) {
-                for _ in 0..10 {
-                    if stop.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                let done = paths
-                    .iter()
-                    .zip(&sizes)
-                    .filter(|(p, size)| std::fs::metadata(p).is_ok_and(|m| m.len() == **size))
-                    .count() as i64;
+            while pause(&stop) {
                 if c.is_none() {
                     c = site.connect().ok();
                 }
                 if let Some(conn) = c.as_mut() {
-                    if let Err(e) = q.heartbeat(conn, job, total, done) {
+                    let (t, d) = (total.load(Ordering::SeqCst), done.load(Ordering::SeqCst));
+                    if let Err(e) = q.heartbeat(conn, job, t, d) {
                         tracing::warn!(job = job.id, "heartbeat failed ({e}); connecting again");
                         c = None;
                     }
                 }
             }
         });
-        let r = recover_upload(site, cfg, job.upload_fk);
-        stop.store(true, Ordering::SeqCst);
-        r
+        // Set on every way out, a panic included, or the heartbeat thread (and this
+        // scope) never ends.
+        let _stop = SetOnDrop(&stop);
+        (|| {
+            let missing = crate::explain::to_recover(&mut c, &site.repo, job.upload_fk)?;
+            let paths: Vec<PathBuf> = missing
+                .iter()
+                .filter_map(|r| site.repo.path(&r.kind, &r.name))
+                .collect();
+            let sizes: Vec<u64> = missing
+                .iter()
+                .map(|r| PfileName::parse(&r.name).map_or(0, |n| n.size))
+                .collect();
+            total.store(paths.len() as i64, Ordering::SeqCst);
+            tracing::info!(
+                job = job.id,
+                upload = job.upload_fk,
+                missing = paths.len(),
+                "recovery started"
+            );
+            // Progress: how many of the files missing at the start are back.
+            let counting = AtomicBool::new(false);
+            let r = std::thread::scope(|s2| {
+                s2.spawn(|| {
+                    while pause(&counting) {
+                        let n = paths
+                            .iter()
+                            .zip(&sizes)
+                            .filter(|(p, size)| {
+                                std::fs::metadata(p).is_ok_and(|m| m.len() == **size)
+                            })
+                            .count() as i64;
+                        done.store(n, Ordering::SeqCst);
+                    }
+                });
+                let _counting = SetOnDrop(&counting);
+                recover_upload(site, cfg, job.upload_fk)
+            });
+            r
+        })()
     });
+    let total = total.load(Ordering::SeqCst);
     match outcome {
         Ok(o) => {
             let written = o.summary.as_ref().map_or(0, |s| s.written) as i64;
@@ -171,5 +187,26 @@ pub fn recover_now(
                 }
             }
         }
+    }
+}
+
+/// Waits a second, or less once `stop` is set; false when it is.
+fn pause(stop: &AtomicBool) -> bool {
+    for _ in 0..10 {
+        if stop.load(Ordering::SeqCst) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    !stop.load(Ordering::SeqCst)
+}
+
+/// Sets its flag when dropped: threads that loop until it is set end however their scope's
+/// work ends.
+struct SetOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
     }
 }

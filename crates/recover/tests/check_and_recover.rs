@@ -264,3 +264,26 @@ fn an_unpack_cut_off_mid_way_makes_its_upload_incomplete() {
     .unwrap();
     assert!(check_repo(&mut c, &f.s.site.repo, Some(u)).unwrap()[0].is_whole());
 }
+
+/// `recover --all`, the queue's workers and a restore's rebuild share one lock per upload:
+/// a rebuild of an upload another holds waits, then does its work.
+#[test]
+fn a_rebuild_waits_while_another_unpacks_the_same_upload() {
+    let f = fixture();
+    let u1 = f.uploads[0];
+    let gone = named(&f.s, u1, "README");
+    std::fs::remove_file(path(&f.s, &gone)).unwrap();
+    let mut holder = f.s.site.connect().unwrap();
+    holdfast_site::db::uploads::lock_for_unpack(&mut holder, u1).unwrap();
+    let site = f.s.site.clone();
+    let rebuild = std::thread::spawn(move || {
+        holdfast_recover::recover_upload(&site, &UnpackConfig::default(), u1).unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!rebuild.is_finished(), "the rebuild did not wait for the lock");
+    assert!(!path(&f.s, &gone).exists());
+    drop(holder);
+    let o = rebuild.join().unwrap();
+    assert!(o.missing.is_empty(), "{:?}", o.missing);
+    assert!(path(&f.s, &gone).exists());
+}

@@ -330,3 +330,11 @@ pub fn create(
         jq_nest: job.jq_nest,
     })
 }
+
+/// Takes the session lock holdfast's unpacks of `upload` share (a PostgreSQL advisory lock,
+/// released when `c` closes), waiting for another holder: `recover --all`, the recovery
+/// queue's workers and a restore's rebuild never unpack one upload twice at once.
+pub fn lock_for_unpack(c: &mut postgres::Client, upload: i32) -> Result<(), postgres::Error> {
+    c.execute("SELECT pg_advisory_lock(7340212, $1)", &[&upload])?;
+    Ok(())
+}
