@@ -2,8 +2,8 @@
 //! envelope in `<id>.json`, lettre's file transport), then the outbox is flushed over SMTP
 //! when `[notify.smtp]` is set. A message leaves the outbox only after the SMTP server
 //! accepted it, so when the server is down messages wait and go out on the next run; nothing
-//! is lost. A message the server refuses for good (5xx to its recipient or its data) moves
-//! to `outbox/rejected/`; a refusal of the session itself (connecting, TLS, EHLO, AUTH,
+//! is lost. A message the server refuses for good (5xx to every recipient, or to its data)
+//! moves to `outbox/rejected/`; a recipient refused among others is left out and reported; a refusal of the session itself (connecting, TLS, EHLO, AUTH,
 //! MAIL FROM) leaves every message waiting, as an outage does.
 //! Without SMTP the outbox is the delivery (the embedded default): another program may pick
 //! the files up.
@@ -83,6 +83,9 @@ pub struct Flush {
     pub sent: usize,
     pub waiting: usize,
     pub rejected: usize,
+    /// Recipients the server refused for good while the message's other recipients got it
+    /// (`address: reply`).
+    pub refused: Vec<String>,
     /// Why messages are still waiting (the SMTP server's error), for the log.
     pub error: Option<String>,
 }
@@ -116,7 +119,8 @@ type SmtpError = lettre::transport::smtp::Error;
 
 /// What became of one message in a session.
 enum Delivery {
-    Sent,
+    /// Sent, to all recipients but these (`address: reply`).
+    Sent(Vec<String>),
     /// Refused for good: set aside.
     Refused(String),
     /// Refused for now (4xx): it waits for the next run.
@@ -190,16 +194,25 @@ fn deliver(c: &mut SmtpConnection, env: &Envelope, raw: &[u8]) -> Delivery {
     if let Err(e) = c.command(MailFrom::new(env.from().cloned(), opts)) {
         return Delivery::Broken(e.to_string());
     }
+    // One message per side, as queued, and the relay's answer per RCPT decides: a dead
+    // address is left out and the others still get it, with no new outbox file and no
+    // state per address.
+    let mut refused = vec![];
     for to in env.to() {
-        if let Err(e) = c.command(Rcpt::new(to.clone(), vec![])) {
-            return judge(e);
+        match c.command(Rcpt::new(to.clone(), vec![])) {
+            Ok(_) => {}
+            Err(e) if e.is_permanent() => refused.push(format!("{to}: {e}")),
+            Err(e) => return judge(e),
         }
+    }
+    if refused.len() == env.to().len() {
+        return Delivery::Refused(refused.join("; "));
     }
     if let Err(e) = c.command(Data) {
         return judge(e);
     }
     match c.message(raw) {
-        Ok(_) => Delivery::Sent,
+        Ok(_) => Delivery::Sent(refused),
         Err(e) => judge(e),
     }
 }
@@ -436,10 +449,14 @@ impl Mailer {
                 }
             };
             match deliver(&mut conn, &env, &raw) {
-                Delivery::Sent => {
+                Delivery::Sent(refused) => {
                     let _ = std::fs::remove_file(self.outbox.join(format!("{id}.eml")));
                     let _ = std::fs::remove_file(self.outbox.join(format!("{id}.json")));
                     f.sent += 1;
+                    for r in refused {
+                        tracing::warn!("SMTP server {server} refused recipient {r} of message {id}; the other recipients got it");
+                        f.refused.push(r);
+                    }
                     continue;
                 }
                 Delivery::Refused(e) => {

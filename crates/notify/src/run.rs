@@ -100,13 +100,15 @@ impl Report {
     pub fn resolved(&self) -> usize {
         self.events.iter().filter(|e| e.resolved).count()
     }
-    /// True when the run left something the operator must look at (a message the SMTP
-    /// server refused for good is one: it waits in `outbox/rejected/` for a person).
+    /// True when the run left something the operator must look at (a message or recipient
+    /// the SMTP server refused for good is one: it waits in `outbox/rejected/`, or the
+    /// directory holds a dead address).
     pub fn incomplete(&self) -> bool {
         !self.errors.is_empty()
             || !self.broken_templates.is_empty()
             || self.flush.error.is_some()
             || self.flush.rejected > 0
+            || !self.flush.refused.is_empty()
     }
 }
 

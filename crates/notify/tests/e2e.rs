@@ -594,3 +594,37 @@ fn a_refused_recipient_sets_only_its_message_aside_and_the_run_is_incomplete() {
     assert_eq!(rejected(&w), 1);
     assert_eq!(smtp.messages().len(), 11);
 }
+
+#[test]
+fn a_dead_address_does_not_keep_the_warning_from_the_others() {
+    let mut w = world();
+    let smtp = Smtp::start(
+        &w.root.join("smtp"),
+        SmtpOptions {
+            tls: true,
+            auth: Some(("holdfast".into(), "s3cret".into())),
+        },
+    )
+    .unwrap();
+    // Anna's first mailbox was deleted; her second one works.
+    smtp.refuse(&["anna@x.example"]);
+    w.cfg.smtp = Some(smtp_cfg(&smtp));
+    let dir = directory(&w);
+    let r = check(&dir, &w.cfg, &opts(NOW)).unwrap();
+    assert_eq!(
+        (r.flush.sent, r.flush.waiting, r.flush.rejected),
+        (12, 0, 0),
+        "{:?}",
+        r.flush
+    );
+    assert_eq!(r.flush.refused.len(), 1, "{:?}", r.flush);
+    assert!(r.flush.refused[0].starts_with("anna@x.example: "));
+    assert!(r.incomplete(), "the dead address is reported");
+    let msgs = smtp.messages();
+    let sched = find(
+        &msgs,
+        "Geplante Backups wurden nicht ausgeführt (Computer pc-sched)",
+    );
+    assert_eq!(sched["rcpt_tos"], serde_json::json!(["anna@home.example"]));
+    assert_eq!(rejected(&w), 0);
+}

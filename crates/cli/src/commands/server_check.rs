@@ -125,6 +125,9 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         for e in &r.errors {
             println!("error: {e}");
         }
+        for x in &r.flush.refused {
+            println!("refused: {x} (the other recipients got the message)");
+        }
         if let Some(e) = &r.flush.error {
             println!("mail: {e}");
         }
