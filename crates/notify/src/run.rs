@@ -265,6 +265,21 @@ impl Ctx<'_> {
     }
 
     fn account(&mut self, mut a: Account) -> Result<(), CheckError> {
+        // sstIsActive FALSE: out of service, as for the snapshot job. Its client no longer
+        // runs, so every task would warn for ever; what was open is closed without a mail.
+        if !a.active {
+            if !self.opts.dry_run {
+                let n = self.state.close_account(&a.uid)?;
+                if n > 0 {
+                    tracing::info!(
+                        account = %a.uid,
+                        warnings = n,
+                        "sstIsActive is FALSE: its open warnings are closed, no more are sent"
+                    );
+                }
+            }
+            return Ok(());
+        }
         // Without its reseller the account's settings (its defaults) and half its recipients
         // are unknown: its warnings wait for the next run rather than go to nobody.
         let reseller = match self.reseller(a.reseller_uid.as_deref()) {
