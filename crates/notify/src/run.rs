@@ -453,6 +453,9 @@ impl Ctx<'_> {
         Ok(())
     }
 
+    /// Queues the message of each side; returns who the rules named, or None when no side's
+    /// message could be queued (the caller then remembers nothing, and the next run tries
+    /// again).
     #[allow(clippy::too_many_arguments)]
     fn send(
         &mut self,
@@ -496,6 +499,8 @@ impl Ctx<'_> {
             (Audience::Customer, &r.customer, r.customer_language.clone()),
             (Audience::Reseller, &r.reseller, r.reseller_language.clone()),
         ];
+        // Sides whose message was queued, and sides whose message could not be made.
+        let (mut queued, mut failed) = (0, 0);
         for (audience, to, lang) in sides {
             if to.is_empty() {
                 continue;
@@ -551,6 +556,7 @@ impl Ctx<'_> {
                     a.uid,
                     audience.name()
                 ));
+                failed += 1;
                 continue;
             };
             let mail = Mail {
@@ -567,12 +573,21 @@ impl Ctx<'_> {
                         .extend(notes.into_iter().map(|n| format!("account {}: {n}", a.uid))),
                     Err(e @ MailError::Message { .. }) => {
                         self.report.errors.push(format!("account {}: {e}", a.uid));
+                        failed += 1;
                         continue;
                     }
                     Err(e) => return Err(e.into()),
                 }
             }
+            queued += 1;
             self.report.mails.push(mail);
+        }
+        if failed > 0 && queued == 0 {
+            // Nobody was told: nothing is remembered, so the next run tries again.
+            if let Some(ev) = self.report.events.last_mut() {
+                ev.sent = false;
+            }
+            return Ok(None);
         }
         Ok(Some(named))
     }
