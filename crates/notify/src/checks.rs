@@ -285,7 +285,9 @@ pub fn upgrade(p: &PrefixFiles, l: &Limits) -> Outcome {
 }
 
 /// nobackup: an active account older than the grace period with no backup ever. `created`
-/// is when the account was set up (its home's time).
+/// is when the account was set up (its home's time). A prefix folder with anything in it
+/// counts as a backup: clients before the XML files, and plain rsync, upload only data.
+/// `sstBackupSize` does not tell: the size job counts the empty `incoming/` folder too.
 pub fn nobackup(
     a: &Account,
     created: Option<DateTime<Utc>>,
@@ -296,7 +298,7 @@ pub fn nobackup(
     if !a.active {
         return Outcome::Clear;
     }
-    if !a.last_successful.is_empty() || prefixes.iter().any(|p| p.ever_ran()) {
+    if !a.last_successful.is_empty() || prefixes.iter().any(|p| p.ever_ran() || p.uploaded) {
         return Outcome::Clear;
     }
     let Some(created) = created else {
