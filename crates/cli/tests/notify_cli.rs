@@ -309,3 +309,51 @@ fn templates_sync_pulls_listed_folders_deletes_stale_and_reports_broken() {
         "{entry}"
     );
 }
+
+#[test]
+fn server_check_counts_a_message_the_relay_refused_and_exits_incomplete() {
+    use holdfast_testkit::smtp::{Smtp, SmtpOptions};
+    let t = tempfile::tempdir().unwrap();
+    let home = t.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(t.path().join("tree.ldif"), ldif(&home)).unwrap();
+    let slapd = Slapd::start_with(&t.path().join("slapd"), &[t.path().join("tree.ldif")]).unwrap();
+    let smtp = Smtp::start(&t.path().join("smtp"), SmtpOptions::default()).unwrap();
+    smtp.refuse(&["desk@r1.example"]);
+    let outbox = t.path().join("outbox");
+    let config = t.path().join("holdfast.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nldap_url = \"{}\"\nbind_dn = \"{}\"\npassword_file = \"{}\"\nhost = \"cli-test\"\n\n\
+             [notify]\nstate = \"{}\"\noutbox = \"{}\"\nserver_name = \"cli\"\n\n\
+             [notify.smtp]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\n",
+            slapd.url,
+            slapd.bind_dn,
+            slapd.password_file.display(),
+            t.path().join("state.sqlite").display(),
+            outbox.display(),
+            smtp.port
+        ),
+    )
+    .unwrap();
+    let o = holdfast(
+        &config,
+        &[
+            "server",
+            "check",
+            "--task",
+            "quota",
+            "--now",
+            "2026-11-21T10:00:00Z",
+        ],
+    );
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(3), "{out}");
+    let want = format!(
+        "1 sent over SMTP, 0 waiting, 1 rejected (set aside in {})",
+        outbox.join("rejected").display()
+    );
+    assert!(out.contains(&want), "{out}");
+    assert_eq!(smtp.messages().len(), 1);
+}

@@ -149,8 +149,9 @@ pub fn schedule(a: &Account, p: &PrefixFiles, now: DateTime<Utc>, l: &Limits) ->
     else {
         return Outcome::Unknown("no backupStarted.xml".into());
     };
-    let missed = plan::planned_runs(&sf.schedule, last, now - l.grace);
-    let misses = missed.len() as u32;
+    // counted, not listed: the client writes the schedule
+    let missed = plan::count_runs(&sf.schedule, last, now - l.grace);
+    let misses = u32::try_from(missed.count).unwrap_or(u32::MAX);
     let idle_days = (now - last).num_days();
     if misses == 0 {
         return Outcome::Clear;
@@ -162,8 +163,8 @@ pub fn schedule(a: &Account, p: &PrefixFiles, now: DateTime<Utc>, l: &Limits) ->
     }
     let mut m = Map::new();
     m.insert("misses".into(), json!(misses));
-    m.insert("first_missed".into(), opt_ts(missed.first().copied()));
-    m.insert("last_missed".into(), opt_ts(missed.last().copied()));
+    m.insert("first_missed".into(), opt_ts(missed.first));
+    m.insert("last_missed".into(), opt_ts(missed.last));
     m.insert("last_start".into(), json!(ts(last)));
     m.insert("days_since_start".into(), json!(idle_days));
     m.insert("schedule".into(), json!(describe(&sf.schedule)));
@@ -285,7 +286,9 @@ pub fn upgrade(p: &PrefixFiles, l: &Limits) -> Outcome {
 }
 
 /// nobackup: an active account older than the grace period with no backup ever. `created`
-/// is when the account was set up (its home's time).
+/// is when the account was set up (its home's time). A prefix folder with anything in it
+/// counts as a backup: clients before the XML files, and plain rsync, upload only data.
+/// `sstBackupSize` does not tell: the size job counts the empty `incoming/` folder too.
 pub fn nobackup(
     a: &Account,
     created: Option<DateTime<Utc>>,
@@ -296,7 +299,7 @@ pub fn nobackup(
     if !a.active {
         return Outcome::Clear;
     }
-    if !a.last_successful.is_empty() || prefixes.iter().any(|p| p.ever_ran()) {
+    if !a.last_successful.is_empty() || prefixes.iter().any(|p| p.ever_ran() || p.uploaded) {
         return Outcome::Clear;
     }
     let Some(created) = created else {

@@ -21,6 +21,9 @@ pub struct PrefixFiles {
     pub scheduler_mtime: Option<DateTime<Utc>>,
     /// One line per bad file: path and what is wrong.
     pub findings: Vec<String>,
+    /// The prefix folder holds something: a client uploaded to it, with or without
+    /// readable client files (older clients and plain rsync write none).
+    pub uploaded: bool,
 }
 
 impl PrefixFiles {
@@ -68,6 +71,23 @@ fn read(dir: &OwnedFd, name: &str, path: &Path, findings: &mut Vec<String>) -> O
     }
 }
 
+/// True unless the folder is empty; a folder that cannot be listed is not called empty.
+/// Stops at the first entry: a prefix may hold millions.
+fn holds_anything(dir: &OwnedFd) -> bool {
+    use nix::fcntl::OFlag;
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let Ok(mut d) = nix::dir::Dir::openat(dir, ".", flags, nix::sys::stat::Mode::empty()) else {
+        return true;
+    };
+    let found = d.iter().any(|e| {
+        e.map_or(true, |e| {
+            let n = e.file_name().to_bytes();
+            n != b"." && n != b".."
+        })
+    });
+    found
+}
+
 fn fixed(t: std::time::SystemTime) -> DateTime<FixedOffset> {
     DateTime::<Utc>::from(t).fixed_offset()
 }
@@ -81,6 +101,7 @@ pub fn read_prefix_at(dir: &OwnedFd, prefix_dir: &Path) -> PrefixFiles {
         .unwrap_or_default();
     let mut out = PrefixFiles {
         prefix,
+        uploaded: holds_anything(dir),
         ..Default::default()
     };
     let meta_path = prefix_dir.join(holdfast_stoney::META_DIR);
@@ -218,6 +239,7 @@ mod tests {
         assert_eq!(p[0].client().unwrap().version, "2.4.1");
         assert!(p[0].ever_ran());
         assert!(!p[1].ever_ran() && p[1].findings.is_empty());
+        assert!(p[0].uploaded && !p[1].uploaded, "pc2 is an empty folder");
         // An account that never uploaded anything.
         let (p, errs) = read_account(&t.path().join("nothing"));
         assert!(p.is_empty() && errs.is_empty());

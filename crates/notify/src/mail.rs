@@ -2,14 +2,19 @@
 //! envelope in `<id>.json`, lettre's file transport), then the outbox is flushed over SMTP
 //! when `[notify.smtp]` is set. A message leaves the outbox only after the SMTP server
 //! accepted it, so when the server is down messages wait and go out on the next run; nothing
-//! is lost. A message the server refuses for good (5xx) moves to `outbox/rejected/`.
+//! is lost. A message the server refuses for good (5xx to every recipient, or to its data)
+//! moves to `outbox/rejected/`; a recipient refused among others is left out and reported; a refusal of the session itself (connecting, TLS, EHLO, AUTH,
+//! MAIL FROM) leaves every message waiting, as an outage does.
 //! Without SMTP the outbox is the delivery (the embedded default): another program may pick
 //! the files up.
 
+use lettre::address::Envelope;
 use lettre::message::{header::ContentType, Mailbox, Mailboxes};
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::{FileTransport, Message, SmtpTransport, Transport};
+use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
+use lettre::transport::smtp::client::{Certificate, SmtpConnection, Tls, TlsParameters};
+use lettre::transport::smtp::commands::{Data, Mail as MailFrom, Rcpt, Rset};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
+use lettre::{FileTransport, Message, Transport};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -78,6 +83,9 @@ pub struct Flush {
     pub sent: usize,
     pub waiting: usize,
     pub rejected: usize,
+    /// Recipients the server refused for good while the message's other recipients got it
+    /// (`address: reply`).
+    pub refused: Vec<String>,
     /// Why messages are still waiting (the SMTP server's error), for the log.
     pub error: Option<String>,
 }
@@ -89,12 +97,127 @@ pub struct Mailer {
     /// run that dies before that leaves them here, and the next run, which will queue them
     /// again, drops them ([`Mailer::discard_staged`]) instead of sending them twice.
     staged: FileTransport,
-    smtp: Option<(String, SmtpTransport)>,
+    smtp: Option<Smtp>,
 }
 
 const STAGING: &str = "staging";
 
-fn build_smtp(c: &SmtpConfig) -> Result<(String, SmtpTransport), MailError> {
+/// The relay and how to open a session with it. holdfast speaks the SMTP transaction itself
+/// (lettre's transport reports a refused login like a refused message) so that only replies
+/// to a message's own RCPT and DATA can set that message aside.
+struct Smtp {
+    /// `host:port`, for messages.
+    server: String,
+    host: String,
+    port: u16,
+    tls: Tls,
+    timeout: Duration,
+    credentials: Option<Credentials>,
+}
+
+type SmtpError = lettre::transport::smtp::Error;
+
+/// What became of one message in a session.
+enum Delivery {
+    /// Sent, to all recipients but these (`address: reply`).
+    Sent(Vec<String>),
+    /// Refused for good: set aside.
+    Refused(String),
+    /// Refused for now (4xx): it waits for the next run.
+    Deferred(String),
+    /// The session failed (a network error, or a reply to MAIL FROM): this message and the
+    /// rest wait.
+    Broken(String),
+}
+
+impl Smtp {
+    /// Connects, secures and logs in, as lettre's own transport does. Any failure here is
+    /// the session's, never a message's.
+    fn connect(&self) -> Result<SmtpConnection, SmtpError> {
+        let hello = ClientId::default();
+        let wrapper = match &self.tls {
+            Tls::Wrapper(p) => Some(p),
+            _ => None,
+        };
+        let mut c = SmtpConnection::connect(
+            (self.host.as_str(), self.port),
+            Some(self.timeout),
+            &hello,
+            wrapper,
+            None,
+        )?;
+        if let Tls::Required(p) = &self.tls {
+            c.starttls(p, &hello)?;
+        }
+        if let Some(cr) = &self.credentials {
+            c.auth(DEFAULT_MECHANISMS, cr)?;
+        }
+        Ok(c)
+    }
+}
+
+/// A reply about this message (4xx or 5xx); other errors (network, TLS, a garbled reply) are
+/// the session's.
+fn judge(e: SmtpError) -> Delivery {
+    if e.is_permanent() {
+        Delivery::Refused(e.to_string())
+    } else if e.is_transient() {
+        Delivery::Deferred(e.to_string())
+    } else {
+        Delivery::Broken(e.to_string())
+    }
+}
+
+/// One mail transaction on an open session: MAIL FROM, RCPT TO each recipient, DATA.
+fn deliver(c: &mut SmtpConnection, env: &Envelope, raw: &[u8]) -> Delivery {
+    let mut opts = vec![];
+    let non_ascii = env
+        .from()
+        .into_iter()
+        .chain(env.to())
+        .any(|a| !AsRef::<str>::as_ref(a).is_ascii());
+    if non_ascii {
+        if !c.server_info().supports_feature(Extension::SmtpUtfEight) {
+            return Delivery::Refused(
+                "an address is not ASCII and the server lacks SMTPUTF8".into(),
+            );
+        }
+        opts.push(MailParameter::SmtpUtfEight);
+    }
+    if !raw.is_ascii() {
+        if !c.server_info().supports_feature(Extension::EightBitMime) {
+            return Delivery::Refused("8-bit message and the server lacks 8BITMIME".into());
+        }
+        opts.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+    }
+    // The sender is the same for many messages: its refusal is the session's.
+    if let Err(e) = c.command(MailFrom::new(env.from().cloned(), opts)) {
+        return Delivery::Broken(e.to_string());
+    }
+    // One message per side, as queued, and the relay's answer per RCPT decides: a dead
+    // address is left out and the others still get it, with no new outbox file and no
+    // state per address.
+    let mut refused = vec![];
+    for to in env.to() {
+        match c.command(Rcpt::new(to.clone(), vec![])) {
+            Ok(_) => {}
+            Err(e) if e.is_permanent() => refused.push(format!("{to}: {e}")),
+            Err(e) => return judge(e),
+        }
+    }
+    if refused.len() == env.to().len() {
+        return Delivery::Refused(refused.join("; "));
+    }
+    if let Err(e) = c.command(Data) {
+        return judge(e);
+    }
+    match c.message(raw) {
+        Ok(_) => Delivery::Sent(refused),
+        Err(e) => judge(e),
+    }
+}
+
+fn build_smtp(c: &SmtpConfig) -> Result<Smtp, MailError> {
     let host = c.host.trim();
     if host.is_empty() {
         return Err(MailError::Config("host is empty".into()));
@@ -121,10 +244,7 @@ fn build_smtp(c: &SmtpConfig) -> Result<(String, SmtpTransport), MailError> {
         }
     };
     let port = c.port.unwrap_or(port);
-    let mut b = SmtpTransport::builder_dangerous(host)
-        .port(port)
-        .tls(tls)
-        .timeout(Some(Duration::from_secs(c.timeout_secs.max(1))));
+    let mut credentials = None;
     if let Some(user) = &c.username {
         let pw = match &c.password_file {
             Some(p) => std::fs::read_to_string(p)
@@ -137,9 +257,16 @@ fn build_smtp(c: &SmtpConfig) -> Result<(String, SmtpTransport), MailError> {
                 ))
             }
         };
-        b = b.credentials(Credentials::new(user.clone(), pw));
+        credentials = Some(Credentials::new(user.clone(), pw));
     }
-    Ok((format!("{host}:{port}"), b.build()))
+    Ok(Smtp {
+        server: format!("{host}:{port}"),
+        host: host.to_string(),
+        port,
+        tls,
+        timeout: Duration::from_secs(c.timeout_secs.max(1)),
+        credentials,
+    })
 }
 
 /// A Message-ID unique to this message: time, process, a counter and randomness from the
@@ -286,17 +413,31 @@ impl Mailer {
         v.into_iter().map(|(_, id)| id).collect()
     }
 
-    /// Sends what waits in the outbox over SMTP. Stops at the first connection problem
-    /// (the rest waits for the next run).
+    /// Sends what waits in the outbox over SMTP, in one session. A failure of the session
+    /// stops the flush (the rest waits for the next run); a message's own refusal sets only
+    /// that message aside.
     pub fn flush(&self) -> Flush {
         let ids = self.waiting();
-        let Some((server, smtp)) = &self.smtp else {
+        let Some(smtp) = &self.smtp else {
             return Flush {
                 waiting: ids.len(),
                 ..Default::default()
             };
         };
         let mut f = Flush::default();
+        if ids.is_empty() {
+            return f;
+        }
+        let server = &smtp.server;
+        let mut why = None;
+        let mut conn = match smtp.connect() {
+            Ok(c) => c,
+            Err(e) => {
+                f.waiting = ids.len();
+                why = Some(e.to_string());
+                return self.waits(f, server, why);
+            }
+        };
         for (i, id) in ids.iter().enumerate() {
             let (env, raw) = match self.files.read(id) {
                 Ok(x) => x,
@@ -307,27 +448,55 @@ impl Mailer {
                     continue;
                 }
             };
-            match smtp.send_raw(&env, &raw) {
-                Ok(_) => {
+            match deliver(&mut conn, &env, &raw) {
+                Delivery::Sent(refused) => {
                     let _ = std::fs::remove_file(self.outbox.join(format!("{id}.eml")));
                     let _ = std::fs::remove_file(self.outbox.join(format!("{id}.json")));
                     f.sent += 1;
+                    for r in refused {
+                        tracing::warn!("SMTP server {server} refused recipient {r} of message {id}; the other recipients got it");
+                        f.refused.push(r);
+                    }
+                    continue;
                 }
-                Err(e) if e.is_permanent() => {
+                Delivery::Refused(e) => {
                     tracing::warn!("SMTP server {server} refused message {id} for good, moved to outbox/rejected: {e}");
                     self.set_aside(id);
                     f.rejected += 1;
                 }
-                Err(e) => {
-                    f.waiting = ids.len() - i;
-                    f.error = Some(format!(
-                        "SMTP server {server}: {e}; {} message(s) wait in {} for the next run",
-                        f.waiting,
-                        self.outbox.display()
-                    ));
-                    break;
+                Delivery::Deferred(e) => {
+                    tracing::warn!("SMTP server {server} deferred message {id}: {e}");
+                    f.waiting += 1;
+                    why.get_or_insert(e);
+                }
+                Delivery::Broken(e) => {
+                    f.waiting += ids.len() - i;
+                    why = Some(e);
+                    conn.abort();
+                    return self.waits(f, server, why);
                 }
             }
+            // a refused transaction is ended before the next one
+            if let Err(e) = conn.command(Rset) {
+                f.waiting += ids.len() - i - 1;
+                why = Some(e.to_string());
+                conn.abort();
+                return self.waits(f, server, why);
+            }
+        }
+        let _ = conn.quit();
+        self.waits(f, server, why)
+    }
+
+    /// Says why messages still wait (the run is then incomplete).
+    fn waits(&self, mut f: Flush, server: &str, why: Option<String>) -> Flush {
+        if f.waiting > 0 {
+            f.error = Some(format!(
+                "SMTP server {server}: {}; {} message(s) wait in {} for the next run",
+                why.unwrap_or_default(),
+                f.waiting,
+                self.outbox.display()
+            ));
         }
         f
     }

@@ -100,9 +100,15 @@ impl Report {
     pub fn resolved(&self) -> usize {
         self.events.iter().filter(|e| e.resolved).count()
     }
-    /// True when the run left something the operator must look at.
+    /// True when the run left something the operator must look at (a message or recipient
+    /// the SMTP server refused for good is one: it waits in `outbox/rejected/`, or the
+    /// directory holds a dead address).
     pub fn incomplete(&self) -> bool {
-        !self.errors.is_empty() || !self.broken_templates.is_empty() || self.flush.error.is_some()
+        !self.errors.is_empty()
+            || !self.broken_templates.is_empty()
+            || self.flush.error.is_some()
+            || self.flush.rejected > 0
+            || !self.flush.refused.is_empty()
     }
 }
 
@@ -259,6 +265,21 @@ impl Ctx<'_> {
     }
 
     fn account(&mut self, mut a: Account) -> Result<(), CheckError> {
+        // sstIsActive FALSE: out of service, as for the snapshot job. Its client no longer
+        // runs, so every task would warn for ever; what was open is closed without a mail.
+        if !a.active {
+            if !self.opts.dry_run {
+                let n = self.state.close_account(&a.uid)?;
+                if n > 0 {
+                    tracing::info!(
+                        account = %a.uid,
+                        warnings = n,
+                        "sstIsActive is FALSE: its open warnings are closed, no more are sent"
+                    );
+                }
+            }
+            return Ok(());
+        }
         // Without its reseller the account's settings (its defaults) and half its recipients
         // are unknown: its warnings wait for the next run rather than go to nobody.
         let reseller = match self.reseller(a.reseller_uid.as_deref()) {
@@ -432,6 +453,9 @@ impl Ctx<'_> {
         Ok(())
     }
 
+    /// Queues the message of each side; returns who the rules named, or None when no side's
+    /// message could be queued (the caller then remembers nothing, and the next run tries
+    /// again).
     #[allow(clippy::too_many_arguments)]
     fn send(
         &mut self,
@@ -475,6 +499,8 @@ impl Ctx<'_> {
             (Audience::Customer, &r.customer, r.customer_language.clone()),
             (Audience::Reseller, &r.reseller, r.reseller_language.clone()),
         ];
+        // Sides whose message was queued, and sides whose message could not be made.
+        let (mut queued, mut failed) = (0, 0);
         for (audience, to, lang) in sides {
             if to.is_empty() {
                 continue;
@@ -530,6 +556,7 @@ impl Ctx<'_> {
                     a.uid,
                     audience.name()
                 ));
+                failed += 1;
                 continue;
             };
             let mail = Mail {
@@ -546,12 +573,21 @@ impl Ctx<'_> {
                         .extend(notes.into_iter().map(|n| format!("account {}: {n}", a.uid))),
                     Err(e @ MailError::Message { .. }) => {
                         self.report.errors.push(format!("account {}: {e}", a.uid));
+                        failed += 1;
                         continue;
                     }
                     Err(e) => return Err(e.into()),
                 }
             }
+            queued += 1;
             self.report.mails.push(mail);
+        }
+        if failed > 0 && queued == 0 {
+            // Nobody was told: nothing is remembered, so the next run tries again.
+            if let Some(ev) = self.report.events.last_mut() {
+                ev.sent = false;
+            }
+            return Ok(None);
         }
         Ok(Some(named))
     }

@@ -159,6 +159,16 @@ impl State {
         Ok(())
     }
 
+    /// Closes every open warning of `account` without a "resolved" message; returns how many.
+    pub fn close_account(&self, account: &str) -> Result<usize, StateError> {
+        self.db
+            .execute(
+                "UPDATE warnings SET active=0 WHERE account=?1 AND active=1",
+                params![account],
+            )
+            .map_err(|e| self.err(e))
+    }
+
     /// Records a finished (or timed-out) run and returns how many runs in a row failed,
     /// counting back from the newest to the last success.
     pub fn record_run(

@@ -508,3 +508,123 @@ fn dry_run_and_single_task_change_nothing() {
         .unwrap();
     assert!(!out.contains("pc-sched"), "{out}");
 }
+
+fn rejected(w: &World) -> usize {
+    std::fs::read_dir(w.cfg.outbox.join("rejected"))
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_refused_login_sets_nothing_aside_and_the_next_run_sends_everything() {
+    let mut w = world();
+    let smtp = Smtp::start(
+        &w.root.join("smtp"),
+        SmtpOptions {
+            tls: true,
+            auth: Some(("holdfast".into(), "s3cret".into())),
+        },
+    )
+    .unwrap();
+    let mut sc = smtp_cfg(&smtp);
+    // A rotated password: the relay answers 535, a 5xx about the session, not the messages.
+    let stale = w.root.join("stale.secret");
+    std::fs::write(&stale, "old\n").unwrap();
+    sc.password_file = Some(stale);
+    w.cfg.smtp = Some(sc);
+    let dir = directory(&w);
+    let r = check(&dir, &w.cfg, &opts(NOW)).unwrap();
+    assert_eq!(r.mails.len(), 12);
+    assert_eq!(
+        (r.flush.sent, r.flush.waiting, r.flush.rejected),
+        (0, 12, 0),
+        "{:?}",
+        r.flush
+    );
+    let e = r.flush.error.as_deref().unwrap();
+    assert!(e.contains("535") && e.contains("wait in"), "{e}");
+    assert!(r.incomplete());
+    assert_eq!(rejected(&w), 0);
+
+    // The password is fixed: the next run sends what waited, once.
+    w.cfg.smtp = Some(smtp_cfg(&smtp));
+    let r = check(&dir, &w.cfg, &opts("2026-11-21T11:00:00Z")).unwrap();
+    assert!(r.mails.is_empty(), "nothing new was decided");
+    assert_eq!(
+        (r.flush.sent, r.flush.waiting, r.flush.rejected),
+        (12, 0, 0)
+    );
+    assert!(!r.incomplete(), "{:?}", r.flush);
+    assert_eq!(smtp.messages().len(), 12);
+}
+
+#[test]
+fn a_refused_recipient_sets_only_its_message_aside_and_the_run_is_incomplete() {
+    let mut w = world();
+    let smtp = Smtp::start(
+        &w.root.join("smtp"),
+        SmtpOptions {
+            tls: true,
+            auth: Some(("holdfast".into(), "s3cret".into())),
+        },
+    )
+    .unwrap();
+    smtp.refuse(&["it@a5.example"]);
+    w.cfg.smtp = Some(smtp_cfg(&smtp));
+    // Nothing else to report: the refusal alone makes the run incomplete.
+    std::fs::remove_file(
+        w.root
+            .join("themes/selfcare.r1.example/templates/services/backup/quota.customer.en.txt"),
+    )
+    .unwrap();
+    let dir = directory(&w);
+    let r = check(&dir, &w.cfg, &opts(NOW)).unwrap();
+    assert!(r.errors.is_empty() && r.broken_templates.is_empty());
+    assert_eq!(
+        (r.flush.sent, r.flush.waiting, r.flush.rejected),
+        (11, 0, 1),
+        "{:?}",
+        r.flush
+    );
+    assert!(r.incomplete(), "a message set aside needs a person");
+    assert_eq!(rejected(&w), 1);
+    assert_eq!(smtp.messages().len(), 11);
+}
+
+#[test]
+fn a_dead_address_does_not_keep_the_warning_from_the_others() {
+    let mut w = world();
+    let smtp = Smtp::start(
+        &w.root.join("smtp"),
+        SmtpOptions {
+            tls: true,
+            auth: Some(("holdfast".into(), "s3cret".into())),
+        },
+    )
+    .unwrap();
+    // Anna's first mailbox was deleted; her second one works.
+    smtp.refuse(&["anna@x.example"]);
+    w.cfg.smtp = Some(smtp_cfg(&smtp));
+    let dir = directory(&w);
+    let r = check(&dir, &w.cfg, &opts(NOW)).unwrap();
+    assert_eq!(
+        (r.flush.sent, r.flush.waiting, r.flush.rejected),
+        (12, 0, 0),
+        "{:?}",
+        r.flush
+    );
+    assert_eq!(r.flush.refused.len(), 1, "{:?}", r.flush);
+    assert!(r.flush.refused[0].starts_with("anna@x.example: "));
+    assert!(r.incomplete(), "the dead address is reported");
+    let msgs = smtp.messages();
+    let sched = find(
+        &msgs,
+        "Geplante Backups wurden nicht ausgeführt (Computer pc-sched)",
+    );
+    assert_eq!(sched["rcpt_tos"], serde_json::json!(["anna@home.example"]));
+    assert_eq!(rejected(&w), 0);
+}

@@ -66,3 +66,64 @@ fn an_unused_account_is_warned_about_though_the_size_job_writes_its_home_daily()
         r.mails
     );
 }
+
+/// An account whose client uploads data but no client files (a Perl client before 1.14,
+/// plain rsync, or only unreadable files) is used: "never used" is not sent. An empty
+/// prefix folder is no upload.
+#[test]
+fn an_account_with_uploaded_data_but_no_client_files_is_not_never_used() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let mut ldif = tree();
+    ldif += &reseller(
+        "1000001",
+        &["desk@r1.example"],
+        &["nobackup"],
+        "R1 <backup@r1.example>",
+        "",
+    );
+    let on = "mail: it@a.example\nsstNotificationWarningMedium: mail\nsstBackupWarningOn: TRUE\n";
+    let homes: Vec<_> = ["4000001", "4000002", "4000003"]
+        .iter()
+        .map(|uid| {
+            let h = root.join("homes").join(uid);
+            std::fs::create_dir_all(h.join("incoming")).unwrap();
+            ldif += &account(uid, &h, "1000001", on);
+            h
+        })
+        .collect();
+    // 4000001: data, no .sepiola_backup; 4000002: only a truncated client file;
+    // 4000003: an empty prefix folder.
+    std::fs::create_dir_all(homes[0].join("incoming/srv/etc")).unwrap();
+    std::fs::write(
+        homes[0].join("incoming/srv/etc/hosts"),
+        "127.0.0.1 localhost\n",
+    )
+    .unwrap();
+    std::fs::write(
+        meta(&homes[1], "pc").join("backupEnded.xml"),
+        "<backup_ended><enddate>2026-1",
+    )
+    .unwrap();
+    std::fs::create_dir_all(homes[2].join("incoming/laptop")).unwrap();
+    let now = Utc::now();
+    for h in &homes {
+        set_mtime(h, now - Duration::days(30));
+    }
+    let ldif_path = root.join("world.ldif");
+    std::fs::write(&ldif_path, ldif).unwrap();
+    let opts = Options {
+        tasks: vec![Task::Nobackup],
+        now,
+        ..Default::default()
+    };
+    let r = check(&ldif_directory(&ldif_path), &notify_config(root), &opts).unwrap();
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    let warned: Vec<&str> = r
+        .events
+        .iter()
+        .filter(|e| !e.resolved)
+        .map(|e| e.account.as_str())
+        .collect();
+    assert_eq!(warned, ["4000003"], "{:?}", r.mails);
+}

@@ -60,7 +60,9 @@ fn client(n: roxmltree::Node) -> Client {
 
 /// Parses a timezone offset the way the clients write it, normalising their mistakes:
 /// `-00:00` is UTC, `+05:450` (the Perl client's 5.75 h) is `+05:45`, and an offset outside
-/// +-14 h (e.g. `-23:00` near midnight) is folded back into range by whole days.
+/// +-14 h (e.g. `-23:00` near midnight) is folded back into range by whole days. sepiola's
+/// unsigned arithmetic west of UTC (`+1193041:28` for UTC-5) is folded the same way, which
+/// gives a valid offset but not the client's own.
 pub fn offset(s: &str) -> Option<FixedOffset> {
     let s = s.trim();
     if s.eq_ignore_ascii_case("z") {
@@ -77,27 +79,28 @@ pub fn offset(s: &str) -> Option<FixedOffset> {
         None if rest.len() == 4 && rest.is_ascii() => (&rest[..2], &rest[2..]),
         None => (rest, "0"),
     };
-    let h: i32 = h.trim().parse().ok()?;
-    let mut m: i32 = m.trim().parse().ok()?;
+    let h: i64 = h.trim().parse().ok()?;
+    let mut m: i64 = m.trim().parse::<i32>().ok()?.into();
     if m >= 60 && m % 6 == 0 {
         // The Perl client writes the decimal digits of its hour offset times 6 as the
         // minutes: 5.75 h (Kathmandu) becomes `+05:450`, 5.5 h `+05:30`. Read the digits back
         // as a fraction of an hour: 450 / 6 = 75 -> 0.75 h -> 45 minutes.
         let digits = m / 6;
-        let scale = 10i32.pow(digits.to_string().len() as u32);
+        let scale = 10i64.pow(digits.to_string().len() as u32);
         m = (digits * 60 + scale / 2) / scale;
     }
     if !(0..60).contains(&m) {
         return None;
     }
-    let mut secs = sign * (h * 3600 + m * 60);
+    // Whole days drop out of the fold anyway; dropping them first keeps the sum small.
+    let mut secs = sign * (h % 24 * 3600 + m * 60);
     while secs > 14 * 3600 {
         secs -= 24 * 3600;
     }
     while secs < -14 * 3600 {
         secs += 24 * 3600;
     }
-    FixedOffset::east_opt(secs)
+    FixedOffset::east_opt(secs.try_into().ok()?)
 }
 
 /// Parses an ISO 8601 date with an offset, tolerating the clients' wrong offsets.
@@ -361,6 +364,25 @@ mod tests {
             client: c(),
         };
         assert_eq!(scheduler(&sch.to_xml()).unwrap(), sch);
+    }
+
+    #[test]
+    fn sepiolas_wrapped_offsets_west_of_utc_fold_without_overflow() {
+        // sepiola's `uint` offset west of UTC: UTC-5, UTC-10 and UTC-3:30 as it writes them,
+        // folded by whole days.
+        let hm = |h: i32, m: i32| FixedOffset::east_opt(h * 3600 + h.signum() * m * 60);
+        assert_eq!(offset("+1193041:28"), hm(1, 28));
+        assert_eq!(offset("+1193036:28"), hm(-3, 32));
+        assert_eq!(offset("+1193042:58"), hm(2, 58));
+        assert_eq!(
+            date("2026-11-21T02:00:00+1193041:28").unwrap().to_rfc3339(),
+            "2026-11-21T02:00:00+01:28"
+        );
+        // Bigger still: whole days drop out, or the value is unreadable; never a panic.
+        assert_eq!(offset("-9223372036854775807:00"), hm(-7, 0));
+        assert_eq!(offset("+99999999999999999999:00"), None);
+        // the Perl client's fraction rule on a huge minute value: .357913941 h
+        assert_eq!(offset("+05:2147483646"), hm(5, 21));
     }
 
     #[test]

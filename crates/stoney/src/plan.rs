@@ -51,6 +51,86 @@ pub fn custom_runs(
     out
 }
 
+/// How many planned runs fall in a span, and the first and last of them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Runs {
+    pub count: u64,
+    pub first: Option<DateTime<Utc>>,
+    pub last: Option<DateTime<Utc>>,
+}
+
+impl Runs {
+    fn add(&mut self, n: u64, first: DateTime<Utc>, last: DateTime<Utc>) {
+        self.count += n;
+        self.first = Some(self.first.map_or(first, |f| f.min(first)));
+        self.last = Some(self.last.map_or(last, |l| l.max(last)));
+    }
+}
+
+/// What [`planned_runs`] says about `(from, to]`, counted without listing the instants: a
+/// schedule of every minute over [`MAX_DAYS`] is five million of them, and the client
+/// writes the schedule. A day wholly inside the span counts its clock times at once; only
+/// the days at the edges are looked at time by time.
+pub fn count_runs(s: &Schedule, from: DateTime<Utc>, to: DateTime<Utc>) -> Runs {
+    let mut r = Runs::default();
+    let c = match s {
+        Schedule::None => return r,
+        Schedule::AfterStartup { .. } => {
+            let days = (to - from).num_days().clamp(0, MAX_DAYS);
+            if days > 0 {
+                r.add(
+                    days as u64,
+                    from + Duration::days(1),
+                    from + Duration::days(days),
+                );
+            }
+            return r;
+        }
+        Schedule::Custom(c) => c,
+    };
+    if to <= from {
+        return r;
+    }
+    let from = from.max(to - Duration::days(MAX_DAYS));
+    let tz = c.timezone;
+    let at = |day: NaiveDate, h: u32, m: u32| {
+        let naive = day.and_hms_opt(h, m, 0)?;
+        Some(tz.from_local_datetime(&naive).single()?.with_timezone(&Utc))
+    };
+    let hours: Vec<u32> = c.hours.iter().copied().filter(|h| *h < 24).collect();
+    let minutes: Vec<u32> = c.minutes.iter().copied().filter(|m| *m < 60).collect();
+    let (Some(h0), Some(h1), Some(m0), Some(m1)) = (
+        hours.iter().min(),
+        hours.iter().max(),
+        minutes.iter().min(),
+        minutes.iter().max(),
+    ) else {
+        return r;
+    };
+    let per_day = (hours.len() * minutes.len()) as u64;
+    let first = from.with_timezone(&tz).date_naive() - Duration::days(1);
+    let last = to.with_timezone(&tz).date_naive() + Duration::days(1);
+    let mut day = first;
+    while day <= last {
+        if day_matches(c, day) {
+            match (at(day, *h0, *m0), at(day, *h1, *m1)) {
+                (Some(a), Some(b)) if a > from && b <= to => r.add(per_day, a, b),
+                _ => {
+                    for &h in &hours {
+                        for &m in &minutes {
+                            if let Some(t) = at(day, h, m).filter(|t| *t > from && *t <= to) {
+                                r.add(1, t, t);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        day += Duration::days(1);
+    }
+    r
+}
+
 fn day_matches(s: &CustomSchedule, day: NaiveDate) -> bool {
     let ok = |list: &Option<Vec<u32>>, v: u32| list.as_ref().is_none_or(|l| l.contains(&v));
     ok(&s.months, day.month())
@@ -132,6 +212,46 @@ mod tests {
         );
         assert!(planned_runs(&Schedule::None, from, to).is_empty());
         assert!(planned_runs(&Schedule::AfterStartup { minutes: 5 }, to, from).is_empty());
+    }
+
+    #[test]
+    fn counting_agrees_with_listing() {
+        let every = CustomSchedule {
+            minutes: (0..60).collect(),
+            hours: (0..24).collect(),
+            days_of_month: None,
+            months: None,
+            days_of_week: None,
+            timezone: offset("+05:45").unwrap(),
+        };
+        let mut odd = daily(vec![23, 0, 12], Some(vec![1, 5, 7]), "-09:30");
+        odd.minutes = vec![59, 0, 15, 15];
+        odd.days_of_month = Some(vec![1, 2, 3, 13, 29, 31]);
+        let spans = [
+            ("2026-11-01T00:00:00Z", "2026-11-04T00:30:00Z"),
+            ("2026-11-01T00:30:00Z", "2026-11-01T23:00:00Z"),
+            ("2024-02-27T13:17:00Z", "2024-03-02T04:01:00Z"),
+            ("2025-01-01T00:00:00Z", "2025-12-31T23:59:00Z"),
+            ("2026-11-04T00:00:00Z", "2026-11-01T00:00:00Z"),
+        ];
+        for s in [
+            Schedule::Custom(every),
+            Schedule::Custom(odd),
+            Schedule::Custom(daily(vec![2], None, "+02:00")),
+            Schedule::AfterStartup { minutes: 5 },
+            Schedule::None,
+        ] {
+            for (a, b) in spans {
+                let (a, b) = (utc(a), utc(b));
+                let v = planned_runs(&s, a, b);
+                let want = Runs {
+                    count: v.len() as u64,
+                    first: v.first().copied(),
+                    last: v.last().copied(),
+                };
+                assert_eq!(count_runs(&s, a, b), want, "{s:?} {a} {b}");
+            }
+        }
     }
 
     #[test]

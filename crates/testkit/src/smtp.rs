@@ -4,7 +4,8 @@
 //!
 //! Optionally it offers STARTTLS with a throwaway self-signed certificate for 127.0.0.1
 //! (`cert_pem()` for the client to trust) and requires AUTH (PLAIN/LOGIN) after STARTTLS.
-//! `stop()` and `restart()` simulate an outage on the same port.
+//! `stop()` and `restart()` simulate an outage on the same port; `refuse()` makes it answer
+//! `550` to chosen recipients (a dead mailbox).
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -20,8 +21,20 @@ port, store = int(sys.argv[1]), sys.argv[2]
 cert, key, user, password = (sys.argv[3:7] + ["", "", "", ""])[:4]
 os.makedirs(store, exist_ok=True)
 
+refuse = os.path.join(os.path.dirname(store), "refuse")
+
 class Store:
     n = 0
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        try:
+            with open(refuse) as f:
+                dead = f.read().split()
+        except FileNotFoundError:
+            dead = []
+        if address in dead:
+            return "550 5.1.1 <%s>: user unknown" % address
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
     async def handle_DATA(self, server, session, envelope):
         Store.n += 1
         base = os.path.join(store, "%04d-%d" % (Store.n, os.getpid()))
@@ -136,6 +149,12 @@ impl Smtp {
     /// The server certificate (PEM) when STARTTLS is on.
     pub fn cert_pem(&self) -> PathBuf {
         self.dir.join("cert.pem")
+    }
+
+    /// Answers `550 user unknown` to these recipient addresses from now on (replacing any
+    /// earlier list).
+    pub fn refuse(&self, addresses: &[&str]) {
+        std::fs::write(self.dir.join("refuse"), addresses.join("\n")).unwrap();
     }
 
     /// Stops the server (connections are refused until `restart`).

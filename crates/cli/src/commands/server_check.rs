@@ -14,8 +14,9 @@ use std::process::ExitCode;
     after_help = "Accounts come from [server] (LDAP, or an LDIF file); mail, state, \
 templates and thresholds from [notify]. A warning goes out at most once per \
 [notify] period_hours; when the problem clears, one \"resolved\" message follows. \
-Exit code 3 when messages wait in the outbox (SMTP down), a template is broken, or an \
-account could not be handled."
+Exit code 3 when messages wait in the outbox (SMTP down or refusing the login), the SMTP \
+server refused a message for good (it is set aside in the outbox's rejected/ folder), a \
+template is broken, or an account could not be handled."
 )]
 pub struct Args {
     /// Only this task; repeat for several (quota, schedule, unsuccessful, upgrade, nobackup).
@@ -92,11 +93,13 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
                 "left in the outbox (no [notify.smtp])"
             };
             println!(
-                "{} message(s) written to {}; {} {via}, {} waiting",
+                "{} message(s) written to {}; {} {via}, {} waiting, {} rejected (set aside in {})",
                 r.mails.len(),
                 cfg.outbox.display(),
                 r.flush.sent,
-                r.flush.waiting
+                r.flush.waiting,
+                r.flush.rejected,
+                cfg.outbox.join("rejected").display()
             );
         }
         if r.last_successful_updates > 0 {
@@ -121,6 +124,9 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         }
         for e in &r.errors {
             println!("error: {e}");
+        }
+        for x in &r.flush.refused {
+            println!("refused: {x} (the other recipients got the message)");
         }
         if let Some(e) = &r.flush.error {
             println!("mail: {e}");
