@@ -260,15 +260,6 @@ fn best_error(errors: &[String], path: Option<&str>) -> Option<String> {
     Some(errors[0].clone())
 }
 
-/// Every missing reference of one upload (files and gold).
-pub fn missing_of(
-    c: &mut postgres::Client,
-    repo: &holdfast_site::repo::Repository,
-    upload: i32,
-) -> Result<Vec<Reference>> {
-    Ok(db::verify(c, repo, Some(upload))?.missing)
-}
-
 /// What recovering `upload` brings back: every missing reference, and the containers that
 /// repository slimming removed on purpose (not damage, but asked for explicitly they return).
 pub fn to_recover(

@@ -12,7 +12,7 @@
 //! A state table would also be copied by the next backup and wrongly mark a later restore
 //! as done.
 
-use crate::explain::{explain, missing_of, MissingFile, MissingReason};
+use crate::explain::{explain, MissingFile, MissingReason};
 use crate::{RecoverError, Result};
 use holdfast_site::db::{self, QueueRow};
 use holdfast_site::Site;
@@ -497,7 +497,8 @@ pub fn recover_upload(site: &Site, cfg: &UnpackConfig, upload: i32) -> Result<Up
                 message: e.to_string(),
             },
         })?;
-    let after = missing_of(&mut c, &site.repo, upload)?;
+    // Counted as `before` was: a slimmed container asked back and not made is not back.
+    let after = crate::explain::to_recover(&mut c, &site.repo, upload)?;
     out.missing = explain(&mut c, &after, None, &summary.errors, false)?;
     out.summary = Some(summary);
     Ok(out)
