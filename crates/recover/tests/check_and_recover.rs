@@ -280,7 +280,10 @@ fn a_rebuild_waits_while_another_unpacks_the_same_upload() {
         holdfast_recover::recover_upload(&site, &UnpackConfig::default(), u1).unwrap()
     });
     std::thread::sleep(Duration::from_millis(1500));
-    assert!(!rebuild.is_finished(), "the rebuild did not wait for the lock");
+    assert!(
+        !rebuild.is_finished(),
+        "the rebuild did not wait for the lock"
+    );
     assert!(!path(&f.s, &gone).exists());
     drop(holder);
     let o = rebuild.join().unwrap();

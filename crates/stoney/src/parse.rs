@@ -60,9 +60,11 @@ fn client(n: roxmltree::Node) -> Client {
 
 /// Parses a timezone offset the way the clients write it, normalising their mistakes:
 /// `-00:00` is UTC, `+05:450` (the Perl client's 5.75 h) is `+05:45`, and an offset outside
-/// +-14 h (e.g. `-23:00` near midnight) is folded back into range by whole days. sepiola's
-/// unsigned arithmetic west of UTC (`+1193041:28` for UTC-5) is folded the same way, which
-/// gives a valid offset but not the client's own.
+/// +-14 h (e.g. `-23:00` near midnight) is folded back into range by whole days. sepiola
+/// computes the offset in an unsigned 32-bit integer (`getTimezoneOffset` in
+/// `backup_thread.cc`), so west of UTC it writes 2^32 less the offset, in hours and
+/// truncated minutes (`+1193041:28` for UTC-5): that wrap is undone, to the nearest quarter
+/// hour.
 pub fn offset(s: &str) -> Option<FixedOffset> {
     let s = s.trim();
     if s.eq_ignore_ascii_case("z") {
@@ -92,6 +94,9 @@ pub fn offset(s: &str) -> Option<FixedOffset> {
     if !(0..60).contains(&m) {
         return None;
     }
+    if let Some(secs) = (sign == 1).then(|| sepiola_west(h, m)).flatten() {
+        return FixedOffset::east_opt(secs);
+    }
     // Whole days drop out of the fold anyway; dropping them first keeps the sum small.
     let mut secs = sign * (h % 24 * 3600 + m * 60);
     while secs > 14 * 3600 {
@@ -101,6 +106,19 @@ pub fn offset(s: &str) -> Option<FixedOffset> {
         secs += 24 * 3600;
     }
     FixedOffset::east_opt(secs.try_into().ok()?)
+}
+
+/// sepiola's offset west of UTC, `2^32 - seconds` written as hours and truncated minutes:
+/// the seconds east (negative), rounded to a quarter hour, when the value is one.
+fn sepiola_west(h: i64, m: i64) -> Option<i32> {
+    const WRAP: i64 = 1 << 32;
+    // The truncated seconds are half a minute on average.
+    let wrapped = h.checked_mul(3600)?.checked_add(m * 60 + 30)? - WRAP;
+    if !(-14 * 3600..0).contains(&wrapped) {
+        return None;
+    }
+    let quarters = (wrapped as f64 / 900.0).round() as i64;
+    i32::try_from(quarters * 900).ok()
 }
 
 /// Parses an ISO 8601 date with an offset, tolerating the clients' wrong offsets.
@@ -368,15 +386,16 @@ mod tests {
 
     #[test]
     fn sepiolas_wrapped_offsets_west_of_utc_fold_without_overflow() {
-        // sepiola's `uint` offset west of UTC: UTC-5, UTC-10 and UTC-3:30 as it writes them,
-        // folded by whole days.
+        // sepiola's `uint` offset west of UTC: UTC-5, UTC-10 and UTC-3:30 as it writes them
+        // (2^32 - 18000 s = 1193041.47 h, and so on), read as the client's own offset.
         let hm = |h: i32, m: i32| FixedOffset::east_opt(h * 3600 + h.signum() * m * 60);
-        assert_eq!(offset("+1193041:28"), hm(1, 28));
-        assert_eq!(offset("+1193036:28"), hm(-3, 32));
-        assert_eq!(offset("+1193042:58"), hm(2, 58));
+        assert_eq!(offset("+1193041:28"), hm(-5, 0));
+        assert_eq!(offset("+1193036:28"), hm(-10, 0));
+        assert_eq!(offset("+1193042:58"), hm(-3, 30));
+        assert_eq!(offset("+1193045:28"), hm(-1, 0));
         assert_eq!(
             date("2026-11-21T02:00:00+1193041:28").unwrap().to_rfc3339(),
-            "2026-11-21T02:00:00+01:28"
+            "2026-11-21T02:00:00-05:00"
         );
         // Bigger still: whole days drop out, or the value is unreadable; never a panic.
         assert_eq!(offset("-9223372036854775807:00"), hm(-7, 0));
