@@ -318,3 +318,61 @@ fn server_schedule_install_prefers_systemd_timers() {
         );
     }
 }
+
+/// `schedule install --server` and `server schedule install` are one install: the same
+/// lines, and the server jobs in one cron file whichever ran last.
+#[test]
+fn the_server_jobs_live_in_one_cron_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let (main, server) = (t.join("cron-holdfast"), t.join("cron-server"));
+    let conf = t.join("holdfast.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[backup]\ncron_file = {:?}\n[server]\ncron_file = {:?}\n",
+            main.display().to_string(),
+            server.display().to_string()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| holdfast(&conf, args);
+    let o = run(&[
+        "schedule",
+        "install",
+        "--server",
+        "--no-backup",
+        "--system",
+        "cron",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::read_to_string(&main)
+        .unwrap()
+        .contains(" server check"));
+
+    let o = run(&["server", "schedule", "install", "--system", "cron"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!main.exists(), "the server jobs twice: {}", stdout(&o));
+    let c = std::fs::read_to_string(&server).unwrap();
+    let check = c.lines().find(|l| l.contains(" server check")).unwrap();
+    assert!(
+        check.contains(" -q ") && check.contains("--syslog"),
+        "{check}"
+    );
+
+    let o = run(&["schedule", "install", "--server", "--system", "cron"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let c = std::fs::read_to_string(&main).unwrap();
+    assert!(c.contains(" backup") && c.contains(" server check"), "{c}");
+    assert!(!server.exists(), "the server jobs twice: {}", stdout(&o));
+
+    // Now beside the backup job: moving them is refused, naming the file.
+    let o = run(&["server", "schedule", "install", "--system", "cron"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains(&main.display().to_string()),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!server.exists());
+}

@@ -334,46 +334,20 @@ pub const JOBS: &[(&str, &str, &str)] = &[
     ("0 7 * * *", "check", "check"),
 ];
 
-/// The `/etc/cron.d` file for the server jobs ([`JOBS`]).
-pub fn cron_file(holdfast: &str, config: &str, user: &str) -> String {
-    let cmd = |args: &str| format!("{holdfast} --config {config} server {args}");
-    let mut s = String::from(
-        "# holdfast backup server jobs; written by `holdfast server schedule install`.\n\
-         SHELL=/bin/sh\nPATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n",
-    );
-    for (when, _, args) in JOBS {
-        s.push_str(&format!("{when} {user} {}\n", cmd(args)));
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
-    fn cron_orders_long_intervals_first() {
-        let c = super::cron_file("/usr/bin/holdfast", "/etc/holdfast/holdfast.toml", "root");
-        let pos = |s: &str| c.find(s).unwrap();
-        assert!(pos("--interval yearly") < pos("--interval monthly"));
-        assert!(pos("--interval monthly") < pos("--interval weekly"));
-        assert!(pos("--interval weekly") < pos("--interval daily"));
-        for l in c
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.contains('='))
-        {
-            let f: Vec<_> = l.split_whitespace().collect();
-            assert!(
-                f.len() > 7 && f[5] == "root" && f[6] == "/usr/bin/holdfast",
-                "{l}"
-            );
-            croner_like(&f[..5]);
-        }
-    }
-
-    fn croner_like(f: &[&str]) {
-        for x in f {
-            assert!(x
+    fn longer_intervals_rotate_first() {
+        let pos = |s: &str| super::JOBS.iter().position(|j| j.2.ends_with(s)).unwrap();
+        assert!(pos("yearly") < pos("monthly"));
+        assert!(pos("monthly") < pos("weekly"));
+        assert!(pos("weekly") < pos("daily"));
+        for (when, _, _) in super::JOBS {
+            let f: Vec<&str> = when.split_whitespace().collect();
+            assert_eq!(f.len(), 5, "{when}");
+            assert!(f.iter().all(|x| x
                 .chars()
-                .all(|c| c.is_ascii_digit() || matches!(c, '*' | '-' | ',' | '/')));
+                .all(|c| c.is_ascii_digit() || matches!(c, '*' | '-' | ',' | '/'))));
         }
     }
 }

@@ -46,6 +46,9 @@ pub struct ServerConfig {
     pub homes_root: PathBuf,
     /// Where the jobs keep `server-status.json` (read by `holdfast serve` for /metrics).
     pub state_dir: PathBuf,
+    /// The cron file `holdfast server schedule install` writes the jobs into (without
+    /// systemd).
+    pub cron_file: PathBuf,
 }
 
 impl Default for ServerConfig {
@@ -57,6 +60,7 @@ impl Default for ServerConfig {
             base_dn: None,
             ldif: None,
             ldap_timeout_secs: 10,
+            cron_file: PathBuf::from("/etc/cron.d/holdfast-server"),
             host: None,
             homes_root: PathBuf::from("/var/backup"),
             state_dir: PathBuf::from("/var/lib/holdfast/server"),

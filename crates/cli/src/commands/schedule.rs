@@ -140,11 +140,23 @@ pub fn run(cmd: Cmd, ctx: &Context) -> anyhow::Result<ExitCode> {
                         );
                     }
                     let text = sched::cron_text(&plan.jobs, &exe, &config);
+                    let stale = if server {
+                        other_server_crons(
+                            Some(&cron_file),
+                            &[&cfg.cron_file, &ctx.config.server.cron_file],
+                        )?
+                    } else {
+                        Vec::new()
+                    };
                     if dry_run {
                         println!("would write {}:\n{text}", cron_file.display());
+                        for p in &stale {
+                            println!("would remove {} (its server jobs move here)", p.display());
+                        }
                     } else {
                         sched::write_file(&cron_file, &text)?;
                         println!("wrote {} (cron)", cron_file.display());
+                        remove_replaced(&stale, "its server jobs moved to the new cron file")?;
                         if !sched::cron_present() {
                             tracing::warn!(
                                 "no cron daemon found (/usr/sbin/cron): install cron, or use \
@@ -168,6 +180,16 @@ pub fn run(cmd: Cmd, ctx: &Context) -> anyhow::Result<ExitCode> {
                     for p in sched::install_units(&s.unit_dir, &files)? {
                         println!("wrote {}", p.display());
                     }
+                    if server {
+                        // The backup's own cron file goes below when the backup is installed.
+                        let mut candidates =
+                            vec![cron_file.as_path(), ctx.config.server.cron_file.as_path()];
+                        if !no_backup {
+                            candidates.retain(|p| *p != cfg.cron_file.as_path());
+                        }
+                        let stale = other_server_crons(None, &candidates)?;
+                        remove_replaced(&stale, "systemd timers replace its server jobs")?;
+                    }
                     // One scheduler only: a cron file holdfast wrote would run the backup twice.
                     if !no_backup && sched::is_holdfast_cron(&cron_file) {
                         std::fs::remove_file(&cron_file).with_context(|| {
@@ -188,6 +210,52 @@ pub fn run(cmd: Cmd, ctx: &Context) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(exit::code(exit::OK))
+}
+
+/// Whether `path` is a cron file holdfast wrote (either command) that holds the server jobs,
+/// and whether it holds other jobs too.
+fn server_cron(path: &Path) -> Option<bool> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let ours = text.starts_with("# Written by `holdfast schedule install`")
+        || text.starts_with("# holdfast backup server jobs;");
+    let jobs: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.contains('=') && !l.trim().is_empty())
+        .collect();
+    let server = |l: &&str| l.contains(" server ");
+    (ours && jobs.iter().any(server)).then(|| !jobs.iter().all(server))
+}
+
+/// The server jobs live in one place: the holdfast cron files other than `keep` that hold
+/// them (the two commands' defaults), to remove once the new place is written. A file that
+/// holds other jobs too is not removed: the install is refused, naming it.
+fn other_server_crons(keep: Option<&Path>, candidates: &[&Path]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for &p in candidates {
+        let p = p.to_path_buf();
+        if keep == Some(p.as_path()) || out.contains(&p) {
+            continue;
+        }
+        match server_cron(&p) {
+            Some(false) => out.push(p),
+            Some(true) => anyhow::bail!(
+                "{} already holds the backup server's jobs beside others: the jobs would run \
+                 twice; install them there (`holdfast schedule install --server`) or take \
+                 them out of it first",
+                p.display()
+            ),
+            None => {}
+        }
+    }
+    Ok(out)
+}
+
+fn remove_replaced(files: &[PathBuf], why: &str) -> anyhow::Result<()> {
+    for p in files {
+        std::fs::remove_file(p).with_context(|| format!("cannot remove {}", p.display()))?;
+        println!("removed {} ({why})", p.display());
+    }
+    Ok(())
 }
 
 /// With systemd running (and the default unit folder): reload and start the timers and
@@ -260,6 +328,11 @@ fn show(ctx: &Context, cron_file: &Path, exe: &Path, config: &Path) -> anyhow::R
     if cron_on {
         println!("\n# {}", cron_file.display());
         print!("{}", std::fs::read_to_string(cron_file)?);
+    }
+    let server = ctx.config.server.cron_file.as_path();
+    if server != cron_file && server.exists() {
+        println!("\n# {} (backup server jobs)", server.display());
+        print!("{}", std::fs::read_to_string(server)?);
     }
     if !timer_on && !cron_on {
         let job = sched::backup_job(&ctx.config.backup, sc)?;

@@ -112,16 +112,15 @@ pub struct QuotaArgs {
 
 #[derive(clap::Subcommand)]
 pub enum ScheduleCmd {
-    /// Install the server's jobs: one systemd timer each where systemd runs ([schedule]
-    /// system), else the cron file (default /etc/cron.d/holdfast-server).
+    /// Install the server's jobs (as `holdfast schedule install --server --no-backup` does):
+    /// one systemd timer each where systemd runs ([schedule] system), else the cron file
+    /// (default /etc/cron.d/holdfast-server), as root. Another holdfast cron file holding
+    /// them is removed, so no job runs twice.
     Install {
-        /// Cron file to write (without systemd); with systemd, a holdfast cron file found
-        /// there is removed so no job runs twice.
-        #[arg(long, default_value = "/etc/cron.d/holdfast-server")]
-        cron_file: PathBuf,
-        /// User the jobs run as (cron only; the systemd units run as root).
-        #[arg(long, default_value = "root")]
-        user: String,
+        /// Cron file to write (without systemd) instead of server.cron_file; with systemd, a
+        /// holdfast cron file found there is removed so no job runs twice.
+        #[arg(long)]
+        cron_file: Option<PathBuf>,
         /// `systemd` or `cron` instead of [schedule] system.
         #[arg(long, value_parser = ["auto", "systemd", "cron"])]
         system: Option<String>,
@@ -217,7 +216,6 @@ pub fn run(cmd: Cmd, ctx: &Context) -> anyhow::Result<ExitCode> {
         }
         Cmd::Schedule(ScheduleCmd::Install {
             cron_file,
-            user,
             system,
             dry_run,
         }) => {
@@ -229,59 +227,22 @@ pub fn run(cmd: Cmd, ctx: &Context) -> anyhow::Result<ExitCode> {
                     _ => holdfast_backup::schedule::System::Auto,
                 };
             }
-            if sc.resolve() == holdfast_backup::schedule::System::Systemd {
-                let code = super::schedule::run(
-                    super::schedule::Cmd::Install {
-                        server: true,
-                        serve: false,
-                        no_backup: true,
-                        system: Some("systemd".into()),
-                        file: None,
-                        dry_run,
-                    },
-                    ctx,
-                )?;
-                if !dry_run && is_server_cron(&cron_file) {
-                    std::fs::remove_file(&cron_file).with_context(|| {
-                        format!("cannot remove the old cron file {}", cron_file.display())
-                    })?;
-                    println!(
-                        "removed {} (systemd timers replace it)",
-                        cron_file.display()
-                    );
-                }
-                return Ok(code);
-            }
-            let me = std::env::current_exe()
-                .ok()
-                .and_then(|p| p.canonicalize().ok())
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|| "holdfast".into());
-            let conf = ctx.path.canonicalize().unwrap_or_else(|_| ctx.path.clone());
-            let text = jobs::cron_file(&me, &conf.display().to_string(), &user);
-            if dry_run {
-                print!("{text}");
-            } else {
-                std::fs::write(&cron_file, &text).with_context(|| {
-                    format!(
-                        "cannot write {} (run as root, or pick --cron-file)",
-                        cron_file.display()
-                    )
-                })?;
-                println!("wrote {}", cron_file.display());
-            }
-            Ok(exit::code(exit::OK))
+            // One implementation with `schedule install --server`: the same lines (`-q`,
+            // `--syslog`), and the server jobs kept in one place whichever command ran last.
+            let systemd = sc.resolve() == holdfast_backup::schedule::System::Systemd;
+            super::schedule::run(
+                super::schedule::Cmd::Install {
+                    server: true,
+                    serve: false,
+                    no_backup: true,
+                    system: Some(if systemd { "systemd" } else { "cron" }.into()),
+                    file: Some(cron_file.unwrap_or_else(|| cfg.cron_file.clone())),
+                    dry_run,
+                },
+                ctx,
+            )
         }
     }
-}
-
-/// True when `path` is the cron file `server schedule install` wrote.
-fn is_server_cron(path: &std::path::Path) -> bool {
-    std::fs::read_to_string(path).is_ok_and(|t| {
-        t.starts_with(
-            "# holdfast backup server jobs; written by `holdfast server schedule install`",
-        )
-    })
 }
 
 /// A held job lock is exit code 4, like every other lock.
