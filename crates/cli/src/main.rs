@@ -133,9 +133,10 @@ fn main() -> ExitCode {
     // Only a run that tries to make a snapshot or to check is recorded for monitoring: a dry
     // run must neither hide nor raise a failed backup.
     let recorded = match &cli.command {
-        Command::Backup(a) => !a.dry_run,
-        Command::Verify(_) => true,
-        _ => false,
+        Command::Backup(a) => (!a.dry_run).then_some("backup"),
+        Command::Verify(a) if a.proves_snapshots() => Some("verify-snapshots"),
+        Command::Verify(_) => Some("verify"),
+        _ => None,
     };
     // Helpers that make or need no configuration work whatever the file holds.
     let needs_config = !matches!(
@@ -157,8 +158,8 @@ fn main() -> ExitCode {
                 commands::backup::site_name(&defaults),
             );
             return finish(&name, Err(e), verbose, quiet, began, |code, error| {
-                if recorded {
-                    runlog::finish(&state_dir, &name, &site, code, 0.0, error)
+                if let Some(record) = recorded {
+                    runlog::finish(&state_dir, record, &site, code, 0.0, error)
                 }
             });
         }
@@ -179,8 +180,8 @@ fn main() -> ExitCode {
     );
     let secs = began.elapsed().as_secs_f64();
     finish(&name, result, verbose, quiet, began, |code, error| {
-        if recorded {
-            runlog::finish(&state_dir, &name, &site, code, secs, error)
+        if let Some(record) = recorded {
+            runlog::finish(&state_dir, record, &site, code, secs, error)
         }
     })
 }

@@ -1,5 +1,6 @@
-//! The last run of `backup` and `verify`, kept in `[site] state_dir` (`last-backup.json`,
-//! `last-verify.json`) so that monitoring can alert on it: `holdfast metrics` and
+//! The last run of `backup`, of `verify` (the site) and of `verify --all`/`--snapshot` (the
+//! snapshots' proof), kept in `[site] state_dir` (`last-backup.json`, `last-verify.json`,
+//! `last-verify-snapshots.json`) so that monitoring can alert on each: `holdfast metrics` and
 //! `holdfast serve`'s `/metrics` turn the files into Prometheus gauges. A failed run keeps
 //! the time of the last success, which is what "no good backup for 26 hours" is about.
 
@@ -30,6 +31,8 @@ pub struct RunRecord {
     pub scheduler_down_secs: Option<f64>,
     /// Files verify found missing.
     pub missing: Option<u64>,
+    /// Stored files a snapshot proof found damaged, and dumps that failed their check.
+    pub damaged: Option<u64>,
 }
 
 static FACTS: Mutex<Option<RunRecord>> = Mutex::new(None);
@@ -91,7 +94,7 @@ pub fn finish(
     secs: f64,
     error: Option<&str>,
 ) {
-    if !matches!(command, "backup" | "verify") {
+    if !RECORDED.contains(&command) {
         return;
     }
     let p = path(state_dir, command);
@@ -139,14 +142,18 @@ fn esc(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// The runs recorded: the names of their files and metrics (`-` becomes `_`).
+pub const RECORDED: [&str; 3] = ["backup", "verify", "verify-snapshots"];
+
 /// Prometheus text for the recorded runs in `state_dir`.
 pub fn metrics(state_dir: &Path) -> String {
     use std::fmt::Write;
     let mut o = String::new();
-    for command in ["backup", "verify"] {
-        let Some(r) = read(&path(state_dir, command)) else {
+    for file in RECORDED {
+        let Some(r) = read(&path(state_dir, file)) else {
             continue;
         };
+        let command = file.replace('-', "_");
         let labels = format!("site=\"{}\",kind=\"{}\"", esc(&r.site), esc(&r.kind));
         let mut g = |name: &str, help: &str, v: Option<f64>| {
             if let Some(v) = v {
@@ -201,6 +208,11 @@ pub fn metrics(state_dir: &Path) -> String {
             "last_missing_files",
             "Files the last verify found missing.",
             r.missing.map(|b| b as f64),
+        );
+        g(
+            "last_damaged_files",
+            "Stored files (and dumps) the last proof of the snapshots found damaged.",
+            r.damaged.map(|b| b as f64),
         );
     }
     o

@@ -40,7 +40,7 @@ fn example_alert_rules_load_and_fire_on_holdfast_metrics() {
     let dir = d.path();
     std::fs::write(dir.join("rules.yml"), rules_from_guide()).unwrap();
     let out = promtool(dir, &["check", "rules", "rules.yml"]);
-    assert!(out.contains("SUCCESS: 5 rules found"), "{out}");
+    assert!(out.contains("SUCCESS: 6 rules found"), "{out}");
 
     // What the state folder holds after a failed backup (the last success at the epoch, the
     // start of promtool's clock) and a verify that found 2 files missing.
@@ -57,6 +57,13 @@ fn example_alert_rules_load_and_fire_on_holdfast_metrics() {
         state.join("last-verify.json"),
         r#"{"command":"verify","site":"s1","kind":"","result":"failure","exit_code":1,
             "finished_at":60,"secs":3.0,"missing":2}"#,
+    )
+    .unwrap();
+    // The weekly proof of the snapshots found a damaged stored file.
+    std::fs::write(
+        state.join("last-verify-snapshots.json"),
+        r#"{"command":"verify-snapshots","site":"s1","kind":"","result":"incomplete",
+            "exit_code":3,"finished_at":60,"secs":40.0,"damaged":1}"#,
     )
     .unwrap();
     let conf = dir.join("holdfast.toml");
@@ -86,6 +93,10 @@ fn example_alert_rules_load_and_fire_on_holdfast_metrics() {
         ));
     }
     assert!(series.contains("holdfast_backup_last_result"), "{metrics}");
+    assert!(
+        series.contains("holdfast_verify_snapshots_last_damaged_files"),
+        "{metrics}"
+    );
     let test = r#"rule_files: [rules.yml]
 evaluation_interval: 1m
 tests:
@@ -111,6 +122,12 @@ SERIES    alert_rule_test:
         alertname: HoldfastVerifyMissingFiles
         exp_alerts:
           - exp_labels: {severity: warning, site: s1}
+      - eval_time: 10m
+        alertname: HoldfastSnapshotDamaged
+        exp_alerts:
+          - exp_labels: {severity: critical, site: s1}
+            exp_annotations:
+              summary: "the proof of s1's snapshots failed; holdfast verify --all lists the damage"
 "#
     .replace("SERIES", &series);
     std::fs::write(dir.join("test.yml"), &test).unwrap();

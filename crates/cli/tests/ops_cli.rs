@@ -300,6 +300,22 @@ fn unattended_runs_quiet_on_success_journal_on_failure_scheduler_restarted() {
         "{}",
         text(&o.stderr)
     );
+    // The snapshots' proof is recorded apart: the failed site check stays failed.
+    let o = holdfast(&cfg, &["verify", "--all"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let m = text(&holdfast(&cfg, &["metrics"]).stdout);
+    let proof = "{site=\"opsite\",kind=\"\"}";
+    assert_eq!(metric(&m, "holdfast_verify_last_result", proof), 0.0, "{m}");
+    assert_eq!(
+        metric(&m, "holdfast_verify_snapshots_last_result", proof),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "holdfast_verify_snapshots_last_damaged_files", proof),
+        0.0,
+        "{m}"
+    );
 
     // Ctrl-C in the middle of the dump: the terminal sends SIGINT to the whole foreground
     // process group (holdfast and pg_dumpall); holdfast cleans up and exits 130.

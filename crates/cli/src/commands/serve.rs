@@ -116,6 +116,7 @@ fn backups(
             "snapshots_error": error,
             "last_backup": crate::runlog::last(&state_dir, "backup"),
             "last_verify": crate::runlog::last(&state_dir, "verify"),
+            "last_verify_snapshots": crate::runlog::last(&state_dir, "verify-snapshots"),
             "runs": crate::runlog::history(&state_dir, 20),
         })
     })

@@ -60,8 +60,15 @@ fn parse_percent(s: &str) -> Result<f64, String> {
     Ok(v)
 }
 
+impl Args {
+    /// `--all` or `--snapshot`: the snapshots' proof, recorded apart from the site's check.
+    pub fn proves_snapshots(&self) -> bool {
+        self.snapshot.is_some() || self.all
+    }
+}
+
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
-    if args.snapshot.is_some() || args.all {
+    if args.proves_snapshots() {
         return run_snapshots(args, ctx);
     }
     let site = ctx.site()?;
@@ -187,6 +194,14 @@ fn run_snapshots(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         records.push(r);
     }
     target.close();
+    crate::runlog::note(|r| {
+        r.damaged = Some(
+            records
+                .iter()
+                .map(|v| v.bad.len() as u64 + u64::from(v.dump_problem.is_some()))
+                .sum(),
+        )
+    });
     if args.json {
         exit::print(&(serde_json::to_string_pretty(&records)? + "\n"));
     }
