@@ -13,7 +13,6 @@
 use crate::BackupError;
 use holdfast_site::dbconf::{DbConf, PgEnv};
 use serde::{Deserialize, Serialize};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -295,20 +294,15 @@ fn find_socket_dir(db: &DbConf) -> Option<PathBuf> {
 
 /// Reads a password file, refusing one others may read.
 fn read_password_file(path: &Path) -> Result<String, BackupError> {
-    let meta = std::fs::metadata(path).map_err(|source| BackupError::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        return Err(BackupError::Config(format!(
-            "{} (backup.superuser.password_file) can be read by others: chmod 600 {}",
-            path.display(),
+    let text = holdfast_core::fs::read_secret(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::PermissionDenied => BackupError::Config(format!(
+            "{} (backup.superuser.password_file): {e}",
             path.display()
-        )));
-    }
-    let text = std::fs::read_to_string(path).map_err(|source| BackupError::Io {
-        path: path.display().to_string(),
-        source,
+        )),
+        _ => BackupError::Io {
+            path: path.display().to_string(),
+            source: e,
+        },
     })?;
     let pw = text.lines().next().unwrap_or("").to_string();
     if pw.is_empty() {
@@ -323,6 +317,7 @@ fn read_password_file(path: &Path) -> Result<String, BackupError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn the_login_hint_comes_only_with_login_errors() {

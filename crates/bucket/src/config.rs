@@ -7,7 +7,6 @@
 
 use crate::BucketError;
 use serde::{Deserialize, Serialize};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// One S3-compatible bucket used as a backup target (a `[[backup.copy]]` of kind `s3`).
@@ -225,15 +224,7 @@ impl Credentials {
             file: path.display().to_string(),
             why,
         };
-        let meta = std::fs::metadata(path).map_err(|e| bad(e.to_string()))?;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(bad(format!(
-                "mode {mode:03o} lets others read the secret key; run `chmod 600 {}`",
-                path.display()
-            )));
-        }
-        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+        let text = holdfast_core::fs::read_secret(path).map_err(|e| bad(e.to_string()))?;
         let (mut id, mut secret, mut token) = (None, None, None);
         for line in text.lines() {
             let line = line.trim();
@@ -270,6 +261,7 @@ impl Credentials {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn url_parts() {

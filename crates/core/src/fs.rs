@@ -73,6 +73,22 @@ pub fn create_dir_all_mode(dir: &Path, mode: u32) -> std::io::Result<()> {
 }
 
 /// Sets `path`'s permission bits to `mode`.
+/// Reads a file holding a secret, refusing one its group or others may read (the error
+/// names the mode and the `chmod` that fixes it).
+pub fn read_secret(path: &Path) -> std::io::Result<String> {
+    let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "mode {mode:03o} lets others read the secret; run `chmod 600 {}`",
+                path.display()
+            ),
+        ));
+    }
+    std::fs::read_to_string(path)
+}
+
 pub fn chmod(path: &Path, mode: u32) -> std::io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(|e| with_path(path, e))
@@ -135,6 +151,26 @@ pub fn prefetch(file: &std::fs::File) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_others_may_read_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("pw");
+        std::fs::write(&p, "x\n").unwrap();
+        for (mode, ok) in [
+            (0o644, false),
+            (0o640, false),
+            (0o604, false),
+            (0o600, true),
+            (0o400, true),
+        ] {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            match read_secret(&p) {
+                Ok(t) => assert!(ok && t == "x\n", "{mode:o}"),
+                Err(e) => assert!(!ok && e.to_string().contains("chmod 600"), "{mode:o}: {e}"),
+            }
+        }
+    }
     use std::os::unix::fs::MetadataExt;
 
     #[test]

@@ -244,10 +244,22 @@ fn build_smtp(c: &SmtpConfig) -> Result<Smtp, MailError> {
         }
     };
     let port = c.port.unwrap_or(port);
+    // A password in clear crosses only the machine itself.
+    let loopback = host == "localhost"
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|a| a.is_loopback());
+    if c.username.is_some() && matches!(tls, Tls::None) && !loopback {
+        return Err(MailError::Config(format!(
+            "security = \"none\" would send the password for {host} in clear: use starttls \
+             or tls, or a relay on this machine (localhost)"
+        )));
+    }
     let mut credentials = None;
     if let Some(user) = &c.username {
         let pw = match &c.password_file {
-            Some(p) => std::fs::read_to_string(p)
+            Some(p) => holdfast_core::fs::read_secret(p)
                 .map_err(|e| MailError::Config(format!("password_file {}: {e}", p.display())))?
                 .trim_end_matches(['\n', '\r'])
                 .to_string(),
@@ -514,6 +526,33 @@ impl Mailer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_password_stays_private_and_off_the_wire_in_clear() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let pw = d.path().join("smtp.secret");
+        std::fs::write(&pw, "s3cret\n").unwrap();
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let cfg = |host: &str, security: &str| SmtpConfig {
+            host: host.into(),
+            security: security.into(),
+            username: Some("backup".into()),
+            password_file: Some(pw.clone()),
+            ..Default::default()
+        };
+        let e = build_smtp(&cfg("mail.example.org", "starttls"))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("chmod 600"), "{e}");
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(build_smtp(&cfg("mail.example.org", "starttls")).is_ok());
+        let e = build_smtp(&cfg("mail.example.org", "none")).err().unwrap();
+        assert!(e.to_string().contains("in clear"), "{e}");
+        for host in ["localhost", "127.0.0.1", "::1"] {
+            assert!(build_smtp(&cfg(host, "none")).is_ok(), "{host}");
+        }
+    }
 
     #[test]
     fn messages_carry_the_headers_mail_clients_expect() {

@@ -205,6 +205,7 @@ fn smtp_cfg(s: &Smtp) -> SmtpConfig {
     let (u, p) = s.opts.auth.clone().unwrap();
     let pw = s.dir.join("smtp.secret");
     std::fs::write(&pw, format!("{p}\n")).unwrap();
+    std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     SmtpConfig {
         host: "127.0.0.1".into(),
         port: Some(s.port),
@@ -534,6 +535,7 @@ fn a_refused_login_sets_nothing_aside_and_the_next_run_sends_everything() {
     // A rotated password: the relay answers 535, a 5xx about the session, not the messages.
     let stale = w.root.join("stale.secret");
     std::fs::write(&stale, "old\n").unwrap();
+    std::fs::set_permissions(&stale, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     sc.password_file = Some(stale);
     w.cfg.smtp = Some(sc);
     let dir = directory(&w);

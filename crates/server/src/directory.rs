@@ -552,7 +552,7 @@ pub fn filter(conds: &[(&str, &str)]) -> String {
 }
 
 fn read_password(path: &Path) -> Result<String> {
-    let s = std::fs::read_to_string(path).map_err(|source| Error::Password {
+    let s = holdfast_core::fs::read_secret(path).map_err(|source| Error::Password {
         path: path.into(),
         source,
     })?;

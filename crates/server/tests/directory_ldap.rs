@@ -104,6 +104,7 @@ fn ldap_down_is_one_clear_error() {
     let mut bad = cfg.clone();
     let pw = tmp.path().join("wrong.secret");
     std::fs::write(&pw, "not-the-password\n").unwrap();
+    std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     bad.password_file = Some(pw);
     let tmp2 = tempfile::tempdir().unwrap();
     let slapd2 = Slapd::start(tmp2.path()).unwrap();
