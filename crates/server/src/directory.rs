@@ -154,7 +154,14 @@ impl Directory {
         }
         match &cfg.ldif {
             Some(path) => Self::from_ldif_file(path, &base),
-            None => Ok(Self::embedded(&base)),
+            None => {
+                // Said every time: on a real server it means [server] was never finished.
+                tracing::warn!(
+                    "[server] names neither ldap_url nor ldif: using the embedded example \
+                     directory (accounts 4000001-4000003), not your accounts"
+                );
+                Ok(Self::embedded(&base))
+            }
         }
     }
 
