@@ -199,6 +199,17 @@ fn templates_sync_pulls_listed_folders_deletes_stale_and_reports_broken() {
         ),
     )
     .unwrap();
+    // A dry run lists what the pull would copy and delete, and changes nothing.
+    let o = holdfast(&config, &["templates", "sync", "--dry-run"]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("deleting") && out.contains("old.customer.en.txt"),
+        "{out}"
+    );
+    assert!(out.contains("quota.customer.en.txt"), "{out}");
+    assert!(stale.exists(), "a dry run deleted {}", stale.display());
+    assert!(!dest.join("r2.example").exists(), "a dry run copied: {out}");
     let o = holdfast(&config, &["templates", "sync"]);
     let out = text(&o);
     assert_eq!(o.status.code(), Some(3), "{out}");
@@ -269,6 +280,13 @@ fn templates_sync_pulls_listed_folders_deletes_stale_and_reports_broken() {
     // the seed's direction: pushed from the self-care node to each notification server; one
     // unreachable server (a bad target) is reported, the other still gets the templates
     std::fs::create_dir_all(&pushed).unwrap();
+    let o = holdfast(&config, &["templates", "push", "--dry-run"]);
+    let out = text(&o);
+    assert!(out.contains("would get the changes above"), "{out}");
+    assert!(
+        !pushed.join("r1.example").exists(),
+        "a dry run pushed: {out}"
+    );
     let o = holdfast(&config, &["templates", "push"]);
     let out = text(&o);
     assert_eq!(o.status.code(), Some(3), "{out}");
@@ -302,11 +320,34 @@ fn templates_sync_pulls_listed_folders_deletes_stale_and_reports_broken() {
     );
     assert!(o.status.success(), "{}", text(&o));
     let entry = std::fs::read_to_string(&cron).unwrap();
+    let line = entry
+        .lines()
+        .find(|l| l.starts_with("00 04 * * * root "))
+        .unwrap_or_else(|| panic!("{entry}"));
     assert!(
-        entry.lines().any(|l| l.starts_with("00 04 * * * root ")
-            && l.contains("templates push")
-            && l.ends_with("| logger -t distributeTemplates")),
-        "{entry}"
+        line.contains("templates push 2>&1)") && line.contains("| logger -t distributeTemplates"),
+        "{line}"
+    );
+    assert!(!line.contains('%'), "cron reads % as a newline: {line}");
+    // Run as cron runs it, with a push that fails (a logger that only swallows input): the
+    // failure reaches cron's mail, not only syslog.
+    let bin = t.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(bin.join("logger"), "#!/bin/sh\ncat > /dev/null\n").unwrap();
+    std::fs::set_permissions(
+        bin.join("logger"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let cmd = line.strip_prefix("00 04 * * * root ").unwrap();
+    let o = std::process::Command::new("sh")
+        .args(["-c", cmd])
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("holdfast templates push failed (exit 3)"),
+        "{o:?}"
     );
 }
 

@@ -133,10 +133,14 @@ pub fn read_list(path: &Path) -> Result<Vec<String>, SyncError> {
     Ok(out)
 }
 
-/// The rsync command both directions use: recursive, times, delete, never `-l`.
-fn rsync(cfg: &SyncConfig, remote: bool, from: &str, to: &str) -> Command {
+/// The rsync command both directions use: recursive, times, delete, never `-l`; with
+/// `dry_run`, `-n --itemize-changes`: what would be copied and deleted, nothing changed.
+fn rsync(cfg: &SyncConfig, remote: bool, from: &str, to: &str, dry_run: bool) -> Command {
     let mut cmd = Command::new("rsync");
     cmd.args(["-vrt", "--delete"]);
+    if dry_run {
+        cmd.args(["--dry-run", "--itemize-changes"]);
+    }
     if remote {
         let mut ssh = vec!["ssh".to_string(), "-o".into(), "BatchMode=yes".into()];
         if let Some(k) = &cfg.identity_file {
@@ -190,29 +194,41 @@ fn check_all(root: &Path, folders: &[String], report: &mut SyncReport) {
     }
 }
 
-/// Pulls the template folders from the self-care server and checks the result.
-pub fn sync(cfg: &SyncConfig, themes_dir: Option<&Path>) -> Result<SyncReport, SyncError> {
+/// Pulls the template folders from the self-care server and checks the result (with
+/// `dry_run`: lists what the pull would copy and delete, and checks nothing).
+pub fn sync(
+    cfg: &SyncConfig,
+    themes_dir: Option<&Path>,
+    dry_run: bool,
+) -> Result<SyncReport, SyncError> {
     let dest = cfg
         .dest_dir
         .as_deref()
         .or(themes_dir)
         .ok_or(SyncError::NoDest)?;
     let folders = read_list(&cfg.files_from)?;
-    std::fs::create_dir_all(dest).map_err(|source| SyncError::List {
-        path: dest.into(),
-        source,
-    })?;
+    if !dry_run {
+        std::fs::create_dir_all(dest).map_err(|source| SyncError::List {
+            path: dest.into(),
+            source,
+        })?;
+    }
     let src = slash(&cfg.source_dir);
     let from = match &cfg.remote {
         Some(r) => format!("{r}:{src}"),
         None => src,
     };
-    let out = run_rsync(rsync(cfg, cfg.remote.is_some(), &from, &slash(dest)), &from)?;
+    let out = run_rsync(
+        rsync(cfg, cfg.remote.is_some(), &from, &slash(dest), dry_run),
+        &from,
+    )?;
     let mut report = SyncReport {
         rsync_output: out,
         ..Default::default()
     };
-    check_all(dest, &folders, &mut report);
+    if !dry_run {
+        check_all(dest, &folders, &mut report);
+    }
     report.folders = folders;
     Ok(report)
 }
@@ -240,8 +256,9 @@ impl PushReport {
 }
 
 /// Pushes the template folders from this (self-care) server to every `push_to` server.
-/// One unreachable server is reported and the others still get the templates.
-pub fn push(cfg: &SyncConfig) -> Result<PushReport, SyncError> {
+/// One unreachable server is reported and the others still get the templates. With
+/// `dry_run`, each server's list of what would be copied and deleted.
+pub fn push(cfg: &SyncConfig, dry_run: bool) -> Result<PushReport, SyncError> {
     if cfg.push_to.is_empty() {
         return Err(SyncError::NoTargets);
     }
@@ -257,7 +274,7 @@ pub fn push(cfg: &SyncConfig) -> Result<PushReport, SyncError> {
             target: t.clone(),
             ..Default::default()
         };
-        match run_rsync(rsync(cfg, true, &src, &to), &src) {
+        match run_rsync(rsync(cfg, true, &src, &to, dry_run), &src) {
             Ok(out) => r.rsync_output = out,
             Err(e) => r.error = Some(e.to_string()),
         }
@@ -275,11 +292,16 @@ pub fn cron_entry(holdfast: &Path, config: &Path, push: bool) -> String {
     } else {
         ("sync", "holdfast-templates")
     };
+    // The output goes to syslog under the tag; a failure also reaches cron, which mails it
+    // (through a pipe to logger the exit code would be logger's). No `%`: cron reads it as
+    // a newline.
     format!(
         "# Distribute selfcare templates (holdfast templates {verb})\n\
          SHELL=/bin/sh\n\
          PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n\
-         00 04 * * * root {} --config {} templates {verb} 2>&1 | logger -t {tag}\n",
+         00 04 * * * root out=$({} --config {} templates {verb} 2>&1); rc=$?; \
+         echo \"$out\" | logger -t {tag}; [ $rc -eq 0 ] || echo \"holdfast templates {verb} \
+         failed (exit $rc); its output is in syslog under {tag}\"\n",
         holdfast.display(),
         config.display()
     )

@@ -18,6 +18,9 @@ pub enum Cmd {
         /// Cron file to write (default /etc/cron.d/distribute-templates).
         #[arg(long, value_name = "PATH", requires = "install_cron")]
         cron_file: Option<PathBuf>,
+        /// List what each server would get and lose (rsync -n), changing nothing.
+        #[arg(long, conflicts_with = "install_cron")]
+        dry_run: bool,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -32,6 +35,9 @@ pub enum Cmd {
         /// Cron file to write instead of [notify.sync] cron_file.
         #[arg(long, value_name = "PATH", requires = "install_cron")]
         cron_file: Option<PathBuf>,
+        /// List what the pull would copy and delete (rsync -n), changing nothing.
+        #[arg(long, conflicts_with = "install_cron")]
+        dry_run: bool,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -89,9 +95,9 @@ pub fn run(cmd: Cmd, ctx: &Context) -> anyhow::Result<ExitCode> {
             println!("wrote {}: templates push daily at 04:00", path.display());
             Ok(exit::code(exit::OK))
         }
-        Cmd::Push { json, .. } => {
+        Cmd::Push { json, dry_run, .. } => {
             let _lock = lock("push")?;
-            let r = sync::push(&cfg.sync)?;
+            let r = sync::push(&cfg.sync, dry_run)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
@@ -102,6 +108,9 @@ pub fn run(cmd: Cmd, ctx: &Context) -> anyhow::Result<ExitCode> {
                     print!("{}", t.rsync_output);
                     match &t.error {
                         Some(e) => println!("{}: FAILED {e}", t.target),
+                        None if dry_run => {
+                            println!("{}: would get the changes above (dry run)", t.target)
+                        }
                         None => println!("{}: templates pushed", t.target),
                     }
                 }
@@ -122,11 +131,17 @@ pub fn run(cmd: Cmd, ctx: &Context) -> anyhow::Result<ExitCode> {
                 },
             ))
         }
-        Cmd::Sync { json, .. } => {
+        Cmd::Sync { json, dry_run, .. } => {
             let _lock = lock("sync")?;
-            let r = sync::sync(&cfg.sync, cfg.themes_dir.as_deref())?;
+            let r = sync::sync(&cfg.sync, cfg.themes_dir.as_deref(), dry_run)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
+            } else if dry_run {
+                print!("{}", r.rsync_output);
+                println!(
+                    "dry run: {} reseller folder(s) listed; nothing copied, deleted or checked",
+                    r.folders.len()
+                );
             } else {
                 print!("{}", r.rsync_output);
                 println!(
