@@ -369,26 +369,8 @@ fn name_of(p: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::Manifest;
 
-    fn snap(name: &str, hour: u32) -> Snapshot {
-        let at = format!("2026-01-01T{hour:02}:00:00Z");
-        let m: Manifest = serde_json::from_value(serde_json::json!({
-            "format": 1, "site": "s", "mode": "full", "layout": "pool", "kind": "full",
-            "holdfast_version": "0", "started": at, "finished": at,
-            "database": {"file": "db/f.sql.gz", "compression": "gzip", "sha256": "", "bytes": 0,
-                "raw_bytes": 0, "dbname": "f", "owner": "f", "encoding": "UTF8",
-                "collate": "C", "ctype": "C"},
-            "repository": {"root": "/r", "hosts": [], "types": [], "files": 0, "bytes": 0,
-                "new_files": 0, "new_bytes": 0},
-            "jobs": {"unfinished": [], "stale_running": []}
-        }))
-        .unwrap();
-        Snapshot {
-            name: name.into(),
-            manifest: m,
-        }
-    }
+    use crate::layout::tests::snap;
 
     #[test]
     fn a_copy_gets_what_is_newer_than_its_newest_up_to_keep() {

@@ -269,6 +269,47 @@ impl Layout {
         Ok(plan)
     }
 
+    /// What the next run's retention would remove, given the snapshots there now (for
+    /// `backup --dry-run`): the same rules as [`Layout::prune`], one snapshot later.
+    pub fn next_prune(&self, snaps: &[Snapshot]) -> Vec<String> {
+        let names = |prefix: &str| -> Vec<String> {
+            snaps
+                .iter()
+                .filter(|s| s.name.starts_with(prefix))
+                .map(|s| s.name.clone())
+                .collect()
+        };
+        let oldest = |v: Vec<String>, keep: usize| -> Vec<String> {
+            let extra = v.len().saturating_sub(keep);
+            v.into_iter().take(extra).collect()
+        };
+        match self.kind {
+            // The new snapshot counts among the kept.
+            LayoutKind::Pool => oldest(names("snap."), self.keep.max(1) - 1),
+            // `current` becomes a day; the days beyond `keep - 1` go.
+            LayoutKind::Rolling => {
+                let mut days = names("day.");
+                if snaps.iter().any(|s| s.name == "current") {
+                    days.push("the day the current copy becomes".into());
+                }
+                oldest(days, self.keep.max(1) - 1)
+            }
+            // A new base ends the cycle: every older base and incremental goes.
+            LayoutKind::Rotating => {
+                let base = snaps.iter().rposition(|s| s.name.starts_with("base."));
+                let full_every = self.full_every.clamp(1, 20);
+                match base {
+                    Some(b) if snaps.len() - b < full_every => Vec::new(),
+                    _ => snaps
+                        .iter()
+                        .filter(|s| s.name.starts_with("base.") || s.name.starts_with("incr."))
+                        .map(|s| s.name.clone())
+                        .collect(),
+                }
+            }
+        }
+    }
+
     /// Rolling: how the next day's tree would be made, for `backup --dry-run`.
     pub fn day_trees_in_use(&self, target: &Target) -> Result<&'static str, StoreError> {
         Ok(match snapshots(target)?.last() {
@@ -764,4 +805,62 @@ pub fn finish_pruning(target: &Target) -> Result<usize, StoreError> {
         subvolume::remove(target, n)?;
     }
     Ok(aside.len())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A snapshot named `name`, started at `hour` o'clock.
+    pub(crate) fn snap(name: &str, hour: u32) -> Snapshot {
+        let at = format!("2026-01-01T{hour:02}:00:00Z");
+        let m: Manifest = serde_json::from_value(serde_json::json!({
+            "format": 1, "site": "s", "mode": "full", "layout": "pool", "kind": "full",
+            "holdfast_version": "0", "started": at, "finished": at,
+            "database": {"file": "db/f.sql.gz", "compression": "gzip", "sha256": "", "bytes": 0,
+                "raw_bytes": 0, "dbname": "f", "owner": "f", "encoding": "UTF8",
+                "collate": "C", "ctype": "C"},
+            "repository": {"root": "/r", "hosts": [], "types": [], "files": 0, "bytes": 0,
+                "new_files": 0, "new_bytes": 0},
+            "jobs": {"unfinished": [], "stale_running": []}
+        }))
+        .unwrap();
+        Snapshot {
+            name: name.into(),
+            manifest: m,
+        }
+    }
+
+    #[test]
+    fn a_dry_run_names_what_the_next_run_removes_in_every_layout() {
+        let layout = |kind, keep, full_every| Layout {
+            kind,
+            keep,
+            full_every,
+            day_trees: DayTrees::default(),
+        };
+        let pool: Vec<Snapshot> = (1..=3).map(|h| snap(&format!("snap.{h}"), h)).collect();
+        assert_eq!(layout(LayoutKind::Pool, 3, 1).next_prune(&pool), ["snap.1"]);
+        assert_eq!(
+            layout(LayoutKind::Pool, 2, 1).next_prune(&pool),
+            ["snap.1", "snap.2"]
+        );
+        assert!(layout(LayoutKind::Pool, 4, 1).next_prune(&pool).is_empty());
+        let rolling = vec![snap("day.1", 1), snap("day.2", 2), snap("current", 3)];
+        assert_eq!(
+            layout(LayoutKind::Rolling, 3, 1).next_prune(&rolling),
+            ["day.1"]
+        );
+        assert!(layout(LayoutKind::Rolling, 4, 1)
+            .next_prune(&rolling)
+            .is_empty());
+        let rotating = vec![snap("base.1", 1), snap("incr.2", 2), snap("incr.3", 3)];
+        assert!(layout(LayoutKind::Rotating, 1, 4)
+            .next_prune(&rotating)
+            .is_empty());
+        assert_eq!(
+            layout(LayoutKind::Rotating, 1, 3).next_prune(&rotating),
+            ["base.1", "incr.2", "incr.3"]
+        );
+    }
 }

@@ -243,22 +243,8 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
                 human_bytes(cost * folders.len() as u64)
             );
         }
-        if cfg.layout == holdfast_store::LayoutKind::Rolling {
-            let days: Vec<_> = snaps
-                .iter()
-                .filter(|s| s.name.starts_with("day.") || s.name == "current")
-                .collect();
-            let extra = (days.len() + 1).saturating_sub(cfg.keep.max(1));
-            for s in days.iter().take(extra) {
-                println!(
-                    "  would remove {}",
-                    if s.name == "current" {
-                        "the oldest day copy"
-                    } else {
-                        &s.name
-                    }
-                );
-            }
+        for name in cfg.layout().next_prune(&snaps) {
+            println!("  would remove {name}");
         }
         return Ok(exit::code(exit::OK));
     }
