@@ -11,7 +11,7 @@
 
 use crate::client::PrefixFiles;
 use crate::model::Account;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, FixedOffset, Utc};
 use holdfast_core::human_bytes;
 use holdfast_stoney::{plan, Schedule};
 use serde_json::{json, Map, Value};
@@ -173,24 +173,47 @@ pub fn schedule(a: &Account, p: &PrefixFiles, now: DateTime<Utc>, l: &Limits) ->
     Outcome::Warn(m)
 }
 
-/// Whether the newest run of a prefix failed: the ended file says 0 for the started id, or
-/// the started id never ended within the timeout. `None` when there is nothing to judge or
-/// the run is still within its timeout.
-pub fn last_run_failed(p: &PrefixFiles, now: DateTime<Utc>, l: &Limits) -> Option<(bool, String)> {
+/// The newest run of a prefix, judged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastRun {
+    pub failed: bool,
+    /// The client's run id, as it wrote it.
+    pub id: String,
+    /// The run in the state store: its id and when it started (or ended, with no start
+    /// known). Ids repeat: sepiola seeds its random id with the current millisecond, so a
+    /// client has at most 1000 of them (`backup_thread.cc`).
+    pub key: String,
+}
+
+fn last_run(failed: bool, id: &str, at: DateTime<FixedOffset>) -> LastRun {
+    LastRun {
+        failed,
+        id: id.to_string(),
+        key: format!("{id}@{}", at.with_timezone(&Utc).to_rfc3339()),
+    }
+}
+
+/// Whether the newest run of a prefix failed: the ended file says 0 for the started id (and
+/// is not older than the start: an id can come again), or the started run never ended
+/// within the timeout. `None` when there is nothing to judge or the run is still within its
+/// timeout.
+pub fn last_run_failed(p: &PrefixFiles, now: DateTime<Utc>, l: &Limits) -> Option<LastRun> {
     match (&p.started, &p.ended) {
-        (Some(s), Some(e)) if s.id == e.id => Some((!e.success, s.id.clone())),
+        (Some(s), Some(e)) if s.id == e.id && e.end >= s.start => {
+            Some(last_run(!e.success, &s.id, s.start))
+        }
         (Some(s), _) => {
             let start = s.start.with_timezone(&Utc);
             if let Some(e) = &p.ended {
                 // An end newer than the start with another id: a client that does not
                 // pair ids; judge the end.
                 if e.end.with_timezone(&Utc) >= start {
-                    return Some((!e.success, e.id.clone()));
+                    return Some(last_run(!e.success, &e.id, e.end));
                 }
             }
-            (now - start > l.started_timeout).then(|| (true, s.id.clone()))
+            (now - start > l.started_timeout).then(|| last_run(true, &s.id, s.start))
         }
-        (None, Some(e)) => Some((!e.success, e.id.clone())),
+        (None, Some(e)) => Some(last_run(!e.success, &e.id, e.end)),
         (None, None) => None,
     }
 }
@@ -207,7 +230,7 @@ pub fn unsuccessful(
     let Some((numbers, days)) = thresholds(a) else {
         return Outcome::Unknown(OFF.into());
     };
-    let Some((failed, id)) = last_run_failed(p, now, l) else {
+    let Some(LastRun { failed, id, .. }) = last_run_failed(p, now, l) else {
         return Outcome::Unknown("no finished run to judge".into());
     };
     if !failed {
@@ -221,10 +244,11 @@ pub fn unsuccessful(
     if !warn {
         return Outcome::Unknown(format!("{failures} failed, below the thresholds"));
     }
+    // The last end is older than the last start (whatever its id: ids come again).
     let never_ended = p
         .ended
         .as_ref()
-        .is_none_or(|e| e.id != id && p.started.as_ref().is_some_and(|s| s.start > e.end));
+        .is_none_or(|e| p.started.as_ref().is_some_and(|s| s.start > e.end));
     let mut m = Map::new();
     m.insert(
         "reason".into(),
@@ -485,12 +509,34 @@ mod tests {
             (m["reason"].clone(), m["failures"].clone()),
             (json!("failed"), json!(2))
         );
+        // sepiola's ids come again: an old end with the new start's id is not its end, and
+        // two runs with one id are two runs to the state store.
+        let mut q = p.clone();
+        q.started = Some(started("2026-11-20T02:00:00+01:00", "512"));
+        q.ended = Some(ended("2026-03-02T02:10:00+01:00", "512", true));
+        assert_eq!(last_run_failed(&q, now, &l), None, "within the timeout");
+        let late = last_run_failed(&q, t("2026-11-21T03:00:00Z"), &l).unwrap();
+        assert!(late.failed);
+        let Outcome::Warn(m) = unsuccessful(&a, &q, 2, t("2026-11-21T03:00:00Z"), &l) else {
+            panic!()
+        };
+        assert_eq!(m["reason"], json!("never_ended"));
+        q.ended = Some(ended("2026-11-20T02:10:00+01:00", "512", true));
+        let paired = last_run_failed(&q, now, &l).unwrap();
+        q.started = Some(started("2026-03-02T02:00:00+01:00", "512"));
+        q.ended = Some(ended("2026-03-02T02:10:00+01:00", "512", true));
+        let march = last_run_failed(&q, now, &l).unwrap();
+        assert_eq!((paired.id.as_str(), march.id.as_str()), ("512", "512"));
+        assert_ne!(paired.key, march.key);
         // Started, not ended: only after the timeout.
         p.started = Some(started("2026-11-20T02:00:00+01:00", "8"));
         p.ended = Some(ended("2026-11-19T02:10:00+01:00", "6", true));
         assert_eq!(last_run_failed(&p, now, &l), None);
         let later = t("2026-11-21T03:00:00Z");
-        assert_eq!(last_run_failed(&p, later, &l), Some((true, "8".into())));
+        assert_eq!(
+            last_run_failed(&p, later, &l).map(|r| (r.failed, r.id)),
+            Some((true, "8".into()))
+        );
         let Outcome::Warn(m) = unsuccessful(&a, &p, 2, later, &l) else {
             panic!()
         };

@@ -350,14 +350,15 @@ impl Ctx<'_> {
     }
 
     fn failures(&mut self, a: &Account, p: &PrefixFiles) -> Result<u32, CheckError> {
-        let Some((failed, id)) = checks::last_run_failed(p, self.opts.now, &self.limits) else {
+        let Some(run) = checks::last_run_failed(p, self.opts.now, &self.limits) else {
             return Ok(0);
         };
         Ok(if self.opts.dry_run {
-            self.state.failures_with(&a.uid, &p.prefix, &id, failed)?
+            self.state
+                .failures_with(&a.uid, &p.prefix, &run.key, run.failed)?
         } else {
             self.state
-                .record_run(&a.uid, &p.prefix, &id, failed, self.opts.now)?
+                .record_run(&a.uid, &p.prefix, &run.key, run.failed, self.opts.now)?
         })
     }
 
