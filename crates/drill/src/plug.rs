@@ -108,9 +108,14 @@ pub fn run_and_pull(cmd: &mut Command, after: Duration) -> std::io::Result<Pull>
     }
 }
 
-/// Runs `cmd` and pulls the plug the moment a descendant named `name` (e.g. `rsync`) runs,
-/// or after `timeout` if none ever does.
-pub fn run_and_pull_on(cmd: &mut Command, name: &str, timeout: Duration) -> std::io::Result<Pull> {
+/// Runs `cmd` and pulls the plug the moment a descendant named `name` (e.g. `rsync`) runs
+/// and `ready` says so (e.g. it is halfway through a file), or after `timeout`.
+pub fn run_and_pull_on(
+    cmd: &mut Command,
+    name: &str,
+    ready: &dyn Fn() -> bool,
+    timeout: Duration,
+) -> std::io::Result<Pull> {
     let start = Instant::now();
     let mut child = spawn_group(cmd)?;
     loop {
@@ -124,7 +129,7 @@ pub fn run_and_pull_on(cmd: &mut Command, name: &str, timeout: Duration) -> std:
         let seen = descendants(child.id() as i32)
             .iter()
             .any(|(_, n)| n == name);
-        if seen || start.elapsed() >= timeout {
+        if (seen && ready()) || start.elapsed() >= timeout {
             let killed = pull(&mut child);
             return Ok(Pull {
                 finished: None,

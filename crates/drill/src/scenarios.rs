@@ -404,6 +404,7 @@ fn plug_pull_backup(d: &mut Drill) -> Result<()> {
         } else {
             format!("plug pull {} during a backup", i + 1)
         };
+        let mid_copy = std::cell::Cell::new(false);
         let p = d.step(&name, false, |_| {
             let mut cmd = if during_copy {
                 // A small upload's copy can end between two looks at the process table on a
@@ -422,7 +423,18 @@ fn plug_pull_backup(d: &mut Drill) -> Result<()> {
                 .stderr(std::process::Stdio::null());
             let p = if during_copy {
                 let limit = Duration::from_secs_f64(t_backup * 3.0 + 30.0);
-                plug::run_and_pull_on(&mut cmd, "rsync", limit)?
+                // Halfway through a file: rsync's temporary `.<name>.XXXXXX` in the
+                // snapshot being made (FOSSology's names never start with a dot).
+                let partial = site
+                    .target_dir
+                    .join(holdfast_store::layout::PARTIAL)
+                    .join(holdfast_store::manifest::REPO_DIR);
+                let ready = || {
+                    let r = mid_file(&partial);
+                    mid_copy.set(mid_copy.get() || r);
+                    r
+                };
+                plug::run_and_pull_on(&mut cmd, "rsync", &ready, limit)?
             } else {
                 plug::run_and_pull(&mut cmd, after)?
             };
@@ -443,7 +455,7 @@ fn plug_pull_backup(d: &mut Drill) -> Result<()> {
         if p.finished.is_none() {
             killed_runs += 1;
         }
-        if p.killed.iter().any(|(_, n)| n == "rsync") {
+        if mid_copy.get() && p.killed.iter().any(|(_, n)| n == "rsync") {
             rsync_killed = true;
         }
         // Power comes back: the scheduler starts at boot (holdfast never got to restart it).
@@ -911,4 +923,17 @@ mod tests {
         assert!(failed[0].detail.contains("checksum differs"));
         assert_eq!(r.steps.len(), 2);
     }
+}
+
+/// Whether rsync is halfway through a file under `dir`: one of its temporary files.
+fn mid_file(dir: &std::path::Path) -> bool {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .any(|e| {
+            e.file_type().is_file()
+                && e.file_name()
+                    .to_str()
+                    .is_some_and(|n| n.starts_with('.') && n.len() > 8)
+        })
 }
