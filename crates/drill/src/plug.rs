@@ -169,6 +169,7 @@ mod tests {
         let p = run_and_pull_on(
             Command::new("bash").args(["-c", "sleep 0.3; exec -a xyzzy sleep 30 & wait"]),
             "sleep",
+            &|| true,
             Duration::from_secs(10),
         )
         .unwrap();
