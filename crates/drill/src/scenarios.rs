@@ -893,6 +893,19 @@ fn check_whole(
     Ok(())
 }
 
+/// Whether rsync is halfway through a file under `dir`: one of its temporary files.
+fn mid_file(dir: &std::path::Path) -> bool {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .any(|e| {
+            e.file_type().is_file()
+                && e.file_name()
+                    .to_str()
+                    .is_some_and(|n| n.starts_with('.') && n.len() > 8)
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -923,17 +936,4 @@ mod tests {
         assert!(failed[0].detail.contains("checksum differs"));
         assert_eq!(r.steps.len(), 2);
     }
-}
-
-/// Whether rsync is halfway through a file under `dir`: one of its temporary files.
-fn mid_file(dir: &std::path::Path) -> bool {
-    walkdir::WalkDir::new(dir)
-        .into_iter()
-        .filter_map(|e| e.ok())
-        .any(|e| {
-            e.file_type().is_file()
-                && e.file_name()
-                    .to_str()
-                    .is_some_and(|n| n.starts_with('.') && n.len() > 8)
-        })
 }
