@@ -284,6 +284,29 @@ fn busy_uploads(site: &holdfast_site::Site) -> i64 {
         .get(0)
 }
 
+/// The upload and job rows of the uploads `refs` name, for a failure's message.
+fn upload_state(site: &holdfast_site::Site, refs: &[holdfast_site::db::Reference]) -> String {
+    let ups: Vec<i32> = holdfast_site::db::uploads_of(refs);
+    let mut c = site.connect().unwrap();
+    let rows = c
+        .query(
+            "SELECT u.upload_pk::text || ' origin=' || coalesce(u.upload_origin, '-') || ' pfile=' \
+             || coalesce(u.pfile_fk::text, 'NULL') || ' expire=' || coalesce(u.expire_action, '-') \
+             || ' jobs=' || coalesce((SELECT string_agg(jq.jq_type || ':' || coalesce(jq.jq_args, '') \
+                || ' start=' || coalesce(jq.jq_starttime::text, '-') || ' end=' \
+                || coalesce(jq.jq_endtime::text, '-') || ' ' || coalesce(jq.jq_endtext, ''), '; ') \
+                FROM jobqueue jq JOIN job j ON j.job_pk = jq.jq_job_fk \
+                WHERE j.job_upload_fk = u.upload_pk), '-') \
+             FROM upload u WHERE u.upload_pk = ANY($1)",
+            &[&ups],
+        )
+        .unwrap();
+    rows.iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
 #[test]
 fn every_mode_restores_whole_while_agents_write_and_delete() {
     let f = fixture(2, Behaviour::default(), 30);
@@ -313,7 +336,12 @@ fn every_mode_restores_whole_while_agents_write_and_delete() {
         // after it before the copy reached them, are set aside as being deleted: such an
         // upload is deleted on the site once its delete agent's last step has run (a moment
         // after the backup on a loaded machine). A stop lets the agents finish their unit.
-        assert!(out.missing.is_empty(), "{name}: {:?}", out.missing);
+        assert!(
+            out.missing.is_empty(),
+            "{name}: {:?}\nthose uploads now: {}",
+            out.missing,
+            upload_state(&site, &out.missing)
+        );
         let m = &out.manifest;
         assert!(
             m.repository
