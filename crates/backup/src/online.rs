@@ -246,16 +246,29 @@ pub(crate) fn run(
     let (missing, deleted_after) = if missing.is_empty() {
         (missing, Vec::new())
     } else {
-        // A connection of its own: the run's has been idle for the whole copy.
-        let gone = crate::connect(site)
-            .and_then(|mut c| {
-                db::uploads_deleted_by_now(&mut c, &db::uploads_of(&missing))
+        // A connection of its own: the run's has been idle for the whole copy. Asked a few
+        // times: a loaded server that cannot answer once must not turn deletions into loss.
+        let ups = db::uploads_of(&missing);
+        let ask = || {
+            crate::connect(site).and_then(|mut c| {
+                db::uploads_deleted_by_now(&mut c, &ups)
                     .map_err(db_err("read which uploads were deleted since the snapshot"))
             })
-            .unwrap_or_else(|e| {
-                tracing::warn!("cannot tell which missing files were deleted on purpose: {e}");
-                Default::default()
-            });
+        };
+        let gone = (1..=3)
+            .find_map(|n| match ask() {
+                Ok(g) => Some(g),
+                Err(e) if n < 3 => {
+                    tracing::warn!("cannot tell yet which missing files were deleted on purpose ({e}); asking again");
+                    std::thread::sleep(std::time::Duration::from_secs(n));
+                    None
+                }
+                Err(e) => {
+                    tracing::error!("cannot tell which missing files were deleted on purpose: {e}");
+                    Some(Default::default())
+                }
+            })
+            .unwrap_or_default();
         let (missing, after) = backup::split_deleting(missing, &gone);
         let ups = db::uploads_of(&after);
         being_deleted.extend(after);
