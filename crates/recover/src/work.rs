@@ -60,6 +60,8 @@ pub fn work_job(
                 .map(|r| PfileName::parse(&r.name).map_or(0, |n| n.size))
                 .collect();
             total.store(paths.len() as i64, Ordering::SeqCst);
+            // The job row has its total at once, however soon the work ends.
+            q.heartbeat(&mut c, job, paths.len() as i64, 0)?;
             tracing::info!(
                 job = job.id,
                 upload = job.upload_fk,
