@@ -99,18 +99,7 @@ fn repository_files_belong_to_fossology_whoever_runs_holdfast() {
     std::fs::create_dir_all(src.join("src")).unwrap();
     std::fs::write(src.join("src/a.c"), "int a;\n").unwrap();
     std::fs::write(src.join("README"), "readme\n").unwrap();
-    let tgz = d.path().join("p.tar.gz");
-    let st = Command::new("tar")
-        .args([
-            "czf",
-            tgz.to_str().unwrap(),
-            "-C",
-            d.path().to_str().unwrap(),
-            "p",
-        ])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let tgz = common::tar_gz(d.path(), "p");
     let hf = |args: &[&str]| {
         let o = common::holdfast(&cfg, args);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::process::Command;
-
 #[test]
 fn upload_then_rebuild_files_from_gold() {
     let (d, s) = common::scratch();
@@ -13,18 +11,7 @@ fn upload_then_rebuild_files_from_gold() {
     std::fs::create_dir_all(src.join("src")).unwrap();
     std::fs::write(src.join("src/a.c"), "int a;\n").unwrap();
     std::fs::write(src.join("README"), "readme\n").unwrap();
-    let tgz = d.path().join("p.tar.gz");
-    let st = Command::new("tar")
-        .args([
-            "czf",
-            tgz.to_str().unwrap(),
-            "-C",
-            d.path().to_str().unwrap(),
-            "p",
-        ])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let tgz = common::tar_gz(d.path(), "p");
     let hf = |args: &[&str]| common::holdfast(&cfg, args);
     let out = hf(&["upload", "--json", tgz.to_str().unwrap()]);
     assert!(
@@ -167,18 +154,7 @@ fn unpack_cut_off_replaces_the_half_tree_of_a_dead_unpack() {
         std::fs::create_dir_all(src.join(format!("d{i}"))).unwrap();
         std::fs::write(src.join(format!("d{i}/f.c")), format!("int f{i};\n")).unwrap();
     }
-    let tgz = d.path().join("p.tar.gz");
-    let st = Command::new("tar")
-        .args([
-            "czf",
-            tgz.to_str().unwrap(),
-            "-C",
-            d.path().to_str().unwrap(),
-            "p",
-        ])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let tgz = common::tar_gz(d.path(), "p");
     let hf = |args: &[&str]| common::holdfast(&cfg, args);
     let out = hf(&["upload", "--json", tgz.to_str().unwrap()]);
     assert!(

@@ -201,6 +201,18 @@ fn directory(w: &World) -> LdapDirectory {
     LdapDirectory::new(&sc).unwrap()
 }
 
+/// An SMTP relay with STARTTLS and a login, in the world's folder.
+fn tls_smtp(w: &World) -> Smtp {
+    Smtp::start(
+        &w.root.join("smtp"),
+        SmtpOptions {
+            tls: true,
+            auth: Some(("holdfast".into(), "s3cret".into())),
+        },
+    )
+    .unwrap()
+}
+
 fn smtp_cfg(s: &Smtp) -> SmtpConfig {
     let (u, p) = s.opts.auth.clone().unwrap();
     let pw = s.dir.join("smtp.secret");
@@ -253,14 +265,7 @@ fn find<'a>(msgs: &'a [Value], subject: &str) -> &'a Value {
 fn every_task_reaches_exactly_the_right_people() {
     holdfast_testkit::require("slapd");
     let mut w = world();
-    let tls = Smtp::start(
-        &w.root.join("smtp"),
-        SmtpOptions {
-            tls: true,
-            auth: Some(("holdfast".into(), "s3cret".into())),
-        },
-    )
-    .unwrap();
+    let tls = tls_smtp(&w);
     w.cfg.smtp = Some(smtp_cfg(&tls));
     let dir = directory(&w);
 
@@ -523,14 +528,7 @@ fn rejected(w: &World) -> usize {
 #[test]
 fn a_refused_login_sets_nothing_aside_and_the_next_run_sends_everything() {
     let mut w = world();
-    let smtp = Smtp::start(
-        &w.root.join("smtp"),
-        SmtpOptions {
-            tls: true,
-            auth: Some(("holdfast".into(), "s3cret".into())),
-        },
-    )
-    .unwrap();
+    let smtp = tls_smtp(&w);
     let mut sc = smtp_cfg(&smtp);
     // A rotated password: the relay answers 535, a 5xx about the session, not the messages.
     let stale = w.root.join("stale.secret");
@@ -567,14 +565,7 @@ fn a_refused_login_sets_nothing_aside_and_the_next_run_sends_everything() {
 #[test]
 fn a_refused_recipient_sets_only_its_message_aside_and_the_run_is_incomplete() {
     let mut w = world();
-    let smtp = Smtp::start(
-        &w.root.join("smtp"),
-        SmtpOptions {
-            tls: true,
-            auth: Some(("holdfast".into(), "s3cret".into())),
-        },
-    )
-    .unwrap();
+    let smtp = tls_smtp(&w);
     smtp.refuse(&["it@a5.example"]);
     w.cfg.smtp = Some(smtp_cfg(&smtp));
     // Nothing else to report: the refusal alone makes the run incomplete.
@@ -600,14 +591,7 @@ fn a_refused_recipient_sets_only_its_message_aside_and_the_run_is_incomplete() {
 #[test]
 fn a_dead_address_does_not_keep_the_warning_from_the_others() {
     let mut w = world();
-    let smtp = Smtp::start(
-        &w.root.join("smtp"),
-        SmtpOptions {
-            tls: true,
-            auth: Some(("holdfast".into(), "s3cret".into())),
-        },
-    )
-    .unwrap();
+    let smtp = tls_smtp(&w);
     // Anna's first mailbox was deleted; her second one works.
     smtp.refuse(&["anna@x.example"]);
     w.cfg.smtp = Some(smtp_cfg(&smtp));

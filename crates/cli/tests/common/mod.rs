@@ -46,3 +46,20 @@ pub fn command(config: &Path) -> Command {
 pub fn holdfast(config: &Path, args: &[&str]) -> Output {
     command(config).args(args).output().unwrap()
 }
+
+/// `<dir>/<name>.tar.gz` made of the folder `<dir>/<name>` with the system `tar`.
+pub fn tar_gz(dir: &Path, name: &str) -> PathBuf {
+    let tgz = dir.join(format!("{name}.tar.gz"));
+    let st = Command::new("tar")
+        .args([
+            "czf",
+            tgz.to_str().unwrap(),
+            "-C",
+            dir.to_str().unwrap(),
+            name,
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success(), "tar of {name}");
+    tgz
+}
