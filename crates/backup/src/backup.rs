@@ -723,6 +723,25 @@ fn run(
         },
         online: None,
     };
+    // An unpack the stop cut off (agents killed after stop_timeout_secs) may have left half
+    // its tree: FOSSology's rerun at the scheduler's `--reset` start writes rows only for an
+    // upload with none, and would mark the half tree unpacked. Its rows go before the start
+    // (the snapshot keeps them; a restore removes them the same way).
+    match holdfast_site::db::uploadtree::drop_cut_off_trees(client) {
+        Ok(dropped) => {
+            for (upload, rows) in dropped {
+                tracing::warn!(
+                    upload,
+                    rows,
+                    "the stop cut this upload's unpack off mid-write: its rows were removed so the scheduler unpacks it whole again"
+                );
+            }
+        }
+        Err(e) => tracing::error!(
+            "cannot remove the rows of unpacks the stop cut off (run `holdfast unpack --cut-off` with the scheduler stopped): {}",
+            crate::pg_why(&e)
+        ),
+    }
     // Everything the snapshot holds is on the target: FOSSology may run again while the
     // snapshot is synced, committed and old ones pruned.
     let was_running = guard.report.was_running;

@@ -387,8 +387,9 @@ fn files_of_uploads_being_deleted_are_set_aside_not_missing() {
 }
 
 /// An upload whose first unpack a stop (or a snapshot point) cut off mid-write: half its
-/// rows, an `ununpack_ars` row never ended, not marked unpacked, its queue row started.
-fn cut_off_first_unpack(site: &holdfast_site::Site, upload: i32) -> i64 {
+/// rows (in `table`), an `ununpack_ars` row never ended, not marked unpacked, its queue row
+/// started.
+fn cut_off_first_unpack(site: &holdfast_site::Site, upload: i32, table: &str) -> i64 {
     let mut c = site.connect().unwrap();
     c.batch_execute(&format!(
         "DELETE FROM ununpack_ars WHERE upload_fk = {upload};
@@ -398,8 +399,8 @@ fn cut_off_first_unpack(site: &holdfast_site::Site, upload: i32) -> i64 {
          INSERT INTO ununpack_ars (agent_fk, upload_fk, ars_success)
            SELECT max(agent_pk), {upload}, false FROM agent WHERE agent_name = 'ununpack';
          UPDATE upload SET upload_mode = upload_mode & ~32 WHERE upload_pk = {upload};
-         DELETE FROM uploadtree_a WHERE upload_fk = {upload} AND lft > (
-           SELECT (min(lft) + max(rgt)) / 2 FROM uploadtree_a WHERE upload_fk = {upload});
+         DELETE FROM {table} WHERE upload_fk = {upload} AND lft > (
+           SELECT (min(lft) + max(rgt)) / 2 FROM {table} WHERE upload_fk = {upload});
          WITH j AS (INSERT INTO job (job_name, job_upload_fk) VALUES ('cut', {upload})
                     RETURNING job_pk)
          INSERT INTO jobqueue (jq_job_fk, jq_type, jq_args, jq_starttime, jq_endtext)
@@ -407,7 +408,7 @@ fn cut_off_first_unpack(site: &holdfast_site::Site, upload: i32) -> i64 {
     ))
     .unwrap();
     c.query_one(
-        "SELECT count(*) FROM uploadtree_a WHERE upload_fk = $1",
+        "SELECT count(*) FROM uploadtree WHERE upload_fk = $1",
         &[&upload],
     )
     .unwrap()
@@ -431,16 +432,28 @@ fn a_restore_removes_the_half_tree_of_a_cut_off_unpack_so_the_rerun_writes_it_wh
         .collect();
     let rows = |c: &mut postgres::Client, u: i32| -> i64 {
         c.query_one(
-            "SELECT count(*) FROM uploadtree_a WHERE upload_fk = $1",
+            "SELECT count(*) FROM uploadtree WHERE upload_fk = $1",
             &[&u],
         )
         .unwrap()
         .get(0)
     };
-    let (cut, reunpacked) = (uploads[0], uploads[1]);
+    let (cut, reunpacked, big) = (uploads[0], uploads[1], uploads[2]);
     let whole = rows(&mut c, reunpacked);
-    let half = cut_off_first_unpack(&site, cut);
+    let half = cut_off_first_unpack(&site, cut, "uploadtree_a");
     assert!(half > 0);
+    // Over 500 MB, ununpack writes into a table of the upload's own, and names it in the
+    // upload row only at its end.
+    c.batch_execute(&format!(
+        "CREATE TABLE uploadtree_{big} (LIKE uploadtree INCLUDING DEFAULTS INCLUDING CONSTRAINTS \
+           INCLUDING INDEXES);
+         ALTER TABLE uploadtree_{big} INHERIT uploadtree;
+         INSERT INTO uploadtree_{big} SELECT * FROM uploadtree_a WHERE upload_fk = {big};
+         DELETE FROM uploadtree_a WHERE upload_fk = {big};"
+    ))
+    .unwrap();
+    let big_half = cut_off_first_unpack(&site, big, &format!("uploadtree_{big}"));
+    assert!(big_half > 0);
     // A reunpack cut off: the first unpack ended, so its rows are the tree.
     c.batch_execute(&format!(
         "WITH j AS (INSERT INTO job (job_name, job_upload_fk) VALUES ('re', {reunpacked})
@@ -450,9 +463,12 @@ fn a_restore_removes_the_half_tree_of_a_cut_off_unpack_so_the_rerun_writes_it_wh
     ))
     .unwrap();
     drop(c);
+    // Online snapshots: a stop would remove the half trees from the live site itself
+    // (the next test).
     for mode in [holdfast_backup::Mode::Full, holdfast_backup::Mode::Gold] {
         let cfg = holdfast_backup::BackupConfig {
             mode,
+            online: true,
             ..f.cfg.clone()
         };
         backup(&site, "s", &f.sched, &cfg).unwrap();
@@ -464,7 +480,11 @@ fn a_restore_removes_the_half_tree_of_a_cut_off_unpack_so_the_rerun_writes_it_wh
             ..Default::default()
         };
         let r = restore(&site, &f.sched, &cfg, &Default::default(), &opts).unwrap();
-        assert_eq!(r.cut_off_trees, vec![(cut, half as u64)], "{mode:?}");
+        assert_eq!(
+            r.cut_off_trees,
+            vec![(cut, half as u64), (big, big_half as u64)],
+            "{mode:?}"
+        );
         assert!(r.is_whole(), "{mode:?}: {:?}", r.verify.missing);
         let restored = holdfast_site::Site::open(Some(&into.join("etc/fossology"))).unwrap();
         let mut rc = restored.connect().unwrap();
@@ -472,6 +492,11 @@ fn a_restore_removes_the_half_tree_of_a_cut_off_unpack_so_the_rerun_writes_it_wh
             rows(&mut rc, cut),
             0,
             "{mode:?}: the rerun must find no rows"
+        );
+        assert_eq!(
+            rows(&mut rc, big),
+            0,
+            "{mode:?}: nor in the upload's own table"
         );
         assert_eq!(rows(&mut rc, reunpacked), whole, "{mode:?}");
         let success: bool = rc
@@ -486,4 +511,46 @@ fn a_restore_removes_the_half_tree_of_a_cut_off_unpack_so_the_rerun_writes_it_wh
     // The live site is left as it was.
     let mut c = site.connect().unwrap();
     assert_eq!(rows(&mut c, cut), half);
+}
+
+/// A stop that cut an unpack off (its agent killed mid-write) removes the rows it left
+/// before the scheduler starts again: the `--reset` start's rerun then writes the whole tree
+/// instead of marking the half one unpacked. A reunpack cut off keeps its rows.
+#[test]
+fn a_backup_that_cut_an_unpack_off_leaves_the_rerun_a_whole_tree() {
+    let f = fixture(2, Behaviour::default(), 30);
+    let site = f.site().clone();
+    let mut c = site.connect().unwrap();
+    let uploads: Vec<i32> = c
+        .query("SELECT upload_pk FROM upload ORDER BY 1", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let rows = |c: &mut postgres::Client, u: i32| -> i64 {
+        c.query_one(
+            "SELECT count(*) FROM uploadtree WHERE upload_fk = $1",
+            &[&u],
+        )
+        .unwrap()
+        .get(0)
+    };
+    let kept = rows(&mut c, uploads[1]);
+    let half = cut_off_first_unpack(&site, uploads[0], "uploadtree_a");
+    c.batch_execute(&format!(
+        "WITH j AS (INSERT INTO job (job_name, job_upload_fk) VALUES ('re', {u})
+                    RETURNING job_pk)
+         INSERT INTO jobqueue (jq_job_fk, jq_type, jq_args, jq_starttime, jq_endtext)
+           SELECT job_pk, 'ununpack', '{u}', now(), 'Started' FROM j;",
+        u = uploads[1]
+    ))
+    .unwrap();
+    let out = backup(&site, "s", &f.sched, &f.cfg).unwrap();
+    assert!(out.scheduler_restarted);
+    assert_eq!(
+        rows(&mut c, uploads[0]),
+        0,
+        "{half} rows left for the rerun to keep"
+    );
+    assert_eq!(rows(&mut c, uploads[1]), kept);
 }

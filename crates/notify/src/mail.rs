@@ -190,9 +190,15 @@ fn deliver(c: &mut SmtpConnection, env: &Envelope, raw: &[u8]) -> Delivery {
         }
         opts.push(MailParameter::Body(MailBodyParameter::EightBitMime));
     }
-    // The sender is the same for many messages: its refusal is the session's.
+    // The sender is the message's (a reseller's sstMailFrom, or default_from): a refusal of
+    // it keeps this message waiting, not the others. A login the relay wants (530, 535) and
+    // a lost connection are the session's.
     if let Err(e) = c.command(MailFrom::new(env.from().cloned(), opts)) {
-        return Delivery::Broken(e.to_string());
+        let code = e.status().map(|c| c.to_string());
+        return match code.as_deref() {
+            Some("530") | Some("535") | None => Delivery::Broken(e.to_string()),
+            Some(_) => Delivery::Deferred(format!("sender refused: {e}")),
+        };
     }
     // One message per side, as queued, and the relay's answer per RCPT decides: a dead
     // address is left out and the others still get it, with no new outbox file and no

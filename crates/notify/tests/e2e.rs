@@ -614,3 +614,38 @@ fn a_dead_address_does_not_keep_the_warning_from_the_others() {
     assert_eq!(sched["rcpt_tos"], serde_json::json!(["anna@home.example"]));
     assert_eq!(rejected(&w), 0);
 }
+
+/// One reseller's sender refused by the relay: its messages wait (the run is incomplete),
+/// every other message goes out, and nothing is set aside.
+#[test]
+fn a_refused_sender_keeps_its_messages_waiting_and_not_the_others() {
+    let mut w = world();
+    let smtp = tls_smtp(&w);
+    smtp.refuse(&["backup@r1.example"]);
+    w.cfg.smtp = Some(smtp_cfg(&smtp));
+    let dir = directory(&w);
+    let r = check(&dir, &w.cfg, &opts(NOW)).unwrap();
+    let held = r.flush.waiting;
+    assert!(held > 0, "{:?}", r.flush);
+    assert!(
+        r.flush.sent > 0,
+        "the other resellers' messages went out: {:?}",
+        r.flush
+    );
+    assert_eq!(r.flush.rejected, 0, "{:?}", r.flush);
+    assert!(r.incomplete());
+    assert!(smtp
+        .messages()
+        .iter()
+        .all(|m| m["mail_from"] != "backup@r1.example"));
+    // The relay takes that sender again: the next run sends what waited.
+    smtp.refuse(&[]);
+    let r = check(&dir, &w.cfg, &opts("2026-11-21T11:00:00Z")).unwrap();
+    assert_eq!((r.flush.sent, r.flush.waiting), (held, 0), "{:?}", r.flush);
+    let r1 = smtp
+        .messages()
+        .iter()
+        .filter(|m| m["mail_from"] == "backup@r1.example")
+        .count();
+    assert_eq!(r1, held, "only that sender's messages waited");
+}

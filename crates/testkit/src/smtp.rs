@@ -23,15 +23,23 @@ os.makedirs(store, exist_ok=True)
 
 refuse = os.path.join(os.path.dirname(store), "refuse")
 
+def dead():
+    try:
+        with open(refuse) as f:
+            return f.read().split()
+    except FileNotFoundError:
+        return []
+
 class Store:
     n = 0
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if address in dead():
+            return "553 5.1.8 <%s>: sender address rejected" % address
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        try:
-            with open(refuse) as f:
-                dead = f.read().split()
-        except FileNotFoundError:
-            dead = []
-        if address in dead:
+        if address in dead():
             return "550 5.1.1 <%s>: user unknown" % address
         envelope.rcpt_tos.append(address)
         return "250 OK"
@@ -151,8 +159,8 @@ impl Smtp {
         self.dir.join("cert.pem")
     }
 
-    /// Answers `550 user unknown` to these recipient addresses from now on (replacing any
-    /// earlier list).
+    /// Answers `550 user unknown` to these recipient addresses, and `553 sender address
+    /// rejected` to these senders, from now on (replacing any earlier list).
     pub fn refuse(&self, addresses: &[&str]) {
         std::fs::write(self.dir.join("refuse"), addresses.join("\n")).unwrap();
     }

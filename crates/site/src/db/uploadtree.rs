@@ -573,16 +573,13 @@ pub fn drop_cut_off_trees(c: &mut postgres::Client) -> Result<Vec<(i32, u64)>, p
     uploads.dedup();
     for upload in uploads {
         let mut tx = c.transaction()?;
-        let Some(table) = super::uploads::tree_table(&mut tx, upload)? else {
-            continue;
-        };
-        if !is_upload_table(table.as_str()) || !cut_off_rows(&mut tx, upload)? {
+        if !cut_off_rows(&mut tx, upload)? {
             continue;
         }
-        let n = tx.execute(
-            &format!("DELETE FROM {table} WHERE upload_fk = $1"),
-            &[&upload],
-        )?;
+        // Through the parent table: ununpack writes a big upload's rows into its own
+        // `uploadtree_<upload>` (inheriting `uploadtree`) and names that table in the upload
+        // row only at its end, so a cut-off run's rows may be where the row does not say.
+        let n = tx.execute("DELETE FROM uploadtree WHERE upload_fk = $1", &[&upload])?;
         tx.commit()?;
         if n > 0 {
             tracing::warn!(
