@@ -223,18 +223,12 @@ fn run(cli: Cli, ctx: &config::Context) -> anyhow::Result<ExitCode> {
     use Command::*;
     // A scheduler an interrupted run left stopped is started first by the commands that work
     // on the site. `backup` and `restore` do it in their own stop/start, `scheduler ensure`
-    // is that very job; helpers (`man`, `completions`, `config`, `metrics`) touch nothing.
+    // is that very job; helpers (`man`, `completions`, `config`, `metrics`) touch nothing;
+    // `unpack` and `recover` repair what a stop or a power cut left, which the scheduler's
+    // `--reset` start would run on first.
     if matches!(
         cli.command,
-        Snapshots(_)
-            | Copy(_)
-            | Verify(_)
-            | CheckRepo(_)
-            | Recover(_)
-            | Slim(_)
-            | Serve(_)
-            | Upload(_)
-            | Unpack(_)
+        Snapshots(_) | Copy(_) | Verify(_) | CheckRepo(_) | Slim(_) | Serve(_) | Upload(_)
     ) {
         commands::backup::resume_scheduler(ctx);
     }

@@ -71,21 +71,74 @@ fn read(dir: &OwnedFd, name: &str, path: &Path, findings: &mut Vec<String>) -> O
     }
 }
 
-/// True unless the folder is empty; a folder that cannot be listed is not called empty.
-/// Stops at the first entry: a prefix may hold millions.
-fn holds_anything(dir: &OwnedFd) -> bool {
+/// Whether the prefix holds a file the client uploaded: a regular file anywhere under it but
+/// in the client's own metadata folder, or a client file there other than `scheduler.xml`
+/// (written by a backup, even if unreadable). sepiola makes the prefix, `.sepiola_backup/`
+/// and its backup folder (all empty) and writes `scheduler.xml` when a schedule is set,
+/// before any backup (`prepareServerDirectories`, `uploadSchedulerXML`): no use. Stops at
+/// the first file (a prefix may hold millions); a folder that cannot be read, or a walk
+/// past [`WALK_CAP`] entries without a file, counts as used (never a false "never used").
+fn holds_a_file(dir: &OwnedFd) -> bool {
+    let mut budget = WALK_CAP;
+    file_under(dir, true, &mut budget).unwrap_or(true)
+}
+
+const WALK_CAP: usize = 10_000;
+
+/// Whether the metadata folder `name` holds a regular file other than `scheduler.xml`.
+fn backup_file_in(dir: &OwnedFd, name: &std::ffi::CStr) -> Option<bool> {
     use nix::fcntl::OFlag;
     let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let Ok(mut d) = nix::dir::Dir::openat(dir, ".", flags, nix::sys::stat::Mode::empty()) else {
-        return true;
-    };
-    let found = d.iter().any(|e| {
-        e.map_or(true, |e| {
-            let n = e.file_name().to_bytes();
-            n != b"." && n != b".."
-        })
-    });
-    found
+    let meta = nix::fcntl::openat(dir, name, flags, nix::sys::stat::Mode::empty()).ok()?;
+    let mut d = nix::dir::Dir::openat(&meta, ".", flags, nix::sys::stat::Mode::empty()).ok()?;
+    for e in d.iter() {
+        let e = e.ok()?;
+        if e.file_type() == Some(nix::dir::Type::File)
+            && e.file_name().to_bytes() != holdfast_stoney::SCHEDULER_FILE.as_bytes()
+        {
+            return Some(true);
+        }
+    }
+    Some(false)
+}
+
+/// `Some(found)`, or `None` when the walk cannot tell (unreadable, or over budget).
+fn file_under(dir: &OwnedFd, top: bool, budget: &mut usize) -> Option<bool> {
+    use nix::dir::Type;
+    use nix::fcntl::OFlag;
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let mut d = nix::dir::Dir::openat(dir, ".", flags, nix::sys::stat::Mode::empty()).ok()?;
+    let mut folders = Vec::new();
+    for e in d.iter() {
+        let e = e.ok()?;
+        let name = e.file_name().to_owned();
+        let n = name.to_bytes();
+        if n == b"." || n == b".." {
+            continue;
+        }
+        if top && n == holdfast_stoney::META_DIR.as_bytes() {
+            if backup_file_in(dir, &name)? {
+                return Some(true);
+            }
+            continue;
+        }
+        *budget = budget.checked_sub(1)?;
+        match e.file_type() {
+            Some(Type::File) => return Some(true),
+            Some(Type::Directory) => folders.push(name),
+            // Links, FIFOs and the like are no upload.
+            Some(_) => {}
+            None => return None,
+        }
+    }
+    for name in folders {
+        let sub =
+            nix::fcntl::openat(dir, name.as_c_str(), flags, nix::sys::stat::Mode::empty()).ok()?;
+        if file_under(&sub, false, budget)? {
+            return Some(true);
+        }
+    }
+    Some(false)
 }
 
 fn fixed(t: std::time::SystemTime) -> DateTime<FixedOffset> {
@@ -101,7 +154,7 @@ pub fn read_prefix_at(dir: &OwnedFd, prefix_dir: &Path) -> PrefixFiles {
         .unwrap_or_default();
     let mut out = PrefixFiles {
         prefix,
-        uploaded: holds_anything(dir),
+        uploaded: holds_a_file(dir),
         ..Default::default()
     };
     let meta_path = prefix_dir.join(holdfast_stoney::META_DIR);

@@ -302,8 +302,8 @@ pub fn cron_entry(holdfast: &Path, config: &Path, push: bool) -> String {
          00 04 * * * root out=$({} --config {} templates {verb} 2>&1); rc=$?; \
          echo \"$out\" | logger -t {tag}; [ $rc -eq 0 ] || echo \"holdfast templates {verb} \
          failed (exit $rc); its output is in syslog under {tag}\"\n",
-        holdfast.display(),
-        config.display()
+        sh_word(&holdfast.display().to_string()),
+        sh_word(&config.display().to_string())
     )
 }
 
@@ -338,5 +338,17 @@ mod tests {
         assert!(read_list(&p).unwrap_err().to_string().contains("line 1"));
         std::fs::write(&p, "selfcare.r1.org/\n").unwrap();
         assert!(matches!(read_list(&p), Err(SyncError::BadLine { .. })));
+    }
+}
+
+/// `w` quoted for sh when it holds anything but plain path characters.
+fn sh_word(w: &str) -> String {
+    if !w.is_empty()
+        && w.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+".contains(c))
+    {
+        w.to_string()
+    } else {
+        format!("'{}'", w.replace('\'', "'\\''"))
     }
 }

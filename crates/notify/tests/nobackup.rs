@@ -83,7 +83,7 @@ fn an_account_with_uploaded_data_but_no_client_files_is_not_never_used() {
         "",
     );
     let on = "mail: it@a.example\nsstNotificationWarningMedium: mail\nsstBackupWarningOn: TRUE\n";
-    let homes: Vec<_> = ["4000001", "4000002", "4000003"]
+    let homes: Vec<_> = ["4000001", "4000002", "4000003", "4000004"]
         .iter()
         .map(|uid| {
             let h = root.join("homes").join(uid);
@@ -93,7 +93,8 @@ fn an_account_with_uploaded_data_but_no_client_files_is_not_never_used() {
         })
         .collect();
     // 4000001: data, no .sepiola_backup; 4000002: only a truncated client file;
-    // 4000003: an empty prefix folder.
+    // 4000003: an empty prefix folder; 4000004: what sepiola makes when a schedule is set,
+    // before any backup (empty folders and scheduler.xml).
     std::fs::create_dir_all(homes[0].join("incoming/srv/etc")).unwrap();
     std::fs::write(
         homes[0].join("incoming/srv/etc/hosts"),
@@ -106,6 +107,12 @@ fn an_account_with_uploaded_data_but_no_client_files_is_not_never_used() {
     )
     .unwrap();
     std::fs::create_dir_all(homes[2].join("incoming/laptop")).unwrap();
+    std::fs::write(
+        meta(&homes[3], "desk").join("scheduler.xml"),
+        "<scheduler><weekly/></scheduler>",
+    )
+    .unwrap();
+    std::fs::create_dir_all(homes[3].join("incoming/desk/backup")).unwrap();
     let now = Utc::now();
     for h in &homes {
         set_mtime(h, now - Duration::days(30));
@@ -125,5 +132,5 @@ fn an_account_with_uploaded_data_but_no_client_files_is_not_never_used() {
         .filter(|e| !e.resolved)
         .map(|e| e.account.as_str())
         .collect();
-    assert_eq!(warned, ["4000003"], "{:?}", r.mails);
+    assert_eq!(warned, ["4000003", "4000004"], "{:?}", r.mails);
 }

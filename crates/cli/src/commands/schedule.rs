@@ -182,8 +182,11 @@ pub fn run(cmd: Cmd, ctx: &Context) -> anyhow::Result<ExitCode> {
                     }
                     if server {
                         // The backup's own cron file goes below when the backup is installed.
-                        let mut candidates =
-                            vec![cron_file.as_path(), ctx.config.server.cron_file.as_path()];
+                        let mut candidates = vec![
+                            cron_file.as_path(),
+                            ctx.config.server.cron_file.as_path(),
+                            cfg.cron_file.as_path(),
+                        ];
                         if !no_backup {
                             candidates.retain(|p| *p != cfg.cron_file.as_path());
                         }

@@ -53,9 +53,23 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         args.upload.clone()
     };
     let mut incomplete = false;
+    let mut failed = Vec::new();
     for &up in &uploads {
         holdfast_site::interrupt::check()?;
-        let s = holdfast_unpack::unpack_upload(&site, up, &ctx.config.unpack, &opts)?;
+        // The lock `recover` and the recovery queue take: one unpack of an upload at a time.
+        let mut lock = site.connect()?;
+        holdfast_site::db::uploads::lock_for_unpack(&mut lock, up)?;
+        let s = match holdfast_unpack::unpack_upload(&site, up, &ctx.config.unpack, &opts) {
+            Ok(s) => s,
+            // --cut-off goes on: the uploads after it must not keep their half trees.
+            Err(e) if args.cut_off && !holdfast_site::interrupt::requested() => {
+                eprintln!("error: upload {up}: {e}");
+                failed.push(up);
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        drop(lock);
         incomplete |= !s.errors.is_empty() || !s.unreproduced.is_empty();
         if args.json {
             println!("{}", serde_json::to_string(&s)?);
@@ -71,6 +85,13 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
             }
             println!("{s}");
         }
+    }
+    if !failed.is_empty() {
+        anyhow::bail!(
+            "{} upload(s) could not be unpacked again: {failed:?} (see above); keep the \
+             scheduler stopped until they are (its rerun would keep their half trees)",
+            failed.len()
+        );
     }
     Ok(if incomplete {
         crate::exit::code(crate::exit::INCOMPLETE)
