@@ -324,6 +324,18 @@ pub fn install_cron(path: &Path, entry: &str) -> Result<(), SyncError> {
     std::fs::rename(&tmp, path).map_err(err)
 }
 
+/// `w` quoted for sh when it holds anything but plain path characters.
+fn sh_word(w: &str) -> String {
+    if !w.is_empty()
+        && w.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+".contains(c))
+    {
+        w.to_string()
+    } else {
+        format!("'{}'", w.replace('\'', "'\\''"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -338,17 +350,5 @@ mod tests {
         assert!(read_list(&p).unwrap_err().to_string().contains("line 1"));
         std::fs::write(&p, "selfcare.r1.org/\n").unwrap();
         assert!(matches!(read_list(&p), Err(SyncError::BadLine { .. })));
-    }
-}
-
-/// `w` quoted for sh when it holds anything but plain path characters.
-fn sh_word(w: &str) -> String {
-    if !w.is_empty()
-        && w.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+".contains(c))
-    {
-        w.to_string()
-    } else {
-        format!("'{}'", w.replace('\'', "'\\''"))
     }
 }
