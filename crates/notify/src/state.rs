@@ -179,6 +179,15 @@ impl State {
         failed: bool,
         now: DateTime<Utc>,
     ) -> Result<u32, StateError> {
+        // Runs were keyed by the client's bare id before they were keyed by id and start: a
+        // row an older holdfast wrote for this run becomes this run's, not a second one.
+        let bare = id.split_once('@').map_or(id, |(b, _)| b);
+        self.db
+            .execute(
+                "UPDATE OR IGNORE runs SET id = ?3 WHERE account = ?1 AND prefix = ?2 AND id = ?4",
+                params![account, prefix, id, bare],
+            )
+            .map_err(|e| self.err(e))?;
         self.db
             .execute(
                 "INSERT INTO runs(account, prefix, id, failed, seen) VALUES(?1, ?2, ?3, ?4, ?5)
@@ -223,14 +232,15 @@ impl State {
         if !failed {
             return Ok(0);
         }
+        let bare = id.split_once('@').map_or(id, |(b, _)| b);
         let mut q = self
             .db
             .prepare_cached(
-                "SELECT failed FROM runs WHERE account=?1 AND prefix=?2 AND id<>?3 ORDER BY seen DESC, rowid DESC LIMIT 1000",
+                "SELECT failed FROM runs WHERE account=?1 AND prefix=?2 AND id<>?3 AND id<>?4 ORDER BY seen DESC, rowid DESC LIMIT 1000",
             )
             .map_err(|e| self.err(e))?;
         let rows = q
-            .query_map(params![account, prefix, id], |r| r.get::<_, i64>(0))
+            .query_map(params![account, prefix, id, bare], |r| r.get::<_, i64>(0))
             .map_err(|e| self.err(e))?;
         let mut n = 1;
         for r in rows {
@@ -314,6 +324,17 @@ mod tests {
             "the same run counts once"
         );
         assert_eq!(r("4", true, "2026-11-21T04:00:00Z"), 2);
+        // A run an older holdfast recorded by its bare id, seen again under its id and
+        // start: the same run, not a third failure.
+        assert_eq!(
+            r("4@2026-11-21T02:00:00+00:00", true, "2026-11-21T05:00:00Z"),
+            2
+        );
+        assert_eq!(
+            s.failures_with("a", "pc", "4@2026-11-21T02:00:00+00:00", true)
+                .unwrap(),
+            2
+        );
         assert_eq!(
             s.record_run("a", "other", "4", true, t("2026-11-21T04:00:00Z"))
                 .unwrap(),

@@ -174,8 +174,10 @@ pub fn rebuild(
         }
     }
 
+    // Each job holds two connections (its unpack's and its upload's lock): a big host's
+    // CPU count must not exhaust PostgreSQL's max_connections (100 by default).
     let jobs = if opts.jobs == 0 {
-        std::thread::available_parallelism().map_or(2, |n| n.get())
+        std::thread::available_parallelism().map_or(2, |n| n.get().min(16))
     } else {
         opts.jobs
     };
@@ -420,7 +422,9 @@ enum Pre {
 /// connection closes after it.
 fn one_at_a_time<T>(site: &Site, upload: i32, f: impl FnOnce() -> T) -> Result<T> {
     let mut lock = site.connect()?;
-    db::uploads::lock_for_unpack(&mut lock, upload)?;
+    if !db::uploads::lock_for_unpack(&mut lock, upload)? {
+        holdfast_site::interrupt::check()?;
+    }
     Ok(f())
 }
 

@@ -58,7 +58,9 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         holdfast_site::interrupt::check()?;
         // The lock `recover` and the recovery queue take: one unpack of an upload at a time.
         let mut lock = site.connect()?;
-        holdfast_site::db::uploads::lock_for_unpack(&mut lock, up)?;
+        if !holdfast_site::db::uploads::lock_for_unpack(&mut lock, up)? {
+            holdfast_site::interrupt::check()?;
+        }
         let s = match holdfast_unpack::unpack_upload(&site, up, &ctx.config.unpack, &opts) {
             Ok(s) => s,
             // --cut-off goes on: the uploads after it must not keep their half trees.

@@ -333,8 +333,19 @@ pub fn create(
 
 /// Takes the session lock holdfast's unpacks of `upload` share (a PostgreSQL advisory lock,
 /// released when `c` closes), waiting for another holder: `recover --all`, the recovery
-/// queue's workers and a restore's rebuild never unpack one upload twice at once.
-pub fn lock_for_unpack(c: &mut postgres::Client, upload: i32) -> Result<(), postgres::Error> {
-    c.execute("SELECT pg_advisory_lock(7340212, $1)", &[&upload])?;
-    Ok(())
+/// queue's workers, a restore's rebuild and `unpack` never unpack one upload twice at once.
+/// The wait is a poll, so a stop signal ends it: `Ok(false)` then.
+pub fn lock_for_unpack(c: &mut postgres::Client, upload: i32) -> Result<bool, postgres::Error> {
+    loop {
+        let got: bool = c
+            .query_one("SELECT pg_try_advisory_lock(7340212, $1)", &[&upload])?
+            .get(0);
+        if got {
+            return Ok(true);
+        }
+        if crate::interrupt::requested() {
+            return Ok(false);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }
