@@ -77,6 +77,32 @@ pub fn after_backup(cfg: &BackupConfig, primary: &dyn Store) -> Vec<CopyResult> 
         .collect()
 }
 
+/// `holdfast copy --dry-run [NAME]`: for each copy, `(name, target, snapshots it would
+/// copy, snapshots its retention would remove)`; nothing is written anywhere.
+pub fn preview(
+    cfg: &BackupConfig,
+    name: Option<&str>,
+) -> Result<Vec<(String, String, Vec<String>, Vec<String>)>, BackupError> {
+    cfg.check_copies()?;
+    let copies: Vec<&CopyConfig> = match name {
+        Some(n) => vec![cfg.copy_named(n)?],
+        None => cfg.copy.iter().collect(),
+    };
+    let primary = cfg.store()?;
+    primary.check_readable()?;
+    let mut out = Vec::new();
+    for c in copies {
+        let dest = cfg.copy_store(c)?;
+        let (copy, gone) = holdfast_store::copy::preview(
+            primary.as_ref(),
+            dest.as_ref(),
+            c.keep.unwrap_or(cfg.keep),
+        )?;
+        out.push((c.name.clone(), c.target.clone(), copy, gone));
+    }
+    Ok(out)
+}
+
 /// `holdfast copy [NAME]`: one copy job, or every configured one.
 pub fn copy(cfg: &BackupConfig, name: Option<&str>) -> Result<Vec<CopyResult>, BackupError> {
     cfg.check_copies()?;

@@ -185,11 +185,26 @@ fn copies_to_a_second_sshd_and_restores_from_it() {
     );
     assert_eq!(assert_whole(copy_store.as_ref()), 2);
 
-    // The copy's own retention: keep = 2 there, while the primary keeps 5.
+    // The copy's own retention: keep = 2 there, while the primary keeps 5. A preview first
+    // names what the copy job will get and remove, and changes nothing.
     f.add_uploads(1);
-    let third = backup(f.site(), "copy", &f.sched, &cfg).unwrap();
-    assert!(third.copies[0].ok());
-    assert_eq!(copy_store.snapshots().unwrap().len(), 2);
+    let mut alone = cfg.clone();
+    alone.copy[0].after_backup = false;
+    let third = backup(f.site(), "copy", &f.sched, &alone).unwrap();
+    assert!(third.copies.is_empty());
+    let plan = holdfast_backup::copy::preview(&cfg, None).unwrap();
+    assert_eq!(plan[0].2, vec![third.snapshot.clone()]);
+    assert_eq!(plan[0].3, vec![snaps[0].name.clone()]);
+    assert_eq!(
+        copy_store.snapshots().unwrap(),
+        snaps,
+        "a preview changed the copy"
+    );
+    let r = holdfast_backup::copy::copy(&cfg, None).unwrap();
+    assert!(r[0].ok());
+    let now = copy_store.snapshots().unwrap();
+    assert_eq!(now.len(), 2);
+    assert!(now.iter().all(|s| s.name != snaps[0].name), "{now:?}");
     assert_eq!(cfg.store().unwrap().snapshots().unwrap().len(), 3);
 
     // Restore from the copy, with the same checks as from the primary.

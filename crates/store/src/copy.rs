@@ -73,6 +73,26 @@ pub fn wanted(source: &[Snapshot], copy: &[Snapshot], keep: usize) -> Vec<Snapsh
     out
 }
 
+/// What a copy job would do now, changing nothing (`copy --dry-run`): the source's
+/// snapshots it would copy, and the copy's snapshots its retention would then remove.
+pub fn preview(
+    source: &dyn Store,
+    dest: &dyn Store,
+    keep: usize,
+) -> Result<(Vec<String>, Vec<String>), StoreError> {
+    let src = source.snapshots()?;
+    // A copy not made yet has no snapshots (its first run makes the folder).
+    let dst = match dest.check_readable() {
+        Ok(()) => dest.snapshots()?,
+        Err(StoreError::NotThere { .. }) => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    let todo = wanted(&src, &dst, keep);
+    let extra = (dst.len() + todo.len()).saturating_sub(keep.max(1));
+    let gone = dst.iter().take(extra).map(|s| s.name.clone()).collect();
+    Ok((todo.into_iter().map(|s| s.name).collect(), gone))
+}
+
 /// The layout of every copy: the pool, keeping `keep` snapshots.
 pub fn copy_layout(keep: usize) -> Layout {
     Layout {

@@ -27,6 +27,10 @@ pub struct Args {
     /// Print the outcome as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Say which snapshots each copy would get and which its retention (`keep`) would
+    /// remove, changing nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// One line per copy job (shared with `holdfast backup`).
@@ -81,6 +85,25 @@ pub fn describe(r: &CopyResult) -> String {
 }
 
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
+    if args.dry_run {
+        let plan = holdfast_backup::copy::preview(&ctx.config.backup, args.name.as_deref())
+            .map_err(cli_error)?;
+        for (name, target, copy, gone) in plan {
+            let list = |v: &[String]| {
+                if v.is_empty() {
+                    "none".to_string()
+                } else {
+                    v.join(", ")
+                }
+            };
+            println!(
+                "copy {name} ({target}): would copy {}; would remove {}",
+                list(&copy),
+                list(&gone)
+            );
+        }
+        return Ok(exit::code(exit::OK));
+    }
     let out =
         holdfast_backup::copy::copy(&ctx.config.backup, args.name.as_deref()).map_err(cli_error)?;
     if args.json {
