@@ -77,12 +77,19 @@ pub fn after_backup(cfg: &BackupConfig, primary: &dyn Store) -> Vec<CopyResult> 
         .collect()
 }
 
-/// `holdfast copy --dry-run [NAME]`: for each copy, `(name, target, snapshots it would
-/// copy, snapshots its retention would remove)`; nothing is written anywhere.
-pub fn preview(
-    cfg: &BackupConfig,
-    name: Option<&str>,
-) -> Result<Vec<(String, String, Vec<String>, Vec<String>)>, BackupError> {
+/// What one copy job would do ([`preview`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CopyPreview {
+    pub name: String,
+    pub target: String,
+    /// The primary's snapshots it would copy.
+    pub copy: Vec<String>,
+    /// The copy's snapshots its `keep` would then remove.
+    pub remove: Vec<String>,
+}
+
+/// `holdfast copy --dry-run [NAME]`: what each copy job would do; nothing is written.
+pub fn preview(cfg: &BackupConfig, name: Option<&str>) -> Result<Vec<CopyPreview>, BackupError> {
     cfg.check_copies()?;
     let copies: Vec<&CopyConfig> = match name {
         Some(n) => vec![cfg.copy_named(n)?],
@@ -98,7 +105,12 @@ pub fn preview(
             dest.as_ref(),
             c.keep.unwrap_or(cfg.keep),
         )?;
-        out.push((c.name.clone(), c.target.clone(), copy, gone));
+        out.push(CopyPreview {
+            name: c.name.clone(),
+            target: c.target.clone(),
+            copy,
+            remove: gone,
+        });
     }
     Ok(out)
 }
