@@ -193,8 +193,8 @@ fn copies_to_a_second_sshd_and_restores_from_it() {
     let third = backup(f.site(), "copy", &f.sched, &alone).unwrap();
     assert!(third.copies.is_empty());
     let plan = holdfast_backup::copy::preview(&cfg, None).unwrap();
-    assert_eq!(plan[0].2, vec![third.snapshot.clone()]);
-    assert_eq!(plan[0].3, vec![snaps[0].name.clone()]);
+    assert_eq!(plan[0].copy, vec![third.snapshot.clone()]);
+    assert_eq!(plan[0].remove, vec![snaps[0].name.clone()]);
     assert_eq!(
         copy_store.snapshots().unwrap(),
         snaps,

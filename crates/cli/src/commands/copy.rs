@@ -88,7 +88,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     if args.dry_run {
         let plan = holdfast_backup::copy::preview(&ctx.config.backup, args.name.as_deref())
             .map_err(cli_error)?;
-        for (name, target, copy, gone) in plan {
+        for p in plan {
             let list = |v: &[String]| {
                 if v.is_empty() {
                     "none".to_string()
@@ -97,9 +97,11 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
                 }
             };
             println!(
-                "copy {name} ({target}): would copy {}; would remove {}",
-                list(&copy),
-                list(&gone)
+                "copy {} ({}): would copy {}; would remove {}",
+                p.name,
+                p.target,
+                list(&p.copy),
+                list(&p.remove)
             );
         }
         return Ok(exit::code(exit::OK));
