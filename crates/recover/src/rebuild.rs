@@ -197,12 +197,27 @@ pub fn rebuild(
     let mut gold_gone: BTreeSet<i32> = BTreeSet::new();
     let phase1 = run_parallel(site, unpack, &first, &pre, jobs, &progress)?;
     // Only these cut-off uploads have their files back; the others (failed, gold gone, not
-    // reached before a stop signal) must not have their jobs run on missing files.
-    let ready: BTreeSet<i32> = phase1
-        .iter()
-        .filter(|(_, _, step)| matches!(step, Step::Whole | Step::Unpacked(_)))
-        .map(|(u, _, _)| *u)
-        .collect();
+    // reached before a stop signal, or unpacked with errors that left files out, e.g. a full
+    // disk) must not have their jobs run on missing files. Files that can never be made
+    // again (see `explain::never_reproducible`) do not hold a job back.
+    let mut ready: BTreeSet<i32> = BTreeSet::new();
+    for (u, _, step) in &phase1 {
+        let whole = match step {
+            Step::Whole => true,
+            Step::Unpacked(s) if s.errors.is_empty() => true,
+            Step::Unpacked(_) => {
+                let never = crate::explain::never_reproducible(&mut c, *u)?;
+                db::verify(&mut c, &site.repo, Some(*u))?
+                    .missing
+                    .iter()
+                    .all(|r| never.contains_key(&r.pfile_pk))
+            }
+            _ => false,
+        };
+        if whole {
+            ready.insert(*u);
+        }
+    }
     absorb(
         &mut report,
         &mut failures,

@@ -274,3 +274,36 @@ fn a_cut_off_job_of_an_upload_with_corrupt_gold_is_not_handed_back() {
         assert!(started || jq == nomos_jq, "row {jq} queued again");
     }
 }
+
+/// A rebuild that left files out (here a limit stops the nested archive; a full disk does
+/// the same) does not hand the cut-off job back: it would run on missing files.
+#[test]
+fn a_cut_off_job_whose_rebuild_left_files_out_is_not_handed_back() {
+    let f = fixture();
+    let u1 = f.uploads[0];
+    let (unpack_jq, _) = cut_off_job(&f, u1);
+    std::fs::remove_dir_all(files_root(&f.s)).unwrap();
+    let mut c = f.s.site.connect().unwrap();
+    let cut_off = db::running_jobs(&mut c).unwrap();
+    let shallow = UnpackConfig {
+        max_depth: 1,
+        ..UnpackConfig::default()
+    };
+    let report = rebuild_after_restore(
+        &f.s.site,
+        &shallow,
+        &cut_off,
+        &RebuildOptions {
+            lazy: true,
+            jobs: 1,
+        },
+    )
+    .unwrap();
+    let v = db::verify(&mut c, &f.s.site.repo, Some(u1)).unwrap();
+    assert!(
+        !v.missing.is_empty(),
+        "the limit left nothing out: {report:?}"
+    );
+    assert!(report.requeued.is_empty(), "{:?}", report.requeued);
+    assert!(report.not_requeued.contains(&unpack_jq), "{report:?}");
+}
