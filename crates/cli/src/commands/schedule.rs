@@ -34,7 +34,7 @@ the holdfast-serve.service. --no-backup leaves the client backup out (a backup s
         #[arg(long, value_parser = ["auto", "systemd", "cron"])]
         system: Option<String>,
         /// Cron file to write instead of backup.cron_file.
-        #[arg(long)]
+        #[arg(long, visible_alias = "cron-file")]
         file: Option<PathBuf>,
         /// Print what would be written without writing it.
         #[arg(long)]
@@ -43,7 +43,7 @@ the holdfast-serve.service. --no-backup leaves the client backup out (a backup s
     /// Say which scheduling is active (systemd timer or cron file) and print it.
     Show {
         /// Cron file to read instead of backup.cron_file.
-        #[arg(long)]
+        #[arg(long, visible_alias = "cron-file")]
         file: Option<PathBuf>,
     },
 }

@@ -86,7 +86,7 @@ pub struct SizeArgs {
     #[arg(long, value_name = "UID")]
     account: Option<String>,
     /// Measure and print only; do not write the directory.
-    #[arg(long)]
+    #[arg(long, visible_alias = "dry-run")]
     no_write: bool,
     /// Walk every snapshot again instead of using the scans kept for rotated snapshots.
     #[arg(long)]
