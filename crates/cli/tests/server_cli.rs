@@ -337,6 +337,7 @@ fn the_server_jobs_live_in_one_cron_file() {
     )
     .unwrap();
     let run = |args: &[&str]| holdfast(&conf, args);
+    // `--cron-file`, as `server schedule install` names it (an alias of `--file`).
     let o = run(&[
         "schedule",
         "install",
@@ -344,6 +345,8 @@ fn the_server_jobs_live_in_one_cron_file() {
         "--no-backup",
         "--system",
         "cron",
+        "--cron-file",
+        main.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(std::fs::read_to_string(&main)
