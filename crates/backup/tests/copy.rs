@@ -205,6 +205,11 @@ fn copies_to_a_second_sshd_and_restores_from_it() {
     let now = copy_store.snapshots().unwrap();
     assert_eq!(now.len(), 2);
     assert!(now.iter().all(|s| s.name != snaps[0].name), "{now:?}");
+    assert_eq!(
+        r[0].run.as_ref().unwrap().pruned,
+        plan[0].remove,
+        "reported as removed"
+    );
     assert_eq!(cfg.store().unwrap().snapshots().unwrap().len(), 3);
 
     // Restore from the copy, with the same checks as from the primary.

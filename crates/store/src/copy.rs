@@ -142,8 +142,15 @@ pub fn run(
         );
         out.copied.push(c);
     }
-    // Retention runs even when nothing was copied (keep may have been lowered).
-    out.pruned = dest.prune(&layout)?;
+    // Retention runs even when nothing was copied (keep may have been lowered). Each commit
+    // prunes too: what went is what the copy held before and holds no more.
+    dest.prune(&layout)?;
+    let now: HashSet<String> = dest.snapshots()?.into_iter().map(|s| s.name).collect();
+    out.pruned = dst_snaps
+        .into_iter()
+        .map(|s| s.name)
+        .filter(|n| !now.contains(n))
+        .collect();
     Ok(out)
 }
 
