@@ -125,9 +125,11 @@ pub fn refuse_if_restoring(site: &Site) -> Result<(), BackupError> {
 }
 
 /// Starts the scheduler when an interrupted run left it stopped (FOSSology's scheduler note
-/// is there, it is not running, and no run holds the lock). Every holdfast command calls
-/// this first, so after a `kill -9` the scheduler runs again at the next command, not the
-/// next night. Returns what it did.
+/// is there, it is not running, and no run holds the lock). The commands that work on the
+/// site call this first (`backup` and `restore` in their own stop and start; not `unpack`
+/// and `recover`, which repair what the scheduler's start would rerun), so after a
+/// `kill -9` the scheduler runs again at the next of them, or at `scheduler ensure`, not
+/// the next night. Returns what it did.
 ///
 /// A site whose restore is unfinished keeps its scheduler stopped: agents must not run
 /// against a half-loaded database. Then the message says so and nothing is started.
