@@ -274,7 +274,7 @@ pub fn cron_text(jobs: &[Job], exe: &Path, config: &Path) -> String {
         let mut v = argv(exe, config, a);
         v.insert(4, "-q".into());
         v.iter()
-            .map(|w| shell_word(w))
+            .map(|w| holdfast_core::shell::quote(w))
             .collect::<Vec<_>>()
             .join(" ")
     };
@@ -286,17 +286,6 @@ pub fn cron_text(jobs: &[Job], exe: &Path, config: &Path) -> String {
         s.push('\n');
     }
     s
-}
-
-fn shell_word(w: &str) -> String {
-    if !w.is_empty()
-        && w.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+".contains(c))
-    {
-        w.to_string()
-    } else {
-        format!("'{}'", w.replace('\'', "'\\''"))
-    }
 }
 
 /// Writes a file atomically with mode 0644 (cron and systemd want it readable, not writable

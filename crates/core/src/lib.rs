@@ -13,6 +13,7 @@
 //! * [`child`]: child processes (rsync, psql, pg_dumpall, ssh) that die with holdfast.
 //! * [`gzip`]: gzip members written with libdeflate (dumps, file lists).
 //! * [`threads`]: one shared pool for work that waits on the disk.
+//! * [`shell`]: one way to quote a word for a shell (ssh commands, cron lines).
 //! * [`tree`]: descriptor-relative directory walks that never follow a symlink, and a
 //!   parallel [`tree::remove_tree`].
 
@@ -23,6 +24,7 @@ pub mod gzip;
 pub mod interrupt;
 pub mod lock;
 pub mod progress;
+pub mod shell;
 pub mod threads;
 pub mod tree;
 

@@ -302,8 +302,8 @@ pub fn cron_entry(holdfast: &Path, config: &Path, push: bool) -> String {
          00 04 * * * root out=$({} --config {} templates {verb} 2>&1); rc=$?; \
          echo \"$out\" | logger -t {tag}; [ $rc -eq 0 ] || echo \"holdfast templates {verb} \
          failed (exit $rc); its output is in syslog under {tag}\"\n",
-        sh_word(&holdfast.display().to_string()),
-        sh_word(&config.display().to_string())
+        holdfast_core::shell::quote(&holdfast.display().to_string()),
+        holdfast_core::shell::quote(&config.display().to_string())
     )
 }
 
@@ -322,18 +322,6 @@ pub fn install_cron(path: &Path, entry: &str) -> Result<(), SyncError> {
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644)).map_err(err)?;
     }
     std::fs::rename(&tmp, path).map_err(err)
-}
-
-/// `w` quoted for sh when it holds anything but plain path characters.
-fn sh_word(w: &str) -> String {
-    if !w.is_empty()
-        && w.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+".contains(c))
-    {
-        w.to_string()
-    } else {
-        format!("'{}'", w.replace('\'', "'\\''"))
-    }
 }
 
 #[cfg(test)]

@@ -45,16 +45,7 @@ pub fn nul_separated<'a>(paths: impl IntoIterator<Item = &'a String>) -> Vec<u8>
     input
 }
 
-/// Quotes a string for a POSIX shell.
-pub fn sh_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/._-+:=@,".contains(&b))
-    {
-        return s.to_string();
-    }
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
+pub use holdfast_core::shell::quote as sh_quote;
 
 impl Target {
     /// Parses `/path`, `file:///path` or `ssh://[user@]host[:port]/path`.
@@ -825,13 +816,6 @@ mod tests {
         assert!(Target::parse("s3://bucket/x", SshOptions::default()).is_err());
         assert!(Target::parse("ssh://host", SshOptions::default()).is_err());
         assert!(Target::parse("ssh://h:port/x", SshOptions::default()).is_err());
-    }
-
-    #[test]
-    fn quotes_for_the_shell() {
-        assert_eq!(sh_quote("/a/b.c"), "/a/b.c");
-        assert_eq!(sh_quote("it's"), "'it'\\''s'");
-        assert_eq!(sh_quote("a b"), "'a b'");
     }
 
     #[test]
