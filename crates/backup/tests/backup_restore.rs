@@ -270,12 +270,7 @@ fn files_of_uploads_being_deleted_are_set_aside_not_missing() {
     let mut sched = f.sched.clone();
     sched.stale_row_grace_secs = 1;
     let mut c = site.connect().unwrap();
-    let ups: Vec<i32> = c
-        .query("SELECT upload_pk FROM upload ORDER BY upload_pk", &[])
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let ups = upload_pks(&mut c);
     let (by_upload, in_folder, kept) = (ups[0], ups[1], ups[2]);
     let folder: i32 = c
         .query_one(
@@ -407,6 +402,30 @@ fn cut_off_first_unpack(site: &holdfast_site::Site, upload: i32, table: &str) ->
            SELECT job_pk, 'ununpack', '{upload}', now(), 'Started' FROM j;"
     ))
     .unwrap();
+    tree_rows(&mut c, upload)
+}
+
+/// A reunpack of `upload` cut off: its queue row started, its first unpack ended.
+fn cut_off_reunpack(c: &mut postgres::Client, upload: i32) {
+    c.batch_execute(&format!(
+        "WITH j AS (INSERT INTO job (job_name, job_upload_fk) VALUES ('re', {upload})
+                    RETURNING job_pk)
+         INSERT INTO jobqueue (jq_job_fk, jq_type, jq_args, jq_starttime, jq_endtext)
+           SELECT job_pk, 'ununpack', '{upload}', now(), 'Started' FROM j;"
+    ))
+    .unwrap();
+}
+
+fn upload_pks(c: &mut postgres::Client) -> Vec<i32> {
+    c.query("SELECT upload_pk FROM upload ORDER BY 1", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// Tree rows of `upload`, in `uploadtree_a` or a table of its own.
+fn tree_rows(c: &mut postgres::Client, upload: i32) -> i64 {
     c.query_one(
         "SELECT count(*) FROM uploadtree WHERE upload_fk = $1",
         &[&upload],
@@ -424,22 +443,9 @@ fn a_restore_removes_the_half_tree_of_a_cut_off_unpack_so_the_rerun_writes_it_wh
     let f = fixture(3, Behaviour::default(), 30);
     let site = f.site().clone();
     let mut c = site.connect().unwrap();
-    let uploads: Vec<i32> = c
-        .query("SELECT upload_pk FROM upload ORDER BY 1", &[])
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let rows = |c: &mut postgres::Client, u: i32| -> i64 {
-        c.query_one(
-            "SELECT count(*) FROM uploadtree WHERE upload_fk = $1",
-            &[&u],
-        )
-        .unwrap()
-        .get(0)
-    };
+    let uploads = upload_pks(&mut c);
     let (cut, reunpacked, big) = (uploads[0], uploads[1], uploads[2]);
-    let whole = rows(&mut c, reunpacked);
+    let whole = tree_rows(&mut c, reunpacked);
     let half = cut_off_first_unpack(&site, cut, "uploadtree_a");
     assert!(half > 0);
     // Over 500 MB, ununpack writes into a table of the upload's own, and names it in the
@@ -455,13 +461,7 @@ fn a_restore_removes_the_half_tree_of_a_cut_off_unpack_so_the_rerun_writes_it_wh
     let big_half = cut_off_first_unpack(&site, big, &format!("uploadtree_{big}"));
     assert!(big_half > 0);
     // A reunpack cut off: the first unpack ended, so its rows are the tree.
-    c.batch_execute(&format!(
-        "WITH j AS (INSERT INTO job (job_name, job_upload_fk) VALUES ('re', {reunpacked})
-                    RETURNING job_pk)
-         INSERT INTO jobqueue (jq_job_fk, jq_type, jq_args, jq_starttime, jq_endtext)
-           SELECT job_pk, 'ununpack', '{reunpacked}', now(), 'Started' FROM j;"
-    ))
-    .unwrap();
+    cut_off_reunpack(&mut c, reunpacked);
     drop(c);
     // Online snapshots: a stop would remove the half trees from the live site itself
     // (the next test).
@@ -489,16 +489,16 @@ fn a_restore_removes_the_half_tree_of_a_cut_off_unpack_so_the_rerun_writes_it_wh
         let restored = holdfast_site::Site::open(Some(&into.join("etc/fossology"))).unwrap();
         let mut rc = restored.connect().unwrap();
         assert_eq!(
-            rows(&mut rc, cut),
+            tree_rows(&mut rc, cut),
             0,
             "{mode:?}: the rerun must find no rows"
         );
         assert_eq!(
-            rows(&mut rc, big),
+            tree_rows(&mut rc, big),
             0,
             "{mode:?}: nor in the upload's own table"
         );
-        assert_eq!(rows(&mut rc, reunpacked), whole, "{mode:?}");
+        assert_eq!(tree_rows(&mut rc, reunpacked), whole, "{mode:?}");
         let success: bool = rc
             .query_one(
                 "SELECT bool_or(ars_success) IS TRUE FROM ununpack_ars WHERE upload_fk = $1",
@@ -510,7 +510,7 @@ fn a_restore_removes_the_half_tree_of_a_cut_off_unpack_so_the_rerun_writes_it_wh
     }
     // The live site is left as it was.
     let mut c = site.connect().unwrap();
-    assert_eq!(rows(&mut c, cut), half);
+    assert_eq!(tree_rows(&mut c, cut), half);
 }
 
 /// A stop that cut an unpack off (its agent killed mid-write) removes the rows it left
@@ -521,36 +521,16 @@ fn a_backup_that_cut_an_unpack_off_leaves_the_rerun_a_whole_tree() {
     let f = fixture(2, Behaviour::default(), 30);
     let site = f.site().clone();
     let mut c = site.connect().unwrap();
-    let uploads: Vec<i32> = c
-        .query("SELECT upload_pk FROM upload ORDER BY 1", &[])
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let rows = |c: &mut postgres::Client, u: i32| -> i64 {
-        c.query_one(
-            "SELECT count(*) FROM uploadtree WHERE upload_fk = $1",
-            &[&u],
-        )
-        .unwrap()
-        .get(0)
-    };
-    let kept = rows(&mut c, uploads[1]);
+    let uploads = upload_pks(&mut c);
+    let kept = tree_rows(&mut c, uploads[1]);
     let half = cut_off_first_unpack(&site, uploads[0], "uploadtree_a");
-    c.batch_execute(&format!(
-        "WITH j AS (INSERT INTO job (job_name, job_upload_fk) VALUES ('re', {u})
-                    RETURNING job_pk)
-         INSERT INTO jobqueue (jq_job_fk, jq_type, jq_args, jq_starttime, jq_endtext)
-           SELECT job_pk, 'ununpack', '{u}', now(), 'Started' FROM j;",
-        u = uploads[1]
-    ))
-    .unwrap();
+    cut_off_reunpack(&mut c, uploads[1]);
     let out = backup(&site, "s", &f.sched, &f.cfg).unwrap();
     assert!(out.scheduler_restarted);
     assert_eq!(
-        rows(&mut c, uploads[0]),
+        tree_rows(&mut c, uploads[0]),
         0,
         "{half} rows left for the rerun to keep"
     );
-    assert_eq!(rows(&mut c, uploads[1]), kept);
+    assert_eq!(tree_rows(&mut c, uploads[1]), kept);
 }
