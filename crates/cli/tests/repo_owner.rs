@@ -105,8 +105,7 @@ fn repository_files_belong_to_fossology_whoever_runs_holdfast() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         o
     };
-    let out = hf(&["upload", "--json", tgz.to_str().unwrap()]);
-    let up = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["upload_pk"]
+    let up = common::upload_json(&cfg, &tgz)["upload_pk"]
         .as_i64()
         .unwrap();
 

@@ -13,13 +13,7 @@ fn upload_then_rebuild_files_from_gold() {
     std::fs::write(src.join("README"), "readme\n").unwrap();
     let tgz = common::tar_gz(d.path(), "p");
     let hf = |args: &[&str]| common::holdfast(&cfg, args);
-    let out = hf(&["upload", "--json", tgz.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let sum: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sum = common::upload_json(&cfg, &tgz);
     let up = sum["upload_pk"].as_i64().unwrap();
     assert!(sum["rows"].as_u64().unwrap() >= 8, "{sum}");
 
@@ -156,13 +150,7 @@ fn unpack_cut_off_replaces_the_half_tree_of_a_dead_unpack() {
     }
     let tgz = common::tar_gz(d.path(), "p");
     let hf = |args: &[&str]| common::holdfast(&cfg, args);
-    let out = hf(&["upload", "--json", tgz.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let sum: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sum = common::upload_json(&cfg, &tgz);
     let up = sum["upload_pk"].as_i64().unwrap() as i32;
     let mut c = s.site.connect().unwrap();
     let rows = |c: &mut postgres::Client| -> i64 {

@@ -63,3 +63,10 @@ pub fn tar_gz(dir: &Path, name: &str) -> PathBuf {
     assert!(st.success(), "tar of {name}");
     tgz
 }
+
+/// `holdfast upload --json ARCHIVE` with `cfg`, which must succeed: its summary.
+pub fn upload_json(cfg: &Path, archive: &Path) -> serde_json::Value {
+    let o = holdfast(cfg, &["upload", "--json", archive.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
