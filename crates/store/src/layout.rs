@@ -251,9 +251,7 @@ impl Layout {
                 }
             }
             LayoutKind::Rotating => {
-                let base = snaps.iter().rposition(|s| s.name.starts_with("base."));
-                let full_every = self.full_every.clamp(1, 20);
-                if let Some(b) = base.filter(|b| snaps.len() - b < full_every) {
+                if let Some(b) = self.cycle_base(&snaps) {
                     plan.kind = "incremental".into();
                     plan.compare_dest = snaps[b..].iter().map(|s| repo(&s.name)).collect();
                     plan.builds_on = snaps[b..].iter().map(|s| s.name.clone()).collect();
@@ -269,45 +267,63 @@ impl Layout {
         Ok(plan)
     }
 
-    /// What the next run's retention would remove, given the snapshots there now (for
-    /// `backup --dry-run`): the same rules as [`Layout::prune`], one snapshot later.
-    pub fn next_prune(&self, snaps: &[Snapshot]) -> Vec<String> {
-        let names = |prefix: &str| -> Vec<String> {
-            snaps
-                .iter()
-                .filter(|s| s.name.starts_with(prefix))
-                .map(|s| s.name.clone())
-                .collect()
-        };
-        let oldest = |v: Vec<String>, keep: usize| -> Vec<String> {
+    /// Rotating: where the base the next run builds on is in `snaps` (oldest first), or
+    /// `None` when the next run makes a new base (none yet, or its cycle is full).
+    fn cycle_base(&self, snaps: &[Snapshot]) -> Option<usize> {
+        let base = snaps.iter().rposition(|s| s.name.starts_with("base."))?;
+        (snaps.len() - base < self.full_every.clamp(1, 20)).then_some(base)
+    }
+
+    /// Of `names` (oldest first, `newest` just committed among them), those the layout no
+    /// longer keeps: the one rule [`Layout::prune`] applies and [`Layout::next_prune`]
+    /// previews.
+    fn expired(&self, names: &[String], newest: &str) -> Vec<String> {
+        let oldest = |prefix: &str, keep: usize| -> Vec<String> {
+            let v: Vec<&String> = names.iter().filter(|n| n.starts_with(prefix)).collect();
             let extra = v.len().saturating_sub(keep);
-            v.into_iter().take(extra).collect()
+            v.into_iter().take(extra).cloned().collect()
         };
         match self.kind {
-            // The new snapshot counts among the kept.
-            LayoutKind::Pool => oldest(names("snap."), self.keep.max(1) - 1),
-            // `current` becomes a day; the days beyond `keep - 1` go.
-            LayoutKind::Rolling => {
-                let mut days = names("day.");
-                if snaps.iter().any(|s| s.name == "current") {
-                    days.push("the day the current copy becomes".into());
-                }
-                oldest(days, self.keep.max(1) - 1)
-            }
+            LayoutKind::Pool => oldest("snap.", self.keep.max(1)),
+            // `current` is not a day: `keep` counts it.
+            LayoutKind::Rolling => oldest("day.", self.keep.max(1) - 1),
             // A new base ends the cycle: every older base and incremental goes.
-            LayoutKind::Rotating => {
-                let base = snaps.iter().rposition(|s| s.name.starts_with("base."));
-                let full_every = self.full_every.clamp(1, 20);
-                match base {
-                    Some(b) if snaps.len() - b < full_every => Vec::new(),
-                    _ => snaps
-                        .iter()
-                        .filter(|s| s.name.starts_with("base.") || s.name.starts_with("incr."))
-                        .map(|s| s.name.clone())
-                        .collect(),
-                }
-            }
+            LayoutKind::Rotating if newest.starts_with("base.") => names
+                .iter()
+                .filter(|n| *n != newest && (n.starts_with("base.") || n.starts_with("incr.")))
+                .cloned()
+                .collect(),
+            LayoutKind::Rotating => Vec::new(),
         }
+    }
+
+    /// What the next run's retention would remove, given the snapshots there now (for
+    /// `backup --dry-run`): [`Layout::expired`] over the names as the next commit leaves
+    /// them.
+    pub fn next_prune(&self, snaps: &[Snapshot]) -> Vec<String> {
+        // Names no snapshot has: what the next run commits, and the day `current` becomes.
+        const BECOMES_DAY: &str = "day.(current)";
+        let mut names: Vec<String> = snaps
+            .iter()
+            .map(|s| match s.name.as_str() {
+                CURRENT if self.kind == LayoutKind::Rolling => BECOMES_DAY.to_string(),
+                n => n.to_string(),
+            })
+            .collect();
+        let newest = match self.kind {
+            LayoutKind::Pool => "snap.(next)",
+            LayoutKind::Rolling => CURRENT,
+            LayoutKind::Rotating if self.cycle_base(snaps).is_some() => "incr.(next)",
+            LayoutKind::Rotating => "base.(next)",
+        };
+        names.push(newest.to_string());
+        self.expired(&names, newest)
+            .into_iter()
+            .map(|n| match n.as_str() {
+                BECOMES_DAY => "the day the current copy becomes".to_string(),
+                _ => n,
+            })
+            .collect()
     }
 
     /// Rolling: how the next day's tree would be made, for `backup --dry-run`.
@@ -533,46 +549,12 @@ impl Layout {
     /// Removes what the layout no longer keeps. `newest` was just committed.
     pub fn prune(&self, target: &Target, newest: &str) -> Result<Vec<String>, StoreError> {
         let snaps = snapshots(target)?;
-        let mut gone = Vec::new();
-        match self.kind {
-            LayoutKind::Pool => {
-                let snaps: Vec<&Snapshot> = snaps
-                    .iter()
-                    .filter(|s| s.name.starts_with("snap."))
-                    .collect();
-                let keep = self.keep.max(1);
-                if snaps.len() > keep {
-                    for s in &snaps[..snaps.len() - keep] {
-                        gone.push(s.name.clone());
-                    }
-                }
-            }
-            LayoutKind::Rolling => {
-                let days: Vec<&Snapshot> = snaps
-                    .iter()
-                    .filter(|s| s.name.starts_with("day."))
-                    .collect();
-                let keep_days = self.keep.max(1) - 1;
-                if days.len() > keep_days {
-                    for s in &days[..days.len() - keep_days] {
-                        gone.push(s.name.clone());
-                    }
-                }
-            }
-            LayoutKind::Rotating => {
-                if newest.starts_with("base.") {
-                    for s in &snaps {
-                        if s.name != newest
-                            && (s.name.starts_with("base.") || s.name.starts_with("incr."))
-                        {
-                            gone.push(s.name.clone());
-                        }
-                    }
-                    // Newest first: an incremental is taken out of the listing before the
-                    // pieces it builds on, so every listed one stays restorable at any kill.
-                    gone.reverse();
-                }
-            }
+        let names: Vec<String> = snaps.iter().map(|s| s.name.clone()).collect();
+        let mut gone = self.expired(&names, newest);
+        if self.kind == LayoutKind::Rotating {
+            // Newest first: an incremental is taken out of the listing before the pieces it
+            // builds on, so every listed one stays restorable at any kill.
+            gone.reverse();
         }
         let stamp = stamp(Utc::now());
         for g in &gone {
