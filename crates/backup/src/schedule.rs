@@ -344,9 +344,12 @@ pub fn unit_enabled(dir: &Path, unit: &str, target: &str) -> bool {
 
 /// True when `path` is a cron file holdfast wrote (safe to remove when moving to systemd).
 pub fn is_holdfast_cron(path: &Path) -> bool {
-    std::fs::read_to_string(path)
-        .map(|t| t.starts_with("# Written by `holdfast schedule install`"))
-        .unwrap_or(false)
+    std::fs::read_to_string(path).is_ok_and(|t| is_holdfast_cron_text(&t))
+}
+
+/// True when `text` is a cron file [`cron_text`] wrote.
+pub fn is_holdfast_cron_text(text: &str) -> bool {
+    text.starts_with("# Written by `holdfast schedule install`")
 }
 
 #[cfg(test)]

@@ -85,7 +85,8 @@ fn append_history(state_dir: &Path, r: &RunRecord) -> std::io::Result<()> {
     holdfast_core::fs::write_atomic(&p, (keep.join("\n") + "\n").as_bytes(), 0o644)
 }
 
-/// Writes the record of the run that just ended (backup and verify only).
+/// Writes the record of the run that just ended, as `command`, one of [`RECORDED`] (`main`
+/// decides which runs are recorded: not dry runs, nor other commands).
 pub fn finish(
     state_dir: &Path,
     command: &str,
@@ -94,9 +95,7 @@ pub fn finish(
     secs: f64,
     error: Option<&str>,
 ) {
-    if !RECORDED.contains(&command) {
-        return;
-    }
+    debug_assert!(RECORDED.contains(&command), "{command} is not recorded");
     let p = path(state_dir, command);
     let before = read(&p).unwrap_or_default();
     let mut r = FACTS

@@ -70,7 +70,7 @@ pub fn work_job(
             );
             // Progress: how many of the files missing at the start are back.
             let counting = AtomicBool::new(false);
-            let r = std::thread::scope(|s2| {
+            std::thread::scope(|s2| {
                 s2.spawn(|| {
                     while pause(&counting) {
                         let n = paths
@@ -85,8 +85,7 @@ pub fn work_job(
                 });
                 let _counting = SetOnDrop(&counting);
                 recover_upload(site, cfg, job.upload_fk)
-            });
-            r
+            })
         })()
     });
     let total = total.load(Ordering::SeqCst);

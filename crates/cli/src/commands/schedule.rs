@@ -219,8 +219,9 @@ pub fn run(cmd: Cmd, ctx: &Context) -> anyhow::Result<ExitCode> {
 /// and whether it holds other jobs too.
 fn server_cron(path: &Path) -> Option<bool> {
     let text = std::fs::read_to_string(path).ok()?;
-    let ours = text.starts_with("# Written by `holdfast schedule install`")
-        || text.starts_with("# holdfast backup server jobs;");
+    // The second header: the file `server schedule install` wrote before it became this.
+    let ours =
+        sched::is_holdfast_cron_text(&text) || text.starts_with("# holdfast backup server jobs;");
     let jobs: Vec<&str> = text
         .lines()
         .filter(|l| !l.starts_with('#') && !l.contains('=') && !l.trim().is_empty())
