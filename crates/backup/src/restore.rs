@@ -239,10 +239,10 @@ pub fn restore(
                 cfg,
             )?;
             tracing::info!(secs = t.elapsed().as_secs_f64(), db = %dest.db.dbname(), "database restored");
-            if let Some(o) = &snap.manifest.online {
-                queue_deletions(&dest, &o.deleted_after)?;
-            }
             let mut c = crate::connect(&dest)?;
+            if let Some(o) = &snap.manifest.online {
+                queue_deletions(&mut c, &o.deleted_after)?;
+            }
             dropped = holdfast_site::db::uploadtree::drop_cut_off_trees(&mut c).map_err(|e| {
                 BackupError::Db {
                     what: "remove the tree rows of cut-off unpacks".into(),
@@ -412,17 +412,12 @@ pub fn restore(
 /// Uploads an online backup saw deleted after its snapshot point, before the copy reached
 /// their files: the restored database still has them, so their deletion is queued again
 /// (as a cut-off delete job, which FOSSology's scheduler runs at its `--reset` start).
-fn queue_deletions(dest: &Site, uploads: &[i32]) -> Result<(), BackupError> {
-    if uploads.is_empty() {
-        return Ok(());
-    }
-    let mut c = crate::connect(dest)?;
+fn queue_deletions(c: &mut postgres::Client, uploads: &[i32]) -> Result<(), BackupError> {
     for &u in uploads {
-        let row =
-            holdfast_site::db::queue_cut_off_deletion(&mut c, u).map_err(|e| BackupError::Db {
-                what: format!("queue the deletion of upload {u} again"),
-                source: e,
-            })?;
+        let row = holdfast_site::db::queue_cut_off_deletion(c, u).map_err(|e| BackupError::Db {
+            what: format!("queue the deletion of upload {u} again"),
+            source: e,
+        })?;
         match row {
             Some(jq) => tracing::warn!(
                 upload = u,
