@@ -618,9 +618,12 @@ def weekly(stats, tools, what):
             if not db or not walk:
                 continue
             week = (6 * db + walk) / 7
+            ps = [t for t in peers if stats[t].get(kind)]
+            fastest = min(ps, key=lambda t: stats[t][kind]) if ps else None
             lines.append(f"{h} weekly{what}, {kind} ((6 database nights {db:.2f} s + 1 walk {walk:.2f} s) / 7 = "
                          f"{week:.2f} s a night): " + ", ".join(
-                             f"{stats[t][kind]/week:.2f}x faster than {t}" for t in peers if stats[t].get(kind)))
+                             f"{stats[t][kind]/week:.2f}x faster than {t}" for t in ps)
+                         + (f"; against the fastest peer ({fastest}) {stats[fastest][kind]/week:.2f}x" if fastest else ""))
     return lines
 
 
