@@ -8,11 +8,15 @@ smaller than the disk's noise between separate runs of bench/backup.py.
                 [--a-extra TOML] [--b-extra TOML]
 
 Each run's log (RUST_LOG=info) is kept in --work; the step times printed are read from it.
+The load average is recorded with every run and printed with its time; every run must leave a
+new snapshot (`holdfast snapshots --json`, listed before the caches are dropped), or the A/B
+stops. ext4 images are made as bench/backup.py makes them (inode tables and journal
+initialised by mkfs, not in the background while runs are timed).
 Run as root (caches are dropped). The site is copied into --work first. --stores-fs puts both
 stores on one loop-mounted image of that file system (as bench/backup.py does). --a-extra/--b-extra add lines
 to one build's [backup] table: the same build with and without a setting (`precopy = false`).
 """
-import argparse, fcntl, os, random, statistics, subprocess, sys, time
+import argparse, fcntl, json, os, random, statistics, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dataset  # noqa: E402
@@ -67,8 +71,19 @@ def main():
     cfg = {n: site.toml(a.layout, os.path.join(stores, n), extra=extra[n] + "\n" if extra[n] else "",
                         name=f"{a.layout}-{n}", keep=a.keep) for n in bins}
 
+    def snapshots(name):
+        out = subprocess.run([bins[name], "--config", cfg[name], "snapshots", "--json"], capture_output=True,
+                             text=True)
+        if out.returncode != 0 or not out.stdout.strip():
+            return []
+        return sorted(json.loads(out.stdout), key=lambda x: x["manifest"]["started"])
+
     def run(name, tag):
+        """(seconds, step times, load average at the start) of one cold `backup`."""
+        # listed before the caches are dropped, so the timed run starts cold
+        before = {x["manifest"]["started"] for x in snapshots(name)}
         subprocess.run("sync; echo 3 > /proc/sys/vm/drop_caches", shell=True, check=True)
+        l0 = round(os.getloadavg()[0], 2)
         log = os.path.join(a.work, f"{tag}-{name}.log")
         t = time.monotonic()
         # Each line stamped with the seconds since the start: the gaps between logged steps
@@ -82,18 +97,25 @@ def main():
         s = time.monotonic() - t
         if r != 0:
             sys.exit(f"{name} ({bins[name]}) failed on {tag}: see {log}")
+        # a run that wrote no snapshot proves nothing (by start time: the rolling layout's
+        # newest is always named `current`)
+        after = snapshots(name)
+        if not after or after[-1]["manifest"]["started"] in before:
+            sys.exit(f"{name} ({bins[name]}) exited 0 on {tag} but wrote no new snapshot: see {log}")
         steps = {}
         for line in open(log):
             for k in STEPS:
                 if k in line and "secs=" in line and k not in steps:
                     steps[k] = float(line.split("secs=")[1].split()[0])
-        return s, steps
+        return s, steps, l0
 
     try:
         for n in bins:
-            print(f"initial {n}: {run(n, 'init')[0]:.1f} s", flush=True)
+            s, _, l0 = run(n, 'init')
+            print(f"initial {n}: {s:.1f} s  load {l0}", flush=True)
         days = dataset.scan_days(a.data)
         totals = {n: [] for n in bins}
+        loads = []
         for day in range(1, a.days + 1):
             files = [os.path.join(d, f) for d, _, fs in os.walk(site.repo) for f in fs]
             rng = random.Random(day)
@@ -102,11 +124,15 @@ def main():
                 os.utime(p, (now, now), follow_symlinks=False)
             site.upload(a.b, days[day - 1]["tarballs"])
             for n in (("A", "B") if day % 2 else ("B", "A")):
-                s, steps = run(n, f"day{day}")
+                s, steps, l0 = run(n, f"day{day}")
                 totals[n].append(s)
-                print(f"day {day} {n}: {s:.2f} s  " + ", ".join(f"{k} {v:.2f}" for k, v in steps.items()), flush=True)
+                loads.append(l0)
+                print(f"day {day} {n}: {s:.2f} s  load {l0}  " + ", ".join(f"{k} {v:.2f}" for k, v in steps.items()),
+                      flush=True)
         for n in bins:
             print(f"{n} {bins[n]}: median {statistics.median(totals[n]):.2f} s ({', '.join(f'{x:.1f}' for x in totals[n])})")
+        if loads:
+            print(f"loads {min(loads)}-{max(loads)} (median {statistics.median(loads)})")
     finally:
         site.stop()
         if a.stores_fs:

@@ -1,17 +1,44 @@
 #!/usr/bin/env python3
 """Backup and restore benchmark: holdfast (pool and rolling layouts) against rsync
---link-dest (three flag sets), restic and borg on one FOSSology site with real database rows
-(bench/dataset.py builds it from Debian source packages, unpacked by `holdfast upload`).
+--link-dest (three flag sets, and a fourth that recycles the expiring day), restic and borg on
+one FOSSology site with real database rows (bench/dataset.py builds it from Debian source
+packages, unpacked by `holdfast upload`).
 
     bench/backup.py [--size quarter|half|whole] [--reps 3] [--warm] [--restore]
-                    [--tools holdfast,holdfast-rolling,rsync,rsync-size,rsync-size-not,restic,borg]
+                    [--tools holdfast,holdfast-walk,holdfast-rolling,holdfast-rolling-walk,rsync,
+                             rsync-size,rsync-size-not,rsync-recycle,restic,borg]
                     [--holdfast BIN] [--work DIR] [--stores-fs btrfs|ext4|ext4-inline] [--retain N]
+
+holdfast's nights after the first take the day's change from FOSSology's database and walk
+nothing (unchanged files keep the mode and mtime of the previous list); the whole repository is
+walked every `backup.full_walk_days` (7) or with `holdfast backup --full-walk`. Every peer walks
+every night. So each holdfast layout runs twice, each with its own store: `holdfast`,
+`holdfast-rolling` (database nights) and `holdfast-walk`, `holdfast-rolling-walk` (`backup
+--full-walk`: a walk every night; `holdfast-rolling-links-walk` too). The summary gives both
+nights' ratios and a weekly one: (6 database nights + 1 walk night) / 7 against the peers'
+nights. A walk tool's night that did not walk stops the run.
+
+Peers: `rsync` (-aH), `rsync-size` (-aH --size-only), `rsync-size-not` (-aH --no-t --size-only),
+each into a new day tree with --link-dest to the previous day; `rsync-recycle` renames the day
+--retain would delete tonight to the new day's name and refreshes it in place (`rsync -aH --no-t
+--size-only --delete --link-dest=../day{prev}`), as holdfast's rolling layout begins a night as
+its spare day (without --retain nothing expires: a new tree, with --delete); `restic` (version
+2 repository, `--compression off`) and `borg` (`create -C none`) store plain data as holdfast
+does; `restic-z` and `borg-z` are the same with each tool's default compression (zstd auto,
+lz4), for the growth figures. Every timed backup and restore ends with a `sync` inside its
+timer.
 
 The same work for every tool: each night backs up the repository, the configuration folder
 and the database. holdfast dumps the database and checks it inside `holdfast backup`; every
 peer gets a `pg_dump -Fc` of the same database first, and its time includes that dump (the
 dump's own time is printed too). Restores bring back the repository and load the database
-into a scratch database (holdfast: `restore --into`; peers: their restore, then pg_restore).
+into a scratch database (holdfast: `restore --into --keep-db`; peers: their restore, then
+`pg_restore -j <cores>`). After every restore the restored repository is compared with the site
+(each file's relative path, size, mode, owner, mtime; the site is not changed after the last
+day's backups) and the restored database's upload, pfile and uploadtree row counts with the
+site's: a missing, extra or resized file or other counts stop the run; mode, owner and mtime
+differences are counted per tool and printed. One rsync store is restored (the same `rsync -aH`
+for every variant); the other rsync variants' day trees are checked where they are.
 
 A "scan day" does what a day of FOSSology scanning does: a third of the repository's mtimes
 are touched (agents' reads reset them) and one day's new uploads (~2,000 files, made by
@@ -22,7 +49,8 @@ repository, the stores and the tools' caches are read from disk); warm runs (--w
 days) follow the previous tool's run with everything cached. The load average is recorded
 with every run; the summary shows medians and ratios of the same run.
 
-Every holdfast run must leave a new snapshot (`holdfast snapshots --json`), or the run stops;
+Every holdfast run must leave a new snapshot (`holdfast snapshots --json`, listed before the
+caches are dropped so the cold run starts cold), or the run stops;
 its manifest's way of finding the change (walk or database), files copied and step times are
 recorded with its time. --lock FILE takes that flock around each measured round (one day's
 backups, one restore) and releases it in between, so other measurements can run between them.
@@ -36,7 +64,8 @@ then what `btrfs filesystem usage` says is used (data and metadata as stored), s
 counts a snapshot's shared files again in every day.
 
 --stores-fs ext4 and ext4-inline put the stores on a loop-mounted ext4 image in --work instead:
-`ext4` made with mkfs.ext4's defaults, `ext4-inline` with `-O inline_data -I 512`, where a
+`ext4` made with mkfs.ext4's defaults (but inode tables and journal initialised at once:
+`-E lazy_itable_init=0,lazy_journal_init=0`), `ext4-inline` with `-O inline_data -I 512`, where a
 folder of a few entries lives in its inode and takes no block of its own (each of the
 repository's ~124,000 folders otherwise takes 4 KB in every hard-linked day tree). Growth is
 then the file system's blocks in use (`statvfs` after a sync), so folders count as stored.
@@ -48,8 +77,9 @@ repository must hold too. The summary gives growth against both it and the new f
 --retain N measures the steady state, a store that has reached its retention: every tool keeps
 the newest N backups and drops the oldest one each night, as its nightly job would, and that
 is part of the night's time: holdfast `keep = N` (its own prune), rsync `rm -rf` of the oldest
-day tree, rsync-btrfs `btrfs subvolume delete` of the oldest snapshot, restic `forget
---keep-last N --prune` (default repack threshold), borg `prune --keep-last N` then `compact`
+day tree (rsync-recycle: that tree renamed to the new day, see above), rsync-btrfs `btrfs
+subvolume delete` of the oldest snapshot, restic `forget --keep-last N --prune` (default repack
+threshold), borg `prune --keep-last N` then `compact`
 (borg 1.2: prune alone frees nothing). The summary then also shows the nights that dropped a
 backup (day >= N) on their own, with the retention's share of each peer's night. On btrfs a
 dropped subvolume is freed in the background after `btrfs subvolume delete` returns: after each
@@ -64,10 +94,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dataset  # noqa: E402
 
 ROOT = dataset.ROOT
-ALL_TOOLS = "holdfast,holdfast-rolling,rsync,rsync-size,rsync-size-not,restic,borg"
-# holdfast tools: (layout, extra config)
-HOLDFAST = {"holdfast": ("pool", ""), "holdfast-rolling": ("rolling", ""),
-            "holdfast-rolling-links": ("rolling", 'day_trees = "hard-links"\n')}
+ALL_TOOLS = ("holdfast,holdfast-walk,holdfast-rolling,holdfast-rolling-walk,"
+             "rsync,rsync-size,rsync-size-not,rsync-recycle,restic,borg")
+# holdfast tools: (layout, extra config, extra `backup` arguments). A night after the first
+# takes the day's change from FOSSology's database and walks nothing; the whole repository is
+# walked every backup.full_walk_days (7) or with --full-walk: each `-walk` tool (its own
+# store) walks every night, so a week's cost is 6 nights of the one and 1 of the other.
+HOLDFAST = {"holdfast": ("pool", "", []), "holdfast-rolling": ("rolling", "", []),
+            "holdfast-rolling-links": ("rolling", 'day_trees = "hard-links"\n', [])}
+WALK = {f"{h}-walk": h for h in HOLDFAST}  # walk tool -> its database-night tool
+HOLDFAST.update({w: HOLDFAST[h][:2] + (["--full-walk"],) for w, h in WALK.items()})
 RSYNC_FLAGS = {
     "rsync": ["-aH"],
     # FOSSology's files are named by their content: a file whose size matches is the same
@@ -76,6 +112,16 @@ RSYNC_FLAGS = {
     # and without -t no mtime is kept, so --link-dest links touched files too
     "rsync-size-not": ["-aH", "--no-t", "--size-only"],
 }
+# the peer that recycles the expiring day as holdfast's rolling layout does: the day --retain
+# would delete is renamed to the new day and refreshed in place (see Bench.copy)
+RECYCLE = "rsync-recycle"
+RECYCLE_FLAGS = ["-aH", "--no-t", "--size-only", "--delete"]
+# every tool whose store holds one plain tree per day (storeDIR/dayN/)
+DAY_TREES = set(RSYNC_FLAGS) | {RECYCLE, "rsync-btrfs"}
+# restic and borg compress by default and holdfast stores plain files: the plain names run
+# uncompressed (the speed figures), the -z names with each tool's default compression
+RESTIC = {"restic": ["--compression", "off"], "restic-z": []}
+BORG = {"borg": ["-C", "none"], "borg-z": []}
 ENV = dict(os.environ, RESTIC_PASSWORD="bench", BORG_PASSPHRASE="",
            BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK="yes", BORG_RELOCATED_REPO_ACCESS_IS_OK="yes")
 
@@ -157,17 +203,58 @@ def ext4_used(mount):
 
 # how each --stores-fs image is made
 MKFS = {"btrfs": ["mkfs.btrfs", "-q", "-f"],
-        "ext4": ["mkfs.ext4", "-q", "-F"],
-        "ext4-inline": ["mkfs.ext4", "-q", "-F", "-O", "inline_data", "-I", "512"]}
+        # inode tables and journal written now: else the kernel's ext4lazyinit thread zeroes
+        # them in the background while the first nights are timed
+        "ext4": ["mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0"],
+        "ext4-inline": ["mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0",
+                        "-O", "inline_data", "-I", "512"]}
 
 
-def timed(cmd, env=None, cwd=None):
+def timed(cmd, env=None, cwd=None, sync=True):
+    """Seconds `cmd` took, ended by a `sync` inside the timer (every tool alike: holdfast syncs
+    at its commit, rsync, restic and borg leave their writes to the kernel)."""
     t = time.monotonic()
     r = subprocess.run(cmd, env=env or ENV, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     # 24: rsync's "some files vanished", harmless for rsync only
     if r.returncode != 0 and not (cmd[0] == "rsync" and r.returncode == 24):
         sys.exit(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr.strip()[-600:]}")
+    if sync:
+        os.sync()
     return time.monotonic() - t
+
+
+def listing(root):
+    """Every non-folder under `root`: relative path -> (size, mode, uid, gid, mtime ns)."""
+    out = {}
+    for d, _, fs in os.walk(root):
+        for f in fs:
+            p = os.path.join(d, f)
+            st = os.lstat(p)
+            out[os.path.relpath(p, root)] = (st.st_size, st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns)
+    return out
+
+
+def compare(want, got):
+    """What differs between two listings: missing, extra and size-differing paths (a restore
+    with any of these is wrong), and counts of mode, owner and mtime differences."""
+    missing = sorted(set(want) - set(got))
+    extra = sorted(set(got) - set(want))
+    size, mode, owner, mtime, mtime_sub = [], [], [], 0, 0
+    for p in set(want) & set(got):
+        w, g = want[p], got[p]
+        if w[0] != g[0]:
+            size.append(p)
+        if w[1] != g[1]:
+            mode.append(p)
+        if w[2:4] != g[2:4]:
+            owner.append(p)
+        if w[4] != g[4]:
+            if abs(w[4] - g[4]) >= 1_000_000_000:
+                mtime += 1
+            else:
+                mtime_sub += 1
+    return dict(missing=missing, extra=extra, size=sorted(size), mode=sorted(mode), owner=sorted(owner),
+                mtime=mtime, mtime_sub=mtime_sub)
 
 
 class Bench:
@@ -211,7 +298,7 @@ class Bench:
               f"{self.site.reset_crashed_jobs()}", flush=True)
         for t in self.tools:
             if t in HOLDFAST:
-                layout, extra = HOLDFAST[t]
+                layout, extra, _ = HOLDFAST[t]
                 self.hf[t] = self.site.toml(layout, os.path.join(self.stores, t), extra=extra, name=t,
                                             keep=self.a.retain or 30)
         self.days = dataset.scan_days(self.a.data)
@@ -240,7 +327,7 @@ class Bench:
         slow the next tool's run and hide the freed space from this one's growth."""
         if self.a.stores_fs != "btrfs":
             return 0.0
-        return timed(["btrfs", "-q", "subvolume", "sync", self.stores])
+        return timed(["btrfs", "-q", "subvolume", "sync", self.stores], sync=False)
 
     def snapshots(self, tool):
         out = subprocess.run([self.a.holdfast, "--config", self.hf[tool], "snapshots", "--json"],
@@ -253,12 +340,14 @@ class Bench:
     def sources(self):
         return [self.site.repo, self.site.conf, self.dumpdir]
 
-    def backup(self, tool, day):
+    def backup(self, tool, day, before=None):
         """One night's backup by `tool` and, with --retain, its retention; returns (seconds,
-        dump seconds, retention seconds: 0 for holdfast, whose prune is inside `backup`)."""
-        s, d = self.copy(tool, day)
+        dump seconds, retention seconds: 0 for holdfast, whose prune is inside `backup`, and
+        for rsync-recycle, whose expiring day becomes the new one). `before`: holdfast's
+        snapshots, listed by the caller before it dropped the caches."""
+        s, d = self.copy(tool, day, before)
         n = self.a.retain
-        if not n or day < n or tool in self.hf:
+        if not n or day < n or tool in self.hf or tool == RECYCLE:
             return s, d, 0.0
         r = self.drop(tool, day - n)
         return s + r, d, r
@@ -270,18 +359,22 @@ class Bench:
             return timed(["rm", "-rf", f"{store}/day{day}"])
         if tool == "rsync-btrfs":
             return timed(["btrfs", "-q", "subvolume", "delete", f"{store}/day{day}"])
-        if tool == "restic":
-            return timed(["restic", "forget", "-q", "-r", store, "--keep-last", str(self.a.retain), "--prune"])
-        if tool == "borg":
+        if tool in RESTIC:
+            return timed(["restic", "forget", "-q", "-r", store] + RESTIC[tool] +
+                         ["--keep-last", str(self.a.retain), "--prune"])
+        if tool in BORG:
             return timed(["borg", "prune", "--keep-last", str(self.a.retain), store]) + \
                 timed(["borg", "compact", store])
         sys.exit(f"unknown tool {tool}")
 
-    def copy(self, tool, day):
+    def copy(self, tool, day, before=None):
         """One night's backup by `tool`; returns (seconds, dump seconds)."""
         if tool in self.hf:
-            before = self.snapshots(tool)
-            s = timed([self.a.holdfast, "--config", self.hf[tool], "-q", "backup"])
+            # listed before the caches were dropped (by the caller): listing them here would
+            # page in the binary, its configuration and the store's manifests for the cold run
+            if before is None:
+                before = self.snapshots(tool)
+            s = timed([self.a.holdfast, "--config", self.hf[tool], "-q", "backup"] + HOLDFAST[tool][2])
             after = self.snapshots(tool)
             # a run that wrote no snapshot proves nothing: stop rather than print its time
             # (by start time: the rolling layout's newest is always named `current`)
@@ -289,6 +382,10 @@ class Bench:
                 sys.exit(f"{tool}: `holdfast backup` exited 0 but wrote no new snapshot in "
                          f"{os.path.join(self.stores, tool)}")
             self.last_manifest[tool] = after[-1]["manifest"]
+            # a walk tool's night must have walked, or its figure is another database night
+            found = after[-1]["manifest"]["repository"].get("found_by")
+            if tool in WALK and found != "walk":
+                sys.exit(f"{tool}: `holdfast backup --full-walk` found its change by {found!r}, not by a walk")
             # the same retention as the peers', or their nights' work is not the same
             want = min(day + 1, self.a.retain) if self.a.retain else len(after)
             if len(after) != want:
@@ -300,22 +397,38 @@ class Bench:
             os.makedirs(store, exist_ok=True)
             link = [f"--link-dest={store}/day{day-1}"] if day > 0 else []
             return d + timed(["rsync"] + RSYNC_FLAGS[tool] + link + self.sources() + [f"{store}/day{day}/"]), d
+        if tool == RECYCLE:
+            # The day --retain would delete tonight (day - N) is renamed to the new day and
+            # refreshed in place: unchanged files stay, new ones are linked from the previous
+            # day, vanished ones deleted; as many days are kept as by every other tool.
+            os.makedirs(store, exist_ok=True)
+            t = time.monotonic()
+            n = self.a.retain
+            if n and day >= n:
+                os.rename(f"{store}/day{day-n}", f"{store}/day{day}")
+            link = [f"--link-dest=../day{day-1}"] if day > 0 else []
+            timed(["rsync"] + RECYCLE_FLAGS + link + self.sources() + [f"{store}/day{day}/"])
+            return d + time.monotonic() - t, d
         if tool == "rsync-btrfs":
             t = time.monotonic()
             if day == 0:
                 os.makedirs(store)
                 sh(["btrfs", "-q", "subvolume", "create", f"{store}/current"])
-            timed(["rsync", "-aH", "--no-t", "--size-only", "--delete"] + self.sources() + [f"{store}/current/"])
+            timed(["rsync", "-aH", "--no-t", "--size-only", "--delete"] + self.sources() + [f"{store}/current/"],
+                  sync=False)
             sh(["btrfs", "-q", "subvolume", "snapshot", "-r", f"{store}/current", f"{store}/day{day}"])
+            os.sync()
             return d + time.monotonic() - t, d
-        if tool == "restic":
+        if tool in RESTIC:
             if day == 0:
-                sh(["restic", "init", "-q", "-r", store], env=ENV, stdout=subprocess.DEVNULL)
-            return d + timed(["restic", "backup", "-q", "-r", store] + self.sources()), d
-        if tool == "borg":
+                # version 2: the only one that can store uncompressed (--compression off)
+                sh(["restic", "init", "-q", "--repository-version", "2", "-r", store], env=ENV,
+                   stdout=subprocess.DEVNULL)
+            return d + timed(["restic", "backup", "-q", "-r", store] + RESTIC[tool] + self.sources()), d
+        if tool in BORG:
             if day == 0:
                 sh(["borg", "init", "-e", "none", store], env=ENV)
-            return d + timed(["borg", "create", f"{store}::day{day}"] + self.sources()), d
+            return d + timed(["borg", "create"] + BORG[tool] + [f"{store}::day{day}"] + self.sources()), d
         sys.exit(f"unknown tool {tool}")
 
     def scan_day(self):
@@ -342,15 +455,16 @@ class Bench:
 
     def run(self):
         a = self.a
-        results = {"size": a.size, "site": self.info, "initial": {}, "days": [], "restore": [],
+        results = {"size": a.size, "site": self.info, "initial": {}, "days": [], "restore": [], "check": [],
                    "retain": a.retain, "stores_fs": a.stores_fs}
         print(f"initial backups (cold), load {load()}", flush=True)
         for tool in self.tools:
             with Lock(a.lock):
                 size0 = self.used(tool)
+                before = self.snapshots(tool) if tool in self.hf else None
                 drop_caches()
                 l0 = load()
-                s, d, _ = self.backup(tool, 0)
+                s, d, _ = self.backup(tool, 0, before)
                 size = self.used(tool) - size0
             results["initial"][tool] = dict(s=s, dump_s=d, store=size, load=l0)
             print(f"  {tool:<16} {s:7.1f} s  store {results['initial'][tool]['store']/1e9:.2f} GB  load {l0}",
@@ -370,10 +484,12 @@ class Bench:
                 for tool in rot:
                     store = os.path.join(self.stores, tool)
                     size0 = self.used(tool)
+                    # (before the caches are dropped: the listing reads holdfast's store)
+                    before = self.snapshots(tool) if tool in self.hf else None
                     if kind == "cold":
                         drop_caches()
                     l0 = load()
-                    s, d, ret = self.backup(tool, self.day)
+                    s, d, ret = self.backup(tool, self.day, before)
                     settle = self.settle()
                     grow = self.used(tool) - size0
                     m = self.last_manifest.pop(tool, None)
@@ -399,31 +515,79 @@ class Bench:
 
     # ---- restore: repository and database back, into a scratch folder and database
     def restore(self, tool, dst, db):
+        """Seconds to bring back the last day's repository and database, ended by a sync; returns
+        (seconds, the restored repository's folder)."""
         store = os.path.join(self.stores, tool)
         if tool in self.hf:
+            # --keep-db: the scratch database is dropped by the bench for every tool alike
             return timed([self.a.holdfast, "--config", self.hf[tool], "-q", "restore", "--into", dst,
-                          "--db", db, "-y"] + self.a.restore_flags.split())
+                          "--db", db, "-y", "--keep-db"] + self.a.restore_flags.split()), \
+                os.path.join(dst, "repository")
         t = time.monotonic()
         os.makedirs(dst)
-        if tool in RSYNC_FLAGS or tool == "rsync-btrfs":
-            timed(["rsync", "-aH", f"{store}/day{self.day}/", dst + "/"])
+        if tool in DAY_TREES:
+            timed(["rsync", "-aH", f"{store}/day{self.day}/", dst + "/"], sync=False)
             dump = os.path.join(dst, "dump/fossology.dump")
-        elif tool == "restic":
-            timed(["restic", "-r", store, "restore", "latest", "--target", dst])
+            repo = os.path.join(dst, "repository")
+        elif tool in RESTIC:
+            timed(["restic", "-r", store, "restore", "latest", "--target", dst], sync=False)
             dump = dst + self.dumpdir + "/fossology.dump"
-        elif tool == "borg":
-            timed(["borg", "extract", f"{store}::day{self.day}"], cwd=dst)
+            repo = dst + self.site.repo
+        elif tool in BORG:
+            timed(["borg", "extract", f"{store}::day{self.day}"], cwd=dst, sync=False)
             dump = dst + self.dumpdir + "/fossology.dump"
+            repo = dst + self.site.repo
+        else:
+            sys.exit(f"unknown tool {tool}")
         self.site.psql("-c", f"CREATE DATABASE {db} OWNER fossy TEMPLATE template0")
-        sh(["pg_restore", "-h", self.site.pg, "-p", str(self.site.port), "-U", "postgres", "-d", db,
-            "--no-owner", "--role=fossy", dump])
-        return time.monotonic() - t
+        # a custom-format dump loads in parallel: as many jobs as cores
+        sh(["pg_restore", "-j", str(os.cpu_count()), "-h", self.site.pg, "-p", str(self.site.port),
+            "-U", "postgres", "-d", db, "--no-owner", "--role=fossy", dump])
+        os.sync()
+        return time.monotonic() - t, repo
+
+    def rows(self, db):
+        return self.site.psql("-At", "-c", "SELECT (SELECT count(*) FROM upload), (SELECT count(*) FROM pfile), "
+                              "(SELECT count(*) FROM uploadtree)", db=db, capture_output=True,
+                              text=True).stdout.strip().replace("|", ", ")
+
+    def check(self, tool, repo, want, rows=None, where=""):
+        """The restored repository (`repo`) against the site's listing `want`: a missing, extra
+        or resized file, or other database row counts, stop the benchmark; mode, owner and
+        mtime differences are counted and printed."""
+        c = compare(want, listing(repo))
+        res = dict(tool=tool, files=len(want), missing=len(c["missing"]), extra=len(c["extra"]),
+                   size=len(c["size"]), mode=len(c["mode"]), owner=len(c["owner"]), mtime=c["mtime"],
+                   mtime_sub=c["mtime_sub"], rows=rows, where=where)
+        print(f"    check {tool}{where}: {len(want)} files; missing {res['missing']}, extra {res['extra']}, "
+              f"size {res['size']}, mode {res['mode']}, owner {res['owner']}, mtime {res['mtime']} (>= 1 s) + "
+              f"{res['mtime_sub']} (< 1 s){'' if rows is None else f'; rows (upload, pfile, uploadtree) {rows}'}",
+              flush=True)
+        bad = [f"{k}: {', '.join(c[k][:5])}{' ...' if len(c[k]) > 5 else ''}"
+               for k in ("missing", "extra", "size") if c[k]]
+        if rows is not None and rows != self.site_rows:
+            bad.append(f"database rows {rows}, the site has {self.site_rows}")
+        if bad:
+            sys.exit(f"RESTORE CHECK FAILED: {tool}{where} restored another repository than the site's:\n  "
+                     + "\n  ".join(bad))
+        for k in ("mode", "owner"):
+            if c[k]:
+                print(f"    WARNING {tool}: {k} differs on {len(c[k])} files, e.g. {', '.join(c[k][:3])}", flush=True)
+        return res
 
     def restores(self, results):
-        # one rsync copy back (from the first rsync store): every variant's tree is the same
-        rs = [t for t in self.tools if t in RSYNC_FLAGS][:1]
-        tools = [t for t in self.tools if t not in RSYNC_FLAGS] + rs
-        print(f"restores (cold): {', '.join(tools)}; holdfast flags: {self.a.restore_flags or '(none)'}", flush=True)
+        # The site as every tool backed it up: nothing changes it after the last day's backups.
+        want = listing(self.site.repo)
+        self.site_rows = self.rows("fossology")
+        # one rsync copy back (from the first plain rsync store): every variant's tree is
+        # restored by the same `rsync -aH`; the others' day trees are checked where they are
+        plain = [t for t in self.tools if t in RSYNC_FLAGS or t == RECYCLE]
+        tools = [t for t in self.tools if t not in plain] + plain[:1]
+        print(f"restores (cold): {', '.join(tools)}; holdfast flags: {self.a.restore_flags or '(none)'}; "
+              f"checked against the site's {len(want)} files and rows {self.site_rows}", flush=True)
+        for t in plain[1:]:
+            results["check"].append(self.check(t, os.path.join(self.stores, t, f"day{self.day}", "repository"),
+                                               want, where=" (its day tree, in place)"))
         for rep in range(self.a.reps):
             rot = tools[rep % len(tools):] + tools[:rep % len(tools)]
             for tool in rot:
@@ -434,12 +598,33 @@ class Bench:
                     self.site.psql("-c", f"DROP DATABASE IF EXISTS {db}")
                     drop_caches()
                     l0 = load()
-                    s = self.restore(tool, dst, db)
+                    s, repo = self.restore(tool, dst, db)
                     files, bytes_ = dataset.count(dst)
                     results["restore"].append(dict(rep=rep, tool=tool, s=s, load=l0, files=files, bytes=bytes_))
                     print(f"  {tool:<16} {s:7.1f} s  {files} files {bytes_/1e9:.2f} GB  load {l0}", flush=True)
+                    results["check"].append(self.check(tool, repo, want, rows=self.rows(db)))
                     sh(["rm", "-rf", dst])
                     self.site.psql("-c", f"DROP DATABASE IF EXISTS {db}")
+
+
+def weekly(stats, tools, what):
+    """A week of holdfast nights per layout, (6 database nights + 1 walk night) / 7, against the
+    peers' nights (every one of which walks): lines of ratios."""
+    lines = []
+    peers = [t for t in tools if not t.startswith("holdfast") and stats.get(t, {}).get("cold")]
+    for w, h in WALK.items():
+        for kind in ("cold", "warm"):
+            db, walk = stats.get(h, {}).get(kind), stats.get(w, {}).get(kind)
+            if not db or not walk:
+                continue
+            week = (6 * db + walk) / 7
+            ps = [t for t in peers if stats[t].get(kind)]
+            fastest = min(ps, key=lambda t: stats[t][kind]) if ps else None
+            lines.append(f"{h} weekly{what}, {kind} ((6 database nights {db:.2f} s + 1 walk {walk:.2f} s) / 7 = "
+                         f"{week:.2f} s a night): " + ", ".join(
+                             f"{stats[t][kind]/week:.2f}x faster than {t}" for t in ps)
+                         + (f"; against the fastest peer ({fastest}) {stats[fastest][kind]/week:.2f}x" if fastest else ""))
+    return lines
 
 
 def summary(r, tools):
@@ -455,8 +640,8 @@ def summary(r, tools):
                      f"({med([d['new_bytes'] for d in days])/1e6:.1f} MB); loads "
                      f"{min(d['load'] for d in days)}-{max(d['load'] for d in days)}")
     lines.append("")
-    lines.append("| tool | initial s | scan day cold, median s (runs) | warm, median s | growth/day MB | dump s |")
-    lines.append("|---|---|---|---|---|---|")
+    lines.append("| tool | initial s | scan day cold, median s (runs) | warm, median s | growth/day MB | dump s | found by |")
+    lines.append("|---|---|---|---|---|---|---|")
     stats = {}
     for t in tools:
         cold = [d["s"] for d in days if d["tool"] == t and d["kind"] == "cold"]
@@ -465,9 +650,10 @@ def summary(r, tools):
         dump = [d["dump_s"] for d in days if d["tool"] == t]
         stats[t] = dict(cold=med(cold) if cold else None, warm=med(warm) if warm else None)
         ini = r["initial"].get(t, {}).get("s")
+        found = "/".join(sorted({d["found_by"] for d in days if d["tool"] == t and d.get("found_by")})) or "-"
         lines.append(f"| {t} | {ini:.1f} | {med(cold):.2f} ({', '.join(f'{x:.1f}' for x in cold)}) | "
-                     f"{(f'{med(warm):.2f}') if warm else '-'} | {med(grow)/1e6:.1f} | {med(dump):.1f} |"
-                     if cold else f"| {t} | {ini} | - | - | - | - |")
+                     f"{(f'{med(warm):.2f}') if warm else '-'} | {med(grow)/1e6:.1f} | {med(dump):.1f} | {found} |"
+                     if cold else f"| {t} | {ini} | - | - | - | - | - |")
     if days:
         nb = med([d["new_bytes"] for d in days])
         lines.append(f"\nnew data per day: {nb/1e6:.1f} MB; store growth / new data: " + ", ".join(
@@ -487,6 +673,7 @@ def summary(r, tools):
                     w = (f", warm {stats[t]['warm']/stats[h]['warm']:.2f}x" if stats[t]["warm"] and stats[h]["warm"]
                          else "")
                     lines.append(f"{h}: cold {stats[t]['cold']/stats[h]['cold']:.2f}x faster than {t}{w}")
+    lines += weekly(stats, tools, "")
     n = r.get("retain")
     pruning = [d for d in days if n and d["day"] >= n and d["kind"] == "cold"]
     if pruning:
@@ -501,7 +688,8 @@ def summary(r, tools):
             if not v:
                 continue
             steady[t] = med([d["s"] for d in v])
-            ret = "(inside backup)" if t.startswith("holdfast") else f"{med([d['retain_s'] for d in v]):.2f}"
+            ret = ("(inside backup)" if t.startswith("holdfast") else "(recycled)" if t == RECYCLE
+                   else f"{med([d['retain_s'] for d in v]):.2f}")
             runs = ", ".join(f"{d['s']:.1f}" for d in v)
             per = ", ".join(f"{d['growth']/d['new_bytes']:.2f} / {d['growth']/d['site_bytes']:.2f}"
                             if d.get("site_bytes") else f"{d['growth']/d['new_bytes']:.2f}" for d in v)
@@ -512,6 +700,7 @@ def summary(r, tools):
             if h in steady and peers:
                 lines.append(f"{h} steady state: " + ", ".join(
                     f"{steady[t]/steady[h]:.2f}x faster than {t}" for t in peers))
+        lines += weekly({t: dict(cold=v, warm=None) for t, v in steady.items()}, tools, " steady state")
     if r["restore"]:
         lines.append("\n| restore (cold) | median s | runs |\n|---|---|---|")
         rt = {}
@@ -523,6 +712,16 @@ def summary(r, tools):
             if h in rt:
                 lines.append(f"{h} restore time / peer's: " +
                              ", ".join(f"{t} {rt[h]/rt[t]:.2f}" for t in rt if not t.startswith("holdfast")))
+    if r.get("check"):
+        lines.append("\nrestored repository against the site after the last day's backups (missing, extra or "
+                     "resized files stop the benchmark)")
+        lines.append("| tool | files | missing / extra / size | mode differs | owner differs | mtime differs >= 1 s "
+                     "| < 1 s | database rows (upload, pfile, uploadtree) |")
+        lines.append("|---|---|---|---|---|---|---|---|")
+        for t in dict.fromkeys(x["tool"] for x in r["check"]):
+            c = [x for x in r["check"] if x["tool"] == t][-1]
+            lines.append(f"| {t}{c['where']} | {c['files']} | {c['missing']} / {c['extra']} / {c['size']} | "
+                         f"{c['mode']} | {c['owner']} | {c['mtime']} | {c['mtime_sub']} | {c['rows'] or '-'} |")
     return "\n".join(lines)
 
 
@@ -553,6 +752,9 @@ def main():
         sys.exit("run as root (PostgreSQL runs as postgres; cold runs drop the page cache)")
     b = Bench(a)
     b.tools = a.tools.split(",")
+    known = set(HOLDFAST) | DAY_TREES | set(RESTIC) | set(BORG)
+    if set(b.tools) - known:
+        sys.exit(f"unknown tools {', '.join(sorted(set(b.tools) - known))}; known: {', '.join(sorted(known))}")
     t0 = time.time()
     try:
         b.prepare()
