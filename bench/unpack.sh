@@ -11,6 +11,11 @@
 # with sha1sum -z / md5sum -z side by side and stores everything in one perl bulk move.
 # Until 2026-12-06 it extracted serially and forked one `mv` per stored file (~10,400), and
 # the 2.3x-4.3x measured against it on 2026-11-22 is withdrawn.
+# Measured 2026-12-06 07:04 UTC on the shared 2-core machine (build of fdc5c34, 11 packages,
+# 38 files, 27.9 MB gold, 3 cold rounds, load 1.8-2.0): holdfast 7.56 s median (10,432
+# files, 13,362 rows) against the script's 2.27 s (10,413 files): holdfast 0.30x the
+# script's speed. Warm (07:12, load 2.5-2.8): 8.90 s against 5.00 s, 0.56x, but both sides
+# slowed after round 1 (round 1: 0.30x).
 # The binary is taken from $CARGO_TARGET_DIR (default target/), where cargo builds it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
