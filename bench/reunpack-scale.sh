@@ -2,11 +2,13 @@
 # Reunpack cost at the plan's scale (docs/gold-only.md, "What it costs"): >= 1 GB of gold made
 # of real archives in the plan's mix, uploaded, `files` deleted and rebuilt from gold, then the
 # same uploads extracted by an efficient standard-tools script (bsdtar in parallel, hashing,
-# one bulk move). Prints GB gold/h, GB files/h, files/s, per core, and the ratio.
+# one bulk move). Prints GB gold/h, GB files/h, files/s, per core, the ratio of the medians
+# and whether the goal (0.5x) is met, unrounded.
 #   bench/reunpack-scale.sh                 # data in $BENCH_DATA (fetched once through apt)
 #   BENCH_GOLD_MB=1100 bench/reunpack-scale.sh
-#   BENCH_LOCK=/work/bench.lock bench/reunpack-scale.sh --runs 3   # shared machine: each timed
-#       pair (one batch, holdfast then the script or the other way) holds the flock alone
+#   bench/reunpack-scale.sh --runs 5        # timed pairs per batch, order alternating (default 3)
+#   BENCH_LOCK=/work/bench.lock bench/reunpack-scale.sh   # shared machine: each timed pair
+#       (one batch, holdfast then the script or the other way) holds the flock alone
 # The data set, fetched once through apt with a private list folder (the system's apt
 # configuration is not touched):
 #   src/  Debian source packages (.dsc, .orig.tar.*, .debian.tar.*): the source tarballs;

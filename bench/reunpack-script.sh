@@ -4,6 +4,8 @@
 # (`[unpack]` defaults, crates/unpack/src/budget.rs), so it refuses the same bombs.
 #
 # What it does, per gold file (uploads in parallel, one per core):
+# - hard-links it into its work folder (a copy only across file systems), as holdfast's
+#   rebuild links gold into `files`;
 # - extracts it recursively with bsdtar (gzip, bzip2, xz, zstd for bare compressed files);
 # - limits, as holdfast's defaults: every file an extraction writes is capped (RLIMIT_FSIZE,
 #   `ulimit -f`) at max(1000 x the container's size, 16 MiB), never more than what the
@@ -76,7 +78,9 @@ extract() { # archive dir depth
 one() { # n gold
   local w="$tmp/$1" g=$2 gs
   mkdir -p "$w"
-  cp "$g" "$w/"
+  # The gold file hard-linked in, as holdfast links gold into `files` (its own inode, no
+  # copy); copied only when the link cannot be made (another file system).
+  ln -L "$g" "$w/" 2>/dev/null || { echo "${g##*/}: copied, not linked (another file system?)" >&2; cp "$g" "$w/"; }
   gs=$(stat -c %s "$g")
   budget=$(( MAX_RATIO * gs )); [ "$budget" -ge "$RATIO_FLOOR" ] || budget=$RATIO_FLOOR
   [ "$budget" -le "$MAX_EXPANDED" ] || budget=$MAX_EXPANDED
