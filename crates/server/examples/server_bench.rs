@@ -7,8 +7,11 @@
 //!
 //! holdfast walks and removes with a pool of threads (`tree::io_pool`), so every peer that
 //! walks a tree is timed twice: as one process, and split over the tree's top-level entries
-//! (the clients) under `xargs -0 -P<jobs>` (`--peer-jobs`, default the number of cores),
-//! each entry one `cp -al` / `rm -rf` / `rsync`. The ratios are against the faster of the two.
+//! (the clients) under `xargs -0 -P<jobs>` (`--peer-jobs`; default as many as holdfast's
+//! walkers, or the cores if more: on a cold cache the peers wait on the disk as holdfast does,
+//! and at 20,000 files `rsync --link-dest` took 0.40 s with -P8 against 0.52 s with -P2 on 2
+//! cores), each entry one `cp -al` / `rm -rf` / `rsync`. The ratios are against the faster of
+//! the peer as one process and in parallel.
 //! `du -sb` stays one process: split, it would count a file linked from two entries twice.
 //!
 //! - the daily snapshot job as it really runs: `snapshot::rotate` (the expiring `daily.6`
@@ -296,7 +299,8 @@ fn main() {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    let mut jobs = cores;
+    // the parallel peers get as many processes as holdfast has walkers (or cores, if more)
+    let mut jobs = tree::io_pool().current_num_threads().max(cores);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
