@@ -26,11 +26,29 @@ Usage: bench/copy.py [--work DIR] [--site quarter] [--max-bytes 300M] [--days 3]
                      [--holdfast target/release/holdfast]
 Run as root (PostgreSQL runs as the postgres user; sshd needs root).
 """
-import argparse, json, os, shutil, socket, statistics, subprocess, sys, time
+import argparse, atexit, json, os, shutil, socket, statistics, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dataset  # noqa: E402
 from dataset import DATA, ROOT, Site, count  # noqa: E402
+
+
+def default_holdfast():
+    """The release build (under $CARGO_TARGET_DIR when set); the debug build only when there
+    is none, and then said loudly by warn_debug."""
+    target = os.path.join(ROOT, os.environ.get("CARGO_TARGET_DIR") or "target")
+    release = os.path.join(target, "release/holdfast")
+    return release if os.path.exists(release) else os.path.join(target, "debug/holdfast")
+
+
+def warn_debug(holdfast):
+    """A debug build's times are not holdfast's: say so at the start and again at the end."""
+    if os.path.basename(os.path.dirname(os.path.abspath(holdfast))) != "debug":
+        return
+    msg = (f"WARNING: this run uses a DEBUG build ({holdfast}): its times are not holdfast's; "
+           "build with `cargo build --release -p holdfast` or pass --holdfast")
+    print(msg, file=sys.stderr, flush=True)
+    atexit.register(print, msg, file=sys.stderr, flush=True)
 
 
 def sh(cmd, **kw):
@@ -38,12 +56,14 @@ def sh(cmd, **kw):
 
 
 def cold():
+    """Dirty pages written, the page cache dropped; a run that cannot drop it stops rather
+    than time warm runs as cold ones."""
     sh(["sync"])
     try:
         with open("/proc/sys/vm/drop_caches", "w") as f:
             f.write("3\n")
-    except OSError:
-        pass
+    except OSError as e:
+        sys.exit(f"cannot drop the page cache ({e}): the runs would be warm, not cold; run as root")
 
 
 def load():
@@ -96,13 +116,18 @@ def rsync_sent(out):
     return 0
 
 
-def timed(cmd, env=None):
+def timed(cmd, env=None, ok=(0,)):
+    """Seconds and output of `cmd`, which must exit with one of `ok` (rsync's 24, files that
+    vanished while it ran, is passed for rsync alone)."""
     t = time.monotonic()
     r = subprocess.run(cmd, env=env, capture_output=True, text=True)
     secs = time.monotonic() - t
-    if r.returncode not in (0, 24):
+    if r.returncode not in ok:
         sys.exit(f"{' '.join(cmd)} failed ({r.returncode}): {(r.stderr or r.stdout).strip()[:600]}")
     return secs, r.stdout
+
+
+RSYNC_OK = (0, 24)
 
 
 def size_arg(s):
@@ -159,11 +184,11 @@ def main():
     ap.add_argument("--site", default="quarter")
     ap.add_argument("--max-bytes", type=size_arg, default=size_arg("300M"))
     ap.add_argument("--days", type=int, default=3)
-    default_bin = os.path.join(ROOT, "target/release/holdfast")
-    if not os.path.exists(default_bin):
-        default_bin = os.path.join(ROOT, "target/debug/holdfast")
-    ap.add_argument("--holdfast", default=default_bin)
+    ap.add_argument("--holdfast", default=default_holdfast())
     a = ap.parse_args()
+    warn_debug(a.holdfast)
+    if os.geteuid() != 0:
+        sys.exit("run as root: sshd, and the page cache dropped before every timed run")
     work = os.path.abspath(a.work)
     stores, scratch = os.path.join(work, "stores"), os.path.join(work, "scratch")
     shutil.rmtree(stores, ignore_errors=True)
@@ -198,14 +223,14 @@ def main():
                 return secs, sent, new
             if tool == "rsync-mirror":
                 secs, out = timed(["rsync", "-aH", "--size-only", "--delete", "--stats", "-e", sshd.rsh,
-                                   primary + "/", f"root@127.0.0.1:{stores}/rsync-mirror/"])
+                                   primary + "/", f"root@127.0.0.1:{stores}/rsync-mirror/"], ok=RSYNC_OK)
             else:
                 dest = f"{stores}/rsync-linkdest/day{day}/"
                 args = ["rsync", "-aH", "--size-only", "--stats", "-e", sshd.rsh, "--rsync-path",
                         f"mkdir -p {stores}/rsync-linkdest && rsync"]
                 if day > 0:
                     args.append(f"--link-dest=../day{day-1}")
-                secs, out = timed(args + [repo + "/", f"root@127.0.0.1:{dest}"])
+                secs, out = timed(args + [repo + "/", f"root@127.0.0.1:{dest}"], ok=RSYNC_OK)
             nf = 0
             for line in out.splitlines():
                 if line.startswith("Number of regular files transferred:"):

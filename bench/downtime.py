@@ -27,12 +27,31 @@ Usage: bench/downtime.py [--size whole] [--work DIR] [--nights 3] [--holdfast BI
 Run as root (PostgreSQL runs as the postgres user). --lock takes the shared benchmark lock
 for each measured night's backups only (night 0, the initial full copies, is preparation).
 """
-import argparse, json, os, shutil, statistics, subprocess, sys, time
+import argparse, atexit, json, os, shutil, statistics, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dataset  # noqa: E402
 
 ROOT = dataset.ROOT
+
+
+def default_holdfast():
+    """The release build (under $CARGO_TARGET_DIR when set); the debug build only when there
+    is none, and then said loudly by warn_debug."""
+    target = os.path.join(ROOT, os.environ.get("CARGO_TARGET_DIR") or "target")
+    release = os.path.join(target, "release/holdfast")
+    return release if os.path.exists(release) else os.path.join(target, "debug/holdfast")
+
+
+def warn_debug(holdfast):
+    """A debug build's times are not holdfast's: say so at the start and again at the end."""
+    if os.path.basename(os.path.dirname(os.path.abspath(holdfast))) != "debug":
+        return
+    msg = (f"WARNING: this run uses a DEBUG build ({holdfast}): its times are not holdfast's; "
+           "build with `cargo build --release -p holdfast` or pass --holdfast")
+    print(msg, file=sys.stderr, flush=True)
+    atexit.register(print, msg, file=sys.stderr, flush=True)
+
 
 MODES = [("stop-for-everything", ["--no-precopy"]), ("pre-copy", []), ("online", ["--online"])]
 
@@ -128,11 +147,9 @@ def main():
     ap.add_argument("--lock", default="", help="flock this file around each measured night's backups "
                     "(nights 1..N), not around the copy of the site, the initial full copies (night 0) "
                     "and the uploads")
-    default_bin = os.path.join(ROOT, "target/release/holdfast")
-    if not os.path.exists(default_bin):
-        default_bin = os.path.join(ROOT, "target/debug/holdfast")
-    ap.add_argument("--holdfast", default=default_bin)
+    ap.add_argument("--holdfast", default=default_holdfast())
     a = ap.parse_args()
+    warn_debug(a.holdfast)
     work = os.path.abspath(a.work)
     stores = os.path.join(work, "stores")
     shutil.rmtree(work, ignore_errors=True)
@@ -158,7 +175,7 @@ def main():
                        cwd=ROOT, check=True, env=dict(os.environ, CARGO_INCREMENTAL="0"))
         standin = os.path.join(work, "standin")
         shutil.rmtree(standin, ignore_errors=True)
-        sched = subprocess.run([os.path.join(ROOT, "target/debug/examples/busy_standin"), standin, "bench", site.conf],
+        sched = subprocess.run([os.path.join(ROOT, os.environ.get("CARGO_TARGET_DIR") or "target", "debug/examples/busy_standin"), standin, "bench", site.conf],
                                capture_output=True, text=True, check=True).stdout
         tomls = {}
         for mode, _ in MODES:

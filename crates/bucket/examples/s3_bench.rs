@@ -3,6 +3,14 @@
 //! restore from the bucket against `rclone copy`. Time and bytes on the wire (a counting
 //! proxy sits between each client and the server).
 //!
+//! The peers run with their best flags for the job: `rclone sync --fast-list --size-only`
+//! (one recursive listing instead of one per folder; the files are named by their content,
+//! so a size check is enough and no modtime is read), and restic with its cache, as operators
+//! keep it: a cache folder of each rep's own (`--cache-dir`, so nothing carries over from
+//! another rep), filled by day 1's backup, so day 2 finds it warm, as a night finds the
+//! previous night's. The page cache is dropped before every timed step (as root; otherwise
+//! the run says WARM).
+//!
 //! Usage: s3_bench REPOSITORY [NEW_PERCENT] [REPS] [MAX_FILES]
 //! REPOSITORY is a real FOSSology repository (files named by content). Day 1 holds all its
 //! files but NEW_PERCENT (default 3) chosen by name; day 2 holds them all.
@@ -131,6 +139,7 @@ fn run(cmd: &mut Command) {
     );
 }
 
+/// rclone with the bench's bucket; `--fast-list`: one recursive listing of the bucket.
 fn rclone(s: &S3Server, p: &Proxy) -> Command {
     let mut c = Command::new("rclone");
     c.env("RCLONE_CONFIG_B_TYPE", "s3")
@@ -141,11 +150,19 @@ fn rclone(s: &S3Server, p: &Proxy) -> Command {
         )
         .env("RCLONE_CONFIG_B_ACCESS_KEY_ID", &s.access_key)
         .env("RCLONE_CONFIG_B_SECRET_ACCESS_KEY", &s.secret_key)
-        .args(["--config", "/dev/null", "-q", "--transfers", "8"]);
+        .args([
+            "--config",
+            "/dev/null",
+            "-q",
+            "--transfers",
+            "8",
+            "--fast-list",
+        ]);
     c
 }
 
-fn restic(s: &S3Server, p: &Proxy, repo_name: &str) -> Command {
+/// restic with its cache in `cache` (the rep's own).
+fn restic(s: &S3Server, p: &Proxy, repo_name: &str, cache: &Path) -> Command {
     let mut c = Command::new("restic");
     c.env(
         "RESTIC_REPOSITORY",
@@ -154,13 +171,16 @@ fn restic(s: &S3Server, p: &Proxy, repo_name: &str) -> Command {
     .env("RESTIC_PASSWORD", "bench")
     .env("AWS_ACCESS_KEY_ID", &s.access_key)
     .env("AWS_SECRET_ACCESS_KEY", &s.secret_key)
-    .args(["-q", "--no-cache"]);
+    .arg("-q")
+    .arg("--cache-dir")
+    .arg(cache);
     c
 }
 
-fn drop_caches() {
+/// Writes dirty pages and drops the page cache; false when it could not (not root).
+fn drop_caches() -> bool {
     let _ = Command::new("sync").status();
-    let _ = std::fs::write("/proc/sys/vm/drop_caches", "3");
+    std::fs::write("/proc/sys/vm/drop_caches", "3").is_ok()
 }
 
 fn main() {
@@ -187,6 +207,13 @@ fn main() {
         .map(|m| m.len())
         .sum();
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let can_drop = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/proc/sys/vm/drop_caches")
+        .is_ok();
+    if !can_drop {
+        eprintln!("WARM: cannot drop the page cache (not root): no step will be timed cold");
+    }
     println!(
         "repository {}: {} files; day 1 {} files; day 2 adds {} files, {} bytes; load {}",
         repo.display(),
@@ -196,6 +223,8 @@ fn main() {
         new_bytes,
         load.trim()
     );
+    // every timed step starts cold, or the run says it was not
+    let mut cold = true;
     let mut rows: Vec<(String, f64, u64, u64)> = Vec::new();
     for rep in 0..reps {
         let work = tempfile::tempdir_in("/var/tmp").unwrap();
@@ -203,6 +232,7 @@ fn main() {
         let server = S3Server::start(&w.join("s3"), "bench").unwrap();
         let p = proxy(server.port);
         let creds = w.join("creds");
+        let cache = w.join("restic-cache");
         server.write_credentials(&creds).unwrap();
         let mut cfg = BucketConfig::new("s3://bench/holdfast");
         cfg.endpoint = format!("http://127.0.0.1:{}", p.port);
@@ -219,10 +249,11 @@ fn main() {
         copy_snapshot(&b, &t, &s1).unwrap();
         run(rclone(&server, &p)
             .arg("sync")
+            .arg("--size-only")
             .arg(&tree1)
             .arg("B:bench/rclone"));
-        run(restic(&server, &p, "restic").arg("init"));
-        run(restic(&server, &p, "restic")
+        run(restic(&server, &p, "restic", &cache).arg("init"));
+        run(restic(&server, &p, "restic", &cache)
             .arg("backup")
             .arg(".")
             .current_dir(&tree1));
@@ -232,7 +263,7 @@ fn main() {
         let order = [0, 1, 2];
         for k in 0..3 {
             let which = order[(k + rep) % 3];
-            drop_caches();
+            cold &= drop_caches();
             p.take();
             let t0 = Instant::now();
             let name = match which {
@@ -243,12 +274,13 @@ fn main() {
                 1 => {
                     run(rclone(&server, &p)
                         .arg("sync")
+                        .arg("--size-only")
                         .arg(&tree2)
                         .arg("B:bench/rclone"));
                     "copy day 2: rclone sync"
                 }
                 _ => {
-                    run(restic(&server, &p, "restic")
+                    run(restic(&server, &p, "restic", &cache)
                         .arg("backup")
                         .arg(".")
                         .current_dir(&tree2));
@@ -266,7 +298,7 @@ fn main() {
         // Restore the whole day-2 snapshot from the bucket, interleaved.
         for k in 0..2 {
             let which = (k + rep) % 2;
-            drop_caches();
+            cold &= drop_caches();
             p.take();
             let dest = w.join(format!("restore{which}"));
             let t0 = Instant::now();
@@ -294,6 +326,15 @@ fn main() {
     names.dedup();
     names.sort();
     names.dedup();
+    println!(
+        "{}; restic's own cache warm (--cache-dir per rep, filled by day 1's backup); rclone \
+         --fast-list, sync --size-only",
+        if cold {
+            "cold: page cache dropped before every timed step"
+        } else {
+            "WARM: dropping the page cache failed (run as root), the times are not cold"
+        }
+    );
     println!("| step | median s | runs (s) | bytes client->server | bytes server->client |");
     println!("|---|---|---|---|---|");
     for n in names {

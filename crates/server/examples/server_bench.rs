@@ -1,8 +1,18 @@
 //! Benchmark of the backup server's jobs against what operators run today, on one account
 //! with a tree of many small files and a week of daily snapshots (run by `bench/server.sh`).
 //! Every timed step starts cold (`sync; echo 3 > /proc/sys/vm/drop_caches`, as root; without
-//! root the run says it is warm), holdfast and its peer alternate, and medians of `--reps`
-//! rounds are printed with the load average of each round.
+//! root the run says it is warm), holdfast and its peers take turns in an order that rotates
+//! by round, and medians of `--reps` rounds are printed with the load average at the start of
+//! every timed step.
+//!
+//! holdfast walks and removes with a pool of threads (`tree::io_pool`), so every peer that
+//! walks a tree is timed twice: as one process, and split over the tree's top-level entries
+//! (the clients) under `xargs -0 -P<jobs>` (`--peer-jobs`; default as many as holdfast's
+//! walkers, or the cores if more: on a cold cache the peers wait on the disk as holdfast does,
+//! and at 20,000 files `rsync --link-dest` took 0.40 s with -P8 against 0.52 s with -P2 on 2
+//! cores), each entry one `cp -al` / `rm -rf` / `rsync`. The ratios are against the faster of
+//! the peer as one process and in parallel.
+//! `du -sb` stays one process: split, it would count a file linked from two entries twice.
 //!
 //! - the daily snapshot job as it really runs: `snapshot::rotate` (the expiring `daily.6`
 //!   is refreshed into the new `daily.0`: changed files copied, names incoming/ lost removed,
@@ -18,7 +28,7 @@
 //! - sizes of the account (incoming/ and the week of snapshots, each inode once):
 //!   `size::measure` vs `du -sb incoming .snapshots`, both cold; then the cached measure.
 //!
-//! Usage: server_bench [--files N] [--linked PCT] [--dir DIR] [--reps N]
+//! Usage: server_bench [--files N] [--linked PCT] [--dir DIR] [--reps N] [--peer-jobs N]
 //! [--only job,link,expiry,sizes] [--keep]
 //! (`--only`: time just those steps; the set-up is the same. `--linked PCT`: that share of
 //! the files also get a second name in a folder of their own, as the Perl client's rsync
@@ -62,12 +72,14 @@ fn timed<T>(f: impl FnOnce() -> T) -> (Duration, T) {
     (t.elapsed(), r)
 }
 
-/// Cold start for the next step: dirty pages written (not timed), caches dropped.
-fn cold(root: bool) {
+/// Cold start for the next step: dirty pages written (not timed), caches dropped. Returns
+/// the load average at the step's start, recorded with its time.
+fn cold(root: bool) -> String {
     let _ = Command::new("sync").status();
     if root {
         std::fs::write("/proc/sys/vm/drop_caches", "3\n").expect("drop caches");
     }
+    load()
 }
 
 fn load() -> String {
@@ -114,19 +126,98 @@ fn change(root: &Path, day: usize) {
     }
 }
 
-/// The rsnapshot way of the daily job, in `snaps`: expire the oldest, shift, link-dest copy.
-/// Returns (rm -rf, rsync) times; the renames are too cheap to matter.
+/// `sh -c SCRIPT sh ARGS...`: a peer written as a shell pipeline, its arguments kept apart.
+fn sh(script: &str, args: &[&std::ffi::OsStr]) -> Command {
+    let mut c = Command::new("sh");
+    c.arg("-c").arg(script).arg("sh").args(args);
+    c
+}
+
+/// After a parallel peer filled `$2` from `$1`'s entries: `$2` gets `$1`'s owner, mode and
+/// times, as the one-process tool gives it.
+const TOP_ATTRS: &str =
+    r#"chown --reference="$1" "$2"; chmod --reference="$1" "$2"; touch -r "$1" "$2""#;
+
+/// `rm -rf dir`, one process, or each top-level entry its own `rm -rf` under `xargs -P jobs`
+/// (then the emptied folder).
+fn rm_rf(dir: &Path, jobs: usize) -> Command {
+    if jobs <= 1 {
+        let mut c = Command::new("rm");
+        c.arg("-rf").arg(dir);
+        return c;
+    }
+    sh(
+        r#"set -e; find "$1" -mindepth 1 -maxdepth 1 -print0 | xargs -0 -r -n 1 -P"$2" rm -rf; rm -rf "$1""#,
+        &[dir.as_os_str(), jobs.to_string().as_ref()],
+    )
+}
+
+/// `cp -al src dst`, one process, or one `cp -al` per top-level entry of `src` under
+/// `xargs -P jobs`.
+fn cp_al(src: &Path, dst: &Path, jobs: usize) -> Command {
+    if jobs <= 1 {
+        let mut c = Command::new("cp");
+        c.arg("-al").arg(src).arg(dst);
+        return c;
+    }
+    sh(
+        &format!(
+            r#"set -e; mkdir "$2"; cd "$1"; find . -mindepth 1 -maxdepth 1 -printf '%P\0' | xargs -0 -r -P"$3" -I{{}} cp -al {{}} "$2"/{{}}; {TOP_ATTRS}"#
+        ),
+        &[src.as_os_str(), dst.as_os_str(), jobs.to_string().as_ref()],
+    )
+}
+
+/// `rsync -a[H] [--link-dest=../daily.1] incoming/ daily.0/`, one process, or one rsync per
+/// top-level entry of incoming/ under `xargs -P jobs` (with `-H`: the second names
+/// `--linked` makes are in their file's client, so every hard link stays inside one rsync).
+fn rsync_link_dest(incoming: &Path, snaps: &Path, hard_links: bool, jobs: usize) -> Command {
+    let flags = if hard_links { "-aH" } else { "-a" };
+    let link_dest = if snaps.join("daily.1").exists() {
+        "--link-dest=../daily.1"
+    } else {
+        ""
+    };
+    let dest = snaps.join("daily.0");
+    if jobs <= 1 {
+        let mut c = Command::new("rsync");
+        c.arg(flags);
+        if !link_dest.is_empty() {
+            c.arg(link_dest);
+        }
+        c.arg(format!("{}/", incoming.display()))
+            .arg(format!("{}/", dest.display()));
+        return c;
+    }
+    // each entry sent by name (no trailing slash) into daily.0/: its paths there, and in
+    // --link-dest (relative to daily.0), are the one-process rsync's
+    sh(
+        &format!(
+            r#"set -e; mkdir "$2"; cd "$1"; find . -mindepth 1 -maxdepth 1 -printf '%P\0' | xargs -0 -r -P"$3" -I{{}} rsync {flags} {link_dest} {{}} "$2"/; {TOP_ATTRS}"#
+        ),
+        &[
+            incoming.as_os_str(),
+            dest.as_os_str(),
+            jobs.to_string().as_ref(),
+        ],
+    )
+}
+
+/// The rsnapshot way of the daily job, in `snaps`: expire the oldest, shift, link-dest copy,
+/// with `jobs` processes (1: the tools as they come). Returns the (rm -rf, rsync) times with
+/// the load at the start of each; the renames are too cheap to matter.
 fn peer_rotate(
     incoming: &Path,
     snaps: &Path,
     keep: usize,
     root: bool,
     hard_links: bool,
-) -> (Duration, Duration) {
+    jobs: usize,
+) -> ((Duration, String), (Duration, String)) {
     let oldest = snaps.join(format!("daily.{}", keep - 1));
-    cold(root);
+    let l = cold(root);
     let rm = if oldest.exists() {
-        run(Command::new("rm").arg("-rf").arg(&oldest))
+        run(&mut rm_rf(&oldest, jobs))
     } else {
         Duration::ZERO
     };
@@ -136,16 +227,9 @@ fn peer_rotate(
             std::fs::rename(&from, snaps.join(format!("daily.{}", n + 1))).unwrap();
         }
     }
-    cold(root);
-    let mut cmd = Command::new("rsync");
-    cmd.arg(if hard_links { "-aH" } else { "-a" });
-    if snaps.join("daily.1").exists() {
-        cmd.arg("--link-dest=../daily.1");
-    }
-    let rs = run(cmd
-        .arg(format!("{}/", incoming.display()))
-        .arg(format!("{}/", snaps.join("daily.0").display())));
-    (rm, rs)
+    let l2 = cold(root);
+    let rs = run(&mut rsync_link_dest(incoming, snaps, hard_links, jobs));
+    ((rm, l), (rs, l2))
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -162,20 +246,21 @@ fn median(v: &[f64]) -> f64 {
     }
 }
 
+/// Each timed step's seconds, with the load average at its start.
 #[derive(Default)]
-struct Samples(Vec<(&'static str, f64)>);
+struct Samples(Vec<(String, f64, String)>);
 
 impl Samples {
-    fn add(&mut self, what: &'static str, d: Duration) {
-        self.add_secs(what, secs(d));
+    fn add(&mut self, what: impl Into<String>, d: Duration, load: &str) {
+        self.add_secs(what, secs(d), load);
     }
-    fn add_secs(&mut self, what: &'static str, secs: f64) {
-        self.0.push((what, secs));
+    fn add_secs(&mut self, what: impl Into<String>, secs: f64, load: &str) {
+        self.0.push((what.into(), secs, load.to_string()));
     }
     fn get(&self, what: &str) -> Vec<f64> {
         self.0
             .iter()
-            .filter(|(w, _)| *w == what)
+            .filter(|(w, ..)| *w == what)
             .map(|x| x.1)
             .collect()
     }
@@ -183,16 +268,25 @@ impl Samples {
         median(&self.get(what))
     }
     fn line(&self, what: &str) -> String {
-        let v = self.get(what);
+        let v: Vec<_> = self.0.iter().filter(|(w, ..)| *w == what).collect();
         format!(
             "{:8.2} s  ({})",
-            median(&v),
+            self.med(what),
             v.iter()
-                .map(|x| format!("{x:.2}"))
+                .map(|(_, x, l)| if l.is_empty() {
+                    format!("{x:.2}")
+                } else {
+                    format!("{x:.2} at load {l}")
+                })
                 .collect::<Vec<_>>()
                 .join(", ")
         )
     }
+}
+
+/// The turn order of round `rep` over `n` contestants (holdfast is 0): rotates by round.
+fn turns(rep: usize, n: usize) -> Vec<usize> {
+    (0..n).map(|k| (k + rep) % n).collect()
 }
 
 fn main() {
@@ -202,6 +296,11 @@ fn main() {
     let mut keep = false;
     let mut reps = 3usize;
     let mut only: Option<Vec<String>> = None;
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    // the parallel peers get as many processes as holdfast has walkers (or cores, if more)
+    let mut jobs = tree::io_pool().current_num_threads().max(cores);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -215,6 +314,13 @@ fn main() {
             }
             "--dir" => base = args.next().map(PathBuf::from),
             "--reps" => reps = args.next().and_then(|v| v.parse().ok()).expect("--reps N"),
+            "--peer-jobs" => {
+                jobs = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|n| *n >= 2)
+                    .expect("--peer-jobs N (2 or more)")
+            }
             "--keep" => keep = true,
             "--only" => {
                 only = args
@@ -223,7 +329,7 @@ fn main() {
             }
             _ => {
                 eprintln!(
-                    "usage: server_bench [--files N] [--linked PCT] [--dir DIR] [--reps N] [--only job,link,expiry,sizes] [--keep]"
+                    "usage: server_bench [--files N] [--linked PCT] [--dir DIR] [--reps N] [--peer-jobs N] [--only job,link,expiry,sizes] [--keep]"
                 );
                 std::process::exit(2);
             }
@@ -234,23 +340,25 @@ fn main() {
     let tmp = match &base {
         Some(b) => {
             std::fs::create_dir_all(b).unwrap();
-            tempfile::tempdir_in(b).unwrap()
+            // absolute: the parallel peers change folder
+            tempfile::tempdir_in(b.canonicalize().unwrap()).unwrap()
         }
         None => tempfile::tempdir().unwrap(),
     };
     let home = tmp.path().join("home");
     let incoming = home.join("incoming");
     let snaps = home.join(".snapshots");
+    // the rsnapshot way's week, once for the one-process peer and once for the parallel one
     let peer = tmp.path().join("peer");
+    let peer_par = tmp.path().join("peer-par");
     std::fs::create_dir_all(&incoming).unwrap();
     std::fs::create_dir_all(&snaps).unwrap();
     std::fs::create_dir_all(&peer).unwrap();
+    std::fs::create_dir_all(&peer_par).unwrap();
     println!(
-        "server bench: {files} files in {}, {} cores, {} walkers, {}",
+        "server bench: {files} files in {}, {cores} cores, {} walkers, peers as one process \
+         and as xargs -P{jobs} over the top-level entries, {}",
         tmp.path().display(),
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1),
         tree::io_pool().current_num_threads(),
         if root {
             "cold (caches dropped before every timed step)"
@@ -293,16 +401,23 @@ fn main() {
         assert!(r.created.is_some());
         ours_week.push(secs(d));
     }
-    for n in 1..7 {
-        run(Command::new("cp")
-            .arg("-al")
-            .arg(snaps.join(format!("daily.{n}")))
-            .arg(peer.join(format!("daily.{n}"))));
+    for p in [&peer, &peer_par] {
+        for n in 1..7 {
+            run(Command::new("cp")
+                .arg("-al")
+                .arg(snaps.join(format!("daily.{n}")))
+                .arg(p.join(format!("daily.{n}"))));
+        }
     }
     run(Command::new("cp")
         .arg("-a")
         .arg(&incoming)
         .arg(peer.join("daily.0")));
+    // links to the other peer's copy: no inode shared with incoming/ either
+    run(Command::new("cp")
+        .arg("-al")
+        .arg(peer.join("daily.0"))
+        .arg(peer_par.join("daily.0")));
     println!(
         "a week of snapshots (warm): rotate {:.2}s a day (the first, a full copy: {:.2}s), load {}",
         median(&ours_week[1..]),
@@ -310,21 +425,24 @@ fn main() {
         load()
     );
 
+    // the peers' names, one process and parallel
+    let par = |what: &str| format!("{what} -P{jobs}");
     let mut s = Samples::default();
     let mut loads = vec![];
     for rep in 0..reps {
         day += 1;
         change(&incoming, day);
         loads.push(load());
-        let ours_first = rep % 2 == 0;
-        for turn in 0..2 {
+        // 0: holdfast, 1: the peer as one process, 2: the peer in parallel
+        let order = turns(rep, 3);
+        for &who in &order {
             if !step("job") {
                 break;
             }
-            if (turn == 0) == ours_first {
+            if who == 0 {
                 // the real daily job: rotate (copy-on-change + shift + rename into trash), then
                 // the trash is emptied
-                cold(root);
+                let l = cold(root);
                 let (d, r) = timed(|| snapshot::rotate(&home, &week, "daily").unwrap());
                 assert_eq!(r.expired.len(), 1, "{r:?}");
                 assert!(
@@ -338,42 +456,54 @@ fn main() {
                     kept + 1000 >= names,
                     "the refresh kept {kept} of {names} names: {r:?}"
                 );
-                s.add("rotate", d);
-                cold(root);
+                s.add("rotate", d, &l);
+                let l = cold(root);
                 let (d, _) = timed(|| snapshot::purge_trash(&home).unwrap());
-                s.add("purge (job's snapshot)", d);
+                s.add("purge (job's snapshot)", d, &l);
             } else {
-                let (rm, rs) = peer_rotate(&incoming, &peer, 7, root, linked > 0);
-                s.add("rm -rf (job's snapshot)", rm);
-                s.add("rsync --link-dest", rs);
+                let (dir, n) = if who == 1 {
+                    (&peer, 1)
+                } else {
+                    (&peer_par, jobs)
+                };
+                let ((rm, lr), (rs, ls)) = peer_rotate(&incoming, dir, 7, root, linked > 0, n);
+                let (rm_name, rs_name) = ("rm -rf (job's snapshot)", "rsync --link-dest");
+                if who == 1 {
+                    s.add(rm_name, rm, &lr);
+                    s.add(rs_name, rs, &ls);
+                } else {
+                    s.add(par(rm_name), rm, &lr);
+                    s.add(par(rs_name), rs, &ls);
+                }
             }
         }
         // hard-link snapshots, like for like, and their removal
         let lt = tmp.path().join(format!("lt.{rep}"));
         let cp = tmp.path().join(format!("cp.{rep}"));
-        for turn in 0..2 {
+        let cpp = tmp.path().join(format!("cpp.{rep}"));
+        for &who in &order {
             if !step("link") && !step("expiry") {
                 break;
             }
-            cold(root);
-            if (turn == 0) == ours_first {
-                let (d, _) = timed(|| tree::link_tree(&incoming, &lt).unwrap());
-                s.add("link_tree", d);
-            } else {
-                s.add(
-                    "cp -al",
-                    run(Command::new("cp").arg("-al").arg(&incoming).arg(&cp)),
-                );
+            let l = cold(root);
+            match who {
+                0 => {
+                    let (d, _) = timed(|| tree::link_tree(&incoming, &lt).unwrap());
+                    s.add("link_tree", d, &l);
+                }
+                1 => s.add("cp -al", run(&mut cp_al(&incoming, &cp, 1)), &l),
+                _ => s.add(par("cp -al"), run(&mut cp_al(&incoming, &cpp, jobs)), &l),
             }
         }
-        for turn in 0..2 {
+        for &who in &order {
             if !step("expiry") {
-                let _ = std::fs::remove_dir_all(&lt);
-                let _ = std::fs::remove_dir_all(&cp);
+                for t in [&lt, &cp, &cpp] {
+                    let _ = std::fs::remove_dir_all(t);
+                }
                 break;
             }
-            cold(root);
-            if (turn == 0) == ours_first {
+            let l = cold(root);
+            if who == 0 {
                 let before = cpu(false);
                 let (d, _) = timed(|| {
                     let trash = snapshot::work_dir(&home).join("trash");
@@ -381,29 +511,46 @@ fn main() {
                     std::fs::rename(&lt, trash.join(format!("lt.{rep}"))).unwrap();
                     snapshot::purge_trash(&home).unwrap()
                 });
-                s.add("rename + purge (hard-link tree)", d);
-                s.add_secs("  CPU s of it", cpu(false) - before);
+                s.add("rename + purge (hard-link tree)", d, &l);
+                s.add_secs("  CPU s of it", cpu(false) - before, "");
             } else {
+                let (tree, n, name, cpu_name) = if who == 1 {
+                    (
+                        &cp,
+                        1,
+                        "rm -rf (hard-link tree)".to_string(),
+                        "  CPU s of rm -rf".to_string(),
+                    )
+                } else {
+                    (
+                        &cpp,
+                        jobs,
+                        par("rm -rf (hard-link tree)"),
+                        par("  CPU s of rm -rf"),
+                    )
+                };
                 let before = cpu(true);
-                s.add(
-                    "rm -rf (hard-link tree)",
-                    run(Command::new("rm").arg("-rf").arg(&cp)),
-                );
-                s.add_secs("  CPU s of rm -rf", cpu(true) - before);
+                s.add(name, run(&mut rm_rf(tree, n)), &l);
+                s.add_secs(cpu_name, cpu(true) - before, "");
             }
         }
         // sizes of the account: incoming + a week of snapshots
         if !step("sizes") {
-            println!("round {} done, load {}", rep + 1, loads.last().unwrap());
+            println!("round {} done, load {}", rep + 1, load());
             continue;
         }
         let mut du_out = vec![];
         let mut ours = None;
-        for turn in 0..2 {
-            cold(root);
-            if (turn == 0) == ours_first {
+        for &who in &order {
+            // du -sb has no parallel form: split over the top-level entries it would count a
+            // file linked from two of them twice
+            if who == 2 {
+                continue;
+            }
+            let l = cold(root);
+            if who == 0 {
                 let (d, r) = timed(|| size::measure(&home).unwrap());
-                s.add("size::measure", d);
+                s.add("size::measure", d, &l);
                 ours = Some(r);
             } else {
                 let t = Instant::now();
@@ -412,7 +559,8 @@ fn main() {
                     .current_dir(&home)
                     .output()
                     .unwrap();
-                s.add("du -sb", t.elapsed());
+                s.add("du -sb", t.elapsed(), &l);
+                assert!(out.status.success(), "du -sb failed");
                 du_out = String::from_utf8_lossy(&out.stdout)
                     .lines()
                     .map(|l| l.split_whitespace().next().unwrap().parse::<u64>().unwrap())
@@ -428,56 +576,84 @@ fn main() {
         );
         let cache = tmp.path().join("size-cache");
         let _ = size::measure_cached(&home, Some(&cache)).unwrap();
-        cold(root);
+        let l = cold(root);
         let (d, again) = timed(|| size::measure_cached(&home, Some(&cache)).unwrap());
         assert_eq!(du_out, [again.backup.apparent, again.snapshots.apparent]);
-        s.add("size::measure_cached (scans kept)", d);
-        println!("round {} done, load {}", rep + 1, loads.last().unwrap());
+        s.add("size::measure_cached (scans kept)", d, &l);
+        println!("round {} done, load {}", rep + 1, load());
     }
 
-    println!("\nmedians of {reps} rounds, loads {}:", loads.join(" / "));
-    for w in [
-        "rotate",
-        "rsync --link-dest",
-        "cp -al",
-        "link_tree",
-        "purge (job's snapshot)",
-        "rm -rf (job's snapshot)",
-        "rename + purge (hard-link tree)",
-        "  CPU s of it",
-        "rm -rf (hard-link tree)",
-        "  CPU s of rm -rf",
-        "size::measure",
-        "du -sb",
-        "size::measure_cached (scans kept)",
-    ] {
+    println!(
+        "\nmedians of {reps} rounds (each run with the load at its start); loads at the rounds' \
+         starts {}:",
+        loads.join(" / ")
+    );
+    let rows = [
+        "rotate".to_string(),
+        "rsync --link-dest".to_string(),
+        par("rsync --link-dest"),
+        "link_tree".to_string(),
+        "cp -al".to_string(),
+        par("cp -al"),
+        "purge (job's snapshot)".to_string(),
+        "rm -rf (job's snapshot)".to_string(),
+        par("rm -rf (job's snapshot)"),
+        "rename + purge (hard-link tree)".to_string(),
+        "  CPU s of it".to_string(),
+        "rm -rf (hard-link tree)".to_string(),
+        "  CPU s of rm -rf".to_string(),
+        par("rm -rf (hard-link tree)"),
+        par("  CPU s of rm -rf"),
+        "size::measure".to_string(),
+        "du -sb".to_string(),
+    ];
+    for w in &rows {
         if !s.get(w).is_empty() {
-            println!("  {w:<36} {}", s.line(w));
+            println!("  {w:<38} {}", s.line(w));
         }
     }
+    // the faster of the peer as one process and in parallel: (median, which)
+    let best = |what: &str| {
+        let (one, p) = (s.med(what), s.med(&par(what)));
+        if p < one || one.is_nan() {
+            (p, par(what))
+        } else {
+            (one, what.to_string())
+        }
+    };
+    let (rs, rs_name) = best("rsync --link-dest");
+    let (rm, rm_name) = best("rm -rf (job's snapshot)");
+    let (cp_best, cp_name) = best("cp -al");
+    let (rmt, rmt_name) = best("rm -rf (hard-link tree)");
     let job = s.med("rotate") + s.med("purge (job's snapshot)");
-    let peer_job = s.med("rsync --link-dest") + s.med("rm -rf (job's snapshot)");
-    println!("\nratios (peer time / holdfast time; > 1 means holdfast is faster)");
-    let ratio = |what: &str, x: f64| {
+    println!(
+        "\nratios (the faster peer's time / holdfast's; > 1 means holdfast is faster; the \
+         faster peer named)"
+    );
+    let ratio = |what: &str, x: f64, peer: &str| {
         if x.is_finite() {
-            println!("  {what} {x:6.2}x");
+            println!("  {what} {x:6.2}x   (peer: {peer})");
         }
     };
     ratio(
         "snapshot, hard links (like for like)   cp -al / link_tree           ",
-        s.med("cp -al") / s.med("link_tree"),
+        cp_best / s.med("link_tree"),
+        &cp_name,
     );
     ratio(
         "snapshot as the job makes it           rsync --link-dest / rotate   ",
-        s.med("rsync --link-dest") / s.med("rotate"),
+        rs / s.med("rotate"),
+        &rs_name,
     );
     ratio(
         "(not like for like: rotate copies)     cp -al / rotate              ",
-        s.med("cp -al") / s.med("rotate"),
+        cp_best / s.med("rotate"),
+        &cp_name,
     );
     ratio(
         "whole daily job incl. emptying trash   rsnapshot way / holdfast     ",
-        peer_job / job,
+        (rs + rm) / job,
+        &format!("{rs_name} + {rm_name}"),
     );
     if step("job") {
         println!(
@@ -486,16 +662,23 @@ fn main() {
     }
     ratio(
         "expiry incl. emptying, hard-link trees rm -rf / rename+purge        ",
-        s.med("rm -rf (hard-link tree)") / s.med("rename + purge (hard-link tree)"),
+        rmt / s.med("rename + purge (hard-link tree)"),
+        &rmt_name,
     );
     ratio(
         "sizes, uncached                        du -sb / measure             ",
         s.med("du -sb") / s.med("size::measure"),
+        "du -sb, one process",
     );
-    ratio(
-        "sizes, scans kept                      du -sb / measure_cached      ",
-        s.med("du -sb") / s.med("size::measure_cached (scans kept)"),
-    );
+    let cached = s.med("size::measure_cached (scans kept)");
+    if cached.is_finite() {
+        // no peer keeps du's scans: this is holdfast's own figure, not a ratio
+        println!(
+            "\nholdfast alone: sizes with the snapshot scans kept (size::measure_cached, cold) \
+             {}",
+            s.line("size::measure_cached (scans kept)").trim_start()
+        );
+    }
     if keep {
         let p = tmp.keep();
         println!("kept {}", p.display());
