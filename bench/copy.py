@@ -26,29 +26,12 @@ Usage: bench/copy.py [--work DIR] [--site quarter] [--max-bytes 300M] [--days 3]
                      [--holdfast target/release/holdfast]
 Run as root (PostgreSQL runs as the postgres user; sshd needs root).
 """
-import argparse, atexit, json, os, shutil, socket, statistics, subprocess, sys, time
+import argparse, json, os, shutil, socket, statistics, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dataset  # noqa: E402
+from dataset import default_holdfast, warn_debug  # noqa: E402
 from dataset import DATA, ROOT, Site, count  # noqa: E402
-
-
-def default_holdfast():
-    """The release build (under $CARGO_TARGET_DIR when set); the debug build only when there
-    is none, and then said loudly by warn_debug."""
-    target = os.path.join(ROOT, os.environ.get("CARGO_TARGET_DIR") or "target")
-    release = os.path.join(target, "release/holdfast")
-    return release if os.path.exists(release) else os.path.join(target, "debug/holdfast")
-
-
-def warn_debug(holdfast):
-    """A debug build's times are not holdfast's: say so at the start and again at the end."""
-    if os.path.basename(os.path.dirname(os.path.abspath(holdfast))) != "debug":
-        return
-    msg = (f"WARNING: this run uses a DEBUG build ({holdfast}): its times are not holdfast's; "
-           "build with `cargo build --release -p holdfast` or pass --holdfast")
-    print(msg, file=sys.stderr, flush=True)
-    atexit.register(print, msg, file=sys.stderr, flush=True)
 
 
 def sh(cmd, **kw):

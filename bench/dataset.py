@@ -17,7 +17,7 @@ change it; nothing here is ever modified once built.
 
 Needs root (PostgreSQL runs as the postgres user), apt-get, bsdtar, PostgreSQL.
 """
-import argparse, json, os, shutil, socket, subprocess, sys, time
+import argparse, atexit, json, os, shutil, socket, subprocess, sys, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.environ.get("BENCH_DATA", "/work/bench-data")
@@ -294,6 +294,25 @@ def scan_days(data):
     with open(out, "w") as f:
         json.dump(res, f, indent=1)
     return res
+
+
+
+def default_holdfast():
+    """The release build (under $CARGO_TARGET_DIR when set); the debug build only when there
+    is none, and then said loudly by warn_debug."""
+    target = os.path.join(ROOT, os.environ.get("CARGO_TARGET_DIR") or "target")
+    release = os.path.join(target, "release/holdfast")
+    return release if os.path.exists(release) else os.path.join(target, "debug/holdfast")
+
+
+def warn_debug(holdfast):
+    """A debug build's times are not holdfast's: say so at the start and again at the end."""
+    if os.path.basename(os.path.dirname(os.path.abspath(holdfast))) != "debug":
+        return
+    msg = (f"WARNING: this run uses a DEBUG build ({holdfast}): its times are not holdfast's; "
+           "build with `cargo build --release -p holdfast` or pass --holdfast")
+    print(msg, file=sys.stderr, flush=True)
+    atexit.register(print, msg, file=sys.stderr, flush=True)
 
 
 def main():

@@ -23,30 +23,13 @@ each night's dump with the previous one in place: its `Total bytes sent` is the 
 Usage: bench/dump-delta.py [--size whole] [--work DIR] [--holdfast target/release/holdfast]
 Run as root (PostgreSQL runs as the postgres user); `flock /work/bench.lock` around it.
 """
-import argparse, atexit, json, os, shutil, subprocess, sys, tempfile
+import argparse, json, os, shutil, subprocess, sys, tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dataset  # noqa: E402
+from dataset import default_holdfast, warn_debug  # noqa: E402
 
 ROOT = dataset.ROOT
-
-
-def default_holdfast():
-    """The release build (under $CARGO_TARGET_DIR when set); the debug build only when there
-    is none, and then said loudly by warn_debug."""
-    target = os.path.join(ROOT, os.environ.get("CARGO_TARGET_DIR") or "target")
-    release = os.path.join(target, "release/holdfast")
-    return release if os.path.exists(release) else os.path.join(target, "debug/holdfast")
-
-
-def warn_debug(holdfast):
-    """A debug build's times are not holdfast's: say so at the start and again at the end."""
-    if os.path.basename(os.path.dirname(os.path.abspath(holdfast))) != "debug":
-        return
-    msg = (f"WARNING: this run uses a DEBUG build ({holdfast}): its times are not holdfast's; "
-           "build with `cargo build --release -p holdfast` or pass --holdfast")
-    print(msg, file=sys.stderr, flush=True)
-    atexit.register(print, msg, file=sys.stderr, flush=True)
 
 
 def psql(site, sql):
