@@ -33,7 +33,8 @@ pub use check::{check_repo, UploadCheck};
 pub use explain::{MissingFile, MissingReason};
 pub use queue::{RecoveryJob, RecoveryQueue, RecoveryState};
 pub use rebuild::{
-    rebuild, rebuild_after_restore, recover_upload, RebuildOptions, RebuildReport, UploadOutcome,
+    one_at_a_time, rebuild, rebuild_after_restore, recover_upload, RebuildOptions, RebuildReport,
+    UploadOutcome,
 };
 pub use work::{recover_now, work_job, work_until_idle};
 

@@ -434,8 +434,9 @@ enum Pre {
 }
 
 /// Runs `f` holding `upload`'s unpack lock ([`db::uploads::lock_for_unpack`]); the lock's
-/// connection closes after it.
-fn one_at_a_time<T>(site: &Site, upload: i32, f: impl FnOnce() -> T) -> Result<T> {
+/// connection closes after it. Every unpack holdfast runs on an existing upload goes
+/// through here (`unpack` too), so one upload is never unpacked twice at once.
+pub fn one_at_a_time<T>(site: &Site, upload: i32, f: impl FnOnce() -> T) -> Result<T> {
     let mut lock = site.connect()?;
     if !db::uploads::lock_for_unpack(&mut lock, upload)? {
         holdfast_site::interrupt::check()?;

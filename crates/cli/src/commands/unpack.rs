@@ -57,11 +57,10 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
     for &up in &uploads {
         holdfast_site::interrupt::check()?;
         // The lock `recover` and the recovery queue take: one unpack of an upload at a time.
-        let mut lock = site.connect()?;
-        if !holdfast_site::db::uploads::lock_for_unpack(&mut lock, up)? {
-            holdfast_site::interrupt::check()?;
-        }
-        let s = match holdfast_unpack::unpack_upload(&site, up, &ctx.config.unpack, &opts) {
+        let unpacked = holdfast_recover::one_at_a_time(&site, up, || {
+            holdfast_unpack::unpack_upload(&site, up, &ctx.config.unpack, &opts)
+        })?;
+        let s = match unpacked {
             Ok(s) => s,
             // --cut-off goes on: the uploads after it must not keep their half trees.
             Err(e) if args.cut_off && !holdfast_site::interrupt::requested() => {
@@ -71,7 +70,6 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
             }
             Err(e) => return Err(e.into()),
         };
-        drop(lock);
         incomplete |= !s.errors.is_empty() || !s.unreproduced.is_empty();
         if args.json {
             println!("{}", serde_json::to_string(&s)?);
