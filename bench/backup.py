@@ -547,9 +547,8 @@ class Bench:
         return time.monotonic() - t, repo
 
     def rows(self, db):
-        return self.site.psql("-At", "-c", "SELECT (SELECT count(*) FROM upload), (SELECT count(*) FROM pfile), "
-                              "(SELECT count(*) FROM uploadtree)", db=db, capture_output=True,
-                              text=True).stdout.strip().replace("|", ", ")
+        """`db`'s upload, pfile and uploadtree row counts, as printed."""
+        return ", ".join(str(v) for v in self.site.rows(db).values())
 
     def check(self, tool, repo, want, rows=None, where=""):
         """The restored repository (`repo`) against the site's listing `want`: a missing, extra

@@ -194,9 +194,10 @@ class Site:
             sys.exit(f"holdfast upload {' '.join(files)} failed ({r.returncode})")
         return [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
 
-    def rows(self):
+    def rows(self, db="fossology"):
+        """Row counts of `db` (the site's own database, or a restored copy of it)."""
         out = subprocess.run(["psql", "-X", "-A", "-t", "-h", self.pg, "-p", str(self.port), "-U", "postgres",
-                              "-d", "fossology", "-c",
+                              "-d", db, "-c",
                               "SELECT (SELECT count(*) FROM upload), (SELECT count(*) FROM pfile), "
                               "(SELECT count(*) FROM uploadtree)"],
                              capture_output=True, text=True, check=True).stdout.strip().split("|")
