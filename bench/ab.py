@@ -16,11 +16,11 @@ Run as root (caches are dropped). The site is copied into --work first. --stores
 stores on one loop-mounted image of that file system (as bench/backup.py does). --a-extra/--b-extra add lines
 to one build's [backup] table: the same build with and without a setting (`precopy = false`).
 """
-import argparse, fcntl, json, os, random, statistics, subprocess, sys, time
+import argparse, fcntl, os, random, statistics, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dataset  # noqa: E402
-from backup import MKFS  # noqa: E402
+from backup import MKFS, snapshots as backup_snapshots  # noqa: E402
 
 STEPS = ["new rows matched", "previous day's files linked", "new files sent", "new files pre-copied",
          "agents stopped", "database dumped", "repository copied", "downtime",
@@ -72,11 +72,7 @@ def main():
                         name=f"{a.layout}-{n}", keep=a.keep) for n in bins}
 
     def snapshots(name):
-        out = subprocess.run([bins[name], "--config", cfg[name], "snapshots", "--json"], capture_output=True,
-                             text=True)
-        if out.returncode != 0 or not out.stdout.strip():
-            return []
-        return sorted(json.loads(out.stdout), key=lambda x: x["manifest"]["started"])
+        return backup_snapshots(bins[name], cfg[name])
 
     def run(name, tag):
         """(seconds, step times, load average at the start) of one cold `backup`."""

@@ -210,6 +210,16 @@ MKFS = {"btrfs": ["mkfs.btrfs", "-q", "-f"],
                         "-O", "inline_data", "-I", "512"]}
 
 
+def snapshots(holdfast, config):
+    """The store's snapshots, oldest first by start (`holdfast snapshots --json`; none when the
+    store is not there yet)."""
+    out = subprocess.run([holdfast, "--config", config, "snapshots", "--json"], capture_output=True, text=True)
+    # (-q would silence the listing too)
+    if out.returncode != 0 or not out.stdout.strip():
+        return []
+    return sorted(json.loads(out.stdout), key=lambda x: x["manifest"]["started"])
+
+
 def timed(cmd, env=None, cwd=None, sync=True):
     """Seconds `cmd` took, ended by a `sync` inside the timer (every tool alike: holdfast syncs
     at its commit, rsync, restic and borg leave their writes to the kernel)."""
@@ -330,12 +340,7 @@ class Bench:
         return timed(["btrfs", "-q", "subvolume", "sync", self.stores], sync=False)
 
     def snapshots(self, tool):
-        out = subprocess.run([self.a.holdfast, "--config", self.hf[tool], "snapshots", "--json"],
-                             capture_output=True, text=True)
-        # (-q would silence the listing too)
-        if out.returncode != 0 or not out.stdout.strip():
-            return []
-        return sorted(json.loads(out.stdout), key=lambda x: x["manifest"]["started"])
+        return snapshots(self.a.holdfast, self.hf[tool])
 
     def sources(self):
         return [self.site.repo, self.site.conf, self.dumpdir]
