@@ -144,6 +144,101 @@ fn remove_dir_contents(fd: &OwnedFd, path: &Path, n: &AtomicU64) -> Result<()> {
     })
 }
 
+/// A regular file found by [`files`]: its path relative to the walk's root and its status
+/// (of the file itself: nothing is followed below the top folders).
+#[derive(Debug)]
+pub struct Found {
+    pub rel: PathBuf,
+    pub stat: nix::sys::stat::FileStat,
+}
+
+/// The regular files under `root/<dir>` for each of `dirs`, unordered, their folders read in
+/// parallel in the io pool. On a cold cache a serial walk waits for each folder and inode
+/// read in turn: a FOSSology repository of 80,000 files in 127,000 folders took 3.5 s with
+/// `find`, 1.2 s with 16 reads in flight. A top folder may be a symlink (a type folder moved
+/// to another disk); a missing one is skipped; a folder that cannot be read is named in a
+/// warning and skipped, as the serial walks did.
+pub fn files(root: &Path, dirs: &[String]) -> Vec<Found> {
+    let out = std::sync::Mutex::new(Vec::new());
+    walk_tops(
+        root,
+        dirs,
+        &|found| out.lock().unwrap_or_else(|p| p.into_inner()).append(found),
+        &|e| {
+            // A stop signal ends the walk; the caller checks it at its next step.
+            if e.source.kind() != std::io::ErrorKind::Interrupted {
+                tracing::warn!(
+                    "cannot read a folder of the repository, its files are left out: {e}"
+                );
+            }
+        },
+    );
+    out.into_inner().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Reads the folders and inodes of `root/<dir>` for each of `dirs` into the cache, as
+/// [`files`] does, keeping nothing: for a reader that walks a tree one folder and inode at a
+/// time (rsync), so that its reads find them cached. What cannot be read is left to it.
+pub fn read_ahead(root: &Path, dirs: &[String]) {
+    walk_tops(root, dirs, &|_| {}, &|_| {});
+}
+
+type OnFound<'a> = &'a (dyn Fn(&mut Vec<Found>) + Sync);
+type OnError<'a> = &'a (dyn Fn(&TreeError) + Sync);
+
+fn walk_tops(root: &Path, dirs: &[String], found: OnFound, failed: OnError) {
+    io_pool().install(|| {
+        dirs.par_iter().for_each(|d| {
+            let top = root.join(d);
+            let flags = DIR_FLAGS.difference(OFlag::O_NOFOLLOW);
+            match nix::fcntl::open(&top, flags, Mode::empty()) {
+                Ok(fd) => files_in(&fd, &top, Path::new(d), found, failed),
+                Err(nix::errno::Errno::ENOENT) => {}
+                Err(e) => failed(&err(&top, e)),
+            }
+        })
+    });
+}
+
+fn files_in(fd: &OwnedFd, path: &Path, rel: &Path, on_found: OnFound, failed: OnError) {
+    use nix::sys::stat::SFlag;
+    let mut subdirs = Vec::new();
+    let mut found = Vec::new();
+    let listed = each_entry(fd, path, |name, t| {
+        match t {
+            Some(Type::Directory) => subdirs.push(name.to_owned()),
+            Some(Type::File) | None => {
+                let st =
+                    nix::sys::stat::fstatat(fd, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+                        .map_err(|e| err(&child(path, name), e))?;
+                match SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT {
+                    SFlag::S_IFREG => found.push(Found {
+                        rel: child(rel, name),
+                        stat: st,
+                    }),
+                    SFlag::S_IFDIR => subdirs.push(name.to_owned()),
+                    _ => {}
+                }
+            }
+            Some(_) => {}
+        }
+        Ok(())
+    });
+    if let Err(e) = listed {
+        failed(&e);
+    }
+    if !found.is_empty() {
+        on_found(&mut found);
+    }
+    subdirs.par_iter().for_each(|name| {
+        let p = child(path, name);
+        match open_dir_at(fd, name, &p) {
+            Ok(sub) => files_in(&sub, &p, &child(rel, name), on_found, failed),
+            Err(e) => failed(&e),
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,5 +269,41 @@ mod tests {
             "a symlink is not a folder to empty"
         );
         assert!(keep.join("precious").is_file());
+    }
+
+    #[test]
+    fn files_lists_regular_files_only_and_follows_only_the_top() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("repo");
+        for d in ["files/ab/cd", "files/ef", "gold-elsewhere/12"] {
+            std::fs::create_dir_all(t.path().join(if d.starts_with("gold") {
+                d.to_string()
+            } else {
+                format!("repo/{d}")
+            }))
+            .unwrap();
+        }
+        std::fs::write(root.join("files/ab/cd/one"), b"1").unwrap();
+        std::fs::write(root.join("files/ef/two"), b"22").unwrap();
+        std::fs::write(t.path().join("gold-elsewhere/12/three"), b"333").unwrap();
+        std::os::unix::fs::symlink(t.path().join("gold-elsewhere"), root.join("gold")).unwrap();
+        std::os::unix::fs::symlink(t.path().join("gold-elsewhere"), root.join("files/ab/loop"))
+            .unwrap();
+        nix::unistd::mkfifo(&root.join("files/ef/fifo"), Mode::S_IRUSR).unwrap();
+        let dirs = ["files".to_string(), "gold".into(), "absent".into()];
+        let mut got: Vec<(String, i64)> = files(&root, &dirs)
+            .into_iter()
+            .map(|f| (f.rel.display().to_string(), f.stat.st_size))
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                ("files/ab/cd/one".to_string(), 1),
+                ("files/ef/two".into(), 2),
+                ("gold/12/three".into(), 3)
+            ],
+            "the symlinked top folder is read, a symlink below it is not followed, a fifo is no file"
+        );
     }
 }
