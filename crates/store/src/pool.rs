@@ -27,6 +27,16 @@ pub struct Meta {
 }
 
 impl Meta {
+    pub fn of_stat(st: &nix::sys::stat::FileStat) -> Meta {
+        Meta {
+            mode: st.st_mode,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            mtime: st.st_mtime,
+            mtime_nsec: st.st_mtime_nsec as u32,
+        }
+    }
+
     pub fn of(m: &std::fs::Metadata) -> Meta {
         use std::os::unix::fs::MetadataExt;
         Meta {
@@ -99,45 +109,67 @@ fn split_meta(line: &str) -> Option<(usize, Meta)> {
 /// UTF-8. None for a name that is not UTF-8 or holds a line break (a report named after an
 /// upload can be either): such a file is left out of every list ([`unlisted`] names them).
 pub fn list_name(root: &Path, path: &Path) -> Option<String> {
-    let rel = path.strip_prefix(root).ok()?.to_str()?;
+    carried(path.strip_prefix(root).ok()?)
+}
+
+fn carried(rel: &Path) -> Option<String> {
+    let rel = rel.to_str()?;
     (!rel.contains(['\n', '\r'])).then(|| rel.to_string())
+}
+
+/// The regular files under `dirs` of a site's repository, from one walk
+/// ([`holdfast_core::tree::files`]: folders read in parallel, symlinks not followed).
+#[derive(Debug, Default)]
+pub struct Walked {
+    /// Each file a list can carry, with its metadata and size, sorted by path.
+    pub files: Vec<(Entry, u64)>,
+    /// The files no list can carry (see [`list_name`]), shown with escapes, sorted.
+    pub unlisted: Vec<String>,
+}
+
+impl Walked {
+    pub fn names(&self) -> Vec<String> {
+        self.files.iter().map(|(e, _)| e.path.clone()).collect()
+    }
+
+    pub fn into_entries(self) -> Vec<Entry> {
+        self.files.into_iter().map(|(e, _)| e).collect()
+    }
+}
+
+/// Walks `root/<dir>` for each of `dirs` once.
+pub fn walk(root: &Path, dirs: &[String]) -> Walked {
+    use std::os::unix::ffi::OsStrExt;
+    let mut w = Walked::default();
+    for f in holdfast_core::tree::files(root, dirs) {
+        match carried(&f.rel) {
+            Some(path) => w.files.push((
+                Entry {
+                    path,
+                    meta: Some(Meta::of_stat(&f.stat)),
+                },
+                f.stat.st_size as u64,
+            )),
+            None => w
+                .unlisted
+                .push(f.rel.as_os_str().as_bytes().escape_ascii().to_string()),
+        }
+    }
+    w.files.sort_unstable_by(|a, b| a.0.path.cmp(&b.0.path));
+    w.unlisted.sort_unstable();
+    w
 }
 
 /// The regular files under `root/<dir>` for each of `dirs` that no list can carry (see
 /// [`list_name`]), relative to `root` and shown with escapes, sorted.
 pub fn unlisted(root: &Path, dirs: &[String]) -> Vec<String> {
-    let mut out = Vec::new();
-    for d in dirs {
-        for e in walkdir::WalkDir::new(root.join(d)).into_iter().flatten() {
-            if e.file_type().is_file() && list_name(root, e.path()).is_none() {
-                use std::os::unix::ffi::OsStrExt;
-                let rel = e.path().strip_prefix(root).unwrap_or(e.path());
-                out.push(rel.as_os_str().as_bytes().escape_ascii().to_string());
-            }
-        }
-    }
-    out.sort();
-    out
+    walk(root, dirs).unlisted
 }
 
 /// Lists the regular files under `root/<dir>` for each of `dirs`, with their metadata,
 /// sorted by path.
 pub fn list_entries(root: &Path, dirs: &[String]) -> Vec<Entry> {
-    let mut out = Vec::new();
-    for d in dirs {
-        for e in walkdir::WalkDir::new(root.join(d)).into_iter().flatten() {
-            if e.file_type().is_file() {
-                if let Some(path) = list_name(root, e.path()) {
-                    out.push(Entry {
-                        path,
-                        meta: e.metadata().ok().map(|m| Meta::of(&m)),
-                    });
-                }
-            }
-        }
-    }
-    out.sort_by(|a, b| a.path.cmp(&b.path));
-    out
+    walk(root, dirs).into_entries()
 }
 
 /// The gzip-compressed text of a list: each path, then a tab and its metadata when it has
@@ -219,16 +251,7 @@ pub fn read_entries(target: &Target, name: &str) -> Result<Vec<Entry>, StoreErro
 
 /// Lists the regular files under `root/<dir>` for each of `dirs` (relative paths), sorted.
 pub fn list_files(root: &Path, dirs: &[String]) -> Vec<String> {
-    let mut out = Vec::new();
-    for d in dirs {
-        for e in walkdir::WalkDir::new(root.join(d)).into_iter().flatten() {
-            if e.file_type().is_file() {
-                out.extend(list_name(root, e.path()));
-            }
-        }
-    }
-    out.sort();
-    out
+    walk(root, dirs).names()
 }
 
 /// The gzip-compressed text of a list.

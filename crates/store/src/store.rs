@@ -198,6 +198,10 @@ pub trait Store: Send + Sync {
     fn folder_maker<'a>(&'a self, _plan: &'a Plan, _src: &'a Source) -> Option<FolderMaker<'a>> {
         None
     }
+    /// Before a whole copy into the pending snapshot (a walk night): starts reading the
+    /// store's trees that copy walks (the one it brings up to date, those it links from)
+    /// into the cache, in the background. The default reads nothing.
+    fn read_ahead(&self, _plan: &Plan, _src: &Source) {}
     /// Repository-relative paths the pending snapshot holds now, sorted.
     fn pending_files(&self, plan: &Plan) -> Result<Vec<String>, StoreError>;
     /// Streams the dump into `rel` of the pending snapshot.

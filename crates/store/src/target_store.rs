@@ -22,7 +22,7 @@ use holdfast_site::pfile::PfileName;
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 impl Upload for Sink {
     fn finish(self: Box<Self>) -> Result<(), StoreError> {
@@ -811,6 +811,30 @@ impl Store for Target {
             // The send tries again what fails here, and says why.
             let _ = s.make_folders_for(rel);
         }))
+    }
+
+    fn read_ahead(&self, plan: &Plan, src: &Source) {
+        // rsync reads the tree it brings up to date and the trees it links from a folder and
+        // an inode at a time: on a cold cache each read waits for the disk. Read in parallel
+        // beforehand (while the site is walked), its reads find them cached. The pool copies
+        // by its lists and walks nothing; a store over ssh is read by the far side.
+        if pending_home(plan).naming == Naming::Objects {
+            return;
+        }
+        let Some(dest) = self.local_path(&pending_repo(plan)) else {
+            return;
+        };
+        let trees: Vec<PathBuf> = plan
+            .link_dest
+            .iter()
+            .map(PathBuf::from)
+            .chain([dest])
+            .collect();
+        for tree in trees {
+            let dirs = src.dirs.to_vec();
+            // Detached: it only reads, and ends with the walk or the process.
+            std::thread::spawn(move || holdfast_core::tree::read_ahead(&tree, &dirs));
+        }
     }
 
     fn pending_files(&self, plan: &Plan) -> Result<Vec<String>, StoreError> {

@@ -136,22 +136,31 @@ pub fn verify(
         checked: refs.len(),
         ..Default::default()
     };
+    // Looked up in parallel: on a cold cache each look-up waits on folder and inode reads.
+    let absent: Vec<Reference> = {
+        use rayon::prelude::*;
+        holdfast_core::threads::io_pool().install(|| {
+            refs.into_par_iter()
+                .filter(|r| {
+                    let name = PfileName::parse(&r.name).expect("names built from hashes parse");
+                    !repo.has(&r.kind, &name)
+                })
+                .collect()
+        })
+    };
     // Read the slimming record and the delete jobs only when something is absent.
     let mut why: Option<(HashSet<i32>, HashSet<i32>)> = None;
-    for r in refs {
-        let name = PfileName::parse(&r.name).expect("names built from hashes parse");
-        if !repo.has(&r.kind, &name) {
-            if why.is_none() {
-                why = Some((slimmed_pfiles(c)?, uploads_being_deleted(c)?));
-            }
-            let (slimmed, deleting) = why.as_ref().expect("just read");
-            if r.kind == "files" && slimmed.contains(&r.pfile_pk) {
-                report.slimmed.push(r);
-            } else if deleting.contains(&r.upload_fk) {
-                report.being_deleted.push(r);
-            } else {
-                report.missing.push(r);
-            }
+    for r in absent {
+        if why.is_none() {
+            why = Some((slimmed_pfiles(c)?, uploads_being_deleted(c)?));
+        }
+        let (slimmed, deleting) = why.as_ref().expect("just read");
+        if r.kind == "files" && slimmed.contains(&r.pfile_pk) {
+            report.slimmed.push(r);
+        } else if deleting.contains(&r.upload_fk) {
+            report.being_deleted.push(r);
+        } else {
+            report.missing.push(r);
         }
     }
     Ok(report)
