@@ -289,14 +289,11 @@ pub fn known_bad(target: &dyn Store, snaps: &[Snapshot]) -> Result<BTreeSet<Stri
 pub fn prove_tree(root: &Path, dirs: &[String], what: &str) -> Vec<BadFile> {
     let mut files = Vec::new();
     let mut total = 0u64;
-    for d in dirs {
-        for e in walkdir::WalkDir::new(root.join(d)).into_iter().flatten() {
-            if e.file_type().is_file() {
-                if let Some(n) = PfileName::parse(&e.file_name().to_string_lossy()) {
-                    total += n.size;
-                    files.push(e.into_path());
-                }
-            }
+    for f in holdfast_core::tree::files(root, dirs) {
+        let name = f.rel.file_name().unwrap_or_default().to_string_lossy();
+        if let Some(n) = PfileName::parse(&name) {
+            total += n.size;
+            files.push(root.join(&f.rel));
         }
     }
     let progress = Progress::new(what, total, Unit::Bytes);

@@ -341,18 +341,16 @@ pub fn plan(
     }
 
     // The folders the database does not know: read whole (rsync judges them by size).
-    for e in holdfast_store::pool::list_entries(root, &walk_dirs) {
+    let walked = holdfast_store::pool::walk(root, &walk_dirs);
+    for (e, size) in walked.files {
         let whole = match PfileName::parse(e.path.rsplit('/').next().unwrap_or(&e.path)) {
-            Some(n) => {
-                e.meta.is_some()
-                    && std::fs::metadata(root.join(&e.path)).is_ok_and(|m| m.len() == n.size)
-            }
+            Some(n) => n.size == size,
             None => true,
         };
         night.send.insert(e.path.clone(), whole);
         night.list.insert(e.path, e.meta);
     }
-    night.unlisted = holdfast_store::pool::unlisted(root, &walk_dirs);
+    night.unlisted = walked.unlisted;
     Ok(night)
 }
 
@@ -475,21 +473,6 @@ pub fn unnamed(
         })
         .map(|e| e.path.clone())
         .collect())
-}
-
-/// Entries for `paths` under `root`, their metadata read now.
-pub fn entries(root: &std::path::Path, paths: &[String]) -> Vec<Entry> {
-    let mut out: Vec<Entry> = paths
-        .iter()
-        .map(|p| Entry {
-            path: p.clone(),
-            meta: std::fs::symlink_metadata(root.join(p))
-                .ok()
-                .map(|m| Meta::of(&m)),
-        })
-        .collect();
-    out.sort_by(|a, b| a.path.cmp(&b.path));
-    out
 }
 
 #[cfg(test)]

@@ -165,7 +165,8 @@ pub(crate) fn run(
             list: pool.then_some(&names[..]),
         },
     )?;
-    let after = precopy::list(root, &dirs);
+    let walked_after = holdfast_store::pool::walk(root, &dirs);
+    let after = precopy::wholeness(&walked_after);
 
     // Half-written files: caught by their names.
     let is_content = |p: &str| PfileName::parse(p.rsplit('/').next().unwrap_or(p)).is_some();
@@ -289,8 +290,8 @@ pub(crate) fn run(
     present.extend(from_earlier.iter().cloned());
     let list: Vec<String> = present.into_iter().collect();
     let damaged = backup::heal(site, cfg, target, &plan, &src, Some(&list))?;
-    let unlisted = holdfast_store::pool::unlisted(root, &dirs);
-    backup::warn_unlisted(&unlisted);
+    // Files no list can carry, as the copy left them.
+    backup::warn_unlisted(&walked_after.unlisted);
     stats.files = list.len() as u64;
     stats.bytes = backup::listed_bytes(root, list.iter().map(|p| p.as_str()));
     if pool {
@@ -330,7 +331,7 @@ pub(crate) fn run(
             damaged,
             // No marks: the next night walks the repository.
             found_by: "walk".into(),
-            unlisted,
+            unlisted: walked_after.unlisted,
             being_deleted,
             ..Default::default()
         },

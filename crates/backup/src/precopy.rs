@@ -19,24 +19,19 @@ use std::path::Path;
 /// The repository's files under `dirs` (relative to `root`), each with true when it is whole:
 /// its size is the one its name says, or its name is not a content name.
 pub fn list(root: &Path, dirs: &[String]) -> BTreeMap<String, bool> {
-    let mut out = BTreeMap::new();
-    for d in dirs {
-        for e in walkdir::WalkDir::new(root.join(d)).into_iter().flatten() {
-            if !e.file_type().is_file() {
-                continue;
-            }
-            // A name no list can carry is left out (named by `pool::unlisted`).
-            let Some(rel) = holdfast_store::pool::list_name(root, e.path()) else {
-                continue;
-            };
-            let whole = match content_name(&rel) {
-                Some(n) => e.metadata().map(|m| m.len() == n.size).unwrap_or(false),
-                None => true,
-            };
-            out.insert(rel, whole);
-        }
-    }
-    out
+    wholeness(&holdfast_store::pool::walk(root, dirs))
+}
+
+/// [`list`] from a walk already made. A name no list can carry is left out (named by the
+/// walk's `unlisted`).
+pub fn wholeness(w: &holdfast_store::pool::Walked) -> BTreeMap<String, bool> {
+    w.files
+        .iter()
+        .map(|(e, size)| {
+            let whole = content_name(&e.path).is_none_or(|n| n.size == *size);
+            (e.path.clone(), whole)
+        })
+        .collect()
 }
 
 fn content_name(path: &str) -> Option<PfileName> {
