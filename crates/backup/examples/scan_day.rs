@@ -14,6 +14,7 @@ use holdfast_backup::{backup, BackupConfig, RestoreOptions};
 use holdfast_sandbox::scratch::ScratchSite;
 use holdfast_sandbox::standin::{Behaviour, StandIn};
 use holdfast_store::LayoutKind;
+use holdfast_testkit::bench::{self, load, median};
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
@@ -26,19 +27,13 @@ fn arg(args: &[String], name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn load() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split(' ')
-        .next()
-        .unwrap_or("?")
-        .to_string()
-}
-
+/// Drops the caches before a cold run; a run said to be cold that cannot be is refused.
 fn drop_caches(cold: bool) {
     if cold {
-        let _ = Command::new("sync").status();
-        let _ = std::fs::write("/proc/sys/vm/drop_caches", "3");
+        assert!(
+            bench::drop_caches(),
+            "cannot drop the caches: run as root, or warm"
+        );
     }
 }
 
@@ -71,11 +66,6 @@ fn touch_third(root: &Path, seed: usize) {
             }
         }
     }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
 }
 
 fn main() -> anyhow::Result<()> {
@@ -179,8 +169,8 @@ fn main() -> anyhow::Result<()> {
     for (i, (name, _)) in tools.iter().enumerate() {
         println!(
             "  {name:<13} {:6.2} s  +{:7.2} MB",
-            median(times[i].clone()),
-            median(growth[i].clone())
+            median(&times[i]),
+            median(&growth[i])
         );
     }
     // Restores: each layout's latest snapshot, and a plain rsync copy as the peer.

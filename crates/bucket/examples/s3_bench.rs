@@ -20,6 +20,7 @@ use holdfast_bucket::{fetch, BucketConfig};
 use holdfast_store::layout::{stamp, Snapshot, FILE_LIST};
 use holdfast_store::manifest::MANIFEST_FILE;
 use holdfast_store::{pool, Manifest, Target};
+use holdfast_testkit::bench::drop_caches;
 use holdfast_testkit::s3::S3Server;
 use sha2::Digest;
 use std::io::{Read, Write};
@@ -175,12 +176,6 @@ fn restic(s: &S3Server, p: &Proxy, repo_name: &str, cache: &Path) -> Command {
     .arg("--cache-dir")
     .arg(cache);
     c
-}
-
-/// Writes dirty pages and drops the page cache; false when it could not (not root).
-fn drop_caches() -> bool {
-    let _ = Command::new("sync").status();
-    std::fs::write("/proc/sys/vm/drop_caches", "3").is_ok()
 }
 
 fn main() {

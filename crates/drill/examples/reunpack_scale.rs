@@ -25,6 +25,7 @@
 
 use holdfast_recover::{rebuild_after_restore, RebuildOptions};
 use holdfast_sandbox::scratch::ScratchSite;
+use holdfast_testkit::bench::{drop_caches, load, median};
 use holdfast_unpack::{upload_files, UnpackConfig, UnpackOptions};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -63,21 +64,6 @@ fn listing(root: &Path) -> std::collections::BTreeMap<PathBuf, u64> {
     out
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
-fn load() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
 /// `uptime`'s load averages, with the time.
 fn uptime() -> String {
     format!("{} load {}", chrono_now(), load())
@@ -87,12 +73,6 @@ fn chrono_now() -> String {
     let out = Command::new("date").args(["-u", "+%H:%M"]).output();
     out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default()
-}
-
-/// Flushes dirty pages and, when allowed (root), drops the page cache: a cold start.
-fn cold() -> bool {
-    run(&mut Command::new("sync"));
-    std::fs::write("/proc/sys/vm/drop_caches", "3\n").is_ok()
 }
 
 /// The shared benchmark lock, held while one timed pair runs.
@@ -284,7 +264,7 @@ fn main() {
                 }
                 if i == 1 {
                     let _ = std::fs::remove_dir_all(&files_root);
-                    cold_runs &= cold();
+                    cold_runs &= drop_caches();
                     let l = uptime();
                     let t = Instant::now();
                     let rep = rebuild_after_restore(
@@ -335,7 +315,7 @@ fn main() {
                 } else {
                     let store = work.join("script-store");
                     let tmp = work.join("script-tmp");
-                    cold_runs &= cold();
+                    cold_runs &= drop_caches();
                     let l = uptime();
                     let t = Instant::now();
                     run(Command::new("bash")
@@ -359,7 +339,7 @@ fn main() {
         all_cold &= cold_runs;
         drop(site);
         let _ = std::fs::remove_dir_all(&site_dir);
-        let h = median(&mut hf);
+        let h = median(&hf);
         re += h;
         nfiles += bn;
         files += bb;
@@ -371,7 +351,7 @@ fn main() {
             gb(bb)
         );
         if let Some((st, tn, tb)) = &mut script {
-            let s = median(&mut sc);
+            let s = median(&sc);
             *st += s;
             *tn += sn;
             *tb += sb;
@@ -434,7 +414,7 @@ fn main() {
         let ratio = re / s;
         println!(
             "holdfast / script time ratio, the measured batches (sums of the medians of {runs} runs): {ratio:.4}; median of the batches' ratios: {:.4} (below 1: holdfast is faster)",
-            median(&mut ratios.clone())
+            median(&ratios)
         );
         println!(
             "goal (holdfast / script <= {GOAL}): {} ({re:.1} s / {s:.1} s = {ratio:.4}, unrounded)",

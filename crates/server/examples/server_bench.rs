@@ -36,6 +36,7 @@
 
 use holdfast_server::{size, snapshot, tree};
 use holdfast_stoney::account::Intervals;
+use holdfast_testkit::bench::{self, load, median};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -74,18 +75,15 @@ fn timed<T>(f: impl FnOnce() -> T) -> (Duration, T) {
 
 /// Cold start for the next step: dirty pages written (not timed), caches dropped. Returns
 /// the load average at the step's start, recorded with its time.
+/// Drops the caches (as root; otherwise writes dirty pages out only: the runs are labelled
+/// warm); the load at the start of the run.
 fn cold(root: bool) -> String {
-    let _ = Command::new("sync").status();
     if root {
-        std::fs::write("/proc/sys/vm/drop_caches", "3\n").expect("drop caches");
+        assert!(bench::drop_caches(), "cannot drop the caches");
+    } else {
+        bench::sync();
     }
     load()
-}
-
-fn load() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().next().unwrap_or("?").to_string())
-        .unwrap_or_default()
 }
 
 /// Makes `files` files; `linked` percent of them get a second name in a `links` folder.
@@ -230,20 +228,6 @@ fn peer_rotate(
     let l2 = cold(root);
     let rs = run(&mut rsync_link_dest(incoming, snaps, hard_links, jobs));
     ((rm, l), (rs, l2))
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let n = v.len();
-    if n == 0 {
-        return f64::NAN;
-    }
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }
 
 /// Each timed step's seconds, with the load average at its start.

@@ -4,6 +4,7 @@
 //! Scratch PostgreSQL sites come from `holdfast_sandbox::scratch`, since the demo and the
 //! drills use them too.
 
+pub mod bench;
 pub mod golden;
 pub mod s3;
 pub mod slapd;

@@ -16,6 +16,7 @@
 //! BENCH_SKIP_SCRIPT=1 times holdfast alone.
 
 use anyhow::{bail, Context, Result};
+use holdfast_testkit::bench::{self, median};
 use holdfast_unpack::{upload_files, UnpackConfig, UnpackOptions};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -35,16 +36,6 @@ fn files_under(p: &Path) -> (BTreeSet<String>, u64, u64) {
     (names, n, b)
 }
 
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
 fn cmd_out(prog: &str, args: &[&str]) -> String {
     Command::new(prog)
         .args(args)
@@ -56,11 +47,13 @@ fn cmd_out(prog: &str, args: &[&str]) -> String {
 }
 
 /// The time (UTC) and the 1/5/15-minute load averages.
+/// The time and the load at a run's start.
 fn load() -> String {
-    let l = std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default();
-    format!("{} load {l}", cmd_out("date", &["-u", "+%H:%M:%S"]))
+    format!(
+        "{} load {}",
+        cmd_out("date", &["-u", "+%H:%M:%S"]),
+        bench::load()
+    )
 }
 
 fn sync() -> Result<()> {
@@ -72,9 +65,10 @@ fn sync() -> Result<()> {
 
 /// Prepares a timed run: cold (dirty pages flushed, page cache dropped) when `cold` and
 /// allowed, else warm (the gold files read into the cache). Returns whether it is cold.
+/// Drops the caches when `cold` asks and it can (true), or reads the gold files in (false).
 fn prepare(cold: bool, golds: &[PathBuf]) -> Result<bool> {
     sync()?;
-    if cold && std::fs::write("/proc/sys/vm/drop_caches", "3\n").is_ok() {
+    if cold && bench::drop_caches() {
         return Ok(true);
     }
     for g in golds {
