@@ -42,15 +42,16 @@ pub struct BackupOutcome {
     pub copies: Vec<crate::copy::CopyResult>,
 }
 
-/// Files the database names that the repository lacks (of the types this backup copies):
-/// the snapshot cannot have them either. Slimmed containers are not counted.
-pub fn missing_files(
+/// The files of `refs` the repository lacks (of the types this backup copies): the snapshot
+/// cannot have them either. Slimmed containers are not counted.
+fn missing_files(
     client: &mut postgres::Client,
     site: &Site,
     types: &[&str],
+    refs: Vec<holdfast_site::db::Reference>,
 ) -> Result<Vec<holdfast_site::db::Reference>, BackupError> {
     let report =
-        holdfast_site::db::verify(client, &site.repo, None).map_err(|e| BackupError::Db {
+        holdfast_site::db::check(client, &site.repo, refs).map_err(|e| BackupError::Db {
             what: "check the repository against the database".into(),
             source: e,
         })?;
@@ -62,6 +63,22 @@ pub fn missing_files(
         .chain(report.being_deleted)
         .filter(|r| types.contains(&r.kind.as_str()))
         .collect())
+}
+
+/// What a walk night asks the database, the scheduler stopped, from one reading of the rows
+/// that name files: the named files the repository lacks ([`missing_files`]) and every name
+/// (for the walked files no row names: `nightly::unnamed`).
+fn ask_database(
+    client: &mut postgres::Client,
+    site: &Site,
+    types: &[&str],
+) -> Result<(Vec<holdfast_site::db::Reference>, nightly::Named), BackupError> {
+    let refs = holdfast_site::db::references(client, None).map_err(|e| BackupError::Db {
+        what: "read the files the database names".into(),
+        source: e,
+    })?;
+    let named = nightly::named(&refs);
+    Ok((missing_files(client, site, types, refs)?, named))
 }
 
 /// Sets aside, from `missing`, the files of uploads a delete job had begun on (`deleting`):
@@ -511,7 +528,7 @@ fn run(
                     stats,
                     damaged,
                     night.missing,
-                    Some(night.unnamed),
+                    night.unnamed,
                     unlisted,
                 )
             }
@@ -576,7 +593,7 @@ fn run(
                     stats,
                     damaged,
                     missing,
-                    Some(night.unnamed),
+                    night.unnamed,
                     night.unlisted,
                 )
             }
@@ -587,8 +604,8 @@ fn run(
                 // 15.7 s of a rolling night whose rsync alone walks in 9).
                 let root = &site.repo.root;
                 let c = &mut *client;
-                let (missing, walked, stats) = std::thread::scope(|s| {
-                    let checker = s.spawn(move || missing_files(c, site, types));
+                let (asked, walked, stats) = std::thread::scope(|s| {
+                    let checker = s.spawn(move || ask_database(c, site, types));
                     let (walked, stats) = if pool {
                         // The pool's copy takes its list from the walk.
                         let walked = holdfast_store::pool::walk(root, &dirs);
@@ -605,29 +622,23 @@ fn run(
                     };
                     (joined(checker), walked, stats)
                 });
-                let (missing, stats, mut walked) = (missing?, stats?, walked);
+                let ((missing, named), stats, mut walked) = (asked?, stats?, walked);
                 let damaged = heal(site, cfg, target, &plan, &src, Some(&walked.names()))?;
                 let unlisted = std::mem::take(&mut walked.unlisted);
-                (
-                    walked.into_entries(),
-                    false,
-                    stats,
-                    damaged,
-                    missing,
-                    None,
-                    unlisted,
-                )
+                let entries = walked.into_entries();
+                let unnamed = nightly::unnamed(site, types, &entries, &named);
+                (entries, false, stats, damaged, missing, unnamed, unlisted)
             }
             (Pre::Walk(copied, pre_stats, damaged), _) => {
                 // As above: the check and the walk read the stopped repository side by side.
                 let root = &site.repo.root;
                 let c = &mut *client;
-                let (missing, mut walked) = std::thread::scope(|s| {
-                    let checker = s.spawn(move || missing_files(c, site, types));
+                let (asked, mut walked) = std::thread::scope(|s| {
+                    let checker = s.spawn(move || ask_database(c, site, types));
                     let walked = holdfast_store::pool::walk(root, &dirs);
                     (joined(checker), walked)
                 });
-                let missing = missing?;
+                let (missing, named) = asked?;
                 let now = precopy::wholeness(&walked);
                 let delta = precopy::delta(&copied, &now, &missing);
                 let delta_stats = target.send_repository(
@@ -661,14 +672,11 @@ fn run(
                         .map(|path| holdfast_store::pool::Entry { path, meta: None }),
                 );
                 entries.sort_by(|a, b| a.path.cmp(&b.path));
-                (entries, false, stats, damaged, missing, None, unlisted)
+                let unnamed = nightly::unnamed(site, types, &entries, &named);
+                (entries, false, stats, damaged, missing, unnamed, unlisted)
             }
         };
-        let (entries, written, mut stats, damaged, missing, night_unnamed, unlisted) = r;
-        let unnamed = match night_unnamed {
-            Some(u) => u,
-            None => nightly::unnamed(site, types, &entries, client)?,
-        };
+        let (entries, written, mut stats, damaged, missing, unnamed, unlisted) = r;
         // rsync saw only part of the files: count the whole snapshot from the names.
         stats.files = entries.len() as u64;
         stats.bytes = listed_bytes(&site.repo.root, entries.iter().map(|e| e.path.as_str()));

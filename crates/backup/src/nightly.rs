@@ -426,44 +426,40 @@ fn look_up(
 
 /// Every (kind, name) the database names when rows at or below `marks` were deleted since;
 /// None when none were (no name can have gone).
-fn still_named(
-    client: &mut postgres::Client,
-    marks: &Marks,
-) -> Result<Option<HashSet<(String, String)>>, BackupError> {
+fn still_named(client: &mut postgres::Client, marks: &Marks) -> Result<Option<Named>, BackupError> {
     let deleted = changes::deleted_since(client, marks).map_err(|source| BackupError::Db {
         what: "count rows".into(),
         source,
     })?;
-    deleted.then(|| named_set(client)).transpose()
+    if !deleted {
+        return Ok(None);
+    }
+    let refs = holdfast_site::db::references(client, None).map_err(|source| BackupError::Db {
+        what: "read every name".into(),
+        source,
+    })?;
+    Ok(Some(named(&refs)))
 }
 
-/// Every (kind, name) the database names (rows only, no file is read).
-fn named_set(client: &mut postgres::Client) -> Result<HashSet<(String, String)>, BackupError> {
-    Ok(holdfast_site::db::references(client, None)
-        .map_err(|source| BackupError::Db {
-            what: "read every name".into(),
-            source,
-        })?
-        .into_iter()
-        .map(|r| (r.kind, r.name))
-        .collect())
+/// Every (type, name) the database names.
+pub type Named = HashSet<(String, String)>;
+
+/// The names of `refs` (rows only, no file is read).
+pub fn named(refs: &[holdfast_site::db::Reference]) -> Named {
+    refs.iter()
+        .map(|r| (r.kind.clone(), r.name.clone()))
+        .collect()
 }
 
 /// After a walk: the listed files in the gold and files folders that no row names.
-pub fn unnamed(
-    site: &Site,
-    types: &[&str],
-    entries: &[Entry],
-    client: &mut postgres::Client,
-) -> Result<Vec<String>, BackupError> {
+pub fn unnamed(site: &Site, types: &[&str], entries: &[Entry], named: &Named) -> Vec<String> {
     let db_types: Vec<&str> = types
         .iter()
         .copied()
         .filter(|t| *t == "gold" || *t == "files")
         .collect();
     let db_dirs = site.repo.data_dirs(&db_types);
-    let named = named_set(client)?;
-    Ok(entries
+    entries
         .iter()
         .filter(|e| {
             kind_of(&e.path, &db_dirs).is_some_and(|kind| {
@@ -472,7 +468,7 @@ pub fn unnamed(
             })
         })
         .map(|e| e.path.clone())
-        .collect())
+        .collect()
 }
 
 #[cfg(test)]

@@ -132,6 +132,15 @@ pub fn verify(
     upload: Option<i32>,
 ) -> Result<VerifyReport, postgres::Error> {
     let refs = references(c, upload)?;
+    check(c, repo, refs)
+}
+
+/// [`verify`] of references already read (see [`references`]).
+pub fn check(
+    c: &mut postgres::Client,
+    repo: &Repository,
+    refs: Vec<Reference>,
+) -> Result<VerifyReport, postgres::Error> {
     let mut report = VerifyReport {
         checked: refs.len(),
         ..Default::default()
