@@ -1,6 +1,7 @@
 //! Real services for tests, each started on loopback in a temporary folder and stopped on
 //! drop: `sshd` ([`sshd::Sshd`]), `slapd` ([`slapd::Slapd`], the stoney tree), and
-//! helpers to check that the tools tests use are present.
+//! helpers to check that the tools tests use are present; [`bench`] holds what the benchmark
+//! examples share (median, load, a cold cache).
 //! Scratch PostgreSQL sites come from `holdfast_sandbox::scratch`, since the demo and the
 //! drills use them too.
 
