@@ -492,3 +492,78 @@ fn a_list_read_ahead_of_another_snapshot_is_not_taken() {
         paths(&now)
     );
 }
+
+#[test]
+fn a_walk_night_with_the_scheduler_stopped_lists_names_and_checks_in_both_layouts() {
+    // `precopy = false`: the check against the database and the walk for the list run
+    // beside the copy. What each reports must be what the site holds after the night.
+    let f = fixture(3, Behaviour::default(), 30);
+    let site = f.site().clone();
+    let root = site.repo.root.clone();
+    let cfgs: Vec<_> = [LayoutKind::Rolling, LayoutKind::Pool]
+        .into_iter()
+        .map(|layout| {
+            let mut cfg = f.cfg.clone();
+            cfg.layout = layout;
+            cfg.precopy = false;
+            cfg.full_walk_days = 0;
+            cfg.target = f
+                .dir
+                .path()
+                .join(format!("store-{layout}"))
+                .display()
+                .to_string();
+            cfg
+        })
+        .collect();
+    for cfg in &cfgs {
+        backup(&site, "s", &f.sched, cfg).unwrap();
+    }
+    let (before, _) = tree(&root);
+    // A gold file the rows name, lost; a file no row names, put in by hand; a report whose
+    // name no list can carry.
+    let lost = before
+        .keys()
+        .find(|p| p.contains("/gold/"))
+        .unwrap()
+        .clone();
+    std::fs::remove_file(root.join(&lost)).unwrap();
+    let stray = Path::new(&lost)
+        .parent()
+        .unwrap()
+        .join("dddddddddddddddddddddddddddddddddddddddd.dddddddddddddddddddddddddddddddd.3")
+        .display()
+        .to_string();
+    std::fs::write(root.join(&stray), b"new").unwrap();
+    let odd = Path::new(&lost)
+        .parent()
+        .unwrap()
+        .join("report\nof an upload");
+    std::fs::write(root.join(&odd), b"odd").unwrap();
+    let (site_files, _) = tree(&root);
+    let mut listable: Vec<String> = site_files
+        .into_keys()
+        .filter(|p| !p.contains('\n'))
+        .collect();
+    listable.sort();
+
+    for cfg in &cfgs {
+        let out = backup(&site, "s", &f.sched, cfg).unwrap();
+        let r = &out.manifest.repository;
+        let what = cfg.layout;
+        assert_eq!(r.found_by, "walk", "{what}");
+        assert_eq!(out.manifest.timings.precopy_secs, 0.0, "{what}");
+        let target = cfg.target().unwrap();
+        assert_eq!(list_of(&target, &out.snapshot), listable, "{what}");
+        assert_eq!(r.unnamed, vec![stray.clone()], "{what}");
+        let lost_name = lost.rsplit('/').next().unwrap();
+        assert!(
+            out.missing.iter().any(|m| m.name == lost_name),
+            "{what}: the lost gold is reported: {:?}",
+            out.missing
+        );
+        assert_eq!(r.unlisted.len(), 1, "{what}: {:?}", r.unlisted);
+        assert!(r.unlisted[0].contains("report\\nof an upload"), "{what}");
+        assert_eq!(r.files as usize, listable.len(), "{what}");
+    }
+}
