@@ -24,7 +24,10 @@ Start with `holdfast demo` to see a site backed up, destroyed and restored on lo
     after_help = "Exit codes: 0 success, 1 error (also a backup whose snapshot lacks files the \
 database names, or after which the scheduler did not start), 2 usage, 3 finished but \
 incomplete (restore, verify, check-repo: files missing; backup: a copy failed or files left \
-out; warnings sent with failures), 4 another run holds the lock, 130 interrupted."
+out; warnings sent with failures), 4 another run holds the lock, 130 interrupted.\n\n\
+Environment: HOLDFAST_CONFIG (as --config), HOLDFAST_LOG (the terminal's log filter, over \
+-v/-q: e.g. `holdfast=debug`), HOLDFAST_IO_THREADS (reads in flight for repository walks, \
+proofs and the backup server's tree walks; by default 4 per core, 8 to 32)."
 )]
 pub struct Cli {
     /// holdfast configuration file (TOML).
