@@ -156,7 +156,7 @@ pub struct Night {
     pub dropped: usize,
     /// Listed files in the gold and files folders that no row names.
     pub unnamed: Vec<String>,
-    /// Files of the folders read whole that no list can carry (see `pool::unlisted`).
+    /// Files of the folders read whole that no list can carry (see `pool::Walked`).
     pub unlisted: Vec<String>,
 }
 

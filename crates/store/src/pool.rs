@@ -105,14 +105,11 @@ fn split_meta(line: &str) -> Option<(usize, Meta)> {
     Meta::decode(m).map(|meta| (p.len(), meta))
 }
 
-/// The path of `path` under `root` as lists carry it (and rsync's `--files-from`): lines of
-/// UTF-8. None for a name that is not UTF-8 or holds a line break (a report named after an
-/// upload can be either): such a file is left out of every list ([`unlisted`] names them).
-pub fn list_name(root: &Path, path: &Path) -> Option<String> {
-    carried(path.strip_prefix(root).ok()?)
-}
-
-fn carried(rel: &Path) -> Option<String> {
+/// A path relative to the repository root as lists carry it (and rsync's `--files-from`):
+/// lines of UTF-8. None for a name that is not UTF-8 or holds a line break (a report named
+/// after an upload can be either): such a file is left out of every list ([`walk`] names
+/// them apart).
+fn list_name(rel: &Path) -> Option<String> {
     let rel = rel.to_str()?;
     (!rel.contains(['\n', '\r'])).then(|| rel.to_string())
 }
@@ -142,7 +139,7 @@ pub fn walk(root: &Path, dirs: &[String]) -> Walked {
     use std::os::unix::ffi::OsStrExt;
     let mut w = Walked::default();
     for f in holdfast_core::tree::files(root, dirs) {
-        match carried(&f.rel) {
+        match list_name(&f.rel) {
             Some(path) => w.files.push((
                 Entry {
                     path,
@@ -158,18 +155,6 @@ pub fn walk(root: &Path, dirs: &[String]) -> Walked {
     w.files.sort_unstable_by(|a, b| a.0.path.cmp(&b.0.path));
     w.unlisted.sort_unstable();
     w
-}
-
-/// The regular files under `root/<dir>` for each of `dirs` that no list can carry (see
-/// [`list_name`]), relative to `root` and shown with escapes, sorted.
-pub fn unlisted(root: &Path, dirs: &[String]) -> Vec<String> {
-    walk(root, dirs).unlisted
-}
-
-/// Lists the regular files under `root/<dir>` for each of `dirs`, with their metadata,
-/// sorted by path.
-pub fn list_entries(root: &Path, dirs: &[String]) -> Vec<Entry> {
-    walk(root, dirs).into_entries()
 }
 
 /// The gzip-compressed text of a list: each path, then a tab and its metadata when it has
