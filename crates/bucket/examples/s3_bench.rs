@@ -1,5 +1,5 @@
 //! Benchmark (run by `bench/s3.sh`, never by CI): a day's new snapshot copied to a bucket
-//! by holdfast, against `rclone sync` and `restic backup` to the same S3 server, and a
+//! by holdfast (the copy `holdfast copy` runs, and the restore's fetch), against `rclone sync` and `restic backup` to the same S3 server, and a
 //! restore from the bucket against `rclone copy`. Time and bytes on the wire (a counting
 //! proxy sits between each client and the server).
 //!
@@ -15,11 +15,11 @@
 //! REPOSITORY is a real FOSSology repository (files named by content). Day 1 holds all its
 //! files but NEW_PERCENT (default 3) chosen by name; day 2 holds them all.
 
-use holdfast_bucket::copy::copy_snapshot;
-use holdfast_bucket::{fetch, BucketConfig};
+use holdfast_bucket::{BucketConfig, BucketStore};
+use holdfast_store::copy::{copy_layout, copy_snapshot};
 use holdfast_store::layout::{stamp, Snapshot, FILE_LIST};
 use holdfast_store::manifest::MANIFEST_FILE;
-use holdfast_store::{pool, Manifest, Target};
+use holdfast_store::{pool, Manifest, Store, Target};
 use holdfast_testkit::bench::drop_caches;
 use holdfast_testkit::s3::S3Server;
 use sha2::Digest;
@@ -232,16 +232,20 @@ fn main() {
         let mut cfg = BucketConfig::new("s3://bench/holdfast");
         cfg.endpoint = format!("http://127.0.0.1:{}", p.port);
         cfg.credentials_file = Some(creds);
-        cfg.keep = 30;
-        let b = holdfast_bucket::Bucket::open(&cfg).unwrap();
+        // What `holdfast copy` and a backup's `[[backup.copy]]` of kind s3 run.
+        let b = BucketStore::open(&cfg).unwrap();
+        let layout = copy_layout(30);
+        let spool = w.join("spool");
+        std::fs::create_dir_all(&spool).unwrap();
         let primary = w.join("primary");
         let t = Target::parse(&primary.display().to_string(), Default::default()).unwrap();
+        let copy = |s: &Snapshot| copy_snapshot(&t, s, &b, &layout, &[], &spool).unwrap();
         let (tree1, tree2) = (w.join("tree1"), w.join("tree2"));
         tree(&repo, &tree1, &day1);
         tree(&repo, &tree2, &all);
         // Day 1 everywhere (not timed).
         let s1 = primary_snapshot(&repo, &primary, 1_790_000_000, &day1);
-        copy_snapshot(&b, &t, &s1).unwrap();
+        copy(&s1);
         run(rclone(&server, &p)
             .arg("sync")
             .arg("--size-only")
@@ -263,7 +267,7 @@ fn main() {
             let t0 = Instant::now();
             let name = match which {
                 0 => {
-                    copy_snapshot(&b, &t, &s2).unwrap();
+                    copy(&s2);
                     "copy day 2: holdfast"
                 }
                 1 => {
@@ -298,7 +302,8 @@ fn main() {
             let dest = w.join(format!("restore{which}"));
             let t0 = Instant::now();
             let name = if which == 0 {
-                fetch(&b, None, &dest).unwrap();
+                let snap = b.snapshots().unwrap().pop().unwrap();
+                b.restore_repository(&snap, &dest).unwrap();
                 "restore: holdfast fetch"
             } else {
                 run(rclone(&server, &p)
