@@ -208,16 +208,49 @@ impl Bucket {
             .map_err(|e| self.err(format!("list {rel}/"), e))
     }
 
-    /// The whole object, or `None` when it does not exist.
-    pub fn read(&self, rel: &str) -> Result<Option<Vec<u8>>, BucketError> {
-        let key = self.key(rel);
-        let r = self.rt.block_on(async {
-            match self.store.get(&key).await {
-                Ok(g) => g.bytes().await.map(Some),
+    /// The sizes of those of `rels` the bucket holds, asked `parallel` at once (a listing
+    /// goes one page after another).
+    pub fn sizes(
+        &self,
+        rels: &[String],
+    ) -> Result<std::collections::HashMap<String, u64>, BucketError> {
+        use futures::{StreamExt, TryStreamExt};
+        let heads = rels.iter().map(|rel| async move {
+            match self.store.head(&self.key(rel)).await {
+                Ok(m) => Ok(Some((rel.clone(), m.size))),
                 Err(object_store::Error::NotFound { .. }) => Ok(None),
-                Err(e) => Err(e),
+                Err(e) => Err(self.err(format!("look up {rel}"), e)),
             }
         });
+        self.rt.block_on(
+            futures::stream::iter(heads)
+                .buffer_unordered(self.cfg.parallel.max(1))
+                .try_filter_map(|found| async move { Ok(found) })
+                .try_collect(),
+        )
+    }
+
+    /// The whole object, or `None` when it does not exist.
+    pub fn read(&self, rel: &str) -> Result<Option<Vec<u8>>, BucketError> {
+        self.rt.block_on(self.read_async(rel))
+    }
+
+    /// Each of `rels` whole (in their order), `parallel` read at once.
+    pub fn read_all(&self, rels: &[String]) -> Result<Vec<Option<Vec<u8>>>, BucketError> {
+        use futures::{StreamExt, TryStreamExt};
+        self.rt.block_on(
+            futures::stream::iter(rels.iter().map(|rel| self.read_async(rel)))
+                .buffered(self.cfg.parallel.max(1))
+                .try_collect(),
+        )
+    }
+
+    async fn read_async(&self, rel: &str) -> Result<Option<Vec<u8>>, BucketError> {
+        let r = match self.store.get(&self.key(rel)).await {
+            Ok(g) => g.bytes().await.map(Some),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        };
         r.map(|o| o.map(|b| b.to_vec()))
             .map_err(|e| self.err(format!("read {rel}"), e))
     }

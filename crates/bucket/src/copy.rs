@@ -129,12 +129,17 @@ fn source_size(target: &Target, rel: &str) -> Option<u64> {
 
 /// Complete snapshots in the bucket (those with a readable manifest), oldest first.
 pub fn snapshots(bucket: &Bucket) -> Result<Vec<Snapshot>, BucketError> {
+    let names: Vec<String> = bucket
+        .list_dirs("")?
+        .into_iter()
+        .filter(|n| n.starts_with("snap."))
+        .collect();
+    // Read side by side: a run asks for the snapshots several times, and a bucket keeping 30
+    // read them one after another in 30 round trips each time.
+    let rels: Vec<String> = names.iter().map(|n| format!("{n}/{MANIFEST_FILE}")).collect();
     let mut out = Vec::new();
-    for name in bucket.list_dirs("")? {
-        if !name.starts_with("snap.") {
-            continue;
-        }
-        if let Some(data) = bucket.read(&format!("{name}/{MANIFEST_FILE}"))? {
+    for (name, data) in names.into_iter().zip(bucket.read_all(&rels)?) {
+        if let Some(data) = data {
             match Manifest::from_json(&data) {
                 Ok(manifest) => out.push(Snapshot { name, manifest }),
                 Err(e) => tracing::warn!(snapshot = %name, "unreadable manifest ignored: {e}"),
@@ -371,44 +376,128 @@ where
     })
 }
 
+/// Marks a bucket whose pool may hold objects no list names: a run stopped before its commit
+/// sent them. The next prune sweeps the whole pool, and until then a run lists the pool
+/// before sending (it may find there what the stopped run sent).
+pub const SWEEP_DUE: &str = ".sweep-due";
+
 /// Keeps the newest `keep` listed snapshots, removes the rest (manifest first) and any
-/// unlisted leftovers older than the oldest kept one, then collects garbage. Returns the
-/// removed snapshot names and the number of pool objects deleted.
+/// unlisted leftovers older than the oldest kept one, then deletes the pool objects only
+/// those named. Returns the removed snapshot names and the number of pool objects deleted.
+///
+/// Only what a removed list named can have lost its last reference, so the pool is not
+/// listed: the removed lists are read, then the kept ones newest first until every candidate
+/// is found or none is left (a night that removes one snapshot reads two or three lists,
+/// however large the pool). When a sweep is due, or a removed list cannot be read, the
+/// whole pool is swept instead ([`collect_garbage`]).
 pub fn prune(bucket: &Bucket, keep: usize) -> Result<(Vec<String>, u64), BucketError> {
     let snaps = snapshots(bucket)?;
     let keep = keep.max(1);
-    let mut gone = Vec::new();
-    if snaps.len() > keep {
-        for s in &snaps[..snaps.len() - keep] {
-            bucket.delete(&format!("{}/{MANIFEST_FILE}", s.name))?;
-            gone.push(s.name.clone());
+    let gone: Vec<String> = snaps[..snaps.len().saturating_sub(keep)]
+        .iter()
+        .map(|s| s.name.clone())
+        .collect();
+    let oldest_kept = snaps.get(snaps.len().saturating_sub(keep)).map(|s| &s.name);
+    let listed: HashSet<&str> = snaps.iter().map(|s| s.name.as_str()).collect();
+    let dirs: Vec<String> = bucket
+        .list_dirs("")?
+        .into_iter()
+        .filter(|d| d.starts_with("snap."))
+        .collect();
+    let leftovers: Vec<String> = dirs
+        .iter()
+        .filter(|d| !listed.contains(d.as_str()) && oldest_kept.is_some_and(|o| *d < o))
+        .cloned()
+        .collect();
+    let removed: Vec<&String> = gone.iter().chain(&leftovers).collect();
+    let mut sweep = bucket.read(SWEEP_DUE)?.is_some();
+    // What the removed folders' lists name, read before anything goes.
+    let mut dropped = HashSet::new();
+    if !sweep {
+        for d in &removed {
+            match read_list(bucket, d) {
+                Ok(list) => dropped.extend(list.iter().map(|r| object_rel(r))),
+                Err(e) => {
+                    tracing::warn!("the whole pool is swept instead: {e}");
+                    sweep = true;
+                    break;
+                }
+            }
         }
     }
-    let oldest_kept = snaps
-        .len()
-        .checked_sub(keep.min(snaps.len()))
-        .and_then(|i| snaps.get(i))
-        .map(|s| s.name.clone());
-    let listed: HashSet<&str> = snaps.iter().map(|s| s.name.as_str()).collect();
-    for d in bucket.list_dirs("")? {
-        let leftover = d.starts_with("snap.")
-            && (gone.contains(&d)
-                || (!listed.contains(d.as_str())
-                    && oldest_kept.as_deref().is_some_and(|o| d.as_str() < o)));
-        if leftover {
-            for m in bucket.list_all(&d)? {
-                bucket.delete(&bucket.rel(&m.location))?;
-            }
-            if !gone.contains(&d) {
-                tracing::info!(folder = %d, "removed an unfinished snapshot folder older than every kept snapshot");
-            }
+    for g in &gone {
+        bucket.delete(&format!("{g}/{MANIFEST_FILE}"))?;
+    }
+    let mut collected = 0;
+    if !sweep && !dropped.is_empty() {
+        let mut kept: Vec<&str> = dirs
+            .iter()
+            .filter(|d| !removed.contains(d))
+            .map(String::as_str)
+            .collect();
+        kept.sort_unstable_by(|a, b| b.cmp(a));
+        kept.insert(0, crate::store::PENDING);
+        collected = delete_unlisted(bucket, dropped, &kept)?;
+    }
+    for d in &removed {
+        remove_folder(bucket, d)?;
+        if !gone.contains(d) {
+            tracing::info!(folder = %d, "removed an unfinished snapshot folder older than every kept snapshot");
         }
     }
     for g in &gone {
         tracing::info!(snapshot = %g, "removed from bucket (retention)");
     }
-    let collected = collect_garbage(bucket)?;
+    if sweep {
+        collected = collect_garbage(bucket)?;
+        bucket.delete(SWEEP_DUE)?;
+    }
     Ok((gone, collected))
+}
+
+/// The objects a folder's list names; an absent list names none (a copy stopped before
+/// writing it had sent nothing).
+fn read_list(bucket: &Bucket, folder: &str) -> Result<Vec<String>, BucketError> {
+    let rel = format!("{folder}/{FILE_LIST}");
+    match bucket.read(&rel)? {
+        None => Ok(Vec::new()),
+        Some(data) => pool::decode(&data[..]).map_err(|e| BucketError::Corrupt {
+            bucket: bucket.display(),
+            key: rel,
+            why: format!("{e}; nothing was deleted"),
+        }),
+    }
+}
+
+/// Deletes the objects of `candidates` that no list of the `kept` folders (newest first)
+/// names; any kept list that cannot be read ends it before anything is deleted.
+fn delete_unlisted(
+    bucket: &Bucket,
+    mut candidates: HashSet<String>,
+    kept: &[&str],
+) -> Result<u64, BucketError> {
+    for folder in kept {
+        if candidates.is_empty() {
+            return Ok(0);
+        }
+        for rel in read_list(bucket, folder)? {
+            candidates.remove(&object_rel(&rel));
+        }
+    }
+    Ok(delete_objects(bucket, candidates.iter()))
+}
+
+/// Deletes a snapshot folder's objects, its list last: a prune stopped half-way leaves the
+/// list, so the next one finds the folder and what it named again.
+fn remove_folder(bucket: &Bucket, folder: &str) -> Result<(), BucketError> {
+    let list = format!("{folder}/{FILE_LIST}");
+    for m in bucket.list_all(folder)? {
+        let rel = bucket.rel(&m.location);
+        if rel != list {
+            bucket.delete(&rel)?;
+        }
+    }
+    bucket.delete(&list)
 }
 
 /// Deletes pool objects that no list in the bucket names: the lists of listed snapshots and
@@ -418,27 +507,25 @@ pub fn prune(bucket: &Bucket, keep: usize) -> Result<(Vec<String>, u64), BucketE
 pub fn collect_garbage(bucket: &Bucket) -> Result<u64, BucketError> {
     let mut keep = HashSet::new();
     for d in bucket.list_dirs("")? {
-        if !d.starts_with("snap.") && d != crate::store::PENDING {
-            continue;
-        }
-        let rel = format!("{d}/{FILE_LIST}");
-        if let Some(data) = bucket.read(&rel)? {
-            let list = pool::decode(&data[..]).map_err(|e| BucketError::Corrupt {
-                bucket: bucket.display(),
-                key: rel.clone(),
-                why: format!("{e}; garbage collection skipped, nothing deleted"),
-            })?;
-            keep.extend(list.iter().map(|r| object_rel(r)));
+        if d.starts_with("snap.") || d == crate::store::PENDING {
+            keep.extend(read_list(bucket, &d)?.iter().map(|r| object_rel(r)));
         }
     }
+    let all = bucket.list_all(POOL_OBJECTS)?;
+    let unlisted = all
+        .iter()
+        .map(|m| bucket.rel(&m.location))
+        .filter(|rel| !keep.contains(rel));
+    Ok(delete_objects(bucket, unlisted))
+}
+
+/// Deletes pool objects; returns how many went. Objects the bucket refuses to delete
+/// (object lock) are left and counted in the log.
+fn delete_objects<S: AsRef<str>>(bucket: &Bucket, rels: impl Iterator<Item = S>) -> u64 {
     let mut removed = 0u64;
     let mut refused = 0u64;
-    for m in bucket.list_all(POOL_OBJECTS)? {
-        let rel = bucket.rel(&m.location);
-        if keep.contains(&rel) {
-            continue;
-        }
-        match bucket.delete(&rel) {
+    for rel in rels {
+        match bucket.delete(rel.as_ref()) {
             Ok(()) => removed += 1,
             Err(e) => {
                 refused += 1;
@@ -452,5 +539,5 @@ pub fn collect_garbage(bucket: &Bucket) -> Result<u64, BucketError> {
             "pool objects no snapshot needs could not be deleted (object lock still running?)"
         );
     }
-    Ok(removed)
+    removed
 }

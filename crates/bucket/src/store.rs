@@ -12,6 +12,7 @@ use crate::bucket::Bucket;
 use crate::check::{fetch_paths, read_object};
 use crate::copy::{
     object_rel, objects_of, present_objects, prune as bucket_prune, send_objects, send_one,
+    SWEEP_DUE,
 };
 use crate::{BucketConfig, BucketError};
 use holdfast_core::progress::Progress;
@@ -21,12 +22,17 @@ use holdfast_store::proof::{judge, pfile_of, Proof, Proven};
 use holdfast_store::store::{DumpSent, Files, Place, Plan, Source, TransferStats, Upload};
 use holdfast_store::{pool, Store, StoreError};
 use object_store::ObjectStoreExt;
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 
 /// Where the snapshot being made waits for its name.
 pub const PENDING: &str = ".partial";
+
+/// Written under [`PENDING`] as a run begins, so the next run knows when one stopped before
+/// its commit, whatever it had sent.
+const BEGUN: &str = "begun";
 
 /// An S3-compatible bucket as a backup store (pool layout only).
 pub struct BucketStore {
@@ -55,6 +61,28 @@ impl BucketStore {
 
     fn err(&self, e: BucketError) -> StoreError {
         to_store_error(&self.bucket, e)
+    }
+
+    /// Pool objects a run may take as held, with their sizes. The pool is listed only when
+    /// a run stopped before its commit (it may have sent objects no list names) or nothing
+    /// is listed yet: otherwise what a night adds is new, and with `newest` the objects the
+    /// newest snapshot lists are held (its manifest was written after every one arrived, and
+    /// no collection deletes what a kept list names). Listing a pool of a million objects
+    /// takes a thousand requests one after another; `holdfast verify` reads them all.
+    fn present(&self, plan: &Plan, newest: bool) -> Result<HashMap<String, u64>, StoreError> {
+        let b = &self.bucket;
+        let due = b.read(SWEEP_DUE).map_err(|e| self.err(e))?.is_some();
+        let Some(previous) = plan.previous.as_ref().filter(|_| !due) else {
+            return present_objects(b).map_err(|e| self.err(e));
+        };
+        if !newest {
+            return Ok(HashMap::new());
+        }
+        let held = self.snapshot_files(&self.find(Some(previous))?)?;
+        Ok(held
+            .iter()
+            .filter_map(|p| pfile_of(p).map(|n| (object_rel(p), n.size)))
+            .collect())
     }
 }
 
@@ -238,6 +266,12 @@ impl Store for BucketStore {
             });
         }
         let previous = self.snapshots()?.last().map(|s| s.name.clone());
+        let b = &self.bucket;
+        if !b.list_all(PENDING).map_err(|e| self.err(e))?.is_empty() {
+            // A run stopped before its commit: the objects it sent may be named by no list.
+            self.write_atomic(SWEEP_DUE, b"")?;
+        }
+        self.write_atomic(&format!("{PENDING}/{BEGUN}"), b"")?;
         Ok(Plan {
             layout: layout.clone(),
             kind: "full".into(),
@@ -256,27 +290,33 @@ impl Store for BucketStore {
 
     fn send_repository(
         &self,
-        _plan: &Plan,
+        plan: &Plan,
         src: &Source,
         files: Files,
     ) -> Result<TransferStats, StoreError> {
         let walked;
-        let (paths, again): (&[String], bool) = match files {
-            Files::All { list: Some(l) } => (l, false),
+        // With `All` or `Delta` the store decides what it holds; `Again` and `Only` say what
+        // to send.
+        let (paths, mut present) = match files {
+            Files::All { list: Some(l) } => (l, Some(self.present(plan, true)?)),
             Files::All { list: None } => {
                 walked = pool::list_files(src.root, src.dirs);
-                (&walked, false)
+                (&walked[..], Some(self.present(plan, true)?))
             }
-            Files::Delta { send, .. } => (send, false),
-            Files::Again(p) => (p, true),
-            Files::Only(p) => (p, false),
+            Files::Delta { send, .. } => (send, Some(self.present(plan, false)?)),
+            Files::Again(p) | Files::Only(p) => (p, None),
         };
         let objects = objects_of(paths);
-        let present = if again {
-            Default::default()
-        } else {
-            present_objects(&self.bucket).map_err(|e| self.err(e))?
-        };
+        if let Some(present) = present.as_mut() {
+            // Objects kept by path, not named by their content, are compared by size.
+            let by_path: Vec<String> = objects
+                .iter()
+                .filter(|(key, paths)| pfile_of(&paths[0]).is_none() && !present.contains_key(*key))
+                .map(|(key, _)| key.clone())
+                .collect();
+            present.extend(self.bucket.sizes(&by_path).map_err(|e| self.err(e))?);
+        }
+        let present = present.unwrap_or_default();
         let root = src.root.to_path_buf();
         let todo: Vec<(String, String)> = objects
             .iter()
@@ -394,6 +434,9 @@ impl Store for BucketStore {
         let pending = b.list_all(PENDING).map_err(|e| self.err(e))?;
         for m in &pending {
             let rel = b.rel(&m.location);
+            if rel == format!("{PENDING}/{BEGUN}") {
+                continue;
+            }
             let to = format!(
                 "{name}/{}",
                 rel.trim_start_matches(PENDING).trim_start_matches('/')
@@ -509,8 +552,8 @@ impl Store for BucketStore {
         Ok(stats(paths.len() as u64, bytes, files, bytes))
     }
 
-    fn missing(&self, _plan: &Plan, paths: &[String]) -> Result<Vec<String>, StoreError> {
-        let present = present_objects(&self.bucket).map_err(|e| self.err(e))?;
+    fn missing(&self, plan: &Plan, paths: &[String]) -> Result<Vec<String>, StoreError> {
+        let present = self.present(plan, false)?;
         Ok(paths
             .iter()
             .filter(|p| {

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use holdfast_bucket::copy::{collect_garbage, copy_snapshot, prune, snapshots};
+use holdfast_bucket::copy::{collect_garbage, copy_snapshot, prune, snapshots, SWEEP_DUE};
 use holdfast_bucket::{fetch, verify, BucketConfig};
 use std::time::{Duration, Instant};
 
@@ -257,10 +257,17 @@ fn retention_and_gc_keep_every_object_a_kept_snapshot_lists() {
         let kept = w.object_file(&repo_rel(d)).exists();
         assert_eq!(kept, i >= 3, "file {i}: kept only if s2 or s3 lists it");
     }
+    // Retention reads lists, it does not list the pool: an object no list names waits for a
+    // sweep (only a run stopped before its commit leaves one, and the next run marks the
+    // bucket for it).
+    assert!(w.object_file(&repo_rel(&stray[0])).exists());
+    b.put_bytes(SWEEP_DUE, Vec::new()).unwrap();
+    assert!(prune(&b, 2).unwrap().0.is_empty());
     assert!(
         !w.object_file(&repo_rel(&stray[0])).exists(),
-        "stray collected"
+        "stray collected by the sweep"
     );
+    assert!(b.read(SWEEP_DUE).unwrap().is_none(), "the sweep is done");
     assert!(
         w.object_file(&repo_rel(&stray[1])).exists(),
         "a copy under way keeps what it sent"
@@ -274,10 +281,11 @@ fn retention_and_gc_keep_every_object_a_kept_snapshot_lists() {
     for n in &names {
         assert!(verify(&b, Some(n)).unwrap().is_ok());
     }
-    // A list that cannot be read stops the collection before anything is deleted.
+    // A kept list that cannot be read stops the collection before anything is deleted,
+    // whether it reads the removed snapshot's objects or sweeps the pool.
     std::fs::write(
         w.server
-            .object_path(&format!("site-a/{}/files.list.gz", s2.name)),
+            .object_path(&format!("site-a/{}/files.list.gz", s3.name)),
         b"not gzip",
     )
     .unwrap();
@@ -286,10 +294,18 @@ fn retention_and_gc_keep_every_object_a_kept_snapshot_lists() {
     std::fs::create_dir_all(jp.parent().unwrap()).unwrap();
     std::fs::write(&jp, &junk).unwrap();
     w.server.settle();
+    assert!(prune(&b, 1).is_err());
+    assert!(
+        w.object_file(&repo_rel(&all[3])).exists(),
+        "only s2 named it"
+    );
     assert!(collect_garbage(&b).is_err());
     assert!(jp.exists());
-    assert!(prune(&b, 2).is_err());
+    b.put_bytes(SWEEP_DUE, Vec::new()).unwrap();
+    assert!(prune(&b, 1).is_err());
+    assert!(jp.exists());
     assert!(w.object_file(&repo_rel(&all[3])).exists());
+    assert!(b.read(SWEEP_DUE).unwrap().is_some(), "still due");
 }
 
 #[test]

@@ -146,7 +146,7 @@ fn copy_child() {
 
 #[test]
 fn kill_9_during_holdfast_copy_to_a_bucket_leaves_nothing_listed_that_fails() {
-    let f = site::fixture(6, Behaviour::default(), 30);
+    let mut f = site::fixture(6, Behaviour::default(), 30);
     let w = common::world();
     let s3 = &w.cfg;
     let cfg = holdfast_backup::BackupConfig {
@@ -176,16 +176,7 @@ fn kill_9_during_holdfast_copy_to_a_bucket_leaves_nothing_listed_that_fails() {
             .filter(|e| e.file_type().is_file())
             .count()
     };
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "copy_child", "--test-threads=1"])
-        .env(
-            "HOLDFAST_S3_COPY_CHILD",
-            serde_json::to_string(&cfg).unwrap(),
-        )
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = copy_child_process(&cfg);
     let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
     while count() < 3 {
         assert!(
@@ -222,4 +213,81 @@ fn kill_9_during_holdfast_copy_to_a_bucket_leaves_nothing_listed_that_fails() {
         c.new_files < c.files,
         "what the killed copy sent is not sent again: {c:?}"
     );
+
+    // Killed again once a snapshot is listed, when a night's new files are taken as absent:
+    // the next run finds the bucket marked, lists the pool, sends none of them again, and its
+    // retention sweeps what no list names.
+    f.add_uploads(2);
+    backup(&s, "s", &f.sched, &cfg).unwrap();
+    let before: std::collections::HashSet<_> = files(&objects).into_keys().collect();
+    let mut child = copy_child_process(&cfg);
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while count() < before.len() + 3 {
+        assert!(
+            std::time::Instant::now() < until,
+            "the copy never got going"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the copy ended before the kill"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(!child.wait().unwrap().success());
+    w.server.settle();
+    let sent_by_killed: Vec<_> = files(&objects)
+        .into_iter()
+        .filter(|(p, _)| !before.contains(p))
+        .collect();
+    assert!(!sent_by_killed.is_empty());
+    let orphan = common::contents(40, 1, 900).remove(0);
+    let orphan_file = w.object_file(&common::repo_rel(&orphan));
+    std::fs::create_dir_all(orphan_file.parent().unwrap()).unwrap();
+    std::fs::write(&orphan_file, &orphan).unwrap();
+    w.server.settle();
+    let out = holdfast_backup::copy::copy(&cfg, None).unwrap();
+    assert!(out[0].ok(), "{out:?}");
+    let now = files(&objects);
+    for (p, modified) in &sent_by_killed {
+        assert_eq!(now.get(p), Some(modified), "{} sent again", p.display());
+    }
+    assert!(!orphan_file.exists(), "what no list names was swept");
+    assert!(b.read(holdfast_bucket::copy::SWEEP_DUE).unwrap().is_none());
+    assert_eq!(snapshots(&b).unwrap().len(), 2);
+    assert!(holdfast_bucket::verify(&b, None).unwrap().is_ok());
+}
+
+/// The object files under `dir` and when each was last written.
+fn files(
+    dir: &std::path::Path,
+) -> std::collections::HashMap<std::path::PathBuf, std::time::SystemTime> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            (
+                e.path().to_path_buf(),
+                e.metadata().unwrap().modified().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn copy_child_process(cfg: &holdfast_backup::BackupConfig) -> std::process::Child {
+    std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "copy_child", "--test-threads=1"])
+        .env(
+            "HOLDFAST_S3_COPY_CHILD",
+            serde_json::to_string(cfg).unwrap(),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
 }
