@@ -1,5 +1,5 @@
-//! Copying a complete snapshot from the primary target into the bucket, the bucket's own
-//! retention, and its garbage collection.
+//! The bucket's layout, its snapshots, sending objects into its pool, its retention and its
+//! garbage collection. A copy into it is `holdfast_store::copy` driving [`crate::BucketStore`].
 //!
 //! The bucket always has the pool layout, whatever the primary's:
 //!
@@ -15,23 +15,18 @@
 //! hold it (the `gold` and `files` twins, several repository hosts); a fetch puts it back
 //! under every path as hard links, as the repository had them.
 //!
-//! Order of a copy: the list first (so a garbage collection running meanwhile keeps the
-//! files being sent), then the files the bucket lacks, then the dump, then the manifest. A
-//! copy killed at any point leaves no manifest, so no listed snapshot is missing anything;
-//! the next copy of the same snapshot lists the pool again and sends only what is absent.
-//! Removing a snapshot deletes its manifest first, so it leaves the listing in one step.
+//! A snapshot's manifest is written after everything it needs arrived, so no listed snapshot
+//! is missing anything. Removing a snapshot deletes its manifest first, so it leaves the
+//! listing in one step.
 
 use crate::bucket::{put_reader, Bucket, Sent};
 use crate::BucketError;
 use holdfast_site::pfile::PfileName;
-use holdfast_store::layout::{stamp, Snapshot, FILE_LIST};
-use holdfast_store::manifest::{MANIFEST_FILE, REPO_DIR};
-use holdfast_store::objects::Home;
-use holdfast_store::{pool, Manifest, Target};
-use serde::{Deserialize, Serialize};
+use holdfast_store::layout::{Snapshot, FILE_LIST};
+use holdfast_store::manifest::MANIFEST_FILE;
+use holdfast_store::{pool, Manifest};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
-use std::time::Instant;
 
 /// Where the repository files live in the bucket.
 pub const POOL_OBJECTS: &str = "pool";
@@ -58,75 +53,6 @@ pub fn objects_of(list: &[String]) -> BTreeMap<String, Vec<String>> {
     out
 }
 
-/// What a copy did.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct CopyReport {
-    /// The snapshot's name in the bucket.
-    pub snapshot: String,
-    /// The bucket already listed it: nothing was sent.
-    pub already: bool,
-    /// Repository files the snapshot holds.
-    pub files: u64,
-    /// Distinct objects those files need (a content held under several paths is one).
-    pub objects: u64,
-    /// Objects (and their bytes) sent; the others were in the bucket already.
-    pub sent_files: u64,
-    pub sent_bytes: u64,
-    /// Objects sent in parts.
-    pub multipart_files: u64,
-    /// Dump, list and manifest bytes.
-    pub meta_bytes: u64,
-    pub pruned: Vec<String>,
-    pub collected: u64,
-    pub secs: f64,
-}
-
-/// The bucket's name for a snapshot of the primary: `snap.<start time>`, stable while the
-/// primary renames it (`current` becoming `day.<time>`).
-pub fn bucket_name(snap: &Snapshot) -> String {
-    format!("snap.{}", stamp(snap.manifest.started))
-}
-
-/// The snapshot's repository files on the primary: where they are and their
-/// repository-relative paths, sorted.
-pub fn source_files(target: &Target, snap: &Snapshot) -> Result<(Home, Vec<String>), BucketError> {
-    if snap.manifest.layout == "pool" {
-        let list = pool::read_list(target, &snap.name)?;
-        return Ok((target.snapshot_home(snap)?, list));
-    }
-    if snap.is_incremental() {
-        return Err(BucketError::Config(format!(
-            "snapshot {} is a rotating-layout incremental, which holds only some files: \
-             copy a base snapshot, or use the pool or rolling layout for the primary",
-            snap.name
-        )));
-    }
-    let base = format!("{}/{REPO_DIR}", snap.name);
-    let mut files = target.files_below(&base, true)?;
-    files.sort();
-    Ok((Home::paths(base), files))
-}
-
-fn open_source(target: &Target, rel: &str) -> Result<Box<dyn Read + Send>, BucketError> {
-    match target.local_path(rel) {
-        Some(p) => std::fs::File::open(&p)
-            .map(|f| Box::new(f) as Box<dyn Read + Send>)
-            .map_err(|source| BucketError::Io {
-                path: p.display().to_string(),
-                source,
-            }),
-        None => Ok(target.open(rel)?),
-    }
-}
-
-/// Size of a file on the primary when it is local (remote: unknown).
-fn source_size(target: &Target, rel: &str) -> Option<u64> {
-    target
-        .local_path(rel)
-        .and_then(|p| std::fs::metadata(p).ok())
-        .map(|m| m.len())
-}
-
 /// Complete snapshots in the bucket (those with a readable manifest), oldest first.
 pub fn snapshots(bucket: &Bucket) -> Result<Vec<Snapshot>, BucketError> {
     let names: Vec<String> = bucket
@@ -136,7 +62,10 @@ pub fn snapshots(bucket: &Bucket) -> Result<Vec<Snapshot>, BucketError> {
         .collect();
     // Read side by side: a run asks for the snapshots several times, and a bucket keeping 30
     // read them one after another in 30 round trips each time.
-    let rels: Vec<String> = names.iter().map(|n| format!("{n}/{MANIFEST_FILE}")).collect();
+    let rels: Vec<String> = names
+        .iter()
+        .map(|n| format!("{n}/{MANIFEST_FILE}"))
+        .collect();
     let mut out = Vec::new();
     for (name, data) in names.into_iter().zip(bucket.read_all(&rels)?) {
         if let Some(data) = data {
@@ -163,93 +92,6 @@ pub fn find(bucket: &Bucket, name: Option<&str>) -> Result<Snapshot, BucketError
     })
 }
 
-/// Copies `snap` of `source` into the bucket, sending only the files the bucket lacks, then
-/// applies the bucket's retention.
-pub fn copy_snapshot(
-    bucket: &Bucket,
-    source: &Target,
-    snap: &Snapshot,
-) -> Result<CopyReport, BucketError> {
-    let t0 = Instant::now();
-    let name = bucket_name(snap);
-    let mut report = CopyReport {
-        snapshot: name.clone(),
-        ..Default::default()
-    };
-    if bucket.read(&format!("{name}/{MANIFEST_FILE}"))?.is_some() {
-        report.already = true;
-        report.secs = t0.elapsed().as_secs_f64();
-        return Ok(report);
-    }
-    let (home, list) = source_files(source, snap)?;
-    report.files = list.len() as u64;
-
-    // 1. The list: from now on a garbage collection keeps what this copy sends.
-    let list_gz = pool::encode(&list);
-    report.meta_bytes += list_gz.len() as u64;
-    bucket.put_bytes(&format!("{name}/{FILE_LIST}"), list_gz)?;
-
-    // 2. The objects the bucket lacks (or holds at another size).
-    let present = present_objects(bucket)?;
-    let objects = objects_of(&list);
-    let todo: Vec<(String, String)> = objects
-        .iter()
-        .filter(|(key, paths)| {
-            let rel = &paths[0];
-            let want = file_name(rel).and_then(PfileName::parse).map(|p| p.size);
-            let want = want.or_else(|| source_size(source, &home.target_rel(rel)));
-            match (present.get(key.as_str()), want) {
-                (Some(have), Some(want)) => *have != want,
-                (Some(_), None) => false,
-                (None, _) => true,
-            }
-        })
-        .map(|(key, paths)| (key.clone(), paths[0].clone()))
-        .collect();
-    tracing::info!(
-        snapshot = %name,
-        files = list.len(),
-        objects = objects.len(),
-        to_send = todo.len(),
-        bucket = %bucket.display(),
-        "copying snapshot to bucket"
-    );
-    let sent = send_all(bucket, source, &home, &todo)?;
-    report.objects = objects.len() as u64;
-    report.sent_files = sent.len() as u64;
-    report.sent_bytes = sent.iter().map(|s| s.bytes).sum();
-    report.multipart_files = sent.iter().filter(|s| s.parts > 1).count() as u64;
-
-    // 3. The dump.
-    let dump_rel = format!("{}/{}", snap.name, snap.manifest.database.file);
-    let dump = send_one(
-        bucket,
-        open_source(source, &dump_rel)?,
-        &format!("{name}/{}", snap.manifest.database.file),
-        None,
-    )?;
-    report.meta_bytes += dump.bytes;
-
-    // 4. The manifest, last: now the snapshot is listed.
-    let mut m = snap.manifest.clone();
-    m.layout = "pool".into();
-    m.kind = "full".into();
-    m.builds_on.clear();
-    // Its place in the bucket, not in the source.
-    m.sequence = holdfast_store::layout::next_sequence(&snapshots(bucket)?);
-    let json = m.to_json().into_bytes();
-    report.meta_bytes += json.len() as u64;
-    bucket.put_bytes(&format!("{name}/{MANIFEST_FILE}"), json)?;
-    tracing::info!(snapshot = %name, sent_files = report.sent_files, sent_bytes = report.sent_bytes, "snapshot complete in bucket");
-
-    // 5. The bucket's own retention.
-    let (pruned, collected) = prune(bucket, bucket.config().keep)?;
-    report.pruned = pruned;
-    report.collected = collected;
-    report.secs = t0.elapsed().as_secs_f64();
-    Ok(report)
-}
-
 pub(crate) fn file_name(rel: &str) -> Option<&str> {
     rel.rsplit('/').next()
 }
@@ -269,26 +111,6 @@ pub(crate) fn send_one(
         src,
         expect,
     ))
-}
-
-/// Sends `todo` (object, and a repository-relative path holding it at `home` on the
-/// primary) into the pool, several at once.
-fn send_all(
-    bucket: &Bucket,
-    source: &Target,
-    home: &Home,
-    todo: &[(String, String)],
-) -> Result<Vec<Sent>, BucketError> {
-    // Sources are opened a batch at a time: on a remote primary each is an ssh session.
-    let batch = if source.is_remote() {
-        bucket.cfg.parallel.max(1)
-    } else {
-        256
-    };
-    let (sent, _) = send_objects(bucket, todo, batch, false, &|rel| {
-        open_source(source, &home.target_rel(rel))
-    })?;
-    Ok(sent.into_iter().map(|(_, s)| s).collect())
 }
 
 /// Sends `todo` (object, repository-relative path) reading each with `open`, `parallel`

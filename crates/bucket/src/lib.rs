@@ -23,7 +23,7 @@ pub mod store;
 pub use bucket::Bucket;
 pub use check::{fetch, verify, BucketVerify, Fetched};
 pub use config::{BucketConfig, Credentials, S3Settings};
-pub use copy::{copy_snapshot, snapshots, CopyReport};
+pub use copy::snapshots;
 pub use store::BucketStore;
 
 #[derive(Debug, thiserror::Error)]

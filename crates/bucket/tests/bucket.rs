@@ -1,43 +1,40 @@
-//! The pool layout in a real S3 bucket (rclone serve s3 on loopback): incremental copies,
-//! multipart uploads, verify against the names, kill -9 during a copy, retention and
-//! garbage collection.
+//! The pool layout in a real S3 bucket (rclone serve s3 on loopback), filled by the copy
+//! `holdfast copy` runs: incremental copies, multipart uploads, verify against the names,
+//! retention and garbage collection. A copy killed with -9 is in `e2e.rs`.
 
 mod common;
 
 use common::*;
-use holdfast_bucket::copy::{collect_garbage, copy_snapshot, prune, snapshots, SWEEP_DUE};
-use holdfast_bucket::{fetch, verify, BucketConfig};
-use std::time::{Duration, Instant};
+use holdfast_bucket::copy::{collect_garbage, prune, snapshots, SWEEP_DUE};
+use holdfast_bucket::{fetch, verify};
 
 #[test]
 fn copies_only_what_the_bucket_lacks_in_parts_when_big_and_fetches_back_whole() {
     let w = world();
     let b = w.bucket();
-    let primary = w.primary();
     let mut files = contents(1, 20, 3000);
     // Bigger than the 5 MiB threshold: sent in 3 parts.
     files.push(contents(2, 1, 12 << 20).remove(0));
     let s1 = snapshot(&w.primary_dir(), day(1), &files);
-    let r1 = copy_snapshot(&b, &primary, &s1).unwrap();
-    assert_eq!((r1.files, r1.sent_files), (21, 21));
-    assert_eq!(r1.multipart_files, 1);
+    let r1 = w.copy().unwrap().copied.remove(0);
+    assert_eq!((r1.files, r1.new_files, r1.proved), (21, 21, 21));
     let total: u64 = files.iter().map(|f| f.len() as u64).sum();
-    assert_eq!(r1.sent_bytes, total);
+    assert_eq!(r1.new_bytes, total);
 
     // The next day: 3 new files, 2 gone from the site.
     let mut day2 = files[2..].to_vec();
     day2.extend(contents(3, 3, 5000));
     let s2 = snapshot(&w.primary_dir(), day(2), &day2);
-    let r2 = copy_snapshot(&b, &primary, &s2).unwrap();
+    let r2 = w.copy().unwrap().copied.remove(0);
     assert_eq!(
-        (r2.files, r2.sent_files),
+        (r2.files, r2.new_files),
         (22, 3),
         "only the new files are sent"
     );
     let new_bytes: u64 = day2[day2.len() - 3..].iter().map(|f| f.len() as u64).sum();
-    assert_eq!(r2.sent_bytes, new_bytes);
-    // Copying the same snapshot again sends nothing.
-    assert!(copy_snapshot(&b, &primary, &s2).unwrap().already);
+    assert_eq!(r2.new_bytes, new_bytes);
+    // Copying again sends nothing.
+    assert!(w.copy().unwrap().copied.is_empty());
 
     let names: Vec<String> = snapshots(&b).unwrap().into_iter().map(|s| s.name).collect();
     assert_eq!(names, vec![s1.name.clone(), s2.name.clone()]);
@@ -74,7 +71,7 @@ fn a_flipped_byte_in_a_bucket_object_is_found_by_verify() {
     let b = w.bucket();
     let files = contents(4, 8, 4000);
     let s = snapshot(&w.primary_dir(), day(1), &files);
-    copy_snapshot(&b, &w.primary(), &s).unwrap();
+    w.copy().unwrap();
     assert!(verify(&b, None).unwrap().is_ok());
 
     let victim = repo_rel(&files[5]);
@@ -123,103 +120,17 @@ fn a_source_file_that_does_not_match_its_name_is_not_copied() {
     let mut data = std::fs::read(&p).unwrap();
     data[7] ^= 0x10;
     std::fs::write(&p, &data).unwrap();
-    let e = copy_snapshot(&b, &w.primary(), &s).unwrap_err().to_string();
-    assert!(e.contains(&repo_rel(&files[2])), "{e}");
+    let r = w.copy().unwrap().copied.remove(0);
+    assert_eq!(r.damaged, [repo_rel(&files[2])]);
     assert!(!w.object_file(&repo_rel(&files[2])).exists());
-    assert!(snapshots(&b).unwrap().is_empty(), "nothing listed");
-}
-
-/// Runs a copy in a child process (this test binary again) so it can be killed.
-#[test]
-#[ignore = "run by kill_9_during_a_copy_lists_no_snapshot_that_fails_verify"]
-fn child_copy() {
-    let Ok(spec) = std::env::var("HOLDFAST_TEST_CHILD_COPY") else {
-        return;
-    };
-    let (cfg, primary, name): (BucketConfig, String, String) = serde_json::from_str(&spec).unwrap();
-    let b = holdfast_bucket::Bucket::open(&cfg).unwrap();
-    let t = holdfast_store::Target::parse(&primary, Default::default()).unwrap();
-    let snap = holdfast_store::layout::find(&t, Some(&name)).unwrap();
-    copy_snapshot(&b, &t, &snap).unwrap();
-}
-
-#[test]
-fn kill_9_during_a_copy_lists_no_snapshot_that_fails_verify() {
-    let mut w = world();
-    w.cfg.parallel = 2;
-    let b = w.bucket();
-    let primary = w.primary();
-    let first = contents(6, 5, 1000);
-    let s1 = snapshot(&w.primary_dir(), day(1), &first);
-    copy_snapshot(&b, &primary, &s1).unwrap();
-
-    let mut files = first.clone();
-    files.extend(contents(7, 400, 6000));
-    files.push(contents(8, 1, 11 << 20).remove(0));
-    let s2 = snapshot(&w.primary_dir(), day(2), &files);
-    let spec =
-        serde_json::to_string(&(&w.cfg, w.primary_dir().display().to_string(), &s2.name)).unwrap();
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_copy", "--ignored", "--nocapture"])
-        .env("HOLDFAST_TEST_CHILD_COPY", spec)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    // Kill once some of the new files are in the bucket.
-    let pool = w.server.object_path("site-a/pool/objects");
-    let until = Instant::now() + Duration::from_secs(60);
-    loop {
-        let n = walkdir::WalkDir::new(&pool)
-            .into_iter()
-            .flatten()
-            .filter(|e| e.file_type().is_file())
-            .count();
-        if n >= 60 {
-            break;
-        }
-        assert!(Instant::now() < until, "the copy never got going");
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the copy ended before the kill"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    let st = child.wait().unwrap();
-    assert!(!st.success(), "killed, not finished");
-    let manifest = w
-        .server
-        .object_path(&format!("site-a/{}/manifest.json", s2.name));
-    assert!(!manifest.exists(), "killed before the manifest was written");
-
-    // Every snapshot the bucket lists verifies; the half-copied one is not listed.
+    // Listed without it, the manifest naming it damaged: what arrived verifies.
     let listed = snapshots(&b).unwrap();
-    assert_eq!(
-        listed.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
-        vec![s1.name.as_str()]
-    );
-    for s in &listed {
-        assert!(verify(&b, Some(&s.name)).unwrap().is_ok());
-    }
-    // A garbage collection meanwhile keeps what the unfinished copy already sent.
-    let before = walkdir::WalkDir::new(&pool).into_iter().flatten().count();
-    collect_garbage(&b).unwrap();
-    assert_eq!(
-        walkdir::WalkDir::new(&pool).into_iter().flatten().count(),
-        before
-    );
-
-    // The next copy sends only the rest and completes the snapshot.
-    let r = copy_snapshot(&b, &primary, &s2).unwrap();
-    assert!(!r.already);
-    assert!(r.sent_files > 0 && r.sent_files < 401, "{r:?}");
-    let v = verify(&b, Some(&s2.name)).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].name, s.name);
+    assert_eq!(listed[0].manifest.repository.damaged, [repo_rel(&files[2])]);
+    let v = verify(&b, None).unwrap();
     assert!(v.is_ok(), "{v:?}");
-    assert_eq!(v.files, files.len() as u64);
+    assert_eq!(v.files, 3);
 }
 
 #[test]
@@ -227,13 +138,11 @@ fn retention_and_gc_keep_every_object_a_kept_snapshot_lists() {
     let mut w = world();
     w.cfg.keep = 2;
     let b = w.bucket();
-    let primary = w.primary();
     let all = contents(9, 12, 1500);
     let s1 = snapshot(&w.primary_dir(), day(1), &all[0..5]);
+    w.copy().unwrap();
     let s2 = snapshot(&w.primary_dir(), day(2), &all[3..9]);
-    let s3 = snapshot(&w.primary_dir(), day(3), &all[6..12]);
-    copy_snapshot(&b, &primary, &s1).unwrap();
-    copy_snapshot(&b, &primary, &s2).unwrap();
+    w.copy().unwrap();
     // A stray object no snapshot lists, and one only a copy under way lists.
     let stray = contents(10, 2, 800);
     for (i, d) in stray.iter().enumerate() {
@@ -249,7 +158,8 @@ fn retention_and_gc_keep_every_object_a_kept_snapshot_lists() {
         }
     }
     w.server.settle();
-    let r3 = copy_snapshot(&b, &primary, &s3).unwrap();
+    let s3 = snapshot(&w.primary_dir(), day(3), &all[6..12]);
+    let r3 = w.copy().unwrap();
     assert_eq!(r3.pruned, vec![s1.name.clone()]);
     let names: Vec<String> = snapshots(&b).unwrap().into_iter().map(|s| s.name).collect();
     assert_eq!(names, vec![s2.name.clone(), s3.name.clone()]);
@@ -347,8 +257,8 @@ fn object_lock_headers_and_checksums_go_with_every_write() {
     let mut files = contents(12, 5, 2000);
     files.push(contents(13, 1, 6 << 20).remove(0));
     let s = snapshot(&w.primary_dir(), day(1), &files);
-    let r = copy_snapshot(&b, &w.primary(), &s).unwrap();
-    assert_eq!((r.sent_files, r.multipart_files), (6, 1));
+    let r = w.copy().unwrap().copied.remove(0);
+    assert_eq!((r.snapshot.as_str(), r.new_files), (s.name.as_str(), 6));
     assert!(verify(&b, None).unwrap().is_ok());
     let mut bad = w.cfg.clone();
     bad.lock_mode = "forever".into();

@@ -6,9 +6,9 @@ mod common;
 mod site;
 
 use holdfast_backup::backup;
-use holdfast_bucket::copy::{copy_snapshot, snapshots};
+use holdfast_bucket::copy::snapshots;
 use holdfast_sandbox::standin::Behaviour;
-use holdfast_store::{layout, LayoutKind};
+use holdfast_store::LayoutKind;
 
 #[test]
 fn backup_copy_to_bucket_then_restore_from_it_whole() {
@@ -20,28 +20,25 @@ fn backup_copy_to_bucket_then_restore_from_it_whole() {
     let s = f.site().clone();
     let first = backup(&s, "s", &f.sched, &cfg).unwrap();
     let target = cfg.target().unwrap();
-    let snap = layout::find(&target, Some(&first.snapshot)).unwrap();
-    let r1 = copy_snapshot(&b, &target, &snap).unwrap();
+    let r1 = w.copy_from(&target).unwrap().copied.remove(0);
     assert_eq!(r1.files, first.manifest.repository.files);
+    let objs = |n: &str| {
+        holdfast_bucket::copy::objects_of(&holdfast_store::pool::read_list(&target, n).unwrap())
+    };
     // Every object sent once, though gold and files twins share a content.
-    assert_eq!(r1.sent_files, r1.objects);
-    assert!(r1.objects < r1.files, "{r1:?}");
+    let sent = |n: usize| snapshots(&b).unwrap()[n].manifest.repository.new_files;
+    let o1 = objs(&first.snapshot);
+    assert_eq!(sent(0), o1.len() as u64);
+    assert!(sent(0) < r1.files, "{r1:?}");
 
     // A day later: one more upload; only its files go to the bucket.
     f.add_uploads(1);
     let second = backup(&s, "s", &f.sched, &cfg).unwrap();
-    let snap2 = layout::find(&target, Some(&second.snapshot)).unwrap();
-    let r2 = copy_snapshot(&b, &target, &snap2).unwrap();
-    assert!(r2.sent_files > 0 && r2.sent_files < r2.objects, "{r2:?}");
-    let objs = |n: &str| {
-        holdfast_bucket::copy::objects_of(&holdfast_store::pool::read_list(&target, n).unwrap())
-    };
-    let (o1, o2) = (objs(&first.snapshot), objs(&second.snapshot));
+    let r2 = w.copy_from(&target).unwrap().copied.remove(0);
+    assert!(r2.new_files > 0 && r2.new_files < r2.files, "{r2:?}");
+    let o2 = objs(&second.snapshot);
     let new = o2.keys().filter(|k| !o1.contains_key(*k)).count() as u64;
-    assert_eq!(
-        r2.sent_files, new,
-        "only objects the bucket lacked were sent"
-    );
+    assert_eq!(sent(1), new, "only objects the bucket lacked were sent");
     assert_eq!(snapshots(&b).unwrap().len(), 2);
 
     // The primary is gone: fetch from the bucket and restore that.

@@ -2,10 +2,11 @@
 //! pool layout made by hand: files named by their content, like FOSSology's repository.
 #![allow(dead_code)]
 
-use holdfast_bucket::{Bucket, BucketConfig};
+use holdfast_bucket::{Bucket, BucketConfig, BucketStore};
+use holdfast_store::copy::CopyRun;
 use holdfast_store::layout::{stamp, Snapshot, FILE_LIST};
 use holdfast_store::manifest::MANIFEST_FILE;
-use holdfast_store::{pool, Manifest, Target};
+use holdfast_store::{pool, Manifest, StoreError, Target};
 use holdfast_testkit::s3::S3Server;
 use md5::Md5;
 use sha1::{Digest, Sha1};
@@ -48,6 +49,19 @@ impl World {
             Default::default(),
         )
         .unwrap()
+    }
+
+    /// What `holdfast copy` runs: every primary snapshot the bucket lacks (at most `keep`),
+    /// then the bucket's retention.
+    pub fn copy(&self) -> Result<CopyRun, StoreError> {
+        self.copy_from(&self.primary())
+    }
+
+    pub fn copy_from(&self, source: &Target) -> Result<CopyRun, StoreError> {
+        let spool = self.dir.path().join("spool");
+        std::fs::create_dir_all(&spool).unwrap();
+        let store = BucketStore::open(&self.cfg)?;
+        holdfast_store::copy::run("offsite", source, &store, self.cfg.keep, &[], &spool)
     }
 
     /// The file behind a pool object in the bucket.
