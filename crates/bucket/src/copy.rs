@@ -55,11 +55,7 @@ pub fn objects_of(list: &[String]) -> BTreeMap<String, Vec<String>> {
 
 /// Complete snapshots in the bucket (those with a readable manifest), oldest first.
 pub fn snapshots(bucket: &Bucket) -> Result<Vec<Snapshot>, BucketError> {
-    let names: Vec<String> = bucket
-        .list_dirs("")?
-        .into_iter()
-        .filter(|n| n.starts_with("snap."))
-        .collect();
+    let names = snapshot_folders(bucket)?;
     // Read side by side: a run asks for the snapshots several times, and a bucket keeping 30
     // read them one after another in 30 round trips each time.
     let rels: Vec<String> = names
@@ -77,6 +73,13 @@ pub fn snapshots(bucket: &Bucket) -> Result<Vec<Snapshot>, BucketError> {
     }
     out.sort_by(|a, b| (a.manifest.order(), &a.name).cmp(&(b.manifest.order(), &b.name)));
     Ok(out)
+}
+
+/// The bucket's `snap.*` folders, listed or not (a copy under way has no manifest yet).
+fn snapshot_folders(bucket: &Bucket) -> Result<Vec<String>, BucketError> {
+    let mut dirs = bucket.list_dirs("")?;
+    dirs.retain(|d| d.starts_with("snap."));
+    Ok(dirs)
 }
 
 /// A snapshot of the bucket by name, or the latest.
@@ -221,11 +224,7 @@ pub fn prune(bucket: &Bucket, keep: usize) -> Result<(Vec<String>, u64), BucketE
         .collect();
     let oldest_kept = snaps.get(snaps.len().saturating_sub(keep)).map(|s| &s.name);
     let listed: HashSet<&str> = snaps.iter().map(|s| s.name.as_str()).collect();
-    let dirs: Vec<String> = bucket
-        .list_dirs("")?
-        .into_iter()
-        .filter(|d| d.starts_with("snap."))
-        .collect();
+    let dirs = snapshot_folders(bucket)?;
     let leftovers: Vec<String> = dirs
         .iter()
         .filter(|d| !listed.contains(d.as_str()) && oldest_kept.is_some_and(|o| *d < o))

@@ -173,25 +173,7 @@ fn kill_9_during_holdfast_copy_to_a_bucket_leaves_nothing_listed_that_fails() {
             .filter(|e| e.file_type().is_file())
             .count()
     };
-    let mut child = copy_child_process(&cfg);
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while count() < 3 {
-        assert!(
-            std::time::Instant::now() < until,
-            "the copy never got going"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the copy ended before the kill"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    assert!(!child.wait().unwrap().success());
+    kill_copy_once(&cfg, || count() >= 3);
     w.server.settle();
     let b = w.bucket();
     for l in snapshots(&b).unwrap() {
@@ -217,25 +199,7 @@ fn kill_9_during_holdfast_copy_to_a_bucket_leaves_nothing_listed_that_fails() {
     f.add_uploads(2);
     backup(&s, "s", &f.sched, &cfg).unwrap();
     let before: std::collections::HashSet<_> = files(&objects).into_keys().collect();
-    let mut child = copy_child_process(&cfg);
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while count() < before.len() + 3 {
-        assert!(
-            std::time::Instant::now() < until,
-            "the copy never got going"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the copy ended before the kill"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    assert!(!child.wait().unwrap().success());
+    kill_copy_once(&cfg, || count() >= before.len() + 3);
     w.server.settle();
     let sent_by_killed: Vec<_> = files(&objects)
         .into_iter()
@@ -276,8 +240,10 @@ fn files(
         .collect()
 }
 
-fn copy_child_process(cfg: &holdfast_backup::BackupConfig) -> std::process::Child {
-    std::process::Command::new(std::env::current_exe().unwrap())
+/// Runs `holdfast copy` in a child process (this test binary again) and kills it with -9
+/// once `sent` says enough of it arrived.
+fn kill_copy_once(cfg: &holdfast_backup::BackupConfig, sent: impl Fn() -> bool) {
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--ignored", "--exact", "copy_child", "--test-threads=1"])
         .env(
             "HOLDFAST_S3_COPY_CHILD",
@@ -286,5 +252,23 @@ fn copy_child_process(cfg: &holdfast_backup::BackupConfig) -> std::process::Chil
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
-        .unwrap()
+        .unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !sent() {
+        assert!(
+            std::time::Instant::now() < until,
+            "the copy never got going"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the copy ended before the kill"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(!child.wait().unwrap().success());
 }
