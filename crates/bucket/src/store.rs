@@ -295,8 +295,9 @@ impl Store for BucketStore {
         files: Files,
     ) -> Result<TransferStats, StoreError> {
         let walked;
-        // With `All` or `Delta` the store decides what it holds; `Again` and `Only` say what
-        // to send.
+        // With `All` or `Delta` the store decides what it holds; `Only` names the files to
+        // send, but a file kept by path (a report) is sent only when its size changed, and
+        // `Again` sends every one.
         let (paths, mut present) = match files {
             Files::All { list: Some(l) } => (l, Some(self.present(plan, true)?)),
             Files::All { list: None } => {
@@ -304,7 +305,8 @@ impl Store for BucketStore {
                 (&walked[..], Some(self.present(plan, true)?))
             }
             Files::Delta { send, .. } => (send, Some(self.present(plan, false)?)),
-            Files::Again(p) | Files::Only(p) => (p, None),
+            Files::Only(p) => (p, Some(HashMap::new())),
+            Files::Again(p) => (p, None),
         };
         let objects = objects_of(paths);
         if let Some(present) = present.as_mut() {

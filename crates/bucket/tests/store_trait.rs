@@ -294,3 +294,42 @@ fn an_encoded_name_is_collected_and_not_resent() {
     copy(3, vec![]);
     assert!(stored().is_empty(), "{:?} left in the bucket", stored());
 }
+
+/// A copy names every file not named by content among what it sends: one the bucket holds at
+/// the same size (a report that did not change) is not sent again.
+#[test]
+fn a_copy_sends_a_report_again_only_when_its_size_changed() {
+    let w = world();
+    let s = BucketStore::open(&w.cfg).unwrap();
+    let root = w.primary_dir().join("pool/repository");
+    let report = "localhost/report/upload-7.spdx".to_string();
+    let p = root.join(&report);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, b"SPDXVersion: SPDX-2.3").unwrap();
+    let src = Source {
+        root: &root,
+        dirs: &[],
+        rsync_args: &[],
+    };
+    let copy = |n: i64| {
+        let snap = snapshot(&w.primary_dir(), day(n), &contents(60 + n as u64, 1, 300));
+        let plan = s.plan(&pool(2)).unwrap();
+        s.write_file_list(&plan, std::slice::from_ref(&report))
+            .unwrap();
+        let st = s
+            .send_repository(&plan, &src, Files::Only(std::slice::from_ref(&report)))
+            .unwrap();
+        s.send_dump(
+            &plan,
+            &w.primary_dir().join(&snap.name).join("db/fossology.sql.gz"),
+            "db/fossology.sql.gz",
+        )
+        .unwrap();
+        s.commit(&plan, &mut snap.manifest.clone()).unwrap();
+        st.transferred_files
+    };
+    assert_eq!(copy(1), 1);
+    assert_eq!(copy(2), 0, "the unchanged report was sent again");
+    std::fs::write(&p, b"SPDXVersion: SPDX-2.3\nDataLicense: CC0-1.0").unwrap();
+    assert_eq!(copy(3), 1, "the changed report was not sent");
+}
