@@ -16,7 +16,6 @@
 //! `requests` and `args` in its folder record what it was asked and how it last ran.
 
 use holdfast_site::scheduler::{Control, SchedulerConfig};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Copy)]
@@ -46,9 +45,31 @@ pub struct StandIn {
     pub agent_name: String,
 }
 
+/// Writes an executable script without this process ever holding it open for writing: a
+/// child another test thread forks meanwhile inherits such a descriptor until it execs, and
+/// running the script then fails with ETXTBSY ("Text file busy"), even from inside another
+/// script where no retry sees it. A `sh` child writes it; this process holds only a pipe.
 fn write_exec(path: &Path, text: &str) -> std::io::Result<()> {
-    std::fs::write(path, text)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+    use std::io::Write;
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", "cat > \"$1\" && chmod 755 \"$1\"", "sh"])
+        .arg(path)
+        .stdin(std::process::Stdio::piped())
+        .spawn()?;
+    let wrote = child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(text.as_bytes());
+    let status = child.wait()?;
+    wrote?;
+    if !status.success() {
+        return Err(std::io::Error::other(format!(
+            "writing {} failed ({status})",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 impl StandIn {
