@@ -245,6 +245,42 @@ fn a_dump_beyond_one_server_copy_lands_whole() {
     assert_eq!(s.snapshot_files(&s.snapshots().unwrap()[0]).unwrap(), list);
 }
 
+/// Writes a report (a file not named by its content) at `rel` under `root`.
+fn write_report(root: &std::path::Path, rel: &str, data: &[u8]) {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, data).unwrap();
+}
+
+/// One run into the bucket as a copy drives it, from the repository at `root`: plan (keeping
+/// `keep`), the list, `files`, `snap`'s dump, the commit. Returns how many files were sent.
+fn run_once(
+    s: &BucketStore,
+    w: &World,
+    root: &std::path::Path,
+    snap: &holdfast_store::Snapshot,
+    keep: usize,
+    list: &[String],
+    files: impl Fn(&[String]) -> Files<'_>,
+) -> u64 {
+    let plan = s.plan(&pool(keep)).unwrap();
+    s.write_file_list(&plan, list).unwrap();
+    let src = Source {
+        root,
+        dirs: &[],
+        rsync_args: &[],
+    };
+    let st = s.send_repository(&plan, &src, files(list)).unwrap();
+    s.send_dump(
+        &plan,
+        &w.primary_dir().join(&snap.name).join("db/fossology.sql.gz"),
+        "db/fossology.sql.gz",
+    )
+    .unwrap();
+    s.commit(&plan, &mut snap.manifest.clone()).unwrap();
+    st.transferred_files
+}
+
 /// A report whose name object_store keeps percent-encoded in listings (non-ASCII, brackets)
 /// is collected once no kept snapshot names it, and not sent again while one does.
 #[test]
@@ -253,14 +289,7 @@ fn an_encoded_name_is_collected_and_not_resent() {
     let s = BucketStore::open(&w.cfg).unwrap();
     let root = w.primary_dir().join("pool/repository");
     let odd = "localhost/report/Müller [1].txt".to_string();
-    let p = root.join(&odd);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(&p, b"a report named by its upload").unwrap();
-    let src = Source {
-        root: &root,
-        dirs: &[],
-        rsync_args: &[],
-    };
+    write_report(&root, &odd, b"a report named by its upload");
     let stored = || -> Vec<String> {
         walkdir::WalkDir::new(w.server.object_path("site-a/pool"))
             .into_iter()
@@ -274,19 +303,9 @@ fn an_encoded_name_is_collected_and_not_resent() {
         let snap = snapshot(&w.primary_dir(), day(n), &contents(40 + n as u64, 1, 200));
         let mut list = list;
         list.extend(holdfast_store::pool::read_list(&w.primary(), &snap.name).unwrap());
-        let plan = s.plan(&pool(1)).unwrap();
-        s.write_file_list(&plan, &list).unwrap();
-        let st = s
-            .send_repository(&plan, &src, Files::All { list: Some(&list) })
-            .unwrap();
-        s.send_dump(
-            &plan,
-            &w.primary_dir().join(&snap.name).join("db/fossology.sql.gz"),
-            "db/fossology.sql.gz",
-        )
-        .unwrap();
-        s.commit(&plan, &mut snap.manifest.clone()).unwrap();
-        st.transferred_files
+        run_once(&s, &w, &root, &snap, 1, &list, |l| Files::All {
+            list: Some(l),
+        })
     };
     assert_eq!(copy(1, vec![odd.clone()]), 2);
     assert_eq!(stored().len(), 1);
@@ -303,33 +322,25 @@ fn a_copy_sends_a_report_again_only_when_its_size_changed() {
     let s = BucketStore::open(&w.cfg).unwrap();
     let root = w.primary_dir().join("pool/repository");
     let report = "localhost/report/upload-7.spdx".to_string();
-    let p = root.join(&report);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(&p, b"SPDXVersion: SPDX-2.3").unwrap();
-    let src = Source {
-        root: &root,
-        dirs: &[],
-        rsync_args: &[],
-    };
+    write_report(&root, &report, b"SPDXVersion: SPDX-2.3");
     let copy = |n: i64| {
         let snap = snapshot(&w.primary_dir(), day(n), &contents(60 + n as u64, 1, 300));
-        let plan = s.plan(&pool(2)).unwrap();
-        s.write_file_list(&plan, std::slice::from_ref(&report))
-            .unwrap();
-        let st = s
-            .send_repository(&plan, &src, Files::Only(std::slice::from_ref(&report)))
-            .unwrap();
-        s.send_dump(
-            &plan,
-            &w.primary_dir().join(&snap.name).join("db/fossology.sql.gz"),
-            "db/fossology.sql.gz",
+        run_once(
+            &s,
+            &w,
+            &root,
+            &snap,
+            2,
+            std::slice::from_ref(&report),
+            |l| Files::Only(l),
         )
-        .unwrap();
-        s.commit(&plan, &mut snap.manifest.clone()).unwrap();
-        st.transferred_files
     };
     assert_eq!(copy(1), 1);
     assert_eq!(copy(2), 0, "the unchanged report was sent again");
-    std::fs::write(&p, b"SPDXVersion: SPDX-2.3\nDataLicense: CC0-1.0").unwrap();
+    write_report(
+        &root,
+        &report,
+        b"SPDXVersion: SPDX-2.3\nDataLicense: CC0-1.0",
+    );
     assert_eq!(copy(3), 1, "the changed report was not sent");
 }
