@@ -1057,16 +1057,13 @@ fn heal_at(
         suspects.retain(|p| present.contains(p.as_str()));
     }
     if percent > 0.0 {
+        // By name, not path: a gold file and its `files` twin (one inode on the site, and
+        // on the target) are proved and copied again together.
         let seed: u64 = rand::random();
         suspects.extend(
             listed
                 .iter()
-                .filter(|p| {
-                    use std::hash::{Hash, Hasher};
-                    let mut h = std::collections::hash_map::DefaultHasher::new();
-                    (seed, p.as_str()).hash(&mut h);
-                    (h.finish() % 1_000_000) as f64 / 10_000.0 < percent
-                })
+                .filter(|p| content::sampled(seed, content::name_of(p), percent))
                 .cloned(),
         );
     }

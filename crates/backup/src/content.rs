@@ -130,11 +130,11 @@ fn write_record(target: &dyn Store, r: &VerifyRecord) -> Result<(), BackupError>
 }
 
 /// The file name of a repository-relative path.
-fn name_of(p: &str) -> &str {
+pub(crate) fn name_of(p: &str) -> &str {
     p.rsplit('/').next().unwrap_or(p)
 }
 
-fn sampled(seed: u64, path: &str, pct: f64) -> bool {
+pub(crate) fn sampled(seed: u64, path: &str, pct: f64) -> bool {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     seed.hash(&mut h);

@@ -493,7 +493,10 @@ fn restore_repo(
             listed.iter().flatten().map(|e| e.path.as_str()).collect();
         let make_dir = |p: &std::path::Path| dest.repo.make_dir(p);
         let mut damaged = Vec::new();
-        for s in &chain {
+        // Newest first: a file in two pieces (a rotten copy healed into a later one) is
+        // taken from the newest alone.
+        let mut taken: std::collections::HashSet<String> = std::collections::HashSet::new();
+        for s in chain.iter().rev() {
             // What this piece holds: the list (a lone snapshot, or the pool), else its own
             // files (each piece of a rotating chain holds what the earlier ones lack).
             // A piece of a chain may hold files deleted since (the base keeps them): only
@@ -504,12 +507,16 @@ fn restore_repo(
                     .snapshot_files(s)?
                     .into_iter()
                     .filter(|p| listed.is_none() || listed_paths.contains(p.as_str()))
+                    .filter(|p| !taken.contains(p))
                     .map(|p| Entry {
                         meta: recorded.get(p.as_str()).copied(),
                         path: p,
                     })
                     .collect(),
             };
+            if chain.len() > 1 {
+                taken.extend(items.iter().map(|e| e.path.clone()));
+            }
             let (src, naming) = local(s).expect("checked above");
             let c = crate::fastcopy::copy(
                 &src,
@@ -536,7 +543,7 @@ fn restore_repo(
             );
             damaged.extend(c.damaged);
         }
-        // The pieces of a chain are disjoint; a path twice would be reported once.
+        // Each path comes from one piece; reported once all the same.
         damaged.sort();
         damaged.dedup_by(|a, b| a.path == b.path);
         return Ok((all_recorded, Some(damaged)));

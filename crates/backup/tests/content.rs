@@ -9,6 +9,7 @@ use holdfast_backup::content::{self, Proof, VerifyOptions};
 use holdfast_backup::{backup, BackupConfig};
 use holdfast_sandbox::standin::Behaviour;
 use holdfast_store::{layout, LayoutKind, Store};
+use std::collections::BTreeSet;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -426,6 +427,67 @@ fn the_backup_sample_heals_rot_that_no_verification_saw() {
         content::prove_file(&day.join("repository").join(&rel)),
         Proof::Bad(_)
     ));
+}
+
+/// A rotating incremental holds only what its chain lacked: the backup's sample proves each
+/// file in the piece holding it, so a sound file of the base is not copied again, and a
+/// rotten one is copied fresh into the incremental, which a restore takes it from.
+#[test]
+fn a_rotating_incremental_samples_its_chain_and_heals_rot_in_its_base() {
+    rotating_chain_heals(false);
+}
+
+/// The same over ssh, where one script on the server says which piece holds each file.
+#[test]
+fn over_ssh_a_rotating_incremental_samples_its_chain() {
+    rotating_chain_heals(true);
+}
+
+fn rotating_chain_heals(ssh: bool) {
+    let mut f = fixture(2, Behaviour::default(), 30);
+    let site = f.site().clone();
+    let mut cfg = f.cfg.clone();
+    let remote = f.dir.path().join("remote");
+    let _sshd = ssh.then(|| {
+        let sshd = holdfast_testkit::sshd::Sshd::start(&f.dir.path().join("sshd")).unwrap();
+        over_ssh(&mut cfg, &sshd, &remote);
+        sshd
+    });
+    let store_dir = if ssh { remote } else { f.target_dir() };
+    cfg.layout = LayoutKind::Rotating;
+    cfg.full_every = 4;
+    cfg.check_percent = 100.0;
+    let b1 = backup(&site, "s", &f.sched, &cfg).unwrap();
+    let base = store_dir.join(&b1.snapshot).join("repository");
+    let victim = first_named(&base, "gold");
+    let rotten = names_of_inode(&base, &victim);
+    assert_eq!(
+        rotten.len(),
+        2,
+        "the gold file and its files twin: {rotten:?}"
+    );
+    flip(&victim);
+    let new = f.add_uploads_listing(1);
+    let i1 = backup(&site, "s", &f.sched, &cfg).unwrap();
+    assert!(i1.snapshot.starts_with("incr."));
+    let held: BTreeSet<String> = tree(&store_dir.join(&i1.snapshot).join("repository"))
+        .0
+        .into_keys()
+        .collect();
+    let want: BTreeSet<String> = new.iter().chain(&rotten).cloned().collect();
+    assert_eq!(
+        held, want,
+        "the new upload and fresh copies of the rotten pair, nothing else"
+    );
+    for p in &rotten {
+        let fresh = store_dir.join(&i1.snapshot).join("repository").join(p);
+        assert!(matches!(content::prove_file(&fresh), Proof::Good(_)), "{p}");
+    }
+    let (into, r) = f.restore_scratch(&cfg, None);
+    assert_eq!(r.snapshot, i1.snapshot);
+    assert!(r.is_whole(), "{:?}", r.verify.missing);
+    assert!(r.damaged.is_empty(), "{:?}", r.damaged);
+    assert_eq!(tree(&into.join("repository")).0, tree(&site.repo.root).0);
 }
 
 #[test]

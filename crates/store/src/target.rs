@@ -440,6 +440,52 @@ impl Target {
         }
     }
 
+    /// For each of `paths`, the first of the folders `dirs` (relative) holding it as a regular
+    /// file. Remote: one script over ssh for them all.
+    pub fn holders(
+        &self,
+        dirs: &[String],
+        paths: &[String],
+    ) -> Result<Vec<Option<usize>>, StoreError> {
+        if let Target::Local { .. } = self {
+            let dirs: Vec<String> = dirs.iter().map(|d| self.path(d)).collect();
+            return Ok(paths
+                .iter()
+                .map(|p| {
+                    dirs.iter().position(|d| {
+                        Path::new(d)
+                            .join(p)
+                            .symlink_metadata()
+                            .is_ok_and(|m| m.is_file())
+                    })
+                })
+                .collect());
+        }
+        let tries: String = dirs
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let f = format!("{}/\"$p\"", sh_quote(&self.path(d)));
+                format!("if [ -f {f} ] && [ ! -L {f} ]; then echo {i}; continue; fi; ")
+            })
+            .collect();
+        let script = format!("while IFS= read -r p; do {tries}echo -; done");
+        let input: String = paths.iter().map(|p| format!("{p}\n")).collect();
+        let out = self.run_script_with_input(&script, input.as_bytes())?;
+        let answers: Vec<Option<usize>> = String::from_utf8_lossy(&out)
+            .lines()
+            .map(|l| l.parse().ok())
+            .collect();
+        if answers.len() != paths.len() {
+            return Err(StoreError::Remote {
+                target: self.display(),
+                what: "look up files in earlier snapshots".into(),
+                why: format!("{} answers for {} files", answers.len(), paths.len()),
+            });
+        }
+        Ok(answers)
+    }
+
     /// Renames `from` to `to` (both relative); `to` must not exist. On the disk once this
     /// returns.
     pub fn rename(&self, from: &str, to: &str) -> Result<(), StoreError> {

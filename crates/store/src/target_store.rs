@@ -535,6 +535,43 @@ impl Target {
         }
     }
 
+    /// An incremental holds only what its chain lacked (`--compare-dest`): each file is
+    /// proved in the newest piece holding it, the pending one first, where a restore takes it
+    /// from. A file no piece holds is bad (copied again into the pending piece).
+    fn prove_in_chain(
+        &self,
+        plan: &Plan,
+        paths: &[String],
+        progress: &Progress,
+        proven: &Proven,
+    ) -> Result<Vec<Proof>, StoreError> {
+        let mut dirs = vec![pending_repo(plan)];
+        dirs.extend(
+            plan.builds_on
+                .iter()
+                .rev()
+                .map(|n| format!("{n}/{REPO_DIR}")),
+        );
+        let holders = self.holders(&dirs, paths)?;
+        let mut out = vec![Proof::Bad("in no snapshot of its chain".into()); paths.len()];
+        for (d, dir) in dirs.iter().enumerate() {
+            let idx: Vec<usize> = (0..paths.len())
+                .filter(|&i| holders[i] == Some(d))
+                .collect();
+            if idx.is_empty() {
+                continue;
+            }
+            let here: Vec<String> = idx.iter().map(|&i| paths[i].clone()).collect();
+            for (i, p) in idx
+                .into_iter()
+                .zip(self.prove_at(dir, &here, progress, Some(proven))?)
+            {
+                out[i] = p;
+            }
+        }
+        Ok(out)
+    }
+
     /// [`Target::prove_remote`], reading a hard link proved before under the same name
     /// once: the server's `stat` names each file's device and inode first (skipped while
     /// nothing is proved: no file can be taken then; the hashing script states them itself),
@@ -968,6 +1005,11 @@ impl Store for Target {
         progress: &Progress,
         proven: &Proven,
     ) -> Result<Vec<Proof>, StoreError> {
+        if let Place::Pending(plan) = place {
+            if !plan.builds_on.is_empty() {
+                return self.prove_in_chain(plan, paths, progress, proven);
+            }
+        }
         let home = match place {
             Place::Pending(plan) => pending_home(plan),
             Place::Snapshot(snap) => self.snapshot_home(snap)?,
@@ -1128,7 +1170,10 @@ impl Store for Target {
         } else {
             None
         };
-        for s in chain {
+        // Newest first: a file in two pieces (a rotten copy healed into a later one) comes
+        // from the newest, and the older piece's copy is not fetched.
+        let mut taken: std::collections::HashSet<String> = std::collections::HashSet::new();
+        for s in chain.into_iter().rev() {
             let home = self.snapshot_home(&s)?;
             if home.naming == Naming::Objects {
                 let list = crate::pool::read_list(self, &s.name)?;
@@ -1144,11 +1189,12 @@ impl Store for Target {
             } else if let Some(holds) = &holds {
                 let mine: Vec<String> = Store::snapshot_files(self, &s)?
                     .into_iter()
-                    .filter(|p| holds.contains(p))
+                    .filter(|p| holds.contains(p) && !taken.contains(p))
                     .collect();
                 if mine.is_empty() {
                     continue;
                 }
+                taken.extend(mine.iter().cloned());
                 let f = list_file(&mine)?;
                 args.push(format!("--files-from={}", f.path().display()));
                 list = Some(f);
