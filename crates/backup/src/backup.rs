@@ -188,24 +188,35 @@ fn run(
     // night builds on the previous snapshot's list and marks (see `nightly`); the list is
     // read while the copy is planned, the night sized and, when the whole copy happens with
     // the scheduler stopped, while it stops: the night's critical path starts at the stop.
-    let (plan, prev, early_stop) = std::thread::scope(|s| -> Result<_, BackupError> {
+    // A walk night of the rolling layout builds on the previous day's list too (`walk`):
+    // `walk_night` is then true and `prev` that day.
+    let (plan, prev, walk_night, early_stop) = std::thread::scope(|s| -> Result<_, BackupError> {
         let ahead = nightly::always_walks(cfg)
             .is_none()
             .then(|| s.spawn(|| nightly::read_ahead(target)));
         let plan = target.plan(&cfg.layout())?;
-        let base = match nightly::previous(cfg, target, &plan)? {
-            Ok(base) => base,
-            Err(why) => {
+        let (base, walking) = match nightly::previous(cfg, target, &plan)? {
+            nightly::Start::Database(base) => (base, None),
+            nightly::Start::Walk(base, why) => (base, Some(why)),
+            nightly::Start::Whole(why) => {
                 tracing::info!("walking the whole repository: {why}");
-                return Ok((plan, None, None));
+                return Ok((plan, None, false, None));
             }
         };
-        let stopped_copy =
-            !cfg.precopy || (nearly_in_place(cfg, &plan) && small_night(cfg, &base.marks, client));
+        let stopped_copy = walking.is_none()
+            && (!cfg.precopy
+                || (nearly_in_place(cfg, &plan) && small_night(cfg, &base.marks, client)));
         let early = stopped_copy.then(|| stop(client));
         let prev = match base.read_list(target, ahead.and_then(joined)) {
             Ok(p) => {
-                tracing::info!(previous = %p.snapshot.name, files = p.list.len(), "copying what the database says is new");
+                match &walking {
+                    Some(why) => {
+                        tracing::info!(previous = %p.snapshot.name, files = p.list.len(), "walking the whole repository and linking what the previous day holds: {why}")
+                    }
+                    None => {
+                        tracing::info!(previous = %p.snapshot.name, files = p.list.len(), "copying what the database says is new")
+                    }
+                }
                 Some(p)
             }
             Err(why) => {
@@ -213,7 +224,8 @@ fn run(
                 None
             }
         };
-        Ok((plan, prev, early))
+        let walk_night = walking.is_some() && prev.is_some();
+        Ok((plan, prev, walk_night, early))
     })?;
     let pool = plan.lists_files;
     let rolling = cfg.layout == LayoutKind::Rolling;
@@ -318,12 +330,25 @@ fn run(
         Pre::None
     } else if let Some(p) = &prev {
         let t = Instant::now();
-        let mut night = nightly::plan(site, types, &dirs, p, client, folders.as_ref())?;
-        tracing::info!(
-            secs = t.elapsed().as_secs_f64(),
-            new = night.send.len(),
-            "the database's new rows matched against the previous list"
-        );
+        let mut night = if walk_night {
+            let night =
+                crate::walk::from_walk(holdfast_store::pool::walk(&site.repo.root, &dirs), &p.list);
+            tracing::info!(
+                secs = t.elapsed().as_secs_f64(),
+                files = night.list.len(),
+                new = night.send.len(),
+                "the repository walked and matched against the previous list"
+            );
+            night
+        } else {
+            let night = nightly::plan(site, types, &dirs, p, client, folders.as_ref())?;
+            tracing::info!(
+                secs = t.elapsed().as_secs_f64(),
+                new = night.send.len(),
+                "the database's new rows matched against the previous list"
+            );
+            night
+        };
         let keep = kept(&night);
         let whole: Vec<String> = night
             .send
@@ -342,7 +367,24 @@ fn run(
             let damaged = checker.map(joined);
             (sent, damaged)
         });
-        let (stats, whole) = sent?;
+        let (mut stats, mut whole) = sent?;
+        if walk_night && (plan.recycled.is_some() || plan.snapshot_of.is_some()) {
+            // A walk trusts no tree it did not link itself: a day begun as the spare day or
+            // as a snapshot of the previous one is looked at for every file it keeps.
+            let lacking = target.missing(&plan, &keep)?;
+            let extra = night.take_from_site(&site.repo.root, lacking);
+            if !extra.is_empty() {
+                stats.add(&target.send_repository(
+                    &plan,
+                    &src,
+                    Files::Delta {
+                        send: &extra,
+                        drop: &[],
+                    },
+                )?);
+                whole.extend(extra);
+            }
+        }
         // Sure to be in the copy: whole before, still there after, named by content.
         let copied: BTreeSet<String> = whole
             .into_iter()
@@ -532,6 +574,57 @@ fn run(
                     unlisted,
                 )
             }
+            (Pre::Db(before, copied, pre_stats, damaged), Some(_)) if walk_night => {
+                let night = crate::walk::settle(site, types, &dirs, client, &before)?;
+                let missing = if night.missing.is_empty() {
+                    Vec::new()
+                } else {
+                    missing_files(client, site, types, night.missing.clone())?
+                };
+                // Files the pre-copy put in the tree (sent, or linked) that left the list.
+                let drop: Vec<String> = before
+                    .list
+                    .keys()
+                    .filter(|p| !night.list.contains_key(*p))
+                    .filter(|p| copied.contains(*p) || !before.send.contains_key(*p))
+                    .cloned()
+                    .collect();
+                let send: Vec<String> = night
+                    .send
+                    .keys()
+                    .filter(|k| !copied.contains(*k))
+                    .cloned()
+                    .collect();
+                let delta_stats = target.send_repository(
+                    &plan,
+                    &src,
+                    Files::Delta {
+                        send: &send,
+                        drop: &drop,
+                    },
+                )?;
+                tracing::info!(
+                    looked_up = night.named,
+                    sent = send.len(),
+                    dropped = drop.len(),
+                    new_files = delta_stats.transferred_files,
+                    "delta pass over what the walk's list lacks now"
+                );
+                let stats = holdfast_store::rsync::RsyncStats {
+                    transferred_files: pre_stats.transferred_files + delta_stats.transferred_files,
+                    transferred_bytes: pre_stats.transferred_bytes + delta_stats.transferred_bytes,
+                    ..Default::default()
+                };
+                (
+                    into_entries(night.list),
+                    false,
+                    stats,
+                    damaged,
+                    missing,
+                    night.unnamed,
+                    night.unlisted,
+                )
+            }
             (Pre::Db(before, copied, pre_stats, damaged), Some(p)) => {
                 let mut night = nightly::plan(site, types, &dirs, p, client, folders.as_ref())?;
                 // Rolling: what the previous day holds that the pre-copy did not link yet.
@@ -718,7 +811,11 @@ fn run(
         split_deleting(missing, &deleting)
     };
     warn_unlisted(&unlisted);
-    let found_by = if prev.is_some() { "database" } else { "walk" };
+    let found_by = if prev.is_some() && !walk_night {
+        "database"
+    } else {
+        "walk"
+    };
     if !missing.is_empty() {
         tracing::error!(
             count = missing.len(),
@@ -751,8 +848,8 @@ fn run(
             found_by: found_by.into(),
             marks,
             walked: match &prev {
-                Some(p) => p.snapshot.manifest.repository.walked,
-                None => Some(started),
+                Some(p) if !walk_night => p.snapshot.manifest.repository.walked,
+                _ => Some(started),
             },
             missing: missing.clone(),
             being_deleted,

@@ -23,6 +23,7 @@ pub mod precopy;
 pub mod restore;
 pub mod schedule;
 pub mod superuser;
+pub mod walk;
 
 pub use backup::{backup, BackupOutcome};
 pub use config::{BackupConfig, Compression, CopyConfig, Mode};

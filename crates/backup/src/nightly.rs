@@ -56,16 +56,32 @@ pub fn read_ahead(target: &dyn Store) -> Option<Ahead> {
     Some(Ahead { snapshot, list })
 }
 
-/// Why every run of this configuration walks the whole repository, when it does: then no
-/// list is built on, nor read ahead.
+/// Why no run of this configuration builds on a previous snapshot's list, when none does:
+/// then no list is read ahead.
 pub fn always_walks(cfg: &BackupConfig) -> Option<&'static str> {
-    if cfg.full_walk_days == 0 {
-        Some("a full walk was asked for (full_walk_days = 0)")
-    } else if cfg.layout == LayoutKind::Rotating {
+    if cfg.layout == LayoutKind::Rotating {
         Some("the rotating layout always walks")
+    } else if cfg.full_walk_days == 0 && !walks_on_list(cfg) {
+        Some("a full walk was asked for (full_walk_days = 0)")
     } else {
         None
     }
+}
+
+/// A rolling walk night that pre-copies links the previous day's files by its list (see
+/// [`crate::walk`]); the others copy the whole repository with rsync against the trees.
+fn walks_on_list(cfg: &BackupConfig) -> bool {
+    cfg.layout == LayoutKind::Rolling && cfg.precopy
+}
+
+/// What a night builds on.
+pub enum Start {
+    /// The database says what is new since this snapshot.
+    Database(Base),
+    /// The repository is walked and compared with this snapshot's list (why it walks).
+    Walk(Base, String),
+    /// The repository is walked and copied whole (why).
+    Whole(String),
 }
 
 impl Base {
@@ -87,17 +103,12 @@ impl Base {
     }
 }
 
-/// The previous snapshot to build on, or why this run walks the whole repository.
-pub fn previous(
-    cfg: &BackupConfig,
-    target: &dyn Store,
-    plan: &Plan,
-) -> Result<Result<Base, String>, BackupError> {
-    if let Some(why) = always_walks(cfg) {
-        return Ok(Err(why.into()));
+/// The previous snapshot to build on, and whether this run walks the whole repository.
+pub fn previous(cfg: &BackupConfig, target: &dyn Store, plan: &Plan) -> Result<Start, BackupError> {
+    if cfg.layout == LayoutKind::Rotating {
+        return Ok(Start::Whole("the rotating layout always walks".into()));
     }
     let snaps = target.snapshots()?;
-    // (The rotating layout always walks: see `always_walks`.)
     let prev = match cfg.layout {
         LayoutKind::Pool => plan
             .previous
@@ -106,24 +117,13 @@ pub fn previous(
         _ => snaps.last(),
     };
     let Some(prev) = prev else {
-        return Ok(Err("no previous snapshot".into()));
+        return Ok(Start::Whole("no previous snapshot".into()));
     };
     let m = &prev.manifest;
-    let (Some(marks), Some(walked)) = (&m.repository.marks, m.repository.walked) else {
-        return Ok(Err(format!(
-            "{} has no database marks (made by an older holdfast)",
-            prev.name
-        )));
-    };
     if m.mode != cfg.mode.as_str() || m.layout != cfg.layout.to_string() {
-        return Ok(Err(format!("{} has another mode or layout", prev.name)));
-    }
-    let age = Utc::now() - walked;
-    if age >= chrono::Duration::days(cfg.full_walk_days as i64) {
-        return Ok(Err(format!(
-            "the last full walk was {} days ago (full_walk_days = {})",
-            age.num_days(),
-            cfg.full_walk_days
+        return Ok(Start::Whole(format!(
+            "{} has another mode or layout",
+            prev.name
         )));
     }
     // A snapshot of the previous day (btrfs) is made afresh each run, a tree begun as the
@@ -132,10 +132,42 @@ pub fn previous(
         let partial = format!("{PARTIAL}/{REPO_DIR}");
         match target.as_target() {
             Some(t) if !t.exists(&partial)? => {}
-            _ => return Ok(Err("a killed run left a partial tree".into())),
+            _ => return Ok(Start::Whole("a killed run left a partial tree".into())),
         }
     }
-    Ok(Ok(Base {
+    let walk = |why: String| {
+        if walks_on_list(cfg) {
+            Start::Walk(
+                Base {
+                    snapshot: prev.clone(),
+                    marks: m.repository.marks.clone().unwrap_or_default(),
+                },
+                why,
+            )
+        } else {
+            Start::Whole(why)
+        }
+    };
+    if cfg.full_walk_days == 0 {
+        return Ok(walk(
+            "a full walk was asked for (full_walk_days = 0)".into(),
+        ));
+    }
+    let (Some(marks), Some(walked)) = (&m.repository.marks, m.repository.walked) else {
+        return Ok(walk(format!(
+            "{} has no database marks (made by an older holdfast)",
+            prev.name
+        )));
+    };
+    let age = Utc::now() - walked;
+    if age >= chrono::Duration::days(cfg.full_walk_days as i64) {
+        return Ok(walk(format!(
+            "the last full walk was {} days ago (full_walk_days = {})",
+            age.num_days(),
+            cfg.full_walk_days
+        )));
+    }
+    Ok(Start::Database(Base {
         snapshot: prev.clone(),
         marks: marks.clone(),
     }))
@@ -207,7 +239,7 @@ fn twin(p: &str) -> Option<String> {
 }
 
 /// The type folder of a repository-relative path (`<host>/<type>/...` or `<type>/...`).
-fn kind_of<'a>(p: &'a str, db_dirs: &[String]) -> Option<&'a str> {
+pub(crate) fn kind_of<'a>(p: &'a str, db_dirs: &[String]) -> Option<&'a str> {
     let d = db_dirs.iter().find(|d| {
         p.len() > d.len() && p.starts_with(d.as_str()) && p.as_bytes()[d.len()] == b'/'
     })?;
@@ -358,12 +390,12 @@ pub fn plan(
 const PREFETCH_BYTES: u64 = 256 << 20;
 
 /// A named file as found on the site.
-struct Found {
+pub(crate) struct Found {
     /// Repository-relative path: where it is, or where it belongs when not there.
-    rel: String,
-    meta: Option<std::fs::Metadata>,
+    pub rel: String,
+    pub meta: Option<std::fs::Metadata>,
     /// Not in the previous list.
-    new: bool,
+    pub new: bool,
 }
 
 /// Finds each named file among its possible places (the repository's host folders), many at
@@ -371,7 +403,7 @@ struct Found {
 /// ahead into the page cache, so the send that follows finds them there instead of reading
 /// one file after another (each new file sits in a hashed folder of its own, cold). None: a
 /// name outside the repository.
-fn look_up(
+pub(crate) fn look_up(
     root: &std::path::Path,
     files: &[(Reference, Vec<std::path::PathBuf>)],
     prev_paths: &HashSet<&str>,

@@ -293,3 +293,33 @@ fn an_online_day_restores_what_it_holds_not_the_day_befores_list() {
         site_files.keys().collect::<Vec<_>>()
     );
 }
+
+/// A walk night on a snapshot day: the day is the previous one's snapshot, so each kept file
+/// is looked for in it; one removed from the day before by hand is sent from the site.
+#[test]
+fn a_walk_night_finds_a_file_removed_from_the_day_before() {
+    let mut f = fixture(3, Behaviour::default(), 30);
+    let site = f.site().clone();
+    let (_fs, mut cfg, target) = on_btrfs(&f);
+    let dir = std::path::PathBuf::from(&cfg.target);
+    backup(&site, "s", &f.sched, &cfg).unwrap();
+    let current = dir.join("current").join("repository");
+    assert!(subvolume::is_subvolume(&target, "current").unwrap());
+    let (files, _) = tree(&current);
+    let lost = files
+        .keys()
+        .find(|p| p.contains("/files/"))
+        .unwrap()
+        .clone();
+    std::fs::remove_file(current.join(&lost)).unwrap();
+    f.add_uploads(1);
+    cfg.full_walk_days = 0;
+    let out = backup(&site, "s", &f.sched, &cfg).unwrap();
+    assert_eq!(out.manifest.repository.found_by, "walk");
+    assert!(subvolume::is_subvolume(&target, "current").unwrap());
+    assert_eq!(
+        contents(&current),
+        contents(&site.repo.root),
+        "{lost} sent again"
+    );
+}

@@ -473,7 +473,9 @@ fn a_list_read_ahead_of_another_snapshot_is_not_taken() {
 
     let base = || {
         let plan = store.plan(&cfg.layout()).unwrap();
-        let base = nightly::previous(&cfg, store, &plan).unwrap().unwrap();
+        let nightly::Start::Database(base) = nightly::previous(&cfg, store, &plan).unwrap() else {
+            panic!("a database night");
+        };
         assert_eq!(base.snapshot.name, "current");
         base
     };
@@ -566,4 +568,142 @@ fn a_walk_night_with_the_scheduler_stopped_lists_names_and_checks_in_both_layout
         assert!(r.unlisted[0].contains("report\\nof an upload"), "{what}");
         assert_eq!(r.files as usize, listable.len(), "{what}");
     }
+}
+
+/// A rolling walk night with the pre-copy: the whole site is walked and compared with the
+/// previous day's list, what that day holds is linked whatever its mtime, and with the
+/// scheduler stopped every row is checked against the walk's list: files an agent wrote
+/// after the walk (their rows were there before it) are sent, a stray put in by hand is
+/// listed and reported, a named file lost from the disk is missing, a file the previous
+/// day's tree lost is sent from the site.
+#[test]
+fn a_rolling_walk_night_links_the_day_before_and_checks_every_row_against_its_walk() {
+    let mut f = fixture(3, Behaviour::default(), 30);
+    let site = f.site().clone();
+    let root = site.repo.root.clone();
+    let first = backup(&site, "s", &f.sched, &f.cfg).unwrap();
+    touch_all(&root);
+    // An upload whose rows exist before the walk and whose files an agent writes only at
+    // the stop (the stop hook puts them in place).
+    let late = f.add_uploads_listing(1);
+    let aside = f.dir.path().join("aside");
+    for p in &late {
+        let to = aside.join(p);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::rename(root.join(p), &to).unwrap();
+    }
+    let hook = f.dir.path().join("stop-hook");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/bash\ncp -a {}/. {}/\nexec {}\n",
+            aside.display(),
+            root.display(),
+            f.sched.stop_command[0]
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut sched = f.sched.clone();
+    sched.stop_command = vec![hook.display().to_string()];
+    let (old, twins) = tree(&root);
+    let lost = old.keys().find(|p| p.contains("/gold/")).unwrap().clone();
+    std::fs::remove_file(root.join(&lost)).unwrap();
+    let stray = Path::new(&lost)
+        .parent()
+        .unwrap()
+        .join("cccccccccccccccccccccccccccccccccccccccc.cccccccccccccccccccccccccccccccc.5")
+        .display()
+        .to_string();
+    std::fs::write(root.join(&stray), b"stray").unwrap();
+    // Lost from the store's previous day: a file with no twin.
+    let in_twins: HashSet<&String> = twins.iter().flatten().collect();
+    let store_lost = old
+        .keys()
+        .find(|p| p.contains("/files/") && !in_twins.contains(p))
+        .unwrap()
+        .clone();
+    let current = f.target_dir().join("current").join("repository");
+    std::fs::remove_file(current.join(&store_lost)).unwrap();
+
+    let cfg = holdfast_backup::BackupConfig {
+        full_walk_days: 0,
+        ..f.cfg.clone()
+    };
+    let out = backup(&site, "s", &sched, &cfg).unwrap();
+    let r = &out.manifest.repository;
+    assert_eq!(r.found_by, "walk");
+    assert!(out.manifest.timings.precopy_secs > 0.0, "pre-copied");
+    assert!(
+        r.walked > first.manifest.repository.walked,
+        "the walk recorded"
+    );
+    assert_eq!(r.unnamed, vec![stray.clone()]);
+    let lost_name = lost.rsplit('/').next().unwrap();
+    assert!(
+        out.missing.iter().any(|m| m.name == lost_name),
+        "{:?}",
+        out.missing
+    );
+    let target = cfg.target().unwrap();
+    let mut site_files: Vec<String> = tree(&root).0.into_keys().collect();
+    site_files.sort();
+    assert_eq!(list_of(&target, &out.snapshot), site_files);
+    assert_eq!(tree(&current), tree(&root), "the new day is the site");
+
+    // Every file the previous day held is the same inode; new inodes are only the late
+    // upload's files, the stray and the file the day before lost.
+    let snaps = layout::snapshots(&target).unwrap();
+    let day = f
+        .target_dir()
+        .join(&snaps[snaps.len() - 2].name)
+        .join("repository");
+    let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
+    let relinked: Vec<&String> = site_files
+        .iter()
+        .filter(|p| day.join(p).is_file() && ino(&day.join(p)) != ino(&current.join(p)))
+        .collect();
+    assert!(relinked.is_empty(), "copied again: {relinked:?}");
+    let mut fresh: Vec<&String> = site_files
+        .iter()
+        .filter(|p| !day.join(p).is_file())
+        .collect();
+    fresh.sort();
+    let mut want: Vec<&String> = late.iter().chain([&stray, &store_lost]).collect();
+    want.sort();
+    assert_eq!(fresh, want);
+}
+
+/// A walk night on a day begun as the spare day: the spare's files are not linked again, so
+/// each kept file is looked for in the new tree; one lost from the spare by hand is sent.
+#[test]
+fn a_walk_night_begun_as_the_spare_finds_a_file_the_spare_lost() {
+    let mut f = fixture(2, Behaviour::default(), 30);
+    let site = f.site().clone();
+    let mut cfg = f.cfg.clone();
+    cfg.keep = 2;
+    for _ in 0..3 {
+        f.add_uploads(1);
+        backup(&site, "s", &f.sched, &cfg).unwrap();
+    }
+    let spare = f.target_dir().join(layout::SPARE).join("repository");
+    let (files, _) = tree(&spare);
+    let lost = files
+        .keys()
+        .find(|p| p.contains("/files/"))
+        .unwrap()
+        .clone();
+    std::fs::remove_file(spare.join(&lost)).unwrap();
+    let spare_ino = std::fs::metadata(&spare).unwrap().ino();
+    f.add_uploads(1);
+    cfg.full_walk_days = 0;
+    let out = backup(&site, "s", &f.sched, &cfg).unwrap();
+    assert_eq!(out.manifest.repository.found_by, "walk");
+    let current = f.target_dir().join("current").join("repository");
+    assert_eq!(
+        std::fs::metadata(&current).unwrap().ino(),
+        spare_ino,
+        "the night's tree began as the spare day"
+    );
+    assert_eq!(tree(&current), tree(&site.repo.root), "{lost} sent again");
 }

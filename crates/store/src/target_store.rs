@@ -1136,11 +1136,14 @@ impl Store for Target {
     fn missing(&self, plan: &Plan, paths: &[String]) -> Result<Vec<String>, StoreError> {
         let home = pending_home(plan);
         if let Some(root) = self.local_path(&home.base) {
-            return Ok(paths
-                .iter()
-                .filter(|p| root.join(&*home.rel(p)).symlink_metadata().is_err())
-                .cloned()
-                .collect());
+            // Many at a time: on a cold cache each look-up waits for the disk.
+            return Ok(holdfast_core::threads::io_pool().install(|| {
+                paths
+                    .par_iter()
+                    .filter(|p| root.join(&*home.rel(p)).symlink_metadata().is_err())
+                    .cloned()
+                    .collect()
+            }));
         }
         let rel: Vec<String> = paths.iter().map(|p| home.rel(p).into_owned()).collect();
         // Prints the names it lacks, NUL-separated.
