@@ -586,7 +586,7 @@ fn run(
                     .list
                     .keys()
                     .filter(|p| !night.list.contains_key(*p))
-                    .filter(|p| copied.contains(*p) || !before.send.contains_key(*p))
+                    .filter(|p| copied.contains(*p) || (rolling && !before.send.contains_key(*p)))
                     .cloned()
                     .collect();
                 let send: Vec<String> = night

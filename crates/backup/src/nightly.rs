@@ -11,7 +11,8 @@
 //! with marks and a list, when the last walk is `backup.full_walk_days` old or older, when
 //! asked (`holdfast backup --full-walk`), for the rotating layout, and when a killed run left
 //! a rolling `.partial` tree behind. A walk catches what the database cannot tell: a file
-//! put back by hand, a file lost from the disk.
+//! put back by hand, a file lost from the disk. A walk night that pre-copies still builds on
+//! the previous list, with the walk saying what is new ([`crate::walk`]).
 
 use crate::config::BackupConfig;
 use crate::BackupError;
@@ -68,10 +69,10 @@ pub fn always_walks(cfg: &BackupConfig) -> Option<&'static str> {
     }
 }
 
-/// A rolling walk night that pre-copies links the previous day's files by its list (see
-/// [`crate::walk`]); the others copy the whole repository with rsync against the trees.
+/// A walk night that pre-copies builds on the previous snapshot's list (see [`crate::walk`]);
+/// without the pre-copy it walks with the scheduler stopped and copies the whole repository.
 fn walks_on_list(cfg: &BackupConfig) -> bool {
-    cfg.layout == LayoutKind::Rolling && cfg.precopy
+    cfg.layout != LayoutKind::Rotating && cfg.precopy
 }
 
 /// What a night builds on.

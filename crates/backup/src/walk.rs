@@ -1,11 +1,12 @@
-//! A rolling walk night on the database night's engine.
+//! A walk night on the database night's engine.
 //!
 //! Every `full_walk_days` (and when asked) a night reads the whole repository instead of
 //! trusting the database: it catches a file put back by hand or lost from the disk. The
-//! pre-copy walks the site (folders read many at a time), compares what it found with the
-//! previous day's list, links what that day holds (names carry the content, so nothing is
-//! compared file by file) and sends the rest: rsync against the previous day's tree read
-//! three trees for the same result.
+//! pre-copy walks the site (folders read many at a time) and compares what it found with the
+//! previous snapshot's list; the rolling layout links what the previous day holds (names
+//! carry the content, so nothing is compared file by file), the pool already holds it, and
+//! only the rest is sent. rsync against the previous day's tree read three trees for the
+//! rolling layout's result, and the pool's walk night walked the site three times.
 //!
 //! With the scheduler stopped, every row that names a file is read and compared with the
 //! walk's list, not with the disk: marks read while agents run are no safe boundary (a row
