@@ -20,7 +20,7 @@ use holdfast_site::Site;
 use holdfast_store::manifest::{JobsInfo, Manifest, RepoInfo, Timings, DB_DIR};
 use holdfast_store::{monitor, Files, LayoutKind, Place, Plan, Source, Store};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 /// Folders under the repository root (beside the host folders) that are copied when present.
@@ -277,6 +277,22 @@ fn run(
             .collect()
     };
 
+    // Files a tree turned out to lack (the previous day's, a spare's) go from the site.
+    let send_lacking =
+        |extra: &[String], stats: &mut holdfast_store::TransferStats| -> Result<(), BackupError> {
+            if !extra.is_empty() {
+                stats.add(&target.send_repository(
+                    &plan,
+                    &src,
+                    Files::Delta {
+                        send: extra,
+                        drop: &[],
+                    },
+                )?);
+            }
+            Ok(())
+        };
+
     // Rolling: the previous day's files are linked into the new tree while the new ones go
     // out from the site (disjoint sets, both waiting on the disk: the waits overlap); what the
     // previous tree lacked follows. Returns the transfer and every path sent.
@@ -302,17 +318,8 @@ fn run(
         let mut stats = stats?;
         if let Some(linked) = linked {
             let extra = settle(night, linked?);
-            if !extra.is_empty() {
-                stats.add(&target.send_repository(
-                    &plan,
-                    &src,
-                    Files::Delta {
-                        send: &extra,
-                        drop: &[],
-                    },
-                )?);
-                send.extend(extra);
-            }
+            send_lacking(&extra, &mut stats)?;
+            send.extend(extra);
         }
         tracing::info!(
             secs = t.elapsed().as_secs_f64(),
@@ -373,17 +380,8 @@ fn run(
             // as a snapshot of the previous one is looked at for every file it keeps.
             let lacking = target.missing(&plan, &keep)?;
             let extra = night.take_from_site(&site.repo.root, lacking);
-            if !extra.is_empty() {
-                stats.add(&target.send_repository(
-                    &plan,
-                    &src,
-                    Files::Delta {
-                        send: &extra,
-                        drop: &[],
-                    },
-                )?);
-                whole.extend(extra);
-            }
+            send_lacking(&extra, &mut stats)?;
+            whole.extend(extra);
         }
         // Sure to be in the copy: whole before, still there after, named by content.
         let copied: BTreeSet<String> = whole
@@ -589,32 +587,15 @@ fn run(
                     .filter(|p| copied.contains(*p) || (rolling && !before.send.contains_key(*p)))
                     .cloned()
                     .collect();
-                let send: Vec<String> = night
-                    .send
-                    .keys()
-                    .filter(|k| !copied.contains(*k))
-                    .cloned()
-                    .collect();
-                let delta_stats = target.send_repository(
-                    &plan,
-                    &src,
-                    Files::Delta {
-                        send: &send,
-                        drop: &drop,
-                    },
-                )?;
+                let (sent, new_files, stats) =
+                    delta_pass(target, &plan, &src, &night.send, &copied, &drop, &pre_stats)?;
                 tracing::info!(
                     looked_up = night.named,
-                    sent = send.len(),
+                    sent,
                     dropped = drop.len(),
-                    new_files = delta_stats.transferred_files,
+                    new_files,
                     "delta pass over what the walk's list lacks now"
                 );
-                let stats = holdfast_store::rsync::RsyncStats {
-                    transferred_files: pre_stats.transferred_files + delta_stats.transferred_files,
-                    transferred_bytes: pre_stats.transferred_bytes + delta_stats.transferred_bytes,
-                    ..Default::default()
-                };
                 (
                     into_entries(night.list),
                     false,
@@ -655,31 +636,14 @@ fn run(
                         None => drop.push(path),
                     }
                 }
-                let send: Vec<String> = night
-                    .send
-                    .keys()
-                    .filter(|k| !copied.contains(*k))
-                    .cloned()
-                    .collect();
-                let delta_stats = target.send_repository(
-                    &plan,
-                    &src,
-                    Files::Delta {
-                        send: &send,
-                        drop: &drop,
-                    },
-                )?;
+                let (sent, new_files, stats) =
+                    delta_pass(target, &plan, &src, &night.send, &copied, &drop, &pre_stats)?;
                 tracing::info!(
-                    sent = send.len(),
+                    sent,
                     dropped = drop.len(),
-                    new_files = delta_stats.transferred_files,
+                    new_files,
                     "delta pass over what the database added since the pre-copy"
                 );
-                let stats = holdfast_store::rsync::RsyncStats {
-                    transferred_files: pre_stats.transferred_files + delta_stats.transferred_files,
-                    transferred_bytes: pre_stats.transferred_bytes + delta_stats.transferred_bytes,
-                    ..Default::default()
-                };
                 (
                     into_entries(list),
                     false,
@@ -987,6 +951,32 @@ pub(crate) fn finish(
         missing,
         copies: Vec::new(),
     })
+}
+
+/// The last pass after a pre-copy, the scheduler stopped: sends what `send` names that the
+/// pre-copy does not hold (`copied`) and drops `drop`. Returns how many were sent, how many
+/// the transfer counted new, and the night's transfer (the pre-copy's, `pre`, with it).
+fn delta_pass(
+    target: &dyn Store,
+    plan: &Plan,
+    src: &Source,
+    send: &BTreeMap<String, bool>,
+    copied: &BTreeSet<String>,
+    drop: &[String],
+    pre: &holdfast_store::rsync::RsyncStats,
+) -> Result<(usize, u64, holdfast_store::rsync::RsyncStats), BackupError> {
+    let send: Vec<String> = send
+        .keys()
+        .filter(|k| !copied.contains(*k))
+        .cloned()
+        .collect();
+    let delta = target.send_repository(plan, src, Files::Delta { send: &send, drop })?;
+    let stats = holdfast_store::rsync::RsyncStats {
+        transferred_files: pre.transferred_files + delta.transferred_files,
+        transferred_bytes: pre.transferred_bytes + delta.transferred_bytes,
+        ..Default::default()
+    };
+    Ok((send.len(), delta.transferred_files, stats))
 }
 
 /// What the pre-copy did.

@@ -239,6 +239,37 @@ fn twin(p: &str) -> Option<String> {
     Some(parts.join("/"))
 }
 
+/// The repository's folders as a night reads them.
+pub(crate) struct Folders<'a> {
+    /// The types the database names files of (gold, files).
+    pub db_types: Vec<&'a str>,
+    /// Their folders: what the database says they hold.
+    pub db_dirs: Vec<String>,
+    /// The other folders copied (logs, license, reports): read whole every night.
+    pub walk_dirs: Vec<String>,
+}
+
+impl<'a> Folders<'a> {
+    pub fn of(site: &Site, types: &[&'a str], dirs: &[String]) -> Folders<'a> {
+        let db_types: Vec<&str> = types
+            .iter()
+            .copied()
+            .filter(|t| *t == "gold" || *t == "files")
+            .collect();
+        let db_dirs = site.repo.data_dirs(&db_types);
+        let walk_dirs = dirs
+            .iter()
+            .filter(|d| !db_dirs.contains(d))
+            .cloned()
+            .collect();
+        Folders {
+            db_types,
+            db_dirs,
+            walk_dirs,
+        }
+    }
+}
+
 /// The type folder of a repository-relative path (`<host>/<type>/...` or `<type>/...`).
 pub(crate) fn kind_of<'a>(p: &'a str, db_dirs: &[String]) -> Option<&'a str> {
     let d = db_dirs.iter().find(|d| {
@@ -264,17 +295,11 @@ pub fn plan(
         move |source| BackupError::Db { what, source }
     };
     let root = &site.repo.root;
-    let db_types: Vec<&str> = types
-        .iter()
-        .copied()
-        .filter(|t| *t == "gold" || *t == "files")
-        .collect();
-    let db_dirs = site.repo.data_dirs(&db_types);
-    let walk_dirs: Vec<String> = dirs
-        .iter()
-        .filter(|d| !db_dirs.contains(d))
-        .cloned()
-        .collect();
+    let Folders {
+        db_types,
+        db_dirs,
+        walk_dirs,
+    } = Folders::of(site, types, dirs);
     let mut night = Night::default();
 
     // What the database added since the marks, and what the last run found missing.
@@ -486,12 +511,7 @@ pub fn named(refs: &[holdfast_site::db::Reference]) -> Named {
 
 /// After a walk: the listed files in the gold and files folders that no row names.
 pub fn unnamed(site: &Site, types: &[&str], entries: &[Entry], named: &Named) -> Vec<String> {
-    let db_types: Vec<&str> = types
-        .iter()
-        .copied()
-        .filter(|t| *t == "gold" || *t == "files")
-        .collect();
-    let db_dirs = site.repo.data_dirs(&db_types);
+    let db_dirs = Folders::of(site, types, &[]).db_dirs;
     entries
         .iter()
         .filter(|e| {

@@ -14,7 +14,7 @@
 //! A named file neither listed nor on the disk is missing; a listed file no row names stays
 //! while the disk holds it (a stray, reported) and leaves the list when it is gone.
 
-use crate::nightly::{self, kind_of, Found, Night};
+use crate::nightly::{self, kind_of, Folders, Found, Night};
 use crate::BackupError;
 use holdfast_site::pfile::PfileName;
 use holdfast_site::Site;
@@ -60,17 +60,11 @@ pub fn settle(
     before: &Night,
 ) -> Result<Night, BackupError> {
     let root = &site.repo.root;
-    let db_types: Vec<&str> = types
-        .iter()
-        .copied()
-        .filter(|t| *t == "gold" || *t == "files")
-        .collect();
-    let db_dirs = site.repo.data_dirs(&db_types);
-    let walk_dirs: Vec<String> = dirs
-        .iter()
-        .filter(|d| !db_dirs.contains(d))
-        .cloned()
-        .collect();
+    let Folders {
+        db_types,
+        db_dirs,
+        walk_dirs,
+    } = Folders::of(site, types, dirs);
     let refs = holdfast_site::db::references(client, None).map_err(|source| BackupError::Db {
         what: "read the files the database names".into(),
         source,
