@@ -493,3 +493,41 @@ fn a_snapshot_made_while_the_clock_was_ahead_does_not_stay_newest() {
         );
     }
 }
+
+/// Walk nights over ssh: the previous day's files linked on the server, a day begun as the
+/// spare looked at for every kept file (one lost from it is sent), the new day the site's.
+#[test]
+fn over_ssh_walk_nights_link_the_day_before_and_mend_the_spare() {
+    let mut f = fixture(2, Behaviour::default(), 30);
+    let sshd = holdfast_testkit::sshd::Sshd::start(&f.dir.path().join("sshd")).unwrap();
+    let remote = f.dir.path().join("remote");
+    let mut cfg = f.cfg.clone();
+    over_ssh(&mut cfg, &sshd, &remote);
+    cfg.keep = 2;
+    cfg.full_walk_days = 0;
+    let site = f.site().clone();
+    for night in 0..4 {
+        if night == 3 {
+            // The spare (the day the third night pruned) lost a file it shares with today.
+            let spare = remote.join(layout::SPARE).join("repository");
+            let lost = tree(&spare)
+                .0
+                .into_keys()
+                .find(|p| p.contains("/files/"))
+                .unwrap();
+            std::fs::remove_file(spare.join(lost)).unwrap();
+        }
+        f.add_uploads(1);
+        let out = backup(&site, "s", &f.sched, &cfg).unwrap();
+        assert_eq!(out.manifest.repository.found_by, "walk");
+        assert!(out.missing.is_empty(), "{:?}", out.missing);
+        assert_eq!(
+            tree(&remote.join("current/repository")),
+            tree(&site.repo.root),
+            "night {night}"
+        );
+    }
+    let (into, r) = f.restore_scratch(&cfg, None);
+    assert!(r.is_whole(), "{:?}", r.verify.missing);
+    assert_eq!(tree(&into.join("repository")), tree(&site.repo.root));
+}
