@@ -188,8 +188,8 @@ fn run(
     // night builds on the previous snapshot's list and marks (see `nightly`); the list is
     // read while the copy is planned, the night sized and, when the whole copy happens with
     // the scheduler stopped, while it stops: the night's critical path starts at the stop.
-    // A walk night of the rolling layout builds on the previous day's list too (`walk`):
-    // `walk_night` is then true and `prev` that day.
+    // A walk night that pre-copies builds on the previous snapshot's list too (`walk`):
+    // `walk_night` is then true and `prev` that snapshot.
     let (plan, prev, walk_night, early_stop) = std::thread::scope(|s| -> Result<_, BackupError> {
         let ahead = nightly::always_walks(cfg)
             .is_none()
@@ -211,7 +211,7 @@ fn run(
             Ok(p) => {
                 match &walking {
                     Some(why) => {
-                        tracing::info!(previous = %p.snapshot.name, files = p.list.len(), "walking the whole repository and linking what the previous day holds: {why}")
+                        tracing::info!(previous = %p.snapshot.name, files = p.list.len(), "walking the whole repository and comparing it with the previous list: {why}")
                     }
                     None => {
                         tracing::info!(previous = %p.snapshot.name, files = p.list.len(), "copying what the database says is new")
