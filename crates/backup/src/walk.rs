@@ -73,9 +73,13 @@ pub fn settle(
     let mut night = Night::default();
 
     // The walk's files in the database's folders, less those not whole then (looked at
-    // again below); the other folders are read again.
+    // again below); the other folders are read again. A file there not named by its content
+    // is sent again, as on every night (rsync judges it by size).
     for (p, meta) in &before.list {
         if before.send.get(p) != Some(&false) && kind_of(p, &db_dirs).is_some() {
+            if PfileName::parse(name_of(p)).is_none() && root.join(p).is_file() {
+                night.send.insert(p.clone(), true);
+            }
             night.list.insert(p.clone(), *meta);
         }
     }

@@ -592,12 +592,20 @@ fn a_rolling_walk_night_links_the_day_before_and_checks_every_row_against_its_wa
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
         std::fs::rename(root.join(p), &to).unwrap();
     }
+    // A file not named by its content in a database folder (a report), rewritten at the
+    // stop: the stopped pass sends it again.
+    let some_dir = Path::new(late.iter().find(|p| p.contains("/files/")).unwrap())
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let report = some_dir.join("report.txt").display().to_string();
     let hook = f.dir.path().join("stop-hook");
     std::fs::write(
         &hook,
         format!(
-            "#!/bin/bash\ncp -a {}/. {}/\nexec {}\n",
+            "#!/bin/bash\ncp -a {}/. {}/\necho 'version 2' > {}/{report}\nexec {}\n",
             aside.display(),
+            root.display(),
             root.display(),
             f.sched.stop_command[0]
         ),
@@ -616,6 +624,8 @@ fn a_rolling_walk_night_links_the_day_before_and_checks_every_row_against_its_wa
         .display()
         .to_string();
     std::fs::write(root.join(&stray), b"stray").unwrap();
+    std::fs::create_dir_all(root.join(&some_dir)).unwrap();
+    std::fs::write(root.join(&report), b"v1").unwrap();
     // Lost from the store's previous day: a file with no twin.
     let in_twins: HashSet<&String> = twins.iter().flatten().collect();
     let store_lost = old
@@ -638,12 +648,19 @@ fn a_rolling_walk_night_links_the_day_before_and_checks_every_row_against_its_wa
         r.walked > first.manifest.repository.walked,
         "the walk recorded"
     );
-    assert_eq!(r.unnamed, vec![stray.clone()]);
+    let mut unnamed = vec![stray.clone(), report.clone()];
+    unnamed.sort();
+    assert_eq!(r.unnamed, unnamed);
     let lost_name = lost.rsplit('/').next().unwrap();
     assert!(
         out.missing.iter().any(|m| m.name == lost_name),
         "{:?}",
         out.missing
+    );
+    assert_eq!(
+        std::fs::read(current.join(&report)).unwrap(),
+        b"version 2\n",
+        "the report as the stop left it"
     );
     let target = cfg.target().unwrap();
     let mut site_files: Vec<String> = tree(&root).0.into_keys().collect();
@@ -669,7 +686,7 @@ fn a_rolling_walk_night_links_the_day_before_and_checks_every_row_against_its_wa
         .filter(|p| !day.join(p).is_file())
         .collect();
     fresh.sort();
-    let mut want: Vec<&String> = late.iter().chain([&stray, &store_lost]).collect();
+    let mut want: Vec<&String> = late.iter().chain([&stray, &store_lost, &report]).collect();
     want.sort();
     assert_eq!(fresh, want);
 }
