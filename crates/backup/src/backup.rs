@@ -386,10 +386,7 @@ fn run(
         // Sure to be in the copy: whole before, still there after, named by content.
         let copied: BTreeSet<String> = whole
             .into_iter()
-            .filter(|p| {
-                holdfast_site::pfile::PfileName::parse(p.rsplit('/').next().unwrap_or(p)).is_some()
-                    && site.repo.root.join(p).is_file()
-            })
+            .filter(|p| precopy::content_name(p).is_some() && site.repo.root.join(p).is_file())
             .collect();
         let damaged = match damaged_early {
             Some(d) => checked_kept(site, cfg, target, &plan, &src, &keep, d)?,

@@ -19,7 +19,6 @@ use crate::BackupError;
 use chrono::Utc;
 use holdfast_site::changes::{self, Marks};
 use holdfast_site::db::Reference;
-use holdfast_site::pfile::PfileName;
 use holdfast_site::Site;
 use holdfast_store::layout::{Snapshot, PARTIAL};
 use holdfast_store::manifest::REPO_DIR;
@@ -401,11 +400,9 @@ pub fn plan(
     // The folders the database does not know: read whole (rsync judges them by size).
     let walked = holdfast_store::pool::walk(root, &walk_dirs);
     for (e, size) in walked.files {
-        let whole = match PfileName::parse(e.path.rsplit('/').next().unwrap_or(&e.path)) {
-            Some(n) => n.size == size,
-            None => true,
-        };
-        night.send.insert(e.path.clone(), whole);
+        night
+            .send
+            .insert(e.path.clone(), crate::precopy::whole(&e.path, size));
         night.list.insert(e.path, e.meta);
     }
     night.unlisted = walked.unlisted;

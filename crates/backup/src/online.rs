@@ -25,7 +25,6 @@ use crate::config::BackupConfig;
 use crate::{content, precopy, BackupError};
 use chrono::Utc;
 use holdfast_site::db::{self, QueueRow, Reference};
-use holdfast_site::pfile::PfileName;
 use holdfast_site::Site;
 use holdfast_store::manifest::{
     DumpInfo, JobsInfo, Manifest, OnlineInfo, RepoInfo, Timings, DB_DIR, REPO_DIR,
@@ -169,7 +168,7 @@ pub(crate) fn run(
     let after = precopy::wholeness(&walked_after);
 
     // Half-written files: caught by their names.
-    let is_content = |p: &str| PfileName::parse(p.rsplit('/').next().unwrap_or(p)).is_some();
+    let is_content = |p: &str| precopy::content_name(p).is_some();
     let mut suspects: BTreeSet<String> = before
         .iter()
         .filter(|(p, whole)| is_content(p) && (!**whole || after.get(*p) != Some(&true)))
@@ -396,7 +395,7 @@ fn settle_suspects(
         "files written or deleted during the copy checked against their names"
     );
     let whole_now = |p: &str| {
-        PfileName::parse(p.rsplit('/').next().unwrap_or(p)).is_some_and(|n| {
+        precopy::content_name(p).is_some_and(|n| {
             std::fs::metadata(site.repo.root.join(p)).is_ok_and(|m| m.len() == n.size)
         })
     };

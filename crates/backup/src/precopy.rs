@@ -27,15 +27,18 @@ pub fn list(root: &Path, dirs: &[String]) -> BTreeMap<String, bool> {
 pub fn wholeness(w: &holdfast_store::pool::Walked) -> BTreeMap<String, bool> {
     w.files
         .iter()
-        .map(|(e, size)| {
-            let whole = content_name(&e.path).is_none_or(|n| n.size == *size);
-            (e.path.clone(), whole)
-        })
+        .map(|(e, size)| (e.path.clone(), whole(&e.path, *size)))
         .collect()
 }
 
-fn content_name(path: &str) -> Option<PfileName> {
-    PfileName::parse(path.rsplit('/').next().unwrap_or(path))
+/// The pfile name a repository path ends in, when it is named by its content.
+pub(crate) fn content_name(path: &str) -> Option<PfileName> {
+    PfileName::parse(crate::content::name_of(path))
+}
+
+/// True when `size` is the size the name of `path` says, or it is not named by content.
+pub(crate) fn whole(path: &str, size: u64) -> bool {
+    content_name(path).is_none_or(|n| n.size == size)
 }
 
 /// The files the pre-copy is sure to hold: present and whole before it, still present after.

@@ -14,21 +14,13 @@
 //! A named file neither listed nor on the disk is missing; a listed file no row names stays
 //! while the disk holds it (a stray, reported) and leaves the list when it is gone.
 
+use crate::content::name_of;
 use crate::nightly::{self, kind_of, Folders, Found, Night};
+use crate::precopy::{content_name, whole};
 use crate::BackupError;
-use holdfast_site::pfile::PfileName;
 use holdfast_site::Site;
 use holdfast_store::pool::{Meta, Walked};
 use std::collections::HashSet;
-
-fn name_of(p: &str) -> &str {
-    p.rsplit('/').next().unwrap_or(p)
-}
-
-/// True when `size` is the size the name of `path` says, or it is not named by content.
-fn whole(path: &str, size: u64) -> bool {
-    PfileName::parse(name_of(path)).is_none_or(|n| n.size == size)
-}
 
 /// The pre-copy's night from a walk of the site: every file found is listed; sent are those
 /// the previous list lacks, those not whole (still being written: sent once the scheduler
@@ -37,7 +29,7 @@ pub fn from_walk(walked: Walked, prev: &[holdfast_store::pool::Entry]) -> Night 
     let prev: HashSet<&str> = prev.iter().map(|e| e.path.as_str()).collect();
     let mut night = Night::default();
     for (e, size) in walked.files {
-        let named = PfileName::parse(name_of(&e.path)).is_some();
+        let named = content_name(&e.path).is_some();
         let whole = whole(&e.path, size);
         if !named || !whole || !prev.contains(e.path.as_str()) {
             night.send.insert(e.path.clone(), whole);
@@ -77,7 +69,7 @@ pub fn settle(
     // is sent again, as on every night (rsync judges it by size).
     for (p, meta) in &before.list {
         if before.send.get(p) != Some(&false) && kind_of(p, &db_dirs).is_some() {
-            if PfileName::parse(name_of(p)).is_none() && root.join(p).is_file() {
+            if content_name(p).is_none() && root.join(p).is_file() {
                 night.send.insert(p.clone(), true);
             }
             night.list.insert(p.clone(), *meta);
