@@ -105,8 +105,8 @@ impl Base {
 
 /// The previous snapshot to build on, and whether this run walks the whole repository.
 pub fn previous(cfg: &BackupConfig, target: &dyn Store, plan: &Plan) -> Result<Start, BackupError> {
-    if cfg.layout == LayoutKind::Rotating {
-        return Ok(Start::Whole("the rotating layout always walks".into()));
+    if let Some(why) = always_walks(cfg) {
+        return Ok(Start::Whole(why.into()));
     }
     let snaps = target.snapshots()?;
     let prev = match cfg.layout {
