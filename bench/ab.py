@@ -32,7 +32,7 @@ def main():
     ap.add_argument("--size", default="whole", choices=["quarter", "half", "whole"])
     ap.add_argument("--a", required=True, help="the build before the change")
     ap.add_argument("--b", required=True, help="the build after it")
-    ap.add_argument("--layout", default="rolling", choices=["rolling", "pool"])
+    ap.add_argument("--layout", default="rolling", choices=["rolling", "pool", "rotating"])
     ap.add_argument("--days", type=int, default=3)
     ap.add_argument("--data", default=dataset.DATA)
     ap.add_argument("--work", default="/var/tmp/holdfast-bench/ab")

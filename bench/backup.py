@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Backup and restore benchmark: holdfast (pool and rolling layouts) against rsync
+"""Backup and restore benchmark: holdfast (pool, rolling and rotating layouts) against rsync
 --link-dest (three flag sets, and a fourth that recycles the expiring day), restic and borg on
 one FOSSology site with real database rows (bench/dataset.py builds it from Debian source
 packages, unpacked by `holdfast upload`).
@@ -100,8 +100,11 @@ ALL_TOOLS = ("holdfast,holdfast-walk,holdfast-rolling,holdfast-rolling-walk,"
 # takes the day's change from FOSSology's database and walks nothing; the whole repository is
 # walked every backup.full_walk_days (7) or with --full-walk: each `-walk` tool (its own
 # store) walks every night, so a week's cost is 6 nights of the one and 1 of the other.
+# `holdfast-rotating`: the seed's Solution 2, its nights after the base incrementals (a cycle
+# of 20, the longest: no second base within a run; a base night copies the whole site).
 HOLDFAST = {"holdfast": ("pool", "", []), "holdfast-rolling": ("rolling", "", []),
-            "holdfast-rolling-links": ("rolling", 'day_trees = "hard-links"\n', [])}
+            "holdfast-rolling-links": ("rolling", 'day_trees = "hard-links"\n', []),
+            "holdfast-rotating": ("rotating", "full_every = 20\n", [])}
 WALK = {f"{h}-walk": h for h in HOLDFAST}  # walk tool -> its database-night tool
 HOLDFAST.update({w: HOLDFAST[h][:2] + (["--full-walk"],) for w, h in WALK.items()})
 RSYNC_FLAGS = {

@@ -7,12 +7,16 @@
 //! longer holds, and copies only the additions. The folders the database knows nothing
 //! about (`logs`, `license`, reports, imports: small) are read every night.
 //!
+//! A rotating incremental takes the list of its chain's newest piece the same way and holds
+//! only the additions; the pieces before it hold the rest (as `rsync --compare-dest` left
+//! them), and the list says which of their files the site still has.
+//!
 //! The whole repository is walked instead (as before) when there is no previous snapshot
 //! with marks and a list, when the last walk is `backup.full_walk_days` old or older, when
-//! asked (`holdfast backup --full-walk`), for the rotating layout, and when a killed run left
-//! a rolling `.partial` tree behind. A walk catches what the database cannot tell: a file
-//! put back by hand, a file lost from the disk. A walk night that pre-copies still builds on
-//! the previous list, with the walk saying what is new ([`crate::walk`]).
+//! asked (`holdfast backup --full-walk`), for a rotating base, and when a killed run left a
+//! rolling or rotating `.partial` tree behind. A walk catches what the database cannot tell:
+//! a file put back by hand, a file lost from the disk. A walk night that pre-copies still
+//! builds on the previous list, with the walk saying what is new ([`crate::walk`]).
 
 use crate::config::BackupConfig;
 use crate::BackupError;
@@ -59,17 +63,14 @@ pub fn read_ahead(target: &dyn Store) -> Option<Ahead> {
 /// Why no run of this configuration builds on a previous snapshot's list, when none does:
 /// then no list is read ahead.
 pub fn always_walks(cfg: &BackupConfig) -> Option<&'static str> {
-    if cfg.layout == LayoutKind::Rotating {
-        Some("the rotating layout always walks")
-    } else if cfg.full_walk_days == 0 && !walks_on_list(cfg) {
-        Some("a full walk was asked for (full_walk_days = 0)")
-    } else {
-        None
-    }
+    (cfg.full_walk_days == 0 && !walks_on_list(cfg))
+        .then_some("a full walk was asked for (full_walk_days = 0)")
 }
 
 /// A walk night that pre-copies builds on the previous snapshot's list (see [`crate::walk`]);
 /// without the pre-copy it walks with the scheduler stopped and copies the whole repository.
+/// A rotating incremental's walk night is rsync's against the whole chain, as it always was:
+/// the chain's pieces are never looked at file by file otherwise.
 fn walks_on_list(cfg: &BackupConfig) -> bool {
     cfg.layout != LayoutKind::Rotating && cfg.precopy
 }
@@ -108,14 +109,19 @@ pub fn previous(cfg: &BackupConfig, target: &dyn Store, plan: &Plan) -> Result<S
     if let Some(why) = always_walks(cfg) {
         return Ok(Start::Whole(why.into()));
     }
+    if cfg.layout == LayoutKind::Rotating && plan.builds_on.is_empty() {
+        return Ok(Start::Whole(
+            "a rotating cycle begins with a full base".into(),
+        ));
+    }
     let snaps = target.snapshots()?;
     let prev = match cfg.layout {
-        LayoutKind::Pool => plan
-            .previous
-            .as_ref()
-            .and_then(|n| snaps.iter().find(|s| &s.name == n)),
-        _ => snaps.last(),
-    };
+        LayoutKind::Pool => plan.previous.as_ref(),
+        // The chain's newest piece: its list is the whole site that night.
+        LayoutKind::Rotating => plan.builds_on.last(),
+        LayoutKind::Rolling => snaps.last().map(|s| &s.name),
+    }
+    .and_then(|n| snaps.iter().find(|s| &s.name == n));
     let Some(prev) = prev else {
         return Ok(Start::Whole("no previous snapshot".into()));
     };
@@ -127,8 +133,14 @@ pub fn previous(cfg: &BackupConfig, target: &dyn Store, plan: &Plan) -> Result<S
         )));
     }
     // A snapshot of the previous day (btrfs) is made afresh each run, a tree begun as the
-    // spare day says what it holds: nothing unknown in either.
-    if cfg.layout == LayoutKind::Rolling && plan.snapshot_of.is_none() && plan.recycled.is_none() {
+    // spare day says what it holds: nothing unknown in either. A killed run's tree may hold
+    // files the site has deleted since: rsync's `--delete` walk clears it.
+    let tree_unknown = match cfg.layout {
+        LayoutKind::Rolling => plan.snapshot_of.is_none() && plan.recycled.is_none(),
+        LayoutKind::Rotating => true,
+        LayoutKind::Pool => false,
+    };
+    if tree_unknown {
         let partial = format!("{PARTIAL}/{REPO_DIR}");
         match target.as_target() {
             Some(t) if !t.exists(&partial)? => {}

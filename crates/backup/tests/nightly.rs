@@ -724,3 +724,93 @@ fn a_walk_night_begun_as_the_spare_finds_a_file_the_spare_lost() {
     );
     assert_eq!(tree(&current), tree(&site.repo.root), "{lost} sent again");
 }
+
+/// A rotating incremental is a database night too: it holds the rows' new files and nothing
+/// else (a scan day's touched mtimes and a file put in behind the database's back stay out
+/// until the walk cadence), deletions leave its list, and its restore is the site.
+#[test]
+fn a_rotating_incremental_copies_what_the_database_names() {
+    let mut f = fixture(3, Behaviour::default(), 30);
+    let site = f.site().clone();
+    let mut cfg = f.cfg.clone();
+    cfg.layout = LayoutKind::Rotating;
+    cfg.full_every = 5;
+    cfg.full_walk_days = 1;
+    // Every file sampled, where the chain holds it.
+    cfg.check_percent = 100.0;
+    let target = cfg.target().unwrap();
+    let store = f.target_dir();
+    let piece = |snap: &str| tree(&store.join(snap).join("repository"));
+    let base = backup(&site, "s", &f.sched, &cfg).unwrap();
+    assert!(base.snapshot.starts_with("base."));
+    assert_eq!(base.manifest.repository.found_by, "walk");
+
+    touch_all(&site.repo.root);
+    let new = f.add_uploads_listing(1);
+    assert_eq!(new.len(), 3, "gold, its files twin, the unpacked child");
+    let stray = "localhost/files/ee/ee/ee/eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee.eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee.5";
+    std::fs::create_dir_all(site.repo.root.join(stray).parent().unwrap()).unwrap();
+    std::fs::write(site.repo.root.join(stray), b"stray").unwrap();
+    let i1 = backup(&site, "s", &f.sched, &cfg).unwrap();
+    assert!(i1.snapshot.starts_with("incr."));
+    let r = &i1.manifest.repository;
+    assert_eq!(r.found_by, "database");
+    assert_eq!(r.new_files, 2, "the new upload's two inodes, nothing else");
+    let (held, links) = piece(&i1.snapshot);
+    let mut held: Vec<String> = held.into_keys().collect();
+    let mut want = new.clone();
+    held.sort();
+    want.sort();
+    assert_eq!(held, want, "the incremental holds the new upload alone");
+    assert_eq!(links.len(), 1, "gold and files twin stay one inode");
+    assert!(!list_of(&target, &i1.snapshot).iter().any(|p| p == stray));
+
+    // The cadence: a walk night is rsync's against the whole chain, and finds the stray.
+    let m_path = f.target_dir().join(&i1.snapshot).join("manifest.json");
+    let mut m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&m_path).unwrap()).unwrap();
+    m["repository"]["walked"] = serde_json::json!(chrono::Utc::now() - chrono::Duration::days(2));
+    std::fs::write(&m_path, serde_json::to_vec(&m).unwrap()).unwrap();
+    let i2 = backup(&site, "s", &f.sched, &cfg).unwrap();
+    assert_eq!(i2.manifest.repository.found_by, "walk");
+    assert_eq!(
+        piece(&i2.snapshot).0.into_keys().collect::<Vec<_>>(),
+        vec![stray.to_string()]
+    );
+    assert_eq!(i2.manifest.repository.unnamed, vec![stray.to_string()]);
+
+    // Deletions the rows tell, on a night that pre-copies: the chain keeps the deleted
+    // files, the incremental's list does not, and neither does its restore.
+    delete_last_upload(&site);
+    for p in new.iter().map(String::as_str).chain([stray]) {
+        std::fs::remove_file(site.repo.root.join(p)).unwrap();
+    }
+    let added = f.add_uploads_listing(1);
+    let pre = holdfast_backup::BackupConfig {
+        precopy_above_mib: 0,
+        ..cfg.clone()
+    };
+    let i3 = backup(&site, "s", &f.sched, &pre).unwrap();
+    assert_eq!(i3.manifest.repository.found_by, "database");
+    assert_eq!(
+        i3.manifest.builds_on,
+        vec![
+            base.snapshot.clone(),
+            i1.snapshot.clone(),
+            i2.snapshot.clone()
+        ]
+    );
+    let mut held: Vec<String> = piece(&i3.snapshot).0.into_keys().collect();
+    let mut want = added.clone();
+    held.sort();
+    want.sort();
+    assert_eq!(held, want);
+    let mut site_files: Vec<String> = tree(&site.repo.root).0.into_keys().collect();
+    site_files.sort();
+    assert_eq!(list_of(&target, &i3.snapshot), site_files);
+    assert!(i3.missing.is_empty(), "{:?}", i3.missing);
+    let (into, out) = f.restore_scratch(&cfg, None);
+    assert_eq!(out.snapshot, i3.snapshot);
+    assert!(out.is_whole(), "{:?}", out.verify.missing);
+    assert_eq!(tree(&into.join("repository")), tree(&site.repo.root));
+}
