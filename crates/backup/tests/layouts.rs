@@ -531,3 +531,83 @@ fn over_ssh_walk_nights_link_the_day_before_and_mend_the_spare() {
     assert!(r.is_whole(), "{:?}", r.verify.missing);
     assert_eq!(tree(&into.join("repository")), tree(&site.repo.root));
 }
+
+/// A `files` name linked again to its gold (as a recovery does) after the base took the gold
+/// alone: rsync `-H --compare-dest` hangs on such a group (3.5.0; RsyncProject/rsync#126).
+/// Walk nights and database nights both finish, the incrementals hold the relinked name
+/// alone, and the restore is the site.
+#[test]
+fn a_twin_linked_again_after_the_base_is_copied_without_hanging() {
+    relinked_twin(false);
+}
+
+#[test]
+fn over_ssh_a_twin_linked_again_after_the_base_is_copied_without_hanging() {
+    relinked_twin(true);
+}
+
+fn relinked_twin(ssh: bool) {
+    let mut f = fixture(2, Behaviour::default(), 30);
+    let mut cfg = f.cfg.clone();
+    let _sshd = ssh.then(|| {
+        let sshd = holdfast_testkit::sshd::Sshd::start(&f.dir.path().join("sshd")).unwrap();
+        over_ssh(&mut cfg, &sshd, &f.dir.path().join("remote"));
+        sshd
+    });
+    cfg.layout = LayoutKind::Rotating;
+    cfg.full_every = 5;
+    let site = f.site().clone();
+    // A gold and its `files` twin (one inode); the `files` name lost before the base.
+    let twins: Vec<Vec<String>> = tree(&site.repo.root).1.into_iter().collect();
+    let pair = &twins[0];
+    let (files, gold) = if pair[0].contains("/files/") {
+        (&pair[0], &pair[1])
+    } else {
+        (&pair[1], &pair[0])
+    };
+    std::fs::remove_file(site.repo.root.join(files)).unwrap();
+    // Bounded: a hang fails the test instead of stalling the suite.
+    let sched = f.sched.clone();
+    let run = |cfg: &holdfast_backup::BackupConfig| {
+        let (site, sched, cfg) = (site.clone(), sched.clone(), cfg.clone());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(backup(&site, "s", &sched, &cfg));
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(120))
+            .expect("the backup hung")
+            .unwrap()
+    };
+    let base = run(&cfg);
+    assert!(base.snapshot.starts_with("base."));
+    std::fs::hard_link(site.repo.root.join(gold), site.repo.root.join(files)).unwrap();
+
+    let walk = holdfast_backup::BackupConfig {
+        full_walk_days: 0,
+        ..cfg.clone()
+    };
+    let i1 = run(&walk);
+    assert_eq!(i1.manifest.repository.found_by, "walk");
+    let target = cfg.target().unwrap();
+    let held = target
+        .list_tree(&format!("{}/repository", i1.snapshot))
+        .unwrap();
+    assert_eq!(held, vec![files.clone()], "the relinked name alone");
+
+    // A database night after it, with a new upload whose twins are both new.
+    let new = f.add_uploads_listing(1);
+    let i2 = run(&cfg);
+    assert_eq!(i2.manifest.repository.found_by, "database");
+    let mut held = target
+        .list_tree(&format!("{}/repository", i2.snapshot))
+        .unwrap();
+    let mut want = new.clone();
+    held.sort();
+    want.sort();
+    assert_eq!(held, want);
+
+    let (into, r) = f.restore_scratch(&cfg, None);
+    assert_eq!(r.snapshot, i2.snapshot);
+    assert!(r.is_whole(), "{:?}", r.verify.missing);
+    assert_eq!(tree(&into.join("repository")).0, tree(&site.repo.root).0);
+}

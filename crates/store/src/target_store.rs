@@ -204,10 +204,9 @@ impl Target {
     }
 
     /// How a local copy into the pending tree stands for `--link-dest`; `None` when rsync
-    /// copies: the plan compares with earlier copies (`--compare-dest`), or the operator
-    /// gave rsync options of their own (`backup.rsync_args`).
+    /// copies: the operator gave rsync options of their own (`backup.rsync_args`).
     fn local_how(plan: &Plan, src: &Source, missing_ok: bool) -> Option<local_send::How> {
-        (plan.compare_dest.is_empty() && src.rsync_args.is_empty()).then(|| local_send::How {
+        src.rsync_args.is_empty().then(|| local_send::How {
             flat: false,
             link_dest: plan
                 .link_dest
@@ -293,17 +292,169 @@ impl Target {
     }
 
     /// rsync options shared by both passes: filters, the operator's extras and the earlier
-    /// copies to link to or compare with.
+    /// copies to link to. Never `--compare-dest`: with `-H`, rsync hangs (3.5.0) or fails on
+    /// a hard-link group an earlier piece holds part of (RsyncProject/rsync#126), as a gold
+    /// file and the `files` twin a recovery linked to it again are; a chain's pieces are
+    /// looked at first instead ([`Self::not_in_chain`], [`Self::chain_copy`]).
     fn copy_args(plan: &Plan, src: &Source) -> Vec<String> {
         let mut args = tree_filters(src.root, src.dirs);
         args.extend(src.rsync_args.iter().cloned());
         for d in &plan.link_dest {
             args.push(format!("--link-dest={d}"));
         }
-        for d in &plan.compare_dest {
-            args.push(format!("--compare-dest={d}"));
-        }
         args
+    }
+
+    /// Of `paths` (on the site), those no piece of the plan's chain holds with the site's
+    /// size: what `--compare-dest` would send.
+    fn not_in_chain(
+        &self,
+        plan: &Plan,
+        src: &Source,
+        paths: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        let sizes: Vec<Option<u64>> = holdfast_core::threads::io_pool().install(|| {
+            paths
+                .par_iter()
+                .map(|p| {
+                    std::fs::symlink_metadata(src.root.join(p))
+                        .ok()
+                        .map(|m| m.len())
+                })
+                .collect()
+        });
+        let asked: Vec<(String, u64)> = paths
+            .iter()
+            .zip(&sizes)
+            .filter_map(|(p, s)| s.map(|s| (p.clone(), s)))
+            .collect();
+        let held: HashSet<&str> = self
+            .hold_sized(&plan.compare_dest, &asked)?
+            .into_iter()
+            .zip(&asked)
+            .filter(|(h, _)| *h)
+            .map(|(_, (p, _))| p.as_str())
+            .collect();
+        Ok(paths
+            .iter()
+            .filter(|p| !held.contains(p.as_str()))
+            .cloned()
+            .collect())
+    }
+
+    /// For each `(path, size)`, whether one of the folders `dirs` (as the target names
+    /// them) holds it as a regular file of that size. Remote: one script for them all, a
+    /// `stat` only where a file is there.
+    fn hold_sized(
+        &self,
+        dirs: &[String],
+        asked: &[(String, u64)],
+    ) -> Result<Vec<bool>, StoreError> {
+        if let Target::Local { .. } = self {
+            return Ok(holdfast_core::threads::io_pool().install(|| {
+                asked
+                    .par_iter()
+                    .map(|(p, size)| {
+                        dirs.iter().any(|d| {
+                            Path::new(d)
+                                .join(p)
+                                .symlink_metadata()
+                                .is_ok_and(|m| m.is_file() && m.len() == *size)
+                        })
+                    })
+                    .collect()
+            }));
+        }
+        let tries: String = dirs
+            .iter()
+            .map(|d| {
+                let f = format!("{}/\"$p\"", sh_quote(d));
+                format!(
+                    "if [ -f {f} ] && [ ! -L {f} ] && [ \"$(stat -c %s -- {f})\" = \"$s\" ]; then echo y; continue; fi; "
+                )
+            })
+            .collect();
+        let script = format!("while IFS= read -r s && IFS= read -r p; do {tries}echo -; done");
+        let input: String = asked.iter().map(|(p, s)| format!("{s}\n{p}\n")).collect();
+        let out = self.run_script_with_input(&script, input.as_bytes())?;
+        let answers: Vec<bool> = String::from_utf8_lossy(&out)
+            .lines()
+            .map(|l| l == "y")
+            .collect();
+        if answers.len() != asked.len() {
+            return Err(StoreError::Remote {
+                target: self.display(),
+                what: "look up files in the earlier pieces of the chain".into(),
+                why: format!("{} answers for {} files", answers.len(), asked.len()),
+            });
+        }
+        Ok(answers)
+    }
+
+    /// A chain's new piece of the whole repository: every file of the site no earlier piece
+    /// holds with its size (as `rsync --compare-dest --delete` made it; see
+    /// [`Self::copy_args`]). The pieces are listed once each, with sizes.
+    fn chain_copy(&self, plan: &Plan, src: &Source) -> Result<TransferStats, StoreError> {
+        let mut held: HashMap<String, Vec<u64>> = HashMap::new();
+        for d in &plan.compare_dest {
+            for (p, size) in self.sized_tree(d)? {
+                held.entry(p).or_default().push(size);
+            }
+        }
+        let send: Vec<String> = crate::pool::walk(src.root, src.dirs)
+            .files
+            .into_iter()
+            .filter(|(e, size)| !held.get(&e.path).is_some_and(|s| s.contains(size)))
+            .map(|(e, _)| e.path)
+            .collect();
+        // What a killed run left in the piece may be gone from the site since.
+        let pending = pending_repo(plan);
+        self.remove_all(&pending)?;
+        self.mkdir_p(&pending)?;
+        let mut args = vec!["--ignore-missing-args".to_string()];
+        args.extend(Self::copy_args(plan, src));
+        self.send_paths(
+            src,
+            &send,
+            &pending,
+            &args,
+            Self::local_how(plan, src, true).as_ref(),
+            "copy",
+        )
+    }
+
+    /// The regular files under the folder `dir` (as the target names it), relative, with
+    /// their sizes.
+    fn sized_tree(&self, dir: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        if let Target::Local { .. } = self {
+            let root = Path::new(dir);
+            let mut out = Vec::new();
+            for e in walkdir::WalkDir::new(root) {
+                let e = e.map_err(|e| StoreError::Io {
+                    path: root.display().to_string(),
+                    source: e.into(),
+                })?;
+                if e.file_type().is_file() {
+                    let len = e.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
+                    if let Ok(r) = e.path().strip_prefix(root) {
+                        out.push((r.to_string_lossy().into_owned(), len));
+                    }
+                }
+            }
+            return Ok(out);
+        }
+        let d = sh_quote(dir);
+        let data = self.run_script(&format!(
+            "if [ -d {d} ]; then cd {d} && find . -type f -printf '%s %P\\0'; fi"
+        ))?;
+        Ok(data
+            .split(|&b| b == 0)
+            .filter_map(|r| {
+                let r = String::from_utf8_lossy(r);
+                let (size, p) = r.split_once(' ')?;
+                Some((p.to_string(), size.parse().ok()?))
+            })
+            .collect())
     }
 
     /// Copies the whole repository. `list` (pool layout): the repository's files now.
@@ -316,6 +467,9 @@ impl Target {
         let home = pending_home(plan);
         if home.naming == Naming::Objects {
             return self.fill_pool(plan, src, &home, list);
+        }
+        if !plan.compare_dest.is_empty() {
+            return self.chain_copy(plan, src);
         }
         let mut args = base_args();
         // Snapshot folders must match the source exactly.
@@ -376,7 +530,11 @@ impl Target {
             // The pool only gains files.
             return self.send_objects(&home, src, send, &Self::copy_args(plan, src), "delta copy");
         }
-        let mut paths = send.to_vec();
+        let mut paths = if plan.compare_dest.is_empty() {
+            send.to_vec()
+        } else {
+            self.not_in_chain(plan, src, send)?
+        };
         paths.extend(drop.iter().cloned());
         if paths.is_empty() {
             return Ok(Default::default());
