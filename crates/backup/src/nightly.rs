@@ -8,8 +8,8 @@
 //! about (`logs`, `license`, reports, imports: small) are read every night.
 //!
 //! A rotating incremental takes the list of its chain's newest piece the same way and holds
-//! only the additions; the pieces before it hold the rest (as `rsync --compare-dest` left
-//! them), and the list says which of their files the site still has.
+//! only the additions; the pieces before it hold the rest, and the list says which of their
+//! files the site still has.
 //!
 //! The whole repository is walked instead (as before) when there is no previous snapshot
 //! with marks and a list, when the last walk is `backup.full_walk_days` old or older, when

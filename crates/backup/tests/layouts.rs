@@ -533,7 +533,8 @@ fn over_ssh_walk_nights_link_the_day_before_and_mend_the_spare() {
 }
 
 /// A `files` name linked again to its gold (as a recovery does) after the base took the gold
-/// alone: rsync `-H --compare-dest` hangs on such a group (3.5.0; RsyncProject/rsync#126).
+/// alone: rsync `-H --compare-dest` leaves such a group out (or hangs; 3.5.0,
+/// RsyncProject/rsync#126).
 /// Walk nights and database nights both finish, the incrementals hold the relinked name
 /// alone, and the restore is the site.
 #[test]

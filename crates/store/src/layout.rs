@@ -19,8 +19,9 @@
 //!   links and deletes only what changed in between, not a whole tree of each (see
 //!   [`recycle`]).
 //! * **rotating** (Solution 2): `base.<time>/` is a full, independent copy; the following runs
-//!   make `incr.<time>/` holding only the files the base and earlier incrementals lack
-//!   (`rsync --compare-dest`). After `full_every` runs a new base is copied, and once it is
+//!   make `incr.<time>/` holding only the files the base and earlier incrementals lack (with
+//!   the site's size: what `rsync --compare-dest` would send, looked up by holdfast, see
+//!   `TargetStore::copy_args`). After `full_every` runs a new base is copied, and once it is
 //!   complete it replaces the old base and its incrementals.
 //! * **pool**: FOSSology's repository is already content-addressed (a file's name is its
 //!   content), so the copies need not be trees at all. `pool/` holds every content once, as

@@ -292,10 +292,11 @@ impl Target {
     }
 
     /// rsync options shared by both passes: filters, the operator's extras and the earlier
-    /// copies to link to. Never `--compare-dest`: with `-H`, rsync hangs (3.5.0) or fails on
-    /// a hard-link group an earlier piece holds part of (RsyncProject/rsync#126), as a gold
-    /// file and the `files` twin a recovery linked to it again are; a chain's pieces are
-    /// looked at first instead ([`Self::not_in_chain`], [`Self::chain_copy`]).
+    /// copies to link to. Never `--compare-dest`: with `-H`, rsync 3.5.0 leaves out without
+    /// a word (or hangs on) a hard-link group an earlier piece holds part of
+    /// (RsyncProject/rsync#126), as a gold file and the `files` twin a recovery linked to it
+    /// again are; a chain's pieces are looked at first instead ([`Self::not_in_chain`],
+    /// [`Self::chain_copy`]).
     fn copy_args(plan: &Plan, src: &Source) -> Vec<String> {
         let mut args = tree_filters(src.root, src.dirs);
         args.extend(src.rsync_args.iter().cloned());
