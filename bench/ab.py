@@ -3,7 +3,7 @@
 dropped before every run, the order alternating from day to day. For changes whose effect is
 smaller than the disk's noise between separate runs of bench/backup.py.
 
-    bench/ab.py --size whole --a OLD_BIN --b NEW_BIN [--layout rolling|pool] [--days 3]
+    bench/ab.py --size whole --a OLD_BIN --b NEW_BIN [--layout rolling|pool|rotating] [--days 3]
                 [--work DIR] [--lock FILE] [--stores-fs btrfs|ext4|ext4-inline] [--keep N]
                 [--a-extra TOML] [--b-extra TOML]
 

@@ -394,8 +394,10 @@ class Bench:
             found = after[-1]["manifest"]["repository"].get("found_by")
             if tool in WALK and found != "walk":
                 sys.exit(f"{tool}: `holdfast backup --full-walk` found its change by {found!r}, not by a walk")
-            # the same retention as the peers', or their nights' work is not the same
-            want = min(day + 1, self.a.retain) if self.a.retain else len(after)
+            # the same retention as the peers', or their nights' work is not the same; the
+            # rotating layout keeps its cycle (a base and its incrementals) whatever --retain
+            want = (min(day + 1, self.a.retain) if self.a.retain and HOLDFAST[tool][0] != "rotating"
+                    else len(after))
             if len(after) != want:
                 sys.exit(f"{tool}: {len(after)} snapshots after day {day}, expected {want} (--retain)")
             return s, 0.0

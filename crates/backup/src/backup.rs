@@ -17,7 +17,7 @@ use chrono::Utc;
 use holdfast_core::threads::joined;
 use holdfast_site::scheduler::{self, SchedulerConfig};
 use holdfast_site::Site;
-use holdfast_store::manifest::{JobsInfo, Manifest, RepoInfo, Timings, DB_DIR};
+use holdfast_store::manifest::{JobsInfo, Manifest, RepoInfo, Timings, DB_DIR, REPO_DIR};
 use holdfast_store::{monitor, Files, LayoutKind, Place, Plan, Source, Store};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -375,10 +375,16 @@ fn run(
             (sent, damaged)
         });
         let (mut stats, mut whole) = sent?;
-        if walk_night && (plan.recycled.is_some() || plan.snapshot_of.is_some()) {
+        if walk_night
+            && (plan.recycled.is_some() || plan.snapshot_of.is_some() || !plan.builds_on.is_empty())
+        {
             // A walk trusts no tree it did not link itself: a day begun as the spare day or
-            // as a snapshot of the previous one is looked at for every file it keeps.
-            let lacking = target.missing(&plan, &keep)?;
+            // as a snapshot of the previous one is looked at for every file it keeps, a
+            // rotating chain's pieces for every file the incremental leaves to them.
+            let lacking = match target.as_target() {
+                Some(t) if !plan.builds_on.is_empty() => not_held(t, &plan.builds_on, &keep)?,
+                _ => target.missing(&plan, &keep)?,
+            };
             let extra = night.take_from_site(&site.repo.root, lacking);
             send_lacking(&extra, &mut stats)?;
             whole.extend(extra);
@@ -992,6 +998,21 @@ enum Pre {
         holdfast_store::rsync::RsyncStats,
         Vec<String>,
     ),
+}
+
+/// Of `paths`, those no snapshot of `chain` holds.
+fn not_held(
+    t: &holdfast_store::Target,
+    chain: &[String],
+    paths: &[String],
+) -> Result<Vec<String>, BackupError> {
+    let dirs: Vec<String> = chain.iter().map(|n| format!("{n}/{REPO_DIR}")).collect();
+    Ok(t.holders(&dirs, paths)?
+        .into_iter()
+        .zip(paths)
+        .filter(|(h, _)| h.is_none())
+        .map(|(_, p)| p.clone())
+        .collect())
 }
 
 /// Whether the new snapshot holds every kept file before anything is sent: the pool and a

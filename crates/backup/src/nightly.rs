@@ -69,10 +69,8 @@ pub fn always_walks(cfg: &BackupConfig) -> Option<&'static str> {
 
 /// A walk night that pre-copies builds on the previous snapshot's list (see [`crate::walk`]);
 /// without the pre-copy it walks with the scheduler stopped and copies the whole repository.
-/// A rotating incremental's walk night is rsync's against the whole chain, as it always was:
-/// the chain's pieces are never looked at file by file otherwise.
 fn walks_on_list(cfg: &BackupConfig) -> bool {
-    cfg.layout != LayoutKind::Rotating && cfg.precopy
+    cfg.precopy
 }
 
 /// What a night builds on.

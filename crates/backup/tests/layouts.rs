@@ -583,8 +583,10 @@ fn relinked_twin(ssh: bool) {
     assert!(base.snapshot.starts_with("base."));
     std::fs::hard_link(site.repo.root.join(gold), site.repo.root.join(files)).unwrap();
 
+    // A walk with the scheduler stopped throughout: the chain's pieces listed.
     let walk = holdfast_backup::BackupConfig {
         full_walk_days: 0,
+        precopy: false,
         ..cfg.clone()
     };
     let i1 = run(&walk);

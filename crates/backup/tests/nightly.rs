@@ -765,18 +765,36 @@ fn a_rotating_incremental_copies_what_the_database_names() {
     assert_eq!(links.len(), 1, "gold and files twin stay one inode");
     assert!(!list_of(&target, &i1.snapshot).iter().any(|p| p == stray));
 
-    // The cadence: a walk night is rsync's against the whole chain, and finds the stray.
+    // The cadence: a walk night finds the stray, and a file lost from the base (which the
+    // database cannot see) is sent into the incremental.
+    let alone: Vec<String> = {
+        let (files, twins) = tree(&site.repo.root);
+        let paired: HashSet<&String> = twins.iter().flatten().collect();
+        files.into_keys().filter(|p| !paired.contains(p)).collect()
+    };
+    let lost = alone.iter().find(|p| !new.contains(p)).unwrap().clone();
+    std::fs::remove_file(
+        f.target_dir()
+            .join(&base.snapshot)
+            .join("repository")
+            .join(&lost),
+    )
+    .unwrap();
     let m_path = f.target_dir().join(&i1.snapshot).join("manifest.json");
     let mut m: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&m_path).unwrap()).unwrap();
     m["repository"]["walked"] = serde_json::json!(chrono::Utc::now() - chrono::Duration::days(2));
     std::fs::write(&m_path, serde_json::to_vec(&m).unwrap()).unwrap();
-    let i2 = backup(&site, "s", &f.sched, &cfg).unwrap();
+    // No sample: the walk alone must find it.
+    let unsampled = holdfast_backup::BackupConfig {
+        check_percent: 0.0,
+        ..cfg.clone()
+    };
+    let i2 = backup(&site, "s", &f.sched, &unsampled).unwrap();
     assert_eq!(i2.manifest.repository.found_by, "walk");
-    assert_eq!(
-        piece(&i2.snapshot).0.into_keys().collect::<Vec<_>>(),
-        vec![stray.to_string()]
-    );
+    let mut want = vec![stray.to_string(), lost.clone()];
+    want.sort();
+    assert_eq!(piece(&i2.snapshot).0.into_keys().collect::<Vec<_>>(), want);
     assert_eq!(i2.manifest.repository.unnamed, vec![stray.to_string()]);
 
     // Deletions the rows tell, on a night that pre-copies: the chain keeps the deleted

@@ -448,18 +448,22 @@ impl Target {
         paths: &[String],
     ) -> Result<Vec<Option<usize>>, StoreError> {
         if let Target::Local { .. } = self {
+            use rayon::prelude::*;
             let dirs: Vec<String> = dirs.iter().map(|d| self.path(d)).collect();
-            return Ok(paths
-                .iter()
-                .map(|p| {
-                    dirs.iter().position(|d| {
-                        Path::new(d)
-                            .join(p)
-                            .symlink_metadata()
-                            .is_ok_and(|m| m.is_file())
+            // Many at a time: on a cold cache each look-up waits for the disk.
+            return Ok(holdfast_core::threads::io_pool().install(|| {
+                paths
+                    .par_iter()
+                    .map(|p| {
+                        dirs.iter().position(|d| {
+                            Path::new(d)
+                                .join(p)
+                                .symlink_metadata()
+                                .is_ok_and(|m| m.is_file())
+                        })
                     })
-                })
-                .collect());
+                    .collect()
+            }));
         }
         let tries: String = dirs
             .iter()

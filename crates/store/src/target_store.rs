@@ -398,7 +398,7 @@ impl Target {
     fn chain_copy(&self, plan: &Plan, src: &Source) -> Result<TransferStats, StoreError> {
         let mut held: HashMap<String, Vec<u64>> = HashMap::new();
         for d in &plan.compare_dest {
-            for (p, size) in self.sized_tree(d)? {
+            for (p, size) in self.sized_tree(d, src.dirs)? {
                 held.entry(p).or_default().push(size);
             }
         }
@@ -424,25 +424,16 @@ impl Target {
         )
     }
 
-    /// The regular files under the folder `dir` (as the target names it), relative, with
-    /// their sizes.
-    fn sized_tree(&self, dir: &str) -> Result<Vec<(String, u64)>, StoreError> {
+    /// The regular files of a repository copy in the folder `dir` (as the target names it)
+    /// under its `tops` folders, relative, with their sizes. Locally its folders are read
+    /// many at a time.
+    fn sized_tree(&self, dir: &str, tops: &[String]) -> Result<Vec<(String, u64)>, StoreError> {
         if let Target::Local { .. } = self {
-            let root = Path::new(dir);
-            let mut out = Vec::new();
-            for e in walkdir::WalkDir::new(root) {
-                let e = e.map_err(|e| StoreError::Io {
-                    path: root.display().to_string(),
-                    source: e.into(),
-                })?;
-                if e.file_type().is_file() {
-                    let len = e.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
-                    if let Ok(r) = e.path().strip_prefix(root) {
-                        out.push((r.to_string_lossy().into_owned(), len));
-                    }
-                }
-            }
-            return Ok(out);
+            return Ok(crate::pool::walk(Path::new(dir), tops)
+                .files
+                .into_iter()
+                .map(|(e, size)| (e.path, size))
+                .collect());
         }
         let d = sh_quote(dir);
         let data = self.run_script(&format!(
