@@ -447,19 +447,31 @@ impl Target {
         dirs: &[String],
         paths: &[String],
     ) -> Result<Vec<Option<usize>>, StoreError> {
+        let asked: Vec<(&str, Option<u64>)> = paths.iter().map(|p| (p.as_str(), None)).collect();
+        self.holders_sized(dirs, &asked)
+    }
+
+    /// For each `(path, size)`, the first of the folders `dirs` (relative) holding it as a
+    /// regular file, of that size when one is given. Remote: one script over ssh for them
+    /// all, a `stat` only where a file is there and its size is asked.
+    pub fn holders_sized(
+        &self,
+        dirs: &[String],
+        asked: &[(&str, Option<u64>)],
+    ) -> Result<Vec<Option<usize>>, StoreError> {
         if let Target::Local { .. } = self {
             use rayon::prelude::*;
             let dirs: Vec<String> = dirs.iter().map(|d| self.path(d)).collect();
             // Many at a time: on a cold cache each look-up waits for the disk.
             return Ok(holdfast_core::threads::io_pool().install(|| {
-                paths
+                asked
                     .par_iter()
-                    .map(|p| {
+                    .map(|(p, size)| {
                         dirs.iter().position(|d| {
                             Path::new(d)
                                 .join(p)
                                 .symlink_metadata()
-                                .is_ok_and(|m| m.is_file())
+                                .is_ok_and(|m| m.is_file() && size.is_none_or(|s| m.len() == s))
                         })
                     })
                     .collect()
@@ -470,21 +482,29 @@ impl Target {
             .enumerate()
             .map(|(i, d)| {
                 let f = format!("{}/\"$p\"", sh_quote(&self.path(d)));
-                format!("if [ -f {f} ] && [ ! -L {f} ]; then echo {i}; continue; fi; ")
+                format!(
+                    "if [ -f {f} ] && [ ! -L {f} ] && {{ [ \"$s\" = - ] || [ \"$(stat -c %s -- {f})\" = \"$s\" ]; }}; then echo {i}; continue; fi; "
+                )
             })
             .collect();
-        let script = format!("while IFS= read -r p; do {tries}echo -; done");
-        let input: String = paths.iter().map(|p| format!("{p}\n")).collect();
+        let script = format!("while IFS= read -r s && IFS= read -r p; do {tries}echo -; done");
+        let input: String = asked
+            .iter()
+            .map(|(p, size)| match size {
+                Some(s) => format!("{s}\n{p}\n"),
+                None => format!("-\n{p}\n"),
+            })
+            .collect();
         let out = self.run_script_with_input(&script, input.as_bytes())?;
         let answers: Vec<Option<usize>> = String::from_utf8_lossy(&out)
             .lines()
             .map(|l| l.parse().ok())
             .collect();
-        if answers.len() != paths.len() {
+        if answers.len() != asked.len() {
             return Err(StoreError::Remote {
                 target: self.display(),
                 what: "look up files in earlier snapshots".into(),
-                why: format!("{} answers for {} files", answers.len(), paths.len()),
+                why: format!("{} answers for {} files", answers.len(), asked.len()),
             });
         }
         Ok(answers)

@@ -324,72 +324,29 @@ impl Target {
                 })
                 .collect()
         });
-        let asked: Vec<(String, u64)> = paths
+        // Gone from the site: nothing to compare, sent as rsync would (it is skipped).
+        let asked: Vec<(&str, Option<u64>)> = paths
             .iter()
             .zip(&sizes)
-            .filter_map(|(p, s)| s.map(|s| (p.clone(), s)))
+            .filter_map(|(p, s)| s.map(|s| (p.as_str(), Some(s))))
+            .collect();
+        let pieces: Vec<String> = plan
+            .builds_on
+            .iter()
+            .map(|n| format!("{n}/{REPO_DIR}"))
             .collect();
         let held: HashSet<&str> = self
-            .hold_sized(&plan.compare_dest, &asked)?
+            .holders_sized(&pieces, &asked)?
             .into_iter()
             .zip(&asked)
-            .filter(|(h, _)| *h)
-            .map(|(_, (p, _))| p.as_str())
+            .filter(|(h, _)| h.is_some())
+            .map(|(_, (p, _))| *p)
             .collect();
         Ok(paths
             .iter()
             .filter(|p| !held.contains(p.as_str()))
             .cloned()
             .collect())
-    }
-
-    /// For each `(path, size)`, whether one of the folders `dirs` (as the target names
-    /// them) holds it as a regular file of that size. Remote: one script for them all, a
-    /// `stat` only where a file is there.
-    fn hold_sized(
-        &self,
-        dirs: &[String],
-        asked: &[(String, u64)],
-    ) -> Result<Vec<bool>, StoreError> {
-        if let Target::Local { .. } = self {
-            return Ok(holdfast_core::threads::io_pool().install(|| {
-                asked
-                    .par_iter()
-                    .map(|(p, size)| {
-                        dirs.iter().any(|d| {
-                            Path::new(d)
-                                .join(p)
-                                .symlink_metadata()
-                                .is_ok_and(|m| m.is_file() && m.len() == *size)
-                        })
-                    })
-                    .collect()
-            }));
-        }
-        let tries: String = dirs
-            .iter()
-            .map(|d| {
-                let f = format!("{}/\"$p\"", sh_quote(d));
-                format!(
-                    "if [ -f {f} ] && [ ! -L {f} ] && [ \"$(stat -c %s -- {f})\" = \"$s\" ]; then echo y; continue; fi; "
-                )
-            })
-            .collect();
-        let script = format!("while IFS= read -r s && IFS= read -r p; do {tries}echo -; done");
-        let input: String = asked.iter().map(|(p, s)| format!("{s}\n{p}\n")).collect();
-        let out = self.run_script_with_input(&script, input.as_bytes())?;
-        let answers: Vec<bool> = String::from_utf8_lossy(&out)
-            .lines()
-            .map(|l| l == "y")
-            .collect();
-        if answers.len() != asked.len() {
-            return Err(StoreError::Remote {
-                target: self.display(),
-                what: "look up files in the earlier pieces of the chain".into(),
-                why: format!("{} answers for {} files", answers.len(), asked.len()),
-            });
-        }
-        Ok(answers)
     }
 
     /// A chain's new piece of the whole repository: every file of the site no earlier piece
