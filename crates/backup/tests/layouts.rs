@@ -73,16 +73,30 @@ fn over_ssh_a_rotating_incremental_does_not_bring_back_what_was_deleted() {
     deleted_since_the_base_stays_deleted(true);
 }
 
-fn deleted_since_the_base_stays_deleted(ssh: bool) {
-    let mut f = fixture(2, Behaviour::default(), 30);
+/// A site of two uploads and a rotating configuration for it (a cycle of `full_every`), on
+/// a local target or over a real sshd (kept running while the result lives).
+fn rotating(
+    ssh: bool,
+    full_every: usize,
+) -> (
+    Fixture,
+    holdfast_backup::BackupConfig,
+    Option<holdfast_testkit::sshd::Sshd>,
+) {
+    let f = fixture(2, Behaviour::default(), 30);
     let mut cfg = f.cfg.clone();
-    let _sshd = ssh.then(|| {
+    let sshd = ssh.then(|| {
         let sshd = holdfast_testkit::sshd::Sshd::start(&f.dir.path().join("sshd")).unwrap();
         over_ssh(&mut cfg, &sshd, &f.dir.path().join("remote"));
         sshd
     });
     cfg.layout = LayoutKind::Rotating;
-    cfg.full_every = 4;
+    cfg.full_every = full_every;
+    (f, cfg, sshd)
+}
+
+fn deleted_since_the_base_stays_deleted(ssh: bool) {
+    let (mut f, cfg, _sshd) = rotating(ssh, 4);
     let site = f.site().clone();
     let gone = f.add_uploads_listing(1);
     let b1 = backup(&site, "s", &f.sched, &cfg).unwrap();
@@ -548,15 +562,7 @@ fn over_ssh_a_twin_linked_again_after_the_base_is_copied_without_hanging() {
 }
 
 fn relinked_twin(ssh: bool) {
-    let mut f = fixture(2, Behaviour::default(), 30);
-    let mut cfg = f.cfg.clone();
-    let _sshd = ssh.then(|| {
-        let sshd = holdfast_testkit::sshd::Sshd::start(&f.dir.path().join("sshd")).unwrap();
-        over_ssh(&mut cfg, &sshd, &f.dir.path().join("remote"));
-        sshd
-    });
-    cfg.layout = LayoutKind::Rotating;
-    cfg.full_every = 5;
+    let (mut f, cfg, _sshd) = rotating(ssh, 5);
     let site = f.site().clone();
     // A gold and its `files` twin (one inode); the `files` name lost before the base.
     let twins: Vec<Vec<String>> = tree(&site.repo.root).1.into_iter().collect();
