@@ -620,3 +620,34 @@ fn relinked_twin(ssh: bool) {
     assert!(r.is_whole(), "{:?}", r.verify.missing);
     assert_eq!(tree(&into.join("repository")).0, tree(&site.repo.root).0);
 }
+
+/// A run killed mid-copy leaves `.partial/` behind, whose files the site may have deleted
+/// since: the next incremental walks, and its piece holds what the chain lacks and nothing
+/// the killed run left.
+#[test]
+fn a_rotating_night_after_a_killed_run_clears_what_it_left() {
+    let (mut f, cfg, _sshd) = rotating(false, 5);
+    let site = f.site().clone();
+    let base = backup(&site, "s", &f.sched, &cfg).unwrap();
+    assert!(base.snapshot.starts_with("base."));
+    let left = f
+        .target_dir()
+        .join(".partial/repository/localhost/files/ab/cd/ef/left-by-a-killed-run");
+    std::fs::create_dir_all(left.parent().unwrap()).unwrap();
+    std::fs::write(&left, b"deleted on the site since").unwrap();
+    let new = f.add_uploads_listing(1);
+    let i1 = backup(&site, "s", &f.sched, &cfg).unwrap();
+    assert!(i1.snapshot.starts_with("incr."));
+    assert_eq!(i1.manifest.repository.found_by, "walk");
+    let mut held: Vec<String> = tree(&f.target_dir().join(&i1.snapshot).join("repository"))
+        .0
+        .into_keys()
+        .collect();
+    let mut want = new.clone();
+    held.sort();
+    want.sort();
+    assert_eq!(held, want);
+    let (into, r) = f.restore_scratch(&cfg, None);
+    assert!(r.is_whole(), "{:?}", r.verify.missing);
+    assert_eq!(tree(&into.join("repository")).0, tree(&site.repo.root).0);
+}
