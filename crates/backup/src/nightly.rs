@@ -132,7 +132,8 @@ pub fn previous(cfg: &BackupConfig, target: &dyn Store, plan: &Plan) -> Result<S
     }
     // A snapshot of the previous day (btrfs) is made afresh each run, a tree begun as the
     // spare day says what it holds: nothing unknown in either. A killed run's tree may hold
-    // files the site has deleted since: rsync's `--delete` walk clears it.
+    // files the site has deleted since: the walk clears it (rsync's `--delete`; a rotating
+    // piece is emptied first).
     let tree_unknown = match cfg.layout {
         LayoutKind::Rolling => plan.snapshot_of.is_none() && plan.recycled.is_none(),
         LayoutKind::Rotating => true,

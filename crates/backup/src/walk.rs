@@ -5,8 +5,9 @@
 //! pre-copy walks the site (folders read many at a time) and compares what it found with the
 //! previous snapshot's list; the rolling layout links what the previous day holds (names
 //! carry the content, so nothing is compared file by file), the pool already holds it, a
-//! rotating chain's pieces hold it (each file looked up in them), and only the rest is sent. rsync against the previous day's tree read three trees for the
-//! rolling layout's result, and the pool's walk night walked the site three times.
+//! rotating chain's pieces hold it (each file looked up in them), and only the rest is
+//! sent. rsync against the previous day's tree read three trees for the rolling layout's
+//! result, and the pool's walk night walked the site three times.
 //!
 //! With the scheduler stopped, every row that names a file is read and compared with the
 //! walk's list, not with the disk: marks read while agents run are no safe boundary (a row
