@@ -37,7 +37,9 @@ pub struct Plan {
     /// Pool layout: the newest snapshot, whose listed files the pool is known to hold.
     pub previous: Option<String>,
     /// File-system layouts: absolute paths on the target of earlier repository copies to
-    /// hard-link unchanged files to (`--link-dest`) or leave out (`--compare-dest`).
+    /// hard-link unchanged files to (`--link-dest`), or (`compare_dest`, a rotating chain's
+    /// pieces, `builds_on` as paths) whose files the new piece leaves out: holdfast looks
+    /// them up itself, never with rsync's `--compare-dest` (see `TargetStore::copy_args`).
     pub link_dest: Vec<String>,
     pub compare_dest: Vec<String>,
     /// Rolling on btrfs: the day the pending tree is a snapshot of; it already holds every
