@@ -592,6 +592,8 @@ class Bench:
         # restored by the same `rsync -aH`; the others' day trees are checked where they are
         plain = [t for t in self.tools if t in RSYNC_FLAGS or t == RECYCLE]
         tools = [t for t in self.tools if t not in plain] + plain[:1]
+        if self.a.restore_tools:
+            tools = [t for t in tools if t in self.a.restore_tools.split(",")]
         print(f"restores (cold): {', '.join(tools)}; holdfast flags: {self.a.restore_flags or '(none)'}; "
               f"checked against the site's {len(want)} files and rows {self.site_rows}", flush=True)
         for t in plain[1:]:
@@ -744,6 +746,8 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--warm", action="store_true", help="also warm-cache days (as many as cold ones)")
     ap.add_argument("--restore", action="store_true", help="then restore every tool's last backup, cold")
+    ap.add_argument("--restore-tools", default="", help="restore only these tools' backups (a walk "
+                    "night's store restores as its layout's: restoring both measures the same thing twice)")
     ap.add_argument("--restore-flags", default="", help="extra flags for `holdfast restore`")
     ap.add_argument("--tools", default=ALL_TOOLS)
     ap.add_argument("--holdfast", default=os.path.join(ROOT, "target/release/holdfast"))
