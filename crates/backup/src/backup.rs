@@ -11,16 +11,17 @@
 //! [`Quiesced`]: holdfast_site::scheduler::Quiesced
 
 use crate::config::BackupConfig;
+use crate::nightly;
+use crate::steps::{dump_stopped, in_place, Copied, Dumped, Pre, Run};
 use crate::BackupError;
-use crate::{nightly, precopy};
 use chrono::Utc;
 use holdfast_core::threads::joined;
 use holdfast_site::scheduler::{self, SchedulerConfig};
 use holdfast_site::Site;
-use holdfast_store::manifest::{JobsInfo, Manifest, RepoInfo, Timings, DB_DIR, REPO_DIR};
+use holdfast_store::manifest::{JobsInfo, Manifest, RepoInfo, Timings, DB_DIR};
 use holdfast_store::{monitor, Files, LayoutKind, Place, Plan, Source, Store};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+
 use std::time::Instant;
 
 /// Folders under the repository root (beside the host folders) that are copied when present.
@@ -44,7 +45,7 @@ pub struct BackupOutcome {
 
 /// The files of `refs` the repository lacks (of the types this backup copies): the snapshot
 /// cannot have them either. Slimmed containers are not counted.
-fn missing_files(
+pub(crate) fn missing_files(
     client: &mut postgres::Client,
     site: &Site,
     types: &[&str],
@@ -68,7 +69,7 @@ fn missing_files(
 /// What a walk night asks the database, the scheduler stopped, from one reading of the rows
 /// that name files: the named files the repository lacks ([`missing_files`]) and every name
 /// (for the walked files no row names: `nightly::unnamed`).
-fn ask_database(
+pub(crate) fn ask_database(
     client: &mut postgres::Client,
     site: &Site,
     types: &[&str],
@@ -227,9 +228,17 @@ fn run(
         let walk_night = walking.is_some() && prev.is_some();
         Ok((plan, prev, walk_night, early))
     })?;
-    let pool = plan.lists_files;
+    let run = Run {
+        site,
+        cfg,
+        target,
+        plan: &plan,
+        src: &src,
+        types,
+        dirs: &dirs,
+        folders: target.folder_maker(&plan, &src),
+    };
     let rolling = cfg.layout == LayoutKind::Rolling;
-    let in_place = in_place(cfg, &plan);
     // A walk night pre-copies (unless told not to): a scheduler stopped for a small night
     // whose list turned out unreadable starts again for it.
     let early_stop = match early_stop {
@@ -239,208 +248,22 @@ fn run(
         }
         other => other.transpose()?,
     };
-    let folders = target.folder_maker(&plan, &src);
     if prev.is_none() {
         // A walk night: the whole copy walks the store's trees too.
         target.read_ahead(&plan, &src);
     }
-    // Rolling: the new tree links every file of the previous one it keeps (`paths`); None for
-    // the other layouts. Returns what was linked, the paths the previous tree lacks, the secs.
-    let link_previous = |p: &nightly::Previous, paths: &[String]| {
-        (rolling && !paths.is_empty()).then(|| {
-            let t = Instant::now();
-            target
-                .link_previous(&plan, &p.snapshot.name, paths)
-                .map(|(n, lacking)| (n, lacking, t.elapsed().as_secs_f64()))
-        })
-    };
-    // What the previous tree lacks is sent from the site instead: returns those paths.
-    let settle = |night: &mut nightly::Night, (n, lacking, secs): (u64, Vec<String>, f64)| {
-        tracing::info!(secs, linked = n, "previous day's files linked");
-        night.take_from_site(&site.repo.root, lacking)
-    };
-    let link = |p: &nightly::Previous,
-                night: &mut nightly::Night,
-                paths: Vec<String>|
-     -> Result<(), BackupError> {
-        if let Some(linked) = link_previous(p, &paths) {
-            settle(night, linked?);
-        }
-        Ok(())
-    };
-    let kept = |night: &nightly::Night| -> Vec<String> {
-        night
-            .list
-            .keys()
-            .filter(|k| !night.send.contains_key(*k))
-            .cloned()
-            .collect()
-    };
-
-    // Files a tree turned out to lack (the previous day's, a spare's) go from the site.
-    let send_lacking =
-        |extra: &[String], stats: &mut holdfast_store::TransferStats| -> Result<(), BackupError> {
-            if !extra.is_empty() {
-                stats.add(&target.send_repository(
-                    &plan,
-                    &src,
-                    Files::Delta {
-                        send: extra,
-                        drop: &[],
-                    },
-                )?);
-            }
-            Ok(())
-        };
-
-    // Rolling: the previous day's files are linked into the new tree while the new ones go
-    // out from the site (disjoint sets, both waiting on the disk: the waits overlap); what the
-    // previous tree lacked follows. Returns the transfer and every path sent.
-    let link_and_send = |p: &nightly::Previous,
-                         night: &mut nightly::Night,
-                         keep: &[String],
-                         mut send: Vec<String>|
-     -> Result<(holdfast_store::TransferStats, Vec<String>), BackupError> {
-        let t = Instant::now();
-        let (linked, stats) = std::thread::scope(|s| {
-            let linker = s.spawn(|| link_previous(p, keep));
-            let stats = target.send_repository(
-                &plan,
-                &src,
-                Files::Delta {
-                    send: &send,
-                    drop: &[],
-                },
-            );
-            let linked = joined(linker);
-            (linked, stats)
-        });
-        let mut stats = stats?;
-        if let Some(linked) = linked {
-            let extra = settle(night, linked?);
-            send_lacking(&extra, &mut stats)?;
-            send.extend(extra);
-        }
-        tracing::info!(
-            secs = t.elapsed().as_secs_f64(),
-            files = send.len(),
-            "new files sent"
-        );
-        Ok((stats, send))
-    };
-
     // Pre-copy: what this night sends, while the scheduler runs (see `precopy`).
-    let mut precopy_secs = 0.0;
     // A small night (see `small_night`) is copied whole with the scheduler stopped.
     let stopped_copy = !cfg.precopy || early_stop.is_some();
-    let pre = if stopped_copy {
-        Pre::None
-    } else if let Some(p) = &prev {
-        let t = Instant::now();
-        let mut night = if walk_night {
-            let night =
-                crate::walk::from_walk(holdfast_store::pool::walk(&site.repo.root, &dirs), &p.list);
-            tracing::info!(
-                secs = t.elapsed().as_secs_f64(),
-                files = night.list.len(),
-                new = night.send.len(),
-                "the repository walked and matched against the previous list"
-            );
-            night
-        } else {
-            let night = nightly::plan(site, types, &dirs, p, client, folders.as_ref())?;
-            tracing::info!(
-                secs = t.elapsed().as_secs_f64(),
-                new = night.send.len(),
-                "the database's new rows matched against the previous list"
-            );
-            night
-        };
-        let keep = kept(&night);
-        let whole: Vec<String> = night
-            .send
-            .iter()
-            .filter(|(_, w)| **w)
-            .map(|(p, _)| p.clone())
-            .collect();
-        // The kept files already in place are sampled while the new files go out (each
-        // waits on the disk for other files); where a whole tree is linked, after.
-        let ready = ready(cfg, &plan, &keep);
-        let (sent, damaged_early) = std::thread::scope(|s| {
-            let checker = ready
-                .as_deref()
-                .map(|r| s.spawn(|| heal(site, cfg, target, &plan, &src, Some(r))));
-            let sent = link_and_send(p, &mut night, &keep, whole);
-            let damaged = checker.map(joined);
-            (sent, damaged)
-        });
-        let (mut stats, mut whole) = sent?;
-        if walk_night
-            && (plan.recycled.is_some() || plan.snapshot_of.is_some() || !plan.builds_on.is_empty())
-        {
-            // A walk trusts no tree it did not link itself: a day begun as the spare day or
-            // as a snapshot of the previous one is looked at for every file it keeps, a
-            // rotating chain's pieces for every file the incremental leaves to them.
-            let lacking = match target.as_target() {
-                Some(t) if !plan.builds_on.is_empty() => not_held(t, &plan.builds_on, &keep)?,
-                _ => target.missing(&plan, &keep)?,
-            };
-            let extra = night.take_from_site(&site.repo.root, lacking);
-            send_lacking(&extra, &mut stats)?;
-            whole.extend(extra);
-        }
-        // Sure to be in the copy: whole before, still there after, named by content.
-        let copied: BTreeSet<String> = whole
-            .into_iter()
-            .filter(|p| precopy::content_name(p).is_some() && site.repo.root.join(p).is_file())
-            .collect();
-        let damaged = match damaged_early {
-            Some(d) => checked_kept(site, cfg, target, &plan, &src, &keep, d)?,
-            None => {
-                // Files being written are not in the copy yet: the delta pass sends them.
-                let names: Vec<String> = night
-                    .list
-                    .keys()
-                    .filter(|k| night.send.get(*k) != Some(&false))
-                    .cloned()
-                    .collect();
-                heal(site, cfg, target, &plan, &src, Some(&names))?
-            }
-        };
-        precopy_secs = t.elapsed().as_secs_f64();
-        tracing::info!(
-            secs = precopy_secs,
-            named = night.named,
-            new_files = stats.transferred_files,
-            "new files pre-copied while the scheduler runs"
-        );
-        Pre::Db(night, copied, stats, damaged)
-    } else {
-        let t = Instant::now();
-        let before = precopy::list(&site.repo.root, &dirs);
-        let names: Vec<String> = before.keys().cloned().collect();
-        let stats = target.send_repository(
-            &plan,
-            &src,
-            Files::All {
-                list: pool.then_some(&names[..]),
-            },
-        )?;
-        let after = precopy::list(&site.repo.root, &dirs);
-        // Sampled among the files there before and after the copy: it holds them all.
-        let held: Vec<String> = names
-            .into_iter()
-            .filter(|p| after.contains_key(p))
-            .collect();
-        let damaged = heal(site, cfg, target, &plan, &src, Some(&held))?;
-        precopy_secs = t.elapsed().as_secs_f64();
-        tracing::info!(
-            secs = precopy_secs,
-            files = before.len(),
-            new_files = stats.transferred_files,
-            "repository pre-copied while the scheduler runs"
-        );
-        Pre::Walk(precopy::copied(&before, &after), stats, damaged)
+    let t = Instant::now();
+    let pre = match &prev {
+        _ if stopped_copy => Pre::None,
+        Some(p) => run.precopy_night(client, p, walk_night)?,
+        None => run.precopy_walk()?,
+    };
+    let precopy_secs = match pre {
+        Pre::None => 0.0,
+        _ => t.elapsed().as_secs_f64(),
     };
 
     let (guard, stopped, quiesce_secs) = match early_stop {
@@ -460,283 +283,32 @@ fn run(
     // The dump (the database) and the copy's last pass (the repository) read different
     // things and both wait on them: run together, they shorten the scheduler's downtime.
     // Their order does not matter: with the scheduler stopped no agent writes rows or files.
-    let dump = || -> Result<_, BackupError> {
-        let t = Instant::now();
-        let mut c = crate::connect(site)?;
-        // rsync: the dump is written here and sent once the scheduler runs again.
-        let (mut database, spooled) = if cfg.spools_dump(target) {
-            let (d, s) = crate::dump::dump_spooled(
-                &site.db,
-                &mut c,
-                cfg,
-                &dump_rel,
-                crate::dump::Source::Cluster,
-            )?;
-            (d, Some(s))
-        } else {
-            let mut d = crate::dump::dump(
-                &site.db,
-                &mut c,
-                cfg,
-                target,
-                &plan,
-                &dump_rel,
-                crate::dump::Source::Cluster,
-            )?;
-            d.sent_by = Some("stream".into());
-            (d, None)
-        };
-        database.file = dump_rel.clone();
-        let secs = t.elapsed().as_secs_f64();
-        // With the scheduler stopped no agent adds rows: the next night starts from here.
-        // Read on the dump's connection, which ends before the copy: off the night's path.
-        let marks = match holdfast_site::changes::marks(&mut c) {
-            Ok(m) => Some(m),
-            Err(e) => {
-                tracing::warn!(
-                    "cannot read the database's marks (the next backup walks the repository): {}",
-                    crate::pg_why(&e)
-                );
-                None
-            }
-        };
-        Ok((database, spooled, marks, secs))
-    };
+    let dump = || dump_stopped(site, cfg, target, &plan, &dump_rel);
     // The files the snapshot holds, with the scheduler stopped (nothing adds files now).
     let copy = || -> Result<_, BackupError> {
         let t = Instant::now();
         let r = match (pre, &prev) {
-            (Pre::None, Some(p)) => {
-                let mut night = nightly::plan(site, types, &dirs, p, client, folders.as_ref())?;
-                tracing::debug!(
-                    secs = t.elapsed().as_secs_f64(),
-                    new = night.send.len(),
-                    "the database's new rows matched against the previous list"
-                );
-                let keep = kept(&night);
-                let send: Vec<String> = night.send.keys().cloned().collect();
-                // In place nothing is linked that could turn out lacking, so the list is
-                // final once planned: the writer has it (written and synced while the new
-                // files go out) and gives it back as the snapshot's entries. Nothing here
-                // copies it: the dump keeps both cores busy meanwhile. A tree begun as the
-                // spare day links a few files: its writer gets a copy, right unless a link
-                // finds a file lacking that the site lacks too (then written again below).
-                let ready = ready(cfg, &plan, &keep);
-                let listed = night.list.len();
-                let early = if in_place {
-                    Some(std::mem::take(&mut night.list))
-                } else {
-                    ready.as_ref().map(|_| night.list.clone())
-                };
-                let (sent, damaged, wrote) = std::thread::scope(|s| {
-                    let plan = &plan;
-                    // As in the pre-copy: kept files in place are sampled while the new ones
-                    // go out.
-                    let checker = ready
-                        .as_deref()
-                        .map(|r| s.spawn(|| heal(site, cfg, target, plan, &src, Some(r))));
-                    let writer = early.map(|list| {
-                        s.spawn(move || {
-                            let entries = into_entries(list);
-                            target.write_file_entries(plan, &entries).map(|()| entries)
-                        })
-                    });
-                    let sent = link_and_send(p, &mut night, &keep, send);
-                    (sent, checker.map(joined), writer.map(joined))
-                });
-                let (stats, send) = sent?;
-                let wrote = wrote.transpose()?;
-                let (entries, written) = match wrote {
-                    // A lacking file leaves the list only by `take_from_site`'s removal.
-                    Some(entries) if in_place || night.list.len() == listed => (entries, true),
-                    _ => (into_entries(std::mem::take(&mut night.list)), false),
-                };
-                let damaged = match damaged {
-                    Some(d) => checked_kept(site, cfg, target, &plan, &src, &keep, d)?,
-                    None => {
-                        let names: Vec<String> = entries.iter().map(|e| e.path.clone()).collect();
-                        heal(site, cfg, target, &plan, &src, Some(&names))?
-                    }
-                };
-                tracing::info!(
-                    named = night.named,
-                    sent = send.len(),
-                    dropped = night.dropped,
-                    "copied what the database says is new"
-                );
-                let unlisted = night.unlisted;
-                (
-                    entries,
-                    written,
-                    stats,
-                    damaged,
-                    night.missing,
-                    night.unnamed,
-                    unlisted,
-                )
-            }
+            (Pre::None, Some(p)) => run.copy_night(client, p)?,
             (Pre::Db(before, copied, pre_stats, damaged), Some(_)) if walk_night => {
-                let night = crate::walk::settle(site, types, &dirs, client, &before)?;
-                let missing = if night.missing.is_empty() {
-                    Vec::new()
-                } else {
-                    missing_files(client, site, types, night.missing.clone())?
-                };
-                // Files the pre-copy put in the tree (sent, or linked) that left the list.
-                let drop: Vec<String> = before
-                    .list
-                    .keys()
-                    .filter(|p| !night.list.contains_key(*p))
-                    .filter(|p| copied.contains(*p) || (rolling && !before.send.contains_key(*p)))
-                    .cloned()
-                    .collect();
-                let (sent, new_files, stats) =
-                    delta_pass(target, &plan, &src, &night.send, &copied, &drop, &pre_stats)?;
-                tracing::info!(
-                    looked_up = night.named,
-                    sent,
-                    dropped = drop.len(),
-                    new_files,
-                    "delta pass over what the walk's list lacks now"
-                );
-                (
-                    into_entries(night.list),
-                    false,
-                    stats,
-                    damaged,
-                    missing,
-                    night.unnamed,
-                    night.unlisted,
-                )
+                run.settle_walk(client, before, copied, pre_stats, damaged)?
             }
             (Pre::Db(before, copied, pre_stats, damaged), Some(p)) => {
-                let mut night = nightly::plan(site, types, &dirs, p, client, folders.as_ref())?;
-                // Rolling: what the previous day holds that the pre-copy did not link yet.
-                let more: Vec<String> = kept(&night)
-                    .into_iter()
-                    .filter(|k| !before.list.contains_key(k))
-                    .collect();
-                link(p, &mut night, more)?;
-                let mut list = std::mem::take(&mut night.list);
-                let mut missing = std::mem::take(&mut night.missing);
-                // Files in the pre-copy (sent, or linked from the previous day) gone since: the
-                // snapshot keeps them while the database names them, else they leave it.
-                let mut drop = Vec::new();
-                for (path, meta) in before.list {
-                    if list.contains_key(&path) {
-                        continue;
-                    }
-                    let in_copy =
-                        copied.contains(&path) || (rolling && !before.send.contains_key(&path));
-                    if !in_copy {
-                        continue;
-                    }
-                    match missing.iter().position(|r| precopy::names(r, &path)) {
-                        Some(i) => {
-                            missing.remove(i);
-                            list.insert(path, meta);
-                        }
-                        None => drop.push(path),
-                    }
-                }
-                let (sent, new_files, stats) =
-                    delta_pass(target, &plan, &src, &night.send, &copied, &drop, &pre_stats)?;
-                tracing::info!(
-                    sent,
-                    dropped = drop.len(),
-                    new_files,
-                    "delta pass over what the database added since the pre-copy"
-                );
-                (
-                    into_entries(list),
-                    false,
-                    stats,
-                    damaged,
-                    missing,
-                    night.unnamed,
-                    night.unlisted,
-                )
+                run.delta_after_night(client, p, before, copied, pre_stats, damaged)?
             }
-            (Pre::None, None) | (Pre::Db(..), None) => {
-                // The scheduler is stopped: nothing moves in the repository. The database's
-                // check and the walk for the list read it beside the copy: on a cold cache
-                // each warms folders and inodes for the others (one after another they took
-                // 15.7 s of a rolling night whose rsync alone walks in 9).
-                let root = &site.repo.root;
-                let c = &mut *client;
-                let (asked, walked, stats) = std::thread::scope(|s| {
-                    let checker = s.spawn(move || ask_database(c, site, types));
-                    let (walked, stats) = if pool {
-                        // The pool's copy takes its list from the walk.
-                        let walked = holdfast_store::pool::walk(root, &dirs);
-                        let names = walked.names();
-                        let list = Some(&names[..]);
-                        (
-                            walked,
-                            target.send_repository(&plan, &src, Files::All { list }),
-                        )
-                    } else {
-                        let walker = s.spawn(|| holdfast_store::pool::walk(root, &dirs));
-                        let stats = target.send_repository(&plan, &src, Files::All { list: None });
-                        (joined(walker), stats)
-                    };
-                    (joined(checker), walked, stats)
-                });
-                let ((missing, named), stats, mut walked) = (asked?, stats?, walked);
-                let damaged = heal(site, cfg, target, &plan, &src, Some(&walked.names()))?;
-                let unlisted = std::mem::take(&mut walked.unlisted);
-                let entries = walked.into_entries();
-                let unnamed = nightly::unnamed(site, types, &entries, &named);
-                (entries, false, stats, damaged, missing, unnamed, unlisted)
-            }
+            (Pre::None, None) | (Pre::Db(..), None) => run.copy_stopped(client)?,
             (Pre::Walk(copied, pre_stats, damaged), _) => {
-                // As above: the check and the walk read the stopped repository side by side.
-                let root = &site.repo.root;
-                let c = &mut *client;
-                let (asked, mut walked) = std::thread::scope(|s| {
-                    let checker = s.spawn(move || ask_database(c, site, types));
-                    let walked = holdfast_store::pool::walk(root, &dirs);
-                    (joined(checker), walked)
-                });
-                let (missing, named) = asked?;
-                let now = precopy::wholeness(&walked);
-                let delta = precopy::delta(&copied, &now, &missing);
-                let delta_stats = target.send_repository(
-                    &plan,
-                    &src,
-                    Files::Delta {
-                        send: &delta.send,
-                        drop: &delta.drop,
-                    },
-                )?;
-                tracing::info!(
-                    sent = delta.send.len(),
-                    dropped = delta.drop.len(),
-                    kept = delta.keep.len(),
-                    new_files = delta_stats.transferred_files,
-                    "delta pass over what changed since the pre-copy"
-                );
-                let missing = precopy::still_missing(missing, &delta.keep);
-                let stats = holdfast_store::rsync::RsyncStats {
-                    transferred_files: pre_stats.transferred_files + delta_stats.transferred_files,
-                    transferred_bytes: pre_stats.transferred_bytes + delta_stats.transferred_bytes,
-                    ..Default::default()
-                };
-                let unlisted = std::mem::take(&mut walked.unlisted);
-                // Kept from the pre-copy, gone from the site: no metadata to record.
-                let mut entries = walked.into_entries();
-                entries.extend(
-                    delta
-                        .keep
-                        .into_iter()
-                        .map(|path| holdfast_store::pool::Entry { path, meta: None }),
-                );
-                entries.sort_by(|a, b| a.path.cmp(&b.path));
-                let unnamed = nightly::unnamed(site, types, &entries, &named);
-                (entries, false, stats, damaged, missing, unnamed, unlisted)
+                run.delta_after_walk(client, copied, pre_stats, damaged)?
             }
         };
-        let (entries, written, mut stats, damaged, missing, unnamed, unlisted) = r;
+        let Copied {
+            entries,
+            written,
+            mut stats,
+            damaged,
+            missing,
+            unnamed,
+            unlisted,
+        } = r;
         // rsync saw only part of the files: count the whole snapshot from the names.
         stats.files = entries.len() as u64;
         stats.bytes = listed_bytes(&site.repo.root, entries.iter().map(|e| e.path.as_str()));
@@ -763,7 +335,12 @@ fn run(
         let dumped = joined(dumper);
         (dumped, copied)
     });
-    let (database, spooled, marks, dump_secs) = dumped?;
+    let Dumped {
+        database,
+        spooled,
+        marks,
+        secs: dump_secs,
+    } = dumped?;
     tracing::info!(secs = dump_secs, bytes = database.bytes, "database dumped");
     let (stats, damaged, missing, unnamed, unlisted, copy_secs) = copied?;
     // The scheduler is stopped: a delete job not ended was cut off.
@@ -956,108 +533,6 @@ pub(crate) fn finish(
     })
 }
 
-/// The last pass after a pre-copy, the scheduler stopped: sends what `send` names that the
-/// pre-copy does not hold (`copied`) and drops `drop`. Returns how many were sent, how many
-/// the transfer counted new, and the night's transfer (the pre-copy's, `pre`, with it).
-fn delta_pass(
-    target: &dyn Store,
-    plan: &Plan,
-    src: &Source,
-    send: &BTreeMap<String, bool>,
-    copied: &BTreeSet<String>,
-    drop: &[String],
-    pre: &holdfast_store::rsync::RsyncStats,
-) -> Result<(usize, u64, holdfast_store::rsync::RsyncStats), BackupError> {
-    let send: Vec<String> = send
-        .keys()
-        .filter(|k| !copied.contains(*k))
-        .cloned()
-        .collect();
-    let delta = target.send_repository(plan, src, Files::Delta { send: &send, drop })?;
-    let stats = holdfast_store::rsync::RsyncStats {
-        transferred_files: pre.transferred_files + delta.transferred_files,
-        transferred_bytes: pre.transferred_bytes + delta.transferred_bytes,
-        ..Default::default()
-    };
-    Ok((send.len(), delta.transferred_files, stats))
-}
-
-/// What the pre-copy did.
-enum Pre {
-    None,
-    /// Walked: the files the pre-copy is sure to hold, its stats, damaged files.
-    Walk(
-        BTreeSet<String>,
-        holdfast_store::rsync::RsyncStats,
-        Vec<String>,
-    ),
-    /// A database night: its plan, the files sure to be in the copy, stats, damaged files.
-    Db(
-        nightly::Night,
-        BTreeSet<String>,
-        holdfast_store::rsync::RsyncStats,
-        Vec<String>,
-    ),
-}
-
-/// Of `paths`, those no snapshot of `chain` holds.
-fn not_held(
-    t: &holdfast_store::Target,
-    chain: &[String],
-    paths: &[String],
-) -> Result<Vec<String>, BackupError> {
-    let dirs: Vec<String> = chain.iter().map(|n| format!("{n}/{REPO_DIR}")).collect();
-    Ok(t.holders(&dirs, paths)?
-        .into_iter()
-        .zip(paths)
-        .filter(|(h, _)| h.is_none())
-        .map(|(_, p)| p.clone())
-        .collect())
-}
-
-/// Whether the new snapshot holds every kept file before anything is sent: the pool and a
-/// snapshot day do; a hard-linked day has them only once linked.
-fn in_place(cfg: &BackupConfig, plan: &Plan) -> bool {
-    cfg.layout != LayoutKind::Rolling || plan.snapshot_of.is_some()
-}
-
-/// The kept files the new snapshot holds before anything is linked, sampled while the new
-/// files go out: all of them where they are in place, those the spare day holds in a
-/// hard-linked day begun as it; None when a whole tree is still to link.
-fn ready<'a>(
-    cfg: &BackupConfig,
-    plan: &Plan,
-    keep: &'a [String],
-) -> Option<std::borrow::Cow<'a, [String]>> {
-    if in_place(cfg, plan) {
-        return Some(keep.into());
-    }
-    let held = plan.recycled.as_ref()?;
-    Some(holdfast_store::pool::shared(keep, held).into())
-}
-
-/// The sample's result for a night that sampled the files in place while linking the rest
-/// (see `ready`), then the files it linked that a verification found damaged (they are
-/// checked once in the tree, and copied again from the site).
-#[allow(clippy::too_many_arguments)]
-fn checked_kept(
-    site: &Site,
-    cfg: &BackupConfig,
-    target: &dyn Store,
-    plan: &Plan,
-    src: &Source,
-    keep: &[String],
-    sampled: Result<Vec<String>, BackupError>,
-) -> Result<Vec<String>, BackupError> {
-    let mut damaged = sampled?;
-    if !in_place(cfg, plan) {
-        damaged.extend(heal_at(site, target, plan, src, Some(keep), 0.0)?);
-        damaged.sort();
-        damaged.dedup();
-    }
-    Ok(damaged)
-}
-
 /// Whether the kept files are in place, or nearly: a hard-linked day begun as the spare day
 /// (see `holdfast_store::layout`) links only the previous day's files the spare lacks, the
 /// new files of the last `keep - 1` nights. At most this many such links leave a night small
@@ -1108,14 +583,6 @@ fn small_night(
     }
 }
 
-fn into_entries(
-    list: std::collections::BTreeMap<String, Option<holdfast_store::pool::Meta>>,
-) -> Vec<holdfast_store::pool::Entry> {
-    list.into_iter()
-        .map(|(path, meta)| holdfast_store::pool::Entry { path, meta })
-        .collect()
-}
-
 /// Keeps damaged copies out of the new snapshot. Files a verification found damaged in the
 /// snapshots this one builds on, and a sample (`backup.check_percent`) of the new snapshot's
 /// files, are hashed against their names where they now are (hard-linked from the previous
@@ -1135,7 +602,7 @@ pub(crate) fn heal(
 
 /// `heal` with a sample of `percent` of the files (0: only those a verification found
 /// damaged).
-fn heal_at(
+pub(crate) fn heal_at(
     site: &Site,
     target: &dyn Store,
     plan: &Plan,

@@ -123,6 +123,29 @@ fn io_err(path: &str) -> impl Fn(std::io::Error) -> BackupError + '_ {
     }
 }
 
+/// The dump of the snapshot `plan` is making, as `rel`: streamed to a store that takes it
+/// while it is written, else spooled here to be sent after the scheduler starts again.
+pub fn into_snapshot(
+    db: &DbConf,
+    client: &mut postgres::Client,
+    cfg: &BackupConfig,
+    target: &dyn Store,
+    plan: &Plan,
+    rel: &str,
+    source: Source,
+) -> Result<(DumpInfo, Option<Spooled>), BackupError> {
+    let (mut database, spooled) = if cfg.spools_dump(target) {
+        let (d, s) = dump_spooled(db, client, cfg, rel, source)?;
+        (d, Some(s))
+    } else {
+        let mut d = dump(db, client, cfg, target, plan, rel, source)?;
+        d.sent_by = Some("stream".into());
+        (d, None)
+    };
+    database.file = rel.to_string();
+    Ok((database, spooled))
+}
+
 /// Streams `pg_dumpall` into `rel` of the snapshot `plan` is making.
 pub fn dump(
     db: &DbConf,

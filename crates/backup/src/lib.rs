@@ -22,6 +22,7 @@ pub mod overview;
 pub mod precopy;
 pub mod restore;
 pub mod schedule;
+mod steps;
 pub mod superuser;
 pub mod walk;
 

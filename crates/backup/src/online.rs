@@ -78,15 +78,8 @@ fn at_snapshot(
             chrono::DateTime::from_timestamp_micros((epoch * 1e6) as i64).unwrap_or_else(Utc::now);
         tracing::info!(snapshot = %id, %at, "database snapshot exported; the scheduler keeps running");
         let source = crate::dump::Source::Snapshot(&id);
-        let (mut database, spooled) = if cfg.spools_dump(target) {
-            let (d, s) = crate::dump::dump_spooled(&site.db, client, cfg, dump_rel, source)?;
-            (d, Some(s))
-        } else {
-            let mut d = crate::dump::dump(&site.db, client, cfg, target, plan, dump_rel, source)?;
-            d.sent_by = Some("stream".into());
-            (d, None)
-        };
-        database.file = dump_rel.to_string();
+        let (database, spooled) =
+            crate::dump::into_snapshot(&site.db, client, cfg, target, plan, dump_rel, source)?;
         let unfinished = db::unfinished_jobs(client).map_err(db_err("read the job queue"))?;
         let running = db::running_jobs(client).map_err(db_err("read the job queue"))?;
         let slimmed = db::slimmed_pfiles(client).map_err(db_err("read holdfast_slimmed"))?;
@@ -467,9 +460,13 @@ fn take_from_earlier(
     };
     // (folder on the target, link into the new snapshot?)
     let mut dirs: Vec<(String, bool)> = Vec::new();
-    dirs.extend(plan.compare_dest.iter().map(|d| (d.clone(), false)));
+    dirs.extend(
+        plan.builds_on
+            .iter()
+            .map(|n| (t.path(&format!("{n}/{REPO_DIR}")), false)),
+    );
     dirs.extend(plan.link_dest.iter().map(|d| (d.clone(), true)));
-    if plan.compare_dest.is_empty() && plan.link_dest.is_empty() {
+    if plan.builds_on.is_empty() && plan.link_dest.is_empty() {
         // A new rotating base: the newest snapshot's chain may still hold the file.
         if let Some(newest) = target.snapshots()?.last() {
             for s in target.chain(newest)?.iter().rev() {

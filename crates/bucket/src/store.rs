@@ -280,7 +280,6 @@ impl Store for BucketStore {
             lists_files: true,
             previous,
             link_dest: Vec::new(),
-            compare_dest: Vec::new(),
             snapshot_of: None,
             recycled: None,
             spare_lacks: None,

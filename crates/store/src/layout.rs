@@ -208,7 +208,6 @@ impl Layout {
             lists_files: false,
             previous: None,
             link_dest: Vec::new(),
-            compare_dest: Vec::new(),
             snapshot_of: None,
             recycled: None,
             spare_lacks: None,
@@ -254,7 +253,6 @@ impl Layout {
             LayoutKind::Rotating => {
                 if let Some(b) = self.cycle_base(&snaps) {
                     plan.kind = "incremental".into();
-                    plan.compare_dest = snaps[b..].iter().map(|s| repo(&s.name)).collect();
                     plan.builds_on = snaps[b..].iter().map(|s| s.name.clone()).collect();
                     plan.reuses = plan.builds_on.clone();
                 }

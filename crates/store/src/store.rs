@@ -37,11 +37,10 @@ pub struct Plan {
     /// Pool layout: the newest snapshot, whose listed files the pool is known to hold.
     pub previous: Option<String>,
     /// File-system layouts: absolute paths on the target of earlier repository copies to
-    /// hard-link unchanged files to (`--link-dest`), or (`compare_dest`, a rotating chain's
-    /// pieces, `builds_on` as paths) whose files the new piece leaves out: holdfast looks
-    /// them up itself, never with rsync's `--compare-dest` (see `TargetStore::copy_args`).
+    /// hard-link unchanged files to (`--link-dest`). A rotating chain's pieces (`builds_on`)
+    /// are not linked: the new piece leaves their files out, looked up by holdfast itself,
+    /// never with rsync's `--compare-dest` (see `TargetStore::copy_args`).
     pub link_dest: Vec<String>,
-    pub compare_dest: Vec<String>,
     /// Rolling on btrfs: the day the pending tree is a snapshot of; it already holds every
     /// file that day holds, so nothing is linked.
     pub snapshot_of: Option<String>,
@@ -338,7 +337,8 @@ pub trait Store: Send + Sync {
     }
 
     /// Of `paths`, those the pending snapshot's store does not hold yet (a copy resumed
-    /// after a kill sends only these). The default says none is held.
+    /// after a kill sends only these; a walk night sends those its tree lacks). A rotating
+    /// incremental holds what its chain's pieces hold too. The default says none is held.
     fn missing(&self, _plan: &Plan, paths: &[String]) -> Result<Vec<String>, StoreError> {
         Ok(paths.to_vec())
     }
