@@ -143,26 +143,36 @@ fn a_flipped_byte_is_reported_not_carried_forward_and_flagged_on_restore() {
     restore_sets_aside(&f, &cfg, Some(old.name.clone()), &rels);
 }
 
-/// A rolling day is verified against its list, not against what its folders hold: a file
-/// lost from the tree is reported, not silently left out.
+/// A rolling day, and a rotating base (a whole copy), are verified against their list, not
+/// against what their folders hold: a file lost from the tree is reported, not silently left
+/// out (and the tree is not walked, a folder per file, cold, before a restore either).
 #[test]
-fn a_file_lost_from_a_rolling_day_is_reported_by_verify() {
-    let f = fixture(2, Behaviour::default(), 30);
-    let site = f.site().clone();
-    let cfg = f.cfg.clone();
-    backup(&site, "s", &f.sched, &cfg).unwrap();
-    let target = cfg.target().unwrap();
-    let snap = layout::find(&target, None).unwrap();
-    assert_eq!(snap.manifest.layout, "rolling");
-    let repo = f.target_dir().join("current/repository");
-    let lost = first_named(&repo, "files");
-    let rel = rel_in(&repo, &lost);
-    std::fs::remove_file(&lost).unwrap();
-    assert!(target.snapshot_files(&snap).unwrap().contains(&rel));
-    let rec = content::verify_snapshot(&target, &snap, &VerifyOptions::default()).unwrap();
-    let bad: Vec<&str> = rec.bad.iter().map(|b| b.path.as_str()).collect();
-    assert_eq!(bad, vec![rel.as_str()], "{:?}", rec.bad);
-    assert!(!rec.is_ok());
+fn a_file_lost_from_a_rolling_day_or_a_rotating_base_is_reported_by_verify() {
+    for kind in [LayoutKind::Rolling, LayoutKind::Rotating] {
+        let f = fixture(2, Behaviour::default(), 30);
+        let site = f.site().clone();
+        let cfg = BackupConfig {
+            layout: kind,
+            ..f.cfg.clone()
+        };
+        backup(&site, "s", &f.sched, &cfg).unwrap();
+        let target = cfg.target().unwrap();
+        let snap = layout::find(&target, None).unwrap();
+        assert_eq!(snap.manifest.layout, kind.to_string());
+        assert!(snap.manifest.builds_on.is_empty());
+        let repo = f.target_dir().join(&snap.name).join("repository");
+        let lost = first_named(&repo, "files");
+        let rel = rel_in(&repo, &lost);
+        std::fs::remove_file(&lost).unwrap();
+        assert!(
+            target.snapshot_files(&snap).unwrap().contains(&rel),
+            "{kind}: the list names {rel}"
+        );
+        let rec = content::verify_snapshot(&target, &snap, &VerifyOptions::default()).unwrap();
+        let bad: Vec<&str> = rec.bad.iter().map(|b| b.path.as_str()).collect();
+        assert_eq!(bad, vec![rel.as_str()], "{kind}: {:?}", rec.bad);
+        assert!(!rec.is_ok());
+    }
 }
 
 /// `verify --all` reads a file its snapshots share once (two rolling days' hard links, local

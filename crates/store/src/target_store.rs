@@ -552,12 +552,18 @@ impl Store for Target {
         if snap.manifest.layout == "pool" {
             return crate::pool::read_list(self, &snap.name);
         }
-        // A nightly rolling day's tree holds what its list names (files the list lacks leave
-        // the tree before the commit): the list is read instead of every folder walked (a
-        // folder per file on FOSSology's three hashed levels, cold), and a file lost from the
-        // tree since is still asked for. An online night writes no list (a day begun as a
-        // btrfs snapshot may carry the day before's), a rotating piece holds part of its list.
-        let listed = snap.manifest.layout == "rolling"
+        // A nightly rolling day's tree, and a rotating base (a whole copy), hold what the list
+        // names (files the list lacks leave the tree before the commit): the list is read
+        // instead of every folder walked (a folder per file on FOSSology's three hashed
+        // levels, cold), and a file lost from the tree since is still asked for. An online
+        // night writes no list (a day begun as a btrfs snapshot may carry the day before's);
+        // a rotating incremental holds part of its list, and is walked.
+        let whole = match snap.manifest.layout.as_str() {
+            "rolling" => true,
+            "rotating" => snap.manifest.builds_on.is_empty(),
+            _ => false,
+        };
+        let listed = whole
             && snap.manifest.list_is_its_own()
             && self.exists(&format!("{}/{FILE_LIST}", snap.name))?;
         if listed {
