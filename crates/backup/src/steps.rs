@@ -81,14 +81,7 @@ impl Run<'_> {
             );
             night
         } else {
-            let night = nightly::plan(
-                self.site,
-                self.types,
-                self.dirs,
-                p,
-                client,
-                self.folders.as_ref(),
-            )?;
+            let night = self.night(client, p)?;
             tracing::info!(
                 secs = t.elapsed().as_secs_f64(),
                 new = night.send.len(),
@@ -225,14 +218,7 @@ impl Run<'_> {
     ) -> Result<Copied, BackupError> {
         let t = Instant::now();
         let in_place = in_place(self.cfg, self.plan);
-        let mut night = nightly::plan(
-            self.site,
-            self.types,
-            self.dirs,
-            p,
-            client,
-            self.folders.as_ref(),
-        )?;
+        let mut night = self.night(client, p)?;
         tracing::debug!(
             secs = t.elapsed().as_secs_f64(),
             new = night.send.len(),
@@ -329,14 +315,7 @@ impl Run<'_> {
         damaged: Vec<String>,
     ) -> Result<Copied, BackupError> {
         let rolling = self.cfg.layout == LayoutKind::Rolling;
-        let mut night = nightly::plan(
-            self.site,
-            self.types,
-            self.dirs,
-            p,
-            client,
-            self.folders.as_ref(),
-        )?;
+        let mut night = self.night(client, p)?;
         // Rolling: what the previous day holds that the pre-copy did not link yet.
         let more: Vec<String> = kept(&night)
             .into_iter()
@@ -587,6 +566,22 @@ impl Run<'_> {
                     secs: t.elapsed().as_secs_f64(),
                 })
         })
+    }
+
+    /// The night's plan: the database's new rows on the previous snapshot's list (`p`).
+    fn night(
+        &self,
+        client: &mut postgres::Client,
+        p: &nightly::Previous,
+    ) -> Result<nightly::Night, BackupError> {
+        nightly::plan(
+            self.site,
+            self.types,
+            self.dirs,
+            p,
+            client,
+            self.folders.as_ref(),
+        )
     }
 
     /// What the previous tree lacks is sent from the site instead: returns those paths.
