@@ -100,18 +100,7 @@ impl Run<'_> {
         // waits on the disk for other files); where a whole tree is linked, after.
         let ready = ready(self.cfg, self.plan, &keep);
         let (sent, damaged_early) = std::thread::scope(|s| {
-            let checker = ready.as_deref().map(|r| {
-                s.spawn(|| {
-                    heal(
-                        self.site,
-                        self.cfg,
-                        self.target,
-                        self.plan,
-                        self.src,
-                        Some(r),
-                    )
-                })
-            });
+            let checker = ready.as_deref().map(|r| s.spawn(|| self.heal(Some(r))));
             let sent = self.link_and_send(p, &mut night, &keep, whole);
             let damaged = checker.map(joined);
             (sent, damaged)
@@ -136,15 +125,7 @@ impl Run<'_> {
             .filter(|p| precopy::content_name(p).is_some() && self.site.repo.root.join(p).is_file())
             .collect();
         let damaged = match damaged_early {
-            Some(d) => checked_kept(
-                self.site,
-                self.cfg,
-                self.target,
-                self.plan,
-                self.src,
-                &keep,
-                d,
-            )?,
+            Some(d) => self.checked_kept(&keep, d)?,
             None => {
                 // Files being written are not in the copy yet: the delta pass sends them.
                 let names: Vec<String> = night
@@ -153,14 +134,7 @@ impl Run<'_> {
                     .filter(|k| night.send.get(*k) != Some(&false))
                     .cloned()
                     .collect();
-                heal(
-                    self.site,
-                    self.cfg,
-                    self.target,
-                    self.plan,
-                    self.src,
-                    Some(&names),
-                )?
+                self.heal(Some(&names))?
             }
         };
         tracing::info!(
@@ -190,14 +164,7 @@ impl Run<'_> {
             .into_iter()
             .filter(|p| after.contains_key(p))
             .collect();
-        let damaged = heal(
-            self.site,
-            self.cfg,
-            self.target,
-            self.plan,
-            self.src,
-            Some(&held),
-        )?;
+        let damaged = self.heal(Some(&held))?;
         tracing::info!(
             secs = t.elapsed().as_secs_f64(),
             files = before.len(),
@@ -240,17 +207,14 @@ impl Run<'_> {
             ready.as_ref().map(|_| night.list.clone())
         };
         let (sent, damaged, wrote) = std::thread::scope(|s| {
-            let plan = self.plan;
             // As in the pre-copy: kept files in place are sampled while the new ones
             // go out.
-            let checker = ready.as_deref().map(|r| {
-                s.spawn(|| heal(self.site, self.cfg, self.target, plan, self.src, Some(r)))
-            });
+            let checker = ready.as_deref().map(|r| s.spawn(|| self.heal(Some(r))));
             let writer = early.map(|list| {
                 s.spawn(move || {
                     let entries = into_entries(list);
                     self.target
-                        .write_file_entries(plan, &entries)
+                        .write_file_entries(self.plan, &entries)
                         .map(|()| entries)
                 })
             });
@@ -265,25 +229,10 @@ impl Run<'_> {
             _ => (into_entries(std::mem::take(&mut night.list)), false),
         };
         let damaged = match damaged {
-            Some(d) => checked_kept(
-                self.site,
-                self.cfg,
-                self.target,
-                self.plan,
-                self.src,
-                &keep,
-                d,
-            )?,
+            Some(d) => self.checked_kept(&keep, d)?,
             None => {
                 let names: Vec<String> = entries.iter().map(|e| e.path.clone()).collect();
-                heal(
-                    self.site,
-                    self.cfg,
-                    self.target,
-                    self.plan,
-                    self.src,
-                    Some(&names),
-                )?
+                self.heal(Some(&names))?
             }
         };
         tracing::info!(
@@ -455,14 +404,7 @@ impl Run<'_> {
             (joined(checker), walked, stats)
         });
         let ((missing, named), stats, mut walked) = (asked?, stats?, walked);
-        let damaged = heal(
-            self.site,
-            self.cfg,
-            self.target,
-            self.plan,
-            self.src,
-            Some(&walked.names()),
-        )?;
+        let damaged = self.heal(Some(&walked.names()))?;
         let unlisted = std::mem::take(&mut walked.unlisted);
         let entries = walked.into_entries();
         let unnamed = nightly::unnamed(self.site, self.types, &entries, &named);
@@ -566,6 +508,35 @@ impl Run<'_> {
                     secs: t.elapsed().as_secs_f64(),
                 })
         })
+    }
+
+    /// [`heal`] with this run's site, configuration, target and plan.
+    fn heal(&self, list: Option<&[String]>) -> Result<Vec<String>, BackupError> {
+        heal(self.site, self.cfg, self.target, self.plan, self.src, list)
+    }
+
+    /// The sample's result for a night that sampled the files in place while linking the rest
+    /// (see `ready`), then the files it linked that a verification found damaged (they are
+    /// checked once in the tree, and copied again from the site).
+    fn checked_kept(
+        &self,
+        keep: &[String],
+        sampled: Result<Vec<String>, BackupError>,
+    ) -> Result<Vec<String>, BackupError> {
+        let mut damaged = sampled?;
+        if !in_place(self.cfg, self.plan) {
+            damaged.extend(heal_at(
+                self.site,
+                self.target,
+                self.plan,
+                self.src,
+                Some(keep),
+                0.0,
+            )?);
+            damaged.sort();
+            damaged.dedup();
+        }
+        Ok(damaged)
     }
 
     /// The night's plan: the database's new rows on the previous snapshot's list (`p`).
@@ -770,28 +741,6 @@ fn ready<'a>(
     }
     let held = plan.recycled.as_ref()?;
     Some(holdfast_store::pool::shared(keep, held).into())
-}
-
-/// The sample's result for a night that sampled the files in place while linking the rest
-/// (see `ready`), then the files it linked that a verification found damaged (they are
-/// checked once in the tree, and copied again from the site).
-#[allow(clippy::too_many_arguments)]
-fn checked_kept(
-    site: &Site,
-    cfg: &BackupConfig,
-    target: &dyn Store,
-    plan: &Plan,
-    src: &Source,
-    keep: &[String],
-    sampled: Result<Vec<String>, BackupError>,
-) -> Result<Vec<String>, BackupError> {
-    let mut damaged = sampled?;
-    if !in_place(cfg, plan) {
-        damaged.extend(heal_at(site, target, plan, src, Some(keep), 0.0)?);
-        damaged.sort();
-        damaged.dedup();
-    }
-    Ok(damaged)
 }
 
 fn into_entries(
