@@ -301,6 +301,48 @@ fn a_file_damaged_on_the_primary_is_not_copied_as_good() {
     assert!(again[0].run.as_ref().unwrap().copied.is_empty());
 }
 
+/// From a pool on this machine a copy stages the new files as hard links of the pool's
+/// objects (nothing copied twice on the way): what lands on a copy on this machine is still
+/// a file of its own, and the staging folder goes.
+#[test]
+fn a_copy_of_a_pool_on_this_machine_shares_no_file_with_it() {
+    let mut f = fixture(2, Behaviour::default(), 30);
+    let disk = f.dir.path().join("usb-disk");
+    let spool = f.dir.path().join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    let cfg = BackupConfig {
+        check_percent: 0.0,
+        layout: holdfast_store::LayoutKind::Pool,
+        dump_spool: spool.clone(),
+        copy: vec![CopyConfig {
+            after_backup: false,
+            ..local_copy("disk", &disk, 3)
+        }],
+        ..f.cfg.clone()
+    };
+    backup(f.site(), "copy", &f.sched, &cfg).unwrap();
+    f.add_uploads(1);
+    backup(f.site(), "copy", &f.sched, &cfg).unwrap();
+    let runs = holdfast_backup::copy::copy(&cfg, Some("disk")).unwrap();
+    let copied = &runs[0].run.as_ref().unwrap().copied;
+    assert_eq!(copied.len(), 2, "{runs:?}");
+    assert!(copied.iter().all(|c| c.damaged.is_empty() && c.proved > 0));
+    let store = cfg.copy_store(&cfg.copy[0]).unwrap();
+    assert_eq!(assert_whole(store.as_ref()), 2);
+    let primary: std::collections::BTreeSet<u64> =
+        inodes(&f.target_dir().join("pool")).into_values().collect();
+    let copy = inodes(&disk.join("pool"));
+    assert!(!copy.is_empty());
+    for (p, ino) in &copy {
+        assert!(!primary.contains(ino), "{p} is the primary's own file");
+    }
+    assert_eq!(
+        std::fs::read_dir(&spool).unwrap().count(),
+        0,
+        "staging left"
+    );
+}
+
 /// A manifest on the primary whose dump path leaves the snapshot (someone who controls the
 /// backup server wrote it) is refused: the copy writes nothing outside its own target.
 #[test]

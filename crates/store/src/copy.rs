@@ -227,7 +227,7 @@ pub fn copy_snapshot(
     let root = match &local {
         Some(p) => p.clone(),
         None => {
-            source.fetch_files(snap, &send, staging.path())?;
+            source.stage_files(snap, &send, staging.path())?;
             staging.path().to_path_buf()
         }
     };
@@ -257,7 +257,7 @@ pub fn copy_snapshot(
             "files arrived damaged on the copy; sending them again"
         );
         if local.is_none() {
-            source.fetch_files(snap, &bad, staging.path())?;
+            source.stage_files(snap, &bad, staging.path())?;
         }
         dest.send_repository(&plan, &src, Files::Again(&bad))?;
         damaged = prove_all(dest, &plan, &bad, &progress)?;

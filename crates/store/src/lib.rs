@@ -24,6 +24,7 @@ pub mod monitor;
 pub mod objects;
 pub mod pool;
 pub mod proof;
+mod remote_shell;
 pub mod rsync;
 pub mod store;
 pub mod subvolume;

@@ -283,6 +283,44 @@ fn move_script(pool: &str, placed: &BTreeMap<String, String>) -> String {
     s
 }
 
+/// Each object of a pool on this machine (`base`) hard-linked under `dest` at its paths, as a fetch
+/// copies them; a missing object is left out. `None`: `dest` is on
+/// another file system, and they must be copied.
+pub(crate) fn link_under(
+    base: &std::path::Path,
+    by_object: &BTreeMap<String, Vec<&String>>,
+    dest: &std::path::Path,
+) -> Result<Option<crate::store::TransferStats>, StoreError> {
+    let io = |p: &std::path::Path| {
+        let path = p.display().to_string();
+        move |source| StoreError::Io { path, source }
+    };
+    let mut stats = crate::store::TransferStats::default();
+    for (object, paths) in by_object {
+        let from = base.join(object);
+        let Ok(meta) = from.symlink_metadata() else {
+            continue;
+        };
+        for p in paths {
+            let to = dest.join(p);
+            if let Some(d) = to.parent() {
+                std::fs::create_dir_all(d).map_err(io(d))?;
+            }
+            let _ = std::fs::remove_file(&to);
+            match std::fs::hard_link(&from, &to) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EXDEV) => return Ok(None),
+                Err(e) => return Err(io(&to)(e)),
+            }
+        }
+        stats.files += 1;
+        stats.bytes += meta.len();
+        stats.transferred_files += 1;
+        stats.transferred_bytes += meta.len();
+    }
+    Ok(Some(stats))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -375,5 +413,32 @@ mod tests {
             s.contains(&format!("mv -f -- .incoming/{NAME} objects/0a/ ")),
             "{s}"
         );
+    }
+
+    #[test]
+    fn objects_on_this_machine_are_linked_at_each_of_their_paths() {
+        use std::os::unix::fs::MetadataExt;
+        let t = tempfile::tempdir().unwrap();
+        let (base, dest) = (t.path().join("pool"), t.path().join("stage"));
+        std::fs::create_dir_all(base.join("objects/ab")).unwrap();
+        std::fs::write(base.join("objects/ab/one"), b"12345").unwrap();
+        let (gold, files, gone) = (
+            "h/gold/ab/cd/ef/one".to_string(),
+            "h/files/ab/cd/ef/one".to_string(),
+            "h/files/cd/ef/01/two".to_string(),
+        );
+        let by_object: BTreeMap<String, Vec<&String>> = [
+            ("objects/ab/one".to_string(), vec![&gold, &files]),
+            ("objects/cd/two".to_string(), vec![&gone]),
+        ]
+        .into_iter()
+        .collect();
+        let stats = link_under(&base, &by_object, &dest).unwrap().unwrap();
+        assert_eq!((stats.transferred_files, stats.transferred_bytes), (1, 5));
+        let ino = |p: &std::path::Path| std::fs::metadata(p).unwrap().ino();
+        let object = ino(&base.join("objects/ab/one"));
+        assert_eq!(ino(&dest.join(&gold)), object);
+        assert_eq!(ino(&dest.join(&files)), object);
+        assert!(!dest.join(&gone).exists(), "a missing object is left out");
     }
 }

@@ -324,6 +324,18 @@ pub trait Store: Send + Sync {
         dest: &Path,
     ) -> Result<TransferStats, StoreError>;
 
+    /// [`Store::fetch_files`] for files that are read once and deleted (a copy's staging):
+    /// a store on this machine may hard-link them from itself instead of copying. Nothing
+    /// may change what it writes.
+    fn stage_files(
+        &self,
+        snap: &Snapshot,
+        paths: &[String],
+        dest: &Path,
+    ) -> Result<TransferStats, StoreError> {
+        self.fetch_files(snap, paths, dest)
+    }
+
     /// Writes the repository files of `snap` (its whole chain) under `dest`.
     fn restore_repository(&self, snap: &Snapshot, dest: &Path) -> Result<(), StoreError> {
         let files = self.snapshot_files(snap)?;

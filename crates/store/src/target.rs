@@ -5,6 +5,7 @@
 //! through the system `ssh` (BatchMode, so a missing key fails at once instead of prompting),
 //! with every argument shell-quoted.
 
+use crate::remote_shell::RemoteShell;
 use crate::StoreError;
 use holdfast_core::fs::{PRIVATE_DIR, PRIVATE_FILE};
 use std::io::{Read, Write};
@@ -32,6 +33,8 @@ pub enum Target {
         port: Option<u16>,
         root: String,
         ssh: SshOptions,
+        /// The long-lived shell for small scripts ([`crate::remote_shell`]).
+        shell: RemoteShell,
     },
 }
 
@@ -84,6 +87,7 @@ impl Target {
                 port,
                 root: format!("/{}", path.trim_end_matches('/')),
                 ssh,
+                shell: RemoteShell::default(),
             });
         }
         let path = spec.strip_prefix("file://").unwrap_or(spec);
@@ -183,13 +187,15 @@ impl Target {
         };
         // ssh takes the first value it sees for an option: the operator's come first.
         let mut v = ssh.options.clone();
+        // One connection for the many small commands and rsync runs of a run, and for this
+        // process alone: the `ssh -O exit` that ends it must not end another run's rsync.
+        let control = format!("ControlPath=/tmp/holdfast-ssh-%C-{}", std::process::id());
         v.extend(
             [
                 "BatchMode=yes",
                 "ConnectTimeout=15",
-                // One connection for the many small commands and rsync runs of a backup.
                 "ControlMaster=auto",
-                "ControlPath=/tmp/holdfast-ssh-%C",
+                &control,
                 "ControlPersist=20",
             ]
             .iter()
@@ -234,8 +240,23 @@ impl Target {
         c
     }
 
-    /// Runs a shell script on the backup server; returns its stdout.
+    /// Runs a shell script on the backup server; returns its stdout. In the target's
+    /// long-lived shell when it can, else in a session of its own.
     fn run_remote(&self, script: &str) -> Result<Vec<u8>, StoreError> {
+        if let Target::Ssh { shell, .. } = self {
+            match shell.run(&self.ssh_argv(), script) {
+                Some(Ok(ran)) if ran.code == 0 => return Ok(ran.stdout),
+                Some(Ok(ran)) => {
+                    return Err(StoreError::Remote {
+                        target: self.display(),
+                        what: script.to_string(),
+                        why: String::from_utf8_lossy(&ran.stderr).trim().to_string(),
+                    })
+                }
+                Some(Err(why)) => return Err(self.unreachable(why)),
+                None => {}
+            }
+        }
         let out = self
             .remote(script)
             .output()
@@ -768,7 +789,8 @@ impl Target {
 
     /// Ends the shared SSH connection (nothing to do for a local target).
     pub fn close(&self) {
-        if self.is_remote() {
+        if let Target::Ssh { shell, .. } = self {
+            shell.stop();
             let argv = self.ssh_argv();
             let _ = Command::new(&argv[0])
                 .args(&argv[1..argv.len() - 1])

@@ -230,6 +230,7 @@ impl Target {
         home: &Home,
         paths: &[String],
         dest: &Path,
+        link: bool,
     ) -> Result<TransferStats, StoreError> {
         let io = |p: &Path| {
             let path = p.display().to_string();
@@ -243,6 +244,11 @@ impl Target {
                 .push(p);
         }
         std::fs::create_dir_all(dest).map_err(io(dest))?;
+        if let Some(base) = self.local_path(&home.base).filter(|_| link) {
+            if let Some(stats) = crate::objects::link_under(&base, &by_object, dest)? {
+                return Ok(stats);
+            }
+        }
         let staging = tempfile::Builder::new()
             .prefix(".holdfast-objects.")
             .tempdir_in(dest)
@@ -281,6 +287,58 @@ impl Target {
             }
         }
         Ok(stats)
+    }
+
+    /// [`Store::fetch_files`]; with `link`, a pool's objects on this machine are hard-linked
+    /// under `dest` rather than copied ([`Store::stage_files`]).
+    fn fetch(
+        &self,
+        snap: &Snapshot,
+        paths: &[String],
+        dest: &Path,
+        link: bool,
+    ) -> Result<TransferStats, StoreError> {
+        let mut total = TransferStats::default();
+        if paths.is_empty() {
+            return Ok(total);
+        }
+        // An incremental's files are spread over its chain: each piece gives what it has.
+        let chain = Store::chain(self, snap)?;
+        let f = list_file(paths)?;
+        for s in chain.iter().rev() {
+            let home = self.snapshot_home(s)?;
+            if home.naming == Naming::Objects {
+                total.add(&self.fetch_objects(&home, paths, dest, link)?);
+                continue;
+            }
+            let mut args = fetch_args();
+            args.push("--ignore-missing-args".into());
+            if chain.len() > 1 {
+                // The newest piece that has a file wins; older ones do not overwrite it.
+                args.push("--ignore-existing".into());
+            }
+            args.push(format!("--files-from={}", f.path().display()));
+            let stats = Rsync {
+                args,
+                rsh: self.rsync_rsh(),
+                src: format!("{}/", self.rsync_location(&home.base)),
+                dest: format!("{}/", dest.display()),
+                what: format!(
+                    "fetch of {} files from {} {}",
+                    paths.len(),
+                    self.display(),
+                    s.name
+                ),
+            }
+            .run()?;
+            total.files += stats.files;
+            total.bytes += stats.bytes;
+            total.transferred_files += stats.transferred_files;
+            total.transferred_bytes += stats.transferred_bytes;
+            total.sent += stats.sent;
+        }
+        drop(f);
+        Ok(total)
     }
 
     fn repo_rsync(&self, plan: &Plan, src: &Source, args: Vec<String>, what: &str) -> Rsync {
@@ -844,47 +902,16 @@ impl Store for Target {
         paths: &[String],
         dest: &Path,
     ) -> Result<TransferStats, StoreError> {
-        let mut total = TransferStats::default();
-        if paths.is_empty() {
-            return Ok(total);
-        }
-        // An incremental's files are spread over its chain: each piece gives what it has.
-        let chain = Store::chain(self, snap)?;
-        let f = list_file(paths)?;
-        for s in chain.iter().rev() {
-            let home = self.snapshot_home(s)?;
-            if home.naming == Naming::Objects {
-                total.add(&self.fetch_objects(&home, paths, dest)?);
-                continue;
-            }
-            let mut args = fetch_args();
-            args.push("--ignore-missing-args".into());
-            if chain.len() > 1 {
-                // The newest piece that has a file wins; older ones do not overwrite it.
-                args.push("--ignore-existing".into());
-            }
-            args.push(format!("--files-from={}", f.path().display()));
-            let stats = Rsync {
-                args,
-                rsh: self.rsync_rsh(),
-                src: format!("{}/", self.rsync_location(&home.base)),
-                dest: format!("{}/", dest.display()),
-                what: format!(
-                    "fetch of {} files from {} {}",
-                    paths.len(),
-                    self.display(),
-                    s.name
-                ),
-            }
-            .run()?;
-            total.files += stats.files;
-            total.bytes += stats.bytes;
-            total.transferred_files += stats.transferred_files;
-            total.transferred_bytes += stats.transferred_bytes;
-            total.sent += stats.sent;
-        }
-        drop(f);
-        Ok(total)
+        self.fetch(snap, paths, dest, false)
+    }
+
+    fn stage_files(
+        &self,
+        snap: &Snapshot,
+        paths: &[String],
+        dest: &Path,
+    ) -> Result<TransferStats, StoreError> {
+        self.fetch(snap, paths, dest, true)
     }
 
     fn local_files(&self, snap: &Snapshot) -> Option<std::path::PathBuf> {
@@ -954,7 +981,7 @@ impl Store for Target {
             let home = self.snapshot_home(&s)?;
             if home.naming == Naming::Objects {
                 let list = crate::pool::read_list(self, &s.name)?;
-                self.fetch_objects(&home, &list, dest)?;
+                self.fetch_objects(&home, &list, dest, false)?;
                 continue;
             }
             let mut args = fetch_args();

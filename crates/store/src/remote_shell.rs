@@ -1,0 +1,254 @@
+//! One `sh` on the backup server for a run's many small scripts.
+//!
+//! A new ssh session costs about 0.1 s even over the shared connection (the server starts a
+//! session and a shell for each), and a copy or a backup runs thirty small scripts (listings,
+//! probes, renames, syncs): a third of a night's off-site copy went to sessions alone. The
+//! scripts go instead to one `sh` started once per target. Each runs in a subshell of its own
+//! (`eval` of its quoted text, so that even a syntax error ends only that subshell), stdin
+//! from `/dev/null`, stdout and stderr into files of a private folder on the server; a marker
+//! line then gives its exit status and both sizes, and both files follow. The shell ends when
+//! its stdin closes (holdfast ending, killed or not), and removes its folder as it goes.
+//!
+//! Scripts that read input, and any script while another thread holds the shell, still get
+//! a session of their own: nothing waits for the shell.
+
+use holdfast_core::shell::quote;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::{Arc, Mutex, TryLockError};
+use std::time::{Duration, Instant};
+
+/// Starts each line the shell writes for us.
+const MARK: &str = "holdfast-shell";
+
+/// What a script run in the shell gave.
+pub struct Ran {
+    pub code: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// The shared shell of one target (clones of a target share it).
+#[derive(Clone, Default)]
+pub struct RemoteShell(Arc<Mutex<State>>);
+
+#[derive(Default)]
+enum State {
+    #[default]
+    NotStarted,
+    Running(Shell),
+    /// It could not start, or broke: every script gets a session of its own.
+    Off,
+}
+
+impl std::fmt::Debug for RemoteShell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RemoteShell")
+    }
+}
+
+struct Shell {
+    child: Child,
+    stdin: ChildStdin,
+    out: BufReader<ChildStdout>,
+    /// The last few KB ssh wrote to stderr, for the message when the connection breaks.
+    ssh_err: Arc<Mutex<Vec<u8>>>,
+}
+
+impl RemoteShell {
+    /// Runs `script` in the shell, starting it with `ssh` (the ssh argv that runs a remote
+    /// command, without the command) when needed. `None`: the shell is busy, off, or could
+    /// not start: run the script in a session of its own. `Some(Err)`: the connection broke
+    /// while the script ran (how far it got is unknown).
+    pub fn run(&self, ssh: &[String], script: &str) -> Option<Result<Ran, String>> {
+        let mut state = match self.0.try_lock() {
+            Ok(s) => s,
+            Err(TryLockError::WouldBlock) => return None,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+        };
+        // A shell that died between scripts ran nothing of this one: a new shell runs it.
+        // Once.
+        for _ in 0..2 {
+            if matches!(*state, State::NotStarted) {
+                *state = match Shell::start(ssh) {
+                    Some(s) => State::Running(s),
+                    None => State::Off,
+                };
+            }
+            let State::Running(shell) = &mut *state else {
+                return None;
+            };
+            match shell.run(script) {
+                Step::Ran(r) => return Some(Ok(r)),
+                Step::NotSent => *state = State::NotStarted,
+                Step::Broke(why) => {
+                    *state = State::Off;
+                    return Some(Err(why));
+                }
+            }
+        }
+        *state = State::Off;
+        None
+    }
+
+    /// Ends the shell (the connection's end follows).
+    pub fn stop(&self) {
+        let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        *state = State::NotStarted;
+    }
+}
+
+enum Step {
+    Ran(Ran),
+    NotSent,
+    Broke(String),
+}
+
+impl Shell {
+    fn start(ssh: &[String]) -> Option<Shell> {
+        let (prog, args) = ssh.split_first()?;
+        // Not tied to the thread that starts it (a helper thread may end first): the shell
+        // ends by itself when holdfast's end of its stdin closes.
+        let mut child = Command::new(prog)
+            .args(args)
+            .arg("--")
+            .arg("exec sh")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .ok()?;
+        let ssh_err = Arc::new(Mutex::new(Vec::new()));
+        if let Some(mut err) = child.stderr.take() {
+            let keep = ssh_err.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = err.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let mut k = keep.lock().unwrap_or_else(|p| p.into_inner());
+                    k.extend_from_slice(&buf[..n]);
+                    let over = k.len().saturating_sub(4096);
+                    k.drain(..over);
+                }
+            });
+        }
+        let stdin = child.stdin.take()?;
+        let out = BufReader::new(child.stdout.take()?);
+        let mut shell = Shell {
+            child,
+            stdin,
+            out,
+            ssh_err,
+        };
+        // As every one-shot script begins (see `Target::remote`); HUP, INT and TERM end it
+        // through the EXIT trap, which removes the folder.
+        let setup = format!(
+            "LC_ALL=C; export LC_ALL; umask 077; \
+             if (set -o pipefail) 2>/dev/null; then set -o pipefail; fi\n\
+             d=$(mktemp -d) || exit 1; trap 'rm -rf \"$d\"' EXIT; trap 'exit 1' HUP INT TERM\n\
+             echo {MARK} ready\n"
+        );
+        let ready = shell.stdin.write_all(setup.as_bytes()).is_ok()
+            && shell.stdin.flush().is_ok()
+            && shell.line().is_some_and(|l| l == format!("{MARK} ready"));
+        if !ready {
+            tracing::debug!(
+                ssh = %String::from_utf8_lossy(&shell.ssh_err()),
+                "no shell on the backup server; each script gets a session of its own"
+            );
+            return None;
+        }
+        Some(shell)
+    }
+
+    fn line(&mut self) -> Option<String> {
+        let mut l = Vec::new();
+        match self.out.read_until(b'\n', &mut l) {
+            Ok(n) if n > 0 && l.ends_with(b"\n") => {
+                l.pop();
+                Some(String::from_utf8_lossy(&l).into_owned())
+            }
+            _ => None,
+        }
+    }
+
+    fn ssh_err(&self) -> Vec<u8> {
+        self.ssh_err.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+
+    fn broke(&self, what: &str) -> Step {
+        let err = String::from_utf8_lossy(&self.ssh_err()).trim().to_string();
+        Step::Broke(if err.is_empty() {
+            format!("the connection to the backup server broke ({what})")
+        } else {
+            format!("the connection to the backup server broke ({what}): {err}")
+        })
+    }
+
+    fn run(&mut self, script: &str) -> Step {
+        // `go` first: a shell that is gone (its connection ended while idle: another run's
+        // `ssh -O exit`, a dropped link) never says it, and the script is known not to have run.
+        let line = format!(
+            "echo {MARK} go; ( eval {} ) </dev/null >\"$d/o\" 2>\"$d/e\"; rc=$?; \
+             printf '%s %s %s %s\\n' {MARK} \"$rc\" \"$(wc -c <\"$d/o\")\" \"$(wc -c <\"$d/e\")\"; \
+             cat \"$d/o\" \"$d/e\"\n",
+            quote(script)
+        );
+        // Nothing reaches a shell that has gone: a failed write means it never ran.
+        if self.stdin.write_all(line.as_bytes()).is_err() || self.stdin.flush().is_err() {
+            return Step::NotSent;
+        }
+        match self.line() {
+            None => return Step::NotSent,
+            Some(l) if l == format!("{MARK} go") => {}
+            Some(l) => return self.broke(&format!("unexpected answer {l:?}")),
+        }
+        let Some(head) = self.line() else {
+            return self.broke("no answer");
+        };
+        let f: Vec<&str> = head.split_whitespace().collect();
+        let parsed = match f.as_slice() {
+            [m, rc, o, e] if *m == MARK => rc
+                .parse::<i32>()
+                .ok()
+                .zip(o.parse::<usize>().ok())
+                .zip(e.parse::<usize>().ok()),
+            _ => None,
+        };
+        let Some(((code, o), e)) = parsed else {
+            return self.broke(&format!("unexpected answer {head:?}"));
+        };
+        let mut stdout = vec![0u8; o];
+        let mut stderr = vec![0u8; e];
+        if self.out.read_exact(&mut stdout).is_err() || self.out.read_exact(&mut stderr).is_err() {
+            return self.broke("answer cut short");
+        }
+        Step::Ran(Ran {
+            code,
+            stdout,
+            stderr,
+        })
+    }
+}
+
+impl Drop for Shell {
+    fn drop(&mut self) {
+        // Its stdin closing ends the shell; a connection that hangs is not waited for long.
+        let _ = self.stdin.write_all(b"exit 0\n");
+        let _ = self.stdin.flush();
+        let until = Instant::now() + Duration::from_secs(2);
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(_)) | Err(_) => return,
+                Ok(None) if Instant::now() >= until => break,
+                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
