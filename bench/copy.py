@@ -23,7 +23,7 @@ holdfast's own count of rsync's bytes for the files and the dump), medians over 
 the machine's load. The initial copy (day 0) is reported too.
 
 Usage: bench/copy.py [--work DIR] [--site quarter] [--max-bytes 300M] [--days 3]
-                     [--holdfast target/release/holdfast]
+                     [--holdfast target/release/holdfast] [--holdfast-b OTHER_BUILD]
 Run as root (PostgreSQL runs as the postgres user; sshd needs root).
 """
 import argparse, json, os, shutil, socket, statistics, subprocess, sys, time
@@ -168,6 +168,8 @@ def main():
     ap.add_argument("--max-bytes", type=size_arg, default=size_arg("300M"))
     ap.add_argument("--days", type=int, default=3)
     ap.add_argument("--holdfast", default=default_holdfast())
+    ap.add_argument("--holdfast-b", help="a second build, timed as `holdfast-b` in the same rotation: "
+                    "it copies the same primary to an off-site folder of its own (A/B of a change)")
     a = ap.parse_args()
     warn_debug(a.holdfast)
     if os.geteuid() != 0:
@@ -186,19 +188,26 @@ def main():
     primary = os.path.join(stores, "primary")
     offsite = os.path.join(stores, "offsite")
     q = json.dumps
-    toml = site.toml("pool", primary,
-                     f'dump_spool = {q(scratch)}\n\n[[backup.copy]]\nname = "offsite"\n'
-                     f'target = {q(f"ssh://root@127.0.0.1:{sshd.port}{offsite}")}\nkeep = 30\n'
-                     f'after_backup = false\nssh_identity = {q(sshd.key)}\n'
-                     f'ssh_options = [{", ".join(q(o) for o in sshd.opts)}]\n'
-                     f'\n[backup.superuser]\nsocket_dir = {q(site.pg)}\n')
+    def copy_toml(name, folder):
+        return site.toml("pool", primary,
+                         f'dump_spool = {q(scratch)}\n\n[[backup.copy]]\nname = "offsite"\n'
+                         f'target = {q(f"ssh://root@127.0.0.1:{sshd.port}{folder}")}\nkeep = 30\n'
+                         f'after_backup = false\nssh_identity = {q(sshd.key)}\n'
+                         f'ssh_options = [{", ".join(q(o) for o in sshd.opts)}]\n'
+                         f'\n[backup.superuser]\nsocket_dir = {q(site.pg)}\n', name=name)
+    toml = copy_toml("pool", offsite)
+    builds = {"holdfast": (a.holdfast, toml)}
+    if a.holdfast_b:
+        builds["holdfast-b"] = (a.holdfast_b, copy_toml("pool-b", os.path.join(stores, "offsite-b")))
+        print(f"holdfast   = {a.holdfast}\nholdfast-b = {a.holdfast_b}", flush=True)
     hf = [a.holdfast, "--config", toml, "-q"]
-    results = {t: [] for t in ("holdfast", "rsync-mirror", "rsync-linkdest")}
+    results = {t: [] for t in list(builds) + ["rsync-mirror", "rsync-linkdest"]}
     try:
         def run(tool, day):
             cold()
-            if tool == "holdfast":
-                secs, out = timed([a.holdfast, "--config", toml, "copy", "--json"])
+            if tool in builds:
+                binary, conf = builds[tool]
+                secs, out = timed([binary, "--config", conf, "copy", "--json"])
                 runs = json.loads(out)
                 c = runs[0]["run"]["copied"]
                 sent = sum(x["sent_bytes"] + x["dump_sent_bytes"] for x in c)
