@@ -5,7 +5,8 @@
 //! probes, renames, syncs): a third of a night's off-site copy went to sessions alone. The
 //! scripts go instead to one `sh` started once per target. Each runs in a subshell of its own
 //! (`eval` of its quoted text, so that even a syntax error ends only that subshell), stdin
-//! from `/dev/null`, stdout and stderr into files of a private folder on the server; a marker
+//! from `/dev/null`, stdout and stderr into files of a private folder on the server (in the
+//! target's root, [`FOLDER`] and the shell's pid: the backup disk, not `/tmp`); a marker
 //! line then gives its exit status and both sizes, and both files follow. The shell ends when
 //! its stdin closes (holdfast ending, killed or not), and removes its folder as it goes.
 //!
@@ -21,6 +22,8 @@ use std::time::{Duration, Instant};
 
 /// Starts each line the shell writes for us.
 const MARK: &str = "holdfast-shell";
+/// The shell's folder in the target's root: this, then the remote shell's pid.
+pub const FOLDER: &str = ".holdfast-shell.";
 
 /// What a script run in the shell gave.
 pub struct Ran {
@@ -58,10 +61,10 @@ struct Shell {
 
 impl RemoteShell {
     /// Runs `script` in the shell, starting it with `ssh` (the ssh argv that runs a remote
-    /// command, without the command) when needed. `None`: the shell is busy, off, or could
+    /// command, without the command) for the target at `root` when needed. `None`: the shell is busy, off, or could
     /// not start: run the script in a session of its own. `Some(Err)`: the connection broke
     /// while the script ran (how far it got is unknown).
-    pub fn run(&self, ssh: &[String], script: &str) -> Option<Result<Ran, String>> {
+    pub fn run(&self, ssh: &[String], root: &str, script: &str) -> Option<Result<Ran, String>> {
         let mut state = match self.0.try_lock() {
             Ok(s) => s,
             Err(TryLockError::WouldBlock) => return None,
@@ -71,9 +74,11 @@ impl RemoteShell {
         // Once.
         for _ in 0..2 {
             if matches!(*state, State::NotStarted) {
-                *state = match Shell::start(ssh) {
-                    Some(s) => State::Running(s),
-                    None => State::Off,
+                *state = match Shell::start(ssh, root) {
+                    Started::Yes(s) => State::Running(s),
+                    Started::No => State::Off,
+                    // ssh itself failed (refused, timed out, no key): so would a session.
+                    Started::NoConnection(why) => return Some(Err(why)),
                 };
             }
             let State::Running(shell) = &mut *state else {
@@ -99,6 +104,13 @@ impl RemoteShell {
     }
 }
 
+enum Started {
+    Yes(Shell),
+    /// No shell there: sessions of their own may still work.
+    No,
+    NoConnection(String),
+}
+
 enum Step {
     Ran(Ran),
     NotSent,
@@ -106,11 +118,13 @@ enum Step {
 }
 
 impl Shell {
-    fn start(ssh: &[String]) -> Option<Shell> {
-        let (prog, args) = ssh.split_first()?;
+    fn start(ssh: &[String], root: &str) -> Started {
+        let Some((prog, args)) = ssh.split_first() else {
+            return Started::No;
+        };
         // Not tied to the thread that starts it (a helper thread may end first): the shell
         // ends by itself when holdfast's end of its stdin closes.
-        let mut child = Command::new(prog)
+        let child = Command::new(prog)
             .args(args)
             .arg("--")
             .arg("exec sh")
@@ -118,8 +132,10 @@ impl Shell {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
-            .spawn()
-            .ok()?;
+            .spawn();
+        let Ok(mut child) = child else {
+            return Started::No;
+        };
         let ssh_err = Arc::new(Mutex::new(Vec::new()));
         if let Some(mut err) = child.stderr.take() {
             let keep = ssh_err.clone();
@@ -136,33 +152,58 @@ impl Shell {
                 }
             });
         }
-        let stdin = child.stdin.take()?;
-        let out = BufReader::new(child.stdout.take()?);
+        let (Some(stdin), Some(out)) = (child.stdin.take(), child.stdout.take()) else {
+            return Started::No;
+        };
+        let out = BufReader::new(out);
         let mut shell = Shell {
             child,
             stdin,
             out,
             ssh_err,
         };
-        // As every one-shot script begins (see `Target::remote`); HUP, INT and TERM end it
-        // through the EXIT trap, which removes the folder.
+        // As every one-shot script begins (see `Target::remote`). The folder for the
+        // outputs is in the target's root when there is one: the backup disk, where the run
+        // needs space anyway, not a `/tmp` that may be full. HUP, INT and TERM end the shell
+        // through the EXIT trap, which removes it; one a killed shell left (its pid gone) is
+        // removed by the next.
         let setup = format!(
             "LC_ALL=C; export LC_ALL; umask 077; \
              if (set -o pipefail) 2>/dev/null; then set -o pipefail; fi\n\
-             d=$(mktemp -d) || exit 1; trap 'rm -rf \"$d\"' EXIT; trap 'exit 1' HUP INT TERM\n\
-             echo {MARK} ready\n"
+             r={root}; d=''\n\
+             if [ -d \"$r\" ]; then for o in \"$r\"/{FOLDER}*; do [ -d \"$o\" ] || continue; \
+             kill -0 \"${{o##*.}}\" 2>/dev/null || rm -rf \"$o\"; done; \
+             d=\"$r/{FOLDER}$$\"; mkdir \"$d\" 2>/dev/null || d=''; fi\n\
+             [ -n \"$d\" ] || d=$(mktemp -d) || exit 1\n\
+             trap 'rm -rf \"$d\"' EXIT; trap 'exit 1' HUP INT TERM\n\
+             echo {MARK} ready\n",
+            root = quote(root),
         );
         let ready = shell.stdin.write_all(setup.as_bytes()).is_ok()
             && shell.stdin.flush().is_ok()
             && shell.line().is_some_and(|l| l == format!("{MARK} ready"));
-        if !ready {
-            tracing::debug!(
-                ssh = %String::from_utf8_lossy(&shell.ssh_err()),
-                "no shell on the backup server; each script gets a session of its own"
-            );
-            return None;
+        if ready {
+            return Started::Yes(shell);
         }
-        Some(shell)
+        let err = String::from_utf8_lossy(&shell.ssh_err()).trim().to_string();
+        // 255: ssh's own failure, not the shell's.
+        if shell.exit_code(Duration::from_secs(2)) == Some(255) {
+            return Started::NoConnection(err);
+        }
+        tracing::debug!(ssh = %err, "no shell on the backup server; each script gets a session of its own");
+        Started::No
+    }
+
+    /// The exit code of ssh once it ends, waiting at most `wait`.
+    fn exit_code(&mut self, wait: Duration) -> Option<i32> {
+        let until = Instant::now() + wait;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(st)) => return st.code(),
+                Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(10)),
+                _ => return None,
+            }
+        }
     }
 
     fn line(&mut self) -> Option<String> {
@@ -240,13 +281,8 @@ impl Drop for Shell {
         // Its stdin closing ends the shell; a connection that hangs is not waited for long.
         let _ = self.stdin.write_all(b"exit 0\n");
         let _ = self.stdin.flush();
-        let until = Instant::now() + Duration::from_secs(2);
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(_)) | Err(_) => return,
-                Ok(None) if Instant::now() >= until => break,
-                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-            }
+        if self.exit_code(Duration::from_secs(2)).is_some() {
+            return;
         }
         let _ = self.child.kill();
         let _ = self.child.wait();

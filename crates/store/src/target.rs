@@ -244,7 +244,7 @@ impl Target {
     /// long-lived shell when it can, else in a session of its own.
     fn run_remote(&self, script: &str) -> Result<Vec<u8>, StoreError> {
         if let Target::Ssh { shell, .. } = self {
-            match shell.run(&self.ssh_argv(), script) {
+            match shell.run(&self.ssh_argv(), &self.path(""), script) {
                 Some(Ok(ran)) if ran.code == 0 => return Ok(ran.stdout),
                 Some(Ok(ran)) => {
                     return Err(StoreError::Remote {

@@ -222,3 +222,56 @@ fn another_process_closing_its_connection_leaves_this_ones() {
     );
     t.close();
 }
+
+/// No server there: the error is ssh's own, at once, as it was from a session of its own.
+#[test]
+fn no_server_is_unreachable_with_sshs_reason() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let t = Target::parse(
+        &format!("ssh://nobody@127.0.0.1:{port}/srv"),
+        SshOptions::default(),
+    )
+    .unwrap();
+    let began = Instant::now();
+    match t.run_script("true") {
+        Err(StoreError::Unreachable { why, .. }) => {
+            assert!(why.contains("refused"), "{why}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(began.elapsed() < Duration::from_secs(10));
+}
+
+/// The shell keeps its outputs in the target's root (the backup disk, not a `/tmp` that may
+/// be full), and the folder a shell killed on the server left is removed by the next one.
+#[test]
+fn the_shells_folder_is_in_the_targets_root_and_a_dead_ones_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let sshd = Sshd::start(&dir.path().join("sshd")).unwrap();
+    let root = dir.path().join("store");
+    std::fs::create_dir_all(&root).unwrap();
+    let dead = root.join(".holdfast-shell.2147483646");
+    let live = root.join(format!(".holdfast-shell.{}", std::process::id()));
+    for d in [&dead, &live] {
+        std::fs::create_dir_all(d).unwrap();
+        std::fs::write(d.join("o"), b"left").unwrap();
+    }
+    let t = target(&sshd, &root);
+    let pid = shell_pid(&t);
+    let folder = String::from_utf8(t.run_script("echo \"$d\"").unwrap()).unwrap();
+    let folder = std::path::PathBuf::from(folder.trim());
+    assert_eq!(folder, root.join(format!(".holdfast-shell.{pid}")));
+    assert!(!dead.exists(), "a dead shell's folder stayed");
+    assert!(live.exists(), "a live process's folder was removed");
+    t.close();
+    let until = Instant::now() + Duration::from_secs(5);
+    while folder.exists() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!folder.exists(), "{folder:?} left");
+}
