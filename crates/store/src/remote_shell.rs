@@ -55,15 +55,18 @@ struct Shell {
     child: Child,
     stdin: ChildStdin,
     out: BufReader<ChildStdout>,
-    /// The last few KB ssh wrote to stderr, for the message when the connection breaks.
+    /// The last few KB ssh wrote to stderr, for the message when the connection breaks,
+    /// and the thread that reads them.
     ssh_err: Arc<Mutex<Vec<u8>>>,
+    err_reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl RemoteShell {
     /// Runs `script` in the shell, starting it with `ssh` (the ssh argv that runs a remote
-    /// command, without the command) for the target at `root` when needed. `None`: the shell is busy, off, or could
-    /// not start: run the script in a session of its own. `Some(Err)`: the connection broke
-    /// while the script ran (how far it got is unknown).
+    /// command, without the command) for the target at `root` when needed. `None`: the
+    /// shell is busy, off, or could not start: run the script in a session of its own.
+    /// `Some(Err)`: ssh could not connect, or the connection broke while the script ran (how
+    /// far it got is unknown).
     pub fn run(&self, ssh: &[String], root: &str, script: &str) -> Option<Result<Ran, String>> {
         let mut state = match self.0.try_lock() {
             Ok(s) => s,
@@ -137,7 +140,7 @@ impl Shell {
             return Started::No;
         };
         let ssh_err = Arc::new(Mutex::new(Vec::new()));
-        if let Some(mut err) = child.stderr.take() {
+        let err_reader = child.stderr.take().map(|mut err| {
             let keep = ssh_err.clone();
             std::thread::spawn(move || {
                 let mut buf = [0u8; 4096];
@@ -150,8 +153,8 @@ impl Shell {
                     let over = k.len().saturating_sub(4096);
                     k.drain(..over);
                 }
-            });
-        }
+            })
+        });
         let (Some(stdin), Some(out)) = (child.stdin.take(), child.stdout.take()) else {
             return Started::No;
         };
@@ -161,6 +164,7 @@ impl Shell {
             stdin,
             out,
             ssh_err,
+            err_reader,
         };
         // As every one-shot script begins (see `Target::remote`). The folder for the
         // outputs is in the target's root when there is one: the backup disk, where the run
@@ -179,15 +183,19 @@ impl Shell {
              echo {MARK} ready\n",
             root = quote(root),
         );
+        // Lines a login script printed first (a banner from `.bashrc`) are passed over.
         let ready = shell.stdin.write_all(setup.as_bytes()).is_ok()
             && shell.stdin.flush().is_ok()
-            && shell.line().is_some_and(|l| l == format!("{MARK} ready"));
+            && (0..64)
+                .map_while(|_| shell.line())
+                .any(|l| l == format!("{MARK} ready"));
         if ready {
             return Started::Yes(shell);
         }
-        let err = String::from_utf8_lossy(&shell.ssh_err()).trim().to_string();
         // 255: ssh's own failure, not the shell's.
-        if shell.exit_code(Duration::from_secs(2)) == Some(255) {
+        let code = shell.exit_code(Duration::from_secs(2));
+        let err = String::from_utf8_lossy(&shell.ssh_err()).trim().to_string();
+        if code == Some(255) {
             return Started::NoConnection(err);
         }
         tracing::debug!(ssh = %err, "no shell on the backup server; each script gets a session of its own");
@@ -217,11 +225,23 @@ impl Shell {
         }
     }
 
-    fn ssh_err(&self) -> Vec<u8> {
+    /// What ssh wrote to stderr; all of it when ssh has ended (its reader is given a moment
+    /// to finish, not waited for: a process ssh started may hold the pipe).
+    fn ssh_err(&mut self) -> Vec<u8> {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            let until = Instant::now() + Duration::from_millis(200);
+            while self.err_reader.as_ref().is_some_and(|r| !r.is_finished())
+                && Instant::now() < until
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
         self.ssh_err.lock().map(|e| e.clone()).unwrap_or_default()
     }
 
-    fn broke(&self, what: &str) -> Step {
+    fn broke(&mut self, what: &str) -> Step {
+        // A connection that broke ends ssh: its last words are the reason.
+        let _ = self.exit_code(Duration::from_millis(500));
         let err = String::from_utf8_lossy(&self.ssh_err()).trim().to_string();
         Step::Broke(if err.is_empty() {
             format!("the connection to the backup server broke ({what})")
@@ -286,5 +306,58 @@ impl Drop for Shell {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A local `sh` standing in for ssh: it prints `banner` first, as a login script
+    /// might, then runs the remote command it is given.
+    fn local(banner: &str) -> Vec<String> {
+        ["sh", "-c", &format!("printf '{banner}'; eval \"$2\""), "sh"]
+            .map(String::from)
+            .to_vec()
+    }
+
+    #[test]
+    fn lines_a_login_script_printed_first_are_passed_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().display().to_string();
+        let shell = RemoteShell::default();
+        let ran = shell
+            .run(
+                &local("Welcome\\nto the server\\n"),
+                &root,
+                "printf 'a\\nb'",
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!((ran.code, ran.stdout.as_slice()), (0, &b"a\nb"[..]));
+        // Its folder is in the root while it runs, and goes with it.
+        let pid = shell.run(&[], &root, "echo $$").unwrap().unwrap().stdout;
+        let folder = dir.path().join(format!(
+            "{FOLDER}{}",
+            String::from_utf8(pid).unwrap().trim()
+        ));
+        assert!(folder.is_dir(), "{folder:?}");
+        shell.stop();
+        assert!(!folder.exists());
+    }
+
+    #[test]
+    fn a_server_without_a_shell_leaves_scripts_to_sessions() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().display().to_string();
+        // A forced command that runs nothing it is given.
+        let ssh = ["sh", "-c", "echo 'not allowed' >&2; exit 1", "sh"].map(String::from);
+        assert!(RemoteShell::default().run(&ssh, &root, "true").is_none());
+        // ssh's own failure is the caller's error at once.
+        let ssh = ["sh", "-c", "echo 'Connection refused' >&2; exit 255", "sh"].map(String::from);
+        match RemoteShell::default().run(&ssh, &root, "true") {
+            Some(Err(why)) => assert!(why.contains("refused"), "{why}"),
+            other => panic!("no error: {:?}", other.map(|r| r.map(|x| x.code))),
+        }
     }
 }
