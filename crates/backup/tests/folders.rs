@@ -46,6 +46,8 @@ fn a_folders_cost_is_measured_where_the_store_lives() {
                 *cost > 0,
                 "{name}, ssh {ssh}"
             );
+            // Closed first: over ssh the run's shell keeps its folder there until then.
+            target.close();
             let left = std::fs::read_dir(&dir).unwrap().count();
             assert_eq!(left, 0, "{name}, ssh {ssh}: the probe is removed");
         }
