@@ -18,11 +18,13 @@
 use crate::layout::POOL;
 use crate::manifest::REPO_DIR;
 use crate::proof::pfile_of;
+use crate::store::TransferStats;
 use crate::target::{sh_quote, Target};
 use crate::StoreError;
 use holdfast_core::fs::PRIVATE_DIR;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::path::Path;
 
 pub const OBJECTS: &str = "objects";
 pub const PATHS: &str = "paths";
@@ -283,19 +285,19 @@ fn move_script(pool: &str, placed: &BTreeMap<String, String>) -> String {
     s
 }
 
-/// Each object of a pool on this machine (`base`) hard-linked under `dest` at its paths, as a fetch
-/// copies them; a missing object is left out. `None`: `dest` is on
-/// another file system, and they must be copied.
+/// Each object of a pool on this machine (`base`) hard-linked under `dest` at its paths, as
+/// a fetch copies them; a missing object is left out. `None`: `dest` is on another file
+/// system, and they must be copied.
 pub(crate) fn link_under(
-    base: &std::path::Path,
+    base: &Path,
     by_object: &BTreeMap<String, Vec<&String>>,
-    dest: &std::path::Path,
-) -> Result<Option<crate::store::TransferStats>, StoreError> {
-    let io = |p: &std::path::Path| {
+    dest: &Path,
+) -> Result<Option<TransferStats>, StoreError> {
+    let io = |p: &Path| {
         let path = p.display().to_string();
         move |source| StoreError::Io { path, source }
     };
-    let mut stats = crate::store::TransferStats::default();
+    let mut stats = TransferStats::default();
     for (object, paths) in by_object {
         let from = base.join(object);
         let Ok(meta) = from.symlink_metadata() else {
@@ -435,7 +437,7 @@ mod tests {
         .collect();
         let stats = link_under(&base, &by_object, &dest).unwrap().unwrap();
         assert_eq!((stats.transferred_files, stats.transferred_bytes), (1, 5));
-        let ino = |p: &std::path::Path| std::fs::metadata(p).unwrap().ino();
+        let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
         let object = ino(&base.join("objects/ab/one"));
         assert_eq!(ino(&dest.join(&gold)), object);
         assert_eq!(ino(&dest.join(&files)), object);

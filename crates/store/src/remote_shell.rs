@@ -13,6 +13,7 @@
 //! Scripts that read input, and any script while another thread holds the shell, still get
 //! a session of their own: nothing waits for the shell.
 
+use crate::target::PRELUDE;
 use holdfast_core::shell::quote;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::CommandExt;
@@ -166,14 +167,12 @@ impl Shell {
             ssh_err,
             err_reader,
         };
-        // As every one-shot script begins (see `Target::remote`). The folder for the
-        // outputs is in the target's root when there is one: the backup disk, where the run
-        // needs space anyway, not a `/tmp` that may be full. HUP, INT and TERM end the shell
-        // through the EXIT trap, which removes it; one a killed shell left (its pid gone) is
-        // removed by the next.
+        // The folder for the outputs is in the target's root when there is one: the backup
+        // disk, where the run needs space anyway, not a `/tmp` that may be full. HUP, INT and
+        // TERM end the shell through the EXIT trap, which removes it; one a killed shell left
+        // (its pid gone) is removed by the next.
         let setup = format!(
-            "LC_ALL=C; export LC_ALL; umask 077; \
-             if (set -o pipefail) 2>/dev/null; then set -o pipefail; fi\n\
+            "{PRELUDE}\n\
              r={root}; d=''\n\
              if [ -d \"$r\" ]; then for o in \"$r\"/{FOLDER}*; do [ -d \"$o\" ] || continue; \
              kill -0 \"${{o##*.}}\" 2>/dev/null || rm -rf \"$o\"; done; \

@@ -50,6 +50,15 @@ pub fn nul_separated<'a>(paths: impl IntoIterator<Item = &'a String>) -> Vec<u8>
 
 pub use holdfast_core::shell::quote as sh_quote;
 
+/// How every script on the backup server begins (in a session of its own, or in the run's
+/// shell). umask 077: dumps, manifests and lists are 0600 and folders 0700 on the server too;
+/// pipefail: a failing step inside a pipeline fails the script (dash before 0.5.13 has no
+/// pipefail, and a failing `set` would end the script there); LC_ALL=C: tools' messages are
+/// parsed (cp's "cannot stat"), and ssh passes the site's LANG on to the server (Debian's
+/// SendEnv/AcceptEnv LANG LC_*).
+pub(crate) const PRELUDE: &str = "LC_ALL=C; export LC_ALL; umask 077; \
+     if (set -o pipefail) 2>/dev/null; then set -o pipefail; fi";
+
 impl Target {
     /// Parses `/path`, `file:///path` or `ssh://[user@]host[:port]/path`.
     pub fn parse(spec: &str, ssh: SshOptions) -> Result<Target, StoreError> {
@@ -225,15 +234,7 @@ impl Target {
     fn remote(&self, script: &str) -> Command {
         let argv = self.ssh_argv();
         let mut c = Command::new(&argv[0]);
-        // umask 077: dumps, manifests and lists are 0600 and folders 0700 on the server too;
-        // pipefail: a failing step inside a pipeline fails the script.
-        // (dash before 0.5.13 has no pipefail, and a failing `set` would end the script there.)
-        // LC_ALL=C: tools' messages are parsed (cp's "cannot stat"), and ssh passes the
-        // site's LANG on to the server (Debian's SendEnv/AcceptEnv LANG LC_*).
-        let script = format!(
-            "LC_ALL=C; export LC_ALL; umask 077; \
-             if (set -o pipefail) 2>/dev/null; then set -o pipefail; fi; {script}"
-        );
+        let script = format!("{PRELUDE}; {script}");
         c.args(&argv[1..]).arg("--").arg(script);
         c.stdin(Stdio::null());
         holdfast_core::child::tie_to_parent(&mut c);
@@ -246,13 +247,7 @@ impl Target {
         if let Target::Ssh { shell, .. } = self {
             match shell.run(&self.ssh_argv(), &self.path(""), script) {
                 Some(Ok(ran)) if ran.code == 0 => return Ok(ran.stdout),
-                Some(Ok(ran)) => {
-                    return Err(StoreError::Remote {
-                        target: self.display(),
-                        what: script.to_string(),
-                        why: String::from_utf8_lossy(&ran.stderr).trim().to_string(),
-                    })
-                }
+                Some(Ok(ran)) => return Err(self.failed(script, &ran.stderr)),
                 Some(Err(why)) => return Err(self.unreachable(why)),
                 None => {}
             }
@@ -265,11 +260,7 @@ impl Target {
             return Err(self.unreachable(String::from_utf8_lossy(&out.stderr).trim().to_string()));
         }
         if !out.status.success() {
-            return Err(StoreError::Remote {
-                target: self.display(),
-                what: script.to_string(),
-                why: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            });
+            return Err(self.failed(script, &out.stderr));
         }
         Ok(out.stdout)
     }
@@ -298,13 +289,18 @@ impl Target {
             return Err(self.unreachable(String::from_utf8_lossy(&out.stderr).trim().to_string()));
         }
         if !out.status.success() || wrote.is_err() {
-            return Err(StoreError::Remote {
-                target: self.display(),
-                what: script.to_string(),
-                why: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            });
+            return Err(self.failed(script, &out.stderr));
         }
         Ok(out.stdout)
+    }
+
+    /// `script` failed on the server, saying `stderr`.
+    fn failed(&self, script: &str, stderr: &[u8]) -> StoreError {
+        StoreError::Remote {
+            target: self.display(),
+            what: script.to_string(),
+            why: String::from_utf8_lossy(stderr).trim().to_string(),
+        }
     }
 
     fn unreachable(&self, why: String) -> StoreError {
