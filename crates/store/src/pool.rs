@@ -227,7 +227,7 @@ fn check_inside(i: usize, path: &str) -> std::io::Result<()> {
 /// Reads snapshot `name`'s list with metadata from the target.
 pub fn read_entries(target: &Target, name: &str) -> Result<Vec<Entry>, StoreError> {
     let rel = format!("{name}/{FILE_LIST}");
-    let r = target.open(&rel)?;
+    let r = std::io::Cursor::new(target.read_all(&rel)?);
     decode_entries(r).map_err(|e| StoreError::Io {
         path: format!("{} {rel}", target.display()),
         source: e,
@@ -327,7 +327,7 @@ pub fn read_list(target: &Target, name: &str) -> Result<Vec<String>, StoreError>
 
 /// Reads the paths of the list at `rel` on the target.
 pub fn read_list_at(target: &Target, rel: &str) -> Result<Vec<String>, StoreError> {
-    let r = target.open(rel)?;
+    let r = std::io::Cursor::new(target.read_all(rel)?);
     decode(r).map_err(|e| StoreError::Io {
         path: format!("{} {rel}", target.display()),
         source: e,

@@ -10,10 +10,14 @@
 //! line then gives its exit status and both sizes, and both files follow. The shell ends when
 //! its stdin closes (holdfast ending, killed or not), and removes its folder as it goes.
 //!
-//! Scripts that read input, and any script while another thread holds the shell, still get
-//! a session of their own: nothing waits for the shell.
+//! A script's input goes down the same stream inside a here-document, base64-encoded: the
+//! shell itself reads it, so no byte of it can be taken for a command (a shell reading
+//! commands from a pipe reads ahead, and a `head -c` after it would miss what it took). A
+//! server without `base64` (the setup asks), and any script while another thread holds the
+//! shell, still get a session of their own: nothing waits for the shell.
 
 use crate::target::PRELUDE;
+use base64::Engine;
 use holdfast_core::shell::quote;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::CommandExt;
@@ -25,6 +29,11 @@ use std::time::{Duration, Instant};
 const MARK: &str = "holdfast-shell";
 /// The shell's folder in the target's root: this, then the remote shell's pid.
 pub const FOLDER: &str = ".holdfast-shell.";
+/// Ends a script's input: `-` is not in base64's alphabet, so no input line can equal it.
+const INPUT_END: &str = "HOLDFAST-INPUT-END";
+/// Input above this goes by a session of its own: the shell reads a here-document a byte at
+/// a time (4 MB took 0.17 s this way, 0.13 s in a session).
+const INPUT_MAX: usize = 1 << 20;
 
 /// What a script run in the shell gave.
 pub struct Ran {
@@ -60,6 +69,8 @@ struct Shell {
     /// and the thread that reads them.
     ssh_err: Arc<Mutex<Vec<u8>>>,
     err_reader: Option<std::thread::JoinHandle<()>>,
+    /// The server decodes base64: scripts with input can run here.
+    base64: bool,
 }
 
 impl RemoteShell {
@@ -68,7 +79,16 @@ impl RemoteShell {
     /// shell is busy, off, or could not start: run the script in a session of its own.
     /// `Some(Err)`: ssh could not connect, or the connection broke while the script ran (how
     /// far it got is unknown).
-    pub fn run(&self, ssh: &[String], root: &str, script: &str) -> Option<Result<Ran, String>> {
+    pub fn run(
+        &self,
+        ssh: &[String],
+        root: &str,
+        script: &str,
+        input: Option<&[u8]>,
+    ) -> Option<Result<Ran, String>> {
+        if input.is_some_and(|i| i.len() > INPUT_MAX) {
+            return None;
+        }
         let mut state = match self.0.try_lock() {
             Ok(s) => s,
             Err(TryLockError::WouldBlock) => return None,
@@ -88,7 +108,10 @@ impl RemoteShell {
             let State::Running(shell) = &mut *state else {
                 return None;
             };
-            match shell.run(script) {
+            if input.is_some() && !shell.base64 {
+                return None;
+            }
+            match shell.run(script, input) {
                 Step::Ran(r) => return Some(Ok(r)),
                 Step::NotSent => *state = State::NotStarted,
                 Step::Broke(why) => {
@@ -166,6 +189,7 @@ impl Shell {
             out,
             ssh_err,
             err_reader,
+            base64: false,
         };
         // The folder for the outputs is in the target's root when there is one: the backup
         // disk, where the run needs space anyway, not a `/tmp` that may be full. HUP, INT and
@@ -179,16 +203,22 @@ impl Shell {
              d=\"$r/{FOLDER}$$\"; mkdir \"$d\" 2>/dev/null || d=''; fi\n\
              [ -n \"$d\" ] || d=$(mktemp -d) || exit 1\n\
              trap 'rm -rf \"$d\"' EXIT; trap 'exit 1' HUP INT TERM\n\
-             echo {MARK} ready\n",
+             b=no; [ \"$(echo aG9sZGZhc3QK | base64 -d 2>/dev/null)\" = holdfast ] && b=yes\n\
+             echo {MARK} ready $b\n",
             root = quote(root),
         );
         // Lines a login script printed first (a banner from `.bashrc`) are passed over.
-        let ready = shell.stdin.write_all(setup.as_bytes()).is_ok()
-            && shell.stdin.flush().is_ok()
-            && (0..64)
-                .map_while(|_| shell.line())
-                .any(|l| l == format!("{MARK} ready"));
-        if ready {
+        let ready =
+            if shell.stdin.write_all(setup.as_bytes()).is_ok() && shell.stdin.flush().is_ok() {
+                (0..64).map_while(|_| shell.line()).find_map(|l| {
+                    l.strip_prefix(&format!("{MARK} ready "))
+                        .map(|b| b == "yes")
+                })
+            } else {
+                None
+            };
+        if let Some(base64) = ready {
+            shell.base64 = base64;
             return Started::Yes(shell);
         }
         // 255: ssh's own failure, not the shell's.
@@ -249,15 +279,37 @@ impl Shell {
         })
     }
 
-    fn run(&mut self, script: &str) -> Step {
+    fn run(&mut self, script: &str, input: Option<&[u8]>) -> Step {
         // `go` first: a shell that is gone (its connection ended while idle: another run's
         // `ssh -O exit`, a dropped link) never says it, and the script is known not to have run.
-        let line = format!(
-            "echo {MARK} go; ( eval {} ) </dev/null >\"$d/o\" 2>\"$d/e\"; rc=$?; \
-             printf '%s %s %s %s\\n' {MARK} \"$rc\" \"$(wc -c <\"$d/o\")\" \"$(wc -c <\"$d/e\")\"; \
-             cat \"$d/o\" \"$d/e\"\n",
-            quote(script)
+        // With input, the line is read whole, here-document and all, before `go` is said.
+        let report = format!(
+            "printf '%s %s %s %s\\n' {MARK} \"$rc\" \"$(wc -c <\"$d/o\")\" \"$(wc -c <\"$d/e\")\"; \
+             cat \"$d/o\" \"$d/e\"\n"
         );
+        let line = match input {
+            None => format!(
+                "echo {MARK} go; ( eval {} ) </dev/null >\"$d/o\" 2>\"$d/e\"; rc=$?; {report}",
+                quote(script)
+            ),
+            Some(input) => {
+                let mut l = format!(
+                    "echo {MARK} go; if base64 -d <<'{INPUT_END}' >\"$d/i\" 2>\"$d/e\"; then \
+                     ( eval {} ) <\"$d/i\" >\"$d/o\" 2>\"$d/e\"; rc=$?; \
+                     else : >\"$d/o\"; echo 'holdfast: the input did not arrive whole' >>\"$d/e\"; rc=125; fi; \
+                     rm -f \"$d/i\"; {report}",
+                    quote(script)
+                );
+                let text = base64::engine::general_purpose::STANDARD.encode(input);
+                for chunk in text.as_bytes().chunks(76) {
+                    l.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
+                    l.push('\n');
+                }
+                l.push_str(INPUT_END);
+                l.push('\n');
+                l
+            }
+        };
         // Nothing reaches a shell that has gone: a failed write means it never ran.
         if self.stdin.write_all(line.as_bytes()).is_err() || self.stdin.flush().is_err() {
             return Step::NotSent;
@@ -330,12 +382,17 @@ mod tests {
                 &local("Welcome\\nto the server\\n"),
                 &root,
                 "printf 'a\\nb'",
+                None,
             )
             .unwrap()
             .unwrap();
         assert_eq!((ran.code, ran.stdout.as_slice()), (0, &b"a\nb"[..]));
         // Its folder is in the root while it runs, and goes with it.
-        let pid = shell.run(&[], &root, "echo $$").unwrap().unwrap().stdout;
+        let pid = shell
+            .run(&[], &root, "echo $$", None)
+            .unwrap()
+            .unwrap()
+            .stdout;
         let folder = dir.path().join(format!(
             "{FOLDER}{}",
             String::from_utf8(pid).unwrap().trim()
@@ -346,15 +403,45 @@ mod tests {
     }
 
     #[test]
+    fn a_server_without_base64_leaves_scripts_with_input_to_sessions() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        std::fs::write(bin.join("base64"), "#!/bin/sh\nexit 127\n").unwrap();
+        std::fs::set_permissions(
+            bin.join("base64"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let path = format!("PATH={}:{}", bin.display(), std::env::var("PATH").unwrap());
+        let ssh = ["env", &path, "sh", "-c", "eval \"$2\"", "sh"].map(String::from);
+        let root = dir.path().display().to_string();
+        let shell = RemoteShell::default();
+        assert!(shell.run(&ssh, &root, "cat", Some(b"x\n")).is_none());
+        let ran = shell
+            .run(&ssh, &root, "echo in-shell", None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(ran.stdout, b"in-shell\n");
+        // Input over the size a shell is sent goes by a session too.
+        let big = vec![b'a'; INPUT_MAX + 1];
+        assert!(RemoteShell::default()
+            .run(&local(""), &root, "cat", Some(&big))
+            .is_none());
+    }
+
+    #[test]
     fn a_server_without_a_shell_leaves_scripts_to_sessions() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().display().to_string();
         // A forced command that runs nothing it is given.
         let ssh = ["sh", "-c", "echo 'not allowed' >&2; exit 1", "sh"].map(String::from);
-        assert!(RemoteShell::default().run(&ssh, &root, "true").is_none());
+        assert!(RemoteShell::default()
+            .run(&ssh, &root, "true", None)
+            .is_none());
         // ssh's own failure is the caller's error at once.
         let ssh = ["sh", "-c", "echo 'Connection refused' >&2; exit 255", "sh"].map(String::from);
-        match RemoteShell::default().run(&ssh, &root, "true") {
+        match RemoteShell::default().run(&ssh, &root, "true", None) {
             Some(Err(why)) => assert!(why.contains("refused"), "{why}"),
             other => panic!("no error: {:?}", other.map(|r| r.map(|x| x.code))),
         }

@@ -232,6 +232,7 @@ impl Target {
     }
 
     fn remote(&self, script: &str) -> Command {
+        tracing::trace!(script = %script.chars().take(80).collect::<String>(), "a session of its own");
         let argv = self.ssh_argv();
         let mut c = Command::new(&argv[0]);
         let script = format!("{PRELUDE}; {script}");
@@ -244,13 +245,8 @@ impl Target {
     /// Runs a shell script on the backup server; returns its stdout. In the target's
     /// long-lived shell when it can, else in a session of its own.
     fn run_remote(&self, script: &str) -> Result<Vec<u8>, StoreError> {
-        if let Target::Ssh { shell, .. } = self {
-            match shell.run(&self.ssh_argv(), &self.path(""), script) {
-                Some(Ok(ran)) if ran.code == 0 => return Ok(ran.stdout),
-                Some(Ok(ran)) => return Err(self.failed(script, &ran.stderr)),
-                Some(Err(why)) => return Err(self.unreachable(why)),
-                None => {}
-            }
+        if let Some(ran) = self.in_shell(script, None) {
+            return ran;
         }
         let out = self
             .remote(script)
@@ -270,8 +266,31 @@ impl Target {
         self.run_remote(script)
     }
 
+    /// `script` run in the target's long-lived shell; `None`: it must have a session.
+    fn in_shell(&self, script: &str, input: Option<&[u8]>) -> Option<Result<Vec<u8>, StoreError>> {
+        let Target::Ssh { shell, .. } = self else {
+            return None;
+        };
+        let began = std::time::Instant::now();
+        let ran = shell.run(&self.ssh_argv(), &self.path(""), script, input)?;
+        tracing::trace!(
+            secs = began.elapsed().as_secs_f64(),
+            input = input.map_or(0, <[u8]>::len),
+            script = %script.chars().take(80).collect::<String>(),
+            "ran in the server's shell"
+        );
+        Some(match ran {
+            Ok(ran) if ran.code == 0 => Ok(ran.stdout),
+            Ok(ran) => Err(self.failed(script, &ran.stderr)),
+            Err(why) => Err(self.unreachable(why)),
+        })
+    }
+
     /// Runs a shell script on the backup server with `input` on its stdin; returns its stdout.
     pub fn run_script_with_input(&self, script: &str, input: &[u8]) -> Result<Vec<u8>, StoreError> {
+        if let Some(ran) = self.in_shell(script, Some(input)) {
+            return ran;
+        }
         let mut c = self.remote(script);
         c.stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -645,25 +664,14 @@ impl Target {
                 let script = format!(
                     "mkdir -p \"$(dirname {p})\" && cat > {t} && sync {t} && mv -f {t} {p} && sync \"$(dirname {p})\""
                 );
-                let mut c = self.remote(&script);
-                c.stdin(Stdio::piped())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::piped());
-                let mut child = c
-                    .spawn()
-                    .map_err(|e| self.unreachable(format!("cannot run ssh: {e}")))?;
-                let mut stdin = child.stdin.take().expect("piped");
-                let wrote = stdin.write_all(data);
-                drop(stdin);
-                let out = child.wait_with_output().map_err(|e| self.io(rel, e))?;
-                if !out.status.success() || wrote.is_err() {
-                    return Err(StoreError::Remote {
-                        target: self.display(),
+                match self.run_script_with_input(&script, data) {
+                    Err(StoreError::Remote { target, why, .. }) => Err(StoreError::Remote {
+                        target,
                         what: format!("write {rel}"),
-                        why: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-                    });
+                        why,
+                    }),
+                    other => other.map(|_| ()),
                 }
-                Ok(())
             }
         }
     }
@@ -779,6 +787,24 @@ impl Target {
                     .map_err(|e| self.unreachable(format!("cannot run ssh: {e}")))?;
                 let out = child.stdout.take().expect("piped");
                 Ok(Box::new(ChildReader { child, out }))
+            }
+        }
+    }
+
+    /// The whole of a file of a few MB at most (a list, a manifest): over ssh in the run's
+    /// shell when it is free, not a session of its own. Big files are streamed ([`Self::open`]).
+    pub fn read_all(&self, rel: &str) -> Result<Vec<u8>, StoreError> {
+        let io = |source| StoreError::Io {
+            path: format!("{} {rel}", self.display()),
+            source,
+        };
+        match self.in_shell(&format!("cat {}", sh_quote(&self.path(rel))), None) {
+            Some(Err(StoreError::Remote { why, .. })) => Err(io(std::io::Error::other(why))),
+            Some(ran) => ran,
+            None => {
+                let mut all = Vec::new();
+                self.open(rel)?.read_to_end(&mut all).map_err(io)?;
+                Ok(all)
             }
         }
     }

@@ -92,6 +92,71 @@ fn scripts_share_one_shell_and_come_back_as_from_their_own_session() {
     t.close();
 }
 
+/// A script's input goes down the shell's stream byte for byte, and none of it, however
+/// much it looks like shell or like the protocol's own lines, is run.
+#[test]
+fn a_scripts_input_reaches_it_whole_and_is_never_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let sshd = Sshd::start(&dir.path().join("sshd")).unwrap();
+    let store = dir.path().join("store");
+    let t = target(&sshd, &store);
+    t.check().unwrap();
+    let first = shell_pid(&t);
+    let pwned = dir.path().join("pwned");
+    let mut input: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+    input.extend_from_slice(
+        format!(
+            "\nHOLDFAST-INPUT-END\ntouch {p}\nholdfast-shell 0 0 0\n'; touch {p}; '",
+            p = pwned.display()
+        )
+        .as_bytes(),
+    );
+    let got = store.join("got");
+    let out = t
+        .run_script_with_input(&format!("cat > {}; echo $$", got.display()), &input)
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(out).unwrap().trim(),
+        first,
+        "not in the shell"
+    );
+    assert_eq!(std::fs::read(&got).unwrap(), input);
+    assert!(!pwned.exists(), "a line of the input was run");
+
+    // Empty input; a script that reads part of its input; a failing one: each alone.
+    assert_eq!(t.run_script_with_input("wc -c", b"").unwrap(), b"0\n");
+    assert_eq!(
+        t.run_script_with_input("head -c 3", b"abcdef\necho no\n")
+            .unwrap(),
+        b"abc"
+    );
+    match t.run_script_with_input("cat >/dev/null; echo 'it failed' >&2; exit 4", b"x") {
+        Err(StoreError::Remote { why, .. }) => assert_eq!(why, "it failed"),
+        other => panic!("{other:?}"),
+    }
+    // Up to a megabyte goes down the shell; more (a big site's file list) by a session.
+    for (n, shell) in [(1_000_000u64, true), (3_000_000, false)] {
+        let data: Vec<u8> = (0..n).map(|i| (i * 7919 % 251) as u8).collect();
+        let out = t
+            .run_script_with_input(&format!("cat > {}; echo $$", got.display()), &data)
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap().trim() == first,
+            shell,
+            "{n}"
+        );
+        assert_eq!(std::fs::read(&got).unwrap(), data);
+        t.write_atomic("lists/big", &data).unwrap();
+        assert_eq!(std::fs::read(store.join("lists/big")).unwrap(), data);
+    }
+    assert_eq!(
+        shell_pid(&t),
+        first,
+        "the shell did not survive its scripts"
+    );
+    t.close();
+}
+
 #[test]
 fn a_shell_that_went_away_is_started_again() {
     let dir = tempfile::tempdir().unwrap();
