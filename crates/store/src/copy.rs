@@ -317,6 +317,8 @@ pub fn copy_snapshot(
         at: chrono::Utc::now(),
     });
     let name = dest.commit(&plan, &mut manifest)?;
+    // A folder per new file's folder, cold: many at a time.
+    let _ = holdfast_core::tree::remove_tree(staging.path());
     drop(staging);
     Ok(Copied {
         source: snap.name.clone(),

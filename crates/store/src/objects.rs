@@ -22,6 +22,7 @@ use crate::store::TransferStats;
 use crate::target::{sh_quote, Target};
 use crate::StoreError;
 use holdfast_core::fs::PRIVATE_DIR;
+use rayon::prelude::*;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -272,22 +273,49 @@ fn into_folders(
 
 /// A shell script that moves the staged files of `placed` to their objects, fails if one
 /// staged was left behind (one that vanished before rsync staged it is not there), and
-/// removes `.incoming`.
+/// removes `.incoming`. With perl on the server (Debian's `perl-base` is essential) in one
+/// process: a night's two thousand new files go to some 256 folders, and a `mv` for each
+/// folder took a quarter of a second over ssh; without it, with `mv`.
 fn move_script(pool: &str, placed: &BTreeMap<String, String>) -> String {
-    let mut s = into_folders(pool, placed, "mv -f", |p| {
+    let mut s = format!(
+        "cd {} || exit 1\nif command -v perl >/dev/null 2>&1; then\nperl -e {} <<'{PLACE_END}'\n",
+        sh_quote(pool),
+        sh_quote(PLACE_PERL)
+    );
+    for (object, path) in placed {
+        s.push_str(&format!("{INCOMING}/{}\t{object}\n", staged(path)));
+    }
+    s.push_str(&format!("{PLACE_END}\nelse\n"));
+    let mv = into_folders(pool, placed, "mv -f", |p| {
         format!("{INCOMING}/{}", staged(p))
     });
+    s.push_str(&mv);
     s.push_str(&format!(
-        "if [ -n \"$(find {INCOMING} -type f -print 2>/dev/null | head -n 1)\" ]; then \
+        "fi\n\
+         if [ -n \"$(find {INCOMING} -type f -print 2>/dev/null | head -n 1)\" ]; then \
          echo 'staged files could not be moved into the pool' >&2; exit 1; fi\n\
          rm -rf {INCOMING}\n"
     ));
     s
 }
 
+/// Ends [`move_script`]'s list: no content name has a `-`.
+const PLACE_END: &str = "HOLDFAST-PLACE-END";
+
+/// Renames each `staged<TAB>object` line's file, making the object's folder if need be; one
+/// not staged is passed over. A failure is said and left to the check that follows.
+const PLACE_PERL: &str = r#"while (my $l = <STDIN>) {
+  chomp $l; my ($f, $t) = split /\t/, $l, 2;
+  next unless lstat $f;
+  next if rename $f, $t;
+  (my $d = $t) =~ s{/[^/]*\z}{}; my $p = "";
+  for (split m{/}, $d) { $p .= ($p eq "" ? "" : "/") . $_; mkdir $p, 0700 unless -d $p }
+  rename $f, $t or print STDERR "$f: $!\n";
+}"#;
+
 /// Each object of a pool on this machine (`base`) hard-linked under `dest` at its paths, as
 /// a fetch copies them; a missing object is left out. `None`: `dest` is on another file
-/// system, and they must be copied.
+/// system, and they must be copied. Many at a time: on a cold cache each waits for the disk.
 pub(crate) fn link_under(
     base: &Path,
     by_object: &BTreeMap<String, Vec<&String>>,
@@ -297,11 +325,10 @@ pub(crate) fn link_under(
         let path = p.display().to_string();
         move |source| StoreError::Io { path, source }
     };
-    let mut stats = TransferStats::default();
-    for (object, paths) in by_object {
+    let link = |(object, paths): (&String, &Vec<&String>)| {
         let from = base.join(object);
         let Ok(meta) = from.symlink_metadata() else {
-            continue;
+            return Ok(Some(TransferStats::default()));
         };
         for p in paths {
             let to = dest.join(p);
@@ -315,10 +342,20 @@ pub(crate) fn link_under(
                 Err(e) => return Err(io(&to)(e)),
             }
         }
-        stats.files += 1;
-        stats.bytes += meta.len();
-        stats.transferred_files += 1;
-        stats.transferred_bytes += meta.len();
+        Ok(Some(TransferStats {
+            files: 1,
+            bytes: meta.len(),
+            transferred_files: 1,
+            transferred_bytes: meta.len(),
+            ..Default::default()
+        }))
+    };
+    let each: Vec<Option<TransferStats>> = holdfast_core::threads::io_pool()
+        .install(|| by_object.par_iter().map(link).collect::<Result<_, _>>())?;
+    let mut stats = TransferStats::default();
+    for s in each {
+        let Some(s) = s else { return Ok(None) };
+        stats.add(&s);
     }
     Ok(Some(stats))
 }
@@ -403,18 +440,74 @@ mod tests {
         assert!(!tree.exists() && !pool.join(MOVED).exists());
     }
 
+    /// The server's script, run here: with perl, and with `mv` on a server without it.
     #[test]
-    fn staged_files_are_moved_by_folder() {
-        let mut placed = BTreeMap::new();
-        placed.insert(
-            format!("objects/0a/{NAME}"),
-            format!("h/files/0a/1b/2c/{NAME}"),
-        );
-        let s = move_script("/srv/b/pool", &placed);
-        assert!(
-            s.contains(&format!("mv -f -- .incoming/{NAME} objects/0a/ ")),
-            "{s}"
-        );
+    fn staged_files_are_moved_to_their_objects_with_perl_or_without() {
+        let upper = NAME.to_ascii_uppercase().replacen("0A", "0B", 1);
+        let gone = NAME.replacen("0a", "0c", 1);
+        let placed: BTreeMap<String, String> = [&NAME.to_string(), &upper, &gone]
+            .into_iter()
+            .map(|n| (object_rel(n), format!("h/files/0a/1b/2c/{n}")))
+            .collect();
+        assert!(std::process::Command::new("perl")
+            .arg("-v")
+            .output()
+            .is_ok_and(|o| o.status.success()));
+        for perl in [true, false] {
+            let t = tempfile::tempdir().unwrap();
+            let pool = t.path().join("pool");
+            std::fs::create_dir_all(pool.join("objects/0a")).unwrap();
+            std::fs::create_dir_all(pool.join(INCOMING)).unwrap();
+            // Staged: two; the third vanished from the site before rsync staged it.
+            for n in [NAME, &upper] {
+                std::fs::write(pool.join(INCOMING).join(n), n).unwrap();
+            }
+            let mut sh = std::process::Command::new("/bin/sh");
+            sh.arg("-c")
+                .arg(move_script(pool.to_str().unwrap(), &placed));
+            if !perl {
+                let bin = t.path().join("bin");
+                std::fs::create_dir(&bin).unwrap();
+                for tool in ["mv", "mkdir", "find", "head", "rm"] {
+                    let at = String::from_utf8(
+                        std::process::Command::new("sh")
+                            .args(["-c", &format!("command -v {tool}")])
+                            .output()
+                            .unwrap()
+                            .stdout,
+                    )
+                    .unwrap();
+                    std::os::unix::fs::symlink(at.trim(), bin.join(tool)).unwrap();
+                }
+                sh.env("PATH", &bin);
+            }
+            let out = sh.output().unwrap();
+            assert!(out.status.success(), "perl {perl}: {out:?}");
+            for n in [NAME, &upper] {
+                assert_eq!(
+                    std::fs::read(pool.join(object_rel(n))).unwrap(),
+                    n.as_bytes()
+                );
+            }
+            assert!(!pool.join(object_rel(&gone)).exists());
+            assert!(!pool.join(INCOMING).exists(), "perl {perl}");
+
+            // A file that cannot go to its object is an error, and stays staged.
+            std::fs::create_dir_all(pool.join(INCOMING)).unwrap();
+            std::fs::write(pool.join(INCOMING).join(NAME), "again").unwrap();
+            std::fs::remove_dir_all(pool.join("objects/0a")).unwrap();
+            std::fs::write(pool.join("objects/0a"), "in the way").unwrap();
+            let out = sh.output().unwrap();
+            assert!(!out.status.success(), "perl {perl}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains("could not be moved") || err.contains("objects/0a"),
+                "perl {perl}: {err}"
+            );
+            // perl ran, and said which file and why.
+            assert_eq!(perl, err.contains(&format!("{INCOMING}/{NAME}: ")), "{err}");
+            assert!(pool.join(INCOMING).join(NAME).exists());
+        }
     }
 
     #[test]
