@@ -37,7 +37,8 @@ pub fn init(verbose: u8, quiet: bool, syslog: bool, default: &str) -> SystemLog 
         (true, _) => "error",
         (false, 0) => default,
         (false, 1) => "info",
-        (false, _) => "debug",
+        (false, 2) => "debug",
+        (false, _) => "debug,holdfast=trace",
     };
     let stderr_filter =
         EnvFilter::try_from_env("HOLDFAST_LOG").unwrap_or_else(|_| EnvFilter::new(level));

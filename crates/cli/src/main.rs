@@ -33,7 +33,8 @@ pub struct Cli {
     /// holdfast configuration file (TOML).
     #[arg(long, global = true, env = "HOLDFAST_CONFIG", default_value = config::DEFAULT_PATH)]
     config: PathBuf,
-    /// More detail: -v shows progress steps, -vv debug output, and error chains.
+    /// More detail: -v shows progress steps, -vv debug output, and error chains, -vvv each
+    /// script run on a backup server with its time.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
     /// Only errors: nothing on stdout or stderr when the command succeeds (for cron, which
