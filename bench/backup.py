@@ -86,6 +86,12 @@ dropped subvolume is freed in the background after `btrfs subvolume delete` retu
 run the bench waits, untimed, for that (`btrfs subvolume sync`), so the cleaner neither slows
 the next tool's run nor hides the freed space from this one's growth; the wait is printed.
 
+--ssh puts every store behind a real sshd on loopback (a throwaway key, root, the stores'
+folder as before), as a backup server is reached: holdfast's target is `ssh://`, the rsync
+peers send with `-e ssh` (the recycled day renamed and the dropped day removed by `ssh`, inside
+their timers), restic uses its `sftp:` backend and borg `ssh://` (`borg serve` on the far side).
+Growth is measured on the stores' folder as without it. Not with --restore.
+
 Run as root. The site is copied into --work first; the cached data set is not changed.
 """
 import argparse, json, os, random, shutil, statistics, subprocess, sys, time
@@ -278,6 +284,7 @@ class Bench:
         self.dumpdir = os.path.join(self.work, "dump")
         self.site = dataset.Site(os.path.join(self.work, "site"))
         self.day = 0
+        self.sshd = None
         self.hf = {}
         self.last_manifest = {}
 
@@ -309,10 +316,18 @@ class Bench:
         # night (the peers never look): reset once, as FOSSology's --reset start would.
         print(f"queue rows left running by a crash, reset as FOSSology's start does: "
               f"{self.site.reset_crashed_jobs()}", flush=True)
+        if self.a.ssh:
+            self.sshd = dataset.Sshd(os.path.join(self.work, "sshd"))
+            ENV["BORG_RSH"] = self.sshd.rsh
         for t in self.tools:
             if t in HOLDFAST:
                 layout, extra, _ = HOLDFAST[t]
-                self.hf[t] = self.site.toml(layout, os.path.join(self.stores, t), extra=extra, name=t,
+                target = os.path.join(self.stores, t)
+                if self.sshd:
+                    target = f"ssh://root@127.0.0.1:{self.sshd.port}{target}"
+                    extra += (f'ssh_identity = {json.dumps(self.sshd.key)}\n'
+                              f'ssh_options = {json.dumps(self.sshd.opts)}\n')
+                self.hf[t] = self.site.toml(layout, target, extra=extra, name=t,
                                             keep=self.a.retain or 30)
         self.days = dataset.scan_days(self.a.data)
 
@@ -342,6 +357,28 @@ class Bench:
             return 0.0
         return timed(["btrfs", "-q", "subvolume", "sync", self.stores], sync=False)
 
+    def far(self, path):
+        """`path` as the tools name it: on the sshd with --ssh."""
+        return f"root@127.0.0.1:{path}" if self.sshd else path
+
+    def rsync(self):
+        return ["rsync", "-e", self.sshd.rsh] if self.sshd else ["rsync"]
+
+    def on_server(self, cmd):
+        """`cmd` (a list) run where the stores are: through ssh with --ssh."""
+        if not self.sshd:
+            return cmd
+        return self.sshd.rsh.split() + ["root@127.0.0.1", " ".join(cmd)]
+
+    def restic_repo(self, store):
+        if not self.sshd:
+            return ["-r", store]
+        return ["-r", f"sftp:root@127.0.0.1:{store}", "-o",
+                f"sftp.command={self.sshd.rsh} root@127.0.0.1 -s sftp"]
+
+    def borg_repo(self, store):
+        return f"ssh://root@127.0.0.1:{self.sshd.port}{store}" if self.sshd else store
+
     def snapshots(self, tool):
         return snapshots(self.a.holdfast, self.hf[tool])
 
@@ -364,15 +401,16 @@ class Bench:
         """Drop the backup of `day`, as the tool's own retention does."""
         store = os.path.join(self.stores, tool)
         if tool in RSYNC_FLAGS:
-            return timed(["rm", "-rf", f"{store}/day{day}"])
+            return timed(self.on_server(["rm", "-rf", f"{store}/day{day}"]))
         if tool == "rsync-btrfs":
             return timed(["btrfs", "-q", "subvolume", "delete", f"{store}/day{day}"])
         if tool in RESTIC:
-            return timed(["restic", "forget", "-q", "-r", store] + RESTIC[tool] +
+            return timed(["restic", "forget", "-q"] + self.restic_repo(store) + RESTIC[tool] +
                          ["--keep-last", str(self.a.retain), "--prune"])
         if tool in BORG:
-            return timed(["borg", "prune", "--keep-last", str(self.a.retain), store]) + \
-                timed(["borg", "compact", store])
+            repo = self.borg_repo(store)
+            return timed(["borg", "prune", "--keep-last", str(self.a.retain), repo]) + \
+                timed(["borg", "compact", repo])
         sys.exit(f"unknown tool {tool}")
 
     def copy(self, tool, day, before=None):
@@ -406,7 +444,8 @@ class Bench:
         if tool in RSYNC_FLAGS:
             os.makedirs(store, exist_ok=True)
             link = [f"--link-dest={store}/day{day-1}"] if day > 0 else []
-            return d + timed(["rsync"] + RSYNC_FLAGS[tool] + link + self.sources() + [f"{store}/day{day}/"]), d
+            return d + timed(self.rsync() + RSYNC_FLAGS[tool] + link + self.sources() +
+                             [self.far(f"{store}/day{day}/")]), d
         if tool == RECYCLE:
             # The day --retain would delete tonight (day - N) is renamed to the new day and
             # refreshed in place: unchanged files stay, new ones are linked from the previous
@@ -415,9 +454,12 @@ class Bench:
             t = time.monotonic()
             n = self.a.retain
             if n and day >= n:
-                os.rename(f"{store}/day{day-n}", f"{store}/day{day}")
+                if self.sshd:
+                    sh(self.on_server(["mv", f"{store}/day{day-n}", f"{store}/day{day}"]))
+                else:
+                    os.rename(f"{store}/day{day-n}", f"{store}/day{day}")
             link = [f"--link-dest=../day{day-1}"] if day > 0 else []
-            timed(["rsync"] + RECYCLE_FLAGS + link + self.sources() + [f"{store}/day{day}/"])
+            timed(self.rsync() + RECYCLE_FLAGS + link + self.sources() + [self.far(f"{store}/day{day}/")])
             return d + time.monotonic() - t, d
         if tool == "rsync-btrfs":
             t = time.monotonic()
@@ -432,13 +474,15 @@ class Bench:
         if tool in RESTIC:
             if day == 0:
                 # version 2: the only one that can store uncompressed (--compression off)
-                sh(["restic", "init", "-q", "--repository-version", "2", "-r", store], env=ENV,
+                sh(["restic", "init", "-q", "--repository-version", "2"] + self.restic_repo(store), env=ENV,
                    stdout=subprocess.DEVNULL)
-            return d + timed(["restic", "backup", "-q", "-r", store] + RESTIC[tool] + self.sources()), d
+            return d + timed(["restic", "backup", "-q"] + self.restic_repo(store) + RESTIC[tool] +
+                             self.sources()), d
         if tool in BORG:
             if day == 0:
-                sh(["borg", "init", "-e", "none", store], env=ENV)
-            return d + timed(["borg", "create"] + BORG[tool] + [f"{store}::day{day}"] + self.sources()), d
+                sh(["borg", "init", "-e", "none", self.borg_repo(store)], env=ENV)
+            return d + timed(["borg", "create"] + BORG[tool] + [f"{self.borg_repo(store)}::day{day}"] +
+                             self.sources()), d
         sys.exit(f"unknown tool {tool}")
 
     def scan_day(self):
@@ -466,7 +510,7 @@ class Bench:
     def run(self):
         a = self.a
         results = {"size": a.size, "site": self.info, "initial": {}, "days": [], "restore": [], "check": [],
-                   "retain": a.retain, "stores_fs": a.stores_fs}
+                   "retain": a.retain, "stores_fs": a.stores_fs, "ssh": a.ssh}
         print(f"initial backups (cold), load {load()}", flush=True)
         for tool in self.tools:
             with Lock(a.lock):
@@ -644,6 +688,8 @@ def summary(r, tools):
     site = r["site"]
     lines.append(f"site {r['size']}: {site['files']} files, {site['bytes']/1e9:.2f} GB, {site['uploads']} uploads, "
                  f"{site['pfiles']} pfiles, {site['uploadtree']} uploadtree rows")
+    if r.get("ssh"):
+        lines.append("stores: behind an sshd on loopback (holdfast ssh://, rsync -e ssh, restic sftp:, borg ssh://)")
     days = r["days"]
     if days:
         d0 = days[0]
@@ -756,6 +802,7 @@ def main():
                     help="keep the newest N backups in every store, dropping the oldest each night (see above)")
     ap.add_argument("--stores-fs", default="", choices=[""] + list(MKFS),
                     help="the stores on a loop-mounted image of this file system (see above)")
+    ap.add_argument("--ssh", action="store_true", help="every store behind a real sshd on loopback (see above)")
     ap.add_argument("--lock", default="", help="flock this file around each measured round "
                     "(a day's backups, one restore), not around the whole run")
     ap.add_argument("--hold", action="store_true", help="with --lock: hold it from the first measured "
@@ -763,6 +810,8 @@ def main():
     a = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root (PostgreSQL runs as postgres; cold runs drop the page cache)")
+    if a.ssh and (a.restore or a.stores_fs == "btrfs"):
+        sys.exit("--ssh: not with --restore or --stores-fs btrfs (their peers work on the local store)")
     b = Bench(a)
     b.tools = a.tools.split(",")
     known = set(HOLDFAST) | DAY_TREES | set(RESTIC) | set(BORG)
@@ -777,6 +826,8 @@ def main():
             r = b.run()
     finally:
         b.site.stop()
+        if b.sshd:
+            b.sshd.stop()
         if a.stores_fs and not a.keep:
             subprocess.run(["umount", b.stores])
     r.update(holdfast=a.holdfast, started=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t0)),

@@ -26,12 +26,12 @@ Usage: bench/copy.py [--work DIR] [--site quarter] [--max-bytes 300M] [--days 3]
                      [--holdfast target/release/holdfast] [--holdfast-b OTHER_BUILD]
 Run as root (PostgreSQL runs as the postgres user; sshd needs root).
 """
-import argparse, json, os, shutil, socket, statistics, subprocess, sys, time
+import argparse, json, os, shutil, statistics, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dataset  # noqa: E402
 from dataset import default_holdfast, warn_debug  # noqa: E402
-from dataset import DATA, ROOT, Site, count  # noqa: E402
+from dataset import DATA, ROOT, Site, Sshd, count  # noqa: E402
 
 
 def sh(cmd, **kw):
@@ -51,45 +51,6 @@ def cold():
 
 def load():
     return open("/proc/loadavg").read().split()[0]
-
-
-class Sshd:
-    """A real sshd on loopback serving this machine's files as root, with a throwaway key."""
-
-    def __init__(self, d):
-        os.makedirs(d, exist_ok=True)
-        self.dir = d
-        self.key = os.path.join(d, "client")
-        host = os.path.join(d, "host")
-        for k in (self.key, host):
-            if not os.path.exists(k):
-                sh(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", k])
-        auth = os.path.join(d, "authorized_keys")
-        shutil.copyfile(self.key + ".pub", auth)
-        os.chmod(auth, 0o600)
-        s = socket.socket(); s.bind(("127.0.0.1", 0)); self.port = s.getsockname()[1]; s.close()
-        conf = os.path.join(d, "sshd_config")
-        with open(conf, "w") as f:
-            f.write(f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {host}\n"
-                    f"AuthorizedKeysFile {auth}\nPermitRootLogin prohibit-password\n"
-                    f"PasswordAuthentication no\nStrictModes no\nPidFile {d}/pid\n"
-                    "UsePAM no\nSubsystem sftp internal-sftp\nMaxStartups 100\nMaxSessions 100\n")
-        os.makedirs("/run/sshd", exist_ok=True)
-        self.proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", conf],
-                                     stderr=open(os.path.join(d, "log"), "w"))
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        self.opts = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                     "-o", "LogLevel=ERROR"]
-        self.rsh = " ".join(["ssh", "-i", self.key, "-p", str(self.port)] + self.opts)
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait()
 
 
 def rsync_sent(out):

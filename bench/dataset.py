@@ -31,6 +31,45 @@ def sh(cmd, **kw):
     return subprocess.run(cmd, check=True, **kw)
 
 
+class Sshd:
+    """A real sshd on loopback serving this machine's files as root, with a throwaway key."""
+
+    def __init__(self, d):
+        os.makedirs(d, exist_ok=True)
+        self.dir = d
+        self.key = os.path.join(d, "client")
+        host = os.path.join(d, "host")
+        for k in (self.key, host):
+            if not os.path.exists(k):
+                sh(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", k])
+        auth = os.path.join(d, "authorized_keys")
+        shutil.copyfile(self.key + ".pub", auth)
+        os.chmod(auth, 0o600)
+        s = socket.socket(); s.bind(("127.0.0.1", 0)); self.port = s.getsockname()[1]; s.close()
+        conf = os.path.join(d, "sshd_config")
+        with open(conf, "w") as f:
+            f.write(f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {host}\n"
+                    f"AuthorizedKeysFile {auth}\nPermitRootLogin prohibit-password\n"
+                    f"PasswordAuthentication no\nStrictModes no\nPidFile {d}/pid\n"
+                    "UsePAM no\nSubsystem sftp internal-sftp\nMaxStartups 100\nMaxSessions 100\n")
+        os.makedirs("/run/sshd", exist_ok=True)
+        self.proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", conf],
+                                     stderr=open(os.path.join(d, "log"), "w"))
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        self.opts = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                     "-o", "LogLevel=ERROR"]
+        self.rsh = " ".join(["ssh", "-i", self.key, "-p", str(self.port)] + self.opts)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+
+
 def packages():
     """(main packages in upload order, scan-day packages)."""
     main, days, cur = [], [], None
