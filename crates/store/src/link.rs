@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 
 /// Folders linked at once (cold lookups in the previous tree overlap).
 const LINKERS: usize = 16;
+/// `cp` processes linking at once on a backup server.
+const REMOTE_LINKERS: usize = 4;
 
 /// Rolling layout: hard-links `paths` from the previous snapshot's tree (`from`) into the
 /// new one (`to`), both relative to the target. Names carry the content, so every file the
@@ -79,31 +81,116 @@ pub fn link_tree(
             Ok((linked.into_inner(), lacking))
         }
         _ => {
-            let input = crate::target::nul_separated(paths);
-            let to_q = sh_quote(&target.path(to));
-            // cp goes on past a name it cannot find and says which: those are sent instead.
-            // Folders it makes get the previous day's modes and owners.
-            let out = target.run_script_with_input(
-                &format!(
-                    "mkdir -p {to_q} && cd {} && {{ xargs -0 -r cp -l -n --parents --preserve=mode,ownership -t {to_q} -- 2>&1 >/dev/null || true; }}",
-                    sh_quote(&target.path(from)),
-                ),
-                &input,
-            )?;
-            for line in String::from_utf8_lossy(&out).lines() {
-                let Some(rest) = line.split("cannot stat '").nth(1) else {
-                    return Err(StoreError::Io {
-                        path: target.path(to),
-                        source: std::io::Error::other(format!(
-                            "linking the previous day's files: {line}"
-                        )),
-                    });
-                };
-                if let Some((p, _)) = rest.split_once('\'') {
-                    lacking.push(p.to_string());
+            // One `cp` looks its files up in the previous tree one at a time, each waiting
+            // for the server's disk when cold: a few run side by side on folders of their
+            // own (one in the run's shell, the others in sessions).
+            let chunks = by_folders(
+                paths,
+                if paths.len() < 2_000 {
+                    1
+                } else {
+                    REMOTE_LINKERS
+                },
+            );
+            let outs: Vec<Result<Vec<u8>, StoreError>> = std::thread::scope(|s| {
+                let running: Vec<_> = chunks
+                    .iter()
+                    .map(|c| s.spawn(|| link_remote(target, from, to, c)))
+                    .collect();
+                running
+                    .into_iter()
+                    .map(|h| h.join().expect("a linking thread panicked"))
+                    .collect()
+            });
+            for (chunk, out) in chunks.iter().zip(outs) {
+                match lacking_in(target, to, &out?) {
+                    Ok(l) => lacking.extend(l),
+                    // Two made the same new folder at once: this part again, alone.
+                    Err(_) if chunks.len() > 1 => lacking.extend(lacking_in(
+                        target,
+                        to,
+                        &link_remote(target, from, to, chunk)?,
+                    )?),
+                    Err(e) => return Err(e),
                 }
             }
+            lacking.sort();
             Ok((paths.len() as u64 - lacking.len() as u64, lacking))
         }
+    }
+}
+
+/// `paths` (sorted) cut into at most `n` runs of about equal length, a folder never split.
+fn by_folders(paths: &[String], n: usize) -> Vec<&[String]> {
+    let folder = |p: &String| p.rsplit_once('/').map_or("", |(d, _)| d).to_string();
+    let mut out = Vec::new();
+    let mut rest = paths;
+    while !rest.is_empty() {
+        let left = n.saturating_sub(out.len()).max(1);
+        let mut cut = rest.len().div_ceil(left).min(rest.len());
+        while cut < rest.len() && folder(&rest[cut]) == folder(&rest[cut - 1]) {
+            cut += 1;
+        }
+        out.push(&rest[..cut]);
+        rest = &rest[cut..];
+    }
+    out
+}
+
+/// Links `paths` from `from` into `to` on the server; returns what `cp` said.
+fn link_remote(
+    target: &Target,
+    from: &str,
+    to: &str,
+    paths: &[String],
+) -> Result<Vec<u8>, StoreError> {
+    let to_q = sh_quote(&target.path(to));
+    // cp goes on past a name it cannot find and says which: those are sent instead.
+    // Folders it makes get the previous day's modes and owners.
+    target.run_script_with_input(
+        &format!(
+            "mkdir -p {to_q} && cd {} && {{ xargs -0 -r cp -l -n --parents --preserve=mode,ownership -t {to_q} -- 2>&1 >/dev/null || true; }}",
+            sh_quote(&target.path(from)),
+        ),
+        &crate::target::nul_separated(paths),
+    )
+}
+
+/// The paths `cp` could not find in the previous tree, from what it said; anything else it
+/// said is an error.
+fn lacking_in(target: &Target, to: &str, said: &[u8]) -> Result<Vec<String>, StoreError> {
+    let mut lacking = Vec::new();
+    for line in String::from_utf8_lossy(said).lines() {
+        let Some(rest) = line.split("cannot stat '").nth(1) else {
+            return Err(StoreError::Io {
+                path: target.path(to),
+                source: std::io::Error::other(format!("linking the previous day's files: {line}")),
+            });
+        };
+        if let Some((p, _)) = rest.split_once('\'') {
+            lacking.push(p.to_string());
+        }
+    }
+    Ok(lacking)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_cut_between_folders_only() {
+        let paths: Vec<String> = ["a/1", "a/2", "a/3", "b/1", "c/1", "c/2", "d/1", "d/2"]
+            .map(String::from)
+            .to_vec();
+        let parts = by_folders(&paths, 3);
+        assert_eq!(parts.concat(), paths);
+        assert!(parts.len() <= 3);
+        for w in parts.windows(2) {
+            let (a, b) = (w[0].last().unwrap(), &w[1][0]);
+            assert_ne!(a.split('/').next(), b.split('/').next(), "{parts:?}");
+        }
+        assert_eq!(by_folders(&paths, 1), vec![&paths[..]]);
+        assert_eq!(by_folders(&paths[..3], 4), vec![&paths[..3]]);
     }
 }
