@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 /// Folders linked at once (cold lookups in the previous tree overlap).
 const LINKERS: usize = 16;
-/// `cp` processes linking at once on a backup server.
+/// `cp` processes linking at once on a backup server (sessions: sshd allows 10 a connection).
 const REMOTE_LINKERS: usize = 4;
 
 /// Rolling layout: hard-links `paths` from the previous snapshot's tree (`from`) into the
