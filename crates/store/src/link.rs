@@ -2,7 +2,7 @@
 //! new tree by its path (names carry the content, so an mtime a scan touched changes
 //! nothing), without rsync comparing the two trees.
 
-use crate::target::{sh_quote, Target};
+use crate::target::{nul_separated, sh_quote, Target};
 use crate::StoreError;
 use std::collections::BTreeMap;
 
@@ -92,25 +92,17 @@ pub fn link_tree(
                     REMOTE_LINKERS
                 },
             );
-            let outs: Vec<Result<Vec<u8>, StoreError>> = std::thread::scope(|s| {
-                let running: Vec<_> = chunks
-                    .iter()
-                    .map(|c| s.spawn(|| link_remote(target, from, to, c)))
-                    .collect();
-                running
-                    .into_iter()
-                    .map(|h| h.join().expect("a linking thread panicked"))
-                    .collect()
-            });
+            let script = link_script(target, from, to);
+            let outs = target.run_side_by_side(&script, &chunks);
             for (chunk, out) in chunks.iter().zip(outs) {
                 match lacking_in(target, to, &out?) {
                     Ok(l) => lacking.extend(l),
                     // Two made the same new folder at once: this part again, alone.
-                    Err(_) if chunks.len() > 1 => lacking.extend(lacking_in(
-                        target,
-                        to,
-                        &link_remote(target, from, to, chunk)?,
-                    )?),
+                    Err(_) if chunks.len() > 1 => {
+                        let again =
+                            target.run_script_with_input(&script, &nul_separated(*chunk))?;
+                        lacking.extend(lacking_in(target, to, &again)?)
+                    }
                     Err(e) => return Err(e),
                 }
             }
@@ -122,7 +114,9 @@ pub fn link_tree(
 
 /// `paths` (sorted) cut into at most `n` runs of about equal length, a folder never split.
 fn by_folders(paths: &[String], n: usize) -> Vec<&[String]> {
-    let folder = |p: &String| p.rsplit_once('/').map_or("", |(d, _)| d).to_string();
+    fn folder(p: &str) -> &str {
+        p.rsplit_once('/').map_or("", |(d, _)| d)
+    }
     let mut out = Vec::new();
     let mut rest = paths;
     while !rest.is_empty() {
@@ -137,22 +131,15 @@ fn by_folders(paths: &[String], n: usize) -> Vec<&[String]> {
     out
 }
 
-/// Links `paths` from `from` into `to` on the server; returns what `cp` said.
-fn link_remote(
-    target: &Target,
-    from: &str,
-    to: &str,
-    paths: &[String],
-) -> Result<Vec<u8>, StoreError> {
+/// The server's script that links the paths on its stdin from `from` into `to`; it prints
+/// what `cp` said.
+fn link_script(target: &Target, from: &str, to: &str) -> String {
     let to_q = sh_quote(&target.path(to));
     // cp goes on past a name it cannot find and says which: those are sent instead.
     // Folders it makes get the previous day's modes and owners.
-    target.run_script_with_input(
-        &format!(
-            "mkdir -p {to_q} && cd {} && {{ xargs -0 -r cp -l -n --parents --preserve=mode,ownership -t {to_q} -- 2>&1 >/dev/null || true; }}",
-            sh_quote(&target.path(from)),
-        ),
-        &crate::target::nul_separated(paths),
+    format!(
+        "mkdir -p {to_q} && cd {} && {{ xargs -0 -r cp -l -n --parents --preserve=mode,ownership -t {to_q} -- 2>&1 >/dev/null || true; }}",
+        sh_quote(&target.path(from)),
     )
 }
 

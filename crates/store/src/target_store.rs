@@ -14,7 +14,7 @@ use crate::rsync::{base_args, fetch_args, tree_filters, Rsync};
 use crate::store::{
     DumpSent, Files, FolderMaker, Place, Plan, Source, Store, TransferStats, Upload,
 };
-use crate::target::{nul_separated, sh_quote, Sink, Target};
+use crate::target::{sh_quote, Sink, Target};
 
 mod chain;
 mod prove;
@@ -964,19 +964,10 @@ impl Store for Target {
         } else {
             rel.chunks(rel.len().div_ceil(REMOTE_LOOKERS)).collect()
         };
-        let outs: Vec<Result<Vec<u8>, StoreError>> = std::thread::scope(|s| {
-            let running: Vec<_> = parts
-                .iter()
-                .map(|part| {
-                    s.spawn(|| self.run_script_with_input(&script, &nul_separated(part.iter())))
-                })
-                .collect();
-            running
-                .into_iter()
-                .map(|h| h.join().expect("a look-up thread panicked"))
-                .collect()
-        });
-        let outs = outs.into_iter().collect::<Result<Vec<_>, _>>()?;
+        let outs = self
+            .run_side_by_side(&script, &parts)
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?;
         let lacking: HashSet<&[u8]> = outs
             .iter()
             .flat_map(|out| out.split(|&b| b == 0))

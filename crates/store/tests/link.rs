@@ -1,31 +1,12 @@
 //! The rolling layout's new day on a backup server over ssh: a big day is linked by several
 //! `cp` at once, on a real sshd, and comes out as one would make it.
 
+mod common;
+
+use common::target;
 use holdfast_store::link::link_tree;
-use holdfast_store::target::{SshOptions, Target};
 use holdfast_testkit::sshd::Sshd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-
-fn target(sshd: &Sshd, root: &std::path::Path) -> Target {
-    let spec = format!(
-        "ssh://{}@127.0.0.1:{}{}",
-        Sshd::user(),
-        sshd.port,
-        root.display()
-    );
-    let ssh = SshOptions {
-        identity: Some(sshd.client_key.clone()),
-        options: [
-            "StrictHostKeyChecking=no",
-            "UserKnownHostsFile=/dev/null",
-            "LogLevel=ERROR",
-        ]
-        .iter()
-        .flat_map(|o| ["-o".to_string(), o.to_string()])
-        .collect(),
-    };
-    Target::parse(&spec, ssh).unwrap()
-}
 
 #[test]
 fn a_big_day_is_linked_in_parts_whole_with_the_folders_modes() {

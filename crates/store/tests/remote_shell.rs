@@ -2,31 +2,13 @@
 //! come back as from a session of its own, a script cannot harm the shell, a shell that went
 //! away is started again, and a script never waits for another thread's.
 
+mod common;
+
+use common::target;
 use holdfast_store::target::{SshOptions, Target};
 use holdfast_store::StoreError;
 use holdfast_testkit::sshd::Sshd;
 use std::time::{Duration, Instant};
-
-fn target(sshd: &Sshd, root: &std::path::Path) -> Target {
-    let spec = format!(
-        "ssh://{}@127.0.0.1:{}{}",
-        Sshd::user(),
-        sshd.port,
-        root.display()
-    );
-    let ssh = SshOptions {
-        identity: Some(sshd.client_key.clone()),
-        options: [
-            "StrictHostKeyChecking=no",
-            "UserKnownHostsFile=/dev/null",
-            "LogLevel=ERROR",
-        ]
-        .iter()
-        .flat_map(|o| ["-o".to_string(), o.to_string()])
-        .collect(),
-    };
-    Target::parse(&spec, ssh).unwrap()
-}
 
 /// The process id of the shell a script ran in (a subshell keeps its parent's `$$`).
 fn shell_pid(t: &Target) -> String {
