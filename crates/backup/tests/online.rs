@@ -474,3 +474,67 @@ fn an_upload_deleted_after_the_snapshot_point_is_deleted_again_by_the_restore() 
     assert!(v.is_whole(), "{:?}", v.missing);
     assert_eq!(names(&v.being_deleted), names(&refs));
 }
+
+/// An online backup asks, after its copy, which uploads were deleted since the snapshot
+/// point: a deletion that ends while it asks (delagent's rows changed and its job ended in
+/// one commit) is seen as deleted or as being deleted, never as neither. Read in two
+/// statements, a commit between them hid it and turned a deletion into missing files.
+#[test]
+fn a_deletion_ending_while_asked_is_seen_either_way() {
+    use holdfast_site::db::jobs::uploads_deleted_by_now;
+    let f = fixture(1, Behaviour::default(), 30);
+    let site = f.site().clone();
+    let mut c = site.connect().unwrap();
+    let (u, pfile): (i32, i32) = {
+        let r = c
+            .query_one("SELECT upload_pk, pfile_fk FROM upload LIMIT 1", &[])
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    let mut asked = 0;
+    for round in 0..150 {
+        c.batch_execute(&format!(
+            "UPDATE upload SET pfile_fk = {pfile}, expire_action = NULL WHERE upload_pk = {u}"
+        ))
+        .unwrap();
+        let jq: i32 = c
+            .query_one(
+                "WITH j AS (INSERT INTO job (job_name, job_upload_fk, job_user_fk) \
+                     VALUES ('Delete', $1, 1) RETURNING job_pk) \
+                 INSERT INTO jobqueue (jq_job_fk, jq_type, jq_args, jq_starttime) \
+                     SELECT job_pk, 'delagent', 'DELETE UPLOAD ' || $1::int4::text, now() FROM j \
+                 RETURNING jq_pk",
+                &[&u],
+            )
+            .unwrap()
+            .get(0);
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut d = site.connect().unwrap();
+                std::thread::sleep(Duration::from_micros(200 * (round % 10)));
+                d.batch_execute(&format!(
+                    "BEGIN; \
+                     UPDATE upload SET expire_action = 'd', pfile_fk = NULL WHERE upload_pk = {u}; \
+                     UPDATE jobqueue SET jq_endtime = now(), jq_endtext = 'Completed' WHERE jq_pk = {jq}; \
+                     COMMIT"
+                ))
+                .unwrap();
+                done.store(true, std::sync::atomic::Ordering::SeqCst);
+            });
+            loop {
+                let last = done.load(std::sync::atomic::Ordering::SeqCst);
+                let seen = uploads_deleted_by_now(&mut c, &[u]).unwrap();
+                asked += 1;
+                assert!(
+                    seen.contains(&u),
+                    "round {round}: upload {u} deleted, yet not seen so"
+                );
+                if last {
+                    break;
+                }
+            }
+        });
+    }
+    assert!(asked > 150, "asked only {asked} times");
+}

@@ -50,7 +50,7 @@ fn queue_rows(c: &mut postgres::Client, filter: &str) -> Result<Vec<QueueRow>, p
 /// folder's uploads and only unlinks others (shared or uploaded twice, `util.c`'s
 /// `listFoldersRecurse`), and holdfast does not guess which.
 pub fn uploads_being_deleted(
-    c: &mut postgres::Client,
+    c: &mut impl postgres::GenericClient,
 ) -> Result<std::collections::HashSet<i32>, postgres::Error> {
     if !has_job_queue(c) {
         return Ok(Default::default());
@@ -71,7 +71,7 @@ pub fn uploads_being_deleted(
 /// Of `uploads`, those deleted: no row, or the row delagent leaves (no gold file,
 /// `expire_action = 'd'`).
 pub fn uploads_deleted(
-    c: &mut postgres::Client,
+    c: &mut impl postgres::GenericClient,
     uploads: &[i32],
 ) -> Result<std::collections::HashSet<i32>, postgres::Error> {
     Ok(c.query(
@@ -86,13 +86,21 @@ pub fn uploads_deleted(
 }
 
 /// Of `uploads`, those deleted by now ([`uploads_deleted`]) or being deleted
-/// ([`uploads_being_deleted`]).
+/// ([`uploads_being_deleted`]), both read at one moment: read apart, a deletion that ends
+/// between the two reads is in neither (its job ended after the first, its rows changed
+/// before the second).
 pub fn uploads_deleted_by_now(
     c: &mut postgres::Client,
     uploads: &[i32],
 ) -> Result<std::collections::HashSet<i32>, postgres::Error> {
-    let mut out = uploads_deleted(c, uploads)?;
-    let deleting = uploads_being_deleted(c)?;
+    let mut tx = c
+        .build_transaction()
+        .isolation_level(postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()?;
+    let mut out = uploads_deleted(&mut tx, uploads)?;
+    let deleting = uploads_being_deleted(&mut tx)?;
+    tx.commit()?;
     out.extend(uploads.iter().filter(|u| deleting.contains(u)));
     Ok(out)
 }
@@ -138,7 +146,7 @@ pub fn unfinished_jobs(c: &mut postgres::Client) -> Result<Vec<QueueRow>, postgr
 }
 
 /// True when the database has FOSSology's job queue (a database being restored may not).
-pub fn has_job_queue(c: &mut postgres::Client) -> bool {
+pub fn has_job_queue(c: &mut impl postgres::GenericClient) -> bool {
     c.query_one("SELECT to_regclass('jobqueue') IS NOT NULL", &[])
         .map(|r| r.get::<_, bool>(0))
         .unwrap_or(false)
