@@ -48,6 +48,11 @@ fn is_root() -> bool {
 impl Cluster {
     /// Creates a new cluster in `data` (which must not exist or be empty) and starts it.
     pub fn start(data: &Path) -> Result<Cluster> {
+        Self::start_on(data, free_port())
+    }
+
+    /// [`Cluster::start`] trying `port` first.
+    fn start_on(data: &Path, port: u16) -> Result<Cluster> {
         let bin = pg_bin_dir().context("no PostgreSQL server found (install postgresql)")?;
         std::fs::create_dir_all(data)?;
         let data = data.canonicalize()?;
@@ -83,7 +88,7 @@ impl Cluster {
         let pgdata = data.join("pgdata");
         let mut c = Cluster {
             data: data.clone(),
-            port: free_port(),
+            port,
             superuser: "postgres".into(),
             password,
             os_user,
@@ -102,20 +107,35 @@ impl Cluster {
         // The socket goes into the data folder and /tmp (where holdfast looks for a local
         // server's socket, besides Debian's /var/run/postgresql): the superuser tools reach
         // the cluster there as they reach a real one.
-        let opts = format!(
-            "-p {} -k {},/tmp -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
-            c.port,
-            data.display()
-        );
-        c.run(
-            Command::new(bin.join("pg_ctl"))
-                .arg("-D")
-                .arg(&pgdata)
-                .arg("-l")
-                .arg(data.join("postgres.log"))
-                .args(["-o", &opts, "-w", "-t", "60", "start"]),
-            "pg_ctl start",
-        )?;
+        // The port was free when chosen, but another test's server (or a connection's own
+        // end) may take it before PostgreSQL binds it: a new port then, a few times.
+        let log = data.join("postgres.log");
+        for attempt in 1.. {
+            let logged = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+            let opts = format!(
+                "-p {} -k {},/tmp -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
+                c.port,
+                data.display()
+            );
+            let started = c.run(
+                Command::new(bin.join("pg_ctl"))
+                    .arg("-D")
+                    .arg(&pgdata)
+                    .arg("-l")
+                    .arg(&log)
+                    .args(["-o", &opts, "-w", "-t", "60", "start"]),
+                "pg_ctl start",
+            );
+            let Err(e) = started else { break };
+            let said = std::fs::read(&log).unwrap_or_default();
+            let said =
+                String::from_utf8_lossy(&said[(logged as usize).min(said.len())..]).into_owned();
+            let taken = said.contains("Address already in use") || said.contains("lock file");
+            if !taken || attempt == 5 {
+                bail!("{e}\n{}: {}", log.display(), said.trim());
+            }
+            c.port = free_port();
+        }
         c.running = true;
         Ok(c)
     }
@@ -231,5 +251,34 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A port taken between its choice and PostgreSQL's start costs a new port, not the run.
+    #[test]
+    fn a_port_taken_before_the_start_gives_way_to_another() {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = held.local_addr().unwrap().port();
+        let t = tempfile::tempdir().unwrap();
+        let c = Cluster::start_on(&t.path().join("c"), port).unwrap();
+        assert_ne!(c.port, port);
+        let log = std::fs::read_to_string(c.data.join("postgres.log")).unwrap();
+        assert!(log.contains("Address already in use"), "{log}");
+        let mut client = postgres::Client::connect(
+            &format!(
+                "host=127.0.0.1 port={} user=postgres password={} dbname=postgres",
+                c.port, c.password
+            ),
+            postgres::NoTls,
+        )
+        .unwrap();
+        assert_eq!(
+            client.query_one("SELECT 1", &[]).unwrap().get::<_, i32>(0),
+            1
+        );
     }
 }
