@@ -26,6 +26,8 @@ pub mod pool;
 pub mod proof;
 mod remote_shell;
 pub mod rsync;
+#[cfg(test)]
+mod server_sh;
 pub mod store;
 pub mod subvolume;
 pub mod target;

@@ -93,14 +93,14 @@ pub fn link_tree(
                 },
             );
             let script = link_script(target, from, to);
-            let outs = target.run_side_by_side(&script, &chunks);
-            for (chunk, out) in chunks.iter().zip(outs) {
+            let inputs: Vec<Vec<u8>> = chunks.into_iter().map(nul_separated).collect();
+            let outs = target.run_side_by_side(&script, &inputs);
+            for (input, out) in inputs.iter().zip(outs) {
                 match lacking_in(target, to, &out?) {
                     Ok(l) => lacking.extend(l),
                     // Two made the same new folder at once: this part again, alone.
-                    Err(_) if chunks.len() > 1 => {
-                        let again =
-                            target.run_script_with_input(&script, &nul_separated(*chunk))?;
+                    Err(_) if inputs.len() > 1 => {
+                        let again = target.run_script_with_input(&script, input)?;
                         lacking.extend(lacking_in(target, to, &again)?)
                     }
                     Err(e) => return Err(e),

@@ -449,10 +449,7 @@ mod tests {
             .into_iter()
             .map(|n| (object_rel(n), format!("h/files/0a/1b/2c/{n}")))
             .collect();
-        assert!(std::process::Command::new("perl")
-            .arg("-v")
-            .output()
-            .is_ok_and(|o| o.status.success()));
+        assert!(crate::server_sh::has_perl());
         for perl in [true, false] {
             let t = tempfile::tempdir().unwrap();
             let pool = t.path().join("pool");
@@ -462,26 +459,11 @@ mod tests {
             for n in [NAME, &upper] {
                 std::fs::write(pool.join(INCOMING).join(n), n).unwrap();
             }
-            let mut sh = std::process::Command::new("/bin/sh");
-            sh.arg("-c")
-                .arg(move_script(pool.to_str().unwrap(), &placed));
-            if !perl {
-                let bin = t.path().join("bin");
-                std::fs::create_dir(&bin).unwrap();
-                for tool in ["mv", "mkdir", "find", "head", "rm"] {
-                    let at = String::from_utf8(
-                        std::process::Command::new("sh")
-                            .args(["-c", &format!("command -v {tool}")])
-                            .output()
-                            .unwrap()
-                            .stdout,
-                    )
-                    .unwrap();
-                    std::os::unix::fs::symlink(at.trim(), bin.join(tool)).unwrap();
-                }
-                sh.env("PATH", &bin);
-            }
-            let out = sh.output().unwrap();
+            let script = move_script(pool.to_str().unwrap(), &placed);
+            let bin = t.path().join("bin");
+            let tools: &[&str] = &["mv", "mkdir", "find", "head", "rm"];
+            let run = || crate::server_sh::run(&script, b"", (!perl).then_some((&*bin, tools)));
+            let out = run();
             assert!(out.status.success(), "perl {perl}: {out:?}");
             for n in [NAME, &upper] {
                 assert_eq!(
@@ -497,7 +479,7 @@ mod tests {
             std::fs::write(pool.join(INCOMING).join(NAME), "again").unwrap();
             std::fs::remove_dir_all(pool.join("objects/0a")).unwrap();
             std::fs::write(pool.join("objects/0a"), "in the way").unwrap();
-            let out = sh.output().unwrap();
+            let out = run();
             assert!(!out.status.success(), "perl {perl}");
             let err = String::from_utf8_lossy(&out.stderr);
             assert!(

@@ -48,6 +48,57 @@ pub fn nul_separated<'a>(paths: impl IntoIterator<Item = &'a String>) -> Vec<u8>
     input
 }
 
+/// Look-up scripts run at once on a backup server: each a session over the run's connection,
+/// which sshd allows 10 of by default (`MaxSessions`), the shell and an rsync among them.
+const REMOTE_LOOKERS: usize = 4;
+
+/// `items` cut for [`REMOTE_LOOKERS`] scripts side by side: one script waits for each cold
+/// look-up on the server's disk in turn, a few keep it busy. Small lists go whole.
+pub(crate) fn in_parts<T>(items: &[T]) -> Vec<&[T]> {
+    if items.len() < 4_000 {
+        vec![items]
+    } else {
+        items.chunks(items.len().div_ceil(REMOTE_LOOKERS)).collect()
+    }
+}
+
+/// [`Target::holders_sized`] on the server: for each `size` and `path` line pair on stdin,
+/// the index of the first folder (the arguments) holding `path` as a regular file of that
+/// size (`-`: any), or `-`.
+const HOLDERS_PERL: &str = r#"my @d = @ARGV;
+while (defined(my $s = <STDIN>)) {
+  defined(my $p = <STDIN>) or last;
+  chomp $s; chomp $p; my $at = "-";
+  for my $i (0 .. $#d) {
+    my @st = lstat "$d[$i]/$p";
+    if (@st && -f _ && ($s eq "-" || $st[7] == $s)) { $at = $i; last }
+  }
+  print "$at\n";
+}"#;
+
+/// The server's script for [`Target::holders_sized`] over `dirs` (absolute): perl where the
+/// server has it (the shell's `read` takes a system call per byte, and `stat` a process per
+/// file), else the shell.
+pub(crate) fn holders_script(dirs: &[String]) -> String {
+    let tries: String = dirs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let f = format!("{}/\"$p\"", sh_quote(d));
+            format!(
+                "if [ -f {f} ] && [ ! -L {f} ] && {{ [ \"$s\" = - ] || [ \"$(stat -c %s -- {f})\" = \"$s\" ]; }}; then echo {i}; continue; fi; "
+            )
+        })
+        .collect();
+    let dirs: Vec<String> = dirs.iter().map(|d| sh_quote(d)).collect();
+    format!(
+        "if command -v perl >/dev/null 2>&1; then exec perl -e {} -- {}; fi\n\
+         while IFS= read -r s && IFS= read -r p; do {tries}echo -; done",
+        sh_quote(HOLDERS_PERL),
+        dirs.join(" ")
+    )
+}
+
 pub use holdfast_core::shell::quote as sh_quote;
 
 /// How every script on the backup server begins (in a session of its own, or in the run's
@@ -313,18 +364,18 @@ impl Target {
         Ok(out.stdout)
     }
 
-    /// `script` run once for each of `parts`, with that part's paths NUL-separated on its
-    /// stdin, all at once (one in the run's shell, the others in sessions of their own): for
-    /// scripts that wait on the server's disk path by path. The outputs in `parts`' order.
+    /// `script` run once for each of `inputs`, on its stdin, all at once (one in the run's
+    /// shell, the others in sessions of their own): for scripts that wait on the server's
+    /// disk path by path. The outputs in `inputs`' order.
     pub fn run_side_by_side(
         &self,
         script: &str,
-        parts: &[&[String]],
+        inputs: &[Vec<u8>],
     ) -> Vec<Result<Vec<u8>, StoreError>> {
         std::thread::scope(|s| {
-            let running: Vec<_> = parts
+            let running: Vec<_> = inputs
                 .iter()
-                .map(|part| s.spawn(|| self.run_script_with_input(script, &nul_separated(*part))))
+                .map(|input| s.spawn(|| self.run_script_with_input(script, input)))
                 .collect();
             running
                 .into_iter()
@@ -533,29 +584,27 @@ impl Target {
                     .collect()
             }));
         }
-        let tries: String = dirs
-            .iter()
-            .enumerate()
-            .map(|(i, d)| {
-                let f = format!("{}/\"$p\"", sh_quote(&self.path(d)));
-                format!(
-                    "if [ -f {f} ] && [ ! -L {f} ] && {{ [ \"$s\" = - ] || [ \"$(stat -c %s -- {f})\" = \"$s\" ]; }}; then echo {i}; continue; fi; "
-                )
+        let dirs: Vec<String> = dirs.iter().map(|d| self.path(d)).collect();
+        let script = holders_script(&dirs);
+        let inputs: Vec<Vec<u8>> = in_parts(asked)
+            .into_iter()
+            .map(|part| {
+                part.iter()
+                    .flat_map(|(p, size)| match size {
+                        Some(s) => format!("{s}\n{p}\n").into_bytes(),
+                        None => format!("-\n{p}\n").into_bytes(),
+                    })
+                    .collect()
             })
             .collect();
-        let script = format!("while IFS= read -r s && IFS= read -r p; do {tries}echo -; done");
-        let input: String = asked
-            .iter()
-            .map(|(p, size)| match size {
-                Some(s) => format!("{s}\n{p}\n"),
-                None => format!("-\n{p}\n"),
-            })
-            .collect();
-        let out = self.run_script_with_input(&script, input.as_bytes())?;
-        let answers: Vec<Option<usize>> = String::from_utf8_lossy(&out)
-            .lines()
-            .map(|l| l.parse().ok())
-            .collect();
+        let mut answers: Vec<Option<usize>> = Vec::with_capacity(asked.len());
+        for out in self.run_side_by_side(&script, &inputs) {
+            answers.extend(
+                String::from_utf8_lossy(&out?)
+                    .lines()
+                    .map(|l| l.parse().ok()),
+            );
+        }
         if answers.len() != asked.len() {
             return Err(StoreError::Remote {
                 target: self.display(),
@@ -950,6 +999,76 @@ mod tests {
         assert!(Target::parse("s3://bucket/x", SshOptions::default()).is_err());
         assert!(Target::parse("ssh://host", SshOptions::default()).is_err());
         assert!(Target::parse("ssh://h:port/x", SshOptions::default()).is_err());
+    }
+
+    /// The server's look-up in earlier snapshots, run here with perl and with the shell,
+    /// answers as a target on this machine does.
+    #[test]
+    fn holders_are_found_alike_with_perl_or_without() {
+        assert!(crate::server_sh::has_perl());
+        let t = tempfile::tempdir().unwrap();
+        let odd = "it's $HOME `x` a b";
+        for (rel, data) in [
+            ("a/one", "12345"),
+            ("a/dir/two", "abc"),
+            ("b/one", "123456"),
+            ("b/three", "3"),
+            (&format!("b/{odd}") as &str, "odd"),
+        ] {
+            let p = t.path().join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, data).unwrap();
+        }
+        std::os::unix::fs::symlink("one", t.path().join("a/ln")).unwrap();
+        std::fs::create_dir(t.path().join("a/sub")).unwrap();
+        let asked: Vec<(&str, Option<u64>)> = vec![
+            ("one", Some(6)),
+            ("one", Some(5)),
+            ("one", None),
+            ("one", Some(7)),
+            ("dir/two", Some(3)),
+            ("ln", None),
+            ("sub", None),
+            ("three", None),
+            ("gone", None),
+            (odd, Some(3)),
+        ];
+        let want = vec![
+            Some(1),
+            Some(0),
+            Some(0),
+            None,
+            Some(0),
+            None,
+            None,
+            Some(1),
+            None,
+            Some(1),
+        ];
+        let dirs = ["a".to_string(), "b".to_string()];
+        let local = Target::parse(t.path().to_str().unwrap(), SshOptions::default()).unwrap();
+        assert_eq!(local.holders_sized(&dirs, &asked).unwrap(), want);
+
+        let script = holders_script(&dirs.map(|d| local.path(&d)));
+        let input: Vec<u8> = asked
+            .iter()
+            .flat_map(|(p, s)| match s {
+                Some(s) => format!("{s}\n{p}\n").into_bytes(),
+                None => format!("-\n{p}\n").into_bytes(),
+            })
+            .collect();
+        let bin = t.path().join("bin");
+        for perl in [true, false] {
+            let tools: &[&str] = &["stat"];
+            let out = crate::server_sh::run(&script, &input, (!perl).then_some((&*bin, tools)));
+            assert!(out.status.success(), "perl {perl}: {out:?}");
+            let got: Vec<Option<usize>> = String::from_utf8(out.stdout)
+                .unwrap()
+                .lines()
+                .map(|l| l.parse().ok())
+                .collect();
+            assert_eq!(got, want, "perl {perl}");
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::rsync::{base_args, fetch_args, tree_filters, Rsync};
 use crate::store::{
     DumpSent, Files, FolderMaker, Place, Plan, Source, Store, TransferStats, Upload,
 };
-use crate::target::{sh_quote, Sink, Target};
+use crate::target::{in_parts, nul_separated, sh_quote, Sink, Target};
 
 mod chain;
 mod prove;
@@ -49,9 +49,21 @@ fn pending_repo(plan: &Plan) -> String {
     pending_home(plan).base
 }
 
-/// Look-up loops run at once on a backup server: each a session over the run's connection,
-/// which sshd allows 10 of by default (`MaxSessions`), the shell and an rsync among them.
-const REMOTE_LOOKERS: usize = 4;
+/// [`Store::missing`] on the server: each NUL-ended name on stdin that is not there.
+const LACKING_PERL: &str = r#"chomp; lstat or print "$_\0""#;
+
+/// The server's script for [`Store::missing`] under `root`: prints the names it lacks,
+/// NUL-separated; perl where the server has it (the shell's `read` takes a system call per
+/// byte).
+fn lacking_script(root: &str) -> String {
+    format!(
+        "cd {} 2>/dev/null || {{ cat; exit 0; }}\n\
+         if command -v perl >/dev/null 2>&1; then exec perl -0ne {}; fi\n\
+         tr '\\0' '\\n' | while IFS= read -r p; do [ -e \"$p\" ] || printf '%s\\0' \"$p\"; done",
+        sh_quote(root),
+        sh_quote(LACKING_PERL)
+    )
+}
 
 /// A temporary `--files-from` list.
 fn list_file(paths: &[String]) -> Result<tempfile::NamedTempFile, StoreError> {
@@ -951,21 +963,10 @@ impl Store for Target {
             }));
         }
         let rel: Vec<String> = paths.iter().map(|p| home.rel(p).into_owned()).collect();
-        // Prints the names it lacks, NUL-separated.
-        let script = format!(
-            "cd {} 2>/dev/null || {{ cat; exit 0; }}; \
-             tr '\\0' '\\n' | while IFS= read -r p; do [ -e \"$p\" ] || printf '%s\\0' \"$p\"; done",
-            sh_quote(&self.path(&home.base))
-        );
-        // One loop waits for each cold look-up on the server's disk in turn (a walk night
-        // asks about every kept file: 78,000 took 11 s): a few loops run side by side.
-        let parts: Vec<&[String]> = if rel.len() < 4_000 {
-            vec![&rel[..]]
-        } else {
-            rel.chunks(rel.len().div_ceil(REMOTE_LOOKERS)).collect()
-        };
+        let script = lacking_script(&self.path(&home.base));
+        let inputs: Vec<Vec<u8>> = in_parts(&rel).into_iter().map(nul_separated).collect();
         let outs = self
-            .run_side_by_side(&script, &parts)
+            .run_side_by_side(&script, &inputs)
             .into_iter()
             .collect::<Result<Vec<_>, _>>()?;
         let lacking: HashSet<&[u8]> = outs
@@ -1034,5 +1035,45 @@ impl Store for Target {
             drop(list);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The server's look-up of a night's files, run here with perl and with the shell.
+    #[test]
+    fn lacking_files_are_found_alike_with_perl_or_without() {
+        assert!(crate::server_sh::has_perl());
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("day");
+        let odd = "it's $HOME `x` a b";
+        for rel in ["a/one", "a/two", odd] {
+            let p = root.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, rel).unwrap();
+        }
+        // A link is there, as a file on this machine's target is (lstat).
+        std::os::unix::fs::symlink("a/one", root.join("ln")).unwrap();
+        let asked: Vec<String> = ["a/one", "a/gone", odd, "ln", "b/c", "a/two"]
+            .map(String::from)
+            .to_vec();
+        let input = nul_separated(&asked);
+        let bin = t.path().join("bin");
+        for perl in [true, false] {
+            let tools: &[&str] = &["tr", "cat"];
+            let without = (!perl).then_some((&*bin, tools));
+            let out =
+                crate::server_sh::run(&lacking_script(root.to_str().unwrap()), &input, without);
+            assert!(out.status.success(), "perl {perl}: {out:?}");
+            assert_eq!(out.stdout, b"a/gone\0b/c\0", "perl {perl}");
+            // No such folder: every name is lacking.
+            let none = t.path().join("no-day");
+            let out =
+                crate::server_sh::run(&lacking_script(none.to_str().unwrap()), &input, without);
+            assert!(out.status.success(), "perl {perl}: {out:?}");
+            assert_eq!(out.stdout, input, "perl {perl}");
+        }
     }
 }
