@@ -50,7 +50,13 @@ fn pending_repo(plan: &Plan) -> String {
 }
 
 /// [`Store::missing`] on the server: each NUL-ended name on stdin that is not there.
-const LACKING_PERL: &str = r#"chomp; lstat or print "$_\0""#;
+fn lacking_perl() -> String {
+    crate::target::forked_perl(
+        "",
+        r#"local $/ = "\0"; my @n = <STDIN>; chomp @n; @n"#,
+        r#"lstat $_[0] or print "$_[0]\0""#,
+    )
+}
 
 /// The server's script for [`Store::missing`] under `root`: prints the names it lacks,
 /// NUL-separated; perl where the server has it (the shell's `read` takes a system call per
@@ -58,10 +64,10 @@ const LACKING_PERL: &str = r#"chomp; lstat or print "$_\0""#;
 fn lacking_script(root: &str) -> String {
     format!(
         "cd {} 2>/dev/null || {{ cat; exit 0; }}\n\
-         if command -v perl >/dev/null 2>&1; then exec perl -0ne {}; fi\n\
+         if command -v perl >/dev/null 2>&1; then exec perl -e {}; fi\n\
          tr '\\0' '\\n' | while IFS= read -r p; do [ -e \"$p\" ] || printf '%s\\0' \"$p\"; done",
         sh_quote(root),
-        sh_quote(LACKING_PERL)
+        sh_quote(&lacking_perl())
     )
 }
 
@@ -1075,5 +1081,36 @@ mod tests {
             assert!(out.status.success(), "perl {perl}: {out:?}");
             assert_eq!(out.stdout, input, "perl {perl}");
         }
+
+        // Enough names for perl's children: every seventh lacking, answered in order.
+        let many: Vec<String> = (0..1_000).map(|i| format!("m/{}/{i}", i % 13)).collect();
+        for (i, p) in many.iter().enumerate().filter(|(i, _)| i % 7 != 0) {
+            std::fs::create_dir_all(root.join(p).parent().unwrap()).unwrap();
+            std::fs::write(root.join(p), i.to_string()).unwrap();
+        }
+        let want = nul_separated(many.iter().step_by(7));
+        for perl in [true, false] {
+            let tools: &[&str] = &["tr", "cat"];
+            let without = (!perl).then_some((&*bin, tools));
+            let script = lacking_script(root.to_str().unwrap());
+            let out = crate::server_sh::run(&script, &nul_separated(&many), without);
+            assert!(out.status.success(), "perl {perl}: {out:?}");
+            assert_eq!(out.stdout, want, "perl {perl}");
+        }
+    }
+
+    /// A child of the server's perl that fails makes the look-up fail: its names must not
+    /// read as there.
+    #[test]
+    fn a_failed_look_up_child_fails_the_look_up() {
+        let script = crate::target::forked_perl(
+            "",
+            r#"local $/ = "\0"; my @n = <STDIN>; chomp @n; @n"#,
+            r#"exit 3 if $_[0] eq "x500"; print "$_[0]\0""#,
+        );
+        let input = nul_separated(&(0..1_000).map(|i| format!("x{i}")).collect::<Vec<_>>());
+        let out = crate::server_sh::run(&format!("perl -e {}", sh_quote(&script)), &input, None);
+        assert!(!out.status.success(), "{out:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("a look-up process failed"));
     }
 }
