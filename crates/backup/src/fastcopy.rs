@@ -135,10 +135,19 @@ pub(crate) fn make_dirs(
     for d in all {
         levels.entry(d.components().count()).or_default().push(d);
     }
+    // A level's folders at once (their parents are made): a site's 100,000 folders one at a
+    // time took 4 s of a restore over ssh.
     let mut made = 0;
-    for d in levels.into_values().flatten() {
-        let p = dst.join(d);
-        made += u64::from(make_dir(&p).map_err(io(&p))?);
+    for level in levels.into_values() {
+        made += holdfast_core::threads::io_pool().install(|| {
+            level
+                .par_iter()
+                .map(|d| {
+                    let p = dst.join(d);
+                    make_dir(&p).map(u64::from).map_err(io(&p))
+                })
+                .sum::<Result<u64, BackupError>>()
+        })?;
     }
     Ok(made)
 }

@@ -130,6 +130,72 @@ impl Rsync {
 
     /// Runs rsync to the end; a stop signal kills it and returns `Interrupted`.
     pub fn run(&self) -> Result<RsyncStats, StoreError> {
+        let progress = std::sync::Arc::new(holdfast_core::progress::Progress::new(
+            &self.what,
+            0,
+            holdfast_core::progress::Unit::Bytes,
+        ));
+        let shown = progress.clone();
+        let stats = self.run_reporting(Box::new(move |done, total| {
+            shown.set_total(total);
+            shown.set(done);
+        }));
+        progress.finish();
+        stats
+    }
+
+    /// `runs` at once, their progress shown as one (`what`): each waits on the disk of the
+    /// far side file by file, and a few keep it busy. The counts summed; the first failure.
+    pub fn run_side_by_side(runs: &[Rsync], what: &str) -> Result<RsyncStats, StoreError> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        use std::sync::Arc;
+        if let [one] = runs {
+            return one.run();
+        }
+        let progress = Arc::new(holdfast_core::progress::Progress::new(
+            what,
+            0,
+            holdfast_core::progress::Unit::Bytes,
+        ));
+        let parts: Arc<Vec<(AtomicU64, AtomicU64)>> =
+            Arc::new(runs.iter().map(|_| Default::default()).collect());
+        let results: Vec<Result<RsyncStats, StoreError>> = std::thread::scope(|s| {
+            let running: Vec<_> = runs
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let (progress, parts) = (progress.clone(), parts.clone());
+                    s.spawn(move || {
+                        r.run_reporting(Box::new(move |done, total| {
+                            parts[i].0.store(done, Ordering::Relaxed);
+                            parts[i].1.store(total, Ordering::Relaxed);
+                            let sum = |f: fn(&(AtomicU64, AtomicU64)) -> u64| -> u64 {
+                                parts.iter().map(f).sum()
+                            };
+                            progress.set_total(sum(|p| p.1.load(Ordering::Relaxed)));
+                            progress.set(sum(|p| p.0.load(Ordering::Relaxed)));
+                        }))
+                    })
+                })
+                .collect();
+            running
+                .into_iter()
+                .map(|h| h.join().expect("a thread running rsync panicked"))
+                .collect()
+        });
+        progress.finish();
+        let mut all = RsyncStats::default();
+        for r in results {
+            all.add(&r?);
+        }
+        Ok(all)
+    }
+
+    /// [`Rsync::run`], telling `report` the bytes done and the total as rsync says them.
+    fn run_reporting(
+        &self,
+        report: Box<dyn Fn(u64, u64) + Send>,
+    ) -> Result<RsyncStats, StoreError> {
         let mut cmd = self.command();
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -143,14 +209,8 @@ impl Rsync {
         })?;
         let mut out = child.stdout.take().expect("piped");
         let mut err = child.stderr.take().expect("piped");
-        let what = self.what.clone();
         let t_out = std::thread::spawn(move || {
             // `--info=progress2` lines (ended by \r) feed the progress; the rest is --stats.
-            let progress = holdfast_core::progress::Progress::new(
-                &what,
-                0,
-                holdfast_core::progress::Unit::Bytes,
-            );
             let mut all = Vec::new();
             let mut line = Vec::new();
             let mut buf = [0u8; 8192];
@@ -162,8 +222,7 @@ impl Rsync {
                     if b == b'\r' || b == b'\n' {
                         if let Some((done, total)) = parse_progress(&String::from_utf8_lossy(&line))
                         {
-                            progress.set_total(total);
-                            progress.set(done);
+                            report(done, total);
                         }
                         if b == b'\n' {
                             all.extend_from_slice(&line);
@@ -176,7 +235,6 @@ impl Rsync {
                 }
             }
             all.extend_from_slice(&line);
-            progress.finish();
             String::from_utf8_lossy(&all).into_owned()
         });
         let t_err = std::thread::spawn(move || {

@@ -41,7 +41,11 @@ fn a_big_list_is_answered_in_order_as_on_this_machine() {
     let want = here.holders_sized(&dirs, &asked).unwrap();
     let found = want.iter().filter(|h| h.is_some()).count();
     assert!(found > 2_000 && found < 4_000, "{found} of {}", asked.len());
-    assert_eq!(want[want.len() - 2..], [None, None], "a link and a folder are no file");
+    assert_eq!(
+        want[want.len() - 2..],
+        [None, None],
+        "a link and a folder are no file"
+    );
 
     let far = target(&sshd, &root);
     assert_eq!(far.holders_sized(&dirs, &asked).unwrap(), want);
