@@ -90,7 +90,9 @@ the next tool's run nor hides the freed space from this one's growth; the wait i
 folder as before), as a backup server is reached: holdfast's target is `ssh://`, the rsync
 peers send with `-e ssh` (the recycled day renamed and the dropped day removed by `ssh`, inside
 their timers), restic uses its `sftp:` backend and borg `ssh://` (`borg serve` on the far side).
-Growth is measured on the stores' folder as without it. Not with --restore.
+Growth is measured on the stores' folder as without it. With --restore every tool restores
+from the far side: holdfast from its `ssh://` target, rsync `-aH -e ssh`, restic over `sftp:`,
+borg over `ssh://`. Not with --stores-fs btrfs.
 
 Run as root. The site is copied into --work first; the cached data set is not changed.
 """
@@ -580,15 +582,15 @@ class Bench:
         t = time.monotonic()
         os.makedirs(dst)
         if tool in DAY_TREES:
-            timed(["rsync", "-aH", f"{store}/day{self.day}/", dst + "/"], sync=False)
+            timed(self.rsync() + ["-aH", self.far(f"{store}/day{self.day}/"), dst + "/"], sync=False)
             dump = os.path.join(dst, "dump/fossology.dump")
             repo = os.path.join(dst, "repository")
         elif tool in RESTIC:
-            timed(["restic", "-r", store, "restore", "latest", "--target", dst], sync=False)
+            timed(["restic"] + self.restic_repo(store) + ["restore", "latest", "--target", dst], sync=False)
             dump = dst + self.dumpdir + "/fossology.dump"
             repo = dst + self.site.repo
         elif tool in BORG:
-            timed(["borg", "extract", f"{store}::day{self.day}"], cwd=dst, sync=False)
+            timed(["borg", "extract", f"{self.borg_repo(store)}::day{self.day}"], cwd=dst, sync=False)
             dump = dst + self.dumpdir + "/fossology.dump"
             repo = dst + self.site.repo
         else:
@@ -810,8 +812,8 @@ def main():
     a = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root (PostgreSQL runs as postgres; cold runs drop the page cache)")
-    if a.ssh and (a.restore or a.stores_fs == "btrfs"):
-        sys.exit("--ssh: not with --restore or --stores-fs btrfs (their peers work on the local store)")
+    if a.ssh and a.stores_fs == "btrfs":
+        sys.exit("--ssh: not with --stores-fs btrfs (its peers' snapshots are made on the local store)")
     b = Bench(a)
     b.tools = a.tools.split(",")
     known = set(HOLDFAST) | DAY_TREES | set(RESTIC) | set(BORG)
