@@ -1145,18 +1145,20 @@ mod tests {
         assert_eq!(local.holders_sized(&dirs, &asked).unwrap(), want);
 
         let script = holders_script(&dirs.map(|d| local.path(&d)));
-        let input = holders_input(&asked);
         let bin = t.path().join("bin");
-        for perl in [true, false] {
+        // The server's answers, with perl and without.
+        let answers = |input: &[u8], perl: bool| -> Vec<Option<usize>> {
             let tools: &[&str] = &["stat"];
-            let out = crate::server_sh::run(&script, &input, (!perl).then_some((&*bin, tools)));
+            let out = crate::server_sh::run(&script, input, (!perl).then_some((&*bin, tools)));
             assert!(out.status.success(), "perl {perl}: {out:?}");
-            let got: Vec<Option<usize>> = String::from_utf8(out.stdout)
+            String::from_utf8(out.stdout)
                 .unwrap()
                 .lines()
                 .map(|l| l.parse().ok())
-                .collect();
-            assert_eq!(got, want, "perl {perl}");
+                .collect()
+        };
+        for perl in [true, false] {
+            assert_eq!(answers(&holders_input(&asked), perl), want, "perl {perl}");
         }
 
         // Enough for perl's children: the answers in the records' order.
@@ -1169,16 +1171,8 @@ mod tests {
             .collect();
         let want: Vec<Option<usize>> = (0..600).map(|i| [Some(1), Some(0), None][i % 3]).collect();
         let many: Vec<(&str, Option<u64>)> = many.iter().map(|(p, s)| (p.as_str(), *s)).collect();
-        let input = holders_input(&many);
         for perl in [true, false] {
-            let tools: &[&str] = &["stat"];
-            let out = crate::server_sh::run(&script, &input, (!perl).then_some((&*bin, tools)));
-            let got: Vec<Option<usize>> = String::from_utf8(out.stdout)
-                .unwrap()
-                .lines()
-                .map(|l| l.parse().ok())
-                .collect();
-            assert_eq!(got, want, "perl {perl}");
+            assert_eq!(answers(&holders_input(&many), perl), want, "perl {perl}");
         }
     }
 
