@@ -130,18 +130,7 @@ impl Rsync {
 
     /// Runs rsync to the end; a stop signal kills it and returns `Interrupted`.
     pub fn run(&self) -> Result<RsyncStats, StoreError> {
-        let progress = std::sync::Arc::new(holdfast_core::progress::Progress::new(
-            &self.what,
-            0,
-            holdfast_core::progress::Unit::Bytes,
-        ));
-        let shown = progress.clone();
-        let stats = self.run_reporting(Box::new(move |done, total| {
-            shown.set_total(total);
-            shown.set(done);
-        }));
-        progress.finish();
-        stats
+        Self::run_side_by_side(std::slice::from_ref(self), &self.what)
     }
 
     /// `runs` at once, their progress shown as one (`what`): each waits on the disk of the
@@ -149,9 +138,6 @@ impl Rsync {
     pub fn run_side_by_side(runs: &[Rsync], what: &str) -> Result<RsyncStats, StoreError> {
         use std::sync::atomic::{AtomicU64, Ordering};
         use std::sync::Arc;
-        if let [one] = runs {
-            return one.run();
-        }
         let progress = Arc::new(holdfast_core::progress::Progress::new(
             what,
             0,

@@ -52,10 +52,13 @@ pub fn nul_separated<'a>(paths: impl IntoIterator<Item = &'a String>) -> Vec<u8>
 /// which sshd allows 10 of by default (`MaxSessions`), the shell and an rsync among them.
 const REMOTE_LOOKERS: usize = 4;
 
+/// Lists this long or longer go to a backup server in parts side by side (look-ups, fetches).
+pub(crate) const SIDE_BY_SIDE_FROM: usize = 4_000;
+
 /// `items` cut for [`REMOTE_LOOKERS`] scripts side by side: one script waits for each cold
 /// look-up on the server's disk in turn, a few keep it busy. Small lists go whole.
 pub(crate) fn in_parts<T>(items: &[T]) -> Vec<&[T]> {
-    if items.len() < 4_000 {
+    if items.len() < SIDE_BY_SIDE_FROM {
         vec![items]
     } else {
         items.chunks(items.len().div_ceil(REMOTE_LOOKERS)).collect()
@@ -160,6 +163,27 @@ pub enum FilesFrom<'a> {
 
 /// A remote list's name in the target's root: this, then `mktemp`'s letters.
 pub(crate) const REMOTE_LIST: &str = ".holdfast-list.";
+
+/// `paths` one a line, as `--files-from` reads them.
+fn list_text<S: AsRef<str>>(paths: &[S]) -> String {
+    let mut text = String::new();
+    for p in paths {
+        text.push_str(p.as_ref());
+        text.push('\n');
+    }
+    text
+}
+
+/// A temporary `--files-from` list on this machine.
+pub(crate) fn list_file<S: AsRef<str>>(paths: &[S]) -> Result<tempfile::NamedTempFile, StoreError> {
+    let io = |source| StoreError::Io {
+        path: "file list".into(),
+        source,
+    };
+    let mut f = tempfile::NamedTempFile::new().map_err(io)?;
+    std::io::Write::write_all(&mut f, list_text(paths).as_bytes()).map_err(io)?;
+    Ok(f)
+}
 
 impl FilesFrom<'_> {
     /// rsync's argument naming the list.
@@ -466,22 +490,14 @@ impl Target {
 
     /// `paths` as a `--files-from` list for an rsync that reads from this target.
     pub fn files_from<S: AsRef<str>>(&self, paths: &[S]) -> Result<FilesFrom<'_>, StoreError> {
-        let mut text = String::new();
-        for p in paths {
-            text.push_str(p.as_ref());
-            text.push('\n');
-        }
         if let Target::Local { .. } = self {
-            let mut f = tempfile::NamedTempFile::new().map_err(|e| self.io("file list", e))?;
-            std::io::Write::write_all(&mut f, text.as_bytes())
-                .map_err(|e| self.io("file list", e))?;
-            return Ok(FilesFrom::Here(f));
+            return Ok(FilesFrom::Here(list_file(paths)?));
         }
         let script = format!(
             "f=$(mktemp {}XXXXXX) && cat >\"$f\" && printf '%s' \"$f\"",
             sh_quote(&self.path(REMOTE_LIST))
         );
-        let out = self.run_script_with_input(&script, text.as_bytes())?;
+        let out = self.run_script_with_input(&script, list_text(paths).as_bytes())?;
         let path = String::from_utf8_lossy(&out).into_owned();
         if path.is_empty() {
             return Err(self.failed(&script, b"mktemp named no file"));

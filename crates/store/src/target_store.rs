@@ -14,7 +14,9 @@ use crate::rsync::{base_args, fetch_args, tree_filters, Rsync};
 use crate::store::{
     DumpSent, Files, FolderMaker, Place, Plan, Source, Store, TransferStats, Upload,
 };
-use crate::target::{in_parts, nul_separated, sh_quote, Sink, Target};
+use crate::target::{
+    in_parts, list_file, nul_separated, sh_quote, Sink, Target, SIDE_BY_SIDE_FROM,
+};
 
 mod chain;
 mod prove;
@@ -71,21 +73,6 @@ fn lacking_script(root: &str) -> String {
     )
 }
 
-/// A temporary `--files-from` list.
-fn list_file(paths: &[String]) -> Result<tempfile::NamedTempFile, StoreError> {
-    let mut f = tempfile::NamedTempFile::new().map_err(|source| StoreError::Io {
-        path: "file list".into(),
-        source,
-    })?;
-    std::io::Write::write_all(&mut f, (paths.join("\n") + "\n").as_bytes()).map_err(|source| {
-        StoreError::Io {
-            path: f.path().display().to_string(),
-            source,
-        }
-    })?;
-    Ok(f)
-}
-
 /// rsync runs at once when a backup server gives a long list back: one waits for the
 /// server's disk file by file (a whole-site restore over ssh: 28 s in one run, 18 s in four).
 const REMOTE_FETCHERS: usize = 4;
@@ -117,7 +104,7 @@ impl Target {
         dest: &Path,
         what: &str,
     ) -> Result<TransferStats, StoreError> {
-        let parts = if matches!(self, Target::Ssh { .. }) && paths.len() >= 4_000 {
+        let parts = if matches!(self, Target::Ssh { .. }) && paths.len() >= SIDE_BY_SIDE_FROM {
             by_name(paths, REMOTE_FETCHERS)
         } else {
             vec![paths.iter().map(|p| p.as_ref()).collect()]
