@@ -152,6 +152,19 @@ pub(crate) fn make_dirs(
     Ok(made)
 }
 
+/// The content name `path` must match when it is named by its content under one of the
+/// folders `prove_under`.
+pub(crate) fn provable(prove_under: &[String], path: &str) -> Option<PfileName> {
+    prove_under
+        .iter()
+        .any(|d| {
+            path.strip_prefix(d.as_str())
+                .is_some_and(|rest| rest.starts_with('/'))
+        })
+        .then(|| pfile_of(path))
+        .flatten()
+}
+
 /// Copies `items` (repository paths, at `src` as `naming` names them) into the folder `dst`. `make_dir` creates one folder whose
 /// parent exists the way the site wants it (FOSSology's owner and modes), `false` when it
 /// was there. Content-named files under the
@@ -167,16 +180,7 @@ pub fn copy(
     prove_under: &[String],
     what: &str,
 ) -> Result<Copied, BackupError> {
-    let provable = |path: &str| -> Option<PfileName> {
-        prove_under
-            .iter()
-            .any(|d| {
-                path.strip_prefix(d.as_str())
-                    .is_some_and(|rest| rest.starts_with('/'))
-            })
-            .then(|| pfile_of(path))
-            .flatten()
-    };
+    let provable = |path: &str| provable(prove_under, path);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(IN_FLIGHT)
         .build()

@@ -473,7 +473,9 @@ fn restore_repo(
     // The snapshot's list and what it recorded (older rolling and rotating snapshots and
     // online rolling nights have none of their own). A list that is there but cannot be
     // read, or names places outside the repository, stops the restore.
+    let t0 = Instant::now();
     let listed: Option<Vec<Entry>> = target.own_entries(snap)?;
+    tracing::debug!(secs = t0.elapsed().as_secs_f64(), "snapshot list read");
     let all_recorded = listed
         .as_ref()
         .is_some_and(|l| l.iter().all(|e| e.meta.is_some()));
@@ -548,6 +550,13 @@ fn restore_repo(
         damaged.dedup_by(|a, b| a.path == b.path);
         return Ok((all_recorded, Some(damaged)));
     }
+    if let Some(damaged) = stream_repo(target, snap, &chain, listed.as_deref(), dest, prove_under)?
+    {
+        let l = listed.as_ref().expect("streamed from a list");
+        let n = crate::fastcopy::apply_all(&dest.repo.root, l)?;
+        tracing::info!(files = n, "recorded modes, owners and mtimes given back");
+        return Ok((all_recorded, Some(damaged)));
+    }
     if let Some(l) = &listed {
         // Folders as FOSSology makes them (a pool of objects has none to copy).
         let make_dir = |p: &std::path::Path| dest.repo.make_dir(p);
@@ -559,6 +568,56 @@ fn restore_repo(
         tracing::info!(files = n, "recorded modes, owners and mtimes given back");
     }
     Ok((all_recorded, None))
+}
+
+/// A lone snapshot's listed folder tree from a backup server whose `tar` can stream it, as
+/// tar streams proved as they are written ([`holdfast_store::stream`]); `None` when the
+/// snapshot or the server is not one for that (a pool's objects, a rotating chain, a local
+/// store, no GNU tar there). Returns the listed files not restored good.
+fn stream_repo(
+    target: &dyn Store,
+    snap: &holdfast_store::Snapshot,
+    chain: &[holdfast_store::Snapshot],
+    listed: Option<&[holdfast_store::pool::Entry]>,
+    dest: &Site,
+    prove_under: &[String],
+) -> Result<Option<Vec<BadFile>>, BackupError> {
+    let (Some(t), Some(listed), 1) = (target.as_target(), listed, chain.len()) else {
+        return Ok(None);
+    };
+    let home = t.snapshot_home(snap)?;
+    if home.naming != holdfast_store::objects::Naming::Paths || !t.can_stream() {
+        return Ok(None);
+    }
+    let paths: Vec<&str> = listed.iter().map(|e| e.path.as_str()).collect();
+    let t0 = Instant::now();
+    let done = t.stream_listed(
+        &home.base,
+        &paths,
+        &dest.repo.root,
+        &|p| dest.repo.make_dir(p),
+        &|p| crate::fastcopy::provable(prove_under, p),
+        &format!(
+            "restore of the repository from {} {}",
+            target.display(),
+            snap.name
+        ),
+    )?;
+    tracing::info!(
+        secs = t0.elapsed().as_secs_f64(),
+        files = done.files,
+        bytes = done.bytes,
+        linked = done.linked,
+        proved = done.proved,
+        damaged = done.bad.len(),
+        "repository files streamed back"
+    );
+    Ok(Some(
+        done.bad
+            .into_iter()
+            .map(|(path, why)| BadFile { path, why })
+            .collect(),
+    ))
 }
 
 /// Files a restore over ssh left that do not prove their names, fetched from the store once

@@ -29,6 +29,7 @@ pub mod rsync;
 #[cfg(test)]
 mod server_sh;
 pub mod store;
+pub mod stream;
 pub mod subvolume;
 pub mod target;
 mod target_store;

@@ -165,7 +165,7 @@ pub enum FilesFrom<'a> {
 pub(crate) const REMOTE_LIST: &str = ".holdfast-list.";
 
 /// `paths` one a line, as `--files-from` reads them.
-fn list_text<S: AsRef<str>>(paths: &[S]) -> String {
+pub(crate) fn list_text<S: AsRef<str>>(paths: &[S]) -> String {
     let mut text = String::new();
     for p in paths {
         text.push_str(p.as_ref());
@@ -386,7 +386,7 @@ impl Target {
         Some(v.join(" "))
     }
 
-    fn remote(&self, script: &str) -> Command {
+    pub(crate) fn remote(&self, script: &str) -> Command {
         tracing::trace!(script = %script.chars().take(80).collect::<String>(), "a session of its own");
         let argv = self.ssh_argv();
         let mut c = Command::new(&argv[0]);
@@ -399,7 +399,7 @@ impl Target {
 
     /// Runs a shell script on the backup server; returns its stdout. In the target's
     /// long-lived shell when it can, else in a session of its own.
-    fn run_remote(&self, script: &str) -> Result<Vec<u8>, StoreError> {
+    pub(crate) fn run_remote(&self, script: &str) -> Result<Vec<u8>, StoreError> {
         if let Some(ran) = self.in_shell(script, None) {
             return ran;
         }
@@ -506,7 +506,7 @@ impl Target {
     }
 
     /// `script` failed on the server, saying `stderr`.
-    fn failed(&self, script: &str, stderr: &[u8]) -> StoreError {
+    pub(crate) fn failed(&self, script: &str, stderr: &[u8]) -> StoreError {
         StoreError::Remote {
             target: self.display(),
             what: script.to_string(),
@@ -514,14 +514,14 @@ impl Target {
         }
     }
 
-    fn unreachable(&self, why: String) -> StoreError {
+    pub(crate) fn unreachable(&self, why: String) -> StoreError {
         StoreError::Unreachable {
             target: self.display(),
             why,
         }
     }
 
-    fn io(&self, what: &str, e: std::io::Error) -> StoreError {
+    pub(crate) fn io(&self, what: &str, e: std::io::Error) -> StoreError {
         StoreError::Io {
             path: format!("{} ({what})", self.display()),
             source: e,

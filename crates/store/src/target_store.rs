@@ -75,12 +75,12 @@ fn lacking_script(root: &str) -> String {
 
 /// rsync runs at once when a backup server gives a long list back: one waits for the
 /// server's disk file by file (a whole-site restore over ssh: 28 s in one run, 18 s in four).
-const REMOTE_FETCHERS: usize = 4;
+pub(crate) const REMOTE_FETCHERS: usize = 4;
 
 /// `paths` in `n` parts, every path of one file name in the same part: a content name's
 /// paths (a gold file and its `files` twin) are one file's names, which `-H` keeps linked
 /// only within one run.
-fn by_name<S: AsRef<str>>(paths: &[S], n: usize) -> Vec<Vec<&str>> {
+pub(crate) fn by_name<S: AsRef<str>>(paths: &[S], n: usize) -> Vec<Vec<&str>> {
     use std::hash::{Hash, Hasher};
     let mut parts = vec![Vec::new(); n];
     for p in paths {
@@ -1069,7 +1069,13 @@ impl Store for Target {
                 .run()?;
                 continue;
             };
-            self.fetch_listed(&home.base, &files, &fetch_args(), dest, &what)?;
+            let mut args = fetch_args();
+            if snap.manifest.list_is_its_own() {
+                // The restore made the list's folders as the site wants them: they keep
+                // those modes, not the store's.
+                args.push("--no-implied-dirs".into());
+            }
+            self.fetch_listed(&home.base, &files, &args, dest, &what)?;
         }
         Ok(())
     }

@@ -28,6 +28,12 @@ fn keygen(path: &Path) -> Result<()> {
 impl Sshd {
     /// Starts sshd in `dir`; the client key may log in as the user running the tests.
     pub fn start(dir: &Path) -> Result<Sshd> {
+        Sshd::start_with(dir, "")
+    }
+
+    /// [`Sshd::start`] with `extra` lines of `sshd_config` (`SetEnv PATH=...`: a server
+    /// whose tools differ).
+    pub fn start_with(dir: &Path, extra: &str) -> Result<Sshd> {
         let sshd = crate::require("sshd");
         std::fs::create_dir_all(dir)?;
         let dir = dir.canonicalize()?;
@@ -41,7 +47,7 @@ impl Sshd {
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
              AuthorizedKeysFile {d}/authorized_keys .ssh/authorized_keys\nStrictModes no\nUsePAM no\n\
              PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n\
-             Subsystem sftp internal-sftp\nLogLevel ERROR\nMaxStartups 100\n",
+             Subsystem sftp internal-sftp\nLogLevel ERROR\nMaxStartups 100\n{extra}",
             d = dir.display()
         );
         std::fs::write(dir.join("sshd_config"), config)?;
