@@ -550,8 +550,7 @@ fn restore_repo(
         damaged.dedup_by(|a, b| a.path == b.path);
         return Ok((all_recorded, Some(damaged)));
     }
-    if let Some(damaged) = stream_repo(target, snap, &chain, listed.as_deref(), dest, prove_under)?
-    {
+    if let Some(damaged) = stream_repo(target, &chain, listed.as_deref(), dest, prove_under)? {
         let l = listed.as_ref().expect("streamed from a list");
         let n = crate::fastcopy::apply_all(&dest.repo.root, l)?;
         tracing::info!(files = n, "recorded modes, owners and mtimes given back");
@@ -570,54 +569,97 @@ fn restore_repo(
     Ok((all_recorded, None))
 }
 
-/// A lone snapshot's listed folder tree from a backup server whose `tar` can stream it, as
-/// tar streams proved as they are written ([`holdfast_store::stream`]); `None` when the
-/// snapshot or the server is not one for that (a pool's objects, a rotating chain, a local
-/// store, no GNU tar there). Returns the listed files not restored good.
+/// A listed snapshot's folder trees (a rolling day, a rotating chain's pieces) from a
+/// backup server whose `tar` can stream them, as tar streams proved as they are written
+/// ([`holdfast_store::stream`]); `None` when the snapshot or the server is not one for that
+/// (a pool's objects, no list, a local store, no GNU tar there). Returns the listed files
+/// not restored good.
 fn stream_repo(
     target: &dyn Store,
-    snap: &holdfast_store::Snapshot,
     chain: &[holdfast_store::Snapshot],
     listed: Option<&[holdfast_store::pool::Entry]>,
     dest: &Site,
     prove_under: &[String],
 ) -> Result<Option<Vec<BadFile>>, BackupError> {
-    let (Some(t), Some(listed), 1) = (target.as_target(), listed, chain.len()) else {
+    let (Some(t), Some(listed)) = (target.as_target(), listed) else {
         return Ok(None);
     };
-    let home = t.snapshot_home(snap)?;
-    if home.naming != holdfast_store::objects::Naming::Paths || !t.can_stream() {
+    let homes = chain
+        .iter()
+        .map(|s| t.snapshot_home(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let by_paths =
+        |h: &holdfast_store::objects::Home| h.naming == holdfast_store::objects::Naming::Paths;
+    if !homes.iter().all(by_paths) || !t.can_stream() {
         return Ok(None);
     }
-    let paths: Vec<&str> = listed.iter().map(|e| e.path.as_str()).collect();
-    let t0 = Instant::now();
-    let done = t.stream_listed(
-        &home.base,
-        &paths,
-        &dest.repo.root,
-        &|p| dest.repo.make_dir(p),
-        &|p| crate::fastcopy::provable(prove_under, p),
-        &format!(
-            "restore of the repository from {} {}",
-            target.display(),
-            snap.name
-        ),
-    )?;
-    tracing::info!(
-        secs = t0.elapsed().as_secs_f64(),
-        files = done.files,
-        bytes = done.bytes,
-        linked = done.linked,
-        proved = done.proved,
-        damaged = done.bad.len(),
-        "repository files streamed back"
-    );
-    Ok(Some(
-        done.bad
-            .into_iter()
-            .map(|(path, why)| BadFile { path, why })
-            .collect(),
-    ))
+    let wanted: std::collections::HashSet<&str> = listed.iter().map(|e| e.path.as_str()).collect();
+    let mut taken: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut bad = Vec::new();
+    // Newest first: a file in two pieces (a rotten copy healed into a later one) comes from
+    // the newest; a piece may hold files deleted since (the base keeps them): only what the
+    // list names is restored.
+    for (s, home) in chain.iter().zip(&homes).rev() {
+        let mine: Vec<String> = if chain.len() == 1 {
+            listed.iter().map(|e| e.path.clone()).collect()
+        } else {
+            target
+                .snapshot_files(s)?
+                .into_iter()
+                .filter(|p| wanted.contains(p.as_str()) && !taken.contains(p))
+                .collect()
+        };
+        if mine.is_empty() {
+            continue;
+        }
+        let paths: Vec<&str> = mine.iter().map(String::as_str).collect();
+        let t0 = Instant::now();
+        let done = t.stream_listed(
+            &home.base,
+            &paths,
+            &dest.repo.root,
+            &|p| dest.repo.make_dir(p),
+            &|p| crate::fastcopy::provable(prove_under, p),
+            &format!(
+                "restore of the repository from {} {}",
+                target.display(),
+                s.name
+            ),
+        )?;
+        tracing::info!(
+            snapshot = %s.name,
+            secs = t0.elapsed().as_secs_f64(),
+            files = done.files,
+            bytes = done.bytes,
+            linked = done.linked,
+            proved = done.proved,
+            damaged = done.bad.len(),
+            "repository files streamed back"
+        );
+        bad.extend(
+            done.bad
+                .into_iter()
+                .map(|(path, why)| BadFile { path, why }),
+        );
+        taken.extend(mine);
+    }
+    if chain.len() > 1 {
+        // Listed and in no piece.
+        bad.extend(
+            wanted
+                .iter()
+                .filter(|p| !taken.contains(**p))
+                .map(|p| BadFile {
+                    path: p.to_string(),
+                    why: format!(
+                        "missing from the snapshot on the store ({}): not restored",
+                        target.display()
+                    ),
+                }),
+        );
+    }
+    bad.sort();
+    Ok(Some(bad))
 }
 
 /// Files a restore over ssh left that do not prove their names, fetched from the store once

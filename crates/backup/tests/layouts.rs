@@ -60,20 +60,26 @@ fn rolling_over_ssh_keeps_exactly_n_and_restores() {
     assert_eq!(r.verify.checked, 4 * 3, "4 uploads in the third run");
 }
 
-/// A rolling snapshot comes back from a server as tar streams where its `tar` is GNU tar,
-/// and by rsync where it is not; both restores are whole and give the site's tree, its
-/// twins one file, each file's mode and owner as the site has them and folders as
-/// FOSSology makes them.
+/// A rolling day and a rotating chain (a base and an incremental) come back from a server as
+/// tar streams where its `tar` is GNU tar, and by rsync where it is not; every restore is
+/// whole and gives the site's tree, its twins one file, each file's mode and owner as the
+/// site has them and folders as FOSSology makes them.
 #[test]
-fn over_ssh_a_rolling_restore_is_whole_streamed_or_by_rsync() {
-    let f = fixture(2, Behaviour::default(), 30);
+fn over_ssh_a_restore_is_whole_streamed_or_by_rsync() {
+    let mut f = fixture(2, Behaviour::default(), 30);
     let bin = f.dir.path().join("no-gnu-tar");
     std::fs::create_dir(&bin).unwrap();
     std::fs::write(bin.join("tar"), "#!/bin/sh\nexit 1\n").unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(bin.join("tar"), std::fs::Permissions::from_mode(0o755)).unwrap();
     let site = f.site().clone();
-    for gnu_tar in [true, false] {
+    for (layout, gnu_tar) in [
+        (LayoutKind::Rolling, true),
+        (LayoutKind::Rolling, false),
+        (LayoutKind::Rotating, true),
+        (LayoutKind::Rotating, false),
+    ] {
+        let case = format!("{layout:?}, GNU tar {gnu_tar}");
         let extra = if gnu_tar {
             String::new()
         } else {
@@ -83,34 +89,40 @@ fn over_ssh_a_rolling_restore_is_whole_streamed_or_by_rsync() {
             )
         };
         let sshd = holdfast_testkit::sshd::Sshd::start_with(
-            &f.dir.path().join(format!("sshd-{gnu_tar}")),
+            &f.dir.path().join(format!("sshd-{layout:?}-{gnu_tar}")),
             &extra,
         )
         .unwrap();
-        let remote_dir = f.dir.path().join(format!("remote-{gnu_tar}"));
+        let remote_dir = f.dir.path().join(format!("remote-{layout:?}-{gnu_tar}"));
         let mut cfg = f.cfg.clone();
         over_ssh(&mut cfg, &sshd, &remote_dir);
+        cfg.layout = layout;
         backup(&site, "remote-site", &f.sched, &cfg).unwrap();
+        if layout == LayoutKind::Rotating {
+            f.add_uploads(1);
+            let incr = backup(&site, "remote-site", &f.sched, &cfg).unwrap();
+            assert!(incr.snapshot.starts_with("incr."), "{case}");
+        }
         let (into, r) = f.restore_scratch(&cfg, None);
         assert!(
             r.is_whole(),
-            "{gnu_tar}: {:?} {:?}",
+            "{case}: {:?} {:?}",
             r.verify.missing,
             r.damaged
         );
         let back = into.join("repository");
-        assert_eq!(tree(&back), tree(&site.repo.root), "{gnu_tar}");
+        assert_eq!(tree(&back), tree(&site.repo.root), "{case}");
         let files_only = |root: &std::path::Path| {
             let mut m = modes(root);
             m.retain(|p, _| root.join(p).is_file());
             m
         };
-        assert_eq!(files_only(&back), files_only(&site.repo.root), "{gnu_tar}");
+        assert_eq!(files_only(&back), files_only(&site.repo.root), "{case}");
         // Folders as FOSSology makes them: 0770, the site's owner.
         let owner = modes(&site.repo.root)["localhost/files"];
         for (p, m) in modes(&back) {
             if back.join(&p).is_dir() {
-                assert_eq!(m, (0o770, owner.1, owner.2), "{gnu_tar}: {p}");
+                assert_eq!(m, (0o770, owner.1, owner.2), "{case}: {p}");
             }
         }
     }
