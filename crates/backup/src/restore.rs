@@ -609,10 +609,16 @@ fn stream_repo(
                 .filter(|p| wanted.contains(p.as_str()) && !taken.contains(p))
                 .collect()
         };
-        if mine.is_empty() {
+        let kept = already_there(&dest.repo.root, &mine, prove_under);
+        let paths: Vec<&str> = mine
+            .iter()
+            .map(String::as_str)
+            .filter(|p| !kept.contains(*p))
+            .collect();
+        taken.extend(mine.iter().cloned());
+        if paths.is_empty() {
             continue;
         }
-        let paths: Vec<&str> = mine.iter().map(String::as_str).collect();
         let t0 = Instant::now();
         let done = t.stream_listed(
             &home.base,
@@ -629,6 +635,7 @@ fn stream_repo(
         tracing::info!(
             snapshot = %s.name,
             secs = t0.elapsed().as_secs_f64(),
+            already_there = kept.len(),
             files = done.files,
             bytes = done.bytes,
             linked = done.linked,
@@ -641,7 +648,6 @@ fn stream_repo(
                 .into_iter()
                 .map(|(path, why)| BadFile { path, why }),
         );
-        taken.extend(mine);
     }
     if chain.len() > 1 {
         // Listed and in no piece.
@@ -660,6 +666,41 @@ fn stream_repo(
     }
     bad.sort();
     Ok(Some(bad))
+}
+
+/// Which of `paths` are already under `root` as their content names say (an interrupted
+/// restore's, or the live site's on a disk that survived): kept as they are, inodes and all,
+/// not fetched again. Under `prove_under` a kept file must prove its name; elsewhere its size
+/// must match it (as rsync's `--size-only` judges). Files not named by their content come
+/// again from the store.
+fn already_there(
+    root: &std::path::Path,
+    paths: &[String],
+    prove_under: &[String],
+) -> std::collections::HashSet<String> {
+    use holdfast_store::proof::{hash_file, judge, pfile_of, Proof};
+    use rayon::prelude::*;
+    holdfast_core::threads::io_pool().install(|| {
+        paths
+            .par_iter()
+            .filter(|p| {
+                let to = root.join(p);
+                let Some(want) = pfile_of(p) else {
+                    return false;
+                };
+                match std::fs::symlink_metadata(&to) {
+                    Ok(m) if m.is_file() && m.len() == want.size => {
+                        crate::fastcopy::provable(prove_under, p).is_none()
+                            || hash_file(&to).is_ok_and(|(sha1, md5, size)| {
+                                matches!(judge(&want, &sha1, &md5, size), Proof::Good(_))
+                            })
+                    }
+                    _ => false,
+                }
+            })
+            .cloned()
+            .collect()
+    })
 }
 
 /// Files a restore over ssh left that do not prove their names, fetched from the store once
