@@ -193,9 +193,16 @@ impl Target {
         if status.code() == Some(255) {
             return Err(self.unreachable(String::from_utf8_lossy(&err).trim().to_string()));
         }
+        // Only names the server lacks may fail the stream (tar's exit 2, saying so for each):
+        // a stream cut off between two files (a lost connection, a killed tar) is an error,
+        // not files missing.
         let text = String::from_utf8_lossy(&err);
-        let known = |l: &str| l.trim().is_empty() || l.ends_with(MISSING) || l == FAILED;
-        if !status.success() && !text.lines().all(known) {
+        // ssh's own words (a warning about its shared connection) are not tar's.
+        let known = |l: &str| !l.starts_with("tar: ") || l.ends_with(MISSING) || l == FAILED;
+        let lacking = status.code() == Some(2)
+            && text.lines().any(|l| l.ends_with(MISSING))
+            && text.lines().all(known);
+        if !status.success() && !lacking {
             return Err(self.failed(&format!("tar of {what}"), &err));
         }
         // Asked for and not sent (tar said the server has no such name).

@@ -189,3 +189,52 @@ fn a_server_without_gnu_tar_cannot_stream() {
             .unwrap();
     assert!(!local.can_stream());
 }
+
+/// A stream cut off between two files (a lost connection, a tar killed on the server) fails
+/// the restore: the files after the cut are not taken for files the store lacks.
+#[test]
+fn a_stream_cut_off_between_two_files_is_an_error_not_missing_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    // The first file's header and its 512 bytes, then tar's exit for an error.
+    std::fs::write(
+        bin.join("tar"),
+        "#!/bin/sh\n/usr/bin/tar \"$@\" | head -c 1024\nexit 2\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(bin.join("tar"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let sshd = Sshd::start_with(
+        &dir.path().join("sshd"),
+        &format!(
+            "SetEnv PATH={}:/usr/local/bin:/usr/bin:/bin\n",
+            bin.display()
+        ),
+    )
+    .unwrap();
+    let root = dir.path().join("store");
+    let tree = root.join("day/repository");
+    // One file name in two folders: one stream.
+    for (d, byte) in [("a", 1u8), ("b", 2u8)] {
+        std::fs::create_dir_all(tree.join(d)).unwrap();
+        std::fs::write(tree.join(d).join("x"), [byte; 512]).unwrap();
+    }
+    let t = target(&sshd, &root);
+    let dest = dir.path().join("back");
+    std::fs::create_dir(&dest).unwrap();
+    let make_dir = |p: &Path| std::fs::create_dir(p).map(|_| true);
+    let err = t
+        .stream_listed(
+            "day/repository",
+            &["a/x", "b/x"],
+            &dest,
+            &make_dir,
+            &pfile_of,
+            "test restore",
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("tar of test restore"), "{err}");
+    assert_eq!(std::fs::read(dest.join("a/x")).unwrap(), [1u8; 512]);
+    assert!(!dest.join("b/x").exists());
+}
