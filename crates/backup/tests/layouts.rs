@@ -67,11 +67,9 @@ fn rolling_over_ssh_keeps_exactly_n_and_restores() {
 #[test]
 fn over_ssh_a_restore_is_whole_streamed_or_by_rsync() {
     let mut f = fixture(2, Behaviour::default(), 30);
-    let bin = f.dir.path().join("no-gnu-tar");
-    std::fs::create_dir(&bin).unwrap();
-    std::fs::write(bin.join("tar"), "#!/bin/sh\nexit 1\n").unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(bin.join("tar"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let no_gnu_tar =
+        holdfast_testkit::sshd::tool_first(&f.dir.path().join("no-gnu-tar"), "tar", "exit 1\n")
+            .unwrap();
     let site = f.site().clone();
     for (layout, gnu_tar) in [
         (LayoutKind::Rolling, true),
@@ -80,17 +78,10 @@ fn over_ssh_a_restore_is_whole_streamed_or_by_rsync() {
         (LayoutKind::Rotating, false),
     ] {
         let case = format!("{layout:?}, GNU tar {gnu_tar}");
-        let extra = if gnu_tar {
-            String::new()
-        } else {
-            format!(
-                "SetEnv PATH={}:/usr/local/bin:/usr/bin:/bin\n",
-                bin.display()
-            )
-        };
+        let extra = if gnu_tar { "" } else { &no_gnu_tar };
         let sshd = holdfast_testkit::sshd::Sshd::start_with(
             &f.dir.path().join(format!("sshd-{layout:?}-{gnu_tar}")),
-            &extra,
+            extra,
         )
         .unwrap();
         let remote_dir = f.dir.path().join(format!("remote-{layout:?}-{gnu_tar}"));

@@ -8,7 +8,7 @@ mod common;
 
 use common::target;
 use holdfast_store::proof::{hash_reader, pfile_of};
-use holdfast_testkit::sshd::Sshd;
+use holdfast_testkit::sshd::{tool_first, Sshd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -166,20 +166,10 @@ fn walk_dirs(root: &Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn a_server_without_gnu_tar_cannot_stream() {
     let dir = tempfile::tempdir().unwrap();
-    let bin = dir.path().join("bin");
-    std::fs::create_dir(&bin).unwrap();
-    std::fs::write(
-        bin.join("tar"),
-        "#!/bin/sh\necho 'tar: unrecognized option --verbatim-files-from' >&2\nexit 1\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(bin.join("tar"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let tar = "echo 'tar: unrecognized option --verbatim-files-from' >&2\nexit 1\n";
     let sshd = Sshd::start_with(
         &dir.path().join("sshd"),
-        &format!(
-            "SetEnv PATH={}:/usr/local/bin:/usr/bin:/bin\n",
-            bin.display()
-        ),
+        &tool_first(&dir.path().join("bin"), "tar", tar).unwrap(),
     )
     .unwrap();
     let t = target(&sshd, &dir.path().join("store"));
@@ -195,21 +185,11 @@ fn a_server_without_gnu_tar_cannot_stream() {
 #[test]
 fn a_stream_cut_off_between_two_files_is_an_error_not_missing_files() {
     let dir = tempfile::tempdir().unwrap();
-    let bin = dir.path().join("bin");
-    std::fs::create_dir(&bin).unwrap();
     // The first file's header and its 512 bytes, then tar's exit for an error.
-    std::fs::write(
-        bin.join("tar"),
-        "#!/bin/sh\n/usr/bin/tar \"$@\" | head -c 1024\nexit 2\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(bin.join("tar"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let tar = "/usr/bin/tar \"$@\" | head -c 1024\nexit 2\n";
     let sshd = Sshd::start_with(
         &dir.path().join("sshd"),
-        &format!(
-            "SetEnv PATH={}:/usr/local/bin:/usr/bin:/bin\n",
-            bin.display()
-        ),
+        &tool_first(&dir.path().join("bin"), "tar", tar).unwrap(),
     )
     .unwrap();
     let root = dir.path().join("store");

@@ -31,8 +31,7 @@ impl Sshd {
         Sshd::start_with(dir, "")
     }
 
-    /// [`Sshd::start`] with `extra` lines of `sshd_config` (`SetEnv PATH=...`: a server
-    /// whose tools differ).
+    /// [`Sshd::start`] with `extra` lines of `sshd_config` (such as [`tool_first`]'s).
     pub fn start_with(dir: &Path, extra: &str) -> Result<Sshd> {
         let sshd = crate::require("sshd");
         std::fs::create_dir_all(dir)?;
@@ -114,4 +113,17 @@ impl Drop for Sshd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// An `sshd_config` line that puts the shell script `script`, as the command `name` in a new
+/// folder `dir`, first on the server's PATH: a server whose tools differ from this machine's.
+pub fn tool_first(dir: &Path, name: &str, script: &str) -> Result<String> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join(name), format!("#!/bin/sh\n{script}"))?;
+    std::fs::set_permissions(dir.join(name), std::fs::Permissions::from_mode(0o755))?;
+    Ok(format!(
+        "SetEnv PATH={}:/usr/local/bin:/usr/bin:/bin\n",
+        dir.display()
+    ))
 }
