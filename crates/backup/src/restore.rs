@@ -569,11 +569,11 @@ fn restore_repo(
     Ok((all_recorded, None))
 }
 
-/// A listed snapshot's folder trees (a rolling day, a rotating chain's pieces) from a
-/// backup server whose `tar` can stream them, as tar streams proved as they are written
-/// ([`holdfast_store::stream`]); `None` when the snapshot or the server is not one for that
-/// (a pool's objects, no list, a local store, no GNU tar there). Returns the listed files
-/// not restored good.
+/// A listed snapshot's files (a rolling day, a rotating chain's pieces, a pool's objects)
+/// from a backup server whose `tar` can stream them, as tar streams proved as they are
+/// written ([`holdfast_store::stream`]); `None` when the snapshot or the server is not one
+/// for that (no list, a local store, no GNU tar there). Returns the listed files not
+/// restored good.
 fn stream_repo(
     target: &dyn Store,
     chain: &[holdfast_store::Snapshot],
@@ -588,12 +588,10 @@ fn stream_repo(
         .iter()
         .map(|s| t.snapshot_home(s))
         .collect::<Result<Vec<_>, _>>()?;
-    let by_paths =
-        |h: &holdfast_store::objects::Home| h.naming == holdfast_store::objects::Naming::Paths;
-    if !homes.iter().all(by_paths) || !t.can_stream() {
+    if !t.can_stream() {
         return Ok(None);
     }
-    let wanted: std::collections::HashSet<&str> = listed.iter().map(|e| e.path.as_str()).collect();
+    let names: std::collections::HashSet<&str> = listed.iter().map(|e| e.path.as_str()).collect();
     let mut taken: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut bad = Vec::new();
     // Newest first: a file in two pieces (a rotten copy healed into a later one) comes from
@@ -606,23 +604,29 @@ fn stream_repo(
             target
                 .snapshot_files(s)?
                 .into_iter()
-                .filter(|p| wanted.contains(p.as_str()) && !taken.contains(p))
+                .filter(|p| names.contains(p.as_str()) && !taken.contains(p))
                 .collect()
         };
         let kept = already_there(&dest.repo.root, &mine, prove_under);
-        let paths: Vec<&str> = mine
-            .iter()
-            .map(String::as_str)
-            .filter(|p| !kept.contains(*p))
+        // What each name on the server gives: a day tree's path itself, a pool's object
+        // every path it holds.
+        let mut by_name: std::collections::BTreeMap<std::borrow::Cow<str>, Vec<&str>> =
+            std::collections::BTreeMap::new();
+        for p in mine.iter().filter(|p| !kept.contains(*p)) {
+            by_name.entry(home.rel(p)).or_default().push(p);
+        }
+        let wanted: Vec<holdfast_store::stream::Wanted> = by_name
+            .into_iter()
+            .map(|(name, at)| holdfast_store::stream::Wanted { name, at })
             .collect();
         taken.extend(mine.iter().cloned());
-        if paths.is_empty() {
+        if wanted.is_empty() {
             continue;
         }
         let t0 = Instant::now();
         let done = t.stream_listed(
             &home.base,
-            &paths,
+            &wanted,
             &dest.repo.root,
             &|p| dest.repo.make_dir(p),
             &|p| crate::fastcopy::provable(prove_under, p),
@@ -652,7 +656,7 @@ fn stream_repo(
     if chain.len() > 1 {
         // Listed and in no piece.
         bad.extend(
-            wanted
+            names
                 .iter()
                 .filter(|p| !taken.contains(**p))
                 .map(|p| BadFile {

@@ -14,9 +14,10 @@ use crate::target::{list_text, sh_quote, Target};
 use crate::StoreError;
 use holdfast_core::progress::{Progress, Unit};
 use holdfast_site::pfile::PfileName;
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::io::{BufReader, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 /// What a streamed restore did.
@@ -42,11 +43,39 @@ impl Streamed {
     }
 }
 
+/// sha1, md5 (lower-case hex) and size of what was written.
+type Hashed = (String, String, u64);
+
 /// Which names to prove: the content name a path must match, if any.
 pub type Provable<'a> = dyn Fn(&str) -> Option<PfileName> + Sync + 'a;
 
 /// Makes one folder whose parent exists the way the site wants it; `false` if it was there.
 pub type MakeDir<'a> = dyn Fn(&Path) -> std::io::Result<bool> + Sync + 'a;
+
+/// A name on the backup server (relative to the streamed folder) and the paths under the
+/// destination its content goes to: a day tree's path and itself, or a pool's object and
+/// every repository path it holds (written once, the others linked to it).
+#[derive(Debug, Clone)]
+pub struct Wanted<'a> {
+    pub name: Cow<'a, str>,
+    pub at: Vec<&'a str>,
+}
+
+impl<'a> Wanted<'a> {
+    /// `path` under its own name.
+    pub fn same(path: &'a str) -> Wanted<'a> {
+        Wanted {
+            name: Cow::Borrowed(path),
+            at: vec![path],
+        }
+    }
+}
+
+impl AsRef<str> for Wanted<'_> {
+    fn as_ref(&self) -> &str {
+        &self.name
+    }
+}
 
 /// The folders a stream's files need, made as the files come (beside the copy, not before
 /// it: a site's 124,000 folders take 2.9 s), one maker at a time: two streams making the same
@@ -94,28 +123,37 @@ impl Target {
                 .is_ok_and(|out| out.starts_with(b"yes"))
     }
 
-    /// Writes `paths` (relative to the folder `base` of this backup server, each a plain
-    /// relative path) under the local folder `dest` (which exists; folders in it are made
-    /// with `make_dir` as needed), as tar streams in parts at once (every name of one file
-    /// in the same part, so its links come back). Names `prove` gives a content name are
-    /// hashed as written and judged by it.
+    /// Writes what `wanted` names (relative to the folder `base` of this backup server; each
+    /// name and path a plain relative path) under the local folder `dest` (which exists;
+    /// folders in it are made with `make_dir` as needed), as tar streams in parts at once
+    /// (every name of one file name in the same part, so its links come back). Paths `prove`
+    /// gives a content name are hashed as written and judged by it.
     pub fn stream_listed(
         &self,
         base: &str,
-        paths: &[&str],
+        wanted: &[Wanted],
         dest: &Path,
         make_dir: &MakeDir,
         prove: &Provable,
         what: &str,
     ) -> Result<Streamed, StoreError> {
-        if let Some(p) = paths.iter().find(|p| !plain(p)) {
+        let names = wanted.iter().map(|w| w.name.as_ref());
+        let paths = wanted.iter().flat_map(|w| w.at.iter().copied());
+        if let Some(p) = names.chain(paths).find(|p| !plain(p)) {
             return Err(StoreError::Io {
                 path: p.to_string(),
                 source: std::io::Error::other("not a plain path inside the repository"),
             });
         }
-        let parts = crate::target_store::by_name(paths, crate::target_store::REMOTE_FETCHERS);
-        let progress = Progress::new(what, paths.len() as u64, Unit::Items);
+        if let Some(w) = wanted.iter().find(|w| w.at.is_empty()) {
+            return Err(StoreError::Io {
+                path: w.name.to_string(),
+                source: std::io::Error::other("asked for with nowhere to go"),
+            });
+        }
+        let parts = crate::target_store::by_name(wanted, crate::target_store::REMOTE_FETCHERS);
+        let places: usize = wanted.iter().map(|w| w.at.len()).sum();
+        let progress = Progress::new(what, places as u64, Unit::Items);
         let folders = Folders {
             dest,
             make_dir,
@@ -154,7 +192,12 @@ impl Target {
         Ok(done)
     }
 
-    fn stream_part(&self, base: &str, part: &[&str], to: &Landing) -> Result<Streamed, StoreError> {
+    fn stream_part(
+        &self,
+        base: &str,
+        part: &[&Wanted],
+        to: &Landing,
+    ) -> Result<Streamed, StoreError> {
         let what = to.what;
         // 64 KiB records: fewer, larger writes into ssh.
         let script = format!(
@@ -208,7 +251,8 @@ impl Target {
         // Asked for and not sent (tar said the server has no such name).
         let missing: Vec<(String, String)> = part
             .iter()
-            .filter(|p| !seen.contains(**p))
+            .filter(|w| !seen.contains(w.name.as_ref()))
+            .flat_map(|w| w.at.iter())
             .map(|p| {
                 (
                     p.to_string(),
@@ -235,11 +279,11 @@ struct Landing<'a> {
     what: &'a str,
 }
 
-/// Writes the files of the tar stream `from` that `part` lists; returns what it did and
+/// Writes the files of the tar stream `from` that `part` asks for; returns what it did and
 /// every name the stream had.
 fn unpack(
     from: impl Read,
-    part: &[&str],
+    part: &[&Wanted],
     into: &Landing,
 ) -> Result<(Streamed, HashSet<String>), StoreError> {
     let Landing {
@@ -249,7 +293,7 @@ fn unpack(
         progress,
         what,
     } = *into;
-    let listed: HashSet<&str> = part.iter().copied().collect();
+    let listed: HashMap<&str, &Wanted> = part.iter().map(|w| (w.name.as_ref(), *w)).collect();
     let io = |p: &Path| {
         let path = p.display().to_string();
         move |source| StoreError::Io { path, source }
@@ -259,82 +303,100 @@ fn unpack(
         source: std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{what}: {why}")),
     };
     let mut done = Streamed::default();
-    // Names written by this stream, with their content's hash when it was hashed.
-    let mut written: HashMap<String, Option<(String, String, u64)>> = HashMap::new();
+    // Names written by this stream: where their first copy is, and their content's hash
+    // when it was hashed.
+    let mut written: HashMap<String, (PathBuf, Option<Hashed>)> = HashMap::new();
     let mut seen: HashSet<String> = HashSet::new();
     let mut archive = tar::Archive::new(BufReader::with_capacity(1 << 20, from));
     let mut buf = vec![0u8; 1 << 20];
     for entry in archive.entries().map_err(io(dest))? {
         holdfast_core::interrupt::check().map_err(|_| StoreError::Interrupted)?;
         let mut entry = entry.map_err(|e| hostile(format!("the stream broke off: {e}")))?;
-        let path = String::from_utf8(entry.path_bytes().into_owned())
+        let name = String::from_utf8(entry.path_bytes().into_owned())
             .map_err(|_| hostile("a name that is not UTF-8 was sent".into()))?;
-        if !listed.contains(path.as_str()) || !seen.insert(path.clone()) {
-            return Err(hostile(format!(
-                "the server sent {path:?}, which was not asked for"
-            )));
-        }
-        let to = dest.join(&path);
-        let want = prove(&path);
+        let w = match listed.get(name.as_str()) {
+            Some(w) if seen.insert(name.clone()) => *w,
+            _ => {
+                return Err(hostile(format!(
+                    "the server sent {name:?}, which was not asked for"
+                )))
+            }
+        };
+        let wants: Vec<(&str, PfileName)> =
+            w.at.iter()
+                .filter_map(|p| prove(p).map(|n| (*p, n)))
+                .collect();
         let kind = entry.header().entry_type();
-        let hashed = if kind.is_file() {
+        let (first, rest, hashed) = if kind.is_file() {
+            let first = dest.join(w.at[0]);
             let size = entry.size();
-            let _ = std::fs::remove_file(&to);
-            let mut w = create(&to, folders).map_err(io(&to))?;
-            let mut h = want.as_ref().map(|_| ContentHash::default());
+            let _ = std::fs::remove_file(&first);
+            let mut f = create(&first, folders).map_err(io(&first))?;
+            let mut h = (!wants.is_empty()).then(ContentHash::default);
             let mut n = 0u64;
             loop {
                 let got = match entry.read(&mut buf) {
                     Ok(0) => break,
                     Ok(got) => got,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(hostile(format!("the stream broke off in {path}: {e}"))),
+                    Err(e) => return Err(hostile(format!("the stream broke off in {name}: {e}"))),
                 };
                 if let Some(h) = &mut h {
                     h.update(&buf[..got]);
                 }
-                w.write_all(&buf[..got]).map_err(io(&to))?;
+                f.write_all(&buf[..got]).map_err(io(&first))?;
                 n += got as u64;
             }
             if n != size {
-                return Err(hostile(format!("the stream ended inside {path}")));
+                return Err(hostile(format!("the stream ended inside {name}")));
             }
-            give_attributes(&w, entry.header()).map_err(io(&to))?;
+            give_attributes(&f, entry.header()).map_err(io(&first))?;
             done.files += 1;
             done.bytes += n;
-            h.map(ContentHash::finish)
+            (first, &w.at[1..], h.map(ContentHash::finish))
         } else if kind.is_hard_link() {
-            let first = entry
+            let (first, hashed) = entry
                 .link_name_bytes()
                 .and_then(|l| String::from_utf8(l.into_owned()).ok())
-                .filter(|l| written.contains_key(l))
-                .ok_or_else(|| hostile(format!("{path} was sent as a link to a name not sent")))?;
-            let _ = std::fs::remove_file(&to);
-            link(&dest.join(&first), &to, folders).map_err(io(&to))?;
-            done.linked += 1;
-            match (&want, written[&first].clone()) {
-                (Some(_), Some(h)) => Some(h),
-                (Some(_), None) => Some(crate::proof::hash_file(&to).map_err(io(&to))?),
-                _ => None,
-            }
+                .and_then(|l| written.get(&l).cloned())
+                .ok_or_else(|| hostile(format!("{name} was sent as a link to a name not sent")))?;
+            let hashed = match hashed {
+                None if !wants.is_empty() => {
+                    Some(crate::proof::hash_file(&first).map_err(io(&first))?)
+                }
+                h => h,
+            };
+            (first, &w.at[..], hashed)
         } else {
             // A link or a device where the snapshot should have a file: not made (this runs
             // as root, and a link could point anywhere).
-            done.bad.push((
-                path.clone(),
-                format!("not a regular file in the snapshot on the store ({what}): not restored"),
-            ));
-            progress.inc(1);
+            for p in &w.at {
+                done.bad.push((
+                    p.to_string(),
+                    format!(
+                        "not a regular file in the snapshot on the store ({what}): not restored"
+                    ),
+                ));
+            }
+            progress.inc(w.at.len() as u64);
             continue;
         };
-        if let (Some(want), Some((sha1, md5, size))) = (&want, &hashed) {
-            match judge(want, sha1, md5, *size) {
-                Proof::Bad(why) => done.bad.push((path.clone(), why)),
-                _ => done.proved += 1,
+        for p in rest {
+            let to = dest.join(p);
+            let _ = std::fs::remove_file(&to);
+            link(&first, &to, folders).map_err(io(&to))?;
+            done.linked += 1;
+        }
+        if let Some((sha1, md5, size)) = &hashed {
+            for (p, want) in &wants {
+                match judge(want, sha1, md5, *size) {
+                    Proof::Bad(why) => done.bad.push((p.to_string(), why)),
+                    _ => done.proved += 1,
+                }
             }
         }
-        written.insert(path, hashed);
-        progress.inc(1);
+        written.insert(name, (first, hashed));
+        progress.inc(w.at.len() as u64);
     }
     Ok((done, seen))
 }
@@ -438,7 +500,9 @@ mod tests {
             progress: &progress,
             what: "test restore",
         };
-        let r = unpack(bytes, part, &landing);
+        let wanted: Vec<Wanted> = part.iter().map(|p| Wanted::same(p)).collect();
+        let refs: Vec<&Wanted> = wanted.iter().collect();
+        let r = unpack(bytes, &refs, &landing);
         (dir, r)
     }
 
@@ -481,6 +545,48 @@ mod tests {
         assert_eq!(done.bad[0].0, rotten, "{:?}", done.bad);
         // Not sent: the caller reports it.
         assert!(!seen.contains("h/lost") && seen.len() == 4);
+    }
+
+    /// A pool's object comes once and lands at every path it holds, each proved.
+    #[test]
+    fn an_object_lands_at_every_path_it_holds() {
+        let data = b"one object, two paths";
+        let (sha1, md5, size) = crate::proof::hash_reader(&data[..]).unwrap();
+        let name = format!("{sha1}.{md5}.{size}");
+        let object = format!("objects/{}/{name}", &sha1[..2]);
+        let (gold, twin) = (format!("h/gold/{name}"), format!("h/files/{name}"));
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("dest");
+        std::fs::create_dir(&dest).unwrap();
+        let make_dir = |p: &Path| std::fs::create_dir(p).map(|_| true);
+        let folders = Folders {
+            dest: &dest,
+            make_dir: &make_dir,
+            lock: std::sync::Mutex::new(()),
+        };
+        let progress = Progress::new("test", 0, Unit::Items);
+        let landing = Landing {
+            dest: &dest,
+            folders: &folders,
+            prove: &|p| crate::proof::pfile_of(p),
+            progress: &progress,
+            what: "test restore",
+        };
+        let w = Wanted {
+            name: Cow::Borrowed(&object),
+            at: vec![&gold, &twin],
+        };
+        let (done, seen) = unpack(&stream(&[(&object, Ok(data))])[..], &[&w], &landing).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        let ino = |p: &str| std::fs::metadata(dest.join(p)).unwrap().ino();
+        assert_eq!(std::fs::read(dest.join(&gold)).unwrap(), data);
+        assert_eq!(ino(&gold), ino(&twin));
+        assert!(
+            !dest.join("objects").exists(),
+            "nothing under the object's name"
+        );
+        assert_eq!((done.files, done.linked, done.proved), (1, 1, 2));
+        assert!(done.bad.is_empty() && seen.contains(&object));
     }
 
     #[test]

@@ -80,14 +80,14 @@ pub(crate) const REMOTE_FETCHERS: usize = 4;
 /// `paths` in `n` parts, every path of one file name in the same part: a content name's
 /// paths (a gold file and its `files` twin) are one file's names, which `-H` keeps linked
 /// only within one run.
-pub(crate) fn by_name<S: AsRef<str>>(paths: &[S], n: usize) -> Vec<Vec<&str>> {
+pub(crate) fn by_name<S: AsRef<str>>(paths: &[S], n: usize) -> Vec<Vec<&S>> {
     use std::hash::{Hash, Hasher};
     let mut parts = vec![Vec::new(); n];
-    for p in paths {
-        let p = p.as_ref();
+    for item in paths {
+        let p = item.as_ref();
         let mut h = std::collections::hash_map::DefaultHasher::new();
         p.rsplit('/').next().unwrap_or(p).hash(&mut h);
-        parts[(h.finish() % n as u64) as usize].push(p);
+        parts[(h.finish() % n as u64) as usize].push(item);
     }
     parts
 }
@@ -107,7 +107,7 @@ impl Target {
         let parts = if matches!(self, Target::Ssh { .. }) && paths.len() >= SIDE_BY_SIDE_FROM {
             by_name(paths, REMOTE_FETCHERS)
         } else {
-            vec![paths.iter().map(|p| p.as_ref()).collect()]
+            vec![paths.iter().collect()]
         };
         let lists = parts
             .iter()

@@ -8,6 +8,7 @@ mod common;
 
 use common::target;
 use holdfast_store::proof::{hash_reader, pfile_of};
+use holdfast_store::stream::Wanted;
 use holdfast_testkit::sshd::{tool_first, Sshd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -76,11 +77,11 @@ fn a_listed_tree_streams_back_whole_proved_linked_and_checked() {
         made.fetch_add(1, Ordering::Relaxed);
         Ok(true)
     };
-    let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
+    let wanted: Vec<Wanted> = paths.iter().map(|p| Wanted::same(p)).collect();
     let done = t
         .stream_listed(
             "day/repository",
-            &refs,
+            &wanted,
             &dest,
             &make_dir,
             &pfile_of,
@@ -206,7 +207,7 @@ fn a_stream_cut_off_between_two_files_is_an_error_not_missing_files() {
     let err = t
         .stream_listed(
             "day/repository",
-            &["a/x", "b/x"],
+            &[Wanted::same("a/x"), Wanted::same("b/x")],
             &dest,
             &make_dir,
             &pfile_of,
