@@ -23,6 +23,7 @@ pub mod precopy;
 pub mod restore;
 pub mod schedule;
 mod steps;
+mod streamed;
 pub mod superuser;
 pub mod walk;
 
