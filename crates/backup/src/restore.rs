@@ -527,11 +527,7 @@ fn restore_repo(
                 &items,
                 &make_dir,
                 prove_under,
-                &format!(
-                    "restore of the repository from {} {}",
-                    target.display(),
-                    s.name
-                ),
+                &holdfast_store::store::restore_what(&target.display(), &s.name),
             )?;
             tracing::info!(
                 snapshot = %s.name,

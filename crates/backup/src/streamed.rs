@@ -69,11 +69,7 @@ pub(crate) fn restore(
             &dest.repo.root,
             &|p| dest.repo.make_dir(p),
             &|p| crate::fastcopy::provable(prove_under, p),
-            &format!(
-                "restore of the repository from {} {}",
-                target.display(),
-                s.name
-            ),
+            &holdfast_store::store::restore_what(&target.display(), &s.name),
         )?;
         tracing::info!(
             snapshot = %s.name,

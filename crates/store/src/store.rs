@@ -378,3 +378,9 @@ pub trait Store: Send + Sync {
         Ok(out)
     }
 }
+
+/// What a restore of `snapshot`'s repository from `target` is called in its progress and
+/// errors.
+pub fn restore_what(target: &str, snapshot: &str) -> String {
+    format!("restore of the repository from {target} {snapshot}")
+}

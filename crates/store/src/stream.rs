@@ -18,7 +18,6 @@ use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 /// What a streamed restore did.
 #[derive(Debug, Default)]
@@ -204,13 +203,7 @@ impl Target {
             "cd {} && exec tar -cf - -b 128 --no-recursion --verbatim-files-from -T -",
             sh_quote(&self.path(base))
         );
-        let mut cmd = self.remote(&script);
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| self.unreachable(format!("cannot run ssh: {e}")))?;
+        let mut child = self.spawn_piped(&script)?;
         let (mut stdin, stdout, mut stderr) = (
             child.stdin.take().expect("piped"),
             child.stdout.take().expect("piped"),
@@ -475,10 +468,23 @@ mod tests {
         b.into_inner().unwrap()
     }
 
-    /// Unpacks `bytes` asked for as `part` into a new folder; returns the folder too.
+    /// Unpacks `bytes` asked for as `part` (each name under itself) into a new folder;
+    /// returns the folder too.
     fn unpack_into(
         bytes: &[u8],
         part: &[&str],
+    ) -> (
+        tempfile::TempDir,
+        Result<(Streamed, HashSet<String>), StoreError>,
+    ) {
+        let wanted: Vec<Wanted> = part.iter().map(|p| Wanted::same(p)).collect();
+        unpack_wanted(bytes, &wanted)
+    }
+
+    /// Unpacks `bytes` asked for as `wanted` into a new folder's `dest`; returns the folder.
+    fn unpack_wanted(
+        bytes: &[u8],
+        wanted: &[Wanted],
     ) -> (
         tempfile::TempDir,
         Result<(Streamed, HashSet<String>), StoreError>,
@@ -500,7 +506,6 @@ mod tests {
             progress: &progress,
             what: "test restore",
         };
-        let wanted: Vec<Wanted> = part.iter().map(|p| Wanted::same(p)).collect();
         let refs: Vec<&Wanted> = wanted.iter().collect();
         let r = unpack(bytes, &refs, &landing);
         (dir, r)
@@ -555,28 +560,13 @@ mod tests {
         let name = format!("{sha1}.{md5}.{size}");
         let object = format!("objects/{}/{name}", &sha1[..2]);
         let (gold, twin) = (format!("h/gold/{name}"), format!("h/files/{name}"));
-        let dir = tempfile::tempdir().unwrap();
-        let dest = dir.path().join("dest");
-        std::fs::create_dir(&dest).unwrap();
-        let make_dir = |p: &Path| std::fs::create_dir(p).map(|_| true);
-        let folders = Folders {
-            dest: &dest,
-            make_dir: &make_dir,
-            lock: std::sync::Mutex::new(()),
-        };
-        let progress = Progress::new("test", 0, Unit::Items);
-        let landing = Landing {
-            dest: &dest,
-            folders: &folders,
-            prove: &|p| crate::proof::pfile_of(p),
-            progress: &progress,
-            what: "test restore",
-        };
         let w = Wanted {
             name: Cow::Borrowed(&object),
             at: vec![&gold, &twin],
         };
-        let (done, seen) = unpack(&stream(&[(&object, Ok(data))])[..], &[&w], &landing).unwrap();
+        let (dir, r) = unpack_wanted(&stream(&[(&object, Ok(data))]), &[w]);
+        let (done, seen) = r.unwrap();
+        let dest = dir.path().join("dest");
         use std::os::unix::fs::MetadataExt;
         let ino = |p: &str| std::fs::metadata(dest.join(p)).unwrap().ino();
         assert_eq!(std::fs::read(dest.join(&gold)).unwrap(), data);

@@ -441,18 +441,22 @@ impl Target {
         })
     }
 
+    /// `script` started in a session of its own, its stdin, stdout and stderr piped.
+    pub(crate) fn spawn_piped(&self, script: &str) -> Result<std::process::Child, StoreError> {
+        let mut c = self.remote(script);
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c.spawn()
+            .map_err(|e| self.unreachable(format!("cannot run ssh: {e}")))
+    }
+
     /// Runs a shell script on the backup server with `input` on its stdin; returns its stdout.
     pub fn run_script_with_input(&self, script: &str, input: &[u8]) -> Result<Vec<u8>, StoreError> {
         if let Some(ran) = self.in_shell(script, Some(input)) {
             return ran;
         }
-        let mut c = self.remote(script);
-        c.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = c
-            .spawn()
-            .map_err(|e| self.unreachable(format!("cannot run ssh: {e}")))?;
+        let mut child = self.spawn_piped(script)?;
         let mut stdin = child.stdin.take().expect("piped");
         let input = input.to_vec();
         // Written from a thread: the script may answer before it has read everything.

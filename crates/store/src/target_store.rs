@@ -1038,11 +1038,7 @@ impl Store for Target {
                 self.fetch_objects(&home, &list, dest, false)?;
                 continue;
             }
-            let what = format!(
-                "restore of the repository from {} {}",
-                self.display(),
-                s.name
-            );
+            let what = crate::store::restore_what(&self.display(), &s.name);
             let files: Vec<String> = if s.manifest.layout == "pool" {
                 crate::pool::read_list(self, &s.name)?
             } else if let Some(holds) = &holds {

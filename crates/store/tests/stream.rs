@@ -162,17 +162,19 @@ fn walk_dirs(root: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// A test sshd in `dir` whose `tar` is the shell script `tar`.
+fn with_tar(dir: &Path, tar: &str) -> Sshd {
+    let path_first = tool_first(&dir.join("bin"), "tar", tar).unwrap();
+    Sshd::start_with(&dir.join("sshd"), &path_first).unwrap()
+}
+
 /// A server whose `tar` is not GNU tar (BusyBox's, or one too old to read a list verbatim)
 /// cannot stream; nor can a local store.
 #[test]
 fn a_server_without_gnu_tar_cannot_stream() {
     let dir = tempfile::tempdir().unwrap();
     let tar = "echo 'tar: unrecognized option --verbatim-files-from' >&2\nexit 1\n";
-    let sshd = Sshd::start_with(
-        &dir.path().join("sshd"),
-        &tool_first(&dir.path().join("bin"), "tar", tar).unwrap(),
-    )
-    .unwrap();
+    let sshd = with_tar(dir.path(), tar);
     let t = target(&sshd, &dir.path().join("store"));
     assert!(!t.can_stream());
     let local =
@@ -188,11 +190,7 @@ fn a_stream_cut_off_between_two_files_is_an_error_not_missing_files() {
     let dir = tempfile::tempdir().unwrap();
     // The first file's header and its 512 bytes, then tar's exit for an error.
     let tar = "/usr/bin/tar \"$@\" | head -c 1024\nexit 2\n";
-    let sshd = Sshd::start_with(
-        &dir.path().join("sshd"),
-        &tool_first(&dir.path().join("bin"), "tar", tar).unwrap(),
-    )
-    .unwrap();
+    let sshd = with_tar(dir.path(), tar);
     let root = dir.path().join("store");
     let tree = root.join("day/repository");
     // One file name in two folders: one stream.
