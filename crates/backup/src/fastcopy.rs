@@ -113,9 +113,7 @@ fn copy_hashing(
 }
 
 /// Makes the folders `items` need under `dst` (which exists), parents first, with `make_dir`;
-/// returns how many were new. One at a time: ext4 makes folders one at a time anyway (in
-/// parallel they cost more CPU, measured, and no time), and the source's cold folders are
-/// read meanwhile.
+/// returns how many were new. A level at a time, each level's folders at once (below).
 pub(crate) fn make_dirs(
     dst: &Path,
     items: &[Entry],
