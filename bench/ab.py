@@ -5,9 +5,9 @@ smaller than the disk's noise between separate runs of bench/backup.py.
 
     bench/ab.py --size whole --a OLD_BIN --b NEW_BIN [--layout rolling|pool|rotating] [--days 3]
                 [--work DIR] [--lock FILE] [--stores-fs btrfs|ext4|ext4-inline] [--keep N]
-                [--a-extra TOML] [--b-extra TOML]
+                [--a-extra TOML] [--b-extra TOML] [--ssh]
 
-Each run's log (RUST_LOG=info) is kept in --work; the step times printed are read from it.
+Each run's log (HOLDFAST_LOG=info unless set) is kept in --work; the step times printed are read from it.
 The load average is recorded with every run and printed with its time; every run must leave a
 new snapshot (`holdfast snapshots --json`, listed before the caches are dropped), or the A/B
 stops. ext4 images are made as bench/backup.py makes them (inode tables and journal
@@ -15,8 +15,10 @@ initialised by mkfs, not in the background while runs are timed).
 Run as root (caches are dropped). The site is copied into --work first. --stores-fs puts both
 stores on one loop-mounted image of that file system (as bench/backup.py does). --a-extra/--b-extra add lines
 to one build's [backup] table: the same build with and without a setting (`precopy = false`).
+--ssh puts both stores behind a real sshd on loopback (as bench/backup.py --ssh does): the
+builds reach them as a backup server is reached, `ssh://`.
 """
-import argparse, fcntl, os, random, statistics, subprocess, sys, time
+import argparse, fcntl, json, os, random, statistics, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dataset  # noqa: E402
@@ -40,6 +42,7 @@ def main():
     ap.add_argument("--stores-fs", default="", choices=[""] + list(MKFS))
     ap.add_argument("--a-extra", default="", help="TOML lines added to A's [backup] table")
     ap.add_argument("--b-extra", default="", help="TOML lines added to B's [backup] table (e.g. 'precopy = false')")
+    ap.add_argument("--ssh", action="store_true", help="both stores behind a real sshd on loopback")
     ap.add_argument("--keep", type=int, default=30,
                     help="snapshots kept: below --days + 1 every night also prunes (the steady state)")
     a = ap.parse_args()
@@ -67,9 +70,17 @@ def main():
     site.start()
     site.reset_crashed_jobs()
     bins = {"A": a.a, "B": a.b}
-    extra = {"A": a.a_extra, "B": a.b_extra}
-    cfg = {n: site.toml(a.layout, os.path.join(stores, n), extra=extra[n] + "\n" if extra[n] else "",
-                        name=f"{a.layout}-{n}", keep=a.keep) for n in bins}
+    sshd = dataset.Sshd(os.path.join(a.work, "sshd")) if a.ssh else None
+
+    def config(n, extra):
+        target = os.path.join(stores, n)
+        extra = extra + "\n" if extra else ""
+        if sshd:
+            target = f"ssh://root@127.0.0.1:{sshd.port}{target}"
+            extra += f'ssh_identity = {json.dumps(sshd.key)}\nssh_options = {json.dumps(sshd.opts)}\n'
+        return site.toml(a.layout, target, extra=extra, name=f"{a.layout}-{n}", keep=a.keep)
+
+    cfg = {"A": config("A", a.a_extra), "B": config("B", a.b_extra)}
 
     def snapshots(name):
         return backup_snapshots(bins[name], cfg[name])
@@ -86,7 +97,7 @@ def main():
         # (start-up, the commit) show too.
         with open(log, "w") as f:
             p = subprocess.Popen([bins[name], "--config", cfg[name], "backup"], stdout=subprocess.PIPE,
-                                 stderr=subprocess.STDOUT, text=True, env=dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info")))
+                                 stderr=subprocess.STDOUT, text=True, env=dict(os.environ, HOLDFAST_LOG=os.environ.get("HOLDFAST_LOG", "info")))
             for line in p.stdout:
                 f.write(f"{time.monotonic() - t:7.3f} {line}")
             r = p.wait()
@@ -131,6 +142,8 @@ def main():
             print(f"loads {min(loads)}-{max(loads)} (median {statistics.median(loads)})")
     finally:
         site.stop()
+        if sshd:
+            sshd.stop()
         if a.stores_fs:
             subprocess.run(["umount", stores])
 

@@ -67,7 +67,28 @@ impl Run<'_> {
         p: &nightly::Previous,
         walk_night: bool,
     ) -> Result<Pre, BackupError> {
+        let early = self.early_paths(p);
+        std::thread::scope(|s| {
+            let readied = early.as_deref().map(|paths| {
+                (
+                    paths,
+                    s.spawn(move || self.ready_early(p, paths, walk_night)),
+                )
+            });
+            self.precopy_planned(client, p, walk_night, readied)
+        })
+    }
+
+    /// [`Self::precopy_night`] once the early links (if any) are under way.
+    fn precopy_planned(
+        &self,
+        client: &mut postgres::Client,
+        p: &nightly::Previous,
+        walk_night: bool,
+        readied: Option<Readying<'_, '_>>,
+    ) -> Result<Pre, BackupError> {
         let t = Instant::now();
+        let early_paths = readied.as_ref().map(|(paths, _)| *paths);
         let mut night = if walk_night {
             let night = crate::walk::from_walk(
                 holdfast_store::pool::walk(&self.site.repo.root, self.dirs),
@@ -101,11 +122,15 @@ impl Run<'_> {
         let ready = ready(self.cfg, self.plan, &keep);
         let (sent, damaged_early) = std::thread::scope(|s| {
             let checker = ready.as_deref().map(|r| s.spawn(|| self.heal(Some(r))));
-            let sent = self.link_and_send(p, &mut night, &keep, whole);
+            let sent = self.link_and_send(p, &mut night, &keep, whole, readied);
             let damaged = checker.map(joined);
             (sent, damaged)
         });
-        let (mut stats, mut whole) = sent?;
+        let Sent {
+            mut stats,
+            paths: mut whole,
+            looked,
+        } = sent?;
         if walk_night
             && (self.plan.recycled.is_some()
                 || self.plan.snapshot_of.is_some()
@@ -113,8 +138,18 @@ impl Run<'_> {
         {
             // A walk trusts no tree it did not link itself: a day begun as the spare day or
             // as a snapshot of the previous one is looked at for every file it keeps, a
-            // rotating chain's pieces for every file the incremental leaves to them.
-            let lacking = self.target.missing(self.plan, &keep)?;
+            // rotating chain's pieces for every file the incremental leaves to them. The
+            // files linked early were looked at beside the walk.
+            let lacking = match (looked, early_paths) {
+                (Some(mut lacking), Some(early)) => {
+                    let rest = holdfast_store::pool::not_in(&keep, early);
+                    if !rest.is_empty() {
+                        lacking.extend(self.target.missing(self.plan, &rest)?);
+                    }
+                    lacking
+                }
+                _ => self.target.missing(self.plan, &keep)?,
+            };
             let extra = night.take_from_site(&self.site.repo.root, lacking);
             self.send_lacking(&extra, &mut stats)?;
             whole.extend(extra);
@@ -183,6 +218,22 @@ impl Run<'_> {
         client: &mut postgres::Client,
         p: &nightly::Previous,
     ) -> Result<Copied, BackupError> {
+        let early = self.early_paths(p);
+        std::thread::scope(|s| {
+            let readied = early
+                .as_deref()
+                .map(|paths| (paths, s.spawn(move || self.ready_early(p, paths, false))));
+            self.copy_planned(client, p, readied)
+        })
+    }
+
+    /// [`Self::copy_night`] once the early links (if any) are under way.
+    fn copy_planned(
+        &self,
+        client: &mut postgres::Client,
+        p: &nightly::Previous,
+        readied: Option<Readying<'_, '_>>,
+    ) -> Result<Copied, BackupError> {
         let t = Instant::now();
         let in_place = in_place(self.cfg, self.plan);
         let mut night = self.night(client, p)?;
@@ -218,10 +269,12 @@ impl Run<'_> {
                         .map(|()| entries)
                 })
             });
-            let sent = self.link_and_send(p, &mut night, &keep, send);
+            let sent = self.link_and_send(p, &mut night, &keep, send, readied);
             (sent, checker.map(joined), writer.map(joined))
         });
-        let (stats, send) = sent?;
+        let Sent {
+            stats, paths: send, ..
+        } = sent?;
         let wrote = wrote.transpose()?;
         let (entries, written) = match wrote {
             // A lacking file leaves the list only by `take_from_site`'s removal.
@@ -600,22 +653,35 @@ impl Run<'_> {
 
     /// Rolling: the previous day's files are linked into the new tree while the new ones go
     /// out from the site (disjoint sets, both waiting on the disk: the waits overlap); what
-    /// the previous tree lacked follows. Returns the transfer and every path sent.
+    /// the previous tree lacked follows. Links begun early (`readied`) are not made again;
+    /// a kept path sent tonight as well (not whole, or judged by size) goes once they are
+    /// done: a link and a copy of one name at once could collide.
     fn link_and_send(
         &self,
         p: &nightly::Previous,
         night: &mut nightly::Night,
         keep: &[String],
         mut send: Vec<String>,
-    ) -> Result<(holdfast_store::TransferStats, Vec<String>), BackupError> {
+        readied: Option<Readying<'_, '_>>,
+    ) -> Result<Sent, BackupError> {
+        use holdfast_store::pool::{not_in, shared};
         let t = Instant::now();
+        let (early, handle) = readied.unzip();
+        let (keep_rest, send_now, late) = match early {
+            Some(early) => (
+                not_in(keep, early),
+                not_in(&send, early),
+                shared(&send, early),
+            ),
+            None => (keep.to_vec(), send.clone(), Vec::new()),
+        };
         let (linked, stats) = std::thread::scope(|s| {
-            let linker = s.spawn(|| self.link_previous(p, keep));
+            let linker = s.spawn(|| self.link_previous(p, &keep_rest));
             let stats = self.target.send_repository(
                 self.plan,
                 self.src,
                 Files::Delta {
-                    send: &send,
+                    send: &send_now,
                     drop: &[],
                 },
             );
@@ -623,19 +689,109 @@ impl Run<'_> {
             (linked, stats)
         });
         let mut stats = stats?;
-        if let Some(linked) = linked {
-            let extra = self.settle(night, linked?);
-            self.send_lacking(&extra, &mut stats)?;
-            send.extend(extra);
+        let mut linked = linked.transpose()?;
+        let mut looked = None;
+        if let Some(handle) = handle {
+            let readied = joined(handle)?;
+            // A lacking file the night no longer keeps is deleted, or sent already.
+            let lacking = shared(&readied.linked.lacking, keep);
+            looked = readied.looked.map(|l| shared(&l, keep));
+            linked = Some(match linked {
+                Some(mut l) => {
+                    l.links += readied.linked.links;
+                    l.lacking.extend(lacking);
+                    l.secs = l.secs.max(readied.linked.secs);
+                    l
+                }
+                None => Linked {
+                    lacking,
+                    ..readied.linked
+                },
+            });
         }
+        let extra = match linked {
+            Some(linked) => self.settle(night, linked),
+            None => Vec::new(),
+        };
+        self.send_lacking(&[&extra[..], &late[..]].concat(), &mut stats)?;
+        send.extend(extra);
         tracing::info!(
             secs = t.elapsed().as_secs_f64(),
             files = send.len(),
             "new files sent"
         );
-        Ok((stats, send))
+        Ok(Sent {
+            stats,
+            paths: send,
+            looked,
+        })
+    }
+
+    /// Rolling begun as the spare day: the previous day's files named by their content. The
+    /// night keeps them unless the database deleted them (those leave the tree before the
+    /// commit, see `drop_unlisted`), so they are linked before the night knows its list.
+    /// None elsewhere.
+    fn early_paths(&self, p: &nightly::Previous) -> Option<Vec<String>> {
+        (self.cfg.layout == LayoutKind::Rolling && self.plan.recycled.is_some()).then(|| {
+            p.list
+                .iter()
+                .filter(|e| precopy::content_name(&e.path).is_some())
+                .map(|e| e.path.clone())
+                .collect()
+        })
+    }
+
+    /// Links `paths` (see [`Self::early_paths`]) into the new tree while the night is
+    /// planned (a walk, the database's rows): neither waits for the other. On a walk night
+    /// the tree is then looked at for each (see `precopy_night`), beside the walk too.
+    fn ready_early(
+        &self,
+        p: &nightly::Previous,
+        paths: &[String],
+        walk_night: bool,
+    ) -> Result<Readied, BackupError> {
+        let t = Instant::now();
+        let (links, lacking) = self
+            .target
+            .link_previous(self.plan, &p.snapshot.name, paths)?;
+        let looked = if walk_night {
+            // What the links found lacking is sent from the site already.
+            let missing = self.target.missing(self.plan, paths)?;
+            Some(holdfast_store::pool::not_in(&missing, &lacking))
+        } else {
+            None
+        };
+        Ok(Readied {
+            linked: Linked {
+                links,
+                lacking,
+                secs: t.elapsed().as_secs_f64(),
+            },
+            looked,
+        })
     }
 }
+
+/// What [`Run::link_and_send`] did: the transfer, every path sent and, on a walk night
+/// readied early, the kept files the tree lacked when it was looked at.
+struct Sent {
+    stats: holdfast_store::TransferStats,
+    paths: Vec<String>,
+    looked: Option<Vec<String>>,
+}
+
+/// The new tree readied while the night is planned (see [`Run::ready_early`]).
+struct Readied {
+    linked: Linked,
+    /// On a walk night, the paths the tree still lacked after the links.
+    looked: Option<Vec<String>>,
+}
+
+/// The paths being readied early and the thread readying them.
+type Readying<'s, 'e> = (
+    &'e [String],
+    std::thread::ScopedJoinHandle<'s, Result<Readied, BackupError>>,
+);
 
 /// The database as the stopped scheduler left it, and the marks the next night starts from.
 pub(crate) struct Dumped {

@@ -272,7 +272,9 @@ fn a_restore_keeps_the_recorded_modes_owners_and_mtimes() {
 /// Rolling with hard links at its `keep`: the pruned day is kept aside and the next night's
 /// tree begins as it. That night's day must hold exactly the site's files: those the spare
 /// day held that left the repository before the previous day (stale) and after it (gone
-/// tonight) are out, the previous day's are in, as the same copies.
+/// tonight) are out, and so are those of an upload the spare never held that left tonight
+/// (linked from the previous day before the night knew); the previous day's are in, as the
+/// same copies.
 #[test]
 fn a_pruned_day_begins_the_next_night_and_holds_exactly_the_site() {
     let mut f = fixture(2, Behaviour::default(), 30);
@@ -295,7 +297,8 @@ fn a_pruned_day_begins_the_next_night_and_holds_exactly_the_site() {
     // Day A holds every upload so far.
     let a = backup(&site, "s", &f.sched, &cfg).unwrap();
     remove(stale_up, &stale);
-    f.add_uploads(1);
+    let late = f.add_uploads_listing(1);
+    let late_up = last_upload(&site);
     let b = backup(&site, "s", &f.sched, &cfg).unwrap();
     let b_list = list_of(&target, "current");
     f.add_uploads(1);
@@ -311,6 +314,7 @@ fn a_pruned_day_begins_the_next_night_and_holds_exactly_the_site() {
     let previous = inodes(&f.target_dir().join("current/repository"));
 
     remove(gone_up, &gone);
+    remove(late_up, &late);
     let new = f.add_uploads_listing(1);
     let d = backup(&site, "s", &f.sched, &cfg).unwrap();
     assert_eq!(d.manifest.repository.found_by, "database");

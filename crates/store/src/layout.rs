@@ -448,11 +448,14 @@ impl Layout {
 
     /// Rolling begun as the spare day, which held `held`: takes out of the tree the files
     /// tonight's list `now` lacks, as the commit would after reading both lists again;
-    /// returns false when the tree is no spare day's (the commit then looks).
+    /// returns false when the tree is no spare day's (the commit then looks). Files of the
+    /// previous day's list (`before`) are looked at too: a night links them into such a
+    /// tree before it knows which the database deleted.
     pub fn drop_unrecycled_known(
         &self,
         target: &Target,
         held: Option<&[String]>,
+        before: &[crate::pool::Entry],
         now: &[crate::pool::Entry],
     ) -> Result<bool, StoreError> {
         let record = format!("{PARTIAL}/{RECYCLED}");
@@ -462,7 +465,10 @@ impl Layout {
         if !target.exists(&record)? {
             return Ok(false);
         }
-        let gone = crate::pool::paths_not_in(held, now);
+        let mut gone = crate::pool::paths_not_in(held, now);
+        gone.extend(crate::pool::entries_not_in(before, now));
+        gone.sort_unstable();
+        gone.dedup();
         leave_new_day(
             target,
             &gone,

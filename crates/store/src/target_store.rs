@@ -835,7 +835,9 @@ impl Store for Target {
     ) -> Result<(), StoreError> {
         let t = std::time::Instant::now();
         let recycled = plan.recycled.as_deref().map(|h| &h[..]);
-        let spare = plan.layout.drop_unrecycled_known(self, recycled, now)?;
+        let spare = plan
+            .layout
+            .drop_unrecycled_known(self, recycled, before, now)?;
         if plan.layout.drop_unlisted_known(self, from, before, now)? || spare {
             tracing::debug!(
                 secs = t.elapsed().as_secs_f64(),
