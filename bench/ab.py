@@ -5,7 +5,7 @@ smaller than the disk's noise between separate runs of bench/backup.py.
 
     bench/ab.py --size whole --a OLD_BIN --b NEW_BIN [--layout rolling|pool|rotating] [--days 3]
                 [--work DIR] [--lock FILE] [--stores-fs btrfs|ext4|ext4-inline] [--keep N]
-                [--a-extra TOML] [--b-extra TOML] [--ssh]
+                [--a-extra TOML] [--b-extra TOML] [--ssh] [--walk]
 
 Each run's log (HOLDFAST_LOG=info unless set) is kept in --work; the step times printed are read from it.
 The load average is recorded with every run and printed with its time; every run must leave a
@@ -16,7 +16,8 @@ Run as root (caches are dropped). The site is copied into --work first. --stores
 stores on one loop-mounted image of that file system (as bench/backup.py does). --a-extra/--b-extra add lines
 to one build's [backup] table: the same build with and without a setting (`precopy = false`).
 --ssh puts both stores behind a real sshd on loopback (as bench/backup.py --ssh does): the
-builds reach them as a backup server is reached, `ssh://`.
+builds reach them as a backup server is reached, `ssh://`. --walk makes every scan day's
+night a walk night (`backup --full-walk`), as a store's weekly walk is.
 """
 import argparse, fcntl, json, os, random, statistics, subprocess, sys, time
 
@@ -24,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dataset  # noqa: E402
 from backup import MKFS, snapshots as backup_snapshots  # noqa: E402
 
-STEPS = ["new rows matched", "previous day's files linked", "new files sent", "new files pre-copied",
+STEPS = ["new rows matched", "walked and matched", "previous day's files linked", "new files sent", "new files pre-copied",
          "agents stopped", "database dumped", "repository copied", "downtime",
          "pool files", "pruned snapshots deleted"]
 
@@ -43,6 +44,7 @@ def main():
     ap.add_argument("--a-extra", default="", help="TOML lines added to A's [backup] table")
     ap.add_argument("--b-extra", default="", help="TOML lines added to B's [backup] table (e.g. 'precopy = false')")
     ap.add_argument("--ssh", action="store_true", help="both stores behind a real sshd on loopback")
+    ap.add_argument("--walk", action="store_true", help="scan days' nights walk (backup --full-walk)")
     ap.add_argument("--keep", type=int, default=30,
                     help="snapshots kept: below --days + 1 every night also prunes (the steady state)")
     a = ap.parse_args()
@@ -96,7 +98,8 @@ def main():
         # Each line stamped with the seconds since the start: the gaps between logged steps
         # (start-up, the commit) show too.
         with open(log, "w") as f:
-            p = subprocess.Popen([bins[name], "--config", cfg[name], "backup"], stdout=subprocess.PIPE,
+            walk = ["--full-walk"] if a.walk and tag != "init" else []
+            p = subprocess.Popen([bins[name], "--config", cfg[name], "backup"] + walk, stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT, text=True, env=dict(os.environ, HOLDFAST_LOG=os.environ.get("HOLDFAST_LOG", "info")))
             for line in p.stdout:
                 f.write(f"{time.monotonic() - t:7.3f} {line}")
