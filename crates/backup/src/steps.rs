@@ -67,14 +67,7 @@ impl Run<'_> {
         p: &nightly::Previous,
         walk_night: bool,
     ) -> Result<Pre, BackupError> {
-        let early = self.early_paths(p);
-        std::thread::scope(|s| {
-            let readied = early.as_deref().map(|paths| {
-                (
-                    paths,
-                    s.spawn(move || self.ready_early(p, paths, walk_night)),
-                )
-            });
+        self.beside_early(p, walk_night, |readied| {
             self.precopy_planned(client, p, walk_night, readied)
         })
     }
@@ -218,13 +211,7 @@ impl Run<'_> {
         client: &mut postgres::Client,
         p: &nightly::Previous,
     ) -> Result<Copied, BackupError> {
-        let early = self.early_paths(p);
-        std::thread::scope(|s| {
-            let readied = early
-                .as_deref()
-                .map(|paths| (paths, s.spawn(move || self.ready_early(p, paths, false))));
-            self.copy_planned(client, p, readied)
-        })
+        self.beside_early(p, false, |readied| self.copy_planned(client, p, readied))
     }
 
     /// [`Self::copy_night`] once the early links (if any) are under way.
@@ -665,15 +652,17 @@ impl Run<'_> {
         readied: Option<Readying<'_, '_>>,
     ) -> Result<Sent, BackupError> {
         use holdfast_store::pool::{not_in, shared};
+        use std::borrow::Cow;
         let t = Instant::now();
         let (early, handle) = readied.unzip();
-        let (keep_rest, send_now, late) = match early {
+        // Borrowed where nothing was readied early: most nights of most layouts.
+        let (keep_rest, send_now, late): (Cow<[String]>, Cow<[String]>, _) = match early {
             Some(early) => (
-                not_in(keep, early),
-                not_in(&send, early),
+                not_in(keep, early).into(),
+                not_in(&send, early).into(),
                 shared(&send, early),
             ),
-            None => (keep.to_vec(), send.clone(), Vec::new()),
+            None => (keep.into(), send[..].into(), Vec::new()),
         };
         let (linked, stats) = std::thread::scope(|s| {
             let linker = s.spawn(|| self.link_previous(p, &keep_rest));
@@ -738,6 +727,26 @@ impl Run<'_> {
                 .filter(|e| precopy::content_name(&e.path).is_some())
                 .map(|e| e.path.clone())
                 .collect()
+        })
+    }
+
+    /// Runs `planned` (the night's plan and copy) with the new tree readied beside it from
+    /// the start (see [`Self::early_paths`]), where there is one to ready.
+    fn beside_early<R>(
+        &self,
+        p: &nightly::Previous,
+        walk_night: bool,
+        planned: impl FnOnce(Option<Readying<'_, '_>>) -> R,
+    ) -> R {
+        let early = self.early_paths(p);
+        std::thread::scope(|s| {
+            let readied = early.as_deref().map(|paths| {
+                (
+                    paths,
+                    s.spawn(move || self.ready_early(p, paths, walk_night)),
+                )
+            });
+            planned(readied)
         })
     }
 
