@@ -81,9 +81,9 @@ pub fn link_tree(
             Ok((linked.into_inner(), lacking))
         }
         _ => {
-            // One `cp` looks its files up in the previous tree one at a time, each waiting
-            // for the server's disk when cold: a few run side by side on folders of their
-            // own (one in the run's shell, the others in sessions).
+            // Each cold look-up in the previous tree waits for the server's disk: a few
+            // scripts run side by side on folders of their own (one in the run's shell, the
+            // others in sessions), each with children of its own where perl does it.
             let chunks = by_folders(
                 paths,
                 if paths.len() < 2_000 {
@@ -131,15 +131,43 @@ fn by_folders(paths: &[String], n: usize) -> Vec<&[String]> {
     out
 }
 
-/// The server's script that links the paths on its stdin from `from` into `to`; it prints
-/// what `cp` said.
+/// The server's script that links the paths on its stdin from `from` into `to`; it prints,
+/// as `cp` says it, each path the previous tree lacks. perl where the server has it: one
+/// `cp` looks its files up one at a time, each waiting for the server's disk when cold,
+/// where perl's children wait side by side (5,271 links into a spare day over ssh, cold:
+/// four `cp` 1.25-1.70 s, four perl with four children each 0.89-0.93 s).
 fn link_script(target: &Target, from: &str, to: &str) -> String {
-    let to_q = sh_quote(&target.path(to));
+    let (from_q, to_q) = (sh_quote(&target.path(from)), sh_quote(&target.path(to)));
     // cp goes on past a name it cannot find and says which: those are sent instead.
     // Folders it makes get the previous day's modes and owners.
     format!(
-        "mkdir -p {to_q} && cd {} && {{ xargs -0 -r cp -l -n --parents --preserve=mode,ownership -t {to_q} -- 2>&1 >/dev/null || true; }}",
-        sh_quote(&target.path(from)),
+        "mkdir -p {to_q} && cd {from_q} || exit 1\n\
+         if command -v perl >/dev/null 2>&1; then exec perl -e {} -- {from_q} {to_q}; fi\n\
+         {{ xargs -0 -r cp -l -n --parents --preserve=mode,ownership -t {to_q} -- 2>&1 >/dev/null || true; }}",
+        sh_quote(&link_perl()),
+    )
+}
+
+/// [`link_script`]'s perl: `cp -l -n --parents --preserve=mode,ownership` for each name.
+fn link_perl() -> String {
+    crate::target::forked_perl(
+        r#"my ($from, $to) = @ARGV;
+sub up { $_[0] =~ m{^(.*)/[^/]+$} ? $1 : undef }
+sub mk { my $d = shift; return if -d "$to/$d"; my $u = up($d); mk($u) if defined $u;
+  if (mkdir "$to/$d", 0700) { my @s = lstat "$from/$d"; if (@s) { chown $s[4], $s[5], "$to/$d"; chmod $s[2] & 07777, "$to/$d" } }
+  elsif (!-d "$to/$d") { die "cannot make folder $to/$d: $!\n" } }"#,
+        r#"local $/ = "\0"; my @n = <STDIN>; chomp @n; @n"#,
+        r#"my $p = $_[0]; return if link "$from/$p", "$to/$p"; return if $!{EEXIST};
+  if ($!{ENOENT}) {
+    if (!lstat "$from/$p") {
+      # A lost file is sent from the site; a lost folder is a damaged day (as cp --parents).
+      my $d = up($p); die "cannot stat folder $d of the previous day: $!\n" if defined $d && !-d "$from/$d";
+      print "cp: cannot stat '$p': No such file or directory\n"; return
+    }
+    my $d = up($p); mk($d) if defined $d;
+    return if link "$from/$p", "$to/$p"; return if $!{EEXIST};
+  }
+  die "cannot link $p: $!\n";"#,
     )
 }
 
@@ -164,6 +192,74 @@ fn lacking_in(target: &Target, to: &str, said: &[u8]) -> Result<Vec<String>, Sto
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    #[test]
+    fn the_previous_day_is_linked_alike_with_perl_or_without() {
+        assert!(crate::server_sh::has_perl());
+        let t = tempfile::tempdir().unwrap();
+        let target = Target::parse(t.path().to_str().unwrap(), Default::default()).unwrap();
+        let from = t.path().join("day1");
+        let mut paths: Vec<String> = (0..600)
+            .map(|i| format!("h/files/{:02x}/{:02x}/f{i}", i % 20, i % 7))
+            .collect();
+        for p in &paths {
+            std::fs::create_dir_all(from.join(p).parent().unwrap()).unwrap();
+            std::fs::write(from.join(p), p).unwrap();
+        }
+        std::fs::set_permissions(
+            from.join("h/files/07"),
+            std::fs::Permissions::from_mode(0o2750),
+        )
+        .unwrap();
+        paths.extend([
+            "h/files/00/00/gone".to_string(),
+            "h/files/01/01/gone".to_string(),
+        ]);
+        paths.sort();
+        let bin = t.path().join("bin");
+        for perl in [true, false] {
+            let to = format!("day-{perl}");
+            std::fs::create_dir_all(t.path().join(&to).join("h/files/00/00")).unwrap();
+            // Already there: left alone (`cp -n`).
+            std::fs::write(t.path().join(&to).join(&paths[0]), "kept").unwrap();
+            let tools: &[&str] = &["mkdir", "xargs", "cp"];
+            let without = (!perl).then_some((&*bin, tools));
+            let script = link_script(&target, "day1", &to);
+            let out = crate::server_sh::run(&script, &nul_separated(&paths), without);
+            assert!(out.status.success(), "perl {perl}: {out:?}");
+            let lacking = lacking_in(&target, &to, &out.stdout).unwrap();
+            assert_eq!(
+                lacking,
+                ["h/files/00/00/gone", "h/files/01/01/gone"],
+                "perl {perl}"
+            );
+            let day = t.path().join(&to);
+            assert_eq!(std::fs::read(day.join(&paths[0])).unwrap(), b"kept");
+            for p in paths.iter().skip(1).filter(|p| !p.ends_with("gone")) {
+                let ino = |r: &std::path::Path| std::fs::metadata(r.join(p)).unwrap().ino();
+                assert_eq!(ino(&from), ino(&day), "perl {perl}: {p} not linked");
+            }
+            let mode = std::fs::metadata(day.join("h/files/07")).unwrap().mode();
+            assert_eq!(mode & 0o7777, 0o2750, "perl {perl}: the folder's mode");
+        }
+        // A folder lost from the previous day: an error naming it, either way.
+        std::fs::remove_dir_all(from.join("h/files/0d")).unwrap();
+        for perl in [true, false] {
+            let tools: &[&str] = &["mkdir", "xargs", "cp"];
+            let without = (!perl).then_some((&*bin, tools));
+            let script = link_script(&target, "day1", &format!("lost-{perl}"));
+            let out = crate::server_sh::run(&script, &nul_separated(&paths), without);
+            // perl fails the script; cp says it and the caller reads it as an error.
+            let read = lacking_in(&target, "x", &out.stdout).err();
+            let said = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stderr),
+                read.map(|e| e.to_string()).unwrap_or_default()
+            );
+            assert!(said.contains("h/files/0d"), "perl {perl}: {said}");
+        }
+    }
 
     #[test]
     fn paths_are_cut_between_folders_only() {

@@ -1,5 +1,6 @@
 //! The rolling layout's new day on a backup server over ssh: a big day is linked by several
-//! `cp` at once, on a real sshd, and comes out as one would make it.
+//! scripts at once (perl's children, or `cp`), on a real sshd, and comes out as one would
+//! make it.
 
 mod common;
 
