@@ -285,7 +285,7 @@ fn run(
     // Their order does not matter: with the scheduler stopped no agent writes rows or files.
     let dump = || dump_stopped(site, cfg, target, &plan, &dump_rel);
     // The files the snapshot holds, with the scheduler stopped (nothing adds files now).
-    let copy = || -> Result<_, BackupError> {
+    let copy = |client: &mut postgres::Client| -> Result<_, BackupError> {
         let t = Instant::now();
         let r = match (pre, &prev) {
             (Pre::None, Some(p)) => run.copy_night(client, p)?,
@@ -329,143 +329,164 @@ fn run(
         );
         Ok((stats, damaged, missing, unnamed, unlisted, copy_secs))
     };
-    let (dumped, copied) = std::thread::scope(|s| {
-        let dumper = s.spawn(dump);
-        let copied = copy();
-        let dumped = joined(dumper);
-        (dumped, copied)
-    });
-    let Dumped {
-        database,
-        spooled,
-        marks,
-        secs: dump_secs,
-    } = dumped?;
-    tracing::info!(secs = dump_secs, bytes = database.bytes, "database dumped");
-    let (stats, damaged, missing, unnamed, unlisted, copy_secs) = copied?;
-    // The scheduler is stopped: a delete job not ended was cut off.
-    let (missing, being_deleted) = if missing.is_empty() {
-        (missing, Vec::new())
-    } else {
-        let deleting =
-            holdfast_site::db::uploads_being_deleted(client).map_err(|e| BackupError::Db {
-                what: "read the delete jobs".into(),
-                source: e,
-            })?;
-        split_deleting(missing, &deleting)
-    };
-    warn_unlisted(&unlisted);
-    let found_by = if prev.is_some() && !walk_night {
-        "database"
-    } else {
-        "walk"
-    };
-    if !missing.is_empty() {
-        tracing::error!(
-            count = missing.len(),
-            "the repository lacks files the database names; the snapshot cannot have them"
-        );
-    }
-
-    let mut manifest = Manifest {
-        format: 1,
-        site: site_name.to_string(),
-        mode: cfg.mode.as_str().into(),
-        layout: cfg.layout.to_string(),
-        kind: plan.kind.clone(),
-        builds_on: plan.builds_on.clone(),
-        holdfast_version: env!("CARGO_PKG_VERSION").into(),
-        // Given by the store as it commits.
-        sequence: 0,
-        started,
-        finished: Utc::now(),
-        database,
-        repository: RepoInfo {
-            root: site.repo.root.display().to_string(),
-            hosts: site.fo.host_names(),
-            types: types.iter().map(|s| s.to_string()).collect(),
-            files: stats.files,
-            bytes: stats.bytes,
-            new_files: stats.transferred_files,
-            new_bytes: stats.transferred_bytes,
-            damaged,
-            found_by: found_by.into(),
-            marks,
-            walked: match &prev {
-                Some(p) if !walk_night => p.snapshot.manifest.repository.walked,
-                _ => Some(started),
-            },
-            missing: missing.clone(),
-            being_deleted,
-            unnamed,
-            unlisted,
-        },
-        jobs: JobsInfo {
-            unfinished,
-            stale_running: guard.report.stale_running.clone(),
-        },
-        copied: None,
-        timings: Timings {
-            quiesce_secs,
-            dump_secs,
-            copy_secs,
-            total_secs: 0.0,
-            precopy_secs,
-            downtime_secs: 0.0,
-        },
-        online: None,
-    };
-    // An unpack the stop cut off (agents killed after stop_timeout_secs) may have left half
-    // its tree: FOSSology's rerun at the scheduler's `--reset` start writes rows only for an
-    // upload with none, and would mark the half tree unpacked. Its rows go before the start
-    // (the snapshot keeps them; a restore removes them the same way).
-    match holdfast_site::db::uploadtree::drop_cut_off_trees(client) {
-        Ok(dropped) => {
-            for (upload, rows) in dropped {
-                tracing::warn!(
-                    upload,
-                    rows,
-                    "the stop cut this upload's unpack off mid-write: its rows were removed so the scheduler unpacks it whole again"
-                );
+    // A spooled dump is sent as soon as it is written, beside the copy's end and the
+    // scheduler's start: the commit waits for it, FOSSology does not.
+    let (plan_ref, rel) = (&plan, &dump_rel);
+    std::thread::scope(|s| {
+        let (dumped_tx, dumped_rx) = std::sync::mpsc::sync_channel(1);
+        let sender = s.spawn(move || {
+            let mut dumped = match dump() {
+                Ok(d) => d,
+                Err(e) => {
+                    let _ = dumped_tx.send(Err(e));
+                    return None;
+                }
+            };
+            let spooled = dumped.spooled.take();
+            let _ = dumped_tx.send(Ok(dumped));
+            spooled.map(|sp| send_spooled(target, plan_ref, sp, rel))
+        });
+        let copied = copy(client);
+        let dumped = match dumped_rx.recv() {
+            Ok(d) => d,
+            Err(_) => {
+                // The dump's thread ended without a word: it panicked, and so does this one.
+                let _ = joined(sender);
+                unreachable!("the dump's thread says how the dump went before it ends");
             }
+        };
+        let Dumped {
+            database,
+            spooled: _,
+            marks,
+            secs: dump_secs,
+        } = dumped?;
+        tracing::info!(secs = dump_secs, bytes = database.bytes, "database dumped");
+        let (stats, damaged, missing, unnamed, unlisted, copy_secs) = copied?;
+        // The scheduler is stopped: a delete job not ended was cut off.
+        let (missing, being_deleted) = if missing.is_empty() {
+            (missing, Vec::new())
+        } else {
+            let deleting =
+                holdfast_site::db::uploads_being_deleted(client).map_err(|e| BackupError::Db {
+                    what: "read the delete jobs".into(),
+                    source: e,
+                })?;
+            split_deleting(missing, &deleting)
+        };
+        warn_unlisted(&unlisted);
+        let found_by = if prev.is_some() && !walk_night {
+            "database"
+        } else {
+            "walk"
+        };
+        if !missing.is_empty() {
+            tracing::error!(
+                count = missing.len(),
+                "the repository lacks files the database names; the snapshot cannot have them"
+            );
         }
-        Err(e) => tracing::error!(
-            "cannot remove the rows of unpacks the stop cut off (run `holdfast unpack --cut-off` with the scheduler stopped): {}",
-            crate::pg_why(&e)
-        ),
-    }
-    // Everything the snapshot holds is on the target: FOSSology may run again while the
-    // snapshot is synced, committed and old ones pruned.
-    let was_running = guard.report.was_running;
-    let (scheduler_restarted, up_at) = match guard.restart_seen() {
-        Ok(at) => (true, at),
-        Err(e) => {
-            tracing::error!("backup done, but the scheduler did not start again: {e}");
-            (false, None)
+
+        let mut manifest = Manifest {
+            format: 1,
+            site: site_name.to_string(),
+            mode: cfg.mode.as_str().into(),
+            layout: cfg.layout.to_string(),
+            kind: plan.kind.clone(),
+            builds_on: plan.builds_on.clone(),
+            holdfast_version: env!("CARGO_PKG_VERSION").into(),
+            // Given by the store as it commits.
+            sequence: 0,
+            started,
+            finished: Utc::now(),
+            database,
+            repository: RepoInfo {
+                root: site.repo.root.display().to_string(),
+                hosts: site.fo.host_names(),
+                types: types.iter().map(|s| s.to_string()).collect(),
+                files: stats.files,
+                bytes: stats.bytes,
+                new_files: stats.transferred_files,
+                new_bytes: stats.transferred_bytes,
+                damaged,
+                found_by: found_by.into(),
+                marks,
+                walked: match &prev {
+                    Some(p) if !walk_night => p.snapshot.manifest.repository.walked,
+                    _ => Some(started),
+                },
+                missing: missing.clone(),
+                being_deleted,
+                unnamed,
+                unlisted,
+            },
+            jobs: JobsInfo {
+                unfinished,
+                stale_running: guard.report.stale_running.clone(),
+            },
+            copied: None,
+            timings: Timings {
+                quiesce_secs,
+                dump_secs,
+                copy_secs,
+                total_secs: 0.0,
+                precopy_secs,
+                downtime_secs: 0.0,
+            },
+            online: None,
+        };
+        // An unpack the stop cut off (agents killed after stop_timeout_secs) may have left half
+        // its tree: FOSSology's rerun at the scheduler's `--reset` start writes rows only for an
+        // upload with none, and would mark the half tree unpacked. Its rows go before the start
+        // (the snapshot keeps them; a restore removes them the same way).
+        match holdfast_site::db::uploadtree::drop_cut_off_trees(client) {
+            Ok(dropped) => {
+                for (upload, rows) in dropped {
+                    tracing::warn!(
+                        upload,
+                        rows,
+                        "the stop cut this upload's unpack off mid-write: its rows were removed so the scheduler unpacks it whole again"
+                    );
+                }
+            }
+            Err(e) => tracing::error!(
+                "cannot remove the rows of unpacks the stop cut off (run `holdfast unpack --cut-off` with the scheduler stopped): {}",
+                crate::pg_why(&e)
+            ),
         }
-    };
-    if was_running {
-        // To the moment it was seen running again (its start is proved a moment after).
-        let up = up_at.unwrap_or_else(Instant::now);
-        manifest.timings.downtime_secs = up.duration_since(stopped).as_secs_f64();
-        tracing::info!(
-            secs = manifest.timings.downtime_secs,
-            "scheduler downtime (stop to start)"
-        );
-    } else {
-        // The operator had it stopped: this backup cost FOSSology no time.
-        tracing::info!("the scheduler was not running: no downtime");
-    }
-    finish(
-        target,
-        &plan,
-        manifest,
-        spooled,
-        &dump_rel,
-        began,
-        scheduler_restarted,
-        missing,
-    )
+        // Everything the snapshot holds is on the target: FOSSology may run again while the
+        // snapshot is synced, committed and old ones pruned.
+        let was_running = guard.report.was_running;
+        let (scheduler_restarted, up_at) = match guard.restart_seen() {
+            Ok(at) => (true, at),
+            Err(e) => {
+                tracing::error!("backup done, but the scheduler did not start again: {e}");
+                (false, None)
+            }
+        };
+        if was_running {
+            // To the moment it was seen running again (its start is proved a moment after).
+            let up = up_at.unwrap_or_else(Instant::now);
+            manifest.timings.downtime_secs = up.duration_since(stopped).as_secs_f64();
+            tracing::info!(
+                secs = manifest.timings.downtime_secs,
+                "scheduler downtime (stop to start)"
+            );
+        } else {
+            // The operator had it stopped: this backup cost FOSSology no time.
+            tracing::info!("the scheduler was not running: no downtime");
+        }
+        let sent = joined(sender).transpose()?;
+        finish(
+            target,
+            &plan,
+            manifest,
+            sent,
+            began,
+            scheduler_restarted,
+            missing,
+        )
+    })
 }
 
 /// The bytes of the snapshot's files (repository-relative `paths`): a content-named file's
@@ -493,27 +514,45 @@ pub(crate) fn warn_unlisted(unlisted: &[String]) {
     }
 }
 
-/// Sends a spooled dump against the previous snapshot's, then commits the snapshot.
-#[allow(clippy::too_many_arguments)]
+/// A spooled dump sent to the pending snapshot, and how long that took.
+pub(crate) struct SentDump {
+    sent: holdfast_store::DumpSent,
+    secs: f64,
+}
+
+/// Sends a dump spooled on this machine against the previous snapshot's; the commit makes it
+/// durable with the rest of the snapshot.
+pub(crate) fn send_spooled(
+    target: &dyn Store,
+    plan: &Plan,
+    spooled: crate::dump::Spooled,
+    dump_rel: &str,
+) -> Result<SentDump, BackupError> {
+    let t = Instant::now();
+    let sent = target.send_dump(plan, &spooled.path(), dump_rel)?;
+    Ok(SentDump {
+        sent,
+        secs: t.elapsed().as_secs_f64(),
+    })
+}
+
+/// Records how the dump was sent (`sent`: spooled and sent), then commits the snapshot.
 pub(crate) fn finish(
     target: &dyn Store,
     plan: &Plan,
     mut manifest: Manifest,
-    spooled: Option<crate::dump::Spooled>,
-    dump_rel: &str,
+    sent: Option<SentDump>,
     began: Instant,
     scheduler_restarted: bool,
     missing: Vec<holdfast_site::db::Reference>,
 ) -> Result<BackupOutcome, BackupError> {
-    if let Some(spooled) = spooled {
-        let t = Instant::now();
-        let sent = target.send_dump(plan, &spooled.path(), dump_rel)?;
+    if let Some(SentDump { sent, secs }) = sent {
         let db = &mut manifest.database;
         db.sent_by = Some("rsync".into());
         db.sent_against = sent.against;
         db.sent_bytes = sent.sent;
         tracing::info!(
-            secs = t.elapsed().as_secs_f64(),
+            secs,
             bytes = db.bytes,
             sent = db.sent_bytes,
             against = db.sent_against.as_deref().unwrap_or("nothing"),

@@ -124,7 +124,8 @@ fn io_err(path: &str) -> impl Fn(std::io::Error) -> BackupError + '_ {
 }
 
 /// The dump of the snapshot `plan` is making, as `rel`: streamed to a store that takes it
-/// while it is written, else spooled here to be sent after the scheduler starts again.
+/// while it is written, else spooled here to be sent as soon as it is whole (beside the
+/// copy's end; the scheduler's start does not wait for it).
 pub fn into_snapshot(
     db: &DbConf,
     client: &mut postgres::Client,

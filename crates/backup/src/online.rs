@@ -349,16 +349,11 @@ pub(crate) fn run(
             deleted_after,
         }),
     };
-    backup::finish(
-        target,
-        &plan,
-        manifest,
-        snap.spooled,
-        &dump_rel,
-        began,
-        true,
-        missing,
-    )
+    let sent = snap
+        .spooled
+        .map(|sp| backup::send_spooled(target, &plan, sp, &dump_rel))
+        .transpose()?;
+    backup::finish(target, &plan, manifest, sent, began, true, missing)
 }
 
 /// Hashes the suspects' copies against their names; sends a bad one again when the site's

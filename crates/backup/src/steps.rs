@@ -820,7 +820,7 @@ pub(crate) fn dump_stopped(
 ) -> Result<Dumped, BackupError> {
     let t = Instant::now();
     let mut c = crate::connect(site)?;
-    // rsync: the dump is written here and sent once the scheduler runs again.
+    // rsync: the dump is written here and sent as soon as it is whole, beside the copy.
     let (database, spooled) = crate::dump::into_snapshot(
         &site.db,
         &mut c,

@@ -142,6 +142,100 @@ fn scheduler_is_restarted_after_a_failed_dump_and_nothing_is_shown() {
     assert!(!ended.success);
 }
 
+/// The server's `rsync`, first on its PATH: `on_dump` runs before it takes the dump (its
+/// destination the snapshot's `db/` folder); everything else goes to the real one.
+fn server_rsync(
+    f: &Fixture,
+    name: &str,
+    on_dump: &str,
+) -> (holdfast_testkit::sshd::Sshd, BackupConfig) {
+    let path_first = holdfast_testkit::sshd::tool_first(
+        &f.dir.path().join(name),
+        "rsync",
+        &format!(
+            "for a; do last=$a; done\ncase $last in */db/) {on_dump};; esac\n\
+             PATH=/usr/local/bin:/usr/bin:/bin exec rsync \"$@\"\n"
+        ),
+    )
+    .unwrap();
+    let sshd = holdfast_testkit::sshd::Sshd::start_with(
+        &f.dir.path().join(format!("sshd-{name}")),
+        &path_first,
+    )
+    .unwrap();
+    let mut cfg = f.cfg.clone();
+    over_ssh(
+        &mut cfg,
+        &sshd,
+        &f.dir.path().join(format!("remote-{name}")),
+    );
+    cfg.dump_spool = f.dir.path().join(format!("spool-{name}"));
+    std::fs::create_dir_all(&cfg.dump_spool).unwrap();
+    (sshd, cfg)
+}
+
+/// A dump spooled here is sent as soon as it is whole, but FOSSology never waits for it:
+/// the server below takes the dump only once the scheduler has started again (and gives
+/// up after a minute), so a start that waited for the send would fail the backup.
+#[test]
+fn the_scheduler_starts_without_waiting_for_the_dump_to_be_sent() {
+    let f = fixture(1, Behaviour::default(), 30);
+    let starts = f
+        .dir
+        .path()
+        .join("standin")
+        .canonicalize()
+        .unwrap()
+        .join("starts");
+    let wait = format!(
+        "i=0; while [ $(cat {} 2>/dev/null | wc -l) -lt 2 ]; do \
+         i=$((i+1)); if [ $i -gt 600 ]; then echo 'the dump came before the start' >&2; exit 12; fi; \
+         sleep 0.1; done",
+        starts.display()
+    );
+    let (_sshd, cfg) = server_rsync(&f, "waits", &wait);
+    let out = backup(f.site(), "s", &f.sched, &cfg).unwrap();
+    assert_eq!(
+        f.standin.starts(),
+        2,
+        "started by the fixture, then by the backup"
+    );
+    let db = &out.manifest.database;
+    assert_eq!(db.sent_by.as_deref(), Some("rsync"));
+    assert!(db.sent_bytes > 0);
+    // The dump the manifest vouches for is the one on the server.
+    let (_, r) = f.restore_scratch(&cfg, None);
+    assert!(r.is_whole(), "{:?}", r.verify.missing);
+    assert_eq!(std::fs::read_dir(&cfg.dump_spool).unwrap().count(), 0);
+}
+
+/// A backup server that refuses the dump (its disk full as the dump arrives) fails the
+/// backup: FOSSology runs again, no snapshot is shown, and the spooled dump is not left here.
+#[test]
+fn a_dump_the_backup_server_refuses_fails_the_backup_and_nothing_is_shown() {
+    let f = fixture(1, Behaviour::default(), 30);
+    let (_sshd, cfg) = server_rsync(
+        &f,
+        "full",
+        "echo 'rsync: [receiver] write failed: No space left on device (28)' >&2; exit 11",
+    );
+    let e = backup(f.site(), "s", &f.sched, &cfg)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("database dump"), "{e}");
+    assert!(e.contains("No space left on device"), "{e}");
+    assert!(f.standin.is_running());
+    assert_eq!(
+        f.standin.starts(),
+        2,
+        "started by the fixture, then after the failure"
+    );
+    assert!(layout::snapshots(&cfg.target().unwrap())
+        .unwrap()
+        .is_empty());
+    assert_eq!(std::fs::read_dir(&cfg.dump_spool).unwrap().count(), 0);
+}
+
 /// A dump cut off after megabytes of output (the connection lost mid-way): the output read
 /// ahead of the encoder is not taken for a dump.
 #[test]

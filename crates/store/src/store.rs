@@ -208,7 +208,8 @@ pub trait Store: Send + Sync {
     /// Streams the dump into `rel` of the pending snapshot.
     fn create_dump(&self, plan: &Plan, rel: &str) -> Result<Box<dyn Upload>, StoreError>;
     /// Sends a dump written locally into `rel` of the pending snapshot, against the newest
-    /// snapshot's dump of the same name where the store can send differences.
+    /// snapshot's dump of the same name where the store can send differences. The dump is
+    /// durable once the snapshot is committed.
     fn send_dump(&self, plan: &Plan, local: &Path, rel: &str) -> Result<DumpSent, StoreError>;
     /// Writes the pending snapshot's file list (when [`Plan::lists_files`]).
     fn write_file_list(&self, plan: &Plan, list: &[String]) -> Result<(), StoreError>;

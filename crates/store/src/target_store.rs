@@ -799,7 +799,7 @@ impl Store for Target {
             what: format!("copy of the database dump to {}", self.display()),
         }
         .run()?;
-        Target::sync(self)?;
+        // Durable at the commit, which syncs before the manifest that vouches for it.
         Ok(DumpSent {
             sent: stats.sent,
             against: prev.map(|s| s.name),
