@@ -27,7 +27,7 @@ from backup import MKFS, snapshots as backup_snapshots  # noqa: E402
 
 STEPS = ["new rows matched", "walked and matched", "previous day's files linked", "new files sent", "new files pre-copied",
          "agents stopped", "database dumped", "repository copied", "downtime",
-         "pool files", "pruned snapshots deleted"]
+         "database dump sent", "pool files", "pruned snapshots deleted"]
 
 
 def main():
