@@ -7,7 +7,8 @@ smaller than the disk's noise between separate runs of bench/backup.py.
                 [--work DIR] [--lock FILE] [--stores-fs btrfs|ext4|ext4-inline] [--keep N]
                 [--a-extra TOML] [--b-extra TOML] [--ssh] [--walk]
 
-Each run's log (HOLDFAST_LOG=info unless set) is kept in --work; the step times printed are read from it.
+Each run's log (HOLDFAST_LOG=info, or --log's filter: `--log 'debug,holdfast=trace'` times every
+script a remote target runs) is kept in --work; the step times printed are read from it.
 The load average is recorded with every run and printed with its time; every run must leave a
 new snapshot (`holdfast snapshots --json`, listed before the caches are dropped), or the A/B
 stops. ext4 images are made as bench/backup.py makes them (inode tables and journal
@@ -45,6 +46,7 @@ def main():
     ap.add_argument("--b-extra", default="", help="TOML lines added to B's [backup] table (e.g. 'precopy = false')")
     ap.add_argument("--ssh", action="store_true", help="both stores behind a real sshd on loopback")
     ap.add_argument("--walk", action="store_true", help="scan days' nights walk (backup --full-walk)")
+    ap.add_argument("--log", default="info", help="the builds' HOLDFAST_LOG filter (the uploads' stays as set)")
     ap.add_argument("--keep", type=int, default=30,
                     help="snapshots kept: below --days + 1 every night also prunes (the steady state)")
     a = ap.parse_args()
@@ -100,7 +102,7 @@ def main():
         with open(log, "w") as f:
             walk = ["--full-walk"] if a.walk and tag != "init" else []
             p = subprocess.Popen([bins[name], "--config", cfg[name], "backup"] + walk, stdout=subprocess.PIPE,
-                                 stderr=subprocess.STDOUT, text=True, env=dict(os.environ, HOLDFAST_LOG=os.environ.get("HOLDFAST_LOG", "info")))
+                                 stderr=subprocess.STDOUT, text=True, env=dict(os.environ, HOLDFAST_LOG=a.log))
             for line in p.stdout:
                 f.write(f"{time.monotonic() - t:7.3f} {line}")
             r = p.wait()
