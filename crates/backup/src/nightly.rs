@@ -300,6 +300,121 @@ pub fn plan(
     client: &mut postgres::Client,
     folders: Option<&FolderMaker>,
 ) -> Result<Night, BackupError> {
+    let (mut night, carried, asked) = plan_with(site, types, dirs, prev, client, folders, true)?;
+    if let Some(named) = asked {
+        night.settle(&carried.deletions(prev, &site.repo.root, named));
+    }
+    Ok(night)
+}
+
+/// [`plan`] without asking the database whether rows were deleted: the night's list keeps
+/// every file of the previous one that no new row names (strays aside), and the caller asks
+/// ([`still_named`]) while the new files go out, then settles the night with
+/// [`Carried::deletions`]. Counting the rows below the marks reads whole tables, which the
+/// dump reads beside it on a cold disk: a second or so a night on the benchmark site.
+pub fn plan_deferring(
+    site: &Site,
+    types: &[&str],
+    dirs: &[String],
+    prev: &Previous,
+    client: &mut postgres::Client,
+    folders: Option<&FolderMaker>,
+) -> Result<(Night, Carried), BackupError> {
+    plan_with(site, types, dirs, prev, client, folders, false).map(|(n, c, _)| (n, c))
+}
+
+/// The previous list's files a night kept without a new row naming them, and how it judged
+/// them before the database said whether rows were deleted.
+pub struct Carried {
+    /// The files found by the night's new rows: not carried.
+    found: HashSet<String>,
+    db_dirs: Vec<String>,
+}
+
+/// What the database's answer changes in a night planned by [`plan_deferring`].
+#[derive(Debug, Default)]
+pub struct Deletions {
+    /// Files no row names any more and the disk no longer holds: they leave the list.
+    pub gone: Vec<String>,
+    /// Files no row names any more that the disk still holds (listed, and reported).
+    pub unnamed: Vec<String>,
+}
+
+impl Carried {
+    /// The changes `named` (every name, when rows were deleted; None when none were) makes
+    /// to the judgement the night made without it.
+    pub fn deletions(
+        &self,
+        prev: &Previous,
+        root: &std::path::Path,
+        named: Option<Named>,
+    ) -> Deletions {
+        let mut out = Deletions::default();
+        let Some(named) = named else {
+            return out;
+        };
+        let strays = strays(prev);
+        for e in &prev.list {
+            let Some(kind) = kind_of(&e.path, &self.db_dirs) else {
+                continue;
+            };
+            // A stray was judged unnamed already; one a row names now is named by a new row
+            // (none at or below the marks named it), so it was found, not carried.
+            if self.found.contains(&e.path) || strays.contains(e.path.as_str()) {
+                continue;
+            }
+            let name = e.path.rsplit('/').next().unwrap_or(&e.path);
+            if named.contains(&(kind.to_string(), name.to_string())) {
+                continue;
+            }
+            if root.join(&e.path).exists() {
+                out.unnamed.push(e.path.clone());
+            } else {
+                out.gone.push(e.path.clone());
+            }
+        }
+        out
+    }
+}
+
+/// Files no row named at the last run.
+fn strays(prev: &Previous) -> HashSet<&str> {
+    prev.snapshot
+        .manifest
+        .repository
+        .unnamed
+        .iter()
+        .map(|s| s.as_str())
+        .collect()
+}
+
+impl Night {
+    /// Takes the database's answer on deletions into the list.
+    pub fn settle(&mut self, d: &Deletions) {
+        // Each was listed (the list may be with its writer meanwhile: see `copy_planned`).
+        for p in &d.gone {
+            self.list.remove(p);
+        }
+        self.dropped += d.gone.len();
+        if !d.unnamed.is_empty() {
+            // In the list's order, as the strays before them.
+            self.unnamed.extend(d.unnamed.iter().cloned());
+            self.unnamed.sort();
+        }
+    }
+}
+
+/// [`plan`], asking about deletions beside the look-ups when `ask` (their answer returned,
+/// not yet taken into the night), else not at all.
+fn plan_with(
+    site: &Site,
+    types: &[&str],
+    dirs: &[String],
+    prev: &Previous,
+    client: &mut postgres::Client,
+    folders: Option<&FolderMaker>,
+    ask: bool,
+) -> Result<(Night, Carried, Option<Option<Named>>), BackupError> {
     let db = |what: &str| {
         let what = what.to_string();
         move |source| BackupError::Db { what, source }
@@ -341,14 +456,14 @@ pub fn plan(
         let candidates = site.repo.candidates(&r.kind, &r.name);
         named_files.push((r, candidates));
     }
-    // Deletions (see below) are asked of the database while the look-ups wait on the disk,
-    // not after them (no agent writes rows meanwhile).
-    let (still_named, looked) = std::thread::scope(|s| {
-        let asking = s.spawn(|| still_named(client, &prev.marks));
+    // Deletions (see below), when asked here, are asked of the database while the look-ups
+    // wait on the disk, not after them (no agent writes rows meanwhile).
+    let (asked, looked) = std::thread::scope(|s| {
+        let asking = ask.then(|| s.spawn(|| still_named(client, &prev.marks)));
         let looked = look_up(root, &named_files, &prev_paths, folders);
-        (holdfast_core::threads::joined(asking), looked)
+        (asking.map(holdfast_core::threads::joined), looked)
     });
-    let still_named = still_named?;
+    let asked = asked.transpose()?;
     for ((r, _), found) in named_files.into_iter().zip(looked) {
         let Some(Found { rel, meta, new }) = found else {
             continue;
@@ -364,6 +479,7 @@ pub fn plan(
             _ => absent.push(r),
         }
     }
+    let found: HashSet<String> = night.list.keys().cloned().collect();
     if !absent.is_empty() {
         let slimmed = holdfast_site::db::slimmed_pfiles(client).map_err(db("read slimming"))?;
         night.missing = absent
@@ -372,33 +488,20 @@ pub fn plan(
             .collect();
     }
 
-    // Deletions: only when rows at or below the marks are gone is every name read (from
-    // the database alone), and a file leaves the list when no row names it and the disk
-    // no longer holds it. Files no row named at the last run (strays) are looked at each
-    // night the same way.
-    let strays: HashSet<&str> = prev
-        .snapshot
-        .manifest
-        .repository
-        .unnamed
-        .iter()
-        .map(|s| s.as_str())
-        .collect();
+    // The previous list's other files are kept. Files no row named at the last run
+    // (strays) leave it when the disk no longer holds them. Deletions: only when rows at or
+    // below the marks are gone is every name read (from the database alone), and a file
+    // leaves the list when no row names it and the disk no longer holds it
+    // ([`Carried::deletions`]).
+    let strays = strays(prev);
     for e in &prev.list {
-        let Some(kind) = kind_of(&e.path, &db_dirs) else {
+        if kind_of(&e.path, &db_dirs).is_none() {
             continue; // a walked folder: read again below
-        };
+        }
         if night.list.contains_key(&e.path) {
             continue;
         }
-        let unnamed = match &still_named {
-            Some(named) => {
-                let name = e.path.rsplit('/').next().unwrap_or(&e.path);
-                !named.contains(&(kind.to_string(), name.to_string()))
-            }
-            None => strays.contains(e.path.as_str()),
-        };
-        if unnamed {
+        if strays.contains(e.path.as_str()) {
             if !root.join(&e.path).exists() {
                 night.dropped += 1;
                 continue;
@@ -417,7 +520,7 @@ pub fn plan(
         night.list.insert(e.path, e.meta);
     }
     night.unlisted = walked.unlisted;
-    Ok(night)
+    Ok((night, Carried { found, db_dirs }, asked))
 }
 
 /// At most this much of the night's new data is read ahead for rsync.
@@ -492,7 +595,10 @@ pub(crate) fn look_up(
 
 /// Every (kind, name) the database names when rows at or below `marks` were deleted since;
 /// None when none were (no name can have gone).
-fn still_named(client: &mut postgres::Client, marks: &Marks) -> Result<Option<Named>, BackupError> {
+pub(crate) fn still_named(
+    client: &mut postgres::Client,
+    marks: &Marks,
+) -> Result<Option<Named>, BackupError> {
     let deleted = changes::deleted_since(client, marks).map_err(|source| BackupError::Db {
         what: "count rows".into(),
         source,

@@ -11,7 +11,7 @@ use crate::{nightly, precopy};
 use holdfast_core::threads::joined;
 use holdfast_site::Site;
 use holdfast_store::{Files, LayoutKind, Plan, Source, Store};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::Instant;
 
 /// What every step of a run reads: the site, the configuration, the target and its plan,
@@ -223,7 +223,16 @@ impl Run<'_> {
     ) -> Result<Copied, BackupError> {
         let t = Instant::now();
         let in_place = in_place(self.cfg, self.plan);
-        let mut night = self.night(client, p)?;
+        // Whether rows were deleted is asked while the new files go out: the answer only
+        // takes files out of the list (and the tree, at the commit).
+        let (mut night, carried) = nightly::plan_deferring(
+            self.site,
+            self.types,
+            self.dirs,
+            p,
+            client,
+            self.folders.as_ref(),
+        )?;
         tracing::debug!(
             secs = t.elapsed().as_secs_f64(),
             new = night.send.len(),
@@ -244,7 +253,8 @@ impl Run<'_> {
         } else {
             ready.as_ref().map(|_| night.list.clone())
         };
-        let (sent, damaged, wrote) = std::thread::scope(|s| {
+        let (sent, damaged, wrote, asked) = std::thread::scope(|s| {
+            let asking = s.spawn(|| nightly::still_named(client, &p.marks));
             // As in the pre-copy: kept files in place are sampled while the new ones
             // go out.
             let checker = ready.as_deref().map(|r| s.spawn(|| self.heal(Some(r))));
@@ -257,24 +267,39 @@ impl Run<'_> {
                 })
             });
             let sent = self.link_and_send(p, &mut night, &keep, send, readied);
-            (sent, checker.map(joined), writer.map(joined))
+            (
+                sent,
+                checker.map(joined),
+                writer.map(joined),
+                joined(asking),
+            )
         });
         let Sent {
             stats, paths: send, ..
         } = sent?;
         let wrote = wrote.transpose()?;
+        let deletions = carried.deletions(p, &self.site.repo.root, asked?);
+        night.settle(&deletions);
+        let gone: HashSet<&str> = deletions.gone.iter().map(|g| g.as_str()).collect();
         let (entries, written) = match wrote {
-            // A lacking file leaves the list only by `take_from_site`'s removal.
-            Some(entries) if in_place || night.list.len() == listed => (entries, true),
+            // Files leave the list only by `take_from_site`'s removal or the deletions.
+            Some(entries) if gone.is_empty() && (in_place || night.list.len() == listed) => {
+                (entries, true)
+            }
+            Some(mut entries) if in_place => {
+                entries.retain(|e| !gone.contains(e.path.as_str()));
+                (entries, false)
+            }
             _ => (into_entries(std::mem::take(&mut night.list)), false),
         };
-        let damaged = match damaged {
+        let mut damaged = match damaged {
             Some(d) => self.checked_kept(&keep, d)?,
             None => {
                 let names: Vec<String> = entries.iter().map(|e| e.path.clone()).collect();
                 self.heal(Some(&names))?
             }
         };
+        damaged.retain(|d| !gone.contains(d.as_str()));
         tracing::info!(
             named = night.named,
             sent = send.len(),

@@ -206,6 +206,50 @@ fn new_rows_are_copied_without_a_walk_strays_by_the_walk_cadence_deletions_by_th
     assert!(s4.manifest.repository.unnamed.is_empty());
 }
 
+/// Rows deleted while a file they named stays on the disk (a delete agent the stop cut off
+/// between its rows and its files): a database night asks whether rows went while its new
+/// files go out, and then keeps that file, reported as named by no row, and lets the others
+/// go, in the list and in the tree. The next night (no rows deleted) keeps judging it so.
+#[test]
+fn files_whose_rows_were_deleted_leave_the_night_unless_the_disk_keeps_them() {
+    for layout_kind in [LayoutKind::Pool, LayoutKind::Rolling] {
+        let mut f = fixture(2, Behaviour::default(), 30);
+        let site = f.site().clone();
+        let mut cfg = f.cfg.clone();
+        cfg.layout = layout_kind;
+        let target = cfg.target().unwrap();
+        let doomed = f.add_uploads_listing(1);
+        backup(&site, "s", &f.sched, &cfg).unwrap();
+        delete_last_upload(&site);
+        let (left, removed) = doomed.split_first().unwrap();
+        for p in removed {
+            std::fs::remove_file(site.repo.root.join(p)).unwrap();
+        }
+        let new = f.add_uploads_listing(1);
+        let out = backup(&site, "s", &f.sched, &cfg).unwrap();
+        let r = &out.manifest.repository;
+        assert_eq!(r.found_by, "database", "{layout_kind}");
+        assert_eq!(r.unnamed, vec![left.clone()], "{layout_kind}");
+        let mut site_files: Vec<String> = tree(&site.repo.root).0.into_keys().collect();
+        site_files.sort();
+        assert_eq!(list_of(&target, &out.snapshot), site_files, "{layout_kind}");
+        assert!(new.iter().all(|p| site_files.contains(p)));
+        if layout_kind == LayoutKind::Rolling {
+            let day = f.target_dir().join(&out.snapshot).join("repository");
+            assert_eq!(tree(&day), tree(&site.repo.root), "{layout_kind}: the tree");
+        }
+        // No rows deleted since: the file no row names is judged the same way.
+        f.add_uploads(1);
+        let next = backup(&site, "s", &f.sched, &cfg).unwrap();
+        assert_eq!(next.manifest.repository.found_by, "database");
+        assert_eq!(next.manifest.repository.unnamed, vec![left.clone()]);
+        assert!(list_of(&target, &next.snapshot).contains(left));
+        let (into, restored) = f.restore_scratch(&cfg, None);
+        assert!(restored.is_whole(), "{:?}", restored.verify.missing);
+        assert_eq!(tree(&into.join("repository")), tree(&site.repo.root));
+    }
+}
+
 #[test]
 fn a_restore_keeps_the_recorded_modes_owners_and_mtimes() {
     let f = fixture(3, Behaviour::default(), 30);
