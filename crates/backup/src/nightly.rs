@@ -288,41 +288,6 @@ pub(crate) fn kind_of<'a>(p: &'a str, db_dirs: &[String]) -> Option<&'a str> {
     Some(&p[d.rfind('/').map(|i| i + 1).unwrap_or(0)..d.len()])
 }
 
-/// Works out the night from the previous list and the database, reading only the new files,
-/// the files the database no longer names, and the folders it does not know. `folders`, when
-/// given, is called with each new file found, as soon as it is found (see
-/// [`holdfast_store::Store::folder_maker`]).
-pub fn plan(
-    site: &Site,
-    types: &[&str],
-    dirs: &[String],
-    prev: &Previous,
-    client: &mut postgres::Client,
-    folders: Option<&FolderMaker>,
-) -> Result<Night, BackupError> {
-    let (mut night, carried, asked) = plan_with(site, types, dirs, prev, client, folders, true)?;
-    if let Some(named) = asked {
-        night.settle(&carried.deletions(prev, &site.repo.root, named));
-    }
-    Ok(night)
-}
-
-/// [`plan`] without asking the database whether rows were deleted: the night's list keeps
-/// every file of the previous one that no new row names (strays aside), and the caller asks
-/// ([`still_named`]) while the new files go out, then settles the night with
-/// [`Carried::deletions`]. Counting the rows below the marks reads whole tables, which the
-/// dump reads beside it on a cold disk: a second or so a night on the benchmark site.
-pub fn plan_deferring(
-    site: &Site,
-    types: &[&str],
-    dirs: &[String],
-    prev: &Previous,
-    client: &mut postgres::Client,
-    folders: Option<&FolderMaker>,
-) -> Result<(Night, Carried), BackupError> {
-    plan_with(site, types, dirs, prev, client, folders, false).map(|(n, c, _)| (n, c))
-}
-
 /// The previous list's files a night kept without a new row naming them, and how it judged
 /// them before the database said whether rows were deleted.
 pub struct Carried {
@@ -331,7 +296,7 @@ pub struct Carried {
     db_dirs: Vec<String>,
 }
 
-/// What the database's answer changes in a night planned by [`plan_deferring`].
+/// What the database's answer changes in a night [`plan`] did not ask it for.
 #[derive(Debug, Default)]
 pub struct Deletions {
     /// Files no row names any more and the disk no longer holds: they leave the list.
@@ -404,9 +369,17 @@ impl Night {
     }
 }
 
-/// [`plan`], asking about deletions beside the look-ups when `ask` (their answer returned,
-/// not yet taken into the night), else not at all.
-fn plan_with(
+/// Works out the night from the previous list and the database, reading only the new files,
+/// the files the database no longer names, and the folders it does not know. `folders`, when
+/// given, is called with each new file found, as soon as it is found (see
+/// [`holdfast_store::Store::folder_maker`]).
+///
+/// `ask`: whether rows were deleted is asked beside the look-ups and taken in. Else the
+/// night's list keeps every file of the previous one that no new row names (strays aside),
+/// and the caller asks ([`still_named`]) while the new files go out, then settles the night
+/// with the returned [`Carried::deletions`]: counting the rows below the marks reads whole
+/// tables, beside the dump reading them too (0.5-0.8 s a night on the benchmark site, cold).
+pub fn plan(
     site: &Site,
     types: &[&str],
     dirs: &[String],
@@ -414,7 +387,7 @@ fn plan_with(
     client: &mut postgres::Client,
     folders: Option<&FolderMaker>,
     ask: bool,
-) -> Result<(Night, Carried, Option<Option<Named>>), BackupError> {
+) -> Result<(Night, Carried), BackupError> {
     let db = |what: &str| {
         let what = what.to_string();
         move |source| BackupError::Db { what, source }
@@ -520,7 +493,11 @@ fn plan_with(
         night.list.insert(e.path, e.meta);
     }
     night.unlisted = walked.unlisted;
-    Ok((night, Carried { found, db_dirs }, asked))
+    let carried = Carried { found, db_dirs };
+    if let Some(named) = asked {
+        night.settle(&carried.deletions(prev, root, named));
+    }
+    Ok((night, carried))
 }
 
 /// At most this much of the night's new data is read ahead for rsync.

@@ -225,14 +225,7 @@ impl Run<'_> {
         let in_place = in_place(self.cfg, self.plan);
         // Whether rows were deleted is asked while the new files go out: the answer only
         // takes files out of the list (and the tree, at the commit).
-        let (mut night, carried) = nightly::plan_deferring(
-            self.site,
-            self.types,
-            self.dirs,
-            p,
-            client,
-            self.folders.as_ref(),
-        )?;
+        let (mut night, carried) = self.plan_night(client, p, false)?;
         tracing::debug!(
             secs = t.elapsed().as_secs_f64(),
             new = night.send.len(),
@@ -610,6 +603,16 @@ impl Run<'_> {
         client: &mut postgres::Client,
         p: &nightly::Previous,
     ) -> Result<nightly::Night, BackupError> {
+        self.plan_night(client, p, true).map(|(night, _)| night)
+    }
+
+    /// [`nightly::plan`] for this run (`ask`: whether rows were deleted, at once).
+    fn plan_night(
+        &self,
+        client: &mut postgres::Client,
+        p: &nightly::Previous,
+        ask: bool,
+    ) -> Result<(nightly::Night, nightly::Carried), BackupError> {
         nightly::plan(
             self.site,
             self.types,
@@ -617,6 +620,7 @@ impl Run<'_> {
             p,
             client,
             self.folders.as_ref(),
+            ask,
         )
     }
 
