@@ -5,7 +5,7 @@ smaller than the disk's noise between separate runs of bench/backup.py.
 
     bench/ab.py --size whole --a OLD_BIN --b NEW_BIN [--layout rolling|pool|rotating] [--days 3]
                 [--work DIR] [--lock FILE] [--stores-fs btrfs|ext4|ext4-inline] [--keep N]
-                [--a-extra TOML] [--b-extra TOML] [--ssh] [--walk]
+                [--a-extra TOML] [--b-extra TOML] [--ssh] [--walk] [--log FILTER]
 
 Each run's log (HOLDFAST_LOG=info, or --log's filter: `--log 'debug,holdfast=trace'` times every
 script a remote target runs) is kept in --work; the step times printed are read from it.

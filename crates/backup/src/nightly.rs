@@ -288,15 +288,15 @@ pub(crate) fn kind_of<'a>(p: &'a str, db_dirs: &[String]) -> Option<&'a str> {
     Some(&p[d.rfind('/').map(|i| i + 1).unwrap_or(0)..d.len()])
 }
 
-/// The previous list's files a night kept without a new row naming them, and how it judged
-/// them before the database said whether rows were deleted.
+/// What [`Carried::deletions`] needs to tell the previous list's files a night kept without
+/// a new row naming them (carried) from those the new rows found.
 pub struct Carried {
     /// The files found by the night's new rows: not carried.
     found: HashSet<String>,
     db_dirs: Vec<String>,
 }
 
-/// What the database's answer changes in a night [`plan`] did not ask it for.
+/// What the database's answer on deletions changes in a night planned without it.
 #[derive(Debug, Default)]
 pub struct Deletions {
     /// Files no row names any more and the disk no longer holds: they leave the list.
