@@ -1,4 +1,4 @@
-//! One backup run: copy the repository while FOSSology runs (the pre-copy, [`precopy`]),
+//! One backup run: copy the repository while FOSSology runs (the pre-copy, [`crate::precopy`]),
 //! stop the scheduler and prove every agent is gone, dump the database, copy what changed
 //! since the pre-copy, start the scheduler, write the manifest and make the snapshot
 //! visible. With `backup.precopy = false` the whole copy happens while the scheduler is
@@ -12,14 +12,15 @@
 
 use crate::config::BackupConfig;
 use crate::nightly;
-use crate::steps::{dump_stopped, in_place, Copied, Dumped, Pre, Run};
+use crate::scope::{self, Scope};
+use crate::steps::{dump_stopped, in_place, Dumped, Pre, Run};
 use crate::BackupError;
 use chrono::Utc;
 use holdfast_core::threads::joined;
 use holdfast_site::scheduler::{self, SchedulerConfig};
 use holdfast_site::Site;
-use holdfast_store::manifest::{JobsInfo, Manifest, RepoInfo, Timings, DB_DIR};
-use holdfast_store::{monitor, Files, LayoutKind, Place, Plan, Source, Store};
+use holdfast_store::manifest::{JobsInfo, Manifest, RepoInfo, Timings};
+use holdfast_store::{monitor, Plan, Store};
 use serde::{Deserialize, Serialize};
 
 use std::time::Instant;
@@ -168,23 +169,172 @@ fn run(
     if cfg.online {
         return crate::online::run(site, site_name, cfg, target, client, started, began);
     }
-    let types = cfg.mode.types();
-    let mut dirs = site.repo.data_dirs(types);
-    for extra in EXTRA_DIRS {
-        dirs.push(extra.to_string());
+    let scope = Scope::of(site, cfg);
+    let src = scope.source(site, cfg);
+    let Begun {
+        plan,
+        prev,
+        walk_night,
+        stopped: early_stop,
+    } = begin(sched, cfg, target, client)?;
+    let run = Run {
+        site,
+        cfg,
+        target,
+        plan: &plan,
+        src: &src,
+        types: scope.types,
+        dirs: &scope.dirs,
+        folders: target.folder_maker(&plan, &src),
+    };
+    if prev.is_none() {
+        // A walk night: the whole copy walks the store's trees too.
+        target.read_ahead(&plan, &src);
     }
-    let src = Source {
-        root: &site.repo.root,
-        dirs: &dirs,
-        rsync_args: &cfg.rsync_args,
+    // Pre-copy: what this night sends, while the scheduler runs (see `precopy`).
+    // A small night (see `small_night`) is copied whole with the scheduler stopped.
+    let stopped_copy = !cfg.precopy || early_stop.is_some();
+    let t = Instant::now();
+    let pre = match &prev {
+        _ if stopped_copy => Pre::None,
+        Some(p) => run.precopy_night(client, p, walk_night)?,
+        None => run.precopy_walk()?,
     };
-    let stop = |client: &mut postgres::Client| -> Result<_, BackupError> {
-        let stopped = Instant::now();
-        let guard = scheduler::quiesce(sched, Some(client))?;
-        let secs = stopped.elapsed().as_secs_f64();
-        tracing::info!(secs, "scheduler and agents stopped");
-        Ok((guard, stopped, secs))
+    let precopy_secs = match pre {
+        Pre::None => 0.0,
+        _ => t.elapsed().as_secs_f64(),
     };
+
+    let (guard, stopped, quiesce_secs) = match early_stop {
+        Some(stopped) => stopped,
+        None => stop(sched, client)?,
+    };
+    let unfinished = holdfast_site::db::unfinished_jobs(client).map_err(|e| BackupError::Db {
+        what: "read the job queue".into(),
+        source: e,
+    })?;
+
+    // The dump (the database) and the copy's last pass (the repository) read different
+    // things and both wait on them: run together, they shorten the scheduler's downtime.
+    // Their order does not matter: with the scheduler stopped no agent writes rows or files.
+    // A spooled dump is sent as soon as it is written, beside the copy's end and the
+    // scheduler's start: the commit waits for it, FOSSology does not.
+    let (plan_ref, rel) = (&plan, &scope.dump_rel);
+    std::thread::scope(|s| {
+        let (dumped_tx, dumped_rx) = std::sync::mpsc::sync_channel(1);
+        let sender = s.spawn(move || {
+            let mut dumped = match dump_stopped(site, cfg, target, plan_ref, rel) {
+                Ok(d) => d,
+                Err(e) => {
+                    let _ = dumped_tx.send(Err(e));
+                    return None;
+                }
+            };
+            let spooled = dumped.spooled.take();
+            let _ = dumped_tx.send(Ok(dumped));
+            spooled.map(|sp| send_spooled(target, plan_ref, sp, rel))
+        });
+        // The files the snapshot holds, with the scheduler stopped (nothing adds files now).
+        let copied = run.last_pass(client, pre, prev.as_ref(), walk_night);
+        let dumped = match dumped_rx.recv() {
+            Ok(d) => d,
+            Err(_) => {
+                // The dump's thread ended without a word: it panicked, and so does this one.
+                let _ = joined(sender);
+                unreachable!("the dump's thread says how the dump went before it ends");
+            }
+        };
+        let Dumped {
+            database,
+            spooled: _,
+            marks,
+            secs: dump_secs,
+        } = dumped?;
+        tracing::info!(secs = dump_secs, bytes = database.bytes, "database dumped");
+        let held = copied?;
+        let (missing, being_deleted) = set_aside_deleting(client, held.missing)?;
+        warn_unlisted(&held.unlisted);
+        if !missing.is_empty() {
+            tracing::error!(
+                count = missing.len(),
+                "the repository lacks files the database names; the snapshot cannot have them"
+            );
+        }
+        let database_night = prev.is_some() && !walk_night;
+        let repository = RepoInfo {
+            damaged: held.damaged,
+            found_by: if database_night { "database" } else { "walk" }.into(),
+            marks,
+            walked: match &prev {
+                Some(p) if database_night => p.snapshot.manifest.repository.walked,
+                _ => Some(started),
+            },
+            missing: missing.clone(),
+            being_deleted,
+            unnamed: held.unnamed,
+            unlisted: held.unlisted,
+            ..scope.repository(site, &held.stats)
+        };
+        let mut manifest = Manifest {
+            jobs: JobsInfo {
+                unfinished,
+                stale_running: guard.report.stale_running.clone(),
+            },
+            timings: Timings {
+                quiesce_secs,
+                dump_secs,
+                copy_secs: held.secs,
+                precopy_secs,
+                ..Timings::default()
+            },
+            ..scope::manifest(site_name, cfg, &plan, started, database, repository)
+        };
+        drop_cut_off_trees(client);
+        // Everything the snapshot holds is on the target: FOSSology may run again while the
+        // snapshot is synced, committed and old ones pruned.
+        let scheduler_restarted = restart(guard, stopped, &mut manifest.timings);
+        let sent = joined(sender).transpose()?;
+        finish(
+            target,
+            &plan,
+            manifest,
+            sent,
+            began,
+            scheduler_restarted,
+            missing,
+        )
+    })
+}
+
+/// The scheduler as this run stopped it, when, and how long the stop took.
+type Stopped = (scheduler::Quiesced, Instant, f64);
+
+fn stop(sched: &SchedulerConfig, client: &mut postgres::Client) -> Result<Stopped, BackupError> {
+    let stopped = Instant::now();
+    let guard = scheduler::quiesce(sched, Some(client))?;
+    let secs = stopped.elapsed().as_secs_f64();
+    tracing::info!(secs, "scheduler and agents stopped");
+    Ok((guard, stopped, secs))
+}
+
+/// How a stopped run begins.
+struct Begun {
+    plan: Plan,
+    /// The previous snapshot's list the night builds on (none: the whole repository is
+    /// walked and copied).
+    prev: Option<nightly::Previous>,
+    /// A walk night that builds on `prev`.
+    walk_night: bool,
+    /// The scheduler, stopped already: the whole copy happens with it stopped.
+    stopped: Option<Stopped>,
+}
+
+fn begin(
+    sched: &SchedulerConfig,
+    cfg: &BackupConfig,
+    target: &dyn Store,
+    client: &mut postgres::Client,
+) -> Result<Begun, BackupError> {
     // Deciding where the copy goes costs FOSSology nothing: done before the stop. A database
     // night builds on the previous snapshot's list and marks (see `nightly`); the list is
     // read while the copy is planned, the night sized and, when the whole copy happens with
@@ -207,7 +357,7 @@ fn run(
         let stopped_copy = walking.is_none()
             && (!cfg.precopy
                 || (nearly_in_place(cfg, &plan) && small_night(cfg, &base.marks, client)));
-        let early = stopped_copy.then(|| stop(client));
+        let early = stopped_copy.then(|| stop(sched, client));
         let prev = match base.read_list(target, ahead.and_then(joined)) {
             Ok(p) => {
                 match &walking {
@@ -228,17 +378,6 @@ fn run(
         let walk_night = walking.is_some() && prev.is_some();
         Ok((plan, prev, walk_night, early))
     })?;
-    let run = Run {
-        site,
-        cfg,
-        target,
-        plan: &plan,
-        src: &src,
-        types,
-        dirs: &dirs,
-        folders: target.folder_maker(&plan, &src),
-    };
-    let rolling = cfg.layout == LayoutKind::Rolling;
     // A walk night pre-copies (unless told not to): a scheduler stopped for a small night
     // whose list turned out unreadable starts again for it.
     let early_stop = match early_stop {
@@ -248,245 +387,83 @@ fn run(
         }
         other => other.transpose()?,
     };
-    if prev.is_none() {
-        // A walk night: the whole copy walks the store's trees too.
-        target.read_ahead(&plan, &src);
-    }
-    // Pre-copy: what this night sends, while the scheduler runs (see `precopy`).
-    // A small night (see `small_night`) is copied whole with the scheduler stopped.
-    let stopped_copy = !cfg.precopy || early_stop.is_some();
-    let t = Instant::now();
-    let pre = match &prev {
-        _ if stopped_copy => Pre::None,
-        Some(p) => run.precopy_night(client, p, walk_night)?,
-        None => run.precopy_walk()?,
-    };
-    let precopy_secs = match pre {
-        Pre::None => 0.0,
-        _ => t.elapsed().as_secs_f64(),
-    };
-
-    let (guard, stopped, quiesce_secs) = match early_stop {
-        Some(stopped) => stopped,
-        None => stop(client)?,
-    };
-    let unfinished = holdfast_site::db::unfinished_jobs(client).map_err(|e| BackupError::Db {
-        what: "read the job queue".into(),
-        source: e,
-    })?;
-
-    let dump_rel = format!(
-        "{DB_DIR}/{}.sql.{}",
-        site.db.dbname(),
-        cfg.compression.extension()
-    );
-    // The dump (the database) and the copy's last pass (the repository) read different
-    // things and both wait on them: run together, they shorten the scheduler's downtime.
-    // Their order does not matter: with the scheduler stopped no agent writes rows or files.
-    let dump = || dump_stopped(site, cfg, target, &plan, &dump_rel);
-    // The files the snapshot holds, with the scheduler stopped (nothing adds files now).
-    let copy = |client: &mut postgres::Client| -> Result<_, BackupError> {
-        let t = Instant::now();
-        let r = match (pre, &prev) {
-            (Pre::None, Some(p)) => run.copy_night(client, p)?,
-            (Pre::Db(before, copied, pre_stats, damaged), Some(_)) if walk_night => {
-                run.settle_walk(client, before, copied, pre_stats, damaged)?
-            }
-            (Pre::Db(before, copied, pre_stats, damaged), Some(p)) => {
-                run.delta_after_night(client, p, before, copied, pre_stats, damaged)?
-            }
-            (Pre::None, None) | (Pre::Db(..), None) => run.copy_stopped(client)?,
-            (Pre::Walk(copied, pre_stats, damaged), _) => {
-                run.delta_after_walk(client, copied, pre_stats, damaged)?
-            }
-        };
-        let Copied {
-            entries,
-            written,
-            mut stats,
-            damaged,
-            missing,
-            unnamed,
-            unlisted,
-        } = r;
-        // rsync saw only part of the files: count the whole snapshot from the names.
-        stats.files = entries.len() as u64;
-        stats.bytes = listed_bytes(&site.repo.root, entries.iter().map(|e| e.path.as_str()));
-        // Every layout keeps its list: the next night builds on it, a restore gives the
-        // recorded modes, owners and mtimes back. Written while the dump runs.
-        if !written {
-            target.write_file_entries(&plan, &entries)?;
-        }
-        if let Some(p) = prev.as_ref().filter(|_| rolling) {
-            target.drop_unlisted(&plan, &p.snapshot.name, &p.list, &entries)?;
-        }
-        let copy_secs = t.elapsed().as_secs_f64();
-        tracing::info!(
-            secs = copy_secs,
-            files = stats.files,
-            new_files = stats.transferred_files,
-            "repository copied"
-        );
-        Ok((stats, damaged, missing, unnamed, unlisted, copy_secs))
-    };
-    // A spooled dump is sent as soon as it is written, beside the copy's end and the
-    // scheduler's start: the commit waits for it, FOSSology does not.
-    let (plan_ref, rel) = (&plan, &dump_rel);
-    std::thread::scope(|s| {
-        let (dumped_tx, dumped_rx) = std::sync::mpsc::sync_channel(1);
-        let sender = s.spawn(move || {
-            let mut dumped = match dump() {
-                Ok(d) => d,
-                Err(e) => {
-                    let _ = dumped_tx.send(Err(e));
-                    return None;
-                }
-            };
-            let spooled = dumped.spooled.take();
-            let _ = dumped_tx.send(Ok(dumped));
-            spooled.map(|sp| send_spooled(target, plan_ref, sp, rel))
-        });
-        let copied = copy(client);
-        let dumped = match dumped_rx.recv() {
-            Ok(d) => d,
-            Err(_) => {
-                // The dump's thread ended without a word: it panicked, and so does this one.
-                let _ = joined(sender);
-                unreachable!("the dump's thread says how the dump went before it ends");
-            }
-        };
-        let Dumped {
-            database,
-            spooled: _,
-            marks,
-            secs: dump_secs,
-        } = dumped?;
-        tracing::info!(secs = dump_secs, bytes = database.bytes, "database dumped");
-        let (stats, damaged, missing, unnamed, unlisted, copy_secs) = copied?;
-        // The scheduler is stopped: a delete job not ended was cut off.
-        let (missing, being_deleted) = if missing.is_empty() {
-            (missing, Vec::new())
-        } else {
-            let deleting =
-                holdfast_site::db::uploads_being_deleted(client).map_err(|e| BackupError::Db {
-                    what: "read the delete jobs".into(),
-                    source: e,
-                })?;
-            split_deleting(missing, &deleting)
-        };
-        warn_unlisted(&unlisted);
-        let found_by = if prev.is_some() && !walk_night {
-            "database"
-        } else {
-            "walk"
-        };
-        if !missing.is_empty() {
-            tracing::error!(
-                count = missing.len(),
-                "the repository lacks files the database names; the snapshot cannot have them"
-            );
-        }
-
-        let mut manifest = Manifest {
-            format: 1,
-            site: site_name.to_string(),
-            mode: cfg.mode.as_str().into(),
-            layout: cfg.layout.to_string(),
-            kind: plan.kind.clone(),
-            builds_on: plan.builds_on.clone(),
-            holdfast_version: env!("CARGO_PKG_VERSION").into(),
-            // Given by the store as it commits.
-            sequence: 0,
-            started,
-            finished: Utc::now(),
-            database,
-            repository: RepoInfo {
-                root: site.repo.root.display().to_string(),
-                hosts: site.fo.host_names(),
-                types: types.iter().map(|s| s.to_string()).collect(),
-                files: stats.files,
-                bytes: stats.bytes,
-                new_files: stats.transferred_files,
-                new_bytes: stats.transferred_bytes,
-                damaged,
-                found_by: found_by.into(),
-                marks,
-                walked: match &prev {
-                    Some(p) if !walk_night => p.snapshot.manifest.repository.walked,
-                    _ => Some(started),
-                },
-                missing: missing.clone(),
-                being_deleted,
-                unnamed,
-                unlisted,
-            },
-            jobs: JobsInfo {
-                unfinished,
-                stale_running: guard.report.stale_running.clone(),
-            },
-            copied: None,
-            timings: Timings {
-                quiesce_secs,
-                dump_secs,
-                copy_secs,
-                total_secs: 0.0,
-                precopy_secs,
-                downtime_secs: 0.0,
-            },
-            online: None,
-        };
-        // An unpack the stop cut off (agents killed after stop_timeout_secs) may have left half
-        // its tree: FOSSology's rerun at the scheduler's `--reset` start writes rows only for an
-        // upload with none, and would mark the half tree unpacked. Its rows go before the start
-        // (the snapshot keeps them; a restore removes them the same way).
-        match holdfast_site::db::uploadtree::drop_cut_off_trees(client) {
-            Ok(dropped) => {
-                for (upload, rows) in dropped {
-                    tracing::warn!(
-                        upload,
-                        rows,
-                        "the stop cut this upload's unpack off mid-write: its rows were removed so the scheduler unpacks it whole again"
-                    );
-                }
-            }
-            Err(e) => tracing::error!(
-                "cannot remove the rows of unpacks the stop cut off (run `holdfast unpack --cut-off` with the scheduler stopped): {}",
-                crate::pg_why(&e)
-            ),
-        }
-        // Everything the snapshot holds is on the target: FOSSology may run again while the
-        // snapshot is synced, committed and old ones pruned.
-        let was_running = guard.report.was_running;
-        let (scheduler_restarted, up_at) = match guard.restart_seen() {
-            Ok(at) => (true, at),
-            Err(e) => {
-                tracing::error!("backup done, but the scheduler did not start again: {e}");
-                (false, None)
-            }
-        };
-        if was_running {
-            // To the moment it was seen running again (its start is proved a moment after).
-            let up = up_at.unwrap_or_else(Instant::now);
-            manifest.timings.downtime_secs = up.duration_since(stopped).as_secs_f64();
-            tracing::info!(
-                secs = manifest.timings.downtime_secs,
-                "scheduler downtime (stop to start)"
-            );
-        } else {
-            // The operator had it stopped: this backup cost FOSSology no time.
-            tracing::info!("the scheduler was not running: no downtime");
-        }
-        let sent = joined(sender).transpose()?;
-        finish(
-            target,
-            &plan,
-            manifest,
-            sent,
-            began,
-            scheduler_restarted,
-            missing,
-        )
+    Ok(Begun {
+        plan,
+        prev,
+        walk_night,
+        stopped: early_stop,
     })
+}
+
+/// Sets aside, from the files the repository lacks, those of uploads being deleted: with
+/// the scheduler stopped, a delete job not ended was cut off (see [`split_deleting`]).
+fn set_aside_deleting(
+    client: &mut postgres::Client,
+    missing: Vec<holdfast_site::db::Reference>,
+) -> Result<
+    (
+        Vec<holdfast_site::db::Reference>,
+        Vec<holdfast_site::db::Reference>,
+    ),
+    BackupError,
+> {
+    if missing.is_empty() {
+        return Ok((missing, Vec::new()));
+    }
+    let deleting =
+        holdfast_site::db::uploads_being_deleted(client).map_err(|e| BackupError::Db {
+            what: "read the delete jobs".into(),
+            source: e,
+        })?;
+    Ok(split_deleting(missing, &deleting))
+}
+
+/// An unpack the stop cut off (agents killed after stop_timeout_secs) may have left half
+/// its tree: FOSSology's rerun at the scheduler's `--reset` start writes rows only for an
+/// upload with none, and would mark the half tree unpacked. Its rows go before the start
+/// (the snapshot keeps them; a restore removes them the same way).
+fn drop_cut_off_trees(client: &mut postgres::Client) {
+    match holdfast_site::db::uploadtree::drop_cut_off_trees(client) {
+        Ok(dropped) => {
+            for (upload, rows) in dropped {
+                tracing::warn!(
+                    upload,
+                    rows,
+                    "the stop cut this upload's unpack off mid-write: its rows were removed so the scheduler unpacks it whole again"
+                );
+            }
+        }
+        Err(e) => tracing::error!(
+            "cannot remove the rows of unpacks the stop cut off (run `holdfast unpack --cut-off` with the scheduler stopped): {}",
+            crate::pg_why(&e)
+        ),
+    }
+}
+
+/// Starts the scheduler again (when this run stopped it) and records the downtime, from the
+/// stop (`stopped`) to the moment it was seen running again. Returns whether it started.
+fn restart(guard: scheduler::Quiesced, stopped: Instant, timings: &mut Timings) -> bool {
+    let was_running = guard.report.was_running;
+    let (restarted, up_at) = match guard.restart_seen() {
+        Ok(at) => (true, at),
+        Err(e) => {
+            tracing::error!("backup done, but the scheduler did not start again: {e}");
+            (false, None)
+        }
+    };
+    if was_running {
+        // Its start is proved a moment after the moment it is seen running.
+        let up = up_at.unwrap_or_else(Instant::now);
+        timings.downtime_secs = up.duration_since(stopped).as_secs_f64();
+        tracing::info!(
+            secs = timings.downtime_secs,
+            "scheduler downtime (stop to start)"
+        );
+    } else {
+        // The operator had it stopped: this backup cost FOSSology no time.
+        tracing::info!("the scheduler was not running: no downtime");
+    }
+    restarted
 }
 
 /// The bytes of the snapshot's files (repository-relative `paths`): a content-named file's
@@ -620,103 +597,4 @@ fn small_night(
             false
         }
     }
-}
-
-/// Keeps damaged copies out of the new snapshot. Files a verification found damaged in the
-/// snapshots this one builds on, and a sample (`backup.check_percent`) of the new snapshot's
-/// files, are hashed against their names where they now are (hard-linked from the previous
-/// snapshot, or in the pool); each damaged one is copied again from the site (`rsync -I`
-/// writes a new file, so the link to the rotten copy is broken) and proved again. Returns
-/// the files that are damaged on the site itself (recorded in the manifest).
-pub(crate) fn heal(
-    site: &Site,
-    cfg: &BackupConfig,
-    target: &dyn Store,
-    plan: &Plan,
-    src: &Source,
-    pool_list: Option<&[String]>,
-) -> Result<Vec<String>, BackupError> {
-    heal_at(site, target, plan, src, pool_list, cfg.check_percent)
-}
-
-/// `heal` with a sample of `percent` of the files (0: only those a verification found
-/// damaged).
-pub(crate) fn heal_at(
-    site: &Site,
-    target: &dyn Store,
-    plan: &Plan,
-    src: &Source,
-    pool_list: Option<&[String]>,
-    percent: f64,
-) -> Result<Vec<String>, BackupError> {
-    use crate::content;
-    let earlier: Vec<_> = target
-        .snapshots()?
-        .into_iter()
-        .filter(|s| plan.reuses.contains(&s.name))
-        .collect();
-    let mut suspects: std::collections::BTreeSet<String> = content::known_bad(target, &earlier)?;
-    if suspects.is_empty() && percent <= 0.0 {
-        return Ok(Vec::new());
-    }
-    let listed: Vec<String> = match pool_list {
-        Some(l) => l.to_vec(),
-        None => target.pending_files(plan)?,
-    };
-    if !suspects.is_empty() {
-        let present: std::collections::HashSet<&str> = listed.iter().map(|s| s.as_str()).collect();
-        suspects.retain(|p| present.contains(p.as_str()));
-    }
-    if percent > 0.0 {
-        // By name, not path: a gold file and its `files` twin (one inode on the site, and
-        // on the target) are proved and copied again together.
-        let seed: u64 = rand::random();
-        suspects.extend(
-            listed
-                .iter()
-                .filter(|p| content::sampled(seed, content::name_of(p), percent))
-                .cloned(),
-        );
-    }
-    if suspects.is_empty() {
-        return Ok(Vec::new());
-    }
-    let suspects: Vec<String> = suspects.into_iter().collect();
-    let t = Instant::now();
-    let bad = content::check_paths(
-        target,
-        Place::Pending(plan),
-        &suspects,
-        "check linked files",
-    )?;
-    tracing::info!(
-        secs = t.elapsed().as_secs_f64(),
-        checked = suspects.len(),
-        damaged = bad.len(),
-        "files checked against their names before the snapshot is made"
-    );
-    if bad.is_empty() {
-        return Ok(Vec::new());
-    }
-    let paths: Vec<String> = bad
-        .iter()
-        .map(|b| b.path.clone())
-        .filter(|p| site.repo.root.join(p).is_file())
-        .collect();
-    for b in &bad {
-        tracing::warn!(file = %b.path, "damaged copy on the target ({}); copying it again from the site", b.why);
-    }
-    target.send_repository(plan, src, Files::Again(&paths))?;
-    let still = content::check_paths(target, Place::Pending(plan), &paths, "check fresh copies")?;
-    for b in &still {
-        tracing::error!(file = %b.path, "the site's own copy is damaged ({}): restore it from an older snapshot or rebuild it from gold", b.why);
-    }
-    let mut damaged: Vec<String> = still.into_iter().map(|b| b.path).collect();
-    // Damaged on the target and gone from the site: nothing good to copy.
-    damaged.extend(
-        bad.into_iter()
-            .map(|b| b.path)
-            .filter(|p| !site.repo.root.join(p).is_file()),
-    );
-    Ok(damaged)
 }

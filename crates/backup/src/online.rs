@@ -20,14 +20,15 @@
 //!    leaves cut-off jobs: FOSSology's scheduler runs them again after a restore (`--reset`,
 //!    which its init script passes). They are recorded in the manifest (`online.running`).
 
-use crate::backup::{self, BackupOutcome, EXTRA_DIRS};
+use crate::backup::{self, BackupOutcome};
 use crate::config::BackupConfig;
+use crate::scope::{self, Scope};
 use crate::{content, precopy, BackupError};
 use chrono::Utc;
 use holdfast_site::db::{self, QueueRow, Reference};
 use holdfast_site::Site;
 use holdfast_store::manifest::{
-    DumpInfo, JobsInfo, Manifest, OnlineInfo, RepoInfo, Timings, DB_DIR, REPO_DIR,
+    DumpInfo, JobsInfo, Manifest, OnlineInfo, RepoInfo, Timings, REPO_DIR,
 };
 use holdfast_store::{layout, Files, Place, Plan, Source, Store};
 use std::collections::BTreeSet;
@@ -116,27 +117,15 @@ pub(crate) fn run(
     started: chrono::DateTime<Utc>,
     began: Instant,
 ) -> Result<BackupOutcome, BackupError> {
-    let types = cfg.mode.types();
+    let scope = Scope::of(site, cfg);
+    let (types, dirs, dump_rel) = (scope.types, &scope.dirs, &scope.dump_rel);
     let root = &site.repo.root;
-    let mut dirs = site.repo.data_dirs(types);
-    for extra in EXTRA_DIRS {
-        dirs.push(extra.to_string());
-    }
-    let src = Source {
-        root,
-        dirs: &dirs,
-        rsync_args: &cfg.rsync_args,
-    };
+    let src = scope.source(site, cfg);
     let plan = target.plan(&cfg.layout())?;
     let pool = plan.lists_files;
-    let dump_rel = format!(
-        "{DB_DIR}/{}.sql.{}",
-        site.db.dbname(),
-        cfg.compression.extension()
-    );
 
     let t = Instant::now();
-    let snap = at_snapshot(site, cfg, target, &plan, client, &dump_rel, types)?;
+    let snap = at_snapshot(site, cfg, target, &plan, client, dump_rel, types)?;
     let dump_secs = t.elapsed().as_secs_f64();
     tracing::info!(
         secs = dump_secs,
@@ -148,7 +137,7 @@ pub(crate) fn run(
 
     // The copy, after the snapshot point.
     let t = Instant::now();
-    let before = precopy::list(root, &dirs);
+    let before = precopy::list(root, dirs);
     let names: Vec<String> = before.keys().cloned().collect();
     let mut stats = target.send_repository(
         &plan,
@@ -157,7 +146,7 @@ pub(crate) fn run(
             list: pool.then_some(&names[..]),
         },
     )?;
-    let walked_after = holdfast_store::pool::walk(root, &dirs);
+    let walked_after = holdfast_store::pool::walk(root, dirs);
     let after = precopy::wholeness(&walked_after);
 
     // Half-written files: caught by their names.
@@ -281,7 +270,7 @@ pub(crate) fn run(
     }
     present.extend(from_earlier.iter().cloned());
     let list: Vec<String> = present.into_iter().collect();
-    let damaged = backup::heal(site, cfg, target, &plan, &src, Some(&list))?;
+    let damaged = crate::heal::heal(site, cfg, target, &plan, &src, Some(&list))?;
     // Files no list can carry, as the copy left them.
     backup::warn_unlisted(&walked_after.unlisted);
     stats.files = list.len() as u64;
@@ -299,47 +288,24 @@ pub(crate) fn run(
         "repository copied after the snapshot point"
     );
 
+    let repository = RepoInfo {
+        damaged,
+        // No marks: the next night walks the repository.
+        found_by: "walk".into(),
+        unlisted: walked_after.unlisted,
+        being_deleted,
+        ..scope.repository(site, &stats)
+    };
     let manifest = Manifest {
-        format: 1,
-        site: site_name.to_string(),
-        mode: cfg.mode.as_str().into(),
-        layout: cfg.layout.to_string(),
-        kind: plan.kind.clone(),
-        builds_on: plan.builds_on.clone(),
-        holdfast_version: env!("CARGO_PKG_VERSION").into(),
-        // Given by the store as it commits.
-        sequence: 0,
-        started,
-        finished: Utc::now(),
-        database: snap.database,
-        repository: RepoInfo {
-            root: root.display().to_string(),
-            hosts: site.fo.host_names(),
-            types: types.iter().map(|s| s.to_string()).collect(),
-            files: stats.files,
-            bytes: stats.bytes,
-            new_files: stats.transferred_files,
-            new_bytes: stats.transferred_bytes,
-            damaged,
-            // No marks: the next night walks the repository.
-            found_by: "walk".into(),
-            unlisted: walked_after.unlisted,
-            being_deleted,
-            ..Default::default()
-        },
         jobs: JobsInfo {
             unfinished: snap.unfinished,
             stale_running: Vec::new(),
         },
         timings: Timings {
-            quiesce_secs: 0.0,
             dump_secs,
             copy_secs,
-            total_secs: 0.0,
-            precopy_secs: 0.0,
-            downtime_secs: 0.0,
+            ..Timings::default()
         },
-        copied: None,
         online: Some(OnlineInfo {
             snapshot_at: snap.at,
             running: snap.running,
@@ -348,10 +314,11 @@ pub(crate) fn run(
             left_out,
             deleted_after,
         }),
+        ..scope::manifest(site_name, cfg, &plan, started, snap.database, repository)
     };
     let sent = snap
         .spooled
-        .map(|sp| backup::send_spooled(target, &plan, sp, &dump_rel))
+        .map(|sp| backup::send_spooled(target, &plan, sp, dump_rel))
         .transpose()?;
     backup::finish(target, &plan, manifest, sent, began, true, missing)
 }
