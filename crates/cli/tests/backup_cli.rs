@@ -225,6 +225,40 @@ fn a_hard_linked_store_is_told_what_its_folders_cost_on_its_file_system() {
     }
 }
 
+/// `backup --dry-run` counts over the folders the backup copies, report folders too: a new
+/// report is one file it would copy, and after the backup none; the dry run makes no snapshot.
+#[test]
+fn a_dry_run_counts_what_the_backup_would_copy_and_makes_nothing() {
+    let (d, scratch) = common::scratch();
+    let (standin, cfg) = backed_up_site(&d, &scratch, "");
+    let o = holdfast(&cfg, &["backup"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let snapshots = || String::from_utf8_lossy(&holdfast(&cfg, &["snapshots"]).stdout).into_owned();
+    let before = snapshots();
+    let report = scratch.site.repo.root.join("report");
+    std::fs::create_dir_all(&report).unwrap();
+    std::fs::write(
+        report.join("SPDX2TV_upload.spdx"),
+        "SPDXVersion: SPDX-2.3\n",
+    )
+    .unwrap();
+    let dry_run = || {
+        let o = holdfast(&cfg, &["backup", "--dry-run"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+
+    let out = dry_run();
+    assert!(out.contains("\"report\""), "{out}");
+    assert!(out.contains("would copy 1 new file(s)"), "{out}");
+    assert_eq!(snapshots(), before, "a dry run makes no snapshot");
+
+    let o = holdfast(&cfg, &["backup"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(dry_run().contains("would copy 0 new file(s)"));
+    assert!(standin.is_running());
+}
+
 fn walk_first_file(dir: &Path) -> std::path::PathBuf {
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {

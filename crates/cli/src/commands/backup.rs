@@ -145,11 +145,12 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
             cfg.compression.as_str()
         );
         println!("  pg_dumpall {}", cfg.superuser(&site.db)?.describe());
+        let scope = holdfast_backup::scope::Scope::of(&site, &cfg);
         println!(
-            "  repository {}, folders {:?} (types {:?}, by the [REPOSITORY] lines of {})",
+            "  repository {}, folders {:?} (types {:?}, by the [REPOSITORY] lines of {}; the report folders when present)",
             site.repo.root.display(),
-            site.repo.data_dirs(cfg.mode.types()),
-            cfg.mode.types(),
+            scope.dirs,
+            scope.types,
             site.conf_dir.join("fossology.conf").display()
         );
         println!(
@@ -199,7 +200,6 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         println!("  {} snapshot(s) there now", snaps.len());
         // What the copy would move: the repository's files, less those the latest snapshot
         // already has under the same name (they are linked or already in the pool).
-        let dirs = site.repo.data_dirs(cfg.mode.types());
         let have: std::collections::HashSet<String> = match snaps.last() {
             Some(s) => target
                 .snapshot_files(s)
@@ -209,7 +209,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<ExitCode> {
         };
         let (mut files, mut bytes, mut new_files, mut new_bytes) = (0u64, 0u64, 0u64, 0u64);
         let mut folders = std::collections::HashSet::new();
-        for rel in holdfast_store::pool::list_files(&site.repo.root, &dirs) {
+        for rel in holdfast_store::pool::list_files(&site.repo.root, &scope.dirs) {
             if folder_cost.is_some() {
                 // Each folder above the file; one met already has its own above it counted.
                 let mut at = rel.as_str();
