@@ -284,6 +284,8 @@ impl Store for BucketStore {
             recycled: None,
             spare_lacks: None,
             pool: None,
+            // Objects are sent whole: no dump is a basis.
+            dumps: Vec::new(),
         })
     }
 

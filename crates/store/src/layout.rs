@@ -212,6 +212,10 @@ impl Layout {
             recycled: None,
             spare_lacks: None,
             pool: None,
+            dumps: snaps
+                .iter()
+                .map(|s| (s.name.clone(), s.manifest.database.file.clone()))
+                .collect(),
         };
         match self.kind {
             LayoutKind::Pool => {

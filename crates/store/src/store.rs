@@ -54,6 +54,9 @@ pub struct Plan {
     pub spare_lacks: Option<u64>,
     /// Pool layout on a file-system target: where the pool keeps repository files.
     pub pool: Option<crate::objects::Home>,
+    /// The snapshots there when the plan was made, oldest first, each with its dump's path:
+    /// a dump is sent against the newest one's of the same path (see [`Store::send_dump`]).
+    pub dumps: Vec<(String, String)>,
 }
 
 /// The repository being backed up.

@@ -765,12 +765,14 @@ impl Store for Target {
         Ok(Box::new(self.create(&format!("{PARTIAL}/{rel}"))?))
     }
 
-    fn send_dump(&self, _plan: &Plan, local: &Path, rel: &str) -> Result<DumpSent, StoreError> {
+    fn send_dump(&self, plan: &Plan, local: &Path, rel: &str) -> Result<DumpSent, StoreError> {
         // The previous snapshot's dump of the same name is the basis rsync sends against.
-        let prev = layout::snapshots(self)?
-            .into_iter()
+        let prev = plan
+            .dumps
+            .iter()
             .rev()
-            .find(|s| s.manifest.database.file == rel);
+            .find(|(_, file)| file == rel)
+            .map(|(name, _)| name);
         let dir = |snap: &str| match rel.rsplit_once('/') {
             Some((d, _)) => format!("{snap}/{d}"),
             None => snap.to_string(),
@@ -789,7 +791,7 @@ impl Store for Target {
         .collect();
         if let Some(p) = &prev {
             // Used as the delta basis; an unchanged dump becomes a hard link to it.
-            args.push(format!("--link-dest={}", self.path(&dir(&p.name))));
+            args.push(format!("--link-dest={}", self.path(&dir(p))));
         }
         let stats = Rsync {
             args,
@@ -802,7 +804,7 @@ impl Store for Target {
         // Durable at the commit, which syncs before the manifest that vouches for it.
         Ok(DumpSent {
             sent: stats.sent,
-            against: prev.map(|s| s.name),
+            against: prev.cloned(),
         })
     }
 
