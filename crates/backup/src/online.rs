@@ -30,6 +30,7 @@ use holdfast_site::Site;
 use holdfast_store::manifest::{
     DumpInfo, JobsInfo, Manifest, OnlineInfo, RepoInfo, Timings, REPO_DIR,
 };
+use holdfast_store::rsync::RsyncStats;
 use holdfast_store::{layout, Files, Place, Plan, Source, Store};
 use std::collections::BTreeSet;
 use std::time::Instant;
@@ -118,7 +119,7 @@ pub(crate) fn run(
     began: Instant,
 ) -> Result<BackupOutcome, BackupError> {
     let scope = Scope::of(site, cfg);
-    let (types, dirs, dump_rel) = (scope.types, &scope.dirs, &scope.dump_rel);
+    let (types, dump_rel) = (scope.types, &scope.dump_rel);
     let root = &site.repo.root;
     let src = scope.source(site, cfg);
     let plan = target.plan(&cfg.layout())?;
@@ -137,131 +138,19 @@ pub(crate) fn run(
 
     // The copy, after the snapshot point.
     let t = Instant::now();
-    let before = precopy::list(root, dirs);
-    let names: Vec<String> = before.keys().cloned().collect();
-    let mut stats = target.send_repository(
-        &plan,
-        &src,
-        Files::All {
-            list: pool.then_some(&names[..]),
-        },
-    )?;
-    let walked_after = holdfast_store::pool::walk(root, dirs);
-    let after = precopy::wholeness(&walked_after);
-
-    // Half-written files: caught by their names.
-    let is_content = |p: &str| precopy::content_name(p).is_some();
-    let mut suspects: BTreeSet<String> = before
-        .iter()
-        .filter(|(p, whole)| is_content(p) && (!**whole || after.get(*p) != Some(&true)))
-        .map(|(p, _)| p.clone())
-        .collect();
-    if !pool {
-        // The tree copy walks the folders: it may have met files begun during it.
-        suspects.extend(
-            after
-                .keys()
-                .filter(|p| !before.contains_key(*p) && is_content(p))
-                .cloned(),
-        );
-    }
-    let (recopied, removed) = settle_suspects(site, target, &plan, &src, &suspects, &after)?;
-    let mut present: BTreeSet<String> = before.keys().cloned().collect();
-    if !pool {
-        present.extend(after.keys().cloned());
-    }
-    for p in &removed {
-        present.remove(p);
-    }
-    // Of those, the ones still on the site (being written): the rest were deleted.
-    let left_out: Vec<String> = removed
-        .into_iter()
-        .filter(|p| after.contains_key(p))
-        .collect();
-    // Files vanished during the copy and never copied are not there either.
-    let vanished: Vec<String> = before
-        .keys()
-        .filter(|p| !after.contains_key(*p) && !is_content(p))
-        .cloned()
-        .collect();
-    for p in &vanished {
-        present.remove(p);
-    }
-
-    // Files the dump names that the copy lacks: from an earlier snapshot, or missing.
-    let absent: Vec<(&Reference, Vec<String>)> = snap
-        .references
-        .iter()
-        .filter_map(|r| {
-            let places: Vec<String> = site
-                .repo
-                .candidates(&r.kind, &r.name)
-                .iter()
-                .filter_map(|c| c.strip_prefix(root).ok())
-                .map(|c| c.display().to_string())
-                .collect();
-            (!places.iter().any(|p| present.contains(p))).then_some((r, places))
-        })
-        .collect();
-    let wanted: Vec<String> = absent
-        .iter()
-        .flat_map(|(_, places)| places.iter().cloned())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let from_earlier = if wanted.is_empty() {
-        Vec::new()
-    } else {
-        take_from_earlier(target, &plan, &wanted)?
-    };
-    let found: BTreeSet<&str> = from_earlier.iter().map(|s| s.as_str()).collect();
-    let missing: Vec<Reference> = absent
-        .into_iter()
-        .filter(|(_, places)| !places.iter().any(|p| found.contains(p.as_str())))
-        .map(|(r, _)| r.clone())
-        .collect();
-    // An upload a delete job was removing at the snapshot point: its files go before its
-    // rows, and the dump has the job cut off, to run again after a restore.
-    let (missing, mut being_deleted) = backup::split_deleting(missing, &snap.deleting);
-    // One deleted after the snapshot point, before the copy reached its files: a restore
-    // queues its deletion again (`online.deleted_after`).
-    let (missing, deleted_after) = if missing.is_empty() {
-        (missing, Vec::new())
-    } else {
-        // A connection of its own: the run's has been idle for the whole copy. Asked a few
-        // times: a loaded server that cannot answer once must not turn deletions into loss.
-        let ups = db::uploads_of(&missing);
-        let ask = || {
-            crate::connect(site).and_then(|mut c| {
-                db::uploads_deleted_by_now(&mut c, &ups)
-                    .map_err(db_err("read which uploads were deleted since the snapshot"))
-            })
-        };
-        let gone = (1..=3)
-            .find_map(|n| match ask() {
-                Ok(g) => Some(g),
-                Err(e) if n < 3 => {
-                    tracing::warn!("cannot tell yet which missing files were deleted on purpose ({e}); asking again");
-                    std::thread::sleep(std::time::Duration::from_secs(n));
-                    None
-                }
-                Err(e) => {
-                    tracing::error!("cannot tell which missing files were deleted on purpose: {e}");
-                    Some(Default::default())
-                }
-            })
-            .unwrap_or_default();
-        let (missing, after) = backup::split_deleting(missing, &gone);
-        let ups = db::uploads_of(&after);
-        being_deleted.extend(after);
-        (missing, ups)
-    };
-    if !from_earlier.is_empty() {
-        tracing::warn!(
-            count = from_earlier.len(),
-            "files the dump names were deleted before the copy reached them: taken from an earlier snapshot"
-        );
-    }
+    let CopiedAfter {
+        mut stats,
+        mut present,
+        recopied,
+        left_out,
+        unlisted,
+    } = copy_after(site, target, &plan, &src)?;
+    let Absent {
+        from_earlier,
+        missing,
+        being_deleted,
+        deleted_after,
+    } = account_for_absent(site, target, &plan, &snap, &present)?;
     if !missing.is_empty() {
         tracing::error!(
             count = missing.len(),
@@ -272,7 +161,7 @@ pub(crate) fn run(
     let list: Vec<String> = present.into_iter().collect();
     let damaged = crate::heal::heal(site, cfg, target, &plan, &src, Some(&list))?;
     // Files no list can carry, as the copy left them.
-    backup::warn_unlisted(&walked_after.unlisted);
+    backup::warn_unlisted(&unlisted);
     stats.files = list.len() as u64;
     stats.bytes = backup::listed_bytes(root, list.iter().map(|p| p.as_str()));
     if pool {
@@ -292,7 +181,7 @@ pub(crate) fn run(
         damaged,
         // No marks: the next night walks the repository.
         found_by: "walk".into(),
-        unlisted: walked_after.unlisted,
+        unlisted,
         being_deleted,
         ..scope.repository(site, &stats)
     };
@@ -321,6 +210,189 @@ pub(crate) fn run(
         .map(|sp| backup::send_spooled(target, &plan, sp, dump_rel))
         .transpose()?;
     backup::finish(target, &plan, manifest, sent, began, true, missing)
+}
+
+/// The repository copied after the snapshot point, its half-written files settled.
+struct CopiedAfter {
+    stats: RsyncStats,
+    /// The files the copy holds whole (repository-relative).
+    present: BTreeSet<String>,
+    recopied: Vec<String>,
+    left_out: Vec<String>,
+    /// Files no list can carry, as the copy left them.
+    unlisted: Vec<String>,
+}
+
+/// Copies the repository (the scheduler running) and settles what was written or deleted
+/// during the copy: content-named files caught half-written are hashed, sent again once
+/// whole or left out; other files vanished during it are not in the copy.
+fn copy_after(
+    site: &Site,
+    target: &dyn Store,
+    plan: &Plan,
+    src: &Source,
+) -> Result<CopiedAfter, BackupError> {
+    let (root, dirs, pool) = (src.root, src.dirs, plan.lists_files);
+    let before = precopy::list(root, dirs);
+    let names: Vec<String> = before.keys().cloned().collect();
+    let stats = target.send_repository(
+        plan,
+        src,
+        Files::All {
+            list: pool.then_some(&names[..]),
+        },
+    )?;
+    let walked_after = holdfast_store::pool::walk(root, dirs);
+    let after = precopy::wholeness(&walked_after);
+
+    // Half-written files: caught by their names.
+    let is_content = |p: &str| precopy::content_name(p).is_some();
+    let mut suspects: BTreeSet<String> = before
+        .iter()
+        .filter(|(p, whole)| is_content(p) && (!**whole || after.get(*p) != Some(&true)))
+        .map(|(p, _)| p.clone())
+        .collect();
+    if !pool {
+        // The tree copy walks the folders: it may have met files begun during it.
+        suspects.extend(
+            after
+                .keys()
+                .filter(|p| !before.contains_key(*p) && is_content(p))
+                .cloned(),
+        );
+    }
+    let (recopied, removed) = settle_suspects(site, target, plan, src, &suspects, &after)?;
+    let mut present: BTreeSet<String> = before.keys().cloned().collect();
+    if !pool {
+        present.extend(after.keys().cloned());
+    }
+    for p in &removed {
+        present.remove(p);
+    }
+    // Of those, the ones still on the site (being written): the rest were deleted.
+    let left_out: Vec<String> = removed
+        .into_iter()
+        .filter(|p| after.contains_key(p))
+        .collect();
+    // Files vanished during the copy and never copied are not there either.
+    for p in before.keys() {
+        if !after.contains_key(p) && !is_content(p) {
+            present.remove(p);
+        }
+    }
+    Ok(CopiedAfter {
+        stats,
+        present,
+        recopied,
+        left_out,
+        unlisted: walked_after.unlisted,
+    })
+}
+
+/// What became of the files the dump names that the copy lacks.
+struct Absent {
+    /// Taken from an earlier snapshot (deleted before the copy reached them).
+    from_earlier: Vec<String>,
+    missing: Vec<Reference>,
+    /// Of uploads being deleted at the snapshot point or deleted since.
+    being_deleted: Vec<Reference>,
+    /// Uploads deleted after the snapshot point: a restore queues their deletion again.
+    deleted_after: Vec<i32>,
+}
+
+/// Finds the files the dump names that the copy lacks (`present`) in an earlier snapshot,
+/// or says why they are gone: a delete job at the snapshot point, a deletion since, or lost.
+fn account_for_absent(
+    site: &Site,
+    target: &dyn Store,
+    plan: &Plan,
+    snap: &AtSnapshot,
+    present: &BTreeSet<String>,
+) -> Result<Absent, BackupError> {
+    let root = &site.repo.root;
+    let absent: Vec<(&Reference, Vec<String>)> = snap
+        .references
+        .iter()
+        .filter_map(|r| {
+            let places: Vec<String> = site
+                .repo
+                .candidates(&r.kind, &r.name)
+                .iter()
+                .filter_map(|c| c.strip_prefix(root).ok())
+                .map(|c| c.display().to_string())
+                .collect();
+            (!places.iter().any(|p| present.contains(p))).then_some((r, places))
+        })
+        .collect();
+    let wanted: Vec<String> = absent
+        .iter()
+        .flat_map(|(_, places)| places.iter().cloned())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let from_earlier = if wanted.is_empty() {
+        Vec::new()
+    } else {
+        take_from_earlier(target, plan, &wanted)?
+    };
+    if !from_earlier.is_empty() {
+        tracing::warn!(
+            count = from_earlier.len(),
+            "files the dump names were deleted before the copy reached them: taken from an earlier snapshot"
+        );
+    }
+    let found: BTreeSet<&str> = from_earlier.iter().map(|s| s.as_str()).collect();
+    let missing: Vec<Reference> = absent
+        .into_iter()
+        .filter(|(_, places)| !places.iter().any(|p| found.contains(p.as_str())))
+        .map(|(r, _)| r.clone())
+        .collect();
+    // An upload a delete job was removing at the snapshot point: its files go before its
+    // rows, and the dump has the job cut off, to run again after a restore.
+    let (missing, mut being_deleted) = backup::split_deleting(missing, &snap.deleting);
+    // One deleted after the snapshot point, before the copy reached its files: a restore
+    // queues its deletion again (`online.deleted_after`).
+    let (missing, deleted_after) = if missing.is_empty() {
+        (missing, Vec::new())
+    } else {
+        let gone = deleted_by_now(site, &db::uploads_of(&missing));
+        let (missing, after) = backup::split_deleting(missing, &gone);
+        let ups = db::uploads_of(&after);
+        being_deleted.extend(after);
+        (missing, ups)
+    };
+    Ok(Absent {
+        from_earlier,
+        missing,
+        being_deleted,
+        deleted_after,
+    })
+}
+
+/// Of `uploads`, those deleted by now. A connection of its own: the run's has been idle for
+/// the whole copy. Asked a few times: a loaded server that cannot answer once must not turn
+/// deletions into loss; one that never answers leaves the files missing.
+fn deleted_by_now(site: &Site, uploads: &[i32]) -> std::collections::HashSet<i32> {
+    let ask = || {
+        crate::connect(site).and_then(|mut c| {
+            db::uploads_deleted_by_now(&mut c, uploads)
+                .map_err(db_err("read which uploads were deleted since the snapshot"))
+        })
+    };
+    (1..=3)
+        .find_map(|n| match ask() {
+            Ok(g) => Some(g),
+            Err(e) if n < 3 => {
+                tracing::warn!("cannot tell yet which missing files were deleted on purpose ({e}); asking again");
+                std::thread::sleep(std::time::Duration::from_secs(n));
+                None
+            }
+            Err(e) => {
+                tracing::error!("cannot tell which missing files were deleted on purpose: {e}");
+                Some(Default::default())
+            }
+        })
+        .unwrap_or_default()
 }
 
 /// Hashes the suspects' copies against their names; sends a bad one again when the site's
