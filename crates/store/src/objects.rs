@@ -492,6 +492,37 @@ mod tests {
         }
     }
 
+    /// A night's worth of staged files, their list longer than an argument can be: the
+    /// server's script is given on its stdin (`sh -s`), and every file reaches its object,
+    /// folders made where the pool lacks them.
+    #[test]
+    fn a_night_of_staged_files_reaches_its_objects() {
+        let t = tempfile::tempdir().unwrap();
+        let pool = t.path().join("pool");
+        std::fs::create_dir_all(pool.join("objects/00")).unwrap();
+        std::fs::create_dir_all(pool.join(INCOMING)).unwrap();
+        let names: Vec<String> = (0..2000u32)
+            .map(|i| format!("{:02x}{:038x}.{:032x}.{}", i % 24, i, i, i + 1))
+            .collect();
+        let placed: BTreeMap<String, String> = names
+            .iter()
+            .map(|n| (object_rel(n), format!("h/files/0a/1b/2c/{n}")))
+            .collect();
+        for n in &names {
+            std::fs::write(pool.join(INCOMING).join(n), n).unwrap();
+        }
+        let script = move_script(pool.to_str().unwrap(), &placed);
+        let out = crate::server_sh::run("exec sh -s", script.as_bytes(), None);
+        assert!(out.status.success(), "{out:?}");
+        for n in &names {
+            assert_eq!(
+                std::fs::read(pool.join(object_rel(n))).unwrap(),
+                n.as_bytes()
+            );
+        }
+        assert!(!pool.join(INCOMING).exists());
+    }
+
     #[test]
     fn objects_on_this_machine_are_linked_at_each_of_their_paths() {
         use std::os::unix::fs::MetadataExt;
