@@ -17,9 +17,9 @@ use crate::heal::{heal, heal_at};
 use crate::nightly;
 use crate::BackupError;
 use holdfast_site::Site;
-use holdfast_store::{Files, LayoutKind, Plan, Source, Store};
+use holdfast_store::{LayoutKind, Plan, Source, Store};
 use links::Readying;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Instant;
 
 /// What every step of a run reads: the site, the configuration, the target and its plan,
@@ -256,32 +256,6 @@ fn kept(night: &nightly::Night) -> Vec<String> {
         .filter(|k| !night.send.contains_key(*k))
         .cloned()
         .collect()
-}
-
-/// The last pass after a pre-copy, the scheduler stopped: sends what `send` names that the
-/// pre-copy does not hold (`copied`) and drops `drop`. Returns how many were sent, how many
-/// the transfer counted new, and the night's transfer (the pre-copy's, `pre`, with it).
-fn delta_pass(
-    target: &dyn Store,
-    plan: &Plan,
-    src: &Source,
-    send: &BTreeMap<String, bool>,
-    copied: &BTreeSet<String>,
-    drop: &[String],
-    pre: &holdfast_store::rsync::RsyncStats,
-) -> Result<(usize, u64, holdfast_store::rsync::RsyncStats), BackupError> {
-    let send: Vec<String> = send
-        .keys()
-        .filter(|k| !copied.contains(*k))
-        .cloned()
-        .collect();
-    let delta = target.send_repository(plan, src, Files::Delta { send: &send, drop })?;
-    let stats = holdfast_store::rsync::RsyncStats {
-        transferred_files: pre.transferred_files + delta.transferred_files,
-        transferred_bytes: pre.transferred_bytes + delta.transferred_bytes,
-        ..Default::default()
-    };
-    Ok((send.len(), delta.transferred_files, stats))
 }
 
 /// Whether the new snapshot holds every kept file before anything is sent: the pool and a

@@ -2,12 +2,13 @@
 //! change: the database's new rows, a walk, or the whole repository.
 
 use super::links::Sent;
-use super::{delta_pass, in_place, into_entries, kept, ready, Copied, Readying, Run};
+use super::{in_place, into_entries, kept, ready, Copied, Readying, Run};
 use crate::backup::{ask_database, missing_files};
 use crate::{nightly, precopy, BackupError};
 use holdfast_core::threads::joined;
+use holdfast_store::rsync::RsyncStats;
 use holdfast_store::{Files, LayoutKind};
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::Instant;
 
 impl Run<'_> {
@@ -157,15 +158,7 @@ impl Run<'_> {
                 None => drop.push(path),
             }
         }
-        let (sent, new_files, stats) = delta_pass(
-            self.target,
-            self.plan,
-            self.src,
-            &night.send,
-            &copied,
-            &drop,
-            &pre_stats,
-        )?;
+        let (sent, new_files, stats) = self.delta_pass(&night.send, &copied, &drop, &pre_stats)?;
         tracing::info!(
             sent,
             dropped = drop.len(),
@@ -208,15 +201,7 @@ impl Run<'_> {
             .filter(|p| copied.contains(*p) || (rolling && !before.send.contains_key(*p)))
             .cloned()
             .collect();
-        let (sent, new_files, stats) = delta_pass(
-            self.target,
-            self.plan,
-            self.src,
-            &night.send,
-            &copied,
-            &drop,
-            &pre_stats,
-        )?;
+        let (sent, new_files, stats) = self.delta_pass(&night.send, &copied, &drop, &pre_stats)?;
         tracing::info!(
             looked_up = night.named,
             sent,
@@ -345,5 +330,31 @@ impl Run<'_> {
             unnamed,
             unlisted,
         })
+    }
+
+    /// The last pass after a pre-copy, the scheduler stopped: sends what `send` names that
+    /// the pre-copy does not hold (`copied`) and drops `drop`. Returns how many were sent, how
+    /// many the transfer counted new, and the night's transfer (the pre-copy's, `pre`, with it).
+    fn delta_pass(
+        &self,
+        send: &BTreeMap<String, bool>,
+        copied: &BTreeSet<String>,
+        drop: &[String],
+        pre: &RsyncStats,
+    ) -> Result<(usize, u64, RsyncStats), BackupError> {
+        let send: Vec<String> = send
+            .keys()
+            .filter(|k| !copied.contains(*k))
+            .cloned()
+            .collect();
+        let delta =
+            self.target
+                .send_repository(self.plan, self.src, Files::Delta { send: &send, drop })?;
+        let stats = RsyncStats {
+            transferred_files: pre.transferred_files + delta.transferred_files,
+            transferred_bytes: pre.transferred_bytes + delta.transferred_bytes,
+            ..Default::default()
+        };
+        Ok((send.len(), delta.transferred_files, stats))
     }
 }
