@@ -126,7 +126,7 @@ impl Run<'_> {
         p: &nightly::Previous,
         before: nightly::Night,
         copied: BTreeSet<String>,
-        pre_stats: holdfast_store::rsync::RsyncStats,
+        pre_stats: RsyncStats,
         damaged: Vec<String>,
     ) -> Result<Copied, BackupError> {
         let rolling = self.cfg.layout == LayoutKind::Rolling;
@@ -183,7 +183,7 @@ impl Run<'_> {
         client: &mut postgres::Client,
         before: nightly::Night,
         copied: BTreeSet<String>,
-        pre_stats: holdfast_store::rsync::RsyncStats,
+        pre_stats: RsyncStats,
         damaged: Vec<String>,
     ) -> Result<Copied, BackupError> {
         let rolling = self.cfg.layout == LayoutKind::Rolling;
@@ -275,7 +275,7 @@ impl Run<'_> {
         &self,
         client: &mut postgres::Client,
         copied: BTreeSet<String>,
-        pre_stats: holdfast_store::rsync::RsyncStats,
+        pre_stats: RsyncStats,
         damaged: Vec<String>,
     ) -> Result<Copied, BackupError> {
         // As above: the check and the walk read the stopped repository side by side.
@@ -305,11 +305,7 @@ impl Run<'_> {
             "delta pass over what changed since the pre-copy"
         );
         let missing = precopy::still_missing(missing, &delta.keep);
-        let stats = holdfast_store::rsync::RsyncStats {
-            transferred_files: pre_stats.transferred_files + delta_stats.transferred_files,
-            transferred_bytes: pre_stats.transferred_bytes + delta_stats.transferred_bytes,
-            ..Default::default()
-        };
+        let stats = night_transfer(&pre_stats, &delta_stats);
         let unlisted = std::mem::take(&mut walked.unlisted);
         // Kept from the pre-copy, gone from the site: no metadata to record.
         let mut entries = walked.into_entries();
@@ -350,11 +346,20 @@ impl Run<'_> {
         let delta =
             self.target
                 .send_repository(self.plan, self.src, Files::Delta { send: &send, drop })?;
-        let stats = RsyncStats {
-            transferred_files: pre.transferred_files + delta.transferred_files,
-            transferred_bytes: pre.transferred_bytes + delta.transferred_bytes,
-            ..Default::default()
-        };
-        Ok((send.len(), delta.transferred_files, stats))
+        Ok((
+            send.len(),
+            delta.transferred_files,
+            night_transfer(pre, &delta),
+        ))
+    }
+}
+
+/// What a night with a pre-copy sent: the new files of the pre-copy and of its last pass
+/// (the snapshot's files and bytes are counted from its list afterwards).
+fn night_transfer(pre: &RsyncStats, delta: &RsyncStats) -> RsyncStats {
+    RsyncStats {
+        transferred_files: pre.transferred_files + delta.transferred_files,
+        transferred_bytes: pre.transferred_bytes + delta.transferred_bytes,
+        ..Default::default()
     }
 }
